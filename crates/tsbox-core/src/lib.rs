@@ -1,0 +1,31 @@
+//! What the tsbox addon and the `tsbox-init` helper agree on: the launch plan,
+//! the messages on the SOCK_SEQPACKET channels, the setup steps and the error
+//! report every failed step produces.
+//!
+//! Everything on the wire is JSON, one message per packet. The plan carries
+//! [`PLAN_VERSION`]; the helper refuses a plan of another version, so an addon and
+//! a helper from different releases fail loudly instead of misreading each other.
+
+pub mod message;
+pub mod plan;
+pub mod report;
+
+pub use message::{ChildGo, ChildMsg, HelperMsg, NodeMsg, Rusage};
+pub use plan::{Mount, MountKind, Namespace, Plan, Rlimit, RootfsSpec, User, PLAN_VERSION};
+pub use report::{errno_name, Report, Step};
+
+/// The largest packet either side sends or accepts. Plans are a few KiB; this
+/// bound keeps a hostile or broken peer from making us allocate without limit.
+pub const MAX_PACKET: usize = 1 << 20;
+
+/// Encodes a message as one packet.
+pub fn encode<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail: no maps with non-string keys,
+    // no custom Serialize impls.
+    serde_json::to_vec(msg).expect("tsbox wire types always serialise")
+}
+
+/// Decodes one packet.
+pub fn decode<'a, T: serde::Deserialize<'a>>(packet: &'a [u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(packet)
+}

@@ -1,0 +1,240 @@
+//! The launch plan: everything the helper needs to build the container, computed
+//! in the parent before anything is cloned (DESIGN.md, sync point 1).
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a field changes meaning or a required field is added.
+pub const PLAN_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Plan {
+    pub version: u32,
+    /// argv[0] is looked up in the container's PATH when it has no slash.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` strings, passed to execve as they are.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    pub hostname: String,
+    pub namespaces: Vec<Namespace>,
+    pub rootfs: RootfsSpec,
+    /// Applied in order after the root is bound; targets are container paths.
+    pub mounts: Vec<Mount>,
+    /// Run the minimal init as PID 1 (forwards signals, reaps, exits with the
+    /// command's status). False makes the command PID 1.
+    pub init: bool,
+    pub user: User,
+    /// Capabilities kept in the bounding, permitted and effective sets (and the
+    /// inheritable and ambient sets when `ambient` is set). Names as `CAP_X`.
+    /// `None` leaves the sets as the user namespace gives them (all).
+    pub capabilities: Option<Vec<String>>,
+    pub no_new_privileges: bool,
+    pub rlimits: Vec<Rlimit>,
+    /// Print every setup step with its time offset to stderr.
+    pub trace: bool,
+    /// CLOCK_MONOTONIC time, in ns, that trace offsets count from.
+    pub trace_t0_ns: u64,
+    /// The pid that spawned the helper; the helper dies with it.
+    pub parent_pid: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Namespace {
+    User,
+    Pid,
+    Mount,
+    Net,
+    Ipc,
+    Uts,
+    Cgroup,
+}
+
+impl Namespace {
+    pub const ALL: [Namespace; 7] = [
+        Namespace::User,
+        Namespace::Pid,
+        Namespace::Mount,
+        Namespace::Net,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Cgroup,
+    ];
+
+    /// The CLONE_NEW* flag (values from <linux/sched.h>, the same on every arch).
+    pub fn clone_flag(self) -> u64 {
+        match self {
+            Namespace::User => 0x1000_0000,
+            Namespace::Pid => 0x2000_0000,
+            Namespace::Mount => 0x0002_0000,
+            Namespace::Net => 0x4000_0000,
+            Namespace::Ipc => 0x0800_0000,
+            Namespace::Uts => 0x0400_0000,
+            Namespace::Cgroup => 0x0200_0000,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Namespace::User => "user",
+            Namespace::Pid => "pid",
+            Namespace::Mount => "mount",
+            Namespace::Net => "net",
+            Namespace::Ipc => "ipc",
+            Namespace::Uts => "uts",
+            Namespace::Cgroup => "cgroup",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+pub enum RootfsSpec {
+    /// A directory on the host, bound (recursively) as the container's root.
+    Path { path: String, readonly: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// No deny_unknown_fields here: serde cannot combine it with `flatten`.
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    /// Absolute path inside the container.
+    pub target: String,
+    #[serde(flatten)]
+    pub kind: MountKind,
+    #[serde(default)]
+    pub readonly: bool,
+    #[serde(default)]
+    pub nosuid: bool,
+    #[serde(default)]
+    pub nodev: bool,
+    #[serde(default)]
+    pub noexec: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum MountKind {
+    /// A host file or directory bound onto the target (created if missing).
+    Bind { source: String, recursive: bool },
+    /// A fresh filesystem: proc, sysfs, tmpfs, devpts, mqueue.
+    Fs { fstype: String, data: Option<String> },
+    /// A symlink created at the target (on a filesystem the container owns).
+    Symlink { link: String },
+    /// A directory created at the target with this mode.
+    Dir { mode: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rlimit {
+    /// Lowercase name without the prefix: `nofile`, `nproc`, ...
+    pub name: String,
+    /// `None` is RLIM_INFINITY.
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+impl Plan {
+    pub fn clone_flags(&self) -> u64 {
+        // The cgroup namespace is unshared by the child after it has been placed
+        // in its cgroup (DESIGN.md, sync point 2), never passed to clone.
+        self.namespaces
+            .iter()
+            .filter(|ns| **ns != Namespace::Cgroup)
+            .fold(0, |flags, ns| flags | ns.clone_flag())
+    }
+
+    pub fn has(&self, ns: Namespace) -> bool {
+        self.namespaces.contains(&ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Plan {
+        Plan {
+            version: PLAN_VERSION,
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            hostname: "box".into(),
+            namespaces: Namespace::ALL.to_vec(),
+            rootfs: RootfsSpec::Path { path: "/".into(), readonly: true },
+            mounts: vec![
+                Mount {
+                    target: "/proc".into(),
+                    kind: MountKind::Fs { fstype: "proc".into(), data: None },
+                    readonly: false,
+                    nosuid: true,
+                    nodev: true,
+                    noexec: true,
+                },
+                Mount {
+                    target: "/dev/null".into(),
+                    kind: MountKind::Bind { source: "/dev/null".into(), recursive: false },
+                    readonly: false,
+                    nosuid: true,
+                    nodev: false,
+                    noexec: true,
+                },
+            ],
+            init: true,
+            user: User { uid: 0, gid: 0, additional_gids: vec![] },
+            capabilities: Some(vec!["CAP_CHOWN".into()]),
+            no_new_privileges: true,
+            rlimits: vec![Rlimit { name: "nofile".into(), soft: Some(64), hard: None }],
+            trace: false,
+            trace_t0_ns: 0,
+            parent_pid: 1,
+        }
+    }
+
+    #[test]
+    fn plan_round_trips_through_json() {
+        let plan = sample();
+        let bytes = crate::encode(&plan);
+        let back: Plan = crate::decode(&bytes).unwrap();
+        assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn plan_json_is_camel_case_with_tagged_mounts() {
+        let v: serde_json::Value = serde_json::from_slice(&crate::encode(&sample())).unwrap();
+        assert_eq!(v["noNewPrivileges"], true);
+        assert_eq!(v["rootfs"]["kind"], "path");
+        assert_eq!(v["mounts"][0]["type"], "fs");
+        assert_eq!(v["mounts"][0]["fstype"], "proc");
+        assert_eq!(v["mounts"][1]["type"], "bind");
+        assert_eq!(v["mounts"][1]["source"], "/dev/null");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut v: serde_json::Value = serde_json::from_slice(&crate::encode(&sample())).unwrap();
+        v["surprise"] = serde_json::json!(1);
+        let err = serde_json::from_value::<Plan>(v).unwrap_err();
+        assert!(err.to_string().contains("surprise"), "{err}");
+    }
+
+    #[test]
+    fn clone_flags_leave_out_the_cgroup_namespace() {
+        let plan = sample();
+        let flags = plan.clone_flags();
+        assert_eq!(flags & Namespace::Cgroup.clone_flag(), 0);
+        for ns in Namespace::ALL.iter().filter(|n| **n != Namespace::Cgroup) {
+            assert_ne!(flags & ns.clone_flag(), 0, "{:?}", ns);
+        }
+    }
+}

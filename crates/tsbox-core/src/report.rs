@@ -1,0 +1,198 @@
+//! Setup steps and the error report a failed step produces: the step, the errno,
+//! the path or value involved, and a hint (DESIGN.md, Errors).
+
+use serde::{Deserialize, Serialize};
+
+/// Every step of a launch that can fail, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    ReadPlan,
+    Clone,
+    WaitGo,
+    MountPropagation,
+    OpenRootfs,
+    OpenSource,
+    Staging,
+    BindRootfs,
+    Mount,
+    PivotRoot,
+    Sethostname,
+    Loopback,
+    UnshareCgroup,
+    Rlimit,
+    Setsid,
+    Setgroups,
+    Setgid,
+    Setuid,
+    Capabilities,
+    NoNewPrivs,
+    Chdir,
+    InitFork,
+    Exec,
+    Monitor,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::ReadPlan => "read_plan",
+            Step::Clone => "clone",
+            Step::WaitGo => "wait_go",
+            Step::MountPropagation => "mount_propagation",
+            Step::OpenRootfs => "open_rootfs",
+            Step::OpenSource => "open_source",
+            Step::Staging => "staging",
+            Step::BindRootfs => "bind_rootfs",
+            Step::Mount => "mount",
+            Step::PivotRoot => "pivot_root",
+            Step::Sethostname => "sethostname",
+            Step::Loopback => "loopback",
+            Step::UnshareCgroup => "unshare_cgroup",
+            Step::Rlimit => "rlimit",
+            Step::Setsid => "setsid",
+            Step::Setgroups => "setgroups",
+            Step::Setgid => "setgid",
+            Step::Setuid => "setuid",
+            Step::Capabilities => "capabilities",
+            Step::NoNewPrivs => "no_new_privs",
+            Step::Chdir => "chdir",
+            Step::InitFork => "init_fork",
+            Step::Exec => "exec",
+            Step::Monitor => "monitor",
+        }
+    }
+}
+
+/// What went wrong, where, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{step}({target}): {errno_name} — {detail}", step = step.as_str(), target = path.as_deref().unwrap_or(""), errno_name = errno_name(*errno))]
+pub struct Report {
+    pub step: Step,
+    /// 0 when the failure is not a system call's (a bad value, say).
+    pub errno: i32,
+    pub path: Option<String>,
+    /// What was being done, in words: "mount proc on /proc".
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+impl Report {
+    pub fn new(step: Step, errno: i32) -> Report {
+        Report { step, errno, path: None, detail: String::new(), hint: hint(step, errno).map(str::to_owned) }
+    }
+
+    pub fn path(mut self, path: impl Into<String>) -> Report {
+        self.path = Some(path.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Report {
+        self.detail = detail.into();
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Report {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The symbolic name of an errno value, as the man pages spell it.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        0 => "error",
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        7 => "E2BIG",
+        8 => "ENOEXEC",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        18 => "EXDEV",
+        19 => "ENODEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        26 => "ETXTBSY",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        36 => "ENAMETOOLONG",
+        38 => "ENOSYS",
+        40 => "ELOOP",
+        95 => "EOPNOTSUPP",
+        _ => "EUNKNOWN",
+    }
+}
+
+/// A hint for the failures users meet; `None` where the errno says it all.
+pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
+    const EPERM: i32 = 1;
+    const ENOENT: i32 = 2;
+    const ENOEXEC: i32 = 8;
+    const EACCES: i32 = 13;
+    const ENOTDIR: i32 = 20;
+    const EINVAL: i32 = 22;
+    const EROFS: i32 = 30;
+    const ENOSPC: i32 = 28;
+    const ELOOP: i32 = 40;
+    Some(match (step, errno) {
+        (Step::Clone, EPERM) | (Step::Clone, ENOSPC) => {
+            "creating user namespaces is restricted here; check /proc/sys/user/max_user_namespaces and, on Ubuntu, kernel.apparmor_restrict_unprivileged_userns"
+        }
+        (Step::Clone, EINVAL) => "the kernel refused these namespace flags; is it built with user and pid namespaces?",
+        (Step::OpenRootfs, ENOENT) => "the rootfs directory does not exist; pass an existing directory with --rootfs",
+        (Step::OpenRootfs, ENOTDIR) => "the rootfs must be a directory holding a root filesystem, not a file",
+        (Step::OpenRootfs, EACCES) => "the rootfs is not readable by the user running tsbox",
+        (Step::OpenSource, ENOENT) => "the host path of a volume must exist before the container starts",
+        (Step::Mount, ENOENT) | (Step::Mount, ENOTDIR) => {
+            "the mount point is missing from the rootfs, or a path component is not a directory"
+        }
+        (Step::Mount, EROFS) => "the rootfs is read-only and lacks this mount point; create it in the rootfs first",
+        (Step::Mount, ELOOP) => "the mount target resolves through a symlink loop inside the rootfs",
+        (Step::Mount, EPERM) => "the kernel refused the mount in this user namespace (a locked or too-revealing mount)",
+        (Step::PivotRoot, EINVAL) => "the rootfs must be a directory on a mount that is not shared; is it inside another container's rootfs?",
+        (Step::Exec, ENOENT) => "the command was not found in the container: check the name and the container's PATH",
+        (Step::Exec, EACCES) => "the command is not executable (mode bits, or a noexec mount) by the container user",
+        (Step::Exec, ENOEXEC) => "the file is not an executable this kernel can run (no #! line, or another architecture)",
+        (Step::Chdir, ENOENT) => "the working directory does not exist in the container",
+        (Step::Setuid, EINVAL) | (Step::Setgid, EINVAL) => "the id is not mapped in the container's user namespace; widen the id map",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reads_as_one_line_naming_step_path_and_errno() {
+        let r = Report::new(Step::PivotRoot, 22).path("/var/lib/x/rootfs").detail("pivot_root into the rootfs");
+        assert_eq!(r.to_string(), "pivot_root(/var/lib/x/rootfs): EINVAL — pivot_root into the rootfs");
+        assert!(r.hint.as_deref().unwrap().contains("not shared"));
+    }
+
+    #[test]
+    fn steps_serialise_as_their_names() {
+        for step in [Step::ReadPlan, Step::PivotRoot, Step::NoNewPrivs, Step::UnshareCgroup] {
+            let json = serde_json::to_string(&step).unwrap();
+            assert_eq!(json, format!("\"{}\"", step.as_str()));
+        }
+    }
+
+    #[test]
+    fn missing_and_unexecutable_commands_get_hints() {
+        assert!(hint(Step::Exec, 2).is_some());
+        assert!(hint(Step::Exec, 13).is_some());
+        assert!(hint(Step::Sethostname, 22).is_none());
+    }
+}

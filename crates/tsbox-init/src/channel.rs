@@ -1,0 +1,115 @@
+//! One end of a SOCK_SEQPACKET socketpair carrying JSON messages, one per packet.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tsbox_core::MAX_PACKET;
+
+pub struct Channel(OwnedFd);
+
+#[derive(Debug)]
+pub enum RecvError {
+    Io(Errno),
+    TooLarge(usize),
+    Decode(serde_json::Error),
+}
+
+impl std::fmt::Display for RecvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecvError::Io(e) => write!(f, "recv: {e}"),
+            RecvError::TooLarge(n) => write!(f, "a {n}-byte packet is over the {MAX_PACKET}-byte limit"),
+            RecvError::Decode(e) => write!(f, "undecodable message: {e}"),
+        }
+    }
+}
+
+impl RecvError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            RecvError::Io(e) => *e as i32,
+            RecvError::TooLarge(_) => libc::EMSGSIZE,
+            RecvError::Decode(_) => libc::EPROTO,
+        }
+    }
+}
+
+impl Channel {
+    /// A connected pair; both ends close on exec.
+    pub fn pair() -> nix::Result<(Channel, Channel)> {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        Ok((Channel(a), Channel(b)))
+    }
+
+    /// Takes ownership of an inherited descriptor and marks it close-on-exec, so
+    /// the container never inherits it.
+    ///
+    /// # Safety
+    /// `fd` must be open and owned by nobody else in this process.
+    pub unsafe fn from_raw_fd(fd: RawFd) -> nix::Result<Channel> {
+        nix::fcntl::fcntl(BorrowedFd::borrow_raw(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+        Ok(Channel(OwnedFd::from_raw_fd(fd)))
+    }
+
+    pub fn send<T: Serialize>(&self, msg: &T) -> nix::Result<()> {
+        let bytes = tsbox_core::encode(msg);
+        loop {
+            match send(self.0.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// The next message, or `None` when the peer has closed its end.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>, RecvError> {
+        self.recv_with(MsgFlags::empty())
+    }
+
+    /// As [`Channel::recv`], but fails with EAGAIN instead of waiting.
+    pub fn recv_nonblocking<T: DeserializeOwned>(&self) -> Result<Option<T>, RecvError> {
+        self.recv_with(MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_with<T: DeserializeOwned>(&self, extra: MsgFlags) -> Result<Option<T>, RecvError> {
+        let fd = self.0.as_raw_fd();
+        // Peek with MSG_TRUNC for the packet's real size, then read it whole.
+        let mut probe = [0u8; 1];
+        let size = loop {
+            match recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC | extra) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(RecvError::Io(e)),
+                Ok(0) => return Ok(None),
+                Ok(n) => break n,
+            }
+        };
+        if size > MAX_PACKET {
+            return Err(RecvError::TooLarge(size));
+        }
+        let mut buf = vec![0u8; size];
+        let n = loop {
+            match recv(fd, &mut buf, MsgFlags::empty()) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(RecvError::Io(e)),
+                Ok(n) => break n,
+            }
+        };
+        tsbox_core::decode(&buf[..n]).map(Some).map_err(RecvError::Decode)
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}

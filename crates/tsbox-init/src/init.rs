@@ -1,0 +1,99 @@
+//! The minimal init that is PID 1 by default: it starts the command, forwards the
+//! signals it is sent, reaps every zombie in the namespace, and exits with the
+//! command's status once the command has ended. It is restricted like the
+//! command (same ids, capabilities, no_new_privs) since it runs after setup.
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, pipe2, read, write, ForkResult, Pid};
+use tsbox_core::{ChildMsg, Report, Step};
+
+use crate::channel::Channel;
+use crate::exec::{exit_code_for, Command};
+use crate::trace::{trace, Trace};
+
+/// Signals init passes on to the command.
+pub const FORWARDED: [Signal; 9] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGALRM,
+];
+
+/// Returns only with the report of a failure before the command could start.
+pub fn run(cmd: Command, chan: &Channel, tr: Trace) -> Report {
+    // Signals stay blocked (the helper blocked them before clone) and are read
+    // from a signalfd: a PID 1 only receives signals it handles.
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => return Report::new(Step::InitFork, e as i32).detail("create the init's signalfd"),
+    };
+    // Closed by a successful exec; a failed one writes a byte first.
+    let (rd, wr) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return Report::new(Step::InitFork, e as i32).detail("create the exec status pipe"),
+    };
+    // SAFETY: this process is single-threaded.
+    let child = match unsafe { fork() } {
+        Err(e) => return Report::new(Step::InitFork, e as i32).detail("fork the command from init"),
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            drop(sfd);
+            let report = cmd.exec();
+            let _ = chan.send(&ChildMsg::Failed(report.clone()));
+            let _ = write(&wr, b"F");
+            unsafe { libc::_exit(exit_code_for(&report)) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(wr);
+    let mut b = [0u8; 1];
+    let exec_failed = matches!(read(&rd, &mut b), Ok(1));
+    drop(rd);
+    if !exec_failed {
+        trace!(tr, "exec: {} (as PID {} under init)", cmd.name(), child);
+        let _ = chan.send(&ChildMsg::Started);
+    }
+    let (code, signal) = supervise(child, &sfd);
+    let _ = chan.send(&ChildMsg::Ended { code, signal });
+    let status = code.unwrap_or_else(|| 128 + signal.unwrap_or(0));
+    // SAFETY: see container::run.
+    unsafe { libc::_exit(status) }
+}
+
+/// Forwards signals to `child` and reaps until it has ended.
+fn supervise(child: Pid, sfd: &SignalFd) -> (Option<i32>, Option<i32>) {
+    loop {
+        // Reap everything that is ready: orphans re-parented to us, and the command.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => return (Some(code), None),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return (None, Some(sig as i32)),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        match sfd.read_signal() {
+            Ok(Some(info)) => {
+                let signo = info.ssi_signo as i32;
+                if signo != libc::SIGCHLD {
+                    if let Ok(sig) = Signal::try_from(signo) {
+                        let _ = kill(child, sig);
+                    }
+                }
+            }
+            Ok(None) | Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! tsbox-init: the single-threaded helper the addon spawns for each container.
+//!
+//! It reads the launch plan from the SOCK_SEQPACKET socket on fd 3, clones the
+//! container into its namespaces, waits for Node to write the id maps, lets the
+//! child set itself up and exec, then stays as the monitor until the container
+//! ends. The numbered sync points are DESIGN.md's; Node's side of them is in
+//! ts/runtime/launch.ts.
+
+mod caps;
+mod channel;
+mod clone;
+mod container;
+mod exec;
+mod fail;
+mod init;
+mod monitor;
+mod mounts;
+mod trace;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use tsbox_core::{ChildGo, HelperMsg, NodeMsg, Plan, Step, PLAN_VERSION};
+
+use channel::Channel;
+use clone::{clone_container, Forked};
+use monitor::{fail, report, Container};
+use trace::{trace, Trace};
+
+/// The descriptor the addon hands us the channel on.
+const CHANNEL_FD: i32 = 3;
+
+fn main() {
+    // A panic must never unwind into half-built container state; in a cloned
+    // child abort() would signal the wrong thread, so exit directly.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("tsbox-init: internal error: {info}");
+        // SAFETY: ends the process without running anything else.
+        unsafe { libc::_exit(125) }
+    }));
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("tsbox-init {} (plan version {PLAN_VERSION})", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    // SAFETY: fd 3 is ours by the spawn contract; nothing else in this process uses it.
+    let node = match unsafe { Channel::from_raw_fd(CHANNEL_FD) } {
+        Ok(c) => c,
+        Err(_) => {
+            eprintln!("tsbox-init: this program is started by tsbox, with its channel on fd 3; run `tsbox run` instead");
+            std::process::exit(125);
+        }
+    };
+    std::process::exit(helper(node));
+}
+
+fn helper(node: Channel) -> i32 {
+    // Die with whoever started us, and never let a signal interrupt setup: they
+    // are read from a signalfd later and forwarded.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
+
+    // (2) The plan.
+    let plan: Plan = match node.recv::<NodeMsg>() {
+        Ok(Some(NodeMsg::Plan(p))) => *p,
+        Ok(None) => return 125,
+        Ok(Some(_)) => return fail(&node, report(Step::ReadPlan, libc::EPROTO, "the first message was not a plan")),
+        Err(e) => return fail(&node, report(Step::ReadPlan, e.errno(), &e.to_string())),
+    };
+    if plan.version != PLAN_VERSION {
+        return fail(
+            &node,
+            report(Step::ReadPlan, libc::EPROTO, &format!("plan version {} but this tsbox-init speaks {PLAN_VERSION}", plan.version))
+                .hint("the addon and tsbox-init come from different tsbox releases; reinstall tsbox"),
+        );
+    }
+    if nix::unistd::getppid().as_raw() != plan.parent_pid {
+        return 125; // The parent died before pdeathsig was armed.
+    }
+    let tr = Trace::new(plan.trace, plan.trace_t0_ns);
+
+    let (mine, theirs) = match Channel::pair() {
+        Ok(p) => p,
+        Err(e) => return fail(&node, report(Step::Clone, e as i32, "create the helper-child socketpair")),
+    };
+    let flags = plan.clone_flags();
+    let (pid, pidfd) = match clone_container(flags, None) {
+        Err(e) => return fail(&node, report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags)))),
+        Ok(Forked::Child) => {
+            drop(node);
+            drop(mine);
+            container::run(&plan, theirs, tr)
+        }
+        Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+    };
+    drop(theirs);
+    let c = Container { pid, pidfd };
+    trace!(tr, "clone: {} pid={pid}{}", clone::flag_names(flags), if c.pidfd.is_some() { " (pidfd)" } else { "" });
+
+    // (3) Node writes the id maps, then says go.
+    if node.send(&HelperMsg::Cloned { pid: pid.as_raw() }).is_err() {
+        c.signal(libc::SIGKILL);
+        c.reap();
+        return 125;
+    }
+    match node.recv::<NodeMsg>() {
+        Ok(Some(NodeMsg::Go)) => {}
+        other => {
+            // Node gave up (a map could not be written) or went away.
+            c.signal(libc::SIGKILL);
+            c.reap();
+            return match other {
+                Ok(Some(_)) => fail(&node, report(Step::WaitGo, libc::EPROTO, "expected go")),
+                _ => 125,
+            };
+        }
+    }
+    if mine.send(&ChildGo::Go).is_err() {
+        // The child died before go: its status says why.
+    }
+    monitor::run(&node, mine, &c)
+}

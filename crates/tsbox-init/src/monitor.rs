@@ -1,0 +1,184 @@
+//! The helper's side after `go` (DESIGN.md, sync point 5): relay the child's
+//! reports to Node, deliver signals, wait for the container to end, report how.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+use tsbox_core::{ChildMsg, HelperMsg, Report, Rusage, Step};
+
+use crate::channel::Channel;
+use crate::exec::exit_code_for;
+use crate::init::FORWARDED;
+
+pub struct Container {
+    pub pid: Pid,
+    pub pidfd: Option<OwnedFd>,
+}
+
+impl Container {
+    pub fn signal(&self, signo: i32) {
+        if let Some(fd) = &self.pidfd {
+            // SAFETY: pidfd_send_signal with a null siginfo.
+            let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signo, std::ptr::null::<libc::siginfo_t>(), 0) };
+            if r == 0 {
+                return;
+            }
+        }
+        if let Ok(sig) = Signal::try_from(signo) {
+            let _ = kill(self.pid, sig);
+        }
+    }
+
+    /// Waits for the container's PID 1 and returns its wait status and rusage.
+    pub fn reap(&self) -> (i32, Rusage) {
+        let mut status = 0;
+        // SAFETY: rusage is plain old data.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: valid pointers for the duration of the call.
+            let r = unsafe { libc::wait4(self.pid.as_raw(), &mut status, libc::__WALL, &mut ru) };
+            if r >= 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                break;
+            }
+        }
+        let usec = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+        (status, Rusage { user_usec: usec(ru.ru_utime), system_usec: usec(ru.ru_stime), max_rss_kib: ru.ru_maxrss as u64 })
+    }
+}
+
+/// Runs until the container has ended; returns the helper's own exit status.
+pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
+
+    let mut failure: Option<Report> = None;
+    let mut ended: Option<(Option<i32>, Option<i32>)> = None;
+    let mut started = false;
+    let mut child_open = true;
+    let mut node_open = true;
+    loop {
+        let mut fds = Vec::with_capacity(4);
+        let pidfd_ix = c.pidfd.as_ref().map(|fd| {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let child_ix = child_open.then(|| {
+            fds.push(PollFd::new(child.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let node_ix = node_open.then(|| {
+            fds.push(PollFd::new(node.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let sig_ix = sfd.as_ref().map(|s| {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        // Without a pidfd (very old kernels), poll with a timeout and check.
+        let timeout = if pidfd_ix.is_some() { PollTimeout::NONE } else { PollTimeout::from(50u16) };
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        let ready = |ix: Option<usize>| ix.and_then(|i| fds[i].revents()).is_some_and(|r| !r.is_empty());
+        let (pid_ready, child_ready, node_ready, sig_ready) = (ready(pidfd_ix), ready(child_ix), ready(node_ix), ready(sig_ix));
+        drop(fds);
+
+        if child_ready {
+            match child.recv::<ChildMsg>() {
+                Ok(Some(ChildMsg::Failed(r))) => failure = Some(r),
+                Ok(Some(ChildMsg::Started)) => {
+                    started = true;
+                    let _ = node.send(&HelperMsg::Started);
+                }
+                Ok(Some(ChildMsg::Ended { code, signal })) => ended = Some((code, signal)),
+                // Without init, the channel closes on a successful exec.
+                Ok(None) | Err(_) => {
+                    child_open = false;
+                    if !started && failure.is_none() {
+                        started = true;
+                        let _ = node.send(&HelperMsg::Started);
+                    }
+                }
+            }
+        }
+        if node_ready {
+            match node.recv::<tsbox_core::NodeMsg>() {
+                Ok(Some(tsbox_core::NodeMsg::Signal { signo })) => c.signal(signo),
+                Ok(Some(_)) => {}
+                // Whoever started us is gone: the container goes too.
+                Ok(None) | Err(_) => {
+                    node_open = false;
+                    c.signal(libc::SIGKILL);
+                }
+            }
+        }
+        if sig_ready {
+            if let Some(sfd) = &sfd {
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    c.signal(info.ssi_signo as i32);
+                }
+            }
+        }
+        let exited = if pid_ready { true } else if pidfd_ix.is_none() { child_has_exited(c.pid) } else { false };
+        if exited && !child_open {
+            break;
+        }
+        if exited {
+            // Drain what the child wrote before it exited, then stop.
+            while let Ok(Some(msg)) = child.recv_nonblocking() {
+                match msg {
+                    ChildMsg::Failed(r) => failure = Some(r),
+                    ChildMsg::Ended { code, signal } => ended = Some((code, signal)),
+                    ChildMsg::Started => {}
+                }
+            }
+            break;
+        }
+    }
+    let (status, rusage) = c.reap();
+    if let Some(r) = failure {
+        let code = exit_code_for(&r);
+        let _ = node.send(&HelperMsg::Failed(r));
+        return code;
+    }
+    let (code, signal) = ended.unwrap_or_else(|| decode_status(status));
+    let _ = node.send(&HelperMsg::Exited { code, signal, rusage });
+    code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
+}
+
+fn child_has_exited(pid: Pid) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    matches!(
+        waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT),
+        Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..))
+    )
+}
+
+fn decode_status(status: i32) -> (Option<i32>, Option<i32>) {
+    if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else if libc::WIFSIGNALED(status) {
+        (None, Some(libc::WTERMSIG(status)))
+    } else {
+        (Some(125), None)
+    }
+}
+
+/// A failure before the child existed or before it was let go.
+pub fn fail(node: &Channel, report: Report) -> i32 {
+    let code = exit_code_for(&report);
+    let _ = node.send(&HelperMsg::Failed(report));
+    code
+}
+
+pub fn report(step: Step, errno: i32, detail: &str) -> Report {
+    Report::new(step, errno).detail(detail.to_string())
+}

@@ -1,0 +1,132 @@
+//! The tsbox addon. Deliberately thin: it owns the Node end of the launch channel
+//! (a SOCK_SEQPACKET socket, which Node's own APIs cannot read) and nothing that
+//! forks. The helper is spawned by Node's child_process with the other end on fd
+//! 3; libuv's spawn only dup2s and execs in the child, so no Rust runs between
+//! fork and exec in this multithreaded process (DESIGN.md, Processes).
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use tokio::io::unix::AsyncFd;
+use tsbox_core::MAX_PACKET;
+
+fn io_err(what: &str, e: Errno) -> Error {
+    Error::new(Status::GenericFailure, format!("{what}: {} ({})", e.desc(), tsbox_core::errno_name(e as i32)))
+}
+
+/// The Node end of a launch channel. Messages are JSON strings, one per packet.
+#[napi]
+pub struct Channel {
+    fd: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
+    /// The helper's end until it has been handed over (close-on-exec, blocking).
+    child: Mutex<Option<OwnedFd>>,
+}
+
+#[napi]
+impl Channel {
+    /// Creates the socketpair: this object keeps the non-blocking parent end;
+    /// `childFd` is to be passed to tsbox-init as its fd 3 and then released
+    /// with `closeChild`.
+    #[napi(constructor)]
+    pub fn new() -> Result<Channel> {
+        let (parent, child) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .map_err(|e| io_err("socketpair", e))?;
+        nix::fcntl::fcntl(&parent, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+            .map_err(|e| io_err("fcntl O_NONBLOCK", e))?;
+        // SAFETY: `parent` is a socket we own; it stays open as long as the AsyncFd.
+        let async_fd = within_runtime_if_available(|| unsafe { AsyncFd::register(parent) })
+            .map_err(|e| Error::from_reason(format!("register the channel with the event loop: {e}")))?;
+        Ok(Channel { fd: Mutex::new(Some(Arc::new(async_fd))), child: Mutex::new(Some(child)) })
+    }
+
+    /// The descriptor for the helper's fd 3, or -1 once released.
+    #[napi(getter)]
+    pub fn child_fd(&self) -> i32 {
+        self.child.lock().unwrap().as_ref().map(|fd| fd.as_raw_fd()).unwrap_or(-1)
+    }
+
+    /// Closes this process's copy of the helper's end (after spawning it, or
+    /// when the spawn failed).
+    #[napi]
+    pub fn close_child(&self) {
+        self.child.lock().unwrap().take();
+    }
+
+    fn get(&self) -> Result<Arc<AsyncFd<OwnedFd>>> {
+        self.fd.lock().unwrap().clone().ok_or_else(|| Error::new(Status::GenericFailure, "the channel is closed"))
+    }
+
+    /// Sends one message.
+    #[napi]
+    pub fn send(&self, msg: String) -> Result<()> {
+        let fd = self.get()?;
+        loop {
+            match socket::send(fd.get_ref().as_raw_fd(), msg.as_bytes(), MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(io_err("send to tsbox-init", e)),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// The next message, or null once the helper has closed its end.
+    #[napi]
+    pub async fn recv(&self) -> Result<Option<String>> {
+        let fd = match self.get() {
+            Ok(fd) => fd,
+            Err(_) => return Ok(None),
+        };
+        loop {
+            let mut guard = fd.readable().await.map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
+            match guard.try_io(|inner| recv_packet(inner.get_ref().as_raw_fd()).map_err(std::io::Error::from)) {
+                Ok(Ok(msg)) => return Ok(msg),
+                Ok(Err(e)) => return Err(Error::from_reason(format!("receive from tsbox-init: {e}"))),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Closes this end. A pending `recv` resolves to null.
+    #[napi]
+    pub fn close(&self) {
+        self.close_child();
+        if let Some(fd) = self.fd.lock().unwrap().take() {
+            let _ = socket::shutdown(fd.get_ref().as_raw_fd(), socket::Shutdown::Both);
+        }
+    }
+}
+
+fn recv_packet(fd: RawFd) -> std::result::Result<Option<String>, Errno> {
+    let mut probe = [0u8; 1];
+    let size = loop {
+        match socket::recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(0) => return Ok(None),
+            Ok(n) => break n,
+        }
+    };
+    if size > MAX_PACKET {
+        return Err(Errno::EMSGSIZE);
+    }
+    let mut buf = vec![0u8; size];
+    let n = socket::recv(fd, &mut buf, MsgFlags::empty())?;
+    buf.truncate(n);
+    String::from_utf8(buf).map(Some).map_err(|_| Errno::EPROTO)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock `--trace` offsets count from (the
+/// same clock as process.hrtime, exposed so both sides agree by construction).
+#[napi]
+pub fn monotonic_ns() -> BigInt {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap_or(nix::sys::time::TimeSpec::new(0, 0));
+    BigInt::from(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
+}
+
+/// The plan format version this addon's tsbox-init speaks.
+#[napi]
+pub const PLAN_VERSION: u32 = tsbox_core::PLAN_VERSION;

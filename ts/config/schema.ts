@@ -1,0 +1,95 @@
+/**
+ * The one schema for tsbox's options: the API takes them, the CLI's flags are
+ * parsed into them, and nothing else checks them again. Each problem is
+ * reported with its JSON path.
+ */
+import { z } from 'zod';
+
+import { TsboxError } from '../errors.js';
+
+const absolutePath = z
+  .string()
+  .min(1)
+  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (start with /)' })
+  .refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' });
+
+/** RFC 1123 host name: labels of letters, digits and hyphens, at most 64 bytes (the kernel's limit). */
+const hostname = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, {
+    message: 'must be letters, digits, hyphens and dots, starting and ending with a letter or digit',
+  });
+
+const envName = z.string().regex(/^[^=\0]+$/, { message: 'an environment variable name must be non-empty, without = or NUL' });
+
+export const stdioSchema = z.enum(['inherit', 'pipe', 'ignore']);
+
+export const runOptionsSchema = z
+  .object({
+    /**
+     * The container's root filesystem: a directory on the host. Without it, the
+     * host's own root is used read-only, with a fresh /proc, a minimal /dev and
+     * tmpfs /tmp and /run.
+     */
+    rootfs: z.string().min(1).optional(),
+    /** The container's host name. Default: 12 hex digits of the container id, as Docker. */
+    hostname: hostname.optional(),
+    /** Environment of the command, added to PATH, HOSTNAME and HOME. */
+    env: z.record(envName, z.string().refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })).optional(),
+    /** Working directory inside the container. Default `/`. */
+    cwd: absolutePath.default('/'),
+    /** Run tsbox's minimal init as PID 1 (default), or make the command PID 1 (`false`). */
+    init: z.boolean().default(true),
+    /** Print every setup step with its time offset to stderr. */
+    trace: z.boolean().default(false),
+    /** stdin, stdout and stderr of the command: passed through, piped, or ignored. */
+    stdio: z.union([stdioSchema, z.tuple([stdioSchema, stdioSchema, stdioSchema])]).default('pipe'),
+  })
+  .strict();
+
+export type RunOptions = z.input<typeof runOptionsSchema>;
+export type ResolvedOptions = z.output<typeof runOptionsSchema>;
+
+export const commandSchema = z
+  .array(z.string().refine((a) => !a.includes('\0'), { message: 'must not contain a NUL byte' }), {
+    message: 'the command must be an array of strings',
+  })
+  .min(1, { message: 'the command is empty: give the program to run and its arguments' });
+
+/** Formats a JSON path the way the docs write them: `env.FOO`, `stdio[1]`. */
+function jsonPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out ? `.${String(key)}` : String(key);
+  }
+  return out || '(options)';
+}
+
+/** Validates the command and options; throws one TsboxError listing every problem. */
+export function parseRunInput(command: unknown, options: unknown): { command: string[]; options: ResolvedOptions } {
+  const cmd = commandSchema.safeParse(command);
+  const opts = runOptionsSchema.safeParse(options ?? {});
+  const issues: { path: string; message: string }[] = [];
+  if (!cmd.success) for (const i of cmd.error.issues) issues.push({ path: `command${jsonPath(i.path) === '(options)' ? '' : jsonPath(i.path)}`, message: i.message });
+  if (!opts.success) {
+    for (const i of opts.error.issues) {
+      if (i.code === 'unrecognized_keys') {
+        for (const k of i.keys) issues.push({ path: jsonPath([...i.path, k]), message: 'unknown option' });
+      } else {
+        issues.push({ path: jsonPath(i.path), message: i.message });
+      }
+    }
+  }
+  if (issues.length > 0 || !cmd.success || !opts.success) {
+    const first = issues[0]!;
+    const more = issues.length > 1 ? ` (and ${issues.length - 1} more: ${issues.slice(1).map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
+    throw new TsboxError(
+      { step: 'config', errno: 0, path: first.path, detail: `${first.message}${more}`, hint: null },
+      { issues },
+    );
+  }
+  return { command: cmd.data, options: opts.data };
+}

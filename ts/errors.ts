@@ -1,0 +1,78 @@
+/**
+ * The one error type of tsbox. Every failure names the step that failed, the
+ * errno, the path or value involved, and a hint (DESIGN.md, Errors).
+ */
+
+/** Names of the errno values tsbox reports, by number. */
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 7: 'E2BIG', 8: 'ENOEXEC', 9: 'EBADF',
+  11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 18: 'EXDEV',
+  19: 'ENODEV', 20: 'ENOTDIR', 21: 'EISDIR', 22: 'EINVAL', 24: 'EMFILE', 26: 'ETXTBSY', 28: 'ENOSPC',
+  30: 'EROFS', 36: 'ENAMETOOLONG', 38: 'ENOSYS', 40: 'ELOOP', 71: 'EPROTO', 90: 'EMSGSIZE', 95: 'EOPNOTSUPP',
+};
+
+export function errnoName(errno: number): string {
+  return errno === 0 ? 'error' : (ERRNO_NAMES[errno] ?? `errno ${errno}`);
+}
+
+/** The fields of a failure report, as tsbox-init sends them. */
+export interface FailureReport {
+  step: string;
+  errno: number;
+  path?: string | null;
+  detail: string;
+  hint?: string | null;
+}
+
+/** Thrown for every tsbox failure: bad configuration, a failed setup step, a command that could not start. */
+export class TsboxError extends Error {
+  override readonly name = 'TsboxError';
+  /** The setup step that failed, e.g. `pivot_root`, `exec`, `config`. */
+  readonly step: string;
+  /** The errno of the failed system call; 0 when no system call failed. */
+  readonly errno: number;
+  /** The path or value involved, when there is one. */
+  readonly path: string | undefined;
+  /** What to do about it, when tsbox knows. */
+  readonly hint: string | undefined;
+  /** The exit status the CLI uses: 125 runtime error, 126 not executable, 127 not found. */
+  readonly exitCode: number;
+  /** For configuration errors: each problem with its JSON path. */
+  readonly issues: readonly { path: string; message: string }[];
+
+  constructor(report: FailureReport, options?: { cause?: unknown; issues?: { path: string; message: string }[] }) {
+    const target = report.path ? `(${report.path})` : '';
+    super(`${report.step}${target}: ${errnoName(report.errno)} — ${report.detail}`, options?.cause ? { cause: options.cause } : undefined);
+    this.step = report.step;
+    this.errno = report.errno;
+    this.path = report.path ?? undefined;
+    this.hint = report.hint ?? undefined;
+    this.issues = options?.issues ?? [];
+    this.exitCode = exitCodeFor(report.step, report.errno);
+  }
+
+  /** The one line the CLI prints: message, then the hint. */
+  toLine(): string {
+    return this.hint ? `${this.message}; ${this.hint}` : this.message;
+  }
+}
+
+const ENOENT = 2;
+const EACCES = 13;
+const ENOEXEC = 8;
+const EISDIR = 21;
+
+/** Docker's conventions: 127 command not found, 126 not executable, 125 anything else. */
+export function exitCodeFor(step: string, errno: number): number {
+  if (step !== 'exec') return 125;
+  if (errno === ENOENT) return 127;
+  if (errno === EACCES || errno === ENOEXEC || errno === EISDIR) return 126;
+  return 125;
+}
+
+/** Wraps a Node.js system error (from fs, child_process) as a step failure. */
+export function fromSystemError(step: string, err: unknown, detail: string, hint?: string): TsboxError {
+  const e = err as NodeJS.ErrnoException;
+  const errno = typeof e?.errno === 'number' ? Math.abs(e.errno) : 0;
+  return new TsboxError({ step, errno, path: e?.path ?? null, detail: `${detail}${e?.message ? ` (${e.message})` : ''}`, hint: hint ?? null }, { cause: err });
+}

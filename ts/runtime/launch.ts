@@ -1,0 +1,121 @@
+/**
+ * The launch protocol, Node's side (DESIGN.md, Processes). The numbered sync
+ * points match the comments in crates/tsbox-init/src/main.rs.
+ */
+import { spawn as spawnProcess, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+import type { ResolvedOptions } from '../config/schema.js';
+import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
+import { defaultMaps, writeMaps } from '../idmap/index.js';
+import { loadNative, type NativeChannel } from '../native.js';
+import { Container } from './container.js';
+import { buildPlan } from './plan.js';
+
+/** Messages from tsbox-init (tsbox_core::HelperMsg). */
+export type HelperMsg =
+  | { type: 'cloned'; pid: number }
+  | { type: 'started' }
+  | ({ type: 'failed' } & FailureReport)
+  | { type: 'exited'; code: number | null; signal: number | null; rusage: { userUsec: number; systemUsec: number; maxRssKib: number } };
+
+export function traceLine(t0: bigint, what: string): void {
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  process.stderr.write(`tsbox[${process.pid}] +${ms.toFixed(3)}ms ${what}\n`);
+}
+
+export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
+  const raw = await ch.recv();
+  return raw === null ? null : (JSON.parse(raw) as HelperMsg);
+}
+
+function stdioFor(o: ResolvedOptions, fd: number): StdioOptions {
+  const three = typeof o.stdio === 'string' ? [o.stdio, o.stdio, o.stdio] : o.stdio;
+  return [...three, fd];
+}
+
+/** Resolves when the helper has exited and its stdio has closed. */
+function closed(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      // 'close' may still be pending; it fires after 'exit'.
+    }
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+}
+
+/** A failure the helper could not report (it died, or never started). */
+function helperDied(how: { code: number | null; signal: NodeJS.Signals | null }, stage: string): TsboxError {
+  return new TsboxError({
+    step: 'monitor',
+    errno: 0,
+    path: null,
+    detail: `tsbox-init ended ${how.signal ? `by ${how.signal}` : `with status ${how.code}`} ${stage}`,
+    hint: 'this is a bug in tsbox or a signal from outside; run with --trace to see the last step',
+  });
+}
+
+/**
+ * Starts a container running `command` and returns once the command has been
+ * exec'd (or throws the report of the step that failed).
+ */
+export async function launch(command: string[], o: ResolvedOptions): Promise<Container> {
+  const t0 = process.hrtime.bigint();
+  const trace = o.trace ? (what: string) => traceLine(t0, what) : undefined;
+  const native = loadNative();
+  const id = randomBytes(32).toString('hex');
+  // (1) Everything is decided before anything exists.
+  const plan = buildPlan(command, o, { hostname: o.hostname ?? id.slice(0, 12), traceT0Ns: t0, planVersion: native.binding.PLAN_VERSION });
+  const maps = defaultMaps();
+
+  // (2) The helper, with its end of the channel as fd 3.
+  const ch = new native.binding.Channel();
+  let child: ChildProcess;
+  try {
+    child = spawnProcess(native.initPath, [], { stdio: stdioFor(o, ch.childFd), detached: true, argv0: 'tsbox-init' });
+  } catch (err) {
+    ch.close();
+    throw fromSystemError('spawn_helper', err, `start ${native.initPath}`);
+  } finally {
+    ch.closeChild();
+  }
+  const done = closed(child);
+  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  const fail = async (err: TsboxError): Promise<never> => {
+    ch.close();
+    child.stdin?.destroy();
+    await done;
+    throw err;
+  };
+  if (child.pid === undefined) {
+    ch.close();
+    const err = await spawnError;
+    throw fromSystemError('spawn_helper', err, `start ${native.initPath}`, 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init');
+  }
+  trace?.(`helper: ${native.initPath} pid=${child.pid}, container ${id.slice(0, 12)}`);
+
+  try {
+    ch.send(JSON.stringify({ type: 'plan', ...plan }));
+  } catch (err) {
+    return fail(fromSystemError('send_plan', err, 'send the launch plan to tsbox-init'));
+  }
+
+  // (3) Cloned: write the id maps, then let the child go.
+  const cloned = await recv(ch);
+  if (cloned === null) return fail(helperDied(await done, 'before cloning the container'));
+  if (cloned.type === 'failed') return fail(new TsboxError(cloned));
+  if (cloned.type !== 'cloned') return fail(helperDied({ code: null, signal: null }, `out of order (${cloned.type})`));
+  try {
+    writeMaps(cloned.pid, maps, trace);
+  } catch (err) {
+    // Closing the channel makes the helper kill the child and exit.
+    return fail(err as TsboxError);
+  }
+  ch.send(JSON.stringify({ type: 'go' }));
+
+  // (4) The child sets itself up and execs.
+  const started = await recv(ch);
+  if (started === null) return fail(helperDied(await done, 'while setting up the container'));
+  if (started.type === 'failed') return fail(new TsboxError(started));
+  return new Container({ id, pid: cloned.pid, child, channel: ch, closed: done, first: started.type === 'exited' ? started : null, trace });
+}
