@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the statically linked executables: tsbox-probe (placed in test rootfs
 # images) and tsbox-init (when its crate exists).
-# Output: target/static/x86_64-unknown-linux-gnu/release/{tsbox-probe,tsbox-init}
+# Output: target/static/<arch>-unknown-linux-gnu/release/{tsbox-probe,tsbox-init}
 #
 # The explicit --target keeps +crt-static away from build scripts and proc-macros.
 set -euo pipefail
@@ -14,4 +14,4 @@ if [[ -f crates/tsbox-init/Cargo.toml ]]; then
 fi
 
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" cargo build "${packages[@]}" \
-  --release --target x86_64-unknown-linux-gnu --target-dir target/static
+  --release --target "$(uname -m)-unknown-linux-gnu" --target-dir target/static

@@ -42,7 +42,7 @@ export class TsboxError extends Error {
 
   constructor(report: FailureReport, options?: { cause?: unknown; issues?: { path: string; message: string }[] }) {
     const target = report.path ? `(${report.path})` : '';
-    super(`${report.step}${target}: ${errnoName(report.errno)} — ${report.detail}`, options?.cause ? { cause: options.cause } : undefined);
+    super(report.errno === 0 ? `${report.step}${target}: ${report.detail}` : `${report.step}${target}: ${errnoName(report.errno)} — ${report.detail}`, options?.cause ? { cause: options.cause } : undefined);
     this.step = report.step;
     this.errno = report.errno;
     this.path = report.path ?? undefined;

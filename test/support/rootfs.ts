@@ -24,7 +24,7 @@ const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export const STATIC_BUILD_COMMAND =
   'scripts/build-static.sh (RUSTFLAGS="-C target-feature=+crt-static" cargo build -p tsbox-probe ' +
-  '--release --target x86_64-unknown-linux-gnu --target-dir target/static)';
+  '--release --target <arch>-unknown-linux-gnu --target-dir target/static)';
 
 /** Default location of the statically linked probe built by scripts/build-static.sh. */
 export function probePath(): string {
@@ -32,7 +32,7 @@ export function probePath(): string {
     REPO_ROOT,
     'target',
     'static',
-    'x86_64-unknown-linux-gnu',
+    `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-unknown-linux-gnu`,
     'release',
     'tsbox-probe',
   );

@@ -1,0 +1,62 @@
+/**
+ * Once for the integration suite: checks it runs as root, builds the busybox
+ * test rootfs with the probe, records the host's state, and afterwards checks
+ * that the suite left nothing behind (mounts, processes, temp dirs).
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+import type { TestProject } from 'vitest/node';
+
+import { buildTestRootfs } from '../support/rootfs.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    rootfs: string;
+  }
+}
+
+/** Host state a container run could leak, in a comparable form. */
+function snapshot(): { mounts: string[]; processes: string[]; temps: string[] } {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('tsbox'))
+    .map((l) => l.split(' ')[4] ?? l);
+  const processes: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      if (comm.startsWith('tsbox')) processes.push(`${pid} ${comm}`);
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  const temps = readdirSync(tmpdir()).filter((n) => n.startsWith('tsbox-'));
+  return { mounts, processes, temps };
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  if (process.getuid?.() !== 0) {
+    throw new Error('the integration suite needs root: it creates user namespaces with id ranges, mounts and cgroups. Run it with sudo (scripts/test.mjs does).');
+  }
+  const before = snapshot();
+  const rootfs = await buildTestRootfs();
+  project.provide('rootfs', rootfs.dir);
+  return async () => {
+    await rootfs.cleanup();
+    // Give the last helpers a moment to be reaped.
+    let after = snapshot();
+    for (let i = 0; i < 20; i++) {
+      const leaked = after.processes.filter((p) => !before.processes.includes(p));
+      if (leaked.length === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+      after = snapshot();
+    }
+    const problems: string[] = [];
+    for (const key of ['mounts', 'processes', 'temps'] as const) {
+      const leaked = after[key].filter((x) => !before[key].includes(x));
+      if (leaked.length > 0) problems.push(`${key}: ${leaked.join(', ')}`);
+    }
+    if (problems.length > 0) throw new Error(`the integration suite left state on the host — ${problems.join('; ')}`);
+  };
+}

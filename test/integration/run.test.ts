@@ -1,0 +1,277 @@
+/**
+ * `tsbox run` end to end, as root: what the container process sees (through the
+ * probe), what the caller gets back (exit codes, signals, stdio), and that
+ * nothing survives tsbox.
+ */
+import { readlinkSync } from 'node:fs';
+
+import { describe, expect, inject, it } from 'vitest';
+
+import { alive, cli, descendants, eventually, REPO, waitForOutput, type ProbeInfo } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+
+async function probe(...flags: string[]): Promise<ProbeInfo> {
+  const r = await cli(['run', '--rootfs', rootfs, ...flags, '--', 'tsbox-probe', 'info']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as ProbeInfo;
+}
+
+describe('what the container sees', () => {
+  it('runs the command as PID 2 under tsbox init by default', async () => {
+    const info = await probe();
+    expect(info.pid).toBe(2);
+    expect(info.ppid).toBe(1);
+  });
+
+  it('makes the command PID 1 with --no-init', async () => {
+    const info = await probe('--no-init');
+    expect(info.pid).toBe(1);
+    expect(info.ppid).toBe(0);
+  });
+
+  it('sets the given hostname, and a 12-hex-digit one by default', async () => {
+    expect((await probe('--hostname', 'box-1')).hostname).toBe('box-1');
+    const info = await probe();
+    expect(info.hostname).toMatch(/^[0-9a-f]{12}$/);
+    expect(info.env.HOSTNAME).toBe(info.hostname);
+  });
+
+  it('is in new user, pid, mount, net, ipc, uts and cgroup namespaces', async () => {
+    const info = await probe();
+    const host = (ns: string) => Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/self/ns/${ns}`))![1]);
+    for (const ns of ['user', 'pid', 'mnt', 'net', 'ipc', 'uts', 'cgroup'] as const) {
+      expect(info.ns[ns], ns).toBeTypeOf('number');
+      expect(info.ns[ns], ns).not.toBe(host(ns));
+    }
+    // In its own cgroup namespace the container is at the root of its cgroup.
+    expect(info.cgroup.every((l) => l.endsWith(':/'))).toBe(true);
+  });
+
+  it('maps container root to an unprivileged host range', async () => {
+    const info = await probe();
+    expect(info.uid).toBe(0);
+    expect(info.uidMap).toEqual([[0, 0x7000_0000, 65536]]);
+    expect(info.gidMap).toEqual([[0, 0x7000_0000, 65536]]);
+  });
+
+  it('sees its rootfs as / and no host path after pivot_root', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'tsbox-probe', 'exists', REPO, `${REPO}package.json`, rootfs, '/bin/busybox', '/usr/bin/tsbox-probe']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      [REPO]: false,
+      [`${REPO}package.json`]: false,
+      [rootfs]: false,
+      '/bin/busybox': true,
+      '/usr/bin/tsbox-probe': true,
+    });
+    const info = await probe();
+    const root = info.mounts.filter((m) => m.mountPoint === '/');
+    expect(root).toHaveLength(1);
+    // The old root is detached: no mount of the host's other filesystems remains.
+    expect(info.mounts.map((m) => m.mountPoint).filter((p) => p.startsWith(REPO) || p === '/work')).toEqual([]);
+  });
+
+  it('mounts a /proc of its own pid namespace', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'ls -d /proc/[0-9]* | wc -l']);
+    expect(r.code).toBe(0);
+    // init, sh, ls (and wc): only the container's processes.
+    expect(Number(r.stdout.trim())).toBeLessThanOrEqual(4);
+  });
+
+  it('has loopback up and no other interface', async () => {
+    const info = await probe();
+    expect(info.interfaces).toEqual(['lo']);
+    expect(info.interfacesUp).toEqual(['lo']);
+  });
+
+  it('runs with no_new_privs and without the capabilities the seed drops', async () => {
+    const info = await probe();
+    expect(info.status.NoNewPrivs).toBe(1);
+    const bnd = BigInt(`0x${info.status.CapBnd}`);
+    const CAP_SYS_ADMIN = 21n;
+    const CAP_MKNOD = 27n;
+    expect(bnd & (1n << CAP_SYS_ADMIN)).toBe(0n);
+    expect(bnd & (1n << CAP_MKNOD)).toBe(0n);
+    expect(info.status.CapEff).toBe(info.status.CapBnd);
+    expect(info.status.CapInh).toBe('0000000000000000');
+  });
+
+  it('passes the environment and working directory', async () => {
+    const info = await probe('-e', 'GREETING=hi there', '-w', '/tmp');
+    expect(info.env.GREETING).toBe('hi there');
+    expect(info.env.PATH).toContain('/bin');
+    expect(info.cwd).toBe('/tmp');
+  });
+});
+
+describe('the default root: the host, read-only', () => {
+  it("prints the command's pid, uid 0 and the hostname, as the README promises", async () => {
+    const r = await cli(['run', '--', 'sh', '-c', 'echo $$; id -u; hostname']);
+    expect(r.code).toBe(0);
+    const [pid, uid, host] = r.stdout.trim().split('\n');
+    expect(pid).toBe('2');
+    expect(uid).toBe('0');
+    expect(host).toMatch(/^[0-9a-f]{12}$/);
+    const noInit = await cli(['run', '--no-init', '--', 'sh', '-c', 'echo $$']);
+    expect(noInit.stdout.trim()).toBe('1');
+  });
+
+  it('cannot write to the host, but has a writable /tmp', async () => {
+    const r = await cli(['run', '--', 'sh', '-c', `touch ${REPO}x 2>/dev/null && echo wrote-host; touch /tmp/x && echo wrote-tmp`]);
+    expect(r.stdout.trim()).toBe('wrote-tmp');
+  });
+});
+
+describe('exit codes and signals', () => {
+  it("returns the command's exit code", async () => {
+    expect((await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'exit 7'])).code).toBe(7);
+    expect((await cli(['run', '--rootfs', rootfs, '--no-init', '--', 'sh', '-c', 'exit 9'])).code).toBe(9);
+  });
+
+  it('returns 128+N when signal N ends the command', async () => {
+    expect((await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'kill -9 $$'])).code).toBe(137);
+    expect((await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'kill -TERM $$'])).code).toBe(143);
+  });
+
+  it('passes stdin, stdout and stderr through', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'read line; echo "out:$line"; echo "err:$line" >&2'], { input: 'hello\n' });
+    expect(r.stdout).toBe('out:hello\n');
+    expect(r.stderr).toBe('err:hello\n');
+  });
+
+  it('reaps orphaned zombies with its init', async () => {
+    // The probe forks children and exits without waiting; they are re-parented
+    // to PID 1, which must reap them.
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'tsbox-probe zombies 5 >/dev/null; sleep 0.5; cat /proc/[0-9]*/stat 2>/dev/null | cut -d" " -f3 | grep -c Z']);
+    expect(r.stdout.trim()).toBe('0');
+  });
+
+  for (const [sig, code] of [['SIGTERM', 100 + 15], ['SIGINT', 100 + 2], ['SIGHUP', 100 + 1]] as const) {
+    it(`forwards ${sig} sent to tsbox to the command`, async () => {
+      const r = await cli(['run', '--rootfs', rootfs, '--', 'tsbox-probe', 'signals', '20'], {
+        onSpawn: (child) => {
+          void waitForOutput(child, 'ready').then(() => {
+            child.kill(sig);
+            // The probe exits on SIGTERM only; follow up so the run ends.
+            if (sig !== 'SIGTERM') void waitForOutput(child, sig).then(() => child.kill('SIGTERM'));
+          });
+        },
+      });
+      expect(r.stdout.split('\n')).toContain(sig);
+      expect(r.code).toBe(sig === 'SIGTERM' ? code : 115);
+    });
+  }
+
+  it('stops `sleep` on Ctrl-C (SIGINT) under init', async () => {
+    const started = Date.now();
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sleep', '100'], {
+      onSpawn: (child) => setTimeout(() => child.kill('SIGINT'), 1_000),
+    });
+    expect(r.code).toBe(130);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
+  it('leaves no process behind when tsbox is killed with SIGKILL', async () => {
+    let tree: number[] = [];
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'sleep 100 & sleep 100 & echo ready; wait'], {
+      onSpawn: (child) => {
+        void waitForOutput(child, 'ready').then(() => {
+          tree = descendants(child.pid!);
+          child.kill('SIGKILL');
+        });
+      },
+    });
+    expect(r.signal).toBe('SIGKILL');
+    // tsbox-init, init, sh and two sleeps.
+    expect(tree.length).toBeGreaterThanOrEqual(5);
+    expect(await eventually(() => tree.every((p) => !alive(p)))).toBe(true);
+  });
+});
+
+describe('errors name the step, the errno and the path, with the exit code', () => {
+  it('a missing rootfs: 125', async () => {
+    const r = await cli(['run', '--rootfs', '/nonexistent/tsbox-rootfs', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(
+      'tsbox: open_rootfs(/nonexistent/tsbox-rootfs): ENOENT — the rootfs directory does not exist; pass an existing directory holding a root filesystem with --rootfs\n',
+    );
+  });
+
+  it('a rootfs that is a file: 125', async () => {
+    const r = await cli(['run', '--rootfs', `${rootfs}/etc/passwd`, '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: open_rootfs\(.*\/etc\/passwd\): ENOTDIR — the rootfs is not a directory; /);
+  });
+
+  it('a missing command: 127', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'no-such-command']);
+    expect(r.code).toBe(127);
+    expect(r.stderr).toMatch(/^tsbox: exec\(no-such-command\): ENOENT — .*not found/);
+    const noInit = await cli(['run', '--rootfs', rootfs, '--no-init', '--', '/bin/no-such-command']);
+    expect(noInit.code).toBe(127);
+  });
+
+  it('a command that is not executable: 126', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', '/etc/passwd']);
+    expect(r.code).toBe(126);
+    expect(r.stderr).toMatch(/^tsbox: exec\(\/etc\/passwd\): EACCES — .*not executable/);
+  });
+
+  it('an unknown option: 125, naming it', async () => {
+    const r = await cli(['run', '--bogus', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: config\(--bogus\): unknown option; /);
+  });
+
+  it('a working directory that does not exist: 125, naming it', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '-w', '/nope', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: chdir\(\/nope\): ENOENT/);
+  });
+});
+
+describe('--trace', () => {
+  it("prints the seed program's steps with time offsets", async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--trace', '--', 'true']);
+    expect(r.code).toBe(0);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.every((l) => /^tsbox\[\d+\] \+\d+\.\d{3}ms /.test(l))).toBe(true);
+    for (const step of ['clone: CLONE_NEWUSER', 'uid_map: 0 1879048192 65536', 'gid_map:', 'mount: proc on /proc', 'pivot_root:', 'hostname:', 'exec: true']) {
+      expect(lines.some((l) => l.includes(step)), step).toBe(true);
+    }
+  });
+
+  it('prints nothing when off', async () => {
+    expect((await cli(['run', '--rootfs', rootfs, '--', 'true'])).stderr).toBe('');
+  });
+});
+
+describe('as an unprivileged caller', () => {
+  it('maps the caller to root with a single mapping', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'tsbox-probe', 'info'], { uid: 65534, gid: 65534 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const info = JSON.parse(r.stdout) as ProbeInfo;
+    expect(info.uid).toBe(0);
+    expect(info.uidMap).toEqual([[0, 65534, 1]]);
+    expect(info.gidMap).toEqual([[0, 65534, 1]]);
+    expect(info.setgroups).toBe('deny');
+    expect(info.pid).toBe(2);
+  });
+});
+
+describe('the CLI itself', () => {
+  it('prints its version and help with examples', async () => {
+    const v = await cli(['--version']);
+    expect(v.stdout).toMatch(/^tsbox \d+\.\d+\.\d+/);
+    const h = await cli(['run', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('--rootfs');
+    expect(h.stdout).toContain('--no-init');
+    expect(h.stdout).toContain('Examples:');
+    const top = await cli(['--help']);
+    expect(top.stdout).toContain('run');
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * Argument groups shared by the commands, and the splitter that separates
+ * tsbox's options from the container's command: options end at `--` or at the
+ * first positional, so `tsbox run sh -c 'x'` never reads `-c` as its own.
+ */
+import type { ArgsDef } from 'citty';
+
+import { TsboxError } from '../errors.js';
+
+/** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
+export const MULTIPLE = new Set<string>(['env']);
+
+/** The options every container-starting command takes; their names are the API's. */
+export const containerArgs = {
+  rootfs: {
+    type: 'string',
+    valueHint: 'DIR',
+    description: "Root filesystem directory. Default: the host's root, read-only, with a fresh /proc, a minimal /dev and tmpfs /tmp and /run",
+  },
+  hostname: { type: 'string', valueHint: 'NAME', description: "The container's host name. Default: 12 hex digits of the container id" },
+  env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable); KEY alone copies it from this environment' },
+  workdir: { type: 'string', alias: 'w', valueHint: 'DIR', description: 'Working directory inside the container. Default: /' },
+  init: {
+    type: 'boolean',
+    default: true,
+    negativeDescription: "Make the command itself PID 1, as contained.c and OCI runtimes do (it then ignores SIGINT/SIGTERM it has no handler for)",
+    description: "Run tsbox's minimal init as PID 1: it forwards signals, reaps zombies and exits with the command's status",
+  },
+  trace: { type: 'boolean', description: 'Print every setup step with its time offset to stderr' },
+} as const satisfies ArgsDef;
+
+export interface Split {
+  /** Option values by their long name. */
+  values: Map<string, string | boolean | string[]>;
+  command: string[];
+  help: boolean;
+}
+
+const HELP = new Set(['--help', '-h']);
+
+function unknownOption(token: string, cmd: string): TsboxError {
+  return new TsboxError({ step: 'config', errno: 0, path: token, detail: 'unknown option', hint: `see \`tsbox ${cmd} --help\`; options go before the command, or put \`--\` before it` });
+}
+
+/** Parses `argv` against `def`; rejects an unknown option by name. */
+export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): Split {
+  const byName = new Map<string, string>();
+  for (const [name, d] of Object.entries(def)) {
+    byName.set(name, name);
+    const kebab = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    byName.set(kebab, name);
+    const aliases = 'alias' in d && d.alias ? (Array.isArray(d.alias) ? d.alias : [d.alias]) : [];
+    for (const a of aliases) byName.set(a, name);
+  }
+  const values = new Map<string, string | boolean | string[]>();
+  let help = false;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const tok = argv[i]!;
+    if (tok === '--') {
+      i++;
+      break;
+    }
+    if (!tok.startsWith('-') || tok === '-') break;
+    if (HELP.has(tok)) {
+      help = true;
+      continue;
+    }
+    const eq = tok.indexOf('=');
+    const rawName = tok.replace(/^--?/, '').slice(0, eq < 0 ? undefined : eq - (tok.startsWith('--') ? 2 : 1));
+    let inline: string | undefined = eq < 0 ? undefined : tok.slice(eq + 1);
+    let name = byName.get(rawName);
+    let negated = false;
+    if (name === undefined && rawName.startsWith('no-')) {
+      const positive = byName.get(rawName.slice(3));
+      if (positive !== undefined && def[positive]?.type === 'boolean') {
+        name = positive;
+        negated = true;
+      }
+    }
+    // A short flag with its value attached: -eFOO=1, -w/tmp.
+    if (name === undefined && !tok.startsWith('--') && tok.length > 2) {
+      const short = byName.get(tok.slice(1, 2));
+      if (short !== undefined && def[short]?.type === 'string') {
+        name = short;
+        inline = tok.slice(2);
+      }
+    }
+    if (name === undefined) throw unknownOption(tok.slice(0, eq < 0 ? undefined : eq), cmd);
+    const d = def[name]!;
+    if (d.type === 'boolean') {
+      if (inline !== undefined && inline !== 'true' && inline !== 'false') {
+        throw new TsboxError({ step: 'config', errno: 0, path: `--${name}`, detail: `takes no value (got ${JSON.stringify(inline)})`, hint: null });
+      }
+      values.set(name, negated ? false : inline !== 'false');
+      continue;
+    }
+    let value = inline;
+    if (value === undefined) {
+      if (i + 1 >= argv.length) {
+        throw new TsboxError({ step: 'config', errno: 0, path: `--${name}`, detail: `needs a value${'valueHint' in d && d.valueHint ? ` (${d.valueHint})` : ''}`, hint: null });
+      }
+      value = argv[++i]!;
+    }
+    if (MULTIPLE.has(name)) {
+      const prev = values.get(name);
+      values.set(name, [...(Array.isArray(prev) ? prev : []), value]);
+    } else {
+      values.set(name, value);
+    }
+  }
+  return { values, command: argv.slice(i), help };
+}
+
+/** `KEY=VALUE` entries (or `KEY`, copied from this process's environment) as an object. */
+export function parseEnv(entries: readonly string[], from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of entries) {
+    const eq = e.indexOf('=');
+    if (eq === 0) throw new TsboxError({ step: 'config', errno: 0, path: `--env ${e}`, detail: 'the variable name is empty', hint: 'write KEY=VALUE' });
+    if (eq < 0) {
+      const v = from[e];
+      if (v !== undefined) env[e] = v;
+    } else {
+      env[e.slice(0, eq)] = e.slice(eq + 1);
+    }
+  }
+  return env;
+}
