@@ -69,7 +69,8 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
     const eq = tok.indexOf('=');
     const rawName = tok.replace(/^--?/, '').slice(0, eq < 0 ? undefined : eq - (tok.startsWith('--') ? 2 : 1));
     let inline: string | undefined = eq < 0 ? undefined : tok.slice(eq + 1);
-    let name = byName.get(rawName);
+    // A single dash takes one-letter names only (-e, -w), as getopt does.
+    let name = tok.startsWith('--') || rawName.length === 1 ? byName.get(rawName) : undefined;
     let negated = false;
     if (name === undefined && rawName.startsWith('no-')) {
       const positive = byName.get(rawName.slice(3));
@@ -89,7 +90,7 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
     if (name === undefined) throw unknownOption(tok.slice(0, eq < 0 ? undefined : eq), cmd);
     const d = def[name]!;
     if (d.type === 'boolean') {
-      if (inline !== undefined && inline !== 'true' && inline !== 'false') {
+      if (inline !== undefined && (negated || (inline !== 'true' && inline !== 'false'))) {
         throw new TsboxError({ step: 'config', errno: 0, path: `--${name}`, detail: `takes no value (got ${JSON.stringify(inline)})`, hint: null });
       }
       values.set(name, negated ? false : inline !== 'false');

@@ -33,7 +33,7 @@ export const runOptionsSchema = z
      * host's own root is used read-only, with a fresh /proc, a minimal /dev and
      * tmpfs /tmp and /run.
      */
-    rootfs: z.string().min(1).optional(),
+    rootfs: z.string().min(1).refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }).optional(),
     /** The container's host name. Default: 12 hex digits of the container id, as Docker. */
     hostname: hostname.optional(),
     /** Environment of the command, added to PATH, HOSTNAME and HOME. */
@@ -78,6 +78,9 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
     for (const i of opts.error.issues) {
       if (i.code === 'unrecognized_keys') {
         for (const k of i.keys) issues.push({ path: jsonPath([...i.path, k]), message: 'unknown option' });
+      } else if (i.code === 'invalid_key') {
+        // zod 4 keeps the key's own problem in a nested list.
+        issues.push({ path: jsonPath(i.path), message: i.issues[0]?.message ?? i.message });
       } else {
         issues.push({ path: jsonPath(i.path), message: i.message });
       }

@@ -80,7 +80,7 @@ function checkRootfs(path: string): void {
     const code = (err as NodeJS.ErrnoException).code;
     throw new TsboxError({
       step: 'open_rootfs',
-      errno: code === 'ENOENT' ? 2 : code === 'EACCES' ? 13 : code === 'ENOTDIR' ? 20 : 0,
+      errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0),
       path,
       detail: code === 'ENOENT' ? 'the rootfs directory does not exist' : `the rootfs cannot be read (${code})`,
       hint: code === 'ENOENT' ? 'pass an existing directory holding a root filesystem with --rootfs' : 'the rootfs must be readable by the user running tsbox',

@@ -1,0 +1,167 @@
+// parseRunInput (ts/config/schema.ts): defaults, and every rejection names the
+// JSON path of the problem, all problems at once.
+import { describe, expect, it } from 'vitest';
+
+import { parseRunInput } from '../../ts/config/schema.js';
+import { TsboxError } from '../../ts/errors.js';
+
+/** Runs `f`, expects it to throw a TsboxError, returns it. */
+function rejection(f: () => unknown): TsboxError {
+  try {
+    f();
+  } catch (err) {
+    expect(err).toBeInstanceOf(TsboxError);
+    return err as TsboxError;
+  }
+  throw new Error('expected a TsboxError, but nothing was thrown');
+}
+
+const paths = (e: TsboxError) => e.issues.map((i) => i.path);
+
+describe('parseRunInput: accepted input', () => {
+  it('fills the defaults: cwd /, init on, trace off, stdio piped', () => {
+    const { command, options } = parseRunInput(['sh', '-c', 'true'], {});
+    expect(command).toEqual(['sh', '-c', 'true']);
+    expect(options).toEqual({ cwd: '/', init: true, trace: false, stdio: 'pipe' });
+  });
+
+  it('treats missing options (undefined or null) as {}', () => {
+    expect(parseRunInput(['true'], undefined).options).toEqual({ cwd: '/', init: true, trace: false, stdio: 'pipe' });
+    expect(parseRunInput(['true'], null).options).toEqual({ cwd: '/', init: true, trace: false, stdio: 'pipe' });
+  });
+
+  it('keeps the values it is given instead of the defaults', () => {
+    const { options } = parseRunInput(['true'], {
+      rootfs: './rootfs',
+      hostname: 'box.example-1',
+      env: { A: '1', 'weird.name-ok': 'x=y' },
+      cwd: '/tmp',
+      init: false,
+      trace: true,
+      stdio: 'inherit',
+    });
+    expect(options).toEqual({
+      rootfs: './rootfs',
+      hostname: 'box.example-1',
+      env: { A: '1', 'weird.name-ok': 'x=y' },
+      cwd: '/tmp',
+      init: false,
+      trace: true,
+      stdio: 'inherit',
+    });
+  });
+
+  it('accepts stdio as a 3-tuple', () => {
+    expect(parseRunInput(['true'], { stdio: ['inherit', 'pipe', 'ignore'] }).options.stdio).toEqual(['inherit', 'pipe', 'ignore']);
+  });
+
+  it('accepts a 64-byte hostname (the kernel limit) and rejects 65', () => {
+    expect(parseRunInput(['true'], { hostname: 'a'.repeat(64) }).options.hostname).toBe('a'.repeat(64));
+    expect(paths(rejection(() => parseRunInput(['true'], { hostname: 'a'.repeat(65) })))).toEqual(['hostname']);
+  });
+});
+
+describe('parseRunInput: rejected input', () => {
+  it('rejects an unknown option key, naming it', () => {
+    const e = rejection(() => parseRunInput(['true'], { bogus: 1 }));
+    expect(e.step).toBe('config');
+    expect(e.errno).toBe(0);
+    expect(e.exitCode).toBe(125);
+    expect(e.issues).toEqual([{ path: 'bogus', message: 'unknown option' }]);
+    expect(e.path).toBe('bogus');
+    expect(e.message).toContain('bogus');
+    expect(e.message).toMatch(/unknown option/);
+  });
+
+  it('names every unknown key when there are several', () => {
+    const e = rejection(() => parseRunInput(['true'], { bogus: 1, rootFS: '/x' }));
+    expect(paths(e).sort()).toEqual(['bogus', 'rootFS']);
+    expect(e.message).toContain('bogus');
+    expect(e.message).toContain('rootFS');
+  });
+
+  it.each([
+    ['bad_host', 'underscore'],
+    ['-box', 'leading hyphen'],
+    ['box-', 'trailing hyphen'],
+    ['a..b', 'empty label'],
+    ['', 'empty'],
+    ['has space', 'space'],
+  ])('rejects the hostname %j (%s) at path "hostname"', (hostname) => {
+    const e = rejection(() => parseRunInput(['true'], { hostname }));
+    expect(e.step).toBe('config');
+    // An empty name breaks two rules (length and pattern); both are reported at the same path.
+    expect([...new Set(paths(e))]).toEqual(['hostname']);
+    expect(e.message).toContain('hostname');
+  });
+
+  it('rejects a relative cwd at path "cwd"', () => {
+    const e = rejection(() => parseRunInput(['true'], { cwd: 'tmp' }));
+    expect(paths(e)).toEqual(['cwd']);
+    expect(e.issues[0]!.message).toMatch(/absolute/);
+  });
+
+  it('rejects a cwd containing a NUL byte', () => {
+    const e = rejection(() => parseRunInput(['true'], { cwd: '/tmp\0x' }));
+    expect(paths(e)).toEqual(['cwd']);
+    expect(e.issues[0]!.message).toMatch(/NUL/);
+  });
+
+  it('rejects an env name containing "=" at path env.<name>', () => {
+    const e = rejection(() => parseRunInput(['true'], { env: { 'A=B': 'x', GOOD: 'y' } }));
+    expect(paths(e)).toEqual(['env.A=B']);
+    expect(e.message).toContain('env.A=B');
+  });
+
+  it('rejects an env value containing a NUL byte at path env.<name>', () => {
+    const e = rejection(() => parseRunInput(['true'], { env: { A: 'x\0y' } }));
+    expect(paths(e)).toEqual(['env.A']);
+    expect(e.issues[0]!.message).toMatch(/NUL/);
+  });
+
+  it('rejects a NUL byte in an argument at path command[i]', () => {
+    const e = rejection(() => parseRunInput(['sh', 'a\0b'], {}));
+    expect(paths(e)).toEqual(['command[1]']);
+    expect(e.message).toContain('command[1]');
+    expect(e.issues[0]!.message).toMatch(/NUL/);
+  });
+
+  it('rejects a non-string argument at path command[i]', () => {
+    expect(paths(rejection(() => parseRunInput(['sh', 1], {})))).toEqual(['command[1]']);
+  });
+
+  it('rejects an empty command at path "command"', () => {
+    const e = rejection(() => parseRunInput([], {}));
+    expect(paths(e)).toEqual(['command']);
+    expect(e.issues[0]!.message).toMatch(/empty/);
+  });
+
+  it.each([['sh -c true'], [undefined], [{ 0: 'sh' }]])('rejects a non-array command %j at path "command"', (command) => {
+    const e = rejection(() => parseRunInput(command, {}));
+    expect(paths(e)).toEqual(['command']);
+    expect(e.issues[0]!.message).toMatch(/array/);
+  });
+
+  it('rejects a stdio tuple of the wrong length and an unknown stdio mode', () => {
+    expect(paths(rejection(() => parseRunInput(['true'], { stdio: ['inherit', 'pipe'] })))).toEqual(['stdio']);
+    expect(paths(rejection(() => parseRunInput(['true'], { stdio: 'tty' })))).toEqual(['stdio']);
+  });
+
+  it('rejects wrongly typed booleans and options that are not an object', () => {
+    expect(paths(rejection(() => parseRunInput(['true'], { init: 'no' })))).toEqual(['init']);
+    expect(paths(rejection(() => parseRunInput(['true'], { trace: 1 })))).toEqual(['trace']);
+    expect(paths(rejection(() => parseRunInput(['true'], 'rootfs=/x')))).toHaveLength(1);
+  });
+
+  it('lists every problem at once, the command and the options together', () => {
+    const e = rejection(() =>
+      parseRunInput(['sh', 'x\0'], { bogus: true, cwd: 'rel', hostname: '_', env: { 'A=B': '1' } }),
+    );
+    expect(e.step).toBe('config');
+    expect(paths(e).sort()).toEqual(['bogus', 'command[1]', 'cwd', 'env.A=B', 'hostname']);
+    // The first problem is the error's path; the message mentions the rest.
+    expect(e.path).toBe(e.issues[0]!.path);
+    expect(e.message).toContain('and 4 more');
+    for (const p of paths(e)) expect(e.message).toContain(p);
+  });
+});

@@ -1,0 +1,119 @@
+// TsboxError and exitCodeFor (ts/errors.ts): the one error type and the Docker
+// exit status conventions.
+import { describe, expect, it } from 'vitest';
+
+import { errnoName, exitCodeFor, fromSystemError, TsboxError } from '../../ts/errors.js';
+
+const ENOENT = 2;
+const EACCES = 13;
+const ENOEXEC = 8;
+const EPERM = 1;
+const EINVAL = 22;
+
+describe('exitCodeFor', () => {
+  it('gives 127 when exec finds no such file', () => {
+    expect(exitCodeFor('exec', ENOENT)).toBe(127);
+  });
+
+  it('gives 126 when exec finds the file but cannot execute it', () => {
+    expect(exitCodeFor('exec', EACCES)).toBe(126);
+    expect(exitCodeFor('exec', ENOEXEC)).toBe(126);
+  });
+
+  it('gives 125 for any other exec failure', () => {
+    expect(exitCodeFor('exec', EPERM)).toBe(125);
+    expect(exitCodeFor('exec', EINVAL)).toBe(125);
+    expect(exitCodeFor('exec', 0)).toBe(125);
+  });
+
+  it('gives 125 for every other step, whatever the errno', () => {
+    for (const step of ['config', 'pivot_root', 'open_rootfs', 'setgroups', 'uid_map', 'mount']) {
+      expect(exitCodeFor(step, ENOENT)).toBe(125);
+      expect(exitCodeFor(step, EACCES)).toBe(125);
+      expect(exitCodeFor(step, ENOEXEC)).toBe(125);
+      expect(exitCodeFor(step, 0)).toBe(125);
+    }
+  });
+
+  it('matches the step name exactly', () => {
+    expect(exitCodeFor('Exec', ENOENT)).toBe(125);
+    expect(exitCodeFor('execve', ENOENT)).toBe(125);
+  });
+});
+
+describe('TsboxError', () => {
+  it('formats `step(path): ENAME — detail` and carries every field', () => {
+    const e = new TsboxError({ step: 'pivot_root', errno: EINVAL, path: '/var/lib/x/rootfs', detail: 'the rootfs must be a mount', hint: 'bind it' });
+    expect(e).toBeInstanceOf(Error);
+    expect(e.name).toBe('TsboxError');
+    expect(e.message).toBe('pivot_root(/var/lib/x/rootfs): EINVAL — the rootfs must be a mount');
+    expect(e.step).toBe('pivot_root');
+    expect(e.errno).toBe(EINVAL);
+    expect(e.path).toBe('/var/lib/x/rootfs');
+    expect(e.hint).toBe('bind it');
+    expect(e.issues).toEqual([]);
+    expect(e.exitCode).toBe(125);
+  });
+
+  it('formats `step(path): detail` when errno is 0', () => {
+    const e = new TsboxError({ step: 'config', errno: 0, path: 'cwd', detail: 'must be absolute' });
+    expect(e.message).toBe('config(cwd): must be absolute');
+    expect(e.message).not.toMatch(/error|—/);
+  });
+
+  it('leaves out the parentheses when there is no path', () => {
+    expect(new TsboxError({ step: 'clone', errno: EPERM, detail: 'no user namespaces' }).message).toBe('clone: EPERM — no user namespaces');
+    expect(new TsboxError({ step: 'clone', errno: EPERM, path: null, detail: 'x' }).path).toBeUndefined();
+    expect(new TsboxError({ step: 'config', errno: 0, path: '', detail: 'x' }).message).toBe('config: x');
+  });
+
+  it('names an errno it has no name for by number', () => {
+    expect(new TsboxError({ step: 'mount', errno: 999, path: '/x', detail: 'odd' }).message).toBe('mount(/x): errno 999 — odd');
+    expect(errnoName(ENOENT)).toBe('ENOENT');
+    expect(errnoName(20)).toBe('ENOTDIR');
+  });
+
+  it('takes its exit code from the step and errno', () => {
+    expect(new TsboxError({ step: 'exec', errno: ENOENT, path: 'nosuch', detail: 'not found' }).exitCode).toBe(127);
+    expect(new TsboxError({ step: 'exec', errno: EACCES, path: '/etc', detail: 'denied' }).exitCode).toBe(126);
+    expect(new TsboxError({ step: 'config', errno: 0, detail: 'bad' }).exitCode).toBe(125);
+  });
+
+  it('toLine() appends the hint after "; ", and is the message alone without one', () => {
+    const withHint = new TsboxError({ step: 'exec', errno: ENOENT, path: 'nosuch', detail: 'not found', hint: 'check PATH' });
+    expect(withHint.toLine()).toBe('exec(nosuch): ENOENT — not found; check PATH');
+    const noHint = new TsboxError({ step: 'exec', errno: ENOENT, path: 'nosuch', detail: 'not found', hint: null });
+    expect(noHint.toLine()).toBe('exec(nosuch): ENOENT — not found');
+    expect(noHint.hint).toBeUndefined();
+  });
+
+  it('keeps issues and the cause it is given', () => {
+    const cause = new Error('inner');
+    const issues = [{ path: 'env.A=B', message: 'bad name' }];
+    const e = new TsboxError({ step: 'config', errno: 0, path: 'env.A=B', detail: 'bad name' }, { cause, issues });
+    expect(e.issues).toEqual(issues);
+    expect(e.cause).toBe(cause);
+  });
+});
+
+describe('fromSystemError', () => {
+  it('wraps a Node system error with its positive errno, path, message and hint', () => {
+    const sys = Object.assign(new Error("ENOENT: no such file or directory, open '/nope'"), { errno: -2, code: 'ENOENT', path: '/nope' });
+    const e = fromSystemError('open_rootfs', sys, 'open /nope', 'create it');
+    expect(e).toBeInstanceOf(TsboxError);
+    expect(e.step).toBe('open_rootfs');
+    expect(e.errno).toBe(ENOENT);
+    expect(e.path).toBe('/nope');
+    expect(e.hint).toBe('create it');
+    expect(e.cause).toBe(sys);
+    expect(e.message).toBe("open_rootfs(/nope): ENOENT — open /nope (ENOENT: no such file or directory, open '/nope')");
+  });
+
+  it('gives errno 0 for something that is not a system error', () => {
+    const e = fromSystemError('state', 'a string', 'read state');
+    expect(e.errno).toBe(0);
+    expect(e.path).toBeUndefined();
+    expect(e.hint).toBeUndefined();
+    expect(e.message).toBe('state: read state');
+  });
+});

@@ -1,0 +1,170 @@
+// defaultMaps, formatMap and writeMaps (ts/idmap/index.ts). No user namespace is
+// created: writeMaps is pointed at a pid that cannot exist, and every write it
+// attempts is recorded so the test can prove it touched nothing outside /proc.
+import { readFileSync } from 'node:fs';
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../../ts/config/defaults.js';
+import { TsboxError } from '../../ts/errors.js';
+import { defaultMaps, formatMap, writeMaps, type IdMaps } from '../../ts/idmap/index.js';
+
+/** Every writeFileSync call made through node:fs, and whether to really perform it. */
+const fsSpy = vi.hoisted(() => ({ writes: [] as { path: string; data: string }[], passThrough: true }));
+
+vi.mock('node:fs', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs')>();
+  const writeFileSync = ((file: Parameters<typeof real.writeFileSync>[0], data: Parameters<typeof real.writeFileSync>[1], ...rest: unknown[]) => {
+    fsSpy.writes.push({ path: String(file), data: String(data) });
+    if (fsSpy.passThrough) return (real.writeFileSync as (...a: unknown[]) => void)(file, data, ...rest);
+  }) as typeof real.writeFileSync;
+  return { ...real, default: { ...real, writeFileSync }, writeFileSync };
+});
+
+beforeEach(() => {
+  fsSpy.writes.length = 0;
+  fsSpy.passThrough = true;
+});
+afterEach(() => {
+  fsSpy.passThrough = true;
+});
+
+/** A pid above the largest pid_max Linux allows (2^22), so no process can have it. */
+function impossiblePid(): number {
+  const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+  expect(pidMax).toBeLessThanOrEqual(2 ** 22);
+  return 2 ** 22 + 12345;
+}
+
+describe('defaultMaps', () => {
+  it('maps container 0..65535 to the unprivileged host range for root, setgroups allowed', () => {
+    const m = defaultMaps(0, 0);
+    expect(m.uid).toEqual([{ containerId: 0, hostId: ROOT_MAP_BASE, size: ROOT_MAP_SIZE }]);
+    expect(m.gid).toEqual([{ containerId: 0, hostId: ROOT_MAP_BASE, size: ROOT_MAP_SIZE }]);
+    expect(m.setgroups).toBe('allow');
+    expect(ROOT_MAP_BASE).toBe(0x7000_0000);
+    expect(ROOT_MAP_SIZE).toBe(65536);
+    // The whole range stays below 2^31 and away from host root.
+    expect(ROOT_MAP_BASE + ROOT_MAP_SIZE).toBeLessThanOrEqual(0x8000_0000);
+  });
+
+  it('gives uid and gid maps that are separate objects (mutating one leaves the other)', () => {
+    const m = defaultMaps(0, 0);
+    expect(m.gid).not.toBe(m.uid);
+    m.uid[0]!.hostId = 1;
+    expect(m.gid[0]!.hostId).toBe(ROOT_MAP_BASE);
+    expect(defaultMaps(0, 0).uid[0]!.hostId).toBe(ROOT_MAP_BASE);
+  });
+
+  it('maps only the caller\'s own uid and gid to 0 for a non-root caller, setgroups denied', () => {
+    const m = defaultMaps(1000, 1001);
+    expect(m).toEqual({
+      uid: [{ containerId: 0, hostId: 1000, size: 1 }],
+      gid: [{ containerId: 0, hostId: 1001, size: 1 }],
+      setgroups: 'deny',
+    });
+  });
+
+  it('treats a non-root uid with gid 0 as non-root', () => {
+    const m = defaultMaps(1000, 0);
+    expect(m.setgroups).toBe('deny');
+    expect(m.gid).toEqual([{ containerId: 0, hostId: 0, size: 1 }]);
+  });
+
+  it('defaults to this process\'s ids', () => {
+    expect(defaultMaps()).toEqual(defaultMaps(process.getuid!(), process.getgid!()));
+  });
+});
+
+describe('formatMap', () => {
+  it('writes one "inside outside count" line per mapping, each newline-terminated', () => {
+    expect(formatMap([{ containerId: 0, hostId: 1000, size: 1 }])).toBe('0 1000 1\n');
+    expect(
+      formatMap([
+        { containerId: 0, hostId: ROOT_MAP_BASE, size: ROOT_MAP_SIZE },
+        { containerId: 65536, hostId: 100000, size: 10 },
+      ]),
+    ).toBe(`0 ${ROOT_MAP_BASE} ${ROOT_MAP_SIZE}\n65536 100000 10\n`);
+  });
+
+  it('formats ids in decimal, as the kernel parses them', () => {
+    expect(formatMap(defaultMaps(0, 0).uid)).toBe('0 1879048192 65536\n');
+  });
+
+  it('gives an empty string for an empty map', () => {
+    expect(formatMap([])).toBe('');
+  });
+});
+
+describe('writeMaps', () => {
+  it('fails at setgroups for a pid that does not exist, with the /proc path, and writes nothing else', () => {
+    const pid = impossiblePid();
+    const trace: string[] = [];
+    let err: unknown;
+    try {
+      writeMaps(pid, defaultMaps(1000, 1000), (l) => trace.push(l));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TsboxError);
+    const e = err as TsboxError;
+    expect(e.step).toBe('setgroups');
+    expect(e.errno).toBe(2);
+    expect(e.path).toBe(`/proc/${pid}/setgroups`);
+    expect(e.message).toContain(`/proc/${pid}/setgroups`);
+    expect(e.message).toContain('ENOENT');
+    expect(e.hint).toBeTruthy();
+    expect(e.exitCode).toBe(125);
+    expect(e.cause).toBeDefined();
+    // Only the one failed attempt, under /proc/<pid>/; nothing traced as done.
+    expect(fsSpy.writes).toEqual([{ path: `/proc/${pid}/setgroups`, data: 'deny' }]);
+    expect(trace).toEqual([]);
+  });
+
+  it('writes setgroups, then uid_map, then gid_map, all under /proc/<pid>/', () => {
+    fsSpy.passThrough = false; // record only: nothing reaches the filesystem
+    const pid = impossiblePid();
+    const maps: IdMaps = {
+      uid: [{ containerId: 0, hostId: 1000, size: 1 }],
+      gid: [
+        { containerId: 0, hostId: 2000, size: 1 },
+        { containerId: 1, hostId: 300000, size: 65535 },
+      ],
+      setgroups: 'deny',
+    };
+    const trace: string[] = [];
+    writeMaps(pid, maps, (l) => trace.push(l));
+    expect(fsSpy.writes).toEqual([
+      { path: `/proc/${pid}/setgroups`, data: 'deny' },
+      { path: `/proc/${pid}/uid_map`, data: '0 1000 1\n' },
+      { path: `/proc/${pid}/gid_map`, data: '0 2000 1\n1 300000 65535\n' },
+    ]);
+    expect(trace).toEqual(['setgroups: deny', 'uid_map: 0 1000 1', 'gid_map: 0 2000 1, 1 300000 65535']);
+  });
+
+  it('reports the failing file as the step when a later write fails', () => {
+    const pid = impossiblePid();
+    fsSpy.passThrough = false;
+    let calls = 0;
+    // Let setgroups "succeed", then really attempt uid_map (which must fail: no such pid).
+    const maps = defaultMaps(0, 0);
+    const trace: string[] = [];
+    const wrapped = (l: string) => {
+      trace.push(l);
+      calls++;
+      fsSpy.passThrough = true;
+    };
+    let err: unknown;
+    try {
+      writeMaps(pid, maps, wrapped);
+    } catch (e) {
+      err = e;
+    }
+    expect(calls).toBe(1);
+    expect(trace).toEqual(['setgroups: allow']);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect((err as TsboxError).step).toBe('uid_map');
+    expect((err as TsboxError).path).toBe(`/proc/${pid}/uid_map`);
+    expect(fsSpy.writes.map((w) => w.path)).toEqual([`/proc/${pid}/setgroups`, `/proc/${pid}/uid_map`]);
+  });
+});

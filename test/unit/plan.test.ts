@@ -1,0 +1,268 @@
+// buildPlan (ts/runtime/plan.ts): the launch plan decided before anything is
+// cloned. Nothing here starts a container or loads the native addon.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../../ts/config/defaults.js';
+import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
+import { TsboxError } from '../../ts/errors.js';
+import { ALL_NAMESPACES, buildPlan, DEVICES, type Plan, type PlanMount } from '../../ts/runtime/plan.js';
+
+const PLAN_VERSION = 7;
+
+function plan(options: RunOptions = {}, command: string[] = ['sh', '-c', 'true'], hostname = 'box'): Plan {
+  const parsed = parseRunInput(command, options);
+  return buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION });
+}
+
+const at = (p: Plan, target: string): PlanMount[] => p.mounts.filter((m) => m.target === target);
+const only = (p: Plan, target: string): PlanMount => {
+  const ms = at(p, target);
+  expect(ms, `exactly one mount at ${target}`).toHaveLength(1);
+  return ms[0]!;
+};
+const envOf = (p: Plan): Map<string, string> => new Map(p.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+
+/** The seed program's (contained.c) drops, plus the newer capabilities DESIGN.md adds. */
+const SEED_DROPS = [
+  'AUDIT_CONTROL', 'AUDIT_READ', 'AUDIT_WRITE', 'BLOCK_SUSPEND', 'DAC_READ_SEARCH', 'FSETID', 'IPC_LOCK', 'MAC_ADMIN',
+  'MAC_OVERRIDE', 'MKNOD', 'SETFCAP', 'SYSLOG', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_MODULE', 'SYS_NICE', 'SYS_RAWIO',
+  'SYS_RESOURCE', 'SYS_TIME', 'WAKE_ALARM', 'BPF', 'PERFMON', 'CHECKPOINT_RESTORE',
+].map((c) => `CAP_${c}`);
+
+/** Docker's default capability set. */
+const DOCKER_DEFAULT = [
+  'CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'MKNOD', 'NET_RAW', 'SETGID', 'SETUID', 'SETFCAP', 'SETPCAP',
+  'NET_BIND_SERVICE', 'SYS_CHROOT', 'KILL', 'AUDIT_WRITE',
+].map((c) => `CAP_${c}`);
+
+describe('buildPlan without a rootfs: the host root, read-only', () => {
+  const p = plan();
+
+  it('uses / read-only as the root', () => {
+    expect(p.rootfs).toEqual({ kind: 'path', path: '/', readonly: true });
+  });
+
+  it('mounts tmpfs on /tmp and /run, nosuid and nodev', () => {
+    for (const target of ['/tmp', '/run']) {
+      const m = only(p, target);
+      expect(m).toMatchObject({ type: 'fs', fstype: 'tmpfs', nosuid: true, nodev: true });
+      expect(m.readonly ?? false).toBe(false);
+    }
+    expect(only(p, '/tmp')).toMatchObject({ data: expect.stringContaining('mode=1777') });
+  });
+
+  it('mounts a fresh proc on /proc with nosuid, nodev and noexec', () => {
+    expect(only(p, '/proc')).toMatchObject({ type: 'fs', fstype: 'proc', nosuid: true, nodev: true, noexec: true });
+  });
+
+  it('mounts sysfs read-only on /sys', () => {
+    expect(only(p, '/sys')).toMatchObject({ type: 'fs', fstype: 'sysfs', readonly: true, nosuid: true, nodev: true, noexec: true });
+  });
+
+  it('mounts a tmpfs /dev (nosuid) before anything inside it', () => {
+    const dev = only(p, '/dev');
+    expect(dev).toMatchObject({ type: 'fs', fstype: 'tmpfs', nosuid: true });
+    const devIndex = p.mounts.indexOf(dev);
+    p.mounts.forEach((m, i) => {
+      if (m.target.startsWith('/dev/')) expect(i, `${m.target} after /dev`).toBeGreaterThan(devIndex);
+    });
+  });
+
+  it('binds exactly null, zero, full, random, urandom and tty from the host /dev', () => {
+    const binds = p.mounts.filter((m): m is Extract<PlanMount, { type: 'bind' }> => m.type === 'bind');
+    expect(binds.map((b) => b.target).sort()).toEqual(['/dev/full', '/dev/null', '/dev/random', '/dev/tty', '/dev/urandom', '/dev/zero']);
+    expect([...DEVICES].sort()).toEqual(['full', 'null', 'random', 'tty', 'urandom', 'zero']);
+    for (const b of binds) {
+      expect(b.source).toBe(b.target);
+      expect(b.recursive).toBe(false);
+      expect(b.nosuid).toBe(true);
+      expect(b.noexec).toBe(true);
+      // A device bind must not be nodev, or the device would not work.
+      expect(b.nodev ?? false).toBe(false);
+    }
+  });
+
+  it('mounts a private devpts instance and links /dev/ptmx to it', () => {
+    const pts = only(p, '/dev/pts');
+    expect(pts).toMatchObject({ type: 'fs', fstype: 'devpts', nosuid: true, noexec: true });
+    expect(pts.type === 'fs' ? pts.data : null).toMatch(/(^|,)newinstance(,|$)/);
+    expect(pts.type === 'fs' ? pts.data : null).toMatch(/(^|,)ptmxmode=0666(,|$)/);
+    const ptmx = only(p, '/dev/ptmx');
+    expect(ptmx).toEqual({ target: '/dev/ptmx', type: 'symlink', link: 'pts/ptmx' });
+    expect(p.mounts.indexOf(ptmx)).toBeGreaterThan(p.mounts.indexOf(pts));
+  });
+
+  it('links /dev/fd, stdin, stdout and stderr into /proc/self/fd', () => {
+    expect(only(p, '/dev/fd')).toEqual({ target: '/dev/fd', type: 'symlink', link: '/proc/self/fd' });
+    expect(only(p, '/dev/stdin')).toEqual({ target: '/dev/stdin', type: 'symlink', link: '/proc/self/fd/0' });
+    expect(only(p, '/dev/stdout')).toEqual({ target: '/dev/stdout', type: 'symlink', link: '/proc/self/fd/1' });
+    expect(only(p, '/dev/stderr')).toEqual({ target: '/dev/stderr', type: 'symlink', link: '/proc/self/fd/2' });
+  });
+
+  it('mounts nothing twice', () => {
+    const targets = p.mounts.map((m) => m.target);
+    expect(new Set(targets).size).toBe(targets.length);
+  });
+
+  it('uses only absolute targets and no host path other than /dev devices as a bind source', () => {
+    for (const m of p.mounts) {
+      expect(m.target.startsWith('/')).toBe(true);
+      if (m.type === 'bind') expect(m.source).toMatch(/^\/dev\/[a-z]+$/);
+    }
+  });
+});
+
+describe('buildPlan with a rootfs directory', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-plan-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('uses that directory, writable, and mounts no tmpfs on /tmp or /run', () => {
+    const p = plan({ rootfs: dir });
+    expect(p.rootfs).toEqual({ kind: 'path', path: dir, readonly: false });
+    expect(at(p, '/tmp')).toEqual([]);
+    expect(at(p, '/run')).toEqual([]);
+    // /proc, /sys and /dev are still set up.
+    expect(only(p, '/proc')).toMatchObject({ fstype: 'proc' });
+    expect(only(p, '/sys')).toMatchObject({ fstype: 'sysfs', readonly: true });
+    expect(only(p, '/dev/null')).toMatchObject({ type: 'bind' });
+  });
+
+  it('resolves a relative rootfs to an absolute path', () => {
+    const rel = relative(process.cwd(), dir);
+    expect(rel.startsWith('/')).toBe(false);
+    expect(plan({ rootfs: rel }).rootfs.path).toBe(dir);
+    expect(plan({ rootfs: `${dir}/./` }).rootfs.path).toBe(dir);
+  });
+
+  it('rejects a missing rootfs: step open_rootfs, ENOENT, with the path', () => {
+    const missing = join(dir, 'does-not-exist');
+    let err: unknown;
+    try {
+      plan({ rootfs: missing });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TsboxError);
+    const e = err as TsboxError;
+    expect(e.step).toBe('open_rootfs');
+    expect(e.errno).toBe(2);
+    expect(e.path).toBe(missing);
+    expect(e.message).toContain(missing);
+    expect(e.message).toContain('ENOENT');
+    expect(e.hint).toBeTruthy();
+    expect(e.exitCode).toBe(125);
+  });
+
+  it('rejects a rootfs that is a regular file: ENOTDIR', () => {
+    const file = join(dir, 'rootfs.tar');
+    writeFileSync(file, 'not a directory');
+    let err: unknown;
+    try {
+      plan({ rootfs: file });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TsboxError);
+    const e = err as TsboxError;
+    expect(e.step).toBe('open_rootfs');
+    expect(e.errno).toBe(20);
+    expect(e.path).toBe(file);
+    expect(e.message).toContain('ENOTDIR');
+  });
+
+  it('rejects a rootfs below a regular file: ENOTDIR', () => {
+    const file = join(dir, 'f');
+    writeFileSync(file, '');
+    expect(() => plan({ rootfs: join(file, 'sub') })).toThrow(expect.objectContaining({ step: 'open_rootfs', errno: 20 }));
+  });
+});
+
+describe('buildPlan: namespaces, environment, privileges', () => {
+  it('requests all seven namespaces', () => {
+    const p = plan();
+    expect([...p.namespaces].sort()).toEqual(['cgroup', 'ipc', 'mount', 'net', 'pid', 'user', 'uts']);
+    expect([...ALL_NAMESPACES].sort()).toEqual([...p.namespaces].sort());
+  });
+
+  it('sets PATH, HOSTNAME (the given hostname) and HOME=/root by default', () => {
+    const p = plan({}, ['true'], 'c0ffee123456');
+    expect(p.hostname).toBe('c0ffee123456');
+    const env = envOf(p);
+    expect(env.get('PATH')).toBe(DEFAULT_PATH);
+    expect(env.get('PATH')!.split(':')).toEqual(expect.arrayContaining(['/usr/bin', '/bin', '/usr/sbin', '/sbin']));
+    expect(env.get('HOSTNAME')).toBe('c0ffee123456');
+    expect(env.get('HOME')).toBe('/root');
+    expect(p.env).toHaveLength(3);
+  });
+
+  it('does not leak the host environment into the container', () => {
+    const key = `TSBOX_UNIT_LEAK_${process.pid}`;
+    process.env[key] = 'secret';
+    try {
+      expect(plan().env.some((e) => e.startsWith(`${key}=`))).toBe(false);
+    } finally {
+      delete process.env[key];
+    }
+  });
+
+  it('lets the user env override the defaults, once each, and adds the rest', () => {
+    const p = plan({ env: { PATH: '/opt/bin', HOME: '/home/x', HOSTNAME: 'other', EXTRA: 'a=b' } }, ['true'], 'box');
+    const env = envOf(p);
+    expect(env.get('PATH')).toBe('/opt/bin');
+    expect(env.get('HOME')).toBe('/home/x');
+    expect(env.get('HOSTNAME')).toBe('other');
+    expect(env.get('EXTRA')).toBe('a=b');
+    expect(p.env.filter((e) => e.startsWith('PATH='))).toEqual(['PATH=/opt/bin']);
+    expect(p.env).toHaveLength(4);
+  });
+
+  it('keeps none of the capabilities the seed program drops', () => {
+    const caps = plan().capabilities;
+    expect(caps).not.toBeNull();
+    for (const c of SEED_DROPS) expect(caps, c).not.toContain(c);
+  });
+
+  it('keeps only capabilities from Docker\'s default set, each once', () => {
+    const caps = plan().capabilities!;
+    expect(caps.length).toBeGreaterThan(0);
+    for (const c of caps) expect(DOCKER_DEFAULT, c).toContain(c);
+    expect(new Set(caps).size).toBe(caps.length);
+  });
+
+  it('gives each plan its own copy of the capability list', () => {
+    const a = plan();
+    a.capabilities!.push('CAP_SYS_ADMIN');
+    expect(plan().capabilities).not.toContain('CAP_SYS_ADMIN');
+    expect(DEFAULT_CAPABILITIES).not.toContain('CAP_SYS_ADMIN');
+  });
+
+  it('sets no_new_privs, runs as container root, and carries the plan version given', () => {
+    const p = plan();
+    expect(p.noNewPrivileges).toBe(true);
+    expect(p.version).toBe(PLAN_VERSION);
+    expect(p.user).toEqual({ uid: 0, gid: 0, additionalGids: [] });
+  });
+
+  it('carries argv, cwd, init, trace and the trace start as given', () => {
+    const p = plan({ cwd: '/srv', init: false, trace: true }, ['echo', 'a b', '']);
+    expect(p.argv).toEqual(['echo', 'a b', '']);
+    expect(p.cwd).toBe('/srv');
+    expect(p.init).toBe(false);
+    expect(p.trace).toBe(true);
+    expect(p.traceT0Ns).toBe(123_456_789);
+    expect(p.parentPid).toBe(process.pid);
+    const d = plan();
+    expect(d.cwd).toBe('/');
+    expect(d.init).toBe(true);
+    expect(d.trace).toBe(false);
+  });
+});
