@@ -225,8 +225,8 @@ describe('errors name the step, the errno and the path, with the exit code', () 
     expect(r.stderr).toMatch(/^tsbox: config\(--bogus\): unknown option; /);
   });
 
-  it('a working directory that does not exist: 125, naming it', async () => {
-    const r = await cli(['run', '--rootfs', rootfs, '-w', '/nope', '--', 'true']);
+  it('a working directory that cannot be created (read-only root): 125, naming it', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--read-only', '-w', '/nope', '--', 'true']);
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/^tsbox: chdir\(\/nope\): ENOENT/);
   });

@@ -18,16 +18,18 @@ function rejection(f: () => unknown): TsboxError {
 
 const paths = (e: TsboxError) => e.issues.map((i) => i.path);
 
+const DEFAULTS = { cwd: '/', init: true, trace: false, stdio: 'pipe', readOnly: false, writableRootfs: false, volumes: [], tmpfs: [], mounts: [], rootfsPropagation: 'private' };
+
 describe('parseRunInput: accepted input', () => {
   it('fills the defaults: cwd /, init on, trace off, stdio piped', () => {
     const { command, options } = parseRunInput(['sh', '-c', 'true'], {});
     expect(command).toEqual(['sh', '-c', 'true']);
-    expect(options).toEqual({ cwd: '/', init: true, trace: false, stdio: 'pipe' });
+    expect(options).toEqual(DEFAULTS);
   });
 
   it('treats missing options (undefined or null) as {}', () => {
-    expect(parseRunInput(['true'], undefined).options).toEqual({ cwd: '/', init: true, trace: false, stdio: 'pipe' });
-    expect(parseRunInput(['true'], null).options).toEqual({ cwd: '/', init: true, trace: false, stdio: 'pipe' });
+    expect(parseRunInput(['true'], undefined).options).toEqual(DEFAULTS);
+    expect(parseRunInput(['true'], null).options).toEqual(DEFAULTS);
   });
 
   it('keeps the values it is given instead of the defaults', () => {
@@ -41,6 +43,7 @@ describe('parseRunInput: accepted input', () => {
       stdio: 'inherit',
     });
     expect(options).toEqual({
+      ...DEFAULTS,
       rootfs: './rootfs',
       hostname: 'box.example-1',
       env: { A: '1', 'weird.name-ok': 'x=y' },

@@ -15,7 +15,7 @@ const PLAN_VERSION = 7;
 
 function plan(options: RunOptions = {}, command: string[] = ['sh', '-c', 'true'], hostname = 'box'): Plan {
   const parsed = parseRunInput(command, options);
-  return buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION });
+  return buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION, idmap: false });
 }
 
 const at = (p: Plan, target: string): PlanMount[] => p.mounts.filter((m) => m.target === target);
@@ -43,7 +43,7 @@ describe('buildPlan without a rootfs: the host root, read-only', () => {
   const p = plan();
 
   it('uses / read-only as the root', () => {
-    expect(p.rootfs).toEqual({ kind: 'path', path: '/', readonly: true });
+    expect(p.rootfs).toEqual({ kind: 'path', path: '/', mode: 'readonly', idmap: false });
   });
 
   it('mounts tmpfs on /tmp and /run, nosuid and nodev', () => {
@@ -125,9 +125,9 @@ describe('buildPlan with a rootfs directory', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('uses that directory, writable, and mounts no tmpfs on /tmp or /run', () => {
+  it('uses that directory under an overlay, and mounts no tmpfs on /tmp or /run', () => {
     const p = plan({ rootfs: dir });
-    expect(p.rootfs).toEqual({ kind: 'path', path: dir, readonly: false });
+    expect(p.rootfs).toEqual({ kind: 'path', path: dir, mode: 'overlay', idmap: false });
     expect(at(p, '/tmp')).toEqual([]);
     expect(at(p, '/run')).toEqual([]);
     // /proc, /sys and /dev are still set up.

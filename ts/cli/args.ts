@@ -8,7 +8,7 @@ import type { ArgsDef } from 'citty';
 import { TsboxError } from '../errors.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env']);
+export const MULTIPLE = new Set<string>(['env', 'volume', 'tmpfs', 'mount', 'mask', 'unmask']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -27,6 +27,17 @@ export const containerArgs = {
     description: "Run tsbox's minimal init as PID 1: it forwards signals, reaps zombies and exits with the command's status",
   },
   trace: { type: 'boolean', description: 'Print every setup step with its time offset to stderr' },
+  'read-only': { type: 'boolean', description: 'Mount the root read-only, with tmpfs /tmp and /run' },
+  'writable-rootfs': {
+    type: 'boolean',
+    description: 'Write directly into the --rootfs directory (OCI bundle semantics). By default writes go to a throwaway overlay layer and the directory is never modified',
+  },
+  volume: { type: 'string', alias: 'v', valueHint: 'HOST:CONTAINER[:ro|rw]', description: 'Bind a host file or directory into the container (repeatable)' },
+  tmpfs: { type: 'string', valueHint: 'PATH[:size=64m,mode=1777]', description: 'Mount a tmpfs (repeatable)' },
+  mount: { type: 'string', valueHint: 'type=bind|tmpfs,source=..,target=..[,readonly]', description: "Docker's --mount syntax (repeatable)" },
+  mask: { type: 'string', valueHint: 'PATH', description: 'Hide a path in addition to the default masked paths (/proc/kcore, /sys/firmware, ...) (repeatable)' },
+  unmask: { type: 'string', valueHint: 'PATH|ALL', description: 'Do not mask or make read-only this default path; ALL for none of them (repeatable)' },
+  'rootfs-propagation': { type: 'string', valueHint: 'private|slave|shared|unbindable', description: 'Propagation of the container mounts. Default: private' },
 } as const satisfies ArgsDef;
 
 export interface Split {

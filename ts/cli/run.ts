@@ -1,6 +1,7 @@
 /** `tsbox run`: start a container, pass stdio through, exit with its status. */
 import { defineCommand, showUsage } from 'citty';
 
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import type { RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import { spawn, type Container } from '../index.js';
@@ -14,6 +15,8 @@ export const EXAMPLES = `Examples:
   tsbox run --rootfs ./rootfs --hostname box -- sh   an unpacked image as the root
   tsbox run --no-init -e GREETING=hi -- sh -c 'echo $GREETING from PID $$'
   tsbox run --trace -- true                          every setup step, timed, on stderr
+  tsbox run --rootfs ./rootfs -v ./data:/data:ro --tmpfs /cache:size=64m -- sh
+  tsbox run --rootfs ./rootfs --read-only -- sh      a read-only root, tmpfs /tmp and /run
 
 Exit status: the command's; 128+N when signal N ended it; 125 when tsbox failed,
 126 when the command is not executable, 127 when it was not found.`;
@@ -41,6 +44,18 @@ const run = defineCommand({
     if (v.has('hostname')) options.hostname = v.get('hostname') as string;
     if (v.has('workdir')) options.cwd = v.get('workdir') as string;
     if (v.has('env')) options.env = parseEnv(v.get('env') as string[]);
+    if (v.get('read-only') === true) options.readOnly = true;
+    if (v.get('writable-rootfs') === true) options.writableRootfs = true;
+    if (v.has('volume')) options.volumes = v.get('volume') as string[];
+    if (v.has('tmpfs')) options.tmpfs = v.get('tmpfs') as string[];
+    if (v.has('mount')) options.mounts = v.get('mount') as string[];
+    if (v.has('rootfs-propagation')) options.rootfsPropagation = v.get('rootfs-propagation') as RunOptions['rootfsPropagation'];
+    if (v.has('mask') || v.has('unmask')) {
+      const unmask = new Set((v.get('unmask') as string[] | undefined) ?? []);
+      const keep = (p: string) => !unmask.has('ALL') && !unmask.has(p);
+      options.maskedPaths = [...DEFAULT_MASKED_PATHS.filter(keep), ...((v.get('mask') as string[] | undefined) ?? [])];
+      options.readonlyPaths = DEFAULT_READONLY_PATHS.filter(keep);
+    }
     if (split.command.length === 0) {
       throw new TsboxError({ step: 'config', errno: 0, path: 'COMMAND', detail: 'no command given', hint: "put the command after the options: tsbox run -- sh -c 'echo hi'" });
     }

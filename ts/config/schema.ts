@@ -6,6 +6,7 @@
 import { z } from 'zod';
 
 import { TsboxError } from '../errors.js';
+import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 
 const absolutePath = z
   .string()
@@ -46,8 +47,35 @@ export const runOptionsSchema = z
     trace: z.boolean().default(false),
     /** stdin, stdout and stderr of the command: passed through, piped, or ignored. */
     stdio: z.union([stdioSchema, z.tuple([stdioSchema, stdioSchema, stdioSchema])]).default('pipe'),
+    /** A read-only root, with tmpfs /tmp and /run. (Without a rootfs the root is always read-only.) */
+    readOnly: z.boolean().default(false),
+    /**
+     * Write directly into the rootfs directory (an OCI bundle's semantics). By
+     * default the rootfs is never modified: writes go to a throwaway overlay layer.
+     */
+    writableRootfs: z.boolean().default(false),
+    /** Host paths bound into the container: `HOST:CONTAINER[:ro|rw]` or `{ source, target, readonly }`. */
+    volumes: z.array(volumeSchema).default([]),
+    /** tmpfs mounts: `PATH[:size=64m,mode=1777]` or `{ target, size, mode }`. */
+    tmpfs: z.array(tmpfsSchema).default([]),
+    /** Docker `--mount` specs (`type=bind,source=..,target=..,readonly`) or objects. */
+    mounts: z.array(mountSchema).default([]),
+    /** Paths hidden from the container. Default: the OCI list (/proc/kcore, /sys/firmware, ...). */
+    maskedPaths: z.array(absolutePath).optional(),
+    /** Paths made read-only. Default: the OCI list (/proc/sys, /proc/bus, ...). */
+    readonlyPaths: z.array(absolutePath).optional(),
+    /** Propagation of the container's mounts (OCI `rootfsPropagation`). Default `private`. */
+    rootfsPropagation: z.enum(['private', 'slave', 'shared', 'unbindable']).default('private'),
   })
-  .strict();
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.readOnly && o.writableRootfs) {
+      ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly' });
+    }
+    if (o.writableRootfs && o.rootfs === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });
+    }
+  });
 
 export type RunOptions = z.input<typeof runOptionsSchema>;
 export type ResolvedOptions = z.output<typeof runOptionsSchema>;
@@ -78,6 +106,11 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
     for (const i of opts.error.issues) {
       if (i.code === 'unrecognized_keys') {
         for (const k of i.keys) issues.push({ path: jsonPath([...i.path, k]), message: 'unknown option' });
+      } else if (i.code === 'invalid_union') {
+        // A string-or-object option: report what the string parser said, if it spoke.
+        const nested = i.errors.flat();
+        const best = nested.find((n) => n.code === 'custom') ?? nested[0];
+        issues.push({ path: jsonPath(i.path), message: best?.message ?? i.message });
       } else if (i.code === 'invalid_key') {
         // zod 4 keeps the key's own problem in a nested list.
         issues.push({ path: jsonPath(i.path), message: i.issues[0]?.message ?? i.message });

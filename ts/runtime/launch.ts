@@ -65,8 +65,13 @@ export async function launch(command: string[], o: ResolvedOptions): Promise<Con
   const native = loadNative();
   const id = randomBytes(32).toString('hex');
   // (1) Everything is decided before anything exists.
-  const plan = buildPlan(command, o, { hostname: o.hostname ?? id.slice(0, 12), traceT0Ns: t0, planVersion: native.binding.PLAN_VERSION });
   const maps = defaultMaps();
+  const plan = buildPlan(command, o, {
+    hostname: o.hostname ?? id.slice(0, 12),
+    traceT0Ns: t0,
+    planVersion: native.binding.PLAN_VERSION,
+    idmap: maps.uid.some((m) => m.size > 1),
+  });
 
   // (2) The helper, with its end of the channel as fd 3.
   const ch = new native.binding.Channel();

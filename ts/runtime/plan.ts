@@ -3,10 +3,11 @@
  * helper executes. Parse first, act second: every mount, id and capability is
  * decided here, in one place, before anything is cloned.
  */
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../config/defaults.js';
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type Volume } from '../config/mounts.js';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 
@@ -18,7 +19,8 @@ export interface Plan {
   cwd: string;
   hostname: string;
   namespaces: Namespace[];
-  rootfs: { kind: 'path'; path: string; readonly: boolean };
+  rootfs: { kind: 'path'; path: string; mode: 'overlay' | 'readonly' | 'bind'; idmap: boolean };
+  rootfsPropagation: 'private' | 'slave' | 'shared' | 'unbindable';
   mounts: PlanMount[];
   init: boolean;
   user: { uid: number; gid: number; additionalGids: number[] };
@@ -38,14 +40,19 @@ export interface MountFlags {
   nosuid?: boolean;
   nodev?: boolean;
   noexec?: boolean;
+  /** Skip when the mount point is missing and cannot be created. */
+  optional?: boolean;
 }
 
 export type PlanMount = { target: string } & MountFlags &
   (
-    | { type: 'bind'; source: string; recursive: boolean }
+    | { type: 'bind'; source: string; recursive: boolean; idmap?: boolean }
     | { type: 'fs'; fstype: string; data: string | null }
     | { type: 'symlink'; link: string }
     | { type: 'dir'; mode: number }
+    | { type: 'file'; contents: string; mode: number }
+    | { type: 'mask' }
+    | { type: 'readonlyPath' }
   );
 
 const fs = (target: string, fstype: string, data: string | null, flags: MountFlags): PlanMount => ({ target, type: 'fs', fstype, data, ...flags });
@@ -101,19 +108,71 @@ export interface PlanContext {
   hostname: string;
   traceT0Ns: bigint;
   planVersion: number;
+  /**
+   * The container's ids are a range of host ids (root's default): the rootfs
+   * and volumes are then idmapped so that host root's files are container
+   * root's. False for a single-id map (an unprivileged caller).
+   */
+  idmap: boolean;
+}
+
+/** /etc/hostname, /etc/hosts and /etc/resolv.conf of the container, as Docker writes them. */
+export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf'): PlanMount[] {
+  let resolv = '';
+  try {
+    // The host's resolvers, less those on its loopback (unreachable from the container's).
+    resolv = readFileSync(hostResolvConf, 'utf8')
+      .split('\n')
+      .filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l))
+      .join('\n');
+  } catch {
+    // No resolv.conf on the host: the container gets an empty one.
+  }
+  const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+  return [
+    { target: '/etc/hostname', type: 'file', contents: `${hostname}\n`, mode: 0o644, optional: true },
+    { target: '/etc/hosts', type: 'file', contents: hosts, mode: 0o644, optional: true },
+    { target: '/etc/resolv.conf', type: 'file', contents: resolv.endsWith('\n') || resolv === '' ? resolv : `${resolv}\n`, mode: 0o644, optional: true },
+  ];
+}
+
+/** A volume as a plan mount; the host path must exist. */
+function volumeMount(v: Volume, idmap: boolean): PlanMount {
+  if (v.type === 'tmpfs') {
+    const data = [v.mode !== undefined ? `mode=${v.mode.toString(8)}` : 'mode=1777', ...(v.size !== undefined ? [`size=${v.size}`] : [])].join(',');
+    return fs(v.target, 'tmpfs', data, { readonly: v.readonly, nosuid: true, nodev: true, noexec: true });
+  }
+  const source = resolve(v.source);
+  try {
+    statSync(source);
+  } catch (err) {
+    throw new TsboxError({
+      step: 'volume',
+      errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0),
+      path: source,
+      detail: `the host path of the volume ${v.source}:${v.target} does not exist or cannot be read`,
+      hint: 'create it first; tsbox does not create host paths for volumes',
+    });
+  }
+  return { target: v.target, type: 'bind', source, recursive: true, idmap, readonly: v.readonly };
 }
 
 export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContext): Plan {
   const hostRoot = o.rootfs === undefined;
   const rootfs = hostRoot ? '/' : resolve(o.rootfs!);
   if (!hostRoot) checkRootfs(rootfs);
+  const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
   const mounts = systemMounts();
-  if (hostRoot) {
-    // The host's root is read-only: writable scratch space, and the host's /run
-    // (its sockets) hidden.
-    mounts.push(fs('/tmp', 'tmpfs', 'mode=1777', { nosuid: true, nodev: true }));
-    mounts.push(fs('/run', 'tmpfs', 'mode=755', { nosuid: true, nodev: true }));
+  if (mode === 'readonly') {
+    // Writable scratch space on a read-only root; on the host's root this also
+    // hides the host's /run (its sockets).
+    mounts.push(fs('/tmp', 'tmpfs', 'mode=1777', { nosuid: true, nodev: true, optional: true }));
+    mounts.push(fs('/run', 'tmpfs', 'mode=755', { nosuid: true, nodev: true, optional: true }));
   }
+  mounts.push(...etcFiles(ctx.hostname));
+  for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
+  for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
+  for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
   const env = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
     ['HOSTNAME', ctx.hostname],
@@ -127,7 +186,8 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     cwd: o.cwd,
     hostname: ctx.hostname,
     namespaces: [...ALL_NAMESPACES],
-    rootfs: { kind: 'path', path: rootfs, readonly: hostRoot },
+    rootfs: { kind: 'path', path: rootfs, mode, idmap: ctx.idmap && !hostRoot },
+    rootfsPropagation: o.rootfsPropagation,
     mounts,
     init: o.init,
     user: { uid: 0, gid: 0, additionalGids: [] },

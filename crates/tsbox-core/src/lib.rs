@@ -11,7 +11,7 @@ pub mod plan;
 pub mod report;
 
 pub use message::{ChildGo, ChildMsg, HelperMsg, NodeMsg, Rusage};
-pub use plan::{Mount, MountKind, Namespace, Plan, Rlimit, RootfsSpec, User, PLAN_VERSION};
+pub use plan::{Mount, MountKind, Namespace, Plan, Propagation, Rlimit, RootMode, RootfsSpec, User, PLAN_VERSION};
 pub use report::{errno_name, Report, Step};
 
 /// The largest packet either side sends or accepts. Plans are a few KiB; this

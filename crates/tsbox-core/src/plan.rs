@@ -19,6 +19,8 @@ pub struct Plan {
     pub hostname: String,
     pub namespaces: Vec<Namespace>,
     pub rootfs: RootfsSpec,
+    /// Propagation of the container's mounts once it runs (OCI `rootfsPropagation`).
+    pub rootfs_propagation: Propagation,
     /// Applied in order after the root is bound; targets are container paths.
     pub mounts: Vec<Mount>,
     /// Run the minimal init as PID 1 (forwards signals, reaps, exits with the
@@ -91,8 +93,35 @@ impl Namespace {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
 pub enum RootfsSpec {
-    /// A directory on the host, bound (recursively) as the container's root.
-    Path { path: String, readonly: bool },
+    /// A directory on the host as the container's root.
+    Path {
+        path: String,
+        mode: RootMode,
+        /// Shift the rootfs's ids into the container's range with an idmapped
+        /// mount (made by the helper, which has the privilege for it).
+        idmap: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RootMode {
+    /// The directory is the lower layer of an overlay whose upper layer lives
+    /// on a tmpfs and is thrown away: the user's directory is never written.
+    Overlay,
+    /// Bound read-only, recursively.
+    Readonly,
+    /// Bound read-write: the container writes into the directory (OCI bundles).
+    Bind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Propagation {
+    Private,
+    Slave,
+    Shared,
+    Unbindable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,13 +140,32 @@ pub struct Mount {
     pub nodev: bool,
     #[serde(default)]
     pub noexec: bool,
+    /// Skip, rather than fail, when the mount point is missing and cannot be
+    /// created (a read-only root, or a directory the container may not write).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum MountKind {
     /// A host file or directory bound onto the target (created if missing).
-    Bind { source: String, recursive: bool },
+    Bind {
+        source: String,
+        recursive: bool,
+        /// Shift the source's ids into the container's range (idmapped mount).
+        #[serde(default)]
+        idmap: bool,
+    },
+    /// A file with these contents, private to the container (on its staging
+    /// tmpfs), bound onto the target: /etc/hostname, /etc/hosts, ...
+    File { contents: String, mode: u32 },
+    /// Hide an existing path: an empty read-only tmpfs over a directory, /dev/null
+    /// over a file. A missing path is left alone.
+    Mask,
+    /// Make an existing path read-only (a recursive bind onto itself). A missing
+    /// path is left alone.
+    ReadonlyPath,
     /// A fresh filesystem: proc, sysfs, tmpfs, devpts, mqueue.
     Fs { fstype: String, data: Option<String> },
     /// A symlink created at the target (on a filesystem the container owns).
@@ -171,7 +219,8 @@ mod tests {
             cwd: "/".into(),
             hostname: "box".into(),
             namespaces: Namespace::ALL.to_vec(),
-            rootfs: RootfsSpec::Path { path: "/".into(), readonly: true },
+            rootfs: RootfsSpec::Path { path: "/".into(), mode: RootMode::Readonly, idmap: false },
+            rootfs_propagation: Propagation::Private,
             mounts: vec![
                 Mount {
                     target: "/proc".into(),
@@ -180,14 +229,16 @@ mod tests {
                     nosuid: true,
                     nodev: true,
                     noexec: true,
+                    optional: false,
                 },
                 Mount {
                     target: "/dev/null".into(),
-                    kind: MountKind::Bind { source: "/dev/null".into(), recursive: false },
+                    kind: MountKind::Bind { source: "/dev/null".into(), recursive: false, idmap: false },
                     readonly: false,
                     nosuid: true,
                     nodev: false,
                     noexec: true,
+                    optional: false,
                 },
             ],
             init: true,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum Step {
     ReadPlan,
     Clone,
+    Idmap,
     WaitGo,
     MountPropagation,
     OpenRootfs,
@@ -38,6 +39,7 @@ impl Step {
         match self {
             Step::ReadPlan => "read_plan",
             Step::Clone => "clone",
+            Step::Idmap => "idmap",
             Step::WaitGo => "wait_go",
             Step::MountPropagation => "mount_propagation",
             Step::OpenRootfs => "open_rootfs",

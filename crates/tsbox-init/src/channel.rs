@@ -65,6 +65,49 @@ impl Channel {
         }
     }
 
+    /// Sends a message with descriptors attached (SCM_RIGHTS).
+    pub fn send_fds<T: Serialize>(&self, msg: &T, fds: &[RawFd]) -> nix::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let bytes = tsbox_core::encode(msg);
+        let iov = [std::io::IoSlice::new(&bytes)];
+        let cmsgs = if fds.is_empty() { vec![] } else { vec![ControlMessage::ScmRights(fds)] };
+        loop {
+            match sendmsg::<()>(self.0.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// A small message and the descriptors that came with it.
+    pub fn recv_fds<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>, RecvError> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        let mut buf = vec![0u8; 4096];
+        let mut cmsg = nix::cmsg_space!([RawFd; 253]);
+        let (n, fds) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(RecvError::Io(e)),
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for c in msg.cmsgs().map_err(RecvError::Io)? {
+                        if let ControlMessageOwned::ScmRights(list) = c {
+                            // SAFETY: the kernel just installed these descriptors for us.
+                            fds.extend(list.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        }
+                    }
+                    break (msg.bytes, fds);
+                }
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        tsbox_core::decode(&buf[..n]).map(|m| Some((m, fds))).map_err(RecvError::Decode)
+    }
+
     /// The next message, or `None` when the peer has closed its end.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>, RecvError> {
         self.recv_with(MsgFlags::empty())

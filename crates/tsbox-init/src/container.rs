@@ -40,18 +40,18 @@ pub fn run(plan: &Plan, chan: Channel, tr: Trace) -> ! {
 
 fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     // (3) Wait for the parent to write our id maps.
-    match chan.recv::<ChildGo>() {
-        Ok(Some(ChildGo::Go)) => {}
+    let trees = match chan.recv_fds::<ChildGo>() {
+        Ok(Some((ChildGo::Go, trees))) => trees,
         // The helper is gone: nobody to report to.
         Ok(None) => unsafe { libc::_exit(125) },
         Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
-    }
+    };
     // Everything needed for exec is checked before the first mount.
     let cmd = Command::new(&plan.argv, &plan.env)?;
     let keep = plan.capabilities.as_deref().map(caps::parse).transpose()?;
 
     // (4)
-    let sources = if plan.has(Namespace::Mount) { Some(mounts::open_sources(plan, &tr)?) } else { None };
+    let sources = if plan.has(Namespace::Mount) { Some(mounts::open_sources(plan, trees, &tr)?) } else { None };
     if plan.has(Namespace::User) {
         // Root of the new user namespace: files we create on the filesystems we
         // mount need an owner that is mapped there.
@@ -83,6 +83,10 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
 
     set_ids(plan)?;
     trace!(tr, "ids: uid={} gid={} groups={:?}", plan.user.uid, plan.user.gid, plan.user.additional_gids);
+    if plan.has(Namespace::Mount) {
+        // As container root, before the switch to the container user (Docker's order).
+        mounts::ensure_dir(&plan.cwd);
+    }
     nix::unistd::chdir(plan.cwd.as_str()).step_path(Step::Chdir, &plan.cwd, || "enter the working directory".into())?;
     if let Some(keep) = &keep {
         caps::apply(keep)?;

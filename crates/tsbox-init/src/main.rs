@@ -12,9 +12,11 @@ mod clone;
 mod container;
 mod exec;
 mod fail;
+mod idmap;
 mod init;
 mod monitor;
 mod mounts;
+mod sys;
 mod trace;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -112,8 +114,17 @@ fn helper(node: Channel) -> i32 {
             };
         }
     }
-    if mine.send(&ChildGo::Go).is_err() {
-        // The child died before go: its status says why.
-    }
+    let trees = match idmap::trees(&plan, pid, &tr) {
+        Ok(t) => t,
+        Err(r) => {
+            c.signal(libc::SIGKILL);
+            c.reap();
+            return fail(&node, r);
+        }
+    };
+    let raw: Vec<i32> = trees.iter().map(|t| std::os::fd::AsRawFd::as_raw_fd(t)).collect();
+    // If the child died before go, its status says why (the monitor reports it).
+    let _ = mine.send_fds(&ChildGo::Go, &raw);
+    drop(trees);
     monitor::run(&node, mine, &c)
 }

@@ -1,78 +1,155 @@
 //! The container's filesystem (DESIGN.md, sync point 4): private propagation, a
-//! staging tmpfs, the rootfs bound into it, the plan's mounts applied in order,
+//! staging tmpfs, the root assembled in it (an overlay over the rootfs, or the
+//! rootfs bound read-only or read-write), the plan's mounts applied in order,
 //! then pivot_root with the old root detached.
 //!
 //! Every mount target is resolved with openat2(RESOLVE_IN_ROOT) against the new
 //! root, so a symlink inside the rootfs can never send a mount onto the host; the
-//! mount itself goes through the resolved descriptor (/proc/self/fd/N).
+//! mount itself goes through the resolved descriptor.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
-use tsbox_core::{Mount, MountKind, Plan, Report, RootfsSpec, Step};
+use tsbox_core::{Mount, MountKind, Plan, Propagation, Report, RootMode, RootfsSpec, Step};
 
 use crate::fail::{Result, StepExt};
+use crate::sys::{self, fd_path};
 use crate::trace::{trace, Trace};
 
 /// Where the new root is assembled: a tmpfs over /tmp in our private mount
-/// namespace (the host's /tmp is untouched), as bubblewrap does.
+/// namespace (the host's /tmp is untouched), as bubblewrap does. The overlay's
+/// upper layer and the generated files live on it and vanish with the container.
 const STAGING: &str = "/tmp";
 const NEWROOT: &str = "/tmp/root";
+const LOWER: &str = "/tmp/lower";
+const UPPER: &str = "/tmp/upper";
+const WORK: &str = "/tmp/work";
+const FILES: &str = "/tmp/files";
+
+/// A host path to mount from: opened by path, or a detached (idmapped) tree the
+/// helper made.
+enum Source {
+    Path(OwnedFd),
+    Tree(OwnedFd),
+}
+
+impl Source {
+    fn fd(&self) -> &OwnedFd {
+        match self {
+            Source::Path(fd) | Source::Tree(fd) => fd,
+        }
+    }
+
+    /// Mounts this source on the (resolved) `target`.
+    fn attach(&self, target: RawFd, recursive: bool) -> std::result::Result<(), Errno> {
+        match self {
+            Source::Tree(tree) => sys::move_mount_onto(tree.as_raw_fd(), target),
+            Source::Path(fd) => {
+                let mut flags = MsFlags::MS_BIND;
+                flags.set(MsFlags::MS_REC, recursive);
+                mount(Some(fd_path(fd.as_raw_fd()).as_str()), fd_path(target).as_str(), None::<&str>, flags, None::<&str>)
+            }
+        }
+    }
+}
 
 /// Host paths the container is built from, opened while the child still has
 /// the caller's credentials (a 0700 directory on the way stays reachable) and
 /// before the staging tmpfs could hide any of them.
 pub struct Sources {
-    rootfd: OwnedFd,
-    binds: Vec<Option<OwnedFd>>,
+    root: Source,
+    binds: Vec<Option<Source>>,
+    devnull: OwnedFd,
 }
 
-pub fn open_sources(plan: &Plan, tr: &Trace) -> Result<Sources> {
+pub fn open_sources(plan: &Plan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sources> {
     // Nothing we mount may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step_path(Step::MountPropagation, "/", || "make every mount private (MS_REC|MS_PRIVATE)".into())?;
     trace!(tr, "mount propagation: / private, recursive");
-    let RootfsSpec::Path { path: rootfs, .. } = &plan.rootfs;
-    let rootfd = open(rootfs.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step_path(Step::OpenRootfs, rootfs, || "open the rootfs directory".into())?;
+    let mut trees = trees.into_iter();
+    let mut take = |idmap: bool, step: Step, path: &str, flags: OFlag, what: &str| -> Result<Source> {
+        if idmap {
+            return trees.next().map(Source::Tree).ok_or_else(|| {
+                Report::new(step, libc::EPROTO).path(path).detail("the helper sent fewer idmapped trees than the plan needs")
+            });
+        }
+        open(path, flags | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map(Source::Path).step_path(step, path, || what.to_string())
+    };
+    let RootfsSpec::Path { path: rootfs, idmap, .. } = &plan.rootfs;
+    let root = take(*idmap, Step::OpenRootfs, rootfs, OFlag::O_DIRECTORY, "open the rootfs directory")?;
     let binds = plan
         .mounts
         .iter()
         .map(|m| match &m.kind {
-            MountKind::Bind { source, .. } => open(source.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .map(Some)
-                .step_path(Step::OpenSource, source, || format!("open the source of the mount on {}", m.target)),
+            MountKind::Bind { source, idmap, .. } => {
+                take(*idmap, Step::OpenSource, source, OFlag::empty(), &format!("open the source of the mount on {}", m.target)).map(Some)
+            }
             _ => Ok(None),
         })
-        .collect::<Result<Vec<Option<OwnedFd>>>>()?;
-    Ok(Sources { rootfd, binds })
+        .collect::<Result<Vec<_>>>()?;
+    let devnull = open("/dev/null", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .step_path(Step::OpenSource, "/dev/null", || "open /dev/null to mask paths with".into())?;
+    Ok(Sources { root, binds, devnull })
 }
 
 pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
-    let RootfsSpec::Path { path: rootfs, readonly } = &plan.rootfs;
-    let Sources { rootfd, binds: sources } = sources;
-    mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700,size=64k"))
+    let RootfsSpec::Path { path: rootfs, mode, .. } = &plan.rootfs;
+    let Sources { root: rootsrc, binds, devnull } = sources;
+
+    mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700"))
         .step_path(Step::Staging, STAGING, || "mount the staging tmpfs".into())?;
-    mkdir(NEWROOT, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, NEWROOT, || "create the new root's mount point".into())?;
-
-    mount(Some(fd_path(rootfd.as_raw_fd()).as_str()), NEWROOT, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .step_path(Step::BindRootfs, rootfs, || "bind the rootfs (recursively) as the new root".into())?;
-    if *readonly {
-        make_readonly(NEWROOT, true).step_path(Step::BindRootfs, rootfs, || "make the root read-only".into())?;
+    for dir in [NEWROOT, FILES] {
+        mkdir(dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create a staging directory".into())?;
     }
-    trace!(tr, "rootfs: {rootfs} bound on the new root{}", if *readonly { ", read-only" } else { "" });
-    drop(rootfd);
+    let at = |p: &str| open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty());
+    match mode {
+        RootMode::Overlay => {
+            for dir in [LOWER, UPPER, WORK] {
+                mkdir(dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create an overlay directory".into())?;
+            }
+            let lower = at(LOWER).step_path(Step::Staging, LOWER, || "open the overlay's lower directory".into())?;
+            rootsrc.attach(lower.as_raw_fd(), true).step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
+            let data = format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK}");
+            mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+                .or_else(|_| {
+                    // Kernels that keep overlay metadata in user.* xattrs inside a user namespace.
+                    mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(format!("{data},userxattr").as_str()))
+                })
+                .map_err(|e| {
+                    Report::new(Step::BindRootfs, e as i32).path(rootfs.clone()).detail("mount the overlay over the rootfs").hint(
+                        "this kernel or filesystem cannot overlay the rootfs in a user namespace; use --read-only, or --writable-rootfs to write into the directory itself",
+                    )
+                })?;
+            trace!(tr, "rootfs: {rootfs} under an overlay, writes go to a tmpfs that is discarded");
+        }
+        RootMode::Readonly | RootMode::Bind => {
+            let newroot = at(NEWROOT).step_path(Step::Staging, NEWROOT, || "open the new root".into())?;
+            rootsrc.attach(newroot.as_raw_fd(), true).step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the new root".into())?;
+            if *mode == RootMode::Readonly {
+                let bound = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
+                set_attrs(bound.as_raw_fd(), sys::MOUNT_ATTR_RDONLY, true)
+                    .step_path(Step::BindRootfs, rootfs, || "make the root read-only".into())?;
+            }
+            trace!(tr, "rootfs: {rootfs} bound {}", if *mode == RootMode::Readonly { "read-only" } else { "read-write (writes reach the directory)" });
+        }
+    }
+    drop(rootsrc);
 
-    let root = open(NEWROOT, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
-    for (m, source) in plan.mounts.iter().zip(sources) {
-        apply(root.as_raw_fd(), m, source).map_err(|r| if r.path.is_none() { r.path(m.target.clone()) } else { r })?;
-        trace!(tr, "{}", describe(m));
+    let root = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
+    for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
+        match apply(root.as_raw_fd(), i, m, source, &devnull) {
+            Ok(true) => trace!(tr, "{}", describe(m)),
+            Ok(false) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
+            Err(r) if m.optional && matches!(r.errno, libc::EROFS | libc::EACCES | libc::EPERM) => {
+                trace!(tr, "{} — skipped, no mount point and none can be made ({})", describe(m), tsbox_core::errno_name(r.errno));
+            }
+            Err(r) => return Err(if r.path.is_none() { r.path(m.target.clone()) } else { r }),
+        }
     }
     drop(root);
 
@@ -82,12 +159,21 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
     pivot_root(".", ".").step_path(Step::PivotRoot, rootfs, || "pivot_root into the rootfs".into())?;
     umount2(".", MntFlags::MNT_DETACH).step_path(Step::PivotRoot, "/", || "detach the old root".into())?;
     chdir("/").step_path(Step::PivotRoot, "/", || "enter the new root".into())?;
-    trace!(tr, "pivot_root: {rootfs} is /, old root detached");
+    let prop = match plan.rootfs_propagation {
+        Propagation::Private => MsFlags::MS_PRIVATE,
+        Propagation::Slave => MsFlags::MS_SLAVE,
+        Propagation::Shared => MsFlags::MS_SHARED,
+        Propagation::Unbindable => MsFlags::MS_UNBINDABLE,
+    };
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>)
+        .step_path(Step::MountPropagation, "/", || format!("set the root's propagation to {:?}", plan.rootfs_propagation).to_lowercase())?;
+    trace!(tr, "pivot_root: {rootfs} is /, old root detached, propagation {:?}", plan.rootfs_propagation);
     Ok(())
 }
 
-fn fd_path(fd: RawFd) -> String {
-    format!("/proc/self/fd/{fd}")
+/// Creates the working directory if it is missing (in the writable layer).
+pub fn ensure_dir(path: &str) {
+    let _ = std::fs::create_dir_all(path);
 }
 
 fn describe(m: &Mount) -> String {
@@ -99,14 +185,20 @@ fn describe(m: &Mount) -> String {
     }
     let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(",")) };
     match &m.kind {
-        MountKind::Bind { source, recursive } => {
-            format!("mount: bind{} {source} on {}{flags}", if *recursive { " (recursive)" } else { "" }, m.target)
-        }
+        MountKind::Bind { source, recursive, idmap } => format!(
+            "mount: bind{}{} {source} on {}{flags}",
+            if *recursive { " (recursive)" } else { "" },
+            if *idmap { " (idmapped)" } else { "" },
+            m.target
+        ),
         MountKind::Fs { fstype, data } => {
             format!("mount: {fstype} on {}{flags}{}", m.target, data.as_deref().map(|d| format!(" [{d}]")).unwrap_or_default())
         }
         MountKind::Symlink { link } => format!("symlink: {} -> {link}", m.target),
         MountKind::Dir { mode } => format!("mkdir: {} ({mode:o})", m.target),
+        MountKind::File { contents, .. } => format!("file: {} ({} bytes){flags}", m.target, contents.len()),
+        MountKind::Mask => format!("mask: {}", m.target),
+        MountKind::ReadonlyPath => format!("read-only: {}", m.target),
     }
 }
 
@@ -119,46 +211,94 @@ fn ms_flags(m: &Mount) -> MsFlags {
     f
 }
 
-fn apply(root: RawFd, m: &Mount, source: Option<OwnedFd>) -> Result<()> {
+fn attr_bits(m: &Mount) -> u64 {
+    let mut attrs = 0;
+    for (on, a) in [(m.readonly, sys::MOUNT_ATTR_RDONLY), (m.nosuid, sys::MOUNT_ATTR_NOSUID), (m.nodev, sys::MOUNT_ATTR_NODEV), (m.noexec, sys::MOUNT_ATTR_NOEXEC)] {
+        if on {
+            attrs |= a;
+        }
+    }
+    attrs
+}
+
+/// Applies one mount operation; `Ok(false)` when it was skipped (a mask or a
+/// read-only path that does not exist).
+fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: &OwnedFd) -> Result<bool> {
     let target = m.target.as_str();
     match &m.kind {
         MountKind::Dir { mode } => {
             mkdir_all(root, target, *mode)?;
-            Ok(())
         }
         MountKind::Symlink { link } => {
             let (parent, name) = split(target)?;
             let dir = mkdir_all(root, parent, 0o755)?;
             match nix::unistd::symlinkat(link.as_str(), &dir, name) {
-                Ok(()) | Err(Errno::EEXIST) => Ok(()),
-                Err(e) => Err(Report::new(Step::Mount, e as i32).path(target).detail(format!("create the symlink {target} -> {link}"))),
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(Report::new(Step::Mount, e as i32).path(target).detail(format!("create the symlink {target} -> {link}"))),
             }
         }
         MountKind::Fs { fstype, data } => {
             let at = mkdir_all(root, target, 0o755)?;
             mount(Some(fstype.as_str()), fd_path(at.as_raw_fd()).as_str(), Some(fstype.as_str()), ms_flags(m), data.as_deref())
-                .step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))
+                .step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?;
         }
-        MountKind::Bind { source: src_path, recursive } => {
+        MountKind::Bind { source: src_path, recursive, .. } => {
             let src = source.expect("bind mounts have their source opened up front");
-            let is_dir = fstat(&src)
-                .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
-                .step_path(Step::OpenSource, src_path, || "stat the mount source".into())?;
+            let is_dir = fstat(src.fd()).map(|st| is_dir_mode(st.st_mode)).step_path(Step::OpenSource, src_path, || "stat the mount source".into())?;
             let at = if is_dir { mkdir_all(root, target, 0o755)? } else { touch(root, target)? };
-            let mut flags = MsFlags::MS_BIND;
-            flags.set(MsFlags::MS_REC, *recursive);
-            mount(Some(fd_path(src.as_raw_fd()).as_str()), fd_path(at.as_raw_fd()).as_str(), None::<&str>, flags, None::<&str>)
-                .step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
-            // A bind takes the source mount's flags; ours are applied on top,
+            src.attach(at.as_raw_fd(), *recursive).step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
+            // The bind takes the source mount's flags; ours are added on top,
             // through the new mount (the old descriptor names what is under it).
-            if !ms_flags(m).is_empty() {
+            if attr_bits(m) != 0 {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), m, *recursive)
-                    .step_path(Step::Mount, target, || format!("apply ro/nosuid/nodev/noexec to the bind of {src_path}"))?;
+                set_attrs(bound.as_raw_fd(), attr_bits(m), *recursive)
+                    .step_path(Step::Mount, target, || format!("make the bind of {src_path} {}", describe_flags(m)))?;
             }
-            Ok(())
+        }
+        MountKind::File { contents, mode } => {
+            let staged = format!("{FILES}/{index}");
+            std::fs::write(&staged, contents).step_path(Step::Mount, &staged, || format!("write the contents of {target}"))?;
+            nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, staged.as_str(), Mode::from_bits_truncate(*mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
+                .step_path(Step::Mount, &staged, || format!("set the mode of {target}"))?;
+            let at = touch(root, target)?;
+            let src = open(staged.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).step_path(Step::Mount, &staged, || "open the staged file".into())?;
+            Source::Path(src).attach(at.as_raw_fd(), false).step_path(Step::Mount, target, || format!("bind the generated {target}"))?;
+            if attr_bits(m) != 0 {
+                let bound = resolve(root, target, OFlag::O_PATH)?;
+                set_attrs(bound.as_raw_fd(), attr_bits(m), false).step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
+            }
+        }
+        MountKind::Mask => {
+            let Some(at) = resolve_existing(root, target)? else { return Ok(false) };
+            let is_dir = fstat(&at).map(|st| is_dir_mode(st.st_mode)).step_path(Step::Mount, target, || "stat the path to mask".into())?;
+            if is_dir {
+                mount(Some("tmpfs"), fd_path(at.as_raw_fd()).as_str(), Some("tmpfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=0,mode=0555"))
+                    .step_path(Step::Mount, target, || "mask the directory with an empty read-only tmpfs".into())?;
+            } else {
+                Source::Path(devnull.try_clone().step(Step::Mount, || "duplicate /dev/null".into())?)
+                    .attach(at.as_raw_fd(), false)
+                    .step_path(Step::Mount, target, || "mask the file with /dev/null".into())?;
+            }
+        }
+        MountKind::ReadonlyPath => {
+            let Some(at) = resolve_existing(root, target)? else { return Ok(false) };
+            let p = fd_path(at.as_raw_fd());
+            mount(Some(p.as_str()), p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .step_path(Step::Mount, target, || "bind the path onto itself".into())?;
+            let bound = resolve(root, target, OFlag::O_PATH)?;
+            set_attrs(bound.as_raw_fd(), sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC, true)
+                .step_path(Step::Mount, target, || "make the path read-only".into())?;
         }
     }
+    Ok(true)
+}
+
+fn is_dir_mode(mode: libc::mode_t) -> bool {
+    SFlag::from_bits_truncate(mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+}
+
+fn describe_flags(m: &Mount) -> String {
+    describe(m).rsplit_once(" (").map(|(_, f)| f.trim_end_matches(')').to_string()).unwrap_or_default()
 }
 
 fn split(target: &str) -> Result<(&str, &str)> {
@@ -169,38 +309,21 @@ fn split(target: &str) -> Result<(&str, &str)> {
     }
 }
 
-// openat2(2) is newer than nix's wrappers for it; the struct is three u64s.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-/// Opens `path` as if `root` were "/": `..`, absolute symlinks and everything else
-/// stay inside it.
 fn resolve(root: RawFd, path: &str, flags: OFlag) -> Result<OwnedFd> {
-    resolve_raw(root, path, flags).step_path(Step::Mount, path, || "resolve the mount target inside the rootfs".into())
+    sys::open_in_root(root, path, flags).step_path(Step::Mount, path, || "resolve the mount target inside the rootfs".into())
 }
 
-fn resolve_raw(root: RawFd, path: &str, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
-    let c = CString::new(path.trim_start_matches('/')).map_err(|_| Errno::EINVAL)?;
-    let c = if c.as_bytes().is_empty() { CString::new(".").unwrap() } else { c };
-    let how = OpenHow { flags: (flags | OFlag::O_CLOEXEC).bits() as u64, mode: 0, resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
-    // SAFETY: valid C string and struct for the duration of the call.
-    let fd = unsafe { libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
-    if fd < 0 {
-        return Err(Errno::last());
+fn resolve_existing(root: RawFd, path: &str) -> Result<Option<OwnedFd>> {
+    match sys::open_in_root(root, path, OFlag::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Report::new(Step::Mount, e as i32).path(path).detail("resolve the path inside the rootfs")),
     }
-    // SAFETY: a new descriptor from the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Resolves `path` inside `root`, creating missing directories along it.
 fn mkdir_all(root: RawFd, path: &str, mode: u32) -> Result<OwnedFd> {
-    match resolve_raw(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+    match sys::open_in_root(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(Report::new(Step::Mount, e as i32).path(path).detail("resolve the mount point inside the rootfs")),
@@ -216,7 +339,7 @@ fn mkdir_all(root: RawFd, path: &str, mode: u32) -> Result<OwnedFd> {
 
 /// Resolves the file `path` inside `root`, creating an empty one if missing.
 fn touch(root: RawFd, path: &str) -> Result<OwnedFd> {
-    match resolve_raw(root, path, OFlag::O_PATH) {
+    match sys::open_in_root(root, path, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(Report::new(Step::Mount, e as i32).path(path).detail("resolve the mount point inside the rootfs")),
@@ -230,56 +353,18 @@ fn touch(root: RawFd, path: &str) -> Result<OwnedFd> {
     resolve(root, path, OFlag::O_PATH)
 }
 
-// mount_setattr(2): add attributes to a mount (tree) without the remount rule
-// that every locked flag be repeated.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-const AT_RECURSIVE: u32 = 0x8000;
-
-fn mount_setattr(fd: RawFd, path: &str, attr_set: u64, recursive: bool) -> std::result::Result<(), Errno> {
-    let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
-    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    let mut flags = if path.is_empty() { libc::AT_EMPTY_PATH as u32 } else { 0 };
-    if recursive {
-        flags |= AT_RECURSIVE;
-    }
-    // SAFETY: valid C string and struct for the duration of the call.
-    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, fd, c.as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
-    if r < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    }
-}
-
-fn set_attrs(fd: RawFd, m: &Mount, recursive: bool) -> std::result::Result<(), Errno> {
-    let mut attrs = 0;
-    for (on, a) in [(m.readonly, MOUNT_ATTR_RDONLY), (m.nosuid, MOUNT_ATTR_NOSUID), (m.nodev, MOUNT_ATTR_NODEV), (m.noexec, MOUNT_ATTR_NOEXEC)] {
-        if on {
-            attrs |= a;
+/// mount_setattr, or on kernels before 5.12 a remount of the top mount only.
+fn set_attrs(fd: RawFd, attrs: u64, recursive: bool) -> std::result::Result<(), Errno> {
+    match sys::mount_setattr(fd, attrs, recursive) {
+        Err(Errno::ENOSYS) => {
+            let mut add = MsFlags::empty();
+            for (a, f) in [(sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY), (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID), (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV), (sys::MOUNT_ATTR_NOEXEC, MsFlags::MS_NOEXEC)] {
+                if attrs & a != 0 {
+                    add |= f;
+                }
+            }
+            remount_bind(&fd_path(fd), add)
         }
-    }
-    match mount_setattr(fd, "", attrs, recursive) {
-        Err(Errno::ENOSYS) => remount_bind(&fd_path(fd), ms_flags(m)),
-        r => r,
-    }
-}
-
-/// Makes the mount at `path` (and, when `recursive`, every mount below it)
-/// read-only.
-fn make_readonly(path: &str, recursive: bool) -> std::result::Result<(), Errno> {
-    match mount_setattr(libc::AT_FDCWD, path, MOUNT_ATTR_RDONLY, recursive) {
-        // Kernels before 5.12: the top mount only.
-        Err(Errno::ENOSYS) => remount_bind(path, MsFlags::MS_RDONLY),
         r => r,
     }
 }
@@ -287,9 +372,9 @@ fn make_readonly(path: &str, recursive: bool) -> std::result::Result<(), Errno> 
 /// MS_REMOUNT|MS_BIND keeping the flags the mount already has: in a user
 /// namespace the kernel refuses a remount that would clear a locked flag.
 fn remount_bind(path: &str, add: MsFlags) -> std::result::Result<(), Errno> {
+    use nix::sys::statvfs::FsFlags;
     let st = nix::sys::statvfs::statvfs(path)?;
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | add;
-    use nix::sys::statvfs::FsFlags;
     for (have, ms) in [
         (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
@@ -327,7 +412,9 @@ mod tests {
             nosuid: true,
             nodev: false,
             noexec: false,
+            optional: false,
         };
         assert_eq!(describe(&m), "mount: sysfs on /sys (ro,nosuid)");
+        assert_eq!(describe_flags(&m), "ro,nosuid");
     }
 }

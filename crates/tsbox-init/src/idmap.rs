@@ -1,0 +1,55 @@
+//! Idmapped mounts, made by the helper after the id maps are written (it has
+//! CAP_SYS_ADMIN where the filesystems live; the child does not). A rootfs or
+//! volume owned by host root then appears owned by container root, so a
+//! container can write where Docker's could, while its root stays nobody on
+//! the host. The detached trees travel to the child with its `go`.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use tsbox_core::{MountKind, Plan, Report, RootfsSpec, Step};
+
+use crate::sys;
+use crate::trace::{trace, Trace};
+
+/// The host paths to idmap, in the order the child consumes them: the rootfs
+/// first, then each bind source that asks for it.
+pub fn sources(plan: &Plan) -> Vec<(Step, &str)> {
+    let RootfsSpec::Path { path, idmap, .. } = &plan.rootfs;
+    let mut out = Vec::new();
+    if *idmap {
+        out.push((Step::OpenRootfs, path.as_str()));
+    }
+    for m in &plan.mounts {
+        if let MountKind::Bind { source, idmap: true, .. } = &m.kind {
+            out.push((Step::OpenSource, source.as_str()));
+        }
+    }
+    out
+}
+
+/// Detached, idmapped copies of every source that asks for one. Where the
+/// filesystem cannot be idmapped, the copy is left as it is (and traced).
+pub fn trees(plan: &Plan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report> {
+    let wanted = sources(plan);
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ns_path = format!("/proc/{child}/ns/user");
+    let userns = open(ns_path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Report::new(Step::Idmap, e as i32).path(ns_path.clone()).detail("open the container's user namespace"))?;
+    wanted
+        .into_iter()
+        .map(|(step, path)| {
+            let tree = sys::open_tree_clone(path, true)
+                .map_err(|e| Report::new(step, e as i32).path(path).detail("clone the mount tree of the source"))?;
+            match sys::mount_setattr_idmap(tree.as_raw_fd(), userns.as_raw_fd(), true) {
+                Ok(()) => trace!(tr, "idmap: {path} shifted into the container's id range"),
+                Err(e) => trace!(tr, "idmap: {path} cannot be idmapped ({e}); bound as it is"),
+            }
+            Ok(tree)
+        })
+        .collect()
+}

@@ -1,0 +1,295 @@
+/**
+ * What a container sees of the filesystem (issue 3): the mount table, /proc /sys
+ * /dev, masked and read-only paths, the root modes, volumes, and that neither a
+ * hostile rootfs nor the container can reach the host's files.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { cli, type ProbeInfo } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+let scratch: string;
+
+beforeAll(async () => {
+  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-fs-test-'));
+  await fs.chmod(scratch, 0o755);
+});
+afterAll(async () => {
+  await fs.rm(scratch, { recursive: true, force: true });
+});
+
+async function run(args: string[], command: string[]) {
+  return cli(['run', ...args, '--', ...command]);
+}
+
+async function info(...args: string[]): Promise<ProbeInfo> {
+  const r = await run(['--rootfs', rootfs, ...args], ['tsbox-probe', 'info']);
+  expect(r.stderr).toBe('');
+  return JSON.parse(r.stdout) as ProbeInfo;
+}
+
+/** Every path under `dir` with its type, mode, owner, size, mtime and content hash. */
+async function fingerprint(dir: string): Promise<string> {
+  const lines: string[] = [];
+  const walk = async (rel: string) => {
+    const p = join(dir, rel);
+    const st = await fs.lstat(p);
+    let extra = '';
+    if (st.isSymbolicLink()) extra = await fs.readlink(p);
+    else if (st.isFile()) extra = createHash('sha256').update(await fs.readFile(p)).digest('hex');
+    lines.push(`${rel} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs} ${extra}`);
+    if (st.isDirectory()) for (const e of (await fs.readdir(p)).sort()) await walk(join(rel, e));
+  };
+  await walk('.');
+  return lines.join('\n');
+}
+
+/** A private copy of the test rootfs, for tests that change it. */
+async function copyRootfs(name: string): Promise<string> {
+  const dir = join(scratch, name);
+  await fs.cp(rootfs, dir, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  return dir;
+}
+
+describe('the mount table', () => {
+  it('is exactly the expected set', async () => {
+    const mounts = (await info()).mounts.map((m) => `${m.mountPoint} ${m.fsType}`);
+    expect(mounts).toEqual([
+      '/ overlay',
+      '/proc proc',
+      '/sys sysfs',
+      '/dev tmpfs',
+      '/dev/null devtmpfs',
+      '/dev/zero devtmpfs',
+      '/dev/full devtmpfs',
+      '/dev/random devtmpfs',
+      '/dev/urandom devtmpfs',
+      '/dev/tty devtmpfs',
+      '/dev/pts devpts',
+      '/dev/shm tmpfs',
+      '/dev/mqueue mqueue',
+      '/etc/hostname tmpfs',
+      '/etc/hosts tmpfs',
+      '/etc/resolv.conf tmpfs',
+      // Masked paths that exist on this kernel (kcore, latency_stats, sched_debug... may not).
+      ...['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi']
+        .filter((p) => existsOnHost(p))
+        .map((p) => `${p} ${isDirOnHost(p) ? 'tmpfs' : 'devtmpfs'}`),
+      ...['/sys/firmware', '/sys/devices/virtual/powercap'].filter((p) => existsOnHost(p)).map((p) => `${p} tmpfs`),
+      ...['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'].filter((p) => existsOnHost(p)).map((p) => `${p} proc`),
+    ]);
+  });
+
+  it('has /sys read-only and /proc of its own', async () => {
+    const m = (await info()).mounts;
+    expect(m.find((x) => x.mountPoint === '/sys')!.options.split(',')).toContain('ro');
+    expect(m.find((x) => x.mountPoint === '/proc')!.options.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noexec']));
+  });
+});
+
+function existsOnHost(p: string): boolean {
+  try {
+    readFileSync(p, { flag: 'r' });
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EISDIR' || (e as NodeJS.ErrnoException).code === 'EACCES' || (e as NodeJS.ErrnoException).code === 'EPERM' || (e as NodeJS.ErrnoException).code === 'EINVAL' || (e as NodeJS.ErrnoException).code === 'EIO';
+  }
+}
+function isDirOnHost(p: string): boolean {
+  try {
+    readFileSync(p);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EISDIR';
+  }
+}
+
+describe('/proc, /sys and /dev', () => {
+  it('refuses writes to /proc/sys', async () => {
+    const r = await run(['--rootfs', rootfs], ['tsbox-probe', 'write', '/proc/sys/kernel/domainname']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, errno: 30 });
+  });
+
+  it('masks /proc/kcore (where the kernel has it), /proc/keys and /proc/timer_list, and /sys/firmware', async () => {
+    const r = await run(['--rootfs', rootfs], ['sh', '-c', 'wc -c < /proc/keys; wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; [ -e /proc/kcore ] && wc -c < /proc/kcore || echo 0']);
+    expect(r.stdout.trim().split('\n').map(Number)).toEqual([0, 0, 0, 0]);
+    // And on the host they have content: the mask is what hides it.
+    expect(readFileSync('/proc/timer_list', 'utf8').length).toBeGreaterThan(0);
+  });
+
+  it('lists exactly the minimal /dev', async () => {
+    const r = await run(['--rootfs', rootfs], ['ls', '-A', '/dev']);
+    expect(r.stdout.trim().split('\n')).toEqual(['fd', 'full', 'mqueue', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero']);
+    const links = await run(['--rootfs', rootfs], ['sh', '-c', 'for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done; ls /dev/pts']);
+    expect(links.stdout.trim().split('\n')).toEqual(['/proc/self/fd', '/proc/self/fd/0', '/proc/self/fd/1', '/proc/self/fd/2', 'pts/ptmx', 'ptmx']);
+  });
+
+  it('reads and writes the device nodes it has, and no other', async () => {
+    const r = await run(['--rootfs', rootfs], ['sh', '-c', 'head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; head -c 8 /dev/urandom | wc -c; ls /dev/sda /dev/mem /dev/kmsg 2>&1 | wc -l']);
+    expect(r.stdout.trim().split('\n')).toEqual(['4', 'null-ok', '8', '3']);
+  });
+});
+
+describe('root modes', () => {
+  it('never changes the rootfs directory, however the container writes (default overlay)', async () => {
+    const dir = await copyRootfs('overlay-root');
+    const before = await fingerprint(dir);
+    const r = await run(['--rootfs', dir], [
+      'sh',
+      '-c',
+      'for d in / /etc /bin /tmp /root /home /usr/bin /var /run; do echo x > $d/written || exit 1; done; echo y >> /etc/passwd; rm /bin/ls; chmod 700 /etc; mkdir -p /new/dir; ln -s /x /bin/zz-link; echo done',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('done');
+    expect(await fingerprint(dir)).toBe(before);
+  });
+
+  it('sees its own writes during the run, owned by container root', async () => {
+    const r = await run(['--rootfs', rootfs], ['sh', '-c', 'echo hi > /etc/motd; cat /etc/motd; stat -c %u:%g /etc/motd /etc/passwd']);
+    expect(r.stdout.trim().split('\n')).toEqual(['hi', '0:0', '0:0']);
+  });
+
+  it('--read-only refuses writes to the root but gives a writable /tmp and /run', async () => {
+    const ro = await run(['--rootfs', rootfs, '--read-only'], ['tsbox-probe', 'write', '/etc/x']);
+    expect(JSON.parse(ro.stdout)).toMatchObject({ ok: false, errno: 30 });
+    const tmp = await run(['--rootfs', rootfs, '--read-only'], ['sh', '-c', 'echo a > /tmp/a && echo a > /run/a && cat /tmp/a /run/a']);
+    expect(tmp.stdout).toBe('a\na\n');
+  });
+
+  it('--writable-rootfs writes into the directory itself', async () => {
+    const dir = await copyRootfs('writable-root');
+    const r = await run(['--rootfs', dir, '--writable-rootfs'], ['sh', '-c', 'echo kept > /root/file']);
+    expect(r.code).toBe(0);
+    expect(await fs.readFile(join(dir, 'root/file'), 'utf8')).toBe('kept\n');
+    // Container root is host root through the idmapped mount.
+    expect((await fs.stat(join(dir, 'root/file'))).uid).toBe(0);
+  });
+
+  it('rejects --writable-rootfs with --read-only, and without a rootfs', async () => {
+    const both = await run(['--rootfs', rootfs, '--read-only', '--writable-rootfs'], ['true']);
+    expect(both.code).toBe(125);
+    expect(both.stderr).toMatch(/^tsbox: config\(writableRootfs\): cannot be combined with readOnly/);
+    const hostRoot = await run(['--writable-rootfs'], ['true']);
+    expect(hostRoot.stderr).toMatch(/^tsbox: config\(writableRootfs\): needs a rootfs/);
+  });
+
+  it('creates a missing working directory in the writable layer only', async () => {
+    const dir = await copyRootfs('workdir-root');
+    const r = await run(['--rootfs', dir, '-w', '/srv/app'], ['sh', '-c', 'pwd']);
+    expect(r.stdout.trim()).toBe('/srv/app');
+    await expect(fs.stat(join(dir, 'srv'))).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('generated /etc files', () => {
+  it('writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container', async () => {
+    const r = await run(['--rootfs', rootfs, '--hostname', 'web-1'], ['sh', '-c', 'cat /etc/hostname; grep -c "localhost web-1" /etc/hosts; grep -c "nameserver 127." /etc/resolv.conf']);
+    expect(r.stdout.trim().split('\n')).toEqual(['web-1', '1', '0']);
+  });
+
+  it('replaces the host name on the default root too', async () => {
+    const r = await run(['--hostname', 'box'], ['cat', '/etc/hostname']);
+    expect(r.stdout).toBe('box\n');
+  });
+});
+
+describe('volumes', () => {
+  it('binds a directory read-write: writes reach the host, as host root', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'rw-'));
+    const r = await run(['--rootfs', rootfs, '-v', `${vol}:/data`], ['sh', '-c', 'echo hello > /data/out && stat -c %u /data/out']);
+    expect(r.stdout.trim()).toBe('0');
+    expect(await fs.readFile(join(vol, 'out'), 'utf8')).toBe('hello\n');
+    expect((await fs.stat(join(vol, 'out'))).uid).toBe(0);
+  });
+
+  it('binds read-only: writes are refused and the host is unchanged', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'ro-'));
+    await fs.writeFile(join(vol, 'in'), 'orig');
+    const r = await run(['--rootfs', rootfs, '-v', `${vol}:/data:ro`], ['sh', '-c', 'cat /data/in; echo; tsbox-probe write /data/in']);
+    const [content, verdict] = r.stdout.trim().split('\n');
+    expect(content).toBe('orig');
+    expect(JSON.parse(verdict!)).toMatchObject({ ok: false, errno: 30 });
+    expect(await fs.readFile(join(vol, 'in'), 'utf8')).toBe('orig');
+  });
+
+  it('binds a single file, and Docker --mount syntax', async () => {
+    const file = join(scratch, 'config.txt');
+    await fs.writeFile(file, 'cfg');
+    const r = await run(['--rootfs', rootfs, '-v', `${file}:/etc/app.conf:ro`, '--mount', `type=bind,source=${file},target=/opt/c,readonly`, '--mount', 'type=tmpfs,target=/scratch,tmpfs-size=1m'], [
+      'sh',
+      '-c',
+      'cat /etc/app.conf /opt/c; echo; df -k /scratch | tail -1 | tr -s " " | cut -d" " -f2',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(['cfgcfg', '1024']);
+  });
+
+  it('mounts --tmpfs with its size and mode', async () => {
+    const r = await run(['--rootfs', rootfs, '--tmpfs', '/cache:size=2m,mode=700'], ['sh', '-c', 'stat -c %a /cache; df -k /cache | tail -1 | tr -s " " | cut -d" " -f2']);
+    expect(r.stdout.trim().split('\n')).toEqual(['700', '2048']);
+  });
+
+  it('creates missing mount points in the writable layer, never in the rootfs', async () => {
+    const dir = await copyRootfs('mountpoint-root');
+    const before = await fingerprint(dir);
+    const vol = await fs.mkdtemp(join(scratch, 'mp-'));
+    const r = await run(['--rootfs', dir, '-v', `${vol}:/deep/new/dir`, '--tmpfs', '/also/new'], ['sh', '-c', 'ls -d /deep/new/dir /also/new']);
+    expect(r.code).toBe(0);
+    expect(await fingerprint(dir)).toBe(before);
+  });
+
+  it('names the volume when its host path is missing, or a part of it is bad', async () => {
+    const missing = await run(['--rootfs', rootfs, '-v', '/nonexistent/tsbox-vol:/data'], ['true']);
+    expect(missing.code).toBe(125);
+    expect(missing.stderr).toMatch(/^tsbox: volume\(\/nonexistent\/tsbox-vol\): ENOENT — the host path of the volume \/nonexistent\/tsbox-vol:\/data does not exist/);
+    const badOpt = await run(['--rootfs', rootfs, '-v', `${scratch}:/data:rox`], ['true']);
+    expect(badOpt.stderr).toMatch(/^tsbox: config\(volumes\[0\]\): .*unknown option "rox"/);
+    const relative = await run(['--rootfs', rootfs, '-v', `${scratch}:data`], ['true']);
+    expect(relative.stderr).toMatch(/^tsbox: config\(volumes\[0\]\): .*must be absolute/);
+    const badMount = await run(['--rootfs', rootfs, '--mount', 'type=volume,target=/x'], ['true']);
+    expect(badMount.stderr).toMatch(/^tsbox: config\(mounts\[0\]\): .*type=volume is not supported/);
+  });
+});
+
+describe('a hostile rootfs', () => {
+  it('cannot redirect a volume onto the host through a symlink', async () => {
+    const dir = await copyRootfs('evil-root');
+    await fs.symlink('/', join(dir, 'evil'));
+    const vol = await fs.mkdtemp(join(scratch, 'evil-vol-'));
+    await fs.writeFile(join(vol, 'marker'), 'm');
+    // /evil -> / resolves to the container's own root: the volume lands at /x inside.
+    const r = await run(['--rootfs', dir, '-v', `${vol}:/evil/x`], ['cat', '/x/marker']);
+    expect(r.stdout).toBe('m');
+    await expect(fs.stat('/x')).rejects.toThrow(/ENOENT/);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toMatch(/ \/x /);
+  });
+
+  it('refuses a volume behind a symlink to a host path the rootfs does not have', async () => {
+    const dir = await copyRootfs('evil2-root');
+    const hostTarget = await fs.mkdtemp(join(scratch, 'host-target-'));
+    await fs.symlink(hostTarget, join(dir, 'evil2'));
+    const vol = await fs.mkdtemp(join(scratch, 'evil2-vol-'));
+    const r = await run(['--rootfs', dir, '-v', `${vol}:/evil2/y`], ['true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: mount\(\/evil2(\/y)?\): ENOENT — resolve the mount target inside the rootfs/);
+    // The host directory the symlink names is untouched.
+    expect(await fs.readdir(hostTarget)).toEqual([]);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(hostTarget);
+  });
+});
+
+describe('rootfs propagation', () => {
+  it('is private by default and shared when asked', async () => {
+    const line = async (...args: string[]) => (await run(['--rootfs', rootfs, ...args], ['sh', '-c', "grep ' / / ' /proc/self/mountinfo"])).stdout;
+    expect(await line()).not.toMatch(/shared:/);
+    expect(await line('--rootfs-propagation', 'shared')).toMatch(/shared:\d+/);
+    const bad = await run(['--rootfs', rootfs, '--rootfs-propagation', 'sideways'], ['true']);
+    expect(bad.stderr).toMatch(/^tsbox: config\(rootfsPropagation\)/);
+  });
+});

@@ -1,0 +1,169 @@
+/**
+ * Volumes, tmpfs mounts and Docker's `--mount` syntax, parsed into one shape.
+ * Strings are parsed inside the schema (as zod transforms), so a bad one is
+ * reported with its JSON path, e.g. `volumes[1]: unknown option "rox"`.
+ */
+import { z } from 'zod';
+
+/** A host path bound into the container. */
+export interface BindVolume {
+  type: 'bind';
+  /** Host path (absolute after resolution). */
+  source: string;
+  /** Absolute path inside the container. */
+  target: string;
+  readonly: boolean;
+}
+
+/** A fresh tmpfs inside the container. */
+export interface TmpfsVolume {
+  type: 'tmpfs';
+  target: string;
+  /** Bytes; omitted means the kernel's default (half of RAM). */
+  size?: number;
+  /** Octal mode of the tmpfs root, e.g. 0o1777. */
+  mode?: number;
+  readonly: boolean;
+}
+
+export type Volume = BindVolume | TmpfsVolume;
+
+const target = z
+  .string()
+  .min(1)
+  .refine((p) => p.startsWith('/'), { message: 'the container path must be absolute (start with /)' })
+  .refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' })
+  .refine((p) => p !== '/', { message: 'the container path cannot be / itself' });
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** Docker's size strings: `64m`, `1g`, `512k`, `1048576`. */
+export function parseSize(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)b?$/i.exec(s.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!;
+  return Number.isFinite(n) ? Math.floor(n) : undefined;
+}
+
+function parseMode(s: string): number | undefined {
+  return /^[0-7]{3,4}$/.test(s) ? parseInt(s, 8) : undefined;
+}
+
+type Ctx = z.RefinementCtx;
+const bad = (ctx: Ctx, message: string) => {
+  ctx.addIssue({ code: 'custom', message });
+  return z.NEVER;
+};
+
+/** `HOST:CONTAINER[:ro|rw]` (Docker's -v). */
+export function parseVolume(spec: string, ctx: Ctx): BindVolume {
+  const parts = spec.split(':');
+  if (parts.length < 2 || parts.length > 3) return bad(ctx, `"${spec}" is not HOST:CONTAINER[:ro|rw]`);
+  const [source, tgt, opts = ''] = parts as [string, string, string?];
+  if (!source) return bad(ctx, `"${spec}" has an empty host path`);
+  let readonly = false;
+  for (const o of opts.split(',').filter(Boolean)) {
+    if (o === 'ro') readonly = true;
+    else if (o === 'rw') readonly = false;
+    else return bad(ctx, `"${spec}": unknown option "${o}" (use ro or rw)`);
+  }
+  const t = target.safeParse(tgt);
+  if (!t.success) return bad(ctx, `"${spec}": ${t.error.issues[0]!.message}`);
+  return { type: 'bind', source, target: tgt, readonly };
+}
+
+/** `PATH[:size=64m,mode=1777,ro]` (Docker's --tmpfs). */
+export function parseTmpfs(spec: string, ctx: Ctx): TmpfsVolume {
+  const colon = spec.indexOf(':');
+  const tgt = colon < 0 ? spec : spec.slice(0, colon);
+  const t = target.safeParse(tgt);
+  if (!t.success) return bad(ctx, `"${spec}": ${t.error.issues[0]!.message}`);
+  const out: TmpfsVolume = { type: 'tmpfs', target: tgt, readonly: false };
+  for (const o of colon < 0 ? [] : spec.slice(colon + 1).split(',').filter(Boolean)) {
+    const [k, v] = o.split('=', 2) as [string, string?];
+    if (k === 'size' && v !== undefined) {
+      const n = parseSize(v);
+      if (n === undefined) return bad(ctx, `"${spec}": size "${v}" is not a size such as 64m or 1g`);
+      out.size = n;
+    } else if (k === 'mode' && v !== undefined) {
+      const n = parseMode(v);
+      if (n === undefined) return bad(ctx, `"${spec}": mode "${v}" is not an octal mode such as 1777`);
+      out.mode = n;
+    } else if (k === 'ro' && v === undefined) out.readonly = true;
+    else if (k === 'rw' && v === undefined) out.readonly = false;
+    else return bad(ctx, `"${spec}": unknown option "${o}" (use size=, mode=, ro or rw)`);
+  }
+  return out;
+}
+
+/** Docker's `--mount type=bind|tmpfs,source=..,target=..,readonly,...`. */
+export function parseMountSpec(spec: string, ctx: Ctx): Volume {
+  const kv = new Map<string, string | true>();
+  for (const field of spec.split(',').filter(Boolean)) {
+    const eq = field.indexOf('=');
+    kv.set(eq < 0 ? field : field.slice(0, eq), eq < 0 ? true : field.slice(eq + 1));
+  }
+  const get = (...names: string[]) => names.map((n) => kv.get(n)).find((v) => v !== undefined);
+  const type = get('type') ?? 'bind';
+  const tgt = get('target', 'destination', 'dst');
+  if (typeof tgt !== 'string') return bad(ctx, `"${spec}" has no target= (the path inside the container)`);
+  const t = target.safeParse(tgt);
+  if (!t.success) return bad(ctx, `"${spec}": ${t.error.issues[0]!.message}`);
+  const ro = get('readonly', 'ro');
+  const readonly = ro === true || ro === 'true' || ro === '1';
+  if (ro !== undefined && !readonly && ro !== 'false' && ro !== '0') return bad(ctx, `"${spec}": readonly takes true or false, not "${String(ro)}"`);
+  const known = type === 'bind' ? ['type', 'source', 'src', 'target', 'destination', 'dst', 'readonly', 'ro'] : ['type', 'target', 'destination', 'dst', 'readonly', 'ro', 'tmpfs-size', 'tmpfs-mode'];
+  for (const k of kv.keys()) if (!known.includes(k)) return bad(ctx, `"${spec}": unknown field "${k}" for type=${String(type)}`);
+  if (type === 'bind') {
+    const source = get('source', 'src');
+    if (typeof source !== 'string' || !source) return bad(ctx, `"${spec}" has no source= (the host path)`);
+    return { type: 'bind', source, target: tgt, readonly };
+  }
+  if (type === 'tmpfs') {
+    const out: TmpfsVolume = { type: 'tmpfs', target: tgt, readonly };
+    const size = get('tmpfs-size');
+    if (size !== undefined) {
+      const n = typeof size === 'string' ? parseSize(size) : undefined;
+      if (n === undefined) return bad(ctx, `"${spec}": tmpfs-size "${String(size)}" is not a size such as 64m`);
+      out.size = n;
+    }
+    const mode = get('tmpfs-mode');
+    if (mode !== undefined) {
+      const n = typeof mode === 'string' ? parseMode(mode) : undefined;
+      if (n === undefined) return bad(ctx, `"${spec}": tmpfs-mode "${String(mode)}" is not an octal mode such as 1777`);
+      out.mode = n;
+    }
+    return out;
+  }
+  return bad(ctx, `"${spec}": type=${String(type)} is not supported (use bind or tmpfs)`);
+}
+
+const bindObject = z.object({ type: z.literal('bind').default('bind'), source: z.string().min(1), target, readonly: z.boolean().default(false) }).strict();
+const tmpfsObject = z
+  .object({ type: z.literal('tmpfs'), target, size: z.number().int().positive().optional(), mode: z.number().int().min(0).max(0o7777).optional(), readonly: z.boolean().default(false) })
+  .strict();
+
+/** `volumes`: `HOST:CONTAINER[:ro]` strings or `{ source, target, readonly }`. */
+export const volumeSchema = z.union([z.string().transform(parseVolume), bindObject]);
+/** `tmpfs`: `PATH[:size=..,mode=..]` strings or `{ target, size, mode }`. */
+export const tmpfsSchema = z.union([z.string().transform(parseTmpfs), tmpfsObject.extend({ type: z.literal('tmpfs').default('tmpfs') })]);
+/** `mounts`: Docker `--mount` strings or objects of either kind. */
+export const mountSchema = z.union([z.string().transform(parseMountSpec), z.discriminatedUnion('type', [bindObject.extend({ type: z.literal('bind') }), tmpfsObject])]);
+
+/** OCI / Docker default masked paths. */
+export const DEFAULT_MASKED_PATHS: readonly string[] = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+];
+
+/** OCI / Docker default read-only paths. */
+export const DEFAULT_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
