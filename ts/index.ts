@@ -2,7 +2,8 @@
  * tsbox: Linux containers for Node.js.
  *
  * ```ts
- * import { spawn } from 'tsbox';
+ * import { run, spawn } from 'tsbox';
+ * const r = await run(['sh', '-c', 'echo hi'], { rootfs: './rootfs', timeout: 5_000 });
  * const c = await spawn(['sh', '-c', 'echo $$; hostname'], { rootfs: './rootfs', stdio: 'inherit' });
  * const { exitCode } = await c.wait();
  * ```
@@ -10,19 +11,44 @@
 import { parseRunInput, type RunOptions } from './config/schema.js';
 import { Container } from './runtime/container.js';
 import { launch } from './runtime/launch.js';
+import { runCaptured, type CaptureOptions, type RunResult } from './runtime/run.js';
 
 export { TsboxError } from './errors.js';
 export type { FailureReport } from './errors.js';
 export type { RunOptions } from './config/schema.js';
-export { Container } from './runtime/container.js';
+export { AbortError, Container } from './runtime/container.js';
 export type { ExitResult } from './runtime/container.js';
+export type { CaptureOptions, RunResult } from './runtime/run.js';
+
+/** Options of `spawn`: the container's, plus an AbortSignal. */
+export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
 
 /**
  * Starts `command` in a new container and resolves once it has been exec'd.
  * Rejects with a {@link TsboxError} naming the step that failed, without leaving
  * anything behind.
  */
-export async function spawn(command: readonly string[], options: RunOptions = {}): Promise<Container> {
-  const { command: argv, options: o } = parseRunInput(command, options);
-  return launch(argv, o);
+export async function spawn(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
+  const { signal, ...rest } = options;
+  const { command: argv, options: o } = parseRunInput(command, rest);
+  return launch(argv, o, { signal });
+}
+
+/**
+ * Runs `command` in a new container to completion and resolves with its exit
+ * status, its output and its usage. A non-zero exit resolves (look at
+ * `exitCode`); a container that could not start rejects with a
+ * {@link TsboxError}, an aborted one with an {@link AbortError}.
+ *
+ * ```ts
+ * const r = await run(['sh', '-c', 'echo hi'], { rootfs: './rootfs', timeout: 5_000 });
+ * r.exitCode; r.stdout; r.timedOut;
+ * ```
+ */
+export async function run(command: readonly string[], options?: RunOptions & CaptureOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
+export async function run(command: readonly string[], options: RunOptions & CaptureOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
+export async function run(command: readonly string[], options: RunOptions & CaptureOptions = {}): Promise<RunResult> {
+  const { input, encoding, maxBuffer, signal, ...rest } = options;
+  const { command: argv, options: o } = parseRunInput(command, rest);
+  return runCaptured(argv, o, { input, encoding, maxBuffer, signal });
 }

@@ -15,6 +15,8 @@ export interface CliResult {
 
 export interface CliOptions {
   input?: string;
+  /** Leave stdin open (the test writes to it through onSpawn). */
+  keepStdinOpen?: boolean;
   uid?: number;
   gid?: number;
   env?: NodeJS.ProcessEnv;
@@ -35,7 +37,7 @@ export function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdin.end(opts.input ?? '');
+    if (!opts.keepStdinOpen) child.stdin.end(opts.input ?? '');
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.killAfterMs ?? 20_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {

@@ -1,13 +1,15 @@
-// defaultMaps, formatMap and writeMaps (ts/idmap/index.ts). No user namespace is
+// computeMaps, rootlessMaps, formatMap and writeMaps (ts/idmap/index.ts). No user namespace is
 // created: writeMaps is pointed at a pid that cannot exist, and every write it
 // attempts is recorded so the test can prove it touched nothing outside /proc.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../../ts/config/defaults.js';
 import { TsboxError } from '../../ts/errors.js';
-import { defaultMaps, formatMap, writeMaps, type IdMaps } from '../../ts/idmap/index.js';
+import { computeMaps, formatMap, parseMapping, rootlessMaps, writeMaps, type IdMaps } from '../../ts/idmap/index.js';
 
 /** Every writeFileSync call made through node:fs, and whether to really perform it. */
 const fsSpy = vi.hoisted(() => ({ writes: [] as { path: string; data: string }[], passThrough: true }));
@@ -36,43 +38,76 @@ function impossiblePid(): number {
   return 2 ** 22 + 12345;
 }
 
-describe('defaultMaps', () => {
-  it('maps container 0..65535 to the unprivileged host range for root, setgroups allowed', () => {
-    const m = defaultMaps(0, 0);
-    expect(m.uid).toEqual([{ containerId: 0, hostId: ROOT_MAP_BASE, size: ROOT_MAP_SIZE }]);
-    expect(m.gid).toEqual([{ containerId: 0, hostId: ROOT_MAP_BASE, size: ROOT_MAP_SIZE }]);
-    expect(m.setgroups).toBe('allow');
+/** The single mapping an unprivileged caller can write itself. */
+const single = (uid: number, gid: number): IdMaps => ({
+  uid: [{ containerId: 0, hostId: uid, size: 1 }],
+  gid: [{ containerId: 0, hostId: gid, size: 1 }],
+  setgroups: 'deny',
+  via: 'direct',
+});
+const ROOT_RANGE = (): IdMaps => ({
+  uid: [{ containerId: 0, hostId: ROOT_MAP_BASE, size: ROOT_MAP_SIZE }],
+  gid: [{ containerId: 0, hostId: ROOT_MAP_BASE, size: ROOT_MAP_SIZE }],
+  setgroups: 'allow',
+  via: 'direct',
+});
+
+describe('computeMaps and rootlessMaps', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-subid-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the root block inside 0x70000000..0x80000000, away from host ids', () => {
     expect(ROOT_MAP_BASE).toBe(0x7000_0000);
     expect(ROOT_MAP_SIZE).toBe(65536);
-    // The whole range stays below 2^31 and away from host root.
-    expect(ROOT_MAP_BASE + ROOT_MAP_SIZE).toBeLessThanOrEqual(0x8000_0000);
+    expect(ROOT_MAP_BASE + 4096 * ROOT_MAP_SIZE).toBe(0x8000_0000);
   });
 
-  it('gives uid and gid maps that are separate objects (mutating one leaves the other)', () => {
-    const m = defaultMaps(0, 0);
-    expect(m.gid).not.toBe(m.uid);
-    m.uid[0]!.hostId = 1;
-    expect(m.gid[0]!.hostId).toBe(ROOT_MAP_BASE);
-    expect(defaultMaps(0, 0).uid[0]!.hostId).toBe(ROOT_MAP_BASE);
+  it("gives no maps for userns 'host'", () => {
+    expect(computeMaps({ userns: 'host' }, 'id', { uid: 0, gid: 0, name: 'root' })).toBeNull();
   });
 
-  it('maps only the caller\'s own uid and gid to 0 for a non-root caller, setgroups denied', () => {
-    const m = defaultMaps(1000, 1001);
-    expect(m).toEqual({
-      uid: [{ containerId: 0, hostId: 1000, size: 1 }],
-      gid: [{ containerId: 0, hostId: 1001, size: 1 }],
-      setgroups: 'deny',
+  it('passes explicit maps through for root, and a self-only explicit map for others', () => {
+    const uid = [{ containerId: 0, hostId: 5000, size: 10 }];
+    expect(computeMaps({ userns: 'private', uidMap: uid }, 'id', { uid: 0, gid: 0, name: 'root' })).toEqual({
+      uid,
+      gid: [{ containerId: 0, hostId: 0, size: 1 }],
+      setgroups: 'allow',
+      via: 'direct',
     });
+    const self = [{ containerId: 0, hostId: 1000, size: 1 }];
+    expect(computeMaps({ userns: 'private', uidMap: self, gidMap: [{ containerId: 0, hostId: 1001, size: 1 }] }, 'id', { uid: 1000, gid: 1001, name: 'u' })).toEqual(single(1000, 1001));
   });
 
-  it('treats a non-root uid with gid 0 as non-root', () => {
-    const m = defaultMaps(1000, 0);
-    expect(m.setgroups).toBe('deny');
-    expect(m.gid).toEqual([{ containerId: 0, hostId: 0, size: 1 }]);
+  it('maps self to 0 plus the subordinate range when the user has one (by name or uid)', () => {
+    writeFileSync(join(dir, 'subuid'), 'other:1:2\nalice:200000:65536\n');
+    writeFileSync(join(dir, 'subgid'), '1000:300000:70000\n');
+    const m = rootlessMaps({ uid: 1000, gid: 1000, name: 'alice' }, { subuid: join(dir, 'subuid'), subgid: join(dir, 'subgid') });
+    if (m.via === 'newidmap') {
+      expect(m.uid).toEqual([{ containerId: 0, hostId: 1000, size: 1 }, { containerId: 1, hostId: 200000, size: 65535 }]);
+      expect(m.gid).toEqual([{ containerId: 0, hostId: 1000, size: 1 }, { containerId: 1, hostId: 300000, size: 65535 }]);
+      expect(m.notice).toBeUndefined();
+    } else {
+      // newuidmap is not installed on this machine: the single mapping, with the reason.
+      expect(m.notice).toMatch(/newuidmap\/newgidmap are not installed/);
+    }
   });
 
-  it('defaults to this process\'s ids', () => {
-    expect(defaultMaps()).toEqual(defaultMaps(process.getuid!(), process.getgid!()));
+  it('falls back to the single mapping with a notice naming why', () => {
+    const m = rootlessMaps({ uid: 1000, gid: 1001, name: 'bob' }, { subuid: join(dir, 'none'), subgid: join(dir, 'none') });
+    expect({ ...m, notice: undefined }).toEqual({ ...single(1000, 1001), notice: undefined });
+    expect(m.notice).toBe('tsbox: note: only your own uid maps into the container (bob has no range in /etc/subuid and /etc/subgid); other ids appear as nobody');
+  });
+
+  it('parses CONTAINER:HOST:SIZE and refuses malformed or empty lines', () => {
+    expect(parseMapping('0:100000:65536')).toEqual({ containerId: 0, hostId: 100000, size: 65536 });
+    expect(parseMapping('0:1:0')).toBeUndefined();
+    expect(parseMapping('a:b:c')).toBeUndefined();
+    expect(parseMapping('0:4294967295:2')).toBeUndefined();
   });
 });
 
@@ -88,7 +123,7 @@ describe('formatMap', () => {
   });
 
   it('formats ids in decimal, as the kernel parses them', () => {
-    expect(formatMap(defaultMaps(0, 0).uid)).toBe('0 1879048192 65536\n');
+    expect(formatMap(ROOT_RANGE().uid)).toBe('0 1879048192 65536\n');
   });
 
   it('gives an empty string for an empty map', () => {
@@ -102,7 +137,7 @@ describe('writeMaps', () => {
     const trace: string[] = [];
     let err: unknown;
     try {
-      writeMaps(pid, defaultMaps(1000, 1000), (l) => trace.push(l));
+      writeMaps(pid, single(1000, 1000), (l) => trace.push(l));
     } catch (e) {
       err = e;
     }
@@ -147,7 +182,7 @@ describe('writeMaps', () => {
     fsSpy.passThrough = false;
     let calls = 0;
     // Let setgroups "succeed", then really attempt uid_map (which must fail: no such pid).
-    const maps = defaultMaps(0, 0);
+    const maps = ROOT_RANGE();
     const trace: string[] = [];
     const wrapped = (l: string) => {
       trace.push(l);

@@ -193,15 +193,15 @@ describe('buildPlan: namespaces, environment, privileges', () => {
     expect([...ALL_NAMESPACES].sort()).toEqual([...p.namespaces].sort());
   });
 
-  it('sets PATH, HOSTNAME (the given hostname) and HOME=/root by default', () => {
+  it('sets PATH and HOSTNAME (the given hostname), and leaves HOME to the container user by default', () => {
     const p = plan({}, ['true'], 'c0ffee123456');
     expect(p.hostname).toBe('c0ffee123456');
     const env = envOf(p);
     expect(env.get('PATH')).toBe(DEFAULT_PATH);
     expect(env.get('PATH')!.split(':')).toEqual(expect.arrayContaining(['/usr/bin', '/bin', '/usr/sbin', '/sbin']));
     expect(env.get('HOSTNAME')).toBe('c0ffee123456');
-    expect(env.get('HOME')).toBe('/root');
-    expect(p.env).toHaveLength(3);
+    expect(env.has('HOME')).toBe(false);
+    expect(p.env).toHaveLength(2);
   });
 
   it('does not leak the host environment into the container', () => {
@@ -249,7 +249,10 @@ describe('buildPlan: namespaces, environment, privileges', () => {
     const p = plan();
     expect(p.noNewPrivileges).toBe(true);
     expect(p.version).toBe(PLAN_VERSION);
-    expect(p.user).toEqual({ uid: 0, gid: 0, additionalGids: [] });
+    expect(p.user).toEqual({ user: '0', group: null, additionalGroups: [] });
+    expect(plan({ user: 'tester:staff', groupAdd: ['audio'] }).user).toEqual({ user: 'tester', group: 'staff', additionalGroups: ['audio'] });
+    expect(plan({ userns: 'host' }).namespaces).not.toContain('user');
+    expect(plan({ capDrop: ['ALL'], capAdd: ['net_admin'] }).capabilities).toEqual(['CAP_NET_ADMIN']);
   });
 
   it('carries argv, cwd, init, trace and the trace start as given', () => {

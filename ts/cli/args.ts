@@ -8,7 +8,7 @@ import type { ArgsDef } from 'citty';
 import { TsboxError } from '../errors.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'volume', 'tmpfs', 'mount', 'mask', 'unmask']);
+export const MULTIPLE = new Set<string>(['env', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -37,6 +37,18 @@ export const containerArgs = {
   mount: { type: 'string', valueHint: 'type=bind|tmpfs,source=..,target=..[,readonly]', description: "Docker's --mount syntax (repeatable)" },
   mask: { type: 'string', valueHint: 'PATH', description: 'Hide a path in addition to the default masked paths (/proc/kcore, /sys/firmware, ...) (repeatable)' },
   unmask: { type: 'string', valueHint: 'PATH|ALL', description: 'Do not mask or make read-only this default path; ALL for none of them (repeatable)' },
+  user: { type: 'string', alias: 'u', valueHint: 'USER[:GROUP]', description: "Run as this user: a uid or a name from the rootfs's /etc/passwd. Default: root" },
+  'group-add': { type: 'string', valueHint: 'GROUP', description: 'Add a supplementary group, by name or gid (repeatable)' },
+  'cap-add': { type: 'string', valueHint: 'CAP', description: 'Add a capability to the default set: NET_ADMIN, CAP_SYS_PTRACE, ALL (repeatable)' },
+  'cap-drop': { type: 'string', valueHint: 'CAP', description: 'Drop a capability from the default set; ALL for every one (repeatable)' },
+  'security-opt': { type: 'string', valueHint: 'no-new-privileges[=false]', description: 'no-new-privileges=false lets setuid binaries gain privileges (default: they cannot) (repeatable)' },
+  userns: {
+    type: 'string',
+    valueHint: 'host',
+    description: "host: share the host's user namespace — the container's root is then the host's REAL root. Default: a new user namespace",
+  },
+  uidmap: { type: 'string', valueHint: 'CONTAINER:HOST:SIZE', description: 'An explicit uid map line (repeatable); non-root callers need newuidmap' },
+  gidmap: { type: 'string', valueHint: 'CONTAINER:HOST:SIZE', description: 'An explicit gid map line (repeatable); non-root callers need newgidmap' },
   'rootfs-propagation': { type: 'string', valueHint: 'private|slave|shared|unbindable', description: 'Propagation of the container mounts. Default: private' },
 } as const satisfies ArgsDef;
 

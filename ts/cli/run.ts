@@ -21,6 +21,18 @@ export const EXAMPLES = `Examples:
 Exit status: the command's; 128+N when signal N ended it; 125 when tsbox failed,
 126 when the command is not executable, 127 when it was not found.`;
 
+/** Docker's --security-opt KEY[=VALUE] forms that tsbox honours. */
+export function applySecurityOpt(options: RunOptions, opt: string): void {
+  const [key, value] = opt.includes('=') ? [opt.slice(0, opt.indexOf('=')), opt.slice(opt.indexOf('=') + 1)] : opt.includes(':') ? [opt.slice(0, opt.indexOf(':')), opt.slice(opt.indexOf(':') + 1)] : [opt, undefined];
+  if (key === 'no-new-privileges') {
+    if (value === undefined || value === 'true') options.noNewPrivileges = true;
+    else if (value === 'false') options.noNewPrivileges = false;
+    else throw new TsboxError({ step: 'config', errno: 0, path: `--security-opt ${opt}`, detail: 'no-new-privileges takes true or false', hint: null });
+    return;
+  }
+  throw new TsboxError({ step: 'config', errno: 0, path: `--security-opt ${opt}`, detail: `unknown security option "${key}"`, hint: 'supported: no-new-privileges[=true|false]' });
+}
+
 const run = defineCommand({
   meta: { name: 'tsbox run', description: 'Run a command in a new container: user, pid, mount, net, ipc, uts and cgroup namespaces' },
   args: {
@@ -50,6 +62,20 @@ const run = defineCommand({
     if (v.has('tmpfs')) options.tmpfs = v.get('tmpfs') as string[];
     if (v.has('mount')) options.mounts = v.get('mount') as string[];
     if (v.has('rootfs-propagation')) options.rootfsPropagation = v.get('rootfs-propagation') as RunOptions['rootfsPropagation'];
+    if (v.has('user')) options.user = v.get('user') as string;
+    if (v.has('group-add')) options.groupAdd = v.get('group-add') as string[];
+    if (v.has('cap-add')) options.capAdd = v.get('cap-add') as string[];
+    if (v.has('cap-drop')) options.capDrop = v.get('cap-drop') as string[];
+    if (v.has('uidmap')) options.uidMap = v.get('uidmap') as string[];
+    if (v.has('gidmap')) options.gidMap = v.get('gidmap') as string[];
+    if (v.has('userns')) {
+      const u = v.get('userns') as string;
+      if (u !== 'host' && u !== 'private') {
+        throw new TsboxError({ step: 'config', errno: 0, path: '--userns', detail: `unknown mode "${u}"`, hint: 'use --userns host, or leave it out for a new user namespace' });
+      }
+      options.userns = u;
+    }
+    for (const opt of (v.get('security-opt') as string[] | undefined) ?? []) applySecurityOpt(options, opt);
     if (v.has('mask') || v.has('unmask')) {
       const unmask = new Set((v.get('unmask') as string[] | undefined) ?? []);
       const keep = (p: string) => !unmask.has('ALL') && !unmask.has(p);
@@ -68,6 +94,7 @@ const run = defineCommand({
     for (const sig of FORWARDED) process.on(sig, forward);
     try {
       container = await spawn(split.command, options);
+      for (const n of container.notices) process.stderr.write(`${n}\n`);
       for (const sig of pending) container.kill(sig);
       const result = await container.wait();
       process.exitCode = result.exitCode;

@@ -6,7 +6,9 @@
 import { z } from 'zod';
 
 import { TsboxError } from '../errors.js';
+import { normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
+import { parseMapping } from '../idmap/index.js';
 
 const absolutePath = z
   .string()
@@ -24,6 +26,19 @@ const hostname = z
   });
 
 const envName = z.string().regex(/^[^=\0]+$/, { message: 'an environment variable name must be non-empty, without = or NUL' });
+
+const capability = z.string().refine((c) => normalizeCapability(c) !== undefined, {
+  message: 'unknown capability (names such as NET_ADMIN or CAP_NET_ADMIN, or ALL)',
+});
+
+/** `CONTAINER:HOST:SIZE` strings or objects. */
+const idMapping = z.union([
+  z.string().transform((s, ctx) => parseMapping(s) ?? (ctx.addIssue({ code: 'custom', message: `"${s}" is not CONTAINER:HOST:SIZE with SIZE ≥ 1` }), z.NEVER)),
+  z.object({ containerId: z.number().int().min(0), hostId: z.number().int().min(0), size: z.number().int().min(1) }).strict(),
+]);
+
+/** `uid[:gid]` or `name[:group]`, as Docker's --user. */
+const userSpec = z.string().regex(/^[^:\s]+(:[^:\s]+)?$/, { message: 'must be USER[:GROUP], each a name or a number' });
 
 export const stdioSchema = z.enum(['inherit', 'pipe', 'ignore']);
 
@@ -64,6 +79,27 @@ export const runOptionsSchema = z
     maskedPaths: z.array(absolutePath).optional(),
     /** Paths made read-only. Default: the OCI list (/proc/sys, /proc/bus, ...). */
     readonlyPaths: z.array(absolutePath).optional(),
+    /** The user to run as: `uid[:gid]` or `name[:group]`, resolved in the rootfs's /etc/passwd and /etc/group. Default root. */
+    user: userSpec.optional(),
+    /** More supplementary groups (names or gids). */
+    groupAdd: z.array(z.string().min(1)).default([]),
+    /** Capabilities to add to the default set (`NET_ADMIN`, `CAP_SYS_PTRACE`, `ALL`). */
+    capAdd: z.array(capability).default([]),
+    /** Capabilities to drop from the default set (`ALL` for every one). */
+    capDrop: z.array(capability).default([]),
+    /** Set no_new_privs, so that setuid binaries and file capabilities gain nothing. Default true. */
+    noNewPrivileges: z.boolean().default(true),
+    /**
+     * `private` (default): a new user namespace. `host`: share the host's — the
+     * container's root is then the host's real root.
+     */
+    userns: z.enum(['private', 'host']).default('private'),
+    /** Explicit uid map lines; as a non-root caller they go through newuidmap. */
+    uidMap: z.array(idMapping).min(1).optional(),
+    /** Explicit gid map lines; as a non-root caller they go through newgidmap. */
+    gidMap: z.array(idMapping).min(1).optional(),
+    /** Kill the container (SIGKILL) after this many milliseconds; the result then says `timedOut`. */
+    timeout: z.number().int().positive().optional(),
     /** Propagation of the container's mounts (OCI `rootfsPropagation`). Default `private`. */
     rootfsPropagation: z.enum(['private', 'slave', 'shared', 'unbindable']).default('private'),
   })
@@ -71,6 +107,9 @@ export const runOptionsSchema = z
   .superRefine((o, ctx) => {
     if (o.readOnly && o.writableRootfs) {
       ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly' });
+    }
+    if (o.userns === 'host' && (o.uidMap || o.gidMap)) {
+      ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'uidMap' : 'gidMap'], message: "cannot be combined with userns 'host' (no user namespace, no maps)" });
     }
     if (o.writableRootfs && o.rootfs === undefined) {
       ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });

@@ -7,9 +7,10 @@ import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 
+import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import type { NativeChannel } from '../native.js';
-import { recv, type HelperMsg } from './launch.js';
+import { launch, recv, type HelperMsg } from './launch.js';
 
 /** How a container ended. */
 export interface ExitResult {
@@ -17,6 +18,8 @@ export interface ExitResult {
   exitCode: number;
   /** The signal that ended the command, if one did. */
   signal: NodeJS.Signals | null;
+  /** The `timeout` expired and tsbox killed the container. */
+  timedOut: boolean;
   /** CPU time and peak RSS of the container's processes, from the kernel's rusage. */
   usage: {
     userMicros: number;
@@ -39,6 +42,9 @@ export function signalNumber(sig: NodeJS.Signals | number): number {
 
 interface ContainerInit {
   id: string;
+  /** The options it was started with: the defaults of `exec`. */
+  options: ResolvedOptions;
+  hostname: string;
   pid: number;
   child: ChildProcess;
   channel: NativeChannel;
@@ -46,6 +52,28 @@ interface ContainerInit {
   /** The exit report, when it came with (instead of) the start. */
   first: Extract<HelperMsg, { type: 'exited' }> | null;
   trace: ((line: string) => void) | undefined;
+  /** One-line notices for the user (e.g. a single-id map). */
+  notices: string[];
+  /** Gives back what the container held (its id range), once it has ended. */
+  release: () => void;
+  /** Milliseconds until the container is killed, if limited. */
+  timeout?: number | undefined;
+  /** Kills the container when aborted; wait() then rejects with an AbortError. */
+  signal?: AbortSignal | undefined;
+}
+
+/** What `exec` may change; the rest comes from the container. */
+export type ExecOptions = Pick<RunOptions, 'user' | 'groupAdd' | 'capAdd' | 'capDrop' | 'noNewPrivileges' | 'env' | 'cwd' | 'stdio' | 'trace' | 'timeout'> & {
+  signal?: AbortSignal | undefined;
+};
+
+/** The error `wait()` rejects with when the AbortSignal fired (as child_process does). */
+export class AbortError extends Error {
+  override readonly name = 'AbortError';
+  readonly code = 'ABORT_ERR';
+  constructor(cause: unknown) {
+    super('The operation was aborted', { cause });
+  }
 }
 
 export class Container extends EventEmitter {
@@ -56,9 +84,15 @@ export class Container extends EventEmitter {
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
+  /** One-line notices about how the container was set up (e.g. a single-id map when rootless). */
+  readonly notices: readonly string[];
   readonly #channel: NativeChannel;
+  readonly #options: ResolvedOptions;
+  readonly #hostname: string;
   readonly #result: Promise<ExitResult>;
   #exited = false;
+  #timedOut = false;
+  #aborted: unknown = undefined;
 
   constructor(init: ContainerInit) {
     super();
@@ -67,8 +101,27 @@ export class Container extends EventEmitter {
     this.stdin = init.child.stdin;
     this.stdout = init.child.stdout;
     this.stderr = init.child.stderr;
+    this.notices = init.notices;
     this.#channel = init.channel;
-    this.#result = this.#monitor(init);
+    this.#options = init.options;
+    this.#hostname = init.hostname;
+    let timer: NodeJS.Timeout | undefined;
+    if (init.timeout !== undefined) {
+      timer = setTimeout(() => {
+        this.#timedOut = true;
+        this.kill('SIGKILL');
+      }, init.timeout);
+    }
+    const onAbort = () => {
+      this.#aborted = init.signal?.reason ?? true;
+      this.kill('SIGKILL');
+    };
+    if (init.signal?.aborted) onAbort();
+    else init.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#result = this.#monitor(init).finally(() => {
+      clearTimeout(timer);
+      init.signal?.removeEventListener('abort', onAbort);
+    });
     // wait() is how errors surface; keep an unobserved result from being an unhandled rejection.
     this.#result.catch(() => {});
   }
@@ -84,6 +137,8 @@ export class Container extends EventEmitter {
     } finally {
       this.#exited = true;
       this.#channel.close();
+      // The id range stays taken until the helper, and so the container, is gone.
+      void init.closed.then(init.release);
     }
     const how = await init.closed;
     if (msg === null) {
@@ -96,9 +151,11 @@ export class Container extends EventEmitter {
       });
     }
     const signal = msg.signal ? (SIGNAL_NAMES.get(msg.signal) ?? null) : null;
+    if (this.#aborted !== undefined) throw new AbortError(this.#aborted);
     const result: ExitResult = {
       exitCode: msg.code ?? 128 + (msg.signal ?? 0),
       signal,
+      timedOut: this.#timedOut,
       usage: { userMicros: msg.rusage.userUsec, systemMicros: msg.rusage.systemUsec, maxRssKiB: msg.rusage.maxRssKib },
     };
     init.trace?.(`exited: ${signal ? `signal ${signal}` : `status ${result.exitCode}`}`);
@@ -121,6 +178,37 @@ export class Container extends EventEmitter {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Runs another command in this running container, as `docker exec` does: it
+   * joins the container's namespaces (so `ps` there shows both), and runs with
+   * the container's user, environment, capabilities and no_new_privs unless
+   * `options` says otherwise. Returns the same kind of handle.
+   */
+  async exec(command: readonly string[], options: ExecOptions = {}): Promise<Container> {
+    if (this.#exited) {
+      throw new TsboxError({ step: 'join', errno: 3, path: String(this.pid), detail: 'the container has ended', hint: 'exec needs a running container' });
+    }
+    const { signal, ...rest } = options;
+    const base = this.#options;
+    const merged: RunOptions = {
+      rootfs: base.rootfs,
+      userns: base.userns,
+      user: rest.user ?? base.user,
+      groupAdd: rest.groupAdd ?? base.groupAdd,
+      capAdd: rest.capAdd ?? base.capAdd,
+      capDrop: rest.capDrop ?? base.capDrop,
+      noNewPrivileges: rest.noNewPrivileges ?? base.noNewPrivileges,
+      env: { ...base.env, ...rest.env },
+      cwd: rest.cwd ?? base.cwd,
+      stdio: rest.stdio ?? 'pipe',
+      trace: rest.trace ?? base.trace,
+      timeout: rest.timeout,
+      init: false,
+    };
+    const { command: argv, options: o } = parseRunInput(command, merged);
+    return launch(argv, o, { signal, join: { pid: this.pid, hostname: this.#hostname } });
   }
 
   /** Kills the container (SIGKILL) if it still runs and waits for it. */

@@ -7,9 +7,9 @@ import { randomBytes } from 'node:crypto';
 
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
-import { defaultMaps, writeMaps } from '../idmap/index.js';
+import { computeMaps, writeMaps } from '../idmap/index.js';
 import { loadNative, type NativeChannel } from '../native.js';
-import { Container } from './container.js';
+import { AbortError, Container } from './container.js';
 import { buildPlan } from './plan.js';
 
 /** Messages from tsbox-init (tsbox_core::HelperMsg). */
@@ -59,19 +59,38 @@ function helperDied(how: { code: number | null; signal: NodeJS.Signals | null },
  * Starts a container running `command` and returns once the command has been
  * exec'd (or throws the report of the step that failed).
  */
-export async function launch(command: string[], o: ResolvedOptions): Promise<Container> {
+export interface LaunchExtras {
+  /** Kills the container when aborted. */
+  signal?: AbortSignal | undefined;
+  /** Exec into this running container instead of creating one. */
+  join?: { pid: number; hostname: string } | undefined;
+}
+
+export async function launch(command: string[], o: ResolvedOptions, extras: LaunchExtras = {}): Promise<Container> {
+  if (extras.signal?.aborted) throw new AbortError(extras.signal.reason);
   const t0 = process.hrtime.bigint();
   const trace = o.trace ? (what: string) => traceLine(t0, what) : undefined;
   const native = loadNative();
   const id = randomBytes(32).toString('hex');
+  const notices: string[] = [];
   // (1) Everything is decided before anything exists.
-  const maps = defaultMaps();
-  const plan = buildPlan(command, o, {
-    hostname: o.hostname ?? id.slice(0, 12),
-    traceT0Ns: t0,
-    planVersion: native.binding.PLAN_VERSION,
-    idmap: maps.uid.some((m) => m.size > 1),
-  });
+  // Exec joins the container's user namespace, whose maps are written already.
+  const maps = extras.join ? null : computeMaps(o, id);
+  let plan;
+  try {
+    plan = buildPlan(command, o, {
+      join: extras.join?.pid,
+      hostname: extras.join?.hostname ?? o.hostname ?? id.slice(0, 12),
+      traceT0Ns: t0,
+      planVersion: native.binding.PLAN_VERSION,
+      // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
+      idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
+    });
+  } catch (err) {
+    maps?.release?.();
+    throw err;
+  }
+  if (maps?.notice) notices.push(maps.notice);
 
   // (2) The helper, with its end of the channel as fd 3.
   const ch = new native.binding.Channel();
@@ -80,6 +99,7 @@ export async function launch(command: string[], o: ResolvedOptions): Promise<Con
     child = spawnProcess(native.initPath, [], { stdio: stdioFor(o, ch.childFd), detached: true, argv0: 'tsbox-init' });
   } catch (err) {
     ch.close();
+    maps?.release?.();
     throw fromSystemError('spawn_helper', err, `start ${native.initPath}`);
   } finally {
     ch.closeChild();
@@ -90,10 +110,12 @@ export async function launch(command: string[], o: ResolvedOptions): Promise<Con
     ch.close();
     child.stdin?.destroy();
     await done;
+    maps?.release?.();
     throw err;
   };
   if (child.pid === undefined) {
     ch.close();
+    maps?.release?.();
     const err = await spawnError;
     throw fromSystemError('spawn_helper', err, `start ${native.initPath}`, 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init');
   }
@@ -111,7 +133,7 @@ export async function launch(command: string[], o: ResolvedOptions): Promise<Con
   if (cloned.type === 'failed') return fail(new TsboxError(cloned));
   if (cloned.type !== 'cloned') return fail(helperDied({ code: null, signal: null }, `out of order (${cloned.type})`));
   try {
-    writeMaps(cloned.pid, maps, trace);
+    if (maps) writeMaps(cloned.pid, maps, trace);
   } catch (err) {
     // Closing the channel makes the helper kill the child and exit.
     return fail(err as TsboxError);
@@ -122,5 +144,19 @@ export async function launch(command: string[], o: ResolvedOptions): Promise<Con
   const started = await recv(ch);
   if (started === null) return fail(helperDied(await done, 'while setting up the container'));
   if (started.type === 'failed') return fail(new TsboxError(started));
-  return new Container({ id, pid: cloned.pid, child, channel: ch, closed: done, first: started.type === 'exited' ? started : null, trace });
+  return new Container({
+    id,
+    options: o,
+    hostname: plan.hostname,
+    pid: cloned.pid,
+    child,
+    channel: ch,
+    closed: done,
+    first: started.type === 'exited' ? started : null,
+    trace,
+    notices,
+    release: () => maps?.release?.(),
+    timeout: o.timeout,
+    signal: extras.signal,
+  });
 }

@@ -6,7 +6,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../config/defaults.js';
+import { effectiveCapabilities } from '../config/capabilities.js';
+import { DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type Volume } from '../config/mounts.js';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
@@ -23,13 +24,15 @@ export interface Plan {
   rootfsPropagation: 'private' | 'slave' | 'shared' | 'unbindable';
   mounts: PlanMount[];
   init: boolean;
-  user: { uid: number; gid: number; additionalGids: number[] };
+  user: { user: string; group: string | null; additionalGroups: string[] };
   capabilities: string[] | null;
   noNewPrivileges: boolean;
   rlimits: { name: string; soft: number | null; hard: number | null }[];
   trace: boolean;
   traceT0Ns: number;
   parentPid: number;
+  /** Exec into a running container: the host pid of its PID 1. */
+  join: number | null;
 }
 
 export type Namespace = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
@@ -114,6 +117,8 @@ export interface PlanContext {
    * root's. False for a single-id map (an unprivileged caller).
    */
   idmap: boolean;
+  /** Exec into the running container whose PID 1 has this host pid. */
+  join?: number;
 }
 
 /** /etc/hostname, /etc/hosts and /etc/resolv.conf of the container, as Docker writes them. */
@@ -160,23 +165,26 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
 export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContext): Plan {
   const hostRoot = o.rootfs === undefined;
   const rootfs = hostRoot ? '/' : resolve(o.rootfs!);
-  if (!hostRoot) checkRootfs(rootfs);
+  // Exec joins a container whose filesystem exists: nothing to check or mount.
+  if (!hostRoot && ctx.join === undefined) checkRootfs(rootfs);
   const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
-  const mounts = systemMounts();
-  if (mode === 'readonly') {
+  const mounts = ctx.join !== undefined ? [] : systemMounts();
+  if (mode === 'readonly' && ctx.join === undefined) {
     // Writable scratch space on a read-only root; on the host's root this also
     // hides the host's /run (its sockets).
     mounts.push(fs('/tmp', 'tmpfs', 'mode=1777', { nosuid: true, nodev: true, optional: true }));
     mounts.push(fs('/run', 'tmpfs', 'mode=755', { nosuid: true, nodev: true, optional: true }));
   }
-  mounts.push(...etcFiles(ctx.hostname));
-  for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
-  for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
-  for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
+  if (ctx.join === undefined) {
+    mounts.push(...etcFiles(ctx.hostname));
+    for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
+    for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
+    for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
+  }
+  // HOME comes from the container's /etc/passwd, resolved by the helper.
   const env = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
     ['HOSTNAME', ctx.hostname],
-    ['HOME', '/root'],
   ]);
   for (const [k, v] of Object.entries(o.env ?? {})) env.set(k, v);
   return {
@@ -185,17 +193,18 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     env: [...env].map(([k, v]) => `${k}=${v}`),
     cwd: o.cwd,
     hostname: ctx.hostname,
-    namespaces: [...ALL_NAMESPACES],
+    namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
     rootfs: { kind: 'path', path: rootfs, mode, idmap: ctx.idmap && !hostRoot },
     rootfsPropagation: o.rootfsPropagation,
     mounts,
     init: o.init,
-    user: { uid: 0, gid: 0, additionalGids: [] },
-    capabilities: [...DEFAULT_CAPABILITIES],
-    noNewPrivileges: true,
+    user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
+    capabilities: effectiveCapabilities(o.capAdd, o.capDrop),
+    noNewPrivileges: o.noNewPrivileges,
     rlimits: [],
     trace: o.trace,
     traceT0Ns: Number(ctx.traceT0Ns),
     parentPid: process.pid,
+    join: ctx.join ?? null,
   };
 }

@@ -9,6 +9,7 @@
 pub mod message;
 pub mod plan;
 pub mod report;
+pub mod seccomp;
 
 pub use message::{ChildGo, ChildMsg, HelperMsg, NodeMsg, Rusage};
 pub use plan::{Mount, MountKind, Namespace, Plan, Propagation, Rlimit, RootMode, RootfsSpec, User, PLAN_VERSION};

@@ -39,6 +39,11 @@ pub struct Plan {
     pub trace_t0_ns: u64,
     /// The pid that spawned the helper; the helper dies with it.
     pub parent_pid: i32,
+    /// Exec into a running container: the host pid of its PID 1, whose
+    /// namespaces (those in `namespaces`) are joined instead of created. The
+    /// filesystem, hostname and network are then the container's own.
+    #[serde(default)]
+    pub join: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,9 +182,13 @@ pub enum MountKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct User {
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
+    /// A uid or a name from the container's /etc/passwd.
+    pub user: String,
+    /// A gid or a name from the container's /etc/group; the user's primary
+    /// group when absent.
+    pub group: Option<String>,
+    /// More supplementary groups (gids or names), as `--group-add`.
+    pub additional_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +203,9 @@ pub struct Rlimit {
 
 impl Plan {
     pub fn clone_flags(&self) -> u64 {
+        if self.join.is_some() {
+            return 0;
+        }
         // The cgroup namespace is unshared by the child after it has been placed
         // in its cgroup (DESIGN.md, sync point 2), never passed to clone.
         self.namespaces
@@ -242,13 +254,14 @@ mod tests {
                 },
             ],
             init: true,
-            user: User { uid: 0, gid: 0, additional_gids: vec![] },
+            user: User { user: "0".into(), group: None, additional_groups: vec![] },
             capabilities: Some(vec!["CAP_CHOWN".into()]),
             no_new_privileges: true,
             rlimits: vec![Rlimit { name: "nofile".into(), soft: Some(64), hard: None }],
             trace: false,
             trace_t0_ns: 0,
             parent_pid: 1,
+            join: None,
         }
     }
 

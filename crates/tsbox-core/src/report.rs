@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     ReadPlan,
+    Join,
     Clone,
     Idmap,
     WaitGo,
@@ -23,6 +24,7 @@ pub enum Step {
     UnshareCgroup,
     Rlimit,
     Setsid,
+    User,
     Setgroups,
     Setgid,
     Setuid,
@@ -30,6 +32,7 @@ pub enum Step {
     NoNewPrivs,
     Chdir,
     InitFork,
+    Seccomp,
     Exec,
     Monitor,
 }
@@ -38,6 +41,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::ReadPlan => "read_plan",
+            Step::Join => "join",
             Step::Clone => "clone",
             Step::Idmap => "idmap",
             Step::WaitGo => "wait_go",
@@ -53,6 +57,7 @@ impl Step {
             Step::UnshareCgroup => "unshare_cgroup",
             Step::Rlimit => "rlimit",
             Step::Setsid => "setsid",
+            Step::User => "user",
             Step::Setgroups => "setgroups",
             Step::Setgid => "setgid",
             Step::Setuid => "setuid",
@@ -60,6 +65,7 @@ impl Step {
             Step::NoNewPrivs => "no_new_privs",
             Step::Chdir => "chdir",
             Step::InitFork => "init_fork",
+            Step::Seccomp => "seccomp",
             Step::Exec => "exec",
             Step::Monitor => "monitor",
         }
@@ -144,6 +150,7 @@ pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
     const EACCES: i32 = 13;
     const ENOTDIR: i32 = 20;
     const EINVAL: i32 = 22;
+    const EFAULT: i32 = 14;
     const EROFS: i32 = 30;
     const ENOSPC: i32 = 28;
     const ELOOP: i32 = 40;
@@ -166,6 +173,9 @@ pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
         (Step::Exec, ENOENT) => "the command was not found in the container: check the name and the container's PATH",
         (Step::Exec, EACCES) => "the command is not executable (mode bits, or a noexec mount) by the container user",
         (Step::Exec, ENOEXEC) => "the file is not an executable this kernel can run (no #! line, or another architecture)",
+        (Step::Seccomp, EINVAL) => "the kernel refused the seccomp filter: is it built with CONFIG_SECCOMP_FILTER? (a malformed program would be a tsbox bug)",
+        (Step::Seccomp, EFAULT) => "the kernel could not read the seccomp program (a tsbox bug)",
+        (Step::Seccomp, EACCES) => "installing a seccomp filter needs no_new_privs or CAP_SYS_ADMIN: keep noNewPrivileges on, or load the filter before capabilities are dropped",
         (Step::Chdir, ENOENT) => "the working directory does not exist in the container",
         (Step::Setuid, EINVAL) | (Step::Setgid, EINVAL) => "the id is not mapped in the container's user namespace; widen the id map",
         _ => return None,

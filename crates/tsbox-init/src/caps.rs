@@ -20,19 +20,28 @@ pub fn parse(names: &[String]) -> Result<CapsHashSet, Report> {
         .collect()
 }
 
-pub fn apply(keep: &CapsHashSet) -> Result<(), Report> {
-    let fail = |what: &'static str| {
-        move |e: caps::errors::CapsError| {
-            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM);
-            Report::new(Step::Capabilities, errno).detail(format!("{what}: {e}"))
-        }
-    };
-    // The bounding set first, while CAP_SETPCAP is still effective. Capabilities
-    // this kernel does not know are skipped (caps lists ones newer than it).
+fn fail(what: &'static str) -> impl Fn(caps::errors::CapsError) -> Report {
+    move |e| {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM);
+        Report::new(Step::Capabilities, errno).detail(format!("{what}: {e}"))
+    }
+}
+
+/// Drops everything but `keep` from the bounding set. Runs while still root in
+/// the container, since it needs CAP_SETPCAP in the effective set.
+pub fn drop_bounding(keep: &CapsHashSet) -> Result<(), Report> {
     let bounding = caps::read(None, CapSet::Bounding).map_err(fail("read the bounding set"))?;
     for cap in bounding.difference(keep) {
         caps::drop(None, CapSet::Bounding, *cap).map_err(fail("drop from the bounding set"))?;
     }
+    Ok(())
+}
+
+/// Sets the permitted and effective sets to `keep` (within the bounding set)
+/// and empties the inheritable and ambient ones. Runs after the uid change
+/// (with keepcaps), as the last step before no_new_privs and seccomp.
+pub fn apply(keep: &CapsHashSet) -> Result<(), Report> {
+    let bounding = caps::read(None, CapSet::Bounding).map_err(fail("read the bounding set"))?;
     let keep: CapsHashSet = keep.intersection(&bounding).copied().collect();
     caps::clear(None, CapSet::Ambient).map_err(fail("clear the ambient set"))?;
     caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(fail("clear the inheritable set"))?;

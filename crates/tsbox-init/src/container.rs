@@ -16,7 +16,7 @@ use crate::channel::Channel;
 use crate::exec::{exit_code_for, Command};
 use crate::fail::{Result, StepExt};
 use crate::trace::{trace, Trace};
-use crate::{caps, init, mounts};
+use crate::{caps, init, mounts, users};
 
 /// Never returns: the process becomes the command, or the init, or exits after
 /// reporting why it could not.
@@ -46,13 +46,12 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         Ok(None) => unsafe { libc::_exit(125) },
         Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
     };
-    // Everything needed for exec is checked before the first mount.
-    let cmd = Command::new(&plan.argv, &plan.env)?;
     let keep = plan.capabilities.as_deref().map(caps::parse).transpose()?;
 
     // (4)
-    let sources = if plan.has(Namespace::Mount) { Some(mounts::open_sources(plan, trees, &tr)?) } else { None };
-    if plan.has(Namespace::User) {
+    let joining = plan.join.is_some();
+    let sources = if plan.has(Namespace::Mount) && !joining { Some(mounts::open_sources(plan, trees, &tr)?) } else { None };
+    if plan.has(Namespace::User) && !joining {
         // Root of the new user namespace: files we create on the filesystems we
         // mount need an owner that is mapped there.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step_path(Step::Setgid, "0", || "become root in the user namespace".into())?;
@@ -61,15 +60,15 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     if let Some(sources) = sources {
         mounts::build_root(plan, sources, &tr)?;
     }
-    if plan.has(Namespace::Uts) {
+    if plan.has(Namespace::Uts) && !joining {
         sethostname(&plan.hostname).step_path(Step::Sethostname, &plan.hostname, || "set the container's hostname".into())?;
         trace!(tr, "hostname: {}", plan.hostname);
     }
-    if plan.has(Namespace::Net) {
+    if plan.has(Namespace::Net) && !joining {
         loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;
         trace!(tr, "network: lo up, no other interface");
     }
-    if plan.has(Namespace::Cgroup) {
+    if plan.has(Namespace::Cgroup) && !joining {
         // After placement, so that the container's cgroup is its root.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
@@ -81,9 +80,18 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     }
     nix::unistd::setsid().step(Step::Setsid, || "start a new session (no controlling terminal)".into())?;
 
-    set_ids(plan)?;
-    trace!(tr, "ids: uid={} gid={} groups={:?}", plan.user.uid, plan.user.gid, plan.user.additional_gids);
-    if plan.has(Namespace::Mount) {
+    let user = users::resolve_in_container(&plan.user)?;
+    let mut env = plan.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let cmd = Command::new(&plan.argv, &env)?;
+    if let Some(keep) = &keep {
+        caps::drop_bounding(keep)?;
+    }
+    set_ids(&user)?;
+    trace!(tr, "ids: uid={} gid={} groups={:?} home={}", user.uid, user.gid, user.groups, user.home);
+    if plan.has(Namespace::Mount) && !joining {
         // As container root, before the switch to the container user (Docker's order).
         mounts::ensure_dir(&plan.cwd);
     }
@@ -108,17 +116,16 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     Ok(cmd)
 }
 
-fn set_ids(plan: &Plan) -> Result<()> {
-    let u = &plan.user;
+fn set_ids(u: &users::Resolved) -> Result<()> {
     // A single-id map (an unprivileged caller) comes with setgroups "deny": the
     // kernel then refuses setgroups even for an empty list.
     let groups_allowed = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true);
     if groups_allowed {
-        let gids: Vec<Gid> = u.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
-        nix::unistd::setgroups(&gids).step(Step::Setgroups, || format!("set the supplementary groups {:?}", u.additional_gids))?;
-    } else if !u.additional_gids.is_empty() {
+        let gids: Vec<Gid> = u.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&gids).step(Step::Setgroups, || format!("set the supplementary groups {:?}", u.groups))?;
+    } else if !u.groups.is_empty() {
         return Err(Report::new(Step::Setgroups, libc::EPERM)
-            .detail(format!("set the supplementary groups {:?}", u.additional_gids))
+            .detail(format!("set the supplementary groups {:?}", u.groups))
             .hint("setgroups is denied in this user namespace (a single-id map); supplementary groups need /etc/subgid and newgidmap"));
     }
     // Keep the permitted set across a change to a non-root uid; caps::apply then

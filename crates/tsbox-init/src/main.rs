@@ -14,10 +14,12 @@ mod exec;
 mod fail;
 mod idmap;
 mod init;
+mod join;
 mod monitor;
 mod mounts;
 mod sys;
 mod trace;
+mod users;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use tsbox_core::{ChildGo, HelperMsg, NodeMsg, Plan, Step, PLAN_VERSION};
@@ -82,6 +84,12 @@ fn helper(node: Channel) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(&node, report(Step::Clone, e as i32, "create the helper-child socketpair")),
     };
+    if let Some(target) = plan.join {
+        if let Err(r) = join::join(target, &plan) {
+            return fail(&node, r);
+        }
+        trace!(tr, "join: the namespaces of pid {target}");
+    }
     let flags = plan.clone_flags();
     let (pid, pidfd) = match clone_container(flags, None) {
         Err(e) => return fail(&node, report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags)))),

@@ -4,6 +4,10 @@
 //! 3; libuv's spawn only dup2s and execs in the child, so no Rust runs between
 //! fork and exec in this multithreaded process (DESIGN.md, Processes).
 
+mod lock;
+// Public so its #[napi] functions count as used in test builds too.
+pub mod seccomp;
+
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 

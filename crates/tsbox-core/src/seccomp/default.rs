@@ -1,0 +1,452 @@
+//! tsbox's default profile: an allowlist in the spirit of Docker's default,
+//! including every rule of the seed program (contained.c), with everything else
+//! answered EPERM (DESIGN.md, Defaults).
+//!
+//! The allowlist is Docker's for a container with Docker's default capabilities
+//! (the calls it allows only with CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_NICE and
+//! the like are left out, since tsbox drops those capabilities), restricted to
+//! x86_64 and aarch64, and differing in these ways:
+//! - the seed's rules: chmod/fchmod/fchmodat/fchmodat2 setting S_ISUID or
+//!   S_ISGID, clone/unshare with CLONE_NEWUSER, ioctl TIOCSTI and TIOCLINUX are
+//!   EPERM; keyctl, add_key, request_key, ptrace, mbind, migrate_pages,
+//!   move_pages, set_mempolicy, userfaultfd and perf_event_open are always EPERM
+//!   (Docker allows ptrace and process_vm_* on recent kernels; tsbox does not);
+//! - clone and unshare are allowed unless they ask for a user namespace; creating
+//!   the other namespaces needs CAP_SYS_ADMIN, which the default drops;
+//! - clone3 returns ENOSYS, so libc falls back to clone, whose flags the filter
+//!   can see; so do the calls whose callers treat ENOSYS as "use the old way"
+//!   (statmount, listmount, lsm_*);
+//! - io_uring is not allowed (a large kernel attack surface; libuv and others
+//!   fall back to ordinary system calls when io_uring_setup fails);
+//! - the ioctl and personality checks compare the low 32 bits, because the
+//!   kernel truncates those arguments to 32 bits before using them.
+
+use super::profile::{Action, Arg, Op, Profile, SyscallRule};
+
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
+
+const S_ISUID: u64 = 0o4000;
+const S_ISGID: u64 = 0o2000;
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+const TIOCSTI: u64 = 0x5412;
+const TIOCLINUX: u64 = 0x541c;
+const LOW_32_BITS: u64 = 0xffff_ffff;
+
+/// What ordinary programs need: libc and the dynamic loader, shells, busybox,
+/// coreutils, Node.js and V8, and tsbox's own init (signalfd, wait4, kill, ...).
+/// chmod, clone, unshare and ioctl are here too: the conditional rules that
+/// deny their dangerous forms are tried first.
+pub(crate) const ALLOWED: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "arch_prctl",
+    "bind",
+    "brk",
+    "cachestat",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chroot",
+    "clock_adjtime",
+    "clock_getres",
+    "clock_gettime",
+    "clock_nanosleep",
+    "clone",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "fchown",
+    "fchownat",
+    "fcntl",
+    "fdatasync",
+    "fgetxattr",
+    "file_getattr",
+    "file_setattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstatfs",
+    "fsync",
+    "ftruncate",
+    "futex",
+    "futex_requeue",
+    "futex_wait",
+    "futex_waitv",
+    "futex_wake",
+    "futimesat",
+    "get_robust_list",
+    "get_thread_area",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "geteuid",
+    "getgid",
+    "getgroups",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresuid",
+    "getrlimit",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getxattr",
+    "getxattrat",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_setup",
+    "io_submit",
+    "ioctl",
+    "ioprio_get",
+    "ioprio_set",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "listxattrat",
+    "llistxattr",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "madvise",
+    "map_shadow_stack",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedsend",
+    "mq_unlink",
+    "mremap",
+    "mseal",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "nanosleep",
+    "newfstatat",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "removexattrat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_tgsigqueueinfo",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "sendfile",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "set_robust_list",
+    "set_thread_area",
+    "set_tid_address",
+    "setfsgid",
+    "setfsuid",
+    "setgid",
+    "setgroups",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setresgid",
+    "setresuid",
+    "setreuid",
+    "setrlimit",
+    "setsid",
+    "setsockopt",
+    "setuid",
+    "setxattr",
+    "setxattrat",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "socket",
+    "socketpair",
+    "splice",
+    "stat",
+    "statfs",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_settime",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_settime",
+    "times",
+    "tkill",
+    "truncate",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "unshare",
+    "utime",
+    "utimensat",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "write",
+    "writev",
+];
+
+/// The seed's unconditional denials.
+pub(crate) const ALWAYS_DENIED: &[&str] = &[
+    "keyctl",
+    "add_key",
+    "request_key",
+    "ptrace",
+    "mbind",
+    "migrate_pages",
+    "move_pages",
+    "set_mempolicy",
+    "userfaultfd",
+    "perf_event_open",
+];
+
+/// Calls answered "not implemented", which their callers take as "fall back".
+pub(crate) const NOT_IMPLEMENTED: &[&str] = &[
+    "clone3",
+    "statmount",
+    "listmount",
+    "lsm_get_self_attr",
+    "lsm_set_self_attr",
+    "lsm_list_modules",
+];
+
+/// personality(2) values Docker allows: PER_LINUX, PER_LINUX32, UNAME26,
+/// PER_LINUX32|UNAME26, and the query 0xffffffff.
+const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn deny_masked(list: &[&str], index: u32, mask: u64, value: u64) -> SyscallRule {
+    SyscallRule {
+        names: names(list),
+        action: Action::Errno,
+        errno_ret: Some(EPERM),
+        args: vec![Arg {
+            index,
+            value: mask,
+            value_two: value,
+            op: Op::MaskedEq,
+        }],
+    }
+}
+
+/// The default profile, as data (the same that [`default_profile_json`] prints).
+pub fn default_profile() -> Profile {
+    let mut syscalls = vec![
+        // contained.c: no setuid or setgid bits, from any of the chmod family.
+        deny_masked(&["chmod", "fchmod"], 1, S_ISUID, S_ISUID),
+        deny_masked(&["chmod", "fchmod"], 1, S_ISGID, S_ISGID),
+        deny_masked(&["fchmodat", "fchmodat2"], 2, S_ISUID, S_ISUID),
+        deny_masked(&["fchmodat", "fchmodat2"], 2, S_ISGID, S_ISGID),
+        // contained.c: no new user namespace, where the process would regain
+        // every capability.
+        deny_masked(&["clone", "unshare"], 0, CLONE_NEWUSER, CLONE_NEWUSER),
+        // contained.c: no typing into the controlling terminal's input queue
+        // (TIOCSTI), nor TIOCLINUX's equivalent on a virtual console.
+        deny_masked(&["ioctl"], 1, LOW_32_BITS, TIOCSTI),
+        deny_masked(&["ioctl"], 1, LOW_32_BITS, TIOCLINUX),
+    ];
+    for p in PERSONALITIES {
+        syscalls.push(SyscallRule {
+            names: names(&["personality"]),
+            action: Action::Allow,
+            errno_ret: None,
+            args: vec![Arg {
+                index: 0,
+                value: LOW_32_BITS,
+                value_two: p,
+                op: Op::MaskedEq,
+            }],
+        });
+    }
+    syscalls.push(SyscallRule {
+        names: names(ALLOWED),
+        action: Action::Allow,
+        errno_ret: None,
+        args: vec![],
+    });
+    syscalls.push(SyscallRule {
+        names: names(ALWAYS_DENIED),
+        action: Action::Errno,
+        errno_ret: Some(EPERM),
+        args: vec![],
+    });
+    syscalls.push(SyscallRule {
+        names: names(NOT_IMPLEMENTED),
+        action: Action::Errno,
+        errno_ret: Some(ENOSYS),
+        args: vec![],
+    });
+    Profile {
+        default_action: Action::Errno,
+        default_errno_ret: Some(EPERM),
+        architectures: vec!["SCMP_ARCH_X86_64".into(), "SCMP_ARCH_AARCH64".into()],
+        flags: vec![],
+        listener_path: None,
+        listener_metadata: None,
+        syscalls,
+    }
+}
+
+/// The default profile as OCI JSON, for users to dump, edit and pass back with
+/// `--security-opt seccomp=PATH`.
+pub fn default_profile_json() -> String {
+    default_profile().to_json_pretty()
+}

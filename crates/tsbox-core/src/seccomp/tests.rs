@@ -1,0 +1,935 @@
+//! Profiles read with the JSON path of every problem; compiled filters run
+//! through a BPF interpreter (`bpf_interp`) and checked verdict by verdict, for
+//! both architectures, on any host.
+
+use super::bpf_interp::{self, SeccompData, Verdict};
+use super::default::{ALLOWED, ALWAYS_DENIED, NOT_IMPLEMENTED};
+use super::*;
+
+const EPERM: Verdict = Verdict::Errno(1);
+const ENOSYS: Verdict = Verdict::Errno(38);
+const ALLOW: Verdict = Verdict::Allow;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
+
+fn nr(arch: Arch, name: &str) -> i32 {
+    arch.syscall(name)
+        .unwrap_or_else(|| panic!("{name} is not a system call on {}", arch.name())) as i32
+}
+
+fn run_raw(bpf: &Bpf, arch_value: u32, nr: i32, args: [u64; 6]) -> Verdict {
+    let prog: Vec<Instruction> = bpf.instructions().collect();
+    let data = SeccompData {
+        nr,
+        arch: arch_value,
+        instruction_pointer: 0x7fff_0000_1234,
+        args,
+    };
+    Verdict::from_ret(bpf_interp::run(&prog, &data).unwrap())
+}
+
+fn verdict(bpf: &Bpf, arch: Arch, name: &str, args: &[u64]) -> Verdict {
+    let mut a = [0u64; 6];
+    a[..args.len()].copy_from_slice(args);
+    run_raw(bpf, arch.audit_arch(), nr(arch, name), a)
+}
+
+fn default_bpf(arch: Arch) -> Bpf {
+    compile(&default_profile(), arch).unwrap()
+}
+
+fn parse_err(json: &str) -> Vec<SeccompError> {
+    match Profile::from_json(json) {
+        Ok(p) => panic!("expected problems, got {p:?}"),
+        Err(Problems(v)) => v,
+    }
+}
+
+fn messages(json: &str) -> Vec<String> {
+    parse_err(json).iter().map(|e| e.to_string()).collect()
+}
+
+fn profile(json: &str) -> Profile {
+    Profile::from_json(json).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------------------------------------------------------------- the default
+
+/// The seed's rules and what ordinary programs need, call by call.
+#[test]
+fn the_default_profile_gives_the_expected_verdicts() {
+    const CLONE_NEWNS: u64 = 0x0002_0000;
+    const CLONE_NEWUSER: u64 = 0x1000_0000;
+    const CLONE_NEWPID: u64 = 0x2000_0000;
+    const SIGCHLD: u64 = 17;
+    const THREAD_FLAGS: u64 = 0x003d_0f00; // CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|SETTLS|PARENT_SETTID|CHILD_CLEARTID
+    const AT_FDCWD: u64 = -100i64 as u64;
+    const TIOCSTI: u64 = 0x5412;
+    const TIOCLINUX: u64 = 0x541c;
+    const TCGETS: u64 = 0x5401;
+    const TIOCGWINSZ: u64 = 0x5413;
+    let path = 0x5555_0000_1000u64;
+    #[rustfmt::skip]
+    let table: &[(&str, &[u64], Verdict)] = &[
+        // contained.c: no setuid/setgid bits from the chmod family.
+        ("chmod", &[path, 0o755], ALLOW),
+        ("chmod", &[path, 0o4755], EPERM),
+        ("chmod", &[path, 0o2755], EPERM),
+        ("chmod", &[path, 0o6755], EPERM),
+        ("chmod", &[path, 0o1777], ALLOW),
+        // The kernel reads a umode_t: bits above it change nothing.
+        ("chmod", &[path, 0xdead_0000_0000_0000 | 0o755], ALLOW),
+        ("chmod", &[path, 0xdead_0000_0000_0000 | 0o4755], EPERM),
+        ("fchmod", &[3, 0o644], ALLOW),
+        ("fchmod", &[3, 0o4711], EPERM),
+        ("fchmodat", &[AT_FDCWD, path, 0o755, 0], ALLOW),
+        ("fchmodat", &[AT_FDCWD, path, 0o2755, 0], EPERM),
+        ("fchmodat2", &[AT_FDCWD, path, 0o700, 0x100], ALLOW),
+        ("fchmodat2", &[AT_FDCWD, path, 0o4700, 0x100], EPERM),
+        // contained.c: no user namespaces, by unshare or clone.
+        ("unshare", &[CLONE_NEWUSER], EPERM),
+        ("unshare", &[CLONE_NEWUSER | CLONE_NEWNS], EPERM),
+        ("unshare", &[CLONE_NEWNS], ALLOW),
+        ("unshare", &[CLONE_NEWPID], ALLOW),
+        ("clone", &[SIGCHLD], ALLOW),
+        ("clone", &[THREAD_FLAGS], ALLOW),
+        ("clone", &[CLONE_NEWUSER | SIGCHLD], EPERM),
+        ("clone", &[0xffff_ffff_ffff_ffff], EPERM),
+        // clone3's flags sit in memory the filter cannot read: ENOSYS makes
+        // libc fall back to clone.
+        ("clone3", &[path, 88], ENOSYS),
+        // contained.c: no TIOCSTI (nor TIOCLINUX); the kernel truncates the
+        // request to 32 bits, and so does the check.
+        ("ioctl", &[0, TIOCSTI, path], EPERM),
+        ("ioctl", &[0, 0x1_0000_0000 | TIOCSTI, path], EPERM),
+        ("ioctl", &[0, TIOCLINUX, path], EPERM),
+        ("ioctl", &[0, TCGETS, path], ALLOW),
+        ("ioctl", &[1, TIOCGWINSZ, path], ALLOW),
+        // contained.c: always denied.
+        ("keyctl", &[0], EPERM),
+        ("add_key", &[], EPERM),
+        ("request_key", &[], EPERM),
+        ("ptrace", &[0], EPERM),
+        ("mbind", &[], EPERM),
+        ("migrate_pages", &[], EPERM),
+        ("move_pages", &[], EPERM),
+        ("set_mempolicy", &[], EPERM),
+        ("userfaultfd", &[0], EPERM),
+        ("perf_event_open", &[], EPERM),
+        // Docker's default leaves these to CAP_SYS_ADMIN and friends; tsbox drops them.
+        ("mount", &[], EPERM),
+        ("umount2", &[], EPERM),
+        ("pivot_root", &[], EPERM),
+        ("setns", &[3, 0], EPERM),
+        ("bpf", &[], EPERM),
+        ("init_module", &[], EPERM),
+        ("kexec_load", &[], EPERM),
+        ("reboot", &[], EPERM),
+        ("open_by_handle_at", &[], EPERM),
+        ("io_uring_setup", &[8, path], EPERM),
+        ("process_vm_readv", &[], EPERM),
+        ("sethostname", &[], EPERM),
+        ("statmount", &[], ENOSYS),
+        ("lsm_list_modules", &[], ENOSYS),
+        // personality: the values Docker allows, compared on 32 bits.
+        ("personality", &[0], ALLOW),
+        ("personality", &[0xffff_ffff], ALLOW),
+        ("personality", &[0x0040_0000], EPERM), // ADDR_NO_RANDOMIZE
+        // What busybox, sh, coreutils, node and tsbox's init do all day.
+        ("read", &[0, path, 4096], ALLOW),
+        ("write", &[1, path, 12], ALLOW),
+        ("openat", &[AT_FDCWD, path, 0], ALLOW),
+        ("newfstatat", &[AT_FDCWD, path, path, 0], ALLOW),
+        ("statx", &[AT_FDCWD, path, 0, 0x7ff, path], ALLOW),
+        ("mmap", &[0, 4096, 3, 0x22, u64::MAX, 0], ALLOW),
+        ("execve", &[path, path, path], ALLOW),
+        ("exit_group", &[0], ALLOW),
+        ("wait4", &[u64::MAX, path, 0, 0], ALLOW),
+        ("kill", &[1, 15], ALLOW),
+        ("signalfd4", &[u64::MAX, path, 8, 0x80000], ALLOW),
+        ("rt_sigreturn", &[], ALLOW),
+        ("rt_sigaction", &[2, path, 0, 8], ALLOW),
+        ("futex", &[path, 0x80, 1, 0], ALLOW),
+        ("epoll_pwait", &[3, path, 1024, u64::MAX, 0, 8], ALLOW),
+        ("getrandom", &[path, 16, 0], ALLOW),
+        ("pipe2", &[path, 0x80000], ALLOW),
+        ("sendmsg", &[3, path, 0x4000], ALLOW),
+        ("close_range", &[3, u64::from(u32::MAX), 4], ALLOW),
+        ("prctl", &[1, 9], ALLOW),
+        ("chroot", &[path], ALLOW),
+    ];
+    for arch in Arch::ALL {
+        let bpf = default_bpf(arch);
+        for (name, args, want) in table {
+            if arch.syscall(name).is_none() {
+                // aarch64 has only the *at forms of chmod; everything else exists on both.
+                assert_eq!((arch, *name), (Arch::Aarch64, "chmod"));
+                continue;
+            }
+            assert_eq!(
+                verdict(&bpf, arch, name, args),
+                *want,
+                "{}: {name}{args:x?}",
+                arch.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_default_profile_denies_unknown_numbers_and_kills_other_abis() {
+    for arch in Arch::ALL {
+        let bpf = default_bpf(arch);
+        // Beyond every table: EPERM, like every call not on the list.
+        assert_eq!(run_raw(&bpf, arch.audit_arch(), 1000, [0; 6]), EPERM);
+        assert_eq!(run_raw(&bpf, arch.audit_arch(), -1, [0; 6]), EPERM);
+        // A 32-bit ABI: killed before its numbers can be misread.
+        let read = nr(arch, "read");
+        for other in [
+            AUDIT_ARCH_I386,
+            AUDIT_ARCH_ARM,
+            Arch::ALL.iter().find(|a| **a != arch).unwrap().audit_arch(),
+        ] {
+            assert_eq!(
+                run_raw(&bpf, other, read, [0; 6]),
+                Verdict::KillProcess,
+                "{} filter, arch {other:#x}",
+                arch.name()
+            );
+        }
+    }
+    // x32 (x86_64's arch value, bit 30 set in the number) matches no rule.
+    let bpf = default_bpf(Arch::X86_64);
+    assert_eq!(
+        run_raw(&bpf, Arch::X86_64.audit_arch(), 0x4000_0000, [0; 6]),
+        EPERM
+    );
+}
+
+#[test]
+fn every_call_of_the_default_lists_gets_its_lists_verdict() {
+    for arch in Arch::ALL {
+        let bpf = default_bpf(arch);
+        let conditional = [
+            "chmod",
+            "fchmod",
+            "fchmodat",
+            "fchmodat2",
+            "clone",
+            "unshare",
+            "ioctl",
+            "personality",
+        ];
+        for name in ALLOWED.iter().filter(|n| arch.syscall(n).is_some()) {
+            // Zeroed arguments pass every conditional check of the default.
+            assert_eq!(
+                verdict(&bpf, arch, name, &[]),
+                ALLOW,
+                "{}: {name}",
+                arch.name()
+            );
+            if !conditional.contains(name) {
+                assert_eq!(
+                    verdict(&bpf, arch, name, &[u64::MAX; 6]),
+                    ALLOW,
+                    "{}: {name}",
+                    arch.name()
+                );
+            }
+        }
+        for name in ALWAYS_DENIED.iter().filter(|n| arch.syscall(n).is_some()) {
+            assert_eq!(
+                verdict(&bpf, arch, name, &[]),
+                EPERM,
+                "{}: {name}",
+                arch.name()
+            );
+        }
+        for name in NOT_IMPLEMENTED.iter().filter(|n| arch.syscall(n).is_some()) {
+            assert_eq!(
+                verdict(&bpf, arch, name, &[]),
+                ENOSYS,
+                "{}: {name}",
+                arch.name()
+            );
+        }
+    }
+}
+
+/// The allowed calls whose verdict does not depend on arguments never make the
+/// filter read an argument, so the kernel's per-call action cache (5.11+) lets
+/// them through without running the filter at all.
+#[test]
+fn unconditionally_allowed_calls_never_read_arguments() {
+    let conditional = [
+        "chmod",
+        "fchmod",
+        "fchmodat",
+        "fchmodat2",
+        "clone",
+        "unshare",
+        "ioctl",
+    ];
+    for arch in Arch::ALL {
+        let bpf = default_bpf(arch);
+        let prog: Vec<Instruction> = bpf.instructions().collect();
+        for name in ALLOWED
+            .iter()
+            .filter(|n| arch.syscall(n).is_some() && !conditional.contains(n))
+        {
+            let data = SeccompData {
+                nr: nr(arch, name),
+                arch: arch.audit_arch(),
+                instruction_pointer: 0,
+                args: [0; 6],
+            };
+            let (ret, read_args) = bpf_interp::run_traced(&prog, &data).unwrap();
+            assert_eq!(Verdict::from_ret(ret), ALLOW);
+            assert!(!read_args, "{}: {name} reads its arguments", arch.name());
+        }
+    }
+}
+
+#[test]
+fn the_default_profile_fits_the_kernel_limit_and_names_only_real_calls() {
+    for arch in Arch::ALL {
+        let bpf = default_bpf(arch);
+        let prog: Vec<Instruction> = bpf.instructions().collect();
+        bpf_interp::check(&prog).unwrap();
+        assert!(
+            bpf.len() < 2500,
+            "{}: {} instructions",
+            arch.name(),
+            bpf.len()
+        );
+    }
+    for rule in default_profile().syscalls {
+        for name in rule.names {
+            assert!(
+                Arch::ALL.iter().any(|a| a.syscall(&name).is_some()),
+                "{name} is on neither x86_64 nor aarch64"
+            );
+        }
+    }
+    // The seed's rules hold on both architectures wherever the call exists.
+    for name in [
+        "fchmod",
+        "fchmodat",
+        "fchmodat2",
+        "clone",
+        "clone3",
+        "unshare",
+        "ioctl",
+        "keyctl",
+        "ptrace",
+        "userfaultfd",
+        "read",
+        "wait4",
+        "signalfd4",
+    ] {
+        for arch in Arch::ALL {
+            assert!(arch.syscall(name).is_some(), "{name} on {}", arch.name());
+        }
+    }
+}
+
+#[test]
+fn the_default_profile_round_trips_through_its_json() {
+    let json = default_profile_json();
+    let back = Profile::from_json(&json).unwrap();
+    assert_eq!(back, default_profile());
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
+    assert_eq!(v["defaultErrnoRet"], 1);
+    assert_eq!(v["syscalls"][0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+    assert_eq!(v["syscalls"][0]["args"][0]["value"], 0o4000);
+    assert_eq!(v["syscalls"][0]["args"][0]["valueTwo"], 0o4000);
+    for arch in Arch::ALL {
+        assert_eq!(compile(&back, arch).unwrap(), default_bpf(arch));
+    }
+}
+
+// ------------------------------------------------------- compiling profiles
+
+/// Every operator against a compiled filter, at the 32-bit boundaries where a
+/// two-word comparison can go wrong, checked against `Op::holds`.
+#[test]
+fn every_operator_compiles_to_its_meaning_on_64_bit_values() {
+    let values = [
+        0u64,
+        1,
+        0x7fff_ffff,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0x1_0000_0001,
+        0x8000_0000_0000_0000,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+    let ops = [Op::Ne, Op::Lt, Op::Le, Op::Eq, Op::Ge, Op::Gt];
+    let mut cases: Vec<(Op, u64, u64)> = ops
+        .iter()
+        .flat_map(|op| values.iter().map(move |v| (*op, *v, 0)))
+        .collect();
+    for mask in [
+        0xffu64,
+        0xffff_ffff,
+        0xffff_ffff_0000_0000,
+        0x8000_0000_0000_0001,
+        u64::MAX,
+    ] {
+        for v2 in [0, mask, mask & 0x0000_0001_0000_0001, mask & 0xf0] {
+            cases.push((Op::MaskedEq, mask, v2));
+        }
+    }
+    for arch in Arch::ALL {
+        for (op, value, value_two) in &cases {
+            let p = Profile {
+                default_action: Action::Allow,
+                default_errno_ret: None,
+                architectures: vec![],
+                flags: vec![],
+                listener_path: None,
+                listener_metadata: None,
+                syscalls: vec![SyscallRule {
+                    names: vec!["read".into()],
+                    action: Action::Errno,
+                    errno_ret: Some(5),
+                    args: vec![Arg {
+                        index: 2,
+                        value: *value,
+                        value_two: *value_two,
+                        op: *op,
+                    }],
+                }],
+            };
+            let bpf = compile(&p, arch).unwrap();
+            for arg in values
+                .iter()
+                .chain([0xf0, 0xff, 0x1_0000_00f0, 0x8000_0000_0000_0001].iter())
+            {
+                let want = if op.holds(*arg, *value, *value_two) {
+                    Verdict::Errno(5)
+                } else {
+                    ALLOW
+                };
+                assert_eq!(
+                    verdict(&bpf, arch, "read", &[0, 0, *arg]),
+                    want,
+                    "{} {op:?} value={value:#x} valueTwo={value_two:#x} arg={arg:#x}",
+                    arch.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_custom_profile_can_deny_mkdir_with_enospc() {
+    let p = profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28}]}"#,
+    );
+    for arch in Arch::ALL {
+        let bpf = compile(&p, arch).unwrap();
+        assert_eq!(verdict(&bpf, arch, "mkdirat", &[]), Verdict::Errno(28));
+        assert_eq!(verdict(&bpf, arch, "read", &[]), ALLOW);
+        assert_eq!(verdict(&bpf, arch, "unlinkat", &[]), ALLOW);
+    }
+    let bpf = compile(&p, Arch::X86_64).unwrap();
+    assert_eq!(
+        verdict(&bpf, Arch::X86_64, "mkdir", &[]),
+        Verdict::Errno(28)
+    );
+}
+
+#[test]
+fn every_action_returns_what_the_kernel_expects() {
+    let cases = [
+        ("SCMP_ACT_KILL", "", Verdict::KillThread),
+        ("SCMP_ACT_KILL_THREAD", "", Verdict::KillThread),
+        ("SCMP_ACT_KILL_PROCESS", "", Verdict::KillProcess),
+        ("SCMP_ACT_TRAP", "", Verdict::Trap(0)),
+        ("SCMP_ACT_ERRNO", "", Verdict::Errno(1)),
+        ("SCMP_ACT_ERRNO", r#", "errnoRet": 0"#, Verdict::Errno(0)),
+        (
+            "SCMP_ACT_ERRNO",
+            r#", "errnoRet": 4095"#,
+            Verdict::Errno(4095),
+        ),
+        ("SCMP_ACT_TRACE", r#", "errnoRet": 7"#, Verdict::Trace(7)),
+        ("SCMP_ACT_LOG", "", Verdict::Log),
+        ("SCMP_ACT_ALLOW", "", ALLOW),
+    ];
+    for (action, extra, want) in cases {
+        let default = if action == "SCMP_ACT_ALLOW" {
+            "SCMP_ACT_LOG"
+        } else {
+            "SCMP_ACT_ALLOW"
+        };
+        let p = profile(&format!(
+            r#"{{"defaultAction": "{default}", "syscalls": [{{"names": ["getpid"], "action": "{action}"{extra}}}]}}"#
+        ));
+        for arch in Arch::ALL {
+            let bpf = compile(&p, arch).unwrap();
+            assert_eq!(verdict(&bpf, arch, "getpid", &[]), want, "{action}{extra}");
+            let other = if default == "SCMP_ACT_LOG" {
+                Verdict::Log
+            } else {
+                ALLOW
+            };
+            assert_eq!(
+                verdict(&bpf, arch, "getppid", &[]),
+                other,
+                "{action}: the default"
+            );
+        }
+    }
+}
+
+#[test]
+fn conditional_rules_come_before_unconditional_ones_whatever_the_order() {
+    // mkdirat(dirfd, path, mode): a sticky directory gets ENOSPC, others are allowed.
+    for order in [[0, 1], [1, 0]] {
+        let rules = [
+            r#"{"names": ["mkdirat"], "action": "SCMP_ACT_ALLOW"}"#,
+            r#"{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28, "args": [{"index": 2, "value": 512, "valueTwo": 512, "op": "SCMP_CMP_MASKED_EQ"}]}"#,
+        ];
+        let p = profile(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_KILL_PROCESS", "syscalls": [{}, {}]}}"#,
+            rules[order[0]], rules[order[1]]
+        ));
+        for arch in Arch::ALL {
+            let bpf = compile(&p, arch).unwrap();
+            assert_eq!(
+                verdict(&bpf, arch, "mkdirat", &[3, 0, 0o1777]),
+                Verdict::Errno(28)
+            );
+            assert_eq!(verdict(&bpf, arch, "mkdirat", &[3, 0, 0o755]), ALLOW);
+            assert_eq!(verdict(&bpf, arch, "read", &[]), Verdict::KillProcess);
+        }
+    }
+}
+
+#[test]
+fn the_first_matching_conditional_rule_decides_and_conditions_are_anded() {
+    let p = profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["write"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9, "args": [
+                {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}, {"index": 2, "value": 100, "op": "SCMP_CMP_GT"}]},
+            {"names": ["write"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5, "args": [{"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["write"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9, "args": [{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["read"], "action": "SCMP_ACT_TRAP"},
+            {"names": ["close"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9}
+        ]}"#,
+    );
+    for arch in Arch::ALL {
+        let bpf = compile(&p, arch).unwrap();
+        assert_eq!(
+            verdict(&bpf, arch, "write", &[2, 0, 101]),
+            Verdict::Errno(9),
+            "both conditions hold"
+        );
+        assert_eq!(
+            verdict(&bpf, arch, "write", &[2, 0, 100]),
+            Verdict::Errno(5),
+            "only the second rule holds"
+        );
+        assert_eq!(
+            verdict(&bpf, arch, "write", &[7, 0, 0]),
+            Verdict::Errno(9),
+            "a third run, same action as the first"
+        );
+        assert_eq!(
+            verdict(&bpf, arch, "write", &[1, 0, 101]),
+            ALLOW,
+            "no rule holds"
+        );
+        assert_eq!(verdict(&bpf, arch, "read", &[]), Verdict::Trap(0));
+        assert_eq!(verdict(&bpf, arch, "close", &[]), Verdict::Errno(9));
+        assert_eq!(verdict(&bpf, arch, "getpid", &[]), ALLOW);
+        bpf_interp::check(&bpf.instructions().collect::<Vec<_>>()).unwrap();
+    }
+}
+
+#[test]
+fn names_from_other_architectures_compile_to_nothing() {
+    let with = profile(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["_llseek", "socketcall", "arm_fadvise64_64", "read"], "action": "SCMP_ACT_ALLOW"}]}"#,
+    );
+    let without = profile(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
+    );
+    for arch in Arch::ALL {
+        assert_eq!(
+            compile(&with, arch).unwrap(),
+            compile(&without, arch).unwrap()
+        );
+    }
+    // chmod is x86_64's only: on aarch64 the rule is empty and so is the filter.
+    let chmod = profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chmod"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    );
+    let empty = profile(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#);
+    assert_eq!(
+        compile(&chmod, Arch::Aarch64).unwrap(),
+        compile(&empty, Arch::Aarch64).unwrap()
+    );
+    assert_ne!(
+        compile(&chmod, Arch::X86_64).unwrap(),
+        compile(&empty, Arch::X86_64).unwrap()
+    );
+}
+
+#[test]
+fn an_empty_profile_is_its_default_action_behind_the_arch_check() {
+    let p =
+        profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": null, "architectures": null}"#);
+    for arch in Arch::ALL {
+        let bpf = compile(&p, arch).unwrap();
+        assert_eq!(bpf.len(), 4);
+        assert_eq!(verdict(&bpf, arch, "read", &[]), ALLOW);
+        assert_eq!(
+            run_raw(&bpf, AUDIT_ARCH_I386, 3, [0; 6]),
+            Verdict::KillProcess
+        );
+    }
+}
+
+#[test]
+fn a_profile_too_large_for_the_kernel_is_refused() {
+    // Each conditional rule adds about ten instructions; 500 of them do not fit.
+    let rules: Vec<String> = (0..500)
+        .map(|i| format!(r#"{{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": {}, "args": [{{"index": 0, "value": {i}, "op": "SCMP_CMP_EQ"}}]}}"#, i % 2 + 1))
+        .collect();
+    let p = profile(&format!(
+        r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{}]}}"#,
+        rules.join(",")
+    ));
+    let err = compile(&p, Arch::X86_64).unwrap_err();
+    assert!(matches!(err.0[0], SeccompError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("at most 4096"), "{err}");
+}
+
+// ------------------------------------------------- reading profiles: errors
+
+#[test]
+fn an_unknown_syscall_is_reported_with_its_path() {
+    let errs = parse_err(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, {"names": ["write", "mkdri"], "action": "SCMP_ACT_ALLOW"}]}"#,
+    );
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        errs[0].to_string(),
+        r#"syscalls[1].names[1]: unknown syscall "mkdri""#
+    );
+    assert_eq!(errs[0].path(), Some("syscalls[1].names[1]"));
+}
+
+#[test]
+fn bad_actions_operators_and_architectures_are_reported_with_their_paths() {
+    let errs = parse_err(
+        r#"{"defaultAction": "SCMP_ACT_DENY", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"],
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALOW"},
+                         {"names": ["write"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQUAL"}]}]}"#,
+    );
+    let paths: Vec<_> = errs.iter().map(|e| e.path().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "defaultAction",
+            "syscalls[0].action",
+            "syscalls[1].args[0].op"
+        ]
+    );
+    assert!(
+        matches!(&errs[0], SeccompError::UnknownAction { value, .. } if value == "SCMP_ACT_DENY")
+    );
+    assert!(
+        errs[1]
+            .to_string()
+            .contains("expected one of SCMP_ACT_KILL"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2]
+            .to_string()
+            .starts_with(r#"syscalls[1].args[0].op: unknown operator "SCMP_CMP_EQUAL""#),
+        "{}",
+        errs[2]
+    );
+    // The architecture is checked once the shape is right.
+    let errs = parse_err(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]}"#,
+    );
+    assert_eq!(errs[0].path(), Some("architectures[1]"));
+    assert!(
+        errs[0]
+            .to_string()
+            .contains(r#"unknown architecture "SCMP_ARCH_Z80""#),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn what_tsbox_cannot_honour_is_refused_not_dropped() {
+    let errs = parse_err(
+        r#"{"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock", "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_FAST"],
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+    );
+    let shown: Vec<_> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown.len(), 5, "{shown:#?}");
+    assert!(
+        shown[0].starts_with("defaultAction: SCMP_ACT_NOTIFY is not supported by tsbox"),
+        "{}",
+        shown[0]
+    );
+    assert!(
+        shown[1].starts_with("flags[1]: SECCOMP_FILTER_FLAG_LOG is not supported"),
+        "{}",
+        shown[1]
+    );
+    assert!(
+        shown[2].starts_with(r#"flags[2]: unknown flag "SECCOMP_FILTER_FLAG_FAST""#),
+        "{}",
+        shown[2]
+    );
+    assert!(
+        shown[3].starts_with("listenerPath: a seccomp agent is not supported"),
+        "{}",
+        shown[3]
+    );
+    assert!(
+        shown[4].starts_with("syscalls[1].action: SCMP_ACT_NOTIFY is not supported"),
+        "{}",
+        shown[4]
+    );
+    // The same refusal for a profile built in code, at compile time.
+    let mut p = default_profile();
+    p.syscalls[3].action = Action::Notify;
+    let err = compile(&p, Arch::X86_64).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("syscalls[3].action: SCMP_ACT_NOTIFY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_types_missing_and_unknown_fields_are_reported_with_their_paths() {
+    let shown = messages(
+        r#"{"archMap": [], "syscalls": [
+            {"names": "read", "action": "SCMP_ACT_ALLOW", "includes": {}},
+            {"action": 3},
+            {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": -1,
+             "args": [{"index": 0, "value": 1.5, "op": "SCMP_CMP_EQ"}, {"index": "1", "value": "7", "op": "SCMP_CMP_EQ"}, 5]}]}"#,
+    );
+    assert_eq!(
+        shown,
+        [
+            "archMap: unknown field (an OCI linux.seccomp object has defaultAction, defaultErrnoRet, architectures, flags, listenerPath, listenerMetadata and syscalls; a rule has names, action, errnoRet and args; an argument has index, value, valueTwo and op)",
+            "defaultAction: required",
+            "syscalls[0].includes: unknown field (an OCI linux.seccomp object has defaultAction, defaultErrnoRet, architectures, flags, listenerPath, listenerMetadata and syscalls; a rule has names, action, errnoRet and args; an argument has index, value, valueTwo and op)",
+            "syscalls[0].names: expected an array",
+            "syscalls[1].names: required",
+            "syscalls[1].action: expected a string",
+            "syscalls[2].errnoRet: expected an integer from 0 to 2^32-1",
+            "syscalls[2].args[0].value: expected an integer from 0 to 2^64-1",
+            "syscalls[2].args[1].index: expected an integer from 0 to 2^32-1",
+            "syscalls[2].args[1].value: expected an integer from 0 to 2^64-1",
+            "syscalls[2].args[2]: expected an object",
+        ]
+    );
+    assert_eq!(messages("[]"), ["(profile): expected an object"]);
+    let json = messages(r#"{"defaultAction": "SCMP_ACT_ERRNO",}"#);
+    assert!(
+        json[0].starts_with("(profile): not valid JSON: trailing comma at line 1"),
+        "{json:?}"
+    );
+}
+
+#[test]
+fn values_out_of_range_or_meaningless_are_reported_with_their_paths() {
+    let shown = messages(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1, "syscalls": [
+            {"names": [], "action": "SCMP_ACT_ERRNO", "errnoRet": 5000},
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1},
+            {"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [
+                {"index": 6, "value": 0, "op": "SCMP_CMP_EQ"},
+                {"index": 0, "value": 0, "valueTwo": 4, "op": "SCMP_CMP_EQ"},
+                {"index": 0, "value": 3, "op": "SCMP_CMP_GE"},
+                {"index": 1, "value": 3, "valueTwo": 4, "op": "SCMP_CMP_MASKED_EQ"}]}
+        ]}"#,
+    );
+    assert_eq!(shown.len(), 8, "{shown:#?}");
+    assert!(
+        shown[0]
+            .starts_with("defaultErrnoRet: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno"),
+        "{}",
+        shown[0]
+    );
+    assert_eq!(
+        shown[1],
+        "syscalls[0].names: must name at least one system call"
+    );
+    assert_eq!(
+        shown[2],
+        "syscalls[0].errnoRet: 5000 is above the largest errno, 4095"
+    );
+    assert!(
+        shown[3].starts_with("syscalls[1].errnoRet: only SCMP_ACT_ERRNO"),
+        "{}",
+        shown[3]
+    );
+    assert!(
+        shown[4].starts_with("syscalls[2].args[0].index: argument index 6 is out of range"),
+        "{}",
+        shown[4]
+    );
+    assert!(
+        shown[5].starts_with("syscalls[2].args[1].valueTwo: only SCMP_CMP_MASKED_EQ uses valueTwo"),
+        "{}",
+        shown[5]
+    );
+    assert!(shown[6].starts_with("syscalls[2].args[2].index: a second condition on argument 0 (the first is syscalls[2].args[1])"), "{}", shown[6]);
+    assert!(
+        shown[7].starts_with("syscalls[2].args[3].valueTwo: 0x4 has bits outside the mask 0x3"),
+        "{}",
+        shown[7]
+    );
+}
+
+#[test]
+fn two_unconditional_actions_for_one_call_are_refused() {
+    let shown = messages(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["close", "write"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9},
+            {"names": ["close"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9},
+            {"names": ["close"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    );
+    assert_eq!(
+        shown,
+        [
+            r#"syscalls[2].names[1]: "write" already has the unconditional action SCMP_ACT_ALLOW at syscalls[0]; a system call takes one action when no argument condition applies"#,
+            r#"syscalls[4].names[0]: "close" already has the unconditional action SCMP_ACT_ERRNO(9) at syscalls[2]; a system call takes one action when no argument condition applies"#,
+        ]
+    );
+}
+
+#[test]
+fn what_oci_writers_emit_is_accepted() {
+    // As podman and containerd write it: nulls for empty lists, TSYNC, zero
+    // valueTwo, an errnoRet of 0, names for many architectures.
+    let p = profile(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC"], "listenerPath": "", "syscalls": [
+            {"names": ["accept", "_llseek", "socketcall"], "action": "SCMP_ACT_ALLOW", "args": null, "errnoRet": null},
+            {"names": ["clone"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            {"names": ["sync"], "action": "SCMP_ACT_ERRNO", "errnoRet": 0}]}"#,
+    );
+    for arch in Arch::ALL {
+        let bpf = compile(&p, arch).unwrap();
+        assert_eq!(verdict(&bpf, arch, "clone", &[17]), ALLOW);
+        assert_eq!(verdict(&bpf, arch, "clone", &[0x1000_0011]), EPERM);
+        assert_eq!(verdict(&bpf, arch, "clone3", &[]), ENOSYS);
+        assert_eq!(verdict(&bpf, arch, "sync", &[]), Verdict::Errno(0));
+    }
+}
+
+// ------------------------------------------------ tables and the wire format
+
+#[test]
+fn syscall_tables_are_sorted_and_disjoint_from_the_other_names() {
+    for table in [syscalls::X86_64, syscalls::AARCH64] {
+        assert!(
+            table.windows(2).all(|w| w[0].0 < w[1].0),
+            "a table is out of order"
+        );
+        let mut numbers: Vec<u32> = table.iter().map(|(_, n)| *n).collect();
+        numbers.sort();
+        numbers.dedup();
+        assert_eq!(numbers.len(), table.len(), "two names share a number");
+    }
+    assert!(syscalls::OTHER_ARCHES.windows(2).all(|w| w[0] < w[1]));
+    for name in syscalls::OTHER_ARCHES {
+        assert!(
+            Arch::ALL.iter().all(|a| a.syscall(name).is_none()),
+            "{name}"
+        );
+        assert!(is_known_syscall(name));
+    }
+    assert!(!is_known_syscall("mkdri"));
+    assert_eq!(Arch::X86_64.syscall("read"), Some(0));
+    assert_eq!(Arch::Aarch64.syscall("read"), Some(63));
+    assert_eq!(Arch::X86_64.syscall("file_setattr"), Some(469));
+}
+
+/// The host's table agrees with libc's numbers.
+#[test]
+fn the_host_table_matches_libc() {
+    let host = Arch::host().unwrap();
+    #[rustfmt::skip]
+    let known: &[(&str, libc::c_long)] = &[
+        ("read", libc::SYS_read), ("write", libc::SYS_write), ("openat", libc::SYS_openat), ("close", libc::SYS_close),
+        ("clone", libc::SYS_clone), ("clone3", libc::SYS_clone3), ("unshare", libc::SYS_unshare), ("ioctl", libc::SYS_ioctl),
+        ("fchmod", libc::SYS_fchmod), ("fchmodat", libc::SYS_fchmodat), ("keyctl", libc::SYS_keyctl), ("add_key", libc::SYS_add_key),
+        ("request_key", libc::SYS_request_key), ("ptrace", libc::SYS_ptrace), ("mbind", libc::SYS_mbind),
+        ("migrate_pages", libc::SYS_migrate_pages), ("move_pages", libc::SYS_move_pages), ("set_mempolicy", libc::SYS_set_mempolicy),
+        ("userfaultfd", libc::SYS_userfaultfd), ("perf_event_open", libc::SYS_perf_event_open), ("wait4", libc::SYS_wait4),
+        ("kill", libc::SYS_kill), ("signalfd4", libc::SYS_signalfd4), ("exit_group", libc::SYS_exit_group), ("execve", libc::SYS_execve),
+        ("rt_sigreturn", libc::SYS_rt_sigreturn), ("seccomp", libc::SYS_seccomp), ("statx", libc::SYS_statx),
+        ("newfstatat", libc::SYS_newfstatat), ("personality", libc::SYS_personality), ("mount", libc::SYS_mount),
+        ("pidfd_open", libc::SYS_pidfd_open), ("close_range", libc::SYS_close_range), ("io_uring_setup", libc::SYS_io_uring_setup),
+        ("landlock_restrict_self", libc::SYS_landlock_restrict_self), ("futex_waitv", libc::SYS_futex_waitv),
+    ];
+    for (name, number) in known {
+        assert_eq!(host.syscall(name).map(i64::from), Some(*number), "{name}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    for (name, number) in [
+        ("chmod", libc::SYS_chmod),
+        ("fork", libc::SYS_fork),
+        ("arch_prctl", libc::SYS_arch_prctl),
+        ("stat", libc::SYS_stat),
+    ] {
+        assert_eq!(host.syscall(name).map(i64::from), Some(number), "{name}");
+    }
+}
+
+#[test]
+fn a_program_travels_as_hex_and_is_checked_on_arrival() {
+    let bpf = default_bpf(Arch::X86_64);
+    let json = serde_json::to_string(&bpf).unwrap();
+    assert!(json.starts_with("\"200000000400"), "{}", &json[..20]); // LD arch: code 0x20, k 4
+    let back: Bpf = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, bpf);
+    assert_eq!(
+        format!("{bpf:?}"),
+        format!("Bpf({} instructions)", bpf.len())
+    );
+    let opt: Option<Bpf> = serde_json::from_str("null").unwrap();
+    assert_eq!(opt, None);
+    for bad in ["\"\"", "\"00\"", "\"0011223344556677zz\"", "\"001\"", "17"] {
+        assert!(serde_json::from_str::<Bpf>(bad).is_err(), "{bad}");
+    }
+    assert!(Bpf::from_bytes(vec![0; 4097 * 8]).is_err());
+    assert_eq!(
+        Bpf::from_bytes(vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f])
+            .unwrap()
+            .instructions()
+            .next()
+            .unwrap(),
+        Instruction {
+            code: 6,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000
+        }
+    );
+}

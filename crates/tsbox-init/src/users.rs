@@ -1,0 +1,148 @@
+//! The container user, resolved inside the container after pivot_root (so a
+//! name means what the rootfs's /etc/passwd says, and a symlink there cannot
+//! point at a host file), the way Docker and runc resolve `--user`.
+
+use tsbox_core::{Report, Step, User};
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups: the groups listing the user in /etc/group, then
+    /// the extra ones asked for.
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(PasswdEntry { name: f[0].to_string(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].to_string() })
+        })
+        .collect()
+}
+
+fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            let members = f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
+            Some(GroupEntry { name: f[0].to_string(), gid: f[2].parse().ok()?, members })
+        })
+        .collect()
+}
+
+fn bad(what: &str, value: &str, file: &str) -> Report {
+    Report::new(Step::User, libc::EINVAL)
+        .path(value.to_string())
+        .detail(format!("no {what} named {value} in the container's {file}"))
+        .hint(format!("use a numeric id, or one that the rootfs's {file} defines"))
+}
+
+/// Resolves against the given /etc/passwd and /etc/group contents (empty when
+/// the rootfs has none; numeric ids then still work).
+pub fn resolve(user: &User, passwd: &str, group: &str) -> Result<Resolved, Report> {
+    let pw = parse_passwd(passwd);
+    let gr = parse_group(group);
+    let entry = match user.user.parse::<u32>() {
+        Ok(uid) => pw.iter().find(|e| e.uid == uid),
+        Err(_) => Some(pw.iter().find(|e| e.name == user.user).ok_or_else(|| bad("user", &user.user, "/etc/passwd"))?),
+    };
+    let uid = entry.map(|e| e.uid).unwrap_or_else(|| user.user.parse().unwrap_or(0));
+    let group_id = |g: &str| -> Result<u32, Report> {
+        match g.parse::<u32>() {
+            Ok(gid) => Ok(gid),
+            Err(_) => gr.iter().find(|e| e.name == g).map(|e| e.gid).ok_or_else(|| bad("group", g, "/etc/group")),
+        }
+    };
+    let gid = match &user.group {
+        Some(g) => group_id(g)?,
+        None => entry.map(|e| e.gid).unwrap_or(0),
+    };
+    let mut groups = Vec::new();
+    // Membership by name, as initgroups does, unless a group was given explicitly (Docker's rule).
+    if let (Some(e), None) = (entry, &user.group) {
+        for g in gr.iter().filter(|g| g.members.iter().any(|m| *m == e.name)) {
+            if g.gid != gid && !groups.contains(&g.gid) {
+                groups.push(g.gid);
+            }
+        }
+    }
+    for g in &user.additional_groups {
+        let id = group_id(g)?;
+        if !groups.contains(&id) {
+            groups.push(id);
+        }
+    }
+    let home = entry.map(|e| e.home.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
+    Ok(Resolved { uid, gid, groups, home })
+}
+
+/// Reads the container's files (after pivot_root) and resolves.
+pub fn resolve_in_container(user: &User) -> Result<Resolved, Report> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    resolve(user, &read("/etc/passwd"), &read("/etc/group"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:tester:/home/tester:/bin/sh\n# comment\nbroken\n";
+    const GROUP: &str = "root:x:0:\ntester:x:1000:\nstaff:x:50:tester,other\naudio:x:29:tester\n";
+
+    fn u(user: &str, group: Option<&str>, extra: &[&str]) -> User {
+        User { user: user.into(), group: group.map(Into::into), additional_groups: extra.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[test]
+    fn a_name_takes_uid_gid_home_and_memberships_from_the_rootfs() {
+        let r = resolve(&u("tester", None, &[]), PASSWD, GROUP).unwrap();
+        assert_eq!(r, Resolved { uid: 1000, gid: 1000, groups: vec![50, 29], home: "/home/tester".into() });
+    }
+
+    #[test]
+    fn a_number_works_without_an_entry() {
+        let r = resolve(&u("4242", None, &[]), PASSWD, GROUP).unwrap();
+        assert_eq!(r, Resolved { uid: 4242, gid: 0, groups: vec![], home: "/".into() });
+        let root = resolve(&u("0", None, &[]), "", "").unwrap();
+        assert_eq!(root.home, "/root");
+    }
+
+    #[test]
+    fn an_explicit_group_replaces_the_memberships() {
+        let r = resolve(&u("tester", Some("staff"), &["audio", "7"]), PASSWD, GROUP).unwrap();
+        assert_eq!((r.gid, r.groups), (50, vec![29, 7]));
+    }
+
+    #[test]
+    fn unknown_names_are_errors_naming_them() {
+        let e = resolve(&u("nobody-here", None, &[]), PASSWD, GROUP).unwrap_err();
+        assert_eq!(e.path.as_deref(), Some("nobody-here"));
+        assert!(e.detail.contains("/etc/passwd"));
+        let e = resolve(&u("tester", Some("wheel"), &[]), PASSWD, GROUP).unwrap_err();
+        assert!(e.detail.contains("group named wheel"));
+    }
+}

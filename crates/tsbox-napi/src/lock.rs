@@ -1,0 +1,74 @@
+//! Advisory file locks (flock) for state shared between tsbox processes, such
+//! as the uid/gid range a container holds. The kernel drops a lock when its
+//! holder dies, so a crashed tsbox never leaves a range taken.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// A held lock; `release()` (or garbage collection) unlocks and closes it.
+#[napi]
+pub struct FileLock {
+    file: Mutex<Option<File>>,
+    path: String,
+}
+
+#[napi]
+impl FileLock {
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    /// Unlocks and removes the lock file.
+    #[napi]
+    pub fn release(&self) {
+        if let Some(file) = self.file.lock().unwrap().take() {
+            // Remove while still holding the lock, so nobody locks a file that
+            // is about to vanish; a waiter that opened it re-checks the path.
+            let _ = std::fs::remove_file(&self.path);
+            drop(file);
+        }
+    }
+}
+
+/// Takes an exclusive lock on `path` without waiting, creating it (mode 0644)
+/// with `note` as its contents; null when another process holds it.
+#[napi]
+pub fn try_lock_file(path: String, note: String) -> Result<Option<FileLock>> {
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| Error::from_reason(format!("open the lock file {path}: {e}")))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(Error::from_reason(format!("lock {path}: {err}")));
+        }
+        // The holder before us may have removed the file after we opened it:
+        // only a lock on the file that is at the path now counts.
+        let here = std::fs::metadata(&path).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let ours = file.metadata().ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if here.is_none() || here != ours {
+            continue;
+        }
+        let mut f = &file;
+        let _ = f.set_len(0);
+        let _ = f.write_all(note.as_bytes());
+        return Ok(Some(FileLock { file: Mutex::new(Some(file)), path }));
+    }
+}
