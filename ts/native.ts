@@ -34,6 +34,8 @@ export interface NativeChannel {
   closeChild(): void;
   send(msg: string): void;
   recv(): Promise<string | null>;
+  /** A descriptor that came with the last messages (a pty master), or -1. */
+  takeFd(): number;
   close(): void;
 }
 

@@ -37,6 +37,9 @@ export const containerArgs = {
   mount: { type: 'string', valueHint: 'type=bind|tmpfs,source=..,target=..[,readonly]', description: "Docker's --mount syntax (repeatable)" },
   mask: { type: 'string', valueHint: 'PATH', description: 'Hide a path in addition to the default masked paths (/proc/kcore, /sys/firmware, ...) (repeatable)' },
   unmask: { type: 'string', valueHint: 'PATH|ALL', description: 'Do not mask or make read-only this default path; ALL for none of them (repeatable)' },
+  tty: { type: 'boolean', alias: 't', description: 'Give the command a pseudo-terminal (with -i: an interactive shell, in raw mode, following the window size)' },
+  interactive: { type: 'boolean', alias: 'i', description: 'Keep stdin attached (the default without -t)' },
+  timeout: { type: 'string', valueHint: 'DURATION', description: 'Kill the container after this long: 500ms, 30s, 5m (plain numbers are seconds)' },
   user: { type: 'string', alias: 'u', valueHint: 'USER[:GROUP]', description: "Run as this user: a uid or a name from the rootfs's /etc/passwd. Default: root" },
   'group-add': { type: 'string', valueHint: 'GROUP', description: 'Add a supplementary group, by name or gid (repeatable)' },
   'cap-add': { type: 'string', valueHint: 'CAP', description: 'Add a capability to the default set: NET_ADMIN, CAP_SYS_PTRACE, ALL (repeatable)' },
@@ -102,6 +105,14 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
         negated = true;
       }
     }
+    // Bundled one-letter booleans: -it.
+    if (name === undefined && !tok.startsWith('--') && eq < 0 && rawName.length > 1) {
+      const all = [...rawName].map((c) => byName.get(c));
+      if (all.every((n) => n !== undefined && def[n]?.type === 'boolean')) {
+        for (const n of all) values.set(n!, true);
+        continue;
+      }
+    }
     // A short flag with its value attached: -eFOO=1, -w/tmp.
     if (name === undefined && !tok.startsWith('--') && tok.length > 2) {
       const short = byName.get(tok.slice(1, 2));
@@ -134,6 +145,17 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
     }
   }
   return { values, command: argv.slice(i), help };
+}
+
+/** `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds, in milliseconds. */
+export function parseDuration(s: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const ms = m ? Math.round(Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit]) : NaN;
+  if (!Number.isFinite(ms) || ms <= 0) {
+    throw new TsboxError({ step: 'config', errno: 0, path: flag, detail: `"${s}" is not a duration`, hint: 'write 500ms, 30s, 5m or 1h' });
+  }
+  return ms;
 }
 
 /** `KEY=VALUE` entries (or `KEY`, copied from this process's environment) as an object. */

@@ -5,10 +5,10 @@ import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.j
 import type { RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import { spawn, type Container } from '../index.js';
-import { containerArgs, parseEnv, splitArgs } from './args.js';
+import { containerArgs, parseDuration, parseEnv, splitArgs } from './args.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
-const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 export const EXAMPLES = `Examples:
   tsbox run -- sh -c 'echo $$; id -u; hostname'     the host's root, read-only, in new namespaces
@@ -17,9 +17,33 @@ export const EXAMPLES = `Examples:
   tsbox run --trace -- true                          every setup step, timed, on stderr
   tsbox run --rootfs ./rootfs -v ./data:/data:ro --tmpfs /cache:size=64m -- sh
   tsbox run --rootfs ./rootfs --read-only -- sh      a read-only root, tmpfs /tmp and /run
+  tsbox run -it --rootfs ./rootfs -- sh              an interactive shell on a terminal
 
 Exit status: the command's; 128+N when signal N ended it; 125 when tsbox failed,
 126 when the command is not executable, 127 when it was not found.`;
+
+/**
+ * -t: the container's terminal on ours. With -i and a terminal on stdin, ours
+ * goes raw, so every key (^C included) reaches the container, and its size
+ * follows ours. Returns the undo.
+ */
+function attachTerminal(container: Container, interactive: boolean): () => void {
+  container.stdout?.pipe(process.stdout, { end: false });
+  const stdin = process.stdin;
+  const raw = interactive && stdin.isTTY;
+  if (raw) stdin.setRawMode(true);
+  if (interactive) stdin.pipe(container.stdin!);
+  const onResize = () => container.resize(process.stdout.columns, process.stdout.rows);
+  if (process.stdout.isTTY) process.stdout.on('resize', onResize);
+  return () => {
+    process.stdout.off('resize', onResize);
+    if (interactive) {
+      stdin.unpipe(container.stdin!);
+      stdin.pause();
+    }
+    if (raw) stdin.setRawMode(false);
+  };
+}
 
 /** Docker's --security-opt KEY[=VALUE] forms that tsbox honours. */
 export function applySecurityOpt(options: RunOptions, opt: string): void {
@@ -62,6 +86,13 @@ const run = defineCommand({
     if (v.has('tmpfs')) options.tmpfs = v.get('tmpfs') as string[];
     if (v.has('mount')) options.mounts = v.get('mount') as string[];
     if (v.has('rootfs-propagation')) options.rootfsPropagation = v.get('rootfs-propagation') as RunOptions['rootfsPropagation'];
+    const tty = v.get('tty') === true;
+    if (tty) {
+      options.tty = true;
+      options.stdio = 'pipe';
+      if (process.stdout.isTTY) options.ttySize = { cols: process.stdout.columns, rows: process.stdout.rows };
+    }
+    if (v.has('timeout')) options.timeout = parseDuration(v.get('timeout') as string, '--timeout');
     if (v.has('user')) options.user = v.get('user') as string;
     if (v.has('group-add')) options.groupAdd = v.get('group-add') as string[];
     if (v.has('cap-add')) options.capAdd = v.get('cap-add') as string[];
@@ -96,8 +127,13 @@ const run = defineCommand({
       container = await spawn(split.command, options);
       for (const n of container.notices) process.stderr.write(`${n}\n`);
       for (const sig of pending) container.kill(sig);
-      const result = await container.wait();
-      process.exitCode = result.exitCode;
+      const detach = tty ? attachTerminal(container, v.get('interactive') === true) : () => {};
+      try {
+        const result = await container.wait();
+        process.exitCode = result.exitCode;
+      } finally {
+        detach();
+      }
     } finally {
       for (const sig of FORWARDED) process.off(sig, forward);
     }

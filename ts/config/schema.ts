@@ -98,6 +98,14 @@ export const runOptionsSchema = z
     uidMap: z.array(idMapping).min(1).optional(),
     /** Explicit gid map lines; as a non-root caller they go through newgidmap. */
     gidMap: z.array(idMapping).min(1).optional(),
+    /**
+     * Give the command a pseudo-terminal (its stdin, stdout and stderr, and its
+     * controlling terminal); the container's `stdin`/`stdout` are then the
+     * terminal's master and `stderr` is null.
+     */
+    tty: z.boolean().default(false),
+    /** The terminal's size with `tty`. Default 80x24; `resize()` changes it. */
+    ttySize: z.object({ cols: z.number().int().min(1).max(65535), rows: z.number().int().min(1).max(65535) }).strict().optional(),
     /** Kill the container (SIGKILL) after this many milliseconds; the result then says `timedOut`. */
     timeout: z.number().int().positive().optional(),
     /** Propagation of the container's mounts (OCI `rootfsPropagation`). Default `private`. */

@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
+import type { ReadStream } from 'node:tty';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
@@ -60,6 +61,8 @@ interface ContainerInit {
   timeout?: number | undefined;
   /** Kills the container when aborted; wait() then rejects with an AbortError. */
   signal?: AbortSignal | undefined;
+  /** With tty: the terminal's master, as stdin and stdout. */
+  terminal?: ReadStream | undefined;
 }
 
 /** What `exec` may change; the rest comes from the container. */
@@ -88,6 +91,7 @@ export class Container extends EventEmitter {
   readonly notices: readonly string[];
   readonly #channel: NativeChannel;
   readonly #options: ResolvedOptions;
+  readonly #terminal: ReadStream | undefined;
   readonly #hostname: string;
   readonly #result: Promise<ExitResult>;
   #exited = false;
@@ -98,9 +102,10 @@ export class Container extends EventEmitter {
     super();
     this.id = init.id;
     this.pid = init.pid;
-    this.stdin = init.child.stdin;
-    this.stdout = init.child.stdout;
-    this.stderr = init.child.stderr;
+    this.stdin = init.terminal ?? init.child.stdin;
+    this.stdout = init.terminal ?? init.child.stdout;
+    this.stderr = init.terminal ? null : init.child.stderr;
+    this.#terminal = init.terminal;
     this.notices = init.notices;
     this.#channel = init.channel;
     this.#options = init.options;
@@ -141,6 +146,8 @@ export class Container extends EventEmitter {
       void init.closed.then(init.release);
     }
     const how = await init.closed;
+    // All the terminal's output is read once the master reports the slave gone.
+    if (init.terminal && !init.terminal.destroyed) await new Promise((r) => init.terminal!.once('close', r));
     if (msg === null) {
       throw new TsboxError({
         step: 'monitor',
@@ -209,6 +216,12 @@ export class Container extends EventEmitter {
     };
     const { command: argv, options: o } = parseRunInput(command, merged);
     return launch(argv, o, { signal, join: { pid: this.pid, hostname: this.#hostname } });
+  }
+
+  /** With `tty`: sets the terminal's size (the command gets SIGWINCH). */
+  resize(cols: number, rows: number): void {
+    if (!this.#terminal || this.#exited) return;
+    this.#channel.send(JSON.stringify({ type: 'resize', rows, cols }));
   }
 
   /** Kills the container (SIGKILL) if it still runs and waits for it. */

@@ -4,6 +4,7 @@
  */
 import { spawn as spawnProcess, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { ReadStream } from 'node:tty';
 
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
@@ -16,6 +17,7 @@ import { buildPlan } from './plan.js';
 export type HelperMsg =
   | { type: 'cloned'; pid: number }
   | { type: 'started' }
+  | { type: 'pty' }
   | ({ type: 'failed' } & FailureReport)
   | { type: 'exited'; code: number | null; signal: number | null; rusage: { userUsec: number; systemUsec: number; maxRssKib: number } };
 
@@ -30,8 +32,21 @@ export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
 }
 
 function stdioFor(o: ResolvedOptions, fd: number): StdioOptions {
+  // With a tty the command's stdio is the terminal; the helper's own stderr
+  // still carries --trace.
+  if (o.tty) return ['ignore', 'ignore', 'inherit', fd];
   const three = typeof o.stdio === 'string' ? [o.stdio, o.stdio, o.stdio] : o.stdio;
   return [...three, fd];
+}
+
+/** The terminal's master as one duplex stream (as node-pty does). */
+function openTerminal(fd: number): ReadStream {
+  const t = new ReadStream(fd);
+  // EIO is how a pty master says the last slave has closed: the end, not an error.
+  t.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EIO') t.emit('terminal-error', err);
+  });
+  return t;
 }
 
 /** Resolves when the helper has exited and its stdio has closed. */
@@ -140,10 +155,22 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   }
   ch.send(JSON.stringify({ type: 'go' }));
 
-  // (4) The child sets itself up and execs.
-  const started = await recv(ch);
-  if (started === null) return fail(helperDied(await done, 'while setting up the container'));
-  if (started.type === 'failed') return fail(new TsboxError(started));
+  // (4) The child sets itself up (handing over its terminal, with tty) and execs.
+  let terminal: ReadStream | undefined;
+  let started = await recv(ch);
+  while (started?.type === 'pty') {
+    const fd = ch.takeFd();
+    if (fd >= 0) terminal = openTerminal(fd);
+    started = await recv(ch);
+  }
+  if (started === null) {
+    terminal?.destroy();
+    return fail(helperDied(await done, 'while setting up the container'));
+  }
+  if (started.type === 'failed') {
+    terminal?.destroy();
+    return fail(new TsboxError(started));
+  }
   return new Container({
     id,
     options: o,
@@ -158,5 +185,6 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     release: () => maps?.release?.(),
     timeout: o.timeout,
     signal: extras.signal,
+    terminal,
   });
 }

@@ -33,6 +33,8 @@ export interface Plan {
   parentPid: number;
   /** Exec into a running container: the host pid of its PID 1. */
   join: number | null;
+  /** A pseudo-terminal of this size for the command. */
+  tty: { rows: number; cols: number } | null;
 }
 
 export type Namespace = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
@@ -206,5 +208,6 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     traceT0Ns: Number(ctx.traceT0Ns),
     parentPid: process.pid,
     join: ctx.join ?? null,
+    tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
   };
 }

@@ -18,6 +18,8 @@ pub enum NodeMsg {
     Go,
     /// Deliver a signal to the container's PID 1 (init forwards it).
     Signal { signo: i32 },
+    /// The terminal's new size (with `tty`); the kernel tells the command with SIGWINCH.
+    Resize { rows: u16, cols: u16 },
 }
 
 /// Helper → Node.
@@ -28,6 +30,8 @@ pub enum HelperMsg {
     Cloned { pid: i32 },
     /// (4) The command was exec'd.
     Started,
+    /// The pseudo-terminal's master, attached to this message (SCM_RIGHTS).
+    Pty,
     /// A step failed; the helper exits after this.
     Failed(Report),
     /// (5) The container ended.
@@ -52,6 +56,8 @@ pub enum ChildGo {
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum ChildMsg {
     Failed(Report),
+    /// The pseudo-terminal's master, attached (SCM_RIGHTS); sent before exec.
+    Pty,
     /// init: the command was exec'd. (Without init, EOF on the channel says it.)
     Started,
     /// init: how the command ended, just before init exits.

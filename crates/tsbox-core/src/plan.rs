@@ -44,6 +44,17 @@ pub struct Plan {
     /// filesystem, hostname and network are then the container's own.
     #[serde(default)]
     pub join: Option<i32>,
+    /// Give the command a pseudo-terminal of this size as its stdin, stdout and
+    /// stderr (and controlling terminal); the master goes back to Node.
+    #[serde(default)]
+    pub tty: Option<TtySize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +273,7 @@ mod tests {
             trace_t0_ns: 0,
             parent_pid: 1,
             join: None,
+            tty: None,
         }
     }
 

@@ -82,12 +82,21 @@ impl Channel {
 
     /// A small message and the descriptors that came with it.
     pub fn recv_fds<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>, RecvError> {
+        self.recv_fds_with(MsgFlags::empty())
+    }
+
+    /// As [`Channel::recv_fds`], but fails with EAGAIN instead of waiting.
+    pub fn recv_fds_nonblocking<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>, RecvError> {
+        self.recv_fds_with(MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_fds_with<T: DeserializeOwned>(&self, extra: MsgFlags) -> Result<Option<(T, Vec<OwnedFd>)>, RecvError> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned};
         let mut buf = vec![0u8; 4096];
         let mut cmsg = nix::cmsg_space!([RawFd; 253]);
         let (n, fds) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC | extra) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(RecvError::Io(e)),
                 Ok(msg) => {
@@ -110,20 +119,11 @@ impl Channel {
 
     /// The next message, or `None` when the peer has closed its end.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>, RecvError> {
-        self.recv_with(MsgFlags::empty())
-    }
-
-    /// As [`Channel::recv`], but fails with EAGAIN instead of waiting.
-    pub fn recv_nonblocking<T: DeserializeOwned>(&self) -> Result<Option<T>, RecvError> {
-        self.recv_with(MsgFlags::MSG_DONTWAIT)
-    }
-
-    fn recv_with<T: DeserializeOwned>(&self, extra: MsgFlags) -> Result<Option<T>, RecvError> {
         let fd = self.0.as_raw_fd();
         // Peek with MSG_TRUNC for the packet's real size, then read it whole.
         let mut probe = [0u8; 1];
         let size = loop {
-            match recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC | extra) {
+            match recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(RecvError::Io(e)),
                 Ok(0) => return Ok(None),

@@ -16,7 +16,7 @@ use crate::channel::Channel;
 use crate::exec::{exit_code_for, Command};
 use crate::fail::{Result, StepExt};
 use crate::trace::{trace, Trace};
-use crate::{caps, init, mounts, users};
+use crate::{caps, init, mounts, pty, users};
 
 /// Never returns: the process becomes the command, or the init, or exits after
 /// reporting why it could not.
@@ -25,7 +25,7 @@ pub fn run(plan: &Plan, chan: Channel, tr: Trace) -> ! {
     // just before exec.
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
     let report = match setup(plan, &chan, tr) {
-        Ok(cmd) if plan.init => init::run(cmd, &chan, tr),
+        Ok(cmd) if plan.init => init::run(cmd, &chan, plan.tty.is_some(), tr),
         Ok(cmd) => {
             trace!(tr, "exec: {} (as PID 1)", cmd.name());
             cmd.exec()
@@ -86,6 +86,11 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         env.push(format!("HOME={}", user.home));
     }
     let cmd = Command::new(&plan.argv, &env)?;
+    if let Some(size) = plan.tty {
+        // Under init, the command takes the terminal as its own session's.
+        pty::setup(size, user.uid, user.gid, !plan.init, chan)?;
+        trace!(tr, "tty: {}x{} on stdin, stdout and stderr", size.cols, size.rows);
+    }
     if let Some(keep) = &keep {
         caps::drop_bounding(keep)?;
     }

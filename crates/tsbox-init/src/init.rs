@@ -27,7 +27,7 @@ pub const FORWARDED: [Signal; 9] = [
 ];
 
 /// Returns only with the report of a failure before the command could start.
-pub fn run(cmd: Command, chan: &Channel, tr: Trace) -> Report {
+pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
     // Signals stay blocked (the helper blocked them before clone) and are read
     // from a signalfd: a PID 1 only receives signals it handles.
     let mut set = SigSet::empty();
@@ -50,6 +50,9 @@ pub fn run(cmd: Command, chan: &Channel, tr: Trace) -> Report {
         Ok(ForkResult::Child) => {
             drop(rd);
             drop(sfd);
+            if tty {
+                crate::pty::take_ctty();
+            }
             let report = cmd.exec();
             let _ = chan.send(&ChildMsg::Failed(report.clone()));
             let _ = write(&wr, b"F");

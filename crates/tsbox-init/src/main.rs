@@ -17,6 +17,7 @@ mod init;
 mod join;
 mod monitor;
 mod mounts;
+mod pty;
 mod sys;
 mod trace;
 mod users;

@@ -61,6 +61,8 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
     let mut ended: Option<(Option<i32>, Option<i32>)> = None;
     let mut started = false;
     let mut child_open = true;
+    // Our copy of the terminal's master, for resizing.
+    let mut pty: Option<OwnedFd> = None;
     let mut node_open = true;
     loop {
         let mut fds = Vec::with_capacity(4);
@@ -92,13 +94,19 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
         drop(fds);
 
         if child_ready {
-            match child.recv::<ChildMsg>() {
-                Ok(Some(ChildMsg::Failed(r))) => failure = Some(r),
-                Ok(Some(ChildMsg::Started)) => {
+            match child.recv_fds::<ChildMsg>() {
+                Ok(Some((ChildMsg::Pty, fds))) => {
+                    if let Some(master) = fds.into_iter().next() {
+                        let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
+                        pty = Some(master);
+                    }
+                }
+                Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
+                Ok(Some((ChildMsg::Started, _))) => {
                     started = true;
                     let _ = node.send(&HelperMsg::Started);
                 }
-                Ok(Some(ChildMsg::Ended { code, signal })) => ended = Some((code, signal)),
+                Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
                 // Without init, the channel closes on a successful exec.
                 Ok(None) | Err(_) => {
                     child_open = false;
@@ -112,6 +120,11 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
         if node_ready {
             match node.recv::<tsbox_core::NodeMsg>() {
                 Ok(Some(tsbox_core::NodeMsg::Signal { signo })) => c.signal(signo),
+                Ok(Some(tsbox_core::NodeMsg::Resize { rows, cols })) => {
+                    if let Some(m) = &pty {
+                        let _ = crate::pty::set_size(m.as_raw_fd(), tsbox_core::TtySize { rows, cols });
+                    }
+                }
                 Ok(Some(_)) => {}
                 // Whoever started us is gone: the container goes too.
                 Ok(None) | Err(_) => {
@@ -133,11 +146,11 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
         }
         if exited {
             // Drain what the child wrote before it exited, then stop.
-            while let Ok(Some(msg)) = child.recv_nonblocking() {
+            while let Ok(Some((msg, _))) = child.recv_fds_nonblocking::<ChildMsg>() {
                 match msg {
                     ChildMsg::Failed(r) => failure = Some(r),
                     ChildMsg::Ended { code, signal } => ended = Some((code, signal)),
-                    ChildMsg::Started => {}
+                    ChildMsg::Started | ChildMsg::Pty => {}
                 }
             }
             break;

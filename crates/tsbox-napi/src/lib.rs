@@ -28,6 +28,8 @@ pub struct Channel {
     fd: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     /// The helper's end until it has been handed over (close-on-exec, blocking).
     child: Mutex<Option<OwnedFd>>,
+    /// Descriptors received and not yet taken.
+    received: Mutex<std::collections::VecDeque<OwnedFd>>,
 }
 
 #[napi]
@@ -44,7 +46,7 @@ impl Channel {
         // SAFETY: `parent` is a socket we own; it stays open as long as the AsyncFd.
         let async_fd = within_runtime_if_available(|| unsafe { AsyncFd::register(parent) })
             .map_err(|e| Error::from_reason(format!("register the channel with the event loop: {e}")))?;
-        Ok(Channel { fd: Mutex::new(Some(Arc::new(async_fd))), child: Mutex::new(Some(child)) })
+        Ok(Channel { fd: Mutex::new(Some(Arc::new(async_fd))), child: Mutex::new(Some(child)), received: Mutex::new(Default::default()) })
     }
 
     /// The descriptor for the helper's fd 3, or -1 once released.
@@ -87,24 +89,40 @@ impl Channel {
         loop {
             let mut guard = fd.readable().await.map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
             match guard.try_io(|inner| recv_packet(inner.get_ref().as_raw_fd()).map_err(std::io::Error::from)) {
-                Ok(Ok(msg)) => return Ok(msg),
+                Ok(Ok(Some((msg, fds)))) => {
+                    self.received.lock().unwrap().extend(fds);
+                    return Ok(Some(msg));
+                }
+                Ok(Ok(None)) => return Ok(None),
                 Ok(Err(e)) => return Err(Error::from_reason(format!("receive from tsbox-init: {e}"))),
                 Err(_would_block) => continue,
             }
         }
     }
 
+    /// The oldest descriptor that came with a message (a pty master), now the
+    /// caller's to close; -1 when none is waiting.
+    #[napi]
+    pub fn take_fd(&self) -> i32 {
+        use std::os::fd::IntoRawFd;
+        self.received.lock().unwrap().pop_front().map(|fd| fd.into_raw_fd()).unwrap_or(-1)
+    }
+
     /// Closes this end. A pending `recv` resolves to null.
     #[napi]
     pub fn close(&self) {
         self.close_child();
+        self.received.lock().unwrap().clear();
         if let Some(fd) = self.fd.lock().unwrap().take() {
             let _ = socket::shutdown(fd.get_ref().as_raw_fd(), socket::Shutdown::Both);
         }
     }
 }
 
-fn recv_packet(fd: RawFd) -> std::result::Result<Option<String>, Errno> {
+/// One packet, and any descriptors attached to it (close-on-exec).
+fn recv_packet(fd: RawFd) -> std::result::Result<Option<(String, Vec<OwnedFd>)>, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::os::fd::FromRawFd;
     let mut probe = [0u8; 1];
     let size = loop {
         match socket::recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
@@ -118,9 +136,19 @@ fn recv_packet(fd: RawFd) -> std::result::Result<Option<String>, Errno> {
         return Err(Errno::EMSGSIZE);
     }
     let mut buf = vec![0u8; size];
-    let n = socket::recv(fd, &mut buf, MsgFlags::empty())?;
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let n = msg.bytes;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(list) = c {
+            // SAFETY: the kernel just installed these descriptors for us.
+            fds.extend(list.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+        }
+    }
     buf.truncate(n);
-    String::from_utf8(buf).map(Some).map_err(|_| Errno::EPROTO)
+    String::from_utf8(buf).map(|s| Some((s, fds))).map_err(|_| Errno::EPROTO)
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock `--trace` offsets count from (the

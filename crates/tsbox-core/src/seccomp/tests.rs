@@ -913,8 +913,29 @@ fn a_program_travels_as_hex_and_is_checked_on_arrival() {
         format!("{bpf:?}"),
         format!("Bpf({} instructions)", bpf.len())
     );
-    let opt: Option<Bpf> = serde_json::from_str("null").unwrap();
-    assert_eq!(opt, None);
+    // As a plan field: `seccomp: Option<Bpf>`, null or absent when unconfined.
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct PlanLike {
+        version: u32,
+        seccomp: Option<Bpf>,
+    }
+    let with = PlanLike {
+        version: 1,
+        seccomp: Some(bpf.clone()),
+    };
+    assert_eq!(
+        serde_json::from_slice::<PlanLike>(&crate::encode(&with)).unwrap(),
+        with
+    );
+    for unconfined in [r#"{"version": 1, "seccomp": null}"#, r#"{"version": 1}"#] {
+        assert_eq!(
+            serde_json::from_str::<PlanLike>(unconfined)
+                .unwrap()
+                .seccomp,
+            None
+        );
+    }
     for bad in ["\"\"", "\"00\"", "\"0011223344556677zz\"", "\"001\"", "17"] {
         assert!(serde_json::from_str::<Bpf>(bad).is_err(), "{bad}");
     }
