@@ -20,12 +20,20 @@ import { fileURLToPath } from 'node:url';
 
 import { TsboxError } from './errors.js';
 
-/** The addon's surface (the generated `native/index.d.ts` is the build's record of it). */
+/**
+ * The addon's surface (the generated `native/index.d.ts` is the build's record of
+ * it). Its functions are free functions, not methods: they may be passed around
+ * without their object.
+ */
 export interface NativeBinding {
   /** Takes an exclusive flock on `path` without waiting; null when another process holds it. */
-  tryLockFile(path: string, note: string): { path: string; release(): void } | null;
+  tryLockFile: (path: string, note: string) => { path: string; release(): void } | null;
   Channel: new () => NativeChannel;
-  monotonicNs(): bigint;
+  /** Compiles an OCI seccomp profile (null: tsbox's default) to BPF for this machine; cached by content. */
+  compileSeccomp: (profileJson: string | null) => Buffer;
+  /** tsbox's default seccomp profile, as OCI JSON. */
+  seccompDefaultProfile: () => string;
+  monotonicNs: () => bigint;
   PLAN_VERSION: number;
 }
 

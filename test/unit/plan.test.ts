@@ -15,7 +15,7 @@ const PLAN_VERSION = 7;
 
 function plan(options: RunOptions = {}, command: string[] = ['sh', '-c', 'true'], hostname = 'box'): Plan {
   const parsed = parseRunInput(command, options);
-  return buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION, idmap: false });
+  return buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION, idmap: false, compileSeccomp: fakeCompile });
 }
 
 const at = (p: Plan, target: string): PlanMount[] => p.mounts.filter((m) => m.target === target);
@@ -38,6 +38,25 @@ const DOCKER_DEFAULT = [
   'CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'MKNOD', 'NET_RAW', 'SETGID', 'SETUID', 'SETFCAP', 'SETPCAP',
   'NET_BIND_SERVICE', 'SYS_CHROOT', 'KILL', 'AUDIT_WRITE',
 ].map((c) => `CAP_${c}`);
+
+/** Stands in for the addon's compiler: records what it was asked for. */
+const compiled: (string | null)[] = [];
+function fakeCompile(json: string | null): Buffer {
+  compiled.push(json);
+  return Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]);
+}
+
+describe('seccomp in the plan', () => {
+  it('compiles the default profile in the parent and carries the program as hex', () => {
+    compiled.length = 0;
+    expect(plan().seccomp).toBe('060000000000ff7f');
+    expect(compiled).toEqual([null]);
+  });
+
+  it('carries no program when unconfined', () => {
+    expect(plan({ seccomp: 'unconfined' }).seccomp).toBeNull();
+  });
+});
 
 describe('buildPlan without a rootfs: the host root, read-only', () => {
   const p = plan();

@@ -44,7 +44,11 @@ export const containerArgs = {
   'group-add': { type: 'string', valueHint: 'GROUP', description: 'Add a supplementary group, by name or gid (repeatable)' },
   'cap-add': { type: 'string', valueHint: 'CAP', description: 'Add a capability to the default set: NET_ADMIN, CAP_SYS_PTRACE, ALL (repeatable)' },
   'cap-drop': { type: 'string', valueHint: 'CAP', description: 'Drop a capability from the default set; ALL for every one (repeatable)' },
-  'security-opt': { type: 'string', valueHint: 'no-new-privileges[=false]', description: 'no-new-privileges=false lets setuid binaries gain privileges (default: they cannot) (repeatable)' },
+  'security-opt': {
+    type: 'string',
+    valueHint: 'OPT',
+    description: 'seccomp=unconfined|PATH (an OCI profile; default: tsbox\'s allowlist); no-new-privileges=false lets setuid binaries gain privileges (repeatable)',
+  },
   userns: {
     type: 'string',
     valueHint: 'host',

@@ -54,7 +54,12 @@ export function applySecurityOpt(options: RunOptions, opt: string): void {
     else throw new TsboxError({ step: 'config', errno: 0, path: `--security-opt ${opt}`, detail: 'no-new-privileges takes true or false', hint: null });
     return;
   }
-  throw new TsboxError({ step: 'config', errno: 0, path: `--security-opt ${opt}`, detail: `unknown security option "${key}"`, hint: 'supported: no-new-privileges[=true|false]' });
+  if (key === 'seccomp') {
+    if (!value) throw new TsboxError({ step: 'config', errno: 0, path: `--security-opt ${opt}`, detail: 'seccomp needs a value', hint: 'seccomp=default, seccomp=unconfined or seccomp=PATH (an OCI profile)' });
+    options.seccomp = value;
+    return;
+  }
+  throw new TsboxError({ step: 'config', errno: 0, path: `--security-opt ${opt}`, detail: `unknown security option "${key}"`, hint: 'supported: no-new-privileges[=true|false], seccomp=default|unconfined|PATH' });
 }
 
 const run = defineCommand({

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { TsboxError } from '../errors.js';
 import { normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
+import { seccompOptionSchema } from './seccomp.js';
 import { parseMapping } from '../idmap/index.js';
 
 const absolutePath = z
@@ -87,6 +88,12 @@ export const runOptionsSchema = z
     capAdd: z.array(capability).default([]),
     /** Capabilities to drop from the default set (`ALL` for every one). */
     capDrop: z.array(capability).default([]),
+    /**
+     * The seccomp filter: `default` (tsbox's allowlist, with the seed program's
+     * rules), `unconfined`, the path of an OCI `linux.seccomp` profile (JSON),
+     * or such a profile as an object.
+     */
+    seccomp: seccompOptionSchema.default('default'),
     /** Set no_new_privs, so that setuid binaries and file capabilities gain nothing. Default true. */
     noNewPrivileges: z.boolean().default(true),
     /**

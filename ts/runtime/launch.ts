@@ -98,6 +98,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       hostname: extras.join?.hostname ?? o.hostname ?? id.slice(0, 12),
       traceT0Ns: t0,
       planVersion: native.binding.PLAN_VERSION,
+      compileSeccomp: native.binding.compileSeccomp,
       // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
       idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
     });

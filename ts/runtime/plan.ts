@@ -10,6 +10,7 @@ import { effectiveCapabilities } from '../config/capabilities.js';
 import { DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type Volume } from '../config/mounts.js';
 import type { ResolvedOptions } from '../config/schema.js';
+import { seccompProgram, type CompileSeccomp } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
 
 /** Mirrors tsbox_core::Plan (crates/tsbox-core/src/plan.rs); the version guards the pair. */
@@ -35,6 +36,8 @@ export interface Plan {
   join: number | null;
   /** A pseudo-terminal of this size for the command. */
   tty: { rows: number; cols: number } | null;
+  /** The compiled seccomp filter as hex, or null for unconfined. */
+  seccomp: string | null;
 }
 
 export type Namespace = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
@@ -121,6 +124,8 @@ export interface PlanContext {
   idmap: boolean;
   /** Exec into the running container whose PID 1 has this host pid. */
   join?: number;
+  /** The addon's compiler (kept out of the plan builder so unit tests need no addon). */
+  compileSeccomp: CompileSeccomp;
 }
 
 /** /etc/hostname, /etc/hosts and /etc/resolv.conf of the container, as Docker writes them. */
@@ -209,5 +214,6 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     parentPid: process.pid,
     join: ctx.join ?? null,
     tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
+    seccomp: seccompProgram(o.seccomp, ctx.compileSeccomp),
   };
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or a required field is added.
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -48,6 +48,9 @@ pub struct Plan {
     /// stderr (and controlling terminal); the master goes back to Node.
     #[serde(default)]
     pub tty: Option<TtySize>,
+    /// The seccomp filter the addon compiled for this machine, loaded last
+    /// before execve; None runs unconfined.
+    pub seccomp: Option<crate::seccomp::Bpf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +277,7 @@ mod tests {
             parent_pid: 1,
             join: None,
             tty: None,
+            seccomp: None,
         }
     }
 

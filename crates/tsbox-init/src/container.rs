@@ -94,6 +94,12 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     if let Some(keep) = &keep {
         caps::drop_bounding(keep)?;
     }
+    // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter,
+    // which is gone once the ids and capabilities change: load it now.
+    if let Some(bpf) = plan.seccomp.as_ref().filter(|_| !plan.no_new_privileges) {
+        crate::seccomp::load(bpf.as_bytes())?;
+        trace!(tr, "seccomp: filter loaded ({} instructions), before the privilege drop", bpf.len());
+    }
     set_ids(&user)?;
     trace!(tr, "ids: uid={} gid={} groups={:?} home={}", user.uid, user.gid, user.groups, user.home);
     if plan.has(Namespace::Mount) && !joining {
@@ -118,6 +124,11 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     }
     // Nothing but the stdio the caller gave us reaches the command.
     close_range_cloexec(3);
+    // Last: the init (when there is one) is restricted like the command.
+    if let Some(bpf) = plan.seccomp.as_ref().filter(|_| plan.no_new_privileges) {
+        crate::seccomp::load(bpf.as_bytes())?;
+        trace!(tr, "seccomp: filter loaded ({} instructions)", bpf.len());
+    }
     Ok(cmd)
 }
 

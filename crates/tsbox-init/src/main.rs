@@ -18,6 +18,7 @@ mod join;
 mod monitor;
 mod mounts;
 mod pty;
+mod seccomp;
 mod sys;
 mod trace;
 mod users;

@@ -21,7 +21,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N";
+    "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls";
+
+mod syscalls;
 
 fn main() {
     // args_os: std::env::args() would panic on a non-UTF-8 argument.
@@ -42,6 +44,10 @@ fn main() {
             Ok(n) => cmd_zombies(n),
             _ => usage(&format!("bad N {:?}", args[1])),
         },
+        Some("syscalls") if args.len() == 1 => {
+            out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
+            0
+        }
         Some("-h" | "--help" | "help") => {
             out_line(USAGE);
             0

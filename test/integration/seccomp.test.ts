@@ -1,0 +1,103 @@
+/**
+ * seccomp (issue 5), from inside the container: the default filter is loaded
+ * and refuses every rule of the seed program while the allowed twins work;
+ * OCI profiles from a file apply; `unconfined` loads none.
+ */
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { cli } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+const EPERM = 1;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await fs.mkdtemp(join(tmpdir(), 'tsbox-test-seccomp-'));
+});
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+async function syscalls(...args: string[]): Promise<Record<string, number>> {
+  const r = await cli(['run', '--rootfs', rootfs, ...args, '--', 'tsbox-probe', 'syscalls']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Record<string, number>;
+}
+
+const status = async (...args: string[]) => (await cli(['run', '--rootfs', rootfs, ...args, '--', 'grep', 'Seccomp:', '/proc/self/status'])).stdout.trim();
+
+describe('the default profile', () => {
+  it('is loaded: Seccomp: 2', async () => {
+    expect(await status()).toBe('Seccomp:\t2');
+  });
+
+  it("refuses every rule of the seed program with EPERM, and allows the rules' twins", async () => {
+    const s = await syscalls();
+    for (const denied of ['chmod_setuid', 'chmod_setgid', 'fchmod_setuid', 'fchmodat_setgid', 'unshare_user', 'ioctl_tiocsti', 'keyctl', 'add_key', 'request_key', 'ptrace', 'mbind', 'migrate_pages', 'move_pages', 'set_mempolicy', 'userfaultfd', 'perf_event_open']) {
+      expect(s[denied], denied).toBe(EPERM);
+    }
+    expect(s.chmod_0755).toBe(0);
+    expect(s.getpid).toBe(0);
+    // Another ioctl goes through to the kernel (no terminal on stdin: ENOTTY).
+    expect(s.ioctl_tiocgwinsz).toBe(25);
+    // clone3 says ENOSYS, so libc falls back to clone, whose flags the filter can see.
+    expect(s.clone3).toBe(38);
+  });
+
+  it('refuses chmod u+s but not chmod 0755 from a shell, and unshare -U', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'touch /tmp/f; chmod 0755 /tmp/f && echo ok; chmod u+s /tmp/f 2>/dev/null || echo denied; unshare -U true 2>/dev/null || echo unshare-denied']);
+    expect(r.stdout.trim().split('\n')).toEqual(['ok', 'denied', 'unshare-denied']);
+  });
+
+  it('applies with a terminal too (TIOCSTI cannot inject)', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '-t', '--', 'tsbox-probe', 'syscalls']);
+    const s = JSON.parse(r.stdout.replace(/\r/g, '')) as Record<string, number>;
+    expect(s.ioctl_tiocsti).toBe(EPERM);
+    expect(s.ioctl_tiocgwinsz).toBe(0);
+  });
+});
+
+describe('--security-opt seccomp=unconfined', () => {
+  it('loads no filter: Seccomp: 0, and the kernel answers for itself', async () => {
+    expect(await status('--security-opt', 'seccomp=unconfined')).toBe('Seccomp:\t0');
+    const s = await syscalls('--security-opt', 'seccomp=unconfined');
+    // Without the filter these succeed: the EPERMs above were the filter's.
+    expect(s.chmod_setuid).toBe(0);
+    expect(s.unshare_user).toBe(0);
+    expect(s.clone3).not.toBe(38);
+  });
+});
+
+describe('OCI profiles', () => {
+  it('applies a profile from a file: mkdir fails with ENOSPC', async () => {
+    const profile = join(dir, 'no-mkdir.json');
+    await fs.writeFile(
+      profile,
+      JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_AARCH64'], syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 28 }] }),
+    );
+    const r = await cli(['run', '--rootfs', rootfs, '--security-opt', `seccomp=${profile}`, '--', 'sh', '-c', 'mkdir /tmp/d; grep Seccomp: /proc/self/status']);
+    expect(r.stderr).toMatch(/No space left on device/);
+    expect(r.stdout.trim()).toBe('Seccomp:\t2');
+  });
+
+  it('rejects an unknown syscall with the JSON path of the problem', async () => {
+    const profile = join(dir, 'typo.json');
+    await fs.writeFile(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir', 'mkdri'], action: 'SCMP_ACT_ERRNO' }] }));
+    const r = await cli(['run', '--rootfs', rootfs, '--security-opt', `seccomp=${profile}`, '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain('syscalls[1].names[1]');
+    expect(r.stderr).toContain('mkdri');
+  });
+
+  it('refuses an action it cannot honour, naming it', async () => {
+    const profile = join(dir, 'notify.json');
+    await fs.writeFile(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] }));
+    const r = await cli(['run', '--rootfs', rootfs, '--security-opt', `seccomp=${profile}`, '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/syscalls\[0\]\.action.*SCMP_ACT_NOTIFY/);
+  });
+});
