@@ -21,6 +21,18 @@ export default defineConfig({
           pool: 'forks',
         },
       },
+      {
+        test: {
+          // Packs tsbox as published (scripts/pack.mjs), installs it into an empty
+          // project and runs it from there. Needs `npm run build` first, or
+          // TSBOX_TEST_ROOT_TGZ and TSBOX_TEST_PLATFORM_TGZ (CI's tarballs).
+          name: 'packaging',
+          include: ['test/packaging/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 300_000,
+          pool: 'forks',
+        },
+      },
     ],
   },
 });

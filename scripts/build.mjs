@@ -23,3 +23,4 @@ const init = join(root, 'target', 'static', triple, 'release', 'tsbox-init');
 copyFileSync(init, join(root, 'native', 'tsbox-init'));
 chmodSync(join(root, 'native', 'tsbox-init'), 0o755);
 run('npx', ['tsc', '-p', 'tsconfig.json']);
+run(process.execPath, ['scripts/gen-schema.mjs']);

@@ -70,6 +70,17 @@ async function vitest(project) {
   }
 }
 
+/** The workflow linters (schema, actionlint, pinning): one test. */
+async function lintWorkflows() {
+  const { code } = await step('workflow lint', 'npm', ['run', '--silent', 'lint:workflows']);
+  if (code === 0) {
+    totals.passed++;
+  } else {
+    totals.failed++;
+    problems.push(`workflow lint exited ${code}`);
+  }
+}
+
 const build = await step('build', process.execPath, ['scripts/build.mjs']);
 if (build.code !== 0) {
   console.log('\nthe build failed; no suite ran');
@@ -78,6 +89,8 @@ if (build.code !== 0) {
 }
 await cargo();
 await vitest('unit');
+await vitest('packaging');
+await lintWorkflows();
 if (process.getuid() === 0) {
   await vitest('integration');
 } else {

@@ -19,6 +19,9 @@ export type { RunOptions } from './config/schema.js';
 export { AbortError, Container } from './runtime/container.js';
 export type { ExitResult } from './runtime/container.js';
 export type { CaptureOptions, RunResult } from './runtime/run.js';
+export { loadConfig } from './config/file.js';
+export type { ConfigFile } from './config/file.js';
+export type { ExecOptions } from './runtime/container.js';
 
 /** Options of `spawn`: the container's, plus an AbortSignal. */
 export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };

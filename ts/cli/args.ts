@@ -12,6 +12,7 @@ export const MULTIPLE = new Set<string>(['env', 'volume', 'tmpfs', 'mount', 'mas
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
+  config: { type: 'string', valueHint: 'FILE', description: 'Read options (and the command) from a JSON file; flags override it. Schema: tsbox/schema.json' },
   rootfs: {
     type: 'string',
     valueHint: 'DIR',

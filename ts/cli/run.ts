@@ -1,6 +1,7 @@
 /** `tsbox run`: start a container, pass stdio through, exit with its status. */
 import { defineCommand, showUsage } from 'citty';
 
+import { loadConfig } from '../config/file.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import type { RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
@@ -76,17 +77,16 @@ const run = defineCommand({
       return;
     }
     const v = split.values;
-    const options: RunOptions = {
-      stdio: 'inherit',
-      init: v.get('init') !== false,
-      trace: v.get('trace') === true,
-    };
+    const file = v.has('config') ? loadConfig(v.get('config') as string) : undefined;
+    const options: RunOptions = { ...file?.options, stdio: 'inherit' };
+    if (v.has('init')) options.init = v.get('init') !== false;
+    if (v.has('trace')) options.trace = v.get('trace') === true;
     if (v.has('rootfs')) options.rootfs = v.get('rootfs') as string;
     if (v.has('hostname')) options.hostname = v.get('hostname') as string;
     if (v.has('workdir')) options.cwd = v.get('workdir') as string;
     if (v.has('env')) options.env = parseEnv(v.get('env') as string[]);
-    if (v.get('read-only') === true) options.readOnly = true;
-    if (v.get('writable-rootfs') === true) options.writableRootfs = true;
+    if (v.has('read-only')) options.readOnly = v.get('read-only') === true;
+    if (v.has('writable-rootfs')) options.writableRootfs = v.get('writable-rootfs') === true;
     if (v.has('volume')) options.volumes = v.get('volume') as string[];
     if (v.has('tmpfs')) options.tmpfs = v.get('tmpfs') as string[];
     if (v.has('mount')) options.mounts = v.get('mount') as string[];
@@ -118,6 +118,7 @@ const run = defineCommand({
       options.maskedPaths = [...DEFAULT_MASKED_PATHS.filter(keep), ...((v.get('mask') as string[] | undefined) ?? [])];
       options.readonlyPaths = DEFAULT_READONLY_PATHS.filter(keep);
     }
+    if (split.command.length === 0 && file?.command) split.command.push(...file.command);
     if (split.command.length === 0) {
       throw new TsboxError({ step: 'config', errno: 0, path: 'COMMAND', detail: 'no command given', hint: "put the command after the options: tsbox run -- sh -c 'echo hi'" });
     }

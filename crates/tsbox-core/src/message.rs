@@ -61,7 +61,10 @@ pub enum ChildMsg {
     /// init: the command was exec'd. (Without init, EOF on the channel says it.)
     Started,
     /// init: how the command ended, just before init exits.
-    Ended { code: Option<i32>, signal: Option<i32> },
+    Ended {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
 }
 
 /// Resource usage of the container's PID 1 and everything it reaped.
@@ -80,8 +83,7 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_by_type() {
-        let v: serde_json::Value =
-            serde_json::from_slice(&crate::encode(&HelperMsg::Cloned { pid: 42 })).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&crate::encode(&HelperMsg::Cloned { pid: 42 })).unwrap();
         assert_eq!(v, serde_json::json!({"type": "cloned", "pid": 42}));
         let back: NodeMsg = crate::decode(br#"{"type":"signal","signo":15}"#).unwrap();
         assert_eq!(back, NodeMsg::Signal { signo: 15 });

@@ -245,12 +245,19 @@ mod tests {
             cwd: "/".into(),
             hostname: "box".into(),
             namespaces: Namespace::ALL.to_vec(),
-            rootfs: RootfsSpec::Path { path: "/".into(), mode: RootMode::Readonly, idmap: false },
+            rootfs: RootfsSpec::Path {
+                path: "/".into(),
+                mode: RootMode::Readonly,
+                idmap: false,
+            },
             rootfs_propagation: Propagation::Private,
             mounts: vec![
                 Mount {
                     target: "/proc".into(),
-                    kind: MountKind::Fs { fstype: "proc".into(), data: None },
+                    kind: MountKind::Fs {
+                        fstype: "proc".into(),
+                        data: None,
+                    },
                     readonly: false,
                     nosuid: true,
                     nodev: true,
@@ -259,7 +266,11 @@ mod tests {
                 },
                 Mount {
                     target: "/dev/null".into(),
-                    kind: MountKind::Bind { source: "/dev/null".into(), recursive: false, idmap: false },
+                    kind: MountKind::Bind {
+                        source: "/dev/null".into(),
+                        recursive: false,
+                        idmap: false,
+                    },
                     readonly: false,
                     nosuid: true,
                     nodev: false,
@@ -268,10 +279,18 @@ mod tests {
                 },
             ],
             init: true,
-            user: User { user: "0".into(), group: None, additional_groups: vec![] },
+            user: User {
+                user: "0".into(),
+                group: None,
+                additional_groups: vec![],
+            },
             capabilities: Some(vec!["CAP_CHOWN".into()]),
             no_new_privileges: true,
-            rlimits: vec![Rlimit { name: "nofile".into(), soft: Some(64), hard: None }],
+            rlimits: vec![Rlimit {
+                name: "nofile".into(),
+                soft: Some(64),
+                hard: None,
+            }],
             trace: false,
             trace_t0_ns: 0,
             parent_pid: 1,

@@ -90,7 +90,13 @@ pub struct Report {
 
 impl Report {
     pub fn new(step: Step, errno: i32) -> Report {
-        Report { step, errno, path: None, detail: String::new(), hint: hint(step, errno).map(str::to_owned) }
+        Report {
+            step,
+            errno,
+            path: None,
+            detail: String::new(),
+            hint: hint(step, errno).map(str::to_owned),
+        }
     }
 
     pub fn path(mut self, path: impl Into<String>) -> Report {
@@ -190,7 +196,9 @@ mod tests {
 
     #[test]
     fn a_report_reads_as_one_line_naming_step_path_and_errno() {
-        let r = Report::new(Step::PivotRoot, 22).path("/var/lib/x/rootfs").detail("pivot_root into the rootfs");
+        let r = Report::new(Step::PivotRoot, 22)
+            .path("/var/lib/x/rootfs")
+            .detail("pivot_root into the rootfs");
         assert_eq!(r.to_string(), "pivot_root(/var/lib/x/rootfs): EINVAL — pivot_root into the rootfs");
         assert!(r.hint.as_deref().unwrap().contains("not shared"));
     }

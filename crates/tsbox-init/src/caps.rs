@@ -14,7 +14,9 @@ pub fn parse(names: &[String]) -> Result<CapsHashSet, Report> {
         .iter()
         .map(|n| {
             Capability::from_str(n).map_err(|_| {
-                Report::new(Step::Capabilities, libc::EINVAL).path(n.clone()).detail("unknown capability name")
+                Report::new(Step::Capabilities, libc::EINVAL)
+                    .path(n.clone())
+                    .detail("unknown capability name")
             })
         })
         .collect()

@@ -50,7 +50,10 @@ impl Channel {
     /// # Safety
     /// `fd` must be open and owned by nobody else in this process.
     pub unsafe fn from_raw_fd(fd: RawFd) -> nix::Result<Channel> {
-        nix::fcntl::fcntl(BorrowedFd::borrow_raw(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+        nix::fcntl::fcntl(
+            BorrowedFd::borrow_raw(fd),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )?;
         Ok(Channel(OwnedFd::from_raw_fd(fd)))
     }
 
@@ -70,7 +73,11 @@ impl Channel {
         use nix::sys::socket::{sendmsg, ControlMessage};
         let bytes = tsbox_core::encode(msg);
         let iov = [std::io::IoSlice::new(&bytes)];
-        let cmsgs = if fds.is_empty() { vec![] } else { vec![ControlMessage::ScmRights(fds)] };
+        let cmsgs = if fds.is_empty() {
+            vec![]
+        } else {
+            vec![ControlMessage::ScmRights(fds)]
+        };
         loop {
             match sendmsg::<()>(self.0.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
                 Err(Errno::EINTR) => continue,

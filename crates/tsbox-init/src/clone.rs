@@ -52,7 +52,10 @@ pub fn clone_container(flags: u64, cgroup: Option<RawFd>) -> Result<Forked, Errn
         pid if pid > 0 => {
             // SAFETY: the kernel filled in a new descriptor that nothing else owns.
             let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-            return Ok(Forked::Parent { pid: Pid::from_raw(pid as i32), pidfd: Some(pidfd) });
+            return Ok(Forked::Parent {
+                pid: Pid::from_raw(pid as i32),
+                pidfd: Some(pidfd),
+            });
         }
         _ => {}
     }
@@ -63,7 +66,16 @@ pub fn clone_container(flags: u64, cgroup: Option<RawFd>) -> Result<Forked, Errn
         return Err(err);
     }
     // SAFETY: as above; the remaining arguments are unused with a null stack.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, (flags as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
     match ret {
         0 => Ok(Forked::Child),
         pid if pid > 0 => {
@@ -82,7 +94,15 @@ pub fn flag_names(flags: u64) -> String {
     tsbox_core::Namespace::ALL
         .iter()
         .filter(|ns| flags & ns.clone_flag() != 0)
-        .map(|ns| format!("CLONE_NEW{}", match ns.name() { "mount" => "NS".to_string(), n => n.to_uppercase() }))
+        .map(|ns| {
+            format!(
+                "CLONE_NEW{}",
+                match ns.name() {
+                    "mount" => "NS".to_string(),
+                    n => n.to_uppercase(),
+                }
+            )
+        })
         .collect::<Vec<_>>()
         .join("|")
 }

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
-use nix::unistd::{setresgid, setresuid, sethostname, Gid, Uid};
+use nix::unistd::{sethostname, setresgid, setresuid, Gid, Uid};
 use tsbox_core::{ChildGo, ChildMsg, Namespace, Plan, Report, Step};
 
 use crate::channel::Channel;
@@ -50,12 +50,18 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
 
     // (4)
     let joining = plan.join.is_some();
-    let sources = if plan.has(Namespace::Mount) && !joining { Some(mounts::open_sources(plan, trees, &tr)?) } else { None };
+    let sources = if plan.has(Namespace::Mount) && !joining {
+        Some(mounts::open_sources(plan, trees, &tr)?)
+    } else {
+        None
+    };
     if plan.has(Namespace::User) && !joining {
         // Root of the new user namespace: files we create on the filesystems we
         // mount need an owner that is mapped there.
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step_path(Step::Setgid, "0", || "become root in the user namespace".into())?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).step_path(Step::Setuid, "0", || "become root in the user namespace".into())?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .step_path(Step::Setgid, "0", || "become root in the user namespace".into())?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .step_path(Step::Setuid, "0", || "become root in the user namespace".into())?;
     }
     if let Some(sources) = sources {
         mounts::build_root(plan, sources, &tr)?;
@@ -70,8 +76,7 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     }
     if plan.has(Namespace::Cgroup) && !joining {
         // After placement, so that the container's cgroup is its root.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
         trace!(tr, "cgroup namespace: entered");
     }
     for rl in &plan.rlimits {
@@ -101,7 +106,14 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         trace!(tr, "seccomp: filter loaded ({} instructions), before the privilege drop", bpf.len());
     }
     set_ids(&user)?;
-    trace!(tr, "ids: uid={} gid={} groups={:?} home={}", user.uid, user.gid, user.groups, user.home);
+    trace!(
+        tr,
+        "ids: uid={} gid={} groups={:?} home={}",
+        user.uid,
+        user.gid,
+        user.groups,
+        user.home
+    );
     if plan.has(Namespace::Mount) && !joining {
         // As container root, before the switch to the container user (Docker's order).
         mounts::ensure_dir(&plan.cwd);
@@ -111,7 +123,11 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         caps::apply(keep)?;
         let mut names: Vec<_> = keep.iter().map(|c| c.to_string()).collect();
         names.sort();
-        trace!(tr, "capabilities: kept {}", if names.is_empty() { "none".into() } else { names.join(",") });
+        trace!(
+            tr,
+            "capabilities: kept {}",
+            if names.is_empty() { "none".into() } else { names.join(",") }
+        );
     }
     if plan.no_new_privileges {
         prctl::set_no_new_privs().step(Step::NoNewPrivs, || "set no_new_privs".into())?;
@@ -135,7 +151,9 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
 fn set_ids(u: &users::Resolved) -> Result<()> {
     // A single-id map (an unprivileged caller) comes with setgroups "deny": the
     // kernel then refuses setgroups even for an empty list.
-    let groups_allowed = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true);
+    let groups_allowed = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
     if groups_allowed {
         let gids: Vec<Gid> = u.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         nix::unistd::setgroups(&gids).step(Step::Setgroups, || format!("set the supplementary groups {:?}", u.groups))?;
@@ -182,14 +200,21 @@ pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 }
 
 fn set_rlimit(name: &str, soft: Option<u64>, hard: Option<u64>) -> Result<()> {
-    let res = rlimit_resource(name)
-        .ok_or_else(|| Report::new(Step::Rlimit, libc::EINVAL).path(name).detail("unknown rlimit name"))?;
-    let lim = libc::rlimit { rlim_cur: soft.unwrap_or(libc::RLIM_INFINITY), rlim_max: hard.unwrap_or(libc::RLIM_INFINITY) };
+    let res = rlimit_resource(name).ok_or_else(|| Report::new(Step::Rlimit, libc::EINVAL).path(name).detail("unknown rlimit name"))?;
+    let lim = libc::rlimit {
+        rlim_cur: soft.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: hard.unwrap_or(libc::RLIM_INFINITY),
+    };
     // SAFETY: a plain struct passed by pointer.
     if unsafe { libc::setrlimit(res, &lim) } != 0 {
         return Err(Report::new(Step::Rlimit, Errno::last() as i32)
             .path(name)
-            .detail(format!("set RLIMIT_{} to soft={} hard={}", name.to_uppercase(), fmt_limit(soft), fmt_limit(hard)))
+            .detail(format!(
+                "set RLIMIT_{} to soft={} hard={}",
+                name.to_uppercase(),
+                fmt_limit(soft),
+                fmt_limit(hard)
+            ))
             .hint("a hard limit can only be raised with CAP_SYS_RESOURCE in the host's user namespace; keep it at or below the caller's"));
     }
     Ok(())

@@ -20,14 +20,22 @@ pub struct Command {
 impl Command {
     pub fn new(argv: &[String], env: &[String]) -> Result<Command, Report> {
         let bad = |what: &str, s: &str| {
-            Report::new(Step::Exec, libc::EINVAL).path(s.to_string()).detail(format!("{what} contains a NUL byte"))
+            Report::new(Step::Exec, libc::EINVAL)
+                .path(s.to_string())
+                .detail(format!("{what} contains a NUL byte"))
         };
-        let argv = argv.iter().map(|a| CString::new(a.as_str()).map_err(|_| bad("an argument", a))).collect::<Result<Vec<_>, _>>()?;
+        let argv = argv
+            .iter()
+            .map(|a| CString::new(a.as_str()).map_err(|_| bad("an argument", a)))
+            .collect::<Result<Vec<_>, _>>()?;
         if argv.is_empty() {
             return Err(Report::new(Step::Exec, libc::EINVAL).detail("the command is empty"));
         }
         let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
-        let env = env.iter().map(|e| CString::new(e.as_str()).map_err(|_| bad("an environment variable", e))).collect::<Result<Vec<_>, _>>()?;
+        let env = env
+            .iter()
+            .map(|e| CString::new(e.as_str()).map_err(|_| bad("an environment variable", e)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Command { argv, env, path })
     }
 
@@ -45,7 +53,9 @@ impl Command {
             self.exec_in_path(name)
         };
         let shown = self.name();
-        Report::new(Step::Exec, err as i32).path(shown.clone()).detail(format!("execute {shown}"))
+        Report::new(Step::Exec, err as i32)
+            .path(shown.clone())
+            .detail(format!("execute {shown}"))
     }
 
     fn exec_in_path(&self, name: &[u8]) -> Errno {

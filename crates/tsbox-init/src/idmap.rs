@@ -38,8 +38,11 @@ pub fn trees(plan: &Plan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report
         return Ok(Vec::new());
     }
     let ns_path = format!("/proc/{child}/ns/user");
-    let userns = open(ns_path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Report::new(Step::Idmap, e as i32).path(ns_path.clone()).detail("open the container's user namespace"))?;
+    let userns = open(ns_path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
+        Report::new(Step::Idmap, e as i32)
+            .path(ns_path.clone())
+            .detail("open the container's user namespace")
+    })?;
     wanted
         .into_iter()
         .map(|(step, path)| {

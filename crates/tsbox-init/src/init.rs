@@ -87,16 +87,14 @@ fn supervise(child: Pid, sfd: &SignalFd) -> (Option<i32>, Option<i32>) {
                 Ok(_) => continue,
             }
         }
-        match sfd.read_signal() {
-            Ok(Some(info)) => {
-                let signo = info.ssi_signo as i32;
-                if signo != libc::SIGCHLD {
-                    if let Ok(sig) = Signal::try_from(signo) {
-                        let _ = kill(child, sig);
-                    }
+        // SIGCHLD only wakes us to reap; everything else goes to the command.
+        if let Ok(Some(info)) = sfd.read_signal() {
+            let signo = info.ssi_signo as i32;
+            if signo != libc::SIGCHLD {
+                if let Ok(sig) = Signal::try_from(signo) {
+                    let _ = kill(child, sig);
                 }
             }
-            Ok(None) | Err(_) => {}
         }
     }
 }

@@ -13,7 +13,10 @@ use tsbox_core::{Namespace, Plan, Report, Step};
 
 pub fn join(target: i32, plan: &Plan) -> Result<(), Report> {
     let fail = |e: Errno, what: String| {
-        Report::new(Step::Join, e as i32).path(target.to_string()).detail(what).hint("the container must still be running; exec joins its PID 1's namespaces")
+        Report::new(Step::Join, e as i32)
+            .path(target.to_string())
+            .detail(what)
+            .hint("the container must still be running; exec joins its PID 1's namespaces")
     };
     // SAFETY: pidfd_open returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, target, 0) };
@@ -31,7 +34,15 @@ pub fn join(target: i32, plan: &Plan) -> Result<(), Report> {
     }
     // The user namespace first (it grants the rights for the others), the
     // mount namespace last (it changes our root).
-    let order = [Namespace::User, Namespace::Ipc, Namespace::Uts, Namespace::Net, Namespace::Pid, Namespace::Cgroup, Namespace::Mount];
+    let order = [
+        Namespace::User,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Net,
+        Namespace::Pid,
+        Namespace::Cgroup,
+        Namespace::Mount,
+    ];
     let name = |ns: Namespace| match ns {
         Namespace::Mount => "mnt",
         other => other.name(),
@@ -41,12 +52,15 @@ pub fn join(target: i32, plan: &Plan) -> Result<(), Report> {
         .filter(|ns| plan.has(**ns))
         .map(|ns| {
             let path = format!("/proc/{target}/ns/{}", name(*ns));
-            open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map(|fd| (*ns, fd)).map_err(|e| fail(e, format!("open {path}")))
+            open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .map(|fd| (*ns, fd))
+                .map_err(|e| fail(e, format!("open {path}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     drop(pidfd);
     for (ns, fd) in fds {
-        setns(&fd, CloneFlags::empty()).map_err(|e| fail(e, format!("join the container's {} namespace (fd {})", ns.name(), fd.as_raw_fd())))?;
+        setns(&fd, CloneFlags::empty())
+            .map_err(|e| fail(e, format!("join the container's {} namespace (fd {})", ns.name(), fd.as_raw_fd())))?;
     }
     Ok(())
 }

@@ -73,8 +73,12 @@ fn helper(node: Channel) -> i32 {
     if plan.version != PLAN_VERSION {
         return fail(
             &node,
-            report(Step::ReadPlan, libc::EPROTO, &format!("plan version {} but this tsbox-init speaks {PLAN_VERSION}", plan.version))
-                .hint("the addon and tsbox-init come from different tsbox releases; reinstall tsbox"),
+            report(
+                Step::ReadPlan,
+                libc::EPROTO,
+                &format!("plan version {} but this tsbox-init speaks {PLAN_VERSION}", plan.version),
+            )
+            .hint("the addon and tsbox-init come from different tsbox releases; reinstall tsbox"),
         );
     }
     if nix::unistd::getppid().as_raw() != plan.parent_pid {
@@ -94,7 +98,12 @@ fn helper(node: Channel) -> i32 {
     }
     let flags = plan.clone_flags();
     let (pid, pidfd) = match clone_container(flags, None) {
-        Err(e) => return fail(&node, report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags)))),
+        Err(e) => {
+            return fail(
+                &node,
+                report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
+            )
+        }
         Ok(Forked::Child) => {
             drop(node);
             drop(mine);
@@ -104,7 +113,12 @@ fn helper(node: Channel) -> i32 {
     };
     drop(theirs);
     let c = Container { pid, pidfd };
-    trace!(tr, "clone: {} pid={pid}{}", clone::flag_names(flags), if c.pidfd.is_some() { " (pidfd)" } else { "" });
+    trace!(
+        tr,
+        "clone: {} pid={pid}{}",
+        clone::flag_names(flags),
+        if c.pidfd.is_some() { " (pidfd)" } else { "" }
+    );
 
     // (3) Node writes the id maps, then says go.
     if node.send(&HelperMsg::Cloned { pid: pid.as_raw() }).is_err() {
@@ -132,7 +146,7 @@ fn helper(node: Channel) -> i32 {
             return fail(&node, r);
         }
     };
-    let raw: Vec<i32> = trees.iter().map(|t| std::os::fd::AsRawFd::as_raw_fd(t)).collect();
+    let raw: Vec<i32> = trees.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     // If the child died before go, its status says why (the monitor reports it).
     let _ = mine.send_fds(&ChildGo::Go, &raw);
     drop(trees);

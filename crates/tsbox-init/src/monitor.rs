@@ -22,7 +22,15 @@ impl Container {
     pub fn signal(&self, signo: i32) {
         if let Some(fd) = &self.pidfd {
             // SAFETY: pidfd_send_signal with a null siginfo.
-            let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signo, std::ptr::null::<libc::siginfo_t>(), 0) };
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    signo,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
             if r == 0 {
                 return;
             }
@@ -45,7 +53,14 @@ impl Container {
             }
         }
         let usec = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
-        (status, Rusage { user_usec: usec(ru.ru_utime), system_usec: usec(ru.ru_stime), max_rss_kib: ru.ru_maxrss as u64 })
+        (
+            status,
+            Rusage {
+                user_usec: usec(ru.ru_utime),
+                system_usec: usec(ru.ru_stime),
+                max_rss_kib: ru.ru_maxrss as u64,
+            },
+        )
     }
 }
 
@@ -83,7 +98,11 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
             fds.len() - 1
         });
         // Without a pidfd (very old kernels), poll with a timeout and check.
-        let timeout = if pidfd_ix.is_some() { PollTimeout::NONE } else { PollTimeout::from(50u16) };
+        let timeout = if pidfd_ix.is_some() {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::from(50u16)
+        };
         match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
@@ -140,7 +159,13 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
                 }
             }
         }
-        let exited = if pid_ready { true } else if pidfd_ix.is_none() { child_has_exited(c.pid) } else { false };
+        let exited = if pid_ready {
+            true
+        } else if pidfd_ix.is_none() {
+            child_has_exited(c.pid)
+        } else {
+            false
+        };
         if exited && !child_open {
             break;
         }

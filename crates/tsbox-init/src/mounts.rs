@@ -51,7 +51,13 @@ impl Source {
             Source::Path(fd) => {
                 let mut flags = MsFlags::MS_BIND;
                 flags.set(MsFlags::MS_REC, recursive);
-                mount(Some(fd_path(fd.as_raw_fd()).as_str()), fd_path(target).as_str(), None::<&str>, flags, None::<&str>)
+                mount(
+                    Some(fd_path(fd.as_raw_fd()).as_str()),
+                    fd_path(target).as_str(),
+                    None::<&str>,
+                    flags,
+                    None::<&str>,
+                )
             }
         }
     }
@@ -68,17 +74,24 @@ pub struct Sources {
 
 pub fn open_sources(plan: &Plan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sources> {
     // Nothing we mount may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .step_path(Step::MountPropagation, "/", || "make every mount private (MS_REC|MS_PRIVATE)".into())?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).step_path(
+        Step::MountPropagation,
+        "/",
+        || "make every mount private (MS_REC|MS_PRIVATE)".into(),
+    )?;
     trace!(tr, "mount propagation: / private, recursive");
     let mut trees = trees.into_iter();
     let mut take = |idmap: bool, step: Step, path: &str, flags: OFlag, what: &str| -> Result<Source> {
         if idmap {
             return trees.next().map(Source::Tree).ok_or_else(|| {
-                Report::new(step, libc::EPROTO).path(path).detail("the helper sent fewer idmapped trees than the plan needs")
+                Report::new(step, libc::EPROTO)
+                    .path(path)
+                    .detail("the helper sent fewer idmapped trees than the plan needs")
             });
         }
-        open(path, flags | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map(Source::Path).step_path(step, path, || what.to_string())
+        open(path, flags | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map(Source::Path)
+            .step_path(step, path, || what.to_string())
     };
     let RootfsSpec::Path { path: rootfs, idmap, .. } = &plan.rootfs;
     let root = take(*idmap, Step::OpenRootfs, rootfs, OFlag::O_DIRECTORY, "open the rootfs directory")?;
@@ -86,9 +99,14 @@ pub fn open_sources(plan: &Plan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sour
         .mounts
         .iter()
         .map(|m| match &m.kind {
-            MountKind::Bind { source, idmap, .. } => {
-                take(*idmap, Step::OpenSource, source, OFlag::empty(), &format!("open the source of the mount on {}", m.target)).map(Some)
-            }
+            MountKind::Bind { source, idmap, .. } => take(
+                *idmap,
+                Step::OpenSource,
+                source,
+                OFlag::empty(),
+                &format!("open the source of the mount on {}", m.target),
+            )
+            .map(Some),
             _ => Ok(None),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -99,10 +117,20 @@ pub fn open_sources(plan: &Plan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sour
 
 pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
     let RootfsSpec::Path { path: rootfs, mode, .. } = &plan.rootfs;
-    let Sources { root: rootsrc, binds, devnull } = sources;
+    let Sources {
+        root: rootsrc,
+        binds,
+        devnull,
+    } = sources;
 
-    mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700"))
-        .step_path(Step::Staging, STAGING, || "mount the staging tmpfs".into())?;
+    mount(
+        Some("tmpfs"),
+        STAGING,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700"),
+    )
+    .step_path(Step::Staging, STAGING, || "mount the staging tmpfs".into())?;
     for dir in [NEWROOT, FILES] {
         mkdir(dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create a staging directory".into())?;
     }
@@ -113,7 +141,9 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
                 mkdir(dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create an overlay directory".into())?;
             }
             let lower = at(LOWER).step_path(Step::Staging, LOWER, || "open the overlay's lower directory".into())?;
-            rootsrc.attach(lower.as_raw_fd(), true).step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
+            rootsrc
+                .attach(lower.as_raw_fd(), true)
+                .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
             let data = format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK}");
             mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
                 .or_else(|_| {
@@ -129,13 +159,23 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
         }
         RootMode::Readonly | RootMode::Bind => {
             let newroot = at(NEWROOT).step_path(Step::Staging, NEWROOT, || "open the new root".into())?;
-            rootsrc.attach(newroot.as_raw_fd(), true).step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the new root".into())?;
+            rootsrc
+                .attach(newroot.as_raw_fd(), true)
+                .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the new root".into())?;
             if *mode == RootMode::Readonly {
                 let bound = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
                 set_attrs(bound.as_raw_fd(), sys::MOUNT_ATTR_RDONLY, true)
                     .step_path(Step::BindRootfs, rootfs, || "make the root read-only".into())?;
             }
-            trace!(tr, "rootfs: {rootfs} bound {}", if *mode == RootMode::Readonly { "read-only" } else { "read-write (writes reach the directory)" });
+            trace!(
+                tr,
+                "rootfs: {rootfs} bound {}",
+                if *mode == RootMode::Readonly {
+                    "read-only"
+                } else {
+                    "read-write (writes reach the directory)"
+                }
+            );
         }
     }
     drop(rootsrc);
@@ -146,7 +186,12 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
             Ok(true) => trace!(tr, "{}", describe(m)),
             Ok(false) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
             Err(r) if m.optional && matches!(r.errno, libc::EROFS | libc::EACCES | libc::EPERM) => {
-                trace!(tr, "{} — skipped, no mount point and none can be made ({})", describe(m), tsbox_core::errno_name(r.errno));
+                trace!(
+                    tr,
+                    "{} — skipped, no mount point and none can be made ({})",
+                    describe(m),
+                    tsbox_core::errno_name(r.errno)
+                );
             }
             Err(r) => return Err(if r.path.is_none() { r.path(m.target.clone()) } else { r }),
         }
@@ -165,9 +210,14 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
         Propagation::Shared => MsFlags::MS_SHARED,
         Propagation::Unbindable => MsFlags::MS_UNBINDABLE,
     };
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>)
-        .step_path(Step::MountPropagation, "/", || format!("set the root's propagation to {:?}", plan.rootfs_propagation).to_lowercase())?;
-    trace!(tr, "pivot_root: {rootfs} is /, old root detached, propagation {:?}", plan.rootfs_propagation);
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).step_path(Step::MountPropagation, "/", || {
+        format!("set the root's propagation to {:?}", plan.rootfs_propagation).to_lowercase()
+    })?;
+    trace!(
+        tr,
+        "pivot_root: {rootfs} is /, old root detached, propagation {:?}",
+        plan.rootfs_propagation
+    );
     Ok(())
 }
 
@@ -183,7 +233,11 @@ fn describe(m: &Mount) -> String {
             flags.push(name);
         }
     }
-    let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(",")) };
+    let flags = if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", flags.join(","))
+    };
     match &m.kind {
         MountKind::Bind { source, recursive, idmap } => format!(
             "mount: bind{}{} {source} on {}{flags}",
@@ -192,7 +246,11 @@ fn describe(m: &Mount) -> String {
             m.target
         ),
         MountKind::Fs { fstype, data } => {
-            format!("mount: {fstype} on {}{flags}{}", m.target, data.as_deref().map(|d| format!(" [{d}]")).unwrap_or_default())
+            format!(
+                "mount: {fstype} on {}{flags}{}",
+                m.target,
+                data.as_deref().map(|d| format!(" [{d}]")).unwrap_or_default()
+            )
         }
         MountKind::Symlink { link } => format!("symlink: {} -> {link}", m.target),
         MountKind::Dir { mode } => format!("mkdir: {} ({mode:o})", m.target),
@@ -213,7 +271,12 @@ fn ms_flags(m: &Mount) -> MsFlags {
 
 fn attr_bits(m: &Mount) -> u64 {
     let mut attrs = 0;
-    for (on, a) in [(m.readonly, sys::MOUNT_ATTR_RDONLY), (m.nosuid, sys::MOUNT_ATTR_NOSUID), (m.nodev, sys::MOUNT_ATTR_NODEV), (m.noexec, sys::MOUNT_ATTR_NOEXEC)] {
+    for (on, a) in [
+        (m.readonly, sys::MOUNT_ATTR_RDONLY),
+        (m.nosuid, sys::MOUNT_ATTR_NOSUID),
+        (m.nodev, sys::MOUNT_ATTR_NODEV),
+        (m.noexec, sys::MOUNT_ATTR_NOEXEC),
+    ] {
         if on {
             attrs |= a;
         }
@@ -234,19 +297,40 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let dir = mkdir_all(root, parent, 0o755)?;
             match nix::unistd::symlinkat(link.as_str(), &dir, name) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(Report::new(Step::Mount, e as i32).path(target).detail(format!("create the symlink {target} -> {link}"))),
+                Err(e) => {
+                    return Err(Report::new(Step::Mount, e as i32)
+                        .path(target)
+                        .detail(format!("create the symlink {target} -> {link}")))
+                }
             }
         }
         MountKind::Fs { fstype, data } => {
             let at = mkdir_all(root, target, 0o755)?;
-            mount(Some(fstype.as_str()), fd_path(at.as_raw_fd()).as_str(), Some(fstype.as_str()), ms_flags(m), data.as_deref())
-                .step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?;
+            mount(
+                Some(fstype.as_str()),
+                fd_path(at.as_raw_fd()).as_str(),
+                Some(fstype.as_str()),
+                ms_flags(m),
+                data.as_deref(),
+            )
+            .step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?;
         }
-        MountKind::Bind { source: src_path, recursive, .. } => {
+        MountKind::Bind {
+            source: src_path,
+            recursive,
+            ..
+        } => {
             let src = source.expect("bind mounts have their source opened up front");
-            let is_dir = fstat(src.fd()).map(|st| is_dir_mode(st.st_mode)).step_path(Step::OpenSource, src_path, || "stat the mount source".into())?;
-            let at = if is_dir { mkdir_all(root, target, 0o755)? } else { touch(root, target)? };
-            src.attach(at.as_raw_fd(), *recursive).step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
+            let is_dir = fstat(src.fd())
+                .map(|st| is_dir_mode(st.st_mode))
+                .step_path(Step::OpenSource, src_path, || "stat the mount source".into())?;
+            let at = if is_dir {
+                mkdir_all(root, target, 0o755)?
+            } else {
+                touch(root, target)?
+            };
+            src.attach(at.as_raw_fd(), *recursive)
+                .step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
             // The bind takes the source mount's flags; ours are added on top,
             // through the new mount (the old descriptor names what is under it).
             if attr_bits(m) != 0 {
@@ -258,22 +342,41 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         MountKind::File { contents, mode } => {
             let staged = format!("{FILES}/{index}");
             std::fs::write(&staged, contents).step_path(Step::Mount, &staged, || format!("write the contents of {target}"))?;
-            nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, staged.as_str(), Mode::from_bits_truncate(*mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
-                .step_path(Step::Mount, &staged, || format!("set the mode of {target}"))?;
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                staged.as_str(),
+                Mode::from_bits_truncate(*mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .step_path(Step::Mount, &staged, || format!("set the mode of {target}"))?;
             let at = touch(root, target)?;
-            let src = open(staged.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).step_path(Step::Mount, &staged, || "open the staged file".into())?;
-            Source::Path(src).attach(at.as_raw_fd(), false).step_path(Step::Mount, target, || format!("bind the generated {target}"))?;
+            let src = open(staged.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .step_path(Step::Mount, &staged, || "open the staged file".into())?;
+            Source::Path(src)
+                .attach(at.as_raw_fd(), false)
+                .step_path(Step::Mount, target, || format!("bind the generated {target}"))?;
             if attr_bits(m) != 0 {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), attr_bits(m), false).step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
+                set_attrs(bound.as_raw_fd(), attr_bits(m), false)
+                    .step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
             }
         }
         MountKind::Mask => {
-            let Some(at) = resolve_existing(root, target)? else { return Ok(false) };
-            let is_dir = fstat(&at).map(|st| is_dir_mode(st.st_mode)).step_path(Step::Mount, target, || "stat the path to mask".into())?;
+            let Some(at) = resolve_existing(root, target)? else {
+                return Ok(false);
+            };
+            let is_dir = fstat(&at)
+                .map(|st| is_dir_mode(st.st_mode))
+                .step_path(Step::Mount, target, || "stat the path to mask".into())?;
             if is_dir {
-                mount(Some("tmpfs"), fd_path(at.as_raw_fd()).as_str(), Some("tmpfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=0,mode=0555"))
-                    .step_path(Step::Mount, target, || "mask the directory with an empty read-only tmpfs".into())?;
+                mount(
+                    Some("tmpfs"),
+                    fd_path(at.as_raw_fd()).as_str(),
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    Some("size=0,mode=0555"),
+                )
+                .step_path(Step::Mount, target, || "mask the directory with an empty read-only tmpfs".into())?;
             } else {
                 Source::Path(devnull.try_clone().step(Step::Mount, || "duplicate /dev/null".into())?)
                     .attach(at.as_raw_fd(), false)
@@ -281,13 +384,25 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             }
         }
         MountKind::ReadonlyPath => {
-            let Some(at) = resolve_existing(root, target)? else { return Ok(false) };
+            let Some(at) = resolve_existing(root, target)? else {
+                return Ok(false);
+            };
             let p = fd_path(at.as_raw_fd());
-            mount(Some(p.as_str()), p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .step_path(Step::Mount, target, || "bind the path onto itself".into())?;
+            mount(
+                Some(p.as_str()),
+                p.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .step_path(Step::Mount, target, || "bind the path onto itself".into())?;
             let bound = resolve(root, target, OFlag::O_PATH)?;
-            set_attrs(bound.as_raw_fd(), sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC, true)
-                .step_path(Step::Mount, target, || "make the path read-only".into())?;
+            set_attrs(
+                bound.as_raw_fd(),
+                sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
+                true,
+            )
+            .step_path(Step::Mount, target, || "make the path read-only".into())?;
         }
     }
     Ok(true)
@@ -298,14 +413,19 @@ fn is_dir_mode(mode: libc::mode_t) -> bool {
 }
 
 fn describe_flags(m: &Mount) -> String {
-    describe(m).rsplit_once(" (").map(|(_, f)| f.trim_end_matches(')').to_string()).unwrap_or_default()
+    describe(m)
+        .rsplit_once(" (")
+        .map(|(_, f)| f.trim_end_matches(')').to_string())
+        .unwrap_or_default()
 }
 
 fn split(target: &str) -> Result<(&str, &str)> {
     let t = target.trim_end_matches('/');
     match t.rfind('/') {
         Some(i) if i + 1 < t.len() => Ok((if i == 0 { "/" } else { &t[..i] }, &t[i + 1..])),
-        _ => Err(Report::new(Step::Mount, libc::EINVAL).path(target).detail("a mount target must be an absolute path below /")),
+        _ => Err(Report::new(Step::Mount, libc::EINVAL)
+            .path(target)
+            .detail("a mount target must be an absolute path below /")),
     }
 }
 
@@ -317,7 +437,9 @@ fn resolve_existing(root: RawFd, path: &str) -> Result<Option<OwnedFd>> {
     match sys::open_in_root(root, path, OFlag::O_PATH) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(Report::new(Step::Mount, e as i32).path(path).detail("resolve the path inside the rootfs")),
+        Err(e) => Err(Report::new(Step::Mount, e as i32)
+            .path(path)
+            .detail("resolve the path inside the rootfs")),
     }
 }
 
@@ -326,13 +448,21 @@ fn mkdir_all(root: RawFd, path: &str, mode: u32) -> Result<OwnedFd> {
     match sys::open_in_root(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
-        Err(e) => return Err(Report::new(Step::Mount, e as i32).path(path).detail("resolve the mount point inside the rootfs")),
+        Err(e) => {
+            return Err(Report::new(Step::Mount, e as i32)
+                .path(path)
+                .detail("resolve the mount point inside the rootfs"))
+        }
     }
     let (parent, name) = split(path)?;
     let dir = mkdir_all(root, parent, 0o755)?;
     match nix::sys::stat::mkdirat(&dir, name, Mode::from_bits_truncate(mode)) {
         Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(Report::new(Step::Mount, e as i32).path(path).detail("create the missing mount point")),
+        Err(e) => {
+            return Err(Report::new(Step::Mount, e as i32)
+                .path(path)
+                .detail("create the missing mount point"))
+        }
     }
     resolve(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY)
 }
@@ -342,13 +472,26 @@ fn touch(root: RawFd, path: &str) -> Result<OwnedFd> {
     match sys::open_in_root(root, path, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
-        Err(e) => return Err(Report::new(Step::Mount, e as i32).path(path).detail("resolve the mount point inside the rootfs")),
+        Err(e) => {
+            return Err(Report::new(Step::Mount, e as i32)
+                .path(path)
+                .detail("resolve the mount point inside the rootfs"))
+        }
     }
     let (parent, name) = split(path)?;
     let dir = mkdir_all(root, parent, 0o755)?;
-    match nix::fcntl::openat(&dir, name, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644)) {
+    match nix::fcntl::openat(
+        &dir,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::from_bits_truncate(0o644),
+    ) {
         Ok(_) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(Report::new(Step::Mount, e as i32).path(path).detail("create the missing file mount point")),
+        Err(e) => {
+            return Err(Report::new(Step::Mount, e as i32)
+                .path(path)
+                .detail("create the missing file mount point"))
+        }
     }
     resolve(root, path, OFlag::O_PATH)
 }
@@ -358,7 +501,12 @@ fn set_attrs(fd: RawFd, attrs: u64, recursive: bool) -> std::result::Result<(), 
     match sys::mount_setattr(fd, attrs, recursive) {
         Err(Errno::ENOSYS) => {
             let mut add = MsFlags::empty();
-            for (a, f) in [(sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY), (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID), (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV), (sys::MOUNT_ATTR_NOEXEC, MsFlags::MS_NOEXEC)] {
+            for (a, f) in [
+                (sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
+                (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
+                (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
+                (sys::MOUNT_ATTR_NOEXEC, MsFlags::MS_NOEXEC),
+            ] {
                 if attrs & a != 0 {
                     add |= f;
                 }
@@ -407,7 +555,10 @@ mod tests {
     fn describe_names_flags() {
         let m = Mount {
             target: "/sys".into(),
-            kind: MountKind::Fs { fstype: "sysfs".into(), data: None },
+            kind: MountKind::Fs {
+                fstype: "sysfs".into(),
+                data: None,
+            },
             readonly: true,
             nosuid: true,
             nodev: false,

@@ -24,7 +24,12 @@ fn check(r: libc::c_int, what: &str) -> Result<libc::c_int, Report> {
 }
 
 pub fn set_size(master: i32, size: TtySize) -> Result<(), Report> {
-    let ws = libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads a winsize.
     check(unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) }, "set the terminal size").map(|_| ())
 }
@@ -33,7 +38,8 @@ pub fn set_size(master: i32, size: TtySize) -> Result<(), Report> {
 /// makes it this process's controlling terminal when `ctty`, and sends the
 /// master to the helper.
 pub fn setup(size: TtySize, uid: u32, gid: u32, ctty: bool, chan: &Channel) -> Result<(), Report> {
-    let master = open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| err(e, "open the container's /dev/ptmx"))?;
+    let master = open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| err(e, "open the container's /dev/ptmx"))?;
     let m = master.as_raw_fd();
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads an int.
@@ -64,7 +70,8 @@ pub fn setup(size: TtySize, uid: u32, gid: u32, ctty: bool, chan: &Channel) -> R
         }
     }
     drop(slave);
-    chan.send_fds(&ChildMsg::Pty, &[m]).map_err(|e| err(e, "send the pty to the helper"))?;
+    chan.send_fds(&ChildMsg::Pty, &[m])
+        .map_err(|e| err(e, "send the pty to the helper"))?;
     Ok(())
 }
 

@@ -13,7 +13,10 @@ pub fn load(bpf: &[u8]) -> Result<(), Report> {
     let n = bpf.len() / INSTRUCTION_SIZE;
     if !bpf.len().is_multiple_of(INSTRUCTION_SIZE) || n == 0 || n > MAX_INSTRUCTIONS {
         return Err(Report::new(Step::Seccomp, libc::EINVAL)
-            .detail(format!("a seccomp program of {} bytes is not 1 to {MAX_INSTRUCTIONS} instructions of {INSTRUCTION_SIZE} bytes", bpf.len()))
+            .detail(format!(
+                "a seccomp program of {} bytes is not 1 to {MAX_INSTRUCTIONS} instructions of {INSTRUCTION_SIZE} bytes",
+                bpf.len()
+            ))
             .hint("the plan's seccomp program is damaged; this is a tsbox bug"));
     }
     let mut prog: Vec<libc::sock_filter> = bpf
@@ -41,8 +44,7 @@ pub fn load(bpf: &[u8]) -> Result<(), Report> {
     };
     if r != 0 {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        return Err(Report::new(Step::Seccomp, errno)
-            .detail(format!("load the seccomp filter ({n} instructions)")));
+        return Err(Report::new(Step::Seccomp, errno).detail(format!("load the seccomp filter ({n} instructions)")));
     }
     Ok(())
 }

@@ -34,9 +34,21 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 pub fn open_in_root(root: RawFd, path: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
     let rel = path.trim_start_matches('/');
     let c = cstr(if rel.is_empty() { "." } else { rel })?;
-    let how = OpenHow { flags: (flags | OFlag::O_CLOEXEC).bits() as u64, mode: 0, resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+    let how = OpenHow {
+        flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
     // SAFETY: valid C string and struct for the duration of the call.
-    fd_result(unsafe { libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) })
+    fd_result(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })
 }
 
 const OPEN_TREE_CLONE: u32 = 1;
@@ -57,7 +69,16 @@ const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 pub fn move_mount_onto(tree: RawFd, target: RawFd) -> Result<(), Errno> {
     let empty = cstr("")?;
     // SAFETY: valid C strings for the duration of the call.
-    let r = unsafe { libc::syscall(libc::SYS_move_mount, tree, empty.as_ptr(), target, empty.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            empty.as_ptr(),
+            target,
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
     if r < 0 {
         Err(Errno::last())
     } else {
@@ -81,19 +102,46 @@ const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 /// Adds attributes to the mount at `fd` (and every mount below it when
 /// `recursive`), without the remount rule that every locked flag be repeated.
 pub fn mount_setattr(fd: RawFd, attr_set: u64, recursive: bool) -> Result<(), Errno> {
-    setattr(fd, MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 }, recursive)
+    setattr(
+        fd,
+        MountAttr {
+            attr_set,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        },
+        recursive,
+    )
 }
 
 /// Makes the detached tree `fd` an idmapped mount with the maps of `userns`.
 pub fn mount_setattr_idmap(fd: RawFd, userns: RawFd, recursive: bool) -> Result<(), Errno> {
-    setattr(fd, MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns as u64 }, recursive)
+    setattr(
+        fd,
+        MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns as u64,
+        },
+        recursive,
+    )
 }
 
 fn setattr(fd: RawFd, attr: MountAttr, recursive: bool) -> Result<(), Errno> {
     let empty = cstr("")?;
     let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: valid C string and struct for the duration of the call.
-    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, fd, empty.as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            empty.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
     if r < 0 {
         Err(Errno::last())
     } else {

@@ -35,7 +35,12 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
             if f.len() < 7 {
                 return None;
             }
-            Some(PasswdEntry { name: f[0].to_string(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].to_string() })
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].to_string(),
+            })
         })
         .collect()
 }
@@ -49,7 +54,11 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
                 return None;
             }
             let members = f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
-            Some(GroupEntry { name: f[0].to_string(), gid: f[2].parse().ok()?, members })
+            Some(GroupEntry {
+                name: f[0].to_string(),
+                gid: f[2].parse().ok()?,
+                members,
+            })
         })
         .collect()
 }
@@ -68,13 +77,21 @@ pub fn resolve(user: &User, passwd: &str, group: &str) -> Result<Resolved, Repor
     let gr = parse_group(group);
     let entry = match user.user.parse::<u32>() {
         Ok(uid) => pw.iter().find(|e| e.uid == uid),
-        Err(_) => Some(pw.iter().find(|e| e.name == user.user).ok_or_else(|| bad("user", &user.user, "/etc/passwd"))?),
+        Err(_) => Some(
+            pw.iter()
+                .find(|e| e.name == user.user)
+                .ok_or_else(|| bad("user", &user.user, "/etc/passwd"))?,
+        ),
     };
     let uid = entry.map(|e| e.uid).unwrap_or_else(|| user.user.parse().unwrap_or(0));
     let group_id = |g: &str| -> Result<u32, Report> {
         match g.parse::<u32>() {
             Ok(gid) => Ok(gid),
-            Err(_) => gr.iter().find(|e| e.name == g).map(|e| e.gid).ok_or_else(|| bad("group", g, "/etc/group")),
+            Err(_) => gr
+                .iter()
+                .find(|e| e.name == g)
+                .map(|e| e.gid)
+                .ok_or_else(|| bad("group", g, "/etc/group")),
         }
     };
     let gid = match &user.group {
@@ -84,7 +101,7 @@ pub fn resolve(user: &User, passwd: &str, group: &str) -> Result<Resolved, Repor
     let mut groups = Vec::new();
     // Membership by name, as initgroups does, unless a group was given explicitly (Docker's rule).
     if let (Some(e), None) = (entry, &user.group) {
-        for g in gr.iter().filter(|g| g.members.iter().any(|m| *m == e.name)) {
+        for g in gr.iter().filter(|g| g.members.contains(&e.name)) {
             if g.gid != gid && !groups.contains(&g.gid) {
                 groups.push(g.gid);
             }
@@ -96,7 +113,10 @@ pub fn resolve(user: &User, passwd: &str, group: &str) -> Result<Resolved, Repor
             groups.push(id);
         }
     }
-    let home = entry.map(|e| e.home.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
+    let home = entry
+        .map(|e| e.home.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
     Ok(Resolved { uid, gid, groups, home })
 }
 
@@ -114,19 +134,39 @@ mod tests {
     const GROUP: &str = "root:x:0:\ntester:x:1000:\nstaff:x:50:tester,other\naudio:x:29:tester\n";
 
     fn u(user: &str, group: Option<&str>, extra: &[&str]) -> User {
-        User { user: user.into(), group: group.map(Into::into), additional_groups: extra.iter().map(|s| s.to_string()).collect() }
+        User {
+            user: user.into(),
+            group: group.map(Into::into),
+            additional_groups: extra.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
     fn a_name_takes_uid_gid_home_and_memberships_from_the_rootfs() {
         let r = resolve(&u("tester", None, &[]), PASSWD, GROUP).unwrap();
-        assert_eq!(r, Resolved { uid: 1000, gid: 1000, groups: vec![50, 29], home: "/home/tester".into() });
+        assert_eq!(
+            r,
+            Resolved {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![50, 29],
+                home: "/home/tester".into()
+            }
+        );
     }
 
     #[test]
     fn a_number_works_without_an_entry() {
         let r = resolve(&u("4242", None, &[]), PASSWD, GROUP).unwrap();
-        assert_eq!(r, Resolved { uid: 4242, gid: 0, groups: vec![], home: "/".into() });
+        assert_eq!(
+            r,
+            Resolved {
+                uid: 4242,
+                gid: 0,
+                groups: vec![],
+                home: "/".into()
+            }
+        );
         let root = resolve(&u("0", None, &[]), "", "").unwrap();
         assert_eq!(root.home, "/root");
     }

@@ -4,7 +4,7 @@
 //! 3; libuv's spawn only dup2s and execs in the child, so no Rust runs between
 //! fork and exec in this multithreaded process (DESIGN.md, Processes).
 
-mod lock;
+pub mod lock;
 // Public so its #[napi] functions count as used in test builds too.
 pub mod seccomp;
 
@@ -19,7 +19,10 @@ use tokio::io::unix::AsyncFd;
 use tsbox_core::MAX_PACKET;
 
 fn io_err(what: &str, e: Errno) -> Error {
-    Error::new(Status::GenericFailure, format!("{what}: {} ({})", e.desc(), tsbox_core::errno_name(e as i32)))
+    Error::new(
+        Status::GenericFailure,
+        format!("{what}: {} ({})", e.desc(), tsbox_core::errno_name(e as i32)),
+    )
 }
 
 /// The Node end of a launch channel. Messages are JSON strings, one per packet.
@@ -46,7 +49,11 @@ impl Channel {
         // SAFETY: `parent` is a socket we own; it stays open as long as the AsyncFd.
         let async_fd = within_runtime_if_available(|| unsafe { AsyncFd::register(parent) })
             .map_err(|e| Error::from_reason(format!("register the channel with the event loop: {e}")))?;
-        Ok(Channel { fd: Mutex::new(Some(Arc::new(async_fd))), child: Mutex::new(Some(child)), received: Mutex::new(Default::default()) })
+        Ok(Channel {
+            fd: Mutex::new(Some(Arc::new(async_fd))),
+            child: Mutex::new(Some(child)),
+            received: Mutex::new(Default::default()),
+        })
     }
 
     /// The descriptor for the helper's fd 3, or -1 once released.
@@ -63,7 +70,11 @@ impl Channel {
     }
 
     fn get(&self) -> Result<Arc<AsyncFd<OwnedFd>>> {
-        self.fd.lock().unwrap().clone().ok_or_else(|| Error::new(Status::GenericFailure, "the channel is closed"))
+        self.fd
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| Error::new(Status::GenericFailure, "the channel is closed"))
     }
 
     /// Sends one message.
@@ -87,7 +98,10 @@ impl Channel {
             Err(_) => return Ok(None),
         };
         loop {
-            let mut guard = fd.readable().await.map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
+            let mut guard = fd
+                .readable()
+                .await
+                .map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
             match guard.try_io(|inner| recv_packet(inner.get_ref().as_raw_fd()).map_err(std::io::Error::from)) {
                 Ok(Ok(Some((msg, fds)))) => {
                     self.received.lock().unwrap().extend(fds);

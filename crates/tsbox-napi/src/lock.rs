@@ -69,6 +69,9 @@ pub fn try_lock_file(path: String, note: String) -> Result<Option<FileLock>> {
         let mut f = &file;
         let _ = f.set_len(0);
         let _ = f.write_all(note.as_bytes());
-        return Ok(Some(FileLock { file: Mutex::new(Some(file)), path }));
+        return Ok(Some(FileLock {
+            file: Mutex::new(Some(file)),
+            path,
+        }));
     }
 }

@@ -38,8 +38,7 @@ pub fn compile_seccomp(profile_json: Option<String>) -> Result<Buffer> {
         return Ok(Buffer::from(hit.to_vec()));
     }
     // Compiled outside the lock: a slow profile does not hold up the others.
-    let bpf = compile(profile_json.as_deref())
-        .map_err(|msg| Error::new(Status::InvalidArg, format!("seccomp profile: {msg}")))?;
+    let bpf = compile(profile_json.as_deref()).map_err(|msg| Error::new(Status::InvalidArg, format!("seccomp profile: {msg}")))?;
     let mut map = cache.lock().unwrap();
     if map.len() >= CACHE_ENTRIES {
         map.clear();

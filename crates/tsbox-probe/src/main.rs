@@ -20,17 +20,13 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str =
-    "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls";
 
 mod syscalls;
 
 fn main() {
     // args_os: std::env::args() would panic on a non-UTF-8 argument.
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     let code = match args.first().map(String::as_str) {
         None => cmd_info(),
         Some("info") if args.len() == 1 => cmd_info(),
@@ -52,9 +48,7 @@ fn main() {
             out_line(USAGE);
             0
         }
-        Some(other @ ("info" | "write" | "signals" | "zombies")) => {
-            usage(&format!("wrong number of arguments for {other}"))
-        }
+        Some(other @ ("info" | "write" | "signals" | "zombies")) => usage(&format!("wrong number of arguments for {other}")),
         Some(other) => usage(&format!("unknown subcommand {other:?}")),
     };
     std::process::exit(code);
@@ -135,20 +129,11 @@ fn cmd_info() -> i32 {
     }
     let v = errs.field("groups", groups());
     o.insert("groups".into(), v);
-    let v = errs.field(
-        "uidMap",
-        read("/proc/self/uid_map").and_then(|t| parse::parse_id_map(&t)),
-    );
+    let v = errs.field("uidMap", read("/proc/self/uid_map").and_then(|t| parse::parse_id_map(&t)));
     o.insert("uidMap".into(), v);
-    let v = errs.field(
-        "gidMap",
-        read("/proc/self/gid_map").and_then(|t| parse::parse_id_map(&t)),
-    );
+    let v = errs.field("gidMap", read("/proc/self/gid_map").and_then(|t| parse::parse_id_map(&t)));
     o.insert("gidMap".into(), v);
-    let v = errs.field(
-        "setgroups",
-        read("/proc/self/setgroups").map(|t| t.trim().to_string()),
-    );
+    let v = errs.field("setgroups", read("/proc/self/setgroups").map(|t| t.trim().to_string()));
     o.insert("setgroups".into(), v);
     let v = errs.field("hostname", hostname());
     o.insert("hostname".into(), v);
@@ -168,20 +153,14 @@ fn cmd_info() -> i32 {
             let st = parse::parse_status(&text);
             let mut m = Map::new();
             for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-                let r = st
-                    .get(key)
-                    .cloned()
-                    .ok_or_else(|| format!("no {key} line in /proc/self/status"));
+                let r = st.get(key).cloned().ok_or_else(|| format!("no {key} line in /proc/self/status"));
                 m.insert(key.into(), errs.field(&format!("status.{key}"), r));
             }
             for key in ["NoNewPrivs", "Seccomp"] {
                 let r = st
                     .get(key)
                     .ok_or_else(|| format!("no {key} line in /proc/self/status"))
-                    .and_then(|s| {
-                        s.parse::<u64>()
-                            .map_err(|_| format!("bad {key} value {s:?}"))
-                    });
+                    .and_then(|s| s.parse::<u64>().map_err(|_| format!("bad {key} value {s:?}")));
                 m.insert(key.into(), errs.field(&format!("status.{key}"), r));
             }
             Value::Object(m)
@@ -190,10 +169,7 @@ fn cmd_info() -> i32 {
     };
     o.insert("status".into(), v);
 
-    let v = errs.field(
-        "mounts",
-        read("/proc/self/mountinfo").and_then(|t| parse::parse_mountinfo(&t)),
-    );
+    let v = errs.field("mounts", read("/proc/self/mountinfo").and_then(|t| parse::parse_mountinfo(&t)));
     o.insert("mounts".into(), v);
     let v = rlimits(&mut errs);
     o.insert("rlimits".into(), v);
@@ -221,24 +197,12 @@ fn cmd_info() -> i32 {
     o.insert("interfacesUp".into(), v);
 
     let env: BTreeMap<String, String> = std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
         .collect();
     o.insert("env".into(), json!(env));
 
     let sid = unsafe { libc::getsid(0) };
-    let v = errs.field(
-        "sid",
-        if sid < 0 {
-            Err(os_err("getsid"))
-        } else {
-            Ok(sid)
-        },
-    );
+    let v = errs.field("sid", if sid < 0 { Err(os_err("getsid")) } else { Ok(sid) });
     o.insert("sid".into(), v);
     o.insert("pgid".into(), json!(unsafe { libc::getpgrp() }));
 
@@ -269,8 +233,7 @@ fn hostname() -> Result<String, String> {
     if r != 0 {
         return Err(os_err("gethostname"));
     }
-    let s =
-        CStr::from_bytes_until_nul(&buf).map_err(|_| "gethostname: unterminated".to_string())?;
+    let s = CStr::from_bytes_until_nul(&buf).map_err(|_| "gethostname: unterminated".to_string())?;
     Ok(s.to_string_lossy().into_owned())
 }
 
@@ -302,10 +265,7 @@ fn rlimits(errs: &mut Errors) -> Value {
     };
     let mut m = Map::new();
     for (name, res) in list {
-        let mut rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         let r = if unsafe { libc::getrlimit(res, &mut rl) } == 0 {
             Ok(json!({ "soft": lim(rl.rlim_cur), "hard": lim(rl.rlim_max) }))
         } else {
@@ -338,7 +298,8 @@ fn interfaces_up(names: &[String], errs: &mut Errors) -> Result<Vec<String>, Str
         };
         let bytes = name.as_bytes();
         if bytes.len() >= libc::IFNAMSIZ {
-            errs.0.push(json!({ "field": "interfacesUp", "error": format!("interface name too long: {name:?}") }));
+            errs.0
+                .push(json!({ "field": "interfacesUp", "error": format!("interface name too long: {name:?}") }));
             continue;
         }
         for (d, s) in req.name.iter_mut().zip(bytes) {
@@ -418,11 +379,7 @@ fn cmd_signals(seconds: f64) -> i32 {
         sa.sa_flags = libc::SA_RESTART;
         for (s, name) in SIGNALS {
             if libc::sigaction(s, &sa, std::ptr::null_mut()) != 0 {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "tsbox-probe: {}",
-                    os_err(&format!("sigaction({name})"))
-                );
+                let _ = writeln!(std::io::stderr(), "tsbox-probe: {}", os_err(&format!("sigaction({name})")));
                 return 1;
             }
         }
@@ -443,11 +400,7 @@ fn cmd_signals(seconds: f64) -> i32 {
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let sig = unsafe { libc::sigtimedwait(&set, &mut info, &ts) };
         if sig > 0 {
-            let name = SIGNALS
-                .iter()
-                .find(|(s, _)| *s == sig)
-                .map(|(_, n)| *n)
-                .unwrap_or("SIG?");
+            let name = SIGNALS.iter().find(|(s, _)| *s == sig).map(|(_, n)| *n).unwrap_or("SIG?");
             out_line(name);
             if sig == libc::SIGTERM {
                 return 100 + sig;

@@ -28,13 +28,8 @@ pub fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
             if v <= 0xff {
                 out.push(v as u8);
                 i += 4;
@@ -59,8 +54,7 @@ pub fn parse_mountinfo_line(line: &str) -> Result<Mount, String> {
         return Err(format!("too few fields in mountinfo line {line:?}"));
     }
     let num = |s: &str, what: &str| -> Result<u64, String> {
-        s.parse::<u64>()
-            .map_err(|_| format!("bad {what} {s:?} in mountinfo line {line:?}"))
+        s.parse::<u64>().map_err(|_| format!("bad {what} {s:?} in mountinfo line {line:?}"))
     };
     Ok(Mount {
         id: num(fields[0], "mount id")?,
@@ -71,18 +65,12 @@ pub fn parse_mountinfo_line(line: &str) -> Result<Mount, String> {
         fs_type: unescape_octal(fields[sep + 1]),
         source: unescape_octal(fields[sep + 2]),
         // Super options can be absent on very old kernels; be lenient.
-        super_options: fields
-            .get(sep + 3)
-            .map(|s| unescape_octal(s))
-            .unwrap_or_default(),
+        super_options: fields.get(sep + 3).map(|s| unescape_octal(s)).unwrap_or_default(),
     })
 }
 
 pub fn parse_mountinfo(text: &str) -> Result<Vec<Mount>, String> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(parse_mountinfo_line)
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).map(parse_mountinfo_line).collect()
 }
 
 /// Parse /proc/self/uid_map or gid_map: lines of `inside outside count`.
@@ -98,9 +86,7 @@ pub fn parse_id_map(text: &str) -> Result<Vec<[u64; 3]>, String> {
         }
         let mut v = [0u64; 3];
         for (slot, p) in v.iter_mut().zip(&parts) {
-            *slot = p
-                .parse()
-                .map_err(|_| format!("bad number {p:?} in id map line {line:?}"))?;
+            *slot = p.parse().map_err(|_| format!("bad number {p:?} in id map line {line:?}"))?;
         }
         out.push(v);
     }
@@ -117,15 +103,11 @@ pub fn parse_status(text: &str) -> BTreeMap<String, String> {
 
 /// Parse the target of a /proc/self/ns/X link, e.g. `user:[4026531837]`.
 pub fn parse_ns_link(target: &str) -> Result<u64, String> {
-    let open = target
-        .find(":[")
-        .ok_or_else(|| format!("bad ns link {target:?}"))?;
+    let open = target.find(":[").ok_or_else(|| format!("bad ns link {target:?}"))?;
     let inner = target[open + 2..]
         .strip_suffix(']')
         .ok_or_else(|| format!("bad ns link {target:?}"))?;
-    inner
-        .parse()
-        .map_err(|_| format!("bad ns inode in {target:?}"))
+    inner.parse().map_err(|_| format!("bad ns inode in {target:?}"))
 }
 
 /// Interface names from /proc/net/dev (two header lines, then `name: counters`).
@@ -144,10 +126,7 @@ mod tests {
 
     #[test]
     fn mountinfo_basic() {
-        let m = parse_mountinfo_line(
-            "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue",
-        )
-        .unwrap();
+        let m = parse_mountinfo_line("36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue").unwrap();
         assert_eq!(
             m,
             Mount {
@@ -165,10 +144,7 @@ mod tests {
 
     #[test]
     fn mountinfo_no_optional_fields() {
-        let m = parse_mountinfo_line(
-            "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw",
-        )
-        .unwrap();
+        let m = parse_mountinfo_line("22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw").unwrap();
         assert_eq!(m.mount_point, "/proc");
         assert_eq!(m.fs_type, "proc");
         assert_eq!(m.source, "proc");
@@ -178,10 +154,9 @@ mod tests {
 
     #[test]
     fn mountinfo_several_optional_fields() {
-        let m = parse_mountinfo_line(
-            "40 22 0:5 / /dev rw shared:2 master:7 propagate_from:3 unbindable - devtmpfs udev rw,size=4k,mode=755",
-        )
-        .unwrap();
+        let m =
+            parse_mountinfo_line("40 22 0:5 / /dev rw shared:2 master:7 propagate_from:3 unbindable - devtmpfs udev rw,size=4k,mode=755")
+                .unwrap();
         assert_eq!(m.fs_type, "devtmpfs");
         assert_eq!(m.source, "udev");
         assert_eq!(m.super_options, "rw,size=4k,mode=755");
@@ -189,10 +164,8 @@ mod tests {
 
     #[test]
     fn mountinfo_escaped_spaces() {
-        let m = parse_mountinfo_line(
-            r"100 36 8:1 /with\040space /mnt/my\040dir\011tab\134back rw,relatime - ext4 /dev/sd\040a1 rw",
-        )
-        .unwrap();
+        let m =
+            parse_mountinfo_line(r"100 36 8:1 /with\040space /mnt/my\040dir\011tab\134back rw,relatime - ext4 /dev/sd\040a1 rw").unwrap();
         assert_eq!(m.root, "/with space");
         assert_eq!(m.mount_point, "/mnt/my dir\ttab\\back");
         assert_eq!(m.source, "/dev/sd a1");
@@ -208,8 +181,7 @@ mod tests {
 
     #[test]
     fn mountinfo_multi_line() {
-        let text =
-            "22 1 0:21 / /proc rw - proc proc rw\n23 1 0:22 / /tmp rw - tmpfs tmpfs rw,mode=1777\n";
+        let text = "22 1 0:21 / /proc rw - proc proc rw\n23 1 0:22 / /tmp rw - tmpfs tmpfs rw,mode=1777\n";
         let v = parse_mountinfo(text).unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].super_options, "rw,mode=1777");
@@ -227,10 +199,7 @@ mod tests {
     #[test]
     fn id_map() {
         let text = "         0     100000      65536\n     65536          0          1\n";
-        assert_eq!(
-            parse_id_map(text).unwrap(),
-            vec![[0, 100000, 65536], [65536, 0, 1]]
-        );
+        assert_eq!(parse_id_map(text).unwrap(), vec![[0, 100000, 65536], [65536, 0, 1]]);
         // Initial user namespace.
         assert_eq!(
             parse_id_map("         0          0 4294967295\n").unwrap(),
@@ -274,9 +243,6 @@ mod tests {
                     face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
                     lo:   12345      10    0    0    0     0          0         0    12345      10    0    0    0     0       0          0\n  \
                     eth0:100 1 0 0 0 0 0 0 200 2 0 0 0 0 0 0\n";
-        assert_eq!(
-            parse_net_dev(text),
-            vec!["lo".to_string(), "eth0".to_string()]
-        );
+        assert_eq!(parse_net_dev(text), vec!["lo".to_string(), "eth0".to_string()]);
     }
 }

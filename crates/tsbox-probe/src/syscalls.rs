@@ -27,7 +27,10 @@ pub fn run() -> BTreeMap<&'static str, i64> {
         out.insert("chmod_setuid", outcome(libc::chmod(path.as_ptr(), 0o4755) as libc::c_long));
         out.insert("chmod_setgid", outcome(libc::chmod(path.as_ptr(), 0o2755) as libc::c_long));
         out.insert("fchmod_setuid", outcome(libc::fchmod(fd, 0o4755) as libc::c_long));
-        out.insert("fchmodat_setgid", outcome(libc::fchmodat(libc::AT_FDCWD, path.as_ptr(), 0o2755, 0) as libc::c_long));
+        out.insert(
+            "fchmodat_setgid",
+            outcome(libc::fchmodat(libc::AT_FDCWD, path.as_ptr(), 0o2755, 0) as libc::c_long),
+        );
         libc::close(fd);
         libc::unlink(path.as_ptr());
         out.insert("unshare_user", outcome(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)));
@@ -36,10 +39,35 @@ pub fn run() -> BTreeMap<&'static str, i64> {
         let c: libc::c_char = 0;
         out.insert("ioctl_tiocsti", outcome(libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSTI, &c)));
         let mut ws: libc::winsize = std::mem::zeroed();
-        out.insert("ioctl_tiocgwinsz", outcome(libc::syscall(libc::SYS_ioctl, 0, libc::TIOCGWINSZ, &mut ws)));
-        out.insert("keyctl", outcome(libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0)));
-        out.insert("add_key", outcome(libc::syscall(libc::SYS_add_key, c"user".as_ptr(), c"tsbox".as_ptr(), c"x".as_ptr(), 1, -3)));
-        out.insert("request_key", outcome(libc::syscall(libc::SYS_request_key, c"user".as_ptr(), c"tsbox".as_ptr(), std::ptr::null::<libc::c_char>(), 0)));
+        out.insert(
+            "ioctl_tiocgwinsz",
+            outcome(libc::syscall(libc::SYS_ioctl, 0, libc::TIOCGWINSZ, &mut ws)),
+        );
+        out.insert(
+            "keyctl",
+            outcome(libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0)),
+        );
+        out.insert(
+            "add_key",
+            outcome(libc::syscall(
+                libc::SYS_add_key,
+                c"user".as_ptr(),
+                c"tsbox".as_ptr(),
+                c"x".as_ptr(),
+                1,
+                -3,
+            )),
+        );
+        out.insert(
+            "request_key",
+            outcome(libc::syscall(
+                libc::SYS_request_key,
+                c"user".as_ptr(),
+                c"tsbox".as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )),
+        );
         out.insert("ptrace", outcome(libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0)));
         out.insert("mbind", outcome(libc::syscall(libc::SYS_mbind, 0, 0, 0, 0, 0, 0)));
         out.insert("migrate_pages", outcome(libc::syscall(libc::SYS_migrate_pages, 0, 0, 0, 0)));
@@ -47,7 +75,10 @@ pub fn run() -> BTreeMap<&'static str, i64> {
         out.insert("set_mempolicy", outcome(libc::syscall(libc::SYS_set_mempolicy, 0, 0, 0)));
         out.insert("userfaultfd", outcome(libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC)));
         let mut attr = [0u8; 128];
-        out.insert("perf_event_open", outcome(libc::syscall(libc::SYS_perf_event_open, attr.as_mut_ptr(), 0, -1, -1, 0)));
+        out.insert(
+            "perf_event_open",
+            outcome(libc::syscall(libc::SYS_perf_event_open, attr.as_mut_ptr(), 0, -1, -1, 0)),
+        );
         out.insert("clone3", outcome(libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0)));
         out.insert("getpid", outcome(libc::syscall(libc::SYS_getpid)));
     }

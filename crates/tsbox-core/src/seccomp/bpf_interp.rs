@@ -118,23 +118,16 @@ pub fn check(prog: &[Instruction]) -> Result<(), String> {
             c if c == ALU | NEG => true,
             c if c & 0x07 == ALU => {
                 let op = c & 0xf0;
-                [ADD, SUB, MUL, DIV, AND, OR, XOR, LSH, RSH].contains(&op)
-                    && (c & !0xf8) == ALU
-                    && !(op == DIV && c & X == 0 && i.k == 0)
+                [ADD, SUB, MUL, DIV, AND, OR, XOR, LSH, RSH].contains(&op) && (c & !0xf8) == ALU && !(op == DIV && c & X == 0 && i.k == 0)
             }
             c if c == JMP | JA => u64::from(i.k) < rest,
             c if c & 0x07 == JMP => {
-                [JEQ, JGT, JGE, JSET].contains(&(c & 0xf0))
-                    && (c & !0xf8) == JMP
-                    && u64::from(i.jt) < rest
-                    && u64::from(i.jf) < rest
+                [JEQ, JGT, JGE, JSET].contains(&(c & 0xf0)) && (c & !0xf8) == JMP && u64::from(i.jt) < rest && u64::from(i.jf) < rest
             }
             _ => false,
         };
         if !ok {
-            return Err(format!(
-                "instruction {pc} ({i:?}) would be refused by the kernel"
-            ));
+            return Err(format!("instruction {pc} ({i:?}) would be refused by the kernel"));
         }
     }
     let last = prog[prog.len() - 1].code;

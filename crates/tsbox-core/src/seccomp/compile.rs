@@ -11,10 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
-};
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
 
 use super::profile::{Action, Op, Profile};
 use super::{Arch, Bpf, Instruction, Problems, SeccompError};
@@ -65,8 +62,7 @@ pub fn compile(profile: &Profile, arch: Arch) -> Result<Bpf, Problems> {
                     Op::MaskedEq => (SeccompCmpOp::MaskedEq(a.value), a.value_two),
                 };
                 // Indexes were checked by validate(); a failure here is a bug.
-                SeccompCondition::new(a.index as u8, SeccompCmpArgLen::Qword, op, value)
-                    .map_err(backend)
+                SeccompCondition::new(a.index as u8, SeccompCmpArgLen::Qword, op, value).map_err(backend)
             })
             .collect::<Result<Vec<_>, _>>()?;
         if runs.last().is_none_or(|r| r.action != action) {

@@ -53,25 +53,16 @@ pub enum SeccompError {
     #[error("(profile): not valid JSON: {message}")]
     Json { message: String },
     #[error("{}: expected {expected}", shown(.path))]
-    Type {
-        path: String,
-        expected: &'static str,
-    },
+    Type { path: String, expected: &'static str },
     #[error("{path}: required")]
     Missing { path: String },
     #[error("{path}: unknown field (an OCI linux.seccomp object has defaultAction, defaultErrnoRet, architectures, flags, listenerPath, listenerMetadata and syscalls; a rule has names, action, errnoRet and args; an argument has index, value, valueTwo and op)")]
     UnknownField { path: String },
     #[error("{path}: unknown syscall {name:?}")]
     UnknownSyscall { path: String, name: String },
-    #[error(
-        "{path}: unknown action {value:?} (expected one of {})",
-        profile::action_names()
-    )]
+    #[error("{path}: unknown action {value:?} (expected one of {})", profile::action_names())]
     UnknownAction { path: String, value: String },
-    #[error(
-        "{path}: unknown operator {value:?} (expected one of {})",
-        profile::op_names()
-    )]
+    #[error("{path}: unknown operator {value:?} (expected one of {})", profile::op_names())]
     UnknownOp { path: String, value: String },
     #[error("{path}: unknown architecture {value:?} (expected one of {})", ARCHITECTURES.join(", "))]
     UnknownArch { path: String, value: String },
@@ -79,11 +70,7 @@ pub enum SeccompError {
     UnknownFlag { path: String, value: String },
     /// Valid OCI that tsbox cannot honour: refused, never dropped.
     #[error("{path}: {what} is not supported by tsbox: {why}")]
-    Unsupported {
-        path: String,
-        what: String,
-        why: &'static str,
-    },
+    Unsupported { path: String, what: String, why: &'static str },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
     #[error("seccomp filters are compiled for x86_64 and aarch64, not {arch}")]
@@ -200,10 +187,7 @@ impl Arch {
             Arch::X86_64 => syscalls::X86_64,
             Arch::Aarch64 => syscalls::AARCH64,
         };
-        table
-            .binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
-            .map(|i| table[i].1)
+        table.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| table[i].1)
     }
 
     fn target(self) -> seccompiler::TargetArch {
@@ -217,8 +201,7 @@ impl Arch {
 /// True for the name of a system call on any Linux architecture: the check
 /// that tells a typo from a call this architecture just does not have.
 pub fn is_known_syscall(name: &str) -> bool {
-    Arch::ALL.iter().any(|a| a.syscall(name).is_some())
-        || syscalls::OTHER_ARCHES.binary_search(&name).is_ok()
+    Arch::ALL.iter().any(|a| a.syscall(name).is_some()) || syscalls::OTHER_ARCHES.binary_search(&name).is_ok()
 }
 
 /// A compiled seccomp program: the raw `struct sock_filter` array, each

@@ -141,11 +141,7 @@ impl Action {
     }
 
     pub fn name(self) -> &'static str {
-        ACTIONS
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        ACTIONS.iter().find(|(_, a)| *a == self).map(|(n, _)| *n).unwrap_or("?")
     }
 
     /// True for the actions that carry `errnoRet`.
@@ -218,10 +214,7 @@ impl Op {
     }
 
     pub fn name(self) -> &'static str {
-        OPS.iter()
-            .find(|(_, o)| *o == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        OPS.iter().find(|(_, o)| *o == self).map(|(n, _)| *n).unwrap_or("?")
     }
 
     /// Whether an argument satisfies the condition (the reference the compiled
@@ -243,9 +236,7 @@ impl Profile {
     /// Reads a profile from JSON. Every problem is reported with its JSON path;
     /// a profile that reads cleanly has also passed [`Profile::validate`].
     pub fn from_json(text: &str) -> Result<Profile, Problems> {
-        let value: Value = serde_json::from_str(text).map_err(|e| SeccompError::Json {
-            message: e.to_string(),
-        })?;
+        let value: Value = serde_json::from_str(text).map_err(|e| SeccompError::Json { message: e.to_string() })?;
         Profile::from_value(&value)
     }
 
@@ -290,17 +281,14 @@ impl Profile {
             match f.as_str() {
                 // The filter is loaded by a single-threaded process: TSYNC holds trivially.
                 "SECCOMP_FILTER_FLAG_TSYNC" => {}
-                "SECCOMP_FILTER_FLAG_LOG"
-                | "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
-                | "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => p(SeccompError::Unsupported {
-                    path,
-                    what: f.clone(),
-                    why: "tsbox loads filters without flags",
-                }),
-                _ => p(SeccompError::UnknownFlag {
-                    path,
-                    value: f.clone(),
-                }),
+                "SECCOMP_FILTER_FLAG_LOG" | "SECCOMP_FILTER_FLAG_SPEC_ALLOW" | "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => {
+                    p(SeccompError::Unsupported {
+                        path,
+                        what: f.clone(),
+                        why: "tsbox loads filters without flags",
+                    })
+                }
+                _ => p(SeccompError::UnknownFlag { path, value: f.clone() }),
             }
         }
         if self.listener_path.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -310,11 +298,7 @@ impl Profile {
                 why: "tsbox has no user-space notification (SCMP_ACT_NOTIFY)",
             });
         }
-        if self
-            .listener_metadata
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
+        if self.listener_metadata.as_deref().is_some_and(|s| !s.is_empty()) {
             p(SeccompError::Unsupported {
                 path: "listenerMetadata".into(),
                 what: "a seccomp agent".into(),
@@ -357,7 +341,10 @@ impl Profile {
                 if arg.op != Op::MaskedEq && arg.value_two != 0 {
                     p(SeccompError::Invalid {
                         path: format!("{ap}.valueTwo"),
-                        message: format!("only SCMP_CMP_MASKED_EQ uses valueTwo; {} compares the argument with value", arg.op.name()),
+                        message: format!(
+                            "only SCMP_CMP_MASKED_EQ uses valueTwo; {} compares the argument with value",
+                            arg.op.name()
+                        ),
                     });
                 }
                 if arg.op == Op::MaskedEq && arg.value_two & !arg.value != 0 {
@@ -448,12 +435,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn object<'v>(
-        &mut self,
-        v: &'v Value,
-        path: &str,
-        fields: &[&str],
-    ) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(&mut self, v: &'v Value, path: &str, fields: &[&str]) -> Option<&'v Map<String, Value>> {
         let Some(obj) = v.as_object() else {
             self.problems.push(SeccompError::Type {
                 path: path.into(),
@@ -463,24 +445,17 @@ impl Reader {
         };
         for k in obj.keys() {
             if !fields.contains(&k.as_str()) {
-                self.problems
-                    .push(SeccompError::UnknownField { path: key(path, k) });
+                self.problems.push(SeccompError::UnknownField { path: key(path, k) });
             }
         }
         Some(obj)
     }
 
     /// A field that must be there (and not null).
-    fn required<'v>(
-        &mut self,
-        obj: &'v Map<String, Value>,
-        path: &str,
-        k: &str,
-    ) -> Option<&'v Value> {
+    fn required<'v>(&mut self, obj: &'v Map<String, Value>, path: &str, k: &str) -> Option<&'v Value> {
         match obj.get(k) {
             None | Some(Value::Null) => {
-                self.problems
-                    .push(SeccompError::Missing { path: key(path, k) });
+                self.problems.push(SeccompError::Missing { path: key(path, k) });
                 None
             }
             Some(v) => Some(v),
@@ -582,17 +557,13 @@ impl Reader {
         let default_action = self
             .required(obj, "", "defaultAction")
             .and_then(|v| self.action(v, "defaultAction"));
-        let default_errno_ret =
-            Self::optional(obj, "defaultErrnoRet").and_then(|v| self.u32(v, "defaultErrnoRet"));
+        let default_errno_ret = Self::optional(obj, "defaultErrnoRet").and_then(|v| self.u32(v, "defaultErrnoRet"));
         let architectures = self.strings(Self::optional(obj, "architectures"), "architectures");
         let flags = self.strings(Self::optional(obj, "flags"), "flags");
-        let listener_path =
-            Self::optional(obj, "listenerPath").and_then(|v| self.string(v, "listenerPath"));
-        let listener_metadata = Self::optional(obj, "listenerMetadata")
-            .and_then(|v| self.string(v, "listenerMetadata"));
+        let listener_path = Self::optional(obj, "listenerPath").and_then(|v| self.string(v, "listenerPath"));
+        let listener_metadata = Self::optional(obj, "listenerMetadata").and_then(|v| self.string(v, "listenerMetadata"));
         let mut syscalls = Vec::new();
-        if let Some(list) = Self::optional(obj, "syscalls").and_then(|v| self.array(v, "syscalls"))
-        {
+        if let Some(list) = Self::optional(obj, "syscalls").and_then(|v| self.array(v, "syscalls")) {
             for (i, item) in list.iter().enumerate() {
                 if let Some(rule) = self.rule(item, &format!("syscalls[{i}]")) {
                     syscalls.push(rule);
@@ -613,14 +584,11 @@ impl Reader {
     fn rule(&mut self, v: &Value, path: &str) -> Option<SyscallRule> {
         let obj = self.object(v, path, &["names", "action", "errnoRet", "args"])?;
         let names_path = key(path, "names");
-        let names = self
-            .required(obj, path, "names")
-            .map(|v| self.strings(Some(v), &names_path));
+        let names = self.required(obj, path, "names").map(|v| self.strings(Some(v), &names_path));
         let action = self
             .required(obj, path, "action")
             .and_then(|v| self.action(v, &key(path, "action")));
-        let errno_ret =
-            Self::optional(obj, "errnoRet").and_then(|v| self.u32(v, &key(path, "errnoRet")));
+        let errno_ret = Self::optional(obj, "errnoRet").and_then(|v| self.u32(v, &key(path, "errnoRet")));
         let mut args = Vec::new();
         let args_path = key(path, "args");
         if let Some(list) = Self::optional(obj, "args").and_then(|v| self.array(v, &args_path)) {
@@ -640,30 +608,23 @@ impl Reader {
 
     fn arg(&mut self, v: &Value, path: &str) -> Option<Arg> {
         let obj = self.object(v, path, &["index", "value", "valueTwo", "op"])?;
-        let index = self
-            .required(obj, path, "index")
-            .and_then(|v| self.u32(v, &key(path, "index")));
-        let value = self
-            .required(obj, path, "value")
-            .and_then(|v| self.u64(v, &key(path, "value")));
+        let index = self.required(obj, path, "index").and_then(|v| self.u32(v, &key(path, "index")));
+        let value = self.required(obj, path, "value").and_then(|v| self.u64(v, &key(path, "value")));
         let value_two = match Self::optional(obj, "valueTwo") {
             Some(v) => self.u64(v, &key(path, "valueTwo")),
             None => Some(0),
         };
         let op_path = key(path, "op");
-        let op = self
-            .required(obj, path, "op")
-            .and_then(|v| self.string(v, &op_path))
-            .and_then(|s| {
-                let op = Op::parse(&s);
-                if op.is_none() {
-                    self.problems.push(SeccompError::UnknownOp {
-                        path: op_path.clone(),
-                        value: s,
-                    });
-                }
-                op
-            });
+        let op = self.required(obj, path, "op").and_then(|v| self.string(v, &op_path)).and_then(|s| {
+            let op = Op::parse(&s);
+            if op.is_none() {
+                self.problems.push(SeccompError::UnknownOp {
+                    path: op_path.clone(),
+                    value: s,
+                });
+            }
+            op
+        });
         Some(Arg {
             index: index?,
             value: value?,

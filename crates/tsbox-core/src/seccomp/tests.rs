@@ -166,12 +166,7 @@ fn the_default_profile_gives_the_expected_verdicts() {
                 assert_eq!((arch, *name), (Arch::Aarch64, "chmod"));
                 continue;
             }
-            assert_eq!(
-                verdict(&bpf, arch, name, args),
-                *want,
-                "{}: {name}{args:x?}",
-                arch.name()
-            );
+            assert_eq!(verdict(&bpf, arch, name, args), *want, "{}: {name}{args:x?}", arch.name());
         }
     }
 }
@@ -200,10 +195,7 @@ fn the_default_profile_denies_unknown_numbers_and_kills_other_abis() {
     }
     // x32 (x86_64's arch value, bit 30 set in the number) matches no rule.
     let bpf = default_bpf(Arch::X86_64);
-    assert_eq!(
-        run_raw(&bpf, Arch::X86_64.audit_arch(), 0x4000_0000, [0; 6]),
-        EPERM
-    );
+    assert_eq!(run_raw(&bpf, Arch::X86_64.audit_arch(), 0x4000_0000, [0; 6]), EPERM);
 }
 
 #[test]
@@ -222,36 +214,16 @@ fn every_call_of_the_default_lists_gets_its_lists_verdict() {
         ];
         for name in ALLOWED.iter().filter(|n| arch.syscall(n).is_some()) {
             // Zeroed arguments pass every conditional check of the default.
-            assert_eq!(
-                verdict(&bpf, arch, name, &[]),
-                ALLOW,
-                "{}: {name}",
-                arch.name()
-            );
+            assert_eq!(verdict(&bpf, arch, name, &[]), ALLOW, "{}: {name}", arch.name());
             if !conditional.contains(name) {
-                assert_eq!(
-                    verdict(&bpf, arch, name, &[u64::MAX; 6]),
-                    ALLOW,
-                    "{}: {name}",
-                    arch.name()
-                );
+                assert_eq!(verdict(&bpf, arch, name, &[u64::MAX; 6]), ALLOW, "{}: {name}", arch.name());
             }
         }
         for name in ALWAYS_DENIED.iter().filter(|n| arch.syscall(n).is_some()) {
-            assert_eq!(
-                verdict(&bpf, arch, name, &[]),
-                EPERM,
-                "{}: {name}",
-                arch.name()
-            );
+            assert_eq!(verdict(&bpf, arch, name, &[]), EPERM, "{}: {name}", arch.name());
         }
         for name in NOT_IMPLEMENTED.iter().filter(|n| arch.syscall(n).is_some()) {
-            assert_eq!(
-                verdict(&bpf, arch, name, &[]),
-                ENOSYS,
-                "{}: {name}",
-                arch.name()
-            );
+            assert_eq!(verdict(&bpf, arch, name, &[]), ENOSYS, "{}: {name}", arch.name());
         }
     }
 }
@@ -261,22 +233,11 @@ fn every_call_of_the_default_lists_gets_its_lists_verdict() {
 /// them through without running the filter at all.
 #[test]
 fn unconditionally_allowed_calls_never_read_arguments() {
-    let conditional = [
-        "chmod",
-        "fchmod",
-        "fchmodat",
-        "fchmodat2",
-        "clone",
-        "unshare",
-        "ioctl",
-    ];
+    let conditional = ["chmod", "fchmod", "fchmodat", "fchmodat2", "clone", "unshare", "ioctl"];
     for arch in Arch::ALL {
         let bpf = default_bpf(arch);
         let prog: Vec<Instruction> = bpf.instructions().collect();
-        for name in ALLOWED
-            .iter()
-            .filter(|n| arch.syscall(n).is_some() && !conditional.contains(n))
-        {
+        for name in ALLOWED.iter().filter(|n| arch.syscall(n).is_some() && !conditional.contains(n)) {
             let data = SeccompData {
                 nr: nr(arch, name),
                 arch: arch.audit_arch(),
@@ -296,12 +257,7 @@ fn the_default_profile_fits_the_kernel_limit_and_names_only_real_calls() {
         let bpf = default_bpf(arch);
         let prog: Vec<Instruction> = bpf.instructions().collect();
         bpf_interp::check(&prog).unwrap();
-        assert!(
-            bpf.len() < 2500,
-            "{}: {} instructions",
-            arch.name(),
-            bpf.len()
-        );
+        assert!(bpf.len() < 2500, "{}: {} instructions", arch.name(), bpf.len());
     }
     for rule in default_profile().syscalls {
         for name in rule.names {
@@ -367,17 +323,8 @@ fn every_operator_compiles_to_its_meaning_on_64_bit_values() {
         u64::MAX,
     ];
     let ops = [Op::Ne, Op::Lt, Op::Le, Op::Eq, Op::Ge, Op::Gt];
-    let mut cases: Vec<(Op, u64, u64)> = ops
-        .iter()
-        .flat_map(|op| values.iter().map(move |v| (*op, *v, 0)))
-        .collect();
-    for mask in [
-        0xffu64,
-        0xffff_ffff,
-        0xffff_ffff_0000_0000,
-        0x8000_0000_0000_0001,
-        u64::MAX,
-    ] {
+    let mut cases: Vec<(Op, u64, u64)> = ops.iter().flat_map(|op| values.iter().map(move |v| (*op, *v, 0))).collect();
+    for mask in [0xffu64, 0xffff_ffff, 0xffff_ffff_0000_0000, 0x8000_0000_0000_0001, u64::MAX] {
         for v2 in [0, mask, mask & 0x0000_0001_0000_0001, mask & 0xf0] {
             cases.push((Op::MaskedEq, mask, v2));
         }
@@ -404,10 +351,7 @@ fn every_operator_compiles_to_its_meaning_on_64_bit_values() {
                 }],
             };
             let bpf = compile(&p, arch).unwrap();
-            for arg in values
-                .iter()
-                .chain([0xf0, 0xff, 0x1_0000_00f0, 0x8000_0000_0000_0001].iter())
-            {
+            for arg in values.iter().chain([0xf0, 0xff, 0x1_0000_00f0, 0x8000_0000_0000_0001].iter()) {
                 let want = if op.holds(*arg, *value, *value_two) {
                     Verdict::Errno(5)
                 } else {
@@ -437,10 +381,7 @@ fn a_custom_profile_can_deny_mkdir_with_enospc() {
         assert_eq!(verdict(&bpf, arch, "unlinkat", &[]), ALLOW);
     }
     let bpf = compile(&p, Arch::X86_64).unwrap();
-    assert_eq!(
-        verdict(&bpf, Arch::X86_64, "mkdir", &[]),
-        Verdict::Errno(28)
-    );
+    assert_eq!(verdict(&bpf, Arch::X86_64, "mkdir", &[]), Verdict::Errno(28));
 }
 
 #[test]
@@ -452,11 +393,7 @@ fn every_action_returns_what_the_kernel_expects() {
         ("SCMP_ACT_TRAP", "", Verdict::Trap(0)),
         ("SCMP_ACT_ERRNO", "", Verdict::Errno(1)),
         ("SCMP_ACT_ERRNO", r#", "errnoRet": 0"#, Verdict::Errno(0)),
-        (
-            "SCMP_ACT_ERRNO",
-            r#", "errnoRet": 4095"#,
-            Verdict::Errno(4095),
-        ),
+        ("SCMP_ACT_ERRNO", r#", "errnoRet": 4095"#, Verdict::Errno(4095)),
         ("SCMP_ACT_TRACE", r#", "errnoRet": 7"#, Verdict::Trace(7)),
         ("SCMP_ACT_LOG", "", Verdict::Log),
         ("SCMP_ACT_ALLOW", "", ALLOW),
@@ -473,16 +410,8 @@ fn every_action_returns_what_the_kernel_expects() {
         for arch in Arch::ALL {
             let bpf = compile(&p, arch).unwrap();
             assert_eq!(verdict(&bpf, arch, "getpid", &[]), want, "{action}{extra}");
-            let other = if default == "SCMP_ACT_LOG" {
-                Verdict::Log
-            } else {
-                ALLOW
-            };
-            assert_eq!(
-                verdict(&bpf, arch, "getppid", &[]),
-                other,
-                "{action}: the default"
-            );
+            let other = if default == "SCMP_ACT_LOG" { Verdict::Log } else { ALLOW };
+            assert_eq!(verdict(&bpf, arch, "getppid", &[]), other, "{action}: the default");
         }
     }
 }
@@ -501,10 +430,7 @@ fn conditional_rules_come_before_unconditional_ones_whatever_the_order() {
         ));
         for arch in Arch::ALL {
             let bpf = compile(&p, arch).unwrap();
-            assert_eq!(
-                verdict(&bpf, arch, "mkdirat", &[3, 0, 0o1777]),
-                Verdict::Errno(28)
-            );
+            assert_eq!(verdict(&bpf, arch, "mkdirat", &[3, 0, 0o1777]), Verdict::Errno(28));
             assert_eq!(verdict(&bpf, arch, "mkdirat", &[3, 0, 0o755]), ALLOW);
             assert_eq!(verdict(&bpf, arch, "read", &[]), Verdict::KillProcess);
         }
@@ -540,11 +466,7 @@ fn the_first_matching_conditional_rule_decides_and_conditions_are_anded() {
             Verdict::Errno(9),
             "a third run, same action as the first"
         );
-        assert_eq!(
-            verdict(&bpf, arch, "write", &[1, 0, 101]),
-            ALLOW,
-            "no rule holds"
-        );
+        assert_eq!(verdict(&bpf, arch, "write", &[1, 0, 101]), ALLOW, "no rule holds");
         assert_eq!(verdict(&bpf, arch, "read", &[]), Verdict::Trap(0));
         assert_eq!(verdict(&bpf, arch, "close", &[]), Verdict::Errno(9));
         assert_eq!(verdict(&bpf, arch, "getpid", &[]), ALLOW);
@@ -558,42 +480,25 @@ fn names_from_other_architectures_compile_to_nothing() {
         r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
             "syscalls": [{"names": ["_llseek", "socketcall", "arm_fadvise64_64", "read"], "action": "SCMP_ACT_ALLOW"}]}"#,
     );
-    let without = profile(
-        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
-    );
+    let without = profile(r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#);
     for arch in Arch::ALL {
-        assert_eq!(
-            compile(&with, arch).unwrap(),
-            compile(&without, arch).unwrap()
-        );
+        assert_eq!(compile(&with, arch).unwrap(), compile(&without, arch).unwrap());
     }
     // chmod is x86_64's only: on aarch64 the rule is empty and so is the filter.
-    let chmod = profile(
-        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chmod"], "action": "SCMP_ACT_ERRNO"}]}"#,
-    );
+    let chmod = profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chmod"], "action": "SCMP_ACT_ERRNO"}]}"#);
     let empty = profile(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#);
-    assert_eq!(
-        compile(&chmod, Arch::Aarch64).unwrap(),
-        compile(&empty, Arch::Aarch64).unwrap()
-    );
-    assert_ne!(
-        compile(&chmod, Arch::X86_64).unwrap(),
-        compile(&empty, Arch::X86_64).unwrap()
-    );
+    assert_eq!(compile(&chmod, Arch::Aarch64).unwrap(), compile(&empty, Arch::Aarch64).unwrap());
+    assert_ne!(compile(&chmod, Arch::X86_64).unwrap(), compile(&empty, Arch::X86_64).unwrap());
 }
 
 #[test]
 fn an_empty_profile_is_its_default_action_behind_the_arch_check() {
-    let p =
-        profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": null, "architectures": null}"#);
+    let p = profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": null, "architectures": null}"#);
     for arch in Arch::ALL {
         let bpf = compile(&p, arch).unwrap();
         assert_eq!(bpf.len(), 4);
         assert_eq!(verdict(&bpf, arch, "read", &[]), ALLOW);
-        assert_eq!(
-            run_raw(&bpf, AUDIT_ARCH_I386, 3, [0; 6]),
-            Verdict::KillProcess
-        );
+        assert_eq!(run_raw(&bpf, AUDIT_ARCH_I386, 3, [0; 6]), Verdict::KillProcess);
     }
 }
 
@@ -620,10 +525,7 @@ fn an_unknown_syscall_is_reported_with_its_path() {
         r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, {"names": ["write", "mkdri"], "action": "SCMP_ACT_ALLOW"}]}"#,
     );
     assert_eq!(errs.len(), 1);
-    assert_eq!(
-        errs[0].to_string(),
-        r#"syscalls[1].names[1]: unknown syscall "mkdri""#
-    );
+    assert_eq!(errs[0].to_string(), r#"syscalls[1].names[1]: unknown syscall "mkdri""#);
     assert_eq!(errs[0].path(), Some("syscalls[1].names[1]"));
 }
 
@@ -635,24 +537,9 @@ fn bad_actions_operators_and_architectures_are_reported_with_their_paths() {
                          {"names": ["write"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQUAL"}]}]}"#,
     );
     let paths: Vec<_> = errs.iter().map(|e| e.path().unwrap()).collect();
-    assert_eq!(
-        paths,
-        [
-            "defaultAction",
-            "syscalls[0].action",
-            "syscalls[1].args[0].op"
-        ]
-    );
-    assert!(
-        matches!(&errs[0], SeccompError::UnknownAction { value, .. } if value == "SCMP_ACT_DENY")
-    );
-    assert!(
-        errs[1]
-            .to_string()
-            .contains("expected one of SCMP_ACT_KILL"),
-        "{}",
-        errs[1]
-    );
+    assert_eq!(paths, ["defaultAction", "syscalls[0].action", "syscalls[1].args[0].op"]);
+    assert!(matches!(&errs[0], SeccompError::UnknownAction { value, .. } if value == "SCMP_ACT_DENY"));
+    assert!(errs[1].to_string().contains("expected one of SCMP_ACT_KILL"), "{}", errs[1]);
     assert!(
         errs[2]
             .to_string()
@@ -661,14 +548,10 @@ fn bad_actions_operators_and_architectures_are_reported_with_their_paths() {
         errs[2]
     );
     // The architecture is checked once the shape is right.
-    let errs = parse_err(
-        r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]}"#,
-    );
+    let errs = parse_err(r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]}"#);
     assert_eq!(errs[0].path(), Some("architectures[1]"));
     assert!(
-        errs[0]
-            .to_string()
-            .contains(r#"unknown architecture "SCMP_ARCH_Z80""#),
+        errs[0].to_string().contains(r#"unknown architecture "SCMP_ARCH_Z80""#),
         "{}",
         errs[0]
     );
@@ -711,11 +594,7 @@ fn what_tsbox_cannot_honour_is_refused_not_dropped() {
     let mut p = default_profile();
     p.syscalls[3].action = Action::Notify;
     let err = compile(&p, Arch::X86_64).unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("syscalls[3].action: SCMP_ACT_NOTIFY"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("syscalls[3].action: SCMP_ACT_NOTIFY"), "{err}");
 }
 
 #[test]
@@ -766,24 +645,13 @@ fn values_out_of_range_or_meaningless_are_reported_with_their_paths() {
     );
     assert_eq!(shown.len(), 8, "{shown:#?}");
     assert!(
-        shown[0]
-            .starts_with("defaultErrnoRet: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno"),
+        shown[0].starts_with("defaultErrnoRet: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno"),
         "{}",
         shown[0]
     );
-    assert_eq!(
-        shown[1],
-        "syscalls[0].names: must name at least one system call"
-    );
-    assert_eq!(
-        shown[2],
-        "syscalls[0].errnoRet: 5000 is above the largest errno, 4095"
-    );
-    assert!(
-        shown[3].starts_with("syscalls[1].errnoRet: only SCMP_ACT_ERRNO"),
-        "{}",
-        shown[3]
-    );
+    assert_eq!(shown[1], "syscalls[0].names: must name at least one system call");
+    assert_eq!(shown[2], "syscalls[0].errnoRet: 5000 is above the largest errno, 4095");
+    assert!(shown[3].starts_with("syscalls[1].errnoRet: only SCMP_ACT_ERRNO"), "{}", shown[3]);
     assert!(
         shown[4].starts_with("syscalls[2].args[0].index: argument index 6 is out of range"),
         "{}",
@@ -794,7 +662,11 @@ fn values_out_of_range_or_meaningless_are_reported_with_their_paths() {
         "{}",
         shown[5]
     );
-    assert!(shown[6].starts_with("syscalls[2].args[2].index: a second condition on argument 0 (the first is syscalls[2].args[1])"), "{}", shown[6]);
+    assert!(
+        shown[6].starts_with("syscalls[2].args[2].index: a second condition on argument 0 (the first is syscalls[2].args[1])"),
+        "{}",
+        shown[6]
+    );
     assert!(
         shown[7].starts_with("syscalls[2].args[3].valueTwo: 0x4 has bits outside the mask 0x3"),
         "{}",
@@ -847,10 +719,7 @@ fn what_oci_writers_emit_is_accepted() {
 #[test]
 fn syscall_tables_are_sorted_and_disjoint_from_the_other_names() {
     for table in [syscalls::X86_64, syscalls::AARCH64] {
-        assert!(
-            table.windows(2).all(|w| w[0].0 < w[1].0),
-            "a table is out of order"
-        );
+        assert!(table.windows(2).all(|w| w[0].0 < w[1].0), "a table is out of order");
         let mut numbers: Vec<u32> = table.iter().map(|(_, n)| *n).collect();
         numbers.sort();
         numbers.dedup();
@@ -858,10 +727,7 @@ fn syscall_tables_are_sorted_and_disjoint_from_the_other_names() {
     }
     assert!(syscalls::OTHER_ARCHES.windows(2).all(|w| w[0] < w[1]));
     for name in syscalls::OTHER_ARCHES {
-        assert!(
-            Arch::ALL.iter().all(|a| a.syscall(name).is_none()),
-            "{name}"
-        );
+        assert!(Arch::ALL.iter().all(|a| a.syscall(name).is_none()), "{name}");
         assert!(is_known_syscall(name));
     }
     assert!(!is_known_syscall("mkdri"));
@@ -909,10 +775,7 @@ fn a_program_travels_as_hex_and_is_checked_on_arrival() {
     assert!(json.starts_with("\"200000000400"), "{}", &json[..20]); // LD arch: code 0x20, k 4
     let back: Bpf = serde_json::from_str(&json).unwrap();
     assert_eq!(back, bpf);
-    assert_eq!(
-        format!("{bpf:?}"),
-        format!("Bpf({} instructions)", bpf.len())
-    );
+    assert_eq!(format!("{bpf:?}"), format!("Bpf({} instructions)", bpf.len()));
     // As a plan field: `seccomp: Option<Bpf>`, null or absent when unconfined.
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -924,17 +787,9 @@ fn a_program_travels_as_hex_and_is_checked_on_arrival() {
         version: 1,
         seccomp: Some(bpf.clone()),
     };
-    assert_eq!(
-        serde_json::from_slice::<PlanLike>(&crate::encode(&with)).unwrap(),
-        with
-    );
+    assert_eq!(serde_json::from_slice::<PlanLike>(&crate::encode(&with)).unwrap(), with);
     for unconfined in [r#"{"version": 1, "seccomp": null}"#, r#"{"version": 1}"#] {
-        assert_eq!(
-            serde_json::from_str::<PlanLike>(unconfined)
-                .unwrap()
-                .seccomp,
-            None
-        );
+        assert_eq!(serde_json::from_str::<PlanLike>(unconfined).unwrap().seccomp, None);
     }
     for bad in ["\"\"", "\"00\"", "\"0011223344556677zz\"", "\"001\"", "17"] {
         assert!(serde_json::from_str::<Bpf>(bad).is_err(), "{bad}");

@@ -1,0 +1,197 @@
+/**
+ * The packaging suite: tsbox as a user gets it. Packs the root package and the
+ * host's platform package the way they are published (scripts/pack.mjs), installs
+ * both into an empty project in a temporary directory, and runs tsbox from there,
+ * outside the checkout, with TSBOX_NATIVE_DIR unset: the CLI through npx, a
+ * five-line API script, and the loader. It catches a file left out of a package, a
+ * lost run bit on tsbox-init and a loader that only works in a checkout.
+ *
+ * Packing from the checkout needs `npm run build` first (native/ and dist/). CI
+ * points it at the tarballs its build jobs made instead:
+ *   TSBOX_TEST_ROOT_TGZ      the root package (tsbox-<version>.tgz)
+ *   TSBOX_TEST_PLATFORM_TGZ  the platform package (tsbox-linux-<arch>-<libc>-<version>.tgz)
+ */
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { platformTriple } from '../../ts/native.js';
+
+const REPO = resolve(import.meta.dirname, '..', '..');
+const rootPkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string; napi: { targets: string[] } };
+
+let work = '';
+let project = '';
+let platform = '';
+let packedFromCheckout = false;
+
+/** The environment of everything run in the project: no override, nothing of an outer npm run. */
+function projectEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  const keep = new Set(['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig']);
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'TSBOX_NATIVE_DIR' || k === 'INIT_CWD' || (k.toLowerCase().startsWith('npm_') && !keep.has(k.toLowerCase()))) continue;
+    env[k] = v;
+  }
+  return env;
+}
+
+function run(cmd: string, args: string[], opts: { timeout?: number } = {}): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { cwd: project, env: projectEnv(), encoding: 'utf8', timeout: opts.timeout ?? 60_000 });
+}
+
+const describeRun = (r: SpawnSyncReturns<string>): string => `status ${r.status}${r.signal ? ` signal ${r.signal}` : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+
+/** Packs from the checkout with scripts/pack.mjs, or takes CI's tarballs. */
+function tarballs(): { root: string; platform: string } {
+  const root = process.env.TSBOX_TEST_ROOT_TGZ;
+  const plat = process.env.TSBOX_TEST_PLATFORM_TGZ;
+  if (root || plat) {
+    if (!root || !plat) throw new Error('set both TSBOX_TEST_ROOT_TGZ and TSBOX_TEST_PLATFORM_TGZ, or neither');
+    return { root: resolve(root), platform: resolve(plat) };
+  }
+  packedFromCheckout = true;
+  for (const f of ['dist/index.js', `native/tsbox.${platform}.node`, 'native/tsbox-init']) {
+    if (!existsSync(join(REPO, f))) throw new Error(`${f} is missing: run \`npm run build\` before the packaging suite`);
+  }
+  const out = join(work, 'packs');
+  const stdout = execFileSync(process.execPath, [join(REPO, 'scripts', 'pack.mjs'), '--root', '--platform', platform, '--out', out, '--json'], {
+    cwd: REPO,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const packed = JSON.parse(stdout) as { name: string; filename: string }[];
+  const find = (name: string): string => {
+    const p = packed.find((x) => x.name === name);
+    if (!p) throw new Error(`pack.mjs did not pack ${name}`);
+    return p.filename;
+  };
+  return { root: find('tsbox'), platform: find(`@tsbox/${platform}`) };
+}
+
+beforeAll(() => {
+  platform = platformTriple();
+  work = mkdtempSync(join(tmpdir(), 'tsbox-packaging-'));
+  project = join(work, 'project');
+  mkdirSync(project);
+  const tgz = tarballs();
+  // The tarball CI hands over must be for the platform this machine loads.
+  expect(basename(tgz.platform)).toBe(`tsbox-${platform}-${rootPkg.version}.tgz`);
+  writeFileSync(join(project, 'package.json'), `${JSON.stringify({ name: 'tsbox-packaging-test', private: true, type: 'module' }, null, 2)}\n`);
+  // citty and zod come from npm's cache when they are there, else the registry;
+  // the other platforms' packages are optional and not found, which npm skips.
+  const install = (mode: string): SpawnSyncReturns<string> =>
+    run('npm', ['install', tgz.root, tgz.platform, mode, '--no-audit', '--no-fund', '--no-update-notifier'], { timeout: 240_000 });
+  let r = install('--offline');
+  if (r.status !== 0 && /ENOTCACHED/.test(r.stderr)) r = install('--prefer-offline');
+  if (r.status !== 0) throw new Error(`npm install failed: ${describeRun(r)}`);
+}, 300_000);
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('the installed packages', () => {
+  it('tsbox holds the CLI and the compiled library, not the native build', () => {
+    const dir = join(project, 'node_modules', 'tsbox');
+    for (const f of ['package.json', 'README.md', 'bin/tsbox.js', 'dist/index.js', 'dist/index.d.ts', 'dist/native.js', 'dist/cli/index.js']) {
+      expect(existsSync(join(dir, f)), f).toBe(true);
+    }
+    expect(readdirSync(dir).sort()).toEqual(['README.md', 'bin', 'dist', 'package.json']);
+    expect(readdirSync(dir, { recursive: true }).filter((f) => String(f).endsWith('.node'))).toEqual([]);
+  });
+
+  it('tsbox depends optionally on every platform package, at its own version', () => {
+    const pkg = JSON.parse(readFileSync(join(project, 'node_modules', 'tsbox', 'package.json'), 'utf8')) as { version: string; optionalDependencies?: Record<string, string> };
+    expect(pkg.version).toBe(rootPkg.version);
+    const platforms = rootPkg.napi.targets.map((t) => {
+      const [arch, , , libc] = t.split('-');
+      return `@tsbox/linux-${arch === 'x86_64' ? 'x64' : 'arm64'}-${libc}`;
+    });
+    expect(pkg.optionalDependencies).toEqual(Object.fromEntries(platforms.map((p) => [p, rootPkg.version])));
+  });
+
+  it(`the platform package holds the addon and tsbox-init, mode 0755`, () => {
+    const dir = join(project, 'node_modules', '@tsbox', platform);
+    expect(readdirSync(dir).sort()).toEqual(['README.md', 'package.json', 'tsbox-init', `tsbox.${platform}.node`]);
+    const meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<string, unknown>;
+    expect(meta).toMatchObject({ name: `@tsbox/${platform}`, version: rootPkg.version, main: `tsbox.${platform}.node`, os: ['linux'] });
+    expect(statSync(join(dir, 'tsbox-init')).mode & 0o777).toBe(0o755);
+    if (packedFromCheckout) {
+      const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+      expect(sha(join(dir, 'tsbox-init'))).toBe(sha(join(REPO, 'native', 'tsbox-init')));
+      expect(sha(join(dir, `tsbox.${platform}.node`))).toBe(sha(join(REPO, 'native', `tsbox.${platform}.node`)));
+    }
+  });
+});
+
+describe('tsbox run from the installed package', () => {
+  it('npx tsbox run -- true exits 0 and prints nothing but notes', () => {
+    const r = run('npx', ['--no', 'tsbox', 'run', '--', 'true']);
+    expect(r.status, describeRun(r)).toBe(0);
+    expect(r.stdout).toBe('');
+    // Run by a user without a subordinate id range, tsbox notes how ids map.
+    expect(r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('tsbox: note:'))).toEqual([]);
+  });
+
+  it("passes the command's exit status and output through", () => {
+    const r = run('npx', ['--no', 'tsbox', 'run', '--hostname', 'packaged', '--', 'sh', '-c', 'echo "in $(hostname)"; exit 7']);
+    expect(r.status, describeRun(r)).toBe(7);
+    expect(r.stdout).toBe('in packaged\n');
+  });
+
+  it('npx tsbox --version names the installed version', () => {
+    // `--` keeps npx from taking --version for itself.
+    const r = run('npx', ['--no', '--', 'tsbox', '--version']);
+    expect(r.status, describeRun(r)).toBe(0);
+    expect(r.stdout.trim()).toBe(`tsbox ${rootPkg.version}`);
+  });
+
+  it('the five-line API script runs a container', () => {
+    writeFileSync(
+      join(project, 'api.mjs'),
+      [
+        "import { spawn } from 'tsbox';",
+        "const c = await spawn(['sh', '-c', 'echo \"hello from $(hostname)\"'], { hostname: 'packaged' });",
+        "let out = ''; c.stdout.on('data', (d) => { out += d; });",
+        'const { exitCode } = await c.wait();',
+        'console.log(JSON.stringify({ exitCode, out }));',
+      ].join('\n'),
+    );
+    const r = run(process.execPath, ['api.mjs']);
+    expect(r.status, describeRun(r)).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ exitCode: 0, out: 'hello from packaged\n' });
+  });
+
+  it('loads the addon and tsbox-init from the platform package, not from the checkout', () => {
+    const native = join(project, 'node_modules', 'tsbox', 'dist', 'native.js');
+    const r = run(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import { loadNative } from ${JSON.stringify(native)}; const n = loadNative(); console.log(JSON.stringify({ dir: n.dir, initPath: n.initPath, source: n.source, platform: n.platform }));`,
+    ]);
+    expect(r.status, describeRun(r)).toBe(0);
+    const n = JSON.parse(r.stdout) as { dir: string; initPath: string; source: string; platform: string };
+    const pkgDir = realpathSync(join(project, 'node_modules', '@tsbox', platform));
+    expect(n).toEqual({ dir: pkgDir, initPath: join(pkgDir, 'tsbox-init'), source: 'package', platform });
+    expect(n.dir.startsWith(REPO)).toBe(false);
+  });
+
+  it.each([
+    ['darwin', 'x64', /^tsbox: load\(darwin-x64\): macOS is not supported; tsbox runs on Linux x86_64 and aarch64, with glibc or musl/],
+    ['win32', 'x64', /^tsbox: load\(win32-x64\): Windows is not supported; .*WSL 2/],
+    ['linux', 'ia32', /^tsbox: load\(linux-ia32\): 32-bit ia32 is not supported; tsbox runs on Linux x86_64 and aarch64, with glibc or musl$/],
+  ])('on %s %s the CLI says in one line what is supported', (os, arch, message) => {
+    // Pretends to be another platform before tsbox starts.
+    const pretend = `data:text/javascript,Object.defineProperty(process,'platform',{value:'${os}'});Object.defineProperty(process,'arch',{value:'${arch}'})`;
+    const r = run(process.execPath, ['--import', pretend, join(project, 'node_modules', '.bin', 'tsbox'), 'run', '--', 'true']);
+    expect(r.status, describeRun(r)).toBe(125);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr.trimEnd()).toMatch(message);
+  });
+});
