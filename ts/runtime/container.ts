@@ -63,6 +63,9 @@ interface ContainerInit {
   signal?: AbortSignal | undefined;
   /** With tty: the terminal's master, as stdin and stdout. */
   terminal?: ReadStream | undefined;
+  /** The command's output, held from the moment the helper started. */
+  stdout: Readable | null;
+  stderr: Readable | null;
 }
 
 /** What `exec` may change; the rest comes from the container. */
@@ -103,8 +106,8 @@ export class Container extends EventEmitter {
     this.id = init.id;
     this.pid = init.pid;
     this.stdin = init.terminal ?? init.child.stdin;
-    this.stdout = init.terminal ?? init.child.stdout;
-    this.stderr = init.terminal ? null : init.child.stderr;
+    this.stdout = init.terminal ?? init.stdout;
+    this.stderr = init.terminal ? null : init.stderr;
     this.#terminal = init.terminal;
     this.notices = init.notices;
     this.#channel = init.channel;
@@ -170,7 +173,10 @@ export class Container extends EventEmitter {
     return result;
   }
 
-  /** Resolves when the container has ended and its output is drained. */
+  /**
+   * Resolves when the container has ended. Output it wrote may still be
+   * waiting in `stdout`/`stderr` for a reader (they end after it).
+   */
   wait(): Promise<ExitResult> {
     return this.#result;
   }

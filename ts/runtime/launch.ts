@@ -4,6 +4,7 @@
  */
 import { spawn as spawnProcess, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
 import type { ResolvedOptions } from '../config/schema.js';
@@ -47,6 +48,13 @@ function openTerminal(fd: number): ReadStream {
     if (err.code !== 'EIO') t.emit('terminal-error', err);
   });
   return t;
+}
+
+function hold(stream: Readable | null): Readable | null {
+  if (!stream) return null;
+  const out = new PassThrough();
+  stream.pipe(out);
+  return out;
 }
 
 /** Resolves when the helper has exited and its stdio has closed. */
@@ -120,6 +128,11 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   } finally {
     ch.closeChild();
   }
+  // Node discards a child's unread output once it exits (it resumes streams
+  // nobody listens to); a container can finish before the caller attaches, so
+  // the output is held in our own streams from the start.
+  const stdout = hold(child.stdout);
+  const stderr = hold(child.stderr);
   const done = closed(child);
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   const fail = async (err: TsboxError): Promise<never> => {
@@ -187,5 +200,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     timeout: o.timeout,
     signal: extras.signal,
     terminal,
+    stdout,
+    stderr,
   });
 }

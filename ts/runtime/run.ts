@@ -3,6 +3,7 @@
  * its output (bounded), wait, and return everything in one result.
  */
 import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
@@ -65,7 +66,11 @@ export async function runCaptured(command: string[], o: ResolvedOptions, c: Capt
     if (c.input instanceof Readable) c.input.pipe(stdin);
     else stdin.end(c.input ?? '');
   }
+  // The result is complete when the container has ended and both streams
+  // have delivered their last byte (which may come after the exit report).
+  const drained = [container.stdout, container.stderr].map((st) => (st ? finished(st).catch(() => {}) : undefined));
   const result = await container.wait();
+  await Promise.all(drained);
   const enc = (b: Buffer) => (c.encoding === 'buffer' ? b : b.toString('utf8'));
   return { ...result, stdout: enc(out()), stderr: enc(err()), truncated, id: container.id };
 }

@@ -1,0 +1,228 @@
+/**
+ * The programmatic API (issue 7), as a Node service would use it: run() and
+ * spawn(), every option visible from inside, exec into a running container,
+ * timeouts and aborts that leave nothing, tty, streams with backpressure, and
+ * no leaked descriptors across hundreds of containers.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { AbortError, run, spawn, TsboxError, type RunOptions } from '../../ts/index.js';
+import { loadConfig } from '../../ts/config/file.js';
+import { alive, eventually, type ProbeInfo } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+let scratch: string;
+beforeAll(async () => {
+  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-test-api-'));
+  await fs.chmod(scratch, 0o755);
+});
+afterAll(async () => {
+  await fs.rm(scratch, { recursive: true, force: true });
+});
+
+const fdCount = () => readdirSync('/proc/self/fd').length;
+
+/** All of a stream's text, once it has ended. */
+function text(stream: NodeJS.ReadableStream | null): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    stream!.on('data', (d: Buffer) => (out += d.toString()));
+    stream!.on('end', () => resolve(out));
+    stream!.on('error', reject);
+  });
+}
+
+async function probe(options: RunOptions = {}): Promise<ProbeInfo & { euid: number; groups: number[] }> {
+  const r = await run(['tsbox-probe', 'info'], { rootfs, ...options });
+  expect(r.exitCode, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as ProbeInfo & { euid: number; groups: number[] };
+}
+
+describe('run()', () => {
+  it('captures stdout and stderr, feeds input, and returns the exit code and usage', async () => {
+    const r = await run(['sh', '-c', 'read x; echo "out:$x"; echo err >&2; exit 3'], { rootfs, input: 'hello\n' });
+    expect(r).toMatchObject({ exitCode: 3, signal: null, stdout: 'out:hello\n', stderr: 'err\n', timedOut: false, truncated: false });
+    expect(r.usage.maxRssKiB).toBeGreaterThan(0);
+    expect(r.id).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('returns Buffers with encoding: buffer, and caps the output at maxBuffer', async () => {
+    const r = await run(['sh', '-c', 'head -c 5000 /dev/zero'], { rootfs, encoding: 'buffer', maxBuffer: 1000 });
+    expect(Buffer.isBuffer(r.stdout)).toBe(true);
+    expect(r.stdout.length).toBe(1000);
+    expect(r.truncated).toBe(true);
+  });
+
+  it('kills on timeout and says timedOut, leaving no process', async () => {
+    const started = Date.now();
+    const r = await run(['sh', '-c', 'echo $$; sleep 30'], { rootfs, timeout: 500 });
+    expect(r.timedOut).toBe(true);
+    expect(r.signal).toBe('SIGKILL');
+    expect(r.exitCode).toBe(137);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('kills on abort and rejects with an AbortError, leaving no process', async () => {
+    const ac = new AbortController();
+    const c = await spawn(['sleep', '30'], { rootfs, signal: ac.signal });
+    const pid = c.pid;
+    ac.abort();
+    await expect(c.wait()).rejects.toBeInstanceOf(AbortError);
+    expect(await eventually(() => !alive(pid))).toBe(true);
+    const pre = new AbortController();
+    pre.abort();
+    await expect(run(['true'], { rootfs, signal: pre.signal })).rejects.toBeInstanceOf(AbortError);
+  });
+
+  it('rejects a command that cannot start with a TsboxError carrying the step and exit code', async () => {
+    const err = await run(['no-such-command'], { rootfs }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect(err).toMatchObject({ step: 'exec', errno: 2, exitCode: 127, path: 'no-such-command' });
+  });
+
+  it('rejects bad options before anything is created, with JSON paths', async () => {
+    const err = await run(['true'], { rootfs, memory: 5 } as unknown as RunOptions).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect((err as TsboxError).issues.map((i) => i.path)).toContain('memory');
+  });
+});
+
+describe('every option, seen from inside', () => {
+  it('hostname, env, cwd, user and groups', async () => {
+    const i = await probe({ hostname: 'api-box', env: { A: '1' }, cwd: '/tmp', user: 'tester', groupAdd: ['65534'] });
+    expect(i.hostname).toBe('api-box');
+    expect(i.env.A).toBe('1');
+    expect(i.env.HOME).toBe('/home/tester');
+    expect(i.cwd).toBe('/tmp');
+    expect([i.uid, i.gid]).toEqual([1000, 1000]);
+    expect(i.groups).toContain(65534);
+  });
+
+  it('capabilities, no_new_privs and seccomp', async () => {
+    const i = await probe({ capDrop: ['ALL'], capAdd: ['KILL'], noNewPrivileges: false, seccomp: 'unconfined' });
+    expect(i.status.CapEff).toBe((1n << 5n).toString(16).padStart(16, '0'));
+    expect(i.status.NoNewPrivs).toBe(0);
+    expect(i.status.Seccomp).toBe(0);
+  });
+
+  it('volumes, tmpfs, readOnly and init', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'vol-'));
+    // A read-only root has no room for new mount points: use existing ones.
+    const i = await probe({ volumes: [{ source: vol, target: '/home', readonly: true }], tmpfs: ['/var:size=1m'], readOnly: true, init: false });
+    const m = (p: string) => i.mounts.find((x) => x.mountPoint === p);
+    expect(m('/home')!.options.split(',')).toContain('ro');
+    expect(m('/var')!.fsType).toBe('tmpfs');
+    expect(m('/')!.options.split(',')).toContain('ro');
+    expect(i.pid).toBe(1);
+  });
+
+  it('a config file gives the same options, with paths relative to it', async () => {
+    const file = join(scratch, 'box.json');
+    await fs.writeFile(file, JSON.stringify({ rootfs, hostname: 'from-file', env: { B: '2' }, command: ['tsbox-probe', 'info'] }));
+    const cfg = loadConfig(file);
+    const r = await run(cfg.command!, cfg.options);
+    const i = JSON.parse(r.stdout) as ProbeInfo;
+    expect([i.hostname, i.env.B]).toEqual(['from-file', '2']);
+    await fs.writeFile(file, JSON.stringify({ rootfs, hostname: 'no good' }));
+    expect(() => loadConfig(file)).toThrow(/box\.json: hostname/);
+  });
+});
+
+describe('spawn() and exec()', () => {
+  it('exec joins the running container: same pid namespace, user, hostname', async () => {
+    await using c = await spawn(['sleep', '30'], { rootfs, hostname: 'shared' });
+    const e = await c.exec(['sh', '-c', 'ps -o pid,args; hostname']);
+    const output = text(e.stdout);
+    expect((await e.wait()).exitCode).toBe(0);
+    const out = await output;
+    expect(out).toMatch(/^\s*1 tsbox-init/m);
+    expect(out).toMatch(/^\s*2 sleep 30/m);
+    expect(out).toContain('shared');
+    const as = await c.exec(['id', '-u'], { user: 'tester' });
+    const uid = text(as.stdout);
+    await as.wait();
+    expect((await uid).trim()).toBe('1000');
+  });
+
+  it("emits 'exit', forwards kill(), and cleans up with await using", async () => {
+    let pid = 0;
+    {
+      await using c = await spawn(['tsbox-probe', 'signals', '30'], { rootfs });
+      pid = c.pid;
+      const exited = new Promise((r) => c.once('exit', r));
+      await new Promise<void>((r) => c.stdout!.once('data', () => r()));
+      c.kill('SIGTERM');
+      expect(await exited).toMatchObject({ exitCode: 115 });
+    }
+    {
+      await using c = await spawn(['sleep', '30'], { rootfs });
+      pid = c.pid;
+    }
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('gives a tty: the command sees a terminal of the given size, and resize() changes it', async () => {
+    const c = await spawn(['sh', '-c', 'tty; stty size; read x; stty size'], { rootfs, tty: true, ttySize: { cols: 100, rows: 30 } });
+    let out = '';
+    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await eventually(() => out.includes('30 100'));
+    c.resize(120, 40);
+    c.stdin!.write('go\r');
+    expect((await c.wait()).exitCode).toBe(0);
+    expect(out.replace(/\r/g, '')).toMatch(/\/dev\/pts\/0\n30 100\n(go\n)?40 120\n/);
+    expect(c.stderr).toBeNull();
+  });
+
+  it('streams 100 MB through stdout intact, with backpressure and bounded memory', async () => {
+    const pattern = '0123456789abcdef\n';
+    const total = 100 * 1024 * 1024;
+    const c = await spawn(['sh', '-c', `yes 0123456789abcdef | head -c ${total}`], { rootfs });
+    const hash = createHash('sha256');
+    let received = 0;
+    let maxRss = 0;
+    const rss0 = process.memoryUsage().rss;
+    // A slow consumer: one chunk at a time, with a pause.
+    const sink = new Writable({
+      highWaterMark: 64 * 1024,
+      write(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        received += chunk.length;
+        maxRss = Math.max(maxRss, process.memoryUsage().rss);
+        setImmediate(done);
+      },
+    });
+    c.stdout!.pipe(sink);
+    await Promise.all([c.wait(), new Promise((r) => sink.on('finish', r))]);
+    const expected = createHash('sha256');
+    const block = pattern.repeat(65536);
+    for (let n = 0; n < total; n += block.length) expected.update(block.slice(0, Math.min(block.length, total - n)));
+    expect(received).toBe(total);
+    expect(hash.digest('hex')).toBe(expected.digest('hex'));
+    // The data went through, not into memory.
+    expect(maxRss - rss0).toBeLessThan(64 * 1024 * 1024);
+  });
+});
+
+describe('no leaks across many containers', () => {
+  it('200 sequential runs and 8 concurrent ones leave the fd count unchanged', async () => {
+    // Warm-up: the first run starts the addon's event-loop integration.
+    await run(['true'], { rootfs });
+    const before = fdCount();
+    const listeners = process.listenerCount('SIGINT') + process.listenerCount('exit');
+    for (let i = 0; i < 200; i++) {
+      const r = await run(['true'], { rootfs });
+      expect(r.exitCode).toBe(0);
+    }
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => run(['sh', '-c', `echo ${i}`], { rootfs })));
+    expect(results.map((r) => `${r.stdout.trim()}|${r.exitCode}|${r.stderr.trim()}`)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7'].map((n) => `${n}|0|`));
+    expect(await eventually(() => fdCount() === before, 2_000)).toBe(true);
+    expect(process.listenerCount('SIGINT') + process.listenerCount('exit')).toBe(listeners);
+  }, 120_000);
+});
