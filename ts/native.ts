@@ -31,6 +31,8 @@ export interface NativeBinding {
   Channel: new () => NativeChannel;
   /** Compiles an OCI seccomp profile (null: tsbox's default) to BPF for this machine; cached by content. */
   compileSeccomp: (profileJson: string | null) => Buffer;
+  /** Sets the size of the terminal whose master is `fd`. */
+  setWindowSize: (fd: number, cols: number, rows: number) => void;
   /** tsbox's default seccomp profile, as OCI JSON. */
   seccompDefaultProfile: () => string;
   monotonicNs: () => bigint;

@@ -10,7 +10,7 @@ import type { ReadStream } from 'node:tty';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
-import type { NativeChannel } from '../native.js';
+import { loadNative, type NativeChannel } from '../native.js';
 import { launch, recv, type HelperMsg } from './launch.js';
 
 /** How a container ended. */
@@ -61,8 +61,9 @@ interface ContainerInit {
   timeout?: number | undefined;
   /** Kills the container when aborted; wait() then rejects with an AbortError. */
   signal?: AbortSignal | undefined;
-  /** With tty: the terminal's master, as stdin and stdout. */
+  /** With tty: the terminal's master, as stdin and stdout, and its descriptor. */
   terminal?: ReadStream | undefined;
+  terminalFd?: number | undefined;
   /** The command's output, held from the moment the helper started. */
   stdout: Readable | null;
   stderr: Readable | null;
@@ -95,6 +96,7 @@ export class Container extends EventEmitter {
   readonly #channel: NativeChannel;
   readonly #options: ResolvedOptions;
   readonly #terminal: ReadStream | undefined;
+  readonly #terminalFd: number;
   readonly #hostname: string;
   readonly #result: Promise<ExitResult>;
   #exited = false;
@@ -109,6 +111,7 @@ export class Container extends EventEmitter {
     this.stdout = init.terminal ?? init.stdout;
     this.stderr = init.terminal ? null : init.stderr;
     this.#terminal = init.terminal;
+    this.#terminalFd = init.terminalFd ?? -1;
     this.notices = init.notices;
     this.#channel = init.channel;
     this.#options = init.options;
@@ -227,7 +230,7 @@ export class Container extends EventEmitter {
   /** With `tty`: sets the terminal's size (the command gets SIGWINCH). */
   resize(cols: number, rows: number): void {
     if (!this.#terminal || this.#exited) return;
-    this.#channel.send(JSON.stringify({ type: 'resize', rows, cols }));
+    loadNative().binding.setWindowSize(this.#terminalFd, cols, rows);
   }
 
   /** Kills the container (SIGKILL) if it still runs and waits for it. */

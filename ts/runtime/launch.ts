@@ -171,10 +171,14 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
 
   // (4) The child sets itself up (handing over its terminal, with tty) and execs.
   let terminal: ReadStream | undefined;
+  let terminalFd: number | undefined;
   let started = await recv(ch);
   while (started?.type === 'pty') {
     const fd = ch.takeFd();
-    if (fd >= 0) terminal = openTerminal(fd);
+    if (fd >= 0) {
+      terminal = openTerminal(fd);
+      terminalFd = fd;
+    }
     started = await recv(ch);
   }
   if (started === null) {
@@ -200,6 +204,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     timeout: o.timeout,
     signal: extras.signal,
     terminal,
+    terminalFd,
     stdout,
     stderr,
   });

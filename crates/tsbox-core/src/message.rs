@@ -18,8 +18,6 @@ pub enum NodeMsg {
     Go,
     /// Deliver a signal to the container's PID 1 (init forwards it).
     Signal { signo: i32 },
-    /// The terminal's new size (with `tty`); the kernel tells the command with SIGWINCH.
-    Resize { rows: u16, cols: u16 },
 }
 
 /// Helper → Node.

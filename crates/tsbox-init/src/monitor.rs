@@ -76,8 +76,6 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
     let mut ended: Option<(Option<i32>, Option<i32>)> = None;
     let mut started = false;
     let mut child_open = true;
-    // Our copy of the terminal's master, for resizing.
-    let mut pty: Option<OwnedFd> = None;
     let mut node_open = true;
     loop {
         let mut fds = Vec::with_capacity(4);
@@ -117,7 +115,6 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
                 Ok(Some((ChildMsg::Pty, fds))) => {
                     if let Some(master) = fds.into_iter().next() {
                         let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
-                        pty = Some(master);
                     }
                 }
                 Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
@@ -139,11 +136,6 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
         if node_ready {
             match node.recv::<tsbox_core::NodeMsg>() {
                 Ok(Some(tsbox_core::NodeMsg::Signal { signo })) => c.signal(signo),
-                Ok(Some(tsbox_core::NodeMsg::Resize { rows, cols })) => {
-                    if let Some(m) = &pty {
-                        let _ = crate::pty::set_size(m.as_raw_fd(), tsbox_core::TtySize { rows, cols });
-                    }
-                }
                 Ok(Some(_)) => {}
                 // Whoever started us is gone: the container goes too.
                 Ok(None) | Err(_) => {

@@ -23,7 +23,7 @@ fn check(r: libc::c_int, what: &str) -> Result<libc::c_int, Report> {
     }
 }
 
-pub fn set_size(master: i32, size: TtySize) -> Result<(), Report> {
+fn set_size(master: i32, size: TtySize) -> Result<(), Report> {
     let ws = libc::winsize {
         ws_row: size.rows,
         ws_col: size.cols,

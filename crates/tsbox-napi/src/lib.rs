@@ -165,6 +165,23 @@ fn recv_packet(fd: RawFd) -> std::result::Result<Option<(String, Vec<OwnedFd>)>,
     String::from_utf8(buf).map(|s| Some((s, fds))).map_err(|_| Errno::EPROTO)
 }
 
+/// Sets the size of the terminal whose master is `fd` (a container's tty); the
+/// kernel sends SIGWINCH to its foreground process group.
+#[napi]
+pub fn set_window_size(fd: i32, cols: u16, rows: u16) -> Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize; a bad fd only makes it fail.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(io_err("set the terminal size", Errno::last()));
+    }
+    Ok(())
+}
+
 /// CLOCK_MONOTONIC in nanoseconds, the clock `--trace` offsets count from (the
 /// same clock as process.hrtime, exposed so both sides agree by construction).
 #[napi]
