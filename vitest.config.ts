@@ -23,6 +23,19 @@ export default defineConfig({
       },
       {
         test: {
+          // Pure cgroup v2, as root inside the test VM (test/vm/run-cgroup2-suite.sh),
+          // one boot; its global setup refuses to run anywhere else.
+          name: 'cgroup2',
+          include: ['test/cgroup2/**/*.test.ts'],
+          globalSetup: ['test/cgroup2/global-setup.ts'],
+          testTimeout: 120_000, // software emulation: JS runs 5–10× slower in the guest
+          hookTimeout: 180_000,
+          pool: 'forks',
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
           // Packs tsbox as published (scripts/pack.mjs), installs it into an empty
           // project and runs it from there. Needs `npm run build` first, or
           // TSBOX_TEST_ROOT_TGZ and TSBOX_TEST_PLATFORM_TGZ (CI's tarballs).

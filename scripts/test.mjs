@@ -5,7 +5,7 @@
 // fails (set TSBOX_ALLOW_SKIP=1 to accept that locally), so a green run always
 // means it ran.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,11 +43,11 @@ async function cargo() {
   if (code !== 0 && seen === 0) totals.failed++;
 }
 
-async function vitest(project) {
+async function vitest(project, cmd = 'npx', args = (report) => ['vitest', 'run', '--project', project, '--reporter=default', '--reporter=json', `--outputFile.json=${report}`]) {
   const dir = mkdtempSync(join(tmpdir(), 'tsbox-vitest-'));
   const report = join(dir, 'report.json');
   try {
-    const { code } = await step(`vitest ${project}`, 'npx', ['vitest', 'run', '--project', project, '--reporter=default', '--reporter=json', `--outputFile.json=${report}`]);
+    const { code } = await step(`vitest ${project}`, cmd, args(report));
     let r;
     try {
       r = JSON.parse(readFileSync(report, 'utf8'));
@@ -93,6 +93,14 @@ await vitest('packaging');
 await lintWorkflows();
 if (process.getuid() === 0) {
   await vitest('integration');
+  // Pure cgroup v2 in the test VM (one boot), set up by test/vm/setup.sh.
+  if (existsSync(join(root, 'target/vm/initramfs.cpio.gz'))) {
+    await vitest('cgroup2', 'test/vm/run-cgroup2-suite.sh', (report) => [report]);
+  } else {
+    console.log(`\n${'!'.repeat(78)}\n!! SKIPPED: the cgroup2 suite needs the test VM: run test/vm/setup.sh as root (.ci/run does).\n${'!'.repeat(78)}`);
+    if (process.env.TSBOX_ALLOW_SKIP !== '1') problems.push('the cgroup2 suite did not run (no test VM: test/vm/setup.sh)');
+    totals.skipped++;
+  }
 } else {
   const banner = '!'.repeat(78);
   console.log(`\n${banner}\n!! SKIPPED: the integration suite needs root (it creates user namespaces with\n!! id ranges and mounts). Run \`sudo npm test\` to run it.\n${banner}`);

@@ -8,7 +8,7 @@
  * const { exitCode } = await c.wait();
  * ```
  */
-import { parseRunInput, type RunOptions } from './config/schema.js';
+import { limitsOf, parseRunInput, type RunOptions } from './config/schema.js';
 import { Container } from './runtime/container.js';
 import { launch } from './runtime/launch.js';
 import { runCaptured, type CaptureOptions, type RunResult } from './runtime/run.js';
@@ -34,7 +34,11 @@ export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
 export async function spawn(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
   const { signal, ...rest } = options;
   const { command: argv, options: o } = parseRunInput(command, rest);
-  return launch(argv, o, { signal });
+  return launch(argv, o, { signal, explicitLimits: hasLimits(rest) });
+}
+
+function hasLimits(o: Record<string, unknown>): boolean {
+  return Object.keys(limitsOf(o)).length > 0;
 }
 
 /**
@@ -53,5 +57,5 @@ export async function run(command: readonly string[], options: RunOptions & Capt
 export async function run(command: readonly string[], options: RunOptions & CaptureOptions = {}): Promise<RunResult> {
   const { input, encoding, maxBuffer, signal, ...rest } = options;
   const { command: argv, options: o } = parseRunInput(command, rest);
-  return runCaptured(argv, o, { input, encoding, maxBuffer, signal });
+  return runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest));
 }

@@ -17,7 +17,7 @@ declare module 'vitest' {
 }
 
 /** Host state a container run could leak, in a comparable form. */
-function snapshot(): { mounts: string[]; processes: string[]; temps: string[] } {
+function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; cgroups: string[] } {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter((l) => l.includes('tsbox'))
@@ -32,7 +32,28 @@ function snapshot(): { mounts: string[]; processes: string[]; temps: string[] } 
     }
   }
   const temps = readdirSync(tmpdir()).filter((n) => n.startsWith('tsbox-'));
-  return { mounts, processes, temps };
+  // Per-container cgroups: <anything>/tsbox/<id> in any hierarchy.
+  const cgroups: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    if (depth > 6) return;
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e === 'tsbox') {
+        try {
+          for (const id of readdirSync(`${dir}/tsbox`, { withFileTypes: true })) if (id.isDirectory()) cgroups.push(`${dir}/tsbox/${id.name}`);
+        } catch {
+          // Gone meanwhile.
+        }
+      } else walk(`${dir}/${e}`, depth + 1);
+    }
+  };
+  walk('/sys/fs/cgroup', 0);
+  return { mounts, processes, temps, cgroups };
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -47,13 +68,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // Give the last helpers a moment to be reaped.
     let after = snapshot();
     for (let i = 0; i < 20; i++) {
-      const leaked = after.processes.filter((p) => !before.processes.includes(p));
+      const leaked = [...after.processes.filter((p) => !before.processes.includes(p)), ...after.cgroups.filter((c) => !before.cgroups.includes(c))];
       if (leaked.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
       after = snapshot();
     }
     const problems: string[] = [];
-    for (const key of ['mounts', 'processes', 'temps'] as const) {
+    for (const key of ['mounts', 'processes', 'temps', 'cgroups'] as const) {
       const leaked = after[key].filter((x) => !before[key].includes(x));
       if (leaked.length > 0) problems.push(`${key}: ${leaked.join(', ')}`);
     }

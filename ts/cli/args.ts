@@ -8,7 +8,7 @@ import type { ArgsDef } from 'citty';
 import { TsboxError } from '../errors.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap']);
+export const MULTIPLE = new Set<string>(['env', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -57,6 +57,25 @@ export const containerArgs = {
   },
   uidmap: { type: 'string', valueHint: 'CONTAINER:HOST:SIZE', description: 'An explicit uid map line (repeatable); non-root callers need newuidmap' },
   gidmap: { type: 'string', valueHint: 'CONTAINER:HOST:SIZE', description: 'An explicit gid map line (repeatable); non-root callers need newgidmap' },
+  memory: { type: 'string', alias: 'm', valueHint: 'SIZE', description: 'Memory limit: 64m, 1g, ... (the OOM killer acts beyond it; the report says oomKilled)' },
+  'memory-swap': { type: 'string', valueHint: 'SIZE', description: 'Memory plus swap; -1 for unlimited swap' },
+  'memory-reservation': { type: 'string', valueHint: 'SIZE', description: 'Soft memory limit (v2 memory.low)' },
+  cpus: { type: 'string', valueHint: 'N', description: "CPUs' worth of time: 1.5 is 150ms per 100ms" },
+  'cpu-shares': { type: 'string', valueHint: 'N', description: 'Relative CPU weight, 2..262144 (default 1024; converted to cpu.weight on v2)' },
+  'cpu-quota': { type: 'string', valueHint: 'USEC', description: 'CPU time per period, in µs' },
+  'cpu-period': { type: 'string', valueHint: 'USEC', description: 'The CFS period, in µs (default 100000)' },
+  'cpuset-cpus': { type: 'string', valueHint: 'LIST', description: 'CPUs to run on: 0-3,5' },
+  'cpuset-mems': { type: 'string', valueHint: 'LIST', description: 'Memory nodes to allocate from' },
+  'pids-limit': { type: 'string', valueHint: 'N', description: 'Most processes at once (default 4096); -1 for none' },
+  'blkio-weight': { type: 'string', valueHint: 'N', description: 'Relative block I/O weight, 10..1000' },
+  'device-read-bps': { type: 'string', valueHint: 'DEV:RATE', description: 'Read rate limit of a block device: /dev/sda:1mb (repeatable)' },
+  'device-write-bps': { type: 'string', valueHint: 'DEV:RATE', description: 'Write rate limit of a block device (repeatable)' },
+  'device-read-iops': { type: 'string', valueHint: 'DEV:N', description: 'Read operations per second of a block device (repeatable)' },
+  'device-write-iops': { type: 'string', valueHint: 'DEV:N', description: 'Write operations per second of a block device (repeatable)' },
+  'cgroup-parent': { type: 'string', valueHint: 'PATH', description: 'The cgroup to create the container under, e.g. /tsbox.slice' },
+  ulimit: { type: 'string', valueHint: 'NAME=SOFT[:HARD]', description: 'A resource limit: nofile=1024:4096, core=0, nproc=unlimited (repeatable)' },
+  report: { type: 'string', valueHint: 'FILE|-', description: 'Write the outcome as JSON (exit, oomKilled, time, cpu, peak memory and pids, limits) to FILE, or - for stderr' },
+  preset: { type: 'string', valueHint: 'contained', description: "Start from a preset: contained reproduces the seed program's choices (1 GiB, 256 shares, 64 pids, NOFILE 64, 0→10000 range 2000, its caps and seccomp rules)" },
   'rootfs-propagation': { type: 'string', valueHint: 'private|slave|shared|unbindable', description: 'Propagation of the container mounts. Default: private' },
 } as const satisfies ArgsDef;
 

@@ -13,6 +13,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 
 const subCommands: Record<string, () => Promise<CommandDef>> = {
   run: () => import('./run.js').then((m) => m.default as CommandDef),
+  gc: () => import('./gc.js').then((m) => m.default as CommandDef),
 };
 
 export const main = defineCommand({

@@ -5,7 +5,9 @@ import { loadConfig } from '../config/file.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import type { RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
-import { spawn, type Container } from '../index.js';
+import { writeFileSync } from 'node:fs';
+
+import { spawn, type Container, type ExitResult } from '../index.js';
 import { containerArgs, parseDuration, parseEnv, splitArgs } from './args.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
@@ -19,6 +21,7 @@ export const EXAMPLES = `Examples:
   tsbox run --rootfs ./rootfs -v ./data:/data:ro --tmpfs /cache:size=64m -- sh
   tsbox run --rootfs ./rootfs --read-only -- sh      a read-only root, tmpfs /tmp and /run
   tsbox run -it --rootfs ./rootfs -- sh              an interactive shell on a terminal
+  tsbox run -m 256m --cpus 0.5 --pids-limit 64 --report - -- ./job   limits, and the outcome as JSON
 
 Exit status: the command's; 128+N when signal N ended it; 125 when tsbox failed,
 126 when the command is not executable, 127 when it was not found.`;
@@ -44,6 +47,51 @@ function attachTerminal(container: Container, interactive: boolean): () => void 
     }
     if (raw) stdin.setRawMode(false);
   };
+}
+
+/** The outcome report: as JSON, to a file or (`-`) stderr. */
+function writeReport(to: string, result: ExitResult): void {
+  const json = `${JSON.stringify(result, null, 2)}\n`;
+  if (to === '-') process.stderr.write(json);
+  else writeFileSync(to, json);
+}
+
+const NUMBER_FLAGS = { 'cpu-shares': 'cpuShares', 'cpu-quota': 'cpuQuota', 'cpu-period': 'cpuPeriod', 'pids-limit': 'pidsLimit', 'blkio-weight': 'blkioWeight', cpus: 'cpus' } as const;
+const SIZE_FLAGS = { memory: 'memory', 'memory-swap': 'memorySwap', 'memory-reservation': 'memoryReservation' } as const;
+const DEVICE_FLAGS = { 'device-read-bps': 'deviceReadBps', 'device-write-bps': 'deviceWriteBps', 'device-read-iops': 'deviceReadIops', 'device-write-iops': 'deviceWriteIops' } as const;
+
+/** The resource flags, as Docker spells them, into the options (the schema checks the values). */
+function applyLimitFlags(options: RunOptions, v: Map<string, string | boolean | string[]>): void {
+  const o = options as Record<string, unknown>;
+  for (const [flag, key] of Object.entries(NUMBER_FLAGS)) {
+    if (!v.has(flag)) continue;
+    const raw = v.get(flag) as string;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new TsboxError({ step: 'config', errno: 0, path: `--${flag}`, detail: `"${raw}" is not a number`, hint: null });
+    o[key] = n;
+  }
+  for (const [flag, key] of Object.entries(SIZE_FLAGS)) if (v.has(flag)) o[key] = v.get(flag);
+  for (const [flag, key] of Object.entries(DEVICE_FLAGS)) {
+    if (!v.has(flag)) continue;
+    o[key] = (v.get(flag) as string[]).map((spec) => {
+      const i = spec.lastIndexOf(':');
+      if (i <= 0) throw new TsboxError({ step: 'config', errno: 0, path: `--${flag} ${spec}`, detail: 'is not DEVICE:RATE', hint: 'for example /dev/sda:1mb' });
+      const rate = spec.slice(i + 1);
+      return { path: spec.slice(0, i), rate: flag.endsWith('iops') ? Number(rate) : rate };
+    });
+  }
+  if (v.has('cpuset-cpus')) options.cpusetCpus = v.get('cpuset-cpus') as string;
+  if (v.has('cpuset-mems')) options.cpusetMems = v.get('cpuset-mems') as string;
+  if (v.has('cgroup-parent')) options.cgroupParent = v.get('cgroup-parent') as string;
+  if (v.has('ulimit')) {
+    const ulimits: Record<string, string> = {};
+    for (const spec of v.get('ulimit') as string[]) {
+      const eq = spec.indexOf('=');
+      if (eq <= 0) throw new TsboxError({ step: 'config', errno: 0, path: `--ulimit ${spec}`, detail: 'is not NAME=SOFT[:HARD]', hint: 'for example nofile=1024:4096' });
+      ulimits[spec.slice(0, eq)] = spec.slice(eq + 1);
+    }
+    options.ulimits = ulimits;
+  }
 }
 
 /** Docker's --security-opt KEY[=VALUE] forms that tsbox honours. */
@@ -98,6 +146,8 @@ const run = defineCommand({
       if (process.stdout.isTTY) options.ttySize = { cols: process.stdout.columns, rows: process.stdout.rows };
     }
     if (v.has('timeout')) options.timeout = parseDuration(v.get('timeout') as string, '--timeout');
+    applyLimitFlags(options, v);
+    if (v.has('preset')) options.preset = v.get('preset') as RunOptions['preset'];
     if (v.has('user')) options.user = v.get('user') as string;
     if (v.has('group-add')) options.groupAdd = v.get('group-add') as string[];
     if (v.has('cap-add')) options.capAdd = v.get('cap-add') as string[];
@@ -137,6 +187,7 @@ const run = defineCommand({
       try {
         const result = await container.wait();
         process.exitCode = result.exitCode;
+        if (v.has('report')) writeReport(v.get('report') as string, result);
       } finally {
         detach();
       }

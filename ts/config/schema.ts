@@ -9,6 +9,8 @@ import { TsboxError } from '../errors.js';
 import { normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
+import { PRESETS, type PresetName } from './presets.js';
+import { cgroupLimitsSchema } from '../cgroups/limits.js';
 import { parseMapping } from '../idmap/index.js';
 
 const absolutePath = z
@@ -40,6 +42,27 @@ const idMapping = z.union([
 
 /** `uid[:gid]` or `name[:group]`, as Docker's --user. */
 const userSpec = z.string().regex(/^[^:\s]+(:[^:\s]+)?$/, { message: 'must be USER[:GROUP], each a name or a number' });
+
+/** Every RLIMIT_* the kernel has, by its lowercase name. */
+export const RLIMIT_NAMES = ['as', 'core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'] as const;
+
+const limitNumber = z.union([z.literal(-1).transform(() => null), z.literal('unlimited').transform(() => null), z.number().int().min(0)]);
+/** `1024`, `{ soft, hard }` or `'soft[:hard]'`, each a number, -1 or `unlimited`; a single value sets both. */
+const ulimitValue = z.union([
+  limitNumber.transform((n) => ({ soft: n, hard: n })),
+  z.object({ soft: limitNumber, hard: limitNumber }).strict(),
+  z.string().transform((s, ctx) => {
+    const parts = s.split(':');
+    const one = (p: string | undefined) => (p === 'unlimited' || p === '-1' ? null : p !== undefined && /^\d+$/.test(p) ? Number(p) : undefined);
+    const soft = one(parts[0]);
+    const hard = parts.length > 1 ? one(parts[1]) : soft;
+    if (parts.length > 2 || soft === undefined || hard === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${s}" is not SOFT[:HARD] (numbers, -1 or unlimited)` });
+      return z.NEVER;
+    }
+    return { soft, hard };
+  }),
+]).refine((l) => l.soft === null ? l.hard === null : l.hard === null || l.soft <= l.hard, { message: 'the soft limit must not be above the hard one' });
 
 export const stdioSchema = z.enum(['inherit', 'pipe', 'ignore']);
 
@@ -115,11 +138,33 @@ export const runOptionsSchema = z
     ttySize: z.object({ cols: z.number().int().min(1).max(65535), rows: z.number().int().min(1).max(65535) }).strict().optional(),
     /** Kill the container (SIGKILL) after this many milliseconds; the result then says `timedOut`. */
     timeout: z.number().int().positive().optional(),
+    // Resource limits (cgroups): memory, memorySwap, memoryReservation, cpus,
+    // cpuShares, cpuQuota, cpuPeriod, cpusetCpus, cpusetMems, pidsLimit (default
+    // 4096; -1 for none), blkioWeight, deviceReadBps/WriteBps/ReadIops/WriteIops.
+    ...cgroupLimitsSchema.shape,
+    /** The cgroup to create the container's under (e.g. `/tsbox.slice`). Default: beside the caller's. */
+    cgroupParent: absolutePath.refine((p) => !p.split('/').includes('..'), { message: 'must not contain ..' }).optional(),
+    /**
+     * Resource limits of the process (setrlimit): `{ nofile: 1024 }`,
+     * `{ nofile: { soft: 1024, hard: 4096 } }` or `'1024:4096'`; -1 or
+     * `unlimited` for none. Default: the caller's, with no core dumps (core 0).
+     */
+    ulimits: z.partialRecord(z.enum(RLIMIT_NAMES), ulimitValue).default({}),
+    /**
+     * Start from a preset; the other options override it. `contained`: the
+     * seed program's choices (memory 1 GiB, cpu shares 256, pids 64, blkio
+     * weight 10, NOFILE 64, container 0 → host 10000 range 2000, its
+     * capability drops and seccomp rules, no_new_privs off).
+     */
+    preset: z.enum(['contained']).optional(),
     /** Propagation of the container's mounts (OCI `rootfsPropagation`). Default `private`. */
     rootfsPropagation: z.enum(['private', 'slave', 'shared', 'unbindable']).default('private'),
   })
   .strict()
   .superRefine((o, ctx) => {
+    // The limits' own checks that involve more than one field (memorySwap ≥ memory, ...).
+    const limits = cgroupLimitsSchema.safeParse(limitsOf(o));
+    if (!limits.success) for (const i of limits.error.issues) if (i.code === 'custom') ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
     if (o.readOnly && o.writableRootfs) {
       ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly' });
     }
@@ -131,6 +176,16 @@ export const runOptionsSchema = z
     }
   });
 
+/** The keys of the resource limits, as they appear among the options. */
+export const LIMIT_KEYS = Object.keys(cgroupLimitsSchema.shape) as (keyof typeof cgroupLimitsSchema.shape)[];
+
+/** The cgroup limits among `o`. */
+export function limitsOf<T extends Record<string, unknown>>(o: T): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of LIMIT_KEYS) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
 export type RunOptions = z.input<typeof runOptionsSchema>;
 export type ResolvedOptions = z.output<typeof runOptionsSchema>;
 
@@ -139,6 +194,14 @@ export const commandSchema = z
     message: 'the command must be an array of strings',
   })
   .min(1, { message: 'the command is empty: give the program to run and its arguments' });
+
+/** A preset's options under the given ones. */
+function withPreset(options: unknown): unknown {
+  if (typeof options !== 'object' || options === null) return options;
+  const name = (options as { preset?: unknown }).preset;
+  if (typeof name !== 'string' || !(name in PRESETS)) return options;
+  return { ...PRESETS[name as PresetName](), ...options };
+}
 
 /** Formats a JSON path the way the docs write them: `env.FOO`, `stdio[1]`. */
 function jsonPath(path: readonly PropertyKey[]): string {
@@ -153,7 +216,7 @@ function jsonPath(path: readonly PropertyKey[]): string {
 /** Validates the command and options; throws one TsboxError listing every problem. */
 export function parseRunInput(command: unknown, options: unknown): { command: string[]; options: ResolvedOptions } {
   const cmd = commandSchema.safeParse(command);
-  const opts = runOptionsSchema.safeParse(options ?? {});
+  const opts = runOptionsSchema.safeParse(withPreset(options ?? {}));
   const issues: { path: string; message: string }[] = [];
   if (!cmd.success) for (const i of cmd.error.issues) issues.push({ path: `command${jsonPath(i.path) === '(options)' ? '' : jsonPath(i.path)}`, message: i.message });
   if (!opts.success) {

@@ -11,6 +11,7 @@ import type { ReadStream } from 'node:tty';
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
+import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { launch, recv, type HelperMsg } from './launch.js';
 
 /** How a container ended. */
@@ -21,12 +22,25 @@ export interface ExitResult {
   signal: NodeJS.Signals | null;
   /** The `timeout` expired and tsbox killed the container. */
   timedOut: boolean;
+  /** The kernel's OOM killer killed a process of the container (its memory limit). */
+  oomKilled: boolean;
+  /** The resource limits that were applied (cgroup), defaults included; null without a cgroup. */
+  limits: ({ mode: string } & Record<string, unknown>) | null;
   /** CPU time and peak RSS of the container's processes, from the kernel's rusage. */
   usage: {
+    /** From the start of the launch to the container's end. */
+    wallMs: number;
+    /** CPU time of all the container's processes (rusage of its PID 1 and what it reaped). */
     userMicros: number;
     systemMicros: number;
     /** Largest resident set of any one process of the container, in KiB. */
     maxRssKiB: number;
+    /** The container's peak memory (memory.peak on v2, max_usage_in_bytes on v1); null without a cgroup. */
+    peakMemoryBytes: number | null;
+    /** The most processes at once, where the kernel reports it (pids.peak). */
+    peakPids: number | null;
+    /** CPU periods in which the quota throttled the container. */
+    cpuThrottledPeriods: number | null;
   };
 }
 
@@ -67,6 +81,12 @@ interface ContainerInit {
   /** The command's output, held from the moment the helper started. */
   stdout: Readable | null;
   stderr: Readable | null;
+  /** The cgroup the container (or, for exec, the joined container) runs in. */
+  cgroup: Cgroup | null;
+  /** False for exec: the cgroup is the joined container's. */
+  ownsCgroup: boolean;
+  /** process.hrtime.bigint() when the launch began. */
+  startedAt: bigint;
 }
 
 /** What `exec` may change; the rest comes from the container. */
@@ -97,6 +117,7 @@ export class Container extends EventEmitter {
   readonly #options: ResolvedOptions;
   readonly #terminal: ReadStream | undefined;
   readonly #terminalFd: number;
+  readonly #cgroup: Cgroup | null;
   readonly #hostname: string;
   readonly #result: Promise<ExitResult>;
   #exited = false;
@@ -112,6 +133,7 @@ export class Container extends EventEmitter {
     this.stderr = init.terminal ? null : init.stderr;
     this.#terminal = init.terminal;
     this.#terminalFd = init.terminalFd ?? -1;
+    this.#cgroup = init.cgroup;
     this.notices = init.notices;
     this.#channel = init.channel;
     this.#options = init.options;
@@ -139,21 +161,37 @@ export class Container extends EventEmitter {
 
   async #monitor(init: ContainerInit): Promise<ExitResult> {
     let msg: HelperMsg | null = init.first;
+    let failure: unknown;
     try {
       while (msg === null || msg.type !== 'exited') {
         msg = await recv(this.#channel);
         if (msg === null) break;
         if (msg.type === 'failed') throw new TsboxError(msg);
       }
+    } catch (err) {
+      failure = err;
     } finally {
       this.#exited = true;
       this.#channel.close();
-      // The id range stays taken until the helper, and so the container, is gone.
-      void init.closed.then(init.release);
     }
     const how = await init.closed;
+    const wallMs = Number(process.hrtime.bigint() - init.startedAt) / 1e6;
     // All the terminal's output is read once the master reports the slave gone.
     if (init.terminal && !init.terminal.destroyed) await new Promise((r) => init.terminal!.once('close', r));
+    // Usage is read before the cgroup goes; an exec's cgroup is the container's, not its own.
+    let stats: CgroupStats | null = null;
+    let limits: AppliedLimits | null = null;
+    if (init.cgroup && init.ownsCgroup) {
+      try {
+        stats = init.cgroup.stats();
+        limits = init.cgroup.applied();
+      } catch {
+        // Usage is reported as unknown rather than failing a finished run.
+      }
+    }
+    // The cgroup and the id range are given back once the helper, and so the container, is gone.
+    init.release();
+    if (failure !== undefined) throw failure;
     if (msg === null) {
       throw new TsboxError({
         step: 'monitor',
@@ -163,17 +201,36 @@ export class Container extends EventEmitter {
         hint: 'something killed the helper; the container was killed with it',
       });
     }
+    if (msg.type !== 'exited') throw new TsboxError({ step: 'monitor', errno: 0, path: null, detail: `unexpected ${msg.type} from tsbox-init`, hint: null });
     const signal = msg.signal ? (SIGNAL_NAMES.get(msg.signal) ?? null) : null;
     if (this.#aborted !== undefined) throw new AbortError(this.#aborted);
+    const oomKilled = (stats?.memory.oomKills ?? 0) > 0;
     const result: ExitResult = {
       exitCode: msg.code ?? 128 + (msg.signal ?? 0),
       signal,
       timedOut: this.#timedOut,
-      usage: { userMicros: msg.rusage.userUsec, systemMicros: msg.rusage.systemUsec, maxRssKiB: msg.rusage.maxRssKib },
+      oomKilled,
+      usage: {
+        wallMs: Math.round(wallMs * 1000) / 1000,
+        userMicros: msg.rusage.userUsec,
+        systemMicros: msg.rusage.systemUsec,
+        maxRssKiB: msg.rusage.maxRssKib,
+        peakMemoryBytes: stats?.memory.peak ?? null,
+        peakPids: stats?.pids.peak ?? null,
+        cpuThrottledPeriods: stats?.cpu.throttledPeriods ?? null,
+      },
+      limits: limits ? { mode: limits.mode, ...limits.limits } : null,
     };
-    init.trace?.(`exited: ${signal ? `signal ${signal}` : `status ${result.exitCode}`}`);
+    init.trace?.(`exited: ${signal ? `signal ${signal}` : `status ${result.exitCode}`}${oomKilled ? ' (OOM-killed)' : ''}`);
+    if (oomKilled) this.emit('oom', result);
     this.emit('exit', result);
     return result;
+  }
+
+  /** Live usage of the container's cgroup (memory, cpu, pids); null without one. */
+  stats(): CgroupStats | null {
+    if (this.#exited || !this.#cgroup) return null;
+    return this.#cgroup.stats();
   }
 
   /**
@@ -224,7 +281,7 @@ export class Container extends EventEmitter {
       init: false,
     };
     const { command: argv, options: o } = parseRunInput(command, merged);
-    return launch(argv, o, { signal, join: { pid: this.pid, hostname: this.#hostname } });
+    return launch(argv, o, { signal, join: { pid: this.pid, hostname: this.#hostname, cgroup: this.#cgroup } });
   }
 
   /** With `tty`: sets the terminal's size (the command gets SIGWINCH). */

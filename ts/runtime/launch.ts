@@ -7,16 +7,17 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
-import type { ResolvedOptions } from '../config/schema.js';
+import { createCgroup, gc, type Cgroup } from '../cgroups/index.js';
+import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
-import { computeMaps, writeMaps } from '../idmap/index.js';
+import { computeMaps, writeMaps, type IdMaps } from '../idmap/index.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import { AbortError, Container } from './container.js';
 import { buildPlan } from './plan.js';
 
 /** Messages from tsbox-init (tsbox_core::HelperMsg). */
 export type HelperMsg =
-  | { type: 'cloned'; pid: number }
+  | { type: 'cloned'; pid: number; placed: boolean }
   | { type: 'started' }
   | { type: 'pty' }
   | ({ type: 'failed' } & FailureReport)
@@ -85,8 +86,10 @@ function helperDied(how: { code: number | null; signal: NodeJS.Signals | null },
 export interface LaunchExtras {
   /** Kills the container when aborted. */
   signal?: AbortSignal | undefined;
-  /** Exec into this running container instead of creating one. */
-  join?: { pid: number; hostname: string } | undefined;
+  /** Exec into this running container instead of creating one (and its cgroup). */
+  join?: { pid: number; hostname: string; cgroup: Cgroup | null } | undefined;
+  /** The caller set a resource limit (so a cgroup is required, even rootless). */
+  explicitLimits?: boolean | undefined;
 }
 
 export async function launch(command: string[], o: ResolvedOptions, extras: LaunchExtras = {}): Promise<Container> {
@@ -96,11 +99,30 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   const native = loadNative();
   const id = randomBytes(32).toString('hex');
   const notices: string[] = [];
-  // (1) Everything is decided before anything exists.
-  // Exec joins the container's user namespace, whose maps are written already.
-  const maps = extras.join ? null : computeMaps(o, id);
+  // Whatever exists is undone, newest first, on every failure path.
+  const undo: (() => void)[] = [];
+  const cleanup = () => {
+    for (const u of undo.reverse()) {
+      try {
+        u();
+      } catch {
+        // Keep undoing: the original failure is what the caller needs to see.
+      }
+    }
+  };
+
+  // (1) Everything is decided before anything exists: maps, cgroup, plan.
+  let maps: IdMaps | null;
+  let cgroup: Cgroup | null;
   let plan;
   try {
+    // Exec joins the container's user namespace, whose maps are written already.
+    maps = extras.join ? null : computeMaps(o, id);
+    if (maps?.release) undo.push(maps.release);
+    if (maps?.notice) notices.push(maps.notice);
+    cgroup = extras.join ? null : makeCgroup(id, o, extras, notices, trace);
+    if (cgroup) undo.push(() => cgroup!.destroy());
+    const cgroupInfo = extras.join?.cgroup ?? cgroup;
     plan = buildPlan(command, o, {
       join: extras.join?.pid,
       hostname: extras.join?.hostname ?? o.hostname ?? id.slice(0, 12),
@@ -109,12 +131,12 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       compileSeccomp: native.binding.compileSeccomp,
       // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
       idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
+      cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths) } : null,
     });
   } catch (err) {
-    maps?.release?.();
+    cleanup();
     throw err;
   }
-  if (maps?.notice) notices.push(maps.notice);
 
   // (2) The helper, with its end of the channel as fd 3.
   const ch = new native.binding.Channel();
@@ -123,7 +145,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     child = spawnProcess(native.initPath, [], { stdio: stdioFor(o, ch.childFd), detached: true, argv0: 'tsbox-init' });
   } catch (err) {
     ch.close();
-    maps?.release?.();
+    cleanup();
     throw fromSystemError('spawn_helper', err, `start ${native.initPath}`);
   } finally {
     ch.closeChild();
@@ -135,16 +157,19 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   const stderr = hold(child.stderr);
   const done = closed(child);
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  let terminal: ReadStream | undefined;
   const fail = async (err: TsboxError): Promise<never> => {
+    // Closing the channel makes the helper kill the child and exit.
     ch.close();
     child.stdin?.destroy();
+    terminal?.destroy();
     await done;
-    maps?.release?.();
+    cleanup();
     throw err;
   };
   if (child.pid === undefined) {
     ch.close();
-    maps?.release?.();
+    cleanup();
     const err = await spawnError;
     throw fromSystemError('spawn_helper', err, `start ${native.initPath}`, 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init');
   }
@@ -156,21 +181,25 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     return fail(fromSystemError('send_plan', err, 'send the launch plan to tsbox-init'));
   }
 
-  // (3) Cloned: write the id maps, then let the child go.
+  // (3) Cloned: place it in its cgroup (unless clone3 did), write the id maps,
+  // then let the child go.
   const cloned = await recv(ch);
   if (cloned === null) return fail(helperDied(await done, 'before cloning the container'));
   if (cloned.type === 'failed') return fail(new TsboxError(cloned));
   if (cloned.type !== 'cloned') return fail(helperDied({ code: null, signal: null }, `out of order (${cloned.type})`));
   try {
+    const into = cgroup ?? extras.join?.cgroup;
+    if (into && !cloned.placed) {
+      into.place(cloned.pid);
+      trace?.(`cgroup: pid ${cloned.pid} placed in ${Object.values(into.paths).join(', ')}`);
+    }
     if (maps) writeMaps(cloned.pid, maps, trace);
   } catch (err) {
-    // Closing the channel makes the helper kill the child and exit.
-    return fail(err as TsboxError);
+    return fail(err instanceof TsboxError ? err : fromSystemError('cgroup', err, 'place the container in its cgroup'));
   }
   ch.send(JSON.stringify({ type: 'go' }));
 
   // (4) The child sets itself up (handing over its terminal, with tty) and execs.
-  let terminal: ReadStream | undefined;
   let terminalFd: number | undefined;
   let started = await recv(ch);
   while (started?.type === 'pty') {
@@ -181,14 +210,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     }
     started = await recv(ch);
   }
-  if (started === null) {
-    terminal?.destroy();
-    return fail(helperDied(await done, 'while setting up the container'));
-  }
-  if (started.type === 'failed') {
-    terminal?.destroy();
-    return fail(new TsboxError(started));
-  }
+  if (started === null) return fail(helperDied(await done, 'while setting up the container'));
+  if (started.type === 'failed') return fail(new TsboxError(started));
   return new Container({
     id,
     options: o,
@@ -200,12 +223,46 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     first: started.type === 'exited' ? started : null,
     trace,
     notices,
-    release: () => maps?.release?.(),
+    release: cleanup,
     timeout: o.timeout,
     signal: extras.signal,
     terminal,
     terminalFd,
     stdout,
     stderr,
+    cgroup: cgroup ?? extras.join?.cgroup ?? null,
+    ownsCgroup: cgroup !== null,
+    startedAt: t0,
   });
+}
+
+let collected = false;
+
+/**
+ * The container's cgroup with its limits written. Orphans of crashed tsbox
+ * processes are collected first (once per process). An unprivileged caller
+ * that asked for no limit and may not create cgroups runs without one, with a
+ * notice; any limit it did ask for is an error, never silently dropped.
+ */
+function makeCgroup(id: string, o: ResolvedOptions, extras: LaunchExtras, notices: string[], trace?: (l: string) => void): Cgroup | null {
+  if (!collected) {
+    collected = true;
+    try {
+      const removed = gc();
+      if (removed.length > 0) trace?.(`cgroup: collected ${removed.length} orphaned cgroup(s) of crashed runs`);
+    } catch {
+      // Collection is best effort; the next start tries again.
+    }
+  }
+  try {
+    return createCgroup(id, limitsOf(o), { ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(trace ? { trace } : {}) });
+  } catch (err) {
+    const rootless = process.getuid?.() !== 0;
+    const denied = err instanceof TsboxError && [1, 13, 30].includes(err.errno);
+    if (rootless && denied && !extras.explicitLimits) {
+      notices.push(`tsbox: note: no cgroup for this container (${err.message}); the default pids limit does not apply — delegate a cgroup to your user (systemd: Delegate=yes) to get limits`);
+      return null;
+    }
+    throw err;
+  }
 }

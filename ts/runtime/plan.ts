@@ -38,6 +38,8 @@ export interface Plan {
   tty: { rows: number; cols: number } | null;
   /** The compiled seccomp filter as hex, or null for unconfined. */
   seccomp: string | null;
+  /** The container's cgroup2 directory for CLONE_INTO_CGROUP (pure v2). */
+  cgroup: string | null;
 }
 
 export type Namespace = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
@@ -126,7 +128,24 @@ export interface PlanContext {
   join?: number;
   /** The addon's compiler (kept out of the plan builder so unit tests need no addon). */
   compileSeccomp: CompileSeccomp;
+  /** The container's cgroup, when it has one: mounted read-only at /sys/fs/cgroup. */
+  cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[] } | null;
 }
+
+/** The container's own cgroups at /sys/fs/cgroup, read-only, as Docker mounts them. */
+export function cgroupMounts(cg: NonNullable<PlanContext['cgroup']>): PlanMount[] {
+  const flags = { nosuid: true, nodev: true, noexec: true };
+  if (cg.mode === 'v2') return [{ ...fs('/sys/fs/cgroup', 'cgroup2', null, flags), readonly: true }];
+  // v1 and hybrid: a tmpfs with one mount per hierarchy the container has a cgroup in.
+  return [
+    fs('/sys/fs/cgroup', 'tmpfs', 'mode=755', flags),
+    ...cg.hierarchies.map((h) => (h === 'unified' ? fs('/sys/fs/cgroup/unified', 'cgroup2', null, flags) : fs(`/sys/fs/cgroup/${h}`, 'cgroup', h, flags))),
+    { target: '/sys/fs/cgroup', type: 'readonlyPath' },
+  ];
+}
+
+/** Defaults applied under the caller's ulimits: no core dumps. */
+export const DEFAULT_ULIMITS = { core: { soft: 0, hard: 0 } } as const;
 
 /** /etc/hostname, /etc/hosts and /etc/resolv.conf of the container, as Docker writes them. */
 export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf'): PlanMount[] {
@@ -183,6 +202,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     mounts.push(fs('/run', 'tmpfs', 'mode=755', { nosuid: true, nodev: true, optional: true }));
   }
   if (ctx.join === undefined) {
+    if (ctx.cgroup) mounts.push(...cgroupMounts(ctx.cgroup));
     mounts.push(...etcFiles(ctx.hostname));
     for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
     for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
@@ -208,12 +228,13 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
     capabilities: effectiveCapabilities(o.capAdd, o.capDrop),
     noNewPrivileges: o.noNewPrivileges,
-    rlimits: [],
+    rlimits: Object.entries({ ...DEFAULT_ULIMITS, ...o.ulimits }).map(([name, l]) => ({ name, soft: l.soft, hard: l.hard })),
     trace: o.trace,
     traceT0Ns: Number(ctx.traceT0Ns),
     parentPid: process.pid,
     join: ctx.join ?? null,
     tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
     seccomp: seccompProgram(o.seccomp, ctx.compileSeccomp),
+    cgroup: ctx.cgroup?.v2Path ?? null,
   };
 }

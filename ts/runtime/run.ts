@@ -32,11 +32,11 @@ export interface RunResult<T extends string | Buffer = string | Buffer> extends 
 
 const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024;
 
-export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions): Promise<RunResult> {
+export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false): Promise<RunResult> {
   if (o.stdio !== 'pipe') {
     throw new TsboxError({ step: 'config', errno: 0, path: 'stdio', detail: "run() captures the output, so stdio must be 'pipe'", hint: "use spawn() to pass stdio through" });
   }
-  const container = await launch(command, o, { signal: c.signal });
+  const container = await launch(command, o, { signal: c.signal, explicitLimits });
   const max = c.maxBuffer ?? DEFAULT_MAX_BUFFER;
   let truncated = false;
   const collect = (stream: Readable | null) => {
@@ -68,7 +68,7 @@ export async function runCaptured(command: string[], o: ResolvedOptions, c: Capt
   }
   // The result is complete when the container has ended and both streams
   // have delivered their last byte (which may come after the exit report).
-  const drained = [container.stdout, container.stderr].map((st) => (st ? finished(st).catch(() => {}) : undefined));
+  const drained = [container.stdout, container.stderr].filter((st) => st !== null).map((st) => finished(st).catch(() => {}));
   const result = await container.wait();
   await Promise.all(drained);
   const enc = (b: Buffer) => (c.encoding === 'buffer' ? b : b.toString('utf8'));

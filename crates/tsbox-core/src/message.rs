@@ -24,8 +24,9 @@ pub enum NodeMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum HelperMsg {
-    /// (3) The container's PID 1 exists, in its new namespaces; its host pid.
-    Cloned { pid: i32 },
+    /// (3) The container's PID 1 exists, in its new namespaces; its host pid,
+    /// and whether it was cloned into its cgroup (else Node places it now).
+    Cloned { pid: i32, placed: bool },
     /// (4) The command was exec'd.
     Started,
     /// The pseudo-terminal's master, attached to this message (SCM_RIGHTS).
@@ -81,8 +82,8 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_by_type() {
-        let v: serde_json::Value = serde_json::from_slice(&crate::encode(&HelperMsg::Cloned { pid: 42 })).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "cloned", "pid": 42}));
+        let v: serde_json::Value = serde_json::from_slice(&crate::encode(&HelperMsg::Cloned { pid: 42, placed: true })).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "cloned", "pid": 42, "placed": true}));
         let back: NodeMsg = crate::decode(br#"{"type":"signal","signo":15}"#).unwrap();
         assert_eq!(back, NodeMsg::Signal { signo: 15 });
     }

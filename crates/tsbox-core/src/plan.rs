@@ -51,6 +51,10 @@ pub struct Plan {
     /// The seccomp filter the addon compiled for this machine, loaded last
     /// before execve; None runs unconfined.
     pub seccomp: Option<crate::seccomp::Bpf>,
+    /// The container's cgroup2 directory: the child is cloned straight into it
+    /// (CLONE_INTO_CGROUP). None on v1/hybrid, where Node places it instead.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,6 +301,7 @@ mod tests {
             join: None,
             tty: None,
             seccomp: None,
+            cgroup: None,
         }
     }
 

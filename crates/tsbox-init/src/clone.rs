@@ -9,7 +9,12 @@ use nix::unistd::Pid;
 
 pub enum Forked {
     Child,
-    Parent { pid: Pid, pidfd: Option<OwnedFd> },
+    /// `placed`: the child started in the requested cgroup.
+    Parent {
+        pid: Pid,
+        pidfd: Option<OwnedFd>,
+        placed: bool,
+    },
 }
 
 const CLONE_PIDFD: u64 = 0x1000;
@@ -55,6 +60,7 @@ pub fn clone_container(flags: u64, cgroup: Option<RawFd>) -> Result<Forked, Errn
             return Ok(Forked::Parent {
                 pid: Pid::from_raw(pid as i32),
                 pidfd: Some(pidfd),
+                placed: cgroup.is_some(),
             });
         }
         _ => {}
@@ -83,7 +89,7 @@ pub fn clone_container(flags: u64, cgroup: Option<RawFd>) -> Result<Forked, Errn
             // SAFETY: pidfd_open returns a new descriptor or -1.
             let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
             let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-            Ok(Forked::Parent { pid, pidfd })
+            Ok(Forked::Parent { pid, pidfd, placed: false })
         }
         _ => Err(Errno::last()),
     }

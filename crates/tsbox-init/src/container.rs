@@ -50,6 +50,12 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
 
     // (4)
     let joining = plan.join.is_some();
+    if plan.has(Namespace::Cgroup) && !joining {
+        // Placed in its cgroup by now (clone3 or Node, before go), so that cgroup
+        // is the namespace's root, also for the cgroupfs mounted below.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
+        trace!(tr, "cgroup namespace: entered");
+    }
     let sources = if plan.has(Namespace::Mount) && !joining {
         Some(mounts::open_sources(plan, trees, &tr)?)
     } else {
@@ -73,11 +79,6 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     if plan.has(Namespace::Net) && !joining {
         loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;
         trace!(tr, "network: lo up, no other interface");
-    }
-    if plan.has(Namespace::Cgroup) && !joining {
-        // After placement, so that the container's cgroup is its root.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
-        trace!(tr, "cgroup namespace: entered");
     }
     for rl in &plan.rlimits {
         set_rlimit(&rl.name, rl.soft, rl.hard)?;

@@ -97,7 +97,17 @@ fn helper(node: Channel) -> i32 {
         trace!(tr, "join: the namespaces of pid {target}");
     }
     let flags = plan.clone_flags();
-    let (pid, pidfd) = match clone_container(flags, None) {
+    // A cgroup that cannot be opened is left to Node to place the child in
+    // (and to report, if that fails too).
+    let cgroup = plan.cgroup.as_deref().and_then(|dir| {
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+    });
+    let (pid, pidfd, placed) = match clone_container(flags, cgroup.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)) {
         Err(e) => {
             return fail(
                 &node,
@@ -109,19 +119,21 @@ fn helper(node: Channel) -> i32 {
             drop(mine);
             container::run(&plan, theirs, tr)
         }
-        Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+        Ok(Forked::Parent { pid, pidfd, placed }) => (pid, pidfd, placed),
     };
+    drop(cgroup);
     drop(theirs);
     let c = Container { pid, pidfd };
     trace!(
         tr,
-        "clone: {} pid={pid}{}",
+        "clone: {} pid={pid}{}{}",
         clone::flag_names(flags),
-        if c.pidfd.is_some() { " (pidfd)" } else { "" }
+        if c.pidfd.is_some() { " (pidfd)" } else { "" },
+        if placed { " into its cgroup (CLONE_INTO_CGROUP)" } else { "" }
     );
 
     // (3) Node writes the id maps, then says go.
-    if node.send(&HelperMsg::Cloned { pid: pid.as_raw() }).is_err() {
+    if node.send(&HelperMsg::Cloned { pid: pid.as_raw(), placed }).is_err() {
         c.signal(libc::SIGKILL);
         c.reap();
         return 125;

@@ -20,7 +20,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB";
 
 mod syscalls;
 
@@ -39,6 +39,10 @@ fn main() {
         Some("zombies") if args.len() == 2 => match args[1].parse::<u32>() {
             Ok(n) => cmd_zombies(n),
             _ => usage(&format!("bad N {:?}", args[1])),
+        },
+        Some("alloc") if args.len() == 2 => match args[1].parse::<usize>() {
+            Ok(mib) => cmd_alloc(mib),
+            _ => usage(&format!("bad MIB {:?}", args[1])),
         },
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
@@ -440,5 +444,21 @@ fn cmd_zombies(n: u32) -> i32 {
     } else {
         out_json(&json!({ "spawned": spawned, "errors": errors }));
     }
+    0
+}
+
+/// `alloc MIB`: allocates and touches MIB MiB (every page), holds it for 200 ms,
+/// prints {"allocated": MIB} and exits: a workload of a known size.
+fn cmd_alloc(mib: usize) -> i32 {
+    let mut blocks = Vec::with_capacity(mib);
+    for _ in 0..mib {
+        let mut b = vec![0u8; 1 << 20];
+        for page in b.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        blocks.push(b);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    out_line(&format!("{{\"allocated\":{}}}", blocks.len()));
     0
 }

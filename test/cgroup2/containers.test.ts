@@ -1,0 +1,65 @@
+/**
+ * Containers on pure cgroup v2 (issue 6), inside the test VM: clone3 places
+ * the child with CLONE_INTO_CGROUP, limits act and are visible at
+ * /sys/fs/cgroup inside, the report reads memory.peak and memory.events, and
+ * cgroup.kill leaves nothing behind.
+ */
+import { readdirSync } from 'node:fs';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { buildTestRootfs, type TestRootfs } from '../support/rootfs.js';
+import { cli } from '../support/tsbox.js';
+import { tsboxDirs } from './support.js';
+
+let rootfs: TestRootfs;
+beforeAll(async () => {
+  rootfs = await buildTestRootfs();
+}, 120_000);
+afterAll(async () => {
+  await rootfs?.cleanup();
+});
+
+async function report(args: string[], command: string[]) {
+  const r = await cli(['run', '--rootfs', rootfs.dir, '--report', '-', ...args, '--', ...command], { killAfterMs: 110_000 });
+  const at = r.stderr.lastIndexOf('\n{');
+  const json = r.stderr.slice(at < 0 ? r.stderr.indexOf('{') : at + 1);
+  return { ...r, report: JSON.parse(json) as { exitCode: number; oomKilled: boolean; usage: { peakMemoryBytes: number | null; cpuThrottledPeriods: number | null }; limits: Record<string, unknown> } };
+}
+
+describe('containers on cgroup v2', () => {
+  it('clones straight into the cgroup, which is / inside, with the limits visible', async () => {
+    const r = await cli(['run', '--rootfs', rootfs.dir, '--trace', '-m', '64m', '--pids-limit', '33', '--cpus', '0.5', '--', 'sh', '-c', 'cat /proc/self/cgroup /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max'], { killAfterMs: 110_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('into its cgroup (CLONE_INTO_CGROUP)');
+    expect(r.stdout.trim().split('\n')).toEqual(['0::/', String(64 * 1024 * 1024), '33', '50000 100000']);
+  });
+
+  it('a memory limit OOM-kills an allocator and the report says oomKilled', async () => {
+    const { report: r } = await report(['-m', '48m'], ['tsbox-probe', 'alloc', '200']);
+    expect(r.oomKilled).toBe(true);
+    expect(r.exitCode).toBe(137);
+  });
+
+  it('reports memory.peak within 10% of the allocation', async () => {
+    const { report: r } = await report([], ['tsbox-probe', 'alloc', '100']);
+    const mib = 1024 * 1024;
+    expect(r.usage.peakMemoryBytes!).toBeGreaterThanOrEqual(100 * mib);
+    expect(r.usage.peakMemoryBytes!).toBeLessThanOrEqual(110 * mib);
+  });
+
+  it('a pids limit stops a fork loop', async () => {
+    const r = await cli(['run', '--rootfs', rootfs.dir, '--pids-limit', '10', '--', 'sh', '-c', 'for i in $(seq 30); do sleep 1 & done; wait'], { killAfterMs: 110_000 });
+    expect(r.stdout + r.stderr).toMatch(/can't fork|Resource temporarily unavailable/);
+  });
+
+  it('a cpu quota shows up as throttling in cpu.stat', async () => {
+    const { report: r } = await report(['--cpus', '0.1'], ['sh', '-c', 'end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do :; done']);
+    expect(r.usage.cpuThrottledPeriods!).toBeGreaterThan(0);
+  });
+
+  it('leaves no container cgroup behind', () => {
+    const left = tsboxDirs().flatMap((d) => readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${d}/${e.name}`));
+    expect(left).toEqual([]);
+  });
+});

@@ -1,0 +1,279 @@
+// ts/cgroups on this host's real cgroupfs, as root, with plain processes and no
+// containers (the launch wires cgroups into containers): the limits land in the
+// v1 files of a hybrid host, a placed process is limited and counted, and
+// teardown and gc leave no cgroup behind in any hierarchy.
+// The pure v2 twin of this file is test/cgroup2/cgroups.test.ts (in the VM).
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+import { createCgroup, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
+import { TsboxError } from '../../ts/errors.js';
+import { alive, eventually, killQuietly, MiB, newId, procCgroup, spawnGated, tsboxDirs } from '../cgroup2/support.js';
+
+/** cpulist_parse: a CPU beyond the kernel's range. */
+const ERANGE = 34;
+
+let stateDir: string;
+let before: string[];
+const cgroups: Cgroup[] = [];
+const children: ChildProcess[] = [];
+
+function make(limits: CgroupLimitsInput = {}, id = newId()): Cgroup {
+  const cg = createCgroup(id, limits, { stateDir });
+  cgroups.push(cg);
+  return cg;
+}
+
+function gated(script: string) {
+  const g = spawnGated(script);
+  children.push(g.child);
+  return g;
+}
+
+const cat = (dir: string, file: string) => readFileSync(join(dir, file), 'utf8').trim();
+
+/** The caller's own cgroup in v1 hierarchy `h`. */
+function own(h: string): string {
+  for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+    const [, controllers, path] = line.split(':');
+    if (controllers?.split(',').includes(h)) return path!;
+  }
+  return '/';
+}
+
+/** A whole disk of this host and its major:minor, for the device rate limits. */
+function disk(): { path: string; majMin: string } | null {
+  for (const name of readdirSync('/sys/block')) {
+    if (/^(loop|ram|zram|sr|fd|nbd)/.test(name) || !existsSync(`/dev/${name}`)) continue;
+    return { path: `/dev/${name}`, majMin: readFileSync(`/sys/block/${name}/dev`, 'utf8').trim() };
+  }
+  return null;
+}
+
+beforeAll(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'tsbox-cgroups-state-'));
+  before = tsboxDirs();
+});
+
+afterEach(() => {
+  for (const c of children.splice(0)) killQuietly(c);
+  const errors: unknown[] = [];
+  for (const cg of cgroups.splice(0)) {
+    try {
+      cg.destroy();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
+});
+
+afterAll(() => {
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+describe('cgroups on this hybrid host (v1 controllers)', () => {
+  it('detects the hybrid layout', () => {
+    expect(detectCgroupMode()).toBe('hybrid');
+  });
+
+  it('creates tsbox/<id> under the caller\'s own cgroup in each v1 hierarchy, with every limit written before anything runs', () => {
+    const d = disk();
+    expect(d, 'this host needs a whole disk under /sys/block for the device rate limits').not.toBeNull();
+    const id = newId();
+    const cg = make(
+      {
+        memory: '64m',
+        memorySwap: '128m',
+        memoryReservation: '32m',
+        cpuShares: 512,
+        cpus: 0.5,
+        cpusetCpus: '0',
+        cpusetMems: '0',
+        pidsLimit: 100,
+        blkioWeight: 300,
+        deviceReadBps: [{ path: d!.path, rate: '1m' }],
+        deviceWriteIops: [{ path: d!.path, rate: 100 }],
+      },
+      id,
+    );
+    expect(cg.mode).toBe('hybrid');
+    expect(cg.v2Path).toBeNull();
+    for (const h of ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'blkio', 'freezer']) {
+      expect(cg.paths[h], h).toBe(join('/sys/fs/cgroup', h, own(h), 'tsbox', id));
+      expect(existsSync(cg.paths[h]!), h).toBe(true);
+    }
+    expect(cg.paths.unified).toBeUndefined();
+
+    const p = cg.paths;
+    expect(cat(p.memory!, 'memory.limit_in_bytes')).toBe(String(64 * MiB));
+    expect(cat(p.memory!, 'memory.memsw.limit_in_bytes')).toBe(String(128 * MiB));
+    expect(cat(p.memory!, 'memory.soft_limit_in_bytes')).toBe(String(32 * MiB));
+    expect(cat(p.cpu!, 'cpu.shares')).toBe('512');
+    expect(cat(p.cpu!, 'cpu.cfs_period_us')).toBe('100000');
+    expect(cat(p.cpu!, 'cpu.cfs_quota_us')).toBe('50000');
+    expect(cat(p.cpuset!, 'cpuset.cpus')).toBe('0');
+    expect(cat(p.cpuset!, 'cpuset.mems')).toBe('0');
+    expect(cat(p.pids!, 'pids.max')).toBe('100');
+    const weight = existsSync(join(p.blkio!, 'blkio.weight')) ? 'blkio.weight' : 'blkio.bfq.weight';
+    expect(cat(p.blkio!, weight)).toMatch(/^(default )?300$/m);
+    expect(cat(p.blkio!, 'blkio.throttle.read_bps_device')).toBe(`${d!.majMin} ${MiB}`);
+    expect(cat(p.blkio!, 'blkio.throttle.write_iops_device')).toBe(`${d!.majMin} 100`);
+
+    const applied = cg.applied();
+    expect(applied.limits.pidsLimit).toBe(100);
+    expect(applied.writes.map((w) => w.path)).toContain(join(p.memory!, 'memory.limit_in_bytes'));
+    expect(applied.writes.find((w) => w.path.endsWith('cpu.cfs_quota_us'))).toEqual({ path: join(p.cpu!, 'cpu.cfs_quota_us'), value: '50000', limit: 'cpus' });
+  });
+
+  it('sets the default pids limit when none is given', () => {
+    const cg = make();
+    expect(cat(cg.paths.pids!, 'pids.max')).toBe('4096');
+  });
+
+  it('places a process in every hierarchy, reads its stats, kills it and removes the cgroups', async () => {
+    const id = newId();
+    const cg = make({ memory: '64m' }, id);
+    const g = gated('sleep 30');
+    cg.place(g.pid);
+    // Without cpuset or blkio limits those hierarchies are not used.
+    expect(Object.keys(cg.paths).sort()).toEqual(['cpu', 'cpuacct', 'freezer', 'memory', 'pids']);
+    const joined = procCgroup(g.pid).filter((l) => Object.keys(cg.paths).includes(l.split(':')[1]!));
+    expect(joined).toHaveLength(5);
+    for (const line of joined) expect(line).toMatch(new RegExp(`/tsbox/${id}$`));
+    g.go();
+    expect(await eventually(() => (cg.stats().pids.current ?? 0) >= 1)).toBe(true);
+    const s = cg.stats();
+    expect(s.pids.current).toBeGreaterThanOrEqual(1);
+    expect(s.memory.current).toBeGreaterThan(0);
+    expect(s.memory.peak).toBeGreaterThan(0);
+    expect(s.memory.oomKills).toBe(0);
+    expect(s.cpu.usageUsec).toBeGreaterThan(0);
+
+    cg.kill();
+    expect(await g.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    cg.destroy();
+    for (const dir of Object.values(cg.paths)) expect(existsSync(dir), dir).toBe(false);
+    expect(existsSync(join(stateDir, `${id}.json`))).toBe(false);
+    cg.destroy(); // idempotent
+  });
+
+  it('a memory limit OOM-kills an allocator, and the stats count the kill', async () => {
+    const cg = make({ memory: '32m', memorySwap: '32m' });
+    // tail keeps its whole input when there is no newline: 200 MiB of it.
+    const g = gated('head -c 200M /dev/zero | tail');
+    cg.place(g.pid);
+    g.go();
+    const end = await g.exited;
+    expect(end.code).toBe(137); // the pipeline's status is tail's: SIGKILL
+    const s = cg.stats();
+    expect(s.memory.oomKills).toBeGreaterThanOrEqual(1);
+    expect(s.memory.peak).toBeGreaterThan(28 * MiB);
+    expect(s.memory.peak).toBeLessThanOrEqual(32 * MiB);
+  });
+
+  it('reports peak memory within 10% of what the workload allocated', async () => {
+    const cg = make();
+    const g = gated('head -c 100M /dev/zero | tail');
+    cg.place(g.pid);
+    g.go();
+    expect((await g.exited).code).toBe(0);
+    const peak = cg.stats().memory.peak!;
+    expect(peak).toBeGreaterThanOrEqual(100 * MiB);
+    expect(peak).toBeLessThanOrEqual(110 * MiB);
+  });
+
+  it('a pids limit stops a fork loop, and everything it started is killed on destroy', async () => {
+    const cg = make({ pidsLimit: 10 });
+    const g = gated('for i in $(seq 100); do sleep 30 & done; wait');
+    cg.place(g.pid);
+    g.go();
+    await g.exited;
+    expect(g.stderr()).toMatch(/fork/i);
+    const s = cg.stats();
+    expect(s.pids.limitHits).toBeGreaterThanOrEqual(1);
+    expect(s.pids.current).toBeLessThanOrEqual(10);
+    if (s.pids.peak !== null) expect(s.pids.peak).toBe(10);
+    const sleepers = readFileSync(join(cg.paths.pids!, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
+    expect(sleepers.length).toBeGreaterThanOrEqual(8);
+    cg.destroy();
+    expect(sleepers.filter(alive)).toEqual([]);
+    for (const dir of Object.values(cg.paths)) expect(existsSync(dir), dir).toBe(false);
+  });
+
+  it('a cpu quota shows up as throttling in cpu.stat', async () => {
+    const cg = make({ cpus: 0.1 });
+    const g = gated('timeout 1 sh -c "while :; do :; done"; true');
+    cg.place(g.pid);
+    g.go();
+    await g.exited;
+    const s = cg.stats().cpu;
+    expect(s.periods).toBeGreaterThan(0);
+    expect(s.throttledPeriods).toBeGreaterThan(0);
+    expect(s.throttledUsec).toBeGreaterThan(0);
+    // 10% of one CPU over about a second.
+    expect(s.usageUsec).toBeLessThan(400_000);
+  });
+
+  it('a limit the kernel rejects fails with errno, path and hint, and leaves nothing behind', () => {
+    const id = newId();
+    let err: unknown;
+    try {
+      make({ cpusetCpus: '1000' }, id);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TsboxError);
+    const e = err as TsboxError;
+    expect(e.step).toBe('cgroup');
+    expect(e.errno).toBe(ERANGE);
+    expect(e.path).toMatch(new RegExp(`/sys/fs/cgroup/cpuset/.*tsbox/${id}/cpuset.cpus$`));
+    expect(e.hint).toMatch(/subset of the parent/);
+    expect(tsboxDirs().filter((d) => d.includes(id))).toEqual([]);
+    expect(existsSync(join(stateDir, `${id}.json`))).toBe(false);
+  });
+
+  it('gc removes the cgroups of a dead owner (killing what is left) and unmarked empty ones, and keeps the rest', async () => {
+    // A dead owner: a process that has exited.
+    const owner = gated('exit 0');
+    owner.go();
+    await owner.exited;
+    const orphanId = newId();
+    const orphan = createCgroup(orphanId, {}, { stateDir, owner: owner.pid });
+    const left = gated('sleep 30');
+    orphan.place(left.pid);
+    left.go();
+
+    const live = make();
+
+    // An unmarked, empty tsbox/<id>, as a crash between mkdir and marker would leave.
+    const strayId = newId();
+    const strayDirs = ['memory', 'pids'].map((h) => join('/sys/fs/cgroup', h, own(h), 'tsbox', strayId));
+    for (const d of strayDirs) mkdirSync(d);
+
+    try {
+      const removed = gc({ stateDir });
+      expect(removed.sort()).toEqual([orphanId, strayId].sort());
+      expect(await left.exited).toEqual({ code: null, signal: 'SIGKILL' });
+      for (const dir of [...Object.values(orphan.paths), ...strayDirs]) expect(existsSync(dir), dir).toBe(false);
+      for (const dir of Object.values(live.paths)) expect(existsSync(dir), dir).toBe(true);
+    } finally {
+      orphan.destroy();
+      for (const d of strayDirs) {
+        try {
+          rmdirSync(d);
+        } catch {
+          // Removed by gc, as it should be.
+        }
+      }
+    }
+  });
+
+  it('leaves no tsbox cgroup in any hierarchy', () => {
+    expect(tsboxDirs()).toEqual(before);
+  });
+});

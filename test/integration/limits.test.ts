@@ -1,0 +1,159 @@
+/**
+ * Resource limits and usage (issue 6) on this host's cgroup layout, through
+ * containers: memory, pids and cpu limits act, are visible inside, the report
+ * tells what happened, and no cgroup outlives its container — not even when
+ * tsbox itself is killed.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+
+import { describe, expect, inject, it } from 'vitest';
+
+import { detectCgroupMode } from '../../ts/cgroups/index.js';
+import { cli, waitForOutput } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+const v2 = detectCgroupMode() === 'v2';
+
+interface Report {
+  exitCode: number;
+  signal: string | null;
+  oomKilled: boolean;
+  timedOut: boolean;
+  usage: { wallMs: number; userMicros: number; systemMicros: number; peakMemoryBytes: number | null; peakPids: number | null; cpuThrottledPeriods: number | null };
+  limits: Record<string, unknown> | null;
+}
+
+async function report(args: string[], command: string[]) {
+  const r = await cli(['run', '--rootfs', rootfs, '--report', '-', ...args, '--', ...command]);
+  const json = r.stderr.slice(r.stderr.indexOf('{'));
+  return { ...r, report: JSON.parse(json) as Report };
+}
+
+/** Every `tsbox/<id>` cgroup directory on the host. */
+function tsboxCgroups(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    if (depth > 6) return;
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (n === 'tsbox') out.push(...readdirSync(`${dir}/tsbox`, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${dir}/tsbox/${e.name}`));
+      else walk(`${dir}/${n}`, depth + 1);
+    }
+  };
+  walk('/sys/fs/cgroup', 0);
+  return out;
+}
+
+describe('limits act, and the report says so', () => {
+  it('a memory limit OOM-kills an allocator: oomKilled true', async () => {
+    const { report: r } = await report(['--memory', '48m'], ['tsbox-probe', 'alloc', '200']);
+    expect(r.oomKilled).toBe(true);
+    expect(r.signal).toBe('SIGKILL');
+    expect(r.exitCode).toBe(137);
+    expect(r.limits).toMatchObject({ memory: 48 * 1024 * 1024 });
+  });
+
+  it("reports peak memory within 10% of what the workload allocated", async () => {
+    const { report: r, stdout } = await report([], ['tsbox-probe', 'alloc', '100']);
+    expect(stdout.trim()).toBe('{"allocated":100}');
+    const mib = 1024 * 1024;
+    expect(r.usage.peakMemoryBytes!).toBeGreaterThanOrEqual(100 * mib);
+    expect(r.usage.peakMemoryBytes!).toBeLessThanOrEqual(110 * mib);
+    expect(r.oomKilled).toBe(false);
+    expect(r.usage.wallMs).toBeGreaterThan(200);
+  });
+
+  it('a pids limit stops a fork loop', async () => {
+    const { stdout, stderr, report: r } = await report(['--pids-limit', '10'], ['sh', '-c', 'for i in $(seq 30); do sleep 1 & done; wait']);
+    expect(stdout + stderr).toMatch(/can't fork|Resource temporarily unavailable/);
+    expect(r.limits).toMatchObject({ pidsLimit: 10 });
+    if (r.usage.peakPids !== null) expect(r.usage.peakPids).toBeLessThanOrEqual(10);
+  });
+
+  it('a cpu quota shows up as throttling', async () => {
+    const { report: r } = await report(['--cpus', '0.1'], ['sh', '-c', 'end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done']);
+    expect(r.usage.cpuThrottledPeriods!).toBeGreaterThan(0);
+  });
+
+  it('applies the default pids limit, and -1 removes it', async () => {
+    const { report: d } = await report([], ['true']);
+    expect(d.limits).toMatchObject({ pidsLimit: 4096 });
+    const { report: none } = await report(['--pids-limit', '-1'], ['true']);
+    expect(none.limits).toMatchObject({ pidsLimit: -1 });
+  });
+});
+
+describe('limits seen from inside', () => {
+  it('shows its own cgroup at / with the limits in /sys/fs/cgroup (read-only)', async () => {
+    const files = v2 ? 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max' : 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us';
+    const r = await cli(['run', '--rootfs', rootfs, '-m', '64m', '--pids-limit', '33', '--cpus', '0.5', '--', 'sh', '-c', `${files}; grep -c ':/$' /proc/self/cgroup; echo 1 > /sys/fs/cgroup/x 2>/dev/null || echo ro`]);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe(String(64 * 1024 * 1024));
+    expect(lines[1]).toBe('33');
+    expect(lines[2]).toBe(v2 ? '50000 100000' : '50000');
+    expect(lines.at(-1)).toBe('ro');
+  });
+
+  it('applies --ulimit, and no core dumps by default', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--ulimit', 'nofile=100:200', '--', 'sh', '-c', 'ulimit -n; ulimit -Hn; ulimit -c']);
+    expect(r.stdout.trim().split('\n')).toEqual(['100', '200', '0']);
+    const bad = await cli(['run', '--rootfs', rootfs, '--ulimit', 'nofile=300:200', '--', 'true']);
+    expect(bad.stderr).toMatch(/^tsbox: config\(ulimits\.nofile\): the soft limit must not be above the hard one/);
+  });
+});
+
+describe('--preset contained', () => {
+  it("reproduces the seed program's choices", async () => {
+    const files = v2 ? 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max' : 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares';
+    const r = await cli(['run', '--rootfs', rootfs, '--preset', 'contained', '--', 'sh', '-c', `${files}; ulimit -n; cat /proc/self/uid_map; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; tsbox-probe syscalls`]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe(String(1024 ** 3));
+    expect(lines[1]).toBe('64');
+    if (!v2) expect(lines[2]).toBe('256');
+    const rest = lines.slice(v2 ? 2 : 3);
+    expect(rest[0]).toBe('64');
+    expect(rest[1]!.trim().split(/\s+/).map(Number)).toEqual([0, 10000, 2000]);
+    expect(rest[2]).toBe('NoNewPrivs:\t0');
+    expect(rest[3]).toBe('Seccomp:\t2');
+    const sys = JSON.parse(rest[4]!) as Record<string, number>;
+    expect(sys.chmod_setuid).toBe(1);
+    expect(sys.unshare_user).toBe(1);
+    expect(sys.chmod_0755).toBe(0);
+  });
+});
+
+describe('teardown', () => {
+  it('leaves no cgroup after success, failure, OOM and timeout', async () => {
+    const before = tsboxCgroups();
+    await cli(['run', '--rootfs', rootfs, '--', 'true']);
+    await cli(['run', '--rootfs', rootfs, '--', 'no-such-command']);
+    await cli(['run', '--rootfs', rootfs, '-m', '32m', '--', 'tsbox-probe', 'alloc', '100']);
+    await cli(['run', '--rootfs', rootfs, '--timeout', '300ms', '--', 'sleep', '10']);
+    expect(tsboxCgroups().filter((c) => !before.includes(c))).toEqual([]);
+  });
+
+  it('collects the cgroup of a tsbox killed with SIGKILL on the next start (and with tsbox gc)', async () => {
+    const before = tsboxCgroups();
+    let leaked: string[] = [];
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'echo ready; sleep 100'], {
+      onSpawn: (child) => {
+        void waitForOutput(child, 'ready').then(() => {
+          leaked = tsboxCgroups().filter((c) => !before.includes(c));
+          child.kill('SIGKILL');
+        });
+      },
+    });
+    expect(r.signal).toBe('SIGKILL');
+    expect(leaked.length).toBeGreaterThan(0);
+    const gc = await cli(['gc']);
+    expect(gc.code).toBe(0);
+    expect(gc.stdout).not.toBe('');
+    expect(leaked.filter((c) => existsSync(c))).toEqual([]);
+  });
+});

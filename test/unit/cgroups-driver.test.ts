@@ -1,0 +1,848 @@
+// The cgroup driver (ts/cgroups/driver.ts, teardown.ts, gc.ts) against fixture
+// trees in a temp dir: a fake v2 tree, a fake hybrid tree and a fake v1 tree
+// whose control files are plain files. A small fake kernel (FakeKernel) does
+// what cgroupfs does on mkdir (control files appear), rmdir (EBUSY while
+// populated), cgroup.subtree_control (EBUSY with processes; only controllers
+// the parent offers) and cgroup.kill/kill(2) (processes leave), and records
+// every call, so the tests see which files get which values, in which order,
+// and that no failure leaves anything behind. No root needed.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { createCgroup, gc, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
+import { TsboxError } from '../../ts/errors.js';
+
+const MiB = 1024 ** 2;
+const errnos = { EPERM: 1, ENOENT: 2, ESRCH: 3, EACCES: 13, EBUSY: 16, EEXIST: 17, ENODEV: 19, EINVAL: 22 } as const;
+type Code = keyof typeof errnos;
+
+function sysError(code: Code, syscall: string, path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: ${syscall} '${path}'`), { errno: -errnos[code], code, syscall, path });
+}
+
+const V2_FILES: Record<string, Record<string, string>> = {
+  core: { 'cgroup.procs': '', 'cgroup.subtree_control': '', 'cgroup.events': 'populated 0\nfrozen 0\n', 'cgroup.freeze': '0', 'cgroup.kill': '', 'cpu.stat': 'usage_usec 0\nuser_usec 0\nsystem_usec 0\n' },
+  memory: { 'memory.max': 'max', 'memory.swap.max': 'max', 'memory.low': '0', 'memory.current': '0', 'memory.peak': '0', 'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n' },
+  cpu: { 'cpu.weight': '100', 'cpu.max': 'max 100000' },
+  cpuset: { 'cpuset.cpus': '', 'cpuset.mems': '' },
+  pids: { 'pids.max': 'max', 'pids.current': '0', 'pids.events': 'max 0\n' },
+  io: { 'io.weight': 'default 100', 'io.max': '' },
+};
+
+const V1_FILES: Record<string, Record<string, string>> = {
+  memory: {
+    'memory.limit_in_bytes': '9223372036854771712',
+    'memory.memsw.limit_in_bytes': '9223372036854771712',
+    'memory.soft_limit_in_bytes': '9223372036854771712',
+    'memory.usage_in_bytes': '0',
+    'memory.max_usage_in_bytes': '0',
+    'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n',
+  },
+  cpu: { 'cpu.shares': '1024', 'cpu.cfs_period_us': '100000', 'cpu.cfs_quota_us': '-1', 'cpu.stat': 'nr_periods 0\nnr_throttled 0\nthrottled_time 0\n' },
+  cpuacct: { 'cpuacct.usage': '0', 'cpuacct.usage_user': '0', 'cpuacct.usage_sys': '0', 'cpuacct.stat': 'user 0\nsystem 0\n' },
+  cpuset: { 'cpuset.cpus': '', 'cpuset.mems': '', 'cpuset.effective_cpus': '', 'cpuset.effective_mems': '' },
+  pids: { 'pids.max': 'max', 'pids.current': '0', 'pids.events': 'max 0\n' },
+  blkio: { 'blkio.bfq.weight': '100', 'blkio.throttle.read_bps_device': '', 'blkio.throttle.write_bps_device': '', 'blkio.throttle.read_iops_device': '', 'blkio.throttle.write_iops_device': '' },
+  freezer: { 'freezer.state': 'THAWED' },
+};
+
+/**
+ * A cgroup filesystem made of plain files, acting like the kernel where the
+ * driver depends on it. `ops` records mkdir, rmdir, write and kill in order.
+ */
+class FakeKernel implements CgroupFs {
+  readonly ops: string[] = [];
+  /** Calls that fail: `write <path>`, `mkdir <path>`, `rmdir <path>` (path suffix) → errno code, and how often (default always). */
+  readonly failures: { op: string; suffix: string; code: Code; times: number }[] = [];
+  /** Files this kernel does not have (by name), e.g. memory.swap.max without swap accounting. */
+  readonly missing = new Set<string>();
+  /** Mount point → v1 hierarchy name, or 'unified'. */
+  readonly mounts = new Map<string, string>();
+
+  constructor(readonly root: string) {}
+
+  fail(op: 'write' | 'mkdir' | 'rmdir', suffix: string, code: Code, times = Infinity): void {
+    this.failures.push({ op, suffix, code, times });
+  }
+
+  #check(op: string, path: string): void {
+    const f = this.failures.find((x) => x.op === op && path.endsWith(x.suffix) && x.times > 0);
+    if (f) {
+      f.times--;
+      throw sysError(f.code, op, path);
+    }
+  }
+
+  hierarchyOf(path: string): string {
+    let best = '';
+    for (const m of this.mounts.keys()) if ((path === m || path.startsWith(`${m}/`)) && m.length > best.length) best = m;
+    return this.mounts.get(best)!;
+  }
+
+  /** Fills a new cgroup directory the way the kernel would. */
+  populate(dir: string, isRoot = false): void {
+    const h = this.hierarchyOf(dir);
+    const files: Record<string, string> = {};
+    if (h === 'unified') {
+      const controllers = isRoot ? this.rootControllers : readFileSync(join(dirname(dir), 'cgroup.subtree_control'), 'utf8').trim().split(/\s+/).filter(Boolean);
+      Object.assign(files, V2_FILES.core, { 'cgroup.controllers': controllers.join(' ') });
+      if (!isRoot) files['cgroup.type'] = 'domain';
+      for (const c of controllers) Object.assign(files, V2_FILES[c]);
+      if (controllers.includes('cpu')) files['cpu.stat'] += 'nr_periods 0\nnr_throttled 0\nthrottled_usec 0\n';
+    } else {
+      Object.assign(files, { 'cgroup.procs': '', tasks: '', notify_on_release: '0' }, V1_FILES[h]);
+      if (isRoot && h === 'cpuset') Object.assign(files, { 'cpuset.cpus': '0-3', 'cpuset.mems': '0', 'cpuset.effective_cpus': '0-3', 'cpuset.effective_mems': '0' });
+    }
+    for (const [name, value] of Object.entries(files)) if (!this.missing.has(name)) writeFileSync(join(dir, name), value);
+  }
+
+  rootControllers = ['cpuset', 'cpu', 'io', 'memory', 'pids'];
+
+  mkdir(path: string): void {
+    this.#check('mkdir', path);
+    if (existsSync(path)) throw sysError('EEXIST', 'mkdir', path);
+    if (!existsSync(dirname(path))) throw sysError('ENOENT', 'mkdir', path);
+    mkdirSync(path);
+    this.populate(path);
+    this.ops.push(`mkdir ${path}`);
+  }
+
+  rmdir(path: string): void {
+    this.#check('rmdir', path);
+    if (!existsSync(path)) throw sysError('ENOENT', 'rmdir', path);
+    if (this.subdirs(path).length > 0 || this.procs(path).length > 0) throw sysError('EBUSY', 'rmdir', path);
+    for (const f of readdirSync(path)) unlinkSync(join(path, f));
+    rmdirSync(path);
+    this.ops.push(`rmdir ${path}`);
+  }
+
+  read(path: string): string {
+    // A non-root cgroup2 offers what its parent enables for its children, at any moment.
+    if (path.endsWith('/cgroup.controllers') && this.hierarchyOf(path) === 'unified' && existsSync(join(dirname(path), 'cgroup.type'))) {
+      return this.read(join(dirname(dirname(path)), 'cgroup.subtree_control'));
+    }
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      throw sysError('ENOENT', 'open', path);
+    }
+  }
+
+  write(path: string, value: string): void {
+    this.#check('write', path);
+    if (!existsSync(path)) throw sysError('ENOENT', 'open', path);
+    const dir = dirname(path);
+    const file = path.slice(dir.length + 1);
+    this.ops.push(`write ${path} ${value}`);
+    switch (file) {
+      case 'cgroup.procs':
+        writeFileSync(path, [...this.procs(dir), value].join('\n'));
+        return;
+      case 'cgroup.subtree_control': {
+        const c = value.replace(/^\+/, '');
+        if (!this.read(join(dir, 'cgroup.controllers')).split(/\s+/).includes(c)) throw sysError('ENOENT', 'write', path);
+        if (existsSync(join(dir, 'cgroup.type')) && this.procs(dir).length > 0) throw sysError('EBUSY', 'write', path);
+        writeFileSync(path, [...this.read(path).split(/\s+/).filter(Boolean), c].join(' '));
+        return;
+      }
+      case 'cgroup.kill':
+        for (const pid of this.procs(dir)) this.ops.push(`(kernel) SIGKILL ${pid}`);
+        this.#clearProcs(dir);
+        return;
+      case 'cgroup.freeze':
+        writeFileSync(join(dir, 'cgroup.events'), `populated 1\nfrozen ${value}\n`);
+        return;
+      default:
+        writeFileSync(path, value);
+    }
+  }
+
+  exists(path: string): boolean {
+    return existsSync(path);
+  }
+
+  subdirs(path: string): string[] {
+    try {
+      return readdirSync(path, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch {
+      throw sysError('ENOENT', 'scandir', path);
+    }
+  }
+
+  /** Killing a process takes it out of every cgroup. */
+  kill(pid: number, signal: NodeJS.Signals): void {
+    this.ops.push(`kill ${pid} ${signal}`);
+    const walk = (d: string) => {
+      if (existsSync(join(d, 'cgroup.procs'))) writeFileSync(join(d, 'cgroup.procs'), this.procs(d).filter((p) => p !== String(pid)).join('\n'));
+      for (const s of this.subdirs(d)) walk(join(d, s));
+    };
+    for (const m of this.mounts.keys()) walk(m);
+  }
+
+  procs(dir: string): string[] {
+    return this.read(join(dir, 'cgroup.procs')).split('\n').filter(Boolean);
+  }
+
+  #clearProcs(dir: string): void {
+    writeFileSync(join(dir, 'cgroup.procs'), '');
+    for (const s of this.subdirs(dir)) this.#clearProcs(join(dir, s));
+  }
+
+  /** Makes a cgroup directory that exists before the test (the host's own). */
+  existing(path: string, procs: string[] = []): void {
+    mkdirSync(path, { recursive: true });
+    this.populate(path, this.mounts.has(path));
+    if (procs.length > 0) writeFileSync(join(path, 'cgroup.procs'), procs.join('\n'));
+  }
+
+  /** Every directory under the mounts, relative to the root, for "nothing left behind". */
+  tree(): string[] {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      for (const s of this.subdirs(d)) {
+        out.push(join(d, s).slice(this.root.length));
+        walk(join(d, s));
+      }
+    };
+    for (const m of this.mounts.keys()) walk(m);
+    return out.sort();
+  }
+}
+
+let tmp: string;
+let stateDir: string;
+const made: Cgroup[] = [];
+
+/** The fixtures are hundreds of small files: on tmpfs where there is one (a disk-backed /tmp can take a millisecond a file). */
+const FIXTURE_BASE = (() => {
+  try {
+    accessSync('/dev/shm', constants.W_OK);
+    return '/dev/shm';
+  } catch {
+    return tmpdir();
+  }
+})();
+
+beforeEach(() => {
+  tmp = mkdtempSync(join(FIXTURE_BASE, 'tsbox-cgroups-unit-'));
+  stateDir = join(tmp, 'state');
+});
+
+afterEach(() => {
+  made.length = 0;
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A pure v2 host: the caller in /system.slice/app.service, with another process beside it. */
+function v2Host(own = '/system.slice/app.service'): { k: FakeKernel; proc: ProcSource; cg: string } {
+  const cg = join(tmp, 'sys/fs/cgroup');
+  const k = new FakeKernel(tmp);
+  k.mounts.set(cg, 'unified');
+  k.existing(cg, ['1']);
+  writeFileSync(join(cg, 'cgroup.subtree_control'), 'cpuset cpu io memory pids');
+  if (own !== '/') {
+    k.existing(join(cg, 'system.slice'));
+    k.existing(join(cg, own), [String(process.pid)]);
+  }
+  return { k, cg, proc: { mountinfo: `26 25 0:24 / ${cg} rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n`, cgroup: `0::${own}\n` } };
+}
+
+const V1_HIERARCHIES = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'blkio', 'freezer'];
+
+/** A hybrid host like the development machine: v1 controllers, memory in a sub-cgroup, unified with hugetlb only. */
+function hybridHost(opts: { without?: string[]; unifiedControllers?: string[] } = {}): { k: FakeKernel; proc: ProcSource; cg: string } {
+  const cg = join(tmp, 'sys/fs/cgroup');
+  const k = new FakeKernel(tmp);
+  const hierarchies = V1_HIERARCHIES.filter((h) => !opts.without?.includes(h));
+  let mountinfo = '';
+  let cgroup = '';
+  hierarchies.forEach((h, i) => {
+    k.mounts.set(join(cg, h), h);
+    k.existing(join(cg, h), ['1']);
+    mountinfo += `${32 + i} 31 0:${29 + i} / ${join(cg, h)} rw,relatime - cgroup cgroup rw,${h}\n`;
+    cgroup += `${i + 1}:${h}:${h === 'memory' ? '/session/abc' : '/'}\n`;
+  });
+  k.existing(join(cg, 'memory/session/abc'), [String(process.pid)]);
+  k.mounts.set(join(cg, 'unified'), 'unified');
+  k.rootControllers = opts.unifiedControllers ?? ['hugetlb'];
+  k.existing(join(cg, 'unified'), ['1']);
+  k.existing(join(cg, 'unified/session.scope'), [String(process.pid)]);
+  mountinfo += `41 31 0:38 / ${join(cg, 'unified')} rw,relatime - cgroup2 cgroup2 rw\n`;
+  cgroup += '0::/session.scope\n';
+  return { k, cg, proc: { mountinfo, cgroup } };
+}
+
+function create(host: { k: FakeKernel; proc: ProcSource }, limits: CgroupLimitsInput = {}, opts: Partial<CreateOptions> & { id?: string } = {}): Cgroup {
+  const c = createCgroup(opts.id ?? 'c1', limits, { stateDir, fs: host.k, proc: host.proc, ...opts });
+  made.push(c);
+  return c;
+}
+
+function failure(fn: () => unknown): TsboxError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(TsboxError);
+    return err as TsboxError;
+  }
+  throw new Error('expected a TsboxError');
+}
+
+const cat = (path: string) => readFileSync(path, 'utf8').trim();
+const markers = () => (existsSync(stateDir) ? readdirSync(stateDir) : []);
+
+describe('v2: create', () => {
+  it('creates <parent>/tsbox/<id> under the parent of the caller\'s cgroup, enabling the controllers on the way', () => {
+    const host = v2Host();
+    const before = host.k.tree();
+    const c = create(host, { memory: '64m', cpuShares: 256, cpus: 1.5, pidsLimit: 64 });
+    const leaf = join(host.cg, 'system.slice/tsbox/c1');
+    expect(c.mode).toBe('v2');
+    expect(c.v2Path).toBe(leaf);
+    expect(c.paths).toEqual({ unified: leaf });
+    expect(host.k.tree()).toEqual([...before, '/sys/fs/cgroup/system.slice/tsbox', '/sys/fs/cgroup/system.slice/tsbox/c1'].sort());
+    const slice = join(host.cg, 'system.slice');
+    expect(host.k.ops).toEqual([
+      `write ${slice}/cgroup.subtree_control +memory`,
+      `write ${slice}/cgroup.subtree_control +cpu`,
+      `write ${slice}/cgroup.subtree_control +pids`,
+      `mkdir ${slice}/tsbox`,
+      `write ${slice}/tsbox/cgroup.subtree_control +memory`,
+      `write ${slice}/tsbox/cgroup.subtree_control +cpu`,
+      `write ${slice}/tsbox/cgroup.subtree_control +pids`,
+      `mkdir ${leaf}`,
+      `write ${leaf}/memory.max ${64 * MiB}`,
+      `write ${leaf}/memory.swap.max ${64 * MiB}`,
+      `write ${leaf}/cpu.weight 10`,
+      `write ${leaf}/cpu.max 150000 100000`,
+      `write ${leaf}/pids.max 64`,
+    ]);
+    expect(cat(join(leaf, 'memory.max'))).toBe(String(64 * MiB));
+    expect(cat(join(leaf, 'cpu.max'))).toBe('150000 100000');
+  });
+
+  it('enables only the controllers it needs: memory, cpu and pids for the stats, cpuset and io only for their limits', () => {
+    const host = v2Host();
+    create(host, {}, { id: 'a' });
+    expect(cat(join(host.cg, 'system.slice/cgroup.subtree_control'))).toBe('memory cpu pids');
+    create(host, { cpusetCpus: '0', blkioWeight: 100 }, { id: 'b' });
+    expect(cat(join(host.cg, 'system.slice/tsbox/cgroup.subtree_control'))).toBe('memory cpu pids cpuset io');
+    expect(cat(join(host.cg, 'system.slice/tsbox/b/cpuset.cpus'))).toBe('0');
+    expect(cat(join(host.cg, 'system.slice/tsbox/b/io.weight'))).toBe('default 910');
+  });
+
+  it('puts tsbox right under the root when the caller is in the root cgroup (the root may hold processes)', () => {
+    const host = v2Host('/');
+    const c = create(host);
+    expect(c.v2Path).toBe(join(host.cg, 'tsbox/c1'));
+    expect(cat(join(host.cg, 'tsbox/c1/pids.max'))).toBe('4096');
+  });
+
+  it('traces each step for --trace', () => {
+    const host = v2Host();
+    const lines: string[] = [];
+    const c = create(host, { memory: '64m' }, { trace: (l) => lines.push(l) });
+    expect(lines[0]).toBe('cgroup: v2, memory v2, cpu v2, pids v2');
+    expect(lines).toContain(`cgroup: mkdir ${c.v2Path}`);
+    expect(lines).toContain(`cgroup: ${c.v2Path}/memory.max = ${64 * MiB}`);
+  });
+
+  it('uses a configured parent', () => {
+    const host = v2Host();
+    host.k.existing(join(host.cg, 'tsbox.slice'));
+    const c = create(host, {}, { parent: '/tsbox.slice' });
+    expect(c.v2Path).toBe(join(host.cg, 'tsbox.slice/tsbox/c1'));
+  });
+
+  it('writes an orphan marker naming the cgroups and the owner, and removes it on destroy', () => {
+    const host = v2Host();
+    const c = create(host);
+    const m = JSON.parse(readFileSync(join(stateDir, 'c1.json'), 'utf8'));
+    expect(m).toMatchObject({ id: 'c1', ownerPid: process.pid, dirs: { unified: c.v2Path }, parents: [join(host.cg, 'system.slice/tsbox')] });
+    expect(m.ownerStart).toMatch(/^\d+$/);
+    c.setOwner(1);
+    expect(JSON.parse(readFileSync(join(stateDir, 'c1.json'), 'utf8')).ownerPid).toBe(1);
+    c.destroy();
+    expect(markers()).toEqual([]);
+  });
+
+  it('reports the limits as applied', () => {
+    const host = v2Host();
+    const c = create(host, { memory: '1g', blkioWeight: 500 });
+    const leaf = c.v2Path!;
+    expect(c.applied()).toEqual({
+      mode: 'v2',
+      limits: { memory: 1024 * MiB, blkioWeight: 500, pidsLimit: 4096 },
+      writes: [
+        { path: join(leaf, 'memory.max'), value: String(1024 * MiB), limit: 'memory' },
+        { path: join(leaf, 'memory.swap.max'), value: String(1024 * MiB), limit: 'memorySwap' },
+        { path: join(leaf, 'pids.max'), value: '4096', limit: 'pidsLimit' },
+        { path: join(leaf, 'io.weight'), value: 'default 4950', limit: 'blkioWeight' },
+      ],
+    });
+  });
+});
+
+describe('v2: failures leave nothing behind', () => {
+  /** Runs `fn`, expects a TsboxError, and checks the tree and the state dir are as before. */
+  function leavesNothing(host: { k: FakeKernel }, fn: () => unknown): TsboxError {
+    const before = host.k.tree();
+    const markersBefore = markers();
+    const e = failure(fn);
+    expect(host.k.tree()).toEqual(before);
+    expect(markers()).toEqual(markersBefore);
+    return e;
+  }
+
+  it('a limit the kernel rejects: errno, path, hint; the cgroup and tsbox dirs removed', () => {
+    const host = v2Host();
+    host.k.fail('write', '/cpu.max', 'EINVAL');
+    const e = leavesNothing(host, () => create(host, { memory: '64m', cpus: 2 }));
+    expect(e.step).toBe('cgroup');
+    expect(e.errno).toBe(errnos.EINVAL);
+    expect(e.path).toBe(join(host.cg, 'system.slice/tsbox/c1/cpu.max'));
+    expect(e.message).toContain('limits.cpus');
+    expect(e.hint).toMatch(/rejected the value "200000 100000"/);
+    expect(host.k.ops.filter((o) => o.startsWith('rmdir'))).toEqual([`rmdir ${join(host.cg, 'system.slice/tsbox/c1')}`, `rmdir ${join(host.cg, 'system.slice/tsbox')}`]);
+  });
+
+  it('keeps a tsbox parent that other containers use', () => {
+    const host = v2Host();
+    create(host, {}, { id: 'other' });
+    host.k.fail('write', '/pids.max', 'EINVAL');
+    leavesNothing(host, () => create(host, { pidsLimit: 10 }, { id: 'c2' }));
+    expect(existsSync(join(host.cg, 'system.slice/tsbox/other'))).toBe(true);
+  });
+
+  it('an explicit swap limit without swap accounting is an error; Docker\'s implicit swap is skipped', () => {
+    const host = v2Host();
+    host.k.missing.add('memory.swap.max');
+    const e = leavesNothing(host, () => create(host, { memory: '64m', memorySwap: '128m' }));
+    expect(e.errno).toBe(errnos.ENOENT);
+    expect(e.message).toMatch(/limits.memorySwap: the kernel has no memory.swap.max/);
+    expect(e.hint).toMatch(/does not account swap/);
+    const c = create(host, { memory: '64m' });
+    expect(c.applied().writes.map((w) => w.limit)).toEqual(['memory', 'pidsLimit']);
+  });
+
+  it('a controller the parent does not offer: refused before anything is created', () => {
+    const host = v2Host();
+    writeFileSync(join(host.cg, 'cgroup.subtree_control'), 'cpu pids');
+    const e = leavesNothing(host, () => create(host, { memory: '64m' }));
+    expect(e.errno).toBe(errnos.ENOENT);
+    expect(e.message).toMatch(/memory controller is not available in .*system.slice .*cgroup.controllers: cpu pids.*limits.memory needs it/);
+    expect(e.hint).toMatch(/subtree_control|Delegate=memory/);
+    expect(host.k.ops).toEqual([]);
+    // Without a memory limit, memory is only wanted for stats: no error, the stats read null.
+    const c = create(host);
+    expect(c.stats().memory).toEqual({ current: null, peak: null, oomKills: null });
+  });
+
+  it('the default pids limit needs the pids controller, and says how to opt out', () => {
+    const host = v2Host();
+    writeFileSync(join(host.cg, 'cgroup.subtree_control'), 'cpu memory');
+    const e = leavesNothing(host, () => create(host));
+    expect(e.message).toMatch(/limits.pidsLimit \(default 4096\) needs it/);
+    expect(create(host, { pidsLimit: -1 }).v2Path).toBe(join(host.cg, 'system.slice/tsbox/c1'));
+  });
+
+  it('a parent with processes in it ("no internal processes"): refused with a hint', () => {
+    const host = v2Host();
+    writeFileSync(join(host.cg, 'system.slice/cgroup.procs'), '4242\n');
+    const e = leavesNothing(host, () => create(host));
+    expect(e.errno).toBe(errnos.EBUSY);
+    expect(e.message).toMatch(/processes 4242 are in this cgroup/);
+    expect(e.hint).toMatch(/no internal processes/);
+  });
+
+  it('the kernel\'s own EBUSY on subtree_control gets the same hint', () => {
+    const host = v2Host();
+    host.k.fail('write', 'system.slice/cgroup.subtree_control', 'EBUSY');
+    const e = leavesNothing(host, () => create(host));
+    expect(e.errno).toBe(errnos.EBUSY);
+    expect(e.hint).toMatch(/no internal processes/);
+  });
+
+  it('a configured parent that does not exist', () => {
+    const host = v2Host();
+    const e = leavesNothing(host, () => create(host, {}, { parent: '/nope.slice' }));
+    expect(e.errno).toBe(errnos.ENOENT);
+    expect(e.path).toBe(join(host.cg, 'nope.slice'));
+    expect(e.hint).toMatch(/create it first/);
+  });
+
+  it('mkdir refused (an unprivileged caller without delegation): EACCES with a hint', () => {
+    const host = v2Host();
+    host.k.fail('mkdir', '/tsbox/c1', 'EACCES');
+    const e = leavesNothing(host, () => create(host));
+    expect(e.errno).toBe(errnos.EACCES);
+    expect(e.hint).toMatch(process.getuid?.() === 0 ? /refused a write as root/ : /delegated/);
+  });
+
+  it('an id in use: refused before anything is touched, and the other container\'s cgroup and marker are left alone', () => {
+    const host = v2Host();
+    create(host);
+    const before = host.k.tree();
+    const marker = readFileSync(join(stateDir, 'c1.json'), 'utf8');
+    host.k.ops.length = 0;
+    const e = failure(() => create(host));
+    expect(e.errno).toBe(errnos.EEXIST);
+    expect(e.message).toMatch(/container id c1 is in use/);
+    expect(host.k.ops).toEqual([]);
+    expect(host.k.tree()).toEqual(before);
+    expect(readFileSync(join(stateDir, 'c1.json'), 'utf8')).toBe(marker);
+  });
+
+  it('a leaf that exists without a marker (not ours) is refused and left alone', () => {
+    const host = v2Host();
+    create(host, {}, { id: 'other' });
+    host.k.mkdir(join(host.cg, 'system.slice/tsbox/c1'));
+    const before = host.k.tree();
+    const e = failure(() => create(host));
+    expect(e.errno).toBe(errnos.EEXIST);
+    expect(e.message).toMatch(/exists already/);
+    expect(host.k.tree()).toEqual(before);
+    expect(markers()).toEqual(['other.json']);
+  });
+
+  it('bad limits and bad ids are refused before anything is touched', () => {
+    const host = v2Host();
+    expect(failure(() => create(host, { memory: 'lots' })).step).toBe('config');
+    for (const id of ['', '../x', 'a/b', '.hidden', 'x'.repeat(129)]) expect(failure(() => create(host, {}, { id })).errno).toBe(errnos.EINVAL);
+    expect(host.k.ops).toEqual([]);
+    expect(markers()).toEqual([]);
+  });
+
+  it('a device rate limit on something that is not a block device', () => {
+    const host = v2Host();
+    const e = leavesNothing(host, () => create(host, { deviceReadBps: [{ path: '/dev/null', rate: '1m' }] }));
+    expect(e.errno).toBe(errnos.ENODEV);
+    expect(e.path).toBe('/dev/null');
+  });
+
+  it('recreates the tsbox parent when another container\'s teardown removed it meanwhile', () => {
+    const host = v2Host();
+    host.k.fail('mkdir', '/tsbox/c1', 'ENOENT', 1);
+    const c = create(host);
+    expect(existsSync(c.v2Path!)).toBe(true);
+  });
+});
+
+describe('v2: place, stats, kill, destroy', () => {
+  it('places a pid through cgroup.procs', () => {
+    const host = v2Host();
+    const c = create(host);
+    c.place(4242);
+    expect(host.k.procs(c.v2Path!)).toEqual(['4242']);
+  });
+
+  it('place names the process and the path when the kernel refuses', () => {
+    const host = v2Host();
+    const c = create(host);
+    host.k.fail('write', '/c1/cgroup.procs', 'ESRCH');
+    const e = failure(() => c.place(4242));
+    expect(e.errno).toBe(errnos.ESRCH);
+    expect(e.path).toBe(join(c.v2Path!, 'cgroup.procs'));
+    expect(e.hint).toMatch(/exited before/);
+  });
+
+  it('reads memory.peak, oom_kill, cpu.stat and pids', () => {
+    const host = v2Host();
+    const c = create(host, { cpus: 1 });
+    const w = (f: string, v: string) => writeFileSync(join(c.v2Path!, f), v);
+    w('memory.current', '1000\n');
+    w('memory.peak', '52428800\n');
+    w('memory.events', 'low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n');
+    w('cpu.stat', 'usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 300\n');
+    w('pids.current', '3\n');
+    w('pids.events', 'max 7\n');
+    expect(c.stats()).toEqual({
+      memory: { current: 1000, peak: 52428800, oomKills: 1 },
+      cpu: { usageUsec: 2500, userUsec: 2000, systemUsec: 500, periods: 10, throttledPeriods: 4, throttledUsec: 300 },
+      pids: { current: 3, peak: null, limitHits: 7 },
+    });
+    w('pids.peak', '9\n');
+    expect(c.stats().pids.peak).toBe(9);
+  });
+
+  it('kills with cgroup.kill, then removes the cgroups leaves first, then the tsbox parent', () => {
+    const host = v2Host();
+    const c = create(host);
+    c.place(100);
+    // The container made a cgroup of its own below its cgroup, with a process in it.
+    host.k.mkdir(join(c.v2Path!, 'inner'));
+    writeFileSync(join(c.v2Path!, 'inner/cgroup.procs'), '101');
+    host.k.ops.length = 0;
+    c.destroy();
+    expect(host.k.ops).toEqual([
+      `write ${c.v2Path}/cgroup.kill 1`,
+      '(kernel) SIGKILL 100',
+      `rmdir ${c.v2Path}/inner`,
+      `rmdir ${c.v2Path}`,
+      `rmdir ${join(host.cg, 'system.slice/tsbox')}`,
+    ]);
+    expect(existsSync(join(host.cg, 'system.slice/tsbox'))).toBe(false);
+    host.k.ops.length = 0;
+    c.destroy();
+    expect(host.k.ops).toEqual([]);
+  });
+
+  it('retries rmdir while the killed processes finish exiting (EBUSY)', () => {
+    const host = v2Host();
+    const c = create(host);
+    host.k.fail('rmdir', '/tsbox/c1', 'EBUSY', 3);
+    c.destroy();
+    expect(existsSync(c.v2Path!)).toBe(false);
+  });
+
+  it('without cgroup.kill (before 5.14): freezes, kills each process, thaws', () => {
+    const host = v2Host();
+    host.k.missing.add('cgroup.kill');
+    const c = create(host);
+    writeFileSync(join(c.v2Path!, 'cgroup.procs'), '100\n101\n');
+    host.k.ops.length = 0;
+    c.kill();
+    expect(host.k.ops).toEqual([`write ${c.v2Path}/cgroup.freeze 1`, 'kill 100 SIGKILL', 'kill 101 SIGKILL', `write ${c.v2Path}/cgroup.freeze 0`]);
+  });
+});
+
+describe('hybrid (this development host\'s layout)', () => {
+  it('uses the v1 hierarchies, the caller\'s own cgroup in each, and not the unified mount', () => {
+    const host = hybridHost();
+    const c = create(host, { memory: '64m', memorySwap: '96m', memoryReservation: '32m', cpuShares: 256, cpus: 0.5, cpusetCpus: '1', pidsLimit: 64, blkioWeight: 300 });
+    expect(c.mode).toBe('hybrid');
+    expect(c.v2Path).toBeNull();
+    const expected: Record<string, string> = {};
+    for (const h of V1_HIERARCHIES) expected[h] = join(host.cg, h, h === 'memory' ? 'session/abc' : '', 'tsbox/c1');
+    expect(c.paths).toEqual(expected);
+    const p = c.paths;
+    expect(cat(join(p.memory!, 'memory.limit_in_bytes'))).toBe(String(64 * MiB));
+    expect(cat(join(p.memory!, 'memory.memsw.limit_in_bytes'))).toBe(String(96 * MiB));
+    expect(cat(join(p.memory!, 'memory.soft_limit_in_bytes'))).toBe(String(32 * MiB));
+    expect(cat(join(p.cpu!, 'cpu.shares'))).toBe('256');
+    expect(cat(join(p.cpu!, 'cpu.cfs_quota_us'))).toBe('50000');
+    expect(cat(join(p.cpuset!, 'cpuset.cpus'))).toBe('1');
+    expect(cat(join(p.pids!, 'pids.max'))).toBe('64');
+    expect(cat(join(p.blkio!, 'blkio.bfq.weight'))).toBe('300');
+    expect(readdirSync(join(host.cg, 'unified'))).not.toContain('tsbox');
+  });
+
+  it('fills a new v1 cpuset cgroup from its parent before anything joins it', () => {
+    const host = hybridHost();
+    const c = create(host, { cpusetCpus: '2-3' });
+    expect(cat(join(host.cg, 'cpuset/tsbox/cpuset.cpus'))).toBe('0-3');
+    expect(cat(join(host.cg, 'cpuset/tsbox/cpuset.mems'))).toBe('0');
+    expect(cat(join(c.paths.cpuset!, 'cpuset.mems'))).toBe('0');
+    expect(cat(join(c.paths.cpuset!, 'cpuset.cpus'))).toBe('2-3');
+    const leafOps = host.k.ops.filter((o) => o.includes(c.paths.cpuset!));
+    expect(leafOps).toEqual([`mkdir ${c.paths.cpuset}`, `write ${c.paths.cpuset}/cpuset.cpus 0-3`, `write ${c.paths.cpuset}/cpuset.mems 0`, `write ${c.paths.cpuset}/cpuset.cpus 2-3`]);
+    // Without a cpuset limit the cpuset hierarchy is not used at all.
+    expect(create(host, {}, { id: 'c2' }).paths.cpuset).toBeUndefined();
+  });
+
+  it('places the pid in every hierarchy', () => {
+    const host = hybridHost();
+    const c = create(host);
+    c.place(555);
+    for (const dir of Object.values(c.paths)) expect(host.k.procs(dir), dir).toEqual(['555']);
+  });
+
+  it('reads the v1 stats: max_usage_in_bytes, oom_control, cpuacct and cpu.stat (ns → µs)', () => {
+    const host = hybridHost();
+    const c = create(host, { memory: '64m' });
+    writeFileSync(join(c.paths.memory!, 'memory.max_usage_in_bytes'), '33554432\n');
+    writeFileSync(join(c.paths.memory!, 'memory.usage_in_bytes'), '4096\n');
+    writeFileSync(join(c.paths.memory!, 'memory.oom_control'), 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n');
+    writeFileSync(join(c.paths.cpuacct!, 'cpuacct.usage'), '3000000\n');
+    writeFileSync(join(c.paths.cpuacct!, 'cpuacct.usage_user'), '2000000\n');
+    writeFileSync(join(c.paths.cpuacct!, 'cpuacct.usage_sys'), '1000000\n');
+    writeFileSync(join(c.paths.cpu!, 'cpu.stat'), 'nr_periods 20\nnr_throttled 5\nthrottled_time 7000000\nnr_bursts 0\n');
+    writeFileSync(join(c.paths.pids!, 'pids.events'), 'max 3\n');
+    expect(c.stats()).toEqual({
+      memory: { current: 4096, peak: 33554432, oomKills: 2 },
+      cpu: { usageUsec: 3000, userUsec: 2000, systemUsec: 1000, periods: 20, throttledPeriods: 5, throttledUsec: 7000 },
+      pids: { current: 0, peak: null, limitHits: 3 },
+    });
+  });
+
+  it('falls back to cpuacct.stat ticks on kernels without usage_user/usage_sys', () => {
+    const host = hybridHost();
+    host.k.missing.add('cpuacct.usage_user');
+    host.k.missing.add('cpuacct.usage_sys');
+    const c = create(host);
+    writeFileSync(join(c.paths.cpuacct!, 'cpuacct.stat'), 'user 150\nsystem 20\n');
+    expect(c.stats().cpu).toMatchObject({ userUsec: 1_500_000, systemUsec: 200_000 });
+  });
+
+  it('kills on v1: freeze, SIGKILL every pid in any hierarchy, thaw; then rmdir every hierarchy, leaves first', () => {
+    const host = hybridHost();
+    const c = create(host);
+    writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '200\n201\n');
+    writeFileSync(join(c.paths.memory!, 'cgroup.procs'), '200\n201\n202\n');
+    host.k.ops.length = 0;
+    c.destroy();
+    const freezer = c.paths.freezer!;
+    expect(host.k.ops.slice(0, 5)).toEqual([`write ${freezer}/freezer.state FROZEN`, 'kill 200 SIGKILL', 'kill 201 SIGKILL', 'kill 202 SIGKILL', `write ${freezer}/freezer.state THAWED`]);
+    const rmdirs = host.k.ops.filter((o) => o.startsWith('rmdir'));
+    expect(Object.keys(c.paths).sort()).toEqual(['cpu', 'cpuacct', 'freezer', 'memory', 'pids']);
+    for (const h of Object.keys(c.paths)) {
+      const leaf = rmdirs.indexOf(`rmdir ${c.paths[h]}`);
+      const parent = rmdirs.indexOf(`rmdir ${dirname(c.paths[h]!)}`);
+      expect(leaf, h).toBeGreaterThanOrEqual(0);
+      expect(parent, h).toBeGreaterThan(leaf);
+    }
+    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+  });
+
+  it('without a freezer hierarchy: kills in rounds until the cgroups are empty', () => {
+    const host = hybridHost({ without: ['freezer'] });
+    const c = create(host);
+    expect(c.paths.freezer).toBeUndefined();
+    writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '300\n');
+    c.destroy();
+    expect(host.k.ops).toContain('kill 300 SIGKILL');
+    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+  });
+
+  it('a limit whose v1 hierarchy is not mounted is an error; without the limit the hierarchy is just not used', () => {
+    const host = hybridHost({ without: ['blkio'] });
+    const before = host.k.tree();
+    const e = failure(() => create(host, { blkioWeight: 500 }));
+    expect(e.errno).toBe(errnos.ENOENT);
+    expect(e.message).toMatch(/io controller is not mounted, and limits.blkioWeight needs it/);
+    expect(e.hint).toMatch(/mount -t cgroup -o blkio/);
+    expect(host.k.tree()).toEqual(before);
+    expect(create(host).paths.blkio).toBeUndefined();
+  });
+
+  it('a weight file the kernel lacks (no BFQ): an error naming both files', () => {
+    const host = hybridHost();
+    host.k.missing.add('blkio.bfq.weight');
+    const e = failure(() => create(host, { blkioWeight: 500 }));
+    expect(e.message).toMatch(/limits.blkioWeight: the kernel has no blkio.weight or blkio.bfq.weight/);
+    expect(e.hint).toMatch(/BFQ/);
+    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+  });
+
+  it('a write failing half-way removes the directories of every hierarchy', () => {
+    const host = hybridHost();
+    host.k.fail('write', '/pids.max', 'EINVAL');
+    failure(() => create(host, { memory: '64m', pidsLimit: 5 }));
+    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+    expect(markers()).toEqual([]);
+  });
+
+  it('uses the unified mount for a controller that only it has, and places the pid there too', () => {
+    const host = hybridHost({ without: ['pids'], unifiedControllers: ['pids'] });
+    const c = create(host, { pidsLimit: 10 });
+    expect(c.v2Path).toBeNull();
+    expect(c.paths.unified).toBe(join(host.cg, 'unified/tsbox/c1'));
+    expect(cat(join(c.paths.unified!, 'pids.max'))).toBe('10');
+    c.place(77);
+    expect(host.k.procs(c.paths.unified!)).toEqual(['77']);
+    expect(host.k.procs(c.paths.memory!)).toEqual(['77']);
+  });
+});
+
+describe('v1 with cpu and cpuacct co-mounted', () => {
+  it('uses the one directory for both', () => {
+    const cg = join(tmp, 'sys/fs/cgroup');
+    const k = new FakeKernel(tmp);
+    const mountinfo = [`34 30 0:30 / ${cg}/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct`, `36 30 0:32 / ${cg}/pids rw - cgroup cgroup rw,pids`].join('\n');
+    k.mounts.set(`${cg}/cpu,cpuacct`, 'cpu');
+    k.mounts.set(`${cg}/pids`, 'pids');
+    k.existing(`${cg}/cpu,cpuacct`);
+    k.existing(`${cg}/pids`);
+    // The fake populates the cpu hierarchy with cpu files; add cpuacct's.
+    for (const [f, v] of Object.entries(V1_FILES.cpuacct!)) writeFileSync(join(cg, 'cpu,cpuacct', f), v);
+    const c = createCgroup('c1', { cpuShares: 512 }, { stateDir, fs: k, proc: { mountinfo, cgroup: '3:cpu,cpuacct:/\n2:pids:/\n' } });
+    expect(c.mode).toBe('v1');
+    expect(c.paths.cpu).toBe(join(cg, 'cpu,cpuacct/tsbox/c1'));
+    expect(c.paths.cpuacct).toBe(c.paths.cpu);
+    expect(k.ops.filter((o) => o.startsWith('mkdir') && o.endsWith('/c1'))).toHaveLength(2);
+    c.place(9);
+    expect(k.procs(c.paths.cpu!)).toEqual(['9']);
+    c.destroy();
+    expect(k.tree()).toEqual([]);
+  });
+});
+
+describe('gc', () => {
+  /** A pid that is not running: a child that has exited and been reaped. */
+  function deadPid(): number {
+    const r = spawnSync('/bin/sh', ['-c', 'echo $$']);
+    return Number(r.stdout.toString().trim());
+  }
+
+  it('removes the cgroups of a dead owner, killing what is left, and keeps a live owner\'s', () => {
+    const host = v2Host();
+    const dead = create(host, {}, { id: 'dead', owner: deadPid() });
+    const live = create(host, {}, { id: 'live' });
+    dead.place(900);
+    const removed = gc({ stateDir, fs: host.k, proc: host.proc });
+    expect(removed).toEqual(['dead']);
+    expect(host.k.ops).toContain('(kernel) SIGKILL 900');
+    expect(existsSync(dead.v2Path!)).toBe(false);
+    expect(existsSync(live.v2Path!)).toBe(true);
+    expect(markers()).toEqual(['live.json']);
+  });
+
+  it('a recycled owner pid (another start time) counts as dead', () => {
+    const host = v2Host();
+    create(host, {}, { id: 'old' });
+    const path = join(stateDir, 'old.json');
+    writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), ownerStart: '1' }));
+    expect(gc({ stateDir, fs: host.k, proc: host.proc })).toEqual(['old']);
+  });
+
+  it('removes unmarked empty tsbox/<id> cgroups and keeps unmarked ones with processes', () => {
+    const host = v2Host();
+    create(host, {}, { id: 'keep' });
+    const tsbox = join(host.cg, 'system.slice/tsbox');
+    host.k.mkdir(join(tsbox, 'stray'));
+    host.k.mkdir(join(tsbox, 'busy'));
+    writeFileSync(join(tsbox, 'busy/cgroup.procs'), '4242');
+    expect(gc({ stateDir, fs: host.k, proc: host.proc })).toEqual(['stray']);
+    expect(readdirSync(tsbox).filter((n) => statSync(join(tsbox, n)).isDirectory()).sort()).toEqual(['busy', 'keep']);
+  });
+
+  it('finds v1 orphans in every hierarchy and removes the tsbox parents they leave empty', () => {
+    const host = hybridHost();
+    const before = host.k.tree();
+    create(host, { memory: '64m' }, { id: 'gone', owner: deadPid() });
+    expect(gc({ stateDir, fs: host.k, proc: host.proc })).toEqual(['gone']);
+    expect(host.k.tree()).toEqual(before);
+    expect(markers()).toEqual([]);
+  });
+
+  it('drops a stale marker whose cgroups are gone, without counting it', () => {
+    const host = v2Host();
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(join(stateDir, 'ghost.json'), JSON.stringify({ id: 'ghost', ownerPid: deadPid(), ownerStart: null, dirs: { unified: join(host.cg, 'system.slice/tsbox/ghost') }, parents: [] }));
+    expect(gc({ stateDir, fs: host.k, proc: host.proc })).toEqual([]);
+    expect(markers()).toEqual([]);
+  });
+
+  it('leaves a cgroup alone whose marker appeared after gc read the markers (a container being created)', () => {
+    const host = v2Host();
+    const tsbox = join(host.cg, 'system.slice/tsbox');
+    mkdirSync(tsbox);
+    host.k.populate(tsbox);
+    host.k.mkdir(join(tsbox, 'new'));
+    // Written "meanwhile": gc reads the directory of markers first, but checks again before removing.
+    const realSubdirs = host.k.subdirs.bind(host.k);
+    host.k.subdirs = (p: string) => {
+      if (p === tsbox) {
+        mkdirSync(stateDir, { recursive: true });
+        writeFileSync(join(stateDir, 'new.json'), '{}');
+      }
+      return realSubdirs(p);
+    };
+    expect(gc({ stateDir, fs: host.k, proc: host.proc })).toEqual([]);
+    expect(existsSync(join(tsbox, 'new'))).toBe(true);
+  });
+});

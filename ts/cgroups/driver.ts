@@ -1,0 +1,433 @@
+/**
+ * The driver: decides everything first (which hierarchy each controller is on,
+ * the directories, the device numbers, every write), then creates
+ * `<parent>/tsbox/<id>` in each hierarchy it uses, enables controllers on v2,
+ * and writes the limits — all before the workload exists. Any failure removes
+ * what this call created.
+ */
+import { statSync } from 'node:fs';
+import { posix } from 'node:path';
+
+import type { CgroupStats, Controller, ControllerName, LimitWrite } from './controller.js';
+import { cpu, cpuStats } from './cpu.js';
+import { CPUSET_INHERIT, cpuset } from './cpuset.js';
+import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
+import { cgroupError, cgroupProblem, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
+import { defaultStateDir, ID_PATTERN, processStart, removeMarker, writeMarker, type Marker } from './gc.js';
+import { devicePaths, io } from './io.js';
+import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
+import { memory, memoryStats } from './memory.js';
+import { pids, pidsStats } from './pids.js';
+import { killCgroup, removeCgroup, type Placement } from './teardown.js';
+
+/** In the order their limits are written: cpuset first (on v1 it must be filled before a process may join). */
+const CONTROLLERS: readonly Controller[] = [cpuset, memory, cpu, pids, io];
+
+export interface CreateOptions {
+  /**
+   * The cgroup to create `tsbox/<id>` under, as a cgroup path (as in
+   * /proc/self/cgroup), e.g. `/tsbox.slice`; it must exist. Default: the
+   * caller's own cgroup on v1; on v2 the caller's cgroup if it is the root,
+   * else its parent (see parentPath in detect.ts).
+   */
+  parent?: string;
+  /** Where the orphan markers live (gc.ts). Default: /run/tsbox/cgroups as root, $XDG_RUNTIME_DIR/tsbox/cgroups otherwise. */
+  stateDir?: string;
+  /** The process whose death makes the cgroup an orphan for gc(). Default: this process. */
+  owner?: number;
+  /** Called with one line per step, for --trace. */
+  trace?: (line: string) => void;
+  /** For tests: the filesystem and /proc files to use. */
+  fs?: CgroupFs;
+  proc?: ProcSource;
+}
+
+/** What createCgroup() wrote, for the outcome report. */
+export interface AppliedLimits {
+  mode: CgroupMode;
+  /** The limits after parsing, defaults included. */
+  limits: CgroupLimits;
+  /** Every limit file written, in order, with the value. */
+  writes: { path: string; value: string; limit: keyof CgroupLimits }[];
+}
+
+export interface Cgroup {
+  readonly mode: CgroupMode;
+  readonly id: string;
+  /** The container's cgroup2 directory on a pure v2 host, for clone3's CLONE_INTO_CGROUP; null on v1 and hybrid (use place()). */
+  readonly v2Path: string | null;
+  /** The container's directory in each hierarchy: v1 names (`memory`, `cpu`, `cpuacct`, ...) and `unified`. */
+  readonly paths: Readonly<Record<string, string>>;
+  /** Moves `pid` (the whole process) into the container's cgroups: cgroup.procs of every hierarchy. */
+  place(pid: number): void;
+  /** Current usage; read it after the workload ended and before destroy(). */
+  stats(): CgroupStats;
+  /** Kills every process in the cgroups: cgroup.kill on v2; freeze, SIGKILL each, thaw on v1. */
+  kill(): void;
+  /** kill(), then rmdir the cgroups (leaves first, retrying EBUSY) and the `tsbox` parents no one else uses. Idempotent. */
+  destroy(): void;
+  applied(): AppliedLimits;
+  /** Hands the cgroup to another owner (a detached container's PID 1) so gc() keeps it while that process lives. */
+  setOwner(pid: number): void;
+}
+
+interface Hier {
+  parent: string;
+  tsbox: string;
+  leaf: string;
+}
+
+interface Plan {
+  versions: Map<ControllerName, 1 | 2>;
+  /** By hierarchy: v1 names and `unified`. */
+  hierarchies: Map<string, Hier>;
+  /** v2 controllers to enable in the parent's and tsbox's cgroup.subtree_control. */
+  enable: ControllerName[];
+  writes: LimitWrite[];
+}
+
+const noProcessesHint = (dir: string) =>
+  `cgroup v2 lets a non-root cgroup enable controllers for its children only while it has no processes of its own ("no internal processes"), and ${dir} has some: pass a parent cgroup without processes (e.g. mkdir /sys/fs/cgroup/tsbox.slice and use /tsbox.slice), or move those processes to a leaf cgroup first (as systemd's DelegateSubgroup= does)`;
+
+function splitList(text: string | null): string[] {
+  return (text ?? '').trim().split(/\s+/).filter(Boolean);
+}
+
+/** major:minor of a block device, from stat's rdev (glibc's encoding). */
+function deviceNumber(path: string): string {
+  let st;
+  try {
+    st = statSync(path, { bigint: true });
+  } catch (err) {
+    throw cgroupError(err, path, 'stat the block device named in a device rate limit', 'name an existing block device, e.g. /dev/sda');
+  }
+  if (!st.isBlockDevice()) {
+    throw cgroupProblem(path, 'not a block device: a device rate limit needs one', 'name a whole disk such as /dev/sda or /dev/nvme0n1 (not a partition, file or character device)', ENODEV);
+  }
+  const r = st.rdev;
+  const major = ((r >> 8n) & 0xfffn) | ((r >> 32n) & ~0xfffn);
+  const minor = (r & 0xffn) | ((r >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, opts: CreateOptions): Plan {
+  const versions = new Map<ControllerName, 1 | 2>();
+  const v2Candidates: Controller[] = [];
+  for (const c of CONTROLLERS) {
+    if (!c.required(l) && !c.stats) continue;
+    if (layout.mode !== 'v2' && layout.v1.has(c.v1[0]!)) versions.set(c.name, 1);
+    else if (layout.unified && (layout.mode === 'v2' || layout.unifiedControllers.includes(c.name))) v2Candidates.push(c);
+    else if (c.required(l)) {
+      const limits = limitsOf(c, l);
+      throw cgroupProblem(
+        `/sys/fs/cgroup/${c.v1[0]}`,
+        `the ${c.name} controller is not mounted, and ${limits} needs it`,
+        `mount its v1 hierarchy (mount -t cgroup -o ${c.v1[0]} cgroup /sys/fs/cgroup/${c.v1[0]}) or leave ${limits} out`,
+        ENOENT,
+      );
+    }
+    // Otherwise it was wanted for statistics only, and those read as null.
+  }
+
+  const hierarchies = new Map<string, Hier>();
+  const add = (name: string, mount: { mountpoint: string; root: string }) => {
+    const parent = cgroupDir(mount, parentPath(layout, name, opts.parent));
+    const tsbox = posix.join(parent, 'tsbox');
+    hierarchies.set(name, { parent, tsbox, leaf: posix.join(tsbox, id) });
+  };
+  const checkParent = (dir: string) => {
+    if (!fs.exists(dir)) {
+      throw cgroupProblem(dir, 'the cgroup parent does not exist', opts.parent !== undefined ? 'create it first (mkdir under /sys/fs/cgroup), or leave the cgroup parent out' : null, ENOENT);
+    }
+  };
+
+  let enable: ControllerName[] = [];
+  if (v2Candidates.length > 0 || layout.mode === 'v2') {
+    add('unified', layout.unified!);
+    const parent = hierarchies.get('unified')!.parent;
+    checkParent(parent);
+    const available = splitList(readIfPresent(fs, posix.join(parent, 'cgroup.controllers')));
+    for (const c of v2Candidates) {
+      if (available.includes(c.name)) versions.set(c.name, 2);
+      else if (c.required(l)) {
+        const limits = limitsOf(c, l);
+        throw cgroupProblem(
+          parent,
+          `the ${c.name} controller is not available in ${parent} (its cgroup.controllers: ${available.join(' ') || 'none'}), and ${limits} needs it`,
+          `enable it in the parent's cgroup.subtree_control (echo +${c.name} > ${posix.dirname(parent)}/cgroup.subtree_control), or have it delegated (systemd: Delegate=${c.name}), or leave ${limits} out`,
+          ENOENT,
+        );
+      }
+    }
+    const enabled = splitList(readIfPresent(fs, posix.join(parent, 'cgroup.subtree_control')));
+    enable = CONTROLLERS.filter((c) => versions.get(c.name) === 2).map((c) => c.name);
+    // The root cgroup has no cgroup.type and is exempt from the rule.
+    if (enable.some((c) => !enabled.includes(c)) && fs.exists(posix.join(parent, 'cgroup.type'))) {
+      const procs = splitList(readIfPresent(fs, posix.join(parent, 'cgroup.procs')));
+      if (procs.length > 0) {
+        throw cgroupProblem(parent, `cannot enable ${enable.join(', ')} for the containers: processes ${procs.slice(0, 5).join(', ')}${procs.length > 5 ? ', ...' : ''} are in this cgroup`, noProcessesHint(parent), EBUSY);
+      }
+    }
+  }
+  if (layout.mode !== 'v2') {
+    for (const c of CONTROLLERS) {
+      if (versions.get(c.name) !== 1) continue;
+      for (const h of c.v1) {
+        const mount = layout.v1.get(h);
+        if (mount) add(h, mount);
+      }
+    }
+    // The freezer lets teardown stop every process before it kills them.
+    const freezer = layout.v1.get('freezer');
+    if (freezer) add('freezer', freezer);
+    for (const [name, h] of hierarchies) if (name !== 'unified') checkParent(h.parent);
+  }
+
+  const devices = new Map<string, string>();
+  if (versions.has('io')) for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
+  const writes = CONTROLLERS.filter((c) => versions.has(c.name)).flatMap((c) => c.writes(versions.get(c.name)!, l, devices));
+  return { versions, hierarchies, enable, writes };
+}
+
+/** The limits given that need controller `c`, for messages: `limits.memory, limits.memorySwap`. */
+function limitsOf(c: Controller, l: CgroupLimits): string {
+  return c.limits
+    .filter((k) => l[k] !== undefined)
+    .map((k) => (k === 'pidsLimit' && l.pidsLimit === DEFAULT_PIDS_LIMIT ? `limits.pidsLimit (default ${DEFAULT_PIDS_LIMIT})` : `limits.${k}`))
+    .join(', ');
+}
+
+function writeHint(err: unknown, path: string, value: string): string | null {
+  const errno = errnoOf(err);
+  const file = posix.basename(path);
+  if (file.startsWith('cpuset.') && (errno === EINVAL || errno === ENOSPC || errno === ERANGE)) {
+    return `the kernel refused ${value}: it must be a subset of the parent's ${file} (see ${posix.join(posix.dirname(posix.dirname(path)), file)}), and the CPUs or nodes must be online`;
+  }
+  if ((file === 'io.max' || file.startsWith('blkio.throttle')) && (errno === ENODEV || errno === EINVAL)) {
+    return 'the kernel throttles whole disks only: name the disk (/dev/sda), not a partition, and a device with a request queue';
+  }
+  if (errno === EINVAL) return `the kernel rejected the value ${JSON.stringify(value)} for ${file}`;
+  return null;
+}
+
+class CgroupImpl implements Cgroup {
+  readonly mode: CgroupMode;
+  readonly id: string;
+  readonly v2Path: string | null;
+  readonly paths: Readonly<Record<string, string>>;
+  readonly #fs: CgroupFs;
+  readonly #versions: Map<ControllerName, 1 | 2>;
+  readonly #placement: Placement;
+  readonly #applied: AppliedLimits;
+  readonly #marker: Marker;
+  readonly #stateDir: string;
+  #destroyed = false;
+
+  constructor(init: { mode: CgroupMode; id: string; fs: CgroupFs; versions: Map<ControllerName, 1 | 2>; placement: Placement; applied: AppliedLimits; marker: Marker; stateDir: string }) {
+    this.mode = init.mode;
+    this.id = init.id;
+    this.#fs = init.fs;
+    this.#versions = init.versions;
+    this.#placement = init.placement;
+    this.paths = Object.freeze({ ...init.placement.dirs });
+    this.v2Path = init.mode === 'v2' ? (init.placement.dirs.unified ?? null) : null;
+    this.#applied = init.applied;
+    this.#marker = init.marker;
+    this.#stateDir = init.stateDir;
+  }
+
+  place(pid: number): void {
+    for (const dir of new Set(Object.values(this.#placement.dirs))) {
+      const path = posix.join(dir, 'cgroup.procs');
+      try {
+        this.#fs.write(path, String(pid));
+      } catch (err) {
+        throw cgroupError(
+          err,
+          path,
+          `place process ${pid} in the container's cgroup`,
+          errnoOf(err) === ESRCH ? 'the process exited before it could be placed' : errnoOf(err) === EBUSY ? 'on v2 a process may only join a cgroup without controllers enabled in its cgroup.subtree_control' : undefined,
+        );
+      }
+    }
+  }
+
+  stats(): CgroupStats {
+    const read = (hierarchy: string, file: string): string | null => {
+      const dir = this.#placement.dirs[hierarchy];
+      return dir === undefined ? null : readIfPresent(this.#fs, posix.join(dir, file));
+    };
+    const version = (c: ControllerName): 1 | 2 => this.#versions.get(c) ?? (this.mode === 'v2' ? 2 : 1);
+    return { memory: memoryStats(version('memory'), read), cpu: cpuStats(version('cpu'), read), pids: pidsStats(version('pids'), read) };
+  }
+
+  kill(): void {
+    killCgroup(this.#placement, this.#fs);
+  }
+
+  destroy(): void {
+    if (this.#destroyed) return;
+    removeCgroup(this.#placement, this.#fs);
+    removeMarker(this.#stateDir, this.id);
+    this.#destroyed = true;
+  }
+
+  applied(): AppliedLimits {
+    return { ...this.#applied, writes: this.#applied.writes.map((w) => ({ ...w })) };
+  }
+
+  setOwner(pid: number): void {
+    this.#marker.ownerPid = pid;
+    this.#marker.ownerStart = processStart(pid);
+    writeMarker(this.#stateDir, this.#marker);
+  }
+}
+
+/**
+ * Creates the container's cgroups with `limits` written (see index.ts). Throws
+ * a TsboxError (step `config` for bad limits, `cgroup` otherwise) and leaves
+ * nothing behind when any step fails.
+ */
+export function createCgroup(id: string, limits: CgroupLimitsInput = {}, opts: CreateOptions = {}): Cgroup {
+  if (!ID_PATTERN.test(id)) {
+    throw cgroupProblem(id, 'not a valid container id for a cgroup name', 'use letters, digits, _, . and -, starting with a letter or digit, at most 128 characters', EINVAL);
+  }
+  const l = parseLimits(limits);
+  const fs = opts.fs ?? realFs;
+  const trace = opts.trace;
+  const layout = readLayout(fs, opts.proc ?? readProcSource());
+  const p = plan(id, l, layout, fs, opts);
+  trace?.(`cgroup: ${layout.mode}, ${[...p.versions].map(([c, v]) => `${c} v${v}`).join(', ') || 'no controllers'}`);
+
+  const stateDir = opts.stateDir ?? defaultStateDir();
+  const owner = opts.owner ?? process.pid;
+  const leaves = [...p.hierarchies.values()];
+  const placement: Placement = {
+    dirs: Object.fromEntries([...p.hierarchies].map(([h, d]) => [h, d.leaf])),
+    parents: [...new Set(leaves.map((d) => d.tsbox))],
+  };
+  const marker: Marker = { id, ownerPid: owner, ownerStart: processStart(owner), createdAt: new Date().toISOString(), ...placement };
+  // The marker exists before the cgroups do, so gc() never takes them for orphans;
+  // written exclusively, it also refuses an id in use before anything is touched.
+  writeMarker(stateDir, marker, true);
+
+  // The leaves this call created, by hierarchy: on failure only these go (a leaf that existed belongs to someone else).
+  const created: Record<string, string> = {};
+  const writes: AppliedLimits['writes'] = [];
+  try {
+    createDirs(p, fs, created, trace);
+    for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
+  } catch (err) {
+    try {
+      removeCgroup({ dirs: created, parents: placement.parents }, fs);
+    } catch {
+      // The first error is the one to report.
+    }
+    removeMarker(stateDir, id);
+    throw err;
+  }
+  return new CgroupImpl({ mode: layout.mode, id, fs, versions: p.versions, placement, applied: { mode: layout.mode, limits: l, writes }, marker, stateDir });
+}
+
+function mkdirShared(dir: string, fs: CgroupFs): boolean {
+  try {
+    fs.mkdir(dir);
+    return true;
+  } catch (err) {
+    if (errnoOf(err) === EEXIST) return false;
+    throw cgroupError(err, dir, 'create the tsbox cgroup');
+  }
+}
+
+function enableControllers(dir: string, controllers: readonly string[], fs: CgroupFs, trace?: (line: string) => void): void {
+  const path = posix.join(dir, 'cgroup.subtree_control');
+  const enabled = splitList(readIfPresent(fs, path));
+  for (const c of controllers) {
+    if (enabled.includes(c)) continue;
+    try {
+      fs.write(path, `+${c}`);
+    } catch (err) {
+      const errno = errnoOf(err);
+      throw cgroupError(
+        err,
+        path,
+        `enable the ${c} controller for the containers`,
+        errno === EBUSY ? noProcessesHint(dir) : errno === ENOENT || errno === EINVAL ? `${c} is not in ${posix.join(dir, 'cgroup.controllers')}: enable it in the parent's cgroup.subtree_control first` : undefined,
+      );
+    }
+    trace?.(`cgroup: +${c} in ${path}`);
+  }
+}
+
+/** v1 cpuset: a new cgroup has empty cpus and mems and takes no process until they are filled from the parent. */
+function inheritCpuset(dir: string, fs: CgroupFs): void {
+  for (const file of CPUSET_INHERIT) {
+    const path = posix.join(dir, file);
+    try {
+      if (fs.read(path).trim() !== '') continue;
+      const parent = posix.join(posix.dirname(dir), file);
+      let value = fs.read(parent).trim();
+      if (value === '') value = fs.read(posix.join(posix.dirname(dir), file.replace('cpuset.', 'cpuset.effective_'))).trim();
+      fs.write(path, value);
+    } catch (err) {
+      throw cgroupError(err, path, 'fill the new cpuset cgroup from its parent');
+    }
+  }
+}
+
+function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, trace?: (line: string) => void): void {
+  // Another container's teardown may remove an empty `tsbox` parent between
+  // our mkdir of it and of the leaf (ENOENT): make it again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const unified = p.hierarchies.get('unified');
+      if (unified && p.enable.length > 0) enableControllers(unified.parent, p.enable, fs, trace);
+      for (const [name, h] of p.hierarchies) {
+        if (created[name] !== undefined) continue;
+        // Co-mounted v1 controllers (cpu,cpuacct) share one directory.
+        if (Object.values(created).includes(h.leaf)) {
+          created[name] = h.leaf;
+          continue;
+        }
+        if (mkdirShared(h.tsbox, fs)) trace?.(`cgroup: mkdir ${h.tsbox}`);
+        if (name === 'cpuset') inheritCpuset(h.tsbox, fs);
+        if (name === 'unified' && p.enable.length > 0) enableControllers(h.tsbox, p.enable, fs, trace);
+        try {
+          fs.mkdir(h.leaf);
+        } catch (err) {
+          if (errnoOf(err) === EEXIST) {
+            throw cgroupError(err, h.leaf, 'a cgroup for this container id exists already', 'container ids must be unique; if its container is gone, `tsbox gc` removes it');
+          }
+          throw cgroupError(err, h.leaf, 'create the container\'s cgroup');
+        }
+        created[name] = h.leaf;
+        trace?.(`cgroup: mkdir ${h.leaf}`);
+        if (name === 'cpuset') inheritCpuset(h.leaf, fs);
+      }
+      return;
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      if (attempt >= 3 || errnoOf(cause) !== ENOENT) throw err;
+    }
+  }
+}
+
+function writeLimit(w: LimitWrite, dir: string, fs: CgroupFs, writes: AppliedLimits['writes'], trace?: (line: string) => void): void {
+  let wrote = 0;
+  for (const { file, value } of w.files) {
+    const path = posix.join(dir, file);
+    try {
+      fs.write(path, value);
+    } catch (err) {
+      if (errnoOf(err) === ENOENT) continue;
+      throw cgroupError(err, path, `limits.${w.limit}: write ${JSON.stringify(value)}`, writeHint(err, path, value));
+    }
+    wrote++;
+    writes.push({ path, value, limit: w.limit });
+    trace?.(`cgroup: ${path} = ${value}`);
+  }
+  if (wrote === 0 && !w.optional) {
+    const path = posix.join(dir, w.files[0]!.file);
+    throw cgroupProblem(path, `limits.${w.limit}: the kernel has no ${w.files.map((f) => f.file).join(' or ')} in ${dir}`, w.missingHint, ENOENT);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The cgroup filesystem as the driver uses it: a handful of synchronous calls
+ * (each is microseconds on cgroupfs, and sync calls keep the launch path short
+ * and let teardown run from an 'exit' handler), behind an interface so that
+ * the unit tests can run the driver against a fixture tree without root.
+ */
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, constants as fsc, writeSync } from 'node:fs';
+
+import { TsboxError } from '../errors.js';
+
+export interface CgroupFs {
+  /** mkdir(2), mode 0755; throws EEXIST when it exists. */
+  mkdir(path: string): void;
+  rmdir(path: string): void;
+  /** The whole file as text. */
+  read(path: string): string;
+  /** One write(2) of `value` to an existing file: no O_CREAT, no O_TRUNC (cgroupfs files take one value per write). */
+  write(path: string, value: string): void;
+  exists(path: string): boolean;
+  /** Names of the subdirectories (child cgroups) of `path`. */
+  subdirs(path: string): string[];
+  /** kill(2). */
+  kill(pid: number, signal: NodeJS.Signals): void;
+}
+
+export const realFs: CgroupFs = {
+  mkdir: (path) => mkdirSync(path, 0o755),
+  rmdir: (path) => rmdirSync(path),
+  read: (path) => readFileSync(path, 'utf8'),
+  write: (path, value) => {
+    const fd = openSync(path, fsc.O_WRONLY);
+    try {
+      writeSync(fd, value);
+    } finally {
+      closeSync(fd);
+    }
+  },
+  exists: (path) => {
+    try {
+      statSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  subdirs: (path) =>
+    readdirSync(path, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name),
+  kill: (pid, signal) => process.kill(pid, signal),
+};
+
+export const EPERM = 1;
+export const ENOENT = 2;
+export const ESRCH = 3;
+export const EBUSY = 16;
+export const EEXIST = 17;
+export const ENODEV = 19;
+export const EINVAL = 22;
+export const EACCES = 13;
+export const ENOSPC = 28;
+export const EROFS = 30;
+export const ERANGE = 34;
+export const ENOTEMPTY = 39;
+
+/** The errno of a Node.js system error, positive; 0 when it is not one. */
+export function errnoOf(err: unknown): number {
+  const e = err as NodeJS.ErrnoException | null;
+  return typeof e?.errno === 'number' ? Math.abs(e.errno) : 0;
+}
+
+function rootless(): boolean {
+  return process.getuid?.() !== 0;
+}
+
+/** The hint for a failed cgroupfs call when the caller has none more specific. */
+export function defaultHint(errno: number): string | null {
+  switch (errno) {
+    case EACCES:
+    case EPERM:
+      return rootless()
+        ? 'an unprivileged user may only manage a cgroup delegated to it: run tsbox as root, or under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ...) and pass its path as the cgroup parent; tsbox never drops a limit silently'
+        : 'the cgroup filesystem refused a write as root: inside a container, its cgroupfs may be read-only or not delegated';
+    case EROFS:
+      return 'the cgroup filesystem is mounted read-only (inside a container?): mount it read-write or run tsbox on the host';
+    case EBUSY:
+      return 'the cgroup is in use: processes are still in it or a controller in its subtree needs it';
+    default:
+      return null;
+  }
+}
+
+/** A failed cgroupfs call as a TsboxError: step `cgroup`, the call's errno, the path, and a hint. */
+export function cgroupError(err: unknown, path: string, detail: string, hint?: string | null): TsboxError {
+  const errno = errnoOf(err);
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return new TsboxError(
+    { step: 'cgroup', errno, path, detail: code && errno === 0 ? `${detail} (${code})` : detail, hint: hint ?? defaultHint(errno) },
+    { cause: err },
+  );
+}
+
+/** A cgroup problem found without a failed system call (errno 0). */
+export function cgroupProblem(path: string, detail: string, hint: string | null, errno = 0): TsboxError {
+  return new TsboxError({ step: 'cgroup', errno, path, detail, hint });
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** Blocks the thread for `ms` milliseconds (retry back-off of a synchronous teardown). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+/** Reads `path` or returns null when it does not exist (a file this kernel does not have). */
+export function readIfPresent(fs: CgroupFs, path: string): string | null {
+  try {
+    return fs.read(path);
+  } catch (err) {
+    if (errnoOf(err) === ENOENT) return null;
+    throw cgroupError(err, path, `read ${path}`);
+  }
+}
+
+/** `key value` lines (cpu.stat, memory.events, pids.events) as a map. */
+export function parseKeyed(text: string | null): Map<string, number> {
+  const out = new Map<string, number>();
+  if (text === null) return out;
+  for (const line of text.split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && /^\d+$/.test(v)) out.set(k, Number(v));
+  }
+  return out;
+}
+
+/** A single-number file, or null when it is missing or says `max`. */
+export function parseNumber(text: string | null): number | null {
+  if (text === null) return null;
+  const t = text.trim();
+  return /^\d+$/.test(t) ? Number(t) : null;
+}

@@ -1,0 +1,172 @@
+/**
+ * Orphans. Before a container's cgroups exist, createCgroup() writes a marker
+ * `<stateDir>/<id>.json` naming them and their owner — the process whose death
+ * leaves them orphaned (the tsbox process, or for a detached container its
+ * PID 1: Cgroup.setOwner). gc() removes the cgroups of every marker whose
+ * owner is dead (killing what is left in them: `kill -9` of tsbox mid-run),
+ * and every `tsbox/<id>` cgroup under the parents it scans that has no marker
+ * and no process. A cgroup with a live owner, or without a marker but with
+ * processes in it, is left alone.
+ */
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { posix } from 'node:path';
+
+import { cgroupDir, parentPath, readLayout, readProcSource, type ProcSource } from './detect.js';
+import { cgroupError, EEXIST, errnoOf, realFs, type CgroupFs } from './fs.js';
+import { listPids, removeCgroup, removeParents, type Placement } from './teardown.js';
+
+export interface Marker extends Placement {
+  id: string;
+  ownerPid: number;
+  /** The owner's start time (/proc/PID/stat field 22), so a recycled pid is not mistaken for it. */
+  ownerStart: string | null;
+  createdAt: string;
+}
+
+/** Container ids: a safe single path component. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** `/run/tsbox/cgroups` as root, else `$XDG_RUNTIME_DIR/tsbox/cgroups`. */
+export function defaultStateDir(): string {
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) return '/run/tsbox/cgroups';
+  return posix.join(process.env.XDG_RUNTIME_DIR || `/run/user/${uid}`, 'tsbox', 'cgroups');
+}
+
+/** The start time of `pid` in clock ticks since boot, or null when there is no such process (or only its zombie). */
+export function processStart(pid: number): string | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // comm may hold spaces and parentheses: the fields that follow start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return null;
+  return fields[19] ?? null;
+}
+
+export function ownerAlive(m: Pick<Marker, 'ownerPid' | 'ownerStart'>): boolean {
+  const start = processStart(m.ownerPid);
+  return start !== null && (m.ownerStart === null || start === m.ownerStart);
+}
+
+const markerPath = (stateDir: string, id: string) => posix.join(stateDir, `${id}.json`);
+
+/**
+ * Writes the marker atomically (a temp file renamed or linked into place).
+ * `exclusive`: fail with EEXIST when the id has a marker already — another
+ * container's, which must not be overwritten (or removed by our cleanup).
+ */
+export function writeMarker(stateDir: string, m: Marker, exclusive = false): void {
+  const path = markerPath(stateDir, m.id);
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
+    if (exclusive) linkSync(tmp, path);
+    else renameSync(tmp, path);
+  } catch (err) {
+    if (exclusive && errnoOf(err) === EEXIST) {
+      throw cgroupError(err, path, `container id ${m.id} is in use: it has cgroups already`, 'container ids must be unique; if its container is gone, `tsbox gc` removes what it left');
+    }
+    throw cgroupError(err, path, 'write the cgroup marker that lets gc find orphans', 'the state directory must be writable: /run/tsbox as root, $XDG_RUNTIME_DIR/tsbox otherwise (or pass stateDir)');
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+export function removeMarker(stateDir: string, id: string): void {
+  rmSync(markerPath(stateDir, id), { force: true });
+}
+
+function readMarkers(stateDir: string): Marker[] {
+  let names: string[];
+  try {
+    names = readdirSync(stateDir);
+  } catch {
+    return [];
+  }
+  const out: Marker[] = [];
+  for (const n of names) {
+    if (!n.endsWith('.json') || !ID_PATTERN.test(n.slice(0, -5))) continue;
+    try {
+      const m = JSON.parse(readFileSync(posix.join(stateDir, n), 'utf8')) as Marker;
+      if (m.id === n.slice(0, -5) && typeof m.ownerPid === 'number' && m.dirs && Array.isArray(m.parents)) out.push(m);
+    } catch {
+      // Half-written by a crash between write and rename, or not ours: leave it.
+    }
+  }
+  return out;
+}
+
+export interface GcOptions {
+  /** The cgroup parent containers were created under, when it was configured. */
+  parent?: string;
+  stateDir?: string;
+  /** For tests: the filesystem and /proc files to use. */
+  fs?: CgroupFs;
+  proc?: ProcSource;
+}
+
+/** Removes orphaned `tsbox/<id>` cgroups (see above); returns the ids removed. */
+export function gc(opts: GcOptions = {}): string[] {
+  const fs = opts.fs ?? realFs;
+  const stateDir = opts.stateDir ?? defaultStateDir();
+  const removed = new Set<string>();
+  const problems: unknown[] = [];
+
+  const markers = readMarkers(stateDir);
+  const marked = new Set(markers.map((m) => m.id));
+  for (const m of markers) {
+    if (ownerAlive(m)) continue;
+    try {
+      const existed = Object.values(m.dirs).some((d) => fs.exists(d));
+      removeCgroup(m, fs);
+      removeMarker(stateDir, m.id);
+      if (existed) removed.add(m.id);
+    } catch (err) {
+      problems.push(err);
+    }
+  }
+
+  // Cgroups without a marker under the parents this process would use.
+  const layout = readLayout(fs, opts.proc ?? readProcSource());
+  const hierarchies: [string, string][] = [];
+  for (const [name, mount] of layout.v1) {
+    if (!name.startsWith('name=')) hierarchies.push([name, posix.join(cgroupDir(mount, parentPath(layout, name, opts.parent)), 'tsbox')]);
+  }
+  if (layout.unified) hierarchies.push(['unified', posix.join(cgroupDir(layout.unified, parentPath(layout, 'unified', opts.parent)), 'tsbox')]);
+  const found = new Map<string, Placement>();
+  for (const [h, tsboxDir] of hierarchies) {
+    let ids: string[] = [];
+    try {
+      ids = fs.subdirs(tsboxDir);
+    } catch {
+      continue;
+    }
+    for (const id of ids) {
+      if (!ID_PATTERN.test(id) || marked.has(id)) continue;
+      const p = found.get(id) ?? { dirs: {}, parents: [] };
+      p.dirs[h] = posix.join(tsboxDir, id);
+      p.parents.push(tsboxDir);
+      found.set(id, p);
+    }
+  }
+  for (const [id, p] of found) {
+    // A marker is written before its cgroup exists: one that appeared since the
+    // markers were read belongs to a container being created right now.
+    if (existsSync(markerPath(stateDir, id))) continue;
+    if (Object.values(p.dirs).some((d) => listPids(d, fs).length > 0)) continue;
+    try {
+      removeCgroup(p, fs);
+      removed.add(id);
+    } catch (err) {
+      problems.push(err);
+    }
+  }
+  removeParents(hierarchies.map(([, d]) => d), fs);
+  if (problems.length > 0) throw problems[0];
+  return [...removed];
+}

@@ -1,0 +1,232 @@
+/**
+ * Resource limits: their one schema (Docker's flags and semantics), the
+ * parsing of Docker's size strings, and the conversions between the v1 and v2
+ * kernel interfaces. Pure: nothing here touches the filesystem.
+ */
+import { z } from 'zod';
+
+import { TsboxError } from '../errors.js';
+
+/**
+ * The pids limit of every container unless the caller gives one: enough for
+ * any sane workload, small enough that a fork bomb cannot exhaust the host's
+ * pid space (pid_max is 4194304 on 64-bit, often 32768). `pidsLimit: -1`
+ * removes it. Docker has no default; podman's is 2048.
+ */
+export const DEFAULT_PIDS_LIMIT = 4096;
+
+/** The CFS period used with `cpus`, as Docker's: 100 ms. */
+export const DEFAULT_CPU_PERIOD = 100_000;
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/**
+ * Docker's byte sizes (go-units RAMInBytes): a number of bytes, or a decimal
+ * number with a binary unit k, m, g, t or p, optionally followed by `i` and/or
+ * `b`, in any case: `64m` = `64MiB` = 67108864, `1.5g`, `512k`, `100` (bytes).
+ */
+export function parseByteSize(value: string | number): number {
+  const r = sizeOf(value);
+  if (typeof r === 'number') return r;
+  throw new TsboxError({
+    step: 'config',
+    errno: 0,
+    path: String(value),
+    detail: r,
+    hint: 'give bytes as a number, or a number with a unit k, m, g, t or p (binary, as Docker: 64m = 64 MiB, 1.5g)',
+  });
+}
+
+/** The size in bytes, or what is wrong with it. */
+function sizeOf(value: string | number): number | string {
+  if (typeof value === 'number') {
+    return Number.isSafeInteger(value) && value >= 0 ? value : `invalid size ${value}: a number of bytes must be a whole number, 0 or more`;
+  }
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b?)\s*$/i.exec(value);
+  if (!m || (m[2] === '' && m[3] !== '')) return `invalid size ${JSON.stringify(value)}: use bytes, or a number with a unit such as 64m, 512k, 1.5g`;
+  const bytes = Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!);
+  return Number.isSafeInteger(bytes) ? bytes : `invalid size ${JSON.stringify(value)}: too large`;
+}
+
+// --- conversions between the v1 and v2 interfaces -------------------------
+
+/**
+ * cpu.shares (v1, 2..262144, default 1024) → cpu.weight (v2, 1..10000,
+ * default 100), linearly, the way runc and crun convert it:
+ * weight = 1 + ((shares - 2) * 9999) / 262142. 0 stays 0 (unset).
+ */
+export function cpuSharesToWeight(shares: number): number {
+  if (shares === 0) return 0;
+  const s = Math.min(Math.max(shares, 2), 262_144);
+  return 1 + Math.floor(((s - 2) * 9999) / 262_142);
+}
+
+/**
+ * cpu.weight → cpu.shares, the inverse of {@link cpuSharesToWeight}: the
+ * smallest share count that converts back to the same weight, so
+ * weight → shares → weight is exact (shares → weight → shares is within 27).
+ */
+export function cpuWeightToShares(weight: number): number {
+  if (weight === 0) return 0;
+  const w = Math.min(Math.max(weight, 1), 10_000);
+  return 2 + Math.ceil(((w - 1) * 262_142) / 9999);
+}
+
+/** blkio.weight (v1, 10..1000) → io.weight (v2, 1..10000), as runc: 1 + (w - 10) * 9999 / 990. */
+export function blkioWeightToIoWeight(weight: number): number {
+  if (weight === 0) return 0;
+  const w = Math.min(Math.max(weight, 10), 1000);
+  return 1 + Math.floor(((w - 10) * 9999) / 990);
+}
+
+/** io.weight → blkio.weight, the inverse of {@link blkioWeightToIoWeight}: blkio → io → blkio is exact (io's scale is the finer one). */
+export function ioWeightToBlkioWeight(weight: number): number {
+  if (weight === 0) return 0;
+  const w = Math.min(Math.max(weight, 1), 10_000);
+  return 10 + Math.ceil(((w - 1) * 990) / 9999);
+}
+
+/** `cpus: 1.5` → quota 150000 µs per period 100000 µs (Docker's NanoCPUs). */
+export function cpusToQuota(cpus: number, period = DEFAULT_CPU_PERIOD): { quota: number; period: number } {
+  return { quota: Math.round(cpus * period), period };
+}
+
+/** quota/period (v1 cfs_quota_us/cfs_period_us; quota -1 = none) → the v2 cpu.max line. */
+export function formatCpuMax(quota: number | undefined, period: number | undefined): string {
+  return `${quota === undefined || quota < 0 ? 'max' : quota} ${period ?? DEFAULT_CPU_PERIOD}`;
+}
+
+/** The v2 cpu.max line → quota (-1 = none) and period. */
+export function parseCpuMax(line: string): { quota: number; period: number } {
+  const [q, p] = line.trim().split(/\s+/);
+  const period = p === undefined ? DEFAULT_CPU_PERIOD : Number(p);
+  if (q === undefined || !(q === 'max' || /^\d+$/.test(q)) || !Number.isInteger(period)) {
+    throw new TsboxError({ step: 'cgroup', errno: 0, path: line, detail: 'not a cpu.max line', hint: 'cpu.max holds "max|QUOTA PERIOD"' });
+  }
+  return { quota: q === 'max' ? -1 : Number(q), period };
+}
+
+// --- the schema -----------------------------------------------------------
+
+const byteSize = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const r = sizeOf(v);
+  if (typeof r === 'number') return r;
+  ctx.addIssue({ code: 'custom', message: r });
+  return z.NEVER;
+});
+
+const positiveSize = byteSize.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' });
+
+/** A cpu or memory-node list as the kernel writes it: `0-3,5`. */
+const cpuList = z
+  .string()
+  .regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, { message: 'must be a list such as 0-3,5 (numbers and ranges, comma-separated)' })
+  .refine((s) => s.split(',').every((r) => { const [a, b] = r.split('-').map(Number); return b === undefined || a! <= b; }), {
+    message: 'a range must go from low to high',
+  });
+
+const devicePath = z.string().refine((p) => p.startsWith('/') && !p.includes('\0'), { message: 'must be an absolute path to a block device' });
+const bpsDevice = z.object({ path: devicePath, rate: positiveSize }).strict();
+const iopsDevice = z.object({ path: devicePath, rate: z.number().int().positive() }).strict();
+
+/**
+ * The resource limits of a container, with Docker's flags' names and
+ * meanings. Sizes are bytes or Docker's strings (`64m`). Every field is
+ * optional except that `pidsLimit` defaults to {@link DEFAULT_PIDS_LIMIT}.
+ */
+export const cgroupLimitsSchema = z
+  .object({
+    /** `-m/--memory`: the hard memory limit. v1 memory.limit_in_bytes, v2 memory.max. */
+    memory: positiveSize.optional(),
+    /**
+     * `--memory-swap`: memory plus swap, so at least `memory`; -1 for unlimited swap. Needs `memory`.
+     * Unset with `memory` set: as Docker, as much swap as memory, where the kernel accounts swap.
+     */
+    memorySwap: z.union([z.literal(-1), z.literal('-1').transform(() => -1 as const), positiveSize]).optional(),
+    /** `--memory-reservation`: the soft limit. v1 memory.soft_limit_in_bytes, v2 memory.low. */
+    memoryReservation: positiveSize.optional(),
+    /** `--cpu-shares`: relative weight, 2..262144 (default 1024). v1 cpu.shares, v2 cpu.weight (converted). */
+    cpuShares: z.number().int().min(2).max(262_144).optional(),
+    /** `--cpu-quota`: µs of CPU time per period, at least 1000; -1 for none. */
+    cpuQuota: z.union([z.literal(-1), z.number().int().min(1000)]).optional(),
+    /** `--cpu-period`: the CFS period in µs, 1000..1000000 (default 100000). */
+    cpuPeriod: z.number().int().min(1000).max(1_000_000).optional(),
+    /** `--cpus`: CPUs' worth of time, e.g. 1.5 → quota 150000 per period 100000. Not with cpuQuota/cpuPeriod. */
+    cpus: z.number().min(0.01, { message: 'must be at least 0.01' }).max(10_000).optional(),
+    /** `--cpuset-cpus`: CPUs the container may run on, e.g. `0-3,5`. */
+    cpusetCpus: cpuList.optional(),
+    /** `--cpuset-mems`: memory nodes the container may allocate from. */
+    cpusetMems: cpuList.optional(),
+    /** `--pids-limit`: the most processes and threads at once; -1 for none. */
+    pidsLimit: z
+      .union([z.literal(-1), z.number().int().positive({ message: 'must be a positive number of processes, or -1 for no limit' })])
+      .default(DEFAULT_PIDS_LIMIT),
+    /** `--blkio-weight`: relative block I/O weight, 10..1000. v2 io.weight (converted) and io.bfq.weight. */
+    blkioWeight: z.number().int().min(10).max(1000).optional(),
+    /** `--device-read-bps`: read bytes per second, per block device. */
+    deviceReadBps: z.array(bpsDevice).optional(),
+    /** `--device-write-bps`: written bytes per second, per block device. */
+    deviceWriteBps: z.array(bpsDevice).optional(),
+    /** `--device-read-iops`: read operations per second, per block device. */
+    deviceReadIops: z.array(iopsDevice).optional(),
+    /** `--device-write-iops`: write operations per second, per block device. */
+    deviceWriteIops: z.array(iopsDevice).optional(),
+  })
+  .strict()
+  .superRefine((l, ctx) => {
+    // Docker's checks that involve more than one field.
+    if (l.memorySwap !== undefined && l.memorySwap !== -1) {
+      if (l.memory === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'memorySwap counts memory plus swap: set memory too' });
+      } else if (l.memorySwap < l.memory) {
+        ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'must be at least memory (it counts memory plus swap)' });
+      }
+    }
+    if (l.memoryReservation !== undefined && l.memory !== undefined && l.memoryReservation > l.memory) {
+      ctx.addIssue({ code: 'custom', path: ['memoryReservation'], message: 'must not be more than memory' });
+    }
+    if (l.cpus !== undefined && (l.cpuQuota !== undefined || l.cpuPeriod !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['cpus'], message: 'give either cpus or cpuQuota/cpuPeriod, not both' });
+    }
+  });
+
+/** Limits as the caller writes them (sizes may be strings). */
+export type CgroupLimitsInput = z.input<typeof cgroupLimitsSchema>;
+/** Limits after parsing: sizes in bytes, `pidsLimit` filled in. */
+export type CgroupLimits = z.output<typeof cgroupLimitsSchema>;
+
+function jsonPath(path: readonly PropertyKey[]): string {
+  let out = 'limits';
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : `.${String(key)}`;
+  return out;
+}
+
+/**
+ * Parses limits with {@link cgroupLimitsSchema}; throws one TsboxError (step
+ * `config`) listing each problem with its JSON path, e.g. `limits.memory`.
+ */
+export function parseLimits(input: unknown): CgroupLimits {
+  const r = cgroupLimitsSchema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  const issues = r.error.issues.flatMap((i) =>
+    i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ path: jsonPath([...i.path, k]), message: 'unknown limit' })) : [{ path: jsonPath(i.path), message: i.message }],
+  );
+  const first = issues[0]!;
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more: ${issues.slice(1).map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
+  throw new TsboxError({ step: 'config', errno: 0, path: first.path, detail: `${first.message}${more}`, hint: null }, { issues });
+}
+
+/** The effective CPU bandwidth: `cpus` as quota/period, or the explicit quota/period. */
+export function cpuBandwidth(l: CgroupLimits): { quota: number | undefined; period: number | undefined } {
+  if (l.cpus !== undefined) return cpusToQuota(l.cpus);
+  return { quota: l.cpuQuota, period: l.cpuPeriod };
+}
+
+/** The swap (on top of memory) in v2 terms: bytes, 'max', or undefined to leave it alone; `explicit` when the caller asked. */
+export function swapLimit(l: CgroupLimits): { total: number | 'max'; explicit: boolean } | undefined {
+  if (l.memorySwap === -1) return { total: 'max', explicit: true };
+  if (l.memorySwap !== undefined) return { total: l.memorySwap, explicit: true };
+  // Docker: with memory and no memory-swap, as much swap as memory.
+  if (l.memory !== undefined) return { total: l.memory * 2, explicit: false };
+  return undefined;
+}

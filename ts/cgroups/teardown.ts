@@ -1,0 +1,161 @@
+/**
+ * Teardown, shared by Cgroup.destroy() and gc(): kill everything left in a
+ * container's cgroups — `cgroup.kill` on v2; on v1 freeze, SIGKILL every pid
+ * in cgroup.procs, thaw — then rmdir them, leaves first, retrying while the
+ * killed processes finish exiting (EBUSY), and last the shared `tsbox`
+ * parents when no other container uses them.
+ */
+import { posix } from 'node:path';
+
+import { freeze, thaw } from './freezer.js';
+import { cgroupError, cgroupProblem, EBUSY, ENOENT, ENOTEMPTY, errnoOf, ESRCH, sleepSync, type CgroupFs } from './fs.js';
+
+/** Where a container's cgroup lives: one directory per hierarchy, and the shared parents. */
+export interface Placement {
+  /** The container's directory per hierarchy: v1 hierarchy names (`memory`, `cpu`, ...) and `unified`. */
+  dirs: Record<string, string>;
+  /** The `tsbox` directories holding them, removed when empty. */
+  parents: string[];
+}
+
+/** How long teardown waits for killed processes to leave their cgroups. */
+const REMOVE_WAIT_MS = 5000;
+
+const unique = (xs: Iterable<string>) => [...new Set(xs)];
+
+/** The pids in `dir` and in every cgroup below it. */
+export function listPids(dir: string, fs: CgroupFs): number[] {
+  const out: number[] = [];
+  const walk = (d: string) => {
+    let text: string;
+    try {
+      text = fs.read(posix.join(d, 'cgroup.procs'));
+    } catch (err) {
+      if (errnoOf(err) === ENOENT) return;
+      throw cgroupError(err, posix.join(d, 'cgroup.procs'), 'list the processes of a cgroup');
+    }
+    for (const t of text.split('\n')) if (/^\d+$/.test(t.trim())) out.push(Number(t));
+    let subs: string[] = [];
+    try {
+      subs = fs.subdirs(d);
+    } catch {
+      // Gone meanwhile.
+    }
+    for (const s of subs) walk(posix.join(d, s));
+  };
+  walk(dir);
+  return out;
+}
+
+function killPids(pids: Iterable<number>, fs: CgroupFs): void {
+  for (const pid of unique([...pids].map(String)).map(Number)) {
+    try {
+      fs.kill(pid, 'SIGKILL');
+    } catch (err) {
+      if (errnoOf(err) !== ESRCH) throw cgroupError(err, String(pid), `kill process ${pid} of the container`);
+    }
+  }
+}
+
+/** Kills every process in the container's cgroups (and in any cgroup it made below them). */
+export function killCgroup(p: Placement, fs: CgroupFs): void {
+  const unified = p.dirs.unified;
+  let killedByKernel = false;
+  if (unified !== undefined) {
+    try {
+      fs.write(posix.join(unified, 'cgroup.kill'), '1');
+      killedByKernel = true;
+    } catch (err) {
+      // ENOENT: a kernel before 5.14 (or the cgroup is gone); fall back to freeze and kill.
+      if (errnoOf(err) !== ENOENT) throw cgroupError(err, posix.join(unified, 'cgroup.kill'), 'kill the container\'s processes');
+    }
+  }
+  const v1 = unique(Object.entries(p.dirs).filter(([h]) => h !== 'unified').map(([, d]) => d));
+  const dirs = killedByKernel ? v1 : unique([...v1, ...(unified ? [unified] : [])]);
+  if (dirs.length === 0) return;
+  // Frozen, no process can fork between listing and killing: one round does.
+  const freezer = p.dirs.freezer !== undefined ? { version: 1 as const, dir: p.dirs.freezer } : !killedByKernel && unified ? { version: 2 as const, dir: unified } : null;
+  const frozen = freezer !== null && freeze(freezer.version, freezer.dir, fs);
+  try {
+    for (let round = 0; round < (frozen ? 1 : 10); round++) {
+      const pids = dirs.flatMap((d) => listPids(d, fs));
+      if (pids.length === 0) break;
+      killPids(pids, fs);
+      if (!frozen) sleepSync(5);
+    }
+  } finally {
+    if (freezer !== null) thaw(freezer.version, freezer.dir, fs);
+  }
+}
+
+/** rmdir `dir` and everything below it, leaves first; retries EBUSY until `deadline`. */
+function removeTree(dir: string, fs: CgroupFs, deadline: number, rekill: () => void): void {
+  let subs: string[];
+  try {
+    subs = fs.subdirs(dir);
+  } catch (err) {
+    if (errnoOf(err) === ENOENT) return;
+    throw cgroupError(err, dir, 'list the child cgroups');
+  }
+  for (const s of subs) removeTree(posix.join(dir, s), fs, deadline, rekill);
+  for (let delay = 1; ; delay = Math.min(delay * 2, 100)) {
+    try {
+      fs.rmdir(dir);
+      return;
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno === ENOENT) return;
+      if (errno !== EBUSY || Date.now() >= deadline) {
+        const left = errno === EBUSY ? listPids(dir, fs) : [];
+        throw cgroupError(
+          err,
+          dir,
+          left.length > 0 ? `remove the container's cgroup: processes ${left.join(', ')} are still in it` : 'remove the container\'s cgroup',
+          errno === EBUSY ? 'a process in the cgroup did not die (stuck in uninterruptible sleep, D state?); `tsbox gc` removes the cgroup once it has' : null,
+        );
+      }
+      // The killed processes are still exiting; a process that forked past the
+      // first kill (no freezer, no cgroup.kill) is killed again.
+      sleepSync(delay);
+      if (delay >= 16) rekill();
+    }
+  }
+}
+
+/** Kills what is left and removes the container's cgroups, then the `tsbox` parents no one else uses. */
+export function removeCgroup(p: Placement, fs: CgroupFs): void {
+  let first: unknown = null;
+  try {
+    killCgroup(p, fs);
+  } catch (err) {
+    first = err;
+  }
+  const deadline = Date.now() + REMOVE_WAIT_MS;
+  for (const dir of unique(Object.values(p.dirs))) {
+    try {
+      removeTree(dir, fs, deadline, () => killCgroup(p, fs));
+    } catch (err) {
+      first ??= err;
+    }
+  }
+  try {
+    removeParents(p.parents, fs);
+  } catch (err) {
+    first ??= err;
+  }
+  if (first !== null) throw first;
+}
+
+/** rmdir each `tsbox` parent that is empty; another container's presence (ENOTEMPTY, EBUSY) is fine. */
+export function removeParents(parents: readonly string[], fs: CgroupFs): void {
+  for (const dir of unique(parents)) {
+    try {
+      fs.rmdir(dir);
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno !== ENOENT && errno !== ENOTEMPTY && errno !== EBUSY) {
+        throw cgroupProblem(dir, `remove the shared tsbox cgroup: ${(err as Error).message}`, null, errno);
+      }
+    }
+  }
+}
