@@ -88,9 +88,9 @@ describe('run()', () => {
   });
 
   it('rejects bad options before anything is created, with JSON paths', async () => {
-    const err = await run(['true'], { rootfs, memory: 5 } as unknown as RunOptions).catch((e: unknown) => e);
+    const err = await run(['true'], { rootfs, memory: 'lots', hostname: 'no good' } as unknown as RunOptions).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TsboxError);
-    expect((err as TsboxError).issues.map((i) => i.path)).toContain('memory');
+    expect((err as TsboxError).issues.map((i) => i.path)).toEqual(expect.arrayContaining(['memory', 'hostname']));
   });
 });
 

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
+import { detectCgroupMode } from '../../ts/cgroups/index.js';
 import { cli, type ProbeInfo } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -74,6 +75,8 @@ describe('the mount table', () => {
       '/dev/pts devpts',
       '/dev/shm tmpfs',
       '/dev/mqueue mqueue',
+      // The container's own cgroups, read-only (one mount per hierarchy on v1).
+      ...cgroupMountsExpected(),
       '/etc/hostname tmpfs',
       '/etc/hosts tmpfs',
       '/etc/resolv.conf tmpfs',
@@ -92,6 +95,19 @@ describe('the mount table', () => {
     expect(m.find((x) => x.mountPoint === '/proc')!.options.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noexec']));
   });
 });
+
+/** What /sys/fs/cgroup holds inside: cgroup2 on v2; a tmpfs and the hierarchies tsbox uses otherwise. */
+function cgroupMountsExpected(): string[] {
+  if (detectCgroupMode() === 'v2') return ['/sys/fs/cgroup cgroup2'];
+  const mounted = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => / - cgroup /.test(l))
+    .flatMap((l) => l.split(' - ')[1]!.split(' ')[2]!.split(','))
+    .filter((o) => ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'blkio', 'freezer'].includes(o));
+  // tsbox puts a container in the hierarchies of the controllers it uses, and the freezer.
+  const used = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'].filter((c) => mounted.includes(c));
+  return ['/sys/fs/cgroup tmpfs', ...used.map((c) => `/sys/fs/cgroup/${c} cgroup`)];
+}
 
 function existsOnHost(p: string): boolean {
   try {

@@ -171,7 +171,9 @@ describe('rootless', () => {
 
   it('maps the user to root plus its /etc/subuid range through newuidmap', async () => {
     const r = await cli(['run', '--rootfs', rootfs, '--', 'tsbox-probe', 'info'], { uid, gid: uid });
-    expect(r.stderr).toBe('');
+    // No id-map notice; only the one about cgroups, which this host delegates to no user.
+    expect(r.stderr).not.toMatch(/only your own uid/);
+    expect(r.stderr).toMatch(/^(tsbox: note: no cgroup for this container .*\n)?$/);
     const i = JSON.parse(r.stdout) as ProbeInfo;
     expect(i.uid).toBe(0);
     expect(i.uidMap).toEqual([[0, uid, 1], [1, subuid, 65535]]);
@@ -184,6 +186,18 @@ describe('rootless', () => {
     expect(i.interfaces).toEqual(['lo']);
   });
 
+  it('is refused a limit it cannot apply, never silently', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--memory', '64m', '--', 'true'], { uid, gid: uid });
+    if (r.code === 0) {
+      // A host that delegates cgroups to the user: the limit must then be in place.
+      const inside = await cli(['run', '--rootfs', rootfs, '--memory', '64m', '--', 'sh', '-c', 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null'], { uid, gid: uid });
+      expect(inside.stdout).toContain(String(64 * 1024 * 1024));
+    } else {
+      expect(r.code).toBe(125);
+      expect(r.stderr).toMatch(/^tsbox: cgroup\(/);
+    }
+  });
+
   it('runs a container user from the range', async () => {
     const r = await cli(['run', '--rootfs', rootfs, '--user', 'tester', '--', 'sh', '-c', 'id -u; cat /proc/self/uid_map | wc -l'], { uid, gid: uid });
     expect(r.stdout.trim().split('\n')).toEqual(['1000', '2']);
@@ -193,6 +207,7 @@ describe('rootless', () => {
     const r = await cli(['run', '--rootfs', rootfs, '--', 'cat', '/proc/self/uid_map'], { uid: 65534, gid: 65534 });
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split(/\s+/).map(Number)).toEqual([0, 65534, 1]);
-    expect(r.stderr).toMatch(/^tsbox: note: only your own uid maps into the container \(.*no range in \/etc\/subuid.*\); other ids appear as nobody\n$/);
+    expect(r.stderr).toMatch(/^tsbox: note: only your own uid maps into the container \(.*no range in \/etc\/subuid.*\); other ids appear as nobody\n/);
+    expect(r.stderr.trim().split('\n').every((l) => l.startsWith('tsbox: note: '))).toBe(true);
   });
 });

@@ -98,10 +98,10 @@ afterAll(() => {
 describe('the installed packages', () => {
   it('tsbox holds the CLI and the compiled library, not the native build', () => {
     const dir = join(project, 'node_modules', 'tsbox');
-    for (const f of ['package.json', 'README.md', 'bin/tsbox.js', 'dist/index.js', 'dist/index.d.ts', 'dist/native.js', 'dist/cli/index.js']) {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/tsbox.js', 'dist/index.js', 'dist/index.d.ts', 'dist/native.js', 'dist/cli/index.js', 'dist/tsbox.schema.json']) {
       expect(existsSync(join(dir, f)), f).toBe(true);
     }
-    expect(readdirSync(dir).sort()).toEqual(['README.md', 'bin', 'dist', 'package.json']);
+    expect(readdirSync(dir).sort()).toEqual(['LICENSE', 'README.md', 'bin', 'dist', 'package.json']);
     expect(readdirSync(dir, { recursive: true }).filter((f) => String(f).endsWith('.node'))).toEqual([]);
   });
 

@@ -18,7 +18,7 @@ function rejection(f: () => unknown): TsboxError {
 
 const paths = (e: TsboxError) => e.issues.map((i) => i.path);
 
-const DEFAULTS = { cwd: '/', init: true, trace: false, stdio: 'pipe', readOnly: false, writableRootfs: false, volumes: [], tmpfs: [], mounts: [], rootfsPropagation: 'private', groupAdd: [], capAdd: [], capDrop: [], noNewPrivileges: true, userns: 'private', tty: false, seccomp: 'default' };
+const DEFAULTS = { cwd: '/', init: true, trace: false, stdio: 'pipe', readOnly: false, writableRootfs: false, volumes: [], tmpfs: [], mounts: [], rootfsPropagation: 'private', groupAdd: [], capAdd: [], capDrop: [], noNewPrivileges: true, userns: 'private', tty: false, seccomp: 'default', pidsLimit: 4096, ulimits: {} };
 
 describe('parseRunInput: accepted input', () => {
   it('fills the defaults: cwd /, init on, trace off, stdio piped', () => {

@@ -73,6 +73,8 @@ export function killCgroup(p: Placement, fs: CgroupFs): void {
   const v1 = unique(Object.entries(p.dirs).filter(([h]) => h !== 'unified').map(([, d]) => d));
   const dirs = killedByKernel ? v1 : unique([...v1, ...(unified ? [unified] : [])]);
   if (dirs.length === 0) return;
+  // The usual case: the container has ended and taken its processes with it.
+  if (dirs.every((d) => listPids(d, fs).length === 0)) return;
   // Frozen, no process can fork between listing and killing: one round does.
   const freezer = p.dirs.freezer !== undefined ? { version: 1 as const, dir: p.dirs.freezer } : !killedByKernel && unified ? { version: 2 as const, dir: unified } : null;
   const frozen = freezer !== null && freeze(freezer.version, freezer.dir, fs);

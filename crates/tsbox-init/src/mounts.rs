@@ -387,15 +387,20 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let Some(at) = resolve_existing(root, target)? else {
                 return Ok(false);
             };
-            let p = fd_path(at.as_raw_fd());
-            mount(
-                Some(p.as_str()),
-                p.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .step_path(Step::Mount, target, || "bind the path onto itself".into())?;
+            // A mount of its own (the cgroup tmpfs) is made read-only where it
+            // is; any other path is first bound onto itself, so that only it
+            // changes and not the mount it lives on.
+            if !is_mount_root(at.as_raw_fd()) {
+                let p = fd_path(at.as_raw_fd());
+                mount(
+                    Some(p.as_str()),
+                    p.as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .step_path(Step::Mount, target, || "bind the path onto itself".into())?;
+            }
             let bound = resolve(root, target, OFlag::O_PATH)?;
             set_attrs(
                 bound.as_raw_fd(),
@@ -406,6 +411,17 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         }
     }
     Ok(true)
+}
+
+/// The path of `fd` is the root of a mount (statx STATX_ATTR_MOUNT_ROOT, 5.8+).
+fn is_mount_root(fd: RawFd) -> bool {
+    // SAFETY: statx fills the struct we pass; zeroed is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let empty = c"";
+    let r = unsafe { libc::statx(fd, empty.as_ptr(), libc::AT_EMPTY_PATH, 0, &mut stx) };
+    r == 0
+        && stx.stx_attributes_mask & (libc::STATX_ATTR_MOUNT_ROOT as u64) != 0
+        && stx.stx_attributes & (libc::STATX_ATTR_MOUNT_ROOT as u64) != 0
 }
 
 fn is_dir_mode(mode: libc::mode_t) -> bool {

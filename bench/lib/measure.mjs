@@ -1,0 +1,171 @@
+// The measurements. Every phase goes round the peers in a fresh random order each
+// round, so that whatever the machine does meanwhile (another build, a timer,
+// the page cache) falls on all of them alike.
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { inspect, isolation, tree } from './procs.mjs';
+
+export function shuffle(list) {
+  const a = [...list];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** Quantile q of sorted values, linearly interpolated (R's type 7). */
+export function quantile(sorted, q) {
+  if (sorted.length === 0) return null;
+  const h = (sorted.length - 1) * q;
+  const lo = Math.floor(h);
+  const hi = Math.ceil(h);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (h - lo);
+}
+
+export function summarize(ms) {
+  const s = [...ms].sort((a, b) => a - b);
+  return {
+    n: s.length,
+    median: quantile(s, 0.5),
+    p99: quantile(s, 0.99),
+    mean: s.length ? s.reduce((a, b) => a + b, 0) / s.length : null,
+    min: s[0] ?? null,
+    max: s.at(-1) ?? null,
+  };
+}
+
+/** One container from start to its end, in ms. */
+export async function once(peer, work = 'true') {
+  const t0 = performance.now();
+  const h = await peer.start(work);
+  await h.done;
+  return performance.now() - t0;
+}
+
+/**
+ * Starts `work` once per peer with stderr captured, so a peer that cannot run
+ * here says why before anything is timed. Returns the peers that ran.
+ */
+export async function preflight(peers, log) {
+  const ok = [];
+  const failed = {};
+  for (const p of peers) {
+    try {
+      const h = await p.start('true', { capture: true });
+      await h.done;
+      ok.push(p);
+    } catch (err) {
+      failed[p.name] = String(err.message ?? err);
+      log(`  ${p.label}: cannot run here, left out: ${failed[p.name]}`);
+    }
+  }
+  return { ok, failed };
+}
+
+/** Sequential latency: `n` rounds, every peer once per round, in a shuffled order. */
+export async function latency(peers, { n, warmup, onRound }) {
+  const times = Object.fromEntries(peers.map((p) => [p.name, []]));
+  const errors = Object.fromEntries(peers.map((p) => [p.name, 0]));
+  for (let r = -warmup; r < n; r++) {
+    for (const p of shuffle(peers)) {
+      try {
+        const ms = await once(p);
+        if (r >= 0) times[p.name].push(ms);
+      } catch {
+        errors[p.name]++;
+      }
+    }
+    if (r >= 0) onRound?.(r + 1);
+  }
+  return Object.fromEntries(peers.map((p) => [p.name, { ...summarize(times[p.name]), errors: errors[p.name], samples: times[p.name].map((t) => Math.round(t * 1000) / 1000) }]));
+}
+
+/**
+ * Throughput: `concurrency` loops, each starting the next container as soon as
+ * its last one ended, for `durationMs`; then it waits for the ones still running.
+ * Containers completed per second of the whole span.
+ */
+async function burst(peer, concurrency, durationMs) {
+  const t0 = performance.now();
+  const deadline = t0 + durationMs;
+  let completed = 0;
+  let errors = 0;
+  const loop = async () => {
+    while (performance.now() < deadline) {
+      try {
+        await once(peer);
+        completed++;
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  return { completed, errors, seconds: (performance.now() - t0) / 1000 };
+}
+
+export async function throughput(peers, { levels, rounds, durationMs, onRound }) {
+  const acc = {};
+  for (const p of peers) for (const c of levels) acc[`${p.name}@${c}`] = { completed: 0, errors: 0, seconds: 0 };
+  for (let r = 0; r < rounds; r++) {
+    for (const c of shuffle(levels)) {
+      for (const p of shuffle(peers)) {
+        const b = await burst(p, c, durationMs);
+        const a = acc[`${p.name}@${c}`];
+        a.completed += b.completed;
+        a.errors += b.errors;
+        a.seconds += b.seconds;
+      }
+    }
+    onRound?.(r + 1);
+  }
+  const out = {};
+  for (const p of peers) {
+    out[p.name] = {};
+    for (const c of levels) {
+      const a = acc[`${p.name}@${c}`];
+      out[p.name][c] = { perSecond: a.completed / a.seconds, completed: a.completed, errors: a.errors, seconds: a.seconds };
+    }
+  }
+  return out;
+}
+
+/**
+ * Memory and isolation, seen from the outside while the container runs
+ * `sleep 1`: the process tree under what the bench started, the peak RSS
+ * (VmHWM) of each process, and the isolation of the `sleep` process itself.
+ * Processes in the host's pid namespace are the peer's supervisors (tsbox-init,
+ * runc, crun, bwrap's parent, ...); the rest belong to the container.
+ */
+export async function inside(peer, hostPid = process.pid) {
+  const host = inspect(hostPid);
+  const h = await peer.start('sleep', { capture: true });
+  try {
+    const root = h.rootPid();
+    let procs = [];
+    let target;
+    for (let i = 0; i < 200 && !target; i++) {
+      procs = tree(root).map(inspect).filter(Boolean);
+      target = procs.find((p) => p.comm === 'sleep');
+      if (!target) await sleep(5);
+    }
+    if (!target) throw new Error(`${peer.label}: no sleep process appeared under pid ${root}`);
+    // Let setup settle (a supervisor may still be finishing), then read again.
+    await sleep(150);
+    procs = tree(root).map(inspect).filter(Boolean);
+    target = procs.find((p) => p.comm === 'sleep') ?? target;
+    const supervisors = procs.filter((p) => p.ns.pid === host.ns.pid && p.pid !== target.pid);
+    const contained = procs.filter((p) => p.ns.pid !== host.ns.pid || p.pid === target.pid);
+    const row = (p) => ({ pid: p.pid, comm: p.comm, vmHWMKiB: p.vmHWMKiB, vmRSSKiB: p.vmRSSKiB });
+    return {
+      isolation: isolation(target, host),
+      supervisors: supervisors.map(row),
+      container: contained.map(row),
+      supervisorHWMKiB: supervisors.reduce((s, p) => s + (p.vmHWMKiB ?? 0), 0),
+    };
+  } finally {
+    await h.done;
+  }
+}

@@ -1,0 +1,168 @@
+// The peers: each one starts the same work — /bin/true (or `sleep 1` for the
+// memory and isolation check) in the same busybox-static rootfs — from this Node
+// process. tsbox's API runs in-process, as a Node program would use it; every
+// other peer is a child_process.spawn, as a Node program would have to use it.
+import { spawn as spawnProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { spawn as tsboxSpawn } from 'tsbox';
+
+import { statusField } from './procs.mjs';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const TSBOX_CLI = join(REPO, 'bin/tsbox.js');
+
+/** The container's command for each workload. */
+const WORK = { true: ['/bin/true'], sleep: ['/bin/sleep', '1'] };
+
+let seq = 0;
+/** A container id no other run uses; runc and crun name the cgroup after it. */
+const containerId = (peer) => `tsbox-bench-${process.pid}-${peer}-${seq++}`;
+export const ID_PREFIX = `tsbox-bench-${process.pid}-`;
+
+/** Processes started and not yet ended: the cleanup kills whatever is left. */
+export const live = new Set();
+let stopped = false;
+/** From now on nothing starts: the cleanup is running. */
+export function stopAll() {
+  stopped = true;
+}
+function checkStopped() {
+  if (stopped) throw new Error('the bench is stopping');
+}
+
+/**
+ * Starts `argv` and returns { rootPid, done }. `done` resolves when the process
+ * has exited and its stdio closed, and rejects unless it exited 0; its message
+ * carries stderr when `capture` is set (stderr is /dev/null otherwise).
+ */
+function exec(argv, { capture = false, extraFd } = {}) {
+  checkStopped();
+  const stdio = ['ignore', 'ignore', capture ? 'pipe' : 'ignore'];
+  if (extraFd !== undefined) stdio.push(extraFd);
+  const child = spawnProcess(argv[0], argv.slice(1), { stdio });
+  live.add(child);
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const done = new Promise((resolve, reject) => {
+    child.once('error', (err) => {
+      live.delete(child);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      live.delete(child);
+      if (code === 0) resolve();
+      else reject(new Error(`${argv.join(' ')}: exited ${code ?? signal}${stderr ? `: ${stderr.trim()}` : ''}`));
+    });
+  });
+  return { rootPid: () => child.pid, done };
+}
+
+/** A tsbox container from the API; its process tree starts at tsbox-init, the container's parent. */
+async function api(argv, { rootfs, init, capture }) {
+  checkStopped();
+  const c = await tsboxSpawn(argv, { rootfs, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore' });
+  live.add(c);
+  if (stopped) await c[Symbol.asyncDispose]();
+  let stderr = '';
+  c.stderr?.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const done = c.wait().then(
+    (r) => {
+      live.delete(c);
+      if (r.exitCode !== 0) throw new Error(`tsbox API: ${argv.join(' ')} exited ${r.exitCode}${stderr ? `: ${stderr.trim()}` : ''}`);
+    },
+    (err) => {
+      live.delete(c);
+      throw err;
+    },
+  );
+  const rootPid = () => {
+    const status = readFileSync(`/proc/${c.pid}/status`, 'utf8');
+    return Number(statusField(status, 'PPid'));
+  };
+  return { rootPid, done };
+}
+
+/**
+ * The peers of one run. `kind`: 'container' peers start the isolated work;
+ * 'baseline' ones are references (a plain exec, Node's own start-up, ...).
+ * `start(work, { capture })` returns { rootPid(), done } (or a promise of it).
+ * Peers that are a command also have `argv(work)`, and `openFd()` when the
+ * command reads a descriptor 3 (bwrap's seccomp filter): the profile runs them
+ * under strace and perf.
+ */
+export function definePeers(m, { crunHolderPid }) {
+  const bundle = (work) => m.bundles[work];
+  const nsenter = crunHolderPid ? ['nsenter', '-t', String(crunHolderPid), '-m', '--'] : [];
+  const node = process.execPath;
+  const command = (peer) => ({
+    ...peer,
+    start(work, o = {}) {
+      // A fresh open file for each start: concurrent ones must not share an offset.
+      const fd = peer.openFd?.();
+      try {
+        return exec(peer.argv(work), { ...o, extraFd: fd });
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    },
+  });
+  return [
+    {
+      name: 'tsbox-api',
+      label: 'tsbox API',
+      kind: 'container',
+      start: (work, o = {}) => api(WORK[work], { rootfs: m.rootfs, init: true, ...o }),
+    },
+    {
+      name: 'tsbox-api-noinit',
+      label: 'tsbox API --no-init',
+      kind: 'container',
+      start: (work, o = {}) => api(WORK[work], { rootfs: m.rootfs, init: false, ...o }),
+    },
+    command({
+      name: 'tsbox-cli',
+      label: 'tsbox CLI',
+      kind: 'container',
+      argv: (work) => [node, TSBOX_CLI, 'run', '--rootfs', m.rootfs, '--', ...WORK[work]],
+    }),
+    command({
+      name: 'runc',
+      label: 'runc run',
+      kind: 'container',
+      argv: (work) => ['runc', '--root', m.runcRoot, 'run', '--bundle', bundle(work), containerId('runc')],
+    }),
+    command({
+      name: 'crun',
+      label: crunHolderPid ? 'crun run (nsenter)' : 'crun run',
+      kind: 'container',
+      argv: (work) => [...nsenter, 'crun', '--root', m.crunRoot, 'run', '--bundle', bundle(work), containerId('crun')],
+    }),
+    command({
+      name: 'bwrap',
+      label: 'bwrap --unshare-all',
+      kind: 'container',
+      openFd: () => openSync(m.seccompBpf, 'r'),
+      argv: (work) => ['bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--ro-bind', m.rootfs, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--seccomp', '3', ...WORK[work]],
+    }),
+    command({
+      name: 'unshare',
+      label: 'unshare -UrpmnuifC',
+      kind: 'container',
+      argv: (work) => ['unshare', '-UrpmnuifC', '--kill-child', '--mount-proc', `--root=${m.rootfs}`, ...WORK[work]],
+    }),
+    command({
+      name: 'plain',
+      label: 'plain spawn',
+      kind: 'baseline',
+      argv: (work) => [join(m.rootfs, WORK[work][0]), ...WORK[work].slice(1)],
+    }),
+    command({ name: 'node', label: 'node -e 0', kind: 'baseline', only: 'true', argv: () => [node, '-e', '0'] }),
+    command({ name: 'tsbox-version', label: 'tsbox --version', kind: 'baseline', only: 'true', argv: () => [node, TSBOX_CLI, '--version'] }),
+    ...(crunHolderPid
+      ? [command({ name: 'nsenter', label: 'nsenter (crun wrapper)', kind: 'baseline', only: 'true', argv: () => [...nsenter, join(m.rootfs, 'bin/true')] })]
+      : []),
+  ];
+}
