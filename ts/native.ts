@@ -101,7 +101,8 @@ let libcCache: Libc | undefined;
  */
 export function detectLibc(): Libc {
   if (libcCache) return libcCache;
-  libcCache = libcFromReport() ?? libcFromLdd() ?? 'gnu';
+  // ldd is a file read; a process report costs 5-7 ms, paid on every CLI start.
+  libcCache = libcFromLdd() ?? libcFromReport() ?? 'gnu';
   return libcCache;
 }
 
@@ -125,7 +126,8 @@ function libcFromReport(): Libc | null {
 
 function libcFromLdd(): Libc | null {
   try {
-    return readFileSync('/usr/bin/ldd', 'latin1').includes('musl') ? 'musl' : null;
+    const ldd = readFileSync('/usr/bin/ldd', 'latin1');
+    return ldd.includes('musl') ? 'musl' : /GNU C Library|GLIBC|glibc/i.test(ldd) ? 'gnu' : null;
   } catch {
     return null;
   }
