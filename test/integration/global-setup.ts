@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 
 import type { TestProject } from 'vitest/node';
 
+import { tsboxCgroups } from '../support/host.js';
 import { buildTestRootfs } from '../support/rootfs.js';
 
 declare module 'vitest' {
@@ -32,27 +33,7 @@ function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; c
     }
   }
   const temps = readdirSync(tmpdir()).filter((n) => n.startsWith('tsbox-'));
-  // Per-container cgroups: <anything>/tsbox/<id> in any hierarchy.
-  const cgroups: string[] = [];
-  const walk = (dir: string, depth: number) => {
-    if (depth > 6) return;
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (e === 'tsbox') {
-        try {
-          for (const id of readdirSync(`${dir}/tsbox`, { withFileTypes: true })) if (id.isDirectory()) cgroups.push(`${dir}/tsbox/${id.name}`);
-        } catch {
-          // Gone meanwhile.
-        }
-      } else walk(`${dir}/${e}`, depth + 1);
-    }
-  };
-  walk('/sys/fs/cgroup', 0);
+  const cgroups = tsboxCgroups();
   return { mounts, processes, temps, cgroups };
 }
 

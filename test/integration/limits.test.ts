@@ -4,11 +4,12 @@
  * tells what happened, and no cgroup outlives its container — not even when
  * tsbox itself is killed.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 
 import { describe, expect, inject, it } from 'vitest';
 
 import { detectCgroupMode } from '../../ts/cgroups/index.js';
+import { tsboxCgroups } from '../support/host.js';
 import { cli, waitForOutput } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -27,26 +28,6 @@ async function report(args: string[], command: string[]) {
   const r = await cli(['run', '--rootfs', rootfs, '--report', '-', ...args, '--', ...command]);
   const json = r.stderr.slice(r.stderr.indexOf('{'));
   return { ...r, report: JSON.parse(json) as Report };
-}
-
-/** Every `tsbox/<id>` cgroup directory on the host. */
-function tsboxCgroups(): string[] {
-  const out: string[] = [];
-  const walk = (dir: string, depth: number) => {
-    if (depth > 6) return;
-    let names: string[] = [];
-    try {
-      names = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      if (n === 'tsbox') out.push(...readdirSync(`${dir}/tsbox`, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${dir}/tsbox/${e.name}`));
-      else walk(`${dir}/${n}`, depth + 1);
-    }
-  };
-  walk('/sys/fs/cgroup', 0);
-  return out;
 }
 
 describe('limits act, and the report says so', () => {

@@ -1,0 +1,29 @@
+/** What a container run could leave on the host, for the suites' leftover checks. */
+import { readdirSync } from 'node:fs';
+
+/** Every per-container cgroup, `<anything>/tsbox/<id>`, in any hierarchy under /sys/fs/cgroup. */
+export function tsboxCgroups(root = '/sys/fs/cgroup'): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    if (depth > 6) return;
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (n !== 'tsbox') {
+        walk(`${dir}/${n}`, depth + 1);
+        continue;
+      }
+      try {
+        for (const id of readdirSync(`${dir}/tsbox`, { withFileTypes: true })) if (id.isDirectory()) out.push(`${dir}/tsbox/${id.name}`);
+      } catch {
+        // Removed while we looked.
+      }
+    }
+  };
+  walk(root, 0);
+  return out;
+}
