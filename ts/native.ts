@@ -29,6 +29,8 @@ export interface NativeBinding {
   /** Takes an exclusive flock on `path` without waiting; null when another process holds it. */
   tryLockFile: (path: string, note: string) => { path: string; release(): void } | null;
   Channel: new () => NativeChannel;
+  /** Starts tsbox-init with these stdio modes and the channel's end as its fd 3. */
+  spawnHelper: (path: string, stdio: string[], channelFd: number) => NativeHelper;
   /** Compiles an OCI seccomp profile (null: tsbox's default) to BPF for this machine; cached by content. */
   compileSeccomp: (profileJson: string | null) => Buffer;
   /** Sets the size of the terminal whose master is `fd`. */
@@ -37,6 +39,15 @@ export interface NativeBinding {
   seccompDefaultProfile: () => string;
   monotonicNs: () => bigint;
   PLAN_VERSION: number;
+}
+
+/** A tsbox-init started by the addon (posix_spawn). */
+export interface NativeHelper {
+  readonly pid: number;
+  /** Our end of stdio pipe 0, 1 or 2, or -1. */
+  takePipe(index: number): number;
+  /** Resolves when it has exited, and reaps it. */
+  wait(): Promise<{ code?: number | null; signal?: number | null }>;
 }
 
 export interface NativeChannel {

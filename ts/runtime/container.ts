@@ -2,7 +2,6 @@
  * A running container: its stdio, `wait()`, `kill()`, and the 'exit' event.
  * Sync point 5 (DESIGN.md) lands here: the helper's `exited` report.
  */
-import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
@@ -61,7 +60,8 @@ interface ContainerInit {
   options: ResolvedOptions;
   hostname: string;
   pid: number;
-  child: ChildProcess;
+  /** Our end of the command's stdin pipe, when piped. */
+  stdin: Writable | null;
   channel: NativeChannel;
   closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The exit report, when it came with (instead of) the start. */
@@ -128,7 +128,7 @@ export class Container extends EventEmitter {
     super();
     this.id = init.id;
     this.pid = init.pid;
-    this.stdin = init.terminal ?? init.child.stdin;
+    this.stdin = init.terminal ?? init.stdin;
     this.stdout = init.terminal ?? init.stdout;
     this.stderr = init.terminal ? null : init.stderr;
     this.#terminal = init.terminal;

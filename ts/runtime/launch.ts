@@ -2,8 +2,9 @@
  * The launch protocol, Node's side (DESIGN.md, Processes). The numbered sync
  * points match the comments in crates/tsbox-init/src/main.rs.
  */
-import { spawn as spawnProcess, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
@@ -11,7 +12,7 @@ import { createCgroup, gc, type Cgroup } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, writeMaps, type IdMaps } from '../idmap/index.js';
-import { loadNative, type NativeChannel } from '../native.js';
+import { loadNative, type NativeChannel, type NativeHelper } from '../native.js';
 import { AbortError, Container } from './container.js';
 import { buildPlan } from './plan.js';
 
@@ -33,12 +34,13 @@ export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
   return raw === null ? null : (JSON.parse(raw) as HelperMsg);
 }
 
-function stdioFor(o: ResolvedOptions, fd: number): StdioOptions {
+type StdioMode = 'inherit' | 'pipe' | 'ignore';
+
+function stdioFor(o: ResolvedOptions): [StdioMode, StdioMode, StdioMode] {
   // With a tty the command's stdio is the terminal; the helper's own stderr
   // still carries --trace.
-  if (o.tty) return ['ignore', 'ignore', 'inherit', fd];
-  const three = typeof o.stdio === 'string' ? [o.stdio, o.stdio, o.stdio] : o.stdio;
-  return [...three, fd];
+  if (o.tty) return ['ignore', 'ignore', 'inherit'];
+  return typeof o.stdio === 'string' ? [o.stdio, o.stdio, o.stdio] : o.stdio;
 }
 
 /** The terminal's master as one duplex stream (as node-pty does). */
@@ -58,14 +60,28 @@ function hold(stream: Readable | null): Readable | null {
   return out;
 }
 
-/** Resolves when the helper has exited and its stdio has closed. */
-function closed(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      // 'close' may still be pending; it fires after 'exit'.
-    }
-    child.once('close', (code, signal) => resolve({ code, signal }));
-  });
+/** A stream over our end of a stdio pipe, or null when the stream was not piped. */
+function pipeStream(fd: number, readable: boolean): Socket | null {
+  if (fd < 0) return null;
+  const socket = new Socket({ fd, readable, writable: !readable });
+  // The other end going away is how a container's output ends, not a failure.
+  socket.on('error', () => {});
+  return socket;
+}
+
+function ended(stream: Socket | null): Promise<void> {
+  if (!stream || stream.closed) return Promise.resolve();
+  return new Promise((resolve) => stream.once('close', () => resolve()));
+}
+
+const SIGNALS = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+
+/** Resolves when the helper has exited (and is reaped) and its output pipes have closed. */
+function closed(helper: NativeHelper, out: (Socket | null)[]): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return Promise.all([helper.wait(), ...out.map(ended)]).then(([exit]) => ({
+    code: exit.code ?? null,
+    signal: exit.signal !== undefined && exit.signal !== null ? (SIGNALS.get(exit.signal) ?? null) : null,
+  }));
 }
 
 /** A failure the helper could not report (it died, or never started). */
@@ -139,41 +155,41 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   }
 
   // (2) The helper, with its end of the channel as fd 3.
+  // posix_spawn from the addon: nothing of Node is copied, and no code runs
+  // in the child before tsbox-init (DESIGN.md, Processes).
   const ch = new native.binding.Channel();
-  let child: ChildProcess;
+  let helper: NativeHelper;
   try {
-    child = spawnProcess(native.initPath, [], { stdio: stdioFor(o, ch.childFd), detached: true, argv0: 'tsbox-init' });
+    helper = native.binding.spawnHelper(native.initPath, stdioFor(o), ch.childFd);
   } catch (err) {
     ch.close();
     cleanup();
-    throw fromSystemError('spawn_helper', err, `start ${native.initPath}`);
+    throw new TsboxError(
+      { step: 'spawn_helper', errno: 0, path: native.initPath, detail: (err as Error).message, hint: 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init' },
+      { cause: err },
+    );
   } finally {
     ch.closeChild();
   }
-  // Node discards a child's unread output once it exits (it resumes streams
-  // nobody listens to); a container can finish before the caller attaches, so
-  // the output is held in our own streams from the start.
-  const stdout = hold(child.stdout);
-  const stderr = hold(child.stderr);
-  const done = closed(child);
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  const stdin = pipeStream(helper.takePipe(0), false);
+  const stdoutPipe = pipeStream(helper.takePipe(1), true);
+  const stderrPipe = pipeStream(helper.takePipe(2), true);
+  // Output is held in our own streams from the start: a container can finish
+  // before the caller attaches a reader.
+  const stdout = hold(stdoutPipe);
+  const stderr = hold(stderrPipe);
+  const done = closed(helper, [stdoutPipe, stderrPipe]);
   let terminal: ReadStream | undefined;
   const fail = async (err: TsboxError): Promise<never> => {
     // Closing the channel makes the helper kill the child and exit.
     ch.close();
-    child.stdin?.destroy();
+    stdin?.destroy();
     terminal?.destroy();
     await done;
     cleanup();
     throw err;
   };
-  if (child.pid === undefined) {
-    ch.close();
-    cleanup();
-    const err = await spawnError;
-    throw fromSystemError('spawn_helper', err, `start ${native.initPath}`, 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init');
-  }
-  trace?.(`helper: ${native.initPath} pid=${child.pid}, container ${id.slice(0, 12)}`);
+  trace?.(`helper: ${native.initPath} pid=${helper.pid}, container ${id.slice(0, 12)}`);
 
   try {
     ch.send(JSON.stringify({ type: 'plan', ...plan }));
@@ -217,7 +233,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     options: o,
     hostname: plan.hostname,
     pid: cloned.pid,
-    child,
+    stdin,
     channel: ch,
     closed: done,
     first: started.type === 'exited' ? started : null,

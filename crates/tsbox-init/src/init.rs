@@ -69,6 +69,12 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
         let _ = chan.send(&ChildMsg::Started);
     }
     let (code, signal) = supervise(child, &sfd);
+    trace!(
+        tr,
+        "init: the command ended ({})",
+        code.map(|c| format!("status {c}"))
+            .unwrap_or_else(|| format!("signal {}", signal.unwrap_or(0)))
+    );
     let _ = chan.send(&ChildMsg::Ended { code, signal });
     let status = code.unwrap_or_else(|| 128 + signal.unwrap_or(0));
     // SAFETY: see container::run.

@@ -162,5 +162,5 @@ fn helper(node: Channel) -> i32 {
     // If the child died before go, its status says why (the monitor reports it).
     let _ = mine.send_fds(&ChildGo::Go, &raw);
     drop(trees);
-    monitor::run(&node, mine, &c)
+    monitor::run(&node, mine, &c, &tr)
 }

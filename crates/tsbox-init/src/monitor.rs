@@ -65,7 +65,7 @@ impl Container {
 }
 
 /// Runs until the container has ended; returns the helper's own exit status.
-pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
+pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Trace) -> i32 {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
@@ -173,6 +173,7 @@ pub fn run(node: &Channel, child: Channel, c: &Container) -> i32 {
             break;
         }
     }
+    crate::trace::trace!(tr, "monitor: PID 1 has exited");
     let (status, rusage) = c.reap();
     if let Some(r) = failure {
         let code = exit_code_for(&r);
