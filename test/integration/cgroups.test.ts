@@ -76,7 +76,9 @@ afterAll(() => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-describe('cgroups on this hybrid host (v1 controllers)', () => {
+// The v1 driver needs v1 controllers: on a pure v2 host (GitHub's runners) these
+// are reported as skipped, and test/cgroup2 covers v2 (in the VM here).
+describe.skipIf(detectCgroupMode() === 'v2')('cgroups on this hybrid host (v1 controllers)', () => {
   it('detects the hybrid layout', () => {
     expect(detectCgroupMode()).toBe('hybrid');
   });

@@ -4,19 +4,10 @@ import type { ArgsDef } from 'citty';
 import { describe, expect, it } from 'vitest';
 
 import { containerArgs, parseEnv, splitArgs } from '../../ts/cli/args.js';
-import { TsboxError } from '../../ts/errors.js';
+import { rejection } from '../support/errors.js';
 
 const split = (argv: string[]) => splitArgs(argv, containerArgs, 'run');
 
-function rejection(f: () => unknown): TsboxError {
-  try {
-    f();
-  } catch (err) {
-    expect(err).toBeInstanceOf(TsboxError);
-    return err as TsboxError;
-  }
-  throw new Error('expected a TsboxError, but nothing was thrown');
-}
 
 describe('splitArgs: where the options end', () => {
   it('ends the options at the first positional', () => {

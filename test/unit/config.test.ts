@@ -4,17 +4,8 @@ import { describe, expect, it } from 'vitest';
 
 import { parseRunInput } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
+import { rejection } from '../support/errors.js';
 
-/** Runs `f`, expects it to throw a TsboxError, returns it. */
-function rejection(f: () => unknown): TsboxError {
-  try {
-    f();
-  } catch (err) {
-    expect(err).toBeInstanceOf(TsboxError);
-    return err as TsboxError;
-  }
-  throw new Error('expected a TsboxError, but nothing was thrown');
-}
 
 const paths = (e: TsboxError) => e.issues.map((i) => i.path);
 

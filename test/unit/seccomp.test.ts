@@ -19,7 +19,7 @@ import {
   seccompProgram,
   type CompileSeccomp,
 } from '../../ts/config/seccomp.js';
-import { TsboxError } from '../../ts/errors.js';
+import { rejection } from '../support/errors.js';
 
 /** Each problem of `profile` as `path: message`. */
 function problems(profile: unknown): string[] {
@@ -30,15 +30,6 @@ function problems(profile: unknown): string[] {
 
 const paths = (profile: unknown): string[] => problems(profile).map((p) => p.slice(0, p.indexOf(': ')));
 
-function rejection(f: () => unknown): TsboxError {
-  try {
-    f();
-  } catch (err) {
-    expect(err).toBeInstanceOf(TsboxError);
-    return err as TsboxError;
-  }
-  throw new Error('expected a TsboxError, but nothing was thrown');
-}
 
 const allowRead = { names: ['read'], action: 'SCMP_ACT_ALLOW' };
 
