@@ -180,6 +180,18 @@ describe('spawn() and exec()', () => {
     expect(c.stderr).toBeNull();
   });
 
+  it('wait() resolves once the container ends, even when nobody reads its output', async () => {
+    // 100 kB: more than the pipe and our stream buffer hold, less than would block the writer.
+    const c = await spawn(['sh', '-c', 'head -c 100000 /dev/zero; echo done >&2'], { rootfs });
+    const r = await c.wait();
+    expect(r.exitCode).toBe(0);
+    // The output is still there for a late reader.
+    let n = 0;
+    c.stdout!.on('data', (d: Buffer) => (n += d.length));
+    await new Promise((res) => c.stdout!.once('end', res));
+    expect(n).toBe(100000);
+  });
+
   it('streams 100 MB through stdout intact, with backpressure and bounded memory', async () => {
     const pattern = '0123456789abcdef\n';
     const total = 100 * 1024 * 1024;

@@ -69,16 +69,14 @@ function pipeStream(fd: number, readable: boolean): Socket | null {
   return socket;
 }
 
-function ended(stream: Socket | null): Promise<void> {
-  if (!stream || stream.closed) return Promise.resolve();
-  return new Promise((resolve) => stream.once('close', () => resolve()));
-}
-
 const SIGNALS = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 
-/** Resolves when the helper has exited (and is reaped) and its output pipes have closed. */
-function closed(helper: NativeHelper, out: (Socket | null)[]): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return Promise.all([helper.wait(), ...out.map(ended)]).then(([exit]) => ({
+/**
+ * Resolves when the helper has exited and is reaped. Not when its output has
+ * been read: output nobody reads must not keep a finished container waiting.
+ */
+function closed(helper: NativeHelper): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return helper.wait().then((exit) => ({
     code: exit.code ?? null,
     signal: exit.signal !== undefined && exit.signal !== null ? (SIGNALS.get(exit.signal) ?? null) : null,
   }));
@@ -178,7 +176,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   // before the caller attaches a reader.
   const stdout = hold(stdoutPipe);
   const stderr = hold(stderrPipe);
-  const done = closed(helper, [stdoutPipe, stderrPipe]);
+  const done = closed(helper);
   let terminal: ReadStream | undefined;
   const fail = async (err: TsboxError): Promise<never> => {
     // Closing the channel makes the helper kill the child and exit.
