@@ -3,6 +3,7 @@
  * /dev, masked and read-only paths, the root modes, volumes, and that neither a
  * hostile rootfs nor the container can reach the host's files.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -284,6 +285,15 @@ describe('a hostile rootfs', () => {
     expect(r.stdout).toBe('m');
     await expect(fs.stat('/x')).rejects.toThrow(/ENOENT/);
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toMatch(/ \/x /);
+  });
+
+  it('cannot hang the launch with a FIFO where /etc/passwd should be', async () => {
+    const dir = await copyRootfs('fifo-root');
+    await fs.rm(join(dir, 'etc/passwd'));
+    execFileSync('mkfifo', [join(dir, 'etc/passwd')]);
+    const r = await cli(['run', '--rootfs', dir, '--', 'sh', '-c', 'echo $HOME'], { killAfterMs: 10_000 });
+    expect(r.signal).toBeNull();
+    expect(r.stdout).toBe('/root\n');
   });
 
   it('refuses a volume behind a symlink to a host path the rootfs does not have', async () => {

@@ -139,6 +139,12 @@ describe('id maps as root', () => {
     await Promise.all([a.done, b.done]);
   });
 
+  it('refuses one explicit map without the other (the missing one would map root to root)', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--gidmap', '0:100000:65536', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: config\(uidMap\): uidMap and gidMap go together/);
+  });
+
   it('takes explicit maps', async () => {
     const i = await probe(['--uidmap', '0:300000:1000', '--gidmap', '0:400000:2000']);
     expect(i.uidMap).toEqual([[0, 300000, 1000]]);
@@ -196,6 +202,14 @@ describe('rootless', () => {
       expect(r.code).toBe(125);
       expect(r.stderr).toMatch(/^tsbox: cgroup\(/);
     }
+  });
+
+  it("keeps PID 1's descriptors out of the container's reach, and passes none of the caller's", async () => {
+    // The init never execs and runs as the same user here: it must not be readable.
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'ls /proc/1/fd >/dev/null 2>&1 && echo readable || echo closed; ls /proc/$$/fd | sort -n | tr "\\n" " "'], { uid, gid: uid });
+    expect(r.stdout.trim().split('\n')[0]).toBe('closed');
+    // The shell's own fds: 0-2 and the one its ls has open on the directory; nothing inherited.
+    expect(r.stdout.trim().split('\n')[1]!.trim().split(' ').map(Number).every((fd) => fd <= 3 || fd === 10)).toBe(true);
   });
 
   it('runs a container user from the range', async () => {

@@ -168,6 +168,10 @@ export const runOptionsSchema = z
     if (o.readOnly && o.writableRootfs) {
       ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly' });
     }
+    if ((o.uidMap === undefined) !== (o.gidMap === undefined)) {
+      // A missing one would map container root to the caller: host root, as root.
+      ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'gidMap' : 'uidMap'], message: 'uidMap and gidMap go together: give both' });
+    }
     if (o.userns === 'host' && (o.uidMap || o.gidMap)) {
       ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'uidMap' : 'gidMap'], message: "cannot be combined with userns 'host' (no user namespace, no maps)" });
     }

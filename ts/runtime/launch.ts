@@ -116,7 +116,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   // Whatever exists is undone, newest first, on every failure path.
   const undo: (() => void)[] = [];
   const cleanup = () => {
-    for (const u of undo.reverse()) {
+    // splice: each undo runs once, even if cleanup is reached twice.
+    for (const u of undo.splice(0).reverse()) {
       try {
         u();
       } catch {
@@ -189,40 +190,40 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   };
   trace?.(`helper: ${native.initPath} pid=${helper.pid}, container ${id.slice(0, 12)}`);
 
+  // From here on every failure, thrown or reported, goes through fail() once.
+  let cloned: Extract<HelperMsg, { type: 'cloned' }>;
+  let started: HelperMsg | null;
+  let terminalFd: number | undefined;
   try {
     ch.send(JSON.stringify({ type: 'plan', ...plan }));
-  } catch (err) {
-    return fail(fromSystemError('send_plan', err, 'send the launch plan to tsbox-init'));
-  }
 
-  // (3) Cloned: place it in its cgroup (unless clone3 did), write the id maps,
-  // then let the child go.
-  const cloned = await recv(ch);
-  if (cloned === null) return fail(helperDied(await done, 'before cloning the container'));
-  if (cloned.type === 'failed') return fail(new TsboxError(cloned));
-  if (cloned.type !== 'cloned') return fail(helperDied({ code: null, signal: null }, `out of order (${cloned.type})`));
-  try {
+    // (3) Cloned: place it in its cgroup (unless clone3 did), write the id maps,
+    // then let the child go.
+    const msg = await recv(ch);
+    if (msg === null) throw helperDied(await done, 'before cloning the container');
+    if (msg.type === 'failed') throw new TsboxError(msg);
+    if (msg.type !== 'cloned') throw helperDied({ code: null, signal: null }, `out of order (${msg.type})`);
+    cloned = msg;
     const into = cgroup ?? extras.join?.cgroup;
     if (into && !cloned.placed) {
       into.place(cloned.pid);
       trace?.(`cgroup: pid ${cloned.pid} placed in ${Object.values(into.paths).join(', ')}`);
     }
     if (maps) writeMaps(cloned.pid, maps, trace);
-  } catch (err) {
-    return fail(err instanceof TsboxError ? err : fromSystemError('cgroup', err, 'place the container in its cgroup'));
-  }
-  ch.send(JSON.stringify({ type: 'go' }));
+    ch.send(JSON.stringify({ type: 'go' }));
 
-  // (4) The child sets itself up (handing over its terminal, with tty) and execs.
-  let terminalFd: number | undefined;
-  let started = await recv(ch);
-  while (started?.type === 'pty') {
-    const fd = ch.takeFd();
-    if (fd >= 0) {
-      terminal = openTerminal(fd);
-      terminalFd = fd;
-    }
+    // (4) The child sets itself up (handing over its terminal, with tty) and execs.
     started = await recv(ch);
+    while (started?.type === 'pty') {
+      const fd = ch.takeFd();
+      if (fd >= 0) {
+        terminal = openTerminal(fd);
+        terminalFd = fd;
+      }
+      started = await recv(ch);
+    }
+  } catch (err) {
+    return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'talk to tsbox-init'));
   }
   if (started === null) return fail(helperDied(await done, 'while setting up the container'));
   if (started.type === 'failed') return fail(new TsboxError(started));

@@ -107,6 +107,7 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         trace!(tr, "seccomp: filter loaded ({} instructions), before the privilege drop", bpf.len());
     }
     set_ids(&user)?;
+    rearm_pdeathsig(chan)?;
     trace!(
         tr,
         "ids: uid={} gid={} groups={:?} home={}",
@@ -240,6 +241,31 @@ fn loopback_up() -> std::result::Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// Sets the parent-death signal again (credential changes clear it) and exits
+/// if the helper died before it was armed.
+fn rearm_pdeathsig(chan: &Channel) -> Result<()> {
+    prctl::set_pdeathsig(Signal::SIGKILL).step(Step::InitFork, || "set the parent-death signal".into())?;
+    if helper_gone(chan) {
+        // SAFETY: ends this process without running anything else.
+        unsafe { libc::_exit(125) }
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from `first` up (the helper's start-up).
+pub fn close_from(first: u32) {
+    // SAFETY: closes descriptors this process does not use.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    if r < 0 {
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+            for fd in fds.into_iter().filter(|fd| *fd >= first as i32) {
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
 }
 
 /// True when the helper has exited (its end of the channel is closed).

@@ -28,6 +28,9 @@ pub const FORWARDED: [Signal; 9] = [
 
 /// Returns only with the report of a failure before the command could start.
 pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
+    // PID 1 never execs: keep /proc/1 closed to the container's processes
+    // (a rootless or --userns host container runs as the same user).
+    let _ = nix::sys::prctl::set_dumpable(false);
     // Signals stay blocked (the helper blocked them before clone) and are read
     // from a signalfd: a PID 1 only receives signals it handles.
     let mut set = SigSet::empty();

@@ -62,6 +62,9 @@ fn helper(node: Channel) -> i32 {
     // are read from a signalfd later and forwarded.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
+    // Whatever else the caller's process had open without close-on-exec must
+    // never reach the container (its PID 1, the init, never execs).
+    container::close_from(CHANNEL_FD as u32 + 1);
 
     // (2) The plan.
     let plan: Plan = match node.recv::<NodeMsg>() {
@@ -90,15 +93,10 @@ fn helper(node: Channel) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(&node, report(Step::Clone, e as i32, "create the helper-child socketpair")),
     };
-    if let Some(target) = plan.join {
-        if let Err(r) = join::join(target, &plan) {
-            return fail(&node, r);
-        }
-        trace!(tr, "join: the namespaces of pid {target}");
-    }
     let flags = plan.clone_flags();
     // A cgroup that cannot be opened is left to Node to place the child in
-    // (and to report, if that fails too).
+    // (and to report, if that fails too). Opened before any join, so that the
+    // path is the host's, not one inside the container.
     let cgroup = plan.cgroup.as_deref().and_then(|dir| {
         nix::fcntl::open(
             dir,
@@ -107,6 +105,15 @@ fn helper(node: Channel) -> i32 {
         )
         .ok()
     });
+    if let Some(target) = plan.join {
+        // Root on the host until the child switches ids: nothing in the
+        // container may read or ptrace us meanwhile (CVE-2016-9962's class).
+        let _ = nix::sys::prctl::set_dumpable(false);
+        if let Err(r) = join::join(target, &plan) {
+            return fail(&node, r);
+        }
+        trace!(tr, "join: the namespaces of pid {target}");
+    }
     let (pid, pidfd, placed) = match clone_container(flags, cgroup.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)) {
         Err(e) => {
             return fail(
@@ -117,6 +124,7 @@ fn helper(node: Channel) -> i32 {
         Ok(Forked::Child) => {
             drop(node);
             drop(mine);
+            drop(cgroup);
             container::run(&plan, theirs, tr)
         }
         Ok(Forked::Parent { pid, pidfd, placed }) => (pid, pidfd, placed),

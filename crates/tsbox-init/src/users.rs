@@ -122,8 +122,28 @@ pub fn resolve(user: &User, passwd: &str, group: &str) -> Result<Resolved, Repor
 
 /// Reads the container's files (after pivot_root) and resolves.
 pub fn resolve_in_container(user: &User) -> Result<Resolved, Report> {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let read = |p: &str| read_small_regular(p).unwrap_or_default();
     resolve(user, &read("/etc/passwd"), &read("/etc/group"))
+}
+
+/// The contents of `path` if it is a regular file of at most 4 MiB. The rootfs
+/// is not trusted: a FIFO there must not hang the launch, nor a huge file
+/// exhaust memory. Opened non-blocking, checked with fstat before reading.
+fn read_small_regular(path: &str) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > 4 << 20 {
+        return None;
+    }
+    let mut s = String::new();
+    f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;
+    Some(s)
 }
 
 #[cfg(test)]
