@@ -12,7 +12,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { blkioWeightToIoWeight, cpuSharesToWeight, createCgroup, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
 import { TsboxError } from '../../ts/errors.js';
-import { alive, eventually, killQuietly, MiB, newId, spawnGated, tsboxDirs } from './support.js';
+import { eventually, killQuietly, MiB, newId, spawnGated, tsboxDirs } from './support.js';
+import { workloadCases } from './workloads.js';
 
 const EBUSY = 16;
 /** cpulist_parse: a CPU beyond the kernel's range. */
@@ -146,58 +147,7 @@ describe('cgroups on pure v2', () => {
     expect(existsSync(join(stateDir, `${id}.json`))).toBe(false);
   });
 
-  it('a memory limit OOM-kills an allocator, and memory.events counts the kill', async () => {
-    const cg = make({ memory: '32m', memorySwap: '32m' });
-    const g = gated('head -c 200M /dev/zero | tail');
-    cg.place(g.pid);
-    g.go();
-    expect((await g.exited).code).toBe(137);
-    const s = cg.stats();
-    expect(s.memory.oomKills).toBeGreaterThanOrEqual(1);
-    expect(s.memory.peak).toBeGreaterThan(28 * MiB);
-    expect(s.memory.peak).toBeLessThanOrEqual(32 * MiB);
-  });
-
-  it('reports memory.peak within 10% of what the workload allocated', async () => {
-    const cg = make();
-    const g = gated('head -c 100M /dev/zero | tail');
-    cg.place(g.pid);
-    g.go();
-    expect((await g.exited).code).toBe(0);
-    const peak = cg.stats().memory.peak!;
-    expect(peak).toBeGreaterThanOrEqual(100 * MiB);
-    expect(peak).toBeLessThanOrEqual(110 * MiB);
-  });
-
-  it('a pids limit stops a fork loop, and cgroup.kill takes everything it started', async () => {
-    const cg = make({ pidsLimit: 10 });
-    const g = gated('for i in $(seq 100); do sleep 30 & done; wait');
-    cg.place(g.pid);
-    g.go();
-    await g.exited;
-    expect(g.stderr()).toMatch(/fork/i);
-    const s = cg.stats();
-    expect(s.pids.limitHits).toBeGreaterThanOrEqual(1);
-    expect(s.pids.current).toBeLessThanOrEqual(10);
-    if (s.pids.peak !== null) expect(s.pids.peak).toBe(10);
-    const sleepers = cat(cg.v2Path!, 'cgroup.procs').split('\n').map(Number);
-    expect(sleepers.length).toBeGreaterThanOrEqual(8);
-    cg.destroy();
-    expect(sleepers.filter(alive)).toEqual([]);
-    expect(existsSync(cg.v2Path!)).toBe(false);
-  });
-
-  it('a cpu quota shows up as throttling in cpu.stat', async () => {
-    const cg = make({ cpus: 0.1 });
-    const g = gated('timeout 1 sh -c "while :; do :; done"; true');
-    cg.place(g.pid);
-    g.go();
-    await g.exited;
-    const s = cg.stats().cpu;
-    expect(s.periods).toBeGreaterThan(0);
-    expect(s.throttledPeriods).toBeGreaterThan(0);
-    expect(s.throttledUsec).toBeGreaterThan(0);
-  });
+  workloadCases({ make, gated, procsFile: (cg) => join(cg.v2Path!, 'cgroup.procs') });
 
   it('a limit the kernel rejects fails with errno, path and hint, and leaves nothing behind', () => {
     const id = newId();

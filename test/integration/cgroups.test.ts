@@ -12,7 +12,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { createCgroup, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
 import { TsboxError } from '../../ts/errors.js';
-import { alive, eventually, killQuietly, MiB, newId, procCgroup, spawnGated, tsboxDirs } from '../cgroup2/support.js';
+import { eventually, killQuietly, MiB, newId, procCgroup, spawnGated, tsboxDirs } from '../cgroup2/support.js';
+import { workloadCases } from '../cgroup2/workloads.js';
 
 /** cpulist_parse: a CPU beyond the kernel's range. */
 const ERANGE = 34;
@@ -164,62 +165,7 @@ describe.skipIf(detectCgroupMode() === 'v2')('cgroups on this hybrid host (v1 co
     cg.destroy(); // idempotent
   });
 
-  it('a memory limit OOM-kills an allocator, and the stats count the kill', async () => {
-    const cg = make({ memory: '32m', memorySwap: '32m' });
-    // tail keeps its whole input when there is no newline: 200 MiB of it.
-    const g = gated('head -c 200M /dev/zero | tail');
-    cg.place(g.pid);
-    g.go();
-    const end = await g.exited;
-    expect(end.code).toBe(137); // the pipeline's status is tail's: SIGKILL
-    const s = cg.stats();
-    expect(s.memory.oomKills).toBeGreaterThanOrEqual(1);
-    expect(s.memory.peak).toBeGreaterThan(28 * MiB);
-    expect(s.memory.peak).toBeLessThanOrEqual(32 * MiB);
-  });
-
-  it('reports peak memory within 10% of what the workload allocated', async () => {
-    const cg = make();
-    const g = gated('head -c 100M /dev/zero | tail');
-    cg.place(g.pid);
-    g.go();
-    expect((await g.exited).code).toBe(0);
-    const peak = cg.stats().memory.peak!;
-    expect(peak).toBeGreaterThanOrEqual(100 * MiB);
-    expect(peak).toBeLessThanOrEqual(110 * MiB);
-  });
-
-  it('a pids limit stops a fork loop, and everything it started is killed on destroy', async () => {
-    const cg = make({ pidsLimit: 10 });
-    const g = gated('for i in $(seq 100); do sleep 30 & done; wait');
-    cg.place(g.pid);
-    g.go();
-    await g.exited;
-    expect(g.stderr()).toMatch(/fork/i);
-    const s = cg.stats();
-    expect(s.pids.limitHits).toBeGreaterThanOrEqual(1);
-    expect(s.pids.current).toBeLessThanOrEqual(10);
-    if (s.pids.peak !== null) expect(s.pids.peak).toBe(10);
-    const sleepers = readFileSync(join(cg.paths.pids!, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
-    expect(sleepers.length).toBeGreaterThanOrEqual(8);
-    cg.destroy();
-    expect(sleepers.filter(alive)).toEqual([]);
-    for (const dir of Object.values(cg.paths)) expect(existsSync(dir), dir).toBe(false);
-  });
-
-  it('a cpu quota shows up as throttling in cpu.stat', async () => {
-    const cg = make({ cpus: 0.1 });
-    const g = gated('timeout 1 sh -c "while :; do :; done"; true');
-    cg.place(g.pid);
-    g.go();
-    await g.exited;
-    const s = cg.stats().cpu;
-    expect(s.periods).toBeGreaterThan(0);
-    expect(s.throttledPeriods).toBeGreaterThan(0);
-    expect(s.throttledUsec).toBeGreaterThan(0);
-    // 10% of one CPU over about a second.
-    expect(s.usageUsec).toBeLessThan(400_000);
-  });
+  workloadCases({ make, gated, procsFile: (cg) => join(cg.paths.pids!, 'cgroup.procs') });
 
   it('a limit the kernel rejects fails with errno, path and hint, and leaves nothing behind', () => {
     const id = newId();
