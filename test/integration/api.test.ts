@@ -180,6 +180,16 @@ describe('spawn() and exec()', () => {
     expect(c.stderr).toBeNull();
   });
 
+  it('wait() resolves after the output of a stream being read has been delivered', async () => {
+    for (let i = 0; i < 10; i++) {
+      const c = await spawn(['sh', '-c', 'echo hello; head -c 50000 /dev/zero'], { rootfs });
+      let n = 0;
+      c.stdout!.on('data', (d: Buffer) => (n += d.length));
+      expect((await c.wait()).exitCode).toBe(0);
+      expect(n).toBe(6 + 50000);
+    }
+  });
+
   it('wait() resolves once the container ends, even when nobody reads its output', async () => {
     // 100 kB: more than the pipe and our stream buffer hold, less than would block the writer.
     const c = await spawn(['sh', '-c', 'head -c 100000 /dev/zero; echo done >&2'], { rootfs });

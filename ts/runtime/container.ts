@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { ReadStream } from 'node:tty';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
@@ -178,6 +179,10 @@ export class Container extends EventEmitter {
     const wallMs = Number(process.hrtime.bigint() - init.startedAt) / 1e6;
     // All the terminal's output is read once the master reports the slave gone.
     if (init.terminal && !init.terminal.destroyed) await new Promise((r) => init.terminal!.once('close', r));
+    // Output someone is reading is delivered before wait() resolves (as
+    // child_process's 'close'); output nobody reads does not hold it back.
+    const reading = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal && st.readableFlowing === true && !st.readableEnded);
+    await Promise.all(reading.map((st) => finished(st).catch(() => {})));
     // Usage is read before the cgroup goes; an exec's cgroup is the container's, not its own.
     let stats: CgroupStats | null = null;
     let limits: AppliedLimits | null = null;
@@ -234,8 +239,9 @@ export class Container extends EventEmitter {
   }
 
   /**
-   * Resolves when the container has ended. Output it wrote may still be
-   * waiting in `stdout`/`stderr` for a reader (they end after it).
+   * Resolves when the container has ended and the output of every stream being
+   * read has been delivered. A stream nobody reads keeps its output for a
+   * later reader and does not hold this back.
    */
   wait(): Promise<ExitResult> {
     return this.#result;
