@@ -76,8 +76,6 @@ describe('the mount table', () => {
       '/dev/pts devpts',
       '/dev/shm tmpfs',
       '/dev/mqueue mqueue',
-      // The container's own cgroups, read-only (one mount per hierarchy on v1).
-      ...cgroupMountsExpected(),
       '/etc/hostname tmpfs',
       '/etc/hosts tmpfs',
       '/etc/resolv.conf tmpfs',
@@ -87,6 +85,9 @@ describe('the mount table', () => {
         .map((p) => `${p} ${isDirOnHost(p) ? 'tmpfs' : 'devtmpfs'}`),
       ...['/sys/firmware', '/sys/devices/virtual/powercap'].filter((p) => existsOnHost(p)).map((p) => `${p} tmpfs`),
       ...['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'].filter((p) => existsOnHost(p)).map((p) => `${p} proc`),
+      // The container's own cgroups, read-only (one mount per hierarchy on v1),
+      // last: the child mounts them once it is in its cgroup.
+      ...cgroupMountsExpected(),
     ]);
   });
 

@@ -288,3 +288,40 @@ describe('buildPlan: namespaces, environment, privileges', () => {
     expect(d.trace).toBe(false);
   });
 });
+
+describe('buildPlan: the cgroup, and what the helper does for Node', () => {
+  const hybrid = { mode: 'hybrid' as const, v2Path: null, hierarchies: ['memory', 'pids'] };
+  const withCgroup = (options: RunOptions, extra: Partial<Parameters<typeof buildPlan>[2]> = {}): Plan => {
+    const parsed = parseRunInput(['true'], options);
+    return buildPlan(parsed.command, parsed.options, {
+      hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: false, compileSeccomp: fakeCompile, cgroup: hybrid, ...extra,
+    });
+  };
+
+  it('mounts everything on /sys/fs/cgroup last, after the volumes and masks, keeping its own order', () => {
+    const p = withCgroup({ volumes: ['/etc:/data', '/etc:/sys/fs/cgroup/extra'], maskedPaths: ['/proc/keys', '/sys/fs/cgroup/memory/secret'] });
+    const targets = p.mounts.map((m) => m.target);
+    const firstCgroup = targets.indexOf('/sys/fs/cgroup');
+    expect(targets.slice(firstCgroup)).toEqual([
+      '/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup', '/sys/fs/cgroup/extra', '/sys/fs/cgroup/memory/secret',
+    ]);
+    // Everything else comes before it, in the order it had.
+    for (const t of ['/proc', '/dev/null', '/etc/hosts', '/data', '/proc/keys']) expect(targets.indexOf(t)).toBeLessThan(firstCgroup);
+    expect(targets.indexOf('/data')).toBeLessThan(targets.indexOf('/proc/keys'));
+  });
+
+  it('keeps a mount on a parent of /sys/fs/cgroup after the cgroup mounts it would hide', () => {
+    const p = withCgroup({ tmpfs: ['/sys/fs'] });
+    const targets = p.mounts.map((m) => m.target);
+    expect(targets.indexOf('/sys/fs')).toBeGreaterThan(targets.indexOf('/sys/fs/cgroup/pids'));
+  });
+
+  it('carries the cgroup.procs files and the id maps for the helper', () => {
+    const maps = { setgroups: 'allow' as const, uidMap: '0 1879048192 65536\n', gidMap: '0 1879048192 65536\n' };
+    const p = withCgroup({}, { cgroupProcs: ['/sys/fs/cgroup/pids/tsbox/a/cgroup.procs'], idMaps: maps });
+    expect(p.cgroupProcs).toEqual(['/sys/fs/cgroup/pids/tsbox/a/cgroup.procs']);
+    expect(p.idMaps).toEqual(maps);
+    expect(plan().cgroupProcs).toEqual([]);
+    expect(plan().idMaps).toBeNull();
+  });
+});

@@ -11,7 +11,7 @@ import { ReadStream } from 'node:tty';
 import { createCgroup, gc, type Cgroup } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
-import { computeMaps, writeMaps, type IdMaps } from '../idmap/index.js';
+import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
 import { loadNative, type NativeChannel, type NativeHelper } from '../native.js';
 import { AbortError, Container } from './container.js';
 import { buildPlan } from './plan.js';
@@ -126,34 +126,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     }
   };
 
-  // (1) Everything is decided before anything exists: maps, cgroup, plan.
-  let maps: IdMaps | null;
-  let cgroup: Cgroup | null;
-  let plan;
-  try {
-    // Exec joins the container's user namespace, whose maps are written already.
-    maps = extras.join ? null : computeMaps(o, id);
-    if (maps?.release) undo.push(maps.release);
-    if (maps?.notice) notices.push(maps.notice);
-    cgroup = extras.join ? null : makeCgroup(id, o, extras, notices, trace);
-    if (cgroup) undo.push(() => cgroup!.destroy());
-    const cgroupInfo = extras.join?.cgroup ?? cgroup;
-    plan = buildPlan(command, o, {
-      join: extras.join?.pid,
-      hostname: extras.join?.hostname ?? o.hostname ?? id.slice(0, 12),
-      traceT0Ns: t0,
-      planVersion: native.binding.PLAN_VERSION,
-      compileSeccomp: native.binding.compileSeccomp,
-      // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
-      idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
-      cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths) } : null,
-    });
-  } catch (err) {
-    cleanup();
-    throw err;
-  }
-
-  // (2) The helper, with its end of the channel as fd 3.
+  // (1) The helper first, with its end of the channel as fd 3: its exec and
+  // start-up run on another core while this thread decides the rest. It waits
+  // for the plan and exits when the channel closes without one.
   // posix_spawn from the addon: nothing of Node is copied, and no code runs
   // in the child before tsbox-init (DESIGN.md, Processes).
   const ch = new native.binding.Channel();
@@ -162,7 +137,6 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     helper = native.binding.spawnHelper(native.initPath, stdioFor(o), ch.childFd);
   } catch (err) {
     ch.close();
-    cleanup();
     throw new TsboxError(
       { step: 'spawn_helper', errno: 0, path: native.initPath, detail: (err as Error).message, hint: 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init' },
       { cause: err },
@@ -190,6 +164,37 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   };
   trace?.(`helper: ${native.initPath} pid=${helper.pid}, container ${id.slice(0, 12)}`);
 
+  // (2) Everything is decided before anything of the container exists: maps,
+  // cgroup, plan.
+  let maps: IdMaps | null;
+  let cgroup: Cgroup | null;
+  let plan;
+  try {
+    // Exec joins the container's user namespace, whose maps are written already.
+    maps = extras.join ? null : computeMaps(o, id);
+    if (maps?.release) undo.push(maps.release);
+    if (maps?.notice) notices.push(maps.notice);
+    cgroup = extras.join ? null : makeCgroup(id, o, extras, notices, trace);
+    if (cgroup) undo.push(() => cgroup!.destroy());
+    const cgroupInfo = extras.join?.cgroup ?? cgroup;
+    plan = buildPlan(command, o, {
+      join: extras.join?.pid,
+      hostname: extras.join?.hostname ?? o.hostname ?? id.slice(0, 12),
+      traceT0Ns: t0,
+      planVersion: native.binding.PLAN_VERSION,
+      compileSeccomp: native.binding.compileSeccomp,
+      // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
+      idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
+      cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths) } : null,
+      // The helper places a new container (exec: Node places the joining process).
+      cgroupProcs: cgroup ? [...new Set(Object.values(cgroup.paths))].map((dir) => `${dir}/cgroup.procs`) : [],
+      // The helper writes what needs no setuid helper; Node runs newuidmap.
+      idMaps: maps && maps.via === 'direct' ? { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } : null,
+    });
+  } catch (err) {
+    return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));
+  }
+
   // From here on every failure, thrown or reported, goes through fail() once.
   let cloned: Extract<HelperMsg, { type: 'cloned' }>;
   let started: HelperMsg | null;
@@ -197,8 +202,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   try {
     ch.send(JSON.stringify({ type: 'plan', ...plan }));
 
-    // (3) Cloned: place it in its cgroup (unless clone3 did), write the id maps,
-    // then let the child go.
+    // (3) Cloned. The helper has written the id maps and places the child in
+    // its cgroup; what is left to Node: newuidmap, and placing a process that
+    // joins a container. Then Node lets the child go.
     const msg = await recv(ch);
     if (msg === null) throw helperDied(await done, 'before cloning the container');
     if (msg.type === 'failed') throw new TsboxError(msg);
@@ -209,8 +215,10 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       into.place(cloned.pid);
       trace?.(`cgroup: pid ${cloned.pid} placed in ${Object.values(into.paths).join(', ')}`);
     }
-    if (maps) writeMaps(cloned.pid, maps, trace);
-    ch.send(JSON.stringify({ type: 'go' }));
+    if (plan.idMaps === null) {
+      if (maps) writeMaps(cloned.pid, maps, trace);
+      ch.send(JSON.stringify({ type: 'go' }));
+    }
 
     // (4) The child sets itself up (handing over its terminal, with tty) and execs.
     started = await recv(ch);

@@ -40,6 +40,10 @@ export interface Plan {
   seccomp: string | null;
   /** The container's cgroup2 directory for CLONE_INTO_CGROUP (pure v2). */
   cgroup: string | null;
+  /** cgroup.procs files the helper writes the child's pid to when clone3 did not place it. */
+  cgroupProcs: string[];
+  /** Id maps the helper writes itself; null when Node writes them (newuidmap) and says go. */
+  idMaps: { setgroups: 'allow' | 'deny'; uidMap: string; gidMap: string } | null;
 }
 
 export type Namespace = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
@@ -130,6 +134,10 @@ export interface PlanContext {
   compileSeccomp: CompileSeccomp;
   /** The container's cgroup, when it has one: mounted read-only at /sys/fs/cgroup. */
   cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[] } | null;
+  /** See Plan.cgroupProcs. */
+  cgroupProcs?: string[];
+  /** See Plan.idMaps. */
+  idMaps?: Plan['idMaps'];
 }
 
 /** The container's own cgroups at /sys/fs/cgroup, read-only, as Docker mounts them. */
@@ -208,6 +216,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
     for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
   }
+  const ordered = ctx.cgroup && ctx.join === undefined ? cgroupMountsLast(mounts) : mounts;
   // HOME comes from the container's /etc/passwd, resolved by the helper.
   const env = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
@@ -223,7 +232,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
     rootfs: { kind: 'path', path: rootfs, mode, idmap: ctx.idmap && !hostRoot },
     rootfsPropagation: o.rootfsPropagation,
-    mounts,
+    mounts: ordered,
     init: o.init,
     user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
     capabilities: effectiveCapabilities(o.capAdd, o.capDrop),
@@ -236,5 +245,23 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
     seccomp: seccompProgram(o.seccomp, ctx.compileSeccomp),
     cgroup: ctx.cgroup?.v2Path ?? null,
+    cgroupProcs: ctx.cgroupProcs ?? [],
+    idMaps: ctx.idMaps ?? null,
   };
 }
+
+/**
+ * The helper places the child in its cgroup while the child mounts, and the
+ * child waits for that before its first mount on /sys/fs/cgroup (the cgroupfs
+ * must show its cgroup namespace). So everything that touches that path or
+ * its parents goes last, in its own order; the rest keeps its order.
+ */
+export function cgroupMountsLast(mounts: PlanMount[]): PlanMount[] {
+  const related = (t: string) => t === CGROUP_MOUNTPOINT || t.startsWith(`${CGROUP_MOUNTPOINT}/`) || CGROUP_MOUNTPOINT.startsWith(t === '/' ? '/' : `${t}/`);
+  const first = mounts.findIndex((m) => m.target === CGROUP_MOUNTPOINT);
+  if (first < 0) return mounts;
+  const rest = mounts.slice(first);
+  return [...mounts.slice(0, first), ...rest.filter((m) => !related(m.target)), ...rest.filter((m) => related(m.target))];
+}
+
+const CGROUP_MOUNTPOINT = '/sys/fs/cgroup';

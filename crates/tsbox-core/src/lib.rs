@@ -12,7 +12,7 @@ pub mod report;
 pub mod seccomp;
 
 pub use message::{ChildGo, ChildMsg, HelperMsg, NodeMsg, Rusage};
-pub use plan::{Mount, MountKind, Namespace, Plan, Propagation, Rlimit, RootMode, RootfsSpec, TtySize, User, PLAN_VERSION};
+pub use plan::{IdMaps, Mount, MountKind, Namespace, Plan, Propagation, Rlimit, RootMode, RootfsSpec, TtySize, User, PLAN_VERSION};
 pub use report::{errno_name, Report, Step};
 
 /// The largest packet either side sends or accepts. Plans are a few KiB; this

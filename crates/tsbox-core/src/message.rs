@@ -25,7 +25,9 @@ pub enum NodeMsg {
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum HelperMsg {
     /// (3) The container's PID 1 exists, in its new namespaces; its host pid,
-    /// and whether it was cloned into its cgroup (else Node places it now).
+    /// and whether it is in its cgroup or the helper places it (else Node
+    /// places it now). Node says go unless the plan had the helper write the
+    /// id maps.
     Cloned { pid: i32, placed: bool },
     /// (4) The command was exec'd.
     Started,
@@ -47,7 +49,11 @@ pub enum HelperMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum ChildGo {
+    /// The id maps are written: set up (the idmapped trees are attached).
     Go,
+    /// The child is in its cgroup (sent after `Go`, always): it may enter its
+    /// cgroup namespace, and exec.
+    Placed,
 }
 
 /// Container child (or its init) → helper.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or a required field is added.
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -52,9 +52,31 @@ pub struct Plan {
     /// before execve; None runs unconfined.
     pub seccomp: Option<crate::seccomp::Bpf>,
     /// The container's cgroup2 directory: the child is cloned straight into it
-    /// (CLONE_INTO_CGROUP). None on v1/hybrid, where Node places it instead.
+    /// (CLONE_INTO_CGROUP). None on v1/hybrid.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// The `cgroup.procs` file of every hierarchy of the container's cgroup.
+    /// When clone3 could not place the child, the helper writes its pid to
+    /// each, while the child builds its mounts; the child waits for that
+    /// before it enters its cgroup namespace. Empty when Node places it (exec).
+    #[serde(default)]
+    pub cgroup_procs: Vec<String>,
+    /// The id maps, for the helper to write itself right after clone (as
+    /// root, or one own id without newuidmap). None when there is no new user
+    /// namespace or Node writes them with newuidmap/newgidmap and says go.
+    #[serde(default)]
+    pub id_maps: Option<IdMaps>,
+}
+
+/// `/proc/PID/{setgroups,uid_map,gid_map}` contents, written in that order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdMaps {
+    /// "allow" or "deny".
+    pub setgroups: String,
+    /// Lines of `CONTAINER HOST SIZE`.
+    pub uid_map: String,
+    pub gid_map: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,6 +324,12 @@ mod tests {
             tty: None,
             seccomp: None,
             cgroup: None,
+            cgroup_procs: vec!["/sys/fs/cgroup/pids/tsbox/x/cgroup.procs".into()],
+            id_maps: Some(IdMaps {
+                setgroups: "allow".into(),
+                uid_map: "0 1879048192 65536\n".into(),
+                gid_map: "0 1879048192 65536\n".into(),
+            }),
         }
     }
 

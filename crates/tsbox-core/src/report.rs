@@ -10,6 +10,9 @@ pub enum Step {
     ReadPlan,
     Join,
     Clone,
+    UidMap,
+    GidMap,
+    Cgroup,
     Idmap,
     WaitGo,
     MountPropagation,
@@ -44,6 +47,9 @@ impl Step {
             Step::ReadPlan => "read_plan",
             Step::Join => "join",
             Step::Clone => "clone",
+            Step::UidMap => "uid_map",
+            Step::GidMap => "gid_map",
+            Step::Cgroup => "cgroup",
             Step::Idmap => "idmap",
             Step::WaitGo => "wait_go",
             Step::MountPropagation => "mount_propagation",
@@ -156,6 +162,7 @@ pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
     const ENOENT: i32 = 2;
     const ENOEXEC: i32 = 8;
     const EACCES: i32 = 13;
+    const EBUSY: i32 = 16;
     const ENOTDIR: i32 = 20;
     const EINVAL: i32 = 22;
     const EFAULT: i32 = 14;
@@ -165,6 +172,13 @@ pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
     Some(match (step, errno) {
         (Step::Clone, EPERM) | (Step::Clone, ENOSPC) => {
             "creating user namespaces is restricted here; check /proc/sys/user/max_user_namespaces and, on Ubuntu, kernel.apparmor_restrict_unprivileged_userns"
+        }
+        (Step::UidMap, EPERM) | (Step::UidMap, EINVAL) | (Step::GidMap, EPERM) | (Step::GidMap, EINVAL) => {
+            "the host ids must exist and be yours to map; as non-root only your own id maps without newuidmap/newgidmap"
+        }
+        (Step::Cgroup, EBUSY) => "on v2 a process may only join a cgroup without controllers enabled in its cgroup.subtree_control",
+        (Step::Cgroup, EACCES) | (Step::Cgroup, EPERM) => {
+            "the container's cgroup is not writable by this user; delegate a cgroup to it (systemd: Delegate=yes) or run as root"
         }
         (Step::Clone, EINVAL) => "the kernel refused these namespace flags; is it built with user and pid namespaces?",
         (Step::OpenRootfs, ENOENT) => "the rootfs directory does not exist; pass an existing directory with --rootfs",
@@ -205,7 +219,15 @@ mod tests {
 
     #[test]
     fn steps_serialise_as_their_names() {
-        for step in [Step::ReadPlan, Step::PivotRoot, Step::NoNewPrivs, Step::UnshareCgroup] {
+        for step in [
+            Step::ReadPlan,
+            Step::PivotRoot,
+            Step::NoNewPrivs,
+            Step::UnshareCgroup,
+            Step::UidMap,
+            Step::GidMap,
+            Step::Cgroup,
+        ] {
             let json = serde_json::to_string(&step).unwrap();
             assert_eq!(json, format!("\"{}\"", step.as_str()));
         }

@@ -42,6 +42,7 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     // (3) Wait for the parent to write our id maps.
     let trees = match chan.recv_fds::<ChildGo>() {
         Ok(Some((ChildGo::Go, trees))) => trees,
+        Ok(Some((other, _))) => return Err(Report::new(Step::WaitGo, libc::EPROTO).detail(format!("expected go, got {other:?}"))),
         // The helper is gone: nobody to report to.
         Ok(None) => unsafe { libc::_exit(125) },
         Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
@@ -50,12 +51,12 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
 
     // (4)
     let joining = plan.join.is_some();
-    if plan.has(Namespace::Cgroup) && !joining {
-        // Placed in its cgroup by now (clone3 or Node, before go), so that cgroup
-        // is the namespace's root, also for the cgroupfs mounted below.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
-        trace!(tr, "cgroup namespace: entered");
-    }
+    let mut cgroup = CgroupEntry {
+        chan,
+        tr,
+        unshare: plan.has(Namespace::Cgroup) && !joining,
+        done: false,
+    };
     let sources = if plan.has(Namespace::Mount) && !joining {
         Some(mounts::open_sources(plan, trees, &tr)?)
     } else {
@@ -70,8 +71,9 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
             .step_path(Step::Setuid, "0", || "become root in the user namespace".into())?;
     }
     if let Some(sources) = sources {
-        mounts::build_root(plan, sources, &tr)?;
+        mounts::build_root(plan, sources, &tr, &mut || cgroup.enter())?;
     }
+    cgroup.enter()?;
     if plan.has(Namespace::Uts) && !joining {
         sethostname(&plan.hostname).step_path(Step::Sethostname, &plan.hostname, || "set the container's hostname".into())?;
         trace!(tr, "hostname: {}", plan.hostname);
@@ -289,5 +291,39 @@ pub fn close_range_cloexec(first: u32) {
                 unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
             }
         }
+    }
+}
+
+/// Entering the cgroup: the helper places the child while it builds its
+/// mounts and says so with `Placed`; the child then unshares its cgroup
+/// namespace, whose root is that cgroup, also for the cgroupfs it mounts
+/// next. Once, at the first cgroupfs mount or after the mounts.
+struct CgroupEntry<'a> {
+    chan: &'a Channel,
+    tr: Trace,
+    unshare: bool,
+    done: bool,
+}
+
+impl CgroupEntry<'_> {
+    fn enter(&mut self) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        match self.chan.recv::<ChildGo>() {
+            Ok(Some(ChildGo::Placed)) => {}
+            // The helper is gone (it could not place us): nobody to report to.
+            Ok(None) => unsafe { libc::_exit(125) },
+            Ok(Some(other)) => return Err(Report::new(Step::WaitGo, libc::EPROTO).detail(format!("expected placed, got {other:?}"))),
+            Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
+        }
+        self.done = true;
+        if self.unshare {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
+            let tr = self.tr;
+            trace!(tr, "cgroup namespace: entered");
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use tsbox_core::{MountKind, Plan, Report, RootfsSpec, Step};
+use tsbox_core::{IdMaps, MountKind, Plan, Report, RootfsSpec, Step};
 
 use crate::sys;
 use crate::trace::{trace, Trace};
@@ -55,4 +55,25 @@ pub fn trees(plan: &Plan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report
             Ok(tree)
         })
         .collect()
+}
+
+/// Writes the child's id maps from the plan (setgroups first: the kernel
+/// refuses an unprivileged gid_map until it says "deny"). The helper is the
+/// child's parent with the caller's credentials, so it may write whatever Node
+/// could have written itself; only newuidmap/newgidmap stay with Node.
+pub fn write_maps(child: Pid, maps: &IdMaps, tr: &Trace) -> Result<(), Report> {
+    for (step, file, data) in [
+        (Step::Setgroups, "setgroups", &maps.setgroups),
+        (Step::UidMap, "uid_map", &maps.uid_map),
+        (Step::GidMap, "gid_map", &maps.gid_map),
+    ] {
+        let path = format!("/proc/{child}/{file}");
+        std::fs::write(&path, data.as_bytes()).map_err(|e| {
+            Report::new(step, e.raw_os_error().unwrap_or(libc::EIO))
+                .path(path.clone())
+                .detail(format!("write {:?} to {path}", data.trim()))
+        })?;
+        trace!(tr, "{file}: {}", data.trim().replace('\n', ", "));
+    }
+    Ok(())
 }

@@ -1,12 +1,13 @@
 //! tsbox-init: the single-threaded helper the addon spawns for each container.
 //!
 //! It reads the launch plan from the SOCK_SEQPACKET socket on fd 3, clones the
-//! container into its namespaces, waits for Node to write the id maps, lets the
-//! child set itself up and exec, then stays as the monitor until the container
-//! ends. The numbered sync points are DESIGN.md's; Node's side of them is in
+//! container into its namespaces, writes its id maps (or waits for Node to,
+//! with newuidmap), lets the child set itself up while it places it in its
+//! cgroup, then stays as the monitor until the container ends. The numbered sync points are DESIGN.md's; Node's side of them is in
 //! ts/runtime/launch.ts.
 
 mod caps;
+mod cgroup;
 mod channel;
 mod clone;
 mod container;
@@ -105,6 +106,11 @@ fn helper(node: Channel) -> i32 {
         )
         .ok()
     });
+    // The cgroup.procs files, for where clone3 cannot place the child.
+    let procs = match cgroup::Procs::open(&plan.cgroup_procs) {
+        Ok(p) => p,
+        Err(r) => return fail(&node, r),
+    };
     if let Some(target) = plan.join {
         // Root on the host until the child switches ids: nothing in the
         // container may read or ptrace us meanwhile (CVE-2016-9962's class).
@@ -125,6 +131,7 @@ fn helper(node: Channel) -> i32 {
             drop(node);
             drop(mine);
             drop(cgroup);
+            drop(procs);
             container::run(&plan, theirs, tr)
         }
         Ok(Forked::Parent { pid, pidfd, placed }) => (pid, pidfd, placed),
@@ -140,35 +147,60 @@ fn helper(node: Channel) -> i32 {
         if placed { " into its cgroup (CLONE_INTO_CGROUP)" } else { "" }
     );
 
-    // (3) Node writes the id maps, then says go.
-    if node.send(&HelperMsg::Cloned { pid: pid.as_raw(), placed }).is_err() {
+    let abort = |r: Option<tsbox_core::Report>| {
         c.signal(libc::SIGKILL);
         c.reap();
-        return 125;
+        r.map_or(125, |r| fail(&node, r))
+    };
+    // (3) The id maps: ours to write, unless they need newuidmap (Node's,
+    // before it says go).
+    if let Some(maps) = &plan.id_maps {
+        if let Err(r) = idmap::write_maps(pid, maps, &tr) {
+            return abort(Some(r));
+        }
     }
-    match node.recv::<NodeMsg>() {
-        Ok(Some(NodeMsg::Go)) => {}
-        other => {
+    let we_place = !placed && !procs.is_empty();
+    if node
+        .send(&HelperMsg::Cloned {
+            pid: pid.as_raw(),
+            placed: placed || we_place,
+        })
+        .is_err()
+    {
+        return abort(None);
+    }
+    if plan.id_maps.is_none() {
+        match node.recv::<NodeMsg>() {
+            Ok(Some(NodeMsg::Go)) => {}
             // Node gave up (a map could not be written) or went away.
-            c.signal(libc::SIGKILL);
-            c.reap();
-            return match other {
-                Ok(Some(_)) => fail(&node, report(Step::WaitGo, libc::EPROTO, "expected go")),
-                _ => 125,
-            };
+            Ok(Some(_)) => return abort(Some(report(Step::WaitGo, libc::EPROTO, "expected go"))),
+            _ => return abort(None),
+        }
+    }
+    // v1 checks the mover against the moved process's ids unless the mover is
+    // root: without root, place it before it changes them.
+    let place_first = we_place && !nix::unistd::geteuid().is_root();
+    if place_first {
+        if let Err(r) = procs.place(pid, &tr) {
+            return abort(Some(r));
         }
     }
     let trees = match idmap::trees(&plan, pid, &tr) {
         Ok(t) => t,
-        Err(r) => {
-            c.signal(libc::SIGKILL);
-            c.reap();
-            return fail(&node, r);
-        }
+        Err(r) => return abort(Some(r)),
     };
     let raw: Vec<i32> = trees.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     // If the child died before go, its status says why (the monitor reports it).
     let _ = mine.send_fds(&ChildGo::Go, &raw);
     drop(trees);
+    // (4) The child builds its mounts meanwhile, and waits for this before it
+    // enters its cgroup namespace.
+    if we_place && !place_first {
+        if let Err(r) = procs.place(pid, &tr) {
+            return abort(Some(r));
+        }
+    }
+    drop(procs);
+    let _ = mine.send(&ChildGo::Placed);
     monitor::run(&node, mine, &c, &tr)
 }

@@ -115,7 +115,10 @@ pub fn open_sources(plan: &Plan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sour
     Ok(Sources { root, binds, devnull })
 }
 
-pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
+/// Builds the new root and pivots into it. `enter_cgroup` runs once, before
+/// the first mount on /sys/fs/cgroup (whose cgroupfs must show the container's
+/// cgroup namespace) or, without one, before pivot_root.
+pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace, enter_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     let RootfsSpec::Path { path: rootfs, mode, .. } = &plan.rootfs;
     let Sources {
         root: rootsrc,
@@ -182,6 +185,9 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
 
     let root = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
     for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
+        if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
+            enter_cgroup()?;
+        }
         match apply(root.as_raw_fd(), i, m, source, &devnull) {
             Ok(true) => trace!(tr, "{}", describe(m)),
             Ok(false) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
@@ -197,6 +203,7 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace) -> Result<()> {
         }
     }
     drop(root);
+    enter_cgroup()?;
 
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // leaves no path back to the host and needs no directory in the rootfs.
