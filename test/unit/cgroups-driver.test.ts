@@ -678,6 +678,30 @@ describe('hybrid (this development host\'s layout)', () => {
     expect(c.stats().cpu).toMatchObject({ userUsec: 1_500_000, systemUsec: 200_000 });
   });
 
+  it('removes an ended container with one rmdir per hierarchy and parent, nothing else', () => {
+    const host = hybridHost();
+    const c = create(host);
+    host.k.ops.length = 0;
+    c.destroy();
+    const leaves = Object.values(c.paths).map((d) => `rmdir ${d}`);
+    expect(host.k.ops.slice(0, leaves.length).sort()).toEqual(leaves.sort());
+    expect(host.k.ops.slice(leaves.length)).toEqual(Object.values(c.paths).map((d) => `rmdir ${dirname(d!)}`));
+    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+  });
+
+  it('still freezes and kills what is left in a later hierarchy after the empty ones went', () => {
+    const host = hybridHost();
+    const c = create(host);
+    writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '300\n');
+    host.k.ops.length = 0;
+    c.destroy();
+    const freezer = c.paths.freezer!;
+    const i = host.k.ops.indexOf(`write ${freezer}/freezer.state FROZEN`);
+    expect(i).toBeGreaterThan(0);
+    expect(host.k.ops.slice(i, i + 3)).toEqual([`write ${freezer}/freezer.state FROZEN`, 'kill 300 SIGKILL', `write ${freezer}/freezer.state THAWED`]);
+    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+  });
+
   it('kills on v1: freeze, SIGKILL every pid in any hierarchy, thaw; then rmdir every hierarchy, leaves first', () => {
     const host = hybridHost();
     const c = create(host);

@@ -126,6 +126,24 @@ function removeTree(dir: string, fs: CgroupFs, deadline: number, rekill: () => v
 
 /** Kills what is left and removes the container's cgroups, then the `tsbox` parents no one else uses. */
 export function removeCgroup(p: Placement, fs: CgroupFs): void {
+  // The usual case: the container has ended, taking its processes with it,
+  // and made no cgroups below its own. One rmdir each then; the kernel
+  // refuses it (EBUSY) while anything is left, and from the first refusal on
+  // the rest goes the long way. The freezer and the unified hierarchy, which
+  // the long way kills with, go last.
+  const last = new Set([p.dirs.freezer, p.dirs.unified]);
+  const order = unique([...Object.values(p.dirs).filter((d) => !last.has(d)), ...Object.values(p.dirs).filter((d) => last.has(d))]);
+  let removed = 0;
+  for (const dir of order) {
+    try {
+      fs.rmdir(dir);
+    } catch (err) {
+      if (errnoOf(err) !== ENOENT) break;
+    }
+    removed++;
+  }
+  const left = order.slice(removed);
+  if (removed > 0) p = { dirs: Object.fromEntries(Object.entries(p.dirs).filter(([, d]) => left.includes(d))), parents: p.parents };
   let first: unknown = null;
   try {
     killCgroup(p, fs);
@@ -133,7 +151,7 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
     first = err;
   }
   const deadline = Date.now() + REMOVE_WAIT_MS;
-  for (const dir of unique(Object.values(p.dirs))) {
+  for (const dir of left) {
     try {
       removeTree(dir, fs, deadline, () => killCgroup(p, fs));
     } catch (err) {
