@@ -99,9 +99,7 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         pty::setup(size, user.uid, user.gid, !plan.init, chan)?;
         trace!(tr, "tty: {}x{} on stdin, stdout and stderr", size.cols, size.rows);
     }
-    if let Some(keep) = &keep {
-        caps::drop_bounding(keep)?;
-    }
+    let bounding = keep.as_ref().map(caps::drop_bounding).transpose()?;
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter,
     // which is gone once the ids and capabilities change: load it now.
     if let Some(bpf) = plan.seccomp.as_ref().filter(|_| !plan.no_new_privileges) {
@@ -123,8 +121,8 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         mounts::ensure_dir(&plan.cwd);
     }
     nix::unistd::chdir(plan.cwd.as_str()).step_path(Step::Chdir, &plan.cwd, || "enter the working directory".into())?;
-    if let Some(keep) = &keep {
-        caps::apply(keep)?;
+    if let (Some(keep), Some(bounding)) = (&keep, &bounding) {
+        caps::apply(keep, bounding)?;
         let mut names: Vec<_> = keep.iter().map(|c| c.to_string()).collect();
         names.sort();
         trace!(
