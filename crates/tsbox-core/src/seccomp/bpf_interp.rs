@@ -137,18 +137,48 @@ pub fn check(prog: &[Instruction]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs a checked program over `data` and returns the filter's 32-bit result.
-pub fn run(prog: &[Instruction], data: &SeccompData) -> Result<u32, String> {
-    run_traced(prog, data).map(|(ret, _)| ret)
+/// What a run of a program did, beside its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trace {
+    /// The filter's 32-bit result.
+    pub ret: u32,
+    /// Whether the program read a system call argument (or the instruction
+    /// pointer). A filter that reaches ALLOW for a call without reading them is
+    /// one the kernel's action cache (Linux 5.11+) skips entirely for that call.
+    pub read_args: bool,
+    /// The number of instructions executed, the return included.
+    pub steps: usize,
 }
 
-/// As [`run`], and tells whether the program read any system call argument
-/// (or the instruction pointer) on the way. A filter that reaches ALLOW for a
-/// call without reading them is one the kernel's action cache (Linux 5.11+)
-/// skips entirely for that call.
-pub fn run_traced(prog: &[Instruction], data: &SeccompData) -> Result<(u32, bool), String> {
-    check(prog)?;
+/// Runs a checked program over `data` and returns the filter's 32-bit result.
+pub fn run(prog: &[Instruction], data: &SeccompData) -> Result<u32, String> {
+    run_traced(prog, data).map(|t| t.ret)
+}
+
+/// As [`run`], and tells what the run read and how long it was.
+pub fn run_traced(prog: &[Instruction], data: &SeccompData) -> Result<Trace, String> {
+    Checked::new(prog)?.run(data)
+}
+
+/// A program that passed [`check`], to run many times without checking it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'p>(&'p [Instruction]);
+
+impl<'p> Checked<'p> {
+    pub fn new(prog: &'p [Instruction]) -> Result<Checked<'p>, String> {
+        check(prog)?;
+        Ok(Checked(prog))
+    }
+
+    /// As [`run_traced`].
+    pub fn run(&self, data: &SeccompData) -> Result<Trace, String> {
+        execute(self.0, data)
+    }
+}
+
+fn execute(prog: &[Instruction], data: &SeccompData) -> Result<Trace, String> {
     let mut read_args = false;
+    let mut steps = 0;
     let bytes = data.bytes();
     let (mut a, mut x): (u32, u32) = (0, 0);
     let mut mem = [0u32; MEMWORDS as usize];
@@ -156,6 +186,7 @@ pub fn run_traced(prog: &[Instruction], data: &SeccompData) -> Result<(u32, bool
     loop {
         let i = *prog.get(pc).ok_or("ran off the end")?;
         pc += 1;
+        steps += 1;
         let src = if i.code & X != 0 { x } else { i.k };
         match i.code {
             c if c == LD | W | ABS => {
@@ -173,8 +204,14 @@ pub fn run_traced(prog: &[Instruction], data: &SeccompData) -> Result<(u32, bool
             c if c == STX => mem[i.k as usize] = x,
             c if c == MISC | TAX => x = a,
             c if c == MISC | TXA => a = x,
-            c if c == RET | K => return Ok((i.k, read_args)),
-            c if c == RET | A => return Ok((a, read_args)),
+            c if c == RET | K => {
+                return Ok(Trace {
+                    ret: i.k,
+                    read_args,
+                    steps,
+                })
+            }
+            c if c == RET | A => return Ok(Trace { ret: a, read_args, steps }),
             c if c == ALU | NEG => a = a.wrapping_neg(),
             c if c & 0x07 == ALU => {
                 a = match c & 0xf0 {

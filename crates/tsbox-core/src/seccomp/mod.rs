@@ -1,6 +1,7 @@
 //! Seccomp: OCI `linux.seccomp` profiles, tsbox's default profile, and their
-//! compilation to a classic BPF program with seccompiler (pure Rust; tsbox never
-//! links libseccomp).
+//! compilation to a classic BPF program that finds a call's rules by binary
+//! search on its number (`compile.rs`; pure Rust, tsbox never links libseccomp,
+//! and seccompiler supplies the encoding of the actions).
 //!
 //! The addon compiles a profile once, in the parent, for the host architecture
 //! and caches the program; the plan carries it as a [`Bpf`]; the container
@@ -79,8 +80,9 @@ pub enum SeccompError {
     TooLarge { len: usize },
     #[error("a seccomp program must be 1 to {MAX_INSTRUCTIONS} instructions of {INSTRUCTION_SIZE} bytes; got {len} bytes")]
     BadProgram { len: usize },
-    /// seccompiler refused what tsbox handed it: a tsbox bug, reported as such.
-    #[error("seccompiler: {0}")]
+    /// The compiler found one of its own invariants broken: a tsbox bug,
+    /// reported as such.
+    #[error("seccomp compiler (a tsbox bug): {0}")]
     Backend(String),
 }
 
@@ -188,13 +190,6 @@ impl Arch {
             Arch::Aarch64 => syscalls::AARCH64,
         };
         table.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| table[i].1)
-    }
-
-    fn target(self) -> seccompiler::TargetArch {
-        match self {
-            Arch::X86_64 => seccompiler::TargetArch::x86_64,
-            Arch::Aarch64 => seccompiler::TargetArch::aarch64,
-        }
     }
 }
 

@@ -358,10 +358,11 @@ impl Profile {
                 }
             }
             for (k, name) in rule.names.iter().enumerate() {
-                let np = format!("{at}.names[{k}]");
+                // Formatted only for a problem: the default profile names hundreds of calls.
+                let np = || format!("{at}.names[{k}]");
                 if !is_known_syscall(name) {
                     p(SeccompError::UnknownSyscall {
-                        path: np,
+                        path: np(),
                         name: name.clone(),
                     });
                     continue;
@@ -376,7 +377,7 @@ impl Profile {
                     Some((a, e, first)) => {
                         if a.resolve(*e) != rule.action.resolve(rule.errno_ret) {
                             p(SeccompError::Invalid {
-                                path: np,
+                                path: np(),
                                 message: format!(
                                     "{name:?} already has the unconditional action {} at syscalls[{first}]; a system call takes one action when no argument condition applies",
                                     a.describe(*e)

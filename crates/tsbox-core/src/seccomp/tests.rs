@@ -244,9 +244,9 @@ fn unconditionally_allowed_calls_never_read_arguments() {
                 instruction_pointer: 0,
                 args: [0; 6],
             };
-            let (ret, read_args) = bpf_interp::run_traced(&prog, &data).unwrap();
-            assert_eq!(Verdict::from_ret(ret), ALLOW);
-            assert!(!read_args, "{}: {name} reads its arguments", arch.name());
+            let trace = bpf_interp::run_traced(&prog, &data).unwrap();
+            assert_eq!(Verdict::from_ret(trace.ret), ALLOW);
+            assert!(!trace.read_args, "{}: {name} reads its arguments", arch.name());
         }
     }
 }
@@ -504,8 +504,8 @@ fn an_empty_profile_is_its_default_action_behind_the_arch_check() {
 
 #[test]
 fn a_profile_too_large_for_the_kernel_is_refused() {
-    // Each conditional rule adds about ten instructions; 500 of them do not fit.
-    let rules: Vec<String> = (0..500)
+    // Each conditional rule on one 64-bit equality adds five instructions; 1000 of them do not fit.
+    let rules: Vec<String> = (0..1000)
         .map(|i| format!(r#"{{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": {}, "args": [{{"index": 0, "value": {i}, "op": "SCMP_CMP_EQ"}}]}}"#, i % 2 + 1))
         .collect();
     let p = profile(&format!(
@@ -515,6 +515,474 @@ fn a_profile_too_large_for_the_kernel_is_refused() {
     let err = compile(&p, Arch::X86_64).unwrap_err();
     assert!(matches!(err.0[0], SeccompError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("at most 4096"), "{err}");
+}
+
+// ------------------------------------------ the compiler against a reference
+
+/// What a profile says a call gets, read straight from its rules as the module
+/// docs state them, without the compiler: the first rule with conditions whose
+/// conditions all hold, in profile order; else the call's rule without
+/// conditions; else the default action.
+struct Reference<'p> {
+    profile: &'p Profile,
+    /// The numbers each rule names on the architecture, rule by rule.
+    numbers: Vec<Vec<u32>>,
+}
+
+impl<'p> Reference<'p> {
+    fn new(profile: &'p Profile, arch: Arch) -> Reference<'p> {
+        let numbers = profile
+            .syscalls
+            .iter()
+            .map(|r| r.names.iter().filter_map(|n| arch.syscall(n)).collect())
+            .collect();
+        Reference { profile, numbers }
+    }
+
+    /// The rules that name call `nr`, in profile order.
+    fn rules(&self, nr: u32) -> impl Iterator<Item = &'p SyscallRule> + '_ {
+        self.profile
+            .syscalls
+            .iter()
+            .zip(&self.numbers)
+            .filter(move |(_, n)| n.contains(&nr))
+            .map(|(r, _)| r)
+    }
+
+    fn verdict(&self, nr: u32, args: &[u64; 6]) -> Verdict {
+        let all_hold = |r: &SyscallRule| r.args.iter().all(|a| a.op.holds(args[a.index as usize], a.value, a.value_two));
+        let rule = self
+            .rules(nr)
+            .find(|r| !r.args.is_empty() && all_hold(r))
+            .or_else(|| self.rules(nr).find(|r| r.args.is_empty()));
+        match rule {
+            Some(r) => expected(r.action, r.errno_ret),
+            None => expected(self.profile.default_action, self.profile.default_errno_ret),
+        }
+    }
+}
+
+/// The return value an action stands for, as seccomp(2) documents it.
+fn expected(action: Action, errno_ret: Option<u32>) -> Verdict {
+    let data = errno_ret.unwrap_or(1) as u16;
+    match action {
+        Action::Kill | Action::KillThread => Verdict::KillThread,
+        Action::KillProcess => Verdict::KillProcess,
+        Action::Trap => Verdict::Trap(0),
+        Action::Errno => Verdict::Errno(data),
+        Action::Trace => Verdict::Trace(data),
+        Action::Allow => ALLOW,
+        Action::Log => Verdict::Log,
+        Action::Notify => unreachable!("validate() refuses it"),
+    }
+}
+
+/// A small deterministic generator (xorshift64), for sampling argument vectors.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+/// Argument values around the boundaries of a condition: its values, one
+/// either side, each with its high or low word changed alone, and for a masked
+/// comparison the pattern with the bits outside the mask set and with the
+/// lowest and highest bit of the mask flipped.
+fn boundary_values(arg: &Arg) -> Vec<u64> {
+    let mut values = vec![0, 1, u64::MAX, 0xffff_ffff, 0x1_0000_0000, 1 << 63];
+    for v in [arg.value, arg.value_two] {
+        values.extend([
+            v,
+            v.wrapping_add(1),
+            v.wrapping_sub(1),
+            v ^ 0xffff_ffff_0000_0000,
+            v ^ 0x0000_0000_ffff_ffff,
+            v ^ (1 << 32),
+            v ^ (1 << 63),
+            v.wrapping_add(1 << 32),
+            v.wrapping_sub(1 << 32),
+        ]);
+    }
+    if arg.op == Op::MaskedEq {
+        let (mask, want) = (arg.value, arg.value_two);
+        let lowest = mask & mask.wrapping_neg();
+        let highest = if mask == 0 { 0 } else { 1 << (63 - mask.leading_zeros()) };
+        values.extend([want | !mask, want ^ lowest, want ^ highest, want ^ mask, (want ^ lowest) | !mask]);
+    }
+    values.sort();
+    values.dedup();
+    values
+}
+
+/// Argument vectors for call `nr` that reach every boundary of its conditions:
+/// for each of its rules with conditions, every combination of boundary values
+/// (of every condition of the call on that argument) over the arguments the
+/// rule tests, the others all zero or all ones; a sample when there are too
+/// many combinations. Two vectors for a call without conditions.
+fn argument_vectors(reference: &Reference<'_>, nr: u32, rng: &mut Rng) -> Vec<[u64; 6]> {
+    const MOST: usize = 20_000;
+    let rules: Vec<&SyscallRule> = reference.rules(nr).filter(|r| !r.args.is_empty()).collect();
+    let mut per_index: [Vec<u64>; 6] = Default::default();
+    for a in rules.iter().flat_map(|r| &r.args) {
+        per_index[a.index as usize].extend(boundary_values(a));
+    }
+    for v in &mut per_index {
+        v.sort();
+        v.dedup();
+    }
+    let mut vectors = vec![[0; 6], [u64::MAX; 6]];
+    for rule in rules {
+        let indexes: Vec<usize> = rule.args.iter().map(|a| a.index as usize).collect();
+        let combinations: usize = indexes.iter().map(|i| per_index[*i].len()).product();
+        for base in [0, u64::MAX] {
+            let fill = |choose: &mut dyn FnMut(&[u64]) -> u64| {
+                let mut v = [base; 6];
+                for i in &indexes {
+                    v[*i] = choose(&per_index[*i]);
+                }
+                v
+            };
+            if combinations <= MOST {
+                for mut n in 0..combinations {
+                    vectors.push(fill(&mut |values| {
+                        let v = values[n % values.len()];
+                        n /= values.len();
+                        v
+                    }));
+                }
+            } else {
+                for _ in 0..MOST {
+                    vectors.push(fill(&mut |values| rng.pick(values)));
+                }
+            }
+        }
+    }
+    vectors
+}
+
+/// The numbers to try on `arch`: every one up to 50 past the highest call the
+/// architecture has, x32's (bit 30) for each of those the profile names, and
+/// numbers far out, negative ones included.
+fn numbers_to_try(reference: &Reference<'_>, arch: Arch) -> Vec<u32> {
+    let table = match arch {
+        Arch::X86_64 => syscalls::X86_64,
+        Arch::Aarch64 => syscalls::AARCH64,
+    };
+    let highest = table.iter().map(|(_, n)| *n).max().unwrap();
+    let mut numbers: Vec<u32> = (0..=highest + 50).collect();
+    numbers.extend(reference.numbers.iter().flatten().map(|n| 0x4000_0000 | n));
+    numbers.extend([
+        1024,
+        0xffff,
+        0x3fff_ffff,
+        0x4000_0000,
+        0x4000_0000 + highest + 1,
+        0x7fff_ffff,
+        0x8000_0000,
+        u32::MAX - 1,
+        u32::MAX,
+    ]);
+    numbers
+}
+
+/// Checks the compiled `profile` against [`reference`] on both architectures,
+/// for every number of [`numbers_to_try`] and every vector of
+/// [`argument_vectors`]; a call through another ABI must be killed. Returns
+/// the programs.
+fn assert_equivalent(what: &str, profile: &Profile) -> Vec<Bpf> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut programs = Vec::new();
+    for arch in Arch::ALL {
+        let bpf = compile(profile, arch).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let prog: Vec<Instruction> = bpf.instructions().collect();
+        let checked = bpf_interp::Checked::new(&prog).unwrap_or_else(|e| panic!("{what}, {}: {e}", arch.name()));
+        let reference = Reference::new(profile, arch);
+        for nr in numbers_to_try(&reference, arch) {
+            for args in argument_vectors(&reference, nr, &mut rng) {
+                let data = SeccompData {
+                    nr: nr as i32,
+                    arch: arch.audit_arch(),
+                    instruction_pointer: 0x7fff_0000_1234,
+                    args,
+                };
+                let got = Verdict::from_ret(checked.run(&data).unwrap().ret);
+                let want = reference.verdict(nr, &args);
+                assert_eq!(got, want, "{what}, {}: nr {nr:#x}, args {args:x?}", arch.name());
+            }
+        }
+        for other in [AUDIT_ARCH_I386, AUDIT_ARCH_ARM, 0, u32::MAX] {
+            for nr in [0, 3, 100, 0x4000_0000] {
+                assert_eq!(run_raw(&bpf, other, nr, [0; 6]), Verdict::KillProcess, "{what}, {}", arch.name());
+            }
+        }
+        programs.push(bpf);
+    }
+    programs
+}
+
+fn rule(names: &[&str], action: Action, errno_ret: Option<u32>, args: &[(u32, Op, u64, u64)]) -> SyscallRule {
+    SyscallRule {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        action,
+        errno_ret,
+        args: args
+            .iter()
+            .map(|&(index, op, value, value_two)| Arg {
+                index,
+                value,
+                value_two,
+                op,
+            })
+            .collect(),
+    }
+}
+
+fn synthetic(default_action: Action, default_errno_ret: Option<u32>, syscalls: Vec<SyscallRule>) -> Profile {
+    let p = Profile {
+        default_action,
+        default_errno_ret,
+        architectures: vec![],
+        flags: vec![],
+        listener_path: None,
+        listener_metadata: None,
+        syscalls,
+    };
+    p.validate().unwrap_or_else(|e| panic!("{e}"));
+    p
+}
+
+#[test]
+fn the_default_profile_compiles_to_what_its_rules_say() {
+    assert_equivalent("the default profile", &default_profile());
+}
+
+/// One action per call, of every kind, on neighbouring numbers with the same
+/// and with different actions (the ranges of the search tree), and gaps.
+#[test]
+fn a_profile_of_many_actions_compiles_to_what_its_rules_say() {
+    use Action::*;
+    for (default, errno) in [(Kill, None), (Allow, None), (Errno, Some(0)), (Trace, Some(3))] {
+        let p = synthetic(
+            default,
+            errno,
+            vec![
+                rule(&["read", "write", "close"], Allow, None, &[]),
+                rule(&["open", "openat"], Errno, Some(2), &[]),
+                rule(&["getpid"], Trap, None, &[]),
+                rule(&["getppid"], Trace, Some(7), &[]),
+                rule(&["gettid"], Log, None, &[]),
+                rule(&["exit"], KillProcess, None, &[]),
+                rule(&["exit_group"], Kill, None, &[]),
+                rule(&["kill"], KillThread, None, &[]),
+                rule(&["tkill"], Errno, Some(0), &[]),
+                rule(&["tgkill"], Errno, Some(4095), &[]),
+                // x86_64 102..=106, then 107 with another action.
+                rule(&["getuid", "syslog", "getgid", "setuid", "setgid"], Allow, None, &[]),
+                rule(&["geteuid"], Errno, None, &[]),
+                rule(&["getegid"], Errno, Some(1), &[]),
+                // The lowest and the highest numbers.
+                rule(&["io_setup", "file_setattr"], Log, None, &[]),
+            ],
+        );
+        assert_equivalent(&format!("many actions, default {default:?}"), &p);
+    }
+}
+
+/// Several conditional rules per call with different actions, rules of
+/// several conditions, every operator at the 32-bit boundaries, conditional
+/// and unconditional rules for one call in either order, and calls that share
+/// their rules.
+#[test]
+fn a_profile_of_conditional_rules_compiles_to_what_its_rules_say() {
+    use Action::*;
+    use Op::*;
+    let p = synthetic(
+        Errno,
+        Some(1),
+        vec![
+            rule(&["write"], Errno, Some(9), &[(0, Eq, 2, 0), (2, Gt, 100, 0)]),
+            rule(&["write"], Errno, Some(5), &[(0, Eq, 2, 0)]),
+            rule(
+                &["write"],
+                Allow,
+                None,
+                &[(0, Ne, 7, 0), (1, MaskedEq, 0xff00_0000_0000_00ff, 0x1200_0000_0000_0034)],
+            ),
+            rule(&["write"], Trap, None, &[(3, Le, 0x1_0000_0000, 0)]),
+            rule(&["write"], Errno, Some(9), &[(4, Ge, 0xffff_ffff_0000_0001, 0), (5, Lt, 5, 0)]),
+            // read: its unconditional rule first in the profile, tried last.
+            rule(&["read"], Allow, None, &[]),
+            rule(&["read"], Errno, Some(5), &[(2, Ge, 1 << 40, 0)]),
+            rule(&["read"], Allow, None, &[(0, Eq, 0, 0)]),
+            rule(&["read"], KillProcess, None, &[(1, Lt, 0x8000_0000_0000_0000, 0)]),
+            // Returns what the fallback returns: changes nothing.
+            rule(&["read"], Allow, None, &[(3, Eq, 3, 0)]),
+            // Two calls with the same rules.
+            rule(&["close", "readv"], Log, None, &[(0, Gt, 0xffff_ffff, 0)]),
+            rule(
+                &["close", "readv"],
+                Trace,
+                Some(4),
+                &[(0, Le, 0xffff_ffff, 0), (1, MaskedEq, 0xf0, 0x10)],
+            ),
+            // All six arguments at once.
+            rule(
+                &["mmap"],
+                Allow,
+                None,
+                &[
+                    (0, Eq, 0, 0),
+                    (1, Ge, 4096, 0),
+                    (2, MaskedEq, 0x4, 0),
+                    (3, Ne, 0x1_0000_0000, 0),
+                    (4, Lt, u64::MAX, 0),
+                    (5, Le, 0, 0),
+                ],
+            ),
+            // The edges of the 64-bit range.
+            rule(&["ioctl"], Errno, Some(10), &[(0, Gt, u64::MAX - 1, 0)]),
+            rule(&["ioctl"], Errno, Some(11), &[(0, Ge, u64::MAX, 0)]),
+            rule(&["ioctl"], Errno, Some(12), &[(1, Lt, 1, 0)]),
+            rule(&["ioctl"], Errno, Some(13), &[(2, Le, 0x7fff_ffff_ffff_ffff, 0)]),
+            rule(&["ioctl"], Errno, Some(14), &[(3, MaskedEq, u64::MAX, 0xffff_ffff_0000_0000)]),
+            rule(
+                &["ioctl"],
+                Errno,
+                Some(15),
+                &[(4, MaskedEq, 0xffff_ffff_0000_0000, 0x8000_0000_0000_0000)],
+            ),
+            rule(&["ioctl"], Errno, Some(16), &[(5, MaskedEq, 0, 0)]),
+            rule(&["ioctl"], Allow, None, &[]),
+            // The fchmodat pattern of the default, with another default.
+            rule(&["fchmodat"], Errno, Some(1), &[(2, MaskedEq, 0o4000, 0o4000)]),
+            rule(&["fchmodat"], Errno, Some(1), &[(2, MaskedEq, 0o2000, 0o2000)]),
+            rule(&["fchmodat"], Allow, None, &[]),
+            // A rule that returns what the fallback returns, before one that does not.
+            rule(&["getpid"], Allow, None, &[(0, Eq, 5, 0)]),
+            rule(&["getpid"], Errno, Some(8), &[(0, Ge, 5, 0)]),
+            rule(&["getpid", "getppid"], Allow, None, &[]),
+        ],
+    );
+    assert_equivalent("conditional rules", &p);
+}
+
+#[test]
+fn profiles_without_rules_compile_to_what_they_say() {
+    for (action, errno) in [
+        (Action::Errno, Some(5)),
+        (Action::Allow, None),
+        (Action::KillProcess, None),
+        (Action::Log, None),
+    ] {
+        let programs = assert_equivalent(&format!("empty, default {action:?}"), &synthetic(action, errno, vec![]));
+        assert!(programs.iter().all(|p| p.len() == 4));
+    }
+}
+
+/// Every call of both tables with conditional rules of its own: hundreds of
+/// blocks, a tree far longer than a jt/jf can jump over.
+#[test]
+fn a_profile_where_everything_is_conditional_compiles_to_what_its_rules_say() {
+    let mut names: Vec<&str> = syscalls::X86_64.iter().chain(syscalls::AARCH64).map(|(n, _)| *n).collect();
+    names.sort();
+    names.dedup();
+    let actions = [
+        (Action::Allow, None),
+        (Action::Errno, Some(3)),
+        (Action::Trap, None),
+        (Action::Log, None),
+    ];
+    let syscalls = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let (action, errno) = actions[i % actions.len()];
+            let i = i as u64;
+            let condition = if i.is_multiple_of(2) {
+                (i as u32 % 6, Op::Eq, i << 31, 0)
+            } else {
+                (i as u32 % 6, Op::MaskedEq, 0xff, i & 0xff)
+            };
+            rule(&[name], action, errno, &[condition])
+        })
+        .collect();
+    let p = synthetic(Action::Errno, Some(1), syscalls);
+    for bpf in assert_equivalent("everything conditional", &p) {
+        // The tree reached its right halves through `ja`.
+        let prog: Vec<Instruction> = bpf.instructions().collect();
+        assert!(
+            prog.windows(2)
+                .any(|w| w[0].code == 0x35 && (w[0].jt, w[0].jf) == (0, 1) && w[1].code == 0x05),
+            "no trampoline in {} instructions",
+            prog.len()
+        );
+    }
+}
+
+/// Measured 201 instructions on both architectures when the compiler became a
+/// binary search (the linear chain before it took 1766 and 1556). Each gap in
+/// the allowlist costs two (a leaf and a node), each conditional rule three to
+/// six; 300 leaves room for the allowlist to grow while catching a return to
+/// a linear layout.
+#[test]
+fn the_default_program_stays_small() {
+    for arch in Arch::ALL {
+        let bpf = default_bpf(arch);
+        assert!(bpf.len() <= 300, "{}: {} instructions", arch.name(), bpf.len());
+    }
+}
+
+/// The instructions a call runs before its verdict: the prologue, a path down
+/// the tree and a return for the calls whose verdict does not depend on their
+/// arguments; a block's rules besides for those whose does.
+#[test]
+fn every_call_runs_few_instructions() {
+    let profile = default_profile();
+    let mut rng = Rng(1);
+    for arch in Arch::ALL {
+        let bpf = default_bpf(arch);
+        let prog: Vec<Instruction> = bpf.instructions().collect();
+        let checked = bpf_interp::Checked::new(&prog).unwrap();
+        let reference = Reference::new(&profile, arch);
+        let (mut most, mut most_conditional) = (0, 0);
+        for nr in numbers_to_try(&reference, arch) {
+            let conditional = reference.rules(nr).any(|r| !r.args.is_empty());
+            for args in argument_vectors(&reference, nr, &mut rng) {
+                let data = SeccompData {
+                    nr: nr as i32,
+                    arch: arch.audit_arch(),
+                    instruction_pointer: 0,
+                    args,
+                };
+                let trace = checked.run(&data).unwrap();
+                if conditional {
+                    most_conditional = most_conditional.max(trace.steps);
+                } else {
+                    assert!(!trace.read_args, "{}: {nr} reads its arguments", arch.name());
+                    most = most.max(trace.steps);
+                }
+            }
+        }
+        // Measured: 11 on both (4 before the tree, at most 6 levels, the
+        // return); 14 lets the tree grow to 8 times as many ranges.
+        assert!(most <= 14, "{}: {most} instructions for an unconditional call", arch.name());
+        // Measured: 22 and 21, personality's five rules tried one after the
+        // other (two instructions each) after the tree's path and a `ja`.
+        assert!(
+            most_conditional <= 32,
+            "{}: {most_conditional} instructions for a conditional call",
+            arch.name()
+        );
+    }
 }
 
 // ------------------------------------------------- reading profiles: errors
@@ -808,4 +1276,47 @@ fn a_program_travels_as_hex_and_is_checked_on_arrival() {
             k: 0x7fff_0000
         }
     );
+}
+
+// ------------------------------------------------------------ measurements
+
+/// Compile time of the default profile, in release mode:
+/// `cargo test --release -p tsbox-core -- --ignored --nocapture compile_time`.
+/// With `TSBOX_SECCOMP_DUMP=DIR`, also writes each architecture's program to
+/// `DIR/default-ARCH.bpf` (raw `struct sock_filter` array), for load-time
+/// measurements outside the test suite.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn default_profile_compile_time() {
+    fn median(mut f: impl FnMut()) -> std::time::Duration {
+        let mut times: Vec<std::time::Duration> = (0..201)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[times.len() / 2]
+    }
+    let profile = default_profile();
+    let validate = median(|| std::hint::black_box(&profile).validate().unwrap());
+    for arch in Arch::ALL {
+        let compile = median(|| {
+            std::hint::black_box(compile(std::hint::black_box(&profile), arch).unwrap());
+        });
+        let bpf = default_bpf(arch);
+        println!(
+            "{}: {} instructions, compiled in {compile:?} ({validate:?} of it validating the profile), median of 201",
+            arch.name(),
+            bpf.len(),
+        );
+        if let Some(dir) = std::env::var_os("TSBOX_SECCOMP_DUMP") {
+            std::fs::write(
+                std::path::Path::new(&dir).join(format!("default-{}.bpf", arch.name())),
+                bpf.as_bytes(),
+            )
+            .unwrap();
+        }
+    }
 }
