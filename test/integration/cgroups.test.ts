@@ -4,13 +4,13 @@
 // teardown and gc leave no cgroup behind in any hierarchy.
 // The pure v2 twin of this file is test/cgroup2/cgroups.test.ts (in the VM).
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { createCgroup, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
+import { createCgroup, defaultStateDir, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
 import { TsboxError } from '../../ts/errors.js';
 import { eventually, killQuietly, MiB, newId, procCgroup, spawnGated, tsboxDirs } from '../cgroup2/support.js';
 import { workloadCases } from '../cgroup2/workloads.js';
@@ -18,16 +18,33 @@ import { workloadCases } from '../cgroup2/workloads.js';
 /** cpulist_parse: a CPU beyond the kernel's range. */
 const ERANGE = 34;
 
-let stateDir: string;
 let before: string[];
 const cgroups: Cgroup[] = [];
 const children: ChildProcess[] = [];
 
+/**
+ * The default state directory, as every tsbox launch uses: other test files
+ * start containers meanwhile, and their gc() must see these cgroups as live.
+ */
+const stateDir = defaultStateDir();
+
 function make(limits: CgroupLimitsInput = {}, id = newId()): Cgroup {
-  const cg = createCgroup(id, limits, { stateDir });
+  const cg = createCgroup(id, limits);
   cgroups.push(cg);
   return cg;
 }
+
+/**
+ * The gc test's own parent cgroup and state directory, in every v1
+ * hierarchy: the gc() it calls sweeps only there, and the gc() of launches in
+ * other test files never looks there.
+ */
+const gcParent = `/tsbox-itest-gc-${process.pid}`;
+let gcStateDir: string;
+const v1Roots = () =>
+  readdirSync('/sys/fs/cgroup')
+    .filter((h) => h !== 'unified' && !lstatSync(join('/sys/fs/cgroup', h)).isSymbolicLink() && lstatSync(join('/sys/fs/cgroup', h)).isDirectory())
+    .map((h) => join('/sys/fs/cgroup', h));
 
 function gated(script: string) {
   const g = spawnGated(script);
@@ -56,7 +73,7 @@ function disk(): { path: string; majMin: string } | null {
 }
 
 beforeAll(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'tsbox-cgroups-state-'));
+  gcStateDir = mkdtempSync(join(tmpdir(), 'tsbox-cgroups-state-'));
   before = tsboxDirs();
 });
 
@@ -74,7 +91,16 @@ afterEach(() => {
 });
 
 afterAll(() => {
-  rmSync(stateDir, { recursive: true, force: true });
+  rmSync(gcStateDir, { recursive: true, force: true });
+  for (const root of v1Roots()) {
+    for (const d of [join(root, gcParent, 'tsbox'), join(root, gcParent)]) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // Never made, or gone.
+      }
+    }
+  }
 });
 
 // The v1 driver needs v1 controllers: on a pure v2 host (GitHub's runners) these
@@ -190,21 +216,24 @@ describe.skipIf(detectCgroupMode() === 'v2')('cgroups on this hybrid host (v1 co
     const owner = gated('exit 0');
     owner.go();
     await owner.exited;
+    for (const root of v1Roots()) mkdirSync(join(root, gcParent), { recursive: true });
+    const opts = { stateDir: gcStateDir, parent: gcParent };
     const orphanId = newId();
-    const orphan = createCgroup(orphanId, {}, { stateDir, owner: owner.pid });
+    const orphan = createCgroup(orphanId, {}, { ...opts, owner: owner.pid });
     const left = gated('sleep 30');
     orphan.place(left.pid);
     left.go();
 
-    const live = make();
+    const live = createCgroup(newId(), {}, opts);
+    cgroups.push(live);
 
     // An unmarked, empty tsbox/<id>, as a crash between mkdir and marker would leave.
     const strayId = newId();
-    const strayDirs = ['memory', 'pids'].map((h) => join('/sys/fs/cgroup', h, own(h), 'tsbox', strayId));
+    const strayDirs = ['memory', 'pids'].map((h) => join('/sys/fs/cgroup', h, gcParent, 'tsbox', strayId));
     for (const d of strayDirs) mkdirSync(d);
 
     try {
-      const removed = gc({ stateDir });
+      const removed = gc(opts);
       expect(removed.sort()).toEqual([orphanId, strayId].sort());
       expect(await left.exited).toEqual({ code: null, signal: 'SIGKILL' });
       for (const dir of [...Object.values(orphan.paths), ...strayDirs]) expect(existsSync(dir), dir).toBe(false);

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { createCgroup, gc, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
+import { createCgroup, prepareCgroup, gc, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
 import { TsboxError } from '../../ts/errors.js';
 
 const MiB = 1024 ** 2;
@@ -676,6 +676,23 @@ describe('hybrid (this development host\'s layout)', () => {
     const c = create(host);
     writeFileSync(join(c.paths.cpuacct!, 'cpuacct.stat'), 'user 150\nsystem 20\n');
     expect(c.stats().cpu).toMatchObject({ userUsec: 1_500_000, systemUsec: 200_000 });
+  });
+
+  it('prepareCgroup decides every directory and makes nothing until create(), which runs once', () => {
+    const host = hybridHost();
+    host.k.ops.length = 0;
+    const p = prepareCgroup('c1', { memory: '64m' }, { stateDir, fs: host.k, proc: host.proc });
+    expect(p.mode).toBe('hybrid');
+    expect(p.v2Path).toBeNull();
+    expect(Object.keys(p.paths).sort()).toEqual(['cpu', 'cpuacct', 'freezer', 'memory', 'pids']);
+    expect(host.k.ops).toEqual([]);
+    expect(existsSync(join(stateDir, 'c1.json'))).toBe(false);
+    const c = p.create();
+    made.push(c);
+    expect(c.paths).toEqual(p.paths);
+    for (const dir of Object.values(p.paths)) expect(existsSync(dir!), dir).toBe(true);
+    expect(readFileSync(join(p.paths.memory!, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(String(64 * 1024 * 1024));
+    expect(() => p.create()).toThrow(/once/);
   });
 
   it('removes an ended container with one rmdir per hierarchy and parent, nothing else', () => {

@@ -284,11 +284,29 @@ class CgroupImpl implements Cgroup {
 }
 
 /**
+ * A container's cgroups decided but not made yet: where they go (`paths`,
+ * `v2Path`) is known, nothing exists. `create()` makes them; it runs at most
+ * once. Splitting the two lets a launch tell tsbox-init where the cgroups
+ * will be and make them while it clones.
+ */
+export interface PreparedCgroup {
+  readonly mode: CgroupMode;
+  readonly v2Path: string | null;
+  readonly paths: Readonly<Record<string, string>>;
+  create(): Cgroup;
+}
+
+/**
  * Creates the container's cgroups with `limits` written (see index.ts). Throws
  * a TsboxError (step `config` for bad limits, `cgroup` otherwise) and leaves
  * nothing behind when any step fails.
  */
 export function createCgroup(id: string, limits: CgroupLimitsInput = {}, opts: CreateOptions = {}): Cgroup {
+  return prepareCgroup(id, limits, opts).create();
+}
+
+/** Checks `limits` and decides every directory and write (the first half of createCgroup). */
+export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: CreateOptions = {}): PreparedCgroup {
   if (!ID_PATTERN.test(id)) {
     throw cgroupProblem(id, 'not a valid container id for a cgroup name', 'use letters, digits, _, . and -, starting with a letter or digit, at most 128 characters', EINVAL);
   }
@@ -298,35 +316,43 @@ export function createCgroup(id: string, limits: CgroupLimitsInput = {}, opts: C
   const layout = readLayout(fs, opts.proc ?? readProcSource());
   const p = plan(id, l, layout, fs, opts);
   trace?.(`cgroup: ${layout.mode}, ${[...p.versions].map(([c, v]) => `${c} v${v}`).join(', ') || 'no controllers'}`);
-
-  const stateDir = opts.stateDir ?? defaultStateDir();
-  const owner = opts.owner ?? process.pid;
-  const leaves = [...p.hierarchies.values()];
   const placement: Placement = {
     dirs: Object.fromEntries([...p.hierarchies].map(([h, d]) => [h, d.leaf])),
-    parents: [...new Set(leaves.map((d) => d.tsbox))],
+    parents: [...new Set([...p.hierarchies.values()].map((d) => d.tsbox))],
   };
-  const marker: Marker = { id, ownerPid: owner, ownerStart: processStart(owner), createdAt: new Date().toISOString(), ...placement };
-  // The marker exists before the cgroups do, so gc() never takes them for orphans;
-  // written exclusively, it also refuses an id in use before anything is touched.
-  writeMarker(stateDir, marker, true);
+  let created = false;
+  return {
+    mode: layout.mode,
+    v2Path: layout.mode === 'v2' ? (placement.dirs.unified ?? null) : null,
+    paths: Object.freeze({ ...placement.dirs }),
+    create(): Cgroup {
+      if (created) throw new Error('PreparedCgroup.create() runs once');
+      created = true;
+      const stateDir = opts.stateDir ?? defaultStateDir();
+      const owner = opts.owner ?? process.pid;
+      const marker: Marker = { id, ownerPid: owner, ownerStart: processStart(owner), createdAt: new Date().toISOString(), ...placement };
+      // The marker exists before the cgroups do, so gc() never takes them for orphans;
+      // written exclusively, it also refuses an id in use before anything is touched.
+      writeMarker(stateDir, marker, true);
 
-  // The leaves this call created, by hierarchy: on failure only these go (a leaf that existed belongs to someone else).
-  const created: Record<string, string> = {};
-  const writes: AppliedLimits['writes'] = [];
-  try {
-    createDirs(p, fs, created, trace);
-    for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
-  } catch (err) {
-    try {
-      removeCgroup({ dirs: created, parents: placement.parents }, fs);
-    } catch {
-      // The first error is the one to report.
-    }
-    removeMarker(stateDir, id);
-    throw err;
-  }
-  return new CgroupImpl({ mode: layout.mode, id, fs, versions: p.versions, placement, applied: { mode: layout.mode, limits: l, writes }, marker, stateDir });
+      // The leaves this call created, by hierarchy: on failure only these go (a leaf that existed belongs to someone else).
+      const made: Record<string, string> = {};
+      const writes: AppliedLimits['writes'] = [];
+      try {
+        createDirs(p, fs, made, trace);
+        for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
+      } catch (err) {
+        try {
+          removeCgroup({ dirs: made, parents: placement.parents }, fs);
+        } catch {
+          // The first error is the one to report.
+        }
+        removeMarker(stateDir, id);
+        throw err;
+      }
+      return new CgroupImpl({ mode: layout.mode, id, fs, versions: p.versions, placement, applied: { mode: layout.mode, limits: l, writes }, marker, stateDir });
+    },
+  };
 }
 
 function mkdirShared(dir: string, fs: CgroupFs): boolean {

@@ -20,6 +20,9 @@
  *   paths) or `cgroup` (errno of the failed call, the path, a hint). A limit is
  *   never dropped silently: a missing controller or file is an error unless
  *   the write is a default (Docker's implicit swap).
+ * - `prepareCgroup(id, limits?, opts?): PreparedCgroup` — the same in two
+ *   halves: the checks and every decision now (`mode`, `paths`, `v2Path`),
+ *   nothing made until `create()`.
  * - `Cgroup`: `mode`, `id`, `v2Path` (the absolute cgroup2 directory for
  *   CLONE_INTO_CGROUP on pure v2, else null), `paths` (directory per
  *   hierarchy), `place(pid)`, `stats()`, `kill()`, `destroy()`, `applied()`
@@ -46,7 +49,7 @@
  * controller no v1 hierarchy has.
  */
 export { detectCgroupMode, type CgroupMode, type ProcSource } from './detect.js';
-export { createCgroup, type AppliedLimits, type Cgroup, type CreateOptions } from './driver.js';
+export { createCgroup, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
 export { gc, defaultStateDir, type GcOptions } from './gc.js';
 export type { CgroupFs } from './fs.js';

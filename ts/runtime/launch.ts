@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
-import { createCgroup, gc, type Cgroup } from '../cgroups/index.js';
+import { gc, prepareCgroup, type Cgroup, type PreparedCgroup } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
@@ -167,16 +167,21 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   // (2) Everything is decided before anything of the container exists: maps,
   // cgroup, plan.
   let maps: IdMaps | null;
-  let cgroup: Cgroup | null;
+  let cgroup: Cgroup | null = null;
+  // As root on v1 and hybrid the helper places the child itself, after clone:
+  // the cgroup is made while it clones, and it is told when it exists.
+  let later: PreparedCgroup | null = null;
   let plan;
   try {
     // Exec joins the container's user namespace, whose maps are written already.
     maps = extras.join ? null : computeMaps(o, id);
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
-    cgroup = extras.join ? null : makeCgroup(id, o, extras, notices, trace);
+    const prepared = extras.join ? null : prepareContainerCgroup(id, o, trace);
+    if (prepared && prepared.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
+    else if (prepared) cgroup = createContainerCgroup(prepared, extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
-    const cgroupInfo = extras.join?.cgroup ?? cgroup;
+    const cgroupInfo = extras.join?.cgroup ?? cgroup ?? later;
     plan = buildPlan(command, o, {
       join: extras.join?.pid,
       hostname: extras.join?.hostname ?? o.hostname ?? id.slice(0, 12),
@@ -187,7 +192,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
       cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths) } : null,
       // The helper places a new container (exec: Node places the joining process).
-      cgroupProcs: cgroup ? [...new Set(Object.values(cgroup.paths))].map((dir) => `${dir}/cgroup.procs`) : [],
+      cgroupProcs: cgroup || later ? [...new Set(Object.values((cgroup ?? later)!.paths))].map((dir) => `${dir}/cgroup.procs`) : [],
+      awaitCgroup: later !== null,
       // The helper writes what needs no setuid helper; Node runs newuidmap.
       idMaps: maps && maps.via === 'direct' ? { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } : null,
     });
@@ -201,6 +207,11 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   let terminalFd: number | undefined;
   try {
     ch.send(JSON.stringify({ type: 'plan', ...plan }));
+    if (later) {
+      cgroup = later.create();
+      undo.push(() => cgroup!.destroy());
+      ch.send(JSON.stringify({ type: 'cgroupReady' }));
+    }
 
     // (3) Cloned. The helper has written the id maps and places the child in
     // its cgroup; what is left to Node: newuidmap, and placing a process that
@@ -262,12 +273,10 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
 let collected = false;
 
 /**
- * The container's cgroup with its limits written. Orphans of crashed tsbox
- * processes are collected first (once per process). An unprivileged caller
- * that asked for no limit and may not create cgroups runs without one, with a
- * notice; any limit it did ask for is an error, never silently dropped.
+ * Where the container's cgroup goes, its limits checked; nothing made yet.
+ * Orphans of crashed tsbox processes are collected first (once per process).
  */
-function makeCgroup(id: string, o: ResolvedOptions, extras: LaunchExtras, notices: string[], trace?: (l: string) => void): Cgroup | null {
+function prepareContainerCgroup(id: string, o: ResolvedOptions, trace?: (l: string) => void): PreparedCgroup {
   if (!collected) {
     collected = true;
     try {
@@ -277,8 +286,17 @@ function makeCgroup(id: string, o: ResolvedOptions, extras: LaunchExtras, notice
       // Collection is best effort; the next start tries again.
     }
   }
+  return prepareCgroup(id, limitsOf(o), { ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(trace ? { trace } : {}) });
+}
+
+/**
+ * The container's cgroup with its limits written. An unprivileged caller
+ * that asked for no limit and may not create cgroups runs without one, with a
+ * notice; any limit it did ask for is an error, never silently dropped.
+ */
+function createContainerCgroup(prepared: PreparedCgroup, extras: LaunchExtras, notices: string[]): Cgroup | null {
   try {
-    return createCgroup(id, limitsOf(o), { ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(trace ? { trace } : {}) });
+    return prepared.create();
   } catch (err) {
     const rootless = process.getuid?.() !== 0;
     const denied = err instanceof TsboxError && [1, 13, 30].includes(err.errno);

@@ -42,6 +42,8 @@ export interface Plan {
   cgroup: string | null;
   /** cgroup.procs files the helper writes the child's pid to when clone3 did not place it. */
   cgroupProcs: string[];
+  /** Node makes the cgroup while the helper clones and says `cgroupReady`; the helper places only then. */
+  awaitCgroup: boolean;
   /** Id maps the helper writes itself; null when Node writes them (newuidmap) and says go. */
   idMaps: { setgroups: 'allow' | 'deny'; uidMap: string; gidMap: string } | null;
 }
@@ -136,6 +138,8 @@ export interface PlanContext {
   cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[] } | null;
   /** See Plan.cgroupProcs. */
   cgroupProcs?: string[];
+  /** See Plan.awaitCgroup. */
+  awaitCgroup?: boolean;
   /** See Plan.idMaps. */
   idMaps?: Plan['idMaps'];
 }
@@ -246,6 +250,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     seccomp: seccompProgram(o.seccomp, ctx.compileSeccomp),
     cgroup: ctx.cgroup?.v2Path ?? null,
     cgroupProcs: ctx.cgroupProcs ?? [],
+    awaitCgroup: ctx.awaitCgroup ?? false,
     idMaps: ctx.idMaps ?? null,
   };
 }

@@ -16,6 +16,8 @@ pub enum NodeMsg {
     Plan(Box<Plan>),
     /// (3) The id maps are written; let the child set up and exec.
     Go,
+    /// The cgroup the plan names exists now, limits written (`awaitCgroup`).
+    CgroupReady,
     /// Deliver a signal to the container's PID 1 (init forwards it).
     Signal { signo: i32 },
 }

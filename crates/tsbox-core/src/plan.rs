@@ -61,6 +61,11 @@ pub struct Plan {
     /// before it enters its cgroup namespace. Empty when Node places it (exec).
     #[serde(default)]
     pub cgroup_procs: Vec<String>,
+    /// Node makes the cgroup while the helper clones (v1 and hybrid, as root)
+    /// and says `cgroupReady` once it exists; the helper opens and writes
+    /// `cgroup_procs` only then.
+    #[serde(default)]
+    pub await_cgroup: bool,
     /// The id maps, for the helper to write itself right after clone (as
     /// root, or one own id without newuidmap). None when there is no new user
     /// namespace or Node writes them with newuidmap/newgidmap and says go.
@@ -325,6 +330,7 @@ mod tests {
             seccomp: None,
             cgroup: None,
             cgroup_procs: vec!["/sys/fs/cgroup/pids/tsbox/x/cgroup.procs".into()],
+            await_cgroup: true,
             id_maps: Some(IdMaps {
                 setgroups: "allow".into(),
                 uid_map: "0 1879048192 65536\n".into(),

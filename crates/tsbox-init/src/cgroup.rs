@@ -37,10 +37,6 @@ impl Procs {
             .map(Procs)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Moves `pid` (the whole process) into every hierarchy. A child that has
     /// already exited is not an error here: the monitor reports why it did.
     pub fn place(&self, pid: Pid, tr: &Trace) -> Result<(), Report> {

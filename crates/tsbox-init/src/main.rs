@@ -106,10 +106,15 @@ fn helper(node: Channel) -> i32 {
         )
         .ok()
     });
-    // The cgroup.procs files, for where clone3 cannot place the child.
-    let procs = match cgroup::Procs::open(&plan.cgroup_procs) {
-        Ok(p) => p,
-        Err(r) => return fail(&node, r),
+    // The cgroup.procs files, for where clone3 cannot place the child; opened
+    // now (before any join) unless Node is still making the cgroup.
+    let mut procs = if plan.await_cgroup {
+        None
+    } else {
+        match cgroup::Procs::open(&plan.cgroup_procs) {
+            Ok(p) => Some(p),
+            Err(r) => return fail(&node, r),
+        }
     };
     if let Some(target) = plan.join {
         // Root on the host until the child switches ids: nothing in the
@@ -159,7 +164,7 @@ fn helper(node: Channel) -> i32 {
             return abort(Some(r));
         }
     }
-    let we_place = !placed && !procs.is_empty();
+    let we_place = !placed && !plan.cgroup_procs.is_empty();
     if node
         .send(&HelperMsg::Cloned {
             pid: pid.as_raw(),
@@ -169,20 +174,46 @@ fn helper(node: Channel) -> i32 {
     {
         return abort(None);
     }
+    // Node's messages, in the order it sends them: `cgroupReady` (when it
+    // makes the cgroup while we clone), then `go` (when it writes the maps).
+    let mut cgroup_ready = !plan.await_cgroup;
+    let expect = |want_go: bool, cgroup_ready: &mut bool| -> Result<(), Option<tsbox_core::Report>> {
+        loop {
+            match node.recv::<NodeMsg>() {
+                Ok(Some(NodeMsg::Go)) if want_go => return Ok(()),
+                Ok(Some(NodeMsg::CgroupReady)) if !*cgroup_ready => {
+                    *cgroup_ready = true;
+                    if !want_go {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(_)) => return Err(Some(report(Step::WaitGo, libc::EPROTO, "a message out of order"))),
+                // Node gave up (a map or the cgroup could not be made) or went away.
+                _ => return Err(None),
+            }
+        }
+    };
     if plan.id_maps.is_none() {
-        match node.recv::<NodeMsg>() {
-            Ok(Some(NodeMsg::Go)) => {}
-            // Node gave up (a map could not be written) or went away.
-            Ok(Some(_)) => return abort(Some(report(Step::WaitGo, libc::EPROTO, "expected go"))),
-            _ => return abort(None),
+        if let Err(r) = expect(true, &mut cgroup_ready) {
+            return abort(r);
         }
     }
+    let mut place = |cgroup_ready: &mut bool| -> Result<(), Option<tsbox_core::Report>> {
+        if !*cgroup_ready {
+            expect(false, cgroup_ready)?;
+        }
+        if procs.is_none() {
+            procs = Some(cgroup::Procs::open(&plan.cgroup_procs)?);
+        }
+        procs.as_ref().expect("opened above").place(pid, &tr)?;
+        Ok(())
+    };
     // v1 checks the mover against the moved process's ids unless the mover is
     // root: without root, place it before it changes them.
     let place_first = we_place && !nix::unistd::geteuid().is_root();
     if place_first {
-        if let Err(r) = procs.place(pid, &tr) {
-            return abort(Some(r));
+        if let Err(r) = place(&mut cgroup_ready) {
+            return abort(r);
         }
     }
     let trees = match idmap::trees(&plan, pid, &tr) {
@@ -196,10 +227,11 @@ fn helper(node: Channel) -> i32 {
     // (4) The child builds its mounts meanwhile, and waits for this before it
     // enters its cgroup namespace.
     if we_place && !place_first {
-        if let Err(r) = procs.place(pid, &tr) {
-            return abort(Some(r));
+        if let Err(r) = place(&mut cgroup_ready) {
+            return abort(r);
         }
     }
+    drop(place);
     drop(procs);
     let _ = mine.send(&ChildGo::Placed);
     monitor::run(&node, mine, &c, &tr)
