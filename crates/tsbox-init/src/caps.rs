@@ -39,13 +39,11 @@ pub fn drop_bounding(keep: &CapsHashSet) -> Result<CapsHashSet, Report> {
             1 if keep.contains(&cap) => {
                 left.insert(cap);
             }
-            1 => {
-                // SAFETY: as above.
-                if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, bit, 0, 0, 0) } != 0 {
-                    return Err(Report::new(Step::Capabilities, errno())
-                        .path(cap.to_string())
-                        .detail("drop from the bounding set"));
-                }
+            // SAFETY: as above.
+            1 if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, bit, 0, 0, 0) } != 0 => {
+                return Err(Report::new(Step::Capabilities, errno())
+                    .path(cap.to_string())
+                    .detail("drop from the bounding set"));
             }
             // 0: not in the set; -1 (EINVAL): a capability this kernel does not know.
             _ => {}

@@ -231,7 +231,6 @@ fn helper(node: Channel) -> i32 {
             return abort(r);
         }
     }
-    drop(place);
     drop(procs);
     let _ = mine.send(&ChildGo::Placed);
     monitor::run(&node, mine, &c, &tr)
