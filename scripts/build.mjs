@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Builds everything a checkout needs to run: the napi addon (native/), the static
-// tsbox-init helper beside it, the static test probe, and the TypeScript (dist/).
-// `npm run build -- --debug` builds the Rust parts without optimisation.
+// tsbox-init helper beside it, the static test probe, the TypeScript (dist/), and
+// the two bundles the package runs (see bundle() below).
+// `npm run build -- --debug` builds the Rust parts without optimisation;
+// `npm run build -- --ts` builds only the TypeScript and the bundles.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { copyFileSync, chmodSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,14 +15,97 @@ const release = !process.argv.includes('--debug');
 const triple = { x64: 'x86_64-unknown-linux-gnu', arm64: 'aarch64-unknown-linux-gnu' }[process.arch];
 if (!triple) throw new Error(`tsbox builds on x86_64 and aarch64 Linux, not ${process.arch}`);
 
-mkdirSync(join(root, 'native'), { recursive: true });
-run('npx', ['napi', 'build', '--platform', ...(release ? ['--release'] : []), '--manifest-path', 'crates/tsbox-napi/Cargo.toml',
-  '--package-json-path', 'package.json', '--output-dir', 'native', '--no-js', '--dts', 'index.d.ts']);
-// The helper and the probe are static executables: the helper needs nothing but
-// the kernel, and the probe runs inside minimal test rootfs images.
-run('bash', ['scripts/build-static.sh']);
-const init = join(root, 'target', 'static', triple, 'release', 'tsbox-init');
-copyFileSync(init, join(root, 'native', 'tsbox-init'));
-chmodSync(join(root, 'native', 'tsbox-init'), 0o755);
+/**
+ * dist/tsbox.js (the library: `import ... from 'tsbox'`) and dist/cli.cjs (the CLI,
+ * run by bin/tsbox.js) are each one file with zod inside (and citty, in the CLI's):
+ * Node reads one file instead of ~40 of tsbox's and ~150 of zod's, and the
+ * schemas, written with zod/mini, keep only the parts of zod they use. tsc's dist/
+ * stays for the type declarations (and scripts/gen-schema.mjs).
+ *
+ * The CLI is CommonJS: a CommonJS entry and builtins taken with require() start
+ * faster than ES modules (no module graph to link, no ES facade per builtin), and
+ * what ts/cli loads with import() for one command is evaluated only when that
+ * command runs. `import.meta.url` becomes the bundle's own file URL, so
+ * ts/native.ts looks for native/ beside dist/, as the library does.
+ */
+/**
+ * The builtins that `tsbox run` needs only for some containers (child_process for
+ * newuidmap, net and stream for piped stdio, tty for a terminal) are required by
+ * the CLI bundle when first used rather than at its start (child_process with
+ * what it loads costs ~3 ms): each becomes a module of getters over the real one.
+ */
+const LAZY_BUILTINS = ['child_process', 'net', 'stream', 'stream/promises', 'tty'];
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    // The stand-in's own require() of the builtin is left alone (namespace).
+    b.onResolve({ filter: /^node:/ }, (a) => (LAZY_BUILTINS.includes(a.path.slice(5)) && a.namespace !== 'lazy-builtin' ? { path: a.path, namespace: 'lazy-builtin' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, async (a) => {
+      const names = Object.keys(await import(a.path)).filter((n) => n !== 'default');
+      const getters = names.map((n) => `  ${JSON.stringify(n)}: { enumerable: true, get: () => load()[${JSON.stringify(n)}] },`).join('\n');
+      return { loader: 'js', contents: `let m;\nconst load = () => (m ??= require(${JSON.stringify(a.path)}));\nObject.defineProperties(module.exports, {\n${getters}\n});\n` };
+    });
+  },
+};
+
+async function bundle() {
+  const { build } = await import('esbuild');
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', sourcemap: true, legalComments: 'none', logLevel: 'warning' };
+  await build({
+    ...common,
+    entryPoints: ['ts/index.ts'],
+    outfile: 'dist/tsbox.js',
+    format: 'esm',
+    // Names are kept: the library's users read its stack traces.
+    minifySyntax: true,
+    minifyWhitespace: true,
+  });
+  await build({
+    ...common,
+    entryPoints: ['ts/cli/index.ts'],
+    outfile: 'dist/cli.cjs',
+    format: 'cjs',
+    minify: true,
+    plugins: [lazyBuiltins],
+    define: { TSBOX_VERSION: JSON.stringify(version), 'import.meta.url': '__tsboxFileUrl' },
+    banner: { js: '"use strict"; const __tsboxFileUrl = require("node:url").pathToFileURL(__filename).href;' },
+  });
+}
+
+/**
+ * V8's code cache of the CLI bundle for this Node (bin/tsbox.js reads it): made
+ * after running the CLI as far as it goes without a container — `tsbox run` with
+ * an option that fails validation — so that what every start runs (the modules,
+ * the schemas, the flags) is in it compiled. Made by this machine's Node, it is
+ * not part of the npm package (package.json `files`).
+ */
+function codeCache() {
+  for (const f of readdirSync(join(root, 'dist'))) if (/^cli\.cjs\..*\.cache$/.test(f)) rmSync(join(root, 'dist', f));
+  const warm = `
+    const { writeFileSync } = require('node:fs');
+    const { cachePath, load } = require('./bin/tsbox.js');
+    const { cli, script } = load();
+    cli(['run', '--memory', 'not-a-size', '--', 'true']).then((code) => {
+      if (code !== 125) throw new Error('the warm-up run exited ' + code + ', not 125');
+      writeFileSync(cachePath(), script.createCachedData());
+    });`;
+  // The warm-up's error message (stderr) is expected; a failure shows in the exit status.
+  execFileSync(process.execPath, ['-e', warm], { cwd: root, stdio: ['ignore', 'inherit', 'ignore'] });
+}
+
+if (!process.argv.includes('--ts')) {
+  mkdirSync(join(root, 'native'), { recursive: true });
+  run('npx', ['napi', 'build', '--platform', ...(release ? ['--release'] : []), '--manifest-path', 'crates/tsbox-napi/Cargo.toml',
+    '--package-json-path', 'package.json', '--output-dir', 'native', '--no-js', '--dts', 'index.d.ts']);
+  // The helper and the probe are static executables: the helper needs nothing but
+  // the kernel, and the probe runs inside minimal test rootfs images.
+  run('bash', ['scripts/build-static.sh']);
+  const init = join(root, 'target', 'static', triple, 'release', 'tsbox-init');
+  copyFileSync(init, join(root, 'native', 'tsbox-init'));
+  chmodSync(join(root, 'native', 'tsbox-init'), 0o755);
+}
 run('npx', ['tsc', '-p', 'tsconfig.json']);
 run(process.execPath, ['scripts/gen-schema.mjs']);
+await bundle();
+codeCache();

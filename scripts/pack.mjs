@@ -148,7 +148,9 @@ export function packPlatform({ platform, from, out, repository }) {
 /** Packs the root package `tsbox`, with optionalDependencies on every platform package. */
 export function packRoot({ out, repository }) {
   const { pkg, platforms } = manifests();
-  if (!existsSync(join(root, 'dist', 'index.js'))) throw new Error('dist/index.js is missing; run `npm run build` (or `npm run build:ts`) first');
+  for (const f of ['tsbox.js', 'cli.cjs', 'index.d.ts']) {
+    if (!existsSync(join(root, 'dist', f))) throw new Error(`dist/${f} is missing; run \`npm run build\` (or \`npm run build:ts\`) first`);
+  }
   // npm's own list of what the package holds (files, README, ...), copied as is.
   const listing = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
   const files = listing[0].files.map((f) => f.path).filter((p) => p !== 'package.json');

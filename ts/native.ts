@@ -146,15 +146,27 @@ function libcFromLdd(): Libc | null {
 
 /** The directories looked in, in order (see the top of this file). */
 export function nativeCandidates(platform: string, env: NodeJS.ProcessEnv = process.env): { dir: string; source: NativeSource }[] {
+  return [...candidates(platform, env)];
+}
+
+/**
+ * The same, one at a time: the platform package is only looked up (a module
+ * resolution, ~1.5 ms when it fails) when a checkout build is not there.
+ */
+function* candidates(platform: string, env: NodeJS.ProcessEnv): Generator<{ dir: string; source: NativeSource }> {
   const override = env.TSBOX_NATIVE_DIR;
-  if (override) return [{ dir: resolve(override), source: 'override' }];
-  const dirs: { dir: string; source: NativeSource }[] = [{ dir: resolve(here, '..', 'native'), source: 'checkout' }];
-  try {
-    dirs.push({ dir: dirname(require.resolve(`@tsbox/${platform}/package.json`)), source: 'package' });
-  } catch {
-    // Not installed: the error below says how to get it.
+  if (override) {
+    yield { dir: resolve(override), source: 'override' };
+    return;
   }
-  return dirs;
+  yield { dir: resolve(here, '..', 'native'), source: 'checkout' };
+  let dir: string;
+  try {
+    dir = dirname(require.resolve(`@tsbox/${platform}/package.json`));
+  } catch {
+    return; // Not installed: the error below says how to get it.
+  }
+  yield { dir, source: 'package' };
 }
 
 const isFile = (path: string): boolean => {
@@ -172,11 +184,10 @@ const isFile = (path: string): boolean => {
  * is an addon without tsbox-init beside it, or a tsbox-init that is not executable.
  */
 export function locateNative(platform: string = platformTriple(), env: NodeJS.ProcessEnv = process.env): Omit<Native, 'binding'> & { addonPath: string } {
-  const candidates = nativeCandidates(platform, env);
   const addonName = `tsbox.${platform}.node`;
   const fix = (source: NativeSource): string =>
     source === 'package' ? `reinstall @tsbox/${platform}` : source === 'override' ? 'point TSBOX_NATIVE_DIR at a directory holding both' : 'run `npm run build`';
-  for (const { dir, source } of candidates) {
+  for (const { dir, source } of candidates(platform, env)) {
     const addonPath = join(dir, addonName);
     const initPath = join(dir, 'tsbox-init');
     if (!isFile(addonPath)) {
@@ -207,7 +218,7 @@ export function locateNative(platform: string = platformTriple(), env: NodeJS.Pr
     step: 'load',
     errno: ENOENT,
     path: `@tsbox/${platform}`,
-    detail: `the native addon and tsbox-init were not found (looked in ${candidates.map((c) => c.dir).join(', ')})`,
+    detail: `the native addon and tsbox-init were not found (looked in ${nativeCandidates(platform, env).map((c) => c.dir).join(', ')})`,
     hint: `install @tsbox/${platform} (npm installs it with tsbox unless optional dependencies are omitted), run \`npm run build\` in a checkout, or set TSBOX_NATIVE_DIR to a directory holding both`,
   });
 }

@@ -55,7 +55,7 @@ function tarballs(): { root: string; platform: string } {
     return { root: resolve(root), platform: resolve(plat) };
   }
   packedFromCheckout = true;
-  for (const f of ['dist/index.js', `native/tsbox.${platform}.node`, 'native/tsbox-init']) {
+  for (const f of ['dist/tsbox.js', 'dist/cli.cjs', `native/tsbox.${platform}.node`, 'native/tsbox-init']) {
     if (!existsSync(join(REPO, f))) throw new Error(`${f} is missing: run \`npm run build\` before the packaging suite`);
   }
   const out = join(work, 'packs');
@@ -82,7 +82,7 @@ beforeAll(() => {
   // The tarball CI hands over must be for the platform this machine loads.
   expect(basename(tgz.platform)).toBe(`tsbox-${platform}-${rootPkg.version}.tgz`);
   writeFileSync(join(project, 'package.json'), `${JSON.stringify({ name: 'tsbox-packaging-test', private: true, type: 'module' }, null, 2)}\n`);
-  // citty and zod come from npm's cache when they are there, else the registry;
+  // zod (the types' one dependency) comes from npm's cache when it is there, else the registry;
   // the other platforms' packages are optional and not found, which npm skips.
   const install = (mode: string): SpawnSyncReturns<string> =>
     run('npm', ['install', tgz.root, tgz.platform, mode, '--no-audit', '--no-fund', '--no-update-notifier'], { timeout: 240_000 });
@@ -96,13 +96,16 @@ afterAll(() => {
 });
 
 describe('the installed packages', () => {
-  it('tsbox holds the CLI and the compiled library, not the native build', () => {
+  it('tsbox holds the CLI and the library, each one bundle, with the types, not the native build', () => {
     const dir = join(project, 'node_modules', 'tsbox');
-    for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/tsbox.js', 'dist/index.js', 'dist/index.d.ts', 'dist/native.js', 'dist/cli/index.js', 'dist/tsbox.schema.json']) {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/tsbox.js', 'bin/package.json', 'dist/tsbox.js', 'dist/cli.cjs', 'dist/index.d.ts', 'dist/tsbox.schema.json']) {
       expect(existsSync(join(dir, f)), f).toBe(true);
     }
     expect(readdirSync(dir).sort()).toEqual(['LICENSE', 'README.md', 'bin', 'dist', 'package.json']);
-    expect(readdirSync(dir, { recursive: true }).filter((f) => String(f).endsWith('.node'))).toEqual([]);
+    const all = readdirSync(dir, { recursive: true }).map(String);
+    expect(all.filter((f) => f.endsWith('.node'))).toEqual([]);
+    // No tsc output, source maps or code cache besides the two bundles.
+    expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/tsbox.js', 'dist/tsbox.schema.json']);
   });
 
   it('tsbox depends optionally on every platform package, at its own version', () => {
@@ -168,17 +171,16 @@ describe('tsbox run from the installed package', () => {
   });
 
   it('loads the addon and tsbox-init from the platform package, not from the checkout', () => {
-    const native = join(project, 'node_modules', 'tsbox', 'dist', 'native.js');
-    const r = run(process.execPath, [
-      '--input-type=module',
-      '-e',
-      `import { loadNative } from ${JSON.stringify(native)}; const n = loadNative(); console.log(JSON.stringify({ dir: n.dir, initPath: n.initPath, source: n.source, platform: n.platform }));`,
-    ]);
-    expect(r.status, describeRun(r)).toBe(0);
-    const n = JSON.parse(r.stdout) as { dir: string; initPath: string; source: string; platform: string };
-    const pkgDir = realpathSync(join(project, 'node_modules', '@tsbox', platform));
-    expect(n).toEqual({ dir: pkgDir, initPath: join(pkgDir, 'tsbox-init'), source: 'package', platform });
-    expect(n.dir.startsWith(REPO)).toBe(false);
+    // The trace names the tsbox-init that was started, which is looked for beside the addon.
+    writeFileSync(join(project, 'trace.mjs'), "import { run } from 'tsbox'; process.exitCode = (await run(['true'], { trace: true })).exitCode;\n");
+    const init = join(realpathSync(join(project, 'node_modules', '@tsbox', platform)), 'tsbox-init');
+    for (const r of [run('npx', ['--no', 'tsbox', 'run', '--trace', '--', 'true']), run(process.execPath, ['trace.mjs'])]) {
+      expect(r.status, describeRun(r)).toBe(0);
+      expect(r.stderr, describeRun(r)).toContain(`helper: ${init} pid=`);
+      expect(r.stderr).not.toContain(REPO);
+    }
+    // Neither bundle holds a path of the machine that built it.
+    for (const f of ['dist/cli.cjs', 'dist/tsbox.js']) expect(readFileSync(join(project, 'node_modules', 'tsbox', f), 'utf8')).not.toContain(REPO);
   });
 
   it.each([

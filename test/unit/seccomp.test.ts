@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 import {
   loadSeccompProfile,
@@ -177,7 +177,7 @@ describe('the OCI seccomp schema: every problem with its JSON path', () => {
 });
 
 describe('the seccomp option', () => {
-  const options = z.object({ seccomp: seccompOptionSchema.optional() }).strict();
+  const options = z.strictObject({ seccomp: z.optional(seccompOptionSchema) });
   const optionPaths = (o: unknown) => {
     const r = options.safeParse(o);
     return r.success ? [] : seccompIssues(r.error).map((i) => i.path);

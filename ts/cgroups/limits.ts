@@ -3,7 +3,9 @@
  * parsing of Docker's size strings, and the conversions between the v1 and v2
  * kernel interfaces. Pure: nothing here touches the filesystem.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
+
+import '../config/locale.js';
 
 import { TsboxError } from '../errors.js';
 
@@ -108,26 +110,29 @@ export function parseCpuMax(line: string): { quota: number; period: number } {
 
 // --- the schema -----------------------------------------------------------
 
-const byteSize = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const r = sizeOf(v);
-  if (typeof r === 'number') return r;
-  ctx.addIssue({ code: 'custom', message: r });
-  return z.NEVER;
-});
+const byteSize = z.pipe(
+  z.union([z.number(), z.string()]),
+  z.transform((v: number | string, ctx) => {
+    const r = sizeOf(v);
+    if (typeof r === 'number') return r;
+    ctx.issues.push({ code: 'custom', message: r, input: v });
+    return z.NEVER;
+  }),
+);
 
-const positiveSize = byteSize.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' });
+const positiveSize = byteSize.check(z.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' }));
 
 /** A cpu or memory-node list as the kernel writes it: `0-3,5`. */
-const cpuList = z
-  .string()
-  .regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, { message: 'must be a list such as 0-3,5 (numbers and ranges, comma-separated)' })
-  .refine((s) => s.split(',').every((r) => { const [a, b] = r.split('-').map(Number); return b === undefined || a! <= b; }), {
+const cpuList = z.string().check(
+  z.regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, { message: 'must be a list such as 0-3,5 (numbers and ranges, comma-separated)' }),
+  z.refine((s) => s.split(',').every((r) => { const [a, b] = r.split('-').map(Number); return b === undefined || a! <= b; }), {
     message: 'a range must go from low to high',
-  });
+  }),
+);
 
-const devicePath = z.string().refine((p) => p.startsWith('/') && !p.includes('\0'), { message: 'must be an absolute path to a block device' });
-const bpsDevice = z.object({ path: devicePath, rate: positiveSize }).strict();
-const iopsDevice = z.object({ path: devicePath, rate: z.number().int().positive() }).strict();
+const devicePath = z.string().check(z.refine((p) => p.startsWith('/') && !p.includes('\0'), { message: 'must be an absolute path to a block device' }));
+const bpsDevice = z.strictObject({ path: devicePath, rate: positiveSize });
+const iopsDevice = z.strictObject({ path: devicePath, rate: z.number().check(z.int(), z.positive()) });
 
 /**
  * The resource limits of a container, with Docker's flags' names and
@@ -135,60 +140,59 @@ const iopsDevice = z.object({ path: devicePath, rate: z.number().int().positive(
  * optional except that `pidsLimit` defaults to {@link DEFAULT_PIDS_LIMIT}.
  */
 export const cgroupLimitsSchema = z
-  .object({
+  .strictObject({
     /** `-m/--memory`: the hard memory limit. v1 memory.limit_in_bytes, v2 memory.max. */
-    memory: positiveSize.optional(),
+    memory: z.optional(positiveSize),
     /**
      * `--memory-swap`: memory plus swap, so at least `memory`; -1 for unlimited swap. Needs `memory`.
      * Unset with `memory` set: as Docker, as much swap as memory, where the kernel accounts swap.
      */
-    memorySwap: z.union([z.literal(-1), z.literal('-1').transform(() => -1 as const), positiveSize]).optional(),
+    memorySwap: z.optional(z.union([z.literal(-1), z.pipe(z.literal('-1'), z.transform(() => -1 as const)), positiveSize])),
     /** `--memory-reservation`: the soft limit. v1 memory.soft_limit_in_bytes, v2 memory.low. */
-    memoryReservation: positiveSize.optional(),
+    memoryReservation: z.optional(positiveSize),
     /** `--cpu-shares`: relative weight, 2..262144 (default 1024). v1 cpu.shares, v2 cpu.weight (converted). */
-    cpuShares: z.number().int().min(2).max(262_144).optional(),
+    cpuShares: z.optional(z.number().check(z.int(), z.gte(2), z.lte(262_144))),
     /** `--cpu-quota`: µs of CPU time per period, at least 1000; -1 for none. */
-    cpuQuota: z.union([z.literal(-1), z.number().int().min(1000)]).optional(),
+    cpuQuota: z.optional(z.union([z.literal(-1), z.number().check(z.int(), z.gte(1000))])),
     /** `--cpu-period`: the CFS period in µs, 1000..1000000 (default 100000). */
-    cpuPeriod: z.number().int().min(1000).max(1_000_000).optional(),
+    cpuPeriod: z.optional(z.number().check(z.int(), z.gte(1000), z.lte(1_000_000))),
     /** `--cpus`: CPUs' worth of time, e.g. 1.5 → quota 150000 per period 100000. Not with cpuQuota/cpuPeriod. */
-    cpus: z.number().min(0.01, { message: 'must be at least 0.01' }).max(10_000).optional(),
+    cpus: z.optional(z.number().check(z.gte(0.01, { message: 'must be at least 0.01' }), z.lte(10_000))),
     /** `--cpuset-cpus`: CPUs the container may run on, e.g. `0-3,5`. */
-    cpusetCpus: cpuList.optional(),
+    cpusetCpus: z.optional(cpuList),
     /** `--cpuset-mems`: memory nodes the container may allocate from. */
-    cpusetMems: cpuList.optional(),
+    cpusetMems: z.optional(cpuList),
     /** `--pids-limit`: the most processes and threads at once; -1 for none. */
-    pidsLimit: z
-      .union([z.literal(-1), z.number().int().positive({ message: 'must be a positive number of processes, or -1 for no limit' })])
-      .default(DEFAULT_PIDS_LIMIT),
+    pidsLimit: z._default(z.union([z.literal(-1), z.number().check(z.int(), z.positive({ message: 'must be a positive number of processes, or -1 for no limit' }))]), DEFAULT_PIDS_LIMIT),
     /** `--blkio-weight`: relative block I/O weight, 10..1000. v2 io.weight (converted) and io.bfq.weight. */
-    blkioWeight: z.number().int().min(10).max(1000).optional(),
+    blkioWeight: z.optional(z.number().check(z.int(), z.gte(10), z.lte(1000))),
     /** `--device-read-bps`: read bytes per second, per block device. */
-    deviceReadBps: z.array(bpsDevice).optional(),
+    deviceReadBps: z.optional(z.array(bpsDevice)),
     /** `--device-write-bps`: written bytes per second, per block device. */
-    deviceWriteBps: z.array(bpsDevice).optional(),
+    deviceWriteBps: z.optional(z.array(bpsDevice)),
     /** `--device-read-iops`: read operations per second, per block device. */
-    deviceReadIops: z.array(iopsDevice).optional(),
+    deviceReadIops: z.optional(z.array(iopsDevice)),
     /** `--device-write-iops`: write operations per second, per block device. */
-    deviceWriteIops: z.array(iopsDevice).optional(),
+    deviceWriteIops: z.optional(z.array(iopsDevice)),
   })
-  .strict()
-  .superRefine((l, ctx) => {
-    // Docker's checks that involve more than one field.
-    if (l.memorySwap !== undefined && l.memorySwap !== -1) {
-      if (l.memory === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'memorySwap counts memory plus swap: set memory too' });
-      } else if (l.memorySwap < l.memory) {
-        ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'must be at least memory (it counts memory plus swap)' });
+  .check(
+    z.superRefine((l, ctx) => {
+      // Docker's checks that involve more than one field.
+      if (l.memorySwap !== undefined && l.memorySwap !== -1) {
+        if (l.memory === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'memorySwap counts memory plus swap: set memory too' });
+        } else if (l.memorySwap < l.memory) {
+          ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'must be at least memory (it counts memory plus swap)' });
+        }
       }
-    }
-    if (l.memoryReservation !== undefined && l.memory !== undefined && l.memoryReservation > l.memory) {
-      ctx.addIssue({ code: 'custom', path: ['memoryReservation'], message: 'must not be more than memory' });
-    }
-    if (l.cpus !== undefined && (l.cpuQuota !== undefined || l.cpuPeriod !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['cpus'], message: 'give either cpus or cpuQuota/cpuPeriod, not both' });
-    }
-  });
+      if (l.memoryReservation !== undefined && l.memory !== undefined && l.memoryReservation > l.memory) {
+        ctx.addIssue({ code: 'custom', path: ['memoryReservation'], message: 'must not be more than memory' });
+      }
+      if (l.cpus !== undefined && (l.cpuQuota !== undefined || l.cpuPeriod !== undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['cpus'], message: 'give either cpus or cpuQuota/cpuPeriod, not both' });
+      }
+    }),
+  );
 
 /** Limits as the caller writes them (sizes may be strings). */
 export type CgroupLimitsInput = z.input<typeof cgroupLimitsSchema>;

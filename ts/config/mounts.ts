@@ -3,7 +3,9 @@
  * Strings are parsed inside the schema (as zod transforms), so a bad one is
  * reported with its JSON path, e.g. `volumes[1]: unknown option "rox"`.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
+
+import './locale.js';
 
 /** A host path bound into the container. */
 export interface BindVolume {
@@ -28,12 +30,12 @@ export interface TmpfsVolume {
 
 export type Volume = BindVolume | TmpfsVolume;
 
-const target = z
-  .string()
-  .min(1)
-  .refine((p) => p.startsWith('/'), { message: 'the container path must be absolute (start with /)' })
-  .refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' })
-  .refine((p) => p !== '/', { message: 'the container path cannot be / itself' });
+const target = z.string().check(
+  z.minLength(1),
+  z.refine((p) => p.startsWith('/'), { message: 'the container path must be absolute (start with /)' }),
+  z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }),
+  z.refine((p) => p !== '/', { message: 'the container path cannot be / itself' }),
+);
 
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
@@ -49,9 +51,10 @@ function parseMode(s: string): number | undefined {
   return /^[0-7]{3,4}$/.test(s) ? parseInt(s, 8) : undefined;
 }
 
-type Ctx = z.RefinementCtx;
+/** What a transform is given: the value and the issues found so far. */
+type Ctx = z.core.ParsePayload;
 const bad = (ctx: Ctx, message: string) => {
-  ctx.addIssue({ code: 'custom', message });
+  ctx.issues.push({ code: 'custom', message, input: ctx.value });
   return z.NEVER;
 };
 
@@ -138,17 +141,24 @@ export function parseMountSpec(spec: string, ctx: Ctx): Volume {
   return bad(ctx, `"${spec}": type=${String(type)} is not supported (use bind or tmpfs)`);
 }
 
-const bindObject = z.object({ type: z.literal('bind').default('bind'), source: z.string().min(1), target, readonly: z.boolean().default(false) }).strict();
-const tmpfsObject = z
-  .object({ type: z.literal('tmpfs'), target, size: z.number().int().positive().optional(), mode: z.number().int().min(0).max(0o7777).optional(), readonly: z.boolean().default(false) })
-  .strict();
+const bindObject = z.strictObject({ type: z._default(z.literal('bind'), 'bind'), source: z.string().check(z.minLength(1)), target, readonly: z._default(z.boolean(), false) });
+const tmpfsObject = z.strictObject({
+  type: z.literal('tmpfs'),
+  target,
+  size: z.optional(z.number().check(z.int(), z.positive())),
+  mode: z.optional(z.number().check(z.int(), z.gte(0), z.lte(0o7777))),
+  readonly: z._default(z.boolean(), false),
+});
+
+/** A string parsed by `parse` inside the schema, its problems reported as issues. */
+const spec = <T>(parse: (spec: string, ctx: Ctx) => T) => z.pipe(z.string(), z.transform(parse));
 
 /** `volumes`: `HOST:CONTAINER[:ro]` strings or `{ source, target, readonly }`. */
-export const volumeSchema = z.union([z.string().transform(parseVolume), bindObject]);
+export const volumeSchema = z.union([spec(parseVolume), bindObject]);
 /** `tmpfs`: `PATH[:size=..,mode=..]` strings or `{ target, size, mode }`. */
-export const tmpfsSchema = z.union([z.string().transform(parseTmpfs), tmpfsObject.extend({ type: z.literal('tmpfs').default('tmpfs') })]);
+export const tmpfsSchema = z.union([spec(parseTmpfs), z.extend(tmpfsObject, { type: z._default(z.literal('tmpfs'), 'tmpfs') })]);
 /** `mounts`: Docker `--mount` strings or objects of either kind. */
-export const mountSchema = z.union([z.string().transform(parseMountSpec), z.discriminatedUnion('type', [bindObject.extend({ type: z.literal('bind') }), tmpfsObject])]);
+export const mountSchema = z.union([spec(parseMountSpec), z.discriminatedUnion('type', [z.extend(bindObject, { type: z.literal('bind') }), tmpfsObject])]);
 
 /** OCI / Docker default masked paths. */
 export const DEFAULT_MASKED_PATHS: readonly string[] = [

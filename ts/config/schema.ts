@@ -3,9 +3,10 @@
  * parsed into them, and nothing else checks them again. Each problem is
  * reported with its JSON path.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 import { TsboxError } from '../errors.js';
+import './locale.js';
 import { normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
@@ -13,172 +14,190 @@ import { PRESETS, type PresetName } from './presets.js';
 import { cgroupLimitsSchema } from '../cgroups/limits.js';
 import { parseMapping } from '../idmap/index.js';
 
-const absolutePath = z
-  .string()
-  .min(1)
-  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path (start with /)' })
-  .refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' });
+const absolutePath = z.string().check(
+  z.minLength(1),
+  z.refine((p) => p.startsWith('/'), { message: 'must be an absolute path (start with /)' }),
+  z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }),
+);
 
 /** RFC 1123 host name: labels of letters, digits and hyphens, at most 64 bytes (the kernel's limit). */
-const hostname = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, {
+const hostname = z.string().check(
+  z.minLength(1),
+  z.maxLength(64),
+  z.regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, {
     message: 'must be letters, digits, hyphens and dots, starting and ending with a letter or digit',
-  });
+  }),
+);
 
-const envName = z.string().regex(/^[^=\0]+$/, { message: 'an environment variable name must be non-empty, without = or NUL' });
+const envName = z.string().check(z.regex(/^[^=\0]+$/, { message: 'an environment variable name must be non-empty, without = or NUL' }));
 
-const capability = z.string().refine((c) => normalizeCapability(c) !== undefined, {
-  message: 'unknown capability (names such as NET_ADMIN or CAP_NET_ADMIN, or ALL)',
-});
+const capability = z.string().check(
+  z.refine((c) => normalizeCapability(c) !== undefined, {
+    message: 'unknown capability (names such as NET_ADMIN or CAP_NET_ADMIN, or ALL)',
+  }),
+);
+
+/** A string parsed inside the schema: `parse` returns undefined for a bad one, reported as `message(s)`. */
+const parsed = <T>(parse: (s: string) => T | undefined, message: (s: string) => string) =>
+  z.pipe(
+    z.string(),
+    z.transform((s: string, ctx): T => {
+      const v = parse(s);
+      if (v !== undefined) return v;
+      ctx.issues.push({ code: 'custom', message: message(s), input: s });
+      return z.NEVER;
+    }),
+  );
+
+const nonNegativeInt = () => z.number().check(z.int(), z.gte(0));
 
 /** `CONTAINER:HOST:SIZE` strings or objects. */
 const idMapping = z.union([
-  z.string().transform((s, ctx) => parseMapping(s) ?? (ctx.addIssue({ code: 'custom', message: `"${s}" is not CONTAINER:HOST:SIZE with SIZE ≥ 1` }), z.NEVER)),
-  z.object({ containerId: z.number().int().min(0), hostId: z.number().int().min(0), size: z.number().int().min(1) }).strict(),
+  parsed(parseMapping, (s) => `"${s}" is not CONTAINER:HOST:SIZE with SIZE ≥ 1`),
+  z.strictObject({ containerId: nonNegativeInt(), hostId: nonNegativeInt(), size: z.number().check(z.int(), z.gte(1)) }),
 ]);
 
 /** `uid[:gid]` or `name[:group]`, as Docker's --user. */
-const userSpec = z.string().regex(/^[^:\s]+(:[^:\s]+)?$/, { message: 'must be USER[:GROUP], each a name or a number' });
+const userSpec = z.string().check(z.regex(/^[^:\s]+(:[^:\s]+)?$/, { message: 'must be USER[:GROUP], each a name or a number' }));
 
 /** Every RLIMIT_* the kernel has, by its lowercase name. */
 export const RLIMIT_NAMES = ['as', 'core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'] as const;
 
-const limitNumber = z.union([z.literal(-1).transform(() => null), z.literal('unlimited').transform(() => null), z.number().int().min(0)]);
+const unlimited = () => null;
+const limitNumber = z.union([z.pipe(z.literal(-1), z.transform(unlimited)), z.pipe(z.literal('unlimited'), z.transform(unlimited)), nonNegativeInt()]);
+/** `soft[:hard]`, each a number, -1 or `unlimited`; undefined when it is not. */
+function parseUlimit(s: string): { soft: number | null; hard: number | null } | undefined {
+  const parts = s.split(':');
+  const one = (p: string | undefined) => (p === 'unlimited' || p === '-1' ? null : p !== undefined && /^\d+$/.test(p) ? Number(p) : undefined);
+  const soft = one(parts[0]);
+  const hard = parts.length > 1 ? one(parts[1]) : soft;
+  return parts.length > 2 || soft === undefined || hard === undefined ? undefined : { soft, hard };
+}
 /** `1024`, `{ soft, hard }` or `'soft[:hard]'`, each a number, -1 or `unlimited`; a single value sets both. */
-const ulimitValue = z.union([
-  limitNumber.transform((n) => ({ soft: n, hard: n })),
-  z.object({ soft: limitNumber, hard: limitNumber }).strict(),
-  z.string().transform((s, ctx) => {
-    const parts = s.split(':');
-    const one = (p: string | undefined) => (p === 'unlimited' || p === '-1' ? null : p !== undefined && /^\d+$/.test(p) ? Number(p) : undefined);
-    const soft = one(parts[0]);
-    const hard = parts.length > 1 ? one(parts[1]) : soft;
-    if (parts.length > 2 || soft === undefined || hard === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${s}" is not SOFT[:HARD] (numbers, -1 or unlimited)` });
-      return z.NEVER;
-    }
-    return { soft, hard };
-  }),
-]).refine((l) => l.soft === null ? l.hard === null : l.hard === null || l.soft <= l.hard, { message: 'the soft limit must not be above the hard one' });
+const ulimitValue = z
+  .union([
+    z.pipe(limitNumber, z.transform((n: number | null) => ({ soft: n, hard: n }))),
+    z.strictObject({ soft: limitNumber, hard: limitNumber }),
+    parsed(parseUlimit, (s) => `"${s}" is not SOFT[:HARD] (numbers, -1 or unlimited)`),
+  ])
+  .check(z.refine((l) => (l.soft === null ? l.hard === null : l.hard === null || l.soft <= l.hard), { message: 'the soft limit must not be above the hard one' }));
 
 export const stdioSchema = z.enum(['inherit', 'pipe', 'ignore']);
 
 export const runOptionsSchema = z
-  .object({
+  .strictObject({
     /**
      * The container's root filesystem: a directory on the host. Without it, the
      * host's own root is used read-only, with a fresh /proc, a minimal /dev and
      * tmpfs /tmp and /run.
      */
-    rootfs: z.string().min(1).refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }).optional(),
+    rootfs: z.optional(z.string().check(z.minLength(1), z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }))),
     /** The container's host name. Default: 12 hex digits of the container id, as Docker. */
-    hostname: hostname.optional(),
+    hostname: z.optional(hostname),
     /** Environment of the command, added to PATH, HOSTNAME and HOME. */
-    env: z.record(envName, z.string().refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })).optional(),
+    env: z.optional(z.record(envName, z.string().check(z.refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })))),
     /** Working directory inside the container. Default `/`. */
-    cwd: absolutePath.default('/'),
+    cwd: z._default(absolutePath, '/'),
     /** Run tsbox's minimal init as PID 1 (default), or make the command PID 1 (`false`). */
-    init: z.boolean().default(true),
+    init: z._default(z.boolean(), true),
     /** Print every setup step with its time offset to stderr. */
-    trace: z.boolean().default(false),
+    trace: z._default(z.boolean(), false),
     /** stdin, stdout and stderr of the command: passed through, piped, or ignored. */
-    stdio: z.union([stdioSchema, z.tuple([stdioSchema, stdioSchema, stdioSchema])]).default('pipe'),
+    stdio: z._default(z.union([stdioSchema, z.tuple([stdioSchema, stdioSchema, stdioSchema])]), 'pipe'),
     /** A read-only root, with tmpfs /tmp and /run. (Without a rootfs the root is always read-only.) */
-    readOnly: z.boolean().default(false),
+    readOnly: z._default(z.boolean(), false),
     /**
      * Write directly into the rootfs directory (an OCI bundle's semantics). By
      * default the rootfs is never modified: writes go to a throwaway overlay layer.
      */
-    writableRootfs: z.boolean().default(false),
+    writableRootfs: z._default(z.boolean(), false),
     /** Host paths bound into the container: `HOST:CONTAINER[:ro|rw]` or `{ source, target, readonly }`. */
-    volumes: z.array(volumeSchema).default([]),
+    volumes: z._default(z.array(volumeSchema), []),
     /** tmpfs mounts: `PATH[:size=64m,mode=1777]` or `{ target, size, mode }`. */
-    tmpfs: z.array(tmpfsSchema).default([]),
+    tmpfs: z._default(z.array(tmpfsSchema), []),
     /** Docker `--mount` specs (`type=bind,source=..,target=..,readonly`) or objects. */
-    mounts: z.array(mountSchema).default([]),
+    mounts: z._default(z.array(mountSchema), []),
     /** Paths hidden from the container. Default: the OCI list (/proc/kcore, /sys/firmware, ...). */
-    maskedPaths: z.array(absolutePath).optional(),
+    maskedPaths: z.optional(z.array(absolutePath)),
     /** Paths made read-only. Default: the OCI list (/proc/sys, /proc/bus, ...). */
-    readonlyPaths: z.array(absolutePath).optional(),
+    readonlyPaths: z.optional(z.array(absolutePath)),
     /** The user to run as: `uid[:gid]` or `name[:group]`, resolved in the rootfs's /etc/passwd and /etc/group. Default root. */
-    user: userSpec.optional(),
+    user: z.optional(userSpec),
     /** More supplementary groups (names or gids). */
-    groupAdd: z.array(z.string().min(1)).default([]),
+    groupAdd: z._default(z.array(z.string().check(z.minLength(1))), []),
     /** Capabilities to add to the default set (`NET_ADMIN`, `CAP_SYS_PTRACE`, `ALL`). */
-    capAdd: z.array(capability).default([]),
+    capAdd: z._default(z.array(capability), []),
     /** Capabilities to drop from the default set (`ALL` for every one). */
-    capDrop: z.array(capability).default([]),
+    capDrop: z._default(z.array(capability), []),
     /**
      * The seccomp filter: `default` (tsbox's allowlist, with the seed program's
      * rules), `unconfined`, the path of an OCI `linux.seccomp` profile (JSON),
      * or such a profile as an object.
      */
-    seccomp: seccompOptionSchema.default('default'),
+    seccomp: z._default(seccompOptionSchema, 'default'),
     /** Set no_new_privs, so that setuid binaries and file capabilities gain nothing. Default true. */
-    noNewPrivileges: z.boolean().default(true),
+    noNewPrivileges: z._default(z.boolean(), true),
     /**
      * `private` (default): a new user namespace. `host`: share the host's — the
      * container's root is then the host's real root.
      */
-    userns: z.enum(['private', 'host']).default('private'),
+    userns: z._default(z.enum(['private', 'host']), 'private'),
     /** Explicit uid map lines; as a non-root caller they go through newuidmap. */
-    uidMap: z.array(idMapping).min(1).optional(),
+    uidMap: z.optional(z.array(idMapping).check(z.minLength(1))),
     /** Explicit gid map lines; as a non-root caller they go through newgidmap. */
-    gidMap: z.array(idMapping).min(1).optional(),
+    gidMap: z.optional(z.array(idMapping).check(z.minLength(1))),
     /**
      * Give the command a pseudo-terminal (its stdin, stdout and stderr, and its
      * controlling terminal); the container's `stdin`/`stdout` are then the
      * terminal's master and `stderr` is null.
      */
-    tty: z.boolean().default(false),
+    tty: z._default(z.boolean(), false),
     /** The terminal's size with `tty`. Default 80x24; `resize()` changes it. */
-    ttySize: z.object({ cols: z.number().int().min(1).max(65535), rows: z.number().int().min(1).max(65535) }).strict().optional(),
+    ttySize: z.optional(z.strictObject({ cols: z.number().check(z.int(), z.gte(1), z.lte(65535)), rows: z.number().check(z.int(), z.gte(1), z.lte(65535)) })),
     /** Kill the container (SIGKILL) after this many milliseconds; the result then says `timedOut`. */
-    timeout: z.number().int().positive().optional(),
+    timeout: z.optional(z.number().check(z.int(), z.positive())),
     // Resource limits (cgroups): memory, memorySwap, memoryReservation, cpus,
     // cpuShares, cpuQuota, cpuPeriod, cpusetCpus, cpusetMems, pidsLimit (default
     // 4096; -1 for none), blkioWeight, deviceReadBps/WriteBps/ReadIops/WriteIops.
     ...cgroupLimitsSchema.shape,
     /** The cgroup to create the container's under (e.g. `/tsbox.slice`). Default: beside the caller's. */
-    cgroupParent: absolutePath.refine((p) => !p.split('/').includes('..'), { message: 'must not contain ..' }).optional(),
+    cgroupParent: z.optional(absolutePath.check(z.refine((p) => !p.split('/').includes('..'), { message: 'must not contain ..' }))),
     /**
      * Resource limits of the process (setrlimit): `{ nofile: 1024 }`,
      * `{ nofile: { soft: 1024, hard: 4096 } }` or `'1024:4096'`; -1 or
      * `unlimited` for none. Default: the caller's, with no core dumps (core 0).
      */
-    ulimits: z.partialRecord(z.enum(RLIMIT_NAMES), ulimitValue).default({}),
+    ulimits: z._default(z.partialRecord(z.enum(RLIMIT_NAMES), ulimitValue), {}),
     /**
      * Start from a preset; the other options override it. `contained`: the
      * seed program's choices (memory 1 GiB, cpu shares 256, pids 64, blkio
      * weight 10, NOFILE 64, container 0 → host 10000 range 2000, its
      * capability drops and seccomp rules, no_new_privs off).
      */
-    preset: z.enum(['contained']).optional(),
+    preset: z.optional(z.enum(['contained'])),
     /** Propagation of the container's mounts (OCI `rootfsPropagation`). Default `private`. */
-    rootfsPropagation: z.enum(['private', 'slave', 'shared', 'unbindable']).default('private'),
+    rootfsPropagation: z._default(z.enum(['private', 'slave', 'shared', 'unbindable']), 'private'),
   })
-  .strict()
-  .superRefine((o, ctx) => {
-    // The limits' own checks that involve more than one field (memorySwap ≥ memory, ...).
-    const limits = cgroupLimitsSchema.safeParse(limitsOf(o));
-    if (!limits.success) for (const i of limits.error.issues) if (i.code === 'custom') ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
-    if (o.readOnly && o.writableRootfs) {
-      ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly' });
-    }
-    if ((o.uidMap === undefined) !== (o.gidMap === undefined)) {
-      // A missing one would map container root to the caller: host root, as root.
-      ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'gidMap' : 'uidMap'], message: 'uidMap and gidMap go together: give both' });
-    }
-    if (o.userns === 'host' && (o.uidMap || o.gidMap)) {
-      ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'uidMap' : 'gidMap'], message: "cannot be combined with userns 'host' (no user namespace, no maps)" });
-    }
-    if (o.writableRootfs && o.rootfs === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });
-    }
-  });
+  .check(
+    z.superRefine((o, ctx) => {
+      // The limits' own checks that involve more than one field (memorySwap ≥ memory, ...).
+      const limits = cgroupLimitsSchema.safeParse(limitsOf(o));
+      if (!limits.success) for (const i of limits.error.issues) if (i.code === 'custom') ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
+      if (o.readOnly && o.writableRootfs) {
+        ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly' });
+      }
+      if ((o.uidMap === undefined) !== (o.gidMap === undefined)) {
+        // A missing one would map container root to the caller: host root, as root.
+        ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'gidMap' : 'uidMap'], message: 'uidMap and gidMap go together: give both' });
+      }
+      if (o.userns === 'host' && (o.uidMap || o.gidMap)) {
+        ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'uidMap' : 'gidMap'], message: "cannot be combined with userns 'host' (no user namespace, no maps)" });
+      }
+      if (o.writableRootfs && o.rootfs === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });
+      }
+    }),
+  );
 
 /** The keys of the resource limits, as they appear among the options. */
 export const LIMIT_KEYS = Object.keys(cgroupLimitsSchema.shape) as (keyof typeof cgroupLimitsSchema.shape)[];
@@ -194,10 +213,10 @@ export type RunOptions = z.input<typeof runOptionsSchema>;
 export type ResolvedOptions = z.output<typeof runOptionsSchema>;
 
 export const commandSchema = z
-  .array(z.string().refine((a) => !a.includes('\0'), { message: 'must not contain a NUL byte' }), {
+  .array(z.string().check(z.refine((a) => !a.includes('\0'), { message: 'must not contain a NUL byte' })), {
     message: 'the command must be an array of strings',
   })
-  .min(1, { message: 'the command is empty: give the program to run and its arguments' });
+  .check(z.minLength(1, { message: 'the command is empty: give the program to run and its arguments' }));
 
 /** A preset's options under the given ones. */
 function withPreset(options: unknown): unknown {

@@ -12,9 +12,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 import { TsboxError, fromSystemError } from '../errors.js';
+import './locale.js';
 
 export const SECCOMP_ACTIONS = [
   'SCMP_ACT_KILL',
@@ -92,45 +93,52 @@ function u64(exact: boolean) {
 
 const errno = z
   .number({ message: `must be an errno, an integer from 0 to ${MAX_ERRNO}` })
-  .int({ message: `must be an errno, an integer from 0 to ${MAX_ERRNO}` })
-  .min(0, { message: `must be an errno, an integer from 0 to ${MAX_ERRNO}` })
-  .max(MAX_ERRNO, { message: `must be at most ${MAX_ERRNO}, the largest errno` });
+  .check(
+    z.int({ message: `must be an errno, an integer from 0 to ${MAX_ERRNO}` }),
+    z.gte(0, { message: `must be an errno, an integer from 0 to ${MAX_ERRNO}` }),
+    z.lte(MAX_ERRNO, { message: `must be at most ${MAX_ERRNO}, the largest errno` }),
+  );
 
-const action = z
-  .enum(SECCOMP_ACTIONS)
-  .refine((a) => a !== 'SCMP_ACT_NOTIFY', { message: 'SCMP_ACT_NOTIFY is not supported by tsbox: it needs a seccomp agent; use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS' });
+/** `schema` refined by a type guard, whose output type it narrows (as zod classic's `refine` does). */
+function narrowed<S extends z.ZodMiniType, R extends z.output<S>>(schema: S, guard: (v: z.output<S>) => v is R, message: string) {
+  return schema.check(z.refine(guard, { message })) as S & z.ZodMiniType<R, z.input<S>>;
+}
+
+const action = narrowed(
+  z.enum(SECCOMP_ACTIONS),
+  (a) => a !== 'SCMP_ACT_NOTIFY',
+  'SCMP_ACT_NOTIFY is not supported by tsbox: it needs a seccomp agent; use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS',
+);
 
 const takesErrno = (a: string) => a === 'SCMP_ACT_ERRNO' || a === 'SCMP_ACT_TRACE';
 
-const syscallName = z.string().regex(/^[a-z_][a-z0-9_]*$/, { message: 'is not a system call name (lowercase letters, digits and _)' });
+const syscallName = z.string().check(z.regex(/^[a-z_][a-z0-9_]*$/, { message: 'is not a system call name (lowercase letters, digits and _)' }));
 
 function profileSchema(exact: boolean) {
   const value = u64(exact);
   const arg = z
-    .object({
-      index: z.number().int().min(0, { message: 'system calls have arguments 0 to 5' }).max(5, { message: 'system calls have arguments 0 to 5' }),
+    .strictObject({
+      index: z.number().check(z.int(), z.gte(0, { message: 'system calls have arguments 0 to 5' }), z.lte(5, { message: 'system calls have arguments 0 to 5' })),
       value,
-      valueTwo: value.optional(),
+      valueTwo: z.optional(value),
       op: z.enum(SECCOMP_OPERATORS),
     })
-    .strict()
-    .superRefine((a, ctx) => {
+    .check(z.superRefine((a, ctx) => {
       if (a.op !== 'SCMP_CMP_MASKED_EQ' && big(a.valueTwo) !== 0n) {
         ctx.addIssue({ code: 'custom', path: ['valueTwo'], message: `only SCMP_CMP_MASKED_EQ uses valueTwo; ${a.op} compares the argument with value` });
       }
       if (a.op === 'SCMP_CMP_MASKED_EQ' && (big(a.valueTwo) & ~big(a.value) & U64_MAX) !== 0n) {
         ctx.addIssue({ code: 'custom', path: ['valueTwo'], message: 'has bits outside the mask (value), so the condition could never hold' });
       }
-    });
+    }));
   const rule = z
-    .object({
-      names: z.array(syscallName).min(1, { message: 'must name at least one system call' }),
+    .strictObject({
+      names: z.array(syscallName).check(z.minLength(1, { message: 'must name at least one system call' })),
       action,
-      errnoRet: errno.nullish(),
-      args: z.array(arg).nullish(),
+      errnoRet: z.nullish(errno),
+      args: z.nullish(z.array(arg)),
     })
-    .strict()
-    .superRefine((r, ctx) => {
+    .check(z.superRefine((r, ctx) => {
       if (r.errnoRet != null && !takesErrno(r.action)) {
         ctx.addIssue({ code: 'custom', path: ['errnoRet'], message: `only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno, and the action is ${r.action}` });
       }
@@ -146,25 +154,19 @@ function profileSchema(exact: boolean) {
           });
         }
       });
-    });
+    }));
+  const noAgent = z.nullish(z.string().check(z.maxLength(0, { message: 'a seccomp agent is not supported by tsbox (no SCMP_ACT_NOTIFY)' })));
   return z
-    .object({
+    .strictObject({
       defaultAction: action,
-      defaultErrnoRet: errno.nullish(),
-      architectures: z.array(z.enum(SECCOMP_ARCHITECTURES)).nullish(),
-      flags: z
-        .array(
-          z
-            .enum(SECCOMP_FLAGS)
-            .refine((f) => f === 'SECCOMP_FILTER_FLAG_TSYNC', { message: 'is not supported by tsbox: filters are loaded without flags' }),
-        )
-        .nullish(),
-      listenerPath: z.string().max(0, { message: 'a seccomp agent is not supported by tsbox (no SCMP_ACT_NOTIFY)' }).nullish(),
-      listenerMetadata: z.string().max(0, { message: 'a seccomp agent is not supported by tsbox (no SCMP_ACT_NOTIFY)' }).nullish(),
-      syscalls: z.array(rule).nullish(),
+      defaultErrnoRet: z.nullish(errno),
+      architectures: z.nullish(z.array(z.enum(SECCOMP_ARCHITECTURES))),
+      flags: z.nullish(z.array(narrowed(z.enum(SECCOMP_FLAGS), (f) => f === 'SECCOMP_FILTER_FLAG_TSYNC', 'is not supported by tsbox: filters are loaded without flags'))),
+      listenerPath: noAgent,
+      listenerMetadata: noAgent,
+      syscalls: z.nullish(z.array(rule)),
     })
-    .strict()
-    .superRefine((p, ctx) => {
+    .check(z.superRefine((p, ctx) => {
       if (p.defaultErrnoRet != null && !takesErrno(p.defaultAction)) {
         ctx.addIssue({
           code: 'custom',
@@ -172,13 +174,15 @@ function profileSchema(exact: boolean) {
           message: `only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno, and the default action is ${p.defaultAction}`,
         });
       }
-    });
+    }));
 }
 
+// Both are built on first use: a profile is rarely given, and building them
+// costs a start of the CLI 1-2 ms.
 /** The OCI `linux.seccomp` object, as the API takes it (numbers above 2^53 as BigInts). */
-export const ociSeccompProfileSchema = profileSchema(true);
+export const ociSeccompProfileSchema = z.lazy(() => profileSchema(true));
 /** The same, for JSON read from a file (its text, not the parsed numbers, goes to Rust). */
-const fileProfileSchema = profileSchema(false);
+const fileProfileSchema = z.lazy(() => profileSchema(false));
 
 export type OciSeccompProfile = z.input<typeof ociSeccompProfileSchema>;
 
@@ -193,7 +197,7 @@ export const seccompOptionSchema = z
   .custom<SeccompOption>((v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)), {
     message: "must be 'default', 'unconfined', the path of an OCI seccomp profile (JSON), or a profile object",
   })
-  .superRefine((v, ctx) => {
+  .check(z.superRefine((v, ctx) => {
     if (typeof v === 'string') {
       if (v.length === 0 || v.includes('\0')) ctx.addIssue({ code: 'custom', message: "must be 'default', 'unconfined' or a file path (non-empty, without NUL)" });
       return;
@@ -201,7 +205,7 @@ export const seccompOptionSchema = z
     // Issues keep their paths below the option: `seccomp.syscalls[0].action`.
     const r = ociSeccompProfileSchema.safeParse(v);
     if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ ...issue });
-  });
+  }));
 
 /** Formats a JSON path as the docs write them: `syscalls[3].names[1]`. */
 function jsonPath(path: readonly PropertyKey[]): string {
@@ -214,7 +218,7 @@ function jsonPath(path: readonly PropertyKey[]): string {
 }
 
 /** Each problem of a failed parse with its JSON path; unknown keys one by one. */
-export function seccompIssues(error: z.ZodError): { path: string; message: string }[] {
+export function seccompIssues(error: z.core.$ZodError): { path: string; message: string }[] {
   const issues: { path: string; message: string }[] = [];
   for (const i of error.issues) {
     if (i.code === 'unrecognized_keys') for (const k of i.keys) issues.push({ path: jsonPath([...i.path, k]), message: 'unknown field' });
