@@ -3,7 +3,7 @@
  * points match the comments in crates/tsbox-init/src/main.rs.
  */
 import { Socket } from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
@@ -111,7 +111,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   const t0 = process.hrtime.bigint();
   const trace = o.trace ? (what: string) => traceLine(t0, what) : undefined;
   const native = loadNative();
-  const id = randomBytes(32).toString('hex');
+  const id = containerId();
   const notices: string[] = [];
   // Whatever exists is undone, newest first, on every failure path.
   const undo: (() => void)[] = [];
@@ -270,21 +270,41 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   });
 }
 
+/**
+ * 64 hex digits from the kernel's random pool: a container id as Docker's.
+ * Read directly: node:crypto alone costs the CLI ~4 ms to load.
+ */
+function containerId(): string {
+  const bytes = Buffer.alloc(32);
+  const fd = openSync('/dev/urandom', 'r');
+  try {
+    if (readSync(fd, bytes) !== bytes.length) throw new Error('short read from /dev/urandom');
+  } finally {
+    closeSync(fd);
+  }
+  return bytes.toString('hex');
+}
+
 let collected = false;
 
 /**
  * Where the container's cgroup goes, its limits checked; nothing made yet.
- * Orphans of crashed tsbox processes are collected first (once per process).
+ * Orphans of crashed tsbox processes are collected once per process, while
+ * the first container starts rather than before (a few ms of cgroupfs walks,
+ * cold): by the time it runs this container's marker and cgroup exist, so gc
+ * takes them for what they are, live.
  */
 function prepareContainerCgroup(id: string, o: ResolvedOptions, trace?: (l: string) => void): PreparedCgroup {
   if (!collected) {
     collected = true;
-    try {
-      const removed = gc();
-      if (removed.length > 0) trace?.(`cgroup: collected ${removed.length} orphaned cgroup(s) of crashed runs`);
-    } catch {
-      // Collection is best effort; the next start tries again.
-    }
+    setImmediate(() => {
+      try {
+        const removed = gc();
+        if (removed.length > 0) trace?.(`cgroup: collected ${removed.length} orphaned cgroup(s) of crashed runs`);
+      } catch {
+        // Collection is best effort; the next start tries again.
+      }
+    });
   }
   return prepareCgroup(id, limitsOf(o), { ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(trace ? { trace } : {}) });
 }
