@@ -28,6 +28,8 @@ import { TsboxError } from './errors.js';
 export interface NativeBinding {
   /** Takes an exclusive flock on `path` without waiting; null when another process holds it. */
   tryLockFile: (path: string, note: string) => { path: string; release(): void } | null;
+  /** Moves this process into the cgroup it is in (`procs`), on a thread of its own; see crates/tsbox-napi/src/cgroup.rs. */
+  prewarmCgroupMove: (procs: string) => void;
   Channel: new () => NativeChannel;
   /** Starts tsbox-init with these stdio modes and the channel's end as its fd 3. */
   spawnHelper: (path: string, stdio: string[], channelFd: number) => NativeHelper;

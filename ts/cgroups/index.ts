@@ -49,7 +49,7 @@
  * controller no v1 hierarchy has.
  */
 export { detectCgroupMode, type CgroupMode, type ProcSource } from './detect.js';
-export { createCgroup, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
+export { createCgroup, ownProcsNow, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
 export { gc, defaultStateDir, type GcOptions } from './gc.js';
 export type { CgroupFs } from './fs.js';

@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
-import { gc, prepareCgroup, type Cgroup, type PreparedCgroup } from '../cgroups/index.js';
+import { gc, ownProcsNow, prepareCgroup, type Cgroup, type PreparedCgroup } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
@@ -126,6 +126,11 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     }
   };
 
+  // On v1 and hybrid, the grace period the helper's cgroup move will wait for
+  // starts now (see below); where this process's own cgroup is was learnt
+  // from the first launch.
+  const prewarmed = !extras.join && ownHierarchy !== null && process.getuid?.() === 0 && prewarmCgroupMove(native, ownHierarchy);
+
   // (1) The helper first, with its end of the channel as fd 3: its exec and
   // start-up run on another core while this thread decides the rest. It waits
   // for the plan and exits when the channel closes without one.
@@ -178,7 +183,15 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
     const prepared = extras.join ? null : prepareContainerCgroup(id, o, trace);
-    if (prepared && prepared.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
+    if (prepared && prepared.mode !== 'v2' && process.getuid?.() === 0) {
+      later = prepared;
+      // The helper's move of the child waits for an RCU grace period (v1),
+      // several ms when the machine was idle. A move of this process into the
+      // cgroup it is in already, on a thread, starts that wait now and lets
+      // the helper's move share it.
+      if (!prewarmed && later.ownProcs) native.binding.prewarmCgroupMove(later.ownProcs);
+      ownHierarchy ??= later.ownHierarchy;
+    }
     else if (prepared) cgroup = createContainerCgroup(prepared, extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
     const cgroupInfo = extras.join?.cgroup ?? cgroup ?? later;
@@ -286,6 +299,20 @@ function containerId(): string {
 }
 
 let collected = false;
+
+/** The hierarchy the grace-period prewarm moves this process in (v1 and hybrid; learnt from the first launch). */
+let ownHierarchy: PreparedCgroup['ownHierarchy'] = null;
+
+function prewarmCgroupMove(native: ReturnType<typeof loadNative>, h: NonNullable<PreparedCgroup['ownHierarchy']>): boolean {
+  try {
+    const procs = ownProcsNow(h);
+    if (procs === null) return false;
+    native.binding.prewarmCgroupMove(procs);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Where the container's cgroup goes, its limits checked; nothing made yet.

@@ -4,6 +4,7 @@
 //! 3; libuv's spawn only dup2s and execs in the child, so no Rust runs between
 //! fork and exec in this multithreaded process (DESIGN.md, Processes).
 
+pub mod cgroup;
 pub mod lock;
 pub mod spawn;
 // Public so its #[napi] functions count as used in test builds too.
