@@ -17,15 +17,19 @@ fn nr(arch: Arch, name: &str) -> i32 {
         .unwrap_or_else(|| panic!("{name} is not a system call on {}", arch.name())) as i32
 }
 
-fn run_raw(bpf: &Bpf, arch_value: u32, nr: i32, args: [u64; 6]) -> Verdict {
-    let prog: Vec<Instruction> = bpf.instructions().collect();
-    let data = SeccompData {
+/// What the kernel hands the filter for call `nr` made through ABI `arch_value`.
+fn data(arch_value: u32, nr: i32, args: [u64; 6]) -> SeccompData {
+    SeccompData {
         nr,
         arch: arch_value,
         instruction_pointer: 0x7fff_0000_1234,
         args,
-    };
-    Verdict::from_ret(bpf_interp::run(&prog, &data).unwrap())
+    }
+}
+
+fn run_raw(bpf: &Bpf, arch_value: u32, nr: i32, args: [u64; 6]) -> Verdict {
+    let prog: Vec<Instruction> = bpf.instructions().collect();
+    Verdict::from_ret(bpf_interp::run(&prog, &data(arch_value, nr, args)).unwrap())
 }
 
 fn verdict(bpf: &Bpf, arch: Arch, name: &str, args: &[u64]) -> Verdict {
@@ -238,13 +242,7 @@ fn unconditionally_allowed_calls_never_read_arguments() {
         let bpf = default_bpf(arch);
         let prog: Vec<Instruction> = bpf.instructions().collect();
         for name in ALLOWED.iter().filter(|n| arch.syscall(n).is_some() && !conditional.contains(n)) {
-            let data = SeccompData {
-                nr: nr(arch, name),
-                arch: arch.audit_arch(),
-                instruction_pointer: 0,
-                args: [0; 6],
-            };
-            let trace = bpf_interp::run_traced(&prog, &data).unwrap();
+            let trace = bpf_interp::run_traced(&prog, &data(arch.audit_arch(), nr(arch, name), [0; 6])).unwrap();
             assert_eq!(Verdict::from_ret(trace.ret), ALLOW);
             assert!(!trace.read_args, "{}: {name} reads its arguments", arch.name());
         }
@@ -708,13 +706,7 @@ fn assert_equivalent(what: &str, profile: &Profile) -> Vec<Bpf> {
         let reference = Reference::new(profile, arch);
         for nr in numbers_to_try(&reference, arch) {
             for args in argument_vectors(&reference, nr, &mut rng) {
-                let data = SeccompData {
-                    nr: nr as i32,
-                    arch: arch.audit_arch(),
-                    instruction_pointer: 0x7fff_0000_1234,
-                    args,
-                };
-                let got = Verdict::from_ret(checked.run(&data).unwrap().ret);
+                let got = Verdict::from_ret(checked.run(&data(arch.audit_arch(), nr as i32, args)).unwrap().ret);
                 let want = reference.verdict(nr, &args);
                 assert_eq!(got, want, "{what}, {}: nr {nr:#x}, args {args:x?}", arch.name());
             }
@@ -957,13 +949,7 @@ fn every_call_runs_few_instructions() {
         for nr in numbers_to_try(&reference, arch) {
             let conditional = reference.rules(nr).any(|r| !r.args.is_empty());
             for args in argument_vectors(&reference, nr, &mut rng) {
-                let data = SeccompData {
-                    nr: nr as i32,
-                    arch: arch.audit_arch(),
-                    instruction_pointer: 0,
-                    args,
-                };
-                let trace = checked.run(&data).unwrap();
+                let trace = checked.run(&data(arch.audit_arch(), nr as i32, args)).unwrap();
                 if conditional {
                     most_conditional = most_conditional.max(trace.steps);
                 } else {
