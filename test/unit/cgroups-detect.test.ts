@@ -2,7 +2,7 @@
 // /proc/self/cgroup fixtures, and where `tsbox/<id>` goes in each hierarchy.
 import { describe, expect, it } from 'vitest';
 
-import { cgroupDir, detectCgroupMode, parentPath, parseMountinfo, parseProcCgroup, readLayout, type ProcSource } from '../../ts/cgroups/detect.js';
+import { cgroupDir, detectCgroupMode, ownV1Procs, parentPath, parseMountinfo, parseProcCgroup, readLayout, type ProcSource } from '../../ts/cgroups/detect.js';
 import type { CgroupFs } from '../../ts/cgroups/fs.js';
 import { TsboxError } from '../../ts/errors.js';
 
@@ -187,5 +187,22 @@ describe('readLayout and parentPath: where tsbox/<id> goes', () => {
     expect(cgroupDir(mount, '/lxc/c1')).toBe('/sys/fs/cgroup');
     expect(() => cgroupDir(mount, '/other')).toThrow(/not below the mounted subtree/);
     expect(() => cgroupDir({ mountpoint: '/sys/fs/cgroup', root: '/' }, '/../../x')).toThrow(/outside this cgroup namespace/);
+  });
+});
+
+describe('ownV1Procs (the grace-period prewarm)', () => {
+  it("names the caller's own cgroup.procs in the pids hierarchy, on hybrid and v1", () => {
+    expect(ownV1Procs(src(HYBRID_MOUNTINFO, HYBRID_CGROUP))).toBe('/sys/fs/cgroup/pids/cgroup.procs');
+    expect(ownV1Procs(src(V1_MOUNTINFO, V1_CGROUP))).toBe('/sys/fs/cgroup/pids/user.slice/user-1000.slice/session-2.scope/cgroup.procs');
+  });
+
+  it('takes another controller when there is no pids hierarchy, never a name= one', () => {
+    const mi = V1_MOUNTINFO.split('\n').filter((l) => !l.includes('rw,pids')).join('\n');
+    const cg = V1_CGROUP.split('\n').filter((l) => !l.includes(':pids:')).join('\n');
+    expect(ownV1Procs(src(mi, cg))).toBe('/sys/fs/cgroup/memory/user.slice/user-1000.slice/session-2.scope/cgroup.procs');
+  });
+
+  it('is null on pure v2', () => {
+    expect(ownV1Procs(src(V2_MOUNTINFO, V2_CGROUP))).toBeNull();
   });
 });

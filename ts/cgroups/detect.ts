@@ -177,3 +177,19 @@ export function parentPath(layout: CgroupLayout, hierarchy: string, configured?:
   const own = layout.own.unified ?? '/';
   return own === '/' ? '/' : posix.dirname(own);
 }
+
+/**
+ * The cgroup.procs of this process's own cgroup in one v1 hierarchy (pids
+ * when there is one), or null without v1 hierarchies. Writing this process's
+ * pid there moves nothing but takes the lock every migration takes: tsbox
+ * does it to start, early, the RCU grace period the helper's move of a
+ * container into its v1 cgroups would otherwise wait for (several ms after an
+ * idle spell; crates/tsbox-napi/src/cgroup.rs).
+ */
+export function ownV1Procs(src: ProcSource = readProcSource()): string | null {
+  const { v1 } = parseMountinfo(src.mountinfo);
+  const own = parseProcCgroup(src.cgroup).v1;
+  const controller = own.has('pids') && v1.has('pids') ? 'pids' : [...own.keys()].find((c) => v1.has(c) && isController(c));
+  if (controller === undefined) return null;
+  return posix.join(cgroupDir(v1.get(controller)!, own.get(controller)!), 'cgroup.procs');
+}

@@ -5,13 +5,13 @@
  * and writes the limits — all before the workload exists. Any failure removes
  * what this call created.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { posix } from 'node:path';
 
 import type { CgroupStats, Controller, ControllerName, LimitWrite } from './controller.js';
 import { cpu, cpuStats } from './cpu.js';
 import { CPUSET_INHERIT, cpuset } from './cpuset.js';
-import { cgroupDir, parentPath, parseProcCgroup, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type HierarchyMount, type ProcSource } from './detect.js';
+import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
 import { cgroupError, cgroupProblem, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
 import { defaultStateDir, ID_PATTERN, processStart, removeMarker, writeMarker, type Marker } from './gc.js';
 import { devicePaths, io } from './io.js';
@@ -293,23 +293,7 @@ export interface PreparedCgroup {
   readonly mode: CgroupMode;
   readonly v2Path: string | null;
   readonly paths: Readonly<Record<string, string>>;
-  /**
-   * The cgroup.procs of the caller's own cgroup in a v1 hierarchy the
-   * container uses (null on v2). Writing the caller's pid there moves
-   * nothing, but takes the lock a migration takes, and with it waits out the
-   * RCU grace period the next migration would otherwise wait for (see
-   * crates/tsbox-init/src/cgroup.rs).
-   */
-  readonly ownProcs: string | null;
-  /** Where ownProcs came from, to find it again without reading the mounts (ownProcsNow). */
-  readonly ownHierarchy: { controller: string; mount: HierarchyMount } | null;
   create(): Cgroup;
-}
-
-/** `ownProcs` as it is now: the caller's cgroup read afresh from /proc/self/cgroup. */
-export function ownProcsNow(h: { controller: string; mount: HierarchyMount }): string | null {
-  const own = parseProcCgroup(readFileSync('/proc/self/cgroup', 'utf8')).v1.get(h.controller);
-  return own === undefined ? null : posix.join(cgroupDir(h.mount, own), 'cgroup.procs');
 }
 
 /**
@@ -337,11 +321,8 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     parents: [...new Set([...p.hierarchies.values()].map((d) => d.tsbox))],
   };
   let created = false;
-  const ownV1 = layout.mode === 'v2' ? undefined : [...p.hierarchies.keys()].find((h) => h !== 'unified' && layout.v1.has(h) && layout.own.v1.has(h));
   return {
     mode: layout.mode,
-    ownProcs: ownV1 === undefined ? null : posix.join(cgroupDir(layout.v1.get(ownV1)!, layout.own.v1.get(ownV1)!), 'cgroup.procs'),
-    ownHierarchy: ownV1 === undefined ? null : { controller: ownV1, mount: layout.v1.get(ownV1)! },
     v2Path: layout.mode === 'v2' ? (placement.dirs.unified ?? null) : null,
     paths: Object.freeze({ ...placement.dirs }),
     create(): Cgroup {

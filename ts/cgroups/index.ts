@@ -48,8 +48,8 @@
  * hybrid hosts the v1 controllers are used and the unified mount only for a
  * controller no v1 hierarchy has.
  */
-export { detectCgroupMode, type CgroupMode, type ProcSource } from './detect.js';
-export { createCgroup, ownProcsNow, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
+export { detectCgroupMode, ownV1Procs, type CgroupMode, type ProcSource } from './detect.js';
+export { createCgroup, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
 export { gc, defaultStateDir, type GcOptions } from './gc.js';
 export type { CgroupFs } from './fs.js';

@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
-import { gc, ownProcsNow, prepareCgroup, type Cgroup, type PreparedCgroup } from '../cgroups/index.js';
+import { gc, ownV1Procs, prepareCgroup, type Cgroup, type PreparedCgroup } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
@@ -126,10 +126,11 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     }
   };
 
-  // On v1 and hybrid, the grace period the helper's cgroup move will wait for
-  // starts now (see below); where this process's own cgroup is was learnt
-  // from the first launch.
-  const prewarmed = !extras.join && ownHierarchy !== null && process.getuid?.() === 0 && prewarmCgroupMove(native, ownHierarchy);
+  // As root on v1 and hybrid the helper moves the child into its cgroups, and
+  // that move waits for an RCU grace period (several ms after an idle spell).
+  // A move of this process into the cgroup it is in, on a thread, starts that
+  // wait now, and the helper's move shares it.
+  if (!extras.join && process.getuid?.() === 0) prewarmCgroupMove(native);
 
   // (1) The helper first, with its end of the channel as fd 3: its exec and
   // start-up run on another core while this thread decides the rest. It waits
@@ -185,12 +186,6 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     const prepared = extras.join ? null : prepareContainerCgroup(id, o, trace);
     if (prepared && prepared.mode !== 'v2' && process.getuid?.() === 0) {
       later = prepared;
-      // The helper's move of the child waits for an RCU grace period (v1),
-      // several ms when the machine was idle. A move of this process into the
-      // cgroup it is in already, on a thread, starts that wait now and lets
-      // the helper's move share it.
-      if (!prewarmed && later.ownProcs) native.binding.prewarmCgroupMove(later.ownProcs);
-      ownHierarchy ??= later.ownHierarchy;
     }
     else if (prepared) cgroup = createContainerCgroup(prepared, extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
@@ -300,17 +295,13 @@ function containerId(): string {
 
 let collected = false;
 
-/** The hierarchy the grace-period prewarm moves this process in (v1 and hybrid; learnt from the first launch). */
-let ownHierarchy: PreparedCgroup['ownHierarchy'] = null;
-
-function prewarmCgroupMove(native: ReturnType<typeof loadNative>, h: NonNullable<PreparedCgroup['ownHierarchy']>): boolean {
+/** See launch(); a miss only costs the time it would have saved. */
+function prewarmCgroupMove(native: ReturnType<typeof loadNative>): void {
   try {
-    const procs = ownProcsNow(h);
-    if (procs === null) return false;
-    native.binding.prewarmCgroupMove(procs);
-    return true;
+    const procs = ownV1Procs();
+    if (procs !== null) native.binding.prewarmCgroupMove(procs);
   } catch {
-    return false;
+    // No /proc, or a layout ts/cgroups will report on properly.
   }
 }
 
