@@ -87,6 +87,46 @@ describe('run()', () => {
     expect(err).toMatchObject({ step: 'exec', errno: 2, exitCode: 127, path: 'no-such-command' });
   });
 
+  it('rejects a limit the kernel refuses once the helper is running, and leaves no cgroup, marker or helper', async () => {
+    // On v1 and hybrid the cgroup is made while tsbox-init clones: this
+    // failure comes after the helper and the container process exist.
+    const err = await run(['true'], { rootfs, cpusetCpus: '1000' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TsboxError);
+    const e = err as TsboxError;
+    expect(e).toMatchObject({ step: 'cgroup', exitCode: 125 });
+    expect(e.path).toMatch(/\/tsbox\/[0-9a-f]{64}\/cpuset\.cpus$/);
+    const id = /\/tsbox\/([0-9a-f]{64})\//.exec(e.path!)![1]!;
+    const hierarchies = readdirSync('/sys/fs/cgroup');
+    const left = hierarchies.flatMap((h) => {
+      const out: string[] = [];
+      const walk = (dir: string, depth: number) => {
+        for (const d of readdirSync(dir, { withFileTypes: true })) {
+          if (!d.isDirectory()) continue;
+          if (d.name === id) out.push(join(dir, d.name));
+          else if (depth < 6) walk(join(dir, d.name), depth + 1);
+        }
+      };
+      try {
+        walk(join('/sys/fs/cgroup', h), 0);
+      } catch {
+        // Not a directory we may read.
+      }
+      return out;
+    });
+    expect(left).toEqual([]);
+    expect(await fs.access(`/run/tsbox/cgroups/${id}.json`).then(() => true, () => false)).toBe(false);
+    // No helper left as this process's child, not even a zombie.
+    const children = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+        return stat.includes('(tsbox-init)') && Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
+      } catch {
+        return false;
+      }
+    });
+    expect(children).toEqual([]);
+  });
+
   it('rejects bad options before anything is created, with JSON paths', async () => {
     const err = await run(['true'], { rootfs, memory: 'lots', hostname: 'no good' } as unknown as RunOptions).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TsboxError);
