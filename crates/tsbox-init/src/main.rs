@@ -95,9 +95,10 @@ fn helper(node: Channel) -> i32 {
         Err(e) => return fail(&node, report(Step::Clone, e as i32, "create the helper-child socketpair")),
     };
     let flags = plan.clone_flags();
-    // A cgroup that cannot be opened is left to Node to place the child in
-    // (and to report, if that fails too). Opened before any join, so that the
-    // path is the host's, not one inside the container.
+    // The cgroup2 directory for CLONE_INTO_CGROUP. One that cannot be opened
+    // (or a kernel without the flag) leaves the child to be placed through
+    // cgroup_procs below, which reports what fails. Opened before any join,
+    // so that the path is the host's, not one inside the container.
     let cgroup = plan.cgroup.as_deref().and_then(|dir| {
         nix::fcntl::open(
             dir,
