@@ -104,7 +104,10 @@ impl Channel {
         let (n, fds) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC | extra) {
-                Err(Errno::EINTR) => continue,
+                // EINTR; or the peer exited with a message of ours unread (a
+                // child that failed before it read `placed`): the kernel says
+                // so once, ahead of what it sent before, which is still there.
+                Err(Errno::EINTR | Errno::ECONNRESET) => continue,
                 Err(e) => return Err(RecvError::Io(e)),
                 Ok(msg) => {
                     let mut fds = Vec::new();
@@ -131,7 +134,8 @@ impl Channel {
         let mut probe = [0u8; 1];
         let size = loop {
             match recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
-                Err(Errno::EINTR) => continue,
+                // As in recv_fds_with: ECONNRESET comes once, ahead of what is queued.
+                Err(Errno::EINTR | Errno::ECONNRESET) => continue,
                 Err(e) => return Err(RecvError::Io(e)),
                 Ok(0) => return Ok(None),
                 Ok(n) => break n,

@@ -110,6 +110,10 @@ impl Channel {
                     return Ok(Some(msg));
                 }
                 Ok(Ok(None)) => return Ok(None),
+                // The helper exited with a message of ours unread (a signal
+                // sent as the container ended). The kernel reports that once,
+                // ahead of what is still queued for us: read on.
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ECONNRESET) => continue,
                 Ok(Err(e)) => return Err(Error::from_reason(format!("receive from tsbox-init: {e}"))),
                 Err(_would_block) => continue,
             }
