@@ -37,8 +37,9 @@ export interface CreateOptions {
   owner?: number;
   /** Called with one line per step, for --trace. */
   trace?: (line: string) => void;
-  /** For tests: the filesystem and /proc files to use. */
+  /** For tests: the filesystem to use. */
   fs?: CgroupFs;
+  /** /proc/self/{mountinfo,cgroup} as already read (a launch reads them once; tests pass fixtures). */
   proc?: ProcSource;
 }
 
@@ -237,8 +238,7 @@ class CgroupImpl implements Cgroup {
   }
 
   place(pid: number): void {
-    for (const dir of new Set(Object.values(this.#placement.dirs))) {
-      const path = posix.join(dir, 'cgroup.procs');
+    for (const path of procsFiles(this.#placement.dirs)) {
       try {
         this.#fs.write(path, String(pid));
       } catch (err) {
@@ -293,7 +293,14 @@ export interface PreparedCgroup {
   readonly mode: CgroupMode;
   readonly v2Path: string | null;
   readonly paths: Readonly<Record<string, string>>;
+  /** The cgroup.procs file of each directory in `paths`: where a process is placed. */
+  readonly procsFiles: readonly string[];
   create(): Cgroup;
+}
+
+/** The cgroup.procs file of each of `dirs` (hierarchies may share a directory). */
+function procsFiles(dirs: Readonly<Record<string, string>>): string[] {
+  return [...new Set(Object.values(dirs))].map((dir) => posix.join(dir, 'cgroup.procs'));
 }
 
 /**
@@ -325,6 +332,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     mode: layout.mode,
     v2Path: layout.mode === 'v2' ? (placement.dirs.unified ?? null) : null,
     paths: Object.freeze({ ...placement.dirs }),
+    procsFiles: procsFiles(placement.dirs),
     create(): Cgroup {
       if (created) throw new Error('PreparedCgroup.create() runs once');
       created = true;

@@ -21,8 +21,8 @@
  *   never dropped silently: a missing controller or file is an error unless
  *   the write is a default (Docker's implicit swap).
  * - `prepareCgroup(id, limits?, opts?): PreparedCgroup` — the same in two
- *   halves: the checks and every decision now (`mode`, `paths`, `v2Path`),
- *   nothing made until `create()`.
+ *   halves: the checks and every decision now (`mode`, `paths`, `v2Path`,
+ *   `procsFiles`), nothing made until `create()`.
  * - `Cgroup`: `mode`, `id`, `v2Path` (the absolute cgroup2 directory for
  *   CLONE_INTO_CGROUP on pure v2, else null), `paths` (directory per
  *   hierarchy), `place(pid)`, `stats()`, `kill()`, `destroy()`, `applied()`
@@ -48,7 +48,7 @@
  * hybrid hosts the v1 controllers are used and the unified mount only for a
  * controller no v1 hierarchy has.
  */
-export { detectCgroupMode, ownV1Procs, type CgroupMode, type ProcSource } from './detect.js';
+export { detectCgroupMode, ownV1Procs, readProcSource, type CgroupMode, type ProcSource } from './detect.js';
 export { createCgroup, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
 export { gc, defaultStateDir, type GcOptions } from './gc.js';

@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
-import { gc, ownV1Procs, prepareCgroup, type Cgroup, type PreparedCgroup } from '../cgroups/index.js';
+import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
@@ -126,11 +126,14 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     }
   };
 
+  // Where this process's cgroups are, read once for the prewarm and the
+  // container's cgroup (exec uses the container's).
+  const proc = extras.join ? null : readProcSource();
   // As root on v1 and hybrid the helper moves the child into its cgroups, and
   // that move waits for an RCU grace period (several ms after an idle spell).
   // A move of this process into the cgroup it is in, on a thread, starts that
   // wait now, and the helper's move shares it.
-  if (!extras.join && process.getuid?.() === 0) prewarmCgroupMove(native);
+  if (proc && process.getuid?.() === 0) prewarmCgroupMove(native, proc);
 
   // (1) The helper first, with its end of the channel as fd 3: its exec and
   // start-up run on another core while this thread decides the rest. It waits
@@ -183,10 +186,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     maps = extras.join ? null : computeMaps(o, id);
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
-    const prepared = extras.join ? null : prepareContainerCgroup(id, o, trace);
-    if (prepared && prepared.mode !== 'v2' && process.getuid?.() === 0) {
-      later = prepared;
-    }
+    const prepared = proc ? prepareContainerCgroup(id, o, proc, trace) : null;
+    if (prepared && prepared.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
     else if (prepared) cgroup = createContainerCgroup(prepared, extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
     const cgroupInfo = extras.join?.cgroup ?? cgroup ?? later;
@@ -200,7 +201,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
       cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths) } : null,
       // The helper places a new container (exec: Node places the joining process).
-      cgroupProcs: cgroup || later ? [...new Set(Object.values((cgroup ?? later)!.paths))].map((dir) => `${dir}/cgroup.procs`) : [],
+      cgroupProcs: cgroup || later ? [...prepared!.procsFiles] : [],
       awaitCgroup: later !== null,
       // The helper writes what needs no setuid helper; Node runs newuidmap.
       idMaps: maps && maps.via === 'direct' ? { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } : null,
@@ -296,12 +297,12 @@ function containerId(): string {
 let collected = false;
 
 /** See launch(); a miss only costs the time it would have saved. */
-function prewarmCgroupMove(native: ReturnType<typeof loadNative>): void {
+function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSource): void {
   try {
-    const procs = ownV1Procs();
+    const procs = ownV1Procs(proc);
     if (procs !== null) native.binding.prewarmCgroupMove(procs);
   } catch {
-    // No /proc, or a layout ts/cgroups will report on properly.
+    // A layout ts/cgroups will report on properly.
   }
 }
 
@@ -312,7 +313,7 @@ function prewarmCgroupMove(native: ReturnType<typeof loadNative>): void {
  * cold): by the time it runs this container's marker and cgroup exist, so gc
  * takes them for what they are, live.
  */
-function prepareContainerCgroup(id: string, o: ResolvedOptions, trace?: (l: string) => void): PreparedCgroup {
+function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource, trace?: (l: string) => void): PreparedCgroup {
   if (!collected) {
     collected = true;
     setImmediate(() => {
@@ -324,7 +325,7 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, trace?: (l: stri
       }
     });
   }
-  return prepareCgroup(id, limitsOf(o), { ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(trace ? { trace } : {}) });
+  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(trace ? { trace } : {}) });
 }
 
 /**

@@ -220,7 +220,6 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
     for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
   }
-  const ordered = ctx.cgroup && ctx.join === undefined ? cgroupMountsLast(mounts) : mounts;
   // HOME comes from the container's /etc/passwd, resolved by the helper.
   const env = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
@@ -236,7 +235,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
     rootfs: { kind: 'path', path: rootfs, mode, idmap: ctx.idmap && !hostRoot },
     rootfsPropagation: o.rootfsPropagation,
-    mounts: ordered,
+    mounts: cgroupMountsLast(mounts),
     init: o.init,
     user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
     capabilities: effectiveCapabilities(o.capAdd, o.capDrop),

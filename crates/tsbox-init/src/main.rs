@@ -107,16 +107,6 @@ fn helper(node: Channel) -> i32 {
         )
         .ok()
     });
-    // The cgroup.procs files, for where clone3 cannot place the child; opened
-    // now (before any join) unless Node is still making the cgroup.
-    let mut procs = if plan.await_cgroup {
-        None
-    } else {
-        match cgroup::Procs::open(&plan.cgroup_procs) {
-            Ok(p) => Some(p),
-            Err(r) => return fail(&node, r),
-        }
-    };
     if let Some(target) = plan.join {
         // Root on the host until the child switches ids: nothing in the
         // container may read or ptrace us meanwhile (CVE-2016-9962's class).
@@ -137,7 +127,6 @@ fn helper(node: Channel) -> i32 {
             drop(node);
             drop(mine);
             drop(cgroup);
-            drop(procs);
             container::run(&plan, theirs, tr)
         }
         Ok(Forked::Parent { pid, pidfd, placed }) => (pid, pidfd, placed),
@@ -178,42 +167,24 @@ fn helper(node: Channel) -> i32 {
     // Node's messages, in the order it sends them: `cgroupReady` (when it
     // makes the cgroup while we clone), then `go` (when it writes the maps).
     let mut cgroup_ready = !plan.await_cgroup;
-    let expect = |want_go: bool, cgroup_ready: &mut bool| -> Result<(), Option<tsbox_core::Report>> {
-        loop {
-            match node.recv::<NodeMsg>() {
-                Ok(Some(NodeMsg::Go)) if want_go => return Ok(()),
-                Ok(Some(NodeMsg::CgroupReady)) if !*cgroup_ready => {
-                    *cgroup_ready = true;
-                    if !want_go {
-                        return Ok(());
-                    }
-                }
-                Ok(Some(_)) => return Err(Some(report(Step::WaitGo, libc::EPROTO, "a message out of order"))),
-                // Node gave up (a map or the cgroup could not be made) or went away.
-                _ => return Err(None),
-            }
+    let mut await_cgroup = || -> Result<(), Option<tsbox_core::Report>> {
+        if !cgroup_ready {
+            expect(&node, &NodeMsg::CgroupReady)?;
+            cgroup_ready = true;
         }
+        Ok(())
     };
     if plan.id_maps.is_none() {
-        if let Err(r) = expect(true, &mut cgroup_ready) {
+        if let Err(r) = await_cgroup().and_then(|()| expect(&node, &NodeMsg::Go)) {
             return abort(r);
         }
     }
-    let mut place = |cgroup_ready: &mut bool| -> Result<(), Option<tsbox_core::Report>> {
-        if !*cgroup_ready {
-            expect(false, cgroup_ready)?;
-        }
-        if procs.is_none() {
-            procs = Some(cgroup::Procs::open(&plan.cgroup_procs)?);
-        }
-        procs.as_ref().expect("opened above").place(pid, &tr)?;
-        Ok(())
-    };
+    let mut place = || await_cgroup().and_then(|()| cgroup::place(&plan.cgroup_procs, pid, &tr).map_err(Some));
     // v1 checks the mover against the moved process's ids unless the mover is
     // root: without root, place it before it changes them.
     let place_first = we_place && !nix::unistd::geteuid().is_root();
     if place_first {
-        if let Err(r) = place(&mut cgroup_ready) {
+        if let Err(r) = place() {
             return abort(r);
         }
     }
@@ -228,11 +199,24 @@ fn helper(node: Channel) -> i32 {
     // (4) The child builds its mounts meanwhile, and waits for this before it
     // enters its cgroup namespace.
     if we_place && !place_first {
-        if let Err(r) = place(&mut cgroup_ready) {
+        if let Err(r) = place() {
             return abort(r);
         }
     }
-    drop(procs);
     let _ = mine.send(&ChildGo::Placed);
     monitor::run(&node, mine, &c, &tr)
+}
+
+/// The next message from Node, which must be `want`. `Err(None)` when Node
+/// closed the channel (it gave up: a map or the cgroup could not be made).
+fn expect(node: &Channel, want: &NodeMsg) -> Result<(), Option<tsbox_core::Report>> {
+    match node.recv::<NodeMsg>() {
+        Ok(Some(msg)) if msg == *want => Ok(()),
+        Ok(Some(msg)) => Err(Some(report(
+            Step::WaitGo,
+            libc::EPROTO,
+            &format!("expected {want:?} from Node, got {msg:?}"),
+        ))),
+        _ => Err(None),
+    }
 }
