@@ -31,13 +31,87 @@ pub fn run() -> BTreeMap<&'static str, i64> {
             "fchmodat_setgid",
             outcome(libc::fchmodat(libc::AT_FDCWD, path.as_ptr(), 0o2755, 0) as libc::c_long),
         );
+        out.insert(
+            "fchmodat2_setuid",
+            outcome(libc::syscall(libc::SYS_fchmodat2, libc::AT_FDCWD, path.as_ptr(), 0o4755, 0)),
+        );
         libc::close(fd);
         libc::unlink(path.as_ptr());
+        // Making a setuid or setgid file without chmod: open with O_CREAT and
+        // the bits in its mode, O_TMPFILE, mknod of a regular file.
+        let created = c"/tmp/tsbox-probe-created";
+        let fd = libc::open(created.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o4755);
+        out.insert("open_creat_setuid", outcome(fd as libc::c_long));
+        if fd >= 0 {
+            libc::close(fd);
+            libc::unlink(created.as_ptr());
+        }
+        let fd = libc::openat(libc::AT_FDCWD, created.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o2755);
+        out.insert("openat_creat_setgid", outcome(fd as libc::c_long));
+        if fd >= 0 {
+            libc::close(fd);
+            libc::unlink(created.as_ptr());
+        }
+        let fd = libc::open(c"/tmp".as_ptr(), libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC, 0o4700);
+        out.insert("open_tmpfile_setuid", outcome(fd as libc::c_long));
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        let r = libc::mknodat(libc::AT_FDCWD, created.as_ptr(), libc::S_IFREG | 0o4755, 0);
+        out.insert("mknod_setuid", outcome(r as libc::c_long));
+        if r == 0 {
+            libc::unlink(created.as_ptr());
+        }
+        let fd = libc::open(created.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o755);
+        out.insert("open_creat_0755", outcome(fd as libc::c_long));
+        if fd >= 0 {
+            libc::close(fd);
+            libc::unlink(created.as_ptr());
+        }
+        // struct open_how: flags, mode, resolve.
+        let how: [u64; 3] = [(libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0];
+        let r = libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, c"/".as_ptr(), how.as_ptr(), 24usize);
+        out.insert("openat2", outcome(r));
+        if r >= 0 {
+            libc::close(r as i32);
+        }
+        // Socket families. A socket that opens is closed at once: nothing is
+        // ever bound, connected or sent (above all on vsock, which reaches the
+        // machine's host).
+        for (name, family, kind) in [
+            ("socket_unix", libc::AF_UNIX, libc::SOCK_STREAM),
+            ("socket_inet", libc::AF_INET, libc::SOCK_DGRAM),
+            ("socket_inet6", libc::AF_INET6, libc::SOCK_DGRAM),
+            ("socket_netlink", libc::AF_NETLINK, libc::SOCK_RAW),
+            ("socket_vsock", libc::AF_VSOCK, libc::SOCK_STREAM),
+            ("socket_alg", libc::AF_ALG, libc::SOCK_SEQPACKET),
+            ("socket_key", libc::AF_KEY, libc::SOCK_RAW),
+            ("socket_tipc", libc::AF_TIPC, libc::SOCK_RDM),
+        ] {
+            let s = libc::socket(family, kind | libc::SOCK_CLOEXEC, 0);
+            out.insert(name, outcome(s as libc::c_long));
+            if s >= 0 {
+                libc::close(s);
+            }
+        }
         out.insert("unshare_user", outcome(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)));
         // TIOCSTI on whatever stdin is: without a terminal the kernel says ENOTTY,
         // with one it would inject; a filter says EPERM before either.
         let c: libc::c_char = 0;
         out.insert("ioctl_tiocsti", outcome(libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSTI, &c)));
+        // The kernel reads the request as 32 bits: a filter that compares all
+        // 64 lets this one through.
+        out.insert(
+            "ioctl_tiocsti_high_bits",
+            outcome(libc::syscall(libc::SYS_ioctl, 0, 0x1_0000_0000u64 | libc::TIOCSTI as u64, &c)),
+        );
+        // TIOCEXCL would lock a terminal the container was given (the
+        // caller's, without -t) against its owner; TIOCNXCL undoes it at once.
+        let r = libc::syscall(libc::SYS_ioctl, 0, libc::TIOCEXCL);
+        out.insert("ioctl_tiocexcl", outcome(r));
+        if r == 0 {
+            libc::syscall(libc::SYS_ioctl, 0, libc::TIOCNXCL);
+        }
         let mut ws: libc::winsize = std::mem::zeroed();
         out.insert(
             "ioctl_tiocgwinsz",

@@ -19,19 +19,57 @@
 //! - io_uring is not allowed (a large kernel attack surface; libuv and others
 //!   fall back to ordinary system calls when io_uring_setup fails);
 //! - the ioctl and personality checks compare the low 32 bits, because the
-//!   kernel truncates those arguments to 32 bits before using them.
+//!   kernel truncates those arguments to 32 bits before using them;
+//! - sockets: only the families a sandboxed program has a use for
+//!   ([`SOCKET_FAMILIES`]); every other family (AF_VSOCK above all, which is
+//!   not network-namespaced: a container with only `lo` would share the
+//!   host's vsock port space) is EAFNOSUPPORT, which programs read as "this
+//!   kernel has no such family". Docker and podman allow every family but
+//!   AF_VSOCK; tsbox also refuses AF_ALG, AF_KEY, AF_RDS, AF_TIPC, AF_CAN,
+//!   AF_BLUETOOTH, AF_NFC, AF_SMC and the rest, rarely used and often
+//!   the seat of kernel bugs;
+//! - no setuid or setgid file is created without chmod either: open, openat
+//!   and creat with O_CREAT or O_TMPFILE and a mode with S_ISUID or S_ISGID,
+//!   and mknod/mknodat of a regular file with those bits, are EPERM (the
+//!   kernel clears the bits on the first write today; tsbox does not rely on
+//!   that). openat2 answers ENOSYS, since its mode sits in memory a filter
+//!   cannot read; libc does not use it, and its callers fall back to openat;
+//! - terminal ioctls that would outlive the container on a terminal it was
+//!   given (without `-t`, the caller's own): TIOCEXCL (the caller could no
+//!   longer open its terminal), TIOCSETD (the line discipline) and TIOCCONS
+//!   (the console redirect) are EPERM.
 
 use super::profile::{Action, Arg, Op, Profile, SyscallRule};
 
 const EPERM: u32 = 1;
 const ENOSYS: u32 = 38;
+const EAFNOSUPPORT: u32 = 97;
 
 const S_ISUID: u64 = 0o4000;
 const S_ISGID: u64 = 0o2000;
 const CLONE_NEWUSER: u64 = 0x1000_0000;
 const TIOCSTI: u64 = 0x5412;
 const TIOCLINUX: u64 = 0x541c;
+const TIOCEXCL: u64 = 0x540c;
+const TIOCSETD: u64 = 0x5423;
+const TIOCCONS: u64 = 0x541d;
 const LOW_32_BITS: u64 = 0xffff_ffff;
+const O_CREAT: u64 = 0o100;
+const O_TMPFILE: u64 = 0o2000_0000; // __O_TMPFILE; O_TMPFILE adds O_DIRECTORY
+const S_IFMT: u64 = 0o170_000;
+const S_IFREG: u64 = 0o100_000;
+
+/// The socket families a container may open (the low 32 bits of socket's
+/// first argument, which the kernel reads as an int): local sockets, IPv4 and
+/// IPv6, netlink (ip, ss, glibc's getaddrinfo and if_nameindex) and packet
+/// sockets (DHCP clients, tcpdump; they also need CAP_NET_RAW).
+pub const SOCKET_FAMILIES: [(&str, u64); 5] = [
+    ("AF_UNIX", 1),
+    ("AF_INET", 2),
+    ("AF_INET6", 10),
+    ("AF_NETLINK", 16),
+    ("AF_PACKET", 17),
+];
 
 /// What ordinary programs need: libc and the dynamic loader, shells, busybox,
 /// coreutils, Node.js and V8, and tsbox's own init (signalfd, wait4, kill, ...).
@@ -203,7 +241,6 @@ pub(crate) const ALLOWED: &[&str] = &[
     "newfstatat",
     "open",
     "openat",
-    "openat2",
     "pause",
     "pidfd_open",
     "pidfd_send_signal",
@@ -299,8 +336,6 @@ pub(crate) const ALLOWED: &[&str] = &[
     "sigaltstack",
     "signalfd",
     "signalfd4",
-    "socket",
-    "socketpair",
     "splice",
     "stat",
     "statfs",
@@ -358,6 +393,7 @@ pub(crate) const ALWAYS_DENIED: &[&str] = &[
 /// Calls answered "not implemented", which their callers take as "fall back".
 pub(crate) const NOT_IMPLEMENTED: &[&str] = &[
     "clone3",
+    "openat2",
     "statmount",
     "listmount",
     "lsm_get_self_attr",
@@ -373,18 +409,77 @@ fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn deny_masked(list: &[&str], index: u32, mask: u64, value: u64) -> SyscallRule {
-    SyscallRule {
-        names: names(list),
-        action: Action::Errno,
-        errno_ret: Some(EPERM),
-        args: vec![Arg {
+/// `(argument index, mask, value)`: the argument, masked, equals the value.
+type Masked = (u32, u64, u64);
+
+fn masked(conditions: &[Masked]) -> Vec<Arg> {
+    conditions
+        .iter()
+        .map(|&(index, mask, value)| Arg {
             index,
             value: mask,
             value_two: value,
             op: Op::MaskedEq,
-        }],
+        })
+        .collect()
+}
+
+fn deny_masked(list: &[&str], index: u32, mask: u64, value: u64) -> SyscallRule {
+    deny_when(list, EPERM, &[(index, mask, value)])
+}
+
+/// `errno` for the calls in `list` when every condition holds.
+fn deny_when(list: &[&str], errno: u32, conditions: &[Masked]) -> SyscallRule {
+    SyscallRule {
+        names: names(list),
+        action: Action::Errno,
+        errno_ret: Some(errno),
+        args: masked(conditions),
     }
+}
+
+fn allow_when(list: &[&str], conditions: &[Masked]) -> SyscallRule {
+    SyscallRule {
+        names: names(list),
+        action: Action::Allow,
+        errno_ret: None,
+        args: masked(conditions),
+    }
+}
+
+/// The rules both built-in profiles add to the seed's (module docs): the
+/// socket families, setuid and setgid files made without chmod, and the
+/// terminal ioctls. Conditional rules are tried before unconditional ones, so
+/// the trailing `socket` and `socketpair` rules catch every other family.
+pub fn hardening_rules() -> Vec<SyscallRule> {
+    let mut rules = Vec::new();
+    for (_, family) in SOCKET_FAMILIES {
+        rules.push(allow_when(&["socket"], &[(0, LOW_32_BITS, family)]));
+    }
+    // socketpair exists for AF_UNIX only.
+    rules.push(allow_when(&["socketpair"], &[(0, LOW_32_BITS, 1)]));
+    for bit in [S_ISUID, S_ISGID] {
+        for create in [O_CREAT, O_TMPFILE] {
+            rules.push(deny_when(&["open"], EPERM, &[(1, create, create), (2, bit, bit)]));
+            rules.push(deny_when(&["openat"], EPERM, &[(2, create, create), (3, bit, bit)]));
+        }
+        rules.push(deny_masked(&["creat"], 1, bit, bit));
+        // A regular file: S_IFREG, or no type at all (mknod's default).
+        for kind in [S_IFREG, 0] {
+            rules.push(deny_masked(&["mknod"], 1, S_IFMT | bit, kind | bit));
+            rules.push(deny_masked(&["mknodat"], 2, S_IFMT | bit, kind | bit));
+        }
+    }
+    for request in [TIOCEXCL, TIOCSETD, TIOCCONS] {
+        rules.push(deny_masked(&["ioctl"], 1, LOW_32_BITS, request));
+    }
+    rules.push(SyscallRule {
+        names: names(&["socket", "socketpair"]),
+        action: Action::Errno,
+        errno_ret: Some(EAFNOSUPPORT),
+        args: vec![],
+    });
+    rules
 }
 
 /// The default profile, as data (the same that [`default_profile_json`] prints).
@@ -403,6 +498,7 @@ pub fn default_profile() -> Profile {
         deny_masked(&["ioctl"], 1, LOW_32_BITS, TIOCSTI),
         deny_masked(&["ioctl"], 1, LOW_32_BITS, TIOCLINUX),
     ];
+    syscalls.extend(hardening_rules());
     for p in PERSONALITIES {
         syscalls.push(SyscallRule {
             names: names(&["personality"]),

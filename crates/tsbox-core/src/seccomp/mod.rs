@@ -34,7 +34,7 @@ mod bpf_interp;
 mod tests;
 
 pub use compile::compile;
-pub use default::{default_profile, default_profile_json};
+pub use default::{default_profile, default_profile_json, hardening_rules, SOCKET_FAMILIES};
 pub use profile::{Action, Arg, Op, Profile, SyscallRule, ARCHITECTURES, FLAGS};
 
 use std::fmt;
