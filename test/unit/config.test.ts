@@ -56,6 +56,14 @@ describe('parseRunInput: accepted input', () => {
 });
 
 describe('parseRunInput: rejected input', () => {
+  it('rejects (uid_t)-1 as a user, a group or a supplementary group, and takes the id below it', () => {
+    for (const [options, path] of [[{ user: '4294967295' }, 'user'], [{ user: 'app:4294967295' }, 'user'], [{ groupAdd: ['4294967295'] }, 'groupAdd[0]']] as const) {
+      const e = rejection(() => parseRunInput(['true'], options));
+      expect(e.issues).toEqual([{ path, message: 'a numeric id must be below 4294967295 ((uid_t)-1 means "leave unchanged" to the kernel)' }]);
+    }
+    expect(parseRunInput(['true'], { user: '4294967294:4294967294', groupAdd: ['4294967294'] }).options.user).toBe('4294967294:4294967294');
+  });
+
   it('rejects an unknown option key, naming it', () => {
     const e = rejection(() => parseRunInput(['true'], { bogus: 1 }));
     expect(e.step).toBe('config');

@@ -57,8 +57,22 @@ const idMapping = z.union([
   z.strictObject({ containerId: nonNegativeInt(), hostId: nonNegativeInt(), size: z.number().check(z.int(), z.gte(1)) }),
 ]);
 
+/**
+ * (uid_t)-1: setresuid and setresgid read it as "leave unchanged", so a
+ * process told to become it keeps the ids it has (host root, on the exec
+ * path). Never a valid id; the helper refuses it from /etc/passwd too.
+ */
+const UNCHANGED_ID = 4294967295;
+const validNumericId = (part: string) => !/^\d+$/.test(part) || Number(part) < UNCHANGED_ID;
+const idMessage = `a numeric id must be below ${UNCHANGED_ID} ((uid_t)-1 means "leave unchanged" to the kernel)`;
+
 /** `uid[:gid]` or `name[:group]`, as Docker's --user. */
-const userSpec = z.string().check(z.regex(/^[^:\s]+(:[^:\s]+)?$/, { message: 'must be USER[:GROUP], each a name or a number' }));
+const userSpec = z.string().check(
+  z.regex(/^[^:\s]+(:[^:\s]+)?$/, { message: 'must be USER[:GROUP], each a name or a number' }),
+  z.refine((s) => s.split(':').every(validNumericId), { message: idMessage }),
+);
+/** A supplementary group: a name or a gid. */
+const groupSpec = z.string().check(z.minLength(1), z.refine(validNumericId, { message: idMessage }));
 
 /** Every RLIMIT_* the kernel has, by its lowercase name. */
 export const RLIMIT_NAMES = ['as', 'core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'] as const;
@@ -124,7 +138,7 @@ export const runOptionsSchema = z
     /** The user to run as: `uid[:gid]` or `name[:group]`, resolved in the rootfs's /etc/passwd and /etc/group. Default root. */
     user: z.optional(userSpec),
     /** More supplementary groups (names or gids). */
-    groupAdd: z._default(z.array(z.string().check(z.minLength(1))), []),
+    groupAdd: z._default(z.array(groupSpec), []),
     /** Capabilities to add to the default set (`NET_ADMIN`, `CAP_SYS_PTRACE`, `ALL`). */
     capAdd: z._default(z.array(capability), []),
     /** Capabilities to drop from the default set (`ALL` for every one). */

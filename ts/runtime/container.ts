@@ -91,7 +91,7 @@ interface ContainerInit {
 }
 
 /** What `exec` may change; the rest comes from the container. */
-export type ExecOptions = Pick<RunOptions, 'user' | 'groupAdd' | 'capAdd' | 'capDrop' | 'noNewPrivileges' | 'env' | 'cwd' | 'stdio' | 'trace' | 'timeout'> & {
+export type ExecOptions = Pick<RunOptions, 'user' | 'groupAdd' | 'capAdd' | 'capDrop' | 'noNewPrivileges' | 'seccomp' | 'ulimits' | 'env' | 'cwd' | 'stdio' | 'trace' | 'timeout'> & {
   signal?: AbortSignal | undefined;
 };
 
@@ -262,8 +262,10 @@ export class Container extends EventEmitter {
   /**
    * Runs another command in this running container, as `docker exec` does: it
    * joins the container's namespaces (so `ps` there shows both), and runs with
-   * the container's user, environment, capabilities and no_new_privs unless
-   * `options` says otherwise. Returns the same kind of handle.
+   * the container's user, environment, capabilities, no_new_privs, seccomp
+   * filter and rlimits unless `options` says otherwise. It is not dumpable
+   * until it execs, so nothing in the container can read its memory while it
+   * still holds the helper's privileges. Returns the same kind of handle.
    */
   async exec(command: readonly string[], options: ExecOptions = {}): Promise<Container> {
     if (this.#exited) {
@@ -279,6 +281,10 @@ export class Container extends EventEmitter {
       capAdd: rest.capAdd ?? base.capAdd,
       capDrop: rest.capDrop ?? base.capDrop,
       noNewPrivileges: rest.noNewPrivileges ?? base.noNewPrivileges,
+      // The container's filter and rlimits, as everything else of its
+      // process, unless this call says otherwise.
+      seccomp: rest.seccomp ?? base.seccomp,
+      ulimits: rest.ulimits ?? Object.fromEntries(Object.entries(base.ulimits).map(([name, l]) => [name, { soft: l.soft ?? 'unlimited', hard: l.hard ?? 'unlimited' }])),
       env: { ...base.env, ...rest.env },
       cwd: rest.cwd ?? base.cwd,
       stdio: rest.stdio ?? 'pipe',

@@ -62,13 +62,17 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
     } else {
         None
     };
-    if plan.has(Namespace::User) && !joining {
-        // Root of the new user namespace: files we create on the filesystems we
-        // mount need an owner that is mapped there.
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .step_path(Step::Setgid, "0", || "become root in the user namespace".into())?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .step_path(Step::Setuid, "0", || "become root in the user namespace".into())?;
+    if joining {
+        // Root on the host until the ids change: nothing in the container may
+        // read or ptrace this process (CVE-2016-9962's class) before it execs.
+        let _ = prctl::set_dumpable(false);
+    }
+    if plan.has(Namespace::User) {
+        // Root of the user namespace, first of all: files we create on the
+        // filesystems we mount need an owner that is mapped there, and a
+        // process joining a running container must not keep the helper's
+        // host ids for a single step more than it needs to.
+        set_ids_checked(0, 0, "become root in the user namespace")?;
     }
     if let Some(sources) = sources {
         mounts::build_root(plan, sources, &tr, &mut || cgroup.enter())?;
@@ -167,11 +171,33 @@ fn set_ids(u: &users::Resolved) -> Result<()> {
     // Keep the permitted set across a change to a non-root uid; caps::apply then
     // sets exactly what is kept.
     prctl::set_keepcaps(true).step(Step::Setuid, || "keep capabilities across the uid change".into())?;
-    setresgid(Gid::from_raw(u.gid), Gid::from_raw(u.gid), Gid::from_raw(u.gid))
-        .step_path(Step::Setgid, &u.gid.to_string(), || "switch to the container group".into())?;
-    setresuid(Uid::from_raw(u.uid), Uid::from_raw(u.uid), Uid::from_raw(u.uid))
-        .step_path(Step::Setuid, &u.uid.to_string(), || "switch to the container user".into())?;
+    set_ids_checked(u.uid, u.gid, "switch to the container user")?;
     prctl::set_keepcaps(false).step(Step::Setuid, || "reset keepcaps".into())?;
+    Ok(())
+}
+
+/// setresgid then setresuid to `uid`/`gid` in all three slots, and a check
+/// with getresgid/getresuid that the kernel did just that: an id the call
+/// reads as "unchanged" ((uid_t)-1) must never leave a process with the ids
+/// it had, which on the exec path are the helper's.
+fn set_ids_checked(uid: u32, gid: u32, what: &str) -> Result<()> {
+    if uid == users::UNCHANGED || gid == users::UNCHANGED {
+        return Err(Report::new(Step::User, libc::EINVAL)
+            .path(format!("{uid}:{gid}"))
+            .detail(format!("{what}: {} means \"leave unchanged\" to setresuid/setresgid", users::UNCHANGED)));
+    }
+    setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).step_path(Step::Setgid, &gid.to_string(), || what.into())?;
+    setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).step_path(Step::Setuid, &uid.to_string(), || what.into())?;
+    let g = nix::unistd::getresgid().step(Step::Setgid, || "read the group ids back".into())?;
+    let u = nix::unistd::getresuid().step(Step::Setuid, || "read the user ids back".into())?;
+    let gids = [g.real.as_raw(), g.effective.as_raw(), g.saved.as_raw()];
+    let uids = [u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw()];
+    if gids != [gid; 3] || uids != [uid; 3] {
+        return Err(Report::new(Step::Setuid, libc::EPERM)
+            .path(format!("{uid}:{gid}"))
+            .detail(format!("{what}: asked for uid {uid} gid {gid}, the kernel left uids {uids:?} gids {gids:?}"))
+            .hint("this is a bug in tsbox or the kernel; the process was stopped before it could run anything"));
+    }
     Ok(())
 }
 

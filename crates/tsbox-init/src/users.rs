@@ -63,6 +63,23 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// `(uid_t)-1` and `(gid_t)-1` mean "leave unchanged" to setresuid and
+/// setresgid: a process told to switch to them would keep the ids it has,
+/// which on the exec path are the helper's (host root). The container's
+/// /etc/passwd and /etc/group are hostile input, so no id from anywhere may be
+/// this one.
+pub const UNCHANGED: u32 = u32::MAX;
+
+fn refuse_unchanged(kind: &str, id: u32, named: &str, source: &str) -> Result<u32, Report> {
+    if id != UNCHANGED {
+        return Ok(id);
+    }
+    Err(Report::new(Step::User, libc::EINVAL)
+        .path(named.to_string())
+        .detail(format!("{kind} {named} resolves to {id} in {source}, which setres{kind} reads as \"leave unchanged\""))
+        .hint(format!("{UNCHANGED} is not a valid {kind}: use another id (at most {})", UNCHANGED - 1)))
+}
+
 fn bad(what: &str, value: &str, file: &str) -> Report {
     Report::new(Step::User, libc::EINVAL)
         .path(value.to_string())
@@ -84,24 +101,27 @@ pub fn resolve(user: &User, passwd: &str, group: &str) -> Result<Resolved, Repor
         ),
     };
     let uid = entry.map(|e| e.uid).unwrap_or_else(|| user.user.parse().unwrap_or(0));
+    let uid = refuse_unchanged("uid", uid, &user.user, if entry.is_some() { "/etc/passwd" } else { "the user given" })?;
     let group_id = |g: &str| -> Result<u32, Report> {
         match g.parse::<u32>() {
-            Ok(gid) => Ok(gid),
+            Ok(gid) => refuse_unchanged("gid", gid, g, "the group given"),
             Err(_) => gr
                 .iter()
                 .find(|e| e.name == g)
                 .map(|e| e.gid)
-                .ok_or_else(|| bad("group", g, "/etc/group")),
+                .ok_or_else(|| bad("group", g, "/etc/group"))
+                .and_then(|gid| refuse_unchanged("gid", gid, g, "/etc/group")),
         }
     };
     let gid = match &user.group {
         Some(g) => group_id(g)?,
-        None => entry.map(|e| e.gid).unwrap_or(0),
+        None => refuse_unchanged("gid", entry.map(|e| e.gid).unwrap_or(0), &user.user, "/etc/passwd")?,
     };
     let mut groups = Vec::new();
     // Membership by name, as initgroups does, unless a group was given explicitly (Docker's rule).
     if let (Some(e), None) = (entry, &user.group) {
         for g in gr.iter().filter(|g| g.members.contains(&e.name)) {
+            refuse_unchanged("gid", g.gid, &g.name, "/etc/group")?;
             if g.gid != gid && !groups.contains(&g.gid) {
                 groups.push(g.gid);
             }
@@ -195,6 +215,28 @@ mod tests {
     fn an_explicit_group_replaces_the_memberships() {
         let r = resolve(&u("tester", Some("staff"), &["audio", "7"]), PASSWD, GROUP).unwrap();
         assert_eq!((r.gid, r.groups), (50, vec![29, 7]));
+    }
+
+    #[test]
+    fn the_id_that_means_unchanged_is_refused_from_every_source() {
+        const HOSTILE_PASSWD: &str = "app:x:4294967295:1000::/:/bin/sh\nagid:x:1000:4294967295::/:/bin/sh\nmember:x:1001:1001::/:/bin/sh\n";
+        const HOSTILE_GROUP: &str = "wheel:x:4294967295:member\nok:x:50:\n";
+        for (who, group, extra) in [
+            ("4294967295", None, &[][..]),
+            ("app", None, &[]),
+            ("agid", None, &[]),
+            ("member", None, &[]),
+            ("0", Some("4294967295"), &[]),
+            ("0", Some("wheel"), &[]),
+            ("0", None, &["4294967295"]),
+            ("0", None, &["wheel"]),
+        ] {
+            let e = resolve(&u(who, group, extra), HOSTILE_PASSWD, HOSTILE_GROUP).unwrap_err();
+            assert_eq!((e.step, e.errno), (Step::User, libc::EINVAL), "{who} {group:?} {extra:?}");
+            assert!(e.detail.contains("4294967295"), "{}", e.detail);
+        }
+        // The id below it is an ordinary one.
+        assert_eq!(resolve(&u("4294967294", None, &[]), "", "").unwrap().uid, 4294967294);
     }
 
     #[test]

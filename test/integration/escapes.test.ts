@@ -1,0 +1,99 @@
+/**
+ * Regression tests for what a hostile review found (issue 13): each test is
+ * named after the item it closes, and fails on the code before its fix.
+ */
+import { readFileSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { run, spawn, TsboxError } from '../../ts/index.js';
+import { cli } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+let scratch: string;
+beforeAll(async () => {
+  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-test-escapes-'));
+  await fs.chmod(scratch, 0o755);
+});
+afterAll(async () => {
+  await fs.rm(scratch, { recursive: true, force: true });
+});
+
+/** All of a stream's text, once it has ended. */
+function text(stream: NodeJS.ReadableStream | null): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    stream!.on('data', (d: Buffer) => (out += d.toString()));
+    stream!.on('end', () => resolve(out));
+    stream!.on('error', reject);
+  });
+}
+
+/** The Uid: and Gid: lines of a host process: real, effective, saved, fs. */
+function hostIds(pid: number): { uids: number[]; gids: number[] } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const ids = (key: string) => /^(\w+):\s+(.*)$/m.exec(status.split('\n').find((l) => l.startsWith(`${key}:`)) ?? '')![2]!.split(/\s+/).map(Number);
+  return { uids: ids('Uid'), gids: ids('Gid') };
+}
+
+describe('item 2 and 5: (uid_t)-1 never runs as the ids a process already has', () => {
+  it('-u 4294967295 and --group-add 4294967295 are refused in run mode (item 5)', async () => {
+    for (const args of [['-u', '4294967295'], ['-u', '0:4294967295'], ['--group-add', '4294967295']]) {
+      const r = await cli(['run', '--rootfs', rootfs, ...args, '--', 'id']);
+      expect(r.code, args.join(' ')).toBe(125);
+      expect(r.stderr).toMatch(/^tsbox: config\((user|groupAdd\[0\])\): a numeric id must be below 4294967295/);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('a passwd entry with uid 4294967295 is refused for run, and for exec after the workload writes it', async () => {
+    const hostile = join(scratch, 'hostile-passwd');
+    await fs.cp(rootfs, hostile, { recursive: true, verbatimSymlinks: true });
+    await fs.appendFile(join(hostile, 'etc/passwd'), 'app:x:4294967295:4294967295:app:/:/bin/sh\n');
+    const err = await run(['id'], { rootfs: hostile, user: 'app' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect(err).toMatchObject({ step: 'user', errno: 22, path: 'app' });
+
+    // The workload rewrites its own /etc/passwd; the operator's next exec as
+    // `app` must not run as the helper's host root.
+    await using c = await spawn(['sh', '-c', 'echo "app:x:4294967295:0:app:/:/bin/sh" >> /etc/passwd; echo ready; sleep 30'], { rootfs });
+    await new Promise<void>((r) => c.stdout!.once('data', () => r()));
+    const e = await c.exec(['id', '-u'], { user: 'app' }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(TsboxError);
+    expect(e).toMatchObject({ step: 'user', errno: 22 });
+    await expect(c.exec(['id'], { user: '4294967295' })).rejects.toMatchObject({ step: 'config', path: 'user' });
+  });
+
+  it("an exec'd process never has host uid or gid 0", async () => {
+    await using c = await spawn(['sleep', '30'], { rootfs });
+    const e = await c.exec(['sleep', '30']);
+    const { uids, gids } = hostIds(e.pid);
+    for (const id of [...uids, ...gids]) expect(id).toBeGreaterThanOrEqual(0x7000_0000);
+    // The container's own PID 1, for comparison.
+    expect(hostIds(c.pid).uids[0]).toBe(uids[0]);
+    e.kill('SIGKILL');
+    await e.wait();
+  });
+});
+
+describe("item 4: exec gets the container's seccomp filter and rlimits", () => {
+  it('a container whose profile denies mkdir and whose nofile is 32: an exec sees both', async () => {
+    const seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 28 }] };
+    await using c = await spawn(['sleep', '30'], { rootfs, seccomp, ulimits: { nofile: 32 } });
+    const e = await c.exec(['sh', '-c', 'ulimit -n; mkdir /tmp/d 2>&1; grep Seccomp: /proc/self/status']);
+    const out = text(e.stdout);
+    await e.wait();
+    const lines = (await out).trim().split('\n');
+    expect(lines[0]).toBe('32');
+    expect(lines[1]).toMatch(/No space left on device/);
+    expect(lines[2]).toBe('Seccomp:\t2');
+    // An exec may still choose its own.
+    const own = await c.exec(['sh', '-c', 'ulimit -n; mkdir /tmp/d && echo made'], { seccomp: 'default', ulimits: { nofile: 64 } });
+    const ownOut = text(own.stdout);
+    await own.wait();
+    expect((await ownOut).trim().split('\n')).toEqual(['64', 'made']);
+  });
+});
