@@ -97,3 +97,25 @@ describe("item 4: exec gets the container's seccomp filter and rlimits", () => {
     expect((await ownOut).trim().split('\n')).toEqual(['64', 'made']);
   });
 });
+
+describe('item 3: container root never makes a setuid-root file on the host', () => {
+  it('--preset contained: what container root copies onto a volume is its own host id, and it cannot set the setuid bit', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'contained-vol-'));
+    await fs.chmod(vol, 0o777);
+    const r = await cli(['run', '--rootfs', rootfs, '--preset', 'contained', '-v', `${vol}:/vol`, '--', 'sh', '-c', 'cp /usr/bin/tsbox-probe /vol/x && chmod 4755 /vol/x || echo refused']);
+    expect(r.stdout).toBe('refused\n');
+    const st = await fs.stat(join(vol, 'x'));
+    expect(st.uid).toBe(10000);
+    expect(st.mode & 0o6000).toBe(0);
+  });
+
+  it('even without the filter, the volume is not idmapped: a setuid file there is setuid to an unprivileged id', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'unconfined-vol-'));
+    await fs.chmod(vol, 0o777);
+    const r = await cli(['run', '--rootfs', rootfs, '--preset', 'contained', '--security-opt', 'seccomp=unconfined', '-v', `${vol}:/vol`, '--', 'sh', '-c', 'cp /usr/bin/tsbox-probe /vol/x && chmod 4755 /vol/x && stat -c %u /vol/x']);
+    expect(r.stdout).toBe('0\n');
+    const st = await fs.stat(join(vol, 'x'));
+    expect(st.mode & 0o4000).toBe(0o4000);
+    expect(st.uid).toBe(10000);
+  });
+});

@@ -180,12 +180,23 @@ describe('root modes', () => {
     expect(tmp.stdout).toBe('a\na\n');
   });
 
-  it('--writable-rootfs writes into the directory itself', async () => {
+  it('--writable-rootfs writes into the directory itself, as container root\'s own host id', async () => {
     const dir = await copyRootfs('writable-root');
-    const r = await run(['--rootfs', dir, '--writable-rootfs'], ['sh', '-c', 'echo kept > /root/file']);
-    expect(r.code).toBe(0);
+    const r = await run(['--rootfs', dir, '--writable-rootfs'], ['sh', '-c', 'echo kept > /tmp/file; stat -c %u /tmp/file; echo no > /root/file']);
+    expect(r.stdout).toBe('0\n');
+    expect(r.stderr).toMatch(/Permission denied/);
+    expect(await fs.readFile(join(dir, 'tmp/file'), 'utf8')).toBe('kept\n');
+    // Not idmapped unless asked: container root is an unprivileged host id,
+    // and host root's /root is not its to write.
+    expect((await fs.stat(join(dir, 'tmp/file'))).uid).toBeGreaterThanOrEqual(0x7000_0000);
+    await expect(fs.stat(join(dir, 'root/file'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('--rootfs DIR:idmap --writable-rootfs: container root is host root in the directory, as asked', async () => {
+    const dir = await copyRootfs('writable-idmap-root');
+    const r = await run(['--rootfs', `${dir}:idmap`, '--writable-rootfs'], ['sh', '-c', 'echo kept > /root/file']);
+    expect(r.code, r.stderr).toBe(0);
     expect(await fs.readFile(join(dir, 'root/file'), 'utf8')).toBe('kept\n');
-    // Container root is host root through the idmapped mount.
     expect((await fs.stat(join(dir, 'root/file'))).uid).toBe(0);
   });
 
@@ -218,16 +229,26 @@ describe('generated /etc files', () => {
 });
 
 describe('volumes', () => {
-  it('binds a directory read-write: writes reach the host, as host root', async () => {
+  it('binds a directory read-write: writes reach the host, as container root\'s own host id', async () => {
     const vol = await fs.mkdtemp(join(scratch, 'rw-'));
+    await fs.chmod(vol, 0o777);
     const r = await run(['--rootfs', rootfs, '-v', `${vol}:/data`], ['sh', '-c', 'echo hello > /data/out && stat -c %u /data/out']);
     expect(r.stdout.trim()).toBe('0');
     expect(await fs.readFile(join(vol, 'out'), 'utf8')).toBe('hello\n');
+    expect((await fs.stat(join(vol, 'out'))).uid).toBeGreaterThanOrEqual(0x7000_0000);
+  });
+
+  it('binds a directory with :idmap: container root is host root there, as asked', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'idmap-'));
+    const r = await run(['--rootfs', rootfs, '-v', `${vol}:/data:rw,idmap`, '--mount', `type=bind,source=${vol},target=/m,idmap`], ['sh', '-c', 'echo hello > /data/out && stat -c %u /data/out /m/out']);
+    expect(r.stdout.trim().split('\n')).toEqual(['0', '0']);
     expect((await fs.stat(join(vol, 'out'))).uid).toBe(0);
   });
 
   it('binds read-only: writes are refused and the host is unchanged', async () => {
     const vol = await fs.mkdtemp(join(scratch, 'ro-'));
+    // Not idmapped: host root's 0700 directory would be nobody's to read.
+    await fs.chmod(vol, 0o755);
     await fs.writeFile(join(vol, 'in'), 'orig');
     const r = await run(['--rootfs', rootfs, '-v', `${vol}:/data:ro`], ['sh', '-c', 'cat /data/in; echo; tsbox-probe write /data/in']);
     const [content, verdict] = r.stdout.trim().split('\n');
@@ -280,6 +301,7 @@ describe('a hostile rootfs', () => {
     const dir = await copyRootfs('evil-root');
     await fs.symlink('/', join(dir, 'evil'));
     const vol = await fs.mkdtemp(join(scratch, 'evil-vol-'));
+    await fs.chmod(vol, 0o755);
     await fs.writeFile(join(vol, 'marker'), 'm');
     // /evil -> / resolves to the container's own root: the volume lands at /x inside.
     const r = await run(['--rootfs', dir, '-v', `${vol}:/evil/x`], ['cat', '/x/marker']);

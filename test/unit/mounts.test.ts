@@ -16,20 +16,23 @@ const issue = (o: Record<string, unknown>) => {
 };
 
 describe('volumes', () => {
-  it('parses HOST:CONTAINER[:ro|rw]', () => {
-    expect(opts({ volumes: ['/a:/b', '/c:/d:ro', '/e:/f:rw'] }).volumes).toEqual([
-      { type: 'bind', source: '/a', target: '/b', readonly: false },
-      { type: 'bind', source: '/c', target: '/d', readonly: true },
-      { type: 'bind', source: '/e', target: '/f', readonly: false },
+  it('parses HOST:CONTAINER[:ro|rw][,idmap]; a volume is idmapped only when asked', () => {
+    expect(opts({ volumes: ['/a:/b', '/c:/d:ro', '/e:/f:rw', '/g:/h:ro,idmap', '/i:/j:idmap'] }).volumes).toEqual([
+      { type: 'bind', source: '/a', target: '/b', readonly: false, idmap: false },
+      { type: 'bind', source: '/c', target: '/d', readonly: true, idmap: false },
+      { type: 'bind', source: '/e', target: '/f', readonly: false, idmap: false },
+      { type: 'bind', source: '/g', target: '/h', readonly: true, idmap: true },
+      { type: 'bind', source: '/i', target: '/j', readonly: false, idmap: true },
     ]);
   });
 
   it('takes objects as well', () => {
-    expect(opts({ volumes: [{ source: 'rel', target: '/x', readonly: true }] }).volumes).toEqual([{ type: 'bind', source: 'rel', target: '/x', readonly: true }]);
+    expect(opts({ volumes: [{ source: 'rel', target: '/x', readonly: true }] }).volumes).toEqual([{ type: 'bind', source: 'rel', target: '/x', readonly: true, idmap: false }]);
+    expect(opts({ volumes: [{ source: '/y', target: '/x', idmap: true }] }).volumes).toEqual([{ type: 'bind', source: '/y', target: '/x', readonly: false, idmap: true }]);
   });
 
   it('names the volume and the problem', () => {
-    expect(issue({ volumes: ['/a:/b', '/a:/b:rox'] })).toEqual({ path: 'volumes[1]', message: '"/a:/b:rox": unknown option "rox" (use ro or rw)' });
+    expect(issue({ volumes: ['/a:/b', '/a:/b:rox'] })).toEqual({ path: 'volumes[1]', message: '"/a:/b:rox": unknown option "rox" (use ro, rw or idmap)' });
     expect(issue({ volumes: ['/a'] })!.message).toMatch(/is not HOST:CONTAINER/);
     expect(issue({ volumes: ['/a:b'] })!.message).toMatch(/must be absolute/);
     expect(issue({ volumes: [':/b'] })!.message).toMatch(/empty host path/);
@@ -49,10 +52,11 @@ describe('tmpfs and --mount', () => {
   });
 
   it("parses Docker's --mount", () => {
-    expect(opts({ mounts: ['type=bind,src=/a,dst=/b,readonly', 'type=tmpfs,target=/t,tmpfs-size=1m', 'source=/c,target=/d,ro=false'] }).mounts).toEqual([
-      { type: 'bind', source: '/a', target: '/b', readonly: true },
+    expect(opts({ mounts: ['type=bind,src=/a,dst=/b,readonly', 'type=tmpfs,target=/t,tmpfs-size=1m', 'source=/c,target=/d,ro=false', 'type=bind,source=/e,target=/f,idmap'] }).mounts).toEqual([
+      { type: 'bind', source: '/a', target: '/b', readonly: true, idmap: false },
       { type: 'tmpfs', target: '/t', size: 1024 * 1024, readonly: false },
-      { type: 'bind', source: '/c', target: '/d', readonly: false },
+      { type: 'bind', source: '/c', target: '/d', readonly: false, idmap: false },
+      { type: 'bind', source: '/e', target: '/f', readonly: false, idmap: true },
     ]);
     expect(issue({ mounts: ['type=bind,target=/b'] })!.message).toMatch(/no source=/);
     expect(issue({ mounts: ['type=bind,source=/a'] })!.message).toMatch(/no target=/);

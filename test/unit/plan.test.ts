@@ -155,6 +155,23 @@ describe('buildPlan with a rootfs directory', () => {
     expect(only(p, '/dev/null')).toMatchObject({ type: 'bind' });
   });
 
+  it('idmaps the rootfs under the overlay and read-only, but not written into unless asked, nor volumes unless asked', () => {
+    const withRange = (options: RunOptions) => {
+      const parsed = parseRunInput(['true'], options);
+      return buildPlan(parsed.command, parsed.options, { hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: true, compileSeccomp: fakeCompile });
+    };
+    expect(withRange({ rootfs: dir }).rootfs.idmap).toBe(true);
+    expect(withRange({ rootfs: dir, readOnly: true }).rootfs.idmap).toBe(true);
+    expect(withRange({ rootfs: dir, writableRootfs: true }).rootfs.idmap).toBe(false);
+    expect(withRange({ rootfs: dir, writableRootfs: true, rootfsIdmap: true }).rootfs.idmap).toBe(true);
+    expect(withRange({ rootfs: dir, rootfsIdmap: false }).rootfs.idmap).toBe(false);
+    const vols = withRange({ rootfs: dir, volumes: [`${dir}:/plain`, `${dir}:/shifted:idmap`] }).mounts.filter((m) => m.type === 'bind' && m.source === dir);
+    expect(vols.map((m) => [m.target, m.type === 'bind' && m.idmap])).toEqual([['/plain', false], ['/shifted', true]]);
+    // Without a range of ids there is nothing to shift into: asking is an error.
+    expect(() => plan({ rootfs: dir, volumes: [`${dir}:/shifted:idmap`] })).toThrow(/asks for an idmapped mount/);
+    expect(() => plan({ rootfs: dir, writableRootfs: true, rootfsIdmap: true })).toThrow(/rootfsIdmap asks for an idmapped mount/);
+  });
+
   it('resolves a relative rootfs to an absolute path', () => {
     const rel = relative(process.cwd(), dir);
     expect(rel.startsWith('/')).toBe(false);

@@ -129,7 +129,16 @@ const run = defineCommand({
     const options: RunOptions = { ...file?.options, stdio: 'inherit' };
     if (v.has('init')) options.init = v.get('init') !== false;
     if (v.has('trace')) options.trace = v.get('trace') === true;
-    if (v.has('rootfs')) options.rootfs = v.get('rootfs') as string;
+    if (v.has('rootfs')) {
+      // podman's `--rootfs DIR:idmap`.
+      const dir = v.get('rootfs') as string;
+      if (dir.endsWith(':idmap')) {
+        options.rootfs = dir.slice(0, -':idmap'.length);
+        options.rootfsIdmap = true;
+      } else {
+        options.rootfs = dir;
+      }
+    }
     if (v.has('hostname')) options.hostname = v.get('hostname') as string;
     if (v.has('workdir')) options.cwd = v.get('workdir') as string;
     if (v.has('env')) options.env = parseEnv(v.get('env') as string[]);

@@ -15,6 +15,13 @@ export interface BindVolume {
   /** Absolute path inside the container. */
   target: string;
   readonly: boolean;
+  /**
+   * An idmapped bind (`:idmap`): the source's ids are shifted into the
+   * container's range, so host root's files are container root's and files
+   * container root makes there are host root's. Without it (the default) the
+   * container's ids are its own unprivileged host ids on the volume too.
+   */
+  idmap: boolean;
 }
 
 /** A fresh tmpfs inside the container. */
@@ -58,21 +65,23 @@ const bad = (ctx: Ctx, message: string) => {
   return z.NEVER;
 };
 
-/** `HOST:CONTAINER[:ro|rw]` (Docker's -v). */
+/** `HOST:CONTAINER[:ro|rw][,idmap]` (Docker's -v; `idmap` as podman's). */
 export function parseVolume(spec: string, ctx: Ctx): BindVolume {
   const parts = spec.split(':');
-  if (parts.length < 2 || parts.length > 3) return bad(ctx, `"${spec}" is not HOST:CONTAINER[:ro|rw]`);
+  if (parts.length < 2 || parts.length > 3) return bad(ctx, `"${spec}" is not HOST:CONTAINER[:OPTIONS]`);
   const [source, tgt, opts = ''] = parts as [string, string, string?];
   if (!source) return bad(ctx, `"${spec}" has an empty host path`);
   let readonly = false;
+  let idmap = false;
   for (const o of opts.split(',').filter(Boolean)) {
     if (o === 'ro') readonly = true;
     else if (o === 'rw') readonly = false;
-    else return bad(ctx, `"${spec}": unknown option "${o}" (use ro or rw)`);
+    else if (o === 'idmap') idmap = true;
+    else return bad(ctx, `"${spec}": unknown option "${o}" (use ro, rw or idmap)`);
   }
   const t = target.safeParse(tgt);
   if (!t.success) return bad(ctx, `"${spec}": ${t.error.issues[0]!.message}`);
-  return { type: 'bind', source, target: tgt, readonly };
+  return { type: 'bind', source, target: tgt, readonly, idmap };
 }
 
 /** `PATH[:size=64m,mode=1777,ro]` (Docker's --tmpfs). */
@@ -115,12 +124,14 @@ export function parseMountSpec(spec: string, ctx: Ctx): Volume {
   const ro = get('readonly', 'ro');
   const readonly = ro === true || ro === 'true' || ro === '1';
   if (ro !== undefined && !readonly && ro !== 'false' && ro !== '0') return bad(ctx, `"${spec}": readonly takes true or false, not "${String(ro)}"`);
-  const known = type === 'bind' ? ['type', 'source', 'src', 'target', 'destination', 'dst', 'readonly', 'ro'] : ['type', 'target', 'destination', 'dst', 'readonly', 'ro', 'tmpfs-size', 'tmpfs-mode'];
+  const known = type === 'bind' ? ['type', 'source', 'src', 'target', 'destination', 'dst', 'readonly', 'ro', 'idmap'] : ['type', 'target', 'destination', 'dst', 'readonly', 'ro', 'tmpfs-size', 'tmpfs-mode'];
   for (const k of kv.keys()) if (!known.includes(k)) return bad(ctx, `"${spec}": unknown field "${k}" for type=${String(type)}`);
   if (type === 'bind') {
     const source = get('source', 'src');
     if (typeof source !== 'string' || !source) return bad(ctx, `"${spec}" has no source= (the host path)`);
-    return { type: 'bind', source, target: tgt, readonly };
+    const idmap = get('idmap');
+    if (idmap !== undefined && idmap !== true) return bad(ctx, `"${spec}": idmap takes no value`);
+    return { type: 'bind', source, target: tgt, readonly, idmap: idmap === true };
   }
   if (type === 'tmpfs') {
     const out: TmpfsVolume = { type: 'tmpfs', target: tgt, readonly };
@@ -141,7 +152,13 @@ export function parseMountSpec(spec: string, ctx: Ctx): Volume {
   return bad(ctx, `"${spec}": type=${String(type)} is not supported (use bind or tmpfs)`);
 }
 
-const bindObject = z.strictObject({ type: z._default(z.literal('bind'), 'bind'), source: z.string().check(z.minLength(1)), target, readonly: z._default(z.boolean(), false) });
+const bindObject = z.strictObject({
+  type: z._default(z.literal('bind'), 'bind'),
+  source: z.string().check(z.minLength(1)),
+  target,
+  readonly: z._default(z.boolean(), false),
+  idmap: z._default(z.boolean(), false),
+});
 const tmpfsObject = z.strictObject({
   type: z.literal('tmpfs'),
   target,

@@ -118,6 +118,14 @@ export const runOptionsSchema = z
     trace: z._default(z.boolean(), false),
     /** stdin, stdout and stderr of the command: passed through, piped, or ignored. */
     stdio: z._default(z.union([stdioSchema, z.tuple([stdioSchema, stdioSchema, stdioSchema])]), 'pipe'),
+    /**
+     * Shift the rootfs's ids into the container's range (an idmapped mount),
+     * so host root's files are container root's. Default: on for the
+     * throwaway overlay and a read-only root (nothing reaches the directory),
+     * off with `writableRootfs`, where files container root makes would be
+     * host root's (`--rootfs DIR:idmap` asks for it).
+     */
+    rootfsIdmap: z.optional(z.boolean()),
     /** A read-only root, with tmpfs /tmp and /run. (Without a rootfs the root is always read-only.) */
     readOnly: z._default(z.boolean(), false),
     /**

@@ -179,6 +179,17 @@ export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf'):
   ];
 }
 
+/** An idmapped mount was asked for where tsbox cannot make one. */
+function idmapUnavailable(path: string, what: string): TsboxError {
+  return new TsboxError({
+    step: 'config',
+    errno: 0,
+    path,
+    detail: `${what} asks for an idmapped mount, which needs a range of container ids that tsbox maps as root`,
+    hint: 'run as root without --userns host and without a single-id map, or leave idmap out (the container then sees its own ids there)',
+  });
+}
+
 /** A volume as a plan mount; the host path must exist. */
 function volumeMount(v: Volume, idmap: boolean): PlanMount {
   if (v.type === 'tmpfs') {
@@ -197,7 +208,20 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
       hint: 'create it first; tsbox does not create host paths for volumes',
     });
   }
-  return { target: v.target, type: 'bind', source, recursive: true, idmap, readonly: v.readonly };
+  if (v.idmap && !idmap) throw idmapUnavailable(v.source, `the volume ${v.source}:${v.target}`);
+  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly };
+}
+
+/**
+ * Whether the rootfs is idmapped. Under the throwaway overlay or read-only,
+ * nothing container root writes reaches the directory, so it is idmapped
+ * whenever it can be (host root's files are then container root's). Written
+ * into (`writableRootfs`), files container root makes would be host root's:
+ * only when asked (`rootfsIdmap`, `--rootfs DIR:idmap`).
+ */
+function rootfsIdmap(o: ResolvedOptions, mode: Plan['rootfs']['mode'], possible: boolean): boolean {
+  if (o.rootfsIdmap === true && !possible) throw idmapUnavailable(o.rootfs ?? '/', 'rootfsIdmap');
+  return possible && (o.rootfsIdmap ?? mode !== 'bind');
 }
 
 export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContext): Plan {
@@ -233,7 +257,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     cwd: o.cwd,
     hostname: ctx.hostname,
     namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
-    rootfs: { kind: 'path', path: rootfs, mode, idmap: ctx.idmap && !hostRoot },
+    rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot) },
     rootfsPropagation: o.rootfsPropagation,
     mounts: cgroupMountsLast(mounts),
     init: o.init,
