@@ -119,3 +119,53 @@ describe('item 3: container root never makes a setuid-root file on the host', ()
     expect(st.uid).toBe(10000);
   });
 });
+
+describe('item 10: what a container writes outside its volumes is bounded', () => {
+  const shmemKiB = () => Number(/^Shmem:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]);
+
+  for (const [what, args, file] of [
+    ['the root (the overlay\'s upper layer)', [], '/big'],
+    ["a read-only root's /tmp", ['--read-only'], '/tmp/big'],
+  ] as const) {
+    it(`${what}: past --storage-opt size, ENOSPC, and host memory grows by no more than the limit`, async () => {
+      const before = shmemKiB();
+      let during = 0;
+      const c = await spawn(['sh', '-c', `dd if=/dev/zero of=${file} bs=1M count=48 2>&1; echo written; sleep 30`], { rootfs, storageSize: '16m', readOnly: args.length > 0 });
+      const out = await new Promise<string>((resolve) => {
+        let s = '';
+        c.stdout!.on('data', (d: Buffer) => {
+          s += d.toString();
+          if (s.includes('written')) resolve(s);
+        });
+      });
+      during = shmemKiB();
+      c.kill('SIGKILL');
+      await c.wait();
+      expect(out).toMatch(/No space left on device/);
+      // 16 MiB, and some slack for the rest of the machine.
+      expect(during - before).toBeLessThan(16 * 1024 + 8 * 1024);
+    });
+  }
+
+  it('has a default: the smaller of 1 GiB and an eighth of RAM, shown by df', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', 'df -k / | tail -1']);
+    const sizeKiB = Number(r.stdout.trim().split(/\s+/)[1]);
+    const ramKiB = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]);
+    expect(sizeKiB).toBeGreaterThan(0);
+    expect(sizeKiB).toBeLessThanOrEqual(Math.min(1024 * 1024, ramKiB / 8));
+    const big = await cli(['run', '--rootfs', rootfs, '--storage-opt', 'size=64m', '--', 'sh', '-c', 'df -k / | tail -1']);
+    expect(Number(big.stdout.trim().split(/\s+/)[1])).toBe(65536);
+  });
+});
+
+describe("item 20: the container's mountinfo does not show where its rootfs is on the host", () => {
+  for (const args of [[], ['--read-only']]) {
+    it(`with ${args.length > 0 ? args.join(' ') : 'the default overlay'}`, async () => {
+      const r = await cli(['run', '--rootfs', rootfs, ...args, '--', 'cat', '/proc/self/mountinfo']);
+      expect(r.code, r.stderr).toBe(0);
+      const root = r.stdout.split('\n').find((l) => l.split(' ')[4] === '/')!;
+      expect(root).toMatch(/ - overlay overlay /);
+      expect(r.stdout).not.toContain(rootfs);
+    });
+  }
+});

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../../ts/config/defaults.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
-import { ALL_NAMESPACES, buildPlan, DEVICES, type Plan, type PlanMount } from '../../ts/runtime/plan.js';
+import { ALL_NAMESPACES, buildPlan, defaultStorageSize, DEVICES, type Plan, type PlanMount } from '../../ts/runtime/plan.js';
 
 const PLAN_VERSION = 7;
 
@@ -65,13 +65,20 @@ describe('buildPlan without a rootfs: the host root, read-only', () => {
     expect(p.rootfs).toEqual({ kind: 'path', path: '/', mode: 'readonly', idmap: false });
   });
 
-  it('mounts tmpfs on /tmp and /run, nosuid and nodev', () => {
+  it('gives /tmp and /run writable scratch directories, nosuid and nodev, within the storage limit', () => {
     for (const target of ['/tmp', '/run']) {
       const m = only(p, target);
-      expect(m).toMatchObject({ type: 'fs', fstype: 'tmpfs', nosuid: true, nodev: true });
+      expect(m).toMatchObject({ type: 'scratch', nosuid: true, nodev: true });
       expect(m.readonly ?? false).toBe(false);
     }
-    expect(only(p, '/tmp')).toMatchObject({ data: expect.stringContaining('mode=1777') });
+    expect(only(p, '/tmp')).toMatchObject({ mode: 0o1777 });
+    expect(p.storageSize).toBe(defaultStorageSize());
+  });
+
+  it('bounds storage by default to the smaller of 1 GiB and an eighth of RAM', () => {
+    expect(defaultStorageSize(64 * 1024 ** 3)).toBe(1024 ** 3);
+    expect(defaultStorageSize(2 * 1024 ** 3)).toBe(256 * 1024 ** 2);
+    expect(plan({ storageSize: '64m' }).storageSize).toBe(64 * 1024 ** 2);
   });
 
   it('mounts a fresh proc on /proc with nosuid, nodev and noexec', () => {

@@ -120,7 +120,7 @@ const byteSize = z.pipe(
   }),
 );
 
-const positiveSize = byteSize.check(z.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' }));
+export const positiveSize = byteSize.check(z.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' }));
 
 /** A cpu or memory-node list as the kernel writes it: `0-3,5`. */
 const cpuList = z.string().check(

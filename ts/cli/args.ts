@@ -8,7 +8,7 @@ import type { ArgsDef } from 'citty';
 import { TsboxError } from '../errors.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
+export const MULTIPLE = new Set<string>(['env', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -32,6 +32,11 @@ export const containerArgs = {
   'writable-rootfs': {
     type: 'boolean',
     description: 'Write directly into the --rootfs directory (OCI bundle semantics). By default writes go to a throwaway overlay layer and the directory is never modified',
+  },
+  'storage-opt': {
+    type: 'string',
+    valueHint: 'size=SIZE',
+    description: 'What the container may write outside its volumes (root and a read-only root\'s /tmp and /run, held in memory). Default: 1g or an eighth of RAM, whichever is smaller',
   },
   volume: {
     type: 'string',

@@ -144,6 +144,13 @@ const run = defineCommand({
     if (v.has('env')) options.env = parseEnv(v.get('env') as string[]);
     if (v.has('read-only')) options.readOnly = v.get('read-only') === true;
     if (v.has('writable-rootfs')) options.writableRootfs = v.get('writable-rootfs') === true;
+    for (const opt of (v.get('storage-opt') as string[] | undefined) ?? []) {
+      const [key, value] = [opt.slice(0, opt.indexOf('=')), opt.slice(opt.indexOf('=') + 1)];
+      if (key !== 'size' || !opt.includes('=')) {
+        throw new TsboxError({ step: 'config', errno: 0, path: `--storage-opt ${opt}`, detail: 'unknown storage option', hint: 'tsbox takes --storage-opt size=SIZE (64m, 2g)' });
+      }
+      options.storageSize = value;
+    }
     if (v.has('volume')) options.volumes = v.get('volume') as string[];
     if (v.has('tmpfs')) options.tmpfs = v.get('tmpfs') as string[];
     if (v.has('mount')) options.mounts = v.get('mount') as string[];

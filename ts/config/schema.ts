@@ -11,7 +11,7 @@ import { normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
-import { cgroupLimitsSchema } from '../cgroups/limits.js';
+import { cgroupLimitsSchema, positiveSize } from '../cgroups/limits.js';
 import { parseMapping } from '../idmap/index.js';
 
 const absolutePath = z.string().check(
@@ -126,6 +126,14 @@ export const runOptionsSchema = z
      * host root's (`--rootfs DIR:idmap` asks for it).
      */
     rootfsIdmap: z.optional(z.boolean()),
+    /**
+     * Bytes the container may write outside its volumes and tmpfs mounts: the
+     * overlay's upper layer, and a read-only root's /tmp and /run, together.
+     * They live in memory (and count against `memory`), so they are bounded:
+     * default the smaller of 1 GiB and an eighth of the host's RAM. `64m`,
+     * `2g`, or a number of bytes (`--storage-opt size=`, as Docker's).
+     */
+    storageSize: z.optional(positiveSize),
     /** A read-only root, with tmpfs /tmp and /run. (Without a rootfs the root is always read-only.) */
     readOnly: z._default(z.boolean(), false),
     /**

@@ -4,6 +4,7 @@
  * decided here, in one place, before anything is cloned.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 
 import { effectiveCapabilities } from '../config/capabilities.js';
@@ -23,6 +24,8 @@ export interface Plan {
   namespaces: Namespace[];
   rootfs: { kind: 'path'; path: string; mode: 'overlay' | 'readonly' | 'bind'; idmap: boolean };
   rootfsPropagation: 'private' | 'slave' | 'shared' | 'unbindable';
+  /** Bytes the container may write outside its volumes (the staging tmpfs's size). */
+  storageSize: number | null;
   mounts: PlanMount[];
   init: boolean;
   user: { user: string; group: string | null; additionalGroups: string[] };
@@ -66,6 +69,7 @@ export type PlanMount = { target: string } & MountFlags &
     | { type: 'fs'; fstype: string; data: string | null }
     | { type: 'symlink'; link: string }
     | { type: 'dir'; mode: number }
+    | { type: 'scratch'; mode: number }
     | { type: 'file'; contents: string; mode: number }
     | { type: 'mask' }
     | { type: 'readonlyPath' }
@@ -156,6 +160,15 @@ export function cgroupMounts(cg: NonNullable<PlanContext['cgroup']>): PlanMount[
   ];
 }
 
+/**
+ * What a container may write outside its volumes when it does not say: the
+ * smaller of 1 GiB and an eighth of the host's RAM, since it is held in
+ * memory (README, Defaults).
+ */
+export function defaultStorageSize(ram: number = totalmem()): number {
+  return Math.min(1024 ** 3, Math.floor(ram / 8 / 4096) * 4096);
+}
+
 /** Defaults applied under the caller's ulimits: no core dumps. */
 export const DEFAULT_ULIMITS = { core: { soft: 0, hard: 0 } } as const;
 
@@ -232,10 +245,10 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
   const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
   const mounts = ctx.join !== undefined ? [] : systemMounts();
   if (mode === 'readonly' && ctx.join === undefined) {
-    // Writable scratch space on a read-only root; on the host's root this also
-    // hides the host's /run (its sockets).
-    mounts.push(fs('/tmp', 'tmpfs', 'mode=1777', { nosuid: true, nodev: true, optional: true }));
-    mounts.push(fs('/run', 'tmpfs', 'mode=755', { nosuid: true, nodev: true, optional: true }));
+    // Writable scratch space on a read-only root, within the storage limit;
+    // on the host's root this also hides the host's /run (its sockets).
+    mounts.push({ target: '/tmp', type: 'scratch', mode: 0o1777, nosuid: true, nodev: true, optional: true });
+    mounts.push({ target: '/run', type: 'scratch', mode: 0o755, nosuid: true, nodev: true, optional: true });
   }
   if (ctx.join === undefined) {
     if (ctx.cgroup) mounts.push(...cgroupMounts(ctx.cgroup));
@@ -259,6 +272,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
     rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot) },
     rootfsPropagation: o.rootfsPropagation,
+    storageSize: ctx.join !== undefined ? null : (o.storageSize ?? defaultStorageSize()),
     mounts: cgroupMountsLast(mounts),
     init: o.init,
     user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },

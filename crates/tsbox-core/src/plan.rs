@@ -23,6 +23,11 @@ pub struct Plan {
     pub rootfs_propagation: Propagation,
     /// Applied in order after the root is bound; targets are container paths.
     pub mounts: Vec<Mount>,
+    /// Bytes the container may write outside its volumes: the size of the
+    /// staging tmpfs that holds the overlay's upper layer and the scratch
+    /// directories. None leaves the kernel's default (half of RAM).
+    #[serde(default)]
+    pub storage_size: Option<u64>,
     /// Run the minimal init as PID 1 (forwards signals, reaps, exits with the
     /// command's status). False makes the command PID 1.
     pub init: bool,
@@ -222,6 +227,10 @@ pub enum MountKind {
     Symlink { link: String },
     /// A directory created at the target with this mode.
     Dir { mode: u32 },
+    /// A writable directory of the staging tmpfs bound onto the target (a
+    /// read-only root's /tmp and /run): its writes count against the
+    /// container's storage limit with everything else it writes.
+    Scratch { mode: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +291,7 @@ mod tests {
                 idmap: false,
             },
             rootfs_propagation: Propagation::Private,
+            storage_size: Some(1 << 30),
             mounts: vec![
                 Mount {
                     target: "/proc".into(),

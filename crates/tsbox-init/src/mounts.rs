@@ -22,13 +22,19 @@ use crate::trace::{trace, Trace};
 
 /// Where the new root is assembled: a tmpfs over /tmp in our private mount
 /// namespace (the host's /tmp is untouched), as bubblewrap does. The overlay's
-/// upper layer and the generated files live on it and vanish with the container.
+/// upper layer, the scratch directories and the generated files live on it
+/// and vanish with the container; its size (the plan's `storage_size`) bounds
+/// everything the container writes outside its volumes. The paths under it
+/// are what the container's mountinfo shows of its root: fixed names, never
+/// the host's layout.
 const STAGING: &str = "/tmp";
 const NEWROOT: &str = "/tmp/root";
 const LOWER: &str = "/tmp/lower";
+const EMPTY: &str = "/tmp/empty";
 const UPPER: &str = "/tmp/upper";
 const WORK: &str = "/tmp/work";
 const FILES: &str = "/tmp/files";
+const SCRATCH: &str = "/tmp/scratch";
 
 /// A host path to mount from: opened by path, or a detached (idmapped) tree the
 /// helper made.
@@ -126,60 +132,84 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace, enter_cgroup: &mut 
         devnull,
     } = sources;
 
+    let staging_data = match plan.storage_size {
+        Some(bytes) => format!("mode=0700,size={bytes}"),
+        None => "mode=0700".to_string(),
+    };
     mount(
         Some("tmpfs"),
         STAGING,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0700"),
+        Some(staging_data.as_str()),
     )
     .step_path(Step::Staging, STAGING, || "mount the staging tmpfs".into())?;
-    for dir in [NEWROOT, FILES] {
+    for dir in [NEWROOT, FILES, SCRATCH] {
         mkdir(dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create a staging directory".into())?;
     }
     let at = |p: &str| open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty());
-    match mode {
-        RootMode::Overlay => {
-            for dir in [LOWER, UPPER, WORK] {
-                mkdir(dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create an overlay directory".into())?;
-            }
-            let lower = at(LOWER).step_path(Step::Staging, LOWER, || "open the overlay's lower directory".into())?;
-            rootsrc
-                .attach(lower.as_raw_fd(), true)
-                .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
-            let data = format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK}");
-            mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-                .or_else(|_| {
-                    // Kernels that keep overlay metadata in user.* xattrs inside a user namespace.
-                    mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(format!("{data},userxattr").as_str()))
-                })
-                .map_err(|e| {
-                    Report::new(Step::BindRootfs, e as i32).path(rootfs.clone()).detail("mount the overlay over the rootfs").hint(
-                        "this kernel or filesystem cannot overlay the rootfs in a user namespace; use --read-only, or --writable-rootfs to write into the directory itself",
-                    )
-                })?;
-            trace!(tr, "rootfs: {rootfs} under an overlay, writes go to a tmpfs that is discarded");
+    // The host's own root (no rootfs given) keeps its submounts: a recursive
+    // bind, read-only. A rootfs directory goes under an overlay, whose
+    // mountinfo shows the staging paths rather than where the directory is:
+    // with a writable upper layer on the staging tmpfs (the default), or none
+    // (read-only: two lower layers, the rootfs over an empty one).
+    let overlay_upper = match mode {
+        RootMode::Overlay => Some(true),
+        RootMode::Readonly if rootfs != "/" => Some(false),
+        _ => None,
+    };
+    if let Some(writable) = overlay_upper {
+        let dirs: &[&str] = if writable { &[LOWER, UPPER, WORK] } else { &[LOWER, EMPTY] };
+        for dir in dirs {
+            mkdir(*dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create an overlay directory".into())?;
         }
-        RootMode::Readonly | RootMode::Bind => {
-            let newroot = at(NEWROOT).step_path(Step::Staging, NEWROOT, || "open the new root".into())?;
-            rootsrc
-                .attach(newroot.as_raw_fd(), true)
-                .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the new root".into())?;
+        let lower = at(LOWER).step_path(Step::Staging, LOWER, || "open the overlay's lower directory".into())?;
+        rootsrc
+            .attach(lower.as_raw_fd(), true)
+            .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
+        let data = if writable {
+            format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK}")
+        } else {
+            format!("lowerdir={LOWER}:{EMPTY}")
+        };
+        mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+            .or_else(|_| {
+                // Kernels that keep overlay metadata in user.* xattrs inside a user namespace.
+                mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(format!("{data},userxattr").as_str()))
+            })
+            .map_err(|e| {
+                Report::new(Step::BindRootfs, e as i32).path(rootfs.clone()).detail("mount the overlay over the rootfs").hint(
+                    "this kernel or filesystem cannot overlay the rootfs in a user namespace; use --writable-rootfs to write into the directory itself",
+                )
+            })?;
+        trace!(
+            tr,
+            "rootfs: {rootfs} under an overlay, {}",
+            if writable {
+                "writes go to a tmpfs that is discarded"
+            } else {
+                "read-only"
+            }
+        );
+    } else {
+        let newroot = at(NEWROOT).step_path(Step::Staging, NEWROOT, || "open the new root".into())?;
+        rootsrc
+            .attach(newroot.as_raw_fd(), true)
+            .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the new root".into())?;
+        if *mode == RootMode::Readonly {
+            let bound = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
+            set_attrs(bound.as_raw_fd(), sys::MOUNT_ATTR_RDONLY, true)
+                .step_path(Step::BindRootfs, rootfs, || "make the root read-only".into())?;
+        }
+        trace!(
+            tr,
+            "rootfs: {rootfs} bound {}",
             if *mode == RootMode::Readonly {
-                let bound = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
-                set_attrs(bound.as_raw_fd(), sys::MOUNT_ATTR_RDONLY, true)
-                    .step_path(Step::BindRootfs, rootfs, || "make the root read-only".into())?;
+                "read-only"
+            } else {
+                "read-write (writes reach the directory)"
             }
-            trace!(
-                tr,
-                "rootfs: {rootfs} bound {}",
-                if *mode == RootMode::Readonly {
-                    "read-only"
-                } else {
-                    "read-write (writes reach the directory)"
-                }
-            );
-        }
+        );
     }
     drop(rootsrc);
 
@@ -261,6 +291,7 @@ fn describe(m: &Mount) -> String {
         }
         MountKind::Symlink { link } => format!("symlink: {} -> {link}", m.target),
         MountKind::Dir { mode } => format!("mkdir: {} ({mode:o})", m.target),
+        MountKind::Scratch { mode } => format!("scratch: {} ({mode:o}, on the staging tmpfs){flags}", m.target),
         MountKind::File { contents, .. } => format!("file: {} ({} bytes){flags}", m.target, contents.len()),
         MountKind::Mask => format!("mask: {}", m.target),
         MountKind::ReadonlyPath => format!("read-only: {}", m.target),
@@ -362,6 +393,30 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             Source::Path(src)
                 .attach(at.as_raw_fd(), false)
                 .step_path(Step::Mount, target, || format!("bind the generated {target}"))?;
+            if attr_bits(m) != 0 {
+                let bound = resolve(root, target, OFlag::O_PATH)?;
+                set_attrs(bound.as_raw_fd(), attr_bits(m), false)
+                    .step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
+            }
+        }
+        MountKind::Scratch { mode } => {
+            // A directory of the staging tmpfs: its writes count against the
+            // one storage limit with the root's.
+            let staged = format!("{SCRATCH}/{index}");
+            mkdir(staged.as_str(), Mode::from_bits_truncate(0o700)).step_path(Step::Mount, &staged, || format!("create the scratch directory for {target}"))?;
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                staged.as_str(),
+                Mode::from_bits_truncate(*mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .step_path(Step::Mount, &staged, || format!("set the mode of {target}"))?;
+            let at = mkdir_all(root, target, 0o755)?;
+            let src = open(staged.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .step_path(Step::Mount, &staged, || "open the scratch directory".into())?;
+            Source::Path(src)
+                .attach(at.as_raw_fd(), false)
+                .step_path(Step::Mount, target, || format!("bind a scratch directory on {target}"))?;
             if attr_bits(m) != 0 {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
                 set_attrs(bound.as_raw_fd(), attr_bits(m), false)
