@@ -172,10 +172,11 @@ pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace, enter_cgroup: &mut 
         } else {
             format!("lowerdir={LOWER}:{EMPTY}")
         };
-        mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        let flags = if writable { MsFlags::empty() } else { MsFlags::MS_RDONLY };
+        mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(data.as_str()))
             .or_else(|_| {
                 // Kernels that keep overlay metadata in user.* xattrs inside a user namespace.
-                mount(Some("overlay"), NEWROOT, Some("overlay"), MsFlags::empty(), Some(format!("{data},userxattr").as_str()))
+                mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(format!("{data},userxattr").as_str()))
             })
             .map_err(|e| {
                 Report::new(Step::BindRootfs, e as i32).path(rootfs.clone()).detail("mount the overlay over the rootfs").hint(
