@@ -37,6 +37,10 @@ export interface NativeBinding {
   compileSeccomp: (profileJson: string | null) => Buffer;
   /** Sets the size of the terminal whose master is `fd`. */
   setWindowSize: (fd: number, cols: number, rows: number) => void;
+  /** The termios of the terminal on `fd`, or null when it is not one. */
+  saveTerminal: (fd: number) => Buffer | null;
+  /** Restores a saved termios on `fd` and clears exclusive mode (TIOCNXCL). */
+  restoreTerminal: (fd: number, saved: Buffer) => void;
   /** tsbox's default seccomp profile, as OCI JSON. */
   seccompDefaultProfile: () => string;
   monotonicNs: () => bigint;

@@ -2,15 +2,17 @@
  * Regression tests for what a hostile review found (issue 13): each test is
  * named after the item it closes, and fails on the code before its fix.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
+import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { run, spawn, TsboxError } from '../../ts/index.js';
-import { cli } from '../support/tsbox.js';
+import { BIN, cli, eventually, REPO } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 let scratch: string;
@@ -168,4 +170,101 @@ describe("item 20: the container's mountinfo does not show where its rootfs is o
       expect(r.stdout).not.toContain(rootfs);
     });
   }
+});
+
+describe("item 7: spawn() closes every pipe of a container when it ends", () => {
+  it('200 spawns with stdio piped where nothing is written leave the fd count within +2', async () => {
+    const fdCount = () => readdirSync('/proc/self/fd').length;
+    await (await spawn(['true'], { rootfs })).wait();
+    const before = fdCount();
+    for (let i = 0; i < 200; i++) {
+      const c = await spawn(['true'], { rootfs, stdio: 'pipe' });
+      await c.wait();
+    }
+    expect(await eventually(() => fdCount() <= before + 2, 2_000)).toBe(true);
+  }, 120_000);
+});
+
+describe('item 8: timeouts of any length', () => {
+  it('a timeout beyond 2^31 ms does not fire at once; a short one still fires', async () => {
+    const long = await run(['sh', '-c', 'sleep 1; echo alive'], { rootfs, timeout: 2 ** 31 + 1000 });
+    expect(long).toMatchObject({ stdout: 'alive\n', timedOut: false, exitCode: 0 });
+    const cliLong = await cli(['run', '--rootfs', rootfs, '--timeout', '600h', '--', 'sh', '-c', 'sleep 0.5; echo alive']);
+    expect([cliLong.code, cliLong.stdout]).toEqual([0, 'alive\n']);
+    const short = await run(['sleep', '30'], { rootfs, timeout: 300 });
+    expect(short).toMatchObject({ timedOut: true, exitCode: 137 });
+  });
+});
+
+describe("item 9: --writable-rootfs never writes into the host's root", () => {
+  it('refuses the host root by any name, compared by device and inode', async () => {
+    const link = join(scratch, 'host-root-link');
+    await fs.symlink('/', link);
+    for (const name of ['/', '/./', '//', '/proc/self/root/', link]) {
+      const r = await cli(['run', '--rootfs', name, '--writable-rootfs', '--', 'touch', '/tsbox-escape-marker']);
+      expect(r.code, name).toBe(125);
+      expect(r.stderr).toMatch(/^tsbox: config\(.*\): the rootfs is the host's root/);
+    }
+    await expect(fs.stat('/tsbox-escape-marker')).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('items 14 and 15: the caller\'s terminal', () => {
+  const probe = join(REPO, 'target/static', `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-unknown-linux-gnu`, 'release/tsbox-probe');
+  /** Runs `command` under script(1): its stdin, stdout and stderr are a fresh pty. */
+  const underPty = (command: string) => execFileSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+  const tsbox = `${process.execPath} ${BIN}`;
+
+  it('without -t, the container cannot lock the terminal it shares, and what it changes is undone at exit', async () => {
+    const out = underPty(
+      [
+        `stty -g > ${scratch}/before`,
+        // The filter refuses TIOCEXCL ...
+        `${tsbox} run --rootfs ${rootfs} -- tsbox-probe tty-excl set`,
+        // ... and without the filter the CLI clears it, and the settings, at exit.
+        `${tsbox} run --rootfs ${rootfs} --security-opt seccomp=unconfined -- sh -c 'tsbox-probe tty-excl set; stty raw -echo'`,
+        `${probe} tty-excl get`,
+        `stty -g > ${scratch}/after`,
+      ].join('; '),
+    );
+    const lines = out.replace(/\r/g, '').trim().split('\n').filter((l) => l.startsWith('{'));
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([{ errno: 1 }, { exclusive: 1 }, { exclusive: 0 }]);
+    expect(await fs.readFile(join(scratch, 'after'), 'utf8')).toBe(await fs.readFile(join(scratch, 'before'), 'utf8'));
+  });
+
+  it('-t on a terminal that reports 0x0 gives the container 80x24', async () => {
+    const out = underPty(`stty cols 0 rows 0; ${tsbox} run --rootfs ${rootfs} -t -- stty size`);
+    expect(out.replace(/\r/g, '')).toContain('24 80\n');
+  });
+});
+
+describe('item 19: the default pids limit leaves the host able to fork', () => {
+  it('eight fork bombs at once, each bounded by the default, and the host still forks', async () => {
+    const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+    const bombs = await Promise.all(Array.from({ length: 8 }, () => spawn(['tsbox-probe', 'forks'], { rootfs })));
+    try {
+      const counts = await Promise.all(
+        bombs.map(
+          (c) =>
+            new Promise<{ forked: number; errno: number }>((resolve) => {
+              let s = '';
+              c.stdout!.on('data', (d: Buffer) => {
+                s += d.toString();
+                if (s.includes('\n')) resolve(JSON.parse(s) as { forked: number; errno: number });
+              });
+            }),
+        ),
+      );
+      for (const n of counts) {
+        expect(n.errno).toBe(11); // EAGAIN: the pids limit
+        expect(n.forked).toBeLessThanOrEqual(DEFAULT_PIDS_LIMIT);
+      }
+      expect(8 * DEFAULT_PIDS_LIMIT).toBeLessThanOrEqual(pidMax / 2);
+      // With every bomb holding all it got, the host forks.
+      expect(execFileSync('sh', ['-c', 'echo forked'], { encoding: 'utf8' })).toBe('forked\n');
+    } finally {
+      for (const c of bombs) c.kill('SIGKILL');
+      await Promise.all(bombs.map((c) => c.wait()));
+    }
+  }, 120_000);
 });

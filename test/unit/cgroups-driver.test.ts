@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { createCgroup, prepareCgroup, gc, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
+import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { TsboxError } from '../../ts/errors.js';
 
 const MiB = 1024 ** 2;
@@ -339,7 +340,7 @@ describe('v2: create', () => {
     const host = v2Host('/');
     const c = create(host);
     expect(c.v2Path).toBe(join(host.cg, 'tsbox/c1'));
-    expect(cat(join(host.cg, 'tsbox/c1/pids.max'))).toBe('4096');
+    expect(cat(join(host.cg, 'tsbox/c1/pids.max'))).toBe(String(DEFAULT_PIDS_LIMIT));
   });
 
   it('traces each step for --trace', () => {
@@ -376,11 +377,11 @@ describe('v2: create', () => {
     const leaf = c.v2Path!;
     expect(c.applied()).toEqual({
       mode: 'v2',
-      limits: { memory: 1024 * MiB, blkioWeight: 500, pidsLimit: 4096 },
+      limits: { memory: 1024 * MiB, blkioWeight: 500, pidsLimit: DEFAULT_PIDS_LIMIT },
       writes: [
         { path: join(leaf, 'memory.max'), value: String(1024 * MiB), limit: 'memory' },
         { path: join(leaf, 'memory.swap.max'), value: String(1024 * MiB), limit: 'memorySwap' },
-        { path: join(leaf, 'pids.max'), value: '4096', limit: 'pidsLimit' },
+        { path: join(leaf, 'pids.max'), value: String(DEFAULT_PIDS_LIMIT), limit: 'pidsLimit' },
         { path: join(leaf, 'io.weight'), value: 'default 4950', limit: 'blkioWeight' },
       ],
     });
@@ -446,7 +447,7 @@ describe('v2: failures leave nothing behind', () => {
     const host = v2Host();
     writeFileSync(join(host.cg, 'cgroup.subtree_control'), 'cpu memory');
     const e = leavesNothing(host, () => create(host));
-    expect(e.message).toMatch(/limits.pidsLimit \(default 4096\) needs it/);
+    expect(e.message).toMatch(new RegExp(`limits.pidsLimit \\(default ${DEFAULT_PIDS_LIMIT}\\) needs it`));
     expect(create(host, { pidsLimit: -1 }).v2Path).toBe(join(host.cg, 'system.slice/tsbox/c1'));
   });
 

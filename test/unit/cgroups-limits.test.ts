@@ -1,6 +1,8 @@
 // ts/cgroups/limits.ts and the controllers' writes: Docker's sizes and
 // semantics, the v1↔v2 conversions, and which file gets which value on v1 and
 // on v2. Pure: no filesystem.
+import { readFileSync } from 'node:fs';
+
 import { describe, expect, it } from 'vitest';
 
 import type { LimitWrite } from '../../ts/cgroups/controller.js';
@@ -14,6 +16,7 @@ import {
   cpusToQuota,
   cpuWeightToShares,
   DEFAULT_PIDS_LIMIT,
+  defaultPidsLimit,
   formatCpuMax,
   ioWeightToBlkioWeight,
   parseByteSize,
@@ -84,8 +87,10 @@ describe('parseByteSize: Docker byte sizes', () => {
 describe('cgroupLimitsSchema / parseLimits', () => {
   it('fills in the default pids limit, and nothing else', () => {
     expect(parseLimits({})).toEqual({ pidsLimit: DEFAULT_PIDS_LIMIT });
-    expect(parseLimits(undefined)).toEqual({ pidsLimit: 4096 });
-    expect(DEFAULT_PIDS_LIMIT).toBe(4096);
+    expect(parseLimits(undefined)).toEqual({ pidsLimit: DEFAULT_PIDS_LIMIT });
+    // 4096, or a sixteenth of pid_max when smaller (eight fork bombs leave half of it).
+    expect(DEFAULT_PIDS_LIMIT).toBe(defaultPidsLimit(Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'))));
+    expect([defaultPidsLimit(4194304), defaultPidsLimit(32768), defaultPidsLimit(300), defaultPidsLimit(null)]).toEqual([4096, 2048, 64, 4096]);
   });
 
   it('parses sizes in every size field, device rates included', () => {
@@ -261,7 +266,7 @@ describe('which file gets which value', () => {
   });
 
   it('pids: the default, a given limit, and max for -1', () => {
-    expect(writes(pids, 1, {})).toEqual(['pids:pids.max=4096']);
+    expect(writes(pids, 1, {})).toEqual([`pids:pids.max=${DEFAULT_PIDS_LIMIT}`]);
     expect(writes(pids, 2, { pidsLimit: 64 })).toEqual(['unified:pids.max=64']);
     expect(writes(pids, 2, { pidsLimit: -1 })).toEqual(['unified:pids.max=max']);
     expect(pids.required(parseLimits({ pidsLimit: -1 }))).toBe(false);

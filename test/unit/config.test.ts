@@ -2,6 +2,7 @@
 // JSON path of the problem, all problems at once.
 import { describe, expect, it } from 'vitest';
 
+import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
 import { rejection } from '../support/errors.js';
@@ -9,7 +10,7 @@ import { rejection } from '../support/errors.js';
 
 const paths = (e: TsboxError) => e.issues.map((i) => i.path);
 
-const DEFAULTS = { cwd: '/', init: true, trace: false, stdio: 'pipe', readOnly: false, writableRootfs: false, volumes: [], tmpfs: [], mounts: [], rootfsPropagation: 'private', groupAdd: [], capAdd: [], capDrop: [], noNewPrivileges: true, userns: 'private', tty: false, seccomp: 'default', pidsLimit: 4096, ulimits: {} };
+const DEFAULTS = { cwd: '/', init: true, trace: false, stdio: 'pipe', readOnly: false, writableRootfs: false, volumes: [], tmpfs: [], mounts: [], rootfsPropagation: 'private', groupAdd: [], capAdd: [], capDrop: [], noNewPrivileges: true, userns: 'private', tty: false, seccomp: 'default', pidsLimit: DEFAULT_PIDS_LIMIT, ulimits: {} };
 
 describe('parseRunInput: accepted input', () => {
   it('fills the defaults: cwd /, init on, trace off, stdio piped', () => {

@@ -1,8 +1,11 @@
 /**
  * Resource limits: their one schema (Docker's flags and semantics), the
  * parsing of Docker's size strings, and the conversions between the v1 and v2
- * kernel interfaces. Pure: nothing here touches the filesystem.
+ * kernel interfaces. Pure, but for the one read of the host's pid_max that
+ * sizes the default pids limit.
  */
+import { readFileSync } from 'node:fs';
+
 import * as z from 'zod/mini';
 
 import '../config/locale.js';
@@ -10,12 +13,28 @@ import '../config/locale.js';
 import { TsboxError } from '../errors.js';
 
 /**
- * The pids limit of every container unless the caller gives one: enough for
- * any sane workload, small enough that a fork bomb cannot exhaust the host's
- * pid space (pid_max is 4194304 on 64-bit, often 32768). `pidsLimit: -1`
- * removes it. Docker has no default; podman's is 2048.
+ * The pids limit of every container unless the caller gives one: 4096,
+ * enough for any sane workload, or a sixteenth of the host's pid_max when
+ * that is smaller, so that eight fork bombs at once still leave the host half
+ * of its pid space (pid_max is 4194304 where systemd sets it, 32768 by the
+ * kernel's default: 2048 there). `pidsLimit: -1` removes it. Docker has no
+ * default; podman's is 2048.
  */
-export const DEFAULT_PIDS_LIMIT = 4096;
+export function defaultPidsLimit(pidMax: number | null = readPidMax()): number {
+  return pidMax === null ? 4096 : Math.max(64, Math.min(4096, Math.floor(pidMax / 16)));
+}
+
+function readPidMax(): number | null {
+  try {
+    const n = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+    return Number.isSafeInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** {@link defaultPidsLimit} on this host, read once. */
+export const DEFAULT_PIDS_LIMIT = defaultPidsLimit();
 
 /** The CFS period used with `cpus`, as Docker's: 100 ms. */
 export const DEFAULT_CPU_PERIOD = 100_000;

@@ -76,7 +76,7 @@ export const containerArgs = {
   'cpu-period': { type: 'string', valueHint: 'USEC', description: 'The CFS period, in µs (default 100000)' },
   'cpuset-cpus': { type: 'string', valueHint: 'LIST', description: 'CPUs to run on: 0-3,5' },
   'cpuset-mems': { type: 'string', valueHint: 'LIST', description: 'Memory nodes to allocate from' },
-  'pids-limit': { type: 'string', valueHint: 'N', description: 'Most processes at once (default 4096); -1 for none' },
+  'pids-limit': { type: 'string', valueHint: 'N', description: 'Most processes at once (default 4096, or pid_max/16 when smaller); -1 for none' },
   'blkio-weight': { type: 'string', valueHint: 'N', description: 'Relative block I/O weight, 10..1000' },
   'device-read-bps': { type: 'string', valueHint: 'DEV:RATE', description: 'Read rate limit of a block device: /dev/sda:1mb (repeatable)' },
   'device-write-bps': { type: 'string', valueHint: 'DEV:RATE', description: 'Write rate limit of a block device (repeatable)' },

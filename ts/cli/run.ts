@@ -1,12 +1,13 @@
 /** `tsbox run`: start a container, pass stdio through, exit with its status. */
+import { writeFileSync } from 'node:fs';
+
 import { defineCommand, showUsage } from 'citty';
 
 import { loadConfig } from '../config/file.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import type { RunOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
-import { writeFileSync } from 'node:fs';
-
+import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
 import { containerArgs, parseDuration, parseEnv, splitArgs } from './args.js';
 
@@ -46,6 +47,22 @@ function attachTerminal(container: Container, interactive: boolean): () => void 
       stdin.pause();
     }
     if (raw) stdin.setRawMode(false);
+  };
+}
+
+/**
+ * Without `-t` the container gets this process's own stdio, a terminal
+ * included: whatever it does to the terminal's settings (raw mode, no echo,
+ * exclusive mode) is undone when it ends. Returns the undo.
+ */
+function guardTerminal(): () => void {
+  const { binding } = loadNative();
+  const saved = [0, 1, 2].flatMap((fd) => {
+    const t = binding.saveTerminal(fd);
+    return t ? [{ fd, t }] : [];
+  });
+  return () => {
+    for (const { fd, t } of saved) binding.restoreTerminal(fd, t);
   };
 }
 
@@ -159,7 +176,8 @@ const run = defineCommand({
     if (tty) {
       options.tty = true;
       options.stdio = 'pipe';
-      if (process.stdout.isTTY) options.ttySize = { cols: process.stdout.columns, rows: process.stdout.rows };
+      // A terminal that reports no size (0x0, as a fresh pty) gets the default 80x24.
+      if (process.stdout.isTTY && process.stdout.columns > 0 && process.stdout.rows > 0) options.ttySize = { cols: process.stdout.columns, rows: process.stdout.rows };
     }
     if (v.has('timeout')) options.timeout = parseDuration(v.get('timeout') as string, '--timeout');
     applyLimitFlags(options, v);
@@ -195,6 +213,8 @@ const run = defineCommand({
     const pending: NodeJS.Signals[] = [];
     const forward = (sig: NodeJS.Signals) => (container ? container.kill(sig) : pending.push(sig));
     for (const sig of FORWARDED) process.on(sig, forward);
+    // Saved before the container can touch it.
+    const restoreTerminal = tty ? () => {} : guardTerminal();
     try {
       container = await spawn(split.command, options);
       for (const n of container.notices) process.stderr.write(`${n}\n`);
@@ -208,6 +228,7 @@ const run = defineCommand({
         detach();
       }
     } finally {
+      restoreTerminal();
       for (const sig of FORWARDED) process.off(sig, forward);
     }
   },

@@ -188,7 +188,7 @@ export const runOptionsSchema = z
     timeout: z.optional(z.number().check(z.int(), z.positive())),
     // Resource limits (cgroups): memory, memorySwap, memoryReservation, cpus,
     // cpuShares, cpuQuota, cpuPeriod, cpusetCpus, cpusetMems, pidsLimit (default
-    // 4096; -1 for none), blkioWeight, deviceReadBps/WriteBps/ReadIops/WriteIops.
+    // 4096, or pid_max/16 when smaller; -1 for none), blkioWeight, deviceReadBps/WriteBps/ReadIops/WriteIops.
     ...cgroupLimitsSchema.shape,
     /** The cgroup to create the container's under (e.g. `/tsbox.slice`). Default: beside the caller's. */
     cgroupParent: z.optional(absolutePath.check(z.refine((p) => !p.split('/').includes('..'), { message: 'must not contain ..' }))),

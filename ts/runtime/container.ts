@@ -95,6 +95,27 @@ export type ExecOptions = Pick<RunOptions, 'user' | 'groupAdd' | 'capAdd' | 'cap
   signal?: AbortSignal | undefined;
 };
 
+/** setTimeout's limit: a longer delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `fn` once `ms` milliseconds have passed, for any `ms` (chained timers
+ * beyond setTimeout's 2^31-1); returns the cancel.
+ */
+export function afterMs(ms: number, fn: () => void): () => void {
+  let timer: NodeJS.Timeout;
+  const due = Date.now() + ms;
+  const arm = (left: number) => {
+    timer = setTimeout(() => {
+      const rest = due - Date.now();
+      if (rest > 0) arm(rest);
+      else fn();
+    }, Math.min(left, MAX_TIMER_MS));
+  };
+  arm(ms);
+  return () => clearTimeout(timer);
+}
+
 /** The error `wait()` rejects with when the AbortSignal fired (as child_process does). */
 export class AbortError extends Error {
   override readonly name = 'AbortError';
@@ -139,13 +160,13 @@ export class Container extends EventEmitter {
     this.#channel = init.channel;
     this.#options = init.options;
     this.#hostname = init.hostname;
-    let timer: NodeJS.Timeout | undefined;
-    if (init.timeout !== undefined) {
-      timer = setTimeout(() => {
-        this.#timedOut = true;
-        this.kill('SIGKILL');
-      }, init.timeout);
-    }
+    const cancelTimeout =
+      init.timeout === undefined
+        ? () => {}
+        : afterMs(init.timeout, () => {
+            this.#timedOut = true;
+            this.kill('SIGKILL');
+          });
     const onAbort = () => {
       this.#aborted = init.signal?.reason ?? true;
       this.kill('SIGKILL');
@@ -153,7 +174,7 @@ export class Container extends EventEmitter {
     if (init.signal?.aborted) onAbort();
     else init.signal?.addEventListener('abort', onAbort, { once: true });
     this.#result = this.#monitor(init).finally(() => {
-      clearTimeout(timer);
+      cancelTimeout();
       init.signal?.removeEventListener('abort', onAbort);
     });
     // wait() is how errors surface; keep an unobserved result from being an unhandled rejection.
@@ -174,6 +195,9 @@ export class Container extends EventEmitter {
     } finally {
       this.#exited = true;
       this.#channel.close();
+      // Nothing reads the command's stdin any more: our end of the pipe goes
+      // now, whether or not the caller ever touched it.
+      init.stdin?.destroy();
     }
     const how = await init.closed;
     const wallMs = Number(process.hrtime.bigint() - init.startedAt) / 1e6;

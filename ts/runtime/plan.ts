@@ -98,6 +98,32 @@ export function systemMounts(): PlanMount[] {
   ];
 }
 
+/**
+ * A rootfs written into must not be the host's own root, however it is
+ * named (`/`, `/./`, a symlink, a bind mount of it, /proc/1/root): compared by
+ * device and inode, with this process's root and init's.
+ */
+function refuseHostRoot(path: string): void {
+  const st = statSync(path);
+  for (const root of ['/', '/proc/1/root']) {
+    let r;
+    try {
+      r = statSync(root);
+    } catch {
+      continue;
+    }
+    if (r.dev === st.dev && r.ino === st.ino) {
+      throw new TsboxError({
+        step: 'config',
+        errno: 0,
+        path,
+        detail: `the rootfs is the host's root (${root}), and writableRootfs would let the container write into it`,
+        hint: 'leave out --rootfs to run on the host\'s root read-only, or give a directory holding a root filesystem of its own',
+      });
+    }
+  }
+}
+
 /** Checks the rootfs before anything is created, so the error comes first and cheaply. */
 function checkRootfs(path: string): void {
   let st;
@@ -243,6 +269,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
   // Exec joins a container whose filesystem exists: nothing to check or mount.
   if (!hostRoot && ctx.join === undefined) checkRootfs(rootfs);
   const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
+  if (mode === 'bind' && ctx.join === undefined) refuseHostRoot(rootfs);
   const mounts = ctx.join !== undefined ? [] : systemMounts();
   if (mode === 'readonly' && ctx.join === undefined) {
     // Writable scratch space on a read-only root, within the storage limit;

@@ -188,6 +188,39 @@ pub fn set_window_size(fd: i32, cols: u16, rows: u16) -> Result<()> {
     Ok(())
 }
 
+/// The termios of the terminal on `fd`, to give back with `restoreTerminal`
+/// after a container that shared it has ended; null when `fd` is not a
+/// terminal.
+#[napi]
+pub fn save_terminal(fd: i32) -> Option<Buffer> {
+    // SAFETY: termios is plain old data; tcgetattr fills it or fails.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+        return None;
+    }
+    // SAFETY: reading the bytes of a plain struct we own.
+    let bytes = unsafe { std::slice::from_raw_parts((&t as *const libc::termios).cast::<u8>(), std::mem::size_of::<libc::termios>()) };
+    Some(Buffer::from(bytes.to_vec()))
+}
+
+/// Puts the terminal on `fd` back as `saveTerminal` found it, and out of
+/// exclusive mode (TIOCEXCL, which would keep its owner from opening it).
+/// A container given the caller's terminal (without `-t`) may have changed
+/// both; best effort, as the terminal may be gone.
+#[napi]
+pub fn restore_terminal(fd: i32, saved: Buffer) {
+    if saved.len() != std::mem::size_of::<libc::termios>() {
+        return;
+    }
+    // SAFETY: `saved` came from save_terminal: the bytes of a termios.
+    let t: libc::termios = unsafe { std::ptr::read_unaligned(saved.as_ptr().cast::<libc::termios>()) };
+    // SAFETY: ioctls on a descriptor the caller owns; a failure changes nothing.
+    unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &t);
+        libc::ioctl(fd, libc::TIOCNXCL);
+    }
+}
+
 /// CLOCK_MONOTONIC in nanoseconds, the clock `--trace` offsets count from (the
 /// same clock as process.hrtime, exposed so both sides agree by construction).
 #[napi]

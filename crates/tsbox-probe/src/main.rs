@@ -9,6 +9,8 @@
 //!   tsbox-probe write PATH
 //!   tsbox-probe signals SECONDS
 //!   tsbox-probe zombies N
+//!   tsbox-probe forks
+//!   tsbox-probe tty-excl set|get
 
 mod parse;
 
@@ -20,7 +22,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | tty-excl set|get";
 
 mod syscalls;
 
@@ -44,6 +46,8 @@ fn main() {
             Ok(mib) => cmd_alloc(mib),
             _ => usage(&format!("bad MIB {:?}", args[1])),
         },
+        Some("forks") if args.len() == 1 => cmd_forks(),
+        Some("tty-excl") if args.len() == 2 && (args[1] == "set" || args[1] == "get") => cmd_tty_excl(args[1] == "set"),
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
             0
@@ -444,6 +448,49 @@ fn cmd_zombies(n: u32) -> i32 {
     } else {
         out_json(&json!({ "spawned": spawned, "errors": errors }));
     }
+    0
+}
+
+/// `forks`: a fork bomb that holds what it got. Forks until the kernel
+/// refuses (each child only waits), prints {"forked": N, "errno": E} and
+/// waits to be killed, with every child alive: what a pids limit bounds.
+fn cmd_forks() -> i32 {
+    let mut forked = 0u64;
+    let errno = loop {
+        // SAFETY: single-threaded; the child only pauses until it is killed.
+        match unsafe { libc::fork() } {
+            0 => loop {
+                unsafe { libc::pause() };
+            },
+            pid if pid > 0 => forked += 1,
+            _ => break errno(),
+        }
+    };
+    out_json(&json!({ "forked": forked, "errno": errno }));
+    loop {
+        unsafe { libc::pause() };
+    }
+}
+
+/// `tty-excl set`: puts the terminal on stdin in exclusive mode (TIOCEXCL)
+/// and exits, leaving it so; `tty-excl get`: prints {"exclusive": 0|1} of
+/// the terminal on stdin (TIOCGEXCL), or {"errno": E}.
+fn cmd_tty_excl(set: bool) -> i32 {
+    const TIOCGEXCL: libc::c_ulong = 0x8004_5440;
+    // SAFETY: ioctls on fd 0 with an int out-parameter for the query.
+    let (r, value) = unsafe {
+        if set {
+            (libc::ioctl(0, libc::TIOCEXCL), 1)
+        } else {
+            let mut v: libc::c_int = 0;
+            (libc::ioctl(0, TIOCGEXCL, &mut v), v)
+        }
+    };
+    if r < 0 {
+        out_json(&json!({ "errno": errno() }));
+        return 1;
+    }
+    out_json(&json!({ "exclusive": value }));
     0
 }
 
