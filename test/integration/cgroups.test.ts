@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { createCgroup, defaultStateDir, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
+import { createCgroup, DEFAULT_PIDS_LIMIT, defaultStateDir, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
 import { TsboxError } from '../../ts/errors.js';
 import { eventually, killQuietly, MiB, newId, procCgroup, spawnGated, tsboxDirs } from '../cgroup2/support.js';
 import { workloadCases } from '../cgroup2/workloads.js';
@@ -41,9 +41,10 @@ function make(limits: CgroupLimitsInput = {}, id = newId()): Cgroup {
  */
 const gcParent = `/tsbox-itest-gc-${process.pid}`;
 let gcStateDir: string;
-const v1Roots = () =>
+/** Every hierarchy's root: the v1 ones and the unified one. */
+const hierarchyRoots = () =>
   readdirSync('/sys/fs/cgroup')
-    .filter((h) => h !== 'unified' && !lstatSync(join('/sys/fs/cgroup', h)).isSymbolicLink() && lstatSync(join('/sys/fs/cgroup', h)).isDirectory())
+    .filter((h) => !lstatSync(join('/sys/fs/cgroup', h)).isSymbolicLink() && lstatSync(join('/sys/fs/cgroup', h)).isDirectory())
     .map((h) => join('/sys/fs/cgroup', h));
 
 function gated(script: string) {
@@ -53,6 +54,18 @@ function gated(script: string) {
 }
 
 const cat = (dir: string, file: string) => readFileSync(join(dir, file), 'utf8').trim();
+
+/** Every hierarchy of this host by tsbox's names: v1 controllers and named ones, and `unified`. */
+function hostHierarchies(): string[] {
+  return readFileSync('/proc/self/cgroup', 'utf8')
+    .trim()
+    .split('\n')
+    .flatMap((line) => {
+      const [num, controllers] = line.split(':');
+      return num === '0' ? ['unified'] : controllers!.split(',');
+    })
+    .sort();
+}
 
 /** The caller's own cgroup in v1 hierarchy `h`. */
 function own(h: string): string {
@@ -92,7 +105,7 @@ afterEach(() => {
 
 afterAll(() => {
   rmSync(gcStateDir, { recursive: true, force: true });
-  for (const root of v1Roots()) {
+  for (const root of hierarchyRoots()) {
     for (const d of [join(root, gcParent, 'tsbox'), join(root, gcParent)]) {
       try {
         rmdirSync(d);
@@ -132,11 +145,13 @@ describe.skipIf(detectCgroupMode() === 'v2')('cgroups on this hybrid host (v1 co
     );
     expect(cg.mode).toBe('hybrid');
     expect(cg.v2Path).toBeNull();
-    for (const h of ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'blkio', 'freezer']) {
-      expect(cg.paths[h], h).toBe(join('/sys/fs/cgroup', h, own(h), 'tsbox', id));
+    for (const h of ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'blkio', 'freezer', 'devices', 'name=systemd']) {
+      expect(cg.paths[h], h).toBe(join('/sys/fs/cgroup', h.replace('name=', ''), own(h), 'tsbox', id));
       expect(existsSync(cg.paths[h]!), h).toBe(true);
     }
-    expect(cg.paths.unified).toBeUndefined();
+    // A hybrid host's unified hierarchy too: no limit there, but the
+    // container's cgroup namespace is rooted at a cgroup of its own.
+    expect(cg.paths.unified).toBe(join('/sys/fs/cgroup/unified/tsbox', id));
 
     const p = cg.paths;
     expect(cat(p.memory!, 'memory.limit_in_bytes')).toBe(String(64 * MiB));
@@ -161,7 +176,7 @@ describe.skipIf(detectCgroupMode() === 'v2')('cgroups on this hybrid host (v1 co
 
   it('sets the default pids limit when none is given', () => {
     const cg = make();
-    expect(cat(cg.paths.pids!, 'pids.max')).toBe('4096');
+    expect(cat(cg.paths.pids!, 'pids.max')).toBe(String(DEFAULT_PIDS_LIMIT));
   });
 
   it('places a process in every hierarchy, reads its stats, kills it and removes the cgroups', async () => {
@@ -169,11 +184,11 @@ describe.skipIf(detectCgroupMode() === 'v2')('cgroups on this hybrid host (v1 co
     const cg = make({ memory: '64m' }, id);
     const g = gated('sleep 30');
     cg.place(g.pid);
-    // Without cpuset or blkio limits those hierarchies are not used.
-    expect(Object.keys(cg.paths).sort()).toEqual(['cpu', 'cpuacct', 'freezer', 'memory', 'pids']);
-    const joined = procCgroup(g.pid).filter((l) => Object.keys(cg.paths).includes(l.split(':')[1]!));
-    expect(joined).toHaveLength(5);
-    for (const line of joined) expect(line).toMatch(new RegExp(`/tsbox/${id}$`));
+    // Every hierarchy, whether or not a limit needs it.
+    expect(Object.keys(cg.paths).sort()).toEqual(hostHierarchies());
+    const lines = procCgroup(g.pid);
+    expect(lines).toHaveLength(readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n').length);
+    for (const line of lines) expect(line).toMatch(new RegExp(`/tsbox/${id}$`));
     g.go();
     // Charged to the cgroup as the process runs: its first pages come after go.
     expect(await eventually(() => (cg.stats().pids.current ?? 0) >= 1 && (cg.stats().memory.current ?? 0) > 0)).toBe(true);
@@ -217,7 +232,7 @@ describe.skipIf(detectCgroupMode() === 'v2')('cgroups on this hybrid host (v1 co
     const owner = gated('exit 0');
     owner.go();
     await owner.exited;
-    for (const root of v1Roots()) mkdirSync(join(root, gcParent), { recursive: true });
+    for (const root of hierarchyRoots()) mkdirSync(join(root, gcParent), { recursive: true });
     const opts = { stateDir: gcStateDir, parent: gcParent };
     const orphanId = newId();
     const orphan = createCgroup(orphanId, {}, { ...opts, owner: owner.pid });

@@ -268,3 +268,14 @@ describe('item 19: the default pids limit leaves the host able to fork', () => {
     }
   }, 120_000);
 });
+
+describe('item 18: the cgroup namespace is rooted at a cgroup of its own in every hierarchy', () => {
+  it('/proc/self/cgroup inside shows / for every hierarchy, the v1 ones tsbox sets no limit in included', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'cat', '/proc/self/cgroup']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    // As many hierarchies as the host has.
+    expect(lines.length).toBe(readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n').length);
+    for (const line of lines) expect(line, line).toMatch(/:\/$/);
+  });
+});

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 
 import { describe, expect, inject, it } from 'vitest';
 
-import { detectCgroupMode } from '../../ts/cgroups/index.js';
+import { DEFAULT_PIDS_LIMIT, detectCgroupMode } from '../../ts/cgroups/index.js';
 import { tsboxCgroups } from '../support/host.js';
 import { cli, waitForOutput } from '../support/tsbox.js';
 
@@ -63,7 +63,7 @@ describe('limits act, and the report says so', () => {
 
   it('applies the default pids limit, and -1 removes it', async () => {
     const { report: d } = await report([], ['true']);
-    expect(d.limits).toMatchObject({ pidsLimit: 4096 });
+    expect(d.limits).toMatchObject({ pidsLimit: DEFAULT_PIDS_LIMIT });
     const { report: none } = await report(['--pids-limit', '-1'], ['true']);
     expect(none.limits).toMatchObject({ pidsLimit: -1 });
   });

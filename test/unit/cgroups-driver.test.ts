@@ -612,13 +612,16 @@ describe('v2: place, stats, kill, destroy', () => {
 });
 
 describe('hybrid (this development host\'s layout)', () => {
-  it('uses the v1 hierarchies, the caller\'s own cgroup in each, and not the unified mount', () => {
+  it('uses every v1 hierarchy and the unified one, the caller\'s own cgroup in each, and the v1 controllers for limits', () => {
     const host = hybridHost();
     const c = create(host, { memory: '64m', memorySwap: '96m', memoryReservation: '32m', cpuShares: 256, cpus: 0.5, cpusetCpus: '1', pidsLimit: 64, blkioWeight: 300 });
     expect(c.mode).toBe('hybrid');
     expect(c.v2Path).toBeNull();
     const expected: Record<string, string> = {};
     for (const h of V1_HIERARCHIES) expected[h] = join(host.cg, h, h === 'memory' ? 'session/abc' : '', 'tsbox/c1');
+    // The unified hierarchy carries no controller here, but the container
+    // gets a cgroup of its own in it too: its cgroup namespace is rooted there.
+    expected.unified = join(host.cg, 'unified', 'tsbox/c1');
     expect(c.paths).toEqual(expected);
     const p = c.paths;
     expect(cat(join(p.memory!, 'memory.limit_in_bytes'))).toBe(String(64 * MiB));
@@ -629,7 +632,8 @@ describe('hybrid (this development host\'s layout)', () => {
     expect(cat(join(p.cpuset!, 'cpuset.cpus'))).toBe('1');
     expect(cat(join(p.pids!, 'pids.max'))).toBe('64');
     expect(cat(join(p.blkio!, 'blkio.bfq.weight'))).toBe('300');
-    expect(readdirSync(join(host.cg, 'unified'))).not.toContain('tsbox');
+    // Nothing is written there: no limit, no controller enabled.
+    expect(host.k.ops.filter((o) => o.startsWith('write') && o.includes('/unified/'))).toEqual([]);
   });
 
   it('fills a new v1 cpuset cgroup from its parent before anything joins it', () => {
@@ -641,8 +645,21 @@ describe('hybrid (this development host\'s layout)', () => {
     expect(cat(join(c.paths.cpuset!, 'cpuset.cpus'))).toBe('2-3');
     const leafOps = host.k.ops.filter((o) => o.includes(c.paths.cpuset!));
     expect(leafOps).toEqual([`mkdir ${c.paths.cpuset}`, `write ${c.paths.cpuset}/cpuset.cpus 0-3`, `write ${c.paths.cpuset}/cpuset.mems 0`, `write ${c.paths.cpuset}/cpuset.cpus 2-3`]);
-    // Without a cpuset limit the cpuset hierarchy is not used at all.
-    expect(create(host, {}, { id: 'c2' }).paths.cpuset).toBeUndefined();
+    // Without a cpuset limit the container still gets a cpuset cgroup (its
+    // namespace is rooted there), filled from its parent so a process may join.
+    const c2 = create(host, {}, { id: 'c2' });
+    expect(cat(join(c2.paths.cpuset!, 'cpuset.cpus'))).toBe('0-3');
+  });
+
+  it('fills an empty cgroup parent\'s cpuset (one made with mkdir) from its own parent first', () => {
+    const host = hybridHost();
+    for (const h of [...V1_HIERARCHIES, 'unified']) host.k.existing(join(host.cg, h, 'made'));
+    writeFileSync(join(host.cg, 'cpuset/made/cpuset.cpus'), '');
+    writeFileSync(join(host.cg, 'cpuset/made/cpuset.mems'), '');
+    const c = create(host, {}, { parent: '/made' });
+    expect(cat(join(host.cg, 'cpuset/made/cpuset.cpus'))).toBe('0-3');
+    expect(cat(join(c.paths.cpuset!, 'cpuset.cpus'))).toBe('0-3');
+    expect(cat(join(c.paths.cpuset!, 'cpuset.mems'))).toBe('0');
   });
 
   it('places the pid in every hierarchy', () => {
@@ -685,7 +702,7 @@ describe('hybrid (this development host\'s layout)', () => {
     const p = prepareCgroup('c1', { memory: '64m' }, { stateDir, fs: host.k, proc: host.proc });
     expect(p.mode).toBe('hybrid');
     expect(p.v2Path).toBeNull();
-    expect(Object.keys(p.paths).sort()).toEqual(['cpu', 'cpuacct', 'freezer', 'memory', 'pids']);
+    expect(Object.keys(p.paths).sort()).toEqual(['blkio', 'cpu', 'cpuacct', 'cpuset', 'freezer', 'memory', 'pids', 'unified']);
     expect(host.k.ops).toEqual([]);
     expect(existsSync(join(stateDir, 'c1.json'))).toBe(false);
     const c = p.create();
@@ -728,9 +745,17 @@ describe('hybrid (this development host\'s layout)', () => {
     host.k.ops.length = 0;
     c.destroy();
     const freezer = c.paths.freezer!;
-    expect(host.k.ops.slice(0, 5)).toEqual([`write ${freezer}/freezer.state FROZEN`, 'kill 200 SIGKILL', 'kill 201 SIGKILL', 'kill 202 SIGKILL', `write ${freezer}/freezer.state THAWED`]);
+    // cgroup.kill in the unified hierarchy first (5.14+), then the v1 round for what it may have missed.
+    expect(host.k.ops.slice(0, 6)).toEqual([
+      `write ${c.paths.unified}/cgroup.kill 1`,
+      `write ${freezer}/freezer.state FROZEN`,
+      'kill 200 SIGKILL',
+      'kill 201 SIGKILL',
+      'kill 202 SIGKILL',
+      `write ${freezer}/freezer.state THAWED`,
+    ]);
     const rmdirs = host.k.ops.filter((o) => o.startsWith('rmdir'));
-    expect(Object.keys(c.paths).sort()).toEqual(['cpu', 'cpuacct', 'freezer', 'memory', 'pids']);
+    expect(Object.keys(c.paths).sort()).toEqual(['blkio', 'cpu', 'cpuacct', 'cpuset', 'freezer', 'memory', 'pids', 'unified']);
     for (const h of Object.keys(c.paths)) {
       const leaf = rmdirs.indexOf(`rmdir ${c.paths[h]}`);
       const parent = rmdirs.indexOf(`rmdir ${dirname(c.paths[h]!)}`);

@@ -181,6 +181,12 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     // The freezer lets teardown stop every process before it kills them.
     const freezer = layout.v1.get('freezer');
     if (freezer) add('freezer', freezer);
+    // Every other hierarchy too (devices, blkio, cpuset, name=systemd, ...,
+    // and a hybrid host's unified one): the container's cgroup namespace is
+    // then rooted at a cgroup of its own in each, never at one it shares with
+    // the host, which is what CVE-2022-0492's release_agent escape needs.
+    for (const [name, mount] of layout.v1) if (!hierarchies.has(name)) add(name, mount);
+    if (layout.unified && !hierarchies.has('unified')) add('unified', layout.unified);
     for (const [name, h] of hierarchies) if (name !== 'unified') checkParent(h.parent);
   }
 
@@ -393,15 +399,25 @@ function enableControllers(dir: string, controllers: readonly string[], fs: Cgro
   }
 }
 
-/** v1 cpuset: a new cgroup has empty cpus and mems and takes no process until they are filled from the parent. */
-function inheritCpuset(dir: string, fs: CgroupFs): void {
+/**
+ * v1 cpuset: a new cgroup has empty cpus and mems and takes no process until
+ * they are filled from the parent. A parent that is empty itself (a cgroup
+ * parent made with mkdir) is filled from its own first, up to the first
+ * ancestor that has them, as runc does.
+ */
+function inheritCpuset(dir: string, fs: CgroupFs, depth = 0): void {
   for (const file of CPUSET_INHERIT) {
     const path = posix.join(dir, file);
     try {
       if (fs.read(path).trim() !== '') continue;
-      const parent = posix.join(posix.dirname(dir), file);
+      const parentDir = posix.dirname(dir);
+      const parent = posix.join(parentDir, file);
       let value = fs.read(parent).trim();
-      if (value === '') value = fs.read(posix.join(posix.dirname(dir), file.replace('cpuset.', 'cpuset.effective_'))).trim();
+      if (value === '') value = fs.read(posix.join(parentDir, file.replace('cpuset.', 'cpuset.effective_'))).trim();
+      if (value === '' && depth < 32 && fs.exists(posix.join(posix.dirname(parentDir), file))) {
+        inheritCpuset(parentDir, fs, depth + 1);
+        value = fs.read(parent).trim();
+      }
       fs.write(path, value);
     } catch (err) {
       throw cgroupError(err, path, 'fill the new cpuset cgroup from its parent');

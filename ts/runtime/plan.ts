@@ -181,7 +181,13 @@ export function cgroupMounts(cg: NonNullable<PlanContext['cgroup']>): PlanMount[
   // v1 and hybrid: a tmpfs with one mount per hierarchy the container has a cgroup in.
   return [
     fs('/sys/fs/cgroup', 'tmpfs', 'mode=755', flags),
-    ...cg.hierarchies.map((h) => (h === 'unified' ? fs('/sys/fs/cgroup/unified', 'cgroup2', null, flags) : fs(`/sys/fs/cgroup/${h}`, 'cgroup', h, flags))),
+    ...cg.hierarchies.map((h) =>
+      h === 'unified'
+        ? fs('/sys/fs/cgroup/unified', 'cgroup2', null, flags)
+        : h.startsWith('name=')
+          ? fs(`/sys/fs/cgroup/${h.slice('name='.length)}`, 'cgroup', `none,${h}`, flags)
+          : fs(`/sys/fs/cgroup/${h}`, 'cgroup', h, flags),
+    ),
     { target: '/sys/fs/cgroup', type: 'readonlyPath' },
   ];
 }
