@@ -3,14 +3,9 @@
  * errno, the path or value involved, and a hint (DESIGN.md, Errors).
  */
 
-/** Names of the errno values tsbox reports, by number. */
-const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 7: 'E2BIG', 8: 'ENOEXEC', 9: 'EBADF',
-  11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 18: 'EXDEV',
-  19: 'ENODEV', 20: 'ENOTDIR', 21: 'EISDIR', 22: 'EINVAL', 24: 'EMFILE', 26: 'ETXTBSY', 28: 'ENOSPC',
-  30: 'EROFS', 36: 'ENAMETOOLONG', 38: 'ENOSYS', 40: 'ELOOP', 71: 'EPROTO', 90: 'EMSGSIZE', 95: 'EOPNOTSUPP',
-};
+import { ERRNO_NAMES, EXEC_EXIT_CODES, EXIT_RUNTIME } from './generated/tables.js';
 
+/** The symbolic name of an errno (tsbox_core::errno_name's table). */
 export function errnoName(errno: number): string {
   return errno === 0 ? 'error' : (ERRNO_NAMES[errno] ?? `errno ${errno}`);
 }
@@ -57,17 +52,9 @@ export class TsboxError extends Error {
   }
 }
 
-const ENOENT = 2;
-const EACCES = 13;
-const ENOEXEC = 8;
-const EISDIR = 21;
-
-/** Docker's conventions: 127 command not found, 126 not executable, 125 anything else. */
+/** Docker's conventions: 127 command not found, 126 not executable, 125 anything else (tsbox_core::exit_code_for). */
 export function exitCodeFor(step: string, errno: number): number {
-  if (step !== 'exec') return 125;
-  if (errno === ENOENT) return 127;
-  if (errno === EACCES || errno === ENOEXEC || errno === EISDIR) return 126;
-  return 125;
+  return step === 'exec' ? (EXEC_EXIT_CODES[errno] ?? EXIT_RUNTIME) : EXIT_RUNTIME;
 }
 
 /** Wraps a Node.js system error (from fs, child_process) as a step failure. */

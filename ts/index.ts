@@ -12,6 +12,7 @@ import { limitsOf, parseRunInput, type RunOptions } from './config/schema.js';
 import { Container } from './runtime/container.js';
 import { launch } from './runtime/launch.js';
 import { runCaptured, type CaptureOptions, type RunResult } from './runtime/run.js';
+import { TsboxError } from './errors.js';
 
 export { TsboxError } from './errors.js';
 export type { FailureReport } from './errors.js';
@@ -32,9 +33,19 @@ export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
  * anything behind.
  */
 export async function spawn(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
-  const { signal, ...rest } = options;
+  const { signal, ...rest } = optionsObject(options);
   const { command: argv, options: o } = parseRunInput(command, rest);
   return launch(argv, o, { signal, explicitLimits: hasLimits(rest) });
+}
+
+/** The options argument, which must be an object when given (a TsboxError otherwise, never a TypeError). */
+function optionsObject<T extends object>(options: T | undefined): T {
+  if (options === undefined) return {} as T;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    const got = options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options;
+    throw new TsboxError({ step: 'config', errno: 0, path: '(options)', detail: `the options must be an object, not ${got}`, hint: 'pass { rootfs, ... }, or leave the options out' });
+  }
+  return options;
 }
 
 function hasLimits(o: Record<string, unknown>): boolean {
@@ -55,7 +66,7 @@ function hasLimits(o: Record<string, unknown>): boolean {
 export async function run(command: readonly string[], options?: RunOptions & CaptureOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
 export async function run(command: readonly string[], options: RunOptions & CaptureOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
 export async function run(command: readonly string[], options: RunOptions & CaptureOptions = {}): Promise<RunResult> {
-  const { input, encoding, maxBuffer, signal, ...rest } = options;
+  const { input, encoding, maxBuffer, signal, ...rest } = optionsObject(options);
   const { command: argv, options: o } = parseRunInput(command, rest);
   return runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest));
 }

@@ -279,3 +279,64 @@ describe('item 18: the cgroup namespace is rooted at a cgroup of its own in ever
     for (const line of lines) expect(line, line).toMatch(/:\/$/);
   });
 });
+
+describe('item 11: a start failure of any size is a start failure, with its cause', () => {
+  it('an argv[0] of 6000 characters that does not exist gives a TsboxError with exit code 127', async () => {
+    const err = await run(['x'.repeat(6000)], { rootfs }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect(err).toMatchObject({ step: 'exec', errno: 2, exitCode: 127 });
+  });
+
+  it('a container OOM-killed during its setup is a start failure that says so', async () => {
+    for (const init of [true, false]) {
+      const err = await run(['true'], { rootfs, memory: 1, init }).catch((e: unknown) => e);
+      expect(err, `init: ${init}`).toBeInstanceOf(TsboxError);
+      expect(err).toMatchObject({ step: 'start', exitCode: 125 });
+      expect((err as TsboxError).message).toMatch(/OOM killer during its setup/);
+    }
+  });
+
+  it('a plan with a megabyte of environment goes through (it travels in a memfd)', async () => {
+    const env = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`V${i}`, String(i).repeat(100_000)]));
+    const r = await run(['sh', '-c', 'echo ${#V0} ${#V9}'], { rootfs, env });
+    expect(r.stdout).toBe('100000 100000\n');
+  });
+});
+
+describe('item 17: error paths that kept the real cause', () => {
+  it("overlapping --uidmap lines give the helper's uid_map error, not a broken pipe", async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--uidmap', '0:300000:1000', '--uidmap', '500:400000:1000', '--gidmap', '0:300000:1000', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: uid_map\(\/proc\/\d+\/uid_map\): EINVAL/);
+    expect(r.stderr).not.toMatch(/Broken pipe|EPIPE|EUNKNOWN/);
+  });
+
+  it('3 MB of arguments is refused before anything starts, naming the limit', async () => {
+    const err = await run(['echo', ...Array.from({ length: 30 }, () => 'a'.repeat(100_000))], { rootfs }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect((err as TsboxError).message).toMatch(/^config\(command\): E2BIG — the command's arguments and environment take \d+ bytes; execve takes at most \d+ \(ARG_MAX/);
+    const one = await run(['echo', 'a'.repeat(200_000)], { rootfs }).catch((e: unknown) => e);
+    expect((one as TsboxError).message).toMatch(/^config\(command\[1\]\): E2BIG — is 200000 bytes; the kernel takes at most 131071/);
+  });
+
+  it('--report to a path that cannot be written fails first, in one line; a failed write keeps the status', async () => {
+    const bad = await cli(['run', '--rootfs', rootfs, '--report', join(scratch, 'no/such/dir/report.json'), '--', 'sh', '-c', 'echo ran']);
+    expect(bad.code).toBe(125);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^tsbox: report\(.*report\.json\): ENOENT — open the report file/);
+    const full = await cli(['run', '--rootfs', rootfs, '--report', '/dev/full', '--', 'sh', '-c', 'exit 3']);
+    expect(full.code).toBe(3);
+    expect(full.stderr.trim().split('\n')).toHaveLength(1);
+    expect(full.stderr).toMatch(/^tsbox: report\(.*\): ENOSPC — write the report to \/dev\/full/);
+  });
+
+  it('run(cmd, null) and other non-objects are a TsboxError, not a TypeError', async () => {
+    for (const bad of [null, 42, 'rootfs', []]) {
+      const err = await run(['true'], bad as never).catch((e: unknown) => e);
+      expect(err, String(bad)).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).message).toMatch(/^config\(\(options\)\): the options must be an object/);
+      await expect(spawn(['true'], bad as never)).rejects.toBeInstanceOf(TsboxError);
+    }
+  });
+});

@@ -1,8 +1,13 @@
 // parseRunInput (ts/config/schema.ts): defaults, and every rejection names the
 // JSON path of the problem, all problems at once.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
 import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
+import { loadConfig } from '../../ts/config/file.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
 import { rejection } from '../support/errors.js';
@@ -166,5 +171,20 @@ describe('parseRunInput: rejected input', () => {
     expect(e.path).toBe(e.issues[0]!.path);
     expect(e.message).toContain('and 4 more');
     for (const p of paths(e)) expect(e.message).toContain(p);
+  });
+});
+
+describe('loadConfig', () => {
+  it('resolves the bind sources of mounts against the file\'s directory, as it does for volumes', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-config-'));
+    try {
+      const file = join(dir, 'box.json');
+      writeFileSync(file, JSON.stringify({ volumes: ['data:/data'], mounts: ['type=bind,source=rel,target=/m', { type: 'bind', source: 'obj', target: '/o' }, 'type=tmpfs,target=/t'] }));
+      const { options } = loadConfig(file);
+      expect(options.volumes).toEqual([`${join(dir, 'data')}:/data`]);
+      expect(options.mounts).toEqual([`type=bind,source=${join(dir, 'rel')},target=/m`, { type: 'bind', source: join(dir, 'obj'), target: '/o' }, 'type=tmpfs,target=/t']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -73,6 +73,13 @@ describe('TsboxError', () => {
     expect(errnoName(20)).toBe('ENOTDIR');
   });
 
+  it("names every errno Linux defines, from the Rust side's one table (no EUNKNOWN)", () => {
+    expect(errnoName(97)).toBe('EAFNOSUPPORT');
+    expect(errnoName(34)).toBe('ERANGE');
+    expect(errnoName(133)).toBe('EHWPOISON');
+    for (let n = 1; n <= 133; n++) if (n !== 41 && n !== 58) expect(errnoName(n), String(n)).toMatch(/^E[A-Z0-9]+$/);
+  });
+
   it('takes its exit code from the step and errno', () => {
     expect(new TsboxError({ step: 'exec', errno: ENOENT, path: 'nosuch', detail: 'not found' }).exitCode).toBe(127);
     expect(new TsboxError({ step: 'exec', errno: EACCES, path: '/etc', detail: 'denied' }).exitCode).toBe(126);

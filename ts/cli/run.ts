@@ -1,12 +1,12 @@
 /** `tsbox run`: start a container, pass stdio through, exit with its status. */
-import { writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, rmSync, writeFileSync } from 'node:fs';
 
 import { defineCommand, showUsage } from 'citty';
 
 import { loadConfig } from '../config/file.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import type { RunOptions } from '../config/schema.js';
-import { TsboxError } from '../errors.js';
+import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
 import { containerArgs, parseDuration, parseEnv, splitArgs } from './args.js';
@@ -66,11 +66,37 @@ function guardTerminal(): () => void {
   };
 }
 
-/** The outcome report: as JSON, to a file or (`-`) stderr. */
-function writeReport(to: string, result: ExitResult): void {
-  const json = `${JSON.stringify(result, null, 2)}\n`;
-  if (to === '-') process.stderr.write(json);
-  else writeFileSync(to, json);
+/**
+ * Where the outcome report goes: stderr (`-`), or a file opened now, before
+ * anything starts, so an unwritable path fails first and in one line. A file
+ * this made is removed again when the container does not start.
+ */
+function openReport(to: string): { write(result: ExitResult): void; discard(): void } {
+  if (to === '-') return { write: (result) => process.stderr.write(`${JSON.stringify(result, null, 2)}\n`), discard: () => {} };
+  const existed = existsSync(to);
+  let fd: number;
+  try {
+    fd = openSync(to, 'w', 0o644);
+  } catch (err) {
+    throw fromSystemError('report', err, `open the report file ${to}`, 'give --report a path you may write, or - for stderr');
+  }
+  return {
+    // A failure to write it is one line; the command's status stays.
+    write(result) {
+      try {
+        writeFileSync(fd, `${JSON.stringify(result, null, 2)}\n`);
+      } catch (err) {
+        const errno = Math.abs((err as NodeJS.ErrnoException).errno ?? 0);
+        process.stderr.write(`tsbox: ${new TsboxError({ step: 'report', errno, path: to, detail: `write the report to ${to}`, hint: null }).toLine()}\n`);
+      } finally {
+        closeSync(fd);
+      }
+    },
+    discard() {
+      closeSync(fd);
+      if (!existed) rmSync(to, { force: true });
+    },
+  };
 }
 
 const NUMBER_FLAGS = { 'cpu-shares': 'cpuShares', 'cpu-quota': 'cpuQuota', 'cpu-period': 'cpuPeriod', 'pids-limit': 'pidsLimit', 'blkio-weight': 'blkioWeight', cpus: 'cpus' } as const;
@@ -213,17 +239,23 @@ const run = defineCommand({
     const pending: NodeJS.Signals[] = [];
     const forward = (sig: NodeJS.Signals) => (container ? container.kill(sig) : pending.push(sig));
     for (const sig of FORWARDED) process.on(sig, forward);
+    const report = v.has('report') ? openReport(v.get('report') as string) : null;
     // Saved before the container can touch it.
     const restoreTerminal = tty ? () => {} : guardTerminal();
     try {
-      container = await spawn(split.command, options);
+      try {
+        container = await spawn(split.command, options);
+      } catch (err) {
+        report?.discard();
+        throw err;
+      }
       for (const n of container.notices) process.stderr.write(`${n}\n`);
       for (const sig of pending) container.kill(sig);
       const detach = tty ? attachTerminal(container, v.get('interactive') === true) : () => {};
       try {
         const result = await container.wait();
         process.exitCode = result.exitCode;
-        if (v.has('report')) writeReport(v.get('report') as string, result);
+        report?.write(result);
       } finally {
         detach();
       }

@@ -39,6 +39,23 @@ export function loadConfig(file: string): ConfigFile {
   const options: Record<string, unknown> = { ...raw };
   if ('rootfs' in options) options.rootfs = rel(options.rootfs);
   if (typeof options.seccomp === 'string' && !['default', 'unconfined'].includes(options.seccomp)) options.seccomp = rel(options.seccomp);
+  // Bind sources of Docker --mount strings and objects, as volumes'.
+  if (Array.isArray(options.mounts)) {
+    options.mounts = options.mounts.map((m: unknown) => {
+      if (typeof m === 'string') {
+        return m
+          .split(',')
+          .map((field) => {
+            const eq = field.indexOf('=');
+            const key = eq < 0 ? field : field.slice(0, eq);
+            return (key === 'source' || key === 'src') && eq > 0 ? `${key}=${rel(field.slice(eq + 1)) as string}` : field;
+          })
+          .join(',');
+      }
+      if (typeof m === 'object' && m !== null && 'source' in m) return { ...m, source: rel(m.source) };
+      return m;
+    });
+  }
   if (Array.isArray(options.volumes)) {
     options.volumes = options.volumes.map((v: unknown) => {
       if (typeof v === 'string') {

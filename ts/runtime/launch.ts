@@ -34,6 +34,22 @@ export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
   return raw === null ? null : (JSON.parse(raw) as HelperMsg);
 }
 
+/**
+ * Sends to the helper. When it is gone (EPIPE), the report it left before
+ * exiting says why, and that is what the caller gets: the helper's
+ * `uid_map: EINVAL`, not `send: Broken pipe`.
+ */
+async function send(ch: NativeChannel, msg: object): Promise<void> {
+  try {
+    ch.send(JSON.stringify(msg));
+  } catch (err) {
+    for (let m = await recv(ch).catch(() => null); m !== null; m = await recv(ch).catch(() => null)) {
+      if (m.type === 'failed') throw new TsboxError(m);
+    }
+    throw err;
+  }
+}
+
 type StdioMode = 'inherit' | 'pipe' | 'ignore';
 
 function stdioFor(o: ResolvedOptions): [StdioMode, StdioMode, StdioMode] {
@@ -215,11 +231,11 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   let started: HelperMsg | null;
   let terminalFd: number | undefined;
   try {
-    ch.send(JSON.stringify({ type: 'plan', ...plan }));
+    await send(ch, { type: 'plan', ...plan });
     if (later) {
       cgroup = later.create();
       undo.push(() => cgroup!.destroy());
-      ch.send(JSON.stringify({ type: 'cgroupReady' }));
+      await send(ch, { type: 'cgroupReady' });
     }
 
     // (3) Cloned. The helper has written the id maps and places the child in
@@ -237,7 +253,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     }
     if (plan.idMaps === null) {
       if (maps) writeMaps(cloned.pid, maps, trace);
-      ch.send(JSON.stringify({ type: 'go' }));
+      await send(ch, { type: 'go' });
     }
 
     // (4) The child sets itself up (handing over its terminal, with tty) and execs.
@@ -254,7 +270,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'talk to tsbox-init'));
   }
   if (started === null) return fail(helperDied(await done, 'while setting up the container'));
-  if (started.type === 'failed') return fail(new TsboxError(started));
+  if (started.type === 'failed') return fail(startFailure(started, cgroup, o));
   return new Container({
     id,
     options: o,
@@ -276,6 +292,27 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     cgroup: cgroup ?? extras.join?.cgroup ?? null,
     ownsCgroup: cgroup !== null,
     startedAt: t0,
+  });
+}
+
+/**
+ * The error of a container that could not start. When its first process died
+ * during setup and the kernel's OOM killer was at work in its cgroup, that is
+ * the cause to name.
+ */
+function startFailure(report: FailureReport, cgroup: Cgroup | null, o: ResolvedOptions): TsboxError {
+  if (report.step !== 'start' || !cgroup) return new TsboxError(report);
+  let oomKills = 0;
+  try {
+    oomKills = cgroup.stats().memory.oomKills ?? 0;
+  } catch {
+    // No stats: the report stands as it is.
+  }
+  if (oomKills === 0) return new TsboxError(report);
+  return new TsboxError({
+    ...report,
+    detail: `the container was killed by the OOM killer during its setup, before the command started (memory limit ${String(o.memory)} bytes)`,
+    hint: 'the memory limit must leave the container a few MB to start in: raise -m/memory',
   });
 }
 

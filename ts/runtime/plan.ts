@@ -269,6 +269,62 @@ function rootfsIdmap(o: ResolvedOptions, mode: Plan['rootfs']['mode'], possible:
   return possible && (o.rootfsIdmap ?? mode !== 'bind');
 }
 
+/** MAX_ARG_STRLEN: the kernel refuses a single argument or variable longer than this. */
+const MAX_ARG_STRLEN = 32 * 4096;
+
+/**
+ * execve's limit on argv and env together (ARG_MAX): a quarter of the stack
+ * rlimit, at least 128 KiB, at most 6 MiB, counting each string with its NUL
+ * and a pointer. Checked here so that a command that cannot be started fails
+ * before anything exists, saying so.
+ */
+function checkArgSize(argv: string[], env: string[], stackLimit: number | null): void {
+  for (const [what, list] of [['command', argv], ['env', env]] as const) {
+    const i = list.findIndex((s) => Buffer.byteLength(s) + 1 > MAX_ARG_STRLEN);
+    if (i >= 0) {
+      throw new TsboxError({
+        step: 'config',
+        errno: 7,
+        path: `${what}[${i}]`,
+        detail: `is ${Buffer.byteLength(list[i]!)} bytes; the kernel takes at most ${MAX_ARG_STRLEN - 1} per argument or variable`,
+        hint: 'pass large data through a file (a volume) or stdin',
+      });
+    }
+  }
+  const limit = Math.min(Math.max((stackLimit ?? 8 * 1024 * 1024) / 4, 128 * 1024), 6 * 1024 * 1024);
+  const size = [...argv, ...env].reduce((n, s) => n + Buffer.byteLength(s) + 1 + 8, 16);
+  if (size > limit) {
+    throw new TsboxError({
+      step: 'config',
+      errno: 7,
+      path: 'command',
+      detail: `the command's arguments and environment take ${size} bytes; execve takes at most ${limit} (ARG_MAX: a quarter of the stack limit, ${limit === 6 * 1024 * 1024 ? 'capped at 6 MiB' : 'at least 128 KiB'})`,
+      hint: 'pass large data through a file (a volume) or stdin',
+    });
+  }
+}
+
+let ownStackLimit: number | null | undefined;
+
+/** The stack rlimit the command will have, in bytes (null: unlimited); this process's is read once. */
+function stackLimit(o: ResolvedOptions): number | null {
+  const own = o.ulimits.stack;
+  if (own) return own.soft;
+  if (ownStackLimit !== undefined) return ownStackLimit;
+  ownStackLimit = readStackLimit();
+  return ownStackLimit;
+}
+
+function readStackLimit(): number | null {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max stack size'));
+    const soft = line?.split(/\s{2,}/)[1];
+    return soft === undefined || soft === 'unlimited' ? null : Number(soft);
+  } catch {
+    return null;
+  }
+}
+
 export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContext): Plan {
   const hostRoot = o.rootfs === undefined;
   const rootfs = hostRoot ? '/' : resolve(o.rootfs!);
@@ -296,10 +352,12 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     ['HOSTNAME', ctx.hostname],
   ]);
   for (const [k, v] of Object.entries(o.env ?? {})) env.set(k, v);
+  const envList = [...env].map(([k, v]) => `${k}=${v}`);
+  checkArgSize(command, envList, stackLimit(o));
   return {
     version: ctx.planVersion,
     argv: command,
-    env: [...env].map(([k, v]) => `${k}=${v}`),
+    env: envList,
     cwd: o.cwd,
     hostname: ctx.hostname,
     namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),

@@ -6,18 +6,18 @@
 //! [`PLAN_VERSION`]; the helper refuses a plan of another version, so an addon and
 //! a helper from different releases fail loudly instead of misreading each other.
 
+pub mod generated;
 pub mod message;
 pub mod plan;
 pub mod report;
 pub mod seccomp;
+pub mod tables;
+pub mod wire;
 
 pub use message::{ChildGo, ChildMsg, HelperMsg, NodeMsg, Rusage};
 pub use plan::{IdMaps, Mount, MountKind, Namespace, Plan, Propagation, Rlimit, RootMode, RootfsSpec, TtySize, User, PLAN_VERSION};
-pub use report::{errno_name, Report, Step};
-
-/// The largest packet either side sends or accepts. Plans are a few KiB; this
-/// bound keeps a hostile or broken peer from making us allocate without limit.
-pub const MAX_PACKET: usize = 1 << 20;
+pub use report::{Report, Step};
+pub use tables::{errno_name, exit_code_for};
 
 /// Encodes a message as one packet.
 pub fn encode<T: serde::Serialize>(msg: &T) -> Vec<u8> {

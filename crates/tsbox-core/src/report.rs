@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tables::errno_name;
+
 /// Every step of a launch that can fail, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,10 +40,46 @@ pub enum Step {
     InitFork,
     Seccomp,
     Exec,
-    Monitor,
+    Start,
 }
 
 impl Step {
+    /// Every step, in the order they run.
+    pub const ALL: [Step; 32] = [
+        Step::ReadPlan,
+        Step::Join,
+        Step::Clone,
+        Step::UidMap,
+        Step::GidMap,
+        Step::Cgroup,
+        Step::Idmap,
+        Step::WaitGo,
+        Step::MountPropagation,
+        Step::OpenRootfs,
+        Step::OpenSource,
+        Step::Staging,
+        Step::BindRootfs,
+        Step::Mount,
+        Step::PivotRoot,
+        Step::Sethostname,
+        Step::Loopback,
+        Step::UnshareCgroup,
+        Step::Rlimit,
+        Step::Setsid,
+        Step::User,
+        Step::Tty,
+        Step::Setgroups,
+        Step::Setgid,
+        Step::Setuid,
+        Step::Capabilities,
+        Step::NoNewPrivs,
+        Step::Chdir,
+        Step::InitFork,
+        Step::Seccomp,
+        Step::Exec,
+        Step::Start,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::ReadPlan => "read_plan",
@@ -75,7 +113,7 @@ impl Step {
             Step::InitFork => "init_fork",
             Step::Seccomp => "seccomp",
             Step::Exec => "exec",
-            Step::Monitor => "monitor",
+            Step::Start => "start",
         }
     }
 }
@@ -121,46 +159,12 @@ impl Report {
     }
 }
 
-/// The symbolic name of an errno value, as the man pages spell it.
-pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        0 => "error",
-        1 => "EPERM",
-        2 => "ENOENT",
-        3 => "ESRCH",
-        4 => "EINTR",
-        5 => "EIO",
-        7 => "E2BIG",
-        8 => "ENOEXEC",
-        9 => "EBADF",
-        11 => "EAGAIN",
-        12 => "ENOMEM",
-        13 => "EACCES",
-        14 => "EFAULT",
-        16 => "EBUSY",
-        17 => "EEXIST",
-        18 => "EXDEV",
-        19 => "ENODEV",
-        20 => "ENOTDIR",
-        21 => "EISDIR",
-        22 => "EINVAL",
-        24 => "EMFILE",
-        26 => "ETXTBSY",
-        28 => "ENOSPC",
-        30 => "EROFS",
-        36 => "ENAMETOOLONG",
-        38 => "ENOSYS",
-        40 => "ELOOP",
-        95 => "EOPNOTSUPP",
-        _ => "EUNKNOWN",
-    }
-}
-
 /// A hint for the failures users meet; `None` where the errno says it all.
 pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
     const EPERM: i32 = 1;
     const ENOENT: i32 = 2;
     const ENOEXEC: i32 = 8;
+    const E2BIG: i32 = 7;
     const EACCES: i32 = 13;
     const EBUSY: i32 = 16;
     const ENOTDIR: i32 = 20;
@@ -194,6 +198,7 @@ pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
         (Step::PivotRoot, EINVAL) => "the rootfs must be a directory on a mount that is not shared; is it inside another container's rootfs?",
         (Step::Exec, ENOENT) => "the command was not found in the container: check the name and the container's PATH",
         (Step::Exec, EACCES) => "the command is not executable (mode bits, or a noexec mount) by the container user",
+        (Step::Exec, E2BIG) => "the arguments and environment together are over the kernel's limit for execve (ARG_MAX, a quarter of the stack rlimit), or one of them is over 128 KiB: pass large data through a file or stdin",
         (Step::Exec, ENOEXEC) => "the file is not an executable this kernel can run (no #! line, or another architecture)",
         (Step::Seccomp, EINVAL) => "the kernel refused the seccomp filter: is it built with CONFIG_SECCOMP_FILTER? (a malformed program would be a tsbox bug)",
         (Step::Seccomp, EFAULT) => "the kernel could not read the seccomp program (a tsbox bug)",

@@ -182,9 +182,10 @@ fn set_ids(u: &users::Resolved) -> Result<()> {
 /// it had, which on the exec path are the helper's.
 fn set_ids_checked(uid: u32, gid: u32, what: &str) -> Result<()> {
     if uid == users::UNCHANGED || gid == users::UNCHANGED {
-        return Err(Report::new(Step::User, libc::EINVAL)
-            .path(format!("{uid}:{gid}"))
-            .detail(format!("{what}: {} means \"leave unchanged\" to setresuid/setresgid", users::UNCHANGED)));
+        return Err(Report::new(Step::User, libc::EINVAL).path(format!("{uid}:{gid}")).detail(format!(
+            "{what}: {} means \"leave unchanged\" to setresuid/setresgid",
+            users::UNCHANGED
+        )));
     }
     setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).step_path(Step::Setgid, &gid.to_string(), || what.into())?;
     setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).step_path(Step::Setuid, &uid.to_string(), || what.into())?;
@@ -195,7 +196,9 @@ fn set_ids_checked(uid: u32, gid: u32, what: &str) -> Result<()> {
     if gids != [gid; 3] || uids != [uid; 3] {
         return Err(Report::new(Step::Setuid, libc::EPERM)
             .path(format!("{uid}:{gid}"))
-            .detail(format!("{what}: asked for uid {uid} gid {gid}, the kernel left uids {uids:?} gids {gids:?}"))
+            .detail(format!(
+                "{what}: asked for uid {uid} gid {gid}, the kernel left uids {uids:?} gids {gids:?}"
+            ))
             .hint("this is a bug in tsbox or the kernel; the process was stopped before it could run anything"));
     }
     Ok(())

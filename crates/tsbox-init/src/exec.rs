@@ -52,13 +52,18 @@ impl Command {
         } else {
             self.exec_in_path(name)
         };
-        let shown = self.name();
+        let shown = shorten(&self.name());
         Report::new(Step::Exec, err as i32)
             .path(shown.clone())
             .detail(format!("execute {shown}"))
     }
 
     fn exec_in_path(&self, name: &[u8]) -> Errno {
+        // No directory entry has a name longer than NAME_MAX: not found,
+        // whatever ENAMETOOLONG a lookup of it would say.
+        if name.len() > 255 {
+            return Errno::ENOENT;
+        }
         // As execvp: a permission error is remembered and reported when no later
         // directory has the command; ENOENT/ENOTDIR just move on.
         let mut seen_eacces = false;
@@ -80,6 +85,14 @@ impl Command {
         } else {
             Errno::ENOENT
         }
+    }
+}
+
+/// A command name as shown in a report: at most 200 characters.
+fn shorten(name: &str) -> String {
+    match name.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_string(),
     }
 }
 
@@ -105,9 +118,5 @@ pub fn reset_signals() {
 
 /// Exit status for a command that could not be started, Docker's convention.
 pub fn exit_code_for(report: &Report) -> i32 {
-    match (report.step, report.errno) {
-        (Step::Exec, libc::ENOENT) => 127,
-        (Step::Exec, libc::EACCES) | (Step::Exec, libc::ENOEXEC) | (Step::Exec, libc::EISDIR) => 126,
-        _ => 125,
-    }
+    tsbox_core::exit_code_for(report.step.as_str(), report.errno)
 }

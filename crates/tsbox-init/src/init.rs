@@ -67,6 +67,16 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
     let mut b = [0u8; 1];
     let exec_failed = matches!(read(&rd, &mut b), Ok(1));
     drop(rd);
+    // The pipe also closes when the child dies before its exec (the OOM
+    // killer): that is a start failure, not a command that ran.
+    if !exec_failed && crate::monitor::still_setting_up(child) {
+        let (code, signal) = match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => (Some(code), None),
+            Ok(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
+            _ => (None, None),
+        };
+        return crate::monitor::died_before_start(code, signal);
+    }
     if !exec_failed {
         trace!(tr, "exec: {} (as PID {} under init)", cmd.name(), child);
         let _ = chan.send(&ChildMsg::Started);

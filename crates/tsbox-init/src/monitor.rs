@@ -75,6 +75,7 @@ pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Tra
     let mut failure: Option<Report> = None;
     let mut ended: Option<(Option<i32>, Option<i32>)> = None;
     let mut started = false;
+    let mut died_in_setup = false;
     let mut child_open = true;
     let mut node_open = true;
     loop {
@@ -123,12 +124,17 @@ pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Tra
                     let _ = node.send(&HelperMsg::Started);
                 }
                 Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
-                // Without init, the channel closes on a successful exec.
+                // Without init, the channel closes on a successful exec, and
+                // when the child dies before it: its name tells which.
                 Ok(None) | Err(_) => {
                     child_open = false;
                     if !started && failure.is_none() {
-                        started = true;
-                        let _ = node.send(&HelperMsg::Started);
+                        if still_setting_up(c.pid) {
+                            died_in_setup = true;
+                        } else {
+                            started = true;
+                            let _ = node.send(&HelperMsg::Started);
+                        }
                     }
                 }
             }
@@ -181,8 +187,49 @@ pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Tra
         return code;
     }
     let (code, signal) = ended.unwrap_or_else(|| decode_status(status));
+    if died_in_setup || (!started && ended.is_none()) {
+        // It ended before the command started and before it could report why
+        // (a signal: the OOM killer, or one from outside): a start failure.
+        let r = died_before_start(code, signal);
+        let code = exit_code_for(&r);
+        let _ = node.send(&HelperMsg::Failed(r));
+        return code;
+    }
     let _ = node.send(&HelperMsg::Exited { code, signal, rusage });
     code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
+}
+
+/// True while `pid` is still the helper's copy, before it execs anything: its
+/// name is tsbox-init's until execve renames it, which the kernel does before
+/// it closes the close-on-exec channel. The name of a zombie stays readable.
+pub fn still_setting_up(pid: Pid) -> bool {
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let open = stat.iter().position(|b| *b == b'(')?;
+            let close = stat.iter().rposition(|b| *b == b')')?;
+            Some(stat.get(open + 1..close)? == b"tsbox-init")
+        })
+        .unwrap_or(false)
+}
+
+/// The report of a container whose first process ended during its setup
+/// without saying why.
+pub fn died_before_start(code: Option<i32>, signal: Option<i32>) -> Report {
+    let how = match (code, signal) {
+        (_, Some(sig)) => format!("was killed by signal {sig}{}", if sig == libc::SIGKILL { " (SIGKILL)" } else { "" }),
+        (Some(code), None) => format!("exited with status {code}"),
+        (None, None) => "ended".to_string(),
+    };
+    Report::new(Step::Start, 0)
+        .detail(format!(
+            "the container's first process {how} during its setup, before the command started"
+        ))
+        .hint(if signal == Some(libc::SIGKILL) {
+            "SIGKILL during setup is most often the OOM killer: the memory limit must leave the container a few MB to start in"
+        } else {
+            "something outside the container signalled it, or tsbox-init crashed; run with --trace to see the last step"
+        })
 }
 
 fn child_has_exited(pid: Pid) -> bool {

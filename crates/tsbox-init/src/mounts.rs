@@ -404,7 +404,8 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             // A directory of the staging tmpfs: its writes count against the
             // one storage limit with the root's.
             let staged = format!("{SCRATCH}/{index}");
-            mkdir(staged.as_str(), Mode::from_bits_truncate(0o700)).step_path(Step::Mount, &staged, || format!("create the scratch directory for {target}"))?;
+            mkdir(staged.as_str(), Mode::from_bits_truncate(0o700))
+                .step_path(Step::Mount, &staged, || format!("create the scratch directory for {target}"))?;
             nix::sys::stat::fchmodat(
                 nix::fcntl::AT_FDCWD,
                 staged.as_str(),
@@ -413,8 +414,12 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             )
             .step_path(Step::Mount, &staged, || format!("set the mode of {target}"))?;
             let at = mkdir_all(root, target, 0o755)?;
-            let src = open(staged.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .step_path(Step::Mount, &staged, || "open the scratch directory".into())?;
+            let src = open(
+                staged.as_str(),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .step_path(Step::Mount, &staged, || "open the scratch directory".into())?;
             Source::Path(src)
                 .attach(at.as_raw_fd(), false)
                 .step_path(Step::Mount, target, || format!("bind a scratch directory on {target}"))?;

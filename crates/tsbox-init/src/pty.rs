@@ -70,8 +70,11 @@ pub fn setup(size: TtySize, uid: u32, gid: u32, ctty: bool, chan: &Channel) -> R
         }
     }
     drop(slave);
-    chan.send_fds(&ChildMsg::Pty, &[m])
-        .map_err(|e| err(e, "send the pty to the helper"))?;
+    chan.send_fds(&ChildMsg::Pty, &[m]).map_err(|e| {
+        Report::new(Step::Tty, e.errno())
+            .path("/dev/ptmx")
+            .detail(format!("send the pty to the helper: {e}"))
+    })?;
     Ok(())
 }
 

@@ -76,8 +76,13 @@ fn refuse_unchanged(kind: &str, id: u32, named: &str, source: &str) -> Result<u3
     }
     Err(Report::new(Step::User, libc::EINVAL)
         .path(named.to_string())
-        .detail(format!("{kind} {named} resolves to {id} in {source}, which setres{kind} reads as \"leave unchanged\""))
-        .hint(format!("{UNCHANGED} is not a valid {kind}: use another id (at most {})", UNCHANGED - 1)))
+        .detail(format!(
+            "{kind} {named} resolves to {id} in {source}, which setres{kind} reads as \"leave unchanged\""
+        ))
+        .hint(format!(
+            "{UNCHANGED} is not a valid {kind}: use another id (at most {})",
+            UNCHANGED - 1
+        )))
 }
 
 fn bad(what: &str, value: &str, file: &str) -> Report {
@@ -101,7 +106,12 @@ pub fn resolve(user: &User, passwd: &str, group: &str) -> Result<Resolved, Repor
         ),
     };
     let uid = entry.map(|e| e.uid).unwrap_or_else(|| user.user.parse().unwrap_or(0));
-    let uid = refuse_unchanged("uid", uid, &user.user, if entry.is_some() { "/etc/passwd" } else { "the user given" })?;
+    let uid = refuse_unchanged(
+        "uid",
+        uid,
+        &user.user,
+        if entry.is_some() { "/etc/passwd" } else { "the user given" },
+    )?;
     let group_id = |g: &str| -> Result<u32, Report> {
         match g.parse::<u32>() {
             Ok(gid) => refuse_unchanged("gid", gid, g, "the group given"),

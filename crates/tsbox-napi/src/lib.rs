@@ -16,9 +16,8 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use nix::errno::Errno;
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
 use tokio::io::unix::AsyncFd;
-use tsbox_core::MAX_PACKET;
 
 fn io_err(what: &str, e: Errno) -> Error {
     Error::new(
@@ -79,17 +78,24 @@ impl Channel {
             .ok_or_else(|| Error::new(Status::GenericFailure, "the channel is closed"))
     }
 
-    /// Sends one message.
+    /// Sends one message (framed by tsbox_core::wire, as the helper reads it).
     #[napi]
     pub fn send(&self, msg: String) -> Result<()> {
+        self.send_fds(msg, vec![])
+    }
+
+    /// Sends one message with descriptors of this process attached
+    /// (SCM_RIGHTS); they stay open here.
+    #[napi]
+    pub fn send_fds(&self, msg: String, fds: Vec<i32>) -> Result<()> {
         let fd = self.get()?;
-        loop {
-            match socket::send(fd.get_ref().as_raw_fd(), msg.as_bytes(), MsgFlags::MSG_NOSIGNAL) {
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(io_err("send to tsbox-init", e)),
-                Ok(_) => return Ok(()),
-            }
-        }
+        use std::os::fd::AsFd;
+        tsbox_core::wire::send(fd.get_ref().as_fd(), msg.as_bytes(), &fds).map_err(|e| {
+            Error::new(
+                Status::GenericFailure,
+                format!("send to tsbox-init: {e} ({})", tsbox_core::errno_name(e.errno())),
+            )
+        })
     }
 
     /// The next message, or null once the helper has closed its end.
@@ -139,36 +145,16 @@ impl Channel {
     }
 }
 
-/// One packet, and any descriptors attached to it (close-on-exec).
+/// One message, and any descriptors attached to it (close-on-exec).
 fn recv_packet(fd: RawFd) -> std::result::Result<Option<(String, Vec<OwnedFd>)>, Errno> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned};
-    use std::os::fd::FromRawFd;
-    let mut probe = [0u8; 1];
-    let size = loop {
-        match socket::recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-            Ok(0) => return Ok(None),
-            Ok(n) => break n,
-        }
-    };
-    if size > MAX_PACKET {
-        return Err(Errno::EMSGSIZE);
+    // SAFETY: the channel's descriptor, alive for the duration of the call.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    match tsbox_core::wire::recv_message(sock, true) {
+        Ok(None) => Ok(None),
+        Ok(Some((bytes, fds))) => String::from_utf8(bytes).map(|s| Some((s, fds))).map_err(|_| Errno::EPROTO),
+        Err(tsbox_core::wire::WireError::Io(e)) => Err(e),
+        Err(e) => Err(Errno::from_raw(e.errno())),
     }
-    let mut buf = vec![0u8; size];
-    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)?;
-    let n = msg.bytes;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(list) = c {
-            // SAFETY: the kernel just installed these descriptors for us.
-            fds.extend(list.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
-        }
-    }
-    buf.truncate(n);
-    String::from_utf8(buf).map(|s| Some((s, fds))).map_err(|_| Errno::EPROTO)
 }
 
 /// Sets the size of the terminal whose master is `fd` (a container's tty); the

@@ -46,7 +46,12 @@ pub fn run() -> BTreeMap<&'static str, i64> {
             libc::close(fd);
             libc::unlink(created.as_ptr());
         }
-        let fd = libc::openat(libc::AT_FDCWD, created.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o2755);
+        let fd = libc::openat(
+            libc::AT_FDCWD,
+            created.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o2755,
+        );
         out.insert("openat_creat_setgid", outcome(fd as libc::c_long));
         if fd >= 0 {
             libc::close(fd);
@@ -103,7 +108,7 @@ pub fn run() -> BTreeMap<&'static str, i64> {
         // 64 lets this one through.
         out.insert(
             "ioctl_tiocsti_high_bits",
-            outcome(libc::syscall(libc::SYS_ioctl, 0, 0x1_0000_0000u64 | libc::TIOCSTI as u64, &c)),
+            outcome(libc::syscall(libc::SYS_ioctl, 0, 0x1_0000_0000u64 | libc::TIOCSTI, &c)),
         );
         // TIOCEXCL would lock a terminal the container was given (the
         // caller's, without -t) against its owner; TIOCNXCL undoes it at once.

@@ -182,7 +182,7 @@ fn the_default_profile_gives_the_expected_verdicts() {
         ("openat", &[AT_FDCWD, path, 0o101, 0o644], ALLOW),
         ("openat", &[AT_FDCWD, path, 0o101, 0o4755], EPERM),
         ("openat", &[AT_FDCWD, path, 0o101, 0o2755], EPERM),
-        ("openat", &[AT_FDCWD, path, 0o2_0200_002, 0o4700], EPERM), // O_TMPFILE
+        ("openat", &[AT_FDCWD, path, 0o20_200_002, 0o4700], EPERM), // O_TMPFILE
         ("openat", &[AT_FDCWD, path, 0o2, 0o4755], ALLOW), // no O_CREAT: mode unused
         ("mknodat", &[AT_FDCWD, path, 0o100_644, 0], ALLOW),
         ("mknodat", &[AT_FDCWD, path, 0o104_755, 0], EPERM),
@@ -276,7 +276,18 @@ fn every_call_of_the_default_lists_gets_its_lists_verdict() {
 #[test]
 fn unconditionally_allowed_calls_never_read_arguments() {
     let conditional = [
-        "chmod", "fchmod", "fchmodat", "fchmodat2", "clone", "unshare", "ioctl", "open", "openat", "creat", "mknod", "mknodat",
+        "chmod",
+        "fchmod",
+        "fchmodat",
+        "fchmodat2",
+        "clone",
+        "unshare",
+        "ioctl",
+        "open",
+        "openat",
+        "creat",
+        "mknod",
+        "mknodat",
     ];
     for arch in Arch::ALL {
         let bpf = default_bpf(arch);
