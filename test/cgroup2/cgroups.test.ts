@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { blkioWeightToIoWeight, cpuSharesToWeight, createCgroup, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
+import { blkioWeightToIoWeight, cpuSharesToWeight, createCgroup, DEFAULT_PIDS_LIMIT, detectCgroupMode, gc, type Cgroup, type CgroupLimitsInput } from '../../ts/cgroups/index.js';
 import { TsboxError } from '../../ts/errors.js';
 import { eventually, killQuietly, MiB, newId, spawnGated, tsboxDirs } from './support.js';
 import { workloadCases } from './workloads.js';
@@ -121,7 +121,7 @@ describe('cgroups on pure v2', () => {
 
   it('sets the default pids limit when none is given, and Docker\'s implicit swap (as much as memory)', () => {
     const cg = make({ memory: '16m' });
-    expect(cat(cg.v2Path!, 'pids.max')).toBe('4096');
+    expect(cat(cg.v2Path!, 'pids.max')).toBe(String(DEFAULT_PIDS_LIMIT));
     expect(cat(cg.v2Path!, 'memory.swap.max')).toBe(String(16 * MiB));
   });
 

@@ -61,7 +61,10 @@ async function copyRootfs(name: string): Promise<string> {
 
 describe('the mount table', () => {
   it('is exactly the expected set', async () => {
-    const mounts = (await info()).mounts.map((m) => `${m.mountPoint} ${m.fsType}`);
+    const all = (await info()).mounts.map((m) => `${m.mountPoint} ${m.fsType}`);
+    // The cgroup hierarchies come last, in no particular order among themselves.
+    const firstCgroup = all.findIndex((m) => m.startsWith('/sys/fs/cgroup'));
+    const mounts = [...all.slice(0, firstCgroup), ...all.slice(firstCgroup).sort()];
     expect(mounts).toEqual([
       '/ overlay',
       '/proc proc',
@@ -101,14 +104,13 @@ describe('the mount table', () => {
 /** What /sys/fs/cgroup holds inside: cgroup2 on v2; a tmpfs and the hierarchies tsbox uses otherwise. */
 function cgroupMountsExpected(): string[] {
   if (detectCgroupMode() === 'v2') return ['/sys/fs/cgroup cgroup2'];
+  // tsbox puts a container in every hierarchy the host has (its cgroup
+  // namespace is rooted at a cgroup of its own in each), and mounts each.
   const mounted = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
-    .filter((l) => / - cgroup /.test(l))
-    .flatMap((l) => l.split(' - ')[1]!.split(' ')[2]!.split(','))
-    .filter((o) => ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'blkio', 'freezer'].includes(o));
-  // tsbox puts a container in the hierarchies of the controllers it uses, and the freezer.
-  const used = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'].filter((c) => mounted.includes(c));
-  return ['/sys/fs/cgroup tmpfs', ...used.map((c) => `/sys/fs/cgroup/${c} cgroup`)];
+    .filter((l) => / - cgroup2? /.test(l) && l.split(' ')[4]!.startsWith('/sys/fs/cgroup/'))
+    .map((l) => `${l.split(' ')[4]} ${l.includes(' - cgroup2 ') ? 'cgroup2' : 'cgroup'}`);
+  return ['/sys/fs/cgroup tmpfs', ...mounted].sort();
 }
 
 function existsOnHost(p: string): boolean {
