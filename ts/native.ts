@@ -27,7 +27,9 @@ import { TsboxError } from './errors.js';
  */
 export interface NativeBinding {
   /** Takes an exclusive flock on `path` without waiting; null when another process holds it. */
-  tryLockFile: (path: string, note: string) => { path: string; release(): void } | null;
+  tryLockFile: (path: string, note: string) => NativeFileLock | null;
+  /** Takes an exclusive flock on `path`, waiting for it. */
+  waitLockFile: (path: string, note: string) => NativeFileLock;
   /** Moves this process into the cgroup it is in (`procs`), on a thread of its own; see crates/tsbox-napi/src/cgroup.rs. */
   prewarmCgroupMove: (procs: string) => void;
   Channel: new () => NativeChannel;
@@ -47,6 +49,14 @@ export interface NativeBinding {
   PLAN_VERSION: number;
 }
 
+/** A held flock on a file; released (file removed) by `release()`. */
+export interface NativeFileLock {
+  readonly path: string;
+  /** Its descriptor, for handing to tsbox-init; -1 once released. */
+  readonly fd: number;
+  release(): void;
+}
+
 /** A tsbox-init started by the addon (posix_spawn). */
 export interface NativeHelper {
   readonly pid: number;
@@ -60,6 +70,8 @@ export interface NativeChannel {
   readonly childFd: number;
   closeChild(): void;
   send(msg: string): void;
+  /** Sends with descriptors of this process attached (they stay open here). */
+  sendFds(msg: string, fds: number[]): void;
   recv(): Promise<string | null>;
   /** A descriptor that came with the last messages (a pty master), or -1. */
   takeFd(): number;

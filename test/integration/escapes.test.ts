@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { run, spawn, TsboxError } from '../../ts/index.js';
-import { BIN, cli, eventually, REPO } from '../support/tsbox.js';
+import { alive, BIN, cli, descendants, eventually, REPO, waitForOutput } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 let scratch: string;
@@ -338,5 +338,59 @@ describe('item 17: error paths that kept the real cause', () => {
       expect((err as TsboxError).message).toMatch(/^config\(\(options\)\): the options must be an object/);
       await expect(spawn(['true'], bad as never)).rejects.toBeInstanceOf(TsboxError);
     }
+  });
+});
+
+/** The host base of a process's uid map (its container's id block). */
+const uidBase = (pid: number) => Number(readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().split(/\s+/)[1]);
+
+describe('item 6: the container never outlives its caller, --no-init included', () => {
+  it('a --no-init PID 1 that cleared its parent-death signal is gone within 1 s of kill -9 of the CLI, and keeps its ids until then', async () => {
+    let pids: number[] = [];
+    let probe = 0;
+    let base = 0;
+    let killedAt = 0;
+    const r = await cli(['run', '--rootfs', rootfs, '--no-init', '--', 'tsbox-probe', 'no-pdeathsig'], {
+      onSpawn: (child) => {
+        void waitForOutput(child, 'cleared').then(() => {
+          pids = descendants(child.pid!);
+          probe = pids.find((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'tsbox-probe')!;
+          base = uidBase(probe);
+          killedAt = Date.now();
+          child.kill('SIGKILL');
+        });
+      },
+    });
+    expect(r.signal).toBe('SIGKILL');
+    expect(probe).toBeGreaterThan(0);
+    // Another container started now never gets that id block while the
+    // first one's processes live.
+    await using other = await spawn(['sleep', '30'], { rootfs });
+    if (uidBase(other.pid) === base) expect(alive(probe)).toBe(false);
+    expect(await eventually(() => pids.every((p) => !alive(p)), 1_000)).toBe(true);
+    expect(Date.now() - killedAt).toBeLessThan(2_000);
+  });
+});
+
+describe('item 16: explicit id maps take part in the allocation', () => {
+  it('refuses to map host root without --userns host', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--uidmap', '0:0:1', '--gidmap', '0:0:1', '--', 'id']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: config\(uidMap\): 0:0:1 maps host root \(host id 0\) into the container; .*--userns host/);
+  });
+
+  it('refuses an explicit range that overlaps a live container, explicit or allocated', async () => {
+    await using a = await spawn(['sleep', '30'], { rootfs, uidMap: ['0:500000:1000'], gidMap: ['0:500000:1000'] });
+    const err = await spawn(['true'], { rootfs, uidMap: ['0:500500:1000'], gidMap: ['0:600000:1000'] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect((err as TsboxError).message).toMatch(/^idmap\(uidMap\): EBUSY — the host uids 0:500500:1000 overlap those of a running container/);
+    await using b = await spawn(['sleep', '30'], { rootfs });
+    const base = uidBase(b.pid);
+    const err2 = await spawn(['true'], { rootfs, uidMap: [`0:${base + 10}:5`], gidMap: ['0:700000:5'] }).catch((e: unknown) => e);
+    expect((err2 as TsboxError).message).toMatch(/overlap those of a running container/);
+    // --preset contained's 0 -> 10000 range 2000 is one such range.
+    await using c = await spawn(['sleep', '30'], { rootfs, preset: 'contained' });
+    await expect(spawn(['true'], { rootfs, preset: 'contained' })).rejects.toThrow(/overlap those of a running container/);
+    expect(a.pid + c.pid).toBeGreaterThan(0);
   });
 });

@@ -11,11 +11,11 @@
  * - Explicit maps (`uidMap`, `gidMap`), or none at all (`userns: 'host'`).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../config/defaults.js';
 import { TsboxError, fromSystemError } from '../errors.js';
-import { loadNative } from '../native.js';
+import { loadNative, type NativeFileLock } from '../native.js';
 import { currentUserName, findHelper, subidRange } from './subid.js';
 
 /** One line of a map: `size` ids from `containerId` inside are `hostId` outside. */
@@ -34,8 +34,10 @@ export interface IdMaps {
   via: 'direct' | 'newidmap';
   /** Told to the user once (the CLI prints it; the API leaves it to the caller). */
   notice?: string;
-  /** Gives the host id block back (root's allocated ranges). */
+  /** Gives the host ids back (root's allocated or registered ranges). */
   release?: () => void;
+  /** The registry lock that holds them, which tsbox-init keeps until the container's processes are gone. */
+  lock?: NativeFileLock;
 }
 
 /** Number of 65536-id blocks between 0x70000000 and 0x80000000. */
@@ -46,22 +48,137 @@ export function stateDir(): string {
   return `${process.env.XDG_RUNTIME_DIR ?? `/tmp/tsbox-${process.getuid?.()}`}/tsbox`;
 }
 
-/** The default maps for a root caller with an allocated, exclusive block. */
-export function allocateRootMaps(containerId: string): IdMaps {
+/**
+ * The id registry: one locked file per live container's host ids under
+ * `<state>/ids`, `<k>.lock` for root's block k, `x-<id>.lock` (its ranges as
+ * JSON) for explicit maps. A file whose lock nobody holds is stale (its
+ * holder died: the kernel drops a flock with its last descriptor, which the
+ * container's tsbox-init keeps until every process of the container is
+ * gone). Scans and registrations run under one allocator lock, so two
+ * launches never take overlapping ids.
+ */
+interface Live {
+  uid: IdMapping[];
+  gid: IdMapping[];
+  /** Whose: `<container id> <pid>`, the note of the lock. */
+  note: string;
+}
+
+function registryDir(): string {
   const dir = `${stateDir()}/ids`;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
   } catch (err) {
     throw fromSystemError('idmap', err, `create the id allocation directory ${dir}`);
   }
+  return dir;
+}
+
+const blockRange = (k: number): IdMapping[] => [{ containerId: 0, hostId: ROOT_MAP_BASE + k * ROOT_MAP_SIZE, size: ROOT_MAP_SIZE }];
+
+/** The ranges live containers hold; stale entries are removed on the way. */
+function liveRanges(dir: string): Live[] {
   const { binding } = loadNative();
-  for (let k = 0; k < BLOCKS; k++) {
-    const lock = binding.tryLockFile(`${dir}/${k}.lock`, `${containerId} ${process.pid}\n`);
-    if (!lock) continue;
-    const range = [{ containerId: 0, hostId: ROOT_MAP_BASE + k * ROOT_MAP_SIZE, size: ROOT_MAP_SIZE }];
-    return { uid: range, gid: range.map((r) => ({ ...r })), setgroups: 'allow', via: 'direct', release: () => lock.release() };
+  const live: Live[] = [];
+  for (const name of readdirSync(dir)) {
+    const block = /^(\d+)\.lock$/.exec(name);
+    if (!block && !/^x-[0-9A-Za-z_.-]+\.lock$/.test(name)) continue;
+    const path = `${dir}/${name}`;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      continue; // Released meanwhile.
+    }
+    const probe = binding.tryLockFile(path, text);
+    if (probe) {
+      probe.release();
+      continue;
+    }
+    if (block) {
+      const range = blockRange(Number(block[1]));
+      live.push({ uid: range, gid: range, note: text.trim() });
+    } else {
+      try {
+        const j = JSON.parse(text) as Live;
+        live.push({ uid: j.uid, gid: j.gid, note: j.note });
+      } catch {
+        // Being written by its holder right now: the allocator lock prevents that; ignore.
+      }
+    }
   }
-  throw new TsboxError({ step: 'idmap', errno: 28, path: dir, detail: `all ${BLOCKS} id ranges are held by running containers`, hint: 'stop some containers' });
+  return live;
+}
+
+const overlaps = (a: IdMapping[], b: IdMapping[]) => a.some((x) => b.some((y) => x.hostId < y.hostId + y.size && y.hostId < x.hostId + x.size));
+
+/** Runs `fn` holding the allocator lock. */
+function allocating<T>(dir: string, containerId: string, fn: () => T): T {
+  const lock = loadNative().binding.waitLockFile(`${dir}/allocator`, `${containerId} ${process.pid}\n`);
+  try {
+    return fn();
+  } finally {
+    lock.release();
+  }
+}
+
+/** The default maps for a root caller with an allocated, exclusive block. */
+export function allocateRootMaps(containerId: string): IdMaps {
+  const dir = registryDir();
+  const { binding } = loadNative();
+  return allocating(dir, containerId, () => {
+    const live = liveRanges(dir);
+    for (let k = 0; k < BLOCKS; k++) {
+      const range = blockRange(k);
+      if (live.some((l) => overlaps(range, l.uid) || overlaps(range, l.gid))) continue;
+      const lock = binding.tryLockFile(`${dir}/${k}.lock`, `${containerId} ${process.pid}\n`);
+      if (!lock) continue;
+      return { uid: range, gid: range.map((r) => ({ ...r })), setgroups: 'allow', via: 'direct', release: () => lock.release(), lock };
+    }
+    throw new TsboxError({ step: 'idmap', errno: 28, path: dir, detail: `all ${BLOCKS} id ranges are held by running containers`, hint: 'stop some containers' });
+  });
+}
+
+/** Describes maps for a message: `0:10000:2000`. */
+const describe = (m: IdMapping[]) => m.map((x) => `${x.containerId}:${x.hostId}:${x.size}`).join(', ');
+
+/**
+ * Registers explicit maps (`uidMap`/`gidMap`, `--preset contained`) with the
+ * registry: refused when they overlap the ids of a live container, or map
+ * host root at all (that is `userns: 'host'`, said out loud).
+ */
+export function registerExplicitMaps(uid: IdMapping[], gid: IdMapping[], containerId: string): { release: () => void; lock: NativeFileLock } {
+  for (const [kind, maps] of [['uidMap', uid], ['gidMap', gid]] as const) {
+    if (maps.some((m) => m.hostId === 0)) {
+      throw new TsboxError({
+        step: 'config',
+        errno: 0,
+        path: kind,
+        detail: `${describe(maps)} maps host root (host id 0) into the container`,
+        hint: "container root would be the host's real root; if that is what you want, say --userns host (no user namespace at all)",
+      });
+    }
+  }
+  const dir = registryDir();
+  const { binding } = loadNative();
+  return allocating(dir, containerId, () => {
+    for (const l of liveRanges(dir)) {
+      const which = overlaps(uid, l.uid) ? ['uid', uid] as const : overlaps(gid, l.gid) ? ['gid', gid] as const : null;
+      if (which) {
+        throw new TsboxError({
+          step: 'idmap',
+          errno: 16,
+          path: `${which[0]}Map`,
+          detail: `the host ${which[0]}s ${describe(which[1])} overlap those of a running container (${l.note.split(' ')[0]?.slice(0, 12) ?? 'unknown'})`,
+          hint: 'two containers must not share host ids (they could reach each other\'s files and processes): give this one other ids, or wait for that one to end',
+        });
+      }
+    }
+    const note = JSON.stringify({ uid, gid, note: `${containerId} ${process.pid}` });
+    const lock = binding.tryLockFile(`${dir}/x-${containerId}.lock`, note);
+    if (!lock) throw new TsboxError({ step: 'idmap', errno: 16, path: `${dir}/x-${containerId}.lock`, detail: 'the id registration of this container id is held already', hint: 'container ids must be unique' });
+    return { release: () => lock.release(), lock };
+  });
 }
 
 export interface MapRequest {
@@ -86,7 +203,7 @@ export function computeMaps(req: MapRequest, containerId: string, caller: Caller
   if (req.uidMap || req.gidMap) {
     const uid = req.uidMap ?? [{ containerId: 0, hostId: caller.uid, size: 1 }];
     const gid = req.gidMap ?? [{ containerId: 0, hostId: caller.gid, size: 1 }];
-    if (caller.uid === 0) return { uid, gid, setgroups: 'allow', via: 'direct' };
+    if (caller.uid === 0) return { uid, gid, setgroups: 'allow', via: 'direct', ...registerExplicitMaps(uid, gid, containerId) };
     const selfOnly = (m: IdMapping[], id: number) => m.length === 1 && m[0]!.size === 1 && m[0]!.hostId === id;
     if (selfOnly(uid, caller.uid) && selfOnly(gid, caller.gid)) return { uid, gid, setgroups: 'deny', via: 'direct' };
     requireHelpers('the explicit id maps');

@@ -39,9 +39,10 @@ export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
  * exiting says why, and that is what the caller gets: the helper's
  * `uid_map: EINVAL`, not `send: Broken pipe`.
  */
-async function send(ch: NativeChannel, msg: object): Promise<void> {
+async function send(ch: NativeChannel, msg: object, fds: number[] = []): Promise<void> {
   try {
-    ch.send(JSON.stringify(msg));
+    if (fds.length > 0) ch.sendFds(JSON.stringify(msg), fds);
+    else ch.send(JSON.stringify(msg));
   } catch (err) {
     for (let m = await recv(ch).catch(() => null); m !== null; m = await recv(ch).catch(() => null)) {
       if (m.type === 'failed') throw new TsboxError(m);
@@ -231,7 +232,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   let started: HelperMsg | null;
   let terminalFd: number | undefined;
   try {
-    await send(ch, { type: 'plan', ...plan });
+    // The id range's lock goes with the plan: tsbox-init holds it until the
+    // container's last process is gone, even if this process dies first.
+    await send(ch, { type: 'plan', ...plan }, maps?.lock ? [maps.lock.fd] : []);
     if (later) {
       cgroup = later.create();
       undo.push(() => cgroup!.destroy());

@@ -42,3 +42,27 @@ pub fn place(procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
     );
     Ok(())
 }
+
+/// Removes the container's cgroup directories (the plan's v2 directory and
+/// the directory of every `cgroup.procs` it names), once its processes are
+/// gone and its caller cannot: best effort, retrying while the kernel still
+/// counts the exiting processes (EBUSY), for about a second.
+pub fn remove(plan: &tsbox_core::Plan, tr: &Trace) {
+    let mut dirs: Vec<String> = plan
+        .cgroup_procs
+        .iter()
+        .filter_map(|p| p.strip_suffix("/cgroup.procs").map(str::to_string))
+        .collect();
+    dirs.extend(plan.cgroup.clone());
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        for attempt in 0..50 {
+            match std::fs::remove_dir(&dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => std::thread::sleep(std::time::Duration::from_millis(20)),
+                _ => break,
+            }
+        }
+        trace!(tr, "cgroup: removed {dir} (the caller is gone)");
+    }
+}

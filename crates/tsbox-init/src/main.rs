@@ -24,7 +24,7 @@ mod sys;
 mod trace;
 mod users;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use tsbox_core::{ChildGo, HelperMsg, NodeMsg, Plan, Step, PLAN_VERSION};
 
 use channel::Channel;
@@ -59,17 +59,23 @@ fn main() {
 }
 
 fn helper(node: Channel) -> i32 {
-    // Die with whoever started us, and never let a signal interrupt setup: they
-    // are read from a signalfd later and forwarded.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Never let a signal interrupt setup: they are read from a signalfd later
+    // and forwarded. No parent-death signal either: when whoever started us
+    // dies, its end of the channel closes, and every wait below watches the
+    // channel, so the container is killed and reaped, and what it held (the
+    // descriptors the plan came with) is given back only once its processes
+    // are gone, whatever the mode (PID 1 may clear its own parent-death
+    // signal with --no-init).
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
     // Whatever else the caller's process had open without close-on-exec must
     // never reach the container (its PID 1, the init, never execs).
     container::close_from(CHANNEL_FD as u32 + 1);
 
-    // (2) The plan.
-    let plan: Plan = match node.recv::<NodeMsg>() {
-        Ok(Some(NodeMsg::Plan(p))) => *p,
+    // (2) The plan, and what the container holds while it lives (the lock of
+    // its host id range): kept open until this process exits, after the last
+    // process of the container has been reaped.
+    let (plan, _held): (Plan, Vec<std::os::fd::OwnedFd>) = match node.recv_fds::<NodeMsg>() {
+        Ok(Some((NodeMsg::Plan(p), held))) => (*p, held),
         Ok(None) => return 125,
         Ok(Some(_)) => return fail(&node, report(Step::ReadPlan, libc::EPROTO, "the first message was not a plan")),
         Err(e) => return fail(&node, report(Step::ReadPlan, e.errno(), &e.to_string())),
@@ -86,7 +92,7 @@ fn helper(node: Channel) -> i32 {
         );
     }
     if nix::unistd::getppid().as_raw() != plan.parent_pid {
-        return 125; // The parent died before pdeathsig was armed.
+        return 125; // Whoever started us is gone already.
     }
     let tr = Trace::new(plan.trace, plan.trace_t0_ns);
 
@@ -204,7 +210,13 @@ fn helper(node: Channel) -> i32 {
         }
     }
     let _ = mine.send(&ChildGo::Placed);
-    monitor::run(&node, mine, &c, &tr)
+    let outcome = monitor::run(&node, mine, &c, &tr);
+    if outcome.caller_gone && plan.join.is_none() {
+        // Its processes are gone (PID 1 is reaped): the cgroups are empty, and
+        // nobody else will remove them now (tsbox gc takes what is left).
+        cgroup::remove(&plan, &tr);
+    }
+    outcome.status
 }
 
 /// The next message from Node, which must be `want`. `Err(None)` when Node

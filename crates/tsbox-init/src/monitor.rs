@@ -64,8 +64,21 @@ impl Container {
     }
 }
 
-/// Runs until the container has ended; returns the helper's own exit status.
-pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Trace) -> i32 {
+/// How the container ended, as the helper's own exit status, and whether
+/// whoever started it is gone (then nobody else tears down what it held).
+pub struct Outcome {
+    pub status: i32,
+    pub caller_gone: bool,
+}
+
+/// Runs until the container has ended.
+pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Trace) -> Outcome {
+    let status = watch(node, child, c, tr);
+    // A caller that is gone can no longer be written to: the check is a send.
+    Outcome { status: status.0, caller_gone: !status.1 }
+}
+
+fn watch(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Trace) -> (i32, bool) {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
@@ -184,7 +197,7 @@ pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Tra
     if let Some(r) = failure {
         let code = exit_code_for(&r);
         let _ = node.send(&HelperMsg::Failed(r));
-        return code;
+        return (code, node_open);
     }
     let (code, signal) = ended.unwrap_or_else(|| decode_status(status));
     if died_in_setup || (!started && ended.is_none()) {
@@ -193,10 +206,10 @@ pub fn run(node: &Channel, child: Channel, c: &Container, tr: &crate::trace::Tra
         let r = died_before_start(code, signal);
         let code = exit_code_for(&r);
         let _ = node.send(&HelperMsg::Failed(r));
-        return code;
+        return (code, node_open);
     }
     let _ = node.send(&HelperMsg::Exited { code, signal, rusage });
-    code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
+    (code.unwrap_or_else(|| 128 + signal.unwrap_or(0)), node_open)
 }
 
 /// True while `pid` is still the helper's copy, before it execs anything: its

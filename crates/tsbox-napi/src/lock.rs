@@ -25,6 +25,13 @@ impl FileLock {
         self.path.clone()
     }
 
+    /// The lock's descriptor, to hand to another process (SCM_RIGHTS): the
+    /// lock is held until every copy is closed. -1 once released.
+    #[napi(getter)]
+    pub fn fd(&self) -> i32 {
+        self.file.lock().unwrap().as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)
+    }
+
     /// Unlocks and removes the lock file.
     #[napi]
     pub fn release(&self) {
@@ -41,6 +48,17 @@ impl FileLock {
 /// with `note` as its contents; null when another process holds it.
 #[napi]
 pub fn try_lock_file(path: String, note: String) -> Result<Option<FileLock>> {
+    lock_file(path, note, false)
+}
+
+/// As `tryLockFile`, but waits for the lock (a short critical section such as
+/// the id allocator's scan); never null.
+#[napi]
+pub fn wait_lock_file(path: String, note: String) -> Result<FileLock> {
+    lock_file(path.clone(), note, true)?.ok_or_else(|| Error::from_reason(format!("lock {path}: not taken")))
+}
+
+fn lock_file(path: String, note: String, wait: bool) -> Result<Option<FileLock>> {
     loop {
         let file = OpenOptions::new()
             .read(true)
@@ -52,10 +70,14 @@ pub fn try_lock_file(path: String, note: String) -> Result<Option<FileLock>> {
             .open(&path)
             .map_err(|e| Error::from_reason(format!("open the lock file {path}: {e}")))?;
         // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 return Ok(None);
+            }
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
             return Err(Error::from_reason(format!("lock {path}: {err}")));
         }

@@ -10,6 +10,7 @@
 //!   tsbox-probe signals SECONDS
 //!   tsbox-probe zombies N
 //!   tsbox-probe forks
+//!   tsbox-probe no-pdeathsig
 //!   tsbox-probe tty-excl set|get
 
 mod parse;
@@ -22,7 +23,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | tty-excl set|get";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get";
 
 mod syscalls;
 
@@ -47,6 +48,7 @@ fn main() {
             _ => usage(&format!("bad MIB {:?}", args[1])),
         },
         Some("forks") if args.len() == 1 => cmd_forks(),
+        Some("no-pdeathsig") if args.len() == 1 => cmd_no_pdeathsig(),
         Some("tty-excl") if args.len() == 2 && (args[1] == "set" || args[1] == "get") => cmd_tty_excl(args[1] == "set"),
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
@@ -467,6 +469,20 @@ fn cmd_forks() -> i32 {
         }
     };
     out_json(&json!({ "forked": forked, "errno": errno }));
+    loop {
+        unsafe { libc::pause() };
+    }
+}
+
+/// `no-pdeathsig`: clears its own parent-death signal (as any PID 1 of
+/// --no-init may), prints "cleared" and waits to be killed.
+fn cmd_no_pdeathsig() -> i32 {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) } != 0 {
+        out_json(&json!({ "errno": errno() }));
+        return 1;
+    }
+    out_line("cleared");
     loop {
         unsafe { libc::pause() };
     }
