@@ -270,13 +270,17 @@ describe('item 19: the default pids limit leaves the host able to fork', () => {
 });
 
 describe('item 18: the cgroup namespace is rooted at a cgroup of its own in every hierarchy', () => {
-  it('/proc/self/cgroup inside shows / for every hierarchy, the v1 ones tsbox sets no limit in included', async () => {
-    const r = await cli(['run', '--rootfs', rootfs, '--', 'cat', '/proc/self/cgroup']);
-    expect(r.code, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n');
-    // As many hierarchies as the host has.
+  it("the container's PID 1 is in tsbox/<id> in every hierarchy of the host, the v1 ones tsbox sets no limit in included", async () => {
+    await using c = await spawn(['sleep', '30'], { rootfs });
+    // Seen from the host: where the process is is where its namespace is rooted.
+    const lines = readFileSync(`/proc/${c.pid}/cgroup`, 'utf8').trim().split('\n');
     expect(lines.length).toBe(readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n').length);
-    for (const line of lines) expect(line, line).toMatch(/:\/$/);
+    for (const line of lines) expect(line, line).toMatch(new RegExp(`/tsbox/${c.id}$`));
+    // And from inside, / everywhere.
+    const inside = await c.exec(['cat', '/proc/self/cgroup']);
+    const out = text(inside.stdout);
+    await inside.wait();
+    for (const line of (await out).trim().split('\n')) expect(line, line).toMatch(/:\/$/);
   });
 });
 
