@@ -63,3 +63,12 @@ export function fromSystemError(step: string, err: unknown, detail: string, hint
   const errno = typeof e?.errno === 'number' ? Math.abs(e.errno) : 0;
   return new TsboxError({ step, errno, path: e?.path ?? null, detail: `${detail}${e?.message ? ` (${e.message})` : ''}`, hint: hint ?? null }, { cause: err });
 }
+
+/** The error `wait()` rejects with when the AbortSignal fired (as child_process does). */
+export class AbortError extends Error {
+  override readonly name = 'AbortError';
+  readonly code = 'ABORT_ERR';
+  constructor(cause: unknown) {
+    super('The operation was aborted', { cause });
+  }
+}

@@ -32,7 +32,9 @@ export interface NativeBinding {
   waitLockFile: (path: string, note: string) => NativeFileLock;
   /** Moves this process into the cgroup it is in (`procs`), on a thread of its own; see crates/tsbox-napi/src/cgroup.rs. */
   prewarmCgroupMove: (procs: string) => void;
-  Channel: new () => NativeChannel;
+  Channel: { new (): NativeChannel; connect(path: string): NativeChannel };
+  /** A pipe, both ends close-on-exec: [read, write]. */
+  pipe: () => number[];
   /** Starts tsbox-init with these stdio modes and the channel's end as its fd 3. */
   spawnHelper: (path: string, stdio: string[], channelFd: number) => NativeHelper;
   /** Compiles an OCI seccomp profile (null: tsbox's default) to BPF for this machine; cached by content. */

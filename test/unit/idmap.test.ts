@@ -71,14 +71,14 @@ describe('computeMaps and rootlessMaps', () => {
     expect(computeMaps({ userns: 'host' }, 'id', { uid: 0, gid: 0, name: 'root' })).toBeNull();
   });
 
-  it('passes explicit maps through for root, and a self-only explicit map for others', () => {
+  it('passes explicit maps through for root, registered, and a self-only explicit map for others', () => {
     const uid = [{ containerId: 0, hostId: 5000, size: 10 }];
-    expect(computeMaps({ userns: 'private', uidMap: uid }, 'id', { uid: 0, gid: 0, name: 'root' })).toEqual({
-      uid,
-      gid: [{ containerId: 0, hostId: 0, size: 1 }],
-      setgroups: 'allow',
-      via: 'direct',
-    });
+    const gid = [{ containerId: 0, hostId: 6000, size: 10 }];
+    const registered: unknown[] = [];
+    const release = () => {};
+    const fake = { allocate: () => { throw new Error('not asked'); }, register: (u: unknown, g: unknown, id: string) => (registered.push([u, g, id]), { release }) };
+    expect(computeMaps({ userns: 'private', uidMap: uid, gidMap: gid }, 'id', { uid: 0, gid: 0, name: 'root' }, fake)).toEqual({ uid, gid, setgroups: 'allow', via: 'direct', release });
+    expect(registered).toEqual([[uid, gid, 'id']]);
     const self = [{ containerId: 0, hostId: 1000, size: 1 }];
     expect(computeMaps({ userns: 'private', uidMap: self, gidMap: [{ containerId: 0, hostId: 1001, size: 1 }] }, 'id', { uid: 1000, gid: 1001, name: 'u' })).toEqual(single(1000, 1001));
   });

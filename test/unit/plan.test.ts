@@ -1,4 +1,4 @@
-// buildPlan (ts/runtime/plan.ts): the launch plan decided before anything is
+// buildPlan (ts/runtime/plan.ts): the sandbox and process plans decided before anything is
 // cloned. Nothing here starts a container or loads the native addon.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,13 +9,17 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../../ts/config/defaults.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
-import { ALL_NAMESPACES, buildPlan, defaultStorageSize, DEVICES, type Plan, type PlanMount } from '../../ts/runtime/plan.js';
+import { ALL_NAMESPACES, buildPlan, defaultStorageSize, DEVICES, type PlanMount, type ProcessPlan, type SandboxPlan } from '../../ts/runtime/plan.js';
+
+/** Both plans, read as one (no field is in both but `trace`, which they share). */
+type Plan = SandboxPlan & ProcessPlan;
+const merged = (p: { sandbox: SandboxPlan; process: ProcessPlan }): Plan => ({ ...p.sandbox, ...p.process });
 
 const PLAN_VERSION = 7;
 
 function plan(options: RunOptions = {}, command: string[] = ['sh', '-c', 'true'], hostname = 'box'): Plan {
   const parsed = parseRunInput(command, options);
-  return buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION, idmap: false, compileSeccomp: fakeCompile });
+  return merged(buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION, idmap: false, compileSeccomp: fakeCompile }));
 }
 
 const at = (p: Plan, target: string): PlanMount[] => p.mounts.filter((m) => m.target === target);
@@ -165,7 +169,7 @@ describe('buildPlan with a rootfs directory', () => {
   it('idmaps the rootfs under the overlay and read-only, but not written into unless asked, nor volumes unless asked', () => {
     const withRange = (options: RunOptions) => {
       const parsed = parseRunInput(['true'], options);
-      return buildPlan(parsed.command, parsed.options, { hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: true, compileSeccomp: fakeCompile });
+      return merged(buildPlan(parsed.command, parsed.options, { hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: true, compileSeccomp: fakeCompile }));
     };
     expect(withRange({ rootfs: dir }).rootfs.idmap).toBe(true);
     expect(withRange({ rootfs: dir, readOnly: true }).rootfs.idmap).toBe(true);
@@ -317,9 +321,9 @@ describe('buildPlan: the cgroup, and what the helper does for Node', () => {
   const hybrid = { mode: 'hybrid' as const, v2Path: null, hierarchies: ['memory', 'pids'] };
   const withCgroup = (options: RunOptions, extra: Partial<Parameters<typeof buildPlan>[2]> = {}): Plan => {
     const parsed = parseRunInput(['true'], options);
-    return buildPlan(parsed.command, parsed.options, {
+    return merged(buildPlan(parsed.command, parsed.options, {
       hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: false, compileSeccomp: fakeCompile, cgroup: hybrid, ...extra,
-    });
+    }));
   };
 
   it('mounts everything on /sys/fs/cgroup last, after the volumes and masks, keeping its own order', () => {
@@ -340,12 +344,13 @@ describe('buildPlan: the cgroup, and what the helper does for Node', () => {
     expect(targets.indexOf('/sys/fs')).toBeGreaterThan(targets.indexOf('/sys/fs/cgroup/pids'));
   });
 
-  it('carries the cgroup.procs files and the id maps for the helper', () => {
+  it('carries phases 3 and 4 as decided: who writes the maps, how the child gets into its cgroup', () => {
     const maps = { setgroups: 'allow' as const, uidMap: '0 1879048192 65536\n', gidMap: '0 1879048192 65536\n' };
-    const p = withCgroup({}, { cgroupProcs: ['/sys/fs/cgroup/pids/tsbox/a/cgroup.procs'], idMaps: maps });
-    expect(p.cgroupProcs).toEqual(['/sys/fs/cgroup/pids/tsbox/a/cgroup.procs']);
-    expect(p.idMaps).toEqual(maps);
-    expect(plan().cgroupProcs).toEqual([]);
-    expect(plan().idMaps).toBeNull();
+    const p = withCgroup({}, { cgroupPhase: { how: 'place', procs: ['/sys/fs/cgroup/pids/tsbox/a/cgroup.procs'], madeByNode: true }, maps: { writer: 'helper', maps } });
+    expect(p.cgroup).toEqual({ how: 'place', procs: ['/sys/fs/cgroup/pids/tsbox/a/cgroup.procs'], madeByNode: true });
+    expect(p.maps).toEqual({ writer: 'helper', maps });
+    expect(plan().cgroup).toEqual({ how: 'none' });
+    expect(plan().maps).toEqual({ writer: 'none' });
+    expect(plan().network).toBe('loopback');
   });
 });

@@ -184,3 +184,19 @@ export const HELPER_STEPS = [
 ] as const;
 
 export type HelperStep = (typeof HELPER_STEPS)[number];
+
+/** The phases of a container's life, in order (tsbox_core::Phase): one message type each. */
+export const PHASES = [
+  'plan',
+  'cloned',
+  'maps',
+  'cgroup',
+  'network',
+  'go',
+  'ready',
+  'process',
+  'started',
+  'exited',
+] as const;
+
+export type Phase = (typeof PHASES)[number];

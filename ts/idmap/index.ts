@@ -197,19 +197,27 @@ function thisCaller(): Caller {
   return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, name: currentUserName() };
 }
 
+/** Where root's host ids are allocated and registered (the registry above; tests pass their own). */
+export interface Registry {
+  allocate(containerId: string): IdMaps;
+  register(uid: IdMapping[], gid: IdMapping[], containerId: string): { release: () => void; lock?: NativeFileLock };
+}
+
+export const registry: Registry = { allocate: allocateRootMaps, register: registerExplicitMaps };
+
 /** The maps for this container, or null when it shares the host's user namespace. */
-export function computeMaps(req: MapRequest, containerId: string, caller: Caller = thisCaller()): IdMaps | null {
+export function computeMaps(req: MapRequest, containerId: string, caller: Caller = thisCaller(), ids: Registry = registry): IdMaps | null {
   if (req.userns === 'host') return null;
   if (req.uidMap || req.gidMap) {
     const uid = req.uidMap ?? [{ containerId: 0, hostId: caller.uid, size: 1 }];
     const gid = req.gidMap ?? [{ containerId: 0, hostId: caller.gid, size: 1 }];
-    if (caller.uid === 0) return { uid, gid, setgroups: 'allow', via: 'direct', ...registerExplicitMaps(uid, gid, containerId) };
+    if (caller.uid === 0) return { uid, gid, setgroups: 'allow', via: 'direct', ...ids.register(uid, gid, containerId) };
     const selfOnly = (m: IdMapping[], id: number) => m.length === 1 && m[0]!.size === 1 && m[0]!.hostId === id;
     if (selfOnly(uid, caller.uid) && selfOnly(gid, caller.gid)) return { uid, gid, setgroups: 'deny', via: 'direct' };
     requireHelpers('the explicit id maps');
     return { uid, gid, setgroups: 'allow', via: 'newidmap' };
   }
-  if (caller.uid === 0) return allocateRootMaps(containerId);
+  if (caller.uid === 0) return ids.allocate(containerId);
   return rootlessMaps(caller);
 }
 

@@ -1,18 +1,23 @@
 /**
- * A running container: its stdio, `wait()`, `kill()`, and the 'exit' event.
- * Sync point 5 (DESIGN.md) lands here: the helper's `exited` report.
+ * A running container, or a process exec'd into one: its stdio, `wait()`,
+ * `kill()`, `exec()` and the 'exit' event. Phase 10, `exited`, lands here.
+ * The launcher is passed in, not imported: this module only speaks the
+ * protocol.
  */
 import { EventEmitter } from 'node:events';
-import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ReadStream } from 'node:tty';
+import { closeSync, openSync } from 'node:fs';
+import { Socket } from 'node:net';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
-import { TsboxError } from '../errors.js';
+import { hold, openTerminal } from './streams.js';
+import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
-import { launch, recv, type HelperMsg } from './launch.js';
+import { buildProcessPlan } from './plan.js';
+import { recv, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
 export interface ExitResult {
@@ -44,26 +49,20 @@ export interface ExitResult {
   };
 }
 
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
-
-export function signalNumber(sig: NodeJS.Signals | number): number {
-  if (typeof sig === 'number') return sig;
-  const n = (constants.signals as Record<string, number>)[sig];
-  if (n === undefined) {
-    throw new TsboxError({ step: 'signal', errno: 22, path: String(sig), detail: 'unknown signal name', hint: 'use a name such as SIGTERM, SIGINT or SIGKILL' });
-  }
-  return n;
-}
+export { signalNumber };
 
 interface ContainerInit {
   id: string;
   /** The options it was started with: the defaults of `exec`. */
   options: ResolvedOptions;
-  hostname: string;
   pid: number;
+  /** The monitor's control socket (exec, signals, wait). */
+  control: string;
   /** Our end of the command's stdin pipe, when piped. */
   stdin: Writable | null;
+  /** The launch channel, or (an exec'd process) the control connection. */
   channel: NativeChannel;
+  /** Resolves when the helper has exited (an exec'd process: at once). */
   closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The exit report, when it came with (instead of) the start. */
   first: Extract<HelperMsg, { type: 'exited' }> | null;
@@ -82,16 +81,16 @@ interface ContainerInit {
   /** The command's output, held from the moment the helper started. */
   stdout: Readable | null;
   stderr: Readable | null;
-  /** The cgroup the container (or, for exec, the joined container) runs in. */
+  /** The container's own cgroup; null for an exec'd process (it is its container's). */
   cgroup: Cgroup | null;
-  /** False for exec: the cgroup is the joined container's. */
-  ownsCgroup: boolean;
   /** process.hrtime.bigint() when the launch began. */
   startedAt: bigint;
+  /** An exec'd process: signals go to it over its control connection. */
+  exec?: boolean;
 }
 
 /** What `exec` may change; the rest comes from the container. */
-export type ExecOptions = Pick<RunOptions, 'user' | 'groupAdd' | 'capAdd' | 'capDrop' | 'noNewPrivileges' | 'seccomp' | 'ulimits' | 'env' | 'cwd' | 'stdio' | 'trace' | 'timeout'> & {
+export type ExecOptions = Pick<RunOptions, 'user' | 'groupAdd' | 'capAdd' | 'capDrop' | 'noNewPrivileges' | 'seccomp' | 'ulimits' | 'env' | 'cwd' | 'stdio' | 'trace' | 'timeout' | 'tty' | 'ttySize'> & {
   signal?: AbortSignal | undefined;
 };
 
@@ -116,14 +115,7 @@ export function afterMs(ms: number, fn: () => void): () => void {
   return () => clearTimeout(timer);
 }
 
-/** The error `wait()` rejects with when the AbortSignal fired (as child_process does). */
-export class AbortError extends Error {
-  override readonly name = 'AbortError';
-  readonly code = 'ABORT_ERR';
-  constructor(cause: unknown) {
-    super('The operation was aborted', { cause });
-  }
-}
+export { AbortError };
 
 export class Container extends EventEmitter {
   /** 64 hex digits; the default hostname is its first 12. */
@@ -140,7 +132,8 @@ export class Container extends EventEmitter {
   readonly #terminal: ReadStream | undefined;
   readonly #terminalFd: number;
   readonly #cgroup: Cgroup | null;
-  readonly #hostname: string;
+  readonly #control: string;
+  readonly #exec: boolean;
   readonly #result: Promise<ExitResult>;
   #exited = false;
   #timedOut = false;
@@ -159,7 +152,8 @@ export class Container extends EventEmitter {
     this.notices = init.notices;
     this.#channel = init.channel;
     this.#options = init.options;
-    this.#hostname = init.hostname;
+    this.#control = init.control;
+    this.#exec = init.exec ?? false;
     const cancelTimeout =
       init.timeout === undefined
         ? () => {}
@@ -207,10 +201,10 @@ export class Container extends EventEmitter {
     // child_process's 'close'); output nobody reads does not hold it back.
     const reading = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal && st.readableFlowing === true && !st.readableEnded);
     await Promise.all(reading.map((st) => finished(st).catch(() => {})));
-    // Usage is read before the cgroup goes; an exec's cgroup is the container's, not its own.
+    // Usage is read before the cgroup goes.
     let stats: CgroupStats | null = null;
     let limits: AppliedLimits | null = null;
-    if (init.cgroup && init.ownsCgroup) {
+    if (init.cgroup) {
       try {
         stats = init.cgroup.stats();
         limits = init.cgroup.applied();
@@ -226,7 +220,7 @@ export class Container extends EventEmitter {
         step: 'monitor',
         errno: 0,
         path: null,
-        detail: `tsbox-init ended ${how.signal ? `by ${how.signal}` : `with status ${how.code}`} without reporting the container's exit`,
+        detail: init.exec ? "the container's monitor ended without reporting how the process ended" : `tsbox-init ended ${how.signal ? `by ${how.signal}` : `with status ${how.code}`} without reporting the container's exit`,
         hint: 'something killed the helper; the container was killed with it',
       });
     }
@@ -271,12 +265,13 @@ export class Container extends EventEmitter {
     return this.#result;
   }
 
-  /** Sends a signal to the container's PID 1 (tsbox's init passes it on to the command). */
+  /** Sends a signal to the container's PID 1 (tsbox's init passes it on to the command), or to an exec'd process. */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
     if (this.#exited) return false;
     const signo = signalNumber(signal);
     try {
-      this.#channel.send(JSON.stringify({ type: 'signal', signo }));
+      if (this.#exec) toMonitor.signal(this.#channel, signo);
+      else toHelper.signal(this.#channel, signo);
       return true;
     } catch {
       return false;
@@ -285,39 +280,22 @@ export class Container extends EventEmitter {
 
   /**
    * Runs another command in this running container, as `docker exec` does: it
-   * joins the container's namespaces (so `ps` there shows both), and runs with
-   * the container's user, environment, capabilities, no_new_privs, seccomp
-   * filter and rlimits unless `options` says otherwise. It is not dumpable
-   * until it execs, so nothing in the container can read its memory while it
-   * still holds the helper's privileges. Returns the same kind of handle.
+   * joins the container's namespaces and cgroup (so `ps` there shows both),
+   * through the container's monitor (its control socket: no pid is named), and
+   * runs with the container's user, environment, capabilities, no_new_privs,
+   * seccomp filter and rlimits unless `options` says otherwise. It is not
+   * dumpable until it execs, so nothing in the container can read its memory
+   * while it still holds the monitor's privileges. Returns the same kind of
+   * handle.
    */
   async exec(command: readonly string[], options: ExecOptions = {}): Promise<Container> {
+    if (this.#exec) {
+      throw new TsboxError({ step: 'join', errno: 22, path: String(this.pid), detail: "exec runs in a container, not in a process exec'd into one", hint: 'call exec() on the container' });
+    }
     if (this.#exited) {
       throw new TsboxError({ step: 'join', errno: 3, path: String(this.pid), detail: 'the container has ended', hint: 'exec needs a running container' });
     }
-    const { signal, ...rest } = options;
-    const base = this.#options;
-    const merged: RunOptions = {
-      rootfs: base.rootfs,
-      userns: base.userns,
-      user: rest.user ?? base.user,
-      groupAdd: rest.groupAdd ?? base.groupAdd,
-      capAdd: rest.capAdd ?? base.capAdd,
-      capDrop: rest.capDrop ?? base.capDrop,
-      noNewPrivileges: rest.noNewPrivileges ?? base.noNewPrivileges,
-      // The container's filter and rlimits, as everything else of its
-      // process, unless this call says otherwise.
-      seccomp: rest.seccomp ?? base.seccomp,
-      ulimits: rest.ulimits ?? Object.fromEntries(Object.entries(base.ulimits).map(([name, l]) => [name, { soft: l.soft ?? 'unlimited', hard: l.hard ?? 'unlimited' }])),
-      env: { ...base.env, ...rest.env },
-      cwd: rest.cwd ?? base.cwd,
-      stdio: rest.stdio ?? 'pipe',
-      trace: rest.trace ?? base.trace,
-      timeout: rest.timeout,
-      init: false,
-    };
-    const { command: argv, options: o } = parseRunInput(command, merged);
-    return launch(argv, o, { signal, join: { pid: this.pid, hostname: this.#hostname, cgroup: this.#cgroup } });
+    return execInto(this.id, this.#control, this.#options, command, options);
   }
 
   /** With `tty`: sets the terminal's size (the command gets SIGWINCH). */
@@ -331,4 +309,139 @@ export class Container extends EventEmitter {
     this.kill('SIGKILL');
     await this.#result.catch(() => {});
   }
+}
+
+/**
+ * Runs `command` in the running container whose monitor serves `control`,
+ * with the container's options `base` as defaults (Container.exec, and
+ * `tsbox exec` from any process).
+ */
+export async function execInto(id: string, control: string, base: ResolvedOptions, command: readonly string[], options: ExecOptions = {}): Promise<Container> {
+  const { signal, ...rest } = options;
+  const merged: RunOptions = {
+    rootfs: base.rootfs,
+    userns: base.userns,
+    user: rest.user ?? base.user,
+    groupAdd: rest.groupAdd ?? base.groupAdd,
+    capAdd: rest.capAdd ?? base.capAdd,
+    capDrop: rest.capDrop ?? base.capDrop,
+    noNewPrivileges: rest.noNewPrivileges ?? base.noNewPrivileges,
+    // The container's filter and rlimits, as everything else of its
+    // process, unless this call says otherwise.
+    seccomp: rest.seccomp ?? base.seccomp,
+    ulimits: rest.ulimits ?? Object.fromEntries(Object.entries(base.ulimits).map(([name, l]) => [name, { soft: l.soft ?? 'unlimited', hard: l.hard ?? 'unlimited' }])),
+    env: { ...base.env, ...rest.env },
+    cwd: rest.cwd ?? base.cwd,
+    stdio: rest.stdio ?? 'pipe',
+    trace: rest.trace ?? base.trace,
+    timeout: rest.timeout,
+    tty: rest.tty ?? false,
+    ...(rest.ttySize ? { ttySize: rest.ttySize } : {}),
+    init: false,
+  };
+  const { command: argv, options: o } = parseRunInput(command, merged);
+  if (signal?.aborted) throw new AbortError(signal.reason);
+  const t0 = process.hrtime.bigint();
+  const native = loadNative();
+  const plan = buildProcessPlan(argv, o, base.hostname ?? id.slice(0, 12), native.binding.compileSeccomp);
+  let ch: NativeChannel;
+  try {
+    ch = native.binding.Channel.connect(control);
+  } catch (err) {
+    throw new TsboxError({ step: 'join', errno: 3, path: control, detail: `reach the container's monitor: ${(err as Error).message}`, hint: 'the container must still be running' }, { cause: err });
+  }
+  const stdio = execStdio(o, native.binding);
+  let msg: HelperMsg | null;
+  let terminal: ReadStream | undefined;
+  let terminalFd: number | undefined;
+  try {
+    await toMonitor.exec(ch, plan, stdio.theirs);
+    stdio.sent();
+    msg = await recv(ch);
+    while (msg?.type === 'pty') {
+      const fd = ch.takeFd();
+      if (fd >= 0) {
+        terminal = openTerminal(fd);
+        terminalFd = fd;
+      }
+      msg = await recv(ch);
+    }
+  } catch (err) {
+    stdio.abandon();
+    ch.close();
+    throw err instanceof TsboxError ? err : new TsboxError({ step: 'join', errno: 0, path: control, detail: (err as Error).message, hint: null }, { cause: err });
+  }
+  if (msg === null || msg.type === 'failed') {
+    stdio.abandon();
+    terminal?.destroy();
+    ch.close();
+    if (msg === null) throw new TsboxError({ step: 'join', errno: 0, path: control, detail: "the container's monitor closed the connection", hint: 'the container must still be running' });
+    throw new TsboxError(msg);
+  }
+  return new Container({
+    id,
+    options: o,
+    pid: msg.type === 'started' ? msg.pid : 0,
+    control,
+    stdin: stdio.stdin,
+    channel: ch,
+    closed: Promise.resolve({ code: null, signal: null }),
+    first: msg.type === 'exited' ? msg : null,
+    trace: o.trace ? (line) => process.stderr.write(`tsbox[${process.pid}] +${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(3)}ms ${line}\n`) : undefined,
+    notices: [],
+    release: () => {},
+    timeout: o.timeout,
+    signal,
+    terminal,
+    terminalFd,
+    stdout: stdio.stdout,
+    stderr: stdio.stderr,
+    cgroup: null,
+    startedAt: t0,
+    exec: true,
+  });
+}
+
+/** The stdio of an exec'd process: the descriptors to send, and our streams. */
+function execStdio(o: ResolvedOptions, binding: ReturnType<typeof loadNative>['binding']) {
+  const modes = o.tty ? null : typeof o.stdio === 'string' ? [o.stdio, o.stdio, o.stdio] : o.stdio;
+  const theirs: number[] = [];
+  const toClose: number[] = [];
+  const ours: (number | null)[] = [null, null, null];
+  if (modes) {
+    modes.forEach((mode, i) => {
+      if (mode === 'inherit') theirs.push(i);
+      else if (mode === 'ignore') {
+        const fd = openSync('/dev/null', i === 0 ? 'r' : 'w');
+        theirs.push(fd);
+        toClose.push(fd);
+      } else {
+        const [r, w] = binding.pipe() as [number, number];
+        const [child, parent] = i === 0 ? [r, w] : [w, r];
+        theirs.push(child);
+        toClose.push(child);
+        ours[i] = parent;
+      }
+    });
+  }
+  const stream = (i: number) => (ours[i] === null ? null : new Socket({ fd: ours[i]!, readable: i !== 0, writable: i === 0 }).on('error', () => {}));
+  const stdin = stream(0);
+  const stdout = stream(1);
+  const stderr = stream(2);
+  return {
+    theirs,
+    stdin,
+    stdout: hold(stdout),
+    stderr: hold(stderr),
+    /** Our copies of the descriptors the monitor now has. */
+    sent: () => {
+      for (const fd of toClose.splice(0)) closeSync(fd);
+    },
+    abandon: () => {
+      for (const fd of toClose.splice(0)) closeSync(fd);
+      stdin?.destroy();
+      stdout?.destroy();
+      stderr?.destroy();
+    },
+  };
 }

@@ -1,54 +1,35 @@
 /**
- * The launch protocol, Node's side (DESIGN.md, Processes). The numbered sync
- * points match the comments in crates/tsbox-init/src/main.rs.
+ * The launch, Node's side of the phases (tsbox_core::Phase; the helper's
+ * side is crates/tsbox-init/src/helper/mod.rs), one place each:
+ *
+ * 1. `plan`: the helper is spawned first, and the two plans are built while
+ *    it starts; the SandboxPlan goes with the id range's lock, the
+ *    ProcessPlan right after it (phase 8, pipelined: the helper hands it to
+ *    the child once its sandbox is ready).
+ * 2. `cloned`: the child exists.
+ * 3. `maps`: Node writes the maps only when they need newuidmap.
+ * 4. `cgroup`: on v1 and hybrid as root, Node makes the cgroup while the
+ *    helper clones, and says so; the helper places the child.
+ * 5. `network`: no hook yet (loopback only); its place is here.
+ * 7. `ready`, 9. `started`: the sandbox is built; the process was exec'd.
  */
-import { Socket } from 'node:net';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
-import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
 import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
-import { TsboxError, fromSystemError, type FailureReport } from '../errors.js';
+import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
-import { loadNative, type NativeChannel, type NativeHelper } from '../native.js';
-import { AbortError, Container } from './container.js';
+import { loadNative, type NativeHelper } from '../native.js';
+import { Container } from './container.js';
 import { buildPlan } from './plan.js';
-
-/** Messages from tsbox-init (tsbox_core::HelperMsg). */
-export type HelperMsg =
-  | { type: 'cloned'; pid: number; placed: boolean }
-  | { type: 'started' }
-  | { type: 'pty' }
-  | ({ type: 'failed' } & FailureReport)
-  | { type: 'exited'; code: number | null; signal: number | null; rusage: { userUsec: number; systemUsec: number; maxRssKib: number } };
+import { helperDied, recv, SIGNAL_NAMES, toHelper, type HelperMsg } from './protocol.js';
+import { hold, openTerminal, pipeStream } from './streams.js';
+import { createContainerDir, removeContainerDir } from './state.js';
 
 export function traceLine(t0: bigint, what: string): void {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   process.stderr.write(`tsbox[${process.pid}] +${ms.toFixed(3)}ms ${what}\n`);
-}
-
-export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
-  const raw = await ch.recv();
-  return raw === null ? null : (JSON.parse(raw) as HelperMsg);
-}
-
-/**
- * Sends to the helper. When it is gone (EPIPE), the report it left before
- * exiting says why, and that is what the caller gets: the helper's
- * `uid_map: EINVAL`, not `send: Broken pipe`.
- */
-async function send(ch: NativeChannel, msg: object, fds: number[] = []): Promise<void> {
-  try {
-    if (fds.length > 0) ch.sendFds(JSON.stringify(msg), fds);
-    else ch.send(JSON.stringify(msg));
-  } catch (err) {
-    for (let m = await recv(ch).catch(() => null); m !== null; m = await recv(ch).catch(() => null)) {
-      if (m.type === 'failed') throw new TsboxError(m);
-    }
-    throw err;
-  }
 }
 
 type StdioMode = 'inherit' | 'pipe' | 'ignore';
@@ -60,34 +41,6 @@ function stdioFor(o: ResolvedOptions): [StdioMode, StdioMode, StdioMode] {
   return typeof o.stdio === 'string' ? [o.stdio, o.stdio, o.stdio] : o.stdio;
 }
 
-/** The terminal's master as one duplex stream (as node-pty does). */
-function openTerminal(fd: number): ReadStream {
-  const t = new ReadStream(fd);
-  // EIO is how a pty master says the last slave has closed: the end, not an error.
-  t.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EIO') t.emit('terminal-error', err);
-  });
-  return t;
-}
-
-function hold(stream: Readable | null): Readable | null {
-  if (!stream) return null;
-  const out = new PassThrough();
-  stream.pipe(out);
-  return out;
-}
-
-/** A stream over our end of a stdio pipe, or null when the stream was not piped. */
-function pipeStream(fd: number, readable: boolean): Socket | null {
-  if (fd < 0) return null;
-  const socket = new Socket({ fd, readable, writable: !readable });
-  // The other end going away is how a container's output ends, not a failure.
-  socket.on('error', () => {});
-  return socket;
-}
-
-const SIGNALS = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
-
 /**
  * Resolves when the helper has exited and is reaped. Not when its output has
  * been read: output nobody reads must not keep a finished container waiting.
@@ -95,19 +48,8 @@ const SIGNALS = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signa
 function closed(helper: NativeHelper): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return helper.wait().then((exit) => ({
     code: exit.code ?? null,
-    signal: exit.signal !== undefined && exit.signal !== null ? (SIGNALS.get(exit.signal) ?? null) : null,
+    signal: exit.signal !== undefined && exit.signal !== null ? (SIGNAL_NAMES.get(exit.signal) ?? null) : null,
   }));
-}
-
-/** A failure the helper could not report (it died, or never started). */
-function helperDied(how: { code: number | null; signal: NodeJS.Signals | null }, stage: string): TsboxError {
-  return new TsboxError({
-    step: 'monitor',
-    errno: 0,
-    path: null,
-    detail: `tsbox-init ended ${how.signal ? `by ${how.signal}` : `with status ${how.code}`} ${stage}`,
-    hint: 'this is a bug in tsbox or a signal from outside; run with --trace to see the last step',
-  });
 }
 
 /**
@@ -117,8 +59,6 @@ function helperDied(how: { code: number | null; signal: NodeJS.Signals | null },
 export interface LaunchExtras {
   /** Kills the container when aborted. */
   signal?: AbortSignal | undefined;
-  /** Exec into this running container instead of creating one (and its cgroup). */
-  join?: { pid: number; hostname: string; cgroup: Cgroup | null } | undefined;
   /** The caller set a resource limit (so a cgroup is required, even rootless). */
   explicitLimits?: boolean | undefined;
 }
@@ -144,13 +84,13 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   };
 
   // Where this process's cgroups are, read once for the prewarm and the
-  // container's cgroup (exec uses the container's).
-  const proc = extras.join ? null : readProcSource();
+  // container's cgroup.
+  const proc = readProcSource();
   // As root on v1 and hybrid the helper moves the child into its cgroups, and
   // that move waits for an RCU grace period (several ms after an idle spell).
   // A move of this process into the cgroup it is in, on a thread, starts that
   // wait now, and the helper's move shares it.
-  if (proc && process.getuid?.() === 0) prewarmCgroupMove(native, proc);
+  if (process.getuid?.() === 0) prewarmCgroupMove(native, proc);
 
   // (1) The helper first, with its end of the channel as fd 3: its exec and
   // start-up run on another core while this thread decides the rest. It waits
@@ -190,8 +130,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   };
   trace?.(`helper: ${native.initPath} pid=${helper.pid}, container ${id.slice(0, 12)}`);
 
-  // (2) Everything is decided before anything of the container exists: maps,
-  // cgroup, plan.
+  // Phase 1, plan: everything is decided before anything of the container
+  // exists (maps, cgroup, the two plans), then sent.
   let maps: IdMaps | null;
   let cgroup: Cgroup | null = null;
   // As root on v1 and hybrid the helper places the child itself, after clone:
@@ -199,33 +139,39 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   let later: PreparedCgroup | null = null;
   let plan;
   try {
-    // Exec joins the container's user namespace, whose maps are written already.
-    maps = extras.join ? null : computeMaps(o, id);
+    const dir = createContainerDir(id);
+    undo.push(() => removeContainerDir(dir));
+    maps = computeMaps(o, id);
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
-    const prepared = proc ? prepareContainerCgroup(id, o, proc, trace) : null;
-    if (prepared && prepared.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
-    else if (prepared) cgroup = createContainerCgroup(prepared, extras, notices);
+    const prepared = prepareContainerCgroup(id, o, proc, trace);
+    if (prepared.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
+    else cgroup = createContainerCgroup(prepared, extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
-    const cgroupInfo = extras.join?.cgroup ?? cgroup ?? later;
+    const cgroupInfo = cgroup ?? later;
     plan = buildPlan(command, o, {
-      join: extras.join?.pid,
-      hostname: extras.join?.hostname ?? o.hostname ?? id.slice(0, 12),
+      hostname: o.hostname ?? id.slice(0, 12),
       traceT0Ns: t0,
       planVersion: native.binding.PLAN_VERSION,
       compileSeccomp: native.binding.compileSeccomp,
       // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
       idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
       cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths) } : null,
-      // The helper places a new container (exec: Node places the joining process).
-      cgroupProcs: cgroup || later ? [...prepared!.procsFiles] : [],
-      awaitCgroup: later !== null,
-      // The helper writes what needs no setuid helper; Node runs newuidmap.
-      idMaps: maps && maps.via === 'direct' ? { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } : null,
+      // Phase 3, decided once: the helper writes what needs no setuid helper; Node runs newuidmap.
+      maps: maps === null ? { writer: 'none' } : maps.via === 'direct' ? { writer: 'helper', maps: { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } } : { writer: 'node' },
+      // Phase 4, decided once: clone3 into the v2 cgroup, or the helper places the child.
+      cgroupPhase: !cgroupInfo
+        ? { how: 'none' }
+        : cgroupInfo.v2Path
+          ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared.procsFiles] }
+          : { how: 'place', procs: [...prepared.procsFiles], madeByNode: later !== null },
+      control: `${dir}/control.sock`,
     });
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));
   }
+  const { sandbox, process: first } = plan;
+  const control = sandbox.control!;
 
   // From here on every failure, thrown or reported, goes through fail() once.
   let cloned: Extract<HelperMsg, { type: 'cloned' }>;
@@ -234,38 +180,38 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   try {
     // The id range's lock goes with the plan: tsbox-init holds it until the
     // container's last process is gone, even if this process dies first.
-    await send(ch, { type: 'plan', ...plan }, maps?.lock ? [maps.lock.fd] : []);
+    await toHelper.plan(ch, sandbox, maps?.lock ? [maps.lock.fd] : []);
+    // Phase 8, pipelined: the helper hands it over once the sandbox is ready.
+    await toHelper.process(ch, first);
+    // Phase 4, Node's part: the cgroup, made while the helper clones.
     if (later) {
       cgroup = later.create();
       undo.push(() => cgroup!.destroy());
-      await send(ch, { type: 'cgroupReady' });
+      await toHelper.cgroup(ch);
     }
 
-    // (3) Cloned. The helper has written the id maps and places the child in
-    // its cgroup; what is left to Node: newuidmap, and placing a process that
-    // joins a container. Then Node lets the child go.
+    // Phase 2, cloned.
     const msg = await recv(ch);
     if (msg === null) throw helperDied(await done, 'before cloning the container');
     if (msg.type === 'failed') throw new TsboxError(msg);
     if (msg.type !== 'cloned') throw helperDied({ code: null, signal: null }, `out of order (${msg.type})`);
     cloned = msg;
-    const into = cgroup ?? extras.join?.cgroup;
-    if (into && !cloned.placed) {
-      into.place(cloned.pid);
-      trace?.(`cgroup: pid ${cloned.pid} placed in ${Object.values(into.paths).join(', ')}`);
-    }
-    if (plan.idMaps === null) {
-      if (maps) writeMaps(cloned.pid, maps, trace);
-      await send(ch, { type: 'go' });
+    // Phase 3, Node's part: maps that need newuidmap.
+    if (sandbox.maps.writer === 'node' && maps) {
+      writeMaps(cloned.pid, maps, trace);
+      await toHelper.maps(ch);
     }
 
-    // (4) The child sets itself up (handing over its terminal, with tty) and execs.
+    // Phases 7 to 9: the sandbox is ready, the process prepares (handing
+    // over its terminal, with tty) and execs.
     started = await recv(ch);
-    while (started?.type === 'pty') {
-      const fd = ch.takeFd();
-      if (fd >= 0) {
-        terminal = openTerminal(fd);
-        terminalFd = fd;
+    while (started?.type === 'ready' || started?.type === 'pty') {
+      if (started.type === 'pty') {
+        const fd = ch.takeFd();
+        if (fd >= 0) {
+          terminal = openTerminal(fd);
+          terminalFd = fd;
+        }
       }
       started = await recv(ch);
     }
@@ -277,8 +223,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   return new Container({
     id,
     options: o,
-    hostname: plan.hostname,
     pid: cloned.pid,
+    control,
     stdin,
     channel: ch,
     closed: done,
@@ -292,8 +238,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     terminalFd,
     stdout,
     stderr,
-    cgroup: cgroup ?? extras.join?.cgroup ?? null,
-    ownsCgroup: cgroup !== null,
+    cgroup,
     startedAt: t0,
   });
 }

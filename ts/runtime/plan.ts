@@ -1,7 +1,10 @@
 /**
- * Sync point 1 (DESIGN.md): turns validated options into the launch plan the
- * helper executes. Parse first, act second: every mount, id and capability is
- * decided here, in one place, before anything is cloned.
+ * Phase `plan` (README, How it works): turns validated options into the two
+ * plans the helper executes, as the OCI runtime-spec separates them: the
+ * SandboxPlan (root and mounts, namespaces, ids, cgroup, network) and the
+ * ProcessPlan (argv, env, user, capabilities, seccomp, rlimits, tty). Parse
+ * first, act second: every mount, id and capability is decided here, in one
+ * place, before anything is cloned.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
@@ -14,12 +17,16 @@ import type { ResolvedOptions } from '../config/schema.js';
 import { seccompProgram, type CompileSeccomp } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
 
-/** Mirrors tsbox_core::Plan (crates/tsbox-core/src/plan.rs); the version guards the pair. */
-export interface Plan {
+/** `/proc/PID/{setgroups,uid_map,gid_map}` contents (tsbox_core::IdMaps). */
+export interface IdMapsText {
+  setgroups: 'allow' | 'deny';
+  uidMap: string;
+  gidMap: string;
+}
+
+/** tsbox_core::SandboxPlan (crates/tsbox-core/src/plan.rs); the version guards the pair. */
+export interface SandboxPlan {
   version: number;
-  argv: string[];
-  env: string[];
-  cwd: string;
   hostname: string;
   namespaces: Namespace[];
   rootfs: { kind: 'path'; path: string; mode: 'overlay' | 'readonly' | 'bind'; idmap: boolean };
@@ -28,27 +35,35 @@ export interface Plan {
   storageSize: number | null;
   mounts: PlanMount[];
   init: boolean;
+  /** Phase `maps`: who writes the id maps. */
+  maps: { writer: 'none' } | { writer: 'helper'; maps: IdMapsText } | { writer: 'node' };
+  /** Phase `cgroup`: how the child gets into its cgroup. */
+  cgroup: { how: 'none' } | { how: 'cloneInto'; dir: string; procs: string[] } | { how: 'place'; procs: string[]; madeByNode: boolean };
+  /** Phase `network`: loopback (the child brings lo up), or Node's hook. */
+  network: 'loopback' | 'node';
+  trace: boolean;
+  traceT0Ns: number;
+  parentPid: number;
+  /** The monitor outlives its caller and keeps the container. */
+  detach: boolean;
+  /** The monitor's control socket. */
+  control: string | null;
+}
+
+/** tsbox_core::ProcessPlan: what runs in the sandbox. */
+export interface ProcessPlan {
+  argv: string[];
+  env: string[];
+  cwd: string;
   user: { user: string; group: string | null; additionalGroups: string[] };
   capabilities: string[] | null;
   noNewPrivileges: boolean;
   rlimits: { name: string; soft: number | null; hard: number | null }[];
-  trace: boolean;
-  traceT0Ns: number;
-  parentPid: number;
-  /** Exec into a running container: the host pid of its PID 1. */
-  join: number | null;
-  /** A pseudo-terminal of this size for the command. */
-  tty: { rows: number; cols: number } | null;
   /** The compiled seccomp filter as hex, or null for unconfined. */
   seccomp: string | null;
-  /** The container's cgroup2 directory for CLONE_INTO_CGROUP (pure v2). */
-  cgroup: string | null;
-  /** cgroup.procs files the helper writes the child's pid to when clone3 did not place it. */
-  cgroupProcs: string[];
-  /** Node makes the cgroup while the helper clones and says `cgroupReady`; the helper places only then. */
-  awaitCgroup: boolean;
-  /** Id maps the helper writes itself; null when Node writes them (newuidmap) and says go. */
-  idMaps: { setgroups: 'allow' | 'deny'; uidMap: string; gidMap: string } | null;
+  /** A pseudo-terminal of this size for the command. */
+  tty: { rows: number; cols: number } | null;
+  trace: boolean;
 }
 
 export type Namespace = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
@@ -156,22 +171,20 @@ export interface PlanContext {
   planVersion: number;
   /**
    * The container's ids are a range of host ids (root's default): the rootfs
-   * and volumes are then idmapped so that host root's files are container
-   * root's. False for a single-id map (an unprivileged caller).
+   * is then idmapped so that host root's files are container root's. False
+   * for a single-id map (an unprivileged caller).
    */
   idmap: boolean;
-  /** Exec into the running container whose PID 1 has this host pid. */
-  join?: number;
   /** The addon's compiler (kept out of the plan builder so unit tests need no addon). */
   compileSeccomp: CompileSeccomp;
   /** The container's cgroup, when it has one: mounted read-only at /sys/fs/cgroup. */
   cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[] } | null;
-  /** See Plan.cgroupProcs. */
-  cgroupProcs?: string[];
-  /** See Plan.awaitCgroup. */
-  awaitCgroup?: boolean;
-  /** See Plan.idMaps. */
-  idMaps?: Plan['idMaps'];
+  /** Phase `cgroup`, as launch decided it. */
+  cgroupPhase?: SandboxPlan['cgroup'];
+  /** Phase `maps`, as launch decided it. */
+  maps?: SandboxPlan['maps'];
+  detach?: boolean;
+  control?: string | null;
 }
 
 /** The container's own cgroups at /sys/fs/cgroup, read-only, as Docker mounts them. */
@@ -264,7 +277,7 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
  * into (`writableRootfs`), files container root makes would be host root's:
  * only when asked (`rootfsIdmap`, `--rootfs DIR:idmap`).
  */
-function rootfsIdmap(o: ResolvedOptions, mode: Plan['rootfs']['mode'], possible: boolean): boolean {
+function rootfsIdmap(o: ResolvedOptions, mode: SandboxPlan['rootfs']['mode'], possible: boolean): boolean {
   if (o.rootfsIdmap === true && !possible) throw idmapUnavailable(o.rootfs ?? '/', 'rootfsIdmap');
   return possible && (o.rootfsIdmap ?? mode !== 'bind');
 }
@@ -325,61 +338,66 @@ function readStackLimit(): number | null {
   }
 }
 
-export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContext): Plan {
+export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContext): { sandbox: SandboxPlan; process: ProcessPlan } {
   const hostRoot = o.rootfs === undefined;
   const rootfs = hostRoot ? '/' : resolve(o.rootfs!);
-  // Exec joins a container whose filesystem exists: nothing to check or mount.
-  if (!hostRoot && ctx.join === undefined) checkRootfs(rootfs);
+  if (!hostRoot) checkRootfs(rootfs);
   const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
-  if (mode === 'bind' && ctx.join === undefined) refuseHostRoot(rootfs);
-  const mounts = ctx.join !== undefined ? [] : systemMounts();
-  if (mode === 'readonly' && ctx.join === undefined) {
+  if (mode === 'bind') refuseHostRoot(rootfs);
+  const mounts = systemMounts();
+  if (mode === 'readonly') {
     // Writable scratch space on a read-only root, within the storage limit;
     // on the host's root this also hides the host's /run (its sockets).
     mounts.push({ target: '/tmp', type: 'scratch', mode: 0o1777, nosuid: true, nodev: true, optional: true });
     mounts.push({ target: '/run', type: 'scratch', mode: 0o755, nosuid: true, nodev: true, optional: true });
   }
-  if (ctx.join === undefined) {
-    if (ctx.cgroup) mounts.push(...cgroupMounts(ctx.cgroup));
-    mounts.push(...etcFiles(ctx.hostname));
-    for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
-    for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
-    for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
-  }
+  if (ctx.cgroup) mounts.push(...cgroupMounts(ctx.cgroup));
+  mounts.push(...etcFiles(ctx.hostname));
+  for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
+  for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
+  for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
+  const sandbox: SandboxPlan = {
+    version: ctx.planVersion,
+    hostname: ctx.hostname,
+    namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
+    rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot) },
+    rootfsPropagation: o.rootfsPropagation,
+    storageSize: o.storageSize ?? defaultStorageSize(),
+    mounts: cgroupMountsLast(mounts),
+    init: o.init,
+    maps: ctx.maps ?? { writer: 'none' },
+    cgroup: ctx.cgroupPhase ?? { how: 'none' },
+    network: 'loopback',
+    trace: o.trace,
+    traceT0Ns: Number(ctx.traceT0Ns),
+    parentPid: process.pid,
+    detach: ctx.detach ?? false,
+    control: ctx.control ?? null,
+  };
+  return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.compileSeccomp) };
+}
+
+/** The ProcessPlan of `command` with options `o`: a container's first process, or one exec'd into it. */
+export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname: string, compileSeccomp: CompileSeccomp): ProcessPlan {
   // HOME comes from the container's /etc/passwd, resolved by the helper.
   const env = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
-    ['HOSTNAME', ctx.hostname],
+    ['HOSTNAME', hostname],
   ]);
   for (const [k, v] of Object.entries(o.env ?? {})) env.set(k, v);
   const envList = [...env].map(([k, v]) => `${k}=${v}`);
   checkArgSize(command, envList, stackLimit(o));
   return {
-    version: ctx.planVersion,
     argv: command,
     env: envList,
     cwd: o.cwd,
-    hostname: ctx.hostname,
-    namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
-    rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot) },
-    rootfsPropagation: o.rootfsPropagation,
-    storageSize: ctx.join !== undefined ? null : (o.storageSize ?? defaultStorageSize()),
-    mounts: cgroupMountsLast(mounts),
-    init: o.init,
     user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
     capabilities: effectiveCapabilities(o.capAdd, o.capDrop),
     noNewPrivileges: o.noNewPrivileges,
     rlimits: Object.entries({ ...DEFAULT_ULIMITS, ...o.ulimits }).map(([name, l]) => ({ name, soft: l.soft, hard: l.hard })),
-    trace: o.trace,
-    traceT0Ns: Number(ctx.traceT0Ns),
-    parentPid: process.pid,
-    join: ctx.join ?? null,
+    seccomp: seccompProgram(o.seccomp, compileSeccomp),
     tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
-    seccomp: seccompProgram(o.seccomp, ctx.compileSeccomp),
-    cgroup: ctx.cgroup?.v2Path ?? null,
-    cgroupProcs: ctx.cgroupProcs ?? [],
-    awaitCgroup: ctx.awaitCgroup ?? false,
-    idMaps: ctx.idMaps ?? null,
+    trace: o.trace,
   };
 }
 

@@ -14,8 +14,11 @@ pub mod seccomp;
 pub mod tables;
 pub mod wire;
 
-pub use message::{ChildGo, ChildMsg, HelperMsg, NodeMsg, Rusage};
-pub use plan::{IdMaps, Mount, MountKind, Namespace, Plan, Propagation, Rlimit, RootMode, RootfsSpec, TtySize, User, PLAN_VERSION};
+pub use message::{ChildMsg, ControlRequest, HelperMsg, NodeMsg, Phase, Rusage, ToChild};
+pub use plan::{
+    CgroupPhase, IdMaps, MapsPhase, Mount, MountKind, Namespace, NetworkPhase, ProcessPlan, Propagation, Rlimit, RootMode, RootfsSpec,
+    SandboxPlan, TtySize, User, PLAN_VERSION,
+};
 pub use report::{Report, Step};
 pub use tables::{errno_name, exit_code_for};
 

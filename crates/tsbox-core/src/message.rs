@@ -1,43 +1,116 @@
-//! Messages on the two SOCK_SEQPACKET channels of a launch:
-//! Node ⇄ helper (`NodeMsg` one way, `HelperMsg` the other) and
-//! helper ⇄ container child (`HelperMsg::Go` down, `ChildMsg` up).
-//! The numbers are DESIGN.md's sync points.
+//! The phases of a container's life and the messages that carry them, on the
+//! three kinds of SOCK_SEQPACKET channel (framed by [`crate::wire`]):
+//!
+//! - the launch channel, Node ⇄ helper: [`NodeMsg`] one way, [`HelperMsg`]
+//!   the other;
+//! - the child channel, helper ⇄ the container's first process:
+//!   [`ToChild`] down, [`ChildMsg`] up;
+//! - the control socket of a running container's monitor: [`ControlRequest`]
+//!   in, [`HelperMsg`] out (exec, signals, wait, from any process).
+//!
+//! Each [`Phase`] is one message type, with one place on each side that
+//! sends it and one that handles it (README, How it works).
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Plan;
+use crate::plan::{ProcessPlan, SandboxPlan};
 use crate::report::Report;
 
-/// Node → helper.
+/// The phases of a launch, in order: `plan → cloned → [maps, cgroup,
+/// network] → go → ready → process → started → exited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// Node → helper: the [`SandboxPlan`].
+    Plan = 1,
+    /// Helper → Node: the child exists, in its new namespaces.
+    Cloned = 2,
+    /// The id maps are written (by the helper, or by Node with newuidmap).
+    Maps = 3,
+    /// The child is in its cgroup, or will be (v1: the helper places it while
+    /// the child builds its mounts; it enters its cgroup namespace after).
+    Cgroup = 4,
+    /// Node's hook has set up the child's network namespace.
+    Network = 5,
+    /// Helper → child: everything outside is in place: build the sandbox.
+    Go = 6,
+    /// The sandbox is built (pivoted into its root): waiting for its process.
+    Ready = 7,
+    /// The [`ProcessPlan`] reaches the child (Node may send it with the plan).
+    Process = 8,
+    /// The process was exec'd.
+    Started = 9,
+    /// The container's PID 1 has ended.
+    Exited = 10,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 10] = [
+        Phase::Plan,
+        Phase::Cloned,
+        Phase::Maps,
+        Phase::Cgroup,
+        Phase::Network,
+        Phase::Go,
+        Phase::Ready,
+        Phase::Process,
+        Phase::Started,
+        Phase::Exited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Plan => "plan",
+            Phase::Cloned => "cloned",
+            Phase::Maps => "maps",
+            Phase::Cgroup => "cgroup",
+            Phase::Network => "network",
+            Phase::Go => "go",
+            Phase::Ready => "ready",
+            Phase::Process => "process",
+            Phase::Started => "started",
+            Phase::Exited => "exited",
+        }
+    }
+}
+
+/// Node → helper, on the launch channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum NodeMsg {
-    /// (2) The first message: what to build.
-    Plan(Box<Plan>),
-    /// (3) The id maps are written; let the child set up and exec.
-    Go,
-    /// The cgroup the plan names exists now, limits written (`awaitCgroup`).
-    CgroupReady,
+    /// Phase 1, the first message: the sandbox to build (with the id range's
+    /// lock attached, which the helper holds until the container is gone).
+    Plan(Box<SandboxPlan>),
+    /// Phase 3: Node wrote the id maps (`MapsPhase::Node`).
+    Maps,
+    /// Phase 4: Node made the cgroup (`CgroupPhase::Place { made_by_node }`).
+    Cgroup,
+    /// Phase 5: Node's network hook is done (`NetworkPhase::Node`).
+    Network,
+    /// Phase 8: the process to run in the sandbox. May come right after the
+    /// plan; the helper hands it to the child when the sandbox is ready.
+    Process(Box<ProcessPlan>),
     /// Deliver a signal to the container's PID 1 (init forwards it).
     Signal { signo: i32 },
 }
 
-/// Helper → Node.
+/// Helper → Node on the launch channel; monitor → client on a control
+/// connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum HelperMsg {
-    /// (3) The container's PID 1 exists, in its new namespaces; its host pid,
-    /// and whether it is in its cgroup or the helper places it (else Node
-    /// places it now). Node says go unless the plan had the helper write the
-    /// id maps.
-    Cloned { pid: i32, placed: bool },
-    /// (4) The command was exec'd.
-    Started,
-    /// The pseudo-terminal's master, attached to this message (SCM_RIGHTS).
+    /// Phase 2: the container's PID 1 exists, in its new namespaces (its host
+    /// pid), and the monitor's pid (another one when detached).
+    Cloned { pid: i32, monitor: i32 },
+    /// Phase 7: the sandbox is built and waits for its process.
+    Ready,
+    /// A pseudo-terminal's master, attached to this message (SCM_RIGHTS).
     Pty,
-    /// A step failed; the helper exits after this.
+    /// Phase 9: the process was exec'd (its host pid).
+    Started { pid: i32 },
+    /// A step failed; the container (or the exec'd process) is gone.
     Failed(Report),
-    /// (5) The container ended.
+    /// Phase 10: the process ended.
     Exited {
         /// Exit status of the command, when it exited.
         code: Option<i32>,
@@ -47,21 +120,30 @@ pub enum HelperMsg {
     },
 }
 
-/// Helper → container child.
+/// Helper → the container's first process (or an exec'd one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
-pub enum ChildGo {
-    /// The id maps are written: set up (the idmapped trees are attached).
+pub enum ToChild {
+    /// Phase 6: the id maps are written; build the sandbox (the idmapped
+    /// trees are attached).
     Go,
-    /// The child is in its cgroup (sent after `Go`, always): it may enter its
-    /// cgroup namespace, and exec.
+    /// Phase 4 done on v1: the child is in its cgroup (sent after `Go`,
+    /// always): it may enter its cgroup namespace.
     Placed,
+    /// Phase 8: the process to become.
+    Process(Box<ProcessPlan>),
 }
 
-/// Container child (or its init) → helper.
+/// The container's first process (or its init, or an exec'd process) → helper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum ChildMsg {
+    /// Phase 7: the sandbox is built; a descriptor of each of its
+    /// `namespaces` is attached (SCM_RIGHTS), in that order, so the monitor
+    /// can join them for exec without naming any pid.
+    Ready {
+        namespaces: Vec<crate::plan::Namespace>,
+    },
     Failed(Report),
     /// The pseudo-terminal's master, attached (SCM_RIGHTS); sent before exec.
     Pty,
@@ -72,6 +154,20 @@ pub enum ChildMsg {
         code: Option<i32>,
         signal: Option<i32>,
     },
+}
+
+/// A request to a running container's monitor, on its control socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum ControlRequest {
+    /// Run a process in the container (stdin, stdout and stderr attached,
+    /// unless it has a tty). Replies `started` or `failed`, then `exited`.
+    /// Without `detach` the process is killed when the connection closes.
+    Exec { process: Box<ProcessPlan>, detach: bool },
+    /// Signal the container's PID 1 or, on an exec connection, its process.
+    Signal { signo: i32 },
+    /// Reply `exited` when the container has ended.
+    Wait,
 }
 
 /// Resource usage of the container's PID 1 and everything it reaped.
@@ -90,10 +186,12 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_by_type() {
-        let v: serde_json::Value = serde_json::from_slice(&crate::encode(&HelperMsg::Cloned { pid: 42, placed: true })).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "cloned", "pid": 42, "placed": true}));
+        let v: serde_json::Value = serde_json::from_slice(&crate::encode(&HelperMsg::Cloned { pid: 42, monitor: 41 })).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "cloned", "pid": 42, "monitor": 41}));
         let back: NodeMsg = crate::decode(br#"{"type":"signal","signo":15}"#).unwrap();
         assert_eq!(back, NodeMsg::Signal { signo: 15 });
+        let back: NodeMsg = crate::decode(br#"{"type":"cgroup"}"#).unwrap();
+        assert_eq!(back, NodeMsg::Cgroup);
     }
 
     #[test]
@@ -102,5 +200,12 @@ mod tests {
         let msg = HelperMsg::Failed(r.clone());
         let back: HelperMsg = crate::decode(&crate::encode(&msg)).unwrap();
         assert_eq!(back, HelperMsg::Failed(r));
+    }
+
+    #[test]
+    fn the_phases_are_numbered_in_order() {
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i + 1, "{}", p.as_str());
+        }
     }
 }

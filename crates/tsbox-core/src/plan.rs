@@ -4,78 +4,123 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or a required field is added.
-pub const PLAN_VERSION: u32 = 3;
+pub const PLAN_VERSION: u32 = 4;
 
+/// What the container is, apart from the process it runs: its root and
+/// mounts, namespaces, ids, cgroup and network (the OCI runtime-spec's
+/// `root`, `mounts` and `linux`). It travels in the first phase, `plan`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Plan {
+pub struct SandboxPlan {
     pub version: u32,
+    pub hostname: String,
+    pub namespaces: Vec<Namespace>,
+    pub rootfs: RootfsSpec,
+    /// Propagation of the container's mounts once it runs (OCI `rootfsPropagation`).
+    pub rootfs_propagation: Propagation,
+    /// Bytes the container may write outside its volumes: the size of the
+    /// staging tmpfs that holds the overlay's upper layer and the scratch
+    /// directories. None leaves the kernel's default (half of RAM).
+    #[serde(default)]
+    pub storage_size: Option<u64>,
+    /// Applied in order after the root is bound; targets are container paths.
+    pub mounts: Vec<Mount>,
+    /// PID 1 is tsbox's minimal init (forwards signals, reaps, exits with the
+    /// command's status). False makes the process PID 1.
+    pub init: bool,
+    /// Phase `maps`: who writes the id maps.
+    pub maps: MapsPhase,
+    /// Phase `cgroup`: how the child gets into its cgroup.
+    pub cgroup: CgroupPhase,
+    /// Phase `network`: who sets up the network namespace.
+    pub network: NetworkPhase,
+    /// Print every setup step with its time offset to stderr.
+    pub trace: bool,
+    /// CLOCK_MONOTONIC time, in ns, that trace offsets count from.
+    pub trace_t0_ns: u64,
+    /// The pid that spawned the helper.
+    pub parent_pid: i32,
+    /// The monitor leaves its caller's process tree and outlives it, keeping
+    /// the container (`run -d`, OCI `create`); otherwise the container dies
+    /// with its caller.
+    #[serde(default)]
+    pub detach: bool,
+    /// Where the monitor serves its control socket (exec, signals, wait):
+    /// `control.sock` in the container's state directory.
+    #[serde(default)]
+    pub control: Option<String>,
+}
+
+/// Who writes the child's id maps (phase `maps`), decided once, by Node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "writer", deny_unknown_fields)]
+pub enum MapsPhase {
+    /// No new user namespace: nothing to write.
+    None,
+    /// The helper writes them right after clone: everything root may write,
+    /// and an unprivileged caller's single own id.
+    Helper { maps: IdMaps },
+    /// Node writes them through the setuid newuidmap/newgidmap and says
+    /// `maps` when done.
+    Node,
+}
+
+/// How the child gets into its cgroup (phase `cgroup`), decided once, by Node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "how", deny_unknown_fields)]
+pub enum CgroupPhase {
+    /// No cgroup (an unprivileged caller without a delegated one).
+    None,
+    /// Pure v2: clone3 puts the child straight into `dir`
+    /// (CLONE_INTO_CGROUP); `procs` is the fallback on a kernel without it.
+    CloneInto { dir: String, procs: Vec<String> },
+    /// v1 and hybrid: the helper writes the child's pid to each of `procs`
+    /// (the `cgroup.procs` of every hierarchy) while the child builds its
+    /// mounts; a v1 move waits for an RCU grace period, which this overlaps.
+    /// `made_by_node`: Node makes the cgroup while the helper clones and
+    /// says `cgroup` once it exists.
+    Place { procs: Vec<String>, made_by_node: bool },
+}
+
+/// Who sets up the network namespace (phase `network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NetworkPhase {
+    /// A namespace of its own with loopback up and nothing else (the child
+    /// does it), or the host's when there is no net namespace.
+    Loopback,
+    /// Node's hook acts on the child's network namespace between `cloned`
+    /// and `go`, and says `network` when done.
+    Node,
+}
+
+/// What runs in a sandbox: the OCI runtime-spec's `process`. The container's
+/// first process (phase `process`), or one exec'd into a running container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessPlan {
     /// argv[0] is looked up in the container's PATH when it has no slash.
     pub argv: Vec<String>,
     /// `KEY=VALUE` strings, passed to execve as they are.
     pub env: Vec<String>,
     /// Working directory inside the container.
     pub cwd: String,
-    pub hostname: String,
-    pub namespaces: Vec<Namespace>,
-    pub rootfs: RootfsSpec,
-    /// Propagation of the container's mounts once it runs (OCI `rootfsPropagation`).
-    pub rootfs_propagation: Propagation,
-    /// Applied in order after the root is bound; targets are container paths.
-    pub mounts: Vec<Mount>,
-    /// Bytes the container may write outside its volumes: the size of the
-    /// staging tmpfs that holds the overlay's upper layer and the scratch
-    /// directories. None leaves the kernel's default (half of RAM).
-    #[serde(default)]
-    pub storage_size: Option<u64>,
-    /// Run the minimal init as PID 1 (forwards signals, reaps, exits with the
-    /// command's status). False makes the command PID 1.
-    pub init: bool,
     pub user: User,
-    /// Capabilities kept in the bounding, permitted and effective sets (and the
-    /// inheritable and ambient sets when `ambient` is set). Names as `CAP_X`.
-    /// `None` leaves the sets as the user namespace gives them (all).
+    /// Capabilities kept in the bounding, permitted and effective sets. Names
+    /// as `CAP_X`. `None` leaves the sets as the user namespace gives them (all).
     pub capabilities: Option<Vec<String>>,
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
-    /// Print every setup step with its time offset to stderr.
-    pub trace: bool,
-    /// CLOCK_MONOTONIC time, in ns, that trace offsets count from.
-    pub trace_t0_ns: u64,
-    /// The pid that spawned the helper; the helper dies with it.
-    pub parent_pid: i32,
-    /// Exec into a running container: the host pid of its PID 1, whose
-    /// namespaces (those in `namespaces`) are joined instead of created. The
-    /// filesystem, hostname and network are then the container's own.
-    #[serde(default)]
-    pub join: Option<i32>,
+    /// The seccomp filter the addon compiled for this machine, loaded last
+    /// before execve; None runs unconfined.
+    pub seccomp: Option<crate::seccomp::Bpf>,
     /// Give the command a pseudo-terminal of this size as its stdin, stdout and
     /// stderr (and controlling terminal); the master goes back to Node.
     #[serde(default)]
     pub tty: Option<TtySize>,
-    /// The seccomp filter the addon compiled for this machine, loaded last
-    /// before execve; None runs unconfined.
-    pub seccomp: Option<crate::seccomp::Bpf>,
-    /// The container's cgroup2 directory: the child is cloned straight into it
-    /// (CLONE_INTO_CGROUP). None on v1/hybrid.
+    /// Print every step with its time offset to stderr.
     #[serde(default)]
-    pub cgroup: Option<String>,
-    /// The `cgroup.procs` file of every hierarchy of the container's cgroup.
-    /// When clone3 could not place the child, the helper writes its pid to
-    /// each, while the child builds its mounts; the child waits for that
-    /// before it enters its cgroup namespace. Empty when Node places it (exec).
-    #[serde(default)]
-    pub cgroup_procs: Vec<String>,
-    /// Node makes the cgroup while the helper clones (v1 and hybrid, as root)
-    /// and says `cgroupReady` once it exists; the helper opens and writes
-    /// `cgroup_procs` only then.
-    #[serde(default)]
-    pub await_cgroup: bool,
-    /// The id maps, for the helper to write itself right after clone (as
-    /// root, or one own id without newuidmap). None when there is no new user
-    /// namespace or Node writes them with newuidmap/newgidmap and says go.
-    #[serde(default)]
-    pub id_maps: Option<IdMaps>,
+    pub trace: bool,
 }
 
 /// `/proc/PID/{setgroups,uid_map,gid_map}` contents, written in that order.
@@ -255,13 +300,11 @@ pub struct Rlimit {
     pub hard: Option<u64>,
 }
 
-impl Plan {
+impl SandboxPlan {
+    /// The CLONE_NEW* flags of the container's clone.
     pub fn clone_flags(&self) -> u64 {
-        if self.join.is_some() {
-            return 0;
-        }
-        // The cgroup namespace is unshared by the child after it has been placed
-        // in its cgroup (DESIGN.md, sync point 2), never passed to clone.
+        // The cgroup namespace is unshared by the child once it is in its
+        // cgroup (phase `cgroup`), never passed to clone.
         self.namespaces
             .iter()
             .filter(|ns| **ns != Namespace::Cgroup)
@@ -277,12 +320,9 @@ impl Plan {
 mod tests {
     use super::*;
 
-    fn sample() -> Plan {
-        Plan {
+    pub(crate) fn sample() -> SandboxPlan {
+        SandboxPlan {
             version: PLAN_VERSION,
-            argv: vec!["sh".into(), "-c".into(), "true".into()],
-            env: vec!["PATH=/bin".into()],
-            cwd: "/".into(),
             hostname: "box".into(),
             namespaces: Namespace::ALL.to_vec(),
             rootfs: RootfsSpec::Path {
@@ -320,6 +360,31 @@ mod tests {
                 },
             ],
             init: true,
+            maps: MapsPhase::Helper {
+                maps: IdMaps {
+                    setgroups: "allow".into(),
+                    uid_map: "0 1879048192 65536\n".into(),
+                    gid_map: "0 1879048192 65536\n".into(),
+                },
+            },
+            cgroup: CgroupPhase::Place {
+                procs: vec!["/sys/fs/cgroup/pids/tsbox/x/cgroup.procs".into()],
+                made_by_node: true,
+            },
+            network: NetworkPhase::Loopback,
+            trace: false,
+            trace_t0_ns: 0,
+            parent_pid: 1,
+            detach: false,
+            control: Some("/run/tsbox/x/control.sock".into()),
+        }
+    }
+
+    pub(crate) fn sample_process() -> ProcessPlan {
+        ProcessPlan {
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
             user: User {
                 user: "0".into(),
                 group: None,
@@ -332,47 +397,43 @@ mod tests {
                 soft: Some(64),
                 hard: None,
             }],
-            trace: false,
-            trace_t0_ns: 0,
-            parent_pid: 1,
-            join: None,
-            tty: None,
             seccomp: None,
-            cgroup: None,
-            cgroup_procs: vec!["/sys/fs/cgroup/pids/tsbox/x/cgroup.procs".into()],
-            await_cgroup: true,
-            id_maps: Some(IdMaps {
-                setgroups: "allow".into(),
-                uid_map: "0 1879048192 65536\n".into(),
-                gid_map: "0 1879048192 65536\n".into(),
-            }),
+            tty: None,
+            trace: false,
         }
     }
 
     #[test]
-    fn plan_round_trips_through_json() {
+    fn plans_round_trip_through_json() {
         let plan = sample();
-        let bytes = crate::encode(&plan);
-        let back: Plan = crate::decode(&bytes).unwrap();
+        let back: SandboxPlan = crate::decode(&crate::encode(&plan)).unwrap();
         assert_eq!(back, plan);
+        let process = sample_process();
+        let back: ProcessPlan = crate::decode(&crate::encode(&process)).unwrap();
+        assert_eq!(back, process);
     }
 
     #[test]
-    fn plan_json_is_camel_case_with_tagged_mounts() {
+    fn plan_json_is_camel_case_with_tagged_mounts_and_phases() {
         let v: serde_json::Value = serde_json::from_slice(&crate::encode(&sample())).unwrap();
-        assert_eq!(v["noNewPrivileges"], true);
         assert_eq!(v["rootfs"]["kind"], "path");
         assert_eq!(v["mounts"][0]["type"], "fs");
         assert_eq!(v["mounts"][0]["fstype"], "proc");
         assert_eq!(v["mounts"][1]["type"], "bind");
-        assert_eq!(v["mounts"][1]["source"], "/dev/null");
+        assert_eq!(v["maps"]["writer"], "helper");
+        assert_eq!(v["maps"]["maps"]["uidMap"], "0 1879048192 65536\n");
+        assert_eq!(v["cgroup"]["how"], "place");
+        assert_eq!(v["cgroup"]["madeByNode"], true);
+        assert_eq!(v["network"], "loopback");
+        let p: serde_json::Value = serde_json::from_slice(&crate::encode(&sample_process())).unwrap();
+        assert_eq!(p["noNewPrivileges"], true);
     }
 
     #[test]
     fn unknown_fields_are_refused() {
         let mut v: serde_json::Value = serde_json::from_slice(&crate::encode(&sample())).unwrap();
         v["surprise"] = serde_json::json!(1);
-        let err = serde_json::from_value::<Plan>(v).unwrap_err();
+        let err = serde_json::from_value::<SandboxPlan>(v).unwrap_err();
         assert!(err.to_string().contains("surprise"), "{err}");
     }
 

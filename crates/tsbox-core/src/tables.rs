@@ -193,7 +193,14 @@ pub fn typescript() -> String {
     for step in Step::ALL {
         out.push_str(&format!("  '{}',\n", step.as_str()));
     }
-    out.push_str("] as const;\n\nexport type HelperStep = (typeof HELPER_STEPS)[number];\n");
+    out.push_str("] as const;\n\nexport type HelperStep = (typeof HELPER_STEPS)[number];\n\n");
+    out.push_str(
+        "/** The phases of a container's life, in order (tsbox_core::Phase): one message type each. */\nexport const PHASES = [\n",
+    );
+    for phase in crate::Phase::ALL {
+        out.push_str(&format!("  '{}',\n", phase.as_str()));
+    }
+    out.push_str("] as const;\n\nexport type Phase = (typeof PHASES)[number];\n");
     out
 }
 

@@ -42,6 +42,11 @@ impl Channel {
         Ok((Channel(a), Channel(b)))
     }
 
+    /// A channel over a connected socket this process owns.
+    pub fn from_owned(fd: OwnedFd) -> Channel {
+        Channel(fd)
+    }
+
     /// Takes ownership of an inherited descriptor and marks it close-on-exec, so
     /// the container never inherits it.
     ///

@@ -14,6 +14,11 @@ impl Trace {
         Trace { on, t0_ns }
     }
 
+    /// The same clock, switched on (a process that asked for a trace).
+    pub fn on(self) -> Trace {
+        Trace { on: true, ..self }
+    }
+
     #[inline]
     pub fn step(&self, what: std::fmt::Arguments<'_>) {
         if self.on {

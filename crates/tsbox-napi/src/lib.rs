@@ -57,6 +57,36 @@ impl Channel {
         })
     }
 
+    /// A channel connected to the control socket at `path` (a running
+    /// container's monitor).
+    #[napi(factory)]
+    pub fn connect(path: String) -> Result<Channel> {
+        use nix::sys::socket::{connect, socket, UnixAddr};
+        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).map_err(|e| io_err("socket", e))?;
+        let addr = UnixAddr::new(path.as_str()).map_err(|e| io_err(&format!("the control socket path {path}"), e))?;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(Error::new(
+                        Status::GenericFailure,
+                        format!("connect to {path}: {} ({})", e.desc(), tsbox_core::errno_name(e as i32)),
+                    ))
+                }
+                Ok(()) => break,
+            }
+        }
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).map_err(|e| io_err("fcntl O_NONBLOCK", e))?;
+        // SAFETY: `fd` is a socket we own; it stays open as long as the AsyncFd.
+        let async_fd = within_runtime_if_available(|| unsafe { AsyncFd::register(fd) })
+            .map_err(|e| Error::from_reason(format!("register the channel with the event loop: {e}")))?;
+        Ok(Channel {
+            fd: Mutex::new(Some(Arc::new(async_fd))),
+            child: Mutex::new(None),
+            received: Mutex::new(Default::default()),
+        })
+    }
+
     /// The descriptor for the helper's fd 3, or -1 once released.
     #[napi(getter)]
     pub fn child_fd(&self) -> i32 {
@@ -155,6 +185,14 @@ fn recv_packet(fd: RawFd) -> std::result::Result<Option<(String, Vec<OwnedFd>)>,
         Err(tsbox_core::wire::WireError::Io(e)) => Err(e),
         Err(e) => Err(Errno::from_raw(e.errno())),
     }
+}
+
+/// A pipe, both ends close-on-exec: `[read, write]`, the caller's to close.
+#[napi]
+pub fn pipe() -> Result<Vec<i32>> {
+    use std::os::fd::IntoRawFd;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe2", e))?;
+    Ok(vec![r.into_raw_fd(), w.into_raw_fd()])
 }
 
 /// Sets the size of the terminal whose master is `fd` (a container's tty); the

@@ -1,113 +1,74 @@
-//! The container process, from clone to execve (DESIGN.md, sync point 4). It runs
-//! on a copy of the single-threaded helper, so ordinary Rust is fine here. The
-//! order is the seed program's, made visible: wait for the id maps, mounts and
-//! pivot_root, hostname, loopback, cgroup namespace, rlimits, session, ids,
-//! capabilities, no_new_privs, then exec (or the init, which execs the command).
-
-use std::os::fd::AsRawFd;
+//! The process phase (8): what makes a process in the sandbox the one the
+//! [`ProcessPlan`] asks for, the same for the container's first process and
+//! for one exec'd into it. The order is the seed program's, made visible:
+//! rlimits, session, the user, the terminal, the bounding set, ids,
+//! capabilities, no_new_privs, then seccomp, last before exec.
 
 use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
-use nix::unistd::{sethostname, setresgid, setresuid, Gid, Uid};
-use tsbox_core::{ChildGo, ChildMsg, Namespace, Plan, Report, Step};
+use nix::unistd::{setresgid, setresuid, Gid, Uid};
+use tsbox_core::{Namespace, ProcessPlan, Report, SandboxPlan, Step};
 
+use super::command::Command;
+use super::{caps, mounts, pty, users};
 use crate::channel::Channel;
-use crate::exec::{exit_code_for, Command};
 use crate::fail::{Result, StepExt};
 use crate::trace::{trace, Trace};
-use crate::{caps, init, mounts, pty, users};
 
-/// Never returns: the process becomes the command, or the init, or exits after
-/// reporting why it could not.
-pub fn run(plan: &Plan, chan: Channel, tr: Trace) -> ! {
-    // Die with the helper. Credential changes clear this, so it is set again
-    // just before exec.
-    let _ = prctl::set_pdeathsig(Signal::SIGKILL);
-    let report = match setup(plan, &chan, tr) {
-        Ok(cmd) if plan.init => init::run(cmd, &chan, plan.tty.is_some(), tr),
-        Ok(cmd) => {
-            trace!(tr, "exec: {} (as PID 1)", cmd.name());
-            cmd.exec()
-        }
-        Err(r) => r,
-    };
-    let _ = chan.send(&ChildMsg::Failed(report.clone()));
-    // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to
-    // the helper this process was copied from.
-    unsafe { libc::_exit(exit_code_for(&report)) }
+/// Where the process is being prepared.
+pub struct Context {
+    /// The container has its own mount namespace with a writable root: a
+    /// missing working directory is created (in the writable layer).
+    pub create_cwd: bool,
+    /// Under tsbox's init, the command takes the terminal as its own
+    /// session's; as PID 1 (or exec'd) the process does.
+    pub ctty: bool,
 }
 
-fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
-    // (3) Wait for the parent to write our id maps.
-    let trees = match chan.recv_fds::<ChildGo>() {
-        Ok(Some((ChildGo::Go, trees))) => trees,
-        Ok(Some((other, _))) => return Err(Report::new(Step::WaitGo, libc::EPROTO).detail(format!("expected go, got {other:?}"))),
-        // The helper is gone: nobody to report to.
-        Ok(None) => unsafe { libc::_exit(125) },
-        Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
-    };
-    let keep = plan.capabilities.as_deref().map(caps::parse).transpose()?;
+impl Context {
+    pub fn sandbox(plan: &SandboxPlan) -> Context {
+        Context {
+            create_cwd: plan.has(Namespace::Mount),
+            ctty: !plan.init,
+        }
+    }
 
-    // (4)
-    let joining = plan.join.is_some();
-    let mut cgroup = CgroupEntry {
-        chan,
-        tr,
-        unshare: plan.has(Namespace::Cgroup) && !joining,
-        done: false,
-    };
-    let sources = if plan.has(Namespace::Mount) && !joining {
-        Some(mounts::open_sources(plan, trees, &tr)?)
-    } else {
-        None
-    };
-    if joining {
-        // Root on the host until the ids change: nothing in the container may
-        // read or ptrace this process (CVE-2016-9962's class) before it execs.
-        let _ = prctl::set_dumpable(false);
+    pub fn exec() -> Context {
+        Context {
+            create_cwd: false,
+            ctty: true,
+        }
     }
-    if plan.has(Namespace::User) {
-        // Root of the user namespace, first of all: files we create on the
-        // filesystems we mount need an owner that is mapped there, and a
-        // process joining a running container must not keep the helper's
-        // host ids for a single step more than it needs to.
-        set_ids_checked(0, 0, "become root in the user namespace")?;
-    }
-    if let Some(sources) = sources {
-        mounts::build_root(plan, sources, &tr, &mut || cgroup.enter())?;
-    }
-    cgroup.enter()?;
-    if plan.has(Namespace::Uts) && !joining {
-        sethostname(&plan.hostname).step_path(Step::Sethostname, &plan.hostname, || "set the container's hostname".into())?;
-        trace!(tr, "hostname: {}", plan.hostname);
-    }
-    if plan.has(Namespace::Net) && !joining {
-        loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;
-        trace!(tr, "network: lo up, no other interface");
-    }
-    for rl in &plan.rlimits {
+}
+
+/// Applies `process` to this process, as far as it goes before execve; the
+/// command to exec is returned. Runs as root of the container's user
+/// namespace (or the host's, without one).
+pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: Trace) -> Result<Command> {
+    let tr = if process.trace { parent_tr.on() } else { parent_tr };
+    let keep = process.capabilities.as_deref().map(caps::parse).transpose()?;
+    for rl in &process.rlimits {
         set_rlimit(&rl.name, rl.soft, rl.hard)?;
         trace!(tr, "rlimit: {} soft={} hard={}", rl.name, fmt_limit(rl.soft), fmt_limit(rl.hard));
     }
     nix::unistd::setsid().step(Step::Setsid, || "start a new session (no controlling terminal)".into())?;
 
-    let user = users::resolve_in_container(&plan.user)?;
-    let mut env = plan.env.clone();
+    let user = users::resolve_in_container(&process.user)?;
+    let mut env = process.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
-    let cmd = Command::new(&plan.argv, &env)?;
-    if let Some(size) = plan.tty {
-        // Under init, the command takes the terminal as its own session's.
-        pty::setup(size, user.uid, user.gid, !plan.init, chan)?;
+    let cmd = Command::new(&process.argv, &env)?;
+    if let Some(size) = process.tty {
+        pty::setup(size, user.uid, user.gid, ctx.ctty, chan)?;
         trace!(tr, "tty: {}x{} on stdin, stdout and stderr", size.cols, size.rows);
     }
     let bounding = keep.as_ref().map(caps::drop_bounding).transpose()?;
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter,
     // which is gone once the ids and capabilities change: load it now.
-    if let Some(bpf) = plan.seccomp.as_ref().filter(|_| !plan.no_new_privileges) {
-        crate::seccomp::load(bpf.as_bytes())?;
+    if let Some(bpf) = process.seccomp.as_ref().filter(|_| !process.no_new_privileges) {
+        super::seccomp::load(bpf.as_bytes())?;
         trace!(tr, "seccomp: filter loaded ({} instructions), before the privilege drop", bpf.len());
     }
     set_ids(&user)?;
@@ -120,11 +81,11 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
         user.groups,
         user.home
     );
-    if plan.has(Namespace::Mount) && !joining {
+    if ctx.create_cwd {
         // As container root, before the switch to the container user (Docker's order).
-        mounts::ensure_dir(&plan.cwd);
+        mounts::ensure_dir(&process.cwd);
     }
-    nix::unistd::chdir(plan.cwd.as_str()).step_path(Step::Chdir, &plan.cwd, || "enter the working directory".into())?;
+    nix::unistd::chdir(process.cwd.as_str()).step_path(Step::Chdir, &process.cwd, || "enter the working directory".into())?;
     if let (Some(keep), Some(bounding)) = (&keep, &bounding) {
         caps::apply(keep, bounding)?;
         let mut names: Vec<_> = keep.iter().map(|c| c.to_string()).collect();
@@ -135,20 +96,17 @@ fn setup(plan: &Plan, chan: &Channel, tr: Trace) -> Result<Command> {
             if names.is_empty() { "none".into() } else { names.join(",") }
         );
     }
-    if plan.no_new_privileges {
+    if process.no_new_privileges {
         prctl::set_no_new_privs().step(Step::NoNewPrivs, || "set no_new_privs".into())?;
         trace!(tr, "no_new_privs: on");
     }
     // The credential changes above cleared the parent-death signal.
-    prctl::set_pdeathsig(Signal::SIGKILL).step(Step::InitFork, || "set the parent-death signal".into())?;
-    if helper_gone(chan) {
-        unsafe { libc::_exit(125) }
-    }
+    rearm_pdeathsig(chan)?;
     // Nothing but the stdio the caller gave us reaches the command.
     close_range_cloexec(3);
     // Last: the init (when there is one) is restricted like the command.
-    if let Some(bpf) = plan.seccomp.as_ref().filter(|_| plan.no_new_privileges) {
-        crate::seccomp::load(bpf.as_bytes())?;
+    if let Some(bpf) = process.seccomp.as_ref().filter(|_| process.no_new_privileges) {
+        super::seccomp::load(bpf.as_bytes())?;
         trace!(tr, "seccomp: filter loaded ({} instructions)", bpf.len());
     }
     Ok(cmd)
@@ -180,7 +138,7 @@ fn set_ids(u: &users::Resolved) -> Result<()> {
 /// with getresgid/getresuid that the kernel did just that: an id the call
 /// reads as "unchanged" ((uid_t)-1) must never leave a process with the ids
 /// it had, which on the exec path are the helper's.
-fn set_ids_checked(uid: u32, gid: u32, what: &str) -> Result<()> {
+pub fn set_ids_checked(uid: u32, gid: u32, what: &str) -> Result<()> {
     if uid == users::UNCHANGED || gid == users::UNCHANGED {
         return Err(Report::new(Step::User, libc::EINVAL).path(format!("{uid}:{gid}")).detail(format!(
             "{what}: {} means \"leave unchanged\" to setresuid/setresgid",
@@ -251,27 +209,6 @@ fn set_rlimit(name: &str, soft: Option<u64>, hard: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-fn loopback_up() -> std::result::Result<(), Errno> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
-    // SAFETY: ifreq is plain old data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the flags member of req.
-    unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(Errno::last());
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(Errno::last());
-        }
-    }
-    Ok(())
-}
-
 /// Sets the parent-death signal again (credential changes clear it) and exits
 /// if the helper died before it was armed.
 fn rearm_pdeathsig(chan: &Channel) -> Result<()> {
@@ -318,39 +255,5 @@ pub fn close_range_cloexec(first: u32) {
                 unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
             }
         }
-    }
-}
-
-/// Entering the cgroup: the helper places the child while it builds its
-/// mounts and says so with `Placed`; the child then unshares its cgroup
-/// namespace, whose root is that cgroup, also for the cgroupfs it mounts
-/// next. Once, at the first cgroupfs mount or after the mounts.
-struct CgroupEntry<'a> {
-    chan: &'a Channel,
-    tr: Trace,
-    unshare: bool,
-    done: bool,
-}
-
-impl CgroupEntry<'_> {
-    fn enter(&mut self) -> Result<()> {
-        if self.done {
-            return Ok(());
-        }
-        match self.chan.recv::<ChildGo>() {
-            Ok(Some(ChildGo::Placed)) => {}
-            // The helper is gone (it could not place us): nobody to report to.
-            Ok(None) => unsafe { libc::_exit(125) },
-            Ok(Some(other)) => return Err(Report::new(Step::WaitGo, libc::EPROTO).detail(format!("expected placed, got {other:?}"))),
-            Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
-        }
-        self.done = true;
-        if self.unshare {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                .step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
-            let tr = self.tr;
-            trace!(tr, "cgroup namespace: entered");
-        }
-        Ok(())
     }
 }

@@ -9,14 +9,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use tsbox_core::{IdMaps, MountKind, Plan, Report, RootfsSpec, Step};
+use tsbox_core::{IdMaps, MountKind, Report, RootfsSpec, SandboxPlan, Step};
 
 use crate::sys;
 use crate::trace::{trace, Trace};
 
 /// The host paths to idmap, in the order the child consumes them: the rootfs
 /// first, then each bind source that asks for it.
-pub fn sources(plan: &Plan) -> Vec<(Step, &str)> {
+pub fn sources(plan: &SandboxPlan) -> Vec<(Step, &str)> {
     let RootfsSpec::Path { path, idmap, .. } = &plan.rootfs;
     let mut out = Vec::new();
     if *idmap {
@@ -32,7 +32,7 @@ pub fn sources(plan: &Plan) -> Vec<(Step, &str)> {
 
 /// Detached, idmapped copies of every source that asks for one. Where the
 /// filesystem cannot be idmapped, the copy is left as it is (and traced).
-pub fn trees(plan: &Plan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report> {
+pub fn trees(plan: &SandboxPlan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report> {
     let wanted = sources(plan);
     if wanted.is_empty() {
         return Ok(Vec::new());

@@ -9,8 +9,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, read, write, ForkResult, Pid};
 use tsbox_core::{ChildMsg, Report, Step};
 
+use super::command::{exit_code_for, Command};
 use crate::channel::Channel;
-use crate::exec::{exit_code_for, Command};
 use crate::trace::{trace, Trace};
 
 /// Signals init passes on to the command.
@@ -54,7 +54,7 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
             drop(rd);
             drop(sfd);
             if tty {
-                crate::pty::take_ctty();
+                super::pty::take_ctty();
             }
             let report = cmd.exec();
             let _ = chan.send(&ChildMsg::Failed(report.clone()));
@@ -69,13 +69,13 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
     drop(rd);
     // The pipe also closes when the child dies before its exec (the OOM
     // killer): that is a start failure, not a command that ran.
-    if !exec_failed && crate::monitor::still_setting_up(child) {
+    if !exec_failed && crate::helper::monitor::still_setting_up(child) {
         let (code, signal) = match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => (Some(code), None),
             Ok(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
             _ => (None, None),
         };
-        return crate::monitor::died_before_start(code, signal);
+        return crate::helper::monitor::died_before_start(code, signal);
     }
     if !exec_failed {
         trace!(tr, "exec: {} (as PID {} under init)", cmd.name(), child);

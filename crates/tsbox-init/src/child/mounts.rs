@@ -14,7 +14,7 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
-use tsbox_core::{Mount, MountKind, Plan, Propagation, Report, RootMode, RootfsSpec, Step};
+use tsbox_core::{Mount, MountKind, Propagation, Report, RootMode, RootfsSpec, SandboxPlan, Step};
 
 use crate::fail::{Result, StepExt};
 use crate::sys::{self, fd_path};
@@ -78,7 +78,7 @@ pub struct Sources {
     devnull: OwnedFd,
 }
 
-pub fn open_sources(plan: &Plan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sources> {
+pub fn open_sources(plan: &SandboxPlan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sources> {
     // Nothing we mount may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).step_path(
         Step::MountPropagation,
@@ -124,7 +124,7 @@ pub fn open_sources(plan: &Plan, trees: Vec<OwnedFd>, tr: &Trace) -> Result<Sour
 /// Builds the new root and pivots into it. `enter_cgroup` runs once, before
 /// the first mount on /sys/fs/cgroup (whose cgroupfs must show the container's
 /// cgroup namespace) or, without one, before pivot_root.
-pub fn build_root(plan: &Plan, sources: Sources, tr: &Trace, enter_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     let RootfsSpec::Path { path: rootfs, mode, .. } = &plan.rootfs;
     let Sources {
         root: rootsrc,

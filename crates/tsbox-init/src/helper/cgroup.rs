@@ -43,17 +43,22 @@ pub fn place(procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
     Ok(())
 }
 
-/// Removes the container's cgroup directories (the plan's v2 directory and
-/// the directory of every `cgroup.procs` it names), once its processes are
-/// gone and its caller cannot: best effort, retrying while the kernel still
-/// counts the exiting processes (EBUSY), for about a second.
-pub fn remove(plan: &tsbox_core::Plan, tr: &Trace) {
-    let mut dirs: Vec<String> = plan
-        .cgroup_procs
+/// Removes the container's cgroup directories (the v2 directory and the
+/// directory of every `cgroup.procs` of its cgroup phase), once its processes
+/// are gone and its caller cannot: best effort, retrying while the kernel
+/// still counts the exiting processes (EBUSY), for about a second.
+pub fn remove(phase: &tsbox_core::CgroupPhase, tr: &Trace) {
+    use tsbox_core::CgroupPhase;
+    let (procs, dir) = match phase {
+        CgroupPhase::None => return,
+        CgroupPhase::CloneInto { dir, procs } => (procs, Some(dir)),
+        CgroupPhase::Place { procs, .. } => (procs, None),
+    };
+    let mut dirs: Vec<String> = procs
         .iter()
         .filter_map(|p| p.strip_suffix("/cgroup.procs").map(str::to_string))
         .collect();
-    dirs.extend(plan.cgroup.clone());
+    dirs.extend(dir.cloned());
     dirs.sort();
     dirs.dedup();
     for dir in dirs {

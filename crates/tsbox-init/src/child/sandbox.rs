@@ -1,0 +1,153 @@
+//! The sandbox half of the child's launch (phases `go` to `ready`): mounts and
+//! pivot_root, the cgroup namespace, hostname and loopback, as root of the
+//! container's user namespace.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::prctl;
+use nix::unistd::sethostname;
+use tsbox_core::{ChildMsg, Namespace, NetworkPhase, Report, SandboxPlan, Step, ToChild};
+
+use super::{mounts, process};
+use crate::channel::Channel;
+use crate::fail::{Result, StepExt};
+use crate::trace::{trace, Trace};
+
+/// Phases `go` to the sandbox's end: everything but the process.
+pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<()> {
+    // Phase 6: the id maps are written; the idmapped trees come with it.
+    let trees = match chan.recv_fds::<ToChild>() {
+        Ok(Some((ToChild::Go, trees))) => trees,
+        Ok(Some((other, _))) => return Err(Report::new(Step::WaitGo, libc::EPROTO).detail(format!("expected go, got {other:?}"))),
+        // The helper is gone: nobody to report to.
+        // SAFETY: ends this process without running anything else.
+        Ok(None) => unsafe { libc::_exit(125) },
+        Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
+    };
+    let mut cgroup = CgroupEntry {
+        chan,
+        tr,
+        unshare: plan.has(Namespace::Cgroup),
+        done: false,
+    };
+    // Host paths are opened with the caller's credentials (a 0700 directory
+    // on the way stays reachable), before the ids change.
+    let sources = if plan.has(Namespace::Mount) {
+        Some(mounts::open_sources(plan, trees, &tr)?)
+    } else {
+        None
+    };
+    if plan.has(Namespace::User) {
+        // Root of the new user namespace: files we create on the filesystems
+        // we mount need an owner that is mapped there.
+        process::set_ids_checked(0, 0, "become root in the user namespace")?;
+    }
+    if let Some(sources) = sources {
+        mounts::build_root(plan, sources, &tr, &mut || cgroup.enter())?;
+    }
+    cgroup.enter()?;
+    if plan.has(Namespace::Uts) {
+        sethostname(&plan.hostname).step_path(Step::Sethostname, &plan.hostname, || "set the container's hostname".into())?;
+        trace!(tr, "hostname: {}", plan.hostname);
+    }
+    if plan.has(Namespace::Net) && plan.network == NetworkPhase::Loopback {
+        loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;
+        trace!(tr, "network: lo up, no other interface");
+    }
+    Ok(())
+}
+
+/// Phase 7: the sandbox is built. A descriptor of each of its namespaces goes
+/// to the helper, which joins them for exec (never by pid number).
+pub fn ready(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<()> {
+    let mut namespaces = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for ns in Namespace::ALL.iter().filter(|ns| plan.has(**ns)) {
+        let path = format!("/proc/self/ns/{}", ns_file(*ns));
+        match nix::fcntl::open(
+            path.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => {
+                namespaces.push(*ns);
+                fds.push(fd);
+            }
+            // Without /proc in the container (an OCI config may leave it
+            // out) exec cannot join; the container still runs.
+            Err(e) => trace!(tr, "ready: {path} cannot be opened ({e}); exec into this container will not work"),
+        }
+    }
+    let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    chan.send_fds(&ChildMsg::Ready { namespaces }, &raw)
+        .map_err(|e| Report::new(Step::WaitGo, e.errno()).detail(format!("report the sandbox ready: {e}")))?;
+    trace!(tr, "ready: the sandbox waits for its process");
+    // Until the process runs, nothing but the helper may look at us.
+    let _ = prctl::set_dumpable(false);
+    Ok(())
+}
+
+/// The name of a namespace under /proc/PID/ns.
+pub fn ns_file(ns: Namespace) -> &'static str {
+    match ns {
+        Namespace::Mount => "mnt",
+        other => other.name(),
+    }
+}
+
+fn loopback_up() -> std::result::Result<(), nix::errno::Errno> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the flags member of req.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+    }
+    Ok(())
+}
+
+/// Entering the cgroup namespace (phase 4 on the child's side): the helper
+/// places the child while it builds its mounts and says so with `placed`;
+/// the child then unshares its cgroup namespace, whose root is that cgroup,
+/// also for the cgroupfs it mounts next. Once, at the first cgroupfs mount or
+/// after the mounts.
+struct CgroupEntry<'a> {
+    chan: &'a Channel,
+    tr: Trace,
+    unshare: bool,
+    done: bool,
+}
+
+impl CgroupEntry<'_> {
+    fn enter(&mut self) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        match self.chan.recv::<ToChild>() {
+            Ok(Some(ToChild::Placed)) => {}
+            // The helper is gone (it could not place us): nobody to report to.
+            // SAFETY: ends this process without running anything else.
+            Ok(None) => unsafe { libc::_exit(125) },
+            Ok(Some(other)) => return Err(Report::new(Step::WaitGo, libc::EPROTO).detail(format!("expected placed, got {other:?}"))),
+            Err(e) => return Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
+        }
+        self.done = true;
+        if self.unshare {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .step(Step::UnshareCgroup, || "enter a new cgroup namespace".into())?;
+            let tr = self.tr;
+            trace!(tr, "cgroup namespace: entered");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,506 @@
+//! The monitor: the helper's side of phases 7 to 10. It relays the child's
+//! `ready`, `started` and how it ended to Node, hands it its process, delivers
+//! signals, serves the control socket (exec, signal, wait from any process),
+//! tracks the processes exec'd into the container, and stays until the
+//! container's PID 1 has ended and been reaped.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+use tsbox_core::{
+    CgroupPhase, ChildMsg, ControlRequest, HelperMsg, Namespace, NodeMsg, ProcessPlan, Report, Rusage, SandboxPlan, Step, ToChild,
+};
+
+use super::control::Listener;
+use super::exec;
+use crate::channel::Channel;
+use crate::child::command::exit_code_for;
+use crate::child::pid1::FORWARDED;
+use crate::trace::{trace, Trace};
+
+pub struct Container {
+    pub pid: Pid,
+    pub pidfd: Option<OwnedFd>,
+}
+
+impl Container {
+    pub fn signal(&self, signo: i32) {
+        if let Some(fd) = &self.pidfd {
+            // SAFETY: pidfd_send_signal with a null siginfo.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    signo,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if r == 0 {
+                return;
+            }
+        }
+        if let Ok(sig) = Signal::try_from(signo) {
+            let _ = kill(self.pid, sig);
+        }
+    }
+
+    /// Waits for the container's PID 1 and returns its wait status and rusage.
+    pub fn reap(&self) -> (i32, Rusage) {
+        reap(self.pid)
+    }
+}
+
+/// Waits for `pid` (a child of this process) and returns its wait status and rusage.
+pub fn reap(pid: Pid) -> (i32, Rusage) {
+    {
+        let mut status = 0;
+        // SAFETY: rusage is plain old data.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: valid pointers for the duration of the call.
+            let r = unsafe { libc::wait4(pid.as_raw(), &mut status, libc::__WALL, &mut ru) };
+            if r >= 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                break;
+            }
+        }
+        let usec = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+        (
+            status,
+            Rusage {
+                user_usec: usec(ru.ru_utime),
+                system_usec: usec(ru.ru_stime),
+                max_rss_kib: ru.ru_maxrss as u64,
+            },
+        )
+    }
+}
+
+/// How the container ended, as the helper's own exit status, and whether
+/// whoever started it is gone (then nobody else tears down what it held).
+pub struct Outcome {
+    pub status: i32,
+    pub caller_gone: bool,
+}
+
+/// A connection on the control socket, and the process it exec'd, if any.
+struct Conn {
+    chan: Channel,
+    exec: Option<Exec>,
+    /// Waits for the container's end (`wait`).
+    waiting: bool,
+    open: bool,
+}
+
+struct Exec {
+    process: exec::Process,
+    detach: bool,
+    started: bool,
+    failure: Option<Report>,
+    chan_open: bool,
+    done: bool,
+}
+
+/// What the monitor needs of the sandbox for exec.
+struct Sandbox {
+    /// A descriptor of each of the container's namespaces, from `ready`.
+    namespaces: Vec<(Namespace, OwnedFd)>,
+    cgroup_dir: Option<OwnedFd>,
+    procs: Vec<String>,
+}
+
+/// Runs until the container has ended; `process` is the process plan when
+/// it came with the plan, `cgroup_dir` the v2 directory for exec'd processes.
+pub fn run(
+    node: &Channel,
+    child: Channel,
+    c: &Container,
+    plan: &SandboxPlan,
+    process: Option<Box<ProcessPlan>>,
+    cgroup_dir: Option<OwnedFd>,
+    tr: &Trace,
+) -> Outcome {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
+    let listener = plan.control.as_deref().and_then(|path| match Listener::bind(path) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            trace!(tr, "control: cannot bind {path} ({e}); exec into this container will not work");
+            None
+        }
+    });
+    let procs = match &plan.cgroup {
+        CgroupPhase::Place { procs, .. } => procs.clone(),
+        CgroupPhase::CloneInto { procs, .. } if cgroup_dir.is_none() => procs.clone(),
+        _ => Vec::new(),
+    };
+    let mut sandbox = Sandbox {
+        namespaces: Vec::new(),
+        cgroup_dir,
+        procs,
+    };
+    // Phase 8: the process, when Node sent it with the plan, goes to the
+    // child now; it reads it once its sandbox is ready.
+    let mut process_sent = false;
+    if let Some(p) = process {
+        process_sent = child.send(&ToChild::Process(p)).is_ok();
+    }
+
+    let mut failure: Option<Report> = None;
+    let mut ended: Option<(Option<i32>, Option<i32>)> = None;
+    let mut started = false;
+    let mut died_in_setup = false;
+    let mut child_open = true;
+    let mut node_open = true;
+    let mut conns: Vec<Conn> = Vec::new();
+    loop {
+        let mut fds = Vec::with_capacity(8 + 2 * conns.len());
+        let pidfd_ix = c.pidfd.as_ref().map(|fd| push(&mut fds, fd.as_fd()));
+        let child_ix = child_open.then(|| push(&mut fds, child.as_fd()));
+        let node_ix = node_open.then(|| push(&mut fds, node.as_fd()));
+        let sig_ix = sfd.as_ref().map(|s| push(&mut fds, s.as_fd()));
+        let listen_ix = listener.as_ref().map(|l| push(&mut fds, l.as_fd()));
+        let mut conn_ix: Vec<(Option<usize>, Option<usize>, Option<usize>)> = Vec::with_capacity(conns.len());
+        for k in &conns {
+            let conn = k.open.then(|| push(&mut fds, k.chan.as_fd()));
+            let (pchan, pfd) = match &k.exec {
+                Some(e) if !e.done => (
+                    e.chan_open.then(|| push(&mut fds, e.process.chan.as_fd())),
+                    e.process.pidfd.as_ref().map(|fd| push(&mut fds, fd.as_fd())),
+                ),
+                _ => (None, None),
+            };
+            conn_ix.push((conn, pchan, pfd));
+        }
+        // Without a pidfd (very old kernels), poll with a timeout and check.
+        let timeout = if pidfd_ix.is_some() {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::from(50u16)
+        };
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        let revents: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        let ready = |ix: Option<usize>| ix.is_some_and(|i| revents[i]);
+
+        if ready(child_ix) {
+            match child.recv_fds::<ChildMsg>() {
+                // Phase 7: keep the namespaces for exec, tell Node.
+                Ok(Some((ChildMsg::Ready { namespaces }, nsfds))) => {
+                    sandbox.namespaces = namespaces.into_iter().zip(nsfds).collect();
+                    let _ = node.send(&HelperMsg::Ready);
+                }
+                Ok(Some((ChildMsg::Pty, fds))) => {
+                    if let Some(master) = fds.into_iter().next() {
+                        let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
+                    }
+                }
+                Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
+                Ok(Some((ChildMsg::Started, _))) => {
+                    started = true;
+                    let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
+                }
+                Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
+                // Without init, the channel closes on a successful exec, and
+                // when the child dies before it: its name tells which.
+                Ok(None) | Err(_) => {
+                    child_open = false;
+                    if !started && failure.is_none() {
+                        if still_setting_up(c.pid) {
+                            died_in_setup = true;
+                        } else {
+                            started = true;
+                            let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
+                        }
+                    }
+                }
+            }
+        }
+        if ready(node_ix) {
+            match node.recv::<NodeMsg>() {
+                Ok(Some(NodeMsg::Signal { signo })) => c.signal(signo),
+                // Phase 8, when the process comes after `ready` (a sandbox
+                // created first, started later).
+                Ok(Some(NodeMsg::Process(p))) if !process_sent => {
+                    process_sent = child.send(&ToChild::Process(p)).is_ok();
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    node_open = false;
+                    // Whoever started an attached container is gone: the
+                    // container goes too. A detached one stays.
+                    if !plan.detach {
+                        c.signal(libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        if ready(sig_ix) {
+            if let Some(sfd) = &sfd {
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    c.signal(info.ssi_signo as i32);
+                }
+            }
+        }
+        if ready(listen_ix) {
+            if let Some(conn) = listener.as_ref().and_then(Listener::accept) {
+                conns.push(Conn {
+                    chan: conn,
+                    exec: None,
+                    waiting: false,
+                    open: true,
+                });
+            }
+        }
+        for (k, (conn_i, pchan_i, pfd_i)) in conns.iter_mut().zip(conn_ix) {
+            if ready(conn_i) {
+                serve(k, c, &sandbox, started && ended.is_none() && failure.is_none(), tr);
+            }
+            if let Some(e) = k.exec.as_mut() {
+                if ready(pchan_i) {
+                    relay_exec(e, &k.chan);
+                }
+                if ready(pfd_i) {
+                    finish_exec(e, &k.chan);
+                }
+            }
+        }
+        conns.retain(|k| k.open || k.exec.as_ref().is_some_and(|e| !e.done));
+
+        let exited = if ready(pidfd_ix) {
+            true
+        } else if pidfd_ix.is_none() {
+            child_has_exited(c.pid)
+        } else {
+            false
+        };
+        if exited {
+            // Drain what the child wrote before it exited, then stop.
+            while child_open {
+                match child.recv_fds_nonblocking::<ChildMsg>() {
+                    Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
+                    Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
+                    Ok(Some((ChildMsg::Started, _))) => started = true,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        // Closed by its exec, or by its death before it: its
+                        // name (a zombie's stays readable) tells which.
+                        if !started && failure.is_none() {
+                            if still_setting_up(c.pid) {
+                                died_in_setup = true;
+                            } else {
+                                started = true;
+                                let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
+                            }
+                        }
+                        child_open = false;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    crate::trace::trace!(tr, "monitor: PID 1 has exited");
+    // Every process exec'd into the container is gone with its pid
+    // namespace; reap them so that PID 1's own end completes.
+    for k in conns.iter_mut() {
+        if let Some(e) = k.exec.as_mut() {
+            if !e.done {
+                let _ = kill(e.process.pid, Signal::SIGKILL);
+                finish_exec(e, &k.chan);
+            }
+        }
+    }
+    let (status, rusage) = c.reap();
+    let (code, signal) = ended.unwrap_or_else(|| decode_status(status));
+    let result = if let Some(r) = failure {
+        Err(r)
+    } else if died_in_setup || (!started && ended.is_none()) {
+        // It ended before the command started and before it could report why
+        // (a signal: the OOM killer, or one from outside): a start failure.
+        Err(died_before_start(code, signal))
+    } else {
+        Ok(HelperMsg::Exited { code, signal, rusage })
+    };
+    let (msg, status) = match result {
+        Err(r) => (HelperMsg::Failed(r.clone()), exit_code_for(&r)),
+        Ok(msg) => (msg, code.unwrap_or_else(|| 128 + signal.unwrap_or(0))),
+    };
+    for k in conns.iter().filter(|k| k.waiting && k.open) {
+        let _ = k.chan.send(&msg);
+    }
+    if let Some(path) = &plan.control {
+        let _ = std::fs::remove_file(path);
+    }
+    let caller_gone = !node_open || node.send(&msg).is_err();
+    Outcome { status, caller_gone }
+}
+
+/// Adds `fd` to the poll set; its index.
+fn push<'a>(fds: &mut Vec<PollFd<'a>>, fd: std::os::fd::BorrowedFd<'a>) -> usize {
+    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+    fds.len() - 1
+}
+
+/// One request on a control connection.
+fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Trace) {
+    let (req, fds) = match k.chan.recv_fds::<ControlRequest>() {
+        Ok(Some(r)) => r,
+        Ok(None) | Err(_) => {
+            k.open = false;
+            // A caller that is gone takes its attached exec with it.
+            if let Some(e) = &k.exec {
+                if !e.detach && !e.done {
+                    let _ = kill(e.process.pid, Signal::SIGKILL);
+                }
+            }
+            return;
+        }
+    };
+    match req {
+        ControlRequest::Signal { signo } => match &k.exec {
+            Some(e) if !e.done => {
+                if let Ok(sig) = Signal::try_from(signo) {
+                    let _ = kill(e.process.pid, sig);
+                }
+            }
+            _ => c.signal(signo),
+        },
+        ControlRequest::Wait => k.waiting = true,
+        ControlRequest::Exec { process, detach } => {
+            if k.exec.is_some() {
+                let _ = k.chan.send(&HelperMsg::Failed(
+                    Report::new(Step::Join, libc::EBUSY).detail("one exec per control connection"),
+                ));
+                return;
+            }
+            if !running || sandbox.namespaces.is_empty() {
+                let _ = k.chan.send(&HelperMsg::Failed(
+                    Report::new(Step::Join, libc::ESRCH)
+                        .detail("the container is not running")
+                        .hint("exec needs a container whose process has started and not ended"),
+                ));
+                return;
+            }
+            let cgroup = exec::Cgroup {
+                dir: sandbox.cgroup_dir.as_ref().map(AsRawFd::as_raw_fd),
+                procs: &sandbox.procs,
+            };
+            match exec::spawn(&process, &fds, &sandbox.namespaces, &cgroup, *tr) {
+                Ok(p) => {
+                    k.exec = Some(Exec {
+                        process: p,
+                        detach,
+                        started: false,
+                        failure: None,
+                        chan_open: true,
+                        done: false,
+                    })
+                }
+                Err(r) => {
+                    let _ = k.chan.send(&HelperMsg::Failed(r));
+                }
+            }
+        }
+    }
+}
+
+/// What an exec'd process reports before it execs: its pty, its failure,
+/// and (by closing its channel at exec) that it started.
+fn relay_exec(e: &mut Exec, client: &Channel) {
+    match e.process.chan.recv_fds::<ChildMsg>() {
+        Ok(Some((ChildMsg::Pty, fds))) => {
+            if let Some(master) = fds.into_iter().next() {
+                let _ = client.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
+            }
+        }
+        Ok(Some((ChildMsg::Failed(r), _))) => e.failure = Some(r),
+        Ok(Some(_)) => {}
+        Ok(None) | Err(_) => {
+            e.chan_open = false;
+            if e.failure.is_none() && !still_setting_up(e.process.pid) {
+                e.started = true;
+                let _ = client.send(&HelperMsg::Started {
+                    pid: e.process.pid.as_raw(),
+                });
+            }
+        }
+    }
+}
+
+/// The exec'd process has ended: reap it and tell the client how.
+fn finish_exec(e: &mut Exec, client: &Channel) {
+    if e.chan_open {
+        relay_exec(e, client);
+    }
+    let (status, rusage) = reap(e.process.pid);
+    e.done = true;
+    let (code, signal) = decode_status(status);
+    let msg = match e.failure.take() {
+        Some(r) => HelperMsg::Failed(r),
+        None if !e.started => HelperMsg::Failed(died_before_start(code, signal)),
+        None => HelperMsg::Exited { code, signal, rusage },
+    };
+    let _ = client.send(&msg);
+}
+
+/// True while `pid` is still the helper's copy, before it execs anything: its
+/// name is tsbox-init's until execve renames it, which the kernel does before
+/// it closes the close-on-exec channel. The name of a zombie stays readable.
+pub fn still_setting_up(pid: Pid) -> bool {
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let open = stat.iter().position(|b| *b == b'(')?;
+            let close = stat.iter().rposition(|b| *b == b')')?;
+            Some(stat.get(open + 1..close)? == b"tsbox-init")
+        })
+        .unwrap_or(false)
+}
+
+/// The report of a container whose first process ended during its setup
+/// without saying why.
+pub fn died_before_start(code: Option<i32>, signal: Option<i32>) -> Report {
+    let how = match (code, signal) {
+        (_, Some(sig)) => format!("was killed by signal {sig}{}", if sig == libc::SIGKILL { " (SIGKILL)" } else { "" }),
+        (Some(code), None) => format!("exited with status {code}"),
+        (None, None) => "ended".to_string(),
+    };
+    Report::new(Step::Start, 0)
+        .detail(format!(
+            "the container's first process {how} during its setup, before the command started"
+        ))
+        .hint(if signal == Some(libc::SIGKILL) {
+            "SIGKILL during setup is most often the OOM killer: the memory limit must leave the container a few MB to start in"
+        } else {
+            "something outside the container signalled it, or tsbox-init crashed; run with --trace to see the last step"
+        })
+}
+
+fn child_has_exited(pid: Pid) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    matches!(
+        waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT),
+        Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..))
+    )
+}
+
+pub fn decode_status(status: i32) -> (Option<i32>, Option<i32>) {
+    if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else if libc::WIFSIGNALED(status) {
+        (None, Some(libc::WTERMSIG(status)))
+    } else {
+        (Some(125), None)
+    }
+}

@@ -1,0 +1,93 @@
+/**
+ * The phases and messages of the launch channel and of a monitor's control
+ * socket, Node's side (tsbox_core::message is the other): typed senders, one
+ * receiver, the signal tables, and the error for a helper that died without
+ * a report.
+ */
+import { constants as osConstants } from 'node:os';
+
+import { TsboxError, type FailureReport } from '../errors.js';
+import type { NativeChannel } from '../native.js';
+import type { ProcessPlan, SandboxPlan } from './plan.js';
+
+export { PHASES, type Phase } from '../generated/tables.js';
+
+export interface Rusage {
+  userUsec: number;
+  systemUsec: number;
+  maxRssKib: number;
+}
+
+/** Helper → Node, and monitor → client on a control connection (tsbox_core::HelperMsg). */
+export type HelperMsg =
+  | { type: 'cloned'; pid: number; monitor: number }
+  | { type: 'ready' }
+  | { type: 'pty' }
+  | { type: 'started'; pid: number }
+  | ({ type: 'failed' } & FailureReport)
+  | { type: 'exited'; code: number | null; signal: number | null; rusage: Rusage };
+
+export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
+  const raw = await ch.recv();
+  return raw === null ? null : (JSON.parse(raw) as HelperMsg);
+}
+
+/**
+ * Sends a message. When the other end is gone (EPIPE), the report it left
+ * before exiting says why, and that is what the caller gets: the helper's
+ * `uid_map: EINVAL`, not `send: Broken pipe`.
+ */
+async function send(ch: NativeChannel, msg: object, fds: number[] = []): Promise<void> {
+  try {
+    if (fds.length > 0) ch.sendFds(JSON.stringify(msg), fds);
+    else ch.send(JSON.stringify(msg));
+  } catch (err) {
+    for (let m = await recv(ch).catch(() => null); m !== null; m = await recv(ch).catch(() => null)) {
+      if (m.type === 'failed') throw new TsboxError(m);
+    }
+    throw err;
+  }
+}
+
+/** Node → helper (tsbox_core::NodeMsg), one sender per message. */
+export const toHelper = {
+  /** Phase 1, with the descriptors the helper keeps while the container lives. */
+  plan: (ch: NativeChannel, plan: SandboxPlan, held: number[]) => send(ch, { type: 'plan', ...plan }, held),
+  /** Phase 3: Node wrote the id maps (newuidmap). */
+  maps: (ch: NativeChannel) => send(ch, { type: 'maps' }),
+  /** Phase 4: Node made the cgroup. */
+  cgroup: (ch: NativeChannel) => send(ch, { type: 'cgroup' }),
+  /** Phase 8: the process to run in the sandbox. */
+  process: (ch: NativeChannel, process: ProcessPlan) => send(ch, { type: 'process', ...process }),
+  signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo })),
+};
+
+/** Client → monitor on its control socket (tsbox_core::ControlRequest). */
+export const toMonitor = {
+  /** Run a process in the container with `stdio` (none with a tty) attached. */
+  exec: (ch: NativeChannel, process: ProcessPlan, stdio: number[], detach = false) => send(ch, { type: 'exec', process, detach }, stdio),
+  signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo })),
+  wait: (ch: NativeChannel) => send(ch, { type: 'wait' }),
+};
+
+export const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+
+export function signalNumber(sig: NodeJS.Signals | number): number {
+  if (typeof sig === 'number') return sig;
+  const n = (osConstants.signals as Record<string, number>)[sig];
+  if (n === undefined) {
+    throw new TsboxError({ step: 'signal', errno: 22, path: String(sig), detail: 'unknown signal name', hint: 'use a name such as SIGTERM, SIGINT or SIGKILL' });
+  }
+  return n;
+}
+
+/** A failure the helper could not report (it died, or never started). */
+export function helperDied(how: { code: number | null; signal: NodeJS.Signals | null }, stage: string): TsboxError {
+  return new TsboxError({
+    step: 'monitor',
+    errno: 0,
+    path: null,
+    detail: `tsbox-init ended ${how.signal ? `by ${how.signal}` : `with status ${how.code}`} ${stage}`,
+    hint: 'this is a bug in tsbox or a signal from outside; run with --trace to see the last step',
+  });
+}

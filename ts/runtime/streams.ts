@@ -1,0 +1,31 @@
+/** The streams of a container's stdio: pipes, held output, the terminal's master. */
+import { Socket } from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
+import { ReadStream } from 'node:tty';
+
+/** The terminal's master as one duplex stream (as node-pty does). */
+export function openTerminal(fd: number): ReadStream {
+  const t = new ReadStream(fd);
+  // EIO is how a pty master says the last slave has closed: the end, not an error.
+  t.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EIO') t.emit('terminal-error', err);
+  });
+  return t;
+}
+
+export function hold(stream: Readable | null): Readable | null {
+  if (!stream) return null;
+  const out = new PassThrough();
+  stream.pipe(out);
+  return out;
+}
+
+/** A stream over our end of a stdio pipe, or null when the stream was not piped. */
+export function pipeStream(fd: number, readable: boolean): Socket | null {
+  if (fd < 0) return null;
+  const socket = new Socket({ fd, readable, writable: !readable });
+  // The other end going away is how a container's output ends, not a failure.
+  socket.on('error', () => {});
+  return socket;
+}
+
