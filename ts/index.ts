@@ -23,6 +23,9 @@ export type { CaptureOptions, RunResult } from './runtime/run.js';
 export { loadConfig } from './config/file.js';
 export type { ConfigFile } from './config/file.js';
 export type { ExecOptions } from './runtime/container.js';
+export { ContainerRef, list, open } from './runtime/lifecycle.js';
+export type { Ended } from './runtime/lifecycle.js';
+export type { ContainerState } from './runtime/state.js';
 
 /** Options of `spawn`: the container's, plus an AbortSignal. */
 export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
@@ -46,6 +49,17 @@ function optionsObject<T extends object>(options: T | undefined): T {
     throw new TsboxError({ step: 'config', errno: 0, path: '(options)', detail: `the options must be an object, not ${got}`, hint: 'pass { rootfs, ... }, or leave the options out' });
   }
   return options;
+}
+
+/**
+ * Makes a container without starting its command: the sandbox is built and
+ * waits (OCI `create`); `container.start()` runs the command. With `detach`
+ * it outlives this process, and `open()` reaches it from any other.
+ */
+export async function create(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
+  const { signal, ...rest } = optionsObject(options);
+  const { command: argv, options: o } = parseRunInput(command, rest);
+  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true });
 }
 
 function hasLimits(o: Record<string, unknown>): boolean {

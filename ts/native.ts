@@ -36,6 +36,7 @@ export interface NativeBinding {
   /** A pipe, both ends close-on-exec: [read, write]. */
   pipe: () => number[];
   /** Starts tsbox-init with these stdio modes and the channel's end as its fd 3. */
+  /** Starts tsbox-init with these stdio modes (inherit, pipe, ignore, fd:N) and the channel's end as its fd 3. */
   spawnHelper: (path: string, stdio: string[], channelFd: number) => NativeHelper;
   /** Compiles an OCI seccomp profile (null: tsbox's default) to BPF for this machine; cached by content. */
   compileSeccomp: (profileJson: string | null) => Buffer;
@@ -57,6 +58,8 @@ export interface NativeFileLock {
   /** Its descriptor, for handing to tsbox-init; -1 once released. */
   readonly fd: number;
   release(): void;
+  /** Closes this process's copy only (another process holds the lock now). */
+  forget(): void;
 }
 
 /** A tsbox-init started by the addon (posix_spawn). */

@@ -27,7 +27,10 @@ function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; c
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      if (comm.startsWith('tsbox')) processes.push(`${pid} ${comm}`);
+      // A zombie holds nothing but its pid: a detached container's monitor
+      // that ended is one until init reaps it, which this VM's init does not.
+      const zombie = /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      if (comm.startsWith('tsbox') && !zombie) processes.push(`${pid} ${comm}`);
     } catch {
       // Gone while we looked.
     }

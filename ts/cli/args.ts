@@ -13,6 +13,9 @@ export const MULTIPLE = new Set<string>(['env', 'storage-opt', 'volume', 'tmpfs'
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
   config: { type: 'string', valueHint: 'FILE', description: 'Read options (and the command) from a JSON file; flags override it. Schema: tsbox/schema.json' },
+  detach: { type: 'boolean', alias: 'd', description: 'Run in the background: print the container id and leave it running (tsbox ps, exec, logs, stop, rm)' },
+  name: { type: 'string', valueHint: 'NAME', description: 'A name for the container, unique until it is removed' },
+  rm: { type: 'boolean', description: 'Remove the container when it ends (what an attached run does anyway)' },
   rootfs: {
     type: 'string',
     valueHint: 'DIR[:idmap]',

@@ -24,6 +24,13 @@ const version: string =
 
 const subCommands: Record<string, () => Promise<CommandDef>> = {
   run: () => import('./run.js').then((m) => m.default as CommandDef),
+  ps: () => import('./ps.js').then((m) => m.default as CommandDef),
+  exec: () => import('./exec.js').then((m) => m.default as CommandDef),
+  logs: () => import('./logs.js').then((m) => m.default as CommandDef),
+  stop: () => import('./stop.js').then((m) => m.default as CommandDef),
+  kill: () => import('./kill.js').then((m) => m.default as CommandDef),
+  rm: () => import('./rm.js').then((m) => m.default as CommandDef),
+  inspect: () => import('./inspect.js').then((m) => m.default as CommandDef),
   gc: () => import('./gc.js').then((m) => m.default as CommandDef),
 };
 

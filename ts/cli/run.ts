@@ -171,6 +171,13 @@ const run = defineCommand({
     const file = v.has('config') ? loadConfig(v.get('config') as string) : undefined;
     const options: RunOptions = { ...file?.options, stdio: 'inherit' };
     if (v.has('init')) options.init = v.get('init') !== false;
+    const detach = v.get('detach') === true;
+    if (detach) {
+      if (v.get('rm') === true) throw new TsboxError({ step: 'config', errno: 0, path: '--rm', detail: 'cannot be combined with --detach', hint: 'a detached container stays until `tsbox rm`' });
+      options.detach = true;
+      options.stdio = 'ignore';
+    }
+    if (v.has('name')) options.name = v.get('name') as string;
     if (v.has('trace')) options.trace = v.get('trace') === true;
     if (v.has('rootfs')) {
       // podman's `--rootfs DIR:idmap`.
@@ -231,6 +238,16 @@ const run = defineCommand({
     if (split.command.length === 0 && file?.command) split.command.push(...file.command);
     if (split.command.length === 0) {
       throw new TsboxError({ step: 'config', errno: 0, path: 'COMMAND', detail: 'no command given', hint: "put the command after the options: tsbox run -- sh -c 'echo hi'" });
+    }
+
+    if (detach) {
+      if (v.get('tty') === true) throw new TsboxError({ step: 'config', errno: 0, path: '--tty', detail: 'cannot be combined with --detach', hint: 'exec into the container with -it instead' });
+      const container = await spawn(split.command, options);
+      for (const n of container.notices) process.stderr.write(`${n}\n`);
+      // The container is its monitor's now: this process leaves it at once
+      // (its handle would otherwise keep it until the container ends).
+      process.stdout.write(`${container.id}\n`, () => process.exit(0));
+      await new Promise(() => {});
     }
 
     // Handlers go in before the launch: a signal that arrives while the

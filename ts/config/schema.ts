@@ -112,6 +112,15 @@ export const runOptionsSchema = z
     env: z.optional(z.record(envName, z.string().check(z.refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })))),
     /** Working directory inside the container. Default `/`. */
     cwd: z._default(absolutePath, '/'),
+    /**
+     * Outlive the caller (`tsbox run -d`): the container's monitor leaves the
+     * caller's process tree and keeps the container, its output goes to a log
+     * in its state directory, and `open()`/`tsbox exec`, `stop`, `rm` reach it
+     * from any process. Default: the container dies with its caller.
+     */
+    detach: z._default(z.boolean(), false),
+    /** A name for the container, unique among the containers that have state (`tsbox ps -a`). */
+    name: z.optional(z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, { message: 'must be letters, digits, _, . and -, starting with a letter or digit (at most 128)' }))),
     /** Run tsbox's minimal init as PID 1 (default), or make the command PID 1 (`false`). */
     init: z._default(z.boolean(), true),
     /** Print every setup step with its time offset to stderr. */

@@ -16,7 +16,7 @@ import { hold, openTerminal } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
-import { buildProcessPlan } from './plan.js';
+import { buildProcessPlan, type ProcessPlan } from './plan.js';
 import { recv, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
@@ -87,6 +87,8 @@ interface ContainerInit {
   startedAt: bigint;
   /** An exec'd process: signals go to it over its control connection. */
   exec?: boolean;
+  /** A created container's process plan, which start() sends (null once sent). */
+  process?: ProcessPlan | null;
 }
 
 /** What `exec` may change; the rest comes from the container. */
@@ -134,6 +136,9 @@ export class Container extends EventEmitter {
   readonly #cgroup: Cgroup | null;
   readonly #control: string;
   readonly #exec: boolean;
+  #process: ProcessPlan | null;
+  #started: Promise<void>;
+  #onStarted: () => void = () => {};
   readonly #result: Promise<ExitResult>;
   #exited = false;
   #timedOut = false;
@@ -154,6 +159,8 @@ export class Container extends EventEmitter {
     this.#options = init.options;
     this.#control = init.control;
     this.#exec = init.exec ?? false;
+    this.#process = init.process ?? null;
+    this.#started = this.#process ? new Promise((resolve) => (this.#onStarted = resolve)) : Promise.resolve();
     const cancelTimeout =
       init.timeout === undefined
         ? () => {}
@@ -183,6 +190,7 @@ export class Container extends EventEmitter {
         msg = await recv(this.#channel);
         if (msg === null) break;
         if (msg.type === 'failed') throw new TsboxError(msg);
+        if (msg.type === 'started') this.#onStarted();
       }
     } catch (err) {
       failure = err;
@@ -248,6 +256,19 @@ export class Container extends EventEmitter {
     if (oomKilled) this.emit('oom', result);
     this.emit('exit', result);
     return result;
+  }
+
+  /**
+   * Starts a container made by `create()`: its process is handed to the
+   * sandbox, which has been waiting for it. Resolves once it was exec'd;
+   * rejects as wait() does when it could not start.
+   */
+  async start(): Promise<void> {
+    const process = this.#process;
+    if (process === null) throw new TsboxError({ step: 'start', errno: 16, path: this.id.slice(0, 12), detail: 'the container was started already', hint: 'create() makes a container to start once' });
+    this.#process = null;
+    await toHelper.process(this.#channel, process);
+    await Promise.race([this.#started, this.#result.then(() => {})]);
   }
 
   /** Live usage of the container's cgroup (memory, cpu, pids); null without one. */

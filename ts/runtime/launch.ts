@@ -14,6 +14,7 @@
  * 7. `ready`, 9. `started`: the sandbox is built; the process was exec'd.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
 import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
@@ -25,16 +26,17 @@ import { Container } from './container.js';
 import { buildPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, type HelperMsg } from './protocol.js';
 import { hold, openTerminal, pipeStream } from './streams.js';
-import { createContainerDir, removeContainerDir } from './state.js';
+import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState } from './state.js';
 
 export function traceLine(t0: bigint, what: string): void {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   process.stderr.write(`tsbox[${process.pid}] +${ms.toFixed(3)}ms ${what}\n`);
 }
 
-type StdioMode = 'inherit' | 'pipe' | 'ignore';
 
-function stdioFor(o: ResolvedOptions): [StdioMode, StdioMode, StdioMode] {
+function stdioFor(o: ResolvedOptions, log: number | null): [string, string, string] {
+  // Detached: nothing to read from, and the output goes to the log.
+  if (log !== null) return ['ignore', `fd:${log}`, `fd:${log}`];
   // With a tty the command's stdio is the terminal; the helper's own stderr
   // still carries --trace.
   if (o.tty) return ['ignore', 'ignore', 'inherit'];
@@ -59,6 +61,8 @@ function closed(helper: NativeHelper): Promise<{ code: number | null; signal: No
 export interface LaunchExtras {
   /** Kills the container when aborted. */
   signal?: AbortSignal | undefined;
+  /** Build the sandbox and stop at `ready`: the process comes with Container.start() (create). */
+  deferProcess?: boolean | undefined;
   /** The caller set a resource limit (so a cgroup is required, even rootless). */
   explicitLimits?: boolean | undefined;
 }
@@ -97,11 +101,23 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   // for the plan and exits when the channel closes without one.
   // posix_spawn from the addon: nothing of Node is copied, and no code runs
   // in the child before tsbox-init (DESIGN.md, Processes).
+  // The container's state directory, and a detached container's log in it.
+  let dir: string;
+  let log: number | null = null;
+  try {
+    if (o.name !== undefined) checkName(o.name);
+    dir = createContainerDir(id);
+    if (o.detach) log = openSync(join(dir, 'container.log'), 'a', 0o600);
+  } catch (err) {
+    throw err instanceof TsboxError ? err : fromSystemError('state', err, 'create the container\'s state');
+  }
+  undo.push(() => removeContainerDir(dir));
   const ch = new native.binding.Channel();
   let helper: NativeHelper;
   try {
-    helper = native.binding.spawnHelper(native.initPath, stdioFor(o), ch.childFd);
+    helper = native.binding.spawnHelper(native.initPath, stdioFor(o, log), ch.childFd);
   } catch (err) {
+    cleanup();
     ch.close();
     throw new TsboxError(
       { step: 'spawn_helper', errno: 0, path: native.initPath, detail: (err as Error).message, hint: 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init' },
@@ -109,6 +125,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     );
   } finally {
     ch.closeChild();
+    if (log !== null) closeSync(log);
   }
   const stdin = pipeStream(helper.takePipe(0), false);
   const stdoutPipe = pipeStream(helper.takePipe(1), true);
@@ -139,8 +156,6 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   let later: PreparedCgroup | null = null;
   let plan;
   try {
-    const dir = createContainerDir(id);
-    undo.push(() => removeContainerDir(dir));
     maps = computeMaps(o, id);
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
@@ -165,7 +180,24 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
         : cgroupInfo.v2Path
           ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared.procsFiles] }
           : { how: 'place', procs: [...prepared.procsFiles], madeByNode: later !== null },
-      control: `${dir}/control.sock`,
+      control: join(dir, 'control.sock'),
+      detach: o.detach,
+    });
+    writeState(dir, {
+      ociVersion: OCI_VERSION,
+      id,
+      status: 'creating',
+      pid: 0,
+      bundle: plan.sandbox.rootfs.path,
+      annotations: {},
+      name: o.name ?? null,
+      created: new Date().toISOString(),
+      monitorPid: 0,
+      callerPid: process.pid,
+      detached: o.detach,
+      command,
+      options: o,
+      log: o.detach ? join(dir, 'container.log') : null,
     });
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));
@@ -181,8 +213,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     // The id range's lock goes with the plan: tsbox-init holds it until the
     // container's last process is gone, even if this process dies first.
     await toHelper.plan(ch, sandbox, maps?.lock ? [maps.lock.fd] : []);
-    // Phase 8, pipelined: the helper hands it over once the sandbox is ready.
-    await toHelper.process(ch, first);
+    // Phase 8, pipelined: the helper hands it over once the sandbox is ready
+    // (create: later, with Container.start()).
+    if (!extras.deferProcess) await toHelper.process(ch, first);
     // Phase 4, Node's part: the cgroup, made while the helper clones.
     if (later) {
       cgroup = later.create();
@@ -196,6 +229,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     if (msg.type === 'failed') throw new TsboxError(msg);
     if (msg.type !== 'cloned') throw helperDied({ code: null, signal: null }, `out of order (${msg.type})`);
     cloned = msg;
+    // A detached container's cgroup is its monitor's to keep: gc takes it
+    // for an orphan only once the monitor is gone, not this process.
+    if (o.detach) cgroup?.setOwner(cloned.monitor);
     // Phase 3, Node's part: maps that need newuidmap.
     if (sandbox.maps.writer === 'node' && maps) {
       writeMaps(cloned.pid, maps, trace);
@@ -205,7 +241,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     // Phases 7 to 9: the sandbox is ready, the process prepares (handing
     // over its terminal, with tty) and execs.
     started = await recv(ch);
-    while (started?.type === 'ready' || started?.type === 'pty') {
+    while ((started?.type === 'ready' && !extras.deferProcess) || started?.type === 'pty') {
       if (started.type === 'pty') {
         const fd = ch.takeFd();
         if (fd >= 0) {
@@ -220,6 +256,14 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   }
   if (started === null) return fail(helperDied(await done, 'while setting up the container'));
   if (started.type === 'failed') return fail(startFailure(started, cgroup, o));
+  let release = cleanup;
+  if (o.detach) {
+    // The monitor keeps the container, its ids and its cgroup from now on,
+    // and its state stays for `tsbox ps -a` until `tsbox rm`.
+    maps?.lock?.forget();
+    undo.splice(0);
+    release = () => {};
+  }
   return new Container({
     id,
     options: o,
@@ -231,8 +275,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     first: started.type === 'exited' ? started : null,
     trace,
     notices,
-    release: cleanup,
+    release,
     timeout: o.timeout,
+    process: extras.deferProcess ? first : null,
     signal: extras.signal,
     terminal,
     terminalFd,
@@ -303,8 +348,9 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
     collected = true;
     setImmediate(() => {
       try {
+        const states = gcStates();
         const removed = gc();
-        if (removed.length > 0) trace?.(`cgroup: collected ${removed.length} orphaned cgroup(s) of crashed runs`);
+        if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
       } catch {
         // Collection is best effort; the next start tries again.
       }

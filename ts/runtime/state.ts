@@ -3,10 +3,11 @@
  * `/run/tsbox/<id>/` as root, `$XDG_RUNTIME_DIR/tsbox/<id>/` otherwise (or
  * `/run/user/<uid>/tsbox`, or a private directory under the temporary
  * directory when neither exists). A container's directory holds its
- * monitor's control socket. Nothing in it is writable by a container: it is
- * 0700, owned by the caller, outside every container's root.
+ * `state.json`, its monitor's control socket, and a detached container's
+ * log. Nothing in it is writable by a container: it is 0700, owned by the
+ * caller, outside every container's root.
  */
-import { mkdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -59,4 +60,182 @@ export function removeContainerDir(dir: string): void {
   } catch {
     // Other containers' directories are there.
   }
+}
+
+/**
+ * `state.json`: the OCI runtime-spec state (ociVersion, id, status, pid,
+ * bundle, annotations) and tsbox's own fields. Node writes it whole before
+ * the launch (status `creating`); the container's monitor then sets `pid`,
+ * `monitorPid` and `status` (`created`, `running`, `stopped`) and how it
+ * ended (crates/tsbox-init/src/helper/state.rs). Every write is a rename.
+ */
+export interface ContainerState {
+  ociVersion: string;
+  id: string;
+  status: 'creating' | 'created' | 'running' | 'stopped';
+  pid: number;
+  bundle: string;
+  annotations: Record<string, string>;
+  /** A name unique among the containers that have state, or null. */
+  name: string | null;
+  /** When the launch began (ISO 8601). */
+  created: string;
+  /** The monitor (tsbox-init) and its start time, to tell it from a recycled pid. */
+  monitorPid: number;
+  /** The caller's process: an attached container dies with it. */
+  callerPid: number;
+  detached: boolean;
+  command: string[];
+  /** The options the container was started with (the defaults of an exec). */
+  options: Record<string, unknown>;
+  /** A detached container's output. */
+  log: string | null;
+  exitCode?: number;
+  exitSignal?: number | null;
+  finishedAtMs?: number;
+  error?: string;
+}
+
+export const OCI_VERSION = '1.2.0';
+
+/** Writes `state` as `<dir>/state.json`, atomically. */
+export function writeState(dir: string, state: ContainerState): void {
+  const path = join(dir, 'state.json');
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw fromSystemError('state', err, `write ${path}`);
+  }
+}
+
+/** The state of the container in `dir`, or null when it has none (being made or removed). */
+export function readState(dir: string): ContainerState | null {
+  try {
+    const s = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as ContainerState;
+    return typeof s.id === 'string' ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+/** True while process `pid` lives (not a zombie). */
+export function processAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) [ZX] /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The state as it really is: a container whose monitor is gone is stopped
+ * whatever its file says (the monitor killed it, or died and took it along).
+ */
+export function liveState(s: ContainerState): ContainerState {
+  if (s.status !== 'stopped' && s.monitorPid && !processAlive(s.monitorPid)) return { ...s, status: 'stopped', exitCode: s.exitCode ?? 137, error: s.error ?? 'its monitor is gone' };
+  return s;
+}
+
+/** Every container of this user that has state, newest first. */
+export function listStates(root: string = stateRoot()): { dir: string; state: ContainerState }[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const out: { dir: string; state: ContainerState }[] = [];
+  for (const n of names) {
+    if (!/^[0-9a-f]{64}$/.test(n)) continue;
+    const dir = join(root, n);
+    const state = readState(dir);
+    if (state) out.push({ dir, state: liveState(state) });
+  }
+  return out.sort((a, b) => b.state.created.localeCompare(a.state.created));
+}
+
+/** The container a user means by `ref`: its name, its id, or a unique prefix of its id. */
+export function findContainer(ref: string, root: string = stateRoot()): { dir: string; state: ContainerState } {
+  const all = listStates(root);
+  const byName = all.find((c) => c.state.name === ref);
+  if (byName) return byName;
+  const byId = all.filter((c) => c.state.id.startsWith(ref));
+  if (byId.length === 1 && ref.length > 0) return byId[0]!;
+  if (byId.length > 1) {
+    throw new TsboxError({ step: 'state', errno: 22, path: ref, detail: `the id prefix matches ${byId.length} containers`, hint: 'give more of the id, or the name' });
+  }
+  throw new TsboxError({ step: 'state', errno: 2, path: ref, detail: 'no such container', hint: '`tsbox ps -a` lists the containers' });
+}
+
+/** Refuses a name another container with state has (a name is unique until `tsbox rm`). */
+export function checkName(name: string, root: string = stateRoot()): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)) {
+    throw new TsboxError({ step: 'config', errno: 0, path: 'name', detail: `"${name}" is not a container name`, hint: 'use letters, digits, _, . and -, starting with a letter or digit' });
+  }
+  if (/^[0-9a-f]{64}$/.test(name)) {
+    throw new TsboxError({ step: 'config', errno: 0, path: 'name', detail: 'a name cannot look like a container id', hint: 'choose another name' });
+  }
+  const other = listStates(root).find((c) => c.state.name === name);
+  if (other) {
+    throw new TsboxError({
+      step: 'config',
+      errno: 17,
+      path: 'name',
+      detail: `the name "${name}" is in use by container ${other.state.id.slice(0, 12)} (${other.state.status})`,
+      hint: `remove it first (tsbox rm ${other.state.status === 'stopped' ? '' : '-f '}${name}), or choose another name`,
+    });
+  }
+}
+
+/**
+ * Removes the state of containers that nobody keeps any more: a monitor that
+ * is gone (killed, or crashed) while the container was not stopped, and an
+ * attached container whose caller is gone too. A detached container that
+ * stopped normally keeps its state until `tsbox rm`. Their cgroups are the
+ * cgroup gc's (ts/cgroups/gc.ts). Returns the ids removed.
+ */
+export function gcStates(root: string = stateRoot()): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names) {
+    if (!/^[0-9a-f]{64}$/.test(n)) continue;
+    const dir = join(root, n);
+    const s = readState(dir);
+    let orphan: boolean;
+    if (s === null) {
+      // Being made right now, or left by a crash between mkdir and write.
+      try {
+        orphan = Date.now() - statSync(dir).mtimeMs > 60_000;
+      } catch {
+        continue;
+      }
+    } else if (s.status === 'stopped' && s.detached) {
+      orphan = false;
+    } else if (processAlive(s.monitorPid)) {
+      orphan = false;
+    } else if (s.status === 'stopped') {
+      // A detached container that ended keeps its state until `tsbox rm`; an
+      // attached one's is its caller's to remove, unless that is gone too.
+      orphan = !s.detached && !processAlive(s.callerPid);
+    } else {
+      // Its monitor died (killed, or crashed), or never came (a launch that
+      // is still going on keeps its state).
+      orphan = !(s.status === 'creating' && processAlive(s.callerPid));
+    }
+    if (orphan) {
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(n);
+    }
+  }
+  return removed;
 }

@@ -32,6 +32,13 @@ impl FileLock {
         self.file.lock().unwrap().as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1)
     }
 
+    /// Closes this process's copy without removing the file: another process
+    /// (a detached container's monitor) holds the lock from now on.
+    #[napi]
+    pub fn forget(&self) {
+        self.file.lock().unwrap().take();
+    }
+
     /// Unlocks and removes the lock file.
     #[napi]
     pub fn release(&self) {

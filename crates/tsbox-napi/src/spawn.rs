@@ -163,10 +163,17 @@ pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32) -> Result
                         ours[i] = Some(parent);
                         theirs.push(child);
                     }
+                    // A descriptor of this process (a detached container's log).
+                    fd if fd.starts_with("fd:") && fd[3..].parse::<i32>().is_ok() => {
+                        check(
+                            libc::posix_spawn_file_actions_adddup2(&mut actions, fd[3..].parse::<i32>().unwrap(), i as i32),
+                            "posix_spawn_file_actions_adddup2",
+                        )?;
+                    }
                     other => {
                         return Err(Error::new(
                             Status::InvalidArg,
-                            format!("stdio[{i}] must be inherit, pipe or ignore, not {other}"),
+                            format!("stdio[{i}] must be inherit, pipe, ignore or fd:N, not {other}"),
                         ))
                     }
                 }

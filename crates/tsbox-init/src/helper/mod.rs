@@ -18,6 +18,7 @@ pub mod control;
 pub mod exec;
 pub mod idmap;
 pub mod monitor;
+pub mod state;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -139,6 +140,11 @@ pub fn run(node: Channel) -> i32 {
     {
         return abort(None);
     }
+    state::StateFile::beside(plan.control.as_deref()).update(|s| {
+        s.insert("pid".into(), pid.as_raw().into());
+        s.insert("monitorPid".into(), monitor.into());
+        s.insert("status".into(), "created".into());
+    });
 
     // Phases 3 to 5, Node's parts: what the plan says Node does, in the order
     // Node sends it, and the process if it comes along.
@@ -195,6 +201,13 @@ pub fn run(node: Channel) -> i32 {
         // Its processes are gone (PID 1 is reaped): the cgroups are empty, and
         // nobody else will remove them now (tsbox gc takes what is left).
         cgroup::remove(&plan.cgroup, &tr);
+    }
+    if outcome.caller_gone && !plan.detach {
+        // An attached container's state goes with it when its caller cannot
+        // remove it (a detached one's stays until `tsbox rm`).
+        if let Some(dir) = plan.control.as_deref().and_then(|c| std::path::Path::new(c).parent()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     outcome.status
 }

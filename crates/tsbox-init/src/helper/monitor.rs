@@ -128,6 +128,12 @@ pub fn run(
         set.add(s);
     }
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
+    let state = super::state::StateFile::beside(plan.control.as_deref());
+    let running = |state: &super::state::StateFile| {
+        state.update(|s| {
+            s.insert("status".into(), "running".into());
+        })
+    };
     let listener = plan.control.as_deref().and_then(|path| match Listener::bind(path) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -209,6 +215,7 @@ pub fn run(
                 Ok(Some((ChildMsg::Started, _))) => {
                     started = true;
                     let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
+                    running(&state);
                 }
                 Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
                 // Without init, the channel closes on a successful exec, and
@@ -221,6 +228,7 @@ pub fn run(
                         } else {
                             started = true;
                             let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
+                            running(&state);
                         }
                     }
                 }
@@ -336,6 +344,18 @@ pub fn run(
         Err(r) => (HelperMsg::Failed(r.clone()), exit_code_for(&r)),
         Ok(msg) => (msg, code.unwrap_or_else(|| 128 + signal.unwrap_or(0))),
     };
+    state.update(|s| {
+        s.insert("status".into(), "stopped".into());
+        s.insert("exitCode".into(), status.into());
+        s.insert(
+            "exitSignal".into(),
+            signal.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null),
+        );
+        s.insert("finishedAtMs".into(), super::state::now_ms().into());
+        if let HelperMsg::Failed(r) = &msg {
+            s.insert("error".into(), r.to_string().into());
+        }
+    });
     for k in conns.iter().filter(|k| k.waiting && k.open) {
         let _ = k.chan.send(&msg);
     }

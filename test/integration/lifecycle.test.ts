@@ -1,0 +1,222 @@
+/**
+ * Containers that outlive one call (issue 14): detached runs, ps, exec,
+ * logs, stop, kill, rm and inspect from other processes, open() and create()
+ * in the API, a killed creator and a killed monitor, unique names, and
+ * nothing left behind.
+ */
+import { execFileSync, spawn as spawnProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { create, list, open, spawn } from '../../ts/index.js';
+import { containerDir } from '../../ts/runtime/state.js';
+import { tsboxCgroups } from '../support/host.js';
+import { alive, cli, eventually, REPO } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+let scratch: string;
+beforeAll(async () => {
+  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-test-lifecycle-'));
+  await fs.chmod(scratch, 0o755);
+});
+afterAll(async () => {
+  await fs.rm(scratch, { recursive: true, force: true });
+});
+
+const name = (what: string) => `t${process.pid}-${what}`;
+
+describe('detached containers from the CLI', () => {
+  it('run -d, then from other processes: ps lists it, exec sees its processes, logs, stop ends it, rm leaves nothing', async () => {
+    const web = name('web');
+    const before = tsboxCgroups();
+    const started = await cli(['run', '-d', '--name', web, '--rootfs', rootfs, '--', 'sh', '-c', 'echo hello from web; exec sleep 100']);
+    expect(started.code, started.stderr).toBe(0);
+    const id = started.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const ps = await cli(['ps']);
+    expect(ps.stdout).toMatch(new RegExp(`^${id.slice(0, 12)}\\s+${web}\\s+sh -c echo hello.*Up\\s+\\d+$`, 'm'));
+    const json = JSON.parse((await cli(['ps', '--format', 'json'])).stdout) as { id: string; status: string; pid: number }[];
+    const mine = json.find((c) => c.id === id)!;
+    expect(mine.status).toBe('running');
+    expect(alive(mine.pid)).toBe(true);
+    const exec = await cli(['exec', web, 'ps', '-o', 'pid,args']);
+    expect(exec.code, exec.stderr).toBe(0);
+    expect(exec.stdout).toMatch(/^\s*1 tsbox-init/m);
+    expect(exec.stdout).toMatch(/^\s*2 sleep 100/m);
+    // By a unique prefix of the id, too, and with its status.
+    const failing = await cli(['exec', id.slice(0, 10), 'sh', '-c', 'exit 4']);
+    expect(failing.code).toBe(4);
+    expect((await cli(['logs', web])).stdout).toBe('hello from web\n');
+    const inspect = JSON.parse((await cli(['inspect', web])).stdout) as { id: string; name: string; status: string; ociVersion: string }[];
+    expect(inspect[0]).toMatchObject({ id, name: web, status: 'running', ociVersion: '1.2.0' });
+    const t0 = Date.now();
+    const stop = await cli(['stop', '-t', '2', web]);
+    expect(stop.code, stop.stderr).toBe(0);
+    // sleep ignores nothing: SIGTERM (through init) ends it at once.
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(alive(mine.pid)).toBe(false);
+    expect((await cli(['ps'])).stdout).not.toContain(id.slice(0, 12));
+    expect((await cli(['ps', '-a'])).stdout).toMatch(new RegExp(`^${id.slice(0, 12)}\\s+${web}.*Exited \\(143\\)`, 'm'));
+    const rm = await cli(['rm', web]);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(existsSync(containerDir(id))).toBe(false);
+    expect((await cli(['ps', '-a'])).stdout).not.toContain(id.slice(0, 12));
+    expect(await eventually(() => tsboxCgroups().filter((c) => !before.includes(c)).length === 0)).toBe(true);
+  });
+
+  it('refuses a second container with the same name, and rm of a running one without -f', async () => {
+    const dup = name('dup');
+    const a = await cli(['run', '-d', '--name', dup, '--rootfs', rootfs, '--', 'sleep', '100']);
+    expect(a.code, a.stderr).toBe(0);
+    const b = await cli(['run', '-d', '--name', dup, '--rootfs', rootfs, '--', 'sleep', '100']);
+    expect(b.code).toBe(125);
+    expect(b.stderr).toMatch(new RegExp(`^tsbox: config\\(name\\): EEXIST — the name "${dup}" is in use by container [0-9a-f]{12} \\(running\\)`));
+    const rm = await cli(['rm', dup]);
+    expect(rm.code).toBe(125);
+    expect(rm.stderr).toMatch(/the container is running; stop it first, or remove it with force/);
+    expect((await cli(['rm', '-f', dup])).code).toBe(0);
+    expect((await cli(['inspect', dup])).stderr).toMatch(/^tsbox: state\(.*\): ENOENT — no such container/);
+  });
+
+  it('kill sends the signal it is given', async () => {
+    const k = name('kill');
+    await cli(['run', '-d', '--name', k, '--rootfs', rootfs, '--', 'sh', '-c', "trap 'echo got USR1; exit 7' USR1; while :; do sleep 0.1; done"]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await cli(['kill', '-s', 'USR1', k])).code).toBe(0);
+    expect((await open(k).wait()).exitCode).toBe(7);
+    expect(open(k).logs()).toBe('got USR1\n');
+    await open(k).remove();
+  });
+});
+
+describe('open() and create() in the API', () => {
+  it('a second process opens a detached container by name: state, exec, kill, wait', async () => {
+    const api = name('api');
+    const c = await spawn(['sleep', '100'], { rootfs, detach: true, name: api });
+    const ref = open(api);
+    expect(ref.id).toBe(c.id);
+    expect(ref.state()).toMatchObject({ status: 'running', detached: true, name: api });
+    expect(list().map((s) => s.id)).toContain(c.id);
+    const e = await ref.exec(['hostname']);
+    let out = '';
+    e.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    expect((await e.wait()).exitCode).toBe(0);
+    expect(out).toBe(`${c.id.slice(0, 12)}\n`);
+    ref.kill('SIGKILL');
+    expect(await ref.wait()).toMatchObject({ exitCode: 137, signal: 'SIGKILL' });
+    expect(ref.state().status).toBe('stopped');
+    await ref.remove();
+    await c.wait().catch(() => {});
+  });
+
+  it('create() builds the sandbox and waits; start() runs the command', async () => {
+    const c = await create(['sh', '-c', 'echo started; exit 3'], { rootfs });
+    expect(open(c.id).state().status).toBe('created');
+    expect(alive(c.pid)).toBe(true);
+    let out = '';
+    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await c.start();
+    expect((await c.wait()).exitCode).toBe(3);
+    expect(out).toBe('started\n');
+    await expect(c.start()).rejects.toThrow(/started already/);
+  });
+});
+
+describe('a detached container outlives its creator; its monitor does not outlive it', () => {
+  /** Starts a Node process that makes a detached container, prints its id and stays. */
+  async function creator(label: string): Promise<{ id: string; kill: () => void }> {
+    const script = join(scratch, `${label}.mjs`);
+    await fs.writeFile(
+      script,
+      `const t = await import(${JSON.stringify(join(REPO, 'dist/tsbox.js'))});\nconst c = await t.spawn(['sleep', '100'], { rootfs: ${JSON.stringify(rootfs)}, detach: true, name: ${JSON.stringify(name(label))} });\nconsole.log(c.id);\nsetInterval(() => {}, 1000);\n`,
+    );
+    const child = spawnProcess(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const id = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+    return { id, kill: () => child.kill('SIGKILL') };
+  }
+
+  it('kill -9 of the process that created it: it keeps running, and can still be stopped', async () => {
+    const { id, kill } = await creator('orphan');
+    kill();
+    await new Promise((r) => setTimeout(r, 500));
+    const ref = open(id);
+    expect(ref.state().status).toBe('running');
+    expect(alive(ref.state().pid)).toBe(true);
+    await ref.stop(2);
+    expect(ref.state().status).toBe('stopped');
+    await ref.remove();
+  });
+
+  it('kill -9 of its monitor: the container dies, and gc leaves nothing', async () => {
+    const before = tsboxCgroups();
+    const { id, kill } = await creator('monitor');
+    kill();
+    const s = open(id).state();
+    process.kill(s.monitorPid, 'SIGKILL');
+    expect(await eventually(() => !alive(s.pid), 2_000)).toBe(true);
+    expect(open(id).state().status).toBe('stopped');
+    const gc = await cli(['gc']);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(existsSync(containerDir(id))).toBe(false);
+    expect(tsboxCgroups().filter((c) => !before.includes(c) && c.includes(id))).toEqual([]);
+  });
+});
+
+describe('rootless', () => {
+  const user = `tsbox-lc-${process.pid}`;
+  let uid = 0;
+  beforeAll(() => {
+    execFileSync('useradd', ['-M', '-s', '/bin/sh', user]);
+    uid = Number(execFileSync('id', ['-u', user]).toString().trim());
+  });
+  afterAll(() => {
+    execFileSync('userdel', [user]);
+  });
+  // The runner's environment is root's: an ordinary user's state goes where its own would.
+  const env = () => ({ ...process.env, XDG_RUNTIME_DIR: '' });
+
+  it('an ordinary user creates, execs into, stops and removes a container (exec used to fail with EPERM)', async () => {
+    const rl = name('rootless');
+    const as = (args: string[]) => cli(args, { uid, gid: uid, env: env() });
+    const run = await as(['run', '-d', '--name', rl, '--rootfs', rootfs, '--', 'sleep', '100']);
+    expect(run.code, run.stderr).toBe(0);
+    const exec = await as(['exec', rl, 'sh', '-c', 'id -u; ps -o pid,args']);
+    expect(exec.code, exec.stderr).toBe(0);
+    expect(exec.stdout).toMatch(/^0\n/);
+    expect(exec.stdout).toMatch(/^\s*2 sleep 100/m);
+    // Seen from the host, the exec'd process is the user's, never root.
+    expect((await as(['stop', '-t', '2', rl])).code).toBe(0);
+    expect((await as(['rm', rl])).code).toBe(0);
+    expect((await as(['ps', '-a'])).stdout).not.toContain(rl);
+  });
+
+  it('exec into an attached container through the API, as the user', async () => {
+    const script = join(scratch, 'rootless-exec.mjs');
+    await fs.writeFile(
+      script,
+      `const t = await import(${JSON.stringify(join(REPO, 'dist/tsbox.js'))});\nconst c = await t.spawn(['sleep', '30'], { rootfs: ${JSON.stringify(rootfs)} });\nconst e = await c.exec(['id', '-u']);\nlet out = '';\ne.stdout.on('data', (d) => (out += d));\nconst r = await e.wait();\nconsole.log(JSON.stringify({ out, code: r.exitCode }));\nc.kill('SIGKILL');\nawait c.wait().catch(() => {});\n`,
+    );
+    await fs.chmod(script, 0o644);
+    const out = execFileSync(process.execPath, [script], { uid, gid: uid, env: env(), encoding: 'utf8', timeout: 20_000 });
+    expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({ out: '0\n', code: 0 });
+  });
+});
+
+describe('nothing left behind', () => {
+  it('no state directory of this suite remains', () => {
+    const root = containerDir('x').slice(0, -2);
+    const left = (existsSync(root) ? readdirSync(root) : []).filter((n) => /^[0-9a-f]{64}$/.test(n)).filter((n) => {
+      try {
+        return (JSON.parse(readFileSync(join(root, n, 'state.json'), 'utf8')) as { name: string | null }).name?.startsWith(`t${process.pid}-`);
+      } catch {
+        return false;
+      }
+    });
+    expect(left).toEqual([]);
+  });
+});
+

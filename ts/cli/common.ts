@@ -1,0 +1,24 @@
+/** What the commands that act on an existing container share: their flags, parsed the same way as run's. */
+import { showUsage, type ArgsDef, type CommandDef } from 'citty';
+
+import { TsboxError } from '../errors.js';
+import { splitArgs, type Split } from './args.js';
+
+/**
+ * Parses `rawArgs` against `def`: the flags, then the positionals. Prints
+ * the help and returns null for `--help`; refuses unknown flags by name and
+ * a wrong number of positionals.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any command, whatever its args
+export async function parse(rawArgs: readonly string[], def: ArgsDef, cmd: CommandDef<any>, name: string, positionals: { min: number; max: number; usage: string }): Promise<Split | null> {
+  const split = splitArgs(rawArgs, def, name);
+  if (split.help) {
+    await showUsage(cmd);
+    return null;
+  }
+  const n = split.command.length;
+  if (n < positionals.min || n > positionals.max) {
+    throw new TsboxError({ step: 'config', errno: 0, path: name, detail: n < positionals.min ? `needs ${positionals.usage}` : `takes ${positionals.usage}, not ${split.command.slice(positionals.max).join(' ')}`, hint: `see \`tsbox ${name} --help\`` });
+  }
+  return split;
+}

@@ -1,0 +1,62 @@
+/** `tsbox exec [-it] [-u U] [-w DIR] [-e K=V] NAME CMD...`: run a command in a running container. */
+import { defineCommand, showUsage } from 'citty';
+
+import { open } from '../runtime/lifecycle.js';
+import { TsboxError } from '../errors.js';
+import { parseEnv, splitArgs } from './args.js';
+
+const args = {
+  tty: { type: 'boolean', alias: 't', description: 'Give the command a pseudo-terminal' },
+  interactive: { type: 'boolean', alias: 'i', description: 'Keep stdin attached (with -t: an interactive terminal)' },
+  user: { type: 'string', alias: 'u', valueHint: 'USER[:GROUP]', description: "Run as this user (default: the container's)" },
+  workdir: { type: 'string', alias: 'w', valueHint: 'DIR', description: "Working directory (default: the container's)" },
+  env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable)' },
+  detach: { type: 'boolean', alias: 'd', description: 'Leave the command running in the background' },
+} as const;
+
+const command = defineCommand({
+  meta: { name: 'tsbox exec', description: "Run a command in a running container, with its user, capabilities, seccomp filter and limits" },
+  args,
+  async run({ rawArgs, cmd }) {
+    const split = splitArgs(rawArgs, args, 'exec');
+    if (split.help) {
+      await showUsage(cmd);
+      return;
+    }
+    const [ref, ...argv] = split.command;
+    if (ref === undefined || argv.length === 0) {
+      throw new TsboxError({ step: 'config', errno: 0, path: 'exec', detail: 'needs a container and a command: tsbox exec NAME CMD...', hint: 'see `tsbox exec --help`' });
+    }
+    const v = split.values;
+    const tty = v.get('tty') === true;
+    const detach = v.get('detach') === true;
+    const c = await open(ref).exec(argv, {
+      stdio: detach ? 'ignore' : 'inherit',
+      tty,
+      ...(tty && process.stdout.isTTY && process.stdout.columns > 0 ? { ttySize: { cols: process.stdout.columns, rows: process.stdout.rows } } : {}),
+      ...(v.has('user') ? { user: v.get('user') as string } : {}),
+      ...(v.has('workdir') ? { cwd: v.get('workdir') as string } : {}),
+      ...(v.has('env') ? { env: parseEnv(v.get('env') as string[]) } : {}),
+    });
+    if (detach) return;
+    let restore = () => {};
+    if (tty) {
+      c.stdout?.pipe(process.stdout, { end: false });
+      const raw = v.get('interactive') === true && process.stdin.isTTY;
+      if (raw) process.stdin.setRawMode(true);
+      if (v.get('interactive') === true) process.stdin.pipe(c.stdin!);
+      restore = () => {
+        process.stdin.unpipe();
+        process.stdin.pause();
+        if (raw) process.stdin.setRawMode(false);
+      };
+    }
+    try {
+      process.exitCode = (await c.wait()).exitCode;
+    } finally {
+      restore();
+    }
+  },
+});
+
+export default command;

@@ -1,0 +1,35 @@
+/** `tsbox kill [-s SIG] NAME...`: signal containers' PID 1. */
+import { constants } from 'node:os';
+
+import { defineCommand } from 'citty';
+
+import { open } from '../runtime/lifecycle.js';
+import { TsboxError } from '../errors.js';
+import { parse } from './common.js';
+
+const args = { signal: { type: 'string', alias: 's', valueHint: 'SIG', description: 'The signal: a name (TERM, SIGTERM) or number. Default KILL' } } as const;
+
+/** `KILL`, `SIGKILL`, `9` → 9. */
+export function parseSignal(s: string): number {
+  if (/^\d+$/.test(s)) return Number(s);
+  const name = s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`;
+  const n = (constants.signals as Record<string, number>)[name];
+  if (n === undefined) throw new TsboxError({ step: 'config', errno: 0, path: '--signal', detail: `unknown signal "${s}"`, hint: 'a name such as TERM or SIGKILL, or a number' });
+  return n;
+}
+
+const command = defineCommand({
+  meta: { name: 'tsbox kill', description: "Send a signal to containers' PID 1 (default SIGKILL)" },
+  args,
+  async run({ rawArgs, cmd }) {
+    const split = await parse(rawArgs, args, cmd, 'kill', { min: 1, max: Infinity, usage: 'one or more containers' });
+    if (!split) return;
+    const signo = parseSignal((split.values.get('signal') as string | undefined) ?? 'KILL');
+    for (const ref of split.command) {
+      open(ref).kill(signo);
+      console.log(ref);
+    }
+  },
+});
+
+export default command;

@@ -1,0 +1,25 @@
+/** `tsbox stop [-t SECONDS] NAME...`: SIGTERM, then SIGKILL after the timeout. */
+import { defineCommand } from 'citty';
+
+import { open } from '../runtime/lifecycle.js';
+import { TsboxError } from '../errors.js';
+import { parse } from './common.js';
+
+const args = { time: { type: 'string', alias: 't', valueHint: 'SECONDS', description: 'Seconds to wait after SIGTERM before SIGKILL (default 10)' } } as const;
+
+const command = defineCommand({
+  meta: { name: 'tsbox stop', description: 'Stop containers: SIGTERM, then SIGKILL after the timeout' },
+  args,
+  async run({ rawArgs, cmd }) {
+    const split = await parse(rawArgs, args, cmd, 'stop', { min: 1, max: Infinity, usage: 'one or more containers' });
+    if (!split) return;
+    const t = split.values.has('time') ? Number(split.values.get('time')) : 10;
+    if (!Number.isFinite(t) || t < 0) throw new TsboxError({ step: 'config', errno: 0, path: '--time', detail: `"${String(split.values.get('time'))}" is not a number of seconds`, hint: null });
+    for (const ref of split.command) {
+      await open(ref).stop(t);
+      console.log(ref);
+    }
+  },
+});
+
+export default command;

@@ -1,0 +1,155 @@
+/**
+ * Containers that exist apart from one call: listed, opened by id or name
+ * from any process, signalled, stopped, waited for and removed. Everything
+ * goes through the container's state directory (ts/runtime/state.ts) and
+ * its monitor's control socket; no process needs the container's pid.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { gc } from '../cgroups/index.js';
+import type { ResolvedOptions } from '../config/schema.js';
+import { TsboxError } from '../errors.js';
+import { loadNative } from '../native.js';
+import { execInto, type Container, type ExecOptions } from './container.js';
+import { recv, signalNumber, SIGNAL_NAMES, toMonitor } from './protocol.js';
+import { findContainer, listStates, liveState, readState, removeContainerDir, type ContainerState } from './state.js';
+
+/** How a container ended, as its state records it. */
+export interface Ended {
+  exitCode: number;
+  signal: NodeJS.Signals | null;
+  /** Why it could not start, when it could not. */
+  error: string | null;
+}
+
+/** A handle to an existing container, from any process (`open()`). */
+export class ContainerRef {
+  readonly id: string;
+  readonly dir: string;
+  constructor(dir: string, id: string) {
+    this.dir = dir;
+    this.id = id;
+  }
+
+  /** Its state now: the OCI state and tsbox's fields. */
+  state(): ContainerState {
+    const s = readState(this.dir);
+    if (!s) throw new TsboxError({ step: 'state', errno: 2, path: this.id.slice(0, 12), detail: 'the container is gone', hint: null });
+    return liveState(s);
+  }
+
+  get name(): string | null {
+    return this.state().name;
+  }
+
+  #control(): string {
+    return join(this.dir, 'control.sock');
+  }
+
+  #connect(what: string) {
+    const s = this.state();
+    if (s.status === 'stopped') throw new TsboxError({ step: 'state', errno: 3, path: this.id.slice(0, 12), detail: `cannot ${what}: the container has stopped`, hint: null });
+    try {
+      return loadNative().binding.Channel.connect(this.#control());
+    } catch (err) {
+      throw new TsboxError({ step: 'state', errno: 3, path: this.id.slice(0, 12), detail: `cannot ${what}: its monitor does not answer (${(err as Error).message})`, hint: '`tsbox gc` cleans up after a monitor that died' }, { cause: err });
+    }
+  }
+
+  /** Sends `signal` to the container's PID 1 (default SIGTERM). */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    const ch = this.#connect('signal it');
+    try {
+      toMonitor.signal(ch, signalNumber(signal));
+    } finally {
+      ch.close();
+    }
+  }
+
+  /** Resolves when the container has ended, with how. */
+  async wait(): Promise<Ended> {
+    if (this.state().status !== 'stopped') {
+      const ch = this.#connect('wait for it');
+      try {
+        await toMonitor.wait(ch);
+        // Exited or failed; either way the state says how.
+        await recv(ch);
+      } finally {
+        ch.close();
+      }
+    }
+    const s = this.state();
+    return { exitCode: s.exitCode ?? 0, signal: s.exitSignal ? (SIGNAL_NAMES.get(s.exitSignal) ?? null) : null, error: s.error ?? null };
+  }
+
+  /** Runs a command in the running container, as Container.exec does. */
+  exec(command: readonly string[], options: ExecOptions = {}): Promise<Container> {
+    const s = this.state();
+    if (s.status !== 'running') throw new TsboxError({ step: 'join', errno: 3, path: this.id.slice(0, 12), detail: `the container is ${s.status}`, hint: 'exec needs a running container' });
+    return execInto(this.id, this.#control(), s.options as unknown as ResolvedOptions, command, options);
+  }
+
+  /** A detached container's output so far. */
+  logs(): string {
+    const log = this.state().log;
+    if (!log || !existsSync(log)) return '';
+    return readFileSync(log, 'utf8');
+  }
+
+  /**
+   * SIGTERM (or the container's stop signal), and SIGKILL after `timeout`
+   * seconds (default 10) if it has not ended.
+   */
+  async stop(timeout = 10): Promise<Ended> {
+    if (this.state().status === 'stopped') return this.wait();
+    this.kill('SIGTERM');
+    const ended = this.wait();
+    const killed = new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        try {
+          if (this.state().status !== 'stopped') this.kill('SIGKILL');
+        } catch {
+          // Ended meanwhile.
+        }
+        resolve();
+      }, timeout * 1000);
+      void ended.finally(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    await killed;
+    return ended;
+  }
+
+  /** Removes the stopped container's state; with `force`, kills a running one first. */
+  async remove(options: { force?: boolean } = {}): Promise<void> {
+    const s = this.state();
+    if (s.status !== 'stopped') {
+      if (!options.force) throw new TsboxError({ step: 'state', errno: 16, path: s.name ?? this.id.slice(0, 12), detail: `the container is ${s.status}`, hint: 'stop it first, or remove it with force (tsbox rm -f)' });
+      this.kill('SIGKILL');
+      await this.wait();
+    }
+    removeContainerDir(this.dir);
+    // What a stopped container's monitor left for gc (its cgroup marker).
+    try {
+      gc();
+    } catch {
+      // Best effort: `tsbox gc` tries again.
+    }
+  }
+}
+
+/** A handle to the container named `ref` (name, id, or unique id prefix). */
+export function open(ref: string): ContainerRef {
+  const { dir, state } = findContainer(ref);
+  return new ContainerRef(dir, state.id);
+}
+
+/** The containers of this user; stopped ones too with `all`. */
+export function list(options: { all?: boolean } = {}): ContainerState[] {
+  return listStates()
+    .map((c) => c.state)
+    .filter((s) => options.all || s.status !== 'stopped');
+}
