@@ -40,10 +40,15 @@ export function findHelper(name: string): string | undefined {
   return undefined;
 }
 
+let userName: string | undefined;
+
+/** This process's user name, looked up once. */
 export function currentUserName(): string {
+  if (userName !== undefined) return userName;
   try {
-    return userInfo().username;
+    userName = userInfo().username;
   } catch {
-    return String(process.getuid?.() ?? '');
+    userName = String(process.getuid?.() ?? '');
   }
+  return userName;
 }

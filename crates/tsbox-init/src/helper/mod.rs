@@ -140,11 +140,6 @@ pub fn run(node: Channel) -> i32 {
     {
         return abort(None);
     }
-    state::StateFile::beside(plan.control.as_deref()).update(|s| {
-        s.insert("pid".into(), pid.as_raw().into());
-        s.insert("monitorPid".into(), monitor.into());
-        s.insert("status".into(), "created".into());
-    });
 
     // Phases 3 to 5, Node's parts: what the plan says Node does, in the order
     // Node sends it, and the process if it comes along.
@@ -194,6 +189,12 @@ pub fn run(node: Channel) -> i32 {
         }
     }
     let _ = mine.send(&ToChild::Placed);
+    // While the child builds its sandbox: the state says it exists.
+    state::StateFile::beside(plan.control.as_deref()).update(|s| {
+        s.insert("pid".into(), pid.as_raw().into());
+        s.insert("monitorPid".into(), monitor.into());
+        s.insert("status".into(), "created".into());
+    });
 
     // Phases 7 to 10: the monitor.
     let outcome = monitor::run(&node, mine, &c, &plan, awaiting.process.take(), cgroup_dir, &tr);

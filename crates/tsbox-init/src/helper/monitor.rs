@@ -344,6 +344,14 @@ pub fn run(
         Err(r) => (HelperMsg::Failed(r.clone()), exit_code_for(&r)),
         Ok(msg) => (msg, code.unwrap_or_else(|| 128 + signal.unwrap_or(0))),
     };
+    for k in conns.iter().filter(|k| k.waiting && k.open) {
+        let _ = k.chan.send(&msg);
+    }
+    if let Some(path) = &plan.control {
+        let _ = std::fs::remove_file(path);
+    }
+    let caller_gone = !node_open || node.send(&msg).is_err();
+    // After the caller has its answer: the state is for later readers.
     state.update(|s| {
         s.insert("status".into(), "stopped".into());
         s.insert("exitCode".into(), status.into());
@@ -356,13 +364,6 @@ pub fn run(
             s.insert("error".into(), r.to_string().into());
         }
     });
-    for k in conns.iter().filter(|k| k.waiting && k.open) {
-        let _ = k.chan.send(&msg);
-    }
-    if let Some(path) = &plan.control {
-        let _ = std::fs::remove_file(path);
-    }
-    let caller_gone = !node_open || node.send(&msg).is_err();
     Outcome { status, caller_gone }
 }
 

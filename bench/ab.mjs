@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// An interleaved A/B of the attached API launch path between two builds of
+// tsbox: this checkout and another (a worktree of an earlier commit, built
+// with `npm run build`). One worker process per build, each launching
+// `/bin/true` in the same rootfs when told to; the parent alternates between
+// them, one launch at a time, so both see the same machine. As root.
+//
+//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--n 200] [--warmup 10]
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const args = new Map();
+for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
+const base = args.get('base');
+const rootfs = args.get('rootfs');
+const n = Number(args.get('n') ?? 200);
+const warmup = Number(args.get('warmup') ?? 10);
+if (!base || !rootfs) {
+  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--n 200] [--warmup 10]');
+  process.exit(2);
+}
+const here = fileURLToPath(new URL('..', import.meta.url));
+
+const WORKER = `
+const t = await import(process.argv[1] + '/dist/tsbox.js');
+const rl = (await import('node:readline')).createInterface({ input: process.stdin });
+for await (const line of rl) {
+  const t0 = process.hrtime.bigint();
+  const c = await t.spawn(['/bin/true'], { rootfs: process.argv[2], stdio: 'ignore' });
+  const r = await c.wait();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.exitCode !== 0) throw new Error('exit ' + r.exitCode);
+  process.stdout.write(ms + '\\n');
+}
+`;
+
+function worker(dir) {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', WORKER, dir, rootfs], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  return {
+    async launch() {
+      child.stdin.write('go\n');
+      const { value } = await lines.next();
+      return Number(value);
+    },
+    async close() {
+      child.stdin.end();
+      await once(child, 'exit');
+    },
+  };
+}
+
+const builds = [
+  { name: 'base', w: worker(base), ms: [] },
+  { name: 'this', w: worker(here), ms: [] },
+];
+for (let i = 0; i < warmup + n; i++) {
+  // Alternate which goes first, so neither always follows the other.
+  const order = i % 2 === 0 ? builds : [...builds].reverse();
+  for (const b of order) {
+    const ms = await b.w.launch();
+    if (i >= warmup) b.ms.push(ms);
+  }
+}
+for (const b of builds) await b.w.close();
+const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+const row = (b) => ({ build: b.name, median: q(b.ms, 0.5).toFixed(2), p90: q(b.ms, 0.9).toFixed(2), p99: q(b.ms, 0.99).toFixed(2), mean: (b.ms.reduce((a, x) => a + x, 0) / b.ms.length).toFixed(2) });
+console.table(builds.map(row));
+console.log(`this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved)`);
