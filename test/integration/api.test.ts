@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { AbortError, run, spawn, TsboxError, type RunOptions } from '../../ts/index.js';
 import { loadConfig } from '../../ts/config/file.js';
-import { alive, eventually, type ProbeInfo } from '../support/tsbox.js';
+import { alive, eventually, text, type ProbeInfo } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 let scratch: string;
@@ -28,16 +28,6 @@ afterAll(async () => {
 });
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
-
-/** All of a stream's text, once it has ended. */
-function text(stream: NodeJS.ReadableStream | null): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    stream!.on('data', (d: Buffer) => (out += d.toString()));
-    stream!.on('end', () => resolve(out));
-    stream!.on('error', reject);
-  });
-}
 
 async function probe(options: RunOptions = {}): Promise<ProbeInfo & { euid: number; groups: number[] }> {
   const r = await run(['tsbox-probe', 'info'], { rootfs, ...options });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { run, spawn, TsboxError } from '../../ts/index.js';
-import { alive, BIN, cli, descendants, eventually, REPO, waitForOutput } from '../support/tsbox.js';
+import { alive, BIN, cli, descendants, eventually, REPO, text, waitForOutput } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 let scratch: string;
@@ -23,16 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fs.rm(scratch, { recursive: true, force: true });
 });
-
-/** All of a stream's text, once it has ended. */
-function text(stream: NodeJS.ReadableStream | null): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    stream!.on('data', (d: Buffer) => (out += d.toString()));
-    stream!.on('end', () => resolve(out));
-    stream!.on('error', reject);
-  });
-}
 
 /** The Uid: and Gid: lines of a host process: real, effective, saved, fs. */
 function hostIds(pid: number): { uids: number[]; gids: number[] } {

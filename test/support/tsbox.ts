@@ -48,6 +48,16 @@ export function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   });
 }
 
+/** All of a stream's text, once it has ended. */
+export function text(stream: NodeJS.ReadableStream | null): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    stream!.on('data', (d: Buffer) => (out += d.toString()));
+    stream!.on('end', () => resolve(out));
+    stream!.on('error', reject);
+  });
+}
+
 /** Resolves once `child` has printed `text` on stdout. */
 export function waitForOutput(child: ChildProcess, text: string, timeoutMs = 10_000): Promise<void> {
   return new Promise((resolve, reject) => {

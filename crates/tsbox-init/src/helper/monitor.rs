@@ -129,11 +129,6 @@ pub fn run(
     }
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let state = super::state::StateFile::beside(plan.control.as_deref());
-    let running = |state: &super::state::StateFile| {
-        state.update(|s| {
-            s.insert("status".into(), "running".into());
-        })
-    };
     let listener = plan.control.as_deref().and_then(|path| match Listener::bind(path) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -214,8 +209,7 @@ pub fn run(
                 Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
                 Ok(Some((ChildMsg::Started, _))) => {
                     started = true;
-                    let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
-                    running(&state);
+                    started_now(c, node, &state);
                 }
                 Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
                 // Without init, the channel closes on a successful exec, and
@@ -223,13 +217,8 @@ pub fn run(
                 Ok(None) | Err(_) => {
                     child_open = false;
                     if !started && failure.is_none() {
-                        if still_setting_up(c.pid) {
-                            died_in_setup = true;
-                        } else {
-                            started = true;
-                            let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
-                            running(&state);
-                        }
+                        started = closed_by_exec(c, node, &state);
+                        died_in_setup = !started;
                     }
                 }
             }
@@ -301,15 +290,9 @@ pub fn run(
                     Ok(Some((ChildMsg::Started, _))) => started = true,
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => {
-                        // Closed by its exec, or by its death before it: its
-                        // name (a zombie's stays readable) tells which.
                         if !started && failure.is_none() {
-                            if still_setting_up(c.pid) {
-                                died_in_setup = true;
-                            } else {
-                                started = true;
-                                let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
-                            }
+                            started = closed_by_exec(c, node, &state);
+                            died_in_setup = !started;
                         }
                         child_open = false;
                     }
@@ -365,6 +348,26 @@ pub fn run(
         }
     });
     Outcome { status, caller_gone }
+}
+
+/// The child's channel closed without a report: by its exec (the channel is
+/// close-on-exec), or by its death before it. Its name tells which: execve
+/// renames it before it closes the channel, and a zombie's stays readable.
+/// Returns whether it started.
+fn closed_by_exec(c: &Container, node: &Channel, state: &super::state::StateFile) -> bool {
+    if still_setting_up(c.pid) {
+        return false;
+    }
+    started_now(c, node, state);
+    true
+}
+
+/// Phase 9: tell Node, then the state.
+fn started_now(c: &Container, node: &Channel, state: &super::state::StateFile) {
+    let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
+    state.update(|s| {
+        s.insert("status".into(), "running".into());
+    });
 }
 
 /// Adds `fd` to the poll set; its index.
