@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gc } from '../cgroups/index.js';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
-import { loadNative } from '../native.js';
+import { loadNative, type NativeChannel } from '../native.js';
 import { execInto, type Container, type ExecOptions } from './container.js';
 import { recv, signalNumber, SIGNAL_NAMES, toMonitor } from './protocol.js';
 import { findContainer, listStates, liveState, readState, removeContainerDir, type ContainerState } from './state.js';
@@ -70,14 +70,15 @@ export class ContainerRef {
   /** Resolves when the container has ended, with how. */
   async wait(): Promise<Ended> {
     if (this.state().status !== 'stopped') {
-      const ch = this.#connect('wait for it');
+      let ch: NativeChannel | undefined;
       try {
-        await toMonitor.wait(ch);
-        // Exited or failed; either way the state says how.
-        await recv(ch);
-      } finally {
-        ch.close();
+        ch = this.#connect('wait for it');
+      } catch (err) {
+        // It ended between the two looks: the state has how.
+        if (this.state().status !== 'stopped') throw err;
       }
+      // Exited or failed; either way the monitor wrote how before it answers.
+      if (ch) await waitOn(ch);
     }
     const s = this.state();
     return { exitCode: s.exitCode ?? 0, signal: s.exitSignal ? (SIGNAL_NAMES.get(s.exitSignal) ?? null) : null, error: s.error ?? null };
@@ -152,4 +153,14 @@ export function list(options: { all?: boolean } = {}): ContainerState[] {
   return listStates()
     .map((c) => c.state)
     .filter((s) => options.all || s.status !== 'stopped');
+}
+
+/** Asks the monitor on `ch` to answer at the container's end, and waits for it. */
+async function waitOn(ch: NativeChannel): Promise<void> {
+  try {
+    await toMonitor.wait(ch);
+    await recv(ch);
+  } finally {
+    ch.close();
+  }
 }

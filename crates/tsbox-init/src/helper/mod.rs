@@ -189,12 +189,15 @@ pub fn run(node: Channel) -> i32 {
         }
     }
     let _ = mine.send(&ToChild::Placed);
-    // While the child builds its sandbox: the state says it exists.
-    state::StateFile::beside(plan.control.as_deref()).update(|s| {
-        s.insert("pid".into(), pid.as_raw().into());
-        s.insert("monitorPid".into(), monitor.into());
-        s.insert("status".into(), "created".into());
-    });
+    // While the child builds its sandbox: the state says it exists (a
+    // process that came with the plan says `running` soon, in one write).
+    if awaiting.process.is_none() {
+        state::StateFile::beside(plan.control.as_deref()).update(|s| {
+            s.insert("pid".into(), pid.as_raw().into());
+            s.insert("monitorPid".into(), monitor.into());
+            s.insert("status".into(), "created".into());
+        });
+    }
 
     // Phases 7 to 10: the monitor.
     let outcome = monitor::run(&node, mine, &c, &plan, awaiting.process.take(), cgroup_dir, &tr);

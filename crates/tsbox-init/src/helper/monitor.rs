@@ -327,14 +327,9 @@ pub fn run(
         Err(r) => (HelperMsg::Failed(r.clone()), exit_code_for(&r)),
         Ok(msg) => (msg, code.unwrap_or_else(|| 128 + signal.unwrap_or(0))),
     };
-    for k in conns.iter().filter(|k| k.waiting && k.open) {
-        let _ = k.chan.send(&msg);
-    }
-    if let Some(path) = &plan.control {
-        let _ = std::fs::remove_file(path);
-    }
+    // The caller first; then the state, so that whoever a waiter tells
+    // reads `stopped`; then the waiters; then the socket goes.
     let caller_gone = !node_open || node.send(&msg).is_err();
-    // After the caller has its answer: the state is for later readers.
     state.update(|s| {
         s.insert("status".into(), "stopped".into());
         s.insert("exitCode".into(), status.into());
@@ -347,6 +342,12 @@ pub fn run(
             s.insert("error".into(), r.to_string().into());
         }
     });
+    for k in conns.iter().filter(|k| k.waiting && k.open) {
+        let _ = k.chan.send(&msg);
+    }
+    if let Some(path) = &plan.control {
+        let _ = std::fs::remove_file(path);
+    }
     Outcome { status, caller_gone }
 }
 
@@ -362,10 +363,13 @@ fn closed_by_exec(c: &Container, node: &Channel, state: &super::state::StateFile
     true
 }
 
-/// Phase 9: tell Node, then the state.
+/// Phase 9: tell Node, then the state (pid and monitor too: a container
+/// whose process came with its plan was never written `created`).
 fn started_now(c: &Container, node: &Channel, state: &super::state::StateFile) {
     let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
     state.update(|s| {
+        s.insert("pid".into(), c.pid.as_raw().into());
+        s.insert("monitorPid".into(), std::process::id().into());
         s.insert("status".into(), "running".into());
     });
 }
