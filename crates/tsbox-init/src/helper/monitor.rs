@@ -327,9 +327,8 @@ pub fn run(
         Err(r) => (HelperMsg::Failed(r.clone()), exit_code_for(&r)),
         Ok(msg) => (msg, code.unwrap_or_else(|| 128 + signal.unwrap_or(0))),
     };
-    // The caller first; then the state, so that whoever a waiter tells
-    // reads `stopped`; then the waiters; then the socket goes.
-    let caller_gone = !node_open || node.send(&msg).is_err();
+    // The state first, so that whoever the caller or a waiter tells reads
+    // `stopped`; then the caller and the waiters; then the socket goes.
     state.update(|s| {
         s.insert("status".into(), "stopped".into());
         s.insert("exitCode".into(), status.into());
@@ -342,6 +341,7 @@ pub fn run(
             s.insert("error".into(), r.to_string().into());
         }
     });
+    let caller_gone = !node_open || node.send(&msg).is_err();
     for k in conns.iter().filter(|k| k.waiting && k.open) {
         let _ = k.chan.send(&msg);
     }
@@ -363,15 +363,16 @@ fn closed_by_exec(c: &Container, node: &Channel, state: &super::state::StateFile
     true
 }
 
-/// Phase 9: tell Node, then the state (pid and monitor too: a container
-/// whose process came with its plan was never written `created`).
+/// Phase 9: the state, then Node: whoever Node tells reads `running` (pid
+/// and monitor too: a container whose process came with its plan was never
+/// written `created`).
 fn started_now(c: &Container, node: &Channel, state: &super::state::StateFile) {
-    let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
     state.update(|s| {
         s.insert("pid".into(), c.pid.as_raw().into());
         s.insert("monitorPid".into(), std::process::id().into());
         s.insert("status".into(), "running".into());
     });
+    let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
 }
 
 /// Adds `fd` to the poll set; its index.
