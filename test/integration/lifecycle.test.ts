@@ -139,6 +139,31 @@ describe('a detached container outlives its creator; its monitor does not outliv
     return { id, kill: () => child.kill('SIGKILL') };
   }
 
+  it('a script that only spawns a detached container ends at once, as docker run -d does; the container runs on', async () => {
+    const script = join(scratch, 'spawn-and-go.mjs');
+    const det = name('go');
+    await fs.writeFile(
+      script,
+      `const t = await import(${JSON.stringify(join(REPO, 'dist/tsbox.js'))});\nconst c = await t.spawn(['sleep', '100'], { rootfs: ${JSON.stringify(rootfs)}, detach: true, name: ${JSON.stringify(det)} });\nconsole.log(c.id);\n`,
+    );
+    const child = spawnProcess(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // It used to stay until the container's end, 100 s later.
+    const ended = await eventually(() => child.exitCode !== null, 10_000);
+    if (!ended) child.kill('SIGKILL');
+    const ref = open(det);
+    try {
+      expect(ended).toBe(true);
+      expect(child.exitCode).toBe(0);
+      expect(out.trim()).toBe(ref.id);
+      expect(ref.state().status).toBe('running');
+      expect(alive(ref.state().pid)).toBe(true);
+    } finally {
+      await ref.remove({ force: true });
+    }
+  });
+
   it('kill -9 of the process that created it: it keeps running, and can still be stopped', async () => {
     const { id, kill } = await creator('orphan');
     kill();

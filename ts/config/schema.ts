@@ -116,7 +116,8 @@ export const runOptionsSchema = z
      * Outlive the caller (`tsbox run -d`): the container's monitor leaves the
      * caller's process tree and keeps the container, its output goes to a log
      * in its state directory, and `open()`/`tsbox exec`, `stop`, `rm` reach it
-     * from any process. Default: the container dies with its caller.
+     * from any process. The handle does not keep Node running (its `wait()`
+     * does, when called). Default: the container dies with its caller.
      */
     detach: z._default(z.boolean(), false),
     /** A name for the container, unique among the containers that have state (`tsbox ps -a`). */

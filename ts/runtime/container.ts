@@ -139,7 +139,13 @@ export class Container extends EventEmitter {
   #process: ProcessPlan | null;
   #started: Promise<void>;
   #onStarted: () => void = () => {};
-  readonly #result: Promise<ExitResult>;
+  #watch: (() => Promise<ExitResult>) | null = null;
+  #watching: Promise<ExitResult> | null = null;
+  /** How it ends; a detached container is watched only once someone asks. */
+  get #result(): Promise<ExitResult> {
+    if (!this.#watching) this.#watching = this.#watch!();
+    return this.#watching;
+  }
   #exited = false;
   #timedOut = false;
   #aborted: unknown = undefined;
@@ -174,12 +180,18 @@ export class Container extends EventEmitter {
     };
     if (init.signal?.aborted) onAbort();
     else init.signal?.addEventListener('abort', onAbort, { once: true });
-    this.#result = this.#monitor(init).finally(() => {
-      cancelTimeout();
-      init.signal?.removeEventListener('abort', onAbort);
-    });
-    // wait() is how errors surface; keep an unobserved result from being an unhandled rejection.
-    this.#result.catch(() => {});
+    this.#watch = () => {
+      const result = this.#monitor(init).finally(() => {
+        cancelTimeout();
+        init.signal?.removeEventListener('abort', onAbort);
+      });
+      // wait() is how errors surface; keep an unobserved result from being an unhandled rejection.
+      result.catch(() => {});
+      return result;
+    };
+    // A detached container outlives this process: nothing here waits for
+    // its end (which would keep Node running) until wait() or a timeout asks.
+    if (!init.options.detach || init.timeout !== undefined) void this.#result;
   }
 
   async #monitor(init: ContainerInit): Promise<ExitResult> {
