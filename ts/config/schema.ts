@@ -12,7 +12,7 @@ import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { cgroupLimitsSchema, positiveSize } from '../cgroups/limits.js';
-import { parseMapping } from '../idmap/index.js';
+import { parseMapping } from './idmapping.js';
 
 const absolutePath = z.string().check(
   z.minLength(1),

@@ -14,16 +14,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../config/defaults.js';
+import type { IdMapping } from '../config/idmapping.js';
 import { TsboxError, fromSystemError } from '../errors.js';
 import { loadNative, type NativeFileLock } from '../native.js';
 import { currentUserName, findHelper, subidRange } from './subid.js';
 
-/** One line of a map: `size` ids from `containerId` inside are `hostId` outside. */
-export interface IdMapping {
-  containerId: number;
-  hostId: number;
-  size: number;
-}
+export { parseMapping, type IdMapping } from '../config/idmapping.js';
 
 export interface IdMaps {
   uid: IdMapping[];
@@ -258,15 +254,6 @@ export function rootlessMaps(caller: Caller, files = { subuid: '/etc/subuid', su
 
 export function formatMap(map: readonly IdMapping[]): string {
   return map.map((m) => `${m.containerId} ${m.hostId} ${m.size}\n`).join('');
-}
-
-/** `CONTAINER:HOST:SIZE` → a mapping; undefined when malformed. */
-export function parseMapping(s: string): IdMapping | undefined {
-  const m = /^(\d+):(\d+):(\d+)$/.exec(s.trim());
-  if (!m) return undefined;
-  const [c, h, n] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  if (n < 1 || c + n > 2 ** 32 || h + n > 2 ** 32) return undefined;
-  return { containerId: c, hostId: h, size: n };
 }
 
 /** Writes the maps of process `pid`'s user namespace. */
