@@ -219,6 +219,22 @@ describe('rootless', () => {
     expect((await as(['ps', '-a'])).stdout).not.toContain(rl);
   });
 
+  it('refuses a state directory another user made first in the temporary directory (it would read and replace the state)', async () => {
+    // This user has no XDG_RUNTIME_DIR and no /run/user/<uid>: its state goes to tsbox-state-<uid> there.
+    const taken = join(tmpdir(), `tsbox-state-${uid}`);
+    await fs.rm(taken, { recursive: true, force: true });
+    await fs.mkdir(taken);
+    await fs.chmod(taken, 0o777);
+    try {
+      const r = await cli(['run', '--rootfs', rootfs, '--', 'true'], { uid, gid: uid, env: env() });
+      expect(r.code).toBe(125);
+      expect(r.stderr).toContain(`state(${taken}): EPERM — the state directory belongs to uid 0, not to this user (${uid})`);
+      expect(readdirSync(taken)).toEqual([]);
+    } finally {
+      await fs.rm(taken, { recursive: true, force: true });
+    }
+  });
+
   it('exec into an attached container through the API, as the user', async () => {
     const script = join(scratch, 'rootless-exec.mjs');
     await fs.writeFile(

@@ -11,6 +11,8 @@
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 
+import { ensureStateRoot } from '../state-root.js';
+
 import { cgroupDir, parentPath, readLayout, readProcSource, type ProcSource } from './detect.js';
 import { cgroupError, EEXIST, errnoOf, realFs, type CgroupFs } from './fs.js';
 import { listPids, removeCgroup, removeParents, type Placement } from './teardown.js';
@@ -26,11 +28,9 @@ export interface Marker extends Placement {
 /** Container ids: a safe single path component. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
-/** `/run/tsbox/cgroups` as root, else `$XDG_RUNTIME_DIR/tsbox/cgroups`. */
+/** `cgroups` in this user's state directory (ts/state-root.ts): `/run/tsbox/cgroups` as root. */
 export function defaultStateDir(): string {
-  const uid = process.getuid?.() ?? 0;
-  if (uid === 0) return '/run/tsbox/cgroups';
-  return posix.join(process.env.XDG_RUNTIME_DIR || `/run/user/${uid}`, 'tsbox', 'cgroups');
+  return posix.join(ensureStateRoot(), 'cgroups');
 }
 
 /** The start time of `pid` in clock ticks since boot, or null when there is no such process (or only its zombie). */

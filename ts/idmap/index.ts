@@ -16,6 +16,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../config/defaults.js';
 import type { IdMapping } from '../config/idmapping.js';
 import { TsboxError, fromSystemError } from '../errors.js';
+import { ensureStateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock } from '../native.js';
 import { currentUserName, findHelper, subidRange } from './subid.js';
 
@@ -40,8 +41,7 @@ export interface IdMaps {
 const BLOCKS = 4096;
 
 export function stateDir(): string {
-  if (process.getuid?.() === 0) return '/run/tsbox';
-  return `${process.env.XDG_RUNTIME_DIR ?? `/tmp/tsbox-${process.getuid?.()}`}/tsbox`;
+  return ensureStateRoot();
 }
 
 /**

@@ -1,0 +1,58 @@
+/**
+ * The state directory is used only when it is the user's own (ts/state-root.ts):
+ * in the temporary directory another user may have made it first.
+ */
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { ensureStateRoot, stateRoot } from '../../ts/state-root.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'tsbox-test-state-root-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const me = process.getuid?.() ?? 0;
+
+describe('stateRoot', () => {
+  it('is /run/tsbox for root, XDG_RUNTIME_DIR/tsbox for a user who has one, else a per-user directory', () => {
+    expect(stateRoot(0, {})).toBe('/run/tsbox');
+    expect(stateRoot(1000, { XDG_RUNTIME_DIR: '/run/user/1000' })).toBe('/run/user/1000/tsbox');
+    expect(stateRoot(4_000_000, {})).toBe(join(tmpdir(), 'tsbox-state-4000000'));
+  });
+});
+
+describe('ensureStateRoot', () => {
+  it('makes a missing directory private to its user', () => {
+    const root = join(scratch, 'fresh');
+    expect(ensureStateRoot(root, me)).toBe(root);
+    const st = lstatSync(root);
+    expect(st.isDirectory()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o700);
+  });
+
+  it('refuses a symlink another user left in its place', () => {
+    const target = join(scratch, 'elsewhere');
+    mkdirSync(target, { mode: 0o700 });
+    const root = join(scratch, 'link');
+    symlinkSync(target, root);
+    expect(() => ensureStateRoot(root, me)).toThrow(expect.objectContaining({
+      message: expect.stringMatching(/^state\(.*\/link\): ENOTDIR — the state directory is not a directory \(a symlink\?\)/),
+      hint: expect.stringMatching(/XDG_RUNTIME_DIR/),
+    }));
+  });
+
+  it("refuses a directory of another user's", () => {
+    const root = join(scratch, 'theirs');
+    mkdirSync(root, { mode: 0o700 });
+    chownSync(root, 4_000_001, 4_000_001);
+    expect(() => ensureStateRoot(root, me)).toThrow(/belongs to uid 4000001, not to this user/);
+  });
+
+  it('refuses a directory others may write', () => {
+    const root = join(scratch, 'open');
+    mkdirSync(root);
+    chmodSync(root, 0o777);
+    expect(() => ensureStateRoot(root, me)).toThrow(/writable by others \(mode 777\)/);
+  });
+});

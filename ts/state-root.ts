@@ -1,0 +1,50 @@
+/**
+ * The one directory where tsbox keeps what outlives a call, for this user:
+ * containers' state directories (ts/runtime/state.ts), the id registry
+ * (ts/idmap) and the cgroup markers gc reads (ts/cgroups/gc.ts).
+ * `/run/tsbox` as root; `$XDG_RUNTIME_DIR/tsbox` otherwise, or
+ * `/run/user/<uid>/tsbox`, or `tsbox-state-<uid>` in the temporary directory.
+ *
+ * The last is in a directory every user can write, so another user may have
+ * made it first (a directory of theirs, or a symlink) to read or replace a
+ * container's state and control socket. It is used only when it is this
+ * user's own directory, not a symlink, and writable by nobody else.
+ */
+import { lstatSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { fromSystemError, TsboxError } from './errors.js';
+
+/** Where this user's state is kept (not made or checked: ensureStateRoot). */
+export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env): string {
+  if (uid === 0) return '/run/tsbox';
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'tsbox');
+  const runUser = `/run/user/${uid}`;
+  try {
+    if (lstatSync(runUser).isDirectory()) return join(runUser, 'tsbox');
+  } catch {
+    // No session directory (no systemd login): one of our own below.
+  }
+  return join(tmpdir(), `tsbox-state-${uid}`);
+}
+
+/**
+ * Makes `root` (0700) when it is missing and checks it is this user's own:
+ * a directory, not a symlink, owned by this user, writable by nobody else.
+ * Checked at every use: an empty one is removed with the last container,
+ * and anyone may make it again.
+ */
+export function ensureStateRoot(root: string = stateRoot(), uid: number = process.getuid?.() ?? 0): string {
+  const hint = 'set XDG_RUNTIME_DIR to a directory of your own, or remove it if you made it';
+  try {
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw fromSystemError('state', err, `create the state directory ${root}`, 'it must be writable: /run/tsbox as root, $XDG_RUNTIME_DIR/tsbox otherwise');
+  }
+  const st = lstatSync(root);
+  if (!st.isDirectory()) throw new TsboxError({ step: 'state', errno: 20, path: root, detail: 'the state directory is not a directory (a symlink?)', hint });
+  if (st.uid !== uid) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory belongs to uid ${st.uid}, not to this user (${uid})`, hint });
+  if ((st.mode & 0o022) !== 0) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory is writable by others (mode ${(st.mode & 0o7777).toString(8)})`, hint });
+  return root;
+}
