@@ -7,25 +7,17 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 
 import { AbortError, run, spawn, TsboxError, type RunOptions } from '../../ts/index.js';
 import { loadConfig } from '../../ts/config/file.js';
-import { alive, eventually, text, type ProbeInfo } from '../support/tsbox.js';
+import { alive, eventually, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
-let scratch: string;
-beforeAll(async () => {
-  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-test-api-'));
-  await fs.chmod(scratch, 0o755);
-});
-afterAll(async () => {
-  await fs.rm(scratch, { recursive: true, force: true });
-});
+const scratch = scratchDir('api');
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
 

@@ -5,24 +5,16 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 
 import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { run, spawn, TsboxError } from '../../ts/index.js';
-import { alive, BIN, cli, descendants, eventually, REPO, text, waitForOutput } from '../support/tsbox.js';
+import { alive, BIN, cli, descendants, eventually, REPO, text, waitForOutput, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
-let scratch: string;
-beforeAll(async () => {
-  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-test-escapes-'));
-  await fs.chmod(scratch, 0o755);
-});
-afterAll(async () => {
-  await fs.rm(scratch, { recursive: true, force: true });
-});
+const scratch = scratchDir('escapes');
 
 /** The Uid: and Gid: lines of a host process: real, effective, saved, fs. */
 function hostIds(pid: number): { uids: number[]; gids: number[] } {

@@ -7,24 +7,15 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 
 import { detectCgroupMode } from '../../ts/cgroups/index.js';
-import { cli, type ProbeInfo } from '../support/tsbox.js';
+import { cli, type ProbeInfo, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
-let scratch: string;
-
-beforeAll(async () => {
-  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-fs-test-'));
-  await fs.chmod(scratch, 0o755);
-});
-afterAll(async () => {
-  await fs.rm(scratch, { recursive: true, force: true });
-});
+const scratch = scratchDir('fs');
 
 async function run(args: string[], command: string[]) {
   return cli(['run', ...args, '--', ...command]);

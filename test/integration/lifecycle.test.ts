@@ -15,17 +15,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { create, list, open, spawn } from '../../ts/index.js';
 import { containerDir } from '../../ts/runtime/state.js';
 import { tsboxCgroups } from '../support/host.js';
-import { alive, cli, eventually, REPO } from '../support/tsbox.js';
+import { alive, cli, eventually, REPO, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
-let scratch: string;
-beforeAll(async () => {
-  scratch = await fs.mkdtemp(join(tmpdir(), 'tsbox-test-lifecycle-'));
-  await fs.chmod(scratch, 0o755);
-});
-afterAll(async () => {
-  await fs.rm(scratch, { recursive: true, force: true });
-});
+const scratch = scratchDir('lifecycle');
 
 const name = (what: string) => `t${process.pid}-${what}`;
 

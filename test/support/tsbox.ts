@@ -1,7 +1,11 @@
 /** Runs the tsbox CLI (the built bin/tsbox.js) and the API for the integration suites. */
 import { spawn as spawnProcess, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { afterAll } from 'vitest';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = `${REPO}bin/tsbox.js`;
@@ -131,4 +135,15 @@ export interface ProbeInfo {
   interfacesUp: string[];
   env: Record<string, string>;
   errors: unknown[];
+}
+
+/**
+ * A scratch directory for one test file, removed after its tests. 0755: the
+ * containers of the ordinary users some tests create read what is in it.
+ */
+export function scratchDir(label: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `tsbox-test-${label}-`));
+  chmodSync(dir, 0o755);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

@@ -12,7 +12,7 @@ import { closeSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
-import { hold, openTerminal } from './streams.js';
+import { hold, takeTerminal } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
@@ -392,11 +392,8 @@ export async function execInto(id: string, control: string, base: ResolvedOption
     stdio.sent();
     msg = await recv(ch);
     while (msg?.type === 'pty') {
-      const fd = ch.takeFd();
-      if (fd >= 0) {
-        terminal = openTerminal(fd);
-        terminalFd = fd;
-      }
+      const t = takeTerminal(ch);
+      if (t) ({ stream: terminal, fd: terminalFd } = t);
       msg = await recv(ch);
     }
   } catch (err) {

@@ -25,7 +25,7 @@ import { loadNative, type NativeHelper } from '../native.js';
 import { Container } from './container.js';
 import { buildPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, type HelperMsg } from './protocol.js';
-import { hold, openTerminal, pipeStream } from './streams.js';
+import { hold, pipeStream, takeTerminal } from './streams.js';
 import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState } from './state.js';
 
 export function traceLine(t0: bigint, what: string): void {
@@ -243,11 +243,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     started = await recv(ch);
     while ((started?.type === 'ready' && !extras.deferProcess) || started?.type === 'pty') {
       if (started.type === 'pty') {
-        const fd = ch.takeFd();
-        if (fd >= 0) {
-          terminal = openTerminal(fd);
-          terminalFd = fd;
-        }
+        const t = takeTerminal(ch);
+        if (t) ({ stream: terminal, fd: terminalFd } = t);
       }
       started = await recv(ch);
     }

@@ -8,12 +8,23 @@
  * caller, outside every container's root.
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { fromSystemError, TsboxError } from '../errors.js';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
 
 export { stateRoot } from '../state-root.js';
+
+/** The containers' state directories under `root` (none when it is missing). */
+function containerDirs(root: string): string[] {
+  try {
+    return readdirSync(root)
+      .filter((n) => /^[0-9a-f]{64}$/.test(n))
+      .map((n) => join(root, n));
+  } catch {
+    return [];
+  }
+}
 
 /** The state directory of container `id`. */
 export function containerDir(id: string): string {
@@ -123,16 +134,8 @@ export function liveState(s: ContainerState): ContainerState {
 
 /** Every container of this user that has state, newest first. */
 export function listStates(root: string = stateRoot()): { dir: string; state: ContainerState }[] {
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return [];
-  }
   const out: { dir: string; state: ContainerState }[] = [];
-  for (const n of names) {
-    if (!/^[0-9a-f]{64}$/.test(n)) continue;
-    const dir = join(root, n);
+  for (const dir of containerDirs(root)) {
     const state = readState(dir);
     if (state) out.push({ dir, state: liveState(state) });
   }
@@ -180,16 +183,8 @@ export function checkName(name: string, root: string = stateRoot()): void {
  * cgroup gc's (ts/cgroups/gc.ts). Returns the ids removed.
  */
 export function gcStates(root: string = stateRoot()): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return [];
-  }
   const removed: string[] = [];
-  for (const n of names) {
-    if (!/^[0-9a-f]{64}$/.test(n)) continue;
-    const dir = join(root, n);
+  for (const dir of containerDirs(root)) {
     const s = readState(dir);
     let orphan: boolean;
     if (s === null) {
@@ -214,7 +209,7 @@ export function gcStates(root: string = stateRoot()): string[] {
     }
     if (orphan) {
       rmSync(dir, { recursive: true, force: true });
-      removed.push(n);
+      removed.push(basename(dir));
     }
   }
   return removed;

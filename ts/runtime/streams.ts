@@ -4,13 +4,19 @@ import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
 /** The terminal's master as one duplex stream (as node-pty does). */
-export function openTerminal(fd: number): ReadStream {
+function openTerminal(fd: number): ReadStream {
   const t = new ReadStream(fd);
   // EIO is how a pty master says the last slave has closed: the end, not an error.
   t.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EIO') t.emit('terminal-error', err);
   });
   return t;
+}
+
+/** The terminal a `pty` message handed over on `ch`; null when none came with it. */
+export function takeTerminal(ch: { takeFd(): number }): { stream: ReadStream; fd: number } | null {
+  const fd = ch.takeFd();
+  return fd >= 0 ? { stream: openTerminal(fd), fd } : null;
 }
 
 export function hold(stream: Readable | null): Readable | null {

@@ -235,29 +235,31 @@ fn the_default_profile_denies_unknown_numbers_and_kills_other_abis() {
     assert_eq!(run_raw(&bpf, Arch::X86_64.audit_arch(), 0x4000_0000, [0; 6]), EPERM);
 }
 
+/// The calls of the default whose verdict depends on their arguments.
+const CONDITIONAL: &[&str] = &[
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "clone",
+    "unshare",
+    "ioctl",
+    "personality",
+    "open",
+    "openat",
+    "creat",
+    "mknod",
+    "mknodat",
+];
+
 #[test]
 fn every_call_of_the_default_lists_gets_its_lists_verdict() {
     for arch in Arch::ALL {
         let bpf = default_bpf(arch);
-        let conditional = [
-            "chmod",
-            "fchmod",
-            "fchmodat",
-            "fchmodat2",
-            "clone",
-            "unshare",
-            "ioctl",
-            "personality",
-            "open",
-            "openat",
-            "creat",
-            "mknod",
-            "mknodat",
-        ];
         for name in ALLOWED.iter().filter(|n| arch.syscall(n).is_some()) {
             // Zeroed arguments pass every conditional check of the default.
             assert_eq!(verdict(&bpf, arch, name, &[]), ALLOW, "{}: {name}", arch.name());
-            if !conditional.contains(name) {
+            if !CONDITIONAL.contains(name) {
                 assert_eq!(verdict(&bpf, arch, name, &[u64::MAX; 6]), ALLOW, "{}: {name}", arch.name());
             }
         }
@@ -275,24 +277,10 @@ fn every_call_of_the_default_lists_gets_its_lists_verdict() {
 /// them through without running the filter at all.
 #[test]
 fn unconditionally_allowed_calls_never_read_arguments() {
-    let conditional = [
-        "chmod",
-        "fchmod",
-        "fchmodat",
-        "fchmodat2",
-        "clone",
-        "unshare",
-        "ioctl",
-        "open",
-        "openat",
-        "creat",
-        "mknod",
-        "mknodat",
-    ];
     for arch in Arch::ALL {
         let bpf = default_bpf(arch);
         let prog: Vec<Instruction> = bpf.instructions().collect();
-        for name in ALLOWED.iter().filter(|n| arch.syscall(n).is_some() && !conditional.contains(n)) {
+        for name in ALLOWED.iter().filter(|n| arch.syscall(n).is_some() && !CONDITIONAL.contains(n)) {
             let trace = bpf_interp::run_traced(&prog, &data(arch.audit_arch(), nr(arch, name), [0; 6])).unwrap();
             assert_eq!(Verdict::from_ret(trace.ret), ALLOW);
             assert!(!trace.read_args, "{}: {name} reads its arguments", arch.name());

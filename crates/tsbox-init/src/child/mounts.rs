@@ -430,7 +430,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             }
         }
         MountKind::Mask => {
-            let Some(at) = resolve_existing(root, target)? else {
+            let Some(at) = resolve_existing(root, target, OFlag::O_PATH)? else {
                 return Ok(false);
             };
             let is_dir = fstat(&at)
@@ -452,7 +452,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             }
         }
         MountKind::ReadonlyPath => {
-            let Some(at) = resolve_existing(root, target)? else {
+            let Some(at) = resolve_existing(root, target, OFlag::O_PATH)? else {
                 return Ok(false);
             };
             // A mount of its own (the cgroup tmpfs) is made read-only where it
@@ -517,8 +517,9 @@ fn resolve(root: RawFd, path: &str, flags: OFlag) -> Result<OwnedFd> {
     sys::open_in_root(root, path, flags).step_path(Step::Mount, path, || "resolve the mount target inside the rootfs".into())
 }
 
-fn resolve_existing(root: RawFd, path: &str) -> Result<Option<OwnedFd>> {
-    match sys::open_in_root(root, path, OFlag::O_PATH) {
+/// Resolves `path` inside `root` with `flags`; None when it does not exist.
+fn resolve_existing(root: RawFd, path: &str, flags: OFlag) -> Result<Option<OwnedFd>> {
+    match sys::open_in_root(root, path, flags) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(Report::new(Step::Mount, e as i32)
@@ -529,14 +530,8 @@ fn resolve_existing(root: RawFd, path: &str) -> Result<Option<OwnedFd>> {
 
 /// Resolves `path` inside `root`, creating missing directories along it.
 fn mkdir_all(root: RawFd, path: &str, mode: u32) -> Result<OwnedFd> {
-    match sys::open_in_root(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-        Ok(fd) => return Ok(fd),
-        Err(Errno::ENOENT) => {}
-        Err(e) => {
-            return Err(Report::new(Step::Mount, e as i32)
-                .path(path)
-                .detail("resolve the mount point inside the rootfs"))
-        }
+    if let Some(fd) = resolve_existing(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY)? {
+        return Ok(fd);
     }
     let (parent, name) = split(path)?;
     let dir = mkdir_all(root, parent, 0o755)?;
@@ -553,14 +548,8 @@ fn mkdir_all(root: RawFd, path: &str, mode: u32) -> Result<OwnedFd> {
 
 /// Resolves the file `path` inside `root`, creating an empty one if missing.
 fn touch(root: RawFd, path: &str) -> Result<OwnedFd> {
-    match sys::open_in_root(root, path, OFlag::O_PATH) {
-        Ok(fd) => return Ok(fd),
-        Err(Errno::ENOENT) => {}
-        Err(e) => {
-            return Err(Report::new(Step::Mount, e as i32)
-                .path(path)
-                .detail("resolve the mount point inside the rootfs"))
-        }
+    if let Some(fd) = resolve_existing(root, path, OFlag::O_PATH)? {
+        return Ok(fd);
     }
     let (parent, name) = split(path)?;
     let dir = mkdir_all(root, parent, 0o755)?;
