@@ -381,24 +381,8 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         MountKind::File { contents, mode } => {
             let staged = format!("{FILES}/{index}");
             std::fs::write(&staged, contents).step_path(Step::Mount, &staged, || format!("write the contents of {target}"))?;
-            nix::sys::stat::fchmodat(
-                nix::fcntl::AT_FDCWD,
-                staged.as_str(),
-                Mode::from_bits_truncate(*mode),
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .step_path(Step::Mount, &staged, || format!("set the mode of {target}"))?;
             let at = touch(root, target)?;
-            let src = open(staged.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .step_path(Step::Mount, &staged, || "open the staged file".into())?;
-            Source::Path(src)
-                .attach(at.as_raw_fd(), false)
-                .step_path(Step::Mount, target, || format!("bind the generated {target}"))?;
-            if attr_bits(m) != 0 {
-                let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), attr_bits(m), false)
-                    .step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
-            }
+            bind_staged(root, &staged, *mode, OFlag::empty(), at, m, "the generated file")?;
         }
         MountKind::Scratch { mode } => {
             // A directory of the staging tmpfs: its writes count against the
@@ -406,28 +390,8 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let staged = format!("{SCRATCH}/{index}");
             mkdir(staged.as_str(), Mode::from_bits_truncate(0o700))
                 .step_path(Step::Mount, &staged, || format!("create the scratch directory for {target}"))?;
-            nix::sys::stat::fchmodat(
-                nix::fcntl::AT_FDCWD,
-                staged.as_str(),
-                Mode::from_bits_truncate(*mode),
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .step_path(Step::Mount, &staged, || format!("set the mode of {target}"))?;
             let at = mkdir_all(root, target, 0o755)?;
-            let src = open(
-                staged.as_str(),
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .step_path(Step::Mount, &staged, || "open the scratch directory".into())?;
-            Source::Path(src)
-                .attach(at.as_raw_fd(), false)
-                .step_path(Step::Mount, target, || format!("bind a scratch directory on {target}"))?;
-            if attr_bits(m) != 0 {
-                let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), attr_bits(m), false)
-                    .step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
-            }
+            bind_staged(root, &staged, *mode, OFlag::O_DIRECTORY, at, m, "a scratch directory")?;
         }
         MountKind::Mask => {
             let Some(at) = resolve_existing(root, target, OFlag::O_PATH)? else {
@@ -515,6 +479,30 @@ fn split(target: &str) -> Result<(&str, &str)> {
 
 fn resolve(root: RawFd, path: &str, flags: OFlag) -> Result<OwnedFd> {
     sys::open_in_root(root, path, flags).step_path(Step::Mount, path, || "resolve the mount target inside the rootfs".into())
+}
+
+/// Gives the staged file or directory `staged` its `mode`, binds it on `at`
+/// (the mount's target) and applies the mount's flags to the new mount.
+fn bind_staged(root: RawFd, staged: &str, mode: u32, kind: OFlag, at: OwnedFd, m: &Mount, what: &str) -> Result<()> {
+    let target = m.target.as_str();
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        staged,
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .step_path(Step::Mount, staged, || format!("set the mode of {target}"))?;
+    let src = open(staged, OFlag::O_PATH | OFlag::O_CLOEXEC | kind, Mode::empty())
+        .step_path(Step::Mount, staged, || format!("open {what} staged for {target}"))?;
+    Source::Path(src)
+        .attach(at.as_raw_fd(), false)
+        .step_path(Step::Mount, target, || format!("bind {what} on {target}"))?;
+    if attr_bits(m) != 0 {
+        let bound = resolve(root, target, OFlag::O_PATH)?;
+        set_attrs(bound.as_raw_fd(), attr_bits(m), false)
+            .step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
+    }
+    Ok(())
 }
 
 /// Resolves `path` inside `root` with `flags`; None when it does not exist.
