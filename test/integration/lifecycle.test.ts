@@ -210,6 +210,8 @@ describe('rootless', () => {
     expect((await as(['stop', '-t', '2', rl])).code).toBe(0);
     expect((await as(['rm', rl])).code).toBe(0);
     expect((await as(['ps', '-a'])).stdout).not.toContain(rl);
+    // Its state root is in the shared temporary directory: nothing of it stays.
+    expect(existsSync(join(tmpdir(), `tsbox-state-${uid}`))).toBe(false);
   });
 
   it('refuses a state directory another user made first in the temporary directory (it would read and replace the state)', async () => {

@@ -8,13 +8,13 @@
  * and no process. A cgroup with a live owner, or without a marker but with
  * processes in it, is left alone.
  */
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 
-import { ensureStateRoot } from '../state-root.js';
+import { ensureStateRoot, stateRoot } from '../state-root.js';
 
 import { cgroupDir, parentPath, readLayout, readProcSource, type ProcSource } from './detect.js';
-import { cgroupError, EEXIST, errnoOf, realFs, type CgroupFs } from './fs.js';
+import { cgroupError, EEXIST, ENOENT, errnoOf, realFs, type CgroupFs } from './fs.js';
 import { listPids, removeCgroup, removeParents, type Placement } from './teardown.js';
 
 export interface Marker extends Placement {
@@ -28,9 +28,13 @@ export interface Marker extends Placement {
 /** Container ids: a safe single path component. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
-/** `cgroups` in this user's state directory (ts/state-root.ts): `/run/tsbox/cgroups` as root. */
+/**
+ * `cgroups` in this user's state directory (ts/state-root.ts): `/run/tsbox/cgroups`
+ * as root. Reading it makes nothing; writing a marker there first makes sure
+ * the state root is the user's own.
+ */
 export function defaultStateDir(): string {
-  return posix.join(ensureStateRoot(), 'cgroups');
+  return posix.join(stateRoot(), 'cgroups');
 }
 
 /** The start time of `pid` in clock ticks since boot, or null when there is no such process (or only its zombie). */
@@ -62,9 +66,17 @@ const markerPath = (stateDir: string, id: string) => posix.join(stateDir, `${id}
 export function writeMarker(stateDir: string, m: Marker, exclusive = false): void {
   const path = markerPath(stateDir, m.id);
   const tmp = `${path}.${process.pid}.tmp`;
+  if (stateDir === defaultStateDir()) ensureStateRoot(posix.dirname(stateDir));
   try {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
+    try {
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
+    } catch (err) {
+      // Removed, empty, by another container's end in between: once more.
+      if (errnoOf(err) !== ENOENT) throw err;
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
+    }
     if (exclusive) linkSync(tmp, path);
     else renameSync(tmp, path);
   } catch (err) {
@@ -79,6 +91,20 @@ export function writeMarker(stateDir: string, m: Marker, exclusive = false): voi
 
 export function removeMarker(stateDir: string, id: string): void {
   rmSync(markerPath(stateDir, id), { force: true });
+  // An ordinary user's state root may be in the temporary directory: what
+  // is empty goes with the last marker (root's /run/tsbox stays).
+  if (process.getuid?.() !== 0) removeIfEmpty(stateDir, posix.dirname(stateDir));
+}
+
+/** Removes each directory in turn while it is empty. */
+export function removeIfEmpty(...dirs: string[]): void {
+  for (const d of dirs) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // Not empty (another container's), or gone.
+    }
+  }
 }
 
 function readMarkers(stateDir: string): Marker[] {

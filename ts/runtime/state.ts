@@ -7,9 +7,10 @@
  * log. Nothing in it is writable by a container: it is 0700, owned by the
  * caller, outside every container's root.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
+import { removeIfEmpty } from '../cgroups/gc.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
 
@@ -33,10 +34,16 @@ export function containerDir(id: string): string {
 
 /** Makes container `id`'s state directory (0700); refuses an id in use. */
 export function createContainerDir(id: string): string {
-  const root = ensureStateRoot();
-  const dir = join(root, id);
+  let dir = join(ensureStateRoot(), id);
   try {
-    mkdirSync(dir, { mode: 0o700 });
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      // The root went, empty, with another container's end in between: once more.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      dir = join(ensureStateRoot(), id);
+      mkdirSync(dir, { mode: 0o700 });
+    }
   } catch (err) {
     throw fromSystemError('state', err, `create the container's state directory ${dir}`, (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'container ids must be unique' : undefined);
   }
@@ -46,11 +53,15 @@ export function createContainerDir(id: string): string {
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
-  try {
-    rmdirSync(join(dir, '..'));
-  } catch {
-    // Other containers' directories are there.
+  const root = dirname(dir);
+  // Root's /run/tsbox stays; an ordinary user's root may be in the temporary
+  // directory, and goes when nothing is left in it (other containers' state,
+  // their cgroup markers and id registrations keep it).
+  if (process.getuid?.() !== 0) {
+    removeIfEmpty(join(root, 'cgroups'));
+    removeIfEmpty(join(root, 'ids'));
   }
+  removeIfEmpty(root);
 }
 
 /**
