@@ -11,7 +11,12 @@ const args = { signal: { type: 'string', alias: 's', valueHint: 'SIG', descripti
 
 /** `KILL`, `SIGKILL`, `9` → 9. */
 export function parseSignal(s: string): number {
-  if (/^\d+$/.test(s)) return Number(s);
+  if (/^\d+$/.test(s)) {
+    // The monitor cannot report a signal the kernel refuses: refuse it here.
+    const n = Number(s);
+    if (n < 1 || n > 64) throw new TsboxError({ step: 'config', errno: 22, path: '--signal', detail: `${s} is not a signal number`, hint: 'signals are 1 to 64 (SIGRTMAX)' });
+    return n;
+  }
   const name = s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`;
   const n = (constants.signals as Record<string, number>)[name];
   if (n === undefined) throw new TsboxError({ step: 'config', errno: 0, path: '--signal', detail: `unknown signal "${s}"`, hint: 'a name such as TERM or SIGKILL, or a number' });

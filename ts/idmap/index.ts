@@ -40,10 +40,6 @@ export interface IdMaps {
 /** Number of 65536-id blocks between 0x70000000 and 0x80000000. */
 const BLOCKS = 4096;
 
-export function stateDir(): string {
-  return ensureStateRoot();
-}
-
 /**
  * The id registry: one locked file per live container's host ids under
  * `<state>/ids`, `<k>.lock` for root's block k, `x-<id>.lock` (its ranges as
@@ -61,7 +57,7 @@ interface Live {
 }
 
 function registryDir(): string {
-  const dir = `${stateDir()}/ids`;
+  const dir = `${ensureStateRoot()}/ids`;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
   } catch (err) {
