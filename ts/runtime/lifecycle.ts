@@ -98,30 +98,23 @@ export class ContainerRef {
     return readFileSync(log, 'utf8');
   }
 
-  /**
-   * SIGTERM (or the container's stop signal), and SIGKILL after `timeout`
-   * seconds (default 10) if it has not ended.
-   */
+  /** SIGTERM, and SIGKILL after `timeout` seconds (default 10) if it has not ended. */
   async stop(timeout = 10): Promise<Ended> {
     if (this.state().status === 'stopped') return this.wait();
     this.kill('SIGTERM');
     const ended = this.wait();
-    const killed = new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        try {
-          if (this.state().status !== 'stopped') this.kill('SIGKILL');
-        } catch {
-          // Ended meanwhile.
-        }
-        resolve();
-      }, timeout * 1000);
-      void ended.finally(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-    await killed;
-    return ended;
+    const t = setTimeout(() => {
+      try {
+        this.kill('SIGKILL');
+      } catch {
+        // It ended meanwhile: its monitor has gone.
+      }
+    }, timeout * 1000);
+    try {
+      return await ended;
+    } finally {
+      clearTimeout(t);
+    }
   }
 
   /** Removes the stopped container's state; with `force`, kills a running one first. */
