@@ -139,11 +139,11 @@ export class Container extends EventEmitter {
   #process: ProcessPlan | null;
   #started: Promise<void>;
   #onStarted: () => void = () => {};
-  #watch: (() => Promise<ExitResult>) | null = null;
+  readonly #watch: () => Promise<ExitResult>;
   #watching: Promise<ExitResult> | null = null;
   /** How it ends; a detached container is watched only once someone asks. */
   get #result(): Promise<ExitResult> {
-    if (!this.#watching) this.#watching = this.#watch!();
+    this.#watching ??= this.#watch();
     return this.#watching;
   }
   #exited = false;

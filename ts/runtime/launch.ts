@@ -96,22 +96,25 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   // wait now, and the helper's move shares it.
   if (process.getuid?.() === 0) prewarmCgroupMove(native, proc);
 
-  // (1) The helper first, with its end of the channel as fd 3: its exec and
-  // start-up run on another core while this thread decides the rest. It waits
-  // for the plan and exits when the channel closes without one.
-  // posix_spawn from the addon: nothing of Node is copied, and no code runs
-  // in the child before tsbox-init (DESIGN.md, Processes).
   // The container's state directory, and a detached container's log in it.
   let dir: string;
   let log: number | null = null;
   try {
     if (o.name !== undefined) checkName(o.name);
     dir = createContainerDir(id);
+    undo.push(() => removeContainerDir(dir));
     if (o.detach) log = openSync(join(dir, 'container.log'), 'a', 0o600);
   } catch (err) {
-    throw err instanceof TsboxError ? err : fromSystemError('state', err, 'create the container\'s state');
+    // A log that could not be opened leaves no state directory behind.
+    cleanup();
+    throw err instanceof TsboxError ? err : fromSystemError('state', err, "create the container's state directory or its log");
   }
-  undo.push(() => removeContainerDir(dir));
+  // (1) The helper next (a detached container's log is its stdout), with its
+  // end of the channel as fd 3: its exec and start-up run on another core
+  // while this thread decides the rest. It waits for the plan and exits when
+  // the channel closes without one.
+  // posix_spawn from the addon: nothing of Node is copied, and no code runs
+  // in the child before tsbox-init (DESIGN.md, Processes).
   const ch = new native.binding.Channel();
   let helper: NativeHelper;
   try {
