@@ -107,6 +107,16 @@ export function removeIfEmpty(...dirs: string[]): void {
   }
 }
 
+/** The marker of container `id`; null when there is none, or it is not one of ours. */
+function readMarker(stateDir: string, id: string): Marker | null {
+  try {
+    const m = JSON.parse(readFileSync(markerPath(stateDir, id), 'utf8')) as Marker;
+    return m.id === id && typeof m.ownerPid === 'number' && m.dirs && Array.isArray(m.parents) ? m : null;
+  } catch {
+    return null; // Gone, half-written by a crash between write and rename, or not ours: leave it.
+  }
+}
+
 function readMarkers(stateDir: string): Marker[] {
   let names: string[];
   try {
@@ -117,12 +127,8 @@ function readMarkers(stateDir: string): Marker[] {
   const out: Marker[] = [];
   for (const n of names) {
     if (!n.endsWith('.json') || !ID_PATTERN.test(n.slice(0, -5))) continue;
-    try {
-      const m = JSON.parse(readFileSync(posix.join(stateDir, n), 'utf8')) as Marker;
-      if (m.id === n.slice(0, -5) && typeof m.ownerPid === 'number' && m.dirs && Array.isArray(m.parents)) out.push(m);
-    } catch {
-      // Half-written by a crash between write and rename, or not ours: leave it.
-    }
+    const m = readMarker(stateDir, n.slice(0, -5));
+    if (m) out.push(m);
   }
   return out;
 }
@@ -147,6 +153,11 @@ export function gc(opts: GcOptions = {}): string[] {
   const marked = new Set(markers.map((m) => m.id));
   for (const m of markers) {
     if (ownerAlive(m)) continue;
+    // Its owner may have changed since the listing (a detached container's
+    // cgroup passes from its creator, which then exits, to its monitor):
+    // only the marker as it is now says whether it is an orphan.
+    const now = readMarker(stateDir, m.id);
+    if (now === null || ownerAlive(now)) continue;
     try {
       const existed = Object.values(m.dirs).some((d) => fs.exists(d));
       removeCgroup(m, fs);

@@ -186,6 +186,27 @@ export function checkName(name: string, root: string = stateRoot()): void {
   }
 }
 
+/** Whether the container in `dir` is gone and its state is left for gc. */
+function orphaned(dir: string): boolean {
+  const s = readState(dir);
+  if (s === null) {
+    // Being made right now, or left by a crash between mkdir and write.
+    try {
+      return Date.now() - statSync(dir).mtimeMs > 60_000;
+    } catch {
+      return false;
+    }
+  }
+  if (s.status === 'stopped' && s.detached) return false;
+  if (processAlive(s.monitorPid)) return false;
+  // A detached container that ended keeps its state until `tsbox rm`; an
+  // attached one's is its caller's to remove, unless that is gone too.
+  if (s.status === 'stopped') return !processAlive(s.callerPid);
+  // Its monitor died (killed, or crashed), or never came (a launch that is
+  // still going on keeps its state).
+  return !(s.status === 'creating' && processAlive(s.callerPid));
+}
+
 /**
  * Removes the state of containers that nobody keeps any more: a monitor that
  * is gone (killed, or crashed) while the container was not stopped, and an
@@ -196,29 +217,9 @@ export function checkName(name: string, root: string = stateRoot()): void {
 export function gcStates(root: string = stateRoot()): string[] {
   const removed: string[] = [];
   for (const dir of containerDirs(root)) {
-    const s = readState(dir);
-    let orphan: boolean;
-    if (s === null) {
-      // Being made right now, or left by a crash between mkdir and write.
-      try {
-        orphan = Date.now() - statSync(dir).mtimeMs > 60_000;
-      } catch {
-        continue;
-      }
-    } else if (s.status === 'stopped' && s.detached) {
-      orphan = false;
-    } else if (processAlive(s.monitorPid)) {
-      orphan = false;
-    } else if (s.status === 'stopped') {
-      // A detached container that ended keeps its state until `tsbox rm`; an
-      // attached one's is its caller's to remove, unless that is gone too.
-      orphan = !s.detached && !processAlive(s.callerPid);
-    } else {
-      // Its monitor died (killed, or crashed), or never came (a launch that
-      // is still going on keeps its state).
-      orphan = !(s.status === 'creating' && processAlive(s.callerPid));
-    }
-    if (orphan) {
+    // Read twice: a launch that ended after the first read (its creator
+    // gone) has written its monitor into the state before it did.
+    if (orphaned(dir) && orphaned(dir)) {
       rmSync(dir, { recursive: true, force: true });
       removed.push(basename(dir));
     }
