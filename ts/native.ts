@@ -19,69 +19,20 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { TsboxError } from './errors.js';
+import type * as Addon from './generated/addon.js';
 
 /**
- * The addon's surface (the generated `native/index.d.ts` is the build's record of
- * it). Its functions are free functions, not methods: they may be passed around
- * without their object.
+ * The addon's surface: napi-rs's declaration of the Rust exports
+ * (ts/generated/addon.ts, kept current by the unit suite). Its functions are
+ * free functions, not methods: they may be passed around without their object.
  */
-export interface NativeBinding {
-  /** Takes an exclusive flock on `path` without waiting; null when another process holds it. */
-  tryLockFile: (path: string, note: string) => NativeFileLock | null;
-  /** Takes an exclusive flock on `path`, waiting for it. */
-  waitLockFile: (path: string, note: string) => NativeFileLock;
-  /** Moves this process into the cgroup it is in (`procs`), on a thread of its own; see crates/tsbox-napi/src/cgroup.rs. */
-  prewarmCgroupMove: (procs: string) => void;
-  Channel: { new (): NativeChannel; connect(path: string): NativeChannel };
-  /** A pipe, both ends close-on-exec: [read, write]. */
-  pipe: () => number[];
-  /** Starts tsbox-init with these stdio modes and the channel's end as its fd 3. */
-  /** Starts tsbox-init with these stdio modes (inherit, pipe, ignore, fd:N) and the channel's end as its fd 3. */
-  spawnHelper: (path: string, stdio: string[], channelFd: number) => NativeHelper;
-  /** Compiles an OCI seccomp profile (null: tsbox's default) to BPF for this machine; cached by content. */
-  compileSeccomp: (profileJson: string | null) => Buffer;
-  /** Sets the size of the terminal whose master is `fd`. */
-  setWindowSize: (fd: number, cols: number, rows: number) => void;
-  /** The termios of the terminal on `fd`, or null when it is not one. */
-  saveTerminal: (fd: number) => Buffer | null;
-  /** Restores a saved termios on `fd` and clears exclusive mode (TIOCNXCL). */
-  restoreTerminal: (fd: number, saved: Buffer) => void;
-  /** tsbox's default seccomp profile, as OCI JSON. */
-  seccompDefaultProfile: () => string;
-  monotonicNs: () => bigint;
-  PLAN_VERSION: number;
-}
-
+export type NativeBinding = typeof Addon;
 /** A held flock on a file; released (file removed) by `release()`. */
-export interface NativeFileLock {
-  readonly path: string;
-  /** Its descriptor, for handing to tsbox-init; -1 once released. */
-  readonly fd: number;
-  release(): void;
-  /** Closes this process's copy only (another process holds the lock now). */
-  forget(): void;
-}
-
+export type NativeFileLock = Addon.FileLock;
 /** A tsbox-init started by the addon (posix_spawn). */
-export interface NativeHelper {
-  readonly pid: number;
-  /** Our end of stdio pipe 0, 1 or 2, or -1. */
-  takePipe(index: number): number;
-  /** Resolves when it has exited, and reaps it. */
-  wait(): Promise<{ code?: number | null; signal?: number | null }>;
-}
-
-export interface NativeChannel {
-  readonly childFd: number;
-  closeChild(): void;
-  send(msg: string): void;
-  /** Sends with descriptors of this process attached (they stay open here). */
-  sendFds(msg: string, fds: number[]): void;
-  recv(): Promise<string | null>;
-  /** A descriptor that came with the last messages (a pty master), or -1. */
-  takeFd(): number;
-  close(): void;
-}
+export type NativeHelper = Addon.HelperProcess;
+/** The Node end of a launch channel, or a connection to a monitor's control socket. */
+export type NativeChannel = Addon.Channel;
 
 /** Where the native parts came from. */
 export type NativeSource = 'override' | 'checkout' | 'package';

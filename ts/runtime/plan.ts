@@ -17,78 +17,16 @@ import type { ResolvedOptions } from '../config/schema.js';
 import { seccompProgram, type CompileSeccomp } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
 
-/** `/proc/PID/{setgroups,uid_map,gid_map}` contents (tsbox_core::IdMaps). */
-export interface IdMapsText {
-  setgroups: 'allow' | 'deny';
-  uidMap: string;
-  gidMap: string;
-}
+import type { Mount, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
 
-/** tsbox_core::SandboxPlan (crates/tsbox-core/src/plan.rs); the version guards the pair. */
-export interface SandboxPlan {
-  version: number;
-  hostname: string;
-  namespaces: Namespace[];
-  rootfs: { kind: 'path'; path: string; mode: 'overlay' | 'readonly' | 'bind'; idmap: boolean };
-  rootfsPropagation: 'private' | 'slave' | 'shared' | 'unbindable';
-  /** Bytes the container may write outside its volumes (the staging tmpfs's size). */
-  storageSize: number | null;
-  mounts: PlanMount[];
-  init: boolean;
-  /** Phase `maps`: who writes the id maps. */
-  maps: { writer: 'none' } | { writer: 'helper'; maps: IdMapsText } | { writer: 'node' };
-  /** Phase `cgroup`: how the child gets into its cgroup. */
-  cgroup: { how: 'none' } | { how: 'cloneInto'; dir: string; procs: string[] } | { how: 'place'; procs: string[]; madeByNode: boolean };
-  /** Phase `network`: loopback (the child brings lo up), or Node's hook. */
-  network: 'loopback' | 'node';
-  trace: boolean;
-  traceT0Ns: number;
-  parentPid: number;
-  /** The monitor outlives its caller and keeps the container. */
-  detach: boolean;
-  /** The monitor's control socket. */
-  control: string | null;
-}
+// The plans' types are generated from tsbox_core's (crates/tsbox-core/src/plan.rs).
+export type { IdMaps, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
+export type PlanMount = Mount;
 
-/** tsbox_core::ProcessPlan: what runs in the sandbox. */
-export interface ProcessPlan {
-  argv: string[];
-  env: string[];
-  cwd: string;
-  user: { user: string; group: string | null; additionalGroups: string[] };
-  capabilities: string[] | null;
-  noNewPrivileges: boolean;
-  rlimits: { name: string; soft: number | null; hard: number | null }[];
-  /** The compiled seccomp filter as hex, or null for unconfined. */
-  seccomp: string | null;
-  /** A pseudo-terminal of this size for the command. */
-  tty: { rows: number; cols: number } | null;
-  trace: boolean;
-}
-
-export type Namespace = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
 export const ALL_NAMESPACES: readonly Namespace[] = ['user', 'pid', 'mount', 'net', 'ipc', 'uts', 'cgroup'];
 
-export interface MountFlags {
-  readonly?: boolean;
-  nosuid?: boolean;
-  nodev?: boolean;
-  noexec?: boolean;
-  /** Skip when the mount point is missing and cannot be created. */
-  optional?: boolean;
-}
-
-export type PlanMount = { target: string } & MountFlags &
-  (
-    | { type: 'bind'; source: string; recursive: boolean; idmap?: boolean }
-    | { type: 'fs'; fstype: string; data: string | null }
-    | { type: 'symlink'; link: string }
-    | { type: 'dir'; mode: number }
-    | { type: 'scratch'; mode: number }
-    | { type: 'file'; contents: string; mode: number }
-    | { type: 'mask' }
-    | { type: 'readonlyPath' }
-  );
+/** The flags every mount may carry (each false when left out). */
+export type MountFlags = Pick<Mount, 'readonly' | 'nosuid' | 'nodev' | 'noexec' | 'optional'>;
 
 const fs = (target: string, fstype: string, data: string | null, flags: MountFlags): PlanMount => ({ target, type: 'fs', fstype, data, ...flags });
 

@@ -6,26 +6,14 @@
  */
 import { constants as osConstants } from 'node:os';
 
-import { TsboxError, type FailureReport } from '../errors.js';
+import { TsboxError } from '../errors.js';
 import type { NativeChannel } from '../native.js';
-import type { ProcessPlan, SandboxPlan } from './plan.js';
+import type { ControlRequest, HelperMsg, NodeMsg, ProcessPlan, SandboxPlan } from '../generated/wire.js';
 
 export { PHASES, type Phase } from '../generated/tables.js';
 
-export interface Rusage {
-  userUsec: number;
-  systemUsec: number;
-  maxRssKib: number;
-}
-
-/** Helper → Node, and monitor → client on a control connection (tsbox_core::HelperMsg). */
-export type HelperMsg =
-  | { type: 'cloned'; pid: number; monitor: number }
-  | { type: 'ready' }
-  | { type: 'pty' }
-  | { type: 'started'; pid: number }
-  | ({ type: 'failed' } & FailureReport)
-  | { type: 'exited'; code: number | null; signal: number | null; rusage: Rusage };
+// The messages' types are generated from tsbox_core's (crates/tsbox-core/src/message.rs).
+export type { HelperMsg, Rusage } from '../generated/wire.js';
 
 export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
   const raw = await ch.recv();
@@ -37,7 +25,7 @@ export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
  * before exiting says why, and that is what the caller gets: the helper's
  * `uid_map: EINVAL`, not `send: Broken pipe`.
  */
-async function send(ch: NativeChannel, msg: object, fds: number[] = []): Promise<void> {
+async function send(ch: NativeChannel, msg: NodeMsg | ControlRequest, fds: number[] = []): Promise<void> {
   try {
     if (fds.length > 0) ch.sendFds(JSON.stringify(msg), fds);
     else ch.send(JSON.stringify(msg));
@@ -59,14 +47,14 @@ export const toHelper = {
   cgroup: (ch: NativeChannel) => send(ch, { type: 'cgroup' }),
   /** Phase 8: the process to run in the sandbox. */
   process: (ch: NativeChannel, process: ProcessPlan) => send(ch, { type: 'process', ...process }),
-  signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo })),
+  signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo } satisfies NodeMsg)),
 };
 
 /** Client → monitor on its control socket (tsbox_core::ControlRequest). */
 export const toMonitor = {
   /** Run a process in the container with `stdio` (none with a tty) attached. */
   exec: (ch: NativeChannel, process: ProcessPlan, stdio: number[], detach = false) => send(ch, { type: 'exec', process, detach }, stdio),
-  signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo })),
+  signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo } satisfies ControlRequest)),
   wait: (ch: NativeChannel) => send(ch, { type: 'wait' }),
 };
 

@@ -6,7 +6,8 @@
 //! [`PLAN_VERSION`]; the helper refuses a plan of another version, so an addon and
 //! a helper from different releases fail loudly instead of misreading each other.
 
-pub mod generated;
+#[cfg(test)]
+mod generated;
 pub mod message;
 pub mod plan;
 pub mod report;

@@ -77,6 +77,7 @@ impl Phase {
 /// Node → helper, on the launch channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum NodeMsg {
     /// Phase 1, the first message: the sandbox to build (with the id range's
     /// lock attached, which the helper holds until the container is gone).
@@ -98,6 +99,7 @@ pub enum NodeMsg {
 /// connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum HelperMsg {
     /// Phase 2: the container's PID 1 exists, in its new namespaces (its host
     /// pid), and the monitor's pid (another one when detached).
@@ -159,6 +161,7 @@ pub enum ChildMsg {
 /// A request to a running container's monitor, on its control socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ControlRequest {
     /// Run a process in the container (stdin, stdout and stderr attached,
     /// unless it has a tty). Replies `started` or `failed`, then `exited`.
@@ -173,6 +176,7 @@ pub enum ControlRequest {
 /// Resource usage of the container's PID 1 and everything it reaped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Rusage {
     pub user_usec: u64,
     pub system_usec: u64,

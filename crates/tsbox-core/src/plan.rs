@@ -11,6 +11,7 @@ pub const PLAN_VERSION: u32 = 4;
 /// `root`, `mounts` and `linux`). It travels in the first phase, `plan`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SandboxPlan {
     pub version: u32,
     pub hostname: String,
@@ -54,6 +55,7 @@ pub struct SandboxPlan {
 /// Who writes the child's id maps (phase `maps`), decided once, by Node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "writer", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum MapsPhase {
     /// No new user namespace: nothing to write.
     None,
@@ -68,6 +70,7 @@ pub enum MapsPhase {
 /// How the child gets into its cgroup (phase `cgroup`), decided once, by Node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "how", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum CgroupPhase {
     /// No cgroup (an unprivileged caller without a delegated one).
     None,
@@ -85,6 +88,7 @@ pub enum CgroupPhase {
 /// Who sets up the network namespace (phase `network`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum NetworkPhase {
     /// A namespace of its own with loopback up and nothing else (the child
     /// does it), or the host's when there is no net namespace.
@@ -98,6 +102,7 @@ pub enum NetworkPhase {
 /// first process (phase `process`), or one exec'd into a running container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ProcessPlan {
     /// argv[0] is looked up in the container's PATH when it has no slash.
     pub argv: Vec<String>,
@@ -112,7 +117,8 @@ pub struct ProcessPlan {
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
     /// The seccomp filter the addon compiled for this machine, loaded last
-    /// before execve; None runs unconfined.
+    /// before execve; None runs unconfined. It travels as hex.
+    #[cfg_attr(test, ts(type = "string | null"))]
     pub seccomp: Option<crate::seccomp::Bpf>,
     /// Give the command a pseudo-terminal of this size as its stdin, stdout and
     /// stderr (and controlling terminal); the master goes back to Node.
@@ -126,6 +132,7 @@ pub struct ProcessPlan {
 /// `/proc/PID/{setgroups,uid_map,gid_map}` contents, written in that order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct IdMaps {
     /// "allow" or "deny".
     pub setgroups: String,
@@ -136,6 +143,7 @@ pub struct IdMaps {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct TtySize {
     pub rows: u16,
     pub cols: u16,
@@ -143,6 +151,7 @@ pub struct TtySize {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Namespace {
     User,
     Pid,
@@ -192,6 +201,7 @@ impl Namespace {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum RootfsSpec {
     /// A directory on the host as the container's root.
     Path {
@@ -205,6 +215,7 @@ pub enum RootfsSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum RootMode {
     /// The directory is the lower layer of an overlay whose upper layer lives
     /// on a tmpfs and is thrown away: the user's directory is never written.
@@ -217,6 +228,7 @@ pub enum RootMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Propagation {
     Private,
     Slave,
@@ -227,27 +239,34 @@ pub enum Propagation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // No deny_unknown_fields here: serde cannot combine it with `flatten`.
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Mount {
     /// Absolute path inside the container.
     pub target: String,
     #[serde(flatten)]
     pub kind: MountKind,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "boolean"))]
     pub readonly: bool,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "boolean"))]
     pub nosuid: bool,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "boolean"))]
     pub nodev: bool,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "boolean"))]
     pub noexec: bool,
     /// Skip, rather than fail, when the mount point is missing and cannot be
     /// created (a read-only root, or a directory the container may not write).
     #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "boolean"))]
     pub optional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum MountKind {
     /// A host file or directory bound onto the target (created if missing).
     Bind {
@@ -255,6 +274,7 @@ pub enum MountKind {
         recursive: bool,
         /// Shift the source's ids into the container's range (idmapped mount).
         #[serde(default)]
+        #[cfg_attr(test, ts(optional, type = "boolean"))]
         idmap: bool,
     },
     /// A file with these contents, private to the container (on its staging
@@ -280,6 +300,7 @@ pub enum MountKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct User {
     /// A uid or a name from the container's /etc/passwd.
     pub user: String,
@@ -292,6 +313,7 @@ pub struct User {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Rlimit {
     /// Lowercase name without the prefix: `nofile`, `nproc`, ...
     pub name: String,

@@ -8,6 +8,7 @@ use crate::tables::errno_name;
 /// Every step of a launch that can fail, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Step {
     ReadPlan,
     Join,
@@ -122,6 +123,7 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "camelCase")]
 #[error("{step}({target}): {errno_name} — {detail}", step = step.as_str(), target = path.as_deref().unwrap_or(""), errno_name = errno_name(*errno))]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Report {
     pub step: Step,
     /// 0 when the failure is not a system call's (a bad value, say).

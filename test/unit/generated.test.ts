@@ -1,0 +1,19 @@
+// The generated TypeScript stays in step with the Rust it comes from. The
+// wire types and tables are checked by cargo (tsbox-core's generated.rs);
+// the addon's surface is napi-rs's declaration of crates/tsbox-napi, which
+// only a build writes, so it is checked here against the build's.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+const { addonTypes } = (await import('../../scripts/gen-addon-types.mjs')) as { addonTypes: () => string };
+const root = join(import.meta.dirname, '../..');
+
+describe('generated TypeScript', () => {
+  it('ts/generated/addon.ts is the declaration napi-rs wrote for the addon just built', () => {
+    const committed = readFileSync(join(root, 'ts/generated/addon.ts'), 'utf8');
+    // A stale copy fails here: run `npm run build && npm run generate`.
+    expect(committed).toBe(addonTypes());
+  });
+});

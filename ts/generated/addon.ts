@@ -1,0 +1,146 @@
+// Generated from crates/tsbox-napi by napi-rs (native/index.d.ts) with `npm run generate`; do not edit.
+
+/** The Node end of a launch channel. Messages are JSON strings, one per packet. */
+export declare class Channel {
+  /**
+   * Creates the socketpair: this object keeps the non-blocking parent end;
+   * `childFd` is to be passed to tsbox-init as its fd 3 and then released
+   * with `closeChild`.
+   */
+  constructor()
+  /**
+   * A channel connected to the control socket at `path` (a running
+   * container's monitor).
+   */
+  static connect(path: string): Channel
+  /** The descriptor for the helper's fd 3, or -1 once released. */
+  get childFd(): number
+  /**
+   * Closes this process's copy of the helper's end (after spawning it, or
+   * when the spawn failed).
+   */
+  closeChild(): void
+  /** Sends one message (framed by tsbox_core::wire, as the helper reads it). */
+  send(msg: string): void
+  /**
+   * Sends one message with descriptors of this process attached
+   * (SCM_RIGHTS); they stay open here.
+   */
+  sendFds(msg: string, fds: Array<number>): void
+  /** The next message, or null once the helper has closed its end. */
+  recv(): Promise<string | null>
+  /**
+   * The oldest descriptor that came with a message (a pty master), now the
+   * caller's to close; -1 when none is waiting.
+   */
+  takeFd(): number
+  /** Closes this end. A pending `recv` resolves to null. */
+  close(): void
+}
+
+/** A held lock; `release()` (or garbage collection) unlocks and closes it. */
+export declare class FileLock {
+  get path(): string
+  /**
+   * The lock's descriptor, to hand to another process (SCM_RIGHTS): the
+   * lock is held until every copy is closed. -1 once released.
+   */
+  get fd(): number
+  /**
+   * Closes this process's copy without removing the file: another process
+   * (a detached container's monitor) holds the lock from now on.
+   */
+  forget(): void
+  /** Unlocks and removes the lock file. */
+  release(): void
+}
+
+/** A running tsbox-init. */
+export declare class HelperProcess {
+  get pid(): number
+  /**
+   * Our end of the pipe for stdio `index` (0, 1, 2), now the caller's to
+   * close; -1 when that stream was not piped or was taken already.
+   */
+  takePipe(index: number): number
+  /** Resolves once the helper has exited, and reaps it. */
+  wait(): Promise<HelperExit>
+}
+
+/**
+ * Compiles an OCI `linux.seccomp` profile (JSON text; null for tsbox's
+ * default profile) for this machine's architecture, and returns the BPF
+ * program as raw `struct sock_filter` bytes. A bad profile throws an error
+ * naming the JSON path of each problem.
+ */
+export declare function compileSeccomp(profileJson?: string | undefined | null): Buffer
+
+/** How the exited helper ended. */
+export interface HelperExit {
+  code?: number
+  signal?: number
+}
+
+/**
+ * CLOCK_MONOTONIC in nanoseconds, the clock `--trace` offsets count from (the
+ * same clock as process.hrtime, exposed so both sides agree by construction).
+ */
+export declare function monotonicNs(): bigint
+
+/** A pipe, both ends close-on-exec: `[read, write]`, the caller's to close. */
+export declare function pipe(): Array<number>
+
+/** The plan format version this addon's tsbox-init speaks. */
+export declare const PLAN_VERSION: number
+
+/**
+ * Writes this process's pid to `procs` (a cgroup.procs of the cgroup it is
+ * in) on a short-lived thread; returns at once. Errors are ignored: this
+ * only saves time.
+ */
+export declare function prewarmCgroupMove(procs: string): void
+
+/**
+ * Puts the terminal on `fd` back as `saveTerminal` found it, and out of
+ * exclusive mode (TIOCEXCL, which would keep its owner from opening it).
+ * A container given the caller's terminal (without `-t`) may have changed
+ * both; best effort, as the terminal may be gone.
+ */
+export declare function restoreTerminal(fd: number, saved: Buffer): void
+
+/**
+ * The termios of the terminal on `fd`, to give back with `restoreTerminal`
+ * after a container that shared it has ended; null when `fd` is not a
+ * terminal.
+ */
+export declare function saveTerminal(fd: number): Buffer | null
+
+/**
+ * tsbox's default profile as OCI JSON, for users to dump, edit and pass back
+ * with `--security-opt seccomp=PATH`.
+ */
+export declare function seccompDefaultProfile(): string
+
+/**
+ * Sets the size of the terminal whose master is `fd` (a container's tty); the
+ * kernel sends SIGWINCH to its foreground process group.
+ */
+export declare function setWindowSize(fd: number, cols: number, rows: number): void
+
+/**
+ * Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe" or "ignore" for
+ * stdin, stdout, stderr) and `channel_fd` as its fd 3.
+ */
+export declare function spawnHelper(path: string, stdio: Array<string>, channelFd: number): HelperProcess
+
+/**
+ * Takes an exclusive lock on `path` without waiting, creating it (mode 0644)
+ * with `note` as its contents; null when another process holds it.
+ */
+export declare function tryLockFile(path: string, note: string): FileLock | null
+
+/**
+ * As `tryLockFile`, but waits for the lock (a short critical section such as
+ * the id allocator's scan); never null.
+ */
+export declare function waitLockFile(path: string, note: string): FileLock

@@ -1,0 +1,197 @@
+// Generated from crates/tsbox-core/src/{plan,message,report}.rs by `npm run generate`; do not edit.
+// The wire types of the launch channel and the control socket: Rust's serde
+// types are the one definition, declared here by ts-rs.
+
+export type SandboxPlan = { version: number, hostname: string, namespaces: Array<Namespace>, rootfs: RootfsSpec, 
+/**
+ * Propagation of the container's mounts once it runs (OCI `rootfsPropagation`).
+ */
+rootfsPropagation: Propagation, 
+/**
+ * Bytes the container may write outside its volumes: the size of the
+ * staging tmpfs that holds the overlay's upper layer and the scratch
+ * directories. None leaves the kernel's default (half of RAM).
+ */
+storageSize: number | null, 
+/**
+ * Applied in order after the root is bound; targets are container paths.
+ */
+mounts: Array<Mount>, 
+/**
+ * PID 1 is tsbox's minimal init (forwards signals, reaps, exits with the
+ * command's status). False makes the process PID 1.
+ */
+init: boolean, 
+/**
+ * Phase `maps`: who writes the id maps.
+ */
+maps: MapsPhase, 
+/**
+ * Phase `cgroup`: how the child gets into its cgroup.
+ */
+cgroup: CgroupPhase, 
+/**
+ * Phase `network`: who sets up the network namespace.
+ */
+network: NetworkPhase, 
+/**
+ * Print every setup step with its time offset to stderr.
+ */
+trace: boolean, 
+/**
+ * CLOCK_MONOTONIC time, in ns, that trace offsets count from.
+ */
+traceT0Ns: number, 
+/**
+ * The pid that spawned the helper.
+ */
+parentPid: number, 
+/**
+ * The monitor leaves its caller's process tree and outlives it, keeping
+ * the container (`run -d`, OCI `create`); otherwise the container dies
+ * with its caller.
+ */
+detach: boolean, 
+/**
+ * Where the monitor serves its control socket (exec, signals, wait):
+ * `control.sock` in the container's state directory.
+ */
+control: string | null, };
+
+export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
+
+export type RootfsSpec = { "kind": "path", path: string, mode: RootMode, 
+/**
+ * Shift the rootfs's ids into the container's range with an idmapped
+ * mount (made by the helper, which has the privilege for it).
+ */
+idmap: boolean, };
+
+export type RootMode = "overlay" | "readonly" | "bind";
+
+export type Propagation = "private" | "slave" | "shared" | "unbindable";
+
+export type Mount = { 
+/**
+ * Absolute path inside the container.
+ */
+target: string, readonly?: boolean, nosuid?: boolean, nodev?: boolean, noexec?: boolean, 
+/**
+ * Skip, rather than fail, when the mount point is missing and cannot be
+ * created (a read-only root, or a directory the container may not write).
+ */
+optional?: boolean, } & ({ "type": "bind", source: string, recursive: boolean, 
+/**
+ * Shift the source's ids into the container's range (idmapped mount).
+ */
+idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, });
+
+export type MountKind = { "type": "bind", source: string, recursive: boolean, 
+/**
+ * Shift the source's ids into the container's range (idmapped mount).
+ */
+idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, };
+
+export type MapsPhase = { "writer": "none" } | { "writer": "helper", maps: IdMaps, } | { "writer": "node" };
+
+export type IdMaps = { 
+/**
+ * "allow" or "deny".
+ */
+setgroups: string, 
+/**
+ * Lines of `CONTAINER HOST SIZE`.
+ */
+uidMap: string, gidMap: string, };
+
+export type CgroupPhase = { "how": "none" } | { "how": "cloneInto", dir: string, procs: Array<string>, } | { "how": "place", procs: Array<string>, madeByNode: boolean, };
+
+export type NetworkPhase = "loopback" | "node";
+
+export type ProcessPlan = { 
+/**
+ * argv[0] is looked up in the container's PATH when it has no slash.
+ */
+argv: Array<string>, 
+/**
+ * `KEY=VALUE` strings, passed to execve as they are.
+ */
+env: Array<string>, 
+/**
+ * Working directory inside the container.
+ */
+cwd: string, user: User, 
+/**
+ * Capabilities kept in the bounding, permitted and effective sets. Names
+ * as `CAP_X`. `None` leaves the sets as the user namespace gives them (all).
+ */
+capabilities: Array<string> | null, noNewPrivileges: boolean, rlimits: Array<Rlimit>, 
+/**
+ * The seccomp filter the addon compiled for this machine, loaded last
+ * before execve; None runs unconfined. It travels as hex.
+ */
+seccomp: string | null, 
+/**
+ * Give the command a pseudo-terminal of this size as its stdin, stdout and
+ * stderr (and controlling terminal); the master goes back to Node.
+ */
+tty: TtySize | null, 
+/**
+ * Print every step with its time offset to stderr.
+ */
+trace: boolean, };
+
+export type User = { 
+/**
+ * A uid or a name from the container's /etc/passwd.
+ */
+user: string, 
+/**
+ * A gid or a name from the container's /etc/group; the user's primary
+ * group when absent.
+ */
+group: string | null, 
+/**
+ * More supplementary groups (gids or names), as `--group-add`.
+ */
+additionalGroups: Array<string>, };
+
+export type Rlimit = { 
+/**
+ * Lowercase name without the prefix: `nofile`, `nproc`, ...
+ */
+name: string, 
+/**
+ * `None` is RLIM_INFINITY.
+ */
+soft: number | null, hard: number | null, };
+
+export type TtySize = { rows: number, cols: number, };
+
+export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "process" } & ProcessPlan | { "type": "signal", signo: number, };
+
+export type HelperMsg = { "type": "cloned", pid: number, monitor: number, } | { "type": "ready" } | { "type": "pty" } | { "type": "started", pid: number, } | { "type": "failed" } & Report | { "type": "exited", 
+/**
+ * Exit status of the command, when it exited.
+ */
+code: number | null, 
+/**
+ * Signal that ended the command, when one did.
+ */
+signal: number | null, rusage: Rusage, };
+
+export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "signal", signo: number, } | { "type": "wait" };
+
+export type Rusage = { userUsec: number, systemUsec: number, maxRssKib: number, };
+
+export type Report = { step: Step, 
+/**
+ * 0 when the failure is not a system call's (a bad value, say).
+ */
+errno: number, path: string | null, 
+/**
+ * What was being done, in words: "mount proc on /proc".
+ */
+detail: string, hint: string | null, };
+
+export type Step = "read_plan" | "join" | "clone" | "uid_map" | "gid_map" | "cgroup" | "idmap" | "wait_go" | "mount_propagation" | "open_rootfs" | "open_source" | "staging" | "bind_rootfs" | "mount" | "pivot_root" | "sethostname" | "loopback" | "unshare_cgroup" | "rlimit" | "setsid" | "user" | "tty" | "setgroups" | "setgid" | "setuid" | "capabilities" | "no_new_privs" | "chdir" | "init_fork" | "seccomp" | "exec" | "start";
