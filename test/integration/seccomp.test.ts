@@ -9,7 +9,9 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { cli } from '../support/tsbox.js';
+import { run, TsboxError } from '../../ts/index.js';
+import { tsboxCgroups } from '../support/host.js';
+import { cli, descendants } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 const EPERM = 1;
@@ -127,6 +129,29 @@ describe('OCI profiles', () => {
     expect(r.code).toBe(125);
     expect(r.stderr).toContain('syscalls[1].names[1]');
     expect(r.stderr).toContain('mkdri');
+  });
+
+  it('checks a profile object from the API with the same validator: every problem under `seccomp`, nothing started', async () => {
+    const before = tsboxCgroups().length;
+    const seccomp = {
+      defaultAction: 'SCMP_ACT_ALLOW',
+      defaultErrnoRet: 1,
+      syscalls: [{ names: ['mkdir', 'mkdri'], action: 'SCMP_ACT_NOTIFY' }],
+    };
+    const err = await run(['true'], { rootfs, seccomp }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TsboxError);
+    const e = err as TsboxError;
+    expect(e.step).toBe('config');
+    expect(e.path).toBe('seccomp');
+    expect(e.exitCode).toBe(125);
+    expect(e.issues.map((i) => i.path)).toEqual(['seccomp.defaultErrnoRet', 'seccomp.syscalls[0].action', 'seccomp.syscalls[0].names[1]']);
+    expect(e.issues[2]!.message).toBe('unknown syscall "mkdri"');
+    // The helper started alongside the plan is gone, with its cgroup.
+    expect(descendants(process.pid)).toEqual([]);
+    expect(tsboxCgroups().length).toBe(before);
   });
 
   it('refuses an action it cannot honour, naming it', async () => {

@@ -19,7 +19,7 @@ const PLAN_VERSION = 7;
 
 function plan(options: RunOptions = {}, command: string[] = ['sh', '-c', 'true'], hostname = 'box'): Plan {
   const parsed = parseRunInput(command, options);
-  return merged(buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION, idmap: false, compileSeccomp: fakeCompile }));
+  return merged(buildPlan(parsed.command, parsed.options, { hostname, traceT0Ns: 123_456_789n, planVersion: PLAN_VERSION, idmap: false, seccomp: fakeCompiler }));
 }
 
 const at = (p: Plan, target: string): PlanMount[] => p.mounts.filter((m) => m.target === target);
@@ -45,10 +45,13 @@ const DOCKER_DEFAULT = [
 
 /** Stands in for the addon's compiler: records what it was asked for. */
 const compiled: (string | null)[] = [];
-function fakeCompile(json: string | null): Buffer {
-  compiled.push(json);
-  return Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]);
-}
+const fakeCompiler = {
+  compileSeccomp(json: string | null): Buffer {
+    compiled.push(json);
+    return Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]);
+  },
+  seccompProblems: () => [],
+};
 
 describe('seccomp in the plan', () => {
   it('compiles the default profile in the parent and carries the program as hex', () => {
@@ -169,7 +172,7 @@ describe('buildPlan with a rootfs directory', () => {
   it('idmaps the rootfs under the overlay and read-only, but not written into unless asked, nor volumes unless asked', () => {
     const withRange = (options: RunOptions) => {
       const parsed = parseRunInput(['true'], options);
-      return merged(buildPlan(parsed.command, parsed.options, { hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: true, compileSeccomp: fakeCompile }));
+      return merged(buildPlan(parsed.command, parsed.options, { hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: true, seccomp: fakeCompiler }));
     };
     expect(withRange({ rootfs: dir }).rootfs.idmap).toBe(true);
     expect(withRange({ rootfs: dir, readOnly: true }).rootfs.idmap).toBe(true);
@@ -322,7 +325,7 @@ describe('buildPlan: the cgroup, and what the helper does for Node', () => {
   const withCgroup = (options: RunOptions, extra: Partial<Parameters<typeof buildPlan>[2]> = {}): Plan => {
     const parsed = parseRunInput(['true'], options);
     return merged(buildPlan(parsed.command, parsed.options, {
-      hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: false, compileSeccomp: fakeCompile, cgroup: hybrid, ...extra,
+      hostname: 'box', traceT0Ns: 0n, planVersion: PLAN_VERSION, idmap: false, seccomp: fakeCompiler, cgroup: hybrid, ...extra,
     }));
   };
 

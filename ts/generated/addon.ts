@@ -122,6 +122,22 @@ export declare function saveTerminal(fd: number): Buffer | null
 export declare function seccompDefaultProfile(): string
 
 /**
+ * One problem of a seccomp profile: the JSON path of the value at fault
+ * (`syscalls[3].names[1]`, `(profile)` for the whole) and what is wrong.
+ */
+export interface SeccompProblem {
+  path: string
+  message: string
+}
+
+/**
+ * Every problem of an OCI `linux.seccomp` profile (JSON text) for this
+ * machine, from the one validator (tsbox_core::seccomp::problems); empty
+ * when `compileSeccomp` would take it.
+ */
+export declare function seccompProblems(profileJson: string): Array<SeccompProblem>
+
+/**
  * Sets the size of the terminal whose master is `fd` (a container's tty); the
  * kernel sends SIGWINCH to its foreground process group.
  */

@@ -376,7 +376,7 @@ export async function execInto(id: string, control: string, base: ResolvedOption
   if (signal?.aborted) throw new AbortError(signal.reason);
   const t0 = process.hrtime.bigint();
   const native = loadNative();
-  const plan = buildProcessPlan(argv, o, base.hostname ?? id.slice(0, 12), native.binding.compileSeccomp);
+  const plan = buildProcessPlan(argv, o, base.hostname ?? id.slice(0, 12), native.binding);
   let ch: NativeChannel;
   try {
     ch = native.binding.Channel.connect(control);

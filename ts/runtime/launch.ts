@@ -171,7 +171,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       hostname: o.hostname ?? id.slice(0, 12),
       traceT0Ns: t0,
       planVersion: native.binding.PLAN_VERSION,
-      compileSeccomp: native.binding.compileSeccomp,
+      seccomp: native.binding,
       // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
       idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
       cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths) } : null,

@@ -14,7 +14,7 @@ import { effectiveCapabilities } from '../config/capabilities.js';
 import { DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type Volume } from '../config/mounts.js';
 import type { ResolvedOptions } from '../config/schema.js';
-import { seccompProgram, type CompileSeccomp } from '../config/seccomp.js';
+import { seccompProgram, type SeccompCompiler } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
 
 import type { Mount, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
@@ -113,8 +113,8 @@ export interface PlanContext {
    * for a single-id map (an unprivileged caller).
    */
   idmap: boolean;
-  /** The addon's compiler (kept out of the plan builder so unit tests need no addon). */
-  compileSeccomp: CompileSeccomp;
+  /** The addon's seccomp compiler (kept out of the plan builder so unit tests need no addon). */
+  seccomp: SeccompCompiler;
   /** The container's cgroup, when it has one: mounted read-only at /sys/fs/cgroup. */
   cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[] } | null;
   /** Phase `cgroup`, as launch decided it. */
@@ -312,11 +312,11 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     detach: ctx.detach ?? false,
     control: ctx.control ?? null,
   };
-  return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.compileSeccomp) };
+  return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }
 
 /** The ProcessPlan of `command` with options `o`: a container's first process, or one exec'd into it. */
-export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname: string, compileSeccomp: CompileSeccomp): ProcessPlan {
+export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname: string, seccomp: SeccompCompiler): ProcessPlan {
   // HOME comes from the container's /etc/passwd, resolved by the helper.
   const env = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
@@ -333,7 +333,7 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     capabilities: effectiveCapabilities(o.capAdd, o.capDrop),
     noNewPrivileges: o.noNewPrivileges,
     rlimits: Object.entries({ ...DEFAULT_ULIMITS, ...o.ulimits }).map(([name, l]) => ({ name, soft: l.soft, hard: l.hard })),
-    seccomp: seccompProgram(o.seccomp, compileSeccomp),
+    seccomp: seccompProgram(o.seccomp, seccomp),
     tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
     trace: o.trace,
   };

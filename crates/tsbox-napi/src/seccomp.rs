@@ -53,3 +53,32 @@ pub fn compile_seccomp(profile_json: Option<String>) -> Result<Buffer> {
 pub fn seccomp_default_profile() -> String {
     seccomp::default_profile_json()
 }
+
+/// One problem of a seccomp profile: the JSON path of the value at fault
+/// (`syscalls[3].names[1]`, `(profile)` for the whole) and what is wrong.
+#[napi(object)]
+pub struct SeccompProblem {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem of an OCI `linux.seccomp` profile (JSON text) for this
+/// machine, from the one validator (tsbox_core::seccomp::problems); empty
+/// when `compileSeccomp` would take it.
+#[napi]
+pub fn seccomp_problems(profile_json: String) -> Vec<SeccompProblem> {
+    let problems = match Arch::host() {
+        Ok(arch) => seccomp::problems(&profile_json, arch),
+        Err(e) => vec![seccomp::Problem {
+            path: "(profile)".into(),
+            message: e.to_string(),
+        }],
+    };
+    problems
+        .into_iter()
+        .map(|p| SeccompProblem {
+            path: p.path,
+            message: p.message,
+        })
+        .collect()
+}

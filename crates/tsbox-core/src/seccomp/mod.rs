@@ -111,6 +111,46 @@ impl SeccompError {
             _ => None,
         }
     }
+
+    /// The problem without its path: what [`Problem`] carries.
+    pub fn message(&self) -> String {
+        let text = self.to_string();
+        match self.path() {
+            Some(path) => text.strip_prefix(&format!("{path}: ")).map(str::to_owned).unwrap_or(text),
+            None => text.strip_prefix("(profile): ").map(str::to_owned).unwrap_or(text),
+        }
+    }
+}
+
+/// One problem of a profile: the JSON path of the value at fault
+/// (`syscalls[3].names[1]`, or `(profile)` for the whole) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem of the profile in `text` (OCI `linux.seccomp` JSON) for
+/// `arch`: not JSON, the wrong shape, values tsbox cannot honour, unknown
+/// system calls, a program over the kernel's limit. Empty when it compiles.
+/// This is the one validator of profiles; the TypeScript side only reports
+/// what it finds.
+pub fn problems(text: &str, arch: Arch) -> Vec<Problem> {
+    let found = match Profile::from_json(text) {
+        Ok(profile) => match compile(&profile, arch) {
+            Ok(_) => return Vec::new(),
+            Err(p) => p,
+        },
+        Err(p) => p,
+    };
+    found
+        .0
+        .iter()
+        .map(|e| Problem {
+            path: e.path().unwrap_or("(profile)").to_owned(),
+            message: e.message(),
+        })
+        .collect()
 }
 
 /// Every problem found, in document order; displayed one after another.

@@ -1305,3 +1305,40 @@ fn a_program_travels_as_hex_and_is_checked_on_arrival() {
         }
     );
 }
+
+/// `problems` is what the addon hands TypeScript: each problem's path apart
+/// from its message, from reading, checking and compiling alike.
+#[test]
+fn problems_are_paths_and_messages_from_every_stage() {
+    let ok = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28}]}"#;
+    assert_eq!(problems(ok, Arch::X86_64), vec![]);
+    let pair = |p: &Problem| (p.path.clone(), p.message.clone());
+    // Not JSON: the whole profile is at fault.
+    let broken: Vec<_> = problems(r#"{"defaultAction": "#, Arch::X86_64).iter().map(pair).collect();
+    assert_eq!(broken.len(), 1);
+    assert_eq!(broken[0].0, "(profile)");
+    assert!(broken[0].1.starts_with("not valid JSON: "), "{:?}", broken[0]);
+    // Reading and checking: every problem, in document order, none repeating its path.
+    let bad = r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1, "syscalls": [{"names": ["mkdri"], "action": "SCMP_ACT_NOTIFY", "x": 1}]}"#;
+    let found: Vec<_> = problems(bad, Arch::X86_64).iter().map(pair).collect();
+    assert_eq!(found.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["syscalls[0].x"]);
+    assert!(found[0].1.starts_with("unknown field"), "{found:?}");
+    let bad =
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1, "syscalls": [{"names": ["mkdri"], "action": "SCMP_ACT_NOTIFY"}]}"#;
+    let found: Vec<_> = problems(bad, Arch::X86_64).iter().map(pair).collect();
+    assert_eq!(
+        found.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        ["defaultErrnoRet", "syscalls[0].action", "syscalls[0].names[0]"]
+    );
+    assert_eq!(found[2].1, r#"unknown syscall "mkdri""#);
+    assert!(found.iter().all(|(p, m)| !m.starts_with(p.as_str())), "{found:?}");
+    // Compiling: a program over the kernel's limit has no path of its own.
+    let rules: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": {}, "args": [{{"index": 0, "value": {i}, "op": "SCMP_CMP_EQ"}}]}}"#, i % 2 + 1))
+        .collect();
+    let large = format!(r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{}]}}"#, rules.join(","));
+    let found: Vec<_> = problems(&large, Arch::Aarch64).iter().map(pair).collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, "(profile)");
+    assert!(found[0].1.contains("at most 4096"), "{found:?}");
+}
