@@ -11,14 +11,21 @@
 //! 6. `go`: the child builds its sandbox (idmapped trees attached).
 //! 7. `ready`, 8. `process`, 9. `started`, 10. `exited`: the monitor
 //!    ([`monitor::run`]) relays them, and serves the control socket.
+//!
+//! Phases 1 to 6 are [`setup`], which makes its system calls through
+//! [`host::Host`], so that its unit tests (helper/tests.rs) run it without
+//! root; they run the monitor too, with an ordinary process as PID 1.
 
 pub mod cgroup;
 pub mod clone;
 pub mod control;
 pub mod exec;
+pub mod host;
 pub mod idmap;
 pub mod monitor;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -27,7 +34,7 @@ use tsbox_core::{CgroupPhase, HelperMsg, MapsPhase, NetworkPhase, NodeMsg, Proce
 
 use crate::channel::Channel;
 use crate::trace::{trace, Trace};
-use clone::{clone_container, Forked};
+use host::{Host, Kernel};
 use monitor::Container;
 
 /// Runs the helper to the end; returns its exit status.
@@ -44,163 +51,22 @@ pub fn run(node: Channel) -> i32 {
     // never reach the container (its PID 1, the init, never execs).
     crate::child::process::close_from(4);
 
-    // Phase 1, plan: and what the container holds while it lives (the lock
-    // of its host id range), kept until the last process has been reaped.
-    let (plan, _held): (SandboxPlan, Vec<OwnedFd>) = match node.recv_fds::<NodeMsg>() {
-        Ok(Some((NodeMsg::Plan(p), held))) => (*p, held),
-        Ok(None) => return 125,
-        Ok(Some(_)) => return fail(&node, report(Step::ReadPlan, libc::EPROTO, "the first message was not a plan")),
-        Err(e) => return fail(&node, report(Step::ReadPlan, e.errno(), &e.to_string())),
+    let s = match setup(&mut Kernel, &node) {
+        Ok(s) => s,
+        Err(status) => return status,
     };
-    if plan.version != PLAN_VERSION {
-        return fail(
-            &node,
-            report(
-                Step::ReadPlan,
-                libc::EPROTO,
-                &format!("plan version {} but this tsbox-init speaks {PLAN_VERSION}", plan.version),
-            )
-            .hint("the addon and tsbox-init come from different tsbox releases; reinstall tsbox"),
-        );
-    }
-    if nix::unistd::getppid().as_raw() != plan.parent_pid {
-        return 125; // Whoever started us is gone already.
-    }
-    let tr = Trace::new(plan.trace, plan.trace_t0_ns);
-    if plan.detach {
-        if let Err(r) = detach() {
-            return fail(&node, r);
-        }
-        trace!(
-            tr,
-            "detach: the monitor is pid {}, out of its caller's process tree",
-            std::process::id()
-        );
-    }
-
-    // Phase 2, cloned.
-    let (mine, theirs) = match Channel::pair() {
-        Ok(p) => p,
-        Err(e) => return fail(&node, report(Step::Clone, e as i32, "create the helper-child socketpair")),
-    };
-    let flags = plan.clone_flags();
-    // The cgroup2 directory for CLONE_INTO_CGROUP. One that cannot be opened
-    // (or a kernel without the flag) leaves the child to be placed through
-    // its cgroup.procs below, which reports what fails.
-    let cgroup_dir = match &plan.cgroup {
-        CgroupPhase::CloneInto { dir, .. } => open_dir(dir),
-        _ => None,
-    };
-    let (pid, pidfd, placed_by_clone) = match clone_container(flags, cgroup_dir.as_ref().map(AsRawFd::as_raw_fd)) {
-        Err(e) => {
-            return fail(
-                &node,
-                report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
-            )
-        }
-        Ok(Forked::Child) => {
-            drop(node);
-            drop(mine);
-            crate::child::run(&plan, theirs, tr)
-        }
-        Ok(Forked::Parent { pid, pidfd, placed }) => (pid, pidfd, placed),
-    };
-    drop(theirs);
-    let c = Container { pid, pidfd };
-    trace!(
+    let Setup {
+        plan,
+        held: _held,
+        child,
+        container: c,
+        process,
+        cgroup_dir,
         tr,
-        "clone: {} pid={pid}{}",
-        clone::flag_names(flags),
-        if placed_by_clone {
-            " into its cgroup (CLONE_INTO_CGROUP)"
-        } else {
-            ""
-        }
-    );
-    let abort = |r: Option<Report>| {
-        c.signal(libc::SIGKILL);
-        c.reap();
-        r.map_or(125, |r| fail(&node, r))
-    };
-
-    // Phase 3, maps: the helper's part.
-    if let MapsPhase::Helper { maps } = &plan.maps {
-        if let Err(r) = idmap::write_maps(pid, maps, &tr) {
-            return abort(Some(r));
-        }
-    }
-    let monitor = nix::unistd::getpid().as_raw();
-    if node
-        .send(&HelperMsg::Cloned {
-            pid: pid.as_raw(),
-            monitor,
-        })
-        .is_err()
-        && !plan.detach
-    {
-        return abort(None);
-    }
-
-    // Phases 3 to 5, Node's parts: what the plan says Node does, in the order
-    // Node sends it, and the process if it comes along.
-    let place = match &plan.cgroup {
-        CgroupPhase::Place { procs, .. } => procs.as_slice(),
-        CgroupPhase::CloneInto { procs, .. } if !placed_by_clone => procs.as_slice(),
-        _ => &[],
-    };
-    let mut awaiting = Awaiting {
-        maps: plan.maps == MapsPhase::Node,
-        cgroup: matches!(plan.cgroup, CgroupPhase::Place { made_by_node: true, .. }),
-        network: plan.network == NetworkPhase::Node,
-        process: None,
-    };
-    // v1 checks the mover against the moved process's ids unless the mover
-    // is root: without root, place it before it changes them.
-    let place_first = !place.is_empty() && !nix::unistd::geteuid().is_root();
-    let before_go = awaiting.until(&node, |a| a.maps || a.network || (place_first && a.cgroup));
-    if let Err(r) = before_go.and_then(|()| {
-        if place_first {
-            cgroup::place(place, pid, &tr).map_err(Some)
-        } else {
-            Ok(())
-        }
-    }) {
-        return abort(r);
-    }
-
-    // Phase 6, go: the idmapped trees travel with it.
-    let trees = match idmap::trees(&plan, pid, &tr) {
-        Ok(t) => t,
-        Err(r) => return abort(Some(r)),
-    };
-    let raw: Vec<i32> = trees.iter().map(AsRawFd::as_raw_fd).collect();
-    // If the child died before go, its status says why (the monitor reports it).
-    let _ = mine.send_fds(&ToChild::Go, &raw);
-    drop(trees);
-
-    // Phase 4, cgroup, on v1: the child builds its mounts meanwhile, and
-    // waits for `placed` before it enters its cgroup namespace.
-    if !place_first {
-        let placed = awaiting
-            .until(&node, |a| a.cgroup)
-            .and_then(|()| cgroup::place(place, pid, &tr).map_err(Some));
-        if let Err(r) = placed {
-            return abort(r);
-        }
-    }
-    let _ = mine.send(&ToChild::Placed);
-    // While the child builds its sandbox: the state says it exists (a
-    // process that came with the plan says `running` soon, in one write).
-    if awaiting.process.is_none() {
-        state::StateFile::beside(plan.control.as_deref()).update(|s| {
-            s.insert("pid".into(), pid.as_raw().into());
-            s.insert("monitorPid".into(), monitor.into());
-            s.insert("status".into(), "created".into());
-        });
-    }
+    } = s;
 
     // Phases 7 to 10: the monitor.
-    let outcome = monitor::run(&node, mine, &c, &plan, awaiting.process.take(), cgroup_dir, &tr);
+    let outcome = monitor::run(&node, child, &c, &plan, process, cgroup_dir, &tr);
     if (outcome.caller_gone || plan.detach) && !matches!(plan.cgroup, CgroupPhase::None) {
         // Its processes are gone (PID 1 is reaped): the cgroups are empty, and
         // nobody else will remove them now (tsbox gc takes what is left).
@@ -214,6 +80,194 @@ pub fn run(node: Channel) -> i32 {
         }
     }
     outcome.status
+}
+
+/// A container through phase 6, handed to the monitor.
+pub struct Setup {
+    pub plan: SandboxPlan,
+    /// What the container holds while it lives (the lock of its host id
+    /// range), kept until its last process has been reaped.
+    pub held: Vec<OwnedFd>,
+    /// The helper's end of the child channel.
+    pub child: Channel,
+    pub container: Container,
+    /// The process, when Node sent it before `go`.
+    pub process: Option<Box<ProcessPlan>>,
+    /// The v2 cgroup directory, for exec'd processes.
+    pub cgroup_dir: Option<OwnedFd>,
+    pub tr: Trace,
+}
+
+/// Phases 1 to 6 on the helper's side, through `host`. `Err` is the
+/// helper's exit status when the container could not be set up; a report
+/// went to Node then, unless Node is the one that gave up.
+pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
+    // Phase 1, plan: and what the container holds while it lives.
+    let (plan, held): (SandboxPlan, Vec<OwnedFd>) = match node.recv_fds::<NodeMsg>() {
+        Ok(Some((NodeMsg::Plan(p), held))) => (*p, held),
+        Ok(None) => return Err(125),
+        Ok(Some(_)) => return Err(fail(node, report(Step::ReadPlan, libc::EPROTO, "the first message was not a plan"))),
+        Err(e) => return Err(fail(node, report(Step::ReadPlan, e.errno(), &e.to_string()))),
+    };
+    if plan.version != PLAN_VERSION {
+        return Err(fail(
+            node,
+            report(
+                Step::ReadPlan,
+                libc::EPROTO,
+                &format!("plan version {} but this tsbox-init speaks {PLAN_VERSION}", plan.version),
+            )
+            .hint("the addon and tsbox-init come from different tsbox releases; reinstall tsbox"),
+        ));
+    }
+    if host.parent_pid() != plan.parent_pid {
+        return Err(125); // Whoever started us is gone already.
+    }
+    let tr = Trace::new(plan.trace, plan.trace_t0_ns);
+    if plan.detach {
+        host.detach().map_err(|r| fail(node, r))?;
+        trace!(
+            tr,
+            "detach: the monitor is pid {}, out of its caller's process tree",
+            std::process::id()
+        );
+    }
+
+    // Phase 2, cloned.
+    let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;
+    let flags = plan.clone_flags();
+    // The cgroup2 directory for CLONE_INTO_CGROUP. One that cannot be opened
+    // (or a kernel without the flag) leaves the child to be placed through
+    // its cgroup.procs below, which reports what fails.
+    let cgroup_dir = match &plan.cgroup {
+        CgroupPhase::CloneInto { dir, .. } => host.open_cgroup(dir),
+        _ => None,
+    };
+    let cloned = host
+        .clone_child(
+            &plan,
+            flags,
+            host::raw(&cgroup_dir),
+            theirs,
+            &[node.as_raw_fd(), mine.as_raw_fd()],
+            tr,
+        )
+        .map_err(|e| {
+            fail(
+                node,
+                report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
+            )
+        })?;
+    let c = Container {
+        pid: cloned.pid,
+        pidfd: cloned.pidfd,
+    };
+    let pid = c.pid;
+    trace!(
+        tr,
+        "clone: {} pid={pid}{}",
+        clone::flag_names(flags),
+        if cloned.placed {
+            " into its cgroup (CLONE_INTO_CGROUP)"
+        } else {
+            ""
+        }
+    );
+    // A failure from here on kills the child; Node hears why, unless it is
+    // the one that gave up (None).
+    fn abort(host: &mut impl Host, c: &Container, node: &Channel, r: Option<Report>) -> i32 {
+        host.kill(c);
+        r.map_or(125, |r| fail(node, r))
+    }
+
+    // Phase 3, maps: the helper's part.
+    if let MapsPhase::Helper { maps } = &plan.maps {
+        if let Err(r) = host.write_maps(pid, maps, &tr) {
+            return Err(abort(host, &c, node, Some(r)));
+        }
+    }
+    let monitor = nix::unistd::getpid().as_raw();
+    if node
+        .send(&HelperMsg::Cloned {
+            pid: pid.as_raw(),
+            monitor,
+        })
+        .is_err()
+        && !plan.detach
+    {
+        return Err(abort(host, &c, node, None));
+    }
+
+    // Phases 3 to 5, Node's parts: what the plan says Node does, in the order
+    // Node sends it, and the process if it comes along.
+    let place: Vec<String> = match &plan.cgroup {
+        CgroupPhase::Place { procs, .. } => procs.clone(),
+        CgroupPhase::CloneInto { procs, .. } if !cloned.placed => procs.clone(),
+        _ => Vec::new(),
+    };
+    let mut awaiting = Awaiting {
+        maps: plan.maps == MapsPhase::Node,
+        cgroup: matches!(plan.cgroup, CgroupPhase::Place { made_by_node: true, .. }),
+        network: plan.network == NetworkPhase::Node,
+        process: None,
+    };
+    // v1 checks the mover against the moved process's ids unless the mover
+    // is root: without root, place it before it changes them.
+    let place_first = !place.is_empty() && !host.is_root();
+    let before_go = awaiting.until(node, |a| a.maps || a.network || (place_first && a.cgroup));
+    if let Err(r) = before_go.and_then(|()| {
+        if place_first {
+            host.place(&place, pid, &tr).map_err(Some)
+        } else {
+            Ok(())
+        }
+    }) {
+        return Err(abort(host, &c, node, r));
+    }
+
+    // Phase 6, go: the idmapped trees travel with it.
+    let trees = match host.idmapped_trees(&plan, pid, &tr) {
+        Ok(t) => t,
+        Err(r) => return Err(abort(host, &c, node, Some(r))),
+    };
+    let raw: Vec<i32> = trees.iter().map(AsRawFd::as_raw_fd).collect();
+    // If the child died before go, its status says why (the monitor reports it).
+    let _ = mine.send_fds(&ToChild::Go, &raw);
+    drop(trees);
+
+    // Phase 4, cgroup, on v1: the child builds its mounts meanwhile, and
+    // waits for `placed` before it enters its cgroup namespace.
+    if !place_first {
+        let placed = awaiting.until(node, |a| a.cgroup).and_then(|()| {
+            if place.is_empty() {
+                Ok(())
+            } else {
+                host.place(&place, pid, &tr).map_err(Some)
+            }
+        });
+        if let Err(r) = placed {
+            return Err(abort(host, &c, node, r));
+        }
+    }
+    let _ = mine.send(&ToChild::Placed);
+    // While the child builds its sandbox: the state says it exists (a
+    // process that came with the plan says `running` soon, in one write).
+    if awaiting.process.is_none() {
+        state::StateFile::beside(plan.control.as_deref()).update(|s| {
+            s.insert("pid".into(), pid.as_raw().into());
+            s.insert("monitorPid".into(), monitor.into());
+            s.insert("status".into(), "created".into());
+        });
+    }
+    Ok(Setup {
+        plan,
+        held,
+        child: mine,
+        container: c,
+        process: awaiting.process.take(),
+        cgroup_dir,
+        tr,
+    })
 }
 
 /// What Node still has to say before `go`, and a process that came early.
@@ -243,30 +297,6 @@ impl Awaiting {
         }
         Ok(())
     }
-}
-
-/// Leaves the caller's process tree: the helper forks, the parent exits at
-/// once (the caller reaps it), and the child, orphaned to init, is the
-/// monitor that keeps the container.
-fn detach() -> Result<(), Report> {
-    // SAFETY: this process is single-threaded.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { .. }) => {
-            // SAFETY: ends the parent without running anything else.
-            unsafe { libc::_exit(0) }
-        }
-        Ok(nix::unistd::ForkResult::Child) => Ok(()),
-        Err(e) => Err(report(Step::Clone, e as i32, "fork the detached monitor")),
-    }
-}
-
-fn open_dir(dir: &str) -> Option<OwnedFd> {
-    nix::fcntl::open(
-        dir,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ok()
 }
 
 /// A failure before the container runs: reported to Node, and the helper's

@@ -1,0 +1,141 @@
+//! The seam between the helper's phase machine ([`super::setup`]) and the
+//! system calls it makes. [`Kernel`] is the real one. The tests' recording
+//! host (helper/tests.rs) writes down each call and answers as it is told,
+//! so the phases run in an ordinary `cargo test`, without root, and without
+//! cloning anything.
+//!
+//! The channels are not behind the seam: they are socketpairs, which a test
+//! makes as easily as the helper does.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use tsbox_core::{IdMaps, Report, SandboxPlan, Step};
+
+use super::clone::{clone_container, Forked};
+use super::monitor::Container;
+use super::{cgroup, idmap, report};
+use crate::channel::Channel;
+use crate::trace::Trace;
+
+/// The container's first process, seen from the helper after phase 2.
+pub struct Cloned {
+    pub pid: Pid,
+    pub pidfd: Option<OwnedFd>,
+    /// It started in its v2 cgroup (CLONE_INTO_CGROUP).
+    pub placed: bool,
+}
+
+/// What the helper's phases 1 to 6 ask of the system.
+pub trait Host {
+    /// The helper's parent, to check that whoever started it is still there.
+    fn parent_pid(&self) -> i32;
+    /// Whether the helper runs as root (v1 checks a mover's ids otherwise).
+    fn is_root(&self) -> bool;
+    /// Leaves the caller's process tree (a detached container).
+    fn detach(&mut self) -> Result<(), Report>;
+    /// The v2 cgroup directory for CLONE_INTO_CGROUP; None to place by pid.
+    fn open_cgroup(&mut self, dir: &str) -> Option<OwnedFd>;
+    /// Phase 2: clones the container's first process with `flags`, which
+    /// closes its copies of `parent_only` (the helper's ends of the
+    /// channels), runs the child's side of the plan with `child`, and never
+    /// comes back.
+    fn clone_child(
+        &mut self,
+        plan: &SandboxPlan,
+        flags: u64,
+        cgroup: Option<RawFd>,
+        child: Channel,
+        parent_only: &[RawFd],
+        tr: Trace,
+    ) -> Result<Cloned, Errno>;
+    /// Phase 3, the helper's part: `/proc/PID/{setgroups,uid_map,gid_map}`.
+    fn write_maps(&mut self, pid: Pid, maps: &IdMaps, tr: &Trace) -> Result<(), Report>;
+    /// Phase 4 by pid: writes `pid` to each `cgroup.procs`.
+    fn place(&mut self, procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report>;
+    /// The idmapped trees that travel with `go`.
+    fn idmapped_trees(&mut self, plan: &SandboxPlan, pid: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report>;
+    /// A setup that failed: kills the container's first process and reaps it.
+    fn kill(&mut self, c: &Container);
+}
+
+/// The real system calls.
+pub struct Kernel;
+
+impl Host for Kernel {
+    fn parent_pid(&self) -> i32 {
+        nix::unistd::getppid().as_raw()
+    }
+
+    fn is_root(&self) -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// The helper forks, the parent exits at once (the caller reaps it), and
+    /// the child, orphaned to init, is the monitor that keeps the container.
+    fn detach(&mut self) -> Result<(), Report> {
+        // SAFETY: this process is single-threaded.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Parent { .. }) => {
+                // SAFETY: ends the parent without running anything else.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Child) => Ok(()),
+            Err(e) => Err(report(Step::Clone, e as i32, "fork the detached monitor")),
+        }
+    }
+
+    fn open_cgroup(&mut self, dir: &str) -> Option<OwnedFd> {
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+    }
+
+    fn clone_child(
+        &mut self,
+        plan: &SandboxPlan,
+        flags: u64,
+        cgroup: Option<RawFd>,
+        child: Channel,
+        parent_only: &[RawFd],
+        tr: Trace,
+    ) -> Result<Cloned, Errno> {
+        match clone_container(flags, cgroup)? {
+            Forked::Child => {
+                // The child's copies: its stack never unwinds (child::run
+                // does not return), so their owners never close them.
+                for fd in parent_only {
+                    let _ = nix::unistd::close(*fd);
+                }
+                crate::child::run(plan, child, tr)
+            }
+            Forked::Parent { pid, pidfd, placed } => Ok(Cloned { pid, pidfd, placed }),
+        }
+    }
+
+    fn write_maps(&mut self, pid: Pid, maps: &IdMaps, tr: &Trace) -> Result<(), Report> {
+        idmap::write_maps(pid, maps, tr)
+    }
+
+    fn place(&mut self, procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
+        cgroup::place(procs, pid, tr)
+    }
+
+    fn idmapped_trees(&mut self, plan: &SandboxPlan, pid: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report> {
+        idmap::trees(plan, pid, tr)
+    }
+
+    fn kill(&mut self, c: &Container) {
+        c.signal(libc::SIGKILL);
+        c.reap();
+    }
+}
+
+/// The raw descriptor of an optional one.
+pub fn raw(fd: &Option<OwnedFd>) -> Option<RawFd> {
+    fd.as_ref().map(AsRawFd::as_raw_fd)
+}

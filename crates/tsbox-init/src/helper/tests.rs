@@ -1,0 +1,677 @@
+//! The helper's phases 1 to 6 ([`super::setup`]) through a recording host:
+//! no root, no clone. Node's side of the launch channel is played by the
+//! test, on a real socketpair, and so is the child's.
+
+use std::os::fd::{OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use tsbox_core::{
+    CgroupPhase, HelperMsg, IdMaps, MapsPhase, Namespace, NetworkPhase, NodeMsg, ProcessPlan, Propagation, Report, RootMode, RootfsSpec,
+    SandboxPlan, Step, ToChild, User, PLAN_VERSION,
+};
+
+use super::host::{Cloned, Host};
+use super::monitor::Container;
+use super::{setup, Setup};
+use crate::channel::Channel;
+use crate::trace::Trace;
+
+const CHILD: i32 = 4242;
+
+/// Writes down each call, in order, and answers as told.
+#[derive(Default)]
+struct Recorder {
+    calls: Vec<String>,
+    root: bool,
+    /// What `parent_pid` answers; `plan()` names this process.
+    parent: Option<i32>,
+    /// CLONE_INTO_CGROUP worked.
+    placed_by_clone: bool,
+    fail_clone: Option<Errno>,
+    fail_maps: bool,
+    fail_place: bool,
+    /// The child's end of its channel, as clone handed it over.
+    child: Option<Channel>,
+}
+
+impl Host for Recorder {
+    fn parent_pid(&self) -> i32 {
+        self.parent.unwrap_or_else(|| std::process::id() as i32)
+    }
+
+    fn is_root(&self) -> bool {
+        self.root
+    }
+
+    fn detach(&mut self) -> Result<(), Report> {
+        self.calls.push("detach".into());
+        Ok(())
+    }
+
+    fn open_cgroup(&mut self, dir: &str) -> Option<OwnedFd> {
+        self.calls.push(format!("open_cgroup {dir}"));
+        std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
+    }
+
+    fn clone_child(
+        &mut self,
+        _plan: &SandboxPlan,
+        flags: u64,
+        cgroup: Option<RawFd>,
+        child: Channel,
+        parent_only: &[RawFd],
+        _tr: Trace,
+    ) -> Result<Cloned, Errno> {
+        assert_eq!(parent_only.len(), 2, "the child closes the helper's ends of both channels");
+        self.calls.push(format!(
+            "clone {}{}",
+            super::clone::flag_names(flags),
+            if cgroup.is_some() { " into the cgroup" } else { "" }
+        ));
+        if let Some(e) = self.fail_clone {
+            return Err(e);
+        }
+        self.child = Some(child);
+        Ok(Cloned {
+            pid: Pid::from_raw(CHILD),
+            pidfd: None,
+            placed: cgroup.is_some() && self.placed_by_clone,
+        })
+    }
+
+    fn write_maps(&mut self, pid: Pid, maps: &IdMaps, _tr: &Trace) -> Result<(), Report> {
+        self.calls.push(format!("write_maps {pid} {}", maps.uid_map.trim()));
+        if self.fail_maps {
+            return Err(Report::new(Step::UidMap, libc::EINVAL).path(format!("/proc/{pid}/uid_map")));
+        }
+        Ok(())
+    }
+
+    fn place(&mut self, procs: &[String], pid: Pid, _tr: &Trace) -> Result<(), Report> {
+        self.calls.push(format!("place {pid} {}", procs.join(" ")));
+        if self.fail_place {
+            return Err(Report::new(Step::Cgroup, libc::EACCES).path(procs[0].clone()));
+        }
+        Ok(())
+    }
+
+    fn idmapped_trees(&mut self, _plan: &SandboxPlan, pid: Pid, _tr: &Trace) -> Result<Vec<OwnedFd>, Report> {
+        self.calls.push(format!("trees {pid}"));
+        Ok(Vec::new())
+    }
+
+    fn kill(&mut self, c: &Container) {
+        self.calls.push(format!("kill {}", c.pid));
+    }
+}
+
+fn plan() -> SandboxPlan {
+    SandboxPlan {
+        version: PLAN_VERSION,
+        hostname: "box".into(),
+        namespaces: Namespace::ALL.to_vec(),
+        rootfs: RootfsSpec::Path {
+            path: "/".into(),
+            mode: RootMode::Readonly,
+            idmap: false,
+        },
+        rootfs_propagation: Propagation::Private,
+        storage_size: None,
+        mounts: Vec::new(),
+        init: true,
+        maps: MapsPhase::Helper {
+            maps: IdMaps {
+                setgroups: "allow".into(),
+                uid_map: "0 100000 65536".into(),
+                gid_map: "0 100000 65536".into(),
+            },
+        },
+        cgroup: CgroupPhase::None,
+        network: NetworkPhase::Loopback,
+        trace: false,
+        trace_t0_ns: 0,
+        parent_pid: std::process::id() as i32,
+        detach: false,
+        control: None,
+    }
+}
+
+fn process() -> ProcessPlan {
+    ProcessPlan {
+        argv: vec!["true".into()],
+        env: Vec::new(),
+        cwd: "/".into(),
+        user: User {
+            user: "0".into(),
+            group: None,
+            additional_groups: Vec::new(),
+        },
+        capabilities: None,
+        no_new_privileges: true,
+        rlimits: Vec::new(),
+        seccomp: None,
+        tty: None,
+        trace: false,
+    }
+}
+
+const V1_PROCS: &str = "/sys/fs/cgroup/pids/tsbox/x/cgroup.procs";
+
+fn v1(made_by_node: bool) -> CgroupPhase {
+    CgroupPhase::Place {
+        procs: vec![V1_PROCS.into()],
+        made_by_node,
+    }
+}
+
+/// What one run of phases 1 to 6 did: its result, the calls, and what Node
+/// and the child were sent.
+struct Run {
+    result: Result<Setup, i32>,
+    calls: Vec<String>,
+    to_node: Vec<HelperMsg>,
+    to_child: Vec<ToChild>,
+}
+
+/// Node sends `messages` (the plan first, as it does), then phases 1 to 6 run.
+fn run(mut host: Recorder, messages: Vec<NodeMsg>) -> Run {
+    let (node_side, helper_side) = Channel::pair().unwrap();
+    for m in &messages {
+        node_side.send(m).unwrap();
+    }
+    let result = setup(&mut host, &helper_side);
+    drop(helper_side);
+    Run {
+        to_node: drain(&node_side),
+        to_child: host.child.as_ref().map(drain).unwrap_or_default(),
+        calls: host.calls,
+        result,
+    }
+}
+
+fn drain<T: serde::de::DeserializeOwned>(ch: &Channel) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Ok(Some((m, _))) = ch.recv_fds_nonblocking::<T>() {
+        out.push(m);
+    }
+    out
+}
+
+fn plan_msg(p: SandboxPlan) -> NodeMsg {
+    NodeMsg::Plan(Box::new(p))
+}
+
+fn failed(run: &Run) -> &Report {
+    match run.to_node.last() {
+        Some(HelperMsg::Failed(r)) => r,
+        other => panic!("expected a failure report, Node got {other:?}"),
+    }
+}
+
+#[test]
+fn root_on_v2_clones_into_the_cgroup_and_places_nothing_by_pid() {
+    let mut p = plan();
+    p.cgroup = CgroupPhase::CloneInto {
+        dir: "/sys/fs/cgroup/tsbox/x".into(),
+        procs: vec!["/sys/fs/cgroup/tsbox/x/cgroup.procs".into()],
+    };
+    let r = run(
+        Recorder {
+            root: true,
+            placed_by_clone: true,
+            ..Default::default()
+        },
+        vec![plan_msg(p), NodeMsg::Process(Box::new(process()))],
+    );
+    assert_eq!(
+        r.calls,
+        [
+            "open_cgroup /sys/fs/cgroup/tsbox/x",
+            "clone CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup",
+            "write_maps 4242 0 100000 65536",
+            "trees 4242",
+        ]
+    );
+    assert!(
+        matches!(r.to_node.as_slice(), [HelperMsg::Cloned { pid: CHILD, .. }]),
+        "{:?}",
+        r.to_node
+    );
+    assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
+    let s = r.result.unwrap_or_else(|code| panic!("setup failed with {code}"));
+    assert_eq!(s.container.pid.as_raw(), CHILD);
+    assert!(s.cgroup_dir.is_some(), "exec'd processes go into the same cgroup directory");
+    // Nothing was awaited before go, so the process pipelined with the plan
+    // is still in the channel, for the monitor.
+    assert!(s.process.is_none());
+}
+
+#[test]
+fn a_kernel_without_clone_into_cgroup_places_the_child_by_pid() {
+    let mut p = plan();
+    p.cgroup = CgroupPhase::CloneInto {
+        dir: "/sys/fs/cgroup/tsbox/x".into(),
+        procs: vec!["/sys/fs/cgroup/tsbox/x/cgroup.procs".into()],
+    };
+    let r = run(
+        Recorder {
+            root: true,
+            placed_by_clone: false,
+            ..Default::default()
+        },
+        vec![plan_msg(p)],
+    );
+    assert_eq!(r.calls[3..], ["trees 4242", "place 4242 /sys/fs/cgroup/tsbox/x/cgroup.procs"]);
+    assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
+    assert!(r.result.is_ok());
+}
+
+#[test]
+fn root_on_v1_places_the_child_after_go_once_node_made_the_cgroup() {
+    let mut p = plan();
+    p.cgroup = v1(true);
+    // Node says `cgroup` after the process: the helper takes both, in Node's order.
+    let r = run(
+        Recorder {
+            root: true,
+            ..Default::default()
+        },
+        vec![plan_msg(p), NodeMsg::Process(Box::new(process())), NodeMsg::Cgroup],
+    );
+    assert_eq!(r.calls[2..], ["trees 4242", format!("place 4242 {V1_PROCS}").as_str()]);
+    assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
+    assert!(r.result.unwrap().process.is_some());
+}
+
+#[test]
+fn without_root_on_v1_the_child_is_placed_before_go() {
+    // v1 checks the mover against the moved process's ids unless it is root.
+    let mut p = plan();
+    p.cgroup = v1(false);
+    p.maps = MapsPhase::Node;
+    let r = run(Recorder::default(), vec![plan_msg(p), NodeMsg::Maps]);
+    assert_eq!(
+        r.calls[1..],
+        [format!("place 4242 {V1_PROCS}").as_str(), "trees 4242"],
+        "no write_maps: Node wrote them with newuidmap"
+    );
+    assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
+    assert!(r.result.is_ok());
+}
+
+#[test]
+fn go_waits_for_nodes_maps_and_network_hook() {
+    let mut p = plan();
+    p.maps = MapsPhase::Node;
+    p.network = NetworkPhase::Node;
+    // Only the maps: the network hook has not said it is done.
+    let (node_side, helper_side) = Channel::pair().unwrap();
+    node_side.send(&plan_msg(p)).unwrap();
+    node_side.send(&NodeMsg::Maps).unwrap();
+    let mut host = Recorder::default();
+    std::thread::scope(|s| {
+        let setup = s.spawn(|| setup(&mut host, &helper_side).is_ok());
+        assert!(matches!(node_side.recv::<HelperMsg>(), Ok(Some(HelperMsg::Cloned { .. }))));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!setup.is_finished(), "go went before Node's network hook was done");
+        node_side.send(&NodeMsg::Network).unwrap();
+        assert!(setup.join().unwrap());
+    });
+    assert_eq!(host.calls.last().map(String::as_str), Some("trees 4242"));
+    assert_eq!(drain::<ToChild>(host.child.as_ref().unwrap()), [ToChild::Go, ToChild::Placed]);
+}
+
+#[test]
+fn a_map_the_helper_cannot_write_kills_the_child_and_reports_it() {
+    let r = run(
+        Recorder {
+            root: true,
+            fail_maps: true,
+            ..Default::default()
+        },
+        vec![plan_msg(plan())],
+    );
+    assert_eq!(r.calls[1..], ["write_maps 4242 0 100000 65536", "kill 4242"]);
+    let report = failed(&r);
+    assert_eq!((report.step, report.errno), (Step::UidMap, libc::EINVAL));
+    assert_eq!(r.result.err(), Some(125));
+    assert!(r.to_child.is_empty(), "the child never hears go");
+}
+
+#[test]
+fn a_cgroup_the_helper_cannot_join_kills_the_child_and_reports_it() {
+    let mut p = plan();
+    p.cgroup = v1(false);
+    let r = run(
+        Recorder {
+            root: true,
+            fail_place: true,
+            ..Default::default()
+        },
+        vec![plan_msg(p)],
+    );
+    assert_eq!(r.calls.last().map(String::as_str), Some("kill 4242"));
+    assert_eq!(failed(&r).step, Step::Cgroup);
+    assert_eq!(failed(&r).path.as_deref(), Some(V1_PROCS));
+    // go went first (the child mounts while it is placed); `placed` never does.
+    assert_eq!(r.to_child, [ToChild::Go]);
+}
+
+#[test]
+fn node_giving_up_while_it_is_awaited_kills_the_child_without_a_report() {
+    let mut p = plan();
+    p.cgroup = v1(true);
+    let (node_side, helper_side) = Channel::pair().unwrap();
+    node_side.send(&plan_msg(p)).unwrap();
+    let mut host = Recorder {
+        root: true,
+        ..Default::default()
+    };
+    let result = std::thread::scope(|s| {
+        let setup = s.spawn(|| setup(&mut host, &helper_side).err());
+        assert!(matches!(node_side.recv::<HelperMsg>(), Ok(Some(HelperMsg::Cloned { .. }))));
+        // Node could not make the cgroup: it closes the channel.
+        drop(node_side);
+        setup.join().unwrap()
+    });
+    assert_eq!(result, Some(125));
+    assert_eq!(host.calls.last().map(String::as_str), Some("kill 4242"));
+}
+
+#[test]
+fn a_signal_before_the_container_runs_kills_it() {
+    let mut p = plan();
+    p.maps = MapsPhase::Node;
+    let r = run(Recorder::default(), vec![plan_msg(p), NodeMsg::Signal { signo: 15 }]);
+    assert_eq!(r.calls.last().map(String::as_str), Some("kill 4242"));
+    assert_eq!(r.result.err(), Some(125));
+    assert!(
+        matches!(r.to_node.as_slice(), [HelperMsg::Cloned { .. }]),
+        "no report: {:?}",
+        r.to_node
+    );
+}
+
+#[test]
+fn a_message_out_of_turn_is_a_protocol_error() {
+    let mut p = plan();
+    p.maps = MapsPhase::Node;
+    // `cgroup` when the plan says Node makes none.
+    let r = run(Recorder::default(), vec![plan_msg(p), NodeMsg::Cgroup]);
+    let report = failed(&r);
+    assert_eq!((report.step, report.errno), (Step::WaitGo, libc::EPROTO));
+    assert_eq!(r.calls.last().map(String::as_str), Some("kill 4242"));
+}
+
+#[test]
+fn a_plan_from_another_release_or_not_a_plan_is_refused_before_anything_is_made() {
+    let mut p = plan();
+    p.version = PLAN_VERSION + 1;
+    let r = run(Recorder::default(), vec![plan_msg(p)]);
+    let report = failed(&r);
+    assert_eq!((report.step, report.errno), (Step::ReadPlan, libc::EPROTO));
+    assert!(report.hint.as_deref().unwrap().contains("reinstall"));
+    assert!(r.calls.is_empty());
+    let r = run(Recorder::default(), vec![NodeMsg::Maps]);
+    assert_eq!(failed(&r).detail, "the first message was not a plan");
+    assert!(r.calls.is_empty());
+}
+
+#[test]
+fn a_caller_that_is_gone_already_gets_nothing_made() {
+    let r = run(
+        Recorder {
+            parent: Some(1),
+            ..Default::default()
+        },
+        vec![plan_msg(plan())],
+    );
+    assert_eq!(r.result.err(), Some(125));
+    assert!(r.calls.is_empty());
+    assert!(r.to_node.is_empty());
+}
+
+#[test]
+fn a_refused_clone_names_its_flags() {
+    let mut p = plan();
+    p.namespaces = vec![Namespace::User, Namespace::Pid];
+    let r = run(
+        Recorder {
+            fail_clone: Some(Errno::ENOSPC),
+            ..Default::default()
+        },
+        vec![plan_msg(p)],
+    );
+    let report = failed(&r);
+    assert_eq!((report.step, report.errno), (Step::Clone, libc::ENOSPC));
+    assert_eq!(report.detail, "clone with CLONE_NEWUSER|CLONE_NEWPID");
+    assert!(report.hint.is_some(), "ENOSPC on clone: the user namespace limit");
+    assert!(!r.calls.iter().any(|c| c.starts_with("kill")), "nothing to kill");
+}
+
+#[test]
+fn a_detached_monitor_leaves_the_callers_tree_before_it_clones() {
+    let mut p = plan();
+    p.detach = true;
+    let r = run(Recorder::default(), vec![plan_msg(p)]);
+    assert_eq!(r.calls[0], "detach");
+    assert!(r.calls[1].starts_with("clone "));
+    assert!(r.result.is_ok());
+}
+
+/// The monitor (phases 7 to 10) with an ordinary child process as the
+/// container's PID 1 (`sleep`, no namespaces): the test plays Node and the
+/// child's side of its channel, and ends PID 1 itself.
+mod monitor_phases {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::process::{Child, Command};
+
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::unistd::Pid;
+    use tsbox_core::{ChildMsg, ControlRequest, HelperMsg, NodeMsg, Report, Step, ToChild};
+
+    use super::{plan, process};
+    use crate::channel::Channel;
+    use crate::helper::monitor::{self, Container, Outcome};
+    use crate::trace::Trace;
+
+    /// A PID 1 stand-in, a child of this process, with a pidfd as the
+    /// helper's clone gives one.
+    fn pid1(setting_up: bool) -> (Container, Child) {
+        // Still in its setup, PID 1 is a copy of tsbox-init, and named so.
+        let program = if setting_up {
+            let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-bin-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let link = dir.join("tsbox-init");
+            let _ = std::os::unix::fs::symlink("/bin/sleep", &link);
+            link
+        } else {
+            "sleep".into()
+        };
+        let child = Command::new(&program).arg("60").spawn().expect("spawn sleep");
+        if setting_up {
+            // Its name was taken at exec.
+            let _ = std::fs::remove_dir_all(program.parent().unwrap());
+        }
+        let pid = Pid::from_raw(child.id() as i32);
+        // SAFETY: pidfd_open on our own child; a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        assert!(fd >= 0, "pidfd_open");
+        // SAFETY: a new descriptor nothing else owns.
+        let pidfd = Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        (Container { pid, pidfd }, child)
+    }
+
+    fn kill(pid: Pid, sig: i32) {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(pid.as_raw(), sig) };
+    }
+
+    /// Runs the monitor on a thread while `play` acts as Node (first
+    /// channel) and the child (second), then returns how it ended.
+    fn monitor(p: tsbox_core::SandboxPlan, with_process: bool, play: impl FnOnce(Channel, Channel, Pid) + Send) -> Outcome {
+        run_monitor(p, with_process, false, play)
+    }
+
+    fn run_monitor(
+        p: tsbox_core::SandboxPlan,
+        with_process: bool,
+        setting_up: bool,
+        play: impl FnOnce(Channel, Channel, Pid) + Send,
+    ) -> Outcome {
+        let (node, node_side) = Channel::pair().unwrap();
+        let (mine, theirs) = Channel::pair().unwrap();
+        let (c, mut child) = pid1(setting_up);
+        let pid = c.pid;
+        let outcome = std::thread::scope(|s| {
+            let m = s.spawn(|| {
+                let tr = Trace::new(false, 0);
+                monitor::run(&node, mine, &c, &p, with_process.then(|| Box::new(process())), None, &tr)
+            });
+            play(node_side, theirs, pid);
+            m.join().unwrap()
+        });
+        // The monitor reaped it: nothing is left to wait for.
+        assert!(child.try_wait().is_err(), "PID 1 was reaped by the monitor");
+        outcome
+    }
+
+    #[test]
+    fn relays_ready_started_and_how_init_says_the_command_ended() {
+        let outcome = monitor(plan(), true, |node, child, pid| {
+            // Phase 8: the process that came with the plan goes to the child at once.
+            assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(p))) if p.argv == ["true"]));
+            child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
+            child.send(&ChildMsg::Started).unwrap();
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
+            child
+                .send(&ChildMsg::Ended {
+                    code: Some(3),
+                    signal: None,
+                })
+                .unwrap();
+            kill(pid, libc::SIGKILL);
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { code, signal, .. }) => assert_eq!((code, signal), (Some(3), None)),
+                other => panic!("expected exited, got {other:?}"),
+            }
+        });
+        assert_eq!(outcome.status, 3);
+        assert!(!outcome.caller_gone);
+    }
+
+    #[test]
+    fn a_process_sent_after_ready_reaches_the_child_then() {
+        monitor(plan(), false, |node, child, pid| {
+            child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
+            node.send(&NodeMsg::Process(Box::new(process()))).unwrap();
+            assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(_)))));
+            kill(pid, libc::SIGKILL);
+        });
+    }
+
+    #[test]
+    fn delivers_nodes_signals_to_pid1_and_reports_the_signal_it_died_of() {
+        let outcome = monitor(plan(), true, |node, child, _pid| {
+            let _ = child.recv::<ToChild>();
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            node.send(&NodeMsg::Signal { signo: libc::SIGTERM }).unwrap();
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { code, signal, .. }) => assert_eq!((code, signal), (None, Some(libc::SIGTERM))),
+                other => panic!("expected exited, got {other:?}"),
+            }
+        });
+        assert_eq!(outcome.status, 128 + libc::SIGTERM);
+    }
+
+    #[test]
+    fn a_setup_step_that_fails_in_the_child_reaches_node_as_its_report() {
+        let outcome = monitor(plan(), true, |node, child, pid| {
+            let r = Report::new(Step::Exec, libc::ENOENT).path("nope");
+            child.send(&ChildMsg::Failed(r.clone())).unwrap();
+            kill(pid, libc::SIGKILL);
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Failed(r)));
+        });
+        assert_eq!(outcome.status, 127, "Docker's status for a command not found");
+    }
+
+    #[test]
+    fn pid1_dying_during_its_setup_is_a_start_failure_that_names_the_signal() {
+        run_monitor(plan(), true, true, |node, child, pid| {
+            kill(pid, libc::SIGKILL);
+            // Its end of the channel closes with it.
+            drop(child);
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Failed(r)) => {
+                    assert_eq!(r.step, Step::Start);
+                    assert!(r.detail.contains("killed by signal 9"), "{}", r.detail);
+                    assert!(r.hint.unwrap().contains("OOM"));
+                }
+                other => panic!("expected a failure, got {other:?}"),
+            }
+        });
+    }
+
+    #[test]
+    fn an_attached_container_dies_with_its_caller() {
+        let outcome = monitor(plan(), true, |node, child, _pid| {
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            // The caller is gone: the monitor kills PID 1 (else this test would hang).
+            drop(node);
+            drop(child);
+        });
+        assert!(outcome.caller_gone);
+        assert_eq!(outcome.status, 128 + libc::SIGKILL);
+    }
+
+    #[test]
+    fn a_detached_container_outlives_its_caller_and_its_end_reaches_a_waiter_and_the_state() {
+        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), r#"{"id": "x", "status": "created"}"#).unwrap();
+        let control = dir.join("control.sock");
+        let mut p = plan();
+        p.detach = true;
+        p.control = Some(control.to_str().unwrap().into());
+        let outcome = monitor(p, true, |node, child, pid| {
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            assert_eq!(
+                (state["status"].as_str(), state["pid"].as_i64()),
+                (Some("running"), Some(pid.as_raw() as i64))
+            );
+            drop(node);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+                "the caller left; the container stays"
+            );
+            // Another process waits for it through the control socket.
+            let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
+            connect(fd.as_raw_fd(), &UnixAddr::new(&control).unwrap()).unwrap();
+            let waiter = Channel::from_owned(fd);
+            waiter.send(&ControlRequest::Wait).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            kill(pid, libc::SIGKILL);
+            match waiter.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { signal, .. }) => assert_eq!(signal, Some(libc::SIGKILL)),
+                other => panic!("expected exited, got {other:?}"),
+            }
+            drop(child);
+        });
+        assert_eq!(outcome.status, 128 + libc::SIGKILL);
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+        assert_eq!(state["status"], "stopped");
+        assert_eq!(state["exitCode"], 137);
+        assert_eq!(state["exitSignal"], 9);
+        assert_eq!(state["id"], "x", "the monitor keeps what Node wrote");
+        assert!(!control.exists(), "the control socket goes with the container");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
