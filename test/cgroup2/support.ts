@@ -69,8 +69,20 @@ export function findCgroupDirs(match: (name: string) => boolean): string[] {
   return out;
 }
 
-/** The tsbox directories in every hierarchy: `tsbox` parents and test containers. */
-export const tsboxDirs = (): string[] => findCgroupDirs((n) => n === 'tsbox' || n.startsWith('tsboxtest-'));
+/** The shared `tsbox` parents in every hierarchy: they stay once made, and gc removes the empty ones. */
+export const tsboxParents = (): string[] => findCgroupDirs((n) => n === 'tsbox');
+
+/** Containers' cgroups in every hierarchy: each one under a `tsbox` parent, and test ones anywhere. */
+export const tsboxDirs = (): string[] => {
+  const containers = tsboxParents().flatMap((d) => {
+    try {
+      return readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(d, e.name));
+    } catch {
+      return [];
+    }
+  });
+  return [...new Set([...containers, ...findCgroupDirs((n) => n.startsWith('tsboxtest-'))])].sort();
+};
 
 /** The cgroup of `pid` per hierarchy, as /proc/PID/cgroup lines. */
 export function procCgroup(pid: number): string[] {

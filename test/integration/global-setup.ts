@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 
 import type { TestProject } from 'vitest/node';
 
+import { gc } from '../../ts/cgroups/index.js';
+import { tsboxParents } from '../cgroup2/support.js';
 import { tsboxCgroups } from '../support/host.js';
 import { buildTestRootfs } from '../support/rootfs.js';
 
@@ -45,6 +47,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw new Error('the integration suite needs root: it creates user namespaces with id ranges, mounts and cgroups. Run it with sudo (scripts/test.mjs does).');
   }
   const before = snapshot();
+  const parentsBefore = tsboxParents();
   const rootfs = await buildTestRootfs();
   project.provide('rootfs', rootfs.dir);
   return async () => {
@@ -62,6 +65,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
       const leaked = after[key].filter((x) => !before[key].includes(x));
       if (leaked.length > 0) problems.push(`${key}: ${leaked.join(', ')}`);
     }
+    // The shared `tsbox` parents stay after a container (as Docker's do);
+    // gc takes the empty ones, so the host is left as it was found.
+    try {
+      gc();
+    } catch (err) {
+      problems.push(`gc: ${(err as Error).message}`);
+    }
+    const parents = tsboxParents().filter((d) => !parentsBefore.includes(d));
+    if (parents.length > 0) problems.push(`tsbox parents gc did not remove: ${parents.join(', ')}`);
     if (problems.length > 0) throw new Error(`the integration suite left state on the host — ${problems.join('; ')}`);
   };
 }

@@ -277,6 +277,11 @@ function hybridHost(opts: { without?: string[]; unifiedControllers?: string[] } 
   return { k, cg, proc: { mountinfo, cgroup } };
 }
 
+/** The containers' cgroups left in the fake's tree (the shared `tsbox` parents stay by design). */
+const leaves = (host: { k: FakeKernel }) => host.k.tree().filter((d) => /\/tsbox\//.test(d));
+/** The `tsbox` directories left, parents included. */
+const tsboxLeft = (host: { k: FakeKernel }) => host.k.tree().filter((d) => d.includes('tsbox'));
+
 function create(host: { k: FakeKernel; proc: ProcSource }, limits: CgroupLimitsInput = {}, opts: Partial<CreateOptions> & { id?: string } = {}): Cgroup {
   const c = createCgroup(opts.id ?? 'c1', limits, { stateDir, fs: host.k, proc: host.proc, ...opts });
   made.push(c);
@@ -570,7 +575,7 @@ describe('v2: place, stats, kill, destroy', () => {
     expect(c.stats().pids.peak).toBe(9);
   });
 
-  it('kills with cgroup.kill, then removes the cgroups leaves first, then the tsbox parent', () => {
+  it('kills with cgroup.kill, then removes the cgroups leaves first; the tsbox parent stays until gc', () => {
     const host = v2Host();
     const c = create(host);
     c.place(100);
@@ -584,12 +589,14 @@ describe('v2: place, stats, kill, destroy', () => {
       '(kernel) SIGKILL 100',
       `rmdir ${c.v2Path}/inner`,
       `rmdir ${c.v2Path}`,
-      `rmdir ${join(host.cg, 'system.slice/tsbox')}`,
     ]);
-    expect(existsSync(join(host.cg, 'system.slice/tsbox'))).toBe(false);
+    // The shared parent stays for the next container; gc removes it once empty.
+    expect(existsSync(join(host.cg, 'system.slice/tsbox'))).toBe(true);
     host.k.ops.length = 0;
     c.destroy();
     expect(host.k.ops).toEqual([]);
+    gc({ stateDir, fs: host.k, proc: host.proc });
+    expect(existsSync(join(host.cg, 'system.slice/tsbox'))).toBe(false);
   });
 
   it('retries rmdir while the killed processes finish exiting (EBUSY)', () => {
@@ -713,15 +720,22 @@ describe('hybrid (this development host\'s layout)', () => {
     expect(() => p.create()).toThrow(/once/);
   });
 
-  it('removes an ended container with one rmdir per hierarchy and parent, nothing else', () => {
+  it('removes an ended container with one rmdir per hierarchy, nothing else; the parents stay for the next', () => {
     const host = hybridHost();
     const c = create(host);
     host.k.ops.length = 0;
     c.destroy();
-    const leaves = Object.values(c.paths).map((d) => `rmdir ${d}`);
-    expect(host.k.ops.slice(0, leaves.length).sort()).toEqual(leaves.sort());
-    expect(host.k.ops.slice(leaves.length)).toEqual(Object.values(c.paths).map((d) => `rmdir ${dirname(d!)}`));
-    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+    const rmdirs = Object.values(c.paths).map((d) => `rmdir ${d}`);
+    expect([...host.k.ops].sort()).toEqual(rmdirs.sort());
+    expect(leaves(host)).toEqual([]);
+    expect(tsboxLeft(host).sort()).toEqual([...new Set(Object.values(c.paths).map((d) => dirname(d!).slice(tmp.length)))].sort());
+    // The next container makes its leaves only: one mkdir per hierarchy.
+    host.k.ops.length = 0;
+    const next = create(host, {}, { id: 'c2' });
+    expect(host.k.ops.filter((o) => o.startsWith('mkdir'))).toEqual(Object.values(next.paths).map((d) => `mkdir ${d}`));
+    next.destroy();
+    gc({ stateDir, fs: host.k, proc: host.proc });
+    expect(tsboxLeft(host)).toEqual([]);
   });
 
   it('still freezes and kills what is left in a later hierarchy after the empty ones went', () => {
@@ -734,10 +748,10 @@ describe('hybrid (this development host\'s layout)', () => {
     const i = host.k.ops.indexOf(`write ${freezer}/freezer.state FROZEN`);
     expect(i).toBeGreaterThan(0);
     expect(host.k.ops.slice(i, i + 3)).toEqual([`write ${freezer}/freezer.state FROZEN`, 'kill 300 SIGKILL', `write ${freezer}/freezer.state THAWED`]);
-    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+    expect(leaves(host)).toEqual([]);
   });
 
-  it('kills on v1: freeze, SIGKILL every pid in any hierarchy, thaw; then rmdir every hierarchy, leaves first', () => {
+  it('kills on v1: freeze, SIGKILL every pid in any hierarchy, thaw; then rmdir its cgroup in every hierarchy', () => {
     const host = hybridHost();
     const c = create(host);
     writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '200\n201\n');
@@ -756,13 +770,8 @@ describe('hybrid (this development host\'s layout)', () => {
     ]);
     const rmdirs = host.k.ops.filter((o) => o.startsWith('rmdir'));
     expect(Object.keys(c.paths).sort()).toEqual(['blkio', 'cpu', 'cpuacct', 'cpuset', 'freezer', 'memory', 'pids', 'unified']);
-    for (const h of Object.keys(c.paths)) {
-      const leaf = rmdirs.indexOf(`rmdir ${c.paths[h]}`);
-      const parent = rmdirs.indexOf(`rmdir ${dirname(c.paths[h]!)}`);
-      expect(leaf, h).toBeGreaterThanOrEqual(0);
-      expect(parent, h).toBeGreaterThan(leaf);
-    }
-    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+    for (const h of Object.keys(c.paths)) expect(rmdirs.indexOf(`rmdir ${c.paths[h]}`), h).toBeGreaterThanOrEqual(0);
+    expect(leaves(host)).toEqual([]);
   });
 
   it('without a freezer hierarchy: kills in rounds until the cgroups are empty', () => {
@@ -772,7 +781,7 @@ describe('hybrid (this development host\'s layout)', () => {
     writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '300\n');
     c.destroy();
     expect(host.k.ops).toContain('kill 300 SIGKILL');
-    expect(host.k.tree().filter((d) => d.includes('tsbox'))).toEqual([]);
+    expect(leaves(host)).toEqual([]);
   });
 
   it('a limit whose v1 hierarchy is not mounted is an error; without the limit the hierarchy is just not used', () => {
@@ -834,6 +843,8 @@ describe('v1 with cpu and cpuacct co-mounted', () => {
     c.place(9);
     expect(k.procs(c.paths.cpu!)).toEqual(['9']);
     c.destroy();
+    expect(k.tree()).toEqual(['/sys/fs/cgroup/cpu,cpuacct/tsbox', '/sys/fs/cgroup/pids/tsbox']);
+    gc({ stateDir, fs: k, proc: { mountinfo, cgroup: '3:cpu,cpuacct:/\n2:pids:/\n' } });
     expect(k.tree()).toEqual([]);
   });
 });

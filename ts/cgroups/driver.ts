@@ -18,7 +18,7 @@ import { devicePaths, io } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
 import { memory, memoryStats } from './memory.js';
 import { pids, pidsStats } from './pids.js';
-import { killCgroup, removeCgroup, type Placement } from './teardown.js';
+import { killCgroup, removeCgroup, removeParents, type Placement } from './teardown.js';
 
 /** In the order their limits are written: cpuset first (on v1 it must be filled before a process may join). */
 const CONTROLLERS: readonly Controller[] = [cpuset, memory, cpu, pids, io];
@@ -65,7 +65,7 @@ export interface Cgroup {
   stats(): CgroupStats;
   /** Kills every process in the cgroups: cgroup.kill on v2; freeze, SIGKILL each, thaw on v1. */
   kill(): void;
-  /** kill(), then rmdir the cgroups (leaves first, retrying EBUSY) and the `tsbox` parents no one else uses. Idempotent. */
+  /** kill(), then rmdir the cgroups (leaves first, retrying EBUSY); the shared `tsbox` parents stay (gc removes empty ones). Idempotent. */
   destroy(): void;
   applied(): AppliedLimits;
   /** Hands the cgroup to another owner (a detached container's PID 1) so gc() keeps it while that process lives. */
@@ -351,13 +351,17 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
 
       // The leaves this call created, by hierarchy: on failure only these go (a leaf that existed belongs to someone else).
       const made: Record<string, string> = {};
+      const madeParents: string[] = [];
       const writes: AppliedLimits['writes'] = [];
       try {
-        createDirs(p, fs, made, trace);
+        createDirs(p, fs, made, madeParents, trace);
         for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
       } catch (err) {
         try {
+          // What this call made goes, the `tsbox` parents too (unless another
+          // container is in one by now).
           removeCgroup({ dirs: made, parents: placement.parents }, fs);
+          removeParents(madeParents, fs);
         } catch {
           // The first error is the one to report.
         }
@@ -425,40 +429,49 @@ function inheritCpuset(dir: string, fs: CgroupFs, depth = 0): void {
   }
 }
 
-function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, trace?: (line: string) => void): void {
-  // Another container's teardown may remove an empty `tsbox` parent between
-  // our mkdir of it and of the leaf (ENOENT): make it again.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const unified = p.hierarchies.get('unified');
-      if (unified && p.enable.length > 0) enableControllers(unified.parent, p.enable, fs, trace);
-      for (const [name, h] of p.hierarchies) {
-        if (created[name] !== undefined) continue;
-        // Co-mounted v1 controllers (cpu,cpuacct) share one directory.
-        if (Object.values(created).includes(h.leaf)) {
-          created[name] = h.leaf;
-          continue;
-        }
-        if (mkdirShared(h.tsbox, fs)) trace?.(`cgroup: mkdir ${h.tsbox}`);
-        if (name === 'cpuset') inheritCpuset(h.tsbox, fs);
-        if (name === 'unified' && p.enable.length > 0) enableControllers(h.tsbox, p.enable, fs, trace);
-        try {
-          fs.mkdir(h.leaf);
-        } catch (err) {
-          if (errnoOf(err) === EEXIST) {
-            throw cgroupError(err, h.leaf, 'a cgroup for this container id exists already', 'container ids must be unique; if its container is gone, `tsbox gc` removes it');
-          }
-          throw cgroupError(err, h.leaf, 'create the container\'s cgroup');
-        }
-        created[name] = h.leaf;
-        trace?.(`cgroup: mkdir ${h.leaf}`);
-        if (name === 'cpuset') inheritCpuset(h.leaf, fs);
-      }
-      return;
-    } catch (err) {
-      const cause = (err as { cause?: unknown }).cause;
-      if (attempt >= 3 || errnoOf(cause) !== ENOENT) throw err;
+function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, madeParents: string[], trace?: (line: string) => void): void {
+  // The shared `tsbox` parents stay once made (as Docker's `docker` cgroup
+  // does; `tsbox gc` removes the empty ones): on v1 the leaf is made first,
+  // and its parent only when the leaf's mkdir says it is missing (ENOENT),
+  // which it also is when gc removed it meanwhile.
+  const makeParent = (dir: string) => {
+    if (!mkdirShared(dir, fs)) return;
+    madeParents.push(dir);
+    trace?.(`cgroup: mkdir ${dir}`);
+  };
+  const unified = p.hierarchies.get('unified');
+  if (unified && p.enable.length > 0) enableControllers(unified.parent, p.enable, fs, trace);
+  for (const [name, h] of p.hierarchies) {
+    if (created[name] !== undefined) continue;
+    // Co-mounted v1 controllers (cpu,cpuacct) share one directory.
+    if (Object.values(created).includes(h.leaf)) {
+      created[name] = h.leaf;
+      continue;
     }
+    // v2: the parent first, with the controllers the leaf needs enabled
+    // before it exists (a check of its subtree_control each time).
+    if (name === 'unified') {
+      makeParent(h.tsbox);
+      if (p.enable.length > 0) enableControllers(h.tsbox, p.enable, fs, trace);
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        fs.mkdir(h.leaf);
+        break;
+      } catch (err) {
+        const errno = errnoOf(err);
+        if (errno === EEXIST) {
+          throw cgroupError(err, h.leaf, 'a cgroup for this container id exists already', 'container ids must be unique; if its container is gone, `tsbox gc` removes it');
+        }
+        if (errno !== ENOENT || attempt >= 3) throw cgroupError(err, h.leaf, 'create the container\'s cgroup');
+      }
+      makeParent(h.tsbox);
+      if (name === 'cpuset') inheritCpuset(h.tsbox, fs);
+      if (name === 'unified' && p.enable.length > 0) enableControllers(h.tsbox, p.enable, fs, trace);
+    }
+    created[name] = h.leaf;
+    trace?.(`cgroup: mkdir ${h.leaf}`);
+    if (name === 'cpuset') inheritCpuset(h.leaf, fs);
   }
 }
 

@@ -8,7 +8,7 @@
  * and no process. A cgroup with a live owner, or without a marker but with
  * processes in it, is left alone.
  */
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 
 import { ensureStateRoot, stateRoot } from '../state-root.js';
@@ -39,6 +39,8 @@ export function defaultStateDir(): string {
 
 /** The start time of `pid` in clock ticks since boot, or null when there is no such process (or only its zombie). */
 export function processStart(pid: number): string | null {
+  // This process's own never changes, and every launch's marker names it.
+  if (pid === process.pid && ownStart !== undefined) return ownStart;
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -48,8 +50,12 @@ export function processStart(pid: number): string | null {
   // comm may hold spaces and parentheses: the fields that follow start after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   if (fields[0] === 'Z' || fields[0] === 'X') return null;
-  return fields[19] ?? null;
+  const start = fields[19] ?? null;
+  if (pid === process.pid) ownStart = start;
+  return start;
 }
+
+let ownStart: string | null | undefined;
 
 export function ownerAlive(m: Pick<Marker, 'ownerPid' | 'ownerStart'>): boolean {
   const start = processStart(m.ownerPid);
@@ -67,25 +73,29 @@ export function writeMarker(stateDir: string, m: Marker, exclusive = false): voi
   const path = markerPath(stateDir, m.id);
   const tmp = `${path}.${process.pid}.tmp`;
   if (stateDir === defaultStateDir()) ensureStateRoot(posix.dirname(stateDir));
+  let written = false;
   try {
     try {
-      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
       writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
     } catch (err) {
-      // Removed, empty, by another container's end in between: once more.
+      // Not made yet, or removed, empty, by another container's end: make it.
       if (errnoOf(err) !== ENOENT) throw err;
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
       writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
     }
+    written = true;
     if (exclusive) linkSync(tmp, path);
-    else renameSync(tmp, path);
+    else {
+      renameSync(tmp, path);
+      written = false;
+    }
   } catch (err) {
     if (exclusive && errnoOf(err) === EEXIST) {
       throw cgroupError(err, path, `container id ${m.id} is in use: it has cgroups already`, 'container ids must be unique; if its container is gone, `tsbox gc` removes what it left');
     }
     throw cgroupError(err, path, 'write the cgroup marker that lets gc find orphans', 'the state directory must be writable: /run/tsbox as root, $XDG_RUNTIME_DIR/tsbox otherwise (or pass stateDir)');
   } finally {
-    rmSync(tmp, { force: true });
+    if (written) unlinkSync(tmp);
   }
 }
 
@@ -161,6 +171,8 @@ export function gc(opts: GcOptions = {}): string[] {
     try {
       const existed = Object.values(m.dirs).some((d) => fs.exists(d));
       removeCgroup(m, fs);
+      // Its parents may be under another cgroup parent than this sweep's.
+      removeParents(m.parents, fs);
       removeMarker(stateDir, m.id);
       if (existed) removed.add(m.id);
     } catch (err) {
@@ -171,9 +183,8 @@ export function gc(opts: GcOptions = {}): string[] {
   // Cgroups without a marker under the parents this process would use.
   const layout = readLayout(fs, opts.proc ?? readProcSource());
   const hierarchies: [string, string][] = [];
-  for (const [name, mount] of layout.v1) {
-    if (!name.startsWith('name=')) hierarchies.push([name, posix.join(cgroupDir(mount, parentPath(layout, name, opts.parent)), 'tsbox')]);
-  }
+  // Every hierarchy a container has a cgroup in: named ones (name=systemd) too.
+  for (const [name, mount] of layout.v1) hierarchies.push([name, posix.join(cgroupDir(mount, parentPath(layout, name, opts.parent)), 'tsbox')]);
   if (layout.unified) hierarchies.push(['unified', posix.join(cgroupDir(layout.unified, parentPath(layout, 'unified', opts.parent)), 'tsbox')]);
   const found = new Map<string, Placement>();
   for (const [h, tsboxDir] of hierarchies) {

@@ -2,8 +2,8 @@
  * Teardown, shared by Cgroup.destroy() and gc(): kill everything left in a
  * container's cgroups — `cgroup.kill` on v2; on v1 freeze, SIGKILL every pid
  * in cgroup.procs, thaw — then rmdir them, leaves first, retrying while the
- * killed processes finish exiting (EBUSY), and last the shared `tsbox`
- * parents when no other container uses them.
+ * killed processes finish exiting (EBUSY). The shared `tsbox` parents stay;
+ * gc removes them when no container uses them.
  */
 import { posix } from 'node:path';
 
@@ -124,7 +124,10 @@ function removeTree(dir: string, fs: CgroupFs, deadline: number, rekill: () => v
   }
 }
 
-/** Kills what is left and removes the container's cgroups, then the `tsbox` parents no one else uses. */
+/**
+ * Kills what is left and removes the container's cgroups. The shared `tsbox`
+ * parents stay for the next container (gc removes them when empty).
+ */
 export function removeCgroup(p: Placement, fs: CgroupFs): void {
   // The usual case: the container has ended, taking its processes with it,
   // and made no cgroups below its own. One rmdir each then; the kernel
@@ -157,11 +160,6 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
     } catch (err) {
       first ??= err;
     }
-  }
-  try {
-    removeParents(p.parents, fs);
-  } catch (err) {
-    first ??= err;
   }
   if (first !== null) throw first;
 }
