@@ -37,12 +37,19 @@ export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.Pro
  */
 export function ensureStateRoot(root: string = stateRoot(), uid: number = process.getuid?.() ?? 0): string {
   const hint = 'set XDG_RUNTIME_DIR to a directory of your own, or remove it if you made it';
+  let st;
   try {
-    mkdirSync(root, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw fromSystemError('state', err, `create the state directory ${root}`, 'it must be writable: /run/tsbox as root, $XDG_RUNTIME_DIR/tsbox otherwise');
+    // Looked at first: it is there on every launch but the first (one
+    // system call, where making it each time took three).
+    st = lstatSync(root);
+  } catch {
+    try {
+      mkdirSync(root, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw fromSystemError('state', err, `create the state directory ${root}`, 'it must be writable: /run/tsbox as root, $XDG_RUNTIME_DIR/tsbox otherwise');
+    }
+    st = lstatSync(root);
   }
-  const st = lstatSync(root);
   if (!st.isDirectory()) throw new TsboxError({ step: 'state', errno: 20, path: root, detail: 'the state directory is not a directory (a symlink?)', hint });
   if (st.uid !== uid) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory belongs to uid ${st.uid}, not to this user (${uid})`, hint });
   if ((st.mode & 0o022) !== 0) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory is writable by others (mode ${(st.mode & 0o7777).toString(8)})`, hint });

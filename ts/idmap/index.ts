@@ -59,9 +59,9 @@ interface Live {
 function registryDir(): string {
   const dir = `${ensureStateRoot()}/ids`;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    mkdirSync(dir, { mode: 0o755 });
   } catch (err) {
-    throw fromSystemError('idmap', err, `create the id allocation directory ${dir}`);
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError('idmap', err, `create the id allocation directory ${dir}`);
   }
   return dir;
 }
