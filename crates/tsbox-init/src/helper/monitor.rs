@@ -328,19 +328,24 @@ pub fn run(
         Ok(msg) => (msg, code.unwrap_or_else(|| 128 + signal.unwrap_or(0))),
     };
     // The state first, so that whoever the caller or a waiter tells reads
-    // `stopped`; then the caller and the waiters; then the socket goes.
-    state.update(|s| {
-        s.insert("status".into(), "stopped".into());
-        s.insert("exitCode".into(), status.into());
-        s.insert(
-            "exitSignal".into(),
-            signal.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null),
-        );
-        s.insert("finishedAtMs".into(), super::state::now_ms().into());
-        if let HelperMsg::Failed(r) = &msg {
-            s.insert("error".into(), r.to_string().into());
-        }
-    });
+    // `stopped`; then the caller and the waiters; then the socket goes. An
+    // attached container's state goes with it (its caller removes it, or
+    // the helper when the caller is gone): written only for a waiter then.
+    let waiters = conns.iter().any(|k| k.waiting && k.open);
+    if plan.detach || waiters {
+        state.update(|s| {
+            s.insert("status".into(), "stopped".into());
+            s.insert("exitCode".into(), status.into());
+            s.insert(
+                "exitSignal".into(),
+                signal.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null),
+            );
+            s.insert("finishedAtMs".into(), super::state::now_ms().into());
+            if let HelperMsg::Failed(r) = &msg {
+                s.insert("error".into(), r.to_string().into());
+            }
+        });
+    }
     let caller_gone = !node_open || node.send(&msg).is_err();
     for k in conns.iter().filter(|k| k.waiting && k.open) {
         let _ = k.chan.send(&msg);

@@ -630,6 +630,32 @@ mod monitor_phases {
     }
 
     #[test]
+    fn an_attached_containers_end_is_in_its_state_before_a_waiter_hears_of_it() {
+        // Without a waiter its caller removes the state at once: no write then.
+        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-attached-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), r#"{"id": "y", "status": "created"}"#).unwrap();
+        let control = dir.join("control.sock");
+        let mut p = plan();
+        p.control = Some(control.to_str().unwrap().into());
+        let state = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap() };
+        monitor(p, true, |node, child, pid| {
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
+            connect(fd.as_raw_fd(), &UnixAddr::new(&control).unwrap()).unwrap();
+            let waiter = Channel::from_owned(fd);
+            waiter.send(&ControlRequest::Wait).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            kill(pid, libc::SIGKILL);
+            assert!(matches!(waiter.recv::<HelperMsg>(), Ok(Some(HelperMsg::Exited { .. }))));
+            assert_eq!(state()["status"], "stopped", "a waiter told of the end reads it in the state");
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Exited { .. }))));
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_detached_container_outlives_its_caller_and_its_end_reaches_a_waiter_and_the_state() {
         let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
