@@ -213,6 +213,25 @@ export class Container extends EventEmitter {
       // now, whether or not the caller ever touched it.
       init.stdin?.destroy();
     }
+    // Usage is read before the cgroup goes; then the cgroup, the id range
+    // and the state go back.
+    const usage: { stats: CgroupStats | null; limits: AppliedLimits | null } = { stats: null, limits: null };
+    const collect = () => {
+      if (init.cgroup) {
+        try {
+          usage.stats = init.cgroup.stats();
+          usage.limits = init.cgroup.applied();
+        } catch {
+          // Usage is reported as unknown rather than failing a finished run.
+        }
+      }
+      init.release();
+    };
+    // `exited` comes once PID 1 is reaped, and its pid namespace took every
+    // other process of the container with it: what it held goes back now,
+    // while the helper exits. Otherwise, once the helper is gone.
+    const ended = failure === undefined && msg?.type === 'exited';
+    if (ended) collect();
     const how = await init.closed;
     const wallMs = Number(process.hrtime.bigint() - init.startedAt) / 1e6;
     // All the terminal's output is read once the master reports the slave gone.
@@ -221,19 +240,8 @@ export class Container extends EventEmitter {
     // child_process's 'close'); output nobody reads does not hold it back.
     const reading = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal && st.readableFlowing === true && !st.readableEnded);
     await Promise.all(reading.map((st) => finished(st).catch(() => {})));
-    // Usage is read before the cgroup goes.
-    let stats: CgroupStats | null = null;
-    let limits: AppliedLimits | null = null;
-    if (init.cgroup) {
-      try {
-        stats = init.cgroup.stats();
-        limits = init.cgroup.applied();
-      } catch {
-        // Usage is reported as unknown rather than failing a finished run.
-      }
-    }
-    // The cgroup and the id range are given back once the helper, and so the container, is gone.
-    init.release();
+    if (!ended) collect();
+    const { stats, limits } = usage;
     if (failure !== undefined) throw failure;
     if (msg === null) {
       throw new TsboxError({
