@@ -158,6 +158,13 @@ fn process() -> ProcessPlan {
 
 const V1_PROCS: &str = "/sys/fs/cgroup/pids/tsbox/x/cgroup.procs";
 
+fn v2() -> CgroupPhase {
+    CgroupPhase::CloneInto {
+        dir: "/sys/fs/cgroup/tsbox/x".into(),
+        procs: vec!["/sys/fs/cgroup/tsbox/x/cgroup.procs".into()],
+    }
+}
+
 fn v1(made_by_node: bool) -> CgroupPhase {
     CgroupPhase::Place {
         procs: vec![V1_PROCS.into()],
@@ -212,10 +219,7 @@ fn failed(run: &Run) -> &Report {
 #[test]
 fn root_on_v2_clones_into_the_cgroup_and_places_nothing_by_pid() {
     let mut p = plan();
-    p.cgroup = CgroupPhase::CloneInto {
-        dir: "/sys/fs/cgroup/tsbox/x".into(),
-        procs: vec!["/sys/fs/cgroup/tsbox/x/cgroup.procs".into()],
-    };
+    p.cgroup = v2();
     let r = run(
         Recorder {
             root: true,
@@ -250,10 +254,7 @@ fn root_on_v2_clones_into_the_cgroup_and_places_nothing_by_pid() {
 #[test]
 fn a_kernel_without_clone_into_cgroup_places_the_child_by_pid() {
     let mut p = plan();
-    p.cgroup = CgroupPhase::CloneInto {
-        dir: "/sys/fs/cgroup/tsbox/x".into(),
-        procs: vec!["/sys/fs/cgroup/tsbox/x/cgroup.procs".into()],
-    };
+    p.cgroup = v2();
     let r = run(
         Recorder {
             root: true,
