@@ -125,7 +125,7 @@ describe('cgroups on pure v2', () => {
     expect(cat(cg.v2Path!, 'memory.swap.max')).toBe(String(16 * MiB));
   });
 
-  it('places a process, reads its stats, kills it with cgroup.kill and removes the cgroups', async () => {
+  it('places a process, reads its stats, kills it with cgroup.kill and removes the cgroups (gc the shared parent)', async () => {
     const id = newId();
     const cg = make({ memory: '64m' }, id);
     const g = gated('sleep 30');
@@ -143,8 +143,11 @@ describe('cgroups on pure v2', () => {
     expect(await g.exited).toEqual({ code: null, signal: 'SIGKILL' });
     cg.destroy();
     expect(existsSync(cg.v2Path!)).toBe(false);
-    expect(existsSync(join(parent, 'tsbox'))).toBe(false);
     expect(existsSync(join(stateDir, `${id}.json`))).toBe(false);
+    // The shared parent stays for the next container, until gc finds it empty.
+    expect(existsSync(join(parent, 'tsbox'))).toBe(true);
+    gc({ stateDir });
+    expect(existsSync(join(parent, 'tsbox'))).toBe(false);
   });
 
   workloadCases({ make, gated, procsFile: (cg) => join(cg.v2Path!, 'cgroup.procs') });
