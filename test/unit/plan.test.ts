@@ -281,17 +281,22 @@ describe('buildPlan: namespaces, environment, privileges', () => {
     for (const c of SEED_DROPS) expect(caps, c).not.toContain(c);
   });
 
-  it('keeps only capabilities from Docker\'s default set, each once', () => {
+  it('keeps only capabilities from Docker\'s default set, each once, in the bounding, permitted and effective sets', () => {
     const caps = plan().capabilities!;
-    expect(caps.length).toBeGreaterThan(0);
-    for (const c of caps) expect(DOCKER_DEFAULT, c).toContain(c);
-    expect(new Set(caps).size).toBe(caps.length);
+    expect(caps.bounding.length).toBeGreaterThan(0);
+    for (const c of caps.bounding) expect(DOCKER_DEFAULT, c).toContain(c);
+    expect(new Set(caps.bounding).size).toBe(caps.bounding.length);
+    expect(caps.permitted).toEqual(caps.bounding);
+    expect(caps.effective).toEqual(caps.bounding);
+    // Docker since CVE-2022-24769: nothing inheritable, nothing ambient.
+    expect(caps.inheritable).toEqual([]);
+    expect(caps.ambient).toEqual([]);
   });
 
   it('gives each plan its own copy of the capability list', () => {
     const a = plan();
-    a.capabilities!.push('CAP_SYS_ADMIN');
-    expect(plan().capabilities).not.toContain('CAP_SYS_ADMIN');
+    a.capabilities!.bounding.push('CAP_SYS_ADMIN');
+    expect(plan().capabilities!.bounding).not.toContain('CAP_SYS_ADMIN');
     expect(DEFAULT_CAPABILITIES).not.toContain('CAP_SYS_ADMIN');
   });
 
@@ -302,7 +307,7 @@ describe('buildPlan: namespaces, environment, privileges', () => {
     expect(p.user).toEqual({ user: '0', group: null, additionalGroups: [] });
     expect(plan({ user: 'tester:staff', groupAdd: ['audio'] }).user).toEqual({ user: 'tester', group: 'staff', additionalGroups: ['audio'] });
     expect(plan({ userns: 'host' }).namespaces).not.toContain('user');
-    expect(plan({ capDrop: ['ALL'], capAdd: ['net_admin'] }).capabilities).toEqual(['CAP_NET_ADMIN']);
+    expect(plan({ capDrop: ['ALL'], capAdd: ['net_admin'] }).capabilities!.effective).toEqual(['CAP_NET_ADMIN']);
   });
 
   it('carries argv, cwd, init, trace and the trace start as given', () => {

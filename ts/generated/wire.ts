@@ -122,10 +122,10 @@ env: Array<string>,
  */
 cwd: string, user: User, 
 /**
- * Capabilities kept in the bounding, permitted and effective sets. Names
- * as `CAP_X`. `None` leaves the sets as the user namespace gives them (all).
+ * The five capability sets (OCI `process.capabilities`). `None` leaves
+ * them as the user namespace gives them (all).
  */
-capabilities: Array<string> | null, noNewPrivileges: boolean, rlimits: Array<Rlimit>, 
+capabilities: Capabilities | null, noNewPrivileges: boolean, rlimits: Array<Rlimit>, 
 /**
  * The seccomp filter the addon compiled for this machine, loaded last
  * before execve; None runs unconfined. It travels as hex.
@@ -139,7 +139,12 @@ tty: TtySize | null,
 /**
  * Print every step with its time offset to stderr.
  */
-trace: boolean, };
+trace: boolean, 
+/**
+ * The file mode creation mask (OCI `process.user.umask`); None keeps
+ * the one the helper was started with.
+ */
+umask: number | null, };
 
 export type User = { 
 /**
@@ -155,6 +160,21 @@ group: string | null,
  * More supplementary groups (gids or names), as `--group-add`.
  */
 additionalGroups: Array<string>, };
+
+export type Capabilities = { 
+/**
+ * What the process and its children may ever have (kept across execve).
+ */
+bounding: Array<string>, effective: Array<string>, permitted: Array<string>, 
+/**
+ * Kept across execve for programs with inheritable file capabilities.
+ */
+inheritable: Array<string>, 
+/**
+ * Kept across execve of ordinary programs, for a non-root user too
+ * (each must be in the permitted and inheritable sets).
+ */
+ambient: Array<string>, };
 
 export type Rlimit = { 
 /**

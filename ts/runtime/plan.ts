@@ -17,7 +17,7 @@ import type { ResolvedOptions } from '../config/schema.js';
 import { seccompProgram, type SeccompCompiler } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
 
-import type { Mount, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
+import type { Capabilities, Mount, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
 
 // The plans' types are generated from tsbox_core's (crates/tsbox-core/src/plan.rs).
 export type { IdMaps, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
@@ -330,13 +330,19 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     env: envList,
     cwd: o.cwd,
     user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
-    capabilities: effectiveCapabilities(o.capAdd, o.capDrop),
+    capabilities: keptCapabilities(effectiveCapabilities(o.capAdd, o.capDrop)),
     noNewPrivileges: o.noNewPrivileges,
     rlimits: Object.entries({ ...DEFAULT_ULIMITS, ...o.ulimits }).map(([name, l]) => ({ name, soft: l.soft, hard: l.hard })),
     seccomp: seccompProgram(o.seccomp, seccomp),
     tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
     trace: o.trace,
+    umask: null,
   };
+}
+
+/** Docker's sets for a list of kept capabilities: bounding, permitted and effective; no inheritable or ambient ones. */
+function keptCapabilities(names: string[] | null): Capabilities | null {
+  return names === null ? null : { bounding: names, effective: [...names], permitted: [...names], inheritable: [], ambient: [] };
 }
 
 /**

@@ -42,6 +42,7 @@ mod wire {
             NetworkPhase::decl(cfg),
             ProcessPlan::decl(cfg),
             User::decl(cfg),
+            Capabilities::decl(cfg),
             Rlimit::decl(cfg),
             TtySize::decl(cfg),
             NodeMsg::decl(cfg),

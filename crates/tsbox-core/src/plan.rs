@@ -111,9 +111,9 @@ pub struct ProcessPlan {
     /// Working directory inside the container.
     pub cwd: String,
     pub user: User,
-    /// Capabilities kept in the bounding, permitted and effective sets. Names
-    /// as `CAP_X`. `None` leaves the sets as the user namespace gives them (all).
-    pub capabilities: Option<Vec<String>>,
+    /// The five capability sets (OCI `process.capabilities`). `None` leaves
+    /// them as the user namespace gives them (all).
+    pub capabilities: Option<Capabilities>,
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
     /// The seccomp filter the addon compiled for this machine, loaded last
@@ -127,6 +127,41 @@ pub struct ProcessPlan {
     /// Print every step with its time offset to stderr.
     #[serde(default)]
     pub trace: bool,
+    /// The file mode creation mask (OCI `process.user.umask`); None keeps
+    /// the one the helper was started with.
+    #[serde(default)]
+    pub umask: Option<u32>,
+}
+
+/// A process's capability sets, by name (`CAP_X`), as the OCI runtime-spec
+/// gives them. Names the kernel does not know are left out, as runc does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Capabilities {
+    /// What the process and its children may ever have (kept across execve).
+    pub bounding: Vec<String>,
+    pub effective: Vec<String>,
+    pub permitted: Vec<String>,
+    /// Kept across execve for programs with inheritable file capabilities.
+    pub inheritable: Vec<String>,
+    /// Kept across execve of ordinary programs, for a non-root user too
+    /// (each must be in the permitted and inheritable sets).
+    pub ambient: Vec<String>,
+}
+
+impl Capabilities {
+    /// Docker's and OCI's way for a list of kept capabilities: bounding,
+    /// permitted and effective; inheritable and ambient empty.
+    pub fn kept(names: Vec<String>) -> Capabilities {
+        Capabilities {
+            bounding: names.clone(),
+            effective: names.clone(),
+            permitted: names,
+            inheritable: Vec::new(),
+            ambient: Vec::new(),
+        }
+    }
 }
 
 /// `/proc/PID/{setgroups,uid_map,gid_map}` contents, written in that order.
@@ -412,7 +447,7 @@ mod tests {
                 group: None,
                 additional_groups: vec![],
             },
-            capabilities: Some(vec!["CAP_CHOWN".into()]),
+            capabilities: Some(Capabilities::kept(vec!["CAP_CHOWN".into()])),
             no_new_privileges: true,
             rlimits: vec![Rlimit {
                 name: "nofile".into(),
@@ -422,6 +457,7 @@ mod tests {
             seccomp: None,
             tty: None,
             trace: false,
+            umask: Some(0o022),
         }
     }
 

@@ -47,7 +47,7 @@ impl Context {
 /// namespace (or the host's, without one).
 pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: Trace) -> Result<Command> {
     let tr = if process.trace { parent_tr.on() } else { parent_tr };
-    let keep = process.capabilities.as_deref().map(caps::parse).transpose()?;
+    let sets = process.capabilities.as_ref().map(caps::Sets::parse).transpose()?;
     for rl in &process.rlimits {
         set_rlimit(&rl.name, rl.soft, rl.hard)?;
         trace!(tr, "rlimit: {} soft={} hard={}", rl.name, fmt_limit(rl.soft), fmt_limit(rl.hard));
@@ -64,7 +64,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         pty::setup(size, user.uid, user.gid, ctx.ctty, chan)?;
         trace!(tr, "tty: {}x{} on stdin, stdout and stderr", size.cols, size.rows);
     }
-    let bounding = keep.as_ref().map(caps::drop_bounding).transpose()?;
+    let bounding = sets.as_ref().map(|s| caps::drop_bounding(&s.bounding)).transpose()?;
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter,
     // which is gone once the ids and capabilities change: load it now.
     if let Some(bpf) = process.seccomp.as_ref().filter(|_| !process.no_new_privileges) {
@@ -86,15 +86,18 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         mounts::ensure_dir(&process.cwd);
     }
     nix::unistd::chdir(process.cwd.as_str()).step_path(Step::Chdir, &process.cwd, || "enter the working directory".into())?;
-    if let (Some(keep), Some(bounding)) = (&keep, &bounding) {
-        caps::apply(keep, bounding)?;
-        let mut names: Vec<_> = keep.iter().map(|c| c.to_string()).collect();
+    if let (Some(sets), Some(_)) = (&sets, &bounding) {
+        caps::apply(sets, &caps::known())?;
+        let mut names: Vec<_> = sets.effective.iter().map(|c| c.to_string()).collect();
         names.sort();
         trace!(
             tr,
             "capabilities: kept {}",
             if names.is_empty() { "none".into() } else { names.join(",") }
         );
+    }
+    if let Some(mask) = process.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
     if process.no_new_privileges {
         prctl::set_no_new_privs().step(Step::NoNewPrivs, || "set no_new_privs".into())?;

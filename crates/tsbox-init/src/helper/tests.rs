@@ -153,6 +153,7 @@ fn process() -> ProcessPlan {
         seccomp: None,
         tty: None,
         trace: false,
+        umask: None,
     }
 }
 
