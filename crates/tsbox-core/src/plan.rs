@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or a required field is added.
-pub const PLAN_VERSION: u32 = 4;
+pub const PLAN_VERSION: u32 = 5;
 
 /// What the container is, apart from the process it runs: its root and
 /// mounts, namespaces, ids, cgroup and network (the OCI runtime-spec's
