@@ -117,6 +117,37 @@ describe('open() and create() in the API', () => {
     expect(out).toBe('started\n');
     await expect(c.start()).rejects.toThrow(/started already/);
   });
+
+  it('a container created by a process that has ended is started by another, with the command it was created with', async () => {
+    const n = name('later');
+    const out = join(scratch, 'later');
+    await fs.mkdir(out, { recursive: true });
+    // Container root is a host id of its range: it may write here.
+    await fs.chmod(out, 0o777);
+    // The creator: create, detached, and end.
+    const script = join(scratch, 'create-later.mjs');
+    await fs.writeFile(
+      script,
+      `const t = await import(${JSON.stringify(join(REPO, 'dist/tsbox.js'))});
+await t.create(['sh', '-c', 'echo ran >> /out/log'], { rootfs: ${JSON.stringify(rootfs)}, detach: true, name: ${JSON.stringify(n)}, volumes: [${JSON.stringify(`${out}:/out`)}] });
+`,
+    );
+    const created = spawnProcess(process.execPath, [script], { stdio: 'inherit' });
+    expect(await new Promise((r) => created.once('exit', r))).toBe(0);
+    const ref = open(n);
+    try {
+      expect(ref.state().status).toBe('created');
+      expect(await fs.readFile(join(out, 'log'), 'utf8').catch(() => 'absent')).toBe('absent');
+      await ref.start();
+      expect(await ref.wait()).toMatchObject({ exitCode: 0 });
+      expect(await fs.readFile(join(out, 'log'), 'utf8')).toBe('ran\n');
+      // Once: a second start is refused and runs nothing.
+      await expect(ref.start()).rejects.toThrow(/stopped|started already/);
+      expect(await fs.readFile(join(out, 'log'), 'utf8')).toBe('ran\n');
+    } finally {
+      await ref.remove({ force: true });
+    }
+  });
 });
 
 describe('a detached container outlives its creator; its monitor does not outlive it', () => {

@@ -188,7 +188,7 @@ soft: number | null, hard: number | null, };
 
 export type TtySize = { rows: number, cols: number, };
 
-export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "process" } & ProcessPlan | { "type": "signal", signo: number, };
+export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "process" } & ProcessPlan | { "type": "hold" } & ProcessPlan | { "type": "start" } | { "type": "signal", signo: number, };
 
 export type HelperMsg = { "type": "cloned", pid: number, monitor: number, } | { "type": "ready" } | { "type": "pty" } | { "type": "started", pid: number, } | { "type": "failed" } & Report | { "type": "exited", 
 /**
@@ -200,7 +200,7 @@ code: number | null,
  */
 signal: number | null, rusage: Rusage, };
 
-export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "signal", signo: number, } | { "type": "wait" };
+export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" };
 
 export type Rusage = { userUsec: number, systemUsec: number, maxRssKib: number, };
 

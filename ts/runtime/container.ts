@@ -287,7 +287,8 @@ export class Container extends EventEmitter {
     const process = this.#process;
     if (process === null) throw new TsboxError({ step: 'start', errno: 16, path: this.id.slice(0, 12), detail: 'the container was started already', hint: 'create() makes a container to start once' });
     this.#process = null;
-    await toHelper.process(this.#channel, process);
+    // The monitor holds the process since create: what runs is what was asked for then.
+    await toHelper.start(this.#channel);
     await Promise.race([this.#started, this.#result.then(() => {})]);
   }
 

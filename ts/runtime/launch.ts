@@ -217,8 +217,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     // container's last process is gone, even if this process dies first.
     await toHelper.plan(ch, sandbox, maps?.lock ? [maps.lock.fd] : []);
     // Phase 8, pipelined: the helper hands it over once the sandbox is ready
-    // (create: later, with Container.start()).
-    if (!extras.deferProcess) await toHelper.process(ch, first);
+    // (create: the monitor holds it until start, from this or any process).
+    if (extras.deferProcess) await toHelper.hold(ch, first);
+    else await toHelper.process(ch, first);
     // Phase 4, Node's part: the cgroup, made while the helper clones.
     if (later) {
       cgroup = later.create();

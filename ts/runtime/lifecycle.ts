@@ -57,6 +57,24 @@ export class ContainerRef {
     }
   }
 
+  /**
+   * Runs the process of a container made by `create()` (in this process or
+   * another), as it was asked for then. Resolves once it has started; throws
+   * the report of the step that failed, or when it was started already.
+   */
+  async start(): Promise<void> {
+    const ch = this.#connect('start it');
+    try {
+      await toMonitor.start(ch);
+      const msg = await recv(ch);
+      if (msg === null) throw new TsboxError({ step: 'start', errno: 0, path: this.id.slice(0, 12), detail: 'its monitor ended without starting it', hint: '`tsbox gc` cleans up after a monitor that died' });
+      if (msg.type === 'failed') throw new TsboxError(msg);
+      if (msg.type === 'exited') throw new TsboxError({ step: 'start', errno: 0, path: this.id.slice(0, 12), detail: 'the container ended before its process started', hint: null });
+    } finally {
+      ch.close();
+    }
+  }
+
   /** Sends `signal` to the container's PID 1 (default SIGTERM). */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     const ch = this.#connect('signal it');

@@ -47,6 +47,10 @@ export const toHelper = {
   cgroup: (ch: NativeChannel) => send(ch, { type: 'cgroup' }),
   /** Phase 8: the process to run in the sandbox. */
   process: (ch: NativeChannel, process: ProcessPlan) => send(ch, { type: 'process', ...process }),
+  /** A created container's process, which the monitor keeps until `start`. */
+  hold: (ch: NativeChannel, process: ProcessPlan) => send(ch, { type: 'hold', ...process }),
+  /** Run the held process. */
+  start: (ch: NativeChannel) => send(ch, { type: 'start' }),
   signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo } satisfies NodeMsg)),
 };
 
@@ -56,6 +60,8 @@ export const toMonitor = {
   exec: (ch: NativeChannel, process: ProcessPlan, stdio: number[], detach = false) => send(ch, { type: 'exec', process, detach }, stdio),
   signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo } satisfies ControlRequest)),
   wait: (ch: NativeChannel) => send(ch, { type: 'wait' }),
+  /** Run the process the container was created with; replies `started` or `failed`. */
+  start: (ch: NativeChannel) => send(ch, { type: 'start' }),
 };
 
 export const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));

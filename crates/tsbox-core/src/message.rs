@@ -91,6 +91,13 @@ pub enum NodeMsg {
     /// Phase 8: the process to run in the sandbox. May come right after the
     /// plan; the helper hands it to the child when the sandbox is ready.
     Process(Box<ProcessPlan>),
+    /// The process of a created container (OCI `create`, the API's
+    /// `create()`): the monitor keeps it until `start` comes, from Node or
+    /// from any process on the control socket, so what runs is what was
+    /// asked for at create.
+    Hold(Box<ProcessPlan>),
+    /// Run the held process (phase 8 of a created container).
+    Start,
     /// Deliver a signal to the container's PID 1 (init forwards it).
     Signal { signo: i32 },
 }
@@ -171,6 +178,10 @@ pub enum ControlRequest {
     Signal { signo: i32 },
     /// Reply `exited` when the container has ended.
     Wait,
+    /// Run the process the container was created with (held since
+    /// `create`). Replies `started` or `failed`; refused when it was started
+    /// already.
+    Start,
 }
 
 /// Resource usage of the container's PID 1 and everything it reaped.

@@ -91,8 +91,9 @@ pub struct Setup {
     /// The helper's end of the child channel.
     pub child: Channel,
     pub container: Container,
-    /// The process, when Node sent it before `go`.
-    pub process: Option<Box<ProcessPlan>>,
+    /// The process, when Node sent it before `go`: to run, or to hold until
+    /// `start` (a created container).
+    pub process: Option<Pending>,
     /// The v2 cgroup directory, for exec'd processes.
     pub cgroup_dir: Option<OwnedFd>,
     pub tr: Trace,
@@ -252,7 +253,7 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     let _ = mine.send(&ToChild::Placed);
     // While the child builds its sandbox: the state says it exists (a
     // process that came with the plan says `running` soon, in one write).
-    if awaiting.process.is_none() {
+    if !matches!(awaiting.process, Some(Pending::Run(_))) {
         state::StateFile::beside(plan.control.as_deref()).update(|s| {
             s.insert("pid".into(), pid.as_raw().into());
             s.insert("monitorPid".into(), monitor.into());
@@ -270,12 +271,19 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     })
 }
 
+/// A process Node sent: to run when the sandbox is ready, or to hold until
+/// `start`.
+pub enum Pending {
+    Run(Box<ProcessPlan>),
+    Hold(Box<ProcessPlan>),
+}
+
 /// What Node still has to say before `go`, and a process that came early.
 struct Awaiting {
     maps: bool,
     cgroup: bool,
     network: bool,
-    process: Option<Box<ProcessPlan>>,
+    process: Option<Pending>,
 }
 
 impl Awaiting {
@@ -288,7 +296,8 @@ impl Awaiting {
                 Ok(Some(NodeMsg::Maps)) if self.maps => self.maps = false,
                 Ok(Some(NodeMsg::Cgroup)) if self.cgroup => self.cgroup = false,
                 Ok(Some(NodeMsg::Network)) if self.network => self.network = false,
-                Ok(Some(NodeMsg::Process(p))) if self.process.is_none() => self.process = Some(p),
+                Ok(Some(NodeMsg::Process(p))) if self.process.is_none() => self.process = Some(Pending::Run(p)),
+                Ok(Some(NodeMsg::Hold(p))) if self.process.is_none() => self.process = Some(Pending::Hold(p)),
                 // A signal before the container runs: it dies, as it would.
                 Ok(Some(NodeMsg::Signal { .. })) => return Err(None),
                 Ok(Some(msg)) => return Err(Some(report(Step::WaitGo, libc::EPROTO, &format!("unexpected {msg:?} from Node")))),

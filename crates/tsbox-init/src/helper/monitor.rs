@@ -92,6 +92,8 @@ struct Conn {
     exec: Option<Exec>,
     /// Waits for the container's end (`wait`).
     waiting: bool,
+    /// Asked for `start`, and waits for `started`.
+    starting: bool,
     open: bool,
 }
 
@@ -119,7 +121,7 @@ pub fn run(
     child: Channel,
     c: &Container,
     plan: &SandboxPlan,
-    process: Option<Box<ProcessPlan>>,
+    process: Option<super::Pending>,
     cgroup_dir: Option<OwnedFd>,
     tr: &Trace,
 ) -> Outcome {
@@ -147,10 +149,14 @@ pub fn run(
         procs,
     };
     // Phase 8: the process, when Node sent it with the plan, goes to the
-    // child now; it reads it once its sandbox is ready.
+    // child now; it reads it once its sandbox is ready. A created
+    // container's is held until `start`.
     let mut process_sent = false;
-    if let Some(p) = process {
-        process_sent = child.send(&ToChild::Process(p)).is_ok();
+    let mut held: Option<Box<ProcessPlan>> = None;
+    match process {
+        Some(super::Pending::Run(p)) => process_sent = child.send(&ToChild::Process(p)).is_ok(),
+        Some(super::Pending::Hold(p)) => held = Some(p),
+        None => {}
     }
 
     let mut failure: Option<Report> = None;
@@ -228,8 +234,13 @@ pub fn run(
                 Ok(Some(NodeMsg::Signal { signo })) => c.signal(signo),
                 // Phase 8, when the process comes after `ready` (a sandbox
                 // created first, started later).
-                Ok(Some(NodeMsg::Process(p))) if !process_sent => {
+                Ok(Some(NodeMsg::Process(p))) if !process_sent && held.is_none() => {
                     process_sent = child.send(&ToChild::Process(p)).is_ok();
+                }
+                Ok(Some(NodeMsg::Hold(p))) if !process_sent && held.is_none() => held = Some(p),
+                // Node hears `started` or `failed` as for any process.
+                Ok(Some(NodeMsg::Start)) => {
+                    let _ = start(&mut held, &mut process_sent, &child);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
@@ -255,13 +266,21 @@ pub fn run(
                     chan: conn,
                     exec: None,
                     waiting: false,
+                    starting: false,
                     open: true,
                 });
             }
         }
         for (k, (conn_i, pchan_i, pfd_i)) in conns.iter_mut().zip(conn_ix) {
-            if ready(conn_i) {
-                serve(k, c, &sandbox, started && ended.is_none() && failure.is_none(), tr);
+            if ready(conn_i) && serve(k, c, &sandbox, started && ended.is_none() && failure.is_none(), tr) {
+                // `start`: the held process goes to the child; this client
+                // hears `started` (below) or how the container ended.
+                match start(&mut held, &mut process_sent, &child) {
+                    Ok(()) => k.starting = true,
+                    Err(r) => {
+                        let _ = k.chan.send(&HelperMsg::Failed(r));
+                    }
+                }
             }
             if let Some(e) = k.exec.as_mut() {
                 if ready(pchan_i) {
@@ -270,6 +289,12 @@ pub fn run(
                 if ready(pfd_i) {
                     finish_exec(e, &k.chan);
                 }
+            }
+        }
+        if started {
+            for k in conns.iter_mut().filter(|k| k.starting) {
+                k.starting = false;
+                let _ = k.chan.send(&HelperMsg::Started { pid: c.pid.as_raw() });
             }
         }
         conns.retain(|k| k.open || k.exec.as_ref().is_some_and(|e| !e.done));
@@ -331,7 +356,7 @@ pub fn run(
     // `stopped`; then the caller and the waiters; then the socket goes. An
     // attached container's state goes with it (its caller removes it, or
     // the helper when the caller is gone): written only for a waiter then.
-    let waiters = conns.iter().any(|k| k.waiting && k.open);
+    let waiters = conns.iter().any(|k| (k.waiting || k.starting) && k.open);
     if plan.detach || waiters {
         state.update(|s| {
             s.insert("status".into(), "stopped".into());
@@ -347,13 +372,30 @@ pub fn run(
         });
     }
     let caller_gone = !node_open || node.send(&msg).is_err();
-    for k in conns.iter().filter(|k| k.waiting && k.open) {
+    // Waiters, and a `start` whose process never started, hear how it ended.
+    for k in conns.iter().filter(|k| (k.waiting || k.starting) && k.open) {
         let _ = k.chan.send(&msg);
     }
     if let Some(path) = &plan.control {
         let _ = std::fs::remove_file(path);
     }
     Outcome { status, caller_gone }
+}
+
+/// `start`: the held process goes to the child, once.
+fn start(held: &mut Option<Box<ProcessPlan>>, sent: &mut bool, child: &Channel) -> Result<(), Report> {
+    match held.take() {
+        Some(p) => {
+            *sent = child.send(&ToChild::Process(p)).is_ok();
+            Ok(())
+        }
+        None if *sent => Err(Report::new(Step::Start, libc::EBUSY)
+            .detail("the container was started already")
+            .hint("a container's process runs once; create another container")),
+        None => Err(Report::new(Step::Start, libc::EINVAL)
+            .detail("the container has no process to start")
+            .hint("it was not created to be started later (create, not run)")),
+    }
 }
 
 /// The child's channel closed without a report: by its exec (the channel is
@@ -386,8 +428,9 @@ fn push<'a>(fds: &mut Vec<PollFd<'a>>, fd: std::os::fd::BorrowedFd<'a>) -> usize
     fds.len() - 1
 }
 
-/// One request on a control connection.
-fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Trace) {
+/// One request on a control connection; true for `start`, which the
+/// caller handles (it owns the held process).
+fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Trace) -> bool {
     let (req, fds) = match k.chan.recv_fds::<ControlRequest>() {
         Ok(Some(r)) => r,
         Ok(None) | Err(_) => {
@@ -398,7 +441,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
                     let _ = kill(e.process.pid, Signal::SIGKILL);
                 }
             }
-            return;
+            return false;
         }
     };
     match req {
@@ -411,12 +454,13 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
             _ => c.signal(signo),
         },
         ControlRequest::Wait => k.waiting = true,
+        ControlRequest::Start => return true,
         ControlRequest::Exec { process, detach } => {
             if k.exec.is_some() {
                 let _ = k.chan.send(&HelperMsg::Failed(
                     Report::new(Step::Join, libc::EBUSY).detail("one exec per control connection"),
                 ));
-                return;
+                return false;
             }
             if !running || sandbox.namespaces.is_empty() {
                 let _ = k.chan.send(&HelperMsg::Failed(
@@ -424,7 +468,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
                         .detail("the container is not running")
                         .hint("exec needs a container whose process has started and not ended"),
                 ));
-                return;
+                return false;
             }
             let cgroup = exec::Cgroup {
                 dir: sandbox.cgroup_dir.as_ref().map(AsRawFd::as_raw_fd),
@@ -447,6 +491,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
             }
         }
     }
+    false
 }
 
 /// What an exec'd process reports before it execs: its pty, its failure,

@@ -283,7 +283,26 @@ fn root_on_v1_places_the_child_after_go_once_node_made_the_cgroup() {
     );
     assert_eq!(r.calls[2..], ["trees 4242", format!("place 4242 {V1_PROCS}").as_str()]);
     assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
-    assert!(r.result.unwrap().process.is_some());
+    assert!(matches!(r.result.unwrap().process, Some(super::Pending::Run(_))));
+}
+
+#[test]
+fn a_created_containers_process_is_held_for_the_monitor_not_run() {
+    let mut p = plan();
+    p.cgroup = v1(true);
+    let r = run(
+        Recorder {
+            root: true,
+            ..Default::default()
+        },
+        vec![plan_msg(p), NodeMsg::Hold(Box::new(process())), NodeMsg::Cgroup],
+    );
+    assert_eq!(
+        r.to_child,
+        [ToChild::Go, ToChild::Placed],
+        "the child hears of no process before start"
+    );
+    assert!(matches!(r.result.unwrap().process, Some(super::Pending::Hold(_))));
 }
 
 #[test]
@@ -476,6 +495,7 @@ mod monitor_phases {
     use super::{plan, process};
     use crate::channel::Channel;
     use crate::helper::monitor::{self, Container, Outcome};
+    use crate::helper::Pending;
     use crate::trace::Trace;
 
     /// A PID 1 stand-in, a child of this process, with a pidfd as the
@@ -513,12 +533,12 @@ mod monitor_phases {
     /// Runs the monitor on a thread while `play` acts as Node (first
     /// channel) and the child (second), then returns how it ended.
     fn monitor(p: tsbox_core::SandboxPlan, with_process: bool, play: impl FnOnce(Channel, Channel, Pid) + Send) -> Outcome {
-        run_monitor(p, with_process, false, play)
+        run_monitor(p, with_process.then(|| Pending::Run(Box::new(process()))), false, play)
     }
 
     fn run_monitor(
         p: tsbox_core::SandboxPlan,
-        with_process: bool,
+        pending: Option<Pending>,
         setting_up: bool,
         play: impl FnOnce(Channel, Channel, Pid) + Send,
     ) -> Outcome {
@@ -529,7 +549,7 @@ mod monitor_phases {
         let outcome = std::thread::scope(|s| {
             let m = s.spawn(|| {
                 let tr = Trace::new(false, 0);
-                monitor::run(&node, mine, &c, &p, with_process.then(|| Box::new(process())), None, &tr)
+                monitor::run(&node, mine, &c, &p, pending, None, &tr)
             });
             play(node_side, theirs, pid);
             m.join().unwrap()
@@ -603,7 +623,7 @@ mod monitor_phases {
 
     #[test]
     fn pid1_dying_during_its_setup_is_a_start_failure_that_names_the_signal() {
-        run_monitor(plan(), true, true, |node, child, pid| {
+        run_monitor(plan(), Some(Pending::Run(Box::new(process()))), true, |node, child, pid| {
             kill(pid, libc::SIGKILL);
             // Its end of the channel closes with it.
             drop(child);
@@ -629,6 +649,68 @@ mod monitor_phases {
         });
         assert!(outcome.caller_gone);
         assert_eq!(outcome.status, 128 + libc::SIGKILL);
+    }
+
+    /// A client of the monitor's control socket at `path`.
+    fn client(path: &std::path::Path) -> Channel {
+        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        connect(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+        Channel::from_owned(fd)
+    }
+
+    #[test]
+    fn a_created_containers_process_waits_for_start_from_any_process_and_runs_once() {
+        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let control = dir.join("control.sock");
+        let mut p = plan();
+        p.detach = true;
+        p.control = Some(control.to_str().unwrap().into());
+        run_monitor(p, Some(Pending::Hold(Box::new(process()))), false, |node, child, pid| {
+            child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            assert!(child.recv_fds_nonblocking::<ToChild>().is_err(), "the held process waits for start");
+            // The creator is gone; another process starts it.
+            drop(node);
+            let starter = client(&control);
+            starter.send(&ControlRequest::Start).unwrap();
+            assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(p))) if p.argv == ["true"]));
+            child.send(&ChildMsg::Started).unwrap();
+            assert_eq!(starter.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
+            // A second start is refused, and runs nothing.
+            let again = client(&control);
+            again.send(&ControlRequest::Start).unwrap();
+            match again.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Failed(r)) => assert_eq!((r.step, r.errno), (Step::Start, libc::EBUSY)),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+            assert!(child.recv_fds_nonblocking::<ToChild>().is_err());
+            kill(pid, libc::SIGKILL);
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_start_whose_process_never_starts_hears_how_the_container_ended() {
+        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-nostart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let control = dir.join("control.sock");
+        let mut p = plan();
+        p.control = Some(control.to_str().unwrap().into());
+        run_monitor(p, Some(Pending::Hold(Box::new(process()))), false, |node, child, pid| {
+            child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
+            let starter = client(&control);
+            starter.send(&ControlRequest::Start).unwrap();
+            let _ = child.recv::<ToChild>();
+            let r = Report::new(Step::User, libc::ENOENT).path("nobody2");
+            child.send(&ChildMsg::Failed(r.clone())).unwrap();
+            kill(pid, libc::SIGKILL);
+            assert_eq!(starter.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Failed(r)));
+            drop(node);
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
