@@ -1,4 +1,5 @@
 // Generated from crates/tsbox-napi by napi-rs (native/index.d.ts) with `npm run generate`; do not edit.
+/* eslint-disable */
 
 /** The Node end of a launch channel. Messages are JSON strings, one per packet. */
 export declare class Channel {
