@@ -120,7 +120,9 @@ describe('cgroupLimitsSchema / parseLimits', () => {
 
   it.each<[CgroupLimitsInput, string, RegExp]>([
     [{ memory: '64x' }, 'limits.memory', /invalid size "64x"/],
-    [{ memory: 0 }, 'limits.memory', /more than 0 bytes/],
+    [{ memory: 0 }, 'limits.memory', /at least 6m \(6291456 bytes\)/],
+    [{ memory: 100 }, 'limits.memory', /at least 6m .*a container needs a few MB to start in/],
+    [{ memory: '6291455' }, 'limits.memory', /at least 6m/],
     [{ memorySwap: '1g' }, 'limits.memorySwap', /set memory too/],
     [{ memory: '1g', memorySwap: '512m' }, 'limits.memorySwap', /at least memory/],
     [{ memory: '64m', memoryReservation: '128m' }, 'limits.memoryReservation', /not be more than memory/],

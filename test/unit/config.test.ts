@@ -161,6 +161,12 @@ describe('parseRunInput: rejected input', () => {
     expect(paths(rejection(() => parseRunInput(['true'], 'rootfs=/x')))).toHaveLength(1);
   });
 
+  it('says a problem once, even when a field\'s own check and a check across fields both see it', () => {
+    const e = rejection(() => parseRunInput(['true'], { memory: 0 }));
+    expect(e.issues).toEqual([{ path: 'memory', message: expect.stringMatching(/^must be at least 6m/) as unknown as string }]);
+    expect(e.message).toBe(`config(memory): ${e.issues[0]!.message}`);
+  });
+
   it('lists every problem at once, the command and the options together', () => {
     const e = rejection(() =>
       parseRunInput(['sh', 'x\0'], { bogus: true, cwd: 'rel', hostname: '_', env: { 'A=B': '1' } }),

@@ -124,3 +124,25 @@ describe('fromSystemError', () => {
     expect(e.message).toBe('state: read state');
   });
 });
+
+describe('startFailure: a container that died during its setup', () => {
+  const report = { step: 'start', errno: 0, path: null, detail: "the container's first process was killed by signal 9 (SIGKILL) during its setup, before the command started", hint: 'SIGKILL during setup is most often the OOM killer' };
+  const cgroup = (oomKills: number | null) => ({
+    stats: () => ({ memory: { current: 0, peak: 0, oomKills }, cpu: { usageUsec: 0, userUsec: 0, systemUsec: 0, periods: null, throttledPeriods: null, throttledUsec: null }, pids: { current: 0, peak: null, limitHits: null } }),
+  });
+
+  it('names the OOM killer and the limit when its cgroup counted a kill', async () => {
+    const { startFailure } = await import('../../ts/runtime/launch.js');
+    const e = startFailure(report, cgroup(1), { memory: 8 * 1024 * 1024 });
+    expect(e.step).toBe('start');
+    expect(e.exitCode).toBe(125);
+    expect(e.message).toBe('start: the container was killed by the OOM killer during its setup, before the command started (memory limit 8388608 bytes)');
+    expect(e.hint).toBe('the memory limit must leave the container a few MB to start in: raise -m/memory');
+  });
+
+  it('keeps the report as it is without an OOM kill, or without a cgroup', async () => {
+    const { startFailure } = await import('../../ts/runtime/launch.js');
+    expect(startFailure(report, cgroup(0), { memory: undefined }).message).toBe(`start: ${report.detail}`);
+    expect(startFailure(report, null, { memory: undefined }).hint).toBe(report.hint);
+  });
+});

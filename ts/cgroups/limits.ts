@@ -141,6 +141,18 @@ const byteSize = z.pipe(
 
 export const positiveSize = byteSize.check(z.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' }));
 
+/**
+ * The smallest memory limit tsbox takes, as Docker's: below it a container
+ * is OOM-killed while it is being set up, before its command runs.
+ */
+export const MEMORY_FLOOR = 6 * 1024 * 1024;
+
+const memorySize = byteSize.check(
+  z.refine((n) => n >= MEMORY_FLOOR, {
+    message: `must be at least 6m (${MEMORY_FLOOR} bytes): a container needs a few MB to start in (Docker's floor too); leave it out for no limit`,
+  }),
+);
+
 /** A cpu or memory-node list as the kernel writes it: `0-3,5`. */
 const cpuList = z.string().check(
   z.regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, { message: 'must be a list such as 0-3,5 (numbers and ranges, comma-separated)' }),
@@ -161,7 +173,7 @@ const iopsDevice = z.strictObject({ path: devicePath, rate: z.number().check(z.i
 export const cgroupLimitsSchema = z
   .strictObject({
     /** `-m/--memory`: the hard memory limit. v1 memory.limit_in_bytes, v2 memory.max. */
-    memory: z.optional(positiveSize),
+    memory: z.optional(memorySize),
     /**
      * `--memory-swap`: memory plus swap, so at least `memory`; -1 for unlimited swap. Needs `memory`.
      * Unset with `memory` set: as Docker, as much swap as memory, where the kernel accounts swap.

@@ -70,7 +70,7 @@ export const containerArgs = {
   },
   uidmap: { type: 'string', valueHint: 'CONTAINER:HOST:SIZE', description: 'An explicit uid map line (repeatable); non-root callers need newuidmap' },
   gidmap: { type: 'string', valueHint: 'CONTAINER:HOST:SIZE', description: 'An explicit gid map line (repeatable); non-root callers need newgidmap' },
-  memory: { type: 'string', alias: 'm', valueHint: 'SIZE', description: 'Memory limit: 64m, 1g, ... (the OOM killer acts beyond it; the report says oomKilled)' },
+  memory: { type: 'string', alias: 'm', valueHint: 'SIZE', description: 'Memory limit: 64m, 1g, ..., at least 6m (the OOM killer acts beyond it; the report says oomKilled)' },
   'memory-swap': { type: 'string', valueHint: 'SIZE', description: 'Memory plus swap; -1 for unlimited swap' },
   'memory-reservation': { type: 'string', valueHint: 'SIZE', description: 'Soft memory limit (v2 memory.low)' },
   cpus: { type: 'string', valueHint: 'N', description: "CPUs' worth of time: 1.5 is 150ms per 100ms" },

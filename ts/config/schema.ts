@@ -299,6 +299,10 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
       }
     }
   }
+  // A field's own check and a check across fields may say the same thing once each.
+  const seen = new Set<string>();
+  const unique = issues.filter((i) => !seen.has(`${i.path}\0${i.message}`) && seen.add(`${i.path}\0${i.message}`));
+  issues.splice(0, issues.length, ...unique);
   if (issues.length > 0 || !cmd.success || !opts.success) {
     const first = issues[0]!;
     const more = issues.length > 1 ? ` (and ${issues.length - 1} more: ${issues.slice(1).map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';

@@ -294,7 +294,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
  * during setup and the kernel's OOM killer was at work in its cgroup, that is
  * the cause to name.
  */
-function startFailure(report: FailureReport, cgroup: Cgroup | null, o: ResolvedOptions): TsboxError {
+export function startFailure(report: FailureReport, cgroup: Pick<Cgroup, 'stats'> | null, o: Pick<ResolvedOptions, 'memory'>): TsboxError {
   if (report.step !== 'start' || !cgroup) return new TsboxError(report);
   let oomKills = 0;
   try {
