@@ -202,6 +202,38 @@ describe('spawn() and exec()', () => {
     expect(c.stderr).toBeNull();
   });
 
+  it('sets TERM with a tty as Docker does (the caller\'s, else xterm; env wins), and exec() takes tty and resize() too', async () => {
+    const term = async (opts: RunOptions) => {
+      const c = await spawn(['sh', '-c', 'echo "$TERM"'], { rootfs, tty: true, ...opts });
+      let out = '';
+      c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await c.wait();
+      return out.trim();
+    };
+    const saved = process.env.TERM;
+    try {
+      process.env.TERM = 'screen-256color';
+      expect(await term({})).toBe('screen-256color');
+      delete process.env.TERM;
+      expect(await term({})).toBe('xterm');
+      expect(await term({ env: { TERM: 'vt100' } })).toBe('vt100');
+    } finally {
+      if (saved === undefined) delete process.env.TERM;
+      else process.env.TERM = saved;
+    }
+    // Without a tty there is no TERM to set.
+    expect((await run(['sh', '-c', 'echo "[$TERM]"'], { rootfs })).stdout).toBe('[]\n');
+    await using c = await spawn(['sleep', '30'], { rootfs });
+    const e = await c.exec(['sh', '-c', 'tty; stty size; read x; stty size'], { tty: true, ttySize: { cols: 90, rows: 20 } });
+    let out = '';
+    e.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await eventually(() => out.includes('20 90'));
+    e.resize(132, 50);
+    e.stdin!.write('go\r');
+    expect((await e.wait()).exitCode).toBe(0);
+    expect(out.replace(/\r/g, '')).toMatch(/\/dev\/pts\/\d+\n20 90\n(go\n)?50 132\n/);
+  });
+
   it('wait() resolves after the output of a stream being read has been delivered', async () => {
     for (let i = 0; i < 10; i++) {
       const c = await spawn(['sh', '-c', 'echo hello; head -c 50000 /dev/zero'], { rootfs });

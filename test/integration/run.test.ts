@@ -267,6 +267,26 @@ describe('as an unprivileged caller', () => {
   });
 });
 
+describe('-i with -t on a stdin that is not a terminal (issue 19, item 1)', () => {
+  it('is refused at once, as Docker refuses it, instead of waiting for an end of input that never comes', async () => {
+    const name = `t${process.pid}-notty`;
+    expect((await cli(['run', '-d', '--name', name, '--rootfs', rootfs, '--', 'sleep', '30'])).code).toBe(0);
+    try {
+      for (const cmd of [['run', '-it', '--rootfs', rootfs, '--', 'cat'], ['exec', '-it', name, 'cat']]) {
+        const r = await cli(cmd, { input: 'x\n', killAfterMs: 10_000 });
+        expect(r.signal, `${cmd[0]} hung`).toBeNull();
+        expect(r.code).toBe(125);
+        expect(r.stderr).toBe('tsbox: config(-it): ENOTTY — the input device is not a TTY: -i with -t needs a terminal on stdin; leave out -t to pipe into the command (-i alone), or run from a terminal\n');
+      }
+    } finally {
+      await cli(['rm', '-f', name]);
+    }
+    // -i alone pipes stdin, and its end is the command's.
+    const r = await cli(['run', '-i', '--rootfs', rootfs, '--', 'cat'], { input: 'x\n' });
+    expect(r).toMatchObject({ code: 0, stdout: 'x\n' });
+  });
+});
+
 describe('the CLI itself', () => {
   it('prints its version and help with examples', async () => {
     const v = await cli(['--version']);

@@ -22,3 +22,20 @@ export async function parse(rawArgs: readonly string[], def: ArgsDef, cmd: Comma
   }
   return split;
 }
+
+/**
+ * `-i` with `-t` reads the terminal the container gets from our stdin: a
+ * pipe or a file there would never give it an end (a terminal's end of
+ * input is a key, ^D), so it is refused, as Docker refuses it.
+ */
+export function checkInteractiveTerminal(interactive: boolean, tty: boolean): void {
+  if (interactive && tty && !process.stdin.isTTY) {
+    throw new TsboxError({
+      step: 'config',
+      errno: 25,
+      path: '-it',
+      detail: 'the input device is not a TTY: -i with -t needs a terminal on stdin',
+      hint: 'leave out -t to pipe into the command (-i alone), or run from a terminal',
+    });
+  }
+}

@@ -4,6 +4,7 @@ import { defineCommand, showUsage } from 'citty';
 import { open } from '../runtime/lifecycle.js';
 import { TsboxError } from '../errors.js';
 import { parseEnv, splitArgs } from './args.js';
+import { checkInteractiveTerminal } from './common.js';
 
 const args = {
   tty: { type: 'boolean', alias: 't', description: 'Give the command a pseudo-terminal' },
@@ -29,6 +30,7 @@ const command = defineCommand({
     }
     const v = split.values;
     const tty = v.get('tty') === true;
+    checkInteractiveTerminal(v.get('interactive') === true, tty);
     const detach = v.get('detach') === true;
     const c = await open(ref).exec(argv, {
       stdio: detach ? 'ignore' : 'inherit',

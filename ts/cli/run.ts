@@ -10,6 +10,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
 import { containerArgs, parseDuration, parseEnv, splitArgs } from './args.js';
+import { checkInteractiveTerminal } from './common.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
@@ -206,6 +207,7 @@ const run = defineCommand({
     if (v.has('mount')) options.mounts = v.get('mount') as string[];
     if (v.has('rootfs-propagation')) options.rootfsPropagation = v.get('rootfs-propagation') as RunOptions['rootfsPropagation'];
     const tty = v.get('tty') === true;
+    checkInteractiveTerminal(v.get('interactive') === true, tty);
     if (tty) {
       options.tty = true;
       options.stdio = 'pipe';

@@ -322,6 +322,8 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     ['PATH', DEFAULT_PATH],
     ['HOSTNAME', hostname],
   ]);
+  // A terminal's type, as Docker sets it with -t: the caller's, else xterm.
+  if (o.tty) env.set('TERM', process.env.TERM || 'xterm');
   for (const [k, v] of Object.entries(o.env ?? {})) env.set(k, v);
   const envList = [...env].map(([k, v]) => `${k}=${v}`);
   checkArgSize(command, envList, stackLimit(o));
