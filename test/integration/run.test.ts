@@ -3,7 +3,9 @@
  * probe), what the caller gets back (exit codes, signals, stdio), and that
  * nothing survives tsbox.
  */
-import { readlinkSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { describe, expect, inject, it } from 'vitest';
 
@@ -222,6 +224,28 @@ describe('errors name the step, the errno and the path, with the exit code', () 
     const r = await cli(['run', '--rootfs', rootfs, '--', '/etc/passwd']);
     expect(r.code).toBe(126);
     expect(r.stderr).toMatch(/^tsbox: exec\(\/etc\/passwd\): EACCES — .*not executable/);
+  });
+
+  it('a script whose #! interpreter is missing says so, not "not found"; a file with no #! line is no program (issue 19, item 4)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-shebang-'));
+    chmodSync(dir, 0o755);
+    writeFileSync(join(dir, 'script.sh'), '#!/bin/nosuchshell\necho hi\n', { mode: 0o755 });
+    writeFileSync(join(dir, 'notes'), 'echo hi\n', { mode: 0o755 });
+    try {
+      const r = await cli(['run', '--rootfs', rootfs, '-v', `${dir}:/data:ro`, '--', '/data/script.sh']);
+      expect(r.code).toBe(127);
+      expect(r.stderr).toBe(
+        "tsbox: exec(/data/script.sh): ENOENT — execute /data/script.sh: the file exists, but its interpreter /bin/nosuchshell (from its #! line) is missing in the container; install that interpreter in the root filesystem, or change the #! line to one the container has (e.g. #!/bin/sh)\n",
+      );
+      // Found through PATH, the same.
+      const inPath = await cli(['run', '--rootfs', rootfs, '-v', `${dir}:/data:ro`, '-e', 'PATH=/data:/bin', '--', 'script.sh']);
+      expect(inPath.stderr).toMatch(/^tsbox: exec\(script.sh\): ENOENT — execute script.sh: the file exists, but its interpreter \/bin\/nosuchshell/);
+      const text = await cli(['run', '--rootfs', rootfs, '-v', `${dir}:/data:ro`, '--no-init', '--', '/data/notes']);
+      expect(text.code).toBe(126);
+      expect(text.stderr).toBe('tsbox: exec(/data/notes): ENOEXEC — execute /data/notes: the file is not a binary for this machine and has no #! line; a script needs a first line naming its interpreter, e.g. #!/bin/sh\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('an unknown option: 125, naming it', async () => {
