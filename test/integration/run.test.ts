@@ -291,6 +291,19 @@ describe('as an unprivileged caller', () => {
   });
 });
 
+describe('--env-file (issue 19, item 5)', () => {
+  it("is tsbox's, not Node's: the container gets the file's variables, -e over them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-envfile-'));
+    try {
+      writeFileSync(join(dir, '.env'), '# settings\nGREETING=hello world\nLEVEL=1\n');
+      const r = await cli(['run', '--env-file', join(dir, '.env'), '-e', 'LEVEL=2', '--rootfs', rootfs, '--', 'sh', '-c', 'echo "$GREETING/$LEVEL"']);
+      expect(r).toMatchObject({ code: 0, stdout: 'hello world/2\n', stderr: '' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('-i with -t on a stdin that is not a terminal (issue 19, item 1)', () => {
   it('is refused at once, as Docker refuses it, instead of waiting for an end of input that never comes', async () => {
     const name = `t${process.pid}-notty`;

@@ -1,9 +1,13 @@
 // splitArgs and parseEnv (ts/cli/args.ts): tsbox's options end at `--` or at the
 // first positional; everything after belongs to the container's command.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import type { ArgsDef } from 'citty';
 import { describe, expect, it } from 'vitest';
 
-import { containerArgs, parseEnv, splitArgs } from '../../ts/cli/args.js';
+import { containerArgs, envFromFlags, parseEnv, splitArgs } from '../../ts/cli/args.js';
 import { rejection } from '../support/errors.js';
 
 const split = (argv: string[]) => splitArgs(argv, containerArgs, 'run');
@@ -212,5 +216,42 @@ describe('parseEnv', () => {
   it('combines with splitArgs: -e values become the env object', () => {
     const s = split(['-e', 'A=1', '-eB=c=d', '-e', 'USER', 'sh']);
     expect(parseEnv(s.values.get('env') as string[], { USER: 'me' })).toEqual({ A: '1', B: 'c=d', USER: 'me' });
+  });
+});
+
+describe('--env-file (issue 19, item 5)', () => {
+  const withFile = (text: string, fn: (path: string) => void) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-envfile-'));
+    try {
+      writeFileSync(join(dir, 'env'), text);
+      fn(join(dir, 'env'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("reads Docker's format: KEY=VALUE as written, KEY copied when set, comments and blank lines skipped; -e wins", () => {
+    withFile('# a comment\n\nA=1\n  B=two words \nC="quoted"\nD=x=y\nHOMEISH\nMISSING\nE=\r\n', (file) => {
+      expect(envFromFlags([file], ['A=override'], { HOMEISH: '/home/u' })).toEqual({
+        A: 'override',
+        B: 'two words ',
+        C: '"quoted"',
+        D: 'x=y',
+        HOMEISH: '/home/u',
+        E: '',
+      });
+    });
+  });
+
+  it('names the file and line of a bad name, and a file that cannot be read', () => {
+    withFile('A=1\nBAD NAME=2\n', (file) => {
+      const e = rejection(() => envFromFlags([file], []));
+      expect(e.path).toBe(`--env-file ${file}:2`);
+      expect(e.message).toBe(`config(--env-file ${file}:2): the variable name "BAD NAME" contains whitespace`);
+    });
+    withFile('=x\n', (file) => expect(rejection(() => envFromFlags([file], [])).message).toMatch(/:1\): the variable name is empty$/));
+    const missing = rejection(() => envFromFlags(['/nonexistent/tsbox.env'], []));
+    expect(missing).toMatchObject({ step: 'config', errno: 2 });
+    expect(missing.message).toMatch(/read the --env-file \/nonexistent\/tsbox.env/);
   });
 });

@@ -3,12 +3,14 @@
  * tsbox's options from the container's command: options end at `--` or at the
  * first positional, so `tsbox run sh -c 'x'` never reads `-c` as its own.
  */
+import { readFileSync } from 'node:fs';
+
 import type { ArgsDef } from 'citty';
 
-import { TsboxError } from '../errors.js';
+import { fromSystemError, TsboxError } from '../errors.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
+export const MULTIPLE = new Set<string>(['env', 'env-file', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -23,6 +25,7 @@ export const containerArgs = {
   },
   hostname: { type: 'string', valueHint: 'NAME', description: "The container's host name. Default: 12 hex digits of the container id" },
   env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable); KEY alone copies it from this environment' },
+  'env-file': { type: 'string', valueHint: 'FILE', description: "Read environment variables from FILE (repeatable), as Docker's: KEY=VALUE lines, # comments; -e wins" },
   workdir: { type: 'string', alias: 'w', valueHint: 'DIR', description: 'Working directory inside the container. Default: /' },
   init: {
     type: 'boolean',
@@ -195,12 +198,41 @@ export function parseDuration(s: string, flag: string): number {
   return ms;
 }
 
+/**
+ * The variables of `--env-file` files then `-e` entries, in that order (a
+ * later one wins), as Docker reads them: a file has one `KEY=VALUE` per line,
+ * taken as it is (no quotes, no expansion), `KEY` alone copied from this
+ * environment when set, blank lines and `#` comments skipped.
+ */
+export function envFromFlags(files: readonly string[], entries: readonly string[], from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw fromSystemError('config', err, `read the --env-file ${file}`, 'pass a file of KEY=VALUE lines');
+    }
+    text.split(/\r?\n/).forEach((raw, i) => {
+      const line = raw.replace(/^\s+/, '');
+      if (line === '' || line.startsWith('#')) return;
+      const eq = line.indexOf('=');
+      const key = eq < 0 ? line : line.slice(0, eq);
+      if (key === '' || /\s/.test(key)) {
+        throw new TsboxError({ step: 'config', errno: 0, path: `--env-file ${file}:${i + 1}`, detail: key === '' ? 'the variable name is empty' : `the variable name "${key}" contains whitespace`, hint: 'write one KEY=VALUE per line' });
+      }
+      Object.assign(env, parseEnv([line], from, `--env-file ${file}:${i + 1}`));
+    });
+  }
+  return Object.assign(env, parseEnv(entries, from));
+}
+
 /** `KEY=VALUE` entries (or `KEY`, copied from this process's environment) as an object. */
-export function parseEnv(entries: readonly string[], from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function parseEnv(entries: readonly string[], from: NodeJS.ProcessEnv = process.env, where?: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const e of entries) {
     const eq = e.indexOf('=');
-    if (eq === 0) throw new TsboxError({ step: 'config', errno: 0, path: `--env ${e}`, detail: 'the variable name is empty', hint: 'write KEY=VALUE' });
+    if (eq === 0) throw new TsboxError({ step: 'config', errno: 0, path: where ?? `--env ${e}`, detail: 'the variable name is empty', hint: 'write KEY=VALUE' });
     if (eq < 0) {
       const v = from[e];
       if (v !== undefined) env[e] = v;

@@ -3,7 +3,7 @@ import { defineCommand, showUsage } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
 import { TsboxError } from '../errors.js';
-import { parseEnv, splitArgs } from './args.js';
+import { envFromFlags, splitArgs } from './args.js';
 import { checkInteractiveTerminal } from './common.js';
 
 const args = {
@@ -12,6 +12,7 @@ const args = {
   user: { type: 'string', alias: 'u', valueHint: 'USER[:GROUP]', description: "Run as this user (default: the container's)" },
   workdir: { type: 'string', alias: 'w', valueHint: 'DIR', description: "Working directory (default: the container's)" },
   env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable)' },
+  'env-file': { type: 'string', valueHint: 'FILE', description: "Read environment variables from FILE (repeatable), as Docker's; -e wins" },
   detach: { type: 'boolean', alias: 'd', description: 'Leave the command running in the background' },
 } as const;
 
@@ -38,7 +39,7 @@ const command = defineCommand({
       ...(tty && process.stdout.isTTY && process.stdout.columns > 0 ? { ttySize: { cols: process.stdout.columns, rows: process.stdout.rows } } : {}),
       ...(v.has('user') ? { user: v.get('user') as string } : {}),
       ...(v.has('workdir') ? { cwd: v.get('workdir') as string } : {}),
-      ...(v.has('env') ? { env: parseEnv(v.get('env') as string[]) } : {}),
+      ...(v.has('env') || v.has('env-file') ? { env: envFromFlags((v.get('env-file') as string[] | undefined) ?? [], (v.get('env') as string[] | undefined) ?? []) } : {}),
     });
     if (detach) return;
     let restore = () => {};

@@ -9,7 +9,7 @@ import type { RunOptions } from '../config/schema.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
-import { containerArgs, parseDuration, parseEnv, splitArgs } from './args.js';
+import { containerArgs, envFromFlags, parseDuration, splitArgs } from './args.js';
 import { checkInteractiveTerminal } from './common.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
@@ -192,7 +192,7 @@ const run = defineCommand({
     }
     if (v.has('hostname')) options.hostname = v.get('hostname') as string;
     if (v.has('workdir')) options.cwd = v.get('workdir') as string;
-    if (v.has('env')) options.env = parseEnv(v.get('env') as string[]);
+    if (v.has('env') || v.has('env-file')) options.env = envFromFlags((v.get('env-file') as string[] | undefined) ?? [], (v.get('env') as string[] | undefined) ?? []);
     if (v.has('read-only')) options.readOnly = v.get('read-only') === true;
     if (v.has('writable-rootfs')) options.writableRootfs = v.get('writable-rootfs') === true;
     for (const opt of (v.get('storage-opt') as string[] | undefined) ?? []) {
