@@ -225,7 +225,15 @@ describe('rootless', () => {
     const r = await cli(['run', '--rootfs', rootfs, '--', 'cat', '/proc/self/uid_map'], { uid: 65534, gid: 65534 });
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split(/\s+/).map(Number)).toEqual([0, 65534, 1]);
-    expect(r.stderr).toMatch(/^tsbox: note: only your own uid maps into the container \(.*no range in \/etc\/subuid.*\); other ids appear as nobody\n/);
+    expect(r.stderr).toMatch(/^tsbox: note: only your own uid maps into the container \(.*no range in \/etc\/subuid.*\); other ids appear as nobody, and -u with another user fails: for 65536 ids, add one: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 \S+\n/);
     expect(r.stderr.trim().split('\n').every((l) => l.startsWith('tsbox: note: '))).toBe(true);
+  });
+
+  it('says how to add a range when such a user asks for another container user (issue 19, item 6)', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '-u', 'nobody', '--', 'id'], { uid: 65534, gid: 65534 });
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(
+      /(^|\n)tsbox: setgid\(65534\): EINVAL — switch to the container user; the id is not mapped in the container's user namespace: widen --uidmap\/--gidmap, or, as an ordinary user, add a subordinate range \(sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 \$USER\) so that 65536 ids map\n$/,
+    );
   });
 });

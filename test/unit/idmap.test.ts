@@ -100,7 +100,9 @@ describe('computeMaps and rootlessMaps', () => {
   it('falls back to the single mapping with a notice naming why', () => {
     const m = rootlessMaps({ uid: 1000, gid: 1001, name: 'bob' }, { subuid: join(dir, 'none'), subgid: join(dir, 'none') });
     expect({ ...m, notice: undefined }).toEqual({ ...single(1000, 1001), notice: undefined });
-    expect(m.notice).toBe('tsbox: note: only your own uid maps into the container (bob has no range in /etc/subuid and /etc/subgid); other ids appear as nobody');
+    expect(m.notice).toBe(
+      'tsbox: note: only your own uid maps into the container (bob has no range in /etc/subuid and /etc/subgid); other ids appear as nobody, and -u with another user fails: for 65536 ids, add one: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 bob',
+    );
   });
 
   it('parses CONTAINER:HOST:SIZE and refuses malformed or empty lines', () => {

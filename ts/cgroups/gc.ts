@@ -93,7 +93,7 @@ export function writeMarker(stateDir: string, m: Marker, exclusive = false): voi
     if (exclusive && errnoOf(err) === EEXIST) {
       throw cgroupError(err, path, `container id ${m.id} is in use: it has cgroups already`, 'container ids must be unique; if its container is gone, `tsbox gc` removes what it left');
     }
-    throw cgroupError(err, path, 'write the cgroup marker that lets gc find orphans', 'the state directory must be writable: /run/tsbox as root, $XDG_RUNTIME_DIR/tsbox otherwise (or pass stateDir)');
+    throw cgroupError(err, path, 'write the cgroup marker that lets gc find orphans', 'the state directory must be writable: /run/tsbox as root; otherwise $XDG_RUNTIME_DIR/tsbox, /run/user/UID/tsbox, or tsbox-state-UID in the temporary directory');
   } finally {
     if (written) unlinkSync(tmp);
   }

@@ -239,12 +239,15 @@ export function rootlessMaps(caller: Caller, files = { subuid: '/etc/subuid', su
     };
   }
   const why = !su || !sg ? `${caller.name} has no range in /etc/subuid and /etc/subgid` : 'newuidmap/newgidmap are not installed (Debian package uidmap)';
+  const fix = !su || !sg
+    ? `for 65536 ids, add one: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${caller.name}`
+    : 'for 65536 ids, install them: sudo apt-get install uidmap';
   return {
     uid: [{ containerId: 0, hostId: caller.uid, size: 1 }],
     gid: [{ containerId: 0, hostId: caller.gid, size: 1 }],
     setgroups: 'deny',
     via: 'direct',
-    notice: `tsbox: note: only your own uid maps into the container (${why}); other ids appear as nobody`,
+    notice: `tsbox: note: only your own uid maps into the container (${why}); other ids appear as nobody, and -u with another user fails: ${fix}`,
   };
 }
 

@@ -13,7 +13,7 @@
  * 5. `network`: no hook yet (loopback only); its place is here.
  * 7. `ready`, 9. `started`: the sandbox is built; the process was exec'd.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
@@ -372,9 +372,23 @@ function createContainerCgroup(prepared: PreparedCgroup, extras: LaunchExtras, n
     const rootless = process.getuid?.() !== 0;
     const denied = err instanceof TsboxError && [1, 13, 30].includes(err.errno);
     if (rootless && denied && !extras.explicitLimits) {
-      notices.push(`tsbox: note: no cgroup for this container (${err.message}); the default pids limit does not apply — delegate a cgroup to your user (systemd: Delegate=yes) to get limits`);
+      notices.push(noCgroupNote(err.message));
       return null;
     }
     throw err;
   }
+}
+
+/**
+ * The note for an ordinary user's container that runs without a cgroup:
+ * what was refused, what that costs, and what would give one. Without a
+ * systemd user session (no $XDG_RUNTIME_DIR, no /run/user/UID) there is no
+ * delegated cgroup to be had, whatever systemd's Delegate= says.
+ */
+export function noCgroupNote(refused: string, env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0, exists: (path: string) => boolean = existsSync): string {
+  const session = Boolean(env.XDG_RUNTIME_DIR) || exists(`/run/user/${uid}`);
+  const fix = session
+    ? 'delegate a cgroup to your user (systemd: Delegate=yes on user@.service) to get limits'
+    : `you have no systemd user session here ($XDG_RUNTIME_DIR is unset and /run/user/${uid} does not exist), which is what gives a user a cgroup of its own: log in through a session (ssh, a desktop), or run \`sudo loginctl enable-linger $USER\``;
+  return `tsbox: note: no cgroup for this container (${refused}); the default pids limit does not apply — ${fix}`;
 }

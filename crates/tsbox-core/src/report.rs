@@ -206,7 +206,9 @@ pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
         (Step::Seccomp, EFAULT) => "the kernel could not read the seccomp program (a tsbox bug)",
         (Step::Seccomp, EACCES) => "installing a seccomp filter needs no_new_privs or CAP_SYS_ADMIN: keep noNewPrivileges on, or load the filter before capabilities are dropped",
         (Step::Chdir, ENOENT) => "the working directory does not exist in the container",
-        (Step::Setuid, EINVAL) | (Step::Setgid, EINVAL) => "the id is not mapped in the container's user namespace; widen the id map",
+        (Step::Setuid, EINVAL) | (Step::Setgid, EINVAL) => {
+            "the id is not mapped in the container's user namespace: widen --uidmap/--gidmap, or, as an ordinary user, add a subordinate range (sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER) so that 65536 ids map"
+        }
         _ => return None,
     })
 }
