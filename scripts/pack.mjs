@@ -162,6 +162,8 @@ export function packRoot({ out, repository }) {
       cpSync(join(root, path), join(dir, path));
     }
     const manifest = { ...pkg, optionalDependencies: Object.fromEntries(platforms.map((p) => [`@tsbox/${p}`, pkg.version])) };
+    // The checkout's guard against a plain `npm pack` is not the package's.
+    if (manifest.scripts) manifest.scripts = Object.fromEntries(Object.entries(manifest.scripts).filter(([k]) => k !== 'prepack'));
     if (repository) manifest.repository = { type: 'git', url: repository };
     writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     return npmPack(dir, out);

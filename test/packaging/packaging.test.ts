@@ -109,8 +109,10 @@ describe('the installed packages', () => {
   });
 
   it('tsbox depends optionally on every platform package, at its own version', () => {
-    const pkg = JSON.parse(readFileSync(join(project, 'node_modules', 'tsbox', 'package.json'), 'utf8')) as { version: string; optionalDependencies?: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(project, 'node_modules', 'tsbox', 'package.json'), 'utf8')) as { version: string; optionalDependencies?: Record<string, string>; scripts?: Record<string, string> };
     expect(pkg.version).toBe(rootPkg.version);
+    // The checkout's guard against a plain `npm pack` stays in the checkout.
+    expect(pkg.scripts?.prepack).toBeUndefined();
     const platforms = rootPkg.napi.targets.map((t) => {
       const [arch, , , libc] = t.split('-');
       return `@tsbox/linux-${arch === 'x86_64' ? 'x64' : 'arm64'}-${libc}`;
@@ -195,5 +197,21 @@ describe('tsbox run from the installed package', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(r.stderr.trimEnd()).toMatch(message);
+  });
+});
+
+describe('packing the checkout (issue 19, item 7)', () => {
+  it('a plain `npm pack` is refused, naming the two commands that pack tsbox, and writes nothing', () => {
+    const out = mkdtempSync(join(tmpdir(), 'tsbox-plainpack-'));
+    try {
+      const r = spawnSync('npm', ['pack', '--pack-destination', out], { cwd: REPO, env: projectEnv(), encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, describeRun(r)).not.toBe(0);
+      expect(r.stderr).toContain('tsbox: a plain `npm pack` of the checkout makes a package that cannot run: tsbox is published as two packages.');
+      expect(r.stderr).toContain('npm run pack:platform');
+      expect(r.stderr).toContain('npm run pack:root');
+      expect(readdirSync(out)).toEqual([]);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });
