@@ -336,4 +336,16 @@ describe('the CLI itself', () => {
     const top = await cli(['--help']);
     expect(top.stdout).toContain('run');
   });
+
+  it('writes help without colour to a pipe; every command takes --help and -h', async () => {
+    const { NO_COLOR: _n, ...env } = process.env;
+    for (const command of ['run', 'ps', 'exec', 'logs', 'stop', 'kill', 'rm', 'inspect', 'gc']) {
+      for (const flag of ['--help', '-h']) {
+        const h = await cli([command, flag], { env });
+        expect(h.code, `${command} ${flag}`).toBe(0);
+        expect(h.stdout, `${command} ${flag}`).toContain(`tsbox ${command}`);
+        expect(h.stdout, `${command} ${flag}`).not.toContain('\u001b[');
+      }
+    }
+  });
 });
