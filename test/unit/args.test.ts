@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { ArgsDef } from 'citty';
 import { describe, expect, it } from 'vitest';
 
-import { containerArgs, envFromFlags, parseEnv, splitArgs } from '../../ts/cli/args.js';
+import { containerArgs, envFromFlags, parseDuration, parseEnv, splitArgs } from '../../ts/cli/args.js';
 import { rejection } from '../support/errors.js';
 
 const split = (argv: string[]) => splitArgs(argv, containerArgs, 'run');
@@ -253,5 +253,25 @@ describe('--env-file (issue 19, item 5)', () => {
     const missing = rejection(() => envFromFlags(['/nonexistent/tsbox.env'], []));
     expect(missing).toMatchObject({ step: 'config', errno: 2 });
     expect(missing.message).toMatch(/read the --env-file \/nonexistent\/tsbox.env/);
+  });
+});
+
+describe('parseDuration: Docker\'s durations (issue 19)', () => {
+  it('takes Go-style compound durations and plain seconds', () => {
+    expect(parseDuration('500ms', '--timeout')).toBe(500);
+    expect(parseDuration('30s', '--timeout')).toBe(30_000);
+    expect(parseDuration('1h30m', '--timeout')).toBe(5_400_000);
+    expect(parseDuration('2m3.5s', '--timeout')).toBe(123_500);
+    expect(parseDuration('1.5h', '--timeout')).toBe(5_400_000);
+    expect(parseDuration('10', '--timeout')).toBe(10_000);
+  });
+
+  it('refuses what is not one, naming the flag and the forms it takes', () => {
+    for (const bad of ['', '1x', 'h', '1h30', '-5s', '0s', '1d']) {
+      const e = rejection(() => parseDuration(bad, '--timeout'));
+      expect(e.path, bad).toBe('--timeout');
+      expect(e.message).toBe(`config(--timeout): "${bad}" is not a duration`);
+      expect(e.hint).toMatch(/1h30m/);
+    }
   });
 });

@@ -181,6 +181,20 @@ describe('parseRunInput: rejected input', () => {
 });
 
 describe('loadConfig', () => {
+  it('says where a file\'s JSON breaks, as FILE:LINE:COLUMN, in one line (issue 19)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-config-'));
+    try {
+      const file = join(dir, 'box.json');
+      writeFileSync(file, '{\n  "memory": "64m",\n  "cpus": 1,,\n}\n');
+      const e = rejection(() => loadConfig(file));
+      expect(e.message).toBe(`config(${file}:3:13): not valid JSON: Expected double-quoted property name`);
+      writeFileSync(file, '{"a": 1');
+      expect(rejection(() => loadConfig(file)).path).toBe(`${file}:1:8`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('resolves the bind sources of mounts against the file\'s directory, as it does for volumes', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-config-'));
     try {

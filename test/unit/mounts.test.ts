@@ -68,6 +68,9 @@ describe('tmpfs and --mount', () => {
     expect(parseSize('1k')).toBe(1024);
     expect(parseSize('1.5g')).toBe(1.5 * 1024 ** 3);
     expect(parseSize('64MB')).toBe(64 * 1024 ** 2);
+    // One reading of sizes everywhere: the IEC units as -m takes them (issue 19).
+    expect(parseSize('64MiB')).toBe(64 * 1024 ** 2);
+    expect(parseSize('2Gi')).toBe(2 * 1024 ** 3);
     expect(parseSize('x')).toBeUndefined();
   });
 });

@@ -58,6 +58,12 @@ export function parseByteSize(value: string | number): number {
   });
 }
 
+/** {@link parseByteSize}'s reading of `value`, or undefined when it is no size. */
+export function sizeInBytes(value: string | number): number | undefined {
+  const r = sizeOf(value);
+  return typeof r === 'number' ? r : undefined;
+}
+
 /** The size in bytes, or what is wrong with it. */
 function sizeOf(value: string | number): number | string {
   if (typeof value === 'number') {

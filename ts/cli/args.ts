@@ -187,13 +187,24 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
   return { values, command: argv.slice(i), help };
 }
 
-/** `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds, in milliseconds. */
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * A duration in milliseconds, as Docker's flags take them (Go's
+ * time.ParseDuration): `500ms`, `30s`, `1h30m`, `1.5h`, `2m3.5s`; or a plain
+ * number of seconds.
+ */
 export function parseDuration(s: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  const ms = m ? Math.round(Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit]) : NaN;
+  const text = s.trim();
+  let ms = NaN;
+  if (/^\d+(\.\d+)?$/.test(text)) ms = Number(text) * 1000;
+  else if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) {
+    ms = 0;
+    for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(n) * DURATION_UNITS[unit!]!;
+  }
+  ms = Math.round(ms);
   if (!Number.isFinite(ms) || ms <= 0) {
-    throw new TsboxError({ step: 'config', errno: 0, path: flag, detail: `"${s}" is not a duration`, hint: 'write 500ms, 30s, 5m or 1h' });
+    throw new TsboxError({ step: 'config', errno: 0, path: flag, detail: `"${s}" is not a duration`, hint: 'write 500ms, 30s, 5m, 1h30m (units ms, s, m, h, as Docker\'s), or a number of seconds' });
   }
   return ms;
 }

@@ -28,7 +28,7 @@ export function loadConfig(file: string): ConfigFile {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new TsboxError({ step: 'config', errno: 0, path: file, detail: `not valid JSON: ${(err as Error).message}`, hint: null });
+    throw new TsboxError({ step: 'config', errno: 0, path: jsonErrorPlace(file, text, err as Error), detail: `not valid JSON: ${jsonErrorWhat(err as Error)}`, hint: null });
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new TsboxError({ step: 'config', errno: 0, path: file, detail: 'must hold a JSON object of options', hint: 'see the JSON Schema in tsbox/schema.json' });
@@ -76,4 +76,20 @@ export function loadConfig(file: string): ConfigFile {
     throw err;
   }
   return { ...(command !== undefined ? { command: command as string[] } : {}), options: options };
+}
+
+/** `FILE:LINE:COLUMN` of a JSON.parse error (V8 gives a character position), or FILE. */
+export function jsonErrorPlace(file: string, text: string, err: Error): string {
+  const m = /at position (\d+)/.exec(err.message);
+  const at = m ? Number(m[1]) : /Unexpected end of JSON input/.test(err.message) ? text.length : -1;
+  if (at < 0) return file;
+  const before = text.slice(0, at);
+  const line = before.split('\n').length;
+  const column = at - before.lastIndexOf('\n');
+  return `${file}:${line}:${column}`;
+}
+
+/** The problem of a JSON.parse error, without V8's position and context (the place says where). */
+function jsonErrorWhat(err: Error): string {
+  return err.message.replace(/ in JSON at position \d+.*$/s, '').replace(/ \(line \d+ column \d+\)$/, '');
 }

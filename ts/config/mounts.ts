@@ -5,6 +5,7 @@
  */
 import * as z from 'zod/mini';
 
+import { sizeInBytes } from '../cgroups/limits.js';
 import './locale.js';
 
 /** A host path bound into the container. */
@@ -44,14 +45,9 @@ const target = z.string().check(
   z.refine((p) => p !== '/', { message: 'the container path cannot be / itself' }),
 );
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-/** Docker's size strings: `64m`, `1g`, `512k`, `1048576`. */
+/** A size as every size in tsbox is read (Docker's units and the IEC ones: 64m, 64MiB, 1.5g). */
 export function parseSize(s: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)b?$/i.exec(s.trim());
-  if (!m) return undefined;
-  const n = Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!;
-  return Number.isFinite(n) ? Math.floor(n) : undefined;
+  return sizeInBytes(s);
 }
 
 function parseMode(s: string): number | undefined {
@@ -95,7 +91,7 @@ export function parseTmpfs(spec: string, ctx: Ctx): TmpfsVolume {
     const [k, v] = o.split('=', 2) as [string, string?];
     if (k === 'size' && v !== undefined) {
       const n = parseSize(v);
-      if (n === undefined) return bad(ctx, `"${spec}": size "${v}" is not a size such as 64m or 1g`);
+      if (n === undefined) return bad(ctx, `"${spec}": size "${v}" is not a size such as 64m, 64MiB or 1g`);
       out.size = n;
     } else if (k === 'mode' && v !== undefined) {
       const n = parseMode(v);
