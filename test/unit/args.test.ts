@@ -275,3 +275,12 @@ describe('parseDuration: Docker\'s durations (issue 19)', () => {
     }
   });
 });
+
+describe('unknown flags (issue 19)', () => {
+  it('suggest the flag meant, and none for one like no flag', () => {
+    const def = containerArgs;
+    expect(rejection(() => splitArgs(['--rootfss', '/x', 'true'], def, 'run')).message).toBe('config(--rootfss): unknown option; did you mean --rootfs?');
+    expect(rejection(() => splitArgs(['--memroy=1g', 'true'], def, 'run')).message).toBe('config(--memroy): unknown option; did you mean --memory?');
+    expect(rejection(() => splitArgs(['--bogus', 'true'], def, 'run')).message).toBe('config(--bogus): unknown option');
+  });
+});

@@ -81,6 +81,15 @@ describe('parseRunInput: rejected input', () => {
     expect(e.message).toMatch(/unknown option/);
   });
 
+  it('suggests the option or rlimit meant by a mistyped key, and nothing for a key like none (issue 19)', () => {
+    const e = rejection(() => parseRunInput(['true'], { memroy: '64m', ulimits: { nofle: 10 }, zzzzzz: 1 }));
+    expect(e.issues).toEqual([
+      { path: 'ulimits.nofle', message: 'unknown option; did you mean nofile?' },
+      { path: 'memroy', message: 'unknown option; did you mean memory?' },
+      { path: 'zzzzzz', message: 'unknown option' },
+    ]);
+  });
+
   it('names every unknown key when there are several', () => {
     const e = rejection(() => parseRunInput(['true'], { bogus: 1, rootFS: '/x' }));
     expect(paths(e).sort()).toEqual(['bogus', 'rootFS']);

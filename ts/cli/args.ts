@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { ArgsDef } from 'citty';
 
 import { fromSystemError, TsboxError } from '../errors.js';
+import { didYouMean } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
 export const MULTIPLE = new Set<string>(['env', 'env-file', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
@@ -104,8 +105,16 @@ export interface Split {
 
 const HELP = new Set(['--help', '-h']);
 
-function unknownOption(token: string, cmd: string): TsboxError {
-  return new TsboxError({ step: 'config', errno: 0, path: token, detail: 'unknown option', hint: `see \`tsbox ${cmd} --help\`; options go before the command, or put \`--\` before it` });
+function unknownOption(token: string, cmd: string, known: Iterable<string>): TsboxError {
+  const name = token.replace(/^-+/, '').split('=')[0]!;
+  const long = [...known].filter((k) => k.length > 1);
+  return new TsboxError({
+    step: 'config',
+    errno: 0,
+    path: token,
+    detail: `unknown option${didYouMean(name, long, (k) => `--${k}`)}`,
+    hint: `see \`tsbox ${cmd} --help\`; options go before the command, or put \`--\` before it`,
+  });
 }
 
 /** Parses `argv` against `def`; rejects an unknown option by name. */
@@ -161,7 +170,7 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
         inline = tok.slice(2);
       }
     }
-    if (name === undefined) throw unknownOption(tok.slice(0, eq < 0 ? undefined : eq), cmd);
+    if (name === undefined) throw unknownOption(tok.slice(0, eq < 0 ? undefined : eq), cmd, byName.keys());
     const d = def[name]!;
     if (d.type === 'boolean') {
       if (inline !== undefined && (negated || (inline !== 'true' && inline !== 'false'))) {

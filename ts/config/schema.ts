@@ -6,6 +6,7 @@
 import * as z from 'zod/mini';
 
 import { TsboxError } from '../errors.js';
+import { didYouMean } from '../suggest.js';
 import './locale.js';
 import { normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
@@ -285,7 +286,9 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
   if (!opts.success) {
     for (const i of opts.error.issues) {
       if (i.code === 'unrecognized_keys') {
-        for (const k of i.keys) issues.push({ path: jsonPath([...i.path, k]), message: 'unknown option' });
+        const at = jsonPath(i.path);
+        const known = at === '(options)' ? Object.keys(runOptionsSchema.def.shape) : at === 'ulimits' ? RLIMIT_NAMES : [];
+        for (const k of i.keys) issues.push({ path: jsonPath([...i.path, k]), message: `unknown option${didYouMean(k, known)}` });
       } else if (i.code === 'invalid_union') {
         // A string-or-object option: report what the string parser said, if it spoke.
         const nested = i.errors.flat();
