@@ -291,6 +291,14 @@ describe('as an unprivileged caller', () => {
   });
 });
 
+describe('--timeout', () => {
+  it('kills the container after it, exits 137 as Docker does for SIGKILL, and says it was the timeout', async () => {
+    const r = await cli(['run', '--timeout', '300ms', '--rootfs', rootfs, '--', 'sleep', '30']);
+    expect(r.code).toBe(137);
+    expect(r.stderr).toBe('tsbox: the container was killed (SIGKILL, exit 137) after its 300ms timeout\n');
+  });
+});
+
 describe('--env-file (issue 19, item 5)', () => {
   it("is tsbox's, not Node's: the container gets the file's variables, -e over them", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-envfile-'));

@@ -274,6 +274,8 @@ const run = defineCommand({
       try {
         const result = await container.wait();
         process.exitCode = result.exitCode;
+        // 137 as Docker's (SIGKILL), said out loud: a timeout is not a crash.
+        if (result.timedOut) process.stderr.write(`tsbox: the container was killed (SIGKILL, exit ${result.exitCode}) after its ${v.get('timeout') as string} timeout\n`);
         report?.write(result);
       } finally {
         detach();
