@@ -254,6 +254,12 @@ describe('errors name the step, the errno and the path, with the exit code', () 
     expect(r.stderr).toMatch(/^tsbox: config\(--bogus\): unknown option; /);
   });
 
+  it('a volume whose mount point a read-only root lacks: one line that says it once, and what to do (issue 19)', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--read-only', '-v', '/tmp:/nonexist', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe('tsbox: mount(/nonexist): EROFS — create the missing mount point; a read-only root gets no new directories: create it in the root filesystem first, or run without --read-only\n');
+  });
+
   it('a working directory that cannot be created (read-only root): 125, naming it', async () => {
     const r = await cli(['run', '--rootfs', rootfs, '--read-only', '-w', '/nope', '--', 'true']);
     expect(r.code).toBe(125);

@@ -194,7 +194,7 @@ pub fn hint(step: Step, errno: i32) -> Option<&'static str> {
         (Step::Mount, ENOENT) | (Step::Mount, ENOTDIR) => {
             "the mount point is missing from the rootfs, or a path component is not a directory"
         }
-        (Step::Mount, EROFS) => "the rootfs is read-only and lacks this mount point; create it in the rootfs first",
+        (Step::Mount, EROFS) => "a read-only root gets no new directories: create it in the root filesystem first, or run without --read-only",
         (Step::Mount, ELOOP) => "the mount target resolves through a symlink loop inside the rootfs",
         (Step::Mount, EPERM) => "the kernel refused the mount in this user namespace (a locked or too-revealing mount)",
         (Step::PivotRoot, EINVAL) => "the rootfs must be a directory on a mount that is not shared; is it inside another container's rootfs?",
