@@ -196,9 +196,9 @@ describe('root modes', () => {
   it('rejects --writable-rootfs with --read-only, and without a rootfs', async () => {
     const both = await run(['--rootfs', rootfs, '--read-only', '--writable-rootfs'], ['true']);
     expect(both.code).toBe(125);
-    expect(both.stderr).toMatch(/^tsbox: config\(writableRootfs\): cannot be combined with readOnly/);
+    expect(both.stderr).toMatch(/^tsbox: config\(--writable-rootfs\): cannot be combined with readOnly \(--read-only\)/);
     const hostRoot = await run(['--writable-rootfs'], ['true']);
-    expect(hostRoot.stderr).toMatch(/^tsbox: config\(writableRootfs\): needs a rootfs/);
+    expect(hostRoot.stderr).toMatch(/^tsbox: config\(--writable-rootfs\): needs a rootfs/);
   });
 
   it('creates a missing working directory in the writable layer only', async () => {
@@ -281,11 +281,11 @@ describe('volumes', () => {
     expect(missing.code).toBe(125);
     expect(missing.stderr).toMatch(/^tsbox: volume\(\/nonexistent\/tsbox-vol\): ENOENT — the host path of the volume \/nonexistent\/tsbox-vol:\/data does not exist/);
     const badOpt = await run(['--rootfs', rootfs, '-v', `${scratch}:/data:rox`], ['true']);
-    expect(badOpt.stderr).toMatch(/^tsbox: config\(volumes\[0\]\): .*unknown option "rox"/);
+    expect(badOpt.stderr).toMatch(/^tsbox: config\(--volume \S+\): .*unknown option "rox"/);
     const relative = await run(['--rootfs', rootfs, '-v', `${scratch}:data`], ['true']);
-    expect(relative.stderr).toMatch(/^tsbox: config\(volumes\[0\]\): .*must be absolute/);
+    expect(relative.stderr).toMatch(/^tsbox: config\(--volume \S+\): .*must be absolute/);
     const badMount = await run(['--rootfs', rootfs, '--mount', 'type=volume,target=/x'], ['true']);
-    expect(badMount.stderr).toMatch(/^tsbox: config\(mounts\[0\]\): .*type=volume is not supported/);
+    expect(badMount.stderr).toMatch(/^tsbox: config\(--mount \S+\): .*type=volume is not supported/);
   });
 });
 
@@ -332,6 +332,6 @@ describe('rootfs propagation', () => {
     expect(await line()).not.toMatch(/shared:/);
     expect(await line('--rootfs-propagation', 'shared')).toMatch(/shared:\d+/);
     const bad = await run(['--rootfs', rootfs, '--rootfs-propagation', 'sideways'], ['true']);
-    expect(bad.stderr).toMatch(/^tsbox: config\(rootfsPropagation\)/);
+    expect(bad.stderr).toMatch(/^tsbox: config\(--rootfs-propagation \S+\)/);
   });
 });

@@ -84,7 +84,7 @@ describe('limits seen from inside', () => {
     const r = await cli(['run', '--rootfs', rootfs, '--ulimit', 'nofile=100:200', '--', 'sh', '-c', 'ulimit -n; ulimit -Hn; ulimit -c']);
     expect(r.stdout.trim().split('\n')).toEqual(['100', '200', '0']);
     const bad = await cli(['run', '--rootfs', rootfs, '--ulimit', 'nofile=300:200', '--', 'true']);
-    expect(bad.stderr).toMatch(/^tsbox: config\(ulimits\.nofile\): the soft limit must not be above the hard one/);
+    expect(bad.stderr).toMatch(/^tsbox: config\(--ulimit nofile\): the soft limit must not be above the hard one/);
   });
 });
 

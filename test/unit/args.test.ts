@@ -284,3 +284,31 @@ describe('unknown flags (issue 19)', () => {
     expect(rejection(() => splitArgs(['--bogus', 'true'], def, 'run')).message).toBe('config(--bogus): unknown option');
   });
 });
+
+describe('asFlagError: configuration errors said in flags (issue 19)', () => {
+  it('names the flag and its value for options the flags gave, and keeps the paths of the rest', async () => {
+    const { TsboxError } = await import('../../ts/errors.js');
+    const { asFlagError } = await import('../../ts/cli/args.js');
+    const err = new TsboxError(
+      { step: 'config', errno: 0, path: 'capAdd[0]', detail: 'x', hint: null },
+      {
+        issues: [
+          { path: 'capAdd[0]', message: '"NET_ADMINN": unknown capability' },
+          { path: 'ulimits.nofle', message: 'unknown option; did you mean nofile?' },
+          { path: 'memory', message: 'from a config file' },
+        ],
+      },
+    );
+    const given = new Map<string, unknown>([['cap-add', ['NET_ADMINN']], ['ulimit', ['nofle=1']]]);
+    const e = asFlagError(err, given, { capAdd: ['NET_ADMINN'], ulimits: { nofle: 1 }, memory: 1 }) as InstanceType<typeof TsboxError>;
+    expect(e.issues).toEqual([
+      { path: '--cap-add NET_ADMINN', message: 'unknown capability' },
+      { path: '--ulimit nofle', message: 'unknown option; did you mean nofile?' },
+      { path: 'memory', message: 'from a config file' },
+    ]);
+    expect(e.message).toBe('config(--cap-add NET_ADMINN): unknown capability (and 2 more: --ulimit nofle: unknown option; did you mean nofile?; memory: from a config file)');
+    // Anything else goes through as it is.
+    const other = new Error('x');
+    expect(asFlagError(other, given, {})).toBe(other);
+  });
+});

@@ -65,7 +65,10 @@ describe('parseRunInput: rejected input', () => {
   it('rejects (uid_t)-1 as a user, a group or a supplementary group, and takes the id below it', () => {
     for (const [options, path] of [[{ user: '4294967295' }, 'user'], [{ user: 'app:4294967295' }, 'user'], [{ groupAdd: ['4294967295'] }, 'groupAdd[0]']] as const) {
       const e = rejection(() => parseRunInput(['true'], options));
-      expect(e.issues).toEqual([{ path, message: 'a numeric id must be below 4294967295 ((uid_t)-1 means "leave unchanged" to the kernel)' }]);
+      // The value is shown where the message does not already show it.
+      const shown = options === undefined ? '' : JSON.stringify(Object.values(options)[0]).replace(/^\[|\]$/g, '');
+      const text = 'a numeric id must be below 4294967295 ((uid_t)-1 means "leave unchanged" to the kernel)';
+      expect(e.issues).toEqual([{ path, message: shown === '"4294967295"' ? text : `${shown}: ${text}` }]);
     }
     expect(parseRunInput(['true'], { user: '4294967294:4294967294', groupAdd: ['4294967294'] }).options.user).toBe('4294967294:4294967294');
   });
@@ -172,8 +175,13 @@ describe('parseRunInput: rejected input', () => {
 
   it('says a problem once, even when a field\'s own check and a check across fields both see it', () => {
     const e = rejection(() => parseRunInput(['true'], { memory: 0 }));
-    expect(e.issues).toEqual([{ path: 'memory', message: expect.stringMatching(/^must be at least 6m/) as unknown as string }]);
+    expect(e.issues).toEqual([{ path: 'memory', message: expect.stringMatching(/^0: must be at least 6m/) as unknown as string }]);
     expect(e.message).toBe(`config(memory): ${e.issues[0]!.message}`);
+  });
+
+  it('shows the value a problem is about (issue 19)', () => {
+    const e = rejection(() => parseRunInput(['true'], { capAdd: ['NET_ADMINN'] }));
+    expect(e.message).toBe('config(capAdd[0]): "NET_ADMINN": unknown capability (names such as NET_ADMIN or CAP_NET_ADMIN, or ALL)');
   });
 
   it('lists every problem at once, the command and the options together', () => {

@@ -77,7 +77,7 @@ describe('tmpfs and --mount', () => {
 
 describe('root modes', () => {
   it('refuses writableRootfs with readOnly or without a rootfs', () => {
-    expect(issue({ rootfs: '/r', readOnly: true, writableRootfs: true })).toEqual({ path: 'writableRootfs', message: 'cannot be combined with readOnly' });
+    expect(issue({ rootfs: '/r', readOnly: true, writableRootfs: true })).toEqual({ path: 'writableRootfs', message: 'cannot be combined with readOnly (--read-only)' });
     expect(issue({ writableRootfs: true })!.message).toMatch(/needs a rootfs/);
   });
 });

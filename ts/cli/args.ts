@@ -262,3 +262,42 @@ export function parseEnv(entries: readonly string[], from: NodeJS.ProcessEnv = p
   }
   return env;
 }
+
+/** Option keys whose flag is not their kebab-case name. */
+const FLAG_OF: Record<string, string> = {
+  cwd: 'workdir',
+  volumes: 'volume',
+  mounts: 'mount',
+  ulimits: 'ulimit',
+  uidMap: 'uidmap',
+  gidMap: 'gidmap',
+  maskedPaths: 'mask',
+  storageSize: 'storage-opt',
+  seccomp: 'security-opt',
+  noNewPrivileges: 'security-opt',
+};
+
+/**
+ * A configuration error about options the CLI made from flags, said in
+ * flags: `config(--cap-add NET_ADMINN): unknown capability`, not the API's
+ * `capAdd[0]`. Problems with options from a --config file keep their paths.
+ */
+export function asFlagError(err: unknown, given: Map<string, unknown>, options: Record<string, unknown>): unknown {
+  if (!(err instanceof TsboxError) || err.step !== 'config' || err.issues.length === 0) return err;
+  const issues = err.issues.map((i) => {
+    const m = /^([A-Za-z]+)(?:\[(\d+)\])?(?:\.(.+))?$/.exec(i.path);
+    if (!m) return i;
+    const [, key, index, sub] = m as unknown as [string, string, string | undefined, string | undefined];
+    const flag = FLAG_OF[key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    if (!given.has(flag)) return i;
+    const v = options[key];
+    const value = index !== undefined && Array.isArray(v) ? v[Number(index)] : sub ?? v;
+    const shown = typeof value === 'string' || typeof value === 'number' ? ` ${String(value)}` : '';
+    // The value is in the path now; the message need not repeat it.
+    const prefix = [`${JSON.stringify(value)}: `, `${String(value)}: `].find((p) => shown && i.message.startsWith(p));
+    return { path: `--${flag}${shown}`, message: prefix ? i.message.slice(prefix.length) : i.message };
+  });
+  const [first, ...rest] = issues;
+  const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
+  return new TsboxError({ step: 'config', errno: 0, path: first!.path, detail: `${first!.message}${more}`, hint: err.hint ?? null }, { issues, cause: err });
+}

@@ -9,7 +9,7 @@ import type { RunOptions } from '../config/schema.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
-import { containerArgs, envFromFlags, parseDuration, splitArgs } from './args.js';
+import { asFlagError, containerArgs, envFromFlags, parseDuration, splitArgs } from './args.js';
 import { checkInteractiveTerminal } from './common.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
@@ -244,7 +244,9 @@ const run = defineCommand({
 
     if (detach) {
       if (v.get('tty') === true) throw new TsboxError({ step: 'config', errno: 0, path: '--tty', detail: 'cannot be combined with --detach', hint: 'exec into the container with -it instead' });
-      const container = await spawn(split.command, options);
+      const container = await spawn(split.command, options).catch((err: unknown) => {
+        throw asFlagError(err, v, options as Record<string, unknown>);
+      });
       for (const n of container.notices) process.stderr.write(`${n}\n`);
       // The container is its monitor's now: this process leaves it at once
       // (its handle would otherwise keep it until the container ends).
@@ -266,7 +268,7 @@ const run = defineCommand({
         container = await spawn(split.command, options);
       } catch (err) {
         report?.discard();
-        throw err;
+        throw asFlagError(err, v, options as Record<string, unknown>);
       }
       for (const n of container.notices) process.stderr.write(`${n}\n`);
       for (const sig of pending) container.kill(sig);

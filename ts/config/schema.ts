@@ -225,11 +225,11 @@ export const runOptionsSchema = z
       const limits = cgroupLimitsSchema.safeParse(limitsOf(o));
       if (!limits.success) for (const i of limits.error.issues) if (i.code === 'custom') ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
       if (o.readOnly && o.writableRootfs) {
-        ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly' });
+        ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly (--read-only)' });
       }
       if ((o.uidMap === undefined) !== (o.gidMap === undefined)) {
         // A missing one would map container root to the caller: host root, as root.
-        ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'gidMap' : 'uidMap'], message: 'uidMap and gidMap go together: give both' });
+        ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'gidMap' : 'uidMap'], message: 'uidMap and gidMap (--uidmap, --gidmap) go together: give both' });
       }
       if (o.userns === 'host' && (o.uidMap || o.gidMap)) {
         ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'uidMap' : 'gidMap'], message: "cannot be combined with userns 'host' (no user namespace, no maps)" });
@@ -277,10 +277,18 @@ function jsonPath(path: readonly PropertyKey[]): string {
   return out || '(options)';
 }
 
+/** A problem with the value it is about, when the message does not show it: `"NET_ADMINN": unknown capability`. */
+function withValue(message: string, input: unknown): string {
+  if (typeof input !== 'string' && typeof input !== 'number' && typeof input !== 'boolean') return message;
+  const shown = JSON.stringify(input);
+  if (shown.length > 80 || message.includes(String(input))) return message;
+  return `${shown}: ${message}`;
+}
+
 /** Validates the command and options; throws one TsboxError listing every problem. */
 export function parseRunInput(command: unknown, options: unknown): { command: string[]; options: ResolvedOptions } {
   const cmd = commandSchema.safeParse(command);
-  const opts = runOptionsSchema.safeParse(withPreset(options ?? {}));
+  const opts = runOptionsSchema.safeParse(withPreset(options ?? {}), { reportInput: true });
   const issues: { path: string; message: string }[] = [];
   if (!cmd.success) for (const i of cmd.error.issues) issues.push({ path: `command${jsonPath(i.path) === '(options)' ? '' : jsonPath(i.path)}`, message: i.message });
   if (!opts.success) {
@@ -298,13 +306,13 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
         // zod 4 keeps the key's own problem in a nested list.
         issues.push({ path: jsonPath(i.path), message: i.issues[0]?.message ?? i.message });
       } else {
-        issues.push({ path: jsonPath(i.path), message: i.message });
+        issues.push({ path: jsonPath(i.path), message: withValue(i.message, i.input) });
       }
     }
   }
   // A field's own check and a check across fields may say the same thing once each.
-  const seen = new Set<string>();
-  const unique = issues.filter((i) => !seen.has(`${i.path}\0${i.message}`) && seen.add(`${i.path}\0${i.message}`));
+  // (the same problem with and without its value counts once).
+  const unique = issues.filter((i, n) => !issues.some((o, m) => o.path === i.path && (m < n ? o.message === i.message || o.message.endsWith(`: ${i.message}`) : m > n && o.message.endsWith(`: ${i.message}`))));
   issues.splice(0, issues.length, ...unique);
   if (issues.length > 0 || !cmd.success || !opts.success) {
     const first = issues[0]!;
