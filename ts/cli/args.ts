@@ -291,7 +291,7 @@ export function asFlagError(err: unknown, given: Map<string, unknown>, options: 
     const flag = FLAG_OF[key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     if (!given.has(flag)) return i;
     const v = options[key];
-    const value = index !== undefined && Array.isArray(v) ? v[Number(index)] : sub ?? v;
+    const value: unknown = index !== undefined && Array.isArray(v) ? (v as unknown[])[Number(index)] : (sub ?? v);
     const shown = typeof value === 'string' || typeof value === 'number' ? ` ${String(value)}` : '';
     // The value is in the path now; the message need not repeat it.
     const prefix = [`${JSON.stringify(value)}: `, `${String(value)}: `].find((p) => shown && i.message.startsWith(p));

@@ -245,7 +245,7 @@ const run = defineCommand({
     if (detach) {
       if (v.get('tty') === true) throw new TsboxError({ step: 'config', errno: 0, path: '--tty', detail: 'cannot be combined with --detach', hint: 'exec into the container with -it instead' });
       const container = await spawn(split.command, options).catch((err: unknown) => {
-        throw asFlagError(err, v, options as Record<string, unknown>);
+        throw asFlagError(err, v, options);
       });
       for (const n of container.notices) process.stderr.write(`${n}\n`);
       // The container is its monitor's now: this process leaves it at once
@@ -268,7 +268,7 @@ const run = defineCommand({
         container = await spawn(split.command, options);
       } catch (err) {
         report?.discard();
-        throw asFlagError(err, v, options as Record<string, unknown>);
+        throw asFlagError(err, v, options);
       }
       for (const n of container.notices) process.stderr.write(`${n}\n`);
       for (const sig of pending) container.kill(sig);
