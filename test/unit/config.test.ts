@@ -179,6 +179,12 @@ describe('parseRunInput: rejected input', () => {
     expect(e.message).toBe(`config(memory): ${e.issues[0]!.message}`);
   });
 
+  it('explains the forms pidsLimit takes instead of "expected -1" (issue 19)', () => {
+    expect(rejection(() => parseRunInput(['true'], { pidsLimit: '32' })).message).toBe(
+      'config(pidsLimit): must be a whole number of processes, 1 or more, or -1 for no limit (a number: 32, not "32")',
+    );
+  });
+
   it('shows the value a problem is about (issue 19)', () => {
     const e = rejection(() => parseRunInput(['true'], { capAdd: ['NET_ADMINN'] }));
     expect(e.message).toBe('config(capAdd[0]): "NET_ADMINN": unknown capability (names such as NET_ADMIN or CAP_NET_ADMIN, or ALL)');

@@ -200,7 +200,12 @@ export const cgroupLimitsSchema = z
     /** `--cpuset-mems`: memory nodes the container may allocate from. */
     cpusetMems: z.optional(cpuList),
     /** `--pids-limit`: the most processes and threads at once; -1 for none. */
-    pidsLimit: z._default(z.union([z.literal(-1), z.number().check(z.int(), z.positive({ message: 'must be a positive number of processes, or -1 for no limit' }))]), DEFAULT_PIDS_LIMIT),
+    pidsLimit: z._default(
+      z.union([z.literal(-1), z.number().check(z.int(), z.positive({ message: 'must be a positive number of processes, or -1 for no limit' }))], {
+        error: (iss) => `must be a whole number of processes, 1 or more, or -1 for no limit${typeof iss.input === 'string' ? ` (a number: 32, not "32")` : ''}`,
+      }),
+      DEFAULT_PIDS_LIMIT,
+    ),
     /** `--blkio-weight`: relative block I/O weight, 10..1000. v2 io.weight (converted) and io.bfq.weight. */
     blkioWeight: z.optional(z.number().check(z.int(), z.gte(10), z.lte(1000))),
     /** `--device-read-bps`: read bytes per second, per block device. */

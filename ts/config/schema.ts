@@ -298,10 +298,12 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
         const known = at === '(options)' ? Object.keys(runOptionsSchema.def.shape) : at === 'ulimits' ? RLIMIT_NAMES : [];
         for (const k of i.keys) issues.push({ path: jsonPath([...i.path, k]), message: `unknown option${didYouMean(k, known)}` });
       } else if (i.code === 'invalid_union') {
-        // A string-or-object option: report what the string parser said, if it spoke.
+        // The union's own word on what it takes, when it has one; else (a
+        // string-or-object option) what the string parser said, if it spoke.
         const nested = i.errors.flat();
         const best = nested.find((n) => n.code === 'custom') ?? nested[0];
-        issues.push({ path: jsonPath(i.path), message: best?.message ?? i.message });
+        const own = i.message !== 'Invalid input' ? i.message : undefined;
+        issues.push({ path: jsonPath(i.path), message: withValue(own ?? best?.message ?? i.message, i.input) });
       } else if (i.code === 'invalid_key') {
         // zod 4 keeps the key's own problem in a nested list.
         issues.push({ path: jsonPath(i.path), message: i.issues[0]?.message ?? i.message });
