@@ -351,10 +351,16 @@ describe('the CLI itself', () => {
     expect(top.stdout).toContain('run');
   });
 
+  it('takes -h NAME for the hostname, as Docker does', async () => {
+    const r = await cli(['run', '-h', 'box1', '--rootfs', rootfs, '--', 'hostname']);
+    expect(r).toMatchObject({ code: 0, stdout: 'box1\n' });
+  });
+
   it('writes help without colour to a pipe; every command takes --help and -h', async () => {
     const { NO_COLOR: _n, ...env } = process.env;
     for (const command of ['run', 'ps', 'exec', 'logs', 'stop', 'kill', 'rm', 'inspect', 'gc']) {
-      for (const flag of ['--help', '-h']) {
+      // run's -h is the hostname, as Docker's.
+      for (const flag of command === 'run' ? ['--help'] : ['--help', '-h']) {
         const h = await cli([command, flag], { env });
         expect(h.code, `${command} ${flag}`).toBe(0);
         expect(h.stdout, `${command} ${flag}`).toContain(`tsbox ${command}`);

@@ -163,12 +163,16 @@ describe('splitArgs: option forms', () => {
 });
 
 describe('splitArgs: help', () => {
-  it('sets help for --help or -h before the command', () => {
+  it('sets help for --help, and for -h where the command gives -h no other meaning', () => {
     expect(split(['--help']).help).toBe(true);
-    const s = split(['-h', 'sh']);
-    expect(s.help).toBe(true);
-    expect(s.command).toEqual(['sh']);
     expect(split(['--trace', '--help', 'sh']).help).toBe(true);
+    // run's -h is the hostname, as Docker's.
+    const s = split(['-h', 'box', 'sh']);
+    expect(s.help).toBe(false);
+    expect(s.values.get('hostname')).toBe('box');
+    expect(s.command).toEqual(['sh']);
+    const other = splitArgs(['-h'], { all: { type: 'boolean', alias: 'a' } }, 'ps');
+    expect(other.help).toBe(true);
   });
 
   it('does not set help for -h/--help after the command: they are the command\'s', () => {

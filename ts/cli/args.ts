@@ -24,7 +24,7 @@ export const containerArgs = {
     valueHint: 'DIR[:idmap]',
     description: "Root filesystem directory. Default: the host's root, read-only, with a fresh /proc, a minimal /dev and tmpfs /tmp and /run. :idmap shifts its ids into the container's (the default unless --writable-rootfs)",
   },
-  hostname: { type: 'string', valueHint: 'NAME', description: "The container's host name. Default: 12 hex digits of the container id" },
+  hostname: { type: 'string', alias: 'h', valueHint: 'NAME', description: "The container's host name (-h, as Docker's; --help is help). Default: 12 hex digits of the container id" },
   env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable); KEY alone copies it from this environment' },
   'env-file': { type: 'string', valueHint: 'FILE', description: "Read environment variables from FILE (repeatable), as Docker's: KEY=VALUE lines, # comments; -e wins" },
   workdir: { type: 'string', alias: 'w', valueHint: 'DIR', description: 'Working directory inside the container. Default: /' },
@@ -103,8 +103,6 @@ export interface Split {
   help: boolean;
 }
 
-const HELP = new Set(['--help', '-h']);
-
 function unknownOption(token: string, cmd: string, known: Iterable<string>): TsboxError {
   const name = token.replace(/^-+/, '').split('=')[0]!;
   const long = [...known].filter((k) => k.length > 1);
@@ -137,7 +135,8 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
       break;
     }
     if (!tok.startsWith('-') || tok === '-') break;
-    if (HELP.has(tok)) {
+    // -h is help unless the command gives it a meaning (run: the hostname, as Docker's).
+    if (tok === '--help' || (tok === '-h' && !byName.has('h'))) {
       help = true;
       continue;
     }
