@@ -13,10 +13,13 @@ import { Container } from './runtime/container.js';
 import { launch } from './runtime/launch.js';
 import { runCaptured, type CaptureOptions, type RunResult } from './runtime/run.js';
 import { TsboxError } from './errors.js';
+import type { OciSeccompProfile } from './config/seccomp.js';
+import { loadNative } from './native.js';
 
 export { TsboxError } from './errors.js';
 export type { FailureReport } from './errors.js';
 export type { RunOptions } from './config/schema.js';
+export type { OciSeccompProfile, SeccompOption } from './config/seccomp.js';
 export { AbortError, Container } from './runtime/container.js';
 export type { ExitResult } from './runtime/container.js';
 export type { CaptureOptions, RunResult } from './runtime/run.js';
@@ -83,4 +86,13 @@ export async function run(command: readonly string[], options: RunOptions & Capt
   const { input, encoding, maxBuffer, signal, ...rest } = optionsObject(options);
   const { command: argv, options: o } = parseRunInput(command, rest);
   return runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest));
+}
+
+/**
+ * tsbox's default seccomp profile, as an OCI `linux.seccomp` object: the one
+ * every container gets unless told otherwise, to edit and pass back as
+ * `seccomp` (or save as JSON for `--security-opt seccomp=PATH`).
+ */
+export function defaultSeccompProfile(): OciSeccompProfile {
+  return JSON.parse(loadNative().binding.seccompDefaultProfile()) as OciSeccompProfile;
 }

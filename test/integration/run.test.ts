@@ -358,7 +358,7 @@ describe('the CLI itself', () => {
 
   it('writes help without colour to a pipe; every command takes --help and -h', async () => {
     const { NO_COLOR: _n, ...env } = process.env;
-    for (const command of ['run', 'ps', 'exec', 'logs', 'stop', 'kill', 'rm', 'inspect', 'gc']) {
+    for (const command of ['run', 'ps', 'exec', 'logs', 'stop', 'kill', 'rm', 'inspect', 'gc', 'seccomp']) {
       // run's -h is the hostname, as Docker's.
       for (const flag of command === 'run' ? ['--help'] : ['--help', '-h']) {
         const h = await cli([command, flag], { env });

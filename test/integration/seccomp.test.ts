@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { run, TsboxError } from '../../ts/index.js';
+import { defaultSeccompProfile, run, TsboxError } from '../../ts/index.js';
 import { tsboxCgroups } from '../support/host.js';
 import { cli, descendants } from '../support/tsbox.js';
 
@@ -152,6 +152,21 @@ describe('OCI profiles', () => {
     // The helper started alongside the plan is gone, with its cgroup.
     expect(descendants(process.pid)).toEqual([]);
     expect(tsboxCgroups().length).toBe(before);
+  });
+
+  it('tsbox seccomp default prints the default profile, which passed back behaves as the default (issue 19)', async () => {
+    const r = await cli(['seccomp', 'default']);
+    expect(r.code).toBe(0);
+    const profile = JSON.parse(r.stdout) as { defaultAction: string };
+    expect(profile).toEqual(defaultSeccompProfile());
+    expect(profile.defaultAction).toBe('SCMP_ACT_ERRNO');
+    const file = join(dir, 'default.json');
+    await fs.writeFile(file, r.stdout);
+    expect(await syscalls('--security-opt', `seccomp=${file}`)).toEqual(await syscalls());
+    // A bad profile's hint points at it.
+    const bad = join(dir, 'bad.json');
+    await fs.writeFile(bad, JSON.stringify({ defaultAction: 'SCMP_ACT_NOPE' }));
+    expect((await cli(['run', '--rootfs', rootfs, '--security-opt', `seccomp=${bad}`, '--', 'true'])).stderr).toContain('`tsbox seccomp default > profile.json`');
   });
 
   it('refuses an action it cannot honour, naming it', async () => {

@@ -32,6 +32,7 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   rm: () => import('./rm.js').then((m) => m.default as CommandDef),
   inspect: () => import('./inspect.js').then((m) => m.default as CommandDef),
   gc: () => import('./gc.js').then((m) => m.default as CommandDef),
+  seccomp: () => import('./seccomp.js').then((m) => m.default as CommandDef),
 };
 
 export const main = defineCommand({

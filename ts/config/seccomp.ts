@@ -58,7 +58,7 @@ function configError(path: string, issues: { path: string; message: string }[]):
   const [first, ...rest] = issues;
   const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
   return new TsboxError(
-    { step: 'config', errno: 0, path, detail: `${first!.path}: ${first!.message}${more}`, hint: 'a profile is an OCI runtime-spec linux.seccomp object; tsbox\'s default profile (seccompDefaultProfile() of the addon) is one to start from' },
+    { step: 'config', errno: 0, path, detail: `${first!.path}: ${first!.message}${more}`, hint: 'a profile is an OCI runtime-spec linux.seccomp object; tsbox\'s default is one to start from: `tsbox seccomp default > profile.json`, or defaultSeccompProfile() in the API' },
     { issues },
   );
 }
