@@ -104,8 +104,20 @@ describe('the installed packages', () => {
     expect(readdirSync(dir).sort()).toEqual(['LICENSE', 'README.md', 'bin', 'dist', 'package.json']);
     const all = readdirSync(dir, { recursive: true }).map(String);
     expect(all.filter((f) => f.endsWith('.node'))).toEqual([]);
-    // No tsc output, source maps or code cache besides the two bundles.
-    expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/tsbox.js', 'dist/tsbox.schema.json']);
+    // No tsc output or code cache besides the two bundles; the library's source map, so
+    // that --enable-source-maps shows ts/ files in its stack traces (issue 19).
+    expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/tsbox.js', 'dist/tsbox.js.map', 'dist/tsbox.schema.json']);
+  });
+
+  it("an uncaught TsboxError shows a line of source, not the whole bundle, and ts/ files with --enable-source-maps", () => {
+    writeFileSync(join(project, 'uncaught.mjs'), "import { run } from 'tsbox';\nawait run(['true'], { memory: 1 });\n");
+    const plain = run(process.execPath, ['uncaught.mjs']);
+    expect(plain.status).toBe(1);
+    expect(plain.stderr).toMatch(/^TsboxError: config\(memory\): 1: must be at least 6m/m);
+    // Node prints the line the error came from: a line, not the minified bundle.
+    expect(Math.max(...plain.stderr.split('\n').map((l) => l.length))).toBeLessThan(300);
+    const mapped = run(process.execPath, ['--enable-source-maps', 'uncaught.mjs']);
+    expect(mapped.stderr).toMatch(/at parseRunInput \(.*ts\/config\/schema\.ts:\d+:\d+\)/);
   });
 
   it('tsbox depends optionally on every platform package, at its own version', () => {

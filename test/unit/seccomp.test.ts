@@ -124,7 +124,7 @@ describe('profile files and the plan\'s program', () => {
     expect(e.path).toBe(path);
     expect(e.message).toBe(`config(${path}): syscalls[1].action: SCMP_ACT_NOTIFY is not supported by tsbox: tsbox has no user-space notification (and 1 more: syscalls[2].names[0]: unknown syscall "mkdri")`);
     expect(e.issues.map((i) => i.path)).toEqual(['syscalls[1].action', 'syscalls[2].names[0]']);
-    expect(e.hint).toContain('seccompDefaultProfile');
+    expect(e.hint).toContain('`tsbox seccomp default > profile.json`');
     expect(e.exitCode).toBe(125);
   });
 

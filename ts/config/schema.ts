@@ -281,7 +281,9 @@ function jsonPath(path: readonly PropertyKey[]): string {
 function withValue(message: string, input: unknown): string {
   if (typeof input !== 'string' && typeof input !== 'number' && typeof input !== 'boolean') return message;
   const shown = JSON.stringify(input);
-  if (shown.length > 80 || message.includes(String(input))) return message;
+  // Already there as a value of its own (not as a part of another: the 1 in 6291456).
+  const escaped = String(input).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  if (shown.length > 80 || new RegExp(`(^|[^\\w.])${escaped}($|[^\\w.])`).test(message)) return message;
   return `${shown}: ${message}`;
 }
 
