@@ -10,6 +10,12 @@ export function errnoName(errno: number): string {
   return errno === 0 ? 'error' : (ERRNO_NAMES[errno] ?? `errno ${errno}`);
 }
 
+/** TsboxError's `code`: `TSBOX_<STEP>[_<ERRNO NAME>]`. */
+export function errorCode(step: string, errno: number): string {
+  const name = errno === 0 ? '' : `_${(ERRNO_NAMES[errno] ?? `ERRNO_${errno}`).toUpperCase()}`;
+  return `TSBOX_${step.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}${name}`;
+}
+
 /** The fields of a failure report, as tsbox-init sends them. */
 export interface FailureReport {
   step: string;
@@ -34,6 +40,12 @@ export class TsboxError extends Error {
   readonly exitCode: number;
   /** For configuration errors: each problem with its JSON path. */
   readonly issues: readonly { path: string; message: string }[];
+  /**
+   * A stable name to switch on: `TSBOX_` and the step, with the errno's name
+   * when a system call failed: `TSBOX_CONFIG`, `TSBOX_OPEN_ROOTFS_ENOENT`,
+   * `TSBOX_EXEC_ENOENT` (command not found), `TSBOX_CGROUP_ERANGE`.
+   */
+  readonly code: string;
 
   constructor(report: FailureReport, options?: { cause?: unknown; issues?: { path: string; message: string }[] }) {
     const target = report.path ? `(${report.path})` : '';
@@ -44,6 +56,7 @@ export class TsboxError extends Error {
     this.hint = report.hint ?? undefined;
     this.issues = options?.issues ?? [];
     this.exitCode = exitCodeFor(report.step, report.errno);
+    this.code = errorCode(report.step, report.errno);
   }
 
   /** The one line the CLI prints: message, then the hint. */

@@ -234,6 +234,19 @@ describe('spawn() and exec()', () => {
     expect(out.replace(/\r/g, '')).toMatch(/\/dev\/pts\/\d+\n20 90\n(go\n)?50 132\n/);
   });
 
+  it('has exitCode and signalCode as ChildProcess does, and errors carry a code to switch on (issue 19)', async () => {
+    const c = await spawn(['sh', '-c', 'exit 3'], { rootfs });
+    expect([c.exitCode, c.signalCode]).toEqual([null, null]);
+    await c.wait();
+    expect([c.exitCode, c.signalCode]).toEqual([3, null]);
+    const k = await spawn(['sleep', '30'], { rootfs });
+    k.kill('SIGKILL');
+    await k.wait();
+    expect([k.exitCode, k.signalCode]).toEqual([137, 'SIGKILL']);
+    const err = await run(['no-such-command'], { rootfs }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'TSBOX_EXEC_ENOENT', exitCode: 127 });
+  });
+
   it('wait() resolves after the output of a stream being read has been delivered', async () => {
     for (let i = 0; i < 10; i++) {
       const c = await spawn(['sh', '-c', 'echo hello; head -c 50000 /dev/zero'], { rootfs });

@@ -109,6 +109,12 @@ describe('the installed packages', () => {
     expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/tsbox.js', 'dist/tsbox.js.map', 'dist/tsbox.schema.json']);
   });
 
+  it("require('tsbox') works from CommonJS (Node's require of an ES module, which tsbox's Node versions have)", () => {
+    writeFileSync(join(project, 'cjs.cjs'), "const { run, TsboxError } = require('tsbox');\nconsole.log(typeof run, typeof TsboxError);\n");
+    const r = run(process.execPath, ['cjs.cjs']);
+    expect(r.stdout, describeRun(r)).toBe('function function\n');
+  });
+
   it("an uncaught TsboxError shows a line of source, not the whole bundle, and ts/ files with --enable-source-maps", () => {
     writeFileSync(join(project, 'uncaught.mjs'), "import { run } from 'tsbox';\nawait run(['true'], { memory: 1 });\n");
     const plain = run(process.execPath, ['uncaught.mjs']);

@@ -159,3 +159,12 @@ describe('noCgroupNote: an ordinary user without a cgroup (issue 19, item 6)', (
     expect(noCgroupNote(refused, {}, 1000, (p) => p === '/run/user/1000')).toMatch(delegate);
   });
 });
+
+describe('TsboxError.code (issue 19)', () => {
+  it('is TSBOX_ and the step, with the errno name when a system call failed', () => {
+    expect(new TsboxError({ step: 'config', errno: 0, detail: 'x' }).code).toBe('TSBOX_CONFIG');
+    expect(new TsboxError({ step: 'open_rootfs', errno: 2, detail: 'x' }).code).toBe('TSBOX_OPEN_ROOTFS_ENOENT');
+    expect(new TsboxError({ step: 'exec', errno: 13, detail: 'x' }).code).toBe('TSBOX_EXEC_EACCES');
+    expect(new TsboxError({ step: 'cgroup', errno: 9999, detail: 'x' }).code).toBe('TSBOX_CGROUP_ERRNO_9999');
+  });
+});

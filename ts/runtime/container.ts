@@ -129,6 +129,10 @@ export class Container extends EventEmitter {
   readonly stderr: Readable | null;
   /** One-line notices about how the container was set up (e.g. a single-id map when rootless). */
   readonly notices: readonly string[];
+  /** Its exit status once it has ended (128+N after signal N), as ChildProcess's; null before. */
+  exitCode: number | null = null;
+  /** The signal that ended it, once ended by one; null otherwise, as ChildProcess's. */
+  signalCode: NodeJS.Signals | null = null;
   readonly #channel: NativeChannel;
   readonly #options: ResolvedOptions;
   readonly #terminal: ReadStream | undefined;
@@ -273,6 +277,8 @@ export class Container extends EventEmitter {
       limits: limits ? { mode: limits.mode, ...limits.limits } : null,
     };
     init.trace?.(`exited: ${signal ? `signal ${signal}` : `status ${result.exitCode}`}${oomKilled ? ' (OOM-killed)' : ''}`);
+    this.exitCode = result.exitCode;
+    this.signalCode = result.signal;
     if (oomKilled) this.emit('oom', result);
     this.emit('exit', result);
     return result;
