@@ -171,7 +171,7 @@ export const runOptionsSchema = z
     /** Capabilities to drop from the default set (`ALL` for every one). */
     capDrop: z._default(z.array(capability), []),
     /**
-     * The seccomp filter: `default` (tsbox's allowlist, with the seed program's
+     * The seccomp filter: `default` (tsbox's allowlist, with contained.c's
      * rules), `unconfined`, the path of an OCI `linux.seccomp` profile (JSON),
      * or such a profile as an object.
      */
@@ -211,9 +211,10 @@ export const runOptionsSchema = z
     ulimits: z._default(z.partialRecord(z.enum(RLIMIT_NAMES), ulimitValue), {}),
     /**
      * Start from a preset; the other options override it. `contained`: the
-     * seed program's choices (memory 1 GiB, cpu shares 256, pids 64, blkio
-     * weight 10, NOFILE 64, container 0 → host 10000 range 2000, its
-     * capability drops and seccomp rules, no_new_privs off).
+     * choices of contained.c, the 500-line container program tsbox grew
+     * from (memory 1 GiB, cpu shares 256, pids 64, blkio weight 10, NOFILE
+     * 64, container 0 → host 10000 range 2000, its capability drops and
+     * seccomp rules, no_new_privs off).
      */
     preset: z.optional(z.enum(['contained'])),
     /** Propagation of the container's mounts (OCI `rootfsPropagation`). Default `private`. */
