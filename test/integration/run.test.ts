@@ -297,6 +297,19 @@ describe('as an unprivileged caller', () => {
   });
 });
 
+describe("--add-host, --dns, --dns-search and --shm-size, as Docker's (issue 19)", () => {
+  it('the container sees them in /etc/hosts, /etc/resolv.conf and the size of /dev/shm', async () => {
+    const r = await cli([
+      'run', '--add-host', 'db:10.0.0.2', '--dns', '9.9.9.9', '--dns-search', 'corp.example', '--shm-size', '128m', '--rootfs', rootfs, '--',
+      'sh', '-c', 'grep db /etc/hosts; cat /etc/resolv.conf | grep -v options; df -k /dev/shm | tail -1 | awk \'{print $2}\'',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('10.0.0.2\tdb\nsearch corp.example\nnameserver 9.9.9.9\n131072\n');
+    const bad = await cli(['run', '--add-host', 'db', '--rootfs', rootfs, '--', 'true']);
+    expect(bad.stderr).toBe('tsbox: config(--add-host db): must be NAME:IP, such as db:10.0.0.2 or db:fd00::2\n');
+  });
+});
+
 describe('--timeout', () => {
   it('kills the container after it, exits 137 as Docker does for SIGKILL, and says it was the timeout', async () => {
     const r = await cli(['run', '--timeout', '300ms', '--rootfs', rootfs, '--', 'sleep', '30']);

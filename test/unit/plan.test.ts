@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../../ts/config/defaults.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
-import { ALL_NAMESPACES, buildPlan, defaultStorageSize, DEVICES, type PlanMount, type ProcessPlan, type SandboxPlan } from '../../ts/runtime/plan.js';
+import { rejection } from '../support/errors.js';
+import { ALL_NAMESPACES, buildPlan, defaultStorageSize, DEVICES, etcFiles, systemMounts, type PlanMount, type ProcessPlan, type SandboxPlan } from '../../ts/runtime/plan.js';
 
 /** Both plans, read as one (no field is in both but `trace`, which they share). */
 type Plan = SandboxPlan & ProcessPlan;
@@ -360,5 +361,34 @@ describe('buildPlan: the cgroup, and what the helper does for Node', () => {
     expect(plan().cgroup).toEqual({ how: 'none' });
     expect(plan().maps).toEqual({ writer: 'none' });
     expect(plan().network).toBe('loopback');
+  });
+});
+
+const paths = (e: TsboxError) => e.issues.map((i) => i.path);
+
+describe("/etc/hosts, /etc/resolv.conf and /dev/shm as Docker's flags make them (issue 19)", () => {
+  const file = (mounts: PlanMount[], target: string) => {
+    const m = mounts.find((x) => x.target === target);
+    return m && m.type === 'file' ? m.contents : undefined;
+  };
+
+  it('adds --add-host lines, and --dns / --dns-search replace the host\'s nameservers and search domains', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-resolv-'));
+    try {
+      writeFileSync(join(dir, 'resolv.conf'), 'search corp.example\nnameserver 10.1.1.1\nnameserver 127.0.0.53\noptions edns0\n');
+      const host = etcFiles('box', join(dir, 'resolv.conf'));
+      expect(file(host, '/etc/resolv.conf')).toBe('search corp.example\nnameserver 10.1.1.1\noptions edns0\n');
+      const mine = etcFiles('box', join(dir, 'resolv.conf'), { addHost: ['db:10.0.0.2', 'v6=[fd00::2]'], dns: ['9.9.9.9'], dnsSearch: ['a.example', 'b.example'] });
+      expect(file(mine, '/etc/resolv.conf')).toBe('search a.example b.example\noptions edns0\nnameserver 9.9.9.9\n');
+      expect(file(mine, '/etc/hosts')).toBe('127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.0.2\tdb\nfd00::2\tv6\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('checks the entries, and sizes /dev/shm', () => {
+    expect(paths(rejection(() => parseRunInput(['true'], { addHost: ['nope'], dns: ['x.y'], dnsSearch: ['-bad'] }))).sort()).toEqual(['addHost[0]', 'dns[0]', 'dnsSearch[0]'].sort());
+    expect(systemMounts(128 * 1024 * 1024).find((m) => m.target === '/dev/shm')).toMatchObject({ type: 'fs', data: 'mode=1777,size=134217728' });
+    expect(parseRunInput(['true'], { shmSize: '1g' }).options.shmSize).toBe(1024 ** 3);
   });
 });

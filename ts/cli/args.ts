@@ -11,7 +11,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { didYouMean } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'env-file', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
+export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -24,6 +24,10 @@ export const containerArgs = {
     valueHint: 'DIR[:idmap]',
     description: "Root filesystem directory. Default: the host's root, read-only, with a fresh /proc, a minimal /dev and tmpfs /tmp and /run. :idmap shifts its ids into the container's (the default unless --writable-rootfs)",
   },
+  'add-host': { type: 'string', valueHint: 'NAME:IP', description: 'Add a line to the container\'s /etc/hosts (repeatable)' },
+  dns: { type: 'string', valueHint: 'IP', description: 'A nameserver for the container\'s /etc/resolv.conf, instead of the host\'s (repeatable)' },
+  'dns-search': { type: 'string', valueHint: 'DOMAIN', description: 'A search domain for the container\'s /etc/resolv.conf, instead of the host\'s (repeatable)' },
+  'shm-size': { type: 'string', valueHint: 'SIZE', description: 'The size of /dev/shm. Default: 64m' },
   hostname: { type: 'string', alias: 'h', valueHint: 'NAME', description: "The container's host name (-h, as Docker's; --help is help). Default: 12 hex digits of the container id" },
   env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable); KEY alone copies it from this environment' },
   'env-file': { type: 'string', valueHint: 'FILE', description: "Read environment variables from FILE (repeatable), as Docker's: KEY=VALUE lines, # comments; -e wins" },

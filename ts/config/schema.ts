@@ -3,6 +3,8 @@
  * parsed into them, and nothing else checks them again. Each problem is
  * reported with its JSON path.
  */
+import { isIP } from 'node:net';
+
 import * as z from 'zod/mini';
 
 import { TsboxError } from '../errors.js';
@@ -22,6 +24,20 @@ const absolutePath = z.string().check(
 );
 
 /** RFC 1123 host name: labels of letters, digits and hyphens, at most 64 bytes (the kernel's limit). */
+/** An IPv4 or IPv6 address. */
+const ipAddress = z.string().check(z.refine((a) => isIP(a) !== 0, { message: 'is not an IP address' }));
+
+/** `NAME:IP` (or `NAME=IP`), as Docker's --add-host; the IP may be IPv6. */
+const hostEntry = z.string().check(
+  z.refine(
+    (e) => {
+      const m = /^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)[:=](.+)$/.exec(e);
+      return m !== null && isIP(m[3]!.replace(/^\[|\]$/g, '')) !== 0;
+    },
+    { message: 'must be NAME:IP, such as db:10.0.0.2 or db:fd00::2' },
+  ),
+);
+
 const hostname = z.string().check(
   z.minLength(1),
   z.maxLength(64),
@@ -109,6 +125,14 @@ export const runOptionsSchema = z
     rootfs: z.optional(z.string().check(z.minLength(1), z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }))),
     /** The container's host name. Default: 12 hex digits of the container id, as Docker. */
     hostname: z.optional(hostname),
+    /** More lines of the container's /etc/hosts, as Docker's `--add-host NAME:IP`. */
+    addHost: z._default(z.array(hostEntry), []),
+    /** The nameservers of the container's /etc/resolv.conf, instead of the host's (IP addresses). */
+    dns: z._default(z.array(ipAddress), []),
+    /** The search domains of the container's /etc/resolv.conf, instead of the host's. */
+    dnsSearch: z._default(z.array(hostname), []),
+    /** The size of /dev/shm (Docker's `--shm-size`). Default 64m. */
+    shmSize: z.optional(positiveSize),
     /** Environment of the command, added to PATH, HOSTNAME and HOME. */
     env: z.optional(z.record(envName, z.string().check(z.refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })))),
     /** Working directory inside the container. Default `/`. */

@@ -34,7 +34,7 @@ const fs = (target: string, fstype: string, data: string | null, flags: MountFla
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
 
 /** /proc, /sys and a minimal /dev, as runc and Docker give them. */
-export function systemMounts(): PlanMount[] {
+export function systemMounts(shmSize: number = 64 * 1024 * 1024): PlanMount[] {
   return [
     fs('/proc', 'proc', null, { nosuid: true, nodev: true, noexec: true }),
     fs('/sys', 'sysfs', null, { readonly: true, nosuid: true, nodev: true, noexec: true }),
@@ -42,7 +42,7 @@ export function systemMounts(): PlanMount[] {
     ...DEVICES.map((d): PlanMount => ({ target: `/dev/${d}`, type: 'bind', source: `/dev/${d}`, recursive: false, nosuid: true, noexec: true })),
     fs('/dev/pts', 'devpts', 'newinstance,ptmxmode=0666,mode=0620', { nosuid: true, noexec: true }),
     { target: '/dev/ptmx', type: 'symlink', link: 'pts/ptmx' },
-    fs('/dev/shm', 'tmpfs', 'mode=1777,size=65536k', { nosuid: true, nodev: true, noexec: true }),
+    fs('/dev/shm', 'tmpfs', `mode=1777,size=${shmSize}`, { nosuid: true, nodev: true, noexec: true }),
     fs('/dev/mqueue', 'mqueue', null, { nosuid: true, nodev: true, noexec: true }),
     { target: '/dev/fd', type: 'symlink', link: '/proc/self/fd' },
     { target: '/dev/stdin', type: 'symlink', link: '/proc/self/fd/0' },
@@ -155,8 +155,15 @@ export function defaultStorageSize(ram: number = totalmem()): number {
 /** Defaults applied under the caller's ulimits: no core dumps. */
 export const DEFAULT_ULIMITS = { core: { soft: 0, hard: 0 } } as const;
 
+/** What the container's /etc/hosts and /etc/resolv.conf add to or take from the host's (Docker's --add-host, --dns, --dns-search). */
+export interface EtcOptions {
+  addHost?: readonly string[];
+  dns?: readonly string[];
+  dnsSearch?: readonly string[];
+}
+
 /** /etc/hostname, /etc/hosts and /etc/resolv.conf of the container, as Docker writes them. */
-export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf'): PlanMount[] {
+export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf', extra: EtcOptions = {}): PlanMount[] {
   let resolv = '';
   try {
     // The host's resolvers, less those on its loopback (unreachable from the container's).
@@ -167,7 +174,17 @@ export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf'):
   } catch {
     // No resolv.conf on the host: the container gets an empty one.
   }
-  const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+  // Given nameservers or search domains replace the host's, as Docker's do.
+  const lines = resolv.split('\n').filter((l) => l !== '');
+  const keep = lines.filter((l) => !(extra.dns?.length && /^\s*nameserver\s/.test(l)) && !(extra.dnsSearch?.length && /^\s*(search|domain)\s/.test(l)));
+  if (extra.dnsSearch?.length) keep.unshift(`search ${extra.dnsSearch.join(' ')}`);
+  for (const ns of extra.dns ?? []) keep.push(`nameserver ${ns}`);
+  resolv = keep.join('\n');
+  const added = (extra.addHost ?? []).map((e) => {
+    const at = e.search(/[:=]/);
+    return `${e.slice(at + 1).replace(/^\[|\]$/g, '')}\t${e.slice(0, at)}\n`;
+  });
+  const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n${added.join('')}`;
   return [
     { target: '/etc/hostname', type: 'file', contents: `${hostname}\n`, mode: 0o644, optional: true },
     { target: '/etc/hosts', type: 'file', contents: hosts, mode: 0o644, optional: true },
@@ -282,7 +299,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
   if (!hostRoot) checkRootfs(rootfs);
   const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
   if (mode === 'bind') refuseHostRoot(rootfs);
-  const mounts = systemMounts();
+  const mounts = systemMounts(o.shmSize);
   if (mode === 'readonly') {
     // Writable scratch space on a read-only root, within the storage limit;
     // on the host's root this also hides the host's /run (its sockets).
@@ -290,7 +307,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     mounts.push({ target: '/run', type: 'scratch', mode: 0o755, nosuid: true, nodev: true, optional: true });
   }
   if (ctx.cgroup) mounts.push(...cgroupMounts(ctx.cgroup));
-  mounts.push(...etcFiles(ctx.hostname));
+  mounts.push(...etcFiles(ctx.hostname, undefined, o));
   for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
   for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
   for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
