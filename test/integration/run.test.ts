@@ -248,6 +248,12 @@ describe('errors name the step, the errno and the path, with the exit code', () 
     }
   });
 
+  it("a Docker flag tsbox refuses: 125, saying why and what to do instead (issue 19)", async () => {
+    const r = await cli(['run', '--privileged', '--rootfs', rootfs, '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe('tsbox: config(--privileged): not supported; tsbox has no privileged mode: each of its defaults is a boundary. Ask for what you need: --cap-add ALL, --security-opt seccomp=unconfined, --unmask ALL\n');
+  });
+
   it('an unknown option: 125, naming it', async () => {
     const r = await cli(['run', '--bogus', '--', 'true']);
     expect(r.code).toBe(125);

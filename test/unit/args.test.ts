@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { ArgsDef } from 'citty';
 import { describe, expect, it } from 'vitest';
 
-import { containerArgs, envFromFlags, parseDuration, parseEnv, splitArgs } from '../../ts/cli/args.js';
+import { containerArgs, envFromFlags, parseDuration, parseEnv, REFUSED_RUN_FLAGS, splitArgs } from '../../ts/cli/args.js';
 import { rejection } from '../support/errors.js';
 
 const split = (argv: string[]) => splitArgs(argv, containerArgs, 'run');
@@ -314,5 +314,19 @@ describe('asFlagError: configuration errors said in flags (issue 19)', () => {
     // Anything else goes through as it is.
     const other = new Error('x');
     expect(asFlagError(other, given, {})).toBe(other);
+  });
+});
+
+describe("Docker's flags tsbox run refuses (issue 19)", () => {
+  it('are refused by name with why and what to do instead, in either form', () => {
+    for (const [flag, why] of Object.entries(REFUSED_RUN_FLAGS)) {
+      for (const argv of [[`--${flag}`, 'x', 'true'], [`--${flag}=x`, 'true']]) {
+        const e = rejection(() => splitArgs(argv, containerArgs, 'run', REFUSED_RUN_FLAGS));
+        expect(e.message, argv[0]).toBe(`config(--${flag}): not supported`);
+        expect(e.hint).toBe(why);
+      }
+      // Where it is no Docker habit, it is just unknown.
+      expect(rejection(() => splitArgs([`--${flag}`, 'true'], containerArgs, 'exec')).message).toMatch(/unknown option/);
+    }
   });
 });

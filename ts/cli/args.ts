@@ -119,8 +119,27 @@ function unknownOption(token: string, cmd: string, known: Iterable<string>): Tsb
   });
 }
 
-/** Parses `argv` against `def`; rejects an unknown option by name. */
-export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): Split {
+/**
+ * Docker's flags that `tsbox run` does not take, each with why and what to do
+ * instead: refused by name, never taken and ignored.
+ */
+export const REFUSED_RUN_FLAGS: Readonly<Record<string, string>> = {
+  privileged: 'tsbox has no privileged mode: each of its defaults is a boundary. Ask for what you need: --cap-add ALL, --security-opt seccomp=unconfined, --unmask ALL',
+  device: 'tsbox gives a container only /dev/null, zero, full, random, urandom and tty; other host devices are not passed in yet',
+  sysctl: 'tsbox does not set sysctls in a container yet',
+  pid: "a container always has its own pid namespace in tsbox (sharing the host's would show and let it signal the host's processes)",
+  ipc: "a container always has its own ipc namespace in tsbox (sharing the host's would expose the host's shared memory and message queues)",
+  uts: "a container always has its own uts namespace in tsbox; set its name with -h/--hostname",
+  network: 'a container has only loopback in tsbox today (no network); issue 17 brings --network',
+  net: 'a container has only loopback in tsbox today (no network); issue 17 brings --network',
+  publish: 'a container has no network to publish from yet (issue 17)',
+  entrypoint: 'tsbox runs the command you give after the options: there is no image, so no entrypoint to replace',
+  'stop-signal': 'tsbox stop sends SIGTERM then SIGKILL; send another signal with tsbox kill -s SIGNAL NAME',
+  'stop-timeout': 'give tsbox stop the time instead: tsbox stop -t SECONDS NAME',
+};
+
+/** Parses `argv` against `def`; rejects an unknown option by name (with why, when `refused` names it). */
+export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string, refused: Readonly<Record<string, string>> = {}): Split {
   const byName = new Map<string, string>();
   for (const [name, d] of Object.entries(def)) {
     byName.set(name, name);
@@ -172,6 +191,9 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string): S
         name = short;
         inline = tok.slice(2);
       }
+    }
+    if (name === undefined && tok.startsWith('--') && refused[rawName] !== undefined) {
+      throw new TsboxError({ step: 'config', errno: 0, path: `--${rawName}`, detail: 'not supported', hint: refused[rawName] });
     }
     if (name === undefined) throw unknownOption(tok.slice(0, eq < 0 ? undefined : eq), cmd, byName.keys());
     const d = def[name]!;

@@ -9,7 +9,7 @@ import type { RunOptions } from '../config/schema.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
-import { asFlagError, containerArgs, envFromFlags, parseDuration, splitArgs } from './args.js';
+import { asFlagError, containerArgs, envFromFlags, parseDuration, REFUSED_RUN_FLAGS, splitArgs } from './args.js';
 import { checkInteractiveTerminal } from './common.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
@@ -162,7 +162,7 @@ const run = defineCommand({
     command: { type: 'positional', required: false, valueHint: 'COMMAND [ARGS...]', description: 'The command to run, after the options (or after --)' },
   },
   async run({ rawArgs, cmd }) {
-    const split = splitArgs(rawArgs, containerArgs, 'run');
+    const split = splitArgs(rawArgs, containerArgs, 'run', REFUSED_RUN_FLAGS);
     if (split.help) {
       await showUsage(cmd);
       console.log(EXAMPLES);
