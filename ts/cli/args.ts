@@ -192,8 +192,10 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string, re
         inline = tok.slice(2);
       }
     }
-    if (name === undefined && tok.startsWith('--') && refused[rawName] !== undefined) {
-      throw new TsboxError({ step: 'config', errno: 0, path: `--${rawName}`, detail: 'not supported', hint: refused[rawName] });
+    // Docker's -p is --publish.
+    const refusedName = tok.startsWith('--') ? rawName : rawName === 'p' ? 'publish' : undefined;
+    if (name === undefined && refusedName !== undefined && refused[refusedName] !== undefined) {
+      throw new TsboxError({ step: 'config', errno: 0, path: `--${refusedName}`, detail: 'not supported', hint: refused[refusedName] });
     }
     if (name === undefined) throw unknownOption(tok.slice(0, eq < 0 ? undefined : eq), cmd, byName.keys());
     const d = def[name]!;
