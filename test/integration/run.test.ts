@@ -3,6 +3,7 @@
  * probe), what the caller gets back (exit codes, signals, stdio), and that
  * nothing survives tsbox.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -370,6 +371,13 @@ describe('the CLI itself', () => {
     expect(top.stdout).toContain('run');
   });
 
+  it('prints a bash completion script that completes its commands and flags', async () => {
+    const r = await cli(['completion', 'bash']);
+    expect(r.code).toBe(0);
+    const out = spawnSync('bash', ['-c', `${r.stdout}\nCOMP_WORDS=(tsbox run --env-f); COMP_CWORD=2; _tsbox; echo "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+    expect(out.stdout).toBe('--env-file\n');
+  });
+
   it('takes -h NAME for the hostname, as Docker does', async () => {
     const r = await cli(['run', '-h', 'box1', '--rootfs', rootfs, '--', 'hostname']);
     expect(r).toMatchObject({ code: 0, stdout: 'box1\n' });
@@ -377,7 +385,7 @@ describe('the CLI itself', () => {
 
   it('writes help without colour to a pipe; every command takes --help and -h', async () => {
     const { NO_COLOR: _n, ...env } = process.env;
-    for (const command of ['run', 'ps', 'exec', 'logs', 'stop', 'kill', 'rm', 'inspect', 'gc', 'seccomp']) {
+    for (const command of ['run', 'ps', 'exec', 'logs', 'stop', 'kill', 'rm', 'inspect', 'gc', 'seccomp', 'completion']) {
       // run's -h is the hostname, as Docker's.
       for (const flag of command === 'run' ? ['--help'] : ['--help', '-h']) {
         const h = await cli([command, flag], { env });

@@ -33,7 +33,14 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   inspect: () => import('./inspect.js').then((m) => m.default as CommandDef),
   gc: () => import('./gc.js').then((m) => m.default as CommandDef),
   seccomp: () => import('./seccomp.js').then((m) => m.default as CommandDef),
+  completion: () => import('./completion.js').then((m) => m.completionCommand(commandsWithoutCompletion())),
 };
+
+/** Every command but completion itself, which adds itself to what it completes. */
+function commandsWithoutCompletion(): Record<string, () => Promise<CommandDef>> {
+  const { completion: _c, ...rest } = subCommands;
+  return rest;
+}
 
 export const main = defineCommand({
   meta: { name: 'tsbox', version, description: 'Linux containers for Node.js: real namespaces, id maps, pivot_root, capabilities, no daemon' },
