@@ -369,6 +369,9 @@ describe('the CLI itself', () => {
     expect(h.stdout).toContain('Examples:');
     const top = await cli(['--help']);
     expect(top.stdout).toContain('run');
+    // `tsbox help run` is `tsbox run --help`, examples included.
+    expect((await cli(['help', 'run'])).stdout).toBe(h.stdout);
+    expect((await cli(['help', 'nope'])).stderr).toMatch(/^tsbox: config\(nope\): unknown command/);
   });
 
   it('prints a bash completion script that completes its commands and flags', async () => {

@@ -54,6 +54,8 @@ export async function cli(argv: string[]): Promise<number> {
       console.log(`tsbox ${version}`);
       return 0;
     }
+    // `tsbox help run` is `tsbox run --help`.
+    if (first === 'help' && argv[1] !== undefined) return await cli([argv[1], '--help']);
     if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
       await showUsage(main);
       console.log(`Example:\n  tsbox run -- sh -c 'echo $$; id -u; hostname'`);
