@@ -17,3 +17,13 @@ describe('generated TypeScript', () => {
     expect(committed).toBe(addonTypes());
   });
 });
+
+describe('the options\' JSON Schema (issue 19)', () => {
+  it('describes every option with its JSDoc in the schema, the text editors show for RunOptions', () => {
+    const schema = JSON.parse(readFileSync(join(root, 'dist/tsbox.schema.json'), 'utf8')) as { properties: Record<string, { description?: string }> };
+    const missing = Object.entries(schema.properties).filter(([, p]) => !p.description).map(([k]) => k);
+    expect(missing).toEqual([]);
+    expect(schema.properties.memory!.description).toBe('`-m/--memory`: the hard memory limit. v1 memory.limit_in_bytes, v2 memory.max.');
+    expect(schema.properties.shmSize!.description).toBe("The size of /dev/shm (Docker's `--shm-size`). Default 64m.");
+  });
+});
