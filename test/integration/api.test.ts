@@ -14,7 +14,7 @@ import { describe, expect, inject, it } from 'vitest';
 
 import { AbortError, run, spawn, TsboxError, type RunOptions } from '../../ts/index.js';
 import { loadConfig } from '../../ts/config/file.js';
-import { alive, eventually, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
+import { alive, descendants, eventually, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 const scratch = scratchDir('api');
@@ -232,6 +232,18 @@ describe('spawn() and exec()', () => {
     e.stdin!.write('go\r');
     expect((await e.wait()).exitCode).toBe(0);
     expect(out.replace(/\r/g, '')).toMatch(/\/dev\/pts\/\d+\n20 90\n(go\n)?50 132\n/);
+  });
+
+  it("emits 'spawn' once spawn() has resolved, and 'error' to a listener when the container's monitor dies, as ChildProcess does (issue 19)", async () => {
+    const c = await spawn(['sleep', '30'], { rootfs });
+    await new Promise<void>((resolve) => c.once('spawn', resolve));
+    const errored = new Promise<unknown>((resolve) => c.once('error', resolve));
+    // The monitor is the helper, this process's child: its death is a failure, not an exit.
+    const monitor = descendants(process.pid).find((pid) => pid !== c.pid && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'tsbox-init');
+    expect(monitor).toBeDefined();
+    process.kill(monitor!, 'SIGKILL');
+    expect(await errored).toBeInstanceOf(TsboxError);
+    await expect(c.wait()).rejects.toBeInstanceOf(TsboxError);
   });
 
   it('has exitCode and signalCode as ChildProcess does, and errors carry a code to switch on (issue 19)', async () => {

@@ -189,13 +189,20 @@ export class Container extends EventEmitter {
         cancelTimeout();
         init.signal?.removeEventListener('abort', onAbort);
       });
-      // wait() is how errors surface; keep an unobserved result from being an unhandled rejection.
-      result.catch(() => {});
+      // wait() is how errors surface; keep an unobserved result from being
+      // an unhandled rejection. 'error' tells listeners too (only them: an
+      // 'error' nobody listens to would throw, which wait() already covers).
+      result.catch((err: unknown) => {
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+      });
       return result;
     };
     // A detached container outlives this process: nothing here waits for
     // its end (which would keep Node running) until wait() or a timeout asks.
     if (!init.options.detach || init.timeout !== undefined) void this.#result;
+    // As ChildProcess's 'spawn', after the call that made it has returned:
+    // here, once spawn() has resolved and its caller can listen.
+    setImmediate(() => this.emit('spawn'));
   }
 
   async #monitor(init: ContainerInit): Promise<ExitResult> {
