@@ -106,6 +106,14 @@ impl Host for Recorder {
     }
 }
 
+/// A recording host that runs as root.
+fn as_root() -> Recorder {
+    Recorder {
+        root: true,
+        ..Default::default()
+    }
+}
+
 fn plan() -> SandboxPlan {
     SandboxPlan {
         version: PLAN_VERSION,
@@ -274,13 +282,7 @@ fn root_on_v1_places_the_child_after_go_once_node_made_the_cgroup() {
     let mut p = plan();
     p.cgroup = v1(true);
     // Node says `cgroup` after the process: the helper takes both, in Node's order.
-    let r = run(
-        Recorder {
-            root: true,
-            ..Default::default()
-        },
-        vec![plan_msg(p), NodeMsg::Process(Box::new(process())), NodeMsg::Cgroup],
-    );
+    let r = run(as_root(), vec![plan_msg(p), NodeMsg::Process(Box::new(process())), NodeMsg::Cgroup]);
     assert_eq!(r.calls[2..], ["trees 4242", format!("place 4242 {V1_PROCS}").as_str()]);
     assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
     assert!(matches!(r.result.unwrap().process, Some(super::Pending::Run(_))));
@@ -290,13 +292,7 @@ fn root_on_v1_places_the_child_after_go_once_node_made_the_cgroup() {
 fn a_created_containers_process_is_held_for_the_monitor_not_run() {
     let mut p = plan();
     p.cgroup = v1(true);
-    let r = run(
-        Recorder {
-            root: true,
-            ..Default::default()
-        },
-        vec![plan_msg(p), NodeMsg::Hold(Box::new(process())), NodeMsg::Cgroup],
-    );
+    let r = run(as_root(), vec![plan_msg(p), NodeMsg::Hold(Box::new(process())), NodeMsg::Cgroup]);
     assert_eq!(
         r.to_child,
         [ToChild::Go, ToChild::Placed],
@@ -385,10 +381,7 @@ fn node_giving_up_while_it_is_awaited_kills_the_child_without_a_report() {
     p.cgroup = v1(true);
     let (node_side, helper_side) = Channel::pair().unwrap();
     node_side.send(&plan_msg(p)).unwrap();
-    let mut host = Recorder {
-        root: true,
-        ..Default::default()
-    };
+    let mut host = as_root();
     let result = std::thread::scope(|s| {
         let setup = s.spawn(|| setup(&mut host, &helper_side).err());
         assert!(matches!(node_side.recv::<HelperMsg>(), Ok(Some(HelperMsg::Cloned { .. }))));
@@ -651,6 +644,16 @@ mod monitor_phases {
         assert_eq!(outcome.status, 128 + libc::SIGKILL);
     }
 
+    /// A container's state directory for a test: its state.json (as Node
+    /// writes it at create) and where its control socket goes.
+    fn state_dir(label: &str, id: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), format!(r#"{{"id": "{id}", "status": "created"}}"#)).unwrap();
+        let control = dir.join("control.sock");
+        (dir, control)
+    }
+
     /// A client of the monitor's control socket at `path`.
     fn client(path: &std::path::Path) -> Channel {
         let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
@@ -716,19 +719,14 @@ mod monitor_phases {
     #[test]
     fn an_attached_containers_end_is_in_its_state_before_a_waiter_hears_of_it() {
         // Without a waiter its caller removes the state at once: no write then.
-        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-attached-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("state.json"), r#"{"id": "y", "status": "created"}"#).unwrap();
-        let control = dir.join("control.sock");
+        let (dir, control) = state_dir("attached", "y");
         let mut p = plan();
         p.control = Some(control.to_str().unwrap().into());
         let state = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap() };
         monitor(p, true, |node, child, pid| {
             child.send(&ChildMsg::Started).unwrap();
             assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
-            let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
-            connect(fd.as_raw_fd(), &UnixAddr::new(&control).unwrap()).unwrap();
-            let waiter = Channel::from_owned(fd);
+            let waiter = client(&control);
             waiter.send(&ControlRequest::Wait).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
             kill(pid, libc::SIGKILL);
@@ -741,10 +739,7 @@ mod monitor_phases {
 
     #[test]
     fn a_detached_container_outlives_its_caller_and_its_end_reaches_a_waiter_and_the_state() {
-        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("state.json"), r#"{"id": "x", "status": "created"}"#).unwrap();
-        let control = dir.join("control.sock");
+        let (dir, control) = state_dir("detached", "x");
         let mut p = plan();
         p.detach = true;
         p.control = Some(control.to_str().unwrap().into());
@@ -763,9 +758,7 @@ mod monitor_phases {
                 "the caller left; the container stays"
             );
             // Another process waits for it through the control socket.
-            let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
-            connect(fd.as_raw_fd(), &UnixAddr::new(&control).unwrap()).unwrap();
-            let waiter = Channel::from_owned(fd);
+            let waiter = client(&control);
             waiter.send(&ControlRequest::Wait).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
             kill(pid, libc::SIGKILL);
