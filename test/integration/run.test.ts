@@ -368,7 +368,9 @@ describe('the CLI itself', () => {
     expect(h.stdout).toContain('--no-init');
     expect(h.stdout).toContain('Examples:');
     const top = await cli(['--help']);
-    expect(top.stdout).toContain('run');
+    expect(top.stdout).toMatch(/^Usage: tsbox COMMAND/);
+    for (const c of ['run', 'ps', 'exec', 'logs', 'stop', 'kill', 'rm', 'inspect', 'gc', 'seccomp', 'completion']) expect(top.stdout).toMatch(new RegExp(`\\n  ${c} +\\S`));
+    expect(top.stdout.split('\n').filter((l) => [...l].length > 80)).toEqual([]);
     // `tsbox help run` is `tsbox run --help`, examples included.
     expect((await cli(['help', 'run'])).stdout).toBe(h.stdout);
     expect((await cli(['help', 'nope'])).stderr).toMatch(/^tsbox: config\(nope\): unknown command/);
@@ -395,6 +397,8 @@ describe('the CLI itself', () => {
         expect(h.code, `${command} ${flag}`).toBe(0);
         expect(h.stdout, `${command} ${flag}`).toContain(`tsbox ${command}`);
         expect(h.stdout, `${command} ${flag}`).not.toContain('\u001b[');
+        // It fits 80 columns off a terminal (issue 19).
+        expect(h.stdout.split('\n').filter((l) => [...l].length > 80), `${command} ${flag}`).toEqual([]);
       }
     }
   });

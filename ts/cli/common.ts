@@ -1,8 +1,9 @@
 /** What the commands that act on an existing container share: their flags, parsed the same way as run's. */
-import { showUsage, type ArgsDef, type CommandDef } from 'citty';
+import type { ArgsDef, CommandDef } from 'citty';
 
 import { TsboxError } from '../errors.js';
 import { splitArgs, type Split } from './args.js';
+import { showCommandHelp } from './help.js';
 
 /**
  * Parses `rawArgs` against `def`: the flags, then the positionals. Prints
@@ -13,7 +14,7 @@ import { splitArgs, type Split } from './args.js';
 export async function parse(rawArgs: readonly string[], def: ArgsDef, cmd: CommandDef<any>, name: string, positionals: { min: number; max: number; usage: string }): Promise<Split | null> {
   const split = splitArgs(rawArgs, def, name);
   if (split.help) {
-    await showUsage(cmd);
+    await showCommandHelp(cmd, name);
     return null;
   }
   const n = split.command.length;

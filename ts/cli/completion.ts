@@ -27,6 +27,7 @@ export async function commandFlags(commands: Record<string, () => Promise<Comman
     const args = ((typeof def.args === 'function' ? await def.args() : await def.args) ?? {});
     const flags = Object.entries(args)
       .filter(([, a]) => a.type !== 'positional')
+      .flatMap(([long, a]) => ('negativeDescription' in a && a.negativeDescription ? [[long, a], [`no-${long}`, { ...a, alias: undefined, description: a.negativeDescription }]] : [[long, a]]) as [string, typeof a][])
       .map(([long, a]) => ({
         long: long.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
         short: 'alias' in a && a.alias ? (Array.isArray(a.alias) ? a.alias : [a.alias]).filter((s) => s.length === 1) : [],

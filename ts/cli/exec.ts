@@ -1,10 +1,11 @@
 /** `tsbox exec [-it] [-u U] [-w DIR] [-e K=V] NAME CMD...`: run a command in a running container. */
-import { defineCommand, showUsage } from 'citty';
+import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
 import { TsboxError } from '../errors.js';
 import { envFromFlags, splitArgs } from './args.js';
 import { checkInteractiveTerminal } from './common.js';
+import { showCommandHelp } from './help.js';
 
 const args = {
   tty: { type: 'boolean', alias: 't', description: 'Give the command a pseudo-terminal' },
@@ -22,7 +23,7 @@ const command = defineCommand({
   async run({ rawArgs, cmd }) {
     const split = splitArgs(rawArgs, args, 'exec');
     if (split.help) {
-      await showUsage(cmd);
+      await showCommandHelp(cmd, 'exec');
       return;
     }
     const [ref, ...argv] = split.command;

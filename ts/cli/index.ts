@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 
-import { defineCommand, showUsage, type CommandContext, type CommandDef } from 'citty';
+import { defineCommand, type CommandContext, type CommandDef } from 'citty';
 import { config } from 'zod/mini';
 
 import { TsboxError } from '../errors.js';
@@ -47,6 +47,22 @@ export const main = defineCommand({
   subCommands,
 });
 
+/** `tsbox --help`: the commands, each with the first sentence of its description. */
+async function showTopHelp(): Promise<void> {
+  const { helpWidth, wrap } = await import('./help.js');
+  const width = helpWidth();
+  const out = ['Usage: tsbox COMMAND [OPTIONS] [ARGS...]', '', ...wrap('Linux containers for Node.js: real namespaces, id maps, pivot_root, capabilities, seccomp and cgroups, with no daemon.', width, 0), '', 'Commands:'];
+  for (const [name, load] of Object.entries(subCommands)) {
+    const def = await load();
+    const meta = (typeof def.meta === 'function' ? await def.meta() : await def.meta) ?? {};
+    const first = (meta.description ?? '').split(/[:.(]/)[0]!.trim();
+    const text = wrap(first, width, 14);
+    out.push(`  ${name.padEnd(12)}${text[0]?.slice(14) ?? ''}`, ...text.slice(1));
+  }
+  out.push('', 'Run `tsbox help COMMAND` for its options and examples; `tsbox --version`.', 'Example:', "  tsbox run -- sh -c 'echo $$; id -u; hostname'", '');
+  process.stdout.write(out.join('\n'));
+}
+
 export async function cli(argv: string[]): Promise<number> {
   try {
     const first = argv[0];
@@ -57,8 +73,7 @@ export async function cli(argv: string[]): Promise<number> {
     // `tsbox help run` is `tsbox run --help`.
     if (first === 'help' && argv[1] !== undefined) return await cli([argv[1], '--help']);
     if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
-      await showUsage(main);
-      console.log(`Example:\n  tsbox run -- sh -c 'echo $$; id -u; hostname'`);
+      await showTopHelp();
       return first === undefined ? 125 : 0;
     }
     const load = subCommands[first];

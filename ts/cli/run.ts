@@ -1,7 +1,7 @@
 /** `tsbox run`: start a container, pass stdio through, exit with its status. */
 import { closeSync, existsSync, openSync, rmSync, writeFileSync } from 'node:fs';
 
-import { defineCommand, showUsage } from 'citty';
+import { defineCommand } from 'citty';
 
 import { loadConfig } from '../config/file.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
@@ -11,22 +11,11 @@ import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
 import { asFlagError, containerArgs, envFromFlags, parseDuration, REFUSED_RUN_FLAGS, splitArgs } from './args.js';
 import { checkInteractiveTerminal } from './common.js';
+import { showCommandHelp } from './help.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
-export const EXAMPLES = `Examples:
-  tsbox run -- sh -c 'echo $$; id -u; hostname'     the host's root, read-only, in new namespaces
-  tsbox run --rootfs ./rootfs --hostname box -- sh   an unpacked image as the root
-  tsbox run --no-init -e GREETING=hi -- sh -c 'echo $GREETING from PID $$'
-  tsbox run --trace -- true                          every setup step, timed, on stderr
-  tsbox run --rootfs ./rootfs -v ./data:/data:ro --tmpfs /cache:size=64m -- sh
-  tsbox run --rootfs ./rootfs --read-only -- sh      a read-only root, tmpfs /tmp and /run
-  tsbox run -it --rootfs ./rootfs -- sh              an interactive shell on a terminal
-  tsbox run -m 256m --cpus 0.5 --pids-limit 64 --report - -- ./job   limits, and the outcome as JSON
-
-Exit status: the command's; 128+N when signal N ended it; 125 when tsbox failed,
-126 when the command is not executable, 127 when it was not found.`;
 
 /**
  * -t: the container's terminal on ours. With -i and a terminal on stdin, ours
@@ -164,8 +153,7 @@ const run = defineCommand({
   async run({ rawArgs, cmd }) {
     const split = splitArgs(rawArgs, containerArgs, 'run', REFUSED_RUN_FLAGS);
     if (split.help) {
-      await showUsage(cmd);
-      console.log(EXAMPLES);
+      await showCommandHelp(cmd, 'run');
       return;
     }
     const v = split.values;
