@@ -20,7 +20,7 @@ declare module 'vitest' {
 }
 
 /** Host state a container run could leak, in a comparable form. */
-function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; cgroups: string[] } {
+function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; cgroups: string[]; states: string[] } {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter((l) => l.includes('tsbox'))
@@ -39,7 +39,14 @@ function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; c
   }
   const temps = readdirSync(tmpdir()).filter((n) => n.startsWith('tsbox-'));
   const cgroups = tsboxCgroups();
-  return { mounts, processes, temps, cgroups };
+  // Containers' state directories under root's state root: a test's container is removed by it.
+  let states: string[] = [];
+  try {
+    states = readdirSync('/run/tsbox').filter((n) => /^[0-9a-f]{64}$/.test(n));
+  } catch {
+    // No state root yet.
+  }
+  return { mounts, processes, temps, cgroups, states };
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -61,7 +68,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       after = snapshot();
     }
     const problems: string[] = [];
-    for (const key of ['mounts', 'processes', 'temps', 'cgroups'] as const) {
+    for (const key of ['mounts', 'processes', 'temps', 'cgroups', 'states'] as const) {
       const leaked = after[key].filter((x) => !before[key].includes(x));
       if (leaked.length > 0) problems.push(`${key}: ${leaked.join(', ')}`);
     }

@@ -350,7 +350,8 @@ describe('-i with -t on a stdin that is not a terminal (issue 19, item 1)', () =
         expect(r.stderr).toBe('tsbox: config(-it): ENOTTY — the input device is not a TTY: -i with -t needs a terminal on stdin; leave out -t to pipe into the command (-i alone), or run from a terminal\n');
       }
     } finally {
-      await cli(['rm', '-f', name]);
+      const rm = await cli(['rm', '-f', name]);
+      expect(rm.code, rm.stderr).toBe(0);
     }
     // -i alone pipes stdin, and its end is the command's.
     const r = await cli(['run', '-i', '--rootfs', rootfs, '--', 'cat'], { input: 'x\n' });
