@@ -153,6 +153,21 @@ export interface GcOptions {
 }
 
 /** Removes orphaned `tsbox/<id>` cgroups (see above); returns the ids removed. */
+/**
+ * gc for one container: its cgroups and marker go when the marker's owner
+ * is gone (a removed container). True when something was removed.
+ */
+export function collectOne(id: string, opts: GcOptions = {}): boolean {
+  const fs = opts.fs ?? realFs;
+  const stateDir = opts.stateDir ?? defaultStateDir();
+  const m = readMarker(stateDir, id);
+  if (m === null || ownerAlive(m)) return false;
+  removeCgroup(m, fs);
+  removeParents(m.parents, fs);
+  removeMarker(stateDir, id);
+  return true;
+}
+
 export function gc(opts: GcOptions = {}): string[] {
   const fs = opts.fs ?? realFs;
   const stateDir = opts.stateDir ?? defaultStateDir();

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { gc } from '../cgroups/index.js';
+import { collectOne, processStart } from '../cgroups/index.js';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
@@ -143,10 +143,14 @@ export class ContainerRef {
       this.kill('SIGKILL');
       await this.wait();
     }
+    // Its monitor is on its way out once the container has ended: what it
+    // held (the cgroup's marker names it as the owner) is free once it is gone.
+    const monitor = s.monitorPid;
+    for (let i = 0; i < 100 && monitor > 0 && processStart(monitor) !== null; i++) await new Promise((r) => setTimeout(r, 20));
     removeContainerDir(this.dir);
-    // What a stopped container's monitor left for gc (its cgroup marker).
+    // What the monitor left: the cgroup marker (its cgroups are gone with it).
     try {
-      gc();
+      collectOne(this.id);
     } catch {
       // Best effort: `tsbox gc` tries again.
     }
