@@ -43,12 +43,10 @@ describe('run()', () => {
   });
 
   it('kills on timeout and says timedOut, leaving no process', async () => {
-    const started = Date.now();
     const r = await run(['sh', '-c', 'echo $$; sleep 30'], { rootfs, timeout: 500 });
     expect(r.timedOut).toBe(true);
     expect(r.signal).toBe('SIGKILL');
     expect(r.exitCode).toBe(137);
-    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('kills on abort and rejects with an AbortError, leaving no process', async () => {

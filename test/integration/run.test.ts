@@ -173,12 +173,11 @@ describe('exit codes and signals', () => {
   }
 
   it('stops `sleep` on Ctrl-C (SIGINT) under init', async () => {
-    const started = Date.now();
+    // 130: SIGINT ended it (sleep 100 would outlive the helper's 20 s kill, which gives no status).
     const r = await cli(['run', '--rootfs', rootfs, '--', 'sleep', '100'], {
       onSpawn: (child) => setTimeout(() => child.kill('SIGINT'), 1_000),
     });
     expect(r.code).toBe(130);
-    expect(Date.now() - started).toBeLessThan(20_000);
   });
 
   it('leaves no process behind when tsbox is killed with SIGKILL', async () => {
