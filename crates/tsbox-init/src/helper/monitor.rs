@@ -19,7 +19,7 @@ use super::exec;
 use crate::channel::Channel;
 use crate::child::command::exit_code_for;
 use crate::child::pid1::FORWARDED;
-use crate::trace::{trace, Trace};
+use crate::trace::Trace;
 
 pub struct Container {
     pub pid: Pid,
@@ -131,13 +131,23 @@ pub fn run(
     }
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let state = super::state::StateFile::beside(plan.control.as_deref());
-    let listener = plan.control.as_deref().and_then(|path| match Listener::bind(path) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            trace!(tr, "control: cannot bind {path} ({e}); exec into this container will not work");
-            None
+    // The control socket is how exec, stop and wait reach the container:
+    // one that cannot be served is a container that cannot be managed.
+    let listener = match plan.control.as_deref().map(|path| (path, Listener::bind(path))) {
+        None => None,
+        Some((_, Ok(l))) => Some(l),
+        Some((path, Err(e))) => {
+            c.signal(libc::SIGKILL);
+            c.reap();
+            let r = Report::new(Step::Start, e as i32)
+                .path(path)
+                .detail("serve the container's control socket (exec, signals, wait)")
+                .hint("the state directory must be writable and on a filesystem that holds unix sockets");
+            let status = exit_code_for(&r);
+            let caller_gone = node.send(&HelperMsg::Failed(r)).is_err();
+            return Outcome { status, caller_gone };
         }
-    });
+    };
     let procs = match &plan.cgroup {
         CgroupPhase::Place { procs, .. } => procs.clone(),
         CgroupPhase::CloneInto { procs, .. } if cgroup_dir.is_none() => procs.clone(),

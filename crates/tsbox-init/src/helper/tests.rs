@@ -717,6 +717,21 @@ mod monitor_phases {
     }
 
     #[test]
+    fn a_control_socket_that_cannot_be_served_is_a_failed_start_and_kills_pid1() {
+        let mut p = plan();
+        p.control = Some("/nonexistent/tsbox-monitor-test/control.sock".into());
+        let outcome = monitor(p, true, |node, _child, _pid| match node.recv::<HelperMsg>().unwrap() {
+            Some(HelperMsg::Failed(r)) => {
+                assert_eq!((r.step, r.errno), (Step::Start, libc::ENOENT));
+                assert_eq!(r.path.as_deref(), Some("/nonexistent/tsbox-monitor-test/control.sock"));
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        });
+        // PID 1 was killed and reaped (the monitor helper checks the reaping).
+        assert_eq!(outcome.status, 125);
+    }
+
+    #[test]
     fn an_attached_containers_end_is_in_its_state_before_a_waiter_hears_of_it() {
         // Without a waiter its caller removes the state at once: no write then.
         let (dir, control) = state_dir("attached", "y");
