@@ -1,9 +1,8 @@
 /** `tsbox kill [-s SIG] NAME...`: signal containers' PID 1. */
-import { constants } from 'node:os';
-
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
+import { signalNumber } from '../runtime/protocol.js';
 import { TsboxError } from '../errors.js';
 import { parse } from './common.js';
 
@@ -18,9 +17,11 @@ export function parseSignal(s: string): number {
     return n;
   }
   const name = s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`;
-  const n = (constants.signals as Record<string, number>)[name];
-  if (n === undefined) throw new TsboxError({ step: 'config', errno: 0, path: '--signal', detail: `unknown signal "${s}"`, hint: 'a name such as TERM or SIGKILL, or a number' });
-  return n;
+  try {
+    return signalNumber(name as NodeJS.Signals);
+  } catch {
+    throw new TsboxError({ step: 'config', errno: 0, path: '--signal', detail: `unknown signal "${s}"`, hint: 'a name such as TERM or SIGKILL, or a number' });
+  }
 }
 
 const command = defineCommand({
