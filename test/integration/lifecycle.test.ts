@@ -208,10 +208,14 @@ describe('a detached container outlives its creator; its monitor does not outliv
     process.kill(s.monitorPid, 'SIGKILL');
     expect(await eventually(() => !alive(s.pid), 2_000)).toBe(true);
     expect(open(id).state().status).toBe('stopped');
+    // Its id range's lock file, which no process holds now (another test's
+    // allocation may prune it first: gc must leave none either way).
+    const locks = () => readdirSync(join(stateRoot(), 'ids')).filter((n) => n.endsWith('.lock') && readFileSync(join(stateRoot(), 'ids', n), 'utf8').startsWith(id));
     const gc = await cli(['gc']);
     expect(gc.code, gc.stderr).toBe(0);
     expect(existsSync(containerDir(id))).toBe(false);
     expect(tsboxCgroups().filter((c) => !before.includes(c) && c.includes(id))).toEqual([]);
+    expect(locks()).toEqual([]);
   });
 });
 

@@ -2,6 +2,7 @@
 import { defineCommand } from 'citty';
 
 import { gc } from '../cgroups/index.js';
+import { pruneIdRegistry } from '../idmap/index.js';
 import { gcStates } from '../runtime/state.js';
 import { parse } from './common.js';
 
@@ -16,6 +17,8 @@ const command = defineCommand({
     // State first: a container whose state goes leaves its cgroup an orphan.
     const states = gcStates();
     const removed = [...new Set([...gc(), ...states])];
+    // The id registry's entries of containers that are gone.
+    pruneIdRegistry();
     for (const id of removed) console.log(id);
     console.error(`tsbox: removed ${removed.length} orphaned cgroup${removed.length === 1 ? '' : 's'} and state${removed.length === 1 ? '' : 's'}`);
   },

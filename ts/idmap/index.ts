@@ -114,6 +114,16 @@ function allocating<T>(dir: string, containerId: string, fn: () => T): T {
   }
 }
 
+/**
+ * Removes the registry's stale entries (lock files nobody holds: what a
+ * detached container's monitor leaves when it ends), as every allocation
+ * does on its way; for `tsbox gc`. Returns how many ranges are live.
+ */
+export function pruneIdRegistry(): number {
+  const dir = registryDir();
+  return allocating(dir, 'gc', () => liveRanges(dir).length);
+}
+
 /** The default maps for a root caller with an allocated, exclusive block. */
 export function allocateRootMaps(containerId: string): IdMaps {
   const dir = registryDir();
