@@ -31,7 +31,7 @@ export function workloadCases({ make, gated, procsFile }: WorkloadFixtures): voi
     expect(s.memory.peak).toBeLessThanOrEqual(32 * MiB);
   });
 
-  it('reports peak memory within 10% of what the workload allocated', async () => {
+  it('reports peak memory as what the workload allocated, plus its processes\' own', async () => {
     const cg = make();
     const g = gated('head -c 100M /dev/zero | tail');
     cg.place(g.pid);
@@ -39,7 +39,9 @@ export function workloadCases({ make, gated, procsFile }: WorkloadFixtures): voi
     expect((await g.exited).code).toBe(0);
     const peak = cg.stats().memory.peak!;
     expect(peak).toBeGreaterThanOrEqual(100 * MiB);
-    expect(peak).toBeLessThanOrEqual(110 * MiB);
+    // tail grows its buffer by reallocation, and sh, head and the pipe have
+    // their own: 110 MiB was once exceeded by 64 KiB on a v1 host.
+    expect(peak).toBeLessThanOrEqual(125 * MiB);
   });
 
   it('a pids limit stops a fork loop, and everything it started is killed on destroy', async () => {
