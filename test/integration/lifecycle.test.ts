@@ -72,6 +72,13 @@ describe('detached containers from the CLI', () => {
     expect(rm.code).toBe(125);
     expect(rm.stderr).toMatch(/the container is running; stop it first, or remove it with force/);
     expect((await cli(['rm', '-f', dup])).code).toBe(0);
+    // One that fails does not stop the rest, as docker rm: it is reported, and the status is its.
+    const other = `${dup}2`;
+    expect((await cli(['run', '-d', '--name', other, '--rootfs', rootfs, '--', 'sleep', '100'])).code).toBe(0);
+    const both = await cli(['rm', '-f', `${dup}-nosuch`, other]);
+    expect(both.code).toBe(125);
+    expect(both.stderr).toMatch(/^tsbox: state\(.*-nosuch\): ENOENT — no such container/);
+    expect(both.stdout).toBe(`${other}\n`);
     expect((await cli(['inspect', dup])).stderr).toMatch(/^tsbox: state\(.*\): ENOENT — no such container/);
   });
 

@@ -40,3 +40,23 @@ export function checkInteractiveTerminal(interactive: boolean, tty: boolean): vo
     });
   }
 }
+
+/**
+ * `act` on each container named, as docker rm/stop/kill do: one that fails
+ * is reported on its own line and the rest still go; the exit status is the
+ * first failure's. Each one done is printed.
+ */
+export async function eachContainer(refs: readonly string[], act: (ref: string) => unknown): Promise<void> {
+  let first: TsboxError | undefined;
+  for (const ref of refs) {
+    try {
+      await act(ref);
+      console.log(ref);
+    } catch (err) {
+      if (!(err instanceof TsboxError)) throw err;
+      process.stderr.write(`tsbox: ${err.toLine()}\n`);
+      first ??= err;
+    }
+  }
+  if (first) process.exitCode = first.exitCode;
+}

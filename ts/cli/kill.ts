@@ -4,7 +4,7 @@ import { defineCommand } from 'citty';
 import { open } from '../runtime/lifecycle.js';
 import { signalNumber } from '../runtime/protocol.js';
 import { TsboxError } from '../errors.js';
-import { parse } from './common.js';
+import { eachContainer, parse } from './common.js';
 
 const args = { signal: { type: 'string', alias: 's', valueHint: 'SIG', description: 'The signal: a name (TERM, SIGTERM) or number. Default KILL' } } as const;
 
@@ -31,10 +31,7 @@ const command = defineCommand({
     const split = await parse(rawArgs, args, cmd, 'kill', { min: 1, max: Infinity, usage: 'one or more containers' });
     if (!split) return;
     const signo = parseSignal((split.values.get('signal') as string | undefined) ?? 'KILL');
-    for (const ref of split.command) {
-      open(ref).kill(signo);
-      console.log(ref);
-    }
+    await eachContainer(split.command, (ref) => open(ref).kill(signo));
   },
 });
 

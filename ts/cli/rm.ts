@@ -2,7 +2,7 @@
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
-import { parse } from './common.js';
+import { eachContainer, parse } from './common.js';
 
 const args = { force: { type: 'boolean', alias: 'f', description: 'Kill a running container first' } } as const;
 
@@ -12,10 +12,7 @@ const command = defineCommand({
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, args, cmd, 'rm', { min: 1, max: Infinity, usage: 'one or more containers' });
     if (!split) return;
-    for (const ref of split.command) {
-      await open(ref).remove({ force: split.values.get('force') === true });
-      console.log(ref);
-    }
+    await eachContainer(split.command, (ref) => open(ref).remove({ force: split.values.get('force') === true }));
   },
 });
 

@@ -3,7 +3,7 @@ import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
 import { TsboxError } from '../errors.js';
-import { parse } from './common.js';
+import { eachContainer, parse } from './common.js';
 
 const args = { time: { type: 'string', alias: 't', valueHint: 'SECONDS', description: 'Seconds to wait after SIGTERM before SIGKILL (default 10)' } } as const;
 
@@ -15,10 +15,7 @@ const command = defineCommand({
     if (!split) return;
     const t = split.values.has('time') ? Number(split.values.get('time')) : 10;
     if (!Number.isFinite(t) || t < 0) throw new TsboxError({ step: 'config', errno: 0, path: '--time', detail: `"${String(split.values.get('time'))}" is not a number of seconds`, hint: null });
-    for (const ref of split.command) {
-      await open(ref).stop(t);
-      console.log(ref);
-    }
+    await eachContainer(split.command, (ref) => open(ref).stop(t));
   },
 });
 
