@@ -49,30 +49,30 @@ fn fail(what: &'static str) -> impl Fn(caps::errors::CapsError) -> Report {
     move |e| Report::new(Step::Capabilities, errno()).detail(format!("{what}: {e}"))
 }
 
-/// Drops everything but `keep` from the bounding set and returns what it then
-/// holds. Runs while still root in the container, since it needs CAP_SETPCAP
-/// in the effective set. One PR_CAPBSET_READ per capability the kernel
-/// knows, one PR_CAPBSET_DROP per capability to drop, nothing else.
+/// Drops everything but `keep` from the bounding set and returns the
+/// capabilities this kernel knows (those PR_CAPBSET_READ does not refuse),
+/// for [`apply`]. Runs while still root in the container, since it needs
+/// CAP_SETPCAP in the effective set. One PR_CAPBSET_READ per capability the
+/// kernel knows, one PR_CAPBSET_DROP per capability to drop, nothing else.
 pub fn drop_bounding(keep: &CapsHashSet) -> Result<CapsHashSet, Report> {
-    let mut left = CapsHashSet::new();
+    let mut known = CapsHashSet::new();
     for cap in caps::all() {
         let bit = libc::c_ulong::from(cap.index());
         // SAFETY: prctl with integer arguments only.
-        match unsafe { libc::prctl(libc::PR_CAPBSET_READ, bit, 0, 0, 0) } {
-            1 if keep.contains(&cap) => {
-                left.insert(cap);
-            }
-            // SAFETY: as above.
-            1 if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, bit, 0, 0, 0) } != 0 => {
-                return Err(Report::new(Step::Capabilities, errno())
-                    .path(cap.to_string())
-                    .detail("drop from the bounding set"));
-            }
-            // 0: not in the set; -1 (EINVAL): a capability this kernel does not know.
-            _ => {}
+        let held = unsafe { libc::prctl(libc::PR_CAPBSET_READ, bit, 0, 0, 0) };
+        // -1 (EINVAL): a capability this kernel does not know.
+        if held < 0 {
+            continue;
+        }
+        known.insert(cap);
+        // SAFETY: as above.
+        if held == 1 && !keep.contains(&cap) && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, bit, 0, 0, 0) } != 0 {
+            return Err(Report::new(Step::Capabilities, errno())
+                .path(cap.to_string())
+                .detail("drop from the bounding set"));
         }
     }
-    Ok(left)
+    Ok(known)
 }
 
 fn errno() -> i32 {
@@ -98,13 +98,4 @@ pub fn apply(sets: &Sets, known: &CapsHashSet) -> Result<(), Report> {
         })?;
     }
     Ok(())
-}
-
-/// The capabilities this kernel knows: those PR_CAPBSET_READ does not refuse.
-pub fn known() -> CapsHashSet {
-    caps::all()
-        .into_iter()
-        // SAFETY: prctl with integer arguments only.
-        .filter(|c| unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(c.index()), 0, 0, 0) } >= 0)
-        .collect()
 }

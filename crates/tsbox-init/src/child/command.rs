@@ -73,31 +73,32 @@ impl Command {
         // As execvp: a permission error is remembered and reported when no later
         // directory has the command; ENOENT/ENOTDIR just move on.
         let mut seen_eacces = false;
-        let mut exists: Option<CString> = None;
-        for dir in self.path.split(':') {
-            let dir = if dir.is_empty() { "." } else { dir };
-            let mut full = Vec::with_capacity(dir.len() + 1 + name.len());
-            full.extend_from_slice(dir.as_bytes());
-            full.push(b'/');
-            full.extend_from_slice(name);
-            let Ok(full) = CString::new(full) else { continue };
+        for full in self.candidates(name) {
             match execve(&full, &self.argv, &self.env) {
-                Errno::ENOENT => {
-                    // There, but its interpreter is not: the first such is what to explain.
-                    if exists.is_none() && nix::sys::stat::stat(full.as_c_str()).is_ok() {
-                        exists = Some(full);
-                    }
-                }
-                Errno::ENOTDIR | Errno::ESTALE | Errno::ENODEV | Errno::ETIMEDOUT => {}
+                Errno::ENOENT | Errno::ENOTDIR | Errno::ESTALE | Errno::ENODEV | Errno::ETIMEDOUT => {}
                 Errno::EACCES => seen_eacces = true,
                 other => return (other, Some(full)),
             }
         }
         if seen_eacces {
-            (Errno::EACCES, None)
-        } else {
-            (Errno::ENOENT, exists)
+            return (Errno::EACCES, None);
         }
+        // Not found: unless one is there and its interpreter is not. Looked
+        // for only now, off the way of a command that runs.
+        let exists = self.candidates(name).find(|f| nix::sys::stat::stat(f.as_c_str()).is_ok());
+        (Errno::ENOENT, exists)
+    }
+
+    /// `DIR/name` for each directory of PATH, in order.
+    fn candidates<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = CString> + 'a {
+        self.path.split(':').filter_map(move |dir| {
+            let dir = if dir.is_empty() { "." } else { dir };
+            let mut full = Vec::with_capacity(dir.len() + 1 + name.len());
+            full.extend_from_slice(dir.as_bytes());
+            full.push(b'/');
+            full.extend_from_slice(name);
+            CString::new(full).ok()
+        })
     }
 }
 

@@ -64,7 +64,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         pty::setup(size, user.uid, user.gid, ctx.ctty, chan)?;
         trace!(tr, "tty: {}x{} on stdin, stdout and stderr", size.cols, size.rows);
     }
-    let bounding = sets.as_ref().map(|s| caps::drop_bounding(&s.bounding)).transpose()?;
+    let known = sets.as_ref().map(|s| caps::drop_bounding(&s.bounding)).transpose()?;
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter,
     // which is gone once the ids and capabilities change: load it now.
     if let Some(bpf) = process.seccomp.as_ref().filter(|_| !process.no_new_privileges) {
@@ -86,8 +86,8 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         mounts::ensure_dir(&process.cwd);
     }
     nix::unistd::chdir(process.cwd.as_str()).step_path(Step::Chdir, &process.cwd, || "enter the working directory".into())?;
-    if let (Some(sets), Some(_)) = (&sets, &bounding) {
-        caps::apply(sets, &caps::known())?;
+    if let (Some(sets), Some(known)) = (&sets, &known) {
+        caps::apply(sets, known)?;
         let mut names: Vec<_> = sets.effective.iter().map(|c| c.to_string()).collect();
         names.sort();
         trace!(

@@ -62,8 +62,10 @@ pub fn spawn(
             drop(theirs);
             // The intermediate exits once it has cloned the process.
             let status = nix::sys::wait::waitpid(child, None);
-            let pid = match mine.recv::<ExecPid>() {
-                Ok(Some(ExecPid { pid })) => Pid::from_raw(pid),
+            let pid = match mine.recv::<Intermediate>() {
+                Ok(Some(Intermediate::Cloned { pid })) => Pid::from_raw(pid),
+                // What it could not do (join the user or pid namespace, clone), as it said.
+                Ok(Some(Intermediate::Failed(r))) => return Err(r),
                 Ok(None) => {
                     return Err(Report::new(Step::Join, 0).detail(format!("the exec intermediate ended ({status:?}) without a process")));
                 }
@@ -73,6 +75,8 @@ pub fn spawn(
             if !cgroup.procs.is_empty() && cgroup.dir.is_none() {
                 if let Err(r) = super::cgroup::place(cgroup.procs, pid, &tr) {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    // Reaped here: it is the monitor's child (CLONE_PARENT), and nobody tracks it.
+                    super::monitor::reap(pid);
                     return Err(r);
                 }
             }
@@ -82,9 +86,20 @@ pub fn spawn(
     }
 }
 
+/// The intermediate's one message to the monitor: the process it cloned, or
+/// why it could not.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct ExecPid {
-    pid: i32,
+#[serde(rename_all = "camelCase", tag = "type")]
+enum Intermediate {
+    Cloned { pid: i32 },
+    Failed(Report),
+}
+
+/// Reports `r` to the monitor and ends the intermediate.
+fn intermediate_failed(chan: &Channel, r: Report) -> ! {
+    let _ = chan.send(&Intermediate::Failed(r));
+    // SAFETY: ends the intermediate without running anything else.
+    unsafe { libc::_exit(125) }
 }
 
 /// The intermediate: user and pid namespaces, then the process. Never returns.
@@ -101,12 +116,12 @@ fn intermediate(process: &ProcessPlan, stdio: &[OwnedFd], ns: &[(Namespace, Owne
         Ok(())
     };
     if let Err(r) = step(Namespace::User).and_then(|()| step(Namespace::Pid)) {
-        child::fail(&chan, r);
+        intermediate_failed(&chan, r);
     }
     match clone_container(libc::CLONE_PARENT as u64, cgroup.dir) {
-        Err(e) => child::fail(&chan, Report::new(Step::Clone, e as i32).detail("clone the exec'd process")),
+        Err(e) => intermediate_failed(&chan, Report::new(Step::Clone, e as i32).detail("clone the exec'd process")),
         Ok(Forked::Parent { pid, .. }) => {
-            let _ = chan.send(&ExecPid { pid: pid.as_raw() });
+            let _ = chan.send(&Intermediate::Cloned { pid: pid.as_raw() });
             // SAFETY: ends the intermediate without running anything else.
             unsafe { libc::_exit(0) }
         }

@@ -468,7 +468,9 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
         ControlRequest::Exec { process, detach } => {
             if k.exec.is_some() {
                 let _ = k.chan.send(&HelperMsg::Failed(
-                    Report::new(Step::Join, libc::EBUSY).detail("one exec per control connection"),
+                    Report::new(Step::Start, libc::EPROTO)
+                        .detail("a second exec request on one control connection")
+                        .hint("a control connection runs one exec; connect again for another (a tsbox bug if tsbox sent it)"),
                 ));
                 return false;
             }

@@ -26,10 +26,11 @@ impl StateFile {
         };
         change(&mut state);
         let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, serde_json::to_vec_pretty(&Value::Object(state)).unwrap_or_default()).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
+        // The temporary file goes by the rename, or here when either step failed.
+        let written = std::fs::write(&tmp, serde_json::to_vec_pretty(&Value::Object(state)).unwrap_or_default());
+        if written.and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        let _ = std::fs::remove_file(&tmp);
     }
 }
 
