@@ -73,7 +73,9 @@ export function writeMarker(stateDir: string, m: Marker, exclusive = false): voi
   const path = markerPath(stateDir, m.id);
   const tmp = `${path}.${process.pid}.tmp`;
   if (stateDir === defaultStateDir()) ensureStateRoot(posix.dirname(stateDir));
-  let written = false;
+  // Whether the temporary file is left to remove (a link leaves it; a
+  // rename takes it; a failed write may have made it).
+  let leftover = true;
   try {
     try {
       writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
@@ -83,11 +85,10 @@ export function writeMarker(stateDir: string, m: Marker, exclusive = false): voi
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
       writeFileSync(tmp, `${JSON.stringify(m)}\n`, { mode: 0o600 });
     }
-    written = true;
     if (exclusive) linkSync(tmp, path);
     else {
       renameSync(tmp, path);
-      written = false;
+      leftover = false;
     }
   } catch (err) {
     if (exclusive && errnoOf(err) === EEXIST) {
@@ -95,7 +96,13 @@ export function writeMarker(stateDir: string, m: Marker, exclusive = false): voi
     }
     throw cgroupError(err, path, 'write the cgroup marker that lets gc find orphans', 'the state directory must be writable: /run/tsbox as root; otherwise $XDG_RUNTIME_DIR/tsbox, /run/user/UID/tsbox, or tsbox-state-UID in the temporary directory');
   } finally {
-    if (written) unlinkSync(tmp);
+    if (leftover) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // Never made: the write failed before it.
+      }
+    }
   }
 }
 
@@ -152,10 +159,11 @@ export interface GcOptions {
   proc?: ProcSource;
 }
 
-/** Removes orphaned `tsbox/<id>` cgroups (see above); returns the ids removed. */
 /**
- * gc for one container: its cgroups and marker go when the marker's owner
- * is gone (a removed container). True when something was removed.
+ * gc for one container: its cgroups (and the parents they leave empty, which
+ * may be under another cgroup parent than a sweep's) and its marker go when
+ * the marker, as it is now, names an owner that is gone. True when the
+ * marker was collected.
  */
 export function collectOne(id: string, opts: GcOptions = {}): boolean {
   const fs = opts.fs ?? realFs;
@@ -168,6 +176,7 @@ export function collectOne(id: string, opts: GcOptions = {}): boolean {
   return true;
 }
 
+/** Removes orphaned `tsbox/<id>` cgroups (see above); returns the ids removed. */
 export function gc(opts: GcOptions = {}): string[] {
   const fs = opts.fs ?? realFs;
   const stateDir = opts.stateDir ?? defaultStateDir();
@@ -180,16 +189,10 @@ export function gc(opts: GcOptions = {}): string[] {
     if (ownerAlive(m)) continue;
     // Its owner may have changed since the listing (a detached container's
     // cgroup passes from its creator, which then exits, to its monitor):
-    // only the marker as it is now says whether it is an orphan.
-    const now = readMarker(stateDir, m.id);
-    if (now === null || ownerAlive(now)) continue;
+    // collectOne judges by the marker as it is now.
     try {
       const existed = Object.values(m.dirs).some((d) => fs.exists(d));
-      removeCgroup(m, fs);
-      // Its parents may be under another cgroup parent than this sweep's.
-      removeParents(m.parents, fs);
-      removeMarker(stateDir, m.id);
-      if (existed) removed.add(m.id);
+      if (collectOne(m.id, opts) && existed) removed.add(m.id);
     } catch (err) {
       problems.push(err);
     }

@@ -11,12 +11,13 @@
  * - Explicit maps (`uidMap`, `gidMap`), or none at all (`userns: 'host'`).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../config/defaults.js';
 import type { IdMapping } from '../config/idmapping.js';
 import { TsboxError, fromSystemError } from '../errors.js';
-import { ensureStateRoot } from '../state-root.js';
+import { ensureStateRoot, stateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock } from '../native.js';
 import { currentUserName, findHelper, subidRange } from './subid.js';
 
@@ -120,6 +121,8 @@ function allocating<T>(dir: string, containerId: string, fn: () => T): T {
  * does on its way; for `tsbox gc`. Returns how many ranges are live.
  */
 export function pruneIdRegistry(): number {
+  // A user whose containers never registered ids has no registry to make now.
+  if (!existsSync(join(stateRoot(), 'ids'))) return 0;
   const dir = registryDir();
   return allocating(dir, 'gc', () => liveRanges(dir).length);
 }
