@@ -9,15 +9,14 @@ import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ReadStream } from 'node:tty';
 import { closeSync, openSync } from 'node:fs';
-import { Socket } from 'node:net';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
-import { hold, takeTerminal } from './streams.js';
+import { hold, pipeStream, takeTerminal } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
-import { recv, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, type HelperMsg } from './protocol.js';
+import { helperDied, recv, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
 export interface ExitResult {
@@ -255,13 +254,8 @@ export class Container extends EventEmitter {
     const { stats, limits } = usage;
     if (failure !== undefined) throw failure;
     if (msg === null) {
-      throw new TsboxError({
-        step: 'monitor',
-        errno: 0,
-        path: null,
-        detail: init.exec ? "the container's monitor ended without reporting how the process ended" : `tsbox-init ended ${how.signal ? `by ${how.signal}` : `with status ${how.code}`} without reporting the container's exit`,
-        hint: 'something killed the helper; the container was killed with it',
-      });
+      if (!init.exec) throw helperDied(how, "without reporting the container's exit; the container was killed with it");
+      throw new TsboxError({ step: 'monitor', errno: 0, path: null, detail: "the container's monitor ended without reporting how the process ended", hint: 'something killed the monitor; the process was killed with it' });
     }
     if (msg.type !== 'exited') throw new TsboxError({ step: 'monitor', errno: 0, path: null, detail: `unexpected ${msg.type} from tsbox-init`, hint: null });
     const signal = msg.signal ? (SIGNAL_NAMES.get(msg.signal) ?? null) : null;
@@ -439,7 +433,7 @@ export async function execInto(id: string, control: string, base: ResolvedOption
     channel: ch,
     closed: Promise.resolve({ code: null, signal: null }),
     first: msg.type === 'exited' ? msg : null,
-    trace: o.trace ? (line) => process.stderr.write(`tsbox[${process.pid}] +${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(3)}ms ${line}\n`) : undefined,
+    trace: o.trace ? (line) => traceLine(t0, line) : undefined,
     notices: [],
     release: () => {},
     timeout: o.timeout,
@@ -476,7 +470,7 @@ function execStdio(o: ResolvedOptions, binding: ReturnType<typeof loadNative>['b
       }
     });
   }
-  const stream = (i: number) => (ours[i] === null ? null : new Socket({ fd: ours[i]!, readable: i !== 0, writable: i === 0 }).on('error', () => {}));
+  const stream = (i: number) => (ours[i] === null ? null : pipeStream(ours[i]!, i !== 0));
   const stdin = stream(0);
   const stdout = stream(1);
   const stderr = stream(2);

@@ -24,14 +24,10 @@ import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.j
 import { loadNative, type NativeHelper } from '../native.js';
 import { Container } from './container.js';
 import { buildPlan } from './plan.js';
-import { helperDied, recv, SIGNAL_NAMES, toHelper, type HelperMsg } from './protocol.js';
+import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, takeTerminal } from './streams.js';
 import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState } from './state.js';
 
-export function traceLine(t0: bigint, what: string): void {
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  process.stderr.write(`tsbox[${process.pid}] +${ms.toFixed(3)}ms ${what}\n`);
-}
 
 
 function stdioFor(o: ResolvedOptions, log: number | null): [string, string, string] {

@@ -85,3 +85,9 @@ export function helperDied(how: { code: number | null; signal: NodeJS.Signals | 
     hint: 'this is a bug in tsbox or a signal from outside; run with --trace to see the last step',
   });
 }
+
+/** A --trace line of Node's side, with its time offset from `t0` (the helper's share the clock). */
+export function traceLine(t0: bigint, what: string): void {
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  process.stderr.write(`tsbox[${process.pid}] +${ms.toFixed(3)}ms ${what}\n`);
+}
