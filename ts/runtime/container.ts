@@ -15,7 +15,7 @@ import { hold, pipeStream, takeTerminal } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
-import { buildProcessPlan, type ProcessPlan } from './plan.js';
+import { buildProcessPlan } from './plan.js';
 import { helperDied, recv, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
@@ -86,8 +86,8 @@ interface ContainerInit {
   startedAt: bigint;
   /** An exec'd process: signals go to it over its control connection. */
   exec?: boolean;
-  /** A created container's process plan, which start() sends (null once sent). */
-  process?: ProcessPlan | null;
+  /** A created container, whose process its monitor holds until start(). */
+  startable?: boolean;
 }
 
 /** What `exec` may change; the rest comes from the container. */
@@ -139,7 +139,8 @@ export class Container extends EventEmitter {
   readonly #cgroup: Cgroup | null;
   readonly #control: string;
   readonly #exec: boolean;
-  #process: ProcessPlan | null;
+  /** Made by create() and not started yet. */
+  #startable: boolean;
   #started: Promise<void>;
   #onStarted: () => void = () => {};
   readonly #watch: () => Promise<ExitResult>;
@@ -168,8 +169,8 @@ export class Container extends EventEmitter {
     this.#options = init.options;
     this.#control = init.control;
     this.#exec = init.exec ?? false;
-    this.#process = init.process ?? null;
-    this.#started = this.#process ? new Promise((resolve) => (this.#onStarted = resolve)) : Promise.resolve();
+    this.#startable = init.startable ?? false;
+    this.#started = this.#startable ? new Promise((resolve) => (this.#onStarted = resolve)) : Promise.resolve();
     const cancelTimeout =
       init.timeout === undefined
         ? () => {}
@@ -291,9 +292,8 @@ export class Container extends EventEmitter {
    * rejects as wait() does when it could not start.
    */
   async start(): Promise<void> {
-    const process = this.#process;
-    if (process === null) throw new TsboxError({ step: 'start', errno: 16, path: this.id.slice(0, 12), detail: 'the container was started already', hint: 'create() makes a container to start once' });
-    this.#process = null;
+    if (!this.#startable) throw new TsboxError({ step: 'start', errno: 16, path: this.id.slice(0, 12), detail: 'the container was started already', hint: 'create() makes a container to start once' });
+    this.#startable = false;
     // The monitor holds the process since create: what runs is what was asked for then.
     await toHelper.start(this.#channel);
     await Promise.race([this.#started, this.#result.then(() => {})]);

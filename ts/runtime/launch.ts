@@ -274,7 +274,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     notices,
     release,
     timeout: o.timeout,
-    process: extras.deferProcess ? first : null,
+    startable: extras.deferProcess === true,
     signal: extras.signal,
     terminal,
     terminalFd,
