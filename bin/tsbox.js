@@ -40,9 +40,6 @@ function load(cachedData) {
 module.exports = { cachePath, load };
 
 if (require.main === module) {
-  // Help and messages in colour only on a terminal (NO_COLOR and FORCE_COLOR
-  // are the user's to set): a pipe or a file gets plain text.
-  if (!process.stdout.isTTY && process.env.FORCE_COLOR === undefined) process.env.NO_COLOR ??= '1';
   load(readCache())
     .cli(process.argv.slice(2))
     .then((code) => {

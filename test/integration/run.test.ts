@@ -321,6 +321,15 @@ describe('--timeout', () => {
     const r = await cli(['run', '--timeout', '300ms', '--rootfs', rootfs, '--', 'sleep', '30']);
     expect(r.code).toBe(137);
     expect(r.stderr).toBe('tsbox: the container was killed (SIGKILL, exit 137) after its 300ms timeout\n');
+    // From a --config file, in its milliseconds.
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-timeout-'));
+    try {
+      writeFileSync(join(dir, 'c.json'), JSON.stringify({ timeout: 300 }));
+      const c = await cli(['run', '--config', join(dir, 'c.json'), '--rootfs', rootfs, '--', 'sleep', '30']);
+      expect(c.stderr).toBe('tsbox: the container was killed (SIGKILL, exit 137) after its 300ms timeout\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { ArgsDef } from 'citty';
 import { describe, expect, it } from 'vitest';
 
-import { containerArgs, envFromFlags, parseDuration, parseEnv, REFUSED_RUN_FLAGS, splitArgs } from '../../ts/cli/args.js';
+import { containerArgs, envFromFlags, parseDuration, parseEnv, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
 import { rejection } from '../support/errors.js';
 
 const split = (argv: string[]) => splitArgs(argv, containerArgs, 'run');
@@ -314,12 +314,15 @@ describe('asFlagError: configuration errors said in flags (issue 19)', () => {
     // Anything else goes through as it is.
     const other = new Error('x');
     expect(asFlagError(other, given, {})).toBe(other);
+    // So does an error none of whose problems the flags gave: a profile file's names the file.
+    const file = new TsboxError({ step: 'config', errno: 0, path: '/p.json', detail: 'syscalls[0].action: unknown action' }, { issues: [{ path: 'syscalls[0].action', message: 'unknown action' }] });
+    expect(asFlagError(file, given, {})).toBe(file);
   });
 });
 
 describe("Docker's flags tsbox run refuses (issue 19)", () => {
   it('are refused by name with why and what to do instead, in either form', () => {
-    expect(rejection(() => splitArgs(['-p', '80:80', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS)).message).toBe('config(--publish): not supported');
+    expect(rejection(() => splitArgs(['-p', '80:80', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT)).message).toBe('config(--publish): not supported');
     for (const [flag, why] of Object.entries(REFUSED_RUN_FLAGS)) {
       for (const argv of [[`--${flag}`, 'x', 'true'], [`--${flag}=x`, 'true']]) {
         const e = rejection(() => splitArgs(argv, containerArgs, 'run', REFUSED_RUN_FLAGS));

@@ -138,8 +138,17 @@ export const REFUSED_RUN_FLAGS: Readonly<Record<string, string>> = {
   'stop-timeout': 'give tsbox stop the time instead: tsbox stop -t SECONDS NAME',
 };
 
-/** Parses `argv` against `def`; rejects an unknown option by name (with why, when `refused` names it). */
-export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string, refused: Readonly<Record<string, string>> = {}): Split {
+/** Docker's one-letter forms of refused flags: -p is --publish. */
+export const REFUSED_RUN_SHORT: Readonly<Record<string, string>> = { p: 'publish' };
+
+/** Parses `argv` against `def`; rejects an unknown option by name (with why, when `refused` names it, or `refusedShort` its one-letter form). */
+export function splitArgs(
+  argv: readonly string[],
+  def: ArgsDef,
+  cmd: string,
+  refused: Readonly<Record<string, string>> = {},
+  refusedShort: Readonly<Record<string, string>> = {},
+): Split {
   const byName = new Map<string, string>();
   for (const [name, d] of Object.entries(def)) {
     byName.set(name, name);
@@ -192,8 +201,7 @@ export function splitArgs(argv: readonly string[], def: ArgsDef, cmd: string, re
         inline = tok.slice(2);
       }
     }
-    // Docker's -p is --publish.
-    const refusedName = tok.startsWith('--') ? rawName : rawName === 'p' ? 'publish' : undefined;
+    const refusedName = tok.startsWith('--') ? rawName : refusedShort[rawName];
     if (name === undefined && refusedName !== undefined && refused[refusedName] !== undefined) {
       throw new TsboxError({ step: 'config', errno: 0, path: `--${refusedName}`, detail: 'not supported', hint: refused[refusedName] });
     }
@@ -324,6 +332,9 @@ export function asFlagError(err: unknown, given: Map<string, unknown>, options: 
     const prefix = [`${JSON.stringify(value)}: `, `${String(value)}: `].find((p) => shown && i.message.startsWith(p));
     return { path: `--${flag}${shown}`, message: prefix ? i.message.slice(prefix.length) : i.message };
   });
+  // Nothing the flags gave: the error stands as it was made (a profile file's
+  // problems name the file).
+  if (issues.every((i, n) => i === err.issues[n])) return err;
   const [first, ...rest] = issues;
   const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
   return new TsboxError({ step: 'config', errno: 0, path: first!.path, detail: `${first!.message}${more}`, hint: err.hint ?? null }, { issues, cause: err });

@@ -9,7 +9,7 @@ import type { RunOptions } from '../config/schema.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
-import { asFlagError, containerArgs, envFromFlags, parseDuration, REFUSED_RUN_FLAGS, splitArgs } from './args.js';
+import { asFlagError, containerArgs, envFromFlags, parseDuration, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from './args.js';
 import { checkInteractiveTerminal } from './common.js';
 import { showCommandHelp } from './help.js';
 
@@ -151,7 +151,7 @@ const run = defineCommand({
     command: { type: 'positional', required: false, valueHint: 'COMMAND [ARGS...]', description: 'The command to run, after the options (or after --)' },
   },
   async run({ rawArgs, cmd }) {
-    const split = splitArgs(rawArgs, containerArgs, 'run', REFUSED_RUN_FLAGS);
+    const split = splitArgs(rawArgs, containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
     if (split.help) {
       await showCommandHelp(cmd, 'run');
       return;
@@ -269,7 +269,9 @@ const run = defineCommand({
         const result = await container.wait();
         process.exitCode = result.exitCode;
         // 137 as Docker's (SIGKILL), said out loud: a timeout is not a crash.
-        if (result.timedOut) process.stderr.write(`tsbox: the container was killed (SIGKILL, exit ${result.exitCode}) after its ${v.get('timeout') as string} timeout\n`);
+        // The flag as given, or the config file's milliseconds.
+        const after = (v.get('timeout') as string | undefined) ?? `${String(options.timeout)}ms`;
+        if (result.timedOut) process.stderr.write(`tsbox: the container was killed (SIGKILL, exit ${result.exitCode}) after its ${after} timeout\n`);
         report?.write(result);
       } finally {
         detach();
