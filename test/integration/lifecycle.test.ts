@@ -113,6 +113,15 @@ describe('open() and create() in the API', () => {
     await c.wait().catch(() => {});
   });
 
+  it('logs of a container that was not detached says tsbox kept none, instead of printing nothing', async () => {
+    const n = name('attached');
+    await using c = await spawn(['sleep', '30'], { rootfs, name: n });
+    const r = await cli(['logs', n]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(`tsbox: config(${n}): the container was not detached: its output went to the process that ran it, and tsbox kept none; run it with -d to have its output kept for tsbox logs\n`);
+    expect(c.pid).toBeGreaterThan(0);
+  });
+
   it('create() builds the sandbox and waits; start() runs the command', async () => {
     const c = await create(['sh', '-c', 'echo started; exit 3'], { rootfs });
     expect(open(c.id).state().status).toBe('created');

@@ -101,7 +101,7 @@ export function completionCommand(commands: Record<string, () => Promise<Command
       const shell = split.command[0]!;
       const make = { bash: bashScript, zsh: zshScript, fish: fishScript }[shell];
       if (!make) throw new TsboxError({ step: 'config', errno: 0, path: shell, detail: 'unknown shell', hint: 'tsbox completion bash, zsh or fish' });
-      process.stdout.write(make(await commandFlags({ ...commands, completion: () => Promise.resolve(cmd) })));
+      process.stdout.write(make(await commandFlags(commands)));
     },
   });
 }

@@ -69,17 +69,13 @@ export function renderHelp(h: HelpText, width = helpWidth()): string {
   return `${out.join('\n')}`;
 }
 
-/** Prints the help of a citty command with `usage` and `examples`. */
+/** Prints the help of a citty command: how it is called, its description and flags, and `examples`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any command, whatever its args
-export async function showHelp(cmd: CommandDef<any>, usage?: string, examples?: string): Promise<void> {
+export async function showHelp(cmd: CommandDef<any>, usage: string, examples?: string): Promise<void> {
   const def = cmd as CommandDef;
   const meta = (typeof def.meta === 'function' ? await def.meta() : await def.meta) ?? {};
   const args: ArgsDef = (typeof def.args === 'function' ? await def.args() : await def.args) ?? {};
-  const name = meta.name ?? 'tsbox';
-  const positional = Object.entries(args).find(([, a]) => a.type === 'positional');
-  const flags = Object.values(args).some((a) => a.type !== 'positional') ? ' [OPTIONS]' : '';
-  const rest = positional ? ` ${'valueHint' in positional[1] && positional[1].valueHint ? positional[1].valueHint : positional[0].toUpperCase()}` : '';
-  process.stdout.write(renderHelp({ usage: usage ?? `${name}${flags}${rest}`, description: meta.description ?? '', args, ...(examples ? { examples } : {}) }));
+  process.stdout.write(renderHelp({ usage, description: meta.description ?? '', args, ...(examples ? { examples } : {}) }));
 }
 
 /** How each command is called, and examples (each line within 80 columns). */
@@ -124,5 +120,5 @@ failed, 126 when the command is not executable, 127 when it was not found.`,
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any command, whatever its args
 export async function showCommandHelp(cmd: CommandDef<any>, name: string): Promise<void> {
   const u = USAGE[name];
-  await showHelp(cmd, u?.usage, u?.examples);
+  await showHelp(cmd, u?.usage ?? `tsbox ${name} [OPTIONS]`, u?.examples);
 }

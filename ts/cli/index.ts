@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 
-import { defineCommand, type CommandContext, type CommandDef } from 'citty';
+import type { CommandContext, CommandDef } from 'citty';
 import { config } from 'zod/mini';
 
 import { TsboxError } from '../errors.js';
@@ -33,19 +33,9 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   inspect: () => import('./inspect.js').then((m) => m.default as CommandDef),
   gc: () => import('./gc.js').then((m) => m.default as CommandDef),
   seccomp: () => import('./seccomp.js').then((m) => m.default as CommandDef),
-  completion: () => import('./completion.js').then((m) => m.completionCommand(commandsWithoutCompletion())),
+  // It completes every command, itself included.
+  completion: () => import('./completion.js').then((m) => m.completionCommand(subCommands)),
 };
-
-/** Every command but completion itself, which adds itself to what it completes. */
-function commandsWithoutCompletion(): Record<string, () => Promise<CommandDef>> {
-  const { completion: _c, ...rest } = subCommands;
-  return rest;
-}
-
-export const main = defineCommand({
-  meta: { name: 'tsbox', version, description: 'Linux containers for Node.js: real namespaces, id maps, pivot_root, capabilities, no daemon' },
-  subCommands,
-});
 
 /** `tsbox --help`: the commands, each with the first sentence of its description. */
 async function showTopHelp(): Promise<void> {

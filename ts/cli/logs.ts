@@ -4,6 +4,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
+import { TsboxError } from '../errors.js';
 import { parse } from './common.js';
 
 const args = { follow: { type: 'boolean', alias: 'f', description: 'Keep printing new output until the container stops' } } as const;
@@ -15,8 +16,16 @@ const command = defineCommand({
     const split = await parse(rawArgs, args, cmd, 'logs', { min: 1, max: 1, usage: 'one container (name or id)' });
     if (!split) return;
     const c = open(split.command[0]!);
-    const log = c.state().log;
-    if (!log) return;
+    const { log, name, id } = c.state();
+    if (!log) {
+      throw new TsboxError({
+        step: 'config',
+        errno: 0,
+        path: name ?? id.slice(0, 12),
+        detail: 'the container was not detached: its output went to the process that ran it, and tsbox kept none',
+        hint: 'run it with -d to have its output kept for tsbox logs',
+      });
+    }
     let offset = 0;
     const drain = () => {
       let size = 0;

@@ -2,7 +2,7 @@
 import { defineCommand } from 'citty';
 
 import { TsboxError } from '../errors.js';
-import { loadNative } from '../native.js';
+import { defaultSeccompProfile } from '../index.js';
 import { parse } from './common.js';
 
 const command = defineCommand({
@@ -18,8 +18,7 @@ const command = defineCommand({
     if (what !== 'default') {
       throw new TsboxError({ step: 'config', errno: 0, path: what, detail: 'unknown seccomp command', hint: 'tsbox seccomp default prints the default profile' });
     }
-    const profile = JSON.parse(loadNative().binding.seccompDefaultProfile()) as unknown;
-    process.stdout.write(`${JSON.stringify(profile, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(defaultSeccompProfile(), null, 2)}\n`);
   },
 });
 
