@@ -1,6 +1,8 @@
 /** What the commands that act on an existing container share: their flags, parsed the same way as run's. */
 import type { ArgsDef, CommandDef } from 'citty';
 
+import type { Container } from '../runtime/container.js';
+
 import { TsboxError } from '../errors.js';
 import { splitArgs, type Split } from './args.js';
 import { showCommandHelp } from './help.js';
@@ -59,4 +61,33 @@ export async function eachContainer(refs: readonly string[], act: (ref: string) 
     }
   }
   if (first) process.exitCode = first.exitCode;
+}
+
+/**
+ * -t: the container's terminal on ours. With -i and a terminal on stdin, ours
+ * goes raw, so every key (^C included) reaches the container, and its size
+ * follows ours. Returns the undo.
+ */
+export function attachTerminal(container: Container, interactive: boolean): () => void {
+  container.stdout?.pipe(process.stdout, { end: false });
+  const stdin = process.stdin;
+  const raw = interactive && stdin.isTTY;
+  if (raw) stdin.setRawMode(true);
+  if (interactive) stdin.pipe(container.stdin!);
+  const onResize = () => container.resize(process.stdout.columns, process.stdout.rows);
+  if (process.stdout.isTTY) process.stdout.on('resize', onResize);
+  return () => {
+    process.stdout.off('resize', onResize);
+    if (interactive) {
+      stdin.unpipe(container.stdin!);
+      stdin.pause();
+    }
+    if (raw) stdin.setRawMode(false);
+  };
+}
+
+/** Our terminal's size for a container's tty; none when stdout is no terminal or reports 0x0 (a fresh pty): the default 80x24 then. */
+export function terminalSize(): { cols: number; rows: number } | undefined {
+  const out = process.stdout;
+  return out.isTTY && out.columns > 0 && out.rows > 0 ? { cols: out.columns, rows: out.rows } : undefined;
 }

@@ -4,7 +4,7 @@ import { defineCommand } from 'citty';
 import { open } from '../runtime/lifecycle.js';
 import { TsboxError } from '../errors.js';
 import { envFromFlags, splitArgs } from './args.js';
-import { checkInteractiveTerminal } from './common.js';
+import { attachTerminal, checkInteractiveTerminal, terminalSize } from './common.js';
 import { showCommandHelp } from './help.js';
 
 const args = {
@@ -34,27 +34,18 @@ const command = defineCommand({
     const tty = v.get('tty') === true;
     checkInteractiveTerminal(v.get('interactive') === true, tty);
     const detach = v.get('detach') === true;
+    const size = tty ? terminalSize() : undefined;
     const c = await open(ref).exec(argv, {
       stdio: detach ? 'ignore' : 'inherit',
       tty,
-      ...(tty && process.stdout.isTTY && process.stdout.columns > 0 ? { ttySize: { cols: process.stdout.columns, rows: process.stdout.rows } } : {}),
+      ...(size ? { ttySize: size } : {}),
       ...(v.has('user') ? { user: v.get('user') as string } : {}),
       ...(v.has('workdir') ? { cwd: v.get('workdir') as string } : {}),
       ...(v.has('env') || v.has('env-file') ? { env: envFromFlags((v.get('env-file') as string[] | undefined) ?? [], (v.get('env') as string[] | undefined) ?? []) } : {}),
     });
     if (detach) return;
-    let restore = () => {};
-    if (tty) {
-      c.stdout?.pipe(process.stdout, { end: false });
-      const raw = v.get('interactive') === true && process.stdin.isTTY;
-      if (raw) process.stdin.setRawMode(true);
-      if (v.get('interactive') === true) process.stdin.pipe(c.stdin!);
-      restore = () => {
-        process.stdin.unpipe();
-        process.stdin.pause();
-        if (raw) process.stdin.setRawMode(false);
-      };
-    }
+    // The same terminal handling as run's: raw with -i, and its size follows ours.
+    const restore = tty ? attachTerminal(c, v.get('interactive') === true) : () => {};
     try {
       process.exitCode = (await c.wait()).exitCode;
     } finally {

@@ -10,35 +10,12 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
 import { asFlagError, containerArgs, envFromFlags, parseDuration, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from './args.js';
-import { checkInteractiveTerminal } from './common.js';
+import { attachTerminal, checkInteractiveTerminal, terminalSize } from './common.js';
 import { showCommandHelp } from './help.js';
 
 /** Signals that, sent to tsbox, are passed on to the container. */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
-
-/**
- * -t: the container's terminal on ours. With -i and a terminal on stdin, ours
- * goes raw, so every key (^C included) reaches the container, and its size
- * follows ours. Returns the undo.
- */
-function attachTerminal(container: Container, interactive: boolean): () => void {
-  container.stdout?.pipe(process.stdout, { end: false });
-  const stdin = process.stdin;
-  const raw = interactive && stdin.isTTY;
-  if (raw) stdin.setRawMode(true);
-  if (interactive) stdin.pipe(container.stdin!);
-  const onResize = () => container.resize(process.stdout.columns, process.stdout.rows);
-  if (process.stdout.isTTY) process.stdout.on('resize', onResize);
-  return () => {
-    process.stdout.off('resize', onResize);
-    if (interactive) {
-      stdin.unpipe(container.stdin!);
-      stdin.pause();
-    }
-    if (raw) stdin.setRawMode(false);
-  };
-}
 
 /**
  * Without `-t` the container gets this process's own stdio, a terminal
@@ -204,7 +181,8 @@ const run = defineCommand({
       options.tty = true;
       options.stdio = 'pipe';
       // A terminal that reports no size (0x0, as a fresh pty) gets the default 80x24.
-      if (process.stdout.isTTY && process.stdout.columns > 0 && process.stdout.rows > 0) options.ttySize = { cols: process.stdout.columns, rows: process.stdout.rows };
+      const size = terminalSize();
+      if (size) options.ttySize = size;
     }
     if (v.has('timeout')) options.timeout = parseDuration(v.get('timeout') as string, '--timeout');
     applyLimitFlags(options, v);
