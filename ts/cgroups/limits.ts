@@ -219,22 +219,33 @@ export const cgroupLimitsSchema = z
   })
   .check(
     z.superRefine((l, ctx) => {
-      // Docker's checks that involve more than one field.
-      if (l.memorySwap !== undefined && l.memorySwap !== -1) {
-        if (l.memory === undefined) {
-          ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'memorySwap counts memory plus swap: set memory too' });
-        } else if (l.memorySwap < l.memory) {
-          ctx.addIssue({ code: 'custom', path: ['memorySwap'], message: 'must be at least memory (it counts memory plus swap)' });
-        }
-      }
-      if (l.memoryReservation !== undefined && l.memory !== undefined && l.memoryReservation > l.memory) {
-        ctx.addIssue({ code: 'custom', path: ['memoryReservation'], message: 'must not be more than memory' });
-      }
-      if (l.cpus !== undefined && (l.cpuQuota !== undefined || l.cpuPeriod !== undefined)) {
-        ctx.addIssue({ code: 'custom', path: ['cpus'], message: 'give either cpus or cpuQuota/cpuPeriod, not both' });
-      }
+      for (const i of crossLimitIssues(l)) ctx.addIssue({ code: 'custom', path: [i.path], message: i.message });
     }),
   );
+
+/**
+ * Docker's checks of the limits that involve more than one field, on values
+ * each of which passed its own; for the options' schema too, which has the
+ * same fields.
+ */
+export function crossLimitIssues(values: Readonly<Record<string, unknown>>): { path: string; message: string }[] {
+  const keys = ['memory', 'memorySwap', 'memoryReservation', 'cpus', 'cpuQuota', 'cpuPeriod'] as const;
+  // A field that failed its own check (still its input, not a number) is reported there.
+  if (keys.some((k) => values[k] !== undefined && typeof values[k] !== 'number')) return [];
+  const l = values as { [K in (typeof keys)[number]]?: number };
+  const issues: { path: string; message: string }[] = [];
+  if (l.memorySwap !== undefined && l.memorySwap !== -1) {
+    if (l.memory === undefined) issues.push({ path: 'memorySwap', message: 'memorySwap counts memory plus swap: set memory too' });
+    else if (l.memorySwap < l.memory) issues.push({ path: 'memorySwap', message: 'must be at least memory (it counts memory plus swap)' });
+  }
+  if (l.memoryReservation !== undefined && l.memory !== undefined && l.memoryReservation > l.memory) {
+    issues.push({ path: 'memoryReservation', message: 'must not be more than memory' });
+  }
+  if (l.cpus !== undefined && (l.cpuQuota !== undefined || l.cpuPeriod !== undefined)) {
+    issues.push({ path: 'cpus', message: 'give either cpus or cpuQuota/cpuPeriod, not both' });
+  }
+  return issues;
+}
 
 /** Limits as the caller writes them (sizes may be strings). */
 export type CgroupLimitsInput = z.input<typeof cgroupLimitsSchema>;

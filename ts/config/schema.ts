@@ -14,7 +14,7 @@ import { normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
-import { cgroupLimitsSchema, positiveSize } from '../cgroups/limits.js';
+import { cgroupLimitsSchema, crossLimitIssues, positiveSize } from '../cgroups/limits.js';
 import { parseMapping } from './idmapping.js';
 
 const absolutePath = z.string().check(
@@ -246,9 +246,9 @@ export const runOptionsSchema = z
   })
   .check(
     z.superRefine((o, ctx) => {
-      // The limits' own checks that involve more than one field (memorySwap ≥ memory, ...).
-      const limits = cgroupLimitsSchema.safeParse(limitsOf(o));
-      if (!limits.success) for (const i of limits.error.issues) if (i.code === 'custom') ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
+      // The limits' checks that involve more than one field (memorySwap ≥ memory, ...);
+      // each field's own check ran with the field.
+      for (const i of crossLimitIssues(o)) ctx.addIssue({ code: 'custom', path: [i.path], message: i.message });
       if (o.readOnly && o.writableRootfs) {
         ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: 'cannot be combined with readOnly (--read-only)' });
       }
@@ -339,10 +339,6 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
       }
     }
   }
-  // A field's own check and a check across fields may say the same thing once each.
-  // (the same problem with and without its value counts once).
-  const unique = issues.filter((i, n) => !issues.some((o, m) => o.path === i.path && (m < n ? o.message === i.message || o.message.endsWith(`: ${i.message}`) : m > n && o.message.endsWith(`: ${i.message}`))));
-  issues.splice(0, issues.length, ...unique);
   if (issues.length > 0 || !cmd.success || !opts.success) {
     const first = issues[0]!;
     const more = issues.length > 1 ? ` (and ${issues.length - 1} more: ${issues.slice(1).map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
