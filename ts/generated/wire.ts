@@ -65,7 +65,13 @@ export type RootfsSpec = { "kind": "path", path: string, mode: RootMode,
  * Shift the rootfs's ids into the container's range with an idmapped
  * mount (made by the helper, which has the privilege for it).
  */
-idmap: boolean, };
+idmap: boolean, 
+/**
+ * Device nodes on the root do not open (MOUNT_ATTR_NODEV): how an
+ * OCI bundle's deny-all device rule holds for a container that may
+ * mknod outside a user namespace.
+ */
+nodev?: boolean, };
 
 export type RootMode = "overlay" | "readonly" | "bind";
 
@@ -80,17 +86,32 @@ target: string, readonly?: boolean, nosuid?: boolean, nodev?: boolean, noexec?: 
  * Skip, rather than fail, when the mount point is missing and cannot be
  * created (a read-only root, or a directory the container may not write).
  */
-optional?: boolean, } & ({ "type": "bind", source: string, recursive: boolean, 
+optional?: boolean, 
+/**
+ * More MS_* flags for a fresh filesystem (`fs`), as an OCI mount's
+ * options give them: the atime ones, sync, dirsync, lazytime, silent.
+ */
+flags?: number, } & ({ "type": "bind", source: string, recursive: boolean, 
 /**
  * Shift the source's ids into the container's range (idmapped mount).
  */
-idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, });
+idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, 
+/**
+ * mount(2)'s source, shown in mountinfo (an OCI mount's `source`,
+ * such as `shm`); the fstype when absent.
+ */
+source?: string, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, });
 
 export type MountKind = { "type": "bind", source: string, recursive: boolean, 
 /**
  * Shift the source's ids into the container's range (idmapped mount).
  */
-idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, };
+idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, 
+/**
+ * mount(2)'s source, shown in mountinfo (an OCI mount's `source`,
+ * such as `shm`); the fstype when absent.
+ */
+source?: string, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, };
 
 export type MapsPhase = { "writer": "none" } | { "writer": "helper", maps: IdMaps, } | { "writer": "node" };
 

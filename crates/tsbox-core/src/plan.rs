@@ -245,6 +245,12 @@ pub enum RootfsSpec {
         /// Shift the rootfs's ids into the container's range with an idmapped
         /// mount (made by the helper, which has the privilege for it).
         idmap: bool,
+        /// Device nodes on the root do not open (MOUNT_ATTR_NODEV): how an
+        /// OCI bundle's deny-all device rule holds for a container that may
+        /// mknod outside a user namespace.
+        #[serde(default)]
+        #[cfg_attr(test, ts(optional, type = "boolean"))]
+        nodev: bool,
     },
 }
 
@@ -297,6 +303,11 @@ pub struct Mount {
     #[serde(default)]
     #[cfg_attr(test, ts(optional, type = "boolean"))]
     pub optional: bool,
+    /// More MS_* flags for a fresh filesystem (`fs`), as an OCI mount's
+    /// options give them: the atime ones, sync, dirsync, lazytime, silent.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "number"))]
+    pub flags: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,7 +333,15 @@ pub enum MountKind {
     /// path is left alone.
     ReadonlyPath,
     /// A fresh filesystem: proc, sysfs, tmpfs, devpts, mqueue.
-    Fs { fstype: String, data: Option<String> },
+    Fs {
+        fstype: String,
+        data: Option<String>,
+        /// mount(2)'s source, shown in mountinfo (an OCI mount's `source`,
+        /// such as `shm`); the fstype when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(test, ts(optional, type = "string"))]
+        source: Option<String>,
+    },
     /// A symlink created at the target (on a filesystem the container owns).
     Symlink { link: String },
     /// A directory created at the target with this mode.
@@ -386,6 +405,7 @@ mod tests {
                 path: "/".into(),
                 mode: RootMode::Readonly,
                 idmap: false,
+                nodev: false,
             },
             rootfs_propagation: Propagation::Private,
             storage_size: Some(1 << 30),
@@ -395,12 +415,14 @@ mod tests {
                     kind: MountKind::Fs {
                         fstype: "proc".into(),
                         data: None,
+                        source: None,
                     },
                     readonly: false,
                     nosuid: true,
                     nodev: true,
                     noexec: true,
                     optional: false,
+                    flags: 0,
                 },
                 Mount {
                     target: "/dev/null".into(),
@@ -414,6 +436,7 @@ mod tests {
                     nodev: false,
                     noexec: true,
                     optional: false,
+                    flags: 0,
                 },
             ],
             init: true,

@@ -125,7 +125,9 @@ pub fn open_sources(plan: &SandboxPlan, trees: Vec<OwnedFd>, tr: &Trace) -> Resu
 /// the first mount on /sys/fs/cgroup (whose cgroupfs must show the container's
 /// cgroup namespace) or, without one, before pivot_root.
 pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
-    let RootfsSpec::Path { path: rootfs, mode, .. } = &plan.rootfs;
+    let RootfsSpec::Path {
+        path: rootfs, mode, nodev, ..
+    } = &plan.rootfs;
     let Sources {
         root: rootsrc,
         binds,
@@ -172,7 +174,8 @@ pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup
         } else {
             format!("lowerdir={LOWER}:{EMPTY}")
         };
-        let flags = if writable { MsFlags::empty() } else { MsFlags::MS_RDONLY };
+        let mut flags = if writable { MsFlags::empty() } else { MsFlags::MS_RDONLY };
+        flags.set(MsFlags::MS_NODEV, *nodev);
         mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(data.as_str()))
             .or_else(|_| {
                 // Kernels that keep overlay metadata in user.* xattrs inside a user namespace.
@@ -197,10 +200,16 @@ pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup
         rootsrc
             .attach(newroot.as_raw_fd(), true)
             .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the new root".into())?;
+        let mut attrs = 0;
         if *mode == RootMode::Readonly {
+            attrs |= sys::MOUNT_ATTR_RDONLY;
+        }
+        if *nodev {
+            attrs |= sys::MOUNT_ATTR_NODEV;
+        }
+        if attrs != 0 {
             let bound = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
-            set_attrs(bound.as_raw_fd(), sys::MOUNT_ATTR_RDONLY, true)
-                .step_path(Step::BindRootfs, rootfs, || "make the root read-only".into())?;
+            set_attrs(bound.as_raw_fd(), attrs, true).step_path(Step::BindRootfs, rootfs, || "make the root read-only or nodev".into())?;
         }
         trace!(
             tr,
@@ -283,7 +292,7 @@ fn describe(m: &Mount) -> String {
             if *idmap { " (idmapped)" } else { "" },
             m.target
         ),
-        MountKind::Fs { fstype, data } => {
+        MountKind::Fs { fstype, data, .. } => {
             format!(
                 "mount: {fstype} on {}{flags}{}",
                 m.target,
@@ -305,7 +314,7 @@ fn ms_flags(m: &Mount) -> MsFlags {
     f.set(MsFlags::MS_NOSUID, m.nosuid);
     f.set(MsFlags::MS_NODEV, m.nodev);
     f.set(MsFlags::MS_NOEXEC, m.noexec);
-    f
+    f | MsFlags::from_bits_truncate(m.flags as libc::c_ulong)
 }
 
 fn attr_bits(m: &Mount) -> u64 {
@@ -343,10 +352,10 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
                 }
             }
         }
-        MountKind::Fs { fstype, data } => {
+        MountKind::Fs { fstype, data, source } => {
             let at = mkdir_all(root, target, 0o755)?;
             mount(
-                Some(fstype.as_str()),
+                Some(source.as_deref().unwrap_or(fstype)),
                 fd_path(at.as_raw_fd()).as_str(),
                 Some(fstype.as_str()),
                 ms_flags(m),
@@ -619,12 +628,14 @@ mod tests {
             kind: MountKind::Fs {
                 fstype: "sysfs".into(),
                 data: None,
+                source: None,
             },
             readonly: true,
             nosuid: true,
             nodev: false,
             noexec: false,
             optional: false,
+            flags: 0,
         };
         assert_eq!(describe(&m), "mount: sysfs on /sys (ro,nosuid)");
         assert_eq!(describe_flags(&m), "ro,nosuid");

@@ -123,6 +123,7 @@ fn plan() -> SandboxPlan {
             path: "/".into(),
             mode: RootMode::Readonly,
             idmap: false,
+            nodev: false,
         },
         rootfs_propagation: Propagation::Private,
         storage_size: None,
