@@ -16,8 +16,16 @@ import { join } from 'node:path';
 
 import { fromSystemError, TsboxError } from './errors.js';
 
+let chosen: string | undefined;
+
+/** The state root this process uses instead of the default (the OCI runtime's `--root DIR`). */
+export function chooseStateRoot(dir: string): void {
+  chosen = dir;
+}
+
 /** Where this user's state is kept (not made or checked: ensureStateRoot). */
 export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env): string {
+  if (chosen !== undefined) return chosen;
   if (uid === 0) return '/run/tsbox';
   if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'tsbox');
   const runUser = `/run/user/${uid}`;

@@ -236,3 +236,13 @@ export function gc(opts: GcOptions = {}): string[] {
   if (problems.length > 0) throw problems[0];
   return [...removed];
 }
+
+/**
+ * The processes in container `id`'s cgroup, from its marker (every process
+ * of the container, exec'd ones too); null when it has no cgroup.
+ */
+export function containerPids(id: string, stateDir: string = defaultStateDir(), fs: CgroupFs = realFs): number[] | null {
+  const m = readMarker(stateDir, id);
+  const dir = m ? Object.values(m.dirs)[0] : undefined;
+  return dir === undefined ? null : [...new Set(listPids(dir, fs))];
+}

@@ -51,7 +51,7 @@
 export { detectCgroupMode, ownV1Procs, readProcSource, type CgroupMode, type ProcSource } from './detect.js';
 export { createCgroup, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
-export { collectOne, gc, defaultStateDir, processStart, type GcOptions } from './gc.js';
+export { collectOne, containerPids, gc, defaultStateDir, processStart, type GcOptions } from './gc.js';
 export type { CgroupFs } from './fs.js';
 export {
   blkioWeightToIoWeight,

@@ -108,12 +108,27 @@ failed, 126 when the command is not executable, 127 when it was not found.`,
   ps: { usage: 'tsbox ps [OPTIONS]', examples: 'Examples:\n  tsbox ps -a\n  tsbox ps -q --format json' },
   logs: { usage: 'tsbox logs [OPTIONS] NAME', examples: 'Examples:\n  tsbox logs -f web' },
   stop: { usage: 'tsbox stop [OPTIONS] NAME...', examples: 'Examples:\n  tsbox stop -t 5 web' },
-  kill: { usage: 'tsbox kill [OPTIONS] NAME...', examples: 'Examples:\n  tsbox kill -s SIGHUP web' },
+  kill: { usage: 'tsbox kill [OPTIONS] NAME...  |  tsbox kill [--all] ID [SIGNAL]', examples: 'Examples:\n  tsbox kill -s SIGHUP web\n  # a container of `tsbox create` (runc\'s form; SIGTERM by default)\n  tsbox kill c1 KILL' },
   rm: { usage: 'tsbox rm [OPTIONS] NAME...', examples: 'Examples:\n  tsbox rm -f web' },
   inspect: { usage: 'tsbox inspect NAME...', examples: 'Examples:\n  tsbox inspect web' },
   gc: { usage: 'tsbox gc' },
   seccomp: { usage: 'tsbox seccomp default', examples: 'Examples:\n  tsbox seccomp default > profile.json\n  tsbox run --security-opt seccomp=profile.json -- sh' },
   completion: { usage: 'tsbox completion bash|zsh|fish', examples: 'Examples:\n  source <(tsbox completion bash)' },
+  create: {
+    usage: 'tsbox [GLOBAL OPTIONS] create [OPTIONS] ID',
+    examples: `Examples:
+  tsbox spec && tsbox create --bundle . --pid-file c1.pid c1 && tsbox start c1
+
+Global options (before the command, as runc's): --root DIR (state, default
+/run/tsbox as root), --log FILE, --log-format text|json, --debug,
+--rootless auto|true|false.`,
+  },
+  start: { usage: 'tsbox start ID', examples: 'Examples:\n  tsbox start c1' },
+  state: { usage: 'tsbox state ID', examples: 'Examples:\n  tsbox state c1' },
+  delete: { usage: 'tsbox delete [OPTIONS] ID...', examples: 'Examples:\n  tsbox delete --force c1' },
+  list: { usage: 'tsbox list [OPTIONS]', examples: 'Examples:\n  tsbox list --format json' },
+  spec: { usage: 'tsbox spec [OPTIONS]', examples: 'Examples:\n  mkdir -p bundle/rootfs && tsbox spec --bundle bundle' },
+  features: { usage: 'tsbox features' },
 };
 
 /** The help of command `name` (run, ps, ...). */

@@ -3,24 +3,16 @@
  * takes and call it. Help is handled here rather than by citty's runMain, so
  * that `-h` after the container's command belongs to the command.
  */
-import { readFileSync } from 'node:fs';
-
 import type { CommandContext, CommandDef } from 'citty';
 import { config } from 'zod/mini';
 
 import { TsboxError } from '../errors.js';
+import { version } from './version.js';
 
 // The CLI parses its options once. zod's JIT compiles a parser for each object
 // schema (new Function) at its first parse: in a process that parses once, that
 // costs more than it saves (~8 ms a start, measured). Set before any schema exists.
 config({ jitless: true });
-
-/** Put in by scripts/build.mjs, which bundles the CLI into dist/cli.cjs. */
-declare const TSBOX_VERSION: string | undefined;
-
-/** tsbox's version: the bundle's, else package.json's (the CLI run from its sources). */
-const version: string =
-  typeof TSBOX_VERSION === 'string' ? TSBOX_VERSION : (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const subCommands: Record<string, () => Promise<CommandDef>> = {
   run: () => import('./run.js').then((m) => m.default as CommandDef),
@@ -33,6 +25,14 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   inspect: () => import('./inspect.js').then((m) => m.default as CommandDef),
   gc: () => import('./gc.js').then((m) => m.default as CommandDef),
   seccomp: () => import('./seccomp.js').then((m) => m.default as CommandDef),
+  // The OCI runtime's (runc's command line).
+  create: () => import('./oci.js').then((m) => m.create as CommandDef),
+  start: () => import('./oci.js').then((m) => m.start as CommandDef),
+  state: () => import('./oci.js').then((m) => m.state as CommandDef),
+  delete: () => import('./oci.js').then((m) => m.del as CommandDef),
+  list: () => import('./oci.js').then((m) => m.list as CommandDef),
+  spec: () => import('./oci.js').then((m) => m.spec as CommandDef),
+  features: () => import('./oci.js').then((m) => m.features as CommandDef),
   // It completes every command, itself included.
   completion: () => import('./completion.js').then((m) => m.completionCommand(subCommands)),
 };
@@ -53,8 +53,17 @@ async function showTopHelp(): Promise<void> {
   process.stdout.write(out.join('\n'));
 }
 
+/** runc's global flags, which podman and containerd put before the command. */
+const GLOBAL_FLAG = /^--(root|log|log-format|debug|systemd-cgroup|rootless|criu)(=|$)/;
+
 export async function cli(argv: string[]): Promise<number> {
+  // Loaded only when an OCI caller gave global flags: errors then go to its --log too.
+  let oci: typeof import('./oci.js') | undefined;
   try {
+    if (argv[0] !== undefined && GLOBAL_FLAG.test(argv[0])) {
+      oci = await import('./oci.js');
+      argv = oci.globalFlags(argv);
+    }
     const first = argv[0];
     if (first === '--version' || first === '-v' || first === 'version') {
       console.log(`tsbox ${version}`);
@@ -80,6 +89,7 @@ export async function cli(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof TsboxError) {
       process.stderr.write(`tsbox: ${err.toLine()}\n`);
+      oci?.logLine('error', err.toLine());
       return err.exitCode;
     }
     process.stderr.write(`tsbox: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

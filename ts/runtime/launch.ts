@@ -23,10 +23,10 @@ import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
 import { loadNative, type NativeHelper } from '../native.js';
 import { Container } from './container.js';
-import { buildPlan } from './plan.js';
+import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, takeTerminal } from './streams.js';
-import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState } from './state.js';
+import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState, type ContainerState } from './state.js';
 
 
 
@@ -61,6 +61,15 @@ export interface LaunchExtras {
   deferProcess?: boolean | undefined;
   /** The caller set a resource limit (so a cgroup is required, even rootless). */
   explicitLimits?: boolean | undefined;
+  /**
+   * An OCI bundle's container (ts/oci): its own plans instead of tsbox's,
+   * its id as the container's name, its stdio the caller's even though it is
+   * detached, and the bundle, annotations and hooks in its state.
+   */
+  oci?: {
+    plans: (ctx: PlanContext) => { sandbox: SandboxPlan; process: ProcessPlan };
+    state: Pick<ContainerState, 'bundle' | 'annotations' | 'ociVersion' | 'hooks' | 'oci'>;
+  } | undefined;
 }
 
 export async function launch(command: string[], o: ResolvedOptions, extras: LaunchExtras = {}): Promise<Container> {
@@ -96,10 +105,10 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   let dir: string;
   let log: number | null = null;
   try {
-    if (o.name !== undefined) checkName(o.name);
+    if (o.name !== undefined) checkName(o.name, undefined, extras.oci !== undefined);
     dir = createContainerDir(id);
     undo.push(() => removeContainerDir(dir));
-    if (o.detach) log = openSync(join(dir, 'container.log'), 'a', 0o600);
+    if (o.detach && !extras.oci) log = openSync(join(dir, 'container.log'), 'a', 0o600);
   } catch (err) {
     // A log that could not be opened leaves no state directory behind.
     cleanup();
@@ -163,7 +172,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     else cgroup = createContainerCgroup(prepared, extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
     const cgroupInfo = cgroup ?? later;
-    plan = buildPlan(command, o, {
+    plan = (extras.oci?.plans ?? ((ctx: PlanContext) => buildPlan(command, o, ctx)))({
       hostname: o.hostname ?? id.slice(0, 12),
       traceT0Ns: t0,
       planVersion: native.binding.PLAN_VERSION,
@@ -189,6 +198,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       pid: 0,
       bundle: plan.sandbox.rootfs.path,
       annotations: {},
+      ...extras.oci?.state,
       name: o.name ?? null,
       created: new Date().toISOString(),
       monitorPid: 0,
@@ -196,7 +206,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       detached: o.detach,
       command,
       options: o,
-      log: o.detach ? join(dir, 'container.log') : null,
+      log: log !== null ? join(dir, 'container.log') : null,
     });
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));

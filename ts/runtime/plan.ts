@@ -54,9 +54,9 @@ export function systemMounts(shmSize: number = 64 * 1024 * 1024): PlanMount[] {
 /**
  * A rootfs written into must not be the host's own root, however it is
  * named (`/`, `/./`, a symlink, a bind mount of it, /proc/1/root): compared by
- * device and inode, with this process's root and init's.
+ * device and inode, with this process's root and init's. The one it is, or null.
  */
-function refuseHostRoot(path: string): void {
+export function isHostRoot(path: string): string | null {
   const st = statSync(path);
   for (const root of ['/', '/proc/1/root']) {
     let r;
@@ -65,16 +65,21 @@ function refuseHostRoot(path: string): void {
     } catch {
       continue;
     }
-    if (r.dev === st.dev && r.ino === st.ino) {
-      throw new TsboxError({
-        step: 'config',
-        errno: 0,
-        path,
-        detail: `the rootfs is the host's root (${root}), and writableRootfs would let the container write into it`,
-        hint: 'leave out --rootfs to run on the host\'s root read-only, or give a directory holding a root filesystem of its own',
-      });
-    }
+    if (r.dev === st.dev && r.ino === st.ino) return root;
   }
+  return null;
+}
+
+function refuseHostRoot(path: string): void {
+  const root = isHostRoot(path);
+  if (root === null) return;
+  throw new TsboxError({
+    step: 'config',
+    errno: 0,
+    path,
+    detail: `the rootfs is the host's root (${root}), and writableRootfs would let the container write into it`,
+    hint: 'leave out --rootfs to run on the host\'s root read-only, or give a directory holding a root filesystem of its own',
+  });
 }
 
 /** Checks the rootfs before anything is created, so the error comes first and cheaply. */

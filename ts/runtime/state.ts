@@ -113,6 +113,10 @@ export interface ContainerState {
   exitSignal?: number | null;
   finishedAtMs?: number;
   error?: string;
+  /** Made by `tsbox create` from an OCI bundle: its name is its OCI id. */
+  oci?: boolean;
+  /** An OCI bundle's hooks, run by `start` and `delete` (ts/oci/runtime.ts). */
+  hooks?: Partial<Record<string, { path: string; args?: string[] | null; env?: string[] | null; timeout?: number | null }[]>>;
 }
 
 export const OCI_VERSION = '1.2.0';
@@ -184,11 +188,17 @@ export function findContainer(ref: string, root: string = stateRoot()): { dir: s
 }
 
 /** Refuses a name another container with state has (a name is unique until `tsbox rm`). */
-export function checkName(name: string, root: string = stateRoot()): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)) {
+export function checkName(name: string, root: string = stateRoot(), oci = false): void {
+  if (oci) {
+    // runc's rule for a container id: podman's are 64 hex digits, which
+    // OCI commands look up by exact name only.
+    if (!/^[\w+.-]{1,1024}$/.test(name) || name === '.' || name === '..') {
+      throw new TsboxError({ step: 'config', errno: 0, path: 'ID', detail: `"${name}" is not a container id`, hint: 'use letters, digits, _, +, . and -' });
+    }
+  } else if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)) {
     throw new TsboxError({ step: 'config', errno: 0, path: 'name', detail: `"${name}" is not a container name`, hint: 'use letters, digits, _, . and -, starting with a letter or digit' });
   }
-  if (/^[0-9a-f]{64}$/.test(name)) {
+  if (!oci && /^[0-9a-f]{64}$/.test(name)) {
     throw new TsboxError({ step: 'config', errno: 0, path: 'name', detail: 'a name cannot look like a container id', hint: 'choose another name' });
   }
   const other = listStates(root).find((c) => c.state.name === name);

@@ -176,6 +176,28 @@ fn read_memfd(fd: &OwnedFd) -> Result<Vec<u8>, WireError> {
     Ok(buf)
 }
 
+/// Calls `f` with a socket address for `path`, however long the path: one
+/// beyond sun_path's 108 bytes (a state directory deep under `--root`) is
+/// reached through its directory, opened, as `/proc/self/fd/N/NAME`.
+pub fn with_unix_addr<T>(path: &str, f: impl FnOnce(&nix::sys::socket::UnixAddr) -> nix::Result<T>) -> nix::Result<T> {
+    use nix::sys::socket::UnixAddr;
+    if let Ok(addr) = UnixAddr::new(path) {
+        return f(&addr);
+    }
+    let p = std::path::Path::new(path);
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err(Errno::ENAMETOOLONG);
+    };
+    let dir = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let short = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), name.to_string_lossy());
+    let addr = UnixAddr::new(short.as_str())?;
+    f(&addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +206,24 @@ mod tests {
 
     fn pair() -> (OwnedFd, OwnedFd) {
         socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap()
+    }
+
+    #[test]
+    fn a_socket_path_beyond_sun_path_is_bound_and_reached_through_its_directory() {
+        use nix::sys::socket::{bind, connect, listen, socket, Backlog};
+        let base = std::env::temp_dir().join(format!("tsbox-wire-{}", std::process::id()));
+        let deep = base.join("d".repeat(100)).join("e".repeat(40));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("control.sock");
+        let path = path.to_str().unwrap();
+        assert!(path.len() > 108);
+        let listener = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        with_unix_addr(path, |a| bind(listener.as_raw_fd(), a)).unwrap();
+        listen(&listener, Backlog::new(1).unwrap()).unwrap();
+        assert!(std::path::Path::new(path).exists());
+        let client = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        with_unix_addr(path, |a| connect(client.as_raw_fd(), a)).unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -61,11 +61,10 @@ impl Channel {
     /// container's monitor).
     #[napi(factory)]
     pub fn connect(path: String) -> Result<Channel> {
-        use nix::sys::socket::{connect, socket, UnixAddr};
+        use nix::sys::socket::{connect, socket};
         let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).map_err(|e| io_err("socket", e))?;
-        let addr = UnixAddr::new(path.as_str()).map_err(|e| io_err(&format!("the control socket path {path}"), e))?;
         loop {
-            match connect(fd.as_raw_fd(), &addr) {
+            match tsbox_core::wire::with_unix_addr(&path, |addr| connect(fd.as_raw_fd(), addr)) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     return Err(Error::new(

@@ -6,7 +6,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{accept4, bind, getsockopt, listen, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{accept4, bind, getsockopt, listen, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType};
 
 use crate::channel::Channel;
 
@@ -22,10 +22,9 @@ impl Listener {
             None,
         )?;
         let _ = std::fs::remove_file(path);
-        let addr = UnixAddr::new(path)?;
         // SAFETY: umask only affects this single-threaded process's next file creation.
         let old = unsafe { libc::umask(0o177) };
-        let bound = bind(fd.as_raw_fd(), &addr);
+        let bound = tsbox_core::wire::with_unix_addr(path, |addr| bind(fd.as_raw_fd(), addr));
         unsafe { libc::umask(old) };
         bound?;
         listen(&fd, Backlog::new(16)?)?;

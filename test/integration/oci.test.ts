@@ -1,0 +1,392 @@
+/**
+ * tsbox as an OCI runtime (issue 15), driven as runc's callers drive it:
+ * `create` with its stdio in files, then `start`, `state`, `kill`, `delete`
+ * from other processes, with the runtime-spec's rules on each and what the
+ * container's process sees.
+ */
+import { spawn as spawnProcess } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { afterEach, describe, expect, inject, it } from 'vitest';
+
+import { BIN, cli, scratchDir } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+const scratch = scratchDir('oci');
+let serial = 0;
+const made: string[] = [];
+/** A fresh container id; whatever a failed test leaves of it is deleted after the test. */
+const newId = () => {
+  const id = `oci-${process.pid}-${++serial}`;
+  made.push(id);
+  return id;
+};
+afterEach(async () => {
+  for (const id of made.splice(0)) await cli(['delete', '--force', id]);
+});
+
+const CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
+
+/**
+ * runtime-tools' default config (no user namespace, caps with MKNOD,
+ * deny-all devices) over the test rootfs, read-only, with the bundle's
+ * `out/` at /var for what the process writes.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a config.json, changed freely by each test
+type Config = Record<string, any>;
+
+function bundle(script: string, change: (c: Config) => void = () => {}): string {
+  const dir = join(scratch, `b${++serial}`);
+  mkdirSync(join(dir, 'out'), { recursive: true });
+  const config: Config = {
+    ociVersion: '1.0.2',
+    hostname: 'mrsdalloway',
+    root: { path: rootfs, readonly: true },
+    process: {
+      user: { uid: 0, gid: 0 },
+      args: ['sh', '-c', script],
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'TERM=xterm'],
+      cwd: '/',
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
+      capabilities: { bounding: CAPS, effective: CAPS, inheritable: CAPS, permitted: CAPS, ambient: CAPS },
+    },
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      { destination: '/var', type: 'bind', source: 'out', options: ['rbind', 'rw'] },
+    ],
+    linux: {
+      resources: { devices: [{ allow: false, access: 'rwm' }] },
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })),
+    },
+  };
+  change(config);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+/** `tsbox create` as runtime-tools runs it: its stdout and stderr are files (the container's). */
+function create(dir: string, args: string[], global: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const out = join(dir, `create-${serial}.out`);
+  const err = join(dir, `create-${serial}.err`);
+  const fds = [openSync(out, 'w'), openSync(err, 'w')];
+  return new Promise((resolve, reject) => {
+    const child = spawnProcess(process.execPath, [BIN, ...global, 'create', '--bundle', dir, ...args], { stdio: ['ignore', fds[0]!, fds[1]!] });
+    for (const fd of fds) closeSync(fd);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: readFileSync(out, 'utf8'), stderr: readFileSync(err, 'utf8') });
+    });
+  });
+}
+
+interface State {
+  ociVersion: string;
+  id: string;
+  status: string;
+  pid: number;
+  bundle: string;
+  annotations?: Record<string, string>;
+}
+
+async function state(id: string, global: string[] = []): Promise<State> {
+  const r = await cli([...global, 'state', id]);
+  if (r.code !== 0) throw new Error(`state ${id}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as State;
+}
+
+async function waitFor(id: string, status: string, global: string[] = []): Promise<void> {
+  let last = '';
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    last = (await state(id, global)).status;
+    if (last === status) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${id} did not become ${status} (it is ${last})`);
+}
+
+describe('the OCI lifecycle', () => {
+  it('create leaves the process waiting; start runs it once; state, kill and delete follow the runtime-spec', async () => {
+    const id = newId();
+    const dir = bundle("echo 'process called' >> /var/output");
+    const pidFile = join(dir, 'pidfile');
+    const created = await create(dir, ['--pid-file', pidFile, id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout).toBe('');
+    const s = await state(id);
+    expect(s).toMatchObject({ ociVersion: '1.0.2', id, status: 'created', bundle: dir });
+    // The pid file holds the pid in the host's pid namespace, as digits only.
+    expect(readFileSync(pidFile, 'utf8')).toBe(String(s.pid));
+    expect(readFileSync(`/proc/${s.pid}/status`, 'utf8')).toMatch(/^NSpid:\s+\d+\s+1$/m);
+    expect(existsSync(join(dir, 'out/output'))).toBe(false);
+
+    const started = await cli(['start', id]);
+    expect(started.code, started.stderr).toBe(0);
+    await waitFor(id, 'stopped');
+    expect(readFileSync(join(dir, 'out/output'), 'utf8')).toBe('process called\n');
+
+    // A stopped container cannot start again, nor be signalled; its state stays as it was.
+    const before = await state(id);
+    expect(before.pid).toBe(0);
+    const again = await cli(['start', id]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain('cannot start a container that has stopped');
+    const kill = await cli(['kill', id, 'KILL']);
+    expect(kill.code).not.toBe(0);
+    expect(kill.stderr).toContain('container not running');
+    expect(await state(id)).toEqual(before);
+    expect(readFileSync(join(dir, 'out/output'), 'utf8')).toBe('process called\n');
+
+    const deleted = await cli(['delete', id]);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    const gone = await cli(['state', id]);
+    expect(gone.code).not.toBe(0);
+    expect(gone.stderr).toContain('container does not exist');
+    expect((await cli(['list', '--format', 'json'])).stdout).not.toContain(`"${id}"`);
+  });
+
+  it('create refuses a missing id and an id in use; start, state, kill and delete refuse a missing or unknown id', async () => {
+    const dir = bundle('true');
+    const noId = await create(dir, []);
+    expect(noId.code).not.toBe(0);
+    expect(noId.stderr).toContain("needs the container's id");
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    const dup = await create(dir, [id]);
+    expect(dup.code).not.toBe(0);
+    expect(dup.stderr).toMatch(new RegExp(`the name "${id}" is in use`));
+    expect((await state(id)).status).toBe('created');
+    for (const args of [['start'], ['state'], ['delete'], ['kill'], ['start', 'nope'], ['state', 'nope'], ['kill', 'nope', 'KILL'], ['delete', 'nope']]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).not.toBe(0);
+    }
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+  });
+
+  it('a created container: delete refuses it and it stays; kill KILL stops it; delete --force removes one', async () => {
+    const dir = bundle('touch /var/ran');
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    const refused = await cli(['delete', id]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(`cannot delete container ${id} that is not stopped: created`);
+    expect((await state(id)).status).toBe('created');
+    expect((await cli(['kill', id, 'KILL'])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    expect(existsSync(join(dir, 'out/ran'))).toBe(false);
+    expect((await cli(['delete', id])).code).toBe(0);
+
+    const other = newId();
+    expect((await create(dir, [other])).code).toBe(0);
+    expect((await cli(['delete', '--force', other])).code).toBe(0);
+    expect((await cli(['state', other])).code).not.toBe(0);
+  });
+
+  it('kill sends its signal to the container\'s PID 1 (TERM by default), which traps it', async () => {
+    for (const sig of ['TERM', 'USR1']) {
+      const dir = bundle(`trap 'touch /var/${sig}; exit 0' ${sig}; sleep 10 & wait $!`);
+      const id = newId();
+      expect((await create(dir, [id])).code).toBe(0);
+      expect((await cli(['start', id])).code).toBe(0);
+      await waitFor(id, 'running');
+      // sh installs its trap once it runs: give it the moment it takes.
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await cli(sig === 'TERM' ? ['kill', id] : ['kill', id, sig])).code).toBe(0);
+      await waitFor(id, 'stopped');
+      expect(existsSync(join(dir, `out/${sig}`))).toBe(true);
+      expect((await cli(['delete', id])).code).toBe(0);
+    }
+  });
+});
+
+describe('what the process of a bundle sees', () => {
+  it('its args as PID 1, its ids and groups, umask, rlimits, capabilities, oom_score_adj, hostname and cwd, as config.json says', async () => {
+    const script = [
+      'tr "\\0" " " < /proc/1/cmdline; echo',
+      'id -u; id -g; id -G; umask; ulimit -Sn; ulimit -Hn',
+      'grep -E "^Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs" /proc/self/status',
+      'cat /proc/self/oom_score_adj; hostname; pwd; echo "$testa"',
+    ].join('; ');
+    const dir = bundle(`(${script}) > /var/seen`, (c) => {
+      c.process.user = { uid: 10, gid: 10, umask: 2, additionalGids: [5] };
+      c.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 4000, soft: 3000 }];
+      c.process.capabilities = { bounding: ['CAP_KILL', 'CAP_CHOWN'], effective: ['CAP_KILL'], inheritable: ['CAP_KILL'], permitted: ['CAP_KILL'], ambient: ['CAP_KILL'] };
+      c.process.oomScoreAdj = 500;
+      c.process.cwd = '/tmp';
+      c.process.env.push('testa=valuea');
+      c.process.noNewPrivileges = true;
+    });
+    // uid 10 writes there.
+    chmodSync(join(dir, 'out'), 0o777);
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    const seen = readFileSync(join(dir, 'out/seen'), 'utf8').split('\n');
+    expect(seen.slice(0, 7)).toEqual([`sh -c (${script}) > /var/seen `, '10', '10', '10 5', '0002', '3000', '4000']);
+    // CAP_KILL is bit 5 (0x20): in every set, as given; bounding also CAP_CHOWN (bit 0).
+    expect(seen.slice(7, 13)).toEqual(['CapInh:\t0000000000000020', 'CapPrm:\t0000000000000020', 'CapEff:\t0000000000000020', 'CapBnd:\t0000000000000021', 'CapAmb:\t0000000000000020', 'NoNewPrivs:\t1']);
+    expect(seen.slice(13, 17)).toEqual(['500', 'mrsdalloway', '/tmp', 'valuea']);
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
+  it('masked and read-only paths, a read-only root, and the default devices and /dev links', async () => {
+    const script = [
+      'cat /proc/kcore | wc -c',
+      'ls /proc/acpi 2>/dev/null | wc -l',
+      'echo 1 > /proc/sys/kernel/domainname && echo written || echo refused',
+      'touch /rootfile && echo written || echo refused',
+      'for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done',
+      'ls /dev | tr "\\n" " "',
+    ].join('; ');
+    const dir = bundle(`(${script}) > /var/seen 2>/dev/null`, (c) => {
+      c.linux.maskedPaths = ['/proc/kcore', '/proc/acpi', '/does/not/exist'];
+      c.linux.readonlyPaths = ['/proc/sys'];
+    });
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe(
+      ['0', '0', 'refused', 'refused', 'pts/ptmx', '/proc/self/fd', '/proc/self/fd/0', '/proc/self/fd/1', '/proc/self/fd/2', 'fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero '].join('\n'),
+    );
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
+  it('without a user namespace, a device node the container makes does not open (the deny-all device rule)', async () => {
+    // Regression: root with CAP_MKNOD and no user namespace must not reach a host disk through mknod.
+    const disk = readFileSync('/proc/partitions', 'utf8').split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f.length === 4 && /^\d+$/.test(f[0]!))!;
+    const dir = bundle(`mknod /dev/shm/disk b ${disk[0]} ${disk[1]} && echo made; mknod /var/disk b ${disk[0]} ${disk[1]} && echo made; head -c 512 /dev/shm/disk > /dev/null 2>&1 && echo read || echo denied; head -c 512 /var/disk > /dev/null 2>&1 && echo read || echo denied; head -c 1 /dev/zero | wc -c`, (c) => {
+      c.mounts[3].options = c.mounts[3].options.filter((o: string) => o !== 'nodev');
+      c.process.args[2] = `(${c.process.args[2]}) > /var/seen`;
+    });
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('made\nmade\ndenied\ndenied\n1\n');
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+});
+
+describe('hooks', () => {
+  it('prestart and createRuntime in create, poststart in start, poststop in delete, each with the state on stdin', async () => {
+    const dir = bundle('echo process >> /var/order');
+    const hook = (name: string) => ({ path: '/bin/sh', args: ['sh', '-c', `cat > ${dir}/out/${name}.json; echo ${name} >> ${dir}/out/order`], timeout: 5 });
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Config;
+    cfg.annotations = { 'org.example.test': 'hooks' };
+    cfg.hooks = { prestart: [hook('prestart')], createRuntime: [hook('createRuntime')], poststart: [hook('poststart')], poststop: [hook('poststop')] };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    const pid = (await state(id)).pid;
+    expect(readFileSync(join(dir, 'out/order'), 'utf8')).toBe('prestart\ncreateRuntime\n');
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    expect((await cli(['delete', id])).code).toBe(0);
+    expect(readFileSync(join(dir, 'out/order'), 'utf8').split('\n').filter(Boolean).sort()).toEqual(['createRuntime', 'poststart', 'poststop', 'prestart', 'process']);
+    const seen = (name: string) => JSON.parse(readFileSync(join(dir, `out/${name}.json`), 'utf8')) as State;
+    const common = { id, bundle: dir, annotations: { 'org.example.test': 'hooks' } };
+    expect(seen('prestart')).toMatchObject({ ...common, status: 'created', pid });
+    expect(seen('createRuntime')).toMatchObject({ ...common, status: 'created', pid });
+    expect(seen('poststart')).toMatchObject({ ...common, status: 'running', pid });
+    expect(seen('poststop')).toMatchObject({ ...common, status: 'stopped' });
+  });
+
+  it('a failing prestart hook fails create and leaves no container; a failing poststart or poststop hook is a warning', async () => {
+    const bad = bundle('touch /var/ran', (c) => {
+      c.hooks = { prestart: [{ path: '/bin/false' }] };
+    });
+    const id = newId();
+    const r = await create(bad, [id]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('hook(hooks.prestart[0]): /bin/false exited with status 1');
+    expect((await cli(['state', id])).code).not.toBe(0);
+    expect(existsSync(join(bad, 'out/ran'))).toBe(false);
+
+    const after = join(scratch, `after-${serial}`);
+    const warned = bundle('true', (c) => {
+      c.hooks = { poststart: [{ path: '/bin/false' }, { path: '/bin/sh', args: ['sh', '-c', 'echo after > "$OUT"'], env: [`OUT=${after}`] }], poststop: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 5'], timeout: 1 }] };
+    });
+    const other = newId();
+    expect((await create(warned, [other])).code).toBe(0);
+    const started = await cli(['start', other]);
+    expect(started.code).toBe(0);
+    expect(started.stderr).toContain('warning: hook(hooks.poststart[0]): /bin/false exited with status 1');
+    expect(readFileSync(after, 'utf8')).toBe('after\n');
+    await waitFor(other, 'stopped');
+    const deleted = await cli(['delete', other]);
+    expect(deleted.code).toBe(0);
+    expect(deleted.stderr).toContain('warning: hook(hooks.poststop[0]): /bin/sh timed out after 1 s');
+  });
+});
+
+describe('the command line of runc\'s callers', () => {
+  it('--root keeps the state where it says; --log --log-format json gets each error as a JSON line', async () => {
+    const root = join(scratch, 'root');
+    const log = join(scratch, 'log.json');
+    const global = ['--root', root, '--log', log, '--log-format=json'];
+    const dir = bundle('true');
+    const id = newId();
+    const created = await create(dir, [id], global);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await state(id, global)).status).toBe('created');
+    // Not in the default root.
+    expect((await cli(['state', id])).code).not.toBe(0);
+    const refused = await cli([...global, 'delete', id]);
+    expect(refused.code).not.toBe(0);
+    const line = JSON.parse(readFileSync(log, 'utf8').trim().split('\n').pop()!) as { level: string; msg: string; time: string };
+    expect(line).toMatchObject({ level: 'error', msg: expect.stringContaining(`cannot delete container ${id} that is not stopped`) });
+    expect(Date.parse(line.time)).not.toBeNaN();
+    expect(readdirSync(root)).toContain('cgroups');
+    expect((await cli([...global, 'delete', '--force', id])).code).toBe(0);
+    expect((await cli([...global, 'list', '-q'])).stdout).toBe('');
+  });
+
+  it('a config error names config.json and the JSON path, exits non-zero, and leaves nothing', async () => {
+    const dir = bundle('true', (c) => {
+      c.process.capabilities.bounding.push('CAP_TEST');
+      c.process.rlimits.push({ type: 'RLIMIT_TEST', hard: 1, soft: 1 });
+    });
+    const id = newId();
+    const r = await create(dir, [id]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${join(dir, 'config.json')}): process.capabilities.bounding[14]: unknown capability "CAP_TEST"`);
+    expect(r.stderr).toContain('process.rlimits[1].type: unknown rlimit "RLIMIT_TEST"');
+    expect((await cli(['state', id])).code).not.toBe(0);
+  });
+
+  it('spec writes a config that create and start run, from a busybox rootfs; features lists what is supported', async () => {
+    const dir = join(scratch, 'spec');
+    mkdirSync(dir);
+    const spec = await cli(['spec', '--bundle', dir]);
+    expect(spec.code, spec.stderr).toBe(0);
+    expect((await cli(['spec', '--bundle', dir])).stderr).toContain('config.json exists');
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Config;
+    cfg.root.path = rootfs;
+    cfg.process.args = ['sh', '-c', 'id -u; hostname; cat /proc/self/uid_map'];
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    expect((await cli(['delete', id])).code).toBe(0);
+    const out = readFileSync(join(dir, `create-${serial}.out`), 'utf8');
+    // Root in its own user namespace, mapped to tsbox's range (not host root).
+    expect(out).toMatch(/^0\ntsbox\n\s+0\s+\d+\s+65536\n$/);
+    expect(out).not.toMatch(/\s+0\s+0\s+/);
+    const features = JSON.parse((await cli(['features'])).stdout) as { ociVersionMax: string; linux: { namespaces: string[] } };
+    expect(features.ociVersionMax).toBe('1.2.0');
+    expect(features.linux.namespaces).toContain('user');
+  });
+});

@@ -1,0 +1,255 @@
+/**
+ * An OCI bundle's config.json, read (ts/oci/spec.ts) and turned into the
+ * launch's options and plans (ts/oci/plan.ts): what each field becomes, and
+ * the JSON path of every value that is wrong or not supported.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { TsboxError } from '../../ts/errors.js';
+import { ociContainer } from '../../ts/oci/plan.js';
+import { checkSpec, loadSpec, parseJsonExact, type OciSpec } from '../../ts/oci/spec.js';
+import type { PlanContext } from '../../ts/runtime/plan.js';
+
+const bundle = mkdtempSync(join(tmpdir(), 'tsbox-unit-oci-'));
+mkdirSync(join(bundle, 'rootfs'));
+mkdirSync(join(bundle, 'data'));
+afterAll(() => rmSync(bundle, { recursive: true, force: true }));
+
+const CAPS = ['CAP_CHOWN', 'CAP_MKNOD', 'CAP_KILL'];
+
+/** runtime-tools' default config, in small: no user namespace, caps with MKNOD, deny-all devices. */
+function base(): Record<string, unknown> & { process: Record<string, unknown>; linux: Record<string, unknown> } {
+  return {
+    ociVersion: '1.0.2',
+    hostname: 'mrsdalloway',
+    root: { path: 'rootfs', readonly: false },
+    process: {
+      user: { uid: 0, gid: 0 },
+      args: ['/runtimetest', '--path=/'],
+      env: ['PATH=/bin', 'TERM=xterm'],
+      cwd: '/',
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
+      capabilities: { bounding: CAPS, effective: CAPS, inheritable: CAPS, permitted: CAPS, ambient: CAPS },
+    },
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    ],
+    linux: {
+      resources: { devices: [{ allow: false, access: 'rwm' }] },
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })),
+    },
+  };
+}
+
+const fakeSeccomp = { compileSeccomp: () => Buffer.from('00', 'hex'), seccompProblems: () => [] };
+const ctx: PlanContext = { hostname: 'x', traceT0Ns: 0n, planVersion: 5, idmap: false, seccomp: fakeSeccomp, control: '/run/x/control.sock', detach: true };
+
+function container(spec: unknown) {
+  return ociContainer(checkSpec(spec), bundle, 'c1', 'config.json');
+}
+
+/** The problems a config gives, as `path: message`. */
+function problems(spec: unknown): string[] {
+  try {
+    container(spec);
+  } catch (err) {
+    if (!(err instanceof TsboxError)) throw err;
+    return ((err as TsboxError & { issues: { path: string; message: string }[] }).issues ?? []).map((i) => `${i.path}: ${i.message}`);
+  }
+  return [];
+}
+
+describe('config.json', () => {
+  it('takes runtime-tools\' default config, and ignores properties it does not know', () => {
+    expect(problems({ ...base(), unknown: 'unknown', annotations: { 'org.x': '' } })).toEqual([]);
+  });
+
+  it('refuses an ociVersion that is not SemVer, or not 1.x', () => {
+    expect(problems({ ...base(), ociVersion: 'invalid' })).toEqual([expect.stringMatching(/^ociVersion: must be a SemVer 2.0.0 version/)]);
+    expect(problems({ ...base(), ociVersion: '2.0.0' })).toEqual([expect.stringMatching(/^ociVersion: tsbox reads runtime-spec 1.x/)]);
+  });
+
+  it('names the JSON path of an unknown capability and an unknown or repeated rlimit', () => {
+    const spec = base();
+    spec.process.capabilities = { bounding: ['CAP_CHOWN', 'CAP_TEST'] };
+    spec.process.rlimits = [{ type: 'RLIMIT_TEST', hard: 1, soft: 1 }, { type: 'RLIMIT_NOFILE', hard: 1, soft: 1 }, { type: 'RLIMIT_NOFILE', hard: 1, soft: 1 }];
+    expect(problems(spec)).toEqual([
+      'process.capabilities.bounding[1]: unknown capability "CAP_TEST" (names such as CAP_NET_ADMIN)',
+      'process.rlimits[0].type: unknown rlimit "RLIMIT_TEST" (RLIMIT_NOFILE, RLIMIT_NPROC, ...)',
+      'process.rlimits[2].type: RLIMIT_NOFILE is listed twice',
+    ]);
+  });
+
+  it('refuses what it does not carry out, by path, rather than dropping it', () => {
+    const spec = base();
+    spec.linux = {
+      ...spec.linux,
+      namespaces: [{ type: 'pid', path: '/proc/1/ns/pid' }, { type: 'mount' }, { type: 'mount' }, { type: 'time' }],
+      sysctl: { 'net.ipv4.ip_forward': '1' },
+      cgroupsPath: '/cgrouptest',
+      devices: [{ path: '/dev/test1', type: 'c', major: 10, minor: 666 }],
+      maskedPaths: ['relative'],
+      resources: { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' }], memory: { limit: 1000 } },
+    };
+    spec.process.apparmorProfile = 'acme_secure_profile';
+    spec.domainname = 'example.org';
+    expect(problems(spec)).toEqual([
+      'domainname: is not supported by tsbox yet',
+      'linux.namespaces[0].path: joining an existing namespace is not supported by tsbox yet',
+      'linux.namespaces[2].type: "mount" is listed twice',
+      'linux.namespaces[3].type: "time" is not supported by tsbox yet',
+      'hostname: needs a "uts" namespace in linux.namespaces (the host\'s name is not the container\'s to set)',
+      'linux.devices: device nodes in the container are not supported by tsbox yet',
+      'linux.sysctl: is not supported by tsbox yet',
+      expect.stringMatching(/^linux\.cgroupsPath: /),
+      'linux.maskedPaths[0]: must be an absolute path',
+      expect.stringMatching(/^linux\.resources\.devices\[1\]: allowing some devices needs a device cgroup/),
+      'process.apparmorProfile: AppArmor profiles are not supported by tsbox',
+      expect.stringMatching(/^linux\.resources\.memory\.limit: 1000: must be at least 6m/),
+    ]);
+  });
+
+  it('refuses a bundle without a mount namespace, a process or a root', () => {
+    const spec = base();
+    spec.linux.namespaces = [{ type: 'pid' }];
+    expect(problems({ ...spec, process: undefined, root: undefined })).toEqual([
+      expect.stringMatching(/^root: is required on Linux/),
+      expect.stringMatching(/^process: is required/),
+      expect.stringMatching(/^linux\.namespaces: must include "mount"/),
+      expect.stringMatching(/^hostname: needs a "uts" namespace/),
+    ]);
+  });
+
+  it('keeps integers beyond 2^53 exact (seccomp arguments, RLIM_INFINITY)', () => {
+    expect(parseJsonExact('{"a":18446744073709551615,"s":"18446744073709551615","b":[9007199254740993, 1.5e300]}')).toEqual({
+      a: 18446744073709551615n,
+      s: '18446744073709551615',
+      b: [9007199254740993n, 1.5e300],
+    });
+  });
+
+  it('names the file and the problem of a config.json that is not JSON', () => {
+    const dir = mkdtempSync(join(bundle, 'bad-'));
+    writeFileSync(join(dir, 'config.json'), '{"ociVersion": ');
+    expect(() => loadSpec(dir)).toThrow(`config(${join(dir, 'config.json')}): is not JSON`);
+    expect(() => loadSpec(join(dir, 'missing'))).toThrow(/read the bundle's config.json/);
+  });
+});
+
+describe('the plans of a bundle', () => {
+  it('mounts what the config lists, in its order, with the default devices and /dev links over its /dev', () => {
+    const { sandbox } = container(base()).plans(ctx);
+    const targets = sandbox.mounts.map((m) => `${m.type}:${m.target}`);
+    expect(targets).toEqual([
+      'fs:/proc',
+      'fs:/dev',
+      'bind:/dev/null', 'bind:/dev/zero', 'bind:/dev/full', 'bind:/dev/random', 'bind:/dev/urandom', 'bind:/dev/tty',
+      'symlink:/dev/ptmx', 'symlink:/dev/fd', 'symlink:/dev/stdin', 'symlink:/dev/stdout', 'symlink:/dev/stderr',
+      'fs:/dev/pts',
+      'fs:/dev/shm',
+      'fs:/sys',
+    ]);
+    const shm = sandbox.mounts.find((m) => m.target === '/dev/shm')!;
+    // mount(2)'s source is the config's (mountinfo shows it), and the options are flags or data.
+    expect(shm).toMatchObject({ type: 'fs', fstype: 'tmpfs', source: 'shm', data: 'mode=1777,size=65536k', nosuid: true, noexec: true, nodev: true });
+    expect(sandbox.mounts.find((m) => m.target === '/dev')).toMatchObject({ data: 'mode=755,size=65536k', flags: 0x1000000 });
+    expect(sandbox).toMatchObject({ hostname: 'mrsdalloway', namespaces: ['pid', 'net', 'ipc', 'uts', 'mount'], init: false, detach: true });
+  });
+
+  it('without a user namespace, makes every filesystem the container can write nodev, but its own devices and devpts', () => {
+    const spec = base();
+    (spec.mounts as unknown[]).push({ destination: '/data', type: 'bind', source: 'data', options: ['rbind', 'rw'] });
+    const { sandbox } = container(spec).plans(ctx);
+    expect(sandbox.rootfs).toEqual({ kind: 'path', path: join(bundle, 'rootfs'), mode: 'bind', idmap: false, nodev: true });
+    const nodev = Object.fromEntries(sandbox.mounts.filter((m) => m.type === 'fs' || m.type === 'bind').map((m) => [m.target, m.nodev === true]));
+    expect(nodev).toMatchObject({ '/dev': true, '/dev/shm': true, '/data': true, '/dev/pts': false, '/dev/null': false, '/dev/tty': false });
+    expect(sandbox.mounts.find((m) => m.target === '/data')).toMatchObject({ type: 'bind', source: join(bundle, 'data'), recursive: true });
+  });
+
+  it('with a user namespace or an allow-all device rule, leaves nodev to the config', () => {
+    const userns = base();
+    userns.linux.namespaces = [...(userns.linux.namespaces as unknown[]), { type: 'user' }];
+    expect(container(userns).plans(ctx).sandbox.rootfs).toMatchObject({ nodev: false });
+    const all = base();
+    all.linux.resources = { devices: [{ allow: true, access: 'rwm' }] };
+    expect(container(all).plans(ctx).sandbox.mounts.find((m) => m.target === '/dev')).toMatchObject({ nodev: false });
+  });
+
+  it('refuses a bind of a device node while devices are denied', () => {
+    const spec = base();
+    (spec.mounts as unknown[]).push({ destination: '/dev/kmsg', type: 'bind', source: '/dev/kmsg', options: ['bind'] });
+    expect(problems(spec)).toEqual(['mounts[5].source: /dev/kmsg is a device node, which the device rules (linux.resources.devices) deny']);
+  });
+
+  it('refuses mount options it does not carry out, by path', () => {
+    const spec = base();
+    (spec.mounts as unknown[]).push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['rshared', 'idmap'] }, { destination: '/y', type: 'bind', source: 'data', options: ['bind', 'size=1k'] });
+    expect(problems(spec)).toEqual([
+      'mounts[5].options[0]: "rshared" is not supported by tsbox yet',
+      'mounts[5].options[1]: "idmap" is not supported by tsbox yet',
+      'mounts[6].options[1]: "size=1k" is not an option of a bind mount',
+    ]);
+  });
+
+  it('runs the process as given: argv, env, ids, the five capability sets, rlimits, umask', () => {
+    const spec = base();
+    spec.process = {
+      ...spec.process,
+      user: { uid: 10, gid: 10, umask: 2, additionalGids: [5] },
+      noNewPrivileges: true,
+      capabilities: { bounding: ['CAP_KILL', 'CAP_CHOWN'], permitted: ['CAP_KILL'], inheritable: [], effective: ['CAP_KILL'], ambient: ['CAP_KILL'] },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 4000, soft: 3000 }, { type: 'RLIMIT_CORE', hard: 18446744073709551615n, soft: 0 }],
+      oomScoreAdj: 500,
+    };
+    const c = container(spec);
+    expect(c.oomScoreAdj).toBe(500);
+    expect(c.plans(ctx).process).toEqual({
+      argv: ['/runtimetest', '--path=/'],
+      env: ['PATH=/bin', 'TERM=xterm'],
+      cwd: '/',
+      user: { user: '10', group: '10', additionalGroups: ['5'] },
+      capabilities: { bounding: ['CAP_KILL', 'CAP_CHOWN'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'], inheritable: [], ambient: ['CAP_KILL'] },
+      noNewPrivileges: true,
+      rlimits: [{ name: 'nofile', soft: 3000, hard: 4000 }, { name: 'core', soft: 0, hard: null }],
+      seccomp: null,
+      tty: null,
+      trace: false,
+      umask: 2,
+    });
+  });
+
+  it('maps linux.resources onto the limits, and the id mappings onto the maps', () => {
+    const spec: OciSpec | Record<string, unknown> = base();
+    const linux = (spec as ReturnType<typeof base>).linux;
+    linux.namespaces = [...(linux.namespaces as unknown[]), { type: 'user' }];
+    linux.uidMappings = [{ containerID: 0, hostID: 1000, size: 2000 }];
+    linux.gidMappings = [{ containerID: 0, hostID: 1000, size: 3000 }];
+    linux.resources = { memory: { limit: 64 << 20, swap: -1 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, pids: { limit: 100 }, blockIO: { weight: 500 } };
+    const c = container(spec);
+    expect(c.options).toMatchObject({
+      memory: 64 << 20,
+      memorySwap: -1,
+      cpuShares: 512,
+      cpuQuota: 50000,
+      cpuPeriod: 100000,
+      cpusetCpus: '0',
+      pidsLimit: 100,
+      blkioWeight: 500,
+      userns: 'private',
+      uidMap: [{ containerId: 0, hostId: 1000, size: 2000 }],
+      gidMap: [{ containerId: 0, hostId: 1000, size: 3000 }],
+      detach: true,
+      stdio: 'inherit',
+      init: false,
+    });
+    expect(c.limited).toBe(true);
+  });
+});

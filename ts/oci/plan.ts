@@ -1,0 +1,426 @@
+/**
+ * What an OCI bundle's config.json means for tsbox: the options the launch
+ * reads (ids, cgroup limits, detach) and the two plans, built from the
+ * config's own mounts, namespaces and process rather than tsbox's defaults.
+ * Each field is either carried out or refused with its JSON path; none is
+ * dropped (README, "As an OCI runtime", has the table).
+ */
+import { lstatSync, statSync } from 'node:fs';
+import { hostname as hostHostname } from 'node:os';
+import { posix, resolve } from 'node:path';
+
+import { ALL_CAPABILITIES } from '../config/capabilities.js';
+import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
+import { seccompProgram, type OciSeccompProfile } from '../config/seccomp.js';
+import { TsboxError } from '../errors.js';
+import type { Capabilities, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
+import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
+import { specError, type HookName, type OciHook, type OciMount, type OciSpec, type SpecProblem } from './spec.js';
+
+/** <linux/fs.h> MS_* flags an OCI mount option may set on a fresh filesystem. */
+const MS = {
+  SYNCHRONOUS: 0x10,
+  DIRSYNC: 0x80,
+  NOATIME: 0x400,
+  NODIRATIME: 0x800,
+  SILENT: 0x8000,
+  RELATIME: 0x200000,
+  I_VERSION: 0x800000,
+  STRICTATIME: 0x1000000,
+  LAZYTIME: 0x2000000,
+} as const;
+
+/** Options that set a flag, and those that mean the kernel's default (nothing to do). */
+const FLAG_OPTIONS: Record<string, number> = {
+  sync: MS.SYNCHRONOUS,
+  dirsync: MS.DIRSYNC,
+  noatime: MS.NOATIME,
+  nodiratime: MS.NODIRATIME,
+  silent: MS.SILENT,
+  relatime: MS.RELATIME,
+  iversion: MS.I_VERSION,
+  strictatime: MS.STRICTATIME,
+  lazytime: MS.LAZYTIME,
+};
+const DEFAULT_OPTIONS = new Set(['async', 'atime', 'diratime', 'norelatime', 'nostrictatime', 'nolazytime', 'noiversion', 'loud', 'defaults', 'nomand', 'private', 'rprivate']);
+/** runtime-spec options tsbox does not carry out yet: refused, never dropped. */
+const UNSUPPORTED_OPTIONS = new Set([
+  'remount', 'mand', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable', 'idmap', 'ridmap', 'tmpcopyup', 'nosymfollow', 'symfollow',
+  'rro', 'rrw', 'rnosuid', 'rsuid', 'rnodev', 'rdev', 'rnoexec', 'rexec', 'rnodiratime', 'rdiratime', 'rrelatime', 'rnorelatime', 'rnoatime', 'ratime', 'rstrictatime', 'rnostrictatime', 'rnosymfollow', 'rsymfollow',
+]);
+
+/** What `create` needs from a bundle besides the plans. */
+export interface OciContainer {
+  /** The options the launch reads: ids, limits, detach, the container's name. */
+  options: ResolvedOptions;
+  /** The two plans, once the launch knows the cgroup and the id maps. */
+  plans: (ctx: PlanContext) => { sandbox: SandboxPlan; process: ProcessPlan };
+  /** The command (`process.args`), as the state records it. */
+  command: string[];
+  hooks: Partial<Record<HookName, OciHook[]>>;
+  annotations: Record<string, string>;
+  ociVersion: string;
+  /** Written to /proc/PID/oom_score_adj of the created container, when set. */
+  oomScoreAdj: number | null;
+  /** linux.resources sets a limit: the container needs a cgroup, even rootless. */
+  limited: boolean;
+}
+
+const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup' };
+
+/** RLIM_INFINITY, and anything JSON gave above it. */
+const RLIM_INFINITY = 2n ** 64n - 1n;
+
+/** Turns a checked config.json into what `create` launches; throws every problem with its JSON path. */
+export function ociContainer(spec: OciSpec, bundle: string, id: string, file: string, trace = false): OciContainer {
+  const problems: SpecProblem[] = [];
+  const refuse = (path: string, message: string) => problems.push({ path, message });
+  const unsupported = (path: string, what = 'is not supported by tsbox yet') => refuse(path, what);
+  const proc = spec.process;
+  const linux = spec.linux ?? {};
+
+  if (!spec.root) refuse('root', 'is required on Linux: the container needs a root filesystem');
+  if (!proc) refuse('process', 'is required: tsbox creates a container to run its process (`tsbox spec` writes one)');
+  if (spec.domainname) unsupported('domainname');
+
+  // Namespaces: each new one tsbox knows; joining and the time namespace are not there yet.
+  const namespaces: Namespace[] = [];
+  (linux.namespaces ?? []).forEach((n, i) => {
+    const at = `linux.namespaces[${i}]`;
+    if (n.type === 'time') return unsupported(`${at}.type`, '"time" is not supported by tsbox yet');
+    if (n.path) return unsupported(`${at}.path`, 'joining an existing namespace is not supported by tsbox yet');
+    const ns = NS[n.type]!;
+    if (namespaces.includes(ns)) return refuse(`${at}.type`, `"${n.type}" is listed twice`);
+    namespaces.push(ns);
+  });
+  if (!namespaces.includes('mount')) refuse('linux.namespaces', 'must include "mount": tsbox builds every container in a mount namespace of its own');
+  const userns = namespaces.includes('user');
+  if (!userns && (linux.uidMappings?.length || linux.gidMappings?.length)) refuse(linux.uidMappings?.length ? 'linux.uidMappings' : 'linux.gidMappings', 'needs a "user" namespace in linux.namespaces');
+  if (spec.hostname && !namespaces.includes('uts')) refuse('hostname', 'needs a "uts" namespace in linux.namespaces (the host\'s name is not the container\'s to set)');
+
+  for (const key of ['timeOffsets', 'netDevices', 'intelRdt', 'memoryPolicy', 'personality'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
+  if (linux.devices?.length) unsupported('linux.devices', 'device nodes in the container are not supported by tsbox yet');
+  if (linux.sysctl && Object.keys(linux.sysctl).length > 0) unsupported('linux.sysctl');
+  if (linux.mountLabel) unsupported('linux.mountLabel', 'SELinux labels are not supported by tsbox');
+  if (linux.cgroupsPath) unsupported('linux.cgroupsPath', 'tsbox places the container\'s cgroup itself (under tsbox/ beside its caller\'s) and does not take a path yet');
+  for (const key of ['maskedPaths', 'readonlyPaths'] as const) {
+    (linux[key] ?? []).forEach((p, i) => {
+      if (!p.startsWith('/')) refuse(`linux.${key}[${i}]`, 'must be an absolute path');
+    });
+  }
+
+  const limits = ociLimits(spec, refuse);
+  const allowsAllDevices = devicePolicy(spec, refuse);
+  // Outside a user namespace a process with CAP_MKNOD could make and open
+  // device nodes the device rules deny: every filesystem it gets (its root,
+  // tmpfs, binds) is then nodev, and only tsbox's own device binds are not.
+  const nodev = !userns && !allowsAllDevices;
+
+  if (proc) {
+    if (proc.terminal) unsupported('process.terminal', 'a terminal (--console-socket) is not supported by tsbox\'s OCI create yet');
+    if (proc.apparmorProfile) unsupported('process.apparmorProfile', 'AppArmor profiles are not supported by tsbox');
+    if (proc.selinuxLabel) unsupported('process.selinuxLabel', 'SELinux labels are not supported by tsbox');
+    for (const key of ['ioPriority', 'scheduler', 'execCPUAffinity'] as const) if (proc[key] != null) unsupported(`process.${key}`);
+    if (proc.user.username) unsupported('process.user.username', 'is for Windows containers');
+    for (const set of ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const) {
+      (proc.capabilities?.[set] ?? []).forEach((c, i) => {
+        if (!ALL_CAPABILITIES.includes(c)) refuse(`process.capabilities.${set}[${i}]`, `unknown capability "${c}" (names such as CAP_NET_ADMIN)`);
+      });
+    }
+    const seen = new Set<string>();
+    (proc.rlimits ?? []).forEach((r, i) => {
+      const name = r.type.startsWith('RLIMIT_') ? r.type.slice('RLIMIT_'.length).toLowerCase() : '';
+      if (!(RLIMIT_NAMES as readonly string[]).includes(name)) refuse(`process.rlimits[${i}].type`, `unknown rlimit "${r.type}" (RLIMIT_NOFILE, RLIMIT_NPROC, ...)`);
+      else if (seen.has(name)) refuse(`process.rlimits[${i}].type`, `${r.type} is listed twice`);
+      else if (BigInt(r.soft) > BigInt(r.hard)) refuse(`process.rlimits[${i}].soft`, 'must not be above hard');
+      seen.add(name);
+    });
+  }
+
+  const root = spec.root ? resolve(bundle, spec.root.path) : bundle;
+  if (spec.root) {
+    try {
+      if (!statSync(root).isDirectory()) refuse('root.path', `${root} is not a directory`);
+      else if (!spec.root.readonly && isHostRoot(root)) refuse('root.path', `${root} is the host's root, which the container would write into: give it a root filesystem of its own, or make it root.readonly`);
+    } catch {
+      refuse('root.path', `${root} does not exist`);
+    }
+  }
+  const mounts = ociMounts(spec.mounts ?? [], bundle, nodev, refuse);
+
+  // The options the launch reads; their own checks (limits) report in tsbox's
+  // names, mapped back to the config's here.
+  const input: RunOptions = {
+    rootfs: root,
+    detach: true,
+    stdio: 'inherit',
+    init: false,
+    trace,
+    userns: userns ? 'private' : 'host',
+    writableRootfs: !spec.root?.readonly,
+    readOnly: spec.root?.readonly === true,
+    ...(linux.uidMappings?.length ? { uidMap: linux.uidMappings.map((m) => ({ containerId: m.containerID, hostId: m.hostID, size: m.size })) } : {}),
+    ...(linux.gidMappings?.length ? { gidMap: linux.gidMappings.map((m) => ({ containerId: m.containerID, hostId: m.hostID, size: m.size })) } : {}),
+    ...limits.options,
+  };
+  let options: ResolvedOptions | undefined;
+  try {
+    options = parseRunInput(proc?.args ?? ['true'], input).options;
+  } catch (err) {
+    const issues = (err as TsboxError & { issues?: SpecProblem[] }).issues;
+    if (!(err instanceof TsboxError) || !issues) throw err;
+    for (const i of issues) refuse(limits.paths[i.path.split(/[.[]/)[0]!] ?? i.path, i.message);
+  }
+  if (problems.length > 0 || !options || !proc || !spec.root) throw specError(file, problems);
+
+  const hooks: Partial<Record<HookName, OciHook[]>> = {};
+  for (const [name, list] of Object.entries(spec.hooks ?? {})) {
+    if (!Array.isArray(list) || list.length === 0) continue;
+    hooks[name as HookName] = list as OciHook[];
+  }
+  for (const name of ['createContainer', 'startContainer'] as const) {
+    if (hooks[name]) throw specError(file, [{ path: `hooks.${name}`, message: 'hooks that run in the container\'s namespaces are not supported by tsbox yet' }]);
+  }
+
+  const process = proc;
+  const plans = (ctx: PlanContext): { sandbox: SandboxPlan; process: ProcessPlan } => {
+    const withCgroup: PlanMount[] = [];
+    for (const m of mounts) {
+      if (m !== CGROUP_MOUNT) withCgroup.push(m);
+      else if (ctx.cgroup) withCgroup.push(...cgroupMounts(ctx.cgroup));
+      else withCgroup.push({ target: '/sys/fs/cgroup', type: 'fs', fstype: 'cgroup2', data: null, readonly: true, nosuid: true, nodev: true, noexec: true });
+    }
+    for (const target of linux.maskedPaths ?? []) withCgroup.push({ target, type: 'mask' });
+    for (const target of linux.readonlyPaths ?? []) withCgroup.push({ target, type: 'readonlyPath' });
+    const sandbox: SandboxPlan = {
+      version: ctx.planVersion,
+      // Without a name of its own, the container keeps the one it has (the host's, in a new uts namespace).
+      hostname: spec.hostname || hostHostname(),
+      namespaces,
+      rootfs: { kind: 'path', path: root, mode: spec.root!.readonly ? 'readonly' : 'bind', idmap: false, nodev },
+      rootfsPropagation: (linux.rootfsPropagation?.replace(/^r/, '') ?? 'private') as SandboxPlan['rootfsPropagation'],
+      storageSize: defaultStorageSize(),
+      mounts: cgroupMountsLast(withCgroup),
+      init: false,
+      maps: ctx.maps ?? { writer: 'none' },
+      cgroup: ctx.cgroupPhase ?? { how: 'none' },
+      network: 'loopback',
+      trace,
+      traceT0Ns: Number(ctx.traceT0Ns),
+      parentPid: globalThis.process.pid,
+      detach: true,
+      control: ctx.control ?? null,
+    };
+    const caps = process.capabilities;
+    const capabilities: Capabilities | null = caps
+      ? { bounding: caps.bounding ?? [], effective: caps.effective ?? [], permitted: caps.permitted ?? [], inheritable: caps.inheritable ?? [], ambient: caps.ambient ?? [] }
+      : null;
+    const plan: ProcessPlan = {
+      argv: process.args,
+      env: process.env ?? [],
+      cwd: process.cwd,
+      user: { user: String(process.user.uid), group: String(process.user.gid), additionalGroups: (process.user.additionalGids ?? []).map(String) },
+      capabilities,
+      noNewPrivileges: process.noNewPrivileges === true,
+      rlimits: (process.rlimits ?? []).map((r) => ({ name: r.type.slice('RLIMIT_'.length).toLowerCase(), soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })),
+      seccomp: linux.seccomp ? seccompProgram(linux.seccomp as unknown as OciSeccompProfile, ctx.seccomp) : null,
+      tty: null,
+      trace,
+      umask: process.user.umask ?? null,
+    };
+    return { sandbox, process: plan };
+  };
+
+  return {
+    options,
+    plans: (ctx) => {
+      try {
+        return plans(ctx);
+      } catch (err) {
+        // A seccomp profile's problems are under `seccomp`: the config has them under linux.seccomp.
+        const issues = (err as { issues?: SpecProblem[] }).issues;
+        if (err instanceof TsboxError && issues) throw specError(file, issues.map((i) => ({ path: `linux.${i.path}`, message: i.message })));
+        throw err;
+      }
+    },
+    command: proc.args,
+    hooks,
+    annotations: spec.annotations ?? {},
+    ociVersion: spec.ociVersion,
+    oomScoreAdj: proc.oomScoreAdj ?? null,
+    limited: Object.keys(limits.options).length > 0,
+  };
+}
+
+function rlimitValue(v: number | bigint): number | null {
+  const b = BigInt(v);
+  return b >= RLIM_INFINITY ? null : Number(b);
+}
+
+/** Marks where the config mounts a cgroupfs: the container's own cgroups go there. */
+const CGROUP_MOUNT: PlanMount = { target: '/sys/fs/cgroup', type: 'mask' };
+
+/** The config's mounts in order, with the default devices and /dev links after its /dev. */
+function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (path: string, message: string) => void): PlanMount[] {
+  const out: PlanMount[] = [];
+  let devAt = -1;
+  list.forEach((m, i) => {
+    const at = `mounts[${i}]`;
+    const target = posix.normalize(m.destination.startsWith('/') ? m.destination : `/${m.destination}`).replace(/(.)\/$/, '$1');
+    if (m.destination.includes('\0') || target.split('/').includes('..')) return refuse(`${at}.destination`, 'must be a path inside the container, without ..');
+    if (m.uidMappings?.length || m.gidMappings?.length) return refuse(`${at}.${m.uidMappings?.length ? 'uidMappings' : 'gidMappings'}`, 'idmapped mounts from a config are not supported by tsbox yet');
+    const opts = m.options ?? [];
+    const bind = m.type === 'bind' || opts.includes('bind') || opts.includes('rbind');
+    const flags = { readonly: false, nosuid: false, nodev: false, noexec: false };
+    let extra = 0;
+    const data: string[] = [];
+    let bad = false;
+    opts.forEach((o, j) => {
+      const on: Partial<Record<string, [keyof typeof flags, boolean]>> = {
+        ro: ['readonly', true], rw: ['readonly', false], nosuid: ['nosuid', true], suid: ['nosuid', false],
+        nodev: ['nodev', true], dev: ['nodev', false], noexec: ['noexec', true], exec: ['noexec', false],
+      };
+      const f = on[o];
+      if (f) flags[f[0]] = f[1];
+      else if (o === 'bind' || o === 'rbind' || DEFAULT_OPTIONS.has(o)) return;
+      else if (UNSUPPORTED_OPTIONS.has(o)) {
+        bad = true;
+        refuse(`${at}.options[${j}]`, `"${o}" is not supported by tsbox yet`);
+      } else if (FLAG_OPTIONS[o] !== undefined) {
+        if (bind) {
+          bad = true;
+          refuse(`${at}.options[${j}]`, `"${o}" on a bind mount is not supported by tsbox yet`);
+        } else extra |= FLAG_OPTIONS[o];
+      } else if (bind) {
+        bad = true;
+        refuse(`${at}.options[${j}]`, `"${o}" is not an option of a bind mount`);
+      } else data.push(o);
+    });
+    if (bad) return;
+    if (bind) {
+      if (!m.source) return refuse(`${at}.source`, 'a bind mount needs a source');
+      const source = resolve(bundle, m.source);
+      let st;
+      try {
+        st = lstatSync(source);
+        if (st.isSymbolicLink()) st = statSync(source);
+      } catch {
+        return refuse(`${at}.source`, `${source} does not exist`);
+      }
+      if (nodev && (st.isCharacterDevice() || st.isBlockDevice())) return refuse(`${at}.source`, `${source} is a device node, which the device rules (linux.resources.devices) deny`);
+      out.push({ target, type: 'bind', source, recursive: opts.includes('rbind'), ...flags, nodev: flags.nodev || nodev });
+      return;
+    }
+    const type = m.type ?? '';
+    if (type === '') return refuse(`${at}.type`, 'a mount that is not a bind needs a type (tmpfs, proc, ...)');
+    if (type === 'cgroup' || type === 'cgroup2') {
+      if (target !== '/sys/fs/cgroup') return refuse(`${at}.destination`, 'tsbox mounts the container\'s cgroups at /sys/fs/cgroup only');
+      if (!flags.readonly) return refuse(`${at}.options`, 'the cgroupfs is read-only in a tsbox container: add "ro"');
+      out.push(CGROUP_MOUNT);
+      return;
+    }
+    const devpts = type === 'devpts';
+    out.push({
+      target,
+      type: 'fs',
+      fstype: type,
+      data: data.length > 0 ? data.join(',') : null,
+      ...(m.source && m.source !== type ? { source: m.source } : {}),
+      ...flags,
+      nodev: flags.nodev || (nodev && !devpts),
+      ...(extra ? { flags: extra } : {}),
+    });
+    if (target === '/dev') devAt = out.length;
+  });
+  // The devices and links every container has (runtime-spec, Linux), over
+  // its /dev, unless the config mounts something there itself.
+  const taken = new Set(out.map((m) => m.target));
+  const links: [string, string][] = [
+    ['/dev/ptmx', 'pts/ptmx'],
+    ['/dev/fd', '/proc/self/fd'],
+    ['/dev/stdin', '/proc/self/fd/0'],
+    ['/dev/stdout', '/proc/self/fd/1'],
+    ['/dev/stderr', '/proc/self/fd/2'],
+  ];
+  const defaults: PlanMount[] = [
+    ...DEVICES.map((d): PlanMount => ({ target: `/dev/${d}`, type: 'bind', source: `/dev/${d}`, recursive: false, nosuid: true, noexec: true })),
+    ...links.map(([target, link]): PlanMount => ({ target, type: 'symlink', link })),
+  ].filter((m) => !taken.has(m.target));
+  if (devAt < 0) {
+    out.unshift({ target: '/dev', type: 'fs', fstype: 'tmpfs', data: 'mode=755,size=65536k', nosuid: true, nodev, noexec: false, readonly: false });
+    devAt = 1;
+  }
+  out.splice(devAt, 0, ...defaults);
+  return out;
+}
+
+/**
+ * The device rules (linux.resources.devices): tsbox has no device cgroup
+ * yet, so it holds the rules that need none: deny all (the runtime-spec's
+ * default), with mknod (`m`) allowed, or allow all. Any other rule is refused.
+ * True when every device is allowed.
+ */
+function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => void): boolean {
+  const rules = spec.linux?.resources?.devices ?? [];
+  let allowAll = false;
+  rules.forEach((r, i) => {
+    const at = `linux.resources.devices[${i}]`;
+    const all = (r.type ?? 'a') === 'a' && r.major == null && r.minor == null;
+    const access = r.access ?? 'rwm';
+    if (!r.allow) {
+      if (!all) refuse(at, 'a rule for some devices needs a device cgroup, which tsbox does not have yet (deny all, or allow all)');
+      else allowAll = false;
+    } else if (all && /^[rwm]*$/.test(access) && access.includes('r') && access.includes('w')) {
+      allowAll = true;
+    } else if (!/^m*$/.test(access)) {
+      refuse(at, 'allowing some devices needs a device cgroup, which tsbox does not have yet (the default devices are there without a rule)');
+    }
+  });
+  return allowAll;
+}
+
+/** linux.resources as tsbox's limits, and where each came from in the config. */
+function ociLimits(spec: OciSpec, refuse: (path: string, message: string) => void): { options: Partial<RunOptions>; paths: Record<string, string> } {
+  const r = spec.linux?.resources;
+  const options: Record<string, unknown> = {};
+  const paths: Record<string, string> = {};
+  if (!r) return { options, paths };
+  const base = 'linux.resources';
+  const num = (v: number | bigint | null | undefined) => (v == null ? undefined : Number(v));
+  const set = (key: string, path: string, v: unknown) => {
+    if (v === undefined) return;
+    options[key] = v;
+    paths[key] = `${base}.${path}`;
+  };
+  const m = r.memory;
+  if (m) {
+    const limit = num(m.limit);
+    if (limit !== undefined && limit > 0) set('memory', 'memory.limit', limit);
+    const res = num(m.reservation);
+    if (res !== undefined && res > 0) set('memoryReservation', 'memory.reservation', res);
+    const swap = num(m.swap);
+    if (swap !== undefined && swap !== 0) set('memorySwap', 'memory.swap', swap < 0 ? -1 : swap);
+    for (const k of ['kernel', 'kernelTCP', 'swappiness'] as const) if (m[k] != null) refuse(`${base}.memory.${k}`, 'is not supported by tsbox yet');
+    if (m.disableOOMKiller) refuse(`${base}.memory.disableOOMKiller`, 'is not supported by tsbox yet');
+  }
+  const c = r.cpu;
+  if (c) {
+    set('cpuShares', 'cpu.shares', num(c.shares) || undefined);
+    const quota = num(c.quota);
+    if (quota !== undefined && quota !== 0) set('cpuQuota', 'cpu.quota', quota < 0 ? -1 : quota);
+    set('cpuPeriod', 'cpu.period', num(c.period) || undefined);
+    set('cpusetCpus', 'cpu.cpus', c.cpus || undefined);
+    set('cpusetMems', 'cpu.mems', c.mems || undefined);
+    for (const k of ['burst', 'realtimeRuntime', 'realtimePeriod', 'idle'] as const) if (c[k] != null && Number(c[k]) !== 0) refuse(`${base}.cpu.${k}`, 'is not supported by tsbox yet');
+  }
+  const pids = num(r.pids?.limit);
+  if (pids !== undefined) set('pidsLimit', 'pids.limit', pids <= 0 ? -1 : pids);
+  if (r.blockIO) {
+    set('blkioWeight', 'blockIO.weight', r.blockIO.weight || undefined);
+    for (const k of Object.keys(r.blockIO)) if (k !== 'weight' && r.blockIO[k] != null) refuse(`${base}.blockIO.${k}`, 'is not supported by tsbox yet');
+  }
+  if (r.hugepageLimits?.length) refuse(`${base}.hugepageLimits`, 'is not supported by tsbox yet');
+  for (const k of ['network', 'rdma'] as const) if (r[k] != null) refuse(`${base}.${k}`, 'is not supported by tsbox yet');
+  if (r.unified && Object.keys(r.unified).length > 0) refuse(`${base}.unified`, 'is not supported by tsbox yet');
+  return { options, paths };
+}

@@ -1,0 +1,208 @@
+/**
+ * tsbox as an OCI runtime: the operations of the runtime-spec (create,
+ * start, state, kill, delete) with runc's meanings, on the same state
+ * directories, monitors and containers as `tsbox run -d` and the API's
+ * `create()`. An OCI container is one whose name is its OCI id; it is found
+ * by that name exactly.
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+
+import { containerPids } from '../cgroups/index.js';
+import { TsboxError } from '../errors.js';
+import { ContainerRef } from '../runtime/lifecycle.js';
+import { launch } from '../runtime/launch.js';
+import { containerDir, listStates, liveState, readState, type ContainerState } from '../runtime/state.js';
+import { ociContainer } from './plan.js';
+import { loadSpec, type HookName, type OciHook } from './spec.js';
+
+/** The runtime-spec state of a container, as `state` prints it and hooks read it. */
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  status: 'creating' | 'created' | 'running' | 'stopped';
+  pid: number;
+  bundle: string;
+  annotations?: Record<string, string>;
+  /** When it was created (RFC 3339), as runc adds it. */
+  created: string;
+  owner: string;
+}
+
+/** The OCI container named `id` (its name, exactly); throws "does not exist", which podman and containerd look for. */
+export function findOci(id: string | undefined, what: string): { ref: ContainerRef; state: ContainerState } {
+  if (!id) throw new TsboxError({ step: 'config', errno: 22, path: 'ID', detail: `${what} needs the container's id`, hint: null });
+  const found = listStates().find((c) => c.state.name === id && c.state.oci === true);
+  if (!found) throw new TsboxError({ step: 'state', errno: 2, path: id, detail: 'container does not exist', hint: '`tsbox list` lists the containers' });
+  return { ref: new ContainerRef(found.dir, found.state.id), state: found.state };
+}
+
+export function ociState(s: ContainerState): OciState {
+  const annotations = s.annotations && Object.keys(s.annotations).length > 0 ? s.annotations : undefined;
+  return {
+    ociVersion: s.ociVersion,
+    id: s.name ?? s.id,
+    status: s.status,
+    pid: s.status === 'stopped' ? 0 : s.pid,
+    bundle: s.bundle,
+    ...(annotations ? { annotations } : {}),
+    created: s.created,
+    owner: '',
+  };
+}
+
+export interface CreateOptions {
+  bundle: string;
+  id: string;
+  pidFile?: string | undefined;
+  consoleSocket?: string | undefined;
+  preserveFds?: number | undefined;
+  trace?: boolean | undefined;
+  /**
+   * runc's --rootless: `true` runs without a cgroup when none may be made
+   * (with a note), `false` makes that an error; `auto` (default) is `true`
+   * for an ordinary user.
+   */
+  rootless?: 'auto' | 'true' | 'false' | undefined;
+}
+
+/**
+ * `create`: builds the container from the bundle and leaves its process
+ * waiting for `start`, its stdio this process's. Then oomScoreAdj, the
+ * prestart and createRuntime hooks, and the pid file, written atomically.
+ * On any failure nothing of the container is left.
+ */
+export async function ociCreate(o: CreateOptions): Promise<OciState> {
+  // Paths given relative are the caller's, not the bundle's.
+  const bundle = resolve(o.bundle);
+  const pidFile = o.pidFile !== undefined ? resolve(o.pidFile) : undefined;
+  if (o.consoleSocket !== undefined) {
+    throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'cannot use a console socket without a terminal (process.terminal), which tsbox\'s OCI create does not support yet', hint: null });
+  }
+  if (o.preserveFds) {
+    throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: 'passing file descriptors into the container is not supported by tsbox yet', hint: null });
+  }
+  const { spec, file } = loadSpec(bundle);
+  const c = ociContainer(spec, bundle, o.id, file, o.trace === true);
+  c.options.name = o.id;
+  const container = await launch(c.command, c.options, {
+    deferProcess: true,
+    // A limit the config sets is never dropped for want of a cgroup.
+    explicitLimits: o.rootless === 'false' || c.limited,
+    oci: { plans: c.plans, state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true } },
+  });
+  const ref = new ContainerRef(containerDir(container.id), container.id);
+  try {
+    if (c.oomScoreAdj !== null) writeFileSync(`/proc/${container.pid}/oom_score_adj`, String(c.oomScoreAdj));
+    const state = ociState(ref.state());
+    // As runc: create ran them, and the container is created.
+    for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], { ...state, status: 'created' }, true);
+    if (pidFile !== undefined) writePidFile(pidFile, container.pid);
+    return state;
+  } catch (err) {
+    await ref.remove({ force: true }).catch(() => {});
+    throw err;
+  }
+}
+
+/** `start`: runs the process of a created container, then the poststart hooks (a failing one is a warning). */
+export async function ociStart(id: string | undefined, warn: (line: string) => void): Promise<void> {
+  const { ref, state } = findOci(id, 'start');
+  if (state.status !== 'created') {
+    const why = state.status === 'stopped' ? 'cannot start a container that has stopped' : state.status === 'running' ? 'cannot start an already running container' : `cannot start a container in the ${state.status} state`;
+    throw new TsboxError({ step: 'start', errno: 22, path: id!, detail: why, hint: null });
+  }
+  await ref.start();
+  runHooks('poststart', state.hooks?.poststart, { ...ociState(state), status: 'running', pid: state.pid }, false, warn);
+}
+
+/**
+ * `kill`: a signal to the container's PID 1, when it is created or running;
+ * with `all`, to every process in its cgroup too (exec'd ones included).
+ */
+export function ociKill(id: string | undefined, signal: number, all = false): void {
+  const { ref, state } = findOci(id, 'kill');
+  if (state.status !== 'created' && state.status !== 'running') {
+    throw new TsboxError({ step: 'kill', errno: 3, path: id!, detail: `container not running (it is ${state.status})`, hint: null });
+  }
+  ref.kill(signal);
+  if (!all) return;
+  for (const pid of containerPids(state.id) ?? []) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // It ended meanwhile.
+    }
+  }
+}
+
+/**
+ * `delete`: removes a stopped container, then runs the poststop hooks (a
+ * failing one is a warning). A created or running one only with `force`,
+ * which kills it first; without, it is an error and nothing changes.
+ */
+export async function ociDelete(id: string | undefined, force: boolean, warn: (line: string) => void): Promise<void> {
+  const { ref, state } = findOci(id, 'delete');
+  if (state.status !== 'stopped' && !force) {
+    throw new TsboxError({ step: 'delete', errno: 16, path: id!, detail: `cannot delete container ${id} that is not stopped: ${state.status}`, hint: '`tsbox delete --force` kills it first' });
+  }
+  await ref.remove({ force: true });
+  runHooks('poststop', state.hooks?.poststop, { ...ociState(liveState(state)), status: 'stopped', pid: 0 }, false, warn);
+}
+
+/** The containers with state, as `list` shows them. */
+export function ociList(): OciState[] {
+  return listStates()
+    .filter((c) => c.state.oci === true)
+    .map((c) => ociState(readState(c.dir) ? liveState(readState(c.dir)!) : c.state));
+}
+
+/**
+ * Runs hooks in order, each with the state on its stdin and its output
+ * captured, killed at its timeout. With `fatal` the first failure throws
+ * (create's hooks); otherwise it is a warning and the rest still run.
+ */
+export function runHooks(name: HookName, hooks: readonly OciHook[] | undefined, state: OciState, fatal: boolean, warn?: (line: string) => void): void {
+  (hooks ?? []).forEach((h, i) => {
+    const env = Object.fromEntries((h.env ?? []).map((e) => [e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')), e.indexOf('=') < 0 ? '' : e.slice(e.indexOf('=') + 1)]));
+    const args = h.args && h.args.length > 0 ? h.args : [h.path];
+    const r = spawnSync(h.path, args.slice(1), {
+      argv0: args[0],
+      env,
+      input: JSON.stringify(state),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: h.timeout ? h.timeout * 1000 : undefined,
+      killSignal: 'SIGKILL',
+      maxBuffer: 1 << 20,
+    });
+    let why: string | null = null;
+    const code = (r.error as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ETIMEDOUT') why = `timed out after ${h.timeout} s`;
+    // EPIPE: it ended without reading the state, which it need not read; its status tells.
+    else if (r.error && code !== 'EPIPE') why = r.error.message;
+    else if (r.status !== 0) why = r.signal ? `ended by ${r.signal}` : `exited with status ${r.status}`;
+    if (why === null) return;
+    const out = `${r.stderr?.toString() ?? ''}${r.stdout?.toString() ?? ''}`.trim().split('\n').slice(-1)[0];
+    const err = new TsboxError({ step: 'hook', errno: 0, path: `hooks.${name}[${i}]`, detail: `${h.path} ${why}${out ? `: ${out}` : ''}`, hint: null });
+    if (fatal) throw err;
+    warn?.(`warning: ${err.toLine()}`);
+  });
+}
+
+/** The container's pid, in the host's pid namespace, as decimal digits without a newline, renamed into place. */
+export function writePidFile(path: string, pid: number): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}`);
+  try {
+    const fd = openSync(tmp, 'wx', 0o644);
+    try {
+      writeSync(fd, String(pid));
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new TsboxError({ step: 'pid_file', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path, detail: `cannot write the pid file (${(err as Error).message})`, hint: null });
+  }
+}
