@@ -207,6 +207,42 @@ describe('the OCI lifecycle', () => {
   });
 });
 
+describe('pause, resume and ps', () => {
+  it('pause freezes every process of the container (state says paused), resume thaws it; ps lists its processes', async () => {
+    const dir = bundle('sleep 100 & while :; do echo tick >> /var/ticks; sleep 0.05; done');
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'running');
+    const pid = (await state(id)).pid;
+    const pids = JSON.parse((await cli(['ps', '--format', 'json', id])).stdout) as number[];
+    expect(pids).toContain(pid);
+    expect(pids.length).toBeGreaterThanOrEqual(2);
+    const table = (await cli(['ps', id])).stdout.split('\n');
+    expect(table[0]).toMatch(/\bPID\b/);
+    expect(table.some((l) => /sleep 100/.test(l))).toBe(true);
+
+    expect((await cli(['pause', id])).code).toBe(0);
+    expect((await state(id)).status).toBe('paused');
+    expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^State:\s+[DS]/m);
+    const frozenAt = readFileSync(join(dir, 'out/ticks'), 'utf8').length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(readFileSync(join(dir, 'out/ticks'), 'utf8').length).toBe(frozenAt);
+    const twice = await cli(['pause', id]);
+    expect(twice.code).not.toBe(0);
+    expect(twice.stderr).toContain('container not running (it is paused)');
+
+    expect((await cli(['resume', id])).code).toBe(0);
+    expect((await state(id)).status).toBe('running');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(readFileSync(join(dir, 'out/ticks'), 'utf8').length).toBeGreaterThan(frozenAt);
+    // delete --force of a paused container thaws it to kill it.
+    expect((await cli(['pause', id])).code).toBe(0);
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+    expect((await cli(['state', id])).code).not.toBe(0);
+  });
+});
+
 describe('what the process of a bundle sees', () => {
   it('its args as PID 1, its ids and groups, umask, rlimits, capabilities, oom_score_adj, hostname and cwd, as config.json says', async () => {
     const script = [

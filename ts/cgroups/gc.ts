@@ -125,7 +125,7 @@ export function removeIfEmpty(...dirs: string[]): void {
 }
 
 /** The marker of container `id`; null when there is none, or it is not one of ours. */
-function readMarker(stateDir: string, id: string): Marker | null {
+export function readMarker(stateDir: string, id: string): Marker | null {
   try {
     const m = JSON.parse(readFileSync(markerPath(stateDir, id), 'utf8')) as Marker;
     return m.id === id && typeof m.ownerPid === 'number' && m.dirs && Array.isArray(m.parents) ? m : null;

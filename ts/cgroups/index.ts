@@ -52,6 +52,7 @@ export { detectCgroupMode, ownV1Procs, readProcSource, type CgroupMode, type Pro
 export { createCgroup, prepareCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
 export { collectOne, containerPids, gc, defaultStateDir, processStart, type GcOptions } from './gc.js';
+export { isPaused, setPaused } from './pause.js';
 export type { CgroupFs } from './fs.js';
 export {
   blkioWeightToIoWeight,

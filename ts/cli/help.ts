@@ -105,7 +105,7 @@ failed, 126 when the command is not executable, 127 when it was not found.`,
   tsbox exec web ps
   tsbox exec -it -u nobody -w /tmp web sh`,
   },
-  ps: { usage: 'tsbox ps [OPTIONS]', examples: 'Examples:\n  tsbox ps -a\n  tsbox ps -q --format json' },
+  ps: { usage: 'tsbox ps [OPTIONS]  |  tsbox ps [--format table|json] ID [PS OPTIONS]', examples: 'Examples:\n  tsbox ps -a\n  tsbox ps -q --format json\n  # the processes of a container of `tsbox create`\n  tsbox ps c1' },
   logs: { usage: 'tsbox logs [OPTIONS] NAME', examples: 'Examples:\n  tsbox logs -f web' },
   stop: { usage: 'tsbox stop [OPTIONS] NAME...', examples: 'Examples:\n  tsbox stop -t 5 web' },
   kill: { usage: 'tsbox kill [OPTIONS] NAME...  |  tsbox kill [--all] ID [SIGNAL]', examples: 'Examples:\n  tsbox kill -s SIGHUP web\n  # a container of `tsbox create` (runc\'s form; SIGTERM by default)\n  tsbox kill c1 KILL' },
@@ -129,6 +129,8 @@ Global options (before the command, as runc's): --root DIR (state, default
   list: { usage: 'tsbox list [OPTIONS]', examples: 'Examples:\n  tsbox list --format json' },
   spec: { usage: 'tsbox spec [OPTIONS]', examples: 'Examples:\n  mkdir -p bundle/rootfs && tsbox spec --bundle bundle' },
   features: { usage: 'tsbox features' },
+  pause: { usage: 'tsbox pause ID', examples: 'Examples:\n  tsbox pause c1 && tsbox resume c1' },
+  resume: { usage: 'tsbox resume ID', examples: 'Examples:\n  tsbox resume c1' },
 };
 
 /** The help of command `name` (run, ps, ...). */

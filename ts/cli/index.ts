@@ -33,6 +33,8 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   list: () => import('./oci.js').then((m) => m.list as CommandDef),
   spec: () => import('./oci.js').then((m) => m.spec as CommandDef),
   features: () => import('./oci.js').then((m) => m.features as CommandDef),
+  pause: () => import('./oci.js').then((m) => m.pause as CommandDef),
+  resume: () => import('./oci.js').then((m) => m.resume as CommandDef),
   // It completes every command, itself included.
   completion: () => import('./completion.js').then((m) => m.completionCommand(subCommands)),
 };

@@ -14,7 +14,7 @@ import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { ociCreate, ociDelete, ociList, ociStart, ociState, findOci } from '../oci/runtime.js';
+import { ociCreate, ociDelete, ociList, ociPause, ociStart, ociState, findOci } from '../oci/runtime.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
 import { chooseStateRoot } from '../state-root.js';
 import { parse } from './common.js';
@@ -148,6 +148,24 @@ export const state = defineCommand({
     const split = await parse(rawArgs, {}, cmd, 'state', { min: 1, max: 1, usage: "the container's id" });
     if (!split) return;
     process.stdout.write(`${JSON.stringify(ociState(findOci(split.command[0], 'state').state), null, 2)}\n`);
+  },
+});
+
+export const pause = defineCommand({
+  meta: { name: 'tsbox pause', description: "Pause a running container: every process of its cgroup frozen" },
+  args: {},
+  async run({ rawArgs, cmd }) {
+    const split = await parse(rawArgs, {}, cmd, 'pause', { min: 1, max: 1, usage: "the container's id" });
+    if (split) ociPause(split.command[0], true);
+  },
+});
+
+export const resume = defineCommand({
+  meta: { name: 'tsbox resume', description: 'Resume a paused container' },
+  args: {},
+  async run({ rawArgs, cmd }) {
+    const split = await parse(rawArgs, {}, cmd, 'resume', { min: 1, max: 1, usage: "the container's id" });
+    if (split) ociPause(split.command[0], false);
   },
 });
 

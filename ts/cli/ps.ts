@@ -1,4 +1,4 @@
-/** `tsbox ps`: the containers of this user, as `docker ps` lists them. */
+/** `tsbox ps`: the containers of this user, as `docker ps` lists them; `tsbox ps ID`: a container's processes, as runc's. */
 import { defineCommand } from 'citty';
 
 import { list } from '../runtime/lifecycle.js';
@@ -8,7 +8,7 @@ import { parse } from './common.js';
 
 const args = {
   all: { type: 'boolean', alias: 'a', description: 'Show stopped containers too' },
-  format: { type: 'string', valueHint: 'table|json', description: 'Output format (default table)' },
+  format: { type: 'string', valueHint: 'table|json', description: "Output format (default table); with an id, json is its processes' pids" },
   quiet: { type: 'boolean', alias: 'q', description: 'Only the ids' },
 } as const;
 
@@ -26,10 +26,17 @@ const command = defineCommand({
   meta: { name: 'tsbox ps', description: 'List containers: running and created ones, stopped ones too with -a' },
   args,
   async run({ rawArgs, cmd }) {
-    const split = await parse(rawArgs, args, cmd, 'ps', { min: 0, max: 0, usage: 'no arguments' });
+    const split = await parse(rawArgs, args, cmd, 'ps', { min: 0, max: Infinity, usage: 'no arguments, or a container of `tsbox create` and ps(1) options' });
     if (!split) return;
     const format = (split.values.get('format') as string | undefined) ?? 'table';
     if (format !== 'table' && format !== 'json') throw new TsboxError({ step: 'config', errno: 0, path: '--format', detail: `unknown format "${format}"`, hint: 'table or json' });
+    if (split.command.length > 0) {
+      // runc's form: the processes of one container.
+      const { ociProcesses } = await import('../oci/runtime.js');
+      const [id, ...psArgs] = split.command;
+      process.stdout.write(ociProcesses(id, format, psArgs));
+      return;
+    }
     const states = list({ all: split.values.get('all') === true });
     if (split.values.get('quiet') === true) {
       for (const s of states) console.log(s.id.slice(0, 12));

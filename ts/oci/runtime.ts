@@ -5,11 +5,11 @@
  * `create()`. An OCI container is one whose name is its OCI id; it is found
  * by that name exactly.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { containerPids } from '../cgroups/index.js';
+import { containerPids, isPaused, setPaused } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
@@ -21,7 +21,8 @@ import { loadSpec, type HookName, type OciHook } from './spec.js';
 export interface OciState {
   ociVersion: string;
   id: string;
-  status: 'creating' | 'created' | 'running' | 'stopped';
+  /** `paused` as runc's: its cgroup is frozen. */
+  status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
   pid: number;
   bundle: string;
   annotations?: Record<string, string>;
@@ -43,7 +44,7 @@ export function ociState(s: ContainerState): OciState {
   return {
     ociVersion: s.ociVersion,
     id: s.name ?? s.id,
-    status: s.status,
+    status: s.status === 'running' && isPaused(s.id) ? 'paused' : s.status,
     pid: s.status === 'stopped' ? 0 : s.pid,
     bundle: s.bundle,
     ...(annotations ? { annotations } : {}),
@@ -147,8 +148,36 @@ export async function ociDelete(id: string | undefined, force: boolean, warn: (l
   if (state.status !== 'stopped' && !force) {
     throw new TsboxError({ step: 'delete', errno: 16, path: id!, detail: `cannot delete container ${id} that is not stopped: ${state.status}`, hint: '`tsbox delete --force` kills it first' });
   }
+  // A frozen container's processes would take the kill only once thawed.
+  if (state.status !== 'stopped' && isPaused(state.id)) setPaused(state.id, false);
   await ref.remove({ force: true });
   runHooks('poststop', state.hooks?.poststop, { ...ociState(liveState(state)), status: 'stopped', pid: 0 }, false, warn);
+}
+
+/** `pause` (`on`) and `resume`: the container's cgroup frozen, or thawed. */
+export function ociPause(id: string | undefined, on: boolean): void {
+  const { state } = findOci(id, on ? 'pause' : 'resume');
+  const status = ociState(state).status;
+  if (status !== (on ? 'running' : 'paused')) {
+    throw new TsboxError({ step: on ? 'pause' : 'resume', errno: 22, path: id!, detail: on ? `container not running (it is ${status})` : `container not paused (it is ${status})`, hint: null });
+  }
+  setPaused(state.id, on);
+}
+
+/**
+ * `ps ID`: the container's processes (every one in its cgroup), as host
+ * pids in JSON, or ps(1)'s table for them (`psArgs`, default -ef) as runc
+ * prints it.
+ */
+export function ociProcesses(id: string | undefined, format: 'table' | 'json', psArgs: string[]): string {
+  const { state } = findOci(id, 'ps');
+  if (state.status !== 'running' && state.status !== 'created') throw new TsboxError({ step: 'ps', errno: 3, path: id!, detail: `container not running (it is ${state.status})`, hint: null });
+  const pids = new Set(containerPids(state.id) ?? [state.pid]);
+  if (format === 'json') return `${JSON.stringify([...pids])}\n`;
+  const table = execFileSync('ps', psArgs.length > 0 ? psArgs : ['-ef'], { encoding: 'utf8' }).split('\n');
+  const column = table[0]!.trim().split(/\s+/).indexOf('PID');
+  if (column < 0) throw new TsboxError({ step: 'ps', errno: 22, path: 'ps', detail: 'ps(1) printed no PID column', hint: 'keep the PID column in the ps options' });
+  return `${[table[0], ...table.slice(1).filter((l) => pids.has(Number(l.trim().split(/\s+/)[column])))].join('\n')}\n`;
 }
 
 /** The containers with state, as `list` shows them. */
