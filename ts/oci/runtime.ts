@@ -206,7 +206,7 @@ export function runHooks(name: HookName, hooks: readonly OciHook[] | undefined, 
       maxBuffer: 1 << 20,
     });
     let why: string | null = null;
-    const code = (r.error as NodeJS.ErrnoException | undefined)?.code;
+    const code = r.error ? (r.error as NodeJS.ErrnoException).code : undefined;
     if (code === 'ETIMEDOUT') why = `timed out after ${h.timeout} s`;
     // EPIPE: it ended without reading the state, which it need not read; its status tells.
     else if (r.error && code !== 'EPIPE') why = r.error.message;
