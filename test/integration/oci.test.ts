@@ -5,7 +5,7 @@
  * container's process sees.
  */
 import { spawn as spawnProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterEach, describe, expect, inject, it } from 'vitest';
@@ -311,6 +311,48 @@ describe('what the process of a bundle sees', () => {
     await waitFor(id, 'stopped');
     expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('made\nmade\ndenied\ndenied\n1\n');
     expect((await cli(['delete', id])).code).toBe(0);
+  });
+});
+
+describe('namespaces', () => {
+  it('joins the namespaces a path names (pid through pid_for_children), makes the rest, and refuses a path of the wrong type', async () => {
+    const holder = spawnProcess('unshare', ['--net', '--ipc', '--uts', '--pid', '--fork', 'sleep', '100'], { stdio: 'ignore' });
+    try {
+      // The sleep inside: unshare's child, in the new namespaces.
+      let inner = 0;
+      for (let i = 0; i < 100 && !inner; i++) {
+        try {
+          inner = Number(readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, 'utf8').trim().split(/\s+/)[0] ?? 0);
+        } catch {
+          // Not there yet.
+        }
+        if (!inner) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(inner).toBeGreaterThan(0);
+      const paths: Record<string, string> = { network: 'net', ipc: 'ipc', uts: 'uts', pid: 'pid' };
+      const dir = bundle('sleep 100', (c) => {
+        c.linux.namespaces = [{ type: 'mount' }, ...Object.entries(paths).map(([type, f]) => ({ type, path: `/proc/${inner}/ns/${f}` }))];
+      });
+      const id = newId();
+      const created = await create(dir, [id]);
+      expect(created.code, created.stderr).toBe(0);
+      const pid = (await state(id)).pid;
+      const ino = (p: number, f: string) => readlinkSync(`/proc/${p}/ns/${f}`);
+      for (const f of Object.values(paths)) expect(ino(pid, f), f).toBe(ino(inner, f));
+      expect(ino(pid, 'mnt')).not.toBe(ino(process.pid, 'mnt'));
+      expect((await cli(['delete', '--force', id])).code).toBe(0);
+
+      const wrong = bundle('true', (c) => {
+        c.linux.namespaces = [{ type: 'mount' }, { type: 'uts' }, { type: 'network', path: `/proc/${inner}/ns/ipc` }];
+      });
+      const other = newId();
+      const refused = await create(wrong, [other]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain(`join(/proc/${inner}/ns/ipc): EINVAL — is a ipc namespace, not a net namespace`);
+      expect((await cli(['state', other])).code).not.toBe(0);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 });
 

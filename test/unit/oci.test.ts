@@ -92,7 +92,7 @@ describe('config.json', () => {
     const spec = base();
     spec.linux = {
       ...spec.linux,
-      namespaces: [{ type: 'pid', path: '/proc/1/ns/pid' }, { type: 'mount' }, { type: 'mount' }, { type: 'time' }],
+      namespaces: [{ type: 'mount', path: '/proc/1/ns/mnt' }, { type: 'mount' }, { type: 'time' }, { type: 'user', path: '/proc/1/ns/user' }, { type: 'network', path: 'relative' }],
       sysctl: { 'net.ipv4.ip_forward': '1' },
       cgroupsPath: '/cgrouptest',
       devices: [{ path: '/dev/test1', type: 'c', major: 10, minor: 666 }],
@@ -103,9 +103,11 @@ describe('config.json', () => {
     spec.domainname = 'example.org';
     expect(problems(spec)).toEqual([
       'domainname: is not supported by tsbox yet',
-      'linux.namespaces[0].path: joining an existing namespace is not supported by tsbox yet',
-      'linux.namespaces[2].type: "mount" is listed twice',
-      'linux.namespaces[3].type: "time" is not supported by tsbox yet',
+      'linux.namespaces[0].path: joining an existing mount namespace is not supported by tsbox',
+      'linux.namespaces[1].type: "mount" is listed twice',
+      'linux.namespaces[2].type: "time" is not supported by tsbox yet',
+      'linux.namespaces[3].path: joining an existing user namespace is not supported by tsbox',
+      'linux.namespaces[4].path: must be an absolute path',
       'hostname: needs a "uts" namespace in linux.namespaces (the host\'s name is not the container\'s to set)',
       'linux.devices: device nodes in the container are not supported by tsbox yet',
       'linux.sysctl: is not supported by tsbox yet',
@@ -181,6 +183,14 @@ describe('the plans of a bundle', () => {
     const all = base();
     all.linux.resources = { devices: [{ allow: true, access: 'rwm' }] };
     expect(container(all).plans(ctx).sandbox.mounts.find((m) => m.target === '/dev')).toMatchObject({ nodev: false });
+  });
+
+  it('joins a namespace that has a path, and makes the others', () => {
+    const spec = base();
+    spec.linux.namespaces = [{ type: 'pid', path: '/proc/7/ns/pid_for_children' }, { type: 'network', path: '/run/netns/x' }, { type: 'mount' }, { type: 'uts' }];
+    const { sandbox } = container(spec).plans(ctx);
+    expect(sandbox.namespaces).toEqual(['pid', 'net', 'mount', 'uts']);
+    expect(sandbox.join).toEqual([{ ns: 'pid', path: '/proc/7/ns/pid_for_children' }, { ns: 'net', path: '/run/netns/x' }]);
   });
 
   it('refuses a bind of a device node while devices are denied', () => {

@@ -56,9 +56,16 @@ detach: boolean,
  * Where the monitor serves its control socket (exec, signals, wait):
  * `control.sock` in the container's state directory.
  */
-control: string | null, };
+control: string | null, 
+/**
+ * Namespaces of `namespaces` that are joined (an OCI namespace `path`)
+ * rather than new: the helper enters each before it clones.
+ */
+join: Array<JoinedNamespace>, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
+
+export type JoinedNamespace = { ns: Namespace, path: string, };
 
 export type RootfsSpec = { "kind": "path", path: string, mode: RootMode, 
 /**

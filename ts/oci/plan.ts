@@ -13,7 +13,7 @@ import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { seccompProgram, type OciSeccompProfile } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
-import type { Capabilities, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
+import type { Capabilities, JoinedNamespace, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
 import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
 import { specError, type HookName, type OciHook, type OciMount, type OciSpec, type SpecProblem } from './spec.js';
 
@@ -85,13 +85,19 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
 
   // Namespaces: each new one tsbox knows; joining and the time namespace are not there yet.
   const namespaces: Namespace[] = [];
+  const join: JoinedNamespace[] = [];
   (linux.namespaces ?? []).forEach((n, i) => {
     const at = `linux.namespaces[${i}]`;
     if (n.type === 'time') return unsupported(`${at}.type`, '"time" is not supported by tsbox yet');
-    if (n.path) return unsupported(`${at}.path`, 'joining an existing namespace is not supported by tsbox yet');
     const ns = NS[n.type]!;
     if (namespaces.includes(ns)) return refuse(`${at}.type`, `"${n.type}" is listed twice`);
     namespaces.push(ns);
+    if (!n.path) return;
+    if (!n.path.startsWith('/')) return refuse(`${at}.path`, 'must be an absolute path');
+    // Entering another container's mount namespace would pivot the root of
+    // every process in it; a user namespace decides the ids of all the rest.
+    if (ns === 'mount' || ns === 'user') return unsupported(`${at}.path`, `joining an existing ${n.type} namespace is not supported by tsbox`);
+    join.push({ ns, path: n.path });
   });
   if (!namespaces.includes('mount')) refuse('linux.namespaces', 'must include "mount": tsbox builds every container in a mount namespace of its own');
   const userns = namespaces.includes('user');
@@ -210,6 +216,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       parentPid: globalThis.process.pid,
       detach: true,
       control: ctx.control ?? null,
+      join,
     };
     const caps = process.capabilities;
     const capabilities: Capabilities | null = caps

@@ -333,6 +333,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     parentPid: process.pid,
     detach: ctx.detach ?? false,
     control: ctx.control ?? null,
+    join: [],
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }

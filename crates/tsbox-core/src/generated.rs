@@ -31,6 +31,7 @@ mod wire {
         vec![
             SandboxPlan::decl(cfg),
             Namespace::decl(cfg),
+            JoinedNamespace::decl(cfg),
             RootfsSpec::decl(cfg),
             RootMode::decl(cfg),
             Propagation::decl(cfg),

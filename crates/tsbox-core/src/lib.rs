@@ -17,7 +17,7 @@ pub mod wire;
 
 pub use message::{ChildMsg, ControlRequest, HelperMsg, NodeMsg, Phase, Rusage, ToChild};
 pub use plan::{
-    Capabilities, CgroupPhase, IdMaps, MapsPhase, Mount, MountKind, Namespace, NetworkPhase, ProcessPlan, Propagation, Rlimit, RootMode,
+    Capabilities, CgroupPhase, IdMaps, JoinedNamespace, MapsPhase, Mount, MountKind, Namespace, NetworkPhase, ProcessPlan, Propagation, Rlimit, RootMode,
     RootfsSpec, SandboxPlan, TtySize, User, PLAN_VERSION,
 };
 pub use report::{Report, Step};

@@ -50,6 +50,20 @@ pub struct SandboxPlan {
     /// `control.sock` in the container's state directory.
     #[serde(default)]
     pub control: Option<String>,
+    /// Namespaces of `namespaces` that are joined (an OCI namespace `path`)
+    /// rather than new: the helper enters each before it clones.
+    #[serde(default)]
+    pub join: Vec<JoinedNamespace>,
+}
+
+/// An existing namespace the container enters, by its path
+/// (`/proc/PID/ns/net`, a bind mount of one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct JoinedNamespace {
+    pub ns: Namespace,
+    pub path: String,
 }
 
 /// Who writes the child's id maps (phase `maps`), decided once, by Node.
@@ -380,11 +394,17 @@ impl SandboxPlan {
     /// The CLONE_NEW* flags of the container's clone.
     pub fn clone_flags(&self) -> u64 {
         // The cgroup namespace is unshared by the child once it is in its
-        // cgroup (phase `cgroup`), never passed to clone.
+        // cgroup (phase `cgroup`), never passed to clone; joined ones are
+        // entered before.
         self.namespaces
             .iter()
-            .filter(|ns| **ns != Namespace::Cgroup)
+            .filter(|ns| **ns != Namespace::Cgroup && !self.joins(**ns))
             .fold(0, |flags, ns| flags | ns.clone_flag())
+    }
+
+    /// Whether namespace `ns` is joined rather than new.
+    pub fn joins(&self, ns: Namespace) -> bool {
+        self.join.iter().any(|j| j.ns == ns)
     }
 
     pub fn has(&self, ns: Namespace) -> bool {
@@ -457,6 +477,7 @@ mod tests {
             parent_pid: 1,
             detach: false,
             control: Some("/run/tsbox/x/control.sock".into()),
+            join: Vec::new(),
         }
     }
 

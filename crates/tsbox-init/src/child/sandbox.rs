@@ -27,7 +27,7 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<()> {
     let mut cgroup = CgroupEntry {
         chan,
         tr,
-        unshare: plan.has(Namespace::Cgroup),
+        unshare: plan.has(Namespace::Cgroup) && !plan.joins(Namespace::Cgroup),
         done: false,
     };
     // Host paths are opened with the caller's credentials (a 0700 directory

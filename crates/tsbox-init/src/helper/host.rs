@@ -11,13 +11,13 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
-use tsbox_core::{IdMaps, Report, SandboxPlan, Step};
+use tsbox_core::{IdMaps, JoinedNamespace, Namespace, Report, SandboxPlan, Step};
 
 use super::clone::{clone_container, Forked};
 use super::monitor::Container;
 use super::{cgroup, idmap, report};
 use crate::channel::Channel;
-use crate::trace::Trace;
+use crate::trace::{trace, Trace};
 
 /// The container's first process, seen from the helper after phase 2.
 pub struct Cloned {
@@ -58,6 +58,9 @@ pub trait Host {
     fn idmapped_trees(&mut self, plan: &SandboxPlan, pid: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report>;
     /// A setup that failed: kills the container's first process and reaps it.
     fn kill(&mut self, c: &Container);
+    /// Enters the namespaces the container joins rather than makes, before
+    /// the clone: each checked to be of its type first (NS_GET_NSTYPE).
+    fn join_namespaces(&mut self, join: &[JoinedNamespace], tr: &Trace) -> Result<(), Report>;
 }
 
 /// The real system calls.
@@ -132,6 +135,42 @@ impl Host for Kernel {
     fn kill(&mut self, c: &Container) {
         c.signal(libc::SIGKILL);
         c.reap();
+    }
+
+    fn join_namespaces(&mut self, join: &[JoinedNamespace], tr: &Trace) -> Result<(), Report> {
+        for j in join {
+            let fd = nix::fcntl::open(
+                j.path.as_str(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| {
+                Report::new(Step::Join, e as i32)
+                    .path(j.path.clone())
+                    .detail(format!("open the {} namespace to join", j.ns.name()))
+            })?;
+            // NS_GET_NSTYPE (_IO(0xb7, 0x3)): the CLONE_NEW* flag of the namespace.
+            // SAFETY: an ioctl without an argument on a descriptor we own.
+            let kind = unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 as _) };
+            if kind < 0 || kind as u64 != j.ns.clone_flag() {
+                let is = Namespace::ALL.iter().find(|n| kind >= 0 && n.clone_flag() == kind as u64).map(|n| n.name());
+                return Err(Report::new(Step::Join, libc::EINVAL)
+                    .path(j.path.clone())
+                    .detail(match is {
+                        Some(other) => format!("is a {other} namespace, not a {} namespace", j.ns.name()),
+                        None => format!("is not a namespace (joining it as the {} namespace)", j.ns.name()),
+                    })
+                    .hint("linux.namespaces: each path must name a namespace of its type (/proc/PID/ns/TYPE)"));
+            }
+            let flag = nix::sched::CloneFlags::from_bits_truncate(j.ns.clone_flag() as libc::c_int);
+            nix::sched::setns(&fd, flag).map_err(|e| {
+                Report::new(Step::Join, e as i32)
+                    .path(j.path.clone())
+                    .detail(format!("join the {} namespace", j.ns.name()))
+            })?;
+            trace!(tr, "join: {} namespace {}", j.ns.name(), j.path);
+        }
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 use tsbox_core::{
-    CgroupPhase, HelperMsg, IdMaps, MapsPhase, Namespace, NetworkPhase, NodeMsg, ProcessPlan, Propagation, Report, RootMode, RootfsSpec,
+    CgroupPhase, HelperMsg, IdMaps, JoinedNamespace, MapsPhase, Namespace, NetworkPhase, NodeMsg, ProcessPlan, Propagation, Report, RootMode, RootfsSpec,
     SandboxPlan, Step, ToChild, User, PLAN_VERSION,
 };
 
@@ -104,6 +104,13 @@ impl Host for Recorder {
     fn kill(&mut self, c: &Container) {
         self.calls.push(format!("kill {}", c.pid));
     }
+
+    fn join_namespaces(&mut self, join: &[JoinedNamespace], _tr: &Trace) -> Result<(), Report> {
+        for j in join {
+            self.calls.push(format!("setns {} {}", j.ns.name(), j.path));
+        }
+        Ok(())
+    }
 }
 
 /// A recording host that runs as root.
@@ -143,6 +150,7 @@ fn plan() -> SandboxPlan {
         parent_pid: std::process::id() as i32,
         detach: false,
         control: None,
+        join: Vec::new(),
     }
 }
 
@@ -259,6 +267,39 @@ fn root_on_v2_clones_into_the_cgroup_and_places_nothing_by_pid() {
     // Nothing was awaited before go, so the process pipelined with the plan
     // is still in the channel, for the monitor.
     assert!(s.process.is_none());
+}
+
+#[test]
+fn joined_namespaces_are_entered_before_the_clone_and_left_out_of_its_flags() {
+    let mut p = plan();
+    p.cgroup = v2();
+    p.join = vec![
+        JoinedNamespace {
+            ns: Namespace::Net,
+            path: "/proc/77/ns/net".into(),
+        },
+        JoinedNamespace {
+            ns: Namespace::Pid,
+            path: "/proc/77/ns/pid_for_children".into(),
+        },
+    ];
+    let r = run(
+        Recorder {
+            root: true,
+            placed_by_clone: true,
+            ..Default::default()
+        },
+        vec![plan_msg(p)],
+    );
+    assert_eq!(
+        r.calls[..3],
+        [
+            "setns net /proc/77/ns/net",
+            "setns pid /proc/77/ns/pid_for_children",
+            "open_cgroup /sys/fs/cgroup/tsbox/x",
+        ]
+    );
+    assert_eq!(r.calls[3], "clone CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup");
 }
 
 #[test]
