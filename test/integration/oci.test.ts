@@ -314,6 +314,68 @@ describe('what the process of a bundle sees', () => {
   });
 });
 
+describe('devices and sysctl', () => {
+  it('makes the devices of linux.devices with their mode and owner, usable beside a nodev /dev; writes namespaced sysctls', async () => {
+    const script = [
+      'stat -c "%F %t:%T %a %u:%g" /dev/test1 /dev/test3 /dev/mynull',
+      'echo ok > /dev/mynull && echo written',
+      'cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax',
+    ].join('; ');
+    const dir = bundle(`(${script}) > /var/seen 2>&1`, (c) => {
+      c.linux.devices = [
+        { path: '/dev/test1', type: 'c', major: 10, minor: 666, fileMode: 0o660, uid: 0, gid: 0 },
+        { path: '/dev/test3', type: 'p', fileMode: 0o640, uid: 10, gid: 20 },
+        { path: '/dev/mynull', type: 'c', major: 1, minor: 3, fileMode: 0o666 },
+      ];
+      c.linux.sysctl = { 'net.ipv4.ip_forward': '1', 'kernel.msgmax': '4096' };
+    });
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe(
+      ['character special file a:29a 660 0:0', 'fifo 0:0 640 10:20', 'character special file 1:3 666 0:0', 'written', '1', '4096', ''].join('\n'),
+    );
+    // The host's own are untouched.
+    expect(readFileSync('/proc/sys/kernel/msgmax', 'utf8').trim()).not.toBe('4096');
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
+  it('in a user namespace, where mknod is refused, a device is the host\'s node at the same path', async () => {
+    const dir = bundle('stat -c "%F %t:%T" /dev/kmsg > /var/seen; grep -c " /dev/kmsg " /proc/self/mountinfo >> /var/seen', (c) => {
+      c.linux.namespaces.push({ type: 'user' });
+      c.linux.devices = [{ path: '/dev/kmsg', type: 'c', major: 1, minor: 11 }];
+    });
+    chmodSync(join(dir, 'out'), 0o777);
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    // The host's node, bound: a mount of its own.
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('character special file 1:b\n1\n');
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
+  it('refuses a sysctl that is not a namespace\'s, and a device where another file is', async () => {
+    const host = bundle('true', (c) => {
+      c.linux.sysctl = { 'kernel.panic': '1' };
+    });
+    const r = await create(host, [newId()]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('linux.sysctl["kernel.panic"]: is not a parameter of a namespace');
+    const clash = bundle('true', (c) => {
+      c.linux.devices = [{ path: '/bin/sh', type: 'c', major: 1, minor: 3 }];
+    });
+    const id = newId();
+    const d = await create(clash, [id]);
+    expect(d.code).not.toBe(0);
+    expect(d.stderr).toContain('device(/bin/sh): EEXIST — a different file is at the path of a device in linux.devices');
+    expect((await cli(['state', id])).code).not.toBe(0);
+  });
+});
+
 describe('namespaces', () => {
   it('joins the namespaces a path names (pid through pid_for_children), makes the rest, and refuses a path of the wrong type', async () => {
     const holder = spawnProcess('unshare', ['--net', '--ipc', '--uts', '--pid', '--fork', 'sleep', '100'], { stdio: 'ignore' });

@@ -93,7 +93,7 @@ describe('config.json', () => {
     spec.linux = {
       ...spec.linux,
       namespaces: [{ type: 'mount', path: '/proc/1/ns/mnt' }, { type: 'mount' }, { type: 'time' }, { type: 'user', path: '/proc/1/ns/user' }, { type: 'network', path: 'relative' }],
-      sysctl: { 'net.ipv4.ip_forward': '1' },
+      sysctl: { 'net.ipv4.ip_forward': '1', 'kernel.shmmax': '1', 'vm.swappiness': '1', 'net/../x': '1' },
       cgroupsPath: '/cgrouptest',
       devices: [{ path: '/dev/test1', type: 'c', major: 10, minor: 666 }],
       maskedPaths: ['relative'],
@@ -109,8 +109,9 @@ describe('config.json', () => {
       'linux.namespaces[3].path: joining an existing user namespace is not supported by tsbox',
       'linux.namespaces[4].path: must be an absolute path',
       'hostname: needs a "uts" namespace in linux.namespaces (the host\'s name is not the container\'s to set)',
-      'linux.devices: device nodes in the container are not supported by tsbox yet',
-      'linux.sysctl: is not supported by tsbox yet',
+      'linux.sysctl["kernel.shmmax"]: is the ipc namespace\'s: the container needs its own (linux.namespaces)',
+      expect.stringMatching(/^linux\.sysctl\["vm\.swappiness"\]: is not a parameter of a namespace/),
+      'linux.sysctl["net/../x"]: is not a kernel parameter name (such as net.ipv4.ip_forward)',
       expect.stringMatching(/^linux\.cgroupsPath: /),
       'linux.maskedPaths[0]: must be an absolute path',
       expect.stringMatching(/^linux\.resources\.devices\[1\]: allowing some devices needs a device cgroup/),
@@ -191,6 +192,28 @@ describe('the plans of a bundle', () => {
     const { sandbox } = container(spec).plans(ctx);
     expect(sandbox.namespaces).toEqual(['pid', 'net', 'mount', 'uts']);
     expect(sandbox.join).toEqual([{ ns: 'pid', path: '/proc/7/ns/pid_for_children' }, { ns: 'net', path: '/run/netns/x' }]);
+  });
+
+  it('makes the devices listed, after the mounts, and writes the namespaced sysctls', () => {
+    const spec = base();
+    spec.linux.devices = [
+      { path: '/dev/test1', type: 'c', major: 10, minor: 666, fileMode: 0o660, uid: 1, gid: 2 },
+      { path: '/dev/test3', type: 'p' },
+      { path: '/dev/test2', type: 'b' },
+    ];
+    expect(problems(spec)).toEqual(['linux.devices[2]: a block device needs major and minor']);
+    spec.linux.devices.pop();
+    spec.linux.sysctl = { 'net.ipv4.ip_forward': '1', 'kernel.msgmax': '8192', 'net/ipv4/conf/lo.1/forwarding': '0' };
+    const { sandbox } = container(spec).plans(ctx);
+    expect(sandbox.mounts.slice(-2)).toEqual([
+      { target: '/dev/test1', type: 'device', node: 'char', major: 10, minor: 666, mode: 0o660, uid: 1, gid: 2 },
+      { target: '/dev/test3', type: 'device', node: 'fifo', major: 0, minor: 0, mode: 0o666, uid: 0, gid: 0 },
+    ]);
+    expect(sandbox.sysctl).toEqual([
+      { key: 'net.ipv4.ip_forward', value: '1' },
+      { key: 'kernel.msgmax', value: '8192' },
+      { key: 'net/ipv4/conf/lo.1/forwarding', value: '0' },
+    ]);
   });
 
   it('refuses a bind of a device node while devices are denied', () => {

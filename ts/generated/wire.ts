@@ -61,11 +61,21 @@ control: string | null,
  * Namespaces of `namespaces` that are joined (an OCI namespace `path`)
  * rather than new: the helper enters each before it clones.
  */
-join: Array<JoinedNamespace>, };
+join: Array<JoinedNamespace>, 
+/**
+ * Kernel parameters of the container's own namespaces (OCI
+ * `linux.sysctl`), written by the child before it mounts anything.
+ * Node lets through only namespaced ones.
+ */
+sysctl: Array<Sysctl>, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 
 export type JoinedNamespace = { ns: Namespace, path: string, };
+
+export type Sysctl = { key: string, value: string, };
+
+export type DeviceNode = "char" | "block" | "fifo";
 
 export type RootfsSpec = { "kind": "path", path: string, mode: RootMode, 
 /**
@@ -107,7 +117,7 @@ idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "ty
  * mount(2)'s source, shown in mountinfo (an OCI mount's `source`,
  * such as `shm`); the fstype when absent.
  */
-source?: string, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, });
+source?: string, } | { "type": "symlink", link: string, } | { "type": "device", node: DeviceNode, major: number, minor: number, mode: number, uid: number, gid: number, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, });
 
 export type MountKind = { "type": "bind", source: string, recursive: boolean, 
 /**
@@ -118,7 +128,7 @@ idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "ty
  * mount(2)'s source, shown in mountinfo (an OCI mount's `source`,
  * such as `shm`); the fstype when absent.
  */
-source?: string, } | { "type": "symlink", link: string, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, };
+source?: string, } | { "type": "symlink", link: string, } | { "type": "device", node: DeviceNode, major: number, minor: number, mode: number, uid: number, gid: number, } | { "type": "dir", mode: number, } | { "type": "scratch", mode: number, };
 
 export type MapsPhase = { "writer": "none" } | { "writer": "helper", maps: IdMaps, } | { "writer": "node" };
 
@@ -242,4 +252,4 @@ errno: number, path: string | null,
  */
 detail: string, hint: string | null, };
 
-export type Step = "read_plan" | "join" | "clone" | "uid_map" | "gid_map" | "cgroup" | "idmap" | "wait_go" | "mount_propagation" | "open_rootfs" | "open_source" | "staging" | "bind_rootfs" | "mount" | "pivot_root" | "sethostname" | "loopback" | "unshare_cgroup" | "rlimit" | "setsid" | "user" | "tty" | "setgroups" | "setgid" | "setuid" | "capabilities" | "no_new_privs" | "chdir" | "init_fork" | "seccomp" | "exec" | "start";
+export type Step = "read_plan" | "join" | "clone" | "uid_map" | "gid_map" | "cgroup" | "idmap" | "wait_go" | "sysctl" | "mount_propagation" | "open_rootfs" | "open_source" | "staging" | "bind_rootfs" | "mount" | "device" | "pivot_root" | "sethostname" | "loopback" | "unshare_cgroup" | "rlimit" | "setsid" | "user" | "tty" | "setgroups" | "setgid" | "setuid" | "capabilities" | "no_new_privs" | "chdir" | "init_fork" | "seccomp" | "exec" | "start";

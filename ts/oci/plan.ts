@@ -13,7 +13,7 @@ import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { seccompProgram, type OciSeccompProfile } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
-import type { Capabilities, JoinedNamespace, Namespace, ProcessPlan, SandboxPlan } from '../generated/wire.js';
+import type { Capabilities, JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl } from '../generated/wire.js';
 import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
 import { specError, type HookName, type OciHook, type OciMount, type OciSpec, type SpecProblem } from './spec.js';
 
@@ -105,8 +105,8 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   if (spec.hostname && !namespaces.includes('uts')) refuse('hostname', 'needs a "uts" namespace in linux.namespaces (the host\'s name is not the container\'s to set)');
 
   for (const key of ['timeOffsets', 'netDevices', 'intelRdt', 'memoryPolicy', 'personality'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
-  if (linux.devices?.length) unsupported('linux.devices', 'device nodes in the container are not supported by tsbox yet');
-  if (linux.sysctl && Object.keys(linux.sysctl).length > 0) unsupported('linux.sysctl');
+  const devices = ociDevices(linux.devices ?? [], refuse);
+  const sysctl = ociSysctls(linux.sysctl ?? {}, namespaces, refuse);
   if (linux.mountLabel) unsupported('linux.mountLabel', 'SELinux labels are not supported by tsbox');
   if (linux.cgroupsPath) unsupported('linux.cgroupsPath', 'tsbox places the container\'s cgroup itself (under tsbox/ beside its caller\'s) and does not take a path yet');
   for (const key of ['maskedPaths', 'readonlyPaths'] as const) {
@@ -196,6 +196,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       else if (ctx.cgroup) withCgroup.push(...cgroupMounts(ctx.cgroup));
       else withCgroup.push({ target: '/sys/fs/cgroup', type: 'fs', fstype: 'cgroup2', data: null, readonly: true, nosuid: true, nodev: true, noexec: true });
     }
+    withCgroup.push(...devices);
     for (const target of linux.maskedPaths ?? []) withCgroup.push({ target, type: 'mask' });
     for (const target of linux.readonlyPaths ?? []) withCgroup.push({ target, type: 'readonlyPath' });
     const sandbox: SandboxPlan = {
@@ -217,6 +218,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       detach: true,
       control: ctx.control ?? null,
       join,
+      sysctl,
     };
     const caps = process.capabilities;
     const capabilities: Capabilities | null = caps
@@ -262,6 +264,43 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
 function rlimitValue(v: number | bigint): number | null {
   const b = BigInt(v);
   return b >= RLIM_INFINITY ? null : Number(b);
+}
+
+/** The ipc namespace's parameters (and fs.mqueue.*): runc's list. */
+const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+
+/**
+ * linux.sysctl: only parameters of a namespace the container has of its
+ * own (ipc, net, uts); any other would change the host's.
+ */
+function ociSysctls(map: Record<string, string>, namespaces: Namespace[], refuse: (path: string, message: string) => void): Sysctl[] {
+  const out: Sysctl[] = [];
+  for (const [key, value] of Object.entries(map)) {
+    const at = `linux.sysctl[${JSON.stringify(key)}]`;
+    if (!/^[A-Za-z0-9_-]+([./][A-Za-z0-9_.:@-]+)*$/.test(key) || key.split(/[./]/).some((p) => p === '' || p === '..')) {
+      refuse(at, 'is not a kernel parameter name (such as net.ipv4.ip_forward)');
+      continue;
+    }
+    const dotted = key.includes('/') ? key.replaceAll('/', '.') : key;
+    const ns: Namespace | null = IPC_SYSCTLS.has(dotted) || dotted.startsWith('fs.mqueue.') ? 'ipc' : dotted.startsWith('net.') ? 'net' : dotted === 'kernel.domainname' ? 'uts' : null;
+    if (ns === null) refuse(at, "is not a parameter of a namespace (ipc's kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*; net.*; kernel.domainname): writing it would change the host's");
+    else if (!namespaces.includes(ns)) refuse(at, `is the ${ns} namespace's: the container needs its own (linux.namespaces)`);
+    else out.push({ key, value });
+  }
+  return out;
+}
+
+/** linux.devices: each a node made at its path (c and u: character, b: block, p: fifo). */
+function ociDevices(list: NonNullable<OciSpec['linux']>['devices'] & object, refuse: (path: string, message: string) => void): PlanMount[] {
+  const out: PlanMount[] = [];
+  list.forEach((d, i) => {
+    const at = `linux.devices[${i}]`;
+    if (posix.normalize(d.path) !== d.path || d.path.includes('\0')) return refuse(`${at}.path`, 'must be a normalized absolute path (no .. or //)');
+    const node = d.type === 'b' ? 'block' : d.type === 'p' ? 'fifo' : 'char';
+    if (node !== 'fifo' && (d.major == null || d.minor == null)) return refuse(at, `a ${node} device needs major and minor`);
+    out.push({ target: d.path, type: 'device', node, major: d.major ?? 0, minor: d.minor ?? 0, mode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0 });
+  });
+  return out;
 }
 
 /** Marks where the config mounts a cgroupfs: the container's own cgroups go there. */

@@ -127,7 +127,19 @@ const linuxSchema = z.looseObject({
   uidMappings: z.nullish(z.array(idMapping)),
   gidMappings: z.nullish(z.array(idMapping)),
   timeOffsets: z.nullish(z.unknown()),
-  devices: z.nullish(z.array(z.unknown())),
+  devices: z.nullish(
+    z.array(
+      z.looseObject({
+        type: z.enum(['c', 'b', 'u', 'p']),
+        path: z.string().check(z.refine((p) => p.startsWith('/'), { message: 'must be an absolute path' })),
+        major: z.nullish(z.number().check(z.int(), z.gte(0), z.lte(0xfff))),
+        minor: z.nullish(z.number().check(z.int(), z.gte(0), z.lte(0xfffff))),
+        fileMode: z.nullish(z.number().check(z.int(), z.gte(0), z.lte(0o7777))),
+        uid: z.nullish(z.number().check(z.int(), z.gte(0), z.lt(4294967295))),
+        gid: z.nullish(z.number().check(z.int(), z.gte(0), z.lt(4294967295))),
+      }),
+    ),
+  ),
   netDevices: z.nullish(z.unknown()),
   cgroupsPath: z.nullish(z.string()),
   resources: z.nullish(resourcesSchema),

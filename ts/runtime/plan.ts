@@ -334,6 +334,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     detach: ctx.detach ?? false,
     control: ctx.control ?? null,
     join: [],
+    sysctl: [],
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }

@@ -32,6 +32,8 @@ mod wire {
             SandboxPlan::decl(cfg),
             Namespace::decl(cfg),
             JoinedNamespace::decl(cfg),
+            Sysctl::decl(cfg),
+            DeviceNode::decl(cfg),
             RootfsSpec::decl(cfg),
             RootMode::decl(cfg),
             Propagation::decl(cfg),

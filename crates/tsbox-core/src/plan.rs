@@ -54,6 +54,20 @@ pub struct SandboxPlan {
     /// rather than new: the helper enters each before it clones.
     #[serde(default)]
     pub join: Vec<JoinedNamespace>,
+    /// Kernel parameters of the container's own namespaces (OCI
+    /// `linux.sysctl`), written by the child before it mounts anything.
+    /// Node lets through only namespaced ones.
+    #[serde(default)]
+    pub sysctl: Vec<Sysctl>,
+}
+
+/// `/proc/sys/<key with . as />` = value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Sysctl {
+    pub key: String,
+    pub value: String,
 }
 
 /// An existing namespace the container enters, by its path
@@ -284,6 +298,15 @@ pub enum RootMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(test, derive(ts_rs::TS))]
+pub enum DeviceNode {
+    Char,
+    Block,
+    Fifo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Propagation {
     Private,
     Slave,
@@ -358,6 +381,19 @@ pub enum MountKind {
     },
     /// A symlink created at the target (on a filesystem the container owns).
     Symlink { link: String },
+    /// A device node or fifo at the target (OCI `linux.devices`), with
+    /// exactly this mode and owner (container ids). Made on a tmpfs of its
+    /// own and bound onto the target, so it opens even where the filesystem
+    /// around it is nodev; in a user namespace, where mknod is refused, the
+    /// host's node at the same path is bound instead.
+    Device {
+        node: DeviceNode,
+        major: u32,
+        minor: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// A directory created at the target with this mode.
     Dir { mode: u32 },
     /// A writable directory of the staging tmpfs bound onto the target (a
@@ -478,6 +514,7 @@ mod tests {
             detach: false,
             control: Some("/run/tsbox/x/control.sock".into()),
             join: Vec::new(),
+            sysctl: Vec::new(),
         }
     }
 

@@ -14,7 +14,7 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
-use tsbox_core::{Mount, MountKind, Propagation, Report, RootMode, RootfsSpec, SandboxPlan, Step};
+use tsbox_core::{DeviceNode, Mount, MountKind, Propagation, Report, RootMode, RootfsSpec, SandboxPlan, Step};
 
 use crate::fail::{Result, StepExt};
 use crate::sys::{self, fd_path};
@@ -35,6 +35,9 @@ const UPPER: &str = "/tmp/upper";
 const WORK: &str = "/tmp/work";
 const FILES: &str = "/tmp/files";
 const SCRATCH: &str = "/tmp/scratch";
+/// A tmpfs of its own, not nodev, for the device nodes of `linux.devices`:
+/// each is bound onto its target, and nothing else of it is reachable.
+const DEVICES: &str = "/tmp/devices";
 
 /// A host path to mount from: opened by path, or a detached (idmapped) tree the
 /// helper made.
@@ -292,6 +295,9 @@ fn describe(m: &Mount) -> String {
             if *idmap { " (idmapped)" } else { "" },
             m.target
         ),
+        MountKind::Device {
+            node, major, minor, mode, ..
+        } => format!("device: {:?} {major}:{minor} mode {mode:o} at {}", node, m.target).to_lowercase(),
         MountKind::Fs { fstype, data, .. } => {
             format!(
                 "mount: {fstype} on {}{flags}{}",
@@ -402,6 +408,16 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let at = mkdir_all(root, target, 0o755)?;
             bind_staged(root, &staged, *mode, OFlag::O_DIRECTORY, at, m, "a scratch directory")?;
         }
+        MountKind::Device {
+            node,
+            major,
+            minor,
+            mode,
+            uid,
+            gid,
+        } => {
+            device(root, index, target, *node, *major, *minor, *mode, *uid, *gid)?;
+        }
         MountKind::Mask => {
             let Some(at) = resolve_existing(root, target, OFlag::O_PATH)? else {
                 return Ok(false);
@@ -511,6 +527,103 @@ fn bind_staged(root: RawFd, staged: &str, mode: u32, kind: OFlag, at: OwnedFd, m
         set_attrs(bound.as_raw_fd(), attr_bits(m), false)
             .step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
     }
+    Ok(())
+}
+
+/// The file type bits and device number of a node.
+fn node_bits(node: DeviceNode) -> SFlag {
+    match node {
+        DeviceNode::Char => SFlag::S_IFCHR,
+        DeviceNode::Block => SFlag::S_IFBLK,
+        DeviceNode::Fifo => SFlag::S_IFIFO,
+    }
+}
+
+/// A device node (or fifo) of `linux.devices` at `target`: made on the
+/// devices tmpfs with exactly `mode` and owner, and bound there. One that is
+/// there already is kept when it is the same node, and an error otherwise.
+/// In a user namespace the kernel refuses mknod of a device: the host's
+/// node at the same path is bound instead, when it is the same device.
+#[allow(clippy::too_many_arguments)]
+fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32, minor: u32, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    let kind = node_bits(node);
+    let rdev = if node == DeviceNode::Fifo {
+        0
+    } else {
+        nix::sys::stat::makedev(major as u64, minor as u64)
+    };
+    let same = |st: &nix::sys::stat::FileStat| {
+        (st.st_mode & SFlag::S_IFMT.bits()) == kind.bits() && (node == DeviceNode::Fifo || st.st_rdev == rdev)
+    };
+    if let Some(fd) = resolve_existing(root, target, OFlag::O_PATH | OFlag::O_NOFOLLOW)? {
+        let st = fstat(&fd).step_path(Step::Device, target, || "stat what is at the device's path".into())?;
+        if same(&st) {
+            return Ok(());
+        }
+        return Err(Report::new(Step::Device, libc::EEXIST)
+            .path(target)
+            .detail("a different file is at the path of a device in linux.devices")
+            .hint("choose another path for the device, or leave the file out of the rootfs"));
+    }
+    if std::fs::metadata(DEVICES).is_err() {
+        mkdir(DEVICES, Mode::from_bits_truncate(0o700)).step_path(Step::Device, DEVICES, || "create the devices' directory".into())?;
+        mount(
+            Some("tmpfs"),
+            DEVICES,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=0700,size=64k"),
+        )
+        .step_path(Step::Device, DEVICES, || "mount the devices' tmpfs".into())?;
+    }
+    let staged = format!("{DEVICES}/{index}");
+    let perm = Mode::from_bits_truncate(mode & 0o7777);
+    let source = match nix::sys::stat::mknod(staged.as_str(), kind, perm, rdev) {
+        Ok(()) => {
+            // Exactly the mode asked for, whatever the umask; then the owner.
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                staged.as_str(),
+                perm,
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .step_path(Step::Device, target, || "set the device's mode".into())?;
+            nix::unistd::chown(
+                staged.as_str(),
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .step_path(Step::Device, target, || format!("give the device to {uid}:{gid}"))?;
+            open(staged.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .step_path(Step::Device, target, || "open the device made".into())?
+        }
+        Err(Errno::EPERM) if node != DeviceNode::Fifo => {
+            // The host's own node, when it is this device.
+            let host = open(target, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
+                Report::new(Step::Device, e as i32)
+                    .path(target)
+                    .detail("make the device (mknod is refused in a user namespace), or bind the host's")
+                    .hint("in a user namespace a device can only be the host's, at the same path")
+            })?;
+            let st = fstat(&host).step_path(Step::Device, target, || "stat the host's device".into())?;
+            if !same(&st) {
+                return Err(Report::new(Step::Device, libc::EPERM)
+                    .path(target)
+                    .detail("mknod is refused in a user namespace, and the host's file at this path is another device")
+                    .hint("in a user namespace a device can only be the host's, at the same path"));
+            }
+            host
+        }
+        Err(e) => {
+            return Err(Report::new(Step::Device, e as i32)
+                .path(target)
+                .detail(format!("make the device {major}:{minor}")))
+        }
+    };
+    let at = touch(root, target)?;
+    Source::Path(source)
+        .attach(at.as_raw_fd(), false)
+        .step_path(Step::Device, target, || "bind the device on its path".into())?;
     Ok(())
 }
 

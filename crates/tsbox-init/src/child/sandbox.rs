@@ -42,6 +42,12 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<()> {
         // we mount need an owner that is mapped there.
         process::set_ids_checked(0, 0, "become root in the user namespace")?;
     }
+    // Through the host's /proc, before anything is mounted over it (or made
+    // read-only): its net, ipc and uts entries are this process's namespaces'.
+    for s in &plan.sysctl {
+        write_sysctl(&s.key, &s.value)?;
+        trace!(tr, "sysctl: {} = {}", s.key, s.value);
+    }
     if let Some(sources) = sources {
         mounts::build_root(plan, sources, &tr, &mut || cgroup.enter())?;
     }
@@ -150,4 +156,31 @@ impl CgroupEntry<'_> {
         }
         Ok(())
     }
+}
+
+/// Writes `value` to `/proc/sys/<key>`, its dots as slashes unless it has
+/// slashes already (`net/ipv4/conf/eth0.1/forwarding`). The key was checked
+/// by Node (a namespaced parameter, no `..`); it is still opened without
+/// following a symlink at the end.
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = format!(
+        "/proc/sys/{}",
+        if key.contains('/') {
+            key.to_string()
+        } else {
+            key.replace('.', "/")
+        }
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| {
+            Report::new(Step::Sysctl, e.raw_os_error().unwrap_or(0))
+                .path(key)
+                .detail(format!("write {value:?} to {path}"))
+        })
 }

@@ -153,7 +153,10 @@ impl Host for Kernel {
             // SAFETY: an ioctl without an argument on a descriptor we own.
             let kind = unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 as _) };
             if kind < 0 || kind as u64 != j.ns.clone_flag() {
-                let is = Namespace::ALL.iter().find(|n| kind >= 0 && n.clone_flag() == kind as u64).map(|n| n.name());
+                let is = Namespace::ALL
+                    .iter()
+                    .find(|n| kind >= 0 && n.clone_flag() == kind as u64)
+                    .map(|n| n.name());
                 return Err(Report::new(Step::Join, libc::EINVAL)
                     .path(j.path.clone())
                     .detail(match is {

@@ -7,8 +7,8 @@ use std::os::fd::{OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 use tsbox_core::{
-    CgroupPhase, HelperMsg, IdMaps, JoinedNamespace, MapsPhase, Namespace, NetworkPhase, NodeMsg, ProcessPlan, Propagation, Report, RootMode, RootfsSpec,
-    SandboxPlan, Step, ToChild, User, PLAN_VERSION,
+    CgroupPhase, HelperMsg, IdMaps, JoinedNamespace, MapsPhase, Namespace, NetworkPhase, NodeMsg, ProcessPlan, Propagation, Report,
+    RootMode, RootfsSpec, SandboxPlan, Step, ToChild, User, PLAN_VERSION,
 };
 
 use super::host::{Cloned, Host};
@@ -151,6 +151,7 @@ fn plan() -> SandboxPlan {
         detach: false,
         control: None,
         join: Vec::new(),
+        sysctl: Vec::new(),
     }
 }
 
@@ -299,7 +300,10 @@ fn joined_namespaces_are_entered_before_the_clone_and_left_out_of_its_flags() {
             "open_cgroup /sys/fs/cgroup/tsbox/x",
         ]
     );
-    assert_eq!(r.calls[3], "clone CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup");
+    assert_eq!(
+        r.calls[3],
+        "clone CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup"
+    );
 }
 
 #[test]
