@@ -376,6 +376,26 @@ describe('devices and sysctl', () => {
   });
 });
 
+describe('cgroupsPath', () => {
+  it('puts the container\'s cgroup exactly there, with its limits, and removes it and what it made on delete', async () => {
+    const base = `/tsbox-oci-${process.pid}`;
+    const dir = bundle('sleep 100', (c) => {
+      c.linux.cgroupsPath = `${base}/pod/c1`;
+      c.linux.resources = { ...c.linux.resources, pids: { limit: 1000 } };
+    });
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    const pid = (await state(id)).pid;
+    const own = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    expect(own).toMatch(new RegExp(`^\\d+:pids:${base}/pod/c1$`, 'm'));
+    expect(readFileSync(`/sys/fs/cgroup/pids${base}/pod/c1/pids.max`, 'utf8').trim()).toBe('1000');
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+    expect(existsSync(`/sys/fs/cgroup/pids${base}`)).toBe(false);
+    expect(existsSync(`/sys/fs/cgroup/memory${base}`)).toBe(false);
+  });
+});
+
 describe('namespaces', () => {
   it('joins the namespaces a path names (pid through pid_for_children), makes the rest, and refuses a path of the wrong type', async () => {
     const holder = spawnProcess('unshare', ['--net', '--ipc', '--uts', '--pid', '--fork', 'sleep', '100'], { stdio: 'ignore' });

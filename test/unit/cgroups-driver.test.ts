@@ -824,6 +824,59 @@ describe('hybrid (this development host\'s layout)', () => {
   });
 });
 
+describe('an exact cgroup path (OCI cgroupsPath)', () => {
+  it('v2: makes the missing ancestors, enabling the controllers down to it, and removes what it made once empty', () => {
+    const host = v2Host();
+    const c = create(host, { pidsLimit: 100 }, { path: '/machine/pod/c1' });
+    const leaf = join(host.cg, 'machine/pod/c1');
+    expect(c.paths).toEqual({ unified: leaf });
+    expect(host.k.ops).toEqual([
+      `write ${host.cg}/cgroup.subtree_control +memory`,
+      `write ${host.cg}/cgroup.subtree_control +cpu`,
+      `write ${host.cg}/cgroup.subtree_control +pids`,
+      `mkdir ${host.cg}/machine`,
+      `write ${host.cg}/machine/cgroup.subtree_control +memory`,
+      `write ${host.cg}/machine/cgroup.subtree_control +cpu`,
+      `write ${host.cg}/machine/cgroup.subtree_control +pids`,
+      `mkdir ${host.cg}/machine/pod`,
+      `write ${host.cg}/machine/pod/cgroup.subtree_control +memory`,
+      `write ${host.cg}/machine/pod/cgroup.subtree_control +cpu`,
+      `write ${host.cg}/machine/pod/cgroup.subtree_control +pids`,
+      `mkdir ${leaf}`,
+      `write ${leaf}/pids.max 100`,
+    ].filter((op) => !op.startsWith(`write ${host.cg}/cgroup.subtree_control`)));
+    c.destroy();
+    gc({ stateDir, fs: host.k, proc: host.proc });
+    expect(existsSync(join(host.cg, 'machine'))).toBe(false);
+  });
+
+  it('a relative path goes under the default parent; . and .. are refused', () => {
+    const host = v2Host();
+    const c = create(host, {}, { path: 'pods/c1' });
+    expect(c.v2Path).toBe(join(host.cg, 'system.slice/pods/c1'));
+    expect(failure(() => create(host, {}, { id: 'c2', path: '/a/../../etc' })).message).toMatch(/outside this cgroup namespace/);
+    expect(failure(() => create(host, {}, { id: 'c3', path: '/' })).message).toMatch(/root of the cgroup hierarchy/);
+  });
+
+  it('hybrid: joins an empty cgroup that exists, and keeps it when the container goes; refuses one with processes', () => {
+    const host = hybridHost();
+    host.k.existing(join(host.cg, 'pids/cgrouptest'));
+    const c = create(host, { pidsLimit: 1000 }, { path: '/cgrouptest' });
+    expect(c.paths.pids).toBe(join(host.cg, 'pids/cgrouptest'));
+    expect(c.paths.memory).toBe(join(host.cg, 'memory/cgrouptest'));
+    expect(cat(join(host.cg, 'pids/cgrouptest/pids.max'))).toBe('1000');
+    c.place(4242);
+    c.destroy();
+    // Made by the container: gone. There before: kept, and emptied.
+    expect(existsSync(join(host.cg, 'memory/cgrouptest'))).toBe(false);
+    expect(existsSync(join(host.cg, 'pids/cgrouptest'))).toBe(true);
+    expect(host.k.ops).toContain("kill 4242 SIGKILL");
+    host.k.existing(join(host.cg, 'cpu/busy'), ['77']);
+    expect(failure(() => create(host, {}, { id: 'c2', path: '/busy' })).message).toMatch(/the cgroup exists and has processes \(77\)/);
+    expect(existsSync(join(host.cg, 'memory/busy'))).toBe(false);
+  });
+});
+
 describe('v1 with cpu and cpuacct co-mounted', () => {
   it('uses the one directory for both', () => {
     const cg = join(tmp, 'sys/fs/cgroup');

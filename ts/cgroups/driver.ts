@@ -31,6 +31,14 @@ export interface CreateOptions {
    * else its parent (see parentPath in detect.ts).
    */
   parent?: string;
+  /**
+   * The container's cgroup itself, as a cgroup path (an OCI bundle's
+   * `cgroupsPath`), instead of `<parent>/tsbox/<id>`: absolute from each
+   * hierarchy's root, or relative to the parent. Missing ancestors are made
+   * (and removed with it when empty); one that exists and has no process
+   * is joined, and kept when the container goes.
+   */
+  path?: string;
   /** Where the orphan markers live (gc.ts). Default: /run/tsbox/cgroups as root, $XDG_RUNTIME_DIR/tsbox/cgroups otherwise. */
   stateDir?: string;
   /** The process whose death makes the cgroup an orphan for gc(). Default: this process. */
@@ -76,9 +84,13 @@ interface Hier {
   parent: string;
   tsbox: string;
   leaf: string;
+  /** An exact path (CreateOptions.path): the leaf's ancestors are made as needed, and `tsbox` is its parent. */
+  exact?: boolean;
 }
 
 interface Plan {
+  /** Leaves of an exact path that exist already: joined, never removed. */
+  adopted: string[];
   versions: Map<ControllerName, 1 | 2>;
   /** By hierarchy: v1 names and `unified`. */
   hierarchies: Map<string, Hier>;
@@ -132,11 +144,20 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
 
   const hierarchies = new Map<string, Hier>();
   const add = (name: string, mount: { mountpoint: string; root: string }) => {
+    if (opts.path !== undefined) {
+      const path = opts.path.startsWith('/') ? opts.path : posix.join(parentPath(layout, name, opts.parent), opts.path);
+      const leaf = cgroupDir(mount, path);
+      if (leaf === mount.mountpoint) throw cgroupProblem(opts.path, 'is the root of the cgroup hierarchy, which the container cannot have as its own', 'give a cgroup below it, such as /tsbox/c1', EINVAL);
+      hierarchies.set(name, { parent: posix.dirname(leaf), tsbox: posix.dirname(leaf), leaf, exact: true });
+      return;
+    }
     const parent = cgroupDir(mount, parentPath(layout, name, opts.parent));
     const tsbox = posix.join(parent, 'tsbox');
     hierarchies.set(name, { parent, tsbox, leaf: posix.join(tsbox, id) });
   };
   const checkParent = (dir: string) => {
+    // An exact path's missing ancestors are made.
+    if (opts.path !== undefined) return;
     if (!fs.exists(dir)) {
       throw cgroupProblem(dir, 'the cgroup parent does not exist', opts.parent !== undefined ? 'create it first (mkdir under /sys/fs/cgroup), or leave the cgroup parent out' : null, ENOENT);
     }
@@ -145,8 +166,11 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
   let enable: ControllerName[] = [];
   if (v2Candidates.length > 0 || layout.mode === 'v2') {
     add('unified', layout.unified!);
-    const parent = hierarchies.get('unified')!.parent;
-    checkParent(parent);
+    const declared = hierarchies.get('unified')!.parent;
+    checkParent(declared);
+    // An exact path's parent may not exist yet: what it will get is what its
+    // nearest existing ancestor has.
+    const parent = nearestExisting(declared, fs);
     const available = splitList(readIfPresent(fs, posix.join(parent, 'cgroup.controllers')));
     for (const c of v2Candidates) {
       if (available.includes(c.name)) versions.set(c.name, 2);
@@ -193,7 +217,30 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
   const devices = new Map<string, string>();
   if (versions.has('io')) for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
   const writes = CONTROLLERS.filter((c) => versions.has(c.name)).flatMap((c) => c.writes(versions.get(c.name)!, l, devices));
-  return { versions, hierarchies, enable, writes };
+  // An exact path that exists is joined when nothing is in it (a runtime
+  // may refuse one that is not empty: the runtime-spec's cgroupsPath).
+  const adopted: string[] = [];
+  for (const h of new Set([...hierarchies.values()].filter((x) => x.exact).map((x) => x.leaf))) {
+    if (!fs.exists(h)) continue;
+    const procs = splitList(readIfPresent(fs, posix.join(h, 'cgroup.procs')));
+    if (procs.length > 0) throw cgroupProblem(h, `the cgroup exists and has processes (${procs.slice(0, 5).join(', ')})`, 'give a cgroup of the container\'s own, or an empty one', EBUSY);
+    adopted.push(h);
+  }
+  return { adopted, versions, hierarchies, enable, writes };
+}
+
+/** `dir` and its ancestors that do not exist, deepest first: what an exact path makes, and removes when empty. */
+function missingAncestors(dir: string, fs: CgroupFs): string[] {
+  const out: string[] = [];
+  for (let d = dir; d !== '/' && !fs.exists(d); d = posix.dirname(d)) out.push(d);
+  return out;
+}
+
+/** `dir`, or its nearest ancestor that exists. */
+function nearestExisting(dir: string, fs: CgroupFs): string {
+  let d = dir;
+  while (d !== '/' && !fs.exists(d)) d = posix.dirname(d);
+  return d;
 }
 
 /** The limits given that need controller `c`, for messages: `limits.memory, limits.memorySwap`. */
@@ -274,6 +321,8 @@ class CgroupImpl implements Cgroup {
   destroy(): void {
     if (this.#destroyed) return;
     removeCgroup(this.#placement, this.#fs);
+    // An exact path's ancestors are the container's own: they go with it.
+    if (this.#placement.exact) removeParents(this.#placement.parents, this.#fs);
     removeMarker(this.#stateDir, this.id);
     this.#destroyed = true;
   }
@@ -331,7 +380,9 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
   trace?.(`cgroup: ${layout.mode}, ${[...p.versions].map(([c, v]) => `${c} v${v}`).join(', ') || 'no controllers'}`);
   const placement: Placement = {
     dirs: Object.fromEntries([...p.hierarchies].map(([h, d]) => [h, d.leaf])),
-    parents: [...new Set([...p.hierarchies.values()].map((d) => d.tsbox))],
+    parents: [...new Set([...p.hierarchies.values()].flatMap((d) => (d.exact ? missingAncestors(d.tsbox, fs) : [d.tsbox])))],
+    ...(p.adopted.length > 0 ? { kept: p.adopted } : {}),
+    ...(opts.path !== undefined ? { exact: true } : {}),
   };
   let created = false;
   return {
@@ -361,7 +412,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
           // What this call made goes, the `tsbox` parents too (unless another
           // container is in one by now).
           removeCgroup({ dirs: made, parents: placement.parents }, fs);
-          removeParents(madeParents, fs);
+          removeParents([...madeParents].reverse(), fs);
         } catch {
           // The first error is the one to report.
         }
@@ -440,13 +491,29 @@ function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, made
     trace?.(`cgroup: mkdir ${dir}`);
   };
   const unified = p.hierarchies.get('unified');
-  if (unified && p.enable.length > 0) enableControllers(unified.parent, p.enable, fs, trace);
+  if (unified && p.enable.length > 0) enableControllers(nearestExisting(unified.parent, fs), p.enable, fs, trace);
   for (const [name, h] of p.hierarchies) {
     if (created[name] !== undefined) continue;
     // Co-mounted v1 controllers (cpu,cpuacct) share one directory.
     if (Object.values(created).includes(h.leaf)) {
       created[name] = h.leaf;
       continue;
+    }
+    if (h.exact) {
+      // Its missing ancestors, outermost first (v2: each enabling the
+      // controllers for the next; v1 cpuset: each filled from its parent).
+      const missing: string[] = [];
+      for (let d = h.tsbox; !fs.exists(d); d = posix.dirname(d)) missing.unshift(d);
+      for (const d of missing) {
+        makeParent(d);
+        if (name === 'cpuset') inheritCpuset(d, fs);
+        if (name === 'unified' && p.enable.length > 0) enableControllers(d, p.enable, fs, trace);
+      }
+      if (p.adopted.includes(h.leaf)) {
+        created[name] = h.leaf;
+        trace?.(`cgroup: ${h.leaf} exists: joined, and kept`);
+        continue;
+      }
     }
     // v2: the parent first, with the controllers the leaf needs enabled
     // before it exists (a check of its subtree_control each time).

@@ -16,6 +16,10 @@ export interface Placement {
   dirs: Record<string, string>;
   /** The `tsbox` directories holding them, removed when empty. */
   parents: string[];
+  /** Directories of `dirs` that existed before the container (an OCI cgroupsPath it joined): emptied, never removed. */
+  kept?: string[];
+  /** `parents` are what an exact path (an OCI cgroupsPath) made: its own, removed with it once empty, not shared. */
+  exact?: boolean;
 }
 
 /** How long teardown waits for killed processes to leave their cgroups. */
@@ -135,7 +139,9 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
   // the rest goes the long way. The freezer and the unified hierarchy, which
   // the long way kills with, go last.
   const last = new Set([p.dirs.freezer, p.dirs.unified]);
-  const order = unique([...Object.values(p.dirs).filter((d) => !last.has(d)), ...Object.values(p.dirs).filter((d) => last.has(d))]);
+  const kept = new Set(p.kept ?? []);
+  const order = unique([...Object.values(p.dirs).filter((d) => !last.has(d)), ...Object.values(p.dirs).filter((d) => last.has(d))]).filter((d) => !kept.has(d));
+  if (kept.size > 0) killCgroup({ dirs: Object.fromEntries(Object.entries(p.dirs).filter(([, d]) => kept.has(d))), parents: [] }, fs);
   let removed = 0;
   for (const dir of order) {
     try {

@@ -64,6 +64,8 @@ export interface OciContainer {
   oomScoreAdj: number | null;
   /** linux.resources sets a limit: the container needs a cgroup, even rootless. */
   limited: boolean;
+  /** linux.cgroupsPath, when given. */
+  cgroupsPath: string | undefined;
 }
 
 const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup' };
@@ -108,7 +110,11 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   const devices = ociDevices(linux.devices ?? [], refuse);
   const sysctl = ociSysctls(linux.sysctl ?? {}, namespaces, refuse);
   if (linux.mountLabel) unsupported('linux.mountLabel', 'SELinux labels are not supported by tsbox');
-  if (linux.cgroupsPath) unsupported('linux.cgroupsPath', 'tsbox places the container\'s cgroup itself (under tsbox/ beside its caller\'s) and does not take a path yet');
+  const cgroupsPath = linux.cgroupsPath || undefined;
+  if (cgroupsPath !== undefined) {
+    if (/^[^/]*:[^/]*:[^/]*$/.test(cgroupsPath)) refuse('linux.cgroupsPath', "is systemd's slice:prefix:name, which needs a systemd cgroup driver; tsbox manages cgroupfs directly: give a path (/machine/c1)");
+    else if (cgroupsPath.includes('\0') || cgroupsPath.split('/').some((p) => p === '..' || p === '.')) refuse('linux.cgroupsPath', 'must be a cgroup path without . or .. (absolute from the hierarchy\'s root, or relative to tsbox\'s place)');
+  }
   for (const key of ['maskedPaths', 'readonlyPaths'] as const) {
     (linux[key] ?? []).forEach((p, i) => {
       if (!p.startsWith('/')) refuse(`linux.${key}[${i}]`, 'must be an absolute path');
@@ -257,7 +263,8 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     annotations: spec.annotations ?? {},
     ociVersion: spec.ociVersion,
     oomScoreAdj: proc.oomScoreAdj ?? null,
-    limited: Object.keys(limits.options).length > 0,
+    limited: Object.keys(limits.options).length > 0 || cgroupsPath !== undefined,
+    cgroupsPath,
   };
 }
 

@@ -91,7 +91,7 @@ export async function ociCreate(o: CreateOptions): Promise<OciState> {
     deferProcess: true,
     // A limit the config sets is never dropped for want of a cgroup.
     explicitLimits: o.rootless === 'false' || c.limited,
-    oci: { plans: c.plans, state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true } },
+    oci: { plans: c.plans, state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath },
   });
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {

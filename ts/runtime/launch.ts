@@ -69,6 +69,8 @@ export interface LaunchExtras {
   oci?: {
     plans: (ctx: PlanContext) => { sandbox: SandboxPlan; process: ProcessPlan };
     state: Pick<ContainerState, 'bundle' | 'annotations' | 'ociVersion' | 'hooks' | 'oci'>;
+    /** linux.cgroupsPath: the container's cgroup itself (CreateOptions.path). */
+    cgroupsPath?: string | undefined;
   } | undefined;
 }
 
@@ -167,7 +169,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     maps = computeMaps(o, id);
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
-    const prepared = prepareContainerCgroup(id, o, proc, trace);
+    const prepared = prepareContainerCgroup(id, o, proc, trace, extras.oci?.cgroupsPath);
     if (prepared.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
     else cgroup = createContainerCgroup(prepared, extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
@@ -350,7 +352,7 @@ function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSour
  * cold): by the time it runs this container's marker and cgroup exist, so gc
  * takes them for what they are, live.
  */
-function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource, trace?: (l: string) => void): PreparedCgroup {
+function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource, trace?: (l: string) => void, path?: string): PreparedCgroup {
   if (!collected) {
     collected = true;
     setImmediate(() => {
@@ -363,7 +365,7 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
       }
     });
   }
-  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(trace ? { trace } : {}) });
+  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(path !== undefined ? { path } : {}), ...(trace ? { trace } : {}) });
 }
 
 /**
