@@ -5,7 +5,7 @@
 // `npm run build -- --debug` builds the Rust parts without optimisation;
 // `npm run build -- --ts` builds only the TypeScript and the bundles.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -104,8 +104,13 @@ if (!process.argv.includes('--ts')) {
   // the kernel, and the probe runs inside minimal test rootfs images.
   run('bash', ['scripts/build-static.sh']);
   const init = join(root, 'target', 'static', triple, 'release', 'tsbox-init');
-  copyFileSync(init, join(root, 'native', 'tsbox-init'));
-  chmodSync(join(root, 'native', 'tsbox-init'), 0o755);
+  // Copied beside and renamed over: a helper still running (a detached
+  // container's monitor) keeps its old file, where a copy onto it would fail
+  // with ETXTBSY.
+  const tmp = join(root, 'native', `tsbox-init.${process.pid}.tmp`);
+  copyFileSync(init, tmp);
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, join(root, 'native', 'tsbox-init'));
 }
 run('npx', ['tsc', '-p', 'tsconfig.json']);
 run(process.execPath, ['scripts/gen-schema.mjs']);

@@ -40,6 +40,12 @@ describe('detached containers from the CLI', () => {
     expect(exec.code, exec.stderr).toBe(0);
     expect(exec.stdout).toMatch(/^\s*1 tsbox-init/m);
     expect(exec.stdout).toMatch(/^\s*2 sleep 100/m);
+    // -d leaves the command running after tsbox exec has gone (regression:
+    // its monitor killed it with the exec's connection).
+    const bg = await cli(['exec', '-d', web, 'sleep', '77']);
+    expect(bg.code, bg.stderr).toBe(0);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await cli(['exec', web, 'ps', '-o', 'args'])).stdout).toMatch(/^sleep 77$/m);
     // By a unique prefix of the id, too, and with its status.
     const failing = await cli(['exec', id.slice(0, 10), 'sh', '-c', 'exit 4']);
     expect(failing.code).toBe(4);

@@ -37,13 +37,16 @@ const command = defineCommand({
     const size = tty ? terminalSize() : undefined;
     const c = await open(ref).exec(argv, {
       stdio: detach ? 'ignore' : 'inherit',
+      detach,
       tty,
       ...(size ? { ttySize: size } : {}),
       ...(v.has('user') ? { user: v.get('user') as string } : {}),
       ...(v.has('workdir') ? { cwd: v.get('workdir') as string } : {}),
       ...(v.has('env') || v.has('env-file') ? { env: envFromFlags((v.get('env-file') as string[] | undefined) ?? [], (v.get('env') as string[] | undefined) ?? []) } : {}),
     });
-    if (detach) return;
+    // The process is the monitor's now: this one leaves at once (the
+    // connection's handle would otherwise keep it).
+    if (detach) process.exit(0);
     // The same terminal handling as run's: raw with -i, and its size follows ours.
     const restore = tty ? attachTerminal(c, v.get('interactive') === true) : () => {};
     try {

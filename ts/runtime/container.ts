@@ -15,7 +15,7 @@ import { hold, pipeStream, takeTerminal } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
-import { buildProcessPlan } from './plan.js';
+import { buildProcessPlan, type ProcessPlan } from './plan.js';
 import { helperDied, recv, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
@@ -93,6 +93,12 @@ interface ContainerInit {
 /** What `exec` may change; the rest comes from the container. */
 export type ExecOptions = Pick<RunOptions, 'user' | 'groupAdd' | 'capAdd' | 'capDrop' | 'noNewPrivileges' | 'seccomp' | 'ulimits' | 'env' | 'cwd' | 'stdio' | 'trace' | 'timeout' | 'tty' | 'ttySize'> & {
   signal?: AbortSignal | undefined;
+  /**
+   * Leave the process running when this program is gone (`tsbox exec -d`):
+   * the container's monitor keeps it. Otherwise it is killed when the
+   * caller goes.
+   */
+  detach?: boolean | undefined;
 };
 
 /** setTimeout's limit: a longer delay fires after 1 ms. */
@@ -366,7 +372,7 @@ export class Container extends EventEmitter {
  * `tsbox exec` from any process).
  */
 export async function execInto(id: string, control: string, base: ResolvedOptions, command: readonly string[], options: ExecOptions = {}): Promise<Container> {
-  const { signal, ...rest } = options;
+  const { signal, detach, ...rest } = options;
   const merged: RunOptions = {
     rootfs: base.rootfs,
     userns: base.userns,
@@ -390,9 +396,19 @@ export async function execInto(id: string, control: string, base: ResolvedOption
   };
   const { command: argv, options: o } = parseRunInput(command, merged);
   if (signal?.aborted) throw new AbortError(signal.reason);
+  const plan = buildProcessPlan(argv, o, base.hostname ?? id.slice(0, 12), loadNative().binding);
+  return execPlan(id, control, o, plan, { signal, detach });
+}
+
+/**
+ * Runs `plan` in the running container whose monitor serves `control`; `o`
+ * gives its stdio, terminal, trace and timeout. Resolves once it has
+ * started (an OCI runtime's exec builds its own plan: ts/oci).
+ */
+export async function execPlan(id: string, control: string, o: ResolvedOptions, plan: ProcessPlan, how: { signal?: AbortSignal | undefined; detach?: boolean | undefined } = {}): Promise<Container> {
+  const { signal } = how;
   const t0 = process.hrtime.bigint();
   const native = loadNative();
-  const plan = buildProcessPlan(argv, o, base.hostname ?? id.slice(0, 12), native.binding);
   let ch: NativeChannel;
   try {
     ch = native.binding.Channel.connect(control);
@@ -404,7 +420,7 @@ export async function execInto(id: string, control: string, base: ResolvedOption
   let terminal: ReadStream | undefined;
   let terminalFd: number | undefined;
   try {
-    await toMonitor.exec(ch, plan, stdio.theirs);
+    await toMonitor.exec(ch, plan, stdio.theirs, how.detach === true);
     stdio.sent();
     msg = await recv(ch);
     while (msg?.type === 'pty') {
