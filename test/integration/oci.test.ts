@@ -72,11 +72,20 @@ function bundle(script: string, change: (c: Config) => void = () => {}): string 
 
 /** `tsbox create` as runtime-tools runs it: its stdout and stderr are files (the container's). */
 function create(dir: string, args: string[], global: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const out = join(dir, `create-${serial}.out`);
-  const err = join(dir, `create-${serial}.err`);
+  return withFiles(dir, [...global, 'create', '--bundle', dir, ...args], `create-${serial}`);
+}
+
+/**
+ * tsbox with its stdout and stderr in files under `dir`: what it leaves
+ * running (a container, a detached exec) keeps them, which pipes would make
+ * the test wait for.
+ */
+function withFiles(dir: string, args: string[], name: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const out = join(dir, `${name}.out`);
+  const err = join(dir, `${name}.err`);
   const fds = [openSync(out, 'w'), openSync(err, 'w')];
   return new Promise((resolve, reject) => {
-    const child = spawnProcess(process.execPath, [BIN, ...global, 'create', '--bundle', dir, ...args], { stdio: ['ignore', fds[0]!, fds[1]!] });
+    const child = spawnProcess(process.execPath, [BIN, ...args], { stdio: ['ignore', fds[0]!, fds[1]!] });
     for (const fd of fds) closeSync(fd);
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     child.on('error', reject);
@@ -204,6 +213,54 @@ describe('the OCI lifecycle', () => {
       expect(existsSync(join(dir, `out/${sig}`))).toBe(true);
       expect((await cli(['delete', id])).code).toBe(0);
     }
+  });
+});
+
+describe('exec', () => {
+  it('runs the config\'s process changed by runc\'s flags, with the container\'s seccomp and its exit status', async () => {
+    const dir = bundle('sleep 100', (c) => {
+      c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
+    });
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'running');
+    const r = await cli(['exec', '--user', '10:20', '--additional-gids', '5', '--cwd', '/tmp', '--env', 'X=1', '--cap', 'CAP_NET_ADMIN', id, 'sh', '-c', 'id -u; id -G; pwd; echo $X; grep CapBnd /proc/self/status; mkdir /tmp/d 2>&1; exit 3']);
+    expect(r.code).toBe(3);
+    // CAP_NET_ADMIN (bit 12) added to the config's sets (uid 10 has no effective
+    // ones after execve: the bounding set shows it); mkdir refused by the profile.
+    const [uid, groups, cwd, x, capBnd, mkdir] = r.stdout.trim().split('\n');
+    expect([uid, groups, cwd, x]).toEqual(['10', '20 5', '/tmp', '1']);
+    expect(BigInt(`0x${capBnd!.split(/\s+/)[1]}`) & (1n << 12n)).toBe(1n << 12n);
+    expect(mkdir).toMatch(/Operation not permitted/);
+    // Docker's flags reach it too.
+    expect((await cli(['exec', '-w', '/etc', id, 'pwd'])).stdout).toBe('/etc\n');
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+  });
+
+  it('--process FILE --detach --pid-file: the process runs on with the monitor; the pid file has its host pid', async () => {
+    const dir = bundle('sleep 100');
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'running');
+    const proc = join(dir, 'process.json');
+    writeFileSync(proc, JSON.stringify({ user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo detached > /var/exec; exec sleep 50'], env: ['PATH=/bin'], cwd: '/' }));
+    const pidFile = join(dir, 'exec.pid');
+    const r = await withFiles(dir, ['exec', '--process', proc, '--detach', '--pid-file', pidFile, id], 'exec');
+    expect(r.code, r.stderr).toBe(0);
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    await new Promise((res) => setTimeout(res, 200));
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toBe('sleep\x0050\x00');
+    expect(readFileSync(join(dir, 'out/exec'), 'utf8')).toBe('detached\n');
+    expect(readlinkSync(`/proc/${pid}/ns/pid`)).toBe(readlinkSync(`/proc/${(await state(id)).pid}/ns/pid`));
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ user: { uid: 0, gid: 0 }, args: ['true'], cwd: 'relative', capabilities: { bounding: ['CAP_NOPE'] } }));
+    const refused = await cli(['exec', '--process', bad, id]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(`config(${bad}): process.cwd: must be an absolute path`);
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+    expect((await cli(['exec', '--cwd', '/', id, 'true'])).stderr).toContain('container does not exist');
   });
 });
 

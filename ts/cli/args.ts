@@ -11,7 +11,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { didYouMean } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops']);
+export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {

@@ -1,7 +1,8 @@
-/** `tsbox exec [-it] [-u U] [-w DIR] [-e K=V] NAME CMD...`: run a command in a running container. */
+/** `tsbox exec [-it] [-u U] [-w DIR] [-e K=V] NAME CMD...`: run a command in a running container; runc's `exec` for a container of `tsbox create`. */
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
+import { listStates } from '../runtime/state.js';
 import { TsboxError } from '../errors.js';
 import { envFromFlags, splitArgs } from './args.js';
 import { attachTerminal, checkInteractiveTerminal, terminalSize } from './common.js';
@@ -17,16 +18,79 @@ const args = {
   detach: { type: 'boolean', alias: 'd', description: 'Leave the command running in the background' },
 } as const;
 
+/** runc's exec flags, for a container of `tsbox create`. */
+const ociArgs = {
+  process: { type: 'string', alias: 'p', valueHint: 'FILE', description: 'An OCI process (JSON) to run as it is' },
+  consoleSocket: { type: 'string', valueHint: 'PATH', description: "A Unix socket to send the terminal's master to" },
+  cwd: { type: 'string', valueHint: 'DIR', description: 'Working directory' },
+  env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable)' },
+  tty: { type: 'boolean', alias: 't', description: 'A pseudo-terminal (through --console-socket)' },
+  user: { type: 'string', alias: 'u', valueHint: 'UID[:GID]', description: 'Run as this uid and gid (numbers)' },
+  'additional-gids': { type: 'string', alias: 'g', valueHint: 'GID', description: 'A supplementary group (repeatable)' },
+  cap: { type: 'string', alias: 'c', valueHint: 'CAP_X', description: 'Add a capability (repeatable)' },
+  noNewPrivs: { type: 'boolean', description: 'Set no_new_privs' },
+  pidFile: { type: 'string', valueHint: 'FILE', description: "Write the process's pid to FILE" },
+  detach: { type: 'boolean', alias: 'd', description: "Leave the process to the container's monitor and return" },
+  preserveFds: { type: 'string', valueHint: 'N', description: 'Pass N more file descriptors' },
+  ignorePaused: { type: 'boolean', description: 'Exec into a paused container too' },
+  processLabel: { type: 'string', valueHint: 'LABEL', description: 'An SELinux label (refused: tsbox has no SELinux support)' },
+  apparmor: { type: 'string', valueHint: 'PROFILE', description: 'An AppArmor profile (refused: tsbox has no AppArmor support)' },
+  cgroup: { type: 'string', valueHint: 'PATH', description: 'A sub-cgroup (refused: not supported yet)' },
+} as const;
+
+/** A flag only runc's exec has: the call is runc's form. */
+const OCI_ONLY = /^(--(process|console-socket|cwd|additional-gids|cap|no-new-privs|pid-file|preserve-fds|ignore-paused|process-label|apparmor|cgroup)(=|$)|-[pgc]$)/;
+
+/** runc's `exec [OPTIONS] ID [CMD...]`, for a container of `tsbox create`. */
+async function ociExec(rawArgs: readonly string[]): Promise<void> {
+  const split = splitArgs(rawArgs, ociArgs, 'exec');
+  const v = split.values;
+  for (const flag of ['processLabel', 'apparmor', 'cgroup'] as const) {
+    if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, detail: 'is not supported by tsbox', hint: null });
+  }
+  const fds = v.get('preserveFds') as string | undefined;
+  if (fds !== undefined && !/^\d+$/.test(fds)) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: `"${fds}" is not a number`, hint: null });
+  const [id, ...argv] = split.command;
+  const { ociExec: run } = await import('../oci/exec.js');
+  const detach = v.get('detach') === true;
+  const c = await run(id, {
+    processFile: v.get('process') as string | undefined,
+    args: argv,
+    cwd: v.get('cwd') as string | undefined,
+    env: (v.get('env') as string[] | undefined) ?? [],
+    user: v.get('user') as string | undefined,
+    additionalGids: (v.get('additional-gids') as string[] | undefined) ?? [],
+    caps: (v.get('cap') as string[] | undefined) ?? [],
+    noNewPrivs: v.get('noNewPrivs') === true,
+    tty: v.get('tty') === true,
+    consoleSocket: v.get('consoleSocket') as string | undefined,
+    pidFile: v.get('pidFile') as string | undefined,
+    detach,
+    preserveFds: fds === undefined ? 0 : Number(fds),
+    ignorePaused: v.get('ignorePaused') === true,
+  });
+  if (detach) process.exit(0);
+  process.exitCode = (await c.wait()).exitCode;
+}
+
 const command = defineCommand({
   meta: { name: 'tsbox exec', description: "Run a command in a running container, with its user, capabilities, seccomp filter and limits" },
   args,
   async run({ rawArgs, cmd }) {
+    if (rawArgs.some((a) => OCI_ONLY.test(a))) return ociExec(rawArgs);
     const split = splitArgs(rawArgs, args, 'exec');
     if (split.help) {
       await showCommandHelp(cmd, 'exec');
       return;
     }
     const [ref, ...argv] = split.command;
+    // A container of `tsbox create` runs its config's process, changed by the flags.
+    if (ref !== undefined && listStates().some((c) => c.state.name === ref && c.state.oci === true)) {
+      // Docker's spellings, as runc's: -w is --cwd; stdin is always the caller's (-i).
+      const ours = rawArgs.slice(0, rawArgs.length - split.command.length);
+      const theirs = ours.filter((a) => a !== '-i' && a !== '--interactive').map((a) => (a === '-it' || a === '-ti' ? '-t' : a === '-w' ? '--cwd' : a.replace(/^--workdir(?==|$)/, '--cwd')));
+      return ociExec([...theirs, ...split.command]);
+    }
     if (ref === undefined || argv.length === 0) {
       throw new TsboxError({ step: 'config', errno: 0, path: 'exec', detail: 'needs a container and a command: tsbox exec NAME CMD...', hint: 'see `tsbox exec --help`' });
     }

@@ -11,11 +11,11 @@ import { posix, resolve } from 'node:path';
 
 import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
-import { seccompProgram, type OciSeccompProfile } from '../config/seccomp.js';
+import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
-import type { Capabilities, JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl } from '../generated/wire.js';
+import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl } from '../generated/wire.js';
 import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
-import { specError, type HookName, type OciHook, type OciMount, type OciSpec, type SpecProblem } from './spec.js';
+import { specError, type HookName, type OciHook, type OciMount, type OciProcess, type OciSpec, type SpecProblem } from './spec.js';
 
 /** <linux/fs.h> MS_* flags an OCI mount option may set on a fresh filesystem. */
 const MS = {
@@ -128,26 +128,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   // tmpfs, binds) is then nodev, and only tsbox's own device binds are not.
   const nodev = !userns && !allowsAllDevices;
 
-  if (proc) {
-    if (proc.terminal) unsupported('process.terminal', 'a terminal (--console-socket) is not supported by tsbox\'s OCI create yet');
-    if (proc.apparmorProfile) unsupported('process.apparmorProfile', 'AppArmor profiles are not supported by tsbox');
-    if (proc.selinuxLabel) unsupported('process.selinuxLabel', 'SELinux labels are not supported by tsbox');
-    for (const key of ['ioPriority', 'scheduler', 'execCPUAffinity'] as const) if (proc[key] != null) unsupported(`process.${key}`);
-    if (proc.user.username) unsupported('process.user.username', 'is for Windows containers');
-    for (const set of ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const) {
-      (proc.capabilities?.[set] ?? []).forEach((c, i) => {
-        if (!ALL_CAPABILITIES.includes(c)) refuse(`process.capabilities.${set}[${i}]`, `unknown capability "${c}" (names such as CAP_NET_ADMIN)`);
-      });
-    }
-    const seen = new Set<string>();
-    (proc.rlimits ?? []).forEach((r, i) => {
-      const name = r.type.startsWith('RLIMIT_') ? r.type.slice('RLIMIT_'.length).toLowerCase() : '';
-      if (!(RLIMIT_NAMES as readonly string[]).includes(name)) refuse(`process.rlimits[${i}].type`, `unknown rlimit "${r.type}" (RLIMIT_NOFILE, RLIMIT_NPROC, ...)`);
-      else if (seen.has(name)) refuse(`process.rlimits[${i}].type`, `${r.type} is listed twice`);
-      else if (BigInt(r.soft) > BigInt(r.hard)) refuse(`process.rlimits[${i}].soft`, 'must not be above hard');
-      seen.add(name);
-    });
-  }
+  if (proc) processProblems(proc, 'process', refuse);
 
   const root = spec.root ? resolve(bundle, spec.root.path) : bundle;
   if (spec.root) {
@@ -226,23 +207,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       join,
       sysctl,
     };
-    const caps = process.capabilities;
-    const capabilities: Capabilities | null = caps
-      ? { bounding: caps.bounding ?? [], effective: caps.effective ?? [], permitted: caps.permitted ?? [], inheritable: caps.inheritable ?? [], ambient: caps.ambient ?? [] }
-      : null;
-    const plan: ProcessPlan = {
-      argv: process.args,
-      env: process.env ?? [],
-      cwd: process.cwd,
-      user: { user: String(process.user.uid), group: String(process.user.gid), additionalGroups: (process.user.additionalGids ?? []).map(String) },
-      capabilities,
-      noNewPrivileges: process.noNewPrivileges === true,
-      rlimits: (process.rlimits ?? []).map((r) => ({ name: r.type.slice('RLIMIT_'.length).toLowerCase(), soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })),
-      seccomp: linux.seccomp ? seccompProgram(linux.seccomp as unknown as OciSeccompProfile, ctx.seccomp) : null,
-      tty: null,
-      trace,
-      umask: process.user.umask ?? null,
-    };
+    const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace);
     return { sandbox, process: plan };
   };
 
@@ -265,6 +230,49 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     oomScoreAdj: proc.oomScoreAdj ?? null,
     limited: Object.keys(limits.options).length > 0 || cgroupsPath !== undefined,
     cgroupsPath,
+  };
+}
+
+/**
+ * What tsbox cannot carry out, or finds wrong, in an OCI `process` (the
+ * config's, or one `exec --process` gives), under JSON path `at`.
+ */
+export function processProblems(proc: OciProcess, at: string, refuse: (path: string, message: string) => void): void {
+  if (proc.terminal) refuse(`${at}.terminal`, "a terminal (--console-socket) is not supported by tsbox's OCI runtime yet");
+  if (proc.apparmorProfile) refuse(`${at}.apparmorProfile`, 'AppArmor profiles are not supported by tsbox');
+  if (proc.selinuxLabel) refuse(`${at}.selinuxLabel`, 'SELinux labels are not supported by tsbox');
+  for (const key of ['ioPriority', 'scheduler', 'execCPUAffinity'] as const) if (proc[key] != null) refuse(`${at}.${key}`, 'is not supported by tsbox yet');
+  if (proc.user.username) refuse(`${at}.user.username`, 'is for Windows containers');
+  for (const set of ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const) {
+    (proc.capabilities?.[set] ?? []).forEach((c, i) => {
+      if (!ALL_CAPABILITIES.includes(c)) refuse(`${at}.capabilities.${set}[${i}]`, `unknown capability "${c}" (names such as CAP_NET_ADMIN)`);
+    });
+  }
+  const seen = new Set<string>();
+  (proc.rlimits ?? []).forEach((r, i) => {
+    const name = r.type.startsWith('RLIMIT_') ? r.type.slice('RLIMIT_'.length).toLowerCase() : '';
+    if (!(RLIMIT_NAMES as readonly string[]).includes(name)) refuse(`${at}.rlimits[${i}].type`, `unknown rlimit "${r.type}" (RLIMIT_NOFILE, RLIMIT_NPROC, ...)`);
+    else if (seen.has(name)) refuse(`${at}.rlimits[${i}].type`, `${r.type} is listed twice`);
+    else if (BigInt(r.soft) > BigInt(r.hard)) refuse(`${at}.rlimits[${i}].soft`, 'must not be above hard');
+    seen.add(name);
+  });
+}
+
+/** The ProcessPlan of a checked OCI `process`, with the container's seccomp profile (linux.seccomp). */
+export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unknown> | null, compiler: SeccompCompiler, trace: boolean): ProcessPlan {
+  const caps = process.capabilities;
+  return {
+    argv: process.args,
+    env: process.env ?? [],
+    cwd: process.cwd,
+    user: { user: String(process.user.uid), group: String(process.user.gid), additionalGroups: (process.user.additionalGids ?? []).map(String) },
+    capabilities: caps ? { bounding: caps.bounding ?? [], effective: caps.effective ?? [], permitted: caps.permitted ?? [], inheritable: caps.inheritable ?? [], ambient: caps.ambient ?? [] } : null,
+    noNewPrivileges: process.noNewPrivileges === true,
+    rlimits: (process.rlimits ?? []).map((r) => ({ name: r.type.slice('RLIMIT_'.length).toLowerCase(), soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })),
+    seccomp: seccomp ? seccompProgram(seccomp as unknown as OciSeccompProfile, compiler) : null,
+    tty: null,
+    trace,
+    umask: process.user.umask ?? null,
   };
 }
 

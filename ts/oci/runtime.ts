@@ -15,7 +15,7 @@ import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
 import { containerDir, listStates, liveState, readState, type ContainerState } from '../runtime/state.js';
 import { ociContainer } from './plan.js';
-import { loadSpec, type HookName, type OciHook } from './spec.js';
+import { loadSpec, stringifyExact, type HookName, type OciHook } from './spec.js';
 
 /** The runtime-spec state of a container, as `state` prints it and hooks read it. */
 export interface OciState {
@@ -95,6 +95,8 @@ export async function ociCreate(o: CreateOptions): Promise<OciState> {
   });
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {
+    // The config as it was at create: exec's defaults, whatever becomes of the bundle.
+    writeFileSync(join(containerDir(container.id), 'config.json'), stringifyExact({ process: spec.process, linux: { seccomp: spec.linux?.seccomp ?? null } }), { mode: 0o600 });
     if (c.oomScoreAdj !== null) writeFileSync(`/proc/${container.pid}/oom_score_adj`, String(c.oomScoreAdj));
     const state = ociState(ref.state());
     // As runc: create ran them, and the container is created.

@@ -64,6 +64,8 @@ const processSchema = z.looseObject({
   execCPUAffinity: z.nullish(z.unknown()),
 });
 export type OciProcess = z.output<typeof processSchema>;
+/** An OCI `process` on its own: `exec --process FILE`. */
+export const ociProcessSchema = processSchema;
 
 const mountSchema = z.looseObject({
   destination: z.string().check(z.minLength(1)),
@@ -212,6 +214,18 @@ function jsonPath(path: readonly PropertyKey[]): string {
 export function parseJsonExact(text: string): unknown {
   const marked = text.replace(/"(?:[^"\\]|\\.)*"|-?\d{16,}(?![.eE\d])/g, (m) => (m.startsWith('"') || Number.isSafeInteger(Number(m)) ? m : `"\\u0000u64:${m}"`));
   return JSON.parse(marked, (_key, v: unknown) => (typeof v === 'string' && v.startsWith('\u0000u64:') ? BigInt(v.slice(5)) : v));
+}
+
+/** JSON.stringify, writing BigInts as the exact integers parseJsonExact reads back. */
+export function stringifyExact(value: unknown): string {
+  const big: string[] = [];
+  const text = JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v !== 'bigint') return v;
+    big.push(v.toString());
+    return `\u0000u64:${big.length - 1}`;
+  });
+  // A marker holds a NUL, which no string of a config has (the schema refuses none, but JSON escapes it).
+  return text.replace(/"\\u0000u64:(\d+)"/g, (_m, i: string) => big[Number(i)]!);
 }
 
 /** Reads and checks `<bundle>/config.json`. */

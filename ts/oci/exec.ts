@@ -1,0 +1,115 @@
+/**
+ * runc's `exec` for a container of `tsbox create`: a process from
+ * `--process FILE`, or the process of its config (as it was at create) with
+ * the flags' changes, run with the container's seccomp profile by its
+ * monitor, as `tsbox exec` runs one (ts/runtime/container.ts).
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { isPaused } from '../cgroups/index.js';
+import { parseRunInput } from '../config/schema.js';
+import { TsboxError } from '../errors.js';
+import { loadNative } from '../native.js';
+import { execPlan, type Container } from '../runtime/container.js';
+import { containerDir } from '../runtime/state.js';
+import { ociProcessPlan, processProblems } from './plan.js';
+import { findOci, ociState, writePidFile } from './runtime.js';
+import { ociProcessSchema, parseJsonExact, specError, type SpecProblem } from './spec.js';
+
+export interface ExecRequest {
+  /** An OCI `process` (JSON) to run as it is: --process FILE. */
+  processFile?: string | undefined;
+  /** The command; with a process file, it replaces the file's args. */
+  args: string[];
+  cwd?: string | undefined;
+  /** KEY=VALUE, over the container's. */
+  env: string[];
+  /** UID[:GID], numeric. */
+  user?: string | undefined;
+  additionalGids: string[];
+  /** More capabilities: bounding, effective and permitted (ambient too when inheritable has it). */
+  caps: string[];
+  noNewPrivs: boolean;
+  tty: boolean;
+  consoleSocket?: string | undefined;
+  pidFile?: string | undefined;
+  detach: boolean;
+  preserveFds: number;
+  /** Exec into a paused container too (runc's --ignore-paused). */
+  ignorePaused?: boolean | undefined;
+}
+
+type Json = Record<string, unknown>;
+
+/** The config's process with the flags' changes, as runc makes it. */
+function fromFlags(saved: Json, r: ExecRequest): Json {
+  const p = structuredClone(saved);
+  if (r.args.length === 0) throw new TsboxError({ step: 'config', errno: 22, path: 'exec', detail: 'needs a command, or --process FILE', hint: null });
+  p.args = r.args;
+  if (r.cwd !== undefined) p.cwd = r.cwd;
+  if (r.env.length > 0) {
+    const keys = new Set(r.env.map((e) => e.split('=')[0]));
+    p.env = [...((p.env as string[] | undefined) ?? []).filter((e) => !keys.has(e.split('=')[0])), ...r.env];
+  }
+  const user = { ...(p.user as Json) };
+  if (r.user !== undefined) {
+    const m = /^(\d+)(?::(\d+))?$/.exec(r.user);
+    if (!m) throw new TsboxError({ step: 'config', errno: 22, path: '--user', detail: `"${r.user}" is not UID[:GID] (numbers)`, hint: null });
+    user.uid = Number(m[1]);
+    if (m[2] !== undefined) user.gid = Number(m[2]);
+  }
+  if (r.additionalGids.length > 0) user.additionalGids = r.additionalGids.map(Number);
+  p.user = user;
+  if (r.caps.length > 0) {
+    const c = { ...((p.capabilities as Record<string, string[] | undefined> | undefined) ?? {}) };
+    for (const set of ['bounding', 'effective', 'permitted']) c[set] = [...new Set([...(c[set] ?? []), ...r.caps])];
+    const inheritable = r.caps.filter((cap) => c.inheritable?.includes(cap));
+    if (inheritable.length > 0) c.ambient = [...new Set([...(c.ambient ?? []), ...inheritable])];
+    p.capabilities = c;
+  }
+  if (r.noNewPrivs) p.noNewPrivileges = true;
+  p.terminal = r.tty;
+  return p;
+}
+
+/**
+ * Runs the process in the running container; resolves once it has
+ * started. With `detach` its monitor keeps it after this program is gone.
+ * The pid file gets its pid in the host's pid namespace.
+ */
+export async function ociExec(id: string | undefined, r: ExecRequest): Promise<Container> {
+  const { state } = findOci(id, 'exec');
+  if (state.status !== 'running' || (!r.ignorePaused && isPaused(state.id))) {
+    throw new TsboxError({ step: 'join', errno: 3, path: id!, detail: `cannot exec in a container that is ${ociState(state).status}`, hint: null });
+  }
+  if (r.consoleSocket !== undefined) throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: "a terminal (--console-socket) is not supported by tsbox's OCI runtime yet", hint: null });
+  if (r.preserveFds) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: 'passing file descriptors into the container is not supported by tsbox yet', hint: null });
+  const dir = containerDir(state.id);
+  const saved = parseJsonExact(readFileSync(join(dir, 'config.json'), 'utf8')) as { process: Json; linux: { seccomp: Json | null } };
+  let file = join(dir, 'config.json');
+  let raw: unknown;
+  if (r.processFile !== undefined) {
+    file = resolve(r.processFile);
+    try {
+      raw = parseJsonExact(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new TsboxError({ step: 'config', errno: 0, path: file, detail: `cannot read the process (${(err as Error).message})`, hint: 'a JSON file holding an OCI process object' });
+    }
+  } else {
+    raw = fromFlags(saved.process, r);
+  }
+  const parsed = ociProcessSchema.safeParse(raw);
+  const problems: SpecProblem[] = parsed.success
+    ? []
+    : parsed.error.issues.map((i) => ({ path: `process${i.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('')}`, message: i.message }));
+  if (parsed.success) processProblems(parsed.data, 'process', (path, message) => problems.push({ path, message }));
+  if (!parsed.success || problems.length > 0) throw specError(file, problems);
+  const proc = parsed.data;
+  if (r.processFile !== undefined && r.args.length > 0) proc.args = r.args;
+  const plan = ociProcessPlan(proc, saved.linux.seccomp, loadNative().binding, false);
+  const o = parseRunInput(plan.argv, { stdio: 'inherit', init: false }).options;
+  const c = await execPlan(state.id, join(dir, 'control.sock'), o, plan, { detach: r.detach });
+  if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), c.pid);
+  return c;
+}
