@@ -10,6 +10,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, inject, it } from 'vitest';
 
+import { probePath } from '../support/rootfs.js';
 import { BIN, cli, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -213,6 +214,74 @@ describe('the OCI lifecycle', () => {
       expect(existsSync(join(dir, `out/${sig}`))).toBe(true);
       expect((await cli(['delete', id])).code).toBe(0);
     }
+  });
+});
+
+describe('terminal', () => {
+  it('process.terminal: create sends the console to --console-socket; the process has it as its terminal, sized, and as /dev/console', async () => {
+    const dir = bundle('unused', (c) => {
+      c.process.terminal = true;
+      c.process.args = ['sh'];
+      c.process.consoleSize = { height: 30, width: 100 };
+    });
+    const sock = join(dir, 'console.sock');
+    const input = 'tty; stty size; [ /dev/console -ef /proc/self/fd/0 ] && echo is-console; exit\n';
+    const recv = spawnProcess(probePath(), ['recvtty', sock, input], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let seen = '';
+    recv.stdout.setEncoding('utf8').on('data', (d: string) => (seen += d));
+    const received = new Promise<number | null>((res) => recv.on('exit', res));
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+      const id = newId();
+      const created = await create(dir, ['--console-socket', sock, id]);
+      expect(created.code, created.stderr).toBe(0);
+      expect((await cli(['start', id])).code).toBe(0);
+      await waitFor(id, 'stopped');
+      expect(await received).toBe(0);
+      const lines = seen.split(/\r?\n/);
+      expect(lines).toContain('/dev/pts/0');
+      expect(lines).toContain('30 100');
+      expect(lines).toContain('is-console');
+      expect((await cli(['delete', id])).code).toBe(0);
+    } finally {
+      recv.kill('SIGKILL');
+    }
+  });
+
+  it('exec --tty --console-socket: the exec\'d process gets a terminal of its own, sent to the socket', async () => {
+    const dir = bundle('sleep 100');
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'running');
+    const sock = join(dir, 'exec.sock');
+    const recv = spawnProcess(probePath(), ['recvtty', sock, 'tty; exit 5\n'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let seen = '';
+    recv.stdout.setEncoding('utf8').on('data', (d: string) => (seen += d));
+    const received = new Promise<number | null>((res) => recv.on('exit', res));
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+      const r = await withFiles(dir, ['exec', '--tty', '--console-socket', sock, id, 'sh'], 'exec-tty');
+      expect(r.code, r.stderr).toBe(5);
+      expect(await received).toBe(0);
+      expect(seen.split(/\r?\n/)).toContain('/dev/pts/0');
+    } finally {
+      recv.kill('SIGKILL');
+    }
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+  });
+
+  it('refuses a terminal without a console socket, and a console socket without a terminal', async () => {
+    const tty = bundle('true', (c) => {
+      c.process.terminal = true;
+    });
+    const a = await create(tty, [newId()]);
+    expect(a.code).not.toBe(0);
+    expect(a.stderr).toContain('process.terminal needs a console socket');
+    const plain = bundle('true');
+    const b = await create(plain, ['--console-socket', join(plain, 'x.sock'), newId()]);
+    expect(b.code).not.toBe(0);
+    expect(b.stderr).toContain('there is no terminal to send: process.terminal is false');
   });
 });
 

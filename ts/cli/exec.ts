@@ -40,6 +40,19 @@ const ociArgs = {
 
 /** A flag only runc's exec has: the call is runc's form. */
 const OCI_ONLY = /^(--(process|console-socket|cwd|additional-gids|cap|no-new-privs|pid-file|preserve-fds|ignore-paused|process-label|apparmor|cgroup)(=|$)|-[pgc]$)/;
+/** The flags of either form that take a value (the next word, without =). */
+const TAKES_VALUE = /^(--(user|workdir|env|env-file|process|console-socket|cwd|additional-gids|cap|pid-file|preserve-fds|process-label|apparmor|cgroup)|-[uwepgc])$/;
+
+/** Whether the flags (before the container, not the command's own) are runc's. */
+function ociForm(rawArgs: readonly string[]): boolean {
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!;
+    if (a === '--' || !a.startsWith('-') || a === '-') return false;
+    if (OCI_ONLY.test(a)) return true;
+    if (TAKES_VALUE.test(a)) i++;
+  }
+  return false;
+}
 
 /** runc's `exec [OPTIONS] ID [CMD...]`, for a container of `tsbox create`. */
 async function ociExec(rawArgs: readonly string[]): Promise<void> {
@@ -70,14 +83,20 @@ async function ociExec(rawArgs: readonly string[]): Promise<void> {
     ignorePaused: v.get('ignorePaused') === true,
   });
   if (detach) process.exit(0);
-  process.exitCode = (await c.wait()).exitCode;
+  // A terminal not sent to a console socket is this one's, as run -it's.
+  const restore = v.get('tty') === true && !v.has('consoleSocket') ? attachTerminal(c, true) : () => {};
+  try {
+    process.exitCode = (await c.wait()).exitCode;
+  } finally {
+    restore();
+  }
 }
 
 const command = defineCommand({
   meta: { name: 'tsbox exec', description: "Run a command in a running container, with its user, capabilities, seccomp filter and limits" },
   args,
   async run({ rawArgs, cmd }) {
-    if (rawArgs.some((a) => OCI_ONLY.test(a))) return ociExec(rawArgs);
+    if (ociForm(rawArgs)) return ociExec(rawArgs);
     const split = splitArgs(rawArgs, args, 'exec');
     if (split.help) {
       await showCommandHelp(cmd, 'exec');

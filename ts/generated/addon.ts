@@ -139,6 +139,14 @@ export interface SeccompProblem {
 export declare function seccompProblems(profileJson: string): Array<SeccompProblem>
 
 /**
+ * Sends the terminal master `fd` to the Unix stream socket at `path`, as an
+ * OCI runtime's `--console-socket` takes it (runc's protocol, which conmon
+ * and containerd speak): one message, the text `name`, with the descriptor
+ * in SCM_RIGHTS.
+ */
+export declare function sendConsole(path: string, fd: number, name: string): void
+
+/**
  * Sets the size of the terminal whose master is `fd` (a container's tty); the
  * kernel sends SIGWINCH to its foreground process group.
  */

@@ -67,7 +67,15 @@ join: Array<JoinedNamespace>,
  * `linux.sysctl`), written by the child before it mounts anything.
  * Node lets through only namespaced ones.
  */
-sysctl: Array<Sysctl>, };
+sysctl: Array<Sysctl>, 
+/**
+ * A console made with the sandbox, before its process (an OCI bundle
+ * with `process.terminal`, whose master goes to `--console-socket` at
+ * create): a pty of the container's devpts, its slave bound on
+ * /dev/console, its master sent to Node. The process's `tty` then takes
+ * this pty instead of making one.
+ */
+console: TtySize | null, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 

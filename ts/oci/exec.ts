@@ -83,7 +83,6 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   if (state.status !== 'running' || (!r.ignorePaused && isPaused(state.id))) {
     throw new TsboxError({ step: 'join', errno: 3, path: id!, detail: `cannot exec in a container that is ${ociState(state).status}`, hint: null });
   }
-  if (r.consoleSocket !== undefined) throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: "a terminal (--console-socket) is not supported by tsbox's OCI runtime yet", hint: null });
   if (r.preserveFds) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: 'passing file descriptors into the container is not supported by tsbox yet', hint: null });
   const dir = containerDir(state.id);
   const saved = parseJsonExact(readFileSync(join(dir, 'config.json'), 'utf8')) as { process: Json; linux: { seccomp: Json | null } };
@@ -107,9 +106,23 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   if (!parsed.success || problems.length > 0) throw specError(file, problems);
   const proc = parsed.data;
   if (r.processFile !== undefined && r.args.length > 0) proc.args = r.args;
-  const plan = ociProcessPlan(proc, saved.linux.seccomp, loadNative().binding, false);
-  const o = parseRunInput(plan.argv, { stdio: 'inherit', init: false }).options;
+  const terminal = proc.terminal === true;
+  if (terminal && r.consoleSocket === undefined && r.detach) {
+    throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'a terminal of a detached process needs a console socket to send it to', hint: 'pass --console-socket PATH, or leave out --tty' });
+  }
+  if (!terminal && r.consoleSocket !== undefined) {
+    throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'there is no terminal to send: the process has none', hint: 'add --tty, or leave out --console-socket' });
+  }
+  const native = loadNative();
+  const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false);
+  const o = parseRunInput(plan.argv, { stdio: 'inherit', init: false, tty: terminal }).options;
   const c = await execPlan(state.id, join(dir, 'control.sock'), o, plan, { detach: r.detach });
+  if (r.consoleSocket !== undefined) {
+    native.binding.sendConsole(resolve(r.consoleSocket), c.terminalFd!, '/dev/ptmx');
+    // The terminal is the socket's owner's now: our copy of the master goes,
+    // or it would read what the process prints before they do.
+    c.stdout?.destroy();
+  }
   if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), c.pid);
   return c;
 }

@@ -66,6 +66,8 @@ export interface OciContainer {
   limited: boolean;
   /** linux.cgroupsPath, when given. */
   cgroupsPath: string | undefined;
+  /** process.terminal: the container has a console, whose master create hands on. */
+  terminal: boolean;
 }
 
 const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup' };
@@ -206,6 +208,8 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       control: ctx.control ?? null,
       join,
       sysctl,
+      // A terminal exists from create on: its master goes to --console-socket then.
+      console: process.terminal ? ttySize(process) : null,
     };
     const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace);
     return { sandbox, process: plan };
@@ -230,6 +234,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     oomScoreAdj: proc.oomScoreAdj ?? null,
     limited: Object.keys(limits.options).length > 0 || cgroupsPath !== undefined,
     cgroupsPath,
+    terminal: proc.terminal === true,
   };
 }
 
@@ -238,7 +243,6 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
  * config's, or one `exec --process` gives), under JSON path `at`.
  */
 export function processProblems(proc: OciProcess, at: string, refuse: (path: string, message: string) => void): void {
-  if (proc.terminal) refuse(`${at}.terminal`, "a terminal (--console-socket) is not supported by tsbox's OCI runtime yet");
   if (proc.apparmorProfile) refuse(`${at}.apparmorProfile`, 'AppArmor profiles are not supported by tsbox');
   if (proc.selinuxLabel) refuse(`${at}.selinuxLabel`, 'SELinux labels are not supported by tsbox');
   for (const key of ['ioPriority', 'scheduler', 'execCPUAffinity'] as const) if (proc[key] != null) refuse(`${at}.${key}`, 'is not supported by tsbox yet');
@@ -270,10 +274,16 @@ export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unkn
     noNewPrivileges: process.noNewPrivileges === true,
     rlimits: (process.rlimits ?? []).map((r) => ({ name: r.type.slice('RLIMIT_'.length).toLowerCase(), soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })),
     seccomp: seccomp ? seccompProgram(seccomp as unknown as OciSeccompProfile, compiler) : null,
-    tty: null,
+    tty: process.terminal ? ttySize(process) : null,
     trace,
     umask: process.user.umask ?? null,
   };
+}
+
+/** The terminal's size: `consoleSize`, else 80x24. */
+function ttySize(process: OciProcess): { rows: number; cols: number } {
+  const s = process.consoleSize;
+  return s && s.width > 0 && s.height > 0 ? { rows: Math.min(s.height, 65535), cols: Math.min(s.width, 65535) } : { rows: 24, cols: 80 };
 }
 
 function rlimitValue(v: number | bigint): number | null {

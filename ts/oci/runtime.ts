@@ -11,6 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import { containerPids, isPaused, setPaused } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
+import { loadNative } from '../native.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
 import { containerDir, listStates, liveState, readState, type ContainerState } from '../runtime/state.js';
@@ -78,15 +79,21 @@ export async function ociCreate(o: CreateOptions): Promise<OciState> {
   // Paths given relative are the caller's, not the bundle's.
   const bundle = resolve(o.bundle);
   const pidFile = o.pidFile !== undefined ? resolve(o.pidFile) : undefined;
-  if (o.consoleSocket !== undefined) {
-    throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'cannot use a console socket without a terminal (process.terminal), which tsbox\'s OCI create does not support yet', hint: null });
-  }
   if (o.preserveFds) {
     throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: 'passing file descriptors into the container is not supported by tsbox yet', hint: null });
   }
   const { spec, file } = loadSpec(bundle);
   const c = ociContainer(spec, bundle, o.id, file, o.trace === true);
   c.options.name = o.id;
+  const consoleSocket = o.consoleSocket !== undefined ? resolve(o.consoleSocket) : undefined;
+  // runc's two rules: a terminal of a container that outlives create goes
+  // somewhere, and a console socket is for a terminal.
+  if (c.terminal && consoleSocket === undefined) {
+    throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'process.terminal needs a console socket to send the terminal to: create leaves the container running on its own', hint: 'pass --console-socket PATH (a Unix socket you listen on), or set process.terminal to false' });
+  }
+  if (!c.terminal && consoleSocket !== undefined) {
+    throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'there is no terminal to send: process.terminal is false', hint: 'leave out --console-socket, or set process.terminal to true' });
+  }
   const container = await launch(c.command, c.options, {
     deferProcess: true,
     // A limit the config sets is never dropped for want of a cgroup.
@@ -98,6 +105,11 @@ export async function ociCreate(o: CreateOptions): Promise<OciState> {
     // The config as it was at create: exec's defaults, whatever becomes of the bundle.
     writeFileSync(join(containerDir(container.id), 'config.json'), stringifyExact({ process: spec.process, linux: { seccomp: spec.linux?.seccomp ?? null } }), { mode: 0o600 });
     if (c.oomScoreAdj !== null) writeFileSync(`/proc/${container.pid}/oom_score_adj`, String(c.oomScoreAdj));
+    if (consoleSocket !== undefined) {
+      const fd = container.terminalFd;
+      if (fd === null) throw new TsboxError({ step: 'tty', errno: 0, path: consoleSocket, detail: 'the container made no console', hint: null });
+      loadNative().binding.sendConsole(consoleSocket, fd, '/dev/ptmx');
+    }
     const state = ociState(ref.state());
     // As runc: create ran them, and the container is created.
     for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], { ...state, status: 'created' }, true);

@@ -353,6 +353,15 @@ export class Container extends EventEmitter {
     return execInto(this.id, this.#control, this.#options, command, options);
   }
 
+  /**
+   * With `tty`: the descriptor of the terminal's master (its `stdin` and
+   * `stdout` read and write it), to hand on, as an OCI runtime's
+   * `--console-socket` does; null without a terminal.
+   */
+  get terminalFd(): number | null {
+    return this.#terminalFd >= 0 ? this.#terminalFd : null;
+  }
+
   /** With `tty`: sets the terminal's size (the command gets SIGWINCH). */
   resize(cols: number, rows: number): void {
     if (!this.#terminal || this.#exited) return;

@@ -95,8 +95,10 @@ export class ContainerRef {
         // It ended between the two looks: the state has how.
         if (this.state().status !== 'stopped') throw err;
       }
-      // Exited or failed; either way the monitor wrote how before it answers.
+      // Exited or failed; either way the monitor wrote how before it answers
+      // (or before it went, when it closed this connection first).
       if (ch) await waitOn(ch);
+      for (let i = 0; i < 100 && this.state().status !== 'stopped'; i++) await new Promise((r) => setTimeout(r, 20));
     }
     const s = this.state();
     return { exitCode: s.exitCode ?? 0, signal: s.exitSignal ? (SIGNAL_NAMES.get(s.exitSignal) ?? null) : null, error: s.error ?? null };
@@ -175,6 +177,9 @@ async function waitOn(ch: NativeChannel): Promise<void> {
   try {
     await toMonitor.wait(ch);
     await recv(ch);
+  } catch {
+    // The monitor closed the connection first (ECONNRESET, EPIPE): it is on
+    // its way out, the container ended; the state says how.
   } finally {
     ch.close();
   }

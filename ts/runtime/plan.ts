@@ -335,6 +335,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     control: ctx.control ?? null,
     join: [],
     sysctl: [],
+    console: null,
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }

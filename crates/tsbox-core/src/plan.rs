@@ -59,6 +59,13 @@ pub struct SandboxPlan {
     /// Node lets through only namespaced ones.
     #[serde(default)]
     pub sysctl: Vec<Sysctl>,
+    /// A console made with the sandbox, before its process (an OCI bundle
+    /// with `process.terminal`, whose master goes to `--console-socket` at
+    /// create): a pty of the container's devpts, its slave bound on
+    /// /dev/console, its master sent to Node. The process's `tty` then takes
+    /// this pty instead of making one.
+    #[serde(default)]
+    pub console: Option<TtySize>,
 }
 
 /// `/proc/sys/<key with . as />` = value.
@@ -515,6 +522,7 @@ mod tests {
             control: Some("/run/tsbox/x/control.sock".into()),
             join: Vec::new(),
             sysctl: Vec::new(),
+            console: None,
         }
     }
 

@@ -255,3 +255,25 @@ pub fn monotonic_ns() -> BigInt {
 /// The plan format version this addon's tsbox-init speaks.
 #[napi]
 pub const PLAN_VERSION: u32 = tsbox_core::PLAN_VERSION;
+
+/// Sends the terminal master `fd` to the Unix stream socket at `path`, as an
+/// OCI runtime's `--console-socket` takes it (runc's protocol, which conmon
+/// and containerd speak): one message, the text `name`, with the descriptor
+/// in SCM_RIGHTS.
+#[napi]
+pub fn send_console(path: String, fd: i32, name: String) -> Result<()> {
+    use nix::sys::socket::{connect, sendmsg, socket, ControlMessage, MsgFlags};
+    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(|e| io_err("socket", e))?;
+    tsbox_core::wire::with_unix_addr(&path, |addr| connect(sock.as_raw_fd(), addr))
+        .map_err(|e| io_err(&format!("connect to the console socket {path}"), e))?;
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(io_err(&format!("send the terminal to the console socket {path}"), e)),
+            Ok(_) => return Ok(()),
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //!   tsbox-probe forks
 //!   tsbox-probe no-pdeathsig
 //!   tsbox-probe tty-excl set|get
+//!   tsbox-probe recvtty SOCKET INPUT
 
 mod parse;
 
@@ -23,7 +24,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT";
 
 mod syscalls;
 
@@ -50,6 +51,7 @@ fn main() {
         Some("forks") if args.len() == 1 => cmd_forks(),
         Some("no-pdeathsig") if args.len() == 1 => cmd_no_pdeathsig(),
         Some("tty-excl") if args.len() == 2 && (args[1] == "set" || args[1] == "get") => cmd_tty_excl(args[1] == "set"),
+        Some("recvtty") if args.len() == 3 => cmd_recvtty(&args[1], &args[2]),
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
             0
@@ -507,6 +509,70 @@ fn cmd_tty_excl(set: bool) -> i32 {
         return 1;
     }
     out_json(&json!({ "exclusive": value }));
+    0
+}
+
+/// `recvtty SOCKET INPUT`, on the host: an OCI runtime's console socket, as
+/// runc's recvtty is. Listens on SOCKET (a Unix stream socket), takes one
+/// terminal master sent with SCM_RIGHTS, writes INPUT to it, and copies what
+/// the terminal prints to stdout until its last slave is closed.
+fn cmd_recvtty(socket: &str, input: &str) -> i32 {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+    let listener = match UnixListener::bind(socket) {
+        Ok(l) => l,
+        Err(e) => return usage(&format!("bind {socket}: {}", io_msg(&e))),
+    };
+    let (conn, _) = match listener.accept() {
+        Ok(c) => c,
+        Err(e) => return usage(&format!("accept: {}", io_msg(&e))),
+    };
+    let mut name = [0u8; 4096];
+    let mut iov = libc::iovec {
+        iov_base: name.as_mut_ptr().cast(),
+        iov_len: name.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain old data; zeroed is valid, then filled in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: recvmsg into buffers we own, described by msg.
+    if unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) } < 0 {
+        return usage(&format!("recvmsg: errno {}", errno()));
+    }
+    // SAFETY: walking the control buffer the kernel filled, with its macros.
+    let master = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() || (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return usage("no descriptor came with the message");
+        }
+        OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()))
+    };
+    let mut tty = std::fs::File::from(master);
+    if let Err(e) = tty.write_all(input.replace("\\n", "\n").as_bytes()) {
+        return usage(&format!("write to the terminal: {}", io_msg(&e)));
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tty.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // EIO: the last slave is closed (the container's process ended).
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return usage(&format!("read the terminal: {}", io_msg(&e))),
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&out);
+    let _ = stdout.flush();
     0
 }
 

@@ -60,10 +60,10 @@ pub fn fail(chan: &Channel, report: Report) -> ! {
 }
 
 fn start(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::Result<(command::Command, ProcessPlan)> {
-    sandbox::build(plan, chan, tr)?;
+    let console = sandbox::build(plan, chan, tr)?;
     sandbox::ready(plan, chan, tr)?;
     let process = wait_process(chan)?;
-    let cmd = process::prepare(&process, chan, process::Context::sandbox(plan), tr)?;
+    let cmd = process::prepare(&process, chan, process::Context::sandbox(plan, console), tr)?;
     Ok((cmd, process))
 }
 

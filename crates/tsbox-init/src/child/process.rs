@@ -4,6 +4,8 @@
 //! rlimits, session, the user, the terminal, the bounding set, ids,
 //! capabilities, no_new_privs, then seccomp, last before exec.
 
+use std::os::fd::OwnedFd;
+
 use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
@@ -24,13 +26,17 @@ pub struct Context {
     /// Under tsbox's init, the command takes the terminal as its own
     /// session's; as PID 1 (or exec'd) the process does.
     pub ctty: bool,
+    /// The slave of the console the sandbox made (SandboxPlan.console),
+    /// which a `tty` takes instead of a new pty.
+    pub console: Option<OwnedFd>,
 }
 
 impl Context {
-    pub fn sandbox(plan: &SandboxPlan) -> Context {
+    pub fn sandbox(plan: &SandboxPlan, console: Option<OwnedFd>) -> Context {
         Context {
             create_cwd: plan.has(Namespace::Mount),
             ctty: !plan.init,
+            console,
         }
     }
 
@@ -38,6 +44,7 @@ impl Context {
         Context {
             create_cwd: false,
             ctty: true,
+            console: None,
         }
     }
 }
@@ -61,7 +68,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
     }
     let cmd = Command::new(&process.argv, &env)?;
     if let Some(size) = process.tty {
-        pty::setup(size, user.uid, user.gid, ctx.ctty, chan)?;
+        pty::setup(size, user.uid, user.gid, ctx.ctty, chan, ctx.console)?;
         trace!(tr, "tty: {}x{} on stdin, stdout and stderr", size.cols, size.rows);
     }
     let known = sets.as_ref().map(|s| caps::drop_bounding(&s.bounding)).transpose()?;

@@ -34,10 +34,8 @@ fn set_size(master: i32, size: TtySize) -> Result<(), Report> {
     check(unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) }, "set the terminal size").map(|_| ())
 }
 
-/// Opens the pty, puts the slave on 0, 1 and 2 (owned by the container user),
-/// makes it this process's controlling terminal when `ctty`, and sends the
-/// master to the helper.
-pub fn setup(size: TtySize, uid: u32, gid: u32, ctty: bool, chan: &Channel) -> Result<(), Report> {
+/// A pty of the container's devpts: master and slave.
+fn open_pty(size: TtySize) -> Result<(OwnedFd, OwnedFd), Report> {
     let master = open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| err(e, "open the container's /dev/ptmx"))?;
     let m = master.as_raw_fd();
@@ -58,6 +56,58 @@ pub fn setup(size: TtySize, uid: u32, gid: u32, ctty: bool, chan: &Channel) -> R
         open(path.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, Mode::empty()).map_err(|e| err(e, "open the pty's slave"))?
     };
     set_size(m, size)?;
+    Ok((master, slave))
+}
+
+/// The console a sandbox gets before its process (SandboxPlan.console): a
+/// pty whose slave is bound on /dev/console and kept for the process, and
+/// whose master goes to the helper and on to Node now.
+pub fn console(size: TtySize, chan: &Channel) -> Result<OwnedFd, Report> {
+    let (master, slave) = open_pty(size)?;
+    let console = "/dev/console";
+    match open(
+        console,
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    ) {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(Report::new(Step::Tty, e as i32)
+                .path(console)
+                .detail("create the mount point of /dev/console"))
+        }
+    }
+    nix::mount::mount(
+        Some(format!("/proc/self/fd/{}", slave.as_raw_fd()).as_str()),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Report::new(Step::Tty, e as i32)
+            .path(console)
+            .detail("bind the console's pty on /dev/console")
+    })?;
+    chan.send_fds(&ChildMsg::Pty, &[master.as_raw_fd()]).map_err(|e| {
+        Report::new(Step::Tty, e.errno())
+            .path("/dev/ptmx")
+            .detail(format!("send the console to the helper: {e}"))
+    })?;
+    Ok(slave)
+}
+
+/// Opens the pty (or takes the sandbox's console), puts the slave on 0, 1
+/// and 2 (owned by the container user), makes it this process's controlling
+/// terminal when `ctty`, and sends a new master to the helper.
+pub fn setup(size: TtySize, uid: u32, gid: u32, ctty: bool, chan: &Channel, console: Option<OwnedFd>) -> Result<(), Report> {
+    let (master, slave) = match console {
+        Some(slave) => (None, slave),
+        None => {
+            let (m, s) = open_pty(size)?;
+            (Some(m), s)
+        }
+    };
     let s = slave.as_raw_fd();
     // SAFETY: plain descriptor calls on descriptors we own.
     unsafe {
@@ -70,11 +120,13 @@ pub fn setup(size: TtySize, uid: u32, gid: u32, ctty: bool, chan: &Channel) -> R
         }
     }
     drop(slave);
-    chan.send_fds(&ChildMsg::Pty, &[m]).map_err(|e| {
-        Report::new(Step::Tty, e.errno())
-            .path("/dev/ptmx")
-            .detail(format!("send the pty to the helper: {e}"))
-    })?;
+    if let Some(master) = master {
+        chan.send_fds(&ChildMsg::Pty, &[master.as_raw_fd()]).map_err(|e| {
+            Report::new(Step::Tty, e.errno())
+                .path("/dev/ptmx")
+                .detail(format!("send the pty to the helper: {e}"))
+        })?;
+    }
     Ok(())
 }
 

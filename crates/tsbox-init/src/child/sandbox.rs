@@ -13,8 +13,9 @@ use crate::channel::Channel;
 use crate::fail::{Result, StepExt};
 use crate::trace::{trace, Trace};
 
-/// Phases `go` to the sandbox's end: everything but the process.
-pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<()> {
+/// Phases `go` to the sandbox's end: everything but the process. Returns
+/// the slave of its console, when the plan asks for one.
+pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<OwnedFd>> {
     // Phase 6: the id maps are written; the idmapped trees come with it.
     let trees = match chan.recv_fds::<ToChild>() {
         Ok(Some((ToChild::Go, trees))) => trees,
@@ -60,7 +61,11 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<()> {
         loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;
         trace!(tr, "network: lo up, no other interface");
     }
-    Ok(())
+    let console = plan.console.map(|size| super::pty::console(size, chan)).transpose()?;
+    if let Some(size) = plan.console {
+        trace!(tr, "console: a {}x{} pty on /dev/console, its master sent", size.cols, size.rows);
+    }
+    Ok(console)
 }
 
 /// Phase 7: the sandbox is built. A descriptor of each of its namespaces goes

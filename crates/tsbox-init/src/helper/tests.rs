@@ -152,6 +152,7 @@ fn plan() -> SandboxPlan {
         control: None,
         join: Vec::new(),
         sysctl: Vec::new(),
+        console: None,
     }
 }
 
