@@ -638,6 +638,22 @@ describe('the command line of runc\'s callers', () => {
     expect((await cli([...global, 'list', '-q'])).stdout).toBe('');
   });
 
+  it('run: --detach leaves it running; in the foreground its status is run\'s, and --keep keeps it stopped', async () => {
+    const dir = bundle('echo ran; exit 7');
+    const kept = newId();
+    const fg = await withFiles(dir, ['run', '--keep', '--bundle', dir, kept], 'run-fg');
+    expect(fg.code, fg.stderr).toBe(7);
+    expect(fg.stdout).toBe('ran\n');
+    expect((await state(kept)).status).toBe('stopped');
+    expect((await cli(['delete', kept])).code).toBe(0);
+    const bg = newId();
+    const sleeper = bundle('sleep 100');
+    const d = await withFiles(sleeper, ['run', '-d', '-b', sleeper, bg], 'run-bg');
+    expect(d.code, d.stderr).toBe(0);
+    expect((await state(bg)).status).toBe('running');
+    expect((await cli(['delete', '--force', bg])).code).toBe(0);
+  });
+
   it('a config error names config.json and the JSON path, exits non-zero, and leaves nothing', async () => {
     const dir = bundle('true', (c) => {
       c.process.capabilities.bounding.push('CAP_TEST');
@@ -658,7 +674,16 @@ describe('the command line of runc\'s callers', () => {
     expect(spec.code, spec.stderr).toBe(0);
     expect((await cli(['spec', '--bundle', dir])).stderr).toContain('config.json exists');
     const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Config;
+    expect(cfg.process.terminal).toBe(true);
     cfg.root.path = rootfs;
+    // Run below with `tsbox run ID`, foreground, its terminal ours; create needs a console socket for it.
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const fg = await cli(['run', 'fg-' + newId()], { cwd: dir, input: 'tty; id -u; hostname; exit 3\n' });
+    expect(fg.code, fg.stderr).toBe(3);
+    expect(fg.stdout.split(/\r?\n/)).toEqual(expect.arrayContaining(['/dev/pts/0', '0', 'tsbox']));
+    // Deleted at its end (no --keep).
+    expect((await cli(['list', '-q'])).stdout).not.toContain('fg-');
+    cfg.process.terminal = false;
     cfg.process.args = ['sh', '-c', 'id -u; hostname; cat /proc/self/uid_map'];
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
     const id = newId();

@@ -28,6 +28,8 @@ export interface CliOptions {
   onSpawn?: (child: ChildProcess) => void;
   /** Kill (SIGKILL) after this many ms so a broken test cannot hang the suite. */
   killAfterMs?: number;
+  /** The working directory (an OCI bundle's, for `tsbox run ID`). */
+  cwd?: string;
 }
 
 export function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
@@ -35,6 +37,7 @@ export function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
     const child = spawnProcess(process.execPath, [BIN, ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
+      ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
       ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {}),
     });
     let stdout = '';

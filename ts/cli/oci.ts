@@ -17,7 +17,7 @@ import { loadNative } from '../native.js';
 import { ociCreate, ociDelete, ociList, ociPause, ociStart, ociState, findOci } from '../oci/runtime.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
 import { chooseStateRoot } from '../state-root.js';
-import { parse } from './common.js';
+import { attachTerminal, parse } from './common.js';
 import { version } from './version.js';
 
 /** What the global flags asked for, for the commands and the error path. */
@@ -130,6 +130,55 @@ export const create = defineCommand({
     process.exit(0);
   },
 });
+
+const runArgs = {
+  ...createArgs,
+  detach: { type: 'boolean', alias: 'd', description: 'Leave the container running and return (as create and start)' },
+  keep: { type: 'boolean', description: 'Keep the stopped container (delete it later), rather than deleting it at its end' },
+  noSubreaper: { type: 'boolean', description: "Accepted for runc's callers; tsbox's monitor reaps the container" },
+} as const;
+
+/**
+ * runc's `run ID`: create and start; in the foreground the terminal (with
+ * process.terminal) is this one's, the exit status the container's, and the
+ * container is deleted at its end unless --keep.
+ */
+export async function ociRun(rawArgs: readonly string[]): Promise<void> {
+  const split = await parse(rawArgs, runArgs, run, 'run', { min: 1, max: 1, usage: "the container's id" });
+  if (!split) return;
+  const v = split.values;
+  const fds = v.get('preserveFds') as string | undefined;
+  if (fds !== undefined && !/^\d+$/.test(fds)) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: `"${fds}" is not a number`, hint: null });
+  const id = split.command[0]!;
+  const detach = v.get('detach') === true;
+  const { container } = await ociCreate({
+    bundle: (v.get('bundle') as string | undefined) ?? '.',
+    id,
+    pidFile: v.get('pidFile') as string | undefined,
+    consoleSocket: v.get('consoleSocket') as string | undefined,
+    preserveFds: fds === undefined ? 0 : Number(fds),
+    trace: globals.debug,
+    rootless: globals.rootless,
+    attach: !detach,
+  });
+  if (detach) {
+    await ociStart(id, warn);
+    process.exit(0);
+  }
+  const restore = container.terminalFd !== null ? attachTerminal(container, true) : () => {};
+  let code: number;
+  try {
+    await ociStart(id, warn);
+    code = (await container.wait()).exitCode;
+  } finally {
+    restore();
+  }
+  if (v.get('keep') !== true) await ociDelete(id, true, warn);
+  process.exitCode = code;
+}
+
+/** Only for run's help: the command that parse() shows it with. */
+const run = defineCommand({ meta: { name: 'tsbox run', description: "runc's run: create and start a bundle's container; in the foreground, wait for it and delete it" }, args: runArgs });
 
 export const start = defineCommand({
   meta: { name: 'tsbox start', description: 'Start the process of a container made by `tsbox create`, then run its poststart hooks' },
@@ -245,7 +294,7 @@ export function defaultSpec(rootless: boolean): Record<string, unknown> {
   return {
     ociVersion: OCI_VERSION_MAX,
     process: {
-      terminal: false,
+      terminal: true,
       user: { uid: 0, gid: 0 },
       args: ['sh'],
       env: [`PATH=${DEFAULT_PATH}`, 'TERM=xterm'],

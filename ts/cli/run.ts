@@ -121,6 +121,20 @@ export function applySecurityOpt(options: RunOptions, opt: string): void {
   throw new TsboxError({ step: 'config', errno: 0, path: `--security-opt ${opt}`, detail: `unknown security option "${key}"`, hint: 'supported: no-new-privileges[=true|false], seccomp=default|unconfined|PATH' });
 }
 
+/** Flags only runc's run has. */
+const OCI_RUN_ONLY = /^--(bundle|pid-file|console-socket|keep|no-pivot|no-new-keyring|no-subreaper|preserve-fds)(=|$)|^-b$/;
+
+/**
+ * runc's form of run: one of its own flags before the id, or, in a
+ * directory holding config.json (a bundle), `tsbox run [-d] ID` alone.
+ */
+function ociRunForm(rawArgs: readonly string[]): boolean {
+  const positional = rawArgs.findIndex((a) => !a.startsWith('-') || a === '-');
+  const flags = positional < 0 ? rawArgs : rawArgs.slice(0, positional);
+  if (flags.some((a) => OCI_RUN_ONLY.test(a))) return true;
+  return flags.every((a) => a === '-d' || a === '--detach') && positional === rawArgs.length - 1 && existsSync('config.json');
+}
+
 const run = defineCommand({
   meta: { name: 'tsbox run', description: 'Run a command in a new container: user, pid, mount, net, ipc, uts and cgroup namespaces' },
   args: {
@@ -128,6 +142,8 @@ const run = defineCommand({
     command: { type: 'positional', required: false, valueHint: 'COMMAND [ARGS...]', description: 'The command to run, after the options (or after --)' },
   },
   async run({ rawArgs, cmd }) {
+    // runc's `run [--bundle DIR] [--detach] ... ID`: an OCI bundle's container.
+    if (ociRunForm(rawArgs)) return (await import('./oci.js')).ociRun(rawArgs);
     const split = splitArgs(rawArgs, containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
     if (split.help) {
       await showCommandHelp(cmd, 'run');

@@ -12,6 +12,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { containerPids, isPaused, setPaused } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
+import type { Container } from '../runtime/container.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
 import { containerDir, listStates, liveState, readState, type ContainerState } from '../runtime/state.js';
@@ -67,15 +68,18 @@ export interface CreateOptions {
    * for an ordinary user.
    */
   rootless?: 'auto' | 'true' | 'false' | undefined;
+  /** The caller keeps the terminal (a foreground `run`): no console socket is needed. */
+  attach?: boolean | undefined;
 }
 
 /**
  * `create`: builds the container from the bundle and leaves its process
  * waiting for `start`, its stdio this process's. Then oomScoreAdj, the
  * prestart and createRuntime hooks, and the pid file, written atomically.
- * On any failure nothing of the container is left.
+ * On any failure nothing of the container is left. Returns its state and
+ * the handle of the launch (its terminal, with `attach`).
  */
-export async function ociCreate(o: CreateOptions): Promise<OciState> {
+export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; container: Container }> {
   // Paths given relative are the caller's, not the bundle's.
   const bundle = resolve(o.bundle);
   const pidFile = o.pidFile !== undefined ? resolve(o.pidFile) : undefined;
@@ -88,7 +92,7 @@ export async function ociCreate(o: CreateOptions): Promise<OciState> {
   const consoleSocket = o.consoleSocket !== undefined ? resolve(o.consoleSocket) : undefined;
   // runc's two rules: a terminal of a container that outlives create goes
   // somewhere, and a console socket is for a terminal.
-  if (c.terminal && consoleSocket === undefined) {
+  if (c.terminal && consoleSocket === undefined && !o.attach) {
     throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'process.terminal needs a console socket to send the terminal to: create leaves the container running on its own', hint: 'pass --console-socket PATH (a Unix socket you listen on), or set process.terminal to false' });
   }
   if (!c.terminal && consoleSocket !== undefined) {
@@ -114,7 +118,7 @@ export async function ociCreate(o: CreateOptions): Promise<OciState> {
     // As runc: create ran them, and the container is created.
     for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], { ...state, status: 'created' }, true);
     if (pidFile !== undefined) writePidFile(pidFile, container.pid);
-    return state;
+    return { state, container };
   } catch (err) {
     await ref.remove({ force: true }).catch(() => {});
     throw err;
