@@ -108,7 +108,7 @@ describe('config.json', () => {
       'linux.namespaces[2].type: "time" is not supported by tsbox yet',
       'linux.namespaces[3].path: joining an existing user namespace is not supported by tsbox',
       'linux.namespaces[4].path: must be an absolute path',
-      'hostname: needs a "uts" namespace in linux.namespaces (the host\'s name is not the container\'s to set)',
+      'hostname: needs a "uts" namespace of its own in linux.namespaces (the host\'s name is not the container\'s to set)',
       'linux.sysctl["kernel.shmmax"]: is the ipc namespace\'s: the container needs its own (linux.namespaces)',
       expect.stringMatching(/^linux\.sysctl\["vm\.swappiness"\]: is not a parameter of a namespace/),
       'linux.sysctl["net/../x"]: is not a kernel parameter name (such as net.ipv4.ip_forward)',
@@ -213,6 +213,30 @@ describe('the plans of a bundle', () => {
       { key: 'net.ipv4.ip_forward', value: '1' },
       { key: 'kernel.msgmax', value: '8192' },
       { key: 'net/ipv4/conf/lo.1/forwarding', value: '0' },
+    ]);
+  });
+
+  it('refuses CAP_SYS_ADMIN (or every capability) without a user namespace while devices are denied: it could remount them dev', () => {
+    const admin = base();
+    admin.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
+    expect(problems(admin)).toEqual([expect.stringMatching(/^process\.capabilities\.bounding: has CAP_SYS_ADMIN, which could remount/)]);
+    const all = base();
+    delete all.process.capabilities;
+    expect(problems(all)).toEqual([expect.stringMatching(/^process\.capabilities: leaves every capability, CAP_SYS_ADMIN included/)]);
+    // With a user namespace, or every device allowed, there is nothing to hold.
+    admin.linux.namespaces = [...(admin.linux.namespaces as unknown[]), { type: 'user' }];
+    expect(problems(admin)).toEqual([]);
+    all.linux.resources = { devices: [{ allow: true, access: 'rwm' }] };
+    expect(problems(all)).toEqual([]);
+  });
+
+  it('takes a joined namespace that is the host\'s own for none: no sysctl or hostname goes to the host', () => {
+    const spec = base();
+    spec.linux.namespaces = [{ type: 'mount' }, { type: 'uts', path: '/proc/self/ns/uts' }, { type: 'network', path: '/proc/self/ns/net' }];
+    spec.linux.sysctl = { 'net.ipv4.ip_forward': '1' };
+    expect(problems(spec)).toEqual([
+      expect.stringMatching(/^hostname: needs a "uts" namespace of its own/),
+      'linux.sysctl["net.ipv4.ip_forward"]: is the net namespace\'s: the container needs its own (linux.namespaces)',
     ]);
   });
 

@@ -90,6 +90,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   // Namespaces: each new one tsbox knows; joining and the time namespace are not there yet.
   const namespaces: Namespace[] = [];
   const join: JoinedNamespace[] = [];
+  const hosts = new Set<Namespace>();
   (linux.namespaces ?? []).forEach((n, i) => {
     const at = `linux.namespaces[${i}]`;
     if (n.type === 'time') return unsupported(`${at}.type`, '"time" is not supported by tsbox yet');
@@ -102,15 +103,19 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     // every process in it; a user namespace decides the ids of all the rest.
     if (ns === 'mount' || ns === 'user') return unsupported(`${at}.path`, `joining an existing ${n.type} namespace is not supported by tsbox`);
     join.push({ ns, path: n.path });
+    // The host's own (tsbox's) is no namespace of the container's: its
+    // name, sysctls and loopback are the host's, and are not set.
+    if (isOwnNamespace(n.path, ns)) hosts.add(ns);
   });
+  const own = namespaces.filter((ns) => !hosts.has(ns));
   if (!namespaces.includes('mount')) refuse('linux.namespaces', 'must include "mount": tsbox builds every container in a mount namespace of its own');
   const userns = namespaces.includes('user');
   if (!userns && (linux.uidMappings?.length || linux.gidMappings?.length)) refuse(linux.uidMappings?.length ? 'linux.uidMappings' : 'linux.gidMappings', 'needs a "user" namespace in linux.namespaces');
-  if (spec.hostname && !namespaces.includes('uts')) refuse('hostname', 'needs a "uts" namespace in linux.namespaces (the host\'s name is not the container\'s to set)');
+  if (spec.hostname && !own.includes('uts')) refuse('hostname', 'needs a "uts" namespace of its own in linux.namespaces (the host\'s name is not the container\'s to set)');
 
   for (const key of ['timeOffsets', 'netDevices', 'intelRdt', 'memoryPolicy', 'personality'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
   const devices = ociDevices(linux.devices ?? [], refuse);
-  const sysctl = ociSysctls(linux.sysctl ?? {}, namespaces, refuse);
+  const sysctl = ociSysctls(linux.sysctl ?? {}, own, refuse);
   if (linux.mountLabel) unsupported('linux.mountLabel', 'SELinux labels are not supported by tsbox');
   const cgroupsPath = linux.cgroupsPath || undefined;
   if (cgroupsPath !== undefined) {
@@ -129,6 +134,14 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   // device nodes the device rules deny: every filesystem it gets (its root,
   // tmpfs, binds) is then nodev, and only tsbox's own device binds are not.
   const nodev = !userns && !allowsAllDevices;
+  // CAP_SYS_ADMIN could remount them dev again: without a device cgroup,
+  // the deny-all rule holds for such a container only in a user namespace.
+  if (nodev && proc) {
+    const bounding = proc.capabilities ? (proc.capabilities.bounding ?? []) : null;
+    if (bounding === null || bounding.includes('CAP_SYS_ADMIN')) {
+      refuse(bounding === null ? 'process.capabilities' : 'process.capabilities.bounding', `${bounding === null ? 'leaves every capability, CAP_SYS_ADMIN included,' : 'has CAP_SYS_ADMIN,'} which could remount the container's filesystems to open devices the device rules deny; tsbox has no device cgroup yet to hold them: add a "user" namespace, drop CAP_SYS_ADMIN, or allow all devices (linux.resources.devices)`);
+    }
+  }
 
   if (proc) processProblems(proc, 'process', refuse);
 
@@ -289,6 +302,19 @@ function ttySize(process: OciProcess): { rows: number; cols: number } {
 function rlimitValue(v: number | bigint): number | null {
   const b = BigInt(v);
   return b >= RLIM_INFINITY ? null : Number(b);
+}
+
+/** Whether `path` names the namespace of type `ns` this process is in (the host's, to the container). */
+function isOwnNamespace(path: string, ns: Namespace): boolean {
+  try {
+    const file = ns === 'mount' ? 'mnt' : ns;
+    const theirs = statSync(path);
+    const mine = statSync(`/proc/self/ns/${file}`);
+    return theirs.ino === mine.ino && theirs.dev === mine.dev;
+  } catch {
+    // Not there: the helper's join reports it, with the path.
+    return false;
+  }
 }
 
 /** The ipc namespace's parameters (and fs.mqueue.*): runc's list. */
