@@ -522,6 +522,35 @@ describe('cgroupsPath', () => {
   });
 });
 
+describe('update', () => {
+  it('changes the running container\'s limits, from flags and from --resources (stdin); only those given', async () => {
+    const base = `/tsbox-oci-upd-${process.pid}`;
+    const dir = bundle('sleep 100', (c) => {
+      c.linux.cgroupsPath = `${base}/c1`;
+      c.linux.resources = { ...c.linux.resources, pids: { limit: 100 }, memory: { limit: 64 * 1024 * 1024 } };
+    });
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    const read = (ctrl: string, file: string) => readFileSync(`/sys/fs/cgroup/${ctrl}${base}/c1/${file}`, 'utf8').trim();
+    const r = await cli(['update', '--memory', '128m', '--cpu-shares', '512', id]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(read('memory', 'memory.limit_in_bytes')).toBe(String(128 * 1024 * 1024));
+    expect(read('cpu', 'cpu.shares')).toBe('512');
+    expect(read('pids', 'pids.max')).toBe('100');
+    const s = await cli(['update', '--resources', '-', id], { input: JSON.stringify({ pids: { limit: 50 } }) });
+    expect(s.code, s.stderr).toBe(0);
+    expect(read('pids', 'pids.max')).toBe('50');
+    expect(read('memory', 'memory.limit_in_bytes')).toBe(String(128 * 1024 * 1024));
+    const bad = await cli(['update', '--resources', '-', id], { input: JSON.stringify({ memory: { limit: 1000 } }) });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('config((stdin)): resources.memory.limit: must be at least 6m');
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+    const stopped = await cli(['update', '--pids-limit', '5', id]);
+    expect(stopped.stderr).toContain('container does not exist');
+  });
+});
+
 describe('namespaces', () => {
   it('joins the namespaces a path names (pid through pid_for_children), makes the rest, and refuses a path of the wrong type', async () => {
     const holder = spawnProcess('unshare', ['--net', '--ipc', '--uts', '--pid', '--fork', 'sleep', '100'], { stdio: 'ignore' });

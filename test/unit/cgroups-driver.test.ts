@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { createCgroup, prepareCgroup, gc, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
+import { createCgroup, prepareCgroup, gc, updateCgroup, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
 import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { TsboxError } from '../../ts/errors.js';
 
@@ -874,6 +874,29 @@ describe('an exact cgroup path (OCI cgroupsPath)', () => {
     host.k.existing(join(host.cg, 'cpu/busy'), ['77']);
     expect(failure(() => create(host, {}, { id: 'c2', path: '/busy' })).message).toMatch(/the cgroup exists and has processes \(77\)/);
     expect(existsSync(join(host.cg, 'memory/busy'))).toBe(false);
+  });
+});
+
+describe('updateCgroup (an OCI runtime\'s update)', () => {
+  it('writes only the limits given, in each one\'s hierarchy; the default pids limit stays as it is', () => {
+    const host = hybridHost();
+    const c = create(host, { memory: '64m' });
+    host.k.ops.length = 0;
+    const writes = updateCgroup('c1', { memory: '128m', cpuShares: 512 }, { stateDir, fs: host.k });
+    expect(writes.map((w) => `${w.path.slice(host.cg.length)}=${w.value}`)).toEqual([
+      `/memory/session/abc/tsbox/c1/memory.limit_in_bytes=${128 * MiB}`,
+      `/memory/session/abc/tsbox/c1/memory.memsw.limit_in_bytes=${256 * MiB}`,
+      '/cpu/tsbox/c1/cpu.shares=512',
+    ]);
+    expect(host.k.ops.some((op) => op.includes('pids.max'))).toBe(false);
+    expect(cat(join(c.paths.memory!, 'memory.limit_in_bytes'))).toBe(String(128 * MiB));
+  });
+
+  it('refuses a limit whose controller the cgroup lacks, and a container without a cgroup', () => {
+    const host = v2Host();
+    create(host);
+    expect(failure(() => updateCgroup('c1', { cpusetCpus: '0' }, { stateDir, fs: host.k })).message).toMatch(/has no cpuset controller, which cpusetCpus needs/);
+    expect(failure(() => updateCgroup('nope', { memory: '64m' }, { stateDir, fs: host.k })).message).toMatch(/has no cgroup/);
   });
 });
 

@@ -13,7 +13,7 @@ import { cpu, cpuStats } from './cpu.js';
 import { CPUSET_INHERIT, cpuset } from './cpuset.js';
 import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
 import { cgroupError, cgroupProblem, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
-import { defaultStateDir, ID_PATTERN, processStart, removeMarker, writeMarker, type Marker } from './gc.js';
+import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
 import { devicePaths, io } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
 import { memory, memoryStats } from './memory.js';
@@ -540,6 +540,45 @@ function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, made
     trace?.(`cgroup: mkdir ${h.leaf}`);
     if (name === 'cpuset') inheritCpuset(h.leaf, fs);
   }
+}
+
+/**
+ * Changes the limits of container `id`'s cgroup while it runs (an OCI
+ * runtime's `update`): only the limits given are written, each to the
+ * hierarchy that holds it (found through the cgroup's marker), in the order
+ * its controller needs. Returns the writes.
+ */
+export function updateCgroup(id: string, given: CgroupLimitsInput, opts: { stateDir?: string; fs?: CgroupFs } = {}): AppliedLimits['writes'] {
+  const fs = opts.fs ?? realFs;
+  const m = readMarker(opts.stateDir ?? defaultStateDir(), id);
+  if (m === null) throw cgroupProblem(id.slice(0, 12), 'the container has no cgroup (it runs without one, or it is gone)', null, ENOENT);
+  const keys = Object.keys(given).filter((k) => (given as Record<string, unknown>)[k] !== undefined);
+  const l = parseLimits(given);
+  const unified = m.dirs.unified;
+  const v2 = unified !== undefined ? splitList(readIfPresent(fs, posix.join(unified, 'cgroup.controllers'))) : [];
+  const writes: AppliedLimits['writes'] = [];
+  for (const c of CONTROLLERS) {
+    if (!c.limits.some((k) => keys.includes(k))) continue;
+    const version = m.dirs[c.v1[0]!] !== undefined ? 1 : v2.includes(c.name) ? 2 : null;
+    if (version === null) throw cgroupProblem(id.slice(0, 12), `the container's cgroup has no ${c.name} controller, which ${c.limits.filter((k) => keys.includes(k)).join(', ')} needs`, 'a limit needs its controller from create on: set one of its limits then', ENOENT);
+    const devices = new Map<string, string>();
+    if (c.name === 'io') for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
+    // The controller's writes for what was given, as at create (Docker's
+    // swap with a memory limit too); a controller nothing was given for is
+    // left alone (the default pids limit stays). v1 refuses a memory limit
+    // above memory+swap: raising both goes the other way round.
+    const ws = c.writes(version, l, devices).filter((w) => (version === 1 ? m.dirs[w.hierarchy] : unified) !== undefined);
+    const apply = (list: LimitWrite[]) => {
+      for (const w of list) writeLimit(w, version === 1 ? m.dirs[w.hierarchy]! : unified!, fs, writes);
+    };
+    try {
+      apply(ws);
+    } catch (err) {
+      if (errnoOf(err) !== EINVAL || ws.length < 2) throw err;
+      apply([...ws].reverse());
+    }
+  }
+  return writes;
 }
 
 function writeLimit(w: LimitWrite, dir: string, fs: CgroupFs, writes: AppliedLimits['writes'], trace?: (line: string) => void): void {

@@ -14,7 +14,7 @@ import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { ociCreate, ociDelete, ociList, ociPause, ociStart, ociState, findOci } from '../oci/runtime.js';
+import { ociCreate, ociDelete, ociList, ociPause, ociStart, ociState, ociUpdate, findOci, UPDATE_FLAGS } from '../oci/runtime.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
 import { chooseStateRoot } from '../state-root.js';
 import { attachTerminal, parse } from './common.js';
@@ -215,6 +215,41 @@ export const resume = defineCommand({
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, {}, cmd, 'resume', { min: 1, max: 1, usage: "the container's id" });
     if (split) ociPause(split.command[0], false);
+  },
+});
+
+const updateArgs = {
+  resources: { type: 'string', alias: 'r', valueHint: 'FILE', description: 'An OCI linux.resources object (JSON); - reads stdin' },
+  memory: { type: 'string', alias: 'm', valueHint: 'BYTES', description: 'Memory limit (64m, or bytes)' },
+  memoryReservation: { type: 'string', valueHint: 'BYTES', description: 'Memory soft limit' },
+  memorySwap: { type: 'string', valueHint: 'BYTES', description: 'Memory plus swap; -1 for unlimited swap' },
+  cpuShares: { type: 'string', valueHint: 'N', description: 'CPU shares (relative weight)' },
+  cpuQuota: { type: 'string', valueHint: 'µs', description: 'CPU time per period' },
+  cpuPeriod: { type: 'string', valueHint: 'µs', description: 'CPU period' },
+  cpusetCpus: { type: 'string', valueHint: 'LIST', description: 'CPUs to run on (0-3,5)' },
+  cpusetMems: { type: 'string', valueHint: 'LIST', description: 'Memory nodes to allocate from' },
+  pidsLimit: { type: 'string', valueHint: 'N', description: 'Most processes at once; -1 for none' },
+  blkioWeight: { type: 'string', valueHint: 'N', description: 'Block I/O weight, 10 to 1000' },
+  kernelMemory: { type: 'string', valueHint: 'BYTES', description: 'Refused: the kernel dropped kernel memory limits' },
+  cpuRtPeriod: { type: 'string', valueHint: 'µs', description: 'Refused: not supported by tsbox yet' },
+  cpuRtRuntime: { type: 'string', valueHint: 'µs', description: 'Refused: not supported by tsbox yet' },
+  l3CacheSchema: { type: 'string', valueHint: 'SCHEMA', description: 'Refused: tsbox has no Intel RDT support' },
+  memBwSchema: { type: 'string', valueHint: 'SCHEMA', description: 'Refused: tsbox has no Intel RDT support' },
+} as const;
+
+export const update = defineCommand({
+  meta: { name: 'tsbox update', description: "Change a container's resource limits while it runs: only those given change" },
+  args: updateArgs,
+  async run({ rawArgs, cmd }) {
+    const split = await parse(rawArgs, updateArgs, cmd, 'update', { min: 1, max: 1, usage: "the container's id" });
+    if (!split) return;
+    const v = split.values;
+    for (const flag of ['kernelMemory', 'cpuRtPeriod', 'cpuRtRuntime', 'l3CacheSchema', 'memBwSchema'] as const) {
+      if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, detail: updateArgs[flag].description.replace(/^Refused: /, ''), hint: null });
+    }
+    const flags: Record<string, string> = {};
+    for (const key of Object.keys(UPDATE_FLAGS)) if (v.has(key)) flags[key] = v.get(key) as string;
+    ociUpdate(split.command[0], v.get('resources') as string | undefined, flags);
   },
 });
 

@@ -15,7 +15,7 @@ import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '..
 import { TsboxError } from '../errors.js';
 import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl } from '../generated/wire.js';
 import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
-import { specError, type HookName, type OciHook, type OciMount, type OciProcess, type OciSpec, type SpecProblem } from './spec.js';
+import { specError, type HookName, type OciHook, type OciMount, type OciProcess, type OciResources, type OciSpec, type SpecProblem } from './spec.js';
 
 /** <linux/fs.h> MS_* flags an OCI mount option may set on a fresh filesystem. */
 const MS = {
@@ -128,7 +128,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     });
   }
 
-  const limits = ociLimits(spec, refuse);
+  const limits = ociLimits(spec.linux?.resources, refuse);
   const allowsAllDevices = devicePolicy(spec, refuse);
   // Outside a user namespace a process with CAP_MKNOD could make and open
   // device nodes the device rules deny: every filesystem it gets (its root,
@@ -477,12 +477,10 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
 }
 
 /** linux.resources as tsbox's limits, and where each came from in the config. */
-function ociLimits(spec: OciSpec, refuse: (path: string, message: string) => void): { options: Partial<RunOptions>; paths: Record<string, string> } {
-  const r = spec.linux?.resources;
+export function ociLimits(r: OciResources | null | undefined, refuse: (path: string, message: string) => void, base = 'linux.resources'): { options: Partial<RunOptions>; paths: Record<string, string> } {
   const options: Record<string, unknown> = {};
   const paths: Record<string, string> = {};
   if (!r) return { options, paths };
-  const base = 'linux.resources';
   const num = (v: number | bigint | null | undefined) => (v == null ? undefined : Number(v));
   const set = (key: string, path: string, v: unknown) => {
     if (v === undefined) return;

@@ -6,18 +6,18 @@
  * by that name exactly.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { containerPids, isPaused, setPaused } from '../cgroups/index.js';
+import { containerPids, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
 import { containerDir, listStates, liveState, readState, type ContainerState } from '../runtime/state.js';
-import { ociContainer } from './plan.js';
-import { loadSpec, stringifyExact, type HookName, type OciHook } from './spec.js';
+import { ociContainer, ociLimits } from './plan.js';
+import { loadSpec, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
 
 /** The runtime-spec state of a container, as `state` prints it and hooks read it. */
 export interface OciState {
@@ -196,6 +196,68 @@ export function ociProcesses(id: string | undefined, format: 'table' | 'json', p
   const column = table[0]!.trim().split(/\s+/).indexOf('PID');
   if (column < 0) throw new TsboxError({ step: 'ps', errno: 22, path: 'ps', detail: 'ps(1) printed no PID column', hint: 'keep the PID column in the ps options' });
   return `${[table[0], ...table.slice(1).filter((l) => pids.has(Number(l.trim().split(/\s+/)[column])))].join('\n')}\n`;
+}
+
+/** runc's update flags, by tsbox's limit they set. */
+export const UPDATE_FLAGS = {
+  memory: 'memory',
+  memoryReservation: 'memoryReservation',
+  memorySwap: 'memorySwap',
+  cpuShares: 'cpuShares',
+  cpuQuota: 'cpuQuota',
+  cpuPeriod: 'cpuPeriod',
+  cpusetCpus: 'cpusetCpus',
+  cpusetMems: 'cpusetMems',
+  pidsLimit: 'pidsLimit',
+  blkioWeight: 'blkioWeight',
+} as const;
+const NUMERIC = new Set(['cpuShares', 'cpuQuota', 'cpuPeriod', 'pidsLimit', 'blkioWeight']);
+
+/**
+ * `update`: new limits for a container that has not stopped, from an OCI
+ * `linux.resources` object (--resources FILE, or - for stdin) and runc's
+ * flags, which win. Only what is given changes.
+ */
+export function ociUpdate(id: string | undefined, resourcesFile: string | undefined, flags: Partial<Record<keyof typeof UPDATE_FLAGS, string>>): void {
+  const { state } = findOci(id, 'update');
+  if (state.status === 'stopped') throw new TsboxError({ step: 'update', errno: 3, path: id!, detail: 'container not running (it has stopped)', hint: null });
+  const problems: SpecProblem[] = [];
+  const refuse = (path: string, message: string) => problems.push({ path, message });
+  let limits: Record<string, unknown> = {};
+  let paths: Record<string, string> = {};
+  const file = resourcesFile === '-' ? '(stdin)' : resourcesFile !== undefined ? resolve(resourcesFile) : 'update';
+  if (resourcesFile !== undefined) {
+    let raw: unknown;
+    try {
+      raw = parseJsonExact(readFileSync(resourcesFile === '-' ? 0 : file, 'utf8'));
+    } catch (err) {
+      throw new TsboxError({ step: 'config', errno: 0, path: file, detail: `cannot read the resources (${(err as Error).message})`, hint: 'a JSON object as config.json\'s linux.resources' });
+    }
+    const parsed = ociResourcesSchema.safeParse(raw);
+    if (!parsed.success) throw specError(file, parsed.error.issues.map((i) => ({ path: `resources${i.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('')}`, message: i.message })));
+    if (parsed.data.devices?.length) refuse('resources.devices', 'device rules are set at create, and tsbox has no device cgroup to change');
+    ({ options: limits, paths } = ociLimits(parsed.data, refuse, 'resources'));
+  }
+  for (const [flag, value] of Object.entries(flags)) {
+    if (value === undefined) continue;
+    const key = UPDATE_FLAGS[flag as keyof typeof UPDATE_FLAGS];
+    const cli = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    if (NUMERIC.has(key) && !/^-?\d+$/.test(value)) {
+      refuse(cli, `"${value}" is not a whole number`);
+      continue;
+    }
+    limits[key] = NUMERIC.has(key) ? Number(value) : /^\d+$/.test(value) ? Number(value) : value;
+    paths[key] = cli;
+  }
+  if (problems.length > 0) throw specError(file, problems);
+  if (Object.keys(limits).length === 0) throw new TsboxError({ step: 'config', errno: 22, path: 'update', detail: 'no limit given', hint: 'give --resources FILE or flags such as --memory 64m, --pids-limit 100' });
+  try {
+    updateCgroup(state.id, limits);
+  } catch (err) {
+    const issues = (err as { issues?: SpecProblem[] }).issues;
+    if (err instanceof TsboxError && issues) throw specError(file, issues.map((i) => ({ path: paths[i.path.replace(/^limits\./, '').split(/[.[]/)[0]!] ?? i.path, message: i.message })));
+    throw err;
+  }
 }
 
 /** The containers with state, as `list` shows them. */

@@ -121,6 +121,8 @@ const resourcesSchema = z.looseObject({
   unified: z.nullish(z.record(z.string(), z.string())),
 });
 export type OciResources = z.output<typeof resourcesSchema>;
+/** linux.resources on its own: `update --resources FILE`. */
+export const ociResourcesSchema = resourcesSchema;
 
 const NAMESPACE_TYPES = ['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time'] as const;
 
