@@ -551,6 +551,30 @@ describe('update', () => {
   });
 });
 
+describe('events', () => {
+  it('--stats prints the usage once, in runc\'s shape; the stream prints it until the container stops', async () => {
+    const dir = bundle('sleep 1', (c) => {
+      c.linux.resources = { ...c.linux.resources, pids: { limit: 30 } };
+    });
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    const once = await cli(['events', '--stats', id]);
+    expect(once.code, once.stderr).toBe(0);
+    const e = JSON.parse(once.stdout) as { type: string; id: string; data: { pids: { current: number; limit: number }; memory: { usage: { usage: number } }; cpu: { usage: { total: number } } } };
+    expect(e).toMatchObject({ type: 'stats', id, data: { pids: { current: 1, limit: 30 } } });
+    expect(e.data.memory.usage.usage).toBeGreaterThan(0);
+    expect(e.data.cpu.usage.total).toBeGreaterThanOrEqual(0);
+    // The stream ends with the container (sleep 1).
+    const stream = await cli(['events', '--interval', '200ms', id], { killAfterMs: 10_000 });
+    expect(stream.code, stream.stderr).toBe(0);
+    const lines = stream.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.every((l) => l.type === 'stats')).toBe(true);
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+});
+
 describe('namespaces', () => {
   it('joins the namespaces a path names (pid through pid_for_children), makes the rest, and refuses a path of the wrong type', async () => {
     const holder = spawnProcess('unshare', ['--net', '--ipc', '--uts', '--pid', '--fork', 'sleep', '100'], { stdio: 'ignore' });

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { createCgroup, prepareCgroup, gc, updateCgroup, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
+import { containerStats, createCgroup, prepareCgroup, gc, updateCgroup, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
 import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
 import { TsboxError } from '../../ts/errors.js';
 
@@ -890,6 +890,18 @@ describe('updateCgroup (an OCI runtime\'s update)', () => {
     ]);
     expect(host.k.ops.some((op) => op.includes('pids.max'))).toBe(false);
     expect(cat(join(c.paths.memory!, 'memory.limit_in_bytes'))).toBe(String(128 * MiB));
+  });
+
+  it('containerStats reads a container\'s usage and limits from any process, through its marker', () => {
+    const host = v2Host();
+    const c = create(host, { memory: '64m', pidsLimit: 20 });
+    writeFileSync(join(c.v2Path!, 'memory.current'), '1048576');
+    writeFileSync(join(c.v2Path!, 'pids.current'), '3');
+    const s = containerStats('c1', { stateDir, fs: host.k })!;
+    expect(s.memory.current).toBe(1048576);
+    expect(s.pids.current).toBe(3);
+    expect(s.limits).toEqual({ memory: 64 * MiB, pids: 20 });
+    expect(containerStats('nope', { stateDir, fs: host.k })).toBeNull();
   });
 
   it('refuses a limit whose controller the cgroup lacks, and a container without a cgroup', () => {

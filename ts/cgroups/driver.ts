@@ -543,6 +543,34 @@ function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, made
 }
 
 /**
+ * The usage of container `id`'s cgroup, from any process (through the
+ * cgroup's marker), and the limits in force where the kernel shows them;
+ * null when it has no cgroup.
+ */
+export function containerStats(id: string, opts: { stateDir?: string; fs?: CgroupFs } = {}): (CgroupStats & { limits: { memory: number | null; pids: number | null } }) | null {
+  const fs = opts.fs ?? realFs;
+  const m = readMarker(opts.stateDir ?? defaultStateDir(), id);
+  if (m === null) return null;
+  const read = (hierarchy: string, file: string): string | null => {
+    const dir = m.dirs[hierarchy];
+    return dir === undefined ? null : readIfPresent(fs, posix.join(dir, file));
+  };
+  const version = (c: Controller): 1 | 2 => (m.dirs[c.v1[0]!] !== undefined ? 1 : 2);
+  const limit = (text: string | null) => (text === null || text.trim() === 'max' || text.trim() === '' ? null : Number(text.trim()));
+  const memLimit = version(memory) === 1 ? limit(read('memory', 'memory.limit_in_bytes')) : limit(read('unified', 'memory.max'));
+  return {
+    memory: memoryStats(version(memory), read),
+    cpu: cpuStats(version(cpu), read),
+    pids: pidsStats(version(pids), read),
+    limits: {
+      // v1's "no limit" is a page-rounded LONG_MAX.
+      memory: memLimit !== null && memLimit >= 2 ** 62 ? null : memLimit,
+      pids: limit(version(pids) === 1 ? read('pids', 'pids.max') : read('unified', 'pids.max')),
+    },
+  };
+}
+
+/**
  * Changes the limits of container `id`'s cgroup while it runs (an OCI
  * runtime's `update`): only the limits given are written, each to the
  * hierarchy that holds it (found through the cgroup's marker), in the order

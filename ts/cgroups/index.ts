@@ -49,7 +49,7 @@
  * controller no v1 hierarchy has.
  */
 export { detectCgroupMode, ownV1Procs, readProcSource, type CgroupMode, type ProcSource } from './detect.js';
-export { createCgroup, prepareCgroup, updateCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
+export { containerStats, createCgroup, prepareCgroup, updateCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
 export { collectOne, containerPids, gc, defaultStateDir, processStart, type GcOptions } from './gc.js';
 export { isPaused, setPaused } from './pause.js';

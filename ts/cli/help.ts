@@ -131,6 +131,7 @@ Global options (before the command, as runc's): --root DIR (state, default
   features: { usage: 'tsbox features' },
   pause: { usage: 'tsbox pause ID', examples: 'Examples:\n  tsbox pause c1 && tsbox resume c1' },
   resume: { usage: 'tsbox resume ID', examples: 'Examples:\n  tsbox resume c1' },
+  events: { usage: 'tsbox events [OPTIONS] ID', examples: 'Examples:\n  tsbox events --stats c1\n  tsbox events --interval 1s c1' },
   update: { usage: 'tsbox update [OPTIONS] ID', examples: 'Examples:\n  tsbox update --memory 128m --pids-limit 200 c1\n  echo \'{"pids":{"limit":50}}\' | tsbox update --resources - c1' },
 };
 

@@ -36,6 +36,7 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   pause: () => import('./oci.js').then((m) => m.pause as CommandDef),
   resume: () => import('./oci.js').then((m) => m.resume as CommandDef),
   update: () => import('./oci.js').then((m) => m.update as CommandDef),
+  events: () => import('./oci.js').then((m) => m.events as CommandDef),
   // It completes every command, itself included.
   completion: () => import('./completion.js').then((m) => m.completionCommand(subCommands)),
 };

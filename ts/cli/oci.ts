@@ -14,7 +14,7 @@ import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { ociCreate, ociDelete, ociList, ociPause, ociStart, ociState, ociUpdate, findOci, UPDATE_FLAGS } from '../oci/runtime.js';
+import { ociCreate, ociDelete, ociEvents, ociList, ociPause, ociStart, ociState, ociStats, ociUpdate, findOci, UPDATE_FLAGS } from '../oci/runtime.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
 import { chooseStateRoot } from '../state-root.js';
 import { attachTerminal, parse } from './common.js';
@@ -250,6 +250,30 @@ export const update = defineCommand({
     const flags: Record<string, string> = {};
     for (const key of Object.keys(UPDATE_FLAGS)) if (v.has(key)) flags[key] = v.get(key) as string;
     ociUpdate(split.command[0], v.get('resources') as string | undefined, flags);
+  },
+});
+
+const eventsArgs = {
+  stats: { type: 'boolean', description: "Print the container's usage once, and return" },
+  interval: { type: 'string', valueHint: 'DURATION', description: 'How often to print it (default 5s)' },
+} as const;
+
+export const events = defineCommand({
+  meta: { name: 'tsbox events', description: "Print a container's usage (cpu, memory, pids) and OOM kills as JSON lines, until it stops" },
+  args: eventsArgs,
+  async run({ rawArgs, cmd }) {
+    const split = await parse(rawArgs, eventsArgs, cmd, 'events', { min: 1, max: 1, usage: "the container's id" });
+    if (!split) return;
+    const id = split.command[0];
+    if (split.values.get('stats') === true) {
+      const { oomKills: _ooms, ...event } = ociStats(id);
+      process.stdout.write(`${JSON.stringify(event)}\n`);
+      return;
+    }
+    const { parseDuration } = await import('./args.js');
+    const interval = split.values.has('interval') ? parseDuration(split.values.get('interval') as string, '--interval') : 5000;
+    if (interval <= 0) throw new TsboxError({ step: 'config', errno: 22, path: '--interval', detail: 'must be more than 0', hint: null });
+    await ociEvents(id, interval, (e) => process.stdout.write(`${JSON.stringify(e)}\n`));
   },
 });
 

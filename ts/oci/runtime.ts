@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { containerPids, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
+import { containerPids, containerStats, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
@@ -257,6 +257,55 @@ export function ociUpdate(id: string | undefined, resourcesFile: string | undefi
     const issues = (err as { issues?: SpecProblem[] }).issues;
     if (err instanceof TsboxError && issues) throw specError(file, issues.map((i) => ({ path: paths[i.path.replace(/^limits\./, '').split(/[.[]/)[0]!] ?? i.path, message: i.message })));
     throw err;
+  }
+}
+
+/** An event of runc's `events`: the container's usage, or an OOM kill in it. */
+export interface OciEvent {
+  type: 'stats' | 'oom';
+  id: string;
+  data?: Record<string, unknown>;
+}
+
+/** The `stats` event of the container named `id`, in runc's shape (times in ns). */
+export function ociStats(id: string | undefined): OciEvent & { oomKills: number | null } {
+  const { state } = findOci(id, 'events');
+  if (state.status === 'stopped') throw new TsboxError({ step: 'events', errno: 3, path: id!, detail: `container with id ${id} is not running`, hint: null });
+  const s = containerStats(state.id);
+  if (s === null) throw new TsboxError({ step: 'events', errno: 2, path: id!, detail: 'the container has no cgroup to read its usage from', hint: null });
+  const ns = (us: number | null) => (us === null ? undefined : us * 1000);
+  const data = {
+    cpu: {
+      usage: { total: ns(s.cpu.usageUsec), user: ns(s.cpu.userUsec), kernel: ns(s.cpu.systemUsec) },
+      throttling: { periods: s.cpu.periods ?? undefined, throttledPeriods: s.cpu.throttledPeriods ?? undefined, throttledTime: ns(s.cpu.throttledUsec) },
+    },
+    memory: { usage: { usage: s.memory.current ?? undefined, max: s.memory.peak ?? undefined, limit: s.limits.memory ?? undefined } },
+    pids: { current: s.pids.current ?? undefined, limit: s.limits.pids ?? undefined },
+  };
+  return { type: 'stats', id: id!, data, oomKills: s.memory.oomKills };
+}
+
+/**
+ * runc's `events` without --stats: the stats every `intervalMs`, and an
+ * `oom` event when the kernel's OOM killer killed in the container, until
+ * it stops.
+ */
+export async function ociEvents(id: string | undefined, intervalMs: number, emit: (e: OciEvent) => void): Promise<void> {
+  let ooms: number | null = null;
+  for (;;) {
+    let e;
+    try {
+      e = ociStats(id);
+    } catch (err) {
+      // Its end ends the stream.
+      if (err instanceof TsboxError && (err.errno === 3 || err.errno === 2) && ooms !== null) return;
+      throw err;
+    }
+    const { oomKills, ...event } = e;
+    if (ooms !== null && oomKills !== null && oomKills > ooms) emit({ type: 'oom', id: id! });
+    ooms = oomKills ?? 0;
+    emit(event);
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 
