@@ -10,6 +10,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, inject, it } from 'vitest';
 
+import { runtimeToolsConfig, type Config } from '../support/oci.js';
 import { probePath } from '../support/rootfs.js';
 import { BIN, cli, scratchDir } from '../support/tsbox.js';
 
@@ -27,48 +28,43 @@ afterEach(async () => {
   for (const id of made.splice(0)) await cli(['delete', '--force', id]);
 });
 
-const CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
-
 /**
  * runtime-tools' default config (no user namespace, caps with MKNOD,
  * deny-all devices) over the test rootfs, read-only, with the bundle's
  * `out/` at /var for what the process writes.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a config.json, changed freely by each test
-type Config = Record<string, any>;
-
 function bundle(script: string, change: (c: Config) => void = () => {}): string {
   const dir = join(scratch, `b${++serial}`);
   mkdirSync(join(dir, 'out'), { recursive: true });
-  const config: Config = {
-    ociVersion: '1.0.2',
-    hostname: 'mrsdalloway',
-    root: { path: rootfs, readonly: true },
-    process: {
-      user: { uid: 0, gid: 0 },
-      args: ['sh', '-c', script],
-      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'TERM=xterm'],
-      cwd: '/',
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
-      capabilities: { bounding: CAPS, effective: CAPS, inheritable: CAPS, permitted: CAPS, ambient: CAPS },
-    },
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      { destination: '/var', type: 'bind', source: 'out', options: ['rbind', 'rw'] },
-    ],
-    linux: {
-      resources: { devices: [{ allow: false, access: 'rwm' }] },
-      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })),
-    },
-  };
+  const config = runtimeToolsConfig(rootfs, ['sh', '-c', script]);
+  config.root.readonly = true;
+  config.mounts.push({ destination: '/var', type: 'bind', source: 'out', options: ['rbind', 'rw'] });
   change(config);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   return dir;
+}
+
+/** A container of `dir` created and started: its id, once it runs. */
+async function running(dir: string): Promise<string> {
+  const id = newId();
+  const created = await create(dir, [id]);
+  expect(created.code, created.stderr).toBe(0);
+  expect((await cli(['start', id])).code).toBe(0);
+  await waitFor(id, 'running');
+  return id;
+}
+
+/**
+ * A console socket at `sock` (tsbox-probe recvtty): it types `input` into
+ * the terminal it gets, and resolves with what the terminal printed.
+ */
+async function consoleSocket(sock: string, input: string): Promise<{ printed: Promise<string>; stop: () => void }> {
+  const recv = spawnProcess(probePath(), ['recvtty', sock, input], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let seen = '';
+  recv.stdout.setEncoding('utf8').on('data', (d: string) => (seen += d));
+  const printed = new Promise<string>((res, rej) => recv.on('exit', (code) => (code === 0 ? res(seen) : rej(new Error(`recvtty exited with ${code}`)))));
+  for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+  return { printed, stop: () => recv.kill('SIGKILL') };
 }
 
 /** `tsbox create` as runtime-tools runs it: its stdout and stderr are files (the container's). */
@@ -225,48 +221,34 @@ describe('terminal', () => {
       c.process.consoleSize = { height: 30, width: 100 };
     });
     const sock = join(dir, 'console.sock');
-    const input = 'tty; stty size; [ /dev/console -ef /proc/self/fd/0 ] && echo is-console; exit\n';
-    const recv = spawnProcess(probePath(), ['recvtty', sock, input], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let seen = '';
-    recv.stdout.setEncoding('utf8').on('data', (d: string) => (seen += d));
-    const received = new Promise<number | null>((res) => recv.on('exit', res));
+    const receiver = await consoleSocket(sock, 'tty; stty size; [ /dev/console -ef /proc/self/fd/0 ] && echo is-console; exit\n');
     try {
-      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
       const id = newId();
       const created = await create(dir, ['--console-socket', sock, id]);
       expect(created.code, created.stderr).toBe(0);
       expect((await cli(['start', id])).code).toBe(0);
       await waitFor(id, 'stopped');
-      expect(await received).toBe(0);
-      const lines = seen.split(/\r?\n/);
+      const lines = (await receiver.printed).split(/\r?\n/);
       expect(lines).toContain('/dev/pts/0');
       expect(lines).toContain('30 100');
       expect(lines).toContain('is-console');
       expect((await cli(['delete', id])).code).toBe(0);
     } finally {
-      recv.kill('SIGKILL');
+      receiver.stop();
     }
   });
 
   it('exec --tty --console-socket: the exec\'d process gets a terminal of its own, sent to the socket', async () => {
     const dir = bundle('sleep 100');
-    const id = newId();
-    expect((await create(dir, [id])).code).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'running');
+    const id = await running(dir);
     const sock = join(dir, 'exec.sock');
-    const recv = spawnProcess(probePath(), ['recvtty', sock, 'tty; exit 5\n'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let seen = '';
-    recv.stdout.setEncoding('utf8').on('data', (d: string) => (seen += d));
-    const received = new Promise<number | null>((res) => recv.on('exit', res));
+    const receiver = await consoleSocket(sock, 'tty; exit 5\n');
     try {
-      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
       const r = await withFiles(dir, ['exec', '--tty', '--console-socket', sock, id, 'sh'], 'exec-tty');
       expect(r.code, r.stderr).toBe(5);
-      expect(await received).toBe(0);
-      expect(seen.split(/\r?\n/)).toContain('/dev/pts/0');
+      expect((await receiver.printed).split(/\r?\n/)).toContain('/dev/pts/0');
     } finally {
-      recv.kill('SIGKILL');
+      receiver.stop();
     }
     expect((await cli(['delete', '--force', id])).code).toBe(0);
   });
@@ -290,10 +272,7 @@ describe('exec', () => {
     const dir = bundle('sleep 100', (c) => {
       c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
     });
-    const id = newId();
-    expect((await create(dir, [id])).code).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'running');
+    const id = await running(dir);
     const r = await cli(['exec', '--user', '10:20', '--additional-gids', '5', '--cwd', '/tmp', '--env', 'X=1', '--cap', 'CAP_NET_ADMIN', id, 'sh', '-c', 'id -u; id -G; pwd; echo $X; grep CapBnd /proc/self/status; mkdir /tmp/d 2>&1; exit 3']);
     expect(r.code).toBe(3);
     // CAP_NET_ADMIN (bit 12) added to the config's sets (uid 10 has no effective
@@ -309,10 +288,7 @@ describe('exec', () => {
 
   it('--process FILE --detach --pid-file: the process runs on with the monitor; the pid file has its host pid', async () => {
     const dir = bundle('sleep 100');
-    const id = newId();
-    expect((await create(dir, [id])).code).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'running');
+    const id = await running(dir);
     const proc = join(dir, 'process.json');
     writeFileSync(proc, JSON.stringify({ user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo detached > /var/exec; exec sleep 50'], env: ['PATH=/bin'], cwd: '/' }));
     const pidFile = join(dir, 'exec.pid');
@@ -336,10 +312,7 @@ describe('exec', () => {
 describe('pause, resume and ps', () => {
   it('pause freezes every process of the container (state says paused), resume thaws it; ps lists its processes', async () => {
     const dir = bundle('sleep 100 & while :; do echo tick >> /var/ticks; sleep 0.05; done');
-    const id = newId();
-    expect((await create(dir, [id])).code).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'running');
+    const id = await running(dir);
     const pid = (await state(id)).pid;
     const pids = JSON.parse((await cli(['ps', '--format', 'json', id])).stdout) as number[];
     expect(pids).toContain(pid);

@@ -13,41 +13,15 @@ import { TsboxError } from '../../ts/errors.js';
 import { ociContainer } from '../../ts/oci/plan.js';
 import { checkSpec, loadSpec, parseJsonExact, type OciSpec } from '../../ts/oci/spec.js';
 import type { PlanContext } from '../../ts/runtime/plan.js';
+import { runtimeToolsConfig } from '../support/oci.js';
 
 const bundle = mkdtempSync(join(tmpdir(), 'tsbox-unit-oci-'));
 mkdirSync(join(bundle, 'rootfs'));
 mkdirSync(join(bundle, 'data'));
 afterAll(() => rmSync(bundle, { recursive: true, force: true }));
 
-const CAPS = ['CAP_CHOWN', 'CAP_MKNOD', 'CAP_KILL'];
-
-/** runtime-tools' default config, in small: no user namespace, caps with MKNOD, deny-all devices. */
-function base(): Record<string, unknown> & { process: Record<string, unknown>; linux: Record<string, unknown> } {
-  return {
-    ociVersion: '1.0.2',
-    hostname: 'mrsdalloway',
-    root: { path: 'rootfs', readonly: false },
-    process: {
-      user: { uid: 0, gid: 0 },
-      args: ['/runtimetest', '--path=/'],
-      env: ['PATH=/bin', 'TERM=xterm'],
-      cwd: '/',
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
-      capabilities: { bounding: CAPS, effective: CAPS, inheritable: CAPS, permitted: CAPS, ambient: CAPS },
-    },
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    ],
-    linux: {
-      resources: { devices: [{ allow: false, access: 'rwm' }] },
-      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })),
-    },
-  };
-}
+/** runtime-tools' default config over bundle/rootfs. */
+const base = () => runtimeToolsConfig('rootfs', ['/runtimetest', '--path=/']);
 
 const fakeSeccomp = { compileSeccomp: () => Buffer.from('00', 'hex'), seccompProblems: () => [] };
 const ctx: PlanContext = { hostname: 'x', traceT0Ns: 0n, planVersion: 5, idmap: false, seccomp: fakeSeccomp, control: '/run/x/control.sock', detach: true };
@@ -158,12 +132,14 @@ describe('the plans of a bundle', () => {
       'symlink:/dev/ptmx', 'symlink:/dev/fd', 'symlink:/dev/stdin', 'symlink:/dev/stdout', 'symlink:/dev/stderr',
       'fs:/dev/pts',
       'fs:/dev/shm',
+      'fs:/dev/mqueue',
       'fs:/sys',
     ]);
     const shm = sandbox.mounts.find((m) => m.target === '/dev/shm')!;
     // mount(2)'s source is the config's (mountinfo shows it), and the options are flags or data.
     expect(shm).toMatchObject({ type: 'fs', fstype: 'tmpfs', source: 'shm', data: 'mode=1777,size=65536k', nosuid: true, noexec: true, nodev: true });
     expect(sandbox.mounts.find((m) => m.target === '/dev')).toMatchObject({ data: 'mode=755,size=65536k', flags: 0x1000000 });
+    expect(sandbox.mounts.find((m) => m.target === '/dev/pts')).toMatchObject({ data: 'newinstance,ptmxmode=0666,mode=0620,gid=5' });
     expect(sandbox).toMatchObject({ hostname: 'mrsdalloway', namespaces: ['pid', 'net', 'ipc', 'uts', 'mount'], init: false, detach: true });
   });
 
@@ -243,16 +219,16 @@ describe('the plans of a bundle', () => {
   it('refuses a bind of a device node while devices are denied', () => {
     const spec = base();
     (spec.mounts as unknown[]).push({ destination: '/dev/kmsg', type: 'bind', source: '/dev/kmsg', options: ['bind'] });
-    expect(problems(spec)).toEqual(['mounts[5].source: /dev/kmsg is a device node, which the device rules (linux.resources.devices) deny']);
+    expect(problems(spec)).toEqual(['mounts[6].source: /dev/kmsg is a device node, which the device rules (linux.resources.devices) deny']);
   });
 
   it('refuses mount options it does not carry out, by path', () => {
     const spec = base();
     (spec.mounts as unknown[]).push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['rshared', 'idmap'] }, { destination: '/y', type: 'bind', source: 'data', options: ['bind', 'size=1k'] });
     expect(problems(spec)).toEqual([
-      'mounts[5].options[0]: "rshared" is not supported by tsbox yet',
-      'mounts[5].options[1]: "idmap" is not supported by tsbox yet',
-      'mounts[6].options[1]: "size=1k" is not an option of a bind mount',
+      'mounts[6].options[0]: "rshared" is not supported by tsbox yet',
+      'mounts[6].options[1]: "idmap" is not supported by tsbox yet',
+      'mounts[7].options[1]: "size=1k" is not an option of a bind mount',
     ]);
   });
 
@@ -270,7 +246,7 @@ describe('the plans of a bundle', () => {
     expect(c.oomScoreAdj).toBe(500);
     expect(c.plans(ctx).process).toEqual({
       argv: ['/runtimetest', '--path=/'],
-      env: ['PATH=/bin', 'TERM=xterm'],
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'TERM=xterm'],
       cwd: '/',
       user: { user: '10', group: '10', additionalGroups: ['5'] },
       capabilities: { bounding: ['CAP_KILL', 'CAP_CHOWN'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'], inheritable: [], ambient: ['CAP_KILL'] },

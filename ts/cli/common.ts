@@ -91,3 +91,11 @@ export function terminalSize(): { cols: number; rows: number } | undefined {
   const out = process.stdout;
   return out.isTTY && out.columns > 0 && out.rows > 0 ? { cols: out.columns, rows: out.rows } : undefined;
 }
+
+/** runc's --preserve-fds N: a count, 0 when not given. */
+export function preservedFds(values: ReadonlyMap<string, unknown>): number {
+  const n = values.get('preserveFds') as string | undefined;
+  if (n === undefined) return 0;
+  if (!/^\d+$/.test(n)) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: `"${n}" is not a number`, hint: null });
+  return Number(n);
+}

@@ -5,7 +5,7 @@ import { open } from '../runtime/lifecycle.js';
 import { listStates } from '../runtime/state.js';
 import { TsboxError } from '../errors.js';
 import { envFromFlags, splitArgs } from './args.js';
-import { attachTerminal, checkInteractiveTerminal, terminalSize } from './common.js';
+import { attachTerminal, checkInteractiveTerminal, preservedFds, terminalSize } from './common.js';
 import { showCommandHelp } from './help.js';
 
 const args = {
@@ -61,8 +61,6 @@ async function ociExec(rawArgs: readonly string[]): Promise<void> {
   for (const flag of ['processLabel', 'apparmor', 'cgroup'] as const) {
     if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, detail: 'is not supported by tsbox', hint: null });
   }
-  const fds = v.get('preserveFds') as string | undefined;
-  if (fds !== undefined && !/^\d+$/.test(fds)) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: `"${fds}" is not a number`, hint: null });
   const [id, ...argv] = split.command;
   const { ociExec: run } = await import('../oci/exec.js');
   const detach = v.get('detach') === true;
@@ -79,7 +77,7 @@ async function ociExec(rawArgs: readonly string[]): Promise<void> {
     consoleSocket: v.get('consoleSocket') as string | undefined,
     pidFile: v.get('pidFile') as string | undefined,
     detach,
-    preserveFds: fds === undefined ? 0 : Number(fds),
+    preserveFds: preservedFds(v),
     ignorePaused: v.get('ignorePaused') === true,
   });
   if (detach) process.exit(0);

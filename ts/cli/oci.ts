@@ -17,7 +17,7 @@ import { loadNative } from '../native.js';
 import { ociCreate, ociDelete, ociEvents, ociList, ociPause, ociStart, ociState, ociStats, ociUpdate, findOci, UPDATE_FLAGS } from '../oci/runtime.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
 import { chooseStateRoot } from '../state-root.js';
-import { attachTerminal, parse } from './common.js';
+import { attachTerminal, parse, preservedFds } from './common.js';
 import { version } from './version.js';
 
 /** What the global flags asked for, for the commands and the error path. */
@@ -115,14 +115,12 @@ export const create = defineCommand({
     const split = await parse(rawArgs, createArgs, cmd, 'create', { min: 1, max: 1, usage: "the container's id" });
     if (!split) return;
     const v = split.values;
-    const fds = v.get('preserveFds') as string | undefined;
-    if (fds !== undefined && !/^\d+$/.test(fds)) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: `"${fds}" is not a number`, hint: null });
     await ociCreate({
       bundle: (v.get('bundle') as string | undefined) ?? '.',
       id: split.command[0]!,
       pidFile: v.get('pidFile') as string | undefined,
       consoleSocket: v.get('consoleSocket') as string | undefined,
-      preserveFds: fds === undefined ? 0 : Number(fds),
+      preserveFds: preservedFds(v),
       trace: globals.debug,
       rootless: globals.rootless,
     });
@@ -147,8 +145,6 @@ export async function ociRun(rawArgs: readonly string[]): Promise<void> {
   const split = await parse(rawArgs, runArgs, run, 'run', { min: 1, max: 1, usage: "the container's id" });
   if (!split) return;
   const v = split.values;
-  const fds = v.get('preserveFds') as string | undefined;
-  if (fds !== undefined && !/^\d+$/.test(fds)) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: `"${fds}" is not a number`, hint: null });
   const id = split.command[0]!;
   const detach = v.get('detach') === true;
   const { container } = await ociCreate({
@@ -156,7 +152,7 @@ export async function ociRun(rawArgs: readonly string[]): Promise<void> {
     id,
     pidFile: v.get('pidFile') as string | undefined,
     consoleSocket: v.get('consoleSocket') as string | undefined,
-    preserveFds: fds === undefined ? 0 : Number(fds),
+    preserveFds: preservedFds(v),
     trace: globals.debug,
     rootless: globals.rootless,
     attach: !detach,
