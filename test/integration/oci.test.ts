@@ -590,6 +590,25 @@ describe('namespaces', () => {
   });
 });
 
+describe('time namespace', () => {
+  it('gives the container its own clocks: boottime moved by timeOffsets', async () => {
+    const dir = bundle('cut -d. -f1 /proc/uptime > /var/uptime; readlink /proc/self/ns/time >> /var/uptime', (c) => {
+      c.linux.namespaces.push({ type: 'time' });
+      c.linux.timeOffsets = { boottime: { secs: 10_000_000, nanosecs: 0 } };
+    });
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    const [uptime, ns] = readFileSync(join(dir, 'out/uptime'), 'utf8').trim().split('\n');
+    const host = Number(readFileSync('/proc/uptime', 'utf8').split('.')[0]);
+    expect(Number(uptime) - host).toBeGreaterThanOrEqual(10_000_000 - 5);
+    expect(ns).not.toBe(readlinkSync('/proc/self/ns/time'));
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+});
+
 describe('hooks', () => {
   it('prestart and createRuntime in create, poststart in start, poststop in delete, each with the state on stdin', async () => {
     const dir = bundle('echo process >> /var/order');

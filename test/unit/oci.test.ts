@@ -66,7 +66,7 @@ describe('config.json', () => {
     const spec = base();
     spec.linux = {
       ...spec.linux,
-      namespaces: [{ type: 'mount', path: '/proc/1/ns/mnt' }, { type: 'mount' }, { type: 'time' }, { type: 'user', path: '/proc/1/ns/user' }, { type: 'network', path: 'relative' }],
+      namespaces: [{ type: 'mount', path: '/proc/1/ns/mnt' }, { type: 'mount' }, { type: 'time', path: '/proc/1/ns/time' }, { type: 'user', path: '/proc/1/ns/user' }, { type: 'network', path: 'relative' }],
       sysctl: { 'net.ipv4.ip_forward': '1', 'kernel.shmmax': '1', 'vm.swappiness': '1', 'net/../x': '1' },
       cgroupsPath: 'system.slice:tsbox:c1',
       devices: [{ path: '/dev/test1', type: 'c', major: 10, minor: 666 }],
@@ -79,7 +79,7 @@ describe('config.json', () => {
       'domainname: is not supported by tsbox yet',
       'linux.namespaces[0].path: joining an existing mount namespace is not supported by tsbox',
       'linux.namespaces[1].type: "mount" is listed twice',
-      'linux.namespaces[2].type: "time" is not supported by tsbox yet',
+      'linux.namespaces[2].path: joining an existing time namespace is not supported by tsbox',
       'linux.namespaces[3].path: joining an existing user namespace is not supported by tsbox',
       'linux.namespaces[4].path: must be an absolute path',
       'hostname: needs a "uts" namespace of its own in linux.namespaces (the host\'s name is not the container\'s to set)',
@@ -214,6 +214,16 @@ describe('the plans of a bundle', () => {
       expect.stringMatching(/^hostname: needs a "uts" namespace of its own/),
       'linux.sysctl["net.ipv4.ip_forward"]: is the net namespace\'s: the container needs its own (linux.namespaces)',
     ]);
+  });
+
+  it('makes a time namespace with the clocks\' offsets; offsets need one', () => {
+    const spec = base();
+    spec.linux.timeOffsets = { boottime: { secs: 86400, nanosecs: 5 } };
+    expect(problems(spec)).toEqual(['linux.timeOffsets: needs a "time" namespace in linux.namespaces']);
+    spec.linux.namespaces.push({ type: 'time' });
+    const { sandbox } = container(spec).plans(ctx);
+    expect(sandbox.time).toEqual({ monotonic: null, boottime: { secs: 86400, nanosecs: 5 } });
+    expect(sandbox.namespaces).not.toContain('time');
   });
 
   it('refuses a bind of a device node while devices are denied', () => {

@@ -399,7 +399,7 @@ export function featuresDoc(): Record<string, unknown> {
     hooks: HOOK_NAMES.filter((h) => h !== 'createContainer' && h !== 'startContainer'),
     mountOptions: ['async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'iversion', 'lazytime', 'loud', 'noatime', 'nodev', 'nodiratime', 'noexec', 'noiversion', 'nolazytime', 'nomand', 'norelatime', 'nostrictatime', 'nosuid', 'private', 'rbind', 'relatime', 'rprivate', 'ro', 'rw', 'silent', 'strictatime', 'suid', 'sync'],
     linux: {
-      namespaces: NAMESPACE_TYPES.filter((n) => n !== 'time'),
+      namespaces: [...NAMESPACE_TYPES],
       capabilities: [...ALL_CAPABILITIES],
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
       seccomp: {

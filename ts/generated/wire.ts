@@ -75,7 +75,13 @@ sysctl: Array<Sysctl>,
  * /dev/console, its master sent to Node. The process's `tty` then takes
  * this pty instead of making one.
  */
-console: TtySize | null, };
+console: TtySize | null, 
+/**
+ * A time namespace of its own with these clock offsets (OCI `time`
+ * and `linux.timeOffsets`): the helper unshares it for its children
+ * and writes the offsets before the container enters it.
+ */
+time: TimeOffsets | null, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 
@@ -84,6 +90,10 @@ export type JoinedNamespace = { ns: Namespace, path: string, };
 export type Sysctl = { key: string, value: string, };
 
 export type DeviceNode = "char" | "block" | "fifo";
+
+export type TimeOffsets = { monotonic: ClockOffset | null, boottime: ClockOffset | null, };
+
+export type ClockOffset = { secs: number, nanosecs: number, };
 
 export type RootfsSpec = { "kind": "path", path: string, mode: RootMode, 
 /**

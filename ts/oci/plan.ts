@@ -13,7 +13,7 @@ import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '../config/seccomp.js';
 import { TsboxError } from '../errors.js';
-import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl } from '../generated/wire.js';
+import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl, TimeOffsets } from '../generated/wire.js';
 import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
 import { specError, type HookName, type OciHook, type OciMount, type OciProcess, type OciResources, type OciSpec, type SpecProblem } from './spec.js';
 
@@ -91,9 +91,16 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   const namespaces: Namespace[] = [];
   const join: JoinedNamespace[] = [];
   const hosts = new Set<Namespace>();
+  // Set in the callback below: declared wide, so TypeScript does not narrow it to null.
+  let time = null as TimeOffsets | null;
   (linux.namespaces ?? []).forEach((n, i) => {
     const at = `linux.namespaces[${i}]`;
-    if (n.type === 'time') return unsupported(`${at}.type`, '"time" is not supported by tsbox yet');
+    if (n.type === 'time') {
+      if (time !== null) return refuse(`${at}.type`, '"time" is listed twice');
+      if (n.path) return unsupported(`${at}.path`, 'joining an existing time namespace is not supported by tsbox');
+      time = { monotonic: null, boottime: null };
+      return;
+    }
     const ns = NS[n.type]!;
     if (namespaces.includes(ns)) return refuse(`${at}.type`, `"${n.type}" is listed twice`);
     namespaces.push(ns);
@@ -113,7 +120,11 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   if (!userns && (linux.uidMappings?.length || linux.gidMappings?.length)) refuse(linux.uidMappings?.length ? 'linux.uidMappings' : 'linux.gidMappings', 'needs a "user" namespace in linux.namespaces');
   if (spec.hostname && !own.includes('uts')) refuse('hostname', 'needs a "uts" namespace of its own in linux.namespaces (the host\'s name is not the container\'s to set)');
 
-  for (const key of ['timeOffsets', 'netDevices', 'intelRdt', 'memoryPolicy', 'personality'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
+  for (const key of ['netDevices', 'intelRdt', 'memoryPolicy', 'personality'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
+  if (linux.timeOffsets) {
+    if (time === null) refuse('linux.timeOffsets', 'needs a "time" namespace in linux.namespaces');
+    else for (const [clock, o] of Object.entries(linux.timeOffsets)) time[clock as keyof TimeOffsets] = { secs: o.secs ?? 0, nanosecs: o.nanosecs ?? 0 };
+  }
   const devices = ociDevices(linux.devices ?? [], refuse);
   const sysctl = ociSysctls(linux.sysctl ?? {}, own, refuse);
   if (linux.mountLabel) unsupported('linux.mountLabel', 'SELinux labels are not supported by tsbox');
@@ -223,6 +234,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       sysctl,
       // A terminal exists from create on: its master goes to --console-socket then.
       console: process.terminal ? ttySize(process) : null,
+      time,
     };
     const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace);
     return { sandbox, process: plan };

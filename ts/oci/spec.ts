@@ -130,7 +130,12 @@ const linuxSchema = z.looseObject({
   namespaces: z.nullish(z.array(z.looseObject({ type: z.enum(NAMESPACE_TYPES), path: z.nullish(z.string()) }))),
   uidMappings: z.nullish(z.array(idMapping)),
   gidMappings: z.nullish(z.array(idMapping)),
-  timeOffsets: z.nullish(z.unknown()),
+  timeOffsets: z.nullish(
+    z.partialRecord(
+      z.enum(['monotonic', 'boottime']),
+      z.looseObject({ secs: z.nullish(z.number().check(z.int())), nanosecs: z.nullish(z.number().check(z.int(), z.gte(0), z.lt(1e9))) }),
+    ),
+  ),
   devices: z.nullish(
     z.array(
       z.looseObject({

@@ -336,6 +336,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     join: [],
     sysctl: [],
     console: null,
+    time: null,
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }

@@ -34,6 +34,8 @@ mod wire {
             JoinedNamespace::decl(cfg),
             Sysctl::decl(cfg),
             DeviceNode::decl(cfg),
+            TimeOffsets::decl(cfg),
+            ClockOffset::decl(cfg),
             RootfsSpec::decl(cfg),
             RootMode::decl(cfg),
             Propagation::decl(cfg),

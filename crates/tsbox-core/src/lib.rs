@@ -17,8 +17,8 @@ pub mod wire;
 
 pub use message::{ChildMsg, ControlRequest, HelperMsg, NodeMsg, Phase, Rusage, ToChild};
 pub use plan::{
-    Capabilities, CgroupPhase, DeviceNode, IdMaps, JoinedNamespace, MapsPhase, Mount, MountKind, Namespace, NetworkPhase, ProcessPlan,
-    Propagation, Rlimit, RootMode, RootfsSpec, SandboxPlan, Sysctl, TtySize, User, PLAN_VERSION,
+    Capabilities, CgroupPhase, ClockOffset, DeviceNode, IdMaps, JoinedNamespace, MapsPhase, Mount, MountKind, Namespace, NetworkPhase,
+    ProcessPlan, Propagation, Rlimit, RootMode, RootfsSpec, SandboxPlan, Sysctl, TimeOffsets, TtySize, User, PLAN_VERSION,
 };
 pub use report::{Report, Step};
 pub use tables::{errno_name, exit_code_for};

@@ -66,6 +66,28 @@ pub struct SandboxPlan {
     /// this pty instead of making one.
     #[serde(default)]
     pub console: Option<TtySize>,
+    /// A time namespace of its own with these clock offsets (OCI `time`
+    /// and `linux.timeOffsets`): the helper unshares it for its children
+    /// and writes the offsets before the container enters it.
+    #[serde(default)]
+    pub time: Option<TimeOffsets>,
+}
+
+/// Offsets of CLOCK_MONOTONIC and CLOCK_BOOTTIME in a new time namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct TimeOffsets {
+    pub monotonic: Option<ClockOffset>,
+    pub boottime: Option<ClockOffset>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ClockOffset {
+    pub secs: i64,
+    pub nanosecs: u32,
 }
 
 /// `/proc/sys/<key with . as />` = value.
@@ -523,6 +545,7 @@ mod tests {
             join: Vec::new(),
             sysctl: Vec::new(),
             console: None,
+            time: None,
         }
     }
 

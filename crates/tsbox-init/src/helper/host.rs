@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
-use tsbox_core::{IdMaps, JoinedNamespace, Namespace, Report, SandboxPlan, Step};
+use tsbox_core::{IdMaps, JoinedNamespace, Namespace, Report, SandboxPlan, Step, TimeOffsets};
 
 use super::clone::{clone_container, Forked};
 use super::monitor::Container;
@@ -61,6 +61,9 @@ pub trait Host {
     /// Enters the namespaces the container joins rather than makes, before
     /// the clone: each checked to be of its type first (NS_GET_NSTYPE).
     fn join_namespaces(&mut self, join: &[JoinedNamespace], tr: &Trace) -> Result<(), Report>;
+    /// A new time namespace for the children to come, with these offsets
+    /// written before any process is in it.
+    fn time_namespace(&mut self, offsets: &TimeOffsets, tr: &Trace) -> Result<(), Report>;
 }
 
 /// The real system calls.
@@ -135,6 +138,40 @@ impl Host for Kernel {
     fn kill(&mut self, c: &Container) {
         c.signal(libc::SIGKILL);
         c.reap();
+    }
+
+    fn time_namespace(&mut self, offsets: &TimeOffsets, tr: &Trace) -> Result<(), Report> {
+        // CLONE_NEWTIME: the children's time namespace, not this process's.
+        const CLONE_NEWTIME: libc::c_int = 0x80;
+        // SAFETY: unshare with a flag; no memory is passed.
+        if unsafe { libc::unshare(CLONE_NEWTIME) } != 0 {
+            return Err(Report::new(Step::Clone, Errno::last() as i32)
+                .detail("unshare a time namespace (CLONE_NEWTIME)")
+                .hint("time namespaces need Linux 5.6 or later"));
+        }
+        let mut lines = String::new();
+        for (name, o) in [("monotonic", offsets.monotonic), ("boottime", offsets.boottime)] {
+            if let Some(o) = o {
+                lines.push_str(&format!("{name} {} {}\n", o.secs, o.nanosecs));
+            }
+        }
+        if !lines.is_empty() {
+            std::fs::write("/proc/self/timens_offsets", &lines).map_err(|e| {
+                Report::new(Step::Clone, e.raw_os_error().unwrap_or(0))
+                    .path("/proc/self/timens_offsets")
+                    .detail(format!("write the clocks' offsets ({})", lines.trim().replace('\n', ", ")))
+            })?;
+        }
+        trace!(
+            tr,
+            "time namespace: {}",
+            if lines.is_empty() {
+                "no offsets".into()
+            } else {
+                lines.trim().replace('\n', ", ")
+            }
+        );
+        Ok(())
     }
 
     fn join_namespaces(&mut self, join: &[JoinedNamespace], tr: &Trace) -> Result<(), Report> {

@@ -137,6 +137,9 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     // Namespaces that exist already: entered here, so the clone below
     // starts the child in them (pid: as the child of its pid namespace).
     host.join_namespaces(&plan.join, &tr).map_err(|r| fail(node, r))?;
+    if let Some(offsets) = &plan.time {
+        host.time_namespace(offsets, &tr).map_err(|r| fail(node, r))?;
+    }
 
     // Phase 2, cloned.
     let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;

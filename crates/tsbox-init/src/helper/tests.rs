@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use tsbox_core::{
     CgroupPhase, HelperMsg, IdMaps, JoinedNamespace, MapsPhase, Namespace, NetworkPhase, NodeMsg, ProcessPlan, Propagation, Report,
-    RootMode, RootfsSpec, SandboxPlan, Step, ToChild, User, PLAN_VERSION,
+    RootMode, RootfsSpec, SandboxPlan, Step, TimeOffsets, ToChild, User, PLAN_VERSION,
 };
 
 use super::host::{Cloned, Host};
@@ -105,6 +105,11 @@ impl Host for Recorder {
         self.calls.push(format!("kill {}", c.pid));
     }
 
+    fn time_namespace(&mut self, offsets: &TimeOffsets, _tr: &Trace) -> Result<(), Report> {
+        self.calls.push(format!("timens {offsets:?}"));
+        Ok(())
+    }
+
     fn join_namespaces(&mut self, join: &[JoinedNamespace], _tr: &Trace) -> Result<(), Report> {
         for j in join {
             self.calls.push(format!("setns {} {}", j.ns.name(), j.path));
@@ -153,6 +158,7 @@ fn plan() -> SandboxPlan {
         join: Vec::new(),
         sysctl: Vec::new(),
         console: None,
+        time: None,
     }
 }
 
@@ -305,6 +311,19 @@ fn joined_namespaces_are_entered_before_the_clone_and_left_out_of_its_flags() {
         r.calls[3],
         "clone CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup"
     );
+}
+
+#[test]
+fn a_time_namespace_is_made_for_the_child_before_the_clone() {
+    let mut p = plan();
+    p.time = Some(TimeOffsets {
+        monotonic: None,
+        boottime: Some(tsbox_core::ClockOffset { secs: 60, nanosecs: 0 }),
+    });
+    let r = run(as_root(), vec![plan_msg(p)]);
+    let timens = r.calls.iter().position(|c| c.starts_with("timens")).expect("a time namespace");
+    let clone = r.calls.iter().position(|c| c.starts_with("clone")).expect("a clone");
+    assert!(timens < clone, "{:?}", r.calls);
 }
 
 #[test]
