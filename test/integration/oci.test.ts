@@ -4,11 +4,12 @@
  * from other processes, with the runtime-spec's rules on each and what the
  * container's process sees.
  */
-import { spawn as spawnProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn as spawnProcess } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { runtimeToolsConfig, type Config } from '../support/oci.js';
 import { probePath } from '../support/rootfs.js';
@@ -77,12 +78,12 @@ function create(dir: string, args: string[], global: string[] = []): Promise<{ c
  * running (a container, a detached exec) keeps them, which pipes would make
  * the test wait for.
  */
-function withFiles(dir: string, args: string[], name: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function withFiles(dir: string, args: string[], name: string, as: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const out = join(dir, `${name}.out`);
   const err = join(dir, `${name}.err`);
   const fds = [openSync(out, 'w'), openSync(err, 'w')];
   return new Promise((resolve, reject) => {
-    const child = spawnProcess(process.execPath, [BIN, ...args], { stdio: ['ignore', fds[0]!, fds[1]!] });
+    const child = spawnProcess(process.execPath, [BIN, ...args], { stdio: ['ignore', fds[0]!, fds[1]!], ...as });
     for (const fd of fds) closeSync(fd);
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     child.on('error', reject);
@@ -658,6 +659,53 @@ describe('hooks', () => {
     const deleted = await cli(['delete', other]);
     expect(deleted.code).toBe(0);
     expect(deleted.stderr).toContain('warning: hook(hooks.poststop[0]): /bin/sh timed out after 1 s');
+  });
+});
+
+describe('rootless', () => {
+  const user = `tsbox-oci-${process.pid}`;
+  let uid = 0;
+  beforeAll(() => {
+    execFileSync('useradd', ['-M', '-s', '/bin/sh', user]);
+    uid = Number(execFileSync('id', ['-u', user]).toString().trim());
+  });
+  afterAll(() => {
+    execFileSync('userdel', [user]);
+  });
+
+  it('an ordinary user: spec --rootless maps them to root; create, start, state and delete work, and leave nothing', async () => {
+    const as = (args: string[], opts: Parameters<typeof cli>[1] = {}) => cli(args, { uid, gid: uid, env: { ...process.env, XDG_RUNTIME_DIR: '' }, ...opts });
+    const dir = join(scratch, 'rootless');
+    mkdirSync(dir);
+    chownSync(dir, uid, uid);
+    expect((await as(['spec', '--rootless'], { cwd: dir })).code).toBe(0);
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Config;
+    expect(cfg.linux.uidMappings).toEqual([{ containerID: 0, hostID: uid, size: 1 }]);
+    cfg.root.path = rootfs;
+    cfg.process.terminal = false;
+    cfg.process.args = ['sh', '-c', 'id -u; cat /proc/self/uid_map'];
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const id = `rootless-${process.pid}`;
+    try {
+      const created = await withFiles(dir, ['create', '--bundle', dir, id], 'rootless-create', { uid, gid: uid, env: { ...process.env, XDG_RUNTIME_DIR: '' } });
+      expect(created.code, created.stderr).toBe(0);
+      expect((await as(['start', id])).code).toBe(0);
+      let status = '';
+      for (let i = 0; i < 100 && status !== 'stopped'; i++) {
+        status = (JSON.parse((await as(['state', id])).stdout) as State).status;
+        if (status !== 'stopped') await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(status).toBe('stopped');
+      // create's stdout is the container's: root inside, the user outside.
+      const out = readFileSync(join(dir, 'rootless-create.out'), 'utf8');
+      expect(out.split('\n')[0]).toBe('0');
+      expect(out).toMatch(new RegExp(`^\\s+0\\s+${uid}\\s+1$`, 'm'));
+      expect((await as(['delete', id])).code).toBe(0);
+      expect((await as(['list', '-q'])).stdout).toBe('');
+      expect(existsSync(join(tmpdir(), `tsbox-state-${uid}`))).toBe(false);
+    } finally {
+      await as(['delete', '--force', id]);
+    }
   });
 });
 
