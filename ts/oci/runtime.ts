@@ -15,7 +15,7 @@ import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
-import { containerDir, listStates, liveState, readState, type ContainerState } from '../runtime/state.js';
+import { containerDir, listStates, liveState, type ContainerState } from '../runtime/state.js';
 import { ociContainer, ociLimits } from './plan.js';
 import { loadSpec, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
 
@@ -313,7 +313,7 @@ export async function ociEvents(id: string | undefined, intervalMs: number, emit
 export function ociList(): OciState[] {
   return listStates()
     .filter((c) => c.state.oci === true)
-    .map((c) => ociState(readState(c.dir) ? liveState(readState(c.dir)!) : c.state));
+    .map((c) => ociState(c.state));
 }
 
 /**
@@ -323,7 +323,8 @@ export function ociList(): OciState[] {
  */
 export function runHooks(name: HookName, hooks: readonly OciHook[] | undefined, state: OciState, fatal: boolean, warn?: (line: string) => void): void {
   (hooks ?? []).forEach((h, i) => {
-    const env = Object.fromEntries((h.env ?? []).map((e) => [e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')), e.indexOf('=') < 0 ? '' : e.slice(e.indexOf('=') + 1)]));
+    // KEY=VALUE; a bare KEY is set empty.
+    const env = Object.fromEntries((h.env ?? []).map((e) => (e.includes('=') ? [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)] : [e, ''])));
     const args = h.args && h.args.length > 0 ? h.args : [h.path];
     const r = spawnSync(h.path, args.slice(1), {
       argv0: args[0],
