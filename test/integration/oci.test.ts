@@ -375,6 +375,25 @@ describe('what the process of a bundle sees', () => {
     expect((await cli(['delete', id])).code).toBe(0);
   });
 
+  it('its domain name, personality, I/O priority and scheduling policy, as config.json says', async () => {
+    // /proc/self/stat: field 19 is nice, 41 the policy (SCHED_BATCH is 3).
+    const dir = bundle('(cat /proc/sys/kernel/domainname; uname -m; ionice; cut -d" " -f19,41 /proc/self/stat) > /var/seen', (c) => {
+      c.domainname = 'example.org';
+      c.linux.personality = { domain: 'LINUX32' };
+      c.process.ioPriority = { class: 'IOPRIO_CLASS_BE', priority: 6 };
+      c.process.scheduler = { policy: 'SCHED_BATCH', nice: 7 };
+    });
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    await waitFor(id, 'stopped');
+    const machine = process.arch === 'x64' ? 'i686' : 'armv8l';
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe(`example.org\n${machine}\nbest-effort: prio 6\n7 3\n`);
+    expect(readFileSync('/proc/sys/kernel/domainname', 'utf8')).not.toBe('example.org\n');
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
   it('masked and read-only paths, a read-only root, and the default devices and /dev links', async () => {
     const script = [
       'cat /proc/kcore | wc -c',

@@ -76,12 +76,12 @@ describe('config.json', () => {
     spec.process.apparmorProfile = 'acme_secure_profile';
     spec.domainname = 'example.org';
     expect(problems(spec)).toEqual([
-      'domainname: is not supported by tsbox yet',
       'linux.namespaces[0].path: joining an existing mount namespace is not supported by tsbox',
       'linux.namespaces[1].type: "mount" is listed twice',
       'linux.namespaces[2].path: joining an existing time namespace is not supported by tsbox',
       'linux.namespaces[3].path: joining an existing user namespace is not supported by tsbox',
       'linux.namespaces[4].path: must be an absolute path',
+      'domainname: needs a "uts" namespace of its own in linux.namespaces (the host\'s is not the container\'s to set)',
       'hostname: needs a "uts" namespace of its own in linux.namespaces (the host\'s name is not the container\'s to set)',
       'linux.sysctl["kernel.shmmax"]: is the ipc namespace\'s: the container needs its own (linux.namespaces)',
       expect.stringMatching(/^linux\.sysctl\["vm\.swappiness"\]: is not a parameter of a namespace/),
@@ -266,7 +266,23 @@ describe('the plans of a bundle', () => {
       tty: null,
       trace: false,
       umask: 2,
+      personality: null,
+      ioPriority: null,
+      scheduler: null,
     });
+  });
+
+  it('sets the domain name, personality, I/O priority and scheduler as given, by number', () => {
+    const spec = base();
+    spec.domainname = 'example.org';
+    spec.linux.personality = { domain: 'LINUX32' };
+    spec.process.ioPriority = { class: 'IOPRIO_CLASS_IDLE', priority: 4 };
+    spec.process.scheduler = { policy: 'SCHED_BATCH', nice: 5, flags: ['SCHED_FLAG_RESET_ON_FORK'] };
+    const { sandbox, process } = container(spec).plans(ctx);
+    expect(sandbox.domainname).toBe('example.org');
+    expect(process).toMatchObject({ personality: 8, ioPriority: { class: 3, priority: 4 }, scheduler: { policy: 3, nice: 5, flags: 1, priority: 0 } });
+    spec.process.scheduler.flags = ['SCHED_FLAG_UTIL_CLAMP_MIN'];
+    expect(problems(spec)).toEqual([expect.stringMatching(/^process\.scheduler\.flags\[0\]: "SCHED_FLAG_UTIL_CLAMP_MIN" is not a flag tsbox can set/)]);
   });
 
   it('maps linux.resources onto the limits, and the id mappings onto the maps', () => {

@@ -81,7 +81,11 @@ console: TtySize | null,
  * and `linux.timeOffsets`): the helper unshares it for its children
  * and writes the offsets before the container enters it.
  */
-time: TimeOffsets | null, };
+time: TimeOffsets | null, 
+/**
+ * The NIS domain name, in the container's own uts namespace (OCI `domainname`).
+ */
+domainname: string | null, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 
@@ -94,6 +98,10 @@ export type DeviceNode = "char" | "block" | "fifo";
 export type TimeOffsets = { monotonic: ClockOffset | null, boottime: ClockOffset | null, };
 
 export type ClockOffset = { secs: number, nanosecs: number, };
+
+export type IoPriority = { class: number, priority: number, };
+
+export type Scheduler = { policy: number, flags: number, nice: number, priority: number, runtime: number, deadline: number, period: number, };
 
 export type RootfsSpec = { "kind": "path", path: string, mode: RootMode, 
 /**
@@ -200,7 +208,21 @@ trace: boolean,
  * The file mode creation mask (OCI `process.user.umask`); None keeps
  * the one the helper was started with.
  */
-umask: number | null, };
+umask: number | null, 
+/**
+ * The execution domain (personality(2); OCI `linux.personality`):
+ * 0 for Linux, 8 for Linux32. None leaves it as it is.
+ */
+personality: number | null, 
+/**
+ * The I/O scheduling class and priority (OCI `process.ioPriority`).
+ */
+ioPriority: IoPriority | null, 
+/**
+ * The CPU scheduling policy and its parameters (OCI `process.scheduler`),
+ * set with sched_setattr(2) while the process still may.
+ */
+scheduler: Scheduler | null, };
 
 export type User = { 
 /**

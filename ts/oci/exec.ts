@@ -85,7 +85,7 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   }
   if (r.preserveFds) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: 'passing file descriptors into the container is not supported by tsbox yet', hint: null });
   const dir = containerDir(state.id);
-  const saved = parseJsonExact(readFileSync(join(dir, 'config.json'), 'utf8')) as { process: Json; linux: { seccomp: Json | null } };
+  const saved = parseJsonExact(readFileSync(join(dir, 'config.json'), 'utf8')) as { process: Json; linux: { seccomp: Json | null; personality?: { domain: 'LINUX' | 'LINUX32' } | null } };
   let file = join(dir, 'config.json');
   let raw: unknown;
   if (r.processFile !== undefined) {
@@ -114,7 +114,7 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
     throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'there is no terminal to send: the process has none', hint: 'add --tty, or leave out --console-socket' });
   }
   const native = loadNative();
-  const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false);
+  const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false, saved.linux.personality?.domain);
   const o = parseRunInput(plan.argv, { stdio: 'inherit', init: false, tty: terminal }).options;
   const c = await execPlan(state.id, join(dir, 'control.sock'), o, plan, { detach: r.detach });
   if (r.consoleSocket !== undefined) {

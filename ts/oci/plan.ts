@@ -85,7 +85,6 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
 
   if (!spec.root) refuse('root', 'is required on Linux: the container needs a root filesystem');
   if (!proc) refuse('process', 'is required: tsbox creates a container to run its process (`tsbox spec` writes one)');
-  if (spec.domainname) unsupported('domainname');
 
   // Namespaces: each new one tsbox knows; joining and the time namespace are not there yet.
   const namespaces: Namespace[] = [];
@@ -118,9 +117,11 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   if (!namespaces.includes('mount')) refuse('linux.namespaces', 'must include "mount": tsbox builds every container in a mount namespace of its own');
   const userns = namespaces.includes('user');
   if (!userns && (linux.uidMappings?.length || linux.gidMappings?.length)) refuse(linux.uidMappings?.length ? 'linux.uidMappings' : 'linux.gidMappings', 'needs a "user" namespace in linux.namespaces');
+  if (spec.domainname && !own.includes('uts')) refuse('domainname', 'needs a "uts" namespace of its own in linux.namespaces (the host\'s is not the container\'s to set)');
+  if (linux.personality?.flags?.length) refuse('linux.personality.flags', 'the runtime-spec defines no flags yet');
   if (spec.hostname && !own.includes('uts')) refuse('hostname', 'needs a "uts" namespace of its own in linux.namespaces (the host\'s name is not the container\'s to set)');
 
-  for (const key of ['netDevices', 'intelRdt', 'memoryPolicy', 'personality'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
+  for (const key of ['netDevices', 'intelRdt', 'memoryPolicy'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
   if (linux.timeOffsets) {
     if (time === null) refuse('linux.timeOffsets', 'needs a "time" namespace in linux.namespaces');
     else for (const [clock, o] of Object.entries(linux.timeOffsets)) time[clock as keyof TimeOffsets] = { secs: o.secs ?? 0, nanosecs: o.nanosecs ?? 0 };
@@ -235,8 +236,9 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       // A terminal exists from create on: its master goes to --console-socket then.
       console: process.terminal ? ttySize(process) : null,
       time,
+      domainname: spec.domainname || null,
     };
-    const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace);
+    const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace, linux.personality?.domain);
     return { sandbox, process: plan };
   };
 
@@ -270,7 +272,10 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
 export function processProblems(proc: OciProcess, at: string, refuse: (path: string, message: string) => void): void {
   if (proc.apparmorProfile) refuse(`${at}.apparmorProfile`, 'AppArmor profiles are not supported by tsbox');
   if (proc.selinuxLabel) refuse(`${at}.selinuxLabel`, 'SELinux labels are not supported by tsbox');
-  for (const key of ['ioPriority', 'scheduler', 'execCPUAffinity'] as const) if (proc[key] != null) refuse(`${at}.${key}`, 'is not supported by tsbox yet');
+  if (proc.execCPUAffinity != null) refuse(`${at}.execCPUAffinity`, 'is not supported by tsbox yet');
+  (proc.scheduler?.flags ?? []).forEach((f, i) => {
+    if (SCHED_FLAGS[f] === undefined) refuse(`${at}.scheduler.flags[${i}]`, `"${f}" is not a flag tsbox can set (${Object.keys(SCHED_FLAGS).join(', ')})`);
+  });
   if (proc.user.username) refuse(`${at}.user.username`, 'is for Windows containers');
   for (const set of ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const) {
     (proc.capabilities?.[set] ?? []).forEach((c, i) => {
@@ -287,8 +292,20 @@ export function processProblems(proc: OciProcess, at: string, refuse: (path: str
   });
 }
 
-/** The ProcessPlan of a checked OCI `process`, with the container's seccomp profile (linux.seccomp). */
-export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unknown> | null, compiler: SeccompCompiler, trace: boolean): ProcessPlan {
+/** sched_setattr(2)'s flags, by name (util clamps need values the spec has no room for). */
+const SCHED_FLAGS: Record<string, number> = {
+  SCHED_FLAG_RESET_ON_FORK: 0x01,
+  SCHED_FLAG_RECLAIM: 0x02,
+  SCHED_FLAG_DL_OVERRUN: 0x04,
+  SCHED_FLAG_KEEP_POLICY: 0x08,
+  SCHED_FLAG_KEEP_PARAMS: 0x10,
+};
+const SCHED_POLICIES = ['SCHED_OTHER', 'SCHED_FIFO', 'SCHED_RR', 'SCHED_BATCH', 'SCHED_ISO', 'SCHED_IDLE', 'SCHED_DEADLINE'];
+const IOPRIO_CLASSES = ['', 'IOPRIO_CLASS_RT', 'IOPRIO_CLASS_BE', 'IOPRIO_CLASS_IDLE'];
+
+/** The ProcessPlan of a checked OCI `process`, with the container's seccomp profile (linux.seccomp) and personality. */
+export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unknown> | null, compiler: SeccompCompiler, trace: boolean, personality?: 'LINUX' | 'LINUX32'): ProcessPlan {
+  const sched = process.scheduler;
   const caps = process.capabilities;
   return {
     argv: process.args,
@@ -302,6 +319,20 @@ export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unkn
     tty: process.terminal ? ttySize(process) : null,
     trace,
     umask: process.user.umask ?? null,
+    // PER_LINUX 0, PER_LINUX32 8 (<linux/personality.h>).
+    personality: personality === undefined ? null : personality === 'LINUX32' ? 8 : 0,
+    ioPriority: process.ioPriority ? { class: IOPRIO_CLASSES.indexOf(process.ioPriority.class), priority: process.ioPriority.priority ?? 0 } : null,
+    scheduler: sched
+      ? {
+          policy: SCHED_POLICIES.indexOf(sched.policy),
+          flags: (sched.flags ?? []).reduce((f, name) => f | SCHED_FLAGS[name]!, 0),
+          nice: sched.nice ?? 0,
+          priority: sched.priority ?? 0,
+          runtime: Number(sched.runtime ?? 0),
+          deadline: Number(sched.deadline ?? 0),
+          period: Number(sched.period ?? 0),
+        }
+      : null,
   };
 }
 

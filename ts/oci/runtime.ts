@@ -107,7 +107,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {
     // The config as it was at create: exec's defaults, whatever becomes of the bundle.
-    writeFileSync(join(containerDir(container.id), 'config.json'), stringifyExact({ process: spec.process, linux: { seccomp: spec.linux?.seccomp ?? null } }), { mode: 0o600 });
+    writeFileSync(join(containerDir(container.id), 'config.json'), stringifyExact({ process: spec.process, linux: { seccomp: spec.linux?.seccomp ?? null, personality: spec.linux?.personality ?? null } }), { mode: 0o600 });
     if (c.oomScoreAdj !== null) writeFileSync(`/proc/${container.pid}/oom_score_adj`, String(c.oomScoreAdj));
     if (consoleSocket !== undefined) {
       const fd = container.terminalFd;

@@ -59,8 +59,23 @@ const processSchema = z.looseObject({
   apparmorProfile: z.nullish(z.string()),
   oomScoreAdj: z.nullish(z.number().check(z.int(), z.gte(-1000), z.lte(1000))),
   selinuxLabel: z.nullish(z.string()),
-  ioPriority: z.nullish(z.unknown()),
-  scheduler: z.nullish(z.unknown()),
+  ioPriority: z.nullish(
+    z.looseObject({
+      class: z.enum(['IOPRIO_CLASS_RT', 'IOPRIO_CLASS_BE', 'IOPRIO_CLASS_IDLE']),
+      priority: z.nullish(z.number().check(z.int(), z.gte(0), z.lte(7))),
+    }),
+  ),
+  scheduler: z.nullish(
+    z.looseObject({
+      policy: z.enum(['SCHED_OTHER', 'SCHED_FIFO', 'SCHED_RR', 'SCHED_BATCH', 'SCHED_ISO', 'SCHED_IDLE', 'SCHED_DEADLINE']),
+      nice: z.nullish(z.number().check(z.int(), z.gte(-20), z.lte(19))),
+      priority: z.nullish(z.number().check(z.int(), z.gte(0), z.lte(99))),
+      flags: strings,
+      runtime: z.nullish(u64),
+      deadline: z.nullish(u64),
+      period: z.nullish(u64),
+    }),
+  ),
   execCPUAffinity: z.nullish(z.unknown()),
 });
 export type OciProcess = z.output<typeof processSchema>;
@@ -160,7 +175,7 @@ const linuxSchema = z.looseObject({
   maskedPaths: strings,
   readonlyPaths: strings,
   mountLabel: z.nullish(z.string()),
-  personality: z.nullish(z.unknown()),
+  personality: z.nullish(z.looseObject({ domain: z.enum(['LINUX', 'LINUX32']), flags: strings })),
 });
 export type OciLinux = z.output<typeof linuxSchema>;
 

@@ -337,6 +337,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     sysctl: [],
     console: null,
     time: null,
+    domainname: null,
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }
@@ -365,6 +366,9 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
     trace: o.trace,
     umask: null,
+    personality: null,
+    ioPriority: null,
+    scheduler: null,
   };
 }
 

@@ -36,6 +36,8 @@ mod wire {
             DeviceNode::decl(cfg),
             TimeOffsets::decl(cfg),
             ClockOffset::decl(cfg),
+            IoPriority::decl(cfg),
+            Scheduler::decl(cfg),
             RootfsSpec::decl(cfg),
             RootMode::decl(cfg),
             Propagation::decl(cfg),

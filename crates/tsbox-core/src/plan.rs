@@ -71,6 +71,9 @@ pub struct SandboxPlan {
     /// and writes the offsets before the container enters it.
     #[serde(default)]
     pub time: Option<TimeOffsets>,
+    /// The NIS domain name, in the container's own uts namespace (OCI `domainname`).
+    #[serde(default)]
+    pub domainname: Option<String>,
 }
 
 /// Offsets of CLOCK_MONOTONIC and CLOCK_BOOTTIME in a new time namespace.
@@ -188,6 +191,41 @@ pub struct ProcessPlan {
     /// the one the helper was started with.
     #[serde(default)]
     pub umask: Option<u32>,
+    /// The execution domain (personality(2); OCI `linux.personality`):
+    /// 0 for Linux, 8 for Linux32. None leaves it as it is.
+    #[serde(default)]
+    pub personality: Option<u32>,
+    /// The I/O scheduling class and priority (OCI `process.ioPriority`).
+    #[serde(default)]
+    pub io_priority: Option<IoPriority>,
+    /// The CPU scheduling policy and its parameters (OCI `process.scheduler`),
+    /// set with sched_setattr(2) while the process still may.
+    #[serde(default)]
+    pub scheduler: Option<Scheduler>,
+}
+
+/// ioprio_set(2)'s value: a class (1 realtime, 2 best effort, 3 idle) and a
+/// priority 0..7 within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct IoPriority {
+    pub class: u8,
+    pub priority: u8,
+}
+
+/// sched_setattr(2)'s struct sched_attr, by number (Node maps the names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Scheduler {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
 }
 
 /// A process's capability sets, by name (`CAP_X`), as the OCI runtime-spec
@@ -546,6 +584,7 @@ mod tests {
             sysctl: Vec::new(),
             console: None,
             time: None,
+            domainname: None,
         }
     }
 
@@ -570,6 +609,9 @@ mod tests {
             tty: None,
             trace: false,
             umask: Some(0o022),
+            personality: None,
+            io_priority: None,
+            scheduler: None,
         }
     }
 

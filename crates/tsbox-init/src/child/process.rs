@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
-use tsbox_core::{Namespace, ProcessPlan, Report, SandboxPlan, Step};
+use tsbox_core::{IoPriority, Namespace, ProcessPlan, Report, SandboxPlan, Scheduler, Step};
 
 use super::command::Command;
 use super::{caps, mounts, pty, users};
@@ -60,6 +60,29 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         trace!(tr, "rlimit: {} soft={} hard={}", rl.name, fmt_limit(rl.soft), fmt_limit(rl.hard));
     }
     nix::unistd::setsid().step(Step::Setsid, || "start a new session (no controlling terminal)".into())?;
+    // While the process is still root with its capabilities: a realtime
+    // class or policy needs CAP_SYS_NICE (or CAP_SYS_ADMIN for I/O).
+    if let Some(p) = process.personality {
+        // SAFETY: personality(2) with a value; it changes this process only.
+        if unsafe { libc::personality(p as libc::c_ulong) } < 0 {
+            return Err(Report::new(Step::Exec, Errno::last() as i32).detail(format!("set the personality {p:#x}")));
+        }
+        trace!(tr, "personality: {p:#x}");
+    }
+    if let Some(io) = process.io_priority {
+        set_io_priority(io)?;
+        trace!(tr, "io priority: class {} priority {}", io.class, io.priority);
+    }
+    if let Some(sched) = process.scheduler {
+        set_scheduler(&sched)?;
+        trace!(
+            tr,
+            "scheduler: policy {} priority {} nice {}",
+            sched.policy,
+            sched.priority,
+            sched.nice
+        );
+    }
 
     let user = users::resolve_in_container(&process.user)?;
     let mut env = process.env.clone();
@@ -266,4 +289,59 @@ pub fn close_range_cloexec(first: u32) {
             }
         }
     }
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | priority).
+fn set_io_priority(io: IoPriority) -> Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    let value = (libc::c_long::from(io.class) << 13) | libc::c_long::from(io.priority);
+    // SAFETY: a plain system call with integer arguments.
+    if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, value) } < 0 {
+        return Err(Report::new(Step::Exec, Errno::last() as i32)
+            .detail(format!("set the I/O priority (class {}, priority {})", io.class, io.priority)));
+    }
+    Ok(())
+}
+
+/// sched_setattr(2) on this process.
+fn set_scheduler(s: &Scheduler) -> Result<()> {
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: s.policy,
+        flags: s.flags,
+        nice: s.nice,
+        priority: s.priority,
+        runtime: s.runtime,
+        deadline: s.deadline,
+        period: s.period,
+    };
+    // SAFETY: sched_setattr reads `size` bytes of a struct we own.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0 as libc::c_long,
+            &attr as *const SchedAttr,
+            0 as libc::c_long,
+        )
+    } < 0
+    {
+        return Err(Report::new(Step::Exec, Errno::last() as i32)
+            .detail(format!(
+                "set the scheduling policy {} (priority {}, nice {})",
+                s.policy, s.priority, s.nice
+            ))
+            .hint("a realtime policy needs CAP_SYS_NICE (and room in the cgroup's rt budget)"));
+    }
+    Ok(())
 }

@@ -56,6 +56,15 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
     if plan.has(Namespace::Uts) {
         sethostname(&plan.hostname).step_path(Step::Sethostname, &plan.hostname, || "set the container's hostname".into())?;
         trace!(tr, "hostname: {}", plan.hostname);
+        if let Some(domain) = &plan.domainname {
+            // SAFETY: setdomainname reads `len` bytes of the name.
+            if unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) } != 0 {
+                return Err(Report::new(Step::Sethostname, nix::errno::Errno::last() as i32)
+                    .path(domain.clone())
+                    .detail("set the container's domain name"));
+            }
+            trace!(tr, "domainname: {domain}");
+        }
     }
     if plan.has(Namespace::Net) && plan.network == NetworkPhase::Loopback {
         loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;

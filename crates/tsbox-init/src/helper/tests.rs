@@ -159,6 +159,7 @@ fn plan() -> SandboxPlan {
         sysctl: Vec::new(),
         console: None,
         time: None,
+        domainname: None,
     }
 }
 
@@ -179,6 +180,9 @@ fn process() -> ProcessPlan {
         tty: None,
         trace: false,
         umask: None,
+        personality: None,
+        io_priority: None,
+        scheduler: None,
     }
 }
 
