@@ -178,6 +178,19 @@ describe('the OCI lifecycle', () => {
     expect((await cli(['delete', '--force', id])).code).toBe(0);
   });
 
+  it('two creates of one id at once: exactly one has it (the name is checked and taken under a lock)', async () => {
+    const dir = bundle('true');
+    const id = newId();
+    for (let round = 0; round < 3; round++) {
+      const both = await Promise.all([withFiles(dir, ['create', '--bundle', dir, id], `race-a-${round}`), withFiles(dir, ['create', '--bundle', dir, id], `race-b-${round}`)]);
+      expect(both.map((r) => r.code === 0).filter(Boolean)).toHaveLength(1);
+      expect(both.find((r) => r.code !== 0)!.stderr).toContain(`the name "${id}" is in use`);
+      expect((await cli(['list', '--format', 'json'])).stdout.split(`"id":"${id}"`)).toHaveLength(2);
+      expect((await cli(['delete', '--force', id])).code).toBe(0);
+    }
+    expect(readdirSync('/run/tsbox')).not.toContain('names.lock');
+  });
+
   it('a created container: delete refuses it and it stays; kill KILL stops it; delete --force removes one', async () => {
     const dir = bundle('touch /var/ran');
     const id = newId();

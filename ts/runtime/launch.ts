@@ -21,7 +21,8 @@ import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type Prepar
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
-import { loadNative, type NativeHelper } from '../native.js';
+import { ensureStateRoot } from '../state-root.js';
+import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
 import { Container } from './container.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
@@ -106,15 +107,42 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   // The container's state directory, and a detached container's log in it.
   let dir: string;
   let log: number | null = null;
+  const logPath = () => (log !== null ? join(dir, 'container.log') : null);
+  const stateOf = (bundle: string): ContainerState => ({
+    ociVersion: OCI_VERSION,
+    id,
+    status: 'creating',
+    pid: 0,
+    bundle,
+    annotations: {},
+    ...extras.oci?.state,
+    name: o.name ?? null,
+    created: new Date().toISOString(),
+    monitorPid: 0,
+    callerPid: process.pid,
+    detached: o.detach,
+    command,
+    options: o,
+    log: logPath(),
+  });
+  // A name is checked and taken (its state written) under one lock: two
+  // launches with the same name cannot both find it free.
+  let nameLock: NativeFileLock | null = null;
   try {
-    if (o.name !== undefined) checkName(o.name, undefined, extras.oci !== undefined);
+    if (o.name !== undefined) {
+      nameLock = native.binding.waitLockFile(join(ensureStateRoot(), 'names.lock'), `${id} ${process.pid}\n`);
+      checkName(o.name, undefined, extras.oci !== undefined);
+    }
     dir = createContainerDir(id);
     undo.push(() => removeContainerDir(dir));
     if (o.detach && !extras.oci) log = openSync(join(dir, 'container.log'), 'a', 0o600);
+    if (nameLock) writeState(dir, stateOf(o.rootfs ?? '/'));
   } catch (err) {
     // A log that could not be opened leaves no state directory behind.
     cleanup();
     throw err instanceof TsboxError ? err : fromSystemError('state', err, "create the container's state directory or its log");
+  } finally {
+    nameLock?.release();
   }
   // (1) The helper next (a detached container's log is its stdout), with its
   // end of the channel as fd 3: its exec and start-up run on another core
@@ -193,23 +221,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       control: join(dir, 'control.sock'),
       detach: o.detach,
     });
-    writeState(dir, {
-      ociVersion: OCI_VERSION,
-      id,
-      status: 'creating',
-      pid: 0,
-      bundle: plan.sandbox.rootfs.path,
-      annotations: {},
-      ...extras.oci?.state,
-      name: o.name ?? null,
-      created: new Date().toISOString(),
-      monitorPid: 0,
-      callerPid: process.pid,
-      detached: o.detach,
-      command,
-      options: o,
-      log: log !== null ? join(dir, 'container.log') : null,
-    });
+    writeState(dir, stateOf(plan.sandbox.rootfs.path));
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));
   }
