@@ -666,6 +666,31 @@ describe('hooks', () => {
     expect(seen('poststop')).toMatchObject({ ...common, status: 'stopped' });
   });
 
+  it('startContainer runs in the container (its path and hostname are the container\'s) before the process; one that fails stops it', async () => {
+    const dir = bundle('echo process >> /var/order', (c) => {
+      c.hooks = { startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'cat > /var/start.json; hostname >> /var/order; echo hook >> /var/order'], timeout: 5 }] };
+    });
+    const id = newId();
+    expect((await create(dir, [id])).code).toBe(0);
+    const started = await cli(['start', id]);
+    expect(started.code, started.stderr).toBe(0);
+    await waitFor(id, 'stopped');
+    expect(readFileSync(join(dir, 'out/order'), 'utf8')).toBe('mrsdalloway\nhook\nprocess\n');
+    expect(JSON.parse(readFileSync(join(dir, 'out/start.json'), 'utf8'))).toMatchObject({ id, status: 'created', bundle: dir });
+    expect((await cli(['delete', id])).code).toBe(0);
+
+    const failing = bundle('touch /var/ran', (c) => {
+      c.hooks = { startContainer: [{ path: '/bin/false' }] };
+    });
+    const other = newId();
+    expect((await create(failing, [other])).code).toBe(0);
+    const refused = await cli(['start', other]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('hook(hooks.startContainer[0]): /bin/false exited with status 1');
+    await waitFor(other, 'stopped');
+    expect(existsSync(join(failing, 'out/ran'))).toBe(false);
+  });
+
   it('a failing prestart hook fails create and leaves no container; a failing poststart or poststop hook is a warning', async () => {
     const bad = bundle('touch /var/ran', (c) => {
       c.hooks = { prestart: [{ path: '/bin/false' }] };
