@@ -323,6 +323,42 @@ describe('exec', () => {
   });
 });
 
+describe('passing descriptors', () => {
+  it('--preserve-fds N and LISTEN_FDS: the container\'s first process has them as 3 and up, and nothing else of tsbox\'s', async () => {
+    const dir = bundle('echo "fds: $(ls /proc/self/fd | tr "\\n" " ")listen=$LISTEN_FDS pid=$LISTEN_PID" >&3; echo second >&4');
+    const id = newId();
+    const out = openSync(join(dir, 'pf.out'), 'w');
+    const err = openSync(join(dir, 'pf.err'), 'w');
+    // fds 3 and 4 of create: two pipes whose other ends this test reads.
+    const child = spawnProcess(process.execPath, [BIN, 'create', '--bundle', dir, '--preserve-fds', '1', id], {
+      stdio: ['ignore', out, err, 'pipe', 'pipe'],
+      env: { ...process.env, LISTEN_FDS: '1' },
+    });
+    closeSync(out);
+    closeSync(err);
+    const read = (i: number) => new Promise<string>((res) => {
+      let text = '';
+      (child.stdio[i] as NodeJS.ReadableStream).setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => res(text));
+    });
+    const [three, four] = [read(3), read(4)];
+    const code = await new Promise<number | null>((res) => child.on('exit', res));
+    expect(code, readFileSync(join(dir, 'pf.err'), 'utf8')).toBe(0);
+    expect((await cli(['start', id])).code).toBe(0);
+    // ls's own descriptor for /proc/self/fd shows as the next one.
+    expect(await three).toMatch(/^fds: 0 1 2 3 4 5 listen=1 pid=1\n$/);
+    expect(await four).toBe('second\n');
+    await waitFor(id, 'stopped');
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
+  it('refuses a descriptor that is not open', async () => {
+    const dir = bundle('true');
+    const r = await create(dir, ['--preserve-fds', '100', newId()]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--preserve-fds\): EBADF — descriptor \d+ is not open/);
+  });
+});
+
 describe('pause, resume and ps', () => {
   it('pause freezes every process of the container (state says paused), resume thaws it; ps lists its processes', async () => {
     const dir = bundle('sleep 100 & while :; do echo tick >> /var/ticks; sleep 0.05; done');

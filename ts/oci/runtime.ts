@@ -6,7 +6,7 @@
  * by that name exactly.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { containerPids, containerStats, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
@@ -85,10 +85,23 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   // Paths given relative are the caller's, not the bundle's.
   const bundle = resolve(o.bundle);
   const pidFile = o.pidFile !== undefined ? resolve(o.pidFile) : undefined;
-  if (o.preserveFds) {
-    throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: 'passing file descriptors into the container is not supported by tsbox yet', hint: null });
-  }
   const { spec, file } = loadSpec(bundle);
+  // Socket activation (systemd's LISTEN_FDS, for this process) and
+  // --preserve-fds: descriptors 3 and up of this process become the
+  // container's 3 and up, as runc passes them.
+  const listen = Number(process.env.LISTEN_PID === undefined || process.env.LISTEN_PID === String(process.pid) ? (process.env.LISTEN_FDS ?? 0) : 0) || 0;
+  const preserved = Array.from({ length: listen + (o.preserveFds ?? 0) }, (_, i) => 3 + i);
+  for (const fd of preserved) {
+    try {
+      fstatSync(fd);
+    } catch (err) {
+      throw new TsboxError({ step: 'config', errno: 9, path: '--preserve-fds', detail: `descriptor ${fd} is not open (${(err as NodeJS.ErrnoException).code})`, hint: 'pass N open descriptors from 3 up (after LISTEN_FDS ones)' }, { cause: err });
+    }
+  }
+  if (listen > 0 && spec.process) {
+    const env = (spec.process.env ?? []).filter((e) => !e.startsWith('LISTEN_FDS=') && !e.startsWith('LISTEN_PID='));
+    spec.process.env = [...env, `LISTEN_FDS=${listen}`, 'LISTEN_PID=1'];
+  }
   const c = ociContainer(spec, bundle, o.id, file, o.trace === true);
   c.options.name = o.id;
   const consoleSocket = o.consoleSocket !== undefined ? resolve(o.consoleSocket) : undefined;
@@ -104,7 +117,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
     deferProcess: true,
     // A limit the config sets is never dropped for want of a cgroup.
     explicitLimits: o.rootless === 'false' || c.limited,
-    oci: { plans: c.plans, state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath },
+    oci: { plans: c.plans, state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved },
   });
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {

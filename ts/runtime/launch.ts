@@ -72,6 +72,8 @@ export interface LaunchExtras {
     state: Pick<ContainerState, 'bundle' | 'annotations' | 'ociVersion' | 'hooks' | 'oci'>;
     /** linux.cgroupsPath: the container's cgroup itself (CreateOptions.path). */
     cgroupsPath?: string | undefined;
+    /** Descriptors of this process the container's first process gets as 3 and up (--preserve-fds, LISTEN_FDS). */
+    preserveFds?: number[] | undefined;
   } | undefined;
 }
 
@@ -153,7 +155,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   const ch = new native.binding.Channel();
   let helper: NativeHelper;
   try {
-    helper = native.binding.spawnHelper(native.initPath, stdioFor(o, log), ch.childFd);
+    helper = native.binding.spawnHelper(native.initPath, stdioFor(o, log), ch.childFd, extras.oci?.preserveFds);
   } catch (err) {
     cleanup();
     ch.close();

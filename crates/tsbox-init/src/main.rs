@@ -47,5 +47,13 @@ fn main() {
             std::process::exit(125);
         }
     };
-    std::process::exit(helper::run(node));
+    // `--preserve-fds N`: descriptors 4 to 4+N-1 go to the container's first process (as 3 and up).
+    let preserved = match (
+        std::env::args().nth(1).as_deref(),
+        std::env::args().nth(2).and_then(|n| n.parse::<u32>().ok()),
+    ) {
+        (Some("--preserve-fds"), Some(n)) => n,
+        _ => 0,
+    };
+    std::process::exit(helper::run(node, preserved));
 }

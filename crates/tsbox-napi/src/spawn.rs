@@ -116,9 +116,12 @@ impl HelperProcess {
 }
 
 /// Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe" or "ignore" for
-/// stdin, stdout, stderr) and `channel_fd` as its fd 3.
+/// stdin, stdout, stderr), `channel_fd` as its fd 3, and `preserved` (an OCI
+/// runtime's --preserve-fds and LISTEN_FDS) as its fds 4 and up, for the
+/// container's first process to have as 3 and up.
 #[napi]
-pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32) -> Result<HelperProcess> {
+pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32, preserved: Option<Vec<i32>>) -> Result<HelperProcess> {
+    let preserved = preserved.unwrap_or_default();
     if stdio.len() != 3 {
         return Err(Error::new(Status::InvalidArg, "stdio needs three entries"));
     }
@@ -178,10 +181,31 @@ pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32) -> Result
                     }
                 }
             }
+            // The channel and the preserved descriptors are sources and
+            // targets at once (3, 4, ...): each is copied above every target
+            // first, and the copies are what the child's dup2s take.
+            let floor = 4 + preserved.len() as i32 + 16;
+            let above = |fd: i32| -> Result<OwnedFd> {
+                let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor);
+                if copy < 0 {
+                    return Err(err(&format!("duplicate descriptor {fd} (is it open?)"), Errno::last()));
+                }
+                Ok(OwnedFd::from_raw_fd(copy))
+            };
+            let channel = above(channel_fd)?;
             check(
-                libc::posix_spawn_file_actions_adddup2(&mut actions, channel_fd, 3),
+                libc::posix_spawn_file_actions_adddup2(&mut actions, channel.as_raw_fd(), 3),
                 "posix_spawn_file_actions_adddup2",
             )?;
+            let mut copies = Vec::new();
+            for (i, fd) in preserved.iter().enumerate() {
+                let copy = above(*fd)?;
+                check(
+                    libc::posix_spawn_file_actions_adddup2(&mut actions, copy.as_raw_fd(), 4 + i as i32),
+                    "posix_spawn_file_actions_adddup2",
+                )?;
+                copies.push(copy);
+            }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             let mut all: libc::sigset_t = std::mem::zeroed();
@@ -197,11 +221,24 @@ pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32) -> Result
                 "posix_spawnattr_setflags",
             )?;
             let argv0 = c"tsbox-init";
-            let argv = [argv0.as_ptr() as *mut libc::c_char, std::ptr::null_mut()];
+            let flag = c"--preserve-fds";
+            let count = CString::new(preserved.len().to_string()).expect("digits");
+            let argv = if preserved.is_empty() {
+                vec![argv0.as_ptr() as *mut libc::c_char, std::ptr::null_mut()]
+            } else {
+                vec![
+                    argv0.as_ptr() as *mut libc::c_char,
+                    flag.as_ptr() as *mut libc::c_char,
+                    count.as_ptr() as *mut libc::c_char,
+                    std::ptr::null_mut(),
+                ]
+            };
             let envp = [std::ptr::null_mut::<libc::c_char>()];
             let mut pid: libc::pid_t = 0;
             let r = libc::posix_spawn(&mut pid, cpath.as_ptr(), &actions, &attr, argv.as_ptr(), envp.as_ptr());
             drop(theirs);
+            drop(channel);
+            drop(copies);
             if r != 0 {
                 let e = Errno::from_raw(r);
                 return Err(Error::new(

@@ -29,6 +29,9 @@ pub struct Context {
     /// The slave of the console the sandbox made (SandboxPlan.console),
     /// which a `tty` takes instead of a new pty.
     pub console: Option<OwnedFd>,
+    /// Descriptors 4 to 4+N-1, which the process gets as 3 to 3+N-1 (the
+    /// container's first process only: --preserve-fds).
+    pub preserved: u32,
 }
 
 impl Context {
@@ -37,6 +40,7 @@ impl Context {
             create_cwd: plan.has(Namespace::Mount),
             ctty: !plan.init,
             console,
+            preserved: crate::helper::PRESERVED_FDS.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -45,6 +49,7 @@ impl Context {
             create_cwd: false,
             ctty: true,
             console: None,
+            preserved: 0,
         }
     }
 }
@@ -135,8 +140,20 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
     }
     // The credential changes above cleared the parent-death signal.
     rearm_pdeathsig(chan)?;
-    // Nothing but the stdio the caller gave us reaches the command.
+    // Nothing but the stdio the caller gave us (and the descriptors it
+    // preserved, moved down to 3 and up) reaches the command.
     close_range_cloexec(3);
+    for i in 0..ctx.preserved as i32 {
+        // Upwards: each target is a source already taken (4+i-1), never one still to come.
+        // SAFETY: dup2 between descriptors of this process; the new one is not close-on-exec.
+        if unsafe { libc::dup2(4 + i, 3 + i) } < 0 {
+            return Err(Report::new(Step::Exec, Errno::last() as i32).detail(format!(
+                "pass the preserved descriptor {} on as {}",
+                4 + i,
+                3 + i
+            )));
+        }
+    }
     // Last: the init (when there is one) is restricted like the command.
     if let Some(bpf) = process.seccomp.as_ref().filter(|_| process.no_new_privileges) {
         super::seccomp::load(bpf.as_bytes())?;

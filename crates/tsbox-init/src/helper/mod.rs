@@ -37,8 +37,14 @@ use crate::trace::{trace, Trace};
 use host::{Host, Kernel};
 use monitor::Container;
 
+/// How many descriptors, from 4 up, the container's first process gets as
+/// 3 and up (an OCI runtime's --preserve-fds): set once at start, read by
+/// the child (a copy of this process).
+pub static PRESERVED_FDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Runs the helper to the end; returns its exit status.
-pub fn run(node: Channel) -> i32 {
+pub fn run(node: Channel, preserved: u32) -> i32 {
+    PRESERVED_FDS.store(preserved, std::sync::atomic::Ordering::Relaxed);
     // Never let a signal interrupt setup: they are read from a signalfd later
     // and forwarded. No parent-death signal either: when whoever started us
     // dies, its end of the channel closes, and every wait below watches the
@@ -49,7 +55,7 @@ pub fn run(node: Channel) -> i32 {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
     // Whatever else the caller's process had open without close-on-exec must
     // never reach the container (its PID 1, the init, never execs).
-    crate::child::process::close_from(4);
+    crate::child::process::close_from(4 + preserved);
 
     let s = match setup(&mut Kernel, &node) {
         Ok(s) => s,
@@ -166,6 +172,10 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
                 report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
             )
         })?;
+    // The preserved descriptors are the child's now: the monitor keeps none.
+    for fd in 4..4 + PRESERVED_FDS.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = nix::unistd::close(fd as i32);
+    }
     let c = Container {
         pid: cloned.pid,
         pidfd: cloned.pidfd,
