@@ -330,7 +330,7 @@ const specArgs = {
 } as const;
 
 export const spec = defineCommand({
-  meta: { name: 'tsbox spec', description: "Write a config.json with tsbox's defaults, for a root filesystem in rootfs/ that runs sh" },
+  meta: { name: 'tsbox spec', description: "Write a bundle's config with tsbox's defaults: config.json, for a root filesystem in rootfs/ that runs sh" },
   args: specArgs,
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, specArgs, cmd, 'spec', { min: 0, max: 0, usage: 'no arguments' });
