@@ -323,6 +323,32 @@ describe('exec', () => {
   });
 });
 
+describe('as conmon and containerd\'s shim drive it', () => {
+  it('the container\'s init is the child of create\'s subreaper, which reaps it and has its exit status', async () => {
+    const dir = bundle('sleep 0.3; exit 7');
+    const id = newId();
+    const pidFile = join(dir, 'init.pid');
+    const conmon = spawnProcess(probePath(), ['subreaper', pidFile, process.execPath, BIN, 'create', '--bundle', dir, '--pid-file', pidFile, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: Record<string, unknown>[] = [];
+    conmon.stdout.setEncoding('utf8').on('data', (d: string) => lines.push(...d.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)));
+    const done = new Promise<number | null>((res) => conmon.on('exit', res));
+    try {
+      for (let i = 0; i < 200 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      const pid = (await state(id)).pid;
+      expect(lines[0]).toEqual({ created: pid });
+      // Its parent is the subreaper, as a runc container's would be.
+      expect(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]).toBe(String(conmon.pid));
+      expect((await cli(['start', id])).code).toBe(0);
+      expect(await done).toBe(0);
+      expect(lines[1]).toEqual({ exited: 7, signal: null });
+      await waitFor(id, 'stopped');
+      expect((await cli(['delete', id])).code).toBe(0);
+    } finally {
+      conmon.kill('SIGKILL');
+    }
+  });
+});
+
 describe('passing descriptors', () => {
   it('--preserve-fds N and LISTEN_FDS: the container\'s first process has them as 3 and up, and nothing else of tsbox\'s', async () => {
     const dir = bundle('echo "fds: $(ls /proc/self/fd | tr "\\n" " ")listen=$LISTEN_FDS pid=$LISTEN_PID" >&3; echo second >&4');

@@ -85,7 +85,14 @@ time: TimeOffsets | null,
 /**
  * The NIS domain name, in the container's own uts namespace (OCI `domainname`).
  */
-domainname: string | null, };
+domainname: string | null, 
+/**
+ * The container's first process is a child of the monitor's parent
+ * (CLONE_PARENT), not of the monitor: as a runc container is of its
+ * caller's subreaper (conmon, containerd's shim), which waits for it and
+ * has its exit status. The monitor follows it by its pidfd.
+ */
+reparent: boolean, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 

@@ -235,6 +235,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
       console: process.terminal ? ttySize(process) : null,
       time,
       domainname: spec.domainname || null,
+      reparent: false,
     };
     const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace, linux.personality?.domain);
     return { sandbox, process: plan };

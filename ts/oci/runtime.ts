@@ -117,7 +117,15 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
     deferProcess: true,
     // A limit the config sets is never dropped for want of a cgroup.
     explicitLimits: o.rootless === 'false' || c.limited,
-    oci: { plans: c.plans, state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved },
+    oci: {
+      // Not attached, the container's init is the caller's subreaper's child
+      // (conmon's, containerd's shim's), as a runc container is.
+      plans: (ctx) => {
+        const p = c.plans(ctx);
+        p.sandbox.reparent = !o.attach;
+        return p;
+      },
+      state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved },
   });
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {

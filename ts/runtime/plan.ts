@@ -338,6 +338,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     console: null,
     time: null,
     domainname: null,
+    reparent: false,
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }

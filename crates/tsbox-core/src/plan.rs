@@ -74,6 +74,12 @@ pub struct SandboxPlan {
     /// The NIS domain name, in the container's own uts namespace (OCI `domainname`).
     #[serde(default)]
     pub domainname: Option<String>,
+    /// The container's first process is a child of the monitor's parent
+    /// (CLONE_PARENT), not of the monitor: as a runc container is of its
+    /// caller's subreaper (conmon, containerd's shim), which waits for it and
+    /// has its exit status. The monitor follows it by its pidfd.
+    #[serde(default)]
+    pub reparent: bool,
 }
 
 /// Offsets of CLOCK_MONOTONIC and CLOCK_BOOTTIME in a new time namespace.
@@ -585,6 +591,7 @@ mod tests {
             console: None,
             time: None,
             domainname: None,
+            reparent: false,
         }
     }
 

@@ -13,6 +13,7 @@
 //!   tsbox-probe no-pdeathsig
 //!   tsbox-probe tty-excl set|get
 //!   tsbox-probe recvtty SOCKET INPUT
+//!   tsbox-probe subreaper PIDFILE CMD [ARGS...]
 
 mod parse;
 
@@ -24,7 +25,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT | subreaper PIDFILE CMD [ARGS...]";
 
 mod syscalls;
 
@@ -52,6 +53,7 @@ fn main() {
         Some("no-pdeathsig") if args.len() == 1 => cmd_no_pdeathsig(),
         Some("tty-excl") if args.len() == 2 && (args[1] == "set" || args[1] == "get") => cmd_tty_excl(args[1] == "set"),
         Some("recvtty") if args.len() == 3 => cmd_recvtty(&args[1], &args[2]),
+        Some("subreaper") if args.len() >= 3 => cmd_subreaper(&args[1], &args[2..]),
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
             0
@@ -574,6 +576,52 @@ fn cmd_recvtty(socket: &str, input: &str) -> i32 {
     let _ = stdout.write_all(&out);
     let _ = stdout.flush();
     0
+}
+
+/// `subreaper PIDFILE CMD...`, on the host: what conmon and containerd's shim
+/// are to an OCI runtime. A child subreaper runs CMD (the runtime's create),
+/// reads the container's pid from PIDFILE, prints {"created": PID}, and waits
+/// for that process as its child: {"exited": CODE, "signal": SIG} when it ends.
+fn cmd_subreaper(pidfile: &str, cmd: &[String]) -> i32 {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return usage(&format!("PR_SET_CHILD_SUBREAPER: errno {}", errno()));
+    }
+    match std::process::Command::new(&cmd[0]).args(&cmd[1..]).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            out_json(&json!({ "createFailed": s.code() }));
+            return 1;
+        }
+        Err(e) => return usage(&format!("run {}: {}", cmd[0], io_msg(&e))),
+    }
+    let pid: libc::pid_t = match std::fs::read_to_string(pidfile).ok().and_then(|s| s.trim().parse().ok()) {
+        Some(p) => p,
+        None => return usage(&format!("no pid in {pidfile}")),
+    };
+    out_json(&json!({ "created": pid }));
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a pointer to a local.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+        if r < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            out_json(&json!({ "lost": pid, "errno": errno() }));
+            return 1;
+        }
+        // Others (the runtime's own processes reparented here) are reaped and passed over.
+        if r == pid {
+            let (code, signal) = if libc::WIFEXITED(status) {
+                (Some(libc::WEXITSTATUS(status)), None)
+            } else {
+                (None, Some(libc::WTERMSIG(status)))
+            };
+            out_json(&json!({ "exited": code, "signal": signal }));
+            return 0;
+        }
+    }
 }
 
 /// `alloc MIB`: allocates and touches MIB MiB (every page), holds it for 200 ms,

@@ -97,7 +97,7 @@ pub fn clone_container(flags: u64, cgroup: Option<RawFd>) -> Result<Forked, Errn
 
 /// Names of the namespace flags set in `flags`, for the trace.
 pub fn flag_names(flags: u64) -> String {
-    tsbox_core::Namespace::ALL
+    let mut names: Vec<String> = tsbox_core::Namespace::ALL
         .iter()
         .filter(|ns| flags & ns.clone_flag() != 0)
         .map(|ns| {
@@ -109,6 +109,12 @@ pub fn flag_names(flags: u64) -> String {
                 }
             )
         })
-        .collect::<Vec<_>>()
-        .join("|")
+        .collect();
+    if flags & CLONE_PARENT != 0 {
+        names.push("CLONE_PARENT".into());
+    }
+    names.join("|")
 }
+
+/// The child's parent is the caller's parent (SandboxPlan.reparent).
+pub const CLONE_PARENT: u64 = 0x8000;

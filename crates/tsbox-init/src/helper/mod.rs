@@ -149,7 +149,7 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
 
     // Phase 2, cloned.
     let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;
-    let flags = plan.clone_flags();
+    let flags = plan.clone_flags() | if plan.reparent { clone::CLONE_PARENT } else { 0 };
     // The cgroup2 directory for CLONE_INTO_CGROUP. One that cannot be opened
     // (or a kernel without the flag) leaves the child to be placed through
     // its cgroup.procs below, which reports what fails.

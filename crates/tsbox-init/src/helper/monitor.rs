@@ -48,9 +48,25 @@ impl Container {
         }
     }
 
-    /// Waits for the container's PID 1 and returns its wait status and rusage.
-    pub fn reap(&self) -> (i32, Rusage) {
-        reap(self.pid)
+    /// Waits for the container's PID 1 and returns its wait status and
+    /// rusage; None when it is not this process's child (a reparented one:
+    /// its parent has them).
+    pub fn reap(&self) -> Option<(i32, Rusage)> {
+        // SAFETY: siginfo_t is plain old data; a waitid probe with WNOWAIT |
+        // WNOHANG reaps nothing.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let probe = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid.as_raw() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+            )
+        };
+        if probe < 0 && nix::errno::Errno::last() == nix::errno::Errno::ECHILD {
+            return None;
+        }
+        Some(reap(self.pid))
     }
 }
 
@@ -349,8 +365,10 @@ pub fn run(
             }
         }
     }
-    let (status, rusage) = c.reap();
-    let (code, signal) = ended.unwrap_or_else(|| decode_status(status));
+    // A reparented PID 1 is its parent's to reap: how it ended is theirs.
+    let reaped = c.reap();
+    let (code, signal) = ended.unwrap_or_else(|| reaped.map(|(status, _)| decode_status(status)).unwrap_or((None, None)));
+    let rusage = reaped.map(|(_, r)| r).unwrap_or_default();
     let result = if let Some(r) = failure {
         Err(r)
     } else if died_in_setup || (!started && ended.is_none()) {
@@ -364,6 +382,7 @@ pub fn run(
         Err(r) => (HelperMsg::Failed(r.clone()), exit_code_for(&r)),
         Ok(msg) => (msg, code.unwrap_or_else(|| 128 + signal.unwrap_or(0))),
     };
+    let known = reaped.is_some() || ended.is_some();
     // The state first, so that whoever the caller or a waiter tells reads
     // `stopped`; then the caller and the waiters; then the socket goes. An
     // attached container's state goes with it (its caller removes it, or
@@ -372,7 +391,9 @@ pub fn run(
     if plan.detach || waiters {
         state.update(|s| {
             s.insert("status".into(), "stopped".into());
-            s.insert("exitCode".into(), status.into());
+            if known {
+                s.insert("exitCode".into(), status.into());
+            }
             s.insert(
                 "exitSignal".into(),
                 signal.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null),

@@ -160,6 +160,7 @@ fn plan() -> SandboxPlan {
         console: None,
         time: None,
         domainname: None,
+        reparent: false,
     }
 }
 
