@@ -297,6 +297,10 @@ describe('exec', () => {
     expect(mkdir).toMatch(/Operation not permitted/);
     // Docker's flags reach it too.
     expect((await cli(['exec', '-w', '/etc', id, 'pwd'])).stdout).toBe('/etc\n');
+    // Nothing that could undo the container's device rule (no user namespace): refused as at create.
+    const admin = await cli(['exec', '--cap', 'CAP_SYS_ADMIN', id, 'true']);
+    expect(admin.code).not.toBe(0);
+    expect(admin.stderr).toContain('process.capabilities.bounding: has CAP_SYS_ADMIN');
     expect((await cli(['delete', '--force', id])).code).toBe(0);
   });
 
@@ -304,7 +308,7 @@ describe('exec', () => {
     const dir = bundle('sleep 100');
     const id = await running(dir);
     const proc = join(dir, 'process.json');
-    writeFileSync(proc, JSON.stringify({ user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo detached > /var/exec; exec sleep 50'], env: ['PATH=/bin'], cwd: '/' }));
+    writeFileSync(proc, JSON.stringify({ user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo detached > /var/exec; exec sleep 50'], env: ['PATH=/bin'], cwd: '/', capabilities: { bounding: ['CAP_DAC_OVERRIDE'], effective: ['CAP_DAC_OVERRIDE'], permitted: ['CAP_DAC_OVERRIDE'] } }));
     const pidFile = join(dir, 'exec.pid');
     const r = await withFiles(dir, ['exec', '--process', proc, '--detach', '--pid-file', pidFile, id], 'exec');
     expect(r.code, r.stderr).toBe(0);
@@ -730,7 +734,8 @@ describe('hooks', () => {
 
   it('startContainer runs in the container (its path and hostname are the container\'s) before the process; one that fails stops it', async () => {
     const dir = bundle('echo process >> /var/order', (c) => {
-      c.hooks = { startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'cat > /var/start.json; hostname >> /var/order; echo hook >> /var/order'], timeout: 5 }] };
+      c.hooks = { startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'cat > /var/start.json; hostname >> /var/order; echo hook >> /var/order; grep -E "CapBnd|NoNewPrivs" /proc/self/status > /var/hook-caps'], timeout: 5 }] };
+      c.process.noNewPrivileges = true;
     });
     const id = newId();
     expect((await create(dir, [id])).code).toBe(0);
@@ -739,6 +744,10 @@ describe('hooks', () => {
     await waitFor(id, 'stopped');
     expect(readFileSync(join(dir, 'out/order'), 'utf8')).toBe('mrsdalloway\nhook\nprocess\n');
     expect(JSON.parse(readFileSync(join(dir, 'out/start.json'), 'utf8'))).toMatchObject({ id, status: 'created', bundle: dir });
+    // Never more than the container's process: its capabilities (no CAP_SYS_ADMIN, bit 21) and no_new_privs.
+    const hookCaps = readFileSync(join(dir, 'out/hook-caps'), 'utf8');
+    expect(BigInt(`0x${/CapBnd:\s+(\w+)/.exec(hookCaps)![1]}`) & (1n << 21n)).toBe(0n);
+    expect(hookCaps).toMatch(/NoNewPrivs:\s+1/);
     expect((await cli(['delete', id])).code).toBe(0);
 
     const failing = bundle('touch /var/ran', (c) => {
@@ -890,7 +899,7 @@ describe('the command line of runc\'s callers', () => {
     cfg.root.path = rootfs;
     // Run below with `tsbox run ID`, foreground, its terminal ours; create needs a console socket for it.
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
-    const fg = await cli(['run', 'fg-' + newId()], { cwd: dir, input: 'tty; id -u; hostname; exit 3\n' });
+    const fg = await cli(['run', '--bundle', '.', 'fg-' + newId()], { cwd: dir, input: 'tty; id -u; hostname; exit 3\n' });
     expect(fg.code, fg.stderr).toBe(3);
     expect(fg.stdout.split(/\r?\n/)).toEqual(expect.arrayContaining(['/dev/pts/0', '0', 'tsbox']));
     // Deleted at its end (no --keep).

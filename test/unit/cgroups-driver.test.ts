@@ -874,6 +874,12 @@ describe('an exact cgroup path (OCI cgroupsPath)', () => {
     host.k.existing(join(host.cg, 'cpu/busy'), ['77']);
     expect(failure(() => create(host, {}, { id: 'c2', path: '/busy' })).message).toMatch(/the cgroup exists and has processes \(77\)/);
     expect(existsSync(join(host.cg, 'memory/busy'))).toBe(false);
+    // Someone's subtree (a slice of services, with no process of its own): refused, untouched.
+    host.k.existing(join(host.cg, 'pids/slice'));
+    host.k.existing(join(host.cg, 'pids/slice/service'), ['88']);
+    expect(failure(() => create(host, {}, { id: 'c3', path: '/slice' })).message).toMatch(/the cgroup exists and has child cgroups \(service\)/);
+    expect(host.k.ops.some((op) => op.includes('slice') && !op.startsWith('mkdir'))).toBe(false);
+    expect(existsSync(join(host.cg, 'pids/slice/service'))).toBe(true);
   });
 });
 

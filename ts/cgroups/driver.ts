@@ -222,8 +222,14 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
   const adopted: string[] = [];
   for (const h of new Set([...hierarchies.values()].filter((x) => x.exact).map((x) => x.leaf))) {
     if (!fs.exists(h)) continue;
+    // Only a bare leaf: no process, no child cgroup, no controller enabled for
+    // children. Anything else is someone's subtree (a slice of services),
+    // which the container's limits and its teardown must never touch.
     const procs = splitList(readIfPresent(fs, posix.join(h, 'cgroup.procs')));
     if (procs.length > 0) throw cgroupProblem(h, `the cgroup exists and has processes (${procs.slice(0, 5).join(', ')})`, 'give a cgroup of the container\'s own, or an empty one', EBUSY);
+    const children = fs.subdirs(h);
+    if (children.length > 0) throw cgroupProblem(h, `the cgroup exists and has child cgroups (${children.slice(0, 5).join(', ')})`, 'give a cgroup of the container\'s own, or an empty leaf', EBUSY);
+    if (splitList(readIfPresent(fs, posix.join(h, 'cgroup.subtree_control'))).length > 0) throw cgroupProblem(h, 'the cgroup exists and enables controllers for children of its own', 'give a cgroup of the container\'s own, or an empty leaf', EBUSY);
     adopted.push(h);
   }
   return { adopted, versions, hierarchies, enable, writes };
@@ -411,7 +417,8 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
         try {
           // What this call made goes, the `tsbox` parents too (unless another
           // container is in one by now).
-          removeCgroup({ dirs: made, parents: placement.parents }, fs);
+          // A joined cgroup is emptied, never removed (placement.kept).
+          removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}) }, fs);
           removeParents([...madeParents].reverse(), fs);
         } catch {
           // The first error is the one to report.

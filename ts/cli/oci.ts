@@ -162,15 +162,14 @@ export async function ociRun(rawArgs: readonly string[]): Promise<void> {
     process.exit(0);
   }
   const restore = container.terminalFd !== null ? attachTerminal(container, true) : () => {};
-  let code: number;
   try {
     await ociStart(id, warn);
-    code = (await container.wait()).exitCode;
+    process.exitCode = (await container.wait()).exitCode;
   } finally {
     restore();
+    // Deleted at its end, or when it could not start, unless kept.
+    if (v.get('keep') !== true) await ociDelete(id, true, warn);
   }
-  if (v.get('keep') !== true) await ociDelete(id, true, warn);
-  process.exitCode = code;
 }
 
 /** Only for run's help: the command that parse() shows it with. */

@@ -125,14 +125,14 @@ export function applySecurityOpt(options: RunOptions, opt: string): void {
 const OCI_RUN_ONLY = /^--(bundle|pid-file|console-socket|keep|no-pivot|no-new-keyring|no-subreaper|preserve-fds)(=|$)|^-b$/;
 
 /**
- * runc's form of run: one of its own flags before the id, or, in a
- * directory holding config.json (a bundle), `tsbox run [-d] ID` alone.
+ * runc's form of run: one of its own flags (--bundle, ...) before the id.
+ * Never guessed from a config.json in the current directory: `tsbox run sh`
+ * in an unpacked tarball must not run the tarball's hooks as root.
  */
 function ociRunForm(rawArgs: readonly string[]): boolean {
   const positional = rawArgs.findIndex((a) => !a.startsWith('-') || a === '-');
   const flags = positional < 0 ? rawArgs : rawArgs.slice(0, positional);
-  if (flags.some((a) => OCI_RUN_ONLY.test(a))) return true;
-  return flags.every((a) => a === '-d' || a === '--detach') && positional === rawArgs.length - 1 && existsSync('config.json');
+  return flags.some((a) => OCI_RUN_ONLY.test(a));
 }
 
 const run = defineCommand({

@@ -13,8 +13,8 @@ import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { execPlan, type Container } from '../runtime/container.js';
 import { containerDir } from '../runtime/state.js';
-import { ociProcessPlan, processProblems } from './plan.js';
-import { findOci, ociState, writePidFile } from './runtime.js';
+import { deviceGuardProblems, ociProcessPlan, processProblems } from './plan.js';
+import { findOci, ociState, savedConfig, writePidFile } from './runtime.js';
 import { ociProcessSchema, parseJsonExact, specError, type SpecProblem } from './spec.js';
 
 export interface ExecRequest {
@@ -85,7 +85,7 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   }
   if (r.preserveFds) throw new TsboxError({ step: 'config', errno: 22, path: '--preserve-fds', detail: 'passing file descriptors into the container is not supported by tsbox yet', hint: null });
   const dir = containerDir(state.id);
-  const saved = parseJsonExact(readFileSync(join(dir, 'config.json'), 'utf8')) as { process: Json; linux: { seccomp: Json | null; personality?: { domain: 'LINUX' | 'LINUX32' } | null } };
+  const saved = savedConfig(state);
   let file = join(dir, 'config.json');
   let raw: unknown;
   if (r.processFile !== undefined) {
@@ -102,7 +102,11 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   const problems: SpecProblem[] = parsed.success
     ? []
     : parsed.error.issues.map((i) => ({ path: `process${i.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('')}`, message: i.message }));
-  if (parsed.success) processProblems(parsed.data, 'process', (path, message) => problems.push({ path, message }));
+  if (parsed.success) {
+    processProblems(parsed.data, 'process', (path, message) => problems.push({ path, message }));
+    // As the container's first process: nothing that could undo its device rule.
+    if (saved.deviceGuard) deviceGuardProblems(parsed.data, 'process', (path, message) => problems.push({ path, message }));
+  }
   if (!parsed.success || problems.length > 0) throw specError(file, problems);
   const proc = parsed.data;
   if (r.processFile !== undefined && r.args.length > 0) proc.args = r.args;

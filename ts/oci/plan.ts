@@ -6,7 +6,6 @@
  * dropped (README, "As an OCI runtime", has the table).
  */
 import { lstatSync, statSync } from 'node:fs';
-import { hostname as hostHostname } from 'node:os';
 import { posix, resolve } from 'node:path';
 
 import { ALL_CAPABILITIES } from '../config/capabilities.js';
@@ -68,6 +67,12 @@ export interface OciContainer {
   cgroupsPath: string | undefined;
   /** process.terminal: the container has a console, whose master create hands on. */
   terminal: boolean;
+  /**
+   * The deny-all device rule is held by nodev (no user namespace): a
+   * process with CAP_SYS_ADMIN must never run in this container, exec'd
+   * ones included.
+   */
+  deviceGuard: boolean;
 }
 
 const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup' };
@@ -148,12 +153,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
   const nodev = !userns && !allowsAllDevices;
   // CAP_SYS_ADMIN could remount them dev again: without a device cgroup,
   // the deny-all rule holds for such a container only in a user namespace.
-  if (nodev && proc) {
-    const bounding = proc.capabilities ? (proc.capabilities.bounding ?? []) : null;
-    if (bounding === null || bounding.includes('CAP_SYS_ADMIN')) {
-      refuse(bounding === null ? 'process.capabilities' : 'process.capabilities.bounding', `${bounding === null ? 'leaves every capability, CAP_SYS_ADMIN included,' : 'has CAP_SYS_ADMIN,'} which could remount the container's filesystems to open devices the device rules deny; tsbox has no device cgroup yet to hold them: add a "user" namespace, drop CAP_SYS_ADMIN, or allow all devices (linux.resources.devices)`);
-    }
-  }
+  if (nodev && proc) deviceGuardProblems(proc, 'process', refuse);
 
   if (proc) processProblems(proc, 'process', refuse);
 
@@ -213,8 +213,9 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     for (const target of linux.readonlyPaths ?? []) withCgroup.push({ target, type: 'readonlyPath' });
     const sandbox: SandboxPlan = {
       version: ctx.planVersion,
-      // Without a name of its own, the container keeps the one it has (the host's, in a new uts namespace).
-      hostname: spec.hostname || hostHostname(),
+      // Without a name, the container keeps the one its uts namespace has
+      // (a new one's is a copy of the host's; a joined one's is left alone).
+      hostname: spec.hostname ?? '',
       namespaces,
       rootfs: { kind: 'path', path: root, mode: spec.root!.readonly ? 'readonly' : 'bind', idmap: false, nodev },
       rootfsPropagation: (linux.rootfsPropagation?.replace(/^r/, '') ?? 'private') as SandboxPlan['rootfsPropagation'],
@@ -261,6 +262,7 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     limited: Object.keys(limits.options).length > 0 || cgroupsPath !== undefined,
     cgroupsPath,
     terminal: proc.terminal === true,
+    deviceGuard: nodev,
   };
 }
 
@@ -289,6 +291,20 @@ export function processProblems(proc: OciProcess, at: string, refuse: (path: str
     else if (BigInt(r.soft) > BigInt(r.hard)) refuse(`${at}.rlimits[${i}].soft`, 'must not be above hard');
     seen.add(name);
   });
+}
+
+/**
+ * A process that could undo the nodev that holds the deny-all device rule
+ * (CAP_SYS_ADMIN, or every capability) in a container without a user
+ * namespace: its first process, or one exec'd into it.
+ */
+export function deviceGuardProblems(proc: OciProcess, at: string, refuse: (path: string, message: string) => void): void {
+  const bounding = proc.capabilities ? (proc.capabilities.bounding ?? []) : null;
+  if (bounding !== null && !bounding.includes('CAP_SYS_ADMIN')) return;
+  refuse(
+    bounding === null ? `${at}.capabilities` : `${at}.capabilities.bounding`,
+    `${bounding === null ? 'leaves every capability, CAP_SYS_ADMIN included,' : 'has CAP_SYS_ADMIN,'} which could remount the container's filesystems to open devices the device rules deny; tsbox has no device cgroup yet to hold them: add a "user" namespace, drop CAP_SYS_ADMIN, or allow all devices (linux.resources.devices)`,
+  );
 }
 
 /** sched_setattr(2)'s flags, by name (util clamps need values the spec has no room for). */

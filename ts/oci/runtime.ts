@@ -18,8 +18,8 @@ import type { ProcessPlan } from '../runtime/plan.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
 import { containerDir, listStates, liveState, type ContainerState } from '../runtime/state.js';
-import { ociContainer, ociLimits } from './plan.js';
-import { loadSpec, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
+import { ociContainer, ociLimits, ociProcessPlan } from './plan.js';
+import { loadSpec, ociProcessSchema, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
 
 /** The runtime-spec state of a container, as `state` prints it and hooks read it. */
 export interface OciState {
@@ -130,7 +130,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {
     // The config as it was at create: exec's defaults, whatever becomes of the bundle.
-    writeFileSync(join(containerDir(container.id), 'config.json'), stringifyExact({ process: spec.process, linux: { seccomp: spec.linux?.seccomp ?? null, personality: spec.linux?.personality ?? null } }), { mode: 0o600 });
+    writeFileSync(join(containerDir(container.id), 'config.json'), stringifyExact({ process: spec.process, linux: { seccomp: spec.linux?.seccomp ?? null, personality: spec.linux?.personality ?? null }, deviceGuard: c.deviceGuard }), { mode: 0o600 });
     if (c.oomScoreAdj !== null) writeFileSync(`/proc/${container.pid}/oom_score_adj`, String(c.oomScoreAdj));
     if (consoleSocket !== undefined) {
       const fd = container.terminalFd;
@@ -174,21 +174,17 @@ export async function ociStart(id: string | undefined, warn: (line: string) => v
  */
 async function runInContainer(state: ContainerState, h: OciHook): Promise<string | null> {
   const args = h.args && h.args.length > 0 ? h.args : [h.path];
+  // With the container process's own user, capabilities, filter and
+  // no_new_privs (as runc runs it, from the init about to exec): never more
+  // than the container may have.
+  const saved = savedConfig(state);
+  const proc = ociProcessSchema.parse(saved.process);
   const plan: ProcessPlan = {
+    ...ociProcessPlan(proc, saved.linux.seccomp, loadNative().binding, false, saved.linux.personality?.domain),
     argv: [h.path, ...args.slice(1)],
     env: h.env ?? [],
     cwd: '/',
-    user: { user: '0', group: '0', additionalGroups: [] },
-    capabilities: null,
-    noNewPrivileges: false,
-    rlimits: [],
-    seccomp: null,
     tty: null,
-    trace: false,
-    umask: null,
-    personality: null,
-    ioPriority: null,
-    scheduler: null,
   };
   const o = parseRunInput(plan.argv, { stdio: ['pipe', 'ignore', 'ignore'], init: false }).options;
   let c: Container;
@@ -379,6 +375,18 @@ export async function ociEvents(id: string | undefined, intervalMs: number, emit
     emit(event);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** What create kept of the container's config (its state directory's config.json). */
+export interface SavedConfig {
+  process: Record<string, unknown>;
+  linux: { seccomp: Record<string, unknown> | null; personality?: { domain: 'LINUX' | 'LINUX32' } | null };
+  /** The deny-all device rule is held by nodev: no process with CAP_SYS_ADMIN may run in it. */
+  deviceGuard?: boolean;
+}
+
+export function savedConfig(state: ContainerState): SavedConfig {
+  return parseJsonExact(readFileSync(join(containerDir(state.id), 'config.json'), 'utf8')) as SavedConfig;
 }
 
 /** The containers with state, as `list` shows them. */

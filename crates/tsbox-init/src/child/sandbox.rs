@@ -53,7 +53,9 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
         mounts::build_root(plan, sources, &tr, &mut || cgroup.enter())?;
     }
     cgroup.enter()?;
-    if plan.has(Namespace::Uts) {
+    // An empty name leaves the one the namespace has (a joined one's, an
+    // OCI bundle's without `hostname`).
+    if plan.has(Namespace::Uts) && !plan.hostname.is_empty() {
         sethostname(&plan.hostname).step_path(Step::Sethostname, &plan.hostname, || "set the container's hostname".into())?;
         trace!(tr, "hostname: {}", plan.hostname);
         if let Some(domain) = &plan.domainname {
