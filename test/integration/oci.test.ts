@@ -732,34 +732,13 @@ describe('hooks', () => {
     expect(seen('poststop')).toMatchObject({ ...common, status: 'stopped' });
   });
 
-  it('startContainer runs in the container (its path and hostname are the container\'s) before the process; one that fails stops it', async () => {
-    const dir = bundle('echo process >> /var/order', (c) => {
-      c.hooks = { startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'cat > /var/start.json; hostname >> /var/order; echo hook >> /var/order; grep -E "CapBnd|NoNewPrivs" /proc/self/status > /var/hook-caps'], timeout: 5 }] };
-      c.process.noNewPrivileges = true;
+  it('refuses startContainer hooks: they would run beside a PID 1 that is still privileged', async () => {
+    const dir = bundle('true', (c) => {
+      c.hooks = { startContainer: [{ path: '/bin/true' }] };
     });
-    const id = newId();
-    expect((await create(dir, [id])).code).toBe(0);
-    const started = await cli(['start', id]);
-    expect(started.code, started.stderr).toBe(0);
-    await waitFor(id, 'stopped');
-    expect(readFileSync(join(dir, 'out/order'), 'utf8')).toBe('mrsdalloway\nhook\nprocess\n');
-    expect(JSON.parse(readFileSync(join(dir, 'out/start.json'), 'utf8'))).toMatchObject({ id, status: 'created', bundle: dir });
-    // Never more than the container's process: its capabilities (no CAP_SYS_ADMIN, bit 21) and no_new_privs.
-    const hookCaps = readFileSync(join(dir, 'out/hook-caps'), 'utf8');
-    expect(BigInt(`0x${/CapBnd:\s+(\w+)/.exec(hookCaps)![1]}`) & (1n << 21n)).toBe(0n);
-    expect(hookCaps).toMatch(/NoNewPrivs:\s+1/);
-    expect((await cli(['delete', id])).code).toBe(0);
-
-    const failing = bundle('touch /var/ran', (c) => {
-      c.hooks = { startContainer: [{ path: '/bin/false' }] };
-    });
-    const other = newId();
-    expect((await create(failing, [other])).code).toBe(0);
-    const refused = await cli(['start', other]);
-    expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toContain('hook(hooks.startContainer[0]): /bin/false exited with status 1');
-    await waitFor(other, 'stopped');
-    expect(existsSync(join(failing, 'out/ran'))).toBe(false);
+    const r = await create(dir, [newId()]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('hooks.startContainer: is not supported by tsbox yet (it would run beside a PID 1 that is still privileged)');
   });
 
   it('a failing prestart hook fails create and leaves no container; a failing poststart or poststop hook is a warning', async () => {

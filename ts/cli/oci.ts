@@ -395,7 +395,7 @@ export function featuresDoc(): Record<string, unknown> {
   return {
     ociVersionMin: OCI_VERSION_MIN,
     ociVersionMax: OCI_VERSION_MAX,
-    hooks: HOOK_NAMES.filter((h) => h !== 'createContainer'),
+    hooks: HOOK_NAMES.filter((h) => h !== 'createContainer' && h !== 'startContainer'),
     mountOptions: ['async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'iversion', 'lazytime', 'loud', 'noatime', 'nodev', 'nodiratime', 'noexec', 'noiversion', 'nolazytime', 'nomand', 'norelatime', 'nostrictatime', 'nosuid', 'private', 'rbind', 'relatime', 'rprivate', 'ro', 'rw', 'silent', 'strictatime', 'suid', 'sync'],
     linux: {
       namespaces: [...NAMESPACE_TYPES],

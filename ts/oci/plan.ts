@@ -199,6 +199,10 @@ export function ociContainer(spec: OciSpec, bundle: string, id: string, file: st
     hooks[name as HookName] = list as OciHook[];
   }
   if (hooks.createContainer) throw specError(file, [{ path: 'hooks.createContainer', message: "is not supported by tsbox yet (its path is the runtime's, run in the container's namespaces before pivot_root)" }]);
+  // Run in the container before its process starts, a hook would meet a
+  // PID 1 that is still tsbox's, privileged: not until the process plan
+  // drops privileges before it waits.
+  if (hooks.startContainer) throw specError(file, [{ path: 'hooks.startContainer', message: 'is not supported by tsbox yet (it would run beside a PID 1 that is still privileged)' }]);
 
   const process = proc;
   const plans = (ctx: PlanContext): { sandbox: SandboxPlan; process: ProcessPlan } => {

@@ -12,14 +12,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { containerPids, containerStats, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { execPlan, type Container } from '../runtime/container.js';
-import { parseRunInput } from '../config/schema.js';
-import type { ProcessPlan } from '../runtime/plan.js';
+import type { Container } from '../runtime/container.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
 import { containerDir, listStates, liveState, type ContainerState } from '../runtime/state.js';
-import { ociContainer, ociLimits, ociProcessPlan } from './plan.js';
-import { loadSpec, ociProcessSchema, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
+import { ociContainer, ociLimits } from './plan.js';
+import { loadSpec, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
 
 /** The runtime-spec state of a container, as `state` prints it and hooks read it. */
 export interface OciState {
@@ -155,53 +153,8 @@ export async function ociStart(id: string | undefined, warn: (line: string) => v
     const why = state.status === 'stopped' ? 'cannot start a container that has stopped' : state.status === 'running' ? 'cannot start an already running container' : `cannot start a container in the ${state.status} state`;
     throw new TsboxError({ step: 'start', errno: 22, path: id!, detail: why, hint: null });
   }
-  const hooks = state.hooks?.startContainer ?? [];
-  for (const [i, h] of hooks.entries()) {
-    const why = await runInContainer(state, h);
-    if (why === null) continue;
-    // As create's hooks: the container does not run; delete removes it.
-    ref.kill('SIGKILL');
-    throw new TsboxError({ step: 'hook', errno: 0, path: `hooks.startContainer[${i}]`, detail: `${h.path} ${why}`, hint: 'the container was killed; `tsbox delete` removes it' });
-  }
   await ref.start();
   runHooks('poststart', state.hooks?.poststart, { ...ociState(state), status: 'running', pid: state.pid }, false, warn);
-}
-
-/**
- * A startContainer hook: run in the container's namespaces and cgroup (its
- * path is the container's), as root there, with the state on its stdin;
- * killed at its timeout. Null when it succeeded, else what went wrong.
- */
-async function runInContainer(state: ContainerState, h: OciHook): Promise<string | null> {
-  const args = h.args && h.args.length > 0 ? h.args : [h.path];
-  // With the container process's own user, capabilities, filter and
-  // no_new_privs (as runc runs it, from the init about to exec): never more
-  // than the container may have.
-  const saved = savedConfig(state);
-  const proc = ociProcessSchema.parse(saved.process);
-  const plan: ProcessPlan = {
-    ...ociProcessPlan(proc, saved.linux.seccomp, loadNative().binding, false, saved.linux.personality?.domain),
-    argv: [h.path, ...args.slice(1)],
-    env: h.env ?? [],
-    cwd: '/',
-    tty: null,
-  };
-  const o = parseRunInput(plan.argv, { stdio: ['pipe', 'ignore', 'ignore'], init: false }).options;
-  let c: Container;
-  try {
-    c = await execPlan(state.id, join(containerDir(state.id), 'control.sock'), o, plan);
-  } catch (err) {
-    return `could not run: ${(err as Error).message}`;
-  }
-  c.stdin?.end(JSON.stringify({ ...ociState(state), status: 'created' }));
-  const timer = h.timeout ? setTimeout(() => c.kill('SIGKILL'), h.timeout * 1000) : undefined;
-  try {
-    const r = await c.wait();
-    if (r.signal === 'SIGKILL' && h.timeout) return `timed out after ${h.timeout} s`;
-    return r.exitCode === 0 ? null : `exited with status ${r.exitCode}`;
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -39,7 +39,12 @@ use command::exit_code_for;
 pub fn run(plan: &SandboxPlan, chan: Channel, tr: Trace) -> ! {
     // Die with the helper. Credential changes clear this, so it is set again
     // just before exec.
-    let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    // Not a reparented one: its parent is the caller's subreaper (conmon,
+    // a shim's thread), whose end must not be the container's; the helper's
+    // channel still tells it when the helper is gone.
+    if !plan.reparent {
+        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    }
     let report = match start(plan, &chan, tr) {
         Ok((cmd, process)) if plan.init => pid1::run(cmd, &chan, process.tty.is_some(), tr),
         Ok((cmd, _)) => {

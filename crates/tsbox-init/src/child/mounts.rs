@@ -320,7 +320,19 @@ fn ms_flags(m: &Mount) -> MsFlags {
     f.set(MsFlags::MS_NOSUID, m.nosuid);
     f.set(MsFlags::MS_NODEV, m.nodev);
     f.set(MsFlags::MS_NOEXEC, m.noexec);
-    f | MsFlags::from_bits_truncate(m.flags as libc::c_ulong)
+    // Only the flags a fresh filesystem may take from a config: never
+    // MS_BIND, MS_MOVE, MS_REMOUNT or propagation, which would make the
+    // mount something else.
+    let allowed = MsFlags::MS_SYNCHRONOUS
+        | MsFlags::MS_DIRSYNC
+        | MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_SILENT
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_I_VERSION
+        | MsFlags::MS_STRICTATIME
+        | MsFlags::MS_LAZYTIME;
+    f | (MsFlags::from_bits_truncate(m.flags as libc::c_ulong) & allowed)
 }
 
 fn attr_bits(m: &Mount) -> u64 {

@@ -32,6 +32,8 @@ pub struct Context {
     /// Descriptors 4 to 4+N-1, which the process gets as 3 to 3+N-1 (the
     /// container's first process only: --preserve-fds).
     pub preserved: u32,
+    /// Dies with its parent (SIGKILL); not a reparented PID 1 (SandboxPlan.reparent).
+    pub pdeathsig: bool,
 }
 
 impl Context {
@@ -41,6 +43,7 @@ impl Context {
             ctty: !plan.init,
             console,
             preserved: crate::helper::PRESERVED_FDS.load(std::sync::atomic::Ordering::Relaxed),
+            pdeathsig: !plan.reparent,
         }
     }
 
@@ -50,6 +53,7 @@ impl Context {
             ctty: true,
             console: None,
             preserved: 0,
+            pdeathsig: true,
         }
     }
 }
@@ -107,7 +111,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         trace!(tr, "seccomp: filter loaded ({} instructions), before the privilege drop", bpf.len());
     }
     set_ids(&user)?;
-    rearm_pdeathsig(chan)?;
+    rearm_pdeathsig(chan, ctx.pdeathsig)?;
     trace!(
         tr,
         "ids: uid={} gid={} groups={:?} home={}",
@@ -139,7 +143,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         trace!(tr, "no_new_privs: on");
     }
     // The credential changes above cleared the parent-death signal.
-    rearm_pdeathsig(chan)?;
+    rearm_pdeathsig(chan, ctx.pdeathsig)?;
     // Nothing but the stdio the caller gave us (and the descriptors it
     // preserved, moved down to 3 and up) reaches the command.
     close_range_cloexec(3);
@@ -261,8 +265,10 @@ fn set_rlimit(name: &str, soft: Option<u64>, hard: Option<u64>) -> Result<()> {
 
 /// Sets the parent-death signal again (credential changes clear it) and exits
 /// if the helper died before it was armed.
-fn rearm_pdeathsig(chan: &Channel) -> Result<()> {
-    prctl::set_pdeathsig(Signal::SIGKILL).step(Step::InitFork, || "set the parent-death signal".into())?;
+fn rearm_pdeathsig(chan: &Channel, pdeathsig: bool) -> Result<()> {
+    if pdeathsig {
+        prctl::set_pdeathsig(Signal::SIGKILL).step(Step::InitFork, || "set the parent-death signal".into())?;
+    }
     if helper_gone(chan) {
         // SAFETY: ends this process without running anything else.
         unsafe { libc::_exit(125) }

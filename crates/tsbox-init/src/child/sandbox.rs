@@ -68,7 +68,8 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
             trace!(tr, "domainname: {domain}");
         }
     }
-    if plan.has(Namespace::Net) && plan.network == NetworkPhase::Loopback {
+    // A joined network namespace is someone else's to configure.
+    if plan.has(Namespace::Net) && !plan.joins(Namespace::Net) && plan.network == NetworkPhase::Loopback {
         loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;
         trace!(tr, "network: lo up, no other interface");
     }
@@ -181,6 +182,12 @@ impl CgroupEntry<'_> {
 fn write_sysctl(key: &str, value: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    // Node checked it; checked again here, where a `..` would reach a host file.
+    if key.is_empty() || key.starts_with('/') || key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
+        return Err(Report::new(Step::Sysctl, libc::EINVAL)
+            .path(key)
+            .detail("not a kernel parameter name"));
+    }
     let path = format!(
         "/proc/sys/{}",
         if key.contains('/') {

@@ -81,13 +81,25 @@ impl Host for Kernel {
     /// The helper forks, the parent exits at once (the caller reaps it), and
     /// the child, orphaned to init, is the monitor that keeps the container.
     fn detach(&mut self) -> Result<(), Report> {
+        let before = nix::unistd::getpid();
         // SAFETY: this process is single-threaded.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Parent { .. }) => {
                 // SAFETY: ends the parent without running anything else.
                 unsafe { libc::_exit(0) }
             }
-            Ok(nix::unistd::ForkResult::Child) => Ok(()),
+            Ok(nix::unistd::ForkResult::Child) => {
+                // Until the parent has gone, it is ours (and a reparented
+                // PID 1's, by CLONE_PARENT): wait for the new parent, the
+                // caller's subreaper or init, for a second at most.
+                for _ in 0..1000 {
+                    if nix::unistd::getppid() != before {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok(())
+            }
             Err(e) => Err(report(Step::Clone, e as i32, "fork the detached monitor")),
         }
     }
@@ -176,9 +188,18 @@ impl Host for Kernel {
 
     fn join_namespaces(&mut self, join: &[JoinedNamespace], tr: &Trace) -> Result<(), Report> {
         for j in join {
+            // Node refuses these; refused here too (a user namespace decides
+            // every id, a mount namespace's root would be pivoted for all in it).
+            if matches!(j.ns, Namespace::User | Namespace::Mount) {
+                return Err(Report::new(Step::Join, libc::EINVAL)
+                    .path(j.path.clone())
+                    .detail(format!("joining a {} namespace is not supported", j.ns.name())));
+            }
+            // Non-blocking, no controlling terminal: a path that is no
+            // namespace (a fifo, a tty) is refused below, not waited on.
             let fd = nix::fcntl::open(
                 j.path.as_str(),
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::empty(),
             )
             .map_err(|e| {
@@ -186,9 +207,18 @@ impl Host for Kernel {
                     .path(j.path.clone())
                     .detail(format!("open the {} namespace to join", j.ns.name()))
             })?;
+            // On nsfs only (NSFS_MAGIC), before any ioctl reaches what it is.
+            const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+            let on_nsfs = nix::sys::statfs::fstatfs(&fd)
+                .map(|s| s.filesystem_type().0 as libc::c_long == NSFS_MAGIC)
+                .unwrap_or(false);
             // NS_GET_NSTYPE (_IO(0xb7, 0x3)): the CLONE_NEW* flag of the namespace.
             // SAFETY: an ioctl without an argument on a descriptor we own.
-            let kind = unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 as _) };
+            let kind = if on_nsfs {
+                unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 as _) }
+            } else {
+                -1
+            };
             if kind < 0 || kind as u64 != j.ns.clone_flag() {
                 let is = Namespace::ALL
                     .iter()

@@ -39,7 +39,9 @@ impl Container {
                     0,
                 )
             };
-            if r == 0 {
+            // Gone (ESRCH) means gone: the pid may be another process's by
+            // now (a reparented PID 1 is reaped by its own parent).
+            if r == 0 || nix::errno::Errno::last() != nix::errno::Errno::ENOSYS {
                 return;
             }
         }
@@ -298,9 +300,9 @@ pub fn run(
             }
         }
         for (k, (conn_i, pchan_i, pfd_i)) in conns.iter_mut().zip(conn_ix) {
-            // Exec joins a sandbox that is ready, started or not (an OCI
-            // bundle's startContainer hooks run in a created one).
-            if ready(conn_i) && serve(k, c, &sandbox, ended.is_none() && failure.is_none(), tr) {
+            // Exec only into a started container: before, PID 1 is still
+            // tsbox's, privileged, which nothing of the container may see.
+            if ready(conn_i) && serve(k, c, &sandbox, started && ended.is_none() && failure.is_none(), tr) {
                 // `start`: the held process goes to the child; this client
                 // hears `started` (below) or how the container ended.
                 match start(&mut held, &mut process_sent, &child) {
@@ -462,9 +464,9 @@ fn push<'a>(fds: &mut Vec<PollFd<'a>>, fd: std::os::fd::BorrowedFd<'a>) -> usize
 }
 
 /// One request on a control connection; true for `start`, which the
-/// caller handles (it owns the held process). `alive`: the container has
-/// not ended (exec also needs its sandbox ready).
-fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, alive: bool, tr: &Trace) -> bool {
+/// caller handles (it owns the held process). `running`: its process has
+/// started and not ended.
+fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Trace) -> bool {
     let (req, fds) = match k.chan.recv_fds::<ControlRequest>() {
         Ok(Some(r)) => r,
         Ok(None) | Err(_) => {
@@ -498,7 +500,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, alive: bool, tr: &Trace
                 ));
                 return false;
             }
-            if !alive || sandbox.namespaces.is_empty() {
+            if !running || sandbox.namespaces.is_empty() {
                 let _ = k.chan.send(&HelperMsg::Failed(
                     Report::new(Step::Join, libc::ESRCH)
                         .detail("the container is not running")
