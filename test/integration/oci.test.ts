@@ -308,13 +308,14 @@ describe('exec', () => {
     const dir = bundle('sleep 100');
     const id = await running(dir);
     const proc = join(dir, 'process.json');
-    writeFileSync(proc, JSON.stringify({ user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo detached > /var/exec; exec sleep 50'], env: ['PATH=/bin'], cwd: '/', capabilities: { bounding: ['CAP_DAC_OVERRIDE'], effective: ['CAP_DAC_OVERRIDE'], permitted: ['CAP_DAC_OVERRIDE'] } }));
+    writeFileSync(proc, JSON.stringify({ user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo detached > /var/exec; exec sleep 50'], env: ['PATH=/bin'], cwd: '/', oomScoreAdj: 300, capabilities: { bounding: ['CAP_DAC_OVERRIDE'], effective: ['CAP_DAC_OVERRIDE'], permitted: ['CAP_DAC_OVERRIDE'] } }));
     const pidFile = join(dir, 'exec.pid');
     const r = await withFiles(dir, ['exec', '--process', proc, '--detach', '--pid-file', pidFile, id], 'exec');
     expect(r.code, r.stderr).toBe(0);
     const pid = Number(readFileSync(pidFile, 'utf8'));
     await new Promise((res) => setTimeout(res, 200));
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toBe('sleep\x0050\x00');
+    expect(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim()).toBe('300');
     expect(readFileSync(join(dir, 'out/exec'), 'utf8')).toBe('detached\n');
     expect(readlinkSync(`/proc/${pid}/ns/pid`)).toBe(readlinkSync(`/proc/${(await state(id)).pid}/ns/pid`));
     const bad = join(dir, 'bad.json');
@@ -614,6 +615,16 @@ describe('update', () => {
     expect(s.code, s.stderr).toBe(0);
     expect(read('pids', 'pids.max')).toBe('50');
     expect(read('memory', 'memory.limit_in_bytes')).toBe(String(128 * 1024 * 1024));
+    // checkBeforeUpdate: a limit below what it uses now (20 MB in its /dev/shm) is refused.
+    const big = bundle('head -c 20000000 /dev/zero > /dev/shm/x; sleep 30', (c) => {
+      c.linux.resources = { ...c.linux.resources, memory: { limit: 256 * 1024 * 1024 } };
+    });
+    const holder = await running(big);
+    for (let i = 0; i < 100 && (JSON.parse((await cli(['events', '--stats', holder])).stdout) as { data: { memory: { usage: { usage: number } } } }).data.memory.usage.usage < 20_000_000; i++) await new Promise((r) => setTimeout(r, 50));
+    const checked = await cli(['update', '--resources', '-', holder], { input: JSON.stringify({ memory: { limit: 8 * 1024 * 1024, checkBeforeUpdate: true } }) });
+    expect(checked.code).not.toBe(0);
+    expect(checked.stderr).toContain('resources.memory.limit: 8388608 is below the memory the container uses now');
+    expect((await cli(['delete', '--force', holder])).code).toBe(0);
     const bad = await cli(['update', '--resources', '-', id], { input: JSON.stringify({ memory: { limit: 1000 } }) });
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('config((stdin)): resources.memory.limit: must be at least 6m');

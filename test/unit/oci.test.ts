@@ -285,6 +285,12 @@ describe('the plans of a bundle', () => {
     expect(problems(spec)).toEqual([expect.stringMatching(/^process\.scheduler\.flags\[0\]: "SCHED_FLAG_UTIL_CLAMP_MIN" is not a flag tsbox can set/)]);
   });
 
+  it('refuses memory.useHierarchy false: the kernel accounts hierarchically', () => {
+    const spec = base();
+    spec.linux.resources = { memory: { useHierarchy: false } };
+    expect(problems(spec)).toEqual(['linux.resources.memory.useHierarchy: false is not supported: the kernel accounts memory hierarchically']);
+  });
+
   it('maps linux.resources onto the limits, and the id mappings onto the maps', () => {
     const spec: OciSpec | Record<string, unknown> = base();
     const linux = (spec as ReturnType<typeof base>).linux;

@@ -4,7 +4,7 @@
  * the flags' changes, run with the container's seccomp profile by its
  * monitor, as `tsbox exec` runs one (ts/runtime/container.ts).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { isPaused } from '../cgroups/index.js';
@@ -127,6 +127,9 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
     // or it would read what the process prints before they do.
     c.stdout?.destroy();
   }
+  // As the container's first process has it (runc sets it before exec;
+  // here right after, before anything waits on the process).
+  if (proc.oomScoreAdj != null) writeFileSync(`/proc/${c.pid}/oom_score_adj`, String(proc.oomScoreAdj));
   if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), c.pid);
   return c;
 }

@@ -559,6 +559,8 @@ export function ociLimits(r: OciResources | null | undefined, refuse: (path: str
     if (swap !== undefined && swap !== 0) set('memorySwap', 'memory.swap', swap < 0 ? -1 : swap);
     for (const k of ['kernel', 'kernelTCP', 'swappiness'] as const) if (m[k] != null) refuse(`${base}.memory.${k}`, 'is not supported by tsbox yet');
     if (m.disableOOMKiller) refuse(`${base}.memory.disableOOMKiller`, 'is not supported by tsbox yet');
+    // Hierarchical accounting is all the kernel has had since 5.x (v1's use_hierarchy is 1, v2 has no other).
+    if (m.useHierarchy === false) refuse(`${base}.memory.useHierarchy`, 'false is not supported: the kernel accounts memory hierarchically');
   }
   const c = r.cpu;
   if (c) {

@@ -258,6 +258,12 @@ export function ociUpdate(id: string | undefined, resourcesFile: string | undefi
     if (!parsed.success) throw specError(file, parsed.error.issues.map((i) => ({ path: `resources${i.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('')}`, message: i.message })));
     if (parsed.data.devices?.length) refuse('resources.devices', 'device rules are set at create, and tsbox has no device cgroup to change');
     ({ options: limits, paths } = ociLimits(parsed.data, refuse, 'resources'));
+    // checkBeforeUpdate: a memory limit below what the container uses now is refused, not set.
+    const limit = parsed.data.memory?.limit;
+    if (parsed.data.memory?.checkBeforeUpdate && limit != null && Number(limit) > 0) {
+      const usage = containerStats(state.id)?.memory.current ?? null;
+      if (usage !== null && usage > Number(limit)) refuse('resources.memory.limit', `${String(limit)} is below the memory the container uses now (${usage} bytes), and checkBeforeUpdate asks for that to be refused`);
+    }
   }
   for (const [flag, value] of Object.entries(flags)) {
     if (value === undefined) continue;
