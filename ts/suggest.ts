@@ -36,3 +36,8 @@ export function didYouMean(name: string, candidates: Iterable<string>, show: (c:
   const c = closest(name, candidates);
   return c === undefined ? '' : `; did you mean ${show(c)}?`;
 }
+
+/** `cpuShares` → `cpu-shares`: an option's name as a flag. */
+export function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { ArgsDef } from 'citty';
 
 import { fromSystemError, TsboxError } from '../errors.js';
-import { didYouMean } from '../suggest.js';
+import { didYouMean, kebab } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
 export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
@@ -152,8 +152,7 @@ export function splitArgs(
   const byName = new Map<string, string>();
   for (const [name, d] of Object.entries(def)) {
     byName.set(name, name);
-    const kebab = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    byName.set(kebab, name);
+    byName.set(kebab(name), name);
     const aliases = 'alias' in d && d.alias ? (Array.isArray(d.alias) ? d.alias : [d.alias]) : [];
     for (const a of aliases) byName.set(a, name);
   }
@@ -323,7 +322,7 @@ export function asFlagError(err: unknown, given: Map<string, unknown>, options: 
     const m = /^([A-Za-z]+)(?:\[(\d+)\])?(?:\.(.+))?$/.exec(i.path);
     if (!m) return i;
     const [, key, index, sub] = m as unknown as [string, string, string | undefined, string | undefined];
-    const flag = FLAG_OF[key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    const flag = FLAG_OF[key] ?? kebab(key);
     if (!given.has(flag)) return i;
     const v = options[key];
     const value: unknown = index !== undefined && Array.isArray(v) ? (v as unknown[])[Number(index)] : (sub ?? v);

@@ -9,6 +9,7 @@
 import { defineCommand, type CommandDef } from 'citty';
 
 import { TsboxError } from '../errors.js';
+import { kebab } from '../suggest.js';
 import { parse } from './common.js';
 
 /** A command's flags as a shell sees them: `--long` and `-s` names, and whether each takes a value. */
@@ -29,7 +30,7 @@ export async function commandFlags(commands: Record<string, () => Promise<Comman
       .filter(([, a]) => a.type !== 'positional')
       .flatMap(([long, a]) => ('negativeDescription' in a && a.negativeDescription ? [[long, a], [`no-${long}`, { ...a, alias: undefined, description: a.negativeDescription }]] : [[long, a]]) as [string, typeof a][])
       .map(([long, a]) => ({
-        long: long.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
+        long: kebab(long),
         short: 'alias' in a && a.alias ? (Array.isArray(a.alias) ? a.alias : [a.alias]).filter((s) => s.length === 1) : [],
         value: a.type === 'string',
         description: a.description ?? '',

@@ -2,7 +2,8 @@
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
-import { listStates } from '../runtime/state.js';
+import { findOciState } from '../runtime/state.js';
+import { kebab } from '../suggest.js';
 import { TsboxError } from '../errors.js';
 import { envFromFlags, splitArgs } from './args.js';
 import { attachTerminal, checkInteractiveTerminal, preservedFds, terminalSize } from './common.js';
@@ -59,7 +60,7 @@ async function ociExec(rawArgs: readonly string[]): Promise<void> {
   const split = splitArgs(rawArgs, ociArgs, 'exec');
   const v = split.values;
   for (const flag of ['processLabel', 'apparmor', 'cgroup'] as const) {
-    if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, detail: 'is not supported by tsbox', hint: null });
+    if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${kebab(flag)}`, detail: 'is not supported by tsbox', hint: null });
   }
   const [id, ...argv] = split.command;
   const { ociExec: run } = await import('../oci/exec.js');
@@ -102,7 +103,7 @@ const command = defineCommand({
     }
     const [ref, ...argv] = split.command;
     // A container of `tsbox create` runs its config's process, changed by the flags.
-    if (ref !== undefined && listStates().some((c) => c.state.name === ref && c.state.oci === true)) {
+    if (ref !== undefined && findOciState(ref) !== undefined) {
       // Docker's spellings, as runc's: -w is --cwd; stdin is always the caller's (-i).
       const ours = rawArgs.slice(0, rawArgs.length - split.command.length);
       const theirs = ours.filter((a) => a !== '-i' && a !== '--interactive').map((a) => (a === '-it' || a === '-ti' ? '-t' : a === '-w' ? '--cwd' : a.replace(/^--workdir(?==|$)/, '--cwd')));

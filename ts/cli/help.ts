@@ -5,6 +5,8 @@
  */
 import type { ArgsDef, CommandDef } from 'citty';
 
+import { kebab } from '../suggest.js';
+
 /** Where lines break: the terminal's width (at most 100), else 80. */
 export function helpWidth(): number {
   const cols = process.stdout.isTTY ? process.stdout.columns : 0;
@@ -29,7 +31,7 @@ export function wrap(text: string, width: number, indent: number): string[] {
 
 /** The flag column of an option: `-v, --volume SRC:DST`. */
 function flagText(name: string, a: ArgsDef[string]): string {
-  const long = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const long = `--${kebab(name)}`;
   const aliases = 'alias' in a && a.alias ? (Array.isArray(a.alias) ? a.alias : [a.alias]) : [];
   const short = aliases.filter((s) => s.length === 1).map((s) => `-${s}, `).join('');
   const value = a.type === 'string' ? ` ${'valueHint' in a && a.valueHint ? a.valueHint : 'VALUE'}` : '';

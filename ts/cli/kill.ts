@@ -2,7 +2,7 @@
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
-import { listStates } from '../runtime/state.js';
+import { findOciState } from '../runtime/state.js';
 import { signalNumber } from '../runtime/protocol.js';
 import { TsboxError } from '../errors.js';
 import { eachContainer, parse } from './common.js';
@@ -30,7 +30,7 @@ export function parseSignal(s: string): number {
 
 /** Whether `id` names a container made by `tsbox create` (an OCI bundle's). */
 function isOci(id: string): boolean {
-  return listStates().some((c) => c.state.name === id && c.state.oci === true);
+  return findOciState(id) !== undefined;
 }
 
 const command = defineCommand({

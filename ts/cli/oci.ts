@@ -16,6 +16,7 @@ import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { ociCreate, ociDelete, ociEvents, ociList, ociPause, ociStart, ociState, ociStats, ociUpdate, findOci, UPDATE_FLAGS } from '../oci/runtime.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
+import { kebab } from '../suggest.js';
 import { chooseStateRoot } from '../state-root.js';
 import { attachTerminal, parse, preservedFds } from './common.js';
 import { version } from './version.js';
@@ -240,7 +241,7 @@ export const update = defineCommand({
     if (!split) return;
     const v = split.values;
     for (const flag of ['kernelMemory', 'cpuRtPeriod', 'cpuRtRuntime', 'l3CacheSchema', 'memBwSchema'] as const) {
-      if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, detail: updateArgs[flag].description.replace(/^Refused: /, ''), hint: null });
+      if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${kebab(flag)}`, detail: updateArgs[flag].description.replace(/^Refused: /, ''), hint: null });
     }
     const flags: Record<string, string> = {};
     for (const key of Object.keys(UPDATE_FLAGS)) if (v.has(key)) flags[key] = v.get(key) as string;

@@ -15,7 +15,7 @@ import { execPlan, type Container } from '../runtime/container.js';
 import { containerDir } from '../runtime/state.js';
 import { deviceGuardProblems, ociProcessPlan, processProblems } from './plan.js';
 import { findOci, ociState, savedConfig, writePidFile } from './runtime.js';
-import { ociProcessSchema, parseJsonExact, specError, type SpecProblem } from './spec.js';
+import { jsonPath, ociProcessSchema, parseJsonExact, specError, type SpecProblem } from './spec.js';
 
 export interface ExecRequest {
   /** An OCI `process` (JSON) to run as it is: --process FILE. */
@@ -101,7 +101,7 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   const parsed = ociProcessSchema.safeParse(raw);
   const problems: SpecProblem[] = parsed.success
     ? []
-    : parsed.error.issues.map((i) => ({ path: `process${i.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('')}`, message: i.message }));
+    : parsed.error.issues.map((i) => ({ path: jsonPath(['process', ...i.path]), message: i.message }));
   if (parsed.success) {
     processProblems(parsed.data, 'process', (path, message) => problems.push({ path, message }));
     // As the container's first process: nothing that could undo its device rule.

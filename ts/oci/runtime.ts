@@ -15,9 +15,10 @@ import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
-import { containerDir, listStates, liveState, type ContainerState } from '../runtime/state.js';
+import { containerDir, findOciState, listStates, liveState, type ContainerState } from '../runtime/state.js';
 import { ociContainer, ociLimits } from './plan.js';
-import { loadSpec, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
+import { kebab } from '../suggest.js';
+import { jsonPath, loadSpec, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
 
 /** The runtime-spec state of a container, as `state` prints it and hooks read it. */
 export interface OciState {
@@ -36,7 +37,7 @@ export interface OciState {
 /** The OCI container named `id` (its name, exactly); throws "does not exist", which podman and containerd look for. */
 export function findOci(id: string | undefined, what: string): { ref: ContainerRef; state: ContainerState } {
   if (!id) throw new TsboxError({ step: 'config', errno: 22, path: 'ID', detail: `${what} needs the container's id`, hint: null });
-  const found = listStates().find((c) => c.state.name === id && c.state.oci === true);
+  const found = findOciState(id);
   if (!found) throw new TsboxError({ step: 'state', errno: 2, path: id, detail: 'container does not exist', hint: '`tsbox list` lists the containers' });
   return { ref: new ContainerRef(found.dir, found.state.id), state: found.state };
 }
@@ -255,7 +256,7 @@ export function ociUpdate(id: string | undefined, resourcesFile: string | undefi
       throw new TsboxError({ step: 'config', errno: 0, path: file, detail: `cannot read the resources (${(err as Error).message})`, hint: 'a JSON object as config.json\'s linux.resources' });
     }
     const parsed = ociResourcesSchema.safeParse(raw);
-    if (!parsed.success) throw specError(file, parsed.error.issues.map((i) => ({ path: `resources${i.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('')}`, message: i.message })));
+    if (!parsed.success) throw specError(file, parsed.error.issues.map((i) => ({ path: jsonPath(['resources', ...i.path]), message: i.message })));
     if (parsed.data.devices?.length) refuse('resources.devices', 'device rules are set at create, and tsbox has no device cgroup to change');
     ({ options: limits, paths } = ociLimits(parsed.data, refuse, 'resources'));
     // checkBeforeUpdate: a memory limit below what the container uses now is refused, not set.
@@ -268,7 +269,7 @@ export function ociUpdate(id: string | undefined, resourcesFile: string | undefi
   for (const [flag, value] of Object.entries(flags)) {
     if (value === undefined) continue;
     const key = UPDATE_FLAGS[flag as keyof typeof UPDATE_FLAGS];
-    const cli = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    const cli = `--${kebab(flag)}`;
     if (NUMERIC.has(key) && !/^-?\d+$/.test(value)) {
       refuse(cli, `"${value}" is not a whole number`);
       continue;

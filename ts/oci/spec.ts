@@ -222,7 +222,8 @@ export function specError(file: string, problems: SpecProblem[]): TsboxError {
   );
 }
 
-function jsonPath(path: readonly PropertyKey[]): string {
+/** `process.capabilities.bounding[1]` from its keys. */
+export function jsonPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const key of path) out += typeof key === 'number' ? `[${key}]` : out ? `.${String(key)}` : String(key);
   return out || '(config)';

@@ -187,6 +187,11 @@ export function findContainer(ref: string, root: string = stateRoot()): { dir: s
   throw new TsboxError({ step: 'state', errno: 2, path: ref, detail: 'no such container', hint: '`tsbox ps -a` lists the containers' });
 }
 
+/** The container `tsbox create` made with OCI id `id` (its name, exactly); undefined when there is none. */
+export function findOciState(id: string, root: string = stateRoot()): { dir: string; state: ContainerState } | undefined {
+  return listStates(root).find((c) => c.state.name === id && c.state.oci === true);
+}
+
 /** Refuses a name another container with state has (a name is unique until `tsbox rm`). */
 export function checkName(name: string, root: string = stateRoot(), oci = false): void {
   if (oci) {
