@@ -10,11 +10,11 @@ import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 
 import { create, list, open, spawn } from '../../ts/index.js';
 import { containerDir, stateRoot } from '../../ts/runtime/state.js';
-import { tsboxCgroups } from '../support/host.js';
+import { throwawayUser, tsboxCgroups } from '../support/host.js';
 import { alive, cli, eventually, REPO, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -242,19 +242,12 @@ describe('a detached container outlives its creator; its monitor does not outliv
 });
 
 describe('rootless', () => {
-  const user = `tsbox-lc-${process.pid}`;
-  let uid = 0;
-  beforeAll(() => {
-    execFileSync('useradd', ['-M', '-s', '/bin/sh', user]);
-    uid = Number(execFileSync('id', ['-u', user]).toString().trim());
-  });
-  afterAll(() => {
-    execFileSync('userdel', [user]);
-  });
+  const user = throwawayUser(`tsbox-lc-${process.pid}`);
   // The runner's environment is root's: an ordinary user's state goes where its own would.
   const env = () => ({ ...process.env, XDG_RUNTIME_DIR: '' });
 
   it('an ordinary user creates, execs into, stops and removes a container (exec used to fail with EPERM)', async () => {
+    const uid = user.uid();
     const rl = name('rootless');
     const as = (args: string[]) => cli(args, { uid, gid: uid, env: env() });
     const run = await as(['run', '-d', '--name', rl, '--rootfs', rootfs, '--', 'sleep', '100']);
@@ -272,6 +265,7 @@ describe('rootless', () => {
   });
 
   it('refuses a state directory another user made first in the temporary directory (it would read and replace the state)', async () => {
+    const uid = user.uid();
     // This user has no XDG_RUNTIME_DIR and no /run/user/<uid>: its state goes to tsbox-state-<uid> there.
     const taken = join(tmpdir(), `tsbox-state-${uid}`);
     await fs.rm(taken, { recursive: true, force: true });
@@ -288,6 +282,7 @@ describe('rootless', () => {
   });
 
   it('exec into an attached container through the API, as the user', async () => {
+    const uid = user.uid();
     const script = join(scratch, 'rootless-exec.mjs');
     await fs.writeFile(
       script,

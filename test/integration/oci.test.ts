@@ -4,16 +4,17 @@
  * from other processes, with the runtime-spec's rules on each and what the
  * container's process sees.
  */
-import { execFileSync, spawn as spawnProcess } from 'node:child_process';
+import { spawn as spawnProcess } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 
 import { runtimeToolsConfig, type Config } from '../support/oci.js';
 import { probePath } from '../support/rootfs.js';
 import { BIN, cli, scratchDir } from '../support/tsbox.js';
+import { throwawayUser } from '../support/host.js';
 
 const rootfs = inject('rootfs');
 const scratch = scratchDir('oci');
@@ -781,17 +782,10 @@ describe('hooks', () => {
 });
 
 describe('rootless', () => {
-  const user = `tsbox-oci-${process.pid}`;
-  let uid = 0;
-  beforeAll(() => {
-    execFileSync('useradd', ['-M', '-s', '/bin/sh', user]);
-    uid = Number(execFileSync('id', ['-u', user]).toString().trim());
-  });
-  afterAll(() => {
-    execFileSync('userdel', [user]);
-  });
+  const user = throwawayUser(`tsbox-oci-${process.pid}`);
 
   it('an ordinary user: spec --rootless maps them to root; create, start, state and delete work, and leave nothing', async () => {
+    const uid = user.uid();
     const as = (args: string[], opts: Parameters<typeof cli>[1] = {}) => cli(args, { uid, gid: uid, env: { ...process.env, XDG_RUNTIME_DIR: '' }, ...opts });
     const dir = join(scratch, 'rootless');
     mkdirSync(dir);

@@ -1,5 +1,8 @@
 /** What a container run could leave on the host, for the suites' leftover checks. */
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+
+import { afterAll, beforeAll } from 'vitest';
 
 /** Every per-container cgroup, `<anything>/tsbox/<id>`, in any hierarchy under /sys/fs/cgroup. */
 export function tsboxCgroups(root = '/sys/fs/cgroup'): string[] {
@@ -26,4 +29,20 @@ export function tsboxCgroups(root = '/sys/fs/cgroup'): string[] {
   };
   walk(root, 0);
   return out;
+}
+
+/**
+ * A throwaway ordinary user for the file's tests (no home, a shell), made
+ * before them and removed after: `uid()` once they run.
+ */
+export function throwawayUser(name: string): { name: string; uid: () => number } {
+  let uid = 0;
+  beforeAll(() => {
+    execFileSync('useradd', ['-M', '-s', '/bin/sh', name]);
+    uid = Number(execFileSync('id', ['-u', name]).toString().trim());
+  });
+  afterAll(() => {
+    execFileSync('userdel', [name]);
+  });
+  return { name, uid: () => uid };
 }
