@@ -888,11 +888,17 @@ describe('updateCgroup (an OCI runtime\'s update)', () => {
     const host = hybridHost();
     const c = create(host, { memory: '64m' });
     host.k.ops.length = 0;
-    const writes = updateCgroup('c1', { memory: '128m', cpuShares: 512 }, { stateDir, fs: host.k });
+    const writes = updateCgroup('c1', { memory: '100m', cpuShares: 512 }, { stateDir, fs: host.k });
+    // Memory alone: swap stays as create set it (Docker's default is create's, not update's).
     expect(writes.map((w) => `${w.path.slice(host.cg.length)}=${w.value}`)).toEqual([
-      `/memory/session/abc/tsbox/c1/memory.limit_in_bytes=${128 * MiB}`,
-      `/memory/session/abc/tsbox/c1/memory.memsw.limit_in_bytes=${256 * MiB}`,
+      `/memory/session/abc/tsbox/c1/memory.limit_in_bytes=${100 * MiB}`,
       '/cpu/tsbox/c1/cpu.shares=512',
+    ]);
+    expect(cat(join(c.paths.memory!, 'memory.memsw.limit_in_bytes'))).toBe(String(128 * MiB));
+    const both = updateCgroup('c1', { memory: '128m', memorySwap: '300m' }, { stateDir, fs: host.k });
+    expect(both.map((w) => `${w.path.slice(host.cg.length)}=${w.value}`)).toEqual([
+      `/memory/session/abc/tsbox/c1/memory.limit_in_bytes=${128 * MiB}`,
+      `/memory/session/abc/tsbox/c1/memory.memsw.limit_in_bytes=${300 * MiB}`,
     ]);
     expect(host.k.ops.some((op) => op.includes('pids.max'))).toBe(false);
     expect(cat(join(c.paths.memory!, 'memory.limit_in_bytes'))).toBe(String(128 * MiB));

@@ -598,11 +598,15 @@ export function updateCgroup(id: string, given: CgroupLimitsInput, opts: { state
     if (version === null) throw cgroupProblem(id.slice(0, 12), `the container's cgroup has no ${c.name} controller, which ${c.limits.filter((k) => keys.includes(k)).join(', ')} needs`, 'a limit needs its controller from create on: set one of its limits then', ENOENT);
     const devices = new Map<string, string>();
     if (c.name === 'io') for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
-    // The controller's writes for what was given, as at create (Docker's
-    // swap with a memory limit too); a controller nothing was given for is
-    // left alone (the default pids limit stays). v1 refuses a memory limit
-    // above memory+swap: raising both goes the other way round.
-    const ws = c.writes(version, l, devices).filter((w) => (version === 1 ? m.dirs[w.hierarchy] : unified) !== undefined);
+    // The controller's writes for what was given; a controller nothing was
+    // given for is left alone (the default pids limit stays). v1 refuses a
+    // memory limit above memory+swap: raising both goes the other way round.
+    // Docker's implicit swap beside a new memory limit is create's default,
+    // not an update's: swap changes only when it is given.
+    const ws = c
+      .writes(version, l, devices)
+      .filter((w) => (version === 1 ? m.dirs[w.hierarchy] : unified) !== undefined)
+      .filter((w) => w.limit !== 'memorySwap' || keys.includes('memorySwap'));
     const apply = (list: LimitWrite[]) => {
       for (const w of list) writeLimit(w, version === 1 ? m.dirs[w.hierarchy]! : unified!, fs, writes);
     };
