@@ -2,7 +2,7 @@
  * Regression tests for what a hostile review found (issue 13): each test is
  * named after the item it closes, and fails on the code before its fix.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
@@ -194,11 +194,26 @@ describe("item 9: --writable-rootfs never writes into the host's root", () => {
 describe('items 14 and 15: the caller\'s terminal', () => {
   const probe = join(REPO, 'target/static', `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-unknown-linux-gnu`, 'release/tsbox-probe');
   /** Runs `command` under script(1): its stdin, stdout and stderr are a fresh pty. */
-  const underPty = (command: string) => execFileSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+  // script's stdin stays open until it ends: at an end of input it could
+  // close the terminal before it had read what the command printed (an empty
+  // result now and then under load).
+  const underPty = (command: string) =>
+    new Promise<string>((resolve, reject) => {
+      const child = spawnProcess('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.on('error', reject);
+      child.on('close', () => {
+        clearTimeout(timer);
+        child.stdin.end();
+        resolve(out);
+      });
+    });
   const tsbox = `${process.execPath} ${BIN}`;
 
   it('without -t, the container cannot lock the terminal it shares, and what it changes is undone at exit', async () => {
-    const out = underPty(
+    const out = await underPty(
       [
         `stty -g > ${scratch}/before`,
         // The filter refuses TIOCEXCL ...
@@ -215,7 +230,7 @@ describe('items 14 and 15: the caller\'s terminal', () => {
   });
 
   it('-t on a terminal that reports 0x0 gives the container 80x24', async () => {
-    const out = underPty(`stty cols 0 rows 0; ${tsbox} run --rootfs ${rootfs} -t -- stty size`);
+    const out = await underPty(`stty cols 0 rows 0; ${tsbox} run --rootfs ${rootfs} -t -- stty size`);
     expect(out.replace(/\r/g, '')).toContain('24 80\n');
   });
 });
