@@ -46,13 +46,20 @@ function bundle(script: string, change: (c: Config) => void = () => {}): string 
   return dir;
 }
 
-/** A container of `dir` created and started: its id, once it runs. */
-async function running(dir: string): Promise<string> {
+/** A container of `dir` created and started: its id, once it runs (or, `wait` false, once started). */
+async function running(dir: string, wait = true): Promise<string> {
   const id = newId();
   const created = await create(dir, [id]);
   expect(created.code, created.stderr).toBe(0);
   expect((await cli(['start', id])).code).toBe(0);
-  await waitFor(id, 'running');
+  if (wait) await waitFor(id, 'running');
+  return id;
+}
+
+/** A container of `dir` created, started and ended: its id. */
+async function ranToEnd(dir: string): Promise<string> {
+  const id = await running(dir, false);
+  await waitFor(id, 'stopped');
   return id;
 }
 
@@ -443,11 +450,7 @@ describe('what the process of a bundle sees', () => {
     });
     // uid 10 writes there.
     chmodSync(join(dir, 'out'), 0o777);
-    const id = newId();
-    const created = await create(dir, [id]);
-    expect(created.code, created.stderr).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     const seen = readFileSync(join(dir, 'out/seen'), 'utf8').split('\n');
     expect(seen.slice(0, 7)).toEqual([`sh -c (${script}) > /var/seen `, '10', '10', '10 5', '0002', '3000', '4000']);
     // CAP_KILL is bit 5 (0x20): in every set, as given; bounding also CAP_CHOWN (bit 0).
@@ -464,11 +467,7 @@ describe('what the process of a bundle sees', () => {
       c.process.ioPriority = { class: 'IOPRIO_CLASS_BE', priority: 6 };
       c.process.scheduler = { policy: 'SCHED_BATCH', nice: 7 };
     });
-    const id = newId();
-    const created = await create(dir, [id]);
-    expect(created.code, created.stderr).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     const machine = process.arch === 'x64' ? 'i686' : 'armv8l';
     expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe(`example.org\n${machine}\nbest-effort: prio 6\n7 3\n`);
     expect(readFileSync('/proc/sys/kernel/domainname', 'utf8')).not.toBe('example.org\n');
@@ -488,10 +487,7 @@ describe('what the process of a bundle sees', () => {
       c.linux.maskedPaths = ['/proc/kcore', '/proc/acpi', '/does/not/exist'];
       c.linux.readonlyPaths = ['/proc/sys'];
     });
-    const id = newId();
-    expect((await create(dir, [id])).code).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe(
       ['0', '0', 'refused', 'refused', 'pts/ptmx', '/proc/self/fd', '/proc/self/fd/0', '/proc/self/fd/1', '/proc/self/fd/2', 'fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero '].join('\n'),
     );
@@ -505,10 +501,7 @@ describe('what the process of a bundle sees', () => {
       c.mounts[3].options = c.mounts[3].options.filter((o: string) => o !== 'nodev');
       c.process.args[2] = `(${c.process.args[2]}) > /var/seen`;
     });
-    const id = newId();
-    expect((await create(dir, [id])).code).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('made\nmade\ndenied\ndenied\n1\n');
     expect((await cli(['delete', id])).code).toBe(0);
   });
@@ -529,11 +522,7 @@ describe('devices and sysctl', () => {
       ];
       c.linux.sysctl = { 'net.ipv4.ip_forward': '1', 'kernel.msgmax': '4096' };
     });
-    const id = newId();
-    const created = await create(dir, [id]);
-    expect(created.code, created.stderr).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe(
       ['character special file a:29a 660 0:0', 'fifo 0:0 640 10:20', 'character special file 1:3 666 0:0', 'written', '1', '4096', ''].join('\n'),
     );
@@ -548,11 +537,7 @@ describe('devices and sysctl', () => {
       c.linux.devices = [{ path: '/dev/kmsg', type: 'c', major: 1, minor: 11 }];
     });
     chmodSync(join(dir, 'out'), 0o777);
-    const id = newId();
-    const created = await create(dir, [id]);
-    expect(created.code, created.stderr).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     // The host's node, bound: a mount of its own.
     expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('character special file 1:b\n1\n');
     expect((await cli(['delete', id])).code).toBe(0);
@@ -707,11 +692,7 @@ describe('time namespace', () => {
       c.linux.namespaces.push({ type: 'time' });
       c.linux.timeOffsets = { boottime: { secs: 10_000_000, nanosecs: 0 } };
     });
-    const id = newId();
-    const created = await create(dir, [id]);
-    expect(created.code, created.stderr).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     const [uptime, ns] = readFileSync(join(dir, 'out/uptime'), 'utf8').trim().split('\n');
     const host = Number(readFileSync('/proc/uptime', 'utf8').split('.')[0]);
     expect(Number(uptime) - host).toBeGreaterThanOrEqual(10_000_000 - 5);
@@ -891,11 +872,7 @@ describe('the command line of runc\'s callers', () => {
     cfg.process.terminal = false;
     cfg.process.args = ['sh', '-c', 'id -u; hostname; cat /proc/self/uid_map'];
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
-    const id = newId();
-    const created = await create(dir, [id]);
-    expect(created.code, created.stderr).toBe(0);
-    expect((await cli(['start', id])).code).toBe(0);
-    await waitFor(id, 'stopped');
+    const id = await ranToEnd(dir);
     expect((await cli(['delete', id])).code).toBe(0);
     const out = readFileSync(join(dir, `create-${serial}.out`), 'utf8');
     // Root in its own user namespace, mapped to tsbox's range (not host root).

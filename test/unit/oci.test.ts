@@ -27,7 +27,7 @@ const fakeSeccomp = { compileSeccomp: () => Buffer.from('00', 'hex'), seccompPro
 const ctx: PlanContext = { hostname: 'x', traceT0Ns: 0n, planVersion: 5, idmap: false, seccomp: fakeSeccomp, control: '/run/x/control.sock', detach: true };
 
 function container(spec: unknown) {
-  return ociContainer(checkSpec(spec), bundle, 'c1', 'config.json');
+  return ociContainer(checkSpec(spec), bundle, 'config.json');
 }
 
 /** The problems a config gives, as `path: message`. */

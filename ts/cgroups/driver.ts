@@ -509,9 +509,7 @@ function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, made
     if (h.exact) {
       // Its missing ancestors, outermost first (v2: each enabling the
       // controllers for the next; v1 cpuset: each filled from its parent).
-      const missing: string[] = [];
-      for (let d = h.tsbox; !fs.exists(d); d = posix.dirname(d)) missing.unshift(d);
-      for (const d of missing) {
+      for (const d of missingAncestors(h.tsbox, fs).reverse()) {
         makeParent(d);
         if (name === 'cpuset') inheritCpuset(d, fs);
         if (name === 'unified' && p.enable.length > 0) enableControllers(d, p.enable, fs, trace);

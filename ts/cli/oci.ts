@@ -14,7 +14,7 @@ import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { ociCreate, ociDelete, ociEvents, ociList, ociPause, ociStart, ociState, ociStats, ociUpdate, findOci, UPDATE_FLAGS } from '../oci/runtime.js';
+import { ociCreate, ociDelete, ociEvents, ociList, ociPause, ociStart, ociState, ociStats, ociUpdate, findOci, UPDATE_LIMITS } from '../oci/runtime.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
 import { kebab } from '../suggest.js';
 import { chooseStateRoot } from '../state-root.js';
@@ -244,7 +244,7 @@ export const update = defineCommand({
       if (v.has(flag)) throw new TsboxError({ step: 'config', errno: 95, path: `--${kebab(flag)}`, detail: updateArgs[flag].description.replace(/^Refused: /, ''), hint: null });
     }
     const flags: Record<string, string> = {};
-    for (const key of Object.keys(UPDATE_FLAGS)) if (v.has(key)) flags[key] = v.get(key) as string;
+    for (const key of UPDATE_LIMITS) if (v.has(key)) flags[key] = v.get(key) as string;
     ociUpdate(split.command[0], v.get('resources') as string | undefined, flags);
   },
 });

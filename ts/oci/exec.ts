@@ -121,15 +121,21 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false, saved.linux.personality?.domain);
   const o = parseRunInput(plan.argv, { stdio: 'inherit', init: false, tty: terminal }).options;
   const c = await execPlan(state.id, join(dir, 'control.sock'), o, plan, { detach: r.detach });
-  if (r.consoleSocket !== undefined) {
-    native.binding.sendConsole(resolve(r.consoleSocket), c.terminalFd!, '/dev/ptmx');
-    // The terminal is the socket's owner's now: our copy of the master goes,
-    // or it would read what the process prints before they do.
-    c.stdout?.destroy();
+  try {
+    if (r.consoleSocket !== undefined) {
+      native.binding.sendConsole(resolve(r.consoleSocket), c.terminalFd!, '/dev/ptmx');
+      // The terminal is the socket's owner's now: our copy of the master goes,
+      // or it would read what the process prints before they do.
+      c.stdout?.destroy();
+    }
+    // As the container's first process has it (runc sets it before exec;
+    // here right after, before anything waits on the process).
+    if (proc.oomScoreAdj != null) writeFileSync(`/proc/${c.pid}/oom_score_adj`, String(proc.oomScoreAdj));
+    if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), c.pid);
+  } catch (err) {
+    // A detached process would outlive the failed exec: it goes too.
+    c.kill('SIGKILL');
+    throw err instanceof TsboxError ? err : new TsboxError({ step: 'exec', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: id!, detail: `the process started but could not be handed over (${(err as Error).message}); it was killed`, hint: null }, { cause: err });
   }
-  // As the container's first process has it (runc sets it before exec;
-  // here right after, before anything waits on the process).
-  if (proc.oomScoreAdj != null) writeFileSync(`/proc/${c.pid}/oom_score_adj`, String(proc.oomScoreAdj));
-  if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), c.pid);
   return c;
 }

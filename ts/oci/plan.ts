@@ -81,7 +81,7 @@ const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'moun
 const RLIM_INFINITY = 2n ** 64n - 1n;
 
 /** Turns a checked config.json into what `create` launches; throws every problem with its JSON path. */
-export function ociContainer(spec: OciSpec, bundle: string, id: string, file: string, trace = false): OciContainer {
+export function ociContainer(spec: OciSpec, bundle: string, file: string, trace = false): OciContainer {
   const problems: SpecProblem[] = [];
   const refuse = (path: string, message: string) => problems.push({ path, message });
   const unsupported = (path: string, what = 'is not supported by tsbox yet') => refuse(path, what);

@@ -101,7 +101,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
     const env = (spec.process.env ?? []).filter((e) => !e.startsWith('LISTEN_FDS=') && !e.startsWith('LISTEN_PID='));
     spec.process.env = [...env, `LISTEN_FDS=${listen}`, 'LISTEN_PID=1'];
   }
-  const c = ociContainer(spec, bundle, o.id, file, o.trace === true);
+  const c = ociContainer(spec, bundle, file, o.trace === true);
   c.options.name = o.id;
   const consoleSocket = o.consoleSocket !== undefined ? resolve(o.consoleSocket) : undefined;
   // runc's two rules: a terminal of a container that outlives create goes
@@ -220,19 +220,8 @@ export function ociProcesses(id: string | undefined, format: 'table' | 'json', p
   return `${[table[0], ...table.slice(1).filter((l) => pids.has(Number(l.trim().split(/\s+/)[column])))].join('\n')}\n`;
 }
 
-/** runc's update flags, by tsbox's limit they set. */
-export const UPDATE_FLAGS = {
-  memory: 'memory',
-  memoryReservation: 'memoryReservation',
-  memorySwap: 'memorySwap',
-  cpuShares: 'cpuShares',
-  cpuQuota: 'cpuQuota',
-  cpuPeriod: 'cpuPeriod',
-  cpusetCpus: 'cpusetCpus',
-  cpusetMems: 'cpusetMems',
-  pidsLimit: 'pidsLimit',
-  blkioWeight: 'blkioWeight',
-} as const;
+/** The limits runc's update flags set, by tsbox's name (the flag is its kebab-case). */
+export const UPDATE_LIMITS = ['memory', 'memoryReservation', 'memorySwap', 'cpuShares', 'cpuQuota', 'cpuPeriod', 'cpusetCpus', 'cpusetMems', 'pidsLimit', 'blkioWeight'] as const;
 const NUMERIC = new Set(['cpuShares', 'cpuQuota', 'cpuPeriod', 'pidsLimit', 'blkioWeight']);
 
 /**
@@ -240,7 +229,7 @@ const NUMERIC = new Set(['cpuShares', 'cpuQuota', 'cpuPeriod', 'pidsLimit', 'blk
  * `linux.resources` object (--resources FILE, or - for stdin) and runc's
  * flags, which win. Only what is given changes.
  */
-export function ociUpdate(id: string | undefined, resourcesFile: string | undefined, flags: Partial<Record<keyof typeof UPDATE_FLAGS, string>>): void {
+export function ociUpdate(id: string | undefined, resourcesFile: string | undefined, flags: Partial<Record<(typeof UPDATE_LIMITS)[number], string>>): void {
   const { state } = findOci(id, 'update');
   if (state.status === 'stopped') throw new TsboxError({ step: 'update', errno: 3, path: id!, detail: 'container not running (it has stopped)', hint: null });
   const problems: SpecProblem[] = [];
@@ -266,10 +255,9 @@ export function ociUpdate(id: string | undefined, resourcesFile: string | undefi
       if (usage !== null && usage > Number(limit)) refuse('resources.memory.limit', `${String(limit)} is below the memory the container uses now (${usage} bytes), and checkBeforeUpdate asks for that to be refused`);
     }
   }
-  for (const [flag, value] of Object.entries(flags)) {
+  for (const [key, value] of Object.entries(flags)) {
     if (value === undefined) continue;
-    const key = UPDATE_FLAGS[flag as keyof typeof UPDATE_FLAGS];
-    const cli = `--${kebab(flag)}`;
+    const cli = `--${kebab(key)}`;
     if (NUMERIC.has(key) && !/^-?\d+$/.test(value)) {
       refuse(cli, `"${value}" is not a whole number`);
       continue;
