@@ -218,6 +218,27 @@ describe('the OCI lifecycle', () => {
     expect((await cli(['state', other])).code).not.toBe(0);
   });
 
+  it('a config without a process: create makes the container (its hooks run); start fails, as the runtime-spec says, and nothing runs', async () => {
+    const dir = bundle('true', (c) => {
+      delete (c as { process?: unknown }).process;
+      c.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', `echo prestart >> ${join(scratch, 'noproc-hook')}`] }] };
+    });
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(readFileSync(join(scratch, 'noproc-hook'), 'utf8')).toBe('prestart\n');
+    const { status, pid } = await state(id);
+    expect(status).toBe('created');
+    const started = await cli(['start', id]);
+    expect(started.code).not.toBe(0);
+    expect(started.stderr).toContain(`start(${id}): EINVAL — its config.json has no process: there is nothing to start`);
+    // Still created, its PID 1 still waiting: no process ran.
+    expect((await state(id)).status).toBe('created');
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toContain('tsbox-init');
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+    expect((await cli(['state', id])).code).not.toBe(0);
+  });
+
   it('kill sends its signal to the container\'s PID 1 (TERM by default), which traps it', async () => {
     for (const sig of ['TERM', 'USR1']) {
       const dir = bundle(`trap 'touch /var/${sig}; exit 0' ${sig}; sleep 10 & wait $!`);

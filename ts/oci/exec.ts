@@ -96,7 +96,7 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
       throw new TsboxError({ step: 'config', errno: 0, path: file, detail: `cannot read the process (${(err as Error).message})`, hint: 'a JSON file holding an OCI process object' });
     }
   } else {
-    raw = fromFlags(saved.process, r);
+    raw = fromFlags(saved.process ?? {}, r);
   }
   const parsed = ociProcessSchema.safeParse(raw);
   const problems: SpecProblem[] = parsed.success

@@ -68,6 +68,11 @@ export interface OciContainer {
   /** process.terminal: the container has a console, whose master create hands on. */
   terminal: boolean;
   /**
+   * The config has a process. Without one the container can be created
+   * (hooks, state, kill, delete) but `start` fails, as the runtime-spec says.
+   */
+  startable: boolean;
+  /**
    * The deny-all device rule is held by nodev (no user namespace): a
    * process with CAP_SYS_ADMIN must never run in this container, exec'd
    * ones included.
@@ -89,7 +94,6 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   const linux = spec.linux ?? {};
 
   if (!spec.root) refuse('root', 'is required on Linux: the container needs a root filesystem');
-  if (!proc) refuse('process', 'is required: tsbox creates a container to run its process (`tsbox spec` writes one)');
 
   // Namespaces: each new one tsbox knows; joining and the time namespace are not there yet.
   const namespaces: Namespace[] = [];
@@ -191,7 +195,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
     if (!(err instanceof TsboxError) || !issues) throw err;
     for (const i of issues) refuse(limits.paths[i.path.split(/[.[]/)[0]!] ?? i.path, i.message);
   }
-  if (problems.length > 0 || !options || !proc || !spec.root) throw specError(file, problems);
+  if (problems.length > 0 || !options || !spec.root) throw specError(file, problems);
 
   const hooks: Partial<Record<HookName, OciHook[]>> = {};
   for (const [name, list] of Object.entries(spec.hooks ?? {})) {
@@ -204,7 +208,10 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   // drops privileges before it waits.
   if (hooks.startContainer) throw specError(file, [{ path: 'hooks.startContainer', message: 'is not supported by tsbox yet (it would run beside a PID 1 that is still privileged)' }]);
 
-  const process = proc;
+  // Without a process, the monitor holds one that start never hands over
+  // (start refuses first); were it ever run, it could do nothing: no
+  // capabilities, no_new_privs, and a directory for a command.
+  const process: OciProcess = proc ?? { args: ['/'], cwd: '/', user: { uid: 0, gid: 0 }, capabilities: {}, noNewPrivileges: true };
   const plans = (ctx: PlanContext): { sandbox: SandboxPlan; process: ProcessPlan } => {
     const withCgroup: PlanMount[] = [];
     for (const m of mounts) {
@@ -258,14 +265,15 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
         throw err;
       }
     },
-    command: proc.args,
+    command: proc?.args ?? [],
     hooks,
     annotations: spec.annotations ?? {},
     ociVersion: spec.ociVersion,
-    oomScoreAdj: proc.oomScoreAdj ?? null,
+    oomScoreAdj: proc?.oomScoreAdj ?? null,
     limited: Object.keys(limits.options).length > 0 || cgroupsPath !== undefined,
     cgroupsPath,
-    terminal: proc.terminal === true,
+    terminal: proc?.terminal === true,
+    startable: proc !== undefined,
     deviceGuard: nodev,
   };
 }

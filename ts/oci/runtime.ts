@@ -154,6 +154,10 @@ export async function ociStart(id: string | undefined, warn: (line: string) => v
     const why = state.status === 'stopped' ? 'cannot start a container that has stopped' : state.status === 'running' ? 'cannot start an already running container' : `cannot start a container in the ${state.status} state`;
     throw new TsboxError({ step: 'start', errno: 22, path: id!, detail: why, hint: null });
   }
+  // Created from a config without a process: the runtime-spec has start fail.
+  if (!savedConfig(state).process) {
+    throw new TsboxError({ step: 'start', errno: 22, path: id!, detail: 'its config.json has no process: there is nothing to start', hint: 'the container stays created; `delete --force` removes it' });
+  }
   await ref.start();
   runHooks('poststart', state.hooks?.poststart, { ...ociState(state), status: 'running', pid: state.pid }, false, warn);
 }
@@ -327,7 +331,8 @@ export async function ociEvents(id: string | undefined, intervalMs: number, emit
 
 /** What create kept of the container's config (its state directory's config.json). */
 export interface SavedConfig {
-  process: Record<string, unknown>;
+  /** Absent when the config had none: the container cannot be started. */
+  process?: Record<string, unknown>;
   linux: { seccomp: Record<string, unknown> | null; personality?: { domain: 'LINUX' | 'LINUX32' } | null };
   /** The deny-all device rule is held by nodev: no process with CAP_SYS_ADMIN may run in it. */
   deviceGuard?: boolean;
