@@ -103,8 +103,29 @@ class FakeKernel implements CgroupFs {
 
   rootControllers = ['cpuset', 'cpu', 'io', 'memory', 'pids'];
 
+  /**
+   * As an ordinary user: the cgroups delegated to it (their directory,
+   * cgroup.procs, cgroup.subtree_control and cgroup.threads are its), and
+   * every one it makes. null: as root, everything is writable.
+   */
+  owned: Set<string> | null = null;
+
+  writable(path: string): boolean {
+    if (this.owned === null) return true;
+    if (this.owned.has(path)) return true;
+    const dir = dirname(path);
+    const file = path.slice(dir.length + 1);
+    return this.owned.has(dir) && (['cgroup.procs', 'cgroup.subtree_control', 'cgroup.threads'].includes(file) || this.made.has(dir));
+  }
+
+  /** Cgroups made through mkdir (as the user: all their files are its). */
+  readonly made = new Set<string>();
+
   mkdir(path: string): void {
     this.#check('mkdir', path);
+    if (existsSync(dirname(path)) && !this.writable(dirname(path))) throw sysError('EACCES', 'mkdir', path);
+    this.owned?.add(path);
+    this.made.add(path);
     if (existsSync(path)) throw sysError('EEXIST', 'mkdir', path);
     if (!existsSync(dirname(path))) throw sysError('ENOENT', 'mkdir', path);
     mkdirSync(path);
@@ -136,13 +157,23 @@ class FakeKernel implements CgroupFs {
   write(path: string, value: string): void {
     this.#check('write', path);
     if (!existsSync(path)) throw sysError('ENOENT', 'open', path);
+    if (!this.writable(path)) throw sysError('EACCES', 'open', path);
     const dir = dirname(path);
     const file = path.slice(dir.length + 1);
     this.ops.push(`write ${path} ${value}`);
     switch (file) {
-      case 'cgroup.procs':
-        writeFileSync(path, [...this.procs(dir), value].join('\n'));
+      case 'cgroup.procs': {
+        // A process is in one cgroup of a hierarchy: it leaves the one it was in.
+        const h = this.hierarchyOf(dir);
+        const mount = [...this.mounts].find(([, name]) => name === h)![0];
+        const walk = (d: string) => {
+          if (d !== dir && existsSync(join(d, 'cgroup.procs'))) writeFileSync(join(d, 'cgroup.procs'), this.procs(d).filter((p) => p !== value).join('\n'));
+          for (const sub of this.subdirs(d)) walk(join(d, sub));
+        };
+        walk(mount);
+        writeFileSync(path, [...this.procs(dir).filter((p) => p !== value), value].join('\n'));
         return;
+      }
       case 'cgroup.subtree_control': {
         const c = value.replace(/^\+/, '');
         if (!this.read(join(dir, 'cgroup.controllers')).split(/\s+/).includes(c)) throw sysError('ENOENT', 'write', path);
@@ -247,7 +278,8 @@ function v2Host(own = '/system.slice/app.service'): { k: FakeKernel; proc: ProcS
   writeFileSync(join(cg, 'cgroup.subtree_control'), 'cpuset cpu io memory pids');
   if (own !== '/') {
     k.existing(join(cg, 'system.slice'));
-    k.existing(join(cg, own), [String(process.pid)]);
+    const parts = own.split('/').filter(Boolean);
+    parts.forEach((_, i) => k.existing(join(cg, ...parts.slice(0, i + 1)), i === parts.length - 1 ? [String(process.pid)] : []));
   }
   return { k, cg, proc: { mountinfo: `26 25 0:24 / ${cg} rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n`, cgroup: `0::${own}\n` } };
 }
@@ -535,6 +567,99 @@ describe('v2: failures leave nothing behind', () => {
     host.k.fail('mkdir', '/tsbox/c1', 'ENOENT', 1);
     const c = create(host);
     expect(existsSync(c.v2Path!)).toBe(true);
+  });
+});
+
+describe('v2: an ordinary user, under the cgroup delegated to it (issue 20)', () => {
+  /**
+   * A pure v2 host where uid 1000's shell and tsbox sit in the cgroup
+   * delegated to it, /deleg/user (owned by the user: the directory,
+   * cgroup.procs, cgroup.subtree_control, cgroup.threads), whose parent
+   * /deleg is root's and enables `controllers` for it.
+   */
+  function delegatedHost(controllers = 'cpu memory pids'): { k: FakeKernel; proc: ProcSource; cg: string; d: string } {
+    const host = v2Host('/deleg/user');
+    const d = join(host.cg, 'deleg/user');
+    writeFileSync(join(d, 'cgroup.procs'), ['4242', String(process.pid)].join('\n'));
+    writeFileSync(join(host.cg, 'deleg/cgroup.subtree_control'), controllers);
+    host.k.owned = new Set([d]);
+    return { ...host, d };
+  }
+
+  it('the caller\'s own delegated cgroup: its processes move to a leaf, then the controllers are enabled and the container goes beside it', () => {
+    const host = delegatedHost();
+    const c = create(host, { memory: '64m' }, { uid: 1000 });
+    const { d } = host;
+    expect(c.v2Path).toBe(join(d, 'tsbox/c1'));
+    expect(host.k.procs(d)).toEqual([]);
+    expect(host.k.procs(join(d, 'tsbox-leaf')).sort()).toEqual(['4242', String(process.pid)].sort());
+    expect(host.k.ops.slice(0, 6)).toEqual([
+      `mkdir ${d}/tsbox-leaf`,
+      `write ${d}/tsbox-leaf/cgroup.procs 4242`,
+      `write ${d}/tsbox-leaf/cgroup.procs ${process.pid}`,
+      `write ${d}/cgroup.subtree_control +memory`,
+      `write ${d}/cgroup.subtree_control +cpu`,
+      `write ${d}/cgroup.subtree_control +pids`,
+    ]);
+    // The default pids limit applies, as for root.
+    expect(cat(join(d, 'tsbox/c1/pids.max'))).not.toBe('max');
+    expect(cat(join(d, 'tsbox/c1/memory.max'))).toBe(String(64 * MiB));
+    c.destroy();
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('once moved, the next container goes under the same cgroup (the parent of the leaf) and nothing moves again', () => {
+    const host = delegatedHost();
+    create(host, {}, { uid: 1000, id: 'c1' }).destroy();
+    const moved = { ...host, proc: { ...host.proc, cgroup: '0::/deleg/user/tsbox-leaf\n' } };
+    host.k.ops.length = 0;
+    const c = create(moved, {}, { uid: 1000, id: 'c2' });
+    expect(c.v2Path).toBe(join(host.d, 'tsbox/c2'));
+    expect(host.k.ops.filter((o) => o.includes('cgroup.procs'))).toEqual([]);
+  });
+
+  it('a systemd user manager\'s slice (the caller in one of its scopes): the parent, with nothing moved', () => {
+    const svc = '/user.slice/user-1000.slice/user@1000.service';
+    const host = v2Host(`${svc}/app.slice/term.scope`);
+    // systemd enables memory and pids down to the user's manager and its slices.
+    for (const d of ['user.slice', 'user.slice/user-1000.slice', `${svc}`]) writeFileSync(join(host.cg, d, 'cgroup.subtree_control'), 'memory pids');
+    host.k.owned = new Set([`${host.cg}${svc}`, `${host.cg}${svc}/app.slice`, `${host.cg}${svc}/app.slice/term.scope`]);
+    const c = create(host, {}, { uid: 1000 });
+    expect(c.v2Path).toBe(join(host.cg, svc, 'app.slice/tsbox/c1'));
+    expect(host.k.ops.some((o) => o.includes('tsbox-leaf'))).toBe(false);
+  });
+
+  it('nothing delegated: EACCES naming each cgroup tried and why, the systemd-run line as the fix, and nothing made', () => {
+    const host = v2Host('/user.slice/user-1000.slice/session-3.scope');
+    host.k.owned = new Set();
+    const before = host.k.tree();
+    const e = failure(() => create(host, {}, { uid: 1000 }));
+    expect(e.errno).toBe(errnos.EACCES);
+    expect(e.message).toBe(
+      `cgroup(${host.cg}): EACCES — ` +
+        'no cgroup here is delegated to uid 1000: /user.slice/user-1000.slice (the parent of this process\'s cgroup): its directory is not writable (no child cgroups); ' +
+        "/user.slice/user-1000.slice/session-3.scope (this process's own cgroup): its directory is not writable (no child cgroups); /user.slice (an ancestor): its directory is not writable (no child cgroups)",
+    );
+    expect(e.hint).toContain('systemd-run --user --scope -p Delegate=yes tsbox run');
+    expect(host.k.tree()).toEqual(before);
+    expect(markers()).toEqual([]);
+  });
+
+  it('a limit whose controller is not delegated: an error naming it and how to delegate it, before anything moves', () => {
+    const host = delegatedHost('memory pids');
+    const e = failure(() => create(host, { cpus: 0.5 }, { uid: 1000 }));
+    expect(e.message).toMatch(/ — the cpu controller is not available in .*\/deleg\/user \(its cgroup.controllers: memory pids\), and limits.cpus needs it$/);
+    expect(e.hint).toBe('have it delegated to your user (systemd: `systemctl edit user@.service` with [Service] Delegate=cpu cpuset io memory pids, then log in again), or leave limits.cpus out');
+    expect(host.k.procs(host.d)).toHaveLength(2);
+  });
+
+  it('an explicit cgroup parent is taken as given', () => {
+    const host = delegatedHost();
+    host.k.existing(join(host.cg, 'mine'));
+    host.k.owned!.add(join(host.cg, 'mine'));
+    const c = create(host, {}, { uid: 1000, parent: '/mine' });
+    expect(c.v2Path).toBe(join(host.cg, 'mine/tsbox/c1'));
+    expect(host.k.procs(host.d)).toHaveLength(2);
   });
 });
 

@@ -154,7 +154,7 @@ describe('noCgroupNote: an ordinary user without a cgroup (issue 19, item 6)', (
     expect(noCgroupNote(refused, {}, 1000, () => false)).toBe(
       `tsbox: note: no cgroup for this container (${refused}); the default pids limit does not apply — you have no systemd user session here ($XDG_RUNTIME_DIR is unset and /run/user/1000 does not exist), which is what gives a user a cgroup of its own: log in through a session (ssh, a desktop), or run \`sudo loginctl enable-linger $USER\``,
     );
-    const delegate = /delegate a cgroup to your user \(systemd: Delegate=yes on user@\.service\) to get limits$/;
+    const delegate = / — to get limits, run tsbox in a cgroup delegated to you: `systemd-run --user --scope -p Delegate=yes tsbox \.\.\.` \(tsbox does not yet ask systemd for one itself\)$/;
     expect(noCgroupNote(refused, { XDG_RUNTIME_DIR: '/run/user/1000' }, 1000, () => false)).toMatch(delegate);
     expect(noCgroupNote(refused, {}, 1000, (p) => p === '/run/user/1000')).toMatch(delegate);
   });

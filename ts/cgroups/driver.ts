@@ -12,6 +12,7 @@ import type { CgroupStats, Controller, ControllerName, LimitWrite } from './cont
 import { cpu, cpuStats } from './cpu.js';
 import { CPUSET_INHERIT, cpuset } from './cpuset.js';
 import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
+import { delegatedParent, LEAF } from './delegation.js';
 import { cgroupError, cgroupProblem, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
 import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
 import { devicePaths, io } from './io.js';
@@ -47,6 +48,8 @@ export interface CreateOptions {
   trace?: (line: string) => void;
   /** For tests: the filesystem to use. */
   fs?: CgroupFs;
+  /** For tests: the caller's uid (default: this process's). An ordinary user's v2 cgroups go under a delegated one (delegation.ts). */
+  uid?: number;
   /** /proc/self/{mountinfo,cgroup} as already read (a launch reads them once; tests pass fixtures). */
   proc?: ProcSource;
 }
@@ -97,6 +100,8 @@ interface Plan {
   /** v2 controllers to enable in the parent's and tsbox's cgroup.subtree_control. */
   enable: ControllerName[];
   writes: LimitWrite[];
+  /** The caller's own v2 cgroup, delegated to it: its processes move to a leaf before controllers are enabled in it. */
+  evacuate?: string;
 }
 
 const noProcessesHint = (dir: string) =>
@@ -124,6 +129,15 @@ function deviceNumber(path: string): string {
 }
 
 function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, opts: CreateOptions): Plan {
+  const uid = opts.uid ?? process.getuid?.() ?? 0;
+  // An ordinary user's cgroups go where they were delegated to it.
+  let configured = opts.parent;
+  let evacuate: string | undefined;
+  if (configured === undefined && uid !== 0 && layout.mode === 'v2') {
+    const d = delegatedParent(layout, fs, uid);
+    configured = d.parent;
+    if (d.evacuate) evacuate = cgroupDir(layout.unified!, d.parent);
+  }
   const versions = new Map<ControllerName, 1 | 2>();
   const v2Candidates: Controller[] = [];
   for (const c of CONTROLLERS) {
@@ -145,13 +159,13 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
   const hierarchies = new Map<string, Hier>();
   const add = (name: string, mount: { mountpoint: string; root: string }) => {
     if (opts.path !== undefined) {
-      const path = opts.path.startsWith('/') ? opts.path : posix.join(parentPath(layout, name, opts.parent), opts.path);
+      const path = opts.path.startsWith('/') ? opts.path : posix.join(parentPath(layout, name, configured), opts.path);
       const leaf = cgroupDir(mount, path);
       if (leaf === mount.mountpoint) throw cgroupProblem(opts.path, 'is the root of the cgroup hierarchy, which the container cannot have as its own', 'give a cgroup below it, such as /tsbox/c1', EINVAL);
       hierarchies.set(name, { parent: posix.dirname(leaf), tsbox: posix.dirname(leaf), leaf, exact: true });
       return;
     }
-    const parent = cgroupDir(mount, parentPath(layout, name, opts.parent));
+    const parent = cgroupDir(mount, parentPath(layout, name, configured));
     const tsbox = posix.join(parent, 'tsbox');
     hierarchies.set(name, { parent, tsbox, leaf: posix.join(tsbox, id) });
   };
@@ -179,7 +193,9 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
         throw cgroupProblem(
           parent,
           `the ${c.name} controller is not available in ${parent} (its cgroup.controllers: ${available.join(' ') || 'none'}), and ${limits} needs it`,
-          `enable it in the parent's cgroup.subtree_control (echo +${c.name} > ${posix.dirname(parent)}/cgroup.subtree_control), or have it delegated (systemd: Delegate=${c.name}), or leave ${limits} out`,
+          uid !== 0
+            ? `have it delegated to your user (systemd: \`systemctl edit user@.service\` with [Service] Delegate=cpu cpuset io memory pids, then log in again), or leave ${limits} out`
+            : `enable it in the parent's cgroup.subtree_control (echo +${c.name} > ${posix.dirname(parent)}/cgroup.subtree_control), or have it delegated (systemd: Delegate=${c.name}), or leave ${limits} out`,
           ENOENT,
         );
       }
@@ -187,7 +203,8 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     const enabled = splitList(readIfPresent(fs, posix.join(parent, 'cgroup.subtree_control')));
     enable = CONTROLLERS.filter((c) => versions.get(c.name) === 2).map((c) => c.name);
     // The root cgroup has no cgroup.type and is exempt from the rule.
-    if (enable.some((c) => !enabled.includes(c)) && fs.exists(posix.join(parent, 'cgroup.type'))) {
+    // (The caller's own delegated cgroup is emptied into a leaf first.)
+    if (enable.some((c) => !enabled.includes(c)) && parent !== evacuate && fs.exists(posix.join(parent, 'cgroup.type'))) {
       const procs = splitList(readIfPresent(fs, posix.join(parent, 'cgroup.procs')));
       if (procs.length > 0) {
         throw cgroupProblem(parent, `cannot enable ${enable.join(', ')} for the containers: processes ${procs.slice(0, 5).join(', ')}${procs.length > 5 ? ', ...' : ''} are in this cgroup`, noProcessesHint(parent), EBUSY);
@@ -232,7 +249,33 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     if (splitList(readIfPresent(fs, posix.join(h, 'cgroup.subtree_control'))).length > 0) throw cgroupProblem(h, 'the cgroup exists and enables controllers for children of its own', 'give a cgroup of the container\'s own, or an empty leaf', EBUSY);
     adopted.push(h);
   }
-  return { adopted, versions, hierarchies, enable, writes };
+  return { adopted, versions, hierarchies, enable, writes, ...(evacuate !== undefined ? { evacuate } : {}) };
+}
+
+/**
+ * Moves every process of `dir` (the caller's own delegated cgroup, the
+ * caller among them) to its leaf {@link LEAF}, so that controllers can be
+ * enabled in it for the containers. Processes forked meanwhile land in
+ * `dir` too: it is read again until it is empty.
+ */
+function evacuate(dir: string, fs: CgroupFs, trace?: (line: string) => void): void {
+  const leaf = posix.join(dir, LEAF);
+  if (mkdirShared(leaf, fs)) trace?.(`cgroup: mkdir ${leaf}`);
+  const procs = posix.join(dir, 'cgroup.procs');
+  for (let round = 0; round < 16; round++) {
+    const pids = splitList(readIfPresent(fs, procs));
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        fs.write(posix.join(leaf, 'cgroup.procs'), pid);
+      } catch (err) {
+        if (errnoOf(err) === ESRCH) continue;
+        throw cgroupError(err, leaf, `move process ${pid} out of the delegated cgroup ${dir}, whose controllers the containers need`, 'cgroup v2 lets a cgroup enable controllers for its children only while it has no processes of its own');
+      }
+    }
+    trace?.(`cgroup: moved ${pids.length} process(es) of ${dir} to ${LEAF}`);
+  }
+  throw cgroupProblem(dir, 'processes keep appearing in the delegated cgroup while tsbox moves them to a leaf', 'run tsbox from a cgroup nothing else forks in, or pass a cgroup parent', EBUSY);
 }
 
 /** `dir` and its ancestors that do not exist, deepest first: what an exact path makes, and removes when empty. */
@@ -498,6 +541,7 @@ function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, made
     trace?.(`cgroup: mkdir ${dir}`);
   };
   const unified = p.hierarchies.get('unified');
+  if (p.evacuate !== undefined) evacuate(p.evacuate, fs, trace);
   if (unified && p.enable.length > 0) enableControllers(nearestExisting(unified.parent, fs), p.enable, fs, trace);
   for (const [name, h] of p.hierarchies) {
     if (created[name] !== undefined) continue;

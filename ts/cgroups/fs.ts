@@ -4,7 +4,7 @@
  * and let teardown run from an 'exit' handler), behind an interface so that
  * the unit tests can run the driver against a fixture tree without root.
  */
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, constants as fsc, writeSync } from 'node:fs';
+import { accessSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, constants as fsc, writeSync } from 'node:fs';
 
 import { TsboxError } from '../errors.js';
 
@@ -17,6 +17,8 @@ export interface CgroupFs {
   /** One write(2) of `value` to an existing file: no O_CREAT, no O_TRUNC (cgroupfs files take one value per write). */
   write(path: string, value: string): void;
   exists(path: string): boolean;
+  /** access(2) W_OK: this process may write `path` (a file), or make entries in it (a directory). */
+  writable(path: string): boolean;
   /** Names of the subdirectories (child cgroups) of `path`. */
   subdirs(path: string): string[];
   /** kill(2). */
@@ -38,6 +40,14 @@ export const realFs: CgroupFs = {
   exists: (path) => {
     try {
       statSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  writable: (path) => {
+    try {
+      accessSync(path, fsc.W_OK);
       return true;
     } catch {
       return false;

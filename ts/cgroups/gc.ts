@@ -14,6 +14,7 @@ import { posix } from 'node:path';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
 
 import { cgroupDir, parentPath, readLayout, readProcSource, type ProcSource } from './detect.js';
+import { unifiedParent } from './delegation.js';
 import { cgroupError, EEXIST, ENOENT, errnoOf, realFs, type CgroupFs } from './fs.js';
 import { listPids, removeCgroup, removeParents, type Placement } from './teardown.js';
 
@@ -203,7 +204,7 @@ export function gc(opts: GcOptions = {}): string[] {
   const hierarchies: [string, string][] = [];
   // Every hierarchy a container has a cgroup in: named ones (name=systemd) too.
   for (const [name, mount] of layout.v1) hierarchies.push([name, posix.join(cgroupDir(mount, parentPath(layout, name, opts.parent)), 'tsbox')]);
-  if (layout.unified) hierarchies.push(['unified', posix.join(cgroupDir(layout.unified, parentPath(layout, 'unified', opts.parent)), 'tsbox')]);
+  if (layout.unified) hierarchies.push(['unified', posix.join(cgroupDir(layout.unified, unifiedParent(layout, fs, opts.parent, process.getuid?.() ?? 0)), 'tsbox')]);
   const found = new Map<string, Placement>();
   for (const [h, tsboxDir] of hierarchies) {
     let ids: string[] = [];

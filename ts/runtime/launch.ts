@@ -199,9 +199,9 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     maps = computeMaps(o, id);
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
-    const prepared = prepareContainerCgroup(id, o, proc, trace, extras.oci?.cgroupsPath);
-    if (prepared.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
-    else cgroup = createContainerCgroup(prepared, extras, notices);
+    const prepared = unlessDenied(() => prepareContainerCgroup(id, o, proc, trace, extras.oci?.cgroupsPath), extras, notices);
+    if (prepared?.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
+    else if (prepared) cgroup = unlessDenied(() => prepared.create(), extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
     const cgroupInfo = cgroup ?? later;
     plan = (extras.oci?.plans ?? ((ctx: PlanContext) => buildPlan(command, o, ctx)))({
@@ -218,8 +218,8 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
       cgroupPhase: !cgroupInfo
         ? { how: 'none' }
         : cgroupInfo.v2Path
-          ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared.procsFiles] }
-          : { how: 'place', procs: [...prepared.procsFiles], madeByNode: later !== null },
+          ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared!.procsFiles] }
+          : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       control: join(dir, 'control.sock'),
       detach: o.detach,
     });
@@ -383,13 +383,14 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
 }
 
 /**
- * The container's cgroup with its limits written. An unprivileged caller
- * that asked for no limit and may not create cgroups runs without one, with a
- * notice; any limit it did ask for is an error, never silently dropped.
+ * The container's cgroup decided (`fn` is prepare) or made with its limits
+ * written (create). An unprivileged caller that asked for no limit and has
+ * no cgroup it may manage runs without one, with a notice; any limit it did
+ * ask for is an error, never silently dropped.
  */
-function createContainerCgroup(prepared: PreparedCgroup, extras: LaunchExtras, notices: string[]): Cgroup | null {
+function unlessDenied<T>(fn: () => T, extras: LaunchExtras, notices: string[]): T | null {
   try {
-    return prepared.create();
+    return fn();
   } catch (err) {
     const rootless = process.getuid?.() !== 0;
     const denied = err instanceof TsboxError && [1, 13, 30].includes(err.errno);
@@ -410,7 +411,7 @@ function createContainerCgroup(prepared: PreparedCgroup, extras: LaunchExtras, n
 export function noCgroupNote(refused: string, env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0, exists: (path: string) => boolean = existsSync): string {
   const session = Boolean(env.XDG_RUNTIME_DIR) || exists(`/run/user/${uid}`);
   const fix = session
-    ? 'delegate a cgroup to your user (systemd: Delegate=yes on user@.service) to get limits'
+    ? 'to get limits, run tsbox in a cgroup delegated to you: `systemd-run --user --scope -p Delegate=yes tsbox ...` (tsbox does not yet ask systemd for one itself)'
     : `you have no systemd user session here ($XDG_RUNTIME_DIR is unset and /run/user/${uid} does not exist), which is what gives a user a cgroup of its own: log in through a session (ssh, a desktop), or run \`sudo loginctl enable-linger $USER\``;
   return `tsbox: note: no cgroup for this container (${refused}); the default pids limit does not apply — ${fix}`;
 }
