@@ -4,17 +4,19 @@
  * timeouts and aborts that leave nothing, tty, streams with backpressure, and
  * no leaked descriptors across hundreds of containers.
  */
+import { spawn as spawnProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 
 import { describe, expect, inject, it } from 'vitest';
 
 import { AbortError, run, spawn, TsboxError, type RunOptions } from '../../ts/index.js';
 import { loadConfig } from '../../ts/config/file.js';
-import { alive, descendants, eventually, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
+import { alive, BIN, descendants, eventually, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 const scratch = scratchDir('api');
@@ -242,6 +244,42 @@ describe('spawn() and exec()', () => {
     process.kill(monitor!, 'SIGKILL');
     expect(await errored).toBeInstanceOf(TsboxError);
     await expect(c.wait()).rejects.toBeInstanceOf(TsboxError);
+  });
+
+  it('unref() lets the program end while its container runs (which, attached, is killed then); ref() takes it back; events still come (issue 19)', async () => {
+    const api = pathToFileURL(join(dirname(BIN), '../dist/index.js')).href;
+    const node = (script: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawnProcess(process.execPath, ['--input-type=module', '-e', `import { spawn } from ${JSON.stringify(api)}; const rootfs = ${JSON.stringify(rootfs)};\n${script}`]);
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 25_000);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+      });
+    // Nothing else to do: Node ends at once, long before `sleep 30` would.
+    const ended = await node("const c = await spawn(['sleep', '30'], { rootfs }); console.log(c.pid); c.unref();");
+    expect(ended.code, ended.stderr).toBe(0);
+    const pid = Number(ended.stdout.trim());
+    expect(pid).toBeGreaterThan(0);
+    expect(await eventually(() => !alive(pid))).toBe(true);
+    // While Node runs for something else, 'exit', wait() and the output still
+    // come; after ref(), the container alone keeps Node up to its end.
+    const kept = await node(
+      [
+        "const c = await spawn(['sh', '-c', 'sleep 0.3; echo hi'], { rootfs }); c.unref();",
+        "c.on('exit', (r) => console.log('exit', r.exitCode)); let out = ''; c.stdout.on('data', (d) => (out += d));",
+        'const other = setTimeout(() => {}, 20_000);',
+        "const r = await c.wait(); console.log('waited', r.exitCode, JSON.stringify(out)); clearTimeout(other);",
+        "const d = await spawn(['sh', '-c', 'sleep 0.3; exit 3'], { rootfs }); d.unref(); d.ref(); console.log('ref', (await d.wait()).exitCode);",
+      ].join('\n'),
+    );
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(kept.stdout).toBe('exit 0\nwaited 0 "hi\\n"\nref 3\n');
   });
 
   it('has exitCode and signalCode as ChildProcess does, and errors carry a code to switch on (issue 19)', async () => {

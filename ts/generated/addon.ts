@@ -31,6 +31,13 @@ export declare class Channel {
   /** The next message, or null once the helper has closed its end. */
   recv(): Promise<string | null>
   /**
+   * As `recv`, but calls `callback(err, msg)` instead of returning a
+   * promise, and does not hold Node's event loop open while it waits: what
+   * waits for the message decides that (a Container's keep-alive, which
+   * `unref()` releases).
+   */
+  recvWeak(callback: (err: Error | null, msg: string | null) => void): void
+  /**
    * The oldest descriptor that came with a message (a pty master), now the
    * caller's to close; -1 when none is waiting.
    */
@@ -64,8 +71,12 @@ export declare class HelperProcess {
    * close; -1 when that stream was not piped or was taken already.
    */
   takePipe(index: number): number
-  /** Resolves once the helper has exited, and reaps it. */
-  wait(): Promise<HelperExit>
+  /**
+   * Calls `callback(err, exit)` once the helper has exited, and reaps it.
+   * It does not hold Node's event loop open while it waits: the launch,
+   * then the Container's keep-alive do, until `unref()`.
+   */
+  waitWeak(callback: (err: Error | null, exit: HelperExit) => void): void
 }
 
 /**

@@ -16,7 +16,7 @@ import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
-import { helperDied, recv, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
+import { helperDied, recv, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
 export interface ExitResult {
@@ -88,6 +88,8 @@ interface ContainerInit {
   exec?: boolean;
   /** A created container, whose process its monitor holds until start(). */
   startable?: boolean;
+  /** Our ends of its stdio (pipes, the terminal's master): unref() releases their hold on the event loop too. */
+  handles?: ({ ref(): unknown; unref(): unknown } | null | undefined)[];
 }
 
 /** What `exec` may change; the rest comes from the container. */
@@ -109,17 +111,40 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * beyond setTimeout's 2^31-1); returns the cancel.
  */
 export function afterMs(ms: number, fn: () => void): () => void {
-  let timer: NodeJS.Timeout;
+  return timer(ms, fn).cancel;
+}
+
+/** afterMs, whose hold on the event loop can be released and taken again (Container.unref()). */
+function timer(ms: number, fn: () => void): { cancel: () => void; hold: (on: boolean) => void } {
+  let t: NodeJS.Timeout;
+  let held = true;
   const due = Date.now() + ms;
   const arm = (left: number) => {
-    timer = setTimeout(() => {
+    t = setTimeout(() => {
       const rest = due - Date.now();
       if (rest > 0) arm(rest);
       else fn();
     }, Math.min(left, MAX_TIMER_MS));
+    if (!held) t.unref();
   };
   arm(ms);
-  return () => clearTimeout(timer);
+  return {
+    cancel: () => clearTimeout(t),
+    hold: (on) => {
+      held = on;
+      if (on) t.ref();
+      else t.unref();
+    },
+  };
+}
+
+/**
+ * A timer that does nothing but hold Node's event loop open: the native
+ * waits on a container (its channel, its helper) do not, so that unref()
+ * can let go.
+ */
+export function keepAlive(): NodeJS.Timeout {
+  return setInterval(() => {}, MAX_TIMER_MS);
 }
 
 export { AbortError };
@@ -159,6 +184,10 @@ export class Container extends EventEmitter {
   #exited = false;
   #timedOut = false;
   #aborted: unknown = undefined;
+  /** Holds the event loop open while the container is watched, unless unref()'d. */
+  #keep: NodeJS.Timeout | null = null;
+  #held = true;
+  readonly #holds: ((on: boolean) => void)[] = [];
 
   constructor(init: ContainerInit) {
     super();
@@ -177,13 +206,16 @@ export class Container extends EventEmitter {
     this.#exec = init.exec ?? false;
     this.#startable = init.startable ?? false;
     this.#started = this.#startable ? new Promise((resolve) => (this.#onStarted = resolve)) : Promise.resolve();
-    const cancelTimeout =
+    const deadline =
       init.timeout === undefined
-        ? () => {}
-        : afterMs(init.timeout, () => {
+        ? null
+        : timer(init.timeout, () => {
             this.#timedOut = true;
             this.kill('SIGKILL');
           });
+    const cancelTimeout = () => deadline?.cancel();
+    if (deadline) this.#holds.push(deadline.hold);
+    for (const h of init.handles ?? []) if (h) this.#holds.push((on) => (on ? h.ref() : h.unref()));
     const onAbort = () => {
       this.#aborted = init.signal?.reason ?? true;
       this.kill('SIGKILL');
@@ -191,8 +223,12 @@ export class Container extends EventEmitter {
     if (init.signal?.aborted) onAbort();
     else init.signal?.addEventListener('abort', onAbort, { once: true });
     this.#watch = () => {
+      // The native waits below do not hold the event loop; this does, until unref().
+      this.#keep = keepAlive();
+      if (!this.#held) this.#keep.unref();
       const result = this.#monitor(init).finally(() => {
         cancelTimeout();
+        clearInterval(this.#keep!);
         init.signal?.removeEventListener('abort', onAbort);
       });
       // wait() is how errors surface; keep an unobserved result from being
@@ -216,7 +252,7 @@ export class Container extends EventEmitter {
     let failure: unknown;
     try {
       while (msg === null || msg.type !== 'exited') {
-        msg = await recv(this.#channel);
+        msg = await recvWeak(this.#channel);
         if (msg === null) break;
         if (msg.type === 'failed') throw new TsboxError(msg);
         if (msg.type === 'started') this.#onStarted();
@@ -303,6 +339,33 @@ export class Container extends EventEmitter {
     // The monitor holds the process since create: what runs is what was asked for then.
     await toHelper.start(this.#channel);
     await Promise.race([this.#started, this.#result.then(() => {})]);
+  }
+
+  /**
+   * Lets this program end while the container runs, as ChildProcess's
+   * unref(): nothing of the container (its wait, its timeout, its stdio
+   * pipes) keeps Node's event loop open any more. When Node ends, an
+   * attached container is killed, as always; a detached one runs on. While
+   * Node runs for other reasons, 'exit' and wait() still come.
+   */
+  unref(): this {
+    this.#hold(false);
+    return this;
+  }
+
+  /** Undoes unref(): the container keeps Node's event loop open again until it ends. */
+  ref(): this {
+    this.#hold(true);
+    return this;
+  }
+
+  #hold(on: boolean): void {
+    this.#held = on;
+    if (this.#keep) {
+      if (on) this.#keep.ref();
+      else this.#keep.unref();
+    }
+    for (const h of this.#holds) h(on);
   }
 
   /** Live usage of the container's cgroup (memory, cpu, pids); null without one. */
@@ -467,6 +530,7 @@ export async function execPlan(id: string, control: string, o: ResolvedOptions, 
     terminalFd,
     stdout: stdio.stdout,
     stderr: stdio.stderr,
+    handles: [...stdio.handles, terminal],
     cgroup: null,
     startedAt: t0,
     exec: true,
@@ -504,6 +568,7 @@ function execStdio(o: ResolvedOptions, binding: ReturnType<typeof loadNative>['b
     stdin,
     stdout: hold(stdout),
     stderr: hold(stderr),
+    handles: [stdin, stdout, stderr],
     /** Our copies of the descriptors the monitor now has. */
     sent: () => {
       for (const fd of toClose.splice(0)) closeSync(fd);

@@ -23,7 +23,7 @@ import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
 import { ensureStateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
-import { Container } from './container.js';
+import { Container, keepAlive } from './container.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, takeTerminal } from './streams.js';
@@ -45,10 +45,14 @@ function stdioFor(o: ResolvedOptions, log: number | null): [string, string, stri
  * been read: output nobody reads must not keep a finished container waiting.
  */
 function closed(helper: NativeHelper): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return helper.wait().then((exit) => ({
-    code: exit.code ?? null,
-    signal: exit.signal !== undefined && exit.signal !== null ? (SIGNAL_NAMES.get(exit.signal) ?? null) : null,
-  }));
+  // Awaited without holding the event loop open (a Container can be
+  // unref'd): the launch, then the Container, keep Node up for it.
+  return new Promise((resolve, reject) => {
+    helper.waitWeak((err, exit) => {
+      if (err) return reject(err);
+      resolve({ code: exit.code ?? null, signal: exit.signal !== undefined && exit.signal !== null ? (SIGNAL_NAMES.get(exit.signal) ?? null) : null });
+    });
+  });
 }
 
 /**
@@ -78,6 +82,17 @@ export interface LaunchExtras {
 }
 
 export async function launch(command: string[], o: ResolvedOptions, extras: LaunchExtras = {}): Promise<Container> {
+  // The helper's exit is awaited weakly (closed()): until the Container
+  // holds the event loop for it, the launch does.
+  const keep = keepAlive();
+  try {
+    return await launchContainer(command, o, extras);
+  } finally {
+    clearInterval(keep);
+  }
+}
+
+async function launchContainer(command: string[], o: ResolvedOptions, extras: LaunchExtras): Promise<Container> {
   if (extras.signal?.aborted) throw new AbortError(extras.signal.reason);
   const t0 = process.hrtime.bigint();
   const trace = o.trace ? (what: string) => traceLine(t0, what) : undefined;
@@ -295,6 +310,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
     stdin,
     channel: ch,
     closed: done,
+    handles: [stdin, stdoutPipe, stderrPipe, terminal],
     first: started.type === 'exited' ? started : null,
     trace,
     notices,

@@ -21,6 +21,19 @@ export async function recv(ch: NativeChannel): Promise<HelperMsg | null> {
 }
 
 /**
+ * As recv, without holding the event loop open while it waits: the caller
+ * keeps Node up for it (a Container's keep-alive, which unref() releases).
+ */
+export function recvWeak(ch: NativeChannel): Promise<HelperMsg | null> {
+  return new Promise((resolve, reject) => {
+    ch.recvWeak((err, raw) => {
+      if (err) reject(err);
+      else resolve(raw === null ? null : (JSON.parse(raw) as HelperMsg));
+    });
+  });
+}
+
+/**
  * Sends a message. When the other end is gone (EPIPE), the report it left
  * before exiting says why, and that is what the caller gets: the helper's
  * `uid_map: EINVAL`, not `send: Broken pipe`.

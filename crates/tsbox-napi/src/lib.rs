@@ -33,8 +33,10 @@ pub struct Channel {
     /// The helper's end until it has been handed over (close-on-exec, blocking).
     child: Mutex<Option<OwnedFd>>,
     /// Descriptors received and not yet taken.
-    received: Mutex<std::collections::VecDeque<OwnedFd>>,
+    received: Received,
 }
+
+type Received = Arc<Mutex<std::collections::VecDeque<OwnedFd>>>;
 
 #[napi]
 impl Channel {
@@ -53,7 +55,7 @@ impl Channel {
         Ok(Channel {
             fd: Mutex::new(Some(Arc::new(async_fd))),
             child: Mutex::new(Some(child)),
-            received: Mutex::new(Default::default()),
+            received: Default::default(),
         })
     }
 
@@ -82,7 +84,7 @@ impl Channel {
         Ok(Channel {
             fd: Mutex::new(Some(Arc::new(async_fd))),
             child: Mutex::new(None),
-            received: Mutex::new(Default::default()),
+            received: Default::default(),
         })
     }
 
@@ -130,29 +132,33 @@ impl Channel {
     /// The next message, or null once the helper has closed its end.
     #[napi]
     pub async fn recv(&self) -> Result<Option<String>> {
-        let fd = match self.get() {
-            Ok(fd) => fd,
-            Err(_) => return Ok(None),
-        };
-        loop {
-            let mut guard = fd
-                .readable()
-                .await
-                .map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
-            match guard.try_io(|inner| recv_packet(inner.get_ref().as_raw_fd()).map_err(std::io::Error::from)) {
-                Ok(Ok(Some((msg, fds)))) => {
-                    self.received.lock().unwrap().extend(fds);
-                    return Ok(Some(msg));
-                }
-                Ok(Ok(None)) => return Ok(None),
-                // The helper exited with a message of ours unread (a signal
-                // sent as the container ended). The kernel reports that once,
-                // ahead of what is still queued for us: read on.
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::ECONNRESET) => continue,
-                Ok(Err(e)) => return Err(Error::from_reason(format!("receive from tsbox-init: {e}"))),
-                Err(_would_block) => continue,
-            }
+        match self.get() {
+            Ok(fd) => recv_on(fd, self.received.clone()).await,
+            Err(_) => Ok(None),
         }
+    }
+
+    /// As `recv`, but calls `callback(err, msg)` instead of returning a
+    /// promise, and does not hold Node's event loop open while it waits: what
+    /// waits for the message decides that (a Container's keep-alive, which
+    /// `unref()` releases).
+    #[napi(ts_args_type = "callback: (err: Error | null, msg: string | null) => void")]
+    pub fn recv_weak(&self, callback: Function<'_, Option<String>, ()>) -> Result<()> {
+        let tsfn = callback
+            .build_threadsafe_function::<Option<String>>()
+            .weak::<true>()
+            .callee_handled::<true>()
+            .build()?;
+        let fd = self.get().ok();
+        let received = self.received.clone();
+        napi::bindgen_prelude::spawn(async move {
+            let r = match fd {
+                Some(fd) => recv_on(fd, received).await,
+                None => Ok(None),
+            };
+            tsfn.call(r, napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(())
     }
 
     /// The oldest descriptor that came with a message (a pty master), now the
@@ -175,6 +181,30 @@ impl Channel {
 }
 
 /// One message, and any descriptors attached to it (close-on-exec).
+/// The next message on `fd`, or None once the other end has closed; the
+/// descriptors that came with it go to `received`.
+async fn recv_on(fd: Arc<AsyncFd<OwnedFd>>, received: Received) -> Result<Option<String>> {
+    loop {
+        let mut guard = fd
+            .readable()
+            .await
+            .map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
+        match guard.try_io(|inner| recv_packet(inner.get_ref().as_raw_fd()).map_err(std::io::Error::from)) {
+            Ok(Ok(Some((msg, fds)))) => {
+                received.lock().unwrap().extend(fds);
+                return Ok(Some(msg));
+            }
+            Ok(Ok(None)) => return Ok(None),
+            // The helper exited with a message of ours unread (a signal
+            // sent as the container ended). The kernel reports that once,
+            // ahead of what is still queued for us: read on.
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::ECONNRESET) => continue,
+            Ok(Err(e)) => return Err(Error::from_reason(format!("receive from tsbox-init: {e}"))),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
 fn recv_packet(fd: RawFd) -> std::result::Result<Option<(String, Vec<OwnedFd>)>, Errno> {
     // SAFETY: the channel's descriptor, alive for the duration of the call.
     let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };

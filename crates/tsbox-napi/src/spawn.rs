@@ -36,11 +36,13 @@ pub struct HelperExit {
     pub signal: Option<i32>,
 }
 
+type PidFd = Arc<Mutex<Option<Arc<AsyncFd<OwnedFd>>>>>;
+
 /// A running tsbox-init.
 #[napi]
 pub struct HelperProcess {
     pid: i32,
-    pidfd: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
+    pidfd: PidFd,
     /// Our ends of the stdio pipes, until taken by JS.
     pipes: Mutex<[Option<OwnedFd>; 3]>,
 }
@@ -65,53 +67,70 @@ impl HelperProcess {
             .unwrap_or(-1)
     }
 
-    /// Resolves once the helper has exited, and reaps it.
-    #[napi]
-    pub async fn wait(&self) -> Result<HelperExit> {
-        let Some(fd) = self.pidfd.lock().unwrap().clone() else {
-            return Err(Error::from_reason("tsbox-init was already waited for"));
+    /// Calls `callback(err, exit)` once the helper has exited, and reaps it.
+    /// It does not hold Node's event loop open while it waits: the launch,
+    /// then the Container's keep-alive do, until `unref()`.
+    #[napi(ts_args_type = "callback: (err: Error | null, exit: HelperExit) => void")]
+    pub fn wait_weak(&self, callback: Function<'_, HelperExit, ()>) -> Result<()> {
+        let tsfn = callback
+            .build_threadsafe_function::<HelperExit>()
+            .weak::<true>()
+            .callee_handled::<true>()
+            .build()?;
+        let pidfd = self.pidfd.clone();
+        napi::bindgen_prelude::spawn(async move {
+            let r = wait_on(pidfd).await;
+            tsfn.call(r, napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(())
+    }
+}
+
+/// Waits on the pidfd in `slot` until the helper has exited, and reaps it.
+async fn wait_on(slot: PidFd) -> Result<HelperExit> {
+    let Some(fd) = slot.lock().unwrap().clone() else {
+        return Err(Error::from_reason("tsbox-init was already waited for"));
+    };
+    loop {
+        let mut guard = fd
+            .readable()
+            .await
+            .map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
+        // SAFETY: siginfo is plain old data; waitid fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                fd.get_ref().as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
         };
-        loop {
-            let mut guard = fd
-                .readable()
-                .await
-                .map_err(|e| Error::from_reason(format!("wait for tsbox-init: {e}")))?;
-            // SAFETY: siginfo is plain old data; waitid fills it in.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            let r = unsafe {
-                libc::waitid(
-                    libc::P_PIDFD,
-                    fd.get_ref().as_raw_fd() as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOHANG,
-                )
-            };
-            if r < 0 {
-                let e = Errno::last();
-                if e == Errno::EINTR {
-                    continue;
-                }
-                return Err(err("reap tsbox-init", e));
-            }
-            // SAFETY: waitid filled si_pid and, for an exited child, si_status.
-            let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
-            if pid == 0 {
-                guard.clear_ready();
+        if r < 0 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
                 continue;
             }
-            self.pidfd.lock().unwrap().take();
-            return Ok(if code == libc::CLD_EXITED {
-                HelperExit {
-                    code: Some(status),
-                    signal: None,
-                }
-            } else {
-                HelperExit {
-                    code: None,
-                    signal: Some(status),
-                }
-            });
+            return Err(err("reap tsbox-init", e));
         }
+        // SAFETY: waitid filled si_pid and, for an exited child, si_status.
+        let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+        if pid == 0 {
+            guard.clear_ready();
+            continue;
+        }
+        slot.lock().unwrap().take();
+        return Ok(if code == libc::CLD_EXITED {
+            HelperExit {
+                code: Some(status),
+                signal: None,
+            }
+        } else {
+            HelperExit {
+                code: None,
+                signal: Some(status),
+            }
+        });
     }
 }
 
@@ -259,7 +278,7 @@ pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32, preserved
                 .map_err(|e| Error::from_reason(format!("watch tsbox-init: {e}")))?;
             Ok(HelperProcess {
                 pid,
-                pidfd: Mutex::new(Some(Arc::new(async_fd))),
+                pidfd: Arc::new(Mutex::new(Some(Arc::new(async_fd)))),
                 pipes: Mutex::new(ours),
             })
         })();
