@@ -5,8 +5,8 @@
 // `npm run build -- --debug` builds the Rust parts without optimisation;
 // `npm run build -- --ts` builds only the TypeScript and the bundles.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -47,6 +47,35 @@ const lazyBuiltins = {
     });
   },
 };
+
+/**
+ * zod's code is inside the two bundles, and only the type declarations refer
+ * to it (RunOptions is the input type of the options' schema). So the package
+ * does not depend on zod (8 MB installed): it carries zod's declarations
+ * (under 0.4 MB, with zod's licence) in dist/zod/, and tsbox's own
+ * declarations import them from there.
+ */
+function vendorZodTypes() {
+  const from = join(root, 'node_modules', 'zod');
+  const to = join(root, 'dist', 'zod');
+  rmSync(to, { recursive: true, force: true });
+  for (const f of readdirSync(from, { recursive: true }).map(String)) {
+    if (!f.endsWith('.d.ts') || f.startsWith('src/')) continue;
+    mkdirSync(dirname(join(to, f)), { recursive: true });
+    copyFileSync(join(from, f), join(to, f));
+  }
+  copyFileSync(join(from, 'LICENSE'), join(to, 'LICENSE'));
+  const dist = join(root, 'dist');
+  for (const f of readdirSync(dist, { recursive: true }).map(String)) {
+    if (!f.endsWith('.d.ts') || f.startsWith('zod/')) continue;
+    const file = join(dist, f);
+    const text = readFileSync(file, 'utf8');
+    const spec = `${relative(dirname(file), join(to, 'mini', 'index.js')).replace(/^(?!\.)/, './')}`;
+    const out = text.replace(/(from |import\()(['"])zod\/mini\2/g, (_, how, q) => `${how}${q}${spec}${q}`);
+    if (/(from |import\()['"]zod/.test(out)) throw new Error(`${file}: a zod import other than zod/mini; vendorZodTypes() must map it`);
+    if (out !== text) writeFileSync(file, out);
+  }
+}
 
 async function bundle() {
   const { build } = await import('esbuild');
@@ -113,6 +142,7 @@ if (!process.argv.includes('--ts')) {
   renameSync(tmp, join(root, 'native', 'tsbox-init'));
 }
 run('npx', ['tsc', '-p', 'tsconfig.json']);
+vendorZodTypes();
 run(process.execPath, ['scripts/gen-schema.mjs']);
 await bundle();
 codeCache();

@@ -82,8 +82,9 @@ beforeAll(() => {
   // The tarball CI hands over must be for the platform this machine loads.
   expect(basename(tgz.platform)).toBe(`tsbox-${platform}-${rootPkg.version}.tgz`);
   writeFileSync(join(project, 'package.json'), `${JSON.stringify({ name: 'tsbox-packaging-test', private: true, type: 'module' }, null, 2)}\n`);
-  // zod (the types' one dependency) comes from npm's cache when it is there, else the registry;
-  // the other platforms' packages are optional and not found, which npm skips.
+  // tsbox has no dependency but its platform package (zod is in the bundles, and its
+  // declarations in dist/zod); --prefer-offline is the fallback should npm want the registry.
+  // The other platforms' packages are optional and not found, which npm skips.
   const install = (mode: string): SpawnSyncReturns<string> =>
     run('npm', ['install', tgz.root, tgz.platform, mode, '--no-audit', '--no-fund', '--no-update-notifier'], { timeout: 240_000 });
   let r = install('--offline');
@@ -106,7 +107,23 @@ describe('the installed packages', () => {
     expect(all.filter((f) => f.endsWith('.node'))).toEqual([]);
     // No tsc output or code cache besides the two bundles; the library's source map, so
     // that --enable-source-maps shows ts/ files in its stack traces (issue 19).
-    expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/tsbox.js', 'dist/tsbox.js.map', 'dist/tsbox.schema.json']);
+    expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/tsbox.js', 'dist/tsbox.js.map', 'dist/tsbox.schema.json', 'dist/zod/LICENSE']);
+  });
+
+  it('installs nothing else: zod is in the bundles, and its declarations in dist/zod, which a strict TypeScript build checks options against (issue 19)', () => {
+    expect(existsSync(join(project, 'node_modules', 'zod'))).toBe(false);
+    // A Node program's own @types/node (the checkout's here), and every declaration checked.
+    const compilerOptions = { strict: true, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', lib: ['es2023', 'esnext.disposable'], skipLibCheck: false, typeRoots: [join(REPO, 'node_modules', '@types')], types: ['node'] };
+    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: ['types.ts'] }));
+    const tsc = (body: string) => {
+      writeFileSync(join(project, 'types.ts'), `import { run, type RunOptions } from 'tsbox';\n${body}\n`);
+      return run(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+    };
+    const good = tsc("const o: RunOptions = { memory: '64m', ulimits: { nofile: 1024 }, volumes: ['/srv:/srv:ro'] };\nexport const r = run(['true'], o);");
+    expect(good.status, describeRun(good)).toBe(0);
+    const bad = tsc("export const o: RunOptions = { memroy: '64m' };");
+    expect(bad.status).not.toBe(0);
+    expect(bad.stdout).toContain("'memroy' does not exist in type");
   });
 
   it("require('tsbox') works from CommonJS (Node's require of an ES module, which tsbox's Node versions have)", () => {
