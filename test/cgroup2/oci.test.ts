@@ -82,4 +82,20 @@ describe('an OCI container on cgroup v2', () => {
       await cli(['delete', '--force', id], slow);
     }
   });
+
+  it('without a device cgroup (v1 has one; v2 would need an eBPF filter): deny all is held by nodev, so CAP_SYS_ADMIN and rules for some devices are refused', async () => {
+    const dir = join(scratch, 'devices');
+    mkdirSync(dir);
+    const config = runtimeToolsConfig(rootfs.dir, ['true']);
+    config.root.readonly = true;
+    config.process.capabilities.bounding.push('CAP_SYS_ADMIN');
+    config.linux.resources.devices = [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' }];
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const id = `vm-oci-dev-${process.pid}`;
+    expect(await create(dir, id)).not.toBe(0);
+    const err = readFileSync(join(dir, 'err'), 'utf8');
+    expect(err).toContain('linux.resources.devices[1]: allowing some devices needs a device cgroup, which tsbox has only on cgroup v1 and hybrid hosts, as root');
+    expect(err).toContain('process.capabilities.bounding: has CAP_SYS_ADMIN');
+    expect((await cli(['state', id], slow)).code).not.toBe(0);
+  });
 });

@@ -49,6 +49,7 @@ const V1_FILES: Record<string, Record<string, string>> = {
   pids: { 'pids.max': 'max', 'pids.current': '0', 'pids.events': 'max 0\n' },
   blkio: { 'blkio.bfq.weight': '100', 'blkio.throttle.read_bps_device': '', 'blkio.throttle.write_bps_device': '', 'blkio.throttle.read_iops_device': '', 'blkio.throttle.write_iops_device': '' },
   freezer: { 'freezer.state': 'THAWED' },
+  devices: { 'devices.allow': '', 'devices.deny': '', 'devices.list': 'a *:* rwm\n' },
 };
 
 /**
@@ -287,10 +288,10 @@ function v2Host(own = '/system.slice/app.service'): { k: FakeKernel; proc: ProcS
 const V1_HIERARCHIES = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'blkio', 'freezer'];
 
 /** A hybrid host like the development machine: v1 controllers, memory in a sub-cgroup, unified with hugetlb only. */
-function hybridHost(opts: { without?: string[]; unifiedControllers?: string[] } = {}): { k: FakeKernel; proc: ProcSource; cg: string } {
+function hybridHost(opts: { without?: string[]; with?: string[]; unifiedControllers?: string[] } = {}): { k: FakeKernel; proc: ProcSource; cg: string } {
   const cg = join(tmp, 'sys/fs/cgroup');
   const k = new FakeKernel(tmp);
-  const hierarchies = V1_HIERARCHIES.filter((h) => !opts.without?.includes(h));
+  const hierarchies = [...V1_HIERARCHIES, ...(opts.with ?? [])].filter((h) => !opts.without?.includes(h));
   let mountinfo = '';
   let cgroup = '';
   hierarchies.forEach((h, i) => {
@@ -744,6 +745,27 @@ describe('v2: place, stats, kill, destroy', () => {
 });
 
 describe('hybrid (this development host\'s layout)', () => {
+  it('writes an OCI bundle\'s device rules, in order, into the container\'s devices cgroup once it exists', () => {
+    const host = hybridHost({ with: ['devices'] });
+    const devices = [
+      { file: 'devices.deny', value: 'a' },
+      { file: 'devices.allow', value: 'c 10:229 rwm' },
+      { file: 'devices.allow', value: 'c 1:3 rwm' },
+    ] as const;
+    const c = create(host, {}, { devices });
+    const leaf = c.paths.devices!;
+    expect(host.k.ops.filter((o) => o.includes('/devices.'))).toEqual([`write ${leaf}/devices.deny a`, `write ${leaf}/devices.allow c 10:229 rwm`, `write ${leaf}/devices.allow c 1:3 rwm`]);
+    expect(host.k.ops.indexOf(`mkdir ${leaf}`)).toBeLessThan(host.k.ops.indexOf(`write ${leaf}/devices.deny a`));
+  });
+
+  it('refuses device rules without a v1 devices hierarchy, before anything is made', () => {
+    const host = hybridHost();
+    const before = host.k.tree();
+    const e = failure(() => create(host, {}, { devices: [{ file: 'devices.deny', value: 'a' }] }));
+    expect(e.message).toContain('device rules need a v1 devices hierarchy, and this host has none');
+    expect(host.k.tree()).toEqual(before);
+  });
+
   it('uses every v1 hierarchy and the unified one, the caller\'s own cgroup in each, and the v1 controllers for limits', () => {
     const host = hybridHost();
     const c = create(host, { memory: '64m', memorySwap: '96m', memoryReservation: '32m', cpuShares: 256, cpus: 0.5, cpusetCpus: '1', pidsLimit: 64, blkioWeight: 300 });

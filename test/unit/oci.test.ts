@@ -191,6 +191,49 @@ describe('the plans of a bundle', () => {
     ]);
   });
 
+  it('with a v1 device cgroup: the rules in order after deny all, then the default devices; no nodev and no CAP_SYS_ADMIN guard needed', () => {
+    const spec = base();
+    spec.linux.resources = {
+      devices: [
+        { allow: false, access: 'rwm' },
+        { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' },
+        { allow: true, type: 'b', major: 8, minor: 20, access: 'rw' },
+        { allow: true, type: 'b', major: 10, minor: 200, access: 'r' },
+        { allow: false, type: 'c', minor: 3, access: 'w' },
+      ],
+    };
+    spec.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
+    const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, true);
+    expect(c.deviceRules).toEqual([
+      // tsbox's deny all, then the config's own.
+      { file: 'devices.deny', value: 'a' },
+      { file: 'devices.deny', value: 'a' },
+      { file: 'devices.allow', value: 'c 10:229 rwm' },
+      { file: 'devices.allow', value: 'b 8:20 rw' },
+      { file: 'devices.allow', value: 'b 10:200 r' },
+      { file: 'devices.deny', value: 'c *:3 w' },
+      ...['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:2 rwm', 'c 136:* rwm'].map((value) => ({ file: 'devices.allow', value })),
+    ]);
+    expect(c.limited).toBe(true);
+    expect(c.deviceGuard).toBe(false);
+    expect(c.plans(ctx).sandbox.rootfs).toMatchObject({ nodev: false });
+    // Allow all at the end: nothing after it.
+    spec.linux.resources.devices.push({ allow: true, access: 'rwm' });
+    expect(ociContainer(checkSpec(spec), bundle, 'config.json', false, true).deviceRules!.at(-1)).toEqual({ file: 'devices.allow', value: 'a' });
+    const bad = base();
+    bad.linux.resources = { devices: [{ allow: true, type: 'u', access: 'rwm' }, { allow: true, type: 'c', access: 'rx' }, { allow: true, type: 'c', major: 1.5, access: 'r' }] };
+    expect(() => ociContainer(checkSpec(bad), bundle, 'config.json', false, true)).toThrow(TsboxError);
+    try {
+      ociContainer(checkSpec(bad), bundle, 'config.json', false, true);
+    } catch (err) {
+      expect((err as TsboxError).issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
+        'linux.resources.devices[0].type: "u" is not a device type of a device rule (a, c or b)',
+        'linux.resources.devices[1].access: "rx" is not a device access (r, w and m, each at most once)',
+        'linux.resources.devices[2].major: 1.5 is not a device number (or null, or -1, for any)',
+      ]);
+    }
+  });
+
   it('refuses CAP_SYS_ADMIN (or every capability) without a user namespace while devices are denied: it could remount them dev', () => {
     const admin = base();
     admin.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };

@@ -142,6 +142,11 @@ export function detectCgroupMode(src: ProcSource = readProcSource()): CgroupMode
   throw cgroupProblem('/sys/fs/cgroup', 'no cgroup hierarchy is mounted', 'mount cgroup2 at /sys/fs/cgroup, or run tsbox where systemd has mounted it', 2);
 }
 
+/** The host has a v1 devices hierarchy: a device cgroup can hold a container's device rules. */
+export function hasV1Devices(src: ProcSource = readProcSource()): boolean {
+  return parseMountinfo(src.mountinfo).v1.has('devices');
+}
+
 /** The directory of cgroup `path` (as /proc/PID/cgroup writes it) in a mounted hierarchy. */
 export function cgroupDir(mount: HierarchyMount, path: string): string {
   const clean = posix.normalize(path);

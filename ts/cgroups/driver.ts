@@ -13,7 +13,7 @@ import { cpu, cpuStats } from './cpu.js';
 import { CPUSET_INHERIT, cpuset } from './cpuset.js';
 import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
 import { delegatedParent, LEAF } from './delegation.js';
-import { cgroupError, cgroupProblem, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
+import { cgroupError, cgroupProblem, EBUSY, EEXIST, EPERM, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
 import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
 import { devicePaths, io } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
@@ -48,10 +48,23 @@ export interface CreateOptions {
   trace?: (line: string) => void;
   /** For tests: the filesystem to use. */
   fs?: CgroupFs;
+  /**
+   * Device rules for the container's v1 device cgroup, written in order
+   * once it exists and before any process joins it (an OCI bundle's
+   * linux.resources.devices, with the default devices after them). Needs a
+   * v1 devices hierarchy.
+   */
+  devices?: readonly DeviceRuleWrite[];
   /** For tests: the caller's uid (default: this process's). An ordinary user's v2 cgroups go under a delegated one (delegation.ts). */
   uid?: number;
   /** /proc/self/{mountinfo,cgroup} as already read (a launch reads them once; tests pass fixtures). */
   proc?: ProcSource;
+}
+
+/** One write of a v1 device cgroup: `a` or `c 1:3 rwm` to devices.allow or devices.deny. */
+export interface DeviceRuleWrite {
+  file: 'devices.allow' | 'devices.deny';
+  value: string;
 }
 
 /** What createCgroup() wrote, for the outcome report. */
@@ -231,6 +244,9 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     for (const [name, h] of hierarchies) if (name !== 'unified') checkParent(h.parent);
   }
 
+  if (opts.devices && !layout.v1.has('devices')) {
+    throw cgroupProblem('/sys/fs/cgroup/devices', 'device rules need a v1 devices hierarchy, and this host has none', layout.mode === 'v2' ? 'on cgroup v2 they need an eBPF device filter, which tsbox does not have yet' : 'mount it (mount -t cgroup -o devices cgroup /sys/fs/cgroup/devices)', ENOENT);
+  }
   const devices = new Map<string, string>();
   if (versions.has('io')) for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
   const writes = CONTROLLERS.filter((c) => versions.has(c.name)).flatMap((c) => c.writes(versions.get(c.name)!, l, devices));
@@ -455,6 +471,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
       const writes: AppliedLimits['writes'] = [];
       try {
         createDirs(p, fs, made, madeParents, trace);
+        if (opts.devices) writeDeviceRules(p.hierarchies.get('devices')!.leaf, opts.devices, fs, trace);
         for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
       } catch (err) {
         try {
@@ -660,6 +677,19 @@ export function updateCgroup(id: string, given: CgroupLimitsInput, opts: { state
     }
   }
   return writes;
+}
+
+/** The device rules, in order, into the container's v1 device cgroup. */
+function writeDeviceRules(dir: string, rules: readonly DeviceRuleWrite[], fs: CgroupFs, trace?: (line: string) => void): void {
+  for (const r of rules) {
+    const path = posix.join(dir, r.file);
+    try {
+      fs.write(path, r.value);
+    } catch (err) {
+      throw cgroupError(err, path, `write the device rule ${JSON.stringify(r.value)}`, errnoOf(err) === EPERM ? 'a device cgroup may only allow what its parent allows' : null);
+    }
+    trace?.(`cgroup: ${path} = ${r.value}`);
+  }
 }
 
 function writeLimit(w: LimitWrite, dir: string, fs: CgroupFs, writes: AppliedLimits['writes'], trace?: (line: string) => void): void {

@@ -48,8 +48,8 @@
  * hybrid hosts the v1 controllers are used and the unified mount only for a
  * controller no v1 hierarchy has.
  */
-export { detectCgroupMode, ownV1Procs, readProcSource, type CgroupMode, type ProcSource } from './detect.js';
-export { containerStats, createCgroup, prepareCgroup, updateCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type PreparedCgroup } from './driver.js';
+export { detectCgroupMode, hasV1Devices, ownV1Procs, readProcSource, type CgroupMode, type ProcSource } from './detect.js';
+export { containerStats, createCgroup, prepareCgroup, updateCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type DeviceRuleWrite, type PreparedCgroup } from './driver.js';
 export type { CgroupStats } from './controller.js';
 export { collectOne, containerPids, gc, defaultStateDir, processStart, type GcOptions } from './gc.js';
 export { isPaused, setPaused } from './pause.js';

@@ -11,6 +11,7 @@ import { posix, resolve } from 'node:path';
 import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '../config/seccomp.js';
+import type { DeviceRuleWrite } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl, TimeOffsets } from '../generated/wire.js';
 import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
@@ -72,6 +73,8 @@ export interface OciContainer {
    * (hooks, state, kill, delete) but `start` fails, as the runtime-spec says.
    */
   startable: boolean;
+  /** The writes of the container's v1 device cgroup, in order; null without one (see deviceGuard). */
+  deviceRules: DeviceRuleWrite[] | null;
   /**
    * The deny-all device rule is held by nodev (no user namespace): a
    * process with CAP_SYS_ADMIN must never run in this container, exec'd
@@ -86,7 +89,7 @@ const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'moun
 const RLIM_INFINITY = 2n ** 64n - 1n;
 
 /** Turns a checked config.json into what `create` launches; throws every problem with its JSON path. */
-export function ociContainer(spec: OciSpec, bundle: string, file: string, trace = false): OciContainer {
+export function ociContainer(spec: OciSpec, bundle: string, file: string, trace = false, deviceCgroup = false): OciContainer {
   const problems: SpecProblem[] = [];
   const refuse = (path: string, message: string) => problems.push({ path, message });
   const unsupported = (path: string, what = 'is not supported by tsbox yet') => refuse(path, what);
@@ -150,11 +153,12 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   }
 
   const limits = ociLimits(spec.linux?.resources, refuse);
-  const allowsAllDevices = devicePolicy(spec, refuse);
+  const devicePolicyOf = devicePolicy(spec, refuse, deviceCgroup);
   // Outside a user namespace a process with CAP_MKNOD could make and open
-  // device nodes the device rules deny: every filesystem it gets (its root,
-  // tmpfs, binds) is then nodev, and only tsbox's own device binds are not.
-  const nodev = !userns && !allowsAllDevices;
+  // device nodes the device rules deny. A device cgroup (v1) stops that;
+  // without one, every filesystem it gets (its root, tmpfs, binds) is
+  // nodev, and only tsbox's own device binds are not.
+  const nodev = !userns && !devicePolicyOf.allowAll && devicePolicyOf.writes === null;
   // CAP_SYS_ADMIN could remount them dev again: without a device cgroup,
   // the deny-all rule holds for such a container only in a user namespace.
   if (nodev && proc) deviceGuardProblems(proc, 'process', refuse);
@@ -270,7 +274,8 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
     annotations: spec.annotations ?? {},
     ociVersion: spec.ociVersion,
     oomScoreAdj: proc?.oomScoreAdj ?? null,
-    limited: Object.keys(limits.options).length > 0 || cgroupsPath !== undefined,
+    limited: Object.keys(limits.options).length > 0 || cgroupsPath !== undefined || devicePolicyOf.writes !== null,
+    deviceRules: devicePolicyOf.writes,
     cgroupsPath,
     terminal: proc?.terminal === true,
     startable: proc !== undefined,
@@ -527,23 +532,48 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
  * default), with mknod (`m`) allowed, or allow all. Any other rule is refused.
  * True when every device is allowed.
  */
-function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => void): boolean {
+/** The device nodes every container has (/dev's defaults, and its terminals): allowed after a config's rules, as runc does. */
+const DEFAULT_DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:2 rwm', 'c 136:* rwm'];
+
+/**
+ * linux.resources.devices: whether the rules end allowing every device, and,
+ * with a device cgroup (`cgroup`), its writes in order: deny all, the
+ * config's rules, then the default devices unless all are allowed. Without
+ * one, only deny all and allow all can be carried out.
+ */
+function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => void, cgroup: boolean): { allowAll: boolean; writes: DeviceRuleWrite[] | null } {
   const rules = spec.linux?.resources?.devices ?? [];
   let allowAll = false;
+  const writes: DeviceRuleWrite[] = [{ file: 'devices.deny', value: 'a' }];
   rules.forEach((r, i) => {
     const at = `linux.resources.devices[${i}]`;
-    const all = (r.type ?? 'a') === 'a' && r.major == null && r.minor == null;
+    const type = r.type ?? 'a';
+    const all = type === 'a' && r.major == null && r.minor == null;
     const access = r.access ?? 'rwm';
+    if (cgroup) {
+      if (!['a', 'c', 'b'].includes(type)) return refuse(`${at}.type`, `"${type}" is not a device type of a device rule (a, c or b)`);
+      if (!/^[rwm]{1,3}$/.test(access) || new Set(access).size !== access.length) return refuse(`${at}.access`, `"${access}" is not a device access (r, w and m, each at most once)`);
+      for (const k of ['major', 'minor'] as const) {
+        const v = r[k];
+        if (v != null && v !== -1 && !(Number.isInteger(v) && v >= 0)) return refuse(`${at}.${k}`, `${v} is not a device number (or null, or -1, for any)`);
+      }
+      const num = (v: number | null | undefined) => (v == null || v === -1 ? '*' : String(v));
+      writes.push({ file: r.allow ? 'devices.allow' : 'devices.deny', value: type === 'a' ? 'a' : `${type} ${num(r.major)}:${num(r.minor)} ${access}` });
+      if (all) allowAll = r.allow;
+      return;
+    }
     if (!r.allow) {
-      if (!all) refuse(at, 'a rule for some devices needs a device cgroup, which tsbox does not have yet (deny all, or allow all)');
+      if (!all) refuse(at, 'a rule for some devices needs a device cgroup, which tsbox has only on cgroup v1 and hybrid hosts, as root (deny all, or allow all)');
       else allowAll = false;
     } else if (all && /^[rwm]*$/.test(access) && access.includes('r') && access.includes('w')) {
       allowAll = true;
     } else if (!/^m*$/.test(access)) {
-      refuse(at, 'allowing some devices needs a device cgroup, which tsbox does not have yet (the default devices are there without a rule)');
+      refuse(at, 'allowing some devices needs a device cgroup, which tsbox has only on cgroup v1 and hybrid hosts, as root (the default devices are there without a rule)');
     }
   });
-  return allowAll;
+  if (!cgroup) return { allowAll, writes: null };
+  if (!allowAll) writes.push(...DEFAULT_DEVICE_RULES.map((value) => ({ file: 'devices.allow' as const, value })));
+  return { allowAll, writes };
 }
 
 /** linux.resources as tsbox's limits, and where each came from in the config. */

@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { containerPids, containerStats, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
+import { containerPids, containerStats, hasV1Devices, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
@@ -101,7 +101,8 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
     const env = (spec.process.env ?? []).filter((e) => !e.startsWith('LISTEN_FDS=') && !e.startsWith('LISTEN_PID='));
     spec.process.env = [...env, `LISTEN_FDS=${listen}`, 'LISTEN_PID=1'];
   }
-  const c = ociContainer(spec, bundle, file, o.trace === true);
+  // A v1 device cgroup carries out the device rules, as runc's; root's only.
+  const c = ociContainer(spec, bundle, file, o.trace === true, process.getuid?.() === 0 && hasV1Devices());
   c.options.name = o.id;
   const consoleSocket = o.consoleSocket !== undefined ? resolve(o.consoleSocket) : undefined;
   // runc's two rules: a terminal of a container that outlives create goes
@@ -124,7 +125,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
         p.sandbox.reparent = !o.attach;
         return p;
       },
-      state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved },
+      state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved, deviceRules: c.deviceRules },
   });
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {

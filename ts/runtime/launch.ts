@@ -17,7 +17,7 @@ import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
-import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
+import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type DeviceRuleWrite, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
@@ -78,6 +78,8 @@ export interface LaunchExtras {
     cgroupsPath?: string | undefined;
     /** Descriptors of this process the container's first process gets as 3 and up (--preserve-fds, LISTEN_FDS). */
     preserveFds?: number[] | undefined;
+    /** linux.resources.devices for its v1 device cgroup (CreateOptions.devices). */
+    deviceRules?: DeviceRuleWrite[] | null | undefined;
   } | undefined;
 }
 
@@ -214,7 +216,7 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     maps = computeMaps(o, id);
     if (maps?.release) undo.push(maps.release);
     if (maps?.notice) notices.push(maps.notice);
-    const prepared = unlessDenied(() => prepareContainerCgroup(id, o, proc, trace, extras.oci?.cgroupsPath), extras, notices);
+    const prepared = unlessDenied(() => prepareContainerCgroup(id, o, proc, trace, extras.oci), extras, notices);
     if (prepared?.mode !== 'v2' && process.getuid?.() === 0) later = prepared;
     else if (prepared) cgroup = unlessDenied(() => prepared.create(), extras, notices);
     if (cgroup) undo.push(() => cgroup!.destroy());
@@ -382,7 +384,9 @@ function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSour
  * cold): by the time it runs this container's marker and cgroup exist, so gc
  * takes them for what they are, live.
  */
-function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource, trace?: (l: string) => void, path?: string): PreparedCgroup {
+function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource, trace?: (l: string) => void, oci?: LaunchExtras['oci']): PreparedCgroup {
+  const path = oci?.cgroupsPath;
+  const devices = oci?.deviceRules ?? undefined;
   if (!collected) {
     collected = true;
     setImmediate(() => {
@@ -395,7 +399,7 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
       }
     });
   }
-  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(path !== undefined ? { path } : {}), ...(trace ? { trace } : {}) });
+  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(path !== undefined ? { path } : {}), ...(devices ? { devices } : {}), ...(trace ? { trace } : {}) });
 }
 
 /**
