@@ -112,6 +112,8 @@ export interface SeccompCompiler {
   compileSeccomp: (profileJson: string | null) => Buffer;
   /** Every problem of a profile, with its JSON path (the one validator, in Rust). */
   seccompProblems: (profileJson: string) => SeccompProblem[];
+  /** An OCI bundle's profile as runc takes it: unknown names left out, one action per call. */
+  seccompRelax?: (profileJson: string) => string;
 }
 
 /**
@@ -121,7 +123,7 @@ export interface SeccompCompiler {
  * naming the file (or `seccomp`, for an object) with the JSON path of each
  * problem.
  */
-export function seccompProgram(option: SeccompOption | undefined, compiler: SeccompCompiler, cwd: string = process.cwd()): string | null {
+export function seccompProgram(option: SeccompOption | undefined, compiler: SeccompCompiler, cwd: string = process.cwd(), relaxed = false): string | null {
   if (option === 'unconfined') return null;
   let json: string | null = null;
   // Where the problems are: a file's own paths, or below the option.
@@ -139,6 +141,8 @@ export function seccompProgram(option: SeccompOption | undefined, compiler: Secc
     }
     json = seccompProfileJson(option);
   }
+  // An OCI runtime takes its callers' profiles (podman's, Docker's) as runc does.
+  if (relaxed && json !== null && compiler.seccompRelax) json = compiler.seccompRelax(json);
   try {
     return compiler.compileSeccomp(json).toString('hex');
   } catch (err) {

@@ -150,6 +150,13 @@ export interface SeccompProblem {
 export declare function seccompProblems(profileJson: string): Array<SeccompProblem>
 
 /**
+ * An OCI bundle's profile taken as runc takes it (tsbox_core's
+ * `seccomp::relax`): names of no system call left out, and one action per
+ * call, the one the kernel ranks first. Returns the profile's JSON.
+ */
+export declare function seccompRelax(profileJson: string): string
+
+/**
  * Sends the terminal master `fd` to the Unix stream socket at `path`, as an
  * OCI runtime's `--console-socket` takes it (runc's protocol, which conmon
  * and containerd speak): one message, the text `name`, with the descriptor

@@ -347,7 +347,9 @@ export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unkn
     capabilities: caps ? { bounding: caps.bounding ?? [], effective: caps.effective ?? [], permitted: caps.permitted ?? [], inheritable: caps.inheritable ?? [], ambient: caps.ambient ?? [] } : null,
     noNewPrivileges: process.noNewPrivileges === true,
     rlimits: (process.rlimits ?? []).map((r) => ({ name: r.type.slice('RLIMIT_'.length).toLowerCase(), soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })),
-    seccomp: seccomp ? seccompProgram(seccomp as unknown as OciSeccompProfile, compiler) : null,
+    // Profiles written for every architecture, with calls denied again where
+    // the long list allowed them (podman's), are taken as runc takes them.
+    seccomp: seccomp ? seccompProgram(seccomp as unknown as OciSeccompProfile, compiler, globalThis.process.cwd(), true) : null,
     tty: process.terminal ? ttySize(process) : null,
     trace,
     umask: process.user.umask ?? null,

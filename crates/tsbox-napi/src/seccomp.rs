@@ -47,6 +47,16 @@ pub fn compile_seccomp(profile_json: Option<String>) -> Result<Buffer> {
     Ok(Buffer::from(bpf.to_vec()))
 }
 
+/// An OCI bundle's profile taken as runc takes it (tsbox_core's
+/// `seccomp::relax`): names of no system call left out, and one action per
+/// call, the one the kernel ranks first. Returns the profile's JSON.
+#[napi]
+pub fn seccomp_relax(profile_json: String) -> Result<String> {
+    seccomp::relax(&profile_json)
+        .map(|(text, _notes)| text)
+        .map_err(|msg| Error::new(Status::InvalidArg, format!("seccomp profile: not valid JSON: {msg}")))
+}
+
 /// tsbox's default profile as OCI JSON, for users to dump, edit and pass back
 /// with `--security-opt seccomp=PATH`.
 #[napi]

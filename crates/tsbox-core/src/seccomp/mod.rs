@@ -26,6 +26,7 @@
 mod compile;
 mod default;
 mod profile;
+mod relax;
 mod syscalls;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ mod tests;
 pub use compile::compile;
 pub use default::{default_profile, default_profile_json, hardening_rules, SOCKET_FAMILIES};
 pub use profile::{Action, Arg, Op, Profile, SyscallRule, ARCHITECTURES, FLAGS};
+pub use relax::relax;
 
 use std::fmt;
 

@@ -1342,3 +1342,47 @@ fn problems_are_paths_and_messages_from_every_stage() {
     assert_eq!(found[0].0, "(profile)");
     assert!(found[0].1.contains("at most 4096"), "{found:?}");
 }
+
+#[test]
+fn relax_takes_podmans_profile_as_runc_does() {
+    // As podman writes it: every architecture's names in one list, and calls
+    // denied again without CAP_SYS_ADMIN that the long list allowed.
+    let podman = r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": [
+        {"names": ["read", "setns", "syscall", "perf_event_open", "close"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["setns", "perf_event_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {"names": ["close"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9},
+        {"names": ["close"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5},
+        {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "args": [{"index": 0, "value": 99, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["syscall"], "action": "SCMP_ACT_ALLOW"}
+    ]}"#;
+    // tsbox's own check refuses it.
+    assert!(!problems(podman, Arch::X86_64).is_empty());
+    let (relaxed, notes) = relax(podman).unwrap();
+    assert!(
+        problems(&relaxed, Arch::X86_64).is_empty(),
+        "{:?}",
+        problems(&relaxed, Arch::X86_64)
+    );
+    assert_eq!(
+        notes,
+        [
+            r#"syscalls[0]: "syscall" is no system call tsbox knows: left out"#,
+            r#"syscalls[0]: "setns" left to the stronger action of syscalls[1]"#,
+            r#"syscalls[0]: "perf_event_open" left to the stronger action of syscalls[1]"#,
+            r#"syscalls[0]: "close" left to the stronger action of syscalls[2]"#,
+            r#"syscalls[3]: "close" keeps the action of syscalls[2]"#,
+            r#"syscalls[5]: "syscall" is no system call tsbox knows: left out"#,
+        ]
+    );
+    let bpf = compile(&profile(&relaxed), Arch::X86_64).unwrap();
+    // The kernel's order: a denial beats an allowance; of two errnos, the first.
+    assert_eq!(verdict(&bpf, Arch::X86_64, "setns", &[]), Verdict::Errno(1));
+    assert_eq!(verdict(&bpf, Arch::X86_64, "perf_event_open", &[]), Verdict::Errno(1));
+    assert_eq!(verdict(&bpf, Arch::X86_64, "close", &[]), Verdict::Errno(9));
+    assert_eq!(verdict(&bpf, Arch::X86_64, "read", &[1]), Verdict::Allow);
+    assert_eq!(verdict(&bpf, Arch::X86_64, "read", &[99]), Verdict::Errno(13));
+    assert_eq!(verdict(&bpf, Arch::X86_64, "write", &[]), Verdict::Errno(38));
+    // A profile with nothing to relax comes back as it was.
+    let plain = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+    assert_eq!(relax(plain).unwrap(), (plain.to_owned(), vec![]));
+}
