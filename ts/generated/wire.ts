@@ -285,7 +285,7 @@ code: number | null,
  */
 signal: number | null, rusage: Rusage, };
 
-export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" };
+export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, reparent: boolean, } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" };
 
 export type Rusage = { userUsec: number, systemUsec: number, maxRssKib: number, };
 

@@ -120,7 +120,9 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   const native = loadNative();
   const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false, saved.linux.personality?.domain);
   const o = parseRunInput(plan.argv, { stdio: 'inherit', init: false, tty: terminal }).options;
-  const c = await execPlan(state.id, join(dir, 'control.sock'), o, plan, { detach: r.detach });
+  // Detached, the process is the child of the monitor's parent, as runc's:
+  // conmon or a containerd shim (subreapers) wait for it and have its status.
+  const c = await execPlan(state.id, join(dir, 'control.sock'), o, plan, { detach: r.detach, reparent: r.detach });
   try {
     if (r.consoleSocket !== undefined) {
       native.binding.sendConsole(resolve(r.consoleSocket), c.terminalFd!, '/dev/ptmx');

@@ -477,7 +477,13 @@ export async function execInto(id: string, control: string, base: ResolvedOption
  * gives its stdio, terminal, trace and timeout. Resolves once it has
  * started (an OCI runtime's exec builds its own plan: ts/oci).
  */
-export async function execPlan(id: string, control: string, o: ResolvedOptions, plan: ProcessPlan, how: { signal?: AbortSignal | undefined; detach?: boolean | undefined } = {}): Promise<Container> {
+export async function execPlan(
+  id: string,
+  control: string,
+  o: ResolvedOptions,
+  plan: ProcessPlan,
+  how: { signal?: AbortSignal | undefined; detach?: boolean | undefined; reparent?: boolean | undefined } = {},
+): Promise<Container> {
   const { signal } = how;
   const t0 = process.hrtime.bigint();
   const native = loadNative();
@@ -492,7 +498,7 @@ export async function execPlan(id: string, control: string, o: ResolvedOptions, 
   let terminal: ReadStream | undefined;
   let terminalFd: number | undefined;
   try {
-    await toMonitor.exec(ch, plan, stdio.theirs, how.detach === true);
+    await toMonitor.exec(ch, plan, stdio.theirs, how.detach === true, how.reparent === true);
     stdio.sent();
     msg = await recv(ch);
     while (msg?.type === 'pty') {

@@ -70,7 +70,7 @@ export const toHelper = {
 /** Client → monitor on its control socket (tsbox_core::ControlRequest). */
 export const toMonitor = {
   /** Run a process in the container with `stdio` (none with a tty) attached. */
-  exec: (ch: NativeChannel, process: ProcessPlan, stdio: number[], detach = false) => send(ch, { type: 'exec', process, detach }, stdio),
+  exec: (ch: NativeChannel, process: ProcessPlan, stdio: number[], detach = false, reparent = false) => send(ch, { type: 'exec', process, detach, reparent }, stdio),
   signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo } satisfies ControlRequest)),
   wait: (ch: NativeChannel) => send(ch, { type: 'wait' }),
   /** Run the process the container was created with; replies `started` or `failed`. */

@@ -173,7 +173,16 @@ pub enum ControlRequest {
     /// Run a process in the container (stdin, stdout and stderr attached,
     /// unless it has a tty). Replies `started` or `failed`, then `exited`.
     /// Without `detach` the process is killed when the connection closes.
-    Exec { process: Box<ProcessPlan>, detach: bool },
+    /// With `reparent` (an OCI runtime's `exec --detach`) it is the child of
+    /// the monitor's parent, as a runc exec'd process is (conmon's, a
+    /// containerd shim's: a subreaper that waits for it); the monitor then
+    /// neither waits for it nor reports its end.
+    Exec {
+        process: Box<ProcessPlan>,
+        detach: bool,
+        #[serde(default)]
+        reparent: bool,
+    },
     /// Signal the container's PID 1 or, on an exec connection, its process.
     Signal { signo: i32 },
     /// Reply `exited` when the container has ended.

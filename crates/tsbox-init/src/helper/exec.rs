@@ -1,7 +1,10 @@
 //! Exec into a running container, done by its monitor for a control
 //! connection. Three processes, as runc's exec:
 //!
-//! - the monitor forks an intermediate, still in the host's namespaces;
+//! - the monitor forks an intermediate, still in the host's namespaces (with
+//!   `reparent`, with CLONE_PARENT: then the process, cloned the same way,
+//!   is the child of the monitor's parent, a subreaper such as conmon that
+//!   waits for it, as it waits for a runc exec'd process);
 //! - the intermediate joins the container's user namespace (where it then may
 //!   join the others) and its pid namespace, and clones the process with
 //!   CLONE_PARENT, so the monitor is its parent and reaps it (and, on v2, with
@@ -43,31 +46,39 @@ pub struct Cgroup<'a> {
 
 /// Starts `process` in the container. `stdio` are the caller's stdin, stdout
 /// and stderr (empty with a tty: the process makes its own in the container).
+/// With `reparent` the process is the child of the monitor's parent.
 pub fn spawn(
     process: &ProcessPlan,
     stdio: &[OwnedFd],
     ns: &[(Namespace, OwnedFd)],
     cgroup: &Cgroup<'_>,
+    reparent: bool,
     tr: Trace,
 ) -> Result<Process, Report> {
     let fail = |e: nix::errno::Errno, what: &str| Report::new(Step::Join, e as i32).detail(what.to_string());
     let (mine, theirs) = Channel::pair().map_err(|e| fail(e, "create the exec channel"))?;
-    // SAFETY: this process is single-threaded.
-    match unsafe { nix::unistd::fork() }.map_err(|e| fail(e, "fork the exec intermediate"))? {
-        nix::unistd::ForkResult::Child => {
+    let flags = if reparent { libc::CLONE_PARENT as u64 } else { 0 };
+    match clone_container(flags, None).map_err(|e| fail(e, "fork the exec intermediate"))? {
+        Forked::Child => {
             drop(mine);
             intermediate(process, stdio, ns, cgroup, theirs, tr)
         }
-        nix::unistd::ForkResult::Parent { child } => {
+        Forked::Parent { pid: child, .. } => {
             drop(theirs);
-            // The intermediate exits once it has cloned the process.
-            let status = nix::sys::wait::waitpid(child, None);
+            // The intermediate exits once it has cloned the process; the
+            // monitor's parent reaps a reparented one.
+            let status = if reparent {
+                None
+            } else {
+                Some(nix::sys::wait::waitpid(child, None))
+            };
             let pid = match mine.recv::<Intermediate>() {
                 Ok(Some(Intermediate::Cloned { pid })) => Pid::from_raw(pid),
                 // What it could not do (join the user or pid namespace, clone), as it said.
                 Ok(Some(Intermediate::Failed(r))) => return Err(r),
                 Ok(None) => {
-                    return Err(Report::new(Step::Join, 0).detail(format!("the exec intermediate ended ({status:?}) without a process")));
+                    let how = status.map_or_else(|| "ended".to_string(), |s| format!("ended ({s:?})"));
+                    return Err(Report::new(Step::Join, 0).detail(format!("the exec intermediate {how} without a process")));
                 }
                 Err(e) => return Err(Report::new(Step::Join, e.errno()).detail(e.to_string())),
             };
@@ -75,8 +86,10 @@ pub fn spawn(
             if !cgroup.procs.is_empty() && cgroup.dir.is_none() {
                 if let Err(r) = super::cgroup::place(cgroup.procs, pid, &tr) {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                    // Reaped here: it is the monitor's child (CLONE_PARENT), and nobody tracks it.
-                    super::monitor::reap(pid);
+                    // Reaped here when it is the monitor's child (CLONE_PARENT), as nobody tracks it.
+                    if !reparent {
+                        super::monitor::reap(pid);
+                    }
                     return Err(r);
                 }
             }

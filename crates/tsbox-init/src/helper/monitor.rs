@@ -491,7 +491,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
         },
         ControlRequest::Wait => k.waiting = true,
         ControlRequest::Start => return true,
-        ControlRequest::Exec { process, detach } => {
+        ControlRequest::Exec { process, detach, reparent } => {
             if k.exec.is_some() {
                 let _ = k.chan.send(&HelperMsg::Failed(
                     Report::new(Step::Start, libc::EPROTO)
@@ -512,11 +512,11 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
                 dir: sandbox.cgroup_dir.as_ref().map(AsRawFd::as_raw_fd),
                 procs: &sandbox.procs,
             };
-            match exec::spawn(&process, &fds, &sandbox.namespaces, &cgroup, *tr) {
+            match exec::spawn(&process, &fds, &sandbox.namespaces, &cgroup, reparent, *tr) {
                 Ok(p) => {
                     k.exec = Some(Exec {
                         process: p,
-                        detach,
+                        detach: detach || reparent,
                         started: false,
                         failure: None,
                         chan_open: true,
