@@ -358,6 +358,24 @@ describe('exec', () => {
 });
 
 describe('as conmon and containerd\'s shim drive it', () => {
+  it('exec --detach: the process is the child of the monitor\'s parent, a subreaper that reaps it and has its exit status (containerd\'s shim)', async () => {
+    const dir = bundle('sleep 100');
+    const id = newId();
+    const execPid = join(dir, 'exec.pid');
+    // One subreaper creates, starts and execs, as a containerd shim does; it then waits for the exec'd process.
+    const cli = (args: string) => `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ${args}`;
+    const script = `${cli(`create --bundle ${dir} ${id}`)} && ${cli(`start ${id}`)} && ${cli(`exec --detach --pid-file ${execPid} ${id} sh -c 'sleep 0.3; exit 5'`)}`;
+    const shim = spawnProcess(probePath(), ['subreaper', execPid, '/bin/sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    shim.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const code = await new Promise<number | null>((res) => shim.on('exit', res));
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(code, out).toBe(0);
+    expect(lines[0]).toEqual({ created: Number(readFileSync(execPid, 'utf8')) });
+    expect(lines[1]).toEqual({ exited: 5, signal: null });
+    expect((await state(id)).status).toBe('running');
+  });
+
   it('the container\'s init is the child of create\'s subreaper, which reaps it and has its exit status', async () => {
     const dir = bundle('sleep 0.3; exit 7');
     const id = newId();
