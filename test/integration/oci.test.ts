@@ -333,7 +333,7 @@ describe('exec', () => {
     expect((await cli(['delete', '--force', id])).code).toBe(0);
   });
 
-  it('--process FILE --detach --pid-file: the process runs on with the monitor; the pid file has its host pid', async () => {
+  it('--process FILE --detach --pid-file: the process runs on after exec has returned; the pid file has its host pid', async () => {
     const dir = bundle('sleep 100');
     const id = await running(dir);
     const proc = join(dir, 'process.json');
@@ -358,13 +358,13 @@ describe('exec', () => {
 });
 
 describe('as conmon and containerd\'s shim drive it', () => {
-  it('exec --detach: the process is the child of the monitor\'s parent, a subreaper that reaps it and has its exit status (containerd\'s shim)', async () => {
+  it('exec --detach: the process descends from tsbox exec, so its caller\'s subreaper reaps it and has its exit status (conmon\'s exec session, containerd\'s shim)', async () => {
     const dir = bundle('sleep 100');
     const id = newId();
     const execPid = join(dir, 'exec.pid');
     // One subreaper creates, starts and execs, as a containerd shim does; it then waits for the exec'd process.
-    const cli = (args: string) => `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ${args}`;
-    const script = `${cli(`create --bundle ${dir} ${id}`)} && ${cli(`start ${id}`)} && ${cli(`exec --detach --pid-file ${execPid} ${id} sh -c 'sleep 0.3; exit 5'`)}`;
+    const tsbox = (args: string) => `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ${args}`;
+    const script = `${tsbox(`create --bundle ${dir} ${id}`)} && ${tsbox(`start ${id}`)} && ${tsbox(`exec --detach --pid-file ${execPid} ${id} sh -c 'sleep 0.3; exit 5'`)}`;
     const shim = spawnProcess(probePath(), ['subreaper', execPid, '/bin/sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     shim.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -374,6 +374,11 @@ describe('as conmon and containerd\'s shim drive it', () => {
     expect(lines[0]).toEqual({ created: Number(readFileSync(execPid, 'utf8')) });
     expect(lines[1]).toEqual({ exited: 5, signal: null });
     expect((await state(id)).status).toBe('running');
+    // A command that is not there fails the exec, as an attached one's would, and leaves nothing.
+    const missing = await cli(['exec', '--detach', id, 'no-such-command']);
+    expect(missing.code).toBe(127);
+    expect(missing.stderr).toContain('no-such-command');
+    expect((await cli(['ps', id])).stdout.split('\n').filter((l) => /\d/.test(l))).toHaveLength(1);
   });
 
   it('the container\'s init is the child of create\'s subreaper, which reaps it and has its exit status', async () => {

@@ -40,10 +40,11 @@ afterAll(async () => {
  * lacks CAP_SYS_RESOURCE, so podman's default nofile and nproc limits (which
  * raise the hard limits) are lowered for every container.
  */
-function podman(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function podman(args: string[], input?: string, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const global = ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
   return new Promise((resolve) => {
-    const child = spawn('podman', [...global, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('podman', [...global, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    child.stdin?.end(input);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -65,7 +66,7 @@ describe('podman --runtime tsbox', () => {
     expect(r.stdout).toBe('hello from podded\npid 1\n');
   });
 
-  it('a detached container: ps, logs, exec (its output), stop with its signal, rm; nothing of it is left', async () => {
+  it('a detached container: ps, logs, exec (output, exit status, stdin, tty), stop with its signal, rm; nothing of it is left', async () => {
     const name = `tsbox-podman-${process.pid}`;
     const started = await podman(['run', '-d', ...RUN, '--name', name, '--rootfs', rootfs, 'sh', '-c', 'echo started; trap "echo bye; exit 0" TERM; while :; do sleep 0.1; done']);
     expect(started.code, started.stderr).toBe(0);
@@ -76,8 +77,14 @@ describe('podman --runtime tsbox', () => {
     // tsbox lists it too, under podman's id, with its bundle.
     const listed = await cli(['list', '--format', 'json']);
     expect((JSON.parse(listed.stdout) as { id: string; status: string }[]).find((c) => c.id === id)).toMatchObject({ status: 'running' });
-    const exec = await podman(['exec', name, 'sh', '-c', 'echo "in $(hostname)"; ps -o pid,args | grep -c "sleep\\|trap" >/dev/null && echo sees-pid-1']);
-    expect(exec.stdout).toBe(`in ${id.slice(0, 12)}\nsees-pid-1\n`);
+    // exec: its output, its exit status (conmon's exec session waits for the
+    // process: it descends from tsbox exec), its stdin, and a terminal.
+    const exec = await podman(['exec', name, 'sh', '-c', 'echo "in $(hostname)"; exit 5']);
+    expect(exec).toMatchObject({ code: 5, stdout: `in ${id.slice(0, 12)}\n` });
+    expect(await podman(['exec', '-i', name, 'cat'], 'piped\n')).toMatchObject({ code: 0, stdout: 'piped\n' });
+    const tty = await podman(['exec', '-t', name, 'sh', '-c', 'tty; exit 3']);
+    expect(tty.code, tty.stderr).toBe(3);
+    expect(tty.stdout).toMatch(/^\/dev\/pts\/\d+\r?\n$/);
     const stop = await podman(['stop', '--time', '10', name]);
     expect(stop.code, stop.stderr).toBe(0);
     const inspect = await podman(['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}}', name]);

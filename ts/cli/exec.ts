@@ -81,7 +81,7 @@ async function ociExec(rawArgs: readonly string[]): Promise<void> {
     preserveFds: preservedFds(v),
     ignorePaused: v.get('ignorePaused') === true,
   });
-  if (detach) process.exit(0);
+  if (detach || c === null) process.exit(0);
   // A terminal not sent to a console socket is this one's, as run -it's.
   const restore = v.get('tty') === true && !v.has('consoleSocket') ? attachTerminal(c, true) : () => {};
   try {
@@ -128,7 +128,7 @@ const command = defineCommand({
     });
     // The process is the monitor's now: this one leaves at once (the
     // connection's handle would otherwise keep it).
-    if (detach) process.exit(0);
+    if (detach || c === null) process.exit(0);
     // The same terminal handling as run's: raw with -i, and its size follows ours.
     const restore = tty ? attachTerminal(c, v.get('interactive') === true) : () => {};
     try {

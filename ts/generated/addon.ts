@@ -174,9 +174,10 @@ export declare function setWindowSize(fd: number, cols: number, rows: number): v
  * Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe" or "ignore" for
  * stdin, stdout, stderr), `channel_fd` as its fd 3, and `preserved` (an OCI
  * runtime's --preserve-fds and LISTEN_FDS) as its fds 4 and up, for the
- * container's first process to have as 3 and up.
+ * container's first process to have as 3 and up. With `exec`, it starts one
+ * process in a running container instead (`tsbox-init --exec`).
  */
-export declare function spawnHelper(path: string, stdio: Array<string>, channelFd: number, preserved?: Array<number> | undefined | null): HelperProcess
+export declare function spawnHelper(path: string, stdio: Array<string>, channelFd: number, preserved?: Array<number> | undefined | null, exec?: boolean | undefined | null): HelperProcess
 
 /**
  * Takes an exclusive lock on `path` without waiting, creating it (mode 0644)

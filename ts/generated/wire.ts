@@ -273,7 +273,7 @@ soft: number | null, hard: number | null, };
 
 export type TtySize = { rows: number, cols: number, };
 
-export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "process" } & ProcessPlan | { "type": "hold" } & ProcessPlan | { "type": "start" } | { "type": "signal", signo: number, };
+export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "process" } & ProcessPlan | { "type": "hold" } & ProcessPlan | { "type": "start" } | { "type": "signal", signo: number, } | { "type": "execInto", process: ProcessPlan, stdio: number, namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
 
 export type HelperMsg = { "type": "cloned", pid: number, monitor: number, } | { "type": "ready" } | { "type": "pty" } | { "type": "started", pid: number, } | { "type": "failed" } & Report | { "type": "exited", 
 /**
@@ -283,9 +283,9 @@ code: number | null,
 /**
  * Signal that ended the command, when one did.
  */
-signal: number | null, rusage: Rusage, };
+signal: number | null, rusage: Rusage, } | { "type": "namespaces", namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
 
-export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, reparent: boolean, } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" };
+export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "namespaces" } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" };
 
 export type Rusage = { userUsec: number, systemUsec: number, maxRssKib: number, };
 

@@ -4,14 +4,16 @@
  * the flags' changes, run with the container's seccomp profile by its
  * monitor, as `tsbox exec` runs one (ts/runtime/container.ts).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { isPaused } from '../cgroups/index.js';
 import { parseRunInput } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
-import { loadNative } from '../native.js';
-import { execPlan, type Container } from '../runtime/container.js';
+import type { ProcessPlan } from '../generated/wire.js';
+import { loadNative, type NativeChannel, type NativeHelper } from '../native.js';
+import { execPlan, keepAlive, type Container } from '../runtime/container.js';
+import { recv, toHelper, toMonitor } from '../runtime/protocol.js';
 import { containerDir } from '../runtime/state.js';
 import { deviceGuardProblems, ociProcessPlan, processProblems } from './plan.js';
 import { findOci, ociState, savedConfig, writePidFile } from './runtime.js';
@@ -75,10 +77,11 @@ function fromFlags(saved: Json, r: ExecRequest): Json {
 
 /**
  * Runs the process in the running container; resolves once it has
- * started. With `detach` its monitor keeps it after this program is gone.
- * The pid file gets its pid in the host's pid namespace.
+ * started, with its handle, or null with `detach` (then it descends from
+ * this program, as a runc exec'd process: see execDetached). The pid file
+ * gets its pid in the host's pid namespace.
  */
-export async function ociExec(id: string | undefined, r: ExecRequest): Promise<Container> {
+export async function ociExec(id: string | undefined, r: ExecRequest): Promise<Container | null> {
   const { state } = findOci(id, 'exec');
   if (state.status !== 'running' || (!r.ignorePaused && isPaused(state.id))) {
     throw new TsboxError({ step: 'join', errno: 3, path: id!, detail: `cannot exec in a container that is ${ociState(state).status}`, hint: null });
@@ -119,10 +122,29 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   }
   const native = loadNative();
   const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false, saved.linux.personality?.domain);
+  const control = join(dir, 'control.sock');
+  if (r.detach) {
+    const pid = await execDetached(control, plan, terminal, id!);
+    try {
+      if (r.consoleSocket !== undefined) {
+        native.binding.sendConsole(resolve(r.consoleSocket), pid.terminalFd!, '/dev/ptmx');
+        closeSync(pid.terminalFd!);
+      }
+      if (proc.oomScoreAdj != null) writeFileSync(`/proc/${pid.pid}/oom_score_adj`, String(proc.oomScoreAdj));
+      if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), pid.pid);
+    } catch (err) {
+      // It would outlive the failed exec: it goes too.
+      try {
+        process.kill(pid.pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+      throw err instanceof TsboxError ? err : new TsboxError({ step: 'exec', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: id!, detail: `the process started but could not be handed over (${(err as Error).message}); it was killed`, hint: null }, { cause: err });
+    }
+    return null;
+  }
   const o = parseRunInput(plan.argv, { stdio: 'inherit', init: false, tty: terminal }).options;
-  // Detached, the process is the child of the monitor's parent, as runc's:
-  // conmon or a containerd shim (subreapers) wait for it and have its status.
-  const c = await execPlan(state.id, join(dir, 'control.sock'), o, plan, { detach: r.detach, reparent: r.detach });
+  const c = await execPlan(state.id, control, o, plan);
   try {
     if (r.consoleSocket !== undefined) {
       native.binding.sendConsole(resolve(r.consoleSocket), c.terminalFd!, '/dev/ptmx');
@@ -135,9 +157,72 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
     if (proc.oomScoreAdj != null) writeFileSync(`/proc/${c.pid}/oom_score_adj`, String(proc.oomScoreAdj));
     if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), c.pid);
   } catch (err) {
-    // A detached process would outlive the failed exec: it goes too.
     c.kill('SIGKILL');
     throw err instanceof TsboxError ? err : new TsboxError({ step: 'exec', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: id!, detail: `the process started but could not be handed over (${(err as Error).message}); it was killed`, hint: null }, { cause: err });
   }
   return c;
+}
+
+/**
+ * `exec --detach`: the process is started by a helper of this process's
+ * (`tsbox-init --exec`), from the container's namespaces and cgroup the
+ * monitor hands over as descriptors, so that it descends from this process
+ * and, once this process is gone, from its caller's subreaper (conmon,
+ * containerd's shim), which waits for it and has its exit status, as a runc
+ * exec'd process. Its stdio is this process's; with a terminal, the master
+ * comes back. Resolves once it has exec'd.
+ */
+async function execDetached(control: string, plan: ProcessPlan, terminal: boolean, id: string): Promise<{ pid: number; terminalFd: number | null }> {
+  const native = loadNative();
+  const taken: number[] = [];
+  let monitor: NativeChannel | null = null;
+  let helper: NativeHelper | null = null;
+  const ch = new native.binding.Channel();
+  try {
+    try {
+      monitor = native.binding.Channel.connect(control);
+    } catch (err) {
+      throw new TsboxError({ step: 'join', errno: 3, path: id, detail: `reach the container's monitor: ${(err as Error).message}`, hint: 'the container must still be running' }, { cause: err });
+    }
+    await toMonitor.namespaces(monitor);
+    const ns = await recv(monitor);
+    if (ns === null || ns.type === 'failed') {
+      if (ns === null) throw new TsboxError({ step: 'join', errno: 0, path: id, detail: "the container's monitor closed the connection", hint: 'the container must still be running' });
+      throw new TsboxError(ns);
+    }
+    if (ns.type !== 'namespaces') throw new TsboxError({ step: 'join', errno: 71, path: id, detail: `unexpected ${ns.type} from the container's monitor`, hint: null });
+    for (let i = 0; i < ns.namespaces.length + (ns.cgroupDir ? 1 : 0); i++) {
+      const fd = monitor.takeFd();
+      if (fd < 0) throw new TsboxError({ step: 'join', errno: 71, path: id, detail: "the container's monitor sent fewer descriptors than namespaces", hint: null });
+      taken.push(fd);
+    }
+    helper = native.binding.spawnHelper(native.initPath, ['ignore', 'ignore', 'inherit'], ch.childFd, undefined, true);
+    ch.closeChild();
+    // The process's stdio is this process's, as runc's (conmon's pipes or pty).
+    const stdio = terminal ? [] : [0, 1, 2];
+    await toHelper.execInto(ch, { process: plan, stdio: stdio.length, namespaces: ns.namespaces, procs: ns.procs, cgroupDir: ns.cgroupDir }, [...stdio, ...taken]);
+    let terminalFd: number | null = null;
+    for (;;) {
+      const msg = await recv(ch);
+      if (msg === null) throw new TsboxError({ step: 'join', errno: 0, path: id, detail: 'tsbox-init --exec ended without reporting the process', hint: null });
+      if (msg.type === 'pty') {
+        terminalFd = ch.takeFd();
+        continue;
+      }
+      if (msg.type === 'failed') throw new TsboxError(msg);
+      if (msg.type === 'started') return { pid: msg.pid, terminalFd };
+      throw new TsboxError({ step: 'join', errno: 71, path: id, detail: `unexpected ${msg.type} from tsbox-init --exec`, hint: null });
+    }
+  } finally {
+    for (const fd of taken) closeSync(fd);
+    monitor?.close();
+    ch.close();
+    // It exits once the process has exec'd (or failed): reaped here, so only
+    // the process is left. The wait is weak: the keep-alive holds Node for it.
+    if (helper) {
+      const keep = keepAlive();
+      await new Promise<void>((res) => helper!.waitWeak(() => res()));
+      clearInterval(keep);
+    }
+  }
 }

@@ -482,7 +482,7 @@ export async function execPlan(
   control: string,
   o: ResolvedOptions,
   plan: ProcessPlan,
-  how: { signal?: AbortSignal | undefined; detach?: boolean | undefined; reparent?: boolean | undefined } = {},
+  how: { signal?: AbortSignal | undefined; detach?: boolean | undefined } = {},
 ): Promise<Container> {
   const { signal } = how;
   const t0 = process.hrtime.bigint();
@@ -498,7 +498,7 @@ export async function execPlan(
   let terminal: ReadStream | undefined;
   let terminalFd: number | undefined;
   try {
-    await toMonitor.exec(ch, plan, stdio.theirs, how.detach === true, how.reparent === true);
+    await toMonitor.exec(ch, plan, stdio.theirs, how.detach === true);
     stdio.sent();
     msg = await recv(ch);
     while (msg?.type === 'pty') {

@@ -65,12 +65,16 @@ export const toHelper = {
   /** Run the held process. */
   start: (ch: NativeChannel) => send(ch, { type: 'start' }),
   signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo } satisfies NodeMsg)),
+  /** `tsbox-init --exec`'s one message: the process, with its stdio, the namespaces' and the cgroup's descriptors. */
+  execInto: (ch: NativeChannel, msg: Omit<Extract<NodeMsg, { type: 'execInto' }>, 'type'>, fds: number[]) => send(ch, { type: 'execInto', ...msg }, fds),
 };
 
 /** Client → monitor on its control socket (tsbox_core::ControlRequest). */
 export const toMonitor = {
   /** Run a process in the container with `stdio` (none with a tty) attached. */
-  exec: (ch: NativeChannel, process: ProcessPlan, stdio: number[], detach = false, reparent = false) => send(ch, { type: 'exec', process, detach, reparent }, stdio),
+  exec: (ch: NativeChannel, process: ProcessPlan, stdio: number[], detach = false) => send(ch, { type: 'exec', process, detach }, stdio),
+  /** The container's namespaces and v2 cgroup, as descriptors, for a process started by `tsbox-init --exec`. */
+  namespaces: (ch: NativeChannel) => send(ch, { type: 'namespaces' }),
   signal: (ch: NativeChannel, signo: number) => ch.send(JSON.stringify({ type: 'signal', signo } satisfies ControlRequest)),
   wait: (ch: NativeChannel) => send(ch, { type: 'wait' }),
   /** Run the process the container was created with; replies `started` or `failed`. */

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{ProcessPlan, SandboxPlan};
+use crate::plan::{Namespace, ProcessPlan, SandboxPlan};
 use crate::report::Report;
 
 /// The phases of a launch, in order: `plan → cloned → [maps, cgroup,
@@ -100,6 +100,18 @@ pub enum NodeMsg {
     Start,
     /// Deliver a signal to the container's PID 1 (init forwards it).
     Signal { signo: i32 },
+    /// `tsbox-init --exec`, the first and only message: start `process` in a
+    /// running container. With it come `stdio` descriptors (0 or 3), then one
+    /// per namespace in `namespaces`, then the v2 cgroup directory's when
+    /// `cgroupDir` (a monitor's `namespaces` reply).
+    #[serde(rename_all = "camelCase")]
+    ExecInto {
+        process: Box<ProcessPlan>,
+        stdio: u32,
+        namespaces: Vec<Namespace>,
+        procs: Vec<String>,
+        cgroup_dir: bool,
+    },
 }
 
 /// Helper → Node on the launch channel; monitor → client on a control
@@ -126,6 +138,15 @@ pub enum HelperMsg {
         /// Signal that ended the command, when one did.
         signal: Option<i32>,
         rusage: Rusage,
+    },
+    /// Reply to `namespaces`: the namespaces whose descriptors come with it,
+    /// in this order, then the v2 cgroup directory's when `cgroupDir`; the
+    /// `cgroup.procs` files a process is placed through otherwise.
+    #[serde(rename_all = "camelCase")]
+    Namespaces {
+        namespaces: Vec<Namespace>,
+        procs: Vec<String>,
+        cgroup_dir: bool,
     },
 }
 
@@ -173,16 +194,13 @@ pub enum ControlRequest {
     /// Run a process in the container (stdin, stdout and stderr attached,
     /// unless it has a tty). Replies `started` or `failed`, then `exited`.
     /// Without `detach` the process is killed when the connection closes.
-    /// With `reparent` (an OCI runtime's `exec --detach`) it is the child of
-    /// the monitor's parent, as a runc exec'd process is (conmon's, a
-    /// containerd shim's: a subreaper that waits for it); the monitor then
-    /// neither waits for it nor reports its end.
-    Exec {
-        process: Box<ProcessPlan>,
-        detach: bool,
-        #[serde(default)]
-        reparent: bool,
-    },
+    Exec { process: Box<ProcessPlan>, detach: bool },
+    /// Reply `namespaces`, with a descriptor of each of the container's
+    /// namespaces and of its v2 cgroup: for a process the caller starts
+    /// itself (`tsbox-init --exec`), which then descends from the caller, as
+    /// a runc exec'd process does (an OCI runtime's `exec --detach`: conmon
+    /// and containerd's shim are subreapers that wait for it).
+    Namespaces,
     /// Signal the container's PID 1 or, on an exec connection, its process.
     Signal { signo: i32 },
     /// Reply `exited` when the container has ended.

@@ -47,6 +47,10 @@ fn main() {
             std::process::exit(125);
         }
     };
+    // `--exec`: one process into a running container, for `tsbox exec --detach`.
+    if std::env::args().nth(1).as_deref() == Some("--exec") {
+        std::process::exit(helper::exec::for_node(node));
+    }
     // `--preserve-fds N`: descriptors 4 to 4+N-1 go to the container's first process (as 3 and up).
     let preserved = match (
         std::env::args().nth(1).as_deref(),

@@ -137,9 +137,16 @@ async fn wait_on(slot: PidFd) -> Result<HelperExit> {
 /// Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe" or "ignore" for
 /// stdin, stdout, stderr), `channel_fd` as its fd 3, and `preserved` (an OCI
 /// runtime's --preserve-fds and LISTEN_FDS) as its fds 4 and up, for the
-/// container's first process to have as 3 and up.
+/// container's first process to have as 3 and up. With `exec`, it starts one
+/// process in a running container instead (`tsbox-init --exec`).
 #[napi]
-pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32, preserved: Option<Vec<i32>>) -> Result<HelperProcess> {
+pub fn spawn_helper(
+    path: String,
+    stdio: Vec<String>,
+    channel_fd: i32,
+    preserved: Option<Vec<i32>>,
+    exec: Option<bool>,
+) -> Result<HelperProcess> {
     let preserved = preserved.unwrap_or_default();
     if stdio.len() != 3 {
         return Err(Error::new(Status::InvalidArg, "stdio needs three entries"));
@@ -242,7 +249,14 @@ pub fn spawn_helper(path: String, stdio: Vec<String>, channel_fd: i32, preserved
             let argv0 = c"tsbox-init";
             let flag = c"--preserve-fds";
             let count = CString::new(preserved.len().to_string()).expect("digits");
-            let argv = if preserved.is_empty() {
+            let exec_flag = c"--exec";
+            let argv = if exec == Some(true) {
+                vec![
+                    argv0.as_ptr() as *mut libc::c_char,
+                    exec_flag.as_ptr() as *mut libc::c_char,
+                    std::ptr::null_mut(),
+                ]
+            } else if preserved.is_empty() {
                 vec![argv0.as_ptr() as *mut libc::c_char, std::ptr::null_mut()]
             } else {
                 vec![

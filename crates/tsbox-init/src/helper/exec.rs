@@ -1,10 +1,8 @@
 //! Exec into a running container, done by its monitor for a control
 //! connection. Three processes, as runc's exec:
 //!
-//! - the monitor forks an intermediate, still in the host's namespaces (with
-//!   `reparent`, with CLONE_PARENT: then the process, cloned the same way,
-//!   is the child of the monitor's parent, a subreaper such as conmon that
-//!   waits for it, as it waits for a runc exec'd process);
+//! - the monitor (or `tsbox-init --exec`, [`for_node`]) forks an
+//!   intermediate, still in the host's namespaces;
 //! - the intermediate joins the container's user namespace (where it then may
 //!   join the others) and its pid namespace, and clones the process with
 //!   CLONE_PARENT, so the monitor is its parent and reaps it (and, on v2, with
@@ -21,7 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
-use tsbox_core::{Namespace, ProcessPlan, Report, Step, ToChild};
+use tsbox_core::{ChildMsg, HelperMsg, Namespace, NodeMsg, ProcessPlan, Report, Step, ToChild};
 
 use super::clone::{clone_container, Forked};
 use crate::channel::Channel;
@@ -46,39 +44,33 @@ pub struct Cgroup<'a> {
 
 /// Starts `process` in the container. `stdio` are the caller's stdin, stdout
 /// and stderr (empty with a tty: the process makes its own in the container).
-/// With `reparent` the process is the child of the monitor's parent.
+/// With `pdeathsig` it is killed when this process (its parent) ends.
 pub fn spawn(
     process: &ProcessPlan,
     stdio: &[OwnedFd],
     ns: &[(Namespace, OwnedFd)],
     cgroup: &Cgroup<'_>,
-    reparent: bool,
+    pdeathsig: bool,
     tr: Trace,
 ) -> Result<Process, Report> {
     let fail = |e: nix::errno::Errno, what: &str| Report::new(Step::Join, e as i32).detail(what.to_string());
     let (mine, theirs) = Channel::pair().map_err(|e| fail(e, "create the exec channel"))?;
-    let flags = if reparent { libc::CLONE_PARENT as u64 } else { 0 };
-    match clone_container(flags, None).map_err(|e| fail(e, "fork the exec intermediate"))? {
-        Forked::Child => {
+    // SAFETY: this process is single-threaded.
+    match unsafe { nix::unistd::fork() }.map_err(|e| fail(e, "fork the exec intermediate"))? {
+        nix::unistd::ForkResult::Child => {
             drop(mine);
-            intermediate(process, stdio, ns, cgroup, theirs, tr)
+            intermediate(process, stdio, ns, cgroup, theirs, pdeathsig, tr)
         }
-        Forked::Parent { pid: child, .. } => {
+        nix::unistd::ForkResult::Parent { child } => {
             drop(theirs);
-            // The intermediate exits once it has cloned the process; the
-            // monitor's parent reaps a reparented one.
-            let status = if reparent {
-                None
-            } else {
-                Some(nix::sys::wait::waitpid(child, None))
-            };
+            // The intermediate exits once it has cloned the process.
+            let status = nix::sys::wait::waitpid(child, None);
             let pid = match mine.recv::<Intermediate>() {
                 Ok(Some(Intermediate::Cloned { pid })) => Pid::from_raw(pid),
                 // What it could not do (join the user or pid namespace, clone), as it said.
                 Ok(Some(Intermediate::Failed(r))) => return Err(r),
                 Ok(None) => {
-                    let how = status.map_or_else(|| "ended".to_string(), |s| format!("ended ({s:?})"));
-                    return Err(Report::new(Step::Join, 0).detail(format!("the exec intermediate {how} without a process")));
+                    return Err(Report::new(Step::Join, 0).detail(format!("the exec intermediate ended ({status:?}) without a process")));
                 }
                 Err(e) => return Err(Report::new(Step::Join, e.errno()).detail(e.to_string())),
             };
@@ -86,10 +78,8 @@ pub fn spawn(
             if !cgroup.procs.is_empty() && cgroup.dir.is_none() {
                 if let Err(r) = super::cgroup::place(cgroup.procs, pid, &tr) {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                    // Reaped here when it is the monitor's child (CLONE_PARENT), as nobody tracks it.
-                    if !reparent {
-                        super::monitor::reap(pid);
-                    }
+                    // Reaped here: it is the monitor's child (CLONE_PARENT), and nobody tracks it.
+                    super::monitor::reap(pid);
                     return Err(r);
                 }
             }
@@ -116,7 +106,15 @@ fn intermediate_failed(chan: &Channel, r: Report) -> ! {
 }
 
 /// The intermediate: user and pid namespaces, then the process. Never returns.
-fn intermediate(process: &ProcessPlan, stdio: &[OwnedFd], ns: &[(Namespace, OwnedFd)], cgroup: &Cgroup<'_>, chan: Channel, tr: Trace) -> ! {
+fn intermediate(
+    process: &ProcessPlan,
+    stdio: &[OwnedFd],
+    ns: &[(Namespace, OwnedFd)],
+    cgroup: &Cgroup<'_>,
+    chan: Channel,
+    pdeathsig: bool,
+    tr: Trace,
+) -> ! {
     let step = |which: Namespace| -> Result<(), Report> {
         if let Some((_, fd)) = ns_fd(ns, which) {
             setns(fd, CloneFlags::empty()).map_err(|e| {
@@ -138,12 +136,12 @@ fn intermediate(process: &ProcessPlan, stdio: &[OwnedFd], ns: &[(Namespace, Owne
             // SAFETY: ends the intermediate without running anything else.
             unsafe { libc::_exit(0) }
         }
-        Ok(Forked::Child) => exec_process(process, stdio, ns, chan, tr),
+        Ok(Forked::Child) => exec_process(process, stdio, ns, chan, pdeathsig, tr),
     }
 }
 
 /// The exec'd process itself. Never returns.
-fn exec_process(process: &ProcessPlan, stdio: &[OwnedFd], ns: &[(Namespace, OwnedFd)], chan: Channel, tr: Trace) -> ! {
+fn exec_process(process: &ProcessPlan, stdio: &[OwnedFd], ns: &[(Namespace, OwnedFd)], chan: Channel, pdeathsig: bool, tr: Trace) -> ! {
     for (i, fd) in stdio.iter().enumerate().take(3) {
         // SAFETY: dup2 onto this process's own stdio.
         unsafe { libc::dup2(fd.as_raw_fd(), i as RawFd) };
@@ -154,7 +152,11 @@ fn exec_process(process: &ProcessPlan, stdio: &[OwnedFd], ns: &[(Namespace, Owne
         // SAFETY: the monitor is gone: nobody to report to.
         _ => unsafe { libc::_exit(125) },
     }
-    let result = child::join::join(ns).and_then(|()| child::process::prepare(process, &chan, child::process::Context::exec(), tr));
+    let ctx = child::process::Context {
+        pdeathsig,
+        ..child::process::Context::exec()
+    };
+    let result = child::join::join(ns).and_then(|()| child::process::prepare(process, &chan, ctx, tr));
     let report = match result {
         Ok(cmd) => cmd.exec(),
         Err(r) => r,
@@ -171,4 +173,84 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     // SAFETY: a new descriptor from the kernel.
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `tsbox-init --exec`: starts one process in a running container for Node
+/// (an OCI runtime's `exec --detach`), as the monitor would, but as this
+/// process's descendant, so that it descends from Node's caller: once this
+/// process and Node have exited, it is reparented to the caller's subreaper
+/// (conmon, a containerd shim), which waits for it. The namespaces and the
+/// cgroup come as descriptors, from the monitor through Node. Reports the
+/// process's pty and `started` (or `failed`) and exits; the process is never
+/// killed with it.
+pub fn for_node(node: Channel) -> i32 {
+    let (msg, fds) = match node.recv_fds::<NodeMsg>() {
+        Ok(Some(m)) => m,
+        Ok(None) => return 125,
+        Err(e) => {
+            let _ = node.send(&HelperMsg::Failed(Report::new(Step::ReadPlan, e.errno()).detail(e.to_string())));
+            return 125;
+        }
+    };
+    let NodeMsg::ExecInto {
+        process,
+        stdio,
+        namespaces,
+        procs,
+        cgroup_dir,
+    } = msg
+    else {
+        let _ = node.send(&HelperMsg::Failed(
+            Report::new(Step::ReadPlan, libc::EPROTO).detail("the first message was not an exec"),
+        ));
+        return 125;
+    };
+    let wanted = stdio as usize + namespaces.len() + usize::from(cgroup_dir);
+    if fds.len() != wanted || stdio > 3 {
+        let _ = node.send(&HelperMsg::Failed(
+            Report::new(Step::ReadPlan, libc::EPROTO).detail(format!("{} descriptors came with the exec, not {wanted}", fds.len())),
+        ));
+        return 125;
+    }
+    let mut fds = fds.into_iter();
+    let stdio: Vec<OwnedFd> = fds.by_ref().take(stdio as usize).collect();
+    let ns: Vec<(Namespace, OwnedFd)> = namespaces.into_iter().zip(fds.by_ref()).collect();
+    let dir = fds.next();
+    let cgroup = Cgroup {
+        dir: dir.as_ref().map(AsRawFd::as_raw_fd),
+        procs: &procs,
+    };
+    let p = match spawn(&process, &stdio, &ns, &cgroup, false, Trace::new(false, 0)) {
+        Ok(p) => p,
+        Err(r) => {
+            let _ = node.send(&HelperMsg::Failed(r));
+            return 125;
+        }
+    };
+    drop(stdio);
+    // What the process says before it execs: its pty, or why it failed; its
+    // channel closes at exec.
+    let mut failure = None;
+    loop {
+        match p.chan.recv_fds::<ChildMsg>() {
+            Ok(Some((ChildMsg::Pty, fds))) => {
+                if let Some(master) = fds.into_iter().next() {
+                    let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
+                }
+            }
+            Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if failure.is_none() && !super::monitor::still_setting_up(p.pid) {
+        let _ = node.send(&HelperMsg::Started { pid: p.pid.as_raw() });
+        return 0;
+    }
+    let (status, _) = super::monitor::reap(p.pid);
+    let (code, signal) = super::monitor::decode_status(status);
+    let _ = node.send(&HelperMsg::Failed(
+        failure.unwrap_or_else(|| super::monitor::died_before_start(code, signal)),
+    ));
+    125
 }

@@ -4,7 +4,7 @@
 //! tracks the processes exec'd into the container, and stays until the
 //! container's PID 1 has ended and been reaped.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -491,7 +491,27 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
         },
         ControlRequest::Wait => k.waiting = true,
         ControlRequest::Start => return true,
-        ControlRequest::Exec { process, detach, reparent } => {
+        ControlRequest::Namespaces => {
+            if !running || sandbox.namespaces.is_empty() {
+                let _ = k.chan.send(&HelperMsg::Failed(
+                    Report::new(Step::Join, libc::ESRCH)
+                        .detail("the container is not running")
+                        .hint("exec needs a container whose process has started and not ended"),
+                ));
+                return false;
+            }
+            let mut fds: Vec<RawFd> = sandbox.namespaces.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+            fds.extend(sandbox.cgroup_dir.as_ref().map(AsRawFd::as_raw_fd));
+            let _ = k.chan.send_fds(
+                &HelperMsg::Namespaces {
+                    namespaces: sandbox.namespaces.iter().map(|(n, _)| *n).collect(),
+                    procs: sandbox.procs.clone(),
+                    cgroup_dir: sandbox.cgroup_dir.is_some(),
+                },
+                &fds,
+            );
+        }
+        ControlRequest::Exec { process, detach } => {
             if k.exec.is_some() {
                 let _ = k.chan.send(&HelperMsg::Failed(
                     Report::new(Step::Start, libc::EPROTO)
@@ -512,11 +532,11 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
                 dir: sandbox.cgroup_dir.as_ref().map(AsRawFd::as_raw_fd),
                 procs: &sandbox.procs,
             };
-            match exec::spawn(&process, &fds, &sandbox.namespaces, &cgroup, reparent, *tr) {
+            match exec::spawn(&process, &fds, &sandbox.namespaces, &cgroup, true, *tr) {
                 Ok(p) => {
                     k.exec = Some(Exec {
                         process: p,
-                        detach: detach || reparent,
+                        detach,
                         started: false,
                         failure: None,
                         chan_open: true,
