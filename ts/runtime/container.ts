@@ -291,6 +291,9 @@ export class Container extends EventEmitter {
     if (init.terminal && !init.terminal.destroyed) await new Promise((r) => init.terminal!.once('close', r));
     // Output someone is reading is delivered before wait() resolves (as
     // child_process's 'close'); output nobody reads does not hold it back.
+    // A container that ended at once may have got here before spawn()'s
+    // caller went on: one turn of the event loop lets it attach its readers.
+    await new Promise((r) => setImmediate(r));
     const reading = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal && st.readableFlowing === true && !st.readableEnded);
     await Promise.all(reading.map((st) => finished(st).catch(() => {})));
     if (!ended) collect();
