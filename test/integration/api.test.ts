@@ -202,6 +202,19 @@ describe('spawn() and exec()', () => {
     expect(c.stderr).toBeNull();
   });
 
+  it('a tty command that ends at once still hands over its terminal and its output', async () => {
+    // Regression: the monitor saw PID 1's exit before it had relayed the
+    // pty, and dropped it (a few runs in a hundred under load).
+    for (let i = 0; i < 40; i++) {
+      const c = await spawn(['echo', 'quick'], { rootfs, tty: true });
+      expect(c.stdout, `run ${i}`).not.toBeNull();
+      let out = '';
+      c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      expect((await c.wait()).exitCode).toBe(0);
+      expect(out.replace(/\r/g, '')).toBe('quick\n');
+    }
+  });
+
   it('sets TERM with a tty as Docker does (the caller\'s, else xterm; env wins), and exec() takes tty and resize() too', async () => {
     const term = async (opts: RunOptions) => {
       const c = await spawn(['sh', '-c', 'echo "$TERM"'], { rootfs, tty: true, ...opts });
