@@ -28,8 +28,19 @@ export declare class Channel {
    * (SCM_RIGHTS); they stay open here.
    */
   sendFds(msg: string, fds: Array<number>): void
-  /** The next message, or null once the helper has closed its end. */
+  /**
+   * The next message, or null once the helper has closed its end.
+   * The next message, or null once the other end has closed. Rejects
+   * with "cancelled" when `cancelRecv` is called while it waits (the
+   * message then stays for the next call).
+   */
   recv(): Promise<string | null>
+  /**
+   * Makes a pending `recv` reject with "cancelled", so that its promise
+   * stops holding Node's event loop (Container.unref()); nothing when
+   * none is pending.
+   */
+  cancelRecv(): void
   /**
    * As `recv`, but calls `callback(err, msg)` instead of returning a
    * promise, and does not hold Node's event loop open while it waits: what

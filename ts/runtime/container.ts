@@ -16,7 +16,7 @@ import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
-import { helperDied, recv, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
+import { CANCELLED, helperDied, recv, recvHeld, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
 export interface ExitResult {
@@ -252,7 +252,11 @@ export class Container extends EventEmitter {
     let failure: unknown;
     try {
       while (msg === null || msg.type !== 'exited') {
-        msg = await recvWeak(this.#channel);
+        // While held, the promise of recv holds the event loop; unref()
+        // cancels it and the watch goes on weakly.
+        const next = this.#held ? await recvHeld(this.#channel) : await recvWeak(this.#channel);
+        if (next === CANCELLED) continue;
+        msg = next;
         if (msg === null) break;
         if (msg.type === 'failed') throw new TsboxError(msg);
         if (msg.type === 'started') this.#onStarted();
@@ -293,8 +297,9 @@ export class Container extends EventEmitter {
     // child_process's 'close'); output nobody reads does not hold it back.
     // A container that ended at once may have got here before spawn()'s
     // caller went on: one turn of the event loop lets it attach its readers.
-    await new Promise((r) => setImmediate(r));
-    const reading = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal && st.readableFlowing === true && !st.readableEnded);
+    const streams = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal);
+    if (streams.length > 0) await new Promise((r) => setImmediate(r));
+    const reading = streams.filter((st) => st.readableFlowing === true && !st.readableEnded);
     await Promise.all(reading.map((st) => finished(st).catch(() => {})));
     if (!ended) collect();
     const { stats, limits } = usage;
@@ -363,7 +368,9 @@ export class Container extends EventEmitter {
   }
 
   #hold(on: boolean): void {
+    const was = this.#held;
     this.#held = on;
+    if (was && !on && !this.#exited) this.#channel.cancelRecv();
     if (this.#keep) {
       if (on) this.#keep.ref();
       else this.#keep.unref();

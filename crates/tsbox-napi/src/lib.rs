@@ -34,6 +34,8 @@ pub struct Channel {
     child: Mutex<Option<OwnedFd>>,
     /// Descriptors received and not yet taken.
     received: Received,
+    /// Wakes a pending `recv` with a "cancelled" error (`cancelRecv`).
+    cancel: Arc<tokio::sync::Notify>,
 }
 
 type Received = Arc<Mutex<std::collections::VecDeque<OwnedFd>>>;
@@ -56,6 +58,7 @@ impl Channel {
             fd: Mutex::new(Some(Arc::new(async_fd))),
             child: Mutex::new(Some(child)),
             received: Default::default(),
+            cancel: Default::default(),
         })
     }
 
@@ -85,6 +88,7 @@ impl Channel {
             fd: Mutex::new(Some(Arc::new(async_fd))),
             child: Mutex::new(None),
             received: Default::default(),
+            cancel: Default::default(),
         })
     }
 
@@ -130,12 +134,36 @@ impl Channel {
     }
 
     /// The next message, or null once the helper has closed its end.
+    /// The next message, or null once the other end has closed. Rejects
+    /// with "cancelled" when `cancelRecv` is called while it waits (the
+    /// message then stays for the next call).
     #[napi]
     pub async fn recv(&self) -> Result<Option<String>> {
-        match self.get() {
-            Ok(fd) => recv_on(fd, self.received.clone()).await,
-            Err(_) => Ok(None),
-        }
+        let Ok(fd) = self.get() else {
+            return Ok(None);
+        };
+        let mut recv = std::pin::pin!(recv_on(fd, self.received.clone()));
+        let mut cancelled = std::pin::pin!(self.cancel.notified());
+        std::future::poll_fn(|cx| {
+            use std::future::Future;
+            use std::task::Poll;
+            if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::from_reason("cancelled")));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Makes a pending `recv` reject with "cancelled", so that its promise
+    /// stops holding Node's event loop (Container.unref()); nothing when
+    /// none is pending.
+    #[napi]
+    pub fn cancel_recv(&self) {
+        self.cancel.notify_waiters();
     }
 
     /// As `recv`, but calls `callback(err, msg)` instead of returning a

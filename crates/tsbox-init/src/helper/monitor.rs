@@ -337,27 +337,20 @@ pub fn run(
             false
         };
         if exited {
-            // Drain what the child wrote before it exited, then stop. Node
-            // hears it all, in order, before the exit: a command that ended
-            // at once had its terminal, and had started.
+            // Drain what the child wrote before it exited, then stop. Its
+            // terminal still goes to Node, before the exit: a command that
+            // ended at once printed to it.
             while child_open {
                 match child.recv_fds_nonblocking::<ChildMsg>() {
                     Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
                     Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
-                    Ok(Some((ChildMsg::Started, _))) => {
-                        if !started {
-                            started = true;
-                            started_now(c, node, &state);
-                        }
-                    }
+                    Ok(Some((ChildMsg::Started, _))) => started = true,
                     Ok(Some((ChildMsg::Pty, fds))) => {
                         if let Some(master) = fds.into_iter().next() {
                             let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
                         }
                     }
-                    Ok(Some((ChildMsg::Ready { .. }, _))) => {
-                        let _ = node.send(&HelperMsg::Ready);
-                    }
+                    Ok(Some(_)) => {}
                     Ok(None) | Err(_) => {
                         if !started && failure.is_none() {
                             started = closed_by_exec(c, node, &state);
