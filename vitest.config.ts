@@ -14,7 +14,8 @@ export default defineConfig({
           // Needs root: starts real containers. scripts/test.mjs refuses to
           // count a run where this suite did not run.
           name: 'integration',
-          include: ['test/integration/**/*.test.ts'],
+          // test/oci: real OCI tools (podman, conmon) driving tsbox.
+          include: ['test/integration/**/*.test.ts', 'test/oci/**/*.test.ts'],
           globalSetup: ['test/integration/global-setup.ts'],
           testTimeout: 30_000,
           hookTimeout: 60_000,

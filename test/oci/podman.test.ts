@@ -2,17 +2,17 @@
  * tsbox as podman's OCI runtime (issue 15): `podman --runtime tsbox`, with
  * conmon driving create, start, state, kill and delete, and exec, as it
  * drives runc. Debian's podman and conmon (installed by .ci/run), storage
- * and run directories of the test's own, and the test rootfs as
- * `--rootfs`: no image and no registry.
+ * and run directories of the test's own, the test rootfs as `--rootfs` and
+ * imported as an image (`podman import`): no registry.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { BIN, cli } from '../support/tsbox.js';
+import { BIN, cli, eventually } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 let dir = '';
@@ -26,6 +26,7 @@ beforeAll(() => {
     }
   }
   dir = mkdtempSync(join(tmpdir(), 'tsbox-podman-'));
+  execFileSync('tar', ['-C', rootfs, '-cf', join(dir, 'rootfs.tar'), '.']);
 });
 
 afterAll(async () => {
@@ -58,6 +59,23 @@ function podman(args: string[], input?: string, timeoutMs = 60_000): Promise<{ c
 }
 
 const RUN = ['--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
+const IMAGE = 'localhost/tsbox-test-rootfs:latest';
+
+/** podman under script(1), which gives it a terminal as a user's shell would (run -it). */
+function podmanTty(args: string[]): Promise<{ code: number | null; stdout: string }> {
+  const global = ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
+  const line = ['podman', ...global, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qec', line, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout });
+    });
+  });
+}
 
 describe('podman --runtime tsbox', () => {
   it('runs a container in the foreground: its output, its exit status, its hostname and its own pid namespace', async () => {
@@ -104,5 +122,32 @@ describe('podman --runtime tsbox', () => {
     const oom = await podman(['run', '--rm', ...RUN, '--memory', '64m', '--memory-swap', '64m', '--rootfs', rootfs, 'tsbox-probe', 'alloc', '200']);
     expect(oom.code).toBe(137);
     expect(existsSync(join(dir, 'storage'))).toBe(true);
+  });
+
+  it('an imported image: run IMAGE, run -it through conmon\'s console socket, --pids-limit seen inside, pause and unpause', async () => {
+    const imported = await podman(['import', join(dir, 'rootfs.tar'), IMAGE]);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(await podman(['run', '--rm', ...RUN, IMAGE, 'echo', 'from the image'])).toMatchObject({ code: 0, stdout: 'from the image\n' });
+    const tty = await podmanTty(['run', '--rm', '-it', ...RUN, IMAGE, 'sh', '-c', 'tty; exit 4']);
+    expect(tty.code).toBe(4);
+    expect(tty.stdout).toMatch(/\/dev\/pts\/\d+/);
+    // With a cgroup namespace of its own, the container's cgroupfs is its own cgroup.
+    const pids = await podman(['run', '--rm', ...RUN, '--cgroupns', 'private', '--pids-limit', '20', IMAGE, 'cat', '/sys/fs/cgroup/pids/pids.max']);
+    expect(pids).toMatchObject({ code: 0, stdout: '20\n' });
+
+    const name = `tsbox-podman-pause-${process.pid}`;
+    expect((await podman(['run', '-d', ...RUN, '--name', name, IMAGE, 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done'])).code).toBe(0);
+    const pid = Number((await podman(['inspect', '--format', '{{.State.Pid}}', name])).stdout.trim());
+    const count = () => Number(readFileSync(`/proc/${pid}/root/tmp/count`, 'utf8'));
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await podman(['pause', name])).code).toBe(0);
+    expect((await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout.trim()).toBe('paused');
+    const frozen = count();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(count()).toBe(frozen);
+    expect((await podman(['unpause', name])).code).toBe(0);
+    expect((await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout.trim()).toBe('running');
+    expect(await eventually(() => count() > frozen)).toBe(true);
+    expect((await podman(['rm', '--force', '--time', '0', name])).code).toBe(0);
   });
 });
