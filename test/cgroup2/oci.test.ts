@@ -52,6 +52,7 @@ describe('an OCI container on cgroup v2', () => {
     config.root.readonly = true;
     config.linux.cgroupsPath = `${base}/pod/c1`;
     config.linux.resources.pids = { limit: 40 };
+    config.mounts.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'ro'] });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     try {
       expect(await create(dir, id), readFileSync(join(dir, 'err'), 'utf8')).toBe(0);
@@ -60,6 +61,9 @@ describe('an OCI container on cgroup v2', () => {
       const leaf = `/sys/fs/cgroup${base}/pod/c1`;
       expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim()).toBe(`0::${base}/pod/c1`);
       expect(readFileSync(join(leaf, 'pids.max'), 'utf8').trim()).toBe('40');
+      // No cgroup namespace: its own cgroup is bound at /sys/fs/cgroup, not the hierarchy's root.
+      expect(readFileSync(`/proc/${pid}/root/sys/fs/cgroup/pids.max`, 'utf8').trim()).toBe('40');
+      expect(existsSync(`/proc/${pid}/root/sys/fs/cgroup${base}`)).toBe(false);
       // The controllers were enabled all the way down.
       expect(readFileSync(`/sys/fs/cgroup${base}/pod/cgroup.subtree_control`, 'utf8')).toContain('pids');
 

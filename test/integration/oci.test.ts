@@ -657,6 +657,22 @@ describe('cgroupsPath', () => {
   });
 });
 
+describe('/sys/fs/cgroup', () => {
+  it('without a cgroup namespace of its own, shows the container\'s own cgroups (bound, as runc), not the host\'s hierarchies from their root', async () => {
+    const dir = bundle('(cat /sys/fs/cgroup/pids/pids.max; ls /sys/fs/cgroup/pids | grep -vc "^cgroup\\.\\|^pids\\.\\|^tasks$\\|^notify_on_release$"; touch /sys/fs/cgroup/pids/x 2>&1) > /var/seen', (c) => {
+      c.linux.resources.pids = { limit: 33 };
+      c.mounts.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] });
+    });
+    const id = await ranToEnd(dir);
+    const [max, others, touch] = readFileSync(join(dir, 'out/seen'), 'utf8').trim().split('\n');
+    expect(max).toBe('33');
+    // No child cgroup (tsbox/, the host's slices, ...), no release_agent of the root.
+    expect(others).toBe('0');
+    expect(touch).toMatch(/Read-only file system/);
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+});
+
 describe('update', () => {
   it('changes the running container\'s limits, from flags and from --resources (stdin); only those given', async () => {
     const base = `/tsbox-oci-upd-${process.pid}`;

@@ -14,7 +14,7 @@ import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '..
 import type { DeviceRuleWrite } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl, TimeOffsets } from '../generated/wire.js';
-import { cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
+import { cgroupBinds, cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
 import { specError, type HookName, type OciHook, type OciMount, type OciProcess, type OciResources, type OciSpec, type SpecProblem } from './spec.js';
 
 /** <linux/fs.h> MS_* flags an OCI mount option may set on a fresh filesystem. */
@@ -220,7 +220,9 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
     const withCgroup: PlanMount[] = [];
     for (const m of mounts) {
       if (m !== CGROUP_MOUNT) withCgroup.push(m);
-      else if (ctx.cgroup) withCgroup.push(...cgroupMounts(ctx.cgroup));
+      // Its own cgroup namespace (made or joined) shows its own cgroups in
+      // a fresh mount; without one, they are bound from the host.
+      else if (ctx.cgroup) withCgroup.push(...(namespaces.includes('cgroup') ? cgroupMounts(ctx.cgroup) : cgroupBinds(ctx.cgroup)));
       else withCgroup.push({ target: '/sys/fs/cgroup', type: 'fs', fstype: 'cgroup2', data: null, readonly: true, nosuid: true, nodev: true, noexec: true });
     }
     withCgroup.push(...devices);

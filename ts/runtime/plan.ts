@@ -121,7 +121,7 @@ export interface PlanContext {
   /** The addon's seccomp compiler (kept out of the plan builder so unit tests need no addon). */
   seccomp: SeccompCompiler;
   /** The container's cgroup, when it has one: mounted read-only at /sys/fs/cgroup. */
-  cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[] } | null;
+  cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[]; paths?: Readonly<Record<string, string>> } | null;
   /** Phase `cgroup`, as launch decided it. */
   cgroupPhase?: SandboxPlan['cgroup'];
   /** Phase `maps`, as launch decided it. */
@@ -144,6 +144,24 @@ export function cgroupMounts(cg: NonNullable<PlanContext['cgroup']>): PlanMount[
           ? fs(`/sys/fs/cgroup/${h.slice('name='.length)}`, 'cgroup', `none,${h}`, flags)
           : fs(`/sys/fs/cgroup/${h}`, 'cgroup', h, flags),
     ),
+    { target: '/sys/fs/cgroup', type: 'readonlyPath' },
+  ];
+}
+
+/**
+ * The container's own cgroups at /sys/fs/cgroup, read-only, for a container
+ * without a cgroup namespace (an OCI bundle's): each directory bound from
+ * the host, as runc does, since a fresh mount there would show each
+ * hierarchy from its root (every other cgroup on the host).
+ */
+export function cgroupBinds(cg: NonNullable<PlanContext['cgroup']>): PlanMount[] {
+  const flags = { nosuid: true, nodev: true, noexec: true };
+  const paths = cg.paths ?? {};
+  const bind = (target: string, source: string): PlanMount => ({ target, type: 'bind', source, recursive: false, readonly: true, ...flags });
+  if (cg.mode === 'v2') return paths.unified ? [bind('/sys/fs/cgroup', paths.unified)] : [];
+  return [
+    fs('/sys/fs/cgroup', 'tmpfs', 'mode=755', flags),
+    ...Object.entries(paths).map(([h, dir]) => bind(`/sys/fs/cgroup/${h.startsWith('name=') ? h.slice('name='.length) : h}`, dir)),
     { target: '/sys/fs/cgroup', type: 'readonlyPath' },
   ];
 }
