@@ -11,7 +11,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, inject, it } from 'vitest';
 
-import { runtimeToolsConfig, type Config } from '../support/oci.js';
+import { RUNTIME_TOOLS_DEVICE_RULES, runtimeToolsConfig, type Config } from '../support/oci.js';
 import { probePath } from '../support/rootfs.js';
 import { BIN, cli, eventually, scratchDir } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
@@ -558,15 +558,7 @@ describe('devices and sysctl', () => {
     const dir = bundle(`(${script}) > /var/seen 2>&1`, (c) => {
       c.mounts[3].options = c.mounts[3].options.filter((o: string) => o !== 'nodev');
       c.linux.cgroupsPath = path;
-      // runtime-tools' linux_cgroups_devices rules.
-      c.linux.resources = {
-        devices: [
-          { allow: false, access: 'rwm' },
-          { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' },
-          { allow: true, type: 'b', major: 8, minor: 20, access: 'rw' },
-          { allow: true, type: 'b', major: 10, minor: 200, access: 'r' },
-        ],
-      };
+      c.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };
       // No user namespace: with a device cgroup, CAP_SYS_ADMIN (which could remount /dev) may run.
       for (const set of ['bounding', 'effective', 'permitted']) c.process.capabilities[set].push('CAP_SYS_ADMIN');
     });

@@ -11,6 +11,14 @@ export type Config = Record<string, any>;
 export const CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
 
 /** A fresh copy, `root.path` and `process.args` as given. */
+/** runtime-tools' linux_cgroups_devices rules: deny all, then three to allow (the first lines devices.list must show). */
+export const RUNTIME_TOOLS_DEVICE_RULES = [
+  { allow: false, access: 'rwm' },
+  { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' },
+  { allow: true, type: 'b', major: 8, minor: 20, access: 'rw' },
+  { allow: true, type: 'b', major: 10, minor: 200, access: 'r' },
+];
+
 export function runtimeToolsConfig(rootPath: string, args: string[]): Config {
   return {
     ociVersion: '1.0.2',

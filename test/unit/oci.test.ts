@@ -13,7 +13,7 @@ import { TsboxError } from '../../ts/errors.js';
 import { ociContainer } from '../../ts/oci/plan.js';
 import { checkSpec, loadSpec, parseJsonExact, type OciSpec } from '../../ts/oci/spec.js';
 import type { PlanContext } from '../../ts/runtime/plan.js';
-import { runtimeToolsConfig } from '../support/oci.js';
+import { RUNTIME_TOOLS_DEVICE_RULES, runtimeToolsConfig } from '../support/oci.js';
 
 const bundle = mkdtempSync(join(tmpdir(), 'tsbox-unit-oci-'));
 mkdirSync(join(bundle, 'rootfs'));
@@ -194,13 +194,7 @@ describe('the plans of a bundle', () => {
   it('with a v1 device cgroup: the rules in order after deny all, then the default devices; no nodev and no CAP_SYS_ADMIN guard needed', () => {
     const spec = base();
     spec.linux.resources = {
-      devices: [
-        { allow: false, access: 'rwm' },
-        { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' },
-        { allow: true, type: 'b', major: 8, minor: 20, access: 'rw' },
-        { allow: true, type: 'b', major: 10, minor: 200, access: 'r' },
-        { allow: false, type: 'c', minor: 3, access: 'w' },
-      ],
+      devices: [...RUNTIME_TOOLS_DEVICE_RULES, { allow: false, type: 'c', minor: 3, access: 'w' }],
     };
     spec.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
     const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, true);

@@ -500,11 +500,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
         ControlRequest::Start => return true,
         ControlRequest::Namespaces => {
             if !running || sandbox.namespaces.is_empty() {
-                let _ = k.chan.send(&HelperMsg::Failed(
-                    Report::new(Step::Join, libc::ESRCH)
-                        .detail("the container is not running")
-                        .hint("exec needs a container whose process has started and not ended"),
-                ));
+                let _ = k.chan.send(&HelperMsg::Failed(not_running()));
                 return false;
             }
             let mut fds: Vec<RawFd> = sandbox.namespaces.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
@@ -528,11 +524,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
                 return false;
             }
             if !running || sandbox.namespaces.is_empty() {
-                let _ = k.chan.send(&HelperMsg::Failed(
-                    Report::new(Step::Join, libc::ESRCH)
-                        .detail("the container is not running")
-                        .hint("exec needs a container whose process has started and not ended"),
-                ));
+                let _ = k.chan.send(&HelperMsg::Failed(not_running()));
                 return false;
             }
             let cgroup = exec::Cgroup {
@@ -557,6 +549,13 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
         }
     }
     false
+}
+
+/// The reply to an exec (or its namespaces) when the container's process is not running.
+fn not_running() -> Report {
+    Report::new(Step::Join, libc::ESRCH)
+        .detail("the container is not running")
+        .hint("exec needs a container whose process has started and not ended")
 }
 
 /// What an exec'd process reports before it execs: its pty, its failure,
