@@ -191,8 +191,14 @@ describe('the plans of a bundle', () => {
     ]);
   });
 
-  it('with a v1 device cgroup: the rules in order after deny all, then the default devices; no nodev and no CAP_SYS_ADMIN guard needed', () => {
+  it('with a v1 device cgroup: the rules in order after deny all, then the default devices; no nodev, and CAP_SYS_ADMIN only with a cgroup namespace', () => {
     const spec = base();
+    // Without a cgroup namespace of its own, CAP_SYS_ADMIN could mount a hierarchy from its root and leave the device cgroup.
+    const noCgroupns = base();
+    noCgroupns.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };
+    noCgroupns.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
+    expect(() => ociContainer(checkSpec(noCgroupns), bundle, 'config.json', false, true)).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices/);
+    spec.linux.namespaces = [...(spec.linux.namespaces as unknown[]), { type: 'cgroup' }];
     spec.linux.resources = {
       devices: [...RUNTIME_TOOLS_DEVICE_RULES, { allow: false, type: 'c', minor: 3, access: 'w' }],
     };
@@ -231,7 +237,7 @@ describe('the plans of a bundle', () => {
   it('refuses CAP_SYS_ADMIN (or every capability) without a user namespace while devices are denied: it could remount them dev', () => {
     const admin = base();
     admin.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
-    expect(problems(admin)).toEqual([expect.stringMatching(/^process\.capabilities\.bounding: has CAP_SYS_ADMIN, which could remount/)]);
+    expect(problems(admin)).toEqual([expect.stringMatching(/^process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices the device rules deny/)]);
     const all = base();
     delete all.process.capabilities;
     expect(problems(all)).toEqual([expect.stringMatching(/^process\.capabilities: leaves every capability, CAP_SYS_ADMIN included/)]);
