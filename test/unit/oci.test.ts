@@ -191,18 +191,19 @@ describe('the plans of a bundle', () => {
     ]);
   });
 
-  it('with a v1 device cgroup: the rules in order after deny all, then the default devices; no nodev, and CAP_SYS_ADMIN only with a cgroup namespace', () => {
+  it('with a v1 device cgroup: the rules in order after deny all, then the default devices; no nodev, and still no CAP_SYS_ADMIN', () => {
     const spec = base();
-    // Without a cgroup namespace of its own, CAP_SYS_ADMIN could mount a hierarchy from its root and leave the device cgroup.
-    const noCgroupns = base();
-    noCgroupns.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };
-    noCgroupns.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
-    expect(() => ociContainer(checkSpec(noCgroupns), bundle, 'config.json', false, true)).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices/);
-    spec.linux.namespaces = [...(spec.linux.namespaces as unknown[]), { type: 'cgroup' }];
+    // CAP_SYS_ADMIN could rewrite its own device cgroup (remounting its cgroupfs writable), cgroup namespace or not.
+    for (const extra of [[], [{ type: 'cgroup' }]]) {
+      const admin = base();
+      admin.linux.namespaces = [...(admin.linux.namespaces as unknown[]), ...extra];
+      admin.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };
+      admin.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
+      expect(() => ociContainer(checkSpec(admin), bundle, 'config.json', false, true)).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices/);
+    }
     spec.linux.resources = {
       devices: [...RUNTIME_TOOLS_DEVICE_RULES, { allow: false, type: 'c', minor: 3, access: 'w' }],
     };
-    spec.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
     const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, true);
     expect(c.deviceRules).toEqual([
       // tsbox's deny all, then the config's own.
@@ -215,7 +216,7 @@ describe('the plans of a bundle', () => {
       ...['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:2 rwm', 'c 136:* rwm'].map((value) => ({ file: 'devices.allow', value })),
     ]);
     expect(c.limited).toBe(true);
-    expect(c.deviceGuard).toBe(false);
+    expect(c.deviceGuard).toBe(true);
     expect(c.plans(ctx).sandbox.rootfs).toMatchObject({ nodev: false });
     // Allow all at the end: nothing after it.
     spec.linux.resources.devices.push({ allow: true, access: 'rwm' });

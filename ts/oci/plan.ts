@@ -160,10 +160,11 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   // nodev, and only tsbox's own device binds are not.
   const nodev = !userns && !devicePolicyOf.allowAll && devicePolicyOf.writes === null;
   // CAP_SYS_ADMIN outside a user namespace could undo either: remount a
-  // filesystem dev, or, without a cgroup namespace of its own, mount a
-  // cgroup hierarchy from its root and leave the device cgroup (and write
-  // the root's release_agent). Refused unless all devices are allowed.
-  const deviceGuard = !userns && !devicePolicyOf.allowAll && (nodev || !namespaces.includes('cgroup'));
+  // filesystem dev, or remount its cgroupfs writable and allow itself every
+  // device in its own device cgroup (its parent allows all), or, without a
+  // cgroup namespace, mount a hierarchy from its root and leave it. Refused
+  // unless all devices are allowed.
+  const deviceGuard = !userns && !devicePolicyOf.allowAll;
   // CAP_SYS_ADMIN could remount them dev again: without a device cgroup,
   // the deny-all rule holds for such a container only in a user namespace.
   if (deviceGuard && proc) deviceGuardProblems(proc, 'process', refuse);
@@ -327,7 +328,7 @@ export function deviceGuardProblems(proc: OciProcess, at: string, refuse: (path:
   if (bounding !== null && !bounding.includes('CAP_SYS_ADMIN')) return;
   refuse(
     bounding === null ? `${at}.capabilities` : `${at}.capabilities.bounding`,
-    `${bounding === null ? 'leaves every capability, CAP_SYS_ADMIN included,' : 'has CAP_SYS_ADMIN,'} which outside a user namespace could open devices the device rules deny (by remounting the container's filesystems, or by leaving its device cgroup through a cgroup hierarchy mounted from its root): add a "user" namespace, or a "cgroup" namespace where the host has a v1 device cgroup, drop CAP_SYS_ADMIN, or allow all devices (linux.resources.devices)`,
+    `${bounding === null ? 'leaves every capability, CAP_SYS_ADMIN included,' : 'has CAP_SYS_ADMIN,'} which outside a user namespace could open devices the device rules deny (by remounting the container's filesystems, or by rewriting or leaving its device cgroup): add a "user" namespace, drop CAP_SYS_ADMIN, or allow all devices (linux.resources.devices)`,
   );
 }
 
