@@ -222,7 +222,16 @@ describe('the plans of a bundle', () => {
     spec.linux.resources.devices.push({ allow: true, access: 'rwm' });
     expect(ociContainer(checkSpec(spec), bundle, 'config.json', false, true).deviceRules!.at(-1)).toEqual({ file: 'devices.allow', value: 'a' });
     const bad = base();
-    bad.linux.resources = { devices: [{ allow: true, type: 'u', access: 'rwm' }, { allow: true, type: 'c', access: 'rx' }, { allow: true, type: 'c', major: 1.5, access: 'r' }] };
+    bad.linux.resources = {
+      devices: [
+        { allow: true, type: 'u', access: 'rwm' },
+        { allow: true, type: 'c', access: 'rx' },
+        { allow: true, type: 'c', major: 1.5, access: 'r' },
+        // The kernel would take these two for every device, rwm.
+        { allow: true, type: 'a', major: 1, minor: 3, access: 'r' },
+        { allow: true, type: 'a', access: 'm' },
+      ],
+    };
     expect(() => ociContainer(checkSpec(bad), bundle, 'config.json', false, true)).toThrow(TsboxError);
     try {
       ociContainer(checkSpec(bad), bundle, 'config.json', false, true);
@@ -231,6 +240,8 @@ describe('the plans of a bundle', () => {
         'linux.resources.devices[0].type: "u" is not a device type of a device rule (a, c or b)',
         'linux.resources.devices[1].access: "rx" is not a device access (r, w and m, each at most once)',
         'linux.resources.devices[2].major: 1.5 is not a device number (or null, or -1, for any)',
+        'linux.resources.devices[3]: type "a" is every device with every access (r, w and m): leave out major and minor, and give access "rwm", or name the device type (c or b)',
+        'linux.resources.devices[4]: type "a" is every device with every access (r, w and m): leave out major and minor, and give access "rwm", or name the device type (c or b)',
       ]);
     }
   });

@@ -178,6 +178,7 @@ async function execDetached(control: string, plan: ProcessPlan, terminal: boolea
   let monitor: NativeChannel | null = null;
   let helper: NativeHelper | null = null;
   const ch = new native.binding.Channel();
+  let terminalFd: number | null = null;
   try {
     try {
       monitor = native.binding.Channel.connect(control);
@@ -201,7 +202,6 @@ async function execDetached(control: string, plan: ProcessPlan, terminal: boolea
     // The process's stdio is this process's, as runc's (conmon's pipes or pty).
     const stdio = terminal ? [] : [0, 1, 2];
     await toHelper.execInto(ch, { process: plan, stdio: stdio.length, namespaces: ns.namespaces, procs: ns.procs, cgroupDir: ns.cgroupDir }, [...stdio, ...taken]);
-    let terminalFd: number | null = null;
     for (;;) {
       const msg = await recv(ch);
       if (msg === null) throw new TsboxError({ step: 'join', errno: 0, path: id, detail: 'tsbox-init --exec ended without reporting the process', hint: null });
@@ -213,6 +213,10 @@ async function execDetached(control: string, plan: ProcessPlan, terminal: boolea
       if (msg.type === 'started') return { pid: msg.pid, terminalFd };
       throw new TsboxError({ step: 'join', errno: 71, path: id, detail: `unexpected ${msg.type} from tsbox-init --exec`, hint: null });
     }
+  } catch (err) {
+    // A terminal that came before the failure is nobody's now.
+    if (terminalFd !== null) closeSync(terminalFd);
+    throw err;
   } finally {
     for (const fd of taken) closeSync(fd);
     monitor?.close();

@@ -562,6 +562,11 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
     const access = r.access ?? 'rwm';
     if (cgroup) {
       if (!['a', 'c', 'b'].includes(type)) return refuse(`${at}.type`, `"${type}" is not a device type of a device rule (a, c or b)`);
+      // The kernel takes `a` for every device and every access, whatever
+      // else the rule says: anything narrower written with it would widen.
+      if (type === 'a' && (!all || (r.allow && access !== 'rwm'))) {
+        return refuse(at, 'type "a" is every device with every access (r, w and m): leave out major and minor, and give access "rwm", or name the device type (c or b)');
+      }
       if (!/^[rwm]{1,3}$/.test(access) || new Set(access).size !== access.length) return refuse(`${at}.access`, `"${access}" is not a device access (r, w and m, each at most once)`);
       for (const k of ['major', 'minor'] as const) {
         const v = r[k];
