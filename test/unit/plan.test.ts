@@ -327,7 +327,7 @@ describe('buildPlan: namespaces, environment, privileges', () => {
 });
 
 describe('buildPlan: the cgroup, and what the helper does for Node', () => {
-  const hybrid = { mode: 'hybrid' as const, v2Path: null, hierarchies: ['memory', 'pids'] };
+  const hybrid = { mode: 'hybrid' as const, v2Path: null, paths: { memory: '/sys/fs/cgroup/memory/tsbox/c1', pids: '/sys/fs/cgroup/pids/tsbox/c1' } };
   const withCgroup = (options: RunOptions, extra: Partial<Parameters<typeof buildPlan>[2]> = {}): Plan => {
     const parsed = parseRunInput(['true'], options);
     return merged(buildPlan(parsed.command, parsed.options, {

@@ -139,7 +139,7 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
       } catch {
         // Gone already.
       }
-      throw err instanceof TsboxError ? err : new TsboxError({ step: 'exec', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: id!, detail: `the process started but could not be handed over (${(err as Error).message}); it was killed`, hint: null }, { cause: err });
+      throw handOverFailed(err, id!);
     }
     return null;
   }
@@ -158,9 +158,16 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
     if (r.pidFile !== undefined) writePidFile(resolve(r.pidFile), c.pid);
   } catch (err) {
     c.kill('SIGKILL');
-    throw err instanceof TsboxError ? err : new TsboxError({ step: 'exec', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: id!, detail: `the process started but could not be handed over (${(err as Error).message}); it was killed`, hint: null }, { cause: err });
+    throw handOverFailed(err, id!);
   }
   return c;
+}
+
+/** A process that started but whose pid file, oom score or console could not be handed over (it was killed). */
+function handOverFailed(err: unknown, id: string): TsboxError {
+  if (err instanceof TsboxError) return err;
+  const detail = `the process started but could not be handed over (${(err as Error).message}); it was killed`;
+  return new TsboxError({ step: 'exec', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: id, detail, hint: null }, { cause: err });
 }
 
 /**

@@ -76,9 +76,10 @@ export interface OciContainer {
   /** The writes of the container's v1 device cgroup, in order; null without one (see deviceGuard). */
   deviceRules: DeviceRuleWrite[] | null;
   /**
-   * The deny-all device rule is held by nodev (no user namespace): a
-   * process with CAP_SYS_ADMIN must never run in this container, exec'd
-   * ones included.
+   * Devices are denied outside a user namespace: CAP_SYS_ADMIN could undo
+   * the rule (remount nodev filesystems, rewrite or leave the device
+   * cgroup), so no process with it may run in this container, exec'd ones
+   * included.
    */
   deviceGuard: boolean;
 }
@@ -165,8 +166,6 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   // cgroup namespace, mount a hierarchy from its root and leave it. Refused
   // unless all devices are allowed.
   const deviceGuard = !userns && !devicePolicyOf.allowAll;
-  // CAP_SYS_ADMIN could remount them dev again: without a device cgroup,
-  // the deny-all rule holds for such a container only in a user namespace.
   if (deviceGuard && proc) deviceGuardProblems(proc, 'process', refuse);
 
   if (proc) processProblems(proc, 'process', refuse);
@@ -536,12 +535,6 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
   return out;
 }
 
-/**
- * The device rules (linux.resources.devices): tsbox has no device cgroup
- * yet, so it holds the rules that need none: deny all (the runtime-spec's
- * default), with mknod (`m`) allowed, or allow all. Any other rule is refused.
- * True when every device is allowed.
- */
 /** The device nodes every container has (/dev's defaults, and its terminals): allowed after a config's rules, as runc does. */
 const DEFAULT_DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:2 rwm', 'c 136:* rwm'];
 

@@ -108,13 +108,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Calls `fn` once `ms` milliseconds have passed, for any `ms` (chained timers
- * beyond setTimeout's 2^31-1); returns the cancel.
+ * beyond setTimeout's 2^31-1): its cancel, and its hold on the event loop,
+ * which can be released and taken again (Container.unref()).
  */
-export function afterMs(ms: number, fn: () => void): () => void {
-  return timer(ms, fn).cancel;
-}
-
-/** afterMs, whose hold on the event loop can be released and taken again (Container.unref()). */
 function timer(ms: number, fn: () => void): { cancel: () => void; hold: (on: boolean) => void } {
   let t: NodeJS.Timeout;
   let held = true;

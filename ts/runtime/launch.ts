@@ -230,7 +230,7 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
       seccomp: native.binding,
       // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
       idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
-      cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, hierarchies: Object.keys(cgroupInfo.paths), paths: cgroupInfo.paths } : null,
+      cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, paths: cgroupInfo.paths } : null,
       // Phase 3, decided once: the helper writes what needs no setuid helper; Node runs newuidmap.
       maps: maps === null ? { writer: 'none' } : maps.via === 'direct' ? { writer: 'helper', maps: { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } } : { writer: 'node' },
       // Phase 4, decided once: clone3 into the v2 cgroup, or the helper places the child.

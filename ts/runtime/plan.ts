@@ -121,7 +121,7 @@ export interface PlanContext {
   /** The addon's seccomp compiler (kept out of the plan builder so unit tests need no addon). */
   seccomp: SeccompCompiler;
   /** The container's cgroup, when it has one: mounted read-only at /sys/fs/cgroup. */
-  cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; hierarchies: string[]; paths?: Readonly<Record<string, string>> } | null;
+  cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; paths: Readonly<Record<string, string>> } | null;
   /** Phase `cgroup`, as launch decided it. */
   cgroupPhase?: SandboxPlan['cgroup'];
   /** Phase `maps`, as launch decided it. */
@@ -137,7 +137,7 @@ export function cgroupMounts(cg: NonNullable<PlanContext['cgroup']>): PlanMount[
   // v1 and hybrid: a tmpfs with one mount per hierarchy the container has a cgroup in.
   return [
     fs('/sys/fs/cgroup', 'tmpfs', 'mode=755', flags),
-    ...cg.hierarchies.map((h) =>
+    ...Object.keys(cg.paths).map((h) =>
       h === 'unified'
         ? fs('/sys/fs/cgroup/unified', 'cgroup2', null, flags)
         : h.startsWith('name=')
@@ -156,7 +156,7 @@ export function cgroupMounts(cg: NonNullable<PlanContext['cgroup']>): PlanMount[
  */
 export function cgroupBinds(cg: NonNullable<PlanContext['cgroup']>): PlanMount[] {
   const flags = { nosuid: true, nodev: true, noexec: true };
-  const paths = cg.paths ?? {};
+  const { paths } = cg;
   const bind = (target: string, source: string): PlanMount => ({ target, type: 'bind', source, recursive: false, readonly: true, ...flags });
   if (cg.mode === 'v2') return paths.unified ? [bind('/sys/fs/cgroup', paths.unified)] : [];
   return [

@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 use tsbox_core::{ChildMsg, HelperMsg, Namespace, NodeMsg, ProcessPlan, Report, Step, ToChild};
 
 use super::clone::{clone_container, Forked};
+use super::monitor::relay_pty;
 use crate::channel::Channel;
 use crate::child;
 use crate::trace::Trace;
@@ -233,11 +234,7 @@ pub fn for_node(node: Channel) -> i32 {
     let mut failure = None;
     loop {
         match p.chan.recv_fds::<ChildMsg>() {
-            Ok(Some((ChildMsg::Pty, fds))) => {
-                if let Some(master) = fds.into_iter().next() {
-                    let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
-                }
-            }
+            Ok(Some((ChildMsg::Pty, fds))) => relay_pty(fds, &node),
             Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,

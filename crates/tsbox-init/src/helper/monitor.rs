@@ -235,11 +235,7 @@ pub fn run(
                     sandbox.namespaces = namespaces.into_iter().zip(nsfds).collect();
                     let _ = node.send(&HelperMsg::Ready);
                 }
-                Ok(Some((ChildMsg::Pty, fds))) => {
-                    if let Some(master) = fds.into_iter().next() {
-                        let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
-                    }
-                }
+                Ok(Some((ChildMsg::Pty, fds))) => relay_pty(fds, node),
                 Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
                 Ok(Some((ChildMsg::Started, _))) => {
                     started = true;
@@ -345,11 +341,7 @@ pub fn run(
                     Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
                     Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
                     Ok(Some((ChildMsg::Started, _))) => started = true,
-                    Ok(Some((ChildMsg::Pty, fds))) => {
-                        if let Some(master) = fds.into_iter().next() {
-                            let _ = node.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
-                        }
-                    }
+                    Ok(Some((ChildMsg::Pty, fds))) => relay_pty(fds, node),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => {
                         if !started && failure.is_none() {
@@ -551,6 +543,14 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
     false
 }
 
+/// Hands a terminal's master that came from a container process on to
+/// `to` (Node, or the client of an exec); ours closes when `fds` goes.
+pub fn relay_pty(fds: Vec<OwnedFd>, to: &Channel) {
+    if let Some(master) = fds.into_iter().next() {
+        let _ = to.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
+    }
+}
+
 /// The reply to an exec (or its namespaces) when the container's process is not running.
 fn not_running() -> Report {
     Report::new(Step::Join, libc::ESRCH)
@@ -562,11 +562,7 @@ fn not_running() -> Report {
 /// and (by closing its channel at exec) that it started.
 fn relay_exec(e: &mut Exec, client: &Channel) {
     match e.process.chan.recv_fds::<ChildMsg>() {
-        Ok(Some((ChildMsg::Pty, fds))) => {
-            if let Some(master) = fds.into_iter().next() {
-                let _ = client.send_fds(&HelperMsg::Pty, &[master.as_raw_fd()]);
-            }
-        }
+        Ok(Some((ChildMsg::Pty, fds))) => relay_pty(fds, client),
         Ok(Some((ChildMsg::Failed(r), _))) => e.failure = Some(r),
         Ok(Some(_)) => {}
         Ok(None) | Err(_) => {
