@@ -35,6 +35,16 @@ describe('containers on cgroup v2', () => {
     expect(r.stdout.trim().split('\n')).toEqual(['0::/', String(64 * 1024 * 1024), '33', '50000 100000']);
   });
 
+  it('--cgroup-conf writes v2 files in the container\'s cgroup (their controller enabled); v1-only memory flags are refused, naming why', async () => {
+    const r = await cli(['run', '--rootfs', rootfs.dir, '--cgroup-conf', 'memory.high=33554432', '--cgroup-conf', 'cgroup.max.descendants=2', '--', 'sh', '-c', 'cat /sys/fs/cgroup/memory.high /sys/fs/cgroup/cgroup.max.descendants'], { killAfterMs: 110_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['33554432', '2']);
+    const refused = await cli(['run', '--rootfs', rootfs.dir, '--memory-swappiness', '10', '--', 'true'], { killAfterMs: 110_000 });
+    expect(refused.code).toBe(125);
+    expect(refused.stderr).toContain('limits.memorySwappiness');
+    expect(refused.stderr).toContain('cgroup v2 has no memory.swappiness');
+  });
+
   it('a memory limit OOM-kills an allocator and the report says oomKilled', async () => {
     const { report: r } = await report(['-m', '48m'], ['tsbox-probe', 'alloc', '200']);
     expect(r.oomKilled).toBe(true);

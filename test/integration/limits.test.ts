@@ -70,6 +70,17 @@ describe('limits act, and the report says so', () => {
 });
 
 describe('limits seen from inside', () => {
+  it('--memory-swappiness and --oom-kill-disable: in the v1 memory cgroup; refused on v2, which has neither', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '-m', '64m', '--memory-swappiness', '10', '--oom-kill-disable', '--', 'sh', '-c', 'cat /sys/fs/cgroup/memory/memory.swappiness; grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control']);
+    if (v2) {
+      expect(r.code).toBe(125);
+      expect(r.stderr).toContain('cgroup v2 has no memory.swappiness');
+    } else {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.trim().split('\n')).toEqual(['10', 'oom_kill_disable 1']);
+    }
+  });
+
   it('shows its own cgroup at / with the limits in /sys/fs/cgroup (read-only)', async () => {
     const files = v2 ? 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max' : 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us';
     const r = await cli(['run', '--rootfs', rootfs, '-m', '64m', '--pids-limit', '33', '--cpus', '0.5', '--', 'sh', '-c', `${files}; grep -c ':/$' /proc/self/cgroup; echo 1 > /sys/fs/cgroup/x 2>/dev/null || echo ro`]);

@@ -4,7 +4,7 @@
  * from other processes, with the runtime-spec's rules on each and what the
  * container's process sees.
  */
-import { spawn as spawnProcess } from 'node:child_process';
+import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -646,6 +646,37 @@ describe('cgroupsPath', () => {
     expect((await cli(['delete', '--force', id])).code).toBe(0);
     expect(existsSync(`/sys/fs/cgroup/pids${base}`)).toBe(false);
     expect(existsSync(`/sys/fs/cgroup/memory${base}`)).toBe(false);
+  });
+});
+
+describe('the rest of linux.resources, on this hybrid host', () => {
+  it('swappiness, the OOM killer off, the TCP buffer limit (v1 memory) and a huge page limit (the unified hierarchy\'s hugetlb) are what the container\'s own cgroups say', async () => {
+    const dir = bundle('(cat /sys/fs/cgroup/memory/memory.swappiness; grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control; cat /sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes /sys/fs/cgroup/unified/hugetlb.2MB.max) > /var/seen', (c) => {
+      c.linux.resources = { ...c.linux.resources, memory: { limit: 50593792, swappiness: 10, disableOOMKiller: true, kernelTCP: 50593792 }, hugepageLimits: [{ pageSize: '2MB', limit: 2 * 1024 ** 3 }] };
+      c.linux.namespaces.push({ type: 'cgroup' });
+      c.mounts.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] });
+    });
+    const id = await ranToEnd(dir);
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8').trim().split('\n')).toEqual(['10', 'oom_kill_disable 1', '50593792', String(2 * 1024 ** 3)]);
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
+  it('refuses what this host cannot carry out, naming it, and leaves nothing: net_cls (not mounted here), unified files (v2 only), an unknown page size', async () => {
+    for (const [resources, message] of [
+      [{ network: { classID: 255 } }, 'the net_cls controller is not mounted, and limits.networkClassId needs it'],
+      [{ unified: { 'memory.high': '64M' } }, "limits.unified sets cgroup v2 files, and this host's cgroups are hybrid"],
+      [{ hugepageLimits: [{ pageSize: '3MB', limit: 1 }] }, 'hugetlb.3MB.max'],
+    ] as const) {
+      const dir = bundle('true', (c) => {
+        c.linux.resources = { ...c.linux.resources, ...resources };
+      });
+      const id = newId();
+      const r = await create(dir, [id]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(message);
+      expect((await cli(['state', id])).code).not.toBe(0);
+      expect(execFileSync('find', ['/sys/fs/cgroup', '-maxdepth', '5', '-name', id]).toString()).toBe('');
+    }
   });
 });
 

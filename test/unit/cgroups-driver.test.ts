@@ -15,6 +15,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { containerStats, createCgroup, prepareCgroup, gc, updateCgroup, type Cgroup, type CgroupFs, type CgroupLimitsInput, type CreateOptions, type ProcSource } from '../../ts/cgroups/index.js';
 import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
+import { kmemLimitEnforced } from '../../ts/cgroups/memory.js';
 import { TsboxError } from '../../ts/errors.js';
 
 const MiB = 1024 ** 2;
@@ -26,12 +27,13 @@ function sysError(code: Code, syscall: string, path: string): NodeJS.ErrnoExcept
 }
 
 const V2_FILES: Record<string, Record<string, string>> = {
-  core: { 'cgroup.procs': '', 'cgroup.subtree_control': '', 'cgroup.events': 'populated 0\nfrozen 0\n', 'cgroup.freeze': '0', 'cgroup.kill': '', 'cpu.stat': 'usage_usec 0\nuser_usec 0\nsystem_usec 0\n' },
-  memory: { 'memory.max': 'max', 'memory.swap.max': 'max', 'memory.low': '0', 'memory.current': '0', 'memory.peak': '0', 'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n' },
+  core: { 'cgroup.procs': '', 'cgroup.subtree_control': '', 'cgroup.events': 'populated 0\nfrozen 0\n', 'cgroup.freeze': '0', 'cgroup.kill': '', 'cgroup.max.descendants': 'max', 'cpu.stat': 'usage_usec 0\nuser_usec 0\nsystem_usec 0\n' },
+  memory: { 'memory.max': 'max', 'memory.high': 'max', 'memory.swap.max': 'max', 'memory.low': '0', 'memory.current': '0', 'memory.peak': '0', 'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n' },
   cpu: { 'cpu.weight': '100', 'cpu.max': 'max 100000' },
   cpuset: { 'cpuset.cpus': '', 'cpuset.mems': '' },
   pids: { 'pids.max': 'max', 'pids.current': '0', 'pids.events': 'max 0\n' },
   io: { 'io.weight': 'default 100', 'io.max': '' },
+  hugetlb: { 'hugetlb.2MB.max': 'max', 'hugetlb.2MB.rsvd.max': 'max', 'hugetlb.1GB.max': 'max', 'hugetlb.1GB.rsvd.max': 'max' },
 };
 
 const V1_FILES: Record<string, Record<string, string>> = {
@@ -42,14 +44,20 @@ const V1_FILES: Record<string, Record<string, string>> = {
     'memory.usage_in_bytes': '0',
     'memory.max_usage_in_bytes': '0',
     'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n',
+    'memory.swappiness': '60',
+    'memory.kmem.limit_in_bytes': '9223372036854771712',
+    'memory.kmem.tcp.limit_in_bytes': '9223372036854771712',
   },
   cpu: { 'cpu.shares': '1024', 'cpu.cfs_period_us': '100000', 'cpu.cfs_quota_us': '-1', 'cpu.stat': 'nr_periods 0\nnr_throttled 0\nthrottled_time 0\n' },
   cpuacct: { 'cpuacct.usage': '0', 'cpuacct.usage_user': '0', 'cpuacct.usage_sys': '0', 'cpuacct.stat': 'user 0\nsystem 0\n' },
   cpuset: { 'cpuset.cpus': '', 'cpuset.mems': '', 'cpuset.effective_cpus': '', 'cpuset.effective_mems': '' },
   pids: { 'pids.max': 'max', 'pids.current': '0', 'pids.events': 'max 0\n' },
-  blkio: { 'blkio.bfq.weight': '100', 'blkio.throttle.read_bps_device': '', 'blkio.throttle.write_bps_device': '', 'blkio.throttle.read_iops_device': '', 'blkio.throttle.write_iops_device': '' },
+  blkio: { 'blkio.bfq.weight': '100', 'blkio.bfq.weight_device': '', 'blkio.throttle.read_bps_device': '', 'blkio.throttle.write_bps_device': '', 'blkio.throttle.read_iops_device': '', 'blkio.throttle.write_iops_device': '' },
   freezer: { 'freezer.state': 'THAWED' },
   devices: { 'devices.allow': '', 'devices.deny': '', 'devices.list': 'a *:* rwm\n' },
+  hugetlb: { 'hugetlb.2MB.limit_in_bytes': '9223372036854771712', 'hugetlb.1GB.limit_in_bytes': '9223372036854771712' },
+  net_cls: { 'net_cls.classid': '0' },
+  net_prio: { 'net_prio.ifpriomap': 'lo 0\n' },
 };
 
 /**
@@ -741,6 +749,117 @@ describe('v2: place, stats, kill, destroy', () => {
     host.k.ops.length = 0;
     c.kill();
     expect(host.k.ops).toEqual([`write ${c.v2Path}/cgroup.freeze 1`, 'kill 100 SIGKILL', 'kill 101 SIGKILL', `write ${c.v2Path}/cgroup.freeze 0`]);
+  });
+});
+
+describe('the rest of linux.resources: v1-only memory files, huge pages, net_cls/net_prio, unified files, per-device weights', () => {
+  it('v1: swappiness, the OOM killer off, and the kernel memory limits go to the container\'s memory cgroup', () => {
+    const host = hybridHost();
+    const c = create(host, { memory: '64m', memorySwappiness: 10, oomKillDisable: true, kernelMemoryTCP: '16m' });
+    const m = c.paths.memory!;
+    expect(cat(join(m, 'memory.swappiness'))).toBe('10');
+    expect(cat(join(m, 'memory.oom_control'))).toBe('1');
+    expect(cat(join(m, 'memory.kmem.tcp.limit_in_bytes'))).toBe(String(16 * MiB));
+    expect(c.applied().writes.map((w) => w.limit)).toEqual(expect.arrayContaining(['memorySwappiness', 'oomKillDisable', 'kernelMemoryTCP']));
+  });
+
+  it('the kernel memory limit where the kernel enforces it (before 6.1), and an error naming the kernel where it takes the write and ignores it', () => {
+    expect([kmemLimitEnforced('5.15.0-91-generic'), kmemLimitEnforced('6.0.19'), kmemLimitEnforced('6.1.0'), kmemLimitEnforced('6.18.44-fc')]).toEqual([true, true, false, false]);
+    const host = hybridHost();
+    if (kmemLimitEnforced()) {
+      const c = create(host, { kernelMemory: '48m' });
+      expect(cat(join(c.paths.memory!, 'memory.kmem.limit_in_bytes'))).toBe(String(48 * MiB));
+    } else {
+      const before = host.k.tree();
+      const e = failure(() => create(host, { kernelMemory: '48m' }));
+      expect(e.message).toContain('takes memory.kmem.limit_in_bytes and ignores it');
+      expect(host.k.tree()).toEqual(before);
+    }
+  });
+
+  it('v2 has none of them: each is an error naming the limit and why, before anything is made', () => {
+    for (const [limits, why] of [
+      [{ memorySwappiness: 10 }, 'cgroup v2 has no memory.swappiness'],
+      [{ oomKillDisable: true }, 'the OOM killer cannot be turned off for a cgroup'],
+      [{ kernelMemory: '48m' }, 'kernel memory is counted in memory.max'],
+    ] as const) {
+      const host = v2Host();
+      const before = host.k.tree();
+      const e = failure(() => create(host, limits));
+      expect(e.message).toContain(why);
+      expect(e.message).toContain(`limits.${Object.keys(limits)[0]}`);
+      expect(host.k.tree()).toEqual(before);
+      expect(host.k.ops.filter((o) => o.startsWith('mkdir') || o.startsWith('write'))).toEqual([]);
+    }
+  });
+
+  it('huge pages: the hybrid host\'s unified hierarchy has hugetlb, so the limit goes there, its controller enabled; an unknown page size leaves nothing', () => {
+    const host = hybridHost();
+    const c = create(host, { hugepageLimits: [{ pageSize: '2MB', limit: 2 * 1024 ** 3 }] });
+    const u = c.paths.unified!;
+    expect(cat(join(host.cg, 'unified/tsbox/cgroup.subtree_control'))).toBe('hugetlb');
+    expect(cat(join(u, 'hugetlb.2MB.max'))).toBe(String(2 * 1024 ** 3));
+    expect(cat(join(u, 'hugetlb.2MB.rsvd.max'))).toBe(String(2 * 1024 ** 3));
+    const host2 = hybridHost();
+    const e = failure(() => create(host2, { hugepageLimits: [{ pageSize: '3MB', limit: 1 }] }, { id: 'c2' }));
+    expect(e.message).toContain('hugetlb.3MB.max');
+    expect(e.hint).toContain('the kernel has no 3MB huge pages to limit');
+    expect(leaves(host2).filter((d) => d.endsWith('/c2'))).toEqual([]);
+  });
+
+  it('huge pages on v1 go to hugetlb.<size>.limit_in_bytes', () => {
+    const host = hybridHost({ with: ['hugetlb'] });
+    const c = create(host, { hugepageLimits: [{ pageSize: '1GB', limit: 1024 ** 3 }] });
+    expect(cat(join(c.paths.hugetlb!, 'hugetlb.1GB.limit_in_bytes'))).toBe(String(1024 ** 3));
+  });
+
+  it('net_cls and net_prio: written on v1 where mounted; an error naming the mount where not, and on v2 (which has neither)', () => {
+    const host = hybridHost({ with: ['net_cls', 'net_prio'] });
+    const c = create(host, { networkClassId: 0x100001, networkPriorities: [{ name: 'lo', priority: 10 }, { name: 'eth0', priority: 30 }] });
+    expect(cat(join(c.paths.net_cls!, 'net_cls.classid'))).toBe(String(0x100001));
+    expect(host.k.ops.filter((o) => o.includes('net_prio.ifpriomap'))).toEqual([`write ${c.paths.net_prio!}/net_prio.ifpriomap lo 10`, `write ${c.paths.net_prio!}/net_prio.ifpriomap eth0 30`]);
+    const without = hybridHost();
+    const e = failure(() => create(without, { networkClassId: 1 }, { id: 'c2' }));
+    expect(e.message).toContain('the net_cls controller is not mounted, and limits.networkClassId needs it');
+    expect(e.hint).toContain('mount -t cgroup -o net_cls');
+    expect(leaves(without).filter((d) => d.endsWith('/c2'))).toEqual([]);
+    const v2 = v2Host();
+    const e2 = failure(() => create(v2, { networkPriorities: [{ name: 'lo', priority: 1 }] }, { id: 'c3' }));
+    expect(e2.message).toContain('cgroup v2 has no net_prio controller');
+    expect(leaves(v2).filter((d) => d.endsWith('/c3'))).toEqual([]);
+  });
+
+  it('unified files (OCI unified, podman --cgroup-conf): written last on v2, each one\'s controller enabled; a controller not offered, or a hybrid host, is an error before anything is made', () => {
+    const host = v2Host();
+    const c = create(host, { memory: '64m', unified: { 'memory.high': '33554432', 'cgroup.max.descendants': '3' } });
+    const leaf = c.v2Path!;
+    const writes = host.k.ops.filter((o) => o.startsWith(`write ${leaf}/`));
+    expect(writes.slice(-2)).toEqual([`write ${leaf}/memory.high 33554432`, `write ${leaf}/cgroup.max.descendants 3`]);
+    expect(cat(join(leaf, 'memory.high'))).toBe('33554432');
+
+    const noHugetlb = v2Host();
+    const before = noHugetlb.k.tree();
+    const e = failure(() => create(noHugetlb, { unified: { 'hugetlb.2MB.max': '0' } }, { id: 'c2' }));
+    expect(e.message).toContain('limits.unified["hugetlb.2MB.max"] needs the hugetlb controller, which is not available');
+    expect(noHugetlb.k.tree()).toEqual(before);
+
+    const hybrid = hybridHost();
+    const e2 = failure(() => create(hybrid, { unified: { 'pids.max': '10' } }, { id: 'c3' }));
+    expect(e2.message).toContain("limits.unified sets cgroup v2 files, and this host's cgroups are hybrid");
+    expect(leaves(hybrid).filter((d) => d.endsWith('/c3'))).toEqual([]);
+  });
+
+  it('a per-device weight, the device named by number (/sys/dev/block/MAJ:MIN, as an OCI config gives it): v1 and v2 files', () => {
+    const first = readdirSync('/sys/dev/block')[0]!;
+    const path = `/sys/dev/block/${first}`;
+    const host = hybridHost();
+    create(host, { blkioWeightDevice: [{ path, weight: 500 }] });
+    expect(host.k.ops.filter((o) => o.includes('weight_device'))).toEqual([expect.stringMatching(new RegExp(`/blkio\\.bfq\\.weight_device ${first} 500$`))]);
+    const v2 = v2Host();
+    create(v2, { blkioWeightDevice: [{ path, weight: 500 }] }, { id: 'c2' });
+    expect(v2.k.ops.filter((o) => o.includes('/io.weight'))).toEqual([expect.stringMatching(new RegExp(`/io\\.weight ${first} 4950$`))]);
+    const e = failure(() => create(hybridHost(), { deviceReadBps: [{ path: '/sys/dev/block/4095:4095', rate: 1024 }] }, { id: 'c3' }));
+    expect(e.message).toContain('there is no block device 4095:4095 on this host');
   });
 });
 

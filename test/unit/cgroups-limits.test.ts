@@ -154,6 +154,19 @@ describe('cgroupLimitsSchema / parseLimits', () => {
     expect(e.message).toMatch(/and 2 more/);
   });
 
+  it('unified: a cgroup v2 file name each, never one the runtime manages (who is in the cgroup, its children\'s controllers, its state)', () => {
+    expect(parseLimits({ unified: { 'memory.high': '64M', 'hugetlb.2MB.max': '0' } }).unified).toEqual({ 'memory.high': '64M', 'hugetlb.2MB.max': '0' });
+    for (const [key, message] of [
+      ['cgroup.procs', '"cgroup.procs" is a file the runtime manages: it cannot be set'],
+      ['cgroup.subtree_control', '"cgroup.subtree_control" is a file the runtime manages: it cannot be set'],
+      ['../memory.max', '"../memory.max" is not a cgroup v2 file name, such as memory.high'],
+      ['memory', '"memory" is not a cgroup v2 file name, such as memory.high'],
+    ]) {
+      const e = configError(() => parseLimits({ unified: { [key!]: '1' } }));
+      expect(e.issues).toEqual([{ path: `limits.unified.${key}`, message }]);
+    }
+  });
+
   it('is a zod schema the options schema can embed', () => {
     expect(cgroupLimitsSchema.safeParse({ memory: '1g' }).success).toBe(true);
     expect(cgroupLimitsSchema.safeParse({ memory: 'x' }).success).toBe(false);

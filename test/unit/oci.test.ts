@@ -9,6 +9,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { kmemLimitEnforced } from '../../ts/cgroups/memory.js';
 import { TsboxError } from '../../ts/errors.js';
 import { ociContainer } from '../../ts/oci/plan.js';
 import { checkSpec, loadSpec, parseJsonExact, type OciSpec } from '../../ts/oci/spec.js';
@@ -343,6 +344,50 @@ describe('the plans of a bundle', () => {
     const spec = base();
     spec.linux.resources = { memory: { useHierarchy: false } };
     expect(problems(spec)).toEqual(['linux.resources.memory.useHierarchy: false is not supported: the kernel accounts memory hierarchically']);
+  });
+
+  it('maps the rest of linux.resources as runtime-tools\' cgroup tests give them: v1 memory files, huge pages, network, unified, block devices by number', () => {
+    const spec = base();
+    spec.linux.resources = {
+      memory: { limit: 50593792, reservation: 50593792, swap: 50593792, kernelTCP: 50593792, swappiness: 10, disableOOMKiller: true },
+      hugepageLimits: [{ pageSize: '2MB', limit: 2 * 1024 ** 3 }],
+      network: { classID: 255, priorities: [{ name: 'lo', priority: 10 }] },
+      unified: { 'memory.high': '64M' },
+      blockIO: { weight: 500, weightDevice: [{ major: 8, minor: 0, weight: 500 }], throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 102400 }], throttleWriteIOPSDevice: [{ major: 8, minor: 0, rate: 0 }] },
+    };
+    expect(container(spec).options).toMatchObject({
+      memory: 50593792,
+      memoryReservation: 50593792,
+      memorySwap: 50593792,
+      kernelMemoryTCP: 50593792,
+      memorySwappiness: 10,
+      oomKillDisable: true,
+      hugepageLimits: [{ pageSize: '2MB', limit: 2 * 1024 ** 3 }],
+      networkClassId: 255,
+      networkPriorities: [{ name: 'lo', priority: 10 }],
+      unified: { 'memory.high': '64M' },
+      blkioWeight: 500,
+      blkioWeightDevice: [{ path: '/sys/dev/block/8:0', weight: 500 }],
+      deviceReadBps: [{ path: '/sys/dev/block/8:0', rate: 102400 }],
+    });
+    // A rate of 0 is no limit.
+    expect(container(spec).options.deviceWriteIops).toBeUndefined();
+  });
+
+  it('refuses, by path, the resources the kernel no longer has and what tsbox cannot check here', () => {
+    const spec = base();
+    spec.linux.resources = { memory: { swappiness: 101 }, blockIO: { leafWeight: 300, weightDevice: [{ major: 8, minor: 0, leafWeight: 300 }] }, rdma: { mlx4_0: { hcaHandles: 1 } }, hugepageLimits: [{ pageSize: '3 MB', limit: 1 }], unified: { 'cgroup.procs': '1' } };
+    spec.linux.resources.memory = { ...spec.linux.resources.memory, kernel: 50593792 };
+    const kernel = kmemLimitEnforced() ? [] : [expect.stringMatching(/^linux\.resources\.memory\.kernel: this kernel \(.*\) ignores kernel memory limits \(6\.1 made/)];
+    expect(problems(spec)).toEqual([
+      ...kernel,
+      'linux.resources.memory.swappiness: 101 is not a swappiness (0 to 100)',
+      expect.stringMatching(/^linux\.resources\.blockIO\.leafWeight: the kernel has had no leaf weight since 5\.0/),
+      expect.stringMatching(/^linux\.resources\.blockIO\.weightDevice\[0\]\.leafWeight: the kernel has had no leaf weight/),
+      expect.stringMatching(/^linux\.resources\.rdma: /),
+      expect.stringMatching(/^linux\.resources\.hugepageLimits.*must be a page size as the kernel names it/),
+      expect.stringMatching(/^linux\.resources\.unified.*cgroup\.procs.*is a file the runtime manages/),
+    ]);
   });
 
   it('maps linux.resources onto the limits, and the id mappings onto the maps', () => {

@@ -6,7 +6,7 @@
 import type { CgroupLimits } from './limits.js';
 
 /** tsbox's controller names are the v2 ones. */
-export type ControllerName = 'memory' | 'cpu' | 'cpuset' | 'pids' | 'io';
+export type ControllerName = 'memory' | 'cpu' | 'cpuset' | 'pids' | 'io' | 'hugetlb' | 'net_cls' | 'net_prio';
 
 /** The directory a write or a stat goes to: a v1 hierarchy by name (`memory`, `cpuacct`, `blkio`), or `unified`. */
 export type Hierarchy = string;
@@ -35,6 +35,8 @@ export interface Controller {
   name: ControllerName;
   /** The v1 hierarchies it uses, first the one that holds its limits: cpu → cpu, cpuacct; io → blkio. */
   v1: readonly string[];
+  /** Set for a controller cgroup v2 does not have: why, for the error on a v2 host. */
+  v1Only?: string;
   /** The limits it applies. */
   limits: readonly (keyof CgroupLimits)[];
   /** True when a limit (given, or a default such as the pids limit) needs this controller. */

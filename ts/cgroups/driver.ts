@@ -5,7 +5,7 @@
  * and writes the limits — all before the workload exists. Any failure removes
  * what this call created.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 
 import type { CgroupStats, Controller, ControllerName, LimitWrite } from './controller.js';
@@ -17,12 +17,14 @@ import { cgroupError, cgroupProblem, EBUSY, EEXIST, EPERM, EINVAL, ENODEV, ENOEN
 import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
 import { devicePaths, io } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
+import { hugetlb } from './hugetlb.js';
 import { memory, memoryStats } from './memory.js';
+import { netCls, netPrio } from './network.js';
 import { pids, pidsStats } from './pids.js';
 import { killCgroup, removeCgroup, removeParents, type Placement } from './teardown.js';
 
 /** In the order their limits are written: cpuset first (on v1 it must be filled before a process may join). */
-const CONTROLLERS: readonly Controller[] = [cpuset, memory, cpu, pids, io];
+const CONTROLLERS: readonly Controller[] = [cpuset, memory, cpu, pids, io, hugetlb, netCls, netPrio];
 
 export interface CreateOptions {
   /**
@@ -111,7 +113,7 @@ interface Plan {
   /** By hierarchy: v1 names and `unified`. */
   hierarchies: Map<string, Hier>;
   /** v2 controllers to enable in the parent's and tsbox's cgroup.subtree_control. */
-  enable: ControllerName[];
+  enable: string[];
   writes: LimitWrite[];
   /** The caller's own v2 cgroup, delegated to it: its processes move to a leaf before controllers are enabled in it. */
   evacuate?: string;
@@ -126,6 +128,12 @@ function splitList(text: string | null): string[] {
 
 /** major:minor of a block device, from stat's rdev (glibc's encoding). */
 function deviceNumber(path: string): string {
+  // The kernel's own name of a block device by number (an OCI config's major and minor).
+  const byNumber = /^\/sys\/dev\/block\/(\d+):(\d+)$/.exec(path);
+  if (byNumber) {
+    if (!existsSync(path)) throw cgroupProblem(path, `there is no block device ${byNumber[1]}:${byNumber[2]} on this host`, 'name a disk that exists (ls /sys/dev/block)', ENODEV);
+    return `${Number(byNumber[1])}:${Number(byNumber[2])}`;
+  }
   let st;
   try {
     st = statSync(path, { bigint: true });
@@ -156,7 +164,15 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
   for (const c of CONTROLLERS) {
     if (!c.required(l) && !c.stats) continue;
     if (layout.mode !== 'v2' && layout.v1.has(c.v1[0]!)) versions.set(c.name, 1);
-    else if (layout.unified && (layout.mode === 'v2' || layout.unifiedControllers.includes(c.name))) v2Candidates.push(c);
+    else if (c.v1Only !== undefined) {
+      const limits = limitsOf(c, l);
+      throw cgroupProblem(
+        `/sys/fs/cgroup/${c.v1[0]}`,
+        layout.mode === 'v2' ? `${limits} needs the v1 ${c.name} controller, and ${c.v1Only}` : `the ${c.name} controller is not mounted, and ${limits} needs it`,
+        layout.mode === 'v2' ? `leave ${limits} out on this host` : `mount its v1 hierarchy (mount -t cgroup -o ${c.v1[0]} cgroup /sys/fs/cgroup/${c.v1[0]}) or leave ${limits} out`,
+        ENOENT,
+      );
+    } else if (layout.unified && (layout.mode === 'v2' || layout.unifiedControllers.includes(c.name))) v2Candidates.push(c);
     else if (c.required(l)) {
       const limits = limitsOf(c, l);
       throw cgroupProblem(
@@ -190,7 +206,10 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     }
   };
 
-  let enable: ControllerName[] = [];
+  if (Object.keys(l.unified ?? {}).length > 0 && layout.mode !== 'v2') {
+    throw cgroupProblem('/sys/fs/cgroup', `limits.unified sets cgroup v2 files, and this host's cgroups are ${layout.mode} (its controllers are v1's)`, 'give the v1 limits instead (memory, cpuShares, pidsLimit, ...), or leave unified out', EINVAL);
+  }
+  let enable: string[] = [];
   if (v2Candidates.length > 0 || layout.mode === 'v2') {
     add('unified', layout.unified!);
     const declared = hierarchies.get('unified')!.parent;
@@ -215,6 +234,15 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     }
     const enabled = splitList(readIfPresent(fs, posix.join(parent, 'cgroup.subtree_control')));
     enable = CONTROLLERS.filter((c) => versions.get(c.name) === 2).map((c) => c.name);
+    // The unified files' controllers are enabled too (cgroup.* files need none).
+    for (const key of Object.keys(l.unified ?? {})) {
+      const c = key.slice(0, key.indexOf('.'));
+      if (c === 'cgroup' || enable.includes(c)) continue;
+      if (!available.includes(c)) {
+        throw cgroupProblem(parent, `limits.unified["${key}"] needs the ${c} controller, which is not available in ${parent} (its cgroup.controllers: ${available.join(' ') || 'none'})`, `enable it in the parent's cgroup.subtree_control, or leave ${key} out`, ENOENT);
+      }
+      enable.push(c);
+    }
     // The root cgroup has no cgroup.type and is exempt from the rule.
     // (The caller's own delegated cgroup is emptied into a leaf first.)
     if (enable.some((c) => !enabled.includes(c)) && parent !== evacuate && fs.exists(posix.join(parent, 'cgroup.type'))) {
@@ -250,6 +278,10 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
   const devices = new Map<string, string>();
   if (versions.has('io')) for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
   const writes = CONTROLLERS.filter((c) => versions.has(c.name)).flatMap((c) => c.writes(versions.get(c.name)!, l, devices));
+  // The unified files last, so that they override (as runc and crun write them).
+  for (const [file, value] of Object.entries(l.unified ?? {})) {
+    writes.push({ hierarchy: 'unified', files: [{ file, value }], limit: 'unified', missingHint: `the kernel has no ${file} in the container's cgroup: check the name (ls the cgroup's directory) and that its controller is enabled` });
+  }
   // An exact path that exists is joined when nothing is in it (a runtime
   // may refuse one that is not empty: the runtime-spec's cgroupsPath).
   const adopted: string[] = [];

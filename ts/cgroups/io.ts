@@ -5,6 +5,7 @@
  * | limit          | v1                                        | v2                                   |
  * |----------------|-------------------------------------------|--------------------------------------|
  * | blkioWeight    | blkio.weight and/or blkio.bfq.weight      | io.weight (converted) and/or io.bfq.weight |
+ * | blkioWeightDevice | blkio.weight_device / blkio.bfq.weight_device "M:m W" | io.weight "M:m W'" / io.bfq.weight "M:m W" |
  * | deviceReadBps  | blkio.throttle.read_bps_device "M:m N"    | io.max "M:m rbps=N"                  |
  * | deviceWriteBps | blkio.throttle.write_bps_device           | io.max "M:m wbps=N"                  |
  * | deviceReadIops | blkio.throttle.read_iops_device           | io.max "M:m riops=N"                 |
@@ -31,13 +32,13 @@ const RATES: readonly { limit: RateLimit; v1: string; v2: string }[] = [
 
 /** Every device path the limits name. */
 export function devicePaths(l: CgroupLimits): string[] {
-  return [...new Set(RATES.flatMap((r) => (l[r.limit] ?? []).map((d) => d.path)))];
+  return [...new Set([...(l.blkioWeightDevice ?? []).map((d) => d.path), ...RATES.flatMap((r) => (l[r.limit] ?? []).map((d) => d.path))])];
 }
 
 export const io: Controller = {
   name: 'io',
   v1: ['blkio'],
-  limits: ['blkioWeight', 'deviceReadBps', 'deviceWriteBps', 'deviceReadIops', 'deviceWriteIops'],
+  limits: ['blkioWeight', 'blkioWeightDevice', 'deviceReadBps', 'deviceWriteBps', 'deviceReadIops', 'deviceWriteIops'],
   stats: false,
   required: (l) => l.blkioWeight !== undefined || devicePaths(l).length > 0,
   writes(version, l, devices: DeviceNumbers) {
@@ -47,6 +48,10 @@ export const io: Controller = {
       if (l.blkioWeight !== undefined) {
         const value = String(l.blkioWeight);
         out.push({ hierarchy: 'blkio', files: [{ file: 'blkio.weight', value }, { file: 'blkio.bfq.weight', value }], limit: 'blkioWeight', missingHint: WEIGHT_HINT });
+      }
+      for (const d of l.blkioWeightDevice ?? []) {
+        const value = `${dev(d.path)} ${d.weight}`;
+        out.push({ hierarchy: 'blkio', files: [{ file: 'blkio.weight_device', value }, { file: 'blkio.bfq.weight_device', value }], limit: 'blkioWeightDevice', missingHint: WEIGHT_HINT });
       }
       for (const r of RATES) {
         for (const d of l[r.limit] ?? []) {
@@ -63,6 +68,17 @@ export const io: Controller = {
           { file: 'io.bfq.weight', value: String(l.blkioWeight) },
         ],
         limit: 'blkioWeight',
+        missingHint: WEIGHT_HINT,
+      });
+    }
+    for (const d of l.blkioWeightDevice ?? []) {
+      out.push({
+        hierarchy: 'unified',
+        files: [
+          { file: 'io.weight', value: `${dev(d.path)} ${blkioWeightToIoWeight(d.weight)}` },
+          { file: 'io.bfq.weight', value: `${dev(d.path)} ${d.weight}` },
+        ],
+        limit: 'blkioWeightDevice',
         missingHint: WEIGHT_HINT,
       });
     }

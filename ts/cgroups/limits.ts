@@ -167,6 +167,10 @@ const cpuList = z.string().check(
   }),
 );
 
+/** cgroup v2 files that only the runtime writes: who is in the cgroup, what its children get, and its state. */
+const RUNTIME_FILES = new Set(['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control', 'cgroup.type', 'cgroup.kill', 'cgroup.freeze', 'cgroup.controllers', 'cgroup.events', 'cgroup.stat']);
+
+/** A block device: its path (/dev/sda), or /sys/dev/block/MAJ:MIN, the kernel's name for it by number. */
 const devicePath = z.string().check(z.refine((p) => p.startsWith('/') && !p.includes('\0'), { message: 'must be an absolute path to a block device' }));
 const bpsDevice = z.strictObject({ path: devicePath, rate: positiveSize });
 const iopsDevice = z.strictObject({ path: devicePath, rate: z.number().check(z.int(), z.positive()) });
@@ -208,6 +212,8 @@ export const cgroupLimitsSchema = z
     ),
     /** `--blkio-weight`: relative block I/O weight, 10..1000. v2 io.weight (converted) and io.bfq.weight. */
     blkioWeight: z.optional(z.number().check(z.int(), z.gte(10), z.lte(1000))),
+    /** `--blkio-weight-device`: the block I/O weight on one device, 10..1000. v1 blkio.weight_device / blkio.bfq.weight_device, v2 io.weight (converted) / io.bfq.weight. */
+    blkioWeightDevice: z.optional(z.array(z.strictObject({ path: devicePath, weight: z.number().check(z.int(), z.gte(10), z.lte(1000)) }))),
     /** `--device-read-bps`: read bytes per second, per block device. */
     deviceReadBps: z.optional(z.array(bpsDevice)),
     /** `--device-write-bps`: written bytes per second, per block device. */
@@ -216,6 +222,43 @@ export const cgroupLimitsSchema = z
     deviceReadIops: z.optional(z.array(iopsDevice)),
     /** `--device-write-iops`: write operations per second, per block device. */
     deviceWriteIops: z.optional(z.array(iopsDevice)),
+    /** `--memory-swappiness`: 0..100, how readily the kernel swaps the container's anonymous memory out. v1 memory.swappiness (v2 has none). */
+    memorySwappiness: z.optional(z.number().check(z.int(), z.gte(0), z.lte(100))),
+    /** `--oom-kill-disable`: the OOM killer leaves the container's processes alone; at its memory limit they wait for memory instead. v1 memory.oom_control (v2 has none). */
+    oomKillDisable: z.optional(z.boolean()),
+    /** `--kernel-memory` (Docker's, deprecated): a limit on the kernel memory the container uses. v1 memory.kmem.limit_in_bytes (v2 counts it in memory). */
+    kernelMemory: z.optional(positiveSize),
+    /** A limit on the kernel memory of the container's TCP buffers. v1 memory.kmem.tcp.limit_in_bytes (v2 counts it in memory). */
+    kernelMemoryTCP: z.optional(positiveSize),
+    /**
+     * Huge pages the container may use, per page size as the kernel names it
+     * (`2MB`, `1GB`: see /sys/kernel/mm/hugepages): `[{ pageSize: '2MB', limit: 1073741824 }]`.
+     * v1 hugetlb.<size>.limit_in_bytes, v2 hugetlb.<size>.max.
+     */
+    hugepageLimits: z.optional(z.array(z.strictObject({
+      pageSize: z.string().check(z.regex(/^[1-9]\d*[KMG]B$/, { message: 'must be a page size as the kernel names it: 2MB, 1GB, 64KB' })),
+      limit: z.number().check(z.int(), z.gte(0)),
+    }))),
+    /** The net_cls class id of the container's packets (tc and iptables match it). v1 net_cls.classid (v2 has no net_cls). */
+    networkClassId: z.optional(z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff))),
+    /** The priority of the container's packets per interface. v1 net_prio.ifpriomap (v2 has no net_prio). */
+    networkPriorities: z.optional(z.array(z.strictObject({
+      name: z.string().check(z.regex(/^[^\s/]{1,15}$/, { message: 'must be a network interface name (at most 15 characters, no space or /)' })),
+      priority: z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff)),
+    }))),
+    /**
+     * cgroup v2 files to write in the container's cgroup, as podman's
+     * `--cgroup-conf` and the OCI `unified` map: `{ 'memory.high': '64M' }`.
+     * Written after the other limits; each file's controller is enabled for
+     * the container. Pure cgroup v2 only.
+     */
+    unified: z.optional(z.record(
+      z.string().check(
+        z.regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_.]+$/, { error: (iss) => `${JSON.stringify(iss.input)} is not a cgroup v2 file name, such as memory.high` }),
+        z.refine((k) => !RUNTIME_FILES.has(k), { error: (iss) => `${JSON.stringify(iss.input)} is a file the runtime manages: it cannot be set` }),
+      ),
+      z.string().check(z.refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })),
+    )),
   })
   .check(
     z.superRefine((l, ctx) => {
@@ -266,7 +309,10 @@ export function parseLimits(input: unknown): CgroupLimits {
   const r = cgroupLimitsSchema.safeParse(input ?? {});
   if (r.success) return r.data;
   const issues = r.error.issues.flatMap((i) =>
-    i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ path: jsonPath([...i.path, k]), message: 'unknown limit' })) : [{ path: jsonPath(i.path), message: i.message }],
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((k) => ({ path: jsonPath([...i.path, k]), message: 'unknown limit' }))
+      : // zod 4 keeps a record key's own problem in a nested list.
+        [{ path: jsonPath(i.path), message: i.code === 'invalid_key' ? (i.issues[0]?.message ?? i.message) : i.message }],
   );
   const first = issues[0]!;
   const more = issues.length > 1 ? ` (and ${issues.length - 1} more: ${issues.slice(1).map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';

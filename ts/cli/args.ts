@@ -11,7 +11,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { didYouMean, kebab } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
+export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -89,10 +89,15 @@ export const containerArgs = {
   'cpuset-mems': { type: 'string', valueHint: 'LIST', description: 'Memory nodes to allocate from' },
   'pids-limit': { type: 'string', valueHint: 'N', description: 'Most processes at once (default 4096, or pid_max/16 when smaller); -1 for none' },
   'blkio-weight': { type: 'string', valueHint: 'N', description: 'Relative block I/O weight, 10..1000' },
+  'blkio-weight-device': { type: 'string', valueHint: 'DEV:N', description: 'Block I/O weight on one device, 10..1000: /dev/sda:200 (repeatable)' },
   'device-read-bps': { type: 'string', valueHint: 'DEV:RATE', description: 'Read rate limit of a block device: /dev/sda:1mb (repeatable)' },
   'device-write-bps': { type: 'string', valueHint: 'DEV:RATE', description: 'Write rate limit of a block device (repeatable)' },
   'device-read-iops': { type: 'string', valueHint: 'DEV:N', description: 'Read operations per second of a block device (repeatable)' },
   'device-write-iops': { type: 'string', valueHint: 'DEV:N', description: 'Write operations per second of a block device (repeatable)' },
+  'memory-swappiness': { type: 'string', valueHint: 'N', description: 'How readily the container is swapped out, 0..100 (cgroup v1 only)' },
+  'oom-kill-disable': { type: 'boolean', description: 'At the memory limit, wait for memory instead of being OOM-killed (cgroup v1 only; needs --memory)' },
+  'kernel-memory': { type: 'string', valueHint: 'BYTES', description: 'Kernel memory limit (cgroup v1 only)' },
+  'cgroup-conf': { type: 'string', valueHint: 'KEY=VALUE', description: "A cgroup v2 file to write in the container's cgroup: memory.high=64m (repeatable; pure v2 only)" },
   'cgroup-parent': { type: 'string', valueHint: 'PATH', description: 'The cgroup to create the container under, e.g. /tsbox.slice' },
   ulimit: { type: 'string', valueHint: 'NAME=SOFT[:HARD]', description: 'A resource limit: nofile=1024:4096, core=0, nproc=unlimited (repeatable)' },
   report: { type: 'string', valueHint: 'FILE|-', description: 'Write the outcome as JSON (exit, oomKilled, time, cpu, peak memory and pids, limits) to FILE, or - for stderr' },

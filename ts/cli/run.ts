@@ -66,8 +66,8 @@ function openReport(to: string): { write(result: ExitResult): void; discard(): v
   };
 }
 
-const NUMBER_FLAGS = { 'cpu-shares': 'cpuShares', 'cpu-quota': 'cpuQuota', 'cpu-period': 'cpuPeriod', 'pids-limit': 'pidsLimit', 'blkio-weight': 'blkioWeight', cpus: 'cpus' } as const;
-const SIZE_FLAGS = { memory: 'memory', 'memory-swap': 'memorySwap', 'memory-reservation': 'memoryReservation' } as const;
+const NUMBER_FLAGS = { 'cpu-shares': 'cpuShares', 'cpu-quota': 'cpuQuota', 'cpu-period': 'cpuPeriod', 'pids-limit': 'pidsLimit', 'blkio-weight': 'blkioWeight', cpus: 'cpus', 'memory-swappiness': 'memorySwappiness' } as const;
+const SIZE_FLAGS = { memory: 'memory', 'memory-swap': 'memorySwap', 'memory-reservation': 'memoryReservation', 'kernel-memory': 'kernelMemory' } as const;
 const DEVICE_FLAGS = { 'device-read-bps': 'deviceReadBps', 'device-write-bps': 'deviceWriteBps', 'device-read-iops': 'deviceReadIops', 'device-write-iops': 'deviceWriteIops' } as const;
 
 /** The resource flags, as Docker spells them, into the options (the schema checks the values). */
@@ -89,6 +89,24 @@ function applyLimitFlags(options: RunOptions, v: Map<string, string | boolean | 
       const rate = spec.slice(i + 1);
       return { path: spec.slice(0, i), rate: flag.endsWith('iops') ? Number(rate) : rate };
     });
+  }
+  if (v.has('blkio-weight-device')) {
+    options.blkioWeightDevice = (v.get('blkio-weight-device') as string[]).map((spec) => {
+      const i = spec.lastIndexOf(':');
+      const weight = Number(spec.slice(i + 1));
+      if (i <= 0 || spec.slice(i + 1).trim() === '' || !Number.isFinite(weight)) throw new TsboxError({ step: 'config', errno: 0, path: `--blkio-weight-device ${spec}`, detail: 'is not DEVICE:WEIGHT', hint: 'for example /dev/sda:200' });
+      return { path: spec.slice(0, i), weight };
+    });
+  }
+  if (v.get('oom-kill-disable') === true) options.oomKillDisable = true;
+  if (v.has('cgroup-conf')) {
+    const unified: Record<string, string> = {};
+    for (const spec of v.get('cgroup-conf') as string[]) {
+      const eq = spec.indexOf('=');
+      if (eq <= 0) throw new TsboxError({ step: 'config', errno: 0, path: `--cgroup-conf ${spec}`, detail: 'is not KEY=VALUE', hint: 'for example memory.high=64m' });
+      unified[spec.slice(0, eq)] = spec.slice(eq + 1);
+    }
+    options.unified = unified;
   }
   if (v.has('cpuset-cpus')) options.cpusetCpus = v.get('cpuset-cpus') as string;
   if (v.has('cpuset-mems')) options.cpusetMems = v.get('cpuset-mems') as string;

@@ -6,11 +6,13 @@
  * dropped (README, "As an OCI runtime", has the table).
  */
 import { lstatSync, statSync } from 'node:fs';
+import { release } from 'node:os';
 import { posix, resolve } from 'node:path';
 
 import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '../config/seccomp.js';
+import { kmemLimitEnforced } from '../cgroups/memory.js';
 import type { DeviceRuleWrite } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl, TimeOffsets } from '../generated/wire.js';
@@ -202,7 +204,11 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   } catch (err) {
     const issues = (err as TsboxError & { issues?: SpecProblem[] }).issues;
     if (!(err instanceof TsboxError) || !issues) throw err;
-    for (const i of issues) refuse(limits.paths[i.path.split(/[.[]/)[0]!] ?? i.path, i.message);
+    for (const i of issues) {
+      const key = i.path.split(/[.[]/)[0]!;
+      // The place inside the field (hugepageLimits[0].pageSize) is the same in the config.
+      refuse(limits.paths[key] !== undefined ? `${limits.paths[key]}${i.path.slice(key.length)}` : i.path, i.message);
+    }
   }
   if (problems.length > 0 || !options || !spec.root) throw specError(file, problems);
 
@@ -584,6 +590,8 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
   return { allowAll, writes };
 }
 
+const BLOCK_IO_KEYS = new Set(['weight', 'leafWeight', 'weightDevice', 'throttleReadBpsDevice', 'throttleWriteBpsDevice', 'throttleReadIOPSDevice', 'throttleWriteIOPSDevice']);
+
 /** linux.resources as tsbox's limits, and where each came from in the config. */
 export function ociLimits(r: OciResources | null | undefined, refuse: (path: string, message: string) => void, base = 'linux.resources'): { options: Partial<RunOptions>; paths: Record<string, string> } {
   const options: Record<string, unknown> = {};
@@ -603,8 +611,20 @@ export function ociLimits(r: OciResources | null | undefined, refuse: (path: str
     if (res !== undefined && res > 0) set('memoryReservation', 'memory.reservation', res);
     const swap = num(m.swap);
     if (swap !== undefined && swap !== 0) set('memorySwap', 'memory.swap', swap < 0 ? -1 : swap);
-    for (const k of ['kernel', 'kernelTCP', 'swappiness'] as const) if (m[k] != null) refuse(`${base}.memory.${k}`, 'is not supported by tsbox yet');
-    if (m.disableOOMKiller) refuse(`${base}.memory.disableOOMKiller`, 'is not supported by tsbox yet');
+    // -1 (and 0) is no limit, as in runc.
+    const kernel = num(m.kernel);
+    if (kernel !== undefined && kernel > 0) {
+      if (kmemLimitEnforced()) set('kernelMemory', 'memory.kernel', kernel);
+      else refuse(`${base}.memory.kernel`, `this kernel (${release()}) ignores kernel memory limits (6.1 made memory.kmem.limit_in_bytes a no-op): kernel memory counts in memory.limit; leave it out`);
+    }
+    const kernelTCP = num(m.kernelTCP);
+    if (kernelTCP !== undefined && kernelTCP > 0) set('kernelMemoryTCP', 'memory.kernelTCP', kernelTCP);
+    const swappiness = num(m.swappiness);
+    if (swappiness !== undefined) {
+      if (swappiness > 100) refuse(`${base}.memory.swappiness`, `${swappiness} is not a swappiness (0 to 100)`);
+      else set('memorySwappiness', 'memory.swappiness', swappiness);
+    }
+    if (m.disableOOMKiller) set('oomKillDisable', 'memory.disableOOMKiller', true);
     // Hierarchical accounting is all the kernel has had since 5.x (v1's use_hierarchy is 1, v2 has no other).
     if (m.useHierarchy === false) refuse(`${base}.memory.useHierarchy`, 'false is not supported: the kernel accounts memory hierarchically');
   }
@@ -620,12 +640,33 @@ export function ociLimits(r: OciResources | null | undefined, refuse: (path: str
   }
   const pids = num(r.pids?.limit);
   if (pids !== undefined) set('pidsLimit', 'pids.limit', pids <= 0 ? -1 : pids);
-  if (r.blockIO) {
-    set('blkioWeight', 'blockIO.weight', r.blockIO.weight || undefined);
-    for (const k of Object.keys(r.blockIO)) if (k !== 'weight' && r.blockIO[k] != null) refuse(`${base}.blockIO.${k}`, 'is not supported by tsbox yet');
+  const b = r.blockIO;
+  if (b) {
+    set('blkioWeight', 'blockIO.weight', b.weight || undefined);
+    // The kernel lost leaf weights with CFQ (5.0); runc's write of them fails there too.
+    if (b.leafWeight) refuse(`${base}.blockIO.leafWeight`, 'the kernel has had no leaf weight since 5.0 (it went with the CFQ scheduler): leave it out');
+    // A block device by number is /sys/dev/block/MAJ:MIN, the kernel's own name for it.
+    const device = (d: { major: number | bigint; minor: number | bigint }) => `/sys/dev/block/${d.major}:${d.minor}`;
+    const weights = (b.weightDevice ?? []).flatMap((d, i) => {
+      if (d.leafWeight) refuse(`${base}.blockIO.weightDevice[${i}].leafWeight`, 'the kernel has had no leaf weight since 5.0 (it went with the CFQ scheduler): leave it out');
+      return d.weight ? [{ path: device(d), weight: d.weight }] : [];
+    });
+    if (weights.length > 0) set('blkioWeightDevice', 'blockIO.weightDevice', weights);
+    const rates = { throttleReadBpsDevice: 'deviceReadBps', throttleWriteBpsDevice: 'deviceWriteBps', throttleReadIOPSDevice: 'deviceReadIops', throttleWriteIOPSDevice: 'deviceWriteIops' } as const;
+    for (const [k, limit] of Object.entries(rates) as [keyof typeof rates, (typeof rates)[keyof typeof rates]][]) {
+      // A rate of 0 is no limit (the kernel's own reading of it).
+      const list = (b[k] ?? []).filter((d) => num(d.rate)! > 0).map((d) => ({ path: device(d), rate: num(d.rate)! }));
+      if (list.length > 0) set(limit, `blockIO.${k}`, list);
+    }
+    for (const k of Object.keys(b)) if (!BLOCK_IO_KEYS.has(k) && b[k] != null) refuse(`${base}.blockIO.${k}`, 'is not a field of runtime-spec 1.2 that tsbox knows');
   }
-  if (r.hugepageLimits?.length) refuse(`${base}.hugepageLimits`, 'is not supported by tsbox yet');
-  for (const k of ['network', 'rdma'] as const) if (r[k] != null) refuse(`${base}.${k}`, 'is not supported by tsbox yet');
-  if (r.unified && Object.keys(r.unified).length > 0) refuse(`${base}.unified`, 'is not supported by tsbox yet');
+  if (r.hugepageLimits?.length) set('hugepageLimits', 'hugepageLimits', r.hugepageLimits.map((h) => ({ pageSize: h.pageSize, limit: num(h.limit)! })));
+  if (r.network) {
+    const classId = num(r.network.classID);
+    if (classId) set('networkClassId', 'network.classID', classId);
+    if (r.network.priorities?.length) set('networkPriorities', 'network.priorities', r.network.priorities.map((p) => ({ name: p.name, priority: num(p.priority)! })));
+  }
+  if (r.rdma != null && Object.keys(r.rdma).length > 0) refuse(`${base}.rdma`, 'is not supported by tsbox (no rdma controller here to test it against)');
+  if (r.unified && Object.keys(r.unified).length > 0) set('unified', 'unified', r.unified);
   return { options, paths };
 }

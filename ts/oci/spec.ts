@@ -100,6 +100,11 @@ const deviceRule = z.looseObject({
   access: z.nullish(z.string()),
 });
 
+/** linux.resources.blockIO's rate limits, each a list of { major, minor, rate }. */
+export const THROTTLES = ['throttleReadBpsDevice', 'throttleWriteBpsDevice', 'throttleReadIOPSDevice', 'throttleWriteIOPSDevice'] as const;
+
+const throttleList = z.nullish(z.array(z.looseObject({ major: i64, minor: i64, rate: u64 })));
+
 const resourcesSchema = z.looseObject({
   devices: z.nullish(z.array(deviceRule)),
   memory: z.nullish(
@@ -129,9 +134,19 @@ const resourcesSchema = z.looseObject({
     }),
   ),
   pids: z.nullish(z.looseObject({ limit: z.nullish(i64) })),
-  blockIO: z.nullish(z.looseObject({ weight: z.nullish(z.number()) })),
-  hugepageLimits: z.nullish(z.array(z.unknown())),
-  network: z.nullish(z.unknown()),
+  blockIO: z.nullish(
+    z.looseObject({
+      weight: z.nullish(z.number()),
+      leafWeight: z.nullish(z.number()),
+      weightDevice: z.nullish(z.array(z.looseObject({ major: i64, minor: i64, weight: z.nullish(z.number()), leafWeight: z.nullish(z.number()) }))),
+      throttleReadBpsDevice: throttleList,
+      throttleWriteBpsDevice: throttleList,
+      throttleReadIOPSDevice: throttleList,
+      throttleWriteIOPSDevice: throttleList,
+    }),
+  ),
+  hugepageLimits: z.nullish(z.array(z.looseObject({ pageSize: z.string(), limit: u64 }))),
+  network: z.nullish(z.looseObject({ classID: z.nullish(u64), priorities: z.nullish(z.array(z.looseObject({ name: z.string(), priority: u64 }))) })),
   rdma: z.nullish(z.unknown()),
   unified: z.nullish(z.record(z.string(), z.string())),
 });
