@@ -840,13 +840,81 @@ describe('hooks', () => {
     expect(seen('poststop')).toMatchObject({ ...common, status: 'stopped' });
   });
 
-  it('refuses startContainer hooks: they would run beside a PID 1 that is still privileged', async () => {
-    const dir = bundle('true', (c) => {
-      c.hooks = { startContainer: [{ path: '/bin/true' }] };
+  it('createContainer runs in the container\'s namespaces before pivot_root (its path the host\'s); startContainer in start, as the process, just before it execs (its path the container\'s)', async () => {
+    const dir = bundle('echo process >> /var/order; readlink /proc/self/ns/mnt > /var/ns; readlink /proc/self/ns/uts >> /var/ns; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status > /var/status; id -u >> /var/status');
+    // The process and its startContainer hook write there as uid 1000.
+    chmodSync(join(dir, 'out'), 0o777);
+    writeFileSync(join(dir, 'out/order'), '');
+    chmodSync(join(dir, 'out/order'), 0o666);
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Config;
+    cfg.annotations = { 'org.example.test': 'hooks' };
+    cfg.process.user = { uid: 1000, gid: 1000 };
+    cfg.process.noNewPrivileges = true;
+    cfg.process.capabilities = { bounding: ['CAP_KILL'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'] };
+    cfg.hooks = {
+      createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', `echo createRuntime >> ${dir}/out/order`] }],
+      // The host's /bin/sh and the host's path to the bundle: before pivot_root.
+      createContainer: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${dir}/out/createContainer.json; echo createContainer >> ${dir}/out/order; readlink /proc/self/ns/mnt > ${dir}/out/cc-ns; readlink /proc/self/ns/uts >> ${dir}/out/cc-ns; echo "$HOOK_ENV" > ${dir}/out/cc-env`], env: ['HOOK_ENV=given'], timeout: 5 }],
+      // The container's /bin/sh and its /var: after pivot_root, as the process.
+      startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'cat > /var/startContainer.json; echo startContainer >> /var/order; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status > /var/sc-status; id -u >> /var/sc-status'] }],
+    };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const id = newId();
+    const created = await create(dir, [id]);
+    expect(created.code, created.stderr).toBe(0);
+    const pid = (await state(id)).pid;
+    expect(readFileSync(join(dir, 'out/order'), 'utf8').split('\n').filter(Boolean).sort()).toEqual(['createContainer', 'createRuntime']);
+    expect(readFileSync(join(dir, 'out/cc-env'), 'utf8')).toBe('given\n');
+    const started = await cli(['start', id]);
+    expect(started.code, started.stderr).toBe(0);
+    await waitFor(id, 'stopped');
+    expect((await cli(['delete', id])).code).toBe(0);
+    // startContainer just before the process. createContainer in the
+    // container's uts (and pid, net, ipc) namespaces; its mount namespace is a
+    // copy of the container's with the host's /tmp uncovered (tsbox stages
+    // the new root on a tmpfs there), not the host's.
+    expect(readFileSync(join(dir, 'out/order'), 'utf8').split('\n').filter(Boolean).slice(-2)).toEqual(['startContainer', 'process']);
+    const [mnt, uts] = readFileSync(join(dir, 'out/ns'), 'utf8').trim().split('\n');
+    const [ccMnt, ccUts] = readFileSync(join(dir, 'out/cc-ns'), 'utf8').trim().split('\n');
+    expect(ccUts).toBe(uts);
+    expect(uts).not.toBe(readlinkSync('/proc/self/ns/uts'));
+    expect([mnt, ccMnt]).not.toContain(readlinkSync('/proc/self/ns/mnt'));
+    // The startContainer hook has exactly what the process has: its uid, capabilities, no_new_privs and seccomp mode.
+    expect(readFileSync(join(dir, 'out/sc-status'), 'utf8')).toBe(readFileSync(join(dir, 'out/status'), 'utf8'));
+    expect(readFileSync(join(dir, 'out/status'), 'utf8')).toMatch(/NoNewPrivs:\t1\n[^]*1000\n$/);
+    const common = { ociVersion: cfg.ociVersion, id, bundle: dir, annotations: { 'org.example.test': 'hooks' }, pid };
+    expect(JSON.parse(readFileSync(join(dir, 'out/createContainer.json'), 'utf8'))).toEqual({ ...common, status: 'creating' });
+    expect(JSON.parse(readFileSync(join(dir, 'out/startContainer.json'), 'utf8'))).toEqual({ ...common, status: 'created' });
+  });
+
+  it('a failing createContainer hook fails create and leaves nothing; a failing or missing startContainer hook fails start, and the process never runs', async () => {
+    const bad = bundle('touch /var/ran', (c) => {
+      c.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'exit 3'] }] };
     });
-    const r = await create(dir, [newId()]);
+    const id = newId();
+    const r = await create(bad, [id]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('hooks.startContainer: is not supported by tsbox yet (it would run beside a PID 1 that is still privileged)');
+    expect(r.stderr).toContain('hook(hooks.createContainer[0]): the hook /bin/sh exited with status 3');
+    expect((await cli(['state', id])).code).not.toBe(0);
+    expect(execFileSync('find', ['/sys/fs/cgroup', '-maxdepth', '5', '-name', id]).toString()).toBe('');
+
+    for (const [hook, message] of [
+      [{ path: '/bin/false' }, 'hook(hooks.startContainer[0]): the hook /bin/false exited with status 1'],
+      [{ path: '/no/such/hook' }, 'hook(hooks.startContainer[0]): ENOENT — execute the hook /no/such/hook'],
+      [{ path: '/bin/sleep', args: ['sleep', '10'], timeout: 1 }, 'the hook /bin/sleep timed out after 1 s'],
+    ] as const) {
+      const dir = bundle('touch /var/ran', (c) => {
+        c.hooks = { startContainer: [hook] };
+      });
+      const other = newId();
+      expect((await create(dir, [other])).code).toBe(0);
+      const started = await cli(['start', other]);
+      expect(started.code).not.toBe(0);
+      expect(started.stderr).toContain(message);
+      await waitFor(other, 'stopped');
+      expect(existsSync(join(dir, 'out/ran'))).toBe(false);
+      expect((await cli(['delete', other])).code).toBe(0);
+    }
   });
 
   it('a failing prestart hook fails create and leaves no container; a failing poststart or poststop hook is a warning', async () => {

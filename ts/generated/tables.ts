@@ -165,6 +165,7 @@ export const HELPER_STEPS = [
   'bind_rootfs',
   'mount',
   'device',
+  'hook',
   'pivot_root',
   'sethostname',
   'loopback',

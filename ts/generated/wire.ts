@@ -92,7 +92,13 @@ domainname: string | null,
  * caller's subreaper (conmon, containerd's shim), which waits for it and
  * has its exit status. The monitor follows it by its pidfd.
  */
-reparent: boolean, };
+reparent: boolean, 
+/**
+ * OCI `createContainer` hooks: run by the child in the container's
+ * namespaces once its mounts are made, before pivot_root (their paths
+ * are the host's), each with the state on its stdin.
+ */
+createContainerHooks: Hooks | null, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 
@@ -105,6 +111,15 @@ export type DeviceNode = "char" | "block" | "fifo";
 export type TimeOffsets = { monotonic: ClockOffset | null, boottime: ClockOffset | null, };
 
 export type ClockOffset = { secs: number, nanosecs: number, };
+
+export type Hooks = { hooks: Array<Hook>, 
+/**
+ * The runtime-spec state as JSON; the child sets its `pid` (the
+ * container's, as the host sees it) before a hook reads it.
+ */
+state: string, };
+
+export type Hook = { path: string, args: Array<string>, env: Array<string>, timeout: number | null, };
 
 export type IoPriority = { class: number, priority: number, };
 
@@ -229,7 +244,14 @@ ioPriority: IoPriority | null,
  * The CPU scheduling policy and its parameters (OCI `process.scheduler`),
  * set with sched_setattr(2) while the process still may.
  */
-scheduler: Scheduler | null, };
+scheduler: Scheduler | null, 
+/**
+ * OCI `startContainer` hooks: run once the process is ready (its ids,
+ * capabilities, no_new_privs and seccomp filter in place, so a hook has
+ * no more than the process has) just before it execs; their paths are
+ * the container's.
+ */
+startContainerHooks: Hooks | null, };
 
 export type User = { 
 /**
@@ -299,4 +321,4 @@ errno: number, path: string | null,
  */
 detail: string, hint: string | null, };
 
-export type Step = "read_plan" | "join" | "clone" | "uid_map" | "gid_map" | "cgroup" | "idmap" | "wait_go" | "sysctl" | "mount_propagation" | "open_rootfs" | "open_source" | "staging" | "bind_rootfs" | "mount" | "device" | "pivot_root" | "sethostname" | "loopback" | "unshare_cgroup" | "rlimit" | "setsid" | "user" | "tty" | "setgroups" | "setgid" | "setuid" | "capabilities" | "no_new_privs" | "chdir" | "init_fork" | "seccomp" | "exec" | "start";
+export type Step = "read_plan" | "join" | "clone" | "uid_map" | "gid_map" | "cgroup" | "idmap" | "wait_go" | "sysctl" | "mount_propagation" | "open_rootfs" | "open_source" | "staging" | "bind_rootfs" | "mount" | "device" | "hook" | "pivot_root" | "sethostname" | "loopback" | "unshare_cgroup" | "rlimit" | "setsid" | "user" | "tty" | "setgroups" | "setgid" | "setuid" | "capabilities" | "no_new_privs" | "chdir" | "init_fork" | "seccomp" | "exec" | "start";

@@ -217,11 +217,8 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
     if (!Array.isArray(list) || list.length === 0) continue;
     hooks[name as HookName] = list as OciHook[];
   }
-  if (hooks.createContainer) throw specError(file, [{ path: 'hooks.createContainer', message: "is not supported by tsbox yet (its path is the runtime's, run in the container's namespaces before pivot_root)" }]);
-  // Run in the container before its process starts, a hook would meet a
-  // PID 1 that is still tsbox's, privileged: not until the process plan
-  // drops privileges before it waits.
-  if (hooks.startContainer) throw specError(file, [{ path: 'hooks.startContainer', message: 'is not supported by tsbox yet (it would run beside a PID 1 that is still privileged)' }]);
+  // createContainer and startContainer run in the container, by its first
+  // process (the plans carry them: ociCreate); the others run here.
 
   // Without a process, the monitor holds one that start never hands over
   // (start refuses first); were it ever run, it could do nothing: no
@@ -264,7 +261,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       console: process.terminal ? ttySize(process) : null,
       time,
       domainname: spec.domainname || null,
-      reparent: false,
+      reparent: false, createContainerHooks: null,
     };
     const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace, linux.personality?.domain);
     return { sandbox, process: plan };
@@ -380,6 +377,8 @@ export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unkn
           period: Number(sched.period ?? 0),
         }
       : null,
+    // Set by create, which knows the state the hooks read.
+    startContainerHooks: null,
   };
 }
 

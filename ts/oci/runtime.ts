@@ -11,6 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import { containerPids, containerStats, hasV1Devices, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
+import type { Hooks } from '../generated/wire.js';
 import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
@@ -123,6 +124,10 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
       plans: (ctx) => {
         const p = c.plans(ctx);
         p.sandbox.reparent = !o.attach;
+        // The state the container's own hooks read (the child sets the pid).
+        const state = { ociVersion: c.ociVersion, id: o.id, status: 'creating', pid: 0, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}) };
+        p.sandbox.createContainerHooks = hookPlan(c.hooks.createContainer, state);
+        p.process.startContainerHooks = hookPlan(c.hooks.startContainer, state);
         return p;
       },
       state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved, deviceRules: c.deviceRules },
@@ -348,6 +353,12 @@ export function ociList(): OciState[] {
   return listStates()
     .filter((c) => c.state.oci === true)
     .map((c) => ociState(c.state));
+}
+
+/** Hooks the container's first process runs (createContainer, startContainer), with the state they read. */
+function hookPlan(list: readonly OciHook[] | undefined, state: Record<string, unknown>): Hooks | null {
+  if (!list || list.length === 0) return null;
+  return { hooks: list.map((h) => ({ path: h.path, args: h.args ?? [], env: h.env ?? [], timeout: h.timeout ?? null })), state: JSON.stringify(state) };
 }
 
 /**

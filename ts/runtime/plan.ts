@@ -356,7 +356,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     console: null,
     time: null,
     domainname: null,
-    reparent: false,
+    reparent: false, createContainerHooks: null,
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }
@@ -388,6 +388,7 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     personality: null,
     ioPriority: null,
     scheduler: null,
+    startContainerHooks: null,
   };
 }
 

@@ -36,6 +36,8 @@ mod wire {
             DeviceNode::decl(cfg),
             TimeOffsets::decl(cfg),
             ClockOffset::decl(cfg),
+            Hooks::decl(cfg),
+            Hook::decl(cfg),
             IoPriority::decl(cfg),
             Scheduler::decl(cfg),
             RootfsSpec::decl(cfg),

@@ -80,6 +80,34 @@ pub struct SandboxPlan {
     /// has its exit status. The monitor follows it by its pidfd.
     #[serde(default)]
     pub reparent: bool,
+    /// OCI `createContainer` hooks: run by the child in the container's
+    /// namespaces once its mounts are made, before pivot_root (their paths
+    /// are the host's), each with the state on its stdin.
+    #[serde(default)]
+    pub create_container_hooks: Option<Hooks>,
+}
+
+/// OCI hooks the child runs itself, in order, and the state they read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Hooks {
+    pub hooks: Vec<Hook>,
+    /// The runtime-spec state as JSON; the child sets its `pid` (the
+    /// container's, as the host sees it) before a hook reads it.
+    pub state: String,
+}
+
+/// One OCI hook: `path` executed with `args` (argv[0] first; empty is just
+/// the path) and exactly `env`, killed after `timeout` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Hook {
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub timeout: Option<u32>,
 }
 
 /// Offsets of CLOCK_MONOTONIC and CLOCK_BOOTTIME in a new time namespace.
@@ -208,6 +236,12 @@ pub struct ProcessPlan {
     /// set with sched_setattr(2) while the process still may.
     #[serde(default)]
     pub scheduler: Option<Scheduler>,
+    /// OCI `startContainer` hooks: run once the process is ready (its ids,
+    /// capabilities, no_new_privs and seccomp filter in place, so a hook has
+    /// no more than the process has) just before it execs; their paths are
+    /// the container's.
+    #[serde(default)]
+    pub start_container_hooks: Option<Hooks>,
 }
 
 /// ioprio_set(2)'s value: a class (1 realtime, 2 best effort, 3 idle) and a
@@ -592,6 +626,7 @@ mod tests {
             time: None,
             domainname: None,
             reparent: false,
+            create_container_hooks: None,
         }
     }
 
@@ -619,6 +654,7 @@ mod tests {
             personality: None,
             io_priority: None,
             scheduler: None,
+            start_container_hooks: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub enum Step {
     BindRootfs,
     Mount,
     Device,
+    Hook,
     PivotRoot,
     Sethostname,
     Loopback,
@@ -48,7 +49,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order they run.
-    pub const ALL: [Step; 34] = [
+    pub const ALL: [Step; 35] = [
         Step::ReadPlan,
         Step::Join,
         Step::Clone,
@@ -65,6 +66,7 @@ impl Step {
         Step::BindRootfs,
         Step::Mount,
         Step::Device,
+        Step::Hook,
         Step::PivotRoot,
         Step::Sethostname,
         Step::Loopback,
@@ -103,6 +105,7 @@ impl Step {
             Step::BindRootfs => "bind_rootfs",
             Step::Mount => "mount",
             Step::Device => "device",
+            Step::Hook => "hook",
             Step::PivotRoot => "pivot_root",
             Step::Sethostname => "sethostname",
             Step::Loopback => "loopback",

@@ -17,6 +17,7 @@
 
 pub mod caps;
 pub mod command;
+pub mod hooks;
 pub mod join;
 pub mod mounts;
 pub mod pid1;
@@ -45,6 +46,10 @@ pub fn run(plan: &SandboxPlan, chan: Channel, tr: Trace) -> ! {
     if !plan.reparent {
         let _ = prctl::set_pdeathsig(Signal::SIGKILL);
     }
+    // The OCI hooks' state has the container's pid as the host sees it.
+    if plan.control.is_some() {
+        hooks::remember_host_pid();
+    }
     let report = match start(plan, &chan, tr) {
         Ok((cmd, process)) if plan.init => pid1::run(cmd, &chan, process.tty.is_some(), tr),
         Ok((cmd, _)) => {
@@ -69,6 +74,9 @@ fn start(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::Result<(
     sandbox::ready(plan, chan, tr)?;
     let process = wait_process(chan)?;
     let cmd = process::prepare(&process, chan, process::Context::sandbox(plan, console), tr)?;
+    if let Some(h) = &process.start_container_hooks {
+        hooks::run("startContainer", h, "created", tr)?;
+    }
     Ok((cmd, process))
 }
 

@@ -247,6 +247,11 @@ pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup
     }
     drop(root);
     enter_cgroup()?;
+    // The runtime-spec's createContainer hooks: in the container's
+    // namespaces, its mounts made, the host's paths still reachable.
+    if let Some(h) = &plan.create_container_hooks {
+        super::hooks::run("createContainer", h, "creating", *tr)?;
+    }
 
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // leaves no path back to the host and needs no directory in the rootfs.

@@ -161,6 +161,7 @@ fn plan() -> SandboxPlan {
         time: None,
         domainname: None,
         reparent: false,
+        create_container_hooks: None,
     }
 }
 
@@ -184,6 +185,7 @@ fn process() -> ProcessPlan {
         personality: None,
         io_priority: None,
         scheduler: None,
+        start_container_hooks: None,
     }
 }
 
