@@ -14,7 +14,7 @@ export default defineConfig({
           // Needs root: starts real containers. scripts/test.mjs refuses to
           // count a run where this suite did not run.
           name: 'integration',
-          // test/oci: real OCI tools (podman, conmon) driving tsbox.
+          // test/oci: real OCI tools (podman and conmon, containerd's ctr and runc shim) driving tsbox.
           include: ['test/integration/**/*.test.ts', 'test/oci/**/*.test.ts'],
           globalSetup: ['test/integration/global-setup.ts'],
           testTimeout: 30_000,

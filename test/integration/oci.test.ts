@@ -281,6 +281,32 @@ describe('terminal', () => {
     }
   });
 
+  it('with a console socket, nothing create leaves running holds its stdout or stderr: a caller reading them to their end (containerd\'s shim) is not kept waiting', async () => {
+    const dir = bundle('unused', (c) => {
+      c.process.terminal = true;
+      c.process.args = ['sh'];
+    });
+    const sock = join(dir, 'console.sock');
+    const receiver = await consoleSocket(sock, 'tty; exit\n');
+    try {
+      const id = newId();
+      // cli() resolves once its stdout and stderr (pipes) are closed: as go-runc
+      // reads a create without IO, to EOF, before it takes the terminal.
+      const created = await Promise.race([
+        cli(['create', '--bundle', dir, '--console-socket', sock, id]),
+        new Promise<'still open'>((r) => setTimeout(() => r('still open'), 10_000)),
+      ]);
+      expect(created).not.toBe('still open');
+      expect(created).toMatchObject({ code: 0, signal: null, stdout: '' });
+      expect((await cli(['start', id])).code).toBe(0);
+      await waitFor(id, 'stopped');
+      expect((await receiver.printed).split(/\r?\n/)).toContain('/dev/pts/0');
+      expect((await cli(['delete', id])).code).toBe(0);
+    } finally {
+      receiver.stop();
+    }
+  });
+
   it('exec --tty --console-socket: the exec\'d process gets a terminal of its own, sent to the socket', async () => {
     const dir = bundle('sleep 100');
     const id = await running(dir);

@@ -105,6 +105,12 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   // A v1 device cgroup carries out the device rules, as runc's; root's only.
   const c = ociContainer(spec, bundle, file, o.trace === true, process.getuid?.() === 0 && hasV1Devices());
   c.options.name = o.id;
+  // With a console socket the container's stdio is its terminal, and
+  // nothing create leaves running (the monitor, the waiting PID 1) may keep
+  // create's: containerd's shim reads create's output to its end before it
+  // takes the terminal, as runc's create closes it. (The monitor's --debug
+  // lines are lost then; create's own still print.)
+  if (c.terminal && !o.attach) c.options.stdio = ['ignore', 'ignore', 'ignore'];
   const consoleSocket = o.consoleSocket !== undefined ? resolve(o.consoleSocket) : undefined;
   // runc's two rules: a terminal of a container that outlives create goes
   // somewhere, and a console socket is for a terminal.
