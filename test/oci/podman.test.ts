@@ -6,7 +6,7 @@
  * imported as an image (`podman import`): no registry.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,6 +16,28 @@ import { BIN, cli, eventually } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 let dir = '';
+/**
+ * podman's cgroupfs manager puts conmon in /libpod_parent/conmon of each v1
+ * hierarchy and never removes it: the suite removes what it made.
+ */
+const LIBPOD_PARENTS = () => readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h, 'libpod_parent'));
+let libpodBefore = new Set<string>();
+
+/** rmdir's every empty cgroup under `dir` (children first), then `dir`. */
+function removeEmptyCgroups(at: string): void {
+  let entries;
+  try {
+    entries = readdirSync(at, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) if (e.isDirectory()) removeEmptyCgroups(join(at, e.name));
+  try {
+    rmdirSync(at);
+  } catch {
+    // Not empty (a process is in it): left as it is.
+  }
+}
 
 beforeAll(() => {
   for (const tool of ['podman', 'conmon']) {
@@ -25,6 +47,7 @@ beforeAll(() => {
       throw new Error(`${tool} is not installed: .ci/run installs podman and conmon (apt-get install podman conmon)`);
     }
   }
+  libpodBefore = new Set(LIBPOD_PARENTS().filter((p) => existsSync(p)));
   dir = mkdtempSync(join(tmpdir(), 'tsbox-podman-'));
   execFileSync('tar', ['-C', rootfs, '-cf', join(dir, 'rootfs.tar'), '.']);
 });
@@ -33,6 +56,7 @@ afterAll(async () => {
   if (!dir) return;
   await podman(['rm', '--all', '--force', '--time', '0']);
   rmSync(dir, { recursive: true, force: true });
+  for (const p of LIBPOD_PARENTS()) if (!libpodBefore.has(p)) removeEmptyCgroups(p);
 });
 
 /**
