@@ -545,6 +545,36 @@ describe('what the process of a bundle sees', () => {
     expect((await cli(['delete', id])).code).toBe(0);
   });
 
+  it('mount options as mountinfo shows them: propagation of its own, recursive read-only, atime modes, nosymfollow', async () => {
+    const data = join(scratch, `data-${serial}`);
+    mkdirSync(join(data, 'sub'), { recursive: true });
+    const dir = bundle('for m in /tmp/m/shared /tmp/m/unbindable /tmp/m/rro /tmp/m/rro/sub /tmp/m/noatime /tmp/m/nosymfollow; do grep " $m " /proc/self/mountinfo | cut -d" " -f5-; done > /var/mountinfo', (c) => {
+      c.mounts.push(
+        { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: [] },
+        { destination: '/tmp/m/shared', type: 'tmpfs', source: 'tmpfs', options: ['rshared'] },
+        { destination: '/tmp/m/unbindable', type: 'tmpfs', source: 'tmpfs', options: ['unbindable'] },
+        { destination: '/tmp/m/rro', type: 'bind', source: data, options: ['rbind', 'rro'] },
+        { destination: '/tmp/m/rro/sub', type: 'tmpfs', source: 'tmpfs', options: [] },
+        { destination: '/tmp/m/noatime', type: 'bind', source: data, options: ['bind', 'noatime', 'nodiratime'] },
+        { destination: '/tmp/m/nosymfollow', type: 'tmpfs', source: 'tmpfs', options: ['nosymfollow'] },
+      );
+    });
+    const id = await ranToEnd(dir);
+    const lines = readFileSync(join(dir, 'out/mountinfo'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(6);
+    const [shared, unbindable, rro, , noatime, nosymfollow] = lines as [string, string, string, string, string, string];
+    // mount point, per-mount options, optional fields (propagation), -, ...
+    expect(shared).toMatch(/^\/tmp\/m\/shared \S+ shared:\d+ -/);
+    expect(unbindable).toMatch(/^\/tmp\/m\/unbindable \S+ unbindable -/);
+    expect(rro).toMatch(/^\/tmp\/m\/rro ro,/);
+    expect(noatime).toMatch(/^\/tmp\/m\/noatime \S*noatime/);
+    expect(noatime).toMatch(/nodiratime/);
+    expect(nosymfollow).toMatch(/^\/tmp\/m\/nosymfollow \S*nosymfollow/);
+    // Not shared with the host: the private root stays private.
+    expect(rro).not.toMatch(/shared:/);
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
   it('masked and read-only paths, a read-only root, and the default devices and /dev links', async () => {
     const script = [
       'cat /proc/kcore | wc -c',

@@ -289,12 +289,30 @@ describe('the plans of a bundle', () => {
 
   it('refuses mount options it does not carry out, by path', () => {
     const spec = base();
-    (spec.mounts as unknown[]).push({ destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['rshared', 'idmap'] }, { destination: '/y', type: 'bind', source: 'data', options: ['bind', 'size=1k'] });
+    (spec.mounts as unknown[]).push(
+      { destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['rshared', 'tmpcopyup'] },
+      { destination: '/y', type: 'bind', source: 'data', options: ['bind', 'size=1k', 'sync'] },
+      { destination: '/z', type: 'bind', source: 'data', options: ['rbind', 'rrw'] },
+    );
     expect(problems(spec)).toEqual([
-      'mounts[6].options[0]: "rshared" is not supported by tsbox yet',
-      'mounts[6].options[1]: "idmap" is not supported by tsbox yet',
+      'mounts[6].options[1]: "tmpcopyup" is not supported by tsbox yet',
       'mounts[7].options[1]: "size=1k" is not an option of a bind mount',
+      'mounts[7].options[2]: "sync" is a filesystem\'s option, which a bind mount cannot set (it shares the source\'s filesystem)',
+      'mounts[8].options[1]: "rrw" would clear the attribute on every mount of the rbind, which tsbox does not do: leave it out, or use "rw"',
     ]);
+  });
+
+  it('carries propagation, the recursive attributes, atime and nosymfollow options on binds and filesystems', () => {
+    const spec = base();
+    (spec.mounts as unknown[]).push(
+      { destination: '/x', type: 'tmpfs', source: 'tmpfs', options: ['rshared', 'nosymfollow', 'rnoexec'] },
+      { destination: '/y', type: 'bind', source: 'data', options: ['rbind', 'rro', 'noatime', 'nodiratime', 'runbindable'] },
+      { destination: '/w', type: 'bind', source: 'data', options: ['bind', 'rsuid', 'slave', 'strictatime'] },
+    );
+    const { sandbox } = container(spec).plans(ctx);
+    expect(sandbox.mounts.find((m) => m.target === '/x')).toMatchObject({ type: 'fs', noexec: true, flags: 0x100, propagation: { kind: 'shared', recursive: true } });
+    expect(sandbox.mounts.find((m) => m.target === '/y')).toMatchObject({ type: 'bind', recursive: true, readonly: true, flags: 0x400 | 0x800, propagation: { kind: 'unbindable', recursive: true } });
+    expect(sandbox.mounts.find((m) => m.target === '/w')).toMatchObject({ type: 'bind', recursive: false, nosuid: false, flags: 0x1000000, propagation: { kind: 'slave', recursive: false } });
   });
 
   it('runs the process as given: argv, env, ids, the five capability sets, rlimits, umask', () => {
@@ -324,6 +342,7 @@ describe('the plans of a bundle', () => {
       personality: null,
       ioPriority: null,
       scheduler: null,
+      startContainerHooks: null,
     });
   });
 

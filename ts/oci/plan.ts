@@ -30,6 +30,7 @@ const MS = {
   I_VERSION: 0x800000,
   STRICTATIME: 0x1000000,
   LAZYTIME: 0x2000000,
+  NOSYMFOLLOW: 0x100,
 } as const;
 
 /** Options that set a flag, and those that mean the kernel's default (nothing to do). */
@@ -43,13 +44,28 @@ const FLAG_OPTIONS: Record<string, number> = {
   iversion: MS.I_VERSION,
   strictatime: MS.STRICTATIME,
   lazytime: MS.LAZYTIME,
+  nosymfollow: MS.NOSYMFOLLOW,
 };
-const DEFAULT_OPTIONS = new Set(['async', 'atime', 'diratime', 'norelatime', 'nostrictatime', 'nolazytime', 'noiversion', 'loud', 'defaults', 'nomand', 'private', 'rprivate']);
+/** The flags a bind mount takes too (as mount attributes); the others are a filesystem's. */
+const BIND_FLAGS = new Set(['noatime', 'nodiratime', 'relatime', 'strictatime', 'nosymfollow']);
+const DEFAULT_OPTIONS = new Set(['async', 'atime', 'diratime', 'norelatime', 'nostrictatime', 'nolazytime', 'noiversion', 'loud', 'defaults', 'nomand', 'symfollow']);
+/** Propagation options: the mount's own, set after the root's (rootfsPropagation). */
+const PROPAGATION: Record<string, { kind: 'private' | 'slave' | 'shared' | 'unbindable'; recursive: boolean }> = Object.fromEntries(
+  (['private', 'slave', 'shared', 'unbindable'] as const).flatMap((kind) => [
+    [kind, { kind, recursive: false }],
+    [`r${kind}`, { kind, recursive: true }],
+  ]),
+);
+/**
+ * The recursive attribute options (mount_setattr's AT_RECURSIVE): tsbox sets
+ * a bind's attributes on every mount of an rbind anyway, so each is its plain
+ * option; those that clear an attribute would have to clear it below too,
+ * and are refused on an rbind.
+ */
+const RECURSIVE_SETS: Record<string, string> = { rro: 'ro', rnosuid: 'nosuid', rnodev: 'nodev', rnoexec: 'noexec', rnoatime: 'noatime', rnodiratime: 'nodiratime', rrelatime: 'relatime', rstrictatime: 'strictatime', rnosymfollow: 'nosymfollow' };
+const RECURSIVE_CLEARS: Record<string, string> = { rrw: 'rw', rsuid: 'suid', rdev: 'dev', rexec: 'exec', ratime: 'atime', rdiratime: 'diratime', rnorelatime: 'norelatime', rnostrictatime: 'nostrictatime', rsymfollow: 'symfollow' };
 /** runtime-spec options tsbox does not carry out yet: refused, never dropped. */
-const UNSUPPORTED_OPTIONS = new Set([
-  'remount', 'mand', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable', 'idmap', 'ridmap', 'tmpcopyup', 'nosymfollow', 'symfollow',
-  'rro', 'rrw', 'rnosuid', 'rsuid', 'rnodev', 'rdev', 'rnoexec', 'rexec', 'rnodiratime', 'rdiratime', 'rrelatime', 'rnorelatime', 'rnoatime', 'ratime', 'rstrictatime', 'rnostrictatime', 'rnosymfollow', 'rsymfollow',
-]);
+const UNSUPPORTED_OPTIONS = new Set(['remount', 'mand', 'idmap', 'ridmap', 'tmpcopyup']);
 
 /** What `create` needs from a bundle besides the plans. */
 export interface OciContainer {
@@ -459,9 +475,20 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
     const bind = m.type === 'bind' || opts.includes('bind') || opts.includes('rbind');
     const flags = { readonly: false, nosuid: false, nodev: false, noexec: false };
     let extra = 0;
+    let propagation: (typeof PROPAGATION)[string] | undefined;
     const data: string[] = [];
     let bad = false;
-    opts.forEach((o, j) => {
+    const rbind = opts.includes('rbind');
+    opts.forEach((given, j) => {
+      let o = given;
+      if (RECURSIVE_CLEARS[o] !== undefined) {
+        if (rbind) {
+          bad = true;
+          return refuse(`${at}.options[${j}]`, `"${o}" would clear the attribute on every mount of the rbind, which tsbox does not do: leave it out, or use "${RECURSIVE_CLEARS[o]}"`);
+        }
+        o = RECURSIVE_CLEARS[o]!;
+      }
+      o = RECURSIVE_SETS[o] ?? o;
       const on: Partial<Record<string, [keyof typeof flags, boolean]>> = {
         ro: ['readonly', true], rw: ['readonly', false], nosuid: ['nosuid', true], suid: ['nosuid', false],
         nodev: ['nodev', true], dev: ['nodev', false], noexec: ['noexec', true], exec: ['noexec', false],
@@ -469,14 +496,15 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
       const f = on[o];
       if (f) flags[f[0]] = f[1];
       else if (o === 'bind' || o === 'rbind' || DEFAULT_OPTIONS.has(o)) return;
+      else if (PROPAGATION[o] !== undefined) propagation = PROPAGATION[o];
       else if (UNSUPPORTED_OPTIONS.has(o)) {
         bad = true;
         refuse(`${at}.options[${j}]`, `"${o}" is not supported by tsbox yet`);
       } else if (FLAG_OPTIONS[o] !== undefined) {
-        if (bind) {
+        if (bind && !BIND_FLAGS.has(o)) {
           bad = true;
-          refuse(`${at}.options[${j}]`, `"${o}" on a bind mount is not supported by tsbox yet`);
-        } else extra |= FLAG_OPTIONS[o];
+          refuse(`${at}.options[${j}]`, `"${o}" is a filesystem's option, which a bind mount cannot set (it shares the source's filesystem)`);
+        } else extra |= FLAG_OPTIONS[o]!;
       } else if (bind) {
         bad = true;
         refuse(`${at}.options[${j}]`, `"${o}" is not an option of a bind mount`);
@@ -494,7 +522,7 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
         return refuse(`${at}.source`, `${source} does not exist`);
       }
       if (nodev && (st.isCharacterDevice() || st.isBlockDevice())) return refuse(`${at}.source`, `${source} is a device node, which the device rules (linux.resources.devices) deny`);
-      out.push({ target, type: 'bind', source, recursive: opts.includes('rbind'), ...flags, nodev: flags.nodev || nodev });
+      out.push({ target, type: 'bind', source, recursive: rbind, ...flags, nodev: flags.nodev || nodev, ...(extra ? { flags: extra } : {}), ...(propagation ? { propagation } : {}) });
       return;
     }
     const type = m.type ?? '';
@@ -515,6 +543,7 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
       ...flags,
       nodev: flags.nodev || (nodev && !devpts),
       ...(extra ? { flags: extra } : {}),
+      ...(propagation ? { propagation } : {}),
     });
     if (target === '/dev') devAt = out.length;
   });

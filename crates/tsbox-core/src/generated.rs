@@ -38,6 +38,7 @@ mod wire {
             ClockOffset::decl(cfg),
             Hooks::decl(cfg),
             Hook::decl(cfg),
+            MountPropagation::decl(cfg),
             IoPriority::decl(cfg),
             Scheduler::decl(cfg),
             RootfsSpec::decl(cfg),

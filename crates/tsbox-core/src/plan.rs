@@ -452,6 +452,20 @@ pub struct Mount {
     #[serde(default)]
     #[cfg_attr(test, ts(optional, type = "number"))]
     pub flags: u32,
+    /// The mount's own propagation (an OCI mount's `shared`, `rslave`, ...),
+    /// set once the root has its own (rootfsPropagation), so it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub propagation: Option<MountPropagation>,
+}
+
+/// A propagation type, for the mount alone or (`recursive`) with every mount below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct MountPropagation {
+    pub kind: Propagation,
+    pub recursive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

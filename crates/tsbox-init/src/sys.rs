@@ -98,6 +98,43 @@ pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+/// The atime mode's bits, cleared when one is set.
+const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// Sets the atime mode `atime` (relatime, noatime or strictatime) of the
+/// mount at `fd`, and of every mount below it when `recursive`.
+pub fn mount_setattr_atime(fd: RawFd, atime: u64, recursive: bool) -> Result<(), Errno> {
+    setattr(
+        fd,
+        MountAttr {
+            attr_set: atime,
+            attr_clr: MOUNT_ATTR_ATIME_MASK,
+            propagation: 0,
+            userns_fd: 0,
+        },
+        recursive,
+    )
+}
+
+/// Sets the propagation (MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE)
+/// of the mount at `fd`, and of every mount below it when `recursive`.
+pub fn mount_setattr_propagation(fd: RawFd, propagation: u64, recursive: bool) -> Result<(), Errno> {
+    setattr(
+        fd,
+        MountAttr {
+            attr_set: 0,
+            attr_clr: 0,
+            propagation,
+            userns_fd: 0,
+        },
+        recursive,
+    )
+}
 
 /// Adds attributes to the mount at `fd` (and every mount below it when
 /// `recursive`), without the remount rule that every locked flag be repeated.

@@ -268,6 +268,33 @@ pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).step_path(Step::MountPropagation, "/", || {
         format!("set the root's propagation to {:?}", plan.rootfs_propagation).to_lowercase()
     })?;
+    // Each mount's own, after the root's so that it stands; through a
+    // descriptor resolved inside the new root.
+    let own: Vec<&Mount> = plan.mounts.iter().filter(|m| m.propagation.is_some()).collect();
+    if !own.is_empty() {
+        let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step_path(
+            Step::MountPropagation,
+            "/",
+            || "open the new root".into(),
+        )?;
+        for m in own {
+            let p = m.propagation.expect("filtered");
+            let flag = match p.kind {
+                Propagation::Private => MsFlags::MS_PRIVATE,
+                Propagation::Slave => MsFlags::MS_SLAVE,
+                Propagation::Shared => MsFlags::MS_SHARED,
+                Propagation::Unbindable => MsFlags::MS_UNBINDABLE,
+            };
+            let at = sys::open_in_root(root.as_raw_fd(), &m.target, OFlag::O_PATH)
+                .step_path(Step::MountPropagation, &m.target, || "open the mount".into())?;
+            sys::mount_setattr_propagation(at.as_raw_fd(), flag.bits() as u64, p.recursive).step_path(
+                Step::MountPropagation,
+                &m.target,
+                || format!("make the mount {}{:?}", if p.recursive { "recursively " } else { "" }, p.kind).to_lowercase(),
+            )?;
+            trace!(tr, "mount: {} {}{:?}", m.target, if p.recursive { "r" } else { "" }, p.kind);
+        }
+    }
     trace!(
         tr,
         "pivot_root: {rootfs} is /, old root detached, propagation {:?}",
@@ -340,6 +367,9 @@ fn ms_flags(m: &Mount) -> MsFlags {
     f | (MsFlags::from_bits_truncate(m.flags as libc::c_ulong) & allowed)
 }
 
+/// MS_NOSYMFOLLOW (5.10), which nix does not name.
+const MS_NOSYMFOLLOW: u32 = 0x100;
+
 fn attr_bits(m: &Mount) -> u64 {
     let mut attrs = 0;
     for (on, a) in [
@@ -347,12 +377,28 @@ fn attr_bits(m: &Mount) -> u64 {
         (m.nosuid, sys::MOUNT_ATTR_NOSUID),
         (m.nodev, sys::MOUNT_ATTR_NODEV),
         (m.noexec, sys::MOUNT_ATTR_NOEXEC),
+        (m.flags & MsFlags::MS_NODIRATIME.bits() as u32 != 0, sys::MOUNT_ATTR_NODIRATIME),
+        (m.flags & MS_NOSYMFOLLOW != 0, sys::MOUNT_ATTR_NOSYMFOLLOW),
     ] {
         if on {
             attrs |= a;
         }
     }
     attrs
+}
+
+/// The atime mode an OCI mount's options ask for (noatime, strictatime, relatime).
+fn atime_attr(m: &Mount) -> Option<u64> {
+    let has = |f: MsFlags| m.flags & f.bits() as u32 != 0;
+    if has(MsFlags::MS_NOATIME) {
+        Some(sys::MOUNT_ATTR_NOATIME)
+    } else if has(MsFlags::MS_STRICTATIME) {
+        Some(sys::MOUNT_ATTR_STRICTATIME)
+    } else if has(MsFlags::MS_RELATIME) {
+        Some(sys::MOUNT_ATTR_RELATIME)
+    } else {
+        None
+    }
 }
 
 /// Applies one mount operation; `Ok(false)` when it was skipped (a mask or a
@@ -385,6 +431,12 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
                 data.as_deref(),
             )
             .step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?;
+            // No mount flag for it before 5.10's MS_NOSYMFOLLOW: the mount's attribute.
+            if m.flags & MS_NOSYMFOLLOW != 0 {
+                let mounted = resolve(root, target, OFlag::O_PATH)?;
+                set_attrs(mounted.as_raw_fd(), sys::MOUNT_ATTR_NOSYMFOLLOW, false)
+                    .step_path(Step::Mount, target, || format!("make {fstype} on {target} nosymfollow"))?;
+            }
         }
         MountKind::Bind {
             source: src_path,
@@ -404,10 +456,16 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
                 .step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
             // The bind takes the source mount's flags; ours are added on top,
             // through the new mount (the old descriptor names what is under it).
-            if attr_bits(m) != 0 {
+            if attr_bits(m) != 0 || atime_attr(m).is_some() {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), attr_bits(m), *recursive)
-                    .step_path(Step::Mount, target, || format!("make the bind of {src_path} {}", describe_flags(m)))?;
+                if attr_bits(m) != 0 {
+                    set_attrs(bound.as_raw_fd(), attr_bits(m), *recursive)
+                        .step_path(Step::Mount, target, || format!("make the bind of {src_path} {}", describe_flags(m)))?;
+                }
+                if let Some(atime) = atime_attr(m) {
+                    sys::mount_setattr_atime(bound.as_raw_fd(), atime, *recursive)
+                        .step_path(Step::Mount, target, || format!("set the atime mode of the bind of {src_path}"))?;
+                }
             }
         }
         MountKind::File { contents, mode } => {
