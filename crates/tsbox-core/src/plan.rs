@@ -600,6 +600,7 @@ mod tests {
                     noexec: true,
                     optional: false,
                     flags: 0,
+                    propagation: None,
                 },
                 Mount {
                     target: "/dev/null".into(),
@@ -614,6 +615,7 @@ mod tests {
                     noexec: true,
                     optional: false,
                     flags: 0,
+                    propagation: None,
                 },
             ],
             init: true,

@@ -287,7 +287,7 @@ pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup
             };
             let at = sys::open_in_root(root.as_raw_fd(), &m.target, OFlag::O_PATH)
                 .step_path(Step::MountPropagation, &m.target, || "open the mount".into())?;
-            sys::mount_setattr_propagation(at.as_raw_fd(), flag.bits() as u64, p.recursive).step_path(
+            sys::mount_setattr_propagation(at.as_raw_fd(), flag.bits(), p.recursive).step_path(
                 Step::MountPropagation,
                 &m.target,
                 || format!("make the mount {}{:?}", if p.recursive { "recursively " } else { "" }, p.kind).to_lowercase(),
@@ -824,6 +824,7 @@ mod tests {
             noexec: false,
             optional: false,
             flags: 0,
+            propagation: None,
         };
         assert_eq!(describe(&m), "mount: sysfs on /sys (ro,nosuid)");
         assert_eq!(describe_flags(&m), "ro,nosuid");
