@@ -121,6 +121,8 @@ state: string, };
 
 export type Hook = { path: string, args: Array<string>, env: Array<string>, timeout: number | null, };
 
+export type MountPropagation = { kind: Propagation, recursive: boolean, };
+
 export type IoPriority = { class: number, priority: number, };
 
 export type Scheduler = { policy: number, flags: number, nice: number, priority: number, runtime: number, deadline: number, period: number, };
@@ -156,7 +158,12 @@ optional?: boolean,
  * More MS_* flags for a fresh filesystem (`fs`), as an OCI mount's
  * options give them: the atime ones, sync, dirsync, lazytime, silent.
  */
-flags?: number, } & ({ "type": "bind", source: string, recursive: boolean, 
+flags?: number, 
+/**
+ * The mount's own propagation (an OCI mount's `shared`, `rslave`, ...),
+ * set once the root has its own (rootfsPropagation), so it stands.
+ */
+propagation?: MountPropagation, } & ({ "type": "bind", source: string, recursive: boolean, 
 /**
  * Shift the source's ids into the container's range (idmapped mount).
  */
