@@ -545,6 +545,24 @@ describe('what the process of a bundle sees', () => {
     expect((await cli(['delete', id])).code).toBe(0);
   });
 
+  it('its memory policy (linux.memoryPolicy), which its children inherit, as numa_maps shows it', async () => {
+    const dir = bundle('grep -m1 " file=/bin/busybox" /proc/self/numa_maps | cut -d" " -f2 > /var/policy', (c) => {
+      c.linux.memoryPolicy = { mode: 'MPOL_BIND', nodes: '0' };
+    });
+    const id = await ranToEnd(dir);
+    expect(readFileSync(join(dir, 'out/policy'), 'utf8').trim()).toBe('bind:0');
+    expect((await cli(['delete', id])).code).toBe(0);
+    const bad = bundle('true', (c) => {
+      c.linux.memoryPolicy = { mode: 'MPOL_BIND', nodes: '4095' };
+    });
+    const other = newId();
+    expect((await create(bad, [other])).code).toBe(0);
+    const started = await cli(['start', other]);
+    expect(started.code).not.toBe(0);
+    expect(started.stderr).toContain('set the memory policy (mode 2');
+    await cli(['delete', '--force', other]);
+  });
+
   it('mount options as mountinfo shows them: propagation of its own, recursive read-only, atime modes, nosymfollow', async () => {
     const data = join(scratch, `data-${serial}`);
     mkdirSync(join(data, 'sub'), { recursive: true });

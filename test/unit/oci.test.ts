@@ -302,6 +302,23 @@ describe('the plans of a bundle', () => {
     ]);
   });
 
+  it('linux.memoryPolicy: the mode, its flags and the nodes by number, for the container\'s process; refused by path when it cannot be one', () => {
+    const spec = base();
+    spec.linux.memoryPolicy = { mode: 'MPOL_INTERLEAVE', nodes: '0-2,5', flags: ['MPOL_F_STATIC_NODES'] };
+    expect(container(spec).plans(ctx).process.memoryPolicy).toEqual({ mode: 3, flags: 1 << 15, nodes: [0, 1, 2, 5] });
+    for (const [policy, message] of [
+      [{ mode: 'MPOL_SOMETIMES' }, /^linux\.memoryPolicy\.mode: "MPOL_SOMETIMES" is not a memory policy/],
+      [{ mode: 'MPOL_BIND' }, /^linux\.memoryPolicy\.nodes: MPOL_BIND needs the nodes it applies to/],
+      [{ mode: 'MPOL_LOCAL', nodes: '0' }, /^linux\.memoryPolicy\.nodes: MPOL_LOCAL takes no nodes/],
+      [{ mode: 'MPOL_BIND', nodes: '3-1' }, /^linux\.memoryPolicy\.nodes: "3-1" is not a range of memory nodes/],
+      [{ mode: 'MPOL_BIND', nodes: '0', flags: ['MPOL_F_SOON'] }, /^linux\.memoryPolicy\.flags\[0\]: "MPOL_F_SOON" is not a memory policy flag/],
+    ] as const) {
+      const bad = base();
+      bad.linux.memoryPolicy = policy;
+      expect(problems(bad)).toEqual([expect.stringMatching(message)]);
+    }
+  });
+
   it('carries propagation, the recursive attributes, atime and nosymfollow options on binds and filesystems', () => {
     const spec = base();
     (spec.mounts as unknown[]).push(
@@ -343,6 +360,7 @@ describe('the plans of a bundle', () => {
       ioPriority: null,
       scheduler: null,
       startContainerHooks: null,
+      memoryPolicy: null,
     });
   });
 

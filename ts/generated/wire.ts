@@ -123,6 +123,8 @@ export type Hook = { path: string, args: Array<string>, env: Array<string>, time
 
 export type MountPropagation = { kind: Propagation, recursive: boolean, };
 
+export type MemoryPolicy = { mode: number, flags: number, nodes: Array<number>, };
+
 export type IoPriority = { class: number, priority: number, };
 
 export type Scheduler = { policy: number, flags: number, nice: number, priority: number, runtime: number, deadline: number, period: number, };
@@ -258,7 +260,12 @@ scheduler: Scheduler | null,
  * no more than the process has) just before it execs; their paths are
  * the container's.
  */
-startContainerHooks: Hooks | null, };
+startContainerHooks: Hooks | null, 
+/**
+ * The NUMA memory policy (OCI `linux.memoryPolicy`), set with
+ * set_mempolicy(2) before execve, so the process and its children have it.
+ */
+memoryPolicy: MemoryPolicy | null, };
 
 export type User = { 
 /**

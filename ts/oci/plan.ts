@@ -15,7 +15,7 @@ import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '..
 import { kmemLimitEnforced } from '../cgroups/memory.js';
 import type { DeviceRuleWrite } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
-import type { JoinedNamespace, Namespace, ProcessPlan, SandboxPlan, Sysctl, TimeOffsets } from '../generated/wire.js';
+import type { JoinedNamespace, MemoryPolicy, Namespace, ProcessPlan, SandboxPlan, Sysctl, TimeOffsets } from '../generated/wire.js';
 import { cgroupBinds, cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
 import { specError, type HookName, type OciHook, type OciMount, type OciProcess, type OciResources, type OciSpec, type SpecProblem } from './spec.js';
 
@@ -152,7 +152,8 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   if (linux.personality?.flags?.length) refuse('linux.personality.flags', 'the runtime-spec defines no flags yet');
   if (spec.hostname && !own.includes('uts')) refuse('hostname', 'needs a "uts" namespace of its own in linux.namespaces (the host\'s name is not the container\'s to set)');
 
-  for (const key of ['netDevices', 'intelRdt', 'memoryPolicy'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
+  for (const key of ['netDevices', 'intelRdt'] as const) if (linux[key] != null) unsupported(`linux.${key}`);
+  const memoryPolicy = linux.memoryPolicy ? ociMemoryPolicy(linux.memoryPolicy, refuse) : null;
   if (linux.timeOffsets) {
     if (time === null) refuse('linux.timeOffsets', 'needs a "time" namespace in linux.namespaces');
     else for (const [clock, o] of Object.entries(linux.timeOffsets)) time[clock as keyof TimeOffsets] = { secs: o.secs ?? 0, nanosecs: o.nanosecs ?? 0 };
@@ -277,9 +278,12 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       console: process.terminal ? ttySize(process) : null,
       time,
       domainname: spec.domainname || null,
-      reparent: false, createContainerHooks: null,
+      reparent: false,
+      createContainerHooks: null,
     };
     const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace, linux.personality?.domain);
+    // The container's process only, as runc: exec'd ones keep their caller's.
+    plan.memoryPolicy = memoryPolicy;
     return { sandbox, process: plan };
   };
 
@@ -395,6 +399,7 @@ export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unkn
       : null,
     // Set by create, which knows the state the hooks read.
     startContainerHooks: null,
+    memoryPolicy: null,
   };
 }
 
@@ -461,6 +466,45 @@ function ociDevices(list: NonNullable<OciSpec['linux']>['devices'] & object, ref
 
 /** Marks where the config mounts a cgroupfs: the container's own cgroups go there. */
 const CGROUP_MOUNT: PlanMount = { target: '/sys/fs/cgroup', type: 'mask' };
+
+/** <linux/mempolicy.h>'s modes and mode flags. */
+const MPOL_MODES: Record<string, number> = { MPOL_DEFAULT: 0, MPOL_PREFERRED: 1, MPOL_BIND: 2, MPOL_INTERLEAVE: 3, MPOL_LOCAL: 4, MPOL_PREFERRED_MANY: 5, MPOL_WEIGHTED_INTERLEAVE: 6 };
+const MPOL_FLAGS: Record<string, number> = { MPOL_F_NUMA_BALANCING: 1 << 13, MPOL_F_RELATIVE_NODES: 1 << 14, MPOL_F_STATIC_NODES: 1 << 15 };
+
+/** linux.memoryPolicy by number; the kernel checks the nodes against the machine. */
+function ociMemoryPolicy(p: NonNullable<NonNullable<OciSpec['linux']>['memoryPolicy']>, refuse: (path: string, message: string) => void): MemoryPolicy | null {
+  const at = 'linux.memoryPolicy';
+  const mode = MPOL_MODES[p.mode];
+  if (mode === undefined) {
+    refuse(`${at}.mode`, `"${p.mode}" is not a memory policy (${Object.keys(MPOL_MODES).join(', ')})`);
+    return null;
+  }
+  let flags = 0;
+  (p.flags ?? []).forEach((f, i) => {
+    if (MPOL_FLAGS[f] === undefined) refuse(`${at}.flags[${i}]`, `"${f}" is not a memory policy flag (${Object.keys(MPOL_FLAGS).join(', ')})`);
+    else flags |= MPOL_FLAGS[f];
+  });
+  const nodes: number[] = [];
+  const list = p.nodes ?? '';
+  if (list !== '') {
+    if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(list)) {
+      refuse(`${at}.nodes`, `"${list}" is not a list of memory nodes, such as 0-3,7`);
+      return null;
+    }
+    for (const range of list.split(',')) {
+      const [a, b = a] = range.split('-').map(Number) as [number, number?];
+      if (b! < a || b! > 4095) {
+        refuse(`${at}.nodes`, `"${range}" is not a range of memory nodes (low to high, below 4096)`);
+        return null;
+      }
+      for (let n = a; n <= b!; n++) nodes.push(n);
+    }
+  }
+  // MPOL_DEFAULT and MPOL_LOCAL take no nodes; the others but MPOL_PREFERRED (empty: local) need some.
+  if ((mode === 0 || mode === 4) && nodes.length > 0) refuse(`${at}.nodes`, `${p.mode} takes no nodes`);
+  else if (![0, 1, 4].includes(mode) && nodes.length === 0) refuse(`${at}.nodes`, `${p.mode} needs the nodes it applies to`);
+  return { mode, flags, nodes };
+}
 
 /** The config's mounts in order, with the default devices and /dev links after its /dev. */
 function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (path: string, message: string) => void): PlanMount[] {

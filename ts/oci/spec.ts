@@ -183,7 +183,7 @@ const linuxSchema = z.looseObject({
   cgroupsPath: z.nullish(z.string()),
   resources: z.nullish(resourcesSchema),
   intelRdt: z.nullish(z.unknown()),
-  memoryPolicy: z.nullish(z.unknown()),
+  memoryPolicy: z.nullish(z.looseObject({ mode: z.string(), nodes: z.nullish(z.string()), flags: z.nullish(z.array(z.string())) })),
   sysctl: z.nullish(z.record(z.string(), z.string())),
   seccomp: z.nullish(z.record(z.string(), z.unknown())),
   rootfsPropagation: z.nullish(z.enum(['private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'unbindable', 'runbindable'])),

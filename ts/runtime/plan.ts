@@ -389,6 +389,7 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     ioPriority: null,
     scheduler: null,
     startContainerHooks: null,
+    memoryPolicy: null,
   };
 }
 

@@ -39,6 +39,7 @@ mod wire {
             Hooks::decl(cfg),
             Hook::decl(cfg),
             MountPropagation::decl(cfg),
+            MemoryPolicy::decl(cfg),
             IoPriority::decl(cfg),
             Scheduler::decl(cfg),
             RootfsSpec::decl(cfg),

@@ -17,9 +17,9 @@ pub mod wire;
 
 pub use message::{ChildMsg, ControlRequest, HelperMsg, NodeMsg, Phase, Rusage, ToChild};
 pub use plan::{
-    Capabilities, CgroupPhase, ClockOffset, DeviceNode, Hook, Hooks, IdMaps, IoPriority, JoinedNamespace, MapsPhase, Mount, MountKind,
-    Namespace, NetworkPhase, ProcessPlan, Propagation, Rlimit, RootMode, RootfsSpec, SandboxPlan, Scheduler, Sysctl, TimeOffsets, TtySize,
-    User, PLAN_VERSION,
+    Capabilities, CgroupPhase, ClockOffset, DeviceNode, Hook, Hooks, IdMaps, IoPriority, JoinedNamespace, MapsPhase, MemoryPolicy, Mount,
+    MountKind, Namespace, NetworkPhase, ProcessPlan, Propagation, Rlimit, RootMode, RootfsSpec, SandboxPlan, Scheduler, Sysctl,
+    TimeOffsets, TtySize, User, PLAN_VERSION,
 };
 pub use report::{Report, Step};
 pub use tables::{errno_name, exit_code_for};

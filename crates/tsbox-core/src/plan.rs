@@ -242,6 +242,21 @@ pub struct ProcessPlan {
     /// the container's.
     #[serde(default)]
     pub start_container_hooks: Option<Hooks>,
+    /// The NUMA memory policy (OCI `linux.memoryPolicy`), set with
+    /// set_mempolicy(2) before execve, so the process and its children have it.
+    #[serde(default)]
+    pub memory_policy: Option<MemoryPolicy>,
+}
+
+/// set_mempolicy(2)'s arguments by number: the mode (MPOL_BIND 2, ...), its
+/// flags (MPOL_F_STATIC_NODES, ...) and the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct MemoryPolicy {
+    pub mode: u32,
+    pub flags: u32,
+    pub nodes: Vec<u32>,
 }
 
 /// ioprio_set(2)'s value: a class (1 realtime, 2 best effort, 3 idle) and a
@@ -671,6 +686,7 @@ mod tests {
             io_priority: None,
             scheduler: None,
             start_container_hooks: None,
+            memory_policy: None,
         }
     }
 

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
-use tsbox_core::{IoPriority, Namespace, ProcessPlan, Report, SandboxPlan, Scheduler, Step};
+use tsbox_core::{IoPriority, MemoryPolicy, Namespace, ProcessPlan, Report, SandboxPlan, Scheduler, Step};
 
 use super::command::Command;
 use super::{caps, mounts, pty, users};
@@ -81,6 +81,16 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
     if let Some(io) = process.io_priority {
         set_io_priority(io)?;
         trace!(tr, "io priority: class {} priority {}", io.class, io.priority);
+    }
+    if let Some(policy) = &process.memory_policy {
+        set_memory_policy(policy)?;
+        trace!(
+            tr,
+            "memory policy: mode {} flags {:#x} nodes {:?}",
+            policy.mode,
+            policy.flags,
+            policy.nodes
+        );
     }
     if let Some(sched) = process.scheduler {
         set_scheduler(&sched)?;
@@ -322,6 +332,33 @@ fn set_io_priority(io: IoPriority) -> Result<()> {
     if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, value) } < 0 {
         return Err(Report::new(Step::Exec, Errno::last() as i32)
             .detail(format!("set the I/O priority (class {}, priority {})", io.class, io.priority)));
+    }
+    Ok(())
+}
+
+/// set_mempolicy(2): the mode with its flags, and the nodes as a bitmask.
+fn set_memory_policy(p: &MemoryPolicy) -> Result<()> {
+    const BITS: usize = u64::BITS as usize;
+    let highest = p.nodes.iter().copied().max().map_or(0, |n| n as usize + 1);
+    let mut mask = vec![0u64; highest.div_ceil(BITS).max(1)];
+    for n in &p.nodes {
+        mask[*n as usize / BITS] |= 1 << (*n as usize % BITS);
+    }
+    // maxnode counts one more than the bits the kernel reads (as numactl passes it).
+    let maxnode = if p.nodes.is_empty() {
+        0
+    } else {
+        (mask.len() * BITS + 1) as libc::c_ulong
+    };
+    let ptr = if p.nodes.is_empty() { std::ptr::null() } else { mask.as_ptr() };
+    // SAFETY: the mask holds maxnode - 1 bits, and lives through the call.
+    if unsafe { libc::syscall(libc::SYS_set_mempolicy, (p.mode | p.flags) as libc::c_int, ptr, maxnode) } < 0 {
+        return Err(Report::new(Step::Exec, Errno::last() as i32)
+            .detail(format!(
+                "set the memory policy (mode {}, flags {:#x}, nodes {:?})",
+                p.mode, p.flags, p.nodes
+            ))
+            .hint("the nodes must exist and be allowed (see /sys/devices/system/node and the cpuset's mems)"));
     }
     Ok(())
 }

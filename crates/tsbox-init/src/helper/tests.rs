@@ -186,6 +186,7 @@ fn process() -> ProcessPlan {
         io_priority: None,
         scheduler: None,
         start_container_hooks: None,
+        memory_policy: None,
     }
 }
 
