@@ -238,6 +238,12 @@ describe('volumes', () => {
     expect((await fs.stat(join(vol, 'out'))).uid).toBe(0);
   });
 
+  it('a volume that asked for :idmap on a filesystem the kernel cannot idmap is an error, never a bind with the host\'s ids', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '-v', '/sys/kernel:/data:ro,idmap', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain('idmap(/sys/kernel): EINVAL — make an idmapped mount of the volume');
+  });
+
   it('binds read-only: writes are refused and the host is unchanged', async () => {
     const vol = await fs.mkdtemp(join(scratch, 'ro-'));
     // Not idmapped: host root's 0700 directory would be nobody's to read.

@@ -5,7 +5,7 @@
  * container's process sees.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -670,6 +670,26 @@ describe('devices and sysctl', () => {
     );
     // The host's own are untouched.
     expect(readFileSync('/proc/sys/kernel/msgmax', 'utf8').trim()).not.toBe('4096');
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
+
+  it('an idmapped bind (idmap, ridmap) shows host root\'s files as container root\'s, and a plain one as nobody\'s; a file made there is host root\'s', async () => {
+    const data = join(scratch, `idmap-${serial}`);
+    mkdirSync(data, { recursive: true });
+    writeFileSync(join(data, 'file'), 'x');
+    const dir = bundle('stat -c %u:%g /tmp/idmapped/file /tmp/plain/file > /var/seen; touch /tmp/idmapped/made', (c) => {
+      c.linux.namespaces.push({ type: 'user' });
+      c.linux.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+      c.linux.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+      c.mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: [] });
+      c.mounts.push({ destination: '/tmp/idmapped', type: 'bind', source: data, options: ['rbind', 'ridmap'], uidMappings: c.linux.uidMappings, gidMappings: c.linux.gidMappings });
+      c.mounts.push({ destination: '/tmp/plain', type: 'bind', source: data, options: ['rbind'] });
+    });
+    chmodSync(join(dir, 'out'), 0o777);
+    const id = await ranToEnd(dir);
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('0:0\n65534:65534\n');
+    const made = statSync(join(data, 'made'));
+    expect([made.uid, made.gid]).toEqual([0, 0]);
     expect((await cli(['delete', id])).code).toBe(0);
   });
 

@@ -319,6 +319,35 @@ describe('the plans of a bundle', () => {
     }
   });
 
+  it('idmap and ridmap: a bind idmapped by the container\'s own user namespace; refused without one, on a filesystem, or with other maps', () => {
+    const spec = base();
+    spec.linux.namespaces.push({ type: 'user' });
+    spec.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    spec.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    (spec.mounts as unknown[]).push(
+      { destination: '/a', type: 'bind', source: 'data', options: ['bind', 'idmap'] },
+      { destination: '/b', type: 'bind', source: 'data', options: ['rbind', 'ridmap'], uidMappings: spec.linux.uidMappings, gidMappings: spec.linux.gidMappings },
+    );
+    const { sandbox } = container(spec).plans(ctx);
+    expect(sandbox.mounts.filter((m) => m.type === 'bind' && m.idmap).map((m) => m.target)).toEqual(['/a', '/b']);
+
+    const bad = base();
+    (bad.mounts as unknown[]).push({ destination: '/a', type: 'bind', source: 'data', options: ['bind', 'idmap'] });
+    expect(problems(bad)).toEqual([expect.stringMatching(/^mounts\[6\]\.options: an idmapped mount shifts ids by the container's own user namespace/)]);
+    const other = base();
+    other.linux.namespaces.push({ type: 'user' });
+    other.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    other.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    (other.mounts as unknown[]).push(
+      { destination: '/a', type: 'bind', source: 'data', options: ['bind', 'idmap'], uidMappings: [{ containerID: 0, hostID: 1000, size: 1 }] },
+      { destination: '/b', type: 'tmpfs', source: 'tmpfs', options: ['idmap'] },
+    );
+    expect(problems(other)).toEqual([
+      expect.stringMatching(/^mounts\[6\]\.uidMappings: an idmapped mount with maps other than the container's/),
+      'mounts[7].options: an idmapped mount is a bind mount: add "bind" or "rbind"',
+    ]);
+  });
+
   it('carries propagation, the recursive attributes, atime and nosymfollow options on binds and filesystems', () => {
     const spec = base();
     (spec.mounts as unknown[]).push(

@@ -65,7 +65,7 @@ const PROPAGATION: Record<string, { kind: 'private' | 'slave' | 'shared' | 'unbi
 const RECURSIVE_SETS: Record<string, string> = { rro: 'ro', rnosuid: 'nosuid', rnodev: 'nodev', rnoexec: 'noexec', rnoatime: 'noatime', rnodiratime: 'nodiratime', rrelatime: 'relatime', rstrictatime: 'strictatime', rnosymfollow: 'nosymfollow' };
 const RECURSIVE_CLEARS: Record<string, string> = { rrw: 'rw', rsuid: 'suid', rdev: 'dev', rexec: 'exec', ratime: 'atime', rdiratime: 'diratime', rnorelatime: 'norelatime', rnostrictatime: 'nostrictatime', rsymfollow: 'symfollow' };
 /** runtime-spec options tsbox does not carry out yet: refused, never dropped. */
-const UNSUPPORTED_OPTIONS = new Set(['remount', 'mand', 'idmap', 'ridmap', 'tmpcopyup']);
+const UNSUPPORTED_OPTIONS = new Set(['remount', 'mand', 'tmpcopyup']);
 
 /** What `create` needs from a bundle besides the plans. */
 export interface OciContainer {
@@ -198,7 +198,9 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       refuse('root.path', `${root} does not exist`);
     }
   }
-  const mounts = ociMounts(spec.mounts ?? [], bundle, nodev, refuse);
+  // An idmapped volume (idmap, ridmap) shifts by the container's own maps.
+  const idmaps = userns && globalThis.process.getuid?.() === 0 ? { uid: linux.uidMappings ?? [], gid: linux.gidMappings ?? [] } : null;
+  const mounts = ociMounts(spec.mounts ?? [], bundle, nodev, refuse, idmaps);
 
   // The options the launch reads; their own checks (limits) report in tsbox's
   // names, mapped back to the config's here.
@@ -507,15 +509,25 @@ function ociMemoryPolicy(p: NonNullable<NonNullable<OciSpec['linux']>['memoryPol
 }
 
 /** The config's mounts in order, with the default devices and /dev links after its /dev. */
-function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (path: string, message: string) => void): PlanMount[] {
+type IdMapping = { containerID: number; hostID: number; size: number };
+
+function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (path: string, message: string) => void, idmaps: { uid: IdMapping[]; gid: IdMapping[] } | null): PlanMount[] {
   const out: PlanMount[] = [];
   let devAt = -1;
   list.forEach((m, i) => {
     const at = `mounts[${i}]`;
     const target = posix.normalize(m.destination.startsWith('/') ? m.destination : `/${m.destination}`).replace(/(.)\/$/, '$1');
     if (m.destination.includes('\0') || target.split('/').includes('..')) return refuse(`${at}.destination`, 'must be a path inside the container, without ..');
-    if (m.uidMappings?.length || m.gidMappings?.length) return refuse(`${at}.${m.uidMappings?.length ? 'uidMappings' : 'gidMappings'}`, 'idmapped mounts from a config are not supported by tsbox yet');
     const opts = m.options ?? [];
+    const idmap = opts.includes('idmap') || opts.includes('ridmap') || Boolean(m.uidMappings?.length || m.gidMappings?.length);
+    if (idmap) {
+      if (!(m.type === 'bind' || opts.includes('bind') || opts.includes('rbind'))) return refuse(`${at}.options`, 'an idmapped mount is a bind mount: add "bind" or "rbind"');
+      if (idmaps === null) return refuse(`${at}.options`, 'an idmapped mount shifts ids by the container\'s own user namespace: it needs a "user" namespace made for the container, and root (CAP_SYS_ADMIN where the filesystem lives)');
+      // The mount's own maps, when given, must be the container's (the namespace tsbox idmaps by).
+      const same = (a: IdMapping[] | null | undefined, b: IdMapping[]) => !a?.length || (a.length === b.length && a.every((x, k) => x.containerID === b[k]!.containerID && x.hostID === b[k]!.hostID && x.size === b[k]!.size));
+      if (!same(m.uidMappings, idmaps.uid)) return refuse(`${at}.uidMappings`, 'an idmapped mount with maps other than the container\'s (linux.uidMappings) is not supported by tsbox yet');
+      if (!same(m.gidMappings, idmaps.gid)) return refuse(`${at}.gidMappings`, 'an idmapped mount with maps other than the container\'s (linux.gidMappings) is not supported by tsbox yet');
+    }
     const bind = m.type === 'bind' || opts.includes('bind') || opts.includes('rbind');
     const flags = { readonly: false, nosuid: false, nodev: false, noexec: false };
     let extra = 0;
@@ -539,7 +551,7 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
       };
       const f = on[o];
       if (f) flags[f[0]] = f[1];
-      else if (o === 'bind' || o === 'rbind' || DEFAULT_OPTIONS.has(o)) return;
+      else if (o === 'bind' || o === 'rbind' || o === 'idmap' || o === 'ridmap' || DEFAULT_OPTIONS.has(o)) return;
       else if (PROPAGATION[o] !== undefined) propagation = PROPAGATION[o];
       else if (UNSUPPORTED_OPTIONS.has(o)) {
         bad = true;
@@ -566,7 +578,7 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
         return refuse(`${at}.source`, `${source} does not exist`);
       }
       if (nodev && (st.isCharacterDevice() || st.isBlockDevice())) return refuse(`${at}.source`, `${source} is a device node, which the device rules (linux.resources.devices) deny`);
-      out.push({ target, type: 'bind', source, recursive: rbind, ...flags, nodev: flags.nodev || nodev, ...(extra ? { flags: extra } : {}), ...(propagation ? { propagation } : {}) });
+      out.push({ target, type: 'bind', source, recursive: rbind, ...(idmap ? { idmap: true } : {}), ...flags, nodev: flags.nodev || nodev, ...(extra ? { flags: extra } : {}), ...(propagation ? { propagation } : {}) });
       return;
     }
     const type = m.type ?? '';

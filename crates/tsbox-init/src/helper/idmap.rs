@@ -30,8 +30,11 @@ pub fn sources(plan: &SandboxPlan) -> Vec<(Step, &str)> {
     out
 }
 
-/// Detached, idmapped copies of every source that asks for one. Where the
-/// filesystem cannot be idmapped, the copy is left as it is (and traced).
+/// Detached, idmapped copies of every source that asks for one. The
+/// rootfs, idmapped by default, is bound as it is where its filesystem
+/// cannot be (and traced); a volume that asked for it is an error there,
+/// never a bind with the host's ids.
+
 pub fn trees(plan: &SandboxPlan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report> {
     let wanted = sources(plan);
     if wanted.is_empty() {
@@ -50,7 +53,13 @@ pub fn trees(plan: &SandboxPlan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>,
                 .map_err(|e| Report::new(step, e as i32).path(path).detail("clone the mount tree of the source"))?;
             match sys::mount_setattr_idmap(tree.as_raw_fd(), userns.as_raw_fd(), true) {
                 Ok(()) => trace!(tr, "idmap: {path} shifted into the container's id range"),
-                Err(e) => trace!(tr, "idmap: {path} cannot be idmapped ({e}); bound as it is"),
+                Err(e) if step == Step::OpenRootfs => trace!(tr, "idmap: {path} cannot be idmapped ({e}); bound as it is"),
+                Err(e) => {
+                    return Err(Report::new(Step::Idmap, e as i32)
+                        .path(path)
+                        .detail("make an idmapped mount of the volume")
+                        .hint("its filesystem cannot be idmapped by this kernel (tmpfs needs 6.3, overlayfs and network filesystems vary); bind it without idmap"))
+                }
             }
             Ok(tree)
         })
