@@ -34,7 +34,6 @@ pub fn sources(plan: &SandboxPlan) -> Vec<(Step, &str)> {
 /// rootfs, idmapped by default, is bound as it is where its filesystem
 /// cannot be (and traced); a volume that asked for it is an error there,
 /// never a bind with the host's ids.
-
 pub fn trees(plan: &SandboxPlan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report> {
     let wanted = sources(plan);
     if wanted.is_empty() {
