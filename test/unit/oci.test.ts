@@ -269,6 +269,20 @@ describe('the plans of a bundle', () => {
     expect(() => ociContainer(checkSpec(admin), bundle, 'config.json', false, 'ebpf')).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices the device rules deny \(by remounting the container's filesystems, by rewriting or leaving its device cgroup, or by detaching its eBPF device program\)/);
   });
 
+  it('allow all with denials after it still denies devices: CAP_SYS_ADMIN outside a user namespace stays refused', () => {
+    for (const control of ['cgroup', 'ebpf'] as const) {
+      const spec = base();
+      spec.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
+      spec.linux.resources = { devices: [{ allow: true, access: 'rwm' }, { allow: false, type: 'c', major: 1, minor: 1, access: 'rwm' }] };
+      expect(() => ociContainer(checkSpec(spec), bundle, 'config.json', false, control)).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN/);
+      // Allow all again after the denial: every device.
+      spec.linux.resources.devices.push({ allow: true, access: 'rwm' });
+      const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, control);
+      expect(c.deviceGuard).toBe(false);
+      expect(c.deviceRules!.at(-1)).toEqual({ file: 'devices.allow', value: 'a' });
+    }
+  });
+
   it('as an ordinary user (no device cgroup, no device program): rules for some devices refused, saying why; deny all and allow all still work', () => {
     const spec = base();
     spec.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };

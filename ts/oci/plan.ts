@@ -183,7 +183,8 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   // program from its cgroup with bpf(2); or, without a cgroup namespace,
   // mount a hierarchy from its root and move itself out of its cgroup (and
   // out from under the program). Refused unless all devices are allowed.
-  const deviceGuard = !userns && !devicePolicyOf.allowAll;
+  // (Allow all with denials after it denies devices too.)
+  const deviceGuard = !userns && !devicePolicyOf.everyDevice;
   if (deviceGuard && proc) deviceGuardProblems(proc, 'process', refuse);
 
   if (proc) processProblems(proc, 'process', refuse);
@@ -557,14 +558,15 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
 const DEFAULT_DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:2 rwm', 'c 136:* rwm'];
 
 /**
- * linux.resources.devices: whether the rules end allowing every device, and,
+ * linux.resources.devices: whether the rules end in allow all (`allowAll`;
+ * `everyDevice` when no denial follows it either), and,
  * with a device cgroup or the eBPF device program (`control`), the rules in
  * order as v1 device cgroup writes: deny all, the config's rules, then the
  * default devices unless all are allowed (the program decides from the same
  * list as the v1 controller would). Without either, only deny all and allow
  * all can be carried out.
  */
-function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => void, control: DeviceControl): { allowAll: boolean; writes: DeviceRuleWrite[] | null } {
+function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => void, control: DeviceControl): { allowAll: boolean; everyDevice: boolean; writes: DeviceRuleWrite[] | null } {
   const cgroup = control === 'cgroup' || control === 'ebpf';
   const needs =
     control === 'rootless'
@@ -572,6 +574,8 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
       : 'needs a v1 device cgroup, and this host has no v1 devices hierarchy (tsbox uses an eBPF device program instead on pure cgroup v2 hosts only)';
   const rules = spec.linux?.resources?.devices ?? [];
   let allowAll = false;
+  // A rule denying some devices after the last allow all.
+  let denies = false;
   const writes: DeviceRuleWrite[] = [{ file: 'devices.deny', value: 'a' }];
   rules.forEach((r, i) => {
     const at = `linux.resources.devices[${i}]`;
@@ -593,6 +597,7 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
       const num = (v: number | null | undefined) => (v == null || v === -1 ? '*' : String(v));
       writes.push({ file: r.allow ? 'devices.allow' : 'devices.deny', value: type === 'a' ? 'a' : `${type} ${num(r.major)}:${num(r.minor)} ${access}` });
       if (all) allowAll = r.allow;
+      denies = all ? false : denies || (allowAll && !r.allow);
       return;
     }
     if (!r.allow) {
@@ -604,9 +609,9 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
       refuse(at, `allowing some devices ${needs} (the default devices are there without a rule)`);
     }
   });
-  if (!cgroup) return { allowAll, writes: null };
+  if (!cgroup) return { allowAll, everyDevice: allowAll, writes: null };
   if (!allowAll) writes.push(...DEFAULT_DEVICE_RULES.map((value) => ({ file: 'devices.allow' as const, value })));
-  return { allowAll, writes };
+  return { allowAll, everyDevice: allowAll && !denies, writes };
 }
 
 /** linux.resources as tsbox's limits, and where each came from in the config. */
