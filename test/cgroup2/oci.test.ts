@@ -2,16 +2,17 @@
  * tsbox as an OCI runtime on pure cgroup v2 (issue 15), inside the test VM:
  * an exact cgroupsPath whose ancestors tsbox makes (enabling the
  * controllers down to it) and removes, update, pause through
- * cgroup.freeze, and events, as runc's callers drive them.
+ * cgroup.freeze, and events, as runc's callers drive them; and device
+ * rules, which pure v2 carries out with an eBPF program on the cgroup.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { runtimeToolsConfig } from '../support/oci.js';
+import { RUNTIME_TOOLS_DEVICE_RULES, runtimeToolsConfig } from '../support/oci.js';
 import { buildTestRootfs, type TestRootfs } from '../support/rootfs.js';
 import { BIN, cli } from '../support/tsbox.js';
 
@@ -40,6 +41,20 @@ function create(dir: string, id: string): Promise<number | null> {
 
 async function status(id: string): Promise<string> {
   return (JSON.parse((await cli(['state', id], slow)).stdout) as { status: string }).status;
+}
+
+/** CAP_SYSLOG in every set: what reading /dev/kmsg needs besides the device rules. */
+function withSyslog(config: ReturnType<typeof runtimeToolsConfig>): void {
+  for (const set of Object.values(config.process.capabilities)) set.push('CAP_SYSLOG');
+}
+
+/** create, start, wait until it has stopped: its stdout (create's, which it keeps). */
+async function ranToEnd(dir: string, id: string): Promise<string> {
+  expect(await create(dir, id), readFileSync(join(dir, 'err'), 'utf8')).toBe(0);
+  expect((await cli(['start', id], slow)).code).toBe(0);
+  for (let i = 0; i < 200 && (await status(id)) !== 'stopped'; i++) await new Promise((r) => setTimeout(r, 100));
+  expect(await status(id)).toBe('stopped');
+  return readFileSync(join(dir, 'out'), 'utf8');
 }
 
 describe('an OCI container on cgroup v2', () => {
@@ -87,19 +102,138 @@ describe('an OCI container on cgroup v2', () => {
     }
   });
 
-  it('without a device cgroup (v1 has one; v2 would need an eBPF filter): deny all is held by nodev, so CAP_SYS_ADMIN and rules for some devices are refused', async () => {
+  it('device rules (runtime-tools\' and more) as the eBPF program on its cgroup: what they allow opens, what they deny gives EPERM, the defaults work; nothing is left', async () => {
+    const path = `/tsbox-vm-oci-devices-${process.pid}`;
     const dir = join(scratch, 'devices');
     mkdirSync(dir);
-    const config = runtimeToolsConfig(rootfs.dir, ['true']);
+    // Each line: what was tried, then "ok" or the shell's error (EPERM reads "Operation not permitted").
+    const script = [
+      'try() { if (eval "$2") 2>/tmp/e; then echo "$1 ok"; else echo "$1 $(sed "s/.*: //" /tmp/e)"; fi; }',
+      // The default devices.
+      'try null:w "echo x > /dev/null"',
+      'try zero:r "head -c 1 /dev/zero > /dev/null"',
+      'try urandom:r "head -c 1 /dev/urandom > /dev/null"',
+      'try ptmx:rw "exec 3<>/dev/ptmx"',
+      // No controlling terminal: the driver refuses (ENXIO), the filter does not.
+      'try tty:rw "exec 3<>/dev/tty"',
+      // A pts number with no terminal behind it: again the driver.
+      'try pts:mknod "mknod /dev/pts9 c 136 9"',
+      'try pts:rw "exec 3<>/dev/pts9"',
+      // Allowed by the config: c 1:11 (kmsg) for reading only.
+      'try kmsg:r "exec 3</dev/kmsg"',
+      'try kmsg:w "exec 3>/dev/kmsg"',
+      'try hostkmsg:r "exec 3</dev/hostkmsg"',
+      'try hostkmsg:w "exec 3>/dev/hostkmsg"',
+      // Made by linux.devices, denied (mem).
+      'try mem:r "exec 3</dev/mem"',
+      // mknod is allowed for every device (the defaults), opening is not.
+      'try made:mknod "mknod /dev/made c 1 1"',
+      'try made:r "exec 3</dev/made"',
+      'try fuse:mknod "mknod /dev/fuse c 10 229"',
+      'try fuse:rw "exec 3<>/dev/fuse"',
+      'echo "cgroup $(cat /proc/self/cgroup)"',
+    ].join('\n');
+    const config = runtimeToolsConfig(rootfs.dir, ['sh', '-c', script]);
     config.root.readonly = true;
-    config.process.capabilities.bounding.push('CAP_SYS_ADMIN');
-    config.linux.resources.devices = [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' }];
+    config.linux.cgroupsPath = path;
+    config.linux.resources.devices = [...RUNTIME_TOOLS_DEVICE_RULES, { allow: true, type: 'c', major: 1, minor: 11, access: 'r' }];
+    // Reading /dev/kmsg also needs CAP_SYSLOG (kernel.dmesg_restrict): with it, the device rules alone decide.
+    withSyslog(config);
+    config.linux.devices = [
+      { path: '/dev/kmsg', type: 'c', major: 1, minor: 11, fileMode: 0o644 },
+      { path: '/dev/mem', type: 'c', major: 1, minor: 1, fileMode: 0o600 },
+    ];
+    config.mounts.push({ destination: '/dev/hostkmsg', type: 'bind', source: '/dev/kmsg', options: ['bind'] });
+    config.mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev'] });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const id = `vm-oci-dev-${process.pid}`;
-    expect(await create(dir, id)).not.toBe(0);
-    const err = readFileSync(join(dir, 'err'), 'utf8');
-    expect(err).toContain('linux.resources.devices[1]: allowing some devices needs a device cgroup, which tsbox has only on cgroup v1 and hybrid hosts, as root');
-    expect(err).toContain('process.capabilities.bounding: has CAP_SYS_ADMIN');
-    expect((await cli(['state', id], slow)).code).not.toBe(0);
+    try {
+      const seen = await ranToEnd(dir, id);
+      const EPERM = 'Operation not permitted';
+      const lines = Object.fromEntries(seen.trim().split('\n').map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)]));
+      expect(lines, seen).toMatchObject({
+        'null:w': 'ok',
+        'zero:r': 'ok',
+        'urandom:r': 'ok',
+        'ptmx:rw': 'ok',
+        'pts:mknod': 'ok',
+        'kmsg:r': 'ok',
+        'kmsg:w': EPERM,
+        'hostkmsg:r': 'ok',
+        'hostkmsg:w': EPERM,
+        'mem:r': EPERM,
+        'made:mknod': 'ok',
+        'made:r': EPERM,
+        'fuse:mknod': 'ok',
+      });
+      // Past the filter, the driver's answer (no terminal, no fuse module), never EPERM.
+      for (const allowed of ['tty:rw', 'pts:rw', 'fuse:rw']) expect(lines[allowed], `${allowed} in ${seen}`).not.toBe(EPERM);
+      expect(Object.keys(lines)).toHaveLength(17);
+      // It ran in the cgroup the program was attached to (no cgroup namespace: the host's path).
+      expect(lines.cgroup).toBe(`0::${path}`);
+      expect((await cli(['delete', id], slow)).code).toBe(0);
+      // The cgroup went, and the program with it.
+      expect(existsSync(`/sys/fs/cgroup${path}`)).toBe(false);
+    } finally {
+      await cli(['delete', '--force', id], slow);
+    }
+  });
+
+  it('allow all with denials after it: mknod of a denied device is refused (EPERM), a partly denied access too', async () => {
+    const dir = join(scratch, 'devices-allow');
+    mkdirSync(dir);
+    const script = [
+      'try() { if (eval "$2") 2>/tmp/e; then echo "$1 ok"; else echo "$1 $(sed "s/.*: //" /tmp/e)"; fi; }',
+      'try mem:mknod "mknod /dev/mem c 1 1"',
+      'try kmsg:mknod "mknod /dev/kmsg c 1 11"',
+      'try kmsg:r "exec 3</dev/kmsg"',
+      'try kmsg:rw "exec 3<>/dev/kmsg"',
+      'try null:w "echo x > /dev/null"',
+    ].join('\n');
+    const config = runtimeToolsConfig(rootfs.dir, ['sh', '-c', script]);
+    config.root.readonly = true;
+    config.linux.resources.devices = [
+      { allow: true, access: 'rwm' },
+      { allow: false, type: 'c', major: 1, minor: 1, access: 'rwm' },
+      { allow: false, type: 'c', major: 1, minor: 11, access: 'w' },
+    ];
+    withSyslog(config);
+    config.mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev'] });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const id = `vm-oci-dev2-${process.pid}`;
+    try {
+      const seen = await ranToEnd(dir, id);
+      expect(seen).toBe(['mem:mknod Operation not permitted', 'kmsg:mknod ok', 'kmsg:r ok', 'kmsg:rw Operation not permitted', 'null:w ok', ''].join('\n'));
+      expect((await cli(['delete', id], slow)).code).toBe(0);
+    } finally {
+      await cli(['delete', '--force', id], slow);
+    }
+  });
+
+  it('as an ordinary user there is no device program (loading one needs CAP_SYS_ADMIN in the initial user namespace): rules for some devices are refused, saying so', async () => {
+    const user = `tsbox-vm-dev-${process.pid}`;
+    execFileSync('useradd', ['-M', '-s', '/bin/sh', user]);
+    try {
+      const uid = Number(execFileSync('id', ['-u', user]).toString().trim());
+      const dir = join(scratch, 'devices-rootless');
+      mkdirSync(dir);
+      chownSync(scratch, uid, uid);
+      chownSync(dir, uid, uid);
+      const config = runtimeToolsConfig(rootfs.dir, ['true']);
+      config.root.readonly = true;
+      config.linux.namespaces.push({ type: 'user' });
+      config.linux.uidMappings = [{ containerID: 0, hostID: uid, size: 1 }];
+      config.linux.gidMappings = [{ containerID: 0, hostID: uid, size: 1 }];
+      config.linux.resources.devices = RUNTIME_TOOLS_DEVICE_RULES;
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+      const id = `vm-oci-dev3-${process.pid}`;
+      const r = await cli(['create', '--bundle', dir, id], { ...slow, uid, gid: uid, env: { ...process.env, XDG_RUNTIME_DIR: '' } });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('linux.resources.devices[1]: allowing some devices needs a device cgroup (cgroup v1) or an eBPF device program (cgroup v2), which tsbox has as root only: writing a device cgroup\'s rules and loading a device program need CAP_SYS_ADMIN (or CAP_BPF) in the initial user namespace');
+      expect((await cli(['state', id], { ...slow, uid, gid: uid, env: { ...process.env, XDG_RUNTIME_DIR: '' } })).code).not.toBe(0);
+    } finally {
+      chownSync(scratch, 0, 0);
+      execFileSync('userdel', [user]);
+    }
   });
 });

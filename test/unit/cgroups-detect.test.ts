@@ -63,6 +63,7 @@ const noFs: CgroupFs = {
   exists: () => false,
   subdirs: () => [],
   kill: () => {},
+  attachDeviceFilter: () => {},
 };
 
 const src = (mountinfo: string, cgroup: string): ProcSource => ({ mountinfo, cgroup });

@@ -75,7 +75,7 @@ class FakeKernel implements CgroupFs {
 
   constructor(readonly root: string) {}
 
-  fail(op: 'write' | 'mkdir' | 'rmdir', suffix: string, code: Code, times = Infinity): void {
+  fail(op: 'write' | 'mkdir' | 'rmdir' | 'bpf', suffix: string, code: Code, times = Infinity): void {
     this.failures.push({ op, suffix, code, times });
   }
 
@@ -148,6 +148,7 @@ class FakeKernel implements CgroupFs {
     if (this.subdirs(path).length > 0 || this.procs(path).length > 0) throw sysError('EBUSY', 'rmdir', path);
     for (const f of readdirSync(path)) unlinkSync(join(path, f));
     rmdirSync(path);
+    this.programs.delete(path);
     this.ops.push(`rmdir ${path}`);
   }
 
@@ -212,6 +213,25 @@ class FakeKernel implements CgroupFs {
     } catch {
       throw sysError('ENOENT', 'scandir', path);
     }
+  }
+
+  /**
+   * The device programs attached, by cgroup directory: what the kernel
+   * would run for the processes in it (and goes with the directory).
+   */
+  readonly programs = new Map<string, string[]>();
+
+  /** The addon's attachDeviceFilter: recorded as `bpf <dir> <rules>`; `fail('bpf', ...)` makes it throw as the addon's errors do. */
+  attachDeviceFilter(dir: string, rules: readonly { file: string; value: string }[]): void {
+    const f = this.failures.find((x) => x.op === 'bpf' && dir.endsWith(x.suffix) && x.times > 0);
+    if (f) {
+      f.times--;
+      throw Object.assign(new Error('load the device program; the verifier\'s log: 0: (61) r2 = *(u32 *)(r1 +0)'), { errno: -errnos[f.code], syscall: 'BPF_PROG_LOAD', path: dir });
+    }
+    if (!existsSync(dir)) throw Object.assign(new Error('open the container\'s cgroup'), { errno: -errnos.ENOENT, syscall: 'open', path: dir });
+    const text = rules.map((r) => `${r.file === 'devices.allow' ? '+' : '-'}${r.value}`).join(',');
+    this.programs.set(dir, [...(this.programs.get(dir) ?? []), text]);
+    this.ops.push(`bpf ${dir} ${text}`);
   }
 
   /** Killing a process takes it out of every cgroup. */
@@ -672,6 +692,68 @@ describe('v2: an ordinary user, under the cgroup delegated to it (issue 20)', ()
   });
 });
 
+describe('v2: device rules as an eBPF program (no device controller)', () => {
+  const devices = [
+    { file: 'devices.deny', value: 'a' },
+    { file: 'devices.allow', value: 'c 10:229 rwm' },
+    { file: 'devices.allow', value: 'c 1:3 rwm' },
+  ] as const;
+
+  it('attaches the program once, to the container\'s leaf, right after it is made and before any limit or process', () => {
+    const host = v2Host();
+    const c = create(host, { memory: '64m', pidsLimit: 10 }, { devices, trace: () => {} });
+    const leaf = c.v2Path!;
+    const bpf = host.k.ops.filter((o) => o.startsWith('bpf '));
+    expect(bpf).toEqual([`bpf ${leaf} -a,+c 10:229 rwm,+c 1:3 rwm`]);
+    const at = host.k.ops.indexOf(bpf[0]!);
+    expect(host.k.ops.indexOf(`mkdir ${leaf}`)).toBe(at - 1);
+    // Every write to the leaf (limits; cgroup.procs comes later still) follows it.
+    const leafWrites = host.k.ops.map((o, i) => [o, i] as const).filter(([o]) => o.startsWith(`write ${leaf}/`));
+    expect(leafWrites.length).toBeGreaterThan(0);
+    for (const [, i] of leafWrites) expect(i).toBeGreaterThan(at);
+    c.place(4242);
+    expect(host.k.ops.indexOf(`write ${leaf}/cgroup.procs 4242`)).toBeGreaterThan(at);
+    // No v1 device files anywhere, and the program goes with the cgroup.
+    expect(host.k.ops.filter((o) => o.includes('/devices.'))).toEqual([]);
+    expect([...host.k.programs.keys()]).toEqual([leaf]);
+    c.destroy();
+    expect(host.k.programs.size).toBe(0);
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('on an exact path, to the leaf only, not to the ancestors it makes', () => {
+    const host = v2Host();
+    const c = create(host, {}, { devices, path: '/pods/p1/c1' });
+    expect([...host.k.programs.keys()]).toEqual([join(host.cg, 'pods/p1/c1')]);
+    expect(c.v2Path).toBe(join(host.cg, 'pods/p1/c1'));
+  });
+
+  it('a program the kernel refuses: errno, the call, the verifier\'s log and a hint; the cgroup and its marker removed', () => {
+    const host = v2Host();
+    const before = host.k.tree();
+    host.k.fail('bpf', '/tsbox/c1', 'EPERM');
+    const e = failure(() => create(host, {}, { devices }));
+    expect(e.step).toBe('cgroup');
+    expect(e.errno).toBe(1);
+    expect(e.path).toBe(join(host.cg, 'system.slice/tsbox/c1'));
+    expect(e.message).toContain('carry out the device rules with an eBPF program (BPF_PROG_LOAD): load the device program; the verifier\'s log: 0: (61)');
+    expect(e.hint).toContain('CAP_SYS_ADMIN (or CAP_BPF) in the initial user namespace');
+    expect(host.k.tree()).toEqual(before);
+    expect(host.k.programs.size).toBe(0);
+    expect(existsSync(join(stateDir, 'c1.json'))).toBe(false);
+    expect(host.k.ops.filter((o) => o.startsWith('write ') && o.includes('/tsbox/c1/'))).toEqual([]);
+  });
+
+  it('a failed limit after the program removes the cgroup, and the program with it', () => {
+    const host = v2Host();
+    host.k.fail('write', '/tsbox/c1/memory.max', 'EINVAL');
+    failure(() => create(host, { memory: '64m' }, { devices }));
+    expect(host.k.ops.some((o) => o.startsWith('bpf '))).toBe(true);
+    expect(host.k.programs.size).toBe(0);
+    expect(leaves(host)).toEqual([]);
+  });
+});
+
 describe('v2: place, stats, kill, destroy', () => {
   it('places a pid through cgroup.procs', () => {
     const host = v2Host();
@@ -877,12 +959,13 @@ describe('hybrid (this development host\'s layout)', () => {
     expect(host.k.ops.indexOf(`mkdir ${leaf}`)).toBeLessThan(host.k.ops.indexOf(`write ${leaf}/devices.deny a`));
   });
 
-  it('refuses device rules without a v1 devices hierarchy, before anything is made', () => {
+  it('refuses device rules without a v1 devices hierarchy, before anything is made (the eBPF program is for pure v2)', () => {
     const host = hybridHost();
     const before = host.k.tree();
     const e = failure(() => create(host, {}, { devices: [{ file: 'devices.deny', value: 'a' }] }));
     expect(e.message).toContain('device rules need a v1 devices hierarchy, and this host has none');
     expect(host.k.tree()).toEqual(before);
+    expect(host.k.ops.some((o) => o.startsWith('bpf '))).toBe(false);
   });
 
   it('uses every v1 hierarchy and the unified one, the caller\'s own cgroup in each, and the v1 controllers for limits', () => {

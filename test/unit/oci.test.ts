@@ -89,7 +89,7 @@ describe('config.json', () => {
       'linux.sysctl["net/../x"]: is not a kernel parameter name (such as net.ipv4.ip_forward)',
       expect.stringMatching(/^linux\.cgroupsPath: is systemd's slice:prefix:name/),
       'linux.maskedPaths[0]: must be an absolute path',
-      expect.stringMatching(/^linux\.resources\.devices\[1\]: allowing some devices needs a device cgroup/),
+      expect.stringMatching(/^linux\.resources\.devices\[1\]: allowing some devices needs a v1 device cgroup, and this host has no v1 devices hierarchy/),
       'process.apparmorProfile: AppArmor profiles are not supported by tsbox',
       expect.stringMatching(/^linux\.resources\.memory\.limit: 1000: must be at least 6m/),
     ]);
@@ -200,12 +200,12 @@ describe('the plans of a bundle', () => {
       admin.linux.namespaces = [...(admin.linux.namespaces as unknown[]), ...extra];
       admin.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };
       admin.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
-      expect(() => ociContainer(checkSpec(admin), bundle, 'config.json', false, true)).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices/);
+      expect(() => ociContainer(checkSpec(admin), bundle, 'config.json', false, 'cgroup')).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices/);
     }
     spec.linux.resources = {
       devices: [...RUNTIME_TOOLS_DEVICE_RULES, { allow: false, type: 'c', minor: 3, access: 'w' }],
     };
-    const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, true);
+    const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, 'cgroup');
     expect(c.deviceRules).toEqual([
       // tsbox's deny all, then the config's own.
       { file: 'devices.deny', value: 'a' },
@@ -221,7 +221,7 @@ describe('the plans of a bundle', () => {
     expect(c.plans(ctx).sandbox.rootfs).toMatchObject({ nodev: false });
     // Allow all at the end: nothing after it.
     spec.linux.resources.devices.push({ allow: true, access: 'rwm' });
-    expect(ociContainer(checkSpec(spec), bundle, 'config.json', false, true).deviceRules!.at(-1)).toEqual({ file: 'devices.allow', value: 'a' });
+    expect(ociContainer(checkSpec(spec), bundle, 'config.json', false, 'cgroup').deviceRules!.at(-1)).toEqual({ file: 'devices.allow', value: 'a' });
     const bad = base();
     bad.linux.resources = {
       devices: [
@@ -233,9 +233,9 @@ describe('the plans of a bundle', () => {
         { allow: true, type: 'a', access: 'm' },
       ],
     };
-    expect(() => ociContainer(checkSpec(bad), bundle, 'config.json', false, true)).toThrow(TsboxError);
+    expect(() => ociContainer(checkSpec(bad), bundle, 'config.json', false, 'cgroup')).toThrow(TsboxError);
     try {
-      ociContainer(checkSpec(bad), bundle, 'config.json', false, true);
+      ociContainer(checkSpec(bad), bundle, 'config.json', false, 'cgroup');
     } catch (err) {
       expect((err as TsboxError).issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
         'linux.resources.devices[0].type: "u" is not a device type of a device rule (a, c or b)',
@@ -245,6 +245,66 @@ describe('the plans of a bundle', () => {
         'linux.resources.devices[4]: type "a" is every device with every access (r, w and m): leave out major and minor, and give access "rwm", or name the device type (c or b)',
       ]);
     }
+  });
+
+  it('on pure cgroup v2 as root (the eBPF device program): the same rules as a v1 device cgroup, no nodev, and still no CAP_SYS_ADMIN', () => {
+    const spec = base();
+    spec.linux.resources = { devices: [...RUNTIME_TOOLS_DEVICE_RULES, { allow: false, type: 'c', minor: 3, access: 'w' }] };
+    const v1 = ociContainer(checkSpec(spec), bundle, 'config.json', false, 'cgroup');
+    const v2 = ociContainer(checkSpec(spec), bundle, 'config.json', false, 'ebpf');
+    expect(v2.deviceRules).toEqual(v1.deviceRules);
+    expect(v2.deviceRules!.slice(0, 3)).toEqual([
+      { file: 'devices.deny', value: 'a' },
+      { file: 'devices.deny', value: 'a' },
+      { file: 'devices.allow', value: 'c 10:229 rwm' },
+    ]);
+    expect(v2.limited).toBe(true);
+    expect(v2.deviceGuard).toBe(true);
+    const { sandbox } = v2.plans(ctx);
+    expect(sandbox.rootfs).toMatchObject({ nodev: false });
+    expect(sandbox.mounts.find((m) => m.target === '/dev')).toMatchObject({ nodev: false });
+    // CAP_SYS_ADMIN is the initial user namespace's here: it could detach the program.
+    const admin = base();
+    admin.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };
+    admin.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
+    expect(() => ociContainer(checkSpec(admin), bundle, 'config.json', false, 'ebpf')).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN, which outside a user namespace could open devices the device rules deny \(by remounting the container's filesystems, by rewriting or leaving its device cgroup, or by detaching its eBPF device program\)/);
+  });
+
+  it('allow all with denials after it still denies devices: CAP_SYS_ADMIN outside a user namespace stays refused', () => {
+    for (const control of ['cgroup', 'ebpf'] as const) {
+      const spec = base();
+      spec.process.capabilities = { bounding: ['CAP_SYS_ADMIN'] };
+      spec.linux.resources = { devices: [{ allow: true, access: 'rwm' }, { allow: false, type: 'c', major: 1, minor: 1, access: 'rwm' }] };
+      expect(() => ociContainer(checkSpec(spec), bundle, 'config.json', false, control)).toThrow(/process\.capabilities\.bounding: has CAP_SYS_ADMIN/);
+      // Allow all again after the denial: every device.
+      spec.linux.resources.devices.push({ allow: true, access: 'rwm' });
+      const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, control);
+      expect(c.deviceGuard).toBe(false);
+      expect(c.deviceRules!.at(-1)).toEqual({ file: 'devices.allow', value: 'a' });
+    }
+  });
+
+  it('as an ordinary user (no device cgroup, no device program): rules for some devices refused, saying why; deny all and allow all still work', () => {
+    const spec = base();
+    spec.linux.resources = { devices: RUNTIME_TOOLS_DEVICE_RULES };
+    const refused = (control: 'rootless' | 'none') => {
+      try {
+        ociContainer(checkSpec(spec), bundle, 'config.json', false, control);
+      } catch (err) {
+        return (err as TsboxError).issues.map((i) => `${i.path}: ${i.message}`);
+      }
+      throw new Error('not refused');
+    };
+    expect(refused('rootless')).toEqual([
+      "linux.resources.devices[1]: allowing some devices needs a device cgroup (cgroup v1) or an eBPF device program (cgroup v2), which tsbox has as root only: writing a device cgroup's rules and loading a device program need CAP_SYS_ADMIN (or CAP_BPF) in the initial user namespace (the default devices are there without a rule)",
+      expect.stringMatching(/^linux\.resources\.devices\[2\]: allowing some devices needs a device cgroup \(cgroup v1\) or an eBPF device program/),
+      expect.stringMatching(/^linux\.resources\.devices\[3\]: allowing some devices needs/),
+    ]);
+    expect(refused('none')[0]).toBe('linux.resources.devices[1]: allowing some devices needs a v1 device cgroup, and this host has no v1 devices hierarchy (tsbox uses an eBPF device program instead on pure cgroup v2 hosts only) (the default devices are there without a rule)');
+    spec.linux.resources = { devices: [{ allow: false, access: 'rwm' }] };
+    const c = ociContainer(checkSpec(spec), bundle, 'config.json', false, 'rootless');
+    expect(c.deviceRules).toBeNull();
+    expect(c.plans(ctx).sandbox.rootfs).toMatchObject({ nodev: true });
   });
 
   it('refuses CAP_SYS_ADMIN (or every capability) without a user namespace while devices are denied: it could remount them dev', () => {

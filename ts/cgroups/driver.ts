@@ -13,7 +13,7 @@ import { cpu, cpuStats } from './cpu.js';
 import { CPUSET_INHERIT, cpuset } from './cpuset.js';
 import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
 import { delegatedParent, LEAF } from './delegation.js';
-import { cgroupError, cgroupProblem, EBUSY, EEXIST, EPERM, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
+import { cgroupError, cgroupProblem, EACCES, EBUSY, EEXIST, EPERM, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
 import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
 import { devicePaths, io } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
@@ -51,10 +51,14 @@ export interface CreateOptions {
   /** For tests: the filesystem to use. */
   fs?: CgroupFs;
   /**
-   * Device rules for the container's v1 device cgroup, written in order
-   * once it exists and before any process joins it (an OCI bundle's
-   * linux.resources.devices, with the default devices after them). Needs a
-   * v1 devices hierarchy.
+   * Device rules (an OCI bundle's linux.resources.devices, with the default
+   * devices after them), carried out once the container's cgroup exists and
+   * before any process joins it: written in order to its v1 device cgroup
+   * where the host has a v1 devices hierarchy; on a pure v2 host, which has
+   * no device controller, as an eBPF device program attached to its cgroup
+   * (the same rules, decided the same way: tsbox_core::devices). Root's
+   * only: loading the program needs CAP_SYS_ADMIN (or CAP_BPF) in the
+   * initial user namespace.
    */
   devices?: readonly DeviceRuleWrite[];
   /** For tests: the caller's uid (default: this process's). An ordinary user's v2 cgroups go under a delegated one (delegation.ts). */
@@ -63,7 +67,7 @@ export interface CreateOptions {
   proc?: ProcSource;
 }
 
-/** One write of a v1 device cgroup: `a` or `c 1:3 rwm` to devices.allow or devices.deny. */
+/** One write of a v1 device cgroup: `a` or `c 1:3 rwm` to devices.allow or devices.deny (on v2, one rule of the device program). */
 export interface DeviceRuleWrite {
   file: 'devices.allow' | 'devices.deny';
   value: string;
@@ -272,8 +276,9 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     for (const [name, h] of hierarchies) if (name !== 'unified') checkParent(h.parent);
   }
 
-  if (opts.devices && !layout.v1.has('devices')) {
-    throw cgroupProblem('/sys/fs/cgroup/devices', 'device rules need a v1 devices hierarchy, and this host has none', layout.mode === 'v2' ? 'on cgroup v2 they need an eBPF device filter, which tsbox does not have yet' : 'mount it (mount -t cgroup -o devices cgroup /sys/fs/cgroup/devices)', ENOENT);
+  // Pure v2 carries the rules out with an eBPF program on the leaf.
+  if (opts.devices && layout.mode !== 'v2' && !layout.v1.has('devices')) {
+    throw cgroupProblem('/sys/fs/cgroup/devices', 'device rules need a v1 devices hierarchy, and this host has none', 'mount it (mount -t cgroup -o devices cgroup /sys/fs/cgroup/devices); tsbox uses an eBPF device filter instead on pure cgroup v2 hosts only', ENOENT);
   }
   const devices = new Map<string, string>();
   if (versions.has('io')) for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
@@ -503,7 +508,11 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
       const writes: AppliedLimits['writes'] = [];
       try {
         createDirs(p, fs, made, madeParents, trace);
-        if (opts.devices) writeDeviceRules(p.hierarchies.get('devices')!.leaf, opts.devices, fs, trace);
+        // Before the limits and before any process: nothing in the cgroup
+        // ever opens a device the rules deny. The program goes with the
+        // cgroup (rmdir), on the failure path below too.
+        if (opts.devices && layout.mode === 'v2') attachDeviceFilter(p.hierarchies.get('unified')!.leaf, opts.devices, fs, trace);
+        else if (opts.devices) writeDeviceRules(p.hierarchies.get('devices')!.leaf, opts.devices, fs, trace);
         for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
       } catch (err) {
         try {
@@ -722,6 +731,30 @@ function writeDeviceRules(dir: string, rules: readonly DeviceRuleWrite[], fs: Cg
     }
     trace?.(`cgroup: ${path} = ${r.value}`);
   }
+}
+
+/**
+ * The device rules, as an eBPF device program attached to the container's
+ * v2 cgroup (pure v2 has no device controller).
+ */
+function attachDeviceFilter(dir: string, rules: readonly DeviceRuleWrite[], fs: CgroupFs, trace?: (line: string) => void): void {
+  try {
+    fs.attachDeviceFilter(dir, rules);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const errno = errnoOf(err);
+    const hint =
+      errno === 0
+        ? 'change the rule in linux.resources.devices'
+        : errno === EPERM || errno === EACCES
+          ? 'loading and attaching a device program needs CAP_SYS_ADMIN (or CAP_BPF) in the initial user namespace: run tsbox as root on the host, not in a container or another user namespace'
+          : errno === EINVAL
+            ? 'the kernel needs cgroup BPF (CONFIG_CGROUP_BPF, Linux 4.15 or later) for device rules on cgroup v2'
+            : null;
+    const detail = errno === 0 ? `the device rules cannot be carried out: ${e.message}` : `carry out the device rules with an eBPF program (${e.syscall ?? 'bpf'}): ${e.message}`;
+    throw cgroupError(err, dir, detail, hint);
+  }
+  trace?.(`cgroup: ${dir}: eBPF device program for ${rules.length} rules attached`);
 }
 
 function writeLimit(w: LimitWrite, dir: string, fs: CgroupFs, writes: AppliedLimits['writes'], trace?: (line: string) => void): void {

@@ -7,6 +7,8 @@
 import { accessSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, constants as fsc, writeSync } from 'node:fs';
 
 import { TsboxError } from '../errors.js';
+import { loadNative } from '../native.js';
+import type { DeviceRuleWrite } from './driver.js';
 
 export interface CgroupFs {
   /** mkdir(2), mode 0755; throws EEXIST when it exists. */
@@ -23,6 +25,13 @@ export interface CgroupFs {
   subdirs(path: string): string[];
   /** kill(2). */
   kill(pid: number, signal: NodeJS.Signals): void;
+  /**
+   * Loads the eBPF program for the device rules `rules` (a v1 device
+   * cgroup's writes, in order) and attaches it to the cgroup v2 directory
+   * `dir` (bpf(2), through the addon). Throws an error with the errno and
+   * the call that failed (`syscall`), as Node's system errors have them.
+   */
+  attachDeviceFilter(dir: string, rules: readonly DeviceRuleWrite[]): void;
 }
 
 export const realFs: CgroupFs = {
@@ -58,6 +67,10 @@ export const realFs: CgroupFs = {
       .filter((d) => d.isDirectory())
       .map((d) => d.name),
   kill: (pid, signal) => process.kill(pid, signal),
+  attachDeviceFilter: (dir, rules) => {
+    const failed = loadNative().binding.attachDeviceFilter(dir, rules.map((r) => ({ file: r.file, value: r.value })));
+    if (failed) throw Object.assign(new Error(failed.detail), { errno: -failed.errno, syscall: failed.call, path: dir });
+  },
 };
 
 export const EPERM = 1;

@@ -91,12 +91,40 @@ export declare class HelperProcess {
 }
 
 /**
+ * Builds the device program for `rules` (the v1 device cgroup's writes, in
+ * order), loads it and attaches it to the cgroup v2 directory `cgroup`.
+ * Returns null when it is in place, else what failed (nothing is left
+ * attached then: the caller removes the cgroup).
+ */
+export declare function attachDeviceFilter(cgroup: string, rules: Array<DeviceRuleWrite>): DeviceFilterFailure | null
+
+/**
  * Compiles an OCI `linux.seccomp` profile (JSON text; null for tsbox's
  * default profile) for this machine's architecture, and returns the BPF
  * program as raw `struct sock_filter` bytes. A bad profile throws an error
  * naming the JSON path of each problem.
  */
 export declare function compileSeccomp(profileJson?: string | undefined | null): Buffer
+
+/**
+ * Why the filter could not be put in place: the call that failed, its
+ * errno (0 for rules that cannot be carried out: no call failed), and what
+ * happened (the verifier's log, when it refused the program).
+ */
+export interface DeviceFilterFailure {
+  call: string
+  errno: number
+  detail: string
+}
+
+/**
+ * One write of the rules, as ts/cgroups's DeviceRuleWrite: `devices.allow`
+ * or `devices.deny`, and `a` or `c 1:3 rwm`.
+ */
+export interface DeviceRuleWrite {
+  file: string
+  value: string
+}
 
 /** How the exited helper ended. */
 export interface HelperExit {

@@ -91,16 +91,31 @@ export interface OciContainer {
    * (hooks, state, kill, delete) but `start` fails, as the runtime-spec says.
    */
   startable: boolean;
-  /** The writes of the container's v1 device cgroup, in order; null without one (see deviceGuard). */
+  /**
+   * The device rules in order, as the writes of a v1 device cgroup (on a
+   * pure v2 host, the rules of the eBPF device program on the container's
+   * cgroup); null without either (see deviceGuard).
+   */
   deviceRules: DeviceRuleWrite[] | null;
   /**
    * Devices are denied outside a user namespace: CAP_SYS_ADMIN could undo
    * the rule (remount nodev filesystems, rewrite or leave the device
-   * cgroup), so no process with it may run in this container, exec'd ones
-   * included.
+   * cgroup, detach the device program or leave its cgroup), so no process
+   * with it may run in this container, exec'd ones included.
    */
   deviceGuard: boolean;
 }
+
+/**
+ * What carries out linux.resources.devices on this host (ts/oci/runtime.ts
+ * decides): the container's own v1 device cgroup (v1 and hybrid hosts with
+ * a devices hierarchy), or an eBPF device program attached to its cgroup
+ * (pure v2, which has no device controller), both as root only; else
+ * nothing, for an ordinary user (`rootless`: a device cgroup's rules and
+ * loading a device program need CAP_SYS_ADMIN, or CAP_BPF, in the initial
+ * user namespace) or for root on a host with neither (`none`).
+ */
+export type DeviceControl = 'cgroup' | 'ebpf' | 'rootless' | 'none';
 
 const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup' };
 
@@ -108,7 +123,7 @@ const NS: Record<string, Namespace> = { pid: 'pid', network: 'net', mount: 'moun
 const RLIM_INFINITY = 2n ** 64n - 1n;
 
 /** Turns a checked config.json into what `create` launches; throws every problem with its JSON path. */
-export function ociContainer(spec: OciSpec, bundle: string, file: string, trace = false, deviceCgroup = false): OciContainer {
+export function ociContainer(spec: OciSpec, bundle: string, file: string, trace = false, deviceControl: DeviceControl = 'none'): OciContainer {
   const problems: SpecProblem[] = [];
   const refuse = (path: string, message: string) => problems.push({ path, message });
   const unsupported = (path: string, what = 'is not supported by tsbox yet') => refuse(path, what);
@@ -173,18 +188,22 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   }
 
   const limits = ociLimits(spec.linux?.resources, refuse);
-  const devicePolicyOf = devicePolicy(spec, refuse, deviceCgroup);
+  const devicePolicyOf = devicePolicy(spec, refuse, deviceControl);
   // Outside a user namespace a process with CAP_MKNOD could make and open
-  // device nodes the device rules deny. A device cgroup (v1) stops that;
-  // without one, every filesystem it gets (its root, tmpfs, binds) is
-  // nodev, and only tsbox's own device binds are not.
+  // device nodes the device rules deny. A device cgroup (v1) or the device
+  // program (v2) stops that: the kernel asks it at every open; without
+  // either, every filesystem it gets (its root, tmpfs, binds) is nodev, and
+  // only tsbox's own device binds are not.
   const nodev = !userns && !devicePolicyOf.allowAll && devicePolicyOf.writes === null;
-  // CAP_SYS_ADMIN outside a user namespace could undo either: remount a
-  // filesystem dev, or remount its cgroupfs writable and allow itself every
-  // device in its own device cgroup (its parent allows all), or, without a
-  // cgroup namespace, mount a hierarchy from its root and leave it. Refused
-  // unless all devices are allowed.
-  const deviceGuard = !userns && !devicePolicyOf.allowAll;
+  // CAP_SYS_ADMIN outside a user namespace could undo any of them: remount
+  // a filesystem dev; or remount its cgroupfs writable and allow itself
+  // every device in its own device cgroup (its parent allows all); or, the
+  // capability being the initial user namespace's, detach the device
+  // program from its cgroup with bpf(2); or, without a cgroup namespace,
+  // mount a hierarchy from its root and move itself out of its cgroup (and
+  // out from under the program). Refused unless all devices are allowed.
+  // (Allow all with denials after it denies devices too.)
+  const deviceGuard = !userns && !devicePolicyOf.everyDevice;
   if (deviceGuard && proc) deviceGuardProblems(proc, 'process', refuse);
 
   if (proc) processProblems(proc, 'process', refuse);
@@ -352,7 +371,7 @@ export function deviceGuardProblems(proc: OciProcess, at: string, refuse: (path:
   if (bounding !== null && !bounding.includes('CAP_SYS_ADMIN')) return;
   refuse(
     bounding === null ? `${at}.capabilities` : `${at}.capabilities.bounding`,
-    `${bounding === null ? 'leaves every capability, CAP_SYS_ADMIN included,' : 'has CAP_SYS_ADMIN,'} which outside a user namespace could open devices the device rules deny (by remounting the container's filesystems, or by rewriting or leaving its device cgroup): add a "user" namespace, drop CAP_SYS_ADMIN, or allow all devices (linux.resources.devices)`,
+    `${bounding === null ? 'leaves every capability, CAP_SYS_ADMIN included,' : 'has CAP_SYS_ADMIN,'} which outside a user namespace could open devices the device rules deny (by remounting the container's filesystems, by rewriting or leaving its device cgroup, or by detaching its eBPF device program): add a "user" namespace, drop CAP_SYS_ADMIN, or allow all devices (linux.resources.devices)`,
   );
 }
 
@@ -629,14 +648,24 @@ function ociMounts(list: OciMount[], bundle: string, nodev: boolean, refuse: (pa
 const DEFAULT_DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:2 rwm', 'c 136:* rwm'];
 
 /**
- * linux.resources.devices: whether the rules end allowing every device, and,
- * with a device cgroup (`cgroup`), its writes in order: deny all, the
- * config's rules, then the default devices unless all are allowed. Without
- * one, only deny all and allow all can be carried out.
+ * linux.resources.devices: whether the rules end in allow all (`allowAll`;
+ * `everyDevice` when no denial follows it either), and,
+ * with a device cgroup or the eBPF device program (`control`), the rules in
+ * order as v1 device cgroup writes: deny all, the config's rules, then the
+ * default devices unless all are allowed (the program decides from the same
+ * list as the v1 controller would). Without either, only deny all and allow
+ * all can be carried out.
  */
-function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => void, cgroup: boolean): { allowAll: boolean; writes: DeviceRuleWrite[] | null } {
+function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => void, control: DeviceControl): { allowAll: boolean; everyDevice: boolean; writes: DeviceRuleWrite[] | null } {
+  const cgroup = control === 'cgroup' || control === 'ebpf';
+  const needs =
+    control === 'rootless'
+      ? 'needs a device cgroup (cgroup v1) or an eBPF device program (cgroup v2), which tsbox has as root only: writing a device cgroup\'s rules and loading a device program need CAP_SYS_ADMIN (or CAP_BPF) in the initial user namespace'
+      : 'needs a v1 device cgroup, and this host has no v1 devices hierarchy (tsbox uses an eBPF device program instead on pure cgroup v2 hosts only)';
   const rules = spec.linux?.resources?.devices ?? [];
   let allowAll = false;
+  // A rule denying some devices after the last allow all.
+  let denies = false;
   const writes: DeviceRuleWrite[] = [{ file: 'devices.deny', value: 'a' }];
   rules.forEach((r, i) => {
     const at = `linux.resources.devices[${i}]`;
@@ -658,20 +687,21 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
       const num = (v: number | null | undefined) => (v == null || v === -1 ? '*' : String(v));
       writes.push({ file: r.allow ? 'devices.allow' : 'devices.deny', value: type === 'a' ? 'a' : `${type} ${num(r.major)}:${num(r.minor)} ${access}` });
       if (all) allowAll = r.allow;
+      denies = all ? false : denies || (allowAll && !r.allow);
       return;
     }
     if (!r.allow) {
-      if (!all) refuse(at, 'a rule for some devices needs a device cgroup, which tsbox has only on cgroup v1 and hybrid hosts, as root (deny all, or allow all)');
+      if (!all) refuse(at, `a rule for some devices ${needs} (deny all, or allow all)`);
       else allowAll = false;
     } else if (all && /^[rwm]*$/.test(access) && access.includes('r') && access.includes('w')) {
       allowAll = true;
     } else if (!/^m*$/.test(access)) {
-      refuse(at, 'allowing some devices needs a device cgroup, which tsbox has only on cgroup v1 and hybrid hosts, as root (the default devices are there without a rule)');
+      refuse(at, `allowing some devices ${needs} (the default devices are there without a rule)`);
     }
   });
-  if (!cgroup) return { allowAll, writes: null };
+  if (!cgroup) return { allowAll, everyDevice: allowAll, writes: null };
   if (!allowAll) writes.push(...DEFAULT_DEVICE_RULES.map((value) => ({ file: 'devices.allow' as const, value })));
-  return { allowAll, writes };
+  return { allowAll, everyDevice: allowAll && !denies, writes };
 }
 
 const BLOCK_IO_KEYS = new Set(['weight', 'leafWeight', 'weightDevice', 'throttleReadBpsDevice', 'throttleWriteBpsDevice', 'throttleReadIOPSDevice', 'throttleWriteIOPSDevice']);

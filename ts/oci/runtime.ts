@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
-import { containerPids, containerStats, hasV1Devices, isPaused, setPaused, updateCgroup } from '../cgroups/index.js';
+import { containerPids, containerStats, detectCgroupMode, hasV1Devices, isPaused, readProcSource, setPaused, updateCgroup } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
 import type { Hooks } from '../generated/wire.js';
 import { loadNative } from '../native.js';
@@ -17,7 +17,7 @@ import type { Container } from '../runtime/container.js';
 import { ContainerRef } from '../runtime/lifecycle.js';
 import { launch } from '../runtime/launch.js';
 import { containerDir, findOciState, listStates, liveState, type ContainerState } from '../runtime/state.js';
-import { ociContainer, ociLimits } from './plan.js';
+import { ociContainer, ociLimits, type DeviceControl } from './plan.js';
 import { kebab } from '../suggest.js';
 import { jsonPath, loadSpec, ociResourcesSchema, parseJsonExact, specError, stringifyExact, type HookName, type OciHook, type SpecProblem } from './spec.js';
 
@@ -102,8 +102,9 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
     const env = (spec.process.env ?? []).filter((e) => !e.startsWith('LISTEN_FDS=') && !e.startsWith('LISTEN_PID='));
     spec.process.env = [...env, `LISTEN_FDS=${listen}`, 'LISTEN_PID=1'];
   }
-  // A v1 device cgroup carries out the device rules, as runc's; root's only.
-  const c = ociContainer(spec, bundle, file, o.trace === true, process.getuid?.() === 0 && hasV1Devices());
+  // A v1 device cgroup carries out the device rules, as runc's, or on pure
+  // v2 an eBPF device program on the container's cgroup; root's only.
+  const c = ociContainer(spec, bundle, file, o.trace === true, deviceControl());
   c.options.name = o.id;
   // With a console socket the container's stdio is its terminal, and
   // nothing create leaves running (the monitor, the waiting PID 1) may keep
@@ -262,7 +263,7 @@ export function ociUpdate(id: string | undefined, resourcesFile: string | undefi
     }
     const parsed = ociResourcesSchema.safeParse(raw);
     if (!parsed.success) throw specError(file, parsed.error.issues.map((i) => ({ path: jsonPath(['resources', ...i.path]), message: i.message })));
-    if (parsed.data.devices?.length) refuse('resources.devices', 'device rules are set at create, and tsbox has no device cgroup to change');
+    if (parsed.data.devices?.length) refuse('resources.devices', 'device rules are set at create, and tsbox does not change them while the container runs');
     ({ options: limits, paths } = ociLimits(parsed.data, refuse, 'resources'));
     // checkBeforeUpdate: a memory limit below what the container uses now is refused, not set.
     const limit = parsed.data.memory?.limit;
@@ -414,5 +415,18 @@ export function writePidFile(path: string, pid: number): void {
   } catch (err) {
     rmSync(tmp, { force: true });
     throw new TsboxError({ step: 'pid_file', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path, detail: `cannot write the pid file (${(err as Error).message})`, hint: null });
+  }
+}
+
+/** What carries out a bundle's device rules on this host (plan.ts, DeviceControl). */
+function deviceControl(): DeviceControl {
+  if (process.getuid?.() !== 0) return 'rootless';
+  try {
+    const src = readProcSource();
+    if (hasV1Devices(src)) return 'cgroup';
+    return detectCgroupMode(src) === 'v2' ? 'ebpf' : 'none';
+  } catch {
+    // No cgroup hierarchy: the launch reports it.
+    return 'none';
   }
 }

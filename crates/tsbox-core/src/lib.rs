@@ -6,6 +6,7 @@
 //! [`PLAN_VERSION`]; the helper refuses a plan of another version, so an addon and
 //! a helper from different releases fail loudly instead of misreading each other.
 
+pub mod devices;
 #[cfg(test)]
 mod generated;
 pub mod message;

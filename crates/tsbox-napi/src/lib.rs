@@ -5,6 +5,7 @@
 //! fork and exec in this multithreaded process (DESIGN.md, Processes).
 
 pub mod cgroup;
+pub mod devices;
 pub mod lock;
 pub mod spawn;
 // Public so its #[napi] functions count as used in test builds too.
