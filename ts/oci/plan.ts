@@ -50,8 +50,9 @@ const FLAG_OPTIONS: Record<string, number> = {
 const BIND_FLAGS = new Set(['noatime', 'nodiratime', 'relatime', 'strictatime', 'nosymfollow']);
 const DEFAULT_OPTIONS = new Set(['async', 'atime', 'diratime', 'norelatime', 'nostrictatime', 'nolazytime', 'noiversion', 'loud', 'defaults', 'nomand', 'symfollow']);
 /** Propagation options: the mount's own, set after the root's (rootfsPropagation). */
-const PROPAGATION: Record<string, { kind: 'private' | 'slave' | 'shared' | 'unbindable'; recursive: boolean }> = Object.fromEntries(
-  (['private', 'slave', 'shared', 'unbindable'] as const).flatMap((kind) => [
+type PropagationOption = { kind: 'private' | 'slave' | 'shared' | 'unbindable'; recursive: boolean };
+const PROPAGATION: Record<string, PropagationOption> = Object.fromEntries(
+  (['private', 'slave', 'shared', 'unbindable'] as const).flatMap((kind): [string, PropagationOption][] => [
     [kind, { kind, recursive: false }],
     [`r${kind}`, { kind, recursive: true }],
   ]),
@@ -513,12 +514,14 @@ function ociMemoryPolicy(p: NonNullable<NonNullable<OciSpec['linux']>['memoryPol
       return null;
     }
     for (const range of list.split(',')) {
-      const [a, b = a] = range.split('-').map(Number) as [number, number?];
-      if (b! < a || b! > 4095) {
+      const [a, b] = range.split('-').map(Number);
+      const low = a!;
+      const high = b ?? low;
+      if (high < low || high > 4095) {
         refuse(`${at}.nodes`, `"${range}" is not a range of memory nodes (low to high, below 4096)`);
         return null;
       }
-      for (let n = a; n <= b!; n++) nodes.push(n);
+      for (let n = low; n <= high; n++) nodes.push(n);
     }
   }
   // MPOL_DEFAULT and MPOL_LOCAL take no nodes; the others but MPOL_PREFERRED (empty: local) need some.
