@@ -946,7 +946,8 @@ describe('hooks', () => {
     cfg.process.noNewPrivileges = true;
     cfg.process.capabilities = { bounding: ['CAP_KILL'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'] };
     cfg.hooks = {
-      createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', `echo createRuntime >> ${dir}/out/order`] }],
+      // It runs before pivot_root: the container's mounts still show the staging root.
+      createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', `echo createRuntime >> ${dir}/out/order; s=$(cat); echo "$s" > ${dir}/out/createRuntime.json; pid=$(echo "$s" | sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p'); grep -c " /tmp/root " /proc/$pid/mountinfo > ${dir}/out/cr-root`] }],
       // The host's /bin/sh and the host's path to the bundle: before pivot_root.
       createContainer: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${dir}/out/createContainer.json; echo createContainer >> ${dir}/out/order; readlink /proc/self/ns/mnt > ${dir}/out/cc-ns; readlink /proc/self/ns/uts >> ${dir}/out/cc-ns; echo "$HOOK_ENV" > ${dir}/out/cc-env`], env: ['HOOK_ENV=given'], timeout: 5 }],
       // The container's /bin/sh and its /var: after pivot_root, as the process.
@@ -957,7 +958,8 @@ describe('hooks', () => {
     const created = await create(dir, [id]);
     expect(created.code, created.stderr).toBe(0);
     const pid = (await state(id)).pid;
-    expect(readFileSync(join(dir, 'out/order'), 'utf8').split('\n').filter(Boolean).sort()).toEqual(['createContainer', 'createRuntime']);
+    // The runtime-spec's order: createRuntime (in the runtime's namespaces), then createContainer, both before pivot_root.
+    expect(readFileSync(join(dir, 'out/order'), 'utf8').split('\n').filter(Boolean)).toEqual(['createRuntime', 'createContainer']);
     expect(readFileSync(join(dir, 'out/cc-env'), 'utf8')).toBe('given\n');
     const started = await cli(['start', id]);
     expect(started.code, started.stderr).toBe(0);
@@ -978,6 +980,9 @@ describe('hooks', () => {
     expect(readFileSync(join(dir, 'out/status'), 'utf8')).toMatch(/NoNewPrivs:\t1\n[^]*1000\n$/);
     const common = { ociVersion: cfg.ociVersion, id, bundle: dir, annotations: { 'org.example.test': 'hooks' }, pid };
     expect(JSON.parse(readFileSync(join(dir, 'out/createContainer.json'), 'utf8'))).toEqual({ ...common, status: 'creating' });
+    expect(JSON.parse(readFileSync(join(dir, 'out/createRuntime.json'), 'utf8'))).toMatchObject({ ...common, status: 'created' });
+    // The container had not pivoted yet: its new root was still mounted at tsbox's staging /tmp/root.
+    expect(Number(readFileSync(join(dir, 'out/cr-root'), 'utf8').trim())).toBeGreaterThanOrEqual(1);
     expect(JSON.parse(readFileSync(join(dir, 'out/startContainer.json'), 'utf8'))).toEqual({ ...common, status: 'created' });
   });
 

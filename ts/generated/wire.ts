@@ -98,7 +98,14 @@ reparent: boolean,
  * namespaces once its mounts are made, before pivot_root (their paths
  * are the host's), each with the state on its stdin.
  */
-createContainerHooks: Hooks | null, };
+createContainerHooks: Hooks | null, 
+/**
+ * Node runs the OCI `prestart` and `createRuntime` hooks once the
+ * container is cloned, and the child waits for them (`hooked`) after its
+ * mounts and before its createContainer hooks and pivot_root, as the
+ * runtime-spec orders them.
+ */
+runtimeHooks: boolean, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 
@@ -309,7 +316,7 @@ soft: number | null, hard: number | null, };
 
 export type TtySize = { rows: number, cols: number, };
 
-export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "process" } & ProcessPlan | { "type": "hold" } & ProcessPlan | { "type": "start" } | { "type": "signal", signo: number, } | { "type": "execInto", process: ProcessPlan, stdio: number, namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
+export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "runtimeHooks" } | { "type": "process" } & ProcessPlan | { "type": "hold" } & ProcessPlan | { "type": "start" } | { "type": "signal", signo: number, } | { "type": "execInto", process: ProcessPlan, stdio: number, namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
 
 export type HelperMsg = { "type": "cloned", pid: number, monitor: number, } | { "type": "ready" } | { "type": "pty" } | { "type": "started", pid: number, } | { "type": "failed" } & Report | { "type": "exited", 
 /**

@@ -302,6 +302,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       domainname: spec.domainname || null,
       reparent: false,
       createContainerHooks: null,
+      runtimeHooks: false,
     };
     const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace, linux.personality?.domain);
     // The container's process only, as runc: exec'd ones keep their caller's.

@@ -135,7 +135,14 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
         const state = { ociVersion: c.ociVersion, id: o.id, status: 'creating', pid: 0, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}) };
         p.sandbox.createContainerHooks = hookPlan(c.hooks.createContainer, state);
         p.process.startContainerHooks = hookPlan(c.hooks.startContainer, state);
+        p.sandbox.runtimeHooks = Boolean(c.hooks.prestart?.length || c.hooks.createRuntime?.length);
         return p;
+      },
+      // As the runtime-spec orders them: once the container exists, before
+      // its pivot_root and its createContainer hooks; status created, as runc.
+      runtimeHooks: (pid) => {
+        const state = { ociVersion: c.ociVersion, id: o.id, status: 'created' as const, pid, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}), created: new Date().toISOString(), owner: '' };
+        for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], state, true);
       },
       state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved, deviceRules: c.deviceRules },
   });
@@ -150,8 +157,6 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
       loadNative().binding.sendConsole(consoleSocket, fd, '/dev/ptmx');
     }
     const state = ociState(ref.state());
-    // As runc: create ran them, and the container is created.
-    for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], { ...state, status: 'created' }, true);
     if (pidFile !== undefined) writePidFile(pidFile, container.pid);
     return { state, container };
   } catch (err) {

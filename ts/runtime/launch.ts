@@ -80,6 +80,12 @@ export interface LaunchExtras {
     preserveFds?: number[] | undefined;
     /** linux.resources.devices for its v1 device cgroup (CreateOptions.devices). */
     deviceRules?: DeviceRuleWrite[] | null | undefined;
+    /**
+     * The runtime's hooks (prestart, createRuntime), run once the container
+     * is cloned (its pid, as the host sees it), while its first process
+     * waits before pivot_root (`sandbox.runtimeHooks`). A throw fails the launch.
+     */
+    runtimeHooks?: ((pid: number) => void) | undefined;
   } | undefined;
 }
 
@@ -281,6 +287,11 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     if (sandbox.maps.writer === 'node' && maps) {
       writeMaps(cloned.pid, maps, trace);
       await toHelper.maps(ch);
+    }
+    // The runtime's OCI hooks, while the child waits before pivot_root.
+    if (sandbox.runtimeHooks) {
+      extras.oci?.runtimeHooks?.(cloned.pid);
+      await toHelper.runtimeHooks(ch);
     }
 
     // Phases 7 to 9: the sandbox is ready, the process prepares (handing

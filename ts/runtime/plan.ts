@@ -357,6 +357,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     time: null,
     domainname: null,
     reparent: false, createContainerHooks: null,
+      runtimeHooks: false,
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }

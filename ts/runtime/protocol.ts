@@ -77,6 +77,8 @@ export const toHelper = {
   maps: (ch: NativeChannel) => send(ch, { type: 'maps' }),
   /** Phase 4: Node made the cgroup. */
   cgroup: (ch: NativeChannel) => send(ch, { type: 'cgroup' }),
+  /** The OCI prestart and createRuntime hooks ran: the child may pivot_root. */
+  runtimeHooks: (ch: NativeChannel) => send(ch, { type: 'runtimeHooks' }),
   /** Phase 8: the process to run in the sandbox. */
   process: (ch: NativeChannel, process: ProcessPlan) => send(ch, { type: 'process', ...process }),
   /** A created container's process, which the monitor keeps until `start`. */

@@ -88,6 +88,10 @@ pub enum NodeMsg {
     Cgroup,
     /// Phase 5: Node's network hook is done (`NetworkPhase::Node`).
     Network,
+    /// Node ran the OCI `prestart` and `createRuntime` hooks
+    /// (`SandboxPlan::runtime_hooks`): the child may go on to its
+    /// createContainer hooks and pivot_root.
+    RuntimeHooks,
     /// Phase 8: the process to run in the sandbox. May come right after the
     /// plan; the helper hands it to the child when the sandbox is ready.
     Process(Box<ProcessPlan>),
@@ -160,6 +164,9 @@ pub enum ToChild {
     /// Phase 4 done on v1: the child is in its cgroup (sent after `Go`,
     /// always): it may enter its cgroup namespace.
     Placed,
+    /// The runtime's hooks ran (`SandboxPlan::runtime_hooks`): the mounts
+    /// made, the child goes on to pivot_root.
+    Hooked,
     /// Phase 8: the process to become.
     Process(Box<ProcessPlan>),
 }

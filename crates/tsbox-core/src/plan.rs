@@ -85,6 +85,12 @@ pub struct SandboxPlan {
     /// are the host's), each with the state on its stdin.
     #[serde(default)]
     pub create_container_hooks: Option<Hooks>,
+    /// Node runs the OCI `prestart` and `createRuntime` hooks once the
+    /// container is cloned, and the child waits for them (`hooked`) after its
+    /// mounts and before its createContainer hooks and pivot_root, as the
+    /// runtime-spec orders them.
+    #[serde(default)]
+    pub runtime_hooks: bool,
 }
 
 /// OCI hooks the child runs itself, in order, and the state they read.
@@ -658,6 +664,7 @@ mod tests {
             domainname: None,
             reparent: false,
             create_container_hooks: None,
+            runtime_hooks: false,
         }
     }
 

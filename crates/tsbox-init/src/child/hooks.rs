@@ -53,6 +53,18 @@ pub fn remember_host_pid() {
     let _ = HOST_PID.set(pid);
 }
 
+/// Waits until Node has run the runtime's hooks (`hooked`).
+pub fn wait_runtime_hooks(chan: &crate::channel::Channel) -> Result<()> {
+    match chan.recv::<tsbox_core::ToChild>() {
+        Ok(Some(tsbox_core::ToChild::Hooked)) => Ok(()),
+        // The helper is gone (a hook failed, and Node gave up): nobody to report to.
+        // SAFETY: ends this process without running anything else.
+        Ok(None) => unsafe { libc::_exit(125) },
+        Ok(Some(other)) => Err(Report::new(Step::WaitGo, libc::EPROTO).detail(format!("expected hooked, got {other:?}"))),
+        Err(e) => Err(Report::new(Step::WaitGo, e.errno()).detail(e.to_string())),
+    }
+}
+
 /// Runs `hooks` (of the kind `name`, for reports: `createContainer`) in
 /// order, each reading the state with `status` and the host pid.
 pub fn run(name: &str, hooks: &Hooks, status: &str, tr: Trace) -> Result<()> {

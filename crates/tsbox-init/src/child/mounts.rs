@@ -127,7 +127,13 @@ pub fn open_sources(plan: &SandboxPlan, trees: Vec<OwnedFd>, tr: &Trace) -> Resu
 /// Builds the new root and pivots into it. `enter_cgroup` runs once, before
 /// the first mount on /sys/fs/cgroup (whose cgroupfs must show the container's
 /// cgroup namespace) or, without one, before pivot_root.
-pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+pub fn build_root(
+    plan: &SandboxPlan,
+    sources: Sources,
+    tr: &Trace,
+    chan: &crate::channel::Channel,
+    enter_cgroup: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     let RootfsSpec::Path {
         path: rootfs, mode, nodev, ..
     } = &plan.rootfs;
@@ -247,6 +253,11 @@ pub fn build_root(plan: &SandboxPlan, sources: Sources, tr: &Trace, enter_cgroup
     }
     drop(root);
     enter_cgroup()?;
+    // The runtime's own hooks (prestart, createRuntime) run in Node meanwhile.
+    if plan.runtime_hooks {
+        super::hooks::wait_runtime_hooks(chan)?;
+        trace!(tr, "hooks: prestart and createRuntime ran");
+    }
     // The runtime-spec's createContainer hooks: in the container's
     // namespaces, its mounts made, the host's paths still reachable.
     if let Some(h) = &plan.create_container_hooks {

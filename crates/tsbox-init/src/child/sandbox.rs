@@ -54,7 +54,7 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
         trace!(tr, "sysctl: {} = {}", s.key, s.value);
     }
     if let Some(sources) = sources {
-        mounts::build_root(plan, sources, &tr, &mut || cgroup.enter())?;
+        mounts::build_root(plan, sources, &tr, chan, &mut || cgroup.enter())?;
     }
     cgroup.enter()?;
     // An empty name leaves the one the namespace has (a joined one's, an

@@ -227,6 +227,7 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         maps: plan.maps == MapsPhase::Node,
         cgroup: matches!(plan.cgroup, CgroupPhase::Place { made_by_node: true, .. }),
         network: plan.network == NetworkPhase::Node,
+        runtime_hooks: plan.runtime_hooks,
         process: None,
     };
     // v1 checks the mover against the moved process's ids unless the mover
@@ -268,6 +269,14 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         }
     }
     let _ = mine.send(&ToChild::Placed);
+    // The runtime's hooks (prestart, createRuntime) run in Node once the
+    // container exists; the child waits for them before pivot_root.
+    if plan.runtime_hooks {
+        if let Err(r) = awaiting.until(node, |a| a.runtime_hooks) {
+            return Err(abort(host, &c, node, r));
+        }
+        let _ = mine.send(&ToChild::Hooked);
+    }
     // While the child builds its sandbox: the state says it exists (a
     // process that came with the plan says `running` soon, in one write).
     if !matches!(awaiting.process, Some(Pending::Run(_))) {
@@ -300,6 +309,7 @@ struct Awaiting {
     maps: bool,
     cgroup: bool,
     network: bool,
+    runtime_hooks: bool,
     process: Option<Pending>,
 }
 
@@ -313,6 +323,7 @@ impl Awaiting {
                 Ok(Some(NodeMsg::Maps)) if self.maps => self.maps = false,
                 Ok(Some(NodeMsg::Cgroup)) if self.cgroup => self.cgroup = false,
                 Ok(Some(NodeMsg::Network)) if self.network => self.network = false,
+                Ok(Some(NodeMsg::RuntimeHooks)) if self.runtime_hooks => self.runtime_hooks = false,
                 Ok(Some(NodeMsg::Process(p))) if self.process.is_none() => self.process = Some(Pending::Run(p)),
                 Ok(Some(NodeMsg::Hold(p))) if self.process.is_none() => self.process = Some(Pending::Hold(p)),
                 // A signal before the container runs: it dies, as it would.

@@ -162,6 +162,7 @@ fn plan() -> SandboxPlan {
         domainname: None,
         reparent: false,
         create_container_hooks: None,
+        runtime_hooks: false,
     }
 }
 
