@@ -433,6 +433,62 @@ describe('as conmon and containerd\'s shim drive it', () => {
   });
 });
 
+describe('seccomp agent (SCMP_ACT_NOTIFY)', () => {
+  it('the listener goes to linux.seccomp.listenerPath with the containerProcessState; the agent answers the notified calls; exec and a missing agent are refused', async () => {
+    const sock = join(scratch, `agent-${serial}.sock`);
+    const out = join(scratch, `agent-${serial}.json`);
+    const agent = spawnProcess(probePath(), ['seccomp-agent', sock, out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await new Promise<void>((res, rej) => {
+        agent.stdout.once('data', () => res());
+        agent.once('exit', (code) => rej(new Error(`the agent exited with ${code}`)));
+      });
+      const profile = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        listenerPath: sock,
+        listenerMetadata: 'tsbox-test',
+        syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_NOTIFY' }],
+      };
+      const dir = bundle('mkdir /tmp/x 2> /var/err; echo $? > /var/status; touch /var/after; while [ ! -e /var/done ]; do sleep 0.05; done', (c) => {
+        c.linux.seccomp = profile;
+        c.mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: [] });
+        c.annotations = { 'org.example.agent': 'yes' };
+      });
+      const id = newId();
+      const created = await create(dir, [id]);
+      expect(created.code, created.stderr).toBe(0);
+      const pid = (await state(id)).pid;
+      expect((await cli(['start', id])).code).toBe(0);
+      expect(await eventually(() => existsSync(join(dir, 'out/after')))).toBe(true);
+      // exec would load the filter with no listener to hand on: refused.
+      const exec = await cli(['exec', id, 'true']);
+      expect(exec.code).not.toBe(0);
+      expect(exec.stderr).toContain('notifies a seccomp agent (SCMP_ACT_NOTIFY)');
+      writeFileSync(join(dir, 'out/done'), '');
+      await waitFor(id, 'stopped');
+      // The agent answered mkdir with EOPNOTSUPP; everything else ran.
+      expect(readFileSync(join(dir, 'out/err'), 'utf8')).toMatch(/not supported/i);
+      expect(readFileSync(join(dir, 'out/status'), 'utf8').trim()).not.toBe('0');
+      expect(existsSync(join(dir, 'out/after'))).toBe(true);
+      expect(readFileSync(`${out}.calls`, 'utf8')).toMatch(/^notified \d+\n/);
+      const sent = JSON.parse(readFileSync(out, 'utf8')) as { ociVersion: string; fds: string[]; pid: number; metadata: string; state: State };
+      expect(sent).toMatchObject({ fds: ['seccompFd'], pid, metadata: 'tsbox-test', state: { id, pid, bundle: dir, status: 'created', annotations: { 'org.example.agent': 'yes' } } });
+      expect((await cli(['delete', id])).code).toBe(0);
+    } finally {
+      agent.kill('SIGKILL');
+    }
+    // No agent listening: create fails, naming the socket, and leaves nothing.
+    const dir = bundle('true', (c) => {
+      c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: join(scratch, 'nobody-listens.sock'), syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] };
+    });
+    const id = newId();
+    const r = await create(dir, [id]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('connect to the seccomp agent\'s socket (linux.seccomp.listenerPath)');
+    expect((await cli(['state', id])).code).not.toBe(0);
+  });
+});
+
 describe('passing descriptors', () => {
   it('--preserve-fds N and LISTEN_FDS: the container\'s first process has them as 3 and up, and nothing else of tsbox\'s', async () => {
     const dir = bundle('echo "fds: $(ls /proc/self/fd | tr "\\n" " ")listen=$LISTEN_FDS pid=$LISTEN_PID" >&3; echo second >&4');

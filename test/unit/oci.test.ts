@@ -450,6 +450,7 @@ describe('the plans of a bundle', () => {
       scheduler: null,
       startContainerHooks: null,
       memoryPolicy: null,
+      seccompAgent: null,
     });
   });
 

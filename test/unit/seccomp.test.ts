@@ -112,6 +112,17 @@ describe('profile files and the plan\'s program', () => {
     expect(c.seen).toEqual([text, '{"defaultAction":"SCMP_ACT_LOG"}']);
   });
 
+  it('SCMP_ACT_NOTIFY only in an OCI bundle, whose first process hands its agent the listener: for run and the API, an error naming the rule', () => {
+    const profile = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/agent.sock', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] } as const;
+    const e = rejection(() => seccompProgram(profile, fakeCompiler()));
+    expect(e.issues).toEqual([{ path: 'seccomp.syscalls[1].action', message: expect.stringMatching(/^SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle/) }]);
+    // An OCI bundle's (relaxed, as runc takes them) compiles.
+    expect(seccompProgram(profile, fakeCompiler(), dir, true)).toMatch(/^[0-9a-f]+$/);
+    // The compiler's "needs listenerPath" becomes the same for run and the API.
+    const c = fakeCompiler([{ path: 'syscalls[0].action', message: 'SCMP_ACT_NOTIFY needs listenerPath, the seccomp agent\'s socket' }]);
+    expect(rejection(() => seccompProgram({ defaultAction: 'SCMP_ACT_ALLOW' }, c)).issues[0]!.message).toMatch(/^SCMP_ACT_NOTIFY needs a seccomp agent/);
+  });
+
   it("reports the validator's problems as one config error naming the file, each with its JSON path", () => {
     const path = write('bad.json', '{}');
     const c = fakeCompiler([

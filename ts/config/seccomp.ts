@@ -116,6 +116,19 @@ export interface SeccompCompiler {
   seccompRelax?: (profileJson: string) => string;
 }
 
+const NOTIFY_OUTSIDE_OCI = 'SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle (linux.seccomp.listenerPath); use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS';
+
+/** The index of a profile's first SCMP_ACT_NOTIFY rule, or -1. */
+function notifyRule(json: string): number {
+  let rules: unknown;
+  try {
+    rules = (JSON.parse(json) as { syscalls?: unknown } | null)?.syscalls;
+  } catch {
+    return -1;
+  }
+  return Array.isArray(rules) ? rules.findIndex((r) => (r as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY') : -1;
+}
+
 /**
  * The plan's `seccomp` field for the option: the compiled program as hex, or
  * null for `unconfined`. Compilation happens here, in the parent, and the
@@ -143,12 +156,18 @@ export function seccompProgram(option: SeccompOption | undefined, compiler: Secc
   }
   // An OCI runtime takes its callers' profiles (podman's, Docker's) as runc does.
   if (relaxed && json !== null && compiler.seccompRelax) json = compiler.seccompRelax(json);
+  let program: string;
   try {
-    return compiler.compileSeccomp(json).toString('hex');
+    program = compiler.compileSeccomp(json).toString('hex');
   } catch (err) {
     const problems = json === null ? [] : compiler.seccompProblems(json);
     // The default profile failing is a tsbox bug or a host the compiler does not know: say what it said.
     const issues = problems.length > 0 ? problems : [{ path: '(profile)', message: (err as Error).message.replace(/^seccomp profile: /, '') }];
-    throw configError(source, issues.map((i) => ({ path: under(i.path), message: i.message })));
+    throw configError(source, issues.map((i) => ({ path: under(i.path), message: !relaxed && i.message.startsWith('SCMP_ACT_NOTIFY needs listenerPath') ? NOTIFY_OUTSIDE_OCI : i.message })));
   }
+  // Only an OCI bundle's first process hands a seccomp agent its listener
+  // (linux.seccomp.listenerPath); here a notified call would fail with ENOSYS.
+  const notified = relaxed || json === null ? -1 : notifyRule(json);
+  if (notified >= 0) throw configError(source, [{ path: under(`syscalls[${notified}].action`), message: NOTIFY_OUTSIDE_OCI }]);
+  return program;
 }

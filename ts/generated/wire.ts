@@ -105,7 +105,13 @@ createContainerHooks: Hooks | null,
  * mounts and before its createContainer hooks and pivot_root, as the
  * runtime-spec orders them.
  */
-runtimeHooks: boolean, };
+runtimeHooks: boolean, 
+/**
+ * OCI `linux.seccomp.listenerPath`: the seccomp agent's Unix socket,
+ * connected to with the caller's credentials before pivot_root; the
+ * process sends its filter's notification descriptor there.
+ */
+seccompListener: string | null, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 
@@ -131,6 +137,8 @@ export type Hook = { path: string, args: Array<string>, env: Array<string>, time
 export type MountPropagation = { kind: Propagation, recursive: boolean, };
 
 export type MemoryPolicy = { mode: number, flags: number, nodes: Array<number>, };
+
+export type SeccompAgent = { metadata: string, state: string, };
 
 export type IoPriority = { class: number, priority: number, };
 
@@ -272,7 +280,12 @@ startContainerHooks: Hooks | null,
  * The NUMA memory policy (OCI `linux.memoryPolicy`), set with
  * set_mempolicy(2) before execve, so the process and its children have it.
  */
-memoryPolicy: MemoryPolicy | null, };
+memoryPolicy: MemoryPolicy | null, 
+/**
+ * The filter has SCMP_ACT_NOTIFY rules: it is loaded with a listener,
+ * whose descriptor goes to the sandbox's seccomp agent with this.
+ */
+seccompAgent: SeccompAgent | null, };
 
 export type User = { 
 /**

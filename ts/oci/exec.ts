@@ -15,7 +15,7 @@ import { loadNative, type NativeChannel, type NativeHelper } from '../native.js'
 import { execPlan, keepAlive, type Container } from '../runtime/container.js';
 import { recv, toHelper, toMonitor } from '../runtime/protocol.js';
 import { containerDir } from '../runtime/state.js';
-import { deviceGuardProblems, ociProcessPlan, processProblems } from './plan.js';
+import { deviceGuardProblems, notifies, ociProcessPlan, processProblems } from './plan.js';
 import { findOci, ociState, savedConfig, writePidFile } from './runtime.js';
 import { jsonPath, ociProcessSchema, parseJsonExact, specError, type SpecProblem } from './spec.js';
 
@@ -119,6 +119,10 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   }
   if (!terminal && r.consoleSocket !== undefined) {
     throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'there is no terminal to send: the process has none', hint: 'add --tty, or leave out --console-socket' });
+  }
+  // Its filter would notify an agent it has no connection to: the calls would fail with ENOSYS.
+  if (notifies(saved.linux.seccomp)) {
+    throw new TsboxError({ step: 'config', errno: 95, path: 'linux.seccomp', detail: 'the container\'s seccomp profile notifies a seccomp agent (SCMP_ACT_NOTIFY), and tsbox hands an agent the listener of the container\'s first process only', hint: 'exec into a container whose profile has no SCMP_ACT_NOTIFY rule' });
   }
   const native = loadNative();
   const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false, saved.linux.personality?.domain);

@@ -76,6 +76,8 @@ export interface OciContainer {
   plans: (ctx: PlanContext) => { sandbox: SandboxPlan; process: ProcessPlan };
   /** The command (`process.args`), as the state records it. */
   command: string[];
+  /** linux.seccomp's agent, when a rule is SCMP_ACT_NOTIFY: its socket and listenerMetadata. */
+  seccompAgent: { path: string; metadata: string } | null;
   hooks: Partial<Record<HookName, OciHook[]>>;
   annotations: Record<string, string>;
   ociVersion: string;
@@ -303,6 +305,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       reparent: false,
       createContainerHooks: null,
       runtimeHooks: false,
+      seccompListener: null,
     };
     const plan = ociProcessPlan(process, linux.seccomp ?? null, ctx.seccomp, trace, linux.personality?.domain);
     // The container's process only, as runc: exec'd ones keep their caller's.
@@ -323,6 +326,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       }
     },
     command: proc?.args ?? [],
+    seccompAgent: notifies(linux.seccomp) ? { path: String(linux.seccomp!.listenerPath), metadata: typeof linux.seccomp!.listenerMetadata === 'string' ? linux.seccomp!.listenerMetadata : '' } : null,
     hooks,
     annotations: spec.annotations ?? {},
     ociVersion: spec.ociVersion,
@@ -423,6 +427,7 @@ export function ociProcessPlan(process: OciProcess, seccomp: Record<string, unkn
     // Set by create, which knows the state the hooks read.
     startContainerHooks: null,
     memoryPolicy: null,
+    seccompAgent: null,
   };
 }
 
@@ -489,6 +494,12 @@ function ociDevices(list: NonNullable<OciSpec['linux']>['devices'] & object, ref
 
 /** Marks where the config mounts a cgroupfs: the container's own cgroups go there. */
 const CGROUP_MOUNT: PlanMount = { target: '/sys/fs/cgroup', type: 'mask' };
+
+/** Whether a linux.seccomp profile has an SCMP_ACT_NOTIFY rule (the compiler checks the rest: listenerPath, the calls). */
+export function notifies(profile: Record<string, unknown> | null | undefined): boolean {
+  const rules = profile?.syscalls;
+  return Array.isArray(rules) && rules.some((r) => (r as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY');
+}
 
 /** <linux/mempolicy.h>'s modes and mode flags. */
 const MPOL_MODES: Record<string, number> = { MPOL_DEFAULT: 0, MPOL_PREFERRED: 1, MPOL_BIND: 2, MPOL_INTERLEAVE: 3, MPOL_LOCAL: 4, MPOL_PREFERRED_MANY: 5, MPOL_WEIGHTED_INTERLEAVE: 6 };

@@ -136,6 +136,11 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
         p.sandbox.createContainerHooks = hookPlan(c.hooks.createContainer, state);
         p.process.startContainerHooks = hookPlan(c.hooks.startContainer, state);
         p.sandbox.runtimeHooks = Boolean(c.hooks.prestart?.length || c.hooks.createRuntime?.length);
+        // SCMP_ACT_NOTIFY: the child connects to the agent before pivot_root, and its process sends the listener.
+        if (c.seccompAgent) {
+          p.sandbox.seccompListener = c.seccompAgent.path;
+          p.process.seccompAgent = { metadata: c.seccompAgent.metadata, state: JSON.stringify({ ...state, status: 'created' }) };
+        }
         return p;
       },
       // As the runtime-spec orders them: once the container exists, before

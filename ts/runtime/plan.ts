@@ -358,6 +358,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     domainname: null,
     reparent: false, createContainerHooks: null,
       runtimeHooks: false,
+      seccompListener: null,
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }
@@ -391,6 +392,7 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     scheduler: null,
     startContainerHooks: null,
     memoryPolicy: null,
+    seccompAgent: null,
   };
 }
 

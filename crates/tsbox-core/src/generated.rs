@@ -40,6 +40,7 @@ mod wire {
             Hook::decl(cfg),
             MountPropagation::decl(cfg),
             MemoryPolicy::decl(cfg),
+            SeccompAgent::decl(cfg),
             IoPriority::decl(cfg),
             Scheduler::decl(cfg),
             RootfsSpec::decl(cfg),

@@ -19,8 +19,8 @@ pub mod wire;
 pub use message::{ChildMsg, ControlRequest, HelperMsg, NodeMsg, Phase, Rusage, ToChild};
 pub use plan::{
     Capabilities, CgroupPhase, ClockOffset, DeviceNode, Hook, Hooks, IdMaps, IoPriority, JoinedNamespace, MapsPhase, MemoryPolicy, Mount,
-    MountKind, Namespace, NetworkPhase, ProcessPlan, Propagation, Rlimit, RootMode, RootfsSpec, SandboxPlan, Scheduler, Sysctl,
-    TimeOffsets, TtySize, User, PLAN_VERSION,
+    MountKind, Namespace, NetworkPhase, ProcessPlan, Propagation, Rlimit, RootMode, RootfsSpec, SandboxPlan, Scheduler, SeccompAgent,
+    Sysctl, TimeOffsets, TtySize, User, PLAN_VERSION,
 };
 pub use report::{Report, Step};
 pub use tables::{errno_name, exit_code_for};

@@ -91,6 +91,11 @@ pub struct SandboxPlan {
     /// runtime-spec orders them.
     #[serde(default)]
     pub runtime_hooks: bool,
+    /// OCI `linux.seccomp.listenerPath`: the seccomp agent's Unix socket,
+    /// connected to with the caller's credentials before pivot_root; the
+    /// process sends its filter's notification descriptor there.
+    #[serde(default)]
+    pub seccomp_listener: Option<String>,
 }
 
 /// OCI hooks the child runs itself, in order, and the state they read.
@@ -252,6 +257,21 @@ pub struct ProcessPlan {
     /// set_mempolicy(2) before execve, so the process and its children have it.
     #[serde(default)]
     pub memory_policy: Option<MemoryPolicy>,
+    /// The filter has SCMP_ACT_NOTIFY rules: it is loaded with a listener,
+    /// whose descriptor goes to the sandbox's seccomp agent with this.
+    #[serde(default)]
+    pub seccomp_agent: Option<SeccompAgent>,
+}
+
+/// What a seccomp agent gets with the descriptor (the runtime-spec's
+/// containerProcessState): `listenerMetadata`, and the container's state as
+/// JSON (the process sets its `pid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SeccompAgent {
+    pub metadata: String,
+    pub state: String,
 }
 
 /// set_mempolicy(2)'s arguments by number: the mode (MPOL_BIND 2, ...), its
@@ -665,6 +685,7 @@ mod tests {
             reparent: false,
             create_container_hooks: None,
             runtime_hooks: false,
+            seccomp_listener: None,
         }
     }
 
@@ -694,6 +715,7 @@ mod tests {
             scheduler: None,
             start_container_hooks: None,
             memory_policy: None,
+            seccomp_agent: None,
         }
     }
 

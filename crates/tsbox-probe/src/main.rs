@@ -14,6 +14,7 @@
 //!   tsbox-probe tty-excl set|get
 //!   tsbox-probe recvtty SOCKET INPUT
 //!   tsbox-probe subreaper PIDFILE CMD [ARGS...]
+//!   tsbox-probe seccomp-agent SOCKET OUT
 
 mod parse;
 
@@ -25,7 +26,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT | subreaper PIDFILE CMD [ARGS...]";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT | subreaper PIDFILE CMD [ARGS...] | seccomp-agent SOCKET OUT";
 
 mod syscalls;
 
@@ -54,6 +55,7 @@ fn main() {
         Some("tty-excl") if args.len() == 2 && (args[1] == "set" || args[1] == "get") => cmd_tty_excl(args[1] == "set"),
         Some("recvtty") if args.len() == 3 => cmd_recvtty(&args[1], &args[2]),
         Some("subreaper") if args.len() >= 3 => cmd_subreaper(&args[1], &args[2..]),
+        Some("seccomp-agent") if args.len() == 3 => cmd_seccomp_agent(&args[1], &args[2]),
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
             0
@@ -518,6 +520,99 @@ fn cmd_tty_excl(set: bool) -> i32 {
 /// runc's recvtty is. Listens on SOCKET (a Unix stream socket), takes one
 /// terminal master sent with SCM_RIGHTS, writes INPUT to it, and copies what
 /// the terminal prints to stdout until its last slave is closed.
+/// A seccomp agent, as the runtime-spec describes one: listens on SOCKET,
+/// takes the one message a runtime sends (the containerProcessState, with
+/// the listener), writes the state to OUT, then answers every notified call
+/// with EOPNOTSUPP, appending `notified NR` to OUT.calls, until the filter's
+/// processes are gone.
+fn cmd_seccomp_agent(socket: &str, out: &str) -> i32 {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+    let listener = match UnixListener::bind(socket) {
+        Ok(l) => l,
+        Err(e) => return usage(&format!("bind {socket}: {}", io_msg(&e))),
+    };
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let (conn, _) = match listener.accept() {
+        Ok(c) => c,
+        Err(e) => return usage(&format!("accept: {}", io_msg(&e))),
+    };
+    let mut payload = vec![0u8; 65536];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain old data; zeroed is valid, then filled in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: recvmsg into buffers we own, described by msg.
+    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return usage(&format!("recvmsg: errno {}", errno()));
+    }
+    // SAFETY: walking the control buffer the kernel filled, with its macros.
+    let notify = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() || (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return usage("no descriptor came with the message");
+        }
+        OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()))
+    };
+    if let Err(e) = std::fs::write(out, &payload[..n as usize]) {
+        return usage(&format!("write {out}: {}", io_msg(&e)));
+    }
+    // <linux/seccomp.h>: struct seccomp_notif (80 bytes) and seccomp_notif_resp (24).
+    #[repr(C)]
+    struct Notif {
+        id: u64,
+        pid: u32,
+        flags: u32,
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+    #[repr(C)]
+    struct Resp {
+        id: u64,
+        val: i64,
+        error: i32,
+        flags: u32,
+    }
+    const RECV: libc::c_ulong = 0xc050_2100;
+    const SEND: libc::c_ulong = 0xc018_2101;
+    let calls = format!("{out}.calls");
+    loop {
+        // SAFETY: the kernel wants a zeroed struct; all fields are integers.
+        let mut req: Notif = unsafe { std::mem::zeroed() };
+        // SAFETY: SECCOMP_IOCTL_NOTIF_RECV fills req.
+        if unsafe { libc::ioctl(notify.as_raw_fd(), RECV, &mut req) } < 0 {
+            // ENOENT: no process is left under the filter.
+            return 0;
+        }
+        let mut f = match std::fs::OpenOptions::new().create(true).append(true).open(&calls) {
+            Ok(f) => f,
+            Err(e) => return usage(&format!("open {calls}: {}", io_msg(&e))),
+        };
+        let _ = writeln!(f, "notified {}", req.nr);
+        let resp = Resp {
+            id: req.id,
+            val: 0,
+            error: -libc::EOPNOTSUPP,
+            flags: 0,
+        };
+        // SAFETY: SECCOMP_IOCTL_NOTIF_SEND reads resp. A process gone meanwhile is ENOENT: go on.
+        unsafe { libc::ioctl(notify.as_raw_fd(), SEND, &resp) };
+    }
+}
+
 fn cmd_recvtty(socket: &str, input: &str) -> i32 {
     use std::io::Read;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

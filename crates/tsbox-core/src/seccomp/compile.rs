@@ -351,12 +351,17 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Instruction {
 
 /// What the filter returns for an action.
 fn ret_value(action: Action, errno_ret: Option<u32>) -> Result<u32, SeccompError> {
-    // validate() refused NOTIFY already.
+    if action == Action::Notify {
+        return Ok(SECCOMP_RET_USER_NOTIF);
+    }
     action
         .resolve(errno_ret)
         .map(u32::from)
-        .ok_or_else(|| backend("SCMP_ACT_NOTIFY reached the compiler"))
+        .ok_or_else(|| backend(format!("{action:?} has no return value")))
 }
+
+/// <linux/seccomp.h>: the call waits for the agent holding the filter's listener.
+pub const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
 
 fn backend(e: impl std::fmt::Display) -> SeccompError {
     SeccompError::Backend(e.to_string())

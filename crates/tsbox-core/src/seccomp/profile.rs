@@ -150,7 +150,7 @@ impl Action {
     }
 
     /// What the filter returns, with the errno (EPERM when none is given).
-    /// `None` for NOTIFY, which `Profile::validate` refuses.
+    /// `None` for NOTIFY, which seccompiler does not name (SECCOMP_RET_USER_NOTIF).
     pub(crate) fn resolve(self, errno_ret: Option<u32>) -> Option<seccompiler::SeccompAction> {
         use seccompiler::SeccompAction as S;
         let errno = errno_ret.unwrap_or(EPERM);
@@ -291,18 +291,11 @@ impl Profile {
                 _ => p(SeccompError::UnknownFlag { path, value: f.clone() }),
             }
         }
-        if self.listener_path.as_deref().is_some_and(|s| !s.is_empty()) {
-            p(SeccompError::Unsupported {
+        let listener = self.listener_path.as_deref().unwrap_or("");
+        if !listener.is_empty() && !listener.starts_with('/') {
+            p(SeccompError::Invalid {
                 path: "listenerPath".into(),
-                what: "a seccomp agent".into(),
-                why: "tsbox has no user-space notification (SCMP_ACT_NOTIFY)",
-            });
-        }
-        if self.listener_metadata.as_deref().is_some_and(|s| !s.is_empty()) {
-            p(SeccompError::Unsupported {
-                path: "listenerMetadata".into(),
-                what: "a seccomp agent".into(),
-                why: "tsbox has no user-space notification (SCMP_ACT_NOTIFY)",
+                message: format!("{listener:?} must be an absolute path (the seccomp agent's Unix socket)"),
             });
         }
         // name -> (action, errno, index of the rule) of its unconditional rule.
@@ -316,7 +309,24 @@ impl Profile {
                 });
             }
             if rule.action == Action::Notify {
-                p(notify(&format!("{at}.action")));
+                if listener.is_empty() {
+                    p(SeccompError::Invalid {
+                        path: format!("{at}.action"),
+                        message: "SCMP_ACT_NOTIFY needs listenerPath, the seccomp agent's socket that gets the notification descriptor"
+                            .into(),
+                    });
+                }
+                // The descriptor goes to the agent with sendmsg once the filter is
+                // loaded: notified, it would wait for an agent that has nothing yet.
+                for (k, name) in rule.names.iter().enumerate() {
+                    if NOT_NOTIFIABLE.contains(&name.as_str()) {
+                        p(SeccompError::Unsupported {
+                            path: format!("{at}.names[{k}]"),
+                            what: format!("SCMP_ACT_NOTIFY for {name}"),
+                            why: "the runtime sends the agent its descriptor with it, after the filter is loaded",
+                        });
+                    }
+                }
             }
             if let Some(e) = rule.errno_ret {
                 check_errno(&mut p, &format!("{at}.errnoRet"), e, rule.action);
@@ -400,7 +410,18 @@ fn notify(path: &str) -> SeccompError {
     SeccompError::Unsupported {
         path: path.into(),
         what: "SCMP_ACT_NOTIFY".into(),
-        why: "it needs a seccomp agent, and tsbox has none; use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS",
+        why: "as the default action every system call would wait for the agent, the runtime's own sendmsg of its descriptor too (runc refuses it as well)",
+    }
+}
+
+/// What the process itself calls between loading a filter with a listener
+/// and handing the agent its descriptor.
+const NOT_NOTIFIABLE: [&str; 3] = ["sendmsg", "sendto", "seccomp"];
+
+impl Profile {
+    /// Whether a rule notifies a seccomp agent (`listenerPath`).
+    pub fn notifies(&self) -> bool {
+        self.syscalls.iter().any(|r| r.action == Action::Notify)
     }
 }
 

@@ -610,7 +610,7 @@ fn expected(action: Action, errno_ret: Option<u32>) -> Verdict {
         Action::Trace => Verdict::Trace(data),
         Action::Allow => ALLOW,
         Action::Log => Verdict::Log,
-        Action::Notify => unreachable!("validate() refuses it"),
+        Action::Notify => Verdict::UserNotif,
     }
 }
 
@@ -1056,8 +1056,8 @@ fn bad_actions_operators_and_architectures_are_reported_with_their_paths() {
 #[test]
 fn what_tsbox_cannot_honour_is_refused_not_dropped() {
     let errs = parse_err(
-        r#"{"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock", "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_FAST"],
-            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+        r#"{"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "agent.sock", "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_FAST"],
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, {"names": ["mkdir", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}"#,
     );
     let shown: Vec<_> = errs.iter().map(|e| e.to_string()).collect();
     assert_eq!(shown.len(), 5, "{shown:#?}");
@@ -1076,21 +1076,34 @@ fn what_tsbox_cannot_honour_is_refused_not_dropped() {
         "{}",
         shown[2]
     );
+    assert!(shown[3].starts_with("listenerPath: "), "{}", shown[3]);
+    assert!(shown[3].contains("must be an absolute path"), "{}", shown[3]);
     assert!(
-        shown[3].starts_with("listenerPath: a seccomp agent is not supported"),
-        "{}",
-        shown[3]
-    );
-    assert!(
-        shown[4].starts_with("syscalls[1].action: SCMP_ACT_NOTIFY is not supported"),
+        shown[4].starts_with("syscalls[1].names[1]: SCMP_ACT_NOTIFY for sendmsg is not supported"),
         "{}",
         shown[4]
     );
-    // The same refusal for a profile built in code, at compile time.
-    let mut p = default_profile();
-    p.syscalls[3].action = Action::Notify;
-    let err = compile(&p, Arch::X86_64).unwrap_err();
-    assert!(err.to_string().starts_with("syscalls[3].action: SCMP_ACT_NOTIFY"), "{err}");
+    // A rule that notifies needs the agent's socket.
+    let errs = parse_err(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#);
+    let shown: Vec<_> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(shown[0].starts_with("syscalls[0].action: "), "{}", shown[0]);
+    assert!(shown[0].contains("SCMP_ACT_NOTIFY needs listenerPath"), "{}", shown[0]);
+}
+
+/// SCMP_ACT_NOTIFY with an agent's socket: the notified call returns
+/// SECCOMP_RET_USER_NOTIF, the others their own actions.
+#[test]
+fn notify_rules_return_user_notif() {
+    let text = r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", "listenerMetadata": "m",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}, {"names": ["chroot"], "action": "SCMP_ACT_ERRNO"}]}"#;
+    let p = profile(text);
+    assert!(p.notifies());
+    let bpf = compile(&p, Arch::X86_64).expect("compiles");
+    assert_eq!(verdict(&bpf, Arch::X86_64, "mkdirat", &[]), Verdict::UserNotif);
+    assert_eq!(verdict(&bpf, Arch::X86_64, "mkdir", &[]), Verdict::UserNotif);
+    assert_eq!(verdict(&bpf, Arch::X86_64, "chroot", &[]), Verdict::Errno(1));
+    assert_eq!(verdict(&bpf, Arch::X86_64, "read", &[]), ALLOW);
 }
 
 #[test]

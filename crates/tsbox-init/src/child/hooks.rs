@@ -65,10 +65,15 @@ pub fn wait_runtime_hooks(chan: &crate::channel::Channel) -> Result<()> {
     }
 }
 
+/// This process's pid as the host sees it (remembered before /proc changed), else its own.
+pub fn host_pid() -> i32 {
+    HOST_PID.get().copied().unwrap_or_else(|| nix::unistd::getpid().as_raw())
+}
+
 /// Runs `hooks` (of the kind `name`, for reports: `createContainer`) in
 /// order, each reading the state with `status` and the host pid.
 pub fn run(name: &str, hooks: &Hooks, status: &str, tr: Trace) -> Result<()> {
-    let pid = HOST_PID.get().copied().unwrap_or_else(|| nix::unistd::getpid().as_raw());
+    let pid = host_pid();
     let mut state: serde_json::Value = serde_json::from_str(&hooks.state).map_err(|e| {
         Report::new(Step::Hook, libc::EINVAL)
             .path(format!("hooks.{name}"))

@@ -117,7 +117,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
     // Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter,
     // which is gone once the ids and capabilities change: load it now.
     if let Some(bpf) = process.seccomp.as_ref().filter(|_| !process.no_new_privileges) {
-        super::seccomp::load(bpf.as_bytes())?;
+        super::seccomp::load(bpf.as_bytes(), process.seccomp_agent.as_ref())?;
         trace!(tr, "seccomp: filter loaded ({} instructions), before the privilege drop", bpf.len());
     }
     set_ids(&user)?;
@@ -170,7 +170,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
     }
     // Last: the init (when there is one) is restricted like the command.
     if let Some(bpf) = process.seccomp.as_ref().filter(|_| process.no_new_privileges) {
-        super::seccomp::load(bpf.as_bytes())?;
+        super::seccomp::load(bpf.as_bytes(), process.seccomp_agent.as_ref())?;
         trace!(tr, "seccomp: filter loaded ({} instructions)", bpf.len());
     }
     Ok(cmd)

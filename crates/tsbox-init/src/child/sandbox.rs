@@ -38,6 +38,11 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
     } else {
         None
     };
+    // The seccomp agent's socket, while its path is the host's and the ids the caller's.
+    if let Some(path) = &plan.seccomp_listener {
+        super::seccomp::connect_agent(path)?;
+        trace!(tr, "seccomp: connected to the agent at {path}");
+    }
     // The host's /tmp, before the staging tmpfs covers it, for createContainer hooks.
     if plan.create_container_hooks.is_some() {
         super::hooks::keep_host_tmp()?;

@@ -2,14 +2,40 @@
 //! point 4). The program was compiled and checked in the parent (the addon,
 //! tsbox_core::seccomp); here it is only handed to the kernel.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+use nix::sys::socket::{connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr};
 use tsbox_core::seccomp::{INSTRUCTION_SIZE, MAX_INSTRUCTIONS};
-use tsbox_core::{Report, Step};
+use tsbox_core::{Report, SeccompAgent, Step};
+
+/// The connection to the seccomp agent (OCI `listenerPath`), made while the
+/// host's paths resolve and the caller's credentials hold.
+static AGENT: OnceLock<OwnedFd> = OnceLock::new();
+
+/// <linux/seccomp.h>: seccomp(2) returns a notification descriptor.
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_uint = 1 << 3;
+
+/// Connects to the seccomp agent's socket at `path`, for [`load`] later.
+pub fn connect_agent(path: &str) -> Result<(), Report> {
+    let failed = |e: nix::errno::Errno, what: &str| {
+        Report::new(Step::Seccomp, e as i32)
+            .path(path)
+            .detail(format!("{what} the seccomp agent's socket (linux.seccomp.listenerPath)"))
+    };
+    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(|e| failed(e, "open a socket for"))?;
+    let addr = UnixAddr::new(path).map_err(|e| failed(e, "name"))?;
+    connect(sock.as_raw_fd(), &addr)
+        .map_err(|e| failed(e, "connect to").hint("the seccomp agent must listen there before the container is created"))?;
+    let _ = AGENT.set(sock);
+    Ok(())
+}
 
 /// Installs `bpf` (raw `struct sock_filter` records, 8 little-endian bytes
 /// each) as this thread's seccomp filter. The process is single-threaded, so no
 /// SECCOMP_FILTER_FLAG_TSYNC is needed, and no_new_privs is left as the plan set
 /// it: without it the kernel requires CAP_SYS_ADMIN (EACCES otherwise).
-pub fn load(bpf: &[u8]) -> Result<(), Report> {
+pub fn load(bpf: &[u8], agent: Option<&SeccompAgent>) -> Result<(), Report> {
     let n = bpf.len() / INSTRUCTION_SIZE;
     if !bpf.len().is_multiple_of(INSTRUCTION_SIZE) || n == 0 || n > MAX_INSTRUCTIONS {
         return Err(Report::new(Step::Seccomp, libc::EINVAL)
@@ -34,17 +60,66 @@ pub fn load(bpf: &[u8]) -> Result<(), Report> {
     };
     // SAFETY: the kernel copies `fprog.len` instructions from `fprog.filter`,
     // which points into `prog`, alive until this returns.
+    let flags = if agent.is_some() { SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
     let r = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0 as libc::c_uint,
+            flags,
             &fprog as *const libc::sock_fprog,
         )
     };
-    if r != 0 {
+    if r < 0 || (agent.is_none() && r != 0) {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         return Err(Report::new(Step::Seccomp, errno).detail(format!("load the seccomp filter ({n} instructions)")));
     }
+    if let Some(agent) = agent {
+        // SAFETY: with NEW_LISTENER, seccomp(2) returned a new descriptor, ours.
+        let listener = unsafe { OwnedFd::from_raw_fd(r as i32) };
+        send_to_agent(&listener, agent)?;
+    }
+    Ok(())
+}
+
+/// Hands the agent the listener with the runtime-spec's containerProcessState,
+/// in one message, first thing after the filter is loaded (nothing notified
+/// can be answered before), then lets go of both.
+fn send_to_agent(listener: &OwnedFd, agent: &SeccompAgent) -> Result<(), Report> {
+    let failed = |errno: i32, what: String| Report::new(Step::Seccomp, errno).detail(what);
+    let conn = AGENT.get().ok_or_else(|| {
+        failed(
+            libc::ENOTCONN,
+            "send the seccomp listener: the container has no connection to a seccomp agent".into(),
+        )
+    })?;
+    let pid = super::hooks::host_pid();
+    let mut state: serde_json::Value =
+        serde_json::from_str(&agent.state).map_err(|e| failed(libc::EINVAL, format!("the container's state is not JSON: {e}")))?;
+    if let Some(o) = state.as_object_mut() {
+        o.insert("pid".into(), pid.into());
+        o.insert("status".into(), "created".into());
+    }
+    let message = serde_json::json!({
+        "ociVersion": state.get("ociVersion").cloned().unwrap_or_default(),
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": agent.metadata,
+        "state": state,
+    });
+    let bytes = serde_json::to_vec(&message).unwrap_or_default();
+    let fds = [listener.as_raw_fd()];
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[std::io::IoSlice::new(&bytes)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| {
+        failed(
+            e as i32,
+            "send the seccomp listener to the agent (linux.seccomp.listenerPath)".into(),
+        )
+    })?;
     Ok(())
 }

@@ -163,6 +163,7 @@ fn plan() -> SandboxPlan {
         reparent: false,
         create_container_hooks: None,
         runtime_hooks: false,
+        seccomp_listener: None,
     }
 }
 
@@ -188,6 +189,7 @@ fn process() -> ProcessPlan {
         scheduler: None,
         start_container_hooks: None,
         memory_policy: None,
+        seccomp_agent: None,
     }
 }
 
