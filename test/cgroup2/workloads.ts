@@ -72,7 +72,8 @@ export function workloadCases({ make, gated, procsFile }: WorkloadFixtures): voi
     expect(s.periods).toBeGreaterThan(0);
     expect(s.throttledPeriods).toBeGreaterThan(0);
     expect(s.throttledUsec).toBeGreaterThan(0);
-    // 10% of one CPU over about a second.
-    expect(s.usageUsec).toBeLessThan(400_000);
+    // At most the quota (10 ms) in each period it ran in, however long the
+    // loop took on a loaded machine (a little slack for the period in progress).
+    expect(s.usageUsec).toBeLessThanOrEqual(s.periods! * 10_000 * 1.1 + 10_000);
   });
 }

@@ -307,7 +307,7 @@ describe("--add-host, --dns, --dns-search and --shm-size, as Docker's (issue 19)
   it('the container sees them in /etc/hosts, /etc/resolv.conf and the size of /dev/shm', async () => {
     const r = await cli([
       'run', '--add-host', 'db:10.0.0.2', '--dns', '9.9.9.9', '--dns-search', 'corp.example', '--shm-size', '128m', '--rootfs', rootfs, '--',
-      'sh', '-c', 'grep db /etc/hosts; cat /etc/resolv.conf | grep -v options; df -k /dev/shm | tail -1 | awk \'{print $2}\'',
+      'sh', '-c', 'grep -w db /etc/hosts; cat /etc/resolv.conf | grep -v options; df -k /dev/shm | tail -1 | awk \'{print $2}\'',
     ]);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('10.0.0.2\tdb\nsearch corp.example\nnameserver 9.9.9.9\n131072\n');
