@@ -46,8 +46,9 @@ pub fn run(plan: &SandboxPlan, chan: Channel, tr: Trace) -> ! {
     if !plan.reparent {
         let _ = prctl::set_pdeathsig(Signal::SIGKILL);
     }
-    // The OCI hooks' state has the container's pid as the host sees it.
-    if plan.control.is_some() {
+    // The OCI hooks' and seccomp agent's state has the container's pid as
+    // the host sees it (OCI containers are detached; an attached run has neither).
+    if plan.detach {
         hooks::remember_host_pid();
     }
     let report = match start(plan, &chan, tr) {
