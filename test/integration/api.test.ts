@@ -16,6 +16,7 @@ import { describe, expect, inject, it } from 'vitest';
 
 import { AbortError, run, spawn, TsboxError, type RunOptions } from '../../ts/index.js';
 import { loadConfig } from '../../ts/config/file.js';
+import { loadNative } from '../../ts/native.js';
 import { alive, BIN, descendants, eventually, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -293,6 +294,24 @@ describe('spawn() and exec()', () => {
     );
     expect(kept.code, kept.stderr).toBe(0);
     expect(kept.stdout).toBe('exit 0\nwaited 0 "hi\\n"\nref 3\n');
+  });
+
+  it('cancelRecv() right after recv(), before its future first ran, still ends that wait (the race that let unref() keep Node up)', async () => {
+    const { binding } = loadNative();
+    for (let i = 0; i < 200; i++) {
+      const ch = new binding.Channel();
+      try {
+        const pending = ch.recv();
+        ch.cancelRecv();
+        await expect(pending).rejects.toThrow('cancelled');
+        // Only that wait: the next recv sees what comes.
+        const next = ch.recv();
+        ch.close();
+        await expect(next).resolves.toBeNull();
+      } finally {
+        ch.close();
+      }
+    }
   });
 
   it('has exitCode and signalCode as ChildProcess does, and errors carry a code to switch on (issue 19)', async () => {

@@ -29,10 +29,9 @@ export declare class Channel {
    */
   sendFds(msg: string, fds: Array<number>): void
   /**
-   * The next message, or null once the helper has closed its end.
    * The next message, or null once the other end has closed. Rejects
-   * with "cancelled" when `cancelRecv` is called while it waits (the
-   * message then stays for the next call).
+   * with "cancelled" when `cancelRecv` is called after this call and
+   * before a message comes (the message then stays for the next call).
    */
   recv(): Promise<string | null>
   /**

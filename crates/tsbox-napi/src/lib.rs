@@ -37,6 +37,9 @@ pub struct Channel {
     received: Received,
     /// Wakes a pending `recv` with a "cancelled" error (`cancelRecv`).
     cancel: Arc<tokio::sync::Notify>,
+    /// `cancelRecv` calls so far: a `recv` made before the latest one is
+    /// cancelled even if its future had not run yet when it came.
+    cancels: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Received = Arc<Mutex<std::collections::VecDeque<OwnedFd>>>;
@@ -60,6 +63,7 @@ impl Channel {
             child: Mutex::new(Some(child)),
             received: Default::default(),
             cancel: Default::default(),
+            cancels: Default::default(),
         })
     }
 
@@ -90,6 +94,7 @@ impl Channel {
             child: Mutex::new(None),
             received: Default::default(),
             cancel: Default::default(),
+            cancels: Default::default(),
         })
     }
 
@@ -134,29 +139,43 @@ impl Channel {
         })
     }
 
-    /// The next message, or null once the helper has closed its end.
     /// The next message, or null once the other end has closed. Rejects
-    /// with "cancelled" when `cancelRecv` is called while it waits (the
-    /// message then stays for the next call).
-    #[napi]
-    pub async fn recv(&self) -> Result<Option<String>> {
-        let Ok(fd) = self.get() else {
-            return Ok(None);
-        };
-        let mut recv = std::pin::pin!(recv_on(fd, self.received.clone()));
-        let mut cancelled = std::pin::pin!(self.cancel.notified());
-        std::future::poll_fn(|cx| {
-            use std::future::Future;
-            use std::task::Poll;
-            if let Poll::Ready(r) = recv.as_mut().poll(cx) {
-                return Poll::Ready(r);
+    /// with "cancelled" when `cancelRecv` is called after this call and
+    /// before a message comes (the message then stays for the next call).
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn recv<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Option<String>>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Taken now, in the call: the future may first run after a cancelRecv
+        // that follows at once (unref() right after spawn()).
+        let epoch = self.cancels.load(SeqCst);
+        let cancels = self.cancels.clone();
+        let cancel = self.cancel.clone();
+        let fd = self.get().ok();
+        let received = self.received.clone();
+        env.spawn_future(async move {
+            let Some(fd) = fd else {
+                return Ok(None);
+            };
+            let mut recv = std::pin::pin!(recv_on(fd, received));
+            let mut cancelled = std::pin::pin!(cancel.notified());
+            // Woken by any cancelRecv from here on; one that came before is counted.
+            cancelled.as_mut().enable();
+            if cancels.load(SeqCst) != epoch {
+                return Err(Error::from_reason("cancelled"));
             }
-            if cancelled.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Error::from_reason("cancelled")));
-            }
-            Poll::Pending
+            std::future::poll_fn(|cx| {
+                use std::future::Future;
+                use std::task::Poll;
+                if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+                    return Poll::Ready(r);
+                }
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(Error::from_reason("cancelled")));
+                }
+                Poll::Pending
+            })
+            .await
         })
-        .await
     }
 
     /// Makes a pending `recv` reject with "cancelled", so that its promise
@@ -164,6 +183,7 @@ impl Channel {
     /// none is pending.
     #[napi]
     pub fn cancel_recv(&self) {
+        self.cancels.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cancel.notify_waiters();
     }
 
