@@ -10,7 +10,7 @@
  * container's state and control socket. It is used only when it is this
  * user's own directory, not a symlink, and writable by nobody else.
  */
-import { lstatSync, mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,9 +24,11 @@ export function chooseStateRoot(dir: string): void {
 }
 
 /** Where this user's state is kept (not made or checked: ensureStateRoot). */
-export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env): string {
+export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env, nested: boolean = inUserNamespace()): string {
   if (chosen !== undefined) return chosen;
-  if (uid === 0) return '/run/tsbox';
+  // Root of a user namespace an ordinary user made (rootless podman, `podman
+  // unshare`) is that user: its $XDG_RUNTIME_DIR, unless it says it is root (runc's rule).
+  if (uid === 0 && !(nested && env.XDG_RUNTIME_DIR && env.USER !== 'root')) return '/run/tsbox';
   if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'tsbox');
   const runUser = `/run/user/${uid}`;
   try {
@@ -35,6 +37,15 @@ export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.Pro
     // No session directory (no systemd login): one of our own below.
   }
   return join(tmpdir(), `tsbox-state-${uid}`);
+}
+
+/** Whether this process is in a user namespace other than the host's (its uid_map is not the whole range). */
+export function inUserNamespace(): boolean {
+  try {
+    return !/^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -6,12 +6,13 @@
  * imported as an image (`podman import`): no registry.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
+import { throwawayUser } from '../support/host.js';
 import { BIN, cli, eventually } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -173,5 +174,107 @@ describe('podman --runtime tsbox', () => {
     expect((await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout.trim()).toBe('running');
     expect(await eventually(() => count() > frozen)).toBe(true);
     expect((await podman(['rm', '--force', '--time', '0', name])).code).toBe(0);
+  });
+});
+
+/**
+ * Rootless podman: an ordinary user's podman, in the user namespace it makes
+ * from the user's /etc/subuid range, runs tsbox as root of that namespace.
+ * tsbox takes that root for the user it is (its $XDG_RUNTIME_DIR, no cgroup
+ * or device cgroup to make, the host's cgroupfs bound read-only, as runc).
+ * The user, its subordinate ranges and podman's pause process are the
+ * suite's own, and go with it.
+ */
+describe('rootless podman --runtime tsbox', () => {
+  const user = throwawayUser(`tsbox-pod-${process.pid}`);
+  let home = '';
+  /** The subordinate range podman maps after the user: useradd's, or one the suite adds (and takes back). */
+  let range = { start: 0, count: 0 };
+  const saved = new Map<string, string>();
+
+  beforeAll(() => {
+    for (const file of ['/etc/subuid', '/etc/subgid']) {
+      const before = existsSync(file) ? readFileSync(file, 'utf8') : '';
+      const own = before.split('\n').find((l) => l.startsWith(`${user.name}:`));
+      if (own) {
+        const [, start, count] = own.split(':');
+        range = { start: Number(start), count: Number(count) };
+        continue;
+      }
+      // Where useradd gives none: ids no other user here has (tsbox allocates from 0x70000000 up).
+      saved.set(file, before);
+      range = { start: 1073741824, count: 65536 };
+      writeFileSync(file, `${before}${before === '' || before.endsWith('\n') ? '' : '\n'}${user.name}:${range.start}:${range.count}\n`);
+    }
+    home = mkdtempSync(join(tmpdir(), 'tsbox-podman-rootless-'));
+    execFileSync('cp', ['-a', rootfs, join(home, 'rootfs')]);
+    execFileSync('chown', ['-R', `${user.uid()}:${user.uid()}`, home]);
+  });
+
+  afterAll(async () => {
+    if (home) {
+      await rootless(['rm', '--all', '--force', '--time', '0']);
+      // podman's pause process holds its user namespace: ours to end, by its pid.
+      const pause = join(home, 'run/libpod/tmp/pause.pid');
+      if (existsSync(pause)) {
+        try {
+          process.kill(Number(readFileSync(pause, 'utf8').trim()), 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }
+      rmSync(home, { recursive: true, force: true });
+    }
+    for (const [file, before] of saved) writeFileSync(file, before);
+  });
+
+  /** podman as the user, its storage (vfs: no fuse-overlayfs here) and runtime directory in `home`. */
+  function rootless(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const global = ['--root', join(home, 'storage'), '--runroot', join(home, 'runroot'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
+    const uid = user.uid();
+    return new Promise((resolve) => {
+      const child = spawn('podman', [...global, ...args], {
+        cwd: home,
+        uid,
+        gid: uid,
+        env: { PATH: process.env.PATH, HOME: home, USER: user.name, XDG_RUNTIME_DIR: join(home, 'run') },
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      });
+      child.stdin?.end(input);
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      });
+    });
+  }
+
+  it('run --rm: root inside, the user outside (its uid mapped to 0, its subordinate range after), the exit status, nothing of tsbox\'s left in /run/tsbox', async () => {
+    mkdirSync(join(home, 'run'), { recursive: true, mode: 0o700 });
+    execFileSync('chown', [`${user.uid()}:${user.uid()}`, join(home, 'run')]);
+    const before = existsSync('/run/tsbox') ? readdirSync('/run/tsbox').sort() : [];
+    const r = await rootless(['run', '--rm', '--network', 'none', '--rootfs', join(home, 'rootfs'), 'sh', '-c', 'id -u; cat /proc/self/uid_map; echo "pid $$"; exit 6']);
+    expect(r.code, r.stderr).toBe(6);
+    const [uid, ...rest] = r.stdout.trim().split('\n');
+    expect(uid).toBe('0');
+    expect(rest.join('\n')).toMatch(new RegExp(`^\\s*0\\s+${user.uid()}\\s+1\\n\\s*1\\s+${range.start}\\s+${range.count}\\npid 1$`));
+    // Its state went to the user's runtime directory, not root's.
+    expect(existsSync('/run/tsbox') ? readdirSync('/run/tsbox').sort() : []).toEqual(before);
+  });
+
+  it('run -d, exec (output, exit status), stop with its signal, logs and rm', async () => {
+    const name = `tsbox-rl-${process.pid}`;
+    const started = await rootless(['run', '-d', '--network', 'none', '--name', name, '--rootfs', join(home, 'rootfs'), 'sh', '-c', 'echo started; trap "echo bye; exit 0" TERM; while :; do sleep 0.1; done']);
+    expect(started.code, started.stderr).toBe(0);
+    expect(await rootless(['exec', name, 'sh', '-c', 'echo in; exit 5'])).toMatchObject({ code: 5, stdout: 'in\n' });
+    expect((await rootless(['stop', '--time', '10', name])).code).toBe(0);
+    expect((await rootless(['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}}', name])).stdout.trim()).toBe('exited 0');
+    expect((await rootless(['logs', name])).stdout).toBe('started\nbye\n');
+    expect((await rootless(['rm', name])).code).toBe(0);
+    expect((await rootless(['ps', '-a', '--format', '{{.Names}}'])).stdout.split('\n')).not.toContain(name);
   });
 });

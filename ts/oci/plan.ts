@@ -15,6 +15,7 @@ import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '..
 import { kmemLimitEnforced } from '../cgroups/memory.js';
 import type { DeviceRuleWrite } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
+import { inUserNamespace } from '../state-root.js';
 import type { JoinedNamespace, MemoryPolicy, Namespace, ProcessPlan, SandboxPlan, Sysctl, TimeOffsets } from '../generated/wire.js';
 import { cgroupBinds, cgroupMounts, cgroupMountsLast, defaultStorageSize, DEVICES, isHostRoot, type PlanContext, type PlanMount } from '../runtime/plan.js';
 import { specError, type HookName, type OciHook, type OciMount, type OciProcess, type OciResources, type OciSpec, type SpecProblem } from './spec.js';
@@ -267,11 +268,16 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   const process: OciProcess = proc ?? { args: ['/'], cwd: '/', user: { uid: 0, gid: 0 }, capabilities: {}, noNewPrivileges: true };
   const plans = (ctx: PlanContext): { sandbox: SandboxPlan; process: ProcessPlan } => {
     const withCgroup: PlanMount[] = [];
+    const nested = !namespaces.includes('cgroup') && inUserNamespace();
     for (const m of mounts) {
       if (m !== CGROUP_MOUNT) withCgroup.push(m);
       // Its own cgroup namespace (made or joined) shows its own cgroups in
       // a fresh mount; without one, they are bound from the host.
       else if (ctx.cgroup) withCgroup.push(...(namespaces.includes('cgroup') ? cgroupMounts(ctx.cgroup) : cgroupBinds(ctx.cgroup)));
+      // Rootless podman's (in a user namespace it made, owning no cgroup
+      // namespace a cgroupfs could be mounted from): the host's, bound
+      // read-only, as runc binds it there; its user can read it anyway.
+      else if (nested) withCgroup.push({ target: '/sys/fs/cgroup', type: 'bind', source: '/sys/fs/cgroup', recursive: true, readonly: true, nosuid: true, nodev: true, noexec: true });
       else withCgroup.push({ target: '/sys/fs/cgroup', type: 'fs', fstype: 'cgroup2', data: null, readonly: true, nosuid: true, nodev: true, noexec: true });
     }
     withCgroup.push(...devices);

@@ -11,6 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import { containerPids, containerStats, detectCgroupMode, hasV1Devices, isPaused, readProcSource, setPaused, updateCgroup } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
+import { inUserNamespace } from '../state-root.js';
 import type { Hooks } from '../generated/wire.js';
 import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
@@ -430,7 +431,8 @@ export function writePidFile(path: string, pid: number): void {
 
 /** What carries out a bundle's device rules on this host (plan.ts, DeviceControl). */
 function deviceControl(): DeviceControl {
-  if (process.getuid?.() !== 0) return 'rootless';
+  // Root of a user namespace an ordinary user made (rootless podman) has neither.
+  if (process.getuid?.() !== 0 || inUserNamespace()) return 'rootless';
   try {
     const src = readProcSource();
     if (hasV1Devices(src)) return 'cgroup';

@@ -21,7 +21,7 @@ import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type Device
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
-import { ensureStateRoot } from '../state-root.js';
+import { ensureStateRoot, inUserNamespace } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
 import { Container, keepAlive } from './container.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
@@ -425,7 +425,8 @@ function unlessDenied<T>(fn: () => T, extras: LaunchExtras, notices: string[]): 
   try {
     return fn();
   } catch (err) {
-    const rootless = process.getuid?.() !== 0;
+    // Root of a user namespace an ordinary user made (rootless podman) is that user here.
+    const rootless = process.getuid?.() !== 0 || inUserNamespace();
     const denied = err instanceof TsboxError && [1, 13, 30].includes(err.errno);
     if (rootless && denied && !extras.explicitLimits) {
       notices.push(noCgroupNote(err.message));
