@@ -6,7 +6,7 @@
  * imported as an image (`podman import`): no registry.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -147,6 +147,25 @@ describe('podman --runtime tsbox', () => {
     const oom = await podman(['run', '--rm', ...RUN, '--memory', '64m', '--memory-swap', '64m', '--rootfs', rootfs, 'tsbox-probe', 'alloc', '200']);
     expect(oom.code).toBe(137);
     expect(existsSync(join(dir, 'storage'))).toBe(true);
+  });
+
+  it('networks podman made: --network host (the host\'s namespace) and ns:PATH (one this test makes), each joined as the config says', async () => {
+    const ns = `tsbox-podman-${process.pid}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      execFileSync('ip', ['-n', ns, 'link', 'add', 'tsboxv0', 'type', 'veth', 'peer', 'name', 'tsboxv1']);
+      execFileSync('ip', ['-n', ns, 'addr', 'add', '10.231.0.1/24', 'dev', 'tsboxv0']);
+      const joined = await podman(['run', '--rm', ...RUN.filter((a) => a !== '--network' && a !== 'none'), '--network', `ns:/run/netns/${ns}`, '--rootfs', rootfs, 'sh', '-c', 'readlink /proc/self/ns/net; ip -o -4 addr show tsboxv0']);
+      expect(joined.code, joined.stderr).toBe(0);
+      const [netns, addr] = joined.stdout.trim().split('\n');
+      expect(netns).toBe(execFileSync('ip', ['netns', 'exec', ns, 'readlink', '/proc/self/ns/net']).toString().trim());
+      expect(addr).toContain('inet 10.231.0.1/24');
+    } finally {
+      execFileSync('ip', ['netns', 'del', ns]);
+    }
+    const host = await podman(['run', '--rm', ...RUN.filter((a) => a !== '--network' && a !== 'none'), '--network', 'host', '--rootfs', rootfs, 'readlink', '/proc/self/ns/net']);
+    expect(host.code, host.stderr).toBe(0);
+    expect(host.stdout.trim()).toBe(readlinkSync('/proc/self/ns/net'));
   });
 
   it('an imported image: run IMAGE, run -it through conmon\'s console socket, --pids-limit seen inside, pause and unpause', async () => {
