@@ -1216,8 +1216,12 @@ describe('the command line of runc\'s callers', () => {
     // Root in its own user namespace, mapped to tsbox's range (not host root).
     expect(out).toMatch(/^0\ntsbox\n\s+0\s+\d+\s+65536\n$/);
     expect(out).not.toMatch(/\s+0\s+0\s+/);
-    const features = JSON.parse((await cli(['features'])).stdout) as { ociVersionMax: string; linux: { namespaces: string[] } };
+    const features = JSON.parse((await cli(['features'])).stdout) as { ociVersionMax: string; hooks: string[]; mountOptions: string[]; linux: { namespaces: string[]; seccomp: { actions: string[] }; mountExtensions: { idmap: { enabled: boolean } } } };
     expect(features.ociVersionMax).toBe('1.2.0');
     expect(features.linux.namespaces).toContain('user');
+    expect(features.hooks).toEqual(['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop']);
+    expect(features.mountOptions).toEqual(expect.arrayContaining(['rshared', 'rro', 'idmap', 'nosymfollow']));
+    expect(features.linux.seccomp.actions).toContain('SCMP_ACT_NOTIFY');
+    expect(features.linux.mountExtensions.idmap.enabled).toBe(true);
   });
 });

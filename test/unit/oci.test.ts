@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { kmemLimitEnforced } from '../../ts/cgroups/memory.js';
 import { TsboxError } from '../../ts/errors.js';
-import { ociContainer } from '../../ts/oci/plan.js';
+import { ociContainer, supportedMountOptions } from '../../ts/oci/plan.js';
 import { checkSpec, loadSpec, parseJsonExact, type OciSpec } from '../../ts/oci/spec.js';
 import type { PlanContext } from '../../ts/runtime/plan.js';
 import { RUNTIME_TOOLS_DEVICE_RULES, runtimeToolsConfig } from '../support/oci.js';
@@ -406,6 +406,20 @@ describe('the plans of a bundle', () => {
       expect.stringMatching(/^mounts\[6\]\.uidMappings: an idmapped mount with maps other than the container's/),
       'mounts[7].options: an idmapped mount is a bind mount: add "bind" or "rbind"',
     ]);
+  });
+
+  it('takes every mount option the features document lists: on a bind, or (a filesystem\'s own) on a tmpfs', () => {
+    const options = supportedMountOptions();
+    expect(options).toEqual(expect.arrayContaining(['rshared', 'rro', 'nosymfollow', 'idmap', 'ridmap', 'rbind', 'strictatime']));
+    for (const o of options) {
+      const spec = base();
+      spec.linux.namespaces.push({ type: 'user' });
+      spec.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      spec.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      const fsOnly = ['sync', 'dirsync', 'silent', 'iversion', 'lazytime'].includes(o);
+      (spec.mounts as unknown[]).push(fsOnly ? { destination: '/x', type: 'tmpfs', source: 'tmpfs', options: [o] } : { destination: '/x', type: 'bind', source: 'data', options: ['bind', o] });
+      expect(problems(spec), o).toEqual([]);
+    }
   });
 
   it('carries propagation, the recursive attributes, atime and nosymfollow options on binds and filesystems', () => {

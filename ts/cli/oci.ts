@@ -15,6 +15,7 @@ import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.j
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { ociCreate, ociDelete, ociEvents, ociList, ociPause, ociStart, ociState, ociStats, ociUpdate, findOci, UPDATE_LIMITS } from '../oci/runtime.js';
+import { supportedMountOptions } from '../oci/plan.js';
 import { HOOK_NAMES, NAMESPACE_TYPES, OCI_VERSION_MAX, OCI_VERSION_MIN } from '../oci/spec.js';
 import { kebab } from '../suggest.js';
 import { chooseStateRoot } from '../state-root.js';
@@ -396,21 +397,22 @@ export function featuresDoc(): Record<string, unknown> {
   return {
     ociVersionMin: OCI_VERSION_MIN,
     ociVersionMax: OCI_VERSION_MAX,
-    hooks: HOOK_NAMES.filter((h) => h !== 'createContainer' && h !== 'startContainer'),
-    mountOptions: ['async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'iversion', 'lazytime', 'loud', 'noatime', 'nodev', 'nodiratime', 'noexec', 'noiversion', 'nolazytime', 'nomand', 'norelatime', 'nostrictatime', 'nosuid', 'private', 'rbind', 'relatime', 'rprivate', 'ro', 'rw', 'silent', 'strictatime', 'suid', 'sync'],
+    hooks: [...HOOK_NAMES],
+    mountOptions: supportedMountOptions(),
     linux: {
       namespaces: [...NAMESPACE_TYPES],
       capabilities: [...ALL_CAPABILITIES],
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
       seccomp: {
         enabled: true,
-        actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'],
+        actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'],
         operators: ['SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'SCMP_CMP_NE'],
       },
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },
-      mountExtensions: { idmap: { enabled: false } },
+      // idmap and ridmap on binds, by the container's own user namespace (as root).
+      mountExtensions: { idmap: { enabled: true } },
     },
     annotations: { 'org.tsbox.version': version },
   };

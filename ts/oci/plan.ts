@@ -69,6 +69,12 @@ const RECURSIVE_CLEARS: Record<string, string> = { rrw: 'rw', rsuid: 'suid', rde
 /** runtime-spec options tsbox does not carry out yet: refused, never dropped. */
 const UNSUPPORTED_OPTIONS = new Set(['remount', 'mand', 'tmpcopyup']);
 
+/** Every mount option tsbox carries out (the features document's mountOptions). */
+export function supportedMountOptions(): string[] {
+  const own = ['bind', 'rbind', 'ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'idmap', 'ridmap'];
+  return [...new Set([...own, ...DEFAULT_OPTIONS, ...Object.keys(FLAG_OPTIONS), ...Object.keys(PROPAGATION), ...Object.keys(RECURSIVE_SETS), ...Object.keys(RECURSIVE_CLEARS)])].sort();
+}
+
 /** What `create` needs from a bundle besides the plans. */
 export interface OciContainer {
   /** The options the launch reads: ids, limits, detach, the container's name. */
