@@ -520,25 +520,16 @@ fn cmd_tty_excl(set: bool) -> i32 {
 /// runc's recvtty is. Listens on SOCKET (a Unix stream socket), takes one
 /// terminal master sent with SCM_RIGHTS, writes INPUT to it, and copies what
 /// the terminal prints to stdout until its last slave is closed.
-/// A seccomp agent, as the runtime-spec describes one: listens on SOCKET,
-/// takes the one message a runtime sends (the containerProcessState, with
-/// the listener), writes the state to OUT, then answers every notified call
-/// with EOPNOTSUPP, appending `notified NR` to OUT.calls, until the filter's
-/// processes are gone.
-fn cmd_seccomp_agent(socket: &str, out: &str) -> i32 {
+/// Listens on `socket` (calling `ready` once it does), takes one
+/// connection and its one message: up to `size` bytes, and the descriptor
+/// that must come with them (SCM_RIGHTS).
+fn accept_fd(socket: &str, size: usize, ready: impl FnOnce()) -> Result<(Vec<u8>, std::os::fd::OwnedFd), String> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::net::UnixListener;
-    let listener = match UnixListener::bind(socket) {
-        Ok(l) => l,
-        Err(e) => return usage(&format!("bind {socket}: {}", io_msg(&e))),
-    };
-    println!("ready");
-    let _ = std::io::stdout().flush();
-    let (conn, _) = match listener.accept() {
-        Ok(c) => c,
-        Err(e) => return usage(&format!("accept: {}", io_msg(&e))),
-    };
-    let mut payload = vec![0u8; 65536];
+    let listener = UnixListener::bind(socket).map_err(|e| format!("bind {socket}: {}", io_msg(&e)))?;
+    ready();
+    let (conn, _) = listener.accept().map_err(|e| format!("accept: {}", io_msg(&e)))?;
+    let mut payload = vec![0u8; size];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
@@ -555,17 +546,35 @@ fn cmd_seccomp_agent(socket: &str, out: &str) -> i32 {
     // SAFETY: recvmsg into buffers we own, described by msg.
     let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
     if n < 0 {
-        return usage(&format!("recvmsg: errno {}", errno()));
+        return Err(format!("recvmsg: errno {}", errno()));
     }
+    payload.truncate(n as usize);
     // SAFETY: walking the control buffer the kernel filled, with its macros.
-    let notify = unsafe {
+    let fd = unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         if cmsg.is_null() || (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-            return usage("no descriptor came with the message");
+            return Err("no descriptor came with the message".into());
         }
         OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()))
     };
-    if let Err(e) = std::fs::write(out, &payload[..n as usize]) {
+    Ok((payload, fd))
+}
+
+/// A seccomp agent, as the runtime-spec describes one: listens on SOCKET,
+/// takes the one message a runtime sends (the containerProcessState, with
+/// the listener), writes the state to OUT, then answers every notified call
+/// with EOPNOTSUPP, appending `notified NR` to OUT.calls, until the filter's
+/// processes are gone.
+fn cmd_seccomp_agent(socket: &str, out: &str) -> i32 {
+    use std::os::fd::AsRawFd;
+    let (payload, notify) = match accept_fd(socket, 65536, || {
+        println!("ready");
+        let _ = std::io::stdout().flush();
+    }) {
+        Ok(r) => r,
+        Err(e) => return usage(&e),
+    };
+    if let Err(e) = std::fs::write(out, &payload) {
         return usage(&format!("write {out}: {}", io_msg(&e)));
     }
     // <linux/seccomp.h>: struct seccomp_notif (80 bytes) and seccomp_notif_resp (24).
@@ -615,41 +624,9 @@ fn cmd_seccomp_agent(socket: &str, out: &str) -> i32 {
 
 fn cmd_recvtty(socket: &str, input: &str) -> i32 {
     use std::io::Read;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::net::UnixListener;
-    let listener = match UnixListener::bind(socket) {
-        Ok(l) => l,
-        Err(e) => return usage(&format!("bind {socket}: {}", io_msg(&e))),
-    };
-    let (conn, _) = match listener.accept() {
-        Ok(c) => c,
-        Err(e) => return usage(&format!("accept: {}", io_msg(&e))),
-    };
-    let mut name = [0u8; 4096];
-    let mut iov = libc::iovec {
-        iov_base: name.as_mut_ptr().cast(),
-        iov_len: name.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain old data; zeroed is valid, then filled in.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: recvmsg into buffers we own, described by msg.
-    if unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) } < 0 {
-        return usage(&format!("recvmsg: errno {}", errno()));
-    }
-    // SAFETY: walking the control buffer the kernel filled, with its macros.
-    let master = unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() || (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-            return usage("no descriptor came with the message");
-        }
-        OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()))
+    let master = match accept_fd(socket, 4096, || {}) {
+        Ok((_, fd)) => fd,
+        Err(e) => return usage(&e),
     };
     let mut tty = std::fs::File::from(master);
     if let Err(e) = tty.write_all(input.replace("\\n", "\n").as_bytes()) {
