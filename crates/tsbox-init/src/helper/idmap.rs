@@ -16,15 +16,23 @@ use crate::trace::{trace, Trace};
 
 /// The host paths to idmap, in the order the child consumes them: the rootfs
 /// first, then each bind source that asks for it.
-pub fn sources(plan: &SandboxPlan) -> Vec<(Step, &str)> {
+/// With each, whether its submounts come along (the rootfs's do; a bind's
+/// only when it is recursive, so that a plain bind never brings mounts, with
+/// none of its flags, that a non-idmapped one would not).
+pub fn sources(plan: &SandboxPlan) -> Vec<(Step, &str, bool)> {
     let RootfsSpec::Path { path, idmap, .. } = &plan.rootfs;
     let mut out = Vec::new();
     if *idmap {
-        out.push((Step::OpenRootfs, path.as_str()));
+        out.push((Step::OpenRootfs, path.as_str(), true));
     }
     for m in &plan.mounts {
-        if let MountKind::Bind { source, idmap: true, .. } = &m.kind {
-            out.push((Step::OpenSource, source.as_str()));
+        if let MountKind::Bind {
+            source,
+            idmap: true,
+            recursive,
+        } = &m.kind
+        {
+            out.push((Step::OpenSource, source.as_str(), *recursive));
         }
     }
     out
@@ -47,10 +55,10 @@ pub fn trees(plan: &SandboxPlan, child: Pid, tr: &Trace) -> Result<Vec<OwnedFd>,
     })?;
     wanted
         .into_iter()
-        .map(|(step, path)| {
-            let tree = sys::open_tree_clone(path, true)
+        .map(|(step, path, recursive)| {
+            let tree = sys::open_tree_clone(path, recursive)
                 .map_err(|e| Report::new(step, e as i32).path(path).detail("clone the mount tree of the source"))?;
-            match sys::mount_setattr_idmap(tree.as_raw_fd(), userns.as_raw_fd(), true) {
+            match sys::mount_setattr_idmap(tree.as_raw_fd(), userns.as_raw_fd(), recursive) {
                 Ok(()) => trace!(tr, "idmap: {path} shifted into the container's id range"),
                 Err(e) if step == Step::OpenRootfs => trace!(tr, "idmap: {path} cannot be idmapped ({e}); bound as it is"),
                 Err(e) => {
