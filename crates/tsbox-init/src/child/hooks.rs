@@ -26,22 +26,6 @@ use crate::fail::Result;
 use crate::trace::{trace, Trace};
 
 static HOST_PID: OnceLock<i32> = OnceLock::new();
-/// A detached copy of the host's /tmp, taken before the staging tmpfs covers
-/// it: a createContainer hook sees the host's tree as it is, /tmp included.
-static HOST_TMP: OnceLock<OwnedFd> = OnceLock::new();
-
-/// Keeps a copy of the host's /tmp for the createContainer hooks (before
-/// the staging tmpfs is mounted there).
-pub fn keep_host_tmp() -> Result<()> {
-    let tree = crate::sys::open_tree_clone("/tmp", true).map_err(|e| {
-        Report::new(Step::Hook, e as i32)
-            .path("/tmp")
-            .detail("keep the host's /tmp for the createContainer hooks")
-    })?;
-    let _ = HOST_TMP.set(tree);
-    Ok(())
-}
-
 /// Remembers this process's pid as the host sees it, for the hooks' state:
 /// read through /proc/self while /proc is still the host's (before the
 /// container's own is mounted and the root pivots).
@@ -71,8 +55,13 @@ pub fn host_pid() -> i32 {
 }
 
 /// Runs `hooks` (of the kind `name`, for reports: `createContainer`) in
-/// order, each reading the state with `status` and the host pid.
-pub fn run(name: &str, hooks: &Hooks, status: &str, tr: Trace) -> Result<()> {
+/// order, each reading the state with `status` and the host pid. With
+/// `rootfs` (createContainer's: the host path of the container's root), each
+/// runs in a mount namespace of its own, a copy of the container's in which
+/// tsbox's staging tmpfs is gone from /tmp (so the host's /tmp is there
+/// again) and the assembled root is at `rootfs`, where the runtime-spec's
+/// `root.path` says it is: what a hook writes there the container has.
+pub fn run(name: &str, hooks: &Hooks, status: &str, rootfs: Option<&str>, tr: Trace) -> Result<()> {
     let pid = host_pid();
     let mut state: serde_json::Value = serde_json::from_str(&hooks.state).map_err(|e| {
         Report::new(Step::Hook, libc::EINVAL)
@@ -86,9 +75,7 @@ pub fn run(name: &str, hooks: &Hooks, status: &str, tr: Trace) -> Result<()> {
     let input = serde_json::to_vec(&state).unwrap_or_default();
     for (i, hook) in hooks.hooks.iter().enumerate() {
         let at = format!("hooks.{name}[{i}]");
-        // createContainer's paths are the host's: its hooks get the host's /tmp back.
-        let host_tmp = if name == "createContainer" { HOST_TMP.get() } else { None };
-        run_one(hook, &input, host_tmp).map_err(|r| r.path(at.clone()))?;
+        run_one(hook, &input, rootfs).map_err(|r| r.path(at.clone()))?;
         trace!(tr, "hook: {at} {} ran", hook.path);
     }
     Ok(())
@@ -98,7 +85,7 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Report::new(Step::Hook, libc::EINVAL).detail(format!("its {what} has a NUL byte")))
 }
 
-fn run_one(hook: &Hook, input: &[u8], host_tmp: Option<&OwnedFd>) -> Result<()> {
+fn run_one(hook: &Hook, input: &[u8], rootfs: Option<&str>) -> Result<()> {
     let path = cstring(&hook.path, "path")?;
     let argv = if hook.args.is_empty() {
         vec![path.clone()]
@@ -113,7 +100,7 @@ fn run_one(hook: &Hook, input: &[u8], host_tmp: Option<&OwnedFd>) -> Result<()> 
     // SAFETY: this process is single-threaded (a copy of the helper), so the
     // child may do anything; it only dups, closes and execs.
     match unsafe { fork() }.map_err(|e| failed(e, "fork"))? {
-        ForkResult::Child => exec_hook(&stdin_r, &err_w, host_tmp, &path, &argv, &envp),
+        ForkResult::Child => exec_hook(&stdin_r, &err_w, rootfs, &path, &argv, &envp),
         ForkResult::Parent { child } => {
             drop(stdin_r);
             drop(err_w);
@@ -137,10 +124,10 @@ fn run_one(hook: &Hook, input: &[u8], host_tmp: Option<&OwnedFd>) -> Result<()> 
     }
 }
 
-/// The hook's process: the state on stdin, the host's /tmp for a
-/// createContainer hook (in a mount namespace of its own, a copy of the
-/// container's), nothing else of ours open, then execve.
-fn exec_hook(stdin: &OwnedFd, err: &OwnedFd, host_tmp: Option<&OwnedFd>, path: &CString, argv: &[CString], envp: &[CString]) -> ! {
+/// The hook's process: createContainer's view of the mounts (see [`run`]),
+/// the state on stdin, no signal blocked or caught, nothing else of ours
+/// open, then execve.
+fn exec_hook(stdin: &OwnedFd, err: &OwnedFd, rootfs: Option<&str>, path: &CString, argv: &[CString], envp: &[CString]) -> ! {
     let fail = |stage: u8| -> ! {
         let errno = (Errno::last() as i32).to_ne_bytes();
         let msg = [stage, errno[0], errno[1], errno[2], errno[3]];
@@ -150,19 +137,30 @@ fn exec_hook(stdin: &OwnedFd, err: &OwnedFd, host_tmp: Option<&OwnedFd>, path: &
             libc::_exit(127)
         }
     };
-    if let Some(tree) = host_tmp {
+    if let Some(rootfs) = rootfs {
         if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_err() {
             fail(b't');
         }
-        match nix::fcntl::open(
-            "/tmp",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) {
-            Ok(at) if crate::sys::move_mount_onto(tree.as_raw_fd(), at.as_raw_fd()).is_ok() => {}
-            _ => fail(b't'),
+        // The assembled root, before the staging tmpfs under it goes.
+        let Ok(root) = crate::sys::open_tree_clone(super::mounts::NEWROOT, true) else {
+            fail(b't')
+        };
+        if nix::mount::umount2("/tmp", nix::mount::MntFlags::MNT_DETACH).is_err() {
+            fail(b't');
+        }
+        // Not over the host's own root (a config whose root is /).
+        if rootfs != "/" {
+            match nix::fcntl::open(
+                rootfs,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) {
+                Ok(at) if crate::sys::move_mount_onto(root.as_raw_fd(), at.as_raw_fd()).is_ok() => {}
+                _ => fail(b't'),
+            }
         }
     }
+    super::command::reset_signals();
     // SAFETY: plain system calls on descriptors this process owns; _exit
     // leaves without running anything of the parent's.
     unsafe {

@@ -76,7 +76,7 @@ fn start(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::Result<(
     let process = wait_process(chan)?;
     let cmd = process::prepare(&process, chan, process::Context::sandbox(plan, console), tr)?;
     if let Some(h) = &process.start_container_hooks {
-        hooks::run("startContainer", h, "created", tr)?;
+        hooks::run("startContainer", h, "created", None, tr)?;
     }
     Ok((cmd, process))
 }

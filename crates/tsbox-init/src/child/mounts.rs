@@ -28,7 +28,7 @@ use crate::trace::{trace, Trace};
 /// are what the container's mountinfo shows of its root: fixed names, never
 /// the host's layout.
 const STAGING: &str = "/tmp";
-const NEWROOT: &str = "/tmp/root";
+pub const NEWROOT: &str = "/tmp/root";
 const LOWER: &str = "/tmp/lower";
 const EMPTY: &str = "/tmp/empty";
 const UPPER: &str = "/tmp/upper";
@@ -261,7 +261,7 @@ pub fn build_root(
     // The runtime-spec's createContainer hooks: in the container's
     // namespaces, its mounts made, the host's paths still reachable.
     if let Some(h) = &plan.create_container_hooks {
-        super::hooks::run("createContainer", h, "creating", *tr)?;
+        super::hooks::run("createContainer", h, "creating", Some(rootfs.as_str()), *tr)?;
     }
 
     // pivot_root(".", ".") stacks the old root on the new one; detaching it

@@ -43,10 +43,6 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
         super::seccomp::connect_agent(path)?;
         trace!(tr, "seccomp: connected to the agent at {path}");
     }
-    // The host's /tmp, before the staging tmpfs covers it, for createContainer hooks.
-    if plan.create_container_hooks.is_some() {
-        super::hooks::keep_host_tmp()?;
-    }
     if plan.has(Namespace::User) {
         // Root of the new user namespace: files we create on the filesystems
         // we mount need an owner that is mapped there.
