@@ -3,15 +3,16 @@
 //! tsbox_core::seccomp); here it is only handed to the kernel.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
-use nix::sys::socket::{connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use tsbox_core::seccomp::{INSTRUCTION_SIZE, MAX_INSTRUCTIONS};
 use tsbox_core::{Report, SeccompAgent, Step};
 
 /// The connection to the seccomp agent (OCI `listenerPath`), made while the
-/// host's paths resolve and the caller's credentials hold.
-static AGENT: OnceLock<OwnedFd> = OnceLock::new();
+/// host's paths resolve and the caller's credentials hold; closed once the
+/// listener went through it.
+static AGENT: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 /// <linux/seccomp.h>: seccomp(2) returns a notification descriptor.
 const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_uint = 1 << 3;
@@ -27,7 +28,7 @@ pub fn connect_agent(path: &str) -> Result<(), Report> {
     let addr = UnixAddr::new(path).map_err(|e| failed(e, "name"))?;
     connect(sock.as_raw_fd(), &addr)
         .map_err(|e| failed(e, "connect to").hint("the seccomp agent must listen there before the container is created"))?;
-    let _ = AGENT.set(sock);
+    *AGENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(sock);
     Ok(())
 }
 
@@ -60,6 +61,10 @@ pub fn load(bpf: &[u8], agent: Option<&SeccompAgent>) -> Result<(), Report> {
     };
     // SAFETY: the kernel copies `fprog.len` instructions from `fprog.filter`,
     // which points into `prog`, alive until this returns.
+    // The agent's message is made before the filter is in place: from then on
+    // only sendmsg may run before the agent has the listener (a notified
+    // mmap of an allocation would wait for it forever).
+    let handover = agent.map(handover).transpose()?;
     let flags = if agent.is_some() { SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
     let r = unsafe {
         libc::syscall(
@@ -73,20 +78,20 @@ pub fn load(bpf: &[u8], agent: Option<&SeccompAgent>) -> Result<(), Report> {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         return Err(Report::new(Step::Seccomp, errno).detail(format!("load the seccomp filter ({n} instructions)")));
     }
-    if let Some(agent) = agent {
+    if let Some((conn, bytes)) = handover {
         // SAFETY: with NEW_LISTENER, seccomp(2) returned a new descriptor, ours.
         let listener = unsafe { OwnedFd::from_raw_fd(r as i32) };
-        send_to_agent(&listener, agent)?;
+        send_listener(&conn, &bytes, &listener)?;
     }
     Ok(())
 }
 
-/// Hands the agent the listener with the runtime-spec's containerProcessState,
-/// in one message, first thing after the filter is loaded (nothing notified
-/// can be answered before), then lets go of both.
-fn send_to_agent(listener: &OwnedFd, agent: &SeccompAgent) -> Result<(), Report> {
+/// The connection to the agent (taken: it closes once used) and the
+/// runtime-spec's containerProcessState for it: the host pid,
+/// `listenerMetadata`, the container's state.
+fn handover(agent: &SeccompAgent) -> Result<(OwnedFd, Vec<u8>), Report> {
     let failed = |errno: i32, what: String| Report::new(Step::Seccomp, errno).detail(what);
-    let conn = AGENT.get().ok_or_else(|| {
+    let conn = AGENT.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or_else(|| {
         failed(
             libc::ENOTCONN,
             "send the seccomp listener: the container has no connection to a seccomp agent".into(),
@@ -106,20 +111,38 @@ fn send_to_agent(listener: &OwnedFd, agent: &SeccompAgent) -> Result<(), Report>
         "metadata": agent.metadata,
         "state": state,
     });
-    let bytes = serde_json::to_vec(&message).unwrap_or_default();
-    let fds = [listener.as_raw_fd()];
-    sendmsg::<()>(
-        conn.as_raw_fd(),
-        &[std::io::IoSlice::new(&bytes)],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map_err(|e| {
-        failed(
-            e as i32,
-            "send the seccomp listener to the agent (linux.seccomp.listenerPath)".into(),
-        )
-    })?;
+    Ok((conn, serde_json::to_vec(&message).unwrap_or_default()))
+}
+
+/// Sends `bytes` and the listener in one message, with nothing allocated:
+/// the control buffer is on the stack.
+fn send_listener(conn: &OwnedFd, bytes: &[u8], listener: &OwnedFd) -> Result<(), Report> {
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: msghdr is plain old data; zeroed is valid, then filled in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_* are size computations and pointer walks within `control`,
+    // which is large enough for one descriptor.
+    unsafe {
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), listener.as_raw_fd());
+    }
+    // SAFETY: sendmsg reads the buffers msg describes, all alive here.
+    if unsafe { libc::sendmsg(conn.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } < 0 {
+        return Err(Report::new(Step::Seccomp, nix::errno::Errno::last() as i32)
+            .detail("send the seccomp listener to the agent (linux.seccomp.listenerPath)"));
+    }
     Ok(())
 }
