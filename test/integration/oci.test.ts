@@ -733,17 +733,26 @@ describe('devices and sysctl', () => {
     const data = join(scratch, `idmap-${serial}`);
     mkdirSync(data, { recursive: true });
     writeFileSync(join(data, 'file'), 'x');
-    const dir = bundle('stat -c %u:%g /tmp/idmapped/file /tmp/plain/file > /var/seen; touch /tmp/idmapped/made', (c) => {
+    // A mount below the source: an rbind brings it, a plain bind does not (idmapped or not).
+    mkdirSync(join(data, 'sub'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tsbox-test', join(data, 'sub')]);
+    const dir = bundle('stat -c %u:%g /tmp/idmapped/file /tmp/plain/file > /var/seen; touch /tmp/idmapped/made; for m in /tmp/idmapped/sub /tmp/one/sub; do grep -c " $m " /proc/self/mountinfo; done >> /var/seen', (c) => {
       c.linux.namespaces.push({ type: 'user' });
       c.linux.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
       c.linux.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
       c.mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: [] });
       c.mounts.push({ destination: '/tmp/idmapped', type: 'bind', source: data, options: ['rbind', 'ridmap'], uidMappings: c.linux.uidMappings, gidMappings: c.linux.gidMappings });
       c.mounts.push({ destination: '/tmp/plain', type: 'bind', source: data, options: ['rbind'] });
+      c.mounts.push({ destination: '/tmp/one', type: 'bind', source: data, options: ['bind', 'idmap'] });
     });
     chmodSync(join(dir, 'out'), 0o777);
-    const id = await ranToEnd(dir);
-    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('0:0\n65534:65534\n');
+    let id: string;
+    try {
+      id = await ranToEnd(dir);
+    } finally {
+      execFileSync('umount', [join(data, 'sub')]);
+    }
+    expect(readFileSync(join(dir, 'out/seen'), 'utf8')).toBe('0:0\n65534:65534\n1\n0\n');
     const made = statSync(join(data, 'made'));
     expect([made.uid, made.gid]).toEqual([0, 0]);
     expect((await cli(['delete', id])).code).toBe(0);
@@ -879,6 +888,10 @@ describe('update', () => {
     const bad = await cli(['update', '--resources', '-', id], { input: JSON.stringify({ memory: { limit: 1000 } }) });
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('config((stdin)): resources.memory.limit: must be at least 6m');
+    // What the running cgroup does not take again is refused, not dropped.
+    const fixed = await cli(['update', '--resources', '-', id], { input: JSON.stringify({ unified: { 'memory.high': '64M' }, memory: { swappiness: 10 } }) });
+    expect(fixed.code).not.toBe(0);
+    expect(fixed.stderr).toMatch(/resources\.(unified|memory\.swappiness): is set at create; tsbox does not change it while the container runs/);
     expect((await cli(['delete', '--force', id])).code).toBe(0);
     const stopped = await cli(['update', '--pids-limit', '5', id]);
     expect(stopped.stderr).toContain('container does not exist');
@@ -1005,7 +1018,12 @@ describe('hooks', () => {
       // It runs before pivot_root: the container's mounts still show the staging root.
       createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', `echo createRuntime >> ${dir}/out/order; s=$(cat); echo "$s" > ${dir}/out/createRuntime.json; pid=$(echo "$s" | sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p'); grep -c " /tmp/root " /proc/$pid/mountinfo > ${dir}/out/cr-root`] }],
       // The host's /bin/sh and the host's path to the bundle: before pivot_root.
-      createContainer: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${dir}/out/createContainer.json; echo createContainer >> ${dir}/out/order; readlink /proc/self/ns/mnt > ${dir}/out/cc-ns; readlink /proc/self/ns/uts >> ${dir}/out/cc-ns; echo "$HOOK_ENV" > ${dir}/out/cc-env`], env: ['HOOK_ENV=given'], timeout: 5 }],
+      createContainer: [
+        { path: '/bin/sh', args: ['sh', '-c', `cat > ${dir}/out/createContainer.json; echo createContainer >> ${dir}/out/order; readlink /proc/self/ns/mnt > ${dir}/out/cc-ns; readlink /proc/self/ns/uts >> ${dir}/out/cc-ns; echo "$HOOK_ENV" > ${dir}/out/cc-env`], env: ['HOOK_ENV=given'], timeout: 5 },
+        // A second one; root.path is the container's assembled root, its mounts
+        // included: /var there is the bundle's out/, not the rootfs's own /var.
+        { path: '/bin/sh', args: ['sh', '-c', `echo through-root > ${cfg.root.path}/var/cc-root; grep SigBlk /proc/self/status > ${dir}/out/cc-sigblk`] },
+      ],
       // The container's /bin/sh and its /var: after pivot_root, as the process.
       startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'cat > /var/startContainer.json; echo startContainer >> /var/order; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status > /var/sc-status; id -u >> /var/sc-status'] }],
     };
@@ -1017,6 +1035,9 @@ describe('hooks', () => {
     // The runtime-spec's order: createRuntime (in the runtime's namespaces), then createContainer, both before pivot_root.
     expect(readFileSync(join(dir, 'out/order'), 'utf8').split('\n').filter(Boolean)).toEqual(['createRuntime', 'createContainer']);
     expect(readFileSync(join(dir, 'out/cc-env'), 'utf8')).toBe('given\n');
+    expect(readFileSync(join(dir, 'out/cc-root'), 'utf8')).toBe('through-root\n');
+    // No signal blocked in a hook (the helper blocks them all for itself).
+    expect(readFileSync(join(dir, 'out/cc-sigblk'), 'utf8')).toMatch(/^SigBlk:\s+0+\n$/);
     const started = await cli(['start', id]);
     expect(started.code, started.stderr).toBe(0);
     await waitFor(id, 'stopped');
@@ -1072,9 +1093,10 @@ describe('hooks', () => {
     }
   });
 
-  it('a failing prestart hook fails create and leaves no container; a failing poststart or poststop hook is a warning', async () => {
+  it('a failing prestart hook fails create and leaves no container (its poststop hooks run, as a delete would); a failing poststart or poststop hook is a warning', async () => {
+    const undone = join(scratch, `undone-${serial}`);
     const bad = bundle('touch /var/ran', (c) => {
-      c.hooks = { prestart: [{ path: '/bin/false' }] };
+      c.hooks = { prestart: [{ path: '/bin/false' }], poststop: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${undone}`] }] };
     });
     const id = newId();
     const r = await create(bad, [id]);
@@ -1082,6 +1104,7 @@ describe('hooks', () => {
     expect(r.stderr).toContain('hook(hooks.prestart[0]): /bin/false exited with status 1');
     expect((await cli(['state', id])).code).not.toBe(0);
     expect(existsSync(join(bad, 'out/ran'))).toBe(false);
+    expect(JSON.parse(readFileSync(undone, 'utf8'))).toMatchObject({ id, status: 'stopped' });
 
     const after = join(scratch, `after-${serial}`);
     const warned = bundle('true', (c) => {

@@ -331,7 +331,7 @@ export type TtySize = { rows: number, cols: number, };
 
 export type NodeMsg = { "type": "plan" } & SandboxPlan | { "type": "maps" } | { "type": "cgroup" } | { "type": "network" } | { "type": "runtimeHooks" } | { "type": "process" } & ProcessPlan | { "type": "hold" } & ProcessPlan | { "type": "start" } | { "type": "signal", signo: number, } | { "type": "execInto", process: ProcessPlan, stdio: number, namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
 
-export type HelperMsg = { "type": "cloned", pid: number, monitor: number, } | { "type": "ready" } | { "type": "pty" } | { "type": "started", pid: number, } | { "type": "failed" } & Report | { "type": "exited", 
+export type HelperMsg = { "type": "cloned", pid: number, monitor: number, } | { "type": "placed" } | { "type": "ready" } | { "type": "pty" } | { "type": "started", pid: number, } | { "type": "failed" } & Report | { "type": "exited", 
 /**
  * Exit status of the command, when it exited.
  */

@@ -697,7 +697,9 @@ function devicePolicy(spec: OciSpec, refuse: (path: string, message: string) => 
   rules.forEach((r, i) => {
     const at = `linux.resources.devices[${i}]`;
     const type = r.type ?? 'a';
-    const all = type === 'a' && r.major == null && r.minor == null;
+    // -1 is a wildcard as null is (runtime-spec: major and minor may be left out, or -1 for all).
+    const any = (v: number | bigint | null | undefined) => v == null || v === -1 || v === -1n;
+    const all = type === 'a' && any(r.major) && any(r.minor);
     const access = r.access ?? 'rwm';
     if (cgroup) {
       if (!['a', 'c', 'b'].includes(type)) return refuse(`${at}.type`, `"${type}" is not a device type of a device rule (a, c or b)`);

@@ -122,7 +122,23 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   if (!c.terminal && consoleSocket !== undefined) {
     throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'there is no terminal to send: process.terminal is false', hint: 'leave out --console-socket, or set process.terminal to true' });
   }
-  const container = await launch(c.command, c.options, {
+  // A create that fails once the runtime's hooks ran ends as a delete
+  // would: its poststop hooks run (warnings only), so what prestart set up
+  // (a network, say) is undone, as runc does.
+  let hooked = false;
+  const undoHooks = () => {
+    if (!hooked) return;
+    runHooks('poststop', c.hooks.poststop, { ociVersion: c.ociVersion, id: o.id!, status: 'stopped', pid: 0, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}), created: new Date().toISOString(), owner: '' }, false, (line) => process.stderr.write(`tsbox: ${line}\n`));
+  };
+  let container: Container;
+  try {
+    container = await launchOci();
+  } catch (err) {
+    undoHooks();
+    throw err;
+  }
+  function launchOci(): Promise<Container> {
+    return launch(c.command, c.options, {
     deferProcess: true,
     // A limit the config sets is never dropped for want of a cgroup.
     explicitLimits: o.rootless === 'false' || c.limited,
@@ -144,14 +160,17 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
         }
         return p;
       },
-      // As the runtime-spec orders them: once the container exists, before
-      // its pivot_root and its createContainer hooks; status created, as runc.
+      // As the runtime-spec orders them: once the container exists and is in
+      // its cgroups, before its pivot_root and its createContainer hooks.
+      // Status created, which runtime-tools' hooks_stdin test asks of prestart.
       runtimeHooks: (pid) => {
         const state = { ociVersion: c.ociVersion, id: o.id, status: 'created' as const, pid, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}), created: new Date().toISOString(), owner: '' };
+        hooked = true;
         for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], state, true);
       },
       state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved, deviceRules: c.deviceRules },
-  });
+    });
+  }
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {
     // The config as it was at create: exec's defaults, whatever becomes of the bundle.
@@ -167,6 +186,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
     return { state, container };
   } catch (err) {
     await ref.remove({ force: true }).catch(() => {});
+    undoHooks();
     throw err;
   }
 }
@@ -276,6 +296,11 @@ export function ociUpdate(id: string | undefined, resourcesFile: string | undefi
     if (!parsed.success) throw specError(file, parsed.error.issues.map((i) => ({ path: jsonPath(['resources', ...i.path]), message: i.message })));
     if (parsed.data.devices?.length) refuse('resources.devices', 'device rules are set at create, and tsbox does not change them while the container runs');
     ({ options: limits, paths } = ociLimits(parsed.data, refuse, 'resources'));
+    // What a running container's cgroup does not take again (huge pages, the
+    // v1-only memory files, net_cls, unified, per-device I/O): refused, never dropped.
+    for (const key of Object.keys(limits)) {
+      if (!(UPDATE_LIMITS as readonly string[]).includes(key)) refuse(paths[key] ?? `resources.${key}`, 'is set at create; tsbox does not change it while the container runs');
+    }
     // checkBeforeUpdate: a memory limit below what the container uses now is refused, not set.
     const limit = parsed.data.memory?.limit;
     if (parsed.data.memory?.checkBeforeUpdate && limit != null && Number(limit) > 0) {

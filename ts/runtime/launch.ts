@@ -288,8 +288,13 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
       writeMaps(cloned.pid, maps, trace);
       await toHelper.maps(ch);
     }
-    // The runtime's OCI hooks, while the child waits before pivot_root.
+    // The runtime's OCI hooks, once the container is in its cgroups, while
+    // its first process waits before pivot_root.
     if (sandbox.runtimeHooks) {
+      const placed = await recv(ch);
+      if (placed === null) throw helperDied(await done, 'before the runtime hooks');
+      if (placed.type === 'failed') throw new TsboxError(placed);
+      if (placed.type !== 'placed') throw helperDied({ code: null, signal: null }, `out of order (${placed.type})`);
       extras.oci?.runtimeHooks?.(cloned.pid);
       await toHelper.runtimeHooks(ch);
     }

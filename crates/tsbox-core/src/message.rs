@@ -127,6 +127,9 @@ pub enum HelperMsg {
     /// Phase 2: the container's PID 1 exists, in its new namespaces (its host
     /// pid), and the monitor's pid (another one when detached).
     Cloned { pid: i32, monitor: i32 },
+    /// The container is in its cgroups, and its first process waits for the
+    /// runtime's OCI hooks (`SandboxPlan::runtime_hooks`): Node runs them now.
+    Placed,
     /// Phase 7: the sandbox is built and waits for its process.
     Ready,
     /// A pseudo-terminal's master, attached to this message (SCM_RIGHTS).

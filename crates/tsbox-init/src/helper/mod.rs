@@ -272,6 +272,8 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     // The runtime's hooks (prestart, createRuntime) run in Node once the
     // container exists; the child waits for them before pivot_root.
     if plan.runtime_hooks {
+        // Once the container is in its cgroups: a hook may look there (/proc/PID/cgroup).
+        let _ = node.send(&HelperMsg::Placed);
         if let Err(r) = awaiting.until(node, |a| a.runtime_hooks) {
             return Err(abort(host, &c, node, r));
         }
