@@ -481,6 +481,12 @@ describe('the plans of a bundle', () => {
     expect(problems(spec)).toEqual([expect.stringMatching(/^process\.scheduler\.flags\[0\]: "SCHED_FLAG_UTIL_CLAMP_MIN" is not a flag tsbox can set/)]);
   });
 
+  it('takes -1 for a device rule\'s major and minor as every number, as null (deny all written either way)', () => {
+    const spec = base();
+    spec.linux.resources = { devices: [{ allow: false, type: 'a', major: -1, minor: -1, access: 'rwm' }] };
+    expect(problems(spec)).toEqual([]);
+  });
+
   it('refuses memory.useHierarchy false: the kernel accounts hierarchically', () => {
     const spec = base();
     spec.linux.resources = { memory: { useHierarchy: false } };
