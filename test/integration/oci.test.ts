@@ -434,7 +434,7 @@ describe('as conmon and containerd\'s shim drive it', () => {
 });
 
 describe('seccomp agent (SCMP_ACT_NOTIFY)', () => {
-  it('the listener goes to linux.seccomp.listenerPath with the containerProcessState; the agent answers the notified calls; exec and a missing agent are refused', async () => {
+  it('the listener goes to linux.seccomp.listenerPath with the containerProcessState, an exec\'d process\'s too; the agent answers the notified calls; a missing agent is refused', async () => {
     const sock = join(scratch, `agent-${serial}.sock`);
     const out = join(scratch, `agent-${serial}.json`);
     const agent = spawnProcess(probePath(), ['seccomp-agent', sock, out], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -460,10 +460,18 @@ describe('seccomp agent (SCMP_ACT_NOTIFY)', () => {
       const pid = (await state(id)).pid;
       expect((await cli(['start', id])).code).toBe(0);
       expect(await eventually(() => existsSync(join(dir, 'out/after')))).toBe(true);
-      // exec would load the filter with no listener to hand on: refused.
-      const exec = await cli(['exec', id, 'true']);
-      expect(exec.code).not.toBe(0);
-      expect(exec.stderr).toContain('notifies a seccomp agent (SCMP_ACT_NOTIFY)');
+      // An exec'd process's filter has a listener of its own, handed to the same agent.
+      const exec = await cli(['exec', id, 'sh', '-c', 'mkdir /tmp/y 2>&1; echo $$']);
+      expect(exec.code, exec.stderr).toBe(0);
+      expect(exec.stdout).toMatch(/not supported/i);
+      const second = JSON.parse(readFileSync(`${out}.1`, 'utf8')) as { fds: string[]; pid: number; metadata: string; state: State };
+      expect(second).toMatchObject({ fds: ['seccompFd'], metadata: 'tsbox-test', state: { id, status: 'running' } });
+      // Its pid as the host sees it, neither PID 1's nor its own inside the container ($$).
+      const inside = Number(exec.stdout.trim().split('\n').at(-1));
+      expect(inside).toBeGreaterThan(1);
+      expect(second.pid).not.toBe(pid);
+      expect(second.pid).not.toBe(inside);
+      expect(second.pid).toBeGreaterThan(1);
       writeFileSync(join(dir, 'out/done'), '');
       await waitFor(id, 'stopped');
       // The agent answered mkdir with EOPNOTSUPP; everything else ran.

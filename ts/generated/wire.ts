@@ -138,7 +138,13 @@ export type MountPropagation = { kind: Propagation, recursive: boolean, };
 
 export type MemoryPolicy = { mode: number, flags: number, nodes: Array<number>, };
 
-export type SeccompAgent = { metadata: string, state: string, };
+export type SeccompAgent = { metadata: string, state: string, 
+/**
+ * An exec'd process's own connection: the agent's socket, connected to
+ * before the process joins the container's mount namespace (the first
+ * process connects while its sandbox is built: `SandboxPlan::seccomp_listener`).
+ */
+connect: string | null, };
 
 export type IoPriority = { class: number, priority: number, };
 

@@ -120,12 +120,19 @@ export async function ociExec(id: string | undefined, r: ExecRequest): Promise<C
   if (!terminal && r.consoleSocket !== undefined) {
     throw new TsboxError({ step: 'config', errno: 22, path: '--console-socket', detail: 'there is no terminal to send: the process has none', hint: 'add --tty, or leave out --console-socket' });
   }
-  // Its filter would notify an agent it has no connection to: the calls would fail with ENOSYS.
-  if (notifies(saved.linux.seccomp)) {
-    throw new TsboxError({ step: 'config', errno: 95, path: 'linux.seccomp', detail: 'the container\'s seccomp profile notifies a seccomp agent (SCMP_ACT_NOTIFY), and tsbox hands an agent the listener of the container\'s first process only', hint: 'exec into a container whose profile has no SCMP_ACT_NOTIFY rule' });
-  }
   const native = loadNative();
   const plan = ociProcessPlan(proc, saved.linux.seccomp, native.binding, false, saved.linux.personality?.domain);
+  // Its filter notifies the container's seccomp agent: its own listener goes
+  // there too, as runc's exec'd processes' do (the process connects before it
+  // joins the mount namespace, where the socket's path is the host's).
+  const seccomp = saved.linux.seccomp as { listenerPath?: unknown; listenerMetadata?: unknown } | null;
+  if (notifies(saved.linux.seccomp) && typeof seccomp?.listenerPath === 'string') {
+    plan.seccompAgent = {
+      metadata: typeof seccomp.listenerMetadata === 'string' ? seccomp.listenerMetadata : '',
+      state: JSON.stringify({ ...ociState(state), status: 'running' }),
+      connect: seccomp.listenerPath,
+    };
+  }
   const control = join(dir, 'control.sock');
   if (r.detach) {
     const pid = await execDetached(control, plan, terminal, id!);

@@ -156,7 +156,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
         // SCMP_ACT_NOTIFY: the child connects to the agent before pivot_root, and its process sends the listener.
         if (c.seccompAgent) {
           p.sandbox.seccompListener = c.seccompAgent.path;
-          p.process.seccompAgent = { metadata: c.seccompAgent.metadata, state: JSON.stringify({ ...state, status: 'created' }) };
+          p.process.seccompAgent = { metadata: c.seccompAgent.metadata, state: JSON.stringify({ ...state, status: 'created' }), connect: null };
         }
         return p;
       },

@@ -272,6 +272,11 @@ pub struct ProcessPlan {
 pub struct SeccompAgent {
     pub metadata: String,
     pub state: String,
+    /// An exec'd process's own connection: the agent's socket, connected to
+    /// before the process joins the container's mount namespace (the first
+    /// process connects while its sandbox is built: `SandboxPlan::seccomp_listener`).
+    #[serde(default)]
+    pub connect: Option<String>,
 }
 
 /// set_mempolicy(2)'s arguments by number: the mode (MPOL_BIND 2, ...), its

@@ -524,11 +524,16 @@ fn cmd_tty_excl(set: bool) -> i32 {
 /// connection and its one message: up to `size` bytes, and the descriptor
 /// that must come with them (SCM_RIGHTS).
 fn accept_fd(socket: &str, size: usize, ready: impl FnOnce()) -> Result<(Vec<u8>, std::os::fd::OwnedFd), String> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::net::UnixListener;
     let listener = UnixListener::bind(socket).map_err(|e| format!("bind {socket}: {}", io_msg(&e)))?;
     ready();
     let (conn, _) = listener.accept().map_err(|e| format!("accept: {}", io_msg(&e)))?;
+    recv_fd(&conn, size)
+}
+
+/// One message on `conn`: up to `size` bytes, and the descriptor that must come with them.
+fn recv_fd(conn: &std::os::unix::net::UnixStream, size: usize) -> Result<(Vec<u8>, std::os::fd::OwnedFd), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let mut payload = vec![0u8; size];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
@@ -561,22 +566,43 @@ fn accept_fd(socket: &str, size: usize, ready: impl FnOnce()) -> Result<(Vec<u8>
 }
 
 /// A seccomp agent, as the runtime-spec describes one: listens on SOCKET,
-/// takes the one message a runtime sends (the containerProcessState, with
-/// the listener), writes the state to OUT, then answers every notified call
-/// with EOPNOTSUPP, appending `notified NR` to OUT.calls, until the filter's
-/// processes are gone.
+/// takes the message a runtime sends on each connection (the
+/// containerProcessState, with a listener), writes the first to OUT and the
+/// n-th to OUT.n, and answers every notified call with EOPNOTSUPP, appending
+/// `notified NR` to OUT.calls, until it is killed.
 fn cmd_seccomp_agent(socket: &str, out: &str) -> i32 {
-    use std::os::fd::AsRawFd;
-    let (payload, notify) = match accept_fd(socket, 65536, || {
-        println!("ready");
-        let _ = std::io::stdout().flush();
-    }) {
-        Ok(r) => r,
-        Err(e) => return usage(&e),
+    use std::os::unix::net::UnixListener;
+    let listener = match UnixListener::bind(socket) {
+        Ok(l) => l,
+        Err(e) => return usage(&format!("bind {socket}: {}", io_msg(&e))),
     };
-    if let Err(e) = std::fs::write(out, &payload) {
-        return usage(&format!("write {out}: {}", io_msg(&e)));
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    // One connection a process whose filter has a listener: the first
+    // container's, then each exec'd one's, answered side by side.
+    for n in 0.. {
+        let conn = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) => return usage(&format!("accept: {}", io_msg(&e))),
+        };
+        let (payload, notify) = match recv_fd(&conn, 65536) {
+            Ok(r) => r,
+            Err(e) => return usage(&e),
+        };
+        let file = if n == 0 { out.to_string() } else { format!("{out}.{n}") };
+        if let Err(e) = std::fs::write(&file, &payload) {
+            return usage(&format!("write {file}: {}", io_msg(&e)));
+        }
+        let calls = format!("{out}.calls");
+        std::thread::spawn(move || answer_notifications(notify, &calls));
     }
+    0
+}
+
+/// Answers every call notified on `notify` with EOPNOTSUPP, appending
+/// `notified NR` to `calls`, until no process is left under the filter.
+fn answer_notifications(notify: std::os::fd::OwnedFd, calls: &str) {
+    use std::os::fd::AsRawFd;
     // <linux/seccomp.h>: struct seccomp_notif (80 bytes) and seccomp_notif_resp (24).
     #[repr(C)]
     struct Notif {
@@ -597,20 +623,18 @@ fn cmd_seccomp_agent(socket: &str, out: &str) -> i32 {
     }
     const RECV: libc::c_ulong = 0xc050_2100;
     const SEND: libc::c_ulong = 0xc018_2101;
-    let calls = format!("{out}.calls");
     loop {
         // SAFETY: the kernel wants a zeroed struct; all fields are integers.
         let mut req: Notif = unsafe { std::mem::zeroed() };
         // SAFETY: SECCOMP_IOCTL_NOTIF_RECV fills req.
         if unsafe { libc::ioctl(notify.as_raw_fd(), RECV, &mut req) } < 0 {
             // ENOENT: no process is left under the filter.
-            return 0;
+            return;
         }
-        let mut f = match std::fs::OpenOptions::new().create(true).append(true).open(&calls) {
-            Ok(f) => f,
-            Err(e) => return usage(&format!("open {calls}: {}", io_msg(&e))),
-        };
-        let _ = writeln!(f, "notified {}", req.nr);
+        // O_APPEND: one short write each, whole, whichever thread writes.
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(calls) {
+            let _ = writeln!(f, "notified {}", req.nr);
+        }
         let resp = Resp {
             id: req.id,
             val: 0,

@@ -100,9 +100,9 @@ fn handover(agent: &SeccompAgent) -> Result<(OwnedFd, Vec<u8>), Report> {
     let pid = super::hooks::host_pid();
     let mut state: serde_json::Value =
         serde_json::from_str(&agent.state).map_err(|e| failed(libc::EINVAL, format!("the container's state is not JSON: {e}")))?;
+    // The status is the caller's to say: created for the first process, running for an exec'd one.
     if let Some(o) = state.as_object_mut() {
         o.insert("pid".into(), pid.into());
-        o.insert("status".into(), "created".into());
     }
     let message = serde_json::json!({
         "ociVersion": state.get("ociVersion").cloned().unwrap_or_default(),

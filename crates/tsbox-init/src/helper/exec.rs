@@ -157,7 +157,18 @@ fn exec_process(process: &ProcessPlan, stdio: &[OwnedFd], ns: &[(Namespace, Owne
         pdeathsig,
         ..child::process::Context::exec()
     };
-    let result = child::join::join(ns).and_then(|()| child::process::prepare(process, &chan, ctx, tr));
+    // A seccomp agent's socket is a host path: connected to before the mount
+    // namespace changes, with this process's host pid noted for its message.
+    let agent = match process.seccomp_agent.as_ref().and_then(|a| a.connect.as_deref()) {
+        Some(path) => {
+            child::hooks::remember_host_pid();
+            child::seccomp::connect_agent(path)
+        }
+        None => Ok(()),
+    };
+    let result = agent
+        .and_then(|()| child::join::join(ns))
+        .and_then(|()| child::process::prepare(process, &chan, ctx, tr));
     let report = match result {
         Ok(cmd) => cmd.exec(),
         Err(r) => r,
