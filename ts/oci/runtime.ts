@@ -128,7 +128,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   let hooked = false;
   const undoHooks = () => {
     if (!hooked) return;
-    runHooks('poststop', c.hooks.poststop, { ociVersion: c.ociVersion, id: o.id!, status: 'stopped', pid: 0, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}), created: new Date().toISOString(), owner: '' }, false, (line) => process.stderr.write(`tsbox: ${line}\n`));
+    runHooks('poststop', c.hooks.poststop, { ociVersion: c.ociVersion, id: o.id, status: 'stopped', pid: 0, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}), created: new Date().toISOString(), owner: '' }, false, (line) => process.stderr.write(`tsbox: ${line}\n`));
   };
   let container: Container;
   try {
