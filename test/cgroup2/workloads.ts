@@ -24,7 +24,10 @@ export function workloadCases({ make, gated, procsFile }: WorkloadFixtures): voi
     const g = gated('head -c 200M /dev/zero | tail');
     cg.place(g.pid);
     g.go();
-    expect((await g.exited).code).toBe(137); // the pipeline's status is tail's: SIGKILL
+    // The OOM killer picks the biggest process, tail (the pipeline's status is
+    // then 137), but under pressure it may take the shell around it too.
+    const ended = await g.exited;
+    expect(ended.code === 137 || ended.signal === 'SIGKILL', JSON.stringify(ended)).toBe(true);
     const s = cg.stats();
     expect(s.memory.oomKills).toBeGreaterThanOrEqual(1);
     expect(s.memory.peak).toBeGreaterThan(28 * MiB);
