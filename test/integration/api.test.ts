@@ -4,7 +4,6 @@
  * timeouts and aborts that leave nothing, tty, streams with backpressure, and
  * no leaked descriptors across hundreds of containers.
  */
-import { spawn as spawnProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -17,7 +16,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { AbortError, run, spawn, TsboxError, type RunOptions } from '../../ts/index.js';
 import { loadConfig } from '../../ts/config/file.js';
 import { loadNative } from '../../ts/native.js';
-import { alive, BIN, descendants, eventually, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
+import { alive, BIN, descendants, eventually, runCommand, text, type ProbeInfo, scratchDir } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 const scratch = scratchDir('api');
@@ -263,18 +262,7 @@ describe('spawn() and exec()', () => {
   it('unref() lets the program end while its container runs (which, attached, is killed then); ref() takes it back; events still come (issue 19)', async () => {
     const api = pathToFileURL(join(dirname(BIN), '../dist/index.js')).href;
     const node = (script: string) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawnProcess(process.execPath, ['--input-type=module', '-e', `import { spawn } from ${JSON.stringify(api)}; const rootfs = ${JSON.stringify(rootfs)};\n${script}`]);
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-        const timer = setTimeout(() => child.kill('SIGKILL'), 25_000);
-        child.on('close', (code) => {
-          clearTimeout(timer);
-          resolve({ code, stdout, stderr });
-        });
-      });
+      runCommand(process.execPath, ['--input-type=module', '-e', `import { spawn } from ${JSON.stringify(api)}; const rootfs = ${JSON.stringify(rootfs)};\n${script}`], { killAfterMs: 25_000 });
     // Nothing else to do: Node ends at once, long before `sleep 30` would.
     const ended = await node("const c = await spawn(['sleep', '30'], { rootfs }); console.log(c.pid); c.unref();");
     expect(ended.code, ended.stderr).toBe(0);

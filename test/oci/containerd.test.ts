@@ -14,7 +14,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { BIN, alive, cli, eventually, type ProbeInfo } from '../support/tsbox.js';
+import { BIN, alive, cli, eventually, runCommand, type CliResult, type ProbeInfo } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 /** containerd's namespace for the file's containers: their cgroups are /sys/fs/cgroup/<controller>/<it>/<id>. */
@@ -133,42 +133,15 @@ function removeCgroupTree(path: string): void {
   rmdirSync(path);
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** ctr on this file's containerd and namespace. */
-function ctr(args: string[], input?: string, timeoutMs = 30_000): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn('ctr', ['--address', sock, '--namespace', NS, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    child.stdin?.end(input);
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function ctr(args: string[], input?: string, timeoutMs = 30_000): Promise<CliResult> {
+  return runCommand('ctr', ['--address', sock, '--namespace', NS, ...args], { ...(input !== undefined ? { input } : {}), killAfterMs: timeoutMs });
 }
 
 /** ctr under script(1), which gives it a terminal as a user's shell would (`run -t`, `task exec -t`); stdin stays open. */
-function ctrTty(args: string[]): Promise<{ code: number | null; stdout: string }> {
+function ctrTty(args: string[]): Promise<CliResult> {
   const line = ['ctr', '--address', sock, '--namespace', NS, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  return new Promise((resolve) => {
-    const child = spawn('script', ['-qec', line, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout });
-    });
-  });
+  return runCommand('script', ['-qec', line, '/dev/null'], { keepStdinOpen: true, killAfterMs: 30_000 });
 }
 
 /** `ctr run`'s flags that make tsbox the runtime, its state under the test's directory; then `--rootfs`, whose argument is the first after the flags. */

@@ -5,7 +5,7 @@
  * and run directories of the test's own, the test rootfs as `--rootfs` and
  * imported as an image (`podman import`): no registry.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { throwawayUser } from '../support/host.js';
-import { BIN, cli, eventually } from '../support/tsbox.js';
+import { BIN, cli, eventually, runCommand, type CliResult } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 let dir = '';
@@ -66,40 +66,20 @@ afterAll(async () => {
  * lacks CAP_SYS_RESOURCE, so podman's default nofile and nproc limits (which
  * raise the hard limits) are lowered for every container.
  */
-function podman(args: string[], input?: string, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const global = ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
-  return new Promise((resolve) => {
-    const child = spawn('podman', [...global, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    child.stdin?.end(input);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function podman(args: string[], input?: string, timeoutMs = 60_000): Promise<CliResult> {
+  return runCommand('podman', [...globalFlags(), ...args], { ...(input !== undefined ? { input } : {}), killAfterMs: timeoutMs });
 }
+
+/** podman's flags for the test's storage, the cgroupfs manager, no events, tsbox as the runtime. */
+const globalFlags = () => ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
 
 const RUN = ['--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
 const IMAGE = 'localhost/tsbox-test-rootfs:latest';
 
 /** podman under script(1), which gives it a terminal as a user's shell would (run -it). */
-function podmanTty(args: string[]): Promise<{ code: number | null; stdout: string }> {
-  const global = ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
-  const line = ['podman', ...global, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  return new Promise((resolve) => {
-    const child = spawn('script', ['-qec', line, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout });
-    });
-  });
+function podmanTty(args: string[]): Promise<CliResult> {
+  const line = ['podman', ...globalFlags(), ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  return runCommand('script', ['-qec', line, '/dev/null'], { keepStdinOpen: true, killAfterMs: 60_000 });
 }
 
 describe('podman --runtime tsbox', () => {
@@ -248,27 +228,14 @@ describe('rootless podman --runtime tsbox', () => {
   });
 
   /** podman as the user, its storage (vfs: no fuse-overlayfs here) and runtime directory in `home`. */
-  function rootless(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  function rootless(args: string[], input?: string): Promise<CliResult> {
     const global = ['--root', join(home, 'storage'), '--runroot', join(home, 'runroot'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
-    const uid = user.uid();
-    return new Promise((resolve) => {
-      const child = spawn('podman', [...global, ...args], {
-        cwd: home,
-        uid,
-        gid: uid,
-        env: { PATH: process.env.PATH, HOME: home, USER: user.name, XDG_RUNTIME_DIR: join(home, 'run') },
-        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      });
-      child.stdin?.end(input);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
+    return runCommand('podman', [...global, ...args], {
+      cwd: home,
+      uid: user.uid(),
+      env: { PATH: process.env.PATH, HOME: home, USER: user.name, XDG_RUNTIME_DIR: join(home, 'run') },
+      ...(input !== undefined ? { input } : {}),
+      killAfterMs: 60_000,
     });
   }
 

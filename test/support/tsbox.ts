@@ -33,8 +33,13 @@ export interface CliOptions {
 }
 
 export function cli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  return runCommand(process.execPath, [BIN, ...args], opts);
+}
+
+/** Any program, as cli() runs tsbox: its output, status and signal; killed after killAfterMs (20 s). */
+export function runCommand(file: string, args: string[], opts: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawnProcess(process.execPath, [BIN, ...args], {
+    const child = spawnProcess(file, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
       ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
