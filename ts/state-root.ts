@@ -24,11 +24,12 @@ export function chooseStateRoot(dir: string): void {
 }
 
 /** Where this user's state is kept (not made or checked: ensureStateRoot). */
-export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env, nested: boolean = inUserNamespace()): string {
+export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env, nested: () => boolean = inUserNamespace): string {
   if (chosen !== undefined) return chosen;
   // Root of a user namespace an ordinary user made (rootless podman, `podman
-  // unshare`) is that user: its $XDG_RUNTIME_DIR, unless it says it is root (runc's rule).
-  if (uid === 0 && !(nested && env.XDG_RUNTIME_DIR && env.USER !== 'root')) return '/run/tsbox';
+  // unshare`) is that user: its $XDG_RUNTIME_DIR, unless it says it is root
+  // (runc's rule). uid_map is read only when the environment asks.
+  if (uid === 0 && !(env.XDG_RUNTIME_DIR && env.USER !== 'root' && nested())) return '/run/tsbox';
   if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'tsbox');
   const runUser = `/run/user/${uid}`;
   try {
@@ -41,12 +42,18 @@ export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.Pro
 
 /** Whether this process is in a user namespace other than the host's (its uid_map is not the whole range). */
 export function inUserNamespace(): boolean {
-  try {
-    return !/^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
-  } catch {
-    return false;
+  if (nestedUserns === undefined) {
+    try {
+      nestedUserns = !/^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
+    } catch {
+      nestedUserns = false;
+    }
   }
+  return nestedUserns;
 }
+
+/** A process does not change user namespace: read once. */
+let nestedUserns: boolean | undefined;
 
 /**
  * Makes `root` (0700) when it is missing and checks it is this user's own:

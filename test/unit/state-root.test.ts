@@ -25,11 +25,11 @@ describe('stateRoot', () => {
 describe('ensureStateRoot', () => {
   it('root of a user namespace an ordinary user made (rootless podman) is that user: its XDG_RUNTIME_DIR, unless USER says root (runc\'s rule)', () => {
     const env = { XDG_RUNTIME_DIR: '/run/user/1000', USER: 'alice' };
-    expect(stateRoot(0, env, true)).toBe('/run/user/1000/tsbox');
-    expect(stateRoot(0, { ...env, USER: 'root' }, true)).toBe('/run/tsbox');
-    expect(stateRoot(0, { USER: 'alice' }, true)).toBe('/run/tsbox');
+    expect(stateRoot(0, env, () => true)).toBe('/run/user/1000/tsbox');
+    expect(stateRoot(0, { ...env, USER: 'root' }, () => true)).toBe('/run/tsbox');
+    expect(stateRoot(0, { USER: 'alice' }, () => true)).toBe('/run/tsbox');
     // The host's root is root, whatever its environment says.
-    expect(stateRoot(0, env, false)).toBe('/run/tsbox');
+    expect(stateRoot(0, env, () => false)).toBe('/run/tsbox');
   });
 
   it('makes a missing directory private to its user', () => {

@@ -118,14 +118,17 @@ export interface SeccompCompiler {
 
 const NOTIFY_OUTSIDE_OCI = 'SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle (linux.seccomp.listenerPath); use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS';
 
-/** The index of a profile's first SCMP_ACT_NOTIFY rule, or -1. */
-function notifyRule(json: string): number {
-  let rules: unknown;
-  try {
-    rules = (JSON.parse(json) as { syscalls?: unknown } | null)?.syscalls;
-  } catch {
-    return -1;
+/** The index of a profile's first SCMP_ACT_NOTIFY rule, or -1 (a profile object, or its JSON). */
+export function notifyRule(profile: unknown): number {
+  let p = profile;
+  if (typeof p === 'string') {
+    try {
+      p = JSON.parse(p);
+    } catch {
+      return -1;
+    }
   }
+  const rules = (p as { syscalls?: unknown } | null | undefined)?.syscalls;
   return Array.isArray(rules) ? rules.findIndex((r) => (r as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY') : -1;
 }
 

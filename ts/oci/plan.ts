@@ -11,7 +11,7 @@ import { posix, resolve } from 'node:path';
 
 import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { parseRunInput, RLIMIT_NAMES, type ResolvedOptions, type RunOptions } from '../config/schema.js';
-import { seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '../config/seccomp.js';
+import { notifyRule, seccompProgram, type OciSeccompProfile, type SeccompCompiler } from '../config/seccomp.js';
 import { kmemLimitEnforced } from '../cgroups/memory.js';
 import type { DeviceRuleWrite } from '../cgroups/index.js';
 import { TsboxError } from '../errors.js';
@@ -509,8 +509,7 @@ const CGROUP_MOUNT: PlanMount = { target: '/sys/fs/cgroup', type: 'mask' };
 
 /** Whether a linux.seccomp profile has an SCMP_ACT_NOTIFY rule (the compiler checks the rest: listenerPath, the calls). */
 export function notifies(profile: Record<string, unknown> | null | undefined): boolean {
-  const rules = profile?.syscalls;
-  return Array.isArray(rules) && rules.some((r) => (r as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY');
+  return notifyRule(profile) >= 0;
 }
 
 /** <linux/mempolicy.h>'s modes and mode flags. */

@@ -126,19 +126,21 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   // would: its poststop hooks run (warnings only), so what prestart set up
   // (a network, say) is undone, as runc does.
   let hooked = false;
+  // The runtime-spec state the hooks read, before the state file has it
+  // (the runtime's own hooks also get runc's created and owner).
+  const hookState = (status: string, pid: number) => ({
+    ociVersion: c.ociVersion,
+    id: o.id,
+    status,
+    pid,
+    bundle,
+    ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}),
+  });
+  const runtimeState = (status: OciState['status'], pid: number): OciState => ({ ...hookState(status, pid), status, created: new Date().toISOString(), owner: '' });
   const undoHooks = () => {
-    if (!hooked) return;
-    runHooks('poststop', c.hooks.poststop, { ociVersion: c.ociVersion, id: o.id, status: 'stopped', pid: 0, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}), created: new Date().toISOString(), owner: '' }, false, (line) => process.stderr.write(`tsbox: ${line}\n`));
+    if (hooked) runHooks('poststop', c.hooks.poststop, runtimeState('stopped', 0), false, (line) => process.stderr.write(`tsbox: ${line}\n`));
   };
-  let container: Container;
-  try {
-    container = await launchOci();
-  } catch (err) {
-    undoHooks();
-    throw err;
-  }
-  function launchOci(): Promise<Container> {
-    return launch(c.command, c.options, {
+  const container = await launch(c.command, c.options, {
     deferProcess: true,
     // A limit the config sets is never dropped for want of a cgroup.
     explicitLimits: o.rootless === 'false' || c.limited,
@@ -148,8 +150,8 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
       plans: (ctx) => {
         const p = c.plans(ctx);
         p.sandbox.reparent = !o.attach;
-        // The state the container's own hooks read (the child sets the pid).
-        const state = { ociVersion: c.ociVersion, id: o.id, status: 'creating', pid: 0, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}) };
+        // The state the container's own hooks read (the child sets the pid and, for them, the status).
+        const state = hookState('creating', 0);
         p.sandbox.createContainerHooks = hookPlan(c.hooks.createContainer, state);
         p.process.startContainerHooks = hookPlan(c.hooks.startContainer, state);
         p.sandbox.runtimeHooks = Boolean(c.hooks.prestart?.length || c.hooks.createRuntime?.length);
@@ -164,13 +166,14 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
       // its cgroups, before its pivot_root and its createContainer hooks.
       // Status created, which runtime-tools' hooks_stdin test asks of prestart.
       runtimeHooks: (pid) => {
-        const state = { ociVersion: c.ociVersion, id: o.id, status: 'created' as const, pid, bundle, ...(Object.keys(c.annotations ?? {}).length > 0 ? { annotations: c.annotations } : {}), created: new Date().toISOString(), owner: '' };
         hooked = true;
-        for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], state, true);
+        for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], runtimeState('created', pid), true);
       },
       state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved, deviceRules: c.deviceRules },
-    });
-  }
+  }).catch((err: unknown) => {
+    undoHooks();
+    throw err;
+  });
   const ref = new ContainerRef(containerDir(container.id), container.id);
   try {
     // The config as it was at create: exec's defaults, whatever becomes of the bundle.
