@@ -50,7 +50,7 @@ export interface ExitResult {
 
 export { signalNumber };
 
-interface ContainerInit {
+export interface ContainerInit {
   id: string;
   /** The options it was started with: the defaults of `exec`. */
   options: ResolvedOptions;
@@ -88,6 +88,12 @@ interface ContainerInit {
   exec?: boolean;
   /** A created container, whose process its monitor holds until start(). */
   startable?: boolean;
+  /**
+   * The result comes once `exited` has, without waiting for tsbox-init to
+   * exit after it (its mount namespace's teardown takes milliseconds): a
+   * pool's container, whose pool waits for the helper instead.
+   */
+  endsWithExit?: boolean;
   /** Our ends of its stdio (pipes, the terminal's master): unref() releases their hold on the event loop too. */
   handles?: ({ ref(): unknown; unref(): unknown } | null | undefined)[];
 }
@@ -285,7 +291,7 @@ export class Container extends EventEmitter {
     // while the helper exits. Otherwise, once the helper is gone.
     const ended = failure === undefined && msg?.type === 'exited';
     if (ended) collect();
-    const how = await init.closed;
+    const how = ended && init.endsWithExit ? { code: 0, signal: null } : await init.closed;
     const wallMs = Number(process.hrtime.bigint() - init.startedAt) / 1e6;
     // All the terminal's output is read once the master reports the slave gone.
     if (init.terminal && !init.terminal.destroyed) await new Promise((r) => init.terminal!.once('close', r));

@@ -23,7 +23,7 @@ import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
 import { ensureStateRoot, inUserNamespace } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
-import { Container, keepAlive } from './container.js';
+import { Container, keepAlive, type ContainerInit } from './container.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, takeTerminal } from './streams.js';
@@ -64,6 +64,12 @@ export interface LaunchExtras {
   signal?: AbortSignal | undefined;
   /** Build the sandbox and stop at `ready`: the process comes with Container.start() (create). */
   deferProcess?: boolean | undefined;
+  /**
+   * Build the sandbox and stop at `ready` with no process at all: a pool
+   * slot (ts/pool), whose process comes later from handOver(). `command`
+   * is then only what its state shows until then.
+   */
+  pooled?: boolean | undefined;
   /** The caller set a resource limit (so a cgroup is required, even rootless). */
   explicitLimits?: boolean | undefined;
   /**
@@ -94,13 +100,77 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   // holds the event loop for it, the launch does.
   const keep = keepAlive();
   try {
-    return await launchContainer(command, o, extras);
+    const { init, first } = await launchSandbox(command, o, extras);
+    return new Container({ ...init, first, timeout: o.timeout, signal: extras.signal, startable: extras.deferProcess === true });
   } finally {
     clearInterval(keep);
   }
 }
 
-async function launchContainer(command: string[], o: ResolvedOptions, extras: LaunchExtras): Promise<Container> {
+/**
+ * A sandbox built and waiting at `ready` for a process it has not been
+ * given (phase 8 not sent): a pool slot. handOver() gives it one.
+ */
+export interface ReadySandbox {
+  /** What the Container will be made of; its pid is the sandbox's PID 1. */
+  init: SandboxParts;
+  /** The sandbox's plan (its hostname is the process's HOSTNAME). */
+  sandbox: SandboxPlan;
+}
+
+/** A Container's parts that come from its sandbox; the rest comes with its process. */
+export type SandboxParts = Omit<ContainerInit, 'first' | 'timeout' | 'signal' | 'startable'>;
+
+/** Builds a sandbox with no process, for a pool (see ReadySandbox). */
+export async function launchReady(o: ResolvedOptions, extras: Omit<LaunchExtras, 'pooled' | 'deferProcess' | 'oci'> = {}): Promise<ReadySandbox> {
+  const keep = keepAlive();
+  try {
+    const { init, sandbox } = await launchSandbox([], o, { ...extras, pooled: true });
+    return { init, sandbox };
+  } finally {
+    clearInterval(keep);
+  }
+}
+
+/**
+ * Phase 8 for a ready sandbox: sends `plan` and resolves once it was exec'd,
+ * with the Container (as launch() does), or rejects with the report of the
+ * step that failed. `o` gives the process's timeout, trace and signal.
+ */
+export async function handOver(ready: ReadySandbox, plan: ProcessPlan, how: { timeout?: number | undefined; signal?: AbortSignal | undefined }): Promise<Container> {
+  const { init } = ready;
+  const ch = init.channel;
+  const startedAt = process.hrtime.bigint();
+  let started: HelperMsg | null;
+  let terminal: ReadStream | undefined;
+  let terminalFd: number | undefined;
+  try {
+    await toHelper.process(ch, plan);
+    init.trace?.(`hand-over: the process goes to the sandbox ${init.id.slice(0, 12)}`);
+    started = await recv(ch);
+    while (started?.type === 'pty') {
+      const t = takeTerminal(ch);
+      if (t) ({ stream: terminal, fd: terminalFd } = t);
+      started = await recv(ch);
+    }
+  } catch (err) {
+    throw err instanceof TsboxError ? err : fromSystemError('launch', err, 'talk to tsbox-init');
+  }
+  if (started === null) throw helperDied(await init.closed, 'while handing over the process');
+  if (started.type === 'failed') throw startFailure(started, init.cgroup, init.options);
+  return new Container({
+    ...init,
+    startedAt,
+    first: started.type === 'exited' ? started : null,
+    timeout: how.timeout,
+    signal: how.signal,
+    endsWithExit: true,
+    ...(terminal ? { terminal, terminalFd, handles: [...(init.handles ?? []), terminal] } : {}),
+  });
+}
+
+/** The launch up to `started` (or `ready`, for create and a pool): the Container's parts. */
+async function launchSandbox(command: string[], o: ResolvedOptions, extras: LaunchExtras): Promise<{ init: SandboxParts; first: Extract<HelperMsg, { type: 'exited' }> | null; sandbox: SandboxPlan }> {
   if (extras.signal?.aborted) throw new AbortError(extras.signal.reason);
   const t0 = process.hrtime.bigint();
   const trace = o.trace ? (what: string) => traceLine(t0, what) : undefined;
@@ -265,7 +335,9 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     await toHelper.plan(ch, sandbox, maps?.lock ? [maps.lock.fd] : []);
     // Phase 8, pipelined: the helper hands it over once the sandbox is ready
     // (create: the monitor holds it until start, from this or any process).
-    if (extras.deferProcess) await toHelper.hold(ch, first);
+    if (extras.pooled) {
+      // A pool slot: its process comes with handOver().
+    } else if (extras.deferProcess) await toHelper.hold(ch, first);
     else await toHelper.process(ch, first);
     // Phase 4, Node's part: the cgroup, made while the helper clones.
     if (later) {
@@ -302,7 +374,7 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     // Phases 7 to 9: the sandbox is ready, the process prepares (handing
     // over its terminal, with tty) and execs.
     started = await recv(ch);
-    while ((started?.type === 'ready' && !extras.deferProcess) || started?.type === 'pty') {
+    while ((started?.type === 'ready' && !extras.deferProcess && !extras.pooled) || started?.type === 'pty') {
       if (started.type === 'pty') {
         const t = takeTerminal(ch);
         if (t) ({ stream: terminal, fd: terminalFd } = t);
@@ -322,29 +394,29 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     undo.splice(0);
     release = () => {};
   }
-  return new Container({
-    id,
-    options: o,
-    pid: cloned.pid,
-    control,
-    stdin,
-    channel: ch,
-    closed: done,
-    handles: [stdin, stdoutPipe, stderrPipe, terminal],
+  return {
+    sandbox,
     first: started.type === 'exited' ? started : null,
-    trace,
-    notices,
-    release,
-    timeout: o.timeout,
-    startable: extras.deferProcess === true,
-    signal: extras.signal,
-    terminal,
-    terminalFd,
-    stdout,
-    stderr,
-    cgroup,
-    startedAt: t0,
-  });
+    init: {
+      id,
+      options: o,
+      pid: cloned.pid,
+      control,
+      stdin,
+      channel: ch,
+      closed: done,
+      handles: [stdin, stdoutPipe, stderrPipe, terminal],
+      trace,
+      notices,
+      release,
+      terminal,
+      terminalFd,
+      stdout,
+      stderr,
+      cgroup,
+      startedAt: t0,
+    },
+  };
 }
 
 /**

@@ -7,7 +7,7 @@ import { finished } from 'node:stream/promises';
 
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
-import type { ExitResult } from './container.js';
+import type { Container, ExitResult } from './container.js';
 import { launch } from './launch.js';
 
 export interface CaptureOptions {
@@ -33,10 +33,18 @@ export interface RunResult<T extends string | Buffer = string | Buffer> extends 
 const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024;
 
 export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false): Promise<RunResult> {
+  return capture(o, c, () => launch(command, o, { signal: c.signal, explicitLimits }));
+}
+
+/**
+ * run()'s part after the start: feeds the input of the container `start`
+ * gives, collects its output, and waits (a pool's run starts differently).
+ */
+export async function capture(o: Pick<ResolvedOptions, 'stdio'>, c: CaptureOptions, start: () => Promise<Container>): Promise<RunResult> {
   if (o.stdio !== 'pipe') {
     throw new TsboxError({ step: 'config', errno: 0, path: 'stdio', detail: "run() captures the output, so stdio must be 'pipe'", hint: "use spawn() to pass stdio through" });
   }
-  const container = await launch(command, o, { signal: c.signal, explicitLimits });
+  const container = await start();
   const max = c.maxBuffer ?? DEFAULT_MAX_BUFFER;
   let truncated = false;
   const collect = (stream: Readable | null) => {

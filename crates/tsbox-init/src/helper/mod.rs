@@ -72,7 +72,7 @@ pub fn run(node: Channel, preserved: u32) -> i32 {
     } = s;
 
     // Phases 7 to 10: the monitor.
-    let outcome = monitor::run(&node, child, &c, &plan, process, cgroup_dir, &tr);
+    let outcome = monitor::run(&node, child, &c, &plan, process, cgroup_dir, &tr, &release_stdio);
     if (outcome.caller_gone || plan.detach) && !matches!(plan.cgroup, CgroupPhase::None) {
         // Its processes are gone (PID 1 is reaped): the cgroups are empty, and
         // nobody else will remove them now (tsbox gc takes what is left).
@@ -86,6 +86,19 @@ pub fn run(node: Channel, preserved: u32) -> i32 {
         }
     }
     outcome.status
+}
+
+/// The container's stdio, which is this helper's, given up once its
+/// processes are gone: the caller reads the end of its output now, not
+/// after this helper has torn the sandbox down (releasing a mount namespace
+/// waits for an RCU grace period, milliseconds).
+fn release_stdio() {
+    if let Ok(null) = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto this process's own standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
 }
 
 /// A container through phase 6, handed to the monitor.

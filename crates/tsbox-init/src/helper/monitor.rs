@@ -134,6 +134,9 @@ struct Sandbox {
 
 /// Runs until the container has ended; `process` is the process plan when
 /// it came with the plan, `cgroup_dir` the v2 directory for exec'd processes.
+/// `at_end` runs once the container's processes are gone, just before the
+/// caller hears how it ended.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     node: &Channel,
     child: Channel,
@@ -142,6 +145,7 @@ pub fn run(
     process: Option<super::Pending>,
     cgroup_dir: Option<OwnedFd>,
     tr: &Trace,
+    at_end: &dyn Fn(),
 ) -> Outcome {
     let mut set = SigSet::empty();
     for s in FORWARDED {
@@ -405,6 +409,7 @@ pub fn run(
             }
         });
     }
+    at_end();
     let caller_gone = !node_open || node.send(&msg).is_err();
     // Waiters, and a `start` whose process never started, hear how it ended.
     for k in conns.iter().filter(|k| (k.waiting || k.starting) && k.open) {

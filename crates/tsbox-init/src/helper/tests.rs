@@ -619,7 +619,7 @@ mod monitor_phases {
         let outcome = std::thread::scope(|s| {
             let m = s.spawn(|| {
                 let tr = Trace::new(false, 0);
-                monitor::run(&node, mine, &c, &p, pending, None, &tr)
+                monitor::run(&node, mine, &c, &p, pending, None, &tr, &|| {})
             });
             play(node_side, theirs, pid);
             m.join().unwrap()

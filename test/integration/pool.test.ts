@@ -1,0 +1,270 @@
+/**
+ * The warm pool (issue 16), its behaviour rather than its speed: a pooled
+ * container is isolated exactly as a cold one, each sandbox is used once,
+ * the pool refills after its sandboxes die, and close() (and 1000 runs)
+ * leave nothing behind. Speed is bench/'s.
+ */
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { describe, expect, inject, it } from 'vitest';
+
+import { AbortError, createPool, run, TsboxError, type Pool, type PoolOptions } from '../../ts/index.js';
+import { stateRoot } from '../../ts/state-root.js';
+import { tsboxCgroups } from '../support/host.js';
+import { alive, descendants, eventually, text, type ProbeInfo } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+
+const fdCount = () => readdirSync('/proc/self/fd').length;
+const mountCount = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
+
+/** The containers this process has state for (ready sandboxes included): their ids. */
+function ownContainers(): string[] {
+  const root = stateRoot();
+  const ids: string[] = [];
+  for (const name of existsSync(root) ? readdirSync(root) : []) {
+    try {
+      const s = JSON.parse(readFileSync(join(root, name, 'state.json'), 'utf8')) as { id: string; callerPid: number };
+      if (s.callerPid === process.pid) ids.push(s.id);
+    } catch {
+      // Not a container's directory, or one being removed.
+    }
+  }
+  return ids;
+}
+
+/** The tsbox-init processes below this one (a pool's helpers and their containers' PID 1s). */
+function ownHelpers(): number[] {
+  return descendants(process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'tsbox-init' && alive(pid);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The monitors among them: this process's own children. */
+function monitors(): number[] {
+  return ownHelpers().filter((pid) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[3] === String(process.pid));
+}
+
+/** What a container of `ids` could leave: its cgroups, its state, its processes. */
+function leftovers(ids: string[]): string[] {
+  const cgroups = tsboxCgroups().filter((dir) => ids.some((id) => dir.endsWith(`/${id}`)));
+  const states = ids.filter((id) => existsSync(join(stateRoot(), id)));
+  return [...cgroups, ...states.map((id) => `state ${id}`), ...ownHelpers().map((pid) => `process ${pid}`)];
+}
+
+async function ready(pool: Pool, n: number): Promise<void> {
+  expect(await eventually(() => pool.stats().ready >= n, 15_000), JSON.stringify(pool.stats())).toBe(true);
+}
+
+async function withPool<T>(options: PoolOptions, fn: (pool: Pool) => Promise<T>): Promise<T> {
+  await using pool = createPool({ rootfs, ...options });
+  return await fn(pool);
+}
+
+/** The inode of this process's namespace `ns` (the host's: the test runs in them). */
+function hostNamespace(ns: string): number {
+  return statSync(`/proc/self/ns/${ns}`).ino;
+}
+
+/** The probe's view, with what differs by design between any two containers (ids, inodes, ranges) taken out. */
+function shape(p: ProbeInfo): unknown {
+  return {
+    uid: p.uid,
+    gid: p.gid,
+    // Each container has its own range: its size, and container root at its start.
+    uidMap: p.uidMap.map(([inside, , size]) => [inside, size]),
+    gidMap: p.gidMap.map(([inside, , size]) => [inside, size]),
+    setgroups: p.setgroups,
+    namespaces: Object.keys(p.ns).sort(),
+    status: p.status,
+    mounts: p.mounts.map((m) => `${m.mountPoint} ${m.fsType} ${m.options}`),
+    cgroup: p.cgroup.map((l) => l.replace(/[0-9a-f]{64}/g, 'ID')),
+    cwd: p.cwd,
+    interfaces: p.interfaces,
+    interfacesUp: p.interfacesUp,
+    errors: p.errors,
+  };
+}
+
+describe('a pool', () => {
+  it('runs a command with the same result run() gives, and the call’s argv, env, cwd and user', async () => {
+    await withPool({ size: 1, env: { FROM: 'pool', BOTH: 'pool' } }, async (pool) => {
+      await ready(pool, 1);
+      const r = await pool.run(['sh', '-c', 'read x; echo "$x $FROM $BOTH $CALL"; pwd; id -u; echo err >&2; exit 3'], {
+        input: 'in\n',
+        env: { BOTH: 'call', CALL: 'yes' },
+        cwd: '/tmp',
+        user: '1000:1000',
+      });
+      expect(r).toMatchObject({ exitCode: 3, signal: null, stdout: 'in pool call yes\n/tmp\n1000\n', stderr: 'err\n', timedOut: false, truncated: false, oomKilled: false });
+      expect(r.id).toMatch(/^[0-9a-f]{64}$/);
+      expect(r.usage.maxRssKiB).toBeGreaterThan(0);
+      expect(r.limits).toMatchObject({ pidsLimit: expect.any(Number) });
+      expect(pool.stats()).toMatchObject({ handedOver: 1, failed: 0 });
+    });
+  });
+
+  it('gives a container exactly the isolation of a cold one', async () => {
+    await withPool({ size: 1, memory: '256m' }, async (pool) => {
+      await ready(pool, 1);
+      const pooled = await pool.run(['tsbox-probe', 'info']);
+      const cold = await run(['tsbox-probe', 'info'], { rootfs, memory: '256m' });
+      expect(pooled.exitCode, pooled.stderr).toBe(0);
+      expect(cold.exitCode, cold.stderr).toBe(0);
+      const p = JSON.parse(pooled.stdout) as ProbeInfo;
+      const c = JSON.parse(cold.stdout) as ProbeInfo;
+      expect(shape(p)).toEqual(shape(c));
+      // Its own namespaces, none of them the host's.
+      for (const ns of ['pid', 'mnt', 'net', 'ipc', 'uts', 'cgroup', 'user'] as const) expect(p.ns[ns], ns).not.toBe(hostNamespace(ns));
+      expect(p.status.NoNewPrivs).toBe(1);
+      expect(p.status.Seccomp).toBe(2);
+      // Its own cgroup, with the pool's limit.
+      expect(pooled.limits).toMatchObject({ memory: 256 * 1024 * 1024 });
+    });
+  });
+
+  it('uses each sandbox once: a second run sees nothing of the first', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await ready(pool, 2);
+      const first = await pool.run(['sh', '-c', 'echo secret > /tmp/left; echo secret > /left; tsbox-probe info']);
+      const second = await pool.run(['sh', '-c', 'cat /tmp/left /left 2>&1; tsbox-probe info']);
+      expect(first.id).not.toBe(second.id);
+      expect(second.stdout).toContain('No such file');
+      expect(second.stdout).not.toContain('secret');
+      const a = JSON.parse(first.stdout.slice(first.stdout.indexOf('{'))) as ProbeInfo;
+      const b = JSON.parse(second.stdout.slice(second.stdout.indexOf('{'))) as ProbeInfo;
+      for (const ns of ['pid', 'mnt', 'net', 'ipc', 'uts', 'user'] as const) expect(a.ns[ns]).not.toBe(b.ns[ns]);
+      // The used sandboxes are gone, not back in the pool.
+      expect(await eventually(() => leftovers([first.id, second.id]).filter((l) => !l.startsWith('process')).length === 0)).toBe(true);
+      expect(pool.stats().handedOver).toBe(2);
+    });
+  });
+
+  it('refuses call options that need another sandbox, and limits looser than the pool’s, naming them', async () => {
+    await withPool({ size: 0, memory: '128m', pidsLimit: 100 }, async (pool) => {
+      for (const [options, path] of [
+        [{ hostname: 'x' }, 'hostname'],
+        [{ volumes: ['/tmp:/mnt'] }, 'volumes'],
+        [{ rootfs: '/' }, 'rootfs'],
+        [{ tty: true }, 'tty'],
+        [{ memory: '1g' }, 'memory'],
+        [{ pidsLimit: -1 }, 'pidsLimit'],
+      ] as const) {
+        const err = await pool.run(['true'], options as never).catch((e: unknown) => e);
+        expect(err, path).toBeInstanceOf(TsboxError);
+        expect(err).toMatchObject({ step: 'config', path });
+      }
+      expect(pool.stats()).toMatchObject({ created: 0, handedOver: 0 });
+      expect(() => createPool({ rootfs, detach: true } as never)).toThrow(/detach/);
+      expect(() => createPool({ rootfs, size: 4, max: 2 })).toThrow(/max/);
+      expect(() => createPool({ rootfs, memory: 'lots' })).toThrow(TsboxError);
+    });
+  });
+
+  it('applies a tighter limit to the call’s sandbox only, and reports it', async () => {
+    await withPool({ size: 2, memory: '256m', pidsLimit: 200 }, async (pool) => {
+      await ready(pool, 2);
+      const read = 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max';
+      const tight = await pool.run(['sh', '-c', read], { memory: '64m', pidsLimit: 20 });
+      expect(tight.stdout.split('\n').slice(0, 2)).toEqual([String(64 * 1024 * 1024), '20']);
+      expect(tight.limits).toMatchObject({ memory: 64 * 1024 * 1024, pidsLimit: 20 });
+      const plain = await pool.run(['sh', '-c', read]);
+      expect(plain.stdout.split('\n').slice(0, 2)).toEqual([String(256 * 1024 * 1024), '200']);
+    });
+  });
+
+  it('spawns with streams, a per-call timeout, and an abort signal, as spawn() does', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await ready(pool, 2);
+      const c = await pool.spawn(['sh', '-c', 'read x; echo "got $x"']);
+      const out = text(c.stdout);
+      c.stdin!.end('it\n');
+      expect(await c.wait()).toMatchObject({ exitCode: 0 });
+      expect(await out).toBe('got it\n');
+      const timed = await pool.run(['sleep', '30'], { timeout: 300 });
+      expect(timed).toMatchObject({ timedOut: true, signal: 'SIGKILL', exitCode: 137 });
+      const ac = new AbortController();
+      const aborted = pool.run(['sleep', '30'], { signal: ac.signal });
+      setTimeout(() => ac.abort(), 200);
+      await expect(aborted).rejects.toBeInstanceOf(AbortError);
+    });
+  });
+
+  it('rejects a command that cannot start as run() does, and discards that sandbox', async () => {
+    await withPool({ size: 1 }, async (pool) => {
+      await ready(pool, 1);
+      const err = await pool.run(['no-such-command']).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect(err).toMatchObject({ step: 'exec', errno: 2, exitCode: 127, path: 'no-such-command' });
+      expect(pool.stats().failed).toBe(0);
+      expect((await pool.run(['echo', 'ok'])).stdout).toBe('ok\n');
+    });
+  });
+
+  it('refills after an OOM kill, and after a ready sandbox’s monitor or PID 1 is killed; a caller never gets a dead one', async () => {
+    await withPool({ size: 1, memory: '48m' }, async (pool) => {
+      await ready(pool, 1);
+      // A caller's process that runs out of memory: its result says so, and the pool refills.
+      const oom = await pool.run(['tsbox-probe', 'alloc', '200']);
+      expect(oom.oomKilled).toBe(true);
+      await ready(pool, 1);
+      const created = pool.stats().created;
+      // A ready sandbox whose monitor (tsbox-init, this process's child) is
+      // killed, once the used one's has finished its teardown.
+      expect(await eventually(() => monitors().length === 1)).toBe(true);
+      process.kill(monitors()[0]!, 'SIGKILL');
+      expect(await eventually(() => pool.stats().failed === 1 && pool.stats().ready === 1, 15_000), JSON.stringify(pool.stats())).toBe(true);
+      expect(pool.stats().created).toBe(created + 1);
+      // A ready sandbox whose PID 1 dies while it waits (as the OOM killer would do).
+      expect(await eventually(() => monitors().length === 1)).toBe(true);
+      const pid1 = descendants(monitors()[0]!)[0]!;
+      process.kill(pid1, 'SIGKILL');
+      expect(await eventually(() => pool.stats().failed === 2 && pool.stats().ready === 1, 15_000), JSON.stringify(pool.stats())).toBe(true);
+      expect(pool.stats().lastFailure).toMatch(/died/);
+      expect((await pool.run(['echo', 'fine'])).stdout).toBe('fine\n');
+    });
+  });
+
+  it('close() kills what runs, removes every sandbox, and refuses later calls', async () => {
+    const pool = createPool({ rootfs, size: 3 });
+    await ready(pool, 3);
+    const running = await pool.spawn(['sleep', '30']);
+    // Its replacement is built while it runs.
+    await ready(pool, 3);
+    const ids = ownContainers();
+    expect(ids).toContain(running.id);
+    expect(ids.length).toBeGreaterThanOrEqual(4);
+    await pool.close();
+    expect(await running.wait()).toMatchObject({ signal: 'SIGKILL' });
+    expect(leftovers(ids)).toEqual([]);
+    expect(ownContainers()).toEqual([]);
+    await expect(pool.run(['true'])).rejects.toMatchObject({ step: 'pool' });
+    expect(pool.stats()).toMatchObject({ ready: 0, busy: 0, starting: 0 });
+  });
+
+  it('1000 pooled runs, 8 at a time, leave no descriptor, cgroup, mount, state or process', async () => {
+    // Warm-up: the first container starts the addon's event-loop integration.
+    await run(['true'], { rootfs });
+    const fds = fdCount();
+    const mounts = mountCount();
+    const seen: string[] = [];
+    await withPool({ size: 8 }, async (pool) => {
+      for (let i = 0; i < 1000; i += 8) {
+        const batch = await Promise.all(Array.from({ length: Math.min(8, 1000 - i) }, (_, k) => pool.run(['sh', '-c', `echo ${i + k}`])));
+        batch.forEach((r, k) => expect(`${r.exitCode} ${r.stdout}`).toBe(`0 ${i + k}\n`));
+        seen.push(...batch.map((r) => r.id));
+      }
+      expect(new Set(seen).size).toBe(1000);
+      expect(pool.stats()).toMatchObject({ handedOver: 1000, failed: 0 });
+    });
+    expect(leftovers(seen)).toEqual([]);
+    expect(ownContainers()).toEqual([]);
+    expect(await eventually(() => fdCount() === fds, 2_000), readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return fd; } }).join(' ')).toBe(true);
+    expect(mountCount()).toBe(mounts);
+  }, 300_000);
+});

@@ -1,0 +1,423 @@
+/**
+ * The warm pool: sandboxes built ahead of time (phases 1 to 7, `ready`),
+ * each waiting for a process it has not been given. `pool.run()` hands one
+ * its process (phase 8) and takes it out of the pool for good: a sandbox
+ * runs one process and is destroyed with it, never reused, so nothing of
+ * one caller's run reaches the next. The pool builds the next one in the
+ * background, one at a time, so that refilling never takes more than one
+ * core from the caller.
+ *
+ * A pooled container is a cold one built earlier: the same launch, the same
+ * plans, its own cgroup, id range, overlay, seccomp filter, capabilities
+ * and no_new_privs. What differs per call is only what the ProcessPlan
+ * carries (argv, env, cwd, user, capabilities, seccomp, rlimits), and
+ * limits tighter than the pool's, written to the sandbox's cgroup before
+ * its process starts.
+ */
+import { limitsOf, parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
+import { AbortError, TsboxError } from '../errors.js';
+import { updateCgroup, type AppliedLimits, type Cgroup } from '../cgroups/index.js';
+import { loadNative } from '../native.js';
+import type { Container } from '../runtime/container.js';
+import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
+import { buildProcessPlan } from '../runtime/plan.js';
+import { capture, type CaptureOptions, type RunResult } from '../runtime/run.js';
+
+/** The options of a pool: a container's (they shape every sandbox), plus its size. */
+export type PoolOptions = Omit<RunOptions, 'detach' | 'name'> & {
+  /** Sandboxes kept ready. Default 4. */
+  size?: number | undefined;
+  /**
+   * The most sandboxes at once, ready and running together; a call beyond it
+   * waits until one ends. Default 64 (and never less than `size`).
+   */
+  max?: number | undefined;
+};
+
+/** What each call may set: the process's own options, and limits no looser than the pool's. */
+export type PoolProcessOptions = Pick<RunOptions, (typeof PROCESS_KEYS)[number] | (typeof TIGHTER_LIMITS)[number]> & {
+  /** Kills the container when aborted; the call then rejects with an AbortError. */
+  signal?: AbortSignal | undefined;
+};
+
+/** Options of `pool.run()`: the process's, and what run() takes for its input and output. */
+export type PoolRunOptions = PoolProcessOptions & Omit<CaptureOptions, 'signal'>;
+
+/** The pool's counts, and how long its sandboxes take to build. */
+export interface PoolStats {
+  /** Built and waiting for a process. */
+  ready: number;
+  /** Running a caller's process. */
+  busy: number;
+  /** Being built (refill, or for a caller who found none ready). */
+  starting: number;
+  /** Callers waiting because `max` sandboxes exist. */
+  waiting: number;
+  /** Sandboxes built since the pool was created. */
+  created: number;
+  /** Processes handed to a sandbox. */
+  handedOver: number;
+  /** Sandboxes that could not be built, or died before they got a process (OOM, a killed monitor). */
+  failed: number;
+  /** The last of those failures, as its error's message. */
+  lastFailure: string | null;
+  /** Milliseconds to build a sandbox: the last one, and the mean. */
+  refillMs: { last: number | null; mean: number | null };
+}
+
+/** What a call may set for its process (the rest shapes the sandbox, fixed at pool creation). */
+const PROCESS_KEYS = ['env', 'cwd', 'user', 'groupAdd', 'capAdd', 'capDrop', 'noNewPrivileges', 'seccomp', 'ulimits', 'timeout', 'trace'] as const;
+/** Limits a call may lower: written to its sandbox's cgroup before the process starts. */
+const TIGHTER_LIMITS = ['memory', 'pidsLimit', 'cpus'] as const;
+const DEFAULT_SIZE = 4;
+const DEFAULT_MAX = 64;
+/** Tries to hand a process over when sandboxes die under it before it starts. */
+const HAND_OVER_TRIES = 3;
+/** How long a running container may delay its sandbox's replacement (see spawn). */
+const REFILL_DELAY_MS = 5;
+
+interface Slot extends ReadySandbox {
+  /** Its helper has exited: the sandbox is gone. */
+  dead: boolean;
+}
+
+/** A pool of sandboxes built ahead, each used once. Make one with {@link createPool}. */
+export class Pool {
+  readonly size: number;
+  readonly max: number;
+  readonly #input: RunOptions;
+  readonly #options: ResolvedOptions;
+  readonly #explicitLimits: boolean;
+  readonly #ready: Slot[] = [];
+  readonly #waiters: { resolve: (s: Slot) => void; reject: (e: Error) => void }[] = [];
+  /** Sandboxes being built, and how many of them are the background refill's. */
+  #starting = 0;
+  #refilling = 0;
+  #busy = 0;
+  /** The containers handed out and not yet ended (close() kills them). */
+  readonly #running = new Set<Container>();
+  #closed = false;
+  #fillQueued = false;
+  /** Everything in flight that close() waits for: builds, and teardown of used and dead sandboxes. */
+  readonly #pending = new Set<Promise<unknown>>();
+  #created = 0;
+  #handedOver = 0;
+  #failed = 0;
+  #lastFailure: string | null = null;
+  #refillLast: number | null = null;
+  #refillTotal = 0;
+  /** Consecutive refill failures: the next one waits longer (a broken rootfs must not spin). */
+  #backoff = 0;
+  #retry: NodeJS.Timeout | null = null;
+
+  constructor(options: PoolOptions = {}) {
+    const { size = DEFAULT_SIZE, max, ...rest } = options;
+    for (const key of ['detach', 'name'] as const) {
+      if ((rest as Record<string, unknown>)[key] !== undefined) {
+        throw configError(key, key === 'detach' ? "a pool's sandboxes end with the pool; they cannot be detached" : 'every sandbox of a pool would have the same name', 'use create() or spawn() for a detached or named container');
+      }
+    }
+    if (!Number.isInteger(size) || size < 0 || size > 1024) throw configError('size', `${String(size)} is not a whole number from 0 to 1024`, null);
+    const top = max ?? Math.max(DEFAULT_MAX, size);
+    if (!Number.isInteger(top) || top < 1 || top < size) throw configError('max', `${String(max)} must be a whole number, at least 1 and at least size (${size})`, null);
+    // The options are checked once, here, as a container's: a bad one fails createPool, not every call.
+    this.#options = parseRunInput(['/'], rest).options;
+    this.#input = rest;
+    this.#explicitLimits = Object.keys(limitsOf(rest)).length > 0;
+    this.size = size;
+    this.max = top;
+    this.#fill();
+  }
+
+  /**
+   * Runs `command` in a sandbox of the pool to completion, as run() does:
+   * the same result (exit status, output, usage, limits), the same errors.
+   */
+  async run(command: readonly string[], options?: PoolRunOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
+  async run(command: readonly string[], options: PoolRunOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
+  async run(command: readonly string[], options: PoolRunOptions = {}): Promise<RunResult> {
+    const { input, encoding, maxBuffer, ...rest } = options;
+    return capture(this.#options, { input, encoding, maxBuffer, signal: rest.signal }, () => this.spawn(command, rest));
+  }
+
+  /** Starts `command` in a sandbox of the pool, as spawn() does; resolves once it was exec'd. */
+  async spawn(command: readonly string[], options: PoolProcessOptions = {}): Promise<Container> {
+    if (this.#closed) throw closedError();
+    const { signal, ...given } = options;
+    const { argv, o, tighter } = this.#processOptions(command, given);
+    if (signal?.aborted) throw new AbortError(signal.reason);
+    const native = loadNative();
+    for (let tries = 1; ; tries++) {
+      const slot = await this.#take(signal);
+      this.#busy++;
+      // What the container held goes back after its result, not before.
+      const { release, closed } = slot.init;
+      slot.init.release = () => this.#track(new Promise<void>((resolve) => setImmediate(() => resolve(release()))));
+      // Its result does not wait for tsbox-init's exit: close() does.
+      this.#track(closed);
+      let container: Container;
+      try {
+        if (tighter) tighten(slot, tighter);
+        const plan = buildProcessPlan(argv, o, slot.sandbox.hostname, native.binding);
+        container = await handOver(slot, plan, { timeout: o.timeout, signal });
+        this.#handedOver++;
+      } catch (err) {
+        this.#busy--;
+        this.#discard(slot);
+        // A sandbox that died before the process started (the OOM killer, a
+        // killed monitor) is the pool's failure, not the caller's: the next one.
+        const retry = sandboxDied(err) && tries < HAND_OVER_TRIES && !this.#closed;
+        if (retry) this.#fail(err);
+        this.#fillSoon();
+        if (retry) continue;
+        throw err;
+      }
+      this.#running.add(container);
+      // The refill starts once this container has ended and its result is
+      // out, or REFILL_DELAY_MS after it started if it runs longer: a short
+      // command's result never waits behind the next sandbox's build.
+      const soon = setTimeout(() => this.#fillSoon(), REFILL_DELAY_MS);
+      const done = () => {
+        clearTimeout(soon);
+        this.#running.delete(container);
+        this.#busy--;
+        this.#fillSoon();
+      };
+      this.#track(container.wait().then(done, done));
+      return container;
+    }
+  }
+
+  /** The pool's counts (see {@link PoolStats}). */
+  stats(): PoolStats {
+    return {
+      ready: this.#ready.length,
+      busy: this.#busy,
+      starting: this.#starting,
+      waiting: this.#waiters.length,
+      created: this.#created,
+      handedOver: this.#handedOver,
+      failed: this.#failed,
+      lastFailure: this.#lastFailure,
+      refillMs: { last: this.#refillLast, mean: this.#created > 0 ? Math.round((this.#refillTotal / this.#created) * 1000) / 1000 : null },
+    };
+  }
+
+  /**
+   * Destroys every ready sandbox, kills the containers still running, and
+   * resolves once all of them are gone with what they held (cgroups, state,
+   * id ranges). Calls waiting for a sandbox reject; later calls too.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#retry) clearTimeout(this.#retry);
+    for (const w of this.#waiters.splice(0)) w.reject(closedError());
+    for (const slot of this.#ready.splice(0)) this.#discard(slot);
+    // Sandboxes still being built are discarded as they arrive (#built);
+    // running containers are killed and waited for.
+    for (const c of this.#running) c.kill('SIGKILL');
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** The call's options checked against the pool's: its argv, its resolved options, and its tighter limits. */
+  #processOptions(command: readonly string[], given: Record<string, unknown>): { argv: string[]; o: ResolvedOptions; tighter: Record<string, number> | null } {
+    const allowed = new Set<string>([...PROCESS_KEYS, ...TIGHTER_LIMITS]);
+    for (const key of Object.keys(given)) {
+      if (given[key] === undefined || allowed.has(key)) continue;
+      throw configError(key, 'is fixed when the pool is created: it shapes the sandbox, which is built before the call', `create a pool with ${key}, or use run()/spawn(); a call may set ${[...PROCESS_KEYS, ...TIGHTER_LIMITS].join(', ')}`);
+    }
+    const merged: RunOptions = { ...this.#input, ...given, env: { ...this.#input.env, ...(given.env as Record<string, string> | undefined) } };
+    const { command: argv, options: o } = parseRunInput(command, merged);
+    const tighter: Record<string, number> = {};
+    for (const key of TIGHTER_LIMITS) {
+      const v = o[key];
+      if (given[key] === undefined || v === undefined) continue;
+      const ceiling = this.#options[key];
+      // pidsLimit -1 is none; memory and cpus are absent when unlimited.
+      const unlimited = (n: number | undefined) => n === undefined || (key === 'pidsLimit' && n === -1);
+      if (!unlimited(ceiling) && (unlimited(v) || v > ceiling!)) {
+        throw configError(key, `${v === -1 ? 'no limit' : String(v)} is looser than the pool's ${String(ceiling)}: a call may only tighten the pool's limits`, 'create a pool with the looser limit');
+      }
+      if (v !== ceiling) tighter[key] = v;
+    }
+    return { argv, o, tighter: Object.keys(tighter).length > 0 ? tighter : null };
+  }
+
+  /** A ready sandbox: one that waits, or one built now (or when one ends, at `max`). */
+  #take(signal: AbortSignal | undefined): Promise<Slot> {
+    while (this.#ready.length > 0) {
+      const slot = this.#ready.shift()!;
+      if (!slot.dead) return Promise.resolve(slot);
+    }
+    return new Promise<Slot>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(new AbortError(signal?.reason));
+      };
+      const waiter = {
+        resolve: (s: Slot) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(s);
+        },
+        reject: (e: Error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
+      this.#waiters.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#fill();
+    });
+  }
+
+  /**
+   * Starts building what is missing: one sandbox per waiting caller (up to
+   * `max`), and the background refill towards `size`, one at a time.
+   */
+  #fill(): void {
+    if (this.#closed) return;
+    const total = () => this.#ready.length + this.#starting + this.#busy;
+    // Callers waiting: as many builds as there are of them, beyond the refill's.
+    while (this.#starting - this.#refilling < this.#waiters.length && total() < this.max) this.#build(false);
+    if (this.#refilling === 0 && this.#retry === null && this.#ready.length + this.#starting < this.size && total() < this.max) {
+      this.#build(true);
+    }
+  }
+
+  /** #fill(), after whatever the caller does next with its result. */
+  #fillSoon(): void {
+    if (this.#fillQueued) return;
+    this.#fillQueued = true;
+    setImmediate(() => {
+      this.#fillQueued = false;
+      this.#fill();
+    });
+  }
+
+  #build(refill: boolean): void {
+    this.#starting++;
+    if (refill) this.#refilling++;
+    const t0 = process.hrtime.bigint();
+    const built = launchReady(this.#options, { explicitLimits: this.#explicitLimits }).then(
+      (ready) => {
+        this.#starting--;
+        if (refill) this.#refilling--;
+        this.#backoff = 0;
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        this.#created++;
+        this.#refillLast = Math.round(ms * 1000) / 1000;
+        this.#refillTotal += ms;
+        this.#built({ ...ready, dead: false });
+      },
+      (err: unknown) => {
+        this.#starting--;
+        if (refill) this.#refilling--;
+        this.#fail(err);
+        // A caller waiting for this build hears why it failed, as a cold
+        // start would have told it; the refill backs off and tries again.
+        const waiter = this.#waiters.shift();
+        if (waiter) waiter.reject(err instanceof Error ? err : new Error(String(err)));
+        if (refill && !this.#closed) {
+          this.#backoff = Math.min(this.#backoff * 2 || 10, 5_000);
+          this.#retry = setTimeout(() => {
+            this.#retry = null;
+            this.#fill();
+          }, this.#backoff);
+          this.#retry.unref();
+        }
+        this.#fill();
+      },
+    );
+    this.#track(built);
+  }
+
+  /** A sandbox is ready: to a waiting caller, or into the pool, watched for its death. */
+  #built(slot: Slot): void {
+    if (this.#closed) return this.#discard(slot);
+    void slot.init.closed.then(() => {
+      slot.dead = true;
+      const i = this.#ready.indexOf(slot);
+      if (i < 0) return;
+      // It died waiting (OOM, its monitor killed): out of the pool, and another built.
+      this.#ready.splice(i, 1);
+      this.#fail(new TsboxError({ step: 'pool', errno: 0, path: slot.init.id.slice(0, 12), detail: 'a ready sandbox died before it was used', hint: null }));
+      this.#discard(slot);
+      this.#fill();
+    });
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(slot);
+    else this.#ready.push(slot);
+    this.#fill();
+  }
+
+  /** Tears a sandbox down that no Container owns: closing its channel ends its helper and its process. */
+  #discard(slot: Slot): void {
+    const { init } = slot;
+    init.channel.close();
+    init.stdin?.destroy();
+    for (const h of init.handles ?? []) (h as { destroy?: () => void } | null | undefined)?.destroy?.();
+    init.terminal?.destroy();
+    this.#track(
+      init.closed.then(
+        () => init.release(),
+        () => init.release(),
+      ),
+    );
+  }
+
+  #fail(err: unknown): void {
+    this.#failed++;
+    this.#lastFailure = err instanceof Error ? err.message : String(err);
+  }
+
+  #track(p: Promise<unknown>): void {
+    const t = p.finally(() => this.#pending.delete(t));
+    this.#pending.add(t);
+  }
+}
+
+/** Makes a pool and starts building its sandboxes. See {@link Pool}. */
+export function createPool(options: PoolOptions = {}): Pool {
+  return new Pool(options);
+}
+
+/** Lowers the sandbox's cgroup limits to the call's before its process starts; the report shows them. */
+function tighten(slot: Slot, limits: Record<string, number>): void {
+  const cgroup = slot.init.cgroup;
+  if (!cgroup) throw configError(Object.keys(limits)[0]!, "the pool's sandboxes have no cgroup, so there is no limit to tighten", 'run as root, or in a cgroup delegated to you');
+  const writes = updateCgroup(slot.init.id, limits);
+  const applied = cgroup.applied();
+  const tightened: AppliedLimits = { ...applied, limits: { ...applied.limits, ...limits }, writes: [...applied.writes, ...writes] };
+  // The same cgroup, reporting what it now holds.
+  slot.init.cgroup = {
+    mode: cgroup.mode,
+    id: cgroup.id,
+    v2Path: cgroup.v2Path,
+    paths: cgroup.paths,
+    place: (pid) => cgroup.place(pid),
+    stats: () => cgroup.stats(),
+    kill: () => cgroup.kill(),
+    destroy: () => cgroup.destroy(),
+    applied: () => tightened,
+    setOwner: (pid) => cgroup.setOwner(pid),
+  } satisfies Cgroup;
+}
+
+/** The sandbox died under the hand-over, before the process started: nothing the caller asked for failed. */
+function sandboxDied(err: unknown): boolean {
+  if (!(err instanceof TsboxError)) return false;
+  return err.step === 'monitor' || (err.step === 'start' && err.errno === 0 && !err.message.includes('OOM killer during its setup'));
+}
+
+function configError(path: string, detail: string, hint: string | null): TsboxError {
+  return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
+}
+
+function closedError(): TsboxError {
+  return new TsboxError({ step: 'pool', errno: 0, path: null, detail: 'the pool is closed', hint: 'create another pool' });
+}
