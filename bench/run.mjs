@@ -125,7 +125,7 @@ try {
   crunHolder = await startCrunHolder(manifest.empty);
 
   const { definePeers } = await import('./lib/peers.mjs');
-  const { preflight, latency, throughput, inside } = await import('./lib/measure.mjs');
+  const { preflight, latency, throughput, inside, poolMemory } = await import('./lib/measure.mjs');
   const { profile } = await import('./lib/profile.mjs');
   const { report } = await import('./lib/report.mjs');
 
@@ -174,6 +174,14 @@ try {
 
   const prof = config.profile ? await profile(manifest, peers, { runs: config.profileRuns, log }) : null;
 
+  const { closePeers } = await import('./lib/peers.mjs');
+  const poolStats = await closePeers();
+  let poolMem = null;
+  if (peers.some((p) => p.name === 'tsbox-pool')) {
+    log('bench: host memory of a pool of 16 ready sandboxes');
+    poolMem = await poolMemory(manifest.rootfs, 16);
+  }
+
   const result = {
     started: started.toISOString(),
     seconds: (Date.now() - started.getTime()) / 1000,
@@ -185,6 +193,7 @@ try {
     latencyMs: lat,
     throughput: thr,
     inside: insideResults,
+    pool: { stats: poolStats, memory: poolMem },
     profile: prof,
   };
   const { text, targets, derived } = report(result);
@@ -199,5 +208,6 @@ try {
   log(`bench: ${err.stack ?? err}`);
   process.exitCode = 1;
 } finally {
+  await (await import('./lib/peers.mjs')).closePeers().catch(() => {});
   await cleanOnce();
 }

@@ -1,6 +1,7 @@
 // The measurements. Every phase goes round the peers in a fresh random order each
 // round, so that whatever the machine does meanwhile (another build, a timer,
 // the page cache) falls on all of them alike.
+import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -167,5 +168,52 @@ export async function inside(peer, hostPid = process.pid) {
     };
   } finally {
     await h.done;
+  }
+}
+
+/**
+ * What a pool of `size` ready sandboxes costs the host: the memory charged
+ * to their cgroups (their PID 1s' pages and the kernel objects charged with
+ * them: page tables, the overlay's and tmpfs mounts' memory), plus the
+ * proportional set size of their monitors (tsbox-init, outside those
+ * cgroups). MemAvailable's drop is recorded too, for what it is worth on a
+ * shared machine.
+ */
+export async function poolMemory(rootfs, size) {
+  const { createPool } = await import('tsbox');
+  const available = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))[1]);
+  const pss = (pid) => {
+    try {
+      return Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))[1]);
+    } catch {
+      return 0;
+    }
+  };
+  await sleep(500);
+  const before = available();
+  const pool = createPool({ rootfs, size });
+  try {
+    for (let i = 0; i < 600 && pool.stats().ready < size; i++) await sleep(50);
+    const ready = pool.stats().ready;
+    await sleep(500);
+    const after = available();
+    // The monitors are this process's children; each one's child is a sandbox's PID 1.
+    const monitors = tree(process.pid)
+      .map(inspect)
+      .filter((p) => p && p.comm === 'tsbox-init' && readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(' ')[3] === String(process.pid));
+    let cgroupKiB = 0;
+    for (const m of monitors) {
+      const pid1 = tree(m.pid)[1];
+      if (pid1 === undefined) continue;
+      for (const line of readFileSync(`/proc/${pid1}/cgroup`, 'utf8').split('\n')) {
+        const [, controllers, path] = line.split(':');
+        const file = controllers === 'memory' ? `/sys/fs/cgroup/memory${path}/memory.usage_in_bytes` : controllers === '' && existsSync('/sys/fs/cgroup/cgroup.controllers') ? `/sys/fs/cgroup${path}/memory.current` : null;
+        if (file && existsSync(file)) cgroupKiB += Number(readFileSync(file, 'utf8')) / 1024;
+      }
+    }
+    const monitorPssKiB = monitors.reduce((sum, m) => sum + pss(m.pid), 0);
+    return { size, ready, monitors: monitors.length, monitorPssKiB, cgroupKiB: Math.round(cgroupKiB), totalKiB: Math.round(cgroupKiB + monitorPssKiB), memAvailableDropKiB: before - after };
+  } finally {
+    await pool.close();
   }
 }

@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { spawn as tsboxSpawn } from 'tsbox';
+import { createPool, spawn as tsboxSpawn } from 'tsbox';
 
 import { statusField } from './procs.mjs';
 
@@ -85,6 +85,45 @@ async function api(argv, { rootfs, init, capture }) {
   return { rootPid, done };
 }
 
+/** The warm pool's peer: one pool for the run, made at its first start (the preflight). */
+let pool = null;
+/** Sandboxes the bench's pool keeps ready: enough for a burst's first round at concurrency 8. */
+export const POOL_SIZE = 8;
+
+/** A container from the warm pool (createPool): the same process tree as the API's. */
+async function pooled(argv, { rootfs, capture }) {
+  checkStopped();
+  pool ??= createPool({ rootfs, size: POOL_SIZE, stdio: 'pipe' });
+  const c = await pool.spawn(argv);
+  live.add(c);
+  if (stopped) await c[Symbol.asyncDispose]();
+  let stderr = '';
+  c.stdout?.resume();
+  c.stderr?.setEncoding('utf8').on('data', (d) => (capture ? (stderr += d) : undefined));
+  c.stdin?.end();
+  const done = c.wait().then(
+    (r) => {
+      live.delete(c);
+      if (r.exitCode !== 0) throw new Error(`tsbox pool: ${argv.join(' ')} exited ${r.exitCode}${stderr ? `: ${stderr.trim()}` : ''}`);
+    },
+    (err) => {
+      live.delete(c);
+      throw err;
+    },
+  );
+  const rootPid = () => Number(statusField(readFileSync(`/proc/${c.pid}/status`, 'utf8'), 'PPid'));
+  return { rootPid, done };
+}
+
+/** The pool's counts at the end of the run, and its sandboxes destroyed. */
+export async function closePeers() {
+  if (!pool) return null;
+  const stats = pool.stats();
+  await pool.close();
+  pool = null;
+  return stats;
+}
+
 /**
  * The peers of one run. `kind`: 'container' peers start the isolated work;
  * 'baseline' ones are references (a plain exec, Node's own start-up, ...).
@@ -122,6 +161,12 @@ export function definePeers(m, { crunHolderPid }) {
       kind: 'container',
       start: (work, o = {}) => api(WORK[work], { rootfs: m.rootfs, init: false, ...o }),
     },
+    {
+      name: 'tsbox-pool',
+      label: 'tsbox pool (warm)',
+      kind: 'container',
+      start: (work, o = {}) => pooled(WORK[work], { rootfs: m.rootfs, ...o }),
+    },
     command({
       name: 'tsbox-cli',
       label: 'tsbox CLI',
@@ -147,6 +192,17 @@ export function definePeers(m, { crunHolderPid }) {
       openFd: () => openSync(m.seccompBpf, 'r'),
       argv: (work) => ['bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--ro-bind', m.rootfs, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--seccomp', '3', ...WORK[work]],
     }),
+    ...(m.srt
+      ? [
+          command({
+            name: 'srt',
+            label: 'srt -c (sandbox-runtime)',
+            kind: 'container',
+            // Its own defaults: the host's root read-only, no network. It takes one shell command.
+            argv: (work) => [m.srt, '-c', WORK[work].join(' ')],
+          }),
+        ]
+      : []),
     command({
       name: 'unshare',
       label: 'unshare -UrpmnuifC',

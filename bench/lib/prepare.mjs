@@ -14,7 +14,7 @@
 //
 // Usage: node bench/lib/prepare.mjs DIR
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -100,6 +100,8 @@ export async function prepare(dir) {
     runcRoot: join(dir, 'runc'),
     crunRoot: join(dir, 'crun'),
     empty: join(dir, 'empty'),
+    // bench/setup.sh installs it; a peer only where it is.
+    srt: existsSync(join(REPO, 'bench/.peers/node_modules/.bin/srt')) ? join(REPO, 'bench/.peers/node_modules/.bin/srt') : null,
   };
   mkdirSync(manifest.runcRoot, { recursive: true, mode: 0o700 });
   mkdirSync(manifest.crunRoot, { recursive: true, mode: 0o700 });

@@ -12,7 +12,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { AbortError, createPool, run, TsboxError, type Pool, type PoolOptions } from '../../ts/index.js';
 import { stateRoot } from '../../ts/state-root.js';
 import { tsboxCgroups } from '../support/host.js';
-import { alive, descendants, eventually, text, type ProbeInfo } from '../support/tsbox.js';
+import { alive, descendants, eventually, REPO, runCommand, text, type ProbeInfo } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 
@@ -245,6 +245,25 @@ describe('a pool', () => {
     expect(ownContainers()).toEqual([]);
     await expect(pool.run(['true'])).rejects.toMatchObject({ step: 'pool' });
     expect(pool.stats()).toMatchObject({ ready: 0, busy: 0, starting: 0 });
+  });
+
+  it('a program that calls process.exit() right after a pooled run leaves nothing of it or of its pool', async () => {
+    // The pool gives a container's cgroup and state back after its result;
+    // an exit before that still gives them back (and the ready sandbox's
+    // monitor cleans up after its caller).
+    const script = `
+      import { createPool } from ${JSON.stringify(join(REPO, 'dist/tsbox.js'))};
+      const pool = createPool({ rootfs: ${JSON.stringify(rootfs)}, size: 1 });
+      while (pool.stats().ready < 1) await new Promise((r) => setTimeout(r, 20));
+      const r = await pool.run(['echo', 'done']);
+      process.stdout.write(JSON.stringify({ id: r.id, out: r.stdout }));
+      process.exit(0);`;
+    const r = await runCommand(process.execPath, ['--input-type=module', '-e', script]);
+    expect(r.code, r.stderr).toBe(0);
+    const { id, out } = JSON.parse(r.stdout) as { id: string; out: string };
+    expect(out).toBe('done\n');
+    expect(tsboxCgroups().filter((dir) => dir.endsWith(`/${id}`))).toEqual([]);
+    expect(existsSync(join(stateRoot(), id))).toBe(false);
   });
 
   it('1000 pooled runs, 8 at a time, leave no descriptor, cgroup, mount, state or process', async () => {
