@@ -151,10 +151,15 @@ export class Pool {
       const slot = await this.#take(signal);
       this.#busy++;
       // What the container held goes back after its result, not before.
-      const { release, closed } = slot.init;
-      slot.init.release = () => this.#track(deferred(release));
-      // Its result does not wait for tsbox-init's exit: close() does.
-      this.#track(closed);
+      // Its result does not wait for tsbox-init's exit, nor for what it
+      // held to be given back: close() does.
+      this.#track(slot.init.closed);
+      const release = slot.init.release;
+      slot.init.release = () => {
+        const given = Promise.resolve(release());
+        this.#track(given);
+        return given;
+      };
       let container: Container;
       try {
         if (tighter) tighten(slot, tighter);
@@ -379,45 +384,6 @@ export class Pool {
     const t = p.finally(() => this.#pending.delete(t));
     this.#pending.add(t);
   }
-}
-
-/** Releases run after the current turn of the event loop, or at exit if Node ends first. */
-const pendingReleases = new Set<() => void>();
-
-function releaseAllNow(): void {
-  for (const release of pendingReleases) {
-    pendingReleases.delete(release);
-    try {
-      release();
-    } catch {
-      // Each one is given its chance; gc collects what one could not remove.
-    }
-  }
-}
-
-/**
- * Runs `release` (synchronous: a cgroup's rmdir, a state directory's
- * removal) once the caller has had its result, and in any case before this
- * process exits, even by process.exit().
- */
-function deferred(release: () => void): Promise<void> {
-  if (pendingReleases.size === 0) process.on('exit', releaseAllNow);
-  pendingReleases.add(release);
-  // A timer, not setImmediate: the result itself waits one check phase
-  // (for its streams), and this must come after it.
-  return new Promise((resolve) =>
-    setTimeout(() => {
-      if (pendingReleases.delete(release)) {
-        try {
-          release();
-        } catch {
-          // As above.
-        }
-      }
-      if (pendingReleases.size === 0) process.off('exit', releaseAllNow);
-      resolve();
-    }, 0),
-  );
 }
 
 /** Makes a pool and starts building its sandboxes. See {@link Pool}. */

@@ -68,8 +68,8 @@ export interface ContainerInit {
   trace: ((line: string) => void) | undefined;
   /** One-line notices for the user (e.g. a single-id map). */
   notices: string[];
-  /** Gives back what the container held (its id range), once it has ended. */
-  release: () => void;
+  /** Gives back what the container held (its id range), once it has ended; resolves when it has. */
+  release: () => void | Promise<void>;
   /** Milliseconds until the container is killed, if limited. */
   timeout?: number | undefined;
   /** Kills the container when aborted; wait() then rejects with an AbortError. */
@@ -284,7 +284,8 @@ export class Container extends EventEmitter {
           // Usage is reported as unknown rather than failing a finished run.
         }
       }
-      init.release();
+      // Its own promise (a pool waits for it); errors are the release's to swallow.
+      void init.release();
     };
     // `exited` comes once PID 1 is reaped, and its pid namespace took every
     // other process of the container with it: what it held goes back now,

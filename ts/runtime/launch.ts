@@ -24,6 +24,7 @@ import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.j
 import { ensureStateRoot, inUserNamespace } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
 import { Container, keepAlive, type ContainerInit } from './container.js';
+import { releaseLater } from './release.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, takeTerminal } from './streams.js';
@@ -386,7 +387,8 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   }
   if (started === null) return fail(helperDied(await done, 'while setting up the container'));
   if (started.type === 'failed') return fail(startFailure(started, cgroup, o));
-  let release = cleanup;
+  // After the container's result, not before it (ts/runtime/release.ts).
+  let release: () => void | Promise<void> = () => releaseLater(cleanup);
   if (o.detach) {
     // The monitor keeps the container, its ids and its cgroup from now on,
     // and its state stays for `tsbox ps -a` until `tsbox rm`.
