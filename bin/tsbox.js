@@ -3,7 +3,7 @@
 // This file is CommonJS too (bin/package.json): Node starts a CommonJS entry
 // faster than an ES module.
 'use strict';
-const { readFileSync, statSync } = require('node:fs');
+const { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { dirname, join } = require('node:path');
 const { Script } = require('node:vm');
@@ -28,6 +28,65 @@ function readCache() {
   }
 }
 
+/**
+ * An installed tsbox has no cache in its package (it is made for one V8):
+ * the first run makes one for its user, in `$XDG_CACHE_HOME/tsbox` (or
+ * `~/.cache/tsbox`), named after this V8 and this bundle's size and time.
+ * V8's cached data is code, so it is read only from a directory and a file
+ * this user owns that nobody else may write, and never through a symlink.
+ * TSBOX_NO_CODE_CACHE=1 turns it off.
+ */
+const userCache = {
+  dir() {
+    const { env } = process;
+    if (env.TSBOX_NO_CODE_CACHE === '1') return null;
+    const base = env.XDG_CACHE_HOME || (env.HOME ? join(env.HOME, '.cache') : null);
+    return base ? join(base, 'tsbox') : null;
+  },
+  /** Ours alone: owned by this user, not a symlink, writable by nobody else. */
+  private(path, type) {
+    try {
+      const st = lstatSync(path);
+      return st.uid === process.geteuid() && (st.mode & 0o022) === 0 && (type === 'dir' ? st.isDirectory() : st.isFile());
+    } catch {
+      return false;
+    }
+  },
+  file(dir) {
+    const st = statSync(BUNDLE);
+    return join(dir, `cli-${process.versions.v8}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}.cache`);
+  },
+  read() {
+    try {
+      const dir = this.dir();
+      if (!dir || !this.private(dir, 'dir')) return undefined;
+      const file = this.file(dir);
+      return this.private(file, 'file') ? readFileSync(file) : undefined;
+    } catch {
+      return undefined;
+    }
+  },
+  /** At exit: the cache of what this run compiled, written atomically, older ones removed. */
+  write(script) {
+    try {
+      const dir = this.dir();
+      if (!dir) return;
+      const parent = dirname(dir);
+      // Only under a cache directory of this user's (not root's writes into someone else's home).
+      if (!this.private(parent, 'dir')) return;
+      mkdirSync(dir, { mode: 0o700, recursive: true });
+      if (!this.private(dir, 'dir')) return;
+      const file = this.file(dir);
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, script.createCachedData(), { mode: 0o600, flag: 'wx' });
+      renameSync(tmp, file);
+      for (const old of readdirSync(dir)) if (old.startsWith('cli-') && join(dir, old) !== file) rmSync(join(dir, old), { force: true });
+    } catch {
+      // A cache is only ever a saving.
+    }
+  },
+};
+
 /** Compiles the bundle (with `cachedData` when given) and runs it as a CommonJS module. */
 function load(cachedData) {
   const source = readFileSync(BUNDLE, 'utf8');
@@ -40,9 +99,12 @@ function load(cachedData) {
 module.exports = { cachePath, load };
 
 if (require.main === module) {
-  load(readCache())
-    .cli(process.argv.slice(2))
-    .then((code) => {
-      process.exitCode = code;
-    });
+  const cached = readCache() ?? userCache.read();
+  const { cli, script } = load(cached);
+  if (process.env.TSBOX_DEBUG_CODE_CACHE === '1') process.stderr.write(`tsbox: code cache ${cached === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'used'}\n`);
+  // None, or one V8 refused: make this user's at exit, with what this run compiled.
+  if (cached === undefined || script.cachedDataRejected) process.once('exit', () => userCache.write(script));
+  cli(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -13,7 +13,7 @@
  */
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
@@ -37,6 +37,8 @@ function projectEnv(): NodeJS.ProcessEnv {
     if (k === 'TSBOX_NATIVE_DIR' || k === 'INIT_CWD' || (k.toLowerCase().startsWith('npm_') && !keep.has(k.toLowerCase()))) continue;
     env[k] = v;
   }
+  // The installed CLI makes its user's code cache: in the work directory, not this host's home.
+  env.XDG_CACHE_HOME = join(work, 'cache');
   return env;
 }
 
@@ -189,6 +191,31 @@ describe('tsbox run from the installed package', () => {
     const r = run('npx', ['--no', '--', 'tsbox', '--version']);
     expect(r.status, describeRun(r)).toBe(0);
     expect(r.stdout.trim()).toBe(`tsbox ${rootPkg.version}`);
+  });
+
+  it("makes its user's V8 code cache on the first run and uses it after; a cache directory others may write is left alone", () => {
+    const cache = join(work, 'cache');
+    rmSync(cache, { recursive: true, force: true });
+    mkdirSync(cache, { mode: 0o700 });
+    const version = (extra: NodeJS.ProcessEnv = {}) =>
+      spawnSync(process.execPath, [join(project, 'node_modules', 'tsbox', 'bin', 'tsbox.js'), '--version'], { cwd: project, env: { ...projectEnv(), TSBOX_DEBUG_CODE_CACHE: '1', ...extra }, encoding: 'utf8' });
+    const first = version();
+    expect(first.status, describeRun(first)).toBe(0);
+    expect(first.stderr).toBe('tsbox: code cache none\n');
+    const files = readdirSync(join(cache, 'tsbox'));
+    expect(files).toHaveLength(1);
+    expect(statSync(join(cache, 'tsbox')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(cache, 'tsbox', files[0]!)).mode & 0o777).toBe(0o600);
+    const second = version();
+    expect(second.stdout).toBe(first.stdout);
+    expect(second.stderr).toBe('tsbox: code cache used\n');
+    // Another user could have written it: not read, not rewritten.
+    chmodSync(join(cache, 'tsbox'), 0o777);
+    const shared = version();
+    expect(shared.stdout).toBe(first.stdout);
+    expect(shared.stderr).toBe('tsbox: code cache none\n');
+    expect(readdirSync(join(cache, 'tsbox'))).toEqual(files);
+    expect(version({ TSBOX_NO_CODE_CACHE: '1' }).stderr).toBe('tsbox: code cache none\n');
   });
 
   it('the five-line API script runs a container', () => {

@@ -90,8 +90,8 @@ export interface ContainerInit {
   startable?: boolean;
   /**
    * The result comes once `exited` has, without waiting for tsbox-init to
-   * exit after it (its mount namespace's teardown takes milliseconds): a
-   * pool's container, whose pool waits for the helper instead.
+   * exit after it (its mount namespace's teardown takes milliseconds): an
+   * attached container's (a pool waits for the helper in close()).
    */
   endsWithExit?: boolean;
   /** Our ends of its stdio (pipes, the terminal's master): unref() releases their hold on the event loop too. */

@@ -102,7 +102,10 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   const keep = keepAlive();
   try {
     const { init, first } = await launchSandbox(command, o, extras);
-    return new Container({ ...init, first, timeout: o.timeout, signal: extras.signal, startable: extras.deferProcess === true });
+    // An attached container's result does not wait for tsbox-init's own
+    // exit after it (its mount namespace's teardown, ~3 ms): its processes
+    // are all gone when `exited` comes.
+    return new Container({ ...init, first, timeout: o.timeout, signal: extras.signal, startable: extras.deferProcess === true, endsWithExit: !o.detach });
   } finally {
     clearInterval(keep);
   }
