@@ -12,7 +12,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { AbortError, createPool, run, TsboxError, type Pool, type PoolOptions } from '../../ts/index.js';
 import { stateRoot } from '../../ts/state-root.js';
 import { tsboxCgroups } from '../support/host.js';
-import { alive, descendants, eventually, REPO, runCommand, text, type ProbeInfo } from '../support/tsbox.js';
+import { alive, cli, descendants, eventually, REPO, runCommand, text, type ProbeInfo } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 
@@ -241,6 +241,11 @@ describe('a pool', () => {
     // Its replacement is built while it runs.
     await ready(pool, 3);
     const ids = ownContainers();
+    // tsbox ps shows the running one's command, and the ready ones as waiting.
+    const ps = await cli(['ps']);
+    expect(ps.stdout).toMatch(new RegExp(`^${running.id.slice(0, 12)}\\s+sleep 30\\s`, 'm'));
+    const waiting = ids.filter((id) => id !== running.id).map((id) => id.slice(0, 12));
+    for (const id of waiting) expect(ps.stdout).toMatch(new RegExp(`^${id}\\s+\\(pooled, no process yet\\)\\s+\\S+ ago\\s+Created`, 'm'));
     expect(ids).toContain(running.id);
     expect(ids.length).toBeGreaterThanOrEqual(4);
     await pool.close();

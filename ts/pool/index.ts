@@ -21,6 +21,7 @@ import { loadNative } from '../native.js';
 import type { Container } from '../runtime/container.js';
 import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
 import { buildProcessPlan } from '../runtime/plan.js';
+import { containerDir, setCommand } from '../runtime/state.js';
 import { capture, type CaptureOptions, type RunResult } from '../runtime/run.js';
 
 /** The options of a pool: a container's (they shape every sandbox), plus its size. */
@@ -178,6 +179,8 @@ export class Pool {
         throw err;
       }
       this.#running.add(container);
+      // Its state shows its command from now on (tsbox ps), off the caller's path.
+      setImmediate(() => setCommand(containerDir(container.id), argv));
       // The refill starts once this container has ended and its result is
       // out, or REFILL_DELAY_MS after it started if it runs longer: a short
       // command's result never waits behind the next sandbox's build.
