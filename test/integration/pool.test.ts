@@ -256,6 +256,17 @@ describe('a pool', () => {
     expect(pool.stats()).toMatchObject({ ready: 0, busy: 0, starting: 0 });
   });
 
+  it('close() during a hand-over: the call rejects, and its container is killed with the rest', async () => {
+    const pool = createPool({ rootfs, size: 1 });
+    await ready(pool, 1);
+    const call = pool.run(['sleep', '30']);
+    const closing = pool.close();
+    await expect(call).rejects.toMatchObject({ step: 'pool' });
+    await closing;
+    expect(monitors()).toEqual([]);
+    expect(ownContainers()).toEqual([]);
+  });
+
   it('a program that calls process.exit() right after a pooled run leaves nothing of it or of its pool', async () => {
     // The pool gives a container's cgroup and state back after its result;
     // an exit before that still gives them back (and the ready sandbox's

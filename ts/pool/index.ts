@@ -144,12 +144,24 @@ export class Pool {
   /** Starts `command` in a sandbox of the pool, as spawn() does; resolves once it was exec'd. */
   async spawn(command: readonly string[], options: PoolProcessOptions = {}): Promise<Container> {
     if (this.#closed) throw closedError();
+    // close() waits for calls in flight: one that has taken its sandbox is
+    // in no list close() empties.
+    const call = this.#spawn(command, options);
+    this.#track(call.catch(() => {}));
+    return call;
+  }
+
+  async #spawn(command: readonly string[], options: PoolProcessOptions): Promise<Container> {
     const { signal, ...given } = options;
     const { argv, o, tighter } = this.#processOptions(command, given);
     if (signal?.aborted) throw new AbortError(signal.reason);
     const native = loadNative();
     for (let tries = 1; ; tries++) {
       const slot = await this.#take(signal);
+      if (this.#closed) {
+        this.#discard(slot);
+        throw closedError();
+      }
       this.#busy++;
       // What the container held goes back after its result, not before.
       // Its result does not wait for tsbox-init's exit, nor for what it
@@ -192,6 +204,11 @@ export class Pool {
         this.#fillSoon();
       };
       this.#track(container.wait().then(done, done));
+      // close() came while it was handed over: it goes with the rest.
+      if (this.#closed) {
+        container.kill('SIGKILL');
+        throw closedError();
+      }
       return container;
     }
   }
