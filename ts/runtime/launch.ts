@@ -322,6 +322,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       control: join(dir, 'control.sock'),
       detach: o.detach,
     });
+    trace?.('plan: built');
     writeState(dir, stateOf(plan.sandbox.rootfs.path));
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));
@@ -337,6 +338,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     // The id range's lock goes with the plan: tsbox-init holds it until the
     // container's last process is gone, even if this process dies first.
     await toHelper.plan(ch, sandbox, maps?.lock ? [maps.lock.fd] : []);
+    trace?.('plan: sent');
     // Phase 8, pipelined: the helper hands it over once the sandbox is ready
     // (create: the monitor holds it until start, from this or any process).
     if (extras.pooled) {
