@@ -64,24 +64,30 @@ function exec(argv, { capture = false, extraFd } = {}) {
 async function api(argv, { rootfs, init, capture }) {
   checkStopped();
   const c = await tsboxSpawn(argv, { rootfs, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore' });
-  live.add(c);
   if (stopped) await c[Symbol.asyncDispose]();
+  return watch(c, 'tsbox API', argv);
+}
+
+/**
+ * A tsbox Container as a peer's start: `done` rejects unless it exited 0
+ * (with its stderr, when captured); its process tree starts at tsbox-init,
+ * the container's parent.
+ */
+function watch(c, label, argv) {
+  live.add(c);
   let stderr = '';
   c.stderr?.setEncoding('utf8').on('data', (d) => (stderr += d));
   const done = c.wait().then(
     (r) => {
       live.delete(c);
-      if (r.exitCode !== 0) throw new Error(`tsbox API: ${argv.join(' ')} exited ${r.exitCode}${stderr ? `: ${stderr.trim()}` : ''}`);
+      if (r.exitCode !== 0) throw new Error(`${label}: ${argv.join(' ')} exited ${r.exitCode}${stderr ? `: ${stderr.trim()}` : ''}`);
     },
     (err) => {
       live.delete(c);
       throw err;
     },
   );
-  const rootPid = () => {
-    const status = readFileSync(`/proc/${c.pid}/status`, 'utf8');
-    return Number(statusField(status, 'PPid'));
-  };
+  const rootPid = () => Number(statusField(readFileSync(`/proc/${c.pid}/status`, 'utf8'), 'PPid'));
   return { rootPid, done };
 }
 
@@ -91,28 +97,15 @@ let pool = null;
 export const POOL_SIZE = 8;
 
 /** A container from the warm pool (createPool): the same process tree as the API's. */
-async function pooled(argv, { rootfs, capture }) {
+async function pooled(argv, { rootfs }) {
   checkStopped();
   pool ??= createPool({ rootfs, size: POOL_SIZE, stdio: 'pipe' });
   const c = await pool.spawn(argv);
-  live.add(c);
   if (stopped) await c[Symbol.asyncDispose]();
-  let stderr = '';
+  // The pool's stdio is piped: its output read (stderr by watch()), its stdin closed.
   c.stdout?.resume();
-  c.stderr?.setEncoding('utf8').on('data', (d) => (capture ? (stderr += d) : undefined));
   c.stdin?.end();
-  const done = c.wait().then(
-    (r) => {
-      live.delete(c);
-      if (r.exitCode !== 0) throw new Error(`tsbox pool: ${argv.join(' ')} exited ${r.exitCode}${stderr ? `: ${stderr.trim()}` : ''}`);
-    },
-    (err) => {
-      live.delete(c);
-      throw err;
-    },
-  );
-  const rootPid = () => Number(statusField(readFileSync(`/proc/${c.pid}/status`, 'utf8'), 'PPid'));
-  return { rootPid, done };
+  return watch(c, 'tsbox pool', argv);
 }
 
 /** The pool's counts at the end of the run, and its sandboxes destroyed. */

@@ -11,12 +11,12 @@ import type { ReadStream } from 'node:tty';
 import { closeSync, openSync } from 'node:fs';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
-import { hold, pipeStream, takeTerminal } from './streams.js';
+import { hold, pipeStream, recvStarted } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
-import { CANCELLED, helperDied, recv, recvHeld, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
+import { CANCELLED, helperDied, recvHeld, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
 export interface ExitResult {
@@ -513,12 +513,7 @@ export async function execPlan(
   try {
     await toMonitor.exec(ch, plan, stdio.theirs, how.detach === true);
     stdio.sent();
-    msg = await recv(ch);
-    while (msg?.type === 'pty') {
-      const t = takeTerminal(ch);
-      if (t) ({ stream: terminal, fd: terminalFd } = t);
-      msg = await recv(ch);
-    }
+    ({ msg, terminal, terminalFd } = await recvStarted(ch));
   } catch (err) {
     stdio.abandon();
     ch.close();

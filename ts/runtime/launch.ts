@@ -27,7 +27,7 @@ import { Container, keepAlive, type ContainerInit } from './container.js';
 import { releaseLater } from './release.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
-import { hold, pipeStream, takeTerminal } from './streams.js';
+import { hold, pipeStream, recvStarted, takeTerminal } from './streams.js';
 import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState, type ContainerState } from './state.js';
 
 
@@ -151,12 +151,7 @@ export async function handOver(ready: ReadySandbox, plan: ProcessPlan, how: { ti
   try {
     await toHelper.process(ch, plan);
     init.trace?.(`hand-over: the process goes to the sandbox ${init.id.slice(0, 12)}`);
-    started = await recv(ch);
-    while (started?.type === 'pty') {
-      const t = takeTerminal(ch);
-      if (t) ({ stream: terminal, fd: terminalFd } = t);
-      started = await recv(ch);
-    }
+    ({ msg: started, terminal, terminalFd } = await recvStarted(ch));
   } catch (err) {
     throw err instanceof TsboxError ? err : fromSystemError('launch', err, 'talk to tsbox-init');
   }

@@ -3,6 +3,9 @@ import { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 
+import type { NativeChannel } from '../native.js';
+import { recv, type HelperMsg } from './protocol.js';
+
 /** The terminal's master as one duplex stream (as node-pty does). */
 function openTerminal(fd: number): ReadStream {
   const t = new ReadStream(fd);
@@ -35,3 +38,18 @@ export function pipeStream(fd: number, readable: boolean): Socket | null {
   return socket;
 }
 
+
+/**
+ * The reply to a process handed over (phase 8, or an exec): the terminal it
+ * sent first, with tty, then `started`, `exited` or `failed` (null: the
+ * other end closed). The caller owns the terminal whatever the reply.
+ */
+export async function recvStarted(ch: NativeChannel): Promise<{ msg: HelperMsg | null; terminal?: ReadStream; terminalFd?: number }> {
+  let msg = await recv(ch);
+  let terminal: { stream: ReadStream; fd: number } | null = null;
+  while (msg?.type === 'pty') {
+    terminal = takeTerminal(ch) ?? terminal;
+    msg = await recv(ch);
+  }
+  return terminal ? { msg, terminal: terminal.stream, terminalFd: terminal.fd } : { msg };
+}
