@@ -305,6 +305,13 @@ describe('a pool', () => {
     });
     expect(leftovers(seen)).toEqual([]);
     expect(ownContainers()).toEqual([]);
+    // Their id ranges are free again: a block's lock file stays for the next
+    // holder, emptied (no note of a container that has gone), and unlocked.
+    const ids = join(stateRoot(), 'ids');
+    for (const name of readdirSync(ids).filter((n) => /^\d+\.lock$/.test(n))) {
+      const note = readFileSync(join(ids, name), 'utf8');
+      expect(seen.some((id) => note.startsWith(id)), `${name}: ${note}`).toBe(false);
+    }
     expect(await eventually(() => fdCount() === fds, 2_000), readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return fd; } }).join(' ')).toBe(true);
     expect(mountCount()).toBe(mounts);
   }, 300_000);

@@ -69,6 +69,15 @@ export declare class FileLock {
    * (a detached container's monitor) holds the lock from now on.
    */
   forget(): void
+  /**
+   * Unlocks and leaves the lock file, emptied of its note, for the next
+   * holder: for locks taken again and again (the id allocator, a block of
+   * ids). Removing a file that held data costs its final close the
+   * filesystem's eviction of its blocks: 3-7 ms on ext4 with delayed
+   * allocation (a /run that is not tmpfs), measured, against microseconds
+   * for a truncate of a file that stays.
+   */
+  unlock(): void
   /** Unlocks and removes the lock file. */
   release(): void
 }

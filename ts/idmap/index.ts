@@ -85,7 +85,10 @@ function liveRanges(dir: string): Live[] {
     }
     const probe = binding.tryLockFile(path, text);
     if (probe) {
-      probe.release();
+      // Nobody holds it: a block's file stays for its next holder (emptied),
+      // an explicit registration's goes.
+      if (block) probe.unlock();
+      else probe.release();
       continue;
     }
     if (block) {
@@ -111,7 +114,8 @@ function allocating<T>(dir: string, containerId: string, fn: () => T): T {
   try {
     return fn();
   } finally {
-    lock.release();
+    // The file stays: it is this directory's lock for good (see unlock()).
+    lock.unlock();
   }
 }
 
@@ -138,7 +142,7 @@ export function allocateRootMaps(containerId: string): IdMaps {
       if (live.some((l) => overlaps(range, l.uid) || overlaps(range, l.gid))) continue;
       const lock = binding.tryLockFile(`${dir}/${k}.lock`, `${containerId} ${process.pid}\n`);
       if (!lock) continue;
-      return { uid: range, gid: range.map((r) => ({ ...r })), setgroups: 'allow', via: 'direct', release: () => lock.release(), lock };
+      return { uid: range, gid: range.map((r) => ({ ...r })), setgroups: 'allow', via: 'direct', release: () => lock.unlock(), lock };
     }
     throw new TsboxError({ step: 'idmap', errno: 28, path: dir, detail: `all ${BLOCKS} id ranges are held by running containers`, hint: 'stop some containers' });
   });
