@@ -136,6 +136,7 @@ fn plan() -> SandboxPlan {
             mode: RootMode::Readonly,
             idmap: false,
             nodev: false,
+            layers: Vec::new(),
         },
         rootfs_propagation: Propagation::Private,
         storage_size: None,
