@@ -32,11 +32,11 @@ export interface RunResult<T extends string | Buffer = string | Buffer> extends 
 
 const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024;
 
-export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false): Promise<RunResult> {
+export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false, layers?: readonly string[]): Promise<RunResult> {
   if (o.stdio !== 'pipe') {
     throw new TsboxError({ step: 'config', errno: 0, path: 'stdio', detail: "run() captures the output, so stdio must be 'pipe'", hint: "use spawn() to pass stdio through" });
   }
-  const container = await launch(command, o, { signal: c.signal, explicitLimits });
+  const container = await launch(command, o, { signal: c.signal, explicitLimits, layers });
   const max = c.maxBuffer ?? DEFAULT_MAX_BUFFER;
   let truncated = false;
   const collect = (stream: Readable | null) => {
