@@ -11,7 +11,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { didYouMean, kebab } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
+export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids', 'insecure-registry']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -138,7 +138,6 @@ export const REFUSED_RUN_FLAGS: Readonly<Record<string, string>> = {
   network: 'a container has only its own loopback in tsbox for now: no network, and no way to share the host\'s yet',
   net: 'a container has only its own loopback in tsbox for now: no network, and no way to share the host\'s yet',
   publish: 'a container has no network to publish a port from yet (only its own loopback)',
-  entrypoint: 'tsbox runs the command you give after the options: there is no image, so no entrypoint to replace',
   'stop-signal': 'tsbox stop sends SIGTERM then SIGKILL; send another signal with tsbox kill -s SIGNAL NAME',
   'stop-timeout': 'give tsbox stop the time instead: tsbox stop -t SECONDS NAME',
 };

@@ -1,0 +1,38 @@
+/** `tsbox image inspect REF`, `tsbox image prune`: look into and tidy the image store. */
+import { defineCommand } from 'citty';
+
+import { TsboxError } from '../errors.js';
+import { parse } from './common.js';
+
+const none = {} as const;
+
+const command = defineCommand({
+  meta: { name: 'tsbox image', description: 'Manage images: inspect REF (its record, config and layers as JSON), prune (remove layers and blobs no image uses)' },
+  args: none,
+  async run({ rawArgs, cmd }) {
+    const [sub, ...rest] = rawArgs;
+    if (sub === 'inspect') {
+      const split = await parse(rest, none, cmd, 'image inspect', { min: 1, max: 1, usage: 'one image' });
+      if (!split) return;
+      const { inspectImage } = await import('../image/manage.js');
+      process.stdout.write(`${JSON.stringify(inspectImage(split.command[0]!), null, 2)}\n`);
+      return;
+    }
+    if (sub === 'prune') {
+      const split = await parse(rest, none, cmd, 'image prune', { min: 0, max: 0, usage: 'no arguments' });
+      if (!split) return;
+      const { pruneImages } = await import('../image/manage.js');
+      const removed = await pruneImages();
+      for (const d of [...removed.layers, ...removed.blobs]) console.log(d);
+      return;
+    }
+    if (sub === undefined || sub === '--help' || sub === '-h') {
+      const { showCommandHelp } = await import('./help.js');
+      await showCommandHelp(cmd, 'image');
+      return;
+    }
+    throw new TsboxError({ step: 'config', errno: 0, path: sub, detail: 'unknown image command', hint: 'tsbox image inspect REF, or tsbox image prune' });
+  },
+});
+
+export default command;
