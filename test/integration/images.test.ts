@@ -1,0 +1,255 @@
+/**
+ * Images (issue 18), against a real registry on loopback (docker-registry),
+ * with images built by umoci and pushed by skopeo, and layers written by hand
+ * where no tool would make them (hostile ones). The store is a temporary
+ * directory (TSBOX_STORAGE); nothing reaches a registry off this machine.
+ */
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { pull, run } from '../../ts/index.js';
+import { push, startRegistry, tarOf, tool, writeLayout, type TestRegistry } from '../support/registry.js';
+import { cli, type CliOptions } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+
+let registry: TestRegistry;
+let work: string;
+let storage: string;
+let layout: string;
+const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '' };
+const savedStorage = process.env.TSBOX_STORAGE;
+
+const tsbox = (args: string[], opts: CliOptions = {}) => cli(args, { env: { ...process.env, TSBOX_STORAGE: storage }, killAfterMs: 60_000, ...opts });
+const layerDirs = () => readdirSync(join(storage, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'));
+const layerDir = (digest: string) => join(storage, 'layers', 'sha256', digest.slice(7));
+
+interface Listed {
+  name: string;
+  digest: string;
+  layers: string[];
+  size: number;
+}
+async function listed(): Promise<Listed[]> {
+  const r = await tsbox(['images', '--format', 'json']);
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as Listed[];
+}
+const byName = async (ref: string) => (await listed()).find((i) => i.name === `${ref}`);
+
+/** The digest of the top layer of `tag` in the OCI layout. */
+function topLayer(tag: string): string {
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const m = index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === tag)!;
+  const manifest = JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+  return manifest.layers.at(-1)!.digest;
+}
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  work = mkdtempSync(join(tmpdir(), 'tsbox-test-images-'));
+  storage = join(work, 'store');
+  process.env.TSBOX_STORAGE = storage;
+  layout = join(work, 'layout');
+  await tool('umoci', ['init', '--layout', layout]);
+  await tool('umoci', ['new', '--image', `${layout}:empty`]);
+  // base: the busybox test rootfs, with a file the next layer deletes.
+  const b1 = join(work, 'b1');
+  await tool('umoci', ['unpack', '--image', `${layout}:empty`, b1]);
+  cpSync(rootfs, join(b1, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  writeFileSync(join(b1, 'rootfs', 'etc', 'msg'), 'hello from layer one\n');
+  writeFileSync(join(b1, 'rootfs', 'etc', 'doomed'), 'doomed\n');
+  await tool('umoci', ['repack', '--image', `${layout}:base`, b1]);
+  await tool('umoci', ['config', '--image', `${layout}:base`, '--config.cmd', 'sh', '--config.cmd', '-c', '--config.cmd', 'cat /etc/msg; echo FOO=$FOO; pwd', '--config.env', 'FOO=fromimage', '--config.workingdir', '/tmp']);
+  // two: base plus a layer that deletes /etc/doomed (a whiteout) and changes /etc/msg.
+  const b2 = join(work, 'b2');
+  await tool('umoci', ['unpack', '--image', `${layout}:base`, b2]);
+  rmSync(join(b2, 'rootfs', 'etc', 'doomed'));
+  writeFileSync(join(b2, 'rootfs', 'etc', 'msg'), 'hello from layer two\n');
+  await tool('umoci', ['repack', '--image', `${layout}:two`, b2]);
+  // tampered: base plus a layer of its own, whose blob the test damages in the registry.
+  const b3 = join(work, 'b3');
+  await tool('umoci', ['unpack', '--image', `${layout}:base`, b3]);
+  writeFileSync(join(b3, 'rootfs', 'etc', 'tampered'), 'x'.repeat(4096));
+  await tool('umoci', ['repack', '--image', `${layout}:tampered`, b3]);
+  refs.busybox = await push(layout, 'base', registry, 'busybox:1');
+  refs.two = await push(layout, 'two', registry, 'twolayer:1');
+  refs.tampered = await push(layout, 'tampered', registry, 'tampered:1');
+}, 180_000);
+
+afterAll(async () => {
+  if (savedStorage === undefined) delete process.env.TSBOX_STORAGE;
+  else process.env.TSBOX_STORAGE = savedStorage;
+  await registry?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('tsbox pull and tsbox run IMAGE', () => {
+  it('pulls an image and runs it with its config: Cmd, Env, WorkingDir, each overridable', async () => {
+    const p = await tsbox(['pull', refs.busybox]);
+    expect(p.stderr).toMatch(/: done \(/);
+    expect(p.code).toBe(0);
+    expect(p.stdout).toMatch(new RegExp(`^${refs.busybox.replace(/[.]/g, '\\.')}\\nsha256:[a-f0-9]{64}\\n$`));
+    const r = await tsbox(['run', refs.busybox]);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer one\nFOO=fromimage\n/tmp\n' });
+    const o = await tsbox(['run', '-e', 'FOO=over', '-w', '/', refs.busybox]);
+    expect(o).toMatchObject({ code: 0, stdout: 'hello from layer one\nFOO=over\n/\n' });
+    const e = await tsbox(['run', '--entrypoint', 'echo', refs.busybox, 'replaced']);
+    expect(e).toMatchObject({ code: 0, stdout: 'replaced\n' });
+    const c = await tsbox(['run', refs.busybox, 'id', '-u']);
+    expect(c).toMatchObject({ code: 0, stdout: '0\n' });
+  });
+
+  it('runs an image from the API, and pull() reports progress', async () => {
+    const seen: string[] = [];
+    const record = await pull(refs.busybox, { onProgress: (p) => seen.push(p.phase) });
+    expect(record.layers).toHaveLength(1);
+    // Already stored: nothing is downloaded again.
+    expect(seen).toEqual(['resolved', 'exists']);
+    const r = await run([], { image: refs.busybox, env: { FOO: 'api' } });
+    expect(r).toMatchObject({ exitCode: 0, stdout: 'hello from layer one\nFOO=api\n/tmp\n' });
+    await expect(run(['true'], { image: refs.busybox, rootfs })).rejects.toThrow(/config\(image\): cannot be combined with rootfs/);
+  });
+
+  it("writes go to the container's own layer: the image's layer is never changed", async () => {
+    const before = (await byName(refs.busybox))!;
+    const w = await tsbox(['run', refs.busybox, 'sh', '-c', 'echo changed > /etc/msg; rm /bin/busybox.absent 2>/dev/null; cat /etc/msg']);
+    expect(w).toMatchObject({ code: 0, stdout: 'changed\n' });
+    expect(readFileSync(join(layerDir(before.layers[0]!), 'etc', 'msg'), 'utf8')).toBe('hello from layer one\n');
+    expect((await tsbox(['run', refs.busybox, 'cat', '/etc/msg'])).stdout).toBe('hello from layer one\n');
+  });
+
+  it('a layer that deletes a file (a whiteout) hides it; two images share their common layer, stored once', async () => {
+    const before = layerDirs().length;
+    const p = await tsbox(['pull', '-q', refs.two]);
+    expect(p).toMatchObject({ code: 0, stderr: '' });
+    const r = await tsbox(['run', refs.two, 'sh', '-c', 'cat /etc/msg; cat /etc/doomed 2>/dev/null || echo gone']);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\n' });
+    const one = (await byName(refs.busybox))!;
+    const two = (await byName(refs.two))!;
+    expect(two.layers).toHaveLength(2);
+    expect(two.layers[0]).toBe(one.layers[0]);
+    // Only the new top layer was added.
+    expect(layerDirs().length).toBe(before + 1);
+    // The lower layer still has the file; the upper one has the overlay whiteout.
+    expect(readFileSync(join(layerDir(one.layers[0]!), 'etc', 'doomed'), 'utf8')).toBe('doomed\n');
+    const wh = statSync(join(layerDir(two.layers[1]!), 'etc', 'doomed'));
+    expect(wh.isCharacterDevice()).toBe(true);
+    expect(wh.rdev).toBe(0);
+  });
+
+  it('refuses a blob whose content does not match its digest, and keeps nothing of it', async () => {
+    const digest = topLayer('tampered');
+    const data = join(registry.storage, 'docker', 'registry', 'v2', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
+    const blob = readFileSync(data);
+    blob[blob.length - 100] ^= 0xff;
+    writeFileSync(data, blob);
+    const before = layerDirs().sort();
+    const r = await tsbox(['pull', refs.tampered]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(new RegExp(`tsbox: verify\\(.*${digest.slice(7)}\\): the content's digest is sha256:[a-f0-9]{64}, not ${digest}`));
+    expect(layerDirs().sort()).toEqual(before);
+    expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+    expect((await listed()).map((i) => i.name)).not.toContain(refs.tampered);
+  });
+
+  it('a hostile layer writes nothing outside its directory', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'tsbox-test-images-outside-'));
+    try {
+      const hostile = join(work, 'hostile');
+      const tag = `tsbox-hostile-${process.pid}`;
+      writeLayout(hostile, 'h', [
+        tarOf([
+          { name: `../../../../${tag}-dotdot`, type: 'file', data: 'dotdot' },
+          { name: `/${tag}-abs`, type: 'file', data: 'absolute' },
+          { name: 'abs', type: 'symlink', link: outside },
+          { name: 'abs/through', type: 'file', data: 'through an absolute symlink' },
+          { name: 'up', type: 'symlink', link: '../../../../../../..' },
+          { name: `up${outside}/up`, type: 'file', data: 'through a symlinked parent' },
+          { name: 'null', type: 'char', major: 1, minor: 3 },
+          { name: 'bin/', type: 'dir' },
+        ]),
+      ]);
+      refs.hostile = await push(hostile, 'h', registry, 'hostile:1');
+      const p = await tsbox(['pull', refs.hostile]);
+      expect(p.code).toBe(0);
+      expect(readdirSync(outside)).toEqual([]);
+      expect(existsSync(`/${tag}-dotdot`)).toBe(false);
+      expect(existsSync(`/${tag}-abs`)).toBe(false);
+      const [layer] = (await byName(refs.hostile))!.layers;
+      const dir = layerDir(layer!);
+      expect(readFileSync(join(dir, `${tag}-dotdot`), 'utf8')).toBe('dotdot');
+      expect(readFileSync(join(dir, `${tag}-abs`), 'utf8')).toBe('absolute');
+      expect(readFileSync(join(dir, outside, 'through'), 'utf8')).toBe('through an absolute symlink');
+      expect(readFileSync(join(dir, outside, 'up'), 'utf8')).toBe('through a symlinked parent');
+      // Root unpacks it: a device node stays inside the layer.
+      expect(statSync(join(dir, 'null')).isCharacterDevice()).toBe(true);
+
+      // A hard link may only name a file of its own layer: /etc/passwd is looked for inside it.
+      const passwd = createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex');
+      const linked = join(work, 'hardlink');
+      writeLayout(linked, 'h', [tarOf([{ name: 'passwd', type: 'link', link: '/etc/passwd' }, { name: 'escape', type: 'link', link: '../../../../etc/passwd' }])]);
+      refs.hardlink = await push(linked, 'h', registry, 'hardlink:1');
+      const before = layerDirs().sort();
+      const h = await tsbox(['pull', '-q', refs.hardlink]);
+      expect(h.code).toBe(125);
+      expect(h.stderr).toMatch(/^tsbox: unpack\(sha256:[a-f0-9]{64}: passwd\): ENOENT — resolve the link's target etc\/passwd inside the layer: .*; a hard link may only name a file earlier in the same layer\n$/);
+      expect(createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex')).toBe(passwd);
+      expect(layerDirs().sort()).toEqual(before);
+      expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('--pull never refuses an image that is not stored; a bad reference is refused by name', async () => {
+    const r = await tsbox(['run', '--pull', 'never', `${registry.host}/absent:1`, 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(`tsbox: image(${registry.host}/absent:1): ENOENT — the image is not in the store, and the pull policy is never; pull it first: tsbox pull ${registry.host}/absent:1\n`);
+    const bad = await tsbox(['pull', 'library/Upper']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/^tsbox: image_reference\(library\/Upper\): "Upper": repository names must be lowercase/);
+  });
+
+  it('tsbox images shows sizes; tsbox image inspect the config and the layers', async () => {
+    const one = (await byName(refs.busybox))!;
+    expect(one.size).toBeGreaterThan(statSync(join(rootfs, 'bin', 'busybox')).size);
+    const table = await tsbox(['images']);
+    expect(table.stdout).toMatch(new RegExp(`^NAME +DIGEST +LAYERS +SIZE +CREATED\\n(.*\\n)*${refs.busybox.replace(/[.]/g, '\\.')} +${one.digest.slice(7, 19)} +1 +[\\d.]+ [kM]B `));
+    const i = await tsbox(['image', 'inspect', refs.busybox]);
+    expect(i.code).toBe(0);
+    const info = JSON.parse(i.stdout) as { config: { config: { Cmd: string[]; Env: string[] } }; layers: { dir: string; diffId: string }[] };
+    expect(info.config.config.Cmd).toEqual(['sh', '-c', 'cat /etc/msg; echo FOO=$FOO; pwd']);
+    expect(info.layers[0]!.dir).toBe(layerDir(one.layers[0]!));
+  });
+
+  it('rmi and image prune remove only what no image uses', async () => {
+    const one = (await byName(refs.busybox))!;
+    const two = (await byName(refs.two))!;
+    const r = await tsbox(['rmi', refs.two]);
+    expect(r).toMatchObject({ code: 0, stdout: `${refs.two}\n` });
+    expect(existsSync(layerDir(two.layers[1]!))).toBe(false);
+    // The shared layer stays: busybox:1 still has it, and still runs.
+    expect(existsSync(layerDir(one.layers[0]!))).toBe(true);
+    expect((await tsbox(['run', refs.busybox, 'cat', '/etc/msg'])).stdout).toBe('hello from layer one\n');
+    // A layer no image names (a crashed pull's) goes with prune, and only it.
+    const orphan = `sha256:${'ab'.repeat(32)}`;
+    mkdirSync(layerDir(orphan));
+    writeFileSync(`${layerDir(orphan)}.json`, '{}');
+    const p = await tsbox(['image', 'prune']);
+    expect(p).toMatchObject({ code: 0 });
+    expect(p.stdout.split('\n')).toContain(orphan);
+    expect(existsSync(layerDir(orphan))).toBe(false);
+    expect(existsSync(layerDir(one.layers[0]!))).toBe(true);
+    const gone = await tsbox(['rmi', refs.two]);
+    expect(gone.code).toBe(125);
+    expect(gone.stderr).toMatch(/no such image in the store/);
+    for (const ref of [refs.busybox, refs.hostile]) expect((await tsbox(['rmi', ref])).code).toBe(0);
+    expect(layerDirs()).toEqual([]);
+    expect(await listed()).toEqual([]);
+  });
+});

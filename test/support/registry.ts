@@ -1,0 +1,152 @@
+/**
+ * A real registry on loopback for the image tests (Debian's docker-registry,
+ * the CNCF distribution registry), test images built with umoci and pushed
+ * with skopeo, and a small tar writer for layers no tool would make.
+ * Nothing here talks to anything but 127.0.0.1.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+
+import { runCommand } from './tsbox.js';
+
+export interface TestRegistry {
+  /** `127.0.0.1:PORT`. */
+  host: string;
+  /** Where it keeps its blobs (docker/registry/v2/...). */
+  storage: string;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts docker-registry on a free loopback port, its storage in a temporary directory. */
+export async function startRegistry(): Promise<TestRegistry> {
+  const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-registry-'));
+  const storage = join(dir, 'storage');
+  mkdirSync(storage);
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const config = join(dir, 'config.yml');
+  writeFileSync(config, ['version: 0.1', 'log:', '  level: error', 'storage:', '  filesystem:', `    rootdirectory: ${storage}`, 'http:', `  addr: ${host}`, ''].join('\n'));
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  for (let i = 0; ; i++) {
+    try {
+      const res = await fetch(`http://${host}/v2/`);
+      if (res.status === 200) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (i > 100 || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`docker-registry did not start on ${host}: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    host,
+    storage,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs a tool; throws with its output when it fails. */
+export async function tool(file: string, args: string[]): Promise<string> {
+  const r = await runCommand(file, args, { killAfterMs: 60_000 });
+  if (r.code !== 0) throw new Error(`${file} ${args.join(' ')} failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/** Copies the OCI layout `layout:tag` to the registry as `name` (a repository:tag). */
+export async function push(layout: string, tag: string, registry: TestRegistry, name: string): Promise<string> {
+  await tool('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${tag}`, `docker://${registry.host}/${name}`]);
+  return `${registry.host}/${name}`;
+}
+
+export interface TarEntry {
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | 'link' | 'char';
+  data?: string;
+  link?: string;
+  mode?: number;
+  major?: number;
+  minor?: number;
+}
+
+/** A ustar archive of `entries`, names taken as they are (`..`, absolute paths and all). */
+export function tarOf(entries: readonly TarEntry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const data = Buffer.from(e.data ?? '');
+    const h = Buffer.alloc(512);
+    const put = (s: string, off: number, len: number) => h.write(s, off, len, 'utf8');
+    const octal = (n: number, off: number, len: number) => put(`${n.toString(8).padStart(len - 1, '0')}\0`, off, len);
+    put(e.name, 0, 100);
+    octal(e.mode ?? (e.type === 'dir' ? 0o755 : 0o644), 100, 8);
+    octal(0, 108, 8);
+    octal(0, 116, 8);
+    octal(e.type === 'file' ? data.length : 0, 124, 12);
+    octal(1_700_000_000, 136, 12);
+    put({ file: '0', link: '1', symlink: '2', char: '3', dir: '5' }[e.type], 156, 1);
+    put(e.link ?? '', 157, 100);
+    put('ustar\0', 257, 6);
+    put('00', 263, 2);
+    octal(e.major ?? 0, 329, 8);
+    octal(e.minor ?? 0, 337, 8);
+    put('        ', 148, 8);
+    let sum = 0;
+    for (const b of h) sum += b;
+    put(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+    blocks.push(h);
+    if (e.type === 'file') blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/**
+ * Writes an OCI image layout with one image `tag` whose layers are the
+ * given tars (gzipped), bottom first: for layers umoci would not make.
+ */
+export function writeLayout(dir: string, tag: string, tars: readonly Buffer[], cmd: string[] = ['sh']): void {
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const blob = (b: Buffer) => {
+    const d = sha(b);
+    writeFileSync(join(dir, 'blobs', 'sha256', d.slice(7)), b);
+    return d;
+  };
+  const layers = tars.map((t) => {
+    const gz = gzipSync(t);
+    return { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: blob(gz), size: gz.length };
+  });
+  const config = Buffer.from(JSON.stringify({ architecture: { x64: 'amd64', arm64: 'arm64' }[process.arch as 'x64'], os: 'linux', config: { Cmd: cmd }, rootfs: { type: 'layers', diff_ids: tars.map(sha) } }));
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: blob(config), size: config.length }, layers }));
+  const m = blob(manifest);
+  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+}
