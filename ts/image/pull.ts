@@ -90,14 +90,14 @@ async function fetchLayers(registry: Registry, store: Store, manifest: Manifest,
   const work = queue.filter((q) => (seen.has(q.layer.digest) ? false : (seen.add(q.layer.digest), true)));
   const parallel = Math.max(1, options.parallel ?? 3);
   let next = 0;
-  let failed: unknown;
+  let failed: Error | undefined;
   const worker = async () => {
     while (next < work.length && failed === undefined) {
       const { layer, diffId } = work[next++]!;
       try {
         await fetchLayer(registry, store, layer, diffId, options);
       } catch (err) {
-        failed ??= err;
+        failed ??= err instanceof Error ? err : new Error(String(err));
       }
     }
   };

@@ -4,10 +4,10 @@
  * verified against its digest while it streams. Plain node:http(s), so that
  * an insecure registry's certificate check can be turned off for it alone.
  */
-import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { createWriteStream, statSync, createReadStream } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
+import { createRequire } from 'node:module';
+import type http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 
@@ -30,6 +30,22 @@ interface Response {
 }
 
 const MAX_REDIRECTS = 5;
+
+/**
+ * node:http, node:https and node:crypto, loaded on the first request: the
+ * library's bundle would otherwise load them for every rootfs container too.
+ */
+function builtins() {
+  // require, not import(): the CLI's CommonJS bundle has no dynamic import of builtins.
+  const require = createRequire(import.meta.url);
+  return {
+    http: require('node:http') as typeof import('node:http'),
+    https: require('node:https') as typeof import('node:https'),
+    createHash: (require('node:crypto') as typeof import('node:crypto')).createHash,
+  };
+}
+let loaded: ReturnType<typeof builtins> | undefined;
+const sha256 = (): Hash => (loaded ??= builtins()).createHash('sha256');
 
 /** One registry, for one repository's pulls (the bearer token's scope). */
 export class Registry {
@@ -55,6 +71,7 @@ export class Registry {
 
   /** One request, following redirects (an Authorization header goes only to the registry's own host). */
   private request(url: string, headers: Record<string, string>, method = 'GET', redirects = 0): Promise<Response> {
+    const { http, https } = (loaded ??= builtins());
     return new Promise((resolveP, rejectP) => {
       const u = new URL(url);
       const mod = u.protocol === 'http:' ? http : https;
@@ -67,7 +84,8 @@ export class Registry {
           res.resume();
           if (redirects >= MAX_REDIRECTS) return rejectP(this.fail(0, url, 'too many redirects'));
           const next = new URL(res.headers.location, u).toString();
-          return this.request(next, h, method, redirects + 1).then(resolveP, rejectP);
+          this.request(next, h, method, redirects + 1).then(resolveP, rejectP);
+          return;
         }
         resolveP({ status, headers: res.headers, body: res });
       });
@@ -158,7 +176,7 @@ export class Registry {
       throw this.fail(res.status === 404 ? 2 : 0, `${this.domain}/${this.repository}:${reference}`, res.status === 404 ? 'the image is not in the registry (manifest unknown)' : `the registry answered ${res.status} for the manifest`, res.status === 404 ? 'check the name and the tag' : null);
     }
     const bytes = await readLimited(res.body, MAX_DOCUMENT, url);
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = `sha256:${sha256().update(bytes).digest('hex')}`;
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new TsboxError({ step: 'verify', errno: 0, path: url, detail: `the manifest's digest is ${digest}, not ${reference}`, hint: 'the registry sent something else than was asked for: it is refused' });
     }
@@ -185,7 +203,7 @@ export class Registry {
       throw this.fail(0, url, `the registry answered ${res.status} for the blob`);
     }
     const bytes = await readLimited(res.body, MAX_DOCUMENT, url);
-    verify(createHash('sha256').update(bytes), digest, url);
+    verify(sha256().update(bytes), digest, url);
     return bytes;
   }
 
@@ -197,8 +215,8 @@ export class Registry {
   async blobToFile(digest: string, size: number, file: string, onBytes: (n: number) => void): Promise<void> {
     await this.connect();
     const url = `${this.base}/v2/${this.repository}/blobs/${digest}`;
-    const hash = createHash('sha256');
-    let have = 0;
+    const hash = sha256();
+    let have: number;
     try {
       have = statSync(file).size;
     } catch {
@@ -224,10 +242,10 @@ export class Registry {
 
   private async restart(digest: string, size: number, file: string, onBytes: (n: number) => void, res: Response): Promise<void> {
     const url = `${this.base}/v2/${this.repository}/blobs/${digest}`;
-    await this.stream(res, createHash('sha256'), 0, digest, size, file, onBytes, url);
+    await this.stream(res, sha256(), 0, digest, size, file, onBytes, url);
   }
 
-  private async stream(res: Response, hash: ReturnType<typeof createHash>, have: number, digest: string, size: number, file: string, onBytes: (n: number) => void, url: string): Promise<void> {
+  private async stream(res: Response, hash: Hash, have: number, digest: string, size: number, file: string, onBytes: (n: number) => void, url: string): Promise<void> {
     let total = have;
     const check = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -244,7 +262,7 @@ export class Registry {
   }
 }
 
-function verify(hash: ReturnType<typeof createHash>, digest: string, where: string): void {
+function verify(hash: Hash, digest: string, where: string): void {
   const got = `sha256:${hash.digest('hex')}`;
   if (got !== digest) {
     throw new TsboxError({ step: 'verify', errno: 0, path: where, detail: `the content's digest is ${got}, not ${digest}`, hint: 'the registry sent something else than was asked for: it is refused' });

@@ -13,7 +13,6 @@
  * place; a lock file per digest (`locks/`) lets concurrent pulls of one blob
  * wait for each other instead of both writing it.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -103,7 +102,7 @@ export class Store {
 
   /** A fresh path under `tmp/`, named for what it holds. */
   tempPath(tag: string): string {
-    return join(this.root, 'tmp', `tsbox-${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    return join(this.root, 'tmp', `tsbox-${tag}-${process.pid}-${(++tempCount).toString(16)}${Date.now().toString(16)}`);
   }
 
   /** Writes a blob atomically (a temporary file renamed into place). */
@@ -287,6 +286,9 @@ export class Store {
     return record.index ? [record.index] : [];
   }
 }
+
+/** Names made by this process are told apart by a count (and the time, across a pid's reuse). */
+let tempCount = 0;
 
 function alive(pid: number): boolean {
   try {

@@ -595,7 +595,7 @@ fn user_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, notes: &mut Notes) -> Res
     Ok(out)
 }
 
-/// What `unpackLayer` reports: a JSON `{ entries, bytes, diffId, notes }`.
+/// What `unpackLayer` resolves with.
 #[napi(object)]
 pub struct UnpackedLayer {
     pub entries: f64,
