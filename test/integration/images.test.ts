@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { pull, run } from '../../ts/index.js';
-import { push, startRegistry, tarOf, tool, writeLayout, type TestRegistry } from '../support/registry.js';
+import { push, startAuthProxy, startRegistry, tarOf, tool, writeLayout, type TestRegistry } from '../support/registry.js';
 import { cli, type CliOptions } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -225,6 +225,43 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     const info = JSON.parse(i.stdout) as { config: { config: { Cmd: string[]; Env: string[] } }; layers: { dir: string; diffId: string }[] };
     expect(info.config.config.Cmd).toEqual(['sh', '-c', 'cat /etc/msg; echo FOO=$FOO; pwd']);
     expect(info.layers[0]!.dir).toBe(layerDir(one.layers[0]!));
+  });
+
+  it('bearer-token auth with credentials from an auth file; a cut download resumes where it stopped', async () => {
+    const proxy = await startAuthProxy(registry, 'tester', 's3cret', true);
+    const store = join(work, 'store-auth');
+    try {
+      const ref = `${proxy.host}/busybox:1`;
+      const env = { ...process.env, TSBOX_STORAGE: store };
+      const anonymous = await tsbox(['pull', '-q', ref], { env });
+      expect(anonymous.code).toBe(125);
+      expect(anonymous.stderr).toMatch(new RegExp(`^tsbox: registry\\(http://${proxy.host}/token\\?service=tsbox-test&scope=repository%3Abusybox%3Apull\\): EACCES — the token service answered 401; log in first`));
+      const authFile = join(work, 'auth.json');
+      writeFileSync(authFile, JSON.stringify({ auths: { [proxy.host]: { auth: Buffer.from('tester:s3cret').toString('base64') } } }));
+      const p = await tsbox(['pull', ref], { env: { ...env, REGISTRY_AUTH_FILE: authFile } });
+      expect(p.code).toBe(0);
+      // The layer's first download was cut halfway; the retry asked for the rest.
+      expect(p.stderr).toMatch(/: retrying \(/);
+      expect(proxy.ranges.some((r) => /^bytes=[1-9]\d*-$/.test(r))).toBe(true);
+      const r = await tsbox(['run', '--pull', 'never', ref, 'cat', '/etc/msg'], { env });
+      expect(r).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+    } finally {
+      await proxy.stop();
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('concurrent pulls of images sharing a layer store it once', async () => {
+    const store = join(work, 'store-concurrent');
+    try {
+      const env = { ...process.env, TSBOX_STORAGE: store };
+      const results = await Promise.all([tsbox(['pull', '-q', refs.busybox], { env }), tsbox(['pull', '-q', refs.two], { env }), tsbox(['pull', '-q', refs.two], { env })]);
+      for (const r of results) expect(r).toMatchObject({ code: 0, stderr: '' });
+      expect(readdirSync(join(store, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'))).toHaveLength(2);
+      expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
   });
 
   it('rmi and image prune remove only what no image uses', async () => {

@@ -150,3 +150,75 @@ export function writeLayout(dir: string, tag: string, tars: readonly Buffer[], c
   writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
 }
+
+export interface AuthProxy {
+  /** `127.0.0.1:PORT`. */
+  host: string;
+  /** The Range headers of the blob requests it saw. */
+  ranges: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A token-auth front of `registry`, as Docker Hub's is: /v2/ answers 401
+ * with a Bearer challenge whose realm (/token here) hands out a token for
+ * `user:password` (HTTP basic auth); requests with the token are passed to
+ * the registry. With `cutOnce`, the first whole download of each blob larger
+ * than a few kB is cut in the middle (a broken connection), for a pull to resume.
+ */
+export async function startAuthProxy(registry: TestRegistry, user: string, password: string, cutOnce = false): Promise<AuthProxy> {
+  const http = await import('node:http');
+  const token = `token-${process.pid}`;
+  const ranges: string[] = [];
+  const cut = new Set<string>();
+  const server = http.createServer((req, res) => {
+    const host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+    const url = new URL(req.url ?? '/', `http://${host}`);
+    if (url.pathname === '/token') {
+      const ok = req.headers.authorization === `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+      res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
+      res.end(ok ? JSON.stringify({ token }) : '{"errors":[{"code":"UNAUTHORIZED"}]}');
+      return;
+    }
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${host}/token",service="tsbox-test"`, 'content-type': 'application/json' });
+      res.end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+      return;
+    }
+    const blob = url.pathname.includes('/blobs/');
+    if (blob) ranges.push(req.headers.range ?? '');
+    const headers = { ...req.headers, host: registry.host };
+    delete headers.authorization;
+    const upstream = http.request(`http://${registry.host}${req.url}`, { method: req.method, headers }, (up) => {
+      const size = Number(up.headers['content-length'] ?? 0);
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      if (cutOnce && blob && !req.headers.range && size > 4096 && !cut.has(url.pathname)) {
+        cut.add(url.pathname);
+        let sent = 0;
+        up.on('data', (chunk: Buffer) => {
+          if (sent >= size / 2) return;
+          const part = chunk.subarray(0, Math.max(0, Math.ceil(size / 2) - sent));
+          sent += part.length;
+          res.write(part);
+          if (sent >= size / 2) {
+            up.destroy();
+            res.socket?.destroy();
+          }
+        });
+        return;
+      }
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    ranges,
+    stop: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
