@@ -129,7 +129,8 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: Limits, privileged: bool) 
         hash: Sha256::new(),
     };
     let mut out = Outcome::default();
-    let mut dirs: Vec<(PathBuf, u32, Option<(u64, u64)>)> = Vec::new();
+    // Directories, with their mode and owner, set once everything is in them.
+    let mut dirs: Vec<(PathBuf, u32, Owner)> = Vec::new();
     let mut notes = Notes::default();
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -190,7 +191,7 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: Limits, privileged: bool) 
                 let target = cstr(hidden, &name)?;
                 remove_existing(&parent, &target, &name)?;
                 // SAFETY: mknodat on a descriptor and a C string we own.
-                if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR | 0o000, 0) } != 0 {
+                if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) } != 0 {
                     return Err(last(&name, "make the overlay whiteout (a 0:0 character device)"));
                 }
                 continue;
@@ -332,6 +333,9 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: Limits, privileged: bool) 
     out.notes = notes.0;
     Ok(out)
 }
+
+/// The uid and gid an entry keeps (only when root unpacks).
+type Owner = Option<(u64, u64)>;
 
 #[derive(Default)]
 struct Notes(Vec<String>);
@@ -538,7 +542,7 @@ fn remove_existing(parent: &OwnedFd, leaf: &CString, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn set_meta(at: RawFd, leaf: &CString, name: &str, mode: u32, owner: Option<(u64, u64)>, notes: &mut Notes) -> Result<()> {
+fn set_meta(at: RawFd, leaf: &CString, name: &str, mode: u32, owner: Owner, notes: &mut Notes) -> Result<()> {
     let mut mode = mode;
     if let Some((uid, gid)) = owner {
         // SAFETY: fchownat without following; before chmod, which chown would undo for setuid bits.
@@ -680,7 +684,10 @@ mod tests {
         h
     }
 
-    fn archive(entries: &[(&[u8], tar::EntryType, &[u8], Option<&[u8]>)]) -> Vec<u8> {
+    /// name, type, data, link target
+    type Entry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a [u8]>);
+
+    fn archive(entries: &[Entry<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, kind, data, link) in entries {
             let h = header(name, *kind, data.len() as u64, *link);
@@ -768,7 +775,7 @@ mod tests {
         assert_eq!(err.errno, libc::EFBIG);
         assert!(!base.join("huge").exists());
         let many: Vec<_> = (0..20).map(|i| format!("f{i}")).collect();
-        let entries: Vec<(&[u8], tar::EntryType, &[u8], Option<&[u8]>)> = many
+        let entries: Vec<Entry<'_>> = many
             .iter()
             .map(|n| (n.as_bytes(), tar::EntryType::Regular, &b""[..], None))
             .collect();
