@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { pull, run } from '../../ts/index.js';
-import { push, startAuthProxy, startRegistry, tarOf, tool, writeLayout, type TestRegistry } from '../support/registry.js';
+import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
 import { cli, type CliOptions } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -21,7 +21,7 @@ let registry: TestRegistry;
 let work: string;
 let storage: string;
 let layout: string;
-const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '' };
+const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '', multi: '' };
 const savedStorage = process.env.TSBOX_STORAGE;
 
 const tsbox = (args: string[], opts: CliOptions = {}) => cli(args, { env: { ...process.env, TSBOX_STORAGE: storage }, killAfterMs: 60_000, ...opts });
@@ -206,6 +206,22 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     }
   });
 
+  it("picks the host's platform from a multi-platform image (an index)", async () => {
+    const dir = join(work, 'multi');
+    const busybox = readFileSync(join(rootfs, 'bin', 'busybox'));
+    // Only the host's image has a busybox that runs here; the others say which they are.
+    const image = (arch: string) => ({
+      arch,
+      cmd: ['/busybox', 'cat', '/arch'],
+      tars: [tarOf([{ name: 'busybox', type: 'file', data: arch === HOST_ARCH ? busybox : 'not for this machine', mode: 0o755 }, { name: 'arch', type: 'file', data: `${arch}\n` }])],
+    });
+    writeIndexLayout(dir, 'multi', ['s390x', HOST_ARCH!, 'riscv64'].map(image));
+    await tool('skopeo', ['copy', '--quiet', '--all', '--dest-tls-verify=false', `oci:${dir}:multi`, `docker://${registry.host}/multi:1`]);
+    refs.multi = `${registry.host}/multi:1`;
+    const r = await tsbox(['run', '-q', refs.multi]);
+    expect(r).toMatchObject({ code: 0, stdout: `${HOST_ARCH}\n` });
+  });
+
   it('--pull never refuses an image that is not stored; a bad reference is refused by name', async () => {
     const r = await tsbox(['run', '--pull', 'never', `${registry.host}/absent:1`, 'true']);
     expect(r.code).toBe(125);
@@ -285,7 +301,7 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     const gone = await tsbox(['rmi', refs.two]);
     expect(gone.code).toBe(125);
     expect(gone.stderr).toMatch(/no such image in the store/);
-    for (const ref of [refs.busybox, refs.hostile]) expect((await tsbox(['rmi', ref])).code).toBe(0);
+    for (const ref of [refs.busybox, refs.hostile, refs.multi]) expect((await tsbox(['rmi', ref])).code).toBe(0);
     expect(layerDirs()).toEqual([]);
     expect(await listed()).toEqual([]);
   });

@@ -89,7 +89,7 @@ export async function push(layout: string, tag: string, registry: TestRegistry, 
 export interface TarEntry {
   name: string;
   type: 'file' | 'dir' | 'symlink' | 'link' | 'char';
-  data?: string;
+  data?: string | Buffer;
   link?: string;
   mode?: number;
   major?: number;
@@ -100,7 +100,7 @@ export interface TarEntry {
 export function tarOf(entries: readonly TarEntry[]): Buffer {
   const blocks: Buffer[] = [];
   for (const e of entries) {
-    const data = Buffer.from(e.data ?? '');
+    const data = typeof e.data === 'string' || e.data === undefined ? Buffer.from(e.data ?? '') : e.data;
     const h = Buffer.alloc(512);
     const put = (s: string, off: number, len: number) => h.write(s, off, len, 'utf8');
     const octal = (n: number, off: number, len: number) => put(`${n.toString(8).padStart(len - 1, '0')}\0`, off, len);
@@ -134,6 +134,26 @@ const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex'
  * given tars (gzipped), bottom first: for layers umoci would not make.
  */
 export function writeLayout(dir: string, tag: string, tars: readonly Buffer[], cmd: string[] = ['sh']): void {
+  const m = writeManifest(dir, tars, cmd, HOST_ARCH);
+  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...m, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+}
+
+/** The OCI name of this machine's architecture. */
+export const HOST_ARCH = { x64: 'amd64', arm64: 'arm64' }[process.arch as 'x64'];
+
+/** An OCI layout whose `tag` is an image index of one image per architecture (a multi-platform image). */
+export function writeIndexLayout(dir: string, tag: string, images: readonly { arch: string; tars: Buffer[]; cmd: string[] }[]): void {
+  const manifests = images.map((i) => ({ ...writeManifest(dir, i.tars, i.cmd, i.arch), platform: { os: 'linux', architecture: i.arch } }));
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }));
+  const d = sha(index);
+  writeFileSync(join(dir, 'blobs', 'sha256', d.slice(7)), index);
+  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest: d, size: index.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+}
+
+/** Writes the layers, config and manifest of one image into the layout; returns the manifest's descriptor. */
+function writeManifest(dir: string, tars: readonly Buffer[], cmd: string[], arch: string | undefined): { mediaType: string; digest: string; size: number } {
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
   const blob = (b: Buffer) => {
     const d = sha(b);
@@ -144,11 +164,9 @@ export function writeLayout(dir: string, tag: string, tars: readonly Buffer[], c
     const gz = gzipSync(t);
     return { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: blob(gz), size: gz.length };
   });
-  const config = Buffer.from(JSON.stringify({ architecture: { x64: 'amd64', arm64: 'arm64' }[process.arch as 'x64'], os: 'linux', config: { Cmd: cmd }, rootfs: { type: 'layers', diff_ids: tars.map(sha) } }));
+  const config = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: { Cmd: cmd }, rootfs: { type: 'layers', diff_ids: tars.map(sha) } }));
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: blob(config), size: config.length }, layers }));
-  const m = blob(manifest);
-  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+  return { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: blob(manifest), size: manifest.length };
 }
 
 export interface AuthProxy {
