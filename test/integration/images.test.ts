@@ -5,7 +5,7 @@
  * directory (TSBOX_STORAGE); nothing reaches a registry off this machine.
  */
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { pull, run } from '../../ts/index.js';
 import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
-import { cli, type CliOptions } from '../support/tsbox.js';
+import { throwawayUser } from '../support/host.js';
+import { cli, scratchDir, type CliOptions } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 
@@ -304,5 +305,30 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     for (const ref of [refs.busybox, refs.hostile, refs.multi]) expect((await tsbox(['rmi', ref])).code).toBe(0);
     expect(layerDirs()).toEqual([]);
     expect(await listed()).toEqual([]);
+  });
+});
+
+describe('rootless', () => {
+  const user = throwawayUser(`tsbox-img-${process.pid}`);
+  const scratch = scratchDir('images-rootless');
+
+  it('an ordinary user pulls into a store of its own and runs an image of two layers', async () => {
+    const uid = user.uid();
+    const store = join(scratch, 'store');
+    mkdirSync(store, { mode: 0o700 });
+    chownSync(store, uid, uid);
+    const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };
+    const as = (args: string[]) => cli(args, { uid, gid: uid, env, killAfterMs: 60_000 });
+    const p = await as(['pull', '-q', refs.two]);
+    expect(p).toMatchObject({ code: 0, stderr: '' });
+    const r = await as(['run', refs.two, 'sh', '-c', 'cat /etc/msg; cat /etc/doomed 2>/dev/null || echo gone; id -u; echo x > /etc/msg && cat /etc/msg']);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\n0\nx\n' });
+    // The layers are the user's own, and a whiteout is one without privilege too.
+    const layers = readdirSync(join(store, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'));
+    expect(layers).toHaveLength(2);
+    for (const l of layers) expect(statSync(join(store, 'layers', 'sha256', l)).uid).toBe(uid);
+    const removed = await as(['rmi', refs.two]);
+    expect(removed).toMatchObject({ code: 0 });
+    expect(readdirSync(join(store, 'layers', 'sha256'))).toEqual([]);
   });
 });

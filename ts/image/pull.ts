@@ -12,7 +12,7 @@ import { loadNative } from '../native.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
 import { Registry, type RegistryOptions } from './registry.js';
 import { checkManifestTypes, choosePlatform, configSchema, documentKind, indexSchema, manifestSchema, parseDocument, type Descriptor, type ImageConfig, type Manifest } from './spec.js';
-import { Store, type ImageRecord, type LayerInfo } from './store.js';
+import { removeTree, Store, type ImageRecord, type LayerInfo } from './store.js';
 
 /** What a pull reports as it goes: one event per layer step. */
 export interface PullProgress {
@@ -162,7 +162,7 @@ export async function unpackInto(store: Store, file: string, digest: string, dif
     store.commitLayer(tmp, info);
     return info;
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
+    removeTree(tmp);
     throw err;
   }
 }

@@ -13,7 +13,7 @@
  * place; a lock file per digest (`locks/`) lets concurrent pulls of one blob
  * wait for each other instead of both writing it.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -129,7 +129,7 @@ export class Store {
   commitLayer(tmpDir: string, info: LayerInfo): void {
     const dir = this.layerDir(info.digest);
     // A directory without its .json is a crashed earlier attempt's.
-    rmSync(dir, { recursive: true, force: true });
+    removeTree(dir);
     renameSync(tmpDir, dir);
     const tmp = this.tempPath('layer-json');
     writeFileSync(tmp, `${JSON.stringify(info)}\n`, { mode: 0o600 });
@@ -233,7 +233,7 @@ export class Store {
         const held = loadNative().binding.tryLockFile(join(this.root, 'locks', `sha256-${hex}`), `${process.pid}\n`);
         if (!held) continue;
         try {
-          rmSync(join(layersDir, entry), { recursive: true, force: true });
+          removeTree(join(layersDir, entry));
           if (!entry.endsWith('.json')) removed.layers.push(digest);
         } finally {
           held.release();
@@ -270,7 +270,7 @@ export class Store {
         const pid = Number(/^tsbox-[a-z-]+-(\d+)-[a-f0-9]+$/.exec(entry)?.[1]);
         if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && alive(pid))) continue;
       }
-      rmSync(join(dir, entry), { recursive: true, force: true });
+      removeTree(join(dir, entry));
       removed.push(entry);
     }
     return removed;
@@ -284,6 +284,31 @@ export class Store {
   /** The index a record was chosen from (kept so that its digest stays resolvable). */
   private indexDigestsOf(record: ImageRecord): string[] {
     return record.index ? [record.index] : [];
+  }
+}
+
+/**
+ * Removes a directory tree. A layer unpacked by an ordinary user may hold
+ * directories without write permission (0555, as the image has them), which
+ * only root could empty as they are: they are made writable first.
+ */
+export function removeTree(path: string): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw fromSystemError('store', err, `remove ${path}`);
+  }
+  const open = (dir: string) => {
+    chmodSync(dir, 0o700);
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) open(join(dir, e.name));
+  };
+  try {
+    open(path);
+    rmSync(path, { recursive: true, force: true });
+  } catch (err) {
+    throw fromSystemError('store', err, `remove ${path}`);
   }
 }
 
