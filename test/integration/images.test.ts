@@ -5,7 +5,7 @@
  * directory (TSBOX_STORAGE); nothing reaches a registry off this machine.
  */
 import { createHash } from 'node:crypto';
-import { chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { pull, run } from '../../ts/index.js';
 import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
 import { throwawayUser } from '../support/host.js';
-import { cli, scratchDir, type CliOptions } from '../support/tsbox.js';
+import { cli, type CliOptions } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 
@@ -281,6 +281,39 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     }
   });
 
+  it('load reads a docker save archive, an OCI archive and an OCI layout directory; import makes an image of a rootfs tarball', async () => {
+    const archive = join(work, 'two.docker.tar');
+    await tool('skopeo', ['copy', '--quiet', `oci:${layout}:two`, `docker-archive:${archive}:example.com/team/two:7`]);
+    const d = await tsbox(['load', '-q', '-i', archive]);
+    expect(d).toMatchObject({ code: 0, stdout: 'example.com/team/two:7\n', stderr: '' });
+    expect(await tsbox(['run', 'example.com/team/two:7', 'sh', '-c', 'cat /etc/msg; cat /etc/doomed 2>/dev/null || echo gone'])).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\n' });
+    const ociTar = join(work, 'base.oci.tar');
+    await tool('skopeo', ['copy', '--quiet', `oci:${layout}:base`, `oci-archive:${ociTar}:base`]);
+    expect(await tsbox(['load', '-q', '-i', ociTar])).toMatchObject({ code: 0, stdout: 'localhost/base:latest\n' });
+    expect(await tsbox(['run', 'localhost/base', 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+    expect(await tsbox(['load', '-q', '-i', join(work, 'multi')])).toMatchObject({ code: 0, stdout: 'localhost/multi:latest\n' });
+    expect(await tsbox(['run', 'localhost/multi'])).toMatchObject({ code: 0, stdout: `${HOST_ARCH}\n` });
+    const tgz = join(work, 'rootfs.tgz');
+    await tool('tar', ['-C', rootfs, '-czf', tgz, '.']);
+    expect(await tsbox(['import', '-q', tgz, 'imported:1'])).toMatchObject({ code: 0, stdout: 'docker.io/library/imported:1\n' });
+    expect(await tsbox(['run', 'imported:1', 'head', '-1', '/etc/passwd'])).toMatchObject({ code: 0, stdout: 'root:x:0:0:root:/root:/bin/sh\n' });
+    for (const ref of ['example.com/team/two:7', 'localhost/base', 'localhost/multi', 'imported:1']) expect((await tsbox(['rmi', ref])).code).toBe(0);
+  });
+
+  it("load finds an archive's files only inside it", async () => {
+    const escape = join(work, 'escape.tar');
+    writeFileSync(escape, tarOf([{ name: 'manifest.json', type: 'file', data: JSON.stringify([{ Config: '../../../etc/passwd', RepoTags: ['x:1'], Layers: [] }]) }]));
+    const e = await tsbox(['load', '-i', escape]);
+    expect(e.code).toBe(125);
+    expect(e.stderr).toBe('tsbox: load(../../../etc/passwd): the archive names its config outside itself; the archive is refused\n');
+    const linked = join(work, 'linked.tar');
+    writeFileSync(linked, tarOf([{ name: 'manifest.json', type: 'file', data: JSON.stringify([{ Config: 'c.json', RepoTags: ['x:1'], Layers: [] }]) }, { name: 'c.json', type: 'symlink', link: '/etc/passwd' }]));
+    const l = await tsbox(['load', '-i', linked]);
+    expect(l.code).toBe(125);
+    expect(l.stderr).toBe("tsbox: load(c.json): the archive's config is not a file inside it; the archive is refused\n");
+    expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+  });
+
   it('rmi and image prune remove only what no image uses', async () => {
     const one = (await byName(refs.busybox))!;
     const two = (await byName(refs.two))!;
@@ -310,11 +343,12 @@ describe('tsbox pull and tsbox run IMAGE', () => {
 
 describe('rootless', () => {
   const user = throwawayUser(`tsbox-img-${process.pid}`);
-  const scratch = scratchDir('images-rootless');
 
   it('an ordinary user pulls into a store of its own and runs an image of two layers', async () => {
     const uid = user.uid();
-    const store = join(scratch, 'store');
+    // The user reaches its store through the test's directory, which it may not list.
+    chmodSync(work, 0o711);
+    const store = join(work, 'store-rootless');
     mkdirSync(store, { mode: 0o700 });
     chownSync(store, uid, uid);
     const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };

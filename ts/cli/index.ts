@@ -29,6 +29,8 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   images: () => import('./images.js').then((m) => m.default as CommandDef),
   rmi: () => import('./rmi.js').then((m) => m.default as CommandDef),
   image: () => import('./image.js').then((m) => m.default as CommandDef),
+  load: () => import('./load.js').then((m) => m.default as CommandDef),
+  import: () => import('./import.js').then((m) => m.default as CommandDef),
   // The OCI runtime's (runc's command line).
   create: () => import('./oci.js').then((m) => m.create as CommandDef),
   start: () => import('./oci.js').then((m) => m.start as CommandDef),

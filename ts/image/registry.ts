@@ -45,7 +45,8 @@ function builtins() {
   };
 }
 let loaded: ReturnType<typeof builtins> | undefined;
-const sha256 = (): Hash => (loaded ??= builtins()).createHash('sha256');
+/** A new sha256 hash (node:crypto loaded on first use). */
+export const sha256 = (): Hash => (loaded ??= builtins()).createHash('sha256');
 
 /** One registry, for one repository's pulls (the bearer token's scope). */
 export class Registry {

@@ -44,6 +44,7 @@ export const descriptorSchema = z.object({
   digest,
   size,
   platform: z.optional(z.object({ architecture: z.string(), os: z.string(), variant: z.optional(z.string()) })),
+  annotations: z.optional(z.record(z.string(), z.string())),
 });
 export type Descriptor = z.infer<typeof descriptorSchema>;
 
