@@ -22,7 +22,7 @@ let registry: TestRegistry;
 let work: string;
 let storage: string;
 let layout: string;
-const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '', multi: '' };
+const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '', multi: '', stopper: '' };
 const savedStorage = process.env.TSBOX_STORAGE;
 
 const tsbox = (args: string[], opts: CliOptions = {}) => cli(args, { env: { ...process.env, TSBOX_STORAGE: storage }, killAfterMs: 60_000, ...opts });
@@ -77,7 +77,10 @@ beforeAll(async () => {
   await tool('umoci', ['unpack', '--image', `${layout}:base`, b3]);
   writeFileSync(join(b3, 'rootfs', 'etc', 'tampered'), 'x'.repeat(4096));
   await tool('umoci', ['repack', '--image', `${layout}:tampered`, b3]);
+  // stopper: an image whose StopSignal is SIGUSR1, and whose command says which signal ended it.
+  await tool('umoci', ['config', '--image', `${layout}:base`, '--tag', 'stopper', '--config.stopsignal', 'SIGUSR1', '--clear', 'config.cmd', '--config.cmd', 'sh', '--config.cmd', '-c', '--config.cmd', 'trap "echo got USR1; exit 0" USR1; trap "echo got USR2; exit 0" USR2; trap "echo got TERM; exit 0" TERM; echo up; while :; do sleep 0.1; done']);
   refs.busybox = await push(layout, 'base', registry, 'busybox:1');
+  refs.stopper = await push(layout, 'stopper', registry, 'stopper:1');
   refs.two = await push(layout, 'two', registry, 'twolayer:1');
   refs.tampered = await push(layout, 'tampered', registry, 'tampered:1');
 }, 180_000);
@@ -103,6 +106,21 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(e).toMatchObject({ code: 0, stdout: 'replaced\n' });
     const c = await tsbox(['run', refs.busybox, 'id', '-u']);
     expect(c).toMatchObject({ code: 0, stdout: '0\n' });
+  });
+
+  it("tsbox stop sends the image's StopSignal; --stop-signal overrides it", async () => {
+    for (const [flags, expected] of [[[], 'got USR1'], [['--stop-signal', 'USR2'], 'got USR2']] as const) {
+      const name = `tsbox-img-stop-${process.pid}-${flags.length}`;
+      const d = await tsbox(['run', '-q', '-d', '--name', name, ...flags, refs.stopper]);
+      expect(d.code, d.stderr).toBe(0);
+      try {
+        for (let i = 0; i < 100 && !(await tsbox(['logs', name])).stdout.includes('up'); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(await tsbox(['stop', '-t', '20', name])).toMatchObject({ code: 0 });
+        expect((await tsbox(['logs', name])).stdout).toBe(`up\n${expected}\n`);
+      } finally {
+        await tsbox(['rm', '-f', name]);
+      }
+    }
   });
 
   it('runs an image from the API, and pull() reports progress', async () => {
@@ -335,7 +353,7 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     const gone = await tsbox(['rmi', refs.two]);
     expect(gone.code).toBe(125);
     expect(gone.stderr).toMatch(/no such image in the store/);
-    for (const ref of [refs.busybox, refs.hostile, refs.multi]) expect((await tsbox(['rmi', ref])).code).toBe(0);
+    for (const ref of [refs.busybox, refs.hostile, refs.multi, refs.stopper]) expect((await tsbox(['rmi', ref])).code).toBe(0);
     expect(layerDirs()).toEqual([]);
     expect(await listed()).toEqual([]);
   });

@@ -210,6 +210,7 @@ const run = defineCommand({
       }
     }
     if (v.has('hostname')) options.hostname = v.get('hostname') as string;
+    if (v.has('stop-signal')) options.stopSignal = v.get('stop-signal') as string;
     if (v.has('add-host')) options.addHost = v.get('add-host') as string[];
     if (v.has('dns')) options.dns = v.get('dns') as string[];
     if (v.has('dns-search')) options.dnsSearch = v.get('dns-search') as string[];

@@ -4,6 +4,7 @@
  * reported with its JSON path.
  */
 import { isIP } from 'node:net';
+import { constants as osConstants } from 'node:os';
 
 import * as z from 'zod/mini';
 
@@ -131,6 +132,26 @@ export const runOptionsSchema = z
      * the options do not.
      */
     image: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
+    /**
+     * The signal `stop` sends first (Docker's `--stop-signal`, an image's
+     * StopSignal): `SIGTERM` (the default), `USR1`, `15`.
+     */
+    stopSignal: z.optional(
+      z.pipe(
+        z.union([z.string(), z.number()]),
+        z.transform((v: string | number, ctx) => {
+          const text = String(v).trim().toUpperCase();
+          const signals = osConstants.signals as Record<string, number>;
+          const byNumber = /^\d+$/.test(text) ? Object.keys(signals).find((k) => signals[k] === Number(text)) : undefined;
+          const name = byNumber ?? (text.startsWith('SIG') ? text : `SIG${text}`);
+          if (signals[name] === undefined) {
+            ctx.issues.push({ code: 'custom', input: v, message: `"${String(v)}" is not a signal (SIGTERM, USR1, 15, ...)` });
+            return z.NEVER;
+          }
+          return name as NodeJS.Signals;
+        }),
+      ),
+    ),
     /** When to pull `image`: when it is not in the store (default), always, or never (podman's `--pull`). */
     pull: z.optional(z.enum(['missing', 'always', 'never'])),
     /** Replaces the image's Entrypoint (Docker's `--entrypoint`); the image's Cmd then goes too unless a command is given. */

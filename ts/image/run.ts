@@ -1,7 +1,8 @@
 /**
  * A container from an image: the image found in the store (or pulled, as
  * `pull` says), its config applied under the caller's options as Docker
- * applies it (Entrypoint and Cmd, Env under `env`, User, WorkingDir), and
+ * applies it (Entrypoint and Cmd, Env under `env`, User, WorkingDir,
+ * StopSignal), and
  * its layers as the container's root: the top one as the rootfs, the rest
  * as lower layers of the same overlay, with the container's own throwaway
  * upper layer over them.
@@ -88,6 +89,7 @@ export async function imageRun(command: readonly string[], options: RunOptions, 
       env: { ...env, ...rest.env },
       ...(rest.user === undefined && config.User ? { user: config.User } : {}),
       ...(rest.cwd === undefined && config.WorkingDir ? { cwd: config.WorkingDir } : {}),
+      ...(rest.stopSignal === undefined && config.StopSignal ? { stopSignal: config.StopSignal } : {}),
     },
     layers: dirs.slice(1),
   };
