@@ -543,6 +543,13 @@ fn remove_existing(parent: &OwnedFd, leaf: &CString, name: &str) -> Result<()> {
 }
 
 fn set_meta(at: RawFd, leaf: &CString, name: &str, mode: u32, owner: Owner, notes: &mut Notes) -> Result<()> {
+    // A later entry may have replaced a directory by a symlink (`a/`, then
+    // `a -> /etc`): fchmodat follows the last component, and would change
+    // the host's. Nothing here is set through a symlink.
+    match lstat_at(at, leaf) {
+        Some(st) if st.st_mode & libc::S_IFMT != libc::S_IFLNK => {}
+        _ => return Ok(()),
+    }
     let mut mode = mode;
     if let Some((uid, gid)) = owner {
         // SAFETY: fchownat without following; before chmod, which chown would undo for setuid bits.
@@ -790,6 +797,58 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.detail.contains("more than 10 entries"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_symlink_keeps_the_host_unchanged() {
+        let base = tmp("replaced");
+        let dest = base.join("layer");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::set_permissions(&outside, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = outside.to_str().unwrap().as_bytes().to_vec();
+        let mut dir = header(b"a/", tar::EntryType::Directory, 0, None);
+        dir.set_mode(0o700);
+        dir.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&dir, &b""[..]).unwrap();
+        b.append(&header(b"a", tar::EntryType::Symlink, 0, Some(&out)), &b""[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        unpack(&tar[..], &dest, LIMITS, false).unwrap();
+        assert!(std::fs::symlink_metadata(dest.join("a")).unwrap().file_type().is_symlink());
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().mode() & 0o7777,
+            0o755,
+            "the directory the symlink names kept its mode"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn gzip_zstd_and_plain_layers() {
+        let base = tmp("compressed");
+        let tar = archive(&[(b"f", tar::EntryType::Regular, b"content", None)]);
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        };
+        let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
+        let mut diff_ids = Vec::new();
+        for (i, bytes) in [tar.clone(), gz, zst].into_iter().enumerate() {
+            let file = base.join(format!("layer{i}"));
+            let dest = base.join(format!("dir{i}"));
+            std::fs::write(&file, &bytes).unwrap();
+            std::fs::create_dir(&dest).unwrap();
+            let out = unpack_file(&file, &dest, LIMITS, false).unwrap();
+            assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"content");
+            diff_ids.push(out.diff_id);
+        }
+        // The diff_id is the uncompressed stream's, whatever the compression.
+        assert_eq!(diff_ids[0], format!("sha256:{}", hex(&Sha256::digest(&tar))));
+        assert!(diff_ids.iter().all(|d| *d == diff_ids[0]));
         std::fs::remove_dir_all(&base).unwrap();
     }
 
