@@ -335,6 +335,16 @@ describe('tsbox pull and tsbox run IMAGE', () => {
   it('rmi and image prune remove only what no image uses', async () => {
     const one = (await byName(refs.busybox))!;
     const two = (await byName(refs.two))!;
+    // An image a container was made from stays until the container goes.
+    const name = `tsbox-img-rmi-${process.pid}`;
+    expect((await tsbox(['run', '-d', '--name', name, refs.two, 'sleep', '30'])).code).toBe(0);
+    try {
+      const busy = await tsbox(['rmi', refs.two]);
+      expect(busy.code).toBe(125);
+      expect(busy.stderr).toBe(`tsbox: image(${refs.two}): EBUSY — container ${name} was made from it; remove the container first (tsbox rm), or pass --force\n`);
+    } finally {
+      expect((await tsbox(['rm', '-f', name])).code).toBe(0);
+    }
     const r = await tsbox(['rmi', refs.two]);
     expect(r).toMatchObject({ code: 0, stdout: `${refs.two}\n` });
     expect(existsSync(layerDir(two.layers[1]!))).toBe(false);

@@ -9,6 +9,7 @@ import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
 import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
 import { TsboxError } from '../../ts/errors.js';
+import { parseRunInput } from '../../ts/config/schema.js';
 
 const D = `sha256:${'a1'.repeat(32)}`;
 
@@ -110,5 +111,20 @@ describe('manifests', () => {
     expect(documentKind('application/vnd.docker.distribution.manifest.list.v2+json', 'x')).toBe('index');
     expect(documentKind('application/vnd.oci.image.manifest.v1+json; charset=utf-8', 'x')).toBe('manifest');
     expect(() => documentKind('application/vnd.docker.distribution.manifest.v1+prettyjws', 'img')).toThrow(/unsupported manifest media type application\/vnd.docker.distribution.manifest.v1\+prettyjws/);
+  });
+});
+
+describe('the image options', () => {
+  it('stopSignal takes a name with or without SIG, or a number, and keeps the name', () => {
+    for (const [given, name] of [['usr1', 'SIGUSR1'], ['SIGTERM', 'SIGTERM'], [15, 'SIGTERM'], ['9', 'SIGKILL']] as const) {
+      expect(parseRunInput(['true'], { stopSignal: given }).options.stopSignal).toBe(name);
+    }
+    expect(() => parseRunInput(['true'], { stopSignal: 'SIGBOGUS' })).toThrow(/config\(stopSignal\): "SIGBOGUS" is not a signal/);
+  });
+
+  it('image is refused with rootfs; pull and entrypoint need an image', () => {
+    expect(() => parseRunInput(['true'], { image: 'alpine', rootfs: '/x' })).toThrow(/config\(image\): cannot be combined with rootfs/);
+    expect(() => parseRunInput(['true'], { pull: 'always' })).toThrow(/config\(pull\): needs an image/);
+    expect(() => parseRunInput(['true'], { image: 'alpine', pull: 'sometimes' })).toThrow(/config\(pull\)/);
   });
 });

@@ -78,6 +78,18 @@ export class Store {
     }
     const st = lstatSync(root);
     if (!st.isDirectory()) throw new TsboxError({ step: 'store', errno: 20, path: root, detail: 'the image store is not a directory', hint: null });
+    // Layers unpacked by root keep setuid-root files: whatever the root
+    // directory's mode (a TSBOX_STORAGE that existed), no other user may
+    // reach into them. The directories must be this user's own.
+    const uid = process.getuid?.() ?? 0;
+    for (const d of ['layers', 'tmp', 'blobs', 'locks']) {
+      const p = join(root, d);
+      const s = lstatSync(p);
+      if (!s.isDirectory() || s.uid !== uid) {
+        throw new TsboxError({ step: 'store', errno: 1, path: p, detail: s.isDirectory() ? `the directory belongs to uid ${s.uid}, not to this user (${uid})` : 'not a directory (a symlink?)', hint: 'set TSBOX_STORAGE to a directory of your own' });
+      }
+      if ((s.mode & 0o077) !== 0) chmodSync(p, 0o700);
+    }
   }
 
   blobPath(digest: string): string {
