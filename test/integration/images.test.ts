@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { pull, run } from '../../ts/index.js';
 import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
 import { throwawayUser } from '../support/host.js';
-import { cli, type CliOptions } from '../support/tsbox.js';
+import { BIN, cli, runCommand, type CliOptions } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 
@@ -120,6 +120,22 @@ describe('tsbox pull and tsbox run IMAGE', () => {
       } finally {
         await tsbox(['rm', '-f', name]);
       }
+    }
+  });
+
+  it('on a terminal, a pull draws a line per layer in place, with a bar and bytes', async () => {
+    const store = join(work, 'store-tty');
+    try {
+      const line = `TSBOX_STORAGE=${store} ${process.execPath} ${BIN} pull ${refs.two}`;
+      const r = await runCommand('script', ['-qec', line, '/dev/null'], { keepStdinOpen: true, killAfterMs: 60_000 });
+      expect(r.code).toBe(0);
+      // Redrawn in place (cursor up, erase line), one line per layer, ending done.
+      expect(r.stdout).toMatch(/\x1b\[2A/);
+      expect(r.stdout).toMatch(/\x1b\[2K[0-9a-f]{12}: downloading +\[[= ]+\] [\d.]+ [kM]?B\/[\d.]+ [kM]?B [\d.]+ [kM]?B\/s/);
+      const last = r.stdout.slice(r.stdout.lastIndexOf('\x1b[2A'));
+      expect(last.match(/: done /g)).toHaveLength(2);
+    } finally {
+      rmSync(store, { recursive: true, force: true });
     }
   });
 
