@@ -26,6 +26,8 @@ export function derive(r) {
   return {
     // Everything the CLI adds beyond Node's own start-up and the API's launch.
     cliOverheadMs: sub(med('tsbox-cli'), med(API), med('node')),
+    // An image's container beyond a rootfs directory's (both through the CLI; the image in the store).
+    imageOverheadMs: sub(med('tsbox-cli-image'), med('tsbox-cli')),
     // Loading the CLI's entry alone (`tsbox --version`) beyond `node -e 0`.
     cliStartupMs: sub(med('tsbox-version'), med('node')),
     // What crun's mount-namespace wrapper costs (nsenter, one more exec).
@@ -52,6 +54,7 @@ function targets(r, d) {
     thr(API) !== null && best ? thr(API) > thr(best) : null,
   );
   add('CLI overhead over node -e 0 ≤ 15 ms', `${fix(d.cliOverheadMs)} ms (CLI − API − node -e 0)`, d.cliOverheadMs === null ? null : d.cliOverheadMs <= 15);
+  add('tsbox run IMAGE ≤ 1 ms over --rootfs DIR (issue 18)', `${fix(d.imageOverheadMs)} ms (image − rootfs, CLI)`, d.imageOverheadMs === null ? null : d.imageOverheadMs <= 1);
   add('tsbox-init monitor peak RSS ≤ 2 MB', kib(d.monitorHWMKiB), d.monitorHWMKiB === null ? null : d.monitorHWMKiB <= 2048);
   return t;
 }
