@@ -385,6 +385,19 @@ describe('tsbox pull and tsbox run IMAGE', () => {
   });
 });
 
+describe('the image commands of the CLI', () => {
+  it('each takes --help and -h, which fit 80 columns', async () => {
+    for (const command of ['pull', 'images', 'rmi', 'image', 'load', 'import']) {
+      for (const flag of ['--help', '-h']) {
+        const h = await cli([command, flag]);
+        expect(h.code, `${command} ${flag}`).toBe(0);
+        expect(h.stdout, `${command} ${flag}`).toMatch(new RegExp(`^Usage: tsbox ${command} `));
+        expect(h.stdout.split('\n').filter((l) => [...l].length > 80), `${command} ${flag}`).toEqual([]);
+      }
+    }
+  });
+});
+
 describe('rootless', () => {
   const user = throwawayUser(`tsbox-img-${process.pid}`);
 

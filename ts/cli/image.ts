@@ -8,7 +8,7 @@ const none = {} as const;
 
 const command = defineCommand({
   meta: { name: 'tsbox image', description: 'Manage images: inspect REF (its record, config and layers as JSON), prune (remove layers and blobs no image uses)' },
-  args: none,
+  args: { command: { type: 'positional', required: true, valueHint: 'inspect REF | prune', description: 'inspect: the image as JSON; prune: remove what no image uses' } },
   async run({ rawArgs, cmd }) {
     const [sub, ...rest] = rawArgs;
     if (sub === 'inspect') {

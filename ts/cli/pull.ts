@@ -10,7 +10,7 @@ export const pullArgs = {
 
 const command = defineCommand({
   meta: { name: 'tsbox pull', description: 'Pull an image from a registry into the store: NAME[:TAG] or NAME@sha256:DIGEST (alpine is docker.io/library/alpine:latest)' },
-  args: pullArgs,
+  args: { ...pullArgs, ref: { type: 'positional', required: true, valueHint: 'REF', description: 'The image: NAME[:TAG] or NAME@sha256:DIGEST' } },
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, pullArgs, cmd, 'pull', { min: 1, max: 1, usage: 'one image reference' });
     if (!split) return;

@@ -7,7 +7,7 @@ const args = { force: { type: 'boolean', alias: 'f', description: 'Remove the im
 
 const command = defineCommand({
   meta: { name: 'tsbox rmi', description: 'Remove images from the store, and the layers and blobs no other image uses' },
-  args,
+  args: { ...args, refs: { type: 'positional', required: true, valueHint: 'REF...', description: 'Images, by name or by (a prefix of) their manifest digest' } },
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, args, cmd, 'rmi', { min: 1, max: Infinity, usage: 'one or more images' });
     if (!split) return;
