@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { pull, run } from '../../ts/index.js';
+import { loadNative } from '../../ts/native.js';
 import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
 import { throwawayUser } from '../support/host.js';
 import { BIN, cli, runCommand, type CliOptions } from '../support/tsbox.js';
@@ -371,6 +372,14 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     const orphan = `sha256:${'ab'.repeat(32)}`;
     mkdirSync(layerDir(orphan));
     writeFileSync(`${layerDir(orphan)}.json`, '{}');
+    // Not while a pull is in progress: its layers are stored before its name.
+    const pulling = loadNative().binding.tryLockFile(join(storage, 'locks', `pull-test-${process.pid}`), 'test\n')!;
+    try {
+      expect(await tsbox(['image', 'prune'])).toMatchObject({ code: 0, stdout: '' });
+      expect(existsSync(layerDir(orphan))).toBe(true);
+    } finally {
+      pulling.release();
+    }
     const p = await tsbox(['image', 'prune']);
     expect(p).toMatchObject({ code: 0 });
     expect(p.stdout.split('\n')).toContain(orphan);

@@ -114,6 +114,15 @@ function nameOf(name: string, where: string): string {
 /** Loads every image of a docker-archive or an OCI layout (a directory or a tar); resolves with their records. */
 export async function loadArchive(path: string, options: LoadOptions = {}): Promise<ImageRecord[]> {
   const store = options.store ?? new Store();
+  const working = store.working();
+  try {
+    return await loadFrom(store, path, options);
+  } finally {
+    working.release();
+  }
+}
+
+async function loadFrom(store: Store, path: string, options: LoadOptions): Promise<ImageRecord[]> {
   let st;
   try {
     st = lstatSync(path);
@@ -238,6 +247,15 @@ async function loadLayout(store: Store, dir: string, shown: string, options: Loa
 export async function importRootfs(path: string, name: string, options: LoadOptions = {}): Promise<ImageRecord> {
   const store = options.store ?? new Store();
   const full = formatReference(parseReference(name));
+  const working = store.working();
+  try {
+    return await importInto(store, path, full, options);
+  } finally {
+    working.release();
+  }
+}
+
+async function importInto(store: Store, path: string, full: string, options: LoadOptions): Promise<ImageRecord> {
   let st;
   try {
     st = lstatSync(path);

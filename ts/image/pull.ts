@@ -45,6 +45,15 @@ const MAX_LAYER_ENTRIES = 2_000_000;
 export async function pull(ref: string, options: PullOptions = {}): Promise<ImageRecord> {
   const r = parseReference(ref);
   const store = options.store ?? new Store();
+  const working = store.working();
+  try {
+    return await pullInto(store, r, options);
+  } finally {
+    working.release();
+  }
+}
+
+async function pullInto(store: Store, r: Reference, options: PullOptions): Promise<ImageRecord> {
   const registry = new Registry(r.domain, r.repository, options);
   const where = formatReference(r);
   const top = await registry.manifest(r.digest ?? r.tag!);
@@ -178,4 +187,3 @@ function unpackError(err: unknown, digest: string): TsboxError {
   }
 }
 
-export type { Reference };

@@ -163,6 +163,30 @@ export class Store {
     }
   }
 
+  /**
+   * Marks a pull (or load) in progress until released: its layers are in the
+   * store before its name is, and prune must not take them meanwhile.
+   */
+  working(): NativeFileLock {
+    const path = join(this.root, 'locks', `pull-${process.pid}-${++tempCount}`);
+    const held = loadNative().binding.tryLockFile(path, `${process.pid}\n`);
+    if (!held) throw new TsboxError({ step: 'store', errno: 11, path, detail: 'the pull lock is taken', hint: null });
+    return held;
+  }
+
+  /** Whether a pull or load holds its `working()` lock now. */
+  private pulling(): boolean {
+    const dir = join(this.root, 'locks');
+    return readdirSync(dir)
+      .filter((n) => n.startsWith('pull-'))
+      .some((n) => {
+        const held = loadNative().binding.tryLockFile(join(dir, n), `${process.pid}\n`);
+        if (!held) return true;
+        held.release();
+        return false;
+      });
+  }
+
   private readIndex(): IndexFile {
     try {
       const parsed = JSON.parse(readFileSync(join(this.root, 'images.json'), 'utf8')) as IndexFile;
@@ -225,14 +249,16 @@ export class Store {
   }
 
   /**
-   * Removes every layer and blob no image names, and the temporary files of
-   * pulls that are not running (their locks are free). `inUse`: layer
+   * Removes every layer and blob no image names, unless a pull or load is
+   * in progress (its layers are stored before its name). `inUse`: layer
    * directories a container runs on, which stay. Returns what was removed.
    */
   async prune(inUse: ReadonlySet<string> = new Set()): Promise<{ layers: string[]; blobs: string[] }> {
     const lock = await this.lock('index');
     const removed = { layers: [] as string[], blobs: [] as string[] };
     try {
+      // A pull in progress has layers and blobs no image names yet: they stay, and so does the rest until it is done.
+      if (this.pulling()) return removed;
       const images = this.readIndex().images;
       const keepLayers = new Set(images.flatMap((i) => i.layers));
       const keepBlobs = new Set(images.flatMap((i) => [i.digest, i.config, ...this.indexDigestsOf(i)]));
