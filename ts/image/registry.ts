@@ -5,7 +5,7 @@
  * an insecure registry's certificate check can be turned off for it alone.
  */
 import type { Hash } from 'node:crypto';
-import { createWriteStream, statSync, createReadStream } from 'node:fs';
+import { createWriteStream, statSync, createReadStream, truncateSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type http from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -223,15 +223,23 @@ export class Registry {
     } catch {
       have = 0;
     }
+    // What is there already, when it can be the start of this blob, counts.
     if (have > size) have = 0;
     if (have > 0) {
       await pipeline(createReadStream(file, { end: have - 1 }), new Transform({ transform: (c: Buffer, _e, cb) => (hash.update(c), cb()) }));
       onBytes(have);
     }
+    // Whole already (a pull stopped before its unpacking): it is checked as it is.
+    if (have === size && size > 0) return verify(hash, digest, file);
     const res = await this.request(url, this.headers(have > 0 ? { range: `bytes=${have}-` } : {}));
-    if (res.status === 200 && have > 0) {
-      // The registry sends it whole: start over.
-      hash.destroy?.();
+    // A registry that sends it whole, or from elsewhere than asked: start over.
+    const from = Number(/^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1]);
+    if (have > 0 && (res.status === 200 || (res.status === 206 && from !== have))) {
+      if (res.status === 206) {
+        res.body.resume();
+        truncateSync(file);
+        return this.blobToFile(digest, size, file, onBytes);
+      }
       return this.restart(digest, size, file, onBytes, res);
     }
     if (res.status !== 200 && res.status !== 206) {
