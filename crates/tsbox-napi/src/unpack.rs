@@ -106,6 +106,28 @@ pub fn unpack_file(archive: &Path, dest: &Path, limits: Limits, privileged: bool
     unpack(reader, dest, limits, privileged)
 }
 
+/// Copies `from` into `to`, leaving holes where a whole block is zeros (a
+/// sparse file's, whose holes the tar reader gives as zeros, stays sparse).
+fn copy_sparse(from: &mut impl Read, to: &mut File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let got = match from.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if got == buf.len() && buf.iter().all(|b| *b == 0) {
+            to.seek(SeekFrom::Current(got as i64))?;
+        } else {
+            to.write_all(&buf[..got])?;
+        }
+        n += got as u64;
+    }
+}
+
 /// Hashes what is read through it.
 struct Hashing<R> {
     inner: R,
@@ -149,7 +171,8 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: Limits, privileged: bool) 
             let raw = entry.path_bytes().into_owned();
             let Some(rel) = clean(&raw) else { continue };
             let name = rel.display().to_string();
-            let size = entry.header().entry_size().unwrap_or(0);
+            // The entry's real size: a PAX size (files over 8 GiB) or a GNU sparse file's, not the header's field.
+            let size = entry.size();
             out.bytes = out.bytes.saturating_add(size);
             if out.bytes > limits.max_bytes {
                 return Err(UnpackError {
@@ -239,12 +262,9 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: Limits, privileged: bool) 
                     }
                     // SAFETY: a descriptor openat just returned.
                     let mut file = unsafe { File::from_raw_fd(fd) };
-                    let written = io::copy(&mut (&mut entry).take(size), &mut file).map_err(|e| sys_err(&name, "write the file", e))?;
-                    if written != size {
-                        // Sparse holes: the file still has its full length.
-                        file.set_len(size).map_err(|e| sys_err(&name, "extend the sparse file", e))?;
-                    }
-                    file.flush().map_err(|e| sys_err(&name, "write the file", e))?;
+                    copy_sparse(&mut (&mut entry).take(size), &mut file).map_err(|e| sys_err(&name, "write the file", e))?;
+                    // Holes at the end: the file still has its full length.
+                    file.set_len(size).map_err(|e| sys_err(&name, "set the file's length", e))?;
                     for (k, v) in &xattrs {
                         let _ = fsetxattr(file.as_raw_fd(), k, v);
                     }
@@ -849,6 +869,21 @@ mod tests {
         // The diff_id is the uncompressed stream's, whatever the compression.
         assert_eq!(diff_ids[0], format!("sha256:{}", hex(&Sha256::digest(&tar))));
         assert!(diff_ids.iter().all(|d| *d == diff_ids[0]));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn zeros_become_holes_and_the_length_is_kept() {
+        let base = tmp("sparse");
+        let mut data = vec![0u8; 8 << 20];
+        data[100] = 1;
+        let tar = archive(&[(b"big", tar::EntryType::Regular, &data, None)]);
+        unpack(&tar[..], &base, LIMITS, false).unwrap();
+        let md = std::fs::metadata(base.join("big")).unwrap();
+        assert_eq!(md.len(), 8 << 20);
+        assert_eq!(std::fs::read(base.join("big")).unwrap(), data);
+        // Far fewer blocks than 8 MiB: the zeros are holes.
+        assert!(md.blocks() * 512 < 1 << 20, "{} blocks", md.blocks());
         std::fs::remove_dir_all(&base).unwrap();
     }
 
