@@ -910,8 +910,7 @@ fn idmapped_sources_are_the_rootfs_then_an_images_lower_layers_then_binds() {
         ]
     );
     // Without idmap (a rootless caller), none.
-    if let RootfsSpec::Path { idmap, .. } = &mut p.rootfs {
-        *idmap = false;
-    }
+    let RootfsSpec::Path { idmap, .. } = &mut p.rootfs;
+    *idmap = false;
     assert_eq!(super::idmap::sources(&p).len(), 1);
 }
