@@ -107,6 +107,16 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(e).toMatchObject({ code: 0, stdout: 'replaced\n' });
     const c = await tsbox(['run', refs.busybox, 'id', '-u']);
     expect(c).toMatchObject({ code: 0, stdout: '0\n' });
+    // By digest: the manifest is checked against it, and the name keeps it.
+    const digest = p.stdout.split('\n')[1]!;
+    const byDigest = `${refs.busybox.replace(/:1$/, '')}@${digest}`;
+    expect(await tsbox(['pull', '-q', byDigest])).toMatchObject({ code: 0, stdout: `${digest}\n` });
+    expect(await tsbox(['run', byDigest, 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+    expect(await tsbox(['rmi', byDigest])).toMatchObject({ code: 0, stdout: `${byDigest}\n` });
+    const wrong = `${refs.busybox.replace(/:1$/, '')}@sha256:${'0'.repeat(64)}`;
+    const missing = await tsbox(['pull', '-q', wrong]);
+    expect(missing.code).toBe(125);
+    expect(missing.stderr).toMatch(/^tsbox: registry\(.*\): ENOENT — the image is not in the registry \(manifest unknown\); check the name and the tag\n$/);
   });
 
   it("tsbox stop sends the image's StopSignal; --stop-signal overrides it", async () => {
