@@ -181,6 +181,9 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(two.layers[0]).toBe(one.layers[0]);
     // Only the new top layer was added.
     expect(layerDirs().length).toBe(before + 1);
+    // Read-only: the same layers, and no throwaway layer over them.
+    const ro = await tsbox(['run', '--read-only', refs.two, 'sh', '-c', 'cat /etc/msg; test -e /etc/doomed || echo gone; touch /x 2>/dev/null || echo read-only']);
+    expect(ro).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\nread-only\n' });
     // The lower layer still has the file; the upper one has the overlay whiteout.
     expect(readFileSync(join(layerDir(one.layers[0]!), 'etc', 'doomed'), 'utf8')).toBe('doomed\n');
     const wh = statSync(join(layerDir(two.layers[1]!), 'etc', 'doomed'));
