@@ -362,6 +362,27 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
   });
 
+  it('image export writes an OCI bundle: the layers applied into rootfs, the config into config.json', async () => {
+    const bundle = join(work, 'bundle-two');
+    const e = await tsbox(['image', 'export', refs.two, bundle]);
+    expect(e).toMatchObject({ code: 0, stdout: `${bundle}\n` });
+    expect(readFileSync(join(bundle, 'rootfs', 'etc', 'msg'), 'utf8')).toBe('hello from layer two\n');
+    expect(existsSync(join(bundle, 'rootfs', 'etc', 'doomed'))).toBe(false);
+    expect(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile()).toBe(true);
+    const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[]; env: string[]; cwd: string }; root: { path: string } };
+    expect(spec.process).toMatchObject({ args: ['sh', '-c', 'cat /etc/msg; echo FOO=$FOO; pwd'], cwd: '/tmp' });
+    expect(spec.process.env).toContain('FOO=fromimage');
+    expect(spec.root.path).toBe('rootfs');
+    // tsbox runs it as an OCI runtime (runc's run form).
+    const r = await tsbox(['run', '--bundle', bundle, `tsbox-img-bundle-${process.pid}`]);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\nFOO=fromimage\n/tmp\n' });
+    // Into a directory that is not empty: refused, and nothing of it touched.
+    const again = await tsbox(['image', 'export', refs.two, bundle]);
+    expect(again.code).toBe(125);
+    expect(again.stderr).toBe(`tsbox: image_export(${bundle}): EEXIST — the bundle directory exists and is not empty; give a new directory\n`);
+    rmSync(bundle, { recursive: true });
+  });
+
   it('rmi and image prune remove only what no image uses', async () => {
     const one = (await byName(refs.busybox))!;
     const two = (await byName(refs.two))!;

@@ -125,6 +125,14 @@ export interface DeviceRuleWrite {
   value: string
 }
 
+/**
+ * Applies image layer directories (bottom first) into the existing empty
+ * directory `dest`, as overlayfs would show them (whiteouts, opaque
+ * directories), off the main thread; resolves with the number of entries.
+ * Rejects with a JSON report `{ errno, path, detail, hint }`.
+ */
+export declare function flattenLayers(layers: Array<string>, dest: string): Promise<number>
+
 /** How the exited helper ended. */
 export interface HelperExit {
   code?: number

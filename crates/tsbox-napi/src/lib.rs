@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod devices;
+pub mod flatten;
 pub mod lock;
 pub mod spawn;
 pub mod unpack;

@@ -667,6 +667,38 @@ impl napi::Task for UnpackTask {
     }
 }
 
+pub struct FlattenTask {
+    layers: Vec<String>,
+    dest: String,
+}
+
+impl napi::Task for FlattenTask {
+    type Output = u64;
+    type JsValue = f64;
+
+    fn compute(&mut self) -> napi::Result<u64> {
+        // SAFETY: geteuid cannot fail.
+        let privileged = unsafe { libc::geteuid() } == 0;
+        crate::flatten::flatten(&self.layers, Path::new(&self.dest), privileged).map_err(|e| {
+            let report = serde_json::json!({ "errno": e.errno, "path": e.path, "detail": e.detail, "hint": e.hint });
+            napi::Error::from_reason(report.to_string())
+        })
+    }
+
+    fn resolve(&mut self, _env: napi::Env, n: u64) -> napi::Result<f64> {
+        Ok(n as f64)
+    }
+}
+
+/// Applies image layer directories (bottom first) into the existing empty
+/// directory `dest`, as overlayfs would show them (whiteouts, opaque
+/// directories), off the main thread; resolves with the number of entries.
+/// Rejects with a JSON report `{ errno, path, detail, hint }`.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn flatten_layers(layers: Vec<String>, dest: String) -> napi::bindgen_prelude::AsyncTask<FlattenTask> {
+    napi::bindgen_prelude::AsyncTask::new(FlattenTask { layers, dest })
+}
+
 /// Unpacks the layer blob at `archive` (gzip, zstd or plain tar) into the
 /// existing empty directory `dest`, off the main thread (libuv's pool).
 /// Rejects with a JSON report `{ errno, path, detail, hint }`.
