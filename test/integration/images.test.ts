@@ -191,6 +191,29 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(wh.rdev).toBe(0);
   });
 
+  it('an opaque directory hides what the layers below had in it', async () => {
+    const dir = join(work, 'opaque');
+    const busybox = readFileSync(join(rootfs, 'bin', 'busybox'));
+    const lower = tarOf([
+      { name: 'bin/', type: 'dir' },
+      { name: 'bin/busybox', type: 'file', data: busybox, mode: 0o755 },
+      { name: 'opq/', type: 'dir' },
+      { name: 'opq/old', type: 'file', data: 'old' },
+      { name: 'opq/sub/', type: 'dir' },
+      { name: 'opq/sub/deep', type: 'file', data: 'deep' },
+    ]);
+    const upper = tarOf([
+      { name: 'opq/', type: 'dir' },
+      { name: 'opq/.wh..wh..opq', type: 'file' },
+      { name: 'opq/new', type: 'file', data: 'new' },
+    ]);
+    writeLayout(dir, 'o', [lower, upper], ['/bin/busybox', 'ls', '-A', '/opq']);
+    const ref = await push(dir, 'o', registry, 'opaque:1');
+    const r = await tsbox(['run', '-q', ref]);
+    expect(r).toMatchObject({ code: 0, stdout: 'new\n' });
+    expect((await tsbox(['rmi', ref])).code).toBe(0);
+  });
+
   it('refuses a blob whose content does not match its digest, and keeps nothing of it', async () => {
     const digest = topLayer('tampered');
     const data = join(registry.storage, 'docker', 'registry', 'v2', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');

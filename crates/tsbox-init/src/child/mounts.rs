@@ -214,11 +214,16 @@ pub fn build_root(
         };
         let mut flags = if writable { MsFlags::empty() } else { MsFlags::MS_RDONLY };
         flags.set(MsFlags::MS_NODEV, *nodev);
-        mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(data.as_str()))
-            .or_else(|_| {
-                // Kernels that keep overlay metadata in user.* xattrs inside a user namespace.
-                mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(format!("{data},userxattr").as_str()))
-            })
+        // Kernels that keep overlay metadata in user.* xattrs inside a user
+        // namespace take `userxattr`. An image's layers mark their opaque
+        // directories with user.overlay.opaque (trusted.* is out of a user
+        // namespace's reach, and an overlay mounted without userxattr there
+        // would show what they hide): with several layers it goes first.
+        let userxattr = format!("{data},userxattr");
+        let layered = lowers.contains(':');
+        let (first, second) = if layered { (&userxattr, &data) } else { (&data, &userxattr) };
+        mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(first.as_str()))
+            .or_else(|_| mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(second.as_str())))
             .map_err(|e| {
                 Report::new(Step::BindRootfs, e as i32).path(rootfs.clone()).detail("mount the overlay over the rootfs").hint(
                     "this kernel or filesystem cannot overlay the rootfs in a user namespace; use --writable-rootfs to write into the directory itself",
