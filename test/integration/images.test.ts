@@ -273,6 +273,15 @@ describe('tsbox pull and tsbox run IMAGE', () => {
       expect(createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex')).toBe(passwd);
       expect(layerDirs().sort()).toEqual(before);
       expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+
+      // A file that claims 100 GiB (a bomb, sparse or not) is refused before anything of it is written.
+      const bomb = join(work, 'bomb');
+      writeLayout(bomb, 'b', [tarOf([{ name: 'small', type: 'file', data: 'x' }, { name: 'huge', type: 'file', paxSize: 100 * 2 ** 30 }])]);
+      const b = await tsbox(['pull', '-q', await push(bomb, 'b', registry, 'bomb:1')]);
+      expect(b.code).toBe(125);
+      expect(b.stderr).toMatch(/^tsbox: unpack\(sha256:[a-f0-9]{64}: huge\): EFBIG — the layer holds more than 68719476736 bytes; a layer this large is refused as a likely archive bomb\n$/);
+      expect(layerDirs().sort()).toEqual(before);
+      expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
     } finally {
       rmSync(outside, { recursive: true, force: true });
     }

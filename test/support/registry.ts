@@ -94,12 +94,31 @@ export interface TarEntry {
   mode?: number;
   major?: number;
   minor?: number;
+  /** A size given in a PAX header (over 8 GiB), with no data after it: a bomb's claim. */
+  paxSize?: number;
 }
 
 /** A ustar archive of `entries`, names taken as they are (`..`, absolute paths and all). */
 export function tarOf(entries: readonly TarEntry[]): Buffer {
   const blocks: Buffer[] = [];
   for (const e of entries) {
+    if (e.paxSize !== undefined) {
+      // "<length> size=<n>\n", the length counting itself.
+      const body = ` size=${e.paxSize}\n`;
+      let len = body.length + 2;
+      while (`${len}${body}`.length !== len) len++;
+      const record = `${len}${body}`;
+      blocks.push(tarOf([{ name: 'PaxHeaders/x', type: 'file', data: record }]).subarray(0, 512 + Math.ceil(record.length / 512) * 512));
+      // The type flag of that header is 'x' (a PAX extended header).
+      blocks[blocks.length - 1]!.write('x', 156, 1);
+      const h = blocks[blocks.length - 1]!.subarray(0, 512);
+      h.write('        ', 148, 8);
+      let sum = 0;
+      for (const b of h) sum += b;
+      h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+      blocks.push(tarOf([{ name: e.name, type: 'file' }]).subarray(0, 512));
+      continue;
+    }
     const data = typeof e.data === 'string' || e.data === undefined ? Buffer.from(e.data ?? '') : e.data;
     const h = Buffer.alloc(512);
     const put = (s: string, off: number, len: number) => h.write(s, off, len, 'utf8');
