@@ -4,6 +4,7 @@
  * where no tool would make them (hostile ones). The store is a temporary
  * directory (TSBOX_STORAGE); nothing reaches a registry off this machine.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,6 +53,10 @@ function topLayer(tag: string): string {
 }
 
 beforeAll(async () => {
+  // Never skipped: without the tools the suite fails, saying what it needs.
+  for (const t of ['docker-registry', 'skopeo', 'umoci']) {
+    if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) throw new Error(`the image suite needs ${t} (Debian's docker-registry, skopeo and umoci; .ci/run installs them)`);
+  }
   registry = await startRegistry();
   work = mkdtempSync(join(tmpdir(), 'tsbox-test-images-'));
   storage = join(work, 'store');
