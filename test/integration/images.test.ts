@@ -24,7 +24,7 @@ let registry: TestRegistry;
 let work: string;
 let storage: string;
 let layout: string;
-const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '', multi: '', stopper: '' };
+const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '', multi: '', stopper: '', opaque: '' };
 const savedStorage = process.env.TSBOX_STORAGE;
 
 const tsbox = (args: string[], opts: CliOptions = {}) => cli(args, { env: { ...process.env, TSBOX_STORAGE: storage }, killAfterMs: 60_000, ...opts });
@@ -214,6 +214,7 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     ]);
     writeLayout(dir, 'o', [lower, upper], ['/bin/busybox', 'ls', '-A', '/opq']);
     const ref = await push(dir, 'o', registry, 'opaque:1');
+    refs.opaque = ref;
     const r = await tsbox(['run', '-q', ref]);
     expect(r).toMatchObject({ code: 0, stdout: 'new\n' });
     expect((await tsbox(['rmi', ref])).code).toBe(0);
@@ -498,6 +499,9 @@ describe('rootless', () => {
     const layers = readdirSync(join(store, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'));
     expect(layers).toHaveLength(2);
     for (const l of layers) expect(statSync(join(store, 'layers', 'sha256', l)).uid).toBe(uid);
+    // An opaque directory, unpacked and mounted without privilege.
+    expect(await as(['run', '-q', refs.opaque])).toMatchObject({ code: 0, stdout: 'new\n' });
+    expect(await as(['rmi', refs.opaque])).toMatchObject({ code: 0 });
     const removed = await as(['rmi', refs.two]);
     expect(removed).toMatchObject({ code: 0 });
     expect(readdirSync(join(store, 'layers', 'sha256'))).toEqual([]);
