@@ -293,6 +293,16 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     }
   });
 
+  it('pulls a Docker v2 schema 2 manifest (application/vnd.docker.distribution.manifest.v2+json)', async () => {
+    await tool('skopeo', ['copy', '--quiet', '--format', 'v2s2', '--dest-tls-verify=false', `oci:${layout}:two`, `docker://${registry.host}/v2s2:1`]);
+    const ref = `${registry.host}/v2s2:1`;
+    const manifest = (await (await fetch(`http://${registry.host}/v2/v2s2/manifests/1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).json()) as { mediaType: string; layers: { mediaType: string }[] };
+    expect(manifest.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+    expect(manifest.layers[0]!.mediaType).toBe('application/vnd.docker.image.rootfs.diff.tar.gzip');
+    expect(await tsbox(['run', '-q', ref, 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer two\n' });
+    expect((await tsbox(['rmi', ref])).code).toBe(0);
+  });
+
   it("picks the host's platform from a multi-platform image (an index)", async () => {
     const dir = join(work, 'multi');
     const busybox = readFileSync(join(rootfs, 'bin', 'busybox'));
