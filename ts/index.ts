@@ -15,6 +15,8 @@ import { runCaptured, type CaptureOptions, type RunResult } from './runtime/run.
 import { TsboxError } from './errors.js';
 import type { OciSeccompProfile } from './config/seccomp.js';
 import { loadNative } from './native.js';
+import type { PullOptions } from './image/pull.js';
+import type { ImageRecord } from './image/store.js';
 
 export { TsboxError } from './errors.js';
 export type { FailureReport } from './errors.js';
@@ -31,6 +33,8 @@ export type { Ended } from './runtime/lifecycle.js';
 export type { ContainerState } from './runtime/state.js';
 export { createPool, Pool } from './pool/index.js';
 export type { PoolOptions, PoolProcessOptions, PoolRunOptions, PoolStats } from './pool/index.js';
+export type { PullOptions, PullProgress } from './image/pull.js';
+export type { ImageRecord } from './image/store.js';
 
 /** Options of `spawn`: the container's, plus an AbortSignal. */
 export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
@@ -41,9 +45,22 @@ export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
  * anything behind.
  */
 export async function spawn(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
-  const { signal, ...rest } = optionsObject(options);
-  const { command: argv, options: o } = parseRunInput(command, rest);
-  return launch(argv, o, { signal, explicitLimits: hasLimits(rest) });
+  const { signal, ...given } = optionsObject(options);
+  const { command: cmd, options: rest, layers } = await withImage(command, given);
+  const { command: argv, options: o } = parseRunInput(cmd, rest);
+  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), layers });
+}
+
+/**
+ * With `image`: the image's command, options and layers (pulled as `pull`
+ * says). The image code is loaded only then: a rootfs's launch never pays for it.
+ */
+async function withImage(command: readonly string[], options: RunOptions): Promise<{ command: readonly string[]; options: RunOptions; layers?: string[] | undefined }> {
+  if (options.image === undefined) return { command, options };
+  // Bad options are refused before anything is pulled.
+  parseRunInput(command.length > 0 ? command : ['(the image\'s)'], options);
+  const { imageRun } = await import('./image/run.js');
+  return imageRun(command, options);
 }
 
 /** The options argument, which must be an object when given (a TsboxError otherwise, never a TypeError). */
@@ -62,9 +79,10 @@ function optionsObject<T extends object>(options: T | undefined): T {
  * it outlives this process, and `open()` reaches it from any other.
  */
 export async function create(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
-  const { signal, ...rest } = optionsObject(options);
-  const { command: argv, options: o } = parseRunInput(command, rest);
-  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true });
+  const { signal, ...given } = optionsObject(options);
+  const { command: cmd, options: rest, layers } = await withImage(command, given);
+  const { command: argv, options: o } = parseRunInput(cmd, rest);
+  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true, layers });
 }
 
 function hasLimits(o: Record<string, unknown>): boolean {
@@ -85,9 +103,25 @@ function hasLimits(o: Record<string, unknown>): boolean {
 export async function run(command: readonly string[], options?: RunOptions & CaptureOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
 export async function run(command: readonly string[], options: RunOptions & CaptureOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
 export async function run(command: readonly string[], options: RunOptions & CaptureOptions = {}): Promise<RunResult> {
-  const { input, encoding, maxBuffer, signal, ...rest } = optionsObject(options);
-  const { command: argv, options: o } = parseRunInput(command, rest);
-  return runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest));
+  const { input, encoding, maxBuffer, signal, ...given } = optionsObject(options);
+  const { command: cmd, options: rest, layers } = await withImage(command, given);
+  const { command: argv, options: o } = parseRunInput(cmd, rest);
+  return runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest), layers);
+}
+
+/**
+ * Pulls an image into the store (`$TSBOX_STORAGE`, else /var/lib/tsbox as
+ * root, $XDG_DATA_HOME/tsbox otherwise) and resolves with its record.
+ * `onProgress` sees each layer's download and unpacking.
+ *
+ * ```ts
+ * await pull('alpine:3.20', { onProgress: (p) => console.log(p.digest, p.phase, p.bytes, p.total) });
+ * await run(['echo', 'hi'], { image: 'alpine:3.20' });
+ * ```
+ */
+export async function pull(ref: string, options: PullOptions = {}): Promise<ImageRecord> {
+  const { pull: doPull } = await import('./image/pull.js');
+  return doPull(ref, options);
 }
 
 /**

@@ -38,11 +38,11 @@ function checkStopped() {
  * has exited and its stdio closed, and rejects unless it exited 0; its message
  * carries stderr when `capture` is set (stderr is /dev/null otherwise).
  */
-function exec(argv, { capture = false, extraFd } = {}) {
+function exec(argv, { capture = false, extraFd, env } = {}) {
   checkStopped();
   const stdio = ['ignore', 'ignore', capture ? 'pipe' : 'ignore'];
   if (extraFd !== undefined) stdio.push(extraFd);
-  const child = spawnProcess(argv[0], argv.slice(1), { stdio });
+  const child = spawnProcess(argv[0], argv.slice(1), { stdio, ...(env ? { env: { ...process.env, ...env } } : {}) });
   live.add(child);
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d) => (stderr += d));
@@ -135,7 +135,7 @@ export function definePeers(m, { crunHolderPid }) {
       // A fresh open file for each start: concurrent ones must not share an offset.
       const fd = peer.openFd?.();
       try {
-        return exec(peer.argv(work), { ...o, extraFd: fd });
+        return exec(peer.argv(work), { ...o, extraFd: fd, env: peer.env });
       } finally {
         if (fd !== undefined) closeSync(fd);
       }
@@ -165,6 +165,14 @@ export function definePeers(m, { crunHolderPid }) {
       label: 'tsbox CLI',
       kind: 'container',
       argv: (work) => [node, TSBOX_CLI, 'run', '--rootfs', m.rootfs, '--', ...WORK[work]],
+    }),
+    // The same rootfs as an image in the store (prepare imports it): what an image costs over a directory.
+    command({
+      name: 'tsbox-cli-image',
+      label: 'tsbox CLI, image',
+      kind: 'container',
+      env: { TSBOX_STORAGE: m.store },
+      argv: (work) => [node, TSBOX_CLI, 'run', '--pull', 'never', m.image, ...WORK[work]],
     }),
     command({
       name: 'runc',

@@ -6,6 +6,8 @@
 //   DIR/oci-true/config.json   OCI bundles for runc and crun: `runc spec`, adjusted
 //   DIR/oci-sleep/config.json  (same rootfs; /bin/true, or `sleep 1` for the memory
 //                              and isolation check)
+//   DIR/store/                 an image store (TSBOX_STORAGE) holding the same rootfs as
+//                              the one-layer image localhost/bench-rootfs:1 (tsbox import)
 //   DIR/seccomp.json           the seccomp profile runc and crun get (lib/make-seccomp.py)
 //   DIR/seccomp.bpf            the same rules compiled for `bwrap --seccomp`
 //   DIR/runc, DIR/crun         the runtimes' --root state directories
@@ -87,9 +89,18 @@ export async function prepare(dir) {
   const said = execFileSync('/usr/bin/python3', [join(REPO, 'bench/lib/make-seccomp.py'), seccompJson, seccompBpf], { encoding: 'utf8' });
   const seccomp = JSON.parse(readFileSync(seccompJson, 'utf8'));
 
+  // The rootfs as a one-layer image in a store of the bench's own (tsbox import).
+  const store = join(dir, 'store');
+  const image = 'localhost/bench-rootfs:1';
+  execFileSync('tar', ['-C', rootfs, '-cf', join(dir, 'rootfs.tar'), '.']);
+  execFileSync(process.execPath, [join(REPO, 'bin/tsbox.js'), 'import', '-q', join(dir, 'rootfs.tar'), image], { env: { ...process.env, TSBOX_STORAGE: store }, stdio: ['ignore', 'ignore', 'inherit'] });
+  rmSync(join(dir, 'rootfs.tar'));
+
   const manifest = {
     dir,
     rootfs,
+    store,
+    image,
     bundles: {
       true: ociBundle(join(dir, 'oci-true'), { rootfs, args: ['/bin/true'], seccomp }),
       sleep: ociBundle(join(dir, 'oci-sleep'), { rootfs, args: ['/bin/sleep', '1'], seccomp }),

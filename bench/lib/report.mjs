@@ -28,6 +28,8 @@ export function derive(r) {
   return {
     // Everything the CLI adds beyond Node's own start-up and the API's launch.
     cliOverheadMs: sub(med('tsbox-cli'), med(API), med('node')),
+    // An image's container beyond a rootfs directory's (both through the CLI; the image in the store).
+    imageOverheadMs: sub(med('tsbox-cli-image'), med('tsbox-cli')),
     // Loading the CLI's entry alone (`tsbox --version`) beyond `node -e 0`.
     cliStartupMs: sub(med('tsbox-version'), med('node')),
     // What crun's mount-namespace wrapper costs (nsenter, one more exec).
@@ -53,6 +55,7 @@ function targets(r, d) {
     `${fix(thr(API), 1)}/s vs ${best ? `${r.peers[best].label} ${fix(thr(best), 1)}/s` : '—'}`,
     thr(API) !== null && best ? thr(API) > thr(best) : null,
   );
+  add('tsbox run IMAGE ≤ 1 ms over --rootfs DIR (issue 18)', `${fix(d.imageOverheadMs)} ms (image − rootfs, CLI)`, d.imageOverheadMs === null ? null : d.imageOverheadMs <= 1);
   add('tsbox-init monitor peak RSS ≤ 2 MB', kib(d.monitorHWMKiB), d.monitorHWMKiB === null ? null : d.monitorHWMKiB <= 2048);
   // Issue 16: the warm pool, and a cold path at bwrap's speed.
   const pool = r.latencyMs[POOL];

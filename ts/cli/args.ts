@@ -11,7 +11,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { didYouMean, kebab } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
+export const MULTIPLE = new Set<string>(['env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids', 'insecure-registry']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -100,6 +100,7 @@ export const containerArgs = {
   'cgroup-conf': { type: 'string', valueHint: 'KEY=VALUE', description: "A cgroup v2 file to write in the container's cgroup: memory.high=64m (repeatable; pure v2 only)" },
   'cgroup-parent': { type: 'string', valueHint: 'PATH', description: 'The cgroup to create the container under, e.g. /tsbox.slice' },
   ulimit: { type: 'string', valueHint: 'NAME=SOFT[:HARD]', description: 'A resource limit: nofile=1024:4096, core=0, nproc=unlimited (repeatable)' },
+  'stop-signal': { type: 'string', valueHint: 'SIGNAL', description: "The signal tsbox stop sends first (default SIGTERM, or the image's StopSignal)" },
   report: { type: 'string', valueHint: 'FILE|-', description: 'Write the outcome as JSON (exit, oomKilled, time, cpu, peak memory and pids, limits) to FILE, or - for stderr' },
   preset: { type: 'string', valueHint: 'contained', description: "Start from a preset: contained reproduces the choices of contained.c, the 500-line container program tsbox grew from (1 GiB, 256 shares, 64 pids, NOFILE 64, 0→10000 range 2000, its caps and seccomp rules)" },
   'rootfs-propagation': { type: 'string', valueHint: 'private|slave|shared|unbindable', description: 'Propagation of the container mounts. Default: private' },
@@ -138,8 +139,6 @@ export const REFUSED_RUN_FLAGS: Readonly<Record<string, string>> = {
   network: 'a container has only its own loopback in tsbox for now: no network, and no way to share the host\'s yet',
   net: 'a container has only its own loopback in tsbox for now: no network, and no way to share the host\'s yet',
   publish: 'a container has no network to publish a port from yet (only its own loopback)',
-  entrypoint: 'tsbox runs the command you give after the options: there is no image, so no entrypoint to replace',
-  'stop-signal': 'tsbox stop sends SIGTERM then SIGKILL; send another signal with tsbox kill -s SIGNAL NAME',
   'stop-timeout': 'give tsbox stop the time instead: tsbox stop -t SECONDS NAME',
 };
 

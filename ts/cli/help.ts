@@ -83,8 +83,11 @@ export async function showHelp(cmd: CommandDef<any>, usage: string, examples?: s
 /** How each command is called, and examples (each line within 80 columns). */
 export const USAGE: Readonly<Record<string, { usage: string; examples?: string }>> = {
   run: {
-    usage: 'tsbox run [OPTIONS] [--] COMMAND [ARGS...]',
+    usage: 'tsbox run [OPTIONS] IMAGE|--rootfs DIR|-- [COMMAND [ARGS...]]',
     examples: `Examples:
+  # an image, pulled when it is not in the store, with its command
+  tsbox run alpine:3.20
+  tsbox run -e MODE=test alpine:3.20 sh -c 'echo $MODE'
   # the host's root, read-only, in new namespaces
   tsbox run -- sh -c 'echo $$; id -u; hostname'
   # an unpacked image as the root, and a volume
@@ -114,6 +117,12 @@ failed, 126 when the command is not executable, 127 when it was not found.`,
   rm: { usage: 'tsbox rm [OPTIONS] NAME...', examples: 'Examples:\n  tsbox rm -f web' },
   inspect: { usage: 'tsbox inspect NAME...', examples: 'Examples:\n  tsbox inspect web' },
   gc: { usage: 'tsbox gc' },
+  pull: { usage: 'tsbox pull [OPTIONS] REF', examples: 'Examples:\n  tsbox pull alpine:3.20\n  tsbox pull -q localhost:5000/app@sha256:<digest>\n  tsbox pull --insecure-registry reg.lan:5000 reg.lan:5000/app:1' },
+  images: { usage: 'tsbox images [OPTIONS]', examples: 'Examples:\n  tsbox images\n  tsbox images --format json' },
+  rmi: { usage: 'tsbox rmi [OPTIONS] REF...', examples: 'Examples:\n  tsbox rmi alpine:3.20' },
+  image: { usage: 'tsbox image inspect REF  |  prune  |  export REF DIR', examples: 'Examples:\n  tsbox image inspect alpine\n  tsbox image prune\n  tsbox image export alpine ./bundle && tsbox run --bundle ./bundle c1' },
+  load: { usage: 'tsbox load [OPTIONS] -i FILE|DIR', examples: 'Examples:\n  docker save app:1 > app.tar && tsbox load -i app.tar\n  skopeo copy docker://... oci:dir:1 && tsbox load -i dir' },
+  import: { usage: 'tsbox import [OPTIONS] TAR NAME', examples: 'Examples:\n  tar -C rootfs -czf rootfs.tgz . && tsbox import rootfs.tgz mine:1\n  tsbox run mine:1 sh' },
   seccomp: { usage: 'tsbox seccomp default', examples: 'Examples:\n  tsbox seccomp default > profile.json\n  tsbox run --security-opt seccomp=profile.json -- sh' },
   completion: { usage: 'tsbox completion bash|zsh|fish', examples: 'Examples:\n  source <(tsbox completion bash)' },
   create: {

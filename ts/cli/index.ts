@@ -25,6 +25,12 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   inspect: () => import('./inspect.js').then((m) => m.default as CommandDef),
   gc: () => import('./gc.js').then((m) => m.default as CommandDef),
   seccomp: () => import('./seccomp.js').then((m) => m.default as CommandDef),
+  pull: () => import('./pull.js').then((m) => m.default as CommandDef),
+  images: () => import('./images.js').then((m) => m.default as CommandDef),
+  rmi: () => import('./rmi.js').then((m) => m.default as CommandDef),
+  image: () => import('./image.js').then((m) => m.default as CommandDef),
+  load: () => import('./load.js').then((m) => m.default as CommandDef),
+  import: () => import('./import.js').then((m) => m.default as CommandDef),
   // The OCI runtime's (runc's command line).
   create: () => import('./oci.js').then((m) => m.create as CommandDef),
   start: () => import('./oci.js').then((m) => m.start as CommandDef),

@@ -153,16 +153,36 @@ function ociRunForm(rawArgs: readonly string[]): boolean {
   return flags.some((a) => OCI_RUN_ONLY.test(a));
 }
 
+/** The flags of a container of an image (`tsbox run IMAGE`). */
+const imageArgs = {
+  pull: { type: 'string', valueHint: 'missing|always|never', description: 'When to pull the image: when it is not in the store (default), always, or never' },
+  entrypoint: { type: 'string', valueHint: 'PROGRAM', description: "Replace the image's Entrypoint (its Cmd goes too unless a command is given)" },
+  quiet: { type: 'boolean', alias: 'q', description: 'No progress while pulling the image' },
+  'insecure-registry': { type: 'string', valueHint: 'HOST[:PORT]', description: 'Allow plain http or an unverified certificate for this registry (repeatable)' },
+} as const;
+const runArgs = { ...containerArgs, ...imageArgs };
+
+/**
+ * `tsbox run [OPTIONS] IMAGE [COMMAND...]`, Docker's form, unless the root
+ * is a directory (--rootfs, or a config file's rootfs) or the command
+ * follows `--` (`tsbox run -- sh`: the host's root, read-only).
+ */
+function imagePositional(rawArgs: readonly string[], commandLength: number, hasRootfs: boolean): boolean {
+  if (hasRootfs || commandLength === 0) return false;
+  const dashdash = rawArgs.indexOf('--');
+  return dashdash < 0 || rawArgs.length - dashdash - 1 < commandLength;
+}
+
 const run = defineCommand({
-  meta: { name: 'tsbox run', description: 'Run a command in a new container: user, pid, mount, net, ipc, uts and cgroup namespaces' },
+  meta: { name: 'tsbox run', description: 'Run a command in a new container: user, pid, mount, net, ipc, uts and cgroup namespaces. `tsbox run IMAGE [COMMAND...]` runs an image (pulled when missing); `tsbox run --rootfs DIR COMMAND` a directory; `tsbox run -- COMMAND` the host\'s root, read-only' },
   args: {
-    ...containerArgs,
-    command: { type: 'positional', required: false, valueHint: 'COMMAND [ARGS...]', description: 'The command to run, after the options (or after --)' },
+    ...runArgs,
+    command: { type: 'positional', required: false, valueHint: 'IMAGE [COMMAND [ARGS...]]', description: 'The image and the command to run, after the options (with --rootfs or after --: only the command)' },
   },
   async run({ rawArgs, cmd }) {
     // runc's `run [--bundle DIR] [--detach] ... ID`: an OCI bundle's container.
     if (ociRunForm(rawArgs)) return (await import('./oci.js')).ociRun(rawArgs);
-    const split = splitArgs(rawArgs, containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
+    const split = splitArgs(rawArgs, runArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
     if (split.help) {
       await showCommandHelp(cmd, 'run');
       return;
@@ -190,6 +210,7 @@ const run = defineCommand({
       }
     }
     if (v.has('hostname')) options.hostname = v.get('hostname') as string;
+    if (v.has('stop-signal')) options.stopSignal = v.get('stop-signal') as string;
     if (v.has('add-host')) options.addHost = v.get('add-host') as string[];
     if (v.has('dns')) options.dns = v.get('dns') as string[];
     if (v.has('dns-search')) options.dnsSearch = v.get('dns-search') as string[];
@@ -241,8 +262,28 @@ const run = defineCommand({
       options.maskedPaths = [...DEFAULT_MASKED_PATHS.filter(keep), ...((v.get('mask') as string[] | undefined) ?? [])];
       options.readonlyPaths = DEFAULT_READONLY_PATHS.filter(keep);
     }
+    if (options.image === undefined && imagePositional(rawArgs, split.command.length, options.rootfs !== undefined)) options.image = split.command.shift()!;
+    if (options.image === undefined) {
+      for (const flag of Object.keys(imageArgs)) {
+        if (v.has(flag) && flag !== 'quiet') throw new TsboxError({ step: 'config', errno: 0, path: `--${flag}`, detail: 'needs an image', hint: 'tsbox run [OPTIONS] IMAGE [COMMAND...]' });
+      }
+    } else {
+      if (v.has('pull')) options.pull = v.get('pull') as RunOptions['pull'];
+      if (v.has('entrypoint')) options.entrypoint = (v.get('entrypoint') as string) === '' ? [] : [v.get('entrypoint') as string];
+      // Pulled here, with the progress shown, rather than inside spawn.
+      const { ensureImage } = await import('../image/run.js');
+      const { progressPrinter } = await import('../image/progress.js');
+      const printer = v.get('quiet') === true ? null : progressPrinter(process.stderr);
+      try {
+        await ensureImage(options.image, options.pull ?? 'missing', { onProgress: printer?.onProgress, insecure: (v.get('insecure-registry') as string[] | undefined) ?? [] });
+      } finally {
+        printer?.finish();
+      }
+      // Now in the store: spawn takes it from there.
+      if (options.pull === 'always') options.pull = 'missing';
+    }
     if (split.command.length === 0 && file?.command) split.command.push(...file.command);
-    if (split.command.length === 0) {
+    if (split.command.length === 0 && options.image === undefined) {
       throw new TsboxError({ step: 'config', errno: 0, path: 'COMMAND', detail: 'no command given', hint: "put the command after the options: tsbox run -- sh -c 'echo hi'" });
     }
 

@@ -1,14 +1,14 @@
-/** `tsbox stop [-t SECONDS] NAME...`: SIGTERM, then SIGKILL after the timeout. */
+/** `tsbox stop [-t SECONDS] NAME...`: the stop signal (SIGTERM by default), then SIGKILL after the timeout. */
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
 import { TsboxError } from '../errors.js';
 import { eachContainer, parse } from './common.js';
 
-const args = { time: { type: 'string', alias: 't', valueHint: 'SECONDS', description: 'Seconds to wait after SIGTERM before SIGKILL (default 10)' } } as const;
+const args = { time: { type: 'string', alias: 't', valueHint: 'SECONDS', description: 'Seconds to wait after the stop signal before SIGKILL (default 10)' } } as const;
 
 const command = defineCommand({
-  meta: { name: 'tsbox stop', description: 'Stop containers: SIGTERM, then SIGKILL after the timeout' },
+  meta: { name: 'tsbox stop', description: "Stop containers: their stop signal (SIGTERM, unless --stop-signal or the image's StopSignal said another), then SIGKILL after the timeout" },
   args,
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, args, cmd, 'stop', { min: 1, max: Infinity, usage: 'one or more containers' });

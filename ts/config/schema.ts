@@ -4,6 +4,7 @@
  * reported with its JSON path.
  */
 import { isIP } from 'node:net';
+import { constants as osConstants } from 'node:os';
 
 import * as z from 'zod/mini';
 
@@ -123,6 +124,38 @@ export const runOptionsSchema = z
      * tmpfs /tmp and /run.
      */
     rootfs: z.optional(z.string().check(z.minLength(1), z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }))),
+    /**
+     * An image to run instead of a rootfs directory: `alpine`, `alpine:3.20`,
+     * `localhost:5000/app@sha256:...` (Docker's short names). Its layers,
+     * unpacked once in the store, are the container's root under a throwaway
+     * layer; its config gives the command, env, user and working directory
+     * the options do not.
+     */
+    image: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
+    /**
+     * The signal `stop` sends first (Docker's `--stop-signal`, an image's
+     * StopSignal): `SIGTERM` (the default), `USR1`, `15`.
+     */
+    stopSignal: z.optional(
+      z.pipe(
+        z.union([z.string(), z.number()]),
+        z.transform((v: string | number, ctx) => {
+          const text = String(v).trim().toUpperCase();
+          const signals = osConstants.signals as Record<string, number>;
+          const byNumber = /^\d+$/.test(text) ? Object.keys(signals).find((k) => signals[k] === Number(text)) : undefined;
+          const name = byNumber ?? (text.startsWith('SIG') ? text : `SIG${text}`);
+          if (signals[name] === undefined) {
+            ctx.issues.push({ code: 'custom', input: v, message: `"${String(v)}" is not a signal (SIGTERM, USR1, 15, ...)` });
+            return z.NEVER;
+          }
+          return name as NodeJS.Signals;
+        }),
+      ),
+    ),
+    /** When to pull `image`: when it is not in the store (default), always, or never (podman's `--pull`). */
+    pull: z.optional(z.enum(['missing', 'always', 'never'])),
+    /** Replaces the image's Entrypoint (Docker's `--entrypoint`); the image's Cmd then goes too unless a command is given. */
+    entrypoint: z.optional(z.array(z.string().check(z.refine((a) => !a.includes('\0'), { message: 'must not contain a NUL byte' })))),
     /** The container's host name. Default: 12 hex digits of the container id, as Docker. */
     hostname: z.optional(hostname),
     /** More lines of the container's /etc/hosts, as Docker's `--add-host NAME:IP`. */
@@ -258,6 +291,12 @@ export const runOptionsSchema = z
       }
       if (o.userns === 'host' && (o.uidMap || o.gidMap)) {
         ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'uidMap' : 'gidMap'], message: "cannot be combined with userns 'host' (no user namespace, no maps)" });
+      }
+      if (o.image !== undefined && o.rootfs !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['image'], message: 'cannot be combined with rootfs: the image is the root filesystem' });
+      }
+      if ((o.pull !== undefined || o.entrypoint !== undefined) && o.image === undefined) {
+        ctx.addIssue({ code: 'custom', path: [o.pull !== undefined ? 'pull' : 'entrypoint'], message: 'needs an image' });
       }
       if (o.writableRootfs && o.rootfs === undefined) {
         ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });

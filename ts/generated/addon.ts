@@ -134,6 +134,14 @@ export interface DeviceRuleWrite {
   value: string
 }
 
+/**
+ * Applies image layer directories (bottom first) into the existing empty
+ * directory `dest`, as overlayfs would show them (whiteouts, opaque
+ * directories), off the main thread; resolves with the number of entries.
+ * Rejects with a JSON report `{ errno, path, detail, hint }`.
+ */
+export declare function flattenLayers(layers: Array<string>, dest: string): Promise<number>
+
 /** How the exited helper ended. */
 export interface HelperExit {
   code?: number
@@ -231,6 +239,23 @@ export declare function spawnHelper(path: string, stdio: Array<string>, channelF
  * with `note` as its contents; null when another process holds it.
  */
 export declare function tryLockFile(path: string, note: string): FileLock | null
+
+/** What `unpackLayer` resolves with. */
+export interface UnpackedLayer {
+  entries: number
+  bytes: number
+  /** `sha256:<hex>` of the uncompressed tar: the layer's diff_id. */
+  diffId: string
+  /** What was left out or changed (device nodes, setuid bits, xattrs), once each. */
+  notes: Array<string>
+}
+
+/**
+ * Unpacks the layer blob at `archive` (gzip, zstd or plain tar) into the
+ * existing empty directory `dest`, off the main thread (libuv's pool).
+ * Rejects with a JSON report `{ errno, path, detail, hint }`.
+ */
+export declare function unpackLayer(archive: string, dest: string, maxBytes: number, maxEntries: number): Promise<UnpackedLayer>
 
 /**
  * As `tryLockFile`, but waits for the lock (a short critical section such as

@@ -161,7 +161,13 @@ idmap: boolean,
  * OCI bundle's deny-all device rule holds for a container that may
  * mknod outside a user namespace.
  */
-nodev?: boolean, };
+nodev?: boolean, 
+/**
+ * An image's lower layers under `path` (its top layer), top first:
+ * more read-only lower directories of the overlay, each idmapped as
+ * the rootfs is. Only with the overlay or read-only modes.
+ */
+layers?: Array<string>, };
 
 export type RootMode = "overlay" | "readonly" | "bind";
 

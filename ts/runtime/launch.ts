@@ -73,6 +73,8 @@ export interface LaunchExtras {
   pooled?: boolean | undefined;
   /** The caller set a resource limit (so a cgroup is required, even rootless). */
   explicitLimits?: boolean | undefined;
+  /** An image's lower layers under `o.rootfs` (its top layer), top first. */
+  layers?: readonly string[] | undefined;
   /**
    * An OCI bundle's container (ts/oci): its own plans instead of tsbox's,
    * its id as the container's name, its stdio the caller's even though it is
@@ -315,6 +317,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
           ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared!.procsFiles] }
           : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       control: join(dir, 'control.sock'),
+      layers: extras.layers,
       detach: o.detach,
     });
     trace?.('plan: built');

@@ -118,10 +118,14 @@ export class ContainerRef {
     return readFileSync(log, 'utf8');
   }
 
-  /** SIGTERM, and SIGKILL after `timeout` seconds (default 10) if it has not ended. */
+  /**
+   * Its stop signal (SIGTERM unless `stopSignal` or its image said another),
+   * and SIGKILL after `timeout` seconds (default 10) if it has not ended.
+   */
   async stop(timeout = 10): Promise<Ended> {
-    if (this.state().status === 'stopped') return this.wait();
-    this.kill('SIGTERM');
+    const s = this.state();
+    if (s.status === 'stopped') return this.wait();
+    this.kill(typeof s.options.stopSignal === 'string' ? (s.options.stopSignal as NodeJS.Signals) : 'SIGTERM');
     const ended = this.wait();
     const t = setTimeout(() => {
       try {

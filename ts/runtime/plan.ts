@@ -128,6 +128,8 @@ export interface PlanContext {
   maps?: SandboxPlan['maps'];
   detach?: boolean;
   control?: string | null;
+  /** An image's lower layers under the rootfs (its top layer), top first. */
+  layers?: readonly string[] | undefined;
 }
 
 /** The container's own cgroups at /sys/fs/cgroup, read-only, as Docker mounts them. */
@@ -338,7 +340,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     version: ctx.planVersion,
     hostname: ctx.hostname,
     namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
-    rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot) },
+    rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot), ...(ctx.layers?.length ? { layers: [...ctx.layers] } : {}) },
     rootfsPropagation: o.rootfsPropagation,
     storageSize: o.storageSize ?? defaultStorageSize(),
     mounts: cgroupMountsLast(mounts),

@@ -32,8 +32,8 @@ export interface RunResult<T extends string | Buffer = string | Buffer> extends 
 
 const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024;
 
-export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false): Promise<RunResult> {
-  return capture(o, c, () => launch(command, o, { signal: c.signal, explicitLimits }));
+export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false, layers?: readonly string[]): Promise<RunResult> {
+  return capture(o, c, () => launch(command, o, { signal: c.signal, explicitLimits, layers }));
 }
 
 /**

@@ -432,6 +432,12 @@ pub enum RootfsSpec {
         #[serde(default)]
         #[cfg_attr(test, ts(optional, type = "boolean"))]
         nodev: bool,
+        /// An image's lower layers under `path` (its top layer), top first:
+        /// more read-only lower directories of the overlay, each idmapped as
+        /// the rootfs is. Only with the overlay or read-only modes.
+        #[serde(default)]
+        #[cfg_attr(test, ts(optional, type = "Array<string>"))]
+        layers: Vec<String>,
     },
 }
 
@@ -629,6 +635,7 @@ mod tests {
                 mode: RootMode::Readonly,
                 idmap: false,
                 nodev: false,
+                layers: Vec::new(),
             },
             rootfs_propagation: Propagation::Private,
             storage_size: Some(1 << 30),

@@ -6,8 +6,10 @@
 
 pub mod cgroup;
 pub mod devices;
+pub mod flatten;
 pub mod lock;
 pub mod spawn;
+pub mod unpack;
 // Public so its #[napi] functions count as used in test builds too.
 pub mod seccomp;
 

@@ -77,6 +77,8 @@ impl Source {
 /// before the staging tmpfs could hide any of them.
 pub struct Sources {
     root: Source,
+    /// An image's lower layers under the root, top first.
+    layers: Vec<Source>,
     binds: Vec<Option<Source>>,
     devnull: OwnedFd,
 }
@@ -102,8 +104,17 @@ pub fn open_sources(plan: &SandboxPlan, trees: Vec<OwnedFd>, tr: &Trace) -> Resu
             .map(Source::Path)
             .step_path(step, path, || what.to_string())
     };
-    let RootfsSpec::Path { path: rootfs, idmap, .. } = &plan.rootfs;
+    let RootfsSpec::Path {
+        path: rootfs,
+        idmap,
+        layers,
+        ..
+    } = &plan.rootfs;
     let root = take(*idmap, Step::OpenRootfs, rootfs, OFlag::O_DIRECTORY, "open the rootfs directory")?;
+    let layers = layers
+        .iter()
+        .map(|l| take(*idmap, Step::OpenRootfs, l, OFlag::O_DIRECTORY, "open an image layer's directory"))
+        .collect::<Result<Vec<_>>>()?;
     let binds = plan
         .mounts
         .iter()
@@ -121,7 +132,12 @@ pub fn open_sources(plan: &SandboxPlan, trees: Vec<OwnedFd>, tr: &Trace) -> Resu
         .collect::<Result<Vec<_>>>()?;
     let devnull = open("/dev/null", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .step_path(Step::OpenSource, "/dev/null", || "open /dev/null to mask paths with".into())?;
-    Ok(Sources { root, binds, devnull })
+    Ok(Sources {
+        root,
+        layers,
+        binds,
+        devnull,
+    })
 }
 
 /// Builds the new root and pivots into it. `enter_cgroup` runs once, before
@@ -139,6 +155,7 @@ pub fn build_root(
     } = &plan.rootfs;
     let Sources {
         root: rootsrc,
+        layers,
         binds,
         devnull,
     } = sources;
@@ -178,18 +195,35 @@ pub fn build_root(
         rootsrc
             .attach(lower.as_raw_fd(), true)
             .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
+        // An image's further layers, each bound at a lower directory of its own.
+        let mut lowers = LOWER.to_string();
+        for (i, layer) in layers.into_iter().enumerate() {
+            let dir = format!("{LOWER}{}", i + 1);
+            mkdir(dir.as_str(), Mode::from_bits_truncate(0o755)).step_path(Step::Staging, &dir, || "create an overlay directory".into())?;
+            let fd = at(&dir).step_path(Step::Staging, &dir, || "open an overlay lower directory".into())?;
+            layer
+                .attach(fd.as_raw_fd(), false)
+                .step_path(Step::BindRootfs, &dir, || "bind an image layer as an overlay lower layer".into())?;
+            lowers.push(':');
+            lowers.push_str(&dir);
+        }
         let data = if writable {
-            format!("lowerdir={LOWER},upperdir={UPPER},workdir={WORK}")
+            format!("lowerdir={lowers},upperdir={UPPER},workdir={WORK}")
         } else {
-            format!("lowerdir={LOWER}:{EMPTY}")
+            format!("lowerdir={lowers}:{EMPTY}")
         };
         let mut flags = if writable { MsFlags::empty() } else { MsFlags::MS_RDONLY };
         flags.set(MsFlags::MS_NODEV, *nodev);
-        mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(data.as_str()))
-            .or_else(|_| {
-                // Kernels that keep overlay metadata in user.* xattrs inside a user namespace.
-                mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(format!("{data},userxattr").as_str()))
-            })
+        // Kernels that keep overlay metadata in user.* xattrs inside a user
+        // namespace take `userxattr`. An image's layers mark their opaque
+        // directories with user.overlay.opaque (trusted.* is out of a user
+        // namespace's reach, and an overlay mounted without userxattr there
+        // would show what they hide): with several layers it goes first.
+        let userxattr = format!("{data},userxattr");
+        let layered = lowers.contains(':');
+        let (first, second) = if layered { (&userxattr, &data) } else { (&data, &userxattr) };
+        mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(first.as_str()))
+            .or_else(|_| mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(second.as_str())))
             .map_err(|e| {
                 Report::new(Step::BindRootfs, e as i32).path(rootfs.clone()).detail("mount the overlay over the rootfs").hint(
                     "this kernel or filesystem cannot overlay the rootfs in a user namespace; use --writable-rootfs to write into the directory itself",
@@ -205,6 +239,12 @@ pub fn build_root(
             }
         );
     } else {
+        if !layers.is_empty() {
+            return Err(Report::new(Step::BindRootfs, Errno::EINVAL as i32)
+                .path(rootfs.clone())
+                .detail("an image's layers need an overlay, not a bound root")
+                .hint("leave out --writable-rootfs with an image"));
+        }
         let newroot = at(NEWROOT).step_path(Step::Staging, NEWROOT, || "open the new root".into())?;
         rootsrc
             .attach(newroot.as_raw_fd(), true)

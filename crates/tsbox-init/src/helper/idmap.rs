@@ -15,15 +15,17 @@ use crate::sys;
 use crate::trace::{trace, Trace};
 
 /// The host paths to idmap, in the order the child consumes them: the rootfs
-/// first, then each bind source that asks for it.
+/// first, then an image's lower layers (top first), then each bind source
+/// that asks for it.
 /// With each, whether its submounts come along (the rootfs's do; a bind's
 /// only when it is recursive, so that a plain bind never brings mounts, with
 /// none of its flags, that a non-idmapped one would not).
 pub fn sources(plan: &SandboxPlan) -> Vec<(Step, &str, bool)> {
-    let RootfsSpec::Path { path, idmap, .. } = &plan.rootfs;
+    let RootfsSpec::Path { path, idmap, layers, .. } = &plan.rootfs;
     let mut out = Vec::new();
     if *idmap {
         out.push((Step::OpenRootfs, path.as_str(), true));
+        out.extend(layers.iter().map(|l| (Step::OpenRootfs, l.as_str(), false)));
     }
     for m in &plan.mounts {
         if let MountKind::Bind {

@@ -136,6 +136,7 @@ fn plan() -> SandboxPlan {
             mode: RootMode::Readonly,
             idmap: false,
             nodev: false,
+            layers: Vec::new(),
         },
         rootfs_propagation: Propagation::Private,
         storage_size: None,
@@ -869,4 +870,47 @@ mod monitor_phases {
         assert!(!control.exists(), "the control socket goes with the container");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+#[test]
+fn idmapped_sources_are_the_rootfs_then_an_images_lower_layers_then_binds() {
+    use tsbox_core::{Mount, MountKind};
+    let mut p = plan();
+    p.rootfs = RootfsSpec::Path {
+        path: "/store/top".into(),
+        mode: RootMode::Overlay,
+        idmap: true,
+        nodev: false,
+        layers: vec!["/store/middle".into(), "/store/bottom".into()],
+    };
+    p.mounts = vec![Mount {
+        target: "/data".into(),
+        kind: MountKind::Bind {
+            source: "/host/data".into(),
+            idmap: true,
+            recursive: false,
+        },
+        readonly: false,
+        nosuid: false,
+        nodev: false,
+        noexec: false,
+        optional: false,
+        flags: 0,
+        propagation: None,
+    }];
+    let order: Vec<(&str, bool)> = super::idmap::sources(&p).into_iter().map(|(_, path, rec)| (path, rec)).collect();
+    // The child takes the trees in this order: root, each layer (not recursive), then the binds.
+    assert_eq!(
+        order,
+        [
+            ("/store/top", true),
+            ("/store/middle", false),
+            ("/store/bottom", false),
+            ("/host/data", false)
+        ]
+    );
+    // Without idmap (a rootless caller), none.
+    let RootfsSpec::Path { idmap, .. } = &mut p.rootfs;
+    *idmap = false;
+    assert_eq!(super::idmap::sources(&p).len(), 1);
 }

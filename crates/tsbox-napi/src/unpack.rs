@@ -1,0 +1,929 @@
+//! Unpacking an image layer: a tar stream (gzip, zstd or plain, told apart by
+//! its magic bytes) from a registry or an archive, which is hostile input.
+//!
+//! - Every path is cleaned lexically against the layer's root (`../x` and
+//!   `/x` become `x`, as Docker and containerd read them), and every parent
+//!   directory is resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS):
+//!   a symlink in the layer (`etc -> /etc`, `up -> ../../..`) resolves inside
+//!   the layer, never on the host. The last component is never followed:
+//!   each entry is made with an `*at` call on its parent's descriptor
+//!   (O_CREAT|O_EXCL|O_NOFOLLOW for files).
+//! - A hard link's target is resolved the same way, and linkat is not told to
+//!   follow it: a link can only name something already in the layer.
+//! - Whiteouts become overlayfs's: `.wh.NAME` a 0:0 character device, and
+//!   `.wh..wh..opq` the opaque xattr on its directory (trusted.* for an
+//!   overlay mounted by host root, user.* for one mounted with userxattr in a
+//!   user namespace, as tsbox's are).
+//! - Device nodes are made only by root; otherwise they are skipped, with a note.
+//! - Owners are kept only by root. setuid/setgid bits are kept only with the
+//!   owner they were meant for (root); otherwise they are dropped, with a note.
+//!   Extended attributes from the archive are kept only in `user.*`, and never
+//!   `user.overlay.*`: a layer must not set overlayfs's own metadata
+//!   (redirects, origins), nor file capabilities (`security.capability`),
+//!   which a host root would then own.
+//! - The total size and the number of entries are bounded: a bomb is refused
+//!   before its data is written.
+//!
+//! The caller unpacks into a fresh temporary directory and renames it into
+//! place; on an error it removes the directory.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use napi_derive::napi;
+use sha2::{Digest, Sha256};
+
+/// A failure, as TypeScript turns it into a TsboxError (step `unpack`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackError {
+    pub errno: i32,
+    /// The entry's path inside the layer (or the archive's, for a bad stream).
+    pub path: String,
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for UnpackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} (errno {})", self.path, self.detail, self.errno)
+    }
+}
+
+type Result<T> = std::result::Result<T, UnpackError>;
+
+fn sys_err(path: &str, what: &str, e: io::Error) -> UnpackError {
+    UnpackError {
+        errno: e.raw_os_error().unwrap_or(0),
+        path: path.to_string(),
+        detail: format!("{what}: {e}"),
+        hint: None,
+    }
+}
+
+fn last(path: &str, what: &str) -> UnpackError {
+    sys_err(path, what, io::Error::last_os_error())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most bytes of file data in the layer (the sizes the entries claim).
+    pub max_bytes: u64,
+    /// Most entries in the layer.
+    pub max_entries: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub entries: u64,
+    pub bytes: u64,
+    /// `sha256:<hex>` of the uncompressed tar stream: the layer's diff_id.
+    pub diff_id: String,
+    /// What was left out or changed, once per kind.
+    pub notes: Vec<String>,
+}
+
+/// Unpacks the layer at `archive` into the directory `dest` (which must exist
+/// and be empty). `privileged`: running as root (owners and devices kept).
+pub fn unpack_file(archive: &Path, dest: &Path, limits: Limits, privileged: bool) -> Result<Outcome> {
+    let shown = archive.display().to_string();
+    let file = File::open(archive).map_err(|e| sys_err(&shown, "open the layer", e))?;
+    let mut input = BufReader::with_capacity(1 << 16, file);
+    let magic = {
+        let buf = std::io::BufRead::fill_buf(&mut input).map_err(|e| sys_err(&shown, "read the layer", e))?;
+        buf[..buf.len().min(4)].to_vec()
+    };
+    let reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(input))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(|e| sys_err(&shown, "start the zstd decoder", e))?)
+    } else {
+        Box::new(input)
+    };
+    unpack(reader, dest, limits, privileged)
+}
+
+/// Copies `from` into `to`, leaving holes where a whole block is zeros (a
+/// sparse file's, whose holes the tar reader gives as zeros, stays sparse).
+fn copy_sparse(from: &mut impl Read, to: &mut File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let got = match from.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if got == buf.len() && buf.iter().all(|b| *b == 0) {
+            to.seek(SeekFrom::Current(got as i64))?;
+        } else {
+            to.write_all(&buf[..got])?;
+        }
+        n += got as u64;
+    }
+}
+
+/// Hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Unpacks an uncompressed tar stream into `dest`.
+pub fn unpack(reader: impl Read, dest: &Path, limits: Limits, privileged: bool) -> Result<Outcome> {
+    let shown = dest.display().to_string();
+    let root = open_dir(libc::AT_FDCWD, dest).map_err(|e| sys_err(&shown, "open the layer directory", e))?;
+    let mut hashing = Hashing {
+        inner: reader,
+        hash: Sha256::new(),
+    };
+    let mut out = Outcome::default();
+    // Directories, with their mode and owner, set once everything is in them.
+    let mut dirs: Vec<(PathBuf, u32, Owner)> = Vec::new();
+    let mut notes = Notes::default();
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        let entries = archive.entries().map_err(|e| bad_stream(&shown, e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| bad_stream(&shown, e))?;
+            out.entries += 1;
+            if out.entries > limits.max_entries {
+                return Err(UnpackError {
+                    errno: libc::EFBIG,
+                    path: shown,
+                    detail: format!("the layer has more than {} entries", limits.max_entries),
+                    hint: Some("a layer this large is refused as a likely archive bomb".into()),
+                });
+            }
+            let raw = entry.path_bytes().into_owned();
+            let Some(rel) = clean(&raw) else { continue };
+            let name = rel.display().to_string();
+            // The entry's real size: a PAX size (files over 8 GiB) or a GNU sparse file's, not the header's field.
+            let size = entry.size();
+            out.bytes = out.bytes.saturating_add(size);
+            if out.bytes > limits.max_bytes {
+                return Err(UnpackError {
+                    errno: libc::EFBIG,
+                    path: name,
+                    detail: format!("the layer holds more than {} bytes", limits.max_bytes),
+                    hint: Some("a layer this large is refused as a likely archive bomb".into()),
+                });
+            }
+            let entry_type = entry.header().entry_type();
+            let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+            let owner = if privileged {
+                Some((entry.header().uid().unwrap_or(0), entry.header().gid().unwrap_or(0)))
+            } else {
+                None
+            };
+            let mtime = entry.header().mtime().unwrap_or(0);
+            let xattrs = user_xattrs(&mut entry, &mut notes)?;
+
+            let file_name = rel.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+            let parent_rel = rel.parent().unwrap_or(Path::new(""));
+            // Whiteouts: what a layer deletes from the ones below it.
+            if file_name == b".wh..wh..opq" {
+                let dir = ensure_dir(&root, parent_rel)?;
+                for key in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+                    if let Err(e) = fsetxattr(dir.as_raw_fd(), key, b"y") {
+                        if key.starts_with("user.") || privileged {
+                            return Err(sys_err(&name, &format!("set {key} on the opaque directory"), e));
+                        }
+                    }
+                }
+                continue;
+            }
+            if let Some(hidden) = file_name.strip_prefix(b".wh.") {
+                if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                    continue;
+                }
+                let parent = ensure_dir(&root, parent_rel)?;
+                let target = cstr(hidden, &name)?;
+                remove_existing(&parent, &target, &name)?;
+                // SAFETY: mknodat on a descriptor and a C string we own.
+                if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) } != 0 {
+                    return Err(last(&name, "make the overlay whiteout (a 0:0 character device)"));
+                }
+                continue;
+            }
+            if rel.as_os_str().is_empty() {
+                // The layer's root itself ("./"): its mode applies to nothing of ours.
+                continue;
+            }
+            let parent = ensure_dir(&root, parent_rel)?;
+            let leaf = cstr(&file_name, &name)?;
+            let pfd = parent.as_raw_fd();
+            match entry_type {
+                tar::EntryType::Directory => {
+                    // SAFETY: fstatat/mkdirat on our descriptor, never following the last component.
+                    let existing = lstat_at(pfd, &leaf);
+                    match existing {
+                        Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                        Some(_) => {
+                            remove_existing(&parent, &leaf, &name)?;
+                            mkdir_at(pfd, &leaf, &name)?;
+                        }
+                        None => mkdir_at(pfd, &leaf, &name)?,
+                    }
+                    for (k, v) in &xattrs {
+                        let d =
+                            open_dir(pfd, Path::new(OsStr::from_bytes(&file_name))).map_err(|e| sys_err(&name, "open the directory", e))?;
+                        let _ = fsetxattr(d.as_raw_fd(), k, v);
+                    }
+                    dirs.push((rel.clone(), mode, owner));
+                    continue;
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                    remove_existing(&parent, &leaf, &name)?;
+                    // SAFETY: openat on our descriptor; O_EXCL|O_NOFOLLOW: a new file, never a link's target.
+                    let fd = unsafe {
+                        libc::openat(
+                            pfd,
+                            leaf.as_ptr(),
+                            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                            0o600,
+                        )
+                    };
+                    if fd < 0 {
+                        return Err(last(&name, "create the file"));
+                    }
+                    // SAFETY: a descriptor openat just returned.
+                    let mut file = unsafe { File::from_raw_fd(fd) };
+                    copy_sparse(&mut (&mut entry).take(size), &mut file).map_err(|e| sys_err(&name, "write the file", e))?;
+                    // Holes at the end: the file still has its full length.
+                    file.set_len(size).map_err(|e| sys_err(&name, "set the file's length", e))?;
+                    for (k, v) in &xattrs {
+                        let _ = fsetxattr(file.as_raw_fd(), k, v);
+                    }
+                }
+                tar::EntryType::Symlink => {
+                    let Some(target) = entry.link_name_bytes() else { continue };
+                    let target = cstr(&target, &name)?;
+                    remove_existing(&parent, &leaf, &name)?;
+                    // SAFETY: symlinkat on our descriptor; the target is only text.
+                    if unsafe { libc::symlinkat(target.as_ptr(), pfd, leaf.as_ptr()) } != 0 {
+                        return Err(last(&name, "make the symlink"));
+                    }
+                }
+                tar::EntryType::Link => {
+                    let Some(target) = entry.link_name_bytes() else { continue };
+                    let Some(target_rel) = clean(&target) else { continue };
+                    let target_name = target_rel.display().to_string();
+                    let Some(target_leaf) = target_rel.file_name() else {
+                        return Err(UnpackError {
+                            errno: libc::EINVAL,
+                            path: name,
+                            detail: "a hard link to the layer's root".into(),
+                            hint: None,
+                        });
+                    };
+                    let tparent = resolve_dir(&root, target_rel.parent().unwrap_or(Path::new(""))).map_err(|e| UnpackError {
+                        hint: Some("a hard link may only name a file earlier in the same layer".into()),
+                        ..sys_err(&name, &format!("resolve the link's target {target_name} inside the layer"), e)
+                    })?;
+                    let tleaf = cstr(target_leaf.as_bytes(), &name)?;
+                    remove_existing(&parent, &leaf, &name)?;
+                    // SAFETY: linkat between our descriptors, without AT_SYMLINK_FOLLOW.
+                    if unsafe { libc::linkat(tparent.as_raw_fd(), tleaf.as_ptr(), pfd, leaf.as_ptr(), 0) } != 0 {
+                        return Err(UnpackError {
+                            hint: Some("a hard link may only name a file earlier in the same layer".into()),
+                            ..last(&name, &format!("hard-link to {target_name}"))
+                        });
+                    }
+                    // A link shares its target's inode: nothing more to set.
+                    continue;
+                }
+                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                    let kind = match entry_type {
+                        tar::EntryType::Char => libc::S_IFCHR,
+                        tar::EntryType::Block => libc::S_IFBLK,
+                        _ => libc::S_IFIFO,
+                    };
+                    if kind != libc::S_IFIFO && !privileged {
+                        notes.add("device nodes were skipped: only root may make them");
+                        continue;
+                    }
+                    let major = entry.header().device_major().ok().flatten().unwrap_or(0);
+                    let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+                    remove_existing(&parent, &leaf, &name)?;
+                    let dev = libc::makedev(major, minor);
+                    // SAFETY: mknodat on our descriptor.
+                    if unsafe { libc::mknodat(pfd, leaf.as_ptr(), kind | (mode & 0o777), dev) } != 0 {
+                        return Err(last(&name, "make the device node"));
+                    }
+                }
+                // PAX and GNU long-name records are read by the tar crate itself.
+                _ => {
+                    notes.add("entries of unknown types were skipped");
+                    continue;
+                }
+            }
+            if entry_type != tar::EntryType::Symlink {
+                set_meta(pfd, &leaf, &name, mode, owner, &mut notes)?;
+            } else if let Some((uid, gid)) = owner {
+                // SAFETY: fchownat without following the symlink.
+                unsafe { libc::fchownat(pfd, leaf.as_ptr(), uid as u32, gid as u32, libc::AT_SYMLINK_NOFOLLOW) };
+            }
+            set_mtime(pfd, &leaf, mtime);
+        }
+    }
+    // Directories last: a read-only one is still filled, and its mode holds.
+    for (rel, mode, owner) in dirs.iter().rev() {
+        let name = rel.display().to_string();
+        let parent = resolve_dir(&root, rel.parent().unwrap_or(Path::new(""))).map_err(|e| sys_err(&name, "resolve the directory", e))?;
+        let leaf = cstr(rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"."), &name)?;
+        set_meta(parent.as_raw_fd(), &leaf, &name, *mode, *owner, &mut notes)?;
+    }
+    // The rest of the stream (the end blocks and any padding) counts in the diff_id.
+    io::copy(&mut (&mut hashing).take(1 << 20), &mut io::sink()).map_err(|e| bad_stream(&shown, e))?;
+    out.diff_id = format!("sha256:{}", hex(&hashing.hash.finalize()));
+    out.notes = notes.0;
+    Ok(out)
+}
+
+/// The uid and gid an entry keeps (only when root unpacks).
+type Owner = Option<(u64, u64)>;
+
+#[derive(Default)]
+struct Notes(Vec<String>);
+
+impl Notes {
+    fn add(&mut self, note: &str) {
+        if !self.0.iter().any(|n| n == note) {
+            self.0.push(note.to_string());
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bad_stream(path: &str, e: io::Error) -> UnpackError {
+    UnpackError {
+        errno: e.raw_os_error().unwrap_or(libc::EINVAL),
+        path: path.to_string(),
+        detail: format!("the layer is not a valid tar stream: {e}"),
+        hint: Some("the blob may be damaged, or compressed in a way tsbox does not read (gzip, zstd and plain tar are)".into()),
+    }
+}
+
+/// The entry's path relative to the layer's root, cleaned as if the layer's
+/// root were `/`: `..` never climbs above it, `/` and `.` are dropped. None
+/// for an empty or NUL-containing name.
+pub fn clean(raw: &[u8]) -> Option<PathBuf> {
+    if raw.contains(&0) {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(OsStr::from_bytes(raw)).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
+}
+
+fn cstr(bytes: &[u8], name: &str) -> Result<CString> {
+    CString::new(bytes).map_err(|_| UnpackError {
+        errno: libc::EINVAL,
+        path: name.to_string(),
+        detail: "a name with a NUL byte".into(),
+        hint: None,
+    })
+}
+
+fn open_dir(at: RawFd, path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: openat with a C string we own.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the directory `rel` of the layer, resolving every symlink on the
+/// way as if the layer were the root (openat2 RESOLVE_IN_ROOT).
+fn resolve_dir(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    if rel.as_os_str().is_empty() {
+        // SAFETY: dup of a descriptor we own.
+        let fd = unsafe { libc::fcntl(root.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor fcntl just returned.
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // struct open_how (linux/openat2.h): flags, mode, resolve, each a u64.
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: openat2 with a struct and a C string we own.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a descriptor openat2 just returned.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        let e = io::Error::last_os_error();
+        // openat2 asks for a retry when a rename raced the lookup.
+        if e.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(e);
+        }
+    }
+}
+
+/// The directory `rel` of the layer, made (0755) where it is missing. A
+/// symlink on the way whose target is missing has its target made, resolved
+/// inside the layer as openat2 would (as Docker's MkdirAll in a scoped root).
+fn ensure_dir(root: &OwnedFd, rel: &Path) -> Result<OwnedFd> {
+    ensure_dir_depth(root, rel, 0)
+}
+
+fn ensure_dir_depth(root: &OwnedFd, rel: &Path, depth: u32) -> Result<OwnedFd> {
+    let name = rel.display().to_string();
+    match resolve_dir(root, rel) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && depth < 40 => {}
+        Err(e) => return Err(sys_err(&name, "resolve the parent directory inside the layer", e)),
+    }
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    let parent = ensure_dir_depth(root, parent_rel, depth + 1)?;
+    let leaf = cstr(rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"."), &name)?;
+    if let Some(st) = lstat_at(parent.as_raw_fd(), &leaf) {
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            let mut buf = vec![0u8; libc::PATH_MAX as usize];
+            // SAFETY: readlinkat into a buffer we own.
+            let n = unsafe { libc::readlinkat(parent.as_raw_fd(), leaf.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                return Err(last(&name, "read the symlink on the way"));
+            }
+            let target = &buf[..n as usize];
+            let joined = if target.starts_with(b"/") {
+                target.to_vec()
+            } else {
+                [parent_rel.as_os_str().as_bytes(), b"/", target].concat()
+            };
+            let Some(next) = clean(&joined) else {
+                return Err(sys_err(
+                    &name,
+                    "follow the symlink on the way",
+                    io::Error::from_raw_os_error(libc::EINVAL),
+                ));
+            };
+            ensure_dir_depth(root, &next, depth + 1)?;
+        } else {
+            return Err(sys_err(
+                &name,
+                "a parent of an entry is not a directory",
+                io::Error::from_raw_os_error(libc::ENOTDIR),
+            ));
+        }
+    } else {
+        mkdir_at(parent.as_raw_fd(), &leaf, &name)?;
+    }
+    resolve_dir(root, rel).map_err(|e| sys_err(&name, "open the directory just made", e))
+}
+
+fn mkdir_at(at: RawFd, leaf: &CString, name: &str) -> Result<()> {
+    // SAFETY: mkdirat on our descriptor.
+    if unsafe { libc::mkdirat(at, leaf.as_ptr(), 0o755) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(sys_err(name, "make the directory", e));
+        }
+    }
+    Ok(())
+}
+
+fn lstat_at(at: RawFd, leaf: &CString) -> Option<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatat into a zeroed struct, never following the last component.
+    (unsafe { libc::fstatat(at, leaf.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0).then_some(st)
+}
+
+/// Removes what is at `leaf` (a later entry replaces an earlier one); an
+/// existing directory is kept only for a directory, by the caller.
+fn remove_existing(parent: &OwnedFd, leaf: &CString, name: &str) -> Result<()> {
+    let Some(st) = lstat_at(parent.as_raw_fd(), leaf) else {
+        return Ok(());
+    };
+    let flags = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        libc::AT_REMOVEDIR
+    } else {
+        0
+    };
+    // SAFETY: unlinkat on our descriptor.
+    if unsafe { libc::unlinkat(parent.as_raw_fd(), leaf.as_ptr(), flags) } != 0 {
+        return Err(last(name, "replace an earlier entry of the same name"));
+    }
+    Ok(())
+}
+
+fn set_meta(at: RawFd, leaf: &CString, name: &str, mode: u32, owner: Owner, notes: &mut Notes) -> Result<()> {
+    // A later entry may have replaced a directory by a symlink (`a/`, then
+    // `a -> /etc`): fchmodat follows the last component, and would change
+    // the host's. Nothing here is set through a symlink.
+    match lstat_at(at, leaf) {
+        Some(st) if st.st_mode & libc::S_IFMT != libc::S_IFLNK => {}
+        _ => return Ok(()),
+    }
+    let mut mode = mode;
+    if let Some((uid, gid)) = owner {
+        // SAFETY: fchownat without following; before chmod, which chown would undo for setuid bits.
+        if unsafe { libc::fchownat(at, leaf.as_ptr(), uid as u32, gid as u32, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            return Err(last(name, "set the owner"));
+        }
+    } else if mode & 0o6000 != 0 {
+        // The file is the caller's, not the owner the bit was meant for.
+        mode &= !0o6000;
+        notes.add("setuid/setgid bits were dropped: the files are owned by the unpacking user, not by their owners in the image");
+    }
+    // SAFETY: fchmodat on our descriptor (the entry is never a symlink here).
+    if unsafe { libc::fchmodat(at, leaf.as_ptr(), mode, 0) } != 0 {
+        return Err(last(name, "set the mode"));
+    }
+    Ok(())
+}
+
+fn set_mtime(at: RawFd, leaf: &CString, mtime: u64) {
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: utimensat without following the last component; a failure only loses the time.
+    unsafe { libc::utimensat(at, leaf.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+}
+
+fn fsetxattr(fd: RawFd, key: &str, value: &[u8]) -> io::Result<()> {
+    let k = CString::new(key).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: fsetxattr on our descriptor with buffers we own.
+    if unsafe { libc::fsetxattr(fd, k.as_ptr(), value.as_ptr().cast(), value.len(), 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The entry's extended attributes (PAX `SCHILY.xattr.*`) that a layer may
+/// set: `user.*` outside `user.overlay.*`. The rest is noted and left out.
+fn user_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, notes: &mut Notes) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let Ok(Some(pax)) = entry.pax_extensions() else { return Ok(out) };
+    for ext in pax.flatten() {
+        let Ok(key) = ext.key() else { continue };
+        let Some(name) = key.strip_prefix("SCHILY.xattr.") else { continue };
+        if name.starts_with("user.") && !name.starts_with("user.overlay.") {
+            out.push((name.to_string(), ext.value_bytes().to_vec()));
+        } else if name == "security.capability" {
+            notes.add("file capabilities (security.capability) were dropped");
+        } else {
+            notes.add("extended attributes outside user.* were dropped");
+        }
+    }
+    Ok(out)
+}
+
+/// What `unpackLayer` resolves with.
+#[napi(object)]
+pub struct UnpackedLayer {
+    pub entries: f64,
+    pub bytes: f64,
+    /// `sha256:<hex>` of the uncompressed tar: the layer's diff_id.
+    pub diff_id: String,
+    /// What was left out or changed (device nodes, setuid bits, xattrs), once each.
+    pub notes: Vec<String>,
+}
+
+pub struct UnpackTask {
+    archive: String,
+    dest: String,
+    limits: Limits,
+}
+
+impl napi::Task for UnpackTask {
+    type Output = Outcome;
+    type JsValue = UnpackedLayer;
+
+    fn compute(&mut self) -> napi::Result<Outcome> {
+        // SAFETY: geteuid cannot fail.
+        let privileged = unsafe { libc::geteuid() } == 0;
+        unpack_file(Path::new(&self.archive), Path::new(&self.dest), self.limits, privileged).map_err(|e| {
+            // One JSON report, which TypeScript turns into a TsboxError (step `unpack`).
+            let report = serde_json::json!({ "errno": e.errno, "path": e.path, "detail": e.detail, "hint": e.hint });
+            napi::Error::from_reason(report.to_string())
+        })
+    }
+
+    fn resolve(&mut self, _env: napi::Env, o: Outcome) -> napi::Result<UnpackedLayer> {
+        Ok(UnpackedLayer {
+            entries: o.entries as f64,
+            bytes: o.bytes as f64,
+            diff_id: o.diff_id,
+            notes: o.notes,
+        })
+    }
+}
+
+pub struct FlattenTask {
+    layers: Vec<String>,
+    dest: String,
+}
+
+impl napi::Task for FlattenTask {
+    type Output = u64;
+    type JsValue = f64;
+
+    fn compute(&mut self) -> napi::Result<u64> {
+        // SAFETY: geteuid cannot fail.
+        let privileged = unsafe { libc::geteuid() } == 0;
+        crate::flatten::flatten(&self.layers, Path::new(&self.dest), privileged).map_err(|e| {
+            let report = serde_json::json!({ "errno": e.errno, "path": e.path, "detail": e.detail, "hint": e.hint });
+            napi::Error::from_reason(report.to_string())
+        })
+    }
+
+    fn resolve(&mut self, _env: napi::Env, n: u64) -> napi::Result<f64> {
+        Ok(n as f64)
+    }
+}
+
+/// Applies image layer directories (bottom first) into the existing empty
+/// directory `dest`, as overlayfs would show them (whiteouts, opaque
+/// directories), off the main thread; resolves with the number of entries.
+/// Rejects with a JSON report `{ errno, path, detail, hint }`.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn flatten_layers(layers: Vec<String>, dest: String) -> napi::bindgen_prelude::AsyncTask<FlattenTask> {
+    napi::bindgen_prelude::AsyncTask::new(FlattenTask { layers, dest })
+}
+
+/// Unpacks the layer blob at `archive` (gzip, zstd or plain tar) into the
+/// existing empty directory `dest`, off the main thread (libuv's pool).
+/// Rejects with a JSON report `{ errno, path, detail, hint }`.
+#[napi(ts_return_type = "Promise<UnpackedLayer>")]
+pub fn unpack_layer(archive: String, dest: String, max_bytes: f64, max_entries: f64) -> napi::bindgen_prelude::AsyncTask<UnpackTask> {
+    napi::bindgen_prelude::AsyncTask::new(UnpackTask {
+        archive,
+        dest,
+        limits: Limits {
+            max_bytes: max_bytes as u64,
+            max_entries: max_entries as u64,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tsbox-unpack-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A tar header with the raw name (the tar crate's builder refuses `..`).
+    fn header(name: &[u8], kind: tar::EntryType, size: u64, link: Option<&[u8]>) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        {
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name);
+            if let Some(l) = link {
+                old.linkname[..l.len()].copy_from_slice(l);
+            }
+        }
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        h
+    }
+
+    /// name, type, data, link target
+    type Entry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a [u8]>);
+
+    fn archive(entries: &[Entry<'_>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data, link) in entries {
+            let h = header(name, *kind, data.len() as u64, *link);
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 1 << 30,
+        max_entries: 1000,
+    };
+
+    #[test]
+    fn nothing_leaves_the_layer() {
+        let base = tmp("escape");
+        let dest = base.join("layer");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let out = outside.to_str().unwrap().as_bytes().to_vec();
+        let tar = archive(&[
+            (b"../escaped", tar::EntryType::Regular, b"dotdot", None),
+            (b"/abs", tar::EntryType::Regular, b"absolute", None),
+            (b"link", tar::EntryType::Symlink, b"", Some(&out)),
+            (b"link/through", tar::EntryType::Regular, b"via symlink", None),
+            (b"up", tar::EntryType::Symlink, b"", Some(b"../../..")),
+            (b"up/tmp/x", tar::EntryType::Regular, b"up", None),
+            (b"passwd", tar::EntryType::Link, b"", Some(b"/etc/passwd")),
+        ]);
+        let err = unpack(&tar[..], &dest, LIMITS, false).unwrap_err();
+        // The hard link to /etc/passwd is resolved inside the layer, where there is none.
+        assert_eq!(err.errno, libc::ENOENT, "{err}");
+        assert_eq!(err.path, "passwd");
+        assert_eq!(std::fs::read(dest.join("escaped")).unwrap(), b"dotdot");
+        assert_eq!(std::fs::read(dest.join("abs")).unwrap(), b"absolute");
+        // Through the symlink to `outside`: inside the layer, at its path there.
+        assert_eq!(
+            std::fs::read(dest.join(outside.strip_prefix("/").unwrap()).join("through")).unwrap(),
+            b"via symlink"
+        );
+        assert_eq!(std::fs::read(dest.join("tmp/x")).unwrap(), b"up");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was written outside");
+        assert!(!base.join("escaped").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn whiteouts_and_hard_links() {
+        let base = tmp("whiteout");
+        let tar = archive(&[
+            (b"dir/", tar::EntryType::Directory, b"", None),
+            (b"dir/.wh..wh..opq", tar::EntryType::Regular, b"", None),
+            (b".wh.gone", tar::EntryType::Regular, b"", None),
+            (b"a", tar::EntryType::Regular, b"data", None),
+            (b"b", tar::EntryType::Link, b"", Some(b"./a")),
+        ]);
+        let out = unpack(&tar[..], &base, LIMITS, unsafe { libc::geteuid() } == 0).unwrap();
+        assert_eq!(out.entries, 5);
+        let wh = std::fs::symlink_metadata(base.join("gone")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert_eq!(
+            std::fs::metadata(base.join("a")).unwrap().ino(),
+            std::fs::metadata(base.join("b")).unwrap().ino()
+        );
+        let mut buf = [0u8; 4];
+        let p = CString::new(base.join("dir").as_os_str().as_bytes()).unwrap();
+        let k = CString::new("user.overlay.opaque").unwrap();
+        // SAFETY: getxattr into a buffer we own.
+        let n = unsafe { libc::getxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(&buf[..n.max(0) as usize], b"y");
+        assert!(out.diff_id.starts_with("sha256:") && out.diff_id.len() == 71);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_bomb_is_refused_before_it_is_written() {
+        let base = tmp("bomb");
+        let mut h = header(b"huge", tar::EntryType::Regular, 1 << 40, None);
+        h.set_cksum();
+        let mut tar = h.as_bytes().to_vec();
+        tar.extend_from_slice(&[0u8; 1024]);
+        let err = unpack(&tar[..], &base, LIMITS, false).unwrap_err();
+        assert_eq!(err.errno, libc::EFBIG);
+        assert!(!base.join("huge").exists());
+        let many: Vec<_> = (0..20).map(|i| format!("f{i}")).collect();
+        let entries: Vec<Entry<'_>> = many
+            .iter()
+            .map(|n| (n.as_bytes(), tar::EntryType::Regular, &b""[..], None))
+            .collect();
+        let err = unpack(
+            &archive(&entries)[..],
+            &base,
+            Limits {
+                max_bytes: 1 << 20,
+                max_entries: 10,
+            },
+            false,
+        )
+        .unwrap_err();
+        assert!(err.detail.contains("more than 10 entries"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_symlink_keeps_the_host_unchanged() {
+        let base = tmp("replaced");
+        let dest = base.join("layer");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::set_permissions(&outside, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = outside.to_str().unwrap().as_bytes().to_vec();
+        let mut dir = header(b"a/", tar::EntryType::Directory, 0, None);
+        dir.set_mode(0o700);
+        dir.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&dir, &b""[..]).unwrap();
+        b.append(&header(b"a", tar::EntryType::Symlink, 0, Some(&out)), &b""[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        unpack(&tar[..], &dest, LIMITS, false).unwrap();
+        assert!(std::fs::symlink_metadata(dest.join("a")).unwrap().file_type().is_symlink());
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().mode() & 0o7777,
+            0o755,
+            "the directory the symlink names kept its mode"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn gzip_zstd_and_plain_layers() {
+        let base = tmp("compressed");
+        let tar = archive(&[(b"f", tar::EntryType::Regular, b"content", None)]);
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        };
+        let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
+        let mut diff_ids = Vec::new();
+        for (i, bytes) in [tar.clone(), gz, zst].into_iter().enumerate() {
+            let file = base.join(format!("layer{i}"));
+            let dest = base.join(format!("dir{i}"));
+            std::fs::write(&file, &bytes).unwrap();
+            std::fs::create_dir(&dest).unwrap();
+            let out = unpack_file(&file, &dest, LIMITS, false).unwrap();
+            assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"content");
+            diff_ids.push(out.diff_id);
+        }
+        // The diff_id is the uncompressed stream's, whatever the compression.
+        assert_eq!(diff_ids[0], format!("sha256:{}", hex(&Sha256::digest(&tar))));
+        assert!(diff_ids.iter().all(|d| *d == diff_ids[0]));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn zeros_become_holes_and_the_length_is_kept() {
+        let base = tmp("sparse");
+        let mut data = vec![0u8; 8 << 20];
+        data[100] = 1;
+        let tar = archive(&[(b"big", tar::EntryType::Regular, &data, None)]);
+        unpack(&tar[..], &base, LIMITS, false).unwrap();
+        let md = std::fs::metadata(base.join("big")).unwrap();
+        assert_eq!(md.len(), 8 << 20);
+        assert_eq!(std::fs::read(base.join("big")).unwrap(), data);
+        // Far fewer blocks than 8 MiB: the zeros are holes.
+        assert!(md.blocks() * 512 < 1 << 20, "{} blocks", md.blocks());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn clean_never_climbs() {
+        assert_eq!(clean(b"../../etc/passwd").unwrap(), PathBuf::from("etc/passwd"));
+        assert_eq!(clean(b"/a/./b/../c").unwrap(), PathBuf::from("a/c"));
+        assert_eq!(clean(b"./").unwrap(), PathBuf::from(""));
+        assert!(clean(b"a\0b").is_none());
+    }
+}

@@ -1,0 +1,519 @@
+/**
+ * Images (issue 18), against a real registry on loopback (docker-registry),
+ * with images built by umoci and pushed by skopeo, and layers written by hand
+ * where no tool would make them (hostile ones). The store is a temporary
+ * directory (TSBOX_STORAGE); nothing reaches a registry off this machine.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { pull, run } from '../../ts/index.js';
+import { loadNative } from '../../ts/native.js';
+import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
+import { throwawayUser } from '../support/host.js';
+import { BIN, cli, runCommand, type CliOptions } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+
+let registry: TestRegistry;
+let work: string;
+let storage: string;
+let layout: string;
+const refs = { busybox: '', two: '', tampered: '', hostile: '', hardlink: '', multi: '', stopper: '', opaque: '' };
+const savedStorage = process.env.TSBOX_STORAGE;
+
+const tsbox = (args: string[], opts: CliOptions = {}) => cli(args, { env: { ...process.env, TSBOX_STORAGE: storage }, killAfterMs: 60_000, ...opts });
+const layerDirs = () => readdirSync(join(storage, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'));
+const layerDir = (digest: string) => join(storage, 'layers', 'sha256', digest.slice(7));
+
+interface Listed {
+  name: string;
+  digest: string;
+  layers: string[];
+  size: number;
+}
+async function listed(): Promise<Listed[]> {
+  const r = await tsbox(['images', '--format', 'json']);
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as Listed[];
+}
+const byName = async (ref: string) => (await listed()).find((i) => i.name === `${ref}`);
+
+/** The digest of the top layer of `tag` in the OCI layout. */
+function topLayer(tag: string): string {
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const m = index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === tag)!;
+  const manifest = JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+  return manifest.layers.at(-1)!.digest;
+}
+
+beforeAll(async () => {
+  // Never skipped: without the tools the suite fails, saying what it needs.
+  for (const t of ['docker-registry', 'skopeo', 'umoci']) {
+    if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) throw new Error(`the image suite needs ${t} (Debian's docker-registry, skopeo and umoci; .ci/run installs them)`);
+  }
+  registry = await startRegistry();
+  work = mkdtempSync(join(tmpdir(), 'tsbox-test-images-'));
+  storage = join(work, 'store');
+  process.env.TSBOX_STORAGE = storage;
+  layout = join(work, 'layout');
+  await tool('umoci', ['init', '--layout', layout]);
+  await tool('umoci', ['new', '--image', `${layout}:empty`]);
+  // base: the busybox test rootfs, with a file the next layer deletes.
+  const b1 = join(work, 'b1');
+  await tool('umoci', ['unpack', '--image', `${layout}:empty`, b1]);
+  cpSync(rootfs, join(b1, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  writeFileSync(join(b1, 'rootfs', 'etc', 'msg'), 'hello from layer one\n');
+  writeFileSync(join(b1, 'rootfs', 'etc', 'doomed'), 'doomed\n');
+  await tool('umoci', ['repack', '--image', `${layout}:base`, b1]);
+  await tool('umoci', ['config', '--image', `${layout}:base`, '--config.cmd', 'sh', '--config.cmd', '-c', '--config.cmd', 'cat /etc/msg; echo FOO=$FOO; pwd', '--config.env', 'FOO=fromimage', '--config.workingdir', '/tmp']);
+  // two: base plus a layer that deletes /etc/doomed (a whiteout) and changes /etc/msg.
+  const b2 = join(work, 'b2');
+  await tool('umoci', ['unpack', '--image', `${layout}:base`, b2]);
+  rmSync(join(b2, 'rootfs', 'etc', 'doomed'));
+  writeFileSync(join(b2, 'rootfs', 'etc', 'msg'), 'hello from layer two\n');
+  await tool('umoci', ['repack', '--image', `${layout}:two`, b2]);
+  // tampered: base plus a layer of its own, whose blob the test damages in the registry.
+  const b3 = join(work, 'b3');
+  await tool('umoci', ['unpack', '--image', `${layout}:base`, b3]);
+  writeFileSync(join(b3, 'rootfs', 'etc', 'tampered'), 'x'.repeat(4096));
+  await tool('umoci', ['repack', '--image', `${layout}:tampered`, b3]);
+  // stopper: an image whose StopSignal is SIGUSR1, and whose command says which signal ended it.
+  await tool('umoci', ['config', '--image', `${layout}:base`, '--tag', 'stopper', '--config.stopsignal', 'SIGUSR1', '--clear', 'config.cmd', '--config.cmd', 'sh', '--config.cmd', '-c', '--config.cmd', 'trap "echo got USR1; exit 0" USR1; trap "echo got USR2; exit 0" USR2; trap "echo got TERM; exit 0" TERM; echo up; while :; do sleep 0.1; done']);
+  refs.busybox = await push(layout, 'base', registry, 'busybox:1');
+  refs.stopper = await push(layout, 'stopper', registry, 'stopper:1');
+  refs.two = await push(layout, 'two', registry, 'twolayer:1');
+  refs.tampered = await push(layout, 'tampered', registry, 'tampered:1');
+}, 180_000);
+
+afterAll(async () => {
+  if (savedStorage === undefined) delete process.env.TSBOX_STORAGE;
+  else process.env.TSBOX_STORAGE = savedStorage;
+  await registry?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('tsbox pull and tsbox run IMAGE', () => {
+  it('pulls an image and runs it with its config: Cmd, Env, WorkingDir, each overridable', async () => {
+    const p = await tsbox(['pull', refs.busybox]);
+    expect(p.stderr).toMatch(/: done \(/);
+    expect(p.code).toBe(0);
+    expect(p.stdout).toMatch(new RegExp(`^${refs.busybox.replace(/[.]/g, '\\.')}\\nsha256:[a-f0-9]{64}\\n$`));
+    const r = await tsbox(['run', refs.busybox]);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer one\nFOO=fromimage\n/tmp\n' });
+    const o = await tsbox(['run', '-e', 'FOO=over', '-w', '/', refs.busybox]);
+    expect(o).toMatchObject({ code: 0, stdout: 'hello from layer one\nFOO=over\n/\n' });
+    const e = await tsbox(['run', '--entrypoint', 'echo', refs.busybox, 'replaced']);
+    expect(e).toMatchObject({ code: 0, stdout: 'replaced\n' });
+    const c = await tsbox(['run', refs.busybox, 'id', '-u']);
+    expect(c).toMatchObject({ code: 0, stdout: '0\n' });
+    // By digest: the manifest is checked against it, and the name keeps it.
+    const digest = p.stdout.split('\n')[1]!;
+    const byDigest = `${refs.busybox.replace(/:1$/, '')}@${digest}`;
+    expect(await tsbox(['pull', '-q', byDigest])).toMatchObject({ code: 0, stdout: `${digest}\n` });
+    expect(await tsbox(['run', byDigest, 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+    expect(await tsbox(['rmi', byDigest])).toMatchObject({ code: 0, stdout: `${byDigest}\n` });
+    const wrong = `${refs.busybox.replace(/:1$/, '')}@sha256:${'0'.repeat(64)}`;
+    const missing = await tsbox(['pull', '-q', wrong]);
+    expect(missing.code).toBe(125);
+    expect(missing.stderr).toMatch(/^tsbox: registry\(.*\): ENOENT — the image is not in the registry \(manifest unknown\); check the name and the tag\n$/);
+  });
+
+  it("tsbox stop sends the image's StopSignal; --stop-signal overrides it", async () => {
+    for (const [flags, expected] of [[[], 'got USR1'], [['--stop-signal', 'USR2'], 'got USR2']] as const) {
+      const name = `tsbox-img-stop-${process.pid}-${flags.length}`;
+      const d = await tsbox(['run', '-q', '-d', '--name', name, ...flags, refs.stopper]);
+      expect(d.code, d.stderr).toBe(0);
+      try {
+        for (let i = 0; i < 100 && !(await tsbox(['logs', name])).stdout.includes('up'); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(await tsbox(['stop', '-t', '20', name])).toMatchObject({ code: 0 });
+        expect((await tsbox(['logs', name])).stdout).toBe(`up\n${expected}\n`);
+      } finally {
+        await tsbox(['rm', '-f', name]);
+      }
+    }
+  });
+
+  it('on a terminal, a pull draws a line per layer in place, with a bar and bytes', async () => {
+    const store = join(work, 'store-tty');
+    try {
+      const line = `TSBOX_STORAGE=${store} ${process.execPath} ${BIN} pull ${refs.two}`;
+      const r = await runCommand('script', ['-qec', line, '/dev/null'], { keepStdinOpen: true, killAfterMs: 60_000 });
+      expect(r.code).toBe(0);
+      // Redrawn in place (cursor up, erase line), one line per layer, ending done.
+      expect(r.stdout).toMatch(/\x1b\[2A/);
+      expect(r.stdout).toMatch(/\x1b\[2K[0-9a-f]{12}: downloading +\[[= ]+\] [\d.]+ [kM]?B\/[\d.]+ [kM]?B [\d.]+ [kM]?B\/s/);
+      const last = r.stdout.slice(r.stdout.lastIndexOf('\x1b[2A'));
+      expect(last.match(/: done /g)).toHaveLength(2);
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('runs an image from the API, and pull() reports progress', async () => {
+    const seen: string[] = [];
+    const record = await pull(refs.busybox, { onProgress: (p) => seen.push(p.phase) });
+    expect(record.layers).toHaveLength(1);
+    // Already stored: nothing is downloaded again.
+    expect(seen).toEqual(['resolved', 'exists']);
+    const r = await run([], { image: refs.busybox, env: { FOO: 'api' } });
+    expect(r).toMatchObject({ exitCode: 0, stdout: 'hello from layer one\nFOO=api\n/tmp\n' });
+    await expect(run(['true'], { image: refs.busybox, rootfs })).rejects.toThrow(/config\(image\): cannot be combined with rootfs/);
+  });
+
+  it("writes go to the container's own layer: the image's layer is never changed", async () => {
+    const before = (await byName(refs.busybox))!;
+    const w = await tsbox(['run', refs.busybox, 'sh', '-c', 'echo changed > /etc/msg; rm /bin/busybox.absent 2>/dev/null; cat /etc/msg']);
+    expect(w).toMatchObject({ code: 0, stdout: 'changed\n' });
+    expect(readFileSync(join(layerDir(before.layers[0]!), 'etc', 'msg'), 'utf8')).toBe('hello from layer one\n');
+    expect((await tsbox(['run', refs.busybox, 'cat', '/etc/msg'])).stdout).toBe('hello from layer one\n');
+  });
+
+  it('a layer that deletes a file (a whiteout) hides it; two images share their common layer, stored once', async () => {
+    const before = layerDirs().length;
+    const p = await tsbox(['pull', '-q', refs.two]);
+    expect(p).toMatchObject({ code: 0, stderr: '' });
+    const r = await tsbox(['run', refs.two, 'sh', '-c', 'cat /etc/msg; cat /etc/doomed 2>/dev/null || echo gone']);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\n' });
+    const one = (await byName(refs.busybox))!;
+    const two = (await byName(refs.two))!;
+    expect(two.layers).toHaveLength(2);
+    expect(two.layers[0]).toBe(one.layers[0]);
+    // Only the new top layer was added.
+    expect(layerDirs().length).toBe(before + 1);
+    // Read-only: the same layers, and no throwaway layer over them.
+    const ro = await tsbox(['run', '--read-only', refs.two, 'sh', '-c', 'cat /etc/msg; test -e /etc/doomed || echo gone; touch /x 2>/dev/null || echo read-only']);
+    expect(ro).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\nread-only\n' });
+    // The lower layer still has the file; the upper one has the overlay whiteout.
+    expect(readFileSync(join(layerDir(one.layers[0]!), 'etc', 'doomed'), 'utf8')).toBe('doomed\n');
+    const wh = statSync(join(layerDir(two.layers[1]!), 'etc', 'doomed'));
+    expect(wh.isCharacterDevice()).toBe(true);
+    expect(wh.rdev).toBe(0);
+  });
+
+  it('an opaque directory hides what the layers below had in it', async () => {
+    const dir = join(work, 'opaque');
+    const busybox = readFileSync(join(rootfs, 'bin', 'busybox'));
+    const lower = tarOf([
+      { name: 'bin/', type: 'dir' },
+      { name: 'bin/busybox', type: 'file', data: busybox, mode: 0o755 },
+      { name: 'opq/', type: 'dir' },
+      { name: 'opq/old', type: 'file', data: 'old' },
+      { name: 'opq/sub/', type: 'dir' },
+      { name: 'opq/sub/deep', type: 'file', data: 'deep' },
+    ]);
+    const upper = tarOf([
+      { name: 'opq/', type: 'dir' },
+      { name: 'opq/.wh..wh..opq', type: 'file' },
+      { name: 'opq/new', type: 'file', data: 'new' },
+    ]);
+    writeLayout(dir, 'o', [lower, upper], ['/bin/busybox', 'ls', '-A', '/opq']);
+    const ref = await push(dir, 'o', registry, 'opaque:1');
+    refs.opaque = ref;
+    const r = await tsbox(['run', '-q', ref]);
+    expect(r).toMatchObject({ code: 0, stdout: 'new\n' });
+    expect((await tsbox(['rmi', ref])).code).toBe(0);
+  });
+
+  it('refuses a blob whose content does not match its digest, and keeps nothing of it', async () => {
+    const digest = topLayer('tampered');
+    const data = join(registry.storage, 'docker', 'registry', 'v2', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
+    const blob = readFileSync(data);
+    blob[blob.length - 100] ^= 0xff;
+    writeFileSync(data, blob);
+    const before = layerDirs().sort();
+    const r = await tsbox(['pull', refs.tampered]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(new RegExp(`tsbox: verify\\(.*${digest.slice(7)}\\): the content's digest is sha256:[a-f0-9]{64}, not ${digest}`));
+    expect(layerDirs().sort()).toEqual(before);
+    expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+    expect((await listed()).map((i) => i.name)).not.toContain(refs.tampered);
+  });
+
+  it('a hostile layer writes nothing outside its directory', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'tsbox-test-images-outside-'));
+    try {
+      const hostile = join(work, 'hostile');
+      const tag = `tsbox-hostile-${process.pid}`;
+      writeLayout(hostile, 'h', [
+        tarOf([
+          { name: `../../../../${tag}-dotdot`, type: 'file', data: 'dotdot' },
+          { name: `/${tag}-abs`, type: 'file', data: 'absolute' },
+          { name: 'abs', type: 'symlink', link: outside },
+          { name: 'abs/through', type: 'file', data: 'through an absolute symlink' },
+          { name: 'up', type: 'symlink', link: '../../../../../../..' },
+          { name: `up${outside}/up`, type: 'file', data: 'through a symlinked parent' },
+          { name: 'null', type: 'char', major: 1, minor: 3 },
+          { name: 'bin/', type: 'dir' },
+        ]),
+      ]);
+      refs.hostile = await push(hostile, 'h', registry, 'hostile:1');
+      const p = await tsbox(['pull', refs.hostile]);
+      expect(p.code).toBe(0);
+      expect(readdirSync(outside)).toEqual([]);
+      expect(existsSync(`/${tag}-dotdot`)).toBe(false);
+      expect(existsSync(`/${tag}-abs`)).toBe(false);
+      const [layer] = (await byName(refs.hostile))!.layers;
+      const dir = layerDir(layer!);
+      expect(readFileSync(join(dir, `${tag}-dotdot`), 'utf8')).toBe('dotdot');
+      expect(readFileSync(join(dir, `${tag}-abs`), 'utf8')).toBe('absolute');
+      expect(readFileSync(join(dir, outside, 'through'), 'utf8')).toBe('through an absolute symlink');
+      expect(readFileSync(join(dir, outside, 'up'), 'utf8')).toBe('through a symlinked parent');
+      // Root unpacks it: a device node stays inside the layer.
+      expect(statSync(join(dir, 'null')).isCharacterDevice()).toBe(true);
+
+      // A hard link may only name a file of its own layer: /etc/passwd is looked for inside it.
+      const passwd = createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex');
+      const linked = join(work, 'hardlink');
+      writeLayout(linked, 'h', [tarOf([{ name: 'passwd', type: 'link', link: '/etc/passwd' }, { name: 'escape', type: 'link', link: '../../../../etc/passwd' }])]);
+      refs.hardlink = await push(linked, 'h', registry, 'hardlink:1');
+      const before = layerDirs().sort();
+      const h = await tsbox(['pull', '-q', refs.hardlink]);
+      expect(h.code).toBe(125);
+      expect(h.stderr).toMatch(/^tsbox: unpack\(sha256:[a-f0-9]{64}: passwd\): ENOENT — resolve the link's target etc\/passwd inside the layer: .*; a hard link may only name a file earlier in the same layer\n$/);
+      expect(createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex')).toBe(passwd);
+      expect(layerDirs().sort()).toEqual(before);
+      expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+
+      // A file that claims 100 GiB (a bomb, sparse or not) is refused before anything of it is written.
+      const bomb = join(work, 'bomb');
+      writeLayout(bomb, 'b', [tarOf([{ name: 'small', type: 'file', data: 'x' }, { name: 'huge', type: 'file', paxSize: 100 * 2 ** 30 }])]);
+      const b = await tsbox(['pull', '-q', await push(bomb, 'b', registry, 'bomb:1')]);
+      expect(b.code).toBe(125);
+      expect(b.stderr).toMatch(/^tsbox: unpack\(sha256:[a-f0-9]{64}: huge\): EFBIG — the layer holds more than 68719476736 bytes; a layer this large is refused as a likely archive bomb\n$/);
+      expect(layerDirs().sort()).toEqual(before);
+      expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('pulls a Docker v2 schema 2 manifest (application/vnd.docker.distribution.manifest.v2+json)', async () => {
+    await tool('skopeo', ['copy', '--quiet', '--format', 'v2s2', '--dest-tls-verify=false', `oci:${layout}:two`, `docker://${registry.host}/v2s2:1`]);
+    const ref = `${registry.host}/v2s2:1`;
+    const manifest = (await (await fetch(`http://${registry.host}/v2/v2s2/manifests/1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).json()) as { mediaType: string; layers: { mediaType: string }[] };
+    expect(manifest.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+    expect(manifest.layers[0]!.mediaType).toBe('application/vnd.docker.image.rootfs.diff.tar.gzip');
+    expect(await tsbox(['run', '-q', ref, 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer two\n' });
+    expect((await tsbox(['rmi', ref])).code).toBe(0);
+  });
+
+  it("picks the host's platform from a multi-platform image (an index)", async () => {
+    const dir = join(work, 'multi');
+    const busybox = readFileSync(join(rootfs, 'bin', 'busybox'));
+    // Only the host's image has a busybox that runs here; the others say which they are.
+    const image = (arch: string) => ({
+      arch,
+      cmd: ['/busybox', 'cat', '/arch'],
+      tars: [tarOf([{ name: 'busybox', type: 'file', data: arch === HOST_ARCH ? busybox : 'not for this machine', mode: 0o755 }, { name: 'arch', type: 'file', data: `${arch}\n` }])],
+    });
+    writeIndexLayout(dir, 'multi', ['s390x', HOST_ARCH!, 'riscv64'].map(image));
+    await tool('skopeo', ['copy', '--quiet', '--all', '--dest-tls-verify=false', `oci:${dir}:multi`, `docker://${registry.host}/multi:1`]);
+    refs.multi = `${registry.host}/multi:1`;
+    const r = await tsbox(['run', '-q', refs.multi]);
+    expect(r).toMatchObject({ code: 0, stdout: `${HOST_ARCH}\n` });
+  });
+
+  it('--pull never refuses an image that is not stored; a bad reference is refused by name', async () => {
+    const r = await tsbox(['run', '--pull', 'never', `${registry.host}/absent:1`, 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(`tsbox: image(${registry.host}/absent:1): ENOENT — the image is not in the store, and the pull policy is never; pull it first: tsbox pull ${registry.host}/absent:1\n`);
+    const bad = await tsbox(['pull', 'library/Upper']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/^tsbox: image_reference\(library\/Upper\): "Upper": repository names must be lowercase/);
+  });
+
+  it('tsbox images shows sizes; tsbox image inspect the config and the layers', async () => {
+    const one = (await byName(refs.busybox))!;
+    expect(one.size).toBeGreaterThan(statSync(join(rootfs, 'bin', 'busybox')).size);
+    const table = await tsbox(['images']);
+    expect(table.stdout).toMatch(new RegExp(`^NAME +DIGEST +LAYERS +SIZE +CREATED\\n(.*\\n)*${refs.busybox.replace(/[.]/g, '\\.')} +${one.digest.slice(7, 19)} +1 +[\\d.]+ [kM]B `));
+    const i = await tsbox(['image', 'inspect', refs.busybox]);
+    expect(i.code).toBe(0);
+    const info = JSON.parse(i.stdout) as { config: { config: { Cmd: string[]; Env: string[] } }; layers: { dir: string; diffId: string }[] };
+    expect(info.config.config.Cmd).toEqual(['sh', '-c', 'cat /etc/msg; echo FOO=$FOO; pwd']);
+    expect(info.layers[0]!.dir).toBe(layerDir(one.layers[0]!));
+  });
+
+  it('bearer-token auth with credentials from an auth file; a cut download resumes where it stopped', async () => {
+    const proxy = await startAuthProxy(registry, 'tester', 's3cret', true);
+    const store = join(work, 'store-auth');
+    try {
+      const ref = `${proxy.host}/busybox:1`;
+      const env = { ...process.env, TSBOX_STORAGE: store };
+      const anonymous = await tsbox(['pull', '-q', ref], { env });
+      expect(anonymous.code).toBe(125);
+      expect(anonymous.stderr).toMatch(new RegExp(`^tsbox: registry\\(http://${proxy.host}/token\\?service=tsbox-test&scope=repository%3Abusybox%3Apull\\): EACCES — the token service answered 401; log in first`));
+      const authFile = join(work, 'auth.json');
+      writeFileSync(authFile, JSON.stringify({ auths: { [proxy.host]: { auth: Buffer.from('tester:s3cret').toString('base64') } } }));
+      const p = await tsbox(['pull', ref], { env: { ...env, REGISTRY_AUTH_FILE: authFile } });
+      expect(p.code).toBe(0);
+      // The layer's first download was cut halfway; the retry asked for the rest.
+      expect(p.stderr).toMatch(/: retrying \(/);
+      expect(proxy.ranges.some((r) => /^bytes=[1-9]\d*-$/.test(r))).toBe(true);
+      const r = await tsbox(['run', '--pull', 'never', ref, 'cat', '/etc/msg'], { env });
+      expect(r).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+    } finally {
+      await proxy.stop();
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('concurrent pulls of images sharing a layer store it once', async () => {
+    const store = join(work, 'store-concurrent');
+    try {
+      const env = { ...process.env, TSBOX_STORAGE: store };
+      const results = await Promise.all([tsbox(['pull', '-q', refs.busybox], { env }), tsbox(['pull', '-q', refs.two], { env }), tsbox(['pull', '-q', refs.two], { env })]);
+      for (const r of results) expect(r).toMatchObject({ code: 0, stderr: '' });
+      expect(readdirSync(join(store, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'))).toHaveLength(2);
+      expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('load reads a docker save archive, an OCI archive and an OCI layout directory; import makes an image of a rootfs tarball', async () => {
+    const archive = join(work, 'two.docker.tar');
+    await tool('skopeo', ['copy', '--quiet', `oci:${layout}:two`, `docker-archive:${archive}:example.com/team/two:7`]);
+    const d = await tsbox(['load', '-q', '-i', archive]);
+    expect(d).toMatchObject({ code: 0, stdout: 'example.com/team/two:7\n', stderr: '' });
+    expect(await tsbox(['run', 'example.com/team/two:7', 'sh', '-c', 'cat /etc/msg; cat /etc/doomed 2>/dev/null || echo gone'])).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\n' });
+    const ociTar = join(work, 'base.oci.tar');
+    await tool('skopeo', ['copy', '--quiet', `oci:${layout}:base`, `oci-archive:${ociTar}:base`]);
+    expect(await tsbox(['load', '-q', '-i', ociTar])).toMatchObject({ code: 0, stdout: 'localhost/base:latest\n' });
+    expect(await tsbox(['run', 'localhost/base', 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+    expect(await tsbox(['load', '-q', '-i', join(work, 'multi')])).toMatchObject({ code: 0, stdout: 'localhost/multi:latest\n' });
+    expect(await tsbox(['run', 'localhost/multi'])).toMatchObject({ code: 0, stdout: `${HOST_ARCH}\n` });
+    const tgz = join(work, 'rootfs.tgz');
+    await tool('tar', ['-C', rootfs, '-czf', tgz, '.']);
+    expect(await tsbox(['import', '-q', tgz, 'imported:1'])).toMatchObject({ code: 0, stdout: 'docker.io/library/imported:1\n' });
+    expect(await tsbox(['run', 'imported:1', 'head', '-1', '/etc/passwd'])).toMatchObject({ code: 0, stdout: 'root:x:0:0:root:/root:/bin/sh\n' });
+    for (const ref of ['example.com/team/two:7', 'localhost/base', 'localhost/multi', 'imported:1']) expect((await tsbox(['rmi', ref])).code).toBe(0);
+  });
+
+  it("load finds an archive's files only inside it", async () => {
+    const escape = join(work, 'escape.tar');
+    writeFileSync(escape, tarOf([{ name: 'manifest.json', type: 'file', data: JSON.stringify([{ Config: '../../../etc/passwd', RepoTags: ['x:1'], Layers: [] }]) }]));
+    const e = await tsbox(['load', '-i', escape]);
+    expect(e.code).toBe(125);
+    expect(e.stderr).toBe('tsbox: load(../../../etc/passwd): the archive names its config outside itself; the archive is refused\n');
+    const linked = join(work, 'linked.tar');
+    writeFileSync(linked, tarOf([{ name: 'manifest.json', type: 'file', data: JSON.stringify([{ Config: 'c.json', RepoTags: ['x:1'], Layers: [] }]) }, { name: 'c.json', type: 'symlink', link: '/etc/passwd' }]));
+    const l = await tsbox(['load', '-i', linked]);
+    expect(l.code).toBe(125);
+    expect(l.stderr).toBe("tsbox: load(c.json): the archive's config is not a file inside it; the archive is refused\n");
+    expect(readdirSync(join(storage, 'tmp'))).toEqual([]);
+  });
+
+  it('image export writes an OCI bundle: the layers applied into rootfs, the config into config.json', async () => {
+    const bundle = join(work, 'bundle-two');
+    const e = await tsbox(['image', 'export', refs.two, bundle]);
+    expect(e).toMatchObject({ code: 0, stdout: `${bundle}\n` });
+    expect(readFileSync(join(bundle, 'rootfs', 'etc', 'msg'), 'utf8')).toBe('hello from layer two\n');
+    expect(existsSync(join(bundle, 'rootfs', 'etc', 'doomed'))).toBe(false);
+    expect(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile()).toBe(true);
+    const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[]; env: string[]; cwd: string }; root: { path: string } };
+    expect(spec.process).toMatchObject({ args: ['sh', '-c', 'cat /etc/msg; echo FOO=$FOO; pwd'], cwd: '/tmp' });
+    expect(spec.process.env).toContain('FOO=fromimage');
+    expect(spec.root.path).toBe('rootfs');
+    // tsbox runs it as an OCI runtime (runc's run form).
+    const r = await tsbox(['run', '--bundle', bundle, `tsbox-img-bundle-${process.pid}`]);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\nFOO=fromimage\n/tmp\n' });
+    // Into a directory that is not empty: refused, and nothing of it touched.
+    const again = await tsbox(['image', 'export', refs.two, bundle]);
+    expect(again.code).toBe(125);
+    expect(again.stderr).toBe(`tsbox: image_export(${bundle}): EEXIST — the bundle directory exists and is not empty; give a new directory\n`);
+    rmSync(bundle, { recursive: true });
+  });
+
+  it('rmi and image prune remove only what no image uses', async () => {
+    const one = (await byName(refs.busybox))!;
+    const two = (await byName(refs.two))!;
+    // An image a container was made from stays until the container goes.
+    const name = `tsbox-img-rmi-${process.pid}`;
+    expect((await tsbox(['run', '-d', '--name', name, refs.two, 'sleep', '30'])).code).toBe(0);
+    try {
+      const busy = await tsbox(['rmi', refs.two]);
+      expect(busy.code).toBe(125);
+      expect(busy.stderr).toBe(`tsbox: image(${refs.two}): EBUSY — container ${name} was made from it; remove the container first (tsbox rm), or pass --force\n`);
+    } finally {
+      expect((await tsbox(['rm', '-f', name])).code).toBe(0);
+    }
+    const r = await tsbox(['rmi', refs.two]);
+    expect(r).toMatchObject({ code: 0, stdout: `${refs.two}\n` });
+    expect(existsSync(layerDir(two.layers[1]!))).toBe(false);
+    // The shared layer stays: busybox:1 still has it, and still runs.
+    expect(existsSync(layerDir(one.layers[0]!))).toBe(true);
+    expect((await tsbox(['run', refs.busybox, 'cat', '/etc/msg'])).stdout).toBe('hello from layer one\n');
+    // A layer no image names (a crashed pull's) goes with prune, and only it.
+    const orphan = `sha256:${'ab'.repeat(32)}`;
+    mkdirSync(layerDir(orphan));
+    writeFileSync(`${layerDir(orphan)}.json`, '{}');
+    // Not while a pull is in progress: its layers are stored before its name.
+    const pulling = loadNative().binding.tryLockFile(join(storage, 'locks', `pull-test-${process.pid}`), 'test\n')!;
+    try {
+      expect(await tsbox(['image', 'prune'])).toMatchObject({ code: 0, stdout: '' });
+      expect(existsSync(layerDir(orphan))).toBe(true);
+    } finally {
+      pulling.release();
+    }
+    const p = await tsbox(['image', 'prune']);
+    expect(p).toMatchObject({ code: 0 });
+    expect(p.stdout.split('\n')).toContain(orphan);
+    expect(existsSync(layerDir(orphan))).toBe(false);
+    expect(existsSync(layerDir(one.layers[0]!))).toBe(true);
+    const gone = await tsbox(['rmi', refs.two]);
+    expect(gone.code).toBe(125);
+    expect(gone.stderr).toMatch(/no such image in the store/);
+    for (const ref of [refs.busybox, refs.hostile, refs.multi, refs.stopper]) expect((await tsbox(['rmi', ref])).code).toBe(0);
+    expect(layerDirs()).toEqual([]);
+    expect(await listed()).toEqual([]);
+  });
+});
+
+describe('the image commands of the CLI', () => {
+  it('each takes --help and -h, which fit 80 columns', async () => {
+    for (const command of ['pull', 'images', 'rmi', 'image', 'load', 'import']) {
+      for (const flag of ['--help', '-h']) {
+        const h = await cli([command, flag]);
+        expect(h.code, `${command} ${flag}`).toBe(0);
+        expect(h.stdout, `${command} ${flag}`).toMatch(new RegExp(`^Usage: tsbox ${command} `));
+        expect(h.stdout.split('\n').filter((l) => [...l].length > 80), `${command} ${flag}`).toEqual([]);
+      }
+    }
+  });
+});
+
+describe('rootless', () => {
+  const user = throwawayUser(`tsbox-img-${process.pid}`);
+
+  it('an ordinary user pulls into a store of its own and runs an image of two layers', async () => {
+    const uid = user.uid();
+    // The user reaches its store through the test's directory, which it may not list.
+    chmodSync(work, 0o711);
+    const store = join(work, 'store-rootless');
+    mkdirSync(store, { mode: 0o700 });
+    chownSync(store, uid, uid);
+    const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };
+    const as = (args: string[]) => cli(args, { uid, gid: uid, env, killAfterMs: 60_000 });
+    const p = await as(['pull', '-q', refs.two]);
+    expect(p).toMatchObject({ code: 0, stderr: '' });
+    const r = await as(['run', refs.two, 'sh', '-c', 'cat /etc/msg; cat /etc/doomed 2>/dev/null || echo gone; id -u; echo x > /etc/msg && cat /etc/msg']);
+    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\n0\nx\n' });
+    // The layers are the user's own, and a whiteout is one without privilege too.
+    const layers = readdirSync(join(store, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'));
+    expect(layers).toHaveLength(2);
+    for (const l of layers) expect(statSync(join(store, 'layers', 'sha256', l)).uid).toBe(uid);
+    // An opaque directory, unpacked and mounted without privilege.
+    expect(await as(['run', '-q', refs.opaque])).toMatchObject({ code: 0, stdout: 'new\n' });
+    expect(await as(['rmi', refs.opaque])).toMatchObject({ code: 0 });
+    const removed = await as(['rmi', refs.two]);
+    expect(removed).toMatchObject({ code: 0 });
+    expect(readdirSync(join(store, 'layers', 'sha256'))).toEqual([]);
+  });
+});

@@ -1,0 +1,130 @@
+/** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
+import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
+import { choosePlatform, documentKind } from '../../ts/image/spec.js';
+import { TsboxError } from '../../ts/errors.js';
+import { parseRunInput } from '../../ts/config/schema.js';
+
+const D = `sha256:${'a1'.repeat(32)}`;
+
+describe('image references (Docker short-name rules)', () => {
+  it.each([
+    ['alpine', 'docker.io/library/alpine:latest'],
+    ['alpine:3.20', 'docker.io/library/alpine:3.20'],
+    ['library/alpine', 'docker.io/library/alpine:latest'],
+    ['user/app:v1', 'docker.io/user/app:v1'],
+    ['index.docker.io/user/app', 'docker.io/user/app:latest'],
+    ['quay.io/org/app:1.0', 'quay.io/org/app:1.0'],
+    ['localhost/app', 'localhost/app:latest'],
+    ['localhost:5000/a/b/c:tag_1.2-x', 'localhost:5000/a/b/c:tag_1.2-x'],
+    ['127.0.0.1:5000/app', '127.0.0.1:5000/app:latest'],
+    [`alpine@${D}`, `docker.io/library/alpine@${D}`],
+    [`host:5000/app:1@${D}`, `host:5000/app:1@${D}`],
+  ])('%s is %s', (ref, full) => {
+    expect(formatReference(parseReference(ref))).toBe(full);
+  });
+
+  it('splits a reference into its parts', () => {
+    expect(parseReference('localhost:5000/app:7')).toEqual({ domain: 'localhost:5000', repository: 'app', tag: '7', digest: null });
+    expect(parseReference(`app@${D}`)).toEqual({ domain: 'docker.io', repository: 'library/app', tag: null, digest: D });
+  });
+
+  it.each([
+    ['', /empty/],
+    ['Alpine', /must be lowercase/],
+    ['alpine:', /"" is not a valid tag/],
+    ['alpine@sha256:abc', /is not a sha256 digest/],
+    ['a//b', /not a valid repository name component/],
+    ['alpine:-bad', /not a valid tag/],
+    ['-alpine', /not a valid repository name component/],
+  ])('refuses %j', (ref, message) => {
+    const e = (() => {
+      try {
+        parseReference(ref);
+      } catch (err) {
+        return err;
+      }
+      return null;
+    })();
+    expect(e).toBeInstanceOf(TsboxError);
+    expect((e as TsboxError).step).toBe('image_reference');
+    expect((e as TsboxError).message).toMatch(message);
+  });
+
+  it('talks to Docker Hub at registry-1.docker.io; loopback hosts may use http', () => {
+    expect(registryHost('docker.io')).toBe('registry-1.docker.io');
+    expect(registryHost('quay.io')).toBe('quay.io');
+    for (const h of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:5000']) expect(isLoopback(h)).toBe(true);
+    for (const h of ['quay.io', '10.0.0.1:5000', 'localhost.example.com', '128.0.0.1']) expect(isLoopback(h)).toBe(false);
+  });
+});
+
+describe('the WWW-Authenticate challenge', () => {
+  it("parses Docker Hub's bearer challenge", () => {
+    expect(parseChallenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"')).toEqual([
+      { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' } },
+    ]);
+  });
+
+  it('takes several challenges, quoted commas and escapes, unquoted values and any case', () => {
+    expect(parseChallenges('Basic realm="Registry, \\"main\\"", BEARER Realm=https://t.example/token , service=reg')).toEqual([
+      { scheme: 'basic', params: { realm: 'Registry, "main"' } },
+      { scheme: 'bearer', params: { realm: 'https://t.example/token', service: 'reg' } },
+    ]);
+    expect(parseChallenges('')).toEqual([]);
+  });
+});
+
+describe('credentials from auth files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-auth-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reads podman's auth.json before Docker's config.json, and Docker Hub's legacy key", () => {
+    const podman = join(dir, 'auth.json');
+    const docker = join(dir, 'config.json');
+    writeFileSync(podman, JSON.stringify({ auths: { 'quay.io': { auth: Buffer.from('pod:man:pw').toString('base64') } } }));
+    writeFileSync(docker, JSON.stringify({ auths: { 'https://index.docker.io/v1/': { auth: Buffer.from('hub:secret').toString('base64') }, 'quay.io': { auth: Buffer.from('dock:er').toString('base64') } } }));
+    expect(credentialsFor('quay.io', [podman, docker])).toEqual({ username: 'pod', password: 'man:pw' });
+    expect(credentialsFor('docker.io', [podman, docker])).toEqual({ username: 'hub', password: 'secret' });
+    expect(credentialsFor('ghcr.io', [podman, docker])).toBeNull();
+    expect(credentialsFor('quay.io', [join(dir, 'absent.json')])).toBeNull();
+  });
+});
+
+describe('manifests', () => {
+  const entry = (architecture: string, variant?: string) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: D, size: 1, platform: { os: 'linux', architecture, ...(variant ? { variant } : {}) } });
+
+  it("picks the host's platform from an index", () => {
+    const list = [entry('arm', 'v7'), { ...entry('arm64', 'v8'), digest: `sha256:${'b2'.repeat(32)}` }, { ...entry('amd64'), digest: `sha256:${'c3'.repeat(32)}` }];
+    expect(choosePlatform(list, 'x', 'x64').digest).toBe(`sha256:${'c3'.repeat(32)}`);
+    expect(choosePlatform(list, 'x', 'arm64').digest).toBe(`sha256:${'b2'.repeat(32)}`);
+    expect(() => choosePlatform([entry('s390x')], 'img', 'x64')).toThrow(/image_platform\(img\): the image has no linux\/amd64 manifest \(it has: linux\/s390x\)/);
+  });
+
+  it('refuses media types it does not read, by name', () => {
+    expect(documentKind('application/vnd.docker.distribution.manifest.list.v2+json', 'x')).toBe('index');
+    expect(documentKind('application/vnd.oci.image.manifest.v1+json; charset=utf-8', 'x')).toBe('manifest');
+    expect(() => documentKind('application/vnd.docker.distribution.manifest.v1+prettyjws', 'img')).toThrow(/unsupported manifest media type application\/vnd.docker.distribution.manifest.v1\+prettyjws/);
+  });
+});
+
+describe('the image options', () => {
+  it('stopSignal takes a name with or without SIG, or a number, and keeps the name', () => {
+    for (const [given, name] of [['usr1', 'SIGUSR1'], ['SIGTERM', 'SIGTERM'], [15, 'SIGTERM'], ['9', 'SIGKILL']] as const) {
+      expect(parseRunInput(['true'], { stopSignal: given }).options.stopSignal).toBe(name);
+    }
+    expect(() => parseRunInput(['true'], { stopSignal: 'SIGBOGUS' })).toThrow(/config\(stopSignal\): "SIGBOGUS" is not a signal/);
+  });
+
+  it('image is refused with rootfs; pull and entrypoint need an image', () => {
+    expect(() => parseRunInput(['true'], { image: 'alpine', rootfs: '/x' })).toThrow(/config\(image\): cannot be combined with rootfs/);
+    expect(() => parseRunInput(['true'], { pull: 'always' })).toThrow(/config\(pull\): needs an image/);
+    expect(() => parseRunInput(['true'], { image: 'alpine', pull: 'sometimes' })).toThrow(/config\(pull\)/);
+  });
+});

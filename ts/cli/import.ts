@@ -1,0 +1,26 @@
+/** `tsbox import TAR NAME`: a one-layer image of a root filesystem tarball. */
+import { defineCommand } from 'citty';
+
+import { parse } from './common.js';
+
+const args = { quiet: { type: 'boolean', alias: 'q', description: 'No progress' } } as const;
+
+const command = defineCommand({
+  meta: { name: 'tsbox import', description: 'Make a one-layer image named NAME of a root filesystem tarball (plain, gzip or zstd); it has no command: give one to tsbox run' },
+  args: { ...args, tarball: { type: 'positional', required: true, valueHint: 'TAR', description: 'A tar of a root filesystem (plain, gzip or zstd)' }, name: { type: 'positional', required: true, valueHint: 'NAME', description: 'The image name: NAME[:TAG]' } },
+  async run({ rawArgs, cmd }) {
+    const split = await parse(rawArgs, args, cmd, 'import', { min: 2, max: 2, usage: 'a tarball and a name' });
+    if (!split) return;
+    const { importRootfs } = await import('../image/load.js');
+    const { progressPrinter } = await import('../image/progress.js');
+    const printer = split.values.get('quiet') === true ? null : progressPrinter(process.stderr);
+    try {
+      const r = await importRootfs(split.command[0]!, split.command[1]!, { onProgress: printer?.onProgress });
+      console.log(r.name);
+    } finally {
+      printer?.finish();
+    }
+  },
+});
+
+export default command;

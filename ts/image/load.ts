@@ -1,0 +1,274 @@
+/**
+ * Images from files: `tsbox load` reads a `docker save` archive
+ * (docker-archive: manifest.json, a config and layer tars) or an OCI image
+ * layout (a directory, or a tar of one); `tsbox import` makes a one-layer
+ * image of a root filesystem tarball. An archive is hostile input like a
+ * registry's: it is unpacked by the same safe unpacker, every name it gives is
+ * looked up inside it only, every document is validated, and every blob's
+ * digest is checked.
+ */
+import { createReadStream, lstatSync, mkdirSync, openSync, readFileSync, readSync, closeSync, realpathSync } from 'node:fs';
+import { join, sep } from 'node:path';
+
+import { TsboxError } from '../errors.js';
+import { loadNative } from '../native.js';
+import { unpackInto, type PullProgress } from './pull.js';
+import { formatReference, isDigest, parseReference } from './reference.js';
+import { sha256 } from './registry.js';
+import { checkManifestTypes, choosePlatform, configSchema, documentKind, hostPlatform, indexSchema, manifestSchema, MAX_DOCUMENT, MEDIA, parseDocument } from './spec.js';
+import { removeTree, Store, type ImageRecord } from './store.js';
+
+export interface LoadOptions {
+  store?: Store | undefined;
+  onProgress?: ((p: PullProgress) => void) | undefined;
+}
+
+function bad(path: string, detail: string, hint: string | null = null): TsboxError {
+  return new TsboxError({ step: 'load', errno: 0, path, detail, hint });
+}
+
+/** sha256 of a file, streamed. */
+async function hashFile(path: string): Promise<string> {
+  const h = sha256();
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/**
+ * The regular file `name` inside `dir`, never outside it: no absolute name,
+ * no `..`, and once resolved (a symlink in the archive) still inside.
+ */
+function inside(dir: string, name: string, what: string): string {
+  if (name.startsWith('/') || name.split('/').includes('..') || name.includes('\0')) throw bad(name, `the archive names its ${what} outside itself`, 'the archive is refused');
+  const root = realpathSync(dir);
+  let real: string;
+  try {
+    real = realpathSync(join(dir, name));
+  } catch {
+    throw bad(name, `the archive has no ${what} ${name}`, 'the archive is incomplete');
+  }
+  if (!real.startsWith(root + sep) || !lstatSync(real).isFile()) throw bad(name, `the archive's ${what} is not a file inside it`, 'the archive is refused');
+  return real;
+}
+
+function readDocument(path: string, what: string): Buffer {
+  if (lstatSync(path).size > MAX_DOCUMENT) throw bad(path, `the ${what} is larger than ${MAX_DOCUMENT} bytes`);
+  return readFileSync(path);
+}
+
+/** The media type of a layer file, from its first bytes. */
+function layerMediaType(path: string): string {
+  const fd = openSync(path, 'r');
+  const b = Buffer.alloc(4);
+  try {
+    readSync(fd, b, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (b[0] === 0x1f && b[1] === 0x8b) return 'application/vnd.oci.image.layer.v1.tar+gzip';
+  if (b.readUInt32LE(0) === 0xfd2fb528) return 'application/vnd.oci.image.layer.v1.tar+zstd';
+  return 'application/vnd.oci.image.layer.v1.tar';
+}
+
+/** Stores one layer from a file (its digest checked when the archive gives one) and unpacks it once. */
+async function storeLayer(store: Store, file: string, expected: string | null, diffId: string | null, onProgress: LoadOptions['onProgress']): Promise<string> {
+  const digest = await hashFile(file);
+  if (expected !== null && digest !== expected) {
+    throw new TsboxError({ step: 'verify', errno: 0, path: file, detail: `the layer's digest is ${digest}, not ${expected}`, hint: 'the archive is damaged: it is refused' });
+  }
+  const total = lstatSync(file).size;
+  if (store.layerInfo(digest)) {
+    onProgress?.({ digest, phase: 'exists', bytes: total, total });
+    return digest;
+  }
+  const lock = await store.lock(digest);
+  try {
+    if (!store.layerInfo(digest)) {
+      onProgress?.({ digest, phase: 'unpack', bytes: total, total });
+      const info = await unpackInto(store, file, digest, diffId);
+      onProgress?.({ digest, phase: 'done', bytes: total, total, message: info.notes.join('; ') || undefined });
+    }
+  } finally {
+    lock.release();
+  }
+  return digest;
+}
+
+/** Writes an OCI manifest for a config and its layers (an archive without one) into the store. */
+function synthesize(store: Store, configBytes: Buffer, layers: { digest: string; mediaType: string; size: number }[]): { digest: string; bytes: Buffer } {
+  const configDigest = `sha256:${sha256().update(configBytes).digest('hex')}`;
+  store.writeBlob(configDigest, configBytes);
+  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.ociManifest, config: { mediaType: MEDIA.ociConfig, digest: configDigest, size: configBytes.length }, layers }));
+  return { digest: `sha256:${sha256().update(bytes).digest('hex')}`, bytes };
+}
+
+/** The store's name for an image an archive calls `name` (Docker's short names apply). */
+function nameOf(name: string, where: string): string {
+  try {
+    return formatReference(parseReference(name));
+  } catch (err) {
+    throw err instanceof TsboxError ? new TsboxError({ step: 'load', errno: 0, path: where, detail: `the archive names its image "${name}": ${err.message}`, hint: null }) : err;
+  }
+}
+
+/** Loads every image of a docker-archive or an OCI layout (a directory or a tar); resolves with their records. */
+export async function loadArchive(path: string, options: LoadOptions = {}): Promise<ImageRecord[]> {
+  const store = options.store ?? new Store();
+  const working = store.working();
+  try {
+    return await loadFrom(store, path, options);
+  } finally {
+    working.release();
+  }
+}
+
+async function loadFrom(store: Store, path: string, options: LoadOptions): Promise<ImageRecord[]> {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    throw new TsboxError({ step: 'load', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 2), path, detail: 'cannot read the archive', hint: 'give a docker save archive, or an OCI image layout (a directory or a tar)' }, { cause: err });
+  }
+  if (st.isDirectory()) return loadDirectory(store, path, path, options);
+  // A tar: unpacked (safely, bounded) into a temporary directory first.
+  const tmp = store.tempPath('load');
+  mkdirSync(tmp, { mode: 0o700 });
+  try {
+    try {
+      await loadNative().binding.unpackLayer(path, tmp, 256 * 2 ** 30, 1_000_000);
+    } catch (err) {
+      throw bad(path, `the archive cannot be read: ${err instanceof Error ? err.message : String(err)}`, 'give a docker save archive, or an OCI image layout (a directory or a tar)');
+    }
+    return await loadDirectory(store, tmp, path, options);
+  } finally {
+    removeTree(tmp);
+  }
+}
+
+async function loadDirectory(store: Store, dir: string, shown: string, options: LoadOptions): Promise<ImageRecord[]> {
+  let hasLayout = false;
+  let hasManifest = false;
+  try {
+    hasLayout = lstatSync(join(dir, 'oci-layout')).isFile();
+  } catch {
+    // Not an OCI layout.
+  }
+  try {
+    hasManifest = lstatSync(join(dir, 'manifest.json')).isFile();
+  } catch {
+    // Not a docker-archive.
+  }
+  if (hasLayout) return loadLayout(store, dir, shown, options);
+  if (hasManifest) return loadDockerArchive(store, dir, shown, options);
+  throw bad(shown, 'neither a docker save archive (manifest.json) nor an OCI image layout (oci-layout)', 'make one with docker save, podman save or skopeo copy ... docker-archive:FILE or oci:DIR');
+}
+
+interface DockerArchiveEntry {
+  Config?: unknown;
+  RepoTags?: unknown;
+  Layers?: unknown;
+}
+
+async function loadDockerArchive(store: Store, dir: string, shown: string, options: LoadOptions): Promise<ImageRecord[]> {
+  let entries: DockerArchiveEntry[];
+  try {
+    entries = JSON.parse(readDocument(inside(dir, 'manifest.json', 'manifest'), 'manifest.json').toString('utf8')) as DockerArchiveEntry[];
+  } catch (err) {
+    if (err instanceof TsboxError) throw err;
+    throw bad(shown, `manifest.json is not JSON (${(err as Error).message})`);
+  }
+  if (!Array.isArray(entries) || entries.length === 0 || entries.length > 1000) throw bad(shown, 'manifest.json lists no images');
+  const records: ImageRecord[] = [];
+  for (const e of entries) {
+    if (typeof e?.Config !== 'string' || !Array.isArray(e.Layers) || !e.Layers.every((l): l is string => typeof l === 'string')) throw bad(shown, 'an entry of manifest.json has no Config or Layers');
+    const configBytes = readDocument(inside(dir, e.Config, 'config'), 'config');
+    const config = parseDocument(configSchema, configBytes, 'image config', shown);
+    if (config.rootfs.diff_ids.length !== e.Layers.length) throw bad(shown, `the config has ${config.rootfs.diff_ids.length} diff_ids for ${e.Layers.length} layers`);
+    const layers: { digest: string; mediaType: string; size: number }[] = [];
+    for (const [i, name] of e.Layers.entries()) {
+      const file = inside(dir, name, 'layer');
+      // The archive may name a layer by its digest (blobs/sha256/<hex>): it must be that.
+      const hex = /(?:^|\/)sha256\/([a-f0-9]{64})$/.exec(name)?.[1];
+      const digest = await storeLayer(store, file, hex ? `sha256:${hex}` : null, config.rootfs.diff_ids[i]!, options.onProgress);
+      layers.push({ digest, mediaType: layerMediaType(file), size: lstatSync(file).size });
+    }
+    const manifest = synthesize(store, configBytes, layers);
+    store.writeBlob(manifest.digest, manifest.bytes);
+    const tags = Array.isArray(e.RepoTags) ? e.RepoTags.filter((t): t is string => typeof t === 'string') : [];
+    const names = tags.length > 0 ? tags.map((t) => nameOf(t, shown)) : [`sha256:${manifest.digest.slice(7)}`];
+    for (const name of names) {
+      const record: ImageRecord = { name, digest: manifest.digest, config: `sha256:${sha256().update(configBytes).digest('hex')}`, layers: layers.map((l) => l.digest), created: new Date().toISOString() };
+      await store.tag(record);
+      records.push(record);
+    }
+  }
+  return records;
+}
+
+async function loadLayout(store: Store, dir: string, shown: string, options: LoadOptions): Promise<ImageRecord[]> {
+  const blob = async (digest: string, what: string): Promise<string> => {
+    if (!isDigest(digest)) throw bad(shown, `the ${what}'s digest ${digest} is not sha256`);
+    const file = inside(dir, `blobs/sha256/${digest.slice(7)}`, what);
+    const got = await hashFile(file);
+    if (got !== digest) throw new TsboxError({ step: 'verify', errno: 0, path: file, detail: `the ${what}'s digest is ${got}, not ${digest}`, hint: 'the layout is damaged: it is refused' });
+    return file;
+  };
+  const index = parseDocument(indexSchema, readDocument(inside(dir, 'index.json', 'index'), 'index.json'), 'image index', shown);
+  const records: ImageRecord[] = [];
+  for (const entry of index.manifests) {
+    const annotations = entry.annotations ?? {};
+    const full = annotations['io.containerd.image.name'];
+    const ref = annotations['org.opencontainers.image.ref.name'];
+    // A full name when the layout has one; a bare tag (skopeo's oci:DIR:TAG) is a name under localhost/.
+    const name = typeof full === 'string' ? nameOf(full, shown) : typeof ref === 'string' ? nameOf(/[/:]/.test(ref) ? ref : `localhost/${ref}`, shown) : null;
+    let top = entry;
+    let manifestBytes = readDocument(await blob(top.digest, 'manifest'), 'manifest');
+    if (documentKind(top.mediaType, shown) === 'index') {
+      top = choosePlatform(parseDocument(indexSchema, manifestBytes, 'image index', shown).manifests, shown);
+      manifestBytes = readDocument(await blob(top.digest, 'manifest'), 'manifest');
+    }
+    const manifest = parseDocument(manifestSchema, manifestBytes, 'manifest', shown);
+    checkManifestTypes(manifest, shown);
+    const configBytes = readDocument(await blob(manifest.config.digest, 'config'), 'config');
+    const config = parseDocument(configSchema, configBytes, 'image config', shown);
+    if (config.rootfs.diff_ids.length !== manifest.layers.length) throw bad(shown, `the config has ${config.rootfs.diff_ids.length} diff_ids for ${manifest.layers.length} layers`);
+    for (const [i, l] of manifest.layers.entries()) await storeLayer(store, await blob(l.digest, 'layer'), l.digest, config.rootfs.diff_ids[i]!, options.onProgress);
+    store.writeBlob(manifest.config.digest, configBytes);
+    store.writeBlob(top.digest, manifestBytes);
+    const record: ImageRecord = { name: name ?? `sha256:${top.digest.slice(7)}`, digest: top.digest, config: manifest.config.digest, layers: manifest.layers.map((l) => l.digest), created: new Date().toISOString() };
+    await store.tag(record);
+    records.push(record);
+  }
+  if (records.length === 0) throw bad(shown, 'the layout holds no image');
+  return records;
+}
+
+/** Makes a one-layer image named `name` of a root filesystem tarball (plain, gzip or zstd). */
+export async function importRootfs(path: string, name: string, options: LoadOptions = {}): Promise<ImageRecord> {
+  const store = options.store ?? new Store();
+  const full = formatReference(parseReference(name));
+  const working = store.working();
+  try {
+    return await importInto(store, path, full, options);
+  } finally {
+    working.release();
+  }
+}
+
+async function importInto(store: Store, path: string, full: string, options: LoadOptions): Promise<ImageRecord> {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    throw new TsboxError({ step: 'import', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 2), path, detail: 'cannot read the tarball', hint: null }, { cause: err });
+  }
+  if (!st.isFile()) throw new TsboxError({ step: 'import', errno: 21, path, detail: 'not a file', hint: 'give a tar of a root filesystem (plain, gzip or zstd)' });
+  const digest = await storeLayer(store, path, null, null, options.onProgress);
+  const info = store.layerInfo(digest)!;
+  const configBytes = Buffer.from(JSON.stringify({ architecture: hostPlatform().architecture, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [info.diffId] } }));
+  const manifest = synthesize(store, configBytes, [{ digest, mediaType: layerMediaType(path), size: st.size }]);
+  store.writeBlob(manifest.digest, manifest.bytes);
+  const record: ImageRecord = { name: full, digest: manifest.digest, config: `sha256:${sha256().update(configBytes).digest('hex')}`, layers: [digest], created: new Date().toISOString() };
+  await store.tag(record);
+  return record;
+}

@@ -1,0 +1,52 @@
+/** What `tsbox rmi`, `tsbox image inspect` and `tsbox image prune` do, on the store. */
+import { TsboxError } from '../errors.js';
+import { list } from '../runtime/lifecycle.js';
+import { findImage, imageConfig } from './run.js';
+import { Store, type ImageRecord } from './store.js';
+
+function notFound(ref: string): TsboxError {
+  return new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'no such image in the store', hint: 'see `tsbox images`' });
+}
+
+/** The layer directories containers of this user run on (their root is an image's top layer). */
+function layersInUse(store: Store): Set<string> {
+  const bundles = new Set(list({ all: true }).map((s) => s.bundle));
+  const used = new Set<string>();
+  for (const image of store.images()) {
+    const top = image.layers.at(-1);
+    if (top !== undefined && bundles.has(store.layerDir(top))) for (const d of image.layers) used.add(store.layerDir(d));
+  }
+  return used;
+}
+
+/** Removes the image `ref` names, then the layers and blobs no image uses any more. */
+export async function removeImage(ref: string, options: { force?: boolean } = {}, store: Store = new Store()): Promise<ImageRecord> {
+  const record = findImage(store, ref) ?? store.find(ref);
+  if (!record) throw notFound(ref);
+  const top = record.layers.at(-1);
+  if (!options.force && top !== undefined) {
+    const user = list({ all: true }).find((s) => s.bundle === store.layerDir(top));
+    if (user) throw new TsboxError({ step: 'image', errno: 16, path: ref, detail: `container ${user.name ?? user.id.slice(0, 12)} was made from it`, hint: 'remove the container first (tsbox rm), or pass --force' });
+  }
+  await store.untag(record.name);
+  await store.prune(layersInUse(store));
+  return record;
+}
+
+/** The record, the config and the layers of the image `ref` names. */
+export function inspectImage(ref: string, store: Store = new Store()): unknown {
+  const record = findImage(store, ref) ?? store.find(ref);
+  if (!record) throw notFound(ref);
+  return {
+    ...record,
+    size: store.sizeOf(record),
+    config: { digest: record.config, ...imageConfig(store, record) },
+    layers: record.layers.map((d) => ({ ...store.layerInfo(d), dir: store.layerDir(d) })),
+  };
+}
+
+/** Removes the layers and blobs no image uses, and what failed pulls left. */
+export async function pruneImages(store: Store = new Store()): Promise<{ layers: string[]; blobs: string[]; temp: string[] }> {
+  const removed = await store.prune(layersInUse(store));
+  return { ...removed, temp: store.cleanTemp() };
+}

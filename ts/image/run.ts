@@ -1,0 +1,96 @@
+/**
+ * A container from an image: the image found in the store (or pulled, as
+ * `pull` says), its config applied under the caller's options as Docker
+ * applies it (Entrypoint and Cmd, Env under `env`, User, WorkingDir,
+ * StopSignal), and
+ * its layers as the container's root: the top one as the rootfs, the rest
+ * as lower layers of the same overlay, with the container's own throwaway
+ * upper layer over them.
+ */
+import { TsboxError } from '../errors.js';
+import type { RunOptions } from '../config/schema.js';
+import { formatReference, parseReference } from './reference.js';
+import { pull, type PullOptions } from './pull.js';
+import { configSchema, parseDocument, type ImageConfig } from './spec.js';
+import { Store, type ImageRecord } from './store.js';
+
+export type PullPolicy = 'missing' | 'always' | 'never';
+
+function configError(path: string, detail: string, hint: string | null = null): TsboxError {
+  return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
+}
+
+/** The stored image `ref` names (by full name, or by manifest digest or its prefix); null when not stored. */
+export function findImage(store: Store, ref: string): ImageRecord | null {
+  const direct = store.find(ref);
+  if (direct) return direct;
+  let name: string;
+  try {
+    const r = parseReference(ref);
+    name = r.digest !== null ? `${r.domain}/${r.repository}@${r.digest}` : formatReference(r);
+  } catch {
+    return null;
+  }
+  const found = store.find(name);
+  // Every layer must be there (a prune may not have run under a pull).
+  return found && found.layers.every((d) => store.layerInfo(d) !== null) ? found : null;
+}
+
+/** The image `ref`, pulled when `policy` says so. */
+export async function ensureImage(ref: string, policy: PullPolicy = 'missing', options: PullOptions = {}): Promise<ImageRecord> {
+  const store = options.store ?? new Store();
+  if (policy !== 'always') {
+    const found = findImage(store, ref);
+    if (found) return found;
+    if (policy === 'never') {
+      throw new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'the image is not in the store, and the pull policy is never', hint: `pull it first: tsbox pull ${ref}` });
+    }
+  }
+  return pull(ref, { ...options, store });
+}
+
+export function imageConfig(store: Store, record: ImageRecord): ImageConfig {
+  return parseDocument(configSchema, store.readBlob(record.config), 'image config', record.name);
+}
+
+export interface ImageRun {
+  command: string[];
+  options: RunOptions;
+  /** The lower layers under `options.rootfs`, top first. */
+  layers: string[];
+}
+
+/** The command, options and layers of a container of `options.image`. */
+export async function imageRun(command: readonly string[], options: RunOptions, pullOptions: PullOptions = {}): Promise<ImageRun> {
+  const { image, pull: policy, entrypoint, ...rest } = options;
+  if (typeof image !== 'string' || image.length === 0) throw configError('image', 'must be an image reference (a non-empty string)');
+  if (rest.rootfs !== undefined) throw configError('image', 'cannot be combined with rootfs: the image is the root filesystem', 'give one of them');
+  if (rest.writableRootfs) throw configError('writableRootfs', "cannot be combined with image: an image's layers are shared and never written", 'writes go to the container\'s own throwaway layer');
+  const store = pullOptions.store ?? new Store();
+  const record = await ensureImage(image, policy ?? 'missing', { ...pullOptions, store });
+  const config = imageConfig(store, record).config ?? {};
+  const entry = entrypoint ?? config.Entrypoint ?? [];
+  // As Docker: a new entrypoint drops the image's Cmd unless a command is given.
+  const args = command.length > 0 ? [...command] : entrypoint !== undefined ? [] : (config.Cmd ?? []);
+  const argv = [...entry, ...args];
+  if (argv.length === 0) throw configError('command', `the image ${record.name} has no Entrypoint or Cmd, and no command was given`, 'give the command after the image');
+  const env: Record<string, string> = {};
+  for (const kv of config.Env ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  const dirs = [...record.layers].reverse().map((d) => store.layerDir(d));
+  if (dirs.length === 0) throw new TsboxError({ step: 'image', errno: 0, path: record.name, detail: 'the image has no layers', hint: null });
+  return {
+    command: argv,
+    options: {
+      ...rest,
+      rootfs: dirs[0]!,
+      env: { ...env, ...rest.env },
+      ...(rest.user === undefined && config.User ? { user: config.User } : {}),
+      ...(rest.cwd === undefined && config.WorkingDir ? { cwd: config.WorkingDir } : {}),
+      ...(rest.stopSignal === undefined && config.StopSignal ? { stopSignal: config.StopSignal } : {}),
+    },
+    layers: dirs.slice(1),
+  };
+}

@@ -1,0 +1,363 @@
+/**
+ * The image store: content-addressed blobs (`blobs/sha256/<hex>`: manifests,
+ * indexes, configs), each layer unpacked once into its own directory
+ * (`layers/sha256/<hex>/`, keyed by the digest its manifests name, with a
+ * `<hex>.json` beside it written last, which marks it complete), and a small
+ * index of names to manifests (`images.json`).
+ *
+ * Where: `$TSBOX_STORAGE`; else `/var/lib/tsbox` as root, `$XDG_DATA_HOME/tsbox`
+ * (`~/.local/share/tsbox`) otherwise. The root is 0700: layers unpacked by
+ * root keep their owners and setuid bits, which no other host user may reach.
+ *
+ * Every write is a temporary file or directory (under `tmp/`) renamed into
+ * place; a lock file per digest (`locks/`) lets concurrent pulls of one blob
+ * wait for each other instead of both writing it.
+ */
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { fromSystemError, TsboxError } from '../errors.js';
+import { loadNative, type NativeFileLock } from '../native.js';
+import { isDigest } from './reference.js';
+
+/** The store's root directory for this user. */
+export function storageRoot(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0): string {
+  if (env.TSBOX_STORAGE) return env.TSBOX_STORAGE;
+  if (uid === 0) return '/var/lib/tsbox';
+  return join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'tsbox');
+}
+
+/** One image in the index. */
+export interface ImageRecord {
+  /** The full name: `docker.io/library/alpine:latest`, or `name@sha256:...` when pulled by digest. */
+  name: string;
+  /** The manifest's digest. */
+  digest: string;
+  /** The config's digest. */
+  config: string;
+  /** The layers' digests, bottom first, as the manifest lists them. */
+  layers: string[];
+  /** The index (manifest list) it was chosen from, when it came from one. */
+  index?: string | undefined;
+  /** When it was stored (ISO 8601). */
+  created: string;
+}
+
+/** What a layer's `<hex>.json` says. */
+export interface LayerInfo {
+  digest: string;
+  diffId: string;
+  /** Bytes of file data unpacked. */
+  size: number;
+  entries: number;
+  notes: string[];
+}
+
+interface IndexFile {
+  version: 1;
+  images: ImageRecord[];
+}
+
+function hexOf(digest: string): string {
+  if (!isDigest(digest)) throw new TsboxError({ step: 'store', errno: 22, path: digest, detail: 'not a sha256 digest', hint: null });
+  return digest.slice('sha256:'.length);
+}
+
+export class Store {
+  readonly root: string;
+
+  constructor(root: string = storageRoot()) {
+    this.root = root;
+    try {
+      mkdirSync(root, { recursive: true, mode: 0o700 });
+      for (const d of ['blobs/sha256', 'layers/sha256', 'tmp', 'locks']) mkdirSync(join(root, d), { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw fromSystemError('store', err, `create the image store ${root}`, 'set TSBOX_STORAGE to a directory you may write');
+    }
+    const st = lstatSync(root);
+    if (!st.isDirectory()) throw new TsboxError({ step: 'store', errno: 20, path: root, detail: 'the image store is not a directory', hint: null });
+    // Layers unpacked by root keep setuid-root files: whatever the root
+    // directory's mode (a TSBOX_STORAGE that existed), no other user may
+    // reach into them. The directories must be this user's own.
+    const uid = process.getuid?.() ?? 0;
+    for (const d of ['layers', 'tmp', 'blobs', 'locks']) {
+      const p = join(root, d);
+      const s = lstatSync(p);
+      if (!s.isDirectory() || s.uid !== uid) {
+        throw new TsboxError({ step: 'store', errno: 1, path: p, detail: s.isDirectory() ? `the directory belongs to uid ${s.uid}, not to this user (${uid})` : 'not a directory (a symlink?)', hint: 'set TSBOX_STORAGE to a directory of your own' });
+      }
+      if ((s.mode & 0o077) !== 0) chmodSync(p, 0o700);
+    }
+  }
+
+  blobPath(digest: string): string {
+    return join(this.root, 'blobs', 'sha256', hexOf(digest));
+  }
+
+  layerDir(digest: string): string {
+    return join(this.root, 'layers', 'sha256', hexOf(digest));
+  }
+
+  hasBlob(digest: string): boolean {
+    return existsSync(this.blobPath(digest));
+  }
+
+  readBlob(digest: string): Buffer {
+    try {
+      return readFileSync(this.blobPath(digest));
+    } catch (err) {
+      throw fromSystemError('store', err, `read the blob ${digest}`, 'the store is damaged: pull the image again');
+    }
+  }
+
+  /** A fresh path under `tmp/`, named for what it holds. */
+  tempPath(tag: string): string {
+    return join(this.root, 'tmp', `tsbox-${tag}-${process.pid}-${(++tempCount).toString(16)}${Date.now().toString(16)}`);
+  }
+
+  /** Writes a blob atomically (a temporary file renamed into place). */
+  writeBlob(digest: string, bytes: Buffer): void {
+    const tmp = this.tempPath('blob');
+    try {
+      writeFileSync(tmp, bytes, { mode: 0o600 });
+      renameSync(tmp, this.blobPath(digest));
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw fromSystemError('store', err, `write the blob ${digest}`);
+    }
+  }
+
+  layerInfo(digest: string): LayerInfo | null {
+    try {
+      return JSON.parse(readFileSync(`${this.layerDir(digest)}.json`, 'utf8')) as LayerInfo;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Moves an unpacked directory into place and then its description, which marks it complete. */
+  commitLayer(tmpDir: string, info: LayerInfo): void {
+    const dir = this.layerDir(info.digest);
+    // A directory without its .json is a crashed earlier attempt's.
+    removeTree(dir);
+    renameSync(tmpDir, dir);
+    const tmp = this.tempPath('layer-json');
+    writeFileSync(tmp, `${JSON.stringify(info)}\n`, { mode: 0o600 });
+    renameSync(tmp, `${dir}.json`);
+  }
+
+  /**
+   * Takes the lock named `name` (a digest, or `index`), waiting for another
+   * process (or another pull of this one) that holds it without blocking
+   * the event loop.
+   */
+  async lock(name: string): Promise<NativeFileLock> {
+    const path = join(this.root, 'locks', name.replace(':', '-'));
+    const { binding } = loadNative();
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      const held = binding.tryLockFile(path, `${process.pid}\n`);
+      if (held) return held;
+      await sleep(wait);
+    }
+  }
+
+  /**
+   * Marks a pull (or load) in progress until released: its layers are in the
+   * store before its name is, and prune must not take them meanwhile.
+   */
+  working(): NativeFileLock {
+    const path = join(this.root, 'locks', `pull-${process.pid}-${++tempCount}`);
+    const held = loadNative().binding.tryLockFile(path, `${process.pid}\n`);
+    if (!held) throw new TsboxError({ step: 'store', errno: 11, path, detail: 'the pull lock is taken', hint: null });
+    return held;
+  }
+
+  /** Whether a pull or load holds its `working()` lock now. */
+  private pulling(): boolean {
+    const dir = join(this.root, 'locks');
+    return readdirSync(dir)
+      .filter((n) => n.startsWith('pull-'))
+      .some((n) => {
+        const held = loadNative().binding.tryLockFile(join(dir, n), `${process.pid}\n`);
+        if (!held) return true;
+        held.release();
+        return false;
+      });
+  }
+
+  private readIndex(): IndexFile {
+    try {
+      const parsed = JSON.parse(readFileSync(join(this.root, 'images.json'), 'utf8')) as IndexFile;
+      if (parsed?.version === 1 && Array.isArray(parsed.images)) return parsed;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError('store', err, `read the image index ${join(this.root, 'images.json')}`);
+    }
+    return { version: 1, images: [] };
+  }
+
+  private writeIndex(index: IndexFile): void {
+    const tmp = this.tempPath('index');
+    writeFileSync(tmp, `${JSON.stringify(index, null, 1)}\n`, { mode: 0o600 });
+    renameSync(tmp, join(this.root, 'images.json'));
+  }
+
+  images(): ImageRecord[] {
+    return this.readIndex().images;
+  }
+
+  /** The image named `name` (a full name, or a manifest digest or its first 12+ hex digits). */
+  find(name: string): ImageRecord | null {
+    const all = this.images();
+    const exact = all.find((i) => i.name === name);
+    if (exact) return exact;
+    const hex = name.replace(/^sha256:/, '');
+    if (/^[a-f0-9]{12,64}$/.test(hex)) return all.find((i) => i.digest.slice(7).startsWith(hex)) ?? null;
+    return null;
+  }
+
+  /** Adds or replaces the record of `record.name`, under the index lock. */
+  async tag(record: ImageRecord): Promise<void> {
+    const lock = await this.lock('index');
+    try {
+      const index = this.readIndex();
+      index.images = [...index.images.filter((i) => i.name !== record.name), record];
+      this.writeIndex(index);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Removes the name; false when there was none. */
+  async untag(name: string): Promise<boolean> {
+    const lock = await this.lock('index');
+    try {
+      const index = this.readIndex();
+      const left = index.images.filter((i) => i.name !== name);
+      if (left.length === index.images.length) return false;
+      this.writeIndex({ ...index, images: left });
+      return true;
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Bytes of the layers of `record` (as unpacked). */
+  sizeOf(record: ImageRecord): number {
+    return record.layers.reduce((n, d) => n + (this.layerInfo(d)?.size ?? 0), 0);
+  }
+
+  /**
+   * Removes every layer and blob no image names, unless a pull or load is
+   * in progress (its layers are stored before its name). `inUse`: layer
+   * directories a container runs on, which stay. Returns what was removed.
+   */
+  async prune(inUse: ReadonlySet<string> = new Set()): Promise<{ layers: string[]; blobs: string[] }> {
+    const lock = await this.lock('index');
+    const removed = { layers: [] as string[], blobs: [] as string[] };
+    try {
+      // A pull in progress has layers and blobs no image names yet: they stay, and so does the rest until it is done.
+      if (this.pulling()) return removed;
+      const images = this.readIndex().images;
+      const keepLayers = new Set(images.flatMap((i) => i.layers));
+      const keepBlobs = new Set(images.flatMap((i) => [i.digest, i.config, ...this.indexDigestsOf(i)]));
+      const layersDir = join(this.root, 'layers', 'sha256');
+      for (const entry of readdirSync(layersDir)) {
+        const hex = entry.replace(/\.json$/, '');
+        const digest = `sha256:${hex}`;
+        if (!isDigest(digest) || keepLayers.has(digest) || inUse.has(this.layerDir(digest))) continue;
+        // A pull of this layer holds its lock while it works.
+        const held = loadNative().binding.tryLockFile(join(this.root, 'locks', `sha256-${hex}`), `${process.pid}\n`);
+        if (!held) continue;
+        try {
+          removeTree(join(layersDir, entry));
+          if (!entry.endsWith('.json')) removed.layers.push(digest);
+        } finally {
+          held.release();
+        }
+      }
+      const blobsDir = join(this.root, 'blobs', 'sha256');
+      for (const hex of readdirSync(blobsDir)) {
+        const digest = `sha256:${hex}`;
+        if (keepBlobs.has(digest)) continue;
+        rmSync(join(blobsDir, hex), { force: true });
+        removed.blobs.push(digest);
+      }
+    } finally {
+      lock.release();
+    }
+    return removed;
+  }
+
+  /**
+   * Removes what failed pulls left in tmp/: a partial download (kept for a
+   * pull to resume) when no pull holds its layer's lock, anything else when
+   * the process that made it is gone.
+   */
+  cleanTemp(): string[] {
+    const dir = join(this.root, 'tmp');
+    const removed: string[] = [];
+    for (const entry of readdirSync(dir)) {
+      const download = /^tsbox-download-([a-f0-9]{64})$/.exec(entry);
+      if (download) {
+        const held = loadNative().binding.tryLockFile(join(this.root, 'locks', `sha256-${download[1]}`), `${process.pid}\n`);
+        if (!held) continue;
+        held.release();
+      } else {
+        const pid = Number(/^tsbox-[a-z-]+-(\d+)-[a-f0-9]+$/.exec(entry)?.[1]);
+        if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && alive(pid))) continue;
+      }
+      removeTree(join(dir, entry));
+      removed.push(entry);
+    }
+    return removed;
+  }
+
+  /** Where a layer's download is kept until it is unpacked (a pull that failed resumes from it). */
+  downloadPath(digest: string): string {
+    return join(this.root, 'tmp', `tsbox-download-${hexOf(digest)}`);
+  }
+
+  /** The index a record was chosen from (kept so that its digest stays resolvable). */
+  private indexDigestsOf(record: ImageRecord): string[] {
+    return record.index ? [record.index] : [];
+  }
+}
+
+/**
+ * Removes a directory tree. A layer unpacked by an ordinary user may hold
+ * directories without write permission (0555, as the image has them), which
+ * only root could empty as they are: they are made writable first.
+ */
+export function removeTree(path: string): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw fromSystemError('store', err, `remove ${path}`);
+  }
+  const open = (dir: string) => {
+    chmodSync(dir, 0o700);
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) open(join(dir, e.name));
+  };
+  try {
+    open(path);
+    rmSync(path, { recursive: true, force: true });
+  } catch (err) {
+    throw fromSystemError('store', err, `remove ${path}`);
+  }
+}
+
+/** Names made by this process are told apart by a count (and the time, across a pid's reuse). */
+let tempCount = 0;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
