@@ -60,20 +60,45 @@ export interface ImageRun {
   layers: string[];
 }
 
+/**
+ * An image's containers, before their command: the options and layers
+ * (imageRun's), and what a command is made of: the entrypoint, and the
+ * command used when none is given (a pool's sandboxes share this; each
+ * call brings its command).
+ */
+export interface ImageBase {
+  options: RunOptions;
+  layers: string[];
+  entrypoint: string[];
+  /** Used when no command is given: the image's Cmd, or none when `entrypoint` was given. */
+  defaultCommand: string[];
+  name: string;
+}
+
+/** The command of a container of `base` given `command` (empty: the image's), refused when there is none. */
+export function imageCommand(base: ImageBase, command: readonly string[]): string[] {
+  const argv = [...base.entrypoint, ...(command.length > 0 ? command : base.defaultCommand)];
+  if (argv.length === 0) throw configError('command', `the image ${base.name} has no Entrypoint or Cmd, and no command was given`, 'give the command after the image');
+  return argv;
+}
+
 /** The command, options and layers of a container of `options.image`. */
 export async function imageRun(command: readonly string[], options: RunOptions, pullOptions: PullOptions = {}): Promise<ImageRun> {
+  const base = await imageBase(options, pullOptions);
+  return { command: imageCommand(base, command), options: base.options, layers: base.layers };
+}
+
+/** `options.image` found (or pulled) and its config applied under `options`: see ImageBase. */
+export async function imageBase(options: RunOptions, pullOptions: PullOptions = {}): Promise<ImageBase> {
   const { image, pull: policy, entrypoint, ...rest } = options;
   if (typeof image !== 'string' || image.length === 0) throw configError('image', 'must be an image reference (a non-empty string)');
   if (rest.rootfs !== undefined) throw configError('image', 'cannot be combined with rootfs: the image is the root filesystem', 'give one of them');
-  if (rest.writableRootfs) throw configError('writableRootfs', "cannot be combined with image: an image's layers are shared and never written", 'writes go to the container\'s own throwaway layer');
+  if (rest.writableRootfs) throw configError('writableRootfs', "cannot be combined with image: an image's layers are shared and never written", "writes go to the container's own throwaway layer");
   const store = pullOptions.store ?? new Store();
   const record = await ensureImage(image, policy ?? 'missing', { ...pullOptions, store });
   const config = imageConfig(store, record).config ?? {};
   const entry = entrypoint ?? config.Entrypoint ?? [];
-  // As Docker: a new entrypoint drops the image's Cmd unless a command is given.
-  const args = command.length > 0 ? [...command] : entrypoint !== undefined ? [] : (config.Cmd ?? []);
-  const argv = [...entry, ...args];
-  if (argv.length === 0) throw configError('command', `the image ${record.name} has no Entrypoint or Cmd, and no command was given`, 'give the command after the image');
+  const defaultCommand = entrypoint !== undefined ? [] : (config.Cmd ?? []);
   const env: Record<string, string> = {};
   for (const kv of config.Env ?? []) {
     const eq = kv.indexOf('=');
@@ -82,7 +107,9 @@ export async function imageRun(command: readonly string[], options: RunOptions, 
   const dirs = [...record.layers].reverse().map((d) => store.layerDir(d));
   if (dirs.length === 0) throw new TsboxError({ step: 'image', errno: 0, path: record.name, detail: 'the image has no layers', hint: null });
   return {
-    command: argv,
+    name: record.name,
+    entrypoint: [...entry],
+    defaultCommand: [...defaultCommand],
     options: {
       ...rest,
       rootfs: dirs[0]!,

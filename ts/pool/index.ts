@@ -77,6 +77,18 @@ const HAND_OVER_TRIES = 3;
 /** How long a running container may delay its sandbox's replacement (see spawn). */
 const REFILL_DELAY_MS = 5;
 
+/**
+ * What every sandbox of the pool is built from: the options as a container's,
+ * and for an image, its layers and what a call's command is made of.
+ */
+interface Base {
+  input: RunOptions;
+  options: ResolvedOptions;
+  layers?: string[] | undefined;
+  /** An image's: the command of a call (its entrypoint first; none given: its Cmd). */
+  command?: ((given: readonly string[]) => string[]) | undefined;
+}
+
 interface Slot extends ReadySandbox {
   /** Its helper has exited: the sandbox is gone. */
   dead: boolean;
@@ -86,8 +98,13 @@ interface Slot extends ReadySandbox {
 export class Pool {
   readonly size: number;
   readonly max: number;
-  readonly #input: RunOptions;
-  readonly #options: ResolvedOptions;
+  /**
+   * The sandboxes' options. An image's are known once it is found (or
+   * pulled, as `pull` says) for the first build or call: until then the
+   * options as given, or the search in flight. A failed search is tried
+   * again by the next build or call, which hears its error (as run() would).
+   */
+  #base: Base | RunOptions | Promise<Base>;
   readonly #explicitLimits: boolean;
   readonly #ready: Slot[] = [];
   readonly #waiters: { resolve: (s: Slot) => void; reject: (e: Error) => void }[] = [];
@@ -122,8 +139,8 @@ export class Pool {
     const top = max ?? Math.max(DEFAULT_MAX, size);
     if (!Number.isInteger(top) || top < 1 || top < size) throw configError('max', `${String(max)} must be a whole number, at least 1 and at least size (${size})`, null);
     // The options are checked once, here, as a container's: a bad one fails createPool, not every call.
-    this.#options = parseRunInput(['/'], rest).options;
-    this.#input = rest;
+    const checked = parseRunInput(['/'], rest).options;
+    this.#base = rest.image === undefined ? { input: rest, options: checked } : rest;
     this.#explicitLimits = Object.keys(limitsOf(rest)).length > 0;
     this.size = size;
     this.max = top;
@@ -138,7 +155,9 @@ export class Pool {
   async run(command: readonly string[], options: PoolRunOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
   async run(command: readonly string[], options: PoolRunOptions = {}): Promise<RunResult> {
     const { input, encoding, maxBuffer, ...rest } = options;
-    return capture(this.#options, { input, encoding, maxBuffer, signal: rest.signal }, () => this.spawn(command, rest));
+    // run() captures: stdio is the pool's, fixed, and must be pipes.
+    const { stdio } = (await this.#resolve()).options;
+    return capture({ stdio }, { input, encoding, maxBuffer, signal: rest.signal }, () => this.spawn(command, rest));
   }
 
   /** Starts `command` in a sandbox of the pool, as spawn() does; resolves once it was exec'd. */
@@ -153,7 +172,7 @@ export class Pool {
 
   async #spawn(command: readonly string[], options: PoolProcessOptions): Promise<Container> {
     const { signal, ...given } = options;
-    const { argv, o, tighter } = this.#processOptions(command, given);
+    const { argv, o, tighter } = this.#processOptions(command, given, await this.#resolve());
     if (signal?.aborted) throw new AbortError(signal.reason);
     const native = loadNative();
     for (let tries = 1; ; tries++) {
@@ -248,20 +267,38 @@ export class Pool {
     await this.close();
   }
 
+  /** The sandboxes' options (see #base). */
+  #resolve(): Base | Promise<Base> {
+    const b = this.#base;
+    if (b instanceof Promise || 'options' in b) return b;
+    const found = import('../image/run.js').then(async ({ imageBase, imageCommand }) => {
+      const image = await imageBase(b);
+      const base: Base = { input: image.options, options: parseRunInput(['/'], image.options).options, layers: image.layers, command: (given) => imageCommand(image, given) };
+      this.#base = base;
+      return base;
+    });
+    this.#base = found;
+    found.catch(() => {
+      if (this.#base === found) this.#base = b;
+    });
+    return found;
+  }
+
   /** The call's options checked against the pool's: its argv, its resolved options, and its tighter limits. */
-  #processOptions(command: readonly string[], given: Record<string, unknown>): { argv: string[]; o: ResolvedOptions; tighter: Record<string, number> | null } {
+  #processOptions(command: readonly string[], given: Record<string, unknown>, base: Base): { argv: string[]; o: ResolvedOptions; tighter: Record<string, number> | null } {
     const allowed = new Set<string>([...PROCESS_KEYS, ...TIGHTER_LIMITS]);
     for (const key of Object.keys(given)) {
       if (given[key] === undefined || allowed.has(key)) continue;
       throw configError(key, 'is fixed when the pool is created: it shapes the sandbox, which is built before the call', `create a pool with ${key}, or use run()/spawn(); a call may set ${[...PROCESS_KEYS, ...TIGHTER_LIMITS].join(', ')}`);
     }
-    const merged: RunOptions = { ...this.#input, ...given, env: { ...this.#input.env, ...(given.env as Record<string, string> | undefined) } };
-    const { command: argv, options: o } = parseRunInput(command, merged);
+    const merged: RunOptions = { ...base.input, ...given, env: { ...base.input.env, ...(given.env as Record<string, string> | undefined) } };
+    // An image's entrypoint goes before the call's command; no command is its Cmd.
+    const { command: argv, options: o } = parseRunInput(base.command ? base.command(command) : command, merged);
     const tighter: Record<string, number> = {};
     for (const key of TIGHTER_LIMITS) {
       const v = o[key];
       if (given[key] === undefined || v === undefined) continue;
-      const ceiling = this.#options[key];
+      const ceiling = base.options[key];
       // pidsLimit -1 is none; memory and cpus are absent when unlimited.
       const unlimited = (n: number | undefined) => n === undefined || (key === 'pidsLimit' && n === -1);
       if (!unlimited(ceiling) && (unlimited(v) || v > ceiling!)) {
@@ -328,7 +365,7 @@ export class Pool {
     this.#starting++;
     if (refill) this.#refilling++;
     const t0 = process.hrtime.bigint();
-    const built = launchReady(this.#options, { explicitLimits: this.#explicitLimits }).then(
+    const built = Promise.resolve(this.#resolve()).then(({ options, layers }) => launchReady(options, { explicitLimits: this.#explicitLimits, layers })).then(
       (ready) => {
         this.#starting--;
         if (refill) this.#refilling--;
