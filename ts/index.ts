@@ -29,6 +29,8 @@ export type { ExecOptions } from './runtime/container.js';
 export { ContainerRef, list, open } from './runtime/lifecycle.js';
 export type { Ended } from './runtime/lifecycle.js';
 export type { ContainerState } from './runtime/state.js';
+export type { NetworkInfo } from './network/bridge.js';
+export type { NetworkMode, PortMapping } from './config/network.js';
 
 /** Options of `spawn`: the container's, plus an AbortSignal. */
 export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };

@@ -16,6 +16,7 @@ import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { cgroupLimitsSchema, crossLimitIssues, positiveSize } from '../cgroups/limits.js';
 import { parseMapping } from './idmapping.js';
+import { parseNetwork, parsePublish } from './network.js';
 
 const absolutePath = z.string().check(
   z.minLength(1),
@@ -131,6 +132,17 @@ export const runOptionsSchema = z
     dns: z._default(z.array(ipAddress), []),
     /** The search domains of the container's /etc/resolv.conf, instead of the host's. */
     dnsSearch: z._default(z.array(hostname), []),
+    /**
+     * The container's network (Docker's `--network`): `none` (default: its
+     * own namespace with only loopback), `host` (the host's network
+     * namespace: every interface and port of the host), `bridge` (as root:
+     * an address on tsbox's bridge `tsbox0`, NAT to the host's uplink,
+     * through the CNI plugins), `ns:PATH` (join that network namespace) or
+     * `container:NAME` (share a running tsbox container's).
+     */
+    network: z._default(parsed(parseNetwork, (s) => `"${s}" is not a network: none, host, bridge, ns:PATH or container:NAME`), { mode: 'none' as const }),
+    /** Ports published on the host, `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]` (Docker's `-p`); needs network `bridge`. */
+    publish: z._default(z.array(parsed(parsePublish, (s) => `"${s}" is not [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`)), []),
     /** The size of /dev/shm (Docker's `--shm-size`). Default 64m. */
     shmSize: z.optional(positiveSize),
     /** Environment of the command, added to PATH, HOSTNAME and HOME. */
@@ -258,6 +270,9 @@ export const runOptionsSchema = z
       }
       if (o.userns === 'host' && (o.uidMap || o.gidMap)) {
         ctx.addIssue({ code: 'custom', path: [o.uidMap ? 'uidMap' : 'gidMap'], message: "cannot be combined with userns 'host' (no user namespace, no maps)" });
+      }
+      if (o.publish.length > 0 && o.network.mode !== 'bridge') {
+        ctx.addIssue({ code: 'custom', path: ['publish'], message: `publishes ports of a container on network "bridge", not "${o.network.mode}"` });
       }
       if (o.writableRootfs && o.rootfs === undefined) {
         ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });

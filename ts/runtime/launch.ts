@@ -10,7 +10,10 @@
  * 3. `maps`: Node writes the maps only when they need newuidmap.
  * 4. `cgroup`: on v1 and hybrid as root, Node makes the cgroup while the
  *    helper clones, and says so; the helper places the child.
- * 5. `network`: no hook yet (loopback only); its place is here.
+ * 5. `network`: for a container that asks for a network, ts/network
+ *    (loaded only then): decided before anything exists, then, once the
+ *    container is cloned and before `go`, its interfaces (CNI ADD) and
+ *    their undo (DEL). `none` (default) is the child's loopback alone.
  * 7. `ready`, 9. `started`: the sandbox is built; the process was exec'd.
  */
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
@@ -120,6 +123,12 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     }
   };
 
+  // Phase 5, network, decided first (ts/network, loaded only for a
+  // container that asks for one): a refusal comes before anything exists.
+  const net = o.network.mode === 'none' ? null : (await import('../network/index.js')).prepareNetwork(o.network, o.publish);
+  if (net) undo.push(net.cloned);
+  let networkInfo = net?.info ?? null;
+
   // Where this process's cgroups are, read once for the prewarm and the
   // container's cgroup.
   const proc = readProcSource();
@@ -149,6 +158,7 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     command,
     options: o,
     log: logPath(),
+    network: networkInfo,
   });
   // A name is checked and taken (its state written) under one lock: two
   // launches with the same name cannot both find it free.
@@ -247,6 +257,7 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
           : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       control: join(dir, 'control.sock'),
       detach: o.detach,
+      netnsPath: net?.netnsPath ?? null,
     });
     writeState(dir, stateOf(plan.sandbox.rootfs.path));
   } catch (err) {
@@ -287,6 +298,17 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     if (sandbox.maps.writer === 'node' && maps) {
       writeMaps(cloned.pid, maps, trace);
       await toHelper.maps(ch);
+    }
+    // Phase 5, network: the helper joined any namespace it was to join
+    // (what held it open goes); a namespace of the container's own gets its
+    // interfaces while the child waits before `go`. Their undo is DEL.
+    net?.cloned();
+    if (net?.attach) {
+      const attached = await net.attach(id, cloned.pid, cloned.monitor, !o.detach, trace);
+      undo.push(attached.detach);
+      networkInfo = attached.info;
+      writeState(dir, stateOf(plan.sandbox.rootfs.path));
+      await toHelper.network(ch);
     }
     // The runtime's OCI hooks, once the container is in its cgroups, while
     // its first process waits before pivot_root.
@@ -344,6 +366,7 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
     stderr,
     cgroup,
     startedAt: t0,
+    network: networkInfo,
   });
 }
 
@@ -385,6 +408,9 @@ function containerId(): string {
 
 let collected = false;
 
+/** ts/network/bridge.ts's record directory, named here so that gc need not load it. */
+const NETWORK_DIR = '/run/tsbox/network';
+
 /** See launch(); a miss only costs the time it would have saved. */
 function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSource): void {
   try {
@@ -412,6 +438,8 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
         const states = gcStates();
         const removed = gc();
         if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
+        // Bridged containers' networks (ts/network), loaded only where there were some.
+        if (process.getuid?.() === 0 && existsSync(NETWORK_DIR)) void import('../network/bridge.js').then((m) => m.gcNetworks()).catch(() => {});
       } catch {
         // Collection is best effort; the next start tries again.
       }

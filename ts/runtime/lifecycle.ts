@@ -156,6 +156,14 @@ export class ContainerRef {
     } catch {
       // Best effort: `tsbox gc` tries again.
     }
+    // A bridged container's address and rules (its monitor is gone now).
+    if (s.network?.mode === 'bridge') {
+      try {
+        (await import('../network/bridge.js')).gcNetworks();
+      } catch {
+        // Best effort: `tsbox gc` tries again.
+      }
+    }
   }
 }
 

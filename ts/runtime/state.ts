@@ -13,6 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { removeIfEmpty } from '../cgroups/gc.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
+import type { NetworkInfo } from '../network/bridge.js';
 
 export { stateRoot } from '../state-root.js';
 
@@ -109,6 +110,8 @@ export interface ContainerState {
   options: Record<string, unknown>;
   /** A detached container's output. */
   log: string | null;
+  /** Its network: mode, interfaces and addresses, published ports (ts/network). */
+  network?: NetworkInfo | null;
   exitCode?: number;
   exitSignal?: number | null;
   finishedAtMs?: number;

@@ -1,0 +1,238 @@
+/**
+ * Network `bridge`: the container's own namespace gets a veth to tsbox's
+ * bridge `tsbox0`, an address on 10.89.0.0/16, a default route, NAT to the
+ * host's uplink and its published ports, all made by the CNI plugins
+ * (ts/network/cni.ts) in phase `network`, and deleted on every way out:
+ *
+ * - the launch fails halfway, or the container ends: the caller runs DEL
+ *   (launch's undo), while it still holds the container's namespace open,
+ *   so that the plugins find their interface and remove all they added;
+ * - the caller is gone (kill -9): a record of what was added,
+ *   `/run/tsbox/network/<id>.json`, written before ADD, is collected by the
+ *   next start or `tsbox gc` once the container's monitor is gone.
+ *
+ * The bridge itself stays, as podman's does: removing it when the last
+ * container goes would race with another process's ADD creating it.
+ */
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+import { TsboxError } from '../errors.js';
+import type { PortMapping } from '../config/network.js';
+import { add, BRIDGE, bridgeConfList, cniPath, del, type CniTarget, type ConfList } from './cni.js';
+
+/** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
+export const NETWORK_DIR = '/run/tsbox/network';
+export const IPAM_DIR = join(NETWORK_DIR, 'ipam');
+
+/** The container's interface and address, as `inspect`, `--report` and the API show them. */
+export interface NetworkInfo {
+  mode: string;
+  interfaces: { name: string; mac: string | null; addresses: string[] }[];
+  gateway: string | null;
+  /** The host end of its veth. */
+  hostInterface: string | null;
+  bridge: string | null;
+  ports: PortMapping[];
+}
+
+/** What was added for a container: enough for DEL from any process. */
+export interface NetworkRecord {
+  id: string;
+  list: ConfList;
+  cniPath: string;
+  ifname: string;
+  ports: PortMapping[];
+  /** The container's monitor, with its start time (a pid alone may be reused). */
+  monitor: { pid: number; start: string };
+  /** The last ADD's result, once it finished. */
+  result: unknown;
+}
+
+interface CniResult {
+  interfaces?: { name: string; mac?: string; sandbox?: string }[];
+  ips?: { address: string; gateway?: string; interface?: number }[];
+}
+
+/** Phase `network`, decided before anything exists: as root, with the plugins installed. */
+export function checkBridge(): { list: ConfList; cniPath: string } {
+  if (process.getuid?.() !== 0) {
+    throw new TsboxError({
+      step: 'network',
+      errno: 1,
+      path: 'bridge',
+      detail: 'network "bridge" needs root: the CNI plugins make a veth and iptables rules on the host, and rootless networking (pasta) is not supported yet',
+      hint: 'run as root, or use --network none (default) or host',
+    });
+  }
+  const list = bridgeConfList(IPAM_DIR);
+  return { list, cniPath: cniPath(list) };
+}
+
+/** A process's start time (field 22 of /proc/PID/stat), or null when it is gone. */
+export function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' || f[0] === 'X' ? null : (f[19] ?? null);
+  } catch {
+    return null;
+  }
+}
+
+function recordPath(id: string): string {
+  return join(NETWORK_DIR, `${id}.json`);
+}
+
+/** Removes a record (gone already when another process's gc took it). */
+function forget(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function writeRecord(r: NetworkRecord): void {
+  const path = recordPath(r.id);
+  writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}
+
+/** The container's interfaces and addresses from the ADD result. */
+export function networkInfo(result: unknown, ports: PortMapping[], ifname = 'eth0'): NetworkInfo {
+  const r = (result ?? {}) as CniResult;
+  const ifaces = r.interfaces ?? [];
+  const inside = ifaces.map((iface, i) => ({ iface, i })).filter(({ iface }) => iface.sandbox);
+  const host = ifaces.find((i) => !i.sandbox && i.name !== BRIDGE.bridge);
+  const ips = r.ips ?? [];
+  return {
+    mode: 'bridge',
+    interfaces: inside.map(({ iface, i }) => ({ name: iface.name, mac: iface.mac ?? null, addresses: ips.filter((ip) => ip.interface === i || (ip.interface === undefined && iface.name === ifname)).map((ip) => ip.address) })),
+    gateway: ips.find((ip) => ip.gateway)?.gateway ?? null,
+    hostInterface: host?.name ?? null,
+    bridge: BRIDGE.bridge,
+    ports,
+  };
+}
+
+export interface Attached {
+  info: NetworkInfo;
+  /** DEL, once, on any path; throws the first failure (the record stays for gc then). */
+  detach(): void;
+}
+
+/**
+ * ADD for container `id`, whose PID 1 is `pid` (its namespace is held open
+ * until detach) and whose monitor is `monitorPid`.
+ */
+export async function attachBridge(id: string, pid: number, monitorPid: number, ports: PortMapping[], prepared: { list: ConfList; cniPath: string }, keep: boolean, trace?: (l: string) => void): Promise<Attached> {
+  mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
+  let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
+  const target: CniTarget = { containerId: id, netns: `/proc/${process.pid}/fd/${nsfd}`, ifname: 'eth0', cniPath: prepared.cniPath };
+  const record: NetworkRecord = { id, list: prepared.list, cniPath: prepared.cniPath, ifname: target.ifname, ports, monitor: { pid: monitorPid, start: startTime(monitorPid) ?? '' }, result: null };
+  let result: unknown;
+  try {
+    writeRecord(record);
+    result = await add(prepared.list, target, ports, trace);
+    writeRecord({ ...record, result });
+  } catch (err) {
+    // add() deleted what it had added; the record goes with it.
+    closeSync(nsfd);
+    nsfd = null;
+    try {
+      unlinkSync(recordPath(id));
+    } catch {
+      // Never written.
+    }
+    throw err;
+  }
+  // A detached container outlives this process: its namespace is not held
+  // (DEL is gc's once its monitor is gone).
+  if (!keep) {
+    closeSync(nsfd);
+    nsfd = null;
+  }
+  let done = false;
+  return {
+    info: networkInfo(result, ports, target.ifname),
+    detach() {
+      if (done) return;
+      done = true;
+      try {
+        const failures = del(prepared.list, nsfd === null ? { ...target, netns: '' } : target, result, ports);
+        if (nsfd === null) removeMasquerade(id);
+        if (failures.length > 0) throw failures[0]!;
+        forget(recordPath(id));
+        trace?.('network: CNI DEL done');
+      } finally {
+        if (nsfd !== null) closeSync(nsfd);
+        nsfd = null;
+      }
+    },
+  };
+}
+
+/**
+ * The NAT rule and chain bridge's ipMasq added for container `id`. Its DEL
+ * removes them only when it finds the container's interface, which is gone
+ * with the namespace of a container whose caller died: then they are found
+ * by the comment the plugin gave them (`name: "tsbox" id: "<id>"`).
+ */
+function removeMasquerade(id: string): void {
+  const save = spawnSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' });
+  if (save.status !== 0) return;
+  const comment = `name: "${BRIDGE.name}" id: "${id}"`;
+  // As iptables-save prints it.
+  const saved = comment.replace(/"/g, '\\"');
+  const chains = new Set<string>();
+  for (const line of save.stdout.split('\n')) {
+    if (!line.startsWith('-A POSTROUTING ') || !line.includes(saved)) continue;
+    // The rule as bridge makes it (ip.SetupIPMasq): -s IP -j CHAIN -m comment.
+    const chain = / -j (CNI-[0-9a-f]+)/.exec(line)?.[1];
+    const source = / -s (\S+)/.exec(line)?.[1];
+    if (!chain || !source) continue;
+    chains.add(chain);
+    spawnSync('iptables', ['-w', '-t', 'nat', '-D', 'POSTROUTING', '-s', source, '-j', chain, '-m', 'comment', '--comment', comment]);
+  }
+  for (const chain of chains) {
+    spawnSync('iptables', ['-w', '-t', 'nat', '-F', chain]);
+    spawnSync('iptables', ['-w', '-t', 'nat', '-X', chain]);
+  }
+}
+
+/**
+ * DEL for every container whose record is left and whose monitor is gone
+ * (its caller was killed, or it was detached and ended). Returns the ids
+ * collected.
+ */
+export function gcNetworks(dir: string = NETWORK_DIR): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
+  } catch {
+    return [];
+  }
+  const collected: string[] = [];
+  for (const name of names) {
+    let r: NetworkRecord;
+    try {
+      r = JSON.parse(readFileSync(join(dir, name), 'utf8')) as NetworkRecord;
+    } catch {
+      continue;
+    }
+    if (r.monitor.start !== '' && startTime(r.monitor.pid) === r.monitor.start) continue;
+    // A record a launch is still writing (no monitor start time) is left a minute.
+    if (r.monitor.start === '' && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
+    // Its namespace is gone with it: no netns (DEL then releases the lease
+    // and rules without looking for the interface, which went with it).
+    const failures = del(r.list, { containerId: r.id, netns: '', ifname: r.ifname, cniPath: r.cniPath }, r.result, r.ports);
+    removeMasquerade(r.id);
+    if (failures.length === 0) {
+      forget(join(dir, name));
+      collected.push(r.id);
+    }
+  }
+  return collected;
+}

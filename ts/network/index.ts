@@ -1,0 +1,93 @@
+/**
+ * A container's network beyond loopback, loaded only for a container that
+ * asks for one (launch imports it lazily): phase `network`'s decisions,
+ * taken before anything exists, and its work once the container is cloned.
+ *
+ * - `host`, `ns:PATH`: nothing here beyond the plan (no net namespace of
+ *   its own; the helper joins the path).
+ * - `container:NAME`: the other container's namespace, found through its
+ *   state and held open by this process until the clone, so that what is
+ *   joined is that container's even if its pid is reused meanwhile.
+ * - `bridge`: ts/network/bridge.ts.
+ */
+import { closeSync, openSync } from 'node:fs';
+
+import type { NetworkMode, PortMapping } from '../config/network.js';
+import { TsboxError } from '../errors.js';
+import { findContainer, processAlive } from '../runtime/state.js';
+import { attachBridge, checkBridge, type NetworkInfo } from './bridge.js';
+
+export type { NetworkInfo } from './bridge.js';
+export { gcNetworks } from './bridge.js';
+
+export interface PreparedNetwork {
+  /** The path the helper joins (`SandboxPlan.join`), when the container joins a namespace. */
+  netnsPath: string | null;
+  /** Once the helper has cloned: what held the joined namespace can go. */
+  cloned(): void;
+  /**
+   * Phase `network`, for a container with a namespace of its own to set
+   * up: returns its interfaces and the undo (DEL). Null when there is
+   * nothing to do in this phase.
+   */
+  attach: ((id: string, pid: number, monitorPid: number, keep: boolean, trace?: (l: string) => void) => Promise<{ info: NetworkInfo; detach: () => void }>) | null;
+  /** What the container's result says when there is no phase to run. */
+  info: NetworkInfo | null;
+}
+
+const nothing = () => {};
+
+function joinedInfo(mode: string): NetworkInfo {
+  return { mode, interfaces: [], gateway: null, hostInterface: null, bridge: null, ports: [] };
+}
+
+/** The namespace of a running tsbox container `name`, held open (a descriptor of this process). */
+function containerNetns(name: string): { path: string; close: () => void } {
+  const { state } = findContainer(name);
+  const refuse = (detail: string) =>
+    new TsboxError({ step: 'network', errno: 3, path: `container:${name}`, detail, hint: '`tsbox ps` lists the running containers; start it first' });
+  if (state.status === 'stopped' || state.pid <= 0 || !processAlive(state.monitorPid)) throw refuse(`container ${name} is not running (${state.status})`);
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${state.pid}/ns/net`, 'r');
+  } catch {
+    throw refuse(`container ${name} is gone`);
+  }
+  // Opened, then checked: if its pid had been reused before the open, its
+  // state or monitor says it ended.
+  const again = findContainer(name).state;
+  if (again.pid !== state.pid || again.id !== state.id || !processAlive(state.monitorPid) || again.status === 'stopped') {
+    closeSync(fd);
+    throw refuse(`container ${name} ended while it was being joined`);
+  }
+  let open = true;
+  const close = () => {
+    if (open) closeSync(fd);
+    open = false;
+  };
+  return { path: `/proc/${process.pid}/fd/${fd}`, close };
+}
+
+/** Phase `network`, decided at `plan`: checks and looks-ups that must come before anything is created. */
+export function prepareNetwork(network: NetworkMode, ports: PortMapping[]): PreparedNetwork {
+  switch (network.mode) {
+    case 'none':
+    case 'host':
+      return { netnsPath: null, cloned: nothing, attach: null, info: joinedInfo(network.mode) };
+    case 'ns':
+      return { netnsPath: network.path, cloned: nothing, attach: null, info: joinedInfo(`ns:${network.path}`) };
+    case 'container': {
+      const held = containerNetns(network.name);
+      return { netnsPath: held.path, cloned: held.close, attach: null, info: joinedInfo(`container:${network.name}`) };
+    }
+    case 'bridge': {
+      const prepared = checkBridge();
+      return {
+        netnsPath: null,
+        cloned: nothing,
+        attach: (id, pid, monitorPid, keep, trace) => attachBridge(id, pid, monitorPid, ports, prepared, keep, trace),
+        info: null,
+      };
+    }
+  }
+}
