@@ -347,6 +347,14 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
   const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
   if (mode === 'bind') refuseHostRoot(rootfs);
   const mounts = systemMounts(o.shmSize);
+  // A sysfs shows the network namespace of whoever mounts it, and the kernel
+  // lets a user namespace mount one only over a network namespace it owns:
+  // a container that shares one (host, ns:PATH, container:NAME) gets the
+  // host's /sys bound read-only instead, as runc does.
+  if (o.network.mode !== 'none' && o.network.mode !== 'bridge' && o.userns === 'private') {
+    const at = mounts.findIndex((m) => m.target === '/sys');
+    mounts[at] = { target: '/sys', type: 'bind', source: '/sys', recursive: true, readonly: true, nosuid: true, nodev: true, noexec: true };
+  }
   if (mode === 'readonly') {
     // Writable scratch space on a read-only root, within the storage limit;
     // on the host's root this also hides the host's /run (its sockets).

@@ -1,0 +1,295 @@
+/**
+ * Networking (issue 17), as root, seen from inside the containers: `none`,
+ * `host`, `bridge` through the CNI plugins, published ports, joining a
+ * namespace or another container's, and that nothing is left on the host
+ * (veth, IPAM lease, iptables rule, record) on any way out.
+ *
+ * All traffic stays on this machine: a fake "internet" is a network
+ * namespace this suite makes (tsbox-test-<pid>), with a veth to the host, an
+ * HTTP server on two addresses of 10.199.0.0/16 and a route to them from
+ * the host; it goes in afterAll, with whatever of the bridge and the CNI
+ * plugins' shared chains did not exist before, and net.ipv4.ip_forward
+ * (which the bridge plugin turns on) is put back as it was.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { spawn as spawnContainer } from '../../ts/index.js';
+import { alive, BIN, cli, eventually } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+
+const NS = `tsbox-test-${process.pid}`;
+const HOST_IF = `tsbt${process.pid % 100000}h`;
+const NS_IF = `tsbt${process.pid % 100000}n`;
+/** The fake internet's two addresses, on its veth and on its loopback. */
+const SERVER = '10.199.0.2';
+const SERVER2 = '10.199.1.2';
+const NETWORK_DIR = '/run/tsbox/network';
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+
+function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error?.message}`);
+  return r.stdout;
+}
+
+function iptablesSave(): string {
+  return sh('iptables-save', []);
+}
+
+function chains(): Set<string> {
+  return new Set([...iptablesSave().matchAll(/^:(CNI-[A-Z-]+) /gm)].map((m) => m[1]!));
+}
+
+/** A TCP port nothing listens on now. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** What the host keeps of bridged container `id`: its record, rules, lease. */
+function leftovers(id: string): string[] {
+  const found: string[] = [];
+  if (existsSync(join(NETWORK_DIR, `${id}.json`))) found.push('record');
+  if (iptablesSave().includes(id)) found.push('iptables rule');
+  const leases = join(NETWORK_DIR, 'ipam', 'tsbox');
+  for (const f of existsSync(leases) ? readdirSync(leases) : []) {
+    if (/^\d/.test(f) && !f.startsWith('last_reserved') && readFileSync(join(leases, f), 'utf8').includes(id)) found.push(`lease ${f}`);
+  }
+  return found;
+}
+
+function linkExists(name: string): boolean {
+  return spawnSync('ip', ['link', 'show', name]).status === 0;
+}
+
+let httpd: ChildProcess | undefined;
+let www: string;
+let forwardBefore: string;
+let chainsBefore: Set<string>;
+let bridgeBefore: boolean;
+
+beforeAll(() => {
+  forwardBefore = readFileSync(IP_FORWARD, 'utf8').trim();
+  chainsBefore = chains();
+  bridgeBefore = linkExists('tsbox0');
+  www = mkdtempSync(join(tmpdir(), 'tsbox-net-www-'));
+  writeFileSync(join(www, 'index.html'), 'fake internet\n');
+  sh('ip', ['netns', 'add', NS]);
+  sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
+  sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
+  sh('ip', ['addr', 'add', '10.199.0.1/24', 'dev', HOST_IF]);
+  sh('ip', ['link', 'set', HOST_IF, 'up']);
+  sh('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
+  sh('ip', ['-n', NS, 'addr', 'add', `${SERVER}/24`, 'dev', NS_IF]);
+  sh('ip', ['-n', NS, 'addr', 'add', `${SERVER2}/32`, 'dev', 'lo']);
+  sh('ip', ['-n', NS, 'link', 'set', NS_IF, 'up']);
+  sh('ip', ['-n', NS, 'route', 'add', 'default', 'via', '10.199.0.1']);
+  sh('ip', ['route', 'add', '10.199.1.0/24', 'via', SERVER]);
+  httpd = spawn('ip', ['netns', 'exec', NS, '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', www], { stdio: 'ignore' });
+});
+
+afterAll(() => {
+  if (httpd?.pid) process.kill(httpd.pid, 'SIGKILL');
+  spawnSync('ip', ['route', 'del', '10.199.1.0/24']);
+  spawnSync('ip', ['link', 'del', HOST_IF]);
+  spawnSync('ip', ['netns', 'del', NS]);
+  rmSync(www, { recursive: true, force: true });
+  // What the bridge network shares between containers, when this suite made it and no container is left on it.
+  const records = existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json')) : [];
+  if (records.length === 0) {
+    if (!bridgeBefore) spawnSync('ip', ['link', 'del', 'tsbox0']);
+    for (const chain of chains()) {
+      if (chainsBefore.has(chain)) continue;
+      for (const table of ['filter', 'nat']) {
+        // Its jumps first (rules naming it in the built-in chains), then it.
+        for (const line of sh('iptables-save', ['-t', table]).split('\n')) {
+          if (line.startsWith('-A ') && line.includes(`-j ${chain}`)) spawnSync('sh', ['-c', `iptables -w -t ${table} ${line.replace(/^-A/, '-D')}`]);
+        }
+        spawnSync('iptables', ['-w', '-t', table, '-F', chain]);
+        spawnSync('iptables', ['-w', '-t', table, '-X', chain]);
+      }
+    }
+  }
+  writeFileSync(IP_FORWARD, `${forwardBefore}\n`);
+});
+
+// (busybox 1.35's wget -T crashes: a timeout(1) bounds it instead.)
+const wget = (url: string) => ['timeout', '5', 'wget', '-q', '-O', '-', url];
+
+describe('network modes', () => {
+  it('none (the default): only lo, which is up, and nothing outside is reached', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', `ip -o link; ${wget(`http://${SERVER}/`).join(' ')}; echo wget=$?`]);
+    expect(r.code).toBe(0);
+    const links = r.stdout.split('\n').filter((l) => /^\d+:/.test(l));
+    expect(links).toHaveLength(1);
+    expect(links[0]).toMatch(/^1: lo: <LOOPBACK,UP/);
+    expect(r.stdout).not.toContain('fake internet');
+    expect(r.stdout).toMatch(/wget=[1-9]/);
+  });
+
+  it("bridge: an address on tsbox0, a default route, and the fake internet's two addresses reached", async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--', 'sh', '-c', `ip -o -4 addr show eth0; ip route; ${wget(`http://${SERVER}/`).join(' ')} && ${wget(`http://${SERVER2}/`).join(' ')}`]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/eth0\s+inet 10\.89\.\d+\.\d+\/16/);
+    expect(r.stdout).toContain('default via 10.89.0.1 dev eth0');
+    expect(r.stdout.match(/fake internet/g)).toHaveLength(2);
+  });
+
+  it("host: the host's interfaces, the fake internet's veth among them", async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'host', '--', 'ip', '-o', 'link']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${HOST_IF}@`);
+    const self = sh('ip', ['-o', 'link']).split('\n').filter((l) => /^\d+:/.test(l)).length;
+    expect(r.stdout.split('\n').filter((l) => /^\d+:/.test(l))).toHaveLength(self);
+  });
+
+  it('ns:PATH joins that namespace: the fake internet, from inside', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', `ns:/run/netns/${NS}`, '--', 'sh', '-c', `ip -o link; ${wget(`http://${SERVER2}/`).join(' ')}`]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${NS_IF}@`);
+    expect(r.stdout).toContain('fake internet');
+  });
+
+  it('refuses an unknown mode, and -p without bridge, before anything is made', async () => {
+    const bad = await cli(['run', '--rootfs', rootfs, '--network', 'overlay', '--', 'true']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toContain('"overlay" is not a network: none, host, bridge, ns:PATH or container:NAME');
+    const p = await cli(['run', '--rootfs', rootfs, '-p', '8080:80', '--', 'true']);
+    expect(p.code).toBe(125);
+    expect(p.stderr).toContain('publishes ports of a container on network "bridge", not "none"');
+  });
+});
+
+describe('bridge', () => {
+  it('-p publishes a server inside the container on the host, 127.0.0.1 included', async () => {
+    const port = await freePort();
+    const port2 = await freePort();
+    const c = await spawnContainer(['sh', '-c', 'mkdir -p /tmp/w && echo from-inside > /tmp/w/index.html && exec httpd -f -p 8000 -h /tmp/w'], {
+      rootfs,
+      network: 'bridge',
+      publish: [`127.0.0.1:${port}:8000`, `${port2}:8000/tcp`],
+    });
+    try {
+      expect(c.network?.ports).toEqual([
+        { hostIp: '127.0.0.1', hostPort: port, containerPort: 8000, protocol: 'tcp' },
+        { hostIp: '', hostPort: port2, containerPort: 8000, protocol: 'tcp' },
+      ]);
+      const get = async (url: string) => {
+        for (let i = 0; i < 50; i++) {
+          try {
+            return await (await fetch(url)).text();
+          } catch {
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        return 'unreachable';
+      };
+      expect(await get(`http://127.0.0.1:${port}/`)).toBe('from-inside\n');
+      expect(await get(`http://10.89.0.1:${port2}/`)).toBe('from-inside\n');
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it('two bridged containers reach each other by address; the result, state and --report name it', async () => {
+    const server = await spawnContainer(['sh', '-c', 'mkdir -p /tmp/w && echo peer > /tmp/w/index.html && exec httpd -f -p 8000 -h /tmp/w'], { rootfs, network: 'bridge', name: `net-peer-${process.pid}` });
+    try {
+      const info = server.network!;
+      expect(info.mode).toBe('bridge');
+      expect(info.bridge).toBe('tsbox0');
+      expect(info.gateway).toBe('10.89.0.1');
+      expect(info.interfaces).toHaveLength(1);
+      expect(info.interfaces[0]!.name).toBe('eth0');
+      const address = info.interfaces[0]!.addresses[0]!.split('/')[0]!;
+      expect(address).toMatch(/^10\.89\./);
+      expect(linkExists(info.hostInterface!)).toBe(true);
+      // inspect shows it too.
+      const inspect = await cli(['inspect', `net-peer-${process.pid}`]);
+      expect((JSON.parse(inspect.stdout) as { network: typeof info }[])[0]!.network).toEqual(info);
+
+      const dir = mkdtempSync(join(tmpdir(), 'tsbox-net-report-'));
+      try {
+        const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--report', join(dir, 'r.json'), '--', 'sh', '-c', `for i in 1 2 3 4 5 6 7 8 9 10; do ${wget(`http://${address}:8000/`).join(' ')} && exit 0; sleep 0.2; done; exit 1`]);
+        expect(r.stdout, r.stderr).toBe('peer\n');
+        expect(r.code).toBe(0);
+        const report = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as { network: typeof info };
+        expect(report.network.mode).toBe('bridge');
+        expect(report.network.interfaces[0]!.addresses[0]).toMatch(/^10\.89\.\d+\.\d+\/16$/);
+        expect(report.network.interfaces[0]!.addresses[0]).not.toBe(info.interfaces[0]!.addresses[0]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+
+      // container:NAME shares its namespace: the same eth0 and address.
+      const joined = await cli(['run', '--rootfs', rootfs, '--network', `container:net-peer-${process.pid}`, '--', 'ip', '-o', '-4', 'addr', 'show', 'eth0']);
+      expect(joined.code).toBe(0);
+      expect(joined.stdout).toContain(`inet ${address}/16`);
+    } finally {
+      server.kill('SIGKILL');
+      await server.wait();
+    }
+    expect(leftovers(server.id)).toEqual([]);
+    expect(linkExists(server.network!.hostInterface!)).toBe(false);
+  });
+
+  it('resolv.conf: --dns and --dns-search replace the host\'s; --add-host and the hostname are in /etc/hosts', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--dns-search', 'fake.test', '--add-host', 'db:10.199.1.2', '--hostname', 'web', '--', 'sh', '-c', 'cat /etc/resolv.conf /etc/hosts']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`nameserver ${SERVER}`);
+    expect(r.stdout).toContain('search fake.test');
+    expect(r.stdout.match(/^nameserver /gm)).toHaveLength(1);
+    expect(r.stdout).toMatch(/^10\.199\.1\.2\tdb$/m);
+    expect(r.stdout).toMatch(/^127\.0\.0\.1\tlocalhost web$/m);
+  });
+
+  it('a launch that fails after ADD (a command that does not exist) leaves nothing', async () => {
+    const before = existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR) : [];
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${await freePort()}:80`, '--', '/no/such/command']);
+    expect(r.code).toBe(127);
+    expect(readdirSync(NETWORK_DIR).filter((n) => !before.includes(n))).toEqual([]);
+  });
+
+  it('many bridged runs in a row leave no veth, lease, rule or record behind', async () => {
+    const ids: string[] = [];
+    const veths: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const c = await spawnContainer(['true'], { rootfs, network: 'bridge', publish: [`${20000 + i}:80`] });
+      ids.push(c.id);
+      veths.push(c.network!.hostInterface!);
+      await c.wait();
+    }
+    for (const id of ids) expect(leftovers(id), id).toEqual([]);
+    for (const v of veths) expect(linkExists(v), v).toBe(false);
+  }, 120_000);
+
+  it('kill -9 of the caller mid-run: the monitor ends the container, and gc deletes its network', async () => {
+    const before = new Set(existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR) : []);
+    const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${await freePort()}:80`, '--', 'sleep', '60'], { stdio: 'ignore' });
+    const mine = () => readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json') && !before.has(n));
+    expect(await eventually(() => mine().length === 1, 10_000)).toBe(true);
+    const id = mine()[0]!.replace(/\.json$/, '');
+    const record = JSON.parse(readFileSync(join(NETWORK_DIR, `${id}.json`), 'utf8')) as { monitor: { pid: number }; result: unknown };
+    expect(await eventually(() => record.result !== null || (JSON.parse(readFileSync(join(NETWORK_DIR, `${id}.json`), 'utf8')) as { result: unknown }).result !== null, 10_000)).toBe(true);
+    expect(leftovers(id)).toContain('iptables rule');
+    child.kill('SIGKILL');
+    expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
+    const gc = await cli(['gc']);
+    expect(gc.code).toBe(0);
+    expect(leftovers(id)).toEqual([]);
+  });
+});
