@@ -264,6 +264,29 @@ describe('bridge', () => {
     expect(readdirSync(NETWORK_DIR).filter((n) => !before.includes(n))).toEqual([]);
   });
 
+  it('a timeout kills a bridged container, and its network goes with it', async () => {
+    const c = await spawnContainer(['sleep', '60'], { rootfs, network: 'bridge', timeout: 300 });
+    const veth = c.network!.hostInterface!;
+    expect(linkExists(veth)).toBe(true);
+    expect((await c.wait()).timedOut).toBe(true);
+    expect(leftovers(c.id)).toEqual([]);
+    expect(linkExists(veth)).toBe(false);
+  });
+
+  it('a detached bridged container keeps its network until tsbox rm', async () => {
+    const name = `net-detached-${process.pid}`;
+    const run = await cli(['run', '-d', '--name', name, '--rootfs', rootfs, '--network', 'bridge', '--', 'sleep', '60']);
+    expect(run.code).toBe(0);
+    const id = run.stdout.trim();
+    const state = (JSON.parse((await cli(['inspect', name])).stdout) as { network: { hostInterface: string } }[])[0]!;
+    expect(linkExists(state.network.hostInterface)).toBe(true);
+    expect(leftovers(id)).toContain('record');
+    const rm = await cli(['rm', '-f', name]);
+    expect(rm.code).toBe(0);
+    expect(leftovers(id)).toEqual([]);
+    expect(linkExists(state.network.hostInterface)).toBe(false);
+  });
+
   it('many bridged runs in a row leave no veth, lease, rule or record behind', async () => {
     const ids: string[] = [];
     const veths: string[] = [];

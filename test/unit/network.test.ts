@@ -1,0 +1,186 @@
+/**
+ * Networking's parts that need no root (issue 17): --network and -p parsing,
+ * the schema's checks, what each mode puts in the plan, resolv.conf for a
+ * host behind systemd-resolved's stub, and the CNI configuration and calls.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
+import { parseNetwork, parsePublish } from '../../ts/config/network.js';
+import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
+import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
+import { networkInfo } from '../../ts/network/bridge.js';
+import { buildPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
+import { rejection } from '../support/errors.js';
+
+const fakeCompiler = { compileSeccomp: () => Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]), seccompProblems: () => [] };
+
+function sandbox(options: RunOptions, netnsPath: string | null = null) {
+  const parsed = parseRunInput(['true'], options);
+  return buildPlan(parsed.command, parsed.options, { hostname: 'box', traceT0Ns: 0n, planVersion: 7, idmap: false, seccomp: fakeCompiler, netnsPath }).sandbox;
+}
+
+describe('--network', () => {
+  it("takes Docker's modes, a namespace path and a container's name", () => {
+    expect(parseNetwork('none')).toEqual({ mode: 'none' });
+    expect(parseNetwork('host')).toEqual({ mode: 'host' });
+    expect(parseNetwork('bridge')).toEqual({ mode: 'bridge' });
+    expect(parseNetwork('ns:/run/netns/blue')).toEqual({ mode: 'ns', path: '/run/netns/blue' });
+    expect(parseNetwork('container:web-1')).toEqual({ mode: 'container', name: 'web-1' });
+    for (const bad of ['', 'overlay', 'ns:relative', 'ns:', 'container:', 'container:../x', 'Bridge']) expect(parseNetwork(bad), bad).toBeUndefined();
+  });
+
+  it('defaults to none, and rejects a bad mode with its JSON path', () => {
+    expect(parseRunInput(['true'], {}).options.network).toEqual({ mode: 'none' });
+    const e = rejection(() => parseRunInput(['true'], { network: 'overlay' }));
+    expect(e.path).toBe('network');
+    expect(e.message).toContain('"overlay" is not a network: none, host, bridge, ns:PATH or container:NAME');
+  });
+});
+
+describe('-p/--publish', () => {
+  it('parses [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]', () => {
+    expect(parsePublish('8080:80')).toEqual({ hostIp: '', hostPort: 8080, containerPort: 80, protocol: 'tcp' });
+    expect(parsePublish('127.0.0.1:18080:80/tcp')).toEqual({ hostIp: '127.0.0.1', hostPort: 18080, containerPort: 80, protocol: 'tcp' });
+    expect(parsePublish('5353:53/udp')).toEqual({ hostIp: '', hostPort: 5353, containerPort: 53, protocol: 'udp' });
+    expect(parsePublish('[::1]:8080:80')).toEqual({ hostIp: '::1', hostPort: 8080, containerPort: 80, protocol: 'tcp' });
+  });
+
+  it('refuses what is not that: one port, a range, port 0 or above 65535, a bad address or protocol', () => {
+    for (const bad of ['80', '8080-8081:80', '0:80', '8080:65536', 'x:8080:80', '300.1.1.1:8080:80', '8080:80/sctp', '::1:8080:80', '1:2:3:4', '8080:80/']) expect(parsePublish(bad), bad).toBeUndefined();
+  });
+
+  it('publishes only from network bridge', () => {
+    expect(parseRunInput(['true'], { network: 'bridge', publish: ['8080:80'] }).options.publish).toHaveLength(1);
+    const e = rejection(() => parseRunInput(['true'], { publish: ['8080:80'] }));
+    expect(e.path).toBe('publish');
+    expect(e.message).toContain('publishes ports of a container on network "bridge", not "none"');
+    expect(rejection(() => parseRunInput(['true'], { network: 'bridge', publish: ['80'] })).path).toBe('publish[0]');
+  });
+
+  it('reach the CLI as --network/--net and -p/--publish (repeatable); -P and --expose are refused with why', () => {
+    const s = splitArgs(['--net', 'bridge', '-p', '8080:80', '--publish=127.0.0.1:9090:90/udp', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
+    expect(s.values.get('network')).toBe('bridge');
+    expect(s.values.get('publish')).toEqual(['8080:80', '127.0.0.1:9090:90/udp']);
+    expect(rejection(() => splitArgs(['-P', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT)).hint).toContain('-p HOSTPORT:CONTAINERPORT');
+    expect(rejection(() => splitArgs(['--expose', '80', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT)).hint).toContain('--expose');
+  });
+});
+
+describe('what each mode puts in the plan', () => {
+  const sys = (p: ReturnType<typeof sandbox>) => p.mounts.find((m) => m.target === '/sys')!;
+
+  it('none: a net namespace whose loopback the child brings up; sysfs of its own', () => {
+    const p = sandbox({});
+    expect(p.namespaces).toContain('net');
+    expect(p.network).toBe('loopback');
+    expect(p.join).toEqual([]);
+    expect(sys(p)).toMatchObject({ type: 'fs', fstype: 'sysfs' });
+  });
+
+  it("bridge: Node's hook makes the interfaces (phase network)", () => {
+    const p = sandbox({ network: 'bridge' });
+    expect(p.namespaces).toContain('net');
+    expect(p.network).toBe('node');
+    expect(sys(p)).toMatchObject({ type: 'fs', fstype: 'sysfs' });
+  });
+
+  it("host: no net namespace; the host's /sys read-only, since a user namespace cannot mount sysfs over a netns it does not own", () => {
+    const p = sandbox({ network: 'host' });
+    expect(p.namespaces).not.toContain('net');
+    expect(p.namespaces).toContain('user');
+    expect(sys(p)).toMatchObject({ type: 'bind', source: '/sys', recursive: true, readonly: true });
+    // Without a user namespace, sysfs can be mounted.
+    expect(sys(sandbox({ network: 'host', userns: 'host' }))).toMatchObject({ type: 'fs', fstype: 'sysfs' });
+  });
+
+  it('ns:PATH and container:NAME join a namespace: the path given, or the descriptor launch holds', () => {
+    expect(sandbox({ network: 'ns:/run/netns/blue' }).join).toEqual([{ ns: 'net', path: '/run/netns/blue' }]);
+    const c = sandbox({ network: 'container:web' }, '/proc/42/fd/19');
+    expect(c.join).toEqual([{ ns: 'net', path: '/proc/42/fd/19' }]);
+    expect(c.network).toBe('loopback');
+    expect(sys(c)).toMatchObject({ type: 'bind', source: '/sys' });
+  });
+});
+
+describe('/etc/resolv.conf by mode', () => {
+  const resolv = (mounts: PlanMount[]) => {
+    const m = mounts.find((x) => x.target === '/etc/resolv.conf');
+    return m?.type === 'file' ? m.contents : undefined;
+  };
+
+  it("behind systemd-resolved's stub (127.0.0.53 only): the upstream servers it forwards to; host mode keeps the stub", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-net-'));
+    try {
+      writeFileSync(join(dir, 'stub'), 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n');
+      writeFileSync(join(dir, 'upstream'), '# resolved\nnameserver 192.168.1.1\nnameserver 127.0.0.1\nnameserver fd00::1\nsearch lan\n');
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'bridge' }, join(dir, 'upstream')))).toBe('options edns0 trust-ad\nsearch lan\nnameserver 192.168.1.1\nnameserver fd00::1\n');
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'host' }, join(dir, 'upstream')))).toBe('nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n');
+      // --dns wins over both.
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'bridge', dns: ['10.0.0.53'] }, join(dir, 'upstream')))).toBe('options edns0 trust-ad\nsearch lan\nnameserver 10.0.0.53\n');
+      // No upstream list: no nameserver rather than one that cannot answer.
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'bridge' }, join(dir, 'missing')))).toBe('options edns0 trust-ad\nsearch lan\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the CNI configuration and calls', () => {
+  it('is a bridge on tsbox0 with NAT, host-local leases in tsbox state, portmap, firewall and tuning', () => {
+    const list = bridgeConfList('/run/tsbox/network/ipam');
+    expect(list.name).toBe('tsbox');
+    expect(list.plugins.map((p) => p.type)).toEqual(['bridge', 'portmap', 'firewall', 'tuning']);
+    expect(list.plugins[0]).toMatchObject({ bridge: 'tsbox0', isGateway: true, ipMasq: true, ipam: { type: 'host-local', dataDir: '/run/tsbox/network/ipam', ranges: [[{ subnet: '10.89.0.0/16' }]] } });
+    // Not podman's default network.
+    expect(BRIDGE.subnet).not.toMatch(/^10\.88\./);
+    expect(pluginTypes(list)).toEqual(['bridge', 'host-local', 'portmap', 'firewall', 'tuning']);
+  });
+
+  it('finds the plugins, and names the package when one is missing', () => {
+    const list = bridgeConfList('/x');
+    const have = new Set(['/usr/lib/cni', ...pluginTypes(list).map((t) => `/usr/lib/cni/${t}`)]);
+    expect(cniPath(list, ['/usr/lib/cni', '/opt/cni/bin'], (p) => have.has(p))).toBe('/usr/lib/cni');
+    have.delete('/usr/lib/cni/portmap');
+    const e = rejection(() => cniPath(list, ['/usr/lib/cni', '/opt/cni/bin'], (p) => have.has(p)));
+    expect(e.step).toBe('network');
+    expect(e.message).toBe('network(portmap): ENOENT — the CNI plugin "portmap" is not installed (looked in /usr/lib/cni, /opt/cni/bin)');
+    expect(e.hint).toContain('containernetworking-plugins');
+  });
+
+  it("gives each plugin the list's name and version, the previous result, and the ports only to the one that declares them", () => {
+    const list = bridgeConfList('/x');
+    const ports = [{ hostIp: '127.0.0.1', hostPort: 18080, containerPort: 80, protocol: 'tcp' as const }];
+    const prev = { cniVersion: '1.0.0', ips: [] };
+    expect(pluginInput(list, list.plugins[0]!, undefined, ports)).not.toHaveProperty('prevResult');
+    expect(pluginInput(list, list.plugins[0]!, undefined, ports)).not.toHaveProperty('runtimeConfig');
+    expect(pluginInput(list, list.plugins[1]!, prev, ports)).toMatchObject({
+      cniVersion: '1.0.0',
+      name: 'tsbox',
+      type: 'portmap',
+      prevResult: prev,
+      runtimeConfig: { portMappings: [{ hostIP: '127.0.0.1', hostPort: 18080, containerPort: 80, protocol: 'tcp' }] },
+    });
+  });
+
+  it("reads the container's interface and address out of a result", () => {
+    const result = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'tsbox0', mac: 'aa:aa:aa:aa:aa:aa' }, { name: 'veth1234', mac: 'bb:bb:bb:bb:bb:bb' }, { name: 'eth0', mac: 'cc:cc:cc:cc:cc:cc', sandbox: '/proc/9/fd/20' }],
+      ips: [{ interface: 2, address: '10.89.0.7/16', gateway: '10.89.0.1' }],
+      routes: [{ dst: '0.0.0.0/0' }],
+    };
+    expect(networkInfo(result, [])).toEqual({
+      mode: 'bridge',
+      interfaces: [{ name: 'eth0', mac: 'cc:cc:cc:cc:cc:cc', addresses: ['10.89.0.7/16'] }],
+      gateway: '10.89.0.1',
+      hostInterface: 'veth1234',
+      bridge: 'tsbox0',
+      ports: [],
+    });
+  });
+});
