@@ -120,7 +120,7 @@ export function networkInfo(result: unknown, ports: PortMapping[], ifname = 'eth
 export interface Attached {
   info: NetworkInfo;
   /** DEL, once, on any path; throws the first failure (the record stays for gc then). */
-  detach(): void;
+  detach: () => void;
 }
 
 /**

@@ -24,7 +24,7 @@ export interface PreparedNetwork {
   /** The path the helper joins (`SandboxPlan.join`), when the container joins a namespace. */
   netnsPath: string | null;
   /** Once the helper has cloned: what held the joined namespace can go. */
-  cloned(): void;
+  cloned: () => void;
   /**
    * Phase `network`, for a container with a namespace of its own to set
    * up: returns its interfaces and the undo (DEL). Null when there is
