@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { spawn as spawnContainer } from '../../ts/index.js';
+import { throwawayUser } from '../support/host.js';
 import { alive, BIN, cli, eventually } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -314,5 +315,24 @@ describe('bridge', () => {
     const gc = await cli(['gc']);
     expect(gc.code).toBe(0);
     expect(leftovers(id)).toEqual([]);
+  });
+});
+
+describe('as an ordinary user', () => {
+  const user = throwawayUser(`tsbox-net-${process.pid}`);
+  const as = (args: string[]) => cli(args, { uid: user.uid(), gid: user.uid(), env: { ...process.env, XDG_RUNTIME_DIR: '' } });
+
+  it('refuses bridge, naming root and that pasta is not there yet, before anything is made', async () => {
+    const r = await as(['run', '--rootfs', rootfs, '--network', 'bridge', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain('network "bridge" needs root');
+    expect(r.stderr).toContain('rootless networking (pasta) is not supported yet');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it("runs with the host's network", async () => {
+    const r = await as(['run', '--rootfs', rootfs, '--network', 'host', '--', 'ip', '-o', 'link']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`${HOST_IF}@`);
   });
 });
