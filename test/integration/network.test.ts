@@ -219,9 +219,9 @@ describe('bridge', () => {
       const address = info.interfaces[0]!.addresses[0]!.split('/')[0]!;
       expect(address).toMatch(/^10\.89\./);
       expect(linkExists(info.hostInterface!)).toBe(true);
-      // inspect shows it too.
-      const inspect = await cli(['inspect', `net-peer-${process.pid}`]);
-      expect((JSON.parse(inspect.stdout) as { network: typeof info }[])[0]!.network).toEqual(info);
+      // inspect shows it too, checked by the plugins (CNI CHECK).
+      const inspect = async () => (JSON.parse((await cli(['inspect', `net-peer-${process.pid}`])).stdout) as { network: typeof info & { check: string } }[])[0]!.network;
+      expect(await inspect()).toEqual({ ...info, check: 'ok' });
 
       const dir = mkdtempSync(join(tmpdir(), 'tsbox-net-report-'));
       try {
@@ -240,6 +240,10 @@ describe('bridge', () => {
       const joined = await cli(['run', '--rootfs', rootfs, '--network', `container:net-peer-${process.pid}`, '--', 'ip', '-o', '-4', 'addr', 'show', 'eth0']);
       expect(joined.code).toBe(0);
       expect(joined.stdout).toContain(`inet ${address}/16`);
+
+      // What CHECK sees when the address is gone from the container's interface.
+      sh('nsenter', [`--net=/proc/${server.pid}/ns/net`, 'ip', 'addr', 'flush', 'dev', 'eth0']);
+      expect((await inspect()).check).toBe(`network(/usr/lib/cni/bridge): CNI CHECK of the bridge plugin failed (CNI error 999): Failed to match addr ${info.interfaces[0]!.addresses[0]} on interface eth0`);
     } finally {
       server.kill('SIGKILL');
       await server.wait();

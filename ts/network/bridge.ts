@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 
 import { TsboxError } from '../errors.js';
 import type { PortMapping } from '../config/network.js';
-import { add, BRIDGE, bridgeConfList, cniPath, del, type CniTarget, type ConfList } from './cni.js';
+import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 
 /** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
 export const NETWORK_DIR = '/run/tsbox/network';
@@ -35,6 +35,8 @@ export interface NetworkInfo {
   hostInterface: string | null;
   bridge: string | null;
   ports: PortMapping[];
+  /** `tsbox inspect` of a running container: the plugins' CNI CHECK, `ok` or what is wrong. */
+  check?: string;
 }
 
 /** What was added for a container: enough for DEL from any process. */
@@ -130,7 +132,11 @@ export interface Attached {
 export async function attachBridge(id: string, pid: number, monitorPid: number, ports: PortMapping[], prepared: { list: ConfList; cniPath: string }, keep: boolean, trace?: (l: string) => void): Promise<Attached> {
   mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
   let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
-  const target: CniTarget = { containerId: id, netns: `/proc/${process.pid}/fd/${nsfd}`, ifname: 'eth0', cniPath: prepared.cniPath };
+  // ADD names the namespace by the container's pid (it waits for `network`
+  // meanwhile), which is what CHECK names it by too; DEL by the descriptor,
+  // which holds it even once the container has ended.
+  const target: CniTarget = { containerId: id, netns: `/proc/${pid}/ns/net`, ifname: 'eth0', cniPath: prepared.cniPath };
+  const held = () => ({ ...target, netns: `/proc/${process.pid}/fd/${nsfd}` });
   const record: NetworkRecord = { id, list: prepared.list, cniPath: prepared.cniPath, ifname: target.ifname, ports, monitor: { pid: monitorPid, start: startTime(monitorPid) ?? '' }, result: null };
   let result: unknown;
   try {
@@ -161,8 +167,10 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
       if (done) return;
       done = true;
       try {
-        const failures = del(prepared.list, nsfd === null ? { ...target, netns: '' } : target, result, ports);
-        if (nsfd === null) removeMasquerade(id);
+        const failures = del(prepared.list, nsfd === null ? { ...target, netns: '' } : held(), result, ports);
+        // Bridge's DEL leaves its NAT rule when it finds no address on the
+        // interface (a namespace gone, an address flushed from inside).
+        removeMasquerade(id);
         if (failures.length > 0) throw failures[0]!;
         forget(recordPath(id));
         trace?.('network: CNI DEL done');
@@ -175,10 +183,36 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
 }
 
 /**
+ * CNI CHECK of a running bridged container (`tsbox inspect`): each plugin
+ * in order confirms that what it added is still there. `ok`, or what is
+ * wrong, in one line.
+ */
+export async function checkNetwork(id: string, pid: number): Promise<string> {
+  let r: NetworkRecord;
+  try {
+    r = JSON.parse(readFileSync(recordPath(id), 'utf8')) as NetworkRecord;
+  } catch {
+    return 'no record of its network (deleted already)';
+  }
+  if (r.result === null) return 'being set up';
+  const target: CniTarget = { containerId: id, netns: `/proc/${pid}/ns/net`, ifname: r.ifname, cniPath: r.cniPath };
+  try {
+    // Not portmap's: its CHECK (containernetworking-plugins 1.1.1, Debian
+    // 12's) also checks an IPv6 DNAT chain, which it never makes for a
+    // container without an IPv6 address, and fails every time.
+    for (const plugin of r.list.plugins.filter((p) => p.type !== 'portmap')) await runPlugin('CHECK', r.list, plugin, target, r.result, r.ports);
+    return 'ok';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
  * The NAT rule and chain bridge's ipMasq added for container `id`. Its DEL
- * removes them only when it finds the container's interface, which is gone
- * with the namespace of a container whose caller died: then they are found
- * by the comment the plugin gave them (`name: "tsbox" id: "<id>"`).
+ * removes them only for the addresses it finds on the container's
+ * interface: none once the namespace is gone (a container whose caller
+ * died), or once the container flushed them itself. So they are found by
+ * the comment the plugin gave them (`name: "tsbox" id: "<id>"`).
  */
 function removeMasquerade(id: string): void {
   const save = spawnSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' });
