@@ -14,6 +14,7 @@ import { parseNetwork, parsePublish } from '../../ts/config/network.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { networkInfo } from '../../ts/network/bridge.js';
+import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
 import { buildPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { rejection } from '../support/errors.js';
 
@@ -176,11 +177,46 @@ describe('the CNI configuration and calls', () => {
     };
     expect(networkInfo(result, [])).toEqual({
       mode: 'bridge',
+      driver: 'cni',
       interfaces: [{ name: 'eth0', mac: 'cc:cc:cc:cc:cc:cc', addresses: ['10.89.0.7/16'] }],
       gateway: '10.89.0.1',
       hostInterface: 'veth1234',
       bridge: 'tsbox0',
       ports: [],
     });
+  });
+});
+
+describe("an ordinary user's bridge: pasta", () => {
+  it('publishes the ports asked for, and nothing from the container to the host\'s loopback', () => {
+    const ports = [
+      { hostIp: '', hostPort: 8080, containerPort: 80, protocol: 'tcp' as const },
+      { hostIp: '127.0.0.1', hostPort: 8443, containerPort: 443, protocol: 'tcp' as const },
+      { hostIp: '', hostPort: 5353, containerPort: 53, protocol: 'udp' as const },
+    ];
+    expect(pastaArgs(42, ports, '/s/x.pasta.pid')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', '8080:80,127.0.0.1/8443:443', '-u', '5353:53', '-T', 'none', '-U', 'none', '-P', '/s/x.pasta.pid', '42']);
+    expect(pastaArgs(42, [], '/p')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '-P', '/p', '42']);
+  });
+
+  it('names the package when pasta is missing, and says when /dev/net/tun is closed to the user', () => {
+    const e = rejection(() => findPasta(['/nowhere'], () => false));
+    expect(e.message).toBe('network(pasta): ENOENT — pasta is not installed (looked in /nowhere); an ordinary user\'s bridged container needs it');
+    expect(e.hint).toContain('passt');
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-net-'));
+    try {
+      writeFileSync(join(dir, 'tun'), '');
+      expect(findPasta(['/usr/bin'], (p) => p === '/usr/bin/pasta', join(dir, 'tun'))).toBe('/usr/bin/pasta');
+      const closed = rejection(() => findPasta(['/usr/bin'], (p) => p === '/usr/bin/pasta', join(dir, 'missing-tun')));
+      expect(closed.path).toBe(join(dir, 'missing-tun'));
+      expect(closed.message).toContain('this user may not open the tun device');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("finds the host's default-route interface in /proc/net/route", () => {
+    const routes = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n' + 'eth1\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' + 'eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n';
+    expect(defaultInterface(routes)).toBe('eth0');
+    expect(defaultInterface(routes.split('\n').slice(0, 2).join('\n'))).toBeNull();
   });
 });

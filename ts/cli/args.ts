@@ -28,7 +28,7 @@ export const containerArgs = {
     type: 'string',
     alias: 'net',
     valueHint: 'none|host|bridge|ns:PATH|container:NAME',
-    description: "none (default): only its own loopback. bridge (root): an address on tsbox's bridge tsbox0 with NAT to the host's network. host: the HOST'S network namespace, every interface and port (no network isolation). ns:PATH or container:NAME: join that namespace",
+    description: "none (default): only its own loopback. bridge: as root an address on tsbox's bridge tsbox0 with NAT to the host's network, as an ordinary user pasta. host: the HOST'S network namespace, every interface and port (no network isolation). ns:PATH or container:NAME: join that namespace",
   },
   publish: { type: 'string', alias: 'p', valueHint: '[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]', description: 'Publish a container port on the host (repeatable; --network bridge)' },
   'add-host': { type: 'string', valueHint: 'NAME:IP', description: 'Add a line to the container\'s /etc/hosts (repeatable)' },

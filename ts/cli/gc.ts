@@ -1,11 +1,12 @@
 /** `tsbox gc`: removes what crashed tsbox runs and monitors left behind: their cgroups and state. */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { defineCommand } from 'citty';
 
 import { gc } from '../cgroups/index.js';
 import { pruneIdRegistry } from '../idmap/index.js';
-import { gcStates } from '../runtime/state.js';
+import { gcStates, stateRoot } from '../runtime/state.js';
 import { parse } from './common.js';
 
 /** ts/network/bridge.ts's NETWORK_DIR, without loading it when there is none. */
@@ -22,7 +23,11 @@ const command = defineCommand({
     // State first: a container whose state goes leaves its cgroup an orphan.
     const states = gcStates();
     // A bridged container's address, veth and rules, once its monitor is gone.
-    const networks = existsSync(NETWORK_DIR) ? (await import('../network/bridge.js')).gcNetworks() : [];
+    const networks = [
+      ...(existsSync(NETWORK_DIR) ? (await import('../network/bridge.js')).gcNetworks() : []),
+      // An ordinary user's pasta processes.
+      ...(existsSync(join(stateRoot(), 'network')) ? (await import('../network/pasta.js')).gcPasta() : []),
+    ];
     const removed = [...new Set([...gc(), ...states, ...networks])];
     // The id registry's entries of containers that are gone.
     pruneIdRegistry();

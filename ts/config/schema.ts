@@ -137,7 +137,7 @@ export const runOptionsSchema = z
      * own namespace with only loopback), `host` (the host's network
      * namespace: every interface and port of the host), `bridge` (as root:
      * an address on tsbox's bridge `tsbox0`, NAT to the host's uplink,
-     * through the CNI plugins), `ns:PATH` (join that network namespace) or
+     * through the CNI plugins; as an ordinary user: pasta), `ns:PATH` (join that network namespace) or
      * `container:NAME` (share a running tsbox container's).
      */
     network: z._default(parsed(parseNetwork, (s) => `"${s}" is not a network: none, host, bridge, ns:PATH or container:NAME`), { mode: 'none' as const }),

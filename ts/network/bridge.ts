@@ -29,6 +29,8 @@ export const IPAM_DIR = join(NETWORK_DIR, 'ipam');
 /** The container's interface and address, as `inspect`, `--report` and the API show them. */
 export interface NetworkInfo {
   mode: string;
+  /** What made a bridged container's network: the CNI plugins (root), or pasta (an ordinary user). */
+  driver?: 'cni' | 'pasta';
   interfaces: { name: string; mac: string | null; addresses: string[] }[];
   gateway: string | null;
   /** The host end of its veth. */
@@ -57,17 +59,8 @@ interface CniResult {
   ips?: { address: string; gateway?: string; interface?: number }[];
 }
 
-/** Phase `network`, decided before anything exists: as root, with the plugins installed. */
+/** Phase `network`, decided before anything exists (as root): the plugins installed. */
 export function checkBridge(): { list: ConfList; cniPath: string } {
-  if (process.getuid?.() !== 0) {
-    throw new TsboxError({
-      step: 'network',
-      errno: 1,
-      path: 'bridge',
-      detail: 'network "bridge" needs root: the CNI plugins make a veth and iptables rules on the host, and rootless networking (pasta) is not supported yet',
-      hint: 'run as root, or use --network none (default) or host',
-    });
-  }
   const list = bridgeConfList(IPAM_DIR);
   return { list, cniPath: cniPath(list) };
 }
@@ -111,6 +104,7 @@ export function networkInfo(result: unknown, ports: PortMapping[], ifname = 'eth
   const ips = r.ips ?? [];
   return {
     mode: 'bridge',
+    driver: 'cni',
     interfaces: inside.map(({ iface, i }) => ({ name: iface.name, mac: iface.mac ?? null, addresses: ips.filter((ip) => ip.interface === i || (ip.interface === undefined && iface.name === ifname)).map((ip) => ip.address) })),
     gateway: ips.find((ip) => ip.gateway)?.gateway ?? null,
     hostInterface: host?.name ?? null,

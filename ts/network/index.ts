@@ -8,7 +8,8 @@
  * - `container:NAME`: the other container's namespace, found through its
  *   state and held open by this process until the clone, so that what is
  *   joined is that container's even if its pid is reused meanwhile.
- * - `bridge`: ts/network/bridge.ts.
+ * - `bridge`: as root ts/network/bridge.ts (the CNI plugins), otherwise
+ *   ts/network/pasta.ts.
  */
 import { closeSync, openSync } from 'node:fs';
 
@@ -16,6 +17,7 @@ import type { NetworkMode, PortMapping } from '../config/network.js';
 import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, type NetworkInfo } from './bridge.js';
+import { attachPasta, findPasta } from './pasta.js';
 
 export type { NetworkInfo } from './bridge.js';
 export { gcNetworks } from './bridge.js';
@@ -81,6 +83,16 @@ export function prepareNetwork(network: NetworkMode, ports: PortMapping[]): Prep
       return { netnsPath: held.path, cloned: held.close, attach: null, info: joinedInfo(`container:${network.name}`) };
     }
     case 'bridge': {
+      // An ordinary user's: pasta (loaded only then).
+      if (process.getuid?.() !== 0) {
+        const pasta = findPasta();
+        return {
+          netnsPath: null,
+          cloned: nothing,
+          attach: (id, pid, monitorPid, _keep, trace) => attachPasta(id, pid, monitorPid, ports, pasta, trace),
+          info: null,
+        };
+      }
       const prepared = checkBridge();
       return {
         netnsPath: null,

@@ -24,7 +24,7 @@ import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type Device
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
-import { ensureStateRoot, inUserNamespace } from '../state-root.js';
+import { ensureStateRoot, inUserNamespace, stateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
 import { Container, keepAlive } from './container.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
@@ -440,6 +440,7 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
         if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
         // Bridged containers' networks (ts/network), loaded only where there were some.
         if (process.getuid?.() === 0 && existsSync(NETWORK_DIR)) void import('../network/bridge.js').then((m) => m.gcNetworks()).catch(() => {});
+        else if (process.getuid?.() !== 0 && existsSync(join(stateRoot(), 'network'))) void import('../network/pasta.js').then((m) => m.gcPasta()).catch(() => {});
       } catch {
         // Collection is best effort; the next start tries again.
       }

@@ -159,7 +159,8 @@ export class ContainerRef {
     // A bridged container's address and rules (its monitor is gone now).
     if (s.network?.mode === 'bridge') {
       try {
-        (await import('../network/bridge.js')).gcNetworks();
+        if (s.network.driver === 'pasta') (await import('../network/pasta.js')).gcPasta();
+        else (await import('../network/bridge.js')).gcNetworks();
       } catch {
         // Best effort: `tsbox gc` tries again.
       }
