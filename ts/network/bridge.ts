@@ -18,7 +18,6 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, 
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-import { TsboxError } from '../errors.js';
 import type { PortMapping } from '../config/network.js';
 import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 
