@@ -20,6 +20,7 @@ import { spawnSync } from 'node:child_process';
 
 import type { PortMapping } from '../config/network.js';
 import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
+import type { Mount, SandboxPlan } from '../generated/wire.js';
 
 /** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
 export const NETWORK_DIR = '/run/tsbox/network';
@@ -62,6 +63,25 @@ interface CniResult {
 export function checkBridge(): { list: ConfList; cniPath: string } {
   const list = bridgeConfList(IPAM_DIR);
   return { list, cniPath: cniPath(list) };
+}
+
+/**
+ * The container's /etc/hosts as a file of its state directory, bound
+ * read-only, so that its address can be added once ADD has given it: the
+ * child opens the file after `go`, which comes after phase `network`.
+ * Returns the writer of that line, or null when the plan has no /etc/hosts.
+ */
+export function hostsInState(sandbox: SandboxPlan, dir: string): ((address: string) => void) | null {
+  const at = sandbox.mounts.findIndex((m) => m.target === '/etc/hosts' && m.type === 'file');
+  if (at < 0) return null;
+  const base = (sandbox.mounts[at] as Extract<Mount, { type: 'file' }>).contents;
+  const path = join(dir, 'hosts');
+  writeFileSync(path, base, { mode: 0o644 });
+  sandbox.mounts[at] = { target: '/etc/hosts', type: 'bind', source: path, recursive: false, readonly: true, nosuid: true, nodev: true, noexec: true, optional: true };
+  // Its name on its address instead of loopback's, as Docker's: what
+  // `hostname -i` and a server binding its own name find.
+  const own = base.replace(`127.0.0.1\tlocalhost ${sandbox.hostname}\n`, '127.0.0.1\tlocalhost\n');
+  return (address) => writeFileSync(path, `${own}${address}\t${sandbox.hostname}\n`, { mode: 0o644 });
 }
 
 /** A process's start time (field 22 of /proc/PID/stat), or null when it is gone. */

@@ -14,9 +14,10 @@
 import { closeSync, openSync } from 'node:fs';
 
 import type { NetworkMode, PortMapping } from '../config/network.js';
+import type { SandboxPlan } from '../generated/wire.js';
 import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
-import { attachBridge, checkBridge, type NetworkInfo } from './bridge.js';
+import { attachBridge, checkBridge, hostsInState, type NetworkInfo } from './bridge.js';
 import { attachPasta, findPasta } from './pasta.js';
 
 export type { NetworkInfo } from './bridge.js';
@@ -35,9 +36,11 @@ export interface PreparedNetwork {
   attach: ((id: string, pid: number, monitorPid: number, keep: boolean, trace?: (l: string) => void) => Promise<{ info: NetworkInfo; detach: () => void }>) | null;
   /** What the container's result says when there is no phase to run. */
   info: NetworkInfo | null;
+  /** Once the plan is built, before it is sent: what of it this network changes (a bridged container's /etc/hosts). */
+  plan: (sandbox: SandboxPlan, dir: string) => void;
 }
 
-const nothing = () => {};
+const nothing = (): void => {};
 
 function joinedInfo(mode: string): NetworkInfo {
   return { mode, interfaces: [], gateway: null, hostInterface: null, bridge: null, ports: [] };
@@ -75,12 +78,12 @@ export function prepareNetwork(network: NetworkMode, ports: PortMapping[]): Prep
   switch (network.mode) {
     case 'none':
     case 'host':
-      return { netnsPath: null, cloned: nothing, attach: null, info: joinedInfo(network.mode) };
+      return { netnsPath: null, cloned: nothing, attach: null, info: joinedInfo(network.mode), plan: nothing };
     case 'ns':
-      return { netnsPath: network.path, cloned: nothing, attach: null, info: joinedInfo(`ns:${network.path}`) };
+      return { netnsPath: network.path, cloned: nothing, attach: null, info: joinedInfo(`ns:${network.path}`), plan: nothing };
     case 'container': {
       const held = containerNetns(network.name);
-      return { netnsPath: held.path, cloned: held.close, attach: null, info: joinedInfo(`container:${network.name}`) };
+      return { netnsPath: held.path, cloned: held.close, attach: null, info: joinedInfo(`container:${network.name}`), plan: nothing };
     }
     case 'bridge': {
       // An ordinary user's: pasta (loaded only then).
@@ -91,14 +94,24 @@ export function prepareNetwork(network: NetworkMode, ports: PortMapping[]): Prep
           cloned: nothing,
           attach: (id, pid, monitorPid, _keep, trace) => attachPasta(id, pid, monitorPid, ports, pasta, trace),
           info: null,
+          plan: nothing,
         };
       }
       const prepared = checkBridge();
+      let hosts: ((address: string) => void) | null = null;
       return {
         netnsPath: null,
         cloned: nothing,
-        attach: (id, pid, monitorPid, keep, trace) => attachBridge(id, pid, monitorPid, ports, prepared, keep, trace),
+        attach: async (id, pid, monitorPid, keep, trace) => {
+          const attached = await attachBridge(id, pid, monitorPid, ports, prepared, keep, trace);
+          const address = attached.info.interfaces[0]?.addresses[0]?.split('/')[0];
+          if (hosts && address) hosts(address);
+          return attached;
+        },
         info: null,
+        plan: (sandbox, dir) => {
+          hosts = hostsInState(sandbox, dir);
+        },
       };
     }
   }

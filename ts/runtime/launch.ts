@@ -259,6 +259,8 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
       detach: o.detach,
       netnsPath: net?.netnsPath ?? null,
     });
+    // Phase 5, network: what of the plan it changes (a bridged container's /etc/hosts).
+    net?.plan(plan.sandbox, dir);
     writeState(dir, stateOf(plan.sandbox.rootfs.path));
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));

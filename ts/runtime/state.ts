@@ -52,7 +52,7 @@ export function createContainerDir(id: string): string {
 }
 
 /** The files of a container's state directory. */
-const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json'];
+const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json', 'hosts'];
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
