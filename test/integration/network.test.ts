@@ -293,7 +293,7 @@ describe('bridge', () => {
     expect(linkExists(state.network.hostInterface)).toBe(false);
   });
 
-  it('many bridged runs in a row leave no veth, lease, rule or record behind', async () => {
+  it('many bridged runs, in a row and at once, leave no veth, lease, rule or record behind', async () => {
     const ids: string[] = [];
     const veths: string[] = [];
     for (let i = 0; i < 20; i++) {
@@ -301,6 +301,15 @@ describe('bridge', () => {
       ids.push(c.id);
       veths.push(c.network!.hostInterface!);
       await c.wait();
+    }
+    // And 8 at once: each its own address (host-local's lock), the bridge made once.
+    const batch = await Promise.all(Array.from({ length: 8 }, () => spawnContainer(['true'], { rootfs, network: 'bridge' })));
+    const addresses = batch.map((c) => c.network!.interfaces[0]!.addresses[0]!);
+    expect(new Set(addresses).size).toBe(8);
+    for (const c of batch) {
+      expect((await c.wait()).exitCode).toBe(0);
+      ids.push(c.id);
+      veths.push(c.network!.hostInterface!);
     }
     for (const id of ids) expect(leftovers(id), id).toEqual([]);
     for (const v of veths) expect(linkExists(v), v).toBe(false);
