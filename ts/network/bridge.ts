@@ -183,6 +183,7 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
         const failures = del(prepared.list, nsfd === null ? { ...target, netns: '' } : held(), result, ports);
         // Bridge's DEL leaves its NAT rule when it finds no address on the
         // interface (a namespace gone, an address flushed from inside).
+        trace?.('network: CNI DEL of every plugin');
         removeMasquerade(id);
         if (failures.length > 0) throw failures[0]!;
         forget(recordPath(id));
