@@ -163,13 +163,20 @@ describe('network modes', () => {
     expect(r.stdout).toContain('fake internet');
   });
 
-  it('refuses an unknown mode, and -p without bridge, before anything is made', async () => {
+  it('refuses an unknown mode, -p without bridge, and a namespace or container that is not there', async () => {
     const bad = await cli(['run', '--rootfs', rootfs, '--network', 'overlay', '--', 'true']);
     expect(bad.code).toBe(125);
     expect(bad.stderr).toContain('"overlay" is not a network: none, host, bridge, ns:PATH or container:NAME');
     const p = await cli(['run', '--rootfs', rootfs, '-p', '8080:80', '--', 'true']);
     expect(p.code).toBe(125);
     expect(p.stderr).toContain('publishes ports of a container on network "bridge", not "none"');
+    // A namespace or a container that is not there: one line each.
+    const ns = await cli(['run', '--rootfs', rootfs, '--network', `ns:/run/netns/${NS}-missing`, '--', 'true']);
+    expect(ns.code).toBe(125);
+    expect(ns.stderr).toBe(`tsbox: join(/run/netns/${NS}-missing): ENOENT — open the net namespace to join\n`);
+    const c = await cli(['run', '--rootfs', rootfs, '--network', `container:${NS}-missing`, '--', 'true']);
+    expect(c.code).toBe(125);
+    expect(c.stderr).toContain(`tsbox: state(${NS}-missing): ENOENT — no such container`);
   });
 });
 
