@@ -14,6 +14,7 @@ import { parseNetwork, parsePublish } from '../../ts/config/network.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { networkInfo } from '../../ts/network/bridge.js';
+import { prepareNetwork } from '../../ts/network/index.js';
 import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
 import { buildPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { rejection } from '../support/errors.js';
@@ -53,6 +54,11 @@ describe('-p/--publish', () => {
 
   it('refuses what is not that: one port, a range, port 0 or above 65535, a bad address or protocol', () => {
     for (const bad of ['80', '8080-8081:80', '0:80', '8080:65536', 'x:8080:80', '300.1.1.1:8080:80', '8080:80/sctp', '::1:8080:80', '1:2:3:4', '8080:80/']) expect(parsePublish(bad), bad).toBeUndefined();
+  });
+
+  it('refuses an IPv6 host address: the container has only an IPv4 one, so nothing would answer', () => {
+    const e = rejection(() => prepareNetwork({ mode: 'bridge' }, [parsePublish('[::1]:8080:80')!]));
+    expect(e.message).toBe('network([::1]:8080:80): EINVAL — a port cannot be published on an IPv6 address of the host yet: the container has only an IPv4 address');
   });
 
   it('publishes only from network bridge', () => {

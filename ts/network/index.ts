@@ -86,6 +86,18 @@ export function prepareNetwork(network: NetworkMode, ports: PortMapping[]): Prep
       return { netnsPath: held.path, cloned: held.close, attach: null, info: joinedInfo(`container:${network.name}`), plan: nothing };
     }
     case 'bridge': {
+      // The bridge's addresses are IPv4 only: a port published on an IPv6
+      // address of the host would answer nothing.
+      const v6 = ports.find((p) => p.hostIp.includes(':'));
+      if (v6) {
+        throw new TsboxError({
+          step: 'network',
+          errno: 22,
+          path: `[${v6.hostIp}]:${v6.hostPort}:${v6.containerPort}`,
+          detail: 'a port cannot be published on an IPv6 address of the host yet: the container has only an IPv4 address',
+          hint: 'publish on an IPv4 address, or leave the address out (every IPv4 address of the host)',
+        });
+      }
       // An ordinary user's: pasta (loaded only then).
       if (process.getuid?.() !== 0) {
         const pasta = findPasta();
