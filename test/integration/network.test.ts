@@ -206,11 +206,28 @@ describe('bridge', () => {
       };
       expect(await get(`http://127.0.0.1:${port}/`)).toBe('from-inside\n');
       expect(await get(`http://10.89.0.1:${port2}/`)).toBe('from-inside\n');
+      // The same host port again: refused (a second DNAT rule would never match), nothing made.
+      const again = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${port2}:80`, '--', 'true']);
+      expect(again.code).toBe(125);
+      expect(again.stderr).toBe(`tsbox: network(${port2}/tcp): EADDRINUSE — the host port is published by container ${c.id.slice(0, 12)} already; publish another host port, or stop that container\n`);
     } finally {
       c.kill('SIGKILL');
       await c.wait();
     }
     expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it("refuses to publish a port a host process listens on (its traffic would go to the container)", async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as { port: number };
+      const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${port}:80`, '--', 'true']);
+      expect(r.code).toBe(125);
+      expect(r.stderr).toBe(`tsbox: network(${port}/tcp): EADDRINUSE — a process of the host listens on that port; publish another host port (-p HOSTPORT:CONTAINERPORT)\n`);
+    } finally {
+      server.close();
+    }
   });
 
   it('two bridged containers reach each other by address; the result, state and --report name it', async () => {

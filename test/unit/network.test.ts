@@ -4,6 +4,7 @@
  * host behind systemd-resolved's stub, and the CNI configuration and calls.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,7 +14,7 @@ import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '
 import { parseNetwork, parsePublish } from '../../ts/config/network.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
-import { networkInfo } from '../../ts/network/bridge.js';
+import { networkInfo, portInUse, samePort } from '../../ts/network/bridge.js';
 import { prepareNetwork } from '../../ts/network/index.js';
 import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
 import { buildPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
@@ -56,9 +57,26 @@ describe('-p/--publish', () => {
     for (const bad of ['80', '8080-8081:80', '0:80', '8080:65536', 'x:8080:80', '300.1.1.1:8080:80', '8080:80/sctp', '::1:8080:80', '1:2:3:4', '8080:80/']) expect(parsePublish(bad), bad).toBeUndefined();
   });
 
-  it('refuses an IPv6 host address: the container has only an IPv4 one, so nothing would answer', () => {
-    const e = rejection(() => prepareNetwork({ mode: 'bridge' }, [parsePublish('[::1]:8080:80')!]));
+  it('refuses an IPv6 host address: the container has only an IPv4 one, so nothing would answer', async () => {
+    const e = (await prepareNetwork({ mode: 'bridge' }, [parsePublish('[::1]:8080:80')!]).catch((err: unknown) => err)) as Error;
     expect(e.message).toBe('network([::1]:8080:80): EINVAL — a port cannot be published on an IPv6 address of the host yet: the container has only an IPv4 address');
+  });
+
+  it("knows a host port taken: by another container's publication (any address overlaps a given one), or by a listener of the host", async () => {
+    const p = (s: string) => parsePublish(s)!;
+    expect(samePort(p('8080:80'), p('127.0.0.1:8080:81'))).toBe(true);
+    expect(samePort(p('127.0.0.1:8080:80'), p('127.0.0.2:8080:80'))).toBe(false);
+    expect(samePort(p('8080:80'), p('8080:80/udp'))).toBe(false);
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as { port: number };
+      const e = await portInUse([p(`${port}:80`)]);
+      expect(e?.message).toBe(`network(${port}/tcp): EADDRINUSE — a process of the host listens on that port`);
+      expect(await portInUse([p(`127.0.0.2:${port}:80`)])).toBeNull();
+    } finally {
+      server.close();
+    }
   });
 
   it('publishes only from network bridge', () => {

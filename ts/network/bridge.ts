@@ -17,8 +17,11 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 
 import type { PortMapping } from '../config/network.js';
+import { TsboxError } from '../errors.js';
 import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
 
@@ -82,6 +85,72 @@ export function hostsInState(sandbox: SandboxPlan, dir: string): ((address: stri
   // `hostname -i` and a server binding its own name find.
   const own = base.replace(`127.0.0.1\tlocalhost ${sandbox.hostname}\n`, '127.0.0.1\tlocalhost\n');
   return (address) => writeFileSync(path, `${own}${address}\t${sandbox.hostname}\n`, { mode: 0o644 });
+}
+
+/** Whether two published ports take the same host port (an empty address is every address). */
+export function samePort(a: PortMapping, b: PortMapping): boolean {
+  return a.hostPort === b.hostPort && a.protocol === b.protocol && (a.hostIp === '' || b.hostIp === '' || a.hostIp === b.hostIp);
+}
+
+/**
+ * A port of `ports` another live bridged container publishes (its record,
+ * written before its ADD, says so): portmap would add a second DNAT rule
+ * that never matches, so the second container is refused, as Docker's.
+ */
+function portTaken(id: string, ports: readonly PortMapping[], dir: string = NETWORK_DIR): TsboxError | null {
+  if (ports.length === 0) return null;
+  for (const name of readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n) && n !== `${id}.json`)) {
+    let r: NetworkRecord;
+    try {
+      r = JSON.parse(readFileSync(join(dir, name), 'utf8')) as NetworkRecord;
+    } catch {
+      continue;
+    }
+    if (r.monitor.start !== '' && startTime(r.monitor.pid) !== r.monitor.start) continue;
+    for (const p of ports) {
+      if (r.ports.some((q) => samePort(p, q))) {
+        return new TsboxError({
+          step: 'network',
+          errno: 98,
+          path: `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort}/${p.protocol}`,
+          detail: `the host port is published by container ${r.id.slice(0, 12)} already`,
+          hint: 'publish another host port, or stop that container',
+        });
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * A host process listening on a port to publish: portmap's DNAT would take
+ * its traffic from it silently, so it is refused, as Docker's proxy's bind
+ * would fail. Tried by binding it for a moment.
+ */
+export async function portInUse(ports: readonly PortMapping[]): Promise<TsboxError | null> {
+  for (const p of ports) {
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+      if (p.protocol === 'udp') {
+        const sock = createSocket(p.hostIp.includes(':') ? 'udp6' : 'udp4');
+        sock.once('error', (e) => resolve(e));
+        sock.bind({ port: p.hostPort, address: p.hostIp || undefined, exclusive: true }, () => sock.close(() => resolve(null)));
+      } else {
+        const srv = createServer();
+        srv.once('error', (e) => resolve(e));
+        srv.listen({ port: p.hostPort, host: p.hostIp || undefined, exclusive: true }, () => srv.close(() => resolve(null)));
+      }
+    });
+    if (err?.code === 'EADDRINUSE') {
+      return new TsboxError({
+        step: 'network',
+        errno: 98,
+        path: `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort}/${p.protocol}`,
+        detail: 'a process of the host listens on that port',
+        hint: 'publish another host port (-p HOSTPORT:CONTAINERPORT)',
+      });
+    }
+  }
+  return null;
 }
 
 /** A process's start time (field 22 of /proc/PID/stat), or null when it is gone. */
@@ -154,6 +223,10 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   let result: unknown;
   try {
     writeRecord(record);
+    // Checked once this container's record is there: of two launches at
+    // once with the same port, each sees the other's.
+    const taken = portTaken(id, ports);
+    if (taken) throw taken;
     result = await add(prepared.list, target, ports, trace);
     writeRecord({ ...record, result });
   } catch (err) {

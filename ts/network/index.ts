@@ -17,7 +17,7 @@ import type { NetworkMode, PortMapping } from '../config/network.js';
 import type { SandboxPlan } from '../generated/wire.js';
 import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
-import { attachBridge, checkBridge, hostsInState, type NetworkInfo } from './bridge.js';
+import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } from './bridge.js';
 import { attachPasta, findPasta } from './pasta.js';
 
 export type { NetworkInfo } from './bridge.js';
@@ -74,7 +74,7 @@ function containerNetns(name: string): { path: string; close: () => void } {
 }
 
 /** Phase `network`, decided at `plan`: checks and looks-ups that must come before anything is created. */
-export function prepareNetwork(network: NetworkMode, ports: PortMapping[]): PreparedNetwork {
+export async function prepareNetwork(network: NetworkMode, ports: PortMapping[]): Promise<PreparedNetwork> {
   switch (network.mode) {
     case 'none':
     case 'host':
@@ -110,6 +110,8 @@ export function prepareNetwork(network: NetworkMode, ports: PortMapping[]): Prep
         };
       }
       const prepared = checkBridge();
+      const inUse = await portInUse(ports);
+      if (inUse) throw inUse;
       let hosts: ((address: string) => void) | null = null;
       return {
         netnsPath: null,
