@@ -321,7 +321,7 @@ describe('bridge', () => {
     const ids: string[] = [];
     const veths: string[] = [];
     for (let i = 0; i < 20; i++) {
-      const c = await spawnContainer(['true'], { rootfs, network: 'bridge', publish: [`${20000 + i}:80`] });
+      const c = await spawnContainer(['true'], { rootfs, network: 'bridge', publish: [`${await freePort()}:80`] });
       ids.push(c.id);
       veths.push(c.network!.hostInterface!);
       await c.wait();
