@@ -6,8 +6,8 @@
  *
  * All traffic stays on this machine: a fake "internet" is a network
  * namespace this suite makes (tsbox-test-<pid>), with a veth to the host, an
- * HTTP server on two addresses of 10.199.0.0/16 and a route to them from
- * the host; it goes in afterAll, with whatever of the bridge and the CNI
+ * HTTP server on two addresses of 10.199.0.0/16, a DNS server (dnsmasq) for
+ * a.test and b.test, and a route to them from the host; it goes in afterAll, with whatever of the bridge and the CNI
  * plugins' shared chains did not exist before, and net.ipv4.ip_forward
  * (which the bridge plugin turns on) is put back as it was.
  */
@@ -63,6 +63,7 @@ function leftovers(id: string): string[] {
   const found: string[] = [];
   if (existsSync(join(NETWORK_DIR, `${id}.json`))) found.push('record');
   if (iptablesSave().includes(id)) found.push('iptables rule');
+  if (iptablesSave().includes(`TSBOX-${id.slice(0, 12)}`)) found.push('allowlist chain');
   const leases = join(NETWORK_DIR, 'ipam', 'tsbox');
   for (const f of existsSync(leases) ? readdirSync(leases) : []) {
     if (/^\d/.test(f) && !f.startsWith('last_reserved') && readFileSync(join(leases, f), 'utf8').includes(id)) found.push(`lease ${f}`);
@@ -75,6 +76,7 @@ function linkExists(name: string): boolean {
 }
 
 let httpd: ChildProcess | undefined;
+let dnsmasq: ChildProcess | undefined;
 let www: string;
 let forwardBefore: string;
 let chainsBefore: Set<string>;
@@ -98,10 +100,13 @@ beforeAll(() => {
   sh('ip', ['-n', NS, 'route', 'add', 'default', 'via', '10.199.0.1']);
   sh('ip', ['route', 'add', '10.199.1.0/24', 'via', SERVER]);
   httpd = spawn('ip', ['netns', 'exec', NS, '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', www], { stdio: 'ignore' });
+  // The fake internet's DNS: a.test and b.test, its two addresses, and no other name.
+  dnsmasq = spawn('ip', ['netns', 'exec', NS, 'dnsmasq', '-k', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', `--listen-address=${SERVER}`, '--bind-interfaces', `--address=/a.test/${SERVER}`, `--address=/b.test/${SERVER2}`, '--user=root', '--pid-file='], { stdio: 'ignore' });
 });
 
 afterAll(() => {
   if (httpd?.pid) process.kill(httpd.pid, 'SIGKILL');
+  if (dnsmasq?.pid) process.kill(dnsmasq.pid, 'SIGKILL');
   spawnSync('ip', ['route', 'del', '10.199.1.0/24']);
   spawnSync('ip', ['link', 'del', HOST_IF]);
   spawnSync('ip', ['netns', 'del', NS]);
@@ -353,6 +358,84 @@ describe('bridge', () => {
     const gc = await cli(['gc']);
     expect(gc.code).toBe(0);
     expect(leftovers(id)).toEqual([]);
+  });
+});
+
+describe('egress allowlist', () => {
+  const refusedFast = async (args: string[], script: string) => {
+    const t0 = Date.now();
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, ...args, '--', 'sh', '-c', script]);
+    return { ...r, ms: Date.now() - t0 };
+  };
+
+  it('--allow-host a.test: reaches a.test by name; b.test has no name, and its address is refused at once; so is UDP', async () => {
+    const r = await refusedFast(['--allow-host', 'a.test'], [
+      'cat /etc/resolv.conf',
+      `${wget('http://a.test/').join(' ')}; echo a=$?`,
+      `${wget('http://b.test/').join(' ')}; echo b=$?`,
+      `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+      // An address a.test's answer did not give, on the same server's network.
+      `${wget(`http://10.199.0.1/`).join(' ')}; echo host=$?`,
+      `nslookup b.test ${SERVER} >/dev/null 2>&1; echo udp-elsewhere=$?`,
+    ].join('; '));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('nameserver 10.89.0.1\n');
+    expect(r.stdout.match(/^nameserver /gm)).toHaveLength(1);
+    expect(r.stdout).toContain('fake internet\na=0');
+    expect(r.stdout).toMatch(/b=[1-9]/);
+    expect(r.stderr).toContain("wget: bad address 'b.test'");
+    expect(r.stdout).toMatch(/b-raw=[1-9]/);
+    expect(r.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
+    expect(r.stdout).toMatch(/host=[1-9]/);
+    expect(r.stdout).toMatch(/udp-elsewhere=[1-9]/);
+    // Refusals are at once: far below a connect timeout, or wget's 5 s bound.
+    expect(r.ms).toBeLessThan(4000);
+  });
+
+  it('--allow-net A.B.C.D/BITS:PORT: that address and port only; no name resolves', async () => {
+    const r = await refusedFast(['--allow-net', `${SERVER2}/32:80`], [
+      `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+      `${wget(`http://${SERVER}/`).join(' ')}; echo a-raw=$?`,
+      `${wget('http://a.test/').join(' ')}; echo a=$?`,
+      `ping -c 1 -W 1 ${SERVER2} >/dev/null 2>&1; echo ping=$?`,
+    ].join('; '));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('fake internet\nb-raw=0');
+    expect(r.stdout).toMatch(/a-raw=[1-9]/);
+    expect(r.stdout).toMatch(/a=[1-9]/);
+    expect(r.stdout).toMatch(/ping=[1-9]/);
+  });
+
+  it('is in the result; its chain and rules go when the container ends, and with gc after kill -9 of the caller', async () => {
+    const c = await spawnContainer(['true'], { rootfs, network: 'bridge', allow: ['a.test:80', '10.199.1.0/24'], dns: [SERVER] });
+    expect(c.network?.allow).toEqual([
+      { kind: 'host', name: 'a.test', port: 80 },
+      { kind: 'net', cidr: '10.199.1.0/24', port: null },
+    ]);
+    expect(iptablesSave()).toContain(`TSBOX-${c.id.slice(0, 12)}`);
+    await c.wait();
+    expect(leftovers(c.id)).toEqual([]);
+
+    const before = new Set(readdirSync(NETWORK_DIR));
+    const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'sleep', '60'], { stdio: 'ignore' });
+    const mine = () => readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json') && !before.has(n));
+    expect(await eventually(() => mine().length === 1, 10_000)).toBe(true);
+    const id = mine()[0]!.replace(/\.json$/, '');
+    expect(await eventually(() => iptablesSave().includes(`TSBOX-${id.slice(0, 12)}`), 10_000)).toBe(true);
+    const record = JSON.parse(readFileSync(join(NETWORK_DIR, `${id}.json`), 'utf8')) as { monitor: { pid: number } };
+    child.kill('SIGKILL');
+    expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
+    expect((await cli(['gc'])).code).toBe(0);
+    expect(leftovers(id)).toEqual([]);
+  });
+
+  it('is refused without bridge, detached, or as an ordinary user, before anything is made', async () => {
+    const none = await cli(['run', '--rootfs', rootfs, '--allow-host', 'a.test', '--', 'true']);
+    expect(none.code).toBe(125);
+    expect(none.stderr).toContain('an egress allowlist is for a container on network "bridge", not "none"');
+    const d = await cli(['run', '-d', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'true']);
+    expect(d.code).toBe(125);
+    expect(d.stderr).toContain("cannot be combined with detach yet: the allowlist's resolver runs in the caller");
   });
 });
 

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
-import { parseNetwork, parsePublish } from '../../ts/config/network.js';
+import { parseAllow, parseNetwork, parsePublish } from '../../ts/config/network.js';
+import { addresses, nxdomain, question } from '../../ts/network/dns.js';
+import { upstreamOf } from '../../ts/network/egress.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { networkInfo, portInUse, samePort } from '../../ts/network/bridge.js';
@@ -242,5 +244,56 @@ describe("an ordinary user's bridge: pasta", () => {
     const routes = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n' + 'eth1\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' + 'eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n';
     expect(defaultInterface(routes)).toBe('eth0');
     expect(defaultInterface(routes.split('\n').slice(0, 2).join('\n'))).toBeNull();
+  });
+});
+
+describe('the egress allowlist', () => {
+  it('takes NAME[:PORT] and A.B.C.D[/BITS][:PORT]', () => {
+    expect(parseAllow('API.Example.org')).toEqual({ kind: 'host', name: 'api.example.org', port: null });
+    expect(parseAllow('example.com:443')).toEqual({ kind: 'host', name: 'example.com', port: 443 });
+    expect(parseAllow('10.1.0.0/16:5432')).toEqual({ kind: 'net', cidr: '10.1.0.0/16', port: 5432 });
+    expect(parseAllow('192.0.2.7')).toEqual({ kind: 'net', cidr: '192.0.2.7/32', port: null });
+    for (const bad of ['', 'a..b', '-x.org', 'x.org:0', 'x.org:70000', '10.0.0.0/33', '300.1.1.1', 'fd00::1', 'a b', 'x.org:']) expect(parseAllow(bad), bad).toBeUndefined();
+  });
+
+  it('is for a bridged, attached container', () => {
+    expect(parseRunInput(['true'], { network: 'bridge', allow: ['a.test'] }).options.allow).toHaveLength(1);
+    expect(rejection(() => parseRunInput(['true'], { allow: ['a.test'] })).message).toContain('an egress allowlist is for a container on network "bridge", not "none"');
+    expect(rejection(() => parseRunInput(['true'], { network: 'bridge', detach: true, allow: ['a.test'] })).message).toContain('cannot be combined with detach yet');
+    expect(rejection(() => parseRunInput(['true'], { network: 'bridge', allow: ['nope nope'] })).path).toBe('allow[0]');
+  });
+
+  it('reaches the CLI as --allow-host and --allow-net, repeatable and comma-separated', () => {
+    const s = splitArgs(['--allow-host', 'a.test,b.test:443', '--allow-host', 'c.test', '--allow-net', '10.0.0.0/8', 'true'], containerArgs, 'run');
+    expect(s.values.get('allow-host')).toEqual(['a.test,b.test:443', 'c.test']);
+    expect(s.values.get('allow-net')).toEqual(['10.0.0.0/8']);
+  });
+
+  it("asks --dns's first server, or the host's first (its loopback is the resolver's too)", () => {
+    expect(upstreamOf(['10.0.0.53'], '/x', () => 'nameserver 1.2.3.4')).toBe('10.0.0.53');
+    expect(upstreamOf([], '/x', () => '# x\nnameserver 127.0.0.53\noptions edns0\n')).toBe('127.0.0.53');
+    expect(upstreamOf([], '/x', () => '')).toBeNull();
+  });
+
+  // A query for a.test (type A) and an answer with a compressed name and two records, one an A.
+  const query = Buffer.from('123401000001000000000000' + '016104746573740000010001', 'hex');
+  const answer = Buffer.concat([
+    Buffer.from('123481800001000200000000' + '016104746573740000010001', 'hex'),
+    Buffer.from('c00c000500010000003c0002c00c', 'hex'), // CNAME a.test -> a.test (pointer), TTL 60
+    Buffer.from('c00c00010001000001000004' + '0ac70002', 'hex'), // A 10.199.0.2, TTL 256
+  ]);
+
+  it('reads a query\'s question, answers NXDOMAIN to it, and reads the A records of an answer', () => {
+    expect(question(query)).toEqual({ name: 'a.test', type: 1 });
+    expect(question(Buffer.from('1234', 'hex'))).toBeNull();
+    const nx = nxdomain(query);
+    expect(nx.readUInt16BE(0)).toBe(0x1234);
+    expect(nx[2]! & 0x80).toBe(0x80);
+    expect(nx[3]! & 0x0f).toBe(3);
+    expect(nx.readUInt16BE(4)).toBe(1);
+    expect(nx.readUInt16BE(6)).toBe(0);
+    expect(question(nx)).toEqual({ name: 'a.test', type: 1 });
+    expect(addresses(answer)).toEqual([{ address: '10.199.0.2', ttl: 256 }]);
+    expect(addresses(answer.subarray(0, answer.length - 2))).toEqual([]);
   });
 });

@@ -11,7 +11,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { didYouMean, kebab } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['publish', 'env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
+export const MULTIPLE = new Set<string>(['publish', 'allow-host', 'allow-net', 'env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -30,6 +30,8 @@ export const containerArgs = {
     valueHint: 'none|host|bridge|ns:PATH|container:NAME',
     description: "none (default): only its own loopback. bridge: as root an address on tsbox's bridge tsbox0 with NAT to the host's network, as an ordinary user pasta. host: the HOST'S network namespace, every interface and port (no network isolation). ns:PATH or container:NAME: join that namespace",
   },
+  'allow-host': { type: 'string', valueHint: 'NAME[:PORT],...', description: 'Egress allowlist (--network bridge, root): the container reaches these names, resolved by a resolver tsbox runs for it, and nothing else (repeatable)' },
+  'allow-net': { type: 'string', valueHint: 'A.B.C.D[/BITS][:PORT],...', description: 'Egress allowlist (--network bridge, root): these IPv4 networks too (repeatable)' },
   publish: { type: 'string', alias: 'p', valueHint: '[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]', description: 'Publish a container port on the host (repeatable; --network bridge)' },
   'add-host': { type: 'string', valueHint: 'NAME:IP', description: 'Add a line to the container\'s /etc/hosts (repeatable)' },
   dns: { type: 'string', valueHint: 'IP', description: 'A nameserver for the container\'s /etc/resolv.conf, instead of the host\'s (repeatable)' },

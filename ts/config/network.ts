@@ -66,3 +66,27 @@ export function parsePublish(s: string): PortMapping | undefined {
   if (hostPort === undefined || containerPort === undefined || ports.split(':').length !== 2) return undefined;
   return { hostIp, hostPort, containerPort, protocol: proto };
 }
+
+/**
+ * One entry of an egress allowlist: a host name (its addresses as the
+ * container's resolver returns them) or an IPv4 network, each on one port
+ * or on every port.
+ */
+export type AllowRule = { kind: 'host'; name: string; port: number | null } | { kind: 'net'; cidr: string; port: number | null };
+
+/** `NAME[:PORT]` or `A.B.C.D[/BITS][:PORT]` (--allow-host, --allow-net). */
+export function parseAllow(s: string): AllowRule | undefined {
+  const m = /^(.*?)(?::(\d{1,5}))?$/.exec(s);
+  if (!m) return undefined;
+  const what = m[1]!;
+  const at = m[2] === undefined ? null : (port(m[2]) ?? -1);
+  if (at === -1) return undefined;
+  const net = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?$/.exec(what);
+  if (net) {
+    const bits = net[2] === undefined ? 32 : Number(net[2]);
+    return isIP(net[1]!) === 4 && bits <= 32 ? { kind: 'net', cidr: `${net[1]}/${bits}`, port: at } : undefined;
+  }
+  const name = what.toLowerCase().replace(/\.$/, '');
+  if (name.length > 253 || !/^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/.test(name)) return undefined;
+  return { kind: 'host', name, port: at };
+}

@@ -20,8 +20,9 @@ import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 
-import type { PortMapping } from '../config/network.js';
+import type { AllowRule, PortMapping } from '../config/network.js';
 import { TsboxError } from '../errors.js';
+import { removeEgress } from './egress.js';
 import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
 
@@ -42,6 +43,8 @@ export interface NetworkInfo {
   ports: PortMapping[];
   /** `tsbox inspect` of a running container: the plugins' CNI CHECK, `ok` or what is wrong. */
   check?: string;
+  /** Its egress allowlist, when it has one. */
+  allow?: AllowRule[];
 }
 
 /** What was added for a container: enough for DEL from any process. */
@@ -350,6 +353,8 @@ export function gcNetworks(dir: string = NETWORK_DIR): string[] {
     // and rules without looking for the interface, which went with it).
     const failures = del(r.list, { containerId: r.id, netns: '', ifname: r.ifname, cniPath: r.cniPath }, r.result, r.ports);
     removeMasquerade(r.id);
+    // An allowlist's chain and rules, found by their comment.
+    removeEgress(r.id);
     if (failures.length === 0) {
       forget(join(dir, name));
       collected.push(r.id);

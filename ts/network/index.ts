@@ -13,11 +13,12 @@
  */
 import { closeSync, openSync } from 'node:fs';
 
-import type { NetworkMode, PortMapping } from '../config/network.js';
+import type { AllowRule, NetworkMode, PortMapping } from '../config/network.js';
 import type { SandboxPlan } from '../generated/wire.js';
 import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } from './bridge.js';
+import { BRIDGE } from './cni.js';
 import { attachPasta, findPasta } from './pasta.js';
 
 export type { NetworkInfo } from './bridge.js';
@@ -41,6 +42,17 @@ export interface PreparedNetwork {
 }
 
 const nothing = (): void => {};
+
+/** /etc/resolv.conf naming only the allowlist's resolver (on the bridge's gateway), with the search domains and options kept. */
+function resolverOnly(sandbox: SandboxPlan): void {
+  const m = sandbox.mounts.find((x) => x.target === '/etc/resolv.conf');
+  if (m?.type !== 'file') return;
+  m.contents = `${m.contents
+    .split('\n')
+    .filter((l) => l !== '' && !/^\s*nameserver\s/.test(l))
+    .map((l) => `${l}\n`)
+    .join('')}nameserver ${BRIDGE.gateway}\n`;
+}
 
 function joinedInfo(mode: string): NetworkInfo {
   return { mode, interfaces: [], gateway: null, hostInterface: null, bridge: null, ports: [] };
@@ -74,7 +86,7 @@ function containerNetns(name: string): { path: string; close: () => void } {
 }
 
 /** Phase `network`, decided at `plan`: checks and looks-ups that must come before anything is created. */
-export async function prepareNetwork(network: NetworkMode, ports: PortMapping[]): Promise<PreparedNetwork> {
+export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[] } = { allow: [], dns: [] }): Promise<PreparedNetwork> {
   switch (network.mode) {
     case 'none':
     case 'host':
@@ -100,6 +112,9 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[])
       }
       // An ordinary user's: pasta (loaded only then).
       if (process.getuid?.() !== 0) {
+        if (egress.allow.length > 0) {
+          throw new TsboxError({ step: 'network', errno: 1, path: 'allow', detail: 'an egress allowlist needs root for now (its rules are iptables rules on the host)', hint: 'run as root, or leave --allow-host/--allow-net out' });
+        }
         const pasta = findPasta();
         return {
           netnsPath: null,
@@ -120,11 +135,32 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[])
           const attached = await attachBridge(id, pid, monitorPid, ports, prepared, keep, trace);
           const address = attached.info.interfaces[0]?.addresses[0]?.split('/')[0];
           if (hosts && address) hosts(address);
-          return attached;
+          if (egress.allow.length === 0 || !address) return attached;
+          // The allowlist (ts/network/egress.ts, loaded only then); undone before DEL.
+          let allowlist;
+          try {
+            const { startEgress, upstreamOf } = await import('./egress.js');
+            allowlist = await startEgress(id, address, egress.allow, upstreamOf(egress.dns), trace);
+          } catch (err) {
+            attached.detach();
+            throw err;
+          }
+          return {
+            info: { ...attached.info, allow: egress.allow },
+            detach: () => {
+              try {
+                allowlist.close();
+              } finally {
+                attached.detach();
+              }
+            },
+          };
         },
         info: null,
         plan: (sandbox, dir) => {
           hosts = hostsInState(sandbox, dir);
+          // With an allowlist, names are the container's resolver's to answer.
+          if (egress.allow.length > 0) resolverOnly(sandbox);
         },
       };
     }

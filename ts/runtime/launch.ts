@@ -125,7 +125,7 @@ async function launchContainer(command: string[], o: ResolvedOptions, extras: La
 
   // Phase 5, network, decided first (ts/network, loaded only for a
   // container that asks for one): a refusal comes before anything exists.
-  const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish);
+  const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish, o);
   if (net) undo.push(net.cloned);
   let networkInfo = net?.info ?? null;
 
