@@ -407,12 +407,13 @@ describe('egress allowlist', () => {
   });
 
   it('is in the result; its chain and rules go when the container ends, and with gc after kill -9 of the caller', async () => {
-    const c = await spawnContainer(['true'], { rootfs, network: 'bridge', allow: ['a.test:80', '10.199.1.0/24'], dns: [SERVER] });
+    const c = await spawnContainer(['sleep', '30'], { rootfs, network: 'bridge', allow: ['a.test:80', '10.199.1.0/24'], dns: [SERVER] });
     expect(c.network?.allow).toEqual([
       { kind: 'host', name: 'a.test', port: 80 },
       { kind: 'net', cidr: '10.199.1.0/24', port: null },
     ]);
     expect(iptablesSave()).toContain(`TSBOX-${c.id.slice(0, 12)}`);
+    c.kill('SIGKILL');
     await c.wait();
     expect(leftovers(c.id)).toEqual([]);
 

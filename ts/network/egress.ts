@@ -122,26 +122,33 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
     timers.add(t);
   };
   sock.on('message', (msg, from) => {
+    // The container's queries only (DNATed, from its address): the socket
+    // is on the bridge, where other containers could reach it too.
+    if (from.address !== ip) return;
     const q = question(msg);
     const ports = q ? portsOf(rules, q.name) : undefined;
     if (!q || !ports || upstream === null) {
       sock.send(nxdomain(msg), from.port, from.address);
       return;
     }
+    // A connected socket: the kernel takes answers from the upstream server
+    // only, so no one else on the bridge can slip addresses into the
+    // allowlist; the answer must also be to this query (its id and name).
     const up = createSocket('udp4');
     const timeout = setTimeout(() => up.close(), 5000);
-    up.on('error', () => {
+    const done = () => {
       clearTimeout(timeout);
       up.close();
-    });
+    };
+    up.on('error', done);
     up.on('message', (answer) => {
-      clearTimeout(timeout);
-      up.close();
+      if (answer.length < 12 || answer.readUInt16BE(0) !== msg.readUInt16BE(0) || question(answer)?.name !== q.name) return;
+      done();
       // The addresses are let through before the container hears them.
       for (const a of addresses(answer)) allow(a.address, ports, a.ttl);
       if (!closed) sock.send(answer, from.port, from.address);
     });
-    up.send(msg, 53, upstream);
+    up.connect(53, upstream, () => up.send(msg));
   });
   return {
     close: () => {
