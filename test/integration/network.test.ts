@@ -377,6 +377,8 @@ describe('egress allowlist', () => {
       // An address a.test's answer did not give, on the same server's network.
       `${wget(`http://10.199.0.1/`).join(' ')}; echo host=$?`,
       `nslookup b.test ${SERVER} >/dev/null 2>&1; echo udp-elsewhere=$?`,
+      // No IPv6 at all (not even link-local, which would reach the host around IPv4's rules).
+      'echo v6=$(ip -6 addr | grep -c inet6)',
     ].join('; '));
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('nameserver 10.89.0.1\n');
@@ -388,6 +390,7 @@ describe('egress allowlist', () => {
     expect(r.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
     expect(r.stdout).toMatch(/host=[1-9]/);
     expect(r.stdout).toMatch(/udp-elsewhere=[1-9]/);
+    expect(r.stdout).toContain('v6=0');
     // Refusals are at once: far below a connect timeout, or wget's 5 s bound.
     expect(r.ms).toBeLessThan(4000);
   });

@@ -166,6 +166,8 @@ describe('the CNI configuration and calls', () => {
     // Not podman's default network.
     expect(BRIDGE.subnet).not.toMatch(/^10\.88\./);
     expect(pluginTypes(list)).toEqual(['bridge', 'host-local', 'portmap', 'firewall', 'tuning']);
+    // With an allowlist, tuning turns IPv6 off in the container (its rules are IPv4's).
+    expect(bridgeConfList('/x', { ipv6Off: true }).plugins[3]).toEqual({ type: 'tuning', sysctl: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' } });
   });
 
   it('finds the plugins, and names the package when one is missing', () => {

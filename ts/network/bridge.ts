@@ -66,8 +66,8 @@ interface CniResult {
 }
 
 /** Phase `network`, decided before anything exists (as root): the plugins installed. */
-export function checkBridge(): { list: ConfList; cniPath: string } {
-  const list = bridgeConfList(IPAM_DIR);
+export function checkBridge(opts: { ipv6Off?: boolean } = {}): { list: ConfList; cniPath: string } {
+  const list = bridgeConfList(IPAM_DIR, opts);
   return { list, cniPath: cniPath(list) };
 }
 

@@ -42,7 +42,7 @@ export const BRIDGE = { name: 'tsbox', bridge: 'tsbox0', subnet: '10.89.0.0/16',
  * rules that let its traffic through a host whose policy drops it
  * (firewall), and sysctls (tuning).
  */
-export function bridgeConfList(ipamDir: string): ConfList {
+export function bridgeConfList(ipamDir: string, opts: { ipv6Off?: boolean } = {}): ConfList {
   return {
     cniVersion: CNI_VERSION,
     name: BRIDGE.name,
@@ -62,7 +62,9 @@ export function bridgeConfList(ipamDir: string): ConfList {
       },
       { type: 'portmap', capabilities: { portMappings: true }, snat: true },
       { type: 'firewall', backend: 'iptables' },
-      { type: 'tuning' },
+      // An allowlisted container has no IPv6 at all: its iptables rules
+      // are IPv4's, and a link-local address would reach the host around them.
+      opts.ipv6Off ? { type: 'tuning', sysctl: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' } } : { type: 'tuning' },
     ],
   };
 }

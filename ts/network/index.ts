@@ -124,7 +124,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           plan: nothing,
         };
       }
-      const prepared = checkBridge();
+      const prepared = checkBridge({ ipv6Off: egress.allow.length > 0 });
       const inUse = await portInUse(ports);
       if (inUse) throw inUse;
       let hosts: ((address: string) => void) | null = null;
