@@ -156,7 +156,9 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
       closed = true;
       for (const t of timers) clearTimeout(t);
       sock.close();
-      removeEgress(id);
+      if (!removeEgress(id)) {
+        throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: "iptables-restore could not remove the allowlist's chain and rules", hint: `remove the rules commented tsbox:${id} and the chain ${chain} by hand (iptables-save shows them)` });
+      }
     },
   };
 }

@@ -19,6 +19,7 @@ import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } from './bridge.js';
 import { BRIDGE } from './cni.js';
+import { startEgress, upstreamOf } from './egress.js';
 import { attachPasta, findPasta } from './pasta.js';
 
 export type { NetworkInfo } from './bridge.js';
@@ -135,11 +136,11 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           const attached = await attachBridge(id, pid, monitorPid, ports, prepared, keep, trace);
           const address = attached.info.interfaces[0]?.addresses[0]?.split('/')[0];
           if (hosts && address) hosts(address);
-          if (egress.allow.length === 0 || !address) return attached;
-          // The allowlist (ts/network/egress.ts, loaded only then); undone before DEL.
+          if (egress.allow.length === 0) return attached;
+          // The allowlist (ts/network/egress.ts); undone before DEL.
           let allowlist;
           try {
-            const { startEgress, upstreamOf } = await import('./egress.js');
+            if (!address) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: 'the bridge gave the container no IPv4 address to hold to the allowlist', hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
             allowlist = await startEgress(id, address, egress.allow, upstreamOf(egress.dns), trace);
           } catch (err) {
             attached.detach();
