@@ -9,7 +9,9 @@
  *   so that the plugins find their interface and remove all they added;
  * - the caller is gone (kill -9): a record of what was added,
  *   `/run/tsbox/network/<id>.json`, written before ADD, is collected by the
- *   next start or `tsbox gc` once the container's monitor is gone.
+ *   next start or `tsbox gc` once the container's monitor is gone (DEL, the
+ *   NAT rule bridge leaves without the interface, and an allowlist's chain,
+ *   ts/network/egress.ts).
  *
  * The bridge itself stays, as podman's does: removing it when the last
  * container goes would race with another process's ADD creating it.
