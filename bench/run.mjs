@@ -133,6 +133,8 @@ try {
   if (opt.peers) {
     const want = new Set(opt.peers.split(','));
     peers = peers.filter((p) => want.has(p.name));
+  } else {
+    peers = peers.filter((p) => !p.optIn);
   }
   const machine = {
     cpus: cpus().length,

@@ -35,6 +35,8 @@ export { createPool, Pool } from './pool/index.js';
 export type { PoolOptions, PoolProcessOptions, PoolRunOptions, PoolStats } from './pool/index.js';
 export type { PullOptions, PullProgress } from './image/pull.js';
 export type { ImageRecord } from './image/store.js';
+export type { NetworkInfo } from './network/bridge.js';
+export type { NetworkMode, PortMapping } from './config/network.js';
 
 /** Options of `spawn`: the container's, plus an AbortSignal. */
 export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };

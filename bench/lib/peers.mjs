@@ -61,9 +61,9 @@ function exec(argv, { capture = false, extraFd, env } = {}) {
 }
 
 /** A tsbox container from the API; its process tree starts at tsbox-init, the container's parent. */
-async function api(argv, { rootfs, init, capture }) {
+async function api(argv, { rootfs, init, capture, network }) {
   checkStopped();
-  const c = await tsboxSpawn(argv, { rootfs, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore' });
+  const c = await tsboxSpawn(argv, { rootfs, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore', ...(network ? { network } : {}) });
   if (stopped) await c[Symbol.asyncDispose]();
   return watch(c, 'tsbox API', argv);
 }
@@ -159,6 +159,16 @@ export function definePeers(m, { crunHolderPid }) {
       label: 'tsbox pool (warm)',
       kind: 'container',
       start: (work, o = {}) => pooled(WORK[work], { rootfs: m.rootfs, ...o }),
+    },
+    {
+      // Opt-in (--peers): it changes the host as podman's bridge does
+      // (the bridge tsbox0, net.ipv4.ip_forward on), which a bench run
+      // should not do unasked.
+      name: 'tsbox-api-bridge',
+      label: 'tsbox API --network bridge',
+      kind: 'container',
+      optIn: true,
+      start: (work, o = {}) => api(WORK[work], { rootfs: m.rootfs, init: true, network: 'bridge', ...o }),
     },
     command({
       name: 'tsbox-cli',

@@ -1,10 +1,16 @@
 /** `tsbox gc`: removes what crashed tsbox runs and monitors left behind: their cgroups and state. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
 import { defineCommand } from 'citty';
 
 import { gc } from '../cgroups/index.js';
 import { pruneIdRegistry } from '../idmap/index.js';
-import { gcStates } from '../runtime/state.js';
+import { gcStates, stateRoot } from '../runtime/state.js';
 import { parse } from './common.js';
+
+/** ts/network/bridge.ts's NETWORK_DIR, without loading it when there is none. */
+const NETWORK_DIR = '/run/tsbox/network';
 
 const command = defineCommand({
   meta: {
@@ -16,11 +22,17 @@ const command = defineCommand({
     if (!(await parse(rawArgs, {}, cmd, 'gc', { min: 0, max: 0, usage: 'no arguments' }))) return;
     // State first: a container whose state goes leaves its cgroup an orphan.
     const states = gcStates();
-    const removed = [...new Set([...gc(), ...states])];
+    // A bridged container's address, veth and rules, once its monitor is gone.
+    const networks = [
+      ...(existsSync(NETWORK_DIR) ? (await import('../network/bridge.js')).gcNetworks() : []),
+      // An ordinary user's pasta processes.
+      ...(existsSync(join(stateRoot(), 'network')) ? (await import('../network/pasta.js')).gcPasta() : []),
+    ];
+    const removed = [...new Set([...gc(), ...states, ...networks])];
     // The id registry's entries of containers that are gone.
     pruneIdRegistry();
     for (const id of removed) console.log(id);
-    console.error(`tsbox: removed ${removed.length} orphaned cgroup${removed.length === 1 ? '' : 's'} and state${removed.length === 1 ? '' : 's'}`);
+    console.error(`tsbox: removed ${removed.length} orphaned cgroup${removed.length === 1 ? '' : 's'} and state${removed.length === 1 ? '' : 's'}${networks.length > 0 ? ` (the network of ${networks.length} bridged container${networks.length === 1 ? '' : 's'})` : ''}`);
   },
 });
 

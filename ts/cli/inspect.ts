@@ -10,7 +10,14 @@ const command = defineCommand({
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, {}, cmd, 'inspect', { min: 1, max: Infinity, usage: 'one or more containers' });
     if (!split) return;
-    console.log(JSON.stringify(split.command.map((ref) => open(ref).state()), null, 2));
+    const states = split.command.map((ref) => open(ref).state());
+    // A running bridged container's network, checked by its plugins (CNI CHECK): root only, as its setup.
+    for (const s of states) {
+      if (s.network?.mode === 'bridge' && s.status !== 'stopped' && s.pid > 0 && process.getuid?.() === 0) {
+        s.network = { ...s.network, check: await (await import('../network/bridge.js')).checkNetwork(s.id, s.pid) };
+      }
+    }
+    console.log(JSON.stringify(states, null, 2));
   },
 });
 

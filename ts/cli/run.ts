@@ -211,6 +211,11 @@ const run = defineCommand({
     }
     if (v.has('hostname')) options.hostname = v.get('hostname') as string;
     if (v.has('stop-signal')) options.stopSignal = v.get('stop-signal') as string;
+    if (v.has('network')) options.network = v.get('network') as string;
+    if (v.has('publish')) options.publish = v.get('publish') as string[];
+    if (v.has('allow-host') || v.has('allow-net')) {
+      options.allow = [...((v.get('allow-host') as string[] | undefined) ?? []), ...((v.get('allow-net') as string[] | undefined) ?? [])].flatMap((a) => a.split(',')).filter((a) => a !== '');
+    }
     if (v.has('add-host')) options.addHost = v.get('add-host') as string[];
     if (v.has('dns')) options.dns = v.get('dns') as string[];
     if (v.has('dns-search')) options.dnsSearch = v.get('dns-search') as string[];

@@ -17,6 +17,7 @@ import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { cgroupLimitsSchema, crossLimitIssues, positiveSize } from '../cgroups/limits.js';
 import { parseMapping } from './idmapping.js';
+import { parseAllow, parseNetwork, parsePublish } from './network.js';
 
 const absolutePath = z.string().check(
   z.minLength(1),
@@ -164,6 +165,26 @@ export const runOptionsSchema = z
     dns: z._default(z.array(ipAddress), []),
     /** The search domains of the container's /etc/resolv.conf, instead of the host's. */
     dnsSearch: z._default(z.array(hostname), []),
+    /**
+     * The container's network (Docker's `--network`): `none` (default: its
+     * own namespace with only loopback), `host` (the host's network
+     * namespace: every interface and port of the host), `bridge` (as root:
+     * an address on tsbox's bridge `tsbox0`, NAT to the host's uplink,
+     * through the CNI plugins; as an ordinary user: pasta), `ns:PATH` (join that network namespace) or
+     * `container:NAME` (share a running tsbox container's).
+     */
+    network: z._default(parsed(parseNetwork, (s) => `"${s}" is not a network: none, host, bridge, ns:PATH or container:NAME`), { mode: 'none' as const }),
+    /** Ports published on the host, `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]` (Docker's `-p`); needs network `bridge`. */
+    publish: z._default(z.array(parsed(parsePublish, (s) => `"${s}" is not [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`)), []),
+    /**
+     * An egress allowlist for a bridged container (`--allow-host`,
+     * `--allow-net`): `NAME[:PORT]` (the addresses tsbox's resolver for the
+     * container returns for that name, which answers no other name) or
+     * `A.B.C.D[/BITS][:PORT]`. Everything else outbound is refused at once
+     * (TCP reset, ICMP port unreachable), UDP and ICMP included, but DNS to
+     * that resolver. Root, attached containers for now.
+     */
+    allow: z._default(z.array(parsed(parseAllow, (s) => `"${s}" is not NAME[:PORT] or A.B.C.D[/BITS][:PORT]`)), []),
     /** The size of /dev/shm (Docker's `--shm-size`). Default 64m. */
     shmSize: z.optional(positiveSize),
     /** Environment of the command, added to PATH, HOSTNAME and HOME. */
@@ -297,6 +318,15 @@ export const runOptionsSchema = z
       }
       if ((o.pull !== undefined || o.entrypoint !== undefined) && o.image === undefined) {
         ctx.addIssue({ code: 'custom', path: [o.pull !== undefined ? 'pull' : 'entrypoint'], message: 'needs an image' });
+      }
+      if (o.publish.length > 0 && o.network.mode !== 'bridge') {
+        ctx.addIssue({ code: 'custom', path: ['publish'], message: `publishes ports of a container on network "bridge", not "${o.network.mode}"` });
+      }
+      if (o.allow.length > 0 && o.network.mode !== 'bridge') {
+        ctx.addIssue({ code: 'custom', path: ['allow'], message: `an egress allowlist is for a container on network "bridge", not "${o.network.mode}"` });
+      }
+      if (o.allow.length > 0 && o.detach) {
+        ctx.addIssue({ code: 'custom', path: ['allow'], message: "cannot be combined with detach yet: the allowlist's resolver runs in the caller" });
       }
       if (o.writableRootfs && o.rootfs === undefined) {
         ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });

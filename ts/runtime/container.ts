@@ -16,6 +16,7 @@ import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
+import type { NetworkInfo } from '../network/bridge.js';
 import { CANCELLED, helperDied, recvHeld, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
@@ -28,6 +29,8 @@ export interface ExitResult {
   timedOut: boolean;
   /** The kernel's OOM killer killed a process of the container (its memory limit). */
   oomKilled: boolean;
+  /** Its network: mode, interfaces and addresses, published ports; null for `none` (loopback only). */
+  network: NetworkInfo | null;
   /** The resource limits that were applied (cgroup), defaults included; null without a cgroup. */
   limits: ({ mode: string } & Record<string, unknown>) | null;
   /** CPU time and peak RSS of the container's processes, from the kernel's rusage. */
@@ -84,6 +87,8 @@ export interface ContainerInit {
   cgroup: Cgroup | null;
   /** process.hrtime.bigint() when the launch began. */
   startedAt: bigint;
+  /** Its network (launch's phase 5); null for `none`. */
+  network?: NetworkInfo | null;
   /** An exec'd process: signals go to it over its control connection. */
   exec?: boolean;
   /** A created container, whose process its monitor holds until start(). */
@@ -161,6 +166,8 @@ export class Container extends EventEmitter {
   readonly stderr: Readable | null;
   /** One-line notices about how the container was set up (e.g. a single-id map when rootless). */
   readonly notices: readonly string[];
+  /** Its network: mode, interfaces and addresses, published ports; null for `none` (loopback only). */
+  readonly network: NetworkInfo | null;
   /** Its exit status once it has ended (128+N after signal N), as ChildProcess's; null before. */
   exitCode: number | null = null;
   /** The signal that ended it, once ended by one; null otherwise, as ChildProcess's. */
@@ -195,6 +202,7 @@ export class Container extends EventEmitter {
     super();
     this.id = init.id;
     this.pid = init.pid;
+    this.network = init.network ?? null;
     this.stdin = init.terminal ?? init.stdin;
     this.stdout = init.terminal ?? init.stdout;
     this.stderr = init.terminal ? null : init.stderr;
@@ -330,6 +338,7 @@ export class Container extends EventEmitter {
         cpuThrottledPeriods: stats?.cpu.throttledPeriods ?? null,
       },
       limits: limits ? { mode: limits.mode, ...limits.limits } : null,
+      network: init.network ?? null,
     };
     init.trace?.(`exited: ${signal ? `signal ${signal}` : `status ${result.exitCode}`}${oomKilled ? ' (OOM-killed)' : ''}`);
     this.exitCode = result.exitCode;

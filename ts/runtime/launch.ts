@@ -10,7 +10,10 @@
  * 3. `maps`: Node writes the maps only when they need newuidmap.
  * 4. `cgroup`: on v1 and hybrid as root, Node makes the cgroup while the
  *    helper clones, and says so; the helper places the child.
- * 5. `network`: no hook yet (loopback only); its place is here.
+ * 5. `network`: for a container that asks for a network, ts/network
+ *    (loaded only then): decided before anything exists, then, once the
+ *    container is cloned and before `go`, its interfaces (CNI ADD) and
+ *    their undo (DEL). `none` (default) is the child's loopback alone.
  * 7. `ready`, 9. `started`: the sandbox is built; the process was exec'd.
  */
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
@@ -21,7 +24,7 @@ import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type Device
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
-import { ensureStateRoot, inUserNamespace } from '../state-root.js';
+import { ensureStateRoot, inUserNamespace, stateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
 import { Container, keepAlive, type ContainerInit } from './container.js';
 import { releaseLater } from './release.js';
@@ -191,6 +194,12 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     }
   };
 
+  // Phase 5, network, decided first (ts/network, loaded only for a
+  // container that asks for one): a refusal comes before anything exists.
+  const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish, o);
+  if (net) undo.push(net.cloned);
+  let networkInfo = net?.info ?? null;
+
   // Where this process's cgroups are, read once for the prewarm and the
   // container's cgroup.
   const proc = readProcSource();
@@ -220,6 +229,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     command,
     options: o,
     log: logPath(),
+    network: networkInfo,
   });
   // A name is checked and taken (its state written) under one lock: two
   // launches with the same name cannot both find it free.
@@ -319,8 +329,11 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       control: join(dir, 'control.sock'),
       layers: extras.layers,
       detach: o.detach,
+      netnsPath: net?.netnsPath ?? null,
     });
     trace?.('plan: built');
+    // Phase 5, network: what of the plan it changes (a bridged container's /etc/hosts).
+    net?.plan(plan.sandbox, dir);
     writeState(dir, stateOf(plan.sandbox.rootfs.path));
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));
@@ -363,6 +376,17 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     if (sandbox.maps.writer === 'node' && maps) {
       writeMaps(cloned.pid, maps, trace);
       await toHelper.maps(ch);
+    }
+    // Phase 5, network: the helper joined any namespace it was to join
+    // (what held it open goes); a namespace of the container's own gets its
+    // interfaces while the child waits before `go`. Their undo is DEL.
+    net?.cloned();
+    if (net?.attach) {
+      const attached = await net.attach(id, cloned.pid, cloned.monitor, !o.detach, trace);
+      undo.push(attached.detach);
+      networkInfo = attached.info;
+      writeState(dir, stateOf(plan.sandbox.rootfs.path));
+      await toHelper.network(ch);
     }
     // The runtime's OCI hooks, once the container is in its cgroups, while
     // its first process waits before pivot_root.
@@ -420,6 +444,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       stderr,
       cgroup,
       startedAt: t0,
+      network: networkInfo,
     },
   };
 }
@@ -462,6 +487,9 @@ function containerId(): string {
 
 let collected = false;
 
+/** ts/network/bridge.ts's record directory, named here so that gc need not load it. */
+const NETWORK_DIR = '/run/tsbox/network';
+
 /** See launch(); a miss only costs the time it would have saved. */
 function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSource): void {
   try {
@@ -489,6 +517,9 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
         const states = gcStates();
         const removed = gc();
         if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
+        // Bridged containers' networks (ts/network), loaded only where there were some.
+        if (process.getuid?.() === 0 && existsSync(NETWORK_DIR)) void import('../network/bridge.js').then((m) => m.gcNetworks()).catch(() => {});
+        else if (process.getuid?.() !== 0 && existsSync(join(stateRoot(), 'network'))) void import('../network/pasta.js').then((m) => m.gcPasta()).catch(() => {});
       } catch {
         // Collection is best effort; the next start tries again.
       }

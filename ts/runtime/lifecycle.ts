@@ -160,6 +160,15 @@ export class ContainerRef {
     } catch {
       // Best effort: `tsbox gc` tries again.
     }
+    // A bridged container's address and rules (its monitor is gone now).
+    if (s.network?.mode === 'bridge') {
+      try {
+        if (s.network.driver === 'pasta') (await import('../network/pasta.js')).gcPasta();
+        else (await import('../network/bridge.js')).gcNetworks();
+      } catch {
+        // Best effort: `tsbox gc` tries again.
+      }
+    }
   }
 }
 

@@ -130,6 +130,12 @@ export interface PlanContext {
   control?: string | null;
   /** An image's lower layers under the rootfs (its top layer), top first. */
   layers?: readonly string[] | undefined;
+  /**
+   * The network namespace to join, as the helper opens it: an `ns:PATH`'s
+   * path, or a descriptor of this process for `container:NAME`'s
+   * (ts/network/join.ts), which ts/network keeps open until the clone.
+   */
+  netnsPath?: string | null;
 }
 
 /** The container's own cgroups at /sys/fs/cgroup, read-only, as Docker mounts them. */
@@ -185,19 +191,37 @@ export interface EtcOptions {
   addHost?: readonly string[];
   dns?: readonly string[];
   dnsSearch?: readonly string[];
+  /** The network mode: `host` keeps the host's loopback resolvers (the container shares that loopback). */
+  network?: string;
 }
 
+/** systemd-resolved's list of the upstream servers, which its stub 127.0.0.53 forwards to. */
+export const RESOLVED_UPSTREAM = '/run/systemd/resolve/resolv.conf';
+
+const LOOPBACK_NAMESERVER = /^\s*nameserver\s+(127\.|::1\b)/;
+
 /** /etc/hostname, /etc/hosts and /etc/resolv.conf of the container, as Docker writes them. */
-export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf', extra: EtcOptions = {}): PlanMount[] {
-  let resolv = '';
-  try {
-    // The host's resolvers, less those on its loopback (unreachable from the container's).
-    resolv = readFileSync(hostResolvConf, 'utf8')
-      .split('\n')
-      .filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l))
-      .join('\n');
-  } catch {
-    // No resolv.conf on the host: the container gets an empty one.
+export function etcFiles(hostname: string, hostResolvConf = '/etc/resolv.conf', extra: EtcOptions = {}, upstream = RESOLVED_UPSTREAM): PlanMount[] {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      // No resolv.conf on the host: the container gets an empty one.
+      return '';
+    }
+  };
+  let resolv = read(hostResolvConf);
+  if (extra.network !== 'host') {
+    // The host's resolvers, less those on its loopback (unreachable from the
+    // container's). When that leaves none (systemd-resolved's stub,
+    // 127.0.0.53), the upstream servers the stub forwards to, if known.
+    const lines = resolv.split('\n');
+    const kept = lines.filter((l) => !LOOPBACK_NAMESERVER.test(l));
+    if (kept.length < lines.length && !kept.some((l) => /^\s*nameserver\s/.test(l)) && !extra.dns?.length) {
+      const up = read(upstream).split('\n').filter((l) => /^\s*nameserver\s/.test(l) && !LOOPBACK_NAMESERVER.test(l));
+      kept.push(...up);
+    }
+    resolv = kept.join('\n');
   }
   // Given nameservers or search domains replace the host's, as Docker's do.
   const lines = resolv.split('\n').filter((l) => l !== '');
@@ -325,6 +349,14 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
   const mode = hostRoot || o.readOnly ? 'readonly' : o.writableRootfs ? 'bind' : 'overlay';
   if (mode === 'bind') refuseHostRoot(rootfs);
   const mounts = systemMounts(o.shmSize);
+  // A sysfs shows the network namespace of whoever mounts it, and the kernel
+  // lets a user namespace mount one only over a network namespace it owns:
+  // a container that shares one (host, ns:PATH, container:NAME) gets the
+  // host's /sys bound read-only instead, as runc does.
+  if (o.network.mode !== 'none' && o.network.mode !== 'bridge' && o.userns === 'private') {
+    const at = mounts.findIndex((m) => m.target === '/sys');
+    mounts[at] = { target: '/sys', type: 'bind', source: '/sys', recursive: true, readonly: true, nosuid: true, nodev: true, noexec: true };
+  }
   if (mode === 'readonly') {
     // Writable scratch space on a read-only root, within the storage limit;
     // on the host's root this also hides the host's /run (its sockets).
@@ -332,14 +364,15 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     mounts.push({ target: '/run', type: 'scratch', mode: 0o755, nosuid: true, nodev: true, optional: true });
   }
   if (ctx.cgroup) mounts.push(...cgroupMounts(ctx.cgroup));
-  mounts.push(...etcFiles(ctx.hostname, undefined, o));
+  mounts.push(...etcFiles(ctx.hostname, undefined, { ...o, network: o.network.mode }));
   for (const v of [...o.volumes, ...o.tmpfs, ...o.mounts]) mounts.push(volumeMount(v, ctx.idmap));
   for (const target of o.maskedPaths ?? DEFAULT_MASKED_PATHS) mounts.push({ target, type: 'mask' });
   for (const target of o.readonlyPaths ?? DEFAULT_READONLY_PATHS) mounts.push({ target, type: 'readonlyPath' });
   const sandbox: SandboxPlan = {
     version: ctx.planVersion,
     hostname: ctx.hostname,
-    namespaces: ALL_NAMESPACES.filter((ns) => ns !== 'user' || o.userns !== 'host'),
+    // network `host`: no net namespace of its own (the host's).
+    namespaces: ALL_NAMESPACES.filter((ns) => (ns !== 'user' || o.userns !== 'host') && (ns !== 'net' || o.network.mode !== 'host')),
     rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot), ...(ctx.layers?.length ? { layers: [...ctx.layers] } : {}) },
     rootfsPropagation: o.rootfsPropagation,
     storageSize: o.storageSize ?? defaultStorageSize(),
@@ -347,13 +380,14 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     init: o.init,
     maps: ctx.maps ?? { writer: 'none' },
     cgroup: ctx.cgroupPhase ?? { how: 'none' },
-    network: 'loopback',
+    // Phase `network`: a bridged container's interfaces are Node's to make (ts/network).
+    network: o.network.mode === 'bridge' ? 'node' : 'loopback',
     trace: o.trace,
     traceT0Ns: Number(ctx.traceT0Ns),
     parentPid: process.pid,
     detach: ctx.detach ?? false,
     control: ctx.control ?? null,
-    join: [],
+    join: o.network.mode === 'ns' || o.network.mode === 'container' ? [{ ns: 'net', path: ctx.netnsPath ?? (o.network.mode === 'ns' ? o.network.path : '') }] : [],
     sysctl: [],
     console: null,
     time: null,

@@ -77,6 +77,8 @@ export const toHelper = {
   maps: (ch: NativeChannel) => send(ch, { type: 'maps' }),
   /** Phase 4: Node made the cgroup. */
   cgroup: (ch: NativeChannel) => send(ch, { type: 'cgroup' }),
+  /** Phase 5: Node's network hook made the container's interfaces (`NetworkPhase::Node`). */
+  network: (ch: NativeChannel) => send(ch, { type: 'network' }),
   /** The OCI prestart and createRuntime hooks ran: the child may pivot_root. */
   runtimeHooks: (ch: NativeChannel) => send(ch, { type: 'runtimeHooks' }),
   /** Phase 8: the process to run in the sandbox. */

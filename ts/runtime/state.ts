@@ -13,6 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { removeIfEmpty } from '../cgroups/gc.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
+import type { NetworkInfo } from '../network/bridge.js';
 
 export { stateRoot } from '../state-root.js';
 
@@ -51,7 +52,7 @@ export function createContainerDir(id: string): string {
 }
 
 /** The files of a container's state directory. */
-const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json'];
+const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json', 'hosts'];
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
@@ -109,6 +110,8 @@ export interface ContainerState {
   options: Record<string, unknown>;
   /** A detached container's output. */
   log: string | null;
+  /** Its network: mode, interfaces and addresses, published ports (ts/network). */
+  network?: NetworkInfo | null;
   exitCode?: number;
   exitSignal?: number | null;
   finishedAtMs?: number;

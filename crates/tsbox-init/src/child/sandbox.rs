@@ -73,10 +73,15 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
             trace!(tr, "domainname: {domain}");
         }
     }
-    // A joined network namespace is someone else's to configure.
-    if plan.has(Namespace::Net) && !plan.joins(Namespace::Net) && plan.network == NetworkPhase::Loopback {
+    // A joined network namespace is someone else's to configure. An own one
+    // gets lo up here; Node's hook (phase `network`, the CNI plugins) made
+    // its other interfaces already, and none of those plugins touches lo.
+    if plan.has(Namespace::Net) && !plan.joins(Namespace::Net) {
         loopback_up().step_path(Step::Loopback, "lo", || "bring the loopback interface up".into())?;
-        trace!(tr, "network: lo up, no other interface");
+        match plan.network {
+            NetworkPhase::Loopback => trace!(tr, "network: lo up, no other interface"),
+            NetworkPhase::Node => trace!(tr, "network: lo up, and the interfaces Node's hook made"),
+        }
     }
     let console = plan.console.map(|size| super::pty::console(size, chan)).transpose()?;
     if let Some(size) = plan.console {

@@ -1,0 +1,550 @@
+/**
+ * Networking (issue 17), as root, seen from inside the containers: `none`,
+ * `host`, `bridge` through the CNI plugins, published ports, joining a
+ * namespace or another container's, and that nothing is left on the host
+ * (veth, IPAM lease, iptables rule, record) on any way out.
+ *
+ * All traffic stays on this machine: a fake "internet" is a network
+ * namespace this suite makes (tsbox-test-<pid>), with a veth to the host, an
+ * HTTP server on two addresses of 10.199.0.0/16, a DNS server (dnsmasq) for
+ * a.test and b.test, and a route to them from the host; it goes in afterAll, with whatever of the bridge and the CNI
+ * plugins' shared chains did not exist before, and net.ipv4.ip_forward
+ * (which the bridge plugin turns on) is put back as it was.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { spawn as spawnContainer } from '../../ts/index.js';
+import { alive, BIN, cli, eventually } from '../support/tsbox.js';
+
+const rootfs = inject('rootfs');
+
+const NS = `tsbox-test-${process.pid}`;
+const HOST_IF = `tsbt${process.pid % 100000}h`;
+const NS_IF = `tsbt${process.pid % 100000}n`;
+/** The fake internet's two addresses, on its veth and on its loopback. */
+const SERVER = '10.199.0.2';
+const SERVER2 = '10.199.1.2';
+const NETWORK_DIR = '/run/tsbox/network';
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+
+function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error?.message}`);
+  return r.stdout;
+}
+
+function iptablesSave(): string {
+  return sh('iptables-save', []);
+}
+
+function chains(): Set<string> {
+  return new Set([...iptablesSave().matchAll(/^:(CNI-[A-Z-]+) /gm)].map((m) => m[1]!));
+}
+
+/** A TCP port nothing listens on now. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** What the host keeps of bridged container `id`: its record, rules, lease. */
+function leftovers(id: string): string[] {
+  const found: string[] = [];
+  if (existsSync(join(NETWORK_DIR, `${id}.json`))) found.push('record');
+  if (iptablesSave().includes(id)) found.push('iptables rule');
+  if (iptablesSave().includes(`TSBOX-${id.slice(0, 12)}`)) found.push('allowlist chain');
+  const leases = join(NETWORK_DIR, 'ipam', 'tsbox');
+  for (const f of existsSync(leases) ? readdirSync(leases) : []) {
+    if (/^\d/.test(f) && !f.startsWith('last_reserved') && readFileSync(join(leases, f), 'utf8').includes(id)) found.push(`lease ${f}`);
+  }
+  return found;
+}
+
+function linkExists(name: string): boolean {
+  return spawnSync('ip', ['link', 'show', name]).status === 0;
+}
+
+let httpd: ChildProcess | undefined;
+let dnsmasq: ChildProcess | undefined;
+let www: string;
+let forwardBefore: string;
+let chainsBefore: Set<string>;
+let bridgeBefore: boolean;
+
+beforeAll(() => {
+  forwardBefore = readFileSync(IP_FORWARD, 'utf8').trim();
+  chainsBefore = chains();
+  bridgeBefore = linkExists('tsbox0');
+  www = mkdtempSync(join(tmpdir(), 'tsbox-net-www-'));
+  writeFileSync(join(www, 'index.html'), 'fake internet\n');
+  sh('ip', ['netns', 'add', NS]);
+  sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
+  sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
+  sh('ip', ['addr', 'add', '10.199.0.1/24', 'dev', HOST_IF]);
+  sh('ip', ['link', 'set', HOST_IF, 'up']);
+  sh('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
+  sh('ip', ['-n', NS, 'addr', 'add', `${SERVER}/24`, 'dev', NS_IF]);
+  sh('ip', ['-n', NS, 'addr', 'add', `${SERVER2}/32`, 'dev', 'lo']);
+  sh('ip', ['-n', NS, 'link', 'set', NS_IF, 'up']);
+  sh('ip', ['-n', NS, 'route', 'add', 'default', 'via', '10.199.0.1']);
+  sh('ip', ['route', 'add', '10.199.1.0/24', 'via', SERVER]);
+  httpd = spawn('ip', ['netns', 'exec', NS, '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', www], { stdio: 'ignore' });
+  // The fake internet's DNS: a.test and b.test, its two addresses, and no other name.
+  dnsmasq = spawn('ip', ['netns', 'exec', NS, 'dnsmasq', '-k', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', `--listen-address=${SERVER}`, '--bind-interfaces', `--address=/a.test/${SERVER}`, `--address=/b.test/${SERVER2}`, '--user=root', '--pid-file='], { stdio: 'ignore' });
+});
+
+afterAll(() => {
+  if (httpd?.pid) process.kill(httpd.pid, 'SIGKILL');
+  if (dnsmasq?.pid) process.kill(dnsmasq.pid, 'SIGKILL');
+  spawnSync('ip', ['route', 'del', '10.199.1.0/24']);
+  spawnSync('ip', ['link', 'del', HOST_IF]);
+  spawnSync('ip', ['netns', 'del', NS]);
+  rmSync(www, { recursive: true, force: true });
+  // What the bridge network shares between containers, when this suite made it and no container is left on it.
+  const records = existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json')) : [];
+  if (records.length === 0) {
+    if (!bridgeBefore) spawnSync('ip', ['link', 'del', 'tsbox0']);
+    for (const chain of chains()) {
+      if (chainsBefore.has(chain)) continue;
+      for (const table of ['filter', 'nat']) {
+        // Its jumps first (rules naming it in the built-in chains), then it.
+        for (const line of sh('iptables-save', ['-t', table]).split('\n')) {
+          if (line.startsWith('-A ') && line.includes(`-j ${chain}`)) spawnSync('sh', ['-c', `iptables -w -t ${table} ${line.replace(/^-A/, '-D')}`]);
+        }
+        spawnSync('iptables', ['-w', '-t', table, '-F', chain]);
+        spawnSync('iptables', ['-w', '-t', table, '-X', chain]);
+      }
+    }
+  }
+  writeFileSync(IP_FORWARD, `${forwardBefore}\n`);
+});
+
+// (busybox 1.35's wget -T crashes: a timeout(1) bounds it instead.)
+const wget = (url: string) => ['timeout', '5', 'wget', '-q', '-O', '-', url];
+
+describe('network modes', () => {
+  it('none (the default): only lo, which is up, and nothing outside is reached', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--', 'sh', '-c', `ip -o link; ${wget(`http://${SERVER}/`).join(' ')}; echo wget=$?`]);
+    expect(r.code).toBe(0);
+    const links = r.stdout.split('\n').filter((l) => /^\d+:/.test(l));
+    expect(links).toHaveLength(1);
+    expect(links[0]).toMatch(/^1: lo: <LOOPBACK,UP/);
+    expect(r.stdout).not.toContain('fake internet');
+    expect(r.stdout).toMatch(/wget=[1-9]/);
+  });
+
+  it("bridge: an address on tsbox0, a default route, and the fake internet's two addresses reached", async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--', 'sh', '-c', `ip -o -4 addr show eth0; ip route; ${wget(`http://${SERVER}/`).join(' ')} && ${wget(`http://${SERVER2}/`).join(' ')}`]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/eth0\s+inet 10\.89\.\d+\.\d+\/16/);
+    expect(r.stdout).toContain('default via 10.89.0.1 dev eth0');
+    expect(r.stdout.match(/fake internet/g)).toHaveLength(2);
+  });
+
+  it("host: the host's interfaces, the fake internet's veth among them", async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'host', '--', 'ip', '-o', 'link']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${HOST_IF}@`);
+    const self = sh('ip', ['-o', 'link']).split('\n').filter((l) => /^\d+:/.test(l)).length;
+    expect(r.stdout.split('\n').filter((l) => /^\d+:/.test(l))).toHaveLength(self);
+  });
+
+  it('ns:PATH joins that namespace: the fake internet, from inside', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', `ns:/run/netns/${NS}`, '--', 'sh', '-c', `ip -o link; ${wget(`http://${SERVER2}/`).join(' ')}`]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${NS_IF}@`);
+    expect(r.stdout).toContain('fake internet');
+  });
+
+  it('refuses an unknown mode, -p without bridge, and a namespace or container that is not there', async () => {
+    const bad = await cli(['run', '--rootfs', rootfs, '--network', 'overlay', '--', 'true']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toContain('"overlay" is not a network: none, host, bridge, ns:PATH or container:NAME');
+    const p = await cli(['run', '--rootfs', rootfs, '-p', '8080:80', '--', 'true']);
+    expect(p.code).toBe(125);
+    expect(p.stderr).toContain('publishes ports of a container on network "bridge", not "none"');
+    // A namespace or a container that is not there: one line each.
+    const ns = await cli(['run', '--rootfs', rootfs, '--network', `ns:/run/netns/${NS}-missing`, '--', 'true']);
+    expect(ns.code).toBe(125);
+    expect(ns.stderr).toBe(`tsbox: join(/run/netns/${NS}-missing): ENOENT — open the net namespace to join\n`);
+    const c = await cli(['run', '--rootfs', rootfs, '--network', `container:${NS}-missing`, '--', 'true']);
+    expect(c.code).toBe(125);
+    expect(c.stderr).toContain(`tsbox: state(${NS}-missing): ENOENT — no such container`);
+  });
+});
+
+describe('bridge', () => {
+  it('-p publishes a server inside the container on the host, 127.0.0.1 included', async () => {
+    const port = await freePort();
+    const port2 = await freePort();
+    const c = await spawnContainer(['sh', '-c', 'mkdir -p /tmp/w && echo from-inside > /tmp/w/index.html && exec httpd -f -p 8000 -h /tmp/w'], {
+      rootfs,
+      network: 'bridge',
+      publish: [`127.0.0.1:${port}:8000`, `${port2}:8000/tcp`],
+    });
+    try {
+      expect(c.network?.ports).toEqual([
+        { hostIp: '127.0.0.1', hostPort: port, containerPort: 8000, protocol: 'tcp' },
+        { hostIp: '', hostPort: port2, containerPort: 8000, protocol: 'tcp' },
+      ]);
+      const get = async (url: string) => {
+        for (let i = 0; i < 50; i++) {
+          try {
+            return await (await fetch(url)).text();
+          } catch {
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        return 'unreachable';
+      };
+      expect(await get(`http://127.0.0.1:${port}/`)).toBe('from-inside\n');
+      expect(await get(`http://10.89.0.1:${port2}/`)).toBe('from-inside\n');
+      // The same host port again: refused (a second DNAT rule would never match), nothing made.
+      const again = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${port2}:80`, '--', 'true']);
+      expect(again.code).toBe(125);
+      expect(again.stderr).toBe(`tsbox: network(${port2}/tcp): EADDRINUSE — the host port is published by container ${c.id.slice(0, 12)} already; publish another host port, or stop that container\n`);
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it("refuses to publish a port a host process listens on (its traffic would go to the container)", async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as { port: number };
+      const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${port}:80`, '--', 'true']);
+      expect(r.code).toBe(125);
+      expect(r.stderr).toBe(`tsbox: network(${port}/tcp): EADDRINUSE — a process of the host listens on that port; publish another host port (-p HOSTPORT:CONTAINERPORT)\n`);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('two bridged containers reach each other by address; the result, state and --report name it', async () => {
+    const server = await spawnContainer(['sh', '-c', 'mkdir -p /tmp/w && echo peer > /tmp/w/index.html && exec httpd -f -p 8000 -h /tmp/w'], { rootfs, network: 'bridge', name: `net-peer-${process.pid}` });
+    try {
+      const info = server.network!;
+      expect(info.mode).toBe('bridge');
+      expect(info.bridge).toBe('tsbox0');
+      expect(info.gateway).toBe('10.89.0.1');
+      expect(info.interfaces).toHaveLength(1);
+      expect(info.interfaces[0]!.name).toBe('eth0');
+      const address = info.interfaces[0]!.addresses[0]!.split('/')[0]!;
+      expect(address).toMatch(/^10\.89\./);
+      expect(linkExists(info.hostInterface!)).toBe(true);
+      // inspect shows it too, checked by the plugins (CNI CHECK).
+      const inspect = async () => (JSON.parse((await cli(['inspect', `net-peer-${process.pid}`])).stdout) as { network: typeof info & { check: string } }[])[0]!.network;
+      expect(await inspect()).toEqual({ ...info, check: 'ok' });
+
+      const dir = mkdtempSync(join(tmpdir(), 'tsbox-net-report-'));
+      try {
+        const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--report', join(dir, 'r.json'), '--', 'sh', '-c', `for i in 1 2 3 4 5 6 7 8 9 10; do ${wget(`http://${address}:8000/`).join(' ')} && exit 0; sleep 0.2; done; exit 1`]);
+        expect(r.stdout, r.stderr).toBe('peer\n');
+        expect(r.code).toBe(0);
+        const report = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')) as { network: typeof info };
+        expect(report.network.mode).toBe('bridge');
+        expect(report.network.interfaces[0]!.addresses[0]).toMatch(/^10\.89\.\d+\.\d+\/16$/);
+        expect(report.network.interfaces[0]!.addresses[0]).not.toBe(info.interfaces[0]!.addresses[0]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+
+      // container:NAME shares its namespace: the same eth0 and address.
+      const joined = await cli(['run', '--rootfs', rootfs, '--network', `container:net-peer-${process.pid}`, '--', 'ip', '-o', '-4', 'addr', 'show', 'eth0']);
+      expect(joined.code).toBe(0);
+      expect(joined.stdout).toContain(`inet ${address}/16`);
+
+      // What CHECK sees when the address is gone from the container's interface.
+      sh('nsenter', [`--net=/proc/${server.pid}/ns/net`, 'ip', 'addr', 'flush', 'dev', 'eth0']);
+      expect((await inspect()).check).toBe(`network(/usr/lib/cni/bridge): CNI CHECK of the bridge plugin failed (CNI error 999): Failed to match addr ${info.interfaces[0]!.addresses[0]} on interface eth0`);
+    } finally {
+      server.kill('SIGKILL');
+      await server.wait();
+    }
+    expect(leftovers(server.id)).toEqual([]);
+    expect(linkExists(server.network!.hostInterface!)).toBe(false);
+  });
+
+  it('resolv.conf: --dns and --dns-search replace the host\'s; --add-host, the hostname and its address are in /etc/hosts', async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--dns-search', 'fake.test', '--add-host', 'db:10.199.1.2', '--hostname', 'web', '--', 'sh', '-c', 'cat /etc/resolv.conf /etc/hosts']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`nameserver ${SERVER}`);
+    expect(r.stdout).toContain('search fake.test');
+    expect(r.stdout.match(/^nameserver /gm)).toHaveLength(1);
+    expect(r.stdout).toMatch(/^10\.199\.1\.2\tdb$/m);
+    // Its name is on its own address, which ADD gave it (as Docker's), not on loopback's.
+    expect(r.stdout).toMatch(/^127\.0\.0\.1\tlocalhost$/m);
+    expect(r.stdout).toMatch(/^10\.89\.\d+\.\d+\tweb$/m);
+  });
+
+  it('a launch that fails after ADD (a command that does not exist) leaves nothing', async () => {
+    const before = existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR) : [];
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${await freePort()}:80`, '--', '/no/such/command']);
+    expect(r.code).toBe(127);
+    expect(readdirSync(NETWORK_DIR).filter((n) => !before.includes(n))).toEqual([]);
+  });
+
+  it('a timeout kills a bridged container, and its network goes with it', async () => {
+    const c = await spawnContainer(['sleep', '60'], { rootfs, network: 'bridge', timeout: 300 });
+    const veth = c.network!.hostInterface!;
+    expect(linkExists(veth)).toBe(true);
+    expect((await c.wait()).timedOut).toBe(true);
+    expect(leftovers(c.id)).toEqual([]);
+    expect(linkExists(veth)).toBe(false);
+  });
+
+  it('a detached bridged container keeps its network until tsbox rm', async () => {
+    const name = `net-detached-${process.pid}`;
+    const run = await cli(['run', '-d', '--name', name, '--rootfs', rootfs, '--network', 'bridge', '--', 'sleep', '60']);
+    expect(run.code).toBe(0);
+    const id = run.stdout.trim();
+    const state = (JSON.parse((await cli(['inspect', name])).stdout) as { network: { hostInterface: string } }[])[0]!;
+    expect(linkExists(state.network.hostInterface)).toBe(true);
+    expect(leftovers(id)).toContain('record');
+    const rm = await cli(['rm', '-f', name]);
+    expect(rm.code).toBe(0);
+    expect(leftovers(id)).toEqual([]);
+    expect(linkExists(state.network.hostInterface)).toBe(false);
+  });
+
+  it('many bridged runs, in a row and at once, leave no veth, lease, rule or record behind', async () => {
+    const ids: string[] = [];
+    const veths: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const c = await spawnContainer(['true'], { rootfs, network: 'bridge', publish: [`${await freePort()}:80`] });
+      ids.push(c.id);
+      veths.push(c.network!.hostInterface!);
+      await c.wait();
+    }
+    // And 8 at once: each its own address (host-local's lock), the bridge made once.
+    const batch = await Promise.all(Array.from({ length: 8 }, () => spawnContainer(['true'], { rootfs, network: 'bridge' })));
+    const addresses = batch.map((c) => c.network!.interfaces[0]!.addresses[0]!);
+    expect(new Set(addresses).size).toBe(8);
+    for (const c of batch) {
+      expect((await c.wait()).exitCode).toBe(0);
+      ids.push(c.id);
+      veths.push(c.network!.hostInterface!);
+    }
+    for (const id of ids) expect(leftovers(id), id).toEqual([]);
+    for (const v of veths) expect(linkExists(v), v).toBe(false);
+  }, 120_000);
+
+  it('kill -9 of the caller mid-run: the monitor ends the container, and gc deletes its network', async () => {
+    const before = new Set(existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR) : []);
+    const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${await freePort()}:80`, '--', 'sleep', '60'], { stdio: 'ignore' });
+    const mine = () => readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json') && !before.has(n));
+    expect(await eventually(() => mine().length === 1, 10_000)).toBe(true);
+    const id = mine()[0]!.replace(/\.json$/, '');
+    const record = JSON.parse(readFileSync(join(NETWORK_DIR, `${id}.json`), 'utf8')) as { monitor: { pid: number }; result: unknown };
+    expect(await eventually(() => record.result !== null || (JSON.parse(readFileSync(join(NETWORK_DIR, `${id}.json`), 'utf8')) as { result: unknown }).result !== null, 10_000)).toBe(true);
+    expect(leftovers(id)).toContain('iptables rule');
+    child.kill('SIGKILL');
+    expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
+    const gc = await cli(['gc']);
+    expect(gc.code).toBe(0);
+    expect(leftovers(id)).toEqual([]);
+  });
+});
+
+describe('egress allowlist', () => {
+  const refusedFast = async (args: string[], script: string) => {
+    const t0 = Date.now();
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, ...args, '--', 'sh', '-c', script]);
+    return { ...r, ms: Date.now() - t0 };
+  };
+
+  it('--allow-host a.test: reaches a.test by name; b.test has no name, and its address is refused at once; so is UDP', async () => {
+    const r = await refusedFast(['--allow-host', 'a.test'], [
+      'cat /etc/resolv.conf',
+      `${wget('http://a.test/').join(' ')}; echo a=$?`,
+      `${wget('http://b.test/').join(' ')}; echo b=$?`,
+      `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+      // An address a.test's answer did not give, on the same server's network.
+      `${wget(`http://10.199.0.1/`).join(' ')}; echo host=$?`,
+      `nslookup b.test ${SERVER} >/dev/null 2>&1; echo udp-elsewhere=$?`,
+      // No IPv6 at all (not even link-local, which would reach the host around IPv4's rules).
+      'echo v6=$(ip -6 addr | grep -c inet6)',
+    ].join('; '));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('nameserver 10.89.0.1\n');
+    expect(r.stdout.match(/^nameserver /gm)).toHaveLength(1);
+    expect(r.stdout).toContain('fake internet\na=0');
+    expect(r.stdout).toMatch(/b=[1-9]/);
+    expect(r.stderr).toContain("wget: bad address 'b.test'");
+    expect(r.stdout).toMatch(/b-raw=[1-9]/);
+    expect(r.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
+    expect(r.stdout).toMatch(/host=[1-9]/);
+    expect(r.stdout).toMatch(/udp-elsewhere=[1-9]/);
+    expect(r.stdout).toContain('v6=0');
+    // Refusals are at once: far below a connect timeout, or wget's 5 s bound.
+    expect(r.ms).toBeLessThan(4000);
+  });
+
+  it('--allow-net A.B.C.D/BITS:PORT: that address and port only; no name resolves', async () => {
+    const r = await refusedFast(['--allow-net', `${SERVER2}/32:80`], [
+      `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+      `${wget(`http://${SERVER}/`).join(' ')}; echo a-raw=$?`,
+      `${wget('http://a.test/').join(' ')}; echo a=$?`,
+      `ping -c 1 -W 1 ${SERVER2} >/dev/null 2>&1; echo ping=$?`,
+    ].join('; '));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('fake internet\nb-raw=0');
+    expect(r.stdout).toMatch(/a-raw=[1-9]/);
+    expect(r.stdout).toMatch(/a=[1-9]/);
+    expect(r.stdout).toMatch(/ping=[1-9]/);
+  });
+
+  it('is in the result; its chain and rules go when the container ends, and with gc after kill -9 of the caller', async () => {
+    const c = await spawnContainer(['sleep', '30'], { rootfs, network: 'bridge', allow: ['a.test:80', '10.199.1.0/24'], dns: [SERVER] });
+    expect(c.network?.allow).toEqual([
+      { kind: 'host', name: 'a.test', port: 80 },
+      { kind: 'net', cidr: '10.199.1.0/24', port: null },
+    ]);
+    expect(iptablesSave()).toContain(`TSBOX-${c.id.slice(0, 12)}`);
+    c.kill('SIGKILL');
+    await c.wait();
+    expect(leftovers(c.id)).toEqual([]);
+
+    const before = new Set(readdirSync(NETWORK_DIR));
+    const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'sleep', '60'], { stdio: 'ignore' });
+    const mine = () => readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json') && !before.has(n));
+    expect(await eventually(() => mine().length === 1, 10_000)).toBe(true);
+    const id = mine()[0]!.replace(/\.json$/, '');
+    expect(await eventually(() => iptablesSave().includes(`TSBOX-${id.slice(0, 12)}`), 10_000)).toBe(true);
+    const record = JSON.parse(readFileSync(join(NETWORK_DIR, `${id}.json`), 'utf8')) as { monitor: { pid: number } };
+    child.kill('SIGKILL');
+    expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
+    expect((await cli(['gc'])).code).toBe(0);
+    expect(leftovers(id)).toEqual([]);
+  });
+
+  it('is refused without bridge, detached, or as an ordinary user, before anything is made', async () => {
+    const none = await cli(['run', '--rootfs', rootfs, '--allow-host', 'a.test', '--', 'true']);
+    expect(none.code).toBe(125);
+    expect(none.stderr).toContain('an egress allowlist is for a container on network "bridge", not "none"');
+    const d = await cli(['run', '-d', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'true']);
+    expect(d.code).toBe(125);
+    expect(d.stderr).toContain("cannot be combined with detach yet: the allowlist's resolver runs in the caller");
+  });
+});
+
+describe('as an ordinary user: bridge through pasta', () => {
+  // pasta's daemons end as zombies of PID 1, which some test VMs never reap:
+  // removed with userdel -f, which a zombie of the user does not stop.
+  const name = `tsbox-net-${process.pid}`;
+  let uid = 0;
+  beforeAll(() => {
+    sh('useradd', ['-M', '-s', '/bin/sh', name]);
+    uid = Number(sh('id', ['-u', name]).trim());
+  });
+  afterAll(() => {
+    sh('userdel', ['-f', name]);
+  });
+  const user = { uid: () => uid };
+  const env = () => ({ ...process.env, XDG_RUNTIME_DIR: '' });
+  const as = (args: string[]) => cli(args, { uid: user.uid(), gid: user.uid(), env: env() });
+  const pastas = () => sh('ps', ['-u', String(user.uid()), '-o', 'pid=,args=']).split('\n').filter((l) => l.includes('pasta'));
+  const TUN = '/dev/net/tun';
+  let tunMode = 0;
+
+  beforeAll(() => {
+    tunMode = statSync(TUN).mode & 0o777;
+  });
+  afterAll(() => {
+    chmodSync(TUN, tunMode);
+  });
+
+  it('says so in one line when this user may not open /dev/net/tun (some VMs leave it 0600)', async () => {
+    chmodSync(TUN, 0o600);
+    const r = await as(['run', '--rootfs', rootfs, '--network', 'bridge', '--', 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toContain(`tsbox: network(${TUN}): EACCES — this user may not open the tun device`);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  // pasta needs the tun device as distributions leave it (0666): made so for
+  // these tests only, and put back as it was.
+  describe('with /dev/net/tun open to users', () => {
+    beforeAll(() => chmodSync(TUN, 0o666));
+    afterAll(() => chmodSync(TUN, tunMode));
+
+    it("reaches the fake internet through pasta, with the host's address, and publishes a port on the host", async () => {
+      const port = await freePort();
+      // (A tmpfs to write in: the rootfs's directories belong to ids a single-id map leaves out.)
+      const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--tmpfs', '/w', '--network', 'bridge', '-p', `${port}:8000`, '--', 'sh', '-c', `${wget(`http://${SERVER}/`).join(' ')}; ${wget(`http://${SERVER2}/`).join(' ')}; ip -o -4 addr show && echo rootless > /w/index.html && (httpd -f -p 8000 -h /w &) && sleep 0.5 && echo listening && exec sleep 60`], {
+        uid: user.uid(),
+        gid: user.uid(),
+        env: env(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const closed = new Promise((r) => child.once('close', r));
+      try {
+        expect(await eventually(() => out.includes('listening'), 10_000), `${out}${err}`).toBe(true);
+        expect(out.match(/fake internet/g), out).toHaveLength(2);
+        const body = await (await fetch(`http://127.0.0.1:${port}/`)).text();
+        expect(body).toBe('rootless\n');
+        // pasta's interface has the address of the host's default-route interface.
+        const dev = sh('ip', ['-o', '-4', 'route', 'show', 'default']).match(/ dev (\S+)/)![1]!;
+        const hostAddr = sh('ip', ['-o', '-4', 'addr', 'show', 'dev', dev]).match(/inet (\S+)\//)![1];
+        expect(out).toContain(`inet ${hostAddr}/`);
+        expect(pastas()).toHaveLength(1);
+      } finally {
+        child.kill('SIGTERM');
+        await closed;
+      }
+      expect(await eventually(() => pastas().length === 0, 5_000)).toBe(true);
+    });
+
+    it("does not lead the container's loopback or anything else to the host's 127.0.0.1", async () => {
+      const server = createServer((sock) => sock.end('host-loopback\n'));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const { port } = server.address() as { port: number };
+      try {
+        const r = await as(['run', '--rootfs', rootfs, '--network', 'bridge', '--', 'sh', '-c', `timeout 3 nc 127.0.0.1 ${port} </dev/null; echo nc=$?`]);
+        expect(r.code).toBe(0);
+        expect(r.stdout).not.toContain('host-loopback');
+        expect(r.stdout).toMatch(/nc=[1-9]/);
+      } finally {
+        server.close();
+      }
+    });
+
+    it('kill -9 of the caller: the container ends, and gc ends its pasta', async () => {
+      const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '--', 'sh', '-c', 'echo up; exec sleep 60'], { uid: user.uid(), gid: user.uid(), env: env(), stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      try {
+        // Its command runs: pasta is up (the network phase is before it).
+        expect(await eventually(() => out.includes('up'), 10_000)).toBe(true);
+        expect(pastas()).toHaveLength(1);
+      } finally {
+        child.kill('SIGKILL');
+      }
+      // Once its monitor has gone (it kills the container when its caller is gone).
+      const ended = await eventually(() => {
+        void as(['gc']);
+        return pastas().length === 0;
+      }, 10_000);
+      expect(ended).toBe(true);
+    });
+  });
+});

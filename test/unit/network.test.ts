@@ -1,0 +1,301 @@
+/**
+ * Networking's parts that need no root (issue 17): --network and -p parsing,
+ * the schema's checks, what each mode puts in the plan, resolv.conf for a
+ * host behind systemd-resolved's stub, and the CNI configuration and calls.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
+import { parseAllow, parseNetwork, parsePublish } from '../../ts/config/network.js';
+import { addresses, nxdomain, question } from '../../ts/network/dns.js';
+import { upstreamOf } from '../../ts/network/egress.js';
+import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
+import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
+import { networkInfo, portInUse, samePort } from '../../ts/network/bridge.js';
+import { prepareNetwork } from '../../ts/network/index.js';
+import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
+import { buildPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
+import { rejection } from '../support/errors.js';
+
+const fakeCompiler = { compileSeccomp: () => Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]), seccompProblems: () => [] };
+
+function sandbox(options: RunOptions, netnsPath: string | null = null) {
+  const parsed = parseRunInput(['true'], options);
+  return buildPlan(parsed.command, parsed.options, { hostname: 'box', traceT0Ns: 0n, planVersion: 7, idmap: false, seccomp: fakeCompiler, netnsPath }).sandbox;
+}
+
+describe('--network', () => {
+  it("takes Docker's modes, a namespace path and a container's name", () => {
+    expect(parseNetwork('none')).toEqual({ mode: 'none' });
+    expect(parseNetwork('host')).toEqual({ mode: 'host' });
+    expect(parseNetwork('bridge')).toEqual({ mode: 'bridge' });
+    expect(parseNetwork('ns:/run/netns/blue')).toEqual({ mode: 'ns', path: '/run/netns/blue' });
+    expect(parseNetwork('container:web-1')).toEqual({ mode: 'container', name: 'web-1' });
+    for (const bad of ['', 'overlay', 'ns:relative', 'ns:', 'container:', 'container:../x', 'Bridge']) expect(parseNetwork(bad), bad).toBeUndefined();
+  });
+
+  it('defaults to none, and rejects a bad mode with its JSON path', () => {
+    expect(parseRunInput(['true'], {}).options.network).toEqual({ mode: 'none' });
+    const e = rejection(() => parseRunInput(['true'], { network: 'overlay' }));
+    expect(e.path).toBe('network');
+    expect(e.message).toContain('"overlay" is not a network: none, host, bridge, ns:PATH or container:NAME');
+  });
+});
+
+describe('-p/--publish', () => {
+  it('parses [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]', () => {
+    expect(parsePublish('8080:80')).toEqual({ hostIp: '', hostPort: 8080, containerPort: 80, protocol: 'tcp' });
+    expect(parsePublish('127.0.0.1:18080:80/tcp')).toEqual({ hostIp: '127.0.0.1', hostPort: 18080, containerPort: 80, protocol: 'tcp' });
+    expect(parsePublish('5353:53/udp')).toEqual({ hostIp: '', hostPort: 5353, containerPort: 53, protocol: 'udp' });
+    expect(parsePublish('[::1]:8080:80')).toEqual({ hostIp: '::1', hostPort: 8080, containerPort: 80, protocol: 'tcp' });
+  });
+
+  it('refuses what is not that: one port, a range, port 0 or above 65535, a bad address or protocol', () => {
+    for (const bad of ['80', '8080-8081:80', '0:80', '8080:65536', 'x:8080:80', '300.1.1.1:8080:80', '8080:80/sctp', '::1:8080:80', '1:2:3:4', '8080:80/']) expect(parsePublish(bad), bad).toBeUndefined();
+  });
+
+  it('refuses an IPv6 host address: the container has only an IPv4 one, so nothing would answer', async () => {
+    const e = (await prepareNetwork({ mode: 'bridge' }, [parsePublish('[::1]:8080:80')!]).catch((err: unknown) => err)) as Error;
+    expect(e.message).toBe('network([::1]:8080:80): EINVAL — a port cannot be published on an IPv6 address of the host yet: the container has only an IPv4 address');
+  });
+
+  it("knows a host port taken: by another container's publication (any address overlaps a given one), or by a listener of the host", async () => {
+    const p = (s: string) => parsePublish(s)!;
+    expect(samePort(p('8080:80'), p('127.0.0.1:8080:81'))).toBe(true);
+    expect(samePort(p('127.0.0.1:8080:80'), p('127.0.0.2:8080:80'))).toBe(false);
+    expect(samePort(p('8080:80'), p('8080:80/udp'))).toBe(false);
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as { port: number };
+      const e = await portInUse([p(`${port}:80`)]);
+      expect(e?.message).toBe(`network(${port}/tcp): EADDRINUSE — a process of the host listens on that port`);
+      expect(await portInUse([p(`127.0.0.2:${port}:80`)])).toBeNull();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('publishes only from network bridge', () => {
+    expect(parseRunInput(['true'], { network: 'bridge', publish: ['8080:80'] }).options.publish).toHaveLength(1);
+    const e = rejection(() => parseRunInput(['true'], { publish: ['8080:80'] }));
+    expect(e.path).toBe('publish');
+    expect(e.message).toContain('publishes ports of a container on network "bridge", not "none"');
+    expect(rejection(() => parseRunInput(['true'], { network: 'bridge', publish: ['80'] })).path).toBe('publish[0]');
+  });
+
+  it('reach the CLI as --network/--net and -p/--publish (repeatable); -P and --expose are refused with why', () => {
+    const s = splitArgs(['--net', 'bridge', '-p', '8080:80', '--publish=127.0.0.1:9090:90/udp', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
+    expect(s.values.get('network')).toBe('bridge');
+    expect(s.values.get('publish')).toEqual(['8080:80', '127.0.0.1:9090:90/udp']);
+    expect(rejection(() => splitArgs(['-P', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT)).hint).toContain('-p HOSTPORT:CONTAINERPORT');
+    expect(rejection(() => splitArgs(['--expose', '80', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT)).hint).toContain('--expose');
+  });
+});
+
+describe('what each mode puts in the plan', () => {
+  const sys = (p: ReturnType<typeof sandbox>) => p.mounts.find((m) => m.target === '/sys')!;
+
+  it('none: a net namespace whose loopback the child brings up; sysfs of its own', () => {
+    const p = sandbox({});
+    expect(p.namespaces).toContain('net');
+    expect(p.network).toBe('loopback');
+    expect(p.join).toEqual([]);
+    expect(sys(p)).toMatchObject({ type: 'fs', fstype: 'sysfs' });
+  });
+
+  it("bridge: Node's hook makes the interfaces (phase network)", () => {
+    const p = sandbox({ network: 'bridge' });
+    expect(p.namespaces).toContain('net');
+    expect(p.network).toBe('node');
+    expect(sys(p)).toMatchObject({ type: 'fs', fstype: 'sysfs' });
+  });
+
+  it("host: no net namespace; the host's /sys read-only, since a user namespace cannot mount sysfs over a netns it does not own", () => {
+    const p = sandbox({ network: 'host' });
+    expect(p.namespaces).not.toContain('net');
+    expect(p.namespaces).toContain('user');
+    expect(sys(p)).toMatchObject({ type: 'bind', source: '/sys', recursive: true, readonly: true });
+    // Without a user namespace, sysfs can be mounted.
+    expect(sys(sandbox({ network: 'host', userns: 'host' }))).toMatchObject({ type: 'fs', fstype: 'sysfs' });
+  });
+
+  it('ns:PATH and container:NAME join a namespace: the path given, or the descriptor launch holds', () => {
+    expect(sandbox({ network: 'ns:/run/netns/blue' }).join).toEqual([{ ns: 'net', path: '/run/netns/blue' }]);
+    const c = sandbox({ network: 'container:web' }, '/proc/42/fd/19');
+    expect(c.join).toEqual([{ ns: 'net', path: '/proc/42/fd/19' }]);
+    expect(c.network).toBe('loopback');
+    expect(sys(c)).toMatchObject({ type: 'bind', source: '/sys' });
+  });
+});
+
+describe('/etc/resolv.conf by mode', () => {
+  const resolv = (mounts: PlanMount[]) => {
+    const m = mounts.find((x) => x.target === '/etc/resolv.conf');
+    return m?.type === 'file' ? m.contents : undefined;
+  };
+
+  it("behind systemd-resolved's stub (127.0.0.53 only): the upstream servers it forwards to; host mode keeps the stub", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-net-'));
+    try {
+      writeFileSync(join(dir, 'stub'), 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n');
+      writeFileSync(join(dir, 'upstream'), '# resolved\nnameserver 192.168.1.1\nnameserver 127.0.0.1\nnameserver fd00::1\nsearch lan\n');
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'bridge' }, join(dir, 'upstream')))).toBe('options edns0 trust-ad\nsearch lan\nnameserver 192.168.1.1\nnameserver fd00::1\n');
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'host' }, join(dir, 'upstream')))).toBe('nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n');
+      // --dns wins over both.
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'bridge', dns: ['10.0.0.53'] }, join(dir, 'upstream')))).toBe('options edns0 trust-ad\nsearch lan\nnameserver 10.0.0.53\n');
+      // No upstream list: no nameserver rather than one that cannot answer.
+      expect(resolv(etcFiles('box', join(dir, 'stub'), { network: 'bridge' }, join(dir, 'missing')))).toBe('options edns0 trust-ad\nsearch lan\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the CNI configuration and calls', () => {
+  it('is a bridge on tsbox0 with NAT, host-local leases in tsbox state, portmap, firewall and tuning', () => {
+    const list = bridgeConfList('/run/tsbox/network/ipam');
+    expect(list.name).toBe('tsbox');
+    expect(list.plugins.map((p) => p.type)).toEqual(['bridge', 'portmap', 'firewall', 'tuning']);
+    expect(list.plugins[0]).toMatchObject({ bridge: 'tsbox0', isGateway: true, ipMasq: true, ipam: { type: 'host-local', dataDir: '/run/tsbox/network/ipam', ranges: [[{ subnet: '10.89.0.0/16' }]] } });
+    // Not podman's default network.
+    expect(BRIDGE.subnet).not.toMatch(/^10\.88\./);
+    expect(pluginTypes(list)).toEqual(['bridge', 'host-local', 'portmap', 'firewall', 'tuning']);
+    // With an allowlist, tuning turns IPv6 off in the container (its rules are IPv4's).
+    expect(bridgeConfList('/x', { ipv6Off: true }).plugins[3]).toEqual({ type: 'tuning', sysctl: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' } });
+  });
+
+  it('finds the plugins, and names the package when one is missing', () => {
+    const list = bridgeConfList('/x');
+    const have = new Set(['/usr/lib/cni', ...pluginTypes(list).map((t) => `/usr/lib/cni/${t}`)]);
+    expect(cniPath(list, ['/usr/lib/cni', '/opt/cni/bin'], (p) => have.has(p))).toBe('/usr/lib/cni');
+    have.delete('/usr/lib/cni/portmap');
+    const e = rejection(() => cniPath(list, ['/usr/lib/cni', '/opt/cni/bin'], (p) => have.has(p)));
+    expect(e.step).toBe('network');
+    expect(e.message).toBe('network(portmap): ENOENT — the CNI plugin "portmap" is not installed (looked in /usr/lib/cni, /opt/cni/bin)');
+    expect(e.hint).toContain('containernetworking-plugins');
+  });
+
+  it("gives each plugin the list's name and version, the previous result, and the ports only to the one that declares them", () => {
+    const list = bridgeConfList('/x');
+    const ports = [{ hostIp: '127.0.0.1', hostPort: 18080, containerPort: 80, protocol: 'tcp' as const }];
+    const prev = { cniVersion: '1.0.0', ips: [] };
+    expect(pluginInput(list, list.plugins[0]!, undefined, ports)).not.toHaveProperty('prevResult');
+    expect(pluginInput(list, list.plugins[0]!, undefined, ports)).not.toHaveProperty('runtimeConfig');
+    expect(pluginInput(list, list.plugins[1]!, prev, ports)).toMatchObject({
+      cniVersion: '1.0.0',
+      name: 'tsbox',
+      type: 'portmap',
+      prevResult: prev,
+      runtimeConfig: { portMappings: [{ hostIP: '127.0.0.1', hostPort: 18080, containerPort: 80, protocol: 'tcp' }] },
+    });
+  });
+
+  it("reads the container's interface and address out of a result", () => {
+    const result = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'tsbox0', mac: 'aa:aa:aa:aa:aa:aa' }, { name: 'veth1234', mac: 'bb:bb:bb:bb:bb:bb' }, { name: 'eth0', mac: 'cc:cc:cc:cc:cc:cc', sandbox: '/proc/9/fd/20' }],
+      ips: [{ interface: 2, address: '10.89.0.7/16', gateway: '10.89.0.1' }],
+      routes: [{ dst: '0.0.0.0/0' }],
+    };
+    expect(networkInfo(result, [])).toEqual({
+      mode: 'bridge',
+      driver: 'cni',
+      interfaces: [{ name: 'eth0', mac: 'cc:cc:cc:cc:cc:cc', addresses: ['10.89.0.7/16'] }],
+      gateway: '10.89.0.1',
+      hostInterface: 'veth1234',
+      bridge: 'tsbox0',
+      ports: [],
+    });
+  });
+});
+
+describe("an ordinary user's bridge: pasta", () => {
+  it('publishes the ports asked for, and nothing from the container to the host\'s loopback', () => {
+    const ports = [
+      { hostIp: '', hostPort: 8080, containerPort: 80, protocol: 'tcp' as const },
+      { hostIp: '127.0.0.1', hostPort: 8443, containerPort: 443, protocol: 'tcp' as const },
+      { hostIp: '', hostPort: 5353, containerPort: 53, protocol: 'udp' as const },
+    ];
+    expect(pastaArgs(42, ports, '/s/x.pasta.pid')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', '8080:80,127.0.0.1/8443:443', '-u', '5353:53', '-T', 'none', '-U', 'none', '-P', '/s/x.pasta.pid', '42']);
+    expect(pastaArgs(42, [], '/p')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '-P', '/p', '42']);
+  });
+
+  it('names the package when pasta is missing, and says when /dev/net/tun is closed to the user', () => {
+    const e = rejection(() => findPasta(['/nowhere'], () => false));
+    expect(e.message).toBe('network(pasta): ENOENT — pasta is not installed (looked in /nowhere); an ordinary user\'s bridged container needs it');
+    expect(e.hint).toContain('passt');
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-unit-net-'));
+    try {
+      writeFileSync(join(dir, 'tun'), '');
+      expect(findPasta(['/usr/bin'], (p) => p === '/usr/bin/pasta', join(dir, 'tun'))).toBe('/usr/bin/pasta');
+      const closed = rejection(() => findPasta(['/usr/bin'], (p) => p === '/usr/bin/pasta', join(dir, 'missing-tun')));
+      expect(closed.path).toBe(join(dir, 'missing-tun'));
+      expect(closed.message).toContain('this user may not open the tun device');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("finds the host's default-route interface in /proc/net/route", () => {
+    const routes = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n' + 'eth1\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' + 'eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n';
+    expect(defaultInterface(routes)).toBe('eth0');
+    expect(defaultInterface(routes.split('\n').slice(0, 2).join('\n'))).toBeNull();
+  });
+});
+
+describe('the egress allowlist', () => {
+  it('takes NAME[:PORT] and A.B.C.D[/BITS][:PORT]', () => {
+    expect(parseAllow('API.Example.org')).toEqual({ kind: 'host', name: 'api.example.org', port: null });
+    expect(parseAllow('example.com:443')).toEqual({ kind: 'host', name: 'example.com', port: 443 });
+    expect(parseAllow('10.1.0.0/16:5432')).toEqual({ kind: 'net', cidr: '10.1.0.0/16', port: 5432 });
+    expect(parseAllow('192.0.2.7')).toEqual({ kind: 'net', cidr: '192.0.2.7/32', port: null });
+    for (const bad of ['', 'a..b', '-x.org', 'x.org:0', 'x.org:70000', '10.0.0.0/33', '300.1.1.1', 'fd00::1', 'a b', 'x.org:']) expect(parseAllow(bad), bad).toBeUndefined();
+  });
+
+  it('is for a bridged, attached container', () => {
+    expect(parseRunInput(['true'], { network: 'bridge', allow: ['a.test'] }).options.allow).toHaveLength(1);
+    expect(rejection(() => parseRunInput(['true'], { allow: ['a.test'] })).message).toContain('an egress allowlist is for a container on network "bridge", not "none"');
+    expect(rejection(() => parseRunInput(['true'], { network: 'bridge', detach: true, allow: ['a.test'] })).message).toContain('cannot be combined with detach yet');
+    expect(rejection(() => parseRunInput(['true'], { network: 'bridge', allow: ['nope nope'] })).path).toBe('allow[0]');
+  });
+
+  it('reaches the CLI as --allow-host and --allow-net, repeatable and comma-separated', () => {
+    const s = splitArgs(['--allow-host', 'a.test,b.test:443', '--allow-host', 'c.test', '--allow-net', '10.0.0.0/8', 'true'], containerArgs, 'run');
+    expect(s.values.get('allow-host')).toEqual(['a.test,b.test:443', 'c.test']);
+    expect(s.values.get('allow-net')).toEqual(['10.0.0.0/8']);
+  });
+
+  it("asks --dns's first server, or the host's first (its loopback is the resolver's too)", () => {
+    expect(upstreamOf(['10.0.0.53'], '/x', () => 'nameserver 1.2.3.4')).toBe('10.0.0.53');
+    expect(upstreamOf([], '/x', () => '# x\nnameserver 127.0.0.53\noptions edns0\n')).toBe('127.0.0.53');
+    expect(upstreamOf([], '/x', () => '')).toBeNull();
+  });
+
+  // A query for a.test (type A) and an answer with a compressed name and two records, one an A.
+  const query = Buffer.from('123401000001000000000000' + '016104746573740000010001', 'hex');
+  const answer = Buffer.concat([
+    Buffer.from('123481800001000200000000' + '016104746573740000010001', 'hex'),
+    Buffer.from('c00c000500010000003c0002c00c', 'hex'), // CNAME a.test -> a.test (pointer), TTL 60
+    Buffer.from('c00c00010001000001000004' + '0ac70002', 'hex'), // A 10.199.0.2, TTL 256
+  ]);
+
+  it('reads a query\'s question, answers NXDOMAIN to it, and reads the A records of an answer', () => {
+    expect(question(query)).toEqual({ name: 'a.test', type: 1 });
+    expect(question(Buffer.from('1234', 'hex'))).toBeNull();
+    const nx = nxdomain(query);
+    expect(nx.readUInt16BE(0)).toBe(0x1234);
+    expect(nx[2]! & 0x80).toBe(0x80);
+    expect(nx[3]! & 0x0f).toBe(3);
+    expect(nx.readUInt16BE(4)).toBe(1);
+    expect(nx.readUInt16BE(6)).toBe(0);
+    expect(question(nx)).toEqual({ name: 'a.test', type: 1 });
+    expect(addresses(answer)).toEqual([{ address: '10.199.0.2', ttl: 256 }]);
+    expect(addresses(answer.subarray(0, answer.length - 2))).toEqual([]);
+  });
+});

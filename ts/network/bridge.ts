@@ -1,0 +1,366 @@
+/**
+ * Network `bridge`: the container's own namespace gets a veth to tsbox's
+ * bridge `tsbox0`, an address on 10.89.0.0/16, a default route, NAT to the
+ * host's uplink and its published ports, all made by the CNI plugins
+ * (ts/network/cni.ts) in phase `network`, and deleted on every way out:
+ *
+ * - the launch fails halfway, or the container ends: the caller runs DEL
+ *   (launch's undo), while it still holds the container's namespace open,
+ *   so that the plugins find their interface and remove all they added;
+ * - the caller is gone (kill -9): a record of what was added,
+ *   `/run/tsbox/network/<id>.json`, written before ADD, is collected by the
+ *   next start or `tsbox gc` once the container's monitor is gone (DEL, the
+ *   NAT rule bridge leaves without the interface, and an allowlist's chain,
+ *   ts/network/egress.ts).
+ *
+ * The bridge itself stays, as podman's does: removing it when the last
+ * container goes would race with another process's ADD creating it.
+ */
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+
+import type { AllowRule, PortMapping } from '../config/network.js';
+import { TsboxError } from '../errors.js';
+import { removeEgress } from './egress.js';
+import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
+import type { Mount, SandboxPlan } from '../generated/wire.js';
+
+/** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
+export const NETWORK_DIR = '/run/tsbox/network';
+export const IPAM_DIR = join(NETWORK_DIR, 'ipam');
+
+/** The container's interface and address, as `inspect`, `--report` and the API show them. */
+export interface NetworkInfo {
+  mode: string;
+  /** What made a bridged container's network: the CNI plugins (root), or pasta (an ordinary user). */
+  driver?: 'cni' | 'pasta';
+  interfaces: { name: string; mac: string | null; addresses: string[] }[];
+  gateway: string | null;
+  /** The host end of its veth. */
+  hostInterface: string | null;
+  bridge: string | null;
+  ports: PortMapping[];
+  /** `tsbox inspect` of a running container: the plugins' CNI CHECK, `ok` or what is wrong. */
+  check?: string;
+  /** Its egress allowlist, when it has one. */
+  allow?: AllowRule[];
+}
+
+/** What was added for a container: enough for DEL from any process. */
+export interface NetworkRecord {
+  id: string;
+  list: ConfList;
+  cniPath: string;
+  ifname: string;
+  ports: PortMapping[];
+  /** The container's monitor, with its start time (a pid alone may be reused). */
+  monitor: { pid: number; start: string };
+  /** The last ADD's result, once it finished. */
+  result: unknown;
+}
+
+interface CniResult {
+  interfaces?: { name: string; mac?: string; sandbox?: string }[];
+  ips?: { address: string; gateway?: string; interface?: number }[];
+}
+
+/** Phase `network`, decided before anything exists (as root): the plugins installed. */
+export function checkBridge(opts: { ipv6Off?: boolean } = {}): { list: ConfList; cniPath: string } {
+  const list = bridgeConfList(IPAM_DIR, opts);
+  return { list, cniPath: cniPath(list) };
+}
+
+/**
+ * The container's /etc/hosts as a file of its state directory, bound
+ * read-only, so that its address can be added once ADD has given it: the
+ * child opens the file after `go`, which comes after phase `network`.
+ * Returns the writer of that line, or null when the plan has no /etc/hosts.
+ */
+export function hostsInState(sandbox: SandboxPlan, dir: string): ((address: string) => void) | null {
+  const at = sandbox.mounts.findIndex((m) => m.target === '/etc/hosts' && m.type === 'file');
+  if (at < 0) return null;
+  const base = (sandbox.mounts[at] as Extract<Mount, { type: 'file' }>).contents;
+  const path = join(dir, 'hosts');
+  writeFileSync(path, base, { mode: 0o644 });
+  sandbox.mounts[at] = { target: '/etc/hosts', type: 'bind', source: path, recursive: false, readonly: true, nosuid: true, nodev: true, noexec: true, optional: true };
+  // Its name on its address instead of loopback's, as Docker's: what
+  // `hostname -i` and a server binding its own name find.
+  const own = base.replace(`127.0.0.1\tlocalhost ${sandbox.hostname}\n`, '127.0.0.1\tlocalhost\n');
+  return (address) => writeFileSync(path, `${own}${address}\t${sandbox.hostname}\n`, { mode: 0o644 });
+}
+
+/** Whether two published ports take the same host port (an empty address is every address). */
+export function samePort(a: PortMapping, b: PortMapping): boolean {
+  return a.hostPort === b.hostPort && a.protocol === b.protocol && (a.hostIp === '' || b.hostIp === '' || a.hostIp === b.hostIp);
+}
+
+/**
+ * A port of `ports` another live bridged container publishes (its record,
+ * written before its ADD, says so): portmap would add a second DNAT rule
+ * that never matches, so the second container is refused, as Docker's.
+ */
+function portTaken(id: string, ports: readonly PortMapping[], dir: string = NETWORK_DIR): TsboxError | null {
+  if (ports.length === 0) return null;
+  for (const name of readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n) && n !== `${id}.json`)) {
+    let r: NetworkRecord;
+    try {
+      r = JSON.parse(readFileSync(join(dir, name), 'utf8')) as NetworkRecord;
+    } catch {
+      continue;
+    }
+    if (r.monitor.start !== '' && startTime(r.monitor.pid) !== r.monitor.start) continue;
+    for (const p of ports) {
+      if (r.ports.some((q) => samePort(p, q))) {
+        return new TsboxError({
+          step: 'network',
+          errno: 98,
+          path: `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort}/${p.protocol}`,
+          detail: `the host port is published by container ${r.id.slice(0, 12)} already`,
+          hint: 'publish another host port, or stop that container',
+        });
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * A host process listening on a port to publish: portmap's DNAT would take
+ * its traffic from it silently, so it is refused, as Docker's proxy's bind
+ * would fail. Tried by binding it for a moment.
+ */
+export async function portInUse(ports: readonly PortMapping[]): Promise<TsboxError | null> {
+  for (const p of ports) {
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+      if (p.protocol === 'udp') {
+        const sock = createSocket(p.hostIp.includes(':') ? 'udp6' : 'udp4');
+        sock.once('error', (e) => resolve(e));
+        sock.bind({ port: p.hostPort, address: p.hostIp || undefined, exclusive: true }, () => sock.close(() => resolve(null)));
+      } else {
+        const srv = createServer();
+        srv.once('error', (e) => resolve(e));
+        srv.listen({ port: p.hostPort, host: p.hostIp || undefined, exclusive: true }, () => srv.close(() => resolve(null)));
+      }
+    });
+    if (err?.code === 'EADDRINUSE') {
+      return new TsboxError({
+        step: 'network',
+        errno: 98,
+        path: `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort}/${p.protocol}`,
+        detail: 'a process of the host listens on that port',
+        hint: 'publish another host port (-p HOSTPORT:CONTAINERPORT)',
+      });
+    }
+  }
+  return null;
+}
+
+/** A process's start time (field 22 of /proc/PID/stat), or null when it is gone. */
+export function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' || f[0] === 'X' ? null : (f[19] ?? null);
+  } catch {
+    return null;
+  }
+}
+
+function recordPath(id: string): string {
+  return join(NETWORK_DIR, `${id}.json`);
+}
+
+/** Removes a record (gone already when another process's gc took it). */
+function forget(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function writeRecord(r: NetworkRecord): void {
+  const path = recordPath(r.id);
+  writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}
+
+/** The container's interfaces and addresses from the ADD result. */
+export function networkInfo(result: unknown, ports: PortMapping[], ifname = 'eth0'): NetworkInfo {
+  const r = (result ?? {}) as CniResult;
+  const ifaces = r.interfaces ?? [];
+  const inside = ifaces.map((iface, i) => ({ iface, i })).filter(({ iface }) => iface.sandbox);
+  const host = ifaces.find((i) => !i.sandbox && i.name !== BRIDGE.bridge);
+  const ips = r.ips ?? [];
+  return {
+    mode: 'bridge',
+    driver: 'cni',
+    interfaces: inside.map(({ iface, i }) => ({ name: iface.name, mac: iface.mac ?? null, addresses: ips.filter((ip) => ip.interface === i || (ip.interface === undefined && iface.name === ifname)).map((ip) => ip.address) })),
+    gateway: ips.find((ip) => ip.gateway)?.gateway ?? null,
+    hostInterface: host?.name ?? null,
+    bridge: BRIDGE.bridge,
+    ports,
+  };
+}
+
+export interface Attached {
+  info: NetworkInfo;
+  /** DEL, once, on any path; throws the first failure (the record stays for gc then). */
+  detach: () => void;
+}
+
+/**
+ * ADD for container `id`, whose PID 1 is `pid` (its namespace is held open
+ * until detach) and whose monitor is `monitorPid`.
+ */
+export async function attachBridge(id: string, pid: number, monitorPid: number, ports: PortMapping[], prepared: { list: ConfList; cniPath: string }, keep: boolean, trace?: (l: string) => void): Promise<Attached> {
+  mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
+  let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
+  // ADD names the namespace by the container's pid (it waits for `network`
+  // meanwhile), which is what CHECK names it by too; DEL by the descriptor,
+  // which holds it even once the container has ended.
+  const target: CniTarget = { containerId: id, netns: `/proc/${pid}/ns/net`, ifname: 'eth0', cniPath: prepared.cniPath };
+  const held = () => ({ ...target, netns: `/proc/${process.pid}/fd/${nsfd}` });
+  const record: NetworkRecord = { id, list: prepared.list, cniPath: prepared.cniPath, ifname: target.ifname, ports, monitor: { pid: monitorPid, start: startTime(monitorPid) ?? '' }, result: null };
+  let result: unknown;
+  try {
+    writeRecord(record);
+    // Checked once this container's record is there: of two launches at
+    // once with the same port, each sees the other's.
+    const taken = portTaken(id, ports);
+    if (taken) throw taken;
+    result = await add(prepared.list, target, ports, trace);
+    writeRecord({ ...record, result });
+  } catch (err) {
+    // add() deleted what it had added; the record goes with it.
+    closeSync(nsfd);
+    nsfd = null;
+    try {
+      unlinkSync(recordPath(id));
+    } catch {
+      // Never written.
+    }
+    throw err;
+  }
+  // A detached container outlives this process: its namespace is not held
+  // (DEL is gc's once its monitor is gone).
+  if (!keep) {
+    closeSync(nsfd);
+    nsfd = null;
+  }
+  let done = false;
+  return {
+    info: networkInfo(result, ports, target.ifname),
+    detach() {
+      if (done) return;
+      done = true;
+      try {
+        const failures = del(prepared.list, nsfd === null ? { ...target, netns: '' } : held(), result, ports);
+        // Bridge's DEL leaves its NAT rule when it finds no address on the
+        // interface (a namespace gone, an address flushed from inside).
+        trace?.('network: CNI DEL of every plugin');
+        removeMasquerade(id);
+        if (failures.length > 0) throw failures[0]!;
+        forget(recordPath(id));
+        trace?.('network: CNI DEL done');
+      } finally {
+        if (nsfd !== null) closeSync(nsfd);
+        nsfd = null;
+      }
+    },
+  };
+}
+
+/**
+ * CNI CHECK of a running bridged container (`tsbox inspect`): each plugin
+ * in order confirms that what it added is still there. `ok`, or what is
+ * wrong, in one line.
+ */
+export async function checkNetwork(id: string, pid: number): Promise<string> {
+  let r: NetworkRecord;
+  try {
+    r = JSON.parse(readFileSync(recordPath(id), 'utf8')) as NetworkRecord;
+  } catch {
+    return 'no record of its network (deleted already)';
+  }
+  if (r.result === null) return 'being set up';
+  const target: CniTarget = { containerId: id, netns: `/proc/${pid}/ns/net`, ifname: r.ifname, cniPath: r.cniPath };
+  try {
+    // Not portmap's: its CHECK (containernetworking-plugins 1.1.1, Debian
+    // 12's) also checks an IPv6 DNAT chain, which it never makes for a
+    // container without an IPv6 address, and fails every time.
+    for (const plugin of r.list.plugins.filter((p) => p.type !== 'portmap')) await runPlugin('CHECK', r.list, plugin, target, r.result, r.ports);
+    return 'ok';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * The NAT rule and chain bridge's ipMasq added for container `id`. Its DEL
+ * removes them only for the addresses it finds on the container's
+ * interface: none once the namespace is gone (a container whose caller
+ * died), or once the container flushed them itself. So they are found by
+ * the comment the plugin gave them (`name: "tsbox" id: "<id>"`).
+ */
+function removeMasquerade(id: string): void {
+  const save = spawnSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' });
+  if (save.status !== 0) return;
+  const comment = `name: "${BRIDGE.name}" id: "${id}"`;
+  // As iptables-save prints it.
+  const saved = comment.replace(/"/g, '\\"');
+  const chains = new Set<string>();
+  for (const line of save.stdout.split('\n')) {
+    if (!line.startsWith('-A POSTROUTING ') || !line.includes(saved)) continue;
+    // The rule as bridge makes it (ip.SetupIPMasq): -s IP -j CHAIN -m comment.
+    const chain = / -j (CNI-[0-9a-f]+)/.exec(line)?.[1];
+    const source = / -s (\S+)/.exec(line)?.[1];
+    if (!chain || !source) continue;
+    chains.add(chain);
+    spawnSync('iptables', ['-w', '-t', 'nat', '-D', 'POSTROUTING', '-s', source, '-j', chain, '-m', 'comment', '--comment', comment]);
+  }
+  for (const chain of chains) {
+    spawnSync('iptables', ['-w', '-t', 'nat', '-F', chain]);
+    spawnSync('iptables', ['-w', '-t', 'nat', '-X', chain]);
+  }
+}
+
+/**
+ * DEL for every container whose record is left and whose monitor is gone
+ * (its caller was killed, or it was detached and ended). Returns the ids
+ * collected.
+ */
+export function gcNetworks(dir: string = NETWORK_DIR): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
+  } catch {
+    return [];
+  }
+  const collected: string[] = [];
+  for (const name of names) {
+    let r: NetworkRecord;
+    try {
+      r = JSON.parse(readFileSync(join(dir, name), 'utf8')) as NetworkRecord;
+    } catch {
+      continue;
+    }
+    if (r.monitor.start !== '' && startTime(r.monitor.pid) === r.monitor.start) continue;
+    // A record a launch is still writing (no monitor start time) is left a minute.
+    if (r.monitor.start === '' && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
+    // Its namespace is gone with it: no netns (DEL then releases the lease
+    // and rules without looking for the interface, which went with it).
+    const failures = del(r.list, { containerId: r.id, netns: '', ifname: r.ifname, cniPath: r.cniPath }, r.result, r.ports);
+    removeMasquerade(r.id);
+    // An allowlist's chain and rules, found by their comment.
+    removeEgress(r.id);
+    if (failures.length === 0) {
+      forget(join(dir, name));
+      collected.push(r.id);
+    }
+  }
+  return collected;
+}

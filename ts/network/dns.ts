@@ -1,0 +1,80 @@
+/**
+ * The few parts of a DNS message (RFC 1035) the egress resolver reads and
+ * writes: the question of a query, an NXDOMAIN answer to it, and the IPv4
+ * addresses (with their TTLs) of an answer.
+ */
+
+/** The first question of a query: its name (lower case, no final dot) and type. */
+export function question(msg: Buffer): { name: string; type: number } | null {
+  if (msg.length < 12 || msg.readUInt16BE(4) < 1) return null;
+  const labels: string[] = [];
+  let at = 12;
+  for (;;) {
+    if (at >= msg.length) return null;
+    const len = msg[at]!;
+    if (len === 0) break;
+    // A query's question is never compressed.
+    if (len > 63 || at + 1 + len > msg.length) return null;
+    labels.push(msg.toString('latin1', at + 1, at + 1 + len).toLowerCase());
+    at += 1 + len;
+  }
+  if (at + 5 > msg.length) return null;
+  return { name: labels.join('.'), type: msg.readUInt16BE(at + 1) };
+}
+
+/** The answer "no such name" to `query`: its id and question, QR, RA, RCODE 3, no records. */
+export function nxdomain(query: Buffer): Buffer {
+  const q = question(query);
+  // Header and the first question only.
+  let end = 12;
+  if (q) {
+    while (query[end] !== 0) end += 1 + query[end]!;
+    end += 5;
+  }
+  const out = Buffer.from(query.subarray(0, end));
+  // QR=1, opcode and RD as asked; RA=1, RCODE=3.
+  out[2] = 0x80 | (query[2]! & 0x79);
+  out[3] = 0x80 | 3;
+  out.writeUInt16BE(q ? 1 : 0, 4);
+  out.writeUInt16BE(0, 6);
+  out.writeUInt16BE(0, 8);
+  out.writeUInt16BE(0, 10);
+  return out;
+}
+
+/** Skips a (possibly compressed) name at `at`; the offset after it. */
+function skipName(msg: Buffer, at: number): number {
+  for (;;) {
+    if (at >= msg.length) throw new Error('truncated name');
+    const len = msg[at]!;
+    if (len === 0) return at + 1;
+    if ((len & 0xc0) === 0xc0) return at + 2;
+    at += 1 + len;
+  }
+}
+
+/** The A records of an answer: address and TTL (seconds). Empty for anything malformed. */
+export function addresses(msg: Buffer): { address: string; ttl: number }[] {
+  try {
+    if (msg.length < 12) return [];
+    const qd = msg.readUInt16BE(4);
+    const an = msg.readUInt16BE(6);
+    let at = 12;
+    for (let i = 0; i < qd; i++) at = skipName(msg, at) + 4;
+    const out: { address: string; ttl: number }[] = [];
+    for (let i = 0; i < an; i++) {
+      at = skipName(msg, at);
+      const type = msg.readUInt16BE(at);
+      const cls = msg.readUInt16BE(at + 2);
+      const ttl = msg.readUInt32BE(at + 4);
+      const len = msg.readUInt16BE(at + 8);
+      at += 10;
+      if (at + len > msg.length) return out;
+      if (type === 1 && cls === 1 && len === 4) out.push({ address: [...msg.subarray(at, at + 4)].join('.'), ttl });
+      at += len;
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The egress allowlist of a bridged container (`allow`, --allow-host,
+ * --allow-net): below the application, for every program.
+ *
+ * - A resolver for the container, in the caller's process, on the bridge's
+ *   gateway (10.89.0.1) at a port of its own; the container's DNS to
+ *   10.89.0.1:53 is DNATed to it. It answers only the allowed names
+ *   (NXDOMAIN otherwise), asking the host's resolver (or --dns) for them,
+ *   and lets the container reach the addresses it returns, for their TTL,
+ *   before it answers.
+ * - iptables: a chain of the container's (`TSBOX-<id12>`), jumped to from
+ *   FORWARD and INPUT for its address, that accepts established traffic,
+ *   DNS to its resolver, the allowed networks and resolved addresses, and
+ *   refuses everything else at once: TCP with a reset, the rest with ICMP
+ *   port unreachable. Each rule tsbox adds outside that chain carries the
+ *   comment `tsbox:<id>`, by which gc finds them after a killed caller.
+ *
+ * All of it is written with one `iptables-restore --noflush` per change.
+ */
+import { spawnSync } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+
+import type { AllowRule } from '../config/network.js';
+import { TsboxError } from '../errors.js';
+import { BRIDGE } from './cni.js';
+import { addresses, nxdomain, question } from './dns.js';
+
+/** A resolved address stays allowed at least this long, whatever its TTL. */
+const MIN_TTL_S = 30;
+
+export function chainOf(id: string): string {
+  return `TSBOX-${id.slice(0, 12)}`;
+}
+
+/** Runs iptables-restore --noflush on `tables` (`{ filter: [lines], nat: [lines] }`). */
+function restore(tables: Record<string, string[]>): { ok: boolean; error: string } {
+  const input = `${Object.entries(tables)
+    .filter(([, lines]) => lines.length > 0)
+    .map(([table, lines]) => `*${table}\n${lines.join('\n')}\nCOMMIT\n`)
+    .join('')}`;
+  const r = spawnSync('iptables-restore', ['-w', '--noflush'], { input, encoding: 'utf8' });
+  return { ok: r.status === 0, error: (r.stderr || r.error?.message || '').trim() };
+}
+
+/** The rules that accept `rule`'s destination (both TCP and UDP when it names a port). */
+function acceptLines(chain: string, dest: string, port: number | null, verb = '-A'): string[] {
+  if (port === null) return [`${verb} ${chain} -d ${dest} -j ACCEPT`];
+  return ['tcp', 'udp'].map((p) => `${verb} ${chain} -d ${dest} -p ${p} -m ${p} --dport ${port} -j ACCEPT`);
+}
+
+/** The ports a name is allowed on: null for every port. */
+function portsOf(rules: readonly AllowRule[], name: string): (number | null)[] | undefined {
+  const ports = rules.filter((r) => r.kind === 'host' && r.name === name).map((r) => r.port);
+  if (ports.length === 0) return undefined;
+  return ports.includes(null) ? [null] : [...new Set(ports)];
+}
+
+/** Where the resolver asks: the first nameserver given, or the host's first one (its loopback is ours too). */
+export function upstreamOf(dns: readonly string[], resolvConf = '/etc/resolv.conf', read: (p: string) => string = (p) => readFileSync(p, 'utf8')): string | null {
+  if (dns.length > 0) return dns[0]!;
+  try {
+    const m = /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/m.exec(read(resolvConf));
+    return m?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export interface Egress {
+  /** Ends the resolver and removes every rule; throws the first failure. */
+  close: () => void;
+}
+
+/**
+ * Sets the allowlist up for the container `id` at `ip` (phase `network`,
+ * after ADD): its resolver listening, its chain in place, before its
+ * process runs.
+ */
+export async function startEgress(id: string, ip: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void): Promise<Egress> {
+  const chain = chainOf(id);
+  const tag = `tsbox:${id}`;
+  const sock: Socket = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(0, BRIDGE.gateway, () => {
+      sock.off('error', reject);
+      resolve();
+    });
+  });
+  sock.unref();
+  const port = sock.address().port;
+  const filter = [
+    `:${chain} - [0:0]`,
+    `-A ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
+    `-A ${chain} -d ${BRIDGE.gateway}/32 -p udp -m udp --dport ${port} -j ACCEPT`,
+    ...rules.filter((r) => r.kind === 'net').flatMap((r) => acceptLines(chain, (r as { cidr: string }).cidr, r.port)),
+    `-A ${chain} -p tcp -j REJECT --reject-with tcp-reset`,
+    `-A ${chain} -j REJECT --reject-with icmp-port-unreachable`,
+    `-I FORWARD 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
+    `-I INPUT 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
+  ];
+  const nat = [`-I PREROUTING 1 -s ${ip}/32 -d ${BRIDGE.gateway}/32 -p udp -m udp --dport 53 -m comment --comment ${tag} -j DNAT --to-destination ${BRIDGE.gateway}:${port}`];
+  const set = restore({ filter, nat });
+  if (!set.ok) {
+    sock.close();
+    removeEgress(id);
+    throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: `iptables-restore refused the allowlist's rules: ${set.error}`, hint: 'the allowlist needs iptables with the conntrack, comment and REJECT matches' });
+  }
+  trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'})`);
+
+  const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
+  const allow = (address: string, ports: (number | null)[], ttl: number) => {
+    const lines = ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, '-I').map((l) => l.replace(`-I ${chain} `, `-I ${chain} 2 `)));
+    if (!restore({ filter: lines }).ok) return;
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (!closed) restore({ filter: lines.map((l) => l.replace(`-I ${chain} 2 `, `-D ${chain} `)) });
+    }, Math.max(ttl, MIN_TTL_S) * 1000);
+    t.unref();
+    timers.add(t);
+  };
+  sock.on('message', (msg, from) => {
+    // The container's queries only (DNATed, from its address): the socket
+    // is on the bridge, where other containers could reach it too.
+    if (from.address !== ip) return;
+    const q = question(msg);
+    const ports = q ? portsOf(rules, q.name) : undefined;
+    if (!q || !ports || upstream === null) {
+      sock.send(nxdomain(msg), from.port, from.address);
+      return;
+    }
+    // A connected socket: the kernel takes answers from the upstream server
+    // only, so no one else on the bridge can slip addresses into the
+    // allowlist; the answer must also be to this query (its id and name).
+    const up = createSocket('udp4');
+    const timeout = setTimeout(() => up.close(), 5000);
+    const done = () => {
+      clearTimeout(timeout);
+      up.close();
+    };
+    up.on('error', done);
+    up.on('message', (answer) => {
+      if (answer.length < 12 || answer.readUInt16BE(0) !== msg.readUInt16BE(0) || question(answer)?.name !== q.name) return;
+      done();
+      // The addresses are let through before the container hears them.
+      for (const a of addresses(answer)) allow(a.address, ports, a.ttl);
+      if (!closed) sock.send(answer, from.port, from.address);
+    });
+    up.connect(53, upstream, () => up.send(msg));
+  });
+  return {
+    close: () => {
+      if (closed) return;
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      sock.close();
+      if (!removeEgress(id)) {
+        throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: "iptables-restore could not remove the allowlist's chain and rules", hint: `remove the rules commented tsbox:${id} and the chain ${chain} by hand (iptables-save shows them)` });
+      }
+    },
+  };
+}
+
+/** Removes container `id`'s chain and the rules that jump to it (by their comment); true when none is left. */
+export function removeEgress(id: string): boolean {
+  const chain = chainOf(id);
+  const tag = `tsbox:${id}`;
+  const tables: Record<string, string[]> = { filter: [], nat: [] };
+  for (const table of ['filter', 'nat']) {
+    const save = spawnSync('iptables-save', ['-t', table], { encoding: 'utf8' });
+    if (save.status !== 0) continue;
+    for (const line of save.stdout.split('\n')) {
+      // The saved rule (its comment quoted or not), with -D for -A, deletes it.
+      if (line.startsWith('-A ') && (line.includes(`--comment ${tag} `) || line.includes(`--comment "${tag}"`))) tables[table]!.push(line.replace(/^-A /, '-D '));
+    }
+    if (table === 'filter' && save.stdout.includes(`:${chain} `)) tables.filter!.push(`-F ${chain}`, `-X ${chain}`);
+  }
+  if (tables.filter!.length + tables.nat!.length === 0) return true;
+  return restore(tables).ok;
+}

@@ -1,0 +1,169 @@
+/**
+ * A container's network beyond loopback, loaded only for a container that
+ * asks for one (launch imports it lazily): phase `network`'s decisions,
+ * taken before anything exists, and its work once the container is cloned.
+ *
+ * - `host`, `ns:PATH`: nothing here beyond the plan (no net namespace of
+ *   its own; the helper joins the path).
+ * - `container:NAME`: the other container's namespace, found through its
+ *   state and held open by this process until the clone, so that what is
+ *   joined is that container's even if its pid is reused meanwhile.
+ * - `bridge`: as root ts/network/bridge.ts (the CNI plugins), otherwise
+ *   ts/network/pasta.ts.
+ */
+import { closeSync, openSync } from 'node:fs';
+
+import type { AllowRule, NetworkMode, PortMapping } from '../config/network.js';
+import type { SandboxPlan } from '../generated/wire.js';
+import { TsboxError } from '../errors.js';
+import { findContainer, processAlive } from '../runtime/state.js';
+import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } from './bridge.js';
+import { BRIDGE } from './cni.js';
+import { startEgress, upstreamOf } from './egress.js';
+import { attachPasta, findPasta } from './pasta.js';
+
+export type { NetworkInfo } from './bridge.js';
+export { gcNetworks } from './bridge.js';
+
+export interface PreparedNetwork {
+  /** The path the helper joins (`SandboxPlan.join`), when the container joins a namespace. */
+  netnsPath: string | null;
+  /** Once the helper has cloned: what held the joined namespace can go. */
+  cloned: () => void;
+  /**
+   * Phase `network`, for a container with a namespace of its own to set
+   * up: returns its interfaces and the undo (DEL). Null when there is
+   * nothing to do in this phase.
+   */
+  attach: ((id: string, pid: number, monitorPid: number, keep: boolean, trace?: (l: string) => void) => Promise<{ info: NetworkInfo; detach: () => void }>) | null;
+  /** What the container's result says when there is no phase to run. */
+  info: NetworkInfo | null;
+  /** Once the plan is built, before it is sent: what of it this network changes (a bridged container's /etc/hosts). */
+  plan: (sandbox: SandboxPlan, dir: string) => void;
+}
+
+const nothing = (): void => {};
+
+/** /etc/resolv.conf naming only the allowlist's resolver (on the bridge's gateway), with the search domains and options kept. */
+function resolverOnly(sandbox: SandboxPlan): void {
+  const m = sandbox.mounts.find((x) => x.target === '/etc/resolv.conf');
+  if (m?.type !== 'file') return;
+  m.contents = `${m.contents
+    .split('\n')
+    .filter((l) => l !== '' && !/^\s*nameserver\s/.test(l))
+    .map((l) => `${l}\n`)
+    .join('')}nameserver ${BRIDGE.gateway}\n`;
+}
+
+function joinedInfo(mode: string): NetworkInfo {
+  return { mode, interfaces: [], gateway: null, hostInterface: null, bridge: null, ports: [] };
+}
+
+/** The namespace of a running tsbox container `name`, held open (a descriptor of this process). */
+function containerNetns(name: string): { path: string; close: () => void } {
+  const { state } = findContainer(name);
+  const refuse = (detail: string) =>
+    new TsboxError({ step: 'network', errno: 3, path: `container:${name}`, detail, hint: '`tsbox ps` lists the running containers; start it first' });
+  if (state.status === 'stopped' || state.pid <= 0 || !processAlive(state.monitorPid)) throw refuse(`container ${name} is not running (${state.status})`);
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${state.pid}/ns/net`, 'r');
+  } catch {
+    throw refuse(`container ${name} is gone`);
+  }
+  // Opened, then checked: if its pid had been reused before the open, its
+  // state or monitor says it ended.
+  const again = findContainer(name).state;
+  if (again.pid !== state.pid || again.id !== state.id || !processAlive(state.monitorPid) || again.status === 'stopped') {
+    closeSync(fd);
+    throw refuse(`container ${name} ended while it was being joined`);
+  }
+  let open = true;
+  const close = () => {
+    if (open) closeSync(fd);
+    open = false;
+  };
+  return { path: `/proc/${process.pid}/fd/${fd}`, close };
+}
+
+/** Phase `network`, decided at `plan`: checks and looks-ups that must come before anything is created. */
+export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[] } = { allow: [], dns: [] }): Promise<PreparedNetwork> {
+  switch (network.mode) {
+    case 'none':
+    case 'host':
+      return { netnsPath: null, cloned: nothing, attach: null, info: joinedInfo(network.mode), plan: nothing };
+    case 'ns':
+      return { netnsPath: network.path, cloned: nothing, attach: null, info: joinedInfo(`ns:${network.path}`), plan: nothing };
+    case 'container': {
+      const held = containerNetns(network.name);
+      return { netnsPath: held.path, cloned: held.close, attach: null, info: joinedInfo(`container:${network.name}`), plan: nothing };
+    }
+    case 'bridge': {
+      // The bridge's addresses are IPv4 only: a port published on an IPv6
+      // address of the host would answer nothing.
+      const v6 = ports.find((p) => p.hostIp.includes(':'));
+      if (v6) {
+        throw new TsboxError({
+          step: 'network',
+          errno: 22,
+          path: `[${v6.hostIp}]:${v6.hostPort}:${v6.containerPort}`,
+          detail: 'a port cannot be published on an IPv6 address of the host yet: the container has only an IPv4 address',
+          hint: 'publish on an IPv4 address, or leave the address out (every IPv4 address of the host)',
+        });
+      }
+      // An ordinary user's: pasta (loaded only then).
+      if (process.getuid?.() !== 0) {
+        if (egress.allow.length > 0) {
+          throw new TsboxError({ step: 'network', errno: 1, path: 'allow', detail: 'an egress allowlist needs root for now (its rules are iptables rules on the host)', hint: 'run as root, or leave --allow-host/--allow-net out' });
+        }
+        const pasta = findPasta();
+        return {
+          netnsPath: null,
+          cloned: nothing,
+          attach: (id, pid, monitorPid, _keep, trace) => attachPasta(id, pid, monitorPid, ports, pasta, trace),
+          info: null,
+          plan: nothing,
+        };
+      }
+      const prepared = checkBridge({ ipv6Off: egress.allow.length > 0 });
+      const inUse = await portInUse(ports);
+      if (inUse) throw inUse;
+      let hosts: ((address: string) => void) | null = null;
+      return {
+        netnsPath: null,
+        cloned: nothing,
+        attach: async (id, pid, monitorPid, keep, trace) => {
+          const attached = await attachBridge(id, pid, monitorPid, ports, prepared, keep, trace);
+          const address = attached.info.interfaces[0]?.addresses[0]?.split('/')[0];
+          if (hosts && address) hosts(address);
+          if (egress.allow.length === 0) return attached;
+          // The allowlist (ts/network/egress.ts); undone before DEL.
+          let allowlist;
+          try {
+            if (!address) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: 'the bridge gave the container no IPv4 address to hold to the allowlist', hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
+            allowlist = await startEgress(id, address, egress.allow, upstreamOf(egress.dns), trace);
+          } catch (err) {
+            attached.detach();
+            throw err;
+          }
+          return {
+            info: { ...attached.info, allow: egress.allow },
+            detach: () => {
+              try {
+                allowlist.close();
+              } finally {
+                attached.detach();
+              }
+            },
+          };
+        },
+        info: null,
+        plan: (sandbox, dir) => {
+          hosts = hostsInState(sandbox, dir);
+          // With an allowlist, names are the container's resolver's to answer.
+          if (egress.allow.length > 0) resolverOnly(sandbox);
+        },
+      };
+    }
+  }
+}
