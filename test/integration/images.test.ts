@@ -166,25 +166,6 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     await expect(run(['true'], { image: refs.busybox, rootfs })).rejects.toThrow(/config\(image\): cannot be combined with rootfs/);
   });
 
-  it("a warm pool of an image: each call gets a fresh sandbox of it, with the image's command, env and workdir", async () => {
-    await using pool = createPool({ image: refs.two, size: 2, env: { FOO: 'pool' } });
-    // The image's Cmd when the call gives none; its layers (the second's whiteout too) in each sandbox.
-    const first = await pool.run([]);
-    const direct = await run([], { image: refs.two, env: { FOO: 'pool' } });
-    expect(first).toMatchObject({ exitCode: direct.exitCode, stdout: direct.stdout });
-    const seen = await pool.run(['sh', '-c', 'echo "$FOO $(pwd)"; ls /etc; touch /etc/mine'], { env: { FOO: 'call' }, cwd: '/' });
-    expect(seen.stdout.split('\n')[0]).toBe('call /');
-    const again = await pool.run(['ls', '/etc']);
-    expect(again.stdout).not.toContain('mine');
-    expect(first.id).not.toBe(seen.id);
-    expect(pool.stats()).toMatchObject({ failed: 0, handedOver: 3 });
-    // Options that shape the sandbox stay the pool's.
-    await expect(pool.run(['true'], { image: refs.busybox } as never)).rejects.toMatchObject({ step: 'config', path: 'image' });
-    // An image that is not there: the call hears why, as run() would.
-    await using missing = createPool({ image: `${refs.busybox.replace(/:1$/, '')}:nosuchtag`, pull: 'never', size: 0 });
-    await expect(missing.run(['true'])).rejects.toMatchObject({ step: 'image' });
-  });
-
   it("writes go to the container's own layer: the image's layer is never changed", async () => {
     const before = (await byName(refs.busybox))!;
     const w = await tsbox(['run', refs.busybox, 'sh', '-c', 'echo changed > /etc/msg; rm /bin/busybox.absent 2>/dev/null; cat /etc/msg']);
@@ -213,6 +194,25 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     const wh = statSync(join(layerDir(two.layers[1]!), 'etc', 'doomed'));
     expect(wh.isCharacterDevice()).toBe(true);
     expect(wh.rdev).toBe(0);
+  });
+
+  it("a warm pool of an image: each call gets a fresh sandbox of it, with the image's command, env and workdir", async () => {
+    await using pool = createPool({ image: refs.two, size: 2, env: { FOO: 'pool' } });
+    // The image's Cmd when the call gives none; its layers (the second's whiteout too) in each sandbox.
+    const first = await pool.run([]);
+    const direct = await run([], { image: refs.two, env: { FOO: 'pool' } });
+    expect(first).toMatchObject({ exitCode: direct.exitCode, stdout: direct.stdout });
+    const seen = await pool.run(['sh', '-c', 'echo "$FOO $(pwd)"; ls /etc; touch /etc/mine'], { env: { FOO: 'call' }, cwd: '/' });
+    expect(seen.stdout.split('\n')[0]).toBe('call /');
+    const again = await pool.run(['ls', '/etc']);
+    expect(again.stdout).not.toContain('mine');
+    expect(first.id).not.toBe(seen.id);
+    expect(pool.stats()).toMatchObject({ failed: 0, handedOver: 3 });
+    // Options that shape the sandbox stay the pool's.
+    await expect(pool.run(['true'], { image: refs.busybox } as never)).rejects.toMatchObject({ step: 'config', path: 'image' });
+    // An image that is not there: the call hears why, as run() would.
+    await using missing = createPool({ image: `${refs.busybox.replace(/:1$/, '')}:nosuchtag`, pull: 'never', size: 0 });
+    await expect(missing.run(['true'])).rejects.toMatchObject({ step: 'image' });
   });
 
   it('an opaque directory hides what the layers below had in it', async () => {
