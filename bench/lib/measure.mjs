@@ -179,7 +179,17 @@ export async function inside(peer, hostPid = process.pid) {
  * cgroups). MemAvailable's drop is recorded too, for what it is worth on a
  * shared machine.
  */
-export async function poolMemory(rootfs, size) {
+export async function poolMemory(rootfs, size, trials = 3) {
+  const runs = [];
+  for (let i = 0; i < trials; i++) runs.push(await poolMemoryOnce(rootfs, size));
+  const drops = runs.map((r) => r.memAvailableDropKiB).sort((a, b) => a - b);
+  const last = runs.at(-1);
+  // Other work on the machine only ever adds to a drop: the smallest of the
+  // trials is the closest to the pool's own.
+  return { ...last, trials, memAvailableDropKiB: drops[0], memAvailableDropsKiB: drops };
+}
+
+async function poolMemoryOnce(rootfs, size) {
   const { createPool } = await import('tsbox');
   const available = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))[1]);
   const pss = (pid) => {

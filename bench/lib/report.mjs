@@ -72,7 +72,7 @@ function targets(r, d) {
   add(
     `a pool of ${mem?.size ?? 16} ready sandboxes ≤ 40 MB of host memory`,
     // Judged on the larger: MemAvailable also sees kernel memory no cgroup is charged for (namespaces, mounts), and noise.
-    mem ? `${kib(Math.max(mem.totalKiB, mem.memAvailableDropKiB))} (their cgroups ${kib(mem.cgroupKiB)} + monitors' PSS ${kib(mem.monitorPssKiB)}; MemAvailable fell ${kib(mem.memAvailableDropKiB)}; ${mem.ready} ready)` : '—',
+    mem ? `${kib(Math.max(mem.totalKiB, mem.memAvailableDropKiB))} (their cgroups ${kib(mem.cgroupKiB)} + monitors' PSS ${kib(mem.monitorPssKiB)}; MemAvailable fell ${kib(mem.memAvailableDropKiB)}, the least of ${mem.trials ?? 1} trials; ${mem.ready} ready)` : '—',
     mem ? Math.max(mem.totalKiB, mem.memAvailableDropKiB) <= 40 * 1024 : null,
   );
   return t;

@@ -286,6 +286,19 @@ describe('a pool', () => {
     expect(existsSync(join(stateRoot(), id))).toBe(false);
   });
 
+  it('await pool.close() at the end of a program completes: it holds Node until its sandboxes are gone', async () => {
+    const script = `
+      import { createPool } from ${JSON.stringify(join(REPO, 'dist/tsbox.js'))};
+      const pool = createPool({ rootfs: ${JSON.stringify(rootfs)}, size: 2 });
+      while (pool.stats().ready < 2) await new Promise((r) => setTimeout(r, 20));
+      await pool.run(['true']);
+      await pool.close();
+      process.stdout.write('closed');`;
+    const r = await runCommand(process.execPath, ['--input-type=module', '-e', script]);
+    // 13 would be Node's "unsettled top-level await": close() waited on nothing that kept Node running.
+    expect({ code: r.code, stdout: r.stdout }, r.stderr).toEqual({ code: 0, stdout: 'closed' });
+  });
+
   it('1000 pooled runs, 8 at a time, leave no descriptor, cgroup, mount, state or process', async () => {
     // Warm-up: the first container starts the addon's event-loop integration.
     await run(['true'], { rootfs });

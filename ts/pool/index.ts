@@ -18,7 +18,7 @@ import { limitsOf, parseRunInput, type ResolvedOptions, type RunOptions } from '
 import { AbortError, TsboxError } from '../errors.js';
 import { updateCgroup, type AppliedLimits, type Cgroup } from '../cgroups/index.js';
 import { loadNative } from '../native.js';
-import type { Container } from '../runtime/container.js';
+import { keepAlive, type Container } from '../runtime/container.js';
 import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
 import { buildProcessPlan } from '../runtime/plan.js';
 import { containerDir, setCommand } from '../runtime/state.js';
@@ -260,7 +260,14 @@ export class Pool {
     // Sandboxes still being built are discarded as they arrive (#built);
     // running containers are killed and waited for.
     for (const c of this.#running) c.kill('SIGKILL');
-    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    // The helpers' exits are awaited weakly (an idle pool does not keep Node
+    // running): close() holds the event loop until they are all in.
+    const keep = keepAlive();
+    try {
+      while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    } finally {
+      clearInterval(keep);
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
