@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { buildTestRootfs, type TestRootfs } from '../support/rootfs.js';
 import { cli } from '../support/tsbox.js';
+import { createPool } from '../../ts/index.js';
 import { tsboxDirs } from './support.js';
 
 let rootfs: TestRootfs;
@@ -66,6 +67,24 @@ describe('containers on cgroup v2', () => {
   it('a cpu quota shows up as throttling in cpu.stat', async () => {
     const { report: r } = await report(['--cpus', '0.1'], ['sh', '-c', 'end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do :; done']);
     expect(r.usage.cpuThrottledPeriods!).toBeGreaterThan(0);
+  });
+
+  it('a warm pool on pure v2: each sandbox cloned into its own cgroup with the pool\'s limits, a call\'s tighter limit written before its process, nothing left after close()', async () => {
+    await using pool = createPool({ rootfs: rootfs.dir, size: 2, memory: '128m', pidsLimit: 50 });
+    for (let i = 0; i < 1200 && pool.stats().ready < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(pool.stats().ready).toBe(2);
+    const read = ['sh', '-c', 'cat /proc/self/cgroup /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max'];
+    const plain = await pool.run(read);
+    expect(plain.stdout.trim().split('\n'), plain.stderr).toEqual(['0::/', String(128 * 1024 * 1024), '50']);
+    const tight = await pool.run(read, { memory: '64m', pidsLimit: 20 });
+    expect(tight.stdout.trim().split('\n')).toEqual(['0::/', String(64 * 1024 * 1024), '20']);
+    expect(tight.limits).toMatchObject({ memory: 64 * 1024 * 1024, pidsLimit: 20 });
+    expect(tight.id).not.toBe(plain.id);
+    const oom = await pool.run(['tsbox-probe', 'alloc', '200'], { memory: '48m' });
+    expect(oom.oomKilled).toBe(true);
+    await pool.close();
+    const left = tsboxDirs().flatMap((d) => readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${d}/${e.name}`));
+    expect(left).toEqual([]);
   });
 
   it('leaves no container cgroup behind', () => {
