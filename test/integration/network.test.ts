@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually } from '../support/tsbox.js';
+import { LOCALNET_RULES } from '../../ts/network/bridge.js';
 
 const rootfs = inject('rootfs');
 
@@ -31,6 +32,7 @@ const NS_IF = `tsbt${process.pid % 100000}n`;
 const SERVER = '10.199.0.2';
 const SERVER2 = '10.199.1.2';
 const NETWORK_DIR = '/run/tsbox/network';
+const BRIDGE_GW = '10.89.0.1';
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 
 function sh(cmd: string, args: string[]): string {
@@ -114,7 +116,11 @@ afterAll(() => {
   // What the bridge network shares between containers, when this suite made it and no container is left on it.
   const records = existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json')) : [];
   if (records.length === 0) {
-    if (!bridgeBefore) spawnSync('ip', ['link', 'del', 'tsbox0']);
+    if (!bridgeBefore) {
+      spawnSync('ip', ['link', 'del', 'tsbox0']);
+      // The rules that go with it (ts/network/bridge.ts, LOCALNET_RULES).
+      for (const { table, chain, rule } of LOCALNET_RULES) while (spawnSync('iptables', ['-w', '-t', table, '-D', chain, ...rule]).status === 0);
+    }
     for (const chain of chains()) {
       if (chainsBefore.has(chain)) continue;
       for (const table of ['filter', 'nat']) {
@@ -220,6 +226,32 @@ describe('bridge', () => {
       await c.wait();
     }
     expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it("a container's raw frame to the host's 127.0.0.1, through the gateway's MAC, reaches nothing (CVE-2020-8558); the gateway's address still answers", async () => {
+    // A service of the host on loopback only, and one on every address (the probe's own check: its SYN and the answer work).
+    const local = createServer();
+    const every = createServer();
+    await new Promise<void>((r) => local.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => every.listen(0, '0.0.0.0', r));
+    try {
+      const lport = (local.address() as { port: number }).port;
+      const eport = (every.address() as { port: number }).port;
+      // The gateway's MAC, as the container learns it; then one SYN to each (CAP_NET_RAW is in the default set).
+      const script = `ping -c1 -W2 ${BRIDGE_GW} >/dev/null; mac=$(ip neigh show ${BRIDGE_GW} | awk '{print $5}'); tsbox-probe syn eth0 "$mac" ${BRIDGE_GW} ${eport}; tsbox-probe syn eth0 "$mac" 127.0.0.1 ${lport}`;
+      // A port published on the host's 127.0.0.1: portmap turns route_localnet on for it.
+      const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `127.0.0.1:${await freePort()}:80`, '--', 'sh', '-c', script]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const [viaGateway, viaLoopback] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { sent: boolean; answer: string | null });
+      expect(viaGateway).toEqual({ sent: true, answer: 'syn-ack' });
+      expect(viaLoopback).toEqual({ sent: true, answer: null });
+      // portmap's route_localnet is on (that published port needs it): the rules are what stop the frame.
+      expect(readFileSync('/proc/sys/net/ipv4/conf/tsbox0/route_localnet', 'utf8').trim()).toBe('1');
+    } finally {
+      local.close();
+      every.close();
+    }
   });
 
   it("refuses to publish a port a host process listens on (its traffic would go to the container)", async () => {

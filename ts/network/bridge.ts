@@ -14,7 +14,9 @@
  *   ts/network/egress.ts).
  *
  * The bridge itself stays, as podman's does: removing it when the last
- * container goes would race with another process's ADD creating it.
+ * container goes would race with another process's ADD creating it. So do
+ * the two rules that keep its containers off the host's loopback
+ * (LOCALNET_RULES), added before the first ADD.
  */
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -188,6 +190,48 @@ function writeRecord(r: NetworkRecord): void {
   renameSync(`${path}.tmp`, path);
 }
 
+/**
+ * The rules that keep the bridge's containers off the host's loopback.
+ * portmap (for a port published on 127.0.0.1) turns `route_localnet` on for
+ * tsbox0, and never off: the host then routes a frame from the bridge to
+ * 127.0.0.0/8, which a container with CAP_NET_RAW can write through the
+ * gateway's MAC, to a service of the host that listens on 127.0.0.1 only
+ * (CVE-2020-8558, the rule Kubernetes adds). So, as Kubernetes:
+ *
+ * - filter INPUT: from tsbox0 to 127.0.0.0/8, drop what conntrack does not
+ *   know as the reply to a connection (a published port's answer to the
+ *   host's 127.0.0.1, portmap's hairpin, is ESTABLISHED; its source is the
+ *   container's until nat INPUT, after filter, undoes the DNAT);
+ * - raw PREROUTING: from tsbox0 with a 127.0.0.0/8 source, drop it all
+ *   (nothing on the bridge has one: portmap masquerades the hairpin to the
+ *   gateway), else such a source could pass as the host's own connection.
+ *
+ * Host-wide, as the bridge is, and as lasting: each is added once (checked
+ * with -C first), with the comment `tsbox:localnet`. Two launches at once
+ * may each add one; a second identical DROP changes nothing.
+ */
+export const LOCALNET_RULES: readonly { table: string; chain: string; rule: string[] }[] = [
+  { table: 'raw', chain: 'PREROUTING', rule: ['-i', BRIDGE.bridge, '-s', '127.0.0.0/8', '-m', 'comment', '--comment', 'tsbox:localnet', '-j', 'DROP'] },
+  { table: 'filter', chain: 'INPUT', rule: ['-i', BRIDGE.bridge, '-d', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-m', 'comment', '--comment', 'tsbox:localnet', '-j', 'DROP'] },
+];
+
+function guardLocalnet(): void {
+  for (const { table, chain, rule } of LOCALNET_RULES) {
+    const check = spawnSync('iptables', ['-w', '-t', table, '-C', chain, ...rule], { encoding: 'utf8' });
+    if (check.status === 0) continue;
+    const insert = check.status === 1 ? spawnSync('iptables', ['-w', '-t', table, '-I', chain, '1', ...rule], { encoding: 'utf8' }) : check;
+    if (insert.status !== 0) {
+      throw new TsboxError({
+        step: 'network',
+        errno: 0,
+        path: `iptables -t ${table} ${chain}`,
+        detail: `could not add the rule that keeps containers off the host's 127.0.0.0/8: ${(insert.stderr || insert.error?.message || '').trim()}`,
+        hint: 'the bridge network needs iptables with the raw table and the conntrack and comment matches',
+      });
+    }
+  }
+}
+
 /** The container's interfaces and addresses from the ADD result. */
 export function networkInfo(result: unknown, ports: PortMapping[], ifname = 'eth0'): NetworkInfo {
   const r = (result ?? {}) as CniResult;
@@ -217,6 +261,8 @@ export interface Attached {
  * until detach) and whose monitor is `monitorPid`.
  */
 export async function attachBridge(id: string, pid: number, monitorPid: number, ports: PortMapping[], prepared: { list: ConfList; cniPath: string }, keep: boolean, trace?: (l: string) => void): Promise<Attached> {
+  // Before the bridge exists (ADD makes it): portmap turns route_localnet on.
+  guardLocalnet();
   mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
   let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
   // ADD names the namespace by the container's pid (it waits for `network`
