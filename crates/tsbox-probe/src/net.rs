@@ -1,3 +1,5 @@
+//! What a container can send that its resolver or its host must withstand.
+//!
 //! `tsbox-probe syn IFNAME GATEWAY_MAC DST_IP PORT`: what a container with
 //! CAP_NET_RAW can do that its kernel's routing never would: one TCP SYN,
 //! from IFNAME's IPv4 address to DST_IP:PORT, written as a whole Ethernet
@@ -151,4 +153,23 @@ pub fn cmd_syn(ifname: &str, gateway_mac: &str, dst: &str, port: &str) -> i32 {
         crate::out_json(&json!({ "sent": true, "answer": answer }));
     }
     0
+}
+
+/// `tsbox-probe udp IP PORT HEX`: one UDP datagram holding the bytes HEX
+/// (e.g. a malformed DNS query to a resolver); prints `{"sent":N}`.
+pub fn cmd_udp(ip: &str, port: &str, hex: &str) -> i32 {
+    let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+    let (Ok(ip), Ok(port), Some(bytes)) = (ip.parse::<Ipv4Addr>(), port.parse::<u16>(), bytes) else {
+        return crate::usage("udp IP PORT HEX: bad argument");
+    };
+    match std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(&bytes, (ip, port))) {
+        Ok(n) => {
+            crate::out_json(&json!({ "sent": n }));
+            0
+        }
+        Err(e) => {
+            crate::out_json(&json!({ "sent": null, "error": e.to_string() }));
+            1
+        }
+    }
 }
