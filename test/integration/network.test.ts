@@ -427,6 +427,14 @@ describe('egress allowlist', () => {
     expect(r.ms).toBeLessThan(4000);
   });
 
+  it("a malformed query (one byte) to the resolver is dropped: the caller, whose process the resolver is, lives on and answers the next", async () => {
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--allow-host', 'a.test', '--', 'sh', '-c', `tsbox-probe udp ${BRIDGE_GW} 53 01 && tsbox-probe udp ${BRIDGE_GW} 53 ff && nslookup -type=a a.test`]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('{"sent":1}\n{"sent":1}\n');
+    expect(r.stdout).toMatch(new RegExp(`Address: ${SERVER.replace(/\./g, '\\.')}\\b`));
+  });
+
   it('--allow-net A.B.C.D/BITS:PORT: that address and port only; no name resolves', async () => {
     const r = await refusedFast(['--allow-net', `${SERVER2}/32:80`], [
       `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,

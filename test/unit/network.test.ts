@@ -288,7 +288,7 @@ describe('the egress allowlist', () => {
   it('reads a query\'s question, answers NXDOMAIN to it, and reads the A records of an answer', () => {
     expect(question(query)).toEqual({ name: 'a.test', type: 1 });
     expect(question(Buffer.from('1234', 'hex'))).toBeNull();
-    const nx = nxdomain(query);
+    const nx = nxdomain(query)!;
     expect(nx.readUInt16BE(0)).toBe(0x1234);
     expect(nx[2]! & 0x80).toBe(0x80);
     expect(nx[3]! & 0x0f).toBe(3);
@@ -297,5 +297,17 @@ describe('the egress allowlist', () => {
     expect(question(nx)).toEqual({ name: 'a.test', type: 1 });
     expect(addresses(answer)).toEqual([{ address: '10.199.0.2', ttl: 256 }]);
     expect(addresses(answer.subarray(0, answer.length - 2))).toEqual([]);
+  });
+
+  it('has no answer for what is not a query: shorter than a header, or an answer itself (a container could send either)', () => {
+    expect(nxdomain(Buffer.from([1]))).toBeNull();
+    expect(nxdomain(Buffer.alloc(11))).toBeNull();
+    const header = Buffer.alloc(12);
+    header[2] = 0x80;
+    expect(nxdomain(header)).toBeNull();
+    // A question that says it has more bytes than it has: the header alone comes back.
+    const cut = Buffer.concat([Buffer.alloc(12), Buffer.from([5, 0x61])]);
+    cut.writeUInt16BE(1, 4);
+    expect(nxdomain(cut)?.length).toBe(12);
   });
 });

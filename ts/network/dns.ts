@@ -22,8 +22,13 @@ export function question(msg: Buffer): { name: string; type: number } | null {
   return { name: labels.join('.'), type: msg.readUInt16BE(at + 1) };
 }
 
-/** The answer "no such name" to `query`: its id and question, QR, RA, RCODE 3, no records. */
-export function nxdomain(query: Buffer): Buffer {
+/**
+ * The answer "no such name" to `query`: its id and question, QR, RA, RCODE
+ * 3, no records. Null for what is not a query (shorter than a header, or an
+ * answer itself): that gets no answer at all.
+ */
+export function nxdomain(query: Buffer): Buffer | null {
+  if (query.length < 12 || (query[2]! & 0x80) !== 0) return null;
   const q = question(query);
   // Header and the first question only.
   let end = 12;

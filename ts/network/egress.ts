@@ -121,14 +121,24 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
     t.unref();
     timers.add(t);
   };
+  // Whatever a container sends, it must not end the caller (this process):
+  // a throw in an event handler would.
   sock.on('message', (msg, from) => {
+    try {
+      answer(msg, from);
+    } catch (err) {
+      trace?.(`network: resolver dropped a query: ${(err as Error).message}`);
+    }
+  });
+  const answer = (msg: Buffer, from: { address: string; port: number }) => {
     // The container's queries only (DNATed, from its address): the socket
     // is on the bridge, where other containers could reach it too.
     if (from.address !== ip) return;
     const q = question(msg);
     const ports = q ? portsOf(rules, q.name) : undefined;
     if (!q || !ports || upstream === null) {
-      sock.send(nxdomain(msg), from.port, from.address);
+      const nx = nxdomain(msg);
+      if (nx) sock.send(nx, from.port, from.address);
       return;
     }
     // A connected socket: the kernel takes answers from the upstream server
@@ -141,15 +151,19 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
       up.close();
     };
     up.on('error', done);
-    up.on('message', (answer) => {
-      if (answer.length < 12 || answer.readUInt16BE(0) !== msg.readUInt16BE(0) || question(answer)?.name !== q.name) return;
-      done();
-      // The addresses are let through before the container hears them.
-      for (const a of addresses(answer)) allow(a.address, ports, a.ttl);
-      if (!closed) sock.send(answer, from.port, from.address);
+    up.on('message', (reply) => {
+      try {
+        if (reply.length < 12 || reply.readUInt16BE(0) !== msg.readUInt16BE(0) || question(reply)?.name !== q.name) return;
+        done();
+        // The addresses are let through before the container hears them.
+        for (const a of addresses(reply)) allow(a.address, ports, a.ttl);
+        if (!closed) sock.send(reply, from.port, from.address);
+      } catch (err) {
+        trace?.(`network: resolver dropped an answer: ${(err as Error).message}`);
+      }
     });
     up.connect(53, upstream, () => up.send(msg));
-  });
+  };
   return {
     close: () => {
       if (closed) return;
