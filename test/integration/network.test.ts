@@ -136,6 +136,18 @@ afterAll(() => {
   writeFileSync(IP_FORWARD, `${forwardBefore}\n`);
 });
 
+/** The first line a stream gives. */
+function firstLine(r: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    r.on('data', (b: Buffer) => {
+      buf += b.toString();
+      if (buf.includes('\n')) resolve(buf.slice(0, buf.indexOf('\n')));
+    });
+    r.on('end', () => reject(new Error(`no line, only ${JSON.stringify(buf)}`)));
+  });
+}
+
 // (busybox 1.35's wget -T crashes: a timeout(1) bounds it instead.)
 const wget = (url: string) => ['timeout', '5', 'wget', '-q', '-O', '-', url];
 
@@ -433,6 +445,24 @@ describe('egress allowlist', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('{"sent":1}\n{"sent":1}\n');
     expect(r.stdout).toMatch(new RegExp(`Address: ${SERVER.replace(/\./g, '\\.')}\\b`));
+  });
+
+  it('has no raw socket to write frames around its rules, and a process exec\'d into it none either', async () => {
+    const c = await spawnContainer(['sh', '-c', 'tsbox-probe syn eth0 02:00:00:00:00:01 127.0.0.1 1; exec sleep 30'], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] });
+    try {
+      const first = JSON.parse(await firstLine(c.stdout!)) as { sent: boolean; error: string };
+      expect(first.sent).toBe(false);
+      expect(first.error).toContain('socket(AF_PACKET): Operation not permitted');
+      const e = await c.exec(['tsbox-probe', 'syn', 'eth0', '02:00:00:00:00:01', '127.0.0.1', '1']);
+      const out = await firstLine(e.stdout!);
+      await e.wait();
+      expect(out).toContain('socket(AF_PACKET): Operation not permitted');
+      await expect(c.exec(['true'], { capAdd: ['NET_RAW'] })).rejects.toThrow('"NET_RAW" cannot be added to a process of a container with an egress allowlist');
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect(await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--cap-add', 'NET_RAW', '--', 'true'])).toMatchObject({ code: 125 });
   });
 
   it('--allow-net A.B.C.D/BITS:PORT: that address and port only; no name resolves', async () => {

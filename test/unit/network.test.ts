@@ -19,7 +19,7 @@ import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../..
 import { networkInfo, portInUse, samePort } from '../../ts/network/bridge.js';
 import { prepareNetwork } from '../../ts/network/index.js';
 import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
-import { buildPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
+import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { rejection } from '../support/errors.js';
 
 const fakeCompiler = { compileSeccomp: () => Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]), seccompProblems: () => [] };
@@ -309,5 +309,27 @@ describe('the egress allowlist', () => {
     const cut = Buffer.concat([Buffer.alloc(12), Buffer.from([5, 0x61])]);
     cut.writeUInt16BE(1, 4);
     expect(nxdomain(cut)?.length).toBe(12);
+  });
+});
+
+describe('an allowlisted container has no raw sockets', () => {
+  const allowed = { network: 'bridge', allow: ['a.test'] } as const;
+
+  it('CAP_NET_RAW is not in any of its sets (with it, it would write frames from any address, around the rules)', () => {
+    const { command, options } = parseRunInput(['true'], allowed);
+    const caps = buildProcessPlan(command, options, 'box', fakeCompiler).capabilities!;
+    for (const set of [caps.bounding, caps.effective, caps.permitted]) expect(set).not.toContain('CAP_NET_RAW');
+    expect(caps.bounding).toContain('CAP_NET_BIND_SERVICE');
+    // Without an allowlist, the default set keeps it (Docker's).
+    const plain = parseRunInput(['true'], { network: 'bridge' });
+    expect(buildProcessPlan(plain.command, plain.options, 'box', fakeCompiler).capabilities!.bounding).toContain('CAP_NET_RAW');
+  });
+
+  it('refuses --cap-add NET_RAW, NET_ADMIN or ALL with it', () => {
+    for (const cap of ['NET_RAW', 'cap_net_admin', 'ALL']) {
+      const e = rejection(() => parseRunInput(['true'], { ...allowed, capAdd: [cap] }));
+      expect(e.path).toBe('capAdd');
+      expect(e.message).toContain('an egress allowlist');
+    }
   });
 });
