@@ -20,8 +20,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { spawn as spawnContainer } from '../../ts/index.js';
-import { alive, BIN, cli, eventually } from '../support/tsbox.js';
-import { LOCALNET_RULES } from '../../ts/network/bridge.js';
+import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
+import { GUARD_RULES } from '../../ts/network/bridge.js';
 
 const rootfs = inject('rootfs');
 
@@ -118,8 +118,8 @@ afterAll(() => {
   if (records.length === 0) {
     if (!bridgeBefore) {
       spawnSync('ip', ['link', 'del', 'tsbox0']);
-      // The rules that go with it (ts/network/bridge.ts, LOCALNET_RULES).
-      for (const { table, chain, rule } of LOCALNET_RULES) while (spawnSync('iptables', ['-w', '-t', table, '-D', chain, ...rule]).status === 0);
+      // The rules that go with it (ts/network/bridge.ts, GUARD_RULES).
+      for (const { cmd, table, chain, rule } of GUARD_RULES) while (spawnSync(cmd, ['-w', '-t', table, '-D', chain, ...rule]).status === 0);
     }
     for (const chain of chains()) {
       if (chainsBefore.has(chain)) continue;
@@ -463,6 +463,41 @@ describe('egress allowlist', () => {
       await c.wait();
     }
     expect(await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--cap-add', 'NET_RAW', '--', 'true'])).toMatchObject({ code: 125 });
+  });
+
+  it('holds its veth to its own address, and keeps IPv6 from the bridge off the host, whatever is done in its namespace', async () => {
+    // A service of the host on every IPv6 (and IPv4) address.
+    const v6 = createServer((s) => s.end('host-v6\n'));
+    await new Promise<void>((r) => v6.listen(0, '::', r));
+    const c = await spawnContainer(['sleep', '30'], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] });
+    try {
+      // What CAP_NET_ADMIN in its namespace would do, done here as root: a second address, and IPv6 back on.
+      const inNs = (args: string[]) => spawnSync('nsenter', [`--net=/proc/${c.pid}/ns/net`, ...args], { encoding: 'utf8' });
+      expect(inNs(['ip', 'addr', 'add', '10.89.250.250/16', 'dev', 'eth0']).status).toBe(0);
+      const spoofed = inNs(['curl', '-s', '-m', '2', '--interface', '10.89.250.250', `http://${SERVER2}/`]);
+      expect(spoofed.stdout).not.toContain('fake internet');
+      expect(spoofed.status).not.toBe(0);
+      expect(inNs(['sysctl', '-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']).status).toBe(0);
+      expect(inNs(['ip', '-6', 'addr', 'add', 'fe80::99/64', 'dev', 'eth0', 'nodad']).status).toBe(0);
+      // The bridge's link-local address, once its duplicate detection is over (a new bridge's is tentative a moment).
+      const linkLocal = () => sh('ip', ['-6', '-o', 'addr', 'show', 'dev', 'tsbox0', 'scope', 'link']);
+      expect(await eventually(() => /inet6 fe80::/.test(linkLocal()) && !linkLocal().includes('tentative'), 10_000)).toBe(true);
+      const hostLL = /inet6 (fe80::[0-9a-f:]+)\//.exec(linkLocal())?.[1];
+      const port = (v6.address() as { port: number }).port;
+      // (Run without blocking: the server is this process's.)
+      const overV6 = await runCommand('nsenter', [`--net=/proc/${c.pid}/ns/net`, 'curl', '-s', '-g', '--http0.9', '-m', '2', `http://[${hostLL!}%25eth0]:${port}/`]);
+      expect(overV6.stdout).not.toContain('host-v6');
+      expect(overV6.code).not.toBe(0);
+      // (bridge's DEL fails on an address it did not give: gone again, for the check below.)
+      expect(inNs(['ip', 'addr', 'del', '10.89.250.250/16', 'dev', 'eth0']).status).toBe(0);
+      // The check that curl and the address are right: the same from the host's own namespace.
+      expect((await runCommand('curl', ['-s', '-g', '--http0.9', '-m', '2', `http://[${hostLL!}%25tsbox0]:${port}/`])).stdout).toBe('host-v6\n');
+    } finally {
+      v6.close();
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect(leftovers(c.id)).toEqual([]);
   });
 
   it('--allow-net A.B.C.D/BITS:PORT: that address and port only; no name resolves', async () => {

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
 import { parseAllow, parseNetwork, parsePublish } from '../../ts/config/network.js';
 import { addresses, nxdomain, question } from '../../ts/network/dns.js';
-import { upstreamOf } from '../../ts/network/egress.js';
+import { checkBridgeFilter, upstreamOf } from '../../ts/network/egress.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { networkInfo, portInUse, samePort } from '../../ts/network/bridge.js';
@@ -331,5 +331,18 @@ describe('an allowlisted container has no raw sockets', () => {
       expect(e.path).toBe('capAdd');
       expect(e.message).toContain('an egress allowlist');
     }
+  });
+});
+
+describe('an allowlist needs iptables to see bridged traffic', () => {
+  it('is refused when br_netfilter is not loaded or bridge-nf-call-iptables is off, and the host is left as it is', () => {
+    const off = rejection(() => checkBridgeFilter(() => '0\n'));
+    expect(off.path).toBe('/proc/sys/net/bridge/bridge-nf-call-iptables');
+    expect(off.message).toContain('it is off');
+    const absent = rejection(() => checkBridgeFilter(() => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    }));
+    expect(absent.message).toContain('br_netfilter is not loaded');
+    expect(() => checkBridgeFilter(() => '1\n')).not.toThrow();
   });
 });

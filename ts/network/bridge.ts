@@ -15,8 +15,8 @@
  *
  * The bridge itself stays, as podman's does: removing it when the last
  * container goes would race with another process's ADD creating it. So do
- * the two rules that keep its containers off the host's loopback
- * (LOCALNET_RULES), added before the first ADD.
+ * the rules that keep its containers off the host's loopback and off
+ * the host over IPv6 (GUARD_RULES), added before the first ADD.
  */
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -191,7 +191,9 @@ function writeRecord(r: NetworkRecord): void {
 }
 
 /**
- * The rules that keep the bridge's containers off the host's loopback.
+ * The rules that keep the bridge's containers off the host's loopback, and
+ * off the host over IPv6.
+ *
  * portmap (for a port published on 127.0.0.1) turns `route_localnet` on for
  * tsbox0, and never off: the host then routes a frame from the bridge to
  * 127.0.0.0/8, which a container with CAP_NET_RAW can write through the
@@ -206,27 +208,36 @@ function writeRecord(r: NetworkRecord): void {
  *   (nothing on the bridge has one: portmap masquerades the hairpin to the
  *   gateway), else such a source could pass as the host's own connection.
  *
+ * The bridge is IPv4 only, but a container's interface has an IPv6
+ * link-local address (unless it is allowlisted, and then until something
+ * turns IPv6 back on in its namespace), which reaches every host service
+ * listening on `::`, around IPv4's rules, an allowlist's included. So
+ * ip6tables drops what comes in from tsbox0, to the host or through it.
+ *
  * Host-wide, as the bridge is, and as lasting: each is added once (checked
- * with -C first), with the comment `tsbox:localnet`. Two launches at once
- * may each add one; a second identical DROP changes nothing.
+ * with -C first), with the comment `tsbox:bridge-guard`. Two launches at
+ * once may each add one; a second identical DROP changes nothing.
  */
-export const LOCALNET_RULES: readonly { table: string; chain: string; rule: string[] }[] = [
-  { table: 'raw', chain: 'PREROUTING', rule: ['-i', BRIDGE.bridge, '-s', '127.0.0.0/8', '-m', 'comment', '--comment', 'tsbox:localnet', '-j', 'DROP'] },
-  { table: 'filter', chain: 'INPUT', rule: ['-i', BRIDGE.bridge, '-d', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-m', 'comment', '--comment', 'tsbox:localnet', '-j', 'DROP'] },
+const GUARD = ['-m', 'comment', '--comment', 'tsbox:bridge-guard', '-j', 'DROP'];
+export const GUARD_RULES: readonly { cmd: 'iptables' | 'ip6tables'; table: string; chain: string; rule: string[] }[] = [
+  { cmd: 'iptables', table: 'raw', chain: 'PREROUTING', rule: ['-i', BRIDGE.bridge, '-s', '127.0.0.0/8', ...GUARD] },
+  { cmd: 'iptables', table: 'filter', chain: 'INPUT', rule: ['-i', BRIDGE.bridge, '-d', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', ...GUARD] },
+  { cmd: 'ip6tables', table: 'filter', chain: 'INPUT', rule: ['-i', BRIDGE.bridge, ...GUARD] },
+  { cmd: 'ip6tables', table: 'filter', chain: 'FORWARD', rule: ['-i', BRIDGE.bridge, ...GUARD] },
 ];
 
-function guardLocalnet(): void {
-  for (const { table, chain, rule } of LOCALNET_RULES) {
-    const check = spawnSync('iptables', ['-w', '-t', table, '-C', chain, ...rule], { encoding: 'utf8' });
+function guardBridge(): void {
+  for (const { cmd, table, chain, rule } of GUARD_RULES) {
+    const check = spawnSync(cmd, ['-w', '-t', table, '-C', chain, ...rule], { encoding: 'utf8' });
     if (check.status === 0) continue;
-    const insert = check.status === 1 ? spawnSync('iptables', ['-w', '-t', table, '-I', chain, '1', ...rule], { encoding: 'utf8' }) : check;
+    const insert = check.status === 1 ? spawnSync(cmd, ['-w', '-t', table, '-I', chain, '1', ...rule], { encoding: 'utf8' }) : check;
     if (insert.status !== 0) {
       throw new TsboxError({
         step: 'network',
         errno: 0,
-        path: `iptables -t ${table} ${chain}`,
-        detail: `could not add the rule that keeps containers off the host's 127.0.0.0/8: ${(insert.stderr || insert.error?.message || '').trim()}`,
-        hint: 'the bridge network needs iptables with the raw table and the conntrack and comment matches',
+        path: `${cmd} -t ${table} ${chain}`,
+        detail: `could not add the rule that keeps containers off the host (${rule.join(' ')}): ${(insert.stderr || insert.error?.message || '').trim()}`,
+        hint: 'the bridge network needs iptables and ip6tables with the raw table and the conntrack and comment matches',
       });
     }
   }
@@ -262,7 +273,7 @@ export interface Attached {
  */
 export async function attachBridge(id: string, pid: number, monitorPid: number, ports: PortMapping[], prepared: { list: ConfList; cniPath: string }, keep: boolean, trace?: (l: string) => void): Promise<Attached> {
   // Before the bridge exists (ADD makes it): portmap turns route_localnet on.
-  guardLocalnet();
+  guardBridge();
   mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
   let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
   // ADD names the namespace by the container's pid (it waits for `network`

@@ -9,7 +9,8 @@
  *   and lets the container reach the addresses it returns, for their TTL,
  *   before it answers.
  * - iptables: a chain of the container's (`TSBOX-<id12>`), jumped to from
- *   FORWARD and INPUT for its address, that accepts established traffic,
+ *   FORWARD and INPUT for its address and for its veth (the bridge port,
+ *   br_netfilter's physdev), that drops any other source, accepts established traffic,
  *   DNS to its resolver, the allowed networks and resolved addresses, and
  *   refuses everything else at once: TCP with a reset, the rest with ICMP
  *   port unreachable. Each rule tsbox adds outside that chain carries the
@@ -67,6 +68,32 @@ export function upstreamOf(dns: readonly string[], resolvConf = '/etc/resolv.con
   }
 }
 
+/**
+ * The allowlist holds a container by the bridge port its packets come in
+ * on, which iptables sees only when bridged traffic goes through it
+ * (br_netfilter, net.bridge.bridge-nf-call-iptables = 1). Without it,
+ * another container's traffic, or a forged source, would pass unseen: the
+ * allowlist is refused. (The host's sysctl is the administrator's to set.)
+ */
+export function checkBridgeFilter(read: (p: string) => string = (p) => readFileSync(p, 'utf8')): void {
+  const path = '/proc/sys/net/bridge/bridge-nf-call-iptables';
+  let value: string;
+  try {
+    value = read(path).trim();
+  } catch {
+    value = 'absent';
+  }
+  if (value !== '1') {
+    throw new TsboxError({
+      step: 'network',
+      errno: 95,
+      path,
+      detail: `an egress allowlist needs iptables to see bridged traffic, and ${value === 'absent' ? 'br_netfilter is not loaded' : 'it is off'}`,
+      hint: 'modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1 (or leave --allow-host/--allow-net out)',
+    });
+  }
+}
+
 export interface Egress {
   /** Ends the resolver and removes every rule; throws the first failure. */
   close: () => void;
@@ -77,7 +104,7 @@ export interface Egress {
  * after ADD): its resolver listening, its chain in place, before its
  * process runs.
  */
-export async function startEgress(id: string, ip: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void): Promise<Egress> {
+export async function startEgress(id: string, ip: string, veth: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void): Promise<Egress> {
   const chain = chainOf(id);
   const tag = `tsbox:${id}`;
   const sock: Socket = createSocket('udp4');
@@ -92,6 +119,9 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
   const port = sock.address().port;
   const filter = [
     `:${chain} - [0:0]`,
+    // Its veth carries its address only: another source (another
+    // container's, one it gave itself) would not be held by its rules.
+    `-A ${chain} ! -s ${ip}/32 -j DROP`,
     `-A ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
     `-A ${chain} -d ${BRIDGE.gateway}/32 -p udp -m udp --dport ${port} -j ACCEPT`,
     ...rules.filter((r) => r.kind === 'net').flatMap((r) => acceptLines(chain, (r as { cidr: string }).cidr, r.port)),
@@ -99,6 +129,10 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
     `-A ${chain} -j REJECT --reject-with icmp-port-unreachable`,
     `-I FORWARD 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
     `-I INPUT 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
+    // Everything from its veth, by the bridge port it came in on
+    // (br_netfilter, which checkBridgeFilter requires), whatever its source.
+    `-I FORWARD 1 -m physdev --physdev-in ${veth} -m comment --comment ${tag} -j ${chain}`,
+    `-I INPUT 1 -m physdev --physdev-in ${veth} -m comment --comment ${tag} -j ${chain}`,
   ];
   const nat = [`-I PREROUTING 1 -s ${ip}/32 -d ${BRIDGE.gateway}/32 -p udp -m udp --dport 53 -m comment --comment ${tag} -j DNAT --to-destination ${BRIDGE.gateway}:${port}`];
   const set = restore({ filter, nat });
@@ -112,11 +146,12 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
   const allow = (address: string, ports: (number | null)[], ttl: number) => {
-    const lines = ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, '-I').map((l) => l.replace(`-I ${chain} `, `-I ${chain} 2 `)));
+    // After the source check and the established traffic's rule.
+    const lines = ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, '-I').map((l) => l.replace(`-I ${chain} `, `-I ${chain} 3 `)));
     if (!restore({ filter: lines }).ok) return;
     const t = setTimeout(() => {
       timers.delete(t);
-      if (!closed) restore({ filter: lines.map((l) => l.replace(`-I ${chain} 2 `, `-D ${chain} `)) });
+      if (!closed) restore({ filter: lines.map((l) => l.replace(`-I ${chain} 3 `, `-D ${chain} `)) });
     }, Math.max(ttl, MIN_TTL_S) * 1000);
     t.unref();
     timers.add(t);

@@ -19,7 +19,7 @@ import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } from './bridge.js';
 import { BRIDGE } from './cni.js';
-import { startEgress, upstreamOf } from './egress.js';
+import { checkBridgeFilter, startEgress, upstreamOf } from './egress.js';
 import { attachPasta, findPasta } from './pasta.js';
 
 export type { NetworkInfo } from './bridge.js';
@@ -125,6 +125,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           plan: nothing,
         };
       }
+      if (egress.allow.length > 0) checkBridgeFilter();
       const prepared = checkBridge({ ipv6Off: egress.allow.length > 0 });
       const inUse = await portInUse(ports);
       if (inUse) throw inUse;
@@ -141,7 +142,9 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           let allowlist;
           try {
             if (!address) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: 'the bridge gave the container no IPv4 address to hold to the allowlist', hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
-            allowlist = await startEgress(id, address, egress.allow, upstreamOf(egress.dns), trace);
+            const veth = attached.info.hostInterface;
+            if (!veth) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "the bridge named no host end of the container's veth to hold to the allowlist", hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
+            allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace);
           } catch (err) {
             attached.detach();
             throw err;
