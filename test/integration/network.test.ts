@@ -500,6 +500,19 @@ describe('egress allowlist', () => {
     expect(leftovers(c.id)).toEqual([]);
   });
 
+  it('lets a resolved address through with one rule, however often it is asked for', async () => {
+    const c = await spawnContainer(['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do nslookup -type=a a.test >/dev/null; done; echo asked; exec sleep 30'], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] });
+    try {
+      expect(await firstLine(c.stdout!)).toBe('asked');
+      const rules = sh('iptables-save', ['-t', 'filter']).split('\n').filter((l) => l.startsWith(`-A TSBOX-${c.id.slice(0, 12)} -d ${SERVER}/32`));
+      expect(rules).toEqual([`-A TSBOX-${c.id.slice(0, 12)} -d ${SERVER}/32 -j ACCEPT`]);
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
   it('--allow-net A.B.C.D/BITS:PORT: that address and port only; no name resolves', async () => {
     const r = await refusedFast(['--allow-net', `${SERVER2}/32:80`], [
       `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,

@@ -29,6 +29,9 @@ import { addresses, nxdomain, question } from './dns.js';
 
 /** A resolved address stays allowed at least this long, whatever its TTL. */
 const MIN_TTL_S = 30;
+/** A container's queries asked upstream at once, and in one second, at most. */
+const MAX_IN_FLIGHT = 16;
+const MAX_PER_SECOND = 100;
 
 export function chainOf(id: string): string {
   return `TSBOX-${id.slice(0, 12)}`;
@@ -143,19 +146,32 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
   }
   trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'})`);
 
-  const timers = new Set<NodeJS.Timeout>();
+  // Each address (with its ports) has one rule, added at its first answer
+  // and removed once the last answer's TTL has run out: a container asking
+  // again and again (or a flood of queries) adds no rule and runs no
+  // iptables-restore for an address it has already.
+  const allowed = new Map<string, NodeJS.Timeout>();
   let closed = false;
   const allow = (address: string, ports: (number | null)[], ttl: number) => {
+    const key = `${address} ${ports.join(',')}`;
     // After the source check and the established traffic's rule.
     const lines = ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, '-I').map((l) => l.replace(`-I ${chain} `, `-I ${chain} 3 `)));
-    if (!restore({ filter: lines }).ok) return;
+    const had = allowed.get(key);
+    if (had) clearTimeout(had);
+    else if (!restore({ filter: lines }).ok) return;
     const t = setTimeout(() => {
-      timers.delete(t);
+      allowed.delete(key);
       if (!closed) restore({ filter: lines.map((l) => l.replace(`-I ${chain} 3 `, `-D ${chain} `)) });
     }, Math.max(ttl, MIN_TTL_S) * 1000);
     t.unref();
-    timers.add(t);
+    allowed.set(key, t);
   };
+  // Queries asked of the upstream server at once, and in the current
+  // second: beyond either, a query is dropped (the container's resolver
+  // asks again), which bounds the sockets and the work a container causes.
+  let inFlight = 0;
+  let second = 0;
+  let thisSecond = 0;
   // Whatever a container sends, it must not end the caller (this process):
   // a throw in an event handler would.
   sock.on('message', (msg, from) => {
@@ -179,12 +195,24 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     // A connected socket: the kernel takes answers from the upstream server
     // only, so no one else on the bridge can slip addresses into the
     // allowlist; the answer must also be to this query (its id and name).
+    const now = Math.floor(Date.now() / 1000);
+    if (now !== second) {
+      second = now;
+      thisSecond = 0;
+    }
+    if (inFlight >= MAX_IN_FLIGHT || thisSecond >= MAX_PER_SECOND) return;
+    inFlight += 1;
+    thisSecond += 1;
     const up = createSocket('udp4');
-    const timeout = setTimeout(() => up.close(), 5000);
+    let over = false;
     const done = () => {
+      if (over) return;
+      over = true;
+      inFlight -= 1;
       clearTimeout(timeout);
       up.close();
     };
+    const timeout = setTimeout(done, 5000);
     up.on('error', done);
     up.on('message', (reply) => {
       try {
@@ -197,13 +225,15 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
         trace?.(`network: resolver dropped an answer: ${(err as Error).message}`);
       }
     });
-    up.connect(53, upstream, () => up.send(msg));
+    up.connect(53, upstream, () => {
+      if (!over) up.send(msg);
+    });
   };
   return {
     close: () => {
       if (closed) return;
       closed = true;
-      for (const t of timers) clearTimeout(t);
+      for (const t of allowed.values()) clearTimeout(t);
       sock.close();
       if (!removeEgress(id)) {
         throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: "iptables-restore could not remove the allowlist's chain and rules", hint: `remove the rules commented tsbox:${id} and the chain ${chain} by hand (iptables-save shows them)` });
