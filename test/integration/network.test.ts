@@ -102,8 +102,8 @@ beforeAll(() => {
   sh('ip', ['-n', NS, 'route', 'add', 'default', 'via', '10.199.0.1']);
   sh('ip', ['route', 'add', '10.199.1.0/24', 'via', SERVER]);
   httpd = spawn('ip', ['netns', 'exec', NS, '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', www], { stdio: 'ignore' });
-  // The fake internet's DNS: a.test and b.test, its two addresses, and no other name.
-  dnsmasq = spawn('ip', ['netns', 'exec', NS, 'dnsmasq', '-k', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', `--listen-address=${SERVER}`, '--bind-interfaces', `--address=/a.test/${SERVER}`, `--address=/b.test/${SERVER2}`, '--user=root', '--pid-file='], { stdio: 'ignore' });
+  // The fake internet's DNS: a.test and b.test, its two addresses, gw.test, the bridge's gateway (the host), and no other name.
+  dnsmasq = spawn('ip', ['netns', 'exec', NS, 'dnsmasq', '-k', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', `--listen-address=${SERVER}`, '--bind-interfaces', `--address=/a.test/${SERVER}`, `--address=/b.test/${SERVER2}`, `--address=/gw.test/${BRIDGE_GW}`, '--user=root', '--pid-file='], { stdio: 'ignore' });
 });
 
 afterAll(() => {
@@ -506,6 +506,25 @@ describe('egress allowlist', () => {
       expect(await firstLine(c.stdout!)).toBe('asked');
       const rules = sh('iptables-save', ['-t', 'filter']).split('\n').filter((l) => l.startsWith(`-A TSBOX-${c.id.slice(0, 12)} -d ${SERVER}/32`));
       expect(rules).toEqual([`-A TSBOX-${c.id.slice(0, 12)} -d ${SERVER}/32 -j ACCEPT`]);
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it("refuses an answer that leads to the host (its gateway address), and asks upstream a query of its own", async () => {
+    const c = await spawnContainer(['sh', '-c', 'nslookup -type=a gw.test; echo gw=$?; nslookup -type=a a.test >/dev/null; echo a=$?; exec sleep 30'], { rootfs, network: 'bridge', allow: ['gw.test', 'a.test'], dns: [SERVER] });
+    try {
+      const out: string[] = [];
+      c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+      expect(await eventually(() => out.join('').includes('a='), 10_000)).toBe(true);
+      expect(out.join('')).toMatch(/gw=[1-9]/);
+      expect(out.join('')).not.toContain(`Address: ${BRIDGE_GW}`);
+      expect(out.join('')).toContain('a=0');
+      // (Its resolver's rule is the gateway's too, on its own port.)
+      const chain = sh('iptables-save', ['-t', 'filter']).split('\n').filter((l) => l.startsWith(`-A TSBOX-${c.id.slice(0, 12)} -d `) && !l.includes('--dport'));
+      expect(chain).toEqual([`-A TSBOX-${c.id.slice(0, 12)} -d ${SERVER}/32 -j ACCEPT`]);
     } finally {
       c.kill('SIGKILL');
       await c.wait();

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 
 import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
 import { parseAllow, parseNetwork, parsePublish } from '../../ts/config/network.js';
-import { addresses, nxdomain, question } from '../../ts/network/dns.js';
+import { addresses, forbiddenAnswer, inCidr, nxdomain, question, upstreamQuery } from '../../ts/network/dns.js';
 import { checkBridgeFilter, upstreamOf } from '../../ts/network/egress.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
@@ -344,5 +344,40 @@ describe('an allowlist needs iptables to see bridged traffic', () => {
     }));
     expect(absent.message).toContain('br_netfilter is not loaded');
     expect(() => checkBridgeFilter(() => '1\n')).not.toThrow();
+  });
+});
+
+describe('what the allowlist resolver asks upstream, and what answers it refuses', () => {
+  /** A query for `name`: id 0x4242, RD, one question of type A, class IN, then `extra` bytes. */
+  const query = (name: string, opts: { flags?: number; qd?: number; cls?: number; ar?: number; extra?: number[] } = {}) => {
+    const labels = name.split('.').flatMap((l) => [l.length, ...Buffer.from(l)]);
+    const b = Buffer.from([0x42, 0x42, opts.flags ?? 0x01, 0, 0, opts.qd ?? 1, 0, 0, 0, 0, 0, opts.ar ?? 0, ...labels, 0, 0, 1, 0, opts.cls ?? 1, ...(opts.extra ?? [])]);
+    return b;
+  };
+
+  it('asks a query built anew: its id, RD, its one question; no records or options of the container\'s', () => {
+    const opt = [0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0];
+    const q = query('A.Test', { ar: 1, extra: opt, flags: 0x01 | 0x04 /* AA, which a query does not set */ });
+    const up = upstreamQuery(q)!;
+    expect(up).toEqual(query('a.test'));
+    expect(question(up)).toEqual({ name: 'a.test', type: 1 });
+  });
+
+  it('asks nothing for a response, another opcode, two questions, or another class', () => {
+    expect(upstreamQuery(query('a.test', { flags: 0x81 }))).toBeNull();
+    expect(upstreamQuery(query('a.test', { flags: 0x01 | (5 << 3) }))).toBeNull(); // UPDATE
+    expect(upstreamQuery(query('a.test', { qd: 2 }))).toBeNull();
+    expect(upstreamQuery(query('a.test', { cls: 3 }))).toBeNull(); // CHAOS
+    expect(upstreamQuery(Buffer.from([1]))).toBeNull();
+  });
+
+  it('refuses answers on the host, its loopback, link-local or the bridge, unless --allow-net names them', () => {
+    expect(inCidr('10.89.3.4', '10.89.0.0/16')).toBe(true);
+    expect(inCidr('10.90.0.1', '10.89.0.0/16')).toBe(false);
+    expect(inCidr('200.1.2.3', '0.0.0.0/0')).toBe(true);
+    const own = ['192.0.2.7'];
+    for (const a of ['127.0.0.1', '127.9.9.9', '169.254.169.254', '10.89.0.1', '10.89.0.77', '0.0.0.0', '192.0.2.7']) expect(forbiddenAnswer(a, '10.89.0.0/16', own, [])).toBe(true);
+    expect(forbiddenAnswer('10.199.0.2', '10.89.0.0/16', own, [])).toBe(false);
+    expect(forbiddenAnswer('10.89.0.77', '10.89.0.0/16', own, ['10.89.0.77/32'])).toBe(false);
   });
 });

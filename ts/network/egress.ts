@@ -5,9 +5,11 @@
  * - A resolver for the container, in the caller's process, on the bridge's
  *   gateway (10.89.0.1) at a port of its own; the container's DNS to
  *   10.89.0.1:53 is DNATed to it. It answers only the allowed names
- *   (NXDOMAIN otherwise), asking the host's resolver (or --dns) for them,
- *   and lets the container reach the addresses it returns, for their TTL,
- *   before it answers.
+ *   (NXDOMAIN otherwise), asking the host's resolver (or --dns) for them
+ *   with a query of its own (ts/network/dns.ts, upstreamQuery), and lets
+ *   the container reach the addresses it returns, for their TTL, before it
+ *   answers; an answer that leads to the host, its loopback, link-local or
+ *   the bridge is refused unless --allow-net names that address.
  * - iptables: a chain of the container's (`TSBOX-<id12>`), jumped to from
  *   FORWARD and INPUT for its address and for its veth (the bridge port,
  *   br_netfilter's physdev), that drops any other source, accepts established traffic,
@@ -21,11 +23,12 @@
 import { spawnSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 
 import type { AllowRule } from '../config/network.js';
 import { TsboxError } from '../errors.js';
 import { BRIDGE } from './cni.js';
-import { addresses, nxdomain, question } from './dns.js';
+import { addresses, forbiddenAnswer, nxdomain, question, upstreamQuery } from './dns.js';
 
 /** A resolved address stays allowed at least this long, whatever its TTL. */
 const MIN_TTL_S = 30;
@@ -97,6 +100,11 @@ export function checkBridgeFilter(read: (p: string) => string = (p) => readFileS
   }
 }
 
+/** The host's IPv4 addresses, now. */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((l) => (l ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
+}
+
 export interface Egress {
   /** Ends the resolver and removes every rule; throws the first failure. */
   close: () => void;
@@ -151,6 +159,7 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
   // again and again (or a flood of queries) adds no rule and runs no
   // iptables-restore for an address it has already.
   const allowed = new Map<string, NodeJS.Timeout>();
+  const nets = rules.flatMap((r) => (r.kind === 'net' ? [r.cidr] : []));
   let closed = false;
   const allow = (address: string, ports: (number | null)[], ttl: number) => {
     const key = `${address} ${ports.join(',')}`;
@@ -187,7 +196,8 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     if (from.address !== ip) return;
     const q = question(msg);
     const ports = q ? portsOf(rules, q.name) : undefined;
-    if (!q || !ports || upstream === null) {
+    const asked = upstreamQuery(msg);
+    if (!q || !ports || upstream === null || !asked) {
       const nx = nxdomain(msg);
       if (nx) sock.send(nx, from.port, from.address);
       return;
@@ -218,15 +228,25 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
       try {
         if (reply.length < 12 || reply.readUInt16BE(0) !== msg.readUInt16BE(0) || question(reply)?.name !== q.name) return;
         done();
+        const found = addresses(reply);
+        // A name that leads to the host, its loopback, link-local or the
+        // bridge is no name for it (unless --allow-net names that address).
+        const refused = found.find((a) => forbiddenAnswer(a.address, BRIDGE.subnet, ownAddresses(), nets));
+        if (refused) {
+          trace?.(`network: resolver refused ${q.name} -> ${refused.address}`);
+          const nx = nxdomain(msg);
+          if (nx && !closed) sock.send(nx, from.port, from.address);
+          return;
+        }
         // The addresses are let through before the container hears them.
-        for (const a of addresses(reply)) allow(a.address, ports, a.ttl);
+        for (const a of found) allow(a.address, ports, a.ttl);
         if (!closed) sock.send(reply, from.port, from.address);
       } catch (err) {
         trace?.(`network: resolver dropped an answer: ${(err as Error).message}`);
       }
     });
     up.connect(53, upstream, () => {
-      if (!over) up.send(msg);
+      if (!over) up.send(asked);
     });
   };
   return {
