@@ -3,7 +3,7 @@
  * the schema's checks, what each mode puts in the plan, resolv.conf for a
  * host behind systemd-resolved's stub, and the CNI configuration and calls.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { addresses, forbiddenAnswer, inCidr, nxdomain, question, upstreamQuery }
 import { checkBridgeFilter, upstreamOf } from '../../ts/network/egress.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
-import { networkInfo, portInUse, samePort } from '../../ts/network/bridge.js';
+import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
 import { prepareNetwork } from '../../ts/network/index.js';
 import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
 import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
@@ -379,5 +379,43 @@ describe('what the allowlist resolver asks upstream, and what answers it refuses
     for (const a of ['127.0.0.1', '127.9.9.9', '169.254.169.254', '10.89.0.1', '10.89.0.77', '0.0.0.0', '192.0.2.7']) expect(forbiddenAnswer(a, '10.89.0.0/16', own, [])).toBe(true);
     expect(forbiddenAnswer('10.199.0.2', '10.89.0.0/16', own, [])).toBe(false);
     expect(forbiddenAnswer('10.89.0.77', '10.89.0.0/16', own, ['10.89.0.77/32'])).toBe(false);
+  });
+});
+
+describe('gc of a bridged container whose caller is gone', () => {
+  const id = 'c'.repeat(64);
+  const record = (dir: string) => {
+    const r: NetworkRecord = { id, list: bridgeConfList('/nonexistent'), cniPath: '/nonexistent', ifname: 'eth0', ports: [], monitor: { pid: 2 ** 22 + 1, start: '1' }, result: null };
+    writeFileSync(join(dir, `${id}.json`), JSON.stringify(r));
+  };
+
+  it("removes an allowlist's rules before DEL releases its address, and keeps the record (no DEL) while they cannot be removed", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-gc-'));
+    try {
+      record(dir);
+      const calls: string[] = [];
+      const ops = (egressOk: boolean) => ({
+        del: () => {
+          calls.push('del');
+          return [];
+        },
+        removeMasquerade: () => {
+          calls.push('masquerade');
+        },
+        removeEgress: () => {
+          calls.push('egress');
+          return egressOk;
+        },
+      });
+      expect(gcNetworks(dir, ops(false))).toEqual([]);
+      expect(calls).toEqual(['egress']);
+      expect(existsSync(join(dir, `${id}.json`))).toBe(true);
+      calls.length = 0;
+      expect(gcNetworks(dir, ops(true))).toEqual([id]);
+      expect(calls).toEqual(['egress', 'del', 'masquerade']);
+      expect(existsSync(join(dir, `${id}.json`))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

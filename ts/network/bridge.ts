@@ -265,6 +265,8 @@ export interface Attached {
   info: NetworkInfo;
   /** DEL, once, on any path; throws the first failure (the record stays for gc then). */
   detach: () => void;
+  /** No DEL: the record stays for gc, and the namespace is let go (what was added on top could not be removed). */
+  abandon: () => void;
 }
 
 /**
@@ -311,6 +313,11 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   let done = false;
   return {
     info: networkInfo(result, ports, target.ifname),
+    abandon() {
+      done = true;
+      if (nsfd !== null) closeSync(nsfd);
+      nsfd = null;
+    },
     detach() {
       if (done) return;
       done = true;
@@ -385,12 +392,24 @@ function removeMasquerade(id: string): void {
   }
 }
 
+/** What gc does to a record's network (parameters of gcNetworks, for its tests). */
+export interface GcOps {
+  del: typeof del;
+  removeMasquerade: (id: string) => void;
+  removeEgress: (id: string) => boolean;
+}
+
 /**
  * DEL for every container whose record is left and whose monitor is gone
  * (its caller was killed, or it was detached and ended). Returns the ids
  * collected.
+ *
+ * An allowlist's chain and rules go first, and while any is left nothing
+ * else is done and the record stays (the next gc tries again): they are
+ * jumped to by the container's address, so releasing its lease first would
+ * give the next container that address with another's rules on it.
  */
-export function gcNetworks(dir: string = NETWORK_DIR): string[] {
+export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }): string[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
@@ -408,12 +427,12 @@ export function gcNetworks(dir: string = NETWORK_DIR): string[] {
     if (r.monitor.start !== '' && startTime(r.monitor.pid) === r.monitor.start) continue;
     // A record a launch is still writing (no monitor start time) is left a minute.
     if (r.monitor.start === '' && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
+    // An allowlist's chain and rules, found by their comment.
+    if (!ops.removeEgress(r.id)) continue;
     // Its namespace is gone with it: no netns (DEL then releases the lease
     // and rules without looking for the interface, which went with it).
-    const failures = del(r.list, { containerId: r.id, netns: '', ifname: r.ifname, cniPath: r.cniPath }, r.result, r.ports);
-    removeMasquerade(r.id);
-    // An allowlist's chain and rules, found by their comment.
-    removeEgress(r.id);
+    const failures = ops.del(r.list, { containerId: r.id, netns: '', ifname: r.ifname, cniPath: r.cniPath }, r.result, r.ports);
+    ops.removeMasquerade(r.id);
     if (failures.length === 0) {
       forget(join(dir, name));
       collected.push(r.id);
