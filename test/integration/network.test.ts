@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
-import { GUARD_RULES } from '../../ts/network/bridge.js';
+import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
 
 const rootfs = inject('rootfs');
 
@@ -334,6 +334,54 @@ describe('bridge', () => {
     // Its name is on its own address, which ADD gave it (as Docker's), not on loopback's.
     expect(r.stdout).toMatch(/^127\.0\.0\.1\tlocalhost$/m);
     expect(r.stdout).toMatch(/^10\.89\.\d+\.\d+\tweb$/m);
+  });
+
+  describe('a setup that fails with fake plugins', () => {
+    // Plugins that do what the real ones cannot be made to: fail their DEL,
+    // or get in the way of the record written after ADD. What each does is
+    // decided by a file beside it; DEL leaves a mark when it runs.
+    const fake = (dir: string, type: string, add: string) => {
+      const path = join(dir, type);
+      writeFileSync(path, `#!/bin/sh\ncat >/dev/null\nd=$(dirname "$0")\ncase "$CNI_COMMAND" in\nADD) ${add} ;;\nDEL) if [ -e "$d/del-fails" ]; then echo '{"code":11,"msg":"fake DEL failure"}'; exit 1; fi; touch "$d/del-ran-${type}" ;;\nesac\n`);
+      chmodSync(path, 0o755);
+    };
+    const setup = () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tsbox-fake-cni-'));
+      fake(dir, 'fake-ok', `if [ -e "$d/in-the-way" ]; then mkdir ${NETWORK_DIR}/$CNI_CONTAINERID.json.tmp; fi; echo '{"cniVersion":"1.0.0","interfaces":[],"ips":[]}'`);
+      fake(dir, 'fake-fail', `echo '{"code":11,"msg":"fake ADD failure"}'; exit 1`);
+      return dir;
+    };
+    const newId = () => [...Array(64)].map(() => '0123456789abcdef'[Math.floor(Math.random() * 16)]).join('');
+
+    it('keeps the record for gc when the rollback DEL fails', async () => {
+      const dir = setup();
+      const id = newId();
+      try {
+        writeFileSync(join(dir, 'del-fails'), '');
+        const list = { cniVersion: '1.0.0', name: 'tsbox-fake', plugins: [{ type: 'fake-ok' }, { type: 'fake-fail' }] };
+        await expect(attachBridge(id, process.pid, process.pid, [], { list, cniPath: dir }, false)).rejects.toThrow('fake ADD failure');
+        expect(existsSync(join(NETWORK_DIR, `${id}.json`))).toBe(true);
+      } finally {
+        rmSync(join(NETWORK_DIR, `${id}.json`), { force: true });
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('runs DEL when the record cannot be written after ADD, and then leaves no record', async () => {
+      const dir = setup();
+      const id = newId();
+      try {
+        writeFileSync(join(dir, 'in-the-way'), '');
+        const list = { cniVersion: '1.0.0', name: 'tsbox-fake', plugins: [{ type: 'fake-ok' }] };
+        await expect(attachBridge(id, process.pid, process.pid, [], { list, cniPath: dir }, false)).rejects.toThrow(/EISDIR/);
+        expect(existsSync(join(dir, 'del-ran-fake-ok'))).toBe(true);
+        expect(existsSync(join(NETWORK_DIR, `${id}.json`))).toBe(false);
+      } finally {
+        rmSync(join(NETWORK_DIR, `${id}.json.tmp`), { recursive: true, force: true });
+        rmSync(join(NETWORK_DIR, `${id}.json`), { force: true });
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 
   it('a launch that fails after ADD (a command that does not exist) leaves nothing', async () => {

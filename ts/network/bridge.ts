@@ -27,7 +27,7 @@ import { createServer } from 'node:net';
 import type { AllowRule, PortMapping } from '../config/network.js';
 import { TsboxError } from '../errors.js';
 import { removeEgress } from './egress.js';
-import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
+import { add, AddFailed, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
 
 /** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
@@ -285,6 +285,7 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   const held = () => ({ ...target, netns: `/proc/${process.pid}/fd/${nsfd}` });
   const record: NetworkRecord = { id, list: prepared.list, cniPath: prepared.cniPath, ifname: target.ifname, ports, monitor: { pid: monitorPid, start: startTime(monitorPid) ?? '' }, result: null };
   let result: unknown;
+  let added = false;
   try {
     writeRecord(record);
     // Checked once this container's record is there: of two launches at
@@ -292,17 +293,27 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
     const taken = portTaken(id, ports);
     if (taken) throw taken;
     result = await add(prepared.list, target, ports, trace);
+    added = true;
     writeRecord({ ...record, result });
   } catch (err) {
-    // add() deleted what it had added; the record goes with it.
+    // What is left: add() deleted what it had added when one plugin failed
+    // (and says whether all of it went); after a whole ADD, DEL is ours.
+    let left = err instanceof AddFailed && err.rollback.length > 0;
+    if (added) {
+      left = del(prepared.list, held(), result, ports).length > 0;
+      removeMasquerade(id);
+    }
     closeSync(nsfd);
     nsfd = null;
-    try {
-      unlinkSync(recordPath(id));
-    } catch {
-      // Never written.
+    // The record goes only with all of it: otherwise it is gc's to retry.
+    if (!left) {
+      try {
+        unlinkSync(recordPath(id));
+      } catch {
+        // Never written.
+      }
     }
-    throw err;
+    throw err instanceof AddFailed ? err.error : err;
   }
   // A detached container outlives this process: its namespace is not held
   // (DEL is gc's once its monitor is gone).
