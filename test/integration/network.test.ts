@@ -436,6 +436,37 @@ describe('bridge', () => {
     for (const v of veths) expect(linkExists(v), v).toBe(false);
   }, 120_000);
 
+  it("a port published by a container whose caller was killed goes to the next container that publishes it, with no gc run between", async () => {
+    // This process's own collection at its first launch, out of the way.
+    await (await spawnContainer(['true'], { rootfs })).wait();
+    const port = await freePort();
+    const serve = (text: string) => `mkdir -p /tmp/w && echo ${text} > /tmp/w/index.html && exec httpd -f -p 8000 -h /tmp/w`;
+    const before = new Set(readdirSync(NETWORK_DIR));
+    const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '-p', `127.0.0.1:${port}:8000`, '--', 'sh', '-c', serve('old')], { stdio: 'ignore' });
+    const mine = () => readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json') && !before.has(n));
+    expect(await eventually(() => mine().length === 1 && JSON.parse(readFileSync(join(NETWORK_DIR, mine()[0]!), 'utf8')).result !== null, 10_000)).toBe(true);
+    const record = JSON.parse(readFileSync(join(NETWORK_DIR, mine()[0]!), 'utf8')) as { id: string; monitor: { pid: number } };
+    child.kill('SIGKILL');
+    expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
+    const c = await spawnContainer(['sh', '-c', serve('new')], { rootfs, network: 'bridge', publish: [`127.0.0.1:${port}:8000`] });
+    try {
+      // The old container's network went before this one's was made.
+      expect(leftovers(record.id)).toEqual([]);
+      let got = 'unreachable';
+      for (let i = 0; i < 50 && got === 'unreachable'; i++) {
+        got = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text()).catch(async () => {
+          await new Promise((r) => setTimeout(r, 100));
+          return 'unreachable';
+        });
+      }
+      expect(got).toBe('new\n');
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
   it('kill -9 of the caller mid-run: the monitor ends the container, and gc deletes its network', async () => {
     const before = new Set(existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR) : []);
     const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${await freePort()}:80`, '--', 'sleep', '60'], { stdio: 'ignore' });

@@ -288,6 +288,10 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   let added = false;
   try {
     writeRecord(record);
+    // A container that ended without its DEL (its caller killed) still
+    // has its DNAT rules, ahead of this one's: its network goes first, now,
+    // not when some gc gets to it.
+    if (ports.length > 0) gcNetworks();
     // Checked once this container's record is there: of two launches at
     // once with the same port, each sees the other's.
     const taken = portTaken(id, ports);
