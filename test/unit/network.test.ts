@@ -3,7 +3,7 @@
  * the schema's checks, what each mode puts in the plan, resolv.conf for a
  * host behind systemd-resolved's stub, and the CNI configuration and calls.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
 import { prepareNetwork } from '../../ts/network/index.js';
-import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
+import { defaultInterface, findPasta, gcPasta, pastaArgs } from '../../ts/network/pasta.js';
 import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { rejection } from '../support/errors.js';
 
@@ -416,6 +416,25 @@ describe('gc of a bridged container whose caller is gone', () => {
       expect(existsSync(join(dir, `${id}.json`))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("gc of an ordinary user's pasta", () => {
+  it('removes the network directory with its last record (a state root in /tmp outlives its user, and the next user with that uid found it)', () => {
+    const root = mkdtempSync(join(tmpdir(), 'tsbox-pasta-gc-'));
+    try {
+      const dir = join(root, 'network');
+      mkdirSync(dir);
+      const id = 'd'.repeat(64);
+      const pidFile = join(dir, `${id}.pasta.pid`);
+      // pasta never started (no pid in its file), and its monitor is gone.
+      writeFileSync(pidFile, '0');
+      writeFileSync(join(dir, `${id}.pasta.json`), JSON.stringify({ id, pidFile, monitor: { pid: 2 ** 22 + 1, start: '1' } }));
+      expect(gcPasta(dir)).toEqual([id]);
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });
