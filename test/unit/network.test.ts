@@ -438,3 +438,15 @@ describe("gc of an ordinary user's pasta", () => {
     }
   });
 });
+
+describe('network "host" with userns "host"', () => {
+  it("keeps neither CAP_NET_RAW nor CAP_NET_ADMIN (they would be the host's own over its network), and refuses to add them", () => {
+    const { command, options } = parseRunInput(['true'], { network: 'host', userns: 'host' });
+    const caps = buildProcessPlan(command, options, 'box', fakeCompiler).capabilities!;
+    for (const set of [caps.bounding, caps.effective, caps.permitted]) expect(set).not.toContain('CAP_NET_RAW');
+    expect(rejection(() => parseRunInput(['true'], { network: 'host', userns: 'host', capAdd: ['NET_ADMIN'] })).path).toBe('capAdd');
+    // With a user namespace of its own, the host's network is not its to act on: Docker's default set.
+    const own = parseRunInput(['true'], { network: 'host' });
+    expect(buildProcessPlan(own.command, own.options, 'box', fakeCompiler).capabilities!.bounding).toContain('CAP_NET_RAW');
+  });
+});

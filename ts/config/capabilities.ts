@@ -56,3 +56,14 @@ export function egressRefusedCapability(add: readonly string[]): string | null {
 export function withoutEgressRefused(names: readonly string[]): string[] {
   return names.filter((c) => !EGRESS_REFUSED_CAPABILITIES.includes(c));
 }
+
+/**
+ * Network "host" without a user namespace: the container's capabilities
+ * are the host's own over the host's network (sniffing every interface,
+ * rewriting routes and the firewall). It keeps neither CAP_NET_RAW nor
+ * CAP_NET_ADMIN then, and may not add them. (With a user namespace of its
+ * own, they act on nothing of the host's: the host's netns is not its.)
+ */
+export function hostNetworkAsRoot(o: { userns: string; network: { mode: string } }): boolean {
+  return o.userns === 'host' && o.network.mode === 'host';
+}
