@@ -18,8 +18,8 @@
 //!   tsbox-probe syn IFNAME GATEWAY_MAC DST_IP PORT
 //!   tsbox-probe udp IP PORT HEX
 
-mod parse;
 mod net;
+mod parse;
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};

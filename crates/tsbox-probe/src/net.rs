@@ -20,7 +20,11 @@ fn fail(what: &str) -> i32 {
 
 fn sum16(data: &[u8], mut acc: u32) -> u32 {
     for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from(chunk[0]) << 8 };
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from(chunk[0]) << 8
+        };
         acc += u32::from(word);
     }
     acc
@@ -104,7 +108,9 @@ pub fn cmd_syn(ifname: &str, gateway_mac: &str, dst: &str, port: &str) -> i32 {
     let (Some(dst_mac), Ok(dst), Ok(dport)) = (parse_mac(gateway_mac), dst.parse::<Ipv4Addr>(), port.parse::<u16>()) else {
         return crate::usage("syn IFNAME GATEWAY_MAC DST_IP PORT: bad argument");
     };
-    let Some((index, src_mac, src)) = interface(ifname) else { return fail("interface") };
+    let Some((index, src_mac, src)) = interface(ifname) else {
+        return fail("interface");
+    };
     let sport = 40000 + (std::process::id() % 20000) as u16;
     let proto = (libc::ETH_P_IP as u16).to_be();
     // SAFETY: an AF_PACKET socket bound to one interface; the buffers outlive the calls.
@@ -124,8 +130,17 @@ pub fn cmd_syn(ifname: &str, gateway_mac: &str, dst: &str, port: &str) -> i32 {
         if libc::bind(fd, sa, len) != 0 {
             return fail("bind");
         }
-        let tv = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, std::ptr::addr_of!(tv).cast(), std::mem::size_of::<libc::timeval>() as libc::socklen_t);
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            std::ptr::addr_of!(tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
         let f = frame(src_mac, dst_mac, src, dst, sport, dport);
         if libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, sa, len) < 0 {
             return fail("sendto");
@@ -147,7 +162,13 @@ pub fn cmd_syn(ifname: &str, gateway_mac: &str, dst: &str, port: &str) -> i32 {
             if u16::from_be_bytes([t[0], t[1]]) != dport || u16::from_be_bytes([t[2], t[3]]) != sport {
                 continue;
             }
-            answer = Some(if t[13] & 0x12 == 0x12 { "syn-ack" } else if t[13] & 0x04 != 0 { "rst" } else { "other" });
+            answer = Some(if t[13] & 0x12 == 0x12 {
+                "syn-ack"
+            } else if t[13] & 0x04 != 0 {
+                "rst"
+            } else {
+                "other"
+            });
         }
         libc::close(fd);
         crate::out_json(&json!({ "sent": true, "answer": answer }));
@@ -158,7 +179,10 @@ pub fn cmd_syn(ifname: &str, gateway_mac: &str, dst: &str, port: &str) -> i32 {
 /// `tsbox-probe udp IP PORT HEX`: one UDP datagram holding the bytes HEX
 /// (e.g. a malformed DNS query to a resolver); prints `{"sent":N}`.
 pub fn cmd_udp(ip: &str, port: &str, hex: &str) -> i32 {
-    let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
     let (Ok(ip), Ok(port), Some(bytes)) = (ip.parse::<Ipv4Addr>(), port.parse::<u16>(), bytes) else {
         return crate::usage("udp IP PORT HEX: bad argument");
     };
