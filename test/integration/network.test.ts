@@ -12,7 +12,7 @@
  * (which the bridge plugin turns on) is put back as it was.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -363,11 +363,36 @@ describe('bridge', () => {
     };
     const setup = () => {
       const dir = mkdtempSync(join(tmpdir(), 'tsbox-fake-cni-'));
-      fake(dir, 'fake-ok', `if [ -e "$d/in-the-way" ]; then mkdir ${NETWORK_DIR}/$CNI_CONTAINERID.json.tmp; fi; echo '{"cniVersion":"1.0.0","interfaces":[],"ips":[]}'`);
+      fake(dir, 'fake-ok', `touch "$d/added-fake-ok"; if [ -e "$d/in-the-way" ]; then mkdir ${NETWORK_DIR}/$CNI_CONTAINERID.json.tmp; fi; echo '{"cniVersion":"1.0.0","interfaces":[],"ips":[]}'`);
       fake(dir, 'fake-fail', `echo '{"code":11,"msg":"fake ADD failure"}'; exit 1`);
       return dir;
     };
     const newId = () => [...Array(64)].map(() => '0123456789abcdef'[Math.floor(Math.random() * 16)]).join('');
+    // A process in a net namespace of its own, as a container's PID 1 is.
+    let holder: ChildProcess;
+    beforeAll(() => {
+      holder = spawn('unshare', ['-n', 'sleep', '600'], { stdio: 'ignore' });
+    });
+    afterAll(() => {
+      holder.kill('SIGKILL');
+    });
+    const inOwnNs = async () => {
+      expect(await eventually(() => readlinkSync(`/proc/${holder.pid!}/ns/net`) !== readlinkSync('/proc/self/ns/net'))).toBe(true);
+      return holder.pid!;
+    };
+
+    it("refuses to run the plugins in the caller's own namespace (the host's)", async () => {
+      const dir = setup();
+      const id = newId();
+      try {
+        const list = { cniVersion: '1.0.0', name: 'tsbox-fake', plugins: [{ type: 'fake-ok' }] };
+        await expect(attachBridge(id, process.pid, process.pid, [], { list, cniPath: dir }, false)).rejects.toThrow("is this process's own network namespace");
+        expect(existsSync(join(NETWORK_DIR, `${id}.json`))).toBe(false);
+        expect(existsSync(join(dir, 'added-fake-ok'))).toBe(false);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
 
     it('keeps the record for gc when the rollback DEL fails', async () => {
       const dir = setup();
@@ -375,7 +400,7 @@ describe('bridge', () => {
       try {
         writeFileSync(join(dir, 'del-fails'), '');
         const list = { cniVersion: '1.0.0', name: 'tsbox-fake', plugins: [{ type: 'fake-ok' }, { type: 'fake-fail' }] };
-        await expect(attachBridge(id, process.pid, process.pid, [], { list, cniPath: dir }, false)).rejects.toThrow('fake ADD failure');
+        await expect(attachBridge(id, await inOwnNs(), process.pid, [], { list, cniPath: dir }, false)).rejects.toThrow('fake ADD failure');
         expect(existsSync(join(NETWORK_DIR, `${id}.json`))).toBe(true);
       } finally {
         rmSync(join(NETWORK_DIR, `${id}.json`), { force: true });
@@ -389,7 +414,7 @@ describe('bridge', () => {
       try {
         writeFileSync(join(dir, 'in-the-way'), '');
         const list = { cniVersion: '1.0.0', name: 'tsbox-fake', plugins: [{ type: 'fake-ok' }] };
-        await expect(attachBridge(id, process.pid, process.pid, [], { list, cniPath: dir }, false)).rejects.toThrow(/EISDIR/);
+        await expect(attachBridge(id, await inOwnNs(), process.pid, [], { list, cniPath: dir }, false)).rejects.toThrow(/EISDIR/);
         expect(existsSync(join(dir, 'del-ran-fake-ok'))).toBe(true);
         expect(existsSync(join(NETWORK_DIR, `${id}.json`))).toBe(false);
       } finally {

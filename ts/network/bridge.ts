@@ -18,7 +18,7 @@
  * the rules that keep its containers off the host's loopback and off
  * the host over IPv6 (GUARD_RULES), added before the first ADD.
  */
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -243,6 +243,17 @@ function guardBridge(): void {
   }
 }
 
+/** Whether descriptor `fd` and `path` are the same namespace (device and inode). */
+function sameNamespace(fd: number, path: string): boolean {
+  try {
+    const a = fstatSync(fd);
+    const b = statSync(path);
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch {
+    return false;
+  }
+}
+
 /** The container's interfaces and addresses from the ADD result. */
 export function networkInfo(result: unknown, ports: PortMapping[], ifname = 'eth0'): NetworkInfo {
   const r = (result ?? {}) as CniResult;
@@ -278,6 +289,12 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   guardBridge();
   mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
   let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
+  // Never the caller's own namespace (the host's, as a rule): the plugins
+  // would move interfaces and set sysctls there.
+  if (sameNamespace(nsfd, '/proc/self/ns/net')) {
+    closeSync(nsfd);
+    throw new TsboxError({ step: 'network', errno: 22, path: `/proc/${pid}/ns/net`, detail: "is this process's own network namespace, not one of the container's", hint: 'this is a bug in tsbox: a bridged container has a net namespace of its own' });
+  }
   // ADD names the namespace by the container's pid (it waits for `network`
   // meanwhile), which is what CHECK names it by too; DEL by the descriptor,
   // which holds it even once the container has ended.
@@ -296,6 +313,11 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
     // once with the same port, each sees the other's.
     const taken = portTaken(id, ports);
     if (taken) throw taken;
+    // ADD names it by the pid: still the namespace held, not that of some
+    // process given the pid of a container that died meanwhile.
+    if (!sameNamespace(nsfd, target.netns)) {
+      throw new TsboxError({ step: 'network', errno: 3, path: target.netns, detail: 'the container ended before its network was made (its pid names another namespace now)', hint: 'run with --trace to see why it ended' });
+    }
     result = await add(prepared.list, target, ports, trace);
     added = true;
     writeRecord({ ...record, result });
