@@ -3,7 +3,7 @@
  * the schema's checks, what each mode puts in the plan, resolv.conf for a
  * host behind systemd-resolved's stub, and the CNI configuration and calls.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,14 +12,14 @@ import { describe, expect, it } from 'vitest';
 
 import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
 import { parseAllow, parseNetwork, parsePublish } from '../../ts/config/network.js';
-import { addresses, nxdomain, question } from '../../ts/network/dns.js';
-import { upstreamOf } from '../../ts/network/egress.js';
+import { addresses, forbiddenAnswer, inCidr, nxdomain, question, upstreamQuery } from '../../ts/network/dns.js';
+import { checkBridgeFilter, upstreamOf } from '../../ts/network/egress.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
-import { networkInfo, portInUse, samePort } from '../../ts/network/bridge.js';
+import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
 import { prepareNetwork } from '../../ts/network/index.js';
-import { defaultInterface, findPasta, pastaArgs } from '../../ts/network/pasta.js';
-import { buildPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
+import { defaultInterface, findPasta, gcPasta, pastaArgs } from '../../ts/network/pasta.js';
+import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { rejection } from '../support/errors.js';
 
 const fakeCompiler = { compileSeccomp: () => Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]), seccompProblems: () => [] };
@@ -288,7 +288,7 @@ describe('the egress allowlist', () => {
   it('reads a query\'s question, answers NXDOMAIN to it, and reads the A records of an answer', () => {
     expect(question(query)).toEqual({ name: 'a.test', type: 1 });
     expect(question(Buffer.from('1234', 'hex'))).toBeNull();
-    const nx = nxdomain(query);
+    const nx = nxdomain(query)!;
     expect(nx.readUInt16BE(0)).toBe(0x1234);
     expect(nx[2]! & 0x80).toBe(0x80);
     expect(nx[3]! & 0x0f).toBe(3);
@@ -297,5 +297,156 @@ describe('the egress allowlist', () => {
     expect(question(nx)).toEqual({ name: 'a.test', type: 1 });
     expect(addresses(answer)).toEqual([{ address: '10.199.0.2', ttl: 256 }]);
     expect(addresses(answer.subarray(0, answer.length - 2))).toEqual([]);
+  });
+
+  it('has no answer for what is not a query: shorter than a header, or an answer itself (a container could send either)', () => {
+    expect(nxdomain(Buffer.from([1]))).toBeNull();
+    expect(nxdomain(Buffer.alloc(11))).toBeNull();
+    const header = Buffer.alloc(12);
+    header[2] = 0x80;
+    expect(nxdomain(header)).toBeNull();
+    // A question that says it has more bytes than it has: the header alone comes back.
+    const cut = Buffer.concat([Buffer.alloc(12), Buffer.from([5, 0x61])]);
+    cut.writeUInt16BE(1, 4);
+    expect(nxdomain(cut)?.length).toBe(12);
+  });
+});
+
+describe('an allowlisted container has no raw sockets', () => {
+  const allowed = { network: 'bridge', allow: ['a.test'] } as const;
+
+  it('CAP_NET_RAW is not in any of its sets (with it, it would write frames from any address, around the rules)', () => {
+    const { command, options } = parseRunInput(['true'], allowed);
+    const caps = buildProcessPlan(command, options, 'box', fakeCompiler).capabilities!;
+    for (const set of [caps.bounding, caps.effective, caps.permitted]) expect(set).not.toContain('CAP_NET_RAW');
+    expect(caps.bounding).toContain('CAP_NET_BIND_SERVICE');
+    // Without an allowlist, the default set keeps it (Docker's).
+    const plain = parseRunInput(['true'], { network: 'bridge' });
+    expect(buildProcessPlan(plain.command, plain.options, 'box', fakeCompiler).capabilities!.bounding).toContain('CAP_NET_RAW');
+  });
+
+  it('refuses --cap-add NET_RAW, NET_ADMIN or ALL with it', () => {
+    for (const cap of ['NET_RAW', 'cap_net_admin', 'ALL']) {
+      const e = rejection(() => parseRunInput(['true'], { ...allowed, capAdd: [cap] }));
+      expect(e.path).toBe('capAdd');
+      expect(e.message).toContain('an egress allowlist');
+    }
+  });
+});
+
+describe('an allowlist needs iptables to see bridged traffic', () => {
+  it('is refused when br_netfilter is not loaded or bridge-nf-call-iptables is off, and the host is left as it is', () => {
+    const off = rejection(() => checkBridgeFilter(() => '0\n'));
+    expect(off.path).toBe('/proc/sys/net/bridge/bridge-nf-call-iptables');
+    expect(off.message).toContain('it is off');
+    const absent = rejection(() => checkBridgeFilter(() => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    }));
+    expect(absent.message).toContain('br_netfilter is not loaded');
+    expect(() => checkBridgeFilter(() => '1\n')).not.toThrow();
+  });
+});
+
+describe('what the allowlist resolver asks upstream, and what answers it refuses', () => {
+  /** A query for `name`: id 0x4242, RD, one question of type A, class IN, then `extra` bytes. */
+  const query = (name: string, opts: { flags?: number; qd?: number; cls?: number; ar?: number; extra?: number[] } = {}) => {
+    const labels = name.split('.').flatMap((l) => [l.length, ...Buffer.from(l)]);
+    const b = Buffer.from([0x42, 0x42, opts.flags ?? 0x01, 0, 0, opts.qd ?? 1, 0, 0, 0, 0, 0, opts.ar ?? 0, ...labels, 0, 0, 1, 0, opts.cls ?? 1, ...(opts.extra ?? [])]);
+    return b;
+  };
+
+  it('asks a query built anew: its id, RD, its one question; no records or options of the container\'s', () => {
+    const opt = [0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0];
+    const q = query('A.Test', { ar: 1, extra: opt, flags: 0x01 | 0x04 /* AA, which a query does not set */ });
+    const up = upstreamQuery(q)!;
+    expect(up).toEqual(query('a.test'));
+    expect(question(up)).toEqual({ name: 'a.test', type: 1 });
+  });
+
+  it('asks nothing for a response, another opcode, two questions, or another class', () => {
+    expect(upstreamQuery(query('a.test', { flags: 0x81 }))).toBeNull();
+    expect(upstreamQuery(query('a.test', { flags: 0x01 | (5 << 3) }))).toBeNull(); // UPDATE
+    expect(upstreamQuery(query('a.test', { qd: 2 }))).toBeNull();
+    expect(upstreamQuery(query('a.test', { cls: 3 }))).toBeNull(); // CHAOS
+    expect(upstreamQuery(Buffer.from([1]))).toBeNull();
+  });
+
+  it('refuses answers on the host, its loopback, link-local or the bridge, unless --allow-net names them', () => {
+    expect(inCidr('10.89.3.4', '10.89.0.0/16')).toBe(true);
+    expect(inCidr('10.90.0.1', '10.89.0.0/16')).toBe(false);
+    expect(inCidr('200.1.2.3', '0.0.0.0/0')).toBe(true);
+    const own = ['192.0.2.7'];
+    for (const a of ['127.0.0.1', '127.9.9.9', '169.254.169.254', '10.89.0.1', '10.89.0.77', '0.0.0.0', '192.0.2.7']) expect(forbiddenAnswer(a, '10.89.0.0/16', own, [])).toBe(true);
+    expect(forbiddenAnswer('10.199.0.2', '10.89.0.0/16', own, [])).toBe(false);
+    expect(forbiddenAnswer('10.89.0.77', '10.89.0.0/16', own, ['10.89.0.77/32'])).toBe(false);
+  });
+});
+
+describe('gc of a bridged container whose caller is gone', () => {
+  const id = 'c'.repeat(64);
+  const record = (dir: string) => {
+    const r: NetworkRecord = { id, list: bridgeConfList('/nonexistent'), cniPath: '/nonexistent', ifname: 'eth0', ports: [], monitor: { pid: 2 ** 22 + 1, start: '1' }, result: null };
+    writeFileSync(join(dir, `${id}.json`), JSON.stringify(r));
+  };
+
+  it("removes an allowlist's rules before DEL releases its address, and keeps the record (no DEL) while they cannot be removed", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-gc-'));
+    try {
+      record(dir);
+      const calls: string[] = [];
+      const ops = (egressOk: boolean) => ({
+        del: () => {
+          calls.push('del');
+          return [];
+        },
+        removeMasquerade: () => {
+          calls.push('masquerade');
+        },
+        removeEgress: () => {
+          calls.push('egress');
+          return egressOk;
+        },
+      });
+      expect(gcNetworks(dir, ops(false))).toEqual([]);
+      expect(calls).toEqual(['egress']);
+      expect(existsSync(join(dir, `${id}.json`))).toBe(true);
+      calls.length = 0;
+      expect(gcNetworks(dir, ops(true))).toEqual([id]);
+      expect(calls).toEqual(['egress', 'del', 'masquerade']);
+      expect(existsSync(join(dir, `${id}.json`))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("gc of an ordinary user's pasta", () => {
+  it('removes the network directory with its last record (a state root in /tmp outlives its user, and the next user with that uid found it)', () => {
+    const root = mkdtempSync(join(tmpdir(), 'tsbox-pasta-gc-'));
+    try {
+      const dir = join(root, 'network');
+      mkdirSync(dir);
+      const id = 'd'.repeat(64);
+      const pidFile = join(dir, `${id}.pasta.pid`);
+      // pasta never started (no pid in its file), and its monitor is gone.
+      writeFileSync(pidFile, '0');
+      writeFileSync(join(dir, `${id}.pasta.json`), JSON.stringify({ id, pidFile, monitor: { pid: 2 ** 22 + 1, start: '1' } }));
+      expect(gcPasta(dir)).toEqual([id]);
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('network "host" with userns "host"', () => {
+  it("keeps neither CAP_NET_RAW nor CAP_NET_ADMIN (they would be the host's own over its network), and refuses to add them", () => {
+    const { command, options } = parseRunInput(['true'], { network: 'host', userns: 'host' });
+    const caps = buildProcessPlan(command, options, 'box', fakeCompiler).capabilities!;
+    for (const set of [caps.bounding, caps.effective, caps.permitted]) expect(set).not.toContain('CAP_NET_RAW');
+    expect(rejection(() => parseRunInput(['true'], { network: 'host', userns: 'host', capAdd: ['NET_ADMIN'] })).path).toBe('capAdd');
+    // With a user namespace of its own, the host's network is not its to act on: Docker's default set.
+    const own = parseRunInput(['true'], { network: 'host' });
+    expect(buildProcessPlan(own.command, own.options, 'box', fakeCompiler).capabilities!.bounding).toContain('CAP_NET_RAW');
   });
 });

@@ -33,3 +33,37 @@ export function effectiveCapabilities(add: readonly string[], drop: readonly str
   for (const c of d) if (c !== 'ALL') set.delete(c);
   return ALL_CAPABILITIES.filter((c) => set.has(c));
 }
+
+/**
+ * What a container with an egress allowlist may not have: CAP_NET_RAW
+ * writes frames from any address (another container's, the host's
+ * loopback) and CAP_NET_ADMIN rewrites its own interface, either around the
+ * host's rules that hold it to its address. Its default set loses
+ * CAP_NET_RAW; adding either (or ALL) is refused.
+ */
+export const EGRESS_REFUSED_CAPABILITIES: readonly string[] = ['CAP_NET_RAW', 'CAP_NET_ADMIN'];
+
+/** The first name of `add` that gives an allowlisted container one of those, or null. */
+export function egressRefusedCapability(add: readonly string[]): string | null {
+  for (const name of add) {
+    const c = normalizeCapability(name);
+    if (c === 'ALL' || (c !== undefined && EGRESS_REFUSED_CAPABILITIES.includes(c))) return name;
+  }
+  return null;
+}
+
+/** The capabilities an allowlisted container keeps of `names`. */
+export function withoutEgressRefused(names: readonly string[]): string[] {
+  return names.filter((c) => !EGRESS_REFUSED_CAPABILITIES.includes(c));
+}
+
+/**
+ * Network "host" without a user namespace: the container's capabilities
+ * are the host's own over the host's network (sniffing every interface,
+ * rewriting routes and the firewall). It keeps neither CAP_NET_RAW nor
+ * CAP_NET_ADMIN then, and may not add them. (With a user namespace of its
+ * own, they act on nothing of the host's: the host's netns is not its.)
+ */
+export function hostNetworkAsRoot(o: { userns: string; network: { mode: string } }): boolean {
+  return o.userns === 'host' && o.network.mode === 'host';
+}

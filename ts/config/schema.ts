@@ -11,7 +11,7 @@ import * as z from 'zod/mini';
 import { TsboxError } from '../errors.js';
 import { didYouMean } from '../suggest.js';
 import './locale.js';
-import { normalizeCapability } from './capabilities.js';
+import { egressRefusedCapability, hostNetworkAsRoot, normalizeCapability } from './capabilities.js';
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
@@ -324,6 +324,14 @@ export const runOptionsSchema = z
       }
       if (o.allow.length > 0 && o.network.mode !== 'bridge') {
         ctx.addIssue({ code: 'custom', path: ['allow'], message: `an egress allowlist is for a container on network "bridge", not "${o.network.mode}"` });
+      }
+      const refusedCap = o.allow.length > 0 ? egressRefusedCapability(o.capAdd) : null;
+      if (refusedCap !== null) {
+        ctx.addIssue({ code: 'custom', path: ['capAdd'], message: `"${refusedCap}" cannot be added to a container with an egress allowlist: CAP_NET_RAW and CAP_NET_ADMIN would let it send around the allowlist's rules` });
+      }
+      const hostNetCap = hostNetworkAsRoot(o) ? egressRefusedCapability(o.capAdd) : null;
+      if (hostNetCap !== null) {
+        ctx.addIssue({ code: 'custom', path: ['capAdd'], message: `"${hostNetCap}" cannot be added with network "host" and userns "host": it would be the host's own CAP_NET_RAW or CAP_NET_ADMIN, over the host's interfaces and firewall` });
       }
       if (o.allow.length > 0 && o.detach) {
         ctx.addIssue({ code: 'custom', path: ['allow'], message: "cannot be combined with detach yet: the allowlist's resolver runs in the caller" });

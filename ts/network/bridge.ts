@@ -14,9 +14,11 @@
  *   ts/network/egress.ts).
  *
  * The bridge itself stays, as podman's does: removing it when the last
- * container goes would race with another process's ADD creating it.
+ * container goes would race with another process's ADD creating it. So do
+ * the rules that keep its containers off the host's loopback and off
+ * the host over IPv6 (GUARD_RULES), added before the first ADD.
  */
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -25,7 +27,7 @@ import { createServer } from 'node:net';
 import type { AllowRule, PortMapping } from '../config/network.js';
 import { TsboxError } from '../errors.js';
 import { removeEgress } from './egress.js';
-import { add, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
+import { add, AddFailed, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
 
 /** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
@@ -188,6 +190,70 @@ function writeRecord(r: NetworkRecord): void {
   renameSync(`${path}.tmp`, path);
 }
 
+/**
+ * The rules that keep the bridge's containers off the host's loopback, and
+ * off the host over IPv6.
+ *
+ * portmap (for a port published on 127.0.0.1) turns `route_localnet` on for
+ * tsbox0, and never off: the host then routes a frame from the bridge to
+ * 127.0.0.0/8, which a container with CAP_NET_RAW can write through the
+ * gateway's MAC, to a service of the host that listens on 127.0.0.1 only
+ * (CVE-2020-8558, the rule Kubernetes adds). So, as Kubernetes:
+ *
+ * - filter INPUT: from tsbox0 to 127.0.0.0/8, drop what conntrack does not
+ *   know as the reply to a connection (a published port's answer to the
+ *   host's 127.0.0.1, portmap's hairpin, is ESTABLISHED; its source is the
+ *   container's until nat INPUT, after filter, undoes the DNAT);
+ * - raw PREROUTING: from tsbox0 with a 127.0.0.0/8 source, drop it all
+ *   (nothing on the bridge has one: portmap masquerades the hairpin to the
+ *   gateway), else such a source could pass as the host's own connection.
+ *
+ * The bridge is IPv4 only, but a container's interface has an IPv6
+ * link-local address (unless it is allowlisted, and then until something
+ * turns IPv6 back on in its namespace), which reaches every host service
+ * listening on `::`, around IPv4's rules, an allowlist's included. So
+ * ip6tables drops what comes in from tsbox0, to the host or through it.
+ *
+ * Host-wide, as the bridge is, and as lasting: each is added once (checked
+ * with -C first), with the comment `tsbox:bridge-guard`. Two launches at
+ * once may each add one; a second identical DROP changes nothing.
+ */
+const GUARD = ['-m', 'comment', '--comment', 'tsbox:bridge-guard', '-j', 'DROP'];
+export const GUARD_RULES: readonly { cmd: 'iptables' | 'ip6tables'; table: string; chain: string; rule: string[] }[] = [
+  { cmd: 'iptables', table: 'raw', chain: 'PREROUTING', rule: ['-i', BRIDGE.bridge, '-s', '127.0.0.0/8', ...GUARD] },
+  { cmd: 'iptables', table: 'filter', chain: 'INPUT', rule: ['-i', BRIDGE.bridge, '-d', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', ...GUARD] },
+  { cmd: 'ip6tables', table: 'filter', chain: 'INPUT', rule: ['-i', BRIDGE.bridge, ...GUARD] },
+  { cmd: 'ip6tables', table: 'filter', chain: 'FORWARD', rule: ['-i', BRIDGE.bridge, ...GUARD] },
+];
+
+function guardBridge(): void {
+  for (const { cmd, table, chain, rule } of GUARD_RULES) {
+    const check = spawnSync(cmd, ['-w', '-t', table, '-C', chain, ...rule], { encoding: 'utf8' });
+    if (check.status === 0) continue;
+    const insert = check.status === 1 ? spawnSync(cmd, ['-w', '-t', table, '-I', chain, '1', ...rule], { encoding: 'utf8' }) : check;
+    if (insert.status !== 0) {
+      throw new TsboxError({
+        step: 'network',
+        errno: 0,
+        path: `${cmd} -t ${table} ${chain}`,
+        detail: `could not add the rule that keeps containers off the host (${rule.join(' ')}): ${(insert.stderr || insert.error?.message || '').trim()}`,
+        hint: 'the bridge network needs iptables and ip6tables with the raw table and the conntrack and comment matches',
+      });
+    }
+  }
+}
+
+/** Whether descriptor `fd` and `path` are the same namespace (device and inode). */
+function sameNamespace(fd: number, path: string): boolean {
+  try {
+    const a = fstatSync(fd);
+    const b = statSync(path);
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch {
+    return false;
+  }
+}
+
 /** The container's interfaces and addresses from the ADD result. */
 export function networkInfo(result: unknown, ports: PortMapping[], ifname = 'eth0'): NetworkInfo {
   const r = (result ?? {}) as CniResult;
@@ -210,6 +276,8 @@ export interface Attached {
   info: NetworkInfo;
   /** DEL, once, on any path; throws the first failure (the record stays for gc then). */
   detach: () => void;
+  /** No DEL: the record stays for gc, and the namespace is let go (what was added on top could not be removed). */
+  abandon: () => void;
 }
 
 /**
@@ -217,8 +285,16 @@ export interface Attached {
  * until detach) and whose monitor is `monitorPid`.
  */
 export async function attachBridge(id: string, pid: number, monitorPid: number, ports: PortMapping[], prepared: { list: ConfList; cniPath: string }, keep: boolean, trace?: (l: string) => void): Promise<Attached> {
+  // Before the bridge exists (ADD makes it): portmap turns route_localnet on.
+  guardBridge();
   mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
   let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
+  // Never the caller's own namespace (the host's, as a rule): the plugins
+  // would move interfaces and set sysctls there.
+  if (sameNamespace(nsfd, '/proc/self/ns/net')) {
+    closeSync(nsfd);
+    throw new TsboxError({ step: 'network', errno: 22, path: `/proc/${pid}/ns/net`, detail: "is this process's own network namespace, not one of the container's", hint: 'this is a bug in tsbox: a bridged container has a net namespace of its own' });
+  }
   // ADD names the namespace by the container's pid (it waits for `network`
   // meanwhile), which is what CHECK names it by too; DEL by the descriptor,
   // which holds it even once the container has ended.
@@ -226,24 +302,44 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   const held = () => ({ ...target, netns: `/proc/${process.pid}/fd/${nsfd}` });
   const record: NetworkRecord = { id, list: prepared.list, cniPath: prepared.cniPath, ifname: target.ifname, ports, monitor: { pid: monitorPid, start: startTime(monitorPid) ?? '' }, result: null };
   let result: unknown;
+  let added = false;
   try {
     writeRecord(record);
+    // A container that ended without its DEL (its caller killed) still
+    // has its DNAT rules, ahead of this one's: its network goes first, now,
+    // not when some gc gets to it.
+    if (ports.length > 0) gcNetworks();
     // Checked once this container's record is there: of two launches at
     // once with the same port, each sees the other's.
     const taken = portTaken(id, ports);
     if (taken) throw taken;
+    // ADD names it by the pid: still the namespace held, not that of some
+    // process given the pid of a container that died meanwhile.
+    if (!sameNamespace(nsfd, target.netns)) {
+      throw new TsboxError({ step: 'network', errno: 3, path: target.netns, detail: 'the container ended before its network was made (its pid names another namespace now)', hint: 'run with --trace to see why it ended' });
+    }
     result = await add(prepared.list, target, ports, trace);
+    added = true;
     writeRecord({ ...record, result });
   } catch (err) {
-    // add() deleted what it had added; the record goes with it.
+    // What is left: add() deleted what it had added when one plugin failed
+    // (and says whether all of it went); after a whole ADD, DEL is ours.
+    let left = err instanceof AddFailed && err.rollback.length > 0;
+    if (added) {
+      left = del(prepared.list, held(), result, ports).length > 0;
+      removeMasquerade(id);
+    }
     closeSync(nsfd);
     nsfd = null;
-    try {
-      unlinkSync(recordPath(id));
-    } catch {
-      // Never written.
+    // The record goes only with all of it: otherwise it is gc's to retry.
+    if (!left) {
+      try {
+        unlinkSync(recordPath(id));
+      } catch {
+        // Never written.
+      }
     }
-    throw err;
+    throw err instanceof AddFailed ? err.error : err;
   }
   // A detached container outlives this process: its namespace is not held
   // (DEL is gc's once its monitor is gone).
@@ -254,6 +350,11 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   let done = false;
   return {
     info: networkInfo(result, ports, target.ifname),
+    abandon() {
+      done = true;
+      if (nsfd !== null) closeSync(nsfd);
+      nsfd = null;
+    },
     detach() {
       if (done) return;
       done = true;
@@ -328,12 +429,24 @@ function removeMasquerade(id: string): void {
   }
 }
 
+/** What gc does to a record's network (parameters of gcNetworks, for its tests). */
+export interface GcOps {
+  del: typeof del;
+  removeMasquerade: (id: string) => void;
+  removeEgress: (id: string) => boolean;
+}
+
 /**
  * DEL for every container whose record is left and whose monitor is gone
  * (its caller was killed, or it was detached and ended). Returns the ids
  * collected.
+ *
+ * An allowlist's chain and rules go first, and while any is left nothing
+ * else is done and the record stays (the next gc tries again): they are
+ * jumped to by the container's address, so releasing its lease first would
+ * give the next container that address with another's rules on it.
  */
-export function gcNetworks(dir: string = NETWORK_DIR): string[] {
+export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }): string[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
@@ -351,12 +464,12 @@ export function gcNetworks(dir: string = NETWORK_DIR): string[] {
     if (r.monitor.start !== '' && startTime(r.monitor.pid) === r.monitor.start) continue;
     // A record a launch is still writing (no monitor start time) is left a minute.
     if (r.monitor.start === '' && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
+    // An allowlist's chain and rules, found by their comment.
+    if (!ops.removeEgress(r.id)) continue;
     // Its namespace is gone with it: no netns (DEL then releases the lease
     // and rules without looking for the interface, which went with it).
-    const failures = del(r.list, { containerId: r.id, netns: '', ifname: r.ifname, cniPath: r.cniPath }, r.result, r.ports);
-    removeMasquerade(r.id);
-    // An allowlist's chain and rules, found by their comment.
-    removeEgress(r.id);
+    const failures = ops.del(r.list, { containerId: r.id, netns: '', ifname: r.ifname, cniPath: r.cniPath }, r.result, r.ports);
+    ops.removeMasquerade(r.id);
     if (failures.length === 0) {
       forget(join(dir, name));
       collected.push(r.id);

@@ -180,10 +180,21 @@ export function runPlugin(command: CniCommand, list: ConfList, plugin: PluginCon
   });
 }
 
+/** An ADD that failed: the plugin's error, and whether what the others added could all be deleted. */
+export class AddFailed extends Error {
+  constructor(
+    readonly error: unknown,
+    readonly rollback: TsboxError[],
+  ) {
+    super((error as Error).message);
+  }
+}
+
 /**
  * ADD of every plugin of `list`, in order; the last result. When one
- * fails, what the others added is deleted (the spec's rule) before the
- * error is thrown.
+ * fails, what the others added is deleted (the spec's rule), and an
+ * AddFailed is thrown with the plugin's error and the DEL failures (none
+ * when nothing is left).
  */
 export async function add(list: ConfList, t: CniTarget, ports: readonly PortMapping[], trace?: (l: string) => void): Promise<unknown> {
   let result: unknown = undefined;
@@ -192,8 +203,7 @@ export async function add(list: ConfList, t: CniTarget, ports: readonly PortMapp
       result = await runPlugin('ADD', list, plugin, t, result, ports);
       trace?.(`network: CNI ADD ${plugin.type}`);
     } catch (err) {
-      del(list, t, result, ports);
-      throw err;
+      throw new AddFailed(err, del(list, t, result, ports));
     }
   }
   return result;

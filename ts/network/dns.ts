@@ -1,7 +1,8 @@
 /**
  * The few parts of a DNS message (RFC 1035) the egress resolver reads and
- * writes: the question of a query, an NXDOMAIN answer to it, and the IPv4
- * addresses (with their TTLs) of an answer.
+ * writes: the question of a query, the query it asks upstream instead, an
+ * NXDOMAIN answer to it, the IPv4 addresses (with their TTLs) of an answer,
+ * and which of those a container may never be let through to by a name.
  */
 
 /** The first question of a query: its name (lower case, no final dot) and type. */
@@ -22,8 +23,13 @@ export function question(msg: Buffer): { name: string; type: number } | null {
   return { name: labels.join('.'), type: msg.readUInt16BE(at + 1) };
 }
 
-/** The answer "no such name" to `query`: its id and question, QR, RA, RCODE 3, no records. */
-export function nxdomain(query: Buffer): Buffer {
+/**
+ * The answer "no such name" to `query`: its id and question, QR, RA, RCODE
+ * 3, no records. Null for what is not a query (shorter than a header, or an
+ * answer itself): that gets no answer at all.
+ */
+export function nxdomain(query: Buffer): Buffer | null {
+  if (query.length < 12 || (query[2]! & 0x80) !== 0) return null;
   const q = question(query);
   // Header and the first question only.
   let end = 12;
@@ -77,4 +83,61 @@ export function addresses(msg: Buffer): { address: string; ttl: number }[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The query the resolver asks upstream for a container's `query`: built
+ * anew from its id, its RD bit and its one question (name, type, class IN),
+ * nothing else of it (no other opcode, question, record or option passes
+ * through). Null for anything else: a response, an opcode other than
+ * QUERY, not exactly one question, another class.
+ */
+export function upstreamQuery(query: Buffer): Buffer | null {
+  if (query.length < 12 || (query[2]! & 0xf8) !== 0 || query.readUInt16BE(4) !== 1) return null;
+  const q = question(query);
+  if (!q) return null;
+  let end = 12;
+  while (query[end] !== 0) end += 1 + query[end]!;
+  if (query.readUInt16BE(end + 3) !== 1) return null;
+  const labels = q.name === '' ? [] : q.name.split('.');
+  const out = Buffer.alloc(12 + labels.reduce((n, l) => n + 1 + l.length, 0) + 5);
+  query.copy(out, 0, 0, 2);
+  // QR=0, opcode QUERY, RD as asked.
+  out[2] = query[2]! & 0x01;
+  out.writeUInt16BE(1, 4);
+  let at = 12;
+  for (const l of labels) {
+    out[at] = l.length;
+    out.write(l, at + 1, 'latin1');
+    at += 1 + l.length;
+  }
+  out[at] = 0;
+  out.writeUInt16BE(q.type, at + 1);
+  out.writeUInt16BE(1, at + 3);
+  return out;
+}
+
+function toInt(address: string): number {
+  return address.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+/** Whether IPv4 `address` is in `cidr` (A.B.C.D/BITS, or an address alone). */
+export function inCidr(address: string, cidr: string): boolean {
+  const [net, bitsText] = cidr.split('/');
+  const bits = bitsText === undefined ? 32 : Number(bitsText);
+  if (bits === 0) return true;
+  const mask = 2 ** 32 - 2 ** (32 - bits);
+  return (toInt(address) & mask) >>> 0 === (toInt(net!) & mask) >>> 0;
+}
+
+/**
+ * What a name may never resolve to for an allowlisted container, unless its
+ * --allow-net names the address: the host's loopback and its own addresses
+ * (`own`), link-local (cloud metadata services), the unspecified network,
+ * and the bridge's subnet (the host's gateway and the other containers), so
+ * that an upstream answer cannot open the way to the host or its neighbours.
+ */
+export function forbiddenAnswer(address: string, subnet: string, own: readonly string[], allowedNets: readonly string[]): boolean {
+  if (allowedNets.some((c) => inCidr(address, c))) return false;
+  return ['127.0.0.0/8', '169.254.0.0/16', '0.0.0.0/8', subnet].some((c) => inCidr(address, c)) || own.includes(address);
 }

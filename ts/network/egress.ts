@@ -5,11 +5,14 @@
  * - A resolver for the container, in the caller's process, on the bridge's
  *   gateway (10.89.0.1) at a port of its own; the container's DNS to
  *   10.89.0.1:53 is DNATed to it. It answers only the allowed names
- *   (NXDOMAIN otherwise), asking the host's resolver (or --dns) for them,
- *   and lets the container reach the addresses it returns, for their TTL,
- *   before it answers.
+ *   (NXDOMAIN otherwise), asking the host's resolver (or --dns) for them
+ *   with a query of its own (ts/network/dns.ts, upstreamQuery), and lets
+ *   the container reach the addresses it returns, for their TTL, before it
+ *   answers; an answer that leads to the host, its loopback, link-local or
+ *   the bridge is refused unless --allow-net names that address.
  * - iptables: a chain of the container's (`TSBOX-<id12>`), jumped to from
- *   FORWARD and INPUT for its address, that accepts established traffic,
+ *   FORWARD and INPUT for its address and for its veth (the bridge port,
+ *   br_netfilter's physdev), that drops any other source, accepts established traffic,
  *   DNS to its resolver, the allowed networks and resolved addresses, and
  *   refuses everything else at once: TCP with a reset, the rest with ICMP
  *   port unreachable. Each rule tsbox adds outside that chain carries the
@@ -20,14 +23,18 @@
 import { spawnSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 
 import type { AllowRule } from '../config/network.js';
 import { TsboxError } from '../errors.js';
 import { BRIDGE } from './cni.js';
-import { addresses, nxdomain, question } from './dns.js';
+import { addresses, forbiddenAnswer, nxdomain, question, upstreamQuery } from './dns.js';
 
 /** A resolved address stays allowed at least this long, whatever its TTL. */
 const MIN_TTL_S = 30;
+/** A container's queries asked upstream at once, and in one second, at most. */
+const MAX_IN_FLIGHT = 16;
+const MAX_PER_SECOND = 100;
 
 export function chainOf(id: string): string {
   return `TSBOX-${id.slice(0, 12)}`;
@@ -67,6 +74,37 @@ export function upstreamOf(dns: readonly string[], resolvConf = '/etc/resolv.con
   }
 }
 
+/**
+ * The allowlist holds a container by the bridge port its packets come in
+ * on, which iptables sees only when bridged traffic goes through it
+ * (br_netfilter, net.bridge.bridge-nf-call-iptables = 1). Without it,
+ * another container's traffic, or a forged source, would pass unseen: the
+ * allowlist is refused. (The host's sysctl is the administrator's to set.)
+ */
+export function checkBridgeFilter(read: (p: string) => string = (p) => readFileSync(p, 'utf8')): void {
+  const path = '/proc/sys/net/bridge/bridge-nf-call-iptables';
+  let value: string;
+  try {
+    value = read(path).trim();
+  } catch {
+    value = 'absent';
+  }
+  if (value !== '1') {
+    throw new TsboxError({
+      step: 'network',
+      errno: 95,
+      path,
+      detail: `an egress allowlist needs iptables to see bridged traffic, and ${value === 'absent' ? 'br_netfilter is not loaded' : 'it is off'}`,
+      hint: 'modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1 (or leave --allow-host/--allow-net out)',
+    });
+  }
+}
+
+/** The host's IPv4 addresses, now. */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((l) => (l ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
+}
+
 export interface Egress {
   /** Ends the resolver and removes every rule; throws the first failure. */
   close: () => void;
@@ -77,7 +115,7 @@ export interface Egress {
  * after ADD): its resolver listening, its chain in place, before its
  * process runs.
  */
-export async function startEgress(id: string, ip: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void): Promise<Egress> {
+export async function startEgress(id: string, ip: string, veth: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void): Promise<Egress> {
   const chain = chainOf(id);
   const tag = `tsbox:${id}`;
   const sock: Socket = createSocket('udp4');
@@ -92,6 +130,9 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
   const port = sock.address().port;
   const filter = [
     `:${chain} - [0:0]`,
+    // Its veth carries its address only: another source (another
+    // container's, one it gave itself) would not be held by its rules.
+    `-A ${chain} ! -s ${ip}/32 -j DROP`,
     `-A ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
     `-A ${chain} -d ${BRIDGE.gateway}/32 -p udp -m udp --dport ${port} -j ACCEPT`,
     ...rules.filter((r) => r.kind === 'net').flatMap((r) => acceptLines(chain, (r as { cidr: string }).cidr, r.port)),
@@ -99,6 +140,10 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
     `-A ${chain} -j REJECT --reject-with icmp-port-unreachable`,
     `-I FORWARD 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
     `-I INPUT 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
+    // Everything from its veth, by the bridge port it came in on
+    // (br_netfilter, which checkBridgeFilter requires), whatever its source.
+    `-I FORWARD 1 -m physdev --physdev-in ${veth} -m comment --comment ${tag} -j ${chain}`,
+    `-I INPUT 1 -m physdev --physdev-in ${veth} -m comment --comment ${tag} -j ${chain}`,
   ];
   const nat = [`-I PREROUTING 1 -s ${ip}/32 -d ${BRIDGE.gateway}/32 -p udp -m udp --dport 53 -m comment --comment ${tag} -j DNAT --to-destination ${BRIDGE.gateway}:${port}`];
   const set = restore({ filter, nat });
@@ -109,52 +154,106 @@ export async function startEgress(id: string, ip: string, rules: readonly AllowR
   }
   trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'})`);
 
-  const timers = new Set<NodeJS.Timeout>();
+  // Each address (with its ports) has one rule, added at its first answer
+  // and removed once the last answer's TTL has run out: a container asking
+  // again and again (or a flood of queries) adds no rule and runs no
+  // iptables-restore for an address it has already.
+  const allowed = new Map<string, NodeJS.Timeout>();
+  const nets = rules.flatMap((r) => (r.kind === 'net' ? [r.cidr] : []));
   let closed = false;
   const allow = (address: string, ports: (number | null)[], ttl: number) => {
-    const lines = ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, '-I').map((l) => l.replace(`-I ${chain} `, `-I ${chain} 2 `)));
-    if (!restore({ filter: lines }).ok) return;
+    const key = `${address} ${ports.join(',')}`;
+    // After the source check and the established traffic's rule.
+    const lines = ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, '-I').map((l) => l.replace(`-I ${chain} `, `-I ${chain} 3 `)));
+    const had = allowed.get(key);
+    if (had) clearTimeout(had);
+    else if (!restore({ filter: lines }).ok) return;
     const t = setTimeout(() => {
-      timers.delete(t);
-      if (!closed) restore({ filter: lines.map((l) => l.replace(`-I ${chain} 2 `, `-D ${chain} `)) });
+      allowed.delete(key);
+      if (!closed) restore({ filter: lines.map((l) => l.replace(`-I ${chain} 3 `, `-D ${chain} `)) });
     }, Math.max(ttl, MIN_TTL_S) * 1000);
     t.unref();
-    timers.add(t);
+    allowed.set(key, t);
   };
+  // Queries asked of the upstream server at once, and in the current
+  // second: beyond either, a query is dropped (the container's resolver
+  // asks again), which bounds the sockets and the work a container causes.
+  let inFlight = 0;
+  let second = 0;
+  let thisSecond = 0;
+  // Whatever a container sends, it must not end the caller (this process):
+  // a throw in an event handler would.
   sock.on('message', (msg, from) => {
+    try {
+      answer(msg, from);
+    } catch (err) {
+      trace?.(`network: resolver dropped a query: ${(err as Error).message}`);
+    }
+  });
+  const answer = (msg: Buffer, from: { address: string; port: number }) => {
     // The container's queries only (DNATed, from its address): the socket
     // is on the bridge, where other containers could reach it too.
     if (from.address !== ip) return;
     const q = question(msg);
     const ports = q ? portsOf(rules, q.name) : undefined;
-    if (!q || !ports || upstream === null) {
-      sock.send(nxdomain(msg), from.port, from.address);
+    const asked = upstreamQuery(msg);
+    if (!q || !ports || upstream === null || !asked) {
+      const nx = nxdomain(msg);
+      if (nx) sock.send(nx, from.port, from.address);
       return;
     }
     // A connected socket: the kernel takes answers from the upstream server
     // only, so no one else on the bridge can slip addresses into the
     // allowlist; the answer must also be to this query (its id and name).
+    const now = Math.floor(Date.now() / 1000);
+    if (now !== second) {
+      second = now;
+      thisSecond = 0;
+    }
+    if (inFlight >= MAX_IN_FLIGHT || thisSecond >= MAX_PER_SECOND) return;
+    inFlight += 1;
+    thisSecond += 1;
     const up = createSocket('udp4');
-    const timeout = setTimeout(() => up.close(), 5000);
+    let over = false;
     const done = () => {
+      if (over) return;
+      over = true;
+      inFlight -= 1;
       clearTimeout(timeout);
       up.close();
     };
+    const timeout = setTimeout(done, 5000);
     up.on('error', done);
-    up.on('message', (answer) => {
-      if (answer.length < 12 || answer.readUInt16BE(0) !== msg.readUInt16BE(0) || question(answer)?.name !== q.name) return;
-      done();
-      // The addresses are let through before the container hears them.
-      for (const a of addresses(answer)) allow(a.address, ports, a.ttl);
-      if (!closed) sock.send(answer, from.port, from.address);
+    up.on('message', (reply) => {
+      try {
+        if (reply.length < 12 || reply.readUInt16BE(0) !== msg.readUInt16BE(0) || question(reply)?.name !== q.name) return;
+        done();
+        const found = addresses(reply);
+        // A name that leads to the host, its loopback, link-local or the
+        // bridge is no name for it (unless --allow-net names that address).
+        const refused = found.find((a) => forbiddenAnswer(a.address, BRIDGE.subnet, ownAddresses(), nets));
+        if (refused) {
+          trace?.(`network: resolver refused ${q.name} -> ${refused.address}`);
+          const nx = nxdomain(msg);
+          if (nx && !closed) sock.send(nx, from.port, from.address);
+          return;
+        }
+        // The addresses are let through before the container hears them.
+        for (const a of found) allow(a.address, ports, a.ttl);
+        if (!closed) sock.send(reply, from.port, from.address);
+      } catch (err) {
+        trace?.(`network: resolver dropped an answer: ${(err as Error).message}`);
+      }
     });
-    up.connect(53, upstream, () => up.send(msg));
-  });
+    up.connect(53, upstream, () => {
+      if (!over) up.send(asked);
+    });
+  };
   return {
     close: () => {
       if (closed) return;
       closed = true;
-      for (const t of timers) clearTimeout(t);
+      for (const t of allowed.values()) clearTimeout(t);
       sock.close();
       if (!removeEgress(id)) {
         throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: "iptables-restore could not remove the allowlist's chain and rules", hint: `remove the rules commented tsbox:${id} and the chain ${chain} by hand (iptables-save shows them)` });

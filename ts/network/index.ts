@@ -19,7 +19,7 @@ import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } from './bridge.js';
 import { BRIDGE } from './cni.js';
-import { startEgress, upstreamOf } from './egress.js';
+import { checkBridgeFilter, removeEgress, startEgress, upstreamOf } from './egress.js';
 import { attachPasta, findPasta } from './pasta.js';
 
 export type { NetworkInfo } from './bridge.js';
@@ -125,6 +125,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           plan: nothing,
         };
       }
+      if (egress.allow.length > 0) checkBridgeFilter();
       const prepared = checkBridge({ ipv6Off: egress.allow.length > 0 });
       const inUse = await portInUse(ports);
       if (inUse) throw inUse;
@@ -141,19 +142,29 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           let allowlist;
           try {
             if (!address) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: 'the bridge gave the container no IPv4 address to hold to the allowlist', hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
-            allowlist = await startEgress(id, address, egress.allow, upstreamOf(egress.dns), trace);
+            const veth = attached.info.hostInterface;
+            if (!veth) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "the bridge named no host end of the container's veth to hold to the allowlist", hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
+            allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace);
           } catch (err) {
-            attached.detach();
+            // What of its rules is left keeps the address (see detach below).
+            if (removeEgress(id)) attached.detach();
+            else attached.abandon();
             throw err;
           }
           return {
             info: { ...attached.info, allow: egress.allow },
             detach: () => {
+              // The allowlist's rules hold the container's address: while
+              // any is left, the address (its lease) and the record stay,
+              // for gc to try both again, or the next container given that
+              // address would be held by this one's rules.
               try {
                 allowlist.close();
-              } finally {
-                attached.detach();
+              } catch (err) {
+                attached.abandon();
+                throw err;
               }
+              attached.detach();
             },
           };
         },

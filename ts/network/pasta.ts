@@ -17,7 +17,7 @@
  * (`network/<id>.pasta.json`) lets gc end it once the container's monitor is gone.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
@@ -101,7 +101,15 @@ function pastaInfo(ports: PortMapping[]): NetworkInfo {
 
 function writeRecord(dir: string, r: PastaRecord): void {
   const path = join(dir, `${r.id}.pasta.json`);
-  writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
+  // The directory goes with its last record (endPasta): made again when
+  // another container's end took it between mkdir and this write.
+  try {
+    writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
+  }
   renameSync(`${path}.tmp`, path);
 }
 
@@ -126,6 +134,13 @@ function endPasta(dir: string, r: PastaRecord): void {
   }
   rmSync(r.pidFile, { force: true });
   rmSync(join(dir, `${r.id}.pasta.json`), { force: true });
+  // The directory, once empty: a state root in /tmp outlives its user, and a
+  // later user given the same uid would find it.
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Another container's record is there, or it is gone already.
+  }
 }
 
 /** Phase `network` with pasta; returns the container's network and its undo. */

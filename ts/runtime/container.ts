@@ -11,6 +11,7 @@ import type { ReadStream } from 'node:tty';
 import { closeSync, openSync } from 'node:fs';
 
 import { parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
+import { egressRefusedCapability, hostNetworkAsRoot } from '../config/capabilities.js';
 import { hold, pipeStream, recvStarted } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
@@ -488,7 +489,14 @@ export async function execInto(id: string, control: string, base: ResolvedOption
     ...(rest.ttySize ? { ttySize: rest.ttySize } : {}),
     init: false,
   };
-  const { command: argv, options: o } = parseRunInput(command, merged);
+  // A process joining an allowlisted container is held as its first one is:
+  // no raw sockets, and none to add (ts/config/capabilities.ts).
+  const refusedCap = base.allow.length > 0 || hostNetworkAsRoot(base) ? egressRefusedCapability(merged.capAdd ?? []) : null;
+  if (refusedCap !== null) {
+    throw new TsboxError({ step: 'config', errno: 22, path: 'capAdd', detail: `"${refusedCap}" cannot be added to a process of a container with an egress allowlist, or on network "host" with userns "host"`, hint: "CAP_NET_RAW and CAP_NET_ADMIN would let it send around the allowlist's rules, or act on the host's own network" });
+  }
+  const { command: argv, options: parsed } = parseRunInput(command, merged);
+  const o = { ...parsed, allow: base.allow, network: base.network };
   if (signal?.aborted) throw new AbortError(signal.reason);
   const plan = buildProcessPlan(argv, o, base.hostname ?? id.slice(0, 12), loadNative().binding);
   return execPlan(id, control, o, plan, { signal, detach });

@@ -10,7 +10,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 
-import { effectiveCapabilities } from '../config/capabilities.js';
+import { effectiveCapabilities, hostNetworkAsRoot, withoutEgressRefused } from '../config/capabilities.js';
 import { DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type Volume } from '../config/mounts.js';
 import type { ResolvedOptions } from '../config/schema.js';
@@ -416,7 +416,9 @@ export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname
     env: envList,
     cwd: o.cwd,
     user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
-    capabilities: keptCapabilities(effectiveCapabilities(o.capAdd, o.capDrop)),
+    // An allowlisted container, or one on the host's network as the host's
+    // root, has no raw sockets (ts/config/capabilities.ts).
+    capabilities: keptCapabilities(o.allow.length > 0 || hostNetworkAsRoot(o) ? withoutEgressRefused(effectiveCapabilities(o.capAdd, o.capDrop)) : effectiveCapabilities(o.capAdd, o.capDrop)),
     noNewPrivileges: o.noNewPrivileges,
     rlimits: Object.entries({ ...DEFAULT_ULIMITS, ...o.ulimits }).map(([name, l]) => ({ name, soft: l.soft, hard: l.hard })),
     seccomp: seccompProgram(o.seccomp, seccomp),

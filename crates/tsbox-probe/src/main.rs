@@ -15,7 +15,10 @@
 //!   tsbox-probe recvtty SOCKET INPUT
 //!   tsbox-probe subreaper PIDFILE CMD [ARGS...]
 //!   tsbox-probe seccomp-agent SOCKET OUT
+//!   tsbox-probe syn IFNAME GATEWAY_MAC DST_IP PORT
+//!   tsbox-probe udp IP PORT HEX
 
+mod net;
 mod parse;
 
 use serde::Serialize;
@@ -26,7 +29,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT | subreaper PIDFILE CMD [ARGS...] | seccomp-agent SOCKET OUT";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT | subreaper PIDFILE CMD [ARGS...] | seccomp-agent SOCKET OUT | syn IFNAME GATEWAY_MAC DST_IP PORT | udp IP PORT HEX";
 
 mod syscalls;
 
@@ -56,6 +59,8 @@ fn main() {
         Some("recvtty") if args.len() == 3 => cmd_recvtty(&args[1], &args[2]),
         Some("subreaper") if args.len() >= 3 => cmd_subreaper(&args[1], &args[2..]),
         Some("seccomp-agent") if args.len() == 3 => cmd_seccomp_agent(&args[1], &args[2]),
+        Some("syn") if args.len() == 5 => net::cmd_syn(&args[1], &args[2], &args[3], &args[4]),
+        Some("udp") if args.len() == 4 => net::cmd_udp(&args[1], &args[2], &args[3]),
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
             0
