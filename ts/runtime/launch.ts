@@ -198,6 +198,10 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   // container that asks for one): a refusal comes before anything exists.
   const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish, o);
   if (net) undo.push(net.cloned);
+  // The network's teardown (DEL), run before the result rather than after
+  // it: when run() resolves, its address and published ports are free for
+  // the next container.
+  let netUndo: (() => void) | null = null;
   let networkInfo = net?.info ?? null;
 
   // Where this process's cgroups are, read once for the prewarm and the
@@ -384,6 +388,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     if (net?.attach) {
       const attached = await net.attach(id, cloned.pid, cloned.monitor, !o.detach, trace);
       undo.push(attached.detach);
+      netUndo = attached.detach;
       networkInfo = attached.info;
       writeState(dir, stateOf(plan.sandbox.rootfs.path));
       await toHelper.network(ch);
@@ -415,7 +420,18 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   if (started === null) return fail(helperDied(await done, 'while setting up the container'));
   if (started.type === 'failed') return fail(startFailure(started, cgroup, o));
   // After the container's result, not before it (ts/runtime/release.ts).
-  let release: () => void | Promise<void> = () => releaseLater(cleanup);
+  let release: () => void | Promise<void> = () => {
+    if (netUndo) {
+      const i = undo.indexOf(netUndo);
+      if (i >= 0) undo.splice(i, 1);
+      try {
+        netUndo();
+      } catch {
+        // DEL's failures leave the record for gc, which tries again.
+      }
+    }
+    return releaseLater(cleanup);
+  };
   if (o.detach) {
     // The monitor keeps the container, its ids and its cgroup from now on,
     // and its state stays for `tsbox ps -a` until `tsbox rm`.
