@@ -450,6 +450,31 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     rmSync(bundle, { recursive: true });
   });
 
+  it("prune and rmi --force keep every layer a container runs on, named or not, until the container goes", async () => {
+    expect((await tsbox(['pull', '-q', refs.two])).code).toBe(0);
+    const two = (await byName(refs.two))!;
+    const name = `tsbox-img-inuse-${process.pid}`;
+    expect((await tsbox(['run', '-d', '--name', name, refs.two, 'sleep', '60'])).code).toBe(0);
+    try {
+      // The name goes; the layers under the running container stay, nameless.
+      expect(await tsbox(['rmi', '--force', refs.two])).toMatchObject({ code: 0, stdout: `${refs.two}\n` });
+      expect(await byName(refs.two)).toBeUndefined();
+      for (const d of two.layers) expect(existsSync(layerDir(d)), d).toBe(true);
+      const p = await tsbox(['image', 'prune']);
+      expect(p.code).toBe(0);
+      for (const d of two.layers) expect(p.stdout, d).not.toContain(d);
+      for (const d of two.layers) expect(existsSync(layerDir(d)), d).toBe(true);
+      expect(await tsbox(['exec', name, 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer two\n' });
+    } finally {
+      expect((await tsbox(['rm', '-f', name])).code).toBe(0);
+    }
+    // With the container gone, its nameless top layer goes with the next prune.
+    const p = await tsbox(['image', 'prune']);
+    expect(p.stdout.split('\n')).toContain(two.layers[1]);
+    expect(existsSync(layerDir(two.layers[1]!))).toBe(false);
+    expect((await tsbox(['pull', '-q', refs.two])).code).toBe(0);
+  });
+
   it('rmi and image prune remove only what no image uses', async () => {
     const one = (await byName(refs.busybox))!;
     const two = (await byName(refs.two))!;

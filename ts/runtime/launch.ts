@@ -220,6 +220,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     command,
     options: o,
     log: logPath(),
+    ...(extras.layers?.length ? { layers: [...extras.layers] } : {}),
   });
   // A name is checked and taken (its state written) under one lock: two
   // launches with the same name cannot both find it free.

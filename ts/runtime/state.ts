@@ -109,6 +109,12 @@ export interface ContainerState {
   options: Record<string, unknown>;
   /** A detached container's output. */
   log: string | null;
+  /**
+   * An image's container: its lower layer directories, top first (its top
+   * layer is `bundle`). Image prune keeps every layer a container's state
+   * names, whether or not an image still does.
+   */
+  layers?: string[];
   exitCode?: number;
   exitSignal?: number | null;
   finishedAtMs?: number;
