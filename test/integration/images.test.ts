@@ -436,13 +436,15 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(readFileSync(join(bundle, 'rootfs', 'etc', 'msg'), 'utf8')).toBe('hello from layer two\n');
     expect(existsSync(join(bundle, 'rootfs', 'etc', 'doomed'))).toBe(false);
     expect(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile()).toBe(true);
+    // The rootfs keeps the image's owners, setuid bits and device nodes: no other user may reach into the bundle (0700, as umoci makes it).
+    expect(statSync(bundle).mode & 0o7777).toBe(0o700);
     const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[]; env: string[]; cwd: string }; root: { path: string } };
     expect(spec.process).toMatchObject({ args: ['sh', '-c', 'cat /etc/msg; echo FOO=$FOO; pwd'], cwd: '/tmp' });
     expect(spec.process.env).toContain('FOO=fromimage');
     expect(spec.root.path).toBe('rootfs');
     // tsbox runs it as an OCI runtime (runc's run form).
     const r = await tsbox(['run', '--bundle', bundle, `tsbox-img-bundle-${process.pid}`]);
-    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\nFOO=fromimage\n/tmp\n' });
+    expect(r, r.stderr).toMatchObject({ code: 0, stdout: 'hello from layer two\nFOO=fromimage\n/tmp\n' });
     // Into a directory that is not empty: refused, and nothing of it touched.
     const again = await tsbox(['image', 'export', refs.two, bundle]);
     expect(again.code).toBe(125);

@@ -5,7 +5,7 @@
  * spec (tsbox's defaults) with the image's command, environment, working
  * directory and user.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 
 import { TsboxError } from '../errors.js';
@@ -76,7 +76,7 @@ export function bundleSpec(base: Record<string, unknown>, config: NonNullable<Im
 
 /**
  * Writes the image `ref` names as a bundle in `dir` (which must not exist, or
- * be empty): `dir/rootfs` and `dir/config.json` from `baseSpec`.
+ * be empty; it is made 0700): `dir/rootfs` and `dir/config.json` from `baseSpec`.
  */
 export async function exportImage(ref: string, dir: string, baseSpec: Record<string, unknown>, store: Store = new Store()): Promise<{ dir: string; entries: number }> {
   const record = findImage(store, ref) ?? store.find(ref);
@@ -88,7 +88,14 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
   const made = !existsSync(target);
   const rootfs = join(target, 'rootfs');
   try {
-    mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+    // The rootfs keeps the image's owners, setuid-root files and device
+    // nodes (as root): no other user may reach into it. The bundle
+    // directory is 0700, whatever the umask or the mode an empty one had
+    // (as umoci makes it); the rootfs itself stays 0755, as the container's
+    // `/` must be for its root mapped into a user namespace.
+    mkdirSync(target, { recursive: true, mode: 0o700 });
+    chmodSync(target, 0o700);
+    mkdirSync(rootfs, { mode: 0o755 });
     let entries: number;
     try {
       entries = await loadNative().binding.flattenLayers(record.layers.map((d) => store.layerDir(d)), rootfs);
