@@ -1,5 +1,7 @@
 /** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -8,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
 import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
+import { realmGetsCredentials, Registry, sameOrigin } from '../../ts/image/registry.js';
 import { TsboxError } from '../../ts/errors.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 
@@ -126,5 +129,58 @@ describe('the image options', () => {
     expect(() => parseRunInput(['true'], { image: 'alpine', rootfs: '/x' })).toThrow(/config\(image\): cannot be combined with rootfs/);
     expect(() => parseRunInput(['true'], { pull: 'always' })).toThrow(/config\(pull\): needs an image/);
     expect(() => parseRunInput(['true'], { image: 'alpine', pull: 'sometimes' })).toThrow(/config\(pull\)/);
+  });
+});
+
+describe('registry credentials go only where they are meant to', () => {
+  it('compares origins: scheme, host and port', () => {
+    expect(sameOrigin('https://r.example/v2/x', 'https://r.example:443')).toBe(true);
+    expect(sameOrigin('http://r.example/v2/x', 'https://r.example')).toBe(false);
+    expect(sameOrigin('https://r.example:5000/v2/', 'https://r.example')).toBe(false);
+    expect(sameOrigin('https://cdn.r.example/blob', 'https://r.example')).toBe(false);
+  });
+
+  it('Basic credentials go to an https token realm of any host, to an http one only between loopback addresses', () => {
+    expect(realmGetsCredentials(new URL('https://auth.docker.io/token'), 'docker.io', false)).toBe(true);
+    expect(realmGetsCredentials(new URL('http://auth.example/token'), 'r.example:5000', true)).toBe(false);
+    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), 'r.example:5000', true)).toBe(false);
+    expect(realmGetsCredentials(new URL('http://auth.example/token'), '127.0.0.1:5000', true)).toBe(false);
+    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', true)).toBe(true);
+    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', false)).toBe(false);
+  });
+
+  it("sends the credentials to a token realm on another origin (as Docker Hub's auth.docker.io is), and to nothing else", async () => {
+    const seen: { path: string; headers: IncomingHttpHeaders }[] = [];
+    const listen = (server: Server) => new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    const auth = createServer((req, res) => {
+      seen.push({ path: `auth${req.url}`, headers: req.headers });
+      if (req.headers.authorization !== `Basic ${Buffer.from('me:secret').toString('base64')}`) return res.writeHead(401).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'T0KEN' }));
+    });
+    const authPort = await listen(auth);
+    const cdn = createServer((req, res) => {
+      seen.push({ path: `cdn${req.url}`, headers: req.headers });
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end('{}');
+    });
+    const cdnPort = await listen(cdn);
+    const registry = createServer((req, res) => {
+      seen.push({ path: `registry${req.url}`, headers: req.headers });
+      if (req.headers.authorization !== 'Bearer T0KEN') return res.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${authPort}/token",service="test"` }).end();
+      if (req.url === '/v2/') return res.writeHead(200).end();
+      res.writeHead(307, { location: `http://127.0.0.1:${cdnPort}/manifest` }).end();
+    });
+    const port = await listen(registry);
+    try {
+      const r = new Registry(`127.0.0.1:${port}`, 'app', { credentials: { username: 'me', password: 'secret' } });
+      await r.connect();
+      const m = await r.manifest('latest');
+      expect(m.bytes.toString()).toBe('{}');
+      expect(seen.find((s) => s.path.startsWith('auth/token'))?.headers.authorization).toMatch(/^Basic /);
+      // The redirect elsewhere carries neither the token nor the password.
+      expect(seen.find((s) => s.path === 'cdn/manifest')?.headers.authorization).toBeUndefined();
+      expect(seen.filter((s) => s.path.startsWith('registry')).every((s) => !String(s.headers.authorization ?? '').startsWith('Basic'))).toBe(true);
+    } finally {
+      for (const s of [auth, cdn, registry]) s.close();
+    }
   });
 });
