@@ -1,5 +1,6 @@
 /** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
 import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
 import { realmGetsCredentials, Registry, sameOrigin } from '../../ts/image/registry.js';
+import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 
@@ -182,5 +184,49 @@ describe('registry credentials go only where they are meant to', () => {
     } finally {
       for (const s of [auth, cdn, registry]) s.close();
     }
+  });
+});
+
+describe('the image store', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-store-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('refuses a root that other users may write, or that is not this user\'s, saying what to do', () => {
+    const open = join(base, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const refusal = (root: string): TsboxError => {
+      try {
+        new Store(root);
+      } catch (err) {
+        return err as TsboxError;
+      }
+      throw new Error(`${root} was taken as a store`);
+    };
+    expect(refusal(open).toLine()).toBe(`store(${open}): EPERM — the image store may be written by other users (mode 0777); chmod go-w ${open}, or set TSBOX_STORAGE to a directory only you may write`);
+    chmodSync(open, 0o775);
+    expect(() => new Store(open)).toThrow(/mode 0775/);
+    // Nothing was made in it.
+    expect(readdirSync(open)).toEqual([]);
+    // Another user's: as root, a directory given away; as anyone else, root's /usr.
+    let theirs = '/usr';
+    if (process.getuid?.() === 0) {
+      theirs = join(base, 'theirs');
+      mkdirSync(theirs, { mode: 0o700 });
+      chownSync(theirs, 65534, 65534);
+    }
+    expect(refusal(theirs).toLine()).toMatch(/the image store belongs to uid \d+, not to this user \(\d+\); set TSBOX_STORAGE to a directory of your own/);
+    chmodSync(open, 0o700);
+    expect(new Store(open).root).toBe(open);
+  });
+
+  it('checks a manifest or config read back against its digest', () => {
+    const store = new Store(join(base, 'store'));
+    const bytes = Buffer.from('{"schemaVersion":2}');
+    const good = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    store.writeBlob(good, bytes);
+    expect(store.readBlob(good).equals(bytes)).toBe(true);
+    writeFileSync(store.blobPath(good), '{"schemaVersion":2,"evil":1}');
+    expect(() => store.readBlob(good)).toThrow(`verify(${store.blobPath(good)}): the stored blob's digest is sha256:`);
   });
 });
