@@ -12,6 +12,7 @@ import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
 import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
 import { realmGetsCredentials, Registry, sameOrigin } from '../../ts/image/registry.js';
+import { imageBase } from '../../ts/image/run.js';
 import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { parseRunInput } from '../../ts/config/schema.js';
@@ -228,5 +229,34 @@ describe('the image store', () => {
     expect(store.readBlob(good).equals(bytes)).toBe(true);
     writeFileSync(store.blobPath(good), '{"schemaVersion":2,"evil":1}');
     expect(() => store.readBlob(good)).toThrow(`verify(${store.blobPath(good)}): the stored blob's digest is sha256:`);
+  });
+});
+
+describe("an image's config", () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-imageconfig-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('a StopSignal this host cannot send (SIGRTMIN+3) is left out with a notice, not a refusal', async () => {
+    const store = new Store(join(base, 'store'));
+    const blob = (b: Buffer) => {
+      const d = `sha256:${createHash('sha256').update(b).digest('hex')}`;
+      store.writeBlob(d, b);
+      return d;
+    };
+    const layer = `sha256:${'d4'.repeat(32)}`;
+    mkdirSync(store.layerDir(layer));
+    writeFileSync(`${store.layerDir(layer)}.json`, JSON.stringify({ digest: layer, diffId: layer, size: 0, entries: 0, notes: [] }));
+    for (const [tag, signal] of [['systemd', 'SIGRTMIN+3'], ['usr1', 'SIGUSR1']] as const) {
+      const config = blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['init'], StopSignal: signal }, rootfs: { type: 'layers', diff_ids: [layer] } })));
+      await store.tag({ name: `localhost/${tag}:latest`, digest: config, config, layers: [layer], created: new Date().toISOString() });
+    }
+    const systemd = await imageBase({ image: 'localhost/systemd', pull: 'never' }, { store });
+    expect(systemd.options.stopSignal).toBeUndefined();
+    expect(systemd.notices).toEqual(['tsbox: the image\'s StopSignal "SIGRTMIN+3" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)']);
+    // The options it gives are valid run options.
+    expect(parseRunInput(['init'], systemd.options).options.stopSignal).toBeUndefined();
+    const usr1 = await imageBase({ image: 'localhost/usr1', pull: 'never' }, { store });
+    expect(usr1.options.stopSignal).toBe('SIGUSR1');
+    expect(usr1.notices).toEqual([]);
   });
 });
