@@ -11,6 +11,8 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it, vi } from 'vitest';
 
+import { TsboxError } from '../../ts/errors.js';
+
 const swaps = new Map<string, { opens: number; then: Buffer }>();
 
 vi.mock('node:fs', async (importOriginal) => {
@@ -70,5 +72,14 @@ describe('load from a directory', () => {
     for (const hex of readdirSync(join(store.root, 'blobs', 'sha256'))) expect(sha(readFileSync(join(store.root, 'blobs', 'sha256', hex)))).toBe(`sha256:${hex}`);
     expect(JSON.parse(store.readBlob(record!.config).toString()).config.Cmd).toEqual(['good']);
     expect(readdirSync(join(store.root, 'tmp'))).toEqual([]);
+  });
+
+  it("an archive's names reach an error escaped: they cannot drive the terminal", async () => {
+    const dir = join(work, 'named');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify([{ Config: 'c\u001b[2J\n\u202e.json', RepoTags: ['x:1'], Layers: [] }]));
+    const err = await loadArchive(dir, { store: new Store(join(work, 'store-named')) }).catch((e: unknown) => e as TsboxError);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect((err as TsboxError).toLine()).toBe('load(c\\x1b[2J\\x0a\\u{202e}.json): the archive has no config c\\x1b[2J\\x0a\\u{202e}.json; the archive is incomplete');
   });
 });

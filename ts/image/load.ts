@@ -16,7 +16,7 @@
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, readSync, realpathSync, rmSync, writeSync } from 'node:fs';
 import { join, sep } from 'node:path';
 
-import { TsboxError } from '../errors.js';
+import { printable, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { unpackInto, type PullProgress } from './pull.js';
 import { formatReference, isDigest, parseReference } from './reference.js';
@@ -40,15 +40,16 @@ function bad(path: string, detail: string, hint: string | null = null): TsboxErr
  * still be a regular file inside the archive (whatever was swapped meanwhile).
  */
 function openInside(dir: string, name: string, what: string): number {
-  if (name.startsWith('/') || name.split('/').includes('..') || name.includes('\0')) throw bad(name, `the archive names its ${what} outside itself`, 'the archive is refused');
+  const shownName = printable(name);
+  if (name.startsWith('/') || name.split('/').includes('..') || name.includes('\0')) throw bad(shownName, `the archive names its ${what} outside itself`, 'the archive is refused');
   const root = realpathSync(dir);
   let real: string;
   try {
     real = realpathSync(join(dir, name));
   } catch {
-    throw bad(name, `the archive has no ${what} ${name}`, 'the archive is incomplete');
+    throw bad(shownName, `the archive has no ${what} ${shownName}`, 'the archive is incomplete');
   }
-  const refused = () => bad(name, `the archive's ${what} is not a file inside it`, 'the archive is refused');
+  const refused = () => bad(shownName, `the archive's ${what} is not a file inside it`, 'the archive is refused');
   if (!real.startsWith(root + sep)) throw refused();
   let fd: number;
   try {
@@ -77,7 +78,7 @@ function readAll(fd: number, max: number, name: string, what: string): Buffer {
       if (n === 0) break;
       chunks.push(b.subarray(0, n));
       total += n;
-      if (total > max) throw bad(name, `the ${what} is larger than ${max} bytes`);
+      if (total > max) throw bad(printable(name), `the ${what} is larger than ${max} bytes`);
     }
   } finally {
     closeSync(fd);
@@ -181,7 +182,7 @@ function nameOf(name: string, where: string): string {
   try {
     return formatReference(parseReference(name));
   } catch (err) {
-    throw err instanceof TsboxError ? new TsboxError({ step: 'load', errno: 0, path: where, detail: `the archive names its image "${name}": ${err.message}`, hint: null }) : err;
+    throw err instanceof TsboxError ? new TsboxError({ step: 'load', errno: 0, path: where, detail: `the archive names its image "${printable(name)}": ${printable(err.message)}`, hint: null }) : err;
   }
 }
 

@@ -11,7 +11,7 @@ import type http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 
-import { TsboxError } from '../errors.js';
+import { printable, TsboxError } from '../errors.js';
 import { basicHeader, credentialsFor, parseChallenges, type Credentials } from './auth.js';
 import { isLoopback, registryHost } from './reference.js';
 import { INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT } from './spec.js';
@@ -203,7 +203,7 @@ export class Registry {
       this.authorization = basicHeader(this.credentials);
       return;
     }
-    throw this.fail(0, this.domain, `the registry asks for an authentication tsbox does not speak: ${header || '(none)'}`);
+    throw this.fail(0, this.domain, `the registry asks for an authentication tsbox does not speak: ${printable(header, 200) || '(none)'}`);
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {

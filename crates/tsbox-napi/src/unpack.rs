@@ -72,6 +72,44 @@ fn sys_err(path: &str, what: &str, e: io::Error) -> UnpackError {
     }
 }
 
+/// A name from the archive as an error shows it: control characters (the
+/// terminal's escapes, newlines), bidirectional overrides and bytes that are
+/// not UTF-8 escaped (`\x1b`, `\u{202e}`), a backslash doubled, and a long
+/// one cut: a hostile name can neither drive the terminal nor break the
+/// one-line report.
+pub fn printable(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    const MAX: usize = 512;
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x100 && c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+        if out.len() > MAX {
+            let mut cut = MAX;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
 fn last(path: &str, what: &str) -> UnpackError {
     sys_err(path, what, io::Error::last_os_error())
 }
@@ -317,7 +355,7 @@ fn unpack_guarded<R: Read>(
                 if out.bytes > limits.max_bytes {
                     return Err(UnpackError {
                         errno: libc::EFBIG,
-                        path: String::from_utf8_lossy(&raw).into_owned(),
+                        path: printable(&raw),
                         detail: format!("the layer holds more than {} bytes", limits.max_bytes),
                         hint: Some("a layer this large is refused as a likely archive bomb".into()),
                     });
@@ -335,7 +373,7 @@ fn unpack_guarded<R: Read>(
                     break 'entry;
                 }
                 let Some(rel) = clean(&raw) else { break 'entry };
-                let name = rel.display().to_string();
+                let name = printable(rel.as_os_str().as_bytes());
                 let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
                 let owner = if privileged {
                     Some((entry.header().uid().unwrap_or(0), entry.header().gid().unwrap_or(0)))
@@ -434,7 +472,7 @@ fn unpack_guarded<R: Read>(
                     tar::EntryType::Link => {
                         let Some(target) = entry.link_name_bytes() else { break 'entry };
                         let Some(target_rel) = clean(&target) else { break 'entry };
-                        let target_name = target_rel.display().to_string();
+                        let target_name = printable(target_rel.as_os_str().as_bytes());
                         let Some(target_leaf) = target_rel.file_name() else {
                             return Err(UnpackError {
                                 errno: libc::EINVAL,
@@ -499,7 +537,7 @@ fn unpack_guarded<R: Read>(
     }
     // Directories last: a read-only one is still filled, and its mode holds.
     for (rel, mode, owner) in dirs.iter().rev() {
-        let name = rel.display().to_string();
+        let name = printable(rel.as_os_str().as_bytes());
         let parent = resolve_dir(&root, rel.parent().unwrap_or(Path::new(""))).map_err(|e| sys_err(&name, "resolve the directory", e))?;
         let leaf = cstr(rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"."), &name)?;
         set_meta(parent.as_raw_fd(), &leaf, &name, *mode, *owner, &mut notes)?;
@@ -640,7 +678,7 @@ fn ensure_dir(root: &OwnedFd, rel: &Path) -> Result<OwnedFd> {
 }
 
 fn ensure_dir_depth(root: &OwnedFd, rel: &Path, depth: u32) -> Result<OwnedFd> {
-    let name = rel.display().to_string();
+    let name = printable(rel.as_os_str().as_bytes());
     match resolve_dir(root, rel) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) && depth < 40 => {}
@@ -1171,6 +1209,19 @@ mod tests {
         assert_eq!(std::fs::read(base.join("big")).unwrap(), data);
         // Far fewer blocks than 8 MiB: the zeros are holes.
         assert!(md.blocks() * 512 < 1 << 20, "{} blocks", md.blocks());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn names_in_errors_cannot_drive_the_terminal() {
+        let base = tmp("names");
+        // A hard link, named with terminal escapes, to a target that is not in the layer.
+        let tar = archive(&[(b"evil\x1b[2J\nline\xff", tar::EntryType::Link, b"", Some(b"gone\x07\xe2\x80\xae"))]);
+        let err = unpack(&tar[..], &base, LIMITS, false).unwrap_err();
+        assert_eq!(err.path, "evil\\x1b[2J\\x0aline\\xff");
+        assert!(err.detail.contains("gone\\x07\\u{202e}"), "{}", err.detail);
+        assert!(!format!("{err}").chars().any(|c| c.is_control()));
+        assert_eq!(printable(&[b'a'; 600]).chars().count(), 513);
         std::fs::remove_dir_all(&base).unwrap();
     }
 
