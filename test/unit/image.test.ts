@@ -13,6 +13,7 @@ import { formatReference, isLoopback, parseReference, registryHost } from '../..
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
 import { realmGetsCredentials, Registry, sameOrigin } from '../../ts/image/registry.js';
 import { imageBase } from '../../ts/image/run.js';
+import { pull } from '../../ts/image/pull.js';
 import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { parseRunInput } from '../../ts/config/schema.js';
@@ -258,5 +259,51 @@ describe("an image's config", () => {
     const usr1 = await imageBase({ image: 'localhost/usr1', pull: 'never' }, { store });
     expect(usr1.options.stopSignal).toBe('SIGUSR1');
     expect(usr1.notices).toEqual([]);
+  });
+});
+
+describe('pull refuses what it could not run, before fetching it', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-pullbounds-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  /** A registry on loopback serving one manifest of `layers` (each `size` bytes); records the blobs asked for. */
+  async function registryOf(layers: number, size: number): Promise<{ host: string; asked: string[]; close: () => void }> {
+    const asked: string[] = [];
+    const digests = Array.from({ length: layers }, (_, i) => `sha256:${createHash('sha256').update(String(i)).digest('hex')}`);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: digests } }));
+    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: digests.map((digest) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size })) });
+    const server = createServer((req, res) => {
+      if (req.url === '/v2/') return res.writeHead(200).end();
+      if (req.url === '/v2/app/manifests/latest') return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
+      asked.push(req.url ?? '');
+      if (req.url === `/v2/app/blobs/${configDigest}`) return res.writeHead(200).end(config);
+      res.writeHead(404).end();
+    });
+    const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    return { host: `127.0.0.1:${port}`, asked, close: () => server.close() };
+  }
+
+  it('more layers than one overlay mount takes', async () => {
+    const r = await registryOf(260, 100);
+    try {
+      const err = await pull(`${r.host}/app`, { store: new Store(join(base, 'many')) }).catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toBe(`image_manifest(${r.host}/app:latest): E2BIG — the image has 260 layers; tsbox runs images of at most 250; the layers are mounted as one overlay, whose options must fit in a page; squash the image's layers`);
+      expect(r.asked.filter((u) => u.includes('/blobs/'))).toEqual([]);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('a layer blob larger than an unpacked layer may be', async () => {
+    const r = await registryOf(1, 2 ** 40);
+    try {
+      const err = await pull(`${r.host}/app`, { store: new Store(join(base, 'huge')) }).catch((e: unknown) => e as TsboxError);
+      expect((err as TsboxError).toLine()).toMatch(/^image_manifest\(.* sha256:[a-f0-9]{64}\): EFBIG — the layer's blob is 1099511627776 bytes; tsbox takes at most 68719476736; a layer this large is refused before it is downloaded/);
+      expect(r.asked).toEqual([]);
+    } finally {
+      r.close();
+    }
   });
 });

@@ -21,7 +21,7 @@ import { loadNative } from '../native.js';
 import { unpackInto, type PullProgress } from './pull.js';
 import { formatReference, isDigest, parseReference } from './reference.js';
 import { sha256 } from './registry.js';
-import { checkManifestTypes, choosePlatform, configSchema, documentKind, hostPlatform, indexSchema, manifestSchema, MAX_DOCUMENT, MEDIA, parseDocument } from './spec.js';
+import { checkLayerCount, checkManifestTypes, choosePlatform, configSchema, documentKind, hostPlatform, indexSchema, manifestSchema, MAX_DOCUMENT, MAX_LAYER_BYTES, MEDIA, parseDocument } from './spec.js';
 import { removeTree, Store, type ImageRecord } from './store.js';
 
 export interface LoadOptions {
@@ -111,10 +111,13 @@ function copyLayer(store: Store, fd: number): LayerCopy {
       const b = Buffer.allocUnsafe(1 << 20);
       for (let n; (n = readSync(fd, b, 0, b.length, null)) > 0; ) {
         const chunk = b.subarray(0, n);
+        size += n;
+        if (size > MAX_LAYER_BYTES) {
+          throw new TsboxError({ step: 'load', errno: 27, path, detail: `the layer is larger than ${MAX_LAYER_BYTES} bytes`, hint: 'a layer this large is refused, as a likely bomb' });
+        }
         h.update(chunk);
         if (head.length < 4) head = Buffer.concat([head, chunk.subarray(0, 4 - head.length)]);
         for (let off = 0; off < n; ) off += writeSync(out, chunk, off, n - off);
-        size += n;
       }
     } finally {
       closeSync(out);
@@ -256,6 +259,7 @@ async function loadDockerArchive(store: Store, dir: string, shown: string, optio
   const records: ImageRecord[] = [];
   for (const e of entries) {
     if (typeof e?.Config !== 'string' || !Array.isArray(e.Layers) || !e.Layers.every((l): l is string => typeof l === 'string')) throw bad(shown, 'an entry of manifest.json has no Config or Layers');
+    checkLayerCount(e.Layers.length, shown);
     const configBytes = readDocument(dir, e.Config, 'config');
     const config = parseDocument(configSchema, configBytes, 'image config', shown);
     if (config.rootfs.diff_ids.length !== e.Layers.length) throw bad(shown, `the config has ${config.rootfs.diff_ids.length} diff_ids for ${e.Layers.length} layers`);
