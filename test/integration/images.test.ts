@@ -562,4 +562,28 @@ describe('rootless', () => {
     expect(removed).toMatchObject({ code: 0 });
     expect(readdirSync(join(store, 'layers', 'sha256'))).toEqual([]);
   });
+
+  it("an ordinary user's export that fails leaves nothing, read-only directories included", async () => {
+    const uid = user.uid();
+    chmodSync(work, 0o711);
+    const store = join(work, 'store-rootless-export');
+    const out = join(work, 'out-rootless-export');
+    for (const d of [store, out]) {
+      mkdirSync(d, { mode: 0o700 });
+      chownSync(d, uid, uid);
+    }
+    // An image with a directory its owner may not write, whose user is not in its /etc/passwd: the export fails after the layers are applied.
+    const dir = join(work, 'layout-ghost');
+    writeLayout(dir, 'ghost', [tarOf([{ name: 'etc/', type: 'dir' }, { name: 'etc/passwd', type: 'file', data: 'root:x:0:0::/:/bin/sh\n' }, { name: 'ro/', type: 'dir', mode: 0o555 }, { name: 'ro/f', type: 'file', data: 'x' }])]);
+    await tool('umoci', ['config', '--image', `${dir}:ghost`, '--config.user', 'ghost']);
+    const ref = await push(dir, 'ghost', registry, 'ghost:1');
+    const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };
+    const as = (args: string[]) => cli(args, { uid, gid: uid, env, killAfterMs: 60_000 });
+    expect(await as(['pull', '-q', ref])).toMatchObject({ code: 0, stderr: '' });
+    const bundle = join(out, 'bundle');
+    const e = await as(['image', 'export', ref, bundle]);
+    expect(e.stderr).toBe(`tsbox: image_export(ghost): ENOENT — the image's user "ghost" is not in its /etc/passwd\n`);
+    expect(e.code).toBe(125);
+    expect(readdirSync(out)).toEqual([]);
+  });
 });

@@ -5,14 +5,14 @@
  * spec (tsbox's defaults) with the image's command, environment, working
  * directory and user.
  */
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { findImage, imageConfig } from './run.js';
 import type { ImageConfig } from './spec.js';
-import { Store } from './store.js';
+import { removeTree, Store } from './store.js';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -113,9 +113,15 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
     writeFileSync(join(target, 'config.json'), `${JSON.stringify(spec, null, '\t')}\n`, { mode: 0o644 });
     return { dir: target, entries };
   } catch (err) {
-    // Nothing half-made stays.
-    if (made) rmSync(target, { recursive: true, force: true });
-    else for (const e of readdirSync(target)) rmSync(join(target, e), { recursive: true, force: true });
+    // Nothing half-made stays: removed as the store removes a layer, which
+    // opens the directories an ordinary user's rootfs keeps read-only (0555).
+    // The failure reported is the export's, not a cleanup's.
+    try {
+      if (made) removeTree(target);
+      else for (const e of readdirSync(target)) removeTree(join(target, e));
+    } catch {
+      // What could not be removed is the export's failure's to tell.
+    }
     throw err;
   }
 }
