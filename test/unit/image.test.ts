@@ -253,7 +253,7 @@ describe("an image's config", () => {
     }
     const systemd = await imageBase({ image: 'localhost/systemd', pull: 'never' }, { store });
     expect(systemd.options.stopSignal).toBeUndefined();
-    expect(systemd.notices).toEqual(['tsbox: the image\'s StopSignal "SIGRTMIN+3" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)']);
+    expect(systemd.notices).toEqual(['tsbox: note: the image\'s StopSignal "SIGRTMIN+3" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)']);
     // The options it gives are valid run options.
     expect(parseRunInput(['init'], systemd.options).options.stopSignal).toBeUndefined();
     const usr1 = await imageBase({ image: 'localhost/usr1', pull: 'never' }, { store });

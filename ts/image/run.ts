@@ -7,7 +7,7 @@
  * as lower layers of the same overlay, with the container's own throwaway
  * upper layer over them.
  */
-import { TsboxError } from '../errors.js';
+import { printable, TsboxError } from '../errors.js';
 import { signalName, type RunOptions } from '../config/schema.js';
 import { formatReference, parseReference } from './reference.js';
 import { pull, type PullOptions } from './pull.js';
@@ -115,7 +115,7 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
   let stopSignal: NodeJS.Signals | undefined;
   if (rest.stopSignal === undefined && config.StopSignal) {
     stopSignal = signalName(config.StopSignal) ?? undefined;
-    if (stopSignal === undefined) notices.push(`tsbox: the image's StopSignal ${JSON.stringify(config.StopSignal)} is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)`);
+    if (stopSignal === undefined) notices.push(`tsbox: note: the image's StopSignal "${printable(config.StopSignal)}" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)`);
   }
   const dirs = [...record.layers].reverse().map((d) => store.layerDir(d));
   if (dirs.length === 0) throw new TsboxError({ step: 'image', errno: 0, path: record.name, detail: 'the image has no layers', hint: null });
