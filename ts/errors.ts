@@ -70,6 +70,22 @@ export function exitCodeFor(step: string, errno: number): number {
   return step === 'exec' ? (EXEC_EXIT_CODES[errno] ?? EXIT_RUNTIME) : EXIT_RUNTIME;
 }
 
+/**
+ * Text from hostile input (a name in an archive, a registry's header) as an
+ * error shows it: control characters, bidirectional overrides and
+ * backslashes escaped (`\x1b`, `\u{202e}`), long text cut, so that it can
+ * neither drive the terminal nor break the CLI's one line. The unpacker's
+ * (Rust's `printable`) does the same.
+ */
+export function printable(text: string, max = 512): string {
+  const out = text.replace(/[\\\p{Cc}\u200b-\u200f\u202a-\u202e\u2066-\u2069]/gu, (c) => {
+    if (c === '\\') return '\\\\';
+    const n = c.codePointAt(0)!;
+    return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
+  });
+  return out.length > max ? `${out.slice(0, max)}…` : out;
+}
+
 /** Wraps a Node.js system error (from fs, child_process) as a step failure. */
 export function fromSystemError(step: string, err: unknown, detail: string, hint?: string): TsboxError {
   const e = err as NodeJS.ErrnoException;

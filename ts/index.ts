@@ -48,16 +48,16 @@ export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
  */
 export async function spawn(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
   const { signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers } = await withImage(command, given);
+  const { command: cmd, options: rest, layers, notices } = await withImage(command, given);
   const { command: argv, options: o } = parseRunInput(cmd, rest);
-  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), layers });
+  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), layers, notices });
 }
 
 /**
  * With `image`: the image's command, options and layers (pulled as `pull`
  * says). The image code is loaded only then: a rootfs's launch never pays for it.
  */
-async function withImage(command: readonly string[], options: RunOptions): Promise<{ command: readonly string[]; options: RunOptions; layers?: string[] | undefined }> {
+async function withImage(command: readonly string[], options: RunOptions): Promise<{ command: readonly string[]; options: RunOptions; layers?: string[] | undefined; notices?: string[] | undefined }> {
   if (options.image === undefined) return { command, options };
   // Bad options are refused before anything is pulled.
   parseRunInput(command.length > 0 ? command : ['(the image\'s)'], options);
@@ -82,9 +82,9 @@ function optionsObject<T extends object>(options: T | undefined): T {
  */
 export async function create(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
   const { signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers } = await withImage(command, given);
+  const { command: cmd, options: rest, layers, notices } = await withImage(command, given);
   const { command: argv, options: o } = parseRunInput(cmd, rest);
-  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true, layers });
+  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true, layers, notices });
 }
 
 function hasLimits(o: Record<string, unknown>): boolean {

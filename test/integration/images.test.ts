@@ -175,7 +175,6 @@ describe('tsbox pull and tsbox run IMAGE', () => {
   });
 
   it('a layer that deletes a file (a whiteout) hides it; two images share their common layer, stored once', async () => {
-    const before = layerDirs().length;
     const p = await tsbox(['pull', '-q', refs.two]);
     expect(p).toMatchObject({ code: 0, stderr: '' });
     const r = await tsbox(['run', refs.two, 'sh', '-c', 'cat /etc/msg; cat /etc/doomed 2>/dev/null || echo gone']);
@@ -184,8 +183,10 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     const two = (await byName(refs.two))!;
     expect(two.layers).toHaveLength(2);
     expect(two.layers[0]).toBe(one.layers[0]);
-    // Only the new top layer was added.
-    expect(layerDirs().length).toBe(before + 1);
+    // Three layers named, two stored (the pool's test may have pulled this image already).
+    const named = new Set([...one.layers, ...two.layers].map((d) => d.slice(7)));
+    expect(named.size).toBe(2);
+    expect(layerDirs().filter((d) => named.has(d))).toHaveLength(2);
     // Read-only: the same layers, and no throwaway layer over them.
     const ro = await tsbox(['run', '--read-only', refs.two, 'sh', '-c', 'cat /etc/msg; test -e /etc/doomed || echo gone; touch /x 2>/dev/null || echo read-only']);
     expect(ro).toMatchObject({ code: 0, stdout: 'hello from layer two\ngone\nread-only\n' });
@@ -436,18 +437,45 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(readFileSync(join(bundle, 'rootfs', 'etc', 'msg'), 'utf8')).toBe('hello from layer two\n');
     expect(existsSync(join(bundle, 'rootfs', 'etc', 'doomed'))).toBe(false);
     expect(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile()).toBe(true);
+    // The rootfs keeps the image's owners, setuid bits and device nodes: no other user may reach into the bundle (0700, as umoci makes it).
+    expect(statSync(bundle).mode & 0o7777).toBe(0o700);
     const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[]; env: string[]; cwd: string }; root: { path: string } };
     expect(spec.process).toMatchObject({ args: ['sh', '-c', 'cat /etc/msg; echo FOO=$FOO; pwd'], cwd: '/tmp' });
     expect(spec.process.env).toContain('FOO=fromimage');
     expect(spec.root.path).toBe('rootfs');
     // tsbox runs it as an OCI runtime (runc's run form).
     const r = await tsbox(['run', '--bundle', bundle, `tsbox-img-bundle-${process.pid}`]);
-    expect(r).toMatchObject({ code: 0, stdout: 'hello from layer two\nFOO=fromimage\n/tmp\n' });
+    expect(r, r.stderr).toMatchObject({ code: 0, stdout: 'hello from layer two\nFOO=fromimage\n/tmp\n' });
     // Into a directory that is not empty: refused, and nothing of it touched.
     const again = await tsbox(['image', 'export', refs.two, bundle]);
     expect(again.code).toBe(125);
     expect(again.stderr).toBe(`tsbox: image_export(${bundle}): EEXIST — the bundle directory exists and is not empty; give a new directory\n`);
     rmSync(bundle, { recursive: true });
+  });
+
+  it("prune and rmi --force keep every layer a container runs on, named or not, until the container goes", async () => {
+    expect((await tsbox(['pull', '-q', refs.two])).code).toBe(0);
+    const two = (await byName(refs.two))!;
+    const name = `tsbox-img-inuse-${process.pid}`;
+    expect((await tsbox(['run', '-d', '--name', name, refs.two, 'sleep', '60'])).code).toBe(0);
+    try {
+      // The name goes; the layers under the running container stay, nameless.
+      expect(await tsbox(['rmi', '--force', refs.two])).toMatchObject({ code: 0, stdout: `${refs.two}\n` });
+      expect(await byName(refs.two)).toBeUndefined();
+      for (const d of two.layers) expect(existsSync(layerDir(d)), d).toBe(true);
+      const p = await tsbox(['image', 'prune']);
+      expect(p.code).toBe(0);
+      for (const d of two.layers) expect(p.stdout, d).not.toContain(d);
+      for (const d of two.layers) expect(existsSync(layerDir(d)), d).toBe(true);
+      expect(await tsbox(['exec', name, 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer two\n' });
+    } finally {
+      expect((await tsbox(['rm', '-f', name])).code).toBe(0);
+    }
+    // With the container gone, its nameless top layer goes with the next prune.
+    const p = await tsbox(['image', 'prune']);
+    expect(p.stdout.split('\n')).toContain(two.layers[1]);
+    expect(existsSync(layerDir(two.layers[1]!))).toBe(false);
+    expect((await tsbox(['pull', '-q', refs.two])).code).toBe(0);
   });
 
   it('rmi and image prune remove only what no image uses', async () => {
@@ -534,5 +562,29 @@ describe('rootless', () => {
     const removed = await as(['rmi', refs.two]);
     expect(removed).toMatchObject({ code: 0 });
     expect(readdirSync(join(store, 'layers', 'sha256'))).toEqual([]);
+  });
+
+  it("an ordinary user's export that fails leaves nothing, read-only directories included", async () => {
+    const uid = user.uid();
+    chmodSync(work, 0o711);
+    const store = join(work, 'store-rootless-export');
+    const out = join(work, 'out-rootless-export');
+    for (const d of [store, out]) {
+      mkdirSync(d, { mode: 0o700 });
+      chownSync(d, uid, uid);
+    }
+    // An image with a directory its owner may not write, whose user is not in its /etc/passwd: the export fails after the layers are applied.
+    const dir = join(work, 'layout-ghost');
+    writeLayout(dir, 'ghost', [tarOf([{ name: 'etc/', type: 'dir' }, { name: 'etc/passwd', type: 'file', data: 'root:x:0:0::/:/bin/sh\n' }, { name: 'ro/', type: 'dir', mode: 0o555 }, { name: 'ro/f', type: 'file', data: 'x' }])]);
+    await tool('umoci', ['config', '--image', `${dir}:ghost`, '--config.user', 'ghost']);
+    const ref = await push(dir, 'ghost', registry, 'ghost:1');
+    const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };
+    const as = (args: string[]) => cli(args, { uid, gid: uid, env, killAfterMs: 60_000 });
+    expect(await as(['pull', '-q', ref])).toMatchObject({ code: 0, stderr: '' });
+    const bundle = join(out, 'bundle');
+    const e = await as(['image', 'export', ref, bundle]);
+    expect(e.stderr).toBe(`tsbox: image_export(ghost): ENOENT — the image's user "ghost" is not in its /etc/passwd\n`);
+    expect(e.code).toBe(125);
+    expect(readdirSync(out)).toEqual([]);
   });
 });

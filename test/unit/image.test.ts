@@ -1,5 +1,8 @@
 /** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -8,6 +11,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
 import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
+import { realmGetsCredentials, Registry, sameOrigin } from '../../ts/image/registry.js';
+import { imageBase } from '../../ts/image/run.js';
+import { pull } from '../../ts/image/pull.js';
+import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 
@@ -126,5 +133,177 @@ describe('the image options', () => {
     expect(() => parseRunInput(['true'], { image: 'alpine', rootfs: '/x' })).toThrow(/config\(image\): cannot be combined with rootfs/);
     expect(() => parseRunInput(['true'], { pull: 'always' })).toThrow(/config\(pull\): needs an image/);
     expect(() => parseRunInput(['true'], { image: 'alpine', pull: 'sometimes' })).toThrow(/config\(pull\)/);
+  });
+});
+
+describe('registry credentials go only where they are meant to', () => {
+  it('compares origins: scheme, host and port', () => {
+    expect(sameOrigin('https://r.example/v2/x', 'https://r.example:443')).toBe(true);
+    expect(sameOrigin('http://r.example/v2/x', 'https://r.example')).toBe(false);
+    expect(sameOrigin('https://r.example:5000/v2/', 'https://r.example')).toBe(false);
+    expect(sameOrigin('https://cdn.r.example/blob', 'https://r.example')).toBe(false);
+  });
+
+  it('Basic credentials go to an https token realm of any host, to an http one only between loopback addresses', () => {
+    expect(realmGetsCredentials(new URL('https://auth.docker.io/token'), 'docker.io', false)).toBe(true);
+    expect(realmGetsCredentials(new URL('http://auth.example/token'), 'r.example:5000', true)).toBe(false);
+    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), 'r.example:5000', true)).toBe(false);
+    expect(realmGetsCredentials(new URL('http://auth.example/token'), '127.0.0.1:5000', true)).toBe(false);
+    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', true)).toBe(true);
+    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', false)).toBe(false);
+  });
+
+  it("sends the credentials to a token realm on another origin (as Docker Hub's auth.docker.io is), and to nothing else", async () => {
+    const seen: { path: string; headers: IncomingHttpHeaders }[] = [];
+    const listen = (server: Server) => new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    const auth = createServer((req, res) => {
+      seen.push({ path: `auth${req.url}`, headers: req.headers });
+      if (req.headers.authorization !== `Basic ${Buffer.from('me:secret').toString('base64')}`) return res.writeHead(401).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'T0KEN' }));
+    });
+    const authPort = await listen(auth);
+    const cdn = createServer((req, res) => {
+      seen.push({ path: `cdn${req.url}`, headers: req.headers });
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end('{}');
+    });
+    const cdnPort = await listen(cdn);
+    const registry = createServer((req, res) => {
+      seen.push({ path: `registry${req.url}`, headers: req.headers });
+      if (req.headers.authorization !== 'Bearer T0KEN') return res.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${authPort}/token",service="test"` }).end();
+      if (req.url === '/v2/') return res.writeHead(200).end();
+      res.writeHead(307, { location: `http://127.0.0.1:${cdnPort}/manifest` }).end();
+    });
+    const port = await listen(registry);
+    try {
+      const r = new Registry(`127.0.0.1:${port}`, 'app', { credentials: { username: 'me', password: 'secret' } });
+      await r.connect();
+      const m = await r.manifest('latest');
+      expect(m.bytes.toString()).toBe('{}');
+      expect(seen.find((s) => s.path.startsWith('auth/token'))?.headers.authorization).toMatch(/^Basic /);
+      // The redirect elsewhere carries neither the token nor the password.
+      expect(seen.find((s) => s.path === 'cdn/manifest')?.headers.authorization).toBeUndefined();
+      expect(seen.filter((s) => s.path.startsWith('registry')).every((s) => !String(s.headers.authorization ?? '').startsWith('Basic'))).toBe(true);
+    } finally {
+      for (const s of [auth, cdn, registry]) s.close();
+    }
+  });
+});
+
+describe('the image store', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-store-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('refuses a root that other users may write, or that is not this user\'s, saying what to do', () => {
+    const open = join(base, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const refusal = (root: string): TsboxError => {
+      try {
+        new Store(root);
+      } catch (err) {
+        return err as TsboxError;
+      }
+      throw new Error(`${root} was taken as a store`);
+    };
+    expect(refusal(open).toLine()).toBe(`store(${open}): EPERM — the image store may be written by other users (mode 0777); chmod go-w ${open}, or set TSBOX_STORAGE to a directory only you may write`);
+    chmodSync(open, 0o775);
+    expect(() => new Store(open)).toThrow(/mode 0775/);
+    // Nothing was made in it.
+    expect(readdirSync(open)).toEqual([]);
+    // Another user's: as root, a directory given away; as anyone else, root's /usr.
+    let theirs = '/usr';
+    if (process.getuid?.() === 0) {
+      theirs = join(base, 'theirs');
+      mkdirSync(theirs, { mode: 0o700 });
+      chownSync(theirs, 65534, 65534);
+    }
+    expect(refusal(theirs).toLine()).toMatch(/the image store belongs to uid \d+, not to this user \(\d+\); set TSBOX_STORAGE to a directory of your own/);
+    chmodSync(open, 0o700);
+    expect(new Store(open).root).toBe(open);
+  });
+
+  it('checks a manifest or config read back against its digest', () => {
+    const store = new Store(join(base, 'store'));
+    const bytes = Buffer.from('{"schemaVersion":2}');
+    const good = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    store.writeBlob(good, bytes);
+    expect(store.readBlob(good).equals(bytes)).toBe(true);
+    writeFileSync(store.blobPath(good), '{"schemaVersion":2,"evil":1}');
+    expect(() => store.readBlob(good)).toThrow(`verify(${store.blobPath(good)}): the stored blob's digest is sha256:`);
+  });
+});
+
+describe("an image's config", () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-imageconfig-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('a StopSignal this host cannot send (SIGRTMIN+3) is left out with a notice, not a refusal', async () => {
+    const store = new Store(join(base, 'store'));
+    const blob = (b: Buffer) => {
+      const d = `sha256:${createHash('sha256').update(b).digest('hex')}`;
+      store.writeBlob(d, b);
+      return d;
+    };
+    const layer = `sha256:${'d4'.repeat(32)}`;
+    mkdirSync(store.layerDir(layer));
+    writeFileSync(`${store.layerDir(layer)}.json`, JSON.stringify({ digest: layer, diffId: layer, size: 0, entries: 0, notes: [] }));
+    for (const [tag, signal] of [['systemd', 'SIGRTMIN+3'], ['usr1', 'SIGUSR1']] as const) {
+      const config = blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['init'], StopSignal: signal }, rootfs: { type: 'layers', diff_ids: [layer] } })));
+      await store.tag({ name: `localhost/${tag}:latest`, digest: config, config, layers: [layer], created: new Date().toISOString() });
+    }
+    const systemd = await imageBase({ image: 'localhost/systemd', pull: 'never' }, { store });
+    expect(systemd.options.stopSignal).toBeUndefined();
+    expect(systemd.notices).toEqual(['tsbox: note: the image\'s StopSignal "SIGRTMIN+3" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)']);
+    // The options it gives are valid run options.
+    expect(parseRunInput(['init'], systemd.options).options.stopSignal).toBeUndefined();
+    const usr1 = await imageBase({ image: 'localhost/usr1', pull: 'never' }, { store });
+    expect(usr1.options.stopSignal).toBe('SIGUSR1');
+    expect(usr1.notices).toEqual([]);
+  });
+});
+
+describe('pull refuses what it could not run, before fetching it', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-pullbounds-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  /** A registry on loopback serving one manifest of `layers` (each `size` bytes); records the blobs asked for. */
+  async function registryOf(layers: number, size: number): Promise<{ host: string; asked: string[]; close: () => void }> {
+    const asked: string[] = [];
+    const digests = Array.from({ length: layers }, (_, i) => `sha256:${createHash('sha256').update(String(i)).digest('hex')}`);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: digests } }));
+    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: digests.map((digest) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size })) });
+    const server = createServer((req, res) => {
+      if (req.url === '/v2/') return res.writeHead(200).end();
+      if (req.url === '/v2/app/manifests/latest') return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
+      asked.push(req.url ?? '');
+      if (req.url === `/v2/app/blobs/${configDigest}`) return res.writeHead(200).end(config);
+      res.writeHead(404).end();
+    });
+    const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    return { host: `127.0.0.1:${port}`, asked, close: () => server.close() };
+  }
+
+  it('more layers than one overlay mount takes', async () => {
+    const r = await registryOf(260, 100);
+    try {
+      const err = await pull(`${r.host}/app`, { store: new Store(join(base, 'many')) }).catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toBe(`image_manifest(${r.host}/app:latest): E2BIG — the image has 260 layers; tsbox runs images of at most 250; the layers are mounted as one overlay, whose options must fit in a page; squash the image's layers`);
+      expect(r.asked.filter((u) => u.includes('/blobs/'))).toEqual([]);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('a layer blob larger than an unpacked layer may be', async () => {
+    const r = await registryOf(1, 2 ** 40);
+    try {
+      const err = await pull(`${r.host}/app`, { store: new Store(join(base, 'huge')) }).catch((e: unknown) => e as TsboxError);
+      expect((err as TsboxError).toLine()).toMatch(/^image_manifest\(.* sha256:[a-f0-9]{64}\): EFBIG — the layer's blob is 1099511627776 bytes; tsbox takes at most 68719476736; a layer this large is refused before it is downloaded/);
+      expect(r.asked).toEqual([]);
+    } finally {
+      r.close();
+    }
   });
 });

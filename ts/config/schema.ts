@@ -19,6 +19,15 @@ import { cgroupLimitsSchema, crossLimitIssues, positiveSize } from '../cgroups/l
 import { parseMapping } from './idmapping.js';
 import { parseAllow, parseNetwork, parsePublish } from './network.js';
 
+/** The name of the signal `v` gives (`SIGTERM`, `usr1`, `15`), or null when Node knows none by it (stopSignal's rule). */
+export function signalName(v: string | number): NodeJS.Signals | null {
+  const text = String(v).trim().toUpperCase();
+  const signals = osConstants.signals as Record<string, number>;
+  const byNumber = /^\d+$/.test(text) ? Object.keys(signals).find((k) => signals[k] === Number(text)) : undefined;
+  const name = byNumber ?? (text.startsWith('SIG') ? text : `SIG${text}`);
+  return signals[name] === undefined ? null : (name as NodeJS.Signals);
+}
+
 const absolutePath = z.string().check(
   z.minLength(1),
   z.refine((p) => p.startsWith('/'), { message: 'must be an absolute path (start with /)' }),
@@ -141,15 +150,12 @@ export const runOptionsSchema = z
       z.pipe(
         z.union([z.string(), z.number()]),
         z.transform((v: string | number, ctx) => {
-          const text = String(v).trim().toUpperCase();
-          const signals = osConstants.signals as Record<string, number>;
-          const byNumber = /^\d+$/.test(text) ? Object.keys(signals).find((k) => signals[k] === Number(text)) : undefined;
-          const name = byNumber ?? (text.startsWith('SIG') ? text : `SIG${text}`);
-          if (signals[name] === undefined) {
+          const name = signalName(v);
+          if (name === null) {
             ctx.issues.push({ code: 'custom', input: v, message: `"${String(v)}" is not a signal (SIGTERM, USR1, 15, ...)` });
             return z.NEVER;
           }
-          return name as NodeJS.Signals;
+          return name;
         }),
       ),
     ),

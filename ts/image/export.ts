@@ -5,14 +5,14 @@
  * spec (tsbox's defaults) with the image's command, environment, working
  * directory and user.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { findImage, imageConfig } from './run.js';
 import type { ImageConfig } from './spec.js';
-import { Store } from './store.js';
+import { removeTree, Store } from './store.js';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -76,7 +76,7 @@ export function bundleSpec(base: Record<string, unknown>, config: NonNullable<Im
 
 /**
  * Writes the image `ref` names as a bundle in `dir` (which must not exist, or
- * be empty): `dir/rootfs` and `dir/config.json` from `baseSpec`.
+ * be empty; it is made 0700): `dir/rootfs` and `dir/config.json` from `baseSpec`.
  */
 export async function exportImage(ref: string, dir: string, baseSpec: Record<string, unknown>, store: Store = new Store()): Promise<{ dir: string; entries: number }> {
   const record = findImage(store, ref) ?? store.find(ref);
@@ -88,7 +88,14 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
   const made = !existsSync(target);
   const rootfs = join(target, 'rootfs');
   try {
-    mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+    // The rootfs keeps the image's owners, setuid-root files and device
+    // nodes (as root): no other user may reach into it. The bundle
+    // directory is 0700, whatever the umask or the mode an empty one had
+    // (as umoci makes it); the rootfs itself stays 0755, as the container's
+    // `/` must be for its root mapped into a user namespace.
+    mkdirSync(target, { recursive: true, mode: 0o700 });
+    chmodSync(target, 0o700);
+    mkdirSync(rootfs, { mode: 0o755 });
     let entries: number;
     try {
       entries = await loadNative().binding.flattenLayers(record.layers.map((d) => store.layerDir(d)), rootfs);
@@ -106,9 +113,15 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
     writeFileSync(join(target, 'config.json'), `${JSON.stringify(spec, null, '\t')}\n`, { mode: 0o644 });
     return { dir: target, entries };
   } catch (err) {
-    // Nothing half-made stays.
-    if (made) rmSync(target, { recursive: true, force: true });
-    else for (const e of readdirSync(target)) rmSync(join(target, e), { recursive: true, force: true });
+    // Nothing half-made stays: removed as the store removes a layer, which
+    // opens the directories an ordinary user's rootfs keeps read-only (0555).
+    // The failure reported is the export's, not a cleanup's.
+    try {
+      if (made) removeTree(target);
+      else for (const e of readdirSync(target)) removeTree(join(target, e));
+    } catch {
+      // What could not be removed is the export's failure's to tell.
+    }
     throw err;
   }
 }

@@ -6,16 +6,22 @@
  * registry's: it is unpacked by the same safe unpacker, every name it gives is
  * looked up inside it only, every document is validated, and every blob's
  * digest is checked.
+ *
+ * A directory (or an imported tarball) may be changed by someone else while
+ * it is read: every file is opened once (never through a symlink at its last
+ * component, a regular file only, still inside the archive once open), and
+ * what is checked against a digest is what is used — a document's bytes in
+ * memory, a layer's copy under the store's tmp/, hashed as it is copied.
  */
-import { createReadStream, lstatSync, mkdirSync, openSync, readFileSync, readSync, closeSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, readSync, realpathSync, rmSync, writeSync } from 'node:fs';
 import { join, sep } from 'node:path';
 
-import { TsboxError } from '../errors.js';
+import { printable, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { unpackInto, type PullProgress } from './pull.js';
 import { formatReference, isDigest, parseReference } from './reference.js';
 import { sha256 } from './registry.js';
-import { checkManifestTypes, choosePlatform, configSchema, documentKind, hostPlatform, indexSchema, manifestSchema, MAX_DOCUMENT, MEDIA, parseDocument } from './spec.js';
+import { checkLayerCount, checkManifestTypes, choosePlatform, configSchema, documentKind, hostPlatform, indexSchema, manifestSchema, MAX_DOCUMENT, MAX_LAYER_BYTES, MEDIA, parseDocument } from './spec.js';
 import { removeTree, Store, type ImageRecord } from './store.js';
 
 export interface LoadOptions {
@@ -27,56 +33,128 @@ function bad(path: string, detail: string, hint: string | null = null): TsboxErr
   return new TsboxError({ step: 'load', errno: 0, path, detail, hint });
 }
 
-/** sha256 of a file, streamed. */
-async function hashFile(path: string): Promise<string> {
-  const h = sha256();
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return `sha256:${h.digest('hex')}`;
-}
-
 /**
- * The regular file `name` inside `dir`, never outside it: no absolute name,
- * no `..`, and once resolved (a symlink in the archive) still inside.
+ * Opens the regular file `name` inside `dir`, never outside it: no absolute
+ * name, no `..`; a symlink in the archive is followed only to a file inside
+ * it, the last component is opened with O_NOFOLLOW, and the open file must
+ * still be a regular file inside the archive (whatever was swapped meanwhile).
  */
-function inside(dir: string, name: string, what: string): string {
-  if (name.startsWith('/') || name.split('/').includes('..') || name.includes('\0')) throw bad(name, `the archive names its ${what} outside itself`, 'the archive is refused');
+function openInside(dir: string, name: string, what: string): number {
+  const shownName = printable(name);
+  if (name.startsWith('/') || name.split('/').includes('..') || name.includes('\0')) throw bad(shownName, `the archive names its ${what} outside itself`, 'the archive is refused');
   const root = realpathSync(dir);
   let real: string;
   try {
     real = realpathSync(join(dir, name));
   } catch {
-    throw bad(name, `the archive has no ${what} ${name}`, 'the archive is incomplete');
+    throw bad(shownName, `the archive has no ${what} ${shownName}`, 'the archive is incomplete');
   }
-  if (!real.startsWith(root + sep) || !lstatSync(real).isFile()) throw bad(name, `the archive's ${what} is not a file inside it`, 'the archive is refused');
-  return real;
-}
-
-function readDocument(path: string, what: string): Buffer {
-  if (lstatSync(path).size > MAX_DOCUMENT) throw bad(path, `the ${what} is larger than ${MAX_DOCUMENT} bytes`);
-  return readFileSync(path);
-}
-
-/** The media type of a layer file, from its first bytes. */
-function layerMediaType(path: string): string {
-  const fd = openSync(path, 'r');
-  const b = Buffer.alloc(4);
+  const refused = () => bad(shownName, `the archive's ${what} is not a file inside it`, 'the archive is refused');
+  if (!real.startsWith(root + sep)) throw refused();
+  let fd: number;
   try {
-    readSync(fd, b, 0, 4, 0);
+    // O_NONBLOCK: a FIFO put there meanwhile does not hang the open.
+    fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    throw refused();
+  }
+  try {
+    if (!fstatSync(fd).isFile() || !readlinkSync(`/proc/self/fd/${fd}`).startsWith(root + sep)) throw refused();
+  } catch (err) {
+    closeSync(fd);
+    throw err instanceof TsboxError ? err : refused();
+  }
+  return fd;
+}
+
+/** Reads all of `fd` (at most `max` bytes, else refused) and closes it. */
+function readAll(fd: number, max: number, name: string, what: string): Buffer {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const b = Buffer.allocUnsafe(Math.min(1 << 20, max + 1 - total));
+      const n = readSync(fd, b, 0, b.length, null);
+      if (n === 0) break;
+      chunks.push(b.subarray(0, n));
+      total += n;
+      if (total > max) throw bad(printable(name), `the ${what} is larger than ${max} bytes`);
+    }
   } finally {
     closeSync(fd);
   }
+  return Buffer.concat(chunks);
+}
+
+/** A document of the archive (a manifest, an index, a config), read once: the bytes checked are the bytes parsed. */
+function readDocument(dir: string, name: string, what: string): Buffer {
+  return readAll(openInside(dir, name, what), MAX_DOCUMENT, name, what);
+}
+
+/** A layer file, copied once into the store's tmp/ while hashed: the copy is what is unpacked. */
+interface LayerCopy {
+  path: string;
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+/** Copies the open file `fd` (closed after) into the store's tmp/, hashing it. */
+function copyLayer(store: Store, fd: number): LayerCopy {
+  const path = store.tempPath('load-layer');
+  const h = sha256();
+  let size = 0;
+  let head = Buffer.alloc(0);
+  try {
+    const out = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      const b = Buffer.allocUnsafe(1 << 20);
+      for (let n; (n = readSync(fd, b, 0, b.length, null)) > 0; ) {
+        const chunk = b.subarray(0, n);
+        size += n;
+        if (size > MAX_LAYER_BYTES) {
+          throw new TsboxError({ step: 'load', errno: 27, path, detail: `the layer is larger than ${MAX_LAYER_BYTES} bytes`, hint: 'a layer this large is refused, as a likely bomb' });
+        }
+        h.update(chunk);
+        if (head.length < 4) head = Buffer.concat([head, chunk.subarray(0, 4 - head.length)]);
+        for (let off = 0; off < n; ) off += writeSync(out, chunk, off, n - off);
+      }
+    } finally {
+      closeSync(out);
+    }
+  } catch (err) {
+    rmSync(path, { force: true });
+    throw err instanceof TsboxError ? err : new TsboxError({ step: 'load', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path, detail: `copy the layer into the store: ${(err as Error).message}`, hint: null }, { cause: err });
+  } finally {
+    closeSync(fd);
+  }
+  return { path, digest: `sha256:${h.digest('hex')}`, size, mediaType: layerMediaType(head) };
+}
+
+/** The media type of a layer, from its first bytes. */
+function layerMediaType(b: Buffer): string {
   if (b[0] === 0x1f && b[1] === 0x8b) return 'application/vnd.oci.image.layer.v1.tar+gzip';
-  if (b.readUInt32LE(0) === 0xfd2fb528) return 'application/vnd.oci.image.layer.v1.tar+zstd';
+  if (b.length >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return 'application/vnd.oci.image.layer.v1.tar+zstd';
   return 'application/vnd.oci.image.layer.v1.tar';
 }
 
-/** Stores one layer from a file (its digest checked when the archive gives one) and unpacks it once. */
-async function storeLayer(store: Store, file: string, expected: string | null, diffId: string | null, onProgress: LoadOptions['onProgress']): Promise<string> {
-  const digest = await hashFile(file);
-  if (expected !== null && digest !== expected) {
-    throw new TsboxError({ step: 'verify', errno: 0, path: file, detail: `the layer's digest is ${digest}, not ${expected}`, hint: 'the archive is damaged: it is refused' });
+/**
+ * Stores one layer from its copy (its digest checked when the archive gives
+ * one) and unpacks it once; the copy is removed either way.
+ */
+async function storeLayer(store: Store, copy: LayerCopy, expected: string | null, diffId: string | null, onProgress: LoadOptions['onProgress']): Promise<string> {
+  try {
+    return await storeCopy(store, copy, expected, diffId, onProgress);
+  } finally {
+    rmSync(copy.path, { force: true });
   }
-  const total = lstatSync(file).size;
+}
+
+async function storeCopy(store: Store, copy: LayerCopy, expected: string | null, diffId: string | null, onProgress: LoadOptions['onProgress']): Promise<string> {
+  const { digest, size: total, path: file } = copy;
+  if (expected !== null && digest !== expected) {
+    throw new TsboxError({ step: 'verify', errno: 0, path: expected, detail: `the layer's digest is ${digest}, not ${expected}`, hint: 'the archive is damaged: it is refused' });
+  }
   if (store.layerInfo(digest)) {
     onProgress?.({ digest, phase: 'exists', bytes: total, total });
     return digest;
@@ -107,7 +185,7 @@ function nameOf(name: string, where: string): string {
   try {
     return formatReference(parseReference(name));
   } catch (err) {
-    throw err instanceof TsboxError ? new TsboxError({ step: 'load', errno: 0, path: where, detail: `the archive names its image "${name}": ${err.message}`, hint: null }) : err;
+    throw err instanceof TsboxError ? new TsboxError({ step: 'load', errno: 0, path: where, detail: `the archive names its image "${printable(name)}": ${printable(err.message)}`, hint: null }) : err;
   }
 }
 
@@ -172,7 +250,7 @@ interface DockerArchiveEntry {
 async function loadDockerArchive(store: Store, dir: string, shown: string, options: LoadOptions): Promise<ImageRecord[]> {
   let entries: DockerArchiveEntry[];
   try {
-    entries = JSON.parse(readDocument(inside(dir, 'manifest.json', 'manifest'), 'manifest.json').toString('utf8')) as DockerArchiveEntry[];
+    entries = JSON.parse(readDocument(dir, 'manifest.json', 'manifest').toString('utf8')) as DockerArchiveEntry[];
   } catch (err) {
     if (err instanceof TsboxError) throw err;
     throw bad(shown, `manifest.json is not JSON (${(err as Error).message})`);
@@ -181,16 +259,17 @@ async function loadDockerArchive(store: Store, dir: string, shown: string, optio
   const records: ImageRecord[] = [];
   for (const e of entries) {
     if (typeof e?.Config !== 'string' || !Array.isArray(e.Layers) || !e.Layers.every((l): l is string => typeof l === 'string')) throw bad(shown, 'an entry of manifest.json has no Config or Layers');
-    const configBytes = readDocument(inside(dir, e.Config, 'config'), 'config');
+    checkLayerCount(e.Layers.length, shown);
+    const configBytes = readDocument(dir, e.Config, 'config');
     const config = parseDocument(configSchema, configBytes, 'image config', shown);
     if (config.rootfs.diff_ids.length !== e.Layers.length) throw bad(shown, `the config has ${config.rootfs.diff_ids.length} diff_ids for ${e.Layers.length} layers`);
     const layers: { digest: string; mediaType: string; size: number }[] = [];
     for (const [i, name] of e.Layers.entries()) {
-      const file = inside(dir, name, 'layer');
+      const copy = copyLayer(store, openInside(dir, name, 'layer'));
       // The archive may name a layer by its digest (blobs/sha256/<hex>): it must be that.
       const hex = /(?:^|\/)sha256\/([a-f0-9]{64})$/.exec(name)?.[1];
-      const digest = await storeLayer(store, file, hex ? `sha256:${hex}` : null, config.rootfs.diff_ids[i]!, options.onProgress);
-      layers.push({ digest, mediaType: layerMediaType(file), size: lstatSync(file).size });
+      const digest = await storeLayer(store, copy, hex ? `sha256:${hex}` : null, config.rootfs.diff_ids[i]!, options.onProgress);
+      layers.push({ digest, mediaType: copy.mediaType, size: copy.size });
     }
     const manifest = synthesize(store, configBytes, layers);
     store.writeBlob(manifest.digest, manifest.bytes);
@@ -206,36 +285,42 @@ async function loadDockerArchive(store: Store, dir: string, shown: string, optio
 }
 
 async function loadLayout(store: Store, dir: string, shown: string, options: LoadOptions): Promise<ImageRecord[]> {
-  const blob = async (digest: string, what: string): Promise<string> => {
+  const name = (digest: string, what: string): string => {
     if (!isDigest(digest)) throw bad(shown, `the ${what}'s digest ${digest} is not sha256`);
-    const file = inside(dir, `blobs/sha256/${digest.slice(7)}`, what);
-    const got = await hashFile(file);
-    if (got !== digest) throw new TsboxError({ step: 'verify', errno: 0, path: file, detail: `the ${what}'s digest is ${got}, not ${digest}`, hint: 'the layout is damaged: it is refused' });
-    return file;
+    return `blobs/sha256/${digest.slice(7)}`;
   };
-  const index = parseDocument(indexSchema, readDocument(inside(dir, 'index.json', 'index'), 'index.json'), 'image index', shown);
+  /** A document blob, read once and checked: the bytes returned are the bytes hashed. */
+  const document = (digest: string, what: string): Buffer => {
+    const bytes = readDocument(dir, name(digest, what), what);
+    const got = `sha256:${sha256().update(bytes).digest('hex')}`;
+    if (got !== digest) throw new TsboxError({ step: 'verify', errno: 0, path: name(digest, what), detail: `the ${what}'s digest is ${got}, not ${digest}`, hint: 'the layout is damaged: it is refused' });
+    return bytes;
+  };
+  const index = parseDocument(indexSchema, readDocument(dir, 'index.json', 'index.json'), 'image index', shown);
   const records: ImageRecord[] = [];
   for (const entry of index.manifests) {
     const annotations = entry.annotations ?? {};
     const full = annotations['io.containerd.image.name'];
     const ref = annotations['org.opencontainers.image.ref.name'];
     // A full name when the layout has one; a bare tag (skopeo's oci:DIR:TAG) is a name under localhost/.
-    const name = typeof full === 'string' ? nameOf(full, shown) : typeof ref === 'string' ? nameOf(/[/:]/.test(ref) ? ref : `localhost/${ref}`, shown) : null;
+    const imageName = typeof full === 'string' ? nameOf(full, shown) : typeof ref === 'string' ? nameOf(/[/:]/.test(ref) ? ref : `localhost/${ref}`, shown) : null;
     let top = entry;
-    let manifestBytes = readDocument(await blob(top.digest, 'manifest'), 'manifest');
+    let manifestBytes = document(top.digest, 'manifest');
     if (documentKind(top.mediaType, shown) === 'index') {
       top = choosePlatform(parseDocument(indexSchema, manifestBytes, 'image index', shown).manifests, shown);
-      manifestBytes = readDocument(await blob(top.digest, 'manifest'), 'manifest');
+      manifestBytes = document(top.digest, 'manifest');
     }
     const manifest = parseDocument(manifestSchema, manifestBytes, 'manifest', shown);
     checkManifestTypes(manifest, shown);
-    const configBytes = readDocument(await blob(manifest.config.digest, 'config'), 'config');
+    const configBytes = document(manifest.config.digest, 'config');
     const config = parseDocument(configSchema, configBytes, 'image config', shown);
     if (config.rootfs.diff_ids.length !== manifest.layers.length) throw bad(shown, `the config has ${config.rootfs.diff_ids.length} diff_ids for ${manifest.layers.length} layers`);
-    for (const [i, l] of manifest.layers.entries()) await storeLayer(store, await blob(l.digest, 'layer'), l.digest, config.rootfs.diff_ids[i]!, options.onProgress);
+    for (const [i, l] of manifest.layers.entries()) {
+      await storeLayer(store, copyLayer(store, openInside(dir, name(l.digest, 'layer'), 'layer')), l.digest, config.rootfs.diff_ids[i]!, options.onProgress);
+    }
     store.writeBlob(manifest.config.digest, configBytes);
     store.writeBlob(top.digest, manifestBytes);
-    const record: ImageRecord = { name: name ?? `sha256:${top.digest.slice(7)}`, digest: top.digest, config: manifest.config.digest, layers: manifest.layers.map((l) => l.digest), created: new Date().toISOString() };
+    const record: ImageRecord = { name: imageName ?? `sha256:${top.digest.slice(7)}`, digest: top.digest, config: manifest.config.digest, layers: manifest.layers.map((l) => l.digest), created: new Date().toISOString() };
     await store.tag(record);
     records.push(record);
   }
@@ -256,17 +341,22 @@ export async function importRootfs(path: string, name: string, options: LoadOpti
 }
 
 async function importInto(store: Store, path: string, full: string, options: LoadOptions): Promise<ImageRecord> {
-  let st;
+  // Opened once and copied (hashed as it is): what is unpacked is what was hashed.
+  let fd: number;
   try {
-    st = lstatSync(path);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new TsboxError({ step: 'import', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 2), path, detail: 'cannot read the tarball', hint: null }, { cause: err });
   }
-  if (!st.isFile()) throw new TsboxError({ step: 'import', errno: 21, path, detail: 'not a file', hint: 'give a tar of a root filesystem (plain, gzip or zstd)' });
-  const digest = await storeLayer(store, path, null, null, options.onProgress);
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new TsboxError({ step: 'import', errno: 21, path, detail: 'not a file', hint: 'give a tar of a root filesystem (plain, gzip or zstd)' });
+  }
+  const copy = copyLayer(store, fd);
+  const digest = await storeLayer(store, copy, null, null, options.onProgress);
   const info = store.layerInfo(digest)!;
   const configBytes = Buffer.from(JSON.stringify({ architecture: hostPlatform().architecture, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [info.diffId] } }));
-  const manifest = synthesize(store, configBytes, [{ digest, mediaType: layerMediaType(path), size: st.size }]);
+  const manifest = synthesize(store, configBytes, [{ digest, mediaType: copy.mediaType, size: copy.size }]);
   store.writeBlob(manifest.digest, manifest.bytes);
   const record: ImageRecord = { name: full, digest: manifest.digest, config: `sha256:${sha256().update(configBytes).digest('hex')}`, layers: [digest], created: new Date().toISOString() };
   await store.tag(record);

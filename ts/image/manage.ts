@@ -8,10 +8,21 @@ function notFound(ref: string): TsboxError {
   return new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'no such image in the store', hint: 'see `tsbox images`' });
 }
 
-/** The layer directories containers of this user run on (their root is an image's top layer). */
+/**
+ * The layer directories this user's containers run on, whether or not an
+ * image still names them (a re-pulled tag, `rmi --force`): each one's
+ * rootfs (`bundle`: an image's top layer) and the lower layers its state
+ * records. A state written before layers were recorded keeps the layers of
+ * the named image whose top layer it runs on.
+ */
 function layersInUse(store: Store): Set<string> {
-  const bundles = new Set(list({ all: true }).map((s) => s.bundle));
   const used = new Set<string>();
+  const bundles = new Set<string>();
+  for (const s of list({ all: true })) {
+    used.add(s.bundle);
+    bundles.add(s.bundle);
+    for (const d of s.layers ?? []) used.add(d);
+  }
   for (const image of store.images()) {
     const top = image.layers.at(-1);
     if (top !== undefined && bundles.has(store.layerDir(top))) for (const d of image.layers) used.add(store.layerDir(d));
@@ -19,7 +30,11 @@ function layersInUse(store: Store): Set<string> {
   return used;
 }
 
-/** Removes the image `ref` names, then the layers and blobs no image uses any more. */
+/**
+ * Removes the image `ref` names, then the layers and blobs no image and no
+ * container uses any more. `force`: even when a container was made from it,
+ * whose layers then stay (nameless) until it is removed and a prune runs.
+ */
 export async function removeImage(ref: string, options: { force?: boolean } = {}, store: Store = new Store()): Promise<ImageRecord> {
   const record = findImage(store, ref) ?? store.find(ref);
   if (!record) throw notFound(ref);

@@ -11,7 +11,7 @@ import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
 import { Registry, type RegistryOptions } from './registry.js';
-import { checkManifestTypes, choosePlatform, configSchema, documentKind, indexSchema, manifestSchema, parseDocument, type Descriptor, type ImageConfig, type Manifest } from './spec.js';
+import { checkManifestTypes, choosePlatform, configSchema, documentKind, indexSchema, manifestSchema, MAX_LAYER_BYTES, MAX_LAYER_ENTRIES, parseDocument, type Descriptor, type ImageConfig, type Manifest } from './spec.js';
 import { removeTree, Store, type ImageRecord, type LayerInfo } from './store.js';
 
 /** What a pull reports as it goes: one event per layer step. */
@@ -37,9 +37,6 @@ export interface PullOptions extends RegistryOptions {
   attempts?: number | undefined;
 }
 
-/** The bounds of one layer, unpacked: 64 GiB of data, 2 million entries. */
-const MAX_LAYER_BYTES = 64 * 2 ** 30;
-const MAX_LAYER_ENTRIES = 2_000_000;
 
 /** Pulls `ref` into the store and names it there; resolves with its record. */
 export async function pull(ref: string, options: PullOptions = {}): Promise<ImageRecord> {

@@ -11,7 +11,7 @@ import type http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 
-import { TsboxError } from '../errors.js';
+import { printable, TsboxError } from '../errors.js';
 import { basicHeader, credentialsFor, parseChallenges, type Credentials } from './auth.js';
 import { isLoopback, registryHost } from './reference.js';
 import { INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT } from './spec.js';
@@ -48,6 +48,27 @@ let loaded: ReturnType<typeof builtins> | undefined;
 /** A new sha256 hash (node:crypto loaded on first use). */
 export const sha256 = (): Hash => (loaded ??= builtins()).createHash('sha256');
 
+/**
+ * Whether credentials meant for `origin` may go with a request to `url`: the
+ * same scheme, host and port (a redirect to a CDN, or from https down to
+ * http on the same host, loses them).
+ */
+export function sameOrigin(url: string | URL, origin: string | URL): boolean {
+  return new URL(url).origin === new URL(origin).origin;
+}
+
+/**
+ * Whether the registry `domain`'s Basic credentials may go to its token
+ * realm: over https, whatever its host (Docker Hub's is auth.docker.io);
+ * over plain http only between loopback addresses, for a registry that is
+ * insecure (a local test registry). Otherwise the token is asked for
+ * without them.
+ */
+export function realmGetsCredentials(realm: URL, domain: string, insecure: boolean): boolean {
+  if (realm.protocol === 'https:') return true;
+  return realm.protocol === 'http:' && insecure && isLoopback(domain) && isLoopback(realm.host);
+}
+
 /** One registry, for one repository's pulls (the bearer token's scope). */
 export class Registry {
   readonly domain: string;
@@ -70,22 +91,30 @@ export class Registry {
     return new TsboxError({ step: 'registry', errno, path, detail, hint }, cause === undefined ? undefined : { cause });
   }
 
-  /** One request, following redirects (an Authorization header goes only to the registry's own host). */
-  private request(url: string, headers: Record<string, string>, method = 'GET', redirects = 0): Promise<Response> {
+  /**
+   * One request, following redirects. An Authorization header goes only to
+   * `authOrigin` (scheme, host and port: the registry's own, or its token
+   * realm's), and is dropped for good at the first redirect elsewhere; a
+   * redirect from https to plain http is refused unless the registry is
+   * insecure.
+   */
+  private request(url: string, headers: Record<string, string>, authOrigin: string | null, method = 'GET', redirects = 0): Promise<Response> {
     const { http, https } = (loaded ??= builtins());
     return new Promise((resolveP, rejectP) => {
       const u = new URL(url);
       const mod = u.protocol === 'http:' ? http : https;
-      const sameHost = u.host === new URL(this.base ?? url).host;
-      const h = { 'user-agent': 'tsbox', ...headers };
-      if (!sameHost) delete (h as Record<string, string>).authorization;
+      const h: Record<string, string> = { 'user-agent': 'tsbox', ...headers };
+      if (authOrigin === null || !sameOrigin(u, authOrigin)) delete h.authorization;
       const req = mod.request(u, { method, headers: h, timeout: 30_000, ...(u.protocol === 'https:' && this.insecure ? { rejectUnauthorized: false } : {}) }, (res) => {
         const status = res.statusCode ?? 0;
         if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
           res.resume();
           if (redirects >= MAX_REDIRECTS) return rejectP(this.fail(0, url, 'too many redirects'));
-          const next = new URL(res.headers.location, u).toString();
-          this.request(next, h, method, redirects + 1).then(resolveP, rejectP);
+          const next = new URL(res.headers.location, u);
+          if (u.protocol === 'https:' && next.protocol !== 'https:' && !this.insecure) {
+            return rejectP(this.fail(0, url, `the registry redirected to ${next.origin}, away from https`, 'refused: a registry reached over https is followed only over https'));
+          }
+          this.request(next.toString(), h, authOrigin, method, redirects + 1).then(resolveP, rejectP);
           return;
         }
         resolveP({ status, headers: res.headers, body: res });
@@ -112,7 +141,7 @@ export class Registry {
     for (const scheme of schemes) {
       this.base = `${scheme}://${this.host}`;
       try {
-        probe = await this.request(`${this.base}/v2/`, {});
+        probe = await this.request(`${this.base}/v2/`, {}, null);
         break;
       } catch (err) {
         lastErr = err;
@@ -134,15 +163,26 @@ export class Registry {
     if (bearer) {
       const realm = bearer.params.realm;
       if (!realm) throw this.fail(0, this.domain, 'the registry asked for a bearer token without a realm');
-      const u = new URL(realm);
+      let u: URL;
+      try {
+        u = new URL(realm);
+      } catch {
+        throw this.fail(0, this.domain, `the registry's token realm is not a URL: ${realm}`);
+      }
       if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.insecure)) throw this.fail(0, realm, 'the token realm is not https', null);
       if (bearer.params.service) u.searchParams.set('service', bearer.params.service);
       u.searchParams.set('scope', `repository:${this.repository}:pull`);
-      const headers: Record<string, string> = this.credentials ? { authorization: basicHeader(this.credentials) } : {};
-      const res = await this.request(u.toString(), headers);
+      const send = this.credentials !== null && realmGetsCredentials(u, this.domain, this.insecure);
+      const headers: Record<string, string> = send ? { authorization: basicHeader(this.credentials) } : {};
+      const res = await this.request(u.toString(), headers, send ? u.origin : null);
       const body = await readLimited(res.body, 1 << 20, u.toString());
       if (res.status !== 200) {
-        throw this.fail(13, u.toString(), `the token service answered ${res.status}`, this.credentials ? 'check the credentials in your auth file' : 'log in first: the image may be private (credentials are read from ~/.docker/config.json or $XDG_RUNTIME_DIR/containers/auth.json)');
+        const hint = this.credentials && !send
+          ? `the credentials were not sent: the token realm is plain http on ${u.host}, and tsbox sends credentials over http only between loopback addresses`
+          : this.credentials
+            ? 'check the credentials in your auth file'
+            : 'log in first: the image may be private (credentials are read from ~/.docker/config.json or $XDG_RUNTIME_DIR/containers/auth.json)';
+        throw this.fail(13, u.toString(), `the token service answered ${res.status}`, hint);
       }
       let token: unknown;
       try {
@@ -157,10 +197,13 @@ export class Registry {
     }
     if (challenges.some((c) => c.scheme === 'basic')) {
       if (!this.credentials) throw this.fail(13, this.domain, 'the registry asks for a user name and password', 'add them to ~/.docker/config.json or $XDG_RUNTIME_DIR/containers/auth.json (docker login / podman login)');
+      if (new URL(this.base!).protocol !== 'https:' && !isLoopback(this.domain)) {
+        throw this.fail(13, this.domain, 'the registry asks for a user name and password over plain http', 'refused: tsbox sends credentials over http only to a loopback address; serve the registry over https');
+      }
       this.authorization = basicHeader(this.credentials);
       return;
     }
-    throw this.fail(0, this.domain, `the registry asks for an authentication tsbox does not speak: ${header || '(none)'}`);
+    throw this.fail(0, this.domain, `the registry asks for an authentication tsbox does not speak: ${printable(header, 200) || '(none)'}`);
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -171,7 +214,7 @@ export class Registry {
   async manifest(reference: string): Promise<{ bytes: Buffer; mediaType: string | undefined; digest: string }> {
     await this.connect();
     const url = `${this.base}/v2/${this.repository}/manifests/${reference}`;
-    const res = await this.request(url, this.headers({ accept: [...MANIFEST_TYPES, ...INDEX_TYPES].join(', ') }));
+    const res = await this.request(url, this.headers({ accept: [...MANIFEST_TYPES, ...INDEX_TYPES].join(', ') }), this.base);
     if (res.status !== 200) {
       res.body.resume();
       throw this.fail(res.status === 404 ? 2 : 0, `${this.domain}/${this.repository}:${reference}`, res.status === 404 ? 'the image is not in the registry (manifest unknown)' : `the registry answered ${res.status} for the manifest`, res.status === 404 ? 'check the name and the tag' : null);
@@ -198,7 +241,7 @@ export class Registry {
     if (size > MAX_DOCUMENT) throw this.fail(27, digest, `the config claims ${size} bytes (at most ${MAX_DOCUMENT})`);
     await this.connect();
     const url = `${this.base}/v2/${this.repository}/blobs/${digest}`;
-    const res = await this.request(url, this.headers());
+    const res = await this.request(url, this.headers(), this.base);
     if (res.status !== 200) {
       res.body.resume();
       throw this.fail(0, url, `the registry answered ${res.status} for the blob`);
@@ -231,7 +274,7 @@ export class Registry {
     }
     // Whole already (a pull stopped before its unpacking): it is checked as it is.
     if (have === size && size > 0) return verify(hash, digest, file);
-    const res = await this.request(url, this.headers(have > 0 ? { range: `bytes=${have}-` } : {}));
+    const res = await this.request(url, this.headers(have > 0 ? { range: `bytes=${have}-` } : {}), this.base);
     // A registry that sends it whole, or from elsewhere than asked: start over.
     const from = Number(/^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1]);
     if (have > 0 && (res.status === 200 || (res.status === 206 && from !== have))) {

@@ -7,8 +7,8 @@
  * as lower layers of the same overlay, with the container's own throwaway
  * upper layer over them.
  */
-import { TsboxError } from '../errors.js';
-import type { RunOptions } from '../config/schema.js';
+import { printable, TsboxError } from '../errors.js';
+import { signalName, type RunOptions } from '../config/schema.js';
 import { formatReference, parseReference } from './reference.js';
 import { pull, type PullOptions } from './pull.js';
 import { configSchema, parseDocument, type ImageConfig } from './spec.js';
@@ -58,6 +58,8 @@ export interface ImageRun {
   options: RunOptions;
   /** The lower layers under `options.rootfs`, top first. */
   layers: string[];
+  /** What of the image's config was left out, one line each (shown as the container's notices). */
+  notices: string[];
 }
 
 /**
@@ -73,6 +75,8 @@ export interface ImageBase {
   /** Used when no command is given: the image's Cmd, or none when `entrypoint` was given. */
   defaultCommand: string[];
   name: string;
+  /** What of the image's config was left out, one line each. */
+  notices: string[];
 }
 
 /** The command of a container of `base` given `command` (empty: the image's), refused when there is none. */
@@ -85,7 +89,7 @@ export function imageCommand(base: ImageBase, command: readonly string[]): strin
 /** The command, options and layers of a container of `options.image`. */
 export async function imageRun(command: readonly string[], options: RunOptions, pullOptions: PullOptions = {}): Promise<ImageRun> {
   const base = await imageBase(options, pullOptions);
-  return { command: imageCommand(base, command), options: base.options, layers: base.layers };
+  return { command: imageCommand(base, command), options: base.options, layers: base.layers, notices: base.notices };
 }
 
 /** `options.image` found (or pulled) and its config applied under `options`: see ImageBase. */
@@ -104,6 +108,15 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
     const eq = kv.indexOf('=');
     if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
+  const notices: string[] = [];
+  // An image's StopSignal this host has no name for (SIGRTMIN+3, which
+  // systemd images give) is not a reason to refuse the image: stop sends
+  // SIGTERM instead, and says so.
+  let stopSignal: NodeJS.Signals | undefined;
+  if (rest.stopSignal === undefined && config.StopSignal) {
+    stopSignal = signalName(config.StopSignal) ?? undefined;
+    if (stopSignal === undefined) notices.push(`tsbox: note: the image's StopSignal "${printable(config.StopSignal)}" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)`);
+  }
   const dirs = [...record.layers].reverse().map((d) => store.layerDir(d));
   if (dirs.length === 0) throw new TsboxError({ step: 'image', errno: 0, path: record.name, detail: 'the image has no layers', hint: null });
   return {
@@ -116,8 +129,9 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
       env: { ...env, ...rest.env },
       ...(rest.user === undefined && config.User ? { user: config.User } : {}),
       ...(rest.cwd === undefined && config.WorkingDir ? { cwd: config.WorkingDir } : {}),
-      ...(rest.stopSignal === undefined && config.StopSignal ? { stopSignal: config.StopSignal } : {}),
+      ...(stopSignal !== undefined ? { stopSignal } : {}),
     },
     layers: dirs.slice(1),
+    notices,
   };
 }

@@ -117,13 +117,37 @@ export function documentKind(mediaType: string | undefined, where: string): 'ind
   });
 }
 
+/** The bounds of one layer: 64 GiB of data unpacked, and as a blob; 2 million entries. */
+export const MAX_LAYER_BYTES = 64 * 2 ** 30;
+export const MAX_LAYER_ENTRIES = 2_000_000;
+
+/**
+ * The most layers an image may have. tsbox-init mounts them as one overlay
+ * whose options (`lowerdir=/tmp/lower:/tmp/lower1:...:/tmp/lowerN,
+ * upperdir=/tmp/upper,workdir=/tmp/work,userxattr`) the kernel takes in one
+ * page (4096 bytes): 296 layers fit; 250 leaves room (Docker stops at 125).
+ */
+export const MAX_LAYERS = 250;
+
+/** Refuses an image of more layers than one overlay mount takes, before anything of it is fetched. */
+export function checkLayerCount(n: number, where: string): void {
+  if (n > MAX_LAYERS) {
+    throw new TsboxError({ step: 'image_manifest', errno: 7, path: where, detail: `the image has ${n} layers; tsbox runs images of at most ${MAX_LAYERS}`, hint: "the layers are mounted as one overlay, whose options must fit in a page; squash the image's layers" });
+  }
+}
+
+/** The manifest's config and layers are of types tsbox reads, and within its bounds (the number of layers, each blob's size). */
 export function checkManifestTypes(m: Manifest, where: string): void {
+  checkLayerCount(m.layers.length, where);
   if (!CONFIG_TYPES.includes(m.config.mediaType)) {
     throw new TsboxError({ step: 'image_manifest', errno: 0, path: where, detail: `unsupported config media type ${m.config.mediaType}`, hint: 'this is not a container image (an artifact?)' });
   }
   for (const l of m.layers) {
     if (!LAYER_TYPES.includes(l.mediaType)) {
       throw new TsboxError({ step: 'image_manifest', errno: 0, path: `${where} ${l.digest}`, detail: `unsupported layer media type ${l.mediaType}`, hint: 'tsbox unpacks tar layers, plain, gzip or zstd' });
+    }
+    if (l.size > MAX_LAYER_BYTES) {
+      throw new TsboxError({ step: 'image_manifest', errno: 27, path: `${where} ${l.digest}`, detail: `the layer's blob is ${l.size} bytes; tsbox takes at most ${MAX_LAYER_BYTES}`, hint: 'a layer this large is refused before it is downloaded, as a likely bomb' });
     }
   }
 }

@@ -8,6 +8,10 @@
  * Where: `$TSBOX_STORAGE`; else `/var/lib/tsbox` as root, `$XDG_DATA_HOME/tsbox`
  * (`~/.local/share/tsbox`) otherwise. The root is 0700: layers unpacked by
  * root keep their owners and setuid bits, which no other host user may reach.
+ * A root that exists must be the caller's own and writable by nobody else:
+ * whoever may rename its directories may put their own layers under the
+ * digests an image names. A manifest or config read back is checked against
+ * its digest.
  *
  * Every write is a temporary file or directory (under `tmp/`) renamed into
  * place; a lock file per digest (`locks/`) lets concurrent pulls of one blob
@@ -21,6 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative, type NativeFileLock } from '../native.js';
 import { isDigest } from './reference.js';
+import { sha256 } from './registry.js';
 
 /** The store's root directory for this user. */
 export function storageRoot(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0): string {
@@ -72,16 +77,28 @@ export class Store {
     this.root = root;
     try {
       mkdirSync(root, { recursive: true, mode: 0o700 });
-      for (const d of ['blobs/sha256', 'layers/sha256', 'tmp', 'locks']) mkdirSync(join(root, d), { recursive: true, mode: 0o700 });
     } catch (err) {
       throw fromSystemError('store', err, `create the image store ${root}`, 'set TSBOX_STORAGE to a directory you may write');
     }
     const st = lstatSync(root);
     if (!st.isDirectory()) throw new TsboxError({ step: 'store', errno: 20, path: root, detail: 'the image store is not a directory', hint: null });
+    // The root must be this user's, and nobody else's to write: another
+    // user who may rename what is in it may swap in layers of their own.
+    const uid = process.getuid?.() ?? 0;
+    if (st.uid !== uid) {
+      throw new TsboxError({ step: 'store', errno: 1, path: root, detail: `the image store belongs to uid ${st.uid}, not to this user (${uid})`, hint: 'set TSBOX_STORAGE to a directory of your own' });
+    }
+    if ((st.mode & 0o022) !== 0) {
+      throw new TsboxError({ step: 'store', errno: 1, path: root, detail: `the image store may be written by other users (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`, hint: `chmod go-w ${root}, or set TSBOX_STORAGE to a directory only you may write` });
+    }
     // Layers unpacked by root keep setuid-root files: whatever the root
     // directory's mode (a TSBOX_STORAGE that existed), no other user may
     // reach into them. The directories must be this user's own.
-    const uid = process.getuid?.() ?? 0;
+    try {
+      for (const d of ['blobs/sha256', 'layers/sha256', 'tmp', 'locks']) mkdirSync(join(root, d), { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw fromSystemError('store', err, `create the image store ${root}`, 'set TSBOX_STORAGE to a directory you may write');
+    }
     for (const d of ['layers', 'tmp', 'blobs', 'locks']) {
       const p = join(root, d);
       const s = lstatSync(p);
@@ -104,12 +121,19 @@ export class Store {
     return existsSync(this.blobPath(digest));
   }
 
+  /** A stored manifest, index or config, checked against its digest. */
   readBlob(digest: string): Buffer {
+    let bytes: Buffer;
     try {
-      return readFileSync(this.blobPath(digest));
+      bytes = readFileSync(this.blobPath(digest));
     } catch (err) {
       throw fromSystemError('store', err, `read the blob ${digest}`, 'the store is damaged: pull the image again');
     }
+    const got = `sha256:${sha256().update(bytes).digest('hex')}`;
+    if (got !== digest) {
+      throw new TsboxError({ step: 'verify', errno: 0, path: this.blobPath(digest), detail: `the stored blob's digest is ${got}, not ${digest}`, hint: 'the store is damaged or was changed: remove the image (tsbox rmi) and pull it again' });
+    }
+    return bytes;
   }
 
   /** A fresh path under `tmp/`, named for what it holds. */

@@ -78,6 +78,8 @@ export interface LaunchExtras {
   explicitLimits?: boolean | undefined;
   /** An image's lower layers under `o.rootfs` (its top layer), top first. */
   layers?: readonly string[] | undefined;
+  /** Notices from before the launch (what of an image's config was left out), first among the container's. */
+  notices?: readonly string[] | undefined;
   /**
    * An OCI bundle's container (ts/oci): its own plans instead of tsbox's,
    * its id as the container's name, its stdio the caller's even though it is
@@ -180,7 +182,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   const trace = o.trace ? (what: string) => traceLine(t0, what) : undefined;
   const native = loadNative();
   const id = containerId();
-  const notices: string[] = [];
+  const notices: string[] = [...(extras.notices ?? [])];
   // Whatever exists is undone, newest first, on every failure path.
   const undo: (() => void)[] = [];
   const cleanup = () => {
@@ -234,6 +236,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     options: o,
     log: logPath(),
     network: networkInfo,
+    ...(extras.layers?.length ? { layers: [...extras.layers] } : {}),
   });
   // A name is checked and taken (its state written) under one lock: two
   // launches with the same name cannot both find it free.

@@ -112,6 +112,12 @@ export interface ContainerState {
   log: string | null;
   /** Its network: mode, interfaces and addresses, published ports (ts/network). */
   network?: NetworkInfo | null;
+  /**
+   * An image's container: its lower layer directories, top first (its top
+   * layer is `bundle`). Image prune keeps every layer a container's state
+   * names, whether or not an image still does.
+   */
+  layers?: string[];
   exitCode?: number;
   exitSignal?: number | null;
   finishedAtMs?: number;

@@ -22,7 +22,7 @@ use crate::unpack::UnpackError;
 fn err(path: &Path, what: &str, e: io::Error) -> UnpackError {
     UnpackError {
         errno: e.raw_os_error().unwrap_or(0),
-        path: path.display().to_string(),
+        path: crate::unpack::printable(path.as_os_str().as_bytes()),
         detail: format!("{what}: {e}"),
         hint: None,
     }

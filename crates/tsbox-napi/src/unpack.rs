@@ -22,17 +22,25 @@
 //!   (redirects, origins), nor file capabilities (`security.capability`),
 //!   which a host root would then own.
 //! - The total size and the number of entries are bounded: a bomb is refused
-//!   before its data is written.
+//!   before its data is written. So is what the tar reader would hold in
+//!   memory: GNU long names and links and PAX headers (which the tar crate
+//!   reads whole before handing over the entry they describe) may not exceed
+//!   `max_header_bytes` before any one entry, PAX global headers are never
+//!   read, and the uncompressed stream as a whole may not exceed what the
+//!   limits allow (`Limits::max_stream`): a small gzip blob that expands
+//!   without end is cut off there.
 //!
 //! The caller unpacks into a fresh temporary directory and renames it into
 //! place; on an error it removes the directory.
 
+use std::cell::Cell;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use napi_derive::napi;
 use sha2::{Digest, Sha256};
@@ -64,6 +72,44 @@ fn sys_err(path: &str, what: &str, e: io::Error) -> UnpackError {
     }
 }
 
+/// A name from the archive as an error shows it: control characters (the
+/// terminal's escapes, newlines), bidirectional overrides and bytes that are
+/// not UTF-8 escaped (`\x1b`, `\u{202e}`), a backslash doubled, and a long
+/// one cut: a hostile name can neither drive the terminal nor break the
+/// one-line report.
+pub fn printable(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    const MAX: usize = 512;
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x100 && c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+        if out.len() > MAX {
+            let mut cut = MAX;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
 fn last(path: &str, what: &str) -> UnpackError {
     sys_err(path, what, io::Error::last_os_error())
 }
@@ -74,6 +120,34 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Most entries in the layer.
     pub max_entries: u64,
+    /// Most bytes of tar metadata read before one entry: its header, GNU long
+    /// name and link, PAX extended header, sparse map, the padding before it.
+    pub max_header_bytes: u64,
+}
+
+/// The uncompressed stream an entry may take beyond its data: a header, the
+/// padding to a block, and a PAX header or long name of an ordinary size.
+const STREAM_PER_ENTRY: u64 = 8 * 512;
+
+impl Limits {
+    /// The usual cap on one entry's metadata (real ones are a few hundred bytes).
+    pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+    pub fn new(max_bytes: u64, max_entries: u64) -> Limits {
+        Limits {
+            max_bytes,
+            max_entries,
+            max_header_bytes: Limits::MAX_HEADER_BYTES,
+        }
+    }
+
+    /// Most bytes of uncompressed tar stream: the data, plus a few blocks of
+    /// metadata per entry, plus the end of the archive.
+    pub fn max_stream(&self) -> u64 {
+        self.max_bytes
+            .saturating_add(self.max_entries.saturating_mul(STREAM_PER_ENTRY))
+            .saturating_add(self.max_header_bytes)
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -128,6 +202,62 @@ fn copy_sparse(from: &mut impl Read, to: &mut File) -> io::Result<u64> {
     }
 }
 
+/// Which bound a stream crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crossed {
+    Stream,
+    Header,
+}
+
+/// What the loop and the guard share: how much has been read, and how much
+/// the tar reader may still read before it hands over the next entry.
+struct Budget {
+    read: Cell<u64>,
+    max_stream: u64,
+    /// Some(n) while the tar reader looks for the next entry; None while the
+    /// loop reads an entry's data (counted against `max_bytes` already).
+    header_left: Cell<Option<u64>>,
+    crossed: Cell<Option<Crossed>>,
+}
+
+/// Counts what is read through it, and fails a read past the stream's limit
+/// or, while the tar reader reads headers, past the header limit: the tar
+/// crate reads a long name or a PAX header into memory whole, whatever size
+/// its header claims.
+struct Guard<R> {
+    inner: R,
+    budget: Rc<Budget>,
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let b = &self.budget;
+        if b.crossed.get().is_some() {
+            return Err(io::Error::other("the layer crossed a size limit"));
+        }
+        // One byte more than allowed tells a stream at its limit from one past it.
+        let mut room = b.max_stream.saturating_sub(b.read.get()).saturating_add(1);
+        if let Some(left) = b.header_left.get() {
+            room = room.min(left.saturating_add(1));
+        }
+        let len = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..len])?;
+        b.read.set(b.read.get() + n as u64);
+        if let Some(left) = b.header_left.get() {
+            if n as u64 > left {
+                b.crossed.set(Some(Crossed::Header));
+                return Err(io::Error::other("a tar header is larger than allowed"));
+            }
+            b.header_left.set(Some(left - n as u64));
+        }
+        if b.read.get() > b.max_stream {
+            b.crossed.set(Some(Crossed::Stream));
+            return Err(io::Error::other("the uncompressed layer is larger than allowed"));
+        }
+        Ok(n)
+    }
+}
+
 /// Hashes what is read through it.
 struct Hashing<R> {
     inner: R,
@@ -145,204 +275,269 @@ impl<R: Read> Read for Hashing<R> {
 /// Unpacks an uncompressed tar stream into `dest`.
 pub fn unpack(reader: impl Read, dest: &Path, limits: Limits, privileged: bool) -> Result<Outcome> {
     let shown = dest.display().to_string();
-    let root = open_dir(libc::AT_FDCWD, dest).map_err(|e| sys_err(&shown, "open the layer directory", e))?;
-    let mut hashing = Hashing {
-        inner: reader,
+    let budget = Rc::new(Budget {
+        read: Cell::new(0),
+        max_stream: limits.max_stream(),
+        header_left: Cell::new(None),
+        crossed: Cell::new(None),
+    });
+    let hashing = Hashing {
+        inner: Guard {
+            inner: reader,
+            budget: budget.clone(),
+        },
         hash: Sha256::new(),
     };
+    // Whatever error a crossed limit caused on the way (the tar reader's, a
+    // write's), the limit is what is reported.
+    unpack_guarded(hashing, &budget, dest, limits, privileged).map_err(|e| match budget.crossed.get() {
+        Some(Crossed::Stream) => UnpackError {
+            errno: libc::EFBIG,
+            path: shown.clone(),
+            detail: format!("the layer's uncompressed tar stream is larger than {} bytes", limits.max_stream()),
+            hint: Some("a layer that expands this far is refused as a likely archive bomb".into()),
+        },
+        Some(Crossed::Header) => UnpackError {
+            errno: libc::EFBIG,
+            path: shown.clone(),
+            detail: format!(
+                "more than {} bytes of tar metadata (GNU long names or links, PAX headers) describe one entry",
+                limits.max_header_bytes
+            ),
+            hint: Some(
+                "refused before it is read into memory, as a likely archive bomb; a real layer's names and attributes are far smaller"
+                    .into(),
+            ),
+        },
+        None => e,
+    })
+}
+
+fn unpack_guarded<R: Read>(
+    mut hashing: Hashing<Guard<R>>,
+    budget: &Budget,
+    dest: &Path,
+    limits: Limits,
+    privileged: bool,
+) -> Result<Outcome> {
+    let shown = dest.display().to_string();
+    let root = open_dir(libc::AT_FDCWD, dest).map_err(|e| sys_err(&shown, "open the layer directory", e))?;
     let mut out = Outcome::default();
     // Directories, with their mode and owner, set once everything is in them.
     let mut dirs: Vec<(PathBuf, u32, Owner)> = Vec::new();
     let mut notes = Notes::default();
     {
         let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(|e| bad_stream(&shown, e))?;
-        for entry in entries {
+        let mut entries = archive.entries().map_err(|e| bad_stream(&shown, e))?;
+        loop {
+            // What the tar reader reads to find the next entry is bounded;
+            // the entry's data is bounded by the sizes counted below.
+            budget.header_left.set(Some(limits.max_header_bytes));
+            let Some(entry) = entries.next() else { break };
+            budget.header_left.set(None);
             let mut entry = entry.map_err(|e| bad_stream(&shown, e))?;
             out.entries += 1;
-            if out.entries > limits.max_entries {
-                return Err(UnpackError {
-                    errno: libc::EFBIG,
-                    path: shown,
-                    detail: format!("the layer has more than {} entries", limits.max_entries),
-                    hint: Some("a layer this large is refused as a likely archive bomb".into()),
-                });
-            }
-            let raw = entry.path_bytes().into_owned();
-            let Some(rel) = clean(&raw) else { continue };
-            let name = rel.display().to_string();
-            // The entry's real size: a PAX size (files over 8 GiB) or a GNU sparse file's, not the header's field.
-            let size = entry.size();
-            out.bytes = out.bytes.saturating_add(size);
-            if out.bytes > limits.max_bytes {
-                return Err(UnpackError {
-                    errno: libc::EFBIG,
-                    path: name,
-                    detail: format!("the layer holds more than {} bytes", limits.max_bytes),
-                    hint: Some("a layer this large is refused as a likely archive bomb".into()),
-                });
-            }
-            let entry_type = entry.header().entry_type();
-            let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
-            let owner = if privileged {
-                Some((entry.header().uid().unwrap_or(0), entry.header().gid().unwrap_or(0)))
-            } else {
-                None
-            };
-            let mtime = entry.header().mtime().unwrap_or(0);
-            let xattrs = user_xattrs(&mut entry, &mut notes)?;
+            'entry: {
+                if out.entries > limits.max_entries {
+                    return Err(UnpackError {
+                        errno: libc::EFBIG,
+                        path: shown,
+                        detail: format!("the layer has more than {} entries", limits.max_entries),
+                        hint: Some("a layer this large is refused as a likely archive bomb".into()),
+                    });
+                }
+                // The entry's real size: a PAX size (files over 8 GiB) or a GNU
+                // sparse file's, not the header's field. Counted before anything
+                // may skip the entry: a skipped entry's data is still read.
+                let size = entry.size();
+                out.bytes = out.bytes.saturating_add(size);
+                let raw = entry.path_bytes().into_owned();
+                if out.bytes > limits.max_bytes {
+                    return Err(UnpackError {
+                        errno: libc::EFBIG,
+                        path: printable(&raw),
+                        detail: format!("the layer holds more than {} bytes", limits.max_bytes),
+                        hint: Some("a layer this large is refused as a likely archive bomb".into()),
+                    });
+                }
+                let entry_type = entry.header().entry_type();
+                if entry_type.is_pax_global_extensions() {
+                    // A PAX global header applies to nothing tsbox keeps (Docker
+                    // and containerd ignore it too): never read into memory, its
+                    // data is skipped. One of an absurd size is refused like any
+                    // other oversized header.
+                    if size > limits.max_header_bytes {
+                        budget.crossed.set(Some(Crossed::Header));
+                        return Err(bad_stream(&shown, io::Error::other("a PAX global header is larger than allowed")));
+                    }
+                    break 'entry;
+                }
+                let Some(rel) = clean(&raw) else { break 'entry };
+                let name = printable(rel.as_os_str().as_bytes());
+                let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+                let owner = if privileged {
+                    Some((entry.header().uid().unwrap_or(0), entry.header().gid().unwrap_or(0)))
+                } else {
+                    None
+                };
+                let mtime = entry.header().mtime().unwrap_or(0);
+                let xattrs = user_xattrs(&mut entry, &mut notes)?;
 
-            let file_name = rel.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-            let parent_rel = rel.parent().unwrap_or(Path::new(""));
-            // Whiteouts: what a layer deletes from the ones below it.
-            if file_name == b".wh..wh..opq" {
-                let dir = ensure_dir(&root, parent_rel)?;
-                for key in ["trusted.overlay.opaque", "user.overlay.opaque"] {
-                    if let Err(e) = fsetxattr(dir.as_raw_fd(), key, b"y") {
-                        if key.starts_with("user.") || privileged {
-                            return Err(sys_err(&name, &format!("set {key} on the opaque directory"), e));
+                let file_name = rel.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+                let parent_rel = rel.parent().unwrap_or(Path::new(""));
+                // Whiteouts: what a layer deletes from the ones below it.
+                if file_name == b".wh..wh..opq" {
+                    let dir = ensure_dir(&root, parent_rel)?;
+                    for key in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+                        if let Err(e) = fsetxattr(dir.as_raw_fd(), key, b"y") {
+                            if key.starts_with("user.") || privileged {
+                                return Err(sys_err(&name, &format!("set {key} on the opaque directory"), e));
+                            }
                         }
                     }
+                    break 'entry;
                 }
-                continue;
-            }
-            if let Some(hidden) = file_name.strip_prefix(b".wh.") {
-                if hidden.is_empty() || hidden == b"." || hidden == b".." {
-                    continue;
+                if let Some(hidden) = file_name.strip_prefix(b".wh.") {
+                    if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                        break 'entry;
+                    }
+                    let parent = ensure_dir(&root, parent_rel)?;
+                    let target = cstr(hidden, &name)?;
+                    remove_existing(&parent, &target, &name)?;
+                    // SAFETY: mknodat on a descriptor and a C string we own.
+                    if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) } != 0 {
+                        return Err(last(&name, "make the overlay whiteout (a 0:0 character device)"));
+                    }
+                    break 'entry;
+                }
+                if rel.as_os_str().is_empty() {
+                    // The layer's root itself ("./"): its mode applies to nothing of ours.
+                    break 'entry;
                 }
                 let parent = ensure_dir(&root, parent_rel)?;
-                let target = cstr(hidden, &name)?;
-                remove_existing(&parent, &target, &name)?;
-                // SAFETY: mknodat on a descriptor and a C string we own.
-                if unsafe { libc::mknodat(parent.as_raw_fd(), target.as_ptr(), libc::S_IFCHR, 0) } != 0 {
-                    return Err(last(&name, "make the overlay whiteout (a 0:0 character device)"));
-                }
-                continue;
-            }
-            if rel.as_os_str().is_empty() {
-                // The layer's root itself ("./"): its mode applies to nothing of ours.
-                continue;
-            }
-            let parent = ensure_dir(&root, parent_rel)?;
-            let leaf = cstr(&file_name, &name)?;
-            let pfd = parent.as_raw_fd();
-            match entry_type {
-                tar::EntryType::Directory => {
-                    // SAFETY: fstatat/mkdirat on our descriptor, never following the last component.
-                    let existing = lstat_at(pfd, &leaf);
-                    match existing {
-                        Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
-                        Some(_) => {
-                            remove_existing(&parent, &leaf, &name)?;
-                            mkdir_at(pfd, &leaf, &name)?;
+                let leaf = cstr(&file_name, &name)?;
+                let pfd = parent.as_raw_fd();
+                match entry_type {
+                    tar::EntryType::Directory => {
+                        // SAFETY: fstatat/mkdirat on our descriptor, never following the last component.
+                        let existing = lstat_at(pfd, &leaf);
+                        match existing {
+                            Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                            Some(_) => {
+                                remove_existing(&parent, &leaf, &name)?;
+                                mkdir_at(pfd, &leaf, &name)?;
+                            }
+                            None => mkdir_at(pfd, &leaf, &name)?,
                         }
-                        None => mkdir_at(pfd, &leaf, &name)?,
+                        for (k, v) in &xattrs {
+                            let d = open_dir(pfd, Path::new(OsStr::from_bytes(&file_name)))
+                                .map_err(|e| sys_err(&name, "open the directory", e))?;
+                            let _ = fsetxattr(d.as_raw_fd(), k, v);
+                        }
+                        dirs.push((rel.clone(), mode, owner));
+                        break 'entry;
                     }
-                    for (k, v) in &xattrs {
-                        let d =
-                            open_dir(pfd, Path::new(OsStr::from_bytes(&file_name))).map_err(|e| sys_err(&name, "open the directory", e))?;
-                        let _ = fsetxattr(d.as_raw_fd(), k, v);
+                    tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                        remove_existing(&parent, &leaf, &name)?;
+                        // SAFETY: openat on our descriptor; O_EXCL|O_NOFOLLOW: a new file, never a link's target.
+                        let fd = unsafe {
+                            libc::openat(
+                                pfd,
+                                leaf.as_ptr(),
+                                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                                0o600,
+                            )
+                        };
+                        if fd < 0 {
+                            return Err(last(&name, "create the file"));
+                        }
+                        // SAFETY: a descriptor openat just returned.
+                        let mut file = unsafe { File::from_raw_fd(fd) };
+                        copy_sparse(&mut (&mut entry).take(size), &mut file).map_err(|e| sys_err(&name, "write the file", e))?;
+                        // Holes at the end: the file still has its full length.
+                        file.set_len(size).map_err(|e| sys_err(&name, "set the file's length", e))?;
+                        for (k, v) in &xattrs {
+                            let _ = fsetxattr(file.as_raw_fd(), k, v);
+                        }
                     }
-                    dirs.push((rel.clone(), mode, owner));
-                    continue;
-                }
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                    remove_existing(&parent, &leaf, &name)?;
-                    // SAFETY: openat on our descriptor; O_EXCL|O_NOFOLLOW: a new file, never a link's target.
-                    let fd = unsafe {
-                        libc::openat(
-                            pfd,
-                            leaf.as_ptr(),
-                            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                            0o600,
-                        )
-                    };
-                    if fd < 0 {
-                        return Err(last(&name, "create the file"));
+                    tar::EntryType::Symlink => {
+                        let Some(target) = entry.link_name_bytes() else { break 'entry };
+                        let target = cstr(&target, &name)?;
+                        remove_existing(&parent, &leaf, &name)?;
+                        // SAFETY: symlinkat on our descriptor; the target is only text.
+                        if unsafe { libc::symlinkat(target.as_ptr(), pfd, leaf.as_ptr()) } != 0 {
+                            return Err(last(&name, "make the symlink"));
+                        }
                     }
-                    // SAFETY: a descriptor openat just returned.
-                    let mut file = unsafe { File::from_raw_fd(fd) };
-                    copy_sparse(&mut (&mut entry).take(size), &mut file).map_err(|e| sys_err(&name, "write the file", e))?;
-                    // Holes at the end: the file still has its full length.
-                    file.set_len(size).map_err(|e| sys_err(&name, "set the file's length", e))?;
-                    for (k, v) in &xattrs {
-                        let _ = fsetxattr(file.as_raw_fd(), k, v);
-                    }
-                }
-                tar::EntryType::Symlink => {
-                    let Some(target) = entry.link_name_bytes() else { continue };
-                    let target = cstr(&target, &name)?;
-                    remove_existing(&parent, &leaf, &name)?;
-                    // SAFETY: symlinkat on our descriptor; the target is only text.
-                    if unsafe { libc::symlinkat(target.as_ptr(), pfd, leaf.as_ptr()) } != 0 {
-                        return Err(last(&name, "make the symlink"));
-                    }
-                }
-                tar::EntryType::Link => {
-                    let Some(target) = entry.link_name_bytes() else { continue };
-                    let Some(target_rel) = clean(&target) else { continue };
-                    let target_name = target_rel.display().to_string();
-                    let Some(target_leaf) = target_rel.file_name() else {
-                        return Err(UnpackError {
-                            errno: libc::EINVAL,
-                            path: name,
-                            detail: "a hard link to the layer's root".into(),
-                            hint: None,
-                        });
-                    };
-                    let tparent = resolve_dir(&root, target_rel.parent().unwrap_or(Path::new(""))).map_err(|e| UnpackError {
-                        hint: Some("a hard link may only name a file earlier in the same layer".into()),
-                        ..sys_err(&name, &format!("resolve the link's target {target_name} inside the layer"), e)
-                    })?;
-                    let tleaf = cstr(target_leaf.as_bytes(), &name)?;
-                    remove_existing(&parent, &leaf, &name)?;
-                    // SAFETY: linkat between our descriptors, without AT_SYMLINK_FOLLOW.
-                    if unsafe { libc::linkat(tparent.as_raw_fd(), tleaf.as_ptr(), pfd, leaf.as_ptr(), 0) } != 0 {
-                        return Err(UnpackError {
+                    tar::EntryType::Link => {
+                        let Some(target) = entry.link_name_bytes() else { break 'entry };
+                        let Some(target_rel) = clean(&target) else { break 'entry };
+                        let target_name = printable(target_rel.as_os_str().as_bytes());
+                        let Some(target_leaf) = target_rel.file_name() else {
+                            return Err(UnpackError {
+                                errno: libc::EINVAL,
+                                path: name,
+                                detail: "a hard link to the layer's root".into(),
+                                hint: None,
+                            });
+                        };
+                        let tparent = resolve_dir(&root, target_rel.parent().unwrap_or(Path::new(""))).map_err(|e| UnpackError {
                             hint: Some("a hard link may only name a file earlier in the same layer".into()),
-                            ..last(&name, &format!("hard-link to {target_name}"))
-                        });
+                            ..sys_err(&name, &format!("resolve the link's target {target_name} inside the layer"), e)
+                        })?;
+                        let tleaf = cstr(target_leaf.as_bytes(), &name)?;
+                        remove_existing(&parent, &leaf, &name)?;
+                        // SAFETY: linkat between our descriptors, without AT_SYMLINK_FOLLOW.
+                        if unsafe { libc::linkat(tparent.as_raw_fd(), tleaf.as_ptr(), pfd, leaf.as_ptr(), 0) } != 0 {
+                            return Err(UnpackError {
+                                hint: Some("a hard link may only name a file earlier in the same layer".into()),
+                                ..last(&name, &format!("hard-link to {target_name}"))
+                            });
+                        }
+                        // A link shares its target's inode: nothing more to set.
+                        break 'entry;
                     }
-                    // A link shares its target's inode: nothing more to set.
-                    continue;
-                }
-                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                    let kind = match entry_type {
-                        tar::EntryType::Char => libc::S_IFCHR,
-                        tar::EntryType::Block => libc::S_IFBLK,
-                        _ => libc::S_IFIFO,
-                    };
-                    if kind != libc::S_IFIFO && !privileged {
-                        notes.add("device nodes were skipped: only root may make them");
-                        continue;
+                    tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                        let kind = match entry_type {
+                            tar::EntryType::Char => libc::S_IFCHR,
+                            tar::EntryType::Block => libc::S_IFBLK,
+                            _ => libc::S_IFIFO,
+                        };
+                        if kind != libc::S_IFIFO && !privileged {
+                            notes.add("device nodes were skipped: only root may make them");
+                            break 'entry;
+                        }
+                        let major = entry.header().device_major().ok().flatten().unwrap_or(0);
+                        let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+                        remove_existing(&parent, &leaf, &name)?;
+                        let dev = libc::makedev(major, minor);
+                        // SAFETY: mknodat on our descriptor.
+                        if unsafe { libc::mknodat(pfd, leaf.as_ptr(), kind | (mode & 0o777), dev) } != 0 {
+                            return Err(last(&name, "make the device node"));
+                        }
                     }
-                    let major = entry.header().device_major().ok().flatten().unwrap_or(0);
-                    let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
-                    remove_existing(&parent, &leaf, &name)?;
-                    let dev = libc::makedev(major, minor);
-                    // SAFETY: mknodat on our descriptor.
-                    if unsafe { libc::mknodat(pfd, leaf.as_ptr(), kind | (mode & 0o777), dev) } != 0 {
-                        return Err(last(&name, "make the device node"));
+                    // PAX and GNU long-name records are read by the tar crate itself.
+                    _ => {
+                        notes.add("entries of unknown types were skipped");
+                        break 'entry;
                     }
                 }
-                // PAX and GNU long-name records are read by the tar crate itself.
-                _ => {
-                    notes.add("entries of unknown types were skipped");
-                    continue;
+                if entry_type != tar::EntryType::Symlink {
+                    set_meta(pfd, &leaf, &name, mode, owner, &mut notes)?;
+                } else if let Some((uid, gid)) = owner {
+                    // SAFETY: fchownat without following the symlink.
+                    unsafe { libc::fchownat(pfd, leaf.as_ptr(), uid as u32, gid as u32, libc::AT_SYMLINK_NOFOLLOW) };
                 }
+                set_mtime(pfd, &leaf, mtime);
             }
-            if entry_type != tar::EntryType::Symlink {
-                set_meta(pfd, &leaf, &name, mode, owner, &mut notes)?;
-            } else if let Some((uid, gid)) = owner {
-                // SAFETY: fchownat without following the symlink.
-                unsafe { libc::fchownat(pfd, leaf.as_ptr(), uid as u32, gid as u32, libc::AT_SYMLINK_NOFOLLOW) };
-            }
-            set_mtime(pfd, &leaf, mtime);
+            // What was not read of the entry's data (skipped entries, a symlink's),
+            // read here rather than by the tar reader under the header limit.
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| bad_stream(&shown, e))?;
         }
     }
     // Directories last: a read-only one is still filled, and its mode holds.
     for (rel, mode, owner) in dirs.iter().rev() {
-        let name = rel.display().to_string();
+        let name = printable(rel.as_os_str().as_bytes());
         let parent = resolve_dir(&root, rel.parent().unwrap_or(Path::new(""))).map_err(|e| sys_err(&name, "resolve the directory", e))?;
         let leaf = cstr(rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"."), &name)?;
         set_meta(parent.as_raw_fd(), &leaf, &name, *mode, *owner, &mut notes)?;
@@ -483,7 +678,7 @@ fn ensure_dir(root: &OwnedFd, rel: &Path) -> Result<OwnedFd> {
 }
 
 fn ensure_dir_depth(root: &OwnedFd, rel: &Path, depth: u32) -> Result<OwnedFd> {
-    let name = rel.display().to_string();
+    let name = printable(rel.as_os_str().as_bytes());
     match resolve_dir(root, rel) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) && depth < 40 => {}
@@ -611,6 +806,13 @@ fn fsetxattr(fd: RawFd, key: &str, value: &[u8]) -> io::Result<()> {
 /// set: `user.*` outside `user.overlay.*`. The rest is noted and left out.
 fn user_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, notes: &mut Notes) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
+    // For a PAX header the tar reader hands over as an entry of its own (a
+    // global one, or one in a header it does not recognise), pax_extensions
+    // would read the entry's data, of any size, into memory.
+    let kind = entry.header().entry_type();
+    if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+        return Ok(out);
+    }
     let Ok(Some(pax)) = entry.pax_extensions() else { return Ok(out) };
     for ext in pax.flatten() {
         let Ok(key) = ext.key() else { continue };
@@ -707,10 +909,7 @@ pub fn unpack_layer(archive: String, dest: String, max_bytes: f64, max_entries: 
     napi::bindgen_prelude::AsyncTask::new(UnpackTask {
         archive,
         dest,
-        limits: Limits {
-            max_bytes: max_bytes as u64,
-            max_entries: max_entries as u64,
-        },
+        limits: Limits::new(max_bytes as u64, max_entries as u64),
     })
 }
 
@@ -758,6 +957,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_bytes: 1 << 30,
         max_entries: 1000,
+        max_header_bytes: Limits::MAX_HEADER_BYTES,
     };
 
     #[test]
@@ -844,11 +1044,104 @@ mod tests {
             Limits {
                 max_bytes: 1 << 20,
                 max_entries: 10,
+                ..LIMITS
             },
             false,
         )
         .unwrap_err();
         assert!(err.detail.contains("more than 10 entries"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A raw record of type `kind` (GNU long name `L`, PAX `x` or `g`) whose
+    /// data is `data`, as the tar crate's builder would not write it.
+    fn record(kind: tar::EntryType, data: &[u8]) -> Vec<u8> {
+        let mut out = header(b"././@LongLink", kind, data.len() as u64, None).as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    /// A PAX record line: `<len> key=value\n`, its length counting itself.
+    fn pax_line(key: &str, value: &[u8]) -> Vec<u8> {
+        let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
+        let mut len = body.len() + 1;
+        while format!("{len}").len() + body.len() != len {
+            len += 1;
+        }
+        [format!("{len}").as_bytes(), &body[..]].concat()
+    }
+
+    #[test]
+    fn an_oversized_long_name_or_pax_header_is_refused_before_it_is_read() {
+        // Each header claims 2 MiB (a real bomb claims 3 GiB of zeros, which
+        // gzip shrinks to 3 MB); the tar reader would hold all of it in memory.
+        let big = vec![0u8; 2 << 20];
+        let file = archive(&[(b"f", tar::EntryType::Regular, b"x", None)]);
+        for kind in [
+            tar::EntryType::GNULongName,
+            tar::EntryType::GNULongLink,
+            tar::EntryType::XHeader,
+            tar::EntryType::XGlobalHeader,
+        ] {
+            let base = tmp("longname");
+            let data = if matches!(kind, tar::EntryType::XHeader | tar::EntryType::XGlobalHeader) {
+                pax_line("comment", &vec![b'a'; 2 << 20])
+            } else {
+                big.clone()
+            };
+            let tar = [record(kind, &data), file.clone()].concat();
+            let err = unpack(&tar[..], &base, LIMITS, false).unwrap_err();
+            assert_eq!(err.errno, libc::EFBIG, "{kind:?}: {err}");
+            assert!(err.detail.contains("metadata"), "{kind:?}: {err}");
+            assert!(!base.join("f").exists());
+            std::fs::remove_dir_all(&base).unwrap();
+        }
+        // A long name of an ordinary length still works.
+        let base = tmp("longname-ok");
+        let long = format!("{}/{}", "d".repeat(200), "n".repeat(200));
+        let name = [long.as_bytes(), b"\0"].concat();
+        let tar = [record(tar::EntryType::GNULongName, &name), file].concat();
+        unpack(&tar[..], &base, LIMITS, false).unwrap();
+        assert_eq!(std::fs::read(base.join(&long)).unwrap(), b"x");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_uncompressed_stream_is_bounded() {
+        // Twenty entries, each with 30 KB of PAX comments: small files, but a
+        // stream far larger than what 10 entries of 1000 bytes can need.
+        let base = tmp("stream");
+        let pax = record(tar::EntryType::XHeader, &pax_line("comment", &vec![b'c'; 30_000]));
+        let mut tar = Vec::new();
+        for i in 0..20 {
+            tar.extend_from_slice(&pax);
+            tar.extend_from_slice(&archive(&[(format!("f{i}").as_bytes(), tar::EntryType::Regular, b"", None)])[..512]);
+        }
+        tar.extend_from_slice(&[0u8; 1024]);
+        let limits = Limits {
+            max_bytes: 1000,
+            max_entries: 100,
+            max_header_bytes: 64 << 10,
+        };
+        let err = unpack(&tar[..], &base, limits, false).unwrap_err();
+        assert_eq!(err.errno, libc::EFBIG, "{err}");
+        assert!(err.detail.contains("uncompressed"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_skipped_entry_still_counts_against_the_size_limit() {
+        // A PAX path with a NUL is skipped; its 1 MiB still counts.
+        let base = tmp("nulpath");
+        let pax = record(tar::EntryType::XHeader, &pax_line("path", b"a\0b"));
+        let mut tar = pax;
+        tar.extend_from_slice(header(b"x", tar::EntryType::Regular, 1 << 20, None).as_bytes());
+        tar.extend_from_slice(&vec![0u8; (1 << 20) + 1024]);
+        let limits = Limits { max_bytes: 1000, ..LIMITS };
+        let err = unpack(&tar[..], &base, limits, false).unwrap_err();
+        assert_eq!(err.errno, libc::EFBIG, "{err}");
+        assert!(err.detail.contains("more than 1000 bytes"), "{err}");
         std::fs::remove_dir_all(&base).unwrap();
     }
 
@@ -916,6 +1209,19 @@ mod tests {
         assert_eq!(std::fs::read(base.join("big")).unwrap(), data);
         // Far fewer blocks than 8 MiB: the zeros are holes.
         assert!(md.blocks() * 512 < 1 << 20, "{} blocks", md.blocks());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn names_in_errors_cannot_drive_the_terminal() {
+        let base = tmp("names");
+        // A hard link, named with terminal escapes, to a target that is not in the layer.
+        let tar = archive(&[(b"evil\x1b[2J\nline\xff", tar::EntryType::Link, b"", Some(b"gone\x07\xe2\x80\xae"))]);
+        let err = unpack(&tar[..], &base, LIMITS, false).unwrap_err();
+        assert_eq!(err.path, "evil\\x1b[2J\\x0aline\\xff");
+        assert!(err.detail.contains("gone\\x07\\u{202e}"), "{}", err.detail);
+        assert!(!format!("{err}").chars().any(|c| c.is_control()));
+        assert_eq!(printable(&[b'a'; 600]).chars().count(), 513);
         std::fs::remove_dir_all(&base).unwrap();
     }
 
