@@ -19,7 +19,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { spawn as spawnContainer } from '../../ts/index.js';
+import { createPool, spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
@@ -185,6 +185,27 @@ describe('network modes', () => {
     expect(r.stdout).toMatch(/eth0\s+inet 10\.89\.\d+\.\d+\/16/);
     expect(r.stdout).toContain('default via 10.89.0.1 dev eth0');
     expect(r.stdout.match(/fake internet/g)).toHaveLength(2);
+  });
+
+  it('a warm pool on bridge: each sandbox gets its own address at build, each call reaches the fake internet, and close() deletes every network', async () => {
+    const ids: string[] = [];
+    {
+      await using pool = createPool({ rootfs, network: 'bridge', size: 2 });
+      for (let i = 0; i < 300 && pool.stats().ready < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      const calls = await Promise.all([0, 1, 2].map(() => pool.run(['sh', '-c', `ip -o -4 addr show eth0; ${wget(`http://${SERVER}/`).join(' ')}`])));
+      for (const r of calls) {
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(r.stdout).toContain('fake internet');
+        expect(r.network?.interfaces?.length ?? 0).toBeGreaterThan(0);
+        ids.push(r.id);
+      }
+      const addresses = calls.map((r) => /inet (10\.89\.\d+\.\d+)/.exec(r.stdout)?.[1]);
+      expect(new Set(addresses).size).toBe(3);
+      // A call may not pick another network: it shapes the sandbox.
+      await expect(pool.run(['true'], { network: 'none' } as never)).rejects.toMatchObject({ step: 'config', path: 'network' });
+    }
+    for (const id of ids) expect(leftovers(id), id).toEqual([]);
+    expect(existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []).toEqual([]);
   });
 
   it("host: the host's interfaces, the fake internet's veth among them", async () => {
