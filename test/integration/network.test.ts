@@ -203,6 +203,8 @@ describe('network modes', () => {
       expect(new Set(addresses).size).toBe(3);
       // A call may not pick another network: it shapes the sandbox.
       await expect(pool.run(['true'], { network: 'none' } as never)).rejects.toMatchObject({ step: 'config', path: 'network' });
+      expect(() => createPool({ rootfs, network: 'bridge', publish: ['18099:80'] })).toThrow(/publish.*same host ports/);
+      expect(() => createPool({ rootfs, network: 'bridge', allow: ['a.test'] })).toThrow(/allow.*not supported in a pool/);
     }
     for (const id of ids) expect(leftovers(id), id).toEqual([]);
     expect(existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []).toEqual([]);

@@ -135,6 +135,12 @@ export class Pool {
         throw configError(key, key === 'detach' ? "a pool's sandboxes end with the pool; they cannot be detached" : 'every sandbox of a pool would have the same name', 'use create() or spawn() for a detached or named container');
       }
     }
+    if ((rest.publish?.length ?? 0) > 0) {
+      throw configError('publish', 'every sandbox of a pool would publish the same host ports, which only one container can hold', 'publish from a container of its own (run() or spawn()), or reach the pool\'s containers by their addresses');
+    }
+    if ((rest.allow?.length ?? 0) > 0) {
+      throw configError('allow', "an egress allowlist is not supported in a pool yet (its resolver is set up per container launch, and is not tested for sandboxes built ahead)", 'use run() or spawn() for a container with an allowlist');
+    }
     if (!Number.isInteger(size) || size < 0 || size > 1024) throw configError('size', `${String(size)} is not a whole number from 0 to 1024`, null);
     const top = max ?? Math.max(DEFAULT_MAX, size);
     if (!Number.isInteger(top) || top < 1 || top < size) throw configError('max', `${String(max)} must be a whole number, at least 1 and at least size (${size})`, null);
