@@ -291,14 +291,21 @@ describe('bridge', () => {
       // The gateway's MAC, as the container learns it; then one SYN to each (CAP_NET_RAW is in the default set).
       const script = `ping -c1 -W2 ${BRIDGE_GW} >/dev/null; mac=$(ip neigh show ${BRIDGE_GW} | awk '{print $5}'); tsbox-probe syn eth0 "$mac" ${BRIDGE_GW} ${eport}; tsbox-probe syn eth0 "$mac" 127.0.0.1 ${lport}`;
       // A port published on the host's 127.0.0.1: portmap turns route_localnet on for it.
-      const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `127.0.0.1:${await freePort()}:80`, '--', 'sh', '-c', script]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      const [viaGateway, viaLoopback] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { sent: boolean; answer: string | null });
-      expect(viaGateway).toEqual({ sent: true, answer: 'syn-ack' });
-      expect(viaLoopback).toEqual({ sent: true, answer: null });
-      // portmap's route_localnet is on (that published port needs it): the rules are what stop the frame.
-      expect(readFileSync('/proc/sys/net/ipv4/conf/tsbox0/route_localnet', 'utf8').trim()).toBe('1');
+      // The container stays while the host's side is read (the bridge goes with the last container).
+      const c = await spawnContainer(['sh', '-c', `${script}; echo done; sleep 30`], { rootfs, network: 'bridge', publish: [`127.0.0.1:${await freePort()}:80`] });
+      let out = '';
+      c.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      try {
+        expect(await eventually(() => out.includes('done\n'), 15_000), out).toBe(true);
+        const [viaGateway, viaLoopback] = out.trim().split('\n').slice(0, 2).map((l) => JSON.parse(l) as { sent: boolean; answer: string | null });
+        expect(viaGateway).toEqual({ sent: true, answer: 'syn-ack' });
+        expect(viaLoopback).toEqual({ sent: true, answer: null });
+        // portmap's route_localnet is on (that published port needs it): the rules are what stop the frame.
+        expect(readFileSync('/proc/sys/net/ipv4/conf/tsbox0/route_localnet', 'utf8').trim()).toBe('1');
+      } finally {
+        c.kill('SIGKILL');
+        await c.wait();
+      }
     } finally {
       local.close();
       every.close();
@@ -498,6 +505,15 @@ describe('bridge', () => {
     }
     for (const id of ids) expect(leftovers(id), id).toEqual([]);
     for (const v of veths) expect(linkExists(v), v).toBe(false);
+    // The last one took the bridge with it, and the rules that guard it.
+    expect(readdirSync(NETWORK_DIR).filter((n) => n.endsWith('.json'))).toEqual([]);
+    expect(linkExists('tsbox0')).toBe(false);
+    for (const { cmd, table, chain, rule } of GUARD_RULES) expect(spawnSync(cmd, ['-w', '-t', table, '-C', chain, ...rule]).status, `${cmd} ${chain}`).not.toBe(0);
+    // The next bridged container makes them again.
+    const again = await spawnContainer(['sh', '-c', 'ip -o -4 addr show eth0'], { rootfs, network: 'bridge' });
+    expect(linkExists('tsbox0')).toBe(true);
+    expect((await again.wait()).exitCode).toBe(0);
+    expect(linkExists('tsbox0')).toBe(false);
   }, 120_000);
 
   it("a port published by a container whose caller was killed goes to the next container that publishes it, with no gc run between", async () => {

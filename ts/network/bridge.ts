@@ -13,12 +13,16 @@
  *   NAT rule bridge leaves without the interface, and an allowlist's chain,
  *   ts/network/egress.ts).
  *
- * The bridge itself stays, as podman's does: removing it when the last
- * container goes would race with another process's ADD creating it. So do
- * the rules that keep its containers off the host's loopback and off
- * the host over IPv6 (GUARD_RULES), added before the first ADD.
+ * The bridge goes when its last container does, with the rules that keep
+ * its containers off the host's loopback and off the host over IPv6
+ * (GUARD_RULES, added before the first ADD). One host-wide lock
+ * (`bridge.lock`) orders the two: a launch adds the rules and writes its
+ * record under it, before ADD creates the bridge; a teardown removes the
+ * bridge under it only when no record is left. (net.ipv4.ip_forward, which
+ * the bridge plugin turns on, is left on, as podman and Docker leave it:
+ * another program may rely on it by now.)
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -26,6 +30,7 @@ import { createServer } from 'node:net';
 
 import type { AllowRule, PortMapping } from '../config/network.js';
 import { TsboxError } from '../errors.js';
+import { loadNative } from '../native.js';
 import { removeEgress } from './egress.js';
 import { add, AddFailed, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
@@ -226,6 +231,46 @@ export const GUARD_RULES: readonly { cmd: 'iptables' | 'ip6tables'; table: strin
   { cmd: 'ip6tables', table: 'filter', chain: 'FORWARD', rule: ['-i', BRIDGE.bridge, ...GUARD] },
 ];
 
+/**
+ * Runs `fn` holding the bridge network's host-wide lock (see the header):
+ * short sections only, never a plugin's ADD or DEL.
+ */
+function withBridgeLock<T>(fn: () => T): T {
+  mkdirSync(NETWORK_DIR, { recursive: true, mode: 0o700 });
+  const lock = loadNative().binding.waitLockFile(join(NETWORK_DIR, 'bridge.lock'), `${process.pid}\n`);
+  try {
+    return fn();
+  } finally {
+    lock.unlock();
+  }
+}
+
+/** The records of bridged containers (a launch writes one before its ADD). */
+function records(dir: string = NETWORK_DIR): string[] {
+  try {
+    return readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Once no bridged container is left (no record): the bridge and its guard
+ * rules go. Returns whether it removed the bridge. Best effort: what it
+ * could not remove, the next teardown tries again.
+ */
+export function removeBridgeIfUnused(trace?: (l: string) => void): boolean {
+  return withBridgeLock(() => {
+    if (records().length > 0 || !existsSync(`/sys/class/net/${BRIDGE.bridge}`)) return false;
+    spawnSync('ip', ['link', 'del', BRIDGE.bridge]);
+    for (const { cmd, table, chain, rule } of GUARD_RULES) {
+      for (let i = 0; i < 8 && spawnSync(cmd, ['-w', '-t', table, '-D', chain, ...rule]).status === 0; i++);
+    }
+    trace?.(`network: ${BRIDGE.bridge} removed with its guard rules, no bridged container is left`);
+    return true;
+  });
+}
+
 function guardBridge(): void {
   for (const { cmd, table, chain, rule } of GUARD_RULES) {
     const check = spawnSync(cmd, ['-w', '-t', table, '-C', chain, ...rule], { encoding: 'utf8' });
@@ -285,8 +330,6 @@ export interface Attached {
  * until detach) and whose monitor is `monitorPid`.
  */
 export async function attachBridge(id: string, pid: number, monitorPid: number, ports: PortMapping[], prepared: { list: ConfList; cniPath: string }, keep: boolean, trace?: (l: string) => void): Promise<Attached> {
-  // Before the bridge exists (ADD makes it): portmap turns route_localnet on.
-  guardBridge();
   mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
   let nsfd: number | null = openSync(`/proc/${pid}/ns/net`, 'r');
   // Never the caller's own namespace (the host's, as a rule): the plugins
@@ -304,7 +347,12 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   let result: unknown;
   let added = false;
   try {
-    writeRecord(record);
+    // Before the bridge exists (ADD makes it): portmap turns route_localnet
+    // on. With the record, under the lock a teardown removes the bridge under.
+    withBridgeLock(() => {
+      guardBridge();
+      writeRecord(record);
+    });
     // A container that ended without its DEL (its caller killed) still
     // has its DNAT rules, ahead of this one's: its network goes first, now,
     // not when some gc gets to it.
@@ -338,6 +386,11 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
       } catch {
         // Never written.
       }
+      try {
+        removeBridgeIfUnused(trace);
+      } catch {
+        // The launch's own failure is what to report.
+      }
     }
     throw err instanceof AddFailed ? err.error : err;
   }
@@ -367,6 +420,7 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
         if (failures.length > 0) throw failures[0]!;
         forget(recordPath(id));
         trace?.('network: CNI DEL done');
+        removeBridgeIfUnused(trace);
       } finally {
         if (nsfd !== null) closeSync(nsfd);
         nsfd = null;
@@ -475,5 +529,6 @@ export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, remove
       collected.push(r.id);
     }
   }
+  if (collected.length > 0 && dir === NETWORK_DIR) removeBridgeIfUnused();
   return collected;
 }
