@@ -226,6 +226,13 @@ export declare function sendConsole(path: string, fd: number, name: string): voi
 export declare function setWindowSize(fd: number, cols: number, rows: number): void
 
 /**
+ * What `unpackLayer` resolves with.
+ * `sha256:<hex>` of `data`: the store's check of a manifest or config it
+ * reads back, without loading node:crypto on the launch path of an image.
+ */
+export declare function sha256Digest(data: Buffer): string
+
+/**
  * Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe" or "ignore" for
  * stdin, stdout, stderr), `channel_fd` as its fd 3, and `preserved` (an OCI
  * runtime's --preserve-fds and LISTEN_FDS) as its fds 4 and up, for the
@@ -240,7 +247,6 @@ export declare function spawnHelper(path: string, stdio: Array<string>, channelF
  */
 export declare function tryLockFile(path: string, note: string): FileLock | null
 
-/** What `unpackLayer` resolves with. */
 export interface UnpackedLayer {
   entries: number
   bytes: number

@@ -25,7 +25,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative, type NativeFileLock } from '../native.js';
 import { isDigest } from './reference.js';
-import { sha256 } from './registry.js';
 
 /** The store's root directory for this user. */
 export function storageRoot(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0): string {
@@ -129,7 +128,9 @@ export class Store {
     } catch (err) {
       throw fromSystemError('store', err, `read the blob ${digest}`, 'the store is damaged: pull the image again');
     }
-    const got = `sha256:${sha256().update(bytes).digest('hex')}`;
+    // The addon's sha256: node:crypto (and the registry's http modules with
+    // it) stay unloaded on an image's launch path.
+    const got = loadNative().binding.sha256Digest(bytes);
     if (got !== digest) {
       throw new TsboxError({ step: 'verify', errno: 0, path: this.blobPath(digest), detail: `the stored blob's digest is ${got}, not ${digest}`, hint: 'the store is damaged or was changed: remove the image (tsbox rmi) and pull it again' });
     }

@@ -829,6 +829,13 @@ fn user_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, notes: &mut Notes) -> Res
 }
 
 /// What `unpackLayer` resolves with.
+/// `sha256:<hex>` of `data`: the store's check of a manifest or config it
+/// reads back, without loading node:crypto on the launch path of an image.
+#[napi]
+pub fn sha256_digest(data: napi::bindgen_prelude::Buffer) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(data.as_ref())))
+}
+
 #[napi(object)]
 pub struct UnpackedLayer {
     pub entries: f64,
