@@ -94,12 +94,6 @@ export interface ContainerInit {
   exec?: boolean;
   /** A created container, whose process its monitor holds until start(). */
   startable?: boolean;
-  /**
-   * The result comes once `exited` has, without waiting for tsbox-init to
-   * exit after it (its mount namespace's teardown takes milliseconds): an
-   * attached container's (a pool waits for the helper in close()).
-   */
-  endsWithExit?: boolean;
   /** Our ends of its stdio (pipes, the terminal's master): unref() releases their hold on the event loop too. */
   handles?: ({ ref(): unknown; unref(): unknown } | null | undefined)[];
 }
@@ -301,7 +295,11 @@ export class Container extends EventEmitter {
     // while the helper exits. Otherwise, once the helper is gone.
     const ended = failure === undefined && msg?.type === 'exited';
     if (ended) collect();
-    const how = ended && init.endsWithExit ? { code: 0, signal: null } : await init.closed;
+    // An attached container's result comes once `exited` has, without
+    // waiting for tsbox-init's own exit after it (its mount namespace's
+    // teardown takes milliseconds; a pool waits for it in close()). A
+    // detached one's caller is not its monitor's parent: that is a wait.
+    const how = ended && !init.options.detach ? { code: 0, signal: null } : await init.closed;
     const wallMs = Number(process.hrtime.bigint() - init.startedAt) / 1e6;
     // All the terminal's output is read once the master reports the slave gone.
     if (init.terminal && !init.terminal.destroyed) await new Promise((r) => init.terminal!.once('close', r));

@@ -109,10 +109,7 @@ export async function launch(command: string[], o: ResolvedOptions, extras: Laun
   const keep = keepAlive();
   try {
     const { init, first } = await launchSandbox(command, o, extras);
-    // An attached container's result does not wait for tsbox-init's own
-    // exit after it (its mount namespace's teardown, ~3 ms): its processes
-    // are all gone when `exited` comes.
-    return new Container({ ...init, first, timeout: o.timeout, signal: extras.signal, startable: extras.deferProcess === true, endsWithExit: !o.detach });
+    return new Container({ ...init, first, timeout: o.timeout, signal: extras.signal, startable: extras.deferProcess === true });
   } finally {
     clearInterval(keep);
   }
@@ -146,7 +143,7 @@ export async function launchReady(o: ResolvedOptions, extras: Omit<LaunchExtras,
 /**
  * Phase 8 for a ready sandbox: sends `plan` and resolves once it was exec'd,
  * with the Container (as launch() does), or rejects with the report of the
- * step that failed. `o` gives the process's timeout, trace and signal.
+ * step that failed. `how` gives the process's timeout and abort signal.
  */
 export async function handOver(ready: ReadySandbox, plan: ProcessPlan, how: { timeout?: number | undefined; signal?: AbortSignal | undefined }): Promise<Container> {
   const { init } = ready;
@@ -170,7 +167,6 @@ export async function handOver(ready: ReadySandbox, plan: ProcessPlan, how: { ti
     first: started.type === 'exited' ? started : null,
     timeout: how.timeout,
     signal: how.signal,
-    endsWithExit: true,
     ...(terminal ? { terminal, terminalFd, handles: [...(init.handles ?? []), terminal] } : {}),
   });
 }
