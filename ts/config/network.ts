@@ -21,11 +21,6 @@ export function parseNetwork(s: string): NetworkMode | undefined {
   return undefined;
 }
 
-/** The string form of a mode, as the CLI takes it (and `inspect` shows it). */
-export function formatNetwork(n: NetworkMode): string {
-  return n.mode === 'ns' ? `ns:${n.path}` : n.mode === 'container' ? `container:${n.name}` : n.mode;
-}
-
 /** A published port: the host's `hostIp:hostPort` forwarded to the container's `containerPort`. */
 export interface PortMapping {
   /** The host address it listens on; empty for every address. */

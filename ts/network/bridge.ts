@@ -29,6 +29,7 @@ import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 
 import type { AllowRule, PortMapping } from '../config/network.js';
+import { processStart } from '../cgroups/gc.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { removeEgress } from './egress.js';
@@ -37,7 +38,7 @@ import type { Mount, SandboxPlan } from '../generated/wire.js';
 
 /** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
 export const NETWORK_DIR = '/run/tsbox/network';
-export const IPAM_DIR = join(NETWORK_DIR, 'ipam');
+const IPAM_DIR = join(NETWORK_DIR, 'ipam');
 
 /** The container's interface and address, as `inspect`, `--report` and the API show them. */
 export interface NetworkInfo {
@@ -118,7 +119,7 @@ function portTaken(id: string, ports: readonly PortMapping[], dir: string = NETW
     } catch {
       continue;
     }
-    if (r.monitor.start !== '' && startTime(r.monitor.pid) !== r.monitor.start) continue;
+    if (r.monitor.start !== '' && processStart(r.monitor.pid) !== r.monitor.start) continue;
     for (const p of ports) {
       if (r.ports.some((q) => samePort(p, q))) {
         return new TsboxError({
@@ -163,17 +164,6 @@ export async function portInUse(ports: readonly PortMapping[]): Promise<TsboxErr
     }
   }
   return null;
-}
-
-/** A process's start time (field 22 of /proc/PID/stat), or null when it is gone. */
-export function startTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return f[0] === 'Z' || f[0] === 'X' ? null : (f[19] ?? null);
-  } catch {
-    return null;
-  }
 }
 
 function recordPath(id: string): string {
@@ -262,7 +252,12 @@ function records(dir: string = NETWORK_DIR): string[] {
 export function removeBridgeIfUnused(trace?: (l: string) => void): boolean {
   return withBridgeLock(() => {
     if (records().length > 0 || !existsSync(`/sys/class/net/${BRIDGE.bridge}`)) return false;
-    spawnSync('ip', ['link', 'del', BRIDGE.bridge]);
+    const del = spawnSync('ip', ['link', 'del', BRIDGE.bridge], { encoding: 'utf8' });
+    if (del.status !== 0) {
+      // Its guard rules stay with it; the next teardown tries again.
+      trace?.(`network: ip link del ${BRIDGE.bridge} failed (${(del.stderr || del.error?.message || `status ${String(del.status)}`).trim()}); it stays`);
+      return false;
+    }
     for (const { cmd, table, chain, rule } of GUARD_RULES) {
       for (let i = 0; i < 8 && spawnSync(cmd, ['-w', '-t', table, '-D', chain, ...rule]).status === 0; i++);
     }
@@ -343,7 +338,7 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
   // which holds it even once the container has ended.
   const target: CniTarget = { containerId: id, netns: `/proc/${pid}/ns/net`, ifname: 'eth0', cniPath: prepared.cniPath };
   const held = () => ({ ...target, netns: `/proc/${process.pid}/fd/${nsfd}` });
-  const record: NetworkRecord = { id, list: prepared.list, cniPath: prepared.cniPath, ifname: target.ifname, ports, monitor: { pid: monitorPid, start: startTime(monitorPid) ?? '' }, result: null };
+  const record: NetworkRecord = { id, list: prepared.list, cniPath: prepared.cniPath, ifname: target.ifname, ports, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, result: null };
   let result: unknown;
   let added = false;
   try {
@@ -515,7 +510,7 @@ export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, remove
     } catch {
       continue;
     }
-    if (r.monitor.start !== '' && startTime(r.monitor.pid) === r.monitor.start) continue;
+    if (r.monitor.start !== '' && processStart(r.monitor.pid) === r.monitor.start) continue;
     // A record a launch is still writing (no monitor start time) is left a minute.
     if (r.monitor.start === '' && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
     // An allowlist's chain and rules, found by their comment.

@@ -15,9 +15,9 @@ import { TsboxError } from '../errors.js';
 import type { PortMapping } from '../config/network.js';
 
 /** Where distributions install the plugins: Debian's package, then the upstream default. */
-export const CNI_DIRS = ['/usr/lib/cni', '/opt/cni/bin', '/usr/libexec/cni'];
+const CNI_DIRS = ['/usr/lib/cni', '/opt/cni/bin', '/usr/libexec/cni'];
 
-export const CNI_VERSION = '1.0.0';
+const CNI_VERSION = '1.0.0';
 
 /** One plugin's entry in a configuration list. */
 export interface PluginConf {

@@ -36,7 +36,7 @@ const MIN_TTL_S = 30;
 const MAX_IN_FLIGHT = 16;
 const MAX_PER_SECOND = 100;
 
-export function chainOf(id: string): string {
+function chainOf(id: string): string {
   return `TSBOX-${id.slice(0, 12)}`;
 }
 

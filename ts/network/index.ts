@@ -73,7 +73,13 @@ function containerNetns(name: string): { path: string; close: () => void } {
   }
   // Opened, then checked: if its pid had been reused before the open, its
   // state or monitor says it ended.
-  const again = findContainer(name).state;
+  let again;
+  try {
+    again = findContainer(name).state;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
   if (again.pid !== state.pid || again.id !== state.id || !processAlive(state.monitorPid) || again.status === 'stopped') {
     closeSync(fd);
     throw refuse(`container ${name} ended while it was being joined`);
@@ -136,19 +142,36 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
         attach: async (id, pid, monitorPid, keep, trace) => {
           const attached = await attachBridge(id, pid, monitorPid, ports, prepared, keep, trace);
           const address = attached.info.interfaces[0]?.addresses[0]?.split('/')[0];
-          if (hosts && address) hosts(address);
-          if (egress.allow.length === 0) return attached;
+          if (egress.allow.length === 0) {
+            try {
+              if (hosts && address) hosts(address);
+            } catch (err) {
+              // The network was made: it goes with the failed launch.
+              try {
+                attached.detach();
+              } catch {
+                // DEL's failure leaves the record for gc; the launch's own error is what to report.
+              }
+              throw err;
+            }
+            return attached;
+          }
           // The allowlist (ts/network/egress.ts); undone before DEL.
           let allowlist;
           try {
+            if (hosts && address) hosts(address);
             if (!address) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: 'the bridge gave the container no IPv4 address to hold to the allowlist', hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
             const veth = attached.info.hostInterface;
             if (!veth) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "the bridge named no host end of the container's veth to hold to the allowlist", hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
             allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace);
           } catch (err) {
             // What of its rules is left keeps the address (see detach below).
-            if (removeEgress(id)) attached.detach();
-            else attached.abandon();
+            try {
+              if (removeEgress(id)) attached.detach();
+              else attached.abandon();
+            } catch {
+              // DEL's failure leaves the record for gc; the launch's own error is what to report.
+            }
             throw err;
           }
           return {

@@ -22,9 +22,10 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
 import type { PortMapping } from '../config/network.js';
-import { TsboxError } from '../errors.js';
+import { fromSystemError, TsboxError } from '../errors.js';
 import { stateRoot } from '../state-root.js';
-import { startTime, type NetworkInfo } from './bridge.js';
+import { processStart } from '../cgroups/gc.js';
+import type { NetworkInfo } from './bridge.js';
 
 const PASTA_DIRS = ['/usr/bin', '/usr/sbin', '/usr/local/bin'];
 
@@ -36,7 +37,7 @@ interface PastaRecord {
 }
 
 /** Where this user's pasta records are. */
-export function pastaDir(root: string = stateRoot()): string {
+function pastaDir(root: string = stateRoot()): string {
   return join(root, 'network');
 }
 
@@ -150,16 +151,23 @@ export async function attachPasta(id: string, pid: number, monitorPid: number, p
   const pidFile = join(dir, `${id}.pasta.pid`);
   const args = pastaArgs(pid, ports, pidFile);
   // Written first: a caller killed while pasta starts leaves gc what to end.
-  const record: PastaRecord = { id, pidFile, monitor: { pid: monitorPid, start: startTime(monitorPid) ?? '' } };
+  const record: PastaRecord = { id, pidFile, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' } };
   writeRecord(dir, record);
-  const { status, stderr } = await new Promise<{ status: number | null; stderr: string }>((resolve, reject) => {
-    // It daemonizes once its interface is configured: its exit is the go-ahead.
-    const child = spawn(pasta, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ status: code, stderr: err }));
-  });
+  let status: number | null;
+  let stderr: string;
+  try {
+    ({ status, stderr } = await new Promise<{ status: number | null; stderr: string }>((resolve, reject) => {
+      // It daemonizes once its interface is configured: its exit is the go-ahead.
+      const child = spawn(pasta, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ status: code, stderr: err }));
+    }));
+  } catch (err) {
+    endPasta(dir, record);
+    throw fromSystemError('network', err, `start ${pasta}`, 'install passt (apt-get install passt), or use --network none');
+  }
   if (status !== 0 || !existsSync(pidFile)) {
     endPasta(dir, record);
     throw new TsboxError({
@@ -198,7 +206,7 @@ export function gcPasta(dir: string = pastaDir()): string[] {
     } catch {
       continue;
     }
-    if (!r.pidFile || (r.monitor.start !== '' && startTime(r.monitor.pid) === r.monitor.start)) continue;
+    if (!r.pidFile || (r.monitor.start !== '' && processStart(r.monitor.pid) === r.monitor.start)) continue;
     // pasta is still starting (its pid not written yet): left a minute.
     if (!existsSync(r.pidFile) && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
     endPasta(dir, r);

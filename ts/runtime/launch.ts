@@ -16,7 +16,7 @@
  *    their undo (DEL). `none` (default) is the child's loopback alone.
  * 7. `ready`, 9. `started`: the sandbox is built; the process was exec'd.
  */
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
@@ -505,6 +505,15 @@ let collected = false;
 /** ts/network/bridge.ts's record directory, named here so that gc need not load it. */
 const NETWORK_DIR = '/run/tsbox/network';
 
+/** Whether a bridged container's record is there to collect (the directory itself stays, with its lock and IPAM store). */
+function networkRecordsLeft(): boolean {
+  try {
+    return readdirSync(NETWORK_DIR).some((n) => n.endsWith('.json'));
+  } catch {
+    return false;
+  }
+}
+
 /** See launch(); a miss only costs the time it would have saved. */
 function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSource): void {
   try {
@@ -533,7 +542,7 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
         const removed = gc();
         if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
         // Bridged containers' networks (ts/network), loaded only where there were some.
-        if (process.getuid?.() === 0 && existsSync(NETWORK_DIR)) void import('../network/bridge.js').then((m) => m.gcNetworks()).catch(() => {});
+        if (process.getuid?.() === 0 && networkRecordsLeft()) void import('../network/bridge.js').then((m) => m.gcNetworks()).catch(() => {});
         else if (process.getuid?.() !== 0 && existsSync(join(stateRoot(), 'network'))) void import('../network/pasta.js').then((m) => m.gcPasta()).catch(() => {});
       } catch {
         // Collection is best effort; the next start tries again.
