@@ -101,3 +101,23 @@ export class AbortError extends Error {
     super('The operation was aborted', { cause });
   }
 }
+
+/**
+ * The report the addon threw as JSON (errno, path, detail, hint: the
+ * unpacker's, export's flattening); `where` (the layer, the archive) goes
+ * before its path. A message that is no report stays the detail, at `where`.
+ */
+export function nativeReport(err: unknown, where: string): Omit<FailureReport, 'step'> {
+  const message = err instanceof Error ? err.message : String(err);
+  try {
+    const r = JSON.parse(message) as { errno: number; path: string; detail: string; hint: string | null };
+    return { errno: r.errno, path: `${where}: ${r.path}`, detail: r.detail, hint: r.hint };
+  } catch {
+    return { errno: 0, path: where, detail: message, hint: null };
+  }
+}
+
+/** nativeReport() as a TsboxError of `step`. */
+export function fromNativeReport(err: unknown, step: string, where: string): TsboxError {
+  return new TsboxError({ step, ...nativeReport(err, where) }, { cause: err });
+}

@@ -8,7 +8,7 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 
-import { TsboxError } from '../errors.js';
+import { fromNativeReport, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { findImage, imageConfig } from './run.js';
 import type { ImageConfig } from './spec.js';
@@ -100,14 +100,7 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
     try {
       entries = await loadNative().binding.flattenLayers(record.layers.map((d) => store.layerDir(d)), rootfs);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      let r: { errno: number; path: string; detail: string; hint: string | null };
-      try {
-        r = JSON.parse(message) as typeof r;
-      } catch {
-        r = { errno: 0, path: rootfs, detail: message, hint: null };
-      }
-      throw new TsboxError({ step: 'image_export', errno: r.errno, path: r.path, detail: r.detail, hint: r.hint }, { cause: err });
+      throw fromNativeReport(err, 'image_export', rootfs);
     }
     const spec = bundleSpec(baseSpec, imageConfig(store, record).config ?? {}, rootfs);
     writeFileSync(join(target, 'config.json'), `${JSON.stringify(spec, null, '\t')}\n`, { mode: 0o644 });

@@ -16,7 +16,7 @@
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, readSync, realpathSync, rmSync, writeSync } from 'node:fs';
 import { join, sep } from 'node:path';
 
-import { printable, TsboxError } from '../errors.js';
+import { nativeReport, printable, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { unpackInto, type PullProgress } from './pull.js';
 import { formatReference, isDigest, parseReference } from './reference.js';
@@ -215,7 +215,8 @@ async function loadFrom(store: Store, path: string, options: LoadOptions): Promi
     try {
       await loadNative().binding.unpackLayer(path, tmp, 256 * 2 ** 30, 1_000_000);
     } catch (err) {
-      throw bad(path, `the archive cannot be read: ${err instanceof Error ? err.message : String(err)}`, 'give a docker save archive, or an OCI image layout (a directory or a tar)');
+      const r = nativeReport(err, path);
+      throw new TsboxError({ step: 'load', ...r, detail: `the archive cannot be read: ${r.detail}`, hint: r.hint ?? 'give a docker save archive, or an OCI image layout (a directory or a tar)' }, { cause: err });
     }
     return await loadDirectory(store, tmp, path, options);
   } finally {

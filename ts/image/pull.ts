@@ -7,7 +7,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { TsboxError } from '../errors.js';
+import { fromNativeReport, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
 import { Registry, type RegistryOptions } from './registry.js';
@@ -159,7 +159,7 @@ export async function unpackInto(store: Store, file: string, digest: string, dif
     try {
       out = await loadNative().binding.unpackLayer(file, tmp, MAX_LAYER_BYTES, MAX_LAYER_ENTRIES);
     } catch (err) {
-      throw unpackError(err, digest);
+      throw fromNativeReport(err, 'unpack', digest);
     }
     if (diffId !== null && out.diffId !== diffId) {
       throw new TsboxError({ step: 'verify', errno: 0, path: digest, detail: `the layer's uncompressed digest is ${out.diffId}, not the config's ${diffId}`, hint: 'the image is inconsistent: it is refused' });
@@ -173,14 +173,4 @@ export async function unpackInto(store: Store, file: string, digest: string, dif
   }
 }
 
-/** The unpacker's JSON report as a TsboxError (step `unpack`). */
-function unpackError(err: unknown, digest: string): TsboxError {
-  const message = err instanceof Error ? err.message : String(err);
-  try {
-    const r = JSON.parse(message) as { errno: number; path: string; detail: string; hint: string | null };
-    return new TsboxError({ step: 'unpack', errno: r.errno, path: `${digest}: ${r.path}`, detail: r.detail, hint: r.hint }, { cause: err });
-  } catch {
-    return new TsboxError({ step: 'unpack', errno: 0, path: digest, detail: message, hint: null }, { cause: err });
-  }
-}
 

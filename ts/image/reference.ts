@@ -75,11 +75,6 @@ export function formatReference(r: Reference): string {
   return `${r.domain}/${r.repository}${r.tag !== null ? `:${r.tag}` : ''}${r.digest !== null ? `@${r.digest}` : ''}`;
 }
 
-/** The name without tag or digest: `docker.io/library/alpine`. */
-export function repositoryName(r: Reference): string {
-  return `${r.domain}/${r.repository}`;
-}
-
 /** The host to talk to: Docker Hub's API lives on registry-1.docker.io. */
 export function registryHost(domain: string): string {
   return domain === DOCKER_HUB ? 'registry-1.docker.io' : domain;

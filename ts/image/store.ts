@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { fromSystemError, TsboxError } from '../errors.js';
+import { processAlive } from '../runtime/state.js';
 import { loadNative, type NativeFileLock } from '../native.js';
 import { isDigest } from './reference.js';
 
@@ -74,6 +75,9 @@ export class Store {
 
   constructor(root: string = storageRoot()) {
     this.root = root;
+    // Made and checked once per process (tsbox run IMAGE opens it in the
+    // CLI and again in the API).
+    if (checkedRoots.has(root)) return;
     try {
       mkdirSync(root, { recursive: true, mode: 0o700 });
     } catch (err) {
@@ -106,6 +110,7 @@ export class Store {
       }
       if ((s.mode & 0o077) !== 0) chmodSync(p, 0o700);
     }
+    checkedRoots.add(root);
   }
 
   blobPath(digest: string): string {
@@ -331,7 +336,7 @@ export class Store {
         held.release();
       } else {
         const pid = Number(/^tsbox-[a-z-]+-(\d+)-[a-f0-9]+$/.exec(entry)?.[1]);
-        if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && alive(pid))) continue;
+        if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && processAlive(pid))) continue;
       }
       removeTree(join(dir, entry));
       removed.push(entry);
@@ -375,14 +380,9 @@ export function removeTree(path: string): void {
   }
 }
 
+/** Store roots this process has made and checked (Store's constructor). */
+const checkedRoots = new Set<string>();
+
 /** Names made by this process are told apart by a count (and the time, across a pid's reuse). */
 let tempCount = 0;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
