@@ -100,9 +100,6 @@ const deviceRule = z.looseObject({
   access: z.nullish(z.string()),
 });
 
-/** linux.resources.blockIO's rate limits, each a list of { major, minor, rate }. */
-export const THROTTLES = ['throttleReadBpsDevice', 'throttleWriteBpsDevice', 'throttleReadIOPSDevice', 'throttleWriteIOPSDevice'] as const;
-
 const throttleList = z.nullish(z.array(z.looseObject({ major: i64, minor: i64, rate: u64 })));
 
 const resourcesSchema = z.looseObject({

@@ -167,12 +167,9 @@ fn exec_hook(stdin: &OwnedFd, err: &OwnedFd, rootfs: Option<&str>, path: &CStrin
         if libc::dup2(stdin.as_raw_fd(), 0) < 0 {
             fail(b'e');
         }
-        // Everything from 3 up but the error pipe closes (at exec at the latest).
-        let err_fd = err.as_raw_fd();
-        if err_fd > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (err_fd - 1) as u32, 0u32);
-        }
-        libc::syscall(libc::SYS_close_range, (err_fd + 1) as u32, u32::MAX, 0u32);
+        // Everything from 3 up closes at exec (the error pipe too: a hook
+        // that execs has nothing to report through it).
+        super::process::close_range_cloexec(3);
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         let _ = nix::unistd::execve(path, argv, envp);
     }

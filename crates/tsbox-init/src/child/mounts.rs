@@ -197,6 +197,7 @@ pub fn build_root(
             .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
         // An image's further layers, each bound at a lower directory of its own.
         let mut lowers = LOWER.to_string();
+        let layered = !layers.is_empty();
         for (i, layer) in layers.into_iter().enumerate() {
             let dir = format!("{LOWER}{}", i + 1);
             mkdir(dir.as_str(), Mode::from_bits_truncate(0o755)).step_path(Step::Staging, &dir, || "create an overlay directory".into())?;
@@ -220,7 +221,6 @@ pub fn build_root(
         // namespace's reach, and an overlay mounted without userxattr there
         // would show what they hide): with several layers it goes first.
         let userxattr = format!("{data},userxattr");
-        let layered = lowers.contains(':');
         let (first, second) = if layered { (&userxattr, &data) } else { (&data, &userxattr) };
         mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(first.as_str()))
             .or_else(|_| mount(Some("overlay"), NEWROOT, Some("overlay"), flags, Some(second.as_str())))
@@ -310,12 +310,7 @@ pub fn build_root(
     pivot_root(".", ".").step_path(Step::PivotRoot, rootfs, || "pivot_root into the rootfs".into())?;
     umount2(".", MntFlags::MNT_DETACH).step_path(Step::PivotRoot, "/", || "detach the old root".into())?;
     chdir("/").step_path(Step::PivotRoot, "/", || "enter the new root".into())?;
-    let prop = match plan.rootfs_propagation {
-        Propagation::Private => MsFlags::MS_PRIVATE,
-        Propagation::Slave => MsFlags::MS_SLAVE,
-        Propagation::Shared => MsFlags::MS_SHARED,
-        Propagation::Unbindable => MsFlags::MS_UNBINDABLE,
-    };
+    let prop = propagation_flag(plan.rootfs_propagation);
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).step_path(Step::MountPropagation, "/", || {
         format!("set the root's propagation to {:?}", plan.rootfs_propagation).to_lowercase()
     })?;
@@ -330,12 +325,7 @@ pub fn build_root(
         )?;
         for m in own {
             let p = m.propagation.expect("filtered");
-            let flag = match p.kind {
-                Propagation::Private => MsFlags::MS_PRIVATE,
-                Propagation::Slave => MsFlags::MS_SLAVE,
-                Propagation::Shared => MsFlags::MS_SHARED,
-                Propagation::Unbindable => MsFlags::MS_UNBINDABLE,
-            };
+            let flag = propagation_flag(p.kind);
             let at = sys::open_in_root(root.as_raw_fd(), &m.target, OFlag::O_PATH)
                 .step_path(Step::MountPropagation, &m.target, || "open the mount".into())?;
             sys::mount_setattr_propagation(at.as_raw_fd(), flag.bits(), p.recursive).step_path(
@@ -846,6 +836,16 @@ fn remount_bind(path: &str, add: MsFlags) -> std::result::Result<(), Errno> {
         }
     }
     mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+}
+
+/// mount(2)'s flag for a propagation.
+fn propagation_flag(p: Propagation) -> MsFlags {
+    match p {
+        Propagation::Private => MsFlags::MS_PRIVATE,
+        Propagation::Slave => MsFlags::MS_SLAVE,
+        Propagation::Shared => MsFlags::MS_SHARED,
+        Propagation::Unbindable => MsFlags::MS_UNBINDABLE,
+    }
 }
 
 #[cfg(test)]
