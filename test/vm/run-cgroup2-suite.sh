@@ -8,26 +8,34 @@
 # guest crashed or timed out). Needs test/vm/setup.sh once. It calls
 # node_modules/.bin/vitest rather than `npx vitest`: the same program, without
 # npm's start-up, which takes about 30 s under emulation.
-# Env: those of run.sh; TSBOX_VM_VITEST_ARGS adds vitest arguments.
+# Env: those of run.sh; TSBOX_VM_VITEST_ARGS adds vitest arguments;
+# TSBOX_VM_PROJECT=systemd runs the `systemd` project (test/systemd/) instead,
+# in a boot whose PID 1 is systemd (guest/stage2, tsbox_vm.systemd=1).
 set -u
+PROJECT=${TSBOX_VM_PROJECT:-cgroup2}
+case "$PROJECT" in
+  cgroup2) ;;
+  systemd) export TSBOX_VM_APPEND="${TSBOX_VM_APPEND:-} tsbox_vm.systemd=1" ;;
+  *) echo "TSBOX_VM_PROJECT must be cgroup2 or systemd" >&2; exit 2 ;;
+esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=${TSBOX_VM_DIR:-$REPO/target/vm}
 mkdir -p "$OUT/jobs"
-JOB=$(mktemp -d "$OUT/jobs/cgroup2.XXXXXX")
+JOB=$(mktemp -d "$OUT/jobs/$PROJECT.XXXXXX")
 trap 'rm -rf "$JOB"' EXIT
 cd "$REPO"
 t0=$(date +%s)
 # The guest sees the host's root: run this host's node, wherever it is installed.
 NODE_BIN=$(dirname "$(command -v node)")
 TSBOX_VM_JOB=$JOB "$HERE/run.sh" \
-  "PATH=$NODE_BIN:\$PATH node_modules/.bin/vitest run --project cgroup2 --reporter=default --reporter=json --outputFile.json=/tsbox-vm-job/report.json ${TSBOX_VM_VITEST_ARGS:-}"
+  "PATH=$NODE_BIN:\$PATH node_modules/.bin/vitest run --project $PROJECT --reporter=default --reporter=json --outputFile.json=/tsbox-vm-job/report.json ${TSBOX_VM_VITEST_ARGS:-}"
 rc=$?
-echo "cgroup2 suite: vitest exit $rc, $(( $(date +%s) - t0 ))s in the VM (boot included)" >&2
+echo "$PROJECT suite: vitest exit $rc, $(( $(date +%s) - t0 ))s in the VM (boot included)" >&2
 if [ -f "$JOB/report.json" ]; then
-  node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(`cgroup2 suite: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`)' "$JOB/report.json" >&2
+  node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(`'"$PROJECT"' suite: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`)' "$JOB/report.json" >&2
   [ -z "${1:-}" ] || cp "$JOB/report.json" "$1"
 else
-  echo "cgroup2 suite: no report (the guest did not get as far as vitest's end)" >&2
+  echo "$PROJECT suite: no report (the guest did not get as far as vitest's end)" >&2
 fi
 exit $rc
