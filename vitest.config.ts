@@ -37,6 +37,20 @@ export default defineConfig({
       },
       {
         test: {
+          // systemd as PID 1 on pure cgroup v2, as root inside the test VM booted
+          // with systemd (TSBOX_VM_PROJECT=systemd test/vm/run-cgroup2-suite.sh):
+          // the systemd cgroup driver. Its global setup refuses to run anywhere else.
+          name: 'systemd',
+          include: ['test/systemd/**/*.test.ts'],
+          globalSetup: ['test/systemd/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          pool: 'forks',
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
           // Packs tsbox as published (scripts/pack.mjs), installs it into an empty
           // project and runs it from there. Needs `npm run build` first, or
           // TSBOX_TEST_ROOT_TGZ and TSBOX_TEST_PLATFORM_TGZ (CI's tarballs).

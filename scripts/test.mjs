@@ -96,6 +96,8 @@ if (process.getuid() === 0) {
   // Pure cgroup v2 in the test VM (one boot), set up by test/vm/setup.sh.
   if (existsSync(join(root, 'target/vm/initramfs.cpio.gz'))) {
     await vitest('cgroup2', 'test/vm/run-cgroup2-suite.sh', (report) => [report]);
+    // The systemd cgroup driver, in a boot of the same VM whose PID 1 is systemd.
+    await vitest('systemd', 'env', (report) => ['TSBOX_VM_PROJECT=systemd', 'test/vm/run-cgroup2-suite.sh', report]);
   } else {
     console.log(`\n${'!'.repeat(78)}\n!! SKIPPED: the cgroup2 suite needs the test VM: run test/vm/setup.sh as root (.ci/run does).\n${'!'.repeat(78)}`);
     if (process.env.TSBOX_ALLOW_SKIP !== '1') problems.push('the cgroup2 suite did not run (no test VM: test/vm/setup.sh)');

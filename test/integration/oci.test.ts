@@ -1255,4 +1255,22 @@ describe('the command line of runc\'s callers', () => {
     expect(features.linux.seccomp.actions).toContain('SCMP_ACT_NOTIFY');
     expect(features.linux.mountExtensions.idmap.enabled).toBe(true);
   });
+
+  it('--systemd-cgroup where systemd is not PID 1 (this host) is refused with why, and leaves nothing; without it, slice:prefix:name names the flag', async () => {
+    expect(existsSync('/run/systemd/system')).toBe(false);
+    const dir = join(scratch, 'systemd');
+    mkdirSync(dir);
+    const config = runtimeToolsConfig(rootfs, ['true']);
+    config.linux.cgroupsPath = 'system.slice:tsbox:c1';
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const id = `sd-${newId()}`;
+    const r = await cli(['--systemd-cgroup', 'create', '--bundle', dir, id]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^tsbox: config\(--systemd-cgroup\): EOPNOTSUPP — systemd is not PID 1 on this machine/);
+    expect((await cli(['state', id])).code).not.toBe(0);
+    const plain = await cli(['create', '--bundle', dir, id]);
+    expect(plain.code).toBe(125);
+    expect(plain.stderr).toContain("linux.cgroupsPath: is systemd's slice:prefix:name, which is for the systemd cgroup driver: pass --systemd-cgroup");
+    expect((await cli(['list', '-q'])).stdout).not.toContain(id);
+  });
 });

@@ -21,6 +21,7 @@ import { hugetlb } from './hugetlb.js';
 import { memory, memoryStats } from './memory.js';
 import { netCls, netPrio } from './network.js';
 import { pids, pidsStats } from './pids.js';
+import { stopScope, syncScope } from './systemd.js';
 import { killCgroup, removeCgroup, removeParents, type Placement } from './teardown.js';
 
 /** In the order their limits are written: cpuset first (on v1 it must be filled before a process may join). */
@@ -42,6 +43,12 @@ export interface CreateOptions {
    * is joined, and kept when the container goes.
    */
   path?: string;
+  /**
+   * `path` is this systemd scope's cgroup (systemd.ts): systemd makes it
+   * (the caller starts the unit before create()), and the unit is stopped
+   * with the container. Pure v2 only.
+   */
+  systemd?: string;
   /** Where the orphan markers live (gc.ts). Default: /run/tsbox/cgroups as root, $XDG_RUNTIME_DIR/tsbox/cgroups otherwise. */
   stateDir?: string;
   /** The process whose death makes the cgroup an orphan for gc(). Default: this process. */
@@ -121,6 +128,8 @@ interface Plan {
   writes: LimitWrite[];
   /** The caller's own v2 cgroup, delegated to it: its processes move to a leaf before controllers are enabled in it. */
   evacuate?: string;
+  /** The leaf is this systemd scope's cgroup, which systemd makes (CreateOptions.systemd). */
+  systemd?: string;
 }
 
 const noProcessesHint = (dir: string) =>
@@ -302,7 +311,10 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     if (splitList(readIfPresent(fs, posix.join(h, 'cgroup.subtree_control'))).length > 0) throw cgroupProblem(h, 'the cgroup exists and enables controllers for children of its own', 'give a cgroup of the container\'s own, or an empty leaf', EBUSY);
     adopted.push(h);
   }
-  return { adopted, versions, hierarchies, enable, writes, ...(evacuate !== undefined ? { evacuate } : {}) };
+  if (opts.systemd !== undefined && (layout.mode !== 'v2' || opts.path === undefined)) {
+    throw cgroupProblem('/sys/fs/cgroup', `the systemd scope ${opts.systemd} needs pure cgroup v2 and its cgroup path, and this host's cgroups are ${layout.mode}`, 'leave out --systemd-cgroup on this host', EINVAL);
+  }
+  return { adopted, versions, hierarchies, enable, writes, ...(evacuate !== undefined ? { evacuate } : {}), ...(opts.systemd !== undefined ? { systemd: opts.systemd } : {}) };
 }
 
 /**
@@ -482,9 +494,11 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
   trace?.(`cgroup: ${layout.mode}, ${[...p.versions].map(([c, v]) => `${c} v${v}`).join(', ') || 'no controllers'}`);
   const placement: Placement = {
     dirs: Object.fromEntries([...p.hierarchies].map(([h, d]) => [h, d.leaf])),
-    parents: [...new Set([...p.hierarchies.values()].flatMap((d) => (d.exact ? missingAncestors(d.tsbox, fs) : [d.tsbox])))],
+    // A systemd scope's slices are systemd's, made and removed by it.
+    parents: p.systemd !== undefined ? [] : [...new Set([...p.hierarchies.values()].flatMap((d) => (d.exact ? missingAncestors(d.tsbox, fs) : [d.tsbox])))],
     ...(p.adopted.length > 0 ? { kept: p.adopted } : {}),
     ...(opts.path !== undefined ? { exact: true } : {}),
+    ...(p.systemd !== undefined ? { systemd: p.systemd } : {}),
   };
   let created = false;
   return {
@@ -519,7 +533,9 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
           // What this call made goes, the `tsbox` parents too (unless another
           // container is in one by now).
           // A joined cgroup is emptied, never removed (placement.kept).
-          removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}) }, fs);
+          // A systemd scope is stopped instead (which also ends the helper in it).
+          if (placement.systemd !== undefined) stopScope(placement.systemd);
+          else removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}) }, fs);
           removeParents([...madeParents].reverse(), fs);
         } catch {
           // The first error is the one to report.
@@ -606,6 +622,13 @@ function createDirs(p: Plan, fs: CgroupFs, created: Record<string, string>, made
     // Co-mounted v1 controllers (cpu,cpuacct) share one directory.
     if (Object.values(created).includes(h.leaf)) {
       created[name] = h.leaf;
+      continue;
+    }
+    if (h.exact && p.systemd !== undefined) {
+      // systemd made it when it started the scope (with the helper in it).
+      if (!fs.exists(h.leaf)) throw cgroupProblem(h.leaf, `systemd started ${p.systemd}, and its cgroup does not exist`, `systemctl status ${p.systemd} says why`, ENOENT);
+      created[name] = h.leaf;
+      trace?.(`cgroup: ${h.leaf} is systemd's scope ${p.systemd}`);
       continue;
     }
     if (h.exact) {
@@ -717,6 +740,8 @@ export function updateCgroup(id: string, given: CgroupLimitsInput, opts: { state
       apply([...ws].reverse());
     }
   }
+  // A systemd scope's unit gets them too (systemd.ts).
+  if (m.systemd !== undefined && unified !== undefined && writes.length > 0) syncScope(m.systemd, unified, (path) => readIfPresent(fs, path));
   return writes;
 }
 

@@ -9,6 +9,7 @@ import { posix } from 'node:path';
 
 import { freeze, thaw } from './freezer.js';
 import { cgroupError, cgroupProblem, EBUSY, ENOENT, ENOTEMPTY, errnoOf, ESRCH, sleepSync, type CgroupFs } from './fs.js';
+import { stopScope } from './systemd.js';
 
 /** Where a container's cgroup lives: one directory per hierarchy, and the shared parents. */
 export interface Placement {
@@ -20,6 +21,8 @@ export interface Placement {
   kept?: string[];
   /** `parents` are what an exact path (an OCI cgroupsPath) made: its own, removed with it once empty, not shared. */
   exact?: boolean;
+  /** The systemd scope unit whose cgroup `dirs.unified` is (systemd.ts): stopped once the cgroup is gone. */
+  systemd?: string;
 }
 
 /** How long teardown waits for killed processes to leave their cgroups. */
@@ -168,6 +171,8 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
     }
   }
   if (first !== null) throw first;
+  // Only a scope unit's name, as the driver wrote it, goes to systemd.
+  if (p.systemd !== undefined && /^[A-Za-z0-9:_.\\-]+\.scope$/.test(p.systemd)) stopScope(p.systemd);
 }
 
 /** rmdir each `tsbox` parent that is empty; another container's presence (ENOTEMPTY, EBUSY) is fine. */

@@ -23,7 +23,7 @@ import { attachTerminal, parse, preservedFds } from './common.js';
 import { version } from './version.js';
 
 /** What the global flags asked for, for the commands and the error path. */
-export const globals = { log: undefined as string | undefined, logFormat: 'text' as 'text' | 'json', debug: false, rootless: 'auto' as 'auto' | 'true' | 'false' };
+export const globals = { log: undefined as string | undefined, logFormat: 'text' as 'text' | 'json', debug: false, rootless: 'auto' as 'auto' | 'true' | 'false', systemdCgroup: false };
 
 const GLOBAL_VALUE_FLAGS = new Set(['--root', '--log', '--log-format', '--rootless', '--criu']);
 const GLOBAL_BOOL_FLAGS = new Set(['--debug', '--systemd-cgroup']);
@@ -43,7 +43,7 @@ export function globalFlags(argv: readonly string[]): string[] {
       if (eq > 0 && !['true', 'false'].includes(tok.slice(eq + 1))) throw new TsboxError({ step: 'config', errno: 22, path: name, detail: `takes true or false, not "${tok.slice(eq + 1)}"`, hint: null });
       const on = eq < 0 || tok.slice(eq + 1) === 'true';
       if (name === '--debug') globals.debug = on;
-      else if (on) systemdCgroup();
+      else globals.systemdCgroup = on;
       continue;
     }
     if (!GLOBAL_VALUE_FLAGS.has(name)) break;
@@ -65,23 +65,6 @@ export function globalFlags(argv: readonly string[]): string[] {
     }
   }
   return argv.slice(i);
-}
-
-/** `--systemd-cgroup`: tsbox has no systemd cgroup driver yet; refused, with why. */
-function systemdCgroup(): never {
-  let pid1 = '';
-  try {
-    pid1 = existsSync('/run/systemd/system') ? 'systemd' : '';
-  } catch {
-    // Not known: said as not systemd.
-  }
-  throw new TsboxError({
-    step: 'config',
-    errno: 95,
-    path: '--systemd-cgroup',
-    detail: pid1 ? 'tsbox has no systemd cgroup driver yet: it manages cgroupfs directly' : 'systemd is not PID 1 on this machine, so there is no systemd to place the container\'s cgroup',
-    hint: 'leave out --systemd-cgroup (podman: --cgroup-manager cgroupfs)',
-  });
 }
 
 /** A line in the --log file, as runc writes them (podman and containerd read the JSON form). */
@@ -125,6 +108,7 @@ export const create = defineCommand({
       preserveFds: preservedFds(v),
       trace: globals.debug,
       rootless: globals.rootless,
+      systemdCgroup: globals.systemdCgroup,
     });
     // The container is its monitor's now: nothing here waits for it.
     process.exit(0);
@@ -157,6 +141,7 @@ export async function ociRun(rawArgs: readonly string[]): Promise<void> {
     preserveFds: preservedFds(v),
     trace: globals.debug,
     rootless: globals.rootless,
+    systemdCgroup: globals.systemdCgroup,
     attach: !detach,
   });
   if (detach) {
@@ -402,7 +387,7 @@ export function featuresDoc(): Record<string, unknown> {
     linux: {
       namespaces: [...NAMESPACE_TYPES],
       capabilities: [...ALL_CAPABILITIES],
-      cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
+      cgroup: { v1: true, v2: true, systemd: true, systemdUser: false, rdma: false },
       seccomp: {
         enabled: true,
         actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'],

@@ -188,7 +188,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
   if (linux.mountLabel) unsupported('linux.mountLabel', 'SELinux labels are not supported by tsbox');
   const cgroupsPath = linux.cgroupsPath || undefined;
   if (cgroupsPath !== undefined) {
-    if (/^[^/]*:[^/]*:[^/]*$/.test(cgroupsPath)) refuse('linux.cgroupsPath', "is systemd's slice:prefix:name, which needs a systemd cgroup driver; tsbox manages cgroupfs directly: give a path (/machine/c1)");
+    if (/^[^/]*:[^/]*:[^/]*$/.test(cgroupsPath)) refuse('linux.cgroupsPath', "is systemd's slice:prefix:name, which is for the systemd cgroup driver: pass --systemd-cgroup (on a host whose PID 1 is systemd), or give a cgroupfs path (/machine/c1)");
     else if (cgroupsPath.includes('\0') || cgroupsPath.split('/').some((p) => p === '..' || p === '.')) refuse('linux.cgroupsPath', 'must be a cgroup path without . or .. (absolute from the hierarchy\'s root, or relative to tsbox\'s place)');
   }
   for (const key of ['maskedPaths', 'readonlyPaths'] as const) {

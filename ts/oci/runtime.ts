@@ -10,6 +10,7 @@ import { closeSync, fstatSync, openSync, readFileSync, renameSync, rmSync, write
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { containerPids, containerStats, detectCgroupMode, hasV1Devices, isPaused, readProcSource, setPaused, updateCgroup } from '../cgroups/index.js';
+import { systemdScope, systemdUnavailable, type SystemdScope } from '../cgroups/systemd.js';
 import { TsboxError } from '../errors.js';
 import { inUserNamespace } from '../state-root.js';
 import type { Hooks } from '../generated/wire.js';
@@ -73,6 +74,8 @@ export interface CreateOptions {
   rootless?: 'auto' | 'true' | 'false' | undefined;
   /** The caller keeps the terminal (a foreground `run`): no console socket is needed. */
   attach?: boolean | undefined;
+  /** runc's --systemd-cgroup: the container's cgroup is a systemd scope, from cgroupsPath `slice:prefix:name`. */
+  systemdCgroup?: boolean | undefined;
 }
 
 /**
@@ -105,6 +108,14 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   }
   // A v1 device cgroup carries out the device rules, as runc's, or on pure
   // v2 an eBPF device program on the container's cgroup; root's only.
+  // --systemd-cgroup: cgroupsPath is systemd's slice:prefix:name (ts/cgroups/systemd.ts).
+  let scope: SystemdScope | undefined;
+  if (o.systemdCgroup) {
+    const why = systemdUnavailable(detectCgroupMode() === 'v2');
+    if (why) throw new TsboxError({ step: 'config', errno: 95, path: '--systemd-cgroup', detail: why, hint: 'leave out --systemd-cgroup (podman: --cgroup-manager cgroupfs)' });
+    scope = systemdScope(spec.linux?.cgroupsPath ?? undefined, o.id);
+    if (spec.linux) delete spec.linux.cgroupsPath;
+  }
   const c = ociContainer(spec, bundle, file, o.trace === true, deviceControl());
   c.options.name = o.id;
   // With a console socket the container's stdio is its terminal, and
@@ -169,7 +180,7 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
         hooked = true;
         for (const name of ['prestart', 'createRuntime'] as const) runHooks(name, c.hooks[name], runtimeState('created', pid), true);
       },
-      state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, preserveFds: preserved, deviceRules: c.deviceRules },
+      state: { bundle, annotations: c.annotations, ociVersion: c.ociVersion, hooks: c.hooks, oci: true }, cgroupsPath: c.cgroupsPath, systemd: scope, preserveFds: preserved, deviceRules: c.deviceRules },
   }).catch((err: unknown) => {
     undoHooks();
     throw err;

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
 import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type DeviceRuleWrite, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
+import { moveBack, ownCgroup, scopeLimits, startScope, type SystemdScope } from '../cgroups/systemd.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
@@ -90,6 +91,8 @@ export interface LaunchExtras {
     state: Pick<ContainerState, 'bundle' | 'annotations' | 'ociVersion' | 'hooks' | 'oci'>;
     /** linux.cgroupsPath: the container's cgroup itself (CreateOptions.path). */
     cgroupsPath?: string | undefined;
+    /** --systemd-cgroup: the container's cgroup is this scope, which systemd makes (ts/cgroups/systemd.ts). */
+    systemd?: SystemdScope | undefined;
     /** Descriptors of this process the container's first process gets as 3 and up (--preserve-fds, LISTEN_FDS). */
     preserveFds?: number[] | undefined;
     /** linux.resources.devices for its v1 device cgroup (CreateOptions.devices). */
@@ -310,7 +313,13 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     // (Not for an OCI bundle's: its mounts may bind the container's own
     // cgroups, which must exist before the helper opens their sources.)
     if (prepared?.mode !== 'v2' && process.getuid?.() === 0 && !extras.oci) later = prepared;
-    else if (prepared) cgroup = unlessDenied(() => prepared.create(), extras, notices);
+    else if (prepared) {
+      // systemd makes a scope's cgroup, with the helper in it to clone the
+      // container there; the helper goes back once it has (phase 2).
+      const scope = extras.oci?.systemd;
+      if (scope) startScope(scope, id, helper.pid, scopeLimits(limitsOf(o)), trace);
+      cgroup = unlessDenied(() => prepared.create(), extras, notices);
+    }
     if (cgroup) undo.push(() => cgroup!.destroy());
     const cgroupInfo = cgroup ?? later;
     plan = (extras.oci?.plans ?? ((ctx: PlanContext) => buildPlan(command, o, ctx)))({
@@ -372,6 +381,9 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     if (msg.type === 'failed') throw new TsboxError(msg);
     if (msg.type !== 'cloned') throw helperDied({ code: null, signal: null }, `out of order (${msg.type})`);
     cloned = msg;
+    if (extras.oci?.systemd) {
+      for (const pid of new Set([helper.pid, cloned.monitor])) moveBack(pid, ownCgroup(), trace);
+    }
     // A detached container's cgroup is its monitor's to keep: gc takes it
     // for an orphan only once the monitor is gone, not this process.
     if (o.detach) cgroup?.setOwner(cloned.monitor);
@@ -549,7 +561,8 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
       }
     });
   }
-  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(path !== undefined ? { path } : {}), ...(devices ? { devices } : {}), ...(trace ? { trace } : {}) });
+  const scope = oci?.systemd;
+  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(scope ? { path: scope.path, systemd: scope.unit } : path !== undefined ? { path } : {}), ...(devices ? { devices } : {}), ...(trace ? { trace } : {}) });
 }
 
 /**
