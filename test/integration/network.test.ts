@@ -23,6 +23,8 @@ import { createPool, spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
+import { NFLOG_COUNT, NFLOG_FIRST } from '../../ts/network/egress.js';
+import { MAX_DESTINATIONS, type RefusedConnection, type RefusedSummary } from '../../ts/network/refused.js';
 
 const rootfs = inject('rootfs');
 
@@ -87,6 +89,27 @@ function leftovers(id: string): string[] {
     if (/^\d/.test(f) && !f.startsWith('last_reserved') && readFileSync(join(leases, f), 'utf8').includes(id)) found.push(`lease ${f}`);
   }
   return found;
+}
+
+/** The NFLOG groups of tsbox's range bound now (the kernel's list of them). */
+function tsboxNflogGroups(): number[] {
+  return readFileSync('/proc/net/netfilter/nfnetlink_log', 'utf8')
+    .split('\n')
+    .map((l) => Number(l.trim().split(/\s+/)[0]))
+    .filter((g) => g >= NFLOG_FIRST && g < NFLOG_FIRST + NFLOG_COUNT);
+}
+
+/** This process's NETLINK_NETFILTER sockets (by inode). */
+function ownNetfilterSockets(): string[] {
+  const mine = new Set(readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1];
+    } catch {
+      return undefined;
+    }
+  }));
+  // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+  return readFileSync('/proc/net/netlink', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === '12' && mine.has(f[9])).map((f) => f[9]!).sort();
 }
 
 function linkExists(name: string): boolean {
@@ -732,6 +755,88 @@ describe('egress allowlist', () => {
     expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
     expect((await cli(['gc'])).code).toBe(0);
     expect(leftovers(id)).toEqual([]);
+  });
+
+  it("reports each refused connection and name: 'refused' events and the result's network.refused, nothing for what is allowed, and no NFLOG group or socket left", async () => {
+    const before = ownNetfilterSockets();
+    const c = await spawnContainer(
+      [
+        'sh',
+        '-c',
+        [
+          'read go',
+          `${wget('http://a.test/').join(' ')} >/dev/null; echo a=$?`,
+          `${wget(`http://${SERVER2}:8080/`).join(' ')}; echo tcp=$?`,
+          `tsbox-probe udp ${SERVER2} 5353 01 >/dev/null`,
+          `tsbox-probe ping ${SERVER2}`,
+          'nslookup -type=a b.test >/dev/null 2>&1; echo b=$?',
+          'nslookup -type=a gw.test >/dev/null 2>&1; echo gw=$?',
+        ].join('; '),
+      ],
+      { rootfs, network: 'bridge', allow: ['a.test', 'gw.test'], dns: [SERVER] },
+    );
+    const events: RefusedConnection[] = [];
+    c.on('refused', (r: RefusedConnection) => events.push(r));
+    const out: string[] = [];
+    c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+    // The group is bound while it runs (nfnetlink_log lists it).
+    expect(tsboxNflogGroups().length).toBeGreaterThan(0);
+    // Without CAP_NET_RAW its echo request needs an ICMP datagram socket, which its namespace allows only once told so.
+    sh('nsenter', [`--net=/proc/${c.pid}/ns/net`, 'sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
+    c.stdin!.end('go\n');
+    const result = await c.wait();
+    expect(out.join('')).toContain('a=0');
+    expect(out.join('')).toMatch(/tcp=[1-9]/);
+    const expected = [
+      { protocol: 'tcp', address: SERVER2, port: 8080 },
+      { protocol: 'udp', address: SERVER2, port: 5353 },
+      { protocol: 'icmp', address: SERVER2, port: null, icmpType: 8 },
+      { protocol: 'dns', address: null, port: null, name: 'b.test' },
+      { protocol: 'dns', address: BRIDGE_GW, port: null, name: 'gw.test' },
+    ];
+    for (const e of expected) expect(events).toContainEqual(e);
+    const refused = result.network?.refused;
+    expect(refused?.reporting).toBe(true);
+    for (const e of expected) expect(refused?.destinations).toContainEqual({ ...e, count: expect.any(Number) as number });
+    expect(refused!.total).toBe(refused!.destinations.reduce((n, d) => n + d.count, 0) + refused!.others);
+    // What was allowed (a.test's address, its resolver) is no refusal.
+    expect(events.filter((e) => e.address === SERVER || e.name === 'a.test')).toEqual([]);
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(ownNetfilterSockets()).toEqual(before);
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it('--report names each refused destination', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-report-'));
+    try {
+      const file = join(dir, 'report.json');
+      const r = await allowlisted(['--allow-host', 'a.test', '--report', file], `${wget(`http://${SERVER2}:8080/`).join(' ')}; nslookup -type=a b.test >/dev/null 2>&1; tsbox-probe udp ${SERVER} 9999 01 >/dev/null; true`);
+      expect(r.code).toBe(0);
+      const report = JSON.parse(readFileSync(file, 'utf8')) as { network: { refused: RefusedSummary } };
+      const names = report.network.refused.destinations.map((d) => `${d.protocol} ${d.address ?? d.name ?? ''}${d.port === null ? '' : `:${d.port}`}`);
+      expect(names).toEqual(expect.arrayContaining([`tcp ${SERVER2}:8080`, 'dns b.test', `udp ${SERVER}:9999`]));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a flood of refused packets gives a bounded report, rate-limited, and the run ends', async () => {
+    const c = await spawnContainer(['sh', '-c', `for p in $(seq 1000 1999); do tsbox-probe udp ${SERVER2} $p 01 >/dev/null; done; echo done`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] });
+    let events = 0;
+    c.on('refused', () => (events += 1));
+    const out: string[] = [];
+    c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+    const result = await c.wait();
+    expect(out.join('')).toBe('done\n');
+    const refused = result.network!.refused!;
+    // 1000 refused, each to a port of its own: the kernel logs a burst and then 20 a second.
+    expect(refused.total).toBeLessThan(1000);
+    expect(refused.destinations).toHaveLength(MAX_DESTINATIONS);
+    expect(refused.others).toBeGreaterThan(0);
+    expect(refused.total).toBe(refused.destinations.reduce((n, d) => n + d.count, 0) + refused.others);
+    expect(events).toBeLessThanOrEqual(refused.total);
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(leftovers(c.id)).toEqual([]);
   });
 
   it('is refused without bridge, detached, or as an ordinary user, before anything is made', async () => {

@@ -18,6 +18,7 @@ import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
 import type { NetworkInfo } from '../network/bridge.js';
+import type { Refusals } from '../network/refused.js';
 import { CANCELLED, helperDied, recvHeld, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
@@ -90,6 +91,8 @@ export interface ContainerInit {
   startedAt: bigint;
   /** Its network (launch's phase 5); null for `none`. */
   network?: NetworkInfo | null;
+  /** With an egress allowlist: what it refuses, reported until the allowlist is closed (release). */
+  refusals?: Refusals | undefined;
   /** An exec'd process: signals go to it over its control connection. */
   exec?: boolean;
   /** A created container, whose process its monitor holds until start(). */
@@ -210,6 +213,9 @@ export class Container extends EventEmitter {
     this.#control = init.control;
     this.#exec = init.exec ?? false;
     this.#startable = init.startable ?? false;
+    // 'refused': each connection (or name) its egress allowlist refused,
+    // rate-limited; the result's network.refused sums them up.
+    init.refusals?.listen((r) => this.emit('refused', r));
     this.#started = this.#startable ? new Promise((resolve) => (this.#onStarted = resolve)) : Promise.resolve();
     const deadline =
       init.timeout === undefined
@@ -337,7 +343,8 @@ export class Container extends EventEmitter {
         cpuThrottledPeriods: stats?.cpu.throttledPeriods ?? null,
       },
       limits: limits ? { mode: limits.mode, ...limits.limits } : null,
-      network: init.network ?? null,
+      // What the allowlist refused, up to its close in release() above.
+      network: init.network && init.refusals ? { ...init.network, refused: init.refusals.summary() } : (init.network ?? null),
     };
     init.trace?.(`exited: ${signal ? `signal ${signal}` : `status ${result.exitCode}`}${oomKilled ? ' (OOM-killed)' : ''}`);
     this.exitCode = result.exitCode;
