@@ -486,4 +486,13 @@ describe('refused connections (the allowlist\'s reports)', () => {
     expect(seen).toHaveLength(60);
     expect(r.summary().total).toBe(2000);
   });
+
+  it('keeps what was refused before anyone listened (a burst) for the first listener', () => {
+    const r = new Refusals(() => 0);
+    for (let p = 0; p < 100; p++) r.add({ protocol: 'tcp', address: '192.0.2.1', port: p });
+    const seen: RefusedConnection[] = [];
+    r.listen((e) => seen.push(e));
+    expect(seen).toHaveLength(40);
+    expect(seen[0]).toEqual({ protocol: 'tcp', address: '192.0.2.1', port: 0 });
+  });
 });

@@ -51,6 +51,8 @@ export class Refusals {
   #others = 0;
   readonly #seen = new Map<string, RefusedConnection & { count: number }>();
   readonly #listeners: ((r: RefusedConnection) => void)[] = [];
+  /** Passed on before anyone listened (the process can start before its Container exists): kept for the first listener, a burst's worth. */
+  readonly #backlog: RefusedConnection[] = [];
   #tokens = BURST;
   #refilled: number;
   readonly #now: () => number;
@@ -73,18 +75,25 @@ export class Refusals {
     this.#refilled = now;
     if (this.#tokens < 1) return;
     this.#tokens -= 1;
-    for (const l of this.#listeners) {
-      try {
-        l({ ...r });
-      } catch {
-        // A listener's throw is its own: the caller's process goes on.
-      }
+    if (this.#listeners.length === 0) {
+      if (this.#backlog.length < BURST) this.#backlog.push({ ...r });
+      return;
+    }
+    for (const l of this.#listeners) Refusals.#call(l, r);
+  }
+
+  static #call(l: (r: RefusedConnection) => void, r: RefusedConnection): void {
+    try {
+      l({ ...r });
+    } catch {
+      // A listener's throw is its own: the caller's process goes on.
     }
   }
 
-  /** Calls `fn` with each refusal passed on from now. */
+  /** Calls `fn` with each refusal passed on from now, the first listener with those passed on before it too. */
   listen(fn: (r: RefusedConnection) => void): void {
     this.#listeners.push(fn);
+    for (const r of this.#backlog.splice(0)) Refusals.#call(fn, r);
   }
 
   summary(): RefusedSummary {

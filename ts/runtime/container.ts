@@ -213,9 +213,6 @@ export class Container extends EventEmitter {
     this.#control = init.control;
     this.#exec = init.exec ?? false;
     this.#startable = init.startable ?? false;
-    // 'refused': each connection (or name) its egress allowlist refused,
-    // rate-limited; the result's network.refused sums them up.
-    init.refusals?.listen((r) => this.emit('refused', r));
     this.#started = this.#startable ? new Promise((resolve) => (this.#onStarted = resolve)) : Promise.resolve();
     const deadline =
       init.timeout === undefined
@@ -254,8 +251,14 @@ export class Container extends EventEmitter {
     // its end (which would keep Node running) until wait() or a timeout asks.
     if (!init.options.detach || init.timeout !== undefined) void this.#result;
     // As ChildProcess's 'spawn', after the call that made it has returned:
-    // here, once spawn() has resolved and its caller can listen.
-    setImmediate(() => this.emit('spawn'));
+    // here, once spawn() has resolved and its caller can listen. Then
+    // 'refused': each connection (or name) its egress allowlist refused,
+    // rate-limited, those refused meanwhile first (the result's
+    // network.refused sums them all up).
+    setImmediate(() => {
+      this.emit('spawn');
+      init.refusals?.listen((r) => this.emit('refused', r));
+    });
   }
 
   async #monitor(init: ContainerInit): Promise<ExitResult> {
