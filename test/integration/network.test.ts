@@ -227,7 +227,6 @@ describe('network modes', () => {
       // A call may not pick another network: it shapes the sandbox.
       await expect(pool.run(['true'], { network: 'none' } as never)).rejects.toMatchObject({ step: 'config', path: 'network' });
       expect(() => createPool({ rootfs, network: 'bridge', publish: ['18099:80'] })).toThrow(/publish.*same host ports/);
-      expect(() => createPool({ rootfs, network: 'bridge', allow: ['a.test'] })).toThrow(/allow.*not supported in a pool/);
     }
     for (const id of ids) expect(leftovers(id), id).toEqual([]);
     expect(existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []).toEqual([]);
@@ -837,6 +836,48 @@ describe('egress allowlist', () => {
     expect(events).toBeLessThanOrEqual(refused.total);
     expect(tsboxNflogGroups()).toEqual([]);
     expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it('in a warm pool: the pool\'s policy in each sandbox, built ahead; allowed name reached, others refused and reported; a call\'s allow refused; close() leaves no chain, rule, record or NFLOG group', async () => {
+    const chainsNow = () => new Set([...iptablesSave().matchAll(/^:(TSBOX-[0-9a-f]+) /gm)].map((m) => m[1]!));
+    const chainsBeforePool = chainsNow();
+    const records = () => (existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []);
+    const recordsBeforePool = new Set(records());
+    const ids: string[] = [];
+    {
+      await using pool = createPool({ rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER], size: 1 });
+      expect(await eventually(() => pool.stats().ready === 1, 15_000)).toBe(true);
+      // Built ahead: its chain and its group are there before any call.
+      expect(chainsNow().size).toBe(chainsBeforePool.size + 1);
+      expect(tsboxNflogGroups()).toHaveLength(1);
+      const r = await pool.run(['sh', '-c', `${wget('http://a.test/').join(' ')}; echo a=$?; ${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?; nslookup -type=a b.test >/dev/null 2>&1; echo b=$?`]);
+      ids.push(r.id);
+      expect(r.stdout).toContain('fake internet\na=0');
+      expect(r.stdout).toMatch(/b-raw=[1-9]/);
+      expect(r.stdout).toMatch(/b=[1-9]/);
+      expect(r.network?.allow).toEqual([{ kind: 'host', name: 'a.test', port: null }]);
+      expect(r.network?.refused?.destinations).toEqual(
+        expect.arrayContaining([
+          { protocol: 'tcp', address: SERVER2, port: 80, count: 1 },
+          { protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number },
+        ]),
+      );
+      // pool.spawn()'s handle emits them.
+      const c = await pool.spawn(['sh', '-c', `tsbox-probe udp ${SERVER2} 7777 01 >/dev/null`]);
+      ids.push(c.id);
+      const events: RefusedConnection[] = [];
+      c.on('refused', (e: RefusedConnection) => events.push(e));
+      const done = await c.wait();
+      expect(events).toContainEqual({ protocol: 'udp', address: SERVER2, port: 7777 });
+      expect(done.network?.refused?.total).toBeGreaterThanOrEqual(1);
+      // The policy is the pool's: a call's own is refused by name.
+      await expect(pool.run(['true'], { allow: ['b.test'] } as never)).rejects.toMatchObject({ step: 'config', path: 'allow' });
+      expect(await eventually(() => pool.stats().ready === 1, 15_000)).toBe(true);
+    }
+    for (const id of ids) expect(leftovers(id), id).toEqual([]);
+    expect(chainsNow()).toEqual(chainsBeforePool);
+    expect(new Set(records())).toEqual(recordsBeforePool);
+    expect(tsboxNflogGroups()).toEqual([]);
   });
 
   it('is refused without bridge, detached, or as an ordinary user, before anything is made', async () => {
