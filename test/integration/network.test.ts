@@ -742,6 +742,7 @@ describe('egress allowlist', () => {
     c.kill('SIGKILL');
     await c.wait();
     expect(leftovers(c.id)).toEqual([]);
+    expect(tsboxNflogGroups()).toEqual([]);
 
     const before = new Set(readdirSync(NETWORK_DIR));
     const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'sleep', '60'], { stdio: 'ignore' });
@@ -754,6 +755,28 @@ describe('egress allowlist', () => {
     expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
     expect((await cli(['gc'])).code).toBe(0);
     expect(leftovers(id)).toEqual([]);
+    // Its NFLOG group went with the killed caller's socket.
+    expect(tsboxNflogGroups()).toEqual([]);
+  });
+
+  it('a launch that fails after its allowlist was set up leaves no NFLOG group, chain or record', async () => {
+    const records = () => (existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []);
+    const tsboxChains = () => new Set([...iptablesSave().matchAll(/^:(TSBOX-[0-9a-f]+) /gm)].map((m) => m[1]!));
+    const before = new Set(records());
+    const chainsThen = tsboxChains();
+    await expect(spawnContainer(['/no/such/command'], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] })).rejects.toMatchObject({ errno: 2 });
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(new Set(records())).toEqual(before);
+    expect(tsboxChains()).toEqual(chainsThen);
+  });
+
+  it('after a timeout: what was refused is in the result, and the NFLOG group is gone', async () => {
+    const c = await spawnContainer(['sh', '-c', `tsbox-probe udp ${SERVER2} 6000 01 >/dev/null; echo sent; exec sleep 30`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER], timeout: 3_000 });
+    const result = await c.wait();
+    expect(result.timedOut).toBe(true);
+    expect(result.network?.refused?.destinations).toContainEqual({ protocol: 'udp', address: SERVER2, port: 6000, count: 1 });
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(leftovers(c.id)).toEqual([]);
   });
 
   it("reports each refused connection and name: 'refused' events and the result's network.refused, nothing for what is allowed, and no NFLOG group or socket left", async () => {
