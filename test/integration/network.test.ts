@@ -24,6 +24,7 @@ import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
 import { NFLOG_COUNT, NFLOG_FIRST } from '../../ts/network/egress.js';
+import { loadNative } from '../../ts/native.js';
 import { MAX_DESTINATIONS, type RefusedConnection, type RefusedSummary } from '../../ts/network/refused.js';
 
 const rootfs = inject('rootfs');
@@ -756,6 +757,27 @@ describe('egress allowlist', () => {
     expect((await cli(['gc'])).code).toBe(0);
     expect(leftovers(id)).toEqual([]);
     // Its NFLOG group went with the killed caller's socket.
+    expect(tsboxNflogGroups()).toEqual([]);
+  });
+
+  it('without an NFLOG group to bind, the allowlist still holds, names are still reported, and a notice says packets are not', async () => {
+    // Every group of tsbox's range taken by another socket (as a host whose kernel has no NFLOG would fail the bind too).
+    const taken = Array.from({ length: NFLOG_COUNT }, (_, i) => loadNative().binding.NflogReader.bind(NFLOG_FIRST + i, 1));
+    try {
+      const c = await spawnContainer(['sh', '-c', `${wget('http://a.test/').join(' ')} >/dev/null; echo a=$?; ${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?; nslookup -type=a b.test >/dev/null 2>&1; echo b=$?`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] });
+      const out: string[] = [];
+      c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+      const result = await c.wait();
+      expect(c.notices.join('\n')).toMatch(/refused connections are not reported \(the allowlist holds\): bind an NFLOG group of 47000\.\.47999: Operation not permitted/);
+      expect(out.join('')).toContain('a=0');
+      expect(out.join('')).toMatch(/b-raw=[1-9]/);
+      expect(out.join('')).toMatch(/b=[1-9]/);
+      expect(result.network?.refused?.reporting).toBe(false);
+      expect(result.network?.refused?.destinations).toEqual([{ protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number }]);
+      expect(leftovers(c.id)).toEqual([]);
+    } finally {
+      for (const r of taken) r.close();
+    }
     expect(tsboxNflogGroups()).toEqual([]);
   });
 

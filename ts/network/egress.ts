@@ -21,8 +21,11 @@
  *   (rate-limited: 20 a second after a burst of 40) logs the first bytes of
  *   each refused packet to a group of the container's own, which the
  *   addon's reader (crates/tsbox-napi/src/nflog.rs) has bound; the resolver
- *   reports the names it refuses. A host without NFLOG (xt_NFLOG,
- *   nfnetlink_log) keeps the allowlist, without reports, and says so once.
+ *   reports the names it refuses. The kernel loads nfnetlink_log at the
+ *   reader's first bind and xt_NFLOG at the rule's (both by module alias),
+ *   so nothing is modprobed here. A host without them (or with no free
+ *   group) keeps the allowlist, without packet reports, and says so once,
+ *   in a notice; the summary says `reporting: false`.
  *
  * All of it is written with one `iptables-restore --noflush` per change.
  */
