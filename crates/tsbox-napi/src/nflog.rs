@@ -231,6 +231,10 @@ fn bind_free_group(first: u16, count: u16, start: u16) -> Result<(OwnedFd, u16)>
     }
     // SAFETY: `raw` is a descriptor we just made and nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // The kernel answers a config request at once; a wait for it is bounded
+    // all the same (this runs on Node's thread).
+    let timeout = nix::sys::time::TimeVal::new(2, 0);
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &timeout).map_err(|e| err("setsockopt SO_RCVTIMEO", e))?;
     let mut mode = COPY_RANGE.to_be_bytes().to_vec();
     mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
     let one = 1u32.to_be_bytes();
