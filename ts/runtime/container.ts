@@ -1,6 +1,7 @@
 /**
  * A running container, or a process exec'd into one: its stdio, `wait()`,
- * `kill()`, `exec()` and the 'exit' event. Phase 10, `exited`, lands here.
+ * `kill()`, `exec()`, the 'exit' event, and with an egress allowlist the
+ * 'refused' event (ts/network/refused.ts). Phase 10, `exited`, lands here.
  * The launcher is passed in, not imported: this module only speaks the
  * protocol.
  */
