@@ -36,6 +36,7 @@ export type { PoolOptions, PoolProcessOptions, PoolRunOptions, PoolStats } from 
 export type { PullOptions, PullProgress } from './image/pull.js';
 export type { ImageRecord } from './image/store.js';
 export type { NetworkInfo } from './network/bridge.js';
+export type { RefusedConnection, RefusedSummary } from './network/refused.js';
 export type { NetworkMode, PortMapping } from './config/network.js';
 
 /** Options of `spawn`: the container's, plus an AbortSignal. */

@@ -23,6 +23,9 @@ import { createPool, spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
+import { NFLOG_COUNT, NFLOG_FIRST } from '../../ts/network/egress.js';
+import { loadNative } from '../../ts/native.js';
+import { MAX_DESTINATIONS, type RefusedConnection, type RefusedSummary } from '../../ts/network/refused.js';
 
 const rootfs = inject('rootfs');
 
@@ -87,6 +90,27 @@ function leftovers(id: string): string[] {
     if (/^\d/.test(f) && !f.startsWith('last_reserved') && readFileSync(join(leases, f), 'utf8').includes(id)) found.push(`lease ${f}`);
   }
   return found;
+}
+
+/** The NFLOG groups of tsbox's range bound now (the kernel's list of them). */
+function tsboxNflogGroups(): number[] {
+  return readFileSync('/proc/net/netfilter/nfnetlink_log', 'utf8')
+    .split('\n')
+    .map((l) => Number(l.trim().split(/\s+/)[0]))
+    .filter((g) => g >= NFLOG_FIRST && g < NFLOG_FIRST + NFLOG_COUNT);
+}
+
+/** This process's NETLINK_NETFILTER sockets (by inode). */
+function ownNetfilterSockets(): string[] {
+  const mine = new Set(readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1];
+    } catch {
+      return undefined;
+    }
+  }));
+  // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+  return readFileSync('/proc/net/netlink', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === '12' && mine.has(f[9])).map((f) => f[9]!).sort();
 }
 
 function linkExists(name: string): boolean {
@@ -204,7 +228,6 @@ describe('network modes', () => {
       // A call may not pick another network: it shapes the sandbox.
       await expect(pool.run(['true'], { network: 'none' } as never)).rejects.toMatchObject({ step: 'config', path: 'network' });
       expect(() => createPool({ rootfs, network: 'bridge', publish: ['18099:80'] })).toThrow(/publish.*same host ports/);
-      expect(() => createPool({ rootfs, network: 'bridge', allow: ['a.test'] })).toThrow(/allow.*not supported in a pool/);
     }
     for (const id of ids) expect(leftovers(id), id).toEqual([]);
     expect(existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []).toEqual([]);
@@ -720,6 +743,7 @@ describe('egress allowlist', () => {
     c.kill('SIGKILL');
     await c.wait();
     expect(leftovers(c.id)).toEqual([]);
+    expect(tsboxNflogGroups()).toEqual([]);
 
     const before = new Set(readdirSync(NETWORK_DIR));
     const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'sleep', '60'], { stdio: 'ignore' });
@@ -732,6 +756,173 @@ describe('egress allowlist', () => {
     expect(await eventually(() => !alive(record.monitor.pid), 10_000)).toBe(true);
     expect((await cli(['gc'])).code).toBe(0);
     expect(leftovers(id)).toEqual([]);
+    // Its NFLOG group went with the killed caller's socket.
+    expect(tsboxNflogGroups()).toEqual([]);
+  });
+
+  it('without an NFLOG group to bind, the allowlist still holds, names are still reported, and a notice says packets are not', async () => {
+    // Every group of tsbox's range taken by another socket (as a host whose kernel has no NFLOG would fail the bind too).
+    const taken = Array.from({ length: NFLOG_COUNT }, (_, i) => loadNative().binding.NflogReader.bind(NFLOG_FIRST + i, 1));
+    try {
+      const c = await spawnContainer(['sh', '-c', `${wget('http://a.test/').join(' ')} >/dev/null; echo a=$?; ${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?; nslookup -type=a b.test >/dev/null 2>&1; echo b=$?`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] });
+      const out: string[] = [];
+      c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+      const result = await c.wait();
+      expect(c.notices.join('\n')).toMatch(/refused connections are not reported \(the allowlist holds\): bind an NFLOG group of 47000\.\.47999: Operation not permitted/);
+      expect(out.join('')).toContain('a=0');
+      expect(out.join('')).toMatch(/b-raw=[1-9]/);
+      expect(out.join('')).toMatch(/b=[1-9]/);
+      expect(result.network?.refused?.reporting).toBe(false);
+      expect(result.network?.refused?.destinations).toEqual([{ protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number }]);
+      expect(leftovers(c.id)).toEqual([]);
+    } finally {
+      for (const r of taken) r.close();
+    }
+    expect(tsboxNflogGroups()).toEqual([]);
+  });
+
+  it('a launch that fails after its allowlist was set up leaves no NFLOG group, chain or record', async () => {
+    const records = () => (existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []);
+    const tsboxChains = () => new Set([...iptablesSave().matchAll(/^:(TSBOX-[0-9a-f]+) /gm)].map((m) => m[1]!));
+    const before = new Set(records());
+    const chainsThen = tsboxChains();
+    await expect(spawnContainer(['/no/such/command'], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] })).rejects.toMatchObject({ errno: 2 });
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(new Set(records())).toEqual(before);
+    expect(tsboxChains()).toEqual(chainsThen);
+  });
+
+  it('after a timeout: what was refused is in the result, and the NFLOG group is gone', async () => {
+    const c = await spawnContainer(['sh', '-c', `tsbox-probe udp ${SERVER2} 6000 01 >/dev/null; echo sent; exec sleep 30`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER], timeout: 3_000 });
+    const result = await c.wait();
+    expect(result.timedOut).toBe(true);
+    expect(result.network?.refused?.destinations).toContainEqual({ protocol: 'udp', address: SERVER2, port: 6000, count: 1 });
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it("reports each refused connection and name: 'refused' events and the result's network.refused, nothing for what is allowed, and no NFLOG group or socket left", async () => {
+    const before = ownNetfilterSockets();
+    const c = await spawnContainer(
+      [
+        'sh',
+        '-c',
+        [
+          'read go',
+          `${wget('http://a.test/').join(' ')} >/dev/null; echo a=$?`,
+          `${wget(`http://${SERVER2}:8080/`).join(' ')}; echo tcp=$?`,
+          `tsbox-probe udp ${SERVER2} 5353 01 >/dev/null`,
+          `tsbox-probe ping ${SERVER2}`,
+          'nslookup -type=a b.test >/dev/null 2>&1; echo b=$?',
+          'nslookup -type=a gw.test >/dev/null 2>&1; echo gw=$?',
+        ].join('; '),
+      ],
+      { rootfs, network: 'bridge', allow: ['a.test', 'gw.test'], dns: [SERVER] },
+    );
+    const events: RefusedConnection[] = [];
+    c.on('refused', (r: RefusedConnection) => events.push(r));
+    const out: string[] = [];
+    c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+    // The group is bound while it runs (nfnetlink_log lists it).
+    expect(tsboxNflogGroups().length).toBeGreaterThan(0);
+    // Without CAP_NET_RAW its echo request needs an ICMP datagram socket, which its namespace allows only once told so.
+    sh('nsenter', [`--net=/proc/${c.pid}/ns/net`, 'sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
+    c.stdin!.end('go\n');
+    const result = await c.wait();
+    expect(out.join('')).toContain('a=0');
+    expect(out.join('')).toMatch(/tcp=[1-9]/);
+    const expected = [
+      { protocol: 'tcp', address: SERVER2, port: 8080 },
+      { protocol: 'udp', address: SERVER2, port: 5353 },
+      { protocol: 'icmp', address: SERVER2, port: null, icmpType: 8 },
+      { protocol: 'dns', address: null, port: null, name: 'b.test' },
+      { protocol: 'dns', address: BRIDGE_GW, port: null, name: 'gw.test' },
+    ];
+    for (const e of expected) expect(events).toContainEqual(e);
+    const refused = result.network?.refused;
+    expect(refused?.reporting).toBe(true);
+    for (const e of expected) expect(refused?.destinations).toContainEqual({ ...e, count: expect.any(Number) as number });
+    expect(refused!.total).toBe(refused!.destinations.reduce((n, d) => n + d.count, 0) + refused!.others);
+    // What was allowed (a.test's address, its resolver) is no refusal.
+    expect(events.filter((e) => e.address === SERVER || e.name === 'a.test')).toEqual([]);
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(ownNetfilterSockets()).toEqual(before);
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it('--report names each refused destination', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-report-'));
+    try {
+      const file = join(dir, 'report.json');
+      const r = await allowlisted(['--allow-host', 'a.test', '--report', file], `${wget(`http://${SERVER2}:8080/`).join(' ')}; nslookup -type=a b.test >/dev/null 2>&1; tsbox-probe udp ${SERVER} 9999 01 >/dev/null; true`);
+      expect(r.code).toBe(0);
+      const report = JSON.parse(readFileSync(file, 'utf8')) as { network: { refused: RefusedSummary } };
+      const names = report.network.refused.destinations.map((d) => `${d.protocol} ${d.address ?? d.name ?? ''}${d.port === null ? '' : `:${d.port}`}`);
+      expect(names).toEqual(expect.arrayContaining([`tcp ${SERVER2}:8080`, 'dns b.test', `udp ${SERVER}:9999`]));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a flood of refused packets gives a bounded report, rate-limited, and the run ends', async () => {
+    const c = await spawnContainer(['sh', '-c', `for p in $(seq 1000 1999); do tsbox-probe udp ${SERVER2} $p 01 >/dev/null; done; echo done`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER] });
+    let events = 0;
+    c.on('refused', () => (events += 1));
+    const out: string[] = [];
+    c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+    const result = await c.wait();
+    expect(out.join('')).toBe('done\n');
+    const refused = result.network!.refused!;
+    // 1000 refused, each to a port of its own: the kernel logs a burst and then 20 a second.
+    expect(refused.total).toBeLessThan(1000);
+    expect(refused.destinations).toHaveLength(MAX_DESTINATIONS);
+    expect(refused.others).toBeGreaterThan(0);
+    expect(refused.total).toBe(refused.destinations.reduce((n, d) => n + d.count, 0) + refused.others);
+    expect(events).toBeLessThanOrEqual(refused.total);
+    expect(tsboxNflogGroups()).toEqual([]);
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it('in a warm pool: the pool\'s policy in each sandbox, built ahead; allowed name reached, others refused and reported; a call\'s allow refused; close() leaves no chain, rule, record or NFLOG group', async () => {
+    const chainsNow = () => new Set([...iptablesSave().matchAll(/^:(TSBOX-[0-9a-f]+) /gm)].map((m) => m[1]!));
+    const chainsBeforePool = chainsNow();
+    const records = () => (existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.json')) : []);
+    const recordsBeforePool = new Set(records());
+    const ids: string[] = [];
+    {
+      await using pool = createPool({ rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER], size: 1 });
+      expect(await eventually(() => pool.stats().ready === 1, 15_000)).toBe(true);
+      // Built ahead: its chain and its group are there before any call.
+      expect(chainsNow().size).toBe(chainsBeforePool.size + 1);
+      expect(tsboxNflogGroups()).toHaveLength(1);
+      const r = await pool.run(['sh', '-c', `${wget('http://a.test/').join(' ')}; echo a=$?; ${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?; nslookup -type=a b.test >/dev/null 2>&1; echo b=$?`]);
+      ids.push(r.id);
+      expect(r.stdout).toContain('fake internet\na=0');
+      expect(r.stdout).toMatch(/b-raw=[1-9]/);
+      expect(r.stdout).toMatch(/b=[1-9]/);
+      expect(r.network?.allow).toEqual([{ kind: 'host', name: 'a.test', port: null }]);
+      expect(r.network?.refused?.destinations).toEqual(
+        expect.arrayContaining([
+          { protocol: 'tcp', address: SERVER2, port: 80, count: 1 },
+          { protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number },
+        ]),
+      );
+      // pool.spawn()'s handle emits them.
+      const c = await pool.spawn(['sh', '-c', `tsbox-probe udp ${SERVER2} 7777 01 >/dev/null`]);
+      ids.push(c.id);
+      const events: RefusedConnection[] = [];
+      c.on('refused', (e: RefusedConnection) => events.push(e));
+      const done = await c.wait();
+      expect(events).toContainEqual({ protocol: 'udp', address: SERVER2, port: 7777 });
+      expect(done.network?.refused?.total).toBeGreaterThanOrEqual(1);
+      // The policy is the pool's: a call's own is refused by name.
+      await expect(pool.run(['true'], { allow: ['b.test'] } as never)).rejects.toMatchObject({ step: 'config', path: 'allow' });
+      expect(await eventually(() => pool.stats().ready === 1, 15_000)).toBe(true);
+    }
+    for (const id of ids) expect(leftovers(id), id).toEqual([]);
+    expect(chainsNow()).toEqual(chainsBeforePool);
+    expect(new Set(records())).toEqual(recordsBeforePool);
+    expect(tsboxNflogGroups()).toEqual([]);
   });
 
   it('is refused without bridge, detached, or as an ordinary user, before anything is made', async () => {

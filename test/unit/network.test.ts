@@ -14,6 +14,7 @@ import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '
 import { parseAllow, parseNetwork, parsePublish } from '../../ts/config/network.js';
 import { addresses, forbiddenAnswer, inCidr, nxdomain, question, upstreamQuery } from '../../ts/network/dns.js';
 import { checkBridgeFilter, upstreamOf } from '../../ts/network/egress.js';
+import { MAX_DESTINATIONS, Refusals, type RefusedConnection } from '../../ts/network/refused.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
@@ -448,5 +449,50 @@ describe('network "host" with userns "host"', () => {
     // With a user namespace of its own, the host's network is not its to act on: Docker's default set.
     const own = parseRunInput(['true'], { network: 'host' });
     expect(buildProcessPlan(own.command, own.options, 'box', fakeCompiler).capabilities!.bounding).toContain('CAP_NET_RAW');
+  });
+});
+
+describe('refused connections (the allowlist\'s reports)', () => {
+  it('counts duplicates once per destination, keeps a bounded list, and counts the rest', () => {
+    const r = new Refusals(() => 0);
+    const tcp = { protocol: 'tcp', address: '203.0.113.7', port: 443 };
+    r.add(tcp);
+    r.add({ ...tcp });
+    r.add({ protocol: 'dns', address: null, port: null, name: 'x.example' });
+    for (let p = 0; p < 100; p++) r.add({ protocol: 'udp', address: '203.0.113.8', port: p });
+    const s = r.summary();
+    expect(s.total).toBe(103);
+    expect(s.destinations).toHaveLength(MAX_DESTINATIONS);
+    expect(s.destinations[0]).toEqual({ ...tcp, count: 2 });
+    expect(s.destinations[1]).toEqual({ protocol: 'dns', address: null, port: null, name: 'x.example', count: 1 });
+    expect(s.others).toBe(103 - 2 - 1 - (MAX_DESTINATIONS - 2));
+    expect(s.reporting).toBe(true);
+    r.off = 'no NFLOG';
+    expect(r.summary().reporting).toBe(false);
+  });
+
+  it('passes events on at a bounded rate (a burst, then 20 a second), and a throwing listener harms nothing', () => {
+    let now = 0;
+    const r = new Refusals(() => now);
+    const seen: RefusedConnection[] = [];
+    r.listen(() => {
+      throw new Error('listener');
+    });
+    r.listen((e) => seen.push(e));
+    for (let i = 0; i < 1000; i++) r.add({ protocol: 'udp', address: '198.51.100.1', port: 53 });
+    expect(seen).toHaveLength(40);
+    now = 1000;
+    for (let i = 0; i < 1000; i++) r.add({ protocol: 'udp', address: '198.51.100.1', port: 53 });
+    expect(seen).toHaveLength(60);
+    expect(r.summary().total).toBe(2000);
+  });
+
+  it('keeps what was refused before anyone listened (a burst) for the first listener', () => {
+    const r = new Refusals(() => 0);
+    for (let p = 0; p < 100; p++) r.add({ protocol: 'tcp', address: '192.0.2.1', port: p });
+    const seen: RefusedConnection[] = [];
+    r.listen((e) => seen.push(e));
+    expect(seen).toHaveLength(40);
+    expect(seen[0]).toEqual({ protocol: 'tcp', address: '192.0.2.1', port: 0 });
   });
 });

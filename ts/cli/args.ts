@@ -110,7 +110,7 @@ export const containerArgs = {
   'cgroup-parent': { type: 'string', valueHint: 'PATH', description: 'The cgroup to create the container under, e.g. /tsbox.slice' },
   ulimit: { type: 'string', valueHint: 'NAME=SOFT[:HARD]', description: 'A resource limit: nofile=1024:4096, core=0, nproc=unlimited (repeatable)' },
   'stop-signal': { type: 'string', valueHint: 'SIGNAL', description: "The signal tsbox stop sends first (default SIGTERM, or the image's StopSignal)" },
-  report: { type: 'string', valueHint: 'FILE|-', description: 'Write the outcome as JSON (exit, oomKilled, time, cpu, peak memory and pids, limits) to FILE, or - for stderr' },
+  report: { type: 'string', valueHint: 'FILE|-', description: 'Write the outcome as JSON (exit, oomKilled, time, cpu, peak memory and pids, limits, what an allowlist refused) to FILE, or - for stderr' },
   preset: { type: 'string', valueHint: 'contained', description: "Start from a preset: contained reproduces the choices of contained.c, the 500-line container program tsbox grew from (1 GiB, 256 shares, 64 pids, NOFILE 64, 0→10000 range 2000, its caps and seccomp rules)" },
   'rootfs-propagation': { type: 'string', valueHint: 'private|slave|shared|unbindable', description: 'Propagation of the container mounts. Default: private' },
 } as const satisfies ArgsDef;

@@ -98,6 +98,31 @@ export declare class HelperProcess {
   waitWeak(callback: (err: Error | null, exit: HelperExit) => void): void
 }
 
+/** The NFLOG group of one container's refused packets, bound by this reader. */
+export declare class NflogReader {
+  /**
+   * Binds a free group of `first .. first+count-1` (tried from a random
+   * one on, the next when another socket has it).
+   */
+  static bind(first: number, count: number): NflogReader
+  get group(): number
+  /**
+   * Calls `callback()` each time packets may be waiting (then `drain()`
+   * reads them), until `close()`. Does not hold Node's event loop open.
+   */
+  watch(callback: () => void): void
+  /**
+   * The refused packets waiting, at most `max` messages' worth; empty
+   * once closed.
+   */
+  drain(max: number): Array<RefusedPacket>
+  /**
+   * Unbinds the group and closes the socket (once the watch has let go of
+   * it, at once after). Anything not drained is dropped.
+   */
+  close(): void
+}
+
 /**
  * Builds the device program for `rules` (the v1 device cgroup's writes, in
  * order), loads it and attaches it to the cgroup v2 directory `cgroup`.
@@ -166,6 +191,17 @@ export declare const PLAN_VERSION: number
  * only saves time.
  */
 export declare function prewarmCgroupMove(procs: string): void
+
+/** A refused packet as Node sees it. */
+export interface RefusedPacket {
+  /** The IP protocol number (6 TCP, 17 UDP, 1 ICMP, ...). */
+  protocol: number
+  address: string
+  /** The TCP or UDP destination port, when copied. */
+  port?: number
+  /** The ICMP type, for ICMP. */
+  icmpType?: number
+}
 
 /**
  * Puts the terminal on `fd` back as `saveTerminal` found it, and out of

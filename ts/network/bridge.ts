@@ -29,6 +29,7 @@ import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 
 import type { AllowRule, PortMapping } from '../config/network.js';
+import type { RefusedSummary } from './refused.js';
 import { processStart } from '../cgroups/gc.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
@@ -55,6 +56,8 @@ export interface NetworkInfo {
   check?: string;
   /** Its egress allowlist, when it has one. */
   allow?: AllowRule[];
+  /** In a result, with an allowlist: what it refused (ts/network/refused.ts). */
+  refused?: RefusedSummary;
 }
 
 /** What was added for a container: enough for DEL from any process. */

@@ -17,6 +17,15 @@
  *   refuses everything else at once: TCP with a reset, the rest with ICMP
  *   port unreachable. Each rule tsbox adds outside that chain carries the
  *   comment `tsbox:<id>`, by which gc finds them after a killed caller.
+ * - Reports (ts/network/refused.ts): just before the REJECTs, an NFLOG rule
+ *   (rate-limited: 20 a second after a burst of 40) logs the first bytes of
+ *   each refused packet to a group of the container's own, which the
+ *   addon's reader (crates/tsbox-napi/src/nflog.rs) has bound; the resolver
+ *   reports the names it refuses. The kernel loads nfnetlink_log at the
+ *   reader's first bind and xt_NFLOG at the rule's (both by module alias),
+ *   so nothing is modprobed here. A host without them (or with no free
+ *   group) keeps the allowlist, without packet reports, and says so once,
+ *   in a notice; the summary says `reporting: false`.
  *
  * All of it is written with one `iptables-restore --noflush` per change.
  */
@@ -27,6 +36,8 @@ import { networkInterfaces } from 'node:os';
 
 import type { AllowRule } from '../config/network.js';
 import { TsboxError } from '../errors.js';
+import { loadNative } from '../native.js';
+import { protocolName, Refusals } from './refused.js';
 import { BRIDGE } from './cni.js';
 import { addresses, forbiddenAnswer, nxdomain, question, upstreamQuery } from './dns.js';
 
@@ -35,6 +46,22 @@ const MIN_TTL_S = 30;
 /** A container's queries asked upstream at once, and in one second, at most. */
 const MAX_IN_FLIGHT = 16;
 const MAX_PER_SECOND = 100;
+/** tsbox's NFLOG groups: each allowlisted container binds a free one. */
+export const NFLOG_FIRST = 47000;
+export const NFLOG_COUNT = 1000;
+/** Refused packets read at once when the reader wakes (each call reads what came since). */
+const DRAIN_MAX = 256;
+
+type Reader = InstanceType<ReturnType<typeof loadNative>['binding']['NflogReader']>;
+
+/** The reader of a new NFLOG group, or why there is none. */
+function openReader(): Reader | string {
+  try {
+    return loadNative().binding.NflogReader.bind(NFLOG_FIRST, NFLOG_COUNT);
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
 
 function chainOf(id: string): string {
   return `TSBOX-${id.slice(0, 12)}`;
@@ -106,7 +133,7 @@ function ownAddresses(): string[] {
 }
 
 export interface Egress {
-  /** Ends the resolver and removes every rule; throws the first failure. */
+  /** Ends the resolver and the reports' reader and removes every rule; throws the first failure. */
   close: () => void;
 }
 
@@ -115,7 +142,7 @@ export interface Egress {
  * after ADD): its resolver listening, its chain in place, before its
  * process runs.
  */
-export async function startEgress(id: string, ip: string, veth: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void): Promise<Egress> {
+export async function startEgress(id: string, ip: string, veth: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void, refusals: Refusals = new Refusals()): Promise<Egress> {
   const chain = chainOf(id);
   const tag = `tsbox:${id}`;
   const sock: Socket = createSocket('udp4');
@@ -128,6 +155,24 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
   });
   sock.unref();
   const port = sock.address().port;
+  // The reports' group, bound before its rule exists: no other socket
+  // can take what it logs.
+  const opened = openReader();
+  let reader: Reader | null = typeof opened === 'string' ? null : opened;
+  if (typeof opened === 'string') refusals.off = opened;
+  const drain = () => {
+    for (const p of reader?.drain(DRAIN_MAX) ?? []) {
+      refusals.add({ protocol: protocolName(p.protocol), address: p.address, port: p.port ?? null, ...(p.icmpType !== undefined && p.icmpType !== null ? { icmpType: p.icmpType } : {}) });
+    }
+  };
+  const closeReader = () => {
+    if (!reader) return;
+    // What the kernel logged before now is counted.
+    drain();
+    reader.close();
+    reader = null;
+  };
+  const nflog = (group: number) => `-A ${chain} -m limit --limit 20/sec --limit-burst 40 -j NFLOG --nflog-group ${group} --nflog-size 68`;
   const filter = [
     `:${chain} - [0:0]`,
     // Its veth carries its address only: another source (another
@@ -136,6 +181,7 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     `-A ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
     `-A ${chain} -d ${BRIDGE.gateway}/32 -p udp -m udp --dport ${port} -j ACCEPT`,
     ...rules.filter((r) => r.kind === 'net').flatMap((r) => acceptLines(chain, (r as { cidr: string }).cidr, r.port)),
+    ...(reader ? [nflog(reader.group)] : []),
     `-A ${chain} -p tcp -j REJECT --reject-with tcp-reset`,
     `-A ${chain} -j REJECT --reject-with icmp-port-unreachable`,
     `-I FORWARD 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
@@ -146,13 +192,24 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     `-I INPUT 1 -m physdev --physdev-in ${veth} -m comment --comment ${tag} -j ${chain}`,
   ];
   const nat = [`-I PREROUTING 1 -s ${ip}/32 -d ${BRIDGE.gateway}/32 -p udp -m udp --dport 53 -m comment --comment ${tag} -j DNAT --to-destination ${BRIDGE.gateway}:${port}`];
-  const set = restore({ filter, nat });
+  let set = restore({ filter, nat });
+  if (!set.ok && reader) {
+    // iptables without the NFLOG target (xt_NFLOG): the allowlist without reports.
+    const withReports = set.error;
+    set = restore({ filter: filter.filter((l) => !l.includes(' -j NFLOG ')), nat });
+    if (set.ok) {
+      refusals.off = `iptables refused the NFLOG rule (${withReports || 'no reason given'})`;
+      closeReader();
+    }
+  }
   if (!set.ok) {
+    closeReader();
     sock.close();
     removeEgress(id);
     throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: `iptables-restore refused the allowlist's rules: ${set.error}`, hint: 'the allowlist needs iptables with the conntrack, comment and REJECT matches' });
   }
-  trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'})`);
+  trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'}), ${reader ? `refused packets to NFLOG group ${reader.group}` : `refused packets not reported: ${refusals.off}`}`);
+  reader?.watch(drain);
 
   // Each address (with its ports) has one rule, added at its first answer
   // and removed once the last answer's TTL has run out: a container asking
@@ -198,6 +255,9 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     const ports = q ? portsOf(rules, q.name) : undefined;
     const asked = upstreamQuery(msg);
     if (!q || !ports || upstream === null || !asked) {
+      // A name that is not allowed is a refusal to report (a query that
+      // is no query, or no upstream to ask, is not).
+      if (q && !ports) refusals.add({ protocol: 'dns', address: null, port: null, name: q.name });
       const nx = nxdomain(msg);
       if (nx) sock.send(nx, from.port, from.address);
       return;
@@ -234,6 +294,7 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
         const refused = found.find((a) => forbiddenAnswer(a.address, BRIDGE.subnet, ownAddresses(), nets));
         if (refused) {
           trace?.(`network: resolver refused ${q.name} -> ${refused.address}`);
+          if (!closed) refusals.add({ protocol: 'dns', address: refused.address, port: null, name: q.name });
           const nx = nxdomain(msg);
           if (nx && !closed) sock.send(nx, from.port, from.address);
           return;
@@ -254,6 +315,7 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
       if (closed) return;
       closed = true;
       for (const t of allowed.values()) clearTimeout(t);
+      closeReader();
       sock.close();
       if (!removeEgress(id)) {
         throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: "iptables-restore could not remove the allowlist's chain and rules", hint: `remove the rules commented tsbox:${id} and the chain ${chain} by hand (iptables-save shows them)` });

@@ -21,6 +21,7 @@ import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } 
 import { BRIDGE } from './cni.js';
 import { checkBridgeFilter, removeEgress, startEgress, upstreamOf } from './egress.js';
 import { attachPasta, findPasta } from './pasta.js';
+import { Refusals } from './refused.js';
 
 export type { NetworkInfo } from './bridge.js';
 export { gcNetworks } from './bridge.js';
@@ -35,7 +36,7 @@ export interface PreparedNetwork {
    * up: returns its interfaces and the undo (DEL). Null when there is
    * nothing to do in this phase.
    */
-  attach: ((id: string, pid: number, monitorPid: number, keep: boolean, trace?: (l: string) => void) => Promise<{ info: NetworkInfo; detach: () => void }>) | null;
+  attach: ((id: string, pid: number, monitorPid: number, keep: boolean, trace?: (l: string) => void) => Promise<{ info: NetworkInfo; detach: () => void; refusals?: Refusals }>) | null;
   /** What the container's result says when there is no phase to run. */
   info: NetworkInfo | null;
   /** Once the plan is built, before it is sent: what of it this network changes (a bridged container's /etc/hosts). */
@@ -158,12 +159,13 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           }
           // The allowlist (ts/network/egress.ts); undone before DEL.
           let allowlist;
+          const refusals = new Refusals();
           try {
             if (hosts && address) hosts(address);
             if (!address) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: 'the bridge gave the container no IPv4 address to hold to the allowlist', hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
             const veth = attached.info.hostInterface;
             if (!veth) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "the bridge named no host end of the container's veth to hold to the allowlist", hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
-            allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace);
+            allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace, refusals);
           } catch (err) {
             // What of its rules is left keeps the address (see detach below).
             try {
@@ -176,6 +178,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           }
           return {
             info: { ...attached.info, allow: egress.allow },
+            refusals,
             detach: () => {
               // The allowlist's rules hold the container's address: while
               // any is left, the address (its lease) and the record stay,

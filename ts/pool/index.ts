@@ -9,7 +9,9 @@
  *
  * A pooled container is a cold one built earlier: the same launch, the same
  * plans, its own cgroup, id range, overlay, seccomp filter, capabilities
- * and no_new_privs. What differs per call is only what the ProcessPlan
+ * and no_new_privs, and with an egress allowlist (`allow`, the pool's, fixed
+ * at creation) its own resolver, iptables chain and NFLOG reader, set up
+ * while it is built and removed with it (its release, or #discard). What differs per call is only what the ProcessPlan
  * carries (argv, env, cwd, user, capabilities, seccomp, rlimits), and
  * limits tighter than the pool's, written to the sandbox's cgroup before
  * its process starts.
@@ -137,9 +139,6 @@ export class Pool {
     }
     if ((rest.publish?.length ?? 0) > 0) {
       throw configError('publish', 'every sandbox of a pool would publish the same host ports, which only one container can hold', 'publish from a container of its own (run() or spawn()), or reach the pool\'s containers by their addresses');
-    }
-    if ((rest.allow?.length ?? 0) > 0) {
-      throw configError('allow', "an egress allowlist is not supported in a pool yet (its resolver is set up per container launch, and is not tested for sandboxes built ahead)", 'use run() or spawn() for a container with an allowlist');
     }
     if (!Number.isInteger(size) || size < 0 || size > 1024) throw configError('size', `${String(size)} is not a whole number from 0 to 1024`, null);
     const top = max ?? Math.max(DEFAULT_MAX, size);

@@ -1,6 +1,7 @@
 /**
  * A running container, or a process exec'd into one: its stdio, `wait()`,
- * `kill()`, `exec()` and the 'exit' event. Phase 10, `exited`, lands here.
+ * `kill()`, `exec()`, the 'exit' event, and with an egress allowlist the
+ * 'refused' event (ts/network/refused.ts). Phase 10, `exited`, lands here.
  * The launcher is passed in, not imported: this module only speaks the
  * protocol.
  */
@@ -18,6 +19,7 @@ import { loadNative, type NativeChannel } from '../native.js';
 import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
 import type { NetworkInfo } from '../network/bridge.js';
+import type { Refusals } from '../network/refused.js';
 import { CANCELLED, helperDied, recvHeld, recvWeak, signalNumber, SIGNAL_NAMES, toHelper, toMonitor, traceLine, type HelperMsg } from './protocol.js';
 
 /** How a container ended. */
@@ -90,6 +92,8 @@ export interface ContainerInit {
   startedAt: bigint;
   /** Its network (launch's phase 5); null for `none`. */
   network?: NetworkInfo | null;
+  /** With an egress allowlist: what it refuses, reported until the allowlist is closed (release). */
+  refusals?: Refusals | undefined;
   /** An exec'd process: signals go to it over its control connection. */
   exec?: boolean;
   /** A created container, whose process its monitor holds until start(). */
@@ -248,8 +252,14 @@ export class Container extends EventEmitter {
     // its end (which would keep Node running) until wait() or a timeout asks.
     if (!init.options.detach || init.timeout !== undefined) void this.#result;
     // As ChildProcess's 'spawn', after the call that made it has returned:
-    // here, once spawn() has resolved and its caller can listen.
-    setImmediate(() => this.emit('spawn'));
+    // here, once spawn() has resolved and its caller can listen. Then
+    // 'refused': each connection (or name) its egress allowlist refused,
+    // rate-limited, those refused meanwhile first (the result's
+    // network.refused sums them all up).
+    setImmediate(() => {
+      this.emit('spawn');
+      init.refusals?.listen((r) => this.emit('refused', r));
+    });
   }
 
   async #monitor(init: ContainerInit): Promise<ExitResult> {
@@ -337,7 +347,8 @@ export class Container extends EventEmitter {
         cpuThrottledPeriods: stats?.cpu.throttledPeriods ?? null,
       },
       limits: limits ? { mode: limits.mode, ...limits.limits } : null,
-      network: init.network ?? null,
+      // What the allowlist refused, up to its close in release() above.
+      network: init.network && init.refusals ? { ...init.network, refused: init.refusals.summary() } : (init.network ?? null),
     };
     init.trace?.(`exited: ${signal ? `signal ${signal}` : `status ${result.exitCode}`}${oomKilled ? ' (OOM-killed)' : ''}`);
     this.exitCode = result.exitCode;

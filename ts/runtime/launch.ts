@@ -29,6 +29,7 @@ import { ensureStateRoot, inUserNamespace, stateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
 import { Container, keepAlive, type ContainerInit } from './container.js';
 import { releaseLater } from './release.js';
+import type { Refusals } from '../network/refused.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, recvStarted, takeTerminal } from './streams.js';
@@ -204,6 +205,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   // the next container.
   let netUndo: (() => void) | null = null;
   let networkInfo = net?.info ?? null;
+  let refusals: Refusals | undefined;
 
   // Where this process's cgroups are, read once for the prewarm and the
   // container's cgroup.
@@ -401,6 +403,8 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       undo.push(attached.detach);
       netUndo = attached.detach;
       networkInfo = attached.info;
+      refusals = attached.refusals;
+      if (refusals?.off) notices.push(`tsbox: refused connections are not reported (the allowlist holds): ${refusals.off}`);
       writeState(dir, stateOf(plan.sandbox.rootfs.path));
       await toHelper.network(ch);
     }
@@ -472,6 +476,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       cgroup,
       startedAt: t0,
       network: networkInfo,
+      refusals,
     },
   };
 }

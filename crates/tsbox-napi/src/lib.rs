@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod devices;
 pub mod flatten;
 pub mod lock;
+pub mod nflog;
 pub mod spawn;
 pub mod unpack;
 // Public so its #[napi] functions count as used in test builds too.

@@ -17,6 +17,7 @@
 //!   tsbox-probe seccomp-agent SOCKET OUT
 //!   tsbox-probe syn IFNAME GATEWAY_MAC DST_IP PORT
 //!   tsbox-probe udp IP PORT HEX
+//!   tsbox-probe ping IP
 
 mod net;
 mod parse;
@@ -29,7 +30,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT | subreaper PIDFILE CMD [ARGS...] | seccomp-agent SOCKET OUT | syn IFNAME GATEWAY_MAC DST_IP PORT | udp IP PORT HEX";
+const USAGE: &str = "usage: tsbox-probe [info] | exists PATH... | write PATH | signals SECONDS | zombies N | syscalls | alloc MIB | forks | no-pdeathsig | tty-excl set|get | recvtty SOCKET INPUT | subreaper PIDFILE CMD [ARGS...] | seccomp-agent SOCKET OUT | syn IFNAME GATEWAY_MAC DST_IP PORT | udp IP PORT HEX | ping IP";
 
 mod syscalls;
 
@@ -61,6 +62,7 @@ fn main() {
         Some("seccomp-agent") if args.len() == 3 => cmd_seccomp_agent(&args[1], &args[2]),
         Some("syn") if args.len() == 5 => net::cmd_syn(&args[1], &args[2], &args[3], &args[4]),
         Some("udp") if args.len() == 4 => net::cmd_udp(&args[1], &args[2], &args[3]),
+        Some("ping") if args.len() == 2 => net::cmd_ping(&args[1]),
         Some("syscalls") if args.len() == 1 => {
             out_line(&serde_json::to_string(&syscalls::run()).expect("a map of numbers serialises"));
             0

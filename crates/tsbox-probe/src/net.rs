@@ -197,3 +197,49 @@ pub fn cmd_udp(ip: &str, port: &str, hex: &str) -> i32 {
         }
     }
 }
+
+/// `tsbox-probe ping IP`: one ICMP echo request to IP from an ICMP datagram
+/// socket (no CAP_NET_RAW needed where net.ipv4.ping_group_range allows the
+/// caller's group; busybox's ping needs a raw socket); prints `{"sent":N}`.
+pub fn cmd_ping(ip: &str) -> i32 {
+    let Ok(ip) = ip.parse::<Ipv4Addr>() else {
+        return crate::usage("ping IP: bad address");
+    };
+    // SAFETY: plain socket(2); the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        crate::out_json(&json!({ "sent": null, "error": format!("socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP): {e}") }));
+        return 1;
+    }
+    // Type 8 (echo request), code 0; the kernel fills the checksum and id.
+    let echo = [8u8, 0, 0, 0, 0, 0, 0, 1];
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `echo` and `addr` are live for the call; `fd` is ours.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            echo.as_ptr().cast(),
+            echo.len(),
+            0,
+            (&raw const addr).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let e = std::io::Error::last_os_error();
+    // SAFETY: ours, closed once.
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        crate::out_json(&json!({ "sent": null, "error": format!("sendto: {e}") }));
+        return 1;
+    }
+    crate::out_json(&json!({ "sent": n }));
+    0
+}
