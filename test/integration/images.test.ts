@@ -216,6 +216,42 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     await expect(missing.run(['true'])).rejects.toMatchObject({ step: 'image' });
   });
 
+  it("-P publishes the image's ExposedPorts (and --expose's) on free host ports; without -P they are only recorded", async () => {
+    await tool('umoci', ['config', '--image', `${layout}:base`, '--tag', 'web', '--config.exposedports', '8000/tcp', '--config.exposedports', '9/sctp', '--clear', 'config.cmd', '--config.cmd', 'sh', '--config.cmd', '-c', '--config.cmd', 'mkdir -p /tmp/w && echo from-image > /tmp/w/index.html && (httpd -f -p 8001 -h /tmp/w &) && exec httpd -f -p 8000 -h /tmp/w']);
+    const ref = await push(layout, 'web', registry, 'web:1');
+    // No -P, no network: the image's ports change nothing.
+    expect(await tsbox(['run', '-q', ref, 'true'])).toMatchObject({ code: 0, stderr: '' });
+    const forward = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8');
+    const name = `img-publish-all-${process.pid}`;
+    try {
+      const r = await tsbox(['run', '-d', '-q', '--name', name, '--network', 'bridge', '--expose', '8001', '-P', ref]);
+      expect(r.code, r.stderr).toBe(0);
+      // sctp is no port tsbox publishes: said, and left out.
+      expect(r.stderr).toBe('tsbox: note: the image exposes "9/sctp", which tsbox cannot publish (tcp and udp ports only): left out\n');
+      const state = (JSON.parse((await tsbox(['inspect', name])).stdout) as { network: { ports: { hostIp: string; hostPort: number; containerPort: number; protocol: string }[] } }[])[0]!;
+      const ports = state.network.ports;
+      expect(ports.map((p) => [p.hostIp, p.containerPort, p.protocol])).toEqual([
+        ['', 8000, 'tcp'],
+        ['', 8001, 'tcp'],
+      ]);
+      for (const p of ports) {
+        let body = 'unreachable';
+        for (let i = 0; i < 50 && body === 'unreachable'; i++) {
+          body = await fetch(`http://10.89.0.1:${p.hostPort}/`).then(
+            (res) => res.text(),
+            async () => (await new Promise((res) => setTimeout(res, 100)), 'unreachable'),
+          );
+        }
+        expect(body, String(p.containerPort)).toBe('from-image\n');
+      }
+    } finally {
+      expect((await tsbox(['rm', '-f', name])).code).toBe(0);
+      // The bridge plugin turned forwarding on: put back as it was.
+      writeFileSync('/proc/sys/net/ipv4/ip_forward', forward);
+    }
+    expect((await tsbox(['rmi', ref])).code).toBe(0);
+  });
+
   it('an opaque directory hides what the layers below had in it', async () => {
     const dir = join(work, 'opaque');
     const busybox = readFileSync(join(rootfs, 'bin', 'busybox'));

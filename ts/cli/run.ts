@@ -213,6 +213,8 @@ const run = defineCommand({
     if (v.has('stop-signal')) options.stopSignal = v.get('stop-signal') as string;
     if (v.has('network')) options.network = v.get('network') as string;
     if (v.has('publish')) options.publish = v.get('publish') as string[];
+    if (v.has('expose')) options.expose = v.get('expose') as string[];
+    if (v.has('publish-all')) options.publishAll = v.get('publish-all') === true;
     if (v.has('allow-host') || v.has('allow-net')) {
       options.allow = [...((v.get('allow-host') as string[] | undefined) ?? []), ...((v.get('allow-net') as string[] | undefined) ?? [])].flatMap((a) => a.split(',')).filter((a) => a !== '');
     }

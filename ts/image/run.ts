@@ -2,12 +2,13 @@
  * A container from an image: the image found in the store (or pulled, as
  * `pull` says), its config applied under the caller's options as Docker
  * applies it (Entrypoint and Cmd, Env under `env`, User, WorkingDir,
- * StopSignal), and
+ * StopSignal, ExposedPorts under `expose`), and
  * its layers as the container's root: the top one as the rootfs, the rest
  * as lower layers of the same overlay, with the container's own throwaway
  * upper layer over them.
  */
 import { printable, TsboxError } from '../errors.js';
+import { parseExpose } from '../config/network.js';
 import { signalName, type RunOptions } from '../config/schema.js';
 import { formatReference, parseReference } from './reference.js';
 import { pull, type PullOptions } from './pull.js';
@@ -117,6 +118,14 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
     stopSignal = signalName(config.StopSignal) ?? undefined;
     if (stopSignal === undefined) notices.push(`tsbox: note: the image's StopSignal "${printable(config.StopSignal)}" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)`);
   }
+  // ExposedPorts, as Docker keeps them ("80/tcp", "53/udp", "8080"): what
+  // publishAll publishes, before the caller's own expose. One tsbox cannot
+  // publish (sctp) is left out, and said when publishAll is asked for.
+  const exposed: string[] = [];
+  for (const key of Object.keys(config.ExposedPorts ?? {})) {
+    if (parseExpose(key)) exposed.push(key);
+    else if (rest.publishAll) notices.push(`tsbox: note: the image exposes "${printable(key)}", which tsbox cannot publish (tcp and udp ports only): left out`);
+  }
   const dirs = [...record.layers].reverse().map((d) => store.layerDir(d));
   if (dirs.length === 0) throw new TsboxError({ step: 'image', errno: 0, path: record.name, detail: 'the image has no layers', hint: null });
   return {
@@ -130,6 +139,7 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
       ...(rest.user === undefined && config.User ? { user: config.User } : {}),
       ...(rest.cwd === undefined && config.WorkingDir ? { cwd: config.WorkingDir } : {}),
       ...(stopSignal !== undefined ? { stopSignal } : {}),
+      ...(exposed.length > 0 ? { expose: [...exposed, ...(rest.expose ?? [])] } : {}),
     },
     layers: dirs.slice(1),
     notices,

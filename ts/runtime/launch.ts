@@ -194,7 +194,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
 
   // Phase 5, network, decided first (ts/network, loaded only for a
   // container that asks for one): a refusal comes before anything exists.
-  const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish, o);
+  const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish, o, o.publishAll ? o.expose.flat() : null);
   if (net) undo.push(net.cloned);
   // The network's teardown (DEL), run before the result rather than after
   // it: when run() resolves, its address and published ports are free for
