@@ -4,7 +4,7 @@
  * where no tool would make them (hostile ones). The store is a temporary
  * directory (TSBOX_STORAGE); nothing reaches a registry off this machine.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,12 @@ import { createPool, pull, run } from '../../ts/index.js';
 import { loadNative } from '../../ts/native.js';
 import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
 import { throwawayUser } from '../support/host.js';
-import { BIN, cli, runCommand, type CliOptions } from '../support/tsbox.js';
+import { BIN, cli, eventually, runCommand, type CliOptions } from '../support/tsbox.js';
+import { parseRunInput } from '../../ts/config/schema.js';
+import { imageRun } from '../../ts/image/run.js';
+import { WAITING_FOR_LAUNCH } from '../../ts/image/manage.js';
+import { Store } from '../../ts/image/store.js';
+import { launch } from '../../ts/runtime/launch.js';
 
 const rootfs = inject('rootfs');
 
@@ -512,6 +517,46 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(p.stdout.split('\n')).toContain(two.layers[1]);
     expect(existsSync(layerDir(two.layers[1]!))).toBe(false);
     expect((await tsbox(['pull', '-q', refs.two])).code).toBe(0);
+  });
+
+  it("rmi waits for a launch between resolving its image's layers and recording them, then sees its container", async () => {
+    const b = join(work, 'racer');
+    await tool('umoci', ['unpack', '--image', `${layout}:base`, b]);
+    writeFileSync(join(b, 'rootfs', 'etc', 'racer'), 'racer\n');
+    await tool('umoci', ['repack', '--image', `${layout}:racer`, b]);
+    rmSync(b, { recursive: true, force: true });
+    const ref = await push(layout, 'racer', registry, 'racer:1');
+    expect((await tsbox(['pull', '-q', ref])).code).toBe(0);
+    const own = layerDir(topLayer('racer'));
+    // What spawn() does, in its order, held at the point of the race: the
+    // store's launch lock taken, the layers resolved, no state yet.
+    const store = new Store(storage);
+    const imageLock = await store.launching();
+    const image = await imageRun(['sleep', '60'], { image: ref }, { store });
+    const rmi = spawn(process.execPath, [BIN, 'rmi', ref], { env: { ...process.env, TSBOX_STORAGE: storage }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    rmi.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const ended = new Promise<number | null>((r) => rmi.once('close', r));
+    expect(await eventually(() => err.includes(WAITING_FOR_LAUNCH), 20_000), err).toBe(true);
+    // The lock is what holds it: the layer is there, the image still named.
+    expect(existsSync(own)).toBe(true);
+    expect(await byName(ref)).toBeDefined();
+    const parsed = parseRunInput(image.command, image.options);
+    const c = await launch(parsed.command, parsed.options, { layers: image.layers, imageLock });
+    try {
+      // Released once the state names the layers: rmi goes on, and finds the container made from it.
+      expect(await ended).toBe(125);
+      expect(err).toBe(`${WAITING_FOR_LAUNCH}\ntsbox: image(${ref}): EBUSY — container ${c.id.slice(0, 12)} was made from it; remove the container first (tsbox rm), or pass --force\n`);
+      expect(existsSync(own)).toBe(true);
+      expect((await tsbox(['rmi', '--force', ref])).code).toBe(0);
+      expect(existsSync(own)).toBe(true);
+      expect(readFileSync(join(own, 'etc', 'racer'), 'utf8')).toBe('racer\n');
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect((await tsbox(['image', 'prune'])).code).toBe(0);
+    expect(existsSync(own)).toBe(false);
   });
 
   it('rmi and image prune remove only what no image uses', async () => {

@@ -204,6 +204,40 @@ export class Store {
     return held;
   }
 
+  /**
+   * Held by a launch of an image from the moment its layers are resolved
+   * until its state records them (launch releases it there): until then no
+   * container names them, and a prune would take them from under it. A
+   * shared lock, so launches never wait for each other; only a prune
+   * (`pruning()`) holds it exclusively, and a launch waits for that.
+   */
+  async launching(): Promise<NativeFileLock> {
+    const path = join(this.root, 'locks', 'store');
+    const { binding } = loadNative();
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      const held = binding.tryLockFileShared(path);
+      if (held) return held;
+      await sleep(wait);
+    }
+  }
+
+  /**
+   * The store's lock, exclusively: no launch is between resolving an
+   * image's layers and recording them in its state while it is held (see
+   * `launching()`). `onWait` is called once if it has to wait. Take it
+   * before the index lock (a launch may pull, which takes that one).
+   */
+  async pruning(onWait?: () => void): Promise<NativeFileLock> {
+    const path = join(this.root, 'locks', 'store');
+    const { binding } = loadNative();
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      const held = binding.tryLockFile(path, `${process.pid}\n`);
+      if (held) return held;
+      if (wait === 10) onWait?.();
+      await sleep(wait);
+    }
+  }
+
   /** Whether a pull or load holds its `working()` lock now. */
   private pulling(): boolean {
     const dir = join(this.root, 'locks');
@@ -281,7 +315,9 @@ export class Store {
   /**
    * Removes every layer and blob no image names, unless a pull or load is
    * in progress (its layers are stored before its name). `inUse`: layer
-   * directories a container runs on, which stay. Returns what was removed.
+   * directories a container runs on, which stay. The caller holds
+   * `pruning()` from before it computes `inUse` (a launch's layers are in
+   * use before its state says so). Returns what was removed.
    */
   async prune(inUse: ReadonlySet<string> = new Set()): Promise<{ layers: string[]; blobs: string[] }> {
     const lock = await this.lock('index');
