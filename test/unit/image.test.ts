@@ -1,6 +1,6 @@
 /** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -220,6 +220,44 @@ describe('the image store', () => {
     expect(refusal(theirs).toLine()).toMatch(/the image store belongs to uid \d+, not to this user \(\d+\); set TSBOX_STORAGE to a directory of your own/);
     chmodSync(open, 0o700);
     expect(new Store(open).root).toBe(open);
+  });
+
+  it("a failed commitLayer or index write leaves nothing in tmp/ and says what, where and what to do", async () => {
+    const store = new Store(join(base, 'failing'));
+    const layer = `sha256:${'e5'.repeat(32)}`;
+    const info = { digest: layer, diffId: layer, size: 0, entries: 0, notes: [] };
+    // An unpacked directory that is not there: the move fails.
+    const gone = store.tempPath('unpack');
+    const moved = (() => {
+      try {
+        store.commitLayer(gone, info);
+      } catch (err) {
+        return err as TsboxError;
+      }
+      throw new Error('commitLayer took a directory that is not there');
+    })();
+    expect(moved).toBeInstanceOf(TsboxError);
+    expect(moved).toMatchObject({ step: 'store', errno: 2, path: gone });
+    expect(moved.message).toContain(`move the unpacked layer ${layer} into place`);
+    expect(moved.hint).toContain('TSBOX_STORAGE');
+    // Its description cannot be written (a directory where it goes): the layer directory and the temporary file go.
+    const unpacked = store.tempPath('unpack');
+    mkdirSync(unpacked);
+    writeFileSync(join(unpacked, 'f'), 'x');
+    mkdirSync(`${store.layerDir(layer)}.json`);
+    writeFileSync(join(`${store.layerDir(layer)}.json`, 'in-the-way'), '');
+    expect(() => store.commitLayer(unpacked, info)).toThrow(`the description of the layer ${layer}`);
+    expect(existsSync(store.layerDir(layer))).toBe(false);
+    expect(existsSync(unpacked)).toBe(false);
+    expect(readdirSync(join(store.root, 'tmp'))).toEqual([]);
+    // The index, through the same atomic write: a tmp/ that is no directory.
+    rmSync(join(store.root, 'tmp'), { recursive: true });
+    writeFileSync(join(store.root, 'tmp'), '');
+    const tagged = await store.tag({ name: 'localhost/x:1', digest: layer, config: layer, layers: [], created: new Date().toISOString() }).catch((err: unknown) => err as TsboxError);
+    expect(tagged).toBeInstanceOf(TsboxError);
+    expect(tagged).toMatchObject({ step: 'store', errno: 20 });
+    expect(tagged.message).toContain(`write the image index ${join(store.root, 'images.json')}`);
+    expect(tagged.hint).toContain('TSBOX_STORAGE');
   });
 
   it('checks a manifest or config read back against its digest', () => {
