@@ -12,7 +12,8 @@ import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
 import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
 import { realmGetsCredentials, Registry, sameOrigin } from '../../ts/image/registry.js';
-import { imageBase } from '../../ts/image/run.js';
+import { findImage, imageBase, lookupImage } from '../../ts/image/run.js';
+import { inspectImage, removeImage } from '../../ts/image/manage.js';
 import { pull } from '../../ts/image/pull.js';
 import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
@@ -297,6 +298,32 @@ describe("an image's config", () => {
     const usr1 = await imageBase({ image: 'localhost/usr1', pull: 'never' }, { store });
     expect(usr1.options.stopSignal).toBe('SIGUSR1');
     expect(usr1.notices).toEqual([]);
+  });
+});
+
+describe('an image whose layer is missing from the store', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-imagebroken-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('is named by what is wrong, by its short name too, and rmi removes it', async () => {
+    const store = new Store(join(base, 'store'));
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+    const digest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    store.writeBlob(digest, config);
+    // Its layer's directory, but no description: never completed, or pruned.
+    const layer = `sha256:${'f6'.repeat(32)}`;
+    mkdirSync(store.layerDir(layer));
+    await store.tag({ name: 'docker.io/library/broken:1', digest, config: digest, layers: [layer], created: new Date().toISOString() });
+    for (const ref of ['broken:1', 'docker.io/library/broken:1']) {
+      const never = await imageBase({ image: ref, pull: 'never' }, { store }).catch((err: unknown) => err as TsboxError);
+      expect(never.toLine()).toBe(`image(${ref}): ENOENT — the image is in the store, but its layer ${layer} is not; pull it again (tsbox pull ${ref}), or remove it (tsbox rmi ${ref})`);
+    }
+    expect(findImage(store, 'broken:1')).toBeNull();
+    expect(lookupImage(store, 'broken:1')?.name).toBe('docker.io/library/broken:1');
+    expect((inspectImage('broken:1', store) as { layers: unknown[] }).layers).toEqual([{ digest: layer, missing: true }]);
+    expect((await removeImage('broken:1', {}, store)).name).toBe('docker.io/library/broken:1');
+    expect(store.images()).toEqual([]);
+    await expect(removeImage('broken:1', {}, store)).rejects.toThrow('image(broken:1): ENOENT — no such image in the store');
   });
 });
 

@@ -1,7 +1,7 @@
 /** What `tsbox rmi`, `tsbox image inspect` and `tsbox image prune` do, on the store. */
 import { TsboxError } from '../errors.js';
 import { list } from '../runtime/lifecycle.js';
-import { findImage, imageConfig } from './run.js';
+import { imageConfig, lookupImage, missingLayers } from './run.js';
 import { Store, type ImageRecord } from './store.js';
 
 function notFound(ref: string): TsboxError {
@@ -40,7 +40,8 @@ export async function removeImage(ref: string, options: { force?: boolean; onWai
   // layers and its state is waited for, and then seen.
   const lock = await store.pruning(options.onWait);
   try {
-    const record = findImage(store, ref) ?? store.find(ref);
+    // Found whether or not its layers are all there: a damaged image is removed as any other.
+    const record = lookupImage(store, ref);
     if (!record) throw notFound(ref);
     const top = record.layers.at(-1);
     if (!options.force && top !== undefined) {
@@ -57,13 +58,14 @@ export async function removeImage(ref: string, options: { force?: boolean; onWai
 
 /** The record, the config and the layers of the image `ref` names. */
 export function inspectImage(ref: string, store: Store = new Store()): unknown {
-  const record = findImage(store, ref) ?? store.find(ref);
+  const record = lookupImage(store, ref);
   if (!record) throw notFound(ref);
+  const missing = missingLayers(store, record);
   return {
     ...record,
     size: store.sizeOf(record),
     config: { digest: record.config, ...imageConfig(store, record) },
-    layers: record.layers.map((d) => ({ ...store.layerInfo(d), dir: store.layerDir(d) })),
+    layers: record.layers.map((d) => (missing.includes(d) ? { digest: d, missing: true } : { ...store.layerInfo(d), dir: store.layerDir(d) })),
   };
 }
 
