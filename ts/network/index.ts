@@ -122,8 +122,9 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           hint: 'publish on an IPv4 address, or leave the address out (every IPv4 address of the host)',
         });
       }
-      const root = process.getuid?.() === 0;
-      if (publishAll) ports = [...ports, ...(await publishAllPorts(ports, publishAll, root ? (p) => portTaken('', [p]) !== null : undefined))];
+      // -P's ports, chosen now: from here on they are published as -p's are. As
+      // root, a DNAT rule holds no socket: another container's ports are passed over.
+      if (publishAll) ports = [...ports, ...(await publishAllPorts(ports, publishAll, process.getuid?.() === 0 ? (p) => portTaken('', [p]) !== null : undefined))];
       // An ordinary user's: pasta (loaded only then).
       if (process.getuid?.() !== 0) {
         if (egress.allow.length > 0) {
