@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createPool, pull, run } from '../../ts/index.js';
 import { loadNative } from '../../ts/native.js';
 import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
-import { throwawayUser } from '../support/host.js';
+import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
 import { BIN, cli, eventually, runCommand, type CliOptions } from '../support/tsbox.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 import { imageRun } from '../../ts/image/run.js';
@@ -227,6 +227,7 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     // No -P, no network: the image's ports change nothing.
     expect(await tsbox(['run', '-q', ref, 'true'])).toMatchObject({ code: 0, stderr: '' });
     const forward = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8');
+    const chainsBefore = cniChains();
     const name = `img-publish-all-${process.pid}`;
     try {
       const r = await tsbox(['run', '-d', '-q', '--name', name, '--network', 'bridge', '--expose', '8001', '-P', ref]);
@@ -251,8 +252,13 @@ describe('tsbox pull and tsbox run IMAGE', () => {
       }
     } finally {
       expect((await tsbox(['rm', '-f', name])).code).toBe(0);
-      // The bridge plugin turned forwarding on: put back as it was.
-      writeFileSync('/proc/sys/net/ipv4/ip_forward', forward);
+      // The bridge plugin turned forwarding on, and portmap and firewall left
+      // their shared chains: put back as they were, unless another suite's
+      // bridged container is still there.
+      if (!existsSync('/sys/class/net/tsbox0')) {
+        removeCniChains(chainsBefore);
+        writeFileSync('/proc/sys/net/ipv4/ip_forward', forward);
+      }
     }
     expect((await tsbox(['rmi', ref])).code).toBe(0);
   });

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createPool, spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
-import { throwawayUser } from '../support/host.js';
+import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
 
 const rootfs = inject('rootfs');
@@ -46,9 +46,6 @@ function iptablesSave(): string {
   return sh('iptables-save', []);
 }
 
-function chains(): Set<string> {
-  return new Set([...iptablesSave().matchAll(/^:(CNI-[A-Z-]+) /gm)].map((m) => m[1]!));
-}
 
 /** A TCP port nothing listens on now. */
 async function freePort(): Promise<number> {
@@ -102,7 +99,7 @@ let bridgeBefore: boolean;
 
 beforeAll(() => {
   forwardBefore = readFileSync(IP_FORWARD, 'utf8').trim();
-  chainsBefore = chains();
+  chainsBefore = cniChains();
   bridgeBefore = linkExists('tsbox0');
   www = mkdtempSync(join(tmpdir(), 'tsbox-net-www-'));
   writeFileSync(join(www, 'index.html'), 'fake internet\n');
@@ -137,17 +134,7 @@ afterAll(() => {
       // The rules that go with it (ts/network/bridge.ts, GUARD_RULES).
       for (const { cmd, table, chain, rule } of GUARD_RULES) while (spawnSync(cmd, ['-w', '-t', table, '-D', chain, ...rule]).status === 0);
     }
-    for (const chain of chains()) {
-      if (chainsBefore.has(chain)) continue;
-      for (const table of ['filter', 'nat']) {
-        // Its jumps first (rules naming it in the built-in chains), then it.
-        for (const line of sh('iptables-save', ['-t', table]).split('\n')) {
-          if (line.startsWith('-A ') && line.includes(`-j ${chain}`)) spawnSync('sh', ['-c', `iptables -w -t ${table} ${line.replace(/^-A/, '-D')}`]);
-        }
-        spawnSync('iptables', ['-w', '-t', table, '-F', chain]);
-        spawnSync('iptables', ['-w', '-t', table, '-X', chain]);
-      }
-    }
+    removeCniChains(chainsBefore);
   }
   writeFileSync(IP_FORWARD, `${forwardBefore}\n`);
 });
