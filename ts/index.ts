@@ -14,7 +14,7 @@ import { launch } from './runtime/launch.js';
 import { runCaptured, type CaptureOptions, type RunResult } from './runtime/run.js';
 import { TsboxError } from './errors.js';
 import type { OciSeccompProfile } from './config/seccomp.js';
-import { loadNative } from './native.js';
+import { loadNative, type NativeFileLock } from './native.js';
 import type { PullOptions } from './image/pull.js';
 import type { ImageRecord } from './image/store.js';
 
@@ -49,21 +49,35 @@ export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
  */
 export async function spawn(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
   const { signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers, notices } = await withImage(command, given);
-  const { command: argv, options: o } = parseRunInput(cmd, rest);
-  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), layers, notices });
+  const { command: cmd, options: rest, layers, notices, imageLock } = await withImage(command, given);
+  try {
+    const { command: argv, options: o } = parseRunInput(cmd, rest);
+    return await launch(argv, o, { signal, explicitLimits: hasLimits(rest), layers, notices, imageLock });
+  } finally {
+    imageLock?.unlock();
+  }
 }
 
 /**
  * With `image`: the image's command, options and layers (pulled as `pull`
  * says). The image code is loaded only then: a rootfs's launch never pays for it.
+ * `imageLock`: the store's launch lock (Store.launching), held from before
+ * the layers are resolved; launch releases it once its state records
+ * them, the caller on every other way out.
  */
-async function withImage(command: readonly string[], options: RunOptions): Promise<{ command: readonly string[]; options: RunOptions; layers?: string[] | undefined; notices?: string[] | undefined }> {
+async function withImage(command: readonly string[], options: RunOptions): Promise<{ command: readonly string[]; options: RunOptions; layers?: string[] | undefined; notices?: string[] | undefined; imageLock?: NativeFileLock | undefined }> {
   if (options.image === undefined) return { command, options };
   // Bad options are refused before anything is pulled.
   parseRunInput(command.length > 0 ? command : ['(the image\'s)'], options);
-  const { imageRun } = await import('./image/run.js');
-  return imageRun(command, options);
+  const [{ imageRun }, { Store }] = await Promise.all([import('./image/run.js'), import('./image/store.js')]);
+  const store = new Store();
+  const imageLock = await store.launching();
+  try {
+    return { ...(await imageRun(command, options, { store })), imageLock };
+  } catch (err) {
+    imageLock.unlock();
+    throw err;
+  }
 }
 
 /** The options argument, which must be an object when given (a TsboxError otherwise, never a TypeError). */
@@ -83,9 +97,13 @@ function optionsObject<T extends object>(options: T | undefined): T {
  */
 export async function create(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
   const { signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers, notices } = await withImage(command, given);
-  const { command: argv, options: o } = parseRunInput(cmd, rest);
-  return launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true, layers, notices });
+  const { command: cmd, options: rest, layers, notices, imageLock } = await withImage(command, given);
+  try {
+    const { command: argv, options: o } = parseRunInput(cmd, rest);
+    return await launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true, layers, notices, imageLock });
+  } finally {
+    imageLock?.unlock();
+  }
 }
 
 function hasLimits(o: Record<string, unknown>): boolean {
@@ -107,9 +125,13 @@ export async function run(command: readonly string[], options?: RunOptions & Cap
 export async function run(command: readonly string[], options: RunOptions & CaptureOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
 export async function run(command: readonly string[], options: RunOptions & CaptureOptions = {}): Promise<RunResult> {
   const { input, encoding, maxBuffer, signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers } = await withImage(command, given);
-  const { command: argv, options: o } = parseRunInput(cmd, rest);
-  return runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest), layers);
+  const { command: cmd, options: rest, layers, imageLock } = await withImage(command, given);
+  try {
+    const { command: argv, options: o } = parseRunInput(cmd, rest);
+    return await runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest), layers, imageLock);
+  } finally {
+    imageLock?.unlock();
+  }
 }
 
 /**

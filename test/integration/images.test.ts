@@ -4,7 +4,7 @@
  * where no tool would make them (hostile ones). The store is a temporary
  * directory (TSBOX_STORAGE); nothing reaches a registry off this machine.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,8 +15,13 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createPool, pull, run } from '../../ts/index.js';
 import { loadNative } from '../../ts/native.js';
 import { HOST_ARCH, push, startAuthProxy, startRegistry, tarOf, tool, writeIndexLayout, writeLayout, type TestRegistry } from '../support/registry.js';
-import { throwawayUser } from '../support/host.js';
-import { BIN, cli, runCommand, type CliOptions } from '../support/tsbox.js';
+import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
+import { BIN, cli, eventually, runCommand, type CliOptions } from '../support/tsbox.js';
+import { parseRunInput } from '../../ts/config/schema.js';
+import { imageRun } from '../../ts/image/run.js';
+import { WAITING_FOR_LAUNCH } from '../../ts/image/manage.js';
+import { Store } from '../../ts/image/store.js';
+import { launch } from '../../ts/runtime/launch.js';
 
 const rootfs = inject('rootfs');
 
@@ -214,6 +219,48 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     // An image that is not there: the call hears why, as run() would.
     await using missing = createPool({ image: `${refs.busybox.replace(/:1$/, '')}:nosuchtag`, pull: 'never', size: 0 });
     await expect(missing.run(['true'])).rejects.toMatchObject({ step: 'image' });
+  });
+
+  it("-P publishes the image's ExposedPorts (and --expose's) on free host ports; without -P they are only recorded", async () => {
+    await tool('umoci', ['config', '--image', `${layout}:base`, '--tag', 'web', '--config.exposedports', '8000/tcp', '--config.exposedports', '9/sctp', '--clear', 'config.cmd', '--config.cmd', 'sh', '--config.cmd', '-c', '--config.cmd', 'mkdir -p /tmp/w && echo from-image > /tmp/w/index.html && (httpd -f -p 8001 -h /tmp/w &) && exec httpd -f -p 8000 -h /tmp/w']);
+    const ref = await push(layout, 'web', registry, 'web:1');
+    // No -P, no network: the image's ports change nothing.
+    expect(await tsbox(['run', '-q', ref, 'true'])).toMatchObject({ code: 0, stderr: '' });
+    const forward = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8');
+    const chainsBefore = cniChains();
+    const name = `img-publish-all-${process.pid}`;
+    try {
+      const r = await tsbox(['run', '-d', '-q', '--name', name, '--network', 'bridge', '--expose', '8001', '-P', ref]);
+      expect(r.code, r.stderr).toBe(0);
+      // sctp is no port tsbox publishes: said, and left out.
+      expect(r.stderr).toBe('tsbox: note: the image exposes "9/sctp", which tsbox cannot publish (tcp and udp ports only): left out\n');
+      const state = (JSON.parse((await tsbox(['inspect', name])).stdout) as { network: { ports: { hostIp: string; hostPort: number; containerPort: number; protocol: string }[] } }[])[0]!;
+      const ports = state.network.ports;
+      expect(ports.map((p) => [p.hostIp, p.containerPort, p.protocol])).toEqual([
+        ['', 8000, 'tcp'],
+        ['', 8001, 'tcp'],
+      ]);
+      for (const p of ports) {
+        let body = 'unreachable';
+        for (let i = 0; i < 50 && body === 'unreachable'; i++) {
+          body = await fetch(`http://10.89.0.1:${p.hostPort}/`).then(
+            (res) => res.text(),
+            async () => (await new Promise((res) => setTimeout(res, 100)), 'unreachable'),
+          );
+        }
+        expect(body, String(p.containerPort)).toBe('from-image\n');
+      }
+    } finally {
+      expect((await tsbox(['rm', '-f', name])).code).toBe(0);
+      // The bridge plugin turned forwarding on, and portmap and firewall left
+      // their shared chains: put back as they were, unless another suite's
+      // bridged container is still there.
+      if (!existsSync('/sys/class/net/tsbox0')) {
+        removeCniChains(chainsBefore);
+        writeFileSync('/proc/sys/net/ipv4/ip_forward', forward);
+      }
+    }
+    expect((await tsbox(['rmi', ref])).code).toBe(0);
   });
 
   it('an opaque directory hides what the layers below had in it', async () => {
@@ -476,6 +523,46 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(p.stdout.split('\n')).toContain(two.layers[1]);
     expect(existsSync(layerDir(two.layers[1]!))).toBe(false);
     expect((await tsbox(['pull', '-q', refs.two])).code).toBe(0);
+  });
+
+  it("rmi waits for a launch between resolving its image's layers and recording them, then sees its container", async () => {
+    const b = join(work, 'racer');
+    await tool('umoci', ['unpack', '--image', `${layout}:base`, b]);
+    writeFileSync(join(b, 'rootfs', 'etc', 'racer'), 'racer\n');
+    await tool('umoci', ['repack', '--image', `${layout}:racer`, b]);
+    rmSync(b, { recursive: true, force: true });
+    const ref = await push(layout, 'racer', registry, 'racer:1');
+    expect((await tsbox(['pull', '-q', ref])).code).toBe(0);
+    const own = layerDir(topLayer('racer'));
+    // What spawn() does, in its order, held at the point of the race: the
+    // store's launch lock taken, the layers resolved, no state yet.
+    const store = new Store(storage);
+    const imageLock = await store.launching();
+    const image = await imageRun(['sleep', '60'], { image: ref }, { store });
+    const rmi = spawn(process.execPath, [BIN, 'rmi', ref], { env: { ...process.env, TSBOX_STORAGE: storage }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    rmi.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const ended = new Promise<number | null>((r) => rmi.once('close', r));
+    expect(await eventually(() => err.includes(WAITING_FOR_LAUNCH), 20_000), err).toBe(true);
+    // The lock is what holds it: the layer is there, the image still named.
+    expect(existsSync(own)).toBe(true);
+    expect(await byName(ref)).toBeDefined();
+    const parsed = parseRunInput(image.command, image.options);
+    const c = await launch(parsed.command, parsed.options, { layers: image.layers, imageLock });
+    try {
+      // Released once the state names the layers: rmi goes on, and finds the container made from it.
+      expect(await ended).toBe(125);
+      expect(err).toBe(`${WAITING_FOR_LAUNCH}\ntsbox: image(${ref}): EBUSY — container ${c.id.slice(0, 12)} was made from it; remove the container first (tsbox rm), or pass --force\n`);
+      expect(existsSync(own)).toBe(true);
+      expect((await tsbox(['rmi', '--force', ref])).code).toBe(0);
+      expect(existsSync(own)).toBe(true);
+      expect(readFileSync(join(own, 'etc', 'racer'), 'utf8')).toBe('racer\n');
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait();
+    }
+    expect((await tsbox(['image', 'prune'])).code).toBe(0);
+    expect(existsSync(own)).toBe(false);
   });
 
   it('rmi and image prune remove only what no image uses', async () => {

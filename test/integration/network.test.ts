@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createPool, spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
-import { throwawayUser } from '../support/host.js';
+import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
 import { NFLOG_COUNT, NFLOG_FIRST } from '../../ts/network/egress.js';
 import { loadNative } from '../../ts/native.js';
@@ -49,9 +49,6 @@ function iptablesSave(): string {
   return sh('iptables-save', []);
 }
 
-function chains(): Set<string> {
-  return new Set([...iptablesSave().matchAll(/^:(CNI-[A-Z-]+) /gm)].map((m) => m[1]!));
-}
 
 /** A TCP port nothing listens on now. */
 async function freePort(): Promise<number> {
@@ -126,7 +123,7 @@ let bridgeBefore: boolean;
 
 beforeAll(() => {
   forwardBefore = readFileSync(IP_FORWARD, 'utf8').trim();
-  chainsBefore = chains();
+  chainsBefore = cniChains();
   bridgeBefore = linkExists('tsbox0');
   www = mkdtempSync(join(tmpdir(), 'tsbox-net-www-'));
   writeFileSync(join(www, 'index.html'), 'fake internet\n');
@@ -161,17 +158,7 @@ afterAll(() => {
       // The rules that go with it (ts/network/bridge.ts, GUARD_RULES).
       for (const { cmd, table, chain, rule } of GUARD_RULES) while (spawnSync(cmd, ['-w', '-t', table, '-D', chain, ...rule]).status === 0);
     }
-    for (const chain of chains()) {
-      if (chainsBefore.has(chain)) continue;
-      for (const table of ['filter', 'nat']) {
-        // Its jumps first (rules naming it in the built-in chains), then it.
-        for (const line of sh('iptables-save', ['-t', table]).split('\n')) {
-          if (line.startsWith('-A ') && line.includes(`-j ${chain}`)) spawnSync('sh', ['-c', `iptables -w -t ${table} ${line.replace(/^-A/, '-D')}`]);
-        }
-        spawnSync('iptables', ['-w', '-t', table, '-F', chain]);
-        spawnSync('iptables', ['-w', '-t', table, '-X', chain]);
-      }
-    }
+    removeCniChains(chainsBefore);
   }
   writeFileSync(IP_FORWARD, `${forwardBefore}\n`);
 });
@@ -255,6 +242,10 @@ describe('network modes', () => {
     const p = await cli(['run', '--rootfs', rootfs, '-p', '8080:80', '--', 'true']);
     expect(p.code).toBe(125);
     expect(p.stderr).toContain('publishes ports of a container on network "bridge", not "none"');
+    // -P on the host's network is refused, not ignored (Docker ignores it): it would publish nothing.
+    const all = await cli(['run', '--rootfs', rootfs, '--network', 'host', '--expose', '80', '-P', '--', 'true']);
+    expect(all.code).toBe(125);
+    expect(all.stderr).toBe('tsbox: config(--publish-all): publishes the exposed ports of a container on network "bridge", not "host"\n');
     // A namespace or a container that is not there: one line each.
     const ns = await cli(['run', '--rootfs', rootfs, '--network', `ns:/run/netns/${NS}-missing`, '--', 'true']);
     expect(ns.code).toBe(125);
@@ -299,6 +290,84 @@ describe('bridge', () => {
       c.kill('SIGKILL');
       await c.wait();
     }
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it('--expose and -P publish each exposed port -p leaves out on a free host port, shown by inspect; it is free again once the container is gone', async () => {
+    const name = `net-publish-all-${process.pid}`;
+    const fixed = await freePort();
+    const serve = 'mkdir -p /tmp/w && echo exposed > /tmp/w/index.html && (httpd -f -p 8001 -h /tmp/w &) && exec httpd -f -p 8000 -h /tmp/w';
+    const r = await cli(['run', '-d', '--name', name, '--rootfs', rootfs, '--network', 'bridge', '--expose', '8000-8001', '--expose', '53/udp', '-p', `${fixed}:8001`, '-P', '--', 'sh', '-c', serve]);
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    let ports: { hostIp: string; hostPort: number; containerPort: number; protocol: string }[] = [];
+    try {
+      const state = (JSON.parse((await cli(['inspect', name])).stdout) as { network: { ports: typeof ports } }[])[0]!;
+      ports = state.network.ports;
+      // -p's own first, then one chosen port for each exposed port it left out.
+      expect(ports.map((p) => [p.hostIp, p.containerPort, p.protocol])).toEqual([
+        ['', 8001, 'tcp'],
+        ['', 8000, 'tcp'],
+        ['', 53, 'udp'],
+      ]);
+      expect(ports[0]!.hostPort).toBe(fixed);
+      const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number) as [number, number];
+      for (const p of ports.slice(1)) {
+        expect(p.hostPort).toBeGreaterThanOrEqual(lo);
+        expect(p.hostPort).toBeLessThanOrEqual(hi);
+      }
+      const get = async (url: string) => {
+        for (let i = 0; i < 50; i++) {
+          try {
+            return await (await fetch(url)).text();
+          } catch {
+            await new Promise((res) => setTimeout(res, 100));
+          }
+        }
+        return 'unreachable';
+      };
+      expect(await get(`http://${BRIDGE_GW}:${ports[1]!.hostPort}/`)).toBe('exposed\n');
+      expect(await get(`http://127.0.0.1:${fixed}/`)).toBe('exposed\n');
+      // tsbox port: as docker port prints them, all of them or one.
+      expect(await cli(['port', name])).toMatchObject({ code: 0, stdout: ports.map((p) => `${p.containerPort}/${p.protocol} -> 0.0.0.0:${p.hostPort}\n`).join('') });
+      expect(await cli(['port', name, '53/udp'])).toMatchObject({ code: 0, stdout: `0.0.0.0:${ports[2]!.hostPort}\n` });
+      const none = await cli(['port', name, '9999']);
+      expect(none.code).toBe(125);
+      expect(none.stderr).toBe(`tsbox: port(9999/tcp): ENOENT — container ${name} does not publish that port; \`tsbox port ${name}\` lists what it publishes\n`);
+      // A second container publishing that chosen port is refused, as any -p of a published port.
+      const again = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${ports[1]!.hostPort}:80`, '--', 'true']);
+      expect(again.code).toBe(125);
+      expect(again.stderr).toContain('the host port is published by container');
+    } finally {
+      expect((await cli(['rm', '-f', name])).code).toBe(0);
+    }
+    expect(leftovers(id)).toEqual([]);
+    // Free again: no rule left for it, and the next container may publish it.
+    expect(iptablesSave()).not.toMatch(new RegExp(`--dport ${ports[1]!.hostPort}\\b`));
+    const next = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '-p', `${ports[1]!.hostPort}:80`, '--', 'true']);
+    expect(next.code, next.stderr).toBe(0);
+  });
+
+  it('-P with the API: publishAll and expose, the chosen port in container.network and in the result', async () => {
+    const c = await spawnContainer(['sh', '-c', 'mkdir -p /tmp/w && echo api > /tmp/w/index.html && exec httpd -f -p 8000 -h /tmp/w'], { rootfs, network: 'bridge', expose: ['8000'], publishAll: true });
+    let port = 0;
+    try {
+      expect(c.network?.ports).toHaveLength(1);
+      port = c.network!.ports[0]!.hostPort;
+      expect(c.network?.ports[0]).toEqual({ hostIp: '', hostPort: port, containerPort: 8000, protocol: 'tcp' });
+      let body = 'unreachable';
+      for (let i = 0; i < 50 && body === 'unreachable'; i++) {
+        body = await fetch(`http://${BRIDGE_GW}:${port}/`).then(
+          (res) => res.text(),
+          async () => (await new Promise((res) => setTimeout(res, 100)), 'unreachable'),
+        );
+      }
+      expect(body).toBe('api\n');
+    } finally {
+      c.kill('SIGKILL');
+    }
+    const result = await c.wait();
+    expect(result.network?.ports.map((p) => p.hostPort)).toEqual([port]);
     expect(leftovers(c.id)).toEqual([]);
   });
 
@@ -1012,6 +1081,34 @@ describe('as an ordinary user: bridge through pasta', () => {
         await closed;
       }
       expect(await eventually(() => pastas().length === 0, 5_000)).toBe(true);
+    });
+
+    it('-P publishes an exposed port through pasta on a free host port, shown by inspect, free again once the container is gone', async () => {
+      const r = await as(['run', '-d', '--rootfs', rootfs, '--tmpfs', '/w', '--network', 'bridge', '--expose', '8000', '-P', '--', 'sh', '-c', 'echo pasta-exposed > /w/index.html && exec httpd -f -p 8000 -h /w']);
+      expect(r.code, r.stderr).toBe(0);
+      const id = r.stdout.trim();
+      let port = 0;
+      try {
+        const state = (JSON.parse((await as(['inspect', id])).stdout) as { network: { driver: string; ports: { hostIp: string; hostPort: number; containerPort: number; protocol: string }[] } }[])[0]!;
+        expect(state.network.driver).toBe('pasta');
+        expect(state.network.ports).toHaveLength(1);
+        port = state.network.ports[0]!.hostPort;
+        expect(state.network.ports[0]).toEqual({ hostIp: '', hostPort: port, containerPort: 8000, protocol: 'tcp' });
+        let body = 'unreachable';
+        for (let i = 0; i < 50 && body === 'unreachable'; i++) {
+          body = await fetch(`http://127.0.0.1:${port}/`).then(
+            (res) => res.text(),
+            async () => (await new Promise((res) => setTimeout(res, 100)), 'unreachable'),
+          );
+        }
+        expect(body).toBe('pasta-exposed\n');
+      } finally {
+        expect((await as(['rm', '-f', id])).code).toBe(0);
+      }
+      expect(await eventually(() => pastas().length === 0, 5_000)).toBe(true);
+      // pasta's socket is closed: nothing listens on the port any more (the
+      // connection the test made may linger in TIME-WAIT, which is no listener).
+      expect(await eventually(() => sh('ss', ['-Hltn', `sport = :${port}`]).trim() === '', 5_000)).toBe(true);
     });
 
     it("does not lead the container's loopback or anything else to the host's 127.0.0.1", async () => {

@@ -1,5 +1,5 @@
 /** What a container run could leave on the host, for the suites' leftover checks. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 
 import { afterAll, beforeAll } from 'vitest';
@@ -45,4 +45,28 @@ export function throwawayUser(name: string): { name: string; uid: () => number }
     execFileSync('userdel', [name]);
   });
   return { name, uid: () => uid };
+}
+
+/** The CNI plugins' chains (CNI-FORWARD, CNI-HOSTPORT-DNAT, ...) in the filter and nat tables now. */
+export function cniChains(): Set<string> {
+  return new Set([...execFileSync('iptables-save', [], { encoding: 'utf8' }).matchAll(/^:(CNI-[A-Z-]+) /gm)].map((m) => m[1]!));
+}
+
+/**
+ * Removes the CNI plugins' shared chains that were not there `before`, with
+ * the jumps to them (the plugins never remove them): for a suite that ran
+ * bridged containers, once none is left.
+ */
+export function removeCniChains(before: ReadonlySet<string>): void {
+  for (const chain of cniChains()) {
+    if (before.has(chain)) continue;
+    for (const table of ['filter', 'nat']) {
+      // Its jumps first (rules naming it in the built-in chains), then it.
+      for (const line of execFileSync('iptables-save', ['-t', table], { encoding: 'utf8' }).split('\n')) {
+        if (line.startsWith('-A ') && line.includes(`-j ${chain}`)) spawnSync('sh', ['-c', `iptables -w -t ${table} ${line.replace(/^-A/, '-D')}`]);
+      }
+      spawnSync('iptables', ['-w', '-t', table, '-F', chain]);
+      spawnSync('iptables', ['-w', '-t', table, '-X', chain]);
+    }
+  }
 }

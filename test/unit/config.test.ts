@@ -15,7 +15,7 @@ import { rejection } from '../support/errors.js';
 
 const paths = (e: TsboxError) => e.issues.map((i) => i.path);
 
-const DEFAULTS = { cwd: '/', network: { mode: 'none' }, publish: [], allow: [], addHost: [], dns: [], dnsSearch: [], detach: false, init: true, trace: false, stdio: 'pipe', readOnly: false, writableRootfs: false, volumes: [], tmpfs: [], mounts: [], rootfsPropagation: 'private', groupAdd: [], capAdd: [], capDrop: [], noNewPrivileges: true, userns: 'private', tty: false, seccomp: 'default', pidsLimit: DEFAULT_PIDS_LIMIT, ulimits: {} };
+const DEFAULTS = { cwd: '/', network: { mode: 'none' }, publish: [], expose: [], publishAll: false, allow: [], addHost: [], dns: [], dnsSearch: [], detach: false, init: true, trace: false, stdio: 'pipe', readOnly: false, writableRootfs: false, volumes: [], tmpfs: [], mounts: [], rootfsPropagation: 'private', groupAdd: [], capAdd: [], capDrop: [], noNewPrivileges: true, userns: 'private', tty: false, seccomp: 'default', pidsLimit: DEFAULT_PIDS_LIMIT, ulimits: {} };
 
 describe('parseRunInput: accepted input', () => {
   it('fills the defaults: cwd /, init on, trace off, stdio piped', () => {

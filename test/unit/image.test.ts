@@ -1,6 +1,6 @@
 /** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,8 @@ import { credentialsFor, parseChallenges } from '../../ts/image/auth.js';
 import { formatReference, isLoopback, parseReference, registryHost } from '../../ts/image/reference.js';
 import { choosePlatform, documentKind } from '../../ts/image/spec.js';
 import { realmGetsCredentials, Registry, sameOrigin } from '../../ts/image/registry.js';
-import { imageBase } from '../../ts/image/run.js';
+import { findImage, imageBase, lookupImage } from '../../ts/image/run.js';
+import { inspectImage, removeImage } from '../../ts/image/manage.js';
 import { pull } from '../../ts/image/pull.js';
 import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
@@ -222,6 +223,44 @@ describe('the image store', () => {
     expect(new Store(open).root).toBe(open);
   });
 
+  it("a failed commitLayer or index write leaves nothing in tmp/ and says what, where and what to do", async () => {
+    const store = new Store(join(base, 'failing'));
+    const layer = `sha256:${'e5'.repeat(32)}`;
+    const info = { digest: layer, diffId: layer, size: 0, entries: 0, notes: [] };
+    // An unpacked directory that is not there: the move fails.
+    const gone = store.tempPath('unpack');
+    const moved = (() => {
+      try {
+        store.commitLayer(gone, info);
+      } catch (err) {
+        return err as TsboxError;
+      }
+      throw new Error('commitLayer took a directory that is not there');
+    })();
+    expect(moved).toBeInstanceOf(TsboxError);
+    expect(moved).toMatchObject({ step: 'store', errno: 2, path: gone });
+    expect(moved.message).toContain(`move the unpacked layer ${layer} into place`);
+    expect(moved.hint).toContain('TSBOX_STORAGE');
+    // Its description cannot be written (a directory where it goes): the layer directory and the temporary file go.
+    const unpacked = store.tempPath('unpack');
+    mkdirSync(unpacked);
+    writeFileSync(join(unpacked, 'f'), 'x');
+    mkdirSync(`${store.layerDir(layer)}.json`);
+    writeFileSync(join(`${store.layerDir(layer)}.json`, 'in-the-way'), '');
+    expect(() => store.commitLayer(unpacked, info)).toThrow(`the description of the layer ${layer}`);
+    expect(existsSync(store.layerDir(layer))).toBe(false);
+    expect(existsSync(unpacked)).toBe(false);
+    expect(readdirSync(join(store.root, 'tmp'))).toEqual([]);
+    // The index, through the same atomic write: a tmp/ that is no directory.
+    rmSync(join(store.root, 'tmp'), { recursive: true });
+    writeFileSync(join(store.root, 'tmp'), '');
+    const tagged = await store.tag({ name: 'localhost/x:1', digest: layer, config: layer, layers: [], created: new Date().toISOString() }).catch((err: unknown) => err as TsboxError);
+    expect(tagged).toBeInstanceOf(TsboxError);
+    expect(tagged).toMatchObject({ step: 'store', errno: 20 });
+    expect(tagged.message).toContain(`write the image index ${join(store.root, 'images.json')}`);
+    expect(tagged.hint).toContain('TSBOX_STORAGE');
+  });
+
   it('checks a manifest or config read back against its digest', () => {
     const store = new Store(join(base, 'store'));
     const bytes = Buffer.from('{"schemaVersion":2}');
@@ -259,6 +298,32 @@ describe("an image's config", () => {
     const usr1 = await imageBase({ image: 'localhost/usr1', pull: 'never' }, { store });
     expect(usr1.options.stopSignal).toBe('SIGUSR1');
     expect(usr1.notices).toEqual([]);
+  });
+});
+
+describe('an image whose layer is missing from the store', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-imagebroken-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('is named by what is wrong, by its short name too, and rmi removes it', async () => {
+    const store = new Store(join(base, 'store'));
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+    const digest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    store.writeBlob(digest, config);
+    // Its layer's directory, but no description: never completed, or pruned.
+    const layer = `sha256:${'f6'.repeat(32)}`;
+    mkdirSync(store.layerDir(layer));
+    await store.tag({ name: 'docker.io/library/broken:1', digest, config: digest, layers: [layer], created: new Date().toISOString() });
+    for (const ref of ['broken:1', 'docker.io/library/broken:1']) {
+      const never = await imageBase({ image: ref, pull: 'never' }, { store }).catch((err: unknown) => err as TsboxError);
+      expect(never.toLine()).toBe(`image(${ref}): ENOENT — the image is in the store, but its layer ${layer} is not; pull it again (tsbox pull ${ref}), or remove it (tsbox rmi ${ref})`);
+    }
+    expect(findImage(store, 'broken:1')).toBeNull();
+    expect(lookupImage(store, 'broken:1')?.name).toBe('docker.io/library/broken:1');
+    expect((inspectImage('broken:1', store) as { layers: unknown[] }).layers).toEqual([{ digest: layer, missing: true }]);
+    expect((await removeImage('broken:1', {}, store)).name).toBe('docker.io/library/broken:1');
+    expect(store.images()).toEqual([]);
+    await expect(removeImage('broken:1', {}, store)).rejects.toThrow('image(broken:1): ENOENT — no such image in the store');
   });
 });
 

@@ -1,9 +1,9 @@
 /**
- * Networking's parts that need no root (issue 17): --network and -p parsing,
+ * Networking's parts that need no root (issue 17): --network, -p, --expose and -P parsing,
  * the schema's checks, what each mode puts in the plan, resolv.conf for a
  * host behind systemd-resolved's stub, and the CNI configuration and calls.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { containerArgs, REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT, splitArgs } from '../../ts/cli/args.js';
-import { parseAllow, parseNetwork, parsePublish } from '../../ts/config/network.js';
+import { parseAllow, parseExpose, parseNetwork, parsePublish } from '../../ts/config/network.js';
 import { addresses, forbiddenAnswer, inCidr, nxdomain, question, upstreamQuery } from '../../ts/network/dns.js';
 import { checkBridgeFilter, upstreamOf } from '../../ts/network/egress.js';
 import { MAX_DESTINATIONS, Refusals, type RefusedConnection } from '../../ts/network/refused.js';
@@ -19,6 +19,7 @@ import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
 import { prepareNetwork } from '../../ts/network/index.js';
+import { publishAllPorts } from '../../ts/network/ports.js';
 import { defaultInterface, findPasta, gcPasta, pastaArgs } from '../../ts/network/pasta.js';
 import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { rejection } from '../support/errors.js';
@@ -90,12 +91,67 @@ describe('-p/--publish', () => {
     expect(rejection(() => parseRunInput(['true'], { network: 'bridge', publish: ['80'] })).path).toBe('publish[0]');
   });
 
-  it('reach the CLI as --network/--net and -p/--publish (repeatable); -P and --expose are refused with why', () => {
-    const s = splitArgs(['--net', 'bridge', '-p', '8080:80', '--publish=127.0.0.1:9090:90/udp', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
+  it('reach the CLI as --network/--net, -p/--publish and --expose (repeatable), and -P/--publish-all', () => {
+    const s = splitArgs(['--net', 'bridge', '-p', '8080:80', '--publish=127.0.0.1:9090:90/udp', '--expose', '80', '--expose=53/udp', '-P', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT);
     expect(s.values.get('network')).toBe('bridge');
     expect(s.values.get('publish')).toEqual(['8080:80', '127.0.0.1:9090:90/udp']);
-    expect(rejection(() => splitArgs(['-P', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT)).hint).toContain('-p HOSTPORT:CONTAINERPORT');
-    expect(rejection(() => splitArgs(['--expose', '80', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT)).hint).toContain('--expose');
+    expect(s.values.get('expose')).toEqual(['80', '53/udp']);
+    expect(s.values.get('publish-all')).toBe(true);
+    expect(s.command).toEqual(['true']);
+    expect(splitArgs(['--publish-all', '-d', 'true'], containerArgs, 'run', REFUSED_RUN_FLAGS, REFUSED_RUN_SHORT).values.get('publish-all')).toBe(true);
+  });
+
+  it('--expose takes PORT or FIRST-LAST, tcp or udp; publishAll needs network bridge', () => {
+    expect(parseExpose('80')).toEqual([{ containerPort: 80, protocol: 'tcp' }]);
+    expect(parseExpose('53/udp')).toEqual([{ containerPort: 53, protocol: 'udp' }]);
+    expect(parseExpose('8000-8002/tcp')).toEqual([8000, 8001, 8002].map((containerPort) => ({ containerPort, protocol: 'tcp' })));
+    for (const bad of ['', '0', '65536', '80/sctp', '90-80', '1-2000', 'http', '80:80', '-80']) expect(parseExpose(bad), bad).toBeUndefined();
+    expect(parseRunInput(['true'], { expose: ['80', '53/udp'] }).options.expose).toEqual([[{ containerPort: 80, protocol: 'tcp' }], [{ containerPort: 53, protocol: 'udp' }]]);
+    expect(parseRunInput(['true'], { network: 'bridge', publishAll: true }).options.publishAll).toBe(true);
+    expect(rejection(() => parseRunInput(['true'], { expose: ['80/sctp'] })).path).toBe('expose[0]');
+    for (const network of ['none', 'host', 'ns:/proc/1/ns/net']) {
+      const e = rejection(() => parseRunInput(['true'], { network, publishAll: true, expose: ['80'] }));
+      expect(e.path, network).toBe('publishAll');
+      expect(e.message).toContain(`publishes the exposed ports of a container on network "bridge", not "${network.split(':')[0]}"`);
+    }
+  });
+
+  it('publishAll picks a free host port for each exposed port -p leaves out, once each, passing over ports taken', async () => {
+    const listening = createServer();
+    await new Promise<void>((r) => listening.listen(0, '0.0.0.0', r));
+    try {
+      const held = (listening.address() as { port: number }).port;
+      const skipped: number[] = [];
+      const ports = await publishAllPorts(
+        [parsePublish('8080:80')!],
+        [...parseExpose('80')!, ...parseExpose('81')!, ...parseExpose('81')!, ...parseExpose('81/udp')!, ...parseExpose('82')!],
+        (p) => {
+          // The first offer for 82 is another container's, as far as this test says.
+          if (p.containerPort === 82 && skipped.length === 0) {
+            skipped.push(p.hostPort);
+            return true;
+          }
+          return false;
+        },
+      );
+      expect(ports.map((p) => [p.containerPort, p.protocol, p.hostIp])).toEqual([
+        [81, 'tcp', ''],
+        [81, 'udp', ''],
+        [82, 'tcp', ''],
+      ]);
+      const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number) as [number, number];
+      for (const p of ports) {
+        expect(p.hostPort).toBeGreaterThanOrEqual(lo);
+        expect(p.hostPort).toBeLessThanOrEqual(hi);
+        expect(p.hostPort).not.toBe(held);
+      }
+      expect(ports[2]!.hostPort).not.toBe(skipped[0]);
+      expect(new Set(ports.filter((p) => p.protocol === 'tcp').map((p) => p.hostPort)).size).toBe(2);
+      // Released: free for what publishes it next.
+      expect(await portInUse(ports)).toBeNull();
+    } finally {
+      listening.close();
+    }
   });
 });
 

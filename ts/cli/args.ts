@@ -11,7 +11,7 @@ import { fromSystemError, TsboxError } from '../errors.js';
 import { didYouMean, kebab } from '../suggest.js';
 
 /** Flags whose values accumulate when repeated (`-e A=1 -e B=2`). */
-export const MULTIPLE = new Set<string>(['publish', 'allow-host', 'allow-net', 'env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids', 'insecure-registry']);
+export const MULTIPLE = new Set<string>(['publish', 'expose', 'allow-host', 'allow-net', 'env', 'env-file', 'add-host', 'dns', 'dns-search', 'storage-opt', 'volume', 'tmpfs', 'mount', 'mask', 'unmask', 'group-add', 'cap-add', 'cap-drop', 'security-opt', 'uidmap', 'gidmap', 'ulimit', 'blkio-weight-device', 'cgroup-conf', 'device-read-bps', 'device-write-bps', 'device-read-iops', 'device-write-iops', 'cap', 'additional-gids', 'insecure-registry']);
 
 /** The options every container-starting command takes; their names are the API's. */
 export const containerArgs = {
@@ -33,6 +33,8 @@ export const containerArgs = {
   'allow-host': { type: 'string', valueHint: 'NAME[:PORT],...', description: 'Egress allowlist (--network bridge, root): the container reaches these names, resolved by a resolver tsbox runs for it, and nothing else (repeatable)' },
   'allow-net': { type: 'string', valueHint: 'A.B.C.D[/BITS][:PORT],...', description: 'Egress allowlist (--network bridge, root): these IPv4 networks too (repeatable)' },
   publish: { type: 'string', alias: 'p', valueHint: '[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]', description: 'Publish a container port on the host (repeatable; --network bridge)' },
+  expose: { type: 'string', valueHint: 'PORT[-LAST][/tcp|udp]', description: 'Expose a port or a range of ports, beside the image\'s ExposedPorts: what -P publishes (repeatable)' },
+  'publish-all': { type: 'boolean', alias: 'P', description: 'Publish every exposed port (--expose, the image\'s ExposedPorts) on a free host port (--network bridge; tsbox inspect shows which)' },
   'add-host': { type: 'string', valueHint: 'NAME:IP', description: 'Add a line to the container\'s /etc/hosts (repeatable)' },
   dns: { type: 'string', valueHint: 'IP', description: 'A nameserver for the container\'s /etc/resolv.conf, instead of the host\'s (repeatable)' },
   'dns-search': { type: 'string', valueHint: 'DOMAIN', description: 'A search domain for the container\'s /etc/resolv.conf, instead of the host\'s (repeatable)' },
@@ -145,13 +147,11 @@ export const REFUSED_RUN_FLAGS: Readonly<Record<string, string>> = {
   pid: "a container always has its own pid namespace in tsbox (sharing the host's would show and let it signal the host's processes)",
   ipc: "a container always has its own ipc namespace in tsbox (sharing the host's would expose the host's shared memory and message queues)",
   uts: "a container always has its own uts namespace in tsbox; set its name with -h/--hostname",
-  expose: 'tsbox publishes ports with -p HOSTPORT:CONTAINERPORT; --expose would only record one, and a container keeps no such record',
-  'publish-all': "tsbox does not publish an image's exposed ports by itself: name each with -p HOSTPORT:CONTAINERPORT",
   'stop-timeout': 'give tsbox stop the time instead: tsbox stop -t SECONDS NAME',
 };
 
-/** Docker's one-letter forms of refused flags: -p is --publish. */
-export const REFUSED_RUN_SHORT: Readonly<Record<string, string>> = { P: 'publish-all' };
+/** Docker's one-letter forms of refused flags (none now: -P is --publish-all). */
+export const REFUSED_RUN_SHORT: Readonly<Record<string, string>> = {};
 
 /** Parses `argv` against `def`; rejects an unknown option by name (with why, when `refused` names it, or `refusedShort` its one-letter form). */
 export function splitArgs(

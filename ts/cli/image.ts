@@ -21,8 +21,8 @@ const command = defineCommand({
     if (sub === 'prune') {
       const split = await parse(rest, none, cmd, 'image prune', { min: 0, max: 0, usage: 'no arguments' });
       if (!split) return;
-      const { pruneImages } = await import('../image/manage.js');
-      const removed = await pruneImages();
+      const { pruneImages, WAITING_FOR_LAUNCH } = await import('../image/manage.js');
+      const removed = await pruneImages(undefined, () => process.stderr.write(`${WAITING_FOR_LAUNCH}\n`));
       for (const d of [...removed.layers, ...removed.blobs]) console.log(d);
       return;
     }

@@ -12,14 +12,9 @@ const command = defineCommand({
     const split = await parse(rawArgs, args, cmd, 'import', { min: 2, max: 2, usage: 'a tarball and a name' });
     if (!split) return;
     const { importRootfs } = await import('../image/load.js');
-    const { progressPrinter } = await import('../image/progress.js');
-    const printer = split.values.get('quiet') === true ? null : progressPrinter(process.stderr);
-    try {
-      const r = await importRootfs(split.command[0]!, split.command[1]!, { onProgress: printer?.onProgress });
-      console.log(r.name);
-    } finally {
-      printer?.finish();
-    }
+    const { withProgress } = await import('../image/progress.js');
+    const r = await withProgress(split.values.get('quiet') === true, (onProgress) => importRootfs(split.command[0]!, split.command[1]!, { onProgress }));
+    console.log(r.name);
   },
 });
 

@@ -23,6 +23,7 @@ const subCommands: Record<string, () => Promise<CommandDef>> = {
   kill: () => import('./kill.js').then((m) => m.default as CommandDef),
   rm: () => import('./rm.js').then((m) => m.default as CommandDef),
   inspect: () => import('./inspect.js').then((m) => m.default as CommandDef),
+  port: () => import('./port.js').then((m) => m.default as CommandDef),
   gc: () => import('./gc.js').then((m) => m.default as CommandDef),
   seccomp: () => import('./seccomp.js').then((m) => m.default as CommandDef),
   pull: () => import('./pull.js').then((m) => m.default as CommandDef),

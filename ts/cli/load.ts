@@ -18,13 +18,8 @@ const command = defineCommand({
     const input = split.values.get('input') as string | undefined;
     if (input === undefined) throw new TsboxError({ step: 'config', errno: 0, path: '--input', detail: 'no archive given', hint: 'tsbox load -i FILE' });
     const { loadArchive } = await import('../image/load.js');
-    const { progressPrinter } = await import('../image/progress.js');
-    const printer = split.values.get('quiet') === true ? null : progressPrinter(process.stderr);
-    try {
-      for (const r of await loadArchive(input, { onProgress: printer?.onProgress })) console.log(r.name);
-    } finally {
-      printer?.finish();
-    }
+    const { withProgress } = await import('../image/progress.js');
+    for (const r of await withProgress(split.values.get('quiet') === true, (onProgress) => loadArchive(input, { onProgress }))) console.log(r.name);
   },
 });
 

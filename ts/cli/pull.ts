@@ -16,16 +16,9 @@ const command = defineCommand({
     if (!split) return;
     const { pull } = await import('../image/pull.js');
     const quiet = split.values.get('quiet') === true;
-    const { progressPrinter } = await import('../image/progress.js');
-    const printer = quiet ? null : progressPrinter(process.stderr);
-    try {
-      const record = await pull(split.command[0]!, { onProgress: printer?.onProgress, insecure: (split.values.get('insecure-registry') as string[] | undefined) ?? [] });
-      printer?.finish();
-      process.stdout.write(quiet ? `${record.digest}\n` : `${record.name}\n${record.digest}\n`);
-    } catch (err) {
-      printer?.finish();
-      throw err;
-    }
+    const { withProgress } = await import('../image/progress.js');
+    const record = await withProgress(quiet, (onProgress) => pull(split.command[0]!, { onProgress, insecure: (split.values.get('insecure-registry') as string[] | undefined) ?? [] }));
+    process.stdout.write(quiet ? `${record.digest}\n` : `${record.name}\n${record.digest}\n`);
   },
 });
 

@@ -11,8 +11,9 @@ const command = defineCommand({
   async run({ rawArgs, cmd }) {
     const split = await parse(rawArgs, args, cmd, 'rmi', { min: 1, max: Infinity, usage: 'one or more images' });
     if (!split) return;
-    const { removeImage } = await import('../image/manage.js');
-    await eachContainer(split.command, (ref) => removeImage(ref, { force: split.values.get('force') === true }));
+    const { removeImage, WAITING_FOR_LAUNCH } = await import('../image/manage.js');
+    const onWait = () => process.stderr.write(`${WAITING_FOR_LAUNCH}\n`);
+    await eachContainer(split.command, (ref) => removeImage(ref, { force: split.values.get('force') === true, onWait }));
   },
 });
 

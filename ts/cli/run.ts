@@ -213,6 +213,8 @@ const run = defineCommand({
     if (v.has('stop-signal')) options.stopSignal = v.get('stop-signal') as string;
     if (v.has('network')) options.network = v.get('network') as string;
     if (v.has('publish')) options.publish = v.get('publish') as string[];
+    if (v.has('expose')) options.expose = v.get('expose') as string[];
+    if (v.has('publish-all')) options.publishAll = v.get('publish-all') === true;
     if (v.has('allow-host') || v.has('allow-net')) {
       options.allow = [...((v.get('allow-host') as string[] | undefined) ?? []), ...((v.get('allow-net') as string[] | undefined) ?? [])].flatMap((a) => a.split(',')).filter((a) => a !== '');
     }
@@ -277,13 +279,9 @@ const run = defineCommand({
       if (v.has('entrypoint')) options.entrypoint = (v.get('entrypoint') as string) === '' ? [] : [v.get('entrypoint') as string];
       // Pulled here, with the progress shown, rather than inside spawn.
       const { ensureImage } = await import('../image/run.js');
-      const { progressPrinter } = await import('../image/progress.js');
-      const printer = v.get('quiet') === true ? null : progressPrinter(process.stderr);
-      try {
-        await ensureImage(options.image, options.pull ?? 'missing', { onProgress: printer?.onProgress, insecure: (v.get('insecure-registry') as string[] | undefined) ?? [] });
-      } finally {
-        printer?.finish();
-      }
+      const { withProgress } = await import('../image/progress.js');
+      const image = options.image;
+      await withProgress(v.get('quiet') === true, (onProgress) => ensureImage(image, options.pull ?? 'missing', { onProgress, insecure: (v.get('insecure-registry') as string[] | undefined) ?? [] }));
       // Now in the store: spawn takes it from there.
       if (options.pull === 'always') options.pull = 'missing';
     }

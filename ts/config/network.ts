@@ -1,5 +1,5 @@
 /**
- * The network options' syntax (`--network`, `-p/--publish`), parsed inside
+ * The network options' syntax (`--network`, `-p/--publish`, `--expose`), parsed inside
  * the schema. Only parsing lives here: what sets a network up is
  * ts/network/, loaded only for a container that asks for one.
  */
@@ -60,6 +60,26 @@ export function parsePublish(s: string): PortMapping | undefined {
   const containerPort = port(c);
   if (hostPort === undefined || containerPort === undefined || ports.split(':').length !== 2) return undefined;
   return { hostIp, hostPort, containerPort, protocol: proto };
+}
+
+/** A port the container exposes (Docker's `--expose`, an image's ExposedPorts): what `publishAll` publishes. */
+export interface ExposedPort {
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+}
+
+/** The most ports one `--expose` range may name: each published one is a DNAT rule (or a socket of pasta's). */
+export const MAX_EXPOSED_RANGE = 1024;
+
+/** `PORT[/tcp|udp]` or `FIRST-LAST[/tcp|udp]` (Docker's --expose, and an image's ExposedPorts keys). */
+export function parseExpose(s: string): ExposedPort[] | undefined {
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?(?:\/(tcp|udp))?$/.exec(s);
+  if (!m) return undefined;
+  const first = port(m[1]);
+  const last = m[2] === undefined ? first : port(m[2]);
+  if (first === undefined || last === undefined || last < first || last - first >= MAX_EXPOSED_RANGE) return undefined;
+  const protocol = (m[3] ?? 'tcp') as 'tcp' | 'udp';
+  return Array.from({ length: last - first + 1 }, (_, i) => ({ containerPort: first + i, protocol }));
 }
 
 /**

@@ -17,7 +17,7 @@ import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { cgroupLimitsSchema, crossLimitIssues, positiveSize } from '../cgroups/limits.js';
 import { parseMapping } from './idmapping.js';
-import { parseAllow, parseNetwork, parsePublish } from './network.js';
+import { MAX_EXPOSED_RANGE, parseAllow, parseExpose, parseNetwork, parsePublish } from './network.js';
 
 /** The name of the signal `v` gives (`SIGTERM`, `usr1`, `15`), or null when Node knows none by it (stopSignal's rule). */
 export function signalName(v: string | number): NodeJS.Signals | null {
@@ -183,6 +183,19 @@ export const runOptionsSchema = z
     /** Ports published on the host, `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]` (Docker's `-p`); needs network `bridge`. */
     publish: z._default(z.array(parsed(parsePublish, (s) => `"${s}" is not [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`)), []),
     /**
+     * Ports the container exposes, `PORT[/tcp|udp]` or `FIRST-LAST[/tcp|udp]`
+     * (Docker's `--expose`), added to an image's ExposedPorts: what
+     * `publishAll` publishes.
+     */
+    expose: z._default(z.array(parsed(parseExpose, (s) => `"${s}" is not PORT[/tcp|udp] or FIRST-LAST[/tcp|udp] (at most ${MAX_EXPOSED_RANGE} ports)`)), []),
+    /**
+     * Publishes every exposed port (`expose`, and an image's ExposedPorts)
+     * not published by `publish` on a free host port of every IPv4 address,
+     * one the kernel picks from net.ipv4.ip_local_port_range (Docker's `-P`);
+     * the ports chosen are in the container's network info. Needs network `bridge`.
+     */
+    publishAll: z._default(z.boolean(), false),
+    /**
      * An egress allowlist for a bridged container (`--allow-host`,
      * `--allow-net`): `NAME[:PORT]` (the addresses tsbox's resolver for the
      * container returns for that name, which answers no other name) or
@@ -327,6 +340,9 @@ export const runOptionsSchema = z
       }
       if (o.publish.length > 0 && o.network.mode !== 'bridge') {
         ctx.addIssue({ code: 'custom', path: ['publish'], message: `publishes ports of a container on network "bridge", not "${o.network.mode}"` });
+      }
+      if (o.publishAll && o.network.mode !== 'bridge') {
+        ctx.addIssue({ code: 'custom', path: ['publishAll'], message: `publishes the exposed ports of a container on network "bridge", not "${o.network.mode}"` });
       }
       if (o.allow.length > 0 && o.network.mode !== 'bridge') {
         ctx.addIssue({ code: 'custom', path: ['allow'], message: `an egress allowlist is for a container on network "bridge", not "${o.network.mode}"` });

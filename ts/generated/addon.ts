@@ -283,6 +283,15 @@ export declare function spawnHelper(path: string, stdio: Array<string>, channelF
  */
 export declare function tryLockFile(path: string, note: string): FileLock | null
 
+/**
+ * Takes a shared lock on `path` without waiting, creating it (mode 0644,
+ * empty): any number of holders at once, none while an exclusive one
+ * holds it (the image store's launches against its prune). Null when an
+ * exclusive holder has it. Release it with `unlock()`: the file stays,
+ * and nothing is written to it (its holders share it).
+ */
+export declare function tryLockFileShared(path: string): FileLock | null
+
 export interface UnpackedLayer {
   entries: number
   bytes: number

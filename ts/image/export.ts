@@ -10,7 +10,7 @@ import { join, resolve, sep } from 'node:path';
 
 import { fromNativeReport, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { findImage, imageConfig } from './run.js';
+import { imageConfig, incompleteImage, lookupImage, missingLayers } from './run.js';
 import type { ImageConfig } from './spec.js';
 import { removeTree, Store } from './store.js';
 
@@ -79,8 +79,10 @@ export function bundleSpec(base: Record<string, unknown>, config: NonNullable<Im
  * be empty; it is made 0700): `dir/rootfs` and `dir/config.json` from `baseSpec`.
  */
 export async function exportImage(ref: string, dir: string, baseSpec: Record<string, unknown>, store: Store = new Store()): Promise<{ dir: string; entries: number }> {
-  const record = findImage(store, ref) ?? store.find(ref);
+  const record = lookupImage(store, ref);
   if (!record) throw new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'no such image in the store', hint: `pull it first: tsbox pull ${ref}` });
+  const missing = missingLayers(store, record);
+  if (missing.length > 0) throw incompleteImage(ref, missing);
   const target = resolve(dir);
   if (existsSync(target) && (!lstatSync(target).isDirectory() || readdirSync(target).length > 0)) {
     throw fail(17, target, 'the bundle directory exists and is not empty', 'give a new directory');

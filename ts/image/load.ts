@@ -155,20 +155,12 @@ async function storeCopy(store: Store, copy: LayerCopy, expected: string | null,
   if (expected !== null && digest !== expected) {
     throw new TsboxError({ step: 'verify', errno: 0, path: expected, detail: `the layer's digest is ${digest}, not ${expected}`, hint: 'the archive is damaged: it is refused' });
   }
-  if (store.layerInfo(digest)) {
-    onProgress?.({ digest, phase: 'exists', bytes: total, total });
-    return digest;
-  }
-  const lock = await store.lock(digest);
-  try {
-    if (!store.layerInfo(digest)) {
-      onProgress?.({ digest, phase: 'unpack', bytes: total, total });
-      const info = await unpackInto(store, file, digest, diffId);
-      onProgress?.({ digest, phase: 'done', bytes: total, total, message: info.notes.join('; ') || undefined });
-    }
-  } finally {
-    lock.release();
-  }
+  const made = await store.layerOnce(digest, async () => {
+    onProgress?.({ digest, phase: 'unpack', bytes: total, total });
+    const info = await unpackInto(store, file, digest, diffId);
+    onProgress?.({ digest, phase: 'done', bytes: total, total, message: info.notes.join('; ') || undefined });
+  });
+  if (!made) onProgress?.({ digest, phase: 'exists', bytes: total, total });
   return digest;
 }
 

@@ -1,7 +1,7 @@
 /** What `tsbox rmi`, `tsbox image inspect` and `tsbox image prune` do, on the store. */
 import { TsboxError } from '../errors.js';
 import { list } from '../runtime/lifecycle.js';
-import { findImage, imageConfig } from './run.js';
+import { imageConfig, lookupImage, missingLayers } from './run.js';
 import { Store, type ImageRecord } from './store.js';
 
 function notFound(ref: string): TsboxError {
@@ -35,33 +35,50 @@ function layersInUse(store: Store): Set<string> {
  * container uses any more. `force`: even when a container was made from it,
  * whose layers then stay (nameless) until it is removed and a prune runs.
  */
-export async function removeImage(ref: string, options: { force?: boolean } = {}, store: Store = new Store()): Promise<ImageRecord> {
-  const record = findImage(store, ref) ?? store.find(ref);
-  if (!record) throw notFound(ref);
-  const top = record.layers.at(-1);
-  if (!options.force && top !== undefined) {
-    const user = list({ all: true }).find((s) => s.bundle === store.layerDir(top));
-    if (user) throw new TsboxError({ step: 'image', errno: 16, path: ref, detail: `container ${user.name ?? user.id.slice(0, 12)} was made from it`, hint: 'remove the container first (tsbox rm), or pass --force' });
+export async function removeImage(ref: string, options: { force?: boolean; onWait?: () => void } = {}, store: Store = new Store()): Promise<ImageRecord> {
+  // Before the containers are listed: a launch of this image between its
+  // layers and its state is waited for, and then seen.
+  const lock = await store.pruning(options.onWait);
+  try {
+    // Found whether or not its layers are all there: a damaged image is removed as any other.
+    const record = lookupImage(store, ref);
+    if (!record) throw notFound(ref);
+    const top = record.layers.at(-1);
+    if (!options.force && top !== undefined) {
+      const user = list({ all: true }).find((s) => s.bundle === store.layerDir(top));
+      if (user) throw new TsboxError({ step: 'image', errno: 16, path: ref, detail: `container ${user.name ?? user.id.slice(0, 12)} was made from it`, hint: 'remove the container first (tsbox rm), or pass --force' });
+    }
+    await store.untag(record.name);
+    await store.prune(layersInUse(store));
+    return record;
+  } finally {
+    lock.unlock();
   }
-  await store.untag(record.name);
-  await store.prune(layersInUse(store));
-  return record;
 }
 
 /** The record, the config and the layers of the image `ref` names. */
 export function inspectImage(ref: string, store: Store = new Store()): unknown {
-  const record = findImage(store, ref) ?? store.find(ref);
+  const record = lookupImage(store, ref);
   if (!record) throw notFound(ref);
+  const missing = missingLayers(store, record);
   return {
     ...record,
     size: store.sizeOf(record),
     config: { digest: record.config, ...imageConfig(store, record) },
-    layers: record.layers.map((d) => ({ ...store.layerInfo(d), dir: store.layerDir(d) })),
+    layers: record.layers.map((d) => (missing.includes(d) ? { digest: d, missing: true } : { ...store.layerInfo(d), dir: store.layerDir(d) })),
   };
 }
 
 /** Removes the layers and blobs no image uses, and what failed pulls left. */
-export async function pruneImages(store: Store = new Store()): Promise<{ layers: string[]; blobs: string[]; temp: string[] }> {
-  const removed = await store.prune(layersInUse(store));
-  return { ...removed, temp: store.cleanTemp() };
+export async function pruneImages(store: Store = new Store(), onWait?: () => void): Promise<{ layers: string[]; blobs: string[]; temp: string[] }> {
+  const lock = await store.pruning(onWait);
+  try {
+    const removed = await store.prune(layersInUse(store));
+    return { ...removed, temp: store.cleanTemp() };
+  } finally {
+    lock.unlock();
+  }
 }
+
+/** What `tsbox rmi` and `tsbox image prune` say while a launch holds the store. */
+export const WAITING_FOR_LAUNCH = 'tsbox: waiting for a launch of an image to record its layers in its state';

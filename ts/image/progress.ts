@@ -76,3 +76,17 @@ export function progressPrinter(out: NodeJS.WriteStream): { onProgress: (p: Pull
     },
   };
 }
+
+/**
+ * Runs `work` with the progress of what it pulls, loads or imports shown on
+ * stderr (none when `quiet`), the last state left on screen however it
+ * ends: what `tsbox pull`, `run`, `load` and `import` share.
+ */
+export async function withProgress<T>(quiet: boolean, work: (onProgress: ((p: PullProgress) => void) | undefined) => Promise<T>): Promise<T> {
+  const printer = quiet ? null : progressPrinter(process.stderr);
+  try {
+    return await work(printer?.onProgress);
+  } finally {
+    printer?.finish();
+  }
+}

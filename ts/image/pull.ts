@@ -113,11 +113,7 @@ async function fetchLayers(registry: Registry, store: Store, manifest: Manifest,
 
 async function fetchLayer(registry: Registry, store: Store, layer: Descriptor, diffId: string, options: PullOptions): Promise<void> {
   const report = (phase: PullProgress['phase'], bytes: number, message?: string) => options.onProgress?.({ digest: layer.digest, phase, bytes, total: layer.size, message });
-  if (store.layerInfo(layer.digest)) return report('exists', layer.size);
-  const lock = await store.lock(layer.digest);
-  try {
-    // Another pull may have stored it while this one waited.
-    if (store.layerInfo(layer.digest)) return report('exists', layer.size);
+  const made = await store.layerOnce(layer.digest, async () => {
     const file = store.downloadPath(layer.digest);
     const attempts = Math.max(1, options.attempts ?? 4);
     report('download', 0);
@@ -145,9 +141,8 @@ async function fetchLayer(registry: Registry, store: Store, layer: Descriptor, d
     // Unpacked or refused, the download has served: a refusal is the layer's, not the transfer's.
     const info = await unpackInto(store, file, layer.digest, diffId).finally(() => rmSync(file, { force: true }));
     report('done', layer.size, info.notes.join('; ') || undefined);
-  } finally {
-    lock.release();
-  }
+  });
+  if (!made) report('exists', layer.size);
 }
 
 /** Unpacks the blob at `file` into a temporary directory, checks its diff_id and moves it into place. */

@@ -2,12 +2,13 @@
  * A container from an image: the image found in the store (or pulled, as
  * `pull` says), its config applied under the caller's options as Docker
  * applies it (Entrypoint and Cmd, Env under `env`, User, WorkingDir,
- * StopSignal), and
+ * StopSignal, ExposedPorts under `expose`), and
  * its layers as the container's root: the top one as the rootfs, the rest
  * as lower layers of the same overlay, with the container's own throwaway
  * upper layer over them.
  */
 import { printable, TsboxError } from '../errors.js';
+import { parseExpose } from '../config/network.js';
 import { signalName, type RunOptions } from '../config/schema.js';
 import { formatReference, parseReference } from './reference.js';
 import { pull, type PullOptions } from './pull.js';
@@ -20,29 +21,48 @@ function configError(path: string, detail: string, hint: string | null = null): 
   return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
 }
 
-/** The stored image `ref` names (by full name, or by manifest digest or its prefix); null when not stored. */
-export function findImage(store: Store, ref: string): ImageRecord | null {
+/**
+ * The stored record `ref` names: by full name, by manifest digest or its
+ * prefix, or by a reference as given (`busybox:1`, normalized as Docker's
+ * short names); null when no record has that name. Its layers may be
+ * incomplete (see missingLayers).
+ */
+export function lookupImage(store: Store, ref: string): ImageRecord | null {
   const direct = store.find(ref);
   if (direct) return direct;
-  let name: string;
   try {
     const r = parseReference(ref);
-    name = r.digest !== null ? `${r.domain}/${r.repository}@${r.digest}` : formatReference(r);
+    return store.find(r.digest !== null ? `${r.domain}/${r.repository}@${r.digest}` : formatReference(r));
   } catch {
     return null;
   }
-  const found = store.find(name);
-  // Every layer must be there (a prune may not have run under a pull).
-  return found && found.layers.every((d) => store.layerInfo(d) !== null) ? found : null;
+}
+
+/** The layers of `record` that are not (completely) in the store: a prune ran under its pull, or the store was damaged. */
+export function missingLayers(store: Store, record: ImageRecord): string[] {
+  return record.layers.filter((d) => store.layerInfo(d) === null);
+}
+
+/** The error for an image whose record is there but not all of whose layers are. */
+export function incompleteImage(ref: string, missing: readonly string[]): TsboxError {
+  return new TsboxError({ step: 'image', errno: 2, path: ref, detail: `the image is in the store, but its layer ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''} is not`, hint: `pull it again (tsbox pull ${ref}), or remove it (tsbox rmi ${ref})` });
+}
+
+/** The stored image `ref` names (see lookupImage) with every layer there; null otherwise. */
+export function findImage(store: Store, ref: string): ImageRecord | null {
+  const found = lookupImage(store, ref);
+  return found && missingLayers(store, found).length === 0 ? found : null;
 }
 
 /** The image `ref`, pulled when `policy` says so. */
 export async function ensureImage(ref: string, policy: PullPolicy = 'missing', options: PullOptions = {}): Promise<ImageRecord> {
   const store = options.store ?? new Store();
   if (policy !== 'always') {
-    const found = findImage(store, ref);
-    if (found) return found;
+    const found = lookupImage(store, ref);
+    const missing = found ? missingLayers(store, found) : [];
+    if (found && missing.length === 0) return found;
     if (policy === 'never') {
+      if (found) throw incompleteImage(ref, missing);
       throw new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'the image is not in the store, and the pull policy is never', hint: `pull it first: tsbox pull ${ref}` });
     }
   }
@@ -117,6 +137,14 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
     stopSignal = signalName(config.StopSignal) ?? undefined;
     if (stopSignal === undefined) notices.push(`tsbox: note: the image's StopSignal "${printable(config.StopSignal)}" is not a signal tsbox can send: stop sends SIGTERM (--stop-signal chooses another)`);
   }
+  // ExposedPorts, as Docker keeps them ("80/tcp", "53/udp", "8080"): what
+  // publishAll publishes, before the caller's own expose. One tsbox cannot
+  // publish (sctp) is left out, and said when publishAll is asked for.
+  const exposed: string[] = [];
+  for (const key of Object.keys(config.ExposedPorts ?? {})) {
+    if (parseExpose(key)) exposed.push(key);
+    else if (rest.publishAll) notices.push(`tsbox: note: the image exposes "${printable(key)}", which tsbox cannot publish (tcp and udp ports only): left out`);
+  }
   const dirs = [...record.layers].reverse().map((d) => store.layerDir(d));
   if (dirs.length === 0) throw new TsboxError({ step: 'image', errno: 0, path: record.name, detail: 'the image has no layers', hint: null });
   return {
@@ -130,6 +158,7 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
       ...(rest.user === undefined && config.User ? { user: config.User } : {}),
       ...(rest.cwd === undefined && config.WorkingDir ? { cwd: config.WorkingDir } : {}),
       ...(stopSignal !== undefined ? { stopSignal } : {}),
+      ...(exposed.length > 0 ? { expose: [...exposed, ...(rest.expose ?? [])] } : {}),
     },
     layers: dirs.slice(1),
     notices,

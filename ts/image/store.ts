@@ -147,16 +147,28 @@ export class Store {
     return join(this.root, 'tmp', `tsbox-${tag}-${process.pid}-${(++tempCount).toString(16)}${Date.now().toString(16)}`);
   }
 
+  /**
+   * Writes `contents` to `path` atomically: a temporary file of tmp/
+   * renamed into place, removed when that fails. `what` names it in the error.
+   */
+  private writeAtomic(path: string, contents: string | Buffer, tag: string, what: string): void {
+    const tmp = this.tempPath(tag);
+    try {
+      writeFileSync(tmp, contents, { mode: 0o600 });
+      renameSync(tmp, path);
+    } catch (err) {
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // Never made (tmp/ itself is what failed): the write's error is what to report.
+      }
+      throw fromSystemError('store', err, `write ${what}`, STORE_WRITE_HINT);
+    }
+  }
+
   /** Writes a blob atomically (a temporary file renamed into place). */
   writeBlob(digest: string, bytes: Buffer): void {
-    const tmp = this.tempPath('blob');
-    try {
-      writeFileSync(tmp, bytes, { mode: 0o600 });
-      renameSync(tmp, this.blobPath(digest));
-    } catch (err) {
-      rmSync(tmp, { force: true });
-      throw fromSystemError('store', err, `write the blob ${digest}`);
-    }
+    this.writeAtomic(this.blobPath(digest), bytes, 'blob', `the blob ${digest}`);
   }
 
   layerInfo(digest: string): LayerInfo | null {
@@ -167,15 +179,50 @@ export class Store {
     }
   }
 
-  /** Moves an unpacked directory into place and then its description, which marks it complete. */
+  /**
+   * Moves an unpacked directory into place and then its description, which
+   * marks it complete. On failure nothing of it is left: not `tmpDir`, not
+   * a layer directory without its description.
+   */
   commitLayer(tmpDir: string, info: LayerInfo): void {
     const dir = this.layerDir(info.digest);
-    // A directory without its .json is a crashed earlier attempt's.
-    removeTree(dir);
-    renameSync(tmpDir, dir);
-    const tmp = this.tempPath('layer-json');
-    writeFileSync(tmp, `${JSON.stringify(info)}\n`, { mode: 0o600 });
-    renameSync(tmp, `${dir}.json`);
+    try {
+      // A directory without its .json is a crashed earlier attempt's.
+      removeTree(dir);
+      try {
+        renameSync(tmpDir, dir);
+      } catch (err) {
+        throw fromSystemError('store', err, `move the unpacked layer ${info.digest} into place`, STORE_WRITE_HINT);
+      }
+      this.writeAtomic(`${dir}.json`, `${JSON.stringify(info)}\n`, 'layer-json', `the description of the layer ${info.digest}`);
+    } catch (err) {
+      for (const left of [tmpDir, dir]) {
+        try {
+          removeTree(left);
+        } catch {
+          // The first failure is what to report; cleanTemp (prune) tries tmp/ again.
+        }
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Stores layer `digest` once, whoever else pulls or loads it: `make` runs
+   * under the layer's lock unless the layer is complete already, checked
+   * before the lock and again once it is held (another process may have
+   * stored it while this one waited). False when it was there.
+   */
+  async layerOnce(digest: string, make: () => Promise<void>): Promise<boolean> {
+    if (this.layerInfo(digest)) return false;
+    const lock = await this.lock(digest);
+    try {
+      if (this.layerInfo(digest)) return false;
+      await make();
+      return true;
+    } finally {
+      lock.release();
+    }
   }
 
   /**
@@ -204,6 +251,40 @@ export class Store {
     return held;
   }
 
+  /**
+   * Held by a launch of an image from the moment its layers are resolved
+   * until its state records them (launch releases it there): until then no
+   * container names them, and a prune would take them from under it. A
+   * shared lock, so launches never wait for each other; only a prune
+   * (`pruning()`) holds it exclusively, and a launch waits for that.
+   */
+  async launching(): Promise<NativeFileLock> {
+    const path = join(this.root, 'locks', 'store');
+    const { binding } = loadNative();
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      const held = binding.tryLockFileShared(path);
+      if (held) return held;
+      await sleep(wait);
+    }
+  }
+
+  /**
+   * The store's lock, exclusively: no launch is between resolving an
+   * image's layers and recording them in its state while it is held (see
+   * `launching()`). `onWait` is called once if it has to wait. Take it
+   * before the index lock (a launch may pull, which takes that one).
+   */
+  async pruning(onWait?: () => void): Promise<NativeFileLock> {
+    const path = join(this.root, 'locks', 'store');
+    const { binding } = loadNative();
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      const held = binding.tryLockFile(path, `${process.pid}\n`);
+      if (held) return held;
+      if (wait === 10) onWait?.();
+      await sleep(wait);
+    }
+  }
+
   /** Whether a pull or load holds its `working()` lock now. */
   private pulling(): boolean {
     const dir = join(this.root, 'locks');
@@ -228,9 +309,7 @@ export class Store {
   }
 
   private writeIndex(index: IndexFile): void {
-    const tmp = this.tempPath('index');
-    writeFileSync(tmp, `${JSON.stringify(index, null, 1)}\n`, { mode: 0o600 });
-    renameSync(tmp, join(this.root, 'images.json'));
+    this.writeAtomic(join(this.root, 'images.json'), `${JSON.stringify(index, null, 1)}\n`, 'index', `the image index ${join(this.root, 'images.json')}`);
   }
 
   images(): ImageRecord[] {
@@ -281,7 +360,9 @@ export class Store {
   /**
    * Removes every layer and blob no image names, unless a pull or load is
    * in progress (its layers are stored before its name). `inUse`: layer
-   * directories a container runs on, which stay. Returns what was removed.
+   * directories a container runs on, which stay. The caller holds
+   * `pruning()` from before it computes `inUse` (a launch's layers are in
+   * use before its state says so). Returns what was removed.
    */
   async prune(inUse: ReadonlySet<string> = new Set()): Promise<{ layers: string[]; blobs: string[] }> {
     const lock = await this.lock('index');
@@ -379,6 +460,9 @@ export function removeTree(path: string): void {
     throw fromSystemError('store', err, `remove ${path}`);
   }
 }
+
+/** What to do when a write into the store fails. */
+const STORE_WRITE_HINT = 'the image store\'s filesystem may be full or read-only: free space (tsbox image prune) or set TSBOX_STORAGE to another directory';
 
 /** Store roots this process has made and checked (Store's constructor). */
 const checkedRoots = new Set<string>();

@@ -113,8 +113,8 @@ export function samePort(a: PortMapping, b: PortMapping): boolean {
  * written before its ADD, says so): portmap would add a second DNAT rule
  * that never matches, so the second container is refused, as Docker's.
  */
-function portTaken(id: string, ports: readonly PortMapping[], dir: string = NETWORK_DIR): TsboxError | null {
-  if (ports.length === 0) return null;
+export function portTaken(id: string, ports: readonly PortMapping[], dir: string = NETWORK_DIR): TsboxError | null {
+  if (ports.length === 0 || !existsSync(dir)) return null;
   for (const name of readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n) && n !== `${id}.json`)) {
     let r: NetworkRecord;
     try {

@@ -13,14 +13,15 @@
  */
 import { closeSync, openSync } from 'node:fs';
 
-import type { AllowRule, NetworkMode, PortMapping } from '../config/network.js';
+import type { AllowRule, ExposedPort, NetworkMode, PortMapping } from '../config/network.js';
 import type { SandboxPlan } from '../generated/wire.js';
 import { TsboxError } from '../errors.js';
 import { findContainer, processAlive } from '../runtime/state.js';
-import { attachBridge, checkBridge, hostsInState, portInUse, type NetworkInfo } from './bridge.js';
+import { attachBridge, checkBridge, hostsInState, portInUse, portTaken, type NetworkInfo } from './bridge.js';
 import { BRIDGE } from './cni.js';
 import { checkBridgeFilter, removeEgress, startEgress, upstreamOf } from './egress.js';
 import { attachPasta, findPasta } from './pasta.js';
+import { publishAllPorts } from './ports.js';
 import { Refusals } from './refused.js';
 
 export type { NetworkInfo } from './bridge.js';
@@ -93,8 +94,12 @@ function containerNetns(name: string): { path: string; close: () => void } {
   return { path: `/proc/${process.pid}/fd/${fd}`, close };
 }
 
-/** Phase `network`, decided at `plan`: checks and looks-ups that must come before anything is created. */
-export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[] } = { allow: [], dns: [] }): Promise<PreparedNetwork> {
+/**
+ * Phase `network`, decided at `plan`: checks and looks-ups that must come
+ * before anything is created. `publishAll`: the exposed ports to publish on
+ * host ports chosen now (`-P`), beside `ports` (ts/network/ports.ts).
+ */
+export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[] } = { allow: [], dns: [] }, publishAll: ExposedPort[] | null = null): Promise<PreparedNetwork> {
   switch (network.mode) {
     case 'none':
     case 'host':
@@ -118,6 +123,9 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           hint: 'publish on an IPv4 address, or leave the address out (every IPv4 address of the host)',
         });
       }
+      // -P's ports, chosen now: from here on they are published as -p's are. As
+      // root, a DNAT rule holds no socket: another container's ports are passed over.
+      if (publishAll) ports = [...ports, ...(await publishAllPorts(ports, publishAll, process.getuid?.() === 0 ? (p) => portTaken('', [p]) !== null : undefined))];
       // An ordinary user's: pasta (loaded only then).
       if (process.getuid?.() !== 0) {
         if (egress.allow.length > 0) {

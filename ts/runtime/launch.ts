@@ -80,6 +80,11 @@ export interface LaunchExtras {
   explicitLimits?: boolean | undefined;
   /** An image's lower layers under `o.rootfs` (its top layer), top first. */
   layers?: readonly string[] | undefined;
+  /**
+   * The image store's launch lock (Store.launching), released once the
+   * state records `layers`: a prune waits until then.
+   */
+  imageLock?: { unlock(): void } | undefined;
   /** Notices from before the launch (what of an image's config was left out), first among the container's. */
   notices?: readonly string[] | undefined;
   /**
@@ -198,7 +203,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
 
   // Phase 5, network, decided first (ts/network, loaded only for a
   // container that asks for one): a refusal comes before anything exists.
-  const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish, o);
+  const net = o.network.mode === 'none' ? null : await (await import('../network/index.js')).prepareNetwork(o.network, o.publish, o, o.publishAll ? o.expose.flat() : null);
   if (net) undo.push(net.cloned);
   // The network's teardown (DEL), run before the result rather than after
   // it: when run() resolves, its address and published ports are free for
@@ -349,6 +354,8 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     // Phase 5, network: what of the plan it changes (a bridged container's /etc/hosts).
     net?.plan(plan.sandbox, dir);
     writeState(dir, stateOf(plan.sandbox.rootfs.path));
+    // The state names the image's layers now: a prune sees them in use.
+    extras.imageLock?.unlock();
   } catch (err) {
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'prepare the container'));
   }

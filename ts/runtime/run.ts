@@ -8,7 +8,7 @@ import { finished } from 'node:stream/promises';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import type { Container, ExitResult } from './container.js';
-import { launch } from './launch.js';
+import { launch, type LaunchExtras } from './launch.js';
 
 export interface CaptureOptions {
   /** Written to the command's stdin, which is then closed. Default: stdin is closed at once. */
@@ -32,8 +32,8 @@ export interface RunResult<T extends string | Buffer = string | Buffer> extends 
 
 const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024;
 
-export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false, layers?: readonly string[]): Promise<RunResult> {
-  return capture(o, c, () => launch(command, o, { signal: c.signal, explicitLimits, layers }));
+export async function runCaptured(command: string[], o: ResolvedOptions, c: CaptureOptions, explicitLimits = false, layers?: readonly string[], imageLock?: LaunchExtras['imageLock']): Promise<RunResult> {
+  return capture(o, c, () => launch(command, o, { signal: c.signal, explicitLimits, layers, imageLock }));
 }
 
 /**

@@ -17,15 +17,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use crate::unpack::UnpackError;
+use crate::unpack::{lstat_at, printable, sys_err, UnpackError};
 
+/// unpack's report of a failed system call, for a host path (printable, as an archive's names are).
 fn err(path: &Path, what: &str, e: io::Error) -> UnpackError {
-    UnpackError {
-        errno: e.raw_os_error().unwrap_or(0),
-        path: crate::unpack::printable(path.as_os_str().as_bytes()),
-        detail: format!("{what}: {e}"),
-        hint: None,
-    }
+    sys_err(&printable(path.as_os_str().as_bytes()), what, e)
 }
 
 fn cstr(name: &[u8]) -> io::Result<CString> {
@@ -46,12 +42,6 @@ fn open_at(dir: RawFd, name: &CString, flags: libc::c_int, mode: libc::mode_t) -
     check(fd)?;
     // SAFETY: a descriptor openat just returned.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn lstat_at(dir: RawFd, name: &CString) -> Option<libc::stat> {
-    // SAFETY: fstatat into a zeroed struct, not following the last component.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0).then_some(st)
 }
 
 /// Removes `name` in `dir`, a directory with everything in it.

@@ -69,17 +69,28 @@ impl FileLock {
 /// with `note` as its contents; null when another process holds it.
 #[napi]
 pub fn try_lock_file(path: String, note: String) -> Result<Option<FileLock>> {
-    lock_file(path, note, false)
+    lock_file(path, Some(note), false)
+}
+
+/// Takes a shared lock on `path` without waiting, creating it (mode 0644,
+/// empty): any number of holders at once, none while an exclusive one
+/// holds it (the image store's launches against its prune). Null when an
+/// exclusive holder has it. Release it with `unlock()`: the file stays,
+/// and nothing is written to it (its holders share it).
+#[napi]
+pub fn try_lock_file_shared(path: String) -> Result<Option<FileLock>> {
+    lock_file(path, None, false)
 }
 
 /// As `tryLockFile`, but waits for the lock (a short critical section such as
 /// the id allocator's scan); never null.
 #[napi]
 pub fn wait_lock_file(path: String, note: String) -> Result<FileLock> {
-    lock_file(path.clone(), note, true)?.ok_or_else(|| Error::from_reason(format!("lock {path}: not taken")))
+    lock_file(path.clone(), Some(note), true)?.ok_or_else(|| Error::from_reason(format!("lock {path}: not taken")))
 }
 
-fn lock_file(path: String, note: String, wait: bool) -> Result<Option<FileLock>> {
+/// An exclusive lock with `note` written in the file, or a shared one (no note).
+fn lock_file(path: String, note: Option<String>, wait: bool) -> Result<Option<FileLock>> {
     loop {
         let file = OpenOptions::new()
             .read(true)
@@ -91,7 +102,8 @@ fn lock_file(path: String, note: String, wait: bool) -> Result<Option<FileLock>>
             .open(&path)
             .map_err(|e| Error::from_reason(format!("open the lock file {path}: {e}")))?;
         // SAFETY: flock on a descriptor we own.
-        let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        let kind = if note.is_some() { libc::LOCK_EX } else { libc::LOCK_SH };
+        let op = if wait { kind } else { kind | libc::LOCK_NB };
         if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
@@ -109,9 +121,11 @@ fn lock_file(path: String, note: String, wait: bool) -> Result<Option<FileLock>>
         if here.is_none() || here != ours {
             continue;
         }
-        let mut f = &file;
-        let _ = f.set_len(0);
-        let _ = f.write_all(note.as_bytes());
+        if let Some(note) = &note {
+            let mut f = &file;
+            let _ = f.set_len(0);
+            let _ = f.write_all(note.as_bytes());
+        }
         return Ok(Some(FileLock {
             file: Mutex::new(Some(file)),
             path,

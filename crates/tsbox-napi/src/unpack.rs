@@ -63,7 +63,8 @@ impl std::fmt::Display for UnpackError {
 
 type Result<T> = std::result::Result<T, UnpackError>;
 
-fn sys_err(path: &str, what: &str, e: io::Error) -> UnpackError {
+/// The report of a failed system call on `path` (as the report shows it: printable).
+pub(crate) fn sys_err(path: &str, what: &str, e: io::Error) -> UnpackError {
     UnpackError {
         errno: e.raw_os_error().unwrap_or(0),
         path: path.to_string(),
@@ -733,7 +734,8 @@ fn mkdir_at(at: RawFd, leaf: &CString, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn lstat_at(at: RawFd, leaf: &CString) -> Option<libc::stat> {
+/// What is at `leaf` in the directory open at `at`, its last component never followed (flatten's too).
+pub(crate) fn lstat_at(at: RawFd, leaf: &CString) -> Option<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstatat into a zeroed struct, never following the last component.
     (unsafe { libc::fstatat(at, leaf.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0).then_some(st)
