@@ -234,6 +234,17 @@ class FakeKernel implements CgroupFs {
     this.ops.push(`bpf ${dir} ${text}`);
   }
 
+  /** The addon's detachDeviceFilter: tsbox's programs (all the fake has) leave `dir`, recorded as `bpf-detach <dir>`; `fail('bpf-detach', ...)` makes it throw. */
+  detachDeviceFilter(dir: string): void {
+    const f = this.failures.find((x) => x.op === 'bpf-detach' && dir.endsWith(x.suffix) && x.times > 0);
+    if (f) {
+      f.times--;
+      throw Object.assign(new Error('detach tsbox\'s device program 7 from the kept cgroup'), { errno: -errnos[f.code], syscall: 'BPF_PROG_DETACH', path: dir });
+    }
+    this.programs.delete(dir);
+    this.ops.push(`bpf-detach ${dir}`);
+  }
+
   /** Killing a process takes it out of every cgroup. */
   kill(pid: number, signal: NodeJS.Signals): void {
     this.ops.push(`kill ${pid} ${signal}`);
@@ -742,6 +753,50 @@ describe('v2: device rules as an eBPF program (no device controller)', () => {
     expect(host.k.programs.size).toBe(0);
     expect(existsSync(join(stateDir, 'c1.json'))).toBe(false);
     expect(host.k.ops.filter((o) => o.startsWith('write ') && o.includes('/tsbox/c1/'))).toEqual([]);
+  });
+
+  it('a joined cgroupsPath is kept when the container goes, and the program is detached from it; a made one needs no detach', () => {
+    const host = v2Host();
+    const joined = join(host.cg, 'kept');
+    host.k.existing(joined);
+    const c = create(host, {}, { devices, path: '/kept' });
+    expect(c.v2Path).toBe(joined);
+    expect([...host.k.programs.keys()]).toEqual([joined]);
+    // gc works from the marker: it knows too.
+    expect(JSON.parse(readFileSync(join(stateDir, 'c1.json'), 'utf8'))).toMatchObject({ kept: [joined], deviceFilter: joined });
+    c.destroy();
+    expect(existsSync(joined)).toBe(true);
+    expect(host.k.programs.size).toBe(0);
+    expect(host.k.ops.filter((o) => o.startsWith('bpf-detach '))).toEqual([`bpf-detach ${joined}`]);
+
+    const made = create(host, {}, { devices, path: '/pods/made', id: 'c2' });
+    made.destroy();
+    expect(host.k.programs.size).toBe(0);
+    expect(host.k.ops.filter((o) => o.startsWith('bpf-detach '))).toEqual([`bpf-detach ${joined}`]);
+  });
+
+  it('a failed limit after the program in a joined cgroupsPath: the program is detached from the cgroup, which stays', () => {
+    const host = v2Host();
+    const joined = join(host.cg, 'kept');
+    host.k.existing(joined);
+    host.k.fail('write', '/kept/memory.max', 'EINVAL');
+    failure(() => create(host, { memory: '64m' }, { devices, path: '/kept' }));
+    expect(existsSync(joined)).toBe(true);
+    expect(host.k.programs.size).toBe(0);
+  });
+
+  it('a program that cannot be detached from a joined cgroup: the teardown says so, with the call, errno and a hint', () => {
+    const host = v2Host();
+    const joined = join(host.cg, 'kept');
+    host.k.existing(joined);
+    const c = create(host, {}, { devices, path: '/kept' });
+    host.k.fail('bpf-detach', '/kept', 'EPERM');
+    const e = failure(() => c.destroy());
+    expect(e.step).toBe('cgroup');
+    expect(e.errno).toBe(1);
+    expect(e.path).toBe(joined);
+    expect(e.message).toContain('detach tsbox\'s eBPF device program from the joined cgroup, which stays (BPF_PROG_DETACH): detach tsbox\'s device program 7 from the kept cgroup');
+    expect(e.hint).toContain('bpftool cgroup detach');
   });
 
   it('a failed limit after the program removes the cgroup, and the program with it', () => {

@@ -484,6 +484,8 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     dirs: Object.fromEntries([...p.hierarchies].map(([h, d]) => [h, d.leaf])),
     parents: [...new Set([...p.hierarchies.values()].flatMap((d) => (d.exact ? missingAncestors(d.tsbox, fs) : [d.tsbox])))],
     ...(p.adopted.length > 0 ? { kept: p.adopted } : {}),
+    // A joined cgroup keeps what is attached to it: its teardown detaches the program.
+    ...(opts.devices && layout.mode === 'v2' && p.adopted.includes(p.hierarchies.get('unified')!.leaf) ? { deviceFilter: p.hierarchies.get('unified')!.leaf } : {}),
     ...(opts.path !== undefined ? { exact: true } : {}),
   };
   let created = false;
@@ -510,7 +512,8 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
         createDirs(p, fs, made, madeParents, trace);
         // Before the limits and before any process: nothing in the cgroup
         // ever opens a device the rules deny. The program goes with the
-        // cgroup (rmdir), on the failure path below too.
+        // cgroup (rmdir), on the failure path below too; from a joined
+        // cgroup, which stays, it is detached (placement.deviceFilter).
         if (opts.devices && layout.mode === 'v2') attachDeviceFilter(p.hierarchies.get('unified')!.leaf, opts.devices, fs, trace);
         else if (opts.devices) writeDeviceRules(p.hierarchies.get('devices')!.leaf, opts.devices, fs, trace);
         for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
@@ -519,7 +522,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
           // What this call made goes, the `tsbox` parents too (unless another
           // container is in one by now).
           // A joined cgroup is emptied, never removed (placement.kept).
-          removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}) }, fs);
+          removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}), ...(placement.deviceFilter !== undefined ? { deviceFilter: placement.deviceFilter } : {}) }, fs);
           removeParents([...madeParents].reverse(), fs);
         } catch {
           // The first error is the one to report.

@@ -115,6 +115,14 @@ export declare function attachDeviceFilter(cgroup: string, rules: Array<DeviceRu
 export declare function compileSeccomp(profileJson?: string | undefined | null): Buffer
 
 /**
+ * Detaches tsbox's device programs (by their name) from the cgroup v2
+ * directory `cgroup`, which stays: the teardown of a joined cgroupsPath.
+ * Other programs on it are left. A cgroup that is gone has none. Returns
+ * null when none is left, else what failed.
+ */
+export declare function detachDeviceFilter(cgroup: string): DeviceFilterFailure | null
+
+/**
  * Why the filter could not be put in place: the call that failed, its
  * errno (0 for rules that cannot be carried out: no call failed), and what
  * happened (the verifier's log, when it refused the program).
