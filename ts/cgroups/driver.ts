@@ -452,6 +452,8 @@ export interface PreparedCgroup {
   readonly paths: Readonly<Record<string, string>>;
   /** The cgroup.procs file of each directory in `paths`: where a process is placed. */
   readonly procsFiles: readonly string[];
+  /** Directories of `paths` that exist already (a joined cgroupsPath): kept when the container goes. */
+  readonly kept: readonly string[];
   create(): Cgroup;
 }
 
@@ -494,6 +496,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     v2Path: layout.mode === 'v2' ? (placement.dirs.unified ?? null) : null,
     paths: Object.freeze({ ...placement.dirs }),
     procsFiles: procsFiles(placement.dirs),
+    kept: Object.freeze([...(placement.kept ?? [])]),
     create(): Cgroup {
       if (created) throw new Error('PreparedCgroup.create() runs once');
       created = true;
