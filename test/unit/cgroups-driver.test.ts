@@ -986,17 +986,32 @@ describe('the rest of linux.resources: v1-only memory files, huge pages, net_cls
     expect(leaves(hybrid).filter((d) => d.endsWith('/c3'))).toEqual([]);
   });
 
-  it('a per-device weight, the device named by number (/sys/dev/block/MAJ:MIN, as an OCI config gives it): v1 and v2 files', () => {
+  it('a per-device weight and rate, the device named by number (as an OCI config gives it): v1 and v2 files; one that is not there is refused', () => {
     const first = readdirSync('/sys/dev/block')[0]!;
-    const path = `/sys/dev/block/${first}`;
+    const [major, minor] = first.split(':').map(Number) as [number, number];
     const host = hybridHost();
-    create(host, { blkioWeightDevice: [{ path, weight: 500 }] });
+    create(host, { blkioWeightDevice: [{ major, minor, weight: 500 }], deviceReadBps: [{ major, minor, rate: 1024 }] });
     expect(host.k.ops.filter((o) => o.includes('weight_device'))).toEqual([expect.stringMatching(new RegExp(`/blkio\\.bfq\\.weight_device ${first} 500$`))]);
+    expect(host.k.ops.filter((o) => o.includes('read_bps_device'))).toEqual([expect.stringMatching(new RegExp(`/blkio\\.throttle\\.read_bps_device ${first} 1024$`))]);
     const v2 = v2Host();
-    create(v2, { blkioWeightDevice: [{ path, weight: 500 }] }, { id: 'c2' });
+    create(v2, { blkioWeightDevice: [{ major, minor, weight: 500 }], deviceReadBps: [{ major, minor, rate: 1024 }], deviceWriteIops: [{ major, minor, rate: 7 }] }, { id: 'c2' });
     expect(v2.k.ops.filter((o) => o.includes('/io.weight'))).toEqual([expect.stringMatching(new RegExp(`/io\\.weight ${first} 4950$`))]);
-    const e = failure(() => create(hybridHost(), { deviceReadBps: [{ path: '/sys/dev/block/4095:4095', rate: 1024 }] }, { id: 'c3' }));
+    // One io.max line for the device, with both rates.
+    expect(v2.k.ops.filter((o) => o.includes('/io.max'))).toEqual([expect.stringMatching(new RegExp(`/io\\.max ${first} rbps=1024 wiops=7$`))]);
+    const e = failure(() => create(hybridHost(), { deviceReadBps: [{ major: 4095, minor: 4095, rate: 1024 }] }, { id: 'c3' }));
     expect(e.message).toContain('there is no block device 4095:4095 on this host');
+    expect(e.path).toBe('/sys/dev/block/4095:4095');
+    // By path, the kernel's /sys/dev/block name is no block device: numbers are given as numbers.
+    const p = failure(() => create(hybridHost(), { deviceReadBps: [{ path: `/sys/dev/block/${first}`, rate: 1024 }] }, { id: 'c4' }));
+    expect(p.message).toContain('not a block device');
+  });
+
+  it('a limit device is a path or major and minor, not both nor neither', () => {
+    for (const d of [{ path: '/dev/sda', major: 8, minor: 0, rate: 1 }, { rate: 1 }, { major: 8, rate: 1 }, { major: -1, minor: 0, rate: 1 }]) {
+      const e = failure(() => create(hybridHost(), { deviceReadBps: [d as never] }));
+      expect(e.step).toBe('config');
+      expect(e.message).toContain('deviceReadBps[0]');
+    }
   });
 });
 

@@ -514,8 +514,8 @@ describe('the plans of a bundle', () => {
       networkPriorities: [{ name: 'lo', priority: 10 }],
       unified: { 'memory.high': '64M' },
       blkioWeight: 500,
-      blkioWeightDevice: [{ path: '/sys/dev/block/8:0', weight: 500 }],
-      deviceReadBps: [{ path: '/sys/dev/block/8:0', rate: 102400 }],
+      blkioWeightDevice: [{ major: 8, minor: 0, weight: 500 }],
+      deviceReadBps: [{ major: 8, minor: 0, rate: 102400 }],
     });
     // A rate of 0 is no limit.
     expect(container(spec).options.deviceWriteIops).toBeUndefined();

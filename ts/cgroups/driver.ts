@@ -15,7 +15,7 @@ import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, t
 import { delegatedParent, LEAF } from './delegation.js';
 import { cgroupError, cgroupProblem, EACCES, EBUSY, EEXIST, EPERM, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
 import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
-import { devicePaths, io } from './io.js';
+import { deviceKey, io, limitDevices, type LimitDevice } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
 import { hugetlb } from './hugetlb.js';
 import { memory, memoryStats } from './memory.js';
@@ -130,14 +130,15 @@ function splitList(text: string | null): string[] {
   return (text ?? '').trim().split(/\s+/).filter(Boolean);
 }
 
-/** major:minor of a block device, from stat's rdev (glibc's encoding). */
-function deviceNumber(path: string): string {
-  // The kernel's own name of a block device by number (an OCI config's major and minor).
-  const byNumber = /^\/sys\/dev\/block\/(\d+):(\d+)$/.exec(path);
-  if (byNumber) {
-    if (!existsSync(path)) throw cgroupProblem(path, `there is no block device ${byNumber[1]}:${byNumber[2]} on this host`, 'name a disk that exists (ls /sys/dev/block)', ENODEV);
-    return `${Number(byNumber[1])}:${Number(byNumber[2])}`;
+/** major:minor of a limit's block device: given (checked to exist), or from stat's rdev (glibc's encoding). */
+function deviceNumber(d: LimitDevice): string {
+  if (d.path === undefined) {
+    // The kernel's own name of a block device by number.
+    const sys = `/sys/dev/block/${d.major}:${d.minor}`;
+    if (!existsSync(sys)) throw cgroupProblem(sys, `there is no block device ${d.major}:${d.minor} on this host`, 'name a disk that exists (ls /sys/dev/block)', ENODEV);
+    return `${d.major}:${d.minor}`;
   }
+  const path = d.path;
   let st;
   try {
     st = statSync(path, { bigint: true });
@@ -281,7 +282,7 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     throw cgroupProblem('/sys/fs/cgroup/devices', 'device rules need a v1 devices hierarchy, and this host has none', 'mount it (mount -t cgroup -o devices cgroup /sys/fs/cgroup/devices); tsbox uses an eBPF device filter instead on pure cgroup v2 hosts only', ENOENT);
   }
   const devices = new Map<string, string>();
-  if (versions.has('io')) for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
+  if (versions.has('io')) for (const d of limitDevices(l)) devices.set(deviceKey(d), deviceNumber(d));
   const writes = CONTROLLERS.filter((c) => versions.has(c.name)).flatMap((c) => c.writes(versions.get(c.name)!, l, devices));
   // The unified files last, so that they override (as runc and crun write them).
   for (const [file, value] of Object.entries(l.unified ?? {})) {
@@ -703,7 +704,7 @@ export function updateCgroup(id: string, given: CgroupLimitsInput, opts: { state
     const version = m.dirs[c.v1[0]!] !== undefined ? 1 : v2.includes(c.name) ? 2 : null;
     if (version === null) throw cgroupProblem(id.slice(0, 12), `the container's cgroup has no ${c.name} controller, which ${c.limits.filter((k) => keys.includes(k)).join(', ')} needs`, 'a limit needs its controller from create on: set one of its limits then', ENOENT);
     const devices = new Map<string, string>();
-    if (c.name === 'io') for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
+    if (c.name === 'io') for (const d of limitDevices(l)) devices.set(deviceKey(d), deviceNumber(d));
     // The controller's writes for what was given; a controller nothing was
     // given for is left alone (the default pids limit stays). v1 refuses a
     // memory limit above memory+swap: raising both goes the other way round.
