@@ -302,6 +302,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       init: false,
       maps: ctx.maps ?? { writer: 'none' },
       cgroup: ctx.cgroupPhase ?? { how: 'none' },
+      ...(ctx.cgroupKept?.length ? { cgroupKept: [...ctx.cgroupKept] } : {}),
       network: 'loopback',
       trace,
       traceT0Ns: Number(ctx.traceT0Ns),
