@@ -6,7 +6,7 @@
  * rules, which pure v2 carries out with an eBPF program on the cgroup.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -176,6 +176,36 @@ describe('an OCI container on cgroup v2', () => {
       expect(existsSync(`/sys/fs/cgroup${path}`)).toBe(false);
     } finally {
       await cli(['delete', '--force', id], slow);
+    }
+  });
+
+  it('device rules in a cgroupsPath that exists (joined, and kept): the program is detached when the container goes, the cgroup stays', async () => {
+    const path = `/tsbox-vm-oci-kept-${process.pid}`;
+    const cg = `/sys/fs/cgroup${path}`;
+    mkdirSync(cg);
+    const dir = join(scratch, 'devices-kept');
+    mkdirSync(dir);
+    const config = runtimeToolsConfig(rootfs.dir, ['sh', '-c', 'if (exec 3</dev/kmsg) 2>/dev/null; then echo kmsg:r ok; else echo kmsg:r denied; fi']);
+    config.root.readonly = true;
+    config.linux.cgroupsPath = path;
+    // Everything denied but the default devices (which tsbox adds after these).
+    config.linux.resources.devices = [{ allow: false, access: 'rwm' }];
+    withSyslog(config);
+    config.linux.devices = [{ path: '/dev/kmsg', type: 'c', major: 1, minor: 11, fileMode: 0o644 }];
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const id = `vm-oci-kept-${process.pid}`;
+    try {
+      expect(await ranToEnd(dir, id)).toBe('kmsg:r denied\n');
+      expect((await cli(['delete', id], slow)).code).toBe(0);
+      expect(existsSync(cg)).toBe(true);
+      // A process of the host's, put in the kept cgroup, opens the device the
+      // container's rules denied: no device program is left on the cgroup.
+      const probe = `const fs = require('node:fs'); fs.writeFileSync(${JSON.stringify(`${cg}/cgroup.procs`)}, String(process.pid)); try { fs.closeSync(fs.openSync('/dev/kmsg', 'r')); console.log('ok'); } catch (e) { console.log(e.code); }`;
+      expect(execFileSync(process.execPath, ['-e', probe], { encoding: 'utf8' })).toBe('ok\n');
+    } finally {
+      await cli(['delete', '--force', id], slow);
+      // Made by this test; its processes are gone by now.
+      if (existsSync(cg)) rmdirSync(cg);
     }
   });
 

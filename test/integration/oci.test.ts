@@ -1082,13 +1082,17 @@ describe('hooks', () => {
     expect((await cli(['state', id])).code).not.toBe(0);
     expect(execFileSync('find', ['/sys/fs/cgroup', '-maxdepth', '5', '-name', id]).toString()).toBe('');
 
-    for (const [hook, message] of [
-      [{ path: '/bin/false' }, 'hook(hooks.startContainer[0]): the hook /bin/false exited with status 1'],
-      [{ path: '/no/such/hook' }, 'hook(hooks.startContainer[0]): ENOENT — execute the hook /no/such/hook'],
-      [{ path: '/bin/sleep', args: ['sleep', '10'], timeout: 1 }, 'the hook /bin/sleep timed out after 1 s'],
+    for (const [hook, message, variant] of [
+      [{ path: '/bin/false' }, 'hook(hooks.startContainer[0]): the hook /bin/false exited with status 1', ''],
+      [{ path: '/no/such/hook' }, 'hook(hooks.startContainer[0]): ENOENT — execute the hook /no/such/hook', ''],
+      [{ path: '/bin/sleep', args: ['sleep', '10'], timeout: 1 }, 'the hook /bin/sleep timed out after 1 s', ''],
+      // The wait runs under the container's seccomp filter: one that hides pidfd_open (ENOSYS) takes the fallback, with the same outcomes.
+      [{ path: '/bin/sleep', args: ['sleep', '10'], timeout: 1 }, 'the hook /bin/sleep timed out after 1 s', 'no pidfd_open'],
+      [{ path: '/bin/sh', args: ['sh', '-c', 'exit 4'], timeout: 5 }, 'hook(hooks.startContainer[0]): the hook /bin/sh exited with status 4', 'no pidfd_open'],
     ] as const) {
       const dir = bundle('touch /var/ran', (c) => {
         c.hooks = { startContainer: [hook] };
+        if (variant === 'no pidfd_open') c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['pidfd_open'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }] };
       });
       const other = newId();
       expect((await create(dir, [other])).code).toBe(0);

@@ -64,6 +64,7 @@ const noFs: CgroupFs = {
   subdirs: () => [],
   kill: () => {},
   attachDeviceFilter: () => {},
+  detachDeviceFilter: () => {},
 };
 
 const src = (mountinfo: string, cgroup: string): ProcSource => ({ mountinfo, cgroup });

@@ -234,6 +234,17 @@ class FakeKernel implements CgroupFs {
     this.ops.push(`bpf ${dir} ${text}`);
   }
 
+  /** The addon's detachDeviceFilter: tsbox's programs (all the fake has) leave `dir`, recorded as `bpf-detach <dir>`; `fail('bpf-detach', ...)` makes it throw. */
+  detachDeviceFilter(dir: string): void {
+    const f = this.failures.find((x) => x.op === 'bpf-detach' && dir.endsWith(x.suffix) && x.times > 0);
+    if (f) {
+      f.times--;
+      throw Object.assign(new Error('detach tsbox\'s device program 7 from the kept cgroup'), { errno: -errnos[f.code], syscall: 'BPF_PROG_DETACH', path: dir });
+    }
+    this.programs.delete(dir);
+    this.ops.push(`bpf-detach ${dir}`);
+  }
+
   /** Killing a process takes it out of every cgroup. */
   kill(pid: number, signal: NodeJS.Signals): void {
     this.ops.push(`kill ${pid} ${signal}`);
@@ -744,6 +755,50 @@ describe('v2: device rules as an eBPF program (no device controller)', () => {
     expect(host.k.ops.filter((o) => o.startsWith('write ') && o.includes('/tsbox/c1/'))).toEqual([]);
   });
 
+  it('a joined cgroupsPath is kept when the container goes, and the program is detached from it; a made one needs no detach', () => {
+    const host = v2Host();
+    const joined = join(host.cg, 'kept');
+    host.k.existing(joined);
+    const c = create(host, {}, { devices, path: '/kept' });
+    expect(c.v2Path).toBe(joined);
+    expect([...host.k.programs.keys()]).toEqual([joined]);
+    // gc works from the marker: it knows too.
+    expect(JSON.parse(readFileSync(join(stateDir, 'c1.json'), 'utf8'))).toMatchObject({ kept: [joined], deviceFilter: joined });
+    c.destroy();
+    expect(existsSync(joined)).toBe(true);
+    expect(host.k.programs.size).toBe(0);
+    expect(host.k.ops.filter((o) => o.startsWith('bpf-detach '))).toEqual([`bpf-detach ${joined}`]);
+
+    const made = create(host, {}, { devices, path: '/pods/made', id: 'c2' });
+    made.destroy();
+    expect(host.k.programs.size).toBe(0);
+    expect(host.k.ops.filter((o) => o.startsWith('bpf-detach '))).toEqual([`bpf-detach ${joined}`]);
+  });
+
+  it('a failed limit after the program in a joined cgroupsPath: the program is detached from the cgroup, which stays', () => {
+    const host = v2Host();
+    const joined = join(host.cg, 'kept');
+    host.k.existing(joined);
+    host.k.fail('write', '/kept/memory.max', 'EINVAL');
+    failure(() => create(host, { memory: '64m' }, { devices, path: '/kept' }));
+    expect(existsSync(joined)).toBe(true);
+    expect(host.k.programs.size).toBe(0);
+  });
+
+  it('a program that cannot be detached from a joined cgroup: the teardown says so, with the call, errno and a hint', () => {
+    const host = v2Host();
+    const joined = join(host.cg, 'kept');
+    host.k.existing(joined);
+    const c = create(host, {}, { devices, path: '/kept' });
+    host.k.fail('bpf-detach', '/kept', 'EPERM');
+    const e = failure(() => c.destroy());
+    expect(e.step).toBe('cgroup');
+    expect(e.errno).toBe(1);
+    expect(e.path).toBe(joined);
+    expect(e.message).toContain('detach tsbox\'s eBPF device program from the joined cgroup, which stays (BPF_PROG_DETACH): detach tsbox\'s device program 7 from the kept cgroup');
+    expect(e.hint).toContain('bpftool cgroup detach');
+  });
+
   it('a failed limit after the program removes the cgroup, and the program with it', () => {
     const host = v2Host();
     host.k.fail('write', '/tsbox/c1/memory.max', 'EINVAL');
@@ -931,17 +986,32 @@ describe('the rest of linux.resources: v1-only memory files, huge pages, net_cls
     expect(leaves(hybrid).filter((d) => d.endsWith('/c3'))).toEqual([]);
   });
 
-  it('a per-device weight, the device named by number (/sys/dev/block/MAJ:MIN, as an OCI config gives it): v1 and v2 files', () => {
+  it('a per-device weight and rate, the device named by number (as an OCI config gives it): v1 and v2 files; one that is not there is refused', () => {
     const first = readdirSync('/sys/dev/block')[0]!;
-    const path = `/sys/dev/block/${first}`;
+    const [major, minor] = first.split(':').map(Number) as [number, number];
     const host = hybridHost();
-    create(host, { blkioWeightDevice: [{ path, weight: 500 }] });
+    create(host, { blkioWeightDevice: [{ major, minor, weight: 500 }], deviceReadBps: [{ major, minor, rate: 1024 }] });
     expect(host.k.ops.filter((o) => o.includes('weight_device'))).toEqual([expect.stringMatching(new RegExp(`/blkio\\.bfq\\.weight_device ${first} 500$`))]);
+    expect(host.k.ops.filter((o) => o.includes('read_bps_device'))).toEqual([expect.stringMatching(new RegExp(`/blkio\\.throttle\\.read_bps_device ${first} 1024$`))]);
     const v2 = v2Host();
-    create(v2, { blkioWeightDevice: [{ path, weight: 500 }] }, { id: 'c2' });
+    create(v2, { blkioWeightDevice: [{ major, minor, weight: 500 }], deviceReadBps: [{ major, minor, rate: 1024 }], deviceWriteIops: [{ major, minor, rate: 7 }] }, { id: 'c2' });
     expect(v2.k.ops.filter((o) => o.includes('/io.weight'))).toEqual([expect.stringMatching(new RegExp(`/io\\.weight ${first} 4950$`))]);
-    const e = failure(() => create(hybridHost(), { deviceReadBps: [{ path: '/sys/dev/block/4095:4095', rate: 1024 }] }, { id: 'c3' }));
+    // One io.max line for the device, with both rates.
+    expect(v2.k.ops.filter((o) => o.includes('/io.max'))).toEqual([expect.stringMatching(new RegExp(`/io\\.max ${first} rbps=1024 wiops=7$`))]);
+    const e = failure(() => create(hybridHost(), { deviceReadBps: [{ major: 4095, minor: 4095, rate: 1024 }] }, { id: 'c3' }));
     expect(e.message).toContain('there is no block device 4095:4095 on this host');
+    expect(e.path).toBe('/sys/dev/block/4095:4095');
+    // By path, the kernel's /sys/dev/block name is no block device: numbers are given as numbers.
+    const p = failure(() => create(hybridHost(), { deviceReadBps: [{ path: `/sys/dev/block/${first}`, rate: 1024 }] }, { id: 'c4' }));
+    expect(p.message).toContain('not a block device');
+  });
+
+  it('a limit device is a path or major and minor, not both nor neither', () => {
+    for (const d of [{ path: '/dev/sda', major: 8, minor: 0, rate: 1 }, { rate: 1 }, { major: 8, rate: 1 }, { major: -1, minor: 0, rate: 1 }]) {
+      const e = failure(() => create(hybridHost(), { deviceReadBps: [d as never] }));
+      expect(e.step).toBe('config');
+      expect(e.message).toContain('deviceReadBps[0]');
+    }
   });
 });
 

@@ -122,6 +122,12 @@ describe('config.json', () => {
 });
 
 describe('the plans of a bundle', () => {
+  it('tell the monitor which cgroup directories existed before (a joined cgroupsPath), so that it keeps them', () => {
+    const kept = ['/sys/fs/cgroup/joined'];
+    expect(container(base()).plans({ ...ctx, cgroupPhase: { how: 'cloneInto', dir: kept[0]!, procs: [`${kept[0]}/cgroup.procs`] }, cgroupKept: kept }).sandbox.cgroupKept).toEqual(kept);
+    expect(container(base()).plans(ctx).sandbox.cgroupKept).toBeUndefined();
+  });
+
   it('mounts what the config lists, in its order, with the default devices and /dev links over its /dev', () => {
     const { sandbox } = container(base()).plans(ctx);
     const targets = sandbox.mounts.map((m) => `${m.type}:${m.target}`);
@@ -514,8 +520,8 @@ describe('the plans of a bundle', () => {
       networkPriorities: [{ name: 'lo', priority: 10 }],
       unified: { 'memory.high': '64M' },
       blkioWeight: 500,
-      blkioWeightDevice: [{ path: '/sys/dev/block/8:0', weight: 500 }],
-      deviceReadBps: [{ path: '/sys/dev/block/8:0', rate: 102400 }],
+      blkioWeightDevice: [{ major: 8, minor: 0, weight: 500 }],
+      deviceReadBps: [{ major: 8, minor: 0, rate: 102400 }],
     });
     // A rate of 0 is no limit.
     expect(container(spec).options.deviceWriteIops).toBeUndefined();

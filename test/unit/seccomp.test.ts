@@ -44,17 +44,21 @@ describe('profile files and the plan\'s program', () => {
   };
 
   /** A stand-in for the addon's compiler: records what it was given, and fails with `problems` when there are any. */
-  function fakeCompiler(problems: SeccompProblem[] = []): SeccompCompiler & { seen: (string | null)[] } {
+  function fakeCompiler(problems: SeccompProblem[] = []): SeccompCompiler & { seen: (string | null)[]; agents: (boolean | null | undefined)[] } {
     const seen: (string | null)[] = [];
+    const agents: (boolean | null | undefined)[] = [];
     return {
       seen,
-      compileSeccomp: (json) => {
+      agents,
+      compileSeccomp: (json, agent) => {
         seen.push(json);
-        if (problems.length > 0) throw Object.assign(new Error(`seccomp profile: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`), { code: 'InvalidArg' });
+        agents.push(agent);
+        if (problems.length > 0) throw Object.assign(new Error(problems.map((p) => `${p.path}: ${p.message}`).join('; ')), { code: 'InvalidArg' });
         return Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]);
       },
-      seccompProblems: (json) => {
+      seccompProblems: (json, agent) => {
         seen.push(`problems of ${json}`);
+        agents.push(agent);
         return problems;
       },
     };
@@ -112,15 +116,18 @@ describe('profile files and the plan\'s program', () => {
     expect(c.seen).toEqual([text, '{"defaultAction":"SCMP_ACT_LOG"}']);
   });
 
-  it('SCMP_ACT_NOTIFY only in an OCI bundle, whose first process hands its agent the listener: for run and the API, an error naming the rule', () => {
+  it('SCMP_ACT_NOTIFY only in an OCI bundle, whose first process hands its agent the listener: the compiler is told whether there is an agent, and its problems are reported as it words them', () => {
     const profile = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/agent.sock', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] } as const;
-    const e = rejection(() => seccompProgram(profile, fakeCompiler()));
-    expect(e.issues).toEqual([{ path: 'seccomp.syscalls[1].action', message: expect.stringMatching(/^SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle/) }]);
-    // An OCI bundle's (relaxed, as runc takes them) compiles.
-    expect(seccompProgram(profile, fakeCompiler(), dir, true)).toMatch(/^[0-9a-f]+$/);
-    // The compiler's "needs listenerPath" becomes the same for run and the API.
-    const c = fakeCompiler([{ path: 'syscalls[0].action', message: 'SCMP_ACT_NOTIFY needs listenerPath, the seccomp agent\'s socket' }]);
-    expect(rejection(() => seccompProgram({ defaultAction: 'SCMP_ACT_ALLOW' }, c)).issues[0]!.message).toMatch(/^SCMP_ACT_NOTIFY needs a seccomp agent/);
+    const problem = { path: 'syscalls[1].action', message: 'SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle' };
+    const refused = fakeCompiler([problem]);
+    const e = rejection(() => seccompProgram(profile, refused));
+    expect(e.issues).toEqual([{ path: 'seccomp.syscalls[1].action', message: problem.message }]);
+    // Compiled once and asked for its problems once, both without an agent: the profile is read by the compiler only.
+    expect(refused.agents).toEqual([false, false]);
+    // An OCI bundle's (relaxed, as runc takes them) has one.
+    const oci = fakeCompiler();
+    expect(seccompProgram(profile, oci, dir, true)).toMatch(/^[0-9a-f]+$/);
+    expect(oci.agents).toEqual([true]);
   });
 
   it("reports the validator's problems as one config error naming the file, each with its JSON path", () => {
@@ -155,7 +162,7 @@ describe('profile files and the plan\'s program', () => {
   it('says what the compiler said when the default profile itself fails (a host it does not know)', () => {
     const c: SeccompCompiler = {
       compileSeccomp: () => {
-        throw new Error('seccomp profile: seccomp filters are compiled for x86_64 and aarch64, not riscv64');
+        throw new Error('seccomp filters are compiled for x86_64 and aarch64, not riscv64');
       },
       seccompProblems: () => [],
     };

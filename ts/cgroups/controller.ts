@@ -28,7 +28,7 @@ export interface LimitWrite {
   missingHint: string;
 }
 
-/** Block devices named in the limits, by path: `major:minor`. */
+/** Block devices named in the limits, by deviceKey() (their path, or `major:minor`): `major:minor`. */
 export type DeviceNumbers = ReadonlyMap<string, string>;
 
 export interface Controller {

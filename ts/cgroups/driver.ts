@@ -15,7 +15,7 @@ import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, t
 import { delegatedParent, LEAF } from './delegation.js';
 import { cgroupError, cgroupProblem, EACCES, EBUSY, EEXIST, EPERM, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
 import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
-import { devicePaths, io } from './io.js';
+import { deviceKey, io, limitDevices, type LimitDevice } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
 import { hugetlb } from './hugetlb.js';
 import { memory, memoryStats } from './memory.js';
@@ -139,14 +139,15 @@ function splitList(text: string | null): string[] {
   return (text ?? '').trim().split(/\s+/).filter(Boolean);
 }
 
-/** major:minor of a block device, from stat's rdev (glibc's encoding). */
-function deviceNumber(path: string): string {
-  // The kernel's own name of a block device by number (an OCI config's major and minor).
-  const byNumber = /^\/sys\/dev\/block\/(\d+):(\d+)$/.exec(path);
-  if (byNumber) {
-    if (!existsSync(path)) throw cgroupProblem(path, `there is no block device ${byNumber[1]}:${byNumber[2]} on this host`, 'name a disk that exists (ls /sys/dev/block)', ENODEV);
-    return `${Number(byNumber[1])}:${Number(byNumber[2])}`;
+/** major:minor of a limit's block device: given (checked to exist), or from stat's rdev (glibc's encoding). */
+function deviceNumber(d: LimitDevice): string {
+  if (d.path === undefined) {
+    // The kernel's own name of a block device by number.
+    const sys = `/sys/dev/block/${d.major}:${d.minor}`;
+    if (!existsSync(sys)) throw cgroupProblem(sys, `there is no block device ${d.major}:${d.minor} on this host`, 'name a disk that exists (ls /sys/dev/block)', ENODEV);
+    return `${d.major}:${d.minor}`;
   }
+  const path = d.path;
   let st;
   try {
     st = statSync(path, { bigint: true });
@@ -290,7 +291,7 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     throw cgroupProblem('/sys/fs/cgroup/devices', 'device rules need a v1 devices hierarchy, and this host has none', 'mount it (mount -t cgroup -o devices cgroup /sys/fs/cgroup/devices); tsbox uses an eBPF device filter instead on pure cgroup v2 hosts only', ENOENT);
   }
   const devices = new Map<string, string>();
-  if (versions.has('io')) for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
+  if (versions.has('io')) for (const d of limitDevices(l)) devices.set(deviceKey(d), deviceNumber(d));
   const writes = CONTROLLERS.filter((c) => versions.has(c.name)).flatMap((c) => c.writes(versions.get(c.name)!, l, devices));
   // The unified files last, so that they override (as runc and crun write them).
   for (const [file, value] of Object.entries(l.unified ?? {})) {
@@ -464,6 +465,8 @@ export interface PreparedCgroup {
   readonly paths: Readonly<Record<string, string>>;
   /** The cgroup.procs file of each directory in `paths`: where a process is placed. */
   readonly procsFiles: readonly string[];
+  /** Directories of `paths` that exist already (a joined cgroupsPath): kept when the container goes. */
+  readonly kept: readonly string[];
   create(): Cgroup;
 }
 
@@ -497,6 +500,8 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     // A systemd scope's slices are systemd's, made and removed by it.
     parents: p.systemd !== undefined ? [] : [...new Set([...p.hierarchies.values()].flatMap((d) => (d.exact ? missingAncestors(d.tsbox, fs) : [d.tsbox])))],
     ...(p.adopted.length > 0 ? { kept: p.adopted } : {}),
+    // A joined cgroup keeps what is attached to it: its teardown detaches the program.
+    ...(opts.devices && layout.mode === 'v2' && p.adopted.includes(p.hierarchies.get('unified')!.leaf) ? { deviceFilter: p.hierarchies.get('unified')!.leaf } : {}),
     ...(opts.path !== undefined ? { exact: true } : {}),
     ...(p.systemd !== undefined ? { systemd: p.systemd } : {}),
   };
@@ -506,6 +511,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     v2Path: layout.mode === 'v2' ? (placement.dirs.unified ?? null) : null,
     paths: Object.freeze({ ...placement.dirs }),
     procsFiles: procsFiles(placement.dirs),
+    kept: Object.freeze([...(placement.kept ?? [])]),
     create(): Cgroup {
       if (created) throw new Error('PreparedCgroup.create() runs once');
       created = true;
@@ -524,7 +530,8 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
         createDirs(p, fs, made, madeParents, trace);
         // Before the limits and before any process: nothing in the cgroup
         // ever opens a device the rules deny. The program goes with the
-        // cgroup (rmdir), on the failure path below too.
+        // cgroup (rmdir), on the failure path below too; from a joined
+        // cgroup, which stays, it is detached (placement.deviceFilter).
         if (opts.devices && layout.mode === 'v2') attachDeviceFilter(p.hierarchies.get('unified')!.leaf, opts.devices, fs, trace);
         else if (opts.devices) writeDeviceRules(p.hierarchies.get('devices')!.leaf, opts.devices, fs, trace);
         for (const w of p.writes) writeLimit(w, p.hierarchies.get(w.hierarchy)!.leaf, fs, writes, trace);
@@ -535,7 +542,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
           // A joined cgroup is emptied, never removed (placement.kept).
           // A systemd scope is stopped instead (which also ends the helper in it).
           if (placement.systemd !== undefined) stopScope(placement.systemd);
-          else removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}) }, fs);
+          else removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}), ...(placement.deviceFilter !== undefined ? { deviceFilter: placement.deviceFilter } : {}) }, fs);
           removeParents([...madeParents].reverse(), fs);
         } catch {
           // The first error is the one to report.
@@ -720,7 +727,7 @@ export function updateCgroup(id: string, given: CgroupLimitsInput, opts: { state
     const version = m.dirs[c.v1[0]!] !== undefined ? 1 : v2.includes(c.name) ? 2 : null;
     if (version === null) throw cgroupProblem(id.slice(0, 12), `the container's cgroup has no ${c.name} controller, which ${c.limits.filter((k) => keys.includes(k)).join(', ')} needs`, 'a limit needs its controller from create on: set one of its limits then', ENOENT);
     const devices = new Map<string, string>();
-    if (c.name === 'io') for (const path of devicePaths(l)) devices.set(path, deviceNumber(path));
+    if (c.name === 'io') for (const d of limitDevices(l)) devices.set(deviceKey(d), deviceNumber(d));
     // The controller's writes for what was given; a controller nothing was
     // given for is left alone (the default pids limit stays). v1 refuses a
     // memory limit above memory+swap: raising both goes the other way round.

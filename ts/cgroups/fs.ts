@@ -32,6 +32,12 @@ export interface CgroupFs {
    * the call that failed (`syscall`), as Node's system errors have them.
    */
   attachDeviceFilter(dir: string, rules: readonly DeviceRuleWrite[]): void;
+  /**
+   * Detaches tsbox's device programs from the cgroup v2 directory `dir`,
+   * which stays (a joined cgroupsPath's teardown); others' are left, and a
+   * directory that is gone has none. Throws as attachDeviceFilter does.
+   */
+  detachDeviceFilter(dir: string): void;
 }
 
 export const realFs: CgroupFs = {
@@ -69,6 +75,10 @@ export const realFs: CgroupFs = {
   kill: (pid, signal) => process.kill(pid, signal),
   attachDeviceFilter: (dir, rules) => {
     const failed = loadNative().binding.attachDeviceFilter(dir, rules.map((r) => ({ file: r.file, value: r.value })));
+    if (failed) throw Object.assign(new Error(failed.detail), { errno: -failed.errno, syscall: failed.call, path: dir });
+  },
+  detachDeviceFilter: (dir) => {
+    const failed = loadNative().binding.detachDeviceFilter(dir);
     if (failed) throw Object.assign(new Error(failed.detail), { errno: -failed.errno, syscall: failed.call, path: dir });
   },
 };

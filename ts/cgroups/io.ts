@@ -30,9 +30,22 @@ const RATES: readonly { limit: RateLimit; v1: string; v2: string }[] = [
   { limit: 'deviceWriteIops', v1: 'blkio.throttle.write_iops_device', v2: 'wiops' },
 ];
 
-/** Every device path the limits name. */
-export function devicePaths(l: CgroupLimits): string[] {
-  return [...new Set([...(l.blkioWeightDevice ?? []).map((d) => d.path), ...RATES.flatMap((r) => (l[r.limit] ?? []).map((d) => d.path))])];
+/** A block device as a limit names it: by path, or by number (the schema lets through exactly one of the two). */
+export interface LimitDevice {
+  path?: string | undefined;
+  major?: number | undefined;
+  minor?: number | undefined;
+}
+
+/** The key of a limit's device in {@link DeviceNumbers}: its path, or `major:minor`. */
+export function deviceKey(d: LimitDevice): string {
+  return d.path ?? `${d.major}:${d.minor}`;
+}
+
+/** Every block device the limits name, once each. */
+export function limitDevices(l: CgroupLimits): LimitDevice[] {
+  const all: LimitDevice[] = [...(l.blkioWeightDevice ?? []), ...RATES.flatMap((r) => l[r.limit] ?? [])];
+  return [...new Map(all.map((d) => [deviceKey(d), d.path !== undefined ? { path: d.path } : { major: d.major, minor: d.minor }])).values()];
 }
 
 export const io: Controller = {
@@ -40,22 +53,22 @@ export const io: Controller = {
   v1: ['blkio'],
   limits: ['blkioWeight', 'blkioWeightDevice', 'deviceReadBps', 'deviceWriteBps', 'deviceReadIops', 'deviceWriteIops'],
   stats: false,
-  required: (l) => l.blkioWeight !== undefined || devicePaths(l).length > 0,
+  required: (l) => l.blkioWeight !== undefined || limitDevices(l).length > 0,
   writes(version, l, devices: DeviceNumbers) {
     const out: LimitWrite[] = [];
-    const dev = (path: string) => devices.get(path)!;
+    const dev = (d: LimitDevice) => devices.get(deviceKey(d))!;
     if (version === 1) {
       if (l.blkioWeight !== undefined) {
         const value = String(l.blkioWeight);
         out.push({ hierarchy: 'blkio', files: [{ file: 'blkio.weight', value }, { file: 'blkio.bfq.weight', value }], limit: 'blkioWeight', missingHint: WEIGHT_HINT });
       }
       for (const d of l.blkioWeightDevice ?? []) {
-        const value = `${dev(d.path)} ${d.weight}`;
+        const value = `${dev(d)} ${d.weight}`;
         out.push({ hierarchy: 'blkio', files: [{ file: 'blkio.weight_device', value }, { file: 'blkio.bfq.weight_device', value }], limit: 'blkioWeightDevice', missingHint: WEIGHT_HINT });
       }
       for (const r of RATES) {
         for (const d of l[r.limit] ?? []) {
-          out.push({ hierarchy: 'blkio', files: [{ file: r.v1, value: `${dev(d.path)} ${d.rate}` }], limit: r.limit, missingHint: THROTTLE_HINT });
+          out.push({ hierarchy: 'blkio', files: [{ file: r.v1, value: `${dev(d)} ${d.rate}` }], limit: r.limit, missingHint: THROTTLE_HINT });
         }
       }
       return out;
@@ -75,8 +88,8 @@ export const io: Controller = {
       out.push({
         hierarchy: 'unified',
         files: [
-          { file: 'io.weight', value: `${dev(d.path)} ${blkioWeightToIoWeight(d.weight)}` },
-          { file: 'io.bfq.weight', value: `${dev(d.path)} ${d.weight}` },
+          { file: 'io.weight', value: `${dev(d)} ${blkioWeightToIoWeight(d.weight)}` },
+          { file: 'io.bfq.weight', value: `${dev(d)} ${d.weight}` },
         ],
         limit: 'blkioWeightDevice',
         missingHint: WEIGHT_HINT,
@@ -86,9 +99,9 @@ export const io: Controller = {
     const lines = new Map<string, { keys: string[]; limit: RateLimit }>();
     for (const r of RATES) {
       for (const d of l[r.limit] ?? []) {
-        const line = lines.get(dev(d.path)) ?? { keys: [], limit: r.limit };
+        const line = lines.get(dev(d)) ?? { keys: [], limit: r.limit };
         line.keys.push(`${r.v2}=${d.rate}`);
-        lines.set(dev(d.path), line);
+        lines.set(dev(d), line);
       }
     }
     for (const [majMin, line] of lines) {

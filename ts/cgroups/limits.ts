@@ -170,10 +170,21 @@ const cpuList = z.string().check(
 /** cgroup v2 files that only the runtime writes: who is in the cgroup, what its children get, and its state. */
 const RUNTIME_FILES = new Set(['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control', 'cgroup.type', 'cgroup.kill', 'cgroup.freeze', 'cgroup.controllers', 'cgroup.events', 'cgroup.stat']);
 
-/** A block device: its path (/dev/sda), or /sys/dev/block/MAJ:MIN, the kernel's name for it by number. */
+/** A block device by its path (/dev/sda). */
 const devicePath = z.string().check(z.refine((p) => p.startsWith('/') && !p.includes('\0'), { message: 'must be an absolute path to a block device' }));
-const bpsDevice = z.strictObject({ path: devicePath, rate: positiveSize });
-const iopsDevice = z.strictObject({ path: devicePath, rate: z.number().check(z.int(), z.positive()) });
+const deviceNumberPart = z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff));
+/**
+ * A block device of a limit with its value: by path (`{ path: '/dev/sda', ... }`),
+ * or by number (`{ major: 8, minor: 0, ... }`, as an OCI config gives it).
+ */
+const byDevice = { path: z.optional(devicePath), major: z.optional(deviceNumberPart), minor: z.optional(deviceNumberPart) };
+const oneDevice = z.refine<{ path?: string | undefined; major?: number | undefined; minor?: number | undefined }>(
+  (d) => (d.path === undefined ? d.major !== undefined && d.minor !== undefined : d.major === undefined && d.minor === undefined),
+  { message: 'must name its block device by path, or by major and minor: one of the two' },
+);
+const bpsDevice = z.strictObject({ ...byDevice, rate: positiveSize }).check(oneDevice);
+const iopsDevice = z.strictObject({ ...byDevice, rate: z.number().check(z.int(), z.positive()) }).check(oneDevice);
+const weightDevice = z.strictObject({ ...byDevice, weight: z.number().check(z.int(), z.gte(10), z.lte(1000)) }).check(oneDevice);
 
 /**
  * The resource limits of a container, with Docker's flags' names and
@@ -213,7 +224,7 @@ export const cgroupLimitsSchema = z
     /** `--blkio-weight`: relative block I/O weight, 10..1000. v2 io.weight (converted) and io.bfq.weight. */
     blkioWeight: z.optional(z.number().check(z.int(), z.gte(10), z.lte(1000))),
     /** `--blkio-weight-device`: the block I/O weight on one device, 10..1000. v1 blkio.weight_device / blkio.bfq.weight_device, v2 io.weight (converted) / io.bfq.weight. */
-    blkioWeightDevice: z.optional(z.array(z.strictObject({ path: devicePath, weight: z.number().check(z.int(), z.gte(10), z.lte(1000)) }))),
+    blkioWeightDevice: z.optional(z.array(weightDevice)),
     /** `--device-read-bps`: read bytes per second, per block device. */
     deviceReadBps: z.optional(z.array(bpsDevice)),
     /** `--device-write-bps`: written bytes per second, per block device. */

@@ -19,6 +19,12 @@ export interface Placement {
   parents: string[];
   /** Directories of `dirs` that existed before the container (an OCI cgroupsPath it joined): emptied, never removed. */
   kept?: string[];
+  /**
+   * The kept v2 directory of `kept` with tsbox's eBPF device program on it
+   * (pure v2 with device rules): the program is detached when the container
+   * goes, since the cgroup does not take it with it.
+   */
+  deviceFilter?: string;
   /** `parents` are what an exact path (an OCI cgroupsPath) made: its own, removed with it once empty, not shared. */
   exact?: boolean;
   /** The systemd scope unit whose cgroup `dirs.unified` is (systemd.ts): stopped once the cgroup is gone. */
@@ -144,7 +150,17 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
   const last = new Set([p.dirs.freezer, p.dirs.unified]);
   const kept = new Set(p.kept ?? []);
   const order = unique([...Object.values(p.dirs).filter((d) => !last.has(d)), ...Object.values(p.dirs).filter((d) => last.has(d))]).filter((d) => !kept.has(d));
-  if (kept.size > 0) killCgroup({ dirs: Object.fromEntries(Object.entries(p.dirs).filter(([, d]) => kept.has(d))), parents: [] }, fs);
+  let first: unknown = null;
+  if (kept.size > 0) {
+    killCgroup({ dirs: Object.fromEntries(Object.entries(p.dirs).filter(([, d]) => kept.has(d))), parents: [] }, fs);
+    if (p.deviceFilter !== undefined && kept.has(p.deviceFilter)) {
+      try {
+        fs.detachDeviceFilter(p.deviceFilter);
+      } catch (err) {
+        first = cgroupError(err, p.deviceFilter, `detach tsbox's eBPF device program from the joined cgroup, which stays (${(err as NodeJS.ErrnoException).syscall ?? 'bpf'}): ${(err as Error).message}`, 'bpftool cgroup show <dir> lists it; `bpftool cgroup detach <dir> device id <id>` removes it');
+      }
+    }
+  }
   let removed = 0;
   for (const dir of order) {
     try {
@@ -156,7 +172,6 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
   }
   const left = order.slice(removed);
   if (removed > 0) p = { dirs: Object.fromEntries(Object.entries(p.dirs).filter(([, d]) => left.includes(d))), parents: p.parents };
-  let first: unknown = null;
   try {
     killCgroup(p, fs);
   } catch (err) {

@@ -108,27 +108,22 @@ export interface SeccompProblem {
 
 /** The addon's compiler and validator (kept out of the plan builder so unit tests need no addon). */
 export interface SeccompCompiler {
-  /** Profile JSON (null: tsbox's default) to BPF bytes; throws on a bad profile. */
-  compileSeccomp: (profileJson: string | null) => Buffer;
-  /** Every problem of a profile, with its JSON path (the one validator, in Rust). */
-  seccompProblems: (profileJson: string) => SeccompProblem[];
+  /**
+   * Profile JSON (null: tsbox's default) to BPF bytes; throws on a bad
+   * profile. `agent`: whether the container hands a seccomp agent the
+   * listener of SCMP_ACT_NOTIFY rules (an OCI bundle's); without one each
+   * such rule is a problem.
+   */
+  compileSeccomp: (profileJson: string | null, agent?: boolean | null) => Buffer;
+  /** Every problem of a profile, with its JSON path (the one validator, in Rust), `agent` as for compileSeccomp. */
+  seccompProblems: (profileJson: string, agent?: boolean | null) => SeccompProblem[];
   /** An OCI bundle's profile as runc takes it: unknown names left out, one action per call. */
   seccompRelax?: (profileJson: string) => string;
 }
 
-const NOTIFY_OUTSIDE_OCI = 'SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle (linux.seccomp.listenerPath); use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS';
-
-/** The index of a profile's first SCMP_ACT_NOTIFY rule, or -1 (a profile object, or its JSON). */
+/** The index of a profile object's first SCMP_ACT_NOTIFY rule, or -1. */
 export function notifyRule(profile: unknown): number {
-  let p = profile;
-  if (typeof p === 'string') {
-    try {
-      p = JSON.parse(p);
-    } catch {
-      return -1;
-    }
-  }
-  const rules = (p as { syscalls?: unknown } | null | undefined)?.syscalls;
+  const rules = (profile as { syscalls?: unknown } | null | undefined)?.syscalls;
   return Array.isArray(rules) ? rules.findIndex((r) => (r as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY') : -1;
 }
 
@@ -159,18 +154,16 @@ export function seccompProgram(option: SeccompOption | undefined, compiler: Secc
   }
   // An OCI runtime takes its callers' profiles (podman's, Docker's) as runc does.
   if (relaxed && json !== null && compiler.seccompRelax) json = compiler.seccompRelax(json);
-  let program: string;
-  try {
-    program = compiler.compileSeccomp(json).toString('hex');
-  } catch (err) {
-    const problems = json === null ? [] : compiler.seccompProblems(json);
-    // The default profile failing is a tsbox bug or a host the compiler does not know: say what it said.
-    const issues = problems.length > 0 ? problems : [{ path: '(profile)', message: (err as Error).message.replace(/^seccomp profile: /, '') }];
-    throw configError(source, issues.map((i) => ({ path: under(i.path), message: !relaxed && i.message.startsWith('SCMP_ACT_NOTIFY needs listenerPath') ? NOTIFY_OUTSIDE_OCI : i.message })));
-  }
   // Only an OCI bundle's first process hands a seccomp agent its listener
-  // (linux.seccomp.listenerPath); here a notified call would fail with ENOSYS.
-  const notified = relaxed || json === null ? -1 : notifyRule(json);
-  if (notified >= 0) throw configError(source, [{ path: under(`syscalls[${notified}].action`), message: NOTIFY_OUTSIDE_OCI }]);
-  return program;
+  // (linux.seccomp.listenerPath): elsewhere the compiler refuses each
+  // SCMP_ACT_NOTIFY rule, whose call would fail with ENOSYS.
+  const agent = relaxed;
+  try {
+    return compiler.compileSeccomp(json, agent).toString('hex');
+  } catch (err) {
+    const problems = json === null ? [] : compiler.seccompProblems(json, agent);
+    // The default profile failing is a tsbox bug or a host the compiler does not know: say what it said.
+    const issues = problems.length > 0 ? problems : [{ path: '(profile)', message: (err as Error).message }];
+    throw configError(source, issues.map((i) => ({ path: under(i.path), message: i.message })));
+  }
 }

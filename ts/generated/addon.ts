@@ -134,10 +134,21 @@ export declare function attachDeviceFilter(cgroup: string, rules: Array<DeviceRu
 /**
  * Compiles an OCI `linux.seccomp` profile (JSON text; null for tsbox's
  * default profile) for this machine's architecture, and returns the BPF
- * program as raw `struct sock_filter` bytes. A bad profile throws an error
- * naming the JSON path of each problem.
+ * program as raw `struct sock_filter` bytes. `agent`: whether the container
+ * hands a seccomp agent the listener of SCMP_ACT_NOTIFY rules (an OCI
+ * bundle's; default true); without one each such rule is a problem. A bad
+ * profile throws an error naming the JSON path of each problem (its message
+ * is the problems themselves, for a caller with no other words for them).
  */
-export declare function compileSeccomp(profileJson?: string | undefined | null): Buffer
+export declare function compileSeccomp(profileJson?: string | undefined | null, agent?: boolean | undefined | null): Buffer
+
+/**
+ * Detaches tsbox's device programs (by their name) from the cgroup v2
+ * directory `cgroup`, which stays: the teardown of a joined cgroupsPath.
+ * Other programs on it are left. A cgroup that is gone has none. Returns
+ * null when none is left, else what failed.
+ */
+export declare function detachDeviceFilter(cgroup: string): DeviceFilterFailure | null
 
 /**
  * Why the filter could not be put in place: the call that failed, its
@@ -236,9 +247,9 @@ export interface SeccompProblem {
 /**
  * Every problem of an OCI `linux.seccomp` profile (JSON text) for this
  * machine, from the one validator (tsbox_core::seccomp::problems); empty
- * when `compileSeccomp` would take it.
+ * when `compileSeccomp` would take it (with the same `agent`).
  */
-export declare function seccompProblems(profileJson: string): Array<SeccompProblem>
+export declare function seccompProblems(profileJson: string, agent?: boolean | undefined | null): Array<SeccompProblem>
 
 /**
  * An OCI bundle's profile taken as runc takes it (tsbox_core's

@@ -31,6 +31,12 @@ maps: MapsPhase,
  */
 cgroup: CgroupPhase, 
 /**
+ * Directories of the cgroup that existed before the container (a
+ * joined OCI cgroupsPath): kept when it ends, never removed by the
+ * monitor.
+ */
+cgroupKept?: Array<string>, 
+/**
  * Phase `network`: who sets up the network namespace.
  */
 network: NetworkPhase, 

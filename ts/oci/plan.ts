@@ -302,6 +302,7 @@ export function ociContainer(spec: OciSpec, bundle: string, file: string, trace 
       init: false,
       maps: ctx.maps ?? { writer: 'none' },
       cgroup: ctx.cgroupPhase ?? { how: 'none' },
+      ...(ctx.cgroupKept?.length ? { cgroupKept: [...ctx.cgroupKept] } : {}),
       network: 'loopback',
       trace,
       traceT0Ns: Number(ctx.traceT0Ns),
@@ -787,17 +788,17 @@ export function ociLimits(r: OciResources | null | undefined, refuse: (path: str
     set('blkioWeight', 'blockIO.weight', b.weight || undefined);
     // The kernel lost leaf weights with CFQ (5.0); runc's write of them fails there too.
     if (b.leafWeight) refuse(`${base}.blockIO.leafWeight`, 'the kernel has had no leaf weight since 5.0 (it went with the CFQ scheduler): leave it out');
-    // A block device by number is /sys/dev/block/MAJ:MIN, the kernel's own name for it.
-    const device = (d: { major: number | bigint; minor: number | bigint }) => `/sys/dev/block/${d.major}:${d.minor}`;
+    // A block device by number, as the config gives it.
+    const device = (d: { major: number | bigint; minor: number | bigint }) => ({ major: Number(d.major), minor: Number(d.minor) });
     const weights = (b.weightDevice ?? []).flatMap((d, i) => {
       if (d.leafWeight) refuse(`${base}.blockIO.weightDevice[${i}].leafWeight`, 'the kernel has had no leaf weight since 5.0 (it went with the CFQ scheduler): leave it out');
-      return d.weight ? [{ path: device(d), weight: d.weight }] : [];
+      return d.weight ? [{ ...device(d), weight: d.weight }] : [];
     });
     if (weights.length > 0) set('blkioWeightDevice', 'blockIO.weightDevice', weights);
     const rates = { throttleReadBpsDevice: 'deviceReadBps', throttleWriteBpsDevice: 'deviceWriteBps', throttleReadIOPSDevice: 'deviceReadIops', throttleWriteIOPSDevice: 'deviceWriteIops' } as const;
     for (const [k, limit] of Object.entries(rates) as [keyof typeof rates, (typeof rates)[keyof typeof rates]][]) {
       // A rate of 0 is no limit (the kernel's own reading of it).
-      const list = (b[k] ?? []).filter((d) => num(d.rate)! > 0).map((d) => ({ path: device(d), rate: num(d.rate)! }));
+      const list = (b[k] ?? []).filter((d) => num(d.rate)! > 0).map((d) => ({ ...device(d), rate: num(d.rate)! }));
       if (list.length > 0) set(limit, `blockIO.${k}`, list);
     }
     for (const k of Object.keys(b)) if (!BLOCK_IO_KEYS.has(k) && b[k] != null) refuse(`${base}.blockIO.${k}`, 'is not a field of runtime-spec 1.2 that tsbox knows');

@@ -345,6 +345,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
         : cgroupInfo.v2Path
           ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared!.procsFiles] }
           : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
+      cgroupKept: prepared?.kept ?? [],
       control: join(dir, 'control.sock'),
       layers: extras.layers,
       detach: o.detach,

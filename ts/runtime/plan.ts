@@ -124,6 +124,8 @@ export interface PlanContext {
   cgroup?: { mode: 'v1' | 'hybrid' | 'v2'; v2Path: string | null; paths: Readonly<Record<string, string>> } | null;
   /** Phase `cgroup`, as launch decided it. */
   cgroupPhase?: SandboxPlan['cgroup'];
+  /** Directories of the cgroup that existed before (a joined cgroupsPath): the monitor never removes them. */
+  cgroupKept?: readonly string[];
   /** Phase `maps`, as launch decided it. */
   maps?: SandboxPlan['maps'];
   detach?: boolean;
@@ -380,6 +382,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     init: o.init,
     maps: ctx.maps ?? { writer: 'none' },
     cgroup: ctx.cgroupPhase ?? { how: 'none' },
+    ...(ctx.cgroupKept?.length ? { cgroupKept: [...ctx.cgroupKept] } : {}),
     // Phase `network`: a bridged container's interfaces are Node's to make (ts/network).
     network: o.network.mode === 'bridge' ? 'node' : 'loopback',
     trace: o.trace,

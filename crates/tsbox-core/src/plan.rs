@@ -33,6 +33,12 @@ pub struct SandboxPlan {
     pub maps: MapsPhase,
     /// Phase `cgroup`: how the child gets into its cgroup.
     pub cgroup: CgroupPhase,
+    /// Directories of the cgroup that existed before the container (a
+    /// joined OCI cgroupsPath): kept when it ends, never removed by the
+    /// monitor.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "Array<string>"))]
+    pub cgroup_kept: Vec<String>,
     /// Phase `network`: who sets up the network namespace.
     pub network: NetworkPhase,
     /// Print every setup step with its time offset to stderr.
@@ -683,6 +689,7 @@ mod tests {
                 procs: vec!["/sys/fs/cgroup/pids/tsbox/x/cgroup.procs".into()],
                 made_by_node: true,
             },
+            cgroup_kept: vec![],
             network: NetworkPhase::Loopback,
             trace: false,
             trace_t0_ns: 0,

@@ -102,24 +102,9 @@ pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
 pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 /// The atime mode's bits, cleared when one is set.
-const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
-
-/// Sets the atime mode `atime` (relatime, noatime or strictatime) of the
-/// mount at `fd`, and of every mount below it when `recursive`.
-pub fn mount_setattr_atime(fd: RawFd, atime: u64, recursive: bool) -> Result<(), Errno> {
-    setattr(
-        fd,
-        MountAttr {
-            attr_set: atime,
-            attr_clr: MOUNT_ATTR_ATIME_MASK,
-            propagation: 0,
-            userns_fd: 0,
-        },
-        recursive,
-    )
-}
 
 /// Sets the propagation (MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE)
 /// of the mount at `fd`, and of every mount below it when `recursive`.
@@ -136,14 +121,16 @@ pub fn mount_setattr_propagation(fd: RawFd, propagation: u64, recursive: bool) -
     )
 }
 
-/// Adds attributes to the mount at `fd` (and every mount below it when
-/// `recursive`), without the remount rule that every locked flag be repeated.
-pub fn mount_setattr(fd: RawFd, attr_set: u64, recursive: bool) -> Result<(), Errno> {
+/// Sets attributes of the mount at `fd` (and every mount below it when
+/// `recursive`) in one call, without the remount rule that every locked flag
+/// be repeated: `attr_set`, after clearing `attr_clr` (MOUNT_ATTR_ATIME_MASK
+/// with an atime mode in `attr_set`: the kernel's rule).
+pub fn mount_setattr(fd: RawFd, attr_set: u64, attr_clr: u64, recursive: bool) -> Result<(), Errno> {
     setattr(
         fd,
         MountAttr {
             attr_set,
-            attr_clr: 0,
+            attr_clr,
             propagation: 0,
             userns_fd: 0,
         },

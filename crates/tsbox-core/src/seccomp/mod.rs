@@ -36,7 +36,7 @@ mod tests;
 
 pub use compile::compile;
 pub use default::{default_profile, default_profile_json, hardening_rules, SOCKET_FAMILIES};
-pub use profile::{Action, Arg, Op, Profile, SyscallRule, ARCHITECTURES, FLAGS};
+pub use profile::{Action, Agent, Arg, Op, Profile, SyscallRule, ARCHITECTURES, FLAGS};
 pub use relax::relax;
 
 use std::fmt;
@@ -137,8 +137,8 @@ pub struct Problem {
 /// system calls, a program over the kernel's limit. Empty when it compiles.
 /// This is the one validator of profiles; the TypeScript side only reports
 /// what it finds.
-pub fn problems(text: &str, arch: Arch) -> Vec<Problem> {
-    let found = match Profile::from_json(text) {
+pub fn problems(text: &str, arch: Arch, agent: Agent) -> Vec<Problem> {
+    let found = match Profile::from_json_for(text, agent) {
         Ok(profile) => match compile(&profile, arch) {
             Ok(_) => return Vec::new(),
             Err(p) => p,

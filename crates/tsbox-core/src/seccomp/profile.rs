@@ -236,16 +236,26 @@ impl Profile {
     /// Reads a profile from JSON. Every problem is reported with its JSON path;
     /// a profile that reads cleanly has also passed [`Profile::validate`].
     pub fn from_json(text: &str) -> Result<Profile, Problems> {
+        Profile::from_json_for(text, Agent::Given)
+    }
+
+    /// [`Profile::from_json`] where `agent` says whether a seccomp agent can
+    /// get the listener of SCMP_ACT_NOTIFY rules.
+    pub fn from_json_for(text: &str, agent: Agent) -> Result<Profile, Problems> {
         let value: Value = serde_json::from_str(text).map_err(|e| SeccompError::Json { message: e.to_string() })?;
-        Profile::from_value(&value)
+        Profile::from_value_for(&value, agent)
     }
 
     pub fn from_value(value: &Value) -> Result<Profile, Problems> {
+        Profile::from_value_for(value, Agent::Given)
+    }
+
+    fn from_value_for(value: &Value, agent: Agent) -> Result<Profile, Problems> {
         let mut r = Reader::default();
         let profile = r.profile(value);
         match profile {
             Some(p) if r.problems.is_empty() => {
-                p.validate()?;
+                p.validate_for(agent)?;
                 Ok(p)
             }
             _ => Err(Problems(r.problems)),
@@ -260,6 +270,12 @@ impl Profile {
     /// argument indexes, operators used with the values they take, one
     /// unconditional action per call, and no feature tsbox would have to drop.
     pub fn validate(&self) -> Result<(), Problems> {
+        self.validate_for(Agent::Given)
+    }
+
+    /// [`Profile::validate`] where `agent` says whether SCMP_ACT_NOTIFY rules
+    /// can have a seccomp agent (with [`Agent::None`] each is a problem).
+    pub fn validate_for(&self, agent: Agent) -> Result<(), Problems> {
         let mut problems = Vec::new();
         let mut p = |e: SeccompError| problems.push(e);
         if self.default_action == Action::Notify {
@@ -309,7 +325,12 @@ impl Profile {
                 });
             }
             if rule.action == Action::Notify {
-                if listener.is_empty() {
+                if agent == Agent::None {
+                    p(SeccompError::Invalid {
+                        path: format!("{at}.action"),
+                        message: NO_AGENT.into(),
+                    });
+                } else if listener.is_empty() {
                     p(SeccompError::Invalid {
                         path: format!("{at}.action"),
                         message: "SCMP_ACT_NOTIFY needs listenerPath, the seccomp agent's socket that gets the notification descriptor"
@@ -405,6 +426,17 @@ impl Profile {
         }
     }
 }
+
+/// Whether the container's process can hand a seccomp agent the listener
+/// of its SCMP_ACT_NOTIFY rules: only an OCI bundle's can
+/// (linux.seccomp.listenerPath); `tsbox run` and the API have no agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    Given,
+    None,
+}
+
+const NO_AGENT: &str = "SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle (linux.seccomp.listenerPath); use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS";
 
 fn notify(path: &str) -> SeccompError {
     SeccompError::Unsupported {

@@ -1091,6 +1091,31 @@ fn what_tsbox_cannot_honour_is_refused_not_dropped() {
     assert!(shown[0].contains("SCMP_ACT_NOTIFY needs listenerPath"), "{}", shown[0]);
 }
 
+/// Without an agent (tsbox run, the API) every SCMP_ACT_NOTIFY rule is a
+/// problem of its own, listenerPath or not, listed with the others.
+#[test]
+fn notify_rules_without_an_agent_are_each_a_problem() {
+    let text = r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, {"names": ["mkdri"], "action": "SCMP_ACT_ERRNO"}, {"names": ["chroot"], "action": "SCMP_ACT_NOTIFY"}]}"#;
+    let found: Vec<_> = problems(text, Arch::X86_64, Agent::None).into_iter().map(|p| p.path).collect();
+    assert_eq!(
+        found,
+        ["syscalls[1].action", "syscalls[2].names[0]", "syscalls[3].action"],
+        "{found:?}"
+    );
+    let first = &problems(text, Arch::X86_64, Agent::None)[0];
+    assert!(
+        first
+            .message
+            .starts_with("SCMP_ACT_NOTIFY needs a seccomp agent, which tsbox hands a listener only in an OCI bundle"),
+        "{}",
+        first.message
+    );
+    // With one, only the unknown name.
+    let given: Vec<_> = problems(text, Arch::X86_64, Agent::Given).into_iter().map(|p| p.path).collect();
+    assert_eq!(given, ["syscalls[2].names[0]"]);
+}
+
 /// SCMP_ACT_NOTIFY with an agent's socket: the notified call returns
 /// SECCOMP_RET_USER_NOTIF, the others their own actions.
 #[test]
@@ -1324,21 +1349,24 @@ fn a_program_travels_as_hex_and_is_checked_on_arrival() {
 #[test]
 fn problems_are_paths_and_messages_from_every_stage() {
     let ok = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28}]}"#;
-    assert_eq!(problems(ok, Arch::X86_64), vec![]);
+    assert_eq!(problems(ok, Arch::X86_64, Agent::Given), vec![]);
     let pair = |p: &Problem| (p.path.clone(), p.message.clone());
     // Not JSON: the whole profile is at fault.
-    let broken: Vec<_> = problems(r#"{"defaultAction": "#, Arch::X86_64).iter().map(pair).collect();
+    let broken: Vec<_> = problems(r#"{"defaultAction": "#, Arch::X86_64, Agent::Given)
+        .iter()
+        .map(pair)
+        .collect();
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0].0, "(profile)");
     assert!(broken[0].1.starts_with("not valid JSON: "), "{:?}", broken[0]);
     // Reading and checking: every problem, in document order, none repeating its path.
     let bad = r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1, "syscalls": [{"names": ["mkdri"], "action": "SCMP_ACT_NOTIFY", "x": 1}]}"#;
-    let found: Vec<_> = problems(bad, Arch::X86_64).iter().map(pair).collect();
+    let found: Vec<_> = problems(bad, Arch::X86_64, Agent::Given).iter().map(pair).collect();
     assert_eq!(found.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["syscalls[0].x"]);
     assert!(found[0].1.starts_with("unknown field"), "{found:?}");
     let bad =
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1, "syscalls": [{"names": ["mkdri"], "action": "SCMP_ACT_NOTIFY"}]}"#;
-    let found: Vec<_> = problems(bad, Arch::X86_64).iter().map(pair).collect();
+    let found: Vec<_> = problems(bad, Arch::X86_64, Agent::Given).iter().map(pair).collect();
     assert_eq!(
         found.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
         ["defaultErrnoRet", "syscalls[0].action", "syscalls[0].names[0]"]
@@ -1350,7 +1378,7 @@ fn problems_are_paths_and_messages_from_every_stage() {
         .map(|i| format!(r#"{{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": {}, "args": [{{"index": 0, "value": {i}, "op": "SCMP_CMP_EQ"}}]}}"#, i % 2 + 1))
         .collect();
     let large = format!(r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{}]}}"#, rules.join(","));
-    let found: Vec<_> = problems(&large, Arch::Aarch64).iter().map(pair).collect();
+    let found: Vec<_> = problems(&large, Arch::Aarch64, Agent::Given).iter().map(pair).collect();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].0, "(profile)");
     assert!(found[0].1.contains("at most 4096"), "{found:?}");
@@ -1369,12 +1397,12 @@ fn relax_takes_podmans_profile_as_runc_does() {
         {"names": ["syscall"], "action": "SCMP_ACT_ALLOW"}
     ]}"#;
     // tsbox's own check refuses it.
-    assert!(!problems(podman, Arch::X86_64).is_empty());
+    assert!(!problems(podman, Arch::X86_64, Agent::Given).is_empty());
     let (relaxed, notes) = relax(podman).unwrap();
     assert!(
-        problems(&relaxed, Arch::X86_64).is_empty(),
+        problems(&relaxed, Arch::X86_64, Agent::Given).is_empty(),
         "{:?}",
-        problems(&relaxed, Arch::X86_64)
+        problems(&relaxed, Arch::X86_64, Agent::Given)
     );
     assert_eq!(
         notes,

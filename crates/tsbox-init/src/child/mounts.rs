@@ -258,7 +258,8 @@ pub fn build_root(
         }
         if attrs != 0 {
             let bound = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
-            set_attrs(bound.as_raw_fd(), attrs, true).step_path(Step::BindRootfs, rootfs, || "make the root read-only or nodev".into())?;
+            set_attrs(bound.as_raw_fd(), Attrs::flags(attrs), true)
+                .step_path(Step::BindRootfs, rootfs, || "make the root read-only or nodev".into())?;
         }
         trace!(
             tr,
@@ -411,8 +412,27 @@ fn ms_flags(m: &Mount) -> MsFlags {
 /// MS_NOSYMFOLLOW (5.10), which nix does not name.
 const MS_NOSYMFOLLOW: u32 = 0x100;
 
-fn attr_bits(m: &Mount) -> u64 {
-    let mut attrs = 0;
+/// What mount_setattr is given for an OCI mount's options: the flags, and
+/// the atime mode when one is asked for (MOUNT_ATTR_RELATIME is 0: it is
+/// the cleared mask that sets it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+struct Attrs {
+    set: u64,
+    clr: u64,
+}
+
+impl Attrs {
+    fn flags(set: u64) -> Attrs {
+        Attrs { set, clr: 0 }
+    }
+
+    fn is_empty(self) -> bool {
+        self.set == 0 && self.clr == 0
+    }
+}
+
+fn attrs(m: &Mount) -> Attrs {
+    let mut set = 0;
     for (on, a) in [
         (m.readonly, sys::MOUNT_ATTR_RDONLY),
         (m.nosuid, sys::MOUNT_ATTR_NOSUID),
@@ -422,10 +442,16 @@ fn attr_bits(m: &Mount) -> u64 {
         (m.flags & MS_NOSYMFOLLOW != 0, sys::MOUNT_ATTR_NOSYMFOLLOW),
     ] {
         if on {
-            attrs |= a;
+            set |= a;
         }
     }
-    attrs
+    match atime_attr(m) {
+        Some(atime) => Attrs {
+            set: set | atime,
+            clr: sys::MOUNT_ATTR_ATIME_MASK,
+        },
+        None => Attrs::flags(set),
+    }
 }
 
 /// The atime mode an OCI mount's options ask for (noatime, strictatime, relatime).
@@ -475,7 +501,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             // No mount flag for it before 5.10's MS_NOSYMFOLLOW: the mount's attribute.
             if m.flags & MS_NOSYMFOLLOW != 0 {
                 let mounted = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(mounted.as_raw_fd(), sys::MOUNT_ATTR_NOSYMFOLLOW, false)
+                set_attrs(mounted.as_raw_fd(), Attrs::flags(sys::MOUNT_ATTR_NOSYMFOLLOW), false)
                     .step_path(Step::Mount, target, || format!("make {fstype} on {target} nosymfollow"))?;
             }
         }
@@ -495,18 +521,13 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             };
             src.attach(at.as_raw_fd(), *recursive)
                 .step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
-            // The bind takes the source mount's flags; ours are added on top,
-            // through the new mount (the old descriptor names what is under it).
-            if attr_bits(m) != 0 || atime_attr(m).is_some() {
+            // The bind takes the source mount's flags; ours (and the atime
+            // mode) are added on top in one call, through the new mount (the
+            // old descriptor names what is under it).
+            if !attrs(m).is_empty() {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
-                if attr_bits(m) != 0 {
-                    set_attrs(bound.as_raw_fd(), attr_bits(m), *recursive)
-                        .step_path(Step::Mount, target, || format!("make the bind of {src_path} {}", describe_flags(m)))?;
-                }
-                if let Some(atime) = atime_attr(m) {
-                    sys::mount_setattr_atime(bound.as_raw_fd(), atime, *recursive)
-                        .step_path(Step::Mount, target, || format!("set the atime mode of the bind of {src_path}"))?;
-                }
+                set_attrs(bound.as_raw_fd(), attrs(m), *recursive)
+                    .step_path(Step::Mount, target, || format!("make the bind of {src_path} {}", describe_flags(m)))?;
             }
         }
         MountKind::File { contents, mode } => {
@@ -577,7 +598,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let bound = resolve(root, target, OFlag::O_PATH)?;
             set_attrs(
                 bound.as_raw_fd(),
-                sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
+                Attrs::flags(sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC),
                 true,
             )
             .step_path(Step::Mount, target, || "make the path read-only".into())?;
@@ -638,10 +659,9 @@ fn bind_staged(root: RawFd, staged: &str, mode: u32, kind: OFlag, at: OwnedFd, m
     Source::Path(src)
         .attach(at.as_raw_fd(), false)
         .step_path(Step::Mount, target, || format!("bind {what} on {target}"))?;
-    if attr_bits(m) != 0 {
+    if !attrs(m).is_empty() {
         let bound = resolve(root, target, OFlag::O_PATH)?;
-        set_attrs(bound.as_raw_fd(), attr_bits(m), false)
-            .step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
+        set_attrs(bound.as_raw_fd(), attrs(m), false).step_path(Step::Mount, target, || format!("make {target} {}", describe_flags(m)))?;
     }
     Ok(())
 }
@@ -795,30 +815,100 @@ fn touch(root: RawFd, path: &str) -> Result<OwnedFd> {
     resolve(root, path, OFlag::O_PATH)
 }
 
-/// mount_setattr, or on kernels before 5.12 a remount of the top mount only.
-fn set_attrs(fd: RawFd, attrs: u64, recursive: bool) -> std::result::Result<(), Errno> {
-    match sys::mount_setattr(fd, attrs, recursive) {
-        Err(Errno::ENOSYS) => {
-            let mut add = MsFlags::empty();
-            for (a, f) in [
-                (sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
-                (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
-                (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
-                (sys::MOUNT_ATTR_NOEXEC, MsFlags::MS_NOEXEC),
-            ] {
-                if attrs & a != 0 {
-                    add |= f;
-                }
-            }
-            remount_bind(&fd_path(fd), add)
-        }
-        r => r,
+/// Why [`set_attrs`] failed: a call's errno, or an option this kernel
+/// cannot set at all (never dropped silently).
+#[derive(Debug, PartialEq, Eq)]
+enum AttrsError {
+    Sys(Errno),
+    /// nosymfollow with neither mount_setattr (5.12) nor MS_NOSYMFOLLOW (5.10).
+    NoSymfollow,
+}
+
+impl From<Errno> for AttrsError {
+    fn from(e: Errno) -> AttrsError {
+        AttrsError::Sys(e)
     }
+}
+
+impl<T> StepExt<T> for std::result::Result<T, AttrsError> {
+    fn step(self, step: Step, detail: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| attrs_report(e, step, detail()))
+    }
+
+    fn step_path(self, step: Step, path: &str, detail: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| attrs_report(e, step, detail()).path(path))
+    }
+}
+
+fn attrs_report(e: AttrsError, step: Step, detail: String) -> Report {
+    match e {
+        AttrsError::Sys(e) => Report::new(step, e as i32).detail(detail),
+        AttrsError::NoSymfollow => Report::new(step, libc::EOPNOTSUPP)
+            .detail(format!(
+                "{detail}: nosymfollow needs mount_setattr (Linux 5.12) or MS_NOSYMFOLLOW (5.10), and this kernel has neither"
+            ))
+            .hint("leave out the nosymfollow option, or run on Linux 5.10 or later"),
+    }
+}
+
+/// mount_setattr, one call; on kernels before 5.12 a remount of the top
+/// mount only, with the same options as MS_ flags ([`remount_flags`]).
+fn set_attrs(fd: RawFd, attrs: Attrs, recursive: bool) -> std::result::Result<(), AttrsError> {
+    match sys::mount_setattr(fd, attrs.set, attrs.clr, recursive) {
+        Err(Errno::ENOSYS) => {
+            let path = fd_path(fd);
+            let add = remount_flags(attrs);
+            remount_bind(&path, add, attrs.clr & sys::MOUNT_ATTR_ATIME_MASK != 0)?;
+            // Before 5.10 the kernel ignores a mount flag it does not know:
+            // the mount says whether it took it.
+            if add.bits() & MS_NOSYMFOLLOW as libc::c_ulong != 0
+                && nix::sys::statvfs::statvfs(path.as_str())?.flags().bits() & ST_NOSYMFOLLOW == 0
+            {
+                return Err(AttrsError::NoSymfollow);
+            }
+            Ok(())
+        }
+        r => Ok(r?),
+    }
+}
+
+/// statvfs's flag for a nosymfollow mount (5.10), which nix does not name.
+const ST_NOSYMFOLLOW: libc::c_ulong = 0x2000;
+
+/// The MS_ flags of a remount that does what mount_setattr would with `a`:
+/// every attribute tsbox sets has one.
+fn remount_flags(a: Attrs) -> MsFlags {
+    let mut add = MsFlags::empty();
+    for (attr, f) in [
+        (sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
+        (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
+        (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
+        (sys::MOUNT_ATTR_NOEXEC, MsFlags::MS_NOEXEC),
+        (sys::MOUNT_ATTR_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (
+            sys::MOUNT_ATTR_NOSYMFOLLOW,
+            MsFlags::from_bits_retain(MS_NOSYMFOLLOW as libc::c_ulong),
+        ),
+    ] {
+        if a.set & attr != 0 {
+            add |= f;
+        }
+    }
+    if a.clr & sys::MOUNT_ATTR_ATIME_MASK != 0 {
+        add |= match a.set & sys::MOUNT_ATTR_ATIME_MASK {
+            sys::MOUNT_ATTR_NOATIME => MsFlags::MS_NOATIME,
+            sys::MOUNT_ATTR_STRICTATIME => MsFlags::MS_STRICTATIME,
+            _ => MsFlags::MS_RELATIME,
+        };
+    }
+    add
 }
 
 /// MS_REMOUNT|MS_BIND keeping the flags the mount already has: in a user
 /// namespace the kernel refuses a remount that would clear a locked flag.
-fn remount_bind(path: &str, add: MsFlags) -> std::result::Result<(), Errno> {
+/// With `atime` (`add` has the atime mode asked for), the mount's own atime
+/// flags are not kept: MS_NOATIME would win over MS_STRICTATIME.
+fn remount_bind(path: &str, add: MsFlags, atime: bool) -> std::result::Result<(), Errno> {
     use nix::sys::statvfs::FsFlags;
     let st = nix::sys::statvfs::statvfs(path)?;
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | add;
@@ -827,12 +917,24 @@ fn remount_bind(path: &str, add: MsFlags) -> std::result::Result<(), Errno> {
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (
+            FsFlags::from_bits_retain(ST_NOSYMFOLLOW),
+            MsFlags::from_bits_retain(MS_NOSYMFOLLOW as libc::c_ulong),
+        ),
     ] {
         if st.flags().contains(have) {
             flags |= ms;
+        }
+    }
+    if !atime {
+        for (have, ms) in [
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if st.flags().contains(have) {
+                flags |= ms;
+            }
         }
     }
     mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
@@ -879,5 +981,97 @@ mod tests {
         };
         assert_eq!(describe(&m), "mount: sysfs on /sys (ro,nosuid)");
         assert_eq!(describe_flags(&m), "ro,nosuid");
+    }
+
+    fn bind(readonly: bool, flags: u32) -> Mount {
+        Mount {
+            target: "/data".into(),
+            kind: MountKind::Bind {
+                source: "/host".into(),
+                recursive: true,
+                idmap: false,
+            },
+            readonly,
+            nosuid: true,
+            nodev: true,
+            noexec: true,
+            optional: false,
+            flags,
+            propagation: None,
+        }
+    }
+
+    #[test]
+    fn a_binds_options_are_one_set_of_attributes_with_its_atime_mode() {
+        let nodiratime = MsFlags::MS_NODIRATIME.bits() as u32;
+        let every = sys::MOUNT_ATTR_RDONLY
+            | sys::MOUNT_ATTR_NOSUID
+            | sys::MOUNT_ATTR_NODEV
+            | sys::MOUNT_ATTR_NOEXEC
+            | sys::MOUNT_ATTR_NODIRATIME
+            | sys::MOUNT_ATTR_NOSYMFOLLOW;
+        assert_eq!(attrs(&bind(true, nodiratime | MS_NOSYMFOLLOW)), Attrs::flags(every));
+        let noatime = attrs(&bind(false, MsFlags::MS_NOATIME.bits() as u32));
+        assert_eq!(noatime.set & sys::MOUNT_ATTR_ATIME_MASK, sys::MOUNT_ATTR_NOATIME);
+        assert_eq!(noatime.clr, sys::MOUNT_ATTR_ATIME_MASK);
+        // relatime is the mode with no bit: the cleared mask asks for it.
+        let relatime = attrs(&bind(false, MsFlags::MS_RELATIME.bits() as u32));
+        assert_eq!(
+            (relatime.set & sys::MOUNT_ATTR_ATIME_MASK, relatime.clr),
+            (0, sys::MOUNT_ATTR_ATIME_MASK)
+        );
+        assert_eq!(attrs(&bind(false, 0)).clr, 0);
+    }
+
+    #[test]
+    fn the_remount_fallback_carries_every_option_as_a_mount_flag() {
+        let nodiratime = MsFlags::MS_NODIRATIME.bits() as u32;
+        let f = remount_flags(attrs(&bind(
+            true,
+            nodiratime | MS_NOSYMFOLLOW | MsFlags::MS_STRICTATIME.bits() as u32,
+        )));
+        let want = MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC
+            | MsFlags::MS_NODIRATIME
+            | MsFlags::from_bits_retain(MS_NOSYMFOLLOW as libc::c_ulong)
+            | MsFlags::MS_STRICTATIME;
+        assert_eq!(f, want);
+        // Each attribute alone has its own flag: none is dropped.
+        for bit in 0..64 {
+            let a = 1u64 << bit;
+            if a & (sys::MOUNT_ATTR_RDONLY
+                | sys::MOUNT_ATTR_NOSUID
+                | sys::MOUNT_ATTR_NODEV
+                | sys::MOUNT_ATTR_NOEXEC
+                | sys::MOUNT_ATTR_NODIRATIME
+                | sys::MOUNT_ATTR_NOSYMFOLLOW)
+                != 0
+            {
+                assert!(!remount_flags(Attrs::flags(a)).is_empty(), "attribute {a:#x} has no mount flag");
+            }
+        }
+        for (ms, want) in [
+            (MsFlags::MS_NOATIME, MsFlags::MS_NOATIME),
+            (MsFlags::MS_STRICTATIME, MsFlags::MS_STRICTATIME),
+            (MsFlags::MS_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            assert_eq!(
+                remount_flags(attrs(&bind(false, ms.bits() as u32))) & !(MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC),
+                want
+            );
+        }
+        // No atime mode asked for: none given, the mount's own is kept.
+        assert_eq!(remount_flags(Attrs::flags(0)), MsFlags::empty());
+    }
+
+    #[test]
+    fn nosymfollow_the_kernel_cannot_set_is_refused_naming_it() {
+        let r = attrs_report(AttrsError::NoSymfollow, Step::Mount, "make the bind of /host nosymfollow".into());
+        assert_eq!(r.errno, libc::EOPNOTSUPP);
+        assert!(r
+            .detail
+            .contains("nosymfollow needs mount_setattr (Linux 5.12) or MS_NOSYMFOLLOW (5.10)"));
     }
 }

@@ -46,8 +46,9 @@ pub fn place(procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
 /// Removes the container's cgroup directories (the v2 directory and the
 /// directory of every `cgroup.procs` of its cgroup phase), once its processes
 /// are gone and its caller cannot: best effort, retrying while the kernel
-/// still counts the exiting processes (EBUSY), for about a second.
-pub fn remove(phase: &tsbox_core::CgroupPhase, tr: &Trace) {
+/// still counts the exiting processes (EBUSY), for about a second. Those of
+/// `kept` (a joined cgroupsPath, which existed before) stay.
+pub fn remove(phase: &tsbox_core::CgroupPhase, kept: &[String], tr: &Trace) {
     use tsbox_core::CgroupPhase;
     let (procs, dir) = match phase {
         CgroupPhase::None => return,
@@ -61,6 +62,7 @@ pub fn remove(phase: &tsbox_core::CgroupPhase, tr: &Trace) {
     dirs.extend(dir.cloned());
     dirs.sort();
     dirs.dedup();
+    dirs.retain(|d| !kept.contains(d));
     for dir in dirs {
         for attempt in 0..50 {
             match std::fs::remove_dir(&dir) {
@@ -69,5 +71,28 @@ pub fn remove(phase: &tsbox_core::CgroupPhase, tr: &Trace) {
             }
         }
         trace!(tr, "cgroup: removed {dir} (the caller is gone)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_monitor_removes_what_the_container_made_and_keeps_a_joined_cgroup() {
+        let base = std::env::temp_dir().join(format!("tsbox-cgroup-remove-{}", std::process::id()));
+        let made = base.join("made");
+        let joined = base.join("joined");
+        std::fs::create_dir_all(&made).unwrap();
+        std::fs::create_dir_all(&joined).unwrap();
+        let procs = |d: &std::path::Path| format!("{}/cgroup.procs", d.display());
+        let phase = tsbox_core::CgroupPhase::Place {
+            procs: vec![procs(&made), procs(&joined)],
+            made_by_node: false,
+        };
+        remove(&phase, &[joined.display().to_string()], &Trace::new(false, 0));
+        assert!(!made.exists());
+        assert!(joined.exists());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -76,7 +76,7 @@ pub fn run(node: Channel, preserved: u32) -> i32 {
     if (outcome.caller_gone || plan.detach) && !matches!(plan.cgroup, CgroupPhase::None) {
         // Its processes are gone (PID 1 is reaped): the cgroups are empty, and
         // nobody else will remove them now (tsbox gc takes what is left).
-        cgroup::remove(&plan.cgroup, &tr);
+        cgroup::remove(&plan.cgroup, &plan.cgroup_kept, &tr);
     }
     if outcome.caller_gone && !plan.detach {
         // An attached container's state goes with it when its caller cannot

@@ -150,6 +150,7 @@ fn plan() -> SandboxPlan {
             },
         },
         cgroup: CgroupPhase::None,
+        cgroup_kept: vec![],
         network: NetworkPhase::Loopback,
         trace: false,
         trace_t0_ns: 0,
