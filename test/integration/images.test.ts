@@ -219,6 +219,21 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     // An image that is not there: the call hears why, as run() would.
     await using missing = createPool({ image: `${refs.busybox.replace(/:1$/, '')}:nosuchtag`, pull: 'never', size: 0 });
     await expect(missing.run(['true'])).rejects.toMatchObject({ step: 'image' });
+    // Each sandbox is built under the store's launch lock, as a cold launch
+    // of an image is: while a prune holds the store, no build gets past it.
+    const pruning = await new Store(storage).pruning();
+    let released = false;
+    try {
+      await using held = createPool({ image: refs.two, size: 1 });
+      expect(await eventually(() => held.stats().starting === 1)).toBe(true);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(held.stats()).toMatchObject({ ready: 0, starting: 1, created: 0, failed: 0 });
+      pruning.unlock();
+      released = true;
+      expect(await held.run(['cat', '/etc/msg'])).toMatchObject({ exitCode: 0, stdout: 'hello from layer two\n' });
+    } finally {
+      if (!released) pruning.unlock();
+    }
   });
 
   it("-P publishes the image's ExposedPorts (and --expose's) on free host ports; without -P they are only recorded", async () => {

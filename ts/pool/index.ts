@@ -373,11 +373,27 @@ export class Pool {
     });
   }
 
+  /**
+   * One sandbox built to ready. An image's holds the store's launch lock
+   * (Store.launching) until its state names its layers, as a cold launch
+   * of an image does: a prune meanwhile waits rather than take them.
+   */
+  async #launchReady({ options, layers }: Base): Promise<ReadySandbox> {
+    if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits });
+    const { Store } = await import('../image/store.js');
+    const imageLock = await new Store().launching();
+    try {
+      return await launchReady(options, { explicitLimits: this.#explicitLimits, layers, imageLock });
+    } finally {
+      imageLock.unlock();
+    }
+  }
+
   #build(refill: boolean): void {
     this.#starting++;
     if (refill) this.#refilling++;
     const t0 = process.hrtime.bigint();
-    const built = Promise.resolve(this.#resolve()).then(({ options, layers }) => launchReady(options, { explicitLimits: this.#explicitLimits, layers })).then(
+    const built = Promise.resolve(this.#resolve()).then((base) => this.#launchReady(base)).then(
       (ready) => {
         this.#starting--;
         if (refill) this.#refilling--;
