@@ -136,7 +136,8 @@ describe('startFailure: a container that died during its setup', () => {
     const e = startFailure(report, cgroup(1), { memory: 8 * 1024 * 1024 });
     expect(e.step).toBe('start');
     expect(e.exitCode).toBe(125);
-    expect(e.message).toBe('start: the container was killed by the OOM killer during its setup, before the command started (memory limit 8388608 bytes)');
+    expect(e.errno).toBe(12);
+    expect(e.message).toBe('start: ENOMEM — the container was killed by the OOM killer during its setup, before the command started (memory limit 8388608 bytes)');
     expect(e.hint).toBe('the memory limit must leave the container a few MB to start in: raise -m/memory');
   });
 

@@ -501,7 +501,10 @@ function tighten(slot: Slot, limits: Record<string, number>): void {
 /** The sandbox died under the hand-over, before the process started: nothing the caller asked for failed. */
 function sandboxDied(err: unknown): boolean {
   if (!(err instanceof TsboxError)) return false;
-  return err.step === 'monitor' || (err.step === 'start' && err.errno === 0 && !err.message.includes('OOM killer during its setup'));
+  // A start failure with no errno is the sandbox's death (signal, lost
+  // monitor); the OOM killer during setup is ENOMEM (startFailure), which a
+  // retry on the next sandbox would only meet again.
+  return err.step === 'monitor' || (err.step === 'start' && err.errno === 0);
 }
 
 function configError(path: string, detail: string, hint: string | null): TsboxError {

@@ -503,8 +503,10 @@ export function startFailure(report: FailureReport, cgroup: Pick<Cgroup, 'stats'
     // No stats: the report stands as it is.
   }
   if (oomKills === 0) return new TsboxError(report);
+  // ENOMEM: what it ran out of, and what tells it from a sandbox that died of something else (ts/pool).
   return new TsboxError({
     ...report,
+    errno: 12,
     detail: `the container was killed by the OOM killer during its setup, before the command started (memory limit ${String(o.memory)} bytes)`,
     hint: 'the memory limit must leave the container a few MB to start in: raise -m/memory',
   });
