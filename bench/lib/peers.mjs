@@ -61,9 +61,9 @@ function exec(argv, { capture = false, extraFd, env } = {}) {
 }
 
 /** A tsbox container from the API; its process tree starts at tsbox-init, the container's parent. */
-async function api(argv, { rootfs, init, capture, network }) {
+async function api(argv, { rootfs, init, capture, network, allow }) {
   checkStopped();
-  const c = await tsboxSpawn(argv, { rootfs, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore', ...(network ? { network } : {}) });
+  const c = await tsboxSpawn(argv, { rootfs, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore', ...(network ? { network } : {}), ...(allow ? { allow } : {}) });
   if (stopped) await c[Symbol.asyncDispose]();
   return watch(c, 'tsbox API', argv);
 }
@@ -170,6 +170,28 @@ export function definePeers(m, { crunHolderPid }) {
       optIn: true,
       start: (work, o = {}) => api(WORK[work], { rootfs: m.rootfs, init: true, network: 'bridge', ...o }),
     },
+    {
+      // Opt-in, as tsbox-api-bridge: and an egress allowlist (its resolver,
+      // its chain and rules, the NFLOG reader of its reports). Needs
+      // br_netfilter with net.bridge.bridge-nf-call-iptables = 1.
+      name: 'tsbox-api-allow',
+      label: 'tsbox API --network bridge --allow-host',
+      kind: 'container',
+      optIn: true,
+      start: (work, o = {}) => api(WORK[work], { rootfs: m.rootfs, init: true, network: 'bridge', allow: ['example.test'], ...o }),
+    },
+    command({
+      // Opt-in: podman's own bridge (its network backend's ADD and DEL),
+      // with storage of the bench's own; it leaves podman's bridge and rules
+      // on the host as podman always does. runc, since crun refuses a hybrid
+      // host whose cgroup2 has a controller; podman's default nofile limit
+      // is above the hard limit a bench may run under (as test/oci's).
+      name: 'podman-bridge',
+      label: 'podman run --network bridge',
+      kind: 'container',
+      optIn: true,
+      argv: (work) => ['podman', '--root', join(m.dir, 'podman', 'root'), '--runroot', join(m.dir, 'podman', 'run'), '--storage-driver', 'vfs', '--runtime', 'runc', 'run', '--rm', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096', '--network', 'bridge', '--rootfs', m.rootfs, ...WORK[work]],
+    }),
     command({
       name: 'tsbox-cli',
       label: 'tsbox CLI',
