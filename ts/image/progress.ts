@@ -83,10 +83,13 @@ export function progressPrinter(out: NodeJS.WriteStream): { onProgress: (p: Pull
  * ends: what `tsbox pull`, `run`, `load` and `import` share.
  */
 export async function withProgress<T>(quiet: boolean, work: (onProgress: ((p: PullProgress) => void) | undefined) => Promise<T>): Promise<T> {
-  const printer = quiet ? null : progressPrinter(process.stderr);
+  // Made at the first report: an image already in the store reports
+  // nothing, and its run must not pay for process.stderr (Node makes that
+  // stream, and loads node:stream for it, on first use: ~5 ms).
+  const shown: { printer?: ReturnType<typeof progressPrinter> } = {};
   try {
-    return await work(printer?.onProgress);
+    return await work(quiet ? undefined : (p) => (shown.printer ??= progressPrinter(process.stderr)).onProgress(p));
   } finally {
-    printer?.finish();
+    shown.printer?.finish();
   }
 }

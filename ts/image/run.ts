@@ -11,7 +11,7 @@ import { printable, TsboxError } from '../errors.js';
 import { parseExpose } from '../config/network.js';
 import { signalName, type RunOptions } from '../config/schema.js';
 import { formatReference, parseReference } from './reference.js';
-import { pull, type PullOptions } from './pull.js';
+import type { PullOptions } from './pull.js';
 import { configSchema, parseDocument, type ImageConfig } from './spec.js';
 import { Store, type ImageRecord } from './store.js';
 
@@ -66,6 +66,9 @@ export async function ensureImage(ref: string, policy: PullPolicy = 'missing', o
       throw new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'the image is not in the store, and the pull policy is never', hint: `pull it first: tsbox pull ${ref}` });
     }
   }
+  // The registry's client is loaded only when there is something to pull:
+  // an image in the store runs without it.
+  const { pull } = await import('./pull.js');
   return pull(ref, { ...options, store });
 }
 
