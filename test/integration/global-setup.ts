@@ -3,7 +3,7 @@
  * test rootfs with the probe, records the host's state, and afterwards checks
  * that the suite left nothing behind (mounts, processes, temp dirs).
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 import type { TestProject } from 'vitest/node';
@@ -18,6 +18,8 @@ declare module 'vitest' {
     rootfs: string;
   }
 }
+
+const CONTAINERS_DIR = '/var/lib/containers';
 
 /** Host state a container run could leak, in a comparable form. */
 function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; cgroups: string[]; states: string[] } {
@@ -55,10 +57,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const before = snapshot();
   const parentsBefore = tsboxParents();
+  // skopeo (the image suite) and podman (test/oci) as root keep a blob-info
+  // cache in /var/lib/containers/cache whatever their --root: the suite's
+  // own, unless the host had the directory before.
+  const hadContainersDir = existsSync(CONTAINERS_DIR);
   const rootfs = await buildTestRootfs();
   project.provide('rootfs', rootfs.dir);
   return async () => {
     await rootfs.cleanup();
+    if (!hadContainersDir) rmSync(CONTAINERS_DIR, { recursive: true, force: true });
     // Give the last helpers a moment to be reaped.
     let after = snapshot();
     for (let i = 0; i < 20; i++) {

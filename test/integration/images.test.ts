@@ -96,18 +96,11 @@ beforeAll(async () => {
   refs.tampered = await push(layout, 'tampered', registry, 'tampered:1');
 }, 180_000);
 
-// skopeo, as root, keeps a blob-info cache in /var/lib/containers/cache
-// (containers/image has no flag to move it): the suite's own, unless the
-// host had that directory before.
-const CONTAINERS_DIR = '/var/lib/containers';
-const hadContainersDir = existsSync(CONTAINERS_DIR);
-
 afterAll(async () => {
   if (savedStorage === undefined) delete process.env.TSBOX_STORAGE;
   else process.env.TSBOX_STORAGE = savedStorage;
   await registry?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
-  if (!hadContainersDir) rmSync(CONTAINERS_DIR, { recursive: true, force: true });
 });
 
 describe('tsbox pull and tsbox run IMAGE', () => {
