@@ -66,8 +66,13 @@ afterAll(async () => {
  * lacks CAP_SYS_RESOURCE, so podman's default nofile and nproc limits (which
  * raise the hard limits) are lowered for every container.
  */
+/**
+ * podman in the suite's directory: conmon writes a file named `oom` in its
+ * working directory when its container is OOM-killed, which from the
+ * checkout's would land in it (it once was committed).
+ */
 function podman(args: string[], input?: string, timeoutMs = 60_000): Promise<CliResult> {
-  return runCommand('podman', [...globalFlags(), ...args], { ...(input !== undefined ? { input } : {}), killAfterMs: timeoutMs });
+  return runCommand('podman', [...globalFlags(), ...args], { ...(input !== undefined ? { input } : {}), killAfterMs: timeoutMs, cwd: dir });
 }
 
 /** podman's flags for the test's storage, the cgroupfs manager, no events, tsbox as the runtime. */
@@ -79,7 +84,7 @@ const IMAGE = 'localhost/tsbox-test-rootfs:latest';
 /** podman under script(1), which gives it a terminal as a user's shell would (run -it). */
 function podmanTty(args: string[]): Promise<CliResult> {
   const line = ['podman', ...globalFlags(), ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  return runCommand('script', ['-qec', line, '/dev/null'], { keepStdinOpen: true, killAfterMs: 60_000 });
+  return runCommand('script', ['-qec', line, '/dev/null'], { keepStdinOpen: true, killAfterMs: 60_000, cwd: dir });
 }
 
 describe('podman --runtime tsbox', () => {
