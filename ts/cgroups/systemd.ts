@@ -164,7 +164,11 @@ export function startScope(scope: SystemdScope, id: string, pid: number, limits:
   const deadline = Date.now() + START_WAIT_MS;
   for (let delay = 1; cgroupOf(pid) !== scope.path; delay = Math.min(delay * 2, 50)) {
     if (Date.now() >= deadline) {
-      stopScope(scope.unit);
+      try {
+        stopScope(scope.unit);
+      } catch {
+        // The timeout is what to report; systemd drops the scope once its helper is gone.
+      }
       throw new TsboxError({ step: 'cgroup', errno: 110, path: scope.unit, detail: `systemd did not start the scope within ${START_WAIT_MS / 1000} s (the helper is in ${cgroupOf(pid) ?? 'no cgroup'})`, hint: `systemctl status ${scope.unit} says why` });
     }
     sleepSync(delay);
