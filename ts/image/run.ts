@@ -54,18 +54,35 @@ export function findImage(store: Store, ref: string): ImageRecord | null {
   return found && missingLayers(store, found).length === 0 ? found : null;
 }
 
-/** The image `ref`, pulled when `policy` says so. */
-export async function ensureImage(ref: string, policy: PullPolicy = 'missing', options: PullOptions = {}): Promise<ImageRecord> {
+/**
+ * The last image found complete in this process, with the stamp of the
+ * index it was found in: `tsbox run IMAGE` looks its image up before the
+ * launch (to pull it with progress shown) and the launch again, under the
+ * store's launch lock; the second finds it here while the index is
+ * unchanged (an rmi, a tag or a pull rewrites it). Its layers are checked
+ * each time.
+ */
+let lastFound: { root: string; ref: string; stamp: string; record: ImageRecord } | null = null;
+
+/** The image `ref`, pulled when `policy` says so; `beforePull` runs (and may throw) only when it is to be pulled. */
+export async function ensureImage(ref: string, policy: PullPolicy = 'missing', options: PullOptions = {}, beforePull?: () => void): Promise<ImageRecord> {
   const store = options.store ?? new Store();
   if (policy !== 'always') {
-    const found = lookupImage(store, ref);
+    const stamp = store.indexStamp();
+    const remembered = stamp !== null && lastFound && lastFound.root === store.root && lastFound.ref === ref && lastFound.stamp === stamp ? lastFound.record : null;
+    const found = remembered ?? lookupImage(store, ref);
     const missing = found ? missingLayers(store, found) : [];
-    if (found && missing.length === 0) return found;
+    if (found && missing.length === 0) {
+      // Stamped before the read: a write in between changes the stamp, and the next look-up reads again.
+      if (stamp !== null) lastFound = { root: store.root, ref, stamp, record: found };
+      return found;
+    }
     if (policy === 'never') {
       if (found) throw incompleteImage(ref, missing);
       throw new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'the image is not in the store, and the pull policy is never', hint: `pull it first: tsbox pull ${ref}` });
     }
   }
+  beforePull?.();
   // The registry's client is loaded only when there is something to pull:
   // an image in the store runs without it.
   const { pull } = await import('./pull.js');
@@ -110,19 +127,19 @@ export function imageCommand(base: ImageBase, command: readonly string[]): strin
 }
 
 /** The command, options and layers of a container of `options.image`. */
-export async function imageRun(command: readonly string[], options: RunOptions, pullOptions: PullOptions = {}): Promise<ImageRun> {
-  const base = await imageBase(options, pullOptions);
+export async function imageRun(command: readonly string[], options: RunOptions, pullOptions: PullOptions = {}, beforePull?: () => void): Promise<ImageRun> {
+  const base = await imageBase(options, pullOptions, beforePull);
   return { command: imageCommand(base, command), options: base.options, layers: base.layers, notices: base.notices };
 }
 
 /** `options.image` found (or pulled) and its config applied under `options`: see ImageBase. */
-export async function imageBase(options: RunOptions, pullOptions: PullOptions = {}): Promise<ImageBase> {
+export async function imageBase(options: RunOptions, pullOptions: PullOptions = {}, beforePull?: () => void): Promise<ImageBase> {
   const { image, pull: policy, entrypoint, ...rest } = options;
   if (typeof image !== 'string' || image.length === 0) throw configError('image', 'must be an image reference (a non-empty string)');
   if (rest.rootfs !== undefined) throw configError('image', 'cannot be combined with rootfs: the image is the root filesystem', 'give one of them');
   if (rest.writableRootfs) throw configError('writableRootfs', "cannot be combined with image: an image's layers are shared and never written", "writes go to the container's own throwaway layer");
   const store = pullOptions.store ?? new Store();
-  const record = await ensureImage(image, policy ?? 'missing', { ...pullOptions, store });
+  const record = await ensureImage(image, policy ?? 'missing', { ...pullOptions, store }, beforePull);
   const config = imageConfig(store, record).config ?? {};
   const entry = entrypoint ?? config.Entrypoint ?? [];
   const defaultCommand = entrypoint !== undefined ? [] : (config.Cmd ?? []);

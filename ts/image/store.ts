@@ -17,7 +17,7 @@
  * place; a lock file per digest (`locks/`) lets concurrent pulls of one blob
  * wait for each other instead of both writing it.
  */
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -306,6 +306,21 @@ export class Store {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError('store', err, `read the image index ${join(this.root, 'images.json')}`);
     }
     return { version: 1, images: [] };
+  }
+
+  /**
+   * What identifies the index as it is now (its inode, size and change
+   * time; every write replaces it by a rename): a record found under one
+   * stamp is still the index's while the stamp is the same. Null when there
+   * is no index.
+   */
+  indexStamp(): string | null {
+    try {
+      const st = statSync(join(this.root, 'images.json'), { bigint: true });
+      return `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}`;
+    } catch {
+      return null;
+    }
   }
 
   private writeIndex(index: IndexFile): void {
