@@ -39,8 +39,16 @@ export type { NetworkInfo } from './network/bridge.js';
 export type { RefusedConnection, RefusedSummary } from './network/refused.js';
 export type { NetworkMode, PortMapping } from './config/network.js';
 
-/** Options of `spawn`: the container's, plus an AbortSignal. */
-export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
+/**
+ * How `image` is pulled when the pull policy says it must be (see
+ * {@link pull}): `onProgress` sees each layer's download and unpacking,
+ * `insecure` names registries reached over plain http, `credentials`
+ * replace those of the auth files.
+ */
+export type ImagePulling = Pick<PullOptions, 'onProgress' | 'insecure' | 'credentials'>;
+
+/** Options of `spawn`: the container's, plus an AbortSignal and how its image is pulled. */
+export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined; pulling?: ImagePulling | undefined };
 
 /**
  * Starts `command` in a new container and resolves once it has been exec'd.
@@ -48,8 +56,8 @@ export type SpawnOptions = RunOptions & { signal?: AbortSignal | undefined };
  * anything behind.
  */
 export async function spawn(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
-  const { signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers, notices, imageLock } = await withImage(command, given);
+  const { signal, pulling, ...given } = optionsObject(options);
+  const { command: cmd, options: rest, layers, notices, imageLock } = await withImage(command, given, pulling);
   try {
     const { command: argv, options: o } = parseRunInput(cmd, rest);
     return await launch(argv, o, { signal, explicitLimits: hasLimits(rest), layers, notices, imageLock });
@@ -60,20 +68,23 @@ export async function spawn(command: readonly string[], options: SpawnOptions = 
 
 /**
  * With `image`: the image's command, options and layers (pulled as `pull`
- * says). The image code is loaded only then: a rootfs's launch never pays for it.
+ * says, as `pulling` says). The image code is loaded only then: a rootfs's
+ * launch never pays for it. Bad options are refused before anything is
+ * pulled; an image in the store is found once, under the lock.
  * `imageLock`: the store's launch lock (Store.launching), held from before
  * the layers are resolved; launch releases it once its state records
  * them, the caller on every other way out.
  */
-async function withImage(command: readonly string[], options: RunOptions): Promise<{ command: readonly string[]; options: RunOptions; layers?: string[] | undefined; notices?: string[] | undefined; imageLock?: NativeFileLock | undefined }> {
+async function withImage(command: readonly string[], options: RunOptions, pulling: ImagePulling = {}): Promise<{ command: readonly string[]; options: RunOptions; layers?: string[] | undefined; notices?: string[] | undefined; imageLock?: NativeFileLock | undefined }> {
   if (options.image === undefined) return { command, options };
-  // Bad options are refused before anything is pulled.
-  parseRunInput(command.length > 0 ? command : ['(the image\'s)'], options);
   const [{ imageRun }, { Store }] = await Promise.all([import('./image/run.js'), import('./image/store.js')]);
   const store = new Store();
   const imageLock = await store.launching();
   try {
-    return { ...(await imageRun(command, options, { store })), imageLock };
+    const beforePull = () => {
+      parseRunInput(command.length > 0 ? command : ["(the image's)"], options);
+    };
+    return { ...(await imageRun(command, options, { ...pulling, store }, beforePull)), imageLock };
   } catch (err) {
     imageLock.unlock();
     throw err;
@@ -96,8 +107,8 @@ function optionsObject<T extends object>(options: T | undefined): T {
  * it outlives this process, and `open()` reaches it from any other.
  */
 export async function create(command: readonly string[], options: SpawnOptions = {}): Promise<Container> {
-  const { signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers, notices, imageLock } = await withImage(command, given);
+  const { signal, pulling, ...given } = optionsObject(options);
+  const { command: cmd, options: rest, layers, notices, imageLock } = await withImage(command, given, pulling);
   try {
     const { command: argv, options: o } = parseRunInput(cmd, rest);
     return await launch(argv, o, { signal, explicitLimits: hasLimits(rest), deferProcess: true, layers, notices, imageLock });
@@ -121,11 +132,11 @@ function hasLimits(o: Record<string, unknown>): boolean {
  * r.exitCode; r.stdout; r.timedOut;
  * ```
  */
-export async function run(command: readonly string[], options?: RunOptions & CaptureOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
-export async function run(command: readonly string[], options: RunOptions & CaptureOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
-export async function run(command: readonly string[], options: RunOptions & CaptureOptions = {}): Promise<RunResult> {
-  const { input, encoding, maxBuffer, signal, ...given } = optionsObject(options);
-  const { command: cmd, options: rest, layers, imageLock } = await withImage(command, given);
+export async function run(command: readonly string[], options?: RunOptions & CaptureOptions & { encoding?: 'utf8'; pulling?: ImagePulling | undefined }): Promise<RunResult<string>>;
+export async function run(command: readonly string[], options: RunOptions & CaptureOptions & { encoding: 'buffer'; pulling?: ImagePulling | undefined }): Promise<RunResult<Buffer>>;
+export async function run(command: readonly string[], options: RunOptions & CaptureOptions & { pulling?: ImagePulling | undefined } = {}): Promise<RunResult> {
+  const { input, encoding, maxBuffer, signal, pulling, ...given } = optionsObject(options);
+  const { command: cmd, options: rest, layers, imageLock } = await withImage(command, given, pulling);
   try {
     const { command: argv, options: o } = parseRunInput(cmd, rest);
     return await runCaptured(argv, o, { input, encoding, maxBuffer, signal }, hasLimits(rest), layers, imageLock);

@@ -171,6 +171,44 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     await expect(run(['true'], { image: refs.busybox, rootfs })).rejects.toThrow(/config\(image\): cannot be combined with rootfs/);
   });
 
+  it("run() pulls a missing image with the caller's progress, after refusing bad options first", async () => {
+    const store = join(work, 'store-api-pull');
+    process.env.TSBOX_STORAGE = store;
+    try {
+      const early: string[] = [];
+      await expect(run(['true'], { image: refs.busybox, memory: 'lots', pulling: { onProgress: (p) => early.push(p.phase) } })).rejects.toMatchObject({ step: 'config', path: 'memory' });
+      // Refused before anything was asked of the registry.
+      expect(early).toEqual([]);
+      expect(existsSync(join(store, 'images.json'))).toBe(false);
+      const seen: string[] = [];
+      const r = await run(['cat', '/etc/msg'], { image: refs.busybox, pulling: { onProgress: (p) => seen.push(p.phase) } });
+      expect(r).toMatchObject({ exitCode: 0, stdout: 'hello from layer one\n' });
+      expect(seen[0]).toBe('resolved');
+      expect(seen).toContain('download');
+      expect(seen.at(-1)).toBe('done');
+    } finally {
+      process.env.TSBOX_STORAGE = storage;
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('an image found once in a process is looked up again when the index changes', async () => {
+    const { ensureImage } = await import('../../ts/image/run.js');
+    const s = new Store(storage);
+    const one = await ensureImage(refs.busybox, 'never', { store: s });
+    expect(await ensureImage(refs.busybox, 'never', { store: s })).toEqual(one);
+    // Another image tagged with its name: the next look-up sees it, not the one it remembered.
+    await tsbox(['pull', '-q', refs.two]);
+    const two = (await byName(refs.two))!;
+    await s.tag({ ...two, name: one.name });
+    try {
+      expect((await ensureImage(refs.busybox, 'never', { store: s })).digest).toBe(two.digest);
+    } finally {
+      await s.tag(one);
+    }
+    expect((await ensureImage(refs.busybox, 'never', { store: s })).digest).toBe(one.digest);
+  });
+
   it("writes go to the container's own layer: the image's layer is never changed", async () => {
     const before = (await byName(refs.busybox))!;
     const w = await tsbox(['run', refs.busybox, 'sh', '-c', 'echo changed > /etc/msg; rm /bin/busybox.absent 2>/dev/null; cat /etc/msg']);
@@ -423,7 +461,7 @@ describe('tsbox pull and tsbox run IMAGE', () => {
   });
 
   it('bearer-token auth with credentials from an auth file; a cut download resumes where it stopped', async () => {
-    const proxy = await startAuthProxy(registry, 'tester', 's3cret', true);
+    const proxy = await startAuthProxy(registry, 'tester', 's3cret', 'once');
     const store = join(work, 'store-auth');
     try {
       const ref = `${proxy.host}/busybox:1`;
@@ -438,6 +476,48 @@ describe('tsbox pull and tsbox run IMAGE', () => {
       // The layer's first download was cut halfway; the retry asked for the rest.
       expect(p.stderr).toMatch(/: retrying \(/);
       expect(proxy.ranges.some((r) => /^bytes=[1-9]\d*-$/.test(r))).toBe(true);
+      const r = await tsbox(['run', '--pull', 'never', ref, 'cat', '/etc/msg'], { env });
+      expect(r).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+    } finally {
+      await proxy.stop();
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('a pull killed mid-download resumes from what it had, in the next process', async () => {
+    const proxy = await startAuthProxy(registry, 'tester', 's3cret', 'stall');
+    const store = join(work, 'store-killed');
+    try {
+      const ref = `${proxy.host}/busybox:1`;
+      const authFile = join(work, 'auth-killed.json');
+      writeFileSync(authFile, JSON.stringify({ auths: { [proxy.host]: { auth: Buffer.from('tester:s3cret').toString('base64') } } }));
+      const env = { ...process.env, TSBOX_STORAGE: store, REGISTRY_AUTH_FILE: authFile };
+      const first = spawn(process.execPath, [BIN, 'pull', '-q', ref], { env, stdio: 'ignore' });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => first.once('exit', (_code, signal) => resolve(signal)));
+      try {
+        // The layer's download stalls halfway: what arrived is on disk, then the puller dies.
+        const digest = await proxy.stalled;
+        const partial = new Store(store).downloadPath(digest);
+        let had = -1;
+        const settled = await eventually(() => {
+          const now = existsSync(partial) ? statSync(partial).size : 0;
+          const same = now > 0 && now === had;
+          had = now;
+          return same;
+        }, 30_000);
+        expect(settled).toBe(true);
+        first.kill('SIGKILL');
+      } finally {
+        if (first.exitCode === null && first.signalCode === null) first.kill('SIGKILL');
+      }
+      expect(await exited).toBe('SIGKILL');
+      const kept = statSync(new Store(store).downloadPath(await proxy.stalled)).size;
+      expect(kept).toBeGreaterThan(0);
+      const again = await tsbox(['pull', '-q', ref], { env });
+      expect(again).toMatchObject({ code: 0, stderr: '' });
+      // The second process asked for the rest only.
+      expect(proxy.ranges).toContain(`bytes=${kept}-`);
+      expect(existsSync(new Store(store).downloadPath(await proxy.stalled))).toBe(false);
       const r = await tsbox(['run', '--pull', 'never', ref, 'cat', '/etc/msg'], { env });
       expect(r).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
     } finally {

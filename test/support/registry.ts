@@ -194,6 +194,8 @@ export interface AuthProxy {
   host: string;
   /** The Range headers of the blob requests it saw. */
   ranges: string[];
+  /** With `cut: 'stall'`: the digest of the first blob whose download stalled halfway. */
+  stalled: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -201,14 +203,18 @@ export interface AuthProxy {
  * A token-auth front of `registry`, as Docker Hub's is: /v2/ answers 401
  * with a Bearer challenge whose realm (/token here) hands out a token for
  * `user:password` (HTTP basic auth); requests with the token are passed to
- * the registry. With `cutOnce`, the first whole download of each blob larger
- * than a few kB is cut in the middle (a broken connection), for a pull to resume.
+ * the registry. With `cut`, the first whole download of each blob larger
+ * than a few kB stops in the middle: `'once'` breaks the connection there,
+ * `'stall'` holds it open and sends nothing more (for the puller to be
+ * killed), both for a pull to resume.
  */
-export async function startAuthProxy(registry: TestRegistry, user: string, password: string, cutOnce = false): Promise<AuthProxy> {
+export async function startAuthProxy(registry: TestRegistry, user: string, password: string, cutMode: 'none' | 'once' | 'stall' = 'none'): Promise<AuthProxy> {
   const http = await import('node:http');
   const token = `token-${process.pid}`;
   const ranges: string[] = [];
   const cut = new Set<string>();
+  let onStall: (digest: string) => void = () => {};
+  const stalled = new Promise<string>((resolve) => (onStall = resolve));
   const server = http.createServer((req, res) => {
     const host = `127.0.0.1:${(server.address() as { port: number }).port}`;
     const url = new URL(req.url ?? '/', `http://${host}`);
@@ -230,7 +236,7 @@ export async function startAuthProxy(registry: TestRegistry, user: string, passw
     const upstream = http.request(`http://${registry.host}${req.url}`, { method: req.method, headers }, (up) => {
       const size = Number(up.headers['content-length'] ?? 0);
       res.writeHead(up.statusCode ?? 502, up.headers);
-      if (cutOnce && blob && !req.headers.range && size > 4096 && !cut.has(url.pathname)) {
+      if (cutMode !== 'none' && blob && !req.headers.range && size > 4096 && !cut.has(url.pathname)) {
         cut.add(url.pathname);
         let sent = 0;
         up.on('data', (chunk: Buffer) => {
@@ -240,7 +246,8 @@ export async function startAuthProxy(registry: TestRegistry, user: string, passw
           res.write(part);
           if (sent >= size / 2) {
             up.destroy();
-            res.socket?.destroy();
+            if (cutMode === 'once') res.socket?.destroy();
+            else onStall(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
           }
         });
         return;
@@ -254,6 +261,7 @@ export async function startAuthProxy(registry: TestRegistry, user: string, passw
   return {
     host: `127.0.0.1:${(server.address() as { port: number }).port}`,
     ranges,
+    stalled,
     stop: () => new Promise((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
