@@ -5,7 +5,8 @@
 // `npm run build -- --debug` builds the Rust parts without optimisation;
 // `npm run build -- --ts` builds only the TypeScript and the bundles.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -106,23 +107,36 @@ async function bundle() {
 
 /**
  * V8's code cache of the CLI bundle for this Node (bin/tsbox.js reads it): made
- * after running the CLI as far as it goes without a container — `tsbox run` with
- * an option that fails validation — so that what every start runs (the modules,
- * the schemas, the flags) is in it compiled. Made by this machine's Node, it is
- * not part of the npm package (package.json `files`).
+ * after running the CLI as an installed user's first `tsbox run` leaves it
+ * (bin/tsbox.js makes theirs from what that run compiled): the modules, the
+ * schemas and the flags (`tsbox run` with an option that fails validation),
+ * an image's look-up (an image that is not in an empty store), and, where
+ * this machine can start one, a container's launch (`tsbox run -- true`, the
+ * host's root read-only), each function then compiled. Made by this
+ * machine's Node, it is not part of the npm package (package.json `files`).
  */
 function codeCache() {
   for (const f of readdirSync(join(root, 'dist'))) if (/^cli\.cjs\..*\.cache$/.test(f)) rmSync(join(root, 'dist', f));
+  const store = mkdtempSync(join(tmpdir(), 'tsbox-build-store-'));
   const warm = `
     const { writeFileSync } = require('node:fs');
     const { cachePath, load } = require('./bin/tsbox.js');
     const { cli, script } = load();
-    cli(['run', '--memory', 'not-a-size', '--', 'true']).then((code) => {
-      if (code !== 125) throw new Error('the warm-up run exited ' + code + ', not 125');
+    (async () => {
+      const invalid = await cli(['run', '--memory', 'not-a-size', '--', 'true']);
+      if (invalid !== 125) throw new Error('the warm-up run exited ' + invalid + ', not 125');
+      const missing = await cli(['run', '--pull', 'never', 'tsbox-warm-up.invalid/none', 'true']);
+      if (missing !== 125) throw new Error('the warm-up image run exited ' + missing + ', not 125');
+      // A machine that cannot start a container (no user namespaces) makes the cache without the launch.
+      await cli(['run', '--', 'true']);
       writeFileSync(cachePath(), script.createCachedData());
-    });`;
-  // The warm-up's error message (stderr) is expected; a failure shows in the exit status.
-  execFileSync(process.execPath, ['-e', warm], { cwd: root, stdio: ['ignore', 'inherit', 'ignore'] });
+    })().then(() => process.exit(0), (err) => { process.exitCode = 1; throw err; });`;
+  try {
+    // The warm-up's messages (stderr) are expected; a failure shows in the exit status.
+    execFileSync(process.execPath, ['-e', warm], { cwd: root, stdio: ['ignore', 'inherit', 'ignore'], env: { ...process.env, TSBOX_STORAGE: store }, timeout: 120_000 });
+  } finally {
+    rmSync(store, { recursive: true, force: true });
+  }
 }
 
 if (!process.argv.includes('--ts')) {
