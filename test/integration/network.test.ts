@@ -19,7 +19,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { createPool, spawn as spawnContainer } from '../../ts/index.js';
+import { createPool, open, spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
 import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
@@ -1087,6 +1087,26 @@ describe('egress allowlist of a detached container (its keeper)', () => {
     expect((await cli(['rm', id])).code).toBe(0);
     expect(existsSync(join(STATE, id))).toBe(false);
     expect(leftovers(id)).toEqual([]);
+  });
+
+  it('ends with its container (API detach: true): what was refused up to its end is in its state; nothing of the allowlist is left, and nothing at all after remove()', async () => {
+    const c = await spawnContainer(['sh', '-c', `sleep 1; ${wget(`http://${SERVER2}:8080/`).join(' ')}; tsbox-probe udp ${SERVER2} 6001 01 >/dev/null; exit 0`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER], detach: true });
+    const { keeper } = readKeeper(c.id);
+    const group = groupOf(c.id);
+    const ref = open(c.id);
+    expect(await ref.wait()).toMatchObject({ exitCode: 0 });
+    expect(await eventually(() => allowlistLeft(c.id, keeper.pid, group).length === 0, 10_000)).toBe(true);
+    // Its last refusal came just before its end: the keeper wrote it as it ended.
+    expect(ref.state().network?.refused?.destinations).toEqual(
+      expect.arrayContaining([
+        { protocol: 'tcp', address: SERVER2, port: 8080, count: 1 },
+        { protocol: 'udp', address: SERVER2, port: 6001, count: 1 },
+      ]),
+    );
+    await ref.remove();
+    await c.wait().catch(() => {});
+    expect(existsSync(join(STATE, c.id))).toBe(false);
+    expect(leftovers(c.id)).toEqual([]);
   });
 
   it('rm -f of a running one leaves nothing: container, keeper, chain, rules, NFLOG group, state', async () => {
