@@ -1134,6 +1134,7 @@ describe('egress allowlist of a detached container (its keeper)', () => {
     expect(r.stdout).not.toContain('fake internet');
     const gc = await cli(['gc']);
     expect(gc.code).toBe(0);
+    expect(gc.stderr).toContain(`tsbox: container ${id.slice(0, 12)} was killed: the keeper of its egress allowlist (pid ${keeper.pid}) was gone`);
     expect(alive(monitor.pid)).toBe(false);
     expect((await inspect(id)).status).toBe('stopped');
     expect(allowlistLeft(id, keeper.pid, group)).toEqual([]);

@@ -541,6 +541,10 @@ describe("a detached container's allowlist keeper", () => {
       expect(calls).toEqual([]);
       expect(run(ops(false, true))).toEqual([id]);
       expect(calls).toEqual(['end-container', 'egress']);
+      const said: string[] = [];
+      writeKeeperRecord(record, dir);
+      gcKeepers(dir, ops(false, true), (l) => said.push(l));
+      expect(said).toEqual([`tsbox: container ${id.slice(0, 12)} was killed: the keeper of its egress allowlist (pid 7) was gone`]);
       expect(existsSync(join(dir, `${id}.keeper.json`))).toBe(false);
       expect(run(ops(true, false))).toEqual([id]);
       expect(calls).toEqual(['end-keeper', 'egress']);

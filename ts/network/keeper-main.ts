@@ -9,6 +9,10 @@
  * Whatever ends it otherwise (SIGTERM, SIGINT, SIGHUP, a failure of its
  * own) ends the container first: its rules are never removed while the
  * container runs.
+ *
+ * (Its command line, which names the container's id, is how gc tells it
+ * from another process given its pid: it sets no process.title, which
+ * would overwrite it.)
  */
 import { closeSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';

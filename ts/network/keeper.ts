@@ -244,7 +244,7 @@ const realOps: KeeperOps = {
  * keeper is gone is killed, and the rules of both are removed with the
  * record. Returns the ids whose keeper records were collected.
  */
-export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps): string[] {
+export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps, report?: (line: string) => void): string[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.keeper\.json$/.test(n));
@@ -257,7 +257,10 @@ export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps): s
     if (!r || `${r.id}.keeper.json` !== name) continue;
     const verdict = keeperVerdict(ops.keeperAlive(r), ops.monitorAlive(r));
     if (verdict === 'keep') continue;
-    if (verdict === 'end-container' && !ops.endContainer(r)) continue;
+    if (verdict === 'end-container') {
+      if (!ops.endContainer(r)) continue;
+      report?.(`tsbox: container ${r.id.slice(0, 12)} was killed: the keeper of its egress allowlist (pid ${r.keeper.pid}) was gone`);
+    }
     if (verdict === 'end-keeper' && !ops.endKeeper(r)) continue;
     // The keeper removes its rules and record as it ends; what a killed one
     // left is removed here (the next gc tries again when it cannot be).
@@ -304,8 +307,9 @@ export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void)
   const log = openSync(logPath, 'a', 0o600);
   let child: ChildProcess;
   try {
-    // Its own session: the caller's terminal's signals and its exit do not reach it.
-    child = spawn(process.execPath, [path, JSON.stringify(args)], { detached: true, stdio: ['ignore', 'ignore', log, 'pipe'], env: process.env });
+    // Its own session: the caller's terminal's signals and its exit do not
+    // reach it; in / it keeps no directory of the caller's busy.
+    child = spawn(process.execPath, [path, JSON.stringify(args)], { detached: true, cwd: '/', stdio: ['ignore', 'ignore', log, 'pipe'], env: process.env });
   } finally {
     closeSync(log);
   }
