@@ -18,7 +18,7 @@ if (!triple) throw new Error(`tsbox builds on x86_64 and aarch64 Linux, not ${pr
 
 /**
  * dist/tsbox.js (the library: `import ... from 'tsbox'`) and dist/cli.cjs (the CLI,
- * run by bin/tsbox.js) are each one file with zod inside (and citty, in the CLI's):
+ * run by bin/tsbox.js) (and dist/keeper.cjs, below) are each one file with zod inside (and citty, in the CLI's):
  * Node reads one file instead of ~40 of tsbox's and ~150 of zod's, and the
  * schemas, written with zod/mini, keep only the parts of zod they use. tsc's dist/
  * stays for the type declarations (and scripts/gen-schema.mjs).
@@ -101,6 +101,19 @@ async function bundle() {
     minify: true,
     plugins: [lazyBuiltins],
     define: { TSBOX_VERSION: JSON.stringify(version), 'import.meta.url': '__tsboxFileUrl' },
+    banner: { js: '"use strict"; const __tsboxFileUrl = require("node:url").pathToFileURL(__filename).href;' },
+  });
+  // dist/keeper.cjs: a detached container's egress allowlist keeper
+  // (ts/network/keeper.ts), a process of its own for as long as the
+  // container runs: its resolver and reports, without the CLI or zod.
+  await build({
+    ...common,
+    entryPoints: ['ts/network/keeper-main.ts'],
+    outfile: 'dist/keeper.cjs',
+    format: 'cjs',
+    minify: true,
+    sourcemap: false,
+    define: { 'import.meta.url': '__tsboxFileUrl' },
     banner: { js: '"use strict"; const __tsboxFileUrl = require("node:url").pathToFileURL(__filename).href;' },
   });
 }

@@ -148,7 +148,7 @@ export function packPlatform({ platform, from, out, repository }) {
 /** Packs the root package `tsbox`, with optionalDependencies on every platform package. */
 export function packRoot({ out, repository }) {
   const { pkg, platforms } = manifests();
-  for (const f of ['tsbox.js', 'cli.cjs', 'index.d.ts']) {
+  for (const f of ['tsbox.js', 'cli.cjs', 'keeper.cjs', 'index.d.ts']) {
     if (!existsSync(join(root, 'dist', f))) throw new Error(`dist/${f} is missing; run \`npm run build\` (or \`npm run build:ts\`) first`);
   }
   // npm's own list of what the package holds (files, README, ...), copied as is.

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { createPool, spawn as spawnContainer } from '../../ts/index.js';
+import { createPool, open, spawn as spawnContainer } from '../../ts/index.js';
 import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
 import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
@@ -994,19 +994,180 @@ describe('egress allowlist', () => {
     expect(tsboxNflogGroups()).toEqual([]);
   });
 
-  it('is refused without bridge, detached, or as an ordinary user, before anything is made', async () => {
+  it('is refused without bridge, or as an ordinary user, before anything is made', async () => {
     const none = await cli(['run', '--rootfs', rootfs, '--allow-host', 'a.test', '--', 'true']);
     expect(none.code).toBe(125);
     expect(none.stderr).toContain('an egress allowlist is for a container on network "bridge", not "none"');
-    const d = await cli(['run', '-d', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'true']);
-    expect(d.code).toBe(125);
-    expect(d.stderr).toContain("cannot be combined with detach yet: the allowlist's resolver runs in the caller");
     const before = readdirSync(NETWORK_DIR);
     const u = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'true'], { uid: plain.uid(), gid: plain.uid(), env: { ...process.env, XDG_RUNTIME_DIR: '' } });
     expect(u.code).toBe(125);
     expect(u.stderr).toBe('tsbox: network(allow): EPERM — an egress allowlist needs root for now (its rules are iptables rules on the host); run as root, or leave --allow-host/--allow-net out\n');
     expect(readdirSync(NETWORK_DIR)).toEqual(before);
     expect(existsSync(join(tmpdir(), `tsbox-state-${plain.uid()}`, 'network'))).toBe(false);
+  });
+});
+
+describe('egress allowlist of a detached container (its keeper)', () => {
+  const STATE = '/run/tsbox';
+  interface KeeperRecord {
+    keeper: { pid: number; start: string };
+    monitor: { pid: number; start: string };
+  }
+  const keeperRecord = (id: string) => join(NETWORK_DIR, `${id}.keeper.json`);
+  const readKeeper = (id: string) => JSON.parse(readFileSync(keeperRecord(id), 'utf8')) as KeeperRecord;
+  const detached = async (extra: string[] = []) => {
+    const r = await cli(['run', '-d', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--allow-host', 'a.test', ...extra, '--', 'sleep', '60']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    return id;
+  };
+  /** The NFLOG group its chain logs to (its keeper bound it). */
+  const groupOf = (id: string) => Number(new RegExp(`^-A TSBOX-${id.slice(0, 12)} .*--nflog-group (\\d+)`, 'm').exec(iptablesSave())?.[1] ?? NaN);
+  /** What of the allowlist of container `id` is on the host: its chain, its rules, its keeper (by record, and by process). */
+  const allowlistLeft = (id: string, keeperPid: number, group: number) => {
+    const found: string[] = [];
+    const saved = iptablesSave();
+    if (saved.includes(`TSBOX-${id.slice(0, 12)}`)) found.push('chain');
+    if (saved.includes(`tsbox:${id}`)) found.push('rule');
+    if (existsSync(keeperRecord(id))) found.push('keeper record');
+    if (alive(keeperPid)) found.push('keeper');
+    if (tsboxNflogGroups().includes(group)) found.push(`NFLOG group ${group}`);
+    return found;
+  };
+  const probes = [
+    `${wget('http://a.test/').join(' ')}; echo a=$?`,
+    `${wget('http://b.test/').join(' ')}; echo b=$?`,
+    `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+  ].join('; ');
+  const inspect = async (id: string) => {
+    const r = await cli(['inspect', id]);
+    expect(r.code).toBe(0);
+    return (JSON.parse(r.stdout) as { status: string; network: { refused?: RefusedSummary } }[])[0]!;
+  };
+
+  it('holds after the CLI has exited: the allowed name reached, the other refused by name and by address; inspect shows the refusals; nothing is left once it ends and is removed', async () => {
+    const id = await detached();
+    // The CLI is gone; its keeper is no child of this process, and runs on.
+    const { keeper } = readKeeper(id);
+    expect(alive(keeper.pid)).toBe(true);
+    expect(readFileSync(`/proc/${keeper.pid}/cmdline`, 'utf8')).toContain('keeper.cjs');
+    expect(readFileSync(`/proc/${keeper.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]).not.toBe(String(process.pid));
+    const group = groupOf(id);
+    expect(tsboxNflogGroups()).toContain(group);
+    const r = await cli(['exec', id, 'sh', '-c', probes]);
+    expect(r.stdout).toContain('fake internet\na=0');
+    expect(r.stdout).toMatch(/b=[1-9]/);
+    expect(r.stderr).toContain("wget: bad address 'b.test'");
+    expect(r.stdout).toMatch(/b-raw=[1-9]/);
+    expect(r.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
+    // Its keeper writes what was refused into its state (at most once a second): inspect shows it.
+    let refused: RefusedSummary | undefined;
+    for (let i = 0; i < 50 && !refused?.destinations.some((d) => d.protocol === 'tcp'); i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      refused = (await inspect(id)).network.refused;
+    }
+    expect(refused?.reporting).toBe(true);
+    expect(refused?.destinations).toEqual(
+      expect.arrayContaining([
+        { protocol: 'tcp', address: SERVER2, port: 80, count: 1 },
+        { protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number },
+      ]),
+    );
+    expect(refused?.destinations.filter((d) => d.address === SERVER || d.name === 'a.test')).toEqual([]);
+    // It ends: its allowlist goes with it (the keeper sees its monitor go).
+    expect((await cli(['kill', '-s', 'KILL', id])).code).toBe(0);
+    expect(await eventually(() => allowlistLeft(id, keeper.pid, group).length === 0, 10_000)).toBe(true);
+    expect(allowlistLeft(id, keeper.pid, group)).toEqual([]);
+    // A stopped container's state keeps what was refused, until rm.
+    const stopped = await inspect(id);
+    expect(stopped.status).toBe('stopped');
+    expect(stopped.network.refused?.total).toBeGreaterThanOrEqual(2);
+    expect((await cli(['rm', id])).code).toBe(0);
+    expect(existsSync(join(STATE, id))).toBe(false);
+    expect(leftovers(id)).toEqual([]);
+  });
+
+  it('ends with its container (API detach: true): what was refused up to its end is in its state; nothing of the allowlist is left, and nothing at all after remove()', async () => {
+    const c = await spawnContainer(['sh', '-c', `sleep 1; ${wget(`http://${SERVER2}:8080/`).join(' ')}; tsbox-probe udp ${SERVER2} 6001 01 >/dev/null; exit 0`], { rootfs, network: 'bridge', allow: ['a.test'], dns: [SERVER], detach: true });
+    const { keeper } = readKeeper(c.id);
+    const group = groupOf(c.id);
+    const ref = open(c.id);
+    expect(await ref.wait()).toMatchObject({ exitCode: 0 });
+    expect(await eventually(() => allowlistLeft(c.id, keeper.pid, group).length === 0, 10_000)).toBe(true);
+    // Its last refusal came just before its end: the keeper wrote it as it ended.
+    expect(ref.state().network?.refused?.destinations).toEqual(
+      expect.arrayContaining([
+        { protocol: 'tcp', address: SERVER2, port: 8080, count: 1 },
+        { protocol: 'udp', address: SERVER2, port: 6001, count: 1 },
+      ]),
+    );
+    await ref.remove();
+    await c.wait().catch(() => {});
+    expect(existsSync(join(STATE, c.id))).toBe(false);
+    expect(leftovers(c.id)).toEqual([]);
+  });
+
+  it('rm -f of a running one leaves nothing: container, keeper, chain, rules, NFLOG group, state', async () => {
+    const id = await detached();
+    const { keeper } = readKeeper(id);
+    const group = groupOf(id);
+    expect(allowlistLeft(id, keeper.pid, group)).toEqual(['chain', 'rule', 'keeper record', 'keeper', `NFLOG group ${group}`]);
+    expect((await cli(['rm', '-f', id])).code).toBe(0);
+    expect(allowlistLeft(id, keeper.pid, group)).toEqual([]);
+    expect(existsSync(join(STATE, id))).toBe(false);
+    expect(leftovers(id)).toEqual([]);
+  });
+
+  it('kill -9 of its keeper: the container stays held (nothing new passes), and gc kills it and removes its rules; rm leaves nothing', async () => {
+    const id = await detached();
+    const { keeper, monitor } = readKeeper(id);
+    const group = groupOf(id);
+    process.kill(keeper.pid, 'SIGKILL');
+    expect(await eventually(() => !alive(keeper.pid), 5_000)).toBe(true);
+    // Fail closed: its rules stay while it runs, with nobody to answer its names.
+    expect(iptablesSave()).toContain(`TSBOX-${id.slice(0, 12)}`);
+    const r = await cli(['exec', id, 'sh', '-c', `${wget(`http://${SERVER}/`).join(' ')}; echo a-raw=$?; ${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`]);
+    expect(r.stdout).toMatch(/a-raw=[1-9]/);
+    expect(r.stdout).toMatch(/b-raw=[1-9]/);
+    expect(r.stdout).not.toContain('fake internet');
+    const gc = await cli(['gc']);
+    expect(gc.code).toBe(0);
+    expect(gc.stderr).toContain(`tsbox: container ${id.slice(0, 12)} was killed: the keeper of its egress allowlist (pid ${keeper.pid}) was gone`);
+    expect(alive(monitor.pid)).toBe(false);
+    expect((await inspect(id)).status).toBe('stopped');
+    expect(allowlistLeft(id, keeper.pid, group)).toEqual([]);
+    expect((await cli(['rm', id])).code).toBe(0);
+    expect(existsSync(join(STATE, id))).toBe(false);
+    expect(leftovers(id)).toEqual([]);
+  });
+
+  it('a launch that fails after its keeper was ready leaves no keeper, chain, rule, NFLOG group, record or state', async () => {
+    const keepers = () => (existsSync(NETWORK_DIR) ? readdirSync(NETWORK_DIR).filter((f) => f.endsWith('.keeper.json')) : []);
+    const states = () => new Set(readdirSync(STATE).filter((n) => /^[0-9a-f]{64}$/.test(n)));
+    const chains = () => new Set([...iptablesSave().matchAll(/^:(TSBOX-[0-9a-f]+) /gm)].map((m) => m[1]!));
+    const groupsBefore = new Set(tsboxNflogGroups());
+    const statesBefore = states();
+    const chainsBefore = chains();
+    const keepersBefore = new Set(keepers());
+    const keeperProcs = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('keeper.cjs');
+      } catch {
+        return false;
+      }
+    })());
+    const procsBefore = new Set(keeperProcs());
+    const r = await cli(['run', '-d', '--trace', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--allow-host', 'a.test', '--', '/no/such/command']);
+    expect(r.code).toBe(127);
+    // (It failed after its keeper had said the allowlist held.)
+    expect(r.stderr).toMatch(/network: allowlist keeper pid=\d+/);
+    expect(keeperProcs().filter((p) => !procsBefore.has(p))).toEqual([]);
+    expect(new Set(keepers())).toEqual(keepersBefore);
+    expect(chains()).toEqual(chainsBefore);
+    expect(tsboxNflogGroups().filter((g) => !groupsBefore.has(g))).toEqual([]);
+    expect(states()).toEqual(statesBefore);
   });
 });
 

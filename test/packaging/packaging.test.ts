@@ -57,7 +57,7 @@ function tarballs(): { root: string; platform: string } {
     return { root: resolve(root), platform: resolve(plat) };
   }
   packedFromCheckout = true;
-  for (const f of ['dist/tsbox.js', 'dist/cli.cjs', `native/tsbox.${platform}.node`, 'native/tsbox-init']) {
+  for (const f of ['dist/tsbox.js', 'dist/cli.cjs', 'dist/keeper.cjs', `native/tsbox.${platform}.node`, 'native/tsbox-init']) {
     if (!existsSync(join(REPO, f))) throw new Error(`${f} is missing: run \`npm run build\` before the packaging suite`);
   }
   const out = join(work, 'packs');
@@ -101,15 +101,15 @@ afterAll(() => {
 describe('the installed packages', () => {
   it('tsbox holds the CLI and the library, each one bundle, with the types, not the native build', () => {
     const dir = join(project, 'node_modules', 'tsbox');
-    for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/tsbox.js', 'bin/package.json', 'dist/tsbox.js', 'dist/cli.cjs', 'dist/index.d.ts', 'dist/tsbox.schema.json']) {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/tsbox.js', 'bin/package.json', 'dist/tsbox.js', 'dist/cli.cjs', 'dist/keeper.cjs', 'dist/index.d.ts', 'dist/tsbox.schema.json']) {
       expect(existsSync(join(dir, f)), f).toBe(true);
     }
     expect(readdirSync(dir).sort()).toEqual(['LICENSE', 'README.md', 'bin', 'dist', 'package.json']);
     const all = readdirSync(dir, { recursive: true }).map(String);
     expect(all.filter((f) => f.endsWith('.node'))).toEqual([]);
-    // No tsc output or code cache besides the two bundles; the library's source map, so
+    // No tsc output or code cache besides the bundles (the keeper's too); the library's source map, so
     // that --enable-source-maps shows ts/ files in its stack traces (issue 19).
-    expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/tsbox.js', 'dist/tsbox.js.map', 'dist/tsbox.schema.json', 'dist/zod/LICENSE']);
+    expect(all.filter((f) => f.startsWith('dist') && !f.endsWith('.d.ts') && !statSync(join(dir, f)).isDirectory()).sort()).toEqual(['dist/cli.cjs', 'dist/keeper.cjs', 'dist/tsbox.js', 'dist/tsbox.js.map', 'dist/tsbox.schema.json', 'dist/zod/LICENSE']);
   });
 
   it('installs nothing else: zod is in the bundles, and its declarations in dist/zod, which a strict TypeScript build checks options against (issue 19)', () => {

@@ -18,6 +18,8 @@ import { MAX_DESTINATIONS, Refusals, type RefusedConnection } from '../../ts/net
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
+import { gcKeepers, keeperPath, keeperVerdict, parseKeeperArgs, writeKeeperRecord, type KeeperArgs, type KeeperOps, type KeeperRecord } from '../../ts/network/keeper.js';
+import { withRefused, type ContainerState } from '../../ts/runtime/state.js';
 import { prepareNetwork } from '../../ts/network/index.js';
 import { publishAllPorts } from '../../ts/network/ports.js';
 import { defaultInterface, findPasta, gcPasta, pastaArgs } from '../../ts/network/pasta.js';
@@ -315,10 +317,10 @@ describe('the egress allowlist', () => {
     for (const bad of ['', 'a..b', '-x.org', 'x.org:0', 'x.org:70000', '10.0.0.0/33', '300.1.1.1', 'fd00::1', 'a b', 'x.org:']) expect(parseAllow(bad), bad).toBeUndefined();
   });
 
-  it('is for a bridged, attached container', () => {
+  it('is for a bridged container, attached or detached', () => {
     expect(parseRunInput(['true'], { network: 'bridge', allow: ['a.test'] }).options.allow).toHaveLength(1);
     expect(rejection(() => parseRunInput(['true'], { allow: ['a.test'] })).message).toContain('an egress allowlist is for a container on network "bridge", not "none"');
-    expect(rejection(() => parseRunInput(['true'], { network: 'bridge', detach: true, allow: ['a.test'] })).message).toContain('cannot be combined with detach yet');
+    expect(parseRunInput(['true'], { network: 'bridge', detach: true, allow: ['a.test'] }).options).toMatchObject({ detach: true, allow: [{ kind: 'host', name: 'a.test', port: null }] });
     expect(rejection(() => parseRunInput(['true'], { network: 'bridge', allow: ['nope nope'] })).path).toBe('allow[0]');
   });
 
@@ -471,6 +473,117 @@ describe('gc of a bridged container whose caller is gone', () => {
       expect(gcNetworks(dir, ops(true))).toEqual([id]);
       expect(calls).toEqual(['egress', 'del', 'masquerade']);
       expect(existsSync(join(dir, `${id}.json`))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a detached container's allowlist keeper", () => {
+  const id = 'd'.repeat(64);
+  const args: KeeperArgs = {
+    id,
+    ip: '10.89.0.5',
+    veth: 'veth1234abcd',
+    rules: [{ kind: 'host', name: 'a.test', port: null }],
+    upstream: '10.0.0.53',
+    dir: `/run/tsbox/${id}`,
+    monitor: { pid: 42, start: '1234' },
+    control: `/run/tsbox/${id}/control.sock`,
+    trace: false,
+  };
+
+  it('takes its one argument only when each field is what the launch gives', () => {
+    expect(parseKeeperArgs(JSON.stringify(args))).toEqual(args);
+    expect(parseKeeperArgs(JSON.stringify({ ...args, upstream: null })).upstream).toBeNull();
+    const bad: [Record<string, unknown>, string][] = [
+      [{ id: 'x' }, 'id'],
+      [{ ip: '10.89.0.300' }, 'ip'],
+      [{ veth: 'a;rm -rf /' }, 'veth'],
+      [{ veth: 'x'.repeat(16) }, 'veth'],
+      [{ rules: [] }, 'rules'],
+      [{ upstream: 'example.org' }, 'upstream'],
+      [{ dir: 'relative' }, 'dir'],
+      [{ monitor: { pid: 0, start: '1' } }, 'monitor'],
+      [{ monitor: { pid: 42, start: '' } }, 'monitor'],
+      [{ control: '/tmp/other.sock' }, 'control'],
+      [{ trace: 'yes' }, 'trace'],
+    ];
+    for (const [change, what] of bad) expect(() => parseKeeperArgs(JSON.stringify({ ...args, ...change })), what).toThrow(`no valid ${what}`);
+    expect(() => parseKeeperArgs('{')).toThrow('not JSON');
+  });
+
+  it("gc never removes a running container's rules: a keeper whose container is gone is ended, a container whose keeper is gone is killed first", () => {
+    expect(keeperVerdict(true, true)).toBe('keep');
+    expect(keeperVerdict(true, false)).toBe('end-keeper');
+    expect(keeperVerdict(false, true)).toBe('end-container');
+    expect(keeperVerdict(false, false)).toBe('remove-rules');
+  });
+
+  it('gc: what it ends, in which order, and a record kept while its rules or processes are left', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-keepers-'));
+    try {
+      const record: KeeperRecord = { id, keeper: { pid: 7, start: '70' }, monitor: { pid: 8, start: '80' }, control: '/x/control.sock' };
+      const calls: string[] = [];
+      const ops = (keeperAlive: boolean, monitorAlive: boolean, ok = true): KeeperOps => ({
+        keeperAlive: () => keeperAlive,
+        monitorAlive: () => monitorAlive,
+        endContainer: () => (calls.push('end-container'), ok),
+        endKeeper: () => (calls.push('end-keeper'), ok),
+        removeEgress: () => (calls.push('egress'), ok),
+      });
+      const run = (o: KeeperOps) => {
+        calls.length = 0;
+        writeKeeperRecord(record, dir);
+        return gcKeepers(dir, o);
+      };
+      expect(run(ops(true, true))).toEqual([]);
+      expect(calls).toEqual([]);
+      expect(run(ops(false, true))).toEqual([id]);
+      expect(calls).toEqual(['end-container', 'egress']);
+      const said: string[] = [];
+      writeKeeperRecord(record, dir);
+      gcKeepers(dir, ops(false, true), (l) => said.push(l));
+      expect(said).toEqual([`tsbox: container ${id.slice(0, 12)} was killed: the keeper of its egress allowlist (pid 7) was gone`]);
+      expect(existsSync(join(dir, `${id}.keeper.json`))).toBe(false);
+      expect(run(ops(true, false))).toEqual([id]);
+      expect(calls).toEqual(['end-keeper', 'egress']);
+      expect(run(ops(false, false))).toEqual([id]);
+      expect(calls).toEqual(['egress']);
+      // A container that would not die keeps its rules and its record.
+      expect(run(ops(false, true, false))).toEqual([]);
+      expect(calls).toEqual(['end-container']);
+      expect(existsSync(join(dir, `${id}.keeper.json`))).toBe(true);
+      // A record that is not one (another name, a pid that is no number) is left alone.
+      rmSync(join(dir, `${id}.keeper.json`));
+      writeFileSync(join(dir, `${'e'.repeat(64)}.keeper.json`), JSON.stringify({ ...record, keeper: { pid: 'x', start: '1' } }));
+      calls.length = 0;
+      expect(gcKeepers(dir, ops(false, false))).toEqual([]);
+      expect(calls).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("is found beside the bundle that starts it, or in a checkout's dist/", () => {
+    expect(keeperPath('/pkg/dist', (p) => p === '/pkg/dist/keeper.cjs')).toBe('/pkg/dist/keeper.cjs');
+    expect(keeperPath('/repo/ts/network', (p) => p === '/repo/dist/keeper.cjs')).toBe('/repo/dist/keeper.cjs');
+    expect(rejection(() => keeperPath('/nowhere', () => false)).message).toContain("the allowlist's keeper of a detached container is missing");
+  });
+
+  it("what it refused shows in a detached container's state, and nothing else's", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-refused-'));
+    try {
+      const network = { mode: 'bridge', interfaces: [], gateway: null, hostInterface: null, bridge: null, ports: [], allow: args.rules };
+      const state = { id, detached: true, network } as unknown as ContainerState;
+      expect(withRefused(dir, state)).toBe(state);
+      const summary = { total: 2, destinations: [{ protocol: 'tcp', address: '10.199.1.2', port: 80, count: 2 }], others: 0, reporting: true };
+      writeFileSync(join(dir, 'refused.json'), JSON.stringify(summary));
+      expect(withRefused(dir, state).network?.refused).toEqual(summary);
+      expect(withRefused(dir, { ...state, detached: false }).network?.refused).toBeUndefined();
+      expect(withRefused(dir, { ...state, network: { ...network, allow: [] } }).network?.refused).toBeUndefined();
+      writeFileSync(join(dir, 'refused.json'), '{"total":"many"}');
+      expect(withRefused(dir, state).network?.refused).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -11,6 +11,7 @@
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 
+import { processStart } from '../proc.js';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
 
 import { cgroupDir, parentPath, readLayout, readProcSource, type ProcSource } from './detect.js';
@@ -38,25 +39,7 @@ export function defaultStateDir(): string {
   return posix.join(stateRoot(), 'cgroups');
 }
 
-/** The start time of `pid` in clock ticks since boot, or null when there is no such process (or only its zombie). */
-export function processStart(pid: number): string | null {
-  // This process's own never changes, and every launch's marker names it.
-  if (pid === process.pid && ownStart !== undefined) return ownStart;
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // comm may hold spaces and parentheses: the fields that follow start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (fields[0] === 'Z' || fields[0] === 'X') return null;
-  const start = fields[19] ?? null;
-  if (pid === process.pid) ownStart = start;
-  return start;
-}
-
-let ownStart: string | null | undefined;
+export { processStart };
 
 export function ownerAlive(m: Pick<Marker, 'ownerPid' | 'ownerStart'>): boolean {
   const start = processStart(m.ownerPid);

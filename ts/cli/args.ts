@@ -30,7 +30,7 @@ export const containerArgs = {
     valueHint: 'none|host|bridge|ns:PATH|container:NAME',
     description: "none (default): only its own loopback. bridge: as root an address on tsbox's bridge tsbox0 with NAT to the host's network, as an ordinary user pasta. host: the HOST'S network namespace, every interface and port (no network isolation). ns:PATH or container:NAME: join that namespace",
   },
-  'allow-host': { type: 'string', valueHint: 'NAME[:PORT],...', description: 'Egress allowlist (--network bridge, root): the container reaches these names, resolved by a resolver tsbox runs for it, and nothing else (repeatable)' },
+  'allow-host': { type: 'string', valueHint: 'NAME[:PORT],...', description: 'Egress allowlist (--network bridge, root): the container reaches these names, resolved by a resolver tsbox runs for it (with -d, in a keeper process that ends with it), and nothing else (repeatable)' },
   'allow-net': { type: 'string', valueHint: 'A.B.C.D[/BITS][:PORT],...', description: 'Egress allowlist (--network bridge, root): these IPv4 networks too (repeatable)' },
   publish: { type: 'string', alias: 'p', valueHint: '[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]', description: 'Publish a container port on the host (repeatable; --network bridge)' },
   expose: { type: 'string', valueHint: 'PORT[-LAST][/tcp|udp]', description: 'Expose a port or a range of ports, beside the image\'s ExposedPorts: what -P publishes (repeatable)' },

@@ -22,6 +22,9 @@ const command = defineCommand({
     if (!(await parse(rawArgs, {}, cmd, 'gc', { min: 0, max: 0, usage: 'no arguments' }))) return;
     // State first: a container whose state goes leaves its cgroup an orphan.
     const states = gcStates();
+    // Detached containers' allowlist keepers (ts/network/keeper.ts), before
+    // their networks: saying which container is killed for a keeper that is gone.
+    if (existsSync(NETWORK_DIR)) (await import('../network/keeper.js')).gcKeepers(undefined, undefined, (l) => console.error(l));
     // A bridged container's address, veth and rules, once its monitor is gone.
     const networks = [
       ...(existsSync(NETWORK_DIR) ? (await import('../network/bridge.js')).gcNetworks() : []),

@@ -355,9 +355,6 @@ export const runOptionsSchema = z
       if (hostNetCap !== null) {
         ctx.addIssue({ code: 'custom', path: ['capAdd'], message: `"${hostNetCap}" cannot be added with network "host" and userns "host": it would be the host's own CAP_NET_RAW or CAP_NET_ADMIN, over the host's interfaces and firewall` });
       }
-      if (o.allow.length > 0 && o.detach) {
-        ctx.addIssue({ code: 'custom', path: ['allow'], message: "cannot be combined with detach yet: the allowlist's resolver runs in the caller" });
-      }
       if (o.writableRootfs && o.rootfs === undefined) {
         ctx.addIssue({ code: 'custom', path: ['writableRootfs'], message: "needs a rootfs: the host's root is never writable" });
       }

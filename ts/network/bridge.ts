@@ -34,6 +34,7 @@ import { processStart } from '../cgroups/gc.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { removeEgress } from './egress.js';
+import { gcKeepers } from './keeper.js';
 import { add, AddFailed, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
 
@@ -499,6 +500,14 @@ export interface GcOps {
  * give the next container that address with another's rules on it.
  */
 export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }): string[] {
+  // Detached containers' allowlist keepers first (ts/network/keeper.ts): one
+  // whose container is gone ends before its rules are removed below, so
+  // that none of its resolver's comes after them.
+  try {
+    gcKeepers(dir);
+  } catch {
+    // Best effort: each record is tried again by the next gc.
+  }
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));

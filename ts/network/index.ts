@@ -12,10 +12,12 @@
  *   ts/network/pasta.ts.
  */
 import { closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
 
 import type { AllowRule, ExposedPort, NetworkMode, PortMapping } from '../config/network.js';
 import type { SandboxPlan } from '../generated/wire.js';
 import { TsboxError } from '../errors.js';
+import { processStart } from '../cgroups/gc.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, portTaken, type NetworkInfo } from './bridge.js';
 import { BRIDGE } from './cni.js';
@@ -145,6 +147,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
       const inUse = await portInUse(ports);
       if (inUse) throw inUse;
       let hosts: ((address: string) => void) | null = null;
+      let stateDir: string | null = null;
       return {
         netnsPath: null,
         cloned: nothing,
@@ -165,15 +168,31 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
             }
             return attached;
           }
-          // The allowlist (ts/network/egress.ts); undone before DEL.
-          let allowlist;
+          // The allowlist (ts/network/egress.ts); undone before DEL. A
+          // detached container's is its keeper's (ts/network/keeper.ts),
+          // which outlives this process as the container does.
+          let allowlist: { close: () => void };
           const refusals = new Refusals();
           try {
             if (hosts && address) hosts(address);
             if (!address) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: 'the bridge gave the container no IPv4 address to hold to the allowlist', hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
             const veth = attached.info.hostInterface;
             if (!veth) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "the bridge named no host end of the container's veth to hold to the allowlist", hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
-            allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace, refusals);
+            if (keep) allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace, refusals);
+            else {
+              if (!stateDir) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "a detached container's allowlist has no state directory to report in", hint: 'this is a bug in tsbox' });
+              const { startKeeper } = await import('./keeper.js');
+              const kept = await startKeeper(
+                { id, ip: address, veth, rules: egress.allow, upstream: upstreamOf(egress.dns), dir: stateDir, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, control: join(stateDir, 'control.sock'), trace: trace !== undefined },
+                trace,
+              );
+              refusals.off = kept.off;
+              allowlist = {
+                close: () => {
+                  if (!kept.stop()) throw new TsboxError({ step: 'network', errno: 0, path: `tsbox:${id}`, detail: "the allowlist's chain and rules could not be removed", hint: 'tsbox gc tries again' });
+                },
+              };
+            }
           } catch (err) {
             // What of its rules is left keeps the address (see detach below).
             try {
@@ -186,6 +205,8 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           }
           return {
             info: { ...attached.info, allow: egress.allow },
+            // (A detached container's are its keeper's to count, in its
+            // state directory: only why they are not reported is here.)
             refusals,
             detach: () => {
               // The allowlist's rules hold the container's address: while
@@ -204,6 +225,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
         },
         info: null,
         plan: (sandbox, dir) => {
+          stateDir = dir;
           hosts = hostsInState(sandbox, dir);
           // With an allowlist, names are the container's resolver's to answer.
           if (egress.allow.length > 0) resolverOnly(sandbox);

@@ -484,7 +484,8 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       cgroup,
       startedAt: t0,
       network: networkInfo,
-      refusals,
+      // A detached container's are counted by its allowlist's keeper (its state shows them).
+      refusals: o.detach ? undefined : refusals,
     },
   };
 }

@@ -13,7 +13,7 @@ import { TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
 import { execInto, type Container, type ExecOptions } from './container.js';
 import { recv, signalNumber, SIGNAL_NAMES, toMonitor } from './protocol.js';
-import { findContainer, listStates, liveState, readState, removeContainerDir, type ContainerState } from './state.js';
+import { findContainer, listStates, liveState, readState, removeContainerDir, withRefused, type ContainerState } from './state.js';
 
 /** How a container ended, as its state records it. */
 export interface Ended {
@@ -36,7 +36,7 @@ export class ContainerRef {
   state(): ContainerState {
     const s = readState(this.dir);
     if (!s) throw new TsboxError({ step: 'state', errno: 2, path: this.id.slice(0, 12), detail: 'the container is gone', hint: null });
-    return liveState(s);
+    return withRefused(this.dir, liveState(s));
   }
 
   get name(): string | null {
@@ -153,6 +153,15 @@ export class ContainerRef {
     // held (the cgroup's marker names it as the owner) is free once it is gone.
     const monitor = s.monitorPid;
     for (let i = 0; i < 100 && monitor > 0 && processStart(monitor) !== null; i++) await new Promise((r) => setTimeout(r, 20));
+    // A detached container's allowlist keeper ends with it, writing into its
+    // state directory as it goes: gone (its rules with it) before that is.
+    if (s.detached && s.network?.allow?.length) {
+      try {
+        (await import('../network/keeper.js')).gcKeepers();
+      } catch {
+        // Best effort: `tsbox gc` tries again.
+      }
+    }
     removeContainerDir(this.dir);
     // What the monitor left: the cgroup marker (its cgroups are gone with it).
     try {

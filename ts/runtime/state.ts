@@ -52,7 +52,7 @@ export function createContainerDir(id: string): string {
 }
 
 /** The files of a container's state directory. */
-const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json', 'hosts'];
+const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
@@ -188,12 +188,30 @@ export function liveState(s: ContainerState): ContainerState {
   return s;
 }
 
+/**
+ * A detached container's egress allowlist reports what it refused through
+ * its keeper (ts/network/keeper.ts), into `refused.json` beside its state:
+ * shown as its network's `refused`, as an attached run's result has it.
+ */
+export function withRefused(dir: string, s: ContainerState): ContainerState {
+  if (!s.detached || !s.network?.allow?.length) return s;
+  let refused: unknown;
+  try {
+    refused = JSON.parse(readFileSync(join(dir, 'refused.json'), 'utf8'));
+  } catch {
+    return s;
+  }
+  const r = refused as { total?: unknown; destinations?: unknown };
+  if (typeof r.total !== 'number' || !Array.isArray(r.destinations)) return s;
+  return { ...s, network: { ...s.network, refused: refused as NonNullable<NetworkInfo['refused']> } };
+}
+
 /** Every container of this user that has state, newest first. */
 export function listStates(root: string = stateRoot()): { dir: string; state: ContainerState }[] {
   const out: { dir: string; state: ContainerState }[] = [];
   for (const dir of containerDirs(root)) {
     const state = readState(dir);
-    if (state) out.push({ dir, state: liveState(state) });
+    if (state) out.push({ dir, state: withRefused(dir, liveState(state)) });
   }
   return out.sort((a, b) => b.state.created.localeCompare(a.state.created));
 }
