@@ -61,9 +61,10 @@ function exec(argv, { capture = false, extraFd, env } = {}) {
 }
 
 /** A tsbox container from the API; its process tree starts at tsbox-init, the container's parent. */
-async function api(argv, { rootfs, init, capture, network, allow }) {
+async function api(argv, { rootfs, image, init, capture, network, allow }) {
   checkStopped();
-  const c = await tsboxSpawn(argv, { rootfs, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore', ...(network ? { network } : {}), ...(allow ? { allow } : {}) });
+  const root = image ? { image, pull: 'never' } : { rootfs };
+  const c = await tsboxSpawn(argv, { ...root, init, stdio: capture ? ['ignore', 'ignore', 'pipe'] : 'ignore', ...(network ? { network } : {}), ...(allow ? { allow } : {}) });
   if (stopped) await c[Symbol.asyncDispose]();
   return watch(c, 'tsbox API', argv);
 }
@@ -153,6 +154,17 @@ export function definePeers(m, { crunHolderPid }) {
       label: 'tsbox API --no-init',
       kind: 'container',
       start: (work, o = {}) => api(WORK[work], { rootfs: m.rootfs, init: false, ...o }),
+    },
+    {
+      // The same rootfs as an image in the store (prepare imports it), from
+      // the API in this long-lived process: what an image's launch adds.
+      name: 'tsbox-api-image',
+      label: 'tsbox API, image',
+      kind: 'container',
+      start: (work, o = {}) => {
+        process.env.TSBOX_STORAGE = m.store;
+        return api(WORK[work], { image: m.image, init: true, ...o });
+      },
     },
     {
       name: 'tsbox-pool',
