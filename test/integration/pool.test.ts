@@ -113,6 +113,32 @@ describe('a pool', () => {
     });
   });
 
+  it('builds a call’s process once per set of options, and lets nothing of one call’s env, cwd, user or command reach another’s', async () => {
+    await withPool({ size: 4, env: { FROM: 'pool' } }, async (pool) => {
+      await ready(pool, 4);
+      const show = 'echo "$FROM|${A-unset}|$HOSTNAME|$(hostname)"; pwd; id -u';
+      const given = { env: { A: '1' }, cwd: '/tmp', user: '1000:1000' };
+      // Options, none, the same options again with another command, none again:
+      // the second and third of a kind reuse what the first built.
+      const a = await pool.run(['sh', '-c', show], given);
+      const b = await pool.run(['sh', '-c', show]);
+      const c = await pool.run(['sh', '-c', `echo other; ${show}`], { env: { A: '1' }, cwd: '/tmp', user: '1000:1000' });
+      const d = await pool.run(['sh', '-c', show]);
+      const host = (r: { id: string }) => r.id.slice(0, 12);
+      const lines = (r: { stdout: string }) => r.stdout.trim().split('\n');
+      for (const r of [a, b, c, d]) expect(r.exitCode, r.stderr).toBe(0);
+      expect(lines(a)).toEqual([`pool|1|${host(a)}|${host(a)}`, '/tmp', '1000']);
+      expect(lines(b)).toEqual([`pool|unset|${host(b)}|${host(b)}`, '/', '0']);
+      expect(lines(c)).toEqual(['other', `pool|1|${host(c)}|${host(c)}`, '/tmp', '1000']);
+      expect(lines(d)).toEqual([`pool|unset|${host(d)}|${host(d)}`, '/', '0']);
+      expect(new Set([a, b, c, d].map(host)).size).toBe(4);
+      // A command is checked on every call, options seen before or not.
+      await expect(pool.run([])).rejects.toMatchObject({ step: 'config', path: 'command' });
+      await expect(pool.run(['a\0b'], given)).rejects.toMatchObject({ step: 'config', path: 'command[0]' });
+      expect(pool.stats()).toMatchObject({ handedOver: 4, failed: 0 });
+    });
+  });
+
   it('gives a container exactly the isolation of a cold one', async () => {
     await withPool({ size: 1, memory: '256m' }, async (pool) => {
       await ready(pool, 1);
