@@ -555,6 +555,7 @@ function tighten(slot: Slot, limits: Record<string, number>): void {
     paths: cgroup.paths,
     place: (pid) => cgroup.place(pid),
     stats: () => cgroup.stats(),
+    usage: () => cgroup.usage(),
     kill: () => cgroup.kill(),
     destroy: () => cgroup.destroy(),
     applied: () => tightened,
