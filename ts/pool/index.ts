@@ -412,14 +412,16 @@ export class Pool {
   /**
    * One sandbox built to ready. An image's holds the store's launch lock
    * (Store.launching) until its state names its layers, as a cold launch
-   * of an image does: a prune meanwhile waits rather than take them.
+   * of an image does: a prune meanwhile waits rather than take them. The
+   * refill's lets the event loop run between its steps (LaunchExtras.background):
+   * a caller's hand-over is not held behind them.
    */
-  async #launchReady({ options, layers }: Base): Promise<ReadySandbox> {
-    if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits });
+  async #launchReady({ options, layers }: Base, refill: boolean): Promise<ReadySandbox> {
+    if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits, background: refill });
     const { Store } = await import('../image/store.js');
     const imageLock = await new Store().launching();
     try {
-      return await launchReady(options, { explicitLimits: this.#explicitLimits, layers, imageLock });
+      return await launchReady(options, { explicitLimits: this.#explicitLimits, layers, imageLock, background: refill });
     } finally {
       imageLock.unlock();
     }
@@ -429,7 +431,7 @@ export class Pool {
     this.#starting++;
     if (refill) this.#refilling++;
     const t0 = process.hrtime.bigint();
-    const built = Promise.resolve(this.#resolve()).then((base) => this.#launchReady(base)).then(
+    const built = Promise.resolve(this.#resolve()).then((base) => this.#launchReady(base, refill)).then(
       (ready) => {
         this.#starting--;
         if (refill) this.#refilling--;
