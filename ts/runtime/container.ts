@@ -318,8 +318,11 @@ export class Container extends EventEmitter {
     // child_process's 'close'); output nobody reads does not hold it back.
     // A container that ended at once may have got here before spawn()'s
     // caller went on: one turn of the event loop lets it attach its readers.
+    // Not when every stream has its reader already (run(), a pool's run()):
+    // nobody is left to wait for, and the turn would let whatever else is
+    // queued (a pool's refill) go before this result.
     const streams = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal);
-    if (streams.length > 0) await new Promise((r) => setImmediate(r));
+    if (streams.some((st) => st.readableFlowing !== true && !st.readableEnded)) await new Promise((r) => setImmediate(r));
     const reading = streams.filter((st) => st.readableFlowing === true && !st.readableEnded);
     await Promise.all(reading.map((st) => finished(st).catch(() => {})));
     if (!ended) collect();
