@@ -520,15 +520,19 @@ export class Pool {
 
 /**
  * A call's options as a key of Base.processes: JSON of plain values only.
- * Anything JSON would drop or flatten (a function, a Map, a Buffer, a
- * BigInt) makes null: such a call is checked and built on its own, so that
- * it can never pass as another call's options.
+ * Anything JSON would drop or change (a function, a Map, a Buffer, a
+ * BigInt, NaN, -0, an undefined in an array) makes null: such a call is
+ * checked and built on its own, so that it can never pass as another
+ * call's options.
  */
-function processKey(given: Record<string, unknown>): string | null {
+export function processKey(given: Record<string, unknown>): string | null {
   let plain = true;
   const key = JSON.stringify(given, (_k, v: unknown) => {
     if (typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint') plain = false;
-    else if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    else if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) plain = false;
+    else if (Array.isArray(v)) {
+      if (v.length !== Object.keys(v).length || v.includes(undefined)) plain = false;
+    } else if (typeof v === 'object' && v !== null) {
       const proto = Object.getPrototypeOf(v) as unknown;
       if (proto !== Object.prototype && proto !== null) plain = false;
     }
