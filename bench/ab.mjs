@@ -5,7 +5,12 @@
 // `/bin/true` in the same rootfs when told to; the parent alternates between
 // them, one launch at a time, so both see the same machine. As root.
 //
-//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--n 200] [--warmup 10]
+// --mode pool times the warm pool instead (issue 16): each worker makes a
+// pool of --size sandboxes (stdio piped, as the bench's tsbox-pool peer),
+// waits until they are all ready, and times `pool.run(['/bin/true'])` from
+// the call to its result. Its refill runs meanwhile, as in the bench.
+//
+//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|pool] [--size 8] [--n 200] [--warmup 10]
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -17,29 +22,41 @@ const base = args.get('base');
 const rootfs = args.get('rootfs');
 const n = Number(args.get('n') ?? 200);
 const warmup = Number(args.get('warmup') ?? 10);
-if (!base || !rootfs) {
-  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--n 200] [--warmup 10]');
+const mode = args.get('mode') ?? 'api';
+const size = Number(args.get('size') ?? 8);
+if (!base || !rootfs || args.has('help') || !['api', 'pool'].includes(mode) || !(size >= 1)) {
+  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|pool] [--size 8] [--n 200] [--warmup 10]');
   process.exit(2);
 }
 const here = fileURLToPath(new URL('..', import.meta.url));
 
 const WORKER = `
 const t = await import(process.argv[1] + '/dist/tsbox.js');
+const [rootfs, mode, size] = [process.argv[2], process.argv[3], Number(process.argv[4])];
+const pool = mode === 'pool' ? t.createPool({ rootfs, size, stdio: 'pipe' }) : null;
+while (pool && pool.stats().ready < size) await new Promise((r) => setTimeout(r, 20));
+const launch = pool ? () => pool.run(['/bin/true']) : async () => (await t.spawn(['/bin/true'], { rootfs, stdio: 'ignore' })).wait();
 const rl = (await import('node:readline')).createInterface({ input: process.stdin });
+process.stdout.write('ready\\n');
 for await (const line of rl) {
   const t0 = process.hrtime.bigint();
-  const c = await t.spawn(['/bin/true'], { rootfs: process.argv[2], stdio: 'ignore' });
-  const r = await c.wait();
+  const r = await launch();
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.exitCode !== 0) throw new Error('exit ' + r.exitCode);
   process.stdout.write(ms + '\\n');
 }
+await pool?.close();
 `;
 
 function worker(dir) {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', WORKER, dir, rootfs], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', WORKER, dir, rootfs, mode, String(size)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   return {
+    /** Resolves once its pool (in pool mode) is full. */
+    async ready() {
+      const { value } = await lines.next();
+      if (value !== 'ready') throw new Error(`worker for ${dir}: ${value}`);
+    },
     async launch() {
       child.stdin.write('go\n');
       const { value } = await lines.next();
@@ -56,6 +73,7 @@ const builds = [
   { name: 'base', w: worker(base), ms: [] },
   { name: 'this', w: worker(here), ms: [] },
 ];
+for (const b of builds) await b.w.ready();
 for (let i = 0; i < warmup + n; i++) {
   // Alternate which goes first, so neither always follows the other.
   const order = i % 2 === 0 ? builds : [...builds].reverse();
@@ -68,4 +86,4 @@ for (const b of builds) await b.w.close();
 const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 const row = (b) => ({ build: b.name, median: q(b.ms, 0.5).toFixed(2), p90: q(b.ms, 0.9).toFixed(2), p99: q(b.ms, 0.99).toFixed(2), mean: (b.ms.reduce((a, x) => a + x, 0) / b.ms.length).toFixed(2) });
 console.table(builds.map(row));
-console.log(`this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved)`);
+console.log(`${mode}: this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved)`);

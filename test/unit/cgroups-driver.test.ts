@@ -844,6 +844,8 @@ describe('v2: place, stats, kill, destroy', () => {
     });
     w('pids.peak', '9\n');
     expect(c.stats().pids.peak).toBe(9);
+    // A result's four figures alone, the same as stats() reads them.
+    expect(c.usage()).toEqual({ peakMemoryBytes: 52428800, oomKills: 1, peakPids: 9, cpuThrottledPeriods: 4 });
   });
 
   it('kills with cgroup.kill, then removes the cgroups leaves first; the tsbox parent stays until gc', () => {
@@ -1111,6 +1113,7 @@ describe('hybrid (this development host\'s layout)', () => {
       cpu: { usageUsec: 3000, userUsec: 2000, systemUsec: 1000, periods: 20, throttledPeriods: 5, throttledUsec: 7000 },
       pids: { current: 0, peak: null, limitHits: 3 },
     });
+    expect(c.usage()).toEqual({ peakMemoryBytes: 33554432, oomKills: 2, peakPids: null, cpuThrottledPeriods: 5 });
   });
 
   it('falls back to cpuacct.stat ticks on kernels without usage_user/usage_sys', () => {

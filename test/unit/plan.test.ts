@@ -10,7 +10,7 @@ import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../../ts/config/defaults.js'
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
 import { rejection } from '../support/errors.js';
-import { ALL_NAMESPACES, buildPlan, defaultStorageSize, DEVICES, etcFiles, systemMounts, type PlanMount, type ProcessPlan, type SandboxPlan } from '../../ts/runtime/plan.js';
+import { ALL_NAMESPACES, buildPlan, buildProcessPlan, defaultStorageSize, DEVICES, etcFiles, planFor, processTemplate, systemMounts, type PlanMount, type ProcessPlan, type SandboxPlan } from '../../ts/runtime/plan.js';
 
 /** Both plans, read as one (no field is in both but `trace`, which they share). */
 type Plan = SandboxPlan & ProcessPlan;
@@ -323,6 +323,42 @@ describe('buildPlan: namespaces, environment, privileges', () => {
     expect(d.cwd).toBe('/');
     expect(d.init).toBe(true);
     expect(d.trace).toBe(false);
+  });
+});
+
+describe('a process template (a pool builds one per set of call options)', () => {
+  const parsed = (options: RunOptions) => parseRunInput(['true'], options).options;
+
+  it('makes, per command and hostname, the plan buildProcessPlan makes', () => {
+    const o = parsed({ env: { A: '1' }, cwd: '/tmp', user: '1000:100', capDrop: ['CHOWN'], ulimits: { nofile: 64 } });
+    const t = processTemplate(o, fakeCompiler);
+    for (const [argv, host] of [[['sh', '-c', 'echo a'], 'one'], [['id'], 'two']] as const) {
+      expect(planFor(t, [...argv], host)).toEqual(buildProcessPlan([...argv], o, host, fakeCompiler));
+    }
+  });
+
+  it('gives each plan its own argv and env, with its own sandbox’s HOSTNAME', () => {
+    const t = processTemplate(parsed({ env: { A: '1' } }), fakeCompiler);
+    const argv = ['echo', 'x'];
+    const a = planFor(t, argv, 'aaa');
+    const b = planFor(t, ['id'], 'bbb');
+    argv.push('changed');
+    expect(a.argv).toEqual(['echo', 'x']);
+    expect(a.env).not.toBe(b.env);
+    expect(envOf({ env: a.env } as Plan).get('HOSTNAME')).toBe('aaa');
+    expect(envOf({ env: b.env } as Plan).get('HOSTNAME')).toBe('bbb');
+    expect(t.env).not.toContain('HOSTNAME=aaa');
+  });
+
+  it('keeps a HOSTNAME the options set, in every plan', () => {
+    const t = processTemplate(parsed({ env: { HOSTNAME: 'mine' } }), fakeCompiler);
+    expect(t.hostnameAt).toBeNull();
+    expect(planFor(t, ['true'], 'box').env.filter((e) => e.startsWith('HOSTNAME='))).toEqual(['HOSTNAME=mine']);
+  });
+
+  it('checks each command’s size against the kernel’s limit', () => {
+    const t = processTemplate(parsed({}), fakeCompiler);
+    expect(() => planFor(t, ['x'.repeat(200_000)], 'box')).toThrow(TsboxError);
   });
 });
 

@@ -75,5 +75,17 @@ export interface CgroupStats {
   };
 }
 
+/**
+ * What a container's result reports of its cgroup (ExitResult's usage and
+ * oomKilled): the part of CgroupStats read once it has ended, four files
+ * rather than all of them.
+ */
+export interface CgroupUsage {
+  peakMemoryBytes: number | null;
+  oomKills: number | null;
+  peakPids: number | null;
+  cpuThrottledPeriods: number | null;
+}
+
 /** Reads a file of a cgroup (null when missing). */
 export type StatReader = (hierarchy: Hierarchy, file: string) => string | null;

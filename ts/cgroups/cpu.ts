@@ -48,6 +48,11 @@ const usec = (ns: number | null | undefined): number | null => (ns === null || n
 /** USER_HZ, the unit of cpuacct.stat: 100 on every Linux architecture tsbox targets. */
 const USER_HZ = 100;
 
+/** The periods the quota throttled alone (CgroupUsage): cpu.stat, on either version. */
+export function cpuThrottledPeriods(version: 1 | 2, read: StatReader): number | null {
+  return parseKeyed(read(version === 1 ? 'cpu' : 'unified', 'cpu.stat')).get('nr_throttled') ?? null;
+}
+
 export function cpuStats(version: 1 | 2, read: StatReader): CgroupStats['cpu'] {
   if (version === 2) {
     const s = parseKeyed(read('unified', 'cpu.stat'));

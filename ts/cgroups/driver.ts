@@ -8,8 +8,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 
-import type { CgroupStats, Controller, ControllerName, LimitWrite } from './controller.js';
-import { cpu, cpuStats } from './cpu.js';
+import type { CgroupStats, CgroupUsage, Controller, ControllerName, LimitWrite, StatReader } from './controller.js';
+import { cpu, cpuStats, cpuThrottledPeriods } from './cpu.js';
 import { CPUSET_INHERIT, cpuset } from './cpuset.js';
 import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
 import { delegatedParent, LEAF } from './delegation.js';
@@ -18,9 +18,9 @@ import { defaultStateDir, ID_PATTERN, processStart, readMarker, removeMarker, wr
 import { deviceKey, io, limitDevices, type LimitDevice } from './io.js';
 import { DEFAULT_PIDS_LIMIT, parseLimits, type CgroupLimits, type CgroupLimitsInput } from './limits.js';
 import { hugetlb } from './hugetlb.js';
-import { memory, memoryStats } from './memory.js';
+import { memory, memoryStats, memoryUsage } from './memory.js';
 import { netCls, netPrio } from './network.js';
-import { pids, pidsStats } from './pids.js';
+import { pids, pidsPeak, pidsStats } from './pids.js';
 import { stopScope, syncScope } from './systemd.js';
 import { killCgroup, removeCgroup, removeParents, type Placement } from './teardown.js';
 
@@ -100,6 +100,8 @@ export interface Cgroup {
   place(pid: number): void;
   /** Current usage; read it after the workload ended and before destroy(). */
   stats(): CgroupStats;
+  /** What a result reports of stats(), read alone (fewer files: it is on every result's path). */
+  usage(): CgroupUsage;
   /** Kills every process in the cgroups: cgroup.kill on v2; freeze, SIGKILL each, thaw on v1. */
   kill(): void;
   /** kill(), then rmdir the cgroups (leaves first, retrying EBUSY); the shared `tsbox` parents stay (gc removes empty ones). Idempotent. */
@@ -421,12 +423,23 @@ class CgroupImpl implements Cgroup {
   }
 
   stats(): CgroupStats {
-    const read = (hierarchy: string, file: string): string | null => {
-      const dir = this.#placement.dirs[hierarchy];
-      return dir === undefined ? null : readIfPresent(this.#fs, posix.join(dir, file));
-    };
-    const version = (c: ControllerName): 1 | 2 => this.#versions.get(c) ?? (this.mode === 'v2' ? 2 : 1);
+    const version = (c: ControllerName) => this.#version(c);
+    const read = this.#read;
     return { memory: memoryStats(version('memory'), read), cpu: cpuStats(version('cpu'), read), pids: pidsStats(version('pids'), read) };
+  }
+
+  usage(): CgroupUsage {
+    const memory = memoryUsage(this.#version('memory'), this.#read);
+    return { peakMemoryBytes: memory.peak, oomKills: memory.oomKills, peakPids: pidsPeak(this.#version('pids'), this.#read), cpuThrottledPeriods: cpuThrottledPeriods(this.#version('cpu'), this.#read) };
+  }
+
+  readonly #read: StatReader = (hierarchy, file) => {
+    const dir = this.#placement.dirs[hierarchy];
+    return dir === undefined ? null : readIfPresent(this.#fs, posix.join(dir, file));
+  };
+
+  #version(c: ControllerName): 1 | 2 {
+    return this.#versions.get(c) ?? (this.mode === 'v2' ? 2 : 1);
   }
 
   kill(): void {

@@ -93,6 +93,15 @@ export const memory: Controller = {
   },
 };
 
+/** The peak and the OOM kills alone (CgroupUsage). */
+export function memoryUsage(version: 1 | 2, read: StatReader): Pick<CgroupStats['memory'], 'peak' | 'oomKills'> {
+  const h = version === 1 ? 'memory' : 'unified';
+  return {
+    peak: parseNumber(read(h, version === 1 ? 'memory.max_usage_in_bytes' : 'memory.peak')),
+    oomKills: parseKeyed(read(h, version === 1 ? 'memory.oom_control' : 'memory.events')).get('oom_kill') ?? null,
+  };
+}
+
 export function memoryStats(version: 1 | 2, read: StatReader): CgroupStats['memory'] {
   if (version === 1) {
     return {

@@ -24,6 +24,11 @@ export const pids: Controller = {
   },
 };
 
+/** pids.peak alone (CgroupUsage). */
+export function pidsPeak(version: 1 | 2, read: StatReader): number | null {
+  return parseNumber(read(version === 1 ? 'pids' : 'unified', 'pids.peak'));
+}
+
 export function pidsStats(version: 1 | 2, read: StatReader): CgroupStats['pids'] {
   const h: Hierarchy = version === 1 ? 'pids' : 'unified';
   return {

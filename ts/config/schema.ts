@@ -435,13 +435,23 @@ export function parseRunInput(command: unknown, options: unknown): { command: st
       }
     }
   }
-  if (issues.length > 0 || !cmd.success || !opts.success) {
-    const first = issues[0]!;
-    const more = issues.length > 1 ? ` (and ${issues.length - 1} more: ${issues.slice(1).map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
-    throw new TsboxError(
-      { step: 'config', errno: 0, path: first.path, detail: `${first.message}${more}`, hint: null },
-      { issues },
-    );
-  }
+  if (issues.length > 0 || !cmd.success || !opts.success) throw configIssues(issues);
   return { command: cmd.data, options: opts.data };
+}
+
+/**
+ * Validates a command alone, as parseRunInput does (the same error): for a
+ * pool's call whose options were checked by an earlier call.
+ */
+export function parseCommand(command: unknown): string[] {
+  const cmd = commandSchema.safeParse(command);
+  if (cmd.success) return cmd.data;
+  throw configIssues(cmd.error.issues.map((i) => ({ path: `command${jsonPath(i.path) === '(options)' ? '' : jsonPath(i.path)}`, message: i.message })));
+}
+
+/** One TsboxError listing every problem, the first as its path and detail. */
+function configIssues(issues: { path: string; message: string }[]): TsboxError {
+  const first = issues[0]!;
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more: ${issues.slice(1).map((i) => `${i.path}: ${i.message}`).join('; ')})` : '';
+  return new TsboxError({ step: 'config', errno: 0, path: first.path, detail: `${first.message}${more}`, hint: null }, { issues });
 }

@@ -14,15 +14,28 @@
  * while it is built and removed with it (its release, or #discard). What differs per call is only what the ProcessPlan
  * carries (argv, env, cwd, user, capabilities, seccomp, rlimits), and
  * limits tighter than the pool's, written to the sandbox's cgroup before
- * its process starts.
+ * its process starts. A call's options are checked, and its ProcessPlan
+ * built, once per set of options (a call without any is the common case):
+ * later calls with the same ones reuse it, frozen, with their own command
+ * and their sandbox's HOSTNAME (Base.processes).
+ *
+ * PID 1 is what the pool's options say, as in a cold container. With
+ * `init: false` the waiting PID 1 execs the handed-over process itself.
+ * With `init` (the default) it stays tsbox's init and forks the process:
+ * exec'ing it in PID 1's place would save that fork and two wake-ups
+ * (~1.5 ms of a call, measured), but the process would then be its pid
+ * namespace's init, which the kernel shields from the signals it has no
+ * handler for (kill('SIGTERM') would do nothing) and which must reap
+ * every orphan, neither of which the caller asked of it.
  */
-import { limitsOf, parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
+import { limitsOf, parseCommand, parseRunInput, type ResolvedOptions, type RunOptions } from '../config/schema.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { updateCgroup, type AppliedLimits, type Cgroup } from '../cgroups/index.js';
 import { loadNative } from '../native.js';
+import type { SeccompCompiler } from '../config/seccomp.js';
 import { keepAlive, type Container } from '../runtime/container.js';
 import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
-import { buildProcessPlan } from '../runtime/plan.js';
+import { planFor, processTemplate, type ProcessTemplate } from '../runtime/plan.js';
 import { containerDir, setCommand } from '../runtime/state.js';
 import { capture, type CaptureOptions, type RunResult } from '../runtime/run.js';
 
@@ -78,6 +91,8 @@ const DEFAULT_MAX = 64;
 const HAND_OVER_TRIES = 3;
 /** How long a running container may delay its sandbox's replacement (see spawn). */
 const REFILL_DELAY_MS = 5;
+/** Sets of call options whose process a pool keeps built (Base.processes). */
+const KEPT_PROCESSES = 16;
 
 /**
  * What every sandbox of the pool is built from: the options as a container's,
@@ -89,6 +104,20 @@ interface Base {
   layers?: string[] | undefined;
   /** An image's: the command of a call (its entrypoint first; none given: its Cmd). */
   command?: ((given: readonly string[]) => string[]) | undefined;
+  /**
+   * What a call's options make, checked and built once per set of options
+   * (a call without any is the common one): the oldest goes beyond
+   * KEPT_PROCESSES. Keyed by the options as JSON (see processKey).
+   */
+  processes?: Map<string, CallProcess>;
+}
+
+/** A call's options checked against the pool's, and its process's plan without its command and hostname. */
+interface CallProcess {
+  o: ResolvedOptions;
+  tighter: Record<string, number> | null;
+  /** Frozen: each call's plan shares its fields (planFor), so none may change them. */
+  template: ProcessTemplate;
 }
 
 interface Slot extends ReadySandbox {
@@ -177,9 +206,9 @@ export class Pool {
 
   async #spawn(command: readonly string[], options: PoolProcessOptions): Promise<Container> {
     const { signal, ...given } = options;
-    const { argv, o, tighter } = this.#processOptions(command, given, await this.#resolve());
-    if (signal?.aborted) throw new AbortError(signal.reason);
     const native = loadNative();
+    const { argv, o, tighter, template } = this.#processOptions(command, given, await this.#resolve(), native.binding);
+    if (signal?.aborted) throw new AbortError(signal.reason);
     for (let tries = 1; ; tries++) {
       const slot = await this.#take(signal);
       if (this.#closed) {
@@ -200,7 +229,7 @@ export class Pool {
       let container: Container;
       try {
         if (tighter) tighten(slot, tighter);
-        const plan = buildProcessPlan(argv, o, slot.sandbox.hostname, native.binding);
+        const plan = planFor(template, argv, slot.sandbox.hostname);
         container = await handOver(slot, plan, { timeout: o.timeout, signal });
         this.#handedOver++;
       } catch (err) {
@@ -296,16 +325,24 @@ export class Pool {
     return found;
   }
 
-  /** The call's options checked against the pool's: its argv, its resolved options, and its tighter limits. */
-  #processOptions(command: readonly string[], given: Record<string, unknown>, base: Base): { argv: string[]; o: ResolvedOptions; tighter: Record<string, number> | null } {
+  /**
+   * The call's options checked against the pool's: its argv, its resolved
+   * options, its tighter limits and its process's template. Options seen
+   * before are not checked and built again: only the command is.
+   */
+  #processOptions(command: readonly string[], given: Record<string, unknown>, base: Base, seccomp: SeccompCompiler): CallProcess & { argv: string[] } {
     const allowed = new Set<string>([...PROCESS_KEYS, ...TIGHTER_LIMITS]);
     for (const key of Object.keys(given)) {
       if (given[key] === undefined || allowed.has(key)) continue;
       throw configError(key, 'is fixed when the pool is created: it shapes the sandbox, which is built before the call', `create a pool with ${key}, or use run()/spawn(); a call may set ${[...PROCESS_KEYS, ...TIGHTER_LIMITS].join(', ')}`);
     }
-    const merged: RunOptions = { ...base.input, ...given, env: { ...base.input.env, ...(given.env as Record<string, string> | undefined) } };
     // An image's entrypoint goes before the call's command; no command is its Cmd.
-    const { command: argv, options: o } = parseRunInput(base.command ? base.command(command) : command, merged);
+    const full = base.command ? base.command(command) : command;
+    const cacheKey = processKey(given);
+    const kept = cacheKey === null ? undefined : base.processes?.get(cacheKey);
+    if (kept) return { ...kept, argv: parseCommand(full) };
+    const merged: RunOptions = { ...base.input, ...given, env: { ...base.input.env, ...(given.env as Record<string, string> | undefined) } };
+    const { command: argv, options: o } = parseRunInput(full, merged);
     const tighter: Record<string, number> = {};
     for (const key of TIGHTER_LIMITS) {
       const v = o[key];
@@ -318,7 +355,15 @@ export class Pool {
       }
       if (v !== ceiling) tighter[key] = v;
     }
-    return { argv, o, tighter: Object.keys(tighter).length > 0 ? tighter : null };
+    const built: CallProcess = { o, tighter: Object.keys(tighter).length > 0 ? tighter : null, template: deepFreeze(processTemplate(o, seccomp)) };
+    // A profile file is read again by each call, as run() reads it: it may change.
+    const fromFile = typeof o.seccomp === 'string' && o.seccomp !== 'default' && o.seccomp !== 'unconfined';
+    if (cacheKey !== null && !fromFile) {
+      base.processes ??= new Map();
+      if (base.processes.size >= KEPT_PROCESSES) base.processes.delete(base.processes.keys().next().value!);
+      base.processes.set(cacheKey, built);
+    }
+    return { ...built, argv };
   }
 
   /** A ready sandbox: one that waits, or one built now (or when one ends, at `max`). */
@@ -376,14 +421,16 @@ export class Pool {
   /**
    * One sandbox built to ready. An image's holds the store's launch lock
    * (Store.launching) until its state names its layers, as a cold launch
-   * of an image does: a prune meanwhile waits rather than take them.
+   * of an image does: a prune meanwhile waits rather than take them. The
+   * refill's lets the event loop run between its steps (LaunchExtras.background):
+   * a caller's hand-over is not held behind them.
    */
-  async #launchReady({ options, layers }: Base): Promise<ReadySandbox> {
-    if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits });
+  async #launchReady({ options, layers }: Base, refill: boolean): Promise<ReadySandbox> {
+    if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits, background: refill });
     const { Store } = await import('../image/store.js');
     const imageLock = await new Store().launching();
     try {
-      return await launchReady(options, { explicitLimits: this.#explicitLimits, layers, imageLock });
+      return await launchReady(options, { explicitLimits: this.#explicitLimits, layers, imageLock, background: refill });
     } finally {
       imageLock.unlock();
     }
@@ -393,7 +440,7 @@ export class Pool {
     this.#starting++;
     if (refill) this.#refilling++;
     const t0 = process.hrtime.bigint();
-    const built = Promise.resolve(this.#resolve()).then((base) => this.#launchReady(base)).then(
+    const built = Promise.resolve(this.#resolve()).then((base) => this.#launchReady(base, refill)).then(
       (ready) => {
         this.#starting--;
         if (refill) this.#refilling--;
@@ -471,6 +518,38 @@ export class Pool {
   }
 }
 
+/**
+ * A call's options as a key of Base.processes: JSON of plain values only.
+ * Anything JSON would drop or change (a function, a Map, a Buffer, a
+ * BigInt, NaN, -0, an undefined in an array) makes null: such a call is
+ * checked and built on its own, so that it can never pass as another
+ * call's options.
+ */
+export function processKey(given: Record<string, unknown>): string | null {
+  let plain = true;
+  const key = JSON.stringify(given, (_k, v: unknown) => {
+    if (typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint') plain = false;
+    else if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) plain = false;
+    else if (Array.isArray(v)) {
+      if (v.length !== Object.keys(v).length || v.includes(undefined)) plain = false;
+    } else if (typeof v === 'object' && v !== null) {
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) plain = false;
+    }
+    return plain ? v : null;
+  });
+  return plain ? key : null;
+}
+
+/** `value`, and everything it holds, frozen. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
 /** Makes a pool and starts building its sandboxes. See {@link Pool}. */
 export function createPool(options: PoolOptions = {}): Pool {
   return new Pool(options);
@@ -491,6 +570,7 @@ function tighten(slot: Slot, limits: Record<string, number>): void {
     paths: cgroup.paths,
     place: (pid) => cgroup.place(pid),
     stats: () => cgroup.stats(),
+    usage: () => cgroup.usage(),
     kill: () => cgroup.kill(),
     destroy: () => cgroup.destroy(),
     applied: () => tightened,

@@ -16,7 +16,7 @@ import { egressRefusedCapability, hostNetworkAsRoot } from '../config/capabiliti
 import { hold, pipeStream, recvStarted } from './streams.js';
 import { AbortError, TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
-import type { AppliedLimits, Cgroup, CgroupStats } from '../cgroups/index.js';
+import type { AppliedLimits, Cgroup, CgroupStats, CgroupUsage } from '../cgroups/index.js';
 import { buildProcessPlan, type ProcessPlan } from './plan.js';
 import type { NetworkInfo } from '../network/bridge.js';
 import type { Refusals } from '../network/refused.js';
@@ -287,11 +287,12 @@ export class Container extends EventEmitter {
     }
     // Usage is read before the cgroup goes; then the cgroup, the id range
     // and the state go back.
-    const usage: { stats: CgroupStats | null; limits: AppliedLimits | null } = { stats: null, limits: null };
+    // What the result reports of the cgroup alone (usage(): four files, not stats()'s ten).
+    const usage: { stats: CgroupUsage | null; limits: AppliedLimits | null } = { stats: null, limits: null };
     const collect = () => {
       if (init.cgroup) {
         try {
-          usage.stats = init.cgroup.stats();
+          usage.stats = init.cgroup.usage();
           usage.limits = init.cgroup.applied();
         } catch {
           // Usage is reported as unknown rather than failing a finished run.
@@ -317,8 +318,11 @@ export class Container extends EventEmitter {
     // child_process's 'close'); output nobody reads does not hold it back.
     // A container that ended at once may have got here before spawn()'s
     // caller went on: one turn of the event loop lets it attach its readers.
+    // Not when every stream has its reader already (run(), a pool's run()):
+    // nobody is left to wait for, and the turn would let whatever else is
+    // queued (a pool's refill) go before this result.
     const streams = [this.stdout, this.stderr].filter((st): st is Readable => st !== null && st !== init.terminal);
-    if (streams.length > 0) await new Promise((r) => setImmediate(r));
+    if (streams.some((st) => st.readableFlowing !== true && !st.readableEnded)) await new Promise((r) => setImmediate(r));
     const reading = streams.filter((st) => st.readableFlowing === true && !st.readableEnded);
     await Promise.all(reading.map((st) => finished(st).catch(() => {})));
     if (!ended) collect();
@@ -331,7 +335,7 @@ export class Container extends EventEmitter {
     if (msg.type !== 'exited') throw new TsboxError({ step: 'monitor', errno: 0, path: null, detail: `unexpected ${msg.type} from tsbox-init`, hint: null });
     const signal = msg.signal ? (SIGNAL_NAMES.get(msg.signal) ?? null) : null;
     if (this.#aborted !== undefined) throw new AbortError(this.#aborted);
-    const oomKilled = (stats?.memory.oomKills ?? 0) > 0;
+    const oomKilled = (stats?.oomKills ?? 0) > 0;
     const result: ExitResult = {
       exitCode: msg.code ?? 128 + (msg.signal ?? 0),
       signal,
@@ -342,9 +346,9 @@ export class Container extends EventEmitter {
         userMicros: msg.rusage.userUsec,
         systemMicros: msg.rusage.systemUsec,
         maxRssKiB: msg.rusage.maxRssKib,
-        peakMemoryBytes: stats?.memory.peak ?? null,
-        peakPids: stats?.pids.peak ?? null,
-        cpuThrottledPeriods: stats?.cpu.throttledPeriods ?? null,
+        peakMemoryBytes: stats?.peakMemoryBytes ?? null,
+        peakPids: stats?.peakPids ?? null,
+        cpuThrottledPeriods: stats?.cpuThrottledPeriods ?? null,
       },
       limits: limits ? { mode: limits.mode, ...limits.limits } : null,
       // What the allowlist refused, up to its close in release() above.

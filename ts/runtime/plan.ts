@@ -404,37 +404,73 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
 
 /** The ProcessPlan of `command` with options `o`: a container's first process, or one exec'd into it. */
 export function buildProcessPlan(command: string[], o: ResolvedOptions, hostname: string, seccomp: SeccompCompiler): ProcessPlan {
+  return planFor(processTemplate(o, seccomp), command, hostname);
+}
+
+/**
+ * A ProcessPlan without what differs from one sandbox and one call to the
+ * next (the command, and the HOSTNAME variable, which is the sandbox's):
+ * everything `o` decides, built once. A pool keeps one per set of call
+ * options (ts/pool); planFor() makes each call's plan from it.
+ */
+export interface ProcessTemplate {
+  /** The plan's fields but argv and env. */
+  readonly rest: Readonly<Omit<ProcessPlan, 'argv' | 'env'>>;
+  /** The environment, with HOSTNAME's value left empty where planFor() puts the sandbox's. */
+  readonly env: readonly string[];
+  /** Where HOSTNAME is in `env`; null when the options set it themselves. */
+  readonly hostnameAt: number | null;
+  /** The stack rlimit the command's argv and env must fit in (see checkArgSize). */
+  readonly stackLimit: number | null;
+}
+
+export function processTemplate(o: ResolvedOptions, seccomp: SeccompCompiler): ProcessTemplate {
   // HOME comes from the container's /etc/passwd, resolved by the helper.
   const env = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
-    ['HOSTNAME', hostname],
+    ['HOSTNAME', ''],
   ]);
   // A terminal's type, as Docker sets it with -t: the caller's, else xterm.
   if (o.tty) env.set('TERM', process.env.TERM || 'xterm');
   for (const [k, v] of Object.entries(o.env ?? {})) env.set(k, v);
-  const envList = [...env].map(([k, v]) => `${k}=${v}`);
-  checkArgSize(command, envList, stackLimit(o));
+  // A variable keeps its first place when set again: HOSTNAME stays second.
+  const hostnameAt = o.env !== undefined && Object.hasOwn(o.env, 'HOSTNAME') ? null : 1;
   return {
-    argv: command,
-    env: envList,
-    cwd: o.cwd,
-    user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
-    // An allowlisted container, or one on the host's network as the host's
-    // root, has no raw sockets (ts/config/capabilities.ts).
-    capabilities: keptCapabilities(o.allow.length > 0 || hostNetworkAsRoot(o) ? withoutEgressRefused(effectiveCapabilities(o.capAdd, o.capDrop)) : effectiveCapabilities(o.capAdd, o.capDrop)),
-    noNewPrivileges: o.noNewPrivileges,
-    rlimits: Object.entries({ ...DEFAULT_ULIMITS, ...o.ulimits }).map(([name, l]) => ({ name, soft: l.soft, hard: l.hard })),
-    seccomp: seccompProgram(o.seccomp, seccomp),
-    tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
-    trace: o.trace,
-    umask: null,
-    personality: null,
-    ioPriority: null,
-    scheduler: null,
-    startContainerHooks: null,
-    memoryPolicy: null,
-    seccompAgent: null,
+    env: [...env].map(([k, v]) => `${k}=${v}`),
+    hostnameAt,
+    stackLimit: stackLimit(o),
+    rest: {
+      cwd: o.cwd,
+      user: { user: o.user?.split(':')[0] ?? '0', group: o.user?.split(':')[1] ?? null, additionalGroups: o.groupAdd },
+      // An allowlisted container, or one on the host's network as the host's
+      // root, has no raw sockets (ts/config/capabilities.ts).
+      capabilities: keptCapabilities(o.allow.length > 0 || hostNetworkAsRoot(o) ? withoutEgressRefused(effectiveCapabilities(o.capAdd, o.capDrop)) : effectiveCapabilities(o.capAdd, o.capDrop)),
+      noNewPrivileges: o.noNewPrivileges,
+      rlimits: Object.entries({ ...DEFAULT_ULIMITS, ...o.ulimits }).map(([name, l]) => ({ name, soft: l.soft, hard: l.hard })),
+      seccomp: seccompProgram(o.seccomp, seccomp),
+      tty: o.tty ? { rows: o.ttySize?.rows ?? 24, cols: o.ttySize?.cols ?? 80 } : null,
+      trace: o.trace,
+      umask: null,
+      personality: null,
+      ioPriority: null,
+      scheduler: null,
+      startContainerHooks: null,
+      memoryPolicy: null,
+      seccompAgent: null,
+    },
   };
+}
+
+/**
+ * The ProcessPlan of `command` in the sandbox called `hostname`, from a
+ * template. The plan's own fields are new (argv, env); the rest are the
+ * template's, shared, and only ever read (a pool freezes its templates).
+ */
+export function planFor(t: ProcessTemplate, command: string[], hostname: string): ProcessPlan {
+  const env = [...t.env];
+  if (t.hostnameAt !== null) env[t.hostnameAt] = `HOSTNAME=${hostname}`;
+  checkArgSize(command, env, t.stackLimit);
+  return { ...t.rest, argv: [...command], env };
 }
 
 /** Docker's sets for a list of kept capabilities: bounding, permitted and effective; no inheritable or ambient ones. */
