@@ -167,11 +167,14 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
             return {
               info: { ...attached.info, allow: egress.allow },
               refusals,
+              // pasta first: while it runs it forwards the container's DNS
+              // to the resolver's port, which must not be free for another
+              // process of the host to take meanwhile.
               detach: () => {
                 try {
-                  allowlist.close();
-                } finally {
                   attached.detach();
+                } finally {
+                  allowlist.close();
                 }
               },
             };
