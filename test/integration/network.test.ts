@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createPool, open, spawn as spawnContainer } from '../../ts/index.js';
-import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
+import { alive, BIN, cli, eventually, REPO, runCommand } from '../support/tsbox.js';
 import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
 import { NFLOG_COUNT, NFLOG_FIRST } from '../../ts/network/egress.js';
@@ -1343,6 +1343,46 @@ describe('as an ordinary user: bridge through pasta', () => {
         // No pasta, process, record or socket of the run's is left.
         expect(await eventually(() => processes().length === 0, 5_000), processes().join('\n')).toBe(true);
         expect(records()).toEqual([]);
+      });
+
+      it("with the API: 'refused' events and the result's network.refused, nothing for what is allowed, and no socket left", async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'tsbox-api-'));
+        chmodSync(dir, 0o755);
+        try {
+          const script = join(dir, 'refused.mjs');
+          const command = [`${wget('http://a.test/').join(' ')} >/dev/null`, `${wget(`http://${SERVER2}:8080/`).join(' ')}`, `tsbox-probe udp ${SERVER2} 5353 01 >/dev/null`, 'nslookup -type=a b.test >/dev/null 2>&1', 'true'].join('; ');
+          writeFileSync(script, [
+            `import { readdirSync, readlinkSync } from 'node:fs';`,
+            `import { spawn } from ${JSON.stringify(`${REPO}dist/tsbox.js`)};`,
+            // This process's sockets (their inodes), before and after.
+            `const sockets = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync('/proc/self/fd/' + fd); } catch { return ''; } }).filter((l) => l.startsWith('socket:')).length;`,
+            `const before = sockets();`,
+            `const c = await spawn(['sh', '-c', ${JSON.stringify(command)}], { rootfs: ${JSON.stringify(rootfs)}, network: 'bridge', allow: ['a.test'], dns: [${JSON.stringify(SERVER)}] });`,
+            `const events = [];`,
+            `c.on('refused', (e) => events.push(e));`,
+            `const result = await c.wait();`,
+            `console.log(JSON.stringify({ events, refused: result.network.refused, notices: c.notices, left: sockets() - before }));`,
+          ].join('\n'));
+          chmodSync(script, 0o644);
+          const r = await runCommand(process.execPath, [script], { uid: user.uid(), gid: user.uid(), env: env() });
+          expect(r.code, r.stderr).toBe(0);
+          const out = JSON.parse(r.stdout) as { events: RefusedConnection[]; refused: RefusedSummary; notices: string[]; left: number };
+          const expected = [
+            { protocol: 'tcp', address: SERVER2, port: 8080 },
+            { protocol: 'udp', address: SERVER2, port: 5353 },
+            { protocol: 'dns', address: null, port: null, name: 'b.test' },
+          ];
+          for (const e of expected) expect(out.events).toContainEqual(e);
+          for (const e of expected) expect(out.refused.destinations).toContainEqual({ ...e, count: expect.any(Number) as number });
+          expect(out.refused.reporting).toBe(true);
+          // (The notice of a user without subordinate ids may be there; none about reports.)
+          expect(out.notices.filter((n) => n.includes('refused'))).toEqual([]);
+          expect(out.events.filter((e) => e.address === SERVER || e.name === 'a.test')).toEqual([]);
+          // The resolver's socket and the reader's are closed once the result is there.
+          expect(out.left).toBe(0);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
       });
 
       it('--allow-net A.B.C.D/BITS:PORT: that address and port only; a resolved address lets nothing else through', async () => {
