@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createPool, open, spawn as spawnContainer } from '../../ts/index.js';
-import { alive, BIN, cli, eventually, runCommand } from '../support/tsbox.js';
+import { alive, BIN, cli, eventually, REPO, runCommand } from '../support/tsbox.js';
 import { cniChains, removeCniChains, throwawayUser } from '../support/host.js';
 import { attachBridge, GUARD_RULES } from '../../ts/network/bridge.js';
 import { NFLOG_COUNT, NFLOG_FIRST } from '../../ts/network/egress.js';
@@ -994,15 +994,13 @@ describe('egress allowlist', () => {
     expect(tsboxNflogGroups()).toEqual([]);
   });
 
-  it('is refused without bridge, or as an ordinary user, before anything is made', async () => {
+  it("is refused without bridge, or for an ordinary user's detached container, before anything is made", async () => {
     const none = await cli(['run', '--rootfs', rootfs, '--allow-host', 'a.test', '--', 'true']);
     expect(none.code).toBe(125);
     expect(none.stderr).toContain('an egress allowlist is for a container on network "bridge", not "none"');
-    const before = readdirSync(NETWORK_DIR);
-    const u = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'true'], { uid: plain.uid(), gid: plain.uid(), env: { ...process.env, XDG_RUNTIME_DIR: '' } });
+    const u = await cli(['run', '-d', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', 'true'], { uid: plain.uid(), gid: plain.uid(), env: { ...process.env, XDG_RUNTIME_DIR: '' } });
     expect(u.code).toBe(125);
-    expect(u.stderr).toBe('tsbox: network(allow): EPERM — an egress allowlist needs root for now (its rules are iptables rules on the host); run as root, or leave --allow-host/--allow-net out\n');
-    expect(readdirSync(NETWORK_DIR)).toEqual(before);
+    expect(u.stderr).toBe("tsbox: network(allow): EOPNOTSUPP — an ordinary user's detached container cannot have an egress allowlist yet: its resolver would end with the caller; run it attached, or as root (a keeper holds a detached container's allowlist)\n");
     expect(existsSync(join(tmpdir(), `tsbox-state-${plain.uid()}`, 'network'))).toBe(false);
   });
 });
@@ -1284,6 +1282,180 @@ describe('as an ordinary user: bridge through pasta', () => {
       } finally {
         server.close();
       }
+    });
+
+    describe('with an egress allowlist (its rules in the container\'s own namespace)', () => {
+      /** What this user has running now (a zombie pasta of PID 1's is gone once reaped). */
+      const processes = () => sh('ps', ['-u', String(user.uid()), '-o', 'pid=,stat=,args=']).split('\n').filter((l) => l.trim() !== '' && !/^\s*\d+\s+Z/.test(l) && !l.endsWith('tsbox.js gc'));
+      const records = () => {
+        const dir = join(tmpdir(), `tsbox-state-${user.uid()}`, 'network');
+        return existsSync(dir) ? readdirSync(dir) : [];
+      };
+
+      it('--allow-host a.test: reaches a.test; b.test has no name, and its address, UDP elsewhere and the host\'s loopback are refused at once; --report names them; nothing is left', async () => {
+        const loopback = createServer((sock) => sock.end('host-loopback\n'));
+        await new Promise<void>((r) => loopback.listen(0, '127.0.0.1', r));
+        const { port } = loopback.address() as { port: number };
+        const dir = mkdtempSync(join(tmpdir(), 'tsbox-report-'));
+        chmodSync(dir, 0o777);
+        try {
+          const file = join(dir, 'report.json');
+          const t0 = Date.now();
+          const r = await as(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--allow-host', 'a.test', '--report', file, '--', 'sh', '-c', [
+            'cat /etc/resolv.conf',
+            `${wget('http://a.test/').join(' ')}; echo a=$?`,
+            `${wget('http://b.test/').join(' ')}; echo b=$?`,
+            `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+            `tsbox-probe udp ${SERVER2} 5353 01`,
+            `timeout 3 nc 127.0.0.1 ${port} </dev/null; echo loopback=$?`,
+            // The resolver's own port is forwarded from the container's port 53 only.
+            `tsbox-probe udp 127.0.0.1 53 01 >/dev/null; echo probe=$?`,
+          ].join('; ')]);
+          const took = Date.now() - t0;
+          expect(r.code, r.stderr).toBe(0);
+          // Its resolv.conf names the resolver's forward only (where the
+          // rootfs has one to mount over; without, 127.0.0.1 is every libc's default).
+          expect(r.stdout.match(/^nameserver .*$/gm) ?? ['nameserver 127.0.0.1']).toEqual(['nameserver 127.0.0.1']);
+          expect(r.stdout).toContain('fake internet\na=0');
+          expect(r.stdout).toMatch(/b=[1-9]/);
+          expect(r.stderr).toContain("wget: bad address 'b.test'");
+          expect(r.stdout).toMatch(/b-raw=[1-9]/);
+          expect(r.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
+          // Refused on its way out (the kernel's answer to a REJECT in OUTPUT).
+          expect(r.stdout).toContain('{"error":"Operation not permitted (os error 1)","sent":null}');
+          expect(r.stdout).toMatch(/loopback=[1-9]/);
+          expect(r.stdout).not.toContain('host-loopback');
+          // Refused at once, not left to time out (wget's and nc's bounds are 5 and 3 seconds).
+          expect(r.stderr).not.toContain('Terminated');
+          expect(took).toBeLessThan(10_000);
+          const report = JSON.parse(readFileSync(file, 'utf8')) as { network: { driver: string; allow: unknown; refused: RefusedSummary } };
+          expect(report.network.driver).toBe('pasta');
+          expect(report.network.allow).toEqual([{ kind: 'host', name: 'a.test', port: null }]);
+          expect(report.network.refused.reporting).toBe(true);
+          const names = report.network.refused.destinations.map((d) => `${d.protocol} ${d.address ?? d.name ?? ''}${d.port === null ? '' : `:${d.port}`}`);
+          expect(names).toEqual(expect.arrayContaining([`tcp ${SERVER2}:80`, 'dns b.test', `udp ${SERVER2}:5353`]));
+          // What was allowed (a.test's address, its loopback) is no refusal.
+          expect(names.filter((n) => n.includes(SERVER) && !n.startsWith('udp') || n.includes('a.test') || n.includes('127.0.0.1'))).toEqual([]);
+        } finally {
+          loopback.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
+        // No pasta, process, record or socket of the run's is left.
+        expect(await eventually(() => processes().length === 0, 5_000), processes().join('\n')).toBe(true);
+        expect(records()).toEqual([]);
+      });
+
+      it("with the API: 'refused' events and the result's network.refused, nothing for what is allowed, and no socket left", async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'tsbox-api-'));
+        chmodSync(dir, 0o755);
+        try {
+          const script = join(dir, 'refused.mjs');
+          const command = [`${wget('http://a.test/').join(' ')} >/dev/null`, `${wget(`http://${SERVER2}:8080/`).join(' ')}`, `tsbox-probe udp ${SERVER2} 5353 01 >/dev/null`, 'nslookup -type=a b.test >/dev/null 2>&1', 'true'].join('; ');
+          writeFileSync(script, [
+            `import { readdirSync, readlinkSync } from 'node:fs';`,
+            `import { spawn } from ${JSON.stringify(`${REPO}dist/tsbox.js`)};`,
+            // This process's sockets (their inodes), before and after.
+            `const sockets = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync('/proc/self/fd/' + fd); } catch { return ''; } }).filter((l) => l.startsWith('socket:')).length;`,
+            `const before = sockets();`,
+            `const c = await spawn(['sh', '-c', ${JSON.stringify(command)}], { rootfs: ${JSON.stringify(rootfs)}, network: 'bridge', allow: ['a.test'], dns: [${JSON.stringify(SERVER)}] });`,
+            `const events = [];`,
+            `c.on('refused', (e) => events.push(e));`,
+            `const result = await c.wait();`,
+            `console.log(JSON.stringify({ events, refused: result.network.refused, notices: c.notices, left: sockets() - before }));`,
+          ].join('\n'));
+          chmodSync(script, 0o644);
+          const r = await runCommand(process.execPath, [script], { uid: user.uid(), gid: user.uid(), env: env() });
+          expect(r.code, r.stderr).toBe(0);
+          const out = JSON.parse(r.stdout) as { events: RefusedConnection[]; refused: RefusedSummary; notices: string[]; left: number };
+          const expected = [
+            { protocol: 'tcp', address: SERVER2, port: 8080 },
+            { protocol: 'udp', address: SERVER2, port: 5353 },
+            { protocol: 'dns', address: null, port: null, name: 'b.test' },
+          ];
+          for (const e of expected) expect(out.events).toContainEqual(e);
+          for (const e of expected) expect(out.refused.destinations).toContainEqual({ ...e, count: expect.any(Number) as number });
+          expect(out.refused.reporting).toBe(true);
+          // (The notice of a user without subordinate ids may be there; none about reports.)
+          expect(out.notices.filter((n) => n.includes('refused'))).toEqual([]);
+          expect(out.events.filter((e) => e.address === SERVER || e.name === 'a.test')).toEqual([]);
+          // The resolver's socket and the reader's are closed once the result is there.
+          expect(out.left).toBe(0);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      });
+
+      it('--allow-net A.B.C.D/BITS:PORT: that address and port only; a resolved address lets nothing else through', async () => {
+        const r = await as(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--allow-net', `${SERVER2}/32:80`, '--allow-host', 'a.test:80', '--', 'sh', '-c', [
+          `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+          `${wget(`http://${SERVER2}:8080/`).join(' ')}; echo b-8080=$?`,
+          `${wget('http://a.test/').join(' ')}; echo a=$?`,
+          `${wget('http://a.test:8080/').join(' ')}; echo a-8080=$?`,
+        ].join('; ')]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toContain('fake internet\nb-raw=0');
+        expect(r.stdout).toMatch(/b-8080=[1-9]/);
+        expect(r.stdout).toContain('fake internet\na=0');
+        expect(r.stdout).toMatch(/a-8080=[1-9]/);
+      });
+
+      it('its processes, exec\'d ones too, have neither CAP_NET_ADMIN nor CAP_NET_RAW: the rules stay, and --cap-add of either is refused', async () => {
+        const name = `allow-caps-${process.pid}`;
+        const child = spawn(process.execPath, [BIN, 'run', '--name', name, '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--allow-host', 'a.test', '--', 'sh', '-c', 'echo up; exec sleep 30'], { uid: user.uid(), gid: user.uid(), env: env(), stdio: ['ignore', 'pipe', 'ignore'] });
+        const closed = new Promise((r) => child.once('close', r));
+        try {
+          expect(await firstLine(child.stdout)).toBe('up');
+          // CapEff and CapBnd (bits 12, NET_ADMIN, and 13, NET_RAW), and what NET_ADMIN would do.
+          const script = [
+            "grep -E '^Cap(Eff|Bnd)' /proc/self/status",
+            'ip link set lo down; echo lo-down=$?',
+            'ip addr add 10.1.2.3/32 dev lo; echo addr=$?',
+            `tsbox-probe syn eth0 02:00:00:00:00:01 ${SERVER2} 80`,
+            `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
+          ].join('; ');
+          const e = await as(['exec', name, 'sh', '-c', script]);
+          expect(e.code, e.stderr).toBe(0);
+          for (const m of e.stdout.matchAll(/^Cap(?:Eff|Bnd):\s+([0-9a-f]+)$/gm)) expect(BigInt(`0x${m[1]!}`) & 0x3000n).toBe(0n);
+          expect(e.stdout.match(/^Cap/gm)).toHaveLength(2);
+          expect(e.stdout).toMatch(/lo-down=[1-9]/);
+          expect(e.stdout).toMatch(/addr=[1-9]/);
+          expect(e.stdout).toContain('socket(AF_PACKET): Operation not permitted');
+          expect(e.stdout).toMatch(/b-raw=[1-9]/);
+        } finally {
+          child.kill('SIGTERM');
+          await closed;
+        }
+        // (An exec's capAdd is refused as for root's containers: ts/runtime/container.ts, whatever the network.)
+        for (const cap of ['NET_ADMIN', 'NET_RAW', 'ALL']) {
+          const run = await as(['run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--cap-add', cap, '--', 'true']);
+          expect(run.code).toBe(125);
+          expect(run.stderr).toContain('cannot be added to a container with an egress allowlist');
+        }
+        expect(await eventually(() => processes().length === 0, 5_000), processes().join('\n')).toBe(true);
+      });
+
+      it('kill -9 of the caller: the container ends, gc ends its pasta, and nothing of the allowlist is left', async () => {
+        const child = spawn(process.execPath, [BIN, 'run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--allow-host', 'a.test', '--', 'sh', '-c', 'echo up; exec sleep 60'], { uid: user.uid(), gid: user.uid(), env: env(), stdio: ['ignore', 'pipe', 'ignore'] });
+        try {
+          expect(await firstLine(child.stdout)).toBe('up');
+          expect(pastas()).toHaveLength(1);
+        } finally {
+          child.kill('SIGKILL');
+        }
+        const ended = await eventually(() => {
+          void as(['gc']);
+          return processes().length === 0;
+        }, 10_000);
+        expect(ended, processes().join('\n')).toBe(true);
+        expect(await eventually(() => records().length === 0, 5_000)).toBe(true);
+      });
+
+      it('a launch that fails after its allowlist was set up leaves no pasta, process or record', async () => {
+        const r = await as(['run', '--rootfs', rootfs, '--network', 'bridge', '--allow-host', 'a.test', '--', '/no/such/command']);
+        expect(r.code).toBe(127);
+        expect(await eventually(() => processes().length === 0, 5_000), processes().join('\n')).toBe(true);
+        expect(records()).toEqual([]);
+      });
     });
 
     it('kill -9 of the caller: the container ends, and gc ends its pasta', async () => {

@@ -23,6 +23,8 @@ import { withRefused, type ContainerState } from '../../ts/runtime/state.js';
 import { prepareNetwork } from '../../ts/network/index.js';
 import { publishAllPorts } from '../../ts/network/ports.js';
 import { defaultInterface, findPasta, gcPasta, pastaArgs } from '../../ts/network/pasta.js';
+import { addressRules, nsRules, NS_RESOLVER } from '../../ts/network/egress-ns.js';
+import { portsOf, startResolver } from '../../ts/network/resolver.js';
 import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { rejection } from '../support/errors.js';
 
@@ -283,6 +285,35 @@ describe("an ordinary user's bridge: pasta", () => {
     ];
     expect(pastaArgs(42, ports, '/s/x.pasta.pid')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', '8080:80,127.0.0.1/8443:443', '-u', '5353:53', '-T', 'none', '-U', 'none', '-P', '/s/x.pasta.pid', '42']);
     expect(pastaArgs(42, [], '/p')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '-P', '/p', '42']);
+  });
+
+  it("with an allowlist: IPv4 only, and of the host's loopback the resolver's port alone, from the container's port 53", () => {
+    expect(pastaArgs(42, [], '/p', 40123)).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', 'none', '-u', 'none', '-T', 'none', '-4', '-U', '53:40123', '-P', '/p', '42']);
+  });
+
+  it("with an allowlist: rules in the container's namespace refuse everything but loopback, established traffic and what is allowed", () => {
+    const { v4, v6 } = nsRules([{ kind: 'host', name: 'a.test', port: null }, { kind: 'net', cidr: '10.1.0.0/16', port: 5432 }], 47001);
+    expect(v4.split('\n')).toEqual([
+      '*filter',
+      ':OUTPUT DROP [0:0]',
+      '-A OUTPUT -o lo -j ACCEPT',
+      '-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
+      '-A OUTPUT -d 10.1.0.0/16 -p tcp -m tcp --dport 5432 -j ACCEPT',
+      '-A OUTPUT -d 10.1.0.0/16 -p udp -m udp --dport 5432 -j ACCEPT',
+      '-A OUTPUT -m limit --limit 20/sec --limit-burst 40 -j NFLOG --nflog-group 47001 --nflog-size 68',
+      '-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset',
+      '-A OUTPUT -j REJECT --reject-with icmp-port-unreachable',
+      'COMMIT',
+      '',
+    ]);
+    // Without a reader: no NFLOG rule, the rest the same.
+    expect(nsRules([], null).v4).not.toContain('NFLOG');
+    // IPv6: loopback only, whatever is allowed.
+    expect(v6).toBe('*filter\n:OUTPUT DROP [0:0]\n-A OUTPUT -o lo -j ACCEPT\n-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset\n-A OUTPUT -j REJECT --reject-with icmp6-port-unreachable\nCOMMIT\n');
+    // A resolved address: after loopback and established traffic, and taken back as it was put.
+    expect(addressRules('10.199.0.2', [null], true)).toBe('*filter\n-I OUTPUT 3 -d 10.199.0.2/32 -j ACCEPT\nCOMMIT\n');
+    expect(addressRules('10.199.0.2', [80], false)).toBe('*filter\n-D OUTPUT -d 10.199.0.2/32 -p tcp -m tcp --dport 80 -j ACCEPT\n-D OUTPUT -d 10.199.0.2/32 -p udp -m udp --dport 80 -j ACCEPT\nCOMMIT\n');
+    expect(NS_RESOLVER).toBe('127.0.0.1');
   });
 
   it('names the package when pasta is missing, and says when /dev/net/tun is closed to the user', () => {
@@ -663,5 +694,64 @@ describe('refused connections (the allowlist\'s reports)', () => {
     r.listen((e) => seen.push(e));
     expect(seen).toHaveLength(40);
     expect(seen[0]).toEqual({ protocol: 'tcp', address: '192.0.2.1', port: 0 });
+  });
+});
+
+describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () => {
+  it('gives a name its allowed ports, every port once any rule says so', () => {
+    const rules = [
+      { kind: 'host' as const, name: 'a.test', port: 443 },
+      { kind: 'host' as const, name: 'a.test', port: 443 },
+      { kind: 'host' as const, name: 'a.test', port: 80 },
+      { kind: 'host' as const, name: 'b.test', port: 80 },
+      { kind: 'host' as const, name: 'b.test', port: null },
+      { kind: 'net' as const, cidr: '10.0.0.0/8', port: null },
+    ];
+    expect(portsOf(rules, 'a.test')).toEqual([443, 80]);
+    expect(portsOf(rules, 'b.test')).toEqual([null]);
+    expect(portsOf(rules, 'c.test')).toBeUndefined();
+  });
+
+  it('answers a name that is not allowed NXDOMAIN (reported), opens nothing, and drops queries from any other source', async () => {
+    const { createSocket } = await import('node:dgram');
+    const opened: string[] = [];
+    const refusals = new Refusals();
+    const resolver = await startResolver({
+      host: '127.0.0.1',
+      from: '127.0.0.1',
+      rules: [{ kind: 'host', name: 'a.test', port: null }],
+      upstream: null,
+      refusals,
+      forbidden: () => false,
+      open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
+      shut: () => {},
+    });
+    const query = (name: string, id: number) => Buffer.concat([Buffer.from([id >> 8, id & 0xff, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), ...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0, 0, 1, 0, 1])]);
+    const ask = async (from: string, name: string, id: number): Promise<Buffer | null> => {
+      const client = createSocket('udp4');
+      await new Promise<void>((r) => client.bind(0, from, r));
+      try {
+        return await new Promise<Buffer | null>((resolve) => {
+          const t = setTimeout(() => resolve(null), 300);
+          client.once('message', (m) => (clearTimeout(t), resolve(m)));
+          client.send(query(name, id), resolver.port, '127.0.0.1');
+        });
+      } finally {
+        client.close();
+      }
+    };
+    try {
+      const nx = await ask('127.0.0.1', 'b.test', 7);
+      expect(nx?.readUInt16BE(0)).toBe(7);
+      expect(nx![3]! & 0x0f).toBe(3);
+      // No upstream: even an allowed name has no address, and nothing is opened.
+      expect((await ask('127.0.0.1', 'a.test', 8))![3]! & 0x0f).toBe(3);
+      // Another source (another address of the loopback): no answer, no report.
+      expect(await ask('127.0.0.2', 'c.test', 9)).toBeNull();
+      expect(refusals.summary().destinations).toEqual([{ protocol: 'dns', address: null, port: null, name: 'b.test', count: 1 }]);
+      expect(opened).toEqual([]);
+    } finally {
+      resolver.close();
+    }
   });
 });

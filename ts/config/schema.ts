@@ -201,7 +201,7 @@ export const runOptionsSchema = z
      * container returns for that name, which answers no other name) or
      * `A.B.C.D[/BITS][:PORT]`. Everything else outbound is refused at once
      * (TCP reset, ICMP port unreachable), UDP and ICMP included, but DNS to
-     * that resolver. Root, attached containers for now.
+     * that resolver. As root attached or detached; an ordinary user's (pasta) attached for now.
      */
     allow: z._default(z.array(parsed(parseAllow, (s) => `"${s}" is not NAME[:PORT] or A.B.C.D[/BITS][:PORT]`)), []),
     /** The size of /dev/shm (Docker's `--shm-size`). Default 64m. */

@@ -105,6 +105,12 @@ export declare class NflogReader {
    * one on, the next when another socket has it).
    */
   static bind(first: number, count: number): NflogReader
+  /**
+   * As `bind`, in the network namespace `netns` (owned by the user
+   * namespace `userns`, which this process's user owns): an ordinary
+   * user's container, whose rules are in its own namespace.
+   */
+  static bindIn(userns: string, netns: string, first: number, count: number): NflogReader
   get group(): number
   /**
    * Calls `callback()` each time packets may be waiting (then `drain()`

@@ -2,14 +2,11 @@
  * The egress allowlist of a bridged container (`allow`, --allow-host,
  * --allow-net): below the application, for every program.
  *
- * - A resolver for the container, in the caller's process, on the bridge's
- *   gateway (10.89.0.1) at a port of its own; the container's DNS to
- *   10.89.0.1:53 is DNATed to it. It answers only the allowed names
- *   (NXDOMAIN otherwise), asking the host's resolver (or --dns) for them
- *   with a query of its own (ts/network/dns.ts, upstreamQuery), and lets
- *   the container reach the addresses it returns, for their TTL, before it
- *   answers; an answer that leads to the host, its loopback, link-local or
- *   the bridge is refused unless --allow-net names that address.
+ * - A resolver for the container (ts/network/resolver.ts), in the caller's
+ *   process, on the bridge's gateway (10.89.0.1) at a port of its own; the
+ *   container's DNS to 10.89.0.1:53 is DNATed to it. An answer that leads
+ *   to the host, its loopback, link-local or the bridge is refused unless
+ *   --allow-net names that address.
  * - iptables: a chain of the container's (`TSBOX-<id12>`), jumped to from
  *   FORWARD and INPUT for its address and for its veth (the bridge port,
  *   br_netfilter's physdev), that drops any other source, accepts established traffic,
@@ -30,7 +27,6 @@
  * All of it is written with one `iptables-restore --noflush` per change.
  */
 import { spawnSync } from 'node:child_process';
-import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 
@@ -39,27 +35,31 @@ import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { protocolName, Refusals } from './refused.js';
 import { BRIDGE } from './cni.js';
-import { addresses, forbiddenAnswer, nxdomain, question, upstreamQuery } from './dns.js';
+import { forbiddenAnswer } from './dns.js';
+import { startResolver } from './resolver.js';
 
-/** A resolved address stays allowed at least this long, whatever its TTL. */
-const MIN_TTL_S = 30;
-/** A container's queries asked upstream at once, and in one second, at most. */
-const MAX_IN_FLIGHT = 16;
-const MAX_PER_SECOND = 100;
 /** tsbox's NFLOG groups: each allowlisted container binds a free one. */
 export const NFLOG_FIRST = 47000;
 export const NFLOG_COUNT = 1000;
 /** Refused packets read at once when the reader wakes (each call reads what came since). */
 const DRAIN_MAX = 256;
 
-type Reader = InstanceType<ReturnType<typeof loadNative>['binding']['NflogReader']>;
+export type Reader = InstanceType<ReturnType<typeof loadNative>['binding']['NflogReader']>;
 
-/** The reader of a new NFLOG group, or why there is none. */
-function openReader(): Reader | string {
+/** The reader of a new NFLOG group (of the namespaces `ns` names, else this process's), or why there is none. */
+export function openReader(ns?: { user: string; net: string }): Reader | string {
   try {
-    return loadNative().binding.NflogReader.bind(NFLOG_FIRST, NFLOG_COUNT);
+    const { NflogReader } = loadNative().binding;
+    return ns ? NflogReader.bindIn(ns.user, ns.net, NFLOG_FIRST, NFLOG_COUNT) : NflogReader.bind(NFLOG_FIRST, NFLOG_COUNT);
   } catch (err) {
     return (err as Error).message;
+  }
+}
+
+/** Reads what `reader` has into `refusals` (each call, what came since the last). */
+export function drainInto(reader: Reader, refusals: Refusals): void {
+  for (const p of reader.drain(DRAIN_MAX)) {
+    refusals.add({ protocol: protocolName(p.protocol), address: p.address, port: p.port ?? null, ...(p.icmpType !== undefined && p.icmpType !== null ? { icmpType: p.icmpType } : {}) });
   }
 }
 
@@ -78,16 +78,9 @@ function restore(tables: Record<string, string[]>): { ok: boolean; error: string
 }
 
 /** The rules that accept `rule`'s destination (both TCP and UDP when it names a port). */
-function acceptLines(chain: string, dest: string, port: number | null, verb = '-A'): string[] {
+export function acceptLines(chain: string, dest: string, port: number | null, verb = '-A'): string[] {
   if (port === null) return [`${verb} ${chain} -d ${dest} -j ACCEPT`];
   return ['tcp', 'udp'].map((p) => `${verb} ${chain} -d ${dest} -p ${p} -m ${p} --dport ${port} -j ACCEPT`);
-}
-
-/** The ports a name is allowed on: null for every port. */
-function portsOf(rules: readonly AllowRule[], name: string): (number | null)[] | undefined {
-  const ports = rules.filter((r) => r.kind === 'host' && r.name === name).map((r) => r.port);
-  if (ports.length === 0) return undefined;
-  return ports.includes(null) ? [null] : [...new Set(ports)];
 }
 
 /** Where the resolver asks: the first nameserver given, or the host's first one (its loopback is ours too). */
@@ -128,7 +121,7 @@ export function checkBridgeFilter(read: (p: string) => string = (p) => readFileS
 }
 
 /** The host's IPv4 addresses, now. */
-function ownAddresses(): string[] {
+export function ownAddresses(): string[] {
   return Object.values(networkInterfaces()).flatMap((l) => (l ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
 }
 
@@ -145,25 +138,34 @@ export interface Egress {
 export async function startEgress(id: string, ip: string, veth: string, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void, refusals: Refusals = new Refusals()): Promise<Egress> {
   const chain = chainOf(id);
   const tag = `tsbox:${id}`;
-  const sock: Socket = createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind(0, BRIDGE.gateway, () => {
-      sock.off('error', reject);
-      resolve();
-    });
+  // Each address (with its ports) has one rule, after the source check and
+  // the established traffic's rule; the resolver adds it at its first
+  // answer and removes it once the last answer's TTL has run out.
+  const addressLines = (address: string, ports: (number | null)[], add: boolean) => ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, add ? '-I' : '-D').map((l) => (add ? l.replace(`-I ${chain} `, `-I ${chain} 3 `) : l)));
+  const nets = rules.flatMap((r) => (r.kind === 'net' ? [r.cidr] : []));
+  const resolver = await startResolver({
+    host: BRIDGE.gateway,
+    // The container's queries only (DNATed, from its address): the socket
+    // is on the bridge, where other containers could reach it too.
+    from: ip,
+    rules,
+    upstream,
+    refusals,
+    // A name that leads to the host, its loopback, link-local or the
+    // bridge is no name for it (unless --allow-net names that address).
+    forbidden: (a) => forbiddenAnswer(a, BRIDGE.subnet, ownAddresses(), nets),
+    open: (address, ports) => restore({ filter: addressLines(address, ports, true) }).ok,
+    shut: (address, ports) => void restore({ filter: addressLines(address, ports, false) }),
+    trace,
   });
-  sock.unref();
-  const port = sock.address().port;
+  const port = resolver.port;
   // The reports' group, bound before its rule exists: no other socket
   // can take what it logs.
   const opened = openReader();
   let reader: Reader | null = typeof opened === 'string' ? null : opened;
   if (typeof opened === 'string') refusals.off = opened;
   const drain = () => {
-    for (const p of reader?.drain(DRAIN_MAX) ?? []) {
-      refusals.add({ protocol: protocolName(p.protocol), address: p.address, port: p.port ?? null, ...(p.icmpType !== undefined && p.icmpType !== null ? { icmpType: p.icmpType } : {}) });
-    }
+    if (reader) drainInto(reader, refusals);
   };
   const closeReader = () => {
     if (!reader) return;
@@ -204,119 +206,20 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
   }
   if (!set.ok) {
     closeReader();
-    sock.close();
+    resolver.close();
     removeEgress(id);
     throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: `iptables-restore refused the allowlist's rules: ${set.error}`, hint: 'the allowlist needs iptables with the conntrack, comment and REJECT matches' });
   }
   trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'}), ${reader ? `refused packets to NFLOG group ${reader.group}` : `refused packets not reported: ${refusals.off}`}`);
   reader?.watch(drain);
 
-  // Each address (with its ports) has one rule, added at its first answer
-  // and removed once the last answer's TTL has run out: a container asking
-  // again and again (or a flood of queries) adds no rule and runs no
-  // iptables-restore for an address it has already.
-  const allowed = new Map<string, NodeJS.Timeout>();
-  const nets = rules.flatMap((r) => (r.kind === 'net' ? [r.cidr] : []));
   let closed = false;
-  const allow = (address: string, ports: (number | null)[], ttl: number) => {
-    const key = `${address} ${ports.join(',')}`;
-    // After the source check and the established traffic's rule.
-    const lines = ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, '-I').map((l) => l.replace(`-I ${chain} `, `-I ${chain} 3 `)));
-    const had = allowed.get(key);
-    if (had) clearTimeout(had);
-    else if (!restore({ filter: lines }).ok) return;
-    const t = setTimeout(() => {
-      allowed.delete(key);
-      if (!closed) restore({ filter: lines.map((l) => l.replace(`-I ${chain} 3 `, `-D ${chain} `)) });
-    }, Math.max(ttl, MIN_TTL_S) * 1000);
-    t.unref();
-    allowed.set(key, t);
-  };
-  // Queries asked of the upstream server at once, and in the current
-  // second: beyond either, a query is dropped (the container's resolver
-  // asks again), which bounds the sockets and the work a container causes.
-  let inFlight = 0;
-  let second = 0;
-  let thisSecond = 0;
-  // Whatever a container sends, it must not end the caller (this process):
-  // a throw in an event handler would.
-  sock.on('message', (msg, from) => {
-    try {
-      answer(msg, from);
-    } catch (err) {
-      trace?.(`network: resolver dropped a query: ${(err as Error).message}`);
-    }
-  });
-  const answer = (msg: Buffer, from: { address: string; port: number }) => {
-    // The container's queries only (DNATed, from its address): the socket
-    // is on the bridge, where other containers could reach it too.
-    if (from.address !== ip) return;
-    const q = question(msg);
-    const ports = q ? portsOf(rules, q.name) : undefined;
-    const asked = upstreamQuery(msg);
-    if (!q || !ports || upstream === null || !asked) {
-      // A name that is not allowed is a refusal to report (a query that
-      // is no query, or no upstream to ask, is not).
-      if (q && !ports) refusals.add({ protocol: 'dns', address: null, port: null, name: q.name });
-      const nx = nxdomain(msg);
-      if (nx) sock.send(nx, from.port, from.address);
-      return;
-    }
-    // A connected socket: the kernel takes answers from the upstream server
-    // only, so no one else on the bridge can slip addresses into the
-    // allowlist; the answer must also be to this query (its id and name).
-    const now = Math.floor(Date.now() / 1000);
-    if (now !== second) {
-      second = now;
-      thisSecond = 0;
-    }
-    if (inFlight >= MAX_IN_FLIGHT || thisSecond >= MAX_PER_SECOND) return;
-    inFlight += 1;
-    thisSecond += 1;
-    const up = createSocket('udp4');
-    let over = false;
-    const done = () => {
-      if (over) return;
-      over = true;
-      inFlight -= 1;
-      clearTimeout(timeout);
-      up.close();
-    };
-    const timeout = setTimeout(done, 5000);
-    up.on('error', done);
-    up.on('message', (reply) => {
-      try {
-        if (reply.length < 12 || reply.readUInt16BE(0) !== msg.readUInt16BE(0) || question(reply)?.name !== q.name) return;
-        done();
-        const found = addresses(reply);
-        // A name that leads to the host, its loopback, link-local or the
-        // bridge is no name for it (unless --allow-net names that address).
-        const refused = found.find((a) => forbiddenAnswer(a.address, BRIDGE.subnet, ownAddresses(), nets));
-        if (refused) {
-          trace?.(`network: resolver refused ${q.name} -> ${refused.address}`);
-          if (!closed) refusals.add({ protocol: 'dns', address: refused.address, port: null, name: q.name });
-          const nx = nxdomain(msg);
-          if (nx && !closed) sock.send(nx, from.port, from.address);
-          return;
-        }
-        // The addresses are let through before the container hears them.
-        for (const a of found) allow(a.address, ports, a.ttl);
-        if (!closed) sock.send(reply, from.port, from.address);
-      } catch (err) {
-        trace?.(`network: resolver dropped an answer: ${(err as Error).message}`);
-      }
-    });
-    up.connect(53, upstream, () => {
-      if (!over) up.send(asked);
-    });
-  };
   return {
     close: () => {
       if (closed) return;
       closed = true;
-      for (const t of allowed.values()) clearTimeout(t);
       closeReader();
-      sock.close();
+      resolver.close();
       if (!removeEgress(id)) {
         throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: "iptables-restore could not remove the allowlist's chain and rules", hint: `remove the rules commented tsbox:${id} and the chain ${chain} by hand (iptables-save shows them)` });
       }

@@ -9,7 +9,9 @@
  *   state and held open by this process until the clone, so that what is
  *   joined is that container's even if its pid is reused meanwhile.
  * - `bridge`: as root ts/network/bridge.ts (the CNI plugins), otherwise
- *   ts/network/pasta.ts.
+ *   ts/network/pasta.ts; an egress allowlist as root ts/network/egress.ts
+ *   (rules on the host), otherwise ts/network/egress-ns.ts (rules in the
+ *   container's namespace).
  */
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,15 +50,15 @@ export interface PreparedNetwork {
 
 const nothing = (): void => {};
 
-/** /etc/resolv.conf naming only the allowlist's resolver (on the bridge's gateway), with the search domains and options kept. */
-function resolverOnly(sandbox: SandboxPlan): void {
+/** /etc/resolv.conf naming only the allowlist's resolver (the bridge's gateway, or pasta's forward to it), with the search domains and options kept. */
+function resolverOnly(sandbox: SandboxPlan, resolver: string): void {
   const m = sandbox.mounts.find((x) => x.target === '/etc/resolv.conf');
   if (m?.type !== 'file') return;
   m.contents = `${m.contents
     .split('\n')
     .filter((l) => l !== '' && !/^\s*nameserver\s/.test(l))
     .map((l) => `${l}\n`)
-    .join('')}nameserver ${BRIDGE.gateway}\n`;
+    .join('')}nameserver ${resolver}\n`;
 }
 
 function joinedInfo(mode: string): NetworkInfo {
@@ -101,7 +103,7 @@ function containerNetns(name: string): { path: string; close: () => void } {
  * before anything is created. `publishAll`: the exposed ports to publish on
  * host ports chosen now (`-P`), beside `ports` (ts/network/ports.ts).
  */
-export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[] } = { allow: [], dns: [] }, publishAll: ExposedPort[] | null = null): Promise<PreparedNetwork> {
+export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[]; detach?: boolean } = { allow: [], dns: [] }, publishAll: ExposedPort[] | null = null): Promise<PreparedNetwork> {
   switch (network.mode) {
     case 'none':
     case 'host':
@@ -130,16 +132,56 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
       if (publishAll) ports = [...ports, ...(await publishAllPorts(ports, publishAll, process.getuid?.() === 0 ? (p) => portTaken('', [p]) !== null : undefined))];
       // An ordinary user's: pasta (loaded only then).
       if (process.getuid?.() !== 0) {
-        if (egress.allow.length > 0) {
-          throw new TsboxError({ step: 'network', errno: 1, path: 'allow', detail: 'an egress allowlist needs root for now (its rules are iptables rules on the host)', hint: 'run as root, or leave --allow-host/--allow-net out' });
+        // Its resolver is this process's: a detached container would
+        // outlive it (root's keeper, ts/network/keeper.ts, holds the host's
+        // rules, not rules in a namespace of the user's).
+        if (egress.allow.length > 0 && egress.detach) {
+          throw new TsboxError({ step: 'network', errno: 95, path: 'allow', detail: "an ordinary user's detached container cannot have an egress allowlist yet: its resolver would end with the caller", hint: 'run it attached, or as root (a keeper holds a detached container\'s allowlist)' });
         }
         const pasta = findPasta();
+        if (egress.allow.length === 0) {
+          return {
+            netnsPath: null,
+            cloned: nothing,
+            attach: (id, pid, monitorPid, _keep, trace) => attachPasta(id, pid, monitorPid, ports, pasta, trace),
+            info: null,
+            plan: nothing,
+          };
+        }
+        // The allowlist in the container's namespace (ts/network/egress-ns.ts),
+        // loaded only then; set up before pasta, which forwards its DNS to the resolver.
+        const { NS_RESOLVER, startNsEgress } = await import('./egress-ns.js');
         return {
           netnsPath: null,
           cloned: nothing,
-          attach: (id, pid, monitorPid, _keep, trace) => attachPasta(id, pid, monitorPid, ports, pasta, trace),
+          attach: async (id, pid, monitorPid, _keep, trace) => {
+            const refusals = new Refusals();
+            const allowlist = await startNsEgress(pid, egress.allow, upstreamOf(egress.dns), trace, refusals);
+            let attached;
+            try {
+              attached = await attachPasta(id, pid, monitorPid, ports, pasta, trace, allowlist.port);
+            } catch (err) {
+              allowlist.close();
+              throw err;
+            }
+            return {
+              info: { ...attached.info, allow: egress.allow },
+              refusals,
+              // pasta first: while it runs it forwards the container's DNS
+              // to the resolver's port, which must not be free for another
+              // process of the host to take meanwhile.
+              detach: () => {
+                try {
+                  attached.detach();
+                } finally {
+                  allowlist.close();
+                }
+              },
+            };
+          },
           info: null,
-          plan: nothing,
+          // Names are the resolver's to answer.
+          plan: (sandbox) => resolverOnly(sandbox, NS_RESOLVER),
         };
       }
       if (egress.allow.length > 0) checkBridgeFilter();
@@ -228,7 +270,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           stateDir = dir;
           hosts = hostsInState(sandbox, dir);
           // With an allowlist, names are the container's resolver's to answer.
-          if (egress.allow.length > 0) resolverOnly(sandbox);
+          if (egress.allow.length > 0) resolverOnly(sandbox, BRIDGE.gateway);
         },
       };
     }

@@ -10,7 +10,11 @@
  * What it may reach is the host's network as the user sees it, except the
  * host's own loopback: --no-map-gw and `-T none -U none` keep the
  * gateway's address and the container's loopback from leading to services
- * listening on the host's 127.0.0.1.
+ * listening on the host's 127.0.0.1. With an egress allowlist
+ * (ts/network/egress-ns.ts), one port of it is let through: UDP to the
+ * container's 127.0.0.1:53 goes to its resolver's port on the host's
+ * 127.0.0.1 (`-U 53:PORT`), and pasta is IPv4 only (`-4`; the rules refuse
+ * IPv6 too).
  *
  * pasta runs as a daemon of its own (it does not end with the container);
  * it is ended (by the pid it wrote, checked by its command line) on the way out, and a record in this user's state root
@@ -71,13 +75,18 @@ export function findPasta(dirs: readonly string[] = PASTA_DIRS, exists: (p: stri
   });
 }
 
-/** pasta's arguments: published ports as `-t`/`-u` specs, nothing from the container's side to the host's loopback. */
-export function pastaArgs(pid: number, ports: readonly PortMapping[], pidFile: string): string[] {
+/**
+ * pasta's arguments: published ports as `-t`/`-u` specs, nothing from the
+ * container's side to the host's loopback but, with an allowlist, its DNS
+ * (port 53) to the resolver's port `resolver`.
+ */
+export function pastaArgs(pid: number, ports: readonly PortMapping[], pidFile: string, resolver: number | null = null): string[] {
   const spec = (proto: 'tcp' | 'udp') => {
     const list = ports.filter((p) => p.protocol === proto).map((p) => `${p.hostIp ? `${p.hostIp}/` : ''}${p.hostPort}:${p.containerPort}`);
     return list.length > 0 ? list.join(',') : 'none';
   };
-  return ['--config-net', '--quiet', '--no-map-gw', '-t', spec('tcp'), '-u', spec('udp'), '-T', 'none', '-U', 'none', '-P', pidFile, String(pid)];
+  const toHost = resolver === null ? ['-U', 'none'] : ['-4', '-U', `53:${resolver}`];
+  return ['--config-net', '--quiet', '--no-map-gw', '-t', spec('tcp'), '-u', spec('udp'), '-T', 'none', ...toHost, '-P', pidFile, String(pid)];
 }
 
 /** The host's interface with the default route, whose address pasta gives the container. */
@@ -145,11 +154,11 @@ function endPasta(dir: string, r: PastaRecord): void {
 }
 
 /** Phase `network` with pasta; returns the container's network and its undo. */
-export async function attachPasta(id: string, pid: number, monitorPid: number, ports: PortMapping[], pasta: string, trace?: (l: string) => void): Promise<{ info: NetworkInfo; detach: () => void }> {
+export async function attachPasta(id: string, pid: number, monitorPid: number, ports: PortMapping[], pasta: string, trace?: (l: string) => void, resolver: number | null = null): Promise<{ info: NetworkInfo; detach: () => void }> {
   const dir = pastaDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const pidFile = join(dir, `${id}.pasta.pid`);
-  const args = pastaArgs(pid, ports, pidFile);
+  const args = pastaArgs(pid, ports, pidFile, resolver);
   // Written first: a caller killed while pasta starts leaves gc what to end.
   const record: PastaRecord = { id, pidFile, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' } };
   writeRecord(dir, record);

@@ -10,6 +10,7 @@ pub mod devices;
 #[cfg(test)]
 mod generated;
 pub mod message;
+pub mod nssocket;
 pub mod plan;
 pub mod report;
 pub mod seccomp;

@@ -14,6 +14,11 @@
 //! socket: a second bind is EPERM for another socket's group), so the group is
 //! this reader's for as long as it lives; it is unbound in `close()` and, in
 //! any case, when the descriptor closes (the kernel's NETLINK_URELEASE).
+//!
+//! An ordinary user's container (pasta) keeps its allowlist's rules in its own
+//! network namespace, whose NFLOG groups are that namespace's: its reader's
+//! socket is made there (`bind_in`, see `socket_in`), and bound from here,
+//! where its owner is capable over it.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
@@ -221,16 +226,32 @@ fn err(what: &str, e: Errno) -> Error {
     )
 }
 
-/// Binds a free group of `first..first+count` on a new socket, trying from
-/// `start` on: the socket, and its group.
-fn bind_free_group(first: u16, count: u16, start: u16) -> Result<(OwnedFd, u16)> {
+/// A NETLINK_NETFILTER socket of this process's network namespace.
+fn socket_here() -> Result<OwnedFd> {
     // SAFETY: plain socket(2); the descriptor is owned at once.
     let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER) };
     if raw < 0 {
         return Err(err("socket(AF_NETLINK, NETLINK_NETFILTER)", Errno::last()));
     }
     // SAFETY: `raw` is a descriptor we just made and nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A NETLINK_NETFILTER socket of the network namespace `netns`, owned by
+/// the user namespace `userns` (tsbox_core::nssocket): an ordinary user's
+/// container's. Binding its group is then a message of this process, which,
+/// as the owner of that user namespace, holds CAP_NET_ADMIN over it (what
+/// nfnetlink checks, beside the capability of the socket's maker).
+fn socket_in(userns: &str, netns: &str) -> Result<OwnedFd> {
+    tsbox_core::nssocket::socket_in(userns, netns, libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER).map_err(|e| {
+        let errno = e.errno();
+        err(&e.to_string(), errno)
+    })
+}
+
+/// Binds a free group of `first..first+count` on socket `fd`, trying from
+/// `start` on: the socket, and its group.
+fn bind_free_group(fd: OwnedFd, first: u16, count: u16, start: u16) -> Result<(OwnedFd, u16)> {
     // The kernel answers a config request at once; a wait for it is bounded
     // all the same (this runs on Node's thread).
     let timeout = nix::sys::time::TimeVal::new(2, 0);
@@ -295,6 +316,18 @@ impl NflogReader {
     /// one on, the next when another socket has it).
     #[napi(factory)]
     pub fn bind(first: u32, count: u32) -> Result<NflogReader> {
+        NflogReader::on(socket_here()?, first, count)
+    }
+
+    /// As `bind`, in the network namespace `netns` (owned by the user
+    /// namespace `userns`, which this process's user owns): an ordinary
+    /// user's container, whose rules are in its own namespace.
+    #[napi(factory)]
+    pub fn bind_in(userns: String, netns: String, first: u32, count: u32) -> Result<NflogReader> {
+        NflogReader::on(socket_in(&userns, &netns)?, first, count)
+    }
+
+    fn on(socket: OwnedFd, first: u32, count: u32) -> Result<NflogReader> {
         let first = u16::try_from(first).map_err(|_| Error::from_reason("the first NFLOG group must be below 65536"))?;
         let count = u16::try_from(count)
             .ok()
@@ -305,7 +338,7 @@ impl NflogReader {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0)
             ^ std::process::id();
-        let (fd, group) = bind_free_group(first, count, (seed % u32::from(count)) as u16)?;
+        let (fd, group) = bind_free_group(socket, first, count, (seed % u32::from(count)) as u16)?;
         nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).map_err(|e| err("fcntl O_NONBLOCK", e))?;
         // SAFETY: `fd` is a socket we own; it stays open as long as the AsyncFd.
         let async_fd = within_runtime_if_available(|| unsafe { AsyncFd::register(fd) })
