@@ -754,4 +754,52 @@ describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () 
       resolver.close();
     }
   });
+
+  it('ends the queries it still asks upstream when it closes: no socket is left, and a late answer opens nothing', async () => {
+    const { createSocket } = await import('node:dgram');
+    const { readdirSync, readlinkSync } = await import('node:fs');
+    const sockets = () => readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
+      } catch {
+        return false;
+      }
+    }).length;
+    // An upstream server that answers only when told to.
+    const upstream = createSocket('udp4');
+    await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', r));
+    const asked = new Promise<{ msg: Buffer; port: number }>((resolve) => upstream.once('message', (msg, from) => resolve({ msg, port: from.port })));
+    const client = createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    const before = sockets();
+    const opened: string[] = [];
+    const resolver = await startResolver({
+      host: '127.0.0.1',
+      from: '127.0.0.1',
+      rules: [{ kind: 'host', name: 'a.test', port: null }],
+      upstream: '127.0.0.1',
+      upstreamPort: upstream.address().port,
+      refusals: new Refusals(),
+      forbidden: () => false,
+      open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
+      shut: () => {},
+    });
+    try {
+      const q = Buffer.concat([Buffer.from([0, 5, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([1]), Buffer.from('a'), Buffer.from([4]), Buffer.from('test'), Buffer.from([0, 0, 1, 0, 1])]);
+      client.send(q, resolver.port, '127.0.0.1');
+      const { msg, port } = await asked;
+      // The container is gone before the answer comes.
+      resolver.close();
+      expect(sockets()).toBe(before);
+      // An answer for a.test (one A record, 10.1.2.3) reaches no socket of the resolver's.
+      const answer = Buffer.concat([msg.subarray(0, 2), Buffer.from([0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]), msg.subarray(12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 1, 2, 3])]);
+      upstream.send(answer, port, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(opened).toEqual([]);
+    } finally {
+      resolver.close();
+      client.close();
+      upstream.close();
+    }
+  });
 });

@@ -37,6 +37,8 @@ export interface ResolverOptions {
   rules: readonly AllowRule[];
   /** The server it asks; null: every name is NXDOMAIN. */
   upstream: string | null;
+  /** The server's port (53). */
+  upstreamPort?: number;
   refusals: Refusals;
   /** Whether a name may never lead to `address`. */
   forbidden: (address: string) => boolean;
@@ -88,6 +90,8 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
   // second: beyond either, a query is dropped (the container's resolver
   // asks again), which bounds the sockets and the work a container causes.
   let inFlight = 0;
+  // The `done` of each query asked upstream and not answered yet.
+  const asking = new Set<() => void>();
   let second = 0;
   let thisSecond = 0;
   // Whatever a container sends, it must not end the caller (this process):
@@ -129,9 +133,11 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
       if (over) return;
       over = true;
       inFlight -= 1;
+      asking.delete(done);
       clearTimeout(timeout);
       up.close();
     };
+    asking.add(done);
     const timeout = setTimeout(done, 5000);
     up.on('error', done);
     up.on('message', (reply) => {
@@ -154,7 +160,7 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
         trace?.(`network: resolver dropped an answer: ${(err as Error).message}`);
       }
     });
-    up.connect(53, o.upstream, () => {
+    up.connect(o.upstreamPort ?? 53, o.upstream, () => {
       if (!over) up.send(asked);
     });
   };
@@ -164,6 +170,9 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
       if (closed) return;
       closed = true;
       for (const t of allowed.values()) clearTimeout(t);
+      // Queries still asked upstream end here: no socket outlives the
+      // resolver, and no late answer lets an address through.
+      for (const end of [...asking]) end();
       sock.close();
     },
   };
