@@ -8,9 +8,8 @@ import { gc } from '../cgroups/index.js';
 import { pruneIdRegistry } from '../idmap/index.js';
 import { gcStates, stateRoot } from '../runtime/state.js';
 import { parse } from './common.js';
+import { NETWORK_DIR } from '../network/records.js';
 
-/** ts/network/bridge.ts's NETWORK_DIR, without loading it when there is none. */
-const NETWORK_DIR = '/run/tsbox/network';
 
 const command = defineCommand({
   meta: {

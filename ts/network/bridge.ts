@@ -22,7 +22,7 @@
  * the bridge plugin turns on, is left on, as podman and Docker leave it:
  * another program may rely on it by now.)
  */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -35,11 +35,11 @@ import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { removeEgress } from './egress.js';
 import { gcKeepers } from './keeper.js';
+import { NETWORK_DIR, recordNames } from './records.js';
 import { add, AddFailed, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
 
-/** Where the bridge network keeps its state: host-wide, whatever state root a caller uses (one set of leases). */
-export const NETWORK_DIR = '/run/tsbox/network';
+export { NETWORK_DIR };
 const IPAM_DIR = join(NETWORK_DIR, 'ipam');
 
 /** The container's interface and address, as `inspect`, `--report` and the API show them. */
@@ -116,7 +116,7 @@ export function samePort(a: PortMapping, b: PortMapping): boolean {
  */
 export function portTaken(id: string, ports: readonly PortMapping[], dir: string = NETWORK_DIR): TsboxError | null {
   if (ports.length === 0 || !existsSync(dir)) return null;
-  for (const name of readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n) && n !== `${id}.json`)) {
+  for (const name of recordNames(dir, '.json').filter((n) => n !== `${id}.json`)) {
     let r: NetworkRecord;
     try {
       r = JSON.parse(readFileSync(join(dir, name), 'utf8')) as NetworkRecord;
@@ -241,11 +241,7 @@ function withBridgeLock<T>(fn: () => T): T {
 
 /** The records of bridged containers (a launch writes one before its ADD). */
 function records(dir: string = NETWORK_DIR): string[] {
-  try {
-    return readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
-  } catch {
-    return [];
-  }
+  return recordNames(dir, '.json');
 }
 
 /**
@@ -508,12 +504,7 @@ export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, remove
   } catch {
     // Best effort: each record is tried again by the next gc.
   }
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
-  } catch {
-    return [];
-  }
+  const names = recordNames(dir, '.json');
   const collected: string[] = [];
   for (const name of names) {
     let r: NetworkRecord;

@@ -27,7 +27,7 @@
  *   it, then removes its rules: never the rules of a running container.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -37,10 +37,11 @@ import { TsboxError, type FailureReport } from '../errors.js';
 import { loadNative } from '../native.js';
 import { toMonitor } from '../runtime/protocol.js';
 import { removeEgress } from './egress.js';
+import { NETWORK_DIR, recordNames } from './records.js';
 import type { RefusedSummary } from './refused.js';
 
-/** ts/network/bridge.ts's NETWORK_DIR, named here so that the keeper need not load the bridge. */
-export const KEEPER_DIR = '/run/tsbox/network';
+/** Where keepers' records are: beside the bridge's (ts/network/records.ts). */
+export const KEEPER_DIR = NETWORK_DIR;
 /** The summary of what a detached container's allowlist refused, in its state directory. */
 export const REFUSED_FILE = 'refused.json';
 /** The keeper's own output (its failures; its trace with --trace), in the state directory. */
@@ -245,12 +246,7 @@ const realOps: KeeperOps = {
  * record. Returns the ids whose keeper records were collected.
  */
 export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps, report?: (line: string) => void): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.keeper\.json$/.test(n));
-  } catch {
-    return [];
-  }
+  const names = recordNames(dir, '.keeper.json');
   const collected: string[] = [];
   for (const name of names) {
     const r = readKeeperRecord(join(dir, name));

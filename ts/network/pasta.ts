@@ -21,7 +21,7 @@
  * (`network/<id>.pasta.json`) lets gc end it once the container's monitor is gone.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
@@ -29,6 +29,7 @@ import type { PortMapping } from '../config/network.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { stateRoot } from '../state-root.js';
 import { processStart } from '../cgroups/gc.js';
+import { recordNames } from './records.js';
 import type { NetworkInfo } from './bridge.js';
 
 const PASTA_DIRS = ['/usr/bin', '/usr/sbin', '/usr/local/bin'];
@@ -201,12 +202,7 @@ export async function attachPasta(id: string, pid: number, monitorPid: number, p
 
 /** Ends the pasta of every container of this user whose monitor is gone. */
 export function gcPasta(dir: string = pastaDir()): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((n) => /^[0-9a-f]{64}\.pasta\.json$/.test(n));
-  } catch {
-    return [];
-  }
+  const names = recordNames(dir, '.pasta.json');
   const collected: string[] = [];
   for (const name of names) {
     let r: PastaRecord;

@@ -29,6 +29,7 @@ import { ensureStateRoot, inUserNamespace, stateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock, type NativeHelper } from '../native.js';
 import { Container, keepAlive, type ContainerInit } from './container.js';
 import { releaseLater } from './release.js';
+import { NETWORK_DIR } from '../network/records.js';
 import type { Refusals } from '../network/refused.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
@@ -556,8 +557,6 @@ function containerId(): string {
 
 let collected = false;
 
-/** ts/network/bridge.ts's record directory, named here so that gc need not load it. */
-const NETWORK_DIR = '/run/tsbox/network';
 
 /** Whether a bridged container's record is there to collect (the directory itself stays, with its lock and IPAM store). */
 function networkRecordsLeft(): boolean {
