@@ -3,7 +3,7 @@
  * the schema's checks, what each mode puts in the plan, resolv.conf for a
  * host behind systemd-resolved's stub, and the CNI configuration and calls.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,14 +18,15 @@ import { MAX_DESTINATIONS, Refusals, type RefusedConnection } from '../../ts/net
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
 import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
-import { gcKeepers, keeperPath, keeperVerdict, parseKeeperArgs, writeKeeperRecord, type KeeperArgs, type KeeperOps, type KeeperRecord } from '../../ts/network/keeper.js';
+import { gcKeepers, keeperDirOf, keeperPath, keeperVerdict, NS_FDS, nsKeeperOps, parseKeeperArgs, removeKeeperRecord, writeKeeperRecord, type KeeperArgs, type KeeperOps, type KeeperRecord } from '../../ts/network/keeper.js';
 import { withRefused, type ContainerState } from '../../ts/runtime/state.js';
 import { prepareNetwork } from '../../ts/network/index.js';
 import { publishAllPorts } from '../../ts/network/ports.js';
 import { defaultInterface, findPasta, gcPasta, pastaArgs } from '../../ts/network/pasta.js';
-import { addressRules, nsRules, NS_RESOLVER } from '../../ts/network/egress-ns.js';
+import { addressRules, checkNsDescriptors, nsRules, NS_RESOLVER } from '../../ts/network/egress-ns.js';
 import { portsOf, startResolver } from '../../ts/network/resolver.js';
 import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
+import { NETWORK_DIR } from '../../ts/network/records.js';
 import { rejection } from '../support/errors.js';
 
 const fakeCompiler = { compileSeccomp: () => Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]), seccompProblems: () => [] };
@@ -513,6 +514,7 @@ describe('gc of a bridged container whose caller is gone', () => {
 describe("a detached container's allowlist keeper", () => {
   const id = 'd'.repeat(64);
   const args: KeeperArgs = {
+    mode: 'bridge',
     id,
     ip: '10.89.0.5',
     veth: 'veth1234abcd',
@@ -542,6 +544,71 @@ describe("a detached container's allowlist keeper", () => {
     ];
     for (const [change, what] of bad) expect(() => parseKeeperArgs(JSON.stringify({ ...args, ...change })), what).toThrow(`no valid ${what}`);
     expect(() => parseKeeperArgs('{')).toThrow('not JSON');
+  });
+
+  it("an ordinary user's (mode ns) takes its records' directory in place of an address and veth, and nothing else as a mode", () => {
+    const ns: KeeperArgs = { mode: 'ns', id, records: '/tmp/tsbox-state-1000/network', rules: args.rules, upstream: null, dir: `/tmp/tsbox-state-1000/${id}`, monitor: args.monitor, control: `/tmp/tsbox-state-1000/${id}/control.sock`, trace: true };
+    expect(parseKeeperArgs(JSON.stringify(ns))).toEqual(ns);
+    expect(keeperDirOf(ns)).toBe('/tmp/tsbox-state-1000/network');
+    expect(keeperDirOf(args)).toBe(NETWORK_DIR);
+    const bad: [Record<string, unknown>, string][] = [
+      [{ records: 'network' }, 'records'],
+      [{ records: '/tmp/x/other' }, 'records'],
+      [{ records: '/tmp/../etc/network' }, 'records'],
+      [{ records: 7 }, 'records'],
+      [{ mode: 'other' }, 'mode'],
+      [{ mode: undefined }, 'mode'],
+    ];
+    for (const [change, what] of bad) expect(() => parseKeeperArgs(JSON.stringify({ ...ns, ...change })), what).toThrow(`no valid ${what}`);
+    // A bridge keeper's argument still needs its address and veth.
+    expect(() => parseKeeperArgs(JSON.stringify({ ...ns, mode: 'bridge' }))).toThrow('no valid ip');
+  });
+
+  it('an ns keeper enters only descriptors that are a user and a network namespace', () => {
+    const links: Record<number, string> = { 4: 'user:[4026531837]', 5: 'net:[4026531840]', 6: 'mnt:[4026531841]', 7: '/etc/passwd' };
+    const link = (fd: number) => {
+      const l = links[fd];
+      if (l === undefined) throw new Error('EBADF');
+      return l;
+    };
+    expect(() => checkNsDescriptors(NS_FDS, link)).not.toThrow();
+    expect(() => checkNsDescriptors({ user: 5, net: 4 }, link)).toThrow('descriptor 5 is net:[4026531840], not a user namespace');
+    expect(() => checkNsDescriptors({ user: 4, net: 6 }, link)).toThrow('not a net namespace');
+    expect(() => checkNsDescriptors({ user: 4, net: 7 }, link)).toThrow('descriptor 7 is /etc/passwd');
+    expect(() => checkNsDescriptors({ user: 4, net: 9 }, link)).toThrow('descriptor 9 is not open');
+  });
+
+  it("gc of an ordinary user's records: its keepers' first (no rules on the host to remove), then pasta once the container is gone", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-nskeepers-'));
+    try {
+      const record: KeeperRecord = { id, keeper: { pid: 7, start: '70' }, monitor: { pid: 8, start: '80' }, control: '/x/control.sock' };
+      writeKeeperRecord(record, dir);
+      const calls: string[] = [];
+      const said: string[] = [];
+      const ops: KeeperOps = { ...nsKeeperOps, keeperAlive: () => false, monitorAlive: () => true, endContainer: () => (calls.push('end-container'), true), endKeeper: () => (calls.push('end-keeper'), true) };
+      expect(nsKeeperOps.removeEgress(id)).toBe(true);
+      // (No pasta record here: what gcPasta collects is pasta's; the keeper's record is gone all the same.)
+      expect(gcPasta(dir, (l) => said.push(l), ops)).toEqual([]);
+      expect(calls).toEqual(['end-container']);
+      expect(said).toEqual([`tsbox: container ${id.slice(0, 12)} was killed: the keeper of its egress allowlist (pid 7) was gone`]);
+      expect(existsSync(join(dir, `${id}.keeper.json`))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("an ordinary user's record directory is made for its record and removed with the last one", () => {
+    const root = mkdtempSync(join(tmpdir(), 'tsbox-nsrecords-'));
+    try {
+      const dir = join(root, 'network');
+      writeKeeperRecord({ id, keeper: { pid: 7, start: '70' }, monitor: { pid: 8, start: '80' }, control: '/x/control.sock' }, dir);
+      expect(readdirSync(dir)).toEqual([`${id}.keeper.json`]);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      removeKeeperRecord(id, dir);
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("gc never removes a running container's rules: a keeper whose container is gone is ended, a container whose keeper is gone is killed first", () => {

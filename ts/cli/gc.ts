@@ -27,8 +27,8 @@ const command = defineCommand({
     // A bridged container's address, veth and rules, once its monitor is gone.
     const networks = [
       ...(existsSync(NETWORK_DIR) ? (await import('../network/bridge.js')).gcNetworks() : []),
-      // An ordinary user's pasta processes.
-      ...(existsSync(join(stateRoot(), 'network')) ? (await import('../network/pasta.js')).gcPasta() : []),
+      // An ordinary user's pasta processes (its detached containers' keepers first).
+      ...(existsSync(join(stateRoot(), 'network')) ? (await import('../network/pasta.js')).gcPasta(undefined, (l) => console.error(l)) : []),
     ];
     const removed = [...new Set([...gc(), ...states, ...networks])];
     // The id registry's entries of containers that are gone.

@@ -27,7 +27,7 @@
  * Each change is one `iptables-restore --noflush` run in the namespace.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync } from 'node:fs';
 
 import type { AllowRule } from '../config/network.js';
 import { TsboxError } from '../errors.js';
@@ -64,14 +64,39 @@ export function addressRules(address: string, ports: readonly (number | null)[],
   return `*filter\n${lines.join('\n')}\nCOMMIT\n`;
 }
 
+/** A container's user and network namespaces, as descriptors of this process (a keeper's, ts/network/keeper.ts). */
+export interface NsDescriptors {
+  user: number;
+  net: number;
+}
+
 /**
- * Sets the allowlist up in the namespaces of the container's process `pid`
+ * Throws unless `fds` are what they say: a user and a network namespace
+ * (inherited descriptors, checked before anything enters them).
+ */
+export function checkNsDescriptors(fds: NsDescriptors, link: (fd: number) => string = (fd) => readlinkSync(`/proc/self/fd/${fd}`)): void {
+  for (const [ns, fd] of [['user', fds.user], ['net', fds.net]] as const) {
+    let target: string;
+    try {
+      target = link(fd);
+    } catch {
+      throw new Error(`descriptor ${fd} is not open`);
+    }
+    if (!new RegExp(`^${ns}:\\[\\d+\\]$`).test(target)) throw new Error(`descriptor ${fd} is ${target}, not a ${ns} namespace`);
+  }
+}
+
+/**
+ * Sets the allowlist up in the namespaces of the container's process
+ * `target` (a pid; a keeper's: the descriptors of them it was handed)
  * (phase `network`, before pasta starts and before its process runs):
  * returns the resolver's port, for pasta to forward to, and the undo.
  */
-export async function startNsEgress(pid: number, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void, refusals: Refusals = new Refusals()): Promise<Egress & { port: number }> {
-  // Held from now on: every change enters these, whatever becomes of the pid.
-  const held: number[] = [];
+export async function startNsEgress(target: number | NsDescriptors, rules: readonly AllowRule[], upstream: string | null, trace?: (l: string) => void, refusals: Refusals = new Refusals()): Promise<Egress & { port: number }> {
+  // Held from now on: every change enters these, whatever becomes of the pid
+  // (a keeper's, handed over by the launch, are its own to close too).
+  const held: number[] = typeof target === 'number' ? [] : [target.user, target.net];
+  const where = typeof target === 'number' ? `/proc/${target}/ns` : '/proc/self/fd';
   const undo: (() => void)[] = [() => held.forEach((fd) => closeSync(fd))];
   const unwind = () => {
     for (const u of undo.splice(0).reverse()) {
@@ -83,10 +108,11 @@ export async function startNsEgress(pid: number, rules: readonly AllowRule[], up
     }
   };
   try {
-    for (const ns of ['user', 'net']) held.push(openSync(`/proc/${pid}/ns/${ns}`, 'r'));
+    if (typeof target === 'number') for (const ns of ['user', 'net']) held.push(openSync(`/proc/${target}/ns/${ns}`, 'r'));
+    else checkNsDescriptors(target);
   } catch (err) {
     unwind();
-    throw new TsboxError({ step: 'network', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 3), path: `/proc/${pid}/ns`, detail: "the container's namespaces could not be opened for its allowlist", hint: 'the container ended while its network was set up' });
+    throw new TsboxError({ step: 'network', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 3), path: where, detail: `the container's namespaces could not be opened for its allowlist${typeof target === 'number' ? '' : `: ${(err as Error).message}`}`, hint: 'the container ended while its network was set up' });
   }
   const [userFd, netFd] = held as [number, number];
   const restore = (cmd: 'iptables-restore' | 'ip6tables-restore', input: string) => {
@@ -147,7 +173,7 @@ export async function startNsEgress(pid: number, rules: readonly AllowRule[], up
   if (set.ok) set = restore('ip6tables-restore', nsRules(rules, null).v6);
   if (!set.ok) {
     unwind();
-    throw new TsboxError({ step: 'network', errno: 0, path: `/proc/${pid}/ns/net`, detail: `iptables-restore refused the allowlist's rules in the container's namespace: ${set.error}`, hint: 'the allowlist needs nsenter, and iptables with the conntrack and REJECT matches; its user namespace must map this user' });
+    throw new TsboxError({ step: 'network', errno: 0, path: `${where}/net`, detail: `iptables-restore refused the allowlist's rules in the container's namespace: ${set.error}`, hint: 'the allowlist needs nsenter, and iptables with the conntrack and REJECT matches; its user namespace must map this user' });
   }
   trace?.(`network: allowlist in the container's namespace, resolver ${NS_RESOLVER}:${resolver.port} (upstream ${upstream ?? 'none'}), ${reader ? `refused packets to its NFLOG group ${reader.group}` : `refused packets not reported: ${refusals.off}`}`);
   reader?.watch(() => {

@@ -225,7 +225,7 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
               if (!stateDir) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "a detached container's allowlist has no state directory to report in", hint: 'this is a bug in tsbox' });
               const { startKeeper } = await import('./keeper.js');
               const kept = await startKeeper(
-                { id, ip: address, veth, rules: egress.allow, upstream: upstreamOf(egress.dns), dir: stateDir, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, control: join(stateDir, 'control.sock'), trace: trace !== undefined },
+                { mode: 'bridge', id, ip: address, veth, rules: egress.allow, upstream: upstreamOf(egress.dns), dir: stateDir, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, control: join(stateDir, 'control.sock'), trace: trace !== undefined },
                 trace,
               );
               refusals.off = kept.off;

@@ -2,9 +2,12 @@
  * The keeper of a detached container's egress allowlist (see
  * ts/network/keeper.ts): `node dist/keeper.cjs '<KeeperArgs as JSON>'`,
  * started by the launch with descriptor 3 to say `ready` on. It runs the
- * allowlist (startEgress: the resolver, the chain, the reports' reader)
- * until the container's monitor is gone, writing what was refused into the
- * state directory, then removes the rules and its record and exits.
+ * allowlist (root's, mode `bridge`: startEgress, the resolver, the chain,
+ * the reports' reader; an ordinary user's, mode `ns`: startNsEgress in the
+ * namespaces handed to it as descriptors 4 and 5, and it says its
+ * resolver's port) until the container's monitor is gone, writing what was
+ * refused into the state directory, then removes the rules and its record
+ * and exits.
  *
  * Whatever ends it otherwise (SIGTERM, SIGINT, SIGHUP, a failure of its
  * own) ends the container first: its rules are never removed while the
@@ -20,7 +23,8 @@ import { join } from 'node:path';
 import { processStart } from '../proc.js';
 import { TsboxError } from '../errors.js';
 import { startEgress, type Egress } from './egress.js';
-import { endContainer, isAlive, parseKeeperArgs, REFUSED_FILE, removeKeeperRecord, writeKeeperRecord, type KeeperArgs, type KeeperReady } from './keeper.js';
+import { startNsEgress } from './egress-ns.js';
+import { endContainer, isAlive, keeperDirOf, NS_FDS, parseKeeperArgs, REFUSED_FILE, removeKeeperRecord, writeKeeperRecord, type KeeperArgs, type KeeperReady } from './keeper.js';
 import { Refusals, type RefusedSummary } from './refused.js';
 
 /** How often the monitor is looked at, and refused.json brought up to date (when it changed). */
@@ -68,6 +72,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const { id, dir, monitor, control } = args;
+  const records = keeperDirOf(args);
+  let port: number | undefined;
   const trace = args.trace ? log : undefined;
   const refusals = new Refusals();
   let egress: Egress | null = null;
@@ -100,14 +106,14 @@ async function main(): Promise<void> {
     written = -1;
     flush();
     // While a rule is left, the record stays: gc removes them by it.
-    if (removed) removeKeeperRecord(id);
+    if (removed) removeKeeperRecord(id, records);
     process.exit(removed ? status : 1);
   };
 
   try {
-    writeKeeperRecord({ id, keeper: { pid: process.pid, start: processStart(process.pid) ?? '' }, monitor, control });
+    writeKeeperRecord({ id, keeper: { pid: process.pid, start: processStart(process.pid) ?? '' }, monitor, control }, records);
   } catch (err) {
-    tell({ ready: false, error: { step: 'network', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: 'keeper', detail: `write the keeper's record: ${(err as Error).message}`, hint: 'run as root' } });
+    tell({ ready: false, error: { step: 'network', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 0), path: records, detail: `write the keeper's record: ${(err as Error).message}`, hint: args.mode === 'ns' ? "this user's state root must be writable" : 'run as root' } });
     process.exit(1);
   }
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => end(sig, 0));
@@ -119,17 +125,22 @@ async function main(): Promise<void> {
   });
 
   try {
-    egress = await startEgress(id, args.ip, args.veth, args.rules, args.upstream, trace, refusals);
+    if (args.mode === 'bridge') egress = await startEgress(id, args.ip, args.veth, args.rules, args.upstream, trace, refusals);
+    else {
+      const ns = await startNsEgress(NS_FDS, args.rules, args.upstream, trace, refusals);
+      egress = ns;
+      port = ns.port;
+    }
   } catch (err) {
     const e = err instanceof TsboxError ? { step: err.step, errno: err.errno, path: err.path ?? null, detail: err.message, hint: err.hint ?? null } : { step: 'network', errno: 0, path: 'keeper', detail: (err as Error).message, hint: null };
     tell({ ready: false, error: e });
-    removeKeeperRecord(id);
+    removeKeeperRecord(id, records);
     process.exit(1);
   }
   // The container may have gone meanwhile (a launch that failed).
   if (!isAlive(monitor)) end('the container ended before it was ready', 0);
   flush();
-  tell({ ready: true, off: refusals.off });
+  tell({ ready: true, off: refusals.off, ...(port === undefined ? {} : { port }) });
   setInterval(() => {
     if (!isAlive(monitor)) end("the container's monitor is gone", 0);
   }, WATCH_MS);

@@ -25,9 +25,19 @@
  *   whose keeper is gone while it runs keeps its chain (nothing but
  *   established traffic passes: its resolver is gone) until gc, which kills
  *   it, then removes its rules: never the rules of a running container.
+ * - An ordinary user's (mode `ns`, pasta): the same keeper, as that user,
+ *   runs startNsEgress (ts/network/egress-ns.ts) in the container's
+ *   namespaces, which the launch opened from the container's process
+ *   before it was let go and hands it as descriptors (NS_FDS), and says on
+ *   `ready` the port of its resolver, which pasta forwards the container's
+ *   DNS to. Its rules go with the namespace: what it keeps is the
+ *   resolver, the reports' reader and refused.json, and what it ends is
+ *   the container. Its record is in that user's state root
+ *   (`network/<id>.keeper.json`, beside pasta's), collected by gcPasta:
+ *   a container whose keeper is gone is killed first, then its pasta ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -55,12 +65,9 @@ export interface ProcessId {
   start: string;
 }
 
-/** What the keeper is started with (one JSON argument). */
-export interface KeeperArgs {
+/** What the keeper is started with (one JSON argument), whatever its mode. */
+interface KeeperCommon {
   id: string;
-  /** The container's address and the host end of its veth. */
-  ip: string;
-  veth: string;
   rules: AllowRule[];
   upstream: string | null;
   /** The container's state directory (refused.json). */
@@ -71,6 +78,22 @@ export interface KeeperArgs {
   trace: boolean;
 }
 
+/**
+ * `bridge`: root's, the rules on the host (ts/network/egress.ts), for the
+ * container's address and the host end of its veth. `ns`: an ordinary
+ * user's (pasta), the rules in the container's own namespace
+ * (ts/network/egress-ns.ts), entered through the descriptors the launch
+ * hands it (NS_FDS); its record in that user's `records` directory.
+ */
+export type KeeperArgs = KeeperCommon & ({ mode: 'bridge'; ip: string; veth: string } | { mode: 'ns'; records: string });
+
+/**
+ * The descriptors of an `ns` keeper: the container's user and network
+ * namespaces, opened by the launch from the container's process before it
+ * was let go (so that no pid reused later stands in for it).
+ */
+export const NS_FDS = { user: 4, net: 5 } as const;
+
 export interface KeeperRecord {
   id: string;
   keeper: ProcessId;
@@ -79,7 +102,7 @@ export interface KeeperRecord {
 }
 
 /** The keeper's first and only line on descriptor 3. */
-export type KeeperReady = { ready: true; off: string | null } | { ready: false; error: FailureReport };
+export type KeeperReady = { ready: true; off: string | null; /** An `ns` keeper's resolver's port on the host's 127.0.0.1 (pasta forwards the container's DNS to it). */ port?: number } | { ready: false; error: FailureReport };
 
 const ID = /^[0-9a-f]{64}$/;
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
@@ -102,8 +125,13 @@ export function parseKeeperArgs(text: string): KeeperArgs {
   };
   if (typeof a !== 'object' || a === null) bad('object');
   if (typeof a.id !== 'string' || !ID.test(a.id)) bad('id');
-  if (typeof a.ip !== 'string' || !IPV4.test(a.ip)) bad('ip');
-  if (typeof a.veth !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(a.veth)) bad('veth');
+  if (a.mode === 'bridge') {
+    if (typeof a.ip !== 'string' || !IPV4.test(a.ip)) bad('ip');
+    if (typeof a.veth !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(a.veth)) bad('veth');
+  } else if (a.mode === 'ns') {
+    // Its user's state root's network/ (ts/network/pasta.ts, pastaDir).
+    if (typeof a.records !== 'string' || !a.records.startsWith('/') || !a.records.endsWith('/network') || a.records.split('/').includes('..')) bad('records');
+  } else bad('mode');
   if (!Array.isArray(a.rules) || a.rules.length === 0 || !a.rules.every((r) => r && (r.kind === 'host' || r.kind === 'net'))) bad('rules');
   if (a.upstream !== null && (typeof a.upstream !== 'string' || !IPV4.test(a.upstream))) bad('upstream');
   if (typeof a.dir !== 'string' || !a.dir.startsWith('/') || !a.dir.endsWith(a.id)) bad('dir');
@@ -113,6 +141,11 @@ export function parseKeeperArgs(text: string): KeeperArgs {
   return a;
 }
 
+/** Where the keeper of `args` keeps its record: root's beside the bridge's, an ordinary user's in its state root. */
+export function keeperDirOf(args: KeeperArgs): string {
+  return args.mode === 'ns' ? args.records : KEEPER_DIR;
+}
+
 export function keeperRecordPath(id: string, dir: string = KEEPER_DIR): string {
   return join(dir, `${id}.keeper.json`);
 }
@@ -120,12 +153,23 @@ export function keeperRecordPath(id: string, dir: string = KEEPER_DIR): string {
 /** Written by the keeper itself, before it makes anything. */
 export function writeKeeperRecord(r: KeeperRecord, dir: string = KEEPER_DIR): void {
   const path = keeperRecordPath(r.id, dir);
+  // An ordinary user's directory goes with its last pasta record (pasta.ts,
+  // endPasta): made again when it is gone.
+  if (dir !== KEEPER_DIR) mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(`${path}.tmp`, JSON.stringify(r), { mode: 0o600 });
   renameSync(`${path}.tmp`, path);
 }
 
 export function removeKeeperRecord(id: string, dir: string = KEEPER_DIR): void {
   rmSync(keeperRecordPath(id, dir), { force: true });
+  if (dir === KEEPER_DIR) return;
+  // An ordinary user's, once empty (as pasta's are): a state root in /tmp
+  // outlives its user, and a later user given the same uid would find it.
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Another record is there, or it is gone already.
+  }
 }
 
 function readKeeperRecord(path: string): KeeperRecord | null {
@@ -240,6 +284,12 @@ const realOps: KeeperOps = {
 };
 
 /**
+ * An ordinary user's keepers (mode `ns`): their rules are in the
+ * container's namespace and go with it, so there are none to remove.
+ */
+export const nsKeeperOps: KeeperOps = { ...realOps, removeEgress: () => true };
+
+/**
  * The keepers of detached containers (see the header): a keeper whose
  * container is gone is ended (it removes its rules), a container whose
  * keeper is gone is killed, and the rules of both are removed with the
@@ -289,6 +339,8 @@ function logTail(path: string): string {
 export interface StartedKeeper {
   /** Why refused packets are not reported (no NFLOG), or null. */
   off: string | null;
+  /** An `ns` keeper's resolver's port (for pasta's `-U 53:PORT`), or null. */
+  port: number | null;
   /**
    * Ends the keeper now (SIGKILL) and removes what it made (a launch that
    * fails after it was ready); true when no rule is left.
@@ -296,8 +348,14 @@ export interface StartedKeeper {
   stop: () => boolean;
 }
 
-/** Starts the keeper of `args.id` and waits until its allowlist holds (or throws why not). */
-export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void): Promise<StartedKeeper> {
+/**
+ * Starts the keeper of `args.id` and waits until its allowlist holds (or
+ * throws why not). `ns`: the container's user and network namespaces, held
+ * by this process (closed here once the keeper has its own), become its
+ * NS_FDS (the caller closes its own once this returns).
+ */
+export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void, ns?: { user: number; net: number }): Promise<StartedKeeper> {
+  if ((args.mode === 'ns') !== (ns !== undefined)) throw new TsboxError({ step: 'network', errno: 22, path: 'keeper', detail: "an ordinary user's keeper is handed the container's namespaces, and only it", hint: 'this is a bug in tsbox' });
   const path = keeperPath();
   const logPath = join(args.dir, KEEPER_LOG);
   const log = openSync(logPath, 'a', 0o600);
@@ -305,7 +363,9 @@ export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void)
   try {
     // Its own session: the caller's terminal's signals and its exit do not
     // reach it; in / it keeps no directory of the caller's busy.
-    child = spawn(process.execPath, [path, JSON.stringify(args)], { detached: true, cwd: '/', stdio: ['ignore', 'ignore', log, 'pipe'], env: process.env });
+    // (Descriptors 4 and 5, NS_FDS, in that order.)
+    const held = ns ? [ns.user, ns.net] : [];
+    child = spawn(process.execPath, [path, JSON.stringify(args)], { detached: true, cwd: '/', stdio: ['ignore', 'ignore', log, 'pipe', ...held], env: process.env });
   } finally {
     closeSync(log);
   }
@@ -315,11 +375,12 @@ export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void)
     } catch {
       // Gone already.
     }
-    // Its sockets and NFLOG group go with it; its rules are ours to remove.
+    // Its sockets and NFLOG group go with it; its rules on the host are
+    // ours to remove (an `ns` keeper's are in the container's namespace).
     const pid = child.pid ?? 0;
     waitFor(() => pid === 0 || processStart(pid) === null, 5_000);
-    const removed = removeEgress(args.id);
-    if (removed) removeKeeperRecord(args.id);
+    const removed = args.mode === 'ns' || removeEgress(args.id);
+    if (removed) removeKeeperRecord(args.id, keeperDirOf(args));
     return removed;
   };
   const ready = await new Promise<KeeperReady | string>((resolve) => {
@@ -354,7 +415,11 @@ export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void)
   // It runs on without this process.
   child.unref();
   trace?.(`network: allowlist keeper pid=${String(child.pid)} (its log: ${logPath})`);
-  return { off: ready.off, stop: kill };
+  if (args.mode === 'ns' && !(Number.isInteger(ready.port) && ready.port! > 0 && ready.port! < 65536)) {
+    kill();
+    throw new TsboxError({ step: 'network', errno: 0, path, detail: "the allowlist's keeper of the detached container named no resolver port", hint: 'this is a bug in tsbox' });
+  }
+  return { off: ready.off, port: ready.port ?? null, stop: kill };
 }
 
 /** What the keeper of a detached container wrote of its refusals (`refused.json` in its state directory), or null. */

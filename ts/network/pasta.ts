@@ -29,6 +29,7 @@ import type { PortMapping } from '../config/network.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { stateRoot } from '../state-root.js';
 import { processStart } from '../cgroups/gc.js';
+import { gcKeepers, nsKeeperOps, type KeeperOps } from './keeper.js';
 import { recordNames } from './records.js';
 import type { NetworkInfo } from './bridge.js';
 
@@ -41,8 +42,8 @@ interface PastaRecord {
   monitor: { pid: number; start: string };
 }
 
-/** Where this user's pasta records are. */
-function pastaDir(root: string = stateRoot()): string {
+/** Where this user's pasta records are (and its detached containers' allowlist keepers', ts/network/keeper.ts). */
+export function pastaDir(root: string = stateRoot()): string {
   return join(root, 'network');
 }
 
@@ -200,8 +201,18 @@ export async function attachPasta(id: string, pid: number, monitorPid: number, p
   };
 }
 
-/** Ends the pasta of every container of this user whose monitor is gone. */
-export function gcPasta(dir: string = pastaDir()): string[] {
+/**
+ * Ends the pasta of every container of this user whose monitor is gone.
+ * Its detached containers' allowlist keepers first (ts/network/keeper.ts):
+ * a container whose keeper is gone is killed (`report` says so), so that
+ * its pasta ends below; a keeper whose container is gone is ended.
+ */
+export function gcPasta(dir: string = pastaDir(), report?: (line: string) => void, keeperOps: KeeperOps = nsKeeperOps): string[] {
+  try {
+    gcKeepers(dir, keeperOps, report);
+  } catch {
+    // Best effort: each record is tried again by the next gc.
+  }
   const names = recordNames(dir, '.pasta.json');
   const collected: string[] = [];
   for (const name of names) {

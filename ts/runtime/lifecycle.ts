@@ -157,7 +157,10 @@ export class ContainerRef {
     // state directory as it goes: gone (its rules with it) before that is.
     if (s.detached && s.network?.allow?.length) {
       try {
-        (await import('../network/keeper.js')).gcKeepers();
+        const keeper = await import('../network/keeper.js');
+        // (An ordinary user's is beside its pasta's record, in its state root.)
+        if (s.network.driver === 'pasta') keeper.gcKeepers((await import('../network/pasta.js')).pastaDir(), keeper.nsKeeperOps);
+        else keeper.gcKeepers();
       } catch {
         // Best effort: `tsbox gc` tries again.
       }
