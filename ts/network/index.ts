@@ -99,11 +99,42 @@ function containerNetns(name: string): { path: string; close: () => void } {
 }
 
 /**
+ * An ordinary user's detached container's allowlist: its keeper (mode
+ * `ns`), handed the namespaces of the container's process `pid`, opened
+ * here while it waits before `go` (its pid cannot have been reused: it is
+ * this launch's, not yet let go). Returns the resolver's port and the undo
+ * (a launch that fails after it was ready).
+ */
+async function startNsKeeper(id: string, pid: number, monitorPid: number, dir: string | null, rules: AllowRule[], upstream: string | null, refusals: Refusals, trace?: (l: string) => void): Promise<{ port: number; close: () => void }> {
+  if (!dir) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "a detached container's allowlist has no state directory to report in", hint: 'this is a bug in tsbox' });
+  const [{ startKeeper }, { pastaDir }] = await Promise.all([import('./keeper.js'), import('./pasta.js')]);
+  const held: number[] = [];
+  let kept;
+  try {
+    for (const ns of ['user', 'net']) held.push(openSync(`/proc/${pid}/ns/${ns}`, 'r'));
+    kept = await startKeeper(
+      { mode: 'ns', id, records: pastaDir(), rules, upstream, dir, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, control: join(dir, 'control.sock'), trace: trace !== undefined },
+      trace,
+      { user: held[0]!, net: held[1]! },
+    );
+  } catch (err) {
+    if (err instanceof TsboxError) throw err;
+    throw new TsboxError({ step: 'network', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 3), path: `/proc/${pid}/ns`, detail: "the container's namespaces could not be opened for its allowlist", hint: 'the container ended while its network was set up' });
+  } finally {
+    // The keeper has its own now.
+    held.forEach((fd) => closeSync(fd));
+  }
+  refusals.off = kept.off;
+  const stop = kept.stop;
+  return { port: kept.port!, close: () => void stop() };
+}
+
+/**
  * Phase `network`, decided at `plan`: checks and looks-ups that must come
  * before anything is created. `publishAll`: the exposed ports to publish on
  * host ports chosen now (`-P`), beside `ports` (ts/network/ports.ts).
  */
-export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[]; detach?: boolean } = { allow: [], dns: [] }, publishAll: ExposedPort[] | null = null): Promise<PreparedNetwork> {
+export async function prepareNetwork(network: NetworkMode, ports: PortMapping[], egress: { allow: AllowRule[]; dns: string[] } = { allow: [], dns: [] }, publishAll: ExposedPort[] | null = null): Promise<PreparedNetwork> {
   switch (network.mode) {
     case 'none':
     case 'host':
@@ -132,12 +163,6 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
       if (publishAll) ports = [...ports, ...(await publishAllPorts(ports, publishAll, process.getuid?.() === 0 ? (p) => portTaken('', [p]) !== null : undefined))];
       // An ordinary user's: pasta (loaded only then).
       if (process.getuid?.() !== 0) {
-        // Its resolver is this process's: a detached container would
-        // outlive it (root's keeper, ts/network/keeper.ts, holds the host's
-        // rules, not rules in a namespace of the user's).
-        if (egress.allow.length > 0 && egress.detach) {
-          throw new TsboxError({ step: 'network', errno: 95, path: 'allow', detail: "an ordinary user's detached container cannot have an egress allowlist yet: its resolver would end with the caller", hint: 'run it attached, or as root (a keeper holds a detached container\'s allowlist)' });
-        }
         const pasta = findPasta();
         if (egress.allow.length === 0) {
           return {
@@ -149,14 +174,18 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           };
         }
         // The allowlist in the container's namespace (ts/network/egress-ns.ts),
-        // loaded only then; set up before pasta, which forwards its DNS to the resolver.
+        // loaded only then; set up before pasta, which forwards its DNS to
+        // the resolver. A detached container's is its keeper's
+        // (ts/network/keeper.ts, mode `ns`), which outlives this process as
+        // the container does.
         const { NS_RESOLVER, startNsEgress } = await import('./egress-ns.js');
+        let nsStateDir: string | null = null;
         return {
           netnsPath: null,
           cloned: nothing,
-          attach: async (id, pid, monitorPid, _keep, trace) => {
+          attach: async (id, pid, monitorPid, keep, trace) => {
             const refusals = new Refusals();
-            const allowlist = await startNsEgress(pid, egress.allow, upstreamOf(egress.dns), trace, refusals);
+            const allowlist = keep ? await startNsEgress(pid, egress.allow, upstreamOf(egress.dns), trace, refusals) : await startNsKeeper(id, pid, monitorPid, nsStateDir, egress.allow, upstreamOf(egress.dns), refusals, trace);
             let attached;
             try {
               attached = await attachPasta(id, pid, monitorPid, ports, pasta, trace, allowlist.port);
@@ -181,7 +210,10 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
           },
           info: null,
           // Names are the resolver's to answer.
-          plan: (sandbox) => resolverOnly(sandbox, NS_RESOLVER),
+          plan: (sandbox, dir) => {
+            nsStateDir = dir;
+            resolverOnly(sandbox, NS_RESOLVER);
+          },
         };
       }
       if (egress.allow.length > 0) checkBridgeFilter();
