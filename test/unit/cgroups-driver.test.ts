@@ -1419,6 +1419,18 @@ describe('gc', () => {
     expect(markers()).toEqual([]);
   });
 
+  it("leaves a tsbox parent this user may not remove (root's, seen by an ordinary user's gc) without failing", () => {
+    const host = hybridHost();
+    create(host, { memory: '64m' }, { id: 'gone', owner: deadPid() });
+    const realRmdir = host.k.rmdir.bind(host.k);
+    host.k.rmdir = (p: string) => {
+      if (p.endsWith('/tsbox')) throw Object.assign(new Error(`EACCES: permission denied, rmdir '${p}'`), { code: 'EACCES', errno: -13 });
+      realRmdir(p);
+    };
+    expect(gc({ stateDir, fs: host.k, proc: host.proc })).toEqual(['gone']);
+    expect(markers()).toEqual([]);
+  });
+
   it('drops a stale marker whose cgroups are gone, without counting it', () => {
     const host = v2Host();
     mkdirSync(stateDir, { recursive: true });

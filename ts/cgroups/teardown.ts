@@ -8,7 +8,7 @@
 import { posix } from 'node:path';
 
 import { freeze, thaw } from './freezer.js';
-import { cgroupError, cgroupProblem, EBUSY, ENOENT, ENOTEMPTY, errnoOf, ESRCH, sleepSync, type CgroupFs } from './fs.js';
+import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOTEMPTY, EPERM, errnoOf, ESRCH, sleepSync, type CgroupFs } from './fs.js';
 import { stopScope } from './systemd.js';
 
 /** Where a container's cgroup lives: one directory per hierarchy, and the shared parents. */
@@ -190,14 +190,19 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
   if (p.systemd !== undefined && /^[A-Za-z0-9:_.\\-]+\.scope$/.test(p.systemd)) stopScope(p.systemd);
 }
 
-/** rmdir each `tsbox` parent that is empty; another container's presence (ENOTEMPTY, EBUSY) is fine. */
+/**
+ * rmdir each `tsbox` parent that is empty; another container's presence
+ * (ENOTEMPTY, EBUSY) is fine, and so is a parent this user may not remove
+ * (EACCES, EPERM): it is not this user's (root's shared one, which an
+ * ordinary user's gc sees on a v1 or hybrid host).
+ */
 export function removeParents(parents: readonly string[], fs: CgroupFs): void {
   for (const dir of unique(parents)) {
     try {
       fs.rmdir(dir);
     } catch (err) {
       const errno = errnoOf(err);
-      if (errno !== ENOENT && errno !== ENOTEMPTY && errno !== EBUSY) {
+      if (errno !== ENOENT && errno !== ENOTEMPTY && errno !== EBUSY && errno !== EACCES && errno !== EPERM) {
         throw cgroupProblem(dir, `remove the shared tsbox cgroup: ${(err as Error).message}`, null, errno);
       }
     }
