@@ -37,7 +37,33 @@ export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.Pro
   } catch {
     // No session directory (no systemd login): one of our own below.
   }
-  return join(tmpdir(), `tsbox-state-${uid}`);
+  const shared = join(tmpdir(), `tsbox-state-${uid}`);
+  // Read as well as written through this path (gc, ps, rm, their records
+  // and sockets): one another user made is never used, even to read.
+  untrustedIfMade(shared, uid);
+  return shared;
+}
+
+/**
+ * Throws when `root` exists and is not this user's own directory, not a
+ * symlink, writable by nobody else (ensureStateRoot's rule); a missing one
+ * is fine (whoever needs it makes it with ensureStateRoot).
+ */
+function untrustedIfMade(root: string, uid: number): void {
+  let st;
+  try {
+    st = lstatSync(root);
+  } catch {
+    return;
+  }
+  checkOwn(root, st, uid);
+}
+
+function checkOwn(root: string, st: { isDirectory(): boolean; uid: number; mode: number }, uid: number): void {
+  const hint = 'set XDG_RUNTIME_DIR to a directory of your own, or remove it if you made it';
+  if (!st.isDirectory()) throw new TsboxError({ step: 'state', errno: 20, path: root, detail: 'the state directory is not a directory (a symlink?)', hint });
+  if (st.uid !== uid) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory belongs to uid ${st.uid}, not to this user (${uid})`, hint });
+  if ((st.mode & 0o022) !== 0) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory is writable by others (mode ${(st.mode & 0o7777).toString(8)})`, hint });
 }
 
 /** Whether this process is in a user namespace other than the host's (its uid_map is not the whole range). */
@@ -62,7 +88,6 @@ let nestedUserns: boolean | undefined;
  * and anyone may make it again.
  */
 export function ensureStateRoot(root: string = stateRoot(), uid: number = process.getuid?.() ?? 0): string {
-  const hint = 'set XDG_RUNTIME_DIR to a directory of your own, or remove it if you made it';
   let st;
   try {
     // Looked at first: it is there on every launch but the first (one
@@ -76,8 +101,6 @@ export function ensureStateRoot(root: string = stateRoot(), uid: number = proces
     }
     st = lstatSync(root);
   }
-  if (!st.isDirectory()) throw new TsboxError({ step: 'state', errno: 20, path: root, detail: 'the state directory is not a directory (a symlink?)', hint });
-  if (st.uid !== uid) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory belongs to uid ${st.uid}, not to this user (${uid})`, hint });
-  if ((st.mode & 0o022) !== 0) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory is writable by others (mode ${(st.mode & 0o7777).toString(8)})`, hint });
+  checkOwn(root, st, uid);
   return root;
 }

@@ -32,6 +32,22 @@ describe('ensureStateRoot', () => {
     expect(stateRoot(0, env, () => false)).toBe('/run/tsbox');
   });
 
+  it("is never another user's, even to read: the per-user directory in the temporary directory is refused when someone else made it", () => {
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = scratch;
+    try {
+      const theirs = join(scratch, 'tsbox-state-4000002');
+      mkdirSync(theirs, { mode: 0o700 });
+      chownSync(theirs, 4_000_003, 4_000_003);
+      expect(() => stateRoot(4_000_002, {})).toThrow(/belongs to uid 4000003, not to this user \(4000002\)/);
+      // Missing: the path, for whoever needs it to make it (ensureStateRoot).
+      expect(stateRoot(4_000_004, {})).toBe(join(scratch, 'tsbox-state-4000004'));
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+
   it('makes a missing directory private to its user', () => {
     const root = join(scratch, 'fresh');
     expect(ensureStateRoot(root, me)).toBe(root);

@@ -222,7 +222,9 @@ export function gcPasta(dir: string = pastaDir(), report?: (line: string) => voi
     } catch {
       continue;
     }
-    if (!r.pidFile || (r.monitor.start !== '' && processStart(r.monitor.pid) === r.monitor.start)) continue;
+    // A record names only its own pid file (the one attachPasta writes), and its own id.
+    if (typeof r?.id !== 'string' || name !== `${r.id}.pasta.json` || r.pidFile !== join(dir, `${r.id}.pasta.pid`) || typeof r.monitor?.pid !== 'number') continue;
+    if (r.monitor.start !== '' && processStart(r.monitor.pid) === r.monitor.start) continue;
     // pasta is still starting (its pid not written yet): left a minute.
     if (!existsSync(r.pidFile) && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
     endPasta(dir, r);
