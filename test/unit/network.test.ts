@@ -822,6 +822,52 @@ describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () 
     }
   });
 
+  it("asks upstream with an id of its own: an answer with the container's id is ignored, the right one reaches the container with its id", async () => {
+    const { createSocket } = await import('node:dgram');
+    const upstream = createSocket('udp4');
+    await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', r));
+    // Two queries of the container's, both with its id 0x1234.
+    const seen: { msg: Buffer; port: number }[] = [];
+    const asked = new Promise<void>((resolve) => upstream.on('message', (msg, from) => (seen.push({ msg, port: from.port }), seen.length === 2 && resolve())));
+    const client = createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    const heard = new Promise<Buffer>((resolve) => client.once('message', (m) => resolve(m)));
+    const opened: string[] = [];
+    const resolver = await startResolver({
+      host: '127.0.0.1',
+      from: '127.0.0.1',
+      rules: [{ kind: 'host', name: 'a.test', port: null }],
+      upstream: '127.0.0.1',
+      upstreamPort: upstream.address().port,
+      refusals: new Refusals(),
+      forbidden: () => false,
+      open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
+      shut: () => {},
+    });
+    try {
+      const q = Buffer.concat([Buffer.from([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([1]), Buffer.from('a'), Buffer.from([4]), Buffer.from('test'), Buffer.from([0, 0, 1, 0, 1])]);
+      client.send(q, resolver.port, '127.0.0.1');
+      client.send(q, resolver.port, '127.0.0.1');
+      await asked;
+      // The container's own id (what a spoofer who saw its query would use) is not the one asked (both being it by chance: 1 in 2^32).
+      const mine = seen.find((s) => s.msg.readUInt16BE(0) !== 0x1234);
+      expect(mine).toBeDefined();
+      const { msg, port } = mine!;
+      const answer = (id: Buffer, address: number[]) => Buffer.concat([id, Buffer.from([0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]), msg.subarray(12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ...address])]);
+      upstream.send(answer(Buffer.from([0x12, 0x34]), [10, 9, 9, 9]), port, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(opened).toEqual([]);
+      upstream.send(answer(msg.subarray(0, 2), [10, 1, 2, 3]), port, '127.0.0.1');
+      const reply = await heard;
+      expect(reply.readUInt16BE(0)).toBe(0x1234);
+      expect(opened).toEqual(['10.1.2.3 ']);
+    } finally {
+      resolver.close();
+      client.close();
+      upstream.close();
+    }
+  });
+
   it('ends the queries it still asks upstream when it closes: no socket is left, and a late answer opens nothing', async () => {
     const { createSocket } = await import('node:dgram');
     const { readdirSync, readlinkSync } = await import('node:fs');

@@ -18,6 +18,8 @@ import type { Refusals } from './refused.js';
 
 /** A resolved address stays allowed at least this long, whatever its TTL. */
 const MIN_TTL_S = 30;
+/** ... and at most a day (a TTL of 2^31 ms or more would fire a timer at once). */
+const MAX_TTL_S = 86_400;
 /** A container's queries asked upstream at once, and in one second, at most. */
 const MAX_IN_FLIGHT = 16;
 const MAX_PER_SECOND = 100;
@@ -82,7 +84,7 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
     const t = setTimeout(() => {
       allowed.delete(key);
       if (!closed) o.shut(address, ports);
-    }, Math.max(ttl, MIN_TTL_S) * 1000);
+    }, Math.min(Math.max(ttl, MIN_TTL_S), MAX_TTL_S) * 1000);
     t.unref();
     allowed.set(key, t);
   };
@@ -127,6 +129,10 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
     if (inFlight >= MAX_IN_FLIGHT || thisSecond >= MAX_PER_SECOND) return;
     inFlight += 1;
     thisSecond += 1;
+    // The upstream query has an id of its own, random, not the container's:
+    // a spoofed answer must guess it as well as the socket's port.
+    const id = globalThis.crypto.getRandomValues(new Uint16Array(1))[0]!;
+    asked.writeUInt16BE(id, 0);
     const up = createSocket('udp4');
     let over = false;
     const done = () => {
@@ -142,8 +148,13 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
     up.on('error', done);
     up.on('message', (reply) => {
       try {
-        if (reply.length < 12 || reply.readUInt16BE(0) !== msg.readUInt16BE(0) || question(reply)?.name !== q.name) return;
+        // An answer (QR), to this query: its id, its name and its type.
+        const rq = reply.length >= 12 ? question(reply) : null;
+        if (!rq || reply.readUInt16BE(0) !== id || (reply[2]! & 0x80) === 0 || rq.name !== q.name || rq.type !== q.type) return;
         done();
+        // The container hears it with its own query's id.
+        reply = Buffer.from(reply);
+        reply.writeUInt16BE(msg.readUInt16BE(0), 0);
         const found = addresses(reply);
         const refused = found.find((a) => o.forbidden(a.address));
         if (refused) {
