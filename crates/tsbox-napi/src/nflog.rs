@@ -421,11 +421,14 @@ impl NflogReader {
             .collect()
     }
 
-    /// Unbinds the group and closes the socket (once the watch has let go of
-    /// it, at once after). Anything not drained is dropped.
+    /// Unbinds the group and closes the socket: by the time it returns (the
+    /// watch, told to stop, lets go of it within moments; a bound of 200 ms
+    /// all the same, after which the watch closes it as it ends). Anything
+    /// not drained is dropped.
     #[napi]
     pub fn close(&self) {
-        if let Some(fd) = self.fd.lock().unwrap().take() {
+        let taken = self.fd.lock().unwrap().take();
+        if let Some(fd) = &taken {
             let _ = send(
                 fd.get_ref().as_raw_fd(),
                 &config_message(self.group, 0, false, &[(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_UNBIND])]),
@@ -433,6 +436,17 @@ impl NflogReader {
         }
         // A permit if the watch is not waiting yet.
         self.stop.notify_one();
+        if let Some(fd) = taken {
+            // The watch's copy goes when its task ends on the runtime's
+            // thread; the socket closes with the last copy, here if it can.
+            for _ in 0..200 {
+                if Arc::strong_count(&fd) == 1 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            drop(fd);
+        }
     }
 }
 
