@@ -19,6 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::socket::{recvmsg, setsockopt, socketpair, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
 use nix::sys::stat::Mode;
 
@@ -128,12 +129,19 @@ pub fn socket_in(userns: &str, netns: &str, domain: i32, kind: i32, protocol: i3
     let net = ns(netns)?;
     let (here, there) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(NsSocketError::Pair)?;
     let mut control: ControlBuffer = [0; 4];
+    // Every signal blocked across the clone: the child inherits the mask, so
+    // no handler of this process's (Node's, libuv's, which write to its
+    // pipes) runs in the child; this thread's mask is restored after.
+    let mut was = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut was)).map_err(NsSocketError::Clone)?;
     // SAFETY: a raw clone with fork semantics (SIGCHLD, nothing shared), so
     // that no atfork handler runs; the child runs `child` only, which makes
     // system calls and exits.
     let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
-    if pid < 0 {
-        return Err(NsSocketError::Clone(Errno::last()));
+    if pid != 0 {
+        let cloned = if pid < 0 { Err(Errno::last()) } else { Ok(()) };
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&was), None);
+        cloned.map_err(NsSocketError::Clone)?;
     }
     if pid == 0 {
         // SAFETY: this is the child of the clone above.
@@ -151,8 +159,14 @@ pub fn socket_in(userns: &str, netns: &str, domain: i32, kind: i32, protocol: i3
     }
     drop(there);
     let got = receive(&here);
+    let child = nix::unistd::Pid::from_raw(pid as i32);
+    // Nothing came (a timeout, an error): the child is ended, not waited
+    // for. (It is this process's unreaped child: its pid is not reused.)
+    if got.is_err() {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+    }
     // Reaped, whatever it sent: it exits right after sending.
-    while let Err(Errno::EINTR) = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None) {}
+    while let Err(Errno::EINTR) = nix::sys::wait::waitpid(child, None) {}
     got
 }
 
