@@ -119,7 +119,7 @@ export async function startNsEgress(target: number | NsDescriptors, rules: reado
     // Its descriptors 3 and 4 are the namespaces; --preserve-credentials:
     // this user (root in the container's namespace, where it maps to 0) as
     // it is, since setgroups is denied in a namespace it mapped alone.
-    const r = spawnSync('nsenter', ['--user=/proc/self/fd/3', '--net=/proc/self/fd/4', '--preserve-credentials', cmd, '--noflush'], { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe', userFd, netFd] });
+    const r = spawnSync('nsenter', ['--user=/proc/self/fd/3', '--net=/proc/self/fd/4', '--preserve-credentials', cmd, '-w', '--noflush'], { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe', userFd, netFd] });
     return { ok: r.status === 0, error: (r.stderr || r.error?.message || '').trim() };
   };
 
@@ -138,7 +138,10 @@ export async function startNsEgress(target: number | NsDescriptors, rules: reado
       // of its own: the loopback stands for that subnet.)
       forbidden: (a) => forbiddenAnswer(a, '127.0.0.0/8', ownAddresses(), nets),
       open: (address, ports) => restore('iptables-restore', addressRules(address, ports, true)).ok,
-      shut: (address, ports) => void restore('iptables-restore', addressRules(address, ports, false)),
+      // Tried again when it fails (a fork refused, a lock held): an address left open would stay open while the container runs.
+      shut: (address, ports) => {
+        for (let i = 0; i < 3 && !restore('iptables-restore', addressRules(address, ports, false)).ok; i++) trace?.(`network: closing ${address} failed; trying again`);
+      },
       trace,
     });
   } catch (err) {

@@ -234,7 +234,8 @@ export function removeEgress(id: string): boolean {
   const tables: Record<string, string[]> = { filter: [], nat: [] };
   for (const table of ['filter', 'nat']) {
     const save = spawnSync('iptables-save', ['-t', table], { encoding: 'utf8' });
-    if (save.status !== 0) continue;
+    // Unread rules may be there still: not removed, so its record stays for gc to try again.
+    if (save.status !== 0) return false;
     for (const line of save.stdout.split('\n')) {
       // The saved rule (its comment quoted or not), with -D for -A, deletes it.
       if (line.startsWith('-A ') && (line.includes(`--comment ${tag} `) || line.includes(`--comment "${tag}"`))) tables[table]!.push(line.replace(/^-A /, '-D '));
