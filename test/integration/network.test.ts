@@ -1045,6 +1045,8 @@ describe('egress allowlist of a detached container (its keeper)', () => {
     const { keeper } = readKeeper(id);
     expect(alive(keeper.pid)).toBe(true);
     expect(readFileSync(`/proc/${keeper.pid}/cmdline`, 'utf8')).toContain('keeper.cjs');
+    // Its command line, which every user may read, names the container only, not its allowlist.
+    expect(readFileSync(`/proc/${keeper.pid}/cmdline`, 'utf8')).not.toContain('a.test');
     expect(readFileSync(`/proc/${keeper.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]).not.toBe(String(process.pid));
     const group = groupOf(id);
     expect(tsboxNflogGroups()).toContain(group);

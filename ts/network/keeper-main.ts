@@ -17,7 +17,7 @@
  * from another process given its pid: it sets no process.title, which
  * would overwrite it.)
  */
-import { closeSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { processStart } from '../proc.js';
@@ -66,7 +66,10 @@ function writeRefused(dir: string, summary: RefusedSummary): void {
 async function main(): Promise<void> {
   let args: KeeperArgs;
   try {
-    args = parseKeeperArgs(process.argv[2] ?? '');
+    // The arguments come on stdin (the command line, which every user may
+    // read, names only the container); they must be for that container.
+    args = parseKeeperArgs(readFileSync(0, 'utf8'));
+    if (args.id !== process.argv[2]) throw new Error(`the arguments are for container ${args.id}, not ${String(process.argv[2])}`);
   } catch (err) {
     tell({ ready: false, error: { step: 'network', errno: 22, path: 'keeper', detail: (err as Error).message, hint: 'this is a bug in tsbox' } });
     process.exit(2);

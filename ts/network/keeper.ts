@@ -365,7 +365,10 @@ export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void,
     // reach it; in / it keeps no directory of the caller's busy.
     // (Descriptors 4 and 5, NS_FDS, in that order.)
     const held = ns ? [ns.user, ns.net] : [];
-    child = spawn(process.execPath, [path, JSON.stringify(args)], { detached: true, cwd: '/', stdio: ['ignore', 'ignore', log, 'pipe', ...held], env: process.env });
+    // Its arguments on stdin: its command line, which every user may read, names only the container.
+    child = spawn(process.execPath, [path, args.id], { detached: true, cwd: '/', stdio: ['pipe', 'ignore', log, 'pipe', ...held], env: process.env });
+    (child.stdin as NodeJS.WritableStream | null)?.on('error', () => {});
+    (child.stdin as NodeJS.WritableStream | null)?.end(JSON.stringify(args));
   } finally {
     closeSync(log);
   }
