@@ -123,8 +123,10 @@ export declare class NflogReader {
    */
   drain(max: number): Array<RefusedPacket>
   /**
-   * Unbinds the group and closes the socket (once the watch has let go of
-   * it, at once after). Anything not drained is dropped.
+   * Unbinds the group and closes the socket: by the time it returns (the
+   * watch, told to stop, lets go of it within moments; a bound of 200 ms
+   * all the same, after which the watch closes it as it ends). Anything
+   * not drained is dropped.
    */
   close(): void
 }
