@@ -822,6 +822,25 @@ describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () 
     }
   });
 
+  /** A resolver on the loopback allowing a.test, asking the test's upstream at `port`, and what it opened. */
+  const aTestResolver = async (port: number) => {
+    const opened: string[] = [];
+    const resolver = await startResolver({
+      host: '127.0.0.1',
+      from: '127.0.0.1',
+      rules: [{ kind: 'host', name: 'a.test', port: null }],
+      upstream: '127.0.0.1',
+      upstreamPort: port,
+      refusals: new Refusals(),
+      forbidden: () => false,
+      open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
+      shut: () => {},
+    });
+    return { resolver, opened };
+  };
+  /** A container's query for a.test's A record, with `id`. */
+  const aTestQuery = (id: number) => Buffer.concat([Buffer.from([id >> 8, id & 0xff, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([1]), Buffer.from('a'), Buffer.from([4]), Buffer.from('test'), Buffer.from([0, 0, 1, 0, 1])]);
+
   it("asks upstream with an id of its own: an answer with the container's id is ignored, the right one reaches the container with its id", async () => {
     const { createSocket } = await import('node:dgram');
     const upstream = createSocket('udp4');
@@ -832,20 +851,9 @@ describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () 
     const client = createSocket('udp4');
     await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
     const heard = new Promise<Buffer>((resolve) => client.once('message', (m) => resolve(m)));
-    const opened: string[] = [];
-    const resolver = await startResolver({
-      host: '127.0.0.1',
-      from: '127.0.0.1',
-      rules: [{ kind: 'host', name: 'a.test', port: null }],
-      upstream: '127.0.0.1',
-      upstreamPort: upstream.address().port,
-      refusals: new Refusals(),
-      forbidden: () => false,
-      open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
-      shut: () => {},
-    });
+    const { resolver, opened } = await aTestResolver(upstream.address().port);
     try {
-      const q = Buffer.concat([Buffer.from([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([1]), Buffer.from('a'), Buffer.from([4]), Buffer.from('test'), Buffer.from([0, 0, 1, 0, 1])]);
+      const q = aTestQuery(0x1234);
       client.send(q, resolver.port, '127.0.0.1');
       client.send(q, resolver.port, '127.0.0.1');
       await asked;
@@ -885,20 +893,9 @@ describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () 
     const client = createSocket('udp4');
     await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
     const before = sockets();
-    const opened: string[] = [];
-    const resolver = await startResolver({
-      host: '127.0.0.1',
-      from: '127.0.0.1',
-      rules: [{ kind: 'host', name: 'a.test', port: null }],
-      upstream: '127.0.0.1',
-      upstreamPort: upstream.address().port,
-      refusals: new Refusals(),
-      forbidden: () => false,
-      open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
-      shut: () => {},
-    });
+    const { resolver, opened } = await aTestResolver(upstream.address().port);
     try {
-      const q = Buffer.concat([Buffer.from([0, 5, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from([1]), Buffer.from('a'), Buffer.from([4]), Buffer.from('test'), Buffer.from([0, 0, 1, 0, 1])]);
+      const q = aTestQuery(5);
       client.send(q, resolver.port, '127.0.0.1');
       const { msg, port } = await asked;
       // The container is gone before the answer comes.
