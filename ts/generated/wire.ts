@@ -359,7 +359,7 @@ code: number | null,
  */
 signal: number | null, rusage: Rusage, } | { "type": "namespaces", namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
 
-export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "namespaces" } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" };
+export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "namespaces" } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" } | { "type": "guard" };
 
 export type Rusage = { userUsec: number, systemUsec: number, maxRssKib: number, };
 

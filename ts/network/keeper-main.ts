@@ -11,7 +11,11 @@
  *
  * Whatever ends it otherwise (SIGTERM, SIGINT, SIGHUP, a failure of its
  * own) ends the container first: its rules are never removed while the
- * container runs.
+ * container runs. And once the container runs, the keeper holds a `guard`
+ * connection on its control socket, which the monitor answers by killing
+ * the container when it closes: a keeper killed (kill -9, the OOM killer)
+ * takes the container with it, and nothing is left answering, or free to
+ * be taken, at the port its DNS goes to.
  *
  * (Its command line, which names the container's id, is how gc tells it
  * from another process given its pid: it sets no process.title, which
@@ -26,10 +30,17 @@ import { startEgress, type Egress } from './egress.js';
 import { startNsEgress } from './egress-ns.js';
 import { endContainer, isAlive, keeperDirOf, NS_FDS, parseKeeperArgs, REFUSED_FILE, removeKeeperRecord, writeKeeperRecord, type KeeperArgs, type KeeperReady } from './keeper.js';
 import { Refusals, type RefusedSummary } from './refused.js';
+import { loadNative } from '../native.js';
+import { toMonitor } from '../runtime/protocol.js';
 
 /** How often the monitor is looked at, and refused.json brought up to date (when it changed). */
 const WATCH_MS = 250;
 const WRITE_MS = 1000;
+/** How long the container's control socket may take to appear (it is made once the container is let go). */
+const GUARD_WAIT_MS = 15_000;
+
+/** The guard connection (see above), held for this process's life: its close kills the container. */
+let _guard: unknown = null;
 
 function log(line: string): void {
   try {
@@ -144,6 +155,20 @@ async function main(): Promise<void> {
   if (!isAlive(monitor)) end('the container ended before it was ready', 0);
   flush();
   tell({ ready: true, off: refusals.off, ...(port === undefined ? {} : { port }) });
+  // The guard, once the monitor serves its control socket (after `go`).
+  const since = Date.now();
+  const guarding = setInterval(() => {
+    try {
+      const ch = loadNative().binding.Channel.connect(control);
+      toMonitor.guard(ch);
+      _guard = ch;
+      clearInterval(guarding);
+      trace?.('guarding the container through its control socket');
+    } catch (err) {
+      if (!isAlive(monitor)) return;
+      if (Date.now() - since > GUARD_WAIT_MS) end(`no guard on the control socket ${control}: ${(err as Error).message}`, 1);
+    }
+  }, 20);
   setInterval(() => {
     if (!isAlive(monitor)) end("the container's monitor is gone", 0);
   }, WATCH_MS);

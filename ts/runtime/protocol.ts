@@ -102,6 +102,8 @@ export const toMonitor = {
   wait: (ch: NativeChannel) => send(ch, { type: 'wait' }),
   /** Run the process the container was created with; replies `started` or `failed`. */
   start: (ch: NativeChannel) => send(ch, { type: 'start' }),
+  /** No reply: the container is killed when `ch` closes (its process gone, however). */
+  guard: (ch: NativeChannel) => ch.send(JSON.stringify({ type: 'guard' } satisfies ControlRequest)),
 };
 
 export const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));

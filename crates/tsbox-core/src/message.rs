@@ -219,6 +219,10 @@ pub enum ControlRequest {
     /// `create`). Replies `started` or `failed`; refused when it was started
     /// already.
     Start,
+    /// No reply: the container is killed when this connection closes. An
+    /// egress allowlist's keeper holds one, so that the container never
+    /// outlives its policy, however the keeper ends (kill -9 included).
+    Guard,
 }
 
 /// Resource usage of the container's PID 1 and everything it reaped.

@@ -112,6 +112,8 @@ struct Conn {
     waiting: bool,
     /// Asked for `start`, and waits for `started`.
     starting: bool,
+    /// `guard`: the container is killed when this connection closes.
+    guard: bool,
     open: bool,
 }
 
@@ -295,6 +297,7 @@ pub fn run(
                     exec: None,
                     waiting: false,
                     starting: false,
+                    guard: false,
                     open: true,
                 });
             }
@@ -481,6 +484,11 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
                     let _ = kill(e.process.pid, Signal::SIGKILL);
                 }
             }
+            // A guard that is gone takes the container with it.
+            if k.guard {
+                crate::trace::trace!(tr, "control: the guard's connection closed; the container is killed");
+                c.signal(libc::SIGKILL);
+            }
             return false;
         }
     };
@@ -494,6 +502,7 @@ fn serve(k: &mut Conn, c: &Container, sandbox: &Sandbox, running: bool, tr: &Tra
             _ => c.signal(signo),
         },
         ControlRequest::Wait => k.waiting = true,
+        ControlRequest::Guard => k.guard = true,
         ControlRequest::Start => return true,
         ControlRequest::Namespaces => {
             if !running || sandbox.namespaces.is_empty() {

@@ -832,6 +832,37 @@ mod monitor_phases {
     }
 
     #[test]
+    fn a_guards_closed_connection_kills_the_container() {
+        let (dir, control) = state_dir("guarded", "g");
+        let mut p = plan();
+        p.detach = true;
+        p.control = Some(control.to_str().unwrap().into());
+        let outcome = monitor(p, true, |node, child, pid| {
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            drop(node);
+            let waiter = client(&control);
+            waiter.send(&ControlRequest::Wait).unwrap();
+            let guard = client(&control);
+            guard.send(&ControlRequest::Guard).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+                "held while the guard's connection is open"
+            );
+            // The guard goes (its process killed, say): so does the container.
+            drop(guard);
+            match waiter.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { signal, .. }) => assert_eq!(signal, Some(libc::SIGKILL)),
+                other => panic!("expected exited, got {other:?}"),
+            }
+            drop(child);
+        });
+        assert_eq!(outcome.status, 128 + libc::SIGKILL);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_detached_container_outlives_its_caller_and_its_end_reaches_a_waiter_and_the_state() {
         let (dir, control) = state_dir("detached", "x");
         let mut p = plan();
