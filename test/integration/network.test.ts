@@ -1051,25 +1051,8 @@ describe('egress allowlist of a detached container (its keeper)', () => {
     const group = groupOf(id);
     expect(tsboxNflogGroups()).toContain(group);
     const r = await cli(['exec', id, 'sh', '-c', probes]);
-    expect(r.stdout).toContain('fake internet\na=0');
-    expect(r.stdout).toMatch(/b=[1-9]/);
-    expect(r.stderr).toContain("wget: bad address 'b.test'");
-    expect(r.stdout).toMatch(/b-raw=[1-9]/);
-    expect(r.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
     // Its keeper writes what was refused into its state (at most once a second): inspect shows it.
-    let refused: RefusedSummary | undefined;
-    for (let i = 0; i < 50 && !refused?.destinations.some((d) => d.protocol === 'tcp'); i++) {
-      await new Promise((res) => setTimeout(res, 100));
-      refused = (await inspect(id)).network.refused;
-    }
-    expect(refused?.reporting).toBe(true);
-    expect(refused?.destinations).toEqual(
-      expect.arrayContaining([
-        { protocol: 'tcp', address: SERVER2, port: 80, count: 1 },
-        { protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number },
-      ]),
-    );
-    expect(refused?.destinations.filter((d) => d.address === SERVER || d.name === 'a.test')).toEqual([]);
+    await expectKeptRefusals(r, () => inspect(id));
     // It ends: its allowlist goes with it (the keeper sees its monitor go).
     expect((await cli(['kill', '-s', 'KILL', id])).code).toBe(0);
     expect(await eventually(() => allowlistLeft(id, keeper.pid, group).length === 0, 10_000)).toBe(true);
@@ -1164,6 +1147,32 @@ describe('egress allowlist of a detached container (its keeper)', () => {
     expect(states()).toEqual(statesBefore);
   });
 });
+
+/**
+ * A detached allowlisted container's probes (a.test, then b.test by name
+ * and by address) as `out` printed them, and what its keeper then wrote
+ * into its state, read through `inspect` until the TCP refusal is there.
+ */
+async function expectKeptRefusals(out: { stdout: string; stderr: string }, inspect: () => Promise<{ network: { refused?: RefusedSummary } }>): Promise<void> {
+  expect(out.stdout).toContain('fake internet\na=0');
+  expect(out.stdout).toMatch(/b=[1-9]/);
+  expect(out.stderr).toContain("wget: bad address 'b.test'");
+  expect(out.stdout).toMatch(/b-raw=[1-9]/);
+  expect(out.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
+  let refused: RefusedSummary | undefined;
+  for (let i = 0; i < 50 && !refused?.destinations.some((d) => d.protocol === 'tcp'); i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    refused = (await inspect()).network.refused;
+  }
+  expect(refused?.reporting).toBe(true);
+  expect(refused?.destinations).toEqual(
+    expect.arrayContaining([
+      { protocol: 'tcp', address: SERVER2, port: 80, count: 1 },
+      { protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number },
+    ]),
+  );
+  expect(refused?.destinations.filter((d) => d.address === SERVER || d.name === 'a.test')).toEqual([]);
+}
 
 /** Whether process `pid` holds a connection on a container's control socket (SOCK_SEQPACKET): an allowlist keeper's guard. */
 function guarding(pid: number): boolean {
@@ -1493,27 +1502,10 @@ describe('as an ordinary user: bridge through pasta', () => {
           const t0 = Date.now();
           const e = await as(['exec', id, 'sh', '-c', [`${wget('http://a.test/').join(' ')}; echo a=$?`, `${wget('http://b.test/').join(' ')}; echo b=$?`, `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`].join('; ')]);
           const took = Date.now() - t0;
-          expect(e.stdout).toContain('fake internet\na=0');
-          expect(e.stdout).toMatch(/b=[1-9]/);
-          expect(e.stderr).toContain("wget: bad address 'b.test'");
-          expect(e.stdout).toMatch(/b-raw=[1-9]/);
-          expect(e.stderr).toContain(`wget: can't connect to remote host (${SERVER2}): Connection refused`);
           expect(e.stderr).not.toContain('Terminated');
           expect(took).toBeLessThan(10_000);
           // The keeper writes what was refused into the state directory (at most once a second).
-          let refused: RefusedSummary | undefined;
-          for (let i = 0; i < 50 && !refused?.destinations.some((d) => d.protocol === 'tcp'); i++) {
-            await new Promise((res) => setTimeout(res, 100));
-            refused = (await inspect(id)).network.refused;
-          }
-          expect(refused?.reporting).toBe(true);
-          expect(refused?.destinations).toEqual(
-            expect.arrayContaining([
-              { protocol: 'tcp', address: SERVER2, port: 80, count: 1 },
-              { protocol: 'dns', address: null, port: null, name: 'b.test', count: expect.any(Number) as number },
-            ]),
-          );
-          expect(refused?.destinations.filter((d) => d.address === SERVER || d.name === 'a.test')).toEqual([]);
+          await expectKeptRefusals(e, () => inspect(id));
           expect((await as(['kill', '-s', 'KILL', id])).code).toBe(0);
           // It sees the monitor go, and ends.
           expect(await eventually(() => !alive(keeper.pid), 10_000)).toBe(true);

@@ -105,15 +105,21 @@ function containerNetns(name: string): { path: string; close: () => void } {
  * this launch's, not yet let go). Returns the resolver's port and the undo
  * (a launch that fails after it was ready).
  */
-async function startNsKeeper(id: string, pid: number, monitorPid: number, dir: string | null, rules: AllowRule[], upstream: string | null, refusals: Refusals, trace?: (l: string) => void): Promise<{ port: number; close: () => void }> {
+/** What a keeper of either mode is started with: container `id`'s, whose state directory is `dir` (its reports go there). */
+function keeperCommon(id: string, monitorPid: number, dir: string | null, rules: AllowRule[], upstream: string | null, trace?: (l: string) => void) {
   if (!dir) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "a detached container's allowlist has no state directory to report in", hint: 'this is a bug in tsbox' });
+  return { id, rules, upstream, dir, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, control: join(dir, 'control.sock'), trace: trace !== undefined };
+}
+
+async function startNsKeeper(id: string, pid: number, monitorPid: number, dir: string | null, rules: AllowRule[], upstream: string | null, refusals: Refusals, trace?: (l: string) => void): Promise<{ port: number; close: () => void }> {
+  const common = keeperCommon(id, monitorPid, dir, rules, upstream, trace);
   const [{ startKeeper }, { pastaDir }] = await Promise.all([import('./keeper.js'), import('./pasta.js')]);
   const held: number[] = [];
   let kept;
   try {
     for (const ns of ['user', 'net']) held.push(openSync(`/proc/${pid}/ns/${ns}`, 'r'));
     kept = await startKeeper(
-      { mode: 'ns', id, records: pastaDir(), rules, upstream, dir, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, control: join(dir, 'control.sock'), trace: trace !== undefined },
+      { mode: 'ns', records: pastaDir(), ...common },
       trace,
       { user: held[0]!, net: held[1]! },
     );
@@ -254,12 +260,9 @@ export async function prepareNetwork(network: NetworkMode, ports: PortMapping[],
             if (!veth) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "the bridge named no host end of the container's veth to hold to the allowlist", hint: 'run with --trace; this is a bug in tsbox or in the CNI plugins' });
             if (keep) allowlist = await startEgress(id, address, veth, egress.allow, upstreamOf(egress.dns), trace, refusals);
             else {
-              if (!stateDir) throw new TsboxError({ step: 'network', errno: 0, path: 'allow', detail: "a detached container's allowlist has no state directory to report in", hint: 'this is a bug in tsbox' });
+              const common = keeperCommon(id, monitorPid, stateDir, egress.allow, upstreamOf(egress.dns), trace);
               const { startKeeper } = await import('./keeper.js');
-              const kept = await startKeeper(
-                { mode: 'bridge', id, ip: address, veth, rules: egress.allow, upstream: upstreamOf(egress.dns), dir: stateDir, monitor: { pid: monitorPid, start: processStart(monitorPid) ?? '' }, control: join(stateDir, 'control.sock'), trace: trace !== undefined },
-                trace,
-              );
+              const kept = await startKeeper({ mode: 'bridge', ip: address, veth, ...common }, trace);
               refusals.off = kept.off;
               allowlist = {
                 close: () => {
