@@ -43,6 +43,11 @@ const START_WAIT_MS = 10_000;
 
 const UNIT_CHARS = /^[A-Za-z0-9:_.\\-]+$/;
 
+/** Whether `name` is a scope unit's name as the driver writes one (what alone goes to systemd on teardown). */
+export function isScopeName(name: string): boolean {
+  return name.endsWith('.scope') && UNIT_CHARS.test(name);
+}
+
 function refuse(path: string, detail: string, hint: string): never {
   throw new TsboxError({ step: 'config', errno: 22, path, detail, hint });
 }
@@ -208,11 +213,6 @@ export function stopScope(unit: string): void {
   } catch (err) {
     if (!/not loaded|NoSuchUnit/i.test(err instanceof Error ? err.message : '')) throw err;
   }
-}
-
-/** This process's cgroup (v2), where the helper it spawns starts and goes back to. */
-export function ownCgroup(): string {
-  return cgroupOf(process.pid) ?? '/';
 }
 
 /** Moves `pid` (the helper, once it has cloned the container into the scope) back to the cgroup `path` it came from. */

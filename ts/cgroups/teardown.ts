@@ -9,7 +9,7 @@ import { posix } from 'node:path';
 
 import { freeze, thaw } from './freezer.js';
 import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOTEMPTY, EPERM, errnoOf, ESRCH, sleepSync, type CgroupFs } from './fs.js';
-import { stopScope } from './systemd.js';
+import { isScopeName, stopScope } from './systemd.js';
 
 /** Where a container's cgroup lives: one directory per hierarchy, and the shared parents. */
 export interface Placement {
@@ -147,6 +147,8 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
   // refuses it (EBUSY) while anything is left, and from the first refusal on
   // the rest goes the long way. The freezer and the unified hierarchy, which
   // the long way kills with, go last.
+  // (Taken now: `p` is narrowed to what is left below.)
+  const unit = p.systemd;
   const last = new Set([p.dirs.freezer, p.dirs.unified]);
   const kept = new Set(p.kept ?? []);
   const order = unique([...Object.values(p.dirs).filter((d) => !last.has(d)), ...Object.values(p.dirs).filter((d) => last.has(d))]).filter((d) => !kept.has(d));
@@ -187,7 +189,7 @@ export function removeCgroup(p: Placement, fs: CgroupFs): void {
   }
   if (first !== null) throw first;
   // Only a scope unit's name, as the driver wrote it, goes to systemd.
-  if (p.systemd !== undefined && /^[A-Za-z0-9:_.\\-]+\.scope$/.test(p.systemd)) stopScope(p.systemd);
+  if (unit !== undefined && isScopeName(unit)) stopScope(unit);
 }
 
 /**
