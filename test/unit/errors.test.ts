@@ -128,7 +128,7 @@ describe('fromSystemError', () => {
 describe('startFailure: a container that died during its setup', () => {
   const report = { step: 'start', errno: 0, path: null, detail: "the container's first process was killed by signal 9 (SIGKILL) during its setup, before the command started", hint: 'SIGKILL during setup is most often the OOM killer' };
   const cgroup = (oomKills: number | null) => ({
-    stats: () => ({ memory: { current: 0, peak: 0, oomKills }, cpu: { usageUsec: 0, userUsec: 0, systemUsec: 0, periods: null, throttledPeriods: null, throttledUsec: null }, pids: { current: 0, peak: null, limitHits: null } }),
+    usage: () => ({ peakMemoryBytes: 0, oomKills, peakPids: null, cpuThrottledPeriods: null }),
   });
 
   it('names the OOM killer and the limit when its cgroup counted a kill', async () => {

@@ -555,7 +555,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
           // A joined cgroup is emptied, never removed (placement.kept).
           // A systemd scope is stopped instead (which also ends the helper in it).
           if (placement.systemd !== undefined) stopScope(placement.systemd);
-          else removeCgroup({ dirs: made, parents: placement.parents, ...(placement.kept ? { kept: placement.kept } : {}), ...(placement.deviceFilter !== undefined ? { deviceFilter: placement.deviceFilter } : {}) }, fs);
+          else removeCgroup({ ...placement, dirs: made }, fs);
           removeParents([...madeParents].reverse(), fs);
         } catch {
           // The first error is the one to report.

@@ -21,7 +21,8 @@ import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
 import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type DeviceRuleWrite, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
-import { moveBack, ownCgroup, scopeLimits, startScope, type SystemdScope } from '../cgroups/systemd.js';
+import { parseProcCgroup } from '../cgroups/detect.js';
+import { moveBack, scopeLimits, startScope, type SystemdScope } from '../cgroups/systemd.js';
 import { limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
@@ -419,7 +420,10 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     if (msg.type !== 'cloned') throw helperDied({ code: null, signal: null }, `out of order (${msg.type})`);
     cloned = msg;
     if (extras.oci?.systemd) {
-      for (const pid of new Set([helper.pid, cloned.monitor])) moveBack(pid, ownCgroup(), trace);
+      // Back where this process is: its cgroup as read at the launch's start.
+      const home = parseProcCgroup(proc.cgroup).unified;
+      if (home === null) throw new TsboxError({ step: 'cgroup', errno: 2, path: '/proc/self/cgroup', detail: 'this process has no cgroup v2 of its own to move the helper back to from the scope', hint: 'the systemd driver needs a pure cgroup v2 host' });
+      for (const pid of new Set([helper.pid, cloned.monitor])) moveBack(pid, home, trace);
     }
     // A detached container's cgroup is its monitor's to keep: gc takes it
     // for an orphan only once the monitor is gone, not this process.
@@ -522,11 +526,11 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
  * during setup and the kernel's OOM killer was at work in its cgroup, that is
  * the cause to name.
  */
-export function startFailure(report: FailureReport, cgroup: Pick<Cgroup, 'stats'> | null, o: Pick<ResolvedOptions, 'memory'>): TsboxError {
+export function startFailure(report: FailureReport, cgroup: Pick<Cgroup, 'usage'> | null, o: Pick<ResolvedOptions, 'memory'>): TsboxError {
   if (report.step !== 'start' || !cgroup) return new TsboxError(report);
   let oomKills = 0;
   try {
-    oomKills = cgroup.stats().memory.oomKills ?? 0;
+    oomKills = cgroup.usage().oomKills ?? 0;
   } catch {
     // No stats: the report stands as it is.
   }
