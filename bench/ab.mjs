@@ -34,7 +34,12 @@ const WORKER = `
 const t = await import(process.argv[1] + '/dist/tsbox.js');
 const [rootfs, mode, size] = [process.argv[2], process.argv[3], Number(process.argv[4])];
 const pool = mode === 'pool' ? t.createPool({ rootfs, size, stdio: 'pipe' }) : null;
-while (pool && pool.stats().ready < size) await new Promise((r) => setTimeout(r, 20));
+while (pool && pool.stats().ready < size) {
+  // A pool that cannot build its sandboxes (a bad rootfs) would be waited for forever.
+  const s = pool.stats();
+  if (s.failed > 0) throw new Error('the pool could not build a sandbox: ' + (s.lastFailure ?? 'no reason given'));
+  await new Promise((r) => setTimeout(r, 20));
+}
 const launch = pool ? () => pool.run(['/bin/true']) : async () => (await t.spawn(['/bin/true'], { rootfs, stdio: 'ignore' })).wait();
 const rl = (await import('node:readline')).createInterface({ input: process.stdin });
 process.stdout.write('ready\\n');

@@ -791,7 +791,7 @@ describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () 
       refusals,
       forbidden: () => false,
       open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
-      shut: () => {},
+      shut: () => true,
     });
     const query = (name: string, id: number) => Buffer.concat([Buffer.from([id >> 8, id & 0xff, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), ...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0, 0, 1, 0, 1])]);
     const ask = async (from: string, name: string, id: number): Promise<Buffer | null> => {
@@ -834,7 +834,7 @@ describe('the allowlist resolver (ts/network/resolver.ts), on the loopback', () 
       refusals: new Refusals(),
       forbidden: () => false,
       open: (address, ports) => (opened.push(`${address} ${ports.join(',')}`), true),
-      shut: () => {},
+      shut: () => true,
     });
     return { resolver, opened };
   };

@@ -21,12 +21,10 @@ const command = defineCommand({
     if (!(await parse(rawArgs, {}, cmd, 'gc', { min: 0, max: 0, usage: 'no arguments' }))) return;
     // State first: a container whose state goes leaves its cgroup an orphan.
     const states = gcStates();
-    // Detached containers' allowlist keepers (ts/network/keeper.ts), before
-    // their networks: saying which container is killed for a keeper that is gone.
-    if (existsSync(NETWORK_DIR)) (await import('../network/keeper.js')).gcKeepers(undefined, undefined, (l) => console.error(l));
-    // A bridged container's address, veth and rules, once its monitor is gone.
+    // A bridged container's address, veth and rules, once its monitor is gone
+    // (its allowlist's keeper first, saying which container is killed for a keeper that is gone).
     const networks = [
-      ...(existsSync(NETWORK_DIR) ? (await import('../network/bridge.js')).gcNetworks() : []),
+      ...(existsSync(NETWORK_DIR) ? (await import('../network/bridge.js')).gcNetworks(undefined, undefined, (l) => console.error(l)) : []),
       // An ordinary user's pasta processes (its detached containers' keepers first).
       ...(existsSync(join(stateRoot(), 'network')) ? (await import('../network/pasta.js')).gcPasta(undefined, (l) => console.error(l)) : []),
     ];

@@ -495,12 +495,13 @@ export interface GcOps {
  * jumped to by the container's address, so releasing its lease first would
  * give the next container that address with another's rules on it.
  */
-export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }): string[] {
+export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }, report?: (line: string) => void): string[] {
   // Detached containers' allowlist keepers first (ts/network/keeper.ts): one
   // whose container is gone ends before its rules are removed below, so
-  // that none of its resolver's comes after them.
+  // that none of its resolver's comes after them. (`report`: which
+  // container was killed for a keeper that was gone.)
   try {
-    gcKeepers(dir);
+    gcKeepers(dir, undefined, report);
   } catch {
     // Best effort: each record is tried again by the next gc.
   }

@@ -138,10 +138,7 @@ export async function startNsEgress(target: number | NsDescriptors, rules: reado
       // of its own: the loopback stands for that subnet.)
       forbidden: (a) => forbiddenAnswer(a, '127.0.0.0/8', ownAddresses(), nets),
       open: (address, ports) => restore('iptables-restore', addressRules(address, ports, true)).ok,
-      // Tried again when it fails (a fork refused, a lock held): an address left open would stay open while the container runs.
-      shut: (address, ports) => {
-        for (let i = 0; i < 3 && !restore('iptables-restore', addressRules(address, ports, false)).ok; i++) trace?.(`network: closing ${address} failed; trying again`);
-      },
+      shut: (address, ports) => restore('iptables-restore', addressRules(address, ports, false)).ok,
       trace,
     });
   } catch (err) {
@@ -176,7 +173,7 @@ export async function startNsEgress(target: number | NsDescriptors, rules: reado
   if (set.ok) set = restore('ip6tables-restore', nsRules(rules, null).v6);
   if (!set.ok) {
     unwind();
-    throw new TsboxError({ step: 'network', errno: 0, path: `${where}/net`, detail: `iptables-restore refused the allowlist's rules in the container's namespace: ${set.error}`, hint: 'the allowlist needs nsenter, and iptables with the conntrack and REJECT matches; its user namespace must map this user' });
+    throw new TsboxError({ step: 'network', errno: 0, path: typeof target === 'number' ? `/proc/${target}/ns/net` : `/proc/self/fd/${netFd}`, detail: `iptables-restore refused the allowlist's rules in the container's namespace: ${set.error}`, hint: 'the allowlist needs nsenter, and iptables with the conntrack and REJECT matches; its user namespace must map this user' });
   }
   trace?.(`network: allowlist in the container's namespace, resolver ${NS_RESOLVER}:${resolver.port} (upstream ${upstream ?? 'none'}), ${reader ? `refused packets to its NFLOG group ${reader.group}` : `refused packets not reported: ${refusals.off}`}`);
   reader?.watch(() => {

@@ -155,7 +155,7 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     // bridge is no name for it (unless --allow-net names that address).
     forbidden: (a) => forbiddenAnswer(a, BRIDGE.subnet, ownAddresses(), nets),
     open: (address, ports) => restore({ filter: addressLines(address, ports, true) }).ok,
-    shut: (address, ports) => void restore({ filter: addressLines(address, ports, false) }),
+    shut: (address, ports) => restore({ filter: addressLines(address, ports, false) }).ok,
     trace,
   });
   const port = resolver.port;

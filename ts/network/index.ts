@@ -18,7 +18,7 @@ import { join } from 'node:path';
 
 import type { AllowRule, ExposedPort, NetworkMode, PortMapping } from '../config/network.js';
 import type { SandboxPlan } from '../generated/wire.js';
-import { TsboxError } from '../errors.js';
+import { fromSystemError, TsboxError } from '../errors.js';
 import { processStart } from '../cgroups/gc.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, portTaken, type NetworkInfo } from './bridge.js';
@@ -117,15 +117,14 @@ async function startNsKeeper(id: string, pid: number, monitorPid: number, dir: s
   const held: number[] = [];
   let kept;
   try {
-    for (const ns of ['user', 'net']) held.push(openSync(`/proc/${pid}/ns/${ns}`, 'r'));
-    kept = await startKeeper(
-      { mode: 'ns', records: pastaDir(), ...common },
-      trace,
-      { user: held[0]!, net: held[1]! },
-    );
-  } catch (err) {
-    if (err instanceof TsboxError) throw err;
-    throw new TsboxError({ step: 'network', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 3), path: `/proc/${pid}/ns`, detail: "the container's namespaces could not be opened for its allowlist", hint: 'the container ended while its network was set up' });
+    try {
+      for (const ns of ['user', 'net']) held.push(openSync(`/proc/${pid}/ns/${ns}`, 'r'));
+    } catch (err) {
+      throw new TsboxError({ step: 'network', errno: Math.abs((err as NodeJS.ErrnoException).errno ?? 3), path: `/proc/${pid}/ns`, detail: "the container's namespaces could not be opened for its allowlist", hint: 'the container ended while its network was set up' });
+    }
+    kept = await startKeeper({ mode: 'ns', records: pastaDir(), ...common }, trace, { user: held[0]!, net: held[1]! }).catch((err: unknown) => {
+      throw err instanceof TsboxError ? err : fromSystemError('network', err, "start the allowlist's keeper of the detached container", `its log is ${join(common.dir, 'keeper.log')}`);
+    });
   } finally {
     // The keeper has its own now.
     held.forEach((fd) => closeSync(fd));

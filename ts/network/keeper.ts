@@ -48,14 +48,13 @@ import { loadNative } from '../native.js';
 import { toMonitor } from '../runtime/protocol.js';
 import { removeEgress } from './egress.js';
 import { NETWORK_DIR, recordNames } from './records.js';
-import type { RefusedSummary } from './refused.js';
 
 /** Where keepers' records are: beside the bridge's (ts/network/records.ts). */
 export const KEEPER_DIR = NETWORK_DIR;
 /** The summary of what a detached container's allowlist refused, in its state directory. */
 export const REFUSED_FILE = 'refused.json';
 /** The keeper's own output (its failures; its trace with --trace), in the state directory. */
-export const KEEPER_LOG = 'keeper.log';
+const KEEPER_LOG = 'keeper.log';
 /** How long a keeper has to say it is ready. */
 const READY_TIMEOUT_MS = 15_000;
 
@@ -146,7 +145,7 @@ export function keeperDirOf(args: KeeperArgs): string {
   return args.mode === 'ns' ? args.records : KEEPER_DIR;
 }
 
-export function keeperRecordPath(id: string, dir: string = KEEPER_DIR): string {
+function keeperRecordPath(id: string, dir: string = KEEPER_DIR): string {
   return join(dir, `${id}.keeper.json`);
 }
 
@@ -211,7 +210,7 @@ export function waitFor(gone: () => boolean, ms: number): boolean {
 }
 
 /** SIGKILL to the container's PID 1 through its monitor's control socket; false when the monitor does not answer. */
-export function killContainer(control: string): boolean {
+function killContainer(control: string): boolean {
   try {
     const ch = loadNative().binding.Channel.connect(control);
     try {
@@ -423,14 +422,4 @@ export async function startKeeper(args: KeeperArgs, trace?: (l: string) => void,
     throw new TsboxError({ step: 'network', errno: 0, path, detail: "the allowlist's keeper of the detached container named no resolver port", hint: 'this is a bug in tsbox' });
   }
   return { off: ready.off, port: ready.port ?? null, stop: kill };
-}
-
-/** What the keeper of a detached container wrote of its refusals (`refused.json` in its state directory), or null. */
-export function readRefused(dir: string): RefusedSummary | null {
-  try {
-    const s = JSON.parse(readFileSync(join(dir, REFUSED_FILE), 'utf8')) as RefusedSummary;
-    return typeof s.total === 'number' && Array.isArray(s.destinations) ? s : null;
-  } catch {
-    return null;
-  }
 }

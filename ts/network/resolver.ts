@@ -46,8 +46,8 @@ export interface ResolverOptions {
   forbidden: (address: string) => boolean;
   /** Lets the container reach `address` on `ports`; false when that failed (the answer is still passed on, and reaches nothing). */
   open: (address: string, ports: (number | null)[]) => boolean;
-  /** Takes back what `open` let through, once its TTL has run out. */
-  shut: (address: string, ports: (number | null)[]) => void;
+  /** Takes back what `open` let through, once its TTL has run out; false when that failed (tried again). */
+  shut: (address: string, ports: (number | null)[]) => boolean;
   trace?: (l: string) => void;
 }
 
@@ -83,7 +83,8 @@ export async function startResolver(o: ResolverOptions): Promise<Resolver> {
     else if (!o.open(address, ports)) return;
     const t = setTimeout(() => {
       allowed.delete(key);
-      if (!closed) o.shut(address, ports);
+      // Tried again when it fails (a fork refused, a lock held): an address left open would stay open while the container runs.
+      for (let i = 0; i < 3 && !closed && !o.shut(address, ports); i++) trace?.(`network: closing ${address} failed; trying again`);
     }, Math.min(Math.max(ttl, MIN_TTL_S), MAX_TTL_S) * 1000);
     t.unref();
     allowed.set(key, t);
