@@ -8,7 +8,7 @@
  * const { exitCode } = await c.wait();
  * ```
  */
-import { limitsOf, parseRunInput, type RunOptions } from './config/schema.js';
+import { checkImageRunInput, limitsOf, parseRunInput, type RunOptions } from './config/schema.js';
 import { Container } from './runtime/container.js';
 import { launch } from './runtime/launch.js';
 import { runCaptured, type CaptureOptions, type RunResult } from './runtime/run.js';
@@ -81,9 +81,7 @@ async function withImage(command: readonly string[], options: RunOptions, pullin
   const store = new Store();
   const imageLock = await store.launching();
   try {
-    const beforePull = () => {
-      parseRunInput(command.length > 0 ? command : ["(the image's)"], options);
-    };
+    const beforePull = () => checkImageRunInput(command, options);
     return { ...(await imageRun(command, options, { ...pulling, store }, beforePull)), imageLock };
   } catch (err) {
     imageLock.unlock();

@@ -192,6 +192,35 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     }
   });
 
+  it('tsbox run pulls an image the store lacks, or has only part of, with its progress; a bad option is refused before the pull', async () => {
+    const store = join(work, 'store-cli-pull');
+    const as = (args: string[]) => cli(args, { env: { ...process.env, TSBOX_STORAGE: store }, killAfterMs: 60_000 });
+    try {
+      const bad = await as(['run', '--hostname', 'a b!', refs.busybox, 'true']);
+      expect(bad).toMatchObject({ code: 125, stdout: '' });
+      expect(bad.stderr).toBe('tsbox: config(--hostname a b!): must be letters, digits, hyphens and dots, starting and ending with a letter or digit\n');
+      // Nothing was asked of the registry, nothing stored.
+      expect(existsSync(join(store, 'images.json'))).toBe(false);
+      const r = await as(['run', refs.busybox, 'cat', '/etc/msg']);
+      expect(r).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+      expect(r.stderr).toMatch(/: done \(/);
+      // A layer gone (its description, which marks it complete, removed): --pull never refuses it, the default pulls it again.
+      const described = readdirSync(join(store, 'layers', 'sha256')).filter((n) => n.endsWith('.json'));
+      expect(described).toHaveLength(1);
+      rmSync(join(store, 'layers', 'sha256', described[0]!));
+      const never = await as(['run', '--pull', 'never', refs.busybox, 'true']);
+      expect(never.code).toBe(125);
+      expect(never.stderr).toContain(`ENOENT — the image is in the store, but its layer sha256:${described[0]!.slice(0, -'.json'.length)} is not`);
+      const again = await as(['run', refs.busybox, 'cat', '/etc/msg']);
+      expect(again).toMatchObject({ code: 0, stdout: 'hello from layer one\n' });
+      expect(again.stderr).toMatch(/: done \(/);
+      // In the store: found by the launch, nothing pulled or shown.
+      expect(await as(['run', refs.busybox, 'cat', '/etc/msg'])).toMatchObject({ code: 0, stdout: 'hello from layer one\n', stderr: '' });
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
   it('an image found once in a process is looked up again when the index changes', async () => {
     const { ensureImage } = await import('../../ts/image/run.js');
     const s = new Store(storage);

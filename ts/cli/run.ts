@@ -5,7 +5,7 @@ import { defineCommand } from 'citty';
 
 import { loadConfig } from '../config/file.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
-import type { RunOptions } from '../config/schema.js';
+import { checkImageRunInput, type RunOptions } from '../config/schema.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
@@ -153,6 +153,23 @@ function ociRunForm(rawArgs: readonly string[]): boolean {
   return flags.some((a) => OCI_RUN_ONLY.test(a));
 }
 
+/**
+ * spawn(), with an image that is not (completely) in the store pulled by
+ * `pull` first, unless the pull policy is never: the launch's own look-up
+ * is the only one when the image is there.
+ */
+async function spawnPulling(command: string[], options: RunOptions, pull: () => Promise<void>): Promise<Container> {
+  if (options.image === undefined || options.pull === 'never') return spawn(command, options);
+  try {
+    return await spawn(command, { ...options, pull: 'never' });
+  } catch (err) {
+    // ensureImage's two errors for an image the store lacks (no record, or a layer missing).
+    if (!(err instanceof TsboxError && err.code === 'TSBOX_IMAGE_ENOENT' && err.path === options.image)) throw err;
+  }
+  await pull();
+  return spawn(command, options);
+}
+
 /** The flags of a container of an image (`tsbox run IMAGE`). */
 const imageArgs = {
   pull: { type: 'string', valueHint: 'missing|always|never', description: 'When to pull the image: when it is not in the store (default), always, or never' },
@@ -277,13 +294,20 @@ const run = defineCommand({
     } else {
       if (v.has('pull')) options.pull = v.get('pull') as RunOptions['pull'];
       if (v.has('entrypoint')) options.entrypoint = (v.get('entrypoint') as string) === '' ? [] : [v.get('entrypoint') as string];
-      // Pulled here, with the progress shown, rather than inside spawn.
+    }
+    // An image's pull is made here, with its progress shown and Ctrl-C
+    // ending it, rather than inside spawn; an image in the store is looked
+    // up once, by the launch, under the store's lock.
+    const pullHere = async (policy: 'missing' | 'always') => {
+      checkImageRunInput(split.command, options);
       const { ensureImage } = await import('../image/run.js');
       const { withProgress } = await import('../image/progress.js');
-      const image = options.image;
-      await withProgress(v.get('quiet') === true, (onProgress) => ensureImage(image, options.pull ?? 'missing', { onProgress, insecure: (v.get('insecure-registry') as string[] | undefined) ?? [] }));
-      // Now in the store: spawn takes it from there.
-      if (options.pull === 'always') options.pull = 'missing';
+      const image = options.image!;
+      await withProgress(v.get('quiet') === true, (onProgress) => ensureImage(image, policy, { onProgress, insecure: (v.get('insecure-registry') as string[] | undefined) ?? [] }));
+    };
+    if (options.image !== undefined && options.pull === 'always') {
+      await pullHere('always');
+      options.pull = 'missing';
     }
     if (split.command.length === 0 && file?.command) split.command.push(...file.command);
     if (split.command.length === 0 && options.image === undefined) {
@@ -292,7 +316,7 @@ const run = defineCommand({
 
     if (detach) {
       if (v.get('tty') === true) throw new TsboxError({ step: 'config', errno: 0, path: '--tty', detail: 'cannot be combined with --detach', hint: 'exec into the container with -it instead' });
-      const container = await spawn(split.command, options).catch((err: unknown) => {
+      const container = await spawnPulling(split.command, options, () => pullHere('missing')).catch((err: unknown) => {
         throw asFlagError(err, v, options);
       });
       for (const n of container.notices) process.stderr.write(`${n}\n`);
@@ -313,7 +337,15 @@ const run = defineCommand({
     const restoreTerminal = tty ? () => {} : guardTerminal();
     try {
       try {
-        container = await spawn(split.command, options);
+        // The signals a pull meets end it, as in `tsbox pull`.
+        container = await spawnPulling(split.command, options, async () => {
+          for (const sig of FORWARDED) process.off(sig, forward);
+          try {
+            await pullHere('missing');
+          } finally {
+            for (const sig of FORWARDED) process.on(sig, forward);
+          }
+        });
       } catch (err) {
         report?.discard();
         throw asFlagError(err, v, options);

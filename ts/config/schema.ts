@@ -408,6 +408,15 @@ function withValue(message: string, input: unknown): string {
   return `${shown}: ${message}`;
 }
 
+/**
+ * The options of a container of an image, checked before the image is
+ * pulled (a bad option is refused before the registry is asked); its
+ * command may be the image's, unknown until then.
+ */
+export function checkImageRunInput(command: readonly string[], options: unknown): void {
+  parseRunInput(command.length > 0 ? command : ["(the image's)"], options);
+}
+
 /** Validates the command and options; throws one TsboxError listing every problem. */
 export function parseRunInput(command: unknown, options: unknown): { command: string[]; options: ResolvedOptions } {
   const cmd = commandSchema.safeParse(command);
