@@ -1,7 +1,8 @@
 /** What `tsbox rmi`, `tsbox image inspect` and `tsbox image prune` do, on the store. */
 import { TsboxError } from '../errors.js';
 import { list } from '../runtime/lifecycle.js';
-import { imageConfig, lookupImage, missingLayers } from './run.js';
+import { lookupImage, missingLayers } from './run.js';
+import { configSchema, parseDocument } from './spec.js';
 import { Store, type ImageRecord } from './store.js';
 
 function notFound(ref: string): TsboxError {
@@ -64,7 +65,7 @@ export function inspectImage(ref: string, store: Store = new Store()): unknown {
   return {
     ...record,
     size: store.sizeOf(record),
-    config: { digest: record.config, ...imageConfig(store, record) },
+    config: { digest: record.config, ...parseDocument(configSchema, store.readBlob(record.config), 'image config', record.name) },
     layers: record.layers.map((d) => (missing.includes(d) ? { digest: d, missing: true } : { ...store.layerInfo(d), dir: store.layerDir(d) })),
   };
 }
