@@ -648,6 +648,19 @@ describe("a detached container's allowlist keeper", () => {
       expect(calls).toEqual(['end-keeper', 'egress']);
       expect(run(ops(false, false))).toEqual([id]);
       expect(calls).toEqual(['egress']);
+      // A launch's collection ends no process: only a pair both dead is collected.
+      const background = (o: KeeperOps) => {
+        calls.length = 0;
+        writeKeeperRecord(record, dir);
+        return gcKeepers(dir, o, undefined, { endProcesses: false });
+      };
+      for (const [keeper, monitor] of [[false, true], [true, false], [true, true]] as const) {
+        expect(background(ops(keeper, monitor)), `keeper ${keeper}, monitor ${monitor}`).toEqual([]);
+        expect(calls).toEqual([]);
+        expect(existsSync(join(dir, `${id}.keeper.json`))).toBe(true);
+      }
+      expect(background(ops(false, false))).toEqual([id]);
+      expect(calls).toEqual(['egress']);
       // A container that would not die keeps its rules and its record.
       expect(run(ops(false, true, false))).toEqual([]);
       expect(calls).toEqual(['end-container']);

@@ -34,7 +34,7 @@ import { processStart } from '../cgroups/gc.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { removeEgress } from './egress.js';
-import { gcKeepers } from './keeper.js';
+import { gcKeepers, type GcMode } from './keeper.js';
 import { NETWORK_DIR, recordNames } from './records.js';
 import { add, AddFailed, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
@@ -351,7 +351,7 @@ export async function attachBridge(id: string, pid: number, monitorPid: number, 
     // A container that ended without its DEL (its caller killed) still
     // has its DNAT rules, ahead of this one's: its network goes first, now,
     // not when some gc gets to it.
-    if (ports.length > 0) gcNetworks();
+    if (ports.length > 0) gcNetworks(undefined, undefined, undefined, { endProcesses: false });
     // Checked once this container's record is there: of two launches at
     // once with the same port, each sees the other's.
     const taken = portTaken(id, ports);
@@ -495,13 +495,13 @@ export interface GcOps {
  * jumped to by the container's address, so releasing its lease first would
  * give the next container that address with another's rules on it.
  */
-export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }, report?: (line: string) => void): string[] {
+export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }, report?: (line: string) => void, mode: GcMode = {}): string[] {
   // Detached containers' allowlist keepers first (ts/network/keeper.ts): one
   // whose container is gone ends before its rules are removed below, so
   // that none of its resolver's comes after them. (`report`: which
   // container was killed for a keeper that was gone.)
   try {
-    gcKeepers(dir, undefined, report);
+    gcKeepers(dir, undefined, report, mode);
   } catch {
     // Best effort: each record is tried again by the next gc.
   }

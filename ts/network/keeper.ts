@@ -250,6 +250,11 @@ export function keeperVerdict(keeperAlive: boolean, monitorAlive: boolean): Keep
   return monitorAlive ? 'end-container' : 'remove-rules';
 }
 
+/** How much a gc may do: `endProcesses` (default true), see gcKeepers. */
+export interface GcMode {
+  endProcesses?: boolean;
+}
+
 /** What gcKeepers does to the processes and rules (parameters, for its tests). */
 export interface KeeperOps {
   keeperAlive: (r: KeeperRecord) => boolean;
@@ -293,15 +298,19 @@ export const nsKeeperOps: KeeperOps = { ...realOps, removeEgress: () => true };
  * container is gone is ended (it removes its rules), a container whose
  * keeper is gone is killed, and the rules of both are removed with the
  * record. Returns the ids whose keeper records were collected.
+ * `endProcesses: false` (a launch's collection in the background, which
+ * must not hold its caller's thread while a process ends) leaves the pairs
+ * of which one still runs to the next full gc, and removes only what both
+ * dead ones left.
  */
-export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps, report?: (line: string) => void): string[] {
+export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps, report?: (line: string) => void, { endProcesses = true }: GcMode = {}): string[] {
   const names = recordNames(dir, '.keeper.json');
   const collected: string[] = [];
   for (const name of names) {
     const r = readKeeperRecord(join(dir, name));
     if (!r || `${r.id}.keeper.json` !== name) continue;
     const verdict = keeperVerdict(ops.keeperAlive(r), ops.monitorAlive(r));
-    if (verdict === 'keep') continue;
+    if (verdict === 'keep' || (!endProcesses && verdict !== 'remove-rules')) continue;
     if (verdict === 'end-container') {
       if (!ops.endContainer(r)) continue;
       report?.(`tsbox: container ${r.id.slice(0, 12)} was killed: the keeper of its egress allowlist (pid ${r.keeper.pid}) was gone`);

@@ -29,7 +29,7 @@ import type { PortMapping } from '../config/network.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { stateRoot } from '../state-root.js';
 import { processStart } from '../cgroups/gc.js';
-import { gcKeepers, nsKeeperOps, type KeeperOps } from './keeper.js';
+import { gcKeepers, nsKeeperOps, type GcMode, type KeeperOps } from './keeper.js';
 import { recordNames } from './records.js';
 import type { NetworkInfo } from './bridge.js';
 
@@ -207,9 +207,9 @@ export async function attachPasta(id: string, pid: number, monitorPid: number, p
  * a container whose keeper is gone is killed (`report` says so), so that
  * its pasta ends below; a keeper whose container is gone is ended.
  */
-export function gcPasta(dir: string = pastaDir(), report?: (line: string) => void, keeperOps: KeeperOps = nsKeeperOps): string[] {
+export function gcPasta(dir: string = pastaDir(), report?: (line: string) => void, keeperOps: KeeperOps = nsKeeperOps, mode: GcMode = {}): string[] {
   try {
-    gcKeepers(dir, keeperOps, report);
+    gcKeepers(dir, keeperOps, report, mode);
   } catch {
     // Best effort: each record is tried again by the next gc.
   }

@@ -599,8 +599,8 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
         const removed = gc();
         if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
         // Bridged containers' networks (ts/network), loaded only where there were some.
-        if (process.getuid?.() === 0 && networkRecordsLeft()) void import('../network/bridge.js').then((m) => m.gcNetworks()).catch(() => {});
-        else if (process.getuid?.() !== 0 && existsSync(join(stateRoot(), 'network'))) void import('../network/pasta.js').then((m) => m.gcPasta()).catch(() => {});
+        if (process.getuid?.() === 0 && networkRecordsLeft()) void import('../network/bridge.js').then((m) => m.gcNetworks(undefined, undefined, undefined, { endProcesses: false })).catch(() => {});
+        else if (process.getuid?.() !== 0 && existsSync(join(stateRoot(), 'network'))) void import('../network/pasta.js').then((m) => m.gcPasta(undefined, undefined, undefined, { endProcesses: false })).catch(() => {});
       } catch {
         // Collection is best effort; the next start tries again.
       }
