@@ -40,7 +40,7 @@ export function lookupImage(store: Store, ref: string): ImageRecord | null {
 
 /** The layers of `record` that are not (completely) in the store: a prune ran under its pull, or the store was damaged. */
 export function missingLayers(store: Store, record: ImageRecord): string[] {
-  return record.layers.filter((d) => store.layerInfo(d) === null);
+  return record.layers.filter((d) => !store.hasLayer(d));
 }
 
 /** The error for an image whose record is there but not all of whose layers are. */
