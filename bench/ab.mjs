@@ -10,10 +10,16 @@
 // waits until they are all ready, and times `pool.run(['/bin/true'])` from
 // the call to its result. Its refill runs meanwhile, as in the bench.
 //
-//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|pool] [--size 8] [--n 200] [--warmup 10]
-import { spawn } from 'node:child_process';
+// --mode cli times the CLI instead: a process `node CHECKOUT/bin/tsbox.js
+// run --rootfs DIR -- /bin/true` per launch, from its spawn to its exit;
+// with --image REF, `run --pull never REF /bin/true` (the image in the
+// store of $TSBOX_STORAGE, which both builds read).
+//
+//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10]
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const args = new Map();
@@ -24,8 +30,9 @@ const n = Number(args.get('n') ?? 200);
 const warmup = Number(args.get('warmup') ?? 10);
 const mode = args.get('mode') ?? 'api';
 const size = Number(args.get('size') ?? 8);
-if (!base || !rootfs || args.has('help') || !['api', 'pool'].includes(mode) || !(size >= 1)) {
-  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|pool] [--size 8] [--n 200] [--warmup 10]');
+const image = args.get('image');
+if (!base || !(rootfs || (mode === 'cli' && image)) || args.has('help') || !['api', 'pool', 'cli'].includes(mode) || !(size >= 1) || (image && mode !== 'cli')) {
+  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10]');
   process.exit(2);
 }
 const here = fileURLToPath(new URL('..', import.meta.url));
@@ -74,9 +81,25 @@ function worker(dir) {
   };
 }
 
+/** --mode cli: a CLI process per launch, timed from its spawn to its exit. */
+function cli(dir) {
+  const argv = image ? ['run', '--pull', 'never', image, '/bin/true'] : ['run', '--rootfs', rootfs, '--', '/bin/true'];
+  return {
+    async ready() {},
+    async launch() {
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync(process.execPath, [join(dir, 'bin', 'tsbox.js'), ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (r.status !== 0) throw new Error(`${dir}: tsbox ${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
+      return ms;
+    },
+    async close() {},
+  };
+}
+
 const builds = [
-  { name: 'base', w: worker(base), ms: [] },
-  { name: 'this', w: worker(here), ms: [] },
+  { name: 'base', w: mode === 'cli' ? cli(base) : worker(base), ms: [] },
+  { name: 'this', w: mode === 'cli' ? cli(here) : worker(here), ms: [] },
 ];
 for (const b of builds) await b.w.ready();
 for (let i = 0; i < warmup + n; i++) {
@@ -91,4 +114,4 @@ for (const b of builds) await b.w.close();
 const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 const row = (b) => ({ build: b.name, median: q(b.ms, 0.5).toFixed(2), p90: q(b.ms, 0.9).toFixed(2), p99: q(b.ms, 0.99).toFixed(2), mean: (b.ms.reduce((a, x) => a + x, 0) / b.ms.length).toFixed(2) });
 console.table(builds.map(row));
-console.log(`${mode}: this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved)`);
+console.log(`${mode}${image ? ` ${image}` : ''}: this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved)`);
