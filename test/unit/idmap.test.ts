@@ -1,7 +1,7 @@
 // computeMaps, rootlessMaps, formatMap and writeMaps (ts/idmap/index.ts). No user namespace is
 // created: writeMaps is pointed at a pid that cannot exist, and every write it
 // attempts is recorded so the test can prove it touched nothing outside /proc.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../../ts/config/defaults.js';
 import { TsboxError } from '../../ts/errors.js';
-import { computeMaps, formatMap, parseMapping, rootlessMaps, writeMaps, type IdMaps } from '../../ts/idmap/index.js';
+import { allocateRootMaps, computeMaps, formatMap, parseMapping, rootlessMaps, writeMaps, type IdMaps } from '../../ts/idmap/index.js';
+import { loadNative } from '../../ts/native.js';
 
 /** Every writeFileSync call made through node:fs, and whether to really perform it. */
 const fsSpy = vi.hoisted(() => ({ writes: [] as { path: string; data: string }[], passThrough: true }));
@@ -203,5 +204,37 @@ describe('writeMaps', () => {
     expect((err as TsboxError).step).toBe('uid_map');
     expect((err as TsboxError).path).toBe(`/proc/${pid}/uid_map`);
     expect(fsSpy.writes.map((w) => w.path)).toEqual([`/proc/${pid}/setgroups`, `/proc/${pid}/uid_map`]);
+  });
+});
+
+describe('allocateRootMaps', () => {
+  it('takes the lowest block no live container holds and no explicit registration overlaps; stale registrations go', () => {
+    const { binding } = loadNative();
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-ids-'));
+    const held: { unlock(): void }[] = [];
+    const hold = (name: string, note: string) => held.push(binding.tryLockFile(join(dir, name), note)!);
+    try {
+      // Blocks 0 and 2 live (their locks held here), 1 and 3 left by containers that ended.
+      hold('0.lock', 'a 1\n');
+      hold('2.lock', 'b 2\n');
+      for (const k of [1, 3]) writeFileSync(join(dir, `${k}.lock`), '');
+      const block = (k: number) => [{ containerId: 0, hostId: ROOT_MAP_BASE + k * ROOT_MAP_SIZE, size: ROOT_MAP_SIZE }];
+      const first = allocateRootMaps('c1', dir);
+      expect(first.uid).toEqual(block(1));
+      expect(first.gid).toEqual(block(1));
+      // A live explicit registration over part of block 3, and a stale one (its holder gone) over block 4.
+      hold('x-live.lock', JSON.stringify({ uid: [{ containerId: 0, hostId: ROOT_MAP_BASE + 3 * ROOT_MAP_SIZE + 10, size: 5 }], gid: [], note: 'live 3' }));
+      writeFileSync(join(dir, 'x-stale.lock'), JSON.stringify({ uid: block(4), gid: block(4), note: 'stale 4' }));
+      const second = allocateRootMaps('c2', dir);
+      expect(second.uid).toEqual(block(4));
+      expect(existsSync(join(dir, 'x-stale.lock'))).toBe(false);
+      expect(existsSync(join(dir, 'x-live.lock'))).toBe(true);
+      // Given back: the block is free for the next one.
+      first.release!();
+      expect(allocateRootMaps('c3', dir).uid).toEqual(block(1));
+    } finally {
+      for (const h of held) h.unlock();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
