@@ -221,6 +221,24 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     }
   });
 
+  it("an unknown --pull is refused even for an image in the store; --pull always names the flag it refuses; a failed pull leaves --report's file as it was", async () => {
+    expect((await tsbox(['pull', '-q', refs.busybox])).code).toBe(0);
+    const sometimes = await tsbox(['run', '--pull', 'sometimes', refs.busybox, 'true']);
+    expect(sometimes).toMatchObject({ code: 125, stdout: '', stderr: 'tsbox: config(--pull sometimes): unknown pull policy; use --pull missing (the default), always or never\n' });
+    const always = await tsbox(['run', '--pull', 'always', '--hostname', 'a b!', refs.busybox, 'true']);
+    expect(always).toMatchObject({ code: 125, stderr: 'tsbox: config(--hostname a b!): must be letters, digits, hyphens and dots, starting and ending with a letter or digit\n' });
+    // An image the store lacks, from a registry that is not there: the pull fails.
+    const kept = join(work, 'report-kept.json');
+    writeFileSync(kept, 'an earlier report\n');
+    const made = join(work, 'report-new.json');
+    for (const [file, left] of [[kept, 'an earlier report\n'], [made, null]] as const) {
+      const r = await tsbox(['run', '--report', file, '127.0.0.1:1/absent:1', 'true']);
+      expect(r.code).toBe(125);
+      expect(r.stderr).toMatch(/^tsbox: registry\(.*\): ECONNREFUSED/);
+      expect(existsSync(file) ? readFileSync(file, 'utf8') : null).toBe(left);
+    }
+  });
+
   it('an image found once in a process is looked up again when the index changes', async () => {
     const { ensureImage } = await import('../../ts/image/run.js');
     const s = new Store(storage);

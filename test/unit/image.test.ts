@@ -135,6 +135,13 @@ describe('the image options', () => {
     expect(() => parseRunInput(['true'], { pull: 'always' })).toThrow(/config\(pull\): needs an image/);
     expect(() => parseRunInput(['true'], { image: 'alpine', pull: 'sometimes' })).toThrow(/config\(pull\)/);
   });
+
+  it('a launch of an image refuses a pull policy it does not know, before looking for the image', async () => {
+    const store = { find: () => { throw new Error('looked up'); } } as unknown as Store;
+    const err = await imageBase({ image: 'alpine', pull: 'sometimes' as 'never' }, { store }).catch((e: unknown) => e as TsboxError);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect(err.toLine()).toBe('config(pull): "sometimes" is not a pull policy; use missing (the default), always or never');
+  });
 });
 
 describe('registry credentials go only where they are meant to', () => {

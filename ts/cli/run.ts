@@ -1,5 +1,5 @@
 /** `tsbox run`: start a container, pass stdio through, exit with its status. */
-import { closeSync, existsSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, ftruncateSync, openSync, rmSync, writeFileSync } from 'node:fs';
 
 import { defineCommand } from 'citty';
 
@@ -36,14 +36,15 @@ function guardTerminal(): () => void {
 /**
  * Where the outcome report goes: stderr (`-`), or a file opened now, before
  * anything starts, so an unwritable path fails first and in one line. A file
- * this made is removed again when the container does not start.
+ * this made is removed again when the container does not start; one that
+ * was there is left as it was until the report replaces it.
  */
 function openReport(to: string): { write(result: ExitResult): void; discard(): void } {
   if (to === '-') return { write: (result) => process.stderr.write(`${JSON.stringify(result, null, 2)}\n`), discard: () => {} };
   const existed = existsSync(to);
   let fd: number;
   try {
-    fd = openSync(to, 'w', 0o644);
+    fd = openSync(to, constants.O_WRONLY | constants.O_CREAT, 0o644);
   } catch (err) {
     throw fromSystemError('report', err, `open the report file ${to}`, 'give --report a path you may write, or - for stderr');
   }
@@ -51,6 +52,7 @@ function openReport(to: string): { write(result: ExitResult): void; discard(): v
     // A failure to write it is one line; the command's status stays.
     write(result) {
       try {
+        ftruncateSync(fd, 0);
         writeFileSync(fd, `${JSON.stringify(result, null, 2)}\n`);
       } catch (err) {
         const errno = Math.abs((err as NodeJS.ErrnoException).errno ?? 0);
@@ -158,7 +160,7 @@ function ociRunForm(rawArgs: readonly string[]): boolean {
  * `pull` first, unless the pull policy is never: the launch's own look-up
  * is the only one when the image is there.
  */
-async function spawnPulling(command: string[], options: RunOptions, pull: () => Promise<void>): Promise<Container> {
+async function spawnPulling(command: string[], options: RunOptions, insecure: string[], pull: () => Promise<void>): Promise<Container> {
   if (options.image === undefined || options.pull === 'never') return spawn(command, options);
   try {
     return await spawn(command, { ...options, pull: 'never' });
@@ -167,7 +169,8 @@ async function spawnPulling(command: string[], options: RunOptions, pull: () => 
     if (!(err instanceof TsboxError && err.code === 'TSBOX_IMAGE_ENOENT' && err.path === options.image)) throw err;
   }
   await pull();
-  return spawn(command, options);
+  // (Removed again meanwhile, by an rmi or a prune: spawn pulls it, from the same registries.)
+  return spawn(command, { ...options, pulling: { insecure } });
 }
 
 /** The flags of a container of an image (`tsbox run IMAGE`). */
@@ -292,21 +295,30 @@ const run = defineCommand({
         if (v.has(flag) && flag !== 'quiet') throw new TsboxError({ step: 'config', errno: 0, path: `--${flag}`, detail: 'needs an image', hint: 'tsbox run [OPTIONS] IMAGE [COMMAND...]' });
       }
     } else {
-      if (v.has('pull')) options.pull = v.get('pull') as RunOptions['pull'];
+      if (v.has('pull')) {
+        const policy = v.get('pull') as string;
+        if (policy !== 'missing' && policy !== 'always' && policy !== 'never') {
+          throw new TsboxError({ step: 'config', errno: 0, path: `--pull ${policy}`, detail: 'unknown pull policy', hint: 'use --pull missing (the default), always or never' });
+        }
+        options.pull = policy;
+      }
       if (v.has('entrypoint')) options.entrypoint = (v.get('entrypoint') as string) === '' ? [] : [v.get('entrypoint') as string];
     }
     // An image's pull is made here, with its progress shown and Ctrl-C
     // ending it, rather than inside spawn; an image in the store is looked
     // up once, by the launch, under the store's lock.
+    const insecure = (v.get('insecure-registry') as string[] | undefined) ?? [];
     const pullHere = async (policy: 'missing' | 'always') => {
       checkImageRunInput(split.command, options);
       const { ensureImage } = await import('../image/run.js');
       const { withProgress } = await import('../image/progress.js');
       const image = options.image!;
-      await withProgress(v.get('quiet') === true, (onProgress) => ensureImage(image, policy, { onProgress, insecure: (v.get('insecure-registry') as string[] | undefined) ?? [] }));
+      await withProgress(v.get('quiet') === true, (onProgress) => ensureImage(image, policy, { onProgress, insecure }));
     };
     if (options.image !== undefined && options.pull === 'always') {
-      await pullHere('always');
+      await pullHere('always').catch((err: unknown) => {
+        throw asFlagError(err, v, options);
+      });
       options.pull = 'missing';
     }
     if (split.command.length === 0 && file?.command) split.command.push(...file.command);
@@ -316,7 +328,7 @@ const run = defineCommand({
 
     if (detach) {
       if (v.get('tty') === true) throw new TsboxError({ step: 'config', errno: 0, path: '--tty', detail: 'cannot be combined with --detach', hint: 'exec into the container with -it instead' });
-      const container = await spawnPulling(split.command, options, () => pullHere('missing')).catch((err: unknown) => {
+      const container = await spawnPulling(split.command, options, insecure, () => pullHere('missing')).catch((err: unknown) => {
         throw asFlagError(err, v, options);
       });
       for (const n of container.notices) process.stderr.write(`${n}\n`);
@@ -332,19 +344,29 @@ const run = defineCommand({
     const pending: NodeJS.Signals[] = [];
     const forward = (sig: NodeJS.Signals) => (container ? container.kill(sig) : pending.push(sig));
     for (const sig of FORWARDED) process.on(sig, forward);
-    const report = v.has('report') ? openReport(v.get('report') as string) : null;
+    let report = v.has('report') ? openReport(v.get('report') as string) : null;
     // Saved before the container can touch it.
     const restoreTerminal = tty ? () => {} : guardTerminal();
     try {
       try {
-        // The signals a pull meets end it, as in `tsbox pull`.
-        container = await spawnPulling(split.command, options, async () => {
+        // The signals a pull meets end it, as in `tsbox pull`; one that came
+        // before it (a wait for the store's lock) ends it before it begins.
+        // The report is not kept open across it: a pull cut short leaves none.
+        container = await spawnPulling(split.command, options, insecure, async () => {
           for (const sig of FORWARDED) process.off(sig, forward);
+          report?.discard();
+          report = null;
+          if (pending.length > 0) {
+            restoreTerminal();
+            process.kill(process.pid, pending[0]);
+            await new Promise(() => {});
+          }
           try {
             await pullHere('missing');
           } finally {
             for (const sig of FORWARDED) process.on(sig, forward);
           }
+          if (v.has('report')) report = openReport(v.get('report') as string);
         });
       } catch (err) {
         report?.discard();

@@ -15,7 +15,8 @@ import type { PullOptions } from './pull.js';
 import type { ImageConfig } from './spec.js';
 import { Store, type ImageRecord } from './store.js';
 
-export type PullPolicy = 'missing' | 'always' | 'never';
+export const PULL_POLICIES = ['missing', 'always', 'never'] as const;
+export type PullPolicy = (typeof PULL_POLICIES)[number];
 
 function configError(path: string, detail: string, hint: string | null = null): TsboxError {
   return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
@@ -145,6 +146,10 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
   if (typeof image !== 'string' || image.length === 0) throw configError('image', 'must be an image reference (a non-empty string)');
   if (rest.rootfs !== undefined) throw configError('image', 'cannot be combined with rootfs: the image is the root filesystem', 'give one of them');
   if (rest.writableRootfs) throw configError('writableRootfs', "cannot be combined with image: an image's layers are shared and never written", "writes go to the container's own throwaway layer");
+  // Checked here: the options' schema never sees it (it is the image's, not the container's).
+  if (policy !== undefined && !(PULL_POLICIES as readonly unknown[]).includes(policy)) {
+    throw configError('pull', `"${printable(String(policy))}" is not a pull policy`, 'use missing (the default), always or never');
+  }
   const store = pullOptions.store ?? new Store();
   const record = await ensureImage(image, policy ?? 'missing', { ...pullOptions, store }, beforePull);
   const config = imageConfig(store, record).config ?? {};

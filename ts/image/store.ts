@@ -162,9 +162,9 @@ export class Store {
     this.writeAtomic(this.blobPath(digest), bytes, 'blob', `the blob ${digest}`);
   }
 
-  /** Whether the layer is in the store, complete: its description is there (written last, by a rename). */
+  /** Whether the layer is in the store, complete: its description (written last, by a rename) is there and reads. */
   hasLayer(digest: string): boolean {
-    return isDigest(digest) && existsSync(`${this.layerDir(digest)}.json`);
+    return this.layerInfo(digest) !== null;
   }
 
   layerInfo(digest: string): LayerInfo | null {
