@@ -4,6 +4,7 @@
  * host behind systemd-resolved's stub, and the CNI configuration and calls.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn as spawnChild } from 'node:child_process';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,7 @@ import { addressRules, checkNsDescriptors, nsRules, NS_RESOLVER } from '../../ts
 import { portsOf, startResolver } from '../../ts/network/resolver.js';
 import { buildPlan, buildProcessPlan, etcFiles, type PlanMount } from '../../ts/runtime/plan.js';
 import { NETWORK_DIR } from '../../ts/network/records.js';
+import { processStart } from '../../ts/proc.js';
 import { rejection } from '../support/errors.js';
 
 const fakeCompiler = { compileSeccomp: () => Buffer.from([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]), seccompProblems: () => [] };
@@ -506,6 +508,33 @@ describe('gc of a bridged container whose caller is gone', () => {
       expect(calls).toEqual(['egress', 'del', 'masquerade']);
       expect(existsSync(join(dir, `${id}.json`))).toBe(false);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a launch's gc, which ends no process, leaves the network of a container whose keeper still runs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-gc-'));
+    // A process standing in for the keeper: its command line names the container.
+    const keeper = spawnChild('sh', ['-c', 'sleep 30', id], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => keeper.once('spawn', resolve));
+      // Its command line is the shell's once it has exec'd.
+      for (let i = 0; i < 100 && !readFileSync(`/proc/${keeper.pid}/cmdline`, 'utf8').includes(id); i++) await new Promise((r) => setTimeout(r, 10));
+      record(dir);
+      writeKeeperRecord({ id, keeper: { pid: keeper.pid!, start: processStart(keeper.pid!)! }, monitor: { pid: 2 ** 22 + 1, start: '1' }, control: '/x/control.sock' }, dir);
+      const calls: string[] = [];
+      const ops = { del: () => (calls.push('del'), []), removeMasquerade: () => void calls.push('masquerade'), removeEgress: () => (calls.push('egress'), true) };
+      expect(gcNetworks(dir, ops, undefined, { endProcesses: false })).toEqual([]);
+      expect(calls).toEqual([]);
+      expect(existsSync(join(dir, `${id}.json`))).toBe(true);
+      expect(existsSync(join(dir, `${id}.keeper.json`))).toBe(true);
+      // Once the keeper is gone, the same gc removes what it left and the network.
+      keeper.kill('SIGKILL');
+      await new Promise((resolve) => keeper.once('exit', resolve));
+      expect(gcNetworks(dir, ops, undefined, { endProcesses: false })).toEqual([id]);
+      expect(existsSync(join(dir, `${id}.json`))).toBe(false);
+    } finally {
+      keeper.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
   });

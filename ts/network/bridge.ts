@@ -34,7 +34,7 @@ import { processStart } from '../cgroups/gc.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { removeEgress } from './egress.js';
-import { gcKeepers, type GcMode } from './keeper.js';
+import { gcKeepers, hostKeeperOps, keepersAlive, type GcMode } from './keeper.js';
 import { NETWORK_DIR, recordNames } from './records.js';
 import { add, AddFailed, BRIDGE, bridgeConfList, cniPath, del, runPlugin, type CniTarget, type ConfList } from './cni.js';
 import type { Mount, SandboxPlan } from '../generated/wire.js';
@@ -498,13 +498,18 @@ export interface GcOps {
 export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, removeMasquerade, removeEgress }, report?: (line: string) => void, mode: GcMode = {}): string[] {
   // Detached containers' allowlist keepers first (ts/network/keeper.ts): one
   // whose container is gone ends before its rules are removed below, so
-  // that none of its resolver's comes after them. (`report`: which
+  // that none of its resolver's comes after them (`mode.endProcesses: false`:
+  // its network is left until it has ended). (`report`: which
   // container was killed for a keeper that was gone.)
   try {
-    gcKeepers(dir, undefined, report, mode);
+    gcKeepers(dir, { ...hostKeeperOps, removeEgress: ops.removeEgress }, report, mode);
   } catch {
     // Best effort: each record is tried again by the next gc.
   }
+  // A gc that ends no process (a launch's) leaves it the network of a
+  // container whose keeper still runs: the keeper removes its rules as it
+  // ends, and none of its resolver's may come after this gc's removal.
+  const keeping = mode.endProcesses === false ? keepersAlive(dir) : new Set<string>();
   const names = recordNames(dir, '.json');
   const collected: string[] = [];
   for (const name of names) {
@@ -515,6 +520,7 @@ export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, remove
       continue;
     }
     if (r.monitor.start !== '' && processStart(r.monitor.pid) === r.monitor.start) continue;
+    if (keeping.has(r.id)) continue;
     // A record a launch is still writing (no monitor start time) is left a minute.
     if (r.monitor.start === '' && Date.now() - statSync(join(dir, name)).mtimeMs < 60_000) continue;
     // An allowlist's chain and rules, found by their comment.

@@ -279,7 +279,8 @@ function endKeeper(r: KeeperRecord): boolean {
   return false;
 }
 
-const realOps: KeeperOps = {
+/** What gcKeepers does on this host (its default). */
+export const hostKeeperOps: KeeperOps = {
   keeperAlive: (r) => isAlive(r.keeper, r.id),
   monitorAlive: (r) => isAlive(r.monitor),
   endContainer: (r) => endContainer(r.monitor, r.control),
@@ -291,7 +292,7 @@ const realOps: KeeperOps = {
  * An ordinary user's keepers (mode `ns`): their rules are in the
  * container's namespace and go with it, so there are none to remove.
  */
-export const nsKeeperOps: KeeperOps = { ...realOps, removeEgress: () => true };
+export const nsKeeperOps: KeeperOps = { ...hostKeeperOps, removeEgress: () => true };
 
 /**
  * The keepers of detached containers (see the header): a keeper whose
@@ -303,7 +304,7 @@ export const nsKeeperOps: KeeperOps = { ...realOps, removeEgress: () => true };
  * of which one still runs to the next full gc, and removes only what both
  * dead ones left.
  */
-export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps, report?: (line: string) => void, { endProcesses = true }: GcMode = {}): string[] {
+export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = hostKeeperOps, report?: (line: string) => void, { endProcesses = true }: GcMode = {}): string[] {
   const names = recordNames(dir, '.keeper.json');
   const collected: string[] = [];
   for (const name of names) {
@@ -323,6 +324,16 @@ export function gcKeepers(dir: string = KEEPER_DIR, ops: KeeperOps = realOps, re
     collected.push(r.id);
   }
   return collected;
+}
+
+/** The containers whose keeper still runs (a gc that ends no process leaves their rules to it). */
+export function keepersAlive(dir: string = KEEPER_DIR, alive: (r: KeeperRecord) => boolean = hostKeeperOps.keeperAlive): Set<string> {
+  const ids = new Set<string>();
+  for (const name of recordNames(dir, '.keeper.json')) {
+    const r = readKeeperRecord(join(dir, name));
+    if (r && `${r.id}.keeper.json` === name && alive(r)) ids.add(r.id);
+  }
+  return ids;
 }
 
 /** dist/keeper.cjs, beside this bundle (dist/tsbox.js, dist/cli.cjs), or a checkout's from ts/ and tsc's dist/. */
