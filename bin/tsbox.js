@@ -3,6 +3,8 @@
 // This file is CommonJS too (bin/package.json): Node starts a CommonJS entry
 // faster than an ES module.
 'use strict';
+// The CLI's entry, for `tsbox run --trace` (ts/runtime/protocol.ts CLI_ENTRY).
+globalThis[Symbol.for('tsbox.cliEntry')] = performance.now();
 const { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { dirname, join } = require('node:path');

@@ -282,6 +282,10 @@ describe('--trace', () => {
     for (const step of ['clone: CLONE_NEWUSER', 'uid_map: 0 18', 'gid_map:', 'mount: proc on /proc', 'pivot_root:', 'hostname:', 'exec: true']) {
       expect(lines.some((l) => l.includes(step)), step).toBe(true);
     }
+    // The CLI's first line: how long tsbox took before the launch (its modules, the options).
+    const start = /^tsbox\[\d+\] \+\d+\.\d{3}ms start: the launch begins (\d+\.\d{3}) ms after tsbox's entry$/.exec(lines[0]!);
+    expect(start, lines[0]).not.toBeNull();
+    expect(Number(start![1])).toBeGreaterThan(0);
   });
 
   it('prints nothing when off', async () => {

@@ -33,7 +33,7 @@ import { releaseLater } from './release.js';
 import { NETWORK_DIR } from '../network/records.js';
 import type { Refusals } from '../network/refused.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
-import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, type HelperMsg } from './protocol.js';
+import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, traceStart, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, recvStarted, takeTerminal } from './streams.js';
 import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState, type ContainerState } from './state.js';
 
@@ -192,6 +192,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   if (extras.signal?.aborted) throw new AbortError(extras.signal.reason);
   const t0 = process.hrtime.bigint();
   const trace = o.trace ? (what: string) => traceLine(t0, what) : undefined;
+  traceStart(trace);
   const native = loadNative();
   const id = containerId();
   const notices: string[] = [...(extras.notices ?? [])];
