@@ -125,7 +125,7 @@ try {
   crunHolder = await startCrunHolder(manifest.empty);
 
   const { definePeers } = await import('./lib/peers.mjs');
-  const { preflight, latency, throughput, inside, poolMemory } = await import('./lib/measure.mjs');
+  const { preflight, latency, throughput, inside, poolMemory, cliImageCost } = await import('./lib/measure.mjs');
   const { profile } = await import('./lib/profile.mjs');
   const { report } = await import('./lib/report.mjs');
 
@@ -170,6 +170,12 @@ try {
   const step = Math.max(1, Math.round(config.n / 10));
   const lat = await latency(peers, { n: config.n, warmup: config.warmup, onRound: (r) => r % step === 0 && log(`  round ${r}/${config.n}`) });
 
+  let cliImage = null;
+  if (peers.some((p) => p.name === 'tsbox-cli') && peers.some((p) => p.name === 'tsbox-cli-image')) {
+    log('bench: an image against a directory inside the CLI (--trace: entry to the exit report), 60 interleaved pairs');
+    cliImage = await cliImageCost(peers, 60).catch((err) => (log(`  ${err.message}`), null));
+  }
+
   const thrPeers = peers.filter((p) => p.only !== 'true');
   log(`bench: throughput at concurrency ${config.levels.join(', ')}: ${config.rounds} rounds of ${config.durationMs} ms bursts`);
   const thr = await throughput(thrPeers, { levels: config.levels, rounds: config.rounds, durationMs: config.durationMs, onRound: (r) => log(`  round ${r}/${config.rounds}`) });
@@ -196,6 +202,7 @@ try {
     throughput: thr,
     inside: insideResults,
     pool: { stats: poolStats, memory: poolMem },
+    cliImage,
     profile: prof,
   };
   const { text, targets, derived } = report(result);

@@ -227,3 +227,42 @@ async function poolMemoryOnce(rootfs, size) {
     await pool.close();
   }
 }
+
+/**
+ * What an image costs the CLI over a directory, inside the process: `pairs`
+ * interleaved runs of each CLI peer with `--trace`, each timed from the CLI's
+ * entry to the exit report (the trace's `start` line, which says how long
+ * after bin/tsbox.js's first line the launch began, plus the `exited`
+ * line's offset). Node's own start-up and exit, alike for both and noisy
+ * (two medians of ~125 ms processes differ by ±0.7 ms even at n=600), are
+ * left out. Returns the medians, the median of the pairs' differences, and
+ * the difference before the launch and in it; null without both peers.
+ */
+export async function cliImageCost(peers, pairs = 40) {
+  const dir = peers.find((p) => p.name === 'tsbox-cli');
+  const image = peers.find((p) => p.name === 'tsbox-cli-image');
+  if (!dir || !image) return null;
+  const { execFile } = await import('node:child_process');
+  const traced = (p) => {
+    // `run` first, then --trace before its other flags.
+    const [node, cli, sub, ...rest] = p.argv('true');
+    return new Promise((resolve, reject) => {
+      execFile(node, [cli, sub, '--trace', ...rest], { env: { ...process.env, ...p.env } }, (err, _out, stderr) => {
+        if (err) return reject(new Error(`${p.label} --trace: ${err.message}`));
+        const start = /start: the launch begins ([\d.]+) ms after tsbox's entry/.exec(stderr);
+        const exited = /\+([\d.]+)ms exited:/.exec(stderr);
+        if (!start || !exited) return reject(new Error(`${p.label} --trace: no start or exited line`));
+        resolve({ start: Number(start[1]), launch: Number(exited[1]) });
+      });
+    });
+  };
+  const runs = { dir: [], image: [] };
+  for (let i = 0; i < pairs; i++) {
+    for (const [k, p] of i % 2 === 0 ? [['dir', dir], ['image', image]] : [['image', image], ['dir', dir]]) runs[k].push(await traced(p));
+  }
+  const med = (k, part) => summarize(runs[k].map((r) => (part ? r[part] : r.start + r.launch))).median;
+  // The median of each pair's difference: a pair runs back to back, so what
+  // drifts over the run falls on both.
+  const paired = summarize(runs.image.map((r, i) => r.start + r.launch - runs.dir[i].start - runs.dir[i].launch)).median;
+  return { pairs, dirMs: med('dir'), imageMs: med('image'), overheadMs: paired, beforeLaunchMs: med('image', 'start') - med('dir', 'start'), launchMs: med('image', 'launch') - med('dir', 'launch') };
+}

@@ -57,7 +57,9 @@ function targets(r, d) {
     `${fix(thr(API), 1)}/s vs ${best ? `${r.peers[best].label} ${fix(thr(best), 1)}/s` : '—'}`,
     thr(API) !== null && best ? thr(API) > thr(best) : null,
   );
-  add('tsbox run IMAGE ≤ 1 ms over --rootfs DIR (issue 18), CLI', `${fix(d.imageOverheadMs)} ms (image − rootfs, CLI)`, d.imageOverheadMs === null ? null : d.imageOverheadMs <= 1);
+  add('tsbox run IMAGE ≤ 1 ms over --rootfs DIR (issue 18), CLI', `${fix(d.imageOverheadMs)} ms (image − rootfs, whole CLI processes: the difference of two noisy medians)`, d.imageOverheadMs === null ? null : d.imageOverheadMs <= 1);
+  const ci = r.cliImage;
+  add('the same inside the CLI (entry to exit report, --trace)', ci ? `${fix(ci.overheadMs)} ms (median of ${ci.pairs} pairs' differences; before the launch ${fix(ci.beforeLaunchMs)}, in it ${fix(ci.launchMs)})` : '— ms', ci ? ci.overheadMs <= 1 : null);
   add('an image ≤ 1 ms over a rootfs DIR (issue 18), API', `${fix(d.imageApiOverheadMs)} ms (image − rootfs, API)`, d.imageApiOverheadMs === null ? null : d.imageApiOverheadMs <= 1);
   add('tsbox-init monitor peak RSS ≤ 2 MB', kib(d.monitorHWMKiB), d.monitorHWMKiB === null ? null : d.monitorHWMKiB <= 2048);
   // Issue 16: the warm pool, and a cold path at bwrap's speed.
