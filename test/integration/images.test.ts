@@ -229,14 +229,18 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(always).toMatchObject({ code: 125, stderr: 'tsbox: config(--hostname a b!): must be letters, digits, hyphens and dots, starting and ending with a letter or digit\n' });
     // An image the store lacks, from a registry that is not there: the pull fails.
     const kept = join(work, 'report-kept.json');
-    writeFileSync(kept, 'an earlier report\n');
+    const earlier = `an earlier report, longer than the next${'.'.repeat(10_000)}\n`;
+    writeFileSync(kept, earlier);
     const made = join(work, 'report-new.json');
-    for (const [file, left] of [[kept, 'an earlier report\n'], [made, null]] as const) {
+    for (const [file, left] of [[kept, earlier], [made, null]] as const) {
       const r = await tsbox(['run', '--report', file, '127.0.0.1:1/absent:1', 'true']);
       expect(r.code).toBe(125);
       expect(r.stderr).toMatch(/^tsbox: registry\(.*\): ECONNREFUSED/);
       expect(existsSync(file) ? readFileSync(file, 'utf8') : null).toBe(left);
     }
+    // A container that ran replaces the earlier report whole.
+    expect((await tsbox(['run', '--report', kept, refs.busybox, 'true'])).code).toBe(0);
+    expect(JSON.parse(readFileSync(kept, 'utf8'))).toMatchObject({ exitCode: 0 });
   });
 
   it('an image found once in a process is looked up again when the index changes', async () => {

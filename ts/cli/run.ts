@@ -1,5 +1,5 @@
 /** `tsbox run`: start a container, pass stdio through, exit with its status. */
-import { closeSync, constants, existsSync, ftruncateSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, ftruncateSync, openSync, rmSync, writeFileSync } from 'node:fs';
 
 import { defineCommand } from 'citty';
 
@@ -52,7 +52,8 @@ function openReport(to: string): { write(result: ExitResult): void; discard(): v
     // A failure to write it is one line; the command's status stays.
     write(result) {
       try {
-        ftruncateSync(fd, 0);
+        // A file's earlier contents go; a device or a pipe (/dev/stdout) has none to cut.
+        if (fstatSync(fd).isFile()) ftruncateSync(fd, 0);
         writeFileSync(fd, `${JSON.stringify(result, null, 2)}\n`);
       } catch (err) {
         const errno = Math.abs((err as NodeJS.ErrnoException).errno ?? 0);
