@@ -243,6 +243,47 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(JSON.parse(readFileSync(kept, 'utf8'))).toMatchObject({ exitCode: 0 });
   });
 
+  it('Ctrl-C while tsbox run waits for the store (an image prune holds it) ends it before any pull, not its container after one', async () => {
+    const store = join(work, 'store-cli-signal');
+    new Store(store);
+    // An exclusive hold on the store's lock, as `tsbox image prune` takes it: the launch's look-up waits.
+    const held = loadNative().binding.tryLockFile(join(store, 'locks', 'store'), `${process.pid}\n`)!;
+    let released = false;
+    try {
+      // A registry that is not there: a pull would fail with ECONNREFUSED (status 125) instead.
+      const r = await cli(['run', '127.0.0.1:1/absent:1', 'true'], {
+        env: { ...process.env, TSBOX_STORAGE: store },
+        killAfterMs: 30_000,
+        onSpawn: (child) => {
+          void (async () => {
+            // Once it catches SIGQUIT (Node does not by default), its handlers are in: it is
+            // about to wait for the store, or waits. A SIGINT now is one it holds.
+            const catches = () => {
+              try {
+                const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+                return mask !== undefined && (BigInt(`0x${mask}`) & (1n << 2n)) !== 0n;
+              } catch {
+                return false;
+              }
+            };
+            expect(await eventually(catches, 20_000)).toBe(true);
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            child.kill('SIGINT');
+            await new Promise((resolve) => setTimeout(resolve, 200));
+            held.release();
+            released = true;
+          })();
+        },
+      });
+      expect(r).toMatchObject({ code: null, signal: 'SIGINT', stdout: '' });
+      expect(r.stderr).toBe('');
+      expect(existsSync(join(store, 'images.json'))).toBe(false);
+    } finally {
+      if (!released) held.release();
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
   it('an image found once in a process is looked up again when the index changes', async () => {
     const { ensureImage } = await import('../../ts/image/run.js');
     const s = new Store(storage);
