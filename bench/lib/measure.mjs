@@ -247,7 +247,7 @@ export async function cliImageCost(peers, pairs = 40) {
     // `run` first, then --trace before its other flags.
     const [node, cli, sub, ...rest] = p.argv('true');
     return new Promise((resolve, reject) => {
-      execFile(node, [cli, sub, '--trace', ...rest], { env: { ...process.env, ...p.env } }, (err, _out, stderr) => {
+      execFile(node, [cli, sub, '--trace', ...rest], { env: { ...process.env, ...p.env }, timeout: 60_000 }, (err, _out, stderr) => {
         if (err) return reject(new Error(`${p.label} --trace: ${err.message}`));
         const start = /start: the launch begins ([\d.]+) ms after tsbox's entry/.exec(stderr);
         const exited = /\+([\d.]+)ms exited:/.exec(stderr);

@@ -18,7 +18,7 @@ import { checkBridgeFilter, upstreamOf } from '../../ts/network/egress.js';
 import { MAX_DESTINATIONS, Refusals, type RefusedConnection } from '../../ts/network/refused.js';
 import { parseRunInput, type RunOptions } from '../../ts/config/schema.js';
 import { BRIDGE, bridgeConfList, cniPath, pluginInput, pluginTypes } from '../../ts/network/cni.js';
-import { gcNetworks, networkInfo, portInUse, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
+import { gcNetworks, networkInfo, portInUse, portTaken, samePort, type NetworkRecord } from '../../ts/network/bridge.js';
 import { gcKeepers, keeperDirOf, keeperPath, keeperVerdict, NS_FDS, nsKeeperOps, parseKeeperArgs, removeKeeperRecord, writeKeeperRecord, type KeeperArgs, type KeeperOps, type KeeperRecord } from '../../ts/network/keeper.js';
 import { withRefused, type ContainerState } from '../../ts/runtime/state.js';
 import { prepareNetwork } from '../../ts/network/index.js';
@@ -515,11 +515,13 @@ describe('gc of a bridged container whose caller is gone', () => {
   it("a launch's gc, which ends no process, leaves the network of a container whose keeper still runs", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsbox-gc-'));
     // A process standing in for the keeper: its command line names the container.
-    const keeper = spawnChild('sh', ['-c', 'sleep 30', id], { stdio: 'ignore' });
+    // (`; exit 0`: a shell that would exec its last command keeps running as itself.)
+    const keeper = spawnChild('sh', ['-c', 'sleep 30; exit 0', id], { stdio: 'ignore' });
     try {
       await new Promise((resolve) => keeper.once('spawn', resolve));
       // Its command line is the shell's once it has exec'd.
       for (let i = 0; i < 100 && !readFileSync(`/proc/${keeper.pid}/cmdline`, 'utf8').includes(id); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(readFileSync(`/proc/${keeper.pid}/cmdline`, 'utf8')).toContain(id);
       record(dir);
       writeKeeperRecord({ id, keeper: { pid: keeper.pid!, start: processStart(keeper.pid!)! }, monitor: { pid: 2 ** 22 + 1, start: '1' }, control: '/x/control.sock' }, dir);
       const calls: string[] = [];
@@ -528,9 +530,15 @@ describe('gc of a bridged container whose caller is gone', () => {
       expect(calls).toEqual([]);
       expect(existsSync(join(dir, `${id}.json`))).toBe(true);
       expect(existsSync(join(dir, `${id}.keeper.json`))).toBe(true);
+      // Its ports stay taken while its DNAT rules do: a new container is told, not sent behind them.
+      const published: NetworkRecord = { ...(JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as NetworkRecord), ports: [{ hostIp: '', hostPort: 8080, containerPort: 80, protocol: 'tcp' }] };
+      writeFileSync(join(dir, `${id}.json`), JSON.stringify(published));
+      const taken = portTaken('d'.repeat(64), published.ports, dir);
+      expect(taken?.toLine()).toBe(`network(8080/tcp): EADDRINUSE — the host port is still published by container ${id.slice(0, 12)}, which ended: the keeper of its allowlist is removing its network; try again in a moment, or run tsbox gc`);
       // Once the keeper is gone, the same gc removes what it left and the network.
       keeper.kill('SIGKILL');
       await new Promise((resolve) => keeper.once('exit', resolve));
+      expect(portTaken('d'.repeat(64), published.ports, dir)).toBeNull();
       expect(gcNetworks(dir, ops, undefined, { endProcesses: false })).toEqual([id]);
       expect(existsSync(join(dir, `${id}.json`))).toBe(false);
     } finally {

@@ -116,6 +116,7 @@ export function samePort(a: PortMapping, b: PortMapping): boolean {
  */
 export function portTaken(id: string, ports: readonly PortMapping[], dir: string = NETWORK_DIR): TsboxError | null {
   if (ports.length === 0 || !existsSync(dir)) return null;
+  let keeping: Set<string> | undefined;
   for (const name of recordNames(dir, '.json').filter((n) => n !== `${id}.json`)) {
     let r: NetworkRecord;
     try {
@@ -123,15 +124,18 @@ export function portTaken(id: string, ports: readonly PortMapping[], dir: string
     } catch {
       continue;
     }
-    if (r.monitor.start !== '' && processStart(r.monitor.pid) !== r.monitor.start) continue;
+    // A container that is gone holds no port, unless its allowlist's keeper
+    // still runs: gc leaves its network (and DNAT rules) to that keeper.
+    const gone = r.monitor.start !== '' && processStart(r.monitor.pid) !== r.monitor.start;
+    if (gone && !(keeping ??= keepersAlive(dir)).has(r.id)) continue;
     for (const p of ports) {
       if (r.ports.some((q) => samePort(p, q))) {
         return new TsboxError({
           step: 'network',
           errno: 98,
           path: `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort}/${p.protocol}`,
-          detail: `the host port is published by container ${r.id.slice(0, 12)} already`,
-          hint: 'publish another host port, or stop that container',
+          detail: gone ? `the host port is still published by container ${r.id.slice(0, 12)}, which ended: the keeper of its allowlist is removing its network` : `the host port is published by container ${r.id.slice(0, 12)} already`,
+          hint: gone ? 'try again in a moment, or run tsbox gc' : 'publish another host port, or stop that container',
         });
       }
     }
@@ -506,10 +510,11 @@ export function gcNetworks(dir: string = NETWORK_DIR, ops: GcOps = { del, remove
   } catch {
     // Best effort: each record is tried again by the next gc.
   }
-  // A gc that ends no process (a launch's) leaves it the network of a
-  // container whose keeper still runs: the keeper removes its rules as it
+  // A gc leaves the network of a container whose keeper still runs (a
+  // launch's, which ends no process, or a keeper that would not end): the keeper removes its rules as it
   // ends, and none of its resolver's may come after this gc's removal.
-  const keeping = mode.endProcesses === false ? keepersAlive(dir) : new Set<string>();
+  // (A full gc ended the keepers it could: one that would not end is left too.)
+  const keeping = keepersAlive(dir);
   const names = recordNames(dir, '.json');
   const collected: string[] = [];
   for (const name of names) {

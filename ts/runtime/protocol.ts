@@ -151,7 +151,9 @@ export function traceLine(t0: bigint, what: string): void {
   // process.stderr (and loads node:stream for it) on its first use, ~5 ms
   // that a traced launch would show as its own. What a stderr will not take
   // now (a full non-blocking pipe) goes through the stream.
-  if (typeof (globalThis as Record<symbol, unknown>)[CLI_ENTRY] !== 'number') {
+  // Once a line went through the stream, every later one does: a line
+  // written to fd 2 would land in the middle of what the stream still holds.
+  if (traceByStream || typeof (globalThis as Record<symbol, unknown>)[CLI_ENTRY] !== 'number') {
     process.stderr.write(line);
     return;
   }
@@ -161,5 +163,10 @@ export function traceLine(t0: bigint, what: string): void {
   } catch {
     // All of it below.
   }
-  if (written < line.length) process.stderr.write(line.subarray(written));
+  if (written < line.length) {
+    traceByStream = true;
+    process.stderr.write(line.subarray(written));
+  }
 }
+
+let traceByStream = false;
