@@ -32,7 +32,7 @@ import { closeSync, openSync, readlinkSync } from 'node:fs';
 import type { AllowRule } from '../config/network.js';
 import { TsboxError } from '../errors.js';
 import { forbiddenAnswer } from './dns.js';
-import { acceptLines, drainInto, type Egress, openReader, ownAddresses, type Reader } from './egress.js';
+import { acceptLines, addressLines, applyWithReports, type Egress, openReports, ownAddresses } from './egress.js';
 import { startResolver } from './resolver.js';
 import { Refusals } from './refused.js';
 
@@ -60,8 +60,7 @@ export function nsRules(rules: readonly AllowRule[], nflogGroup: number | null):
 
 /** The rules that let a resolved address through (after loopback and established traffic), or take it back. */
 export function addressRules(address: string, ports: readonly (number | null)[], add: boolean): string {
-  const lines = ports.flatMap((p) => acceptLines('OUTPUT', `${address}/32`, p, add ? '-I' : '-D').map((l) => (add ? l.replace('-I OUTPUT ', '-I OUTPUT 3 ') : l)));
-  return `*filter\n${lines.join('\n')}\nCOMMIT\n`;
+  return `*filter\n${addressLines('OUTPUT', address, ports, add).join('\n')}\nCOMMIT\n`;
 }
 
 /** A container's user and network namespaces, as descriptors of this process (a keeper's, ts/network/keeper.ts). */
@@ -147,38 +146,17 @@ export async function startNsEgress(target: number | NsDescriptors, rules: reado
   }
   undo.push(resolver.close);
 
-  // The reports' group, bound before its rule exists.
-  const opened = openReader({ user: `/proc/self/fd/${userFd}`, net: `/proc/self/fd/${netFd}` });
-  let reader: Reader | null = typeof opened === 'string' ? null : opened;
-  if (typeof opened === 'string') refusals.off = opened;
-  const closeReader = () => {
-    if (!reader) return;
-    // What the kernel logged before now is counted.
-    drainInto(reader, refusals);
-    reader.close();
-    reader = null;
-  };
-  undo.push(closeReader);
+  const reports = openReports(refusals, { user: `/proc/self/fd/${userFd}`, net: `/proc/self/fd/${netFd}` });
+  undo.push(reports.close);
 
-  let set = restore('iptables-restore', nsRules(rules, reader?.group ?? null).v4);
-  if (!set.ok && reader) {
-    // iptables without the NFLOG target: the allowlist without reports.
-    const withReports = set.error;
-    set = restore('iptables-restore', nsRules(rules, null).v4);
-    if (set.ok) {
-      refusals.off = `iptables refused the NFLOG rule (${withReports || 'no reason given'})`;
-      closeReader();
-    }
-  }
+  let set = applyWithReports(reports, refusals, (group) => restore('iptables-restore', nsRules(rules, group).v4));
   if (set.ok) set = restore('ip6tables-restore', nsRules(rules, null).v6);
   if (!set.ok) {
     unwind();
     throw new TsboxError({ step: 'network', errno: 0, path: typeof target === 'number' ? `/proc/${target}/ns/net` : `/proc/self/fd/${netFd}`, detail: `iptables-restore refused the allowlist's rules in the container's namespace: ${set.error}`, hint: 'the allowlist needs nsenter, and iptables with the conntrack and REJECT matches; its user namespace must map this user' });
   }
-  trace?.(`network: allowlist in the container's namespace, resolver ${NS_RESOLVER}:${resolver.port} (upstream ${upstream ?? 'none'}), ${reader ? `refused packets to its NFLOG group ${reader.group}` : `refused packets not reported: ${refusals.off}`}`);
-  reader?.watch(() => {
-    if (reader) drainInto(reader, refusals);
-  });
+  trace?.(`network: allowlist in the container's namespace, resolver ${NS_RESOLVER}:${resolver.port} (upstream ${upstream ?? 'none'}), ${reports.describe()}`);
+  reports.watch();
   return {
     port: resolver.port,
     // Its rules go with the namespace: what is left is this process's.

@@ -44,10 +44,10 @@ export const NFLOG_COUNT = 1000;
 /** Refused packets read at once when the reader wakes (each call reads what came since). */
 const DRAIN_MAX = 256;
 
-export type Reader = InstanceType<ReturnType<typeof loadNative>['binding']['NflogReader']>;
+type Reader = InstanceType<ReturnType<typeof loadNative>['binding']['NflogReader']>;
 
 /** The reader of a new NFLOG group (of the namespaces `ns` names, else this process's), or why there is none. */
-export function openReader(ns?: { user: string; net: string }): Reader | string {
+function openReader(ns?: { user: string; net: string }): Reader | string {
   try {
     const { NflogReader } = loadNative().binding;
     return ns ? NflogReader.bindIn(ns.user, ns.net, NFLOG_FIRST, NFLOG_COUNT) : NflogReader.bind(NFLOG_FIRST, NFLOG_COUNT);
@@ -56,11 +56,67 @@ export function openReader(ns?: { user: string; net: string }): Reader | string 
   }
 }
 
-/** Reads what `reader` has into `refusals` (each call, what came since the last). */
-export function drainInto(reader: Reader, refusals: Refusals): void {
-  for (const p of reader.drain(DRAIN_MAX)) {
-    refusals.add({ protocol: protocolName(p.protocol), address: p.address, port: p.port ?? null, ...(p.icmpType !== undefined && p.icmpType !== null ? { icmpType: p.icmpType } : {}) });
+/** An allowlist's refused-packet reports: an NFLOG group's reader counting into `refusals`, or none (`refusals.off` says why). */
+export interface Reports {
+  /** The group its NFLOG rule logs to; null without reports. */
+  readonly group: number | null;
+  /** Counts what the kernel logs, as it comes (once the rule is in place). */
+  watch: () => void;
+  /** Counts what was logged until now, and lets the group go. */
+  close: () => void;
+  /** For the trace: where refused packets go. */
+  describe: () => string;
+}
+
+/**
+ * The reports of an allowlist, their group bound before its rule exists (no
+ * other socket can take what it logs): in the namespaces `ns` names, else
+ * this process's.
+ */
+export function openReports(refusals: Refusals, ns?: { user: string; net: string }): Reports {
+  const opened = openReader(ns);
+  let reader: Reader | null = typeof opened === 'string' ? null : opened;
+  if (typeof opened === 'string') refusals.off = opened;
+  const drain = () => {
+    if (!reader) return;
+    for (const p of reader.drain(DRAIN_MAX)) {
+      refusals.add({ protocol: protocolName(p.protocol), address: p.address, port: p.port ?? null, ...(p.icmpType !== undefined && p.icmpType !== null ? { icmpType: p.icmpType } : {}) });
+    }
+  };
+  return {
+    get group() {
+      return reader?.group ?? null;
+    },
+    watch: () => reader?.watch(drain),
+    close: () => {
+      if (!reader) return;
+      drain();
+      reader.close();
+      reader = null;
+    },
+    describe: () => (reader ? `refused packets to NFLOG group ${reader.group}` : `refused packets not reported: ${refusals.off}`),
+  };
+}
+
+/**
+ * Applies an allowlist's rules (`apply(group)`, with the reports' NFLOG rule
+ * for `group`); when iptables refuses them with it (no xt_NFLOG), again
+ * without: the allowlist without reports, said in `refusals.off`.
+ */
+export function applyWithReports(reports: Reports, refusals: Refusals, apply: (group: number | null) => { ok: boolean; error: string }): { ok: boolean; error: string } {
+  const set = apply(reports.group);
+  if (set.ok || reports.group === null) return set;
+  const retried = apply(null);
+  if (retried.ok) {
+    refusals.off = `iptables refused the NFLOG rule (${set.error || 'no reason given'})`;
+    reports.close();
   }
+  return retried;
+}
+
+/** The rules that let a resolved address through in `chain` (third, after the source's and established traffic's), or take it back. */
+export function addressLines(chain: string, address: string, ports: readonly (number | null)[], add: boolean): string[] {
+  return ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, add ? '-I' : '-D').map((l) => (add ? l.replace(`-I ${chain} `, `-I ${chain} 3 `) : l)));
 }
 
 function chainOf(id: string): string {
@@ -141,7 +197,6 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
   // Each address (with its ports) has one rule, after the source check and
   // the established traffic's rule; the resolver adds it at its first
   // answer and removes it once the last answer's TTL has run out.
-  const addressLines = (address: string, ports: (number | null)[], add: boolean) => ports.flatMap((p) => acceptLines(chain, `${address}/32`, p, add ? '-I' : '-D').map((l) => (add ? l.replace(`-I ${chain} `, `-I ${chain} 3 `) : l)));
   const nets = rules.flatMap((r) => (r.kind === 'net' ? [r.cidr] : []));
   const resolver = await startResolver({
     host: BRIDGE.gateway,
@@ -154,28 +209,14 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     // A name that leads to the host, its loopback, link-local or the
     // bridge is no name for it (unless --allow-net names that address).
     forbidden: (a) => forbiddenAnswer(a, BRIDGE.subnet, ownAddresses(), nets),
-    open: (address, ports) => restore({ filter: addressLines(address, ports, true) }).ok,
-    shut: (address, ports) => restore({ filter: addressLines(address, ports, false) }).ok,
+    open: (address, ports) => restore({ filter: addressLines(chain, address, ports, true) }).ok,
+    shut: (address, ports) => restore({ filter: addressLines(chain, address, ports, false) }).ok,
     trace,
   });
   const port = resolver.port;
-  // The reports' group, bound before its rule exists: no other socket
-  // can take what it logs.
-  const opened = openReader();
-  let reader: Reader | null = typeof opened === 'string' ? null : opened;
-  if (typeof opened === 'string') refusals.off = opened;
-  const drain = () => {
-    if (reader) drainInto(reader, refusals);
-  };
-  const closeReader = () => {
-    if (!reader) return;
-    // What the kernel logged before now is counted.
-    drain();
-    reader.close();
-    reader = null;
-  };
+  const reports = openReports(refusals);
   const nflog = (group: number) => `-A ${chain} -m limit --limit 20/sec --limit-burst 40 -j NFLOG --nflog-group ${group} --nflog-size 68`;
-  const filter = [
+  const filter = (group: number | null) => [
     `:${chain} - [0:0]`,
     // Its veth carries its address only: another source (another
     // container's, one it gave itself) would not be held by its rules.
@@ -183,7 +224,7 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     `-A ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
     `-A ${chain} -d ${BRIDGE.gateway}/32 -p udp -m udp --dport ${port} -j ACCEPT`,
     ...rules.filter((r) => r.kind === 'net').flatMap((r) => acceptLines(chain, (r as { cidr: string }).cidr, r.port)),
-    ...(reader ? [nflog(reader.group)] : []),
+    ...(group === null ? [] : [nflog(group)]),
     `-A ${chain} -p tcp -j REJECT --reject-with tcp-reset`,
     `-A ${chain} -j REJECT --reject-with icmp-port-unreachable`,
     `-I FORWARD 1 -s ${ip}/32 -m comment --comment ${tag} -j ${chain}`,
@@ -194,31 +235,22 @@ export async function startEgress(id: string, ip: string, veth: string, rules: r
     `-I INPUT 1 -m physdev --physdev-in ${veth} -m comment --comment ${tag} -j ${chain}`,
   ];
   const nat = [`-I PREROUTING 1 -s ${ip}/32 -d ${BRIDGE.gateway}/32 -p udp -m udp --dport 53 -m comment --comment ${tag} -j DNAT --to-destination ${BRIDGE.gateway}:${port}`];
-  let set = restore({ filter, nat });
-  if (!set.ok && reader) {
-    // iptables without the NFLOG target (xt_NFLOG): the allowlist without reports.
-    const withReports = set.error;
-    set = restore({ filter: filter.filter((l) => !l.includes(' -j NFLOG ')), nat });
-    if (set.ok) {
-      refusals.off = `iptables refused the NFLOG rule (${withReports || 'no reason given'})`;
-      closeReader();
-    }
-  }
+  const set = applyWithReports(reports, refusals, (group) => restore({ filter: filter(group), nat }));
   if (!set.ok) {
-    closeReader();
+    reports.close();
     resolver.close();
     removeEgress(id);
     throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: `iptables-restore refused the allowlist's rules: ${set.error}`, hint: 'the allowlist needs iptables with the conntrack, comment and REJECT matches' });
   }
-  trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'}), ${reader ? `refused packets to NFLOG group ${reader.group}` : `refused packets not reported: ${refusals.off}`}`);
-  reader?.watch(drain);
+  trace?.(`network: allowlist ${chain}, resolver ${BRIDGE.gateway}:${port} (upstream ${upstream ?? 'none'}), ${reports.describe()}`);
+  reports.watch();
 
   let closed = false;
   return {
     close: () => {
       if (closed) return;
       closed = true;
-      closeReader();
+      reports.close();
       resolver.close();
       if (!removeEgress(id)) {
         throw new TsboxError({ step: 'network', errno: 0, path: chain, detail: "iptables-restore could not remove the allowlist's chain and rules", hint: `remove the rules commented tsbox:${id} and the chain ${chain} by hand (iptables-save shows them)` });
