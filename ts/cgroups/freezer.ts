@@ -7,7 +7,8 @@
  */
 import { posix } from 'node:path';
 
-import { parseKeyed, sleepSync, type CgroupFs } from './fs.js';
+import { sleepSync } from '../sleep.js';
+import { parseKeyed, type CgroupFs } from './fs.js';
 
 /** How long a freeze may take before the teardown goes on without it. */
 const FREEZE_WAIT_MS = 1000;

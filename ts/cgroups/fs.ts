@@ -138,11 +138,6 @@ export function cgroupProblem(path: string, detail: string, hint: string | null,
   return new TsboxError({ step: 'cgroup', errno, path, detail, hint });
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-/** Blocks the thread for `ms` milliseconds (retry back-off of a synchronous teardown). */
-export function sleepSync(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
-}
 
 /** Reads `path` or returns null when it does not exist (a file this kernel does not have). */
 export function readIfPresent(fs: CgroupFs, path: string): string | null {

@@ -39,7 +39,6 @@ export function defaultStateDir(): string {
   return posix.join(stateRoot(), 'cgroups');
 }
 
-export { processStart };
 
 export function ownerAlive(m: Pick<Marker, 'ownerPid' | 'ownerStart'>): boolean {
   const start = processStart(m.ownerPid);

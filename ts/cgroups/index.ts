@@ -51,7 +51,7 @@
 export { detectCgroupMode, hasV1Devices, ownV1Procs, readProcSource, type CgroupMode, type ProcSource } from './detect.js';
 export { containerStats, createCgroup, prepareCgroup, updateCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type DeviceRuleWrite, type PreparedCgroup } from './driver.js';
 export type { CgroupStats, CgroupUsage } from './controller.js';
-export { collectOne, containerPids, gc, defaultStateDir, processStart, type GcOptions } from './gc.js';
+export { collectOne, containerPids, gc, defaultStateDir, type GcOptions } from './gc.js';
 export { isPaused, setPaused } from './pause.js';
 export type { CgroupFs } from './fs.js';
 export {

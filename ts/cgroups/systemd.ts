@@ -26,7 +26,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 
 import { TsboxError } from '../errors.js';
-import { sleepSync } from './fs.js';
+import { sleepSync } from '../sleep.js';
 import { cpuSharesToWeight, DEFAULT_CPU_PERIOD, parseLimits, type CgroupLimitsInput } from './limits.js';
 
 export interface SystemdScope {

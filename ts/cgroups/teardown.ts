@@ -8,7 +8,8 @@
 import { posix } from 'node:path';
 
 import { freeze, thaw } from './freezer.js';
-import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOTEMPTY, EPERM, errnoOf, ESRCH, sleepSync, type CgroupFs } from './fs.js';
+import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOTEMPTY, EPERM, errnoOf, ESRCH, type CgroupFs } from './fs.js';
+import { sleepSync } from '../sleep.js';
 import { isScopeName, stopScope } from './systemd.js';
 
 /** Where a container's cgroup lives: one directory per hierarchy, and the shared parents. */

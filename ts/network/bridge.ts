@@ -30,7 +30,7 @@ import { createServer } from 'node:net';
 
 import type { AllowRule, PortMapping } from '../config/network.js';
 import type { RefusedSummary } from './refused.js';
-import { processStart } from '../cgroups/gc.js';
+import { processStart } from '../proc.js';
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { removeEgress } from './egress.js';

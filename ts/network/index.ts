@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { AllowRule, ExposedPort, NetworkMode, PortMapping } from '../config/network.js';
 import type { SandboxPlan } from '../generated/wire.js';
 import { fromSystemError, TsboxError } from '../errors.js';
-import { processStart } from '../cgroups/gc.js';
+import { processStart } from '../proc.js';
 import { findContainer, processAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, portTaken, type NetworkInfo } from './bridge.js';
 import { BRIDGE } from './cni.js';

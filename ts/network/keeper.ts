@@ -43,6 +43,7 @@ import { fileURLToPath } from 'node:url';
 
 import type { AllowRule } from '../config/network.js';
 import { processStart } from '../proc.js';
+import { sleepSync } from '../sleep.js';
 import { TsboxError, type FailureReport } from '../errors.js';
 import { loadNative } from '../native.js';
 import { toMonitor } from '../runtime/protocol.js';
@@ -195,16 +196,11 @@ export function isAlive(p: ProcessId, id?: string): boolean {
   }
 }
 
-/** Sleeps `ms` without the event loop (failure paths and gc only). */
-function pause(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /** Waits up to `ms` for `gone()`; whether it came. */
 export function waitFor(gone: () => boolean, ms: number): boolean {
   for (let waited = 0; !gone(); waited += 20) {
     if (waited >= ms) return false;
-    pause(20);
+    sleepSync(20);
   }
   return true;
 }

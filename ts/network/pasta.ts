@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import type { PortMapping } from '../config/network.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { stateRoot } from '../state-root.js';
-import { processStart } from '../cgroups/gc.js';
+import { processStart } from '../proc.js';
 import { gcKeepers, nsKeeperOps, type GcMode, type KeeperOps } from './keeper.js';
 import { recordNames } from './records.js';
 import type { NetworkInfo } from './bridge.js';

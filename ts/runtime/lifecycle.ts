@@ -7,7 +7,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { collectOne, processStart } from '../cgroups/index.js';
+import { collectOne } from '../cgroups/index.js';
+import { processStart } from '../proc.js';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
