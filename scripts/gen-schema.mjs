@@ -10,14 +10,14 @@ import { toJSONSchema } from 'zod/mini';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { runOptionsSchema } = await import(join(root, 'dist/config/schema.js'));
-const schema = toJSONSchema(runOptionsSchema, { io: 'input', unrepresentable: 'any' });
+const schema = toJSONSchema(runOptionsSchema.full(), { io: 'input', unrepresentable: 'any' });
 schema.title = 'tsbox options';
 schema.description = 'Options of tsbox run --config FILE and of the tsbox API (run, spawn); "command" gives the command when the file has it.';
 schema.properties.command = { type: 'array', items: { type: 'string' }, minItems: 1, description: 'The command and its arguments' };
 schema.properties.$schema = { type: 'string', description: 'The JSON Schema of this file (tsbox/schema.json), for editors' };
 // Each option's description is its JSDoc in the schema's source, the same
 // text editors show for RunOptions: one source for both.
-const docs = { ...optionDocs(join(root, 'ts/config/schema.ts'), 'runOptionsSchema'), ...optionDocs(join(root, 'ts/cgroups/limits.ts'), 'cgroupLimitsSchema') };
+const docs = { ...optionDocs(join(root, 'ts/config/schema.ts'), 'runOptionFields'), ...optionDocs(join(root, 'ts/cgroups/limits.ts'), 'cgroupLimitFields') };
 for (const [name, prop] of Object.entries(schema.properties)) {
   if (docs[name] && !prop.description) prop.description = docs[name];
 }

@@ -14,7 +14,7 @@ import { loadSeccompProfile, seccompOptionSchema, seccompProfileJson, seccompPro
 import { rejection } from '../support/errors.js';
 
 describe('the seccomp option', () => {
-  const options = z.strictObject({ seccomp: z.optional(seccompOptionSchema) });
+  const options = z.strictObject({ seccomp: z.optional(seccompOptionSchema()) });
   const optionPaths = (o: unknown) => {
     const r = options.safeParse(o);
     return r.success ? [] : r.error.issues.map((i) => i.path.join('.'));

@@ -29,8 +29,9 @@
  *   (the limits and every file written, for the report), `setOwner(pid)`.
  * - `gc(opts?): string[]` — removes orphaned `tsbox/<id>` cgroups; call it on
  *   start and from `tsbox gc`.
- * - Limits: `cgroupLimitsSchema` (zod, the one schema: compose it into the
- *   options schema), `parseLimits`, `DEFAULT_PIDS_LIMIT`, `parseByteSize`,
+ * - Limits: `cgroupLimitFields` (each limit's zod schema, built when first
+ *   given: the options' schema has them among its fields), `cgroupLimitsSchema`
+ *   (their strict object, ts/config/lazy.ts), `parseLimits`, `DEFAULT_PIDS_LIMIT`, `parseByteSize`,
  *   and the conversions (shares↔weight, blkio↔io weight, cpus→quota, cpu.max).
  *
  * Where the cgroups go: `<parent>/tsbox/<id>` in every hierarchy used. The
@@ -56,6 +57,7 @@ export { isPaused, setPaused } from './pause.js';
 export type { CgroupFs } from './fs.js';
 export {
   blkioWeightToIoWeight,
+  cgroupLimitFields,
   cgroupLimitsSchema,
   cpuSharesToWeight,
   cpusToQuota,

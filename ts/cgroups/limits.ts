@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import * as z from 'zod/mini';
 
 import '../config/locale.js';
+import { lazyStrictObject, once, optional, withDefault, type LazyInput, type LazyOutput } from '../config/lazy.js';
 
 import { TsboxError } from '../errors.js';
 
@@ -135,17 +136,22 @@ export function parseCpuMax(line: string): { quota: number; period: number } {
 
 // --- the schema -----------------------------------------------------------
 
-const byteSize = z.pipe(
-  z.union([z.number(), z.string()]),
-  z.transform((v: number | string, ctx) => {
-    const r = sizeOf(v);
-    if (typeof r === 'number') return r;
-    ctx.issues.push({ code: 'custom', message: r, input: v });
-    return z.NEVER;
-  }),
+// Each schema is built on first use (ts/config/lazy.ts): a run builds the
+// schemas of the limits it gives, not all of them.
+
+const byteSize = once(() =>
+  z.pipe(
+    z.union([z.number(), z.string()]),
+    z.transform((v: number | string, ctx) => {
+      const r = sizeOf(v);
+      if (typeof r === 'number') return r;
+      ctx.issues.push({ code: 'custom', message: r, input: v });
+      return z.NEVER;
+    }),
+  ),
 );
 
-export const positiveSize = byteSize.check(z.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' }));
+export const positiveSize = once(() => byteSize().check(z.refine((n) => n > 0, { message: 'must be more than 0 bytes; leave it out for no limit' })));
 
 /**
  * The smallest memory limit tsbox takes, as Docker's: below it a container
@@ -153,129 +159,133 @@ export const positiveSize = byteSize.check(z.refine((n) => n > 0, { message: 'mu
  */
 export const MEMORY_FLOOR = 6 * 1024 * 1024;
 
-const memorySize = byteSize.check(
-  z.refine((n) => n >= MEMORY_FLOOR, {
-    message: `must be at least 6m (${MEMORY_FLOOR} bytes): a container needs a few MB to start in (Docker's floor too); leave it out for no limit`,
-  }),
-);
+const memorySize = () =>
+  byteSize().check(
+    z.refine((n) => n >= MEMORY_FLOOR, {
+      message: `must be at least 6m (${MEMORY_FLOOR} bytes): a container needs a few MB to start in (Docker's floor too); leave it out for no limit`,
+    }),
+  );
 
 /** A cpu or memory-node list as the kernel writes it: `0-3,5`. */
-const cpuList = z.string().check(
-  z.regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, { message: 'must be a list such as 0-3,5 (numbers and ranges, comma-separated)' }),
-  z.refine((s) => s.split(',').every((r) => { const [a, b] = r.split('-').map(Number); return b === undefined || a! <= b; }), {
-    message: 'a range must go from low to high',
-  }),
+const cpuList = once(() =>
+  z.string().check(
+    z.regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, { message: 'must be a list such as 0-3,5 (numbers and ranges, comma-separated)' }),
+    z.refine((s) => s.split(',').every((r) => { const [a, b] = r.split('-').map(Number); return b === undefined || a! <= b; }), {
+      message: 'a range must go from low to high',
+    }),
+  ),
 );
 
 /** cgroup v2 files that only the runtime writes: who is in the cgroup, what its children get, and its state. */
 const RUNTIME_FILES = new Set(['cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control', 'cgroup.type', 'cgroup.kill', 'cgroup.freeze', 'cgroup.controllers', 'cgroup.events', 'cgroup.stat']);
 
-/** A block device by its path (/dev/sda). */
-const devicePath = z.string().check(z.refine((p) => p.startsWith('/') && !p.includes('\0'), { message: 'must be an absolute path to a block device' }));
-const deviceNumberPart = z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff));
 /**
  * A block device of a limit with its value: by path (`{ path: '/dev/sda', ... }`),
  * or by number (`{ major: 8, minor: 0, ... }`, as an OCI config gives it).
  */
-const byDevice = { path: z.optional(devicePath), major: z.optional(deviceNumberPart), minor: z.optional(deviceNumberPart) };
-const oneDevice = z.refine<{ path?: string | undefined; major?: number | undefined; minor?: number | undefined }>(
-  (d) => (d.path === undefined ? d.major !== undefined && d.minor !== undefined : d.major === undefined && d.minor === undefined),
-  { message: 'must name its block device by path, or by major and minor: one of the two' },
-);
-const bpsDevice = z.strictObject({ ...byDevice, rate: positiveSize }).check(oneDevice);
-const iopsDevice = z.strictObject({ ...byDevice, rate: z.number().check(z.int(), z.positive()) }).check(oneDevice);
-const weightDevice = z.strictObject({ ...byDevice, weight: z.number().check(z.int(), z.gte(10), z.lte(1000)) }).check(oneDevice);
+const deviceLimit = <V extends z.core.$ZodLooseShape>(value: V) => {
+  const devicePath = z.string().check(z.refine((p) => p.startsWith('/') && !p.includes('\0'), { message: 'must be an absolute path to a block device' }));
+  const deviceNumberPart = () => z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff));
+  const oneDevice = (d: { path?: string | undefined; major?: number | undefined; minor?: number | undefined }) =>
+    d.path === undefined ? d.major !== undefined && d.minor !== undefined : d.major === undefined && d.minor === undefined;
+  return z.array(
+    z
+      .strictObject({ path: z.optional(devicePath), major: z.optional(deviceNumberPart()), minor: z.optional(deviceNumberPart()), ...value })
+      .check(z.refine((d) => oneDevice(d as Parameters<typeof oneDevice>[0]), { message: 'must name its block device by path, or by major and minor: one of the two' })),
+  );
+};
+const bpsDevices = once(() => deviceLimit({ rate: positiveSize() }));
+const iopsDevices = once(() => deviceLimit({ rate: z.number().check(z.int(), z.positive()) }));
 
 /**
  * The resource limits of a container, with Docker's flags' names and
  * meanings. Sizes are bytes or Docker's strings (`64m`). Every field is
  * optional except that `pidsLimit` defaults to {@link DEFAULT_PIDS_LIMIT}.
+ * Each field's schema is built when the field is first given.
  */
-export const cgroupLimitsSchema = z
-  .strictObject({
-    /** `-m/--memory`: the hard memory limit. v1 memory.limit_in_bytes, v2 memory.max. */
-    memory: z.optional(memorySize),
-    /**
-     * `--memory-swap`: memory plus swap, so at least `memory`; -1 for unlimited swap. Needs `memory`.
-     * Unset with `memory` set: as Docker, as much swap as memory, where the kernel accounts swap.
-     */
-    memorySwap: z.optional(z.union([z.literal(-1), z.pipe(z.literal('-1'), z.transform(() => -1 as const)), positiveSize])),
-    /** `--memory-reservation`: the soft limit. v1 memory.soft_limit_in_bytes, v2 memory.low. */
-    memoryReservation: z.optional(positiveSize),
-    /** `--cpu-shares`: relative weight, 2..262144 (default 1024). v1 cpu.shares, v2 cpu.weight (converted). */
-    cpuShares: z.optional(z.number().check(z.int(), z.gte(2), z.lte(262_144))),
-    /** `--cpu-quota`: µs of CPU time per period, at least 1000; -1 for none. */
-    cpuQuota: z.optional(z.union([z.literal(-1), z.number().check(z.int(), z.gte(1000))])),
-    /** `--cpu-period`: the CFS period in µs, 1000..1000000 (default 100000). */
-    cpuPeriod: z.optional(z.number().check(z.int(), z.gte(1000), z.lte(1_000_000))),
-    /** `--cpus`: CPUs' worth of time, e.g. 1.5 → quota 150000 per period 100000. Not with cpuQuota/cpuPeriod. */
-    cpus: z.optional(z.number().check(z.gte(0.01, { message: 'must be at least 0.01' }), z.lte(10_000))),
-    /** `--cpuset-cpus`: CPUs the container may run on, e.g. `0-3,5`. */
-    cpusetCpus: z.optional(cpuList),
-    /** `--cpuset-mems`: memory nodes the container may allocate from. */
-    cpusetMems: z.optional(cpuList),
-    /** `--pids-limit`: the most processes and threads at once; -1 for none. */
-    pidsLimit: z._default(
-      z.union([z.literal(-1), z.number().check(z.int(), z.positive({ message: 'must be a positive number of processes, or -1 for no limit' }))], {
-        error: (iss) => `must be a whole number of processes, 1 or more, or -1 for no limit${typeof iss.input === 'string' ? ` (a number: 32, not "32")` : ''}`,
-      }),
-      DEFAULT_PIDS_LIMIT,
-    ),
-    /** `--blkio-weight`: relative block I/O weight, 10..1000. v2 io.weight (converted) and io.bfq.weight. */
-    blkioWeight: z.optional(z.number().check(z.int(), z.gte(10), z.lte(1000))),
-    /** `--blkio-weight-device`: the block I/O weight on one device, 10..1000. v1 blkio.weight_device / blkio.bfq.weight_device, v2 io.weight (converted) / io.bfq.weight. */
-    blkioWeightDevice: z.optional(z.array(weightDevice)),
-    /** `--device-read-bps`: read bytes per second, per block device. */
-    deviceReadBps: z.optional(z.array(bpsDevice)),
-    /** `--device-write-bps`: written bytes per second, per block device. */
-    deviceWriteBps: z.optional(z.array(bpsDevice)),
-    /** `--device-read-iops`: read operations per second, per block device. */
-    deviceReadIops: z.optional(z.array(iopsDevice)),
-    /** `--device-write-iops`: write operations per second, per block device. */
-    deviceWriteIops: z.optional(z.array(iopsDevice)),
-    /** `--memory-swappiness`: 0..100, how readily the kernel swaps the container's anonymous memory out. v1 memory.swappiness (v2 has none). */
-    memorySwappiness: z.optional(z.number().check(z.int(), z.gte(0), z.lte(100))),
-    /** `--oom-kill-disable`: the OOM killer leaves the container's processes alone; at its memory limit they wait for memory instead. v1 memory.oom_control (v2 has none). */
-    oomKillDisable: z.optional(z.boolean()),
-    /** `--kernel-memory` (Docker's, deprecated): a limit on the kernel memory the container uses. v1 memory.kmem.limit_in_bytes (v2 counts it in memory). */
-    kernelMemory: z.optional(positiveSize),
-    /** A limit on the kernel memory of the container's TCP buffers. v1 memory.kmem.tcp.limit_in_bytes (v2 counts it in memory). */
-    kernelMemoryTCP: z.optional(positiveSize),
-    /**
-     * Huge pages the container may use, per page size as the kernel names it
-     * (`2MB`, `1GB`: see /sys/kernel/mm/hugepages): `[{ pageSize: '2MB', limit: 1073741824 }]`.
-     * v1 hugetlb.<size>.limit_in_bytes, v2 hugetlb.<size>.max.
-     */
-    hugepageLimits: z.optional(z.array(z.strictObject({
-      pageSize: z.string().check(z.regex(/^[1-9]\d*[KMG]B$/, { message: 'must be a page size as the kernel names it: 2MB, 1GB, 64KB' })),
-      limit: z.number().check(z.int(), z.gte(0)),
-    }))),
-    /** The net_cls class id of the container's packets (tc and iptables match it). v1 net_cls.classid (v2 has no net_cls). */
-    networkClassId: z.optional(z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff))),
-    /** The priority of the container's packets per interface. v1 net_prio.ifpriomap (v2 has no net_prio). */
-    networkPriorities: z.optional(z.array(z.strictObject({
-      name: z.string().check(z.regex(/^[^\s/]{1,15}$/, { message: 'must be a network interface name (at most 15 characters, no space or /)' })),
-      priority: z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff)),
-    }))),
-    /**
-     * cgroup v2 files to write in the container's cgroup, as podman's
-     * `--cgroup-conf` and the OCI `unified` map: `{ 'memory.high': '64M' }`.
-     * Written after the other limits; each file's controller is enabled for
-     * the container. Pure cgroup v2 only.
-     */
-    unified: z.optional(z.record(
-      z.string().check(
-        z.regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_.]+$/, { error: (iss) => `${JSON.stringify(iss.input)} is not a cgroup v2 file name, such as memory.high` }),
-        z.refine((k) => !RUNTIME_FILES.has(k), { error: (iss) => `${JSON.stringify(iss.input)} is a file the runtime manages: it cannot be set` }),
-      ),
-      z.string().check(z.refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })),
-    )),
-  })
-  .check(
-    z.superRefine((l, ctx) => {
-      for (const i of crossLimitIssues(l)) ctx.addIssue({ code: 'custom', path: [i.path], message: i.message });
+export const cgroupLimitFields = {
+  /** `-m/--memory`: the hard memory limit. v1 memory.limit_in_bytes, v2 memory.max. */
+  memory: optional(memorySize),
+  /**
+   * `--memory-swap`: memory plus swap, so at least `memory`; -1 for unlimited swap. Needs `memory`.
+   * Unset with `memory` set: as Docker, as much swap as memory, where the kernel accounts swap.
+   */
+  memorySwap: optional(() => z.union([z.literal(-1), z.pipe(z.literal('-1'), z.transform(() => -1 as const)), positiveSize()])),
+  /** `--memory-reservation`: the soft limit. v1 memory.soft_limit_in_bytes, v2 memory.low. */
+  memoryReservation: optional(positiveSize),
+  /** `--cpu-shares`: relative weight, 2..262144 (default 1024). v1 cpu.shares, v2 cpu.weight (converted). */
+  cpuShares: optional(() => z.number().check(z.int(), z.gte(2), z.lte(262_144))),
+  /** `--cpu-quota`: µs of CPU time per period, at least 1000; -1 for none. */
+  cpuQuota: optional(() => z.union([z.literal(-1), z.number().check(z.int(), z.gte(1000))])),
+  /** `--cpu-period`: the CFS period in µs, 1000..1000000 (default 100000). */
+  cpuPeriod: optional(() => z.number().check(z.int(), z.gte(1000), z.lte(1_000_000))),
+  /** `--cpus`: CPUs' worth of time, e.g. 1.5 → quota 150000 per period 100000. Not with cpuQuota/cpuPeriod. */
+  cpus: optional(() => z.number().check(z.gte(0.01, { message: 'must be at least 0.01' }), z.lte(10_000))),
+  /** `--cpuset-cpus`: CPUs the container may run on, e.g. `0-3,5`. */
+  cpusetCpus: optional(cpuList),
+  /** `--cpuset-mems`: memory nodes the container may allocate from. */
+  cpusetMems: optional(cpuList),
+  /** `--pids-limit`: the most processes and threads at once; -1 for none. */
+  pidsLimit: withDefault(DEFAULT_PIDS_LIMIT, () =>
+    z.union([z.literal(-1), z.number().check(z.int(), z.positive({ message: 'must be a positive number of processes, or -1 for no limit' }))], {
+      error: (iss) => `must be a whole number of processes, 1 or more, or -1 for no limit${typeof iss.input === 'string' ? ` (a number: 32, not "32")` : ''}`,
     }),
-  );
+  ),
+  /** `--blkio-weight`: relative block I/O weight, 10..1000. v2 io.weight (converted) and io.bfq.weight. */
+  blkioWeight: optional(() => z.number().check(z.int(), z.gte(10), z.lte(1000))),
+  /** `--blkio-weight-device`: the block I/O weight on one device, 10..1000. v1 blkio.weight_device / blkio.bfq.weight_device, v2 io.weight (converted) / io.bfq.weight. */
+  blkioWeightDevice: optional(() => deviceLimit({ weight: z.number().check(z.int(), z.gte(10), z.lte(1000)) })),
+  /** `--device-read-bps`: read bytes per second, per block device. */
+  deviceReadBps: optional(bpsDevices),
+  /** `--device-write-bps`: written bytes per second, per block device. */
+  deviceWriteBps: optional(bpsDevices),
+  /** `--device-read-iops`: read operations per second, per block device. */
+  deviceReadIops: optional(iopsDevices),
+  /** `--device-write-iops`: write operations per second, per block device. */
+  deviceWriteIops: optional(iopsDevices),
+  /** `--memory-swappiness`: 0..100, how readily the kernel swaps the container's anonymous memory out. v1 memory.swappiness (v2 has none). */
+  memorySwappiness: optional(() => z.number().check(z.int(), z.gte(0), z.lte(100))),
+  /** `--oom-kill-disable`: the OOM killer leaves the container's processes alone; at its memory limit they wait for memory instead. v1 memory.oom_control (v2 has none). */
+  oomKillDisable: optional(() => z.boolean()),
+  /** `--kernel-memory` (Docker's, deprecated): a limit on the kernel memory the container uses. v1 memory.kmem.limit_in_bytes (v2 counts it in memory). */
+  kernelMemory: optional(positiveSize),
+  /** A limit on the kernel memory of the container's TCP buffers. v1 memory.kmem.tcp.limit_in_bytes (v2 counts it in memory). */
+  kernelMemoryTCP: optional(positiveSize),
+  /**
+   * Huge pages the container may use, per page size as the kernel names it
+   * (`2MB`, `1GB`: see /sys/kernel/mm/hugepages): `[{ pageSize: '2MB', limit: 1073741824 }]`.
+   * v1 hugetlb.<size>.limit_in_bytes, v2 hugetlb.<size>.max.
+   */
+  hugepageLimits: optional(() => z.array(z.strictObject({
+    pageSize: z.string().check(z.regex(/^[1-9]\d*[KMG]B$/, { message: 'must be a page size as the kernel names it: 2MB, 1GB, 64KB' })),
+    limit: z.number().check(z.int(), z.gte(0)),
+  }))),
+  /** The net_cls class id of the container's packets (tc and iptables match it). v1 net_cls.classid (v2 has no net_cls). */
+  networkClassId: optional(() => z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff))),
+  /** The priority of the container's packets per interface. v1 net_prio.ifpriomap (v2 has no net_prio). */
+  networkPriorities: optional(() => z.array(z.strictObject({
+    name: z.string().check(z.regex(/^[^\s/]{1,15}$/, { message: 'must be a network interface name (at most 15 characters, no space or /)' })),
+    priority: z.number().check(z.int(), z.gte(0), z.lte(0xffff_ffff)),
+  }))),
+  /**
+   * cgroup v2 files to write in the container's cgroup, as podman's
+   * `--cgroup-conf` and the OCI `unified` map: `{ 'memory.high': '64M' }`.
+   * Written after the other limits; each file's controller is enabled for
+   * the container. Pure cgroup v2 only.
+   */
+  unified: optional(() => z.record(
+    z.string().check(
+      z.regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_.]+$/, { error: (iss) => `${JSON.stringify(iss.input)} is not a cgroup v2 file name, such as memory.high` }),
+      z.refine((k) => !RUNTIME_FILES.has(k), { error: (iss) => `${JSON.stringify(iss.input)} is a file the runtime manages: it cannot be set` }),
+    ),
+    z.string().check(z.refine((v) => !v.includes('\0'), { message: 'must not contain a NUL byte' })),
+  )),
+};
+
+/** The limits' schema: {@link cgroupLimitFields} as a strict object, with the checks across fields. */
+export const cgroupLimitsSchema = lazyStrictObject(cgroupLimitFields, (l, ctx) => {
+  for (const i of crossLimitIssues(l)) ctx.addIssue({ code: 'custom', path: [i.path], message: i.message });
+});
 
 /**
  * Docker's checks of the limits that involve more than one field, on values
@@ -302,9 +312,9 @@ export function crossLimitIssues(values: Readonly<Record<string, unknown>>): { p
 }
 
 /** Limits as the caller writes them (sizes may be strings). */
-export type CgroupLimitsInput = z.input<typeof cgroupLimitsSchema>;
+export type CgroupLimitsInput = LazyInput<typeof cgroupLimitFields>;
 /** Limits after parsing: sizes in bytes, `pidsLimit` filled in. */
-export type CgroupLimits = z.output<typeof cgroupLimitsSchema>;
+export type CgroupLimits = LazyOutput<typeof cgroupLimitFields>;
 
 function jsonPath(path: readonly PropertyKey[]): string {
   let out = 'limits';

@@ -6,6 +6,7 @@
 import * as z from 'zod/mini';
 
 import { sizeInBytes } from '../cgroups/limits.js';
+import { once } from './lazy.js';
 import './locale.js';
 
 /** A host path bound into the container. */
@@ -38,11 +39,13 @@ export interface TmpfsVolume {
 
 export type Volume = BindVolume | TmpfsVolume;
 
-const target = z.string().check(
-  z.minLength(1),
-  z.refine((p) => p.startsWith('/'), { message: 'the container path must be absolute (start with /)' }),
-  z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }),
-  z.refine((p) => p !== '/', { message: 'the container path cannot be / itself' }),
+const target = once(() =>
+  z.string().check(
+    z.minLength(1),
+    z.refine((p) => p.startsWith('/'), { message: 'the container path must be absolute (start with /)' }),
+    z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }),
+    z.refine((p) => p !== '/', { message: 'the container path cannot be / itself' }),
+  ),
 );
 
 /** A size as every size in tsbox is read (Docker's units and the IEC ones: 64m, 64MiB, 1.5g). */
@@ -75,7 +78,7 @@ export function parseVolume(spec: string, ctx: Ctx): BindVolume {
     else if (o === 'idmap') idmap = true;
     else return bad(ctx, `"${spec}": unknown option "${o}" (use ro, rw or idmap)`);
   }
-  const t = target.safeParse(tgt);
+  const t = target().safeParse(tgt);
   if (!t.success) return bad(ctx, `"${spec}": ${t.error.issues[0]!.message}`);
   return { type: 'bind', source, target: tgt, readonly, idmap };
 }
@@ -84,7 +87,7 @@ export function parseVolume(spec: string, ctx: Ctx): BindVolume {
 export function parseTmpfs(spec: string, ctx: Ctx): TmpfsVolume {
   const colon = spec.indexOf(':');
   const tgt = colon < 0 ? spec : spec.slice(0, colon);
-  const t = target.safeParse(tgt);
+  const t = target().safeParse(tgt);
   if (!t.success) return bad(ctx, `"${spec}": ${t.error.issues[0]!.message}`);
   const out: TmpfsVolume = { type: 'tmpfs', target: tgt, readonly: false };
   for (const o of colon < 0 ? [] : spec.slice(colon + 1).split(',').filter(Boolean)) {
@@ -115,7 +118,7 @@ export function parseMountSpec(spec: string, ctx: Ctx): Volume {
   const type = get('type') ?? 'bind';
   const tgt = get('target', 'destination', 'dst');
   if (typeof tgt !== 'string') return bad(ctx, `"${spec}" has no target= (the path inside the container)`);
-  const t = target.safeParse(tgt);
+  const t = target().safeParse(tgt);
   if (!t.success) return bad(ctx, `"${spec}": ${t.error.issues[0]!.message}`);
   const ro = get('readonly', 'ro');
   const readonly = ro === true || ro === 'true' || ro === '1';
@@ -148,30 +151,35 @@ export function parseMountSpec(spec: string, ctx: Ctx): Volume {
   return bad(ctx, `"${spec}": type=${String(type)} is not supported (use bind or tmpfs)`);
 }
 
-const bindObject = z.strictObject({
-  type: z._default(z.literal('bind'), 'bind'),
-  source: z.string().check(z.minLength(1)),
-  target,
-  readonly: z._default(z.boolean(), false),
-  idmap: z._default(z.boolean(), false),
-});
-const tmpfsObject = z.strictObject({
-  type: z.literal('tmpfs'),
-  target,
-  size: z.optional(z.number().check(z.int(), z.positive())),
-  mode: z.optional(z.number().check(z.int(), z.gte(0), z.lte(0o7777))),
-  readonly: z._default(z.boolean(), false),
-});
+// Built on first use (ts/config/lazy.ts): a run without volumes or mounts never builds them.
+const bindObject = once(() =>
+  z.strictObject({
+    type: z._default(z.literal('bind'), 'bind'),
+    source: z.string().check(z.minLength(1)),
+    target: target(),
+    readonly: z._default(z.boolean(), false),
+    idmap: z._default(z.boolean(), false),
+  }),
+);
+const tmpfsObject = once(() =>
+  z.strictObject({
+    type: z.literal('tmpfs'),
+    target: target(),
+    size: z.optional(z.number().check(z.int(), z.positive())),
+    mode: z.optional(z.number().check(z.int(), z.gte(0), z.lte(0o7777))),
+    readonly: z._default(z.boolean(), false),
+  }),
+);
 
 /** A string parsed by `parse` inside the schema, its problems reported as issues. */
 const spec = <T>(parse: (spec: string, ctx: Ctx) => T) => z.pipe(z.string(), z.transform(parse));
 
 /** `volumes`: `HOST:CONTAINER[:ro]` strings or `{ source, target, readonly }`. */
-export const volumeSchema = z.union([spec(parseVolume), bindObject]);
+export const volumeSchema = once(() => z.union([spec(parseVolume), bindObject()]));
 /** `tmpfs`: `PATH[:size=..,mode=..]` strings or `{ target, size, mode }`. */
-export const tmpfsSchema = z.union([spec(parseTmpfs), z.extend(tmpfsObject, { type: z._default(z.literal('tmpfs'), 'tmpfs') })]);
+export const tmpfsSchema = once(() => z.union([spec(parseTmpfs), z.extend(tmpfsObject(), { type: z._default(z.literal('tmpfs'), 'tmpfs') })]));
 /** `mounts`: Docker `--mount` strings or objects of either kind. */
-export const mountSchema = z.union([spec(parseMountSpec), z.discriminatedUnion('type', [z.extend(bindObject, { type: z.literal('bind') }), tmpfsObject])]);
+export const mountSchema = once(() => z.union([spec(parseMountSpec), z.discriminatedUnion('type', [z.extend(bindObject(), { type: z.literal('bind') }), tmpfsObject()])]));
 
 /** OCI / Docker default masked paths. */
 export const DEFAULT_MASKED_PATHS: readonly string[] = [

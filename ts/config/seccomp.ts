@@ -15,6 +15,7 @@ import { resolve } from 'node:path';
 import * as z from 'zod/mini';
 
 import { TsboxError, fromSystemError } from '../errors.js';
+import { once } from './lazy.js';
 import './locale.js';
 
 /** A 64-bit value: numbers up to 2^53, BigInts above (numbers lose precision there). */
@@ -42,17 +43,19 @@ export interface OciSeccompProfile {
  */
 export type SeccompOption = 'default' | 'unconfined' | (string & {}) | OciSeccompProfile;
 
-export const seccompOptionSchema = z
-  .custom<SeccompOption>((v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)), {
-    message: "must be 'default', 'unconfined', the path of an OCI seccomp profile (JSON), or a profile object",
-  })
-  .check(z.superRefine((v, ctx) => {
-    if (typeof v === 'string') {
-      if (v.length === 0 || v.includes('\0')) ctx.addIssue({ code: 'custom', message: "must be 'default', 'unconfined' or a file path (non-empty, without NUL)" });
-      return;
-    }
-    // A profile object is checked where it is compiled (seccompProgram), by Rust.
-  }));
+export const seccompOptionSchema = once(() =>
+  z
+    .custom<SeccompOption>((v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)), {
+      message: "must be 'default', 'unconfined', the path of an OCI seccomp profile (JSON), or a profile object",
+    })
+    .check(z.superRefine((v, ctx) => {
+      if (typeof v === 'string') {
+        if (v.length === 0 || v.includes('\0')) ctx.addIssue({ code: 'custom', message: "must be 'default', 'unconfined' or a file path (non-empty, without NUL)" });
+        return;
+      }
+      // A profile object is checked where it is compiled (seccompProgram), by Rust.
+    })),
+);
 
 function configError(path: string, issues: { path: string; message: string }[]): TsboxError {
   const [first, ...rest] = issues;

@@ -1,0 +1,100 @@
+// ts/config/lazy.ts: an options schema that builds only the fields given must
+// check exactly what the whole strict object checks: the same result, the
+// same data (defaults in), the same issues with the same paths.
+import { describe, expect, it } from 'vitest';
+import * as z from 'zod/mini';
+
+import { cgroupLimitsSchema } from '../../ts/cgroups/limits.js';
+import { lazyStrictObject, optional, withDefault } from '../../ts/config/lazy.js';
+import { runOptionsSchema } from '../../ts/config/schema.js';
+
+/** Options a caller may give, good and bad, one or many at once. */
+const INPUTS: unknown[] = [
+  {},
+  { rootfs: '/srv/root' },
+  { rootfs: '/srv/root', memory: '64m', cpus: 1.5, pidsLimit: 100 },
+  { rootfs: '', hostname: 'bad_name', memory: 'lots' },
+  { memory: '64m', memorySwap: '32m' },
+  { memoryReservation: '1g', memory: '64m' },
+  { cpus: 1, cpuQuota: 50_000 },
+  { memory: 1024 },
+  { readOnly: true, writableRootfs: true, rootfs: '/r' },
+  { writableRootfs: true },
+  { uidMap: ['0:100000:65536'] },
+  { uidMap: ['0:100000:65536'], gidMap: [{ containerId: 0, hostId: 100000, size: 65536 }], userns: 'host' },
+  { image: 'alpine', rootfs: '/r' },
+  { pull: 'never' },
+  { publish: ['8080:80'] },
+  { network: 'bridge', publish: ['8080:80', 'nonsense'], allow: ['example.com:443'], capAdd: ['NET_RAW'] },
+  { network: 'host', userns: 'host', capAdd: ['NET_ADMIN'] },
+  { network: 'bogus' },
+  { volumes: ['/a:/b:ro', { source: '/c', target: '/d' }], tmpfs: ['/t:size=1m'], mounts: ['type=bind,source=/x,target=/y'] },
+  { volumes: ['/a:relative'], tmpfs: [{ target: '/' }] },
+  { ulimits: { nofile: '1024:2048', nproc: 'unlimited', bogus: 1 } },
+  { ulimits: { nofile: { soft: 10, hard: 5 } } },
+  { env: { A: '1', 'B=C': 'x' }, cwd: 'relative', user: 'a:b:c', groupAdd: ['4294967295'] },
+  { capAdd: ['NOT_A_CAP'], capDrop: ['ALL'], seccomp: '' },
+  { seccomp: { defaultAction: 'SCMP_ACT_ALLOW' } },
+  { stdio: ['pipe', 'inherit', 'nope'], tty: 'yes', ttySize: { cols: 0, rows: 10 } },
+  { rootfs: '/r', rootfss: '/typo', memroy: '1g' },
+  { rootfs: undefined, memory: undefined, hostname: 'ok', init: undefined },
+  { undefinedUnknown: undefined },
+  { stopSignal: 'usr1', entrypoint: ['/bin/sh'], image: 'alpine' },
+  { stopSignal: 'SIGNOPE', image: 'alpine' },
+  { deviceReadBps: [{ path: '/dev/sda', rate: '1m' }, { major: 8, rate: 5 }], blkioWeightDevice: [{ path: '/dev/sda', weight: 5 }] },
+  { unified: { 'memory.high': '64M', 'cgroup.procs': '1' } },
+  { cgroupParent: '/a/../b', maskedPaths: ['rel'], timeout: 0 },
+  { addHost: ['db:10.0.0.2', 'bad'], dns: ['1.1.1.1', 'x'], dnsSearch: ['ok.example'], expose: ['80', '1-99999'] },
+  null,
+  'a string',
+  ['an', 'array'],
+  42,
+];
+
+/** What a parse gives, comparable: the data, or each issue's code, path and message. */
+function outcome(r: z.util.SafeParseResult<unknown>) {
+  return r.success ? { data: r.data } : { issues: r.error.issues.map((i) => ({ code: i.code, path: i.path, message: i.message })) };
+}
+
+describe('lazyStrictObject: the options schema built per field given', () => {
+  it.each(INPUTS.map((input) => [JSON.stringify(input) ?? String(input), input]))('%s: the same outcome as the whole schema', (_, input) => {
+    const lazy = runOptionsSchema.safeParse(input, { reportInput: true });
+    const full = runOptionsSchema.full().safeParse(input, { reportInput: true });
+    expect(outcome(lazy)).toEqual(outcome(full));
+  });
+
+  it('the limits alone: the same outcome as their whole schema', () => {
+    for (const input of INPUTS) {
+      const limits = typeof input === 'object' && input !== null && !Array.isArray(input) ? Object.fromEntries(Object.entries(input).filter(([k]) => cgroupLimitsSchema.keys.includes(k as never))) : input;
+      expect(outcome(cgroupLimitsSchema.safeParse(limits))).toEqual(outcome(cgroupLimitsSchema.full().safeParse(limits)));
+    }
+  });
+
+  it('builds the schemas of the fields given, once each; an absent field with a default gets a fresh copy of it', () => {
+    const built: string[] = [];
+    const counted = <S extends z.ZodMiniType>(name: string, build: () => S) => () => {
+      built.push(name);
+      return build();
+    };
+    const o = lazyStrictObject({
+      a: optional(counted('a', () => z.string())),
+      b: withDefault([] as string[], counted('b', () => z.array(z.string()))),
+      c: optional(counted('c', () => z.number())),
+    });
+    const first = o.safeParse({ a: 'x' });
+    expect(first).toEqual({ success: true, data: { a: 'x', b: [] } });
+    expect(built).toEqual(['a']);
+    const second = o.safeParse({ a: 'y', c: 2 });
+    expect(second).toEqual({ success: true, data: { a: 'y', b: [], c: 2 } });
+    expect(built).toEqual(['a', 'c']);
+    // Each parse gets its own default: changing one changes no other.
+    (first.data!.b as string[]).push('changed');
+    expect(o.safeParse({}).data).toEqual({ b: [] });
+    expect(built).toEqual(['a', 'c']);
+    // An unknown key is refused as the strict object refuses it, without building anything more.
+    const bad = o.safeParse({ a: 'x', d: 1 });
+    expect(bad.success).toBe(false);
+    expect(bad.error!.issues).toMatchObject([{ code: 'unrecognized_keys', keys: ['d'] }]);
+    expect(built).toEqual(['a', 'c']);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Option schemas built when an option is first given, not when tsbox loads.
+ *
+ * Building zod schemas is code that runs once per process, cold: building
+ * every option's schema took ~8 ms of `tsbox run`'s start (bench/README.md,
+ * "Where the CLI's start goes") although a run gives a handful of options.
+ * A {@link LazyObject} checks exactly what `z.strictObject(fields)` checks, with
+ * the same issues and output, but builds only the schemas of the fields the
+ * input has; an absent field with a default gets the default (zod does not
+ * parse a default either).
+ */
+import * as z from 'zod/mini';
+
+/** A value built on first use and kept. */
+export function once<T>(build: () => T): () => T {
+  let value: T | undefined;
+  let built = false;
+  return () => {
+    if (!built) {
+      value = build();
+      built = true;
+    }
+    return value as T;
+  };
+}
+
+/** A field's schema, built on first use; `default` when an absent field has one. */
+export type Field<S extends z.ZodMiniType = z.ZodMiniType> = (() => S) & { readonly default?: () => unknown };
+export type Fields = Record<string, Field>;
+export type ShapeOf<F extends Fields> = { -readonly [K in keyof F]: ReturnType<F[K]> };
+export type LazyInput<F extends Fields> = z.input<z.ZodMiniObject<ShapeOf<F>, z.core.$strict>>;
+export type LazyOutput<F extends Fields> = z.output<z.ZodMiniObject<ShapeOf<F>, z.core.$strict>>;
+
+/** A field that is optional: absent, it stays absent. */
+export function optional<S extends z.ZodMiniType>(build: () => S): Field<z.ZodMiniOptional<S>> {
+  return once(() => z.optional(build()));
+}
+
+/**
+ * A field with a default: `z._default(build(), value)`, and the default known
+ * without building the schema. Arrays and objects are copied (as zod does), so
+ * no two parses share one.
+ */
+export function withDefault<S extends z.ZodMiniType>(value: z.util.NoUndefined<z.output<S>>, build: () => S): Field<z.ZodMiniDefault<S>> {
+  const copy = () => (Array.isArray(value) ? [...value] : typeof value === 'object' && value !== null ? { ...value } : value) as z.util.NoUndefined<z.output<S>>;
+  return Object.assign(once(() => z._default(build(), copy)), { default: copy });
+}
+
+export interface LazyObject<F extends Fields> {
+  /** The field names, in order. */
+  readonly keys: readonly (keyof F & string)[];
+  /** The whole schema, every field built (the JSON Schema, and input that is not an object). */
+  full(): z.ZodMiniObject<ShapeOf<F>, z.core.$strict>;
+  safeParse(input: unknown, params?: z.core.ParseContext<z.core.$ZodIssue>): z.util.SafeParseResult<LazyOutput<F>>;
+}
+
+type Check<F extends Fields> = (value: LazyOutput<F>, ctx: z.core.$RefinementCtx<LazyOutput<F>>) => void;
+
+/** The strict object of `fields`, then `check` on the whole value (defaults in) when the fields passed. */
+export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>): LazyObject<F> {
+  const keys = Object.keys(fields) as (keyof F & string)[];
+  const known = new Set<string>(keys);
+  /** The value with each absent field's default, in the fields' order. */
+  const complete = (value: Record<string, unknown>): LazyOutput<F> => {
+    const out: Record<string, unknown> = {};
+    for (const k of keys) {
+      if (Object.hasOwn(value, k)) out[k] = value[k];
+      else if (fields[k]!.default) out[k] = fields[k]!.default();
+    }
+    return out as LazyOutput<F>;
+  };
+  const withCheck = <S extends z.ZodMiniObject>(s: S): S =>
+    (check ? s.check(z.superRefine((v, ctx) => check(complete(v as Record<string, unknown>), ctx as unknown as z.core.$RefinementCtx<LazyOutput<F>>))) : s);
+  const full = once(() => withCheck(z.strictObject(Object.fromEntries(keys.map((k) => [k, fields[k]!()])) as ShapeOf<F>)));
+  // One object schema per set of fields given, kept (zod compiles each on its first parse).
+  const partial = new Map<string, z.ZodMiniObject>();
+  const PARTIAL_KEPT = 64;
+  return {
+    keys,
+    full,
+    safeParse(input, params) {
+      // Not an object: the whole schema says so, as it would.
+      if (typeof input !== 'object' || input === null || Array.isArray(input)) return full().safeParse(input, params);
+      const given = input as Record<string, unknown>;
+      const present: string[] = [];
+      let dropped = false;
+      for (const k of keys) {
+        if (given[k] !== undefined) present.push(k);
+        else if (Object.hasOwn(given, k)) dropped = true;
+      }
+      const id = present.join(',');
+      let schema = partial.get(id);
+      if (!schema) {
+        if (partial.size >= PARTIAL_KEPT) partial.clear();
+        schema = withCheck(z.strictObject(Object.fromEntries(present.map((k) => [k, fields[k]!()]))));
+        partial.set(id, schema);
+      }
+      // A field given as undefined is absent (its default applies); any other key stays, for strict's refusal.
+      let value: Record<string, unknown> = given;
+      if (dropped) {
+        value = {};
+        for (const k of Object.keys(given)) if (given[k] !== undefined || !known.has(k)) value[k] = given[k];
+      }
+      const r = schema.safeParse(value, params);
+      return (r.success ? { success: true, data: complete(r.data) } : r) as z.util.SafeParseResult<LazyOutput<F>>;
+    },
+  };
+}
