@@ -4,11 +4,13 @@
  * tells what happened, and no cgroup outlives its container — not even when
  * tsbox itself is killed.
  */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 
 import { describe, expect, inject, it } from 'vitest';
 
-import { DEFAULT_PIDS_LIMIT, detectCgroupMode } from '../../ts/cgroups/index.js';
+import { createCgroup, DEFAULT_PIDS_LIMIT, detectCgroupMode } from '../../ts/cgroups/index.js';
 import { tsboxCgroups } from '../support/host.js';
 import { cli, waitForOutput } from '../support/tsbox.js';
 
@@ -149,5 +151,26 @@ describe('teardown', () => {
     // Whichever collected them, this gc or the first start of a container in
     // another test file running meanwhile, says how many it removed.
     expect(gc.stderr).toMatch(/tsbox: removed \d+ orphaned cgroup/);
+  });
+
+  it('the next container\'s start collects the cgroups of a dead owner by itself, while that container starts', async () => {
+    // An orphan as a tsbox killed between its marker and its end leaves one:
+    // a marker whose owner is dead, and its cgroups in the default places.
+    const dead = spawnSync('true');
+    expect(dead.status).toBe(0);
+    const id = `orphan${randomBytes(8).toString('hex')}`;
+    const orphan = createCgroup(id, {}, { owner: dead.pid });
+    const dirs = Object.values(orphan.paths);
+    expect(dirs.length).toBeGreaterThan(0);
+    try {
+      // No `tsbox gc`: a start collects orphans (this one, or another test
+      // file's starting meanwhile: the same collection).
+      const r = await cli(['run', '--rootfs', rootfs, '--', 'echo', 'started']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe('started\n');
+      expect(dirs.filter((d) => existsSync(d))).toEqual([]);
+    } finally {
+      orphan.destroy();
+    }
   });
 });

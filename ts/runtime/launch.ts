@@ -413,6 +413,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       undo.push(() => cgroup!.destroy());
       await toHelper.cgroup(ch);
     }
+    collectOrphansOnce(trace);
 
     // Phase 2, cloned.
     const msg = await recv(ch);
@@ -583,30 +584,34 @@ function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSour
 }
 
 /**
- * Where the container's cgroup goes, its limits checked; nothing made yet.
- * Orphans of crashed tsbox processes are collected once per process, while
- * the first container starts rather than before (a few ms of cgroupfs walks,
- * cold): by the time it runs this container's marker and cgroup exist, so gc
- * takes them for what they are, live.
+ * Orphans of crashed tsbox processes, collected once per process while the
+ * first container starts rather than before (a few ms of cgroupfs walks,
+ * cold): launch() calls this once the helper has all it needs to go on, so
+ * the walks run while it clones and sets up (never while it waits for this
+ * process to make its cgroup). By then this container's marker and cgroup
+ * exist, so gc takes them for what they are, live.
  */
+function collectOrphansOnce(trace?: (l: string) => void): void {
+  if (collected) return;
+  collected = true;
+  setImmediate(() => {
+    try {
+      const states = gcStates();
+      const removed = gc();
+      if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
+      // Bridged containers' networks (ts/network), loaded only where there were some.
+      if (process.getuid?.() === 0 && networkRecordsLeft()) void import('../network/bridge.js').then((m) => m.gcNetworks(undefined, undefined, undefined, { endProcesses: false })).catch(() => {});
+      else if (process.getuid?.() !== 0 && existsSync(join(stateRoot(), 'network'))) void import('../network/pasta.js').then((m) => m.gcPasta(undefined, undefined, undefined, { endProcesses: false })).catch(() => {});
+    } catch {
+      // Collection is best effort; the next start tries again.
+    }
+  });
+}
+
+/** Where the container's cgroup goes, its limits checked; nothing made yet. */
 function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource, trace?: (l: string) => void, oci?: LaunchExtras['oci']): PreparedCgroup {
   const path = oci?.cgroupsPath;
   const devices = oci?.deviceRules ?? undefined;
-  if (!collected) {
-    collected = true;
-    setImmediate(() => {
-      try {
-        const states = gcStates();
-        const removed = gc();
-        if (removed.length + states.length > 0) trace?.(`gc: collected ${removed.length} orphaned cgroup(s) and ${states.length} state(s) of crashed runs`);
-        // Bridged containers' networks (ts/network), loaded only where there were some.
-        if (process.getuid?.() === 0 && networkRecordsLeft()) void import('../network/bridge.js').then((m) => m.gcNetworks(undefined, undefined, undefined, { endProcesses: false })).catch(() => {});
-        else if (process.getuid?.() !== 0 && existsSync(join(stateRoot(), 'network'))) void import('../network/pasta.js').then((m) => m.gcPasta(undefined, undefined, undefined, { endProcesses: false })).catch(() => {});
-      } catch {
-        // Collection is best effort; the next start tries again.
-      }
-    });
-  }
   const scope = oci?.systemd;
   return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(scope ? { path: scope.path, systemd: scope.unit } : path !== undefined ? { path } : {}), ...(devices ? { devices } : {}), ...(trace ? { trace } : {}) });
 }
