@@ -39,6 +39,8 @@ const INPUTS: unknown[] = [
   { rootfs: '/r', rootfss: '/typo', memroy: '1g' },
   { rootfs: undefined, memory: undefined, hostname: 'ok', init: undefined },
   { undefinedUnknown: undefined },
+  // Keys zod reads through the prototype (for...in), one given as undefined beside them.
+  Object.assign(Object.create({ rootfs: '/inherited', bogus: 1 }) as object, { hostname: undefined, init: false }),
   { stopSignal: 'usr1', entrypoint: ['/bin/sh'], image: 'alpine' },
   { stopSignal: 'SIGNOPE', image: 'alpine' },
   { deviceReadBps: [{ path: '/dev/sda', rate: '1m' }, { major: 8, rate: 5 }], blkioWeightDevice: [{ path: '/dev/sda', weight: 5 }] },

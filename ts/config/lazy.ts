@@ -86,7 +86,7 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
       let dropped = false;
       for (const k of keys) {
         if (given[k] !== undefined) present.push(k);
-        else if (Object.hasOwn(given, k)) dropped = true;
+        else if (k in given) dropped = true;
       }
       const id = present.join(',');
       let schema = partial.get(id);
@@ -99,7 +99,8 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
       let value: Record<string, unknown> = given;
       if (dropped) {
         value = {};
-        for (const k of Object.keys(given)) if (given[k] !== undefined || !known.has(k)) value[k] = given[k];
+        // Every key zod would see (for...in, as it reads them), but those.
+        for (const k in given) if (given[k] !== undefined || !known.has(k)) value[k] = given[k];
       }
       const r = schema.safeParse(value, params);
       return (r.success ? { success: true, data: complete(r.data) } : r) as z.util.SafeParseResult<LazyOutput<F>>;
