@@ -5,12 +5,38 @@
 'use strict';
 // The CLI's entry, for `tsbox run --trace` (ts/runtime/protocol.ts CLI_ENTRY).
 globalThis[Symbol.for('tsbox.cliEntry')] = performance.now();
-const { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs');
+const { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, write, writeFileSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { dirname, join } = require('node:path');
 const { Script } = require('node:vm');
 
 const BUNDLE = join(__dirname, '..', 'dist', 'cli.cjs');
+
+/**
+ * As root on a cgroup v1 or hybrid host the helper moves each container into
+ * its cgroups, and the first such move after an idle spell waits for an RCU
+ * grace period (10–20 ms here; the kernel's, for cgroup_threadgroup_rwsem).
+ * A launch starts that wait itself, first thing (ts/runtime/launch.ts,
+ * prewarmCgroupMove); a CLI can start it ~15 ms sooner, at its entry, while
+ * it loads: a move of this process into the cgroup it is in, written on
+ * libuv's thread pool so that this thread goes on. By the launch the wait is
+ * over, and moves meanwhile do not wait again. Only where it can matter: as
+ * root, for the commands that start a container, with a v1 hierarchy at its
+ * usual place (a miss costs nothing but the open).
+ */
+function prewarmCgroupMove(command) {
+  if (process.getuid() !== 0 || (command !== 'run' && command !== 'create')) return;
+  try {
+    const own = readFileSync('/proc/self/cgroup', 'utf8');
+    const line = /^\d+:([^:\n]*\bpids\b[^:\n]*):(\/[^\n]*)$/m.exec(own);
+    if (!line) return;
+    // Never created: only a cgroup's own file is written.
+    const fd = openSync(join('/sys/fs/cgroup', line[1], line[2], 'cgroup.procs'), constants.O_WRONLY);
+    write(fd, String(process.pid), () => closeSync(fd));
+  } catch {
+    // A host without it, or another layout: the launch's own prewarm stays.
+  }
+}
 
 /**
  * Where V8's code cache of the bundle for this V8 is: the bundle's functions
@@ -101,6 +127,7 @@ function load(cachedData) {
 module.exports = { cachePath, load };
 
 if (require.main === module) {
+  prewarmCgroupMove(process.argv[2]);
   const cached = readCache() ?? userCache.read();
   const { cli, script } = load(cached);
   if (process.env.TSBOX_DEBUG_CODE_CACHE === '1') process.stderr.write(`tsbox: code cache ${cached === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'used'}\n`);
