@@ -41,6 +41,23 @@ const INPUTS: unknown[] = [
   { undefinedUnknown: undefined },
   // Keys zod reads through the prototype (for...in), one given as undefined beside them.
   Object.assign(Object.create({ rootfs: '/inherited', bogus: 1 }) as object, { hostname: undefined, init: false }),
+  // Options given as undefined: kept as zod keeps them (an optional one stays, undefined; a default applies).
+  { rootfs: undefined, cwd: undefined, memory: undefined, capDrop: undefined },
+  // An own __proto__ key (JSON.parse makes one), beside an undefined option.
+  { ...(JSON.parse('{"__proto__":"x"}') as object), hostname: undefined },
+  { ...(JSON.parse('{"__proto__":null,"rootfs":"/r"}') as object), hostname: undefined },
+  { ...(JSON.parse('{"__proto__":{"capAdd":["SYS_ADMIN"]}}') as object), hostname: undefined },
+  // Getters, read by zod, and an option that is not enumerable.
+  new (class {
+    get readOnly() {
+      return true;
+    }
+    get capDrop() {
+      return ['ALL'];
+    }
+    hostname = undefined;
+  })(),
+  Object.defineProperty({ hostname: undefined }, 'seccomp', { value: 'unconfined', enumerable: false }),
   { stopSignal: 'usr1', entrypoint: ['/bin/sh'], image: 'alpine' },
   { stopSignal: 'SIGNOPE', image: 'alpine' },
   { deviceReadBps: [{ path: '/dev/sda', rate: '1m' }, { major: 8, rate: 5 }], blkioWeightDevice: [{ path: '/dev/sda', weight: 5 }] },
@@ -53,22 +70,22 @@ const INPUTS: unknown[] = [
   42,
 ];
 
-/** What a parse gives, comparable: the data, or each issue's code, path and message. */
+/** What a parse gives, comparable: the data, or each issue whole (code, path, message, keys, input). */
 function outcome(r: z.util.SafeParseResult<unknown>) {
-  return r.success ? { data: r.data } : { issues: r.error.issues.map((i) => ({ code: i.code, path: i.path, message: i.message })) };
+  return r.success ? { data: r.data } : { issues: r.error.issues.map(({ code, path, message, input, ...rest }) => ({ code, path, message, input, keys: 'keys' in rest ? rest.keys : undefined })) };
 }
 
 describe('lazyStrictObject: the options schema built per field given', () => {
   it.each(INPUTS.map((input) => [JSON.stringify(input) ?? String(input), input]))('%s: the same outcome as the whole schema', (_, input) => {
     const lazy = runOptionsSchema.safeParse(input, { reportInput: true });
     const full = runOptionsSchema.full().safeParse(input, { reportInput: true });
-    expect(outcome(lazy)).toEqual(outcome(full));
+    expect(outcome(lazy)).toStrictEqual(outcome(full));
   });
 
   it('the limits alone: the same outcome as their whole schema', () => {
     for (const input of INPUTS) {
       const limits = typeof input === 'object' && input !== null && !Array.isArray(input) ? Object.fromEntries(Object.entries(input).filter(([k]) => cgroupLimitsSchema.keys.includes(k as never))) : input;
-      expect(outcome(cgroupLimitsSchema.safeParse(limits))).toEqual(outcome(cgroupLimitsSchema.full().safeParse(limits)));
+      expect(outcome(cgroupLimitsSchema.safeParse(limits, { reportInput: true }))).toStrictEqual(outcome(cgroupLimitsSchema.full().safeParse(limits, { reportInput: true })));
     }
   });
 

@@ -59,7 +59,6 @@ type Check<F extends Fields> = (value: LazyOutput<F>, ctx: z.core.$RefinementCtx
 /** The strict object of `fields`, then `check` on the whole value (defaults in) when the fields passed. */
 export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>): LazyObject<F> {
   const keys = Object.keys(fields) as (keyof F & string)[];
-  const known = new Set<string>(keys);
   /** The value with each absent field's default, in the fields' order. */
   const complete = (value: Record<string, unknown>): LazyOutput<F> => {
     const out: Record<string, unknown> = {};
@@ -69,8 +68,17 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
     }
     return out as LazyOutput<F>;
   };
+  // The check sees the whole value, and its issues carry it as their input, as the whole schema's do.
   const withCheck = <S extends z.ZodMiniObject>(s: S): S =>
-    (check ? s.check(z.superRefine((v, ctx) => check(complete(v as Record<string, unknown>), ctx as unknown as z.core.$RefinementCtx<LazyOutput<F>>))) : s);
+    check
+      ? s.check(
+          z.superRefine((v, ctx) => {
+            const whole = complete(v);
+            const addIssue = (issue: Parameters<typeof ctx.addIssue>[0]) => ctx.addIssue(typeof issue === 'string' ? issue : ({ input: whole, ...issue } as typeof issue));
+            check(whole, Object.assign(Object.create(ctx) as typeof ctx, { addIssue }) as unknown as z.core.$RefinementCtx<LazyOutput<F>>);
+          }),
+        )
+      : s;
   const full = once(() => withCheck(z.strictObject(Object.fromEntries(keys.map((k) => [k, fields[k]!()])) as ShapeOf<F>)));
   // One object schema per set of fields given, kept (zod compiles each on its first parse).
   const partial = new Map<string, z.ZodMiniObject>();
@@ -81,13 +89,10 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
     safeParse(input, params) {
       // Not an object: the whole schema says so, as it would.
       if (typeof input !== 'object' || input === null || Array.isArray(input)) return full().safeParse(input, params);
-      const given = input as Record<string, unknown>;
-      const present: string[] = [];
-      let dropped = false;
-      for (const k of keys) {
-        if (given[k] !== undefined) present.push(k);
-        else if (k in given) dropped = true;
-      }
+      // Every field the input has, as zod reads it (own or inherited, even
+      // undefined): the same fields, read once by zod, parsed as the whole
+      // schema parses them; any other key is refused by the strict object.
+      const present = keys.filter((k) => k in input);
       const id = present.join(',');
       let schema = partial.get(id);
       if (!schema) {
@@ -95,14 +100,7 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
         schema = withCheck(z.strictObject(Object.fromEntries(present.map((k) => [k, fields[k]!()]))));
         partial.set(id, schema);
       }
-      // A field given as undefined is absent (its default applies); any other key stays, for strict's refusal.
-      let value: Record<string, unknown> = given;
-      if (dropped) {
-        value = {};
-        // Every key zod would see (for...in, as it reads them), but those.
-        for (const k in given) if (given[k] !== undefined || !known.has(k)) value[k] = given[k];
-      }
-      const r = schema.safeParse(value, params);
+      const r = schema.safeParse(input, params);
       return (r.success ? { success: true, data: complete(r.data) } : r) as z.util.SafeParseResult<LazyOutput<F>>;
     },
   };
