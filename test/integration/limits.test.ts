@@ -4,13 +4,13 @@
  * tells what happened, and no cgroup outlives its container — not even when
  * tsbox itself is killed.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { describe, expect, inject, it } from 'vitest';
 
-import { createCgroup, DEFAULT_PIDS_LIMIT, detectCgroupMode } from '../../ts/cgroups/index.js';
+import { createCgroup, DEFAULT_PIDS_LIMIT, defaultStateDir, detectCgroupMode } from '../../ts/cgroups/index.js';
 import { tsboxCgroups } from '../support/host.js';
 import { cli, waitForOutput } from '../support/tsbox.js';
 
@@ -153,22 +153,45 @@ describe('teardown', () => {
     expect(gc.stderr).toMatch(/tsbox: removed \d+ orphaned cgroup/);
   });
 
-  it('the next container\'s start collects the cgroups of a dead owner by itself, while that container starts', async () => {
-    // An orphan as a tsbox killed between its marker and its end leaves one:
-    // a marker whose owner is dead, and its cgroups in the default places.
-    const dead = spawnSync('true');
-    expect(dead.status).toBe(0);
+  /**
+   * An orphan as a tsbox killed between its marker and its end leaves one: a
+   * marker whose owner is dead, and its cgroups in the default places. The
+   * owner's start time in the marker is one no process has, so a reused pid
+   * is not taken for the owner.
+   */
+  function orphanCgroup(): { dirs: string[]; destroy(): void } {
     const id = `orphan${randomBytes(8).toString('hex')}`;
-    const orphan = createCgroup(id, {}, { owner: dead.pid });
+    const orphan = createCgroup(id, {}, { owner: 2 ** 22 + 1 });
+    const marker = join(defaultStateDir(), `${id}.json`);
+    writeFileSync(marker, JSON.stringify({ ...(JSON.parse(readFileSync(marker, 'utf8')) as object), ownerStart: 'never' }));
     const dirs = Object.values(orphan.paths);
     expect(dirs.length).toBeGreaterThan(0);
+    for (const d of dirs) expect(existsSync(d), d).toBe(true);
+    return { dirs, destroy: () => orphan.destroy() };
+  }
+
+  // No `tsbox gc` in these: a start collects orphans (this one, or another
+  // test file's starting meanwhile: the same collection).
+  it("the next container's start collects the cgroups of a dead owner by itself", async () => {
+    const orphan = orphanCgroup();
     try {
-      // No `tsbox gc`: a start collects orphans (this one, or another test
-      // file's starting meanwhile: the same collection).
       const r = await cli(['run', '--rootfs', rootfs, '--', 'echo', 'started']);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toBe('started\n');
-      expect(dirs.filter((d) => existsSync(d))).toEqual([]);
+      expect(orphan.dirs.filter((d) => existsSync(d))).toEqual([]);
+    } finally {
+      orphan.destroy();
+    }
+  });
+
+  it('a start that fails before its container runs collects them too', async () => {
+    const orphan = orphanCgroup();
+    try {
+      // Refused while the plan is made, after the helper is spawned.
+      const r = await cli(['run', '--rootfs', rootfs, '--security-opt', 'seccomp=/nonexistent/profile.json', '--', 'true']);
+      expect(r.code).toBe(125);
+      expect(r.stderr).toMatch(/nonexistent\/profile\.json/);
+      expect(orphan.dirs.filter((d) => existsSync(d))).toEqual([]);
     } finally {
       orphan.destroy();
     }

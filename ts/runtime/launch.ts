@@ -207,6 +207,10 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
         // Keep undoing: the original failure is what the caller needs to see.
       }
     }
+    // A launch that fails before the collection's turn still collects: its
+    // failure may come of the orphans themselves (cgroup.max.descendants,
+    // v1's memory cgroup ids), and the next launch would fail the same way.
+    collectOrphansOnce(trace);
   };
 
   // Phase 5, network, decided first (ts/network, loaded only for a
@@ -588,8 +592,9 @@ function prewarmCgroupMove(native: ReturnType<typeof loadNative>, proc: ProcSour
  * first container starts rather than before (a few ms of cgroupfs walks,
  * cold): launch() calls this once the helper has all it needs to go on, so
  * the walks run while it clones and sets up (never while it waits for this
- * process to make its cgroup). By then this container's marker and cgroup
- * exist, so gc takes them for what they are, live.
+ * process to make its cgroup), or when it fails before that. By then this
+ * container's marker and cgroup exist, or are gone, so gc takes them for
+ * what they are.
  */
 function collectOrphansOnce(trace?: (l: string) => void): void {
   if (collected) return;
