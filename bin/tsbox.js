@@ -21,20 +21,37 @@ const BUNDLE = join(__dirname, '..', 'dist', 'cli.cjs');
  * it loads: a move of this process into the cgroup it is in, written on
  * libuv's thread pool so that this thread goes on. By the launch the wait is
  * over, and moves meanwhile do not wait again. Only where it can matter: as
- * root, for the commands that start a container, with a v1 hierarchy at its
- * usual place (a miss costs nothing but the open).
+ * root, for the commands that start a container, with a v1 pids hierarchy.
+ * The file is this process's own pids cgroup's, found as ts/cgroups/detect.ts
+ * finds it: its path in /proc/self/cgroup under the hierarchy's mount point
+ * in /proc/self/mountinfo, and nothing when the mount shows another root (a
+ * part of the hierarchy, or another cgroup namespace's view) or the path has
+ * a `..`. A miss costs nothing: the launch's own prewarm stays.
  */
 function prewarmCgroupMove(command) {
   if (process.getuid() !== 0 || (command !== 'run' && command !== 'create')) return;
   try {
-    const own = readFileSync('/proc/self/cgroup', 'utf8');
-    const line = /^\d+:([^:\n]*\bpids\b[^:\n]*):(\/[^\n]*)$/m.exec(own);
-    if (!line) return;
+    const own = readFileSync('/proc/self/cgroup', 'utf8')
+      .split('\n')
+      .map((l) => /^\d+:([^:]*):(\/.*)$/.exec(l))
+      .find((m) => m && m[1].split(',').includes('pids'));
+    if (!own || own[2].split('/').includes('..')) return;
+    let mountPoint = null;
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const [fields, fs] = line.split(' - ');
+      const [type, , options] = (fs ?? '').split(' ');
+      if (type !== 'cgroup' || !options?.split(',').includes('pids')) continue;
+      const [, , , root, point] = fields.split(' ');
+      if (root !== '/') return;
+      mountPoint = point.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+      break;
+    }
+    if (mountPoint === null) return;
     // Never created: only a cgroup's own file is written.
-    const fd = openSync(join('/sys/fs/cgroup', line[1], line[2], 'cgroup.procs'), constants.O_WRONLY);
+    const fd = openSync(join(mountPoint, own[2], 'cgroup.procs'), constants.O_WRONLY);
     write(fd, String(process.pid), () => closeSync(fd));
   } catch {
-    // A host without it, or another layout: the launch's own prewarm stays.
+    // Another layout: the launch's own prewarm stays.
   }
 }
 
