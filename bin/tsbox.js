@@ -134,7 +134,8 @@ const userCache = {
 
 /** Compiles the bundle (with `cachedData` when given) and runs it as a CommonJS module. */
 function load(cachedData) {
-  const source = readFileSync(BUNDLE, 'utf8');
+  // ASCII (scripts/build.mjs checks it): latin1 is the same text, read without utf8's decoding.
+  const source = readFileSync(BUNDLE, 'latin1');
   const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: BUNDLE, cachedData });
   const mod = { exports: {} };
   script.runInThisContext()(mod.exports, createRequire(BUNDLE), mod, BUNDLE, dirname(BUNDLE));

@@ -103,6 +103,14 @@ async function bundle() {
     define: { TSBOX_VERSION: JSON.stringify(version), 'import.meta.url': '__tsboxFileUrl' },
     banner: { js: '"use strict"; const __tsboxFileUrl = require("node:url").pathToFileURL(__filename).href;' },
   });
+  // bin/tsbox.js reads the CLI's bundle as latin1, which V8 takes as it is
+  // (utf8 decoding cost ~1 ms of every start): it must be ASCII. esbuild
+  // escapes strings but not regular expressions: write \u00b5 there, not µ.
+  const cli = readFileSync(join(root, 'dist/cli.cjs'));
+  const wide = cli.findIndex((b) => b > 0x7f);
+  if (wide !== -1) {
+    throw new Error(`dist/cli.cjs is not ASCII at byte ${wide} (${JSON.stringify(cli.subarray(Math.max(0, wide - 40), wide + 20).toString('utf8'))}): escape the character in the source (\\uXXXX)`);
+  }
   // dist/keeper.cjs: a detached container's egress allowlist keeper
   // (ts/network/keeper.ts), a process of its own for as long as the
   // container runs: its resolver and reports, without the CLI or zod.

@@ -268,6 +268,10 @@ describe('parseDuration: Docker\'s durations (issue 19)', () => {
     expect(parseDuration('2m3.5s', '--timeout')).toBe(123_500);
     expect(parseDuration('1.5h', '--timeout')).toBe(5_400_000);
     expect(parseDuration('10', '--timeout')).toBe(10_000);
+    // Go's micro- and nanoseconds, µs written either way.
+    expect(parseDuration('1500000µs', '--timeout')).toBe(1500);
+    expect(parseDuration('2500000us', '--timeout')).toBe(2500);
+    expect(parseDuration('1s500000000ns', '--timeout')).toBe(1500);
   });
 
   it('refuses what is not one, naming the flag and the forms it takes', () => {

@@ -253,9 +253,10 @@ export function parseDuration(s: string, flag: string): number {
   const text = s.trim();
   let ms = NaN;
   if (/^\d+(\.\d+)?$/.test(text)) ms = Number(text) * 1000;
-  else if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) {
+  // \u00b5 (µ) escaped: the CLI's bundle is ASCII (scripts/build.mjs).
+  else if (/^(\d+(\.\d+)?(ns|us|\u00b5s|ms|s|m|h))+$/.test(text)) {
     ms = 0;
-    for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(n) * DURATION_UNITS[unit!]!;
+    for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|\u00b5s|ms|s|m|h)/g)) ms += Number(n) * DURATION_UNITS[unit!]!;
   }
   ms = Math.round(ms);
   if (!Number.isFinite(ms) || ms <= 0) {
