@@ -89,6 +89,21 @@ describe('lazyStrictObject: the options schema built per field given', () => {
     }
   });
 
+  it("a check sees the whole value, as ctx.value too, and its issues (strings included) carry it, as the whole schema's do", () => {
+    const o = lazyStrictObject(
+      { a: optional(() => z.number()), b: withDefault(5, () => z.number()) },
+      (v, ctx) => {
+        if ((ctx.value as { b?: number }).b !== v.b) ctx.addIssue({ code: 'custom', path: ['b'], message: 'ctx.value is not the whole value' });
+        if (v.a !== undefined && v.a > v.b) ctx.addIssue('a is above b');
+        if (v.a === 0) ctx.addIssue({ code: 'custom', path: ['a'], message: 'zero' });
+      },
+    );
+    for (const input of [{ a: 1 }, { a: 9 }, { a: 0 }, { a: 9, b: 10 }, {}]) {
+      expect(outcome(o.safeParse(input, { reportInput: true })), JSON.stringify(input)).toStrictEqual(outcome(o.full().safeParse(input, { reportInput: true })));
+    }
+    expect(o.safeParse({ a: 9 }, { reportInput: true }).error?.issues).toMatchObject([{ message: 'a is above b', input: { a: 9, b: 5 } }]);
+  });
+
   it('builds the schemas of the fields given, once each; an absent field with a default gets a fresh copy of it', () => {
     const built: string[] = [];
     const counted = <S extends z.ZodMiniType>(name: string, build: () => S) => () => {

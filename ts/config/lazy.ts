@@ -74,8 +74,10 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
       ? s.check(
           z.superRefine((v, ctx) => {
             const whole = complete(v);
-            const addIssue = (issue: Parameters<typeof ctx.addIssue>[0]) => ctx.addIssue(typeof issue === 'string' ? issue : ({ input: whole, ...issue } as typeof issue));
-            check(whole, Object.assign(Object.create(ctx) as typeof ctx, { addIssue }) as unknown as z.core.$RefinementCtx<LazyOutput<F>>);
+            // A string issue as zod makes one (custom, aborting), with the whole value too.
+            const addIssue = (issue: Parameters<typeof ctx.addIssue>[0]) =>
+              ctx.addIssue(typeof issue === 'string' ? { code: 'custom', message: issue, input: whole, continue: false } : ({ input: whole, ...issue } as typeof issue));
+            check(whole, Object.assign(Object.create(ctx) as typeof ctx, { addIssue, value: whole }));
           }),
         )
       : s;
