@@ -31,13 +31,17 @@ const BUNDLE = join(__dirname, '..', 'dist', 'cli.cjs');
 function prewarmCgroupMove(command) {
   if (process.getuid() !== 0 || (command !== 'run' && command !== 'create')) return;
   try {
-    const own = readFileSync('/proc/self/cgroup', 'utf8')
+    // Read as bytes (latin1): a name that is not UTF-8 stays the name it is.
+    const lines = readFileSync('/proc/self/cgroup', 'latin1')
       .split('\n')
       .map((l) => /^\d+:([^:]*):(\/.*)$/.exec(l))
-      .find((m) => m && m[1].split(',').includes('pids'));
-    if (!own || own[2].split('/').includes('..')) return;
+      .filter((m) => m && m[1].split(',').includes('pids'));
+    // Exactly one: more means a cgroup's name holds a newline (older kernels allow one).
+    if (lines.length !== 1) return;
+    const own = lines[0];
+    if (own[2].split('/').includes('..')) return;
     let mountPoint = null;
-    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
       const [fields, fs] = line.split(' - ');
       const [type, , options] = (fs ?? '').split(' ');
       if (type !== 'cgroup' || !options?.split(',').includes('pids')) continue;
@@ -47,8 +51,9 @@ function prewarmCgroupMove(command) {
       break;
     }
     if (mountPoint === null) return;
-    // Never created: only a cgroup's own file is written.
-    const fd = openSync(join(mountPoint, own[2], 'cgroup.procs'), constants.O_WRONLY);
+    // Never created, never a link or a FIFO's wait (a mount over the hierarchy's):
+    // only a cgroup's own file is written.
+    const fd = openSync(Buffer.from(join(mountPoint, own[2], 'cgroup.procs'), 'latin1'), constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
     write(fd, String(process.pid), () => closeSync(fd));
   } catch {
     // Another layout: the launch's own prewarm stays.

@@ -109,6 +109,8 @@ async function bundle() {
   const cli = readFileSync(join(root, 'dist/cli.cjs'));
   const wide = cli.findIndex((b) => b > 0x7f);
   if (wide !== -1) {
+    // Not left behind for bin/tsbox.js to run garbled.
+    rmSync(join(root, 'dist/cli.cjs'), { force: true });
     throw new Error(`dist/cli.cjs is not ASCII at byte ${wide} (${JSON.stringify(cli.subarray(Math.max(0, wide - 40), wide + 20).toString('utf8'))}): escape the character in the source (\\uXXXX)`);
   }
   // dist/keeper.cjs: a detached container's egress allowlist keeper
