@@ -198,6 +198,8 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   const notices: string[] = [...(extras.notices ?? [])];
   // Whatever exists is undone, newest first, on every failure path.
   const undo: (() => void)[] = [];
+  // Whether the state root was accepted (createContainerDir checks it): gc reads it.
+  let stateRootChecked = false;
   const cleanup = () => {
     // splice: each undo runs once, even if cleanup is reached twice.
     for (const u of undo.splice(0).reverse()) {
@@ -210,7 +212,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     // A launch that fails before the collection's turn still collects: its
     // failure may come of the orphans themselves (cgroup.max.descendants,
     // v1's memory cgroup ids), and the next launch would fail the same way.
-    collectOrphansOnce(trace);
+    if (stateRootChecked) collectOrphansOnce(trace);
   };
 
   // Phase 5, network, decided first (ts/network, loaded only for a
@@ -265,6 +267,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       checkName(o.name, undefined, extras.oci !== undefined);
     }
     dir = createContainerDir(id);
+    stateRootChecked = true;
     undo.push(() => removeContainerDir(dir));
     if (o.detach && !extras.oci) log = openSync(join(dir, 'container.log'), 'a', 0o600);
     if (nameLock) writeState(dir, stateOf(o.rootfs ?? '/'));
