@@ -269,7 +269,8 @@ describe('parseDuration: Docker\'s durations (issue 19)', () => {
     expect(parseDuration('1.5h', '--timeout')).toBe(5_400_000);
     expect(parseDuration('10', '--timeout')).toBe(10_000);
     // Go's micro- and nanoseconds, µs written either way.
-    expect(parseDuration('1500000µs', '--timeout')).toBe(1500);
+    expect(parseDuration('1500000\u00b5s', '--timeout')).toBe(1500);
+    expect(parseDuration('1500000\u03bcs', '--timeout')).toBe(1500);
     expect(parseDuration('2500000us', '--timeout')).toBe(2500);
     expect(parseDuration('1s500000000ns', '--timeout')).toBe(1500);
   });

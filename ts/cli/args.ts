@@ -242,7 +242,8 @@ export function splitArgs(
   return { values, command: argv.slice(i), help };
 }
 
-const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+// Go's µs in either spelling: U+00B5 (micro sign) and U+03BC (Greek mu).
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, '\u00b5s': 1e-3, '\u03bcs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /**
  * A duration in milliseconds, as Docker's flags take them (Go's
@@ -253,10 +254,10 @@ export function parseDuration(s: string, flag: string): number {
   const text = s.trim();
   let ms = NaN;
   if (/^\d+(\.\d+)?$/.test(text)) ms = Number(text) * 1000;
-  // \u00b5 (µ) escaped: the CLI's bundle is ASCII (scripts/build.mjs).
-  else if (/^(\d+(\.\d+)?(ns|us|\u00b5s|ms|s|m|h))+$/.test(text)) {
+  // Escaped: the CLI's bundle is ASCII (scripts/build.mjs).
+  else if (/^(\d+(\.\d+)?(ns|us|\u00b5s|\u03bcs|ms|s|m|h))+$/.test(text)) {
     ms = 0;
-    for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|\u00b5s|ms|s|m|h)/g)) ms += Number(n) * DURATION_UNITS[unit!]!;
+    for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/g)) ms += Number(n) * DURATION_UNITS[unit!]!;
   }
   ms = Math.round(ms);
   if (!Number.isFinite(ms) || ms <= 0) {
