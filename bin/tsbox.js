@@ -81,7 +81,7 @@ function readCache() {
 /**
  * An installed tsbox has no cache in its package (it is made for one V8):
  * the first run makes one for its user, in `$XDG_CACHE_HOME/tsbox` (or
- * `~/.cache/tsbox`), named after this V8 and this bundle's size and time.
+ * `~/.cache/tsbox`), named after this V8 and this bundle's size, times and inode.
  * V8's cached data is code, so it is read only from a directory and a file
  * this user owns that nobody else may write, and never through a symlink.
  * TSBOX_NO_CODE_CACHE=1 turns it off.
@@ -103,8 +103,11 @@ const userCache = {
     }
   },
   file(dir) {
+    // V8 checks a cache against its source's length only: a bundle of the same
+    // size and time (installs that fix mtimes) must not get another's code.
+    // Its inode and change time are this install's own (no archive sets them).
     const st = statSync(BUNDLE);
-    return join(dir, `cli-${process.versions.v8}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}.cache`);
+    return join(dir, `cli-${process.versions.v8}-${process.arch}-${st.size}-${Math.trunc(st.mtimeMs)}-${st.ino}-${Math.trunc(st.ctimeMs)}.cache`);
   },
   read() {
     try {

@@ -13,7 +13,7 @@
  */
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
@@ -199,6 +199,9 @@ describe('tsbox run from the installed package', () => {
     mkdirSync(cache, { mode: 0o700 });
     const version = (extra: NodeJS.ProcessEnv = {}) =>
       spawnSync(process.execPath, [join(project, 'node_modules', 'tsbox', 'bin', 'tsbox.js'), '--version'], { cwd: project, env: { ...projectEnv(), TSBOX_DEBUG_CODE_CACHE: '1', ...extra }, encoding: 'utf8' });
+    // The bundle's time fixed, as installs from the Nix store have it (1 s after the epoch).
+    const bundle = join(project, 'node_modules', 'tsbox', 'dist', 'cli.cjs');
+    utimesSync(bundle, 1, 1);
     const first = version();
     expect(first.status, describeRun(first)).toBe(0);
     expect(first.stderr).toBe('tsbox: code cache none\n');
@@ -216,6 +219,22 @@ describe('tsbox run from the installed package', () => {
     expect(shared.stderr).toBe('tsbox: code cache none\n');
     expect(readdirSync(join(cache, 'tsbox'))).toEqual(files);
     expect(version({ TSBOX_NO_CODE_CACHE: '1' }).stderr).toBe('tsbox: code cache none\n');
+    // V8 checks a cache against its source's length only: a bundle changed in
+    // place with the same size and time (installs that fix mtimes) must run
+    // its own code, not the cache's. Here, a version with one digit changed.
+    chmodSync(join(cache, 'tsbox'), 0o700);
+    const was = statSync(bundle);
+    const old = JSON.stringify(first.stdout.trim().split(' ')[1]);
+    const changed = `${old.slice(0, -2)}${old.at(-2) === '9' ? '8' : '9'}"`;
+    const source = readFileSync(bundle, 'latin1');
+    expect(source.split(old)).toHaveLength(2);
+    writeFileSync(bundle, source.replace(old, changed), 'latin1');
+    utimesSync(bundle, 1, 1);
+    expect(statSync(bundle)).toMatchObject({ size: was.size, mtimeMs: was.mtimeMs });
+    const edited = version();
+    expect(edited.stdout).toBe(`tsbox ${JSON.parse(changed) as string}\n`);
+    expect(edited.stderr).toBe('tsbox: code cache none\n');
+    writeFileSync(bundle, source, 'latin1');
   });
 
   it('the five-line API script runs a container', () => {
