@@ -5,7 +5,7 @@ import { defineCommand } from 'citty';
 
 import { loadConfig } from '../config/file.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
-import { checkImageRunInput, type RunOptions } from '../config/schema.js';
+import { checkImageRunInput, PULL_POLICIES, type RunOptions } from '../config/schema.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { spawn, type Container, type ExitResult } from '../index.js';
@@ -297,9 +297,9 @@ const run = defineCommand({
       }
     } else {
       if (v.has('pull')) {
-        const policy = v.get('pull') as string;
-        if (policy !== 'missing' && policy !== 'always' && policy !== 'never') {
-          throw new TsboxError({ step: 'config', errno: 0, path: `--pull ${policy}`, detail: 'unknown pull policy', hint: 'use --pull missing (the default), always or never' });
+        const policy = PULL_POLICIES.find((p) => p === v.get('pull'));
+        if (policy === undefined) {
+          throw new TsboxError({ step: 'config', errno: 0, path: `--pull ${v.get('pull') as string}`, detail: 'unknown pull policy', hint: 'use --pull missing (the default), always or never' });
         }
         options.pull = policy;
       }
@@ -345,7 +345,8 @@ const run = defineCommand({
     const pending: NodeJS.Signals[] = [];
     const forward = (sig: NodeJS.Signals) => (container ? container.kill(sig) : pending.push(sig));
     for (const sig of FORWARDED) process.on(sig, forward);
-    let report = v.has('report') ? openReport(v.get('report') as string) : null;
+    const reportFlag = () => (v.has('report') ? openReport(v.get('report') as string) : null);
+    let report = reportFlag();
     // Saved before the container can touch it.
     const restoreTerminal = tty ? () => {} : guardTerminal();
     try {
@@ -367,7 +368,7 @@ const run = defineCommand({
           } finally {
             for (const sig of FORWARDED) process.on(sig, forward);
           }
-          if (v.has('report')) report = openReport(v.get('report') as string);
+          report = reportFlag();
         });
       } catch (err) {
         report?.discard();

@@ -115,6 +115,10 @@ const userSpec = once(() =>
 /** A supplementary group: a name or a gid. */
 const groupSpec = once(() => z.string().check(z.minLength(1), z.refine(validNumericId, { message: idMessage })));
 
+/** When an image is pulled (podman's `--pull`): when the store lacks it, always, or never. */
+export const PULL_POLICIES = ['missing', 'always', 'never'] as const;
+export type PullPolicy = (typeof PULL_POLICIES)[number];
+
 /** Every RLIMIT_* the kernel has, by its lowercase name. */
 export const RLIMIT_NAMES = ['as', 'core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'] as const;
 
@@ -175,7 +179,7 @@ export const runOptionFields = {
     ),
   ),
   /** When to pull `image`: when it is not in the store (default), always, or never (podman's `--pull`). */
-  pull: optional(() => z.enum(['missing', 'always', 'never'])),
+  pull: optional(() => z.enum(PULL_POLICIES)),
   /** Replaces the image's Entrypoint (Docker's `--entrypoint`); the image's Cmd then goes too unless a command is given. */
   entrypoint: optional(() => z.array(z.string().check(z.refine((a) => !a.includes('\0'), { message: 'must not contain a NUL byte' })))),
   /** The container's host name. Default: 12 hex digits of the container id, as Docker. */

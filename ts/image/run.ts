@@ -9,14 +9,12 @@
  */
 import { printable, TsboxError } from '../errors.js';
 import { parseExpose } from '../config/network.js';
-import { signalName, type RunOptions } from '../config/schema.js';
+import { PULL_POLICIES, signalName, type PullPolicy, type RunOptions } from '../config/schema.js';
 import { formatReference, parseReference } from './reference.js';
 import type { PullOptions } from './pull.js';
 import type { ImageConfig } from './spec.js';
 import { Store, type ImageRecord } from './store.js';
 
-export const PULL_POLICIES = ['missing', 'always', 'never'] as const;
-export type PullPolicy = (typeof PULL_POLICIES)[number];
 
 function configError(path: string, detail: string, hint: string | null = null): TsboxError {
   return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
