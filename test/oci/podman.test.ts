@@ -75,8 +75,12 @@ function podman(args: string[], input?: string, timeoutMs = 60_000): Promise<Cli
   return runCommand('podman', [...globalFlags(), ...args], { ...(input !== undefined ? { input } : {}), killAfterMs: timeoutMs, cwd: dir });
 }
 
-/** podman's flags for the test's storage, the cgroupfs manager, no events, tsbox as the runtime. */
-const globalFlags = () => ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
+/**
+ * podman's flags for the test's storage, the cgroupfs manager, no events,
+ * tsbox as the runtime. --tmpdir too: podman's default (/run/libpod, its
+ * containers' exit files) is the host's, and would outlive the suite.
+ */
+const globalFlags = () => ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--tmpdir', join(dir, 'tmp'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', BIN];
 
 const RUN = ['--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
 const IMAGE = 'localhost/tsbox-test-rootfs:latest';
