@@ -130,7 +130,7 @@ export function helperDied(how: { code: number | null; signal: NodeJS.Signals | 
 }
 
 /**
- * Where bin/tsbox.js leaves `performance.now()` at its first line, so that
+ * Where bin/tsbox.js leaves `process.hrtime.bigint()` at its first line, so that
  * a CLI launch's trace says how long tsbox took before it (the CLI's
  * modules, the options, an image's look-up).
  */
@@ -139,7 +139,7 @@ export const CLI_ENTRY = Symbol.for('tsbox.cliEntry');
 /** The `start` trace line of a launch in the CLI (none elsewhere): how long after the CLI's entry it began. */
 export function traceStart(trace: ((what: string) => void) | undefined): void {
   const entry = (globalThis as Record<symbol, unknown>)[CLI_ENTRY];
-  if (trace && typeof entry === 'number') trace(`start: the launch begins ${(performance.now() - entry).toFixed(3)} ms after tsbox's entry`);
+  if (trace && typeof entry === 'bigint') trace(`start: the launch begins ${(Number(process.hrtime.bigint() - entry) / 1e6).toFixed(3)} ms after tsbox's entry`);
 }
 
 /** A --trace line of Node's side, with its time offset from `t0` (the helper's share the clock). */
@@ -153,7 +153,7 @@ export function traceLine(t0: bigint, what: string): void {
   // now (a full non-blocking pipe) goes through the stream.
   // Once a line went through the stream, every later one does: a line
   // written to fd 2 would land in the middle of what the stream still holds.
-  if (traceByStream || typeof (globalThis as Record<symbol, unknown>)[CLI_ENTRY] !== 'number') {
+  if (traceByStream || typeof (globalThis as Record<symbol, unknown>)[CLI_ENTRY] !== 'bigint') {
     process.stderr.write(line);
     return;
   }
