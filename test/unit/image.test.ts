@@ -1,6 +1,6 @@
 /** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { inspectImage, removeImage } from '../../ts/image/manage.js';
 import { pull } from '../../ts/image/pull.js';
 import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
+import { loadNative } from '../../ts/native.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 
 const D = `sha256:${'a1'.repeat(32)}`;
@@ -228,6 +229,45 @@ describe('the image store', () => {
     expect(refusal(theirs).toLine()).toMatch(/the image store belongs to uid \d+, not to this user \(\d+\); set TSBOX_STORAGE to a directory of your own/);
     chmodSync(open, 0o700);
     expect(new Store(open).root).toBe(open);
+  });
+
+  it('takes a store that exists as it is only when the checks would change nothing (the one-call lstat)', () => {
+    const { lstatMany } = loadNative().binding;
+    const uid = process.getuid?.() ?? 0;
+    const made = join(base, 'sound');
+    new Store(made);
+    const dirs = ['blobs', 'blobs/sha256', 'layers', 'layers/sha256', 'tmp', 'locks'];
+    writeFileSync(join(made, 'a-file'), '');
+    symlinkSync('blobs', join(made, 'a-link'));
+    const got = lstatMany([made, ...dirs.map((d) => join(made, d)), join(made, 'a-file'), join(made, 'a-link'), join(made, 'missing')]);
+    expect(got.slice(0, 7)).toEqual(Array(7).fill({ uid, mode: 0o700, isDirectory: true }));
+    expect(got[7]).toMatchObject({ uid, isDirectory: false });
+    expect(got[8]).toMatchObject({ uid, isDirectory: false });
+    expect(got[9]).toBeNull();
+    // A store made by hand, each time in a fresh root (a root is checked once per process).
+    const byHand = (name: string, mode: (d: string) => number) => {
+      const root = join(base, name);
+      mkdirSync(root, { mode: 0o700 });
+      for (const d of dirs) mkdirSync(join(root, d), { mode: mode(d) });
+      for (const d of dirs) chmodSync(join(root, d), mode(d));
+      return root;
+    };
+    // A top-level directory others may read is made private, as before.
+    const loose = byHand('loose', (d) => (d === 'tmp' ? 0o755 : 0o700));
+    new Store(loose);
+    expect(statSync(join(loose, 'tmp')).mode & 0o777).toBe(0o700);
+    // A nested one is left as it is, as before.
+    const nested = byHand('nested', (d) => (d === 'layers/sha256' ? 0o755 : 0o700));
+    new Store(nested);
+    expect(statSync(join(nested, 'layers', 'sha256')).mode & 0o777).toBe(0o755);
+    // A symlink where a directory goes is refused, not followed: at the top and below it.
+    for (const [name, at] of [['linked', 'layers'], ['linked-below', 'blobs/sha256']] as const) {
+      const linked = join(base, name);
+      mkdirSync(linked, { mode: 0o700 });
+      for (const d of dirs.filter((d) => d !== at && !d.startsWith(`${at}/`))) mkdirSync(join(linked, d), { mode: 0o700 });
+      symlinkSync(join(made, at), join(linked, at));
+      expect(() => new Store(linked)).toThrow(`${join(linked, at)}): EPERM — not a directory (a symlink?)`);
+    }
   });
 
   it("a failed commitLayer or index write leaves nothing in tmp/ and says what, where and what to do", async () => {
