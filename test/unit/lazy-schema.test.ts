@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import * as z from 'zod/mini';
 
 import { cgroupLimitsSchema } from '../../ts/cgroups/limits.js';
-import { lazyStrictObject, optional, withDefault } from '../../ts/config/lazy.js';
+import { lazyStrictObject, NOT_TAKEN, optional, withDefault } from '../../ts/config/lazy.js';
 import { runOptionsSchema } from '../../ts/config/schema.js';
 
 /** Options a caller may give, good and bad, one or many at once. */
@@ -58,6 +58,32 @@ const INPUTS: unknown[] = [
     hostname = undefined;
   })(),
   Object.defineProperty({ hostname: undefined }, 'seccomp', { value: 'unconfined', enumerable: false }),
+  // env, which a cheap check takes as it is when its schema would (acceptEnv), and leaves to the schema otherwise.
+  { env: { A: '1', B: '', PATH: '/usr/bin:/bin' } },
+  { env: {}, rootfs: '/r' },
+  { env: { b: '1', 10: 'x', 2: 'y', a: 'z' } },
+  { env: { A: 'x\0y' } },
+  { env: { '': 'x' } },
+  { env: { 'A\0B': 'x' } },
+  { env: { A: 1 } },
+  { env: ['A=1'] },
+  { env: 'A=1' },
+  { env: null },
+  { env: undefined, rootfs: '/r' },
+  { env: Object.assign(Object.create(null) as object, { A: '1' }) },
+  { env: JSON.parse('{"__proto__":"x","A":"1"}') as object },
+  { env: Object.defineProperty({ B: '2' }, 'A', { get: () => '1', enumerable: true }) },
+  { env: Object.defineProperty({ B: '2' }, 'A', { value: '1', enumerable: false }) },
+  { env: { [Symbol('s')]: 'x', A: '1' } },
+  { env: new (class {
+    A = '1';
+  })() },
+  new (class {
+    get env() {
+      return { A: '1' };
+    }
+  })(),
+  Object.create({ env: { A: '1' } }) as object,
   { stopSignal: 'usr1', entrypoint: ['/bin/sh'], image: 'alpine' },
   { stopSignal: 'SIGNOPE', image: 'alpine' },
   { deviceReadBps: [{ path: '/dev/sda', rate: '1m' }, { major: 8, rate: 5 }], blkioWeightDevice: [{ path: '/dev/sda', weight: 5 }] },
@@ -130,5 +156,40 @@ describe('lazyStrictObject: the options schema built per field given', () => {
     expect(bad.success).toBe(false);
     expect(bad.error!.issues).toMatchObject([{ code: 'unrecognized_keys', keys: ['d'] }]);
     expect(built).toEqual(['a', 'c']);
+  });
+
+  it("does not build a field's schema for a value its accept takes; builds it for one it leaves", () => {
+    const built: string[] = [];
+    const o = lazyStrictObject({
+      a: optional(() => z.string()),
+      e: optional(
+        () => {
+          built.push('e');
+          return z.record(z.string(), z.string());
+        },
+        (v) => (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype && Object.values(v).every((x) => typeof x === 'string') ? { ...v } : NOT_TAKEN),
+      ),
+    });
+    const input = { a: 'x', e: { K: 'v' } };
+    const took = o.safeParse(input);
+    expect(took).toEqual({ success: true, data: { a: 'x', e: { K: 'v' } } });
+    // A copy, as zod's record makes one.
+    expect(took.data!.e).not.toBe(input.e);
+    expect(built).toEqual([]);
+    // A refusal in another field still comes, as the whole schema gives it.
+    expect(o.safeParse({ a: 1, e: { K: 'v' } }).error!.issues).toMatchObject([{ path: ['a'] }]);
+    expect(built).toEqual([]);
+    // A value it leaves: the schema is built, and says what is wrong.
+    expect(o.safeParse({ e: { K: 1 } }).error!.issues).toMatchObject([{ path: ['e', 'K'] }]);
+    expect(built).toEqual(['e']);
+  });
+
+  it("takes a plain env without building its schema: the options' env is a copy, in the same order", () => {
+    const env = { Z: '1', A: '2' };
+    const r = runOptionsSchema.safeParse({ env });
+    expect(r.success).toBe(true);
+    expect(r.data!.env).toEqual(env);
+    expect(r.data!.env).not.toBe(env);
+    expect(Object.keys(r.data!.env!)).toEqual(['Z', 'A']);
   });
 });

@@ -24,17 +24,35 @@ export function once<T>(build: () => T): () => T {
   };
 }
 
-/** A field's schema, built on first use; `default` when an absent field has one. */
-export type Field<S extends z.ZodMiniType = z.ZodMiniType> = (() => S) & { readonly default?: () => unknown };
+/**
+ * What an {@link Accept} returns for a value it does not vouch for: the
+ * field's schema then parses it (and says what is wrong with it).
+ */
+export const NOT_TAKEN: unique symbol = Symbol('not taken');
+
+/**
+ * A cheap check that takes a value the field's schema would take unchanged,
+ * and returns what that schema's parse would return; NOT_TAKEN for anything
+ * else, which the schema then parses. It must never take a value the schema
+ * refuses: the lazy-schema unit test parses each field's inputs both ways.
+ */
+export type Accept = (value: unknown) => unknown;
+
+/** A field's schema, built on first use; `default` when an absent field has one; `accept` to skip building it for common values. */
+export type Field<S extends z.ZodMiniType = z.ZodMiniType> = (() => S) & { readonly default?: () => unknown; readonly accept?: Accept };
 export type Fields = Record<string, Field>;
 export type ShapeOf<F extends Fields> = { -readonly [K in keyof F]: ReturnType<F[K]> };
 export type LazyInput<F extends Fields> = z.input<z.ZodMiniObject<ShapeOf<F>, z.core.$strict>>;
 export type LazyOutput<F extends Fields> = z.output<z.ZodMiniObject<ShapeOf<F>, z.core.$strict>>;
 
 /** A field that is optional: absent, it stays absent. */
-export function optional<S extends z.ZodMiniType>(build: () => S): Field<z.ZodMiniOptional<S>> {
-  return once(() => z.optional(build()));
+export function optional<S extends z.ZodMiniType>(build: () => S, accept?: Accept): Field<z.ZodMiniOptional<S>> {
+  const field = once(() => z.optional(build()));
+  return accept ? Object.assign(field, { accept }) : field;
 }
+
+/** What a field's value taken by its Accept is to zod: anything, passed through (replaced by the Accept's value after). */
+const taken = once(() => z.unknown());
 
 /**
  * A field with a default: `z._default(build(), value)`, and the default known
@@ -95,15 +113,28 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
       // undefined): the same fields, read once by zod, parsed as the whole
       // schema parses them; any other key is refused by the strict object.
       const present = keys.filter((k) => k in input);
-      const id = present.join(',');
+      // A field with an Accept that takes its value (an own data property,
+      // so that nothing is read twice) is not built: zod passes it through.
+      let took: Map<string, unknown> | null = null;
+      for (const k of present) {
+        const accept = fields[k]!.accept;
+        const own = accept ? Object.getOwnPropertyDescriptor(input, k) : undefined;
+        if (!accept || !own || !('value' in own)) continue;
+        const v = accept(own.value);
+        if (v !== NOT_TAKEN) (took ??= new Map()).set(k, v);
+      }
+      const id = present.map((k) => (took?.has(k) ? `${k}~` : k)).join(',');
       let schema = partial.get(id);
       if (!schema) {
         if (partial.size >= PARTIAL_KEPT) partial.clear();
-        schema = withCheck(z.strictObject(Object.fromEntries(present.map((k) => [k, fields[k]!()]))));
+        schema = withCheck(z.strictObject(Object.fromEntries(present.map((k) => [k, took?.has(k) ? taken() : fields[k]!()]))));
         partial.set(id, schema);
       }
       const r = schema.safeParse(input, params);
-      return (r.success ? { success: true, data: complete(r.data) } : r) as z.util.SafeParseResult<LazyOutput<F>>;
+      if (!r.success) return r as z.util.SafeParseResult<LazyOutput<F>>;
+      const data = complete(r.data) as Record<string, unknown>;
+      for (const [k, v] of took ?? []) data[k] = v;
+      return { success: true, data } as z.util.SafeParseResult<LazyOutput<F>>;
     },
   };
 }
