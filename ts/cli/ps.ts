@@ -48,7 +48,7 @@ const command = defineCommand({
     }
     const rows = [['CONTAINER ID', 'NAME', 'COMMAND', 'CREATED', 'STATUS', 'PID']];
     for (const s of states) {
-      // Only a pool's sandbox has none: built, waiting for its process.
+      // Only a pool's sandbox has none: built, waiting for its process (its monitor writes the command when it runs).
       const cmdline = s.command.length > 0 ? s.command.join(' ') : '(pooled, no process yet)';
       rows.push([s.id.slice(0, 12), s.name ?? '', cmdline.length > 30 ? `${cmdline.slice(0, 29)}…` : cmdline, ago(s.created), status(s), s.status === 'stopped' ? '' : String(s.pid)]);
     }

@@ -36,7 +36,6 @@ import type { SeccompCompiler } from '../config/seccomp.js';
 import { keepAlive, type Container } from '../runtime/container.js';
 import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
 import { planFor, processTemplate, type ProcessTemplate } from '../runtime/plan.js';
-import { containerDir, setCommand } from '../runtime/state.js';
 import { capture, type CaptureOptions, type RunResult } from '../runtime/run.js';
 
 /** The options of a pool: a container's (they shape every sandbox), plus its size. */
@@ -244,16 +243,12 @@ export class Pool {
         throw err;
       }
       this.#running.add(container);
+      // Its state names its command (tsbox ps) from its start: the monitor
+      // writes it with `running`, off this thread.
       // The refill starts once this container has ended and its result is
       // out, or REFILL_DELAY_MS after it started if it runs longer: a short
       // command's result never waits behind the next sandbox's build.
-      // Its state shows its command (tsbox ps) from then on too: the state's
-      // rewrite is ~0.7 ms of this thread, which the result of a command that
-      // ends at once would wait behind (its state is gone with it anyway).
-      const soon = setTimeout(() => {
-        setCommand(containerDir(container.id), argv);
-        this.#fillSoon();
-      }, REFILL_DELAY_MS);
+      const soon = setTimeout(() => this.#fillSoon(), REFILL_DELAY_MS);
       const done = () => {
         clearTimeout(soon);
         this.#running.delete(container);

@@ -143,21 +143,6 @@ export function writeState(dir: string, state: ContainerState): void {
   }
 }
 
-/**
- * A pool's container gets its command at hand-over (its state had none while
- * it waited): written once its process runs, when nothing else writes it.
- * Best effort: a container that has already ended and gone keeps no state.
- */
-export function setCommand(dir: string, command: string[]): void {
-  const s = readState(dir);
-  if (s === null) return;
-  try {
-    writeState(dir, { ...s, command });
-  } catch {
-    // Removed meanwhile.
-  }
-}
-
 /** The state of the container in `dir`, or null when it has none (being made or removed). */
 export function readState(dir: string): ContainerState | null {
   try {

@@ -187,8 +187,14 @@ pub fn run(
     // container's is held until `start`.
     let mut process_sent = false;
     let mut held: Option<Box<ProcessPlan>> = None;
+    // The command of the process sent to the child: the state names it once
+    // it runs (a pooled sandbox's got its process only now).
+    let mut command: Option<Vec<String>> = None;
     match process {
-        Some(super::Pending::Run(p)) => process_sent = child.send(&ToChild::Process(p)).is_ok(),
+        Some(super::Pending::Run(p)) => {
+            command = Some(p.argv.clone());
+            process_sent = child.send(&ToChild::Process(p)).is_ok();
+        }
         Some(super::Pending::Hold(p)) => held = Some(p),
         None => {}
     }
@@ -245,7 +251,7 @@ pub fn run(
                 Ok(Some((ChildMsg::Failed(r), _))) => failure = Some(r),
                 Ok(Some((ChildMsg::Started, _))) => {
                     started = true;
-                    started_now(c, node, &state);
+                    started_now(c, node, &state, command.as_deref());
                 }
                 Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
                 // Without init, the channel closes on a successful exec, and
@@ -253,7 +259,7 @@ pub fn run(
                 Ok(None) | Err(_) => {
                     child_open = false;
                     if !started && failure.is_none() {
-                        started = closed_by_exec(c, node, &state);
+                        started = closed_by_exec(c, node, &state, command.as_deref());
                         died_in_setup = !started;
                     }
                 }
@@ -265,12 +271,13 @@ pub fn run(
                 // Phase 8, when the process comes after `ready` (a sandbox
                 // created first, started later).
                 Ok(Some(NodeMsg::Process(p))) if !process_sent && held.is_none() => {
+                    command = Some(p.argv.clone());
                     process_sent = child.send(&ToChild::Process(p)).is_ok();
                 }
                 Ok(Some(NodeMsg::Hold(p))) if !process_sent && held.is_none() => held = Some(p),
                 // Node hears `started` or `failed` as for any process.
                 Ok(Some(NodeMsg::Start)) => {
-                    let _ = start(&mut held, &mut process_sent, &child);
+                    let _ = start(&mut held, &mut process_sent, &child, &mut command);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
@@ -308,7 +315,7 @@ pub fn run(
             if ready(conn_i) && serve(k, c, &sandbox, started && ended.is_none() && failure.is_none(), tr) {
                 // `start`: the held process goes to the child; this client
                 // hears `started` (below) or how the container ended.
-                match start(&mut held, &mut process_sent, &child) {
+                match start(&mut held, &mut process_sent, &child, &mut command) {
                     Ok(()) => k.starting = true,
                     Err(r) => {
                         let _ = k.chan.send(&HelperMsg::Failed(r));
@@ -352,7 +359,7 @@ pub fn run(
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => {
                         if !started && failure.is_none() {
-                            started = closed_by_exec(c, node, &state);
+                            started = closed_by_exec(c, node, &state, command.as_deref());
                             died_in_setup = !started;
                         }
                         child_open = false;
@@ -425,9 +432,10 @@ pub fn run(
 }
 
 /// `start`: the held process goes to the child, once.
-fn start(held: &mut Option<Box<ProcessPlan>>, sent: &mut bool, child: &Channel) -> Result<(), Report> {
+fn start(held: &mut Option<Box<ProcessPlan>>, sent: &mut bool, child: &Channel, command: &mut Option<Vec<String>>) -> Result<(), Report> {
     match held.take() {
         Some(p) => {
+            *command = Some(p.argv.clone());
             *sent = child.send(&ToChild::Process(p)).is_ok();
             Ok(())
         }
@@ -444,22 +452,26 @@ fn start(held: &mut Option<Box<ProcessPlan>>, sent: &mut bool, child: &Channel) 
 /// close-on-exec), or by its death before it. Its name tells which: execve
 /// renames it before it closes the channel, and a zombie's stays readable.
 /// Returns whether it started.
-fn closed_by_exec(c: &Container, node: &Channel, state: &super::state::StateFile) -> bool {
+fn closed_by_exec(c: &Container, node: &Channel, state: &super::state::StateFile, command: Option<&[String]>) -> bool {
     if still_setting_up(c.pid) {
         return false;
     }
-    started_now(c, node, state);
+    started_now(c, node, state, command);
     true
 }
 
 /// Phase 9: the state, then Node: whoever Node tells reads `running` (pid
 /// and monitor too: a container whose process came with its plan was never
-/// written `created`).
-fn started_now(c: &Container, node: &Channel, state: &super::state::StateFile) {
+/// written `created`), and the command that runs (`tsbox ps`; a pooled
+/// sandbox's state had none until its process came).
+fn started_now(c: &Container, node: &Channel, state: &super::state::StateFile, command: Option<&[String]>) {
     state.update(|s| {
         s.insert("pid".into(), c.pid.as_raw().into());
         s.insert("monitorPid".into(), std::process::id().into());
         s.insert("status".into(), "running".into());
+        if let Some(argv) = command {
+            s.insert("command".into(), argv.into());
+        }
     });
     let _ = node.send(&HelperMsg::Started { pid: c.pid.as_raw() });
 }

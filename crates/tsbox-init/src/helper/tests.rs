@@ -820,12 +820,38 @@ mod monitor_phases {
         monitor(p, true, |node, child, pid| {
             child.send(&ChildMsg::Started).unwrap();
             assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            assert_eq!(state()["command"], serde_json::json!(["true"]), "the running state names its command");
             let waiter = client(&control);
             waiter.send(&ControlRequest::Wait).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
             kill(pid, libc::SIGKILL);
             assert!(matches!(waiter.recv::<HelperMsg>(), Ok(Some(HelperMsg::Exited { .. }))));
             assert_eq!(state()["status"], "stopped", "a waiter told of the end reads it in the state");
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Exited { .. }))));
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_process_that_comes_after_ready_is_named_in_the_running_state() {
+        // A pooled sandbox: its state has no command until its process runs.
+        let (dir, control) = state_dir("pooled", "p");
+        let mut p = plan();
+        p.control = Some(control.to_str().unwrap().into());
+        let state = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap() };
+        run_monitor(p, None, false, |node, child, pid| {
+            child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
+            assert!(state().get("command").is_none());
+            let mut call = process();
+            call.argv = vec!["sleep".into(), "30".into()];
+            node.send(&NodeMsg::Process(Box::new(call))).unwrap();
+            assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(p))) if p.argv == ["sleep", "30"]));
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            assert_eq!(state()["command"], serde_json::json!(["sleep", "30"]));
+            assert_eq!(state()["status"], "running");
+            kill(pid, libc::SIGKILL);
             assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Exited { .. }))));
         });
         std::fs::remove_dir_all(&dir).unwrap();
