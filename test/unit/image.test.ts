@@ -260,6 +260,31 @@ describe('the image store', () => {
     const nested = byHand('nested', (d) => (d === 'layers/sha256' ? 0o755 : 0o700));
     new Store(nested);
     expect(statSync(join(nested, 'layers', 'sha256')).mode & 0o777).toBe(0o755);
+    // A complete store whose root others may write, or with a file where a directory goes: refused as before.
+    const complete = (name: string) => {
+      const root = join(base, name);
+      mkdirSync(root, { mode: 0o700 });
+      for (const d of dirs) mkdirSync(join(root, d), { mode: 0o700 });
+      return root;
+    };
+    for (const mode of [0o775, 0o757]) {
+      const open = complete(`open-${mode.toString(8)}`);
+      chmodSync(open, mode);
+      expect(() => new Store(open)).toThrow(`may be written by other users (mode 0${mode.toString(8)})`);
+    }
+    const filed = join(base, 'filed');
+    mkdirSync(filed, { mode: 0o700 });
+    for (const d of dirs.filter((d) => !d.startsWith('blobs'))) mkdirSync(join(filed, d), { mode: 0o700 });
+    writeFileSync(join(filed, 'blobs'), '');
+    expect(() => new Store(filed)).toThrow(`${join(filed, 'blobs')}): EPERM — not a directory (a symlink?)`);
+    // Another user's directory in it, at the top or below: refused (as root, who can give one away).
+    if (uid === 0) {
+      for (const at of ['locks', 'layers/sha256']) {
+        const given = complete(`given-${at.replace('/', '-')}`);
+        chownSync(join(given, at), 65534, 65534);
+        expect(() => new Store(given)).toThrow(`${join(given, at)}): EPERM — the directory belongs to uid 65534, not to this user (0)`);
+      }
+    }
     // A symlink where a directory goes is refused, not followed: at the top and below it.
     for (const [name, at] of [['linked', 'layers'], ['linked-below', 'blobs/sha256']] as const) {
       const linked = join(base, name);

@@ -503,7 +503,8 @@ function storeIsSound(root: string, uid: number): boolean {
   } catch {
     return false;
   }
-  return owners.every((o, i) => {
+  // One answer per path, or the checks decide.
+  return owners.length === STORE_DIRS.length + 1 && owners.every((o, i) => {
     if (!o || !o.isDirectory || o.uid !== uid) return false;
     if (i === 0) return (o.mode & 0o022) === 0;
     return STORE_DIRS[i - 1]!.includes('/') || (o.mode & 0o077) === 0;
