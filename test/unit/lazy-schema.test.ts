@@ -6,7 +6,7 @@ import * as z from 'zod/mini';
 
 import { cgroupLimitsSchema } from '../../ts/cgroups/limits.js';
 import { lazyStrictObject, NOT_TAKEN, optional, withDefault } from '../../ts/config/lazy.js';
-import { runOptionsSchema } from '../../ts/config/schema.js';
+import { runOptionFields, runOptionsSchema } from '../../ts/config/schema.js';
 
 /** Options a caller may give, good and bad, one or many at once. */
 const INPUTS: unknown[] = [
@@ -84,6 +84,15 @@ const INPUTS: unknown[] = [
     }
   })(),
   Object.create({ env: { A: '1' } }) as object,
+  { env: { 'A=B': 'x' } },
+  { env: { constructor: 'x', hasOwnProperty: 'y', toString: 'z' } },
+  { env: { 1: 'a', A: 'b' } },
+  { env: { A: 'line\nbreak' } },
+  { env: Object.freeze({ A: '1' }) },
+  // Proxies: what they report of a property need not be what a read gives; zod reads.
+  { env: new Proxy({ A: '1' }, { get: (t, k) => (k === 'A' ? 'x\0' : Reflect.get(t, k)) }) },
+  new Proxy({ env: { A: '1' } } as Record<string, unknown>, { get: (t, k) => (k === 'env' ? { A: 'z\0' } : Reflect.get(t, k)) }),
+  new Proxy({ env: { A: '1' } } as Record<string, unknown>, {}),
   { stopSignal: 'usr1', entrypoint: ['/bin/sh'], image: 'alpine' },
   { stopSignal: 'SIGNOPE', image: 'alpine' },
   { deviceReadBps: [{ path: '/dev/sda', rate: '1m' }, { major: 8, rate: 5 }], blkioWeightDevice: [{ path: '/dev/sda', weight: 5 }] },
@@ -184,12 +193,29 @@ describe('lazyStrictObject: the options schema built per field given', () => {
     expect(built).toEqual(['e']);
   });
 
-  it("takes a plain env without building its schema: the options' env is a copy, in the same order", () => {
-    const env = { Z: '1', A: '2' };
-    const r = runOptionsSchema.safeParse({ env });
-    expect(r.success).toBe(true);
-    expect(r.data!.env).toEqual(env);
-    expect(r.data!.env).not.toBe(env);
-    expect(Object.keys(r.data!.env!)).toEqual(['Z', 'A']);
+  it("takes a plain env without building its schema, and leaves the rest to it", () => {
+    const accept = runOptionFields.env.accept!;
+    for (const env of [{}, { Z: '1', A: '2' }, { PATH: '/usr/bin:/bin', HOME: '' }, { 1: 'a', constructor: 'b' }]) {
+      const took = accept(env);
+      expect(took, JSON.stringify(env)).toEqual(env);
+      expect(took).not.toBe(env);
+      expect(Object.keys(took as object)).toEqual(Object.keys(env));
+    }
+    const left: unknown[] = [
+      { A: 1 },
+      { '': 'x' },
+      { 'A=B': 'x' },
+      { A: 'x\0' },
+      Object.create(null),
+      new Proxy({ A: '1' }, {}),
+      Object.defineProperty({}, 'A', { get: () => '1', enumerable: true }),
+      Object.defineProperty({}, 'A', { value: '1', enumerable: false }),
+      { [Symbol('s')]: 'x' },
+      JSON.parse('{"__proto__":"x"}'),
+      ['A=1'],
+      'A=1',
+      null,
+    ];
+    for (const env of left) expect(accept(env)).toBe(NOT_TAKEN);
   });
 });

@@ -9,6 +9,8 @@
  * input has; an absent field with a default gets the default (zod does not
  * parse a default either).
  */
+import { types } from 'node:util';
+
 import * as z from 'zod/mini';
 
 /** A value built on first use and kept. */
@@ -115,8 +117,9 @@ export function lazyStrictObject<F extends Fields>(fields: F, check?: Check<F>):
       const present = keys.filter((k) => k in input);
       // A field with an Accept that takes its value (an own data property,
       // so that nothing is read twice) is not built: zod passes it through.
+      // Not for a Proxy: what it reports of a property need not be what a read gives.
       let took: Map<string, unknown> | null = null;
-      for (const k of present) {
+      for (const k of types.isProxy(input) ? [] : present) {
         const accept = fields[k]!.accept;
         const own = accept ? Object.getOwnPropertyDescriptor(input, k) : undefined;
         if (!accept || !own || !('value' in own)) continue;

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
+import { types } from 'node:util';
 
 import * as z from 'zod/mini';
 
@@ -73,10 +74,10 @@ const envName = once(() => z.string().check(z.regex(ENV_NAME, { message: 'an env
  * every `-e` and every image with an Env): a plain object whose own keys
  * are all enumerable data properties named as envName says, with string
  * values without NUL, copied in the same order. Anything else (a getter,
- * a symbol, __proto__, a bad name or value) goes to the schema.
+ * a symbol, __proto__, a Proxy, a bad name or value) goes to the schema.
  */
 function acceptEnv(v: unknown): unknown {
-  if (typeof v !== 'object' || v === null || Object.getPrototypeOf(v) !== Object.prototype) return NOT_TAKEN;
+  if (typeof v !== 'object' || v === null || types.isProxy(v) || Object.getPrototypeOf(v) !== Object.prototype) return NOT_TAKEN;
   const out: Record<string, string> = {};
   for (const k of Reflect.ownKeys(v)) {
     const d = Object.getOwnPropertyDescriptor(v, k);
