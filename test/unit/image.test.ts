@@ -285,6 +285,18 @@ describe('the image store', () => {
         expect(() => new Store(given)).toThrow(`${join(given, at)}): EPERM — the directory belongs to uid 65534, not to this user (0)`);
       }
     }
+    // An answer that is not one per path (a mismatched addon) is no answer: the checks make what is missing.
+    const partial = join(base, 'partial');
+    mkdirSync(partial, { mode: 0o700 });
+    const binding = loadNative().binding;
+    const real = binding.lstatMany;
+    (binding as { lstatMany: typeof real }).lstatMany = () => [{ uid, mode: 0o700, isDirectory: true }];
+    try {
+      new Store(partial);
+    } finally {
+      (binding as { lstatMany: typeof real }).lstatMany = real;
+    }
+    expect(readdirSync(partial).sort()).toEqual(['blobs', 'layers', 'locks', 'tmp']);
     // A symlink where a directory goes is refused, not followed: at the top and below it.
     for (const [name, at] of [['linked', 'layers'], ['linked-below', 'blobs/sha256']] as const) {
       const linked = join(base, name);

@@ -48,8 +48,10 @@ const command = defineCommand({
     }
     const rows = [['CONTAINER ID', 'NAME', 'COMMAND', 'CREATED', 'STATUS', 'PID']];
     for (const s of states) {
-      // Only a pool's sandbox has none: built, waiting for its process (its monitor writes the command when it runs).
-      const cmdline = s.command.length > 0 ? s.command.join(' ') : '(pooled, no process yet)';
+      // None: a pool's sandbox, built and waiting for its process (its
+      // monitor writes the command when it runs), or an OCI container created
+      // without a process.
+      const cmdline = s.command.length > 0 ? s.command.join(' ') : s.oci ? '(no process)' : '(pooled, no process yet)';
       rows.push([s.id.slice(0, 12), s.name ?? '', cmdline.length > 30 ? `${cmdline.slice(0, 29)}…` : cmdline, ago(s.created), status(s), s.status === 'stopped' ? '' : String(s.pid)]);
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

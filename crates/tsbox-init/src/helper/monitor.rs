@@ -188,7 +188,8 @@ pub fn run(
     let mut process_sent = false;
     let mut held: Option<Box<ProcessPlan>> = None;
     // The command of the process sent to the child: the state names it once
-    // it runs (a pooled sandbox's got its process only now).
+    // it runs (a pooled sandbox's state has none until its process comes,
+    // after `ready`).
     let mut command: Option<Vec<String>> = None;
     match process {
         Some(super::Pending::Run(p)) => {

@@ -742,9 +742,7 @@ mod monitor_phases {
 
     #[test]
     fn a_created_containers_process_waits_for_start_from_any_process_and_runs_once() {
-        let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-start-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let control = dir.join("control.sock");
+        let (dir, control) = state_dir("start", "s");
         let mut p = plan();
         p.detach = true;
         p.control = Some(control.to_str().unwrap().into());
@@ -760,6 +758,9 @@ mod monitor_phases {
             assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(p))) if p.argv == ["true"]));
             child.send(&ChildMsg::Started).unwrap();
             assert_eq!(starter.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
+            // The held process, started, is named in the running state.
+            let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            assert_eq!((state["status"].as_str(), &state["command"]), (Some("running"), &serde_json::json!(["true"])));
             // A second start is refused, and runs nothing.
             let again = client(&control);
             again.send(&ControlRequest::Start).unwrap();
