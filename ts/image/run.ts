@@ -15,7 +15,6 @@ import type { PullOptions } from './pull.js';
 import type { ImageConfig } from './spec.js';
 import { Store, type ImageRecord } from './store.js';
 
-
 function configError(path: string, detail: string, hint: string | null = null): TsboxError {
   return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
 }
