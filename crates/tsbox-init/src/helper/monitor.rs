@@ -192,10 +192,7 @@ pub fn run(
     // after `ready`).
     let mut command: Option<Vec<String>> = None;
     match process {
-        Some(super::Pending::Run(p)) => {
-            command = Some(p.argv.clone());
-            process_sent = child.send(&ToChild::Process(p)).is_ok();
-        }
+        Some(super::Pending::Run(p)) => process_sent = send_process(&child, p, &mut command),
         Some(super::Pending::Hold(p)) => held = Some(p),
         None => {}
     }
@@ -272,8 +269,7 @@ pub fn run(
                 // Phase 8, when the process comes after `ready` (a sandbox
                 // created first, started later).
                 Ok(Some(NodeMsg::Process(p))) if !process_sent && held.is_none() => {
-                    command = Some(p.argv.clone());
-                    process_sent = child.send(&ToChild::Process(p)).is_ok();
+                    process_sent = send_process(&child, p, &mut command);
                 }
                 Ok(Some(NodeMsg::Hold(p))) if !process_sent && held.is_none() => held = Some(p),
                 // Node hears `started` or `failed` as for any process.
@@ -436,8 +432,7 @@ pub fn run(
 fn start(held: &mut Option<Box<ProcessPlan>>, sent: &mut bool, child: &Channel, command: &mut Option<Vec<String>>) -> Result<(), Report> {
     match held.take() {
         Some(p) => {
-            *command = Some(p.argv.clone());
-            *sent = child.send(&ToChild::Process(p)).is_ok();
+            *sent = send_process(child, p, command);
             Ok(())
         }
         None if *sent => Err(Report::new(Step::Start, libc::EBUSY)
@@ -447,6 +442,13 @@ fn start(held: &mut Option<Box<ProcessPlan>>, sent: &mut bool, child: &Channel, 
             .detail("the container has no process to start")
             .hint("it was not created to be started later (create, not run)")),
     }
+}
+
+/// Phase 8: `p` to the child, its argv kept as `command` for the running
+/// state; whether it was sent.
+fn send_process(child: &Channel, p: Box<ProcessPlan>, command: &mut Option<Vec<String>>) -> bool {
+    *command = Some(p.argv.clone());
+    child.send(&ToChild::Process(p)).is_ok()
 }
 
 /// The child's channel closed without a report: by its exec (the channel is

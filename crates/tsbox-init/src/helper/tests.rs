@@ -733,6 +733,11 @@ mod monitor_phases {
         (dir, control)
     }
 
+    /// The state.json in `dir`, as the monitor left it.
+    fn read_state(dir: &std::path::Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap()
+    }
+
     /// A client of the monitor's control socket at `path`.
     fn client(path: &std::path::Path) -> Channel {
         let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).unwrap();
@@ -759,7 +764,7 @@ mod monitor_phases {
             child.send(&ChildMsg::Started).unwrap();
             assert_eq!(starter.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
             // The held process, started, is named in the running state.
-            let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            let state = read_state(&dir);
             assert_eq!((state["status"].as_str(), &state["command"]), (Some("running"), &serde_json::json!(["true"])));
             // A second start is refused, and runs nothing.
             let again = client(&control);
@@ -817,7 +822,7 @@ mod monitor_phases {
         let (dir, control) = state_dir("attached", "y");
         let mut p = plan();
         p.control = Some(control.to_str().unwrap().into());
-        let state = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap() };
+        let state = || read_state(&dir);
         monitor(p, true, |node, child, pid| {
             child.send(&ChildMsg::Started).unwrap();
             assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
@@ -839,7 +844,7 @@ mod monitor_phases {
         let (dir, control) = state_dir("pooled", "p");
         let mut p = plan();
         p.control = Some(control.to_str().unwrap().into());
-        let state = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap() };
+        let state = || read_state(&dir);
         run_monitor(p, None, false, |node, child, pid| {
             child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
             assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
@@ -898,7 +903,7 @@ mod monitor_phases {
         let outcome = monitor(p, true, |node, child, pid| {
             child.send(&ChildMsg::Started).unwrap();
             assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
-            let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            let state = read_state(&dir);
             assert_eq!(
                 (state["status"].as_str(), state["pid"].as_i64()),
                 (Some("running"), Some(pid.as_raw() as i64))
@@ -921,7 +926,7 @@ mod monitor_phases {
             drop(child);
         });
         assert_eq!(outcome.status, 128 + libc::SIGKILL);
-        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+        let state = read_state(&dir);
         assert_eq!(state["status"], "stopped");
         assert_eq!(state["exitCode"], 137);
         assert_eq!(state["exitSignal"], 9);
