@@ -20,6 +20,7 @@ declare module 'vitest' {
 }
 
 const CONTAINERS_DIR = '/var/lib/containers';
+const CONTAINERS_CACHE = `${CONTAINERS_DIR}/cache`;
 
 /** Host state a container run could leak, in a comparable form. */
 function snapshot(): { mounts: string[]; processes: string[]; temps: string[]; cgroups: string[]; states: string[] } {
@@ -59,13 +60,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const parentsBefore = tsboxParents();
   // skopeo (the image suite) and podman (test/oci) as root keep a blob-info
   // cache in /var/lib/containers/cache whatever their --root: the suite's
-  // own, unless the host had the directory before.
+  // own, unless the host had it before. Only the cache is looked at when
+  // /var/lib/containers was there already (a podman of the host's may have
+  // made it with its default storage): the suite's cache goes all the same.
   const hadContainersDir = existsSync(CONTAINERS_DIR);
+  const hadCache = existsSync(CONTAINERS_CACHE);
   const rootfs = await buildTestRootfs();
   project.provide('rootfs', rootfs.dir);
   return async () => {
     await rootfs.cleanup();
     if (!hadContainersDir) rmSync(CONTAINERS_DIR, { recursive: true, force: true });
+    else if (!hadCache) rmSync(CONTAINERS_CACHE, { recursive: true, force: true });
     // Give the last helpers a moment to be reaped.
     let after = snapshot();
     for (let i = 0; i < 20; i++) {
