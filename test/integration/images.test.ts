@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -685,6 +685,66 @@ describe('tsbox pull and tsbox run IMAGE', () => {
     expect(again.code).toBe(125);
     expect(again.stderr).toBe(`tsbox: image_export(${bundle}): EEXIST — the bundle directory exists and is not empty; give a new directory\n`);
     rmSync(bundle, { recursive: true });
+  });
+
+  it('image export as root never writes where another user could lead it: not into their directory, not through a symlink, not under a directory they can change', async () => {
+    expect((await tsbox(['pull', '-q', refs.two])).code).toBe(0);
+    const base = join(work, 'export-hostile');
+    mkdirSync(base, { mode: 0o755 });
+    try {
+      // An empty directory another user (nobody) owns: they could plant config.json -> a host file in it while the layers are applied.
+      const theirs = join(base, 'theirs');
+      mkdirSync(theirs);
+      chmodSync(theirs, 0o777);
+      chownSync(theirs, 65534, 65534);
+      const a = await tsbox(['image', 'export', refs.two, theirs]);
+      expect(a.stderr).toBe(`tsbox: image_export(${theirs}): EPERM — the bundle directory exists and belongs to uid 65534, not to this user (0); give a new directory, or one of your own\n`);
+      expect(a.code).toBe(125);
+      expect(readdirSync(theirs)).toEqual([]);
+      expect(statSync(theirs).mode & 0o7777).toBe(0o777);
+      // A symlink where the bundle goes, to an empty directory of root's: not followed, nothing made there.
+      const elsewhere = join(base, 'elsewhere');
+      mkdirSync(elsewhere, { mode: 0o755 });
+      const link = join(base, 'link');
+      symlinkSync(elsewhere, link);
+      const b = await tsbox(['image', 'export', refs.two, link]);
+      expect(b.stderr).toBe(`tsbox: image_export(${link}): EEXIST — the bundle directory exists and is not a directory (a symlink is not followed); give a new directory\n`);
+      expect(readdirSync(elsewhere)).toEqual([]);
+      expect(statSync(elsewhere).mode & 0o7777).toBe(0o755);
+      // Under a directory nobody owns (they could rename the bundle's directory away and put a symlink in its place), and under one anyone may write.
+      const owned = join(base, 'owned');
+      mkdirSync(owned, { mode: 0o755 });
+      chownSync(owned, 65534, 65534);
+      const c = await tsbox(['image', 'export', refs.two, join(owned, 'bundle')]);
+      expect(c.stderr).toBe(`tsbox: image_export(${owned}): EPERM — the bundle would be written under a directory that belongs to uid 65534: another user could move it elsewhere; export into a directory only root can change\n`);
+      expect(readdirSync(owned)).toEqual([]);
+      const open = join(base, 'open');
+      mkdirSync(open);
+      chmodSync(open, 0o777);
+      const d = await tsbox(['image', 'export', refs.two, join(open, 'sub', 'bundle')]);
+      expect(d.stderr).toBe(`tsbox: image_export(${open}): EPERM — the bundle would be written under a directory writable by others (mode 777): another user could move it elsewhere; export into a directory only root can change\n`);
+      expect(readdirSync(open)).toEqual([]);
+      // A symlink on the way that another user owns: they choose where it leads.
+      const theirLink = join(base, 'their-link');
+      symlinkSync(elsewhere, theirLink);
+      lchownSync(theirLink, 65534, 65534);
+      const e = await tsbox(['image', 'export', refs.two, join(theirLink, 'bundle')]);
+      expect(e.stderr).toBe(`tsbox: image_export(${theirLink}): EPERM — the bundle would be written under a symlink that belongs to uid 65534: another user could move it elsewhere; export into a directory only root can change\n`);
+      expect(readdirSync(elsewhere)).toEqual([]);
+      // An empty directory of root's own, under a sticky one anyone may write (as /tmp): exported into, made private.
+      const sticky = join(base, 'sticky');
+      mkdirSync(sticky);
+      chmodSync(sticky, 0o1777);
+      const mine = join(sticky, 'mine');
+      mkdirSync(mine, { mode: 0o755 });
+      const f = await tsbox(['image', 'export', refs.two, mine]);
+      expect(f, f.stderr).toMatchObject({ code: 0, stdout: `${mine}\n` });
+      expect(statSync(mine).mode & 0o7777).toBe(0o700);
+      expect(readFileSync(join(mine, 'rootfs', 'etc', 'msg'), 'utf8')).toBe('hello from layer two\n');
+      expect(JSON.parse(readFileSync(join(mine, 'config.json'), 'utf8'))).toMatchObject({ root: { path: 'rootfs' } });
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 
   it("prune and rmi --force keep every layer a container runs on, named or not, until the container goes", async () => {

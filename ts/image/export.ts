@@ -5,10 +5,10 @@
  * spec (tsbox's defaults) with the image's command, environment, working
  * directory and user.
  */
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmdirSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
 
-import { fromNativeReport, TsboxError } from '../errors.js';
+import { fromNativeReport, fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { imageConfig, incompleteImage, lookupImage, missingLayers } from './run.js';
 import type { ImageConfig } from './spec.js';
@@ -75,8 +75,18 @@ export function bundleSpec(base: Record<string, unknown>, config: NonNullable<Im
 }
 
 /**
- * Writes the image `ref` names as a bundle in `dir` (which must not exist, or
- * be empty; it is made 0700): `dir/rootfs` and `dir/config.json` from `baseSpec`.
+ * Writes the image `ref` names as a bundle in `dir`: `dir/rootfs` and
+ * `dir/config.json` from `baseSpec`. `dir` must not exist, or be an empty
+ * directory of the caller's; it is made 0700.
+ *
+ * The bundle holds the image's setuid-root files and device nodes, and root
+ * writes it: a path another user can change must not lead those writes
+ * elsewhere. So, as root, every directory above `dir` must be root's and
+ * writable by no one else (unless sticky, as /tmp is; checkAncestors).
+ * `dir` is opened once, without following a symlink, checked to be the
+ * caller's and empty before and after it is made private, and everything
+ * after goes through that descriptor (`/proc/self/fd/N/...`, each new name
+ * made exclusively), never through `dir` again.
  */
 export async function exportImage(ref: string, dir: string, baseSpec: Record<string, unknown>, store: Store = new Store()): Promise<{ dir: string; entries: number }> {
   const record = lookupImage(store, ref);
@@ -84,39 +94,131 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
   const missing = missingLayers(store, record);
   if (missing.length > 0) throw incompleteImage(ref, missing);
   const target = resolve(dir);
-  if (existsSync(target) && (!lstatSync(target).isDirectory() || readdirSync(target).length > 0)) {
-    throw fail(17, target, 'the bundle directory exists and is not empty', 'give a new directory');
+  const parent = dirname(target);
+  // As root: checked before anything is made, and again once the missing part is.
+  const root = (process.geteuid?.() ?? 0) === 0;
+  if (root) checkAncestors(parent);
+  mkdirSync(parent, { recursive: true, mode: 0o755 });
+  if (root) checkAncestors(parent);
+  let made = false;
+  try {
+    mkdirSync(target, { mode: 0o700 });
+    made = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError('image_export', err, `make the bundle directory ${target}`);
   }
-  const made = !existsSync(target);
-  const rootfs = join(target, 'rootfs');
+  let fd: number;
+  try {
+    fd = openSync(target, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw code === 'ELOOP' || code === 'ENOTDIR' ? fail(17, target, 'the bundle directory exists and is not a directory (a symlink is not followed)', 'give a new directory') : fromSystemError('image_export', err, `open the bundle directory ${target}`);
+  }
+  const here = `/proc/self/fd/${fd}`;
+  try {
+    const st = fstatSync(fd);
+    const uid = process.geteuid?.() ?? 0;
+    if (st.uid !== uid) throw fail(1, target, `the bundle directory exists and belongs to uid ${st.uid}, not to this user (${uid})`, 'give a new directory, or one of your own');
+    const empty = () => {
+      if (readdirSync(here).length > 0) throw fail(17, target, 'the bundle directory exists and is not empty', 'give a new directory');
+    };
+    // Refused untouched when it has something in it; private, then checked
+    // again: nothing can be added after that.
+    empty();
+    fchmodSync(fd, 0o700);
+    empty();
+  } catch (err) {
+    if (made) removeMade(target, fd);
+    closeSync(fd);
+    throw err;
+  }
   try {
     // The rootfs keeps the image's owners, setuid-root files and device
     // nodes (as root): no other user may reach into it. The bundle
-    // directory is 0700, whatever the umask or the mode an empty one had
-    // (as umoci makes it); the rootfs itself stays 0755, as the container's
-    // `/` must be for its root mapped into a user namespace.
-    mkdirSync(target, { recursive: true, mode: 0o700 });
-    chmodSync(target, 0o700);
-    mkdirSync(rootfs, { mode: 0o755 });
+    // directory is 0700 (as umoci makes it); the rootfs itself stays 0755,
+    // as the container's `/` must be for its root mapped into a user namespace.
+    const rootfs = join(here, 'rootfs');
+    inBundle(target, 'rootfs', () => mkdirSync(rootfs, { mode: 0o755 }));
     let entries: number;
     try {
       entries = await loadNative().binding.flattenLayers(record.layers.map((d) => store.layerDir(d)), rootfs);
     } catch (err) {
-      throw fromNativeReport(err, 'image_export', rootfs);
+      throw fromNativeReport(err, 'image_export', join(target, 'rootfs'));
     }
     const spec = bundleSpec(baseSpec, imageConfig(store, record).config ?? {}, rootfs);
-    writeFileSync(join(target, 'config.json'), `${JSON.stringify(spec, null, '\t')}\n`, { mode: 0o644 });
+    inBundle(target, 'config.json', () => writeFileSync(join(here, 'config.json'), `${JSON.stringify(spec, null, '\t')}\n`, { mode: 0o644, flag: 'wx' }));
     return { dir: target, entries };
   } catch (err) {
     // Nothing half-made stays: removed as the store removes a layer, which
-    // opens the directories an ordinary user's rootfs keeps read-only (0555).
-    // The failure reported is the export's, not a cleanup's.
+    // opens the directories an ordinary user's rootfs keeps read-only (0555),
+    // inside the directory this export opened. The failure reported is the
+    // export's, not a cleanup's.
     try {
-      if (made) removeTree(target);
-      else for (const e of readdirSync(target)) removeTree(join(target, e));
+      for (const e of readdirSync(here)) removeTree(join(here, e));
+      if (made) removeMade(target, fd);
     } catch {
       // What could not be removed is the export's failure's to tell.
     }
     throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Refuses (for root) a bundle under a directory another user could change:
+ * rename or replace the bundle's directory, or one on its way to it, and so
+ * lead root's writes of setuid-root files and device nodes elsewhere. Each
+ * directory on the path as given and on its real path, up to `/`, must be
+ * root's and writable by no one else unless sticky (as /tmp is), and each
+ * symlink on the way root's. The part of `path` that does not exist yet is
+ * not looked at: root makes it.
+ */
+function checkAncestors(path: string): void {
+  const refuse = (at: string, why: string) => fail(1, at, `the bundle would be written under ${why}: another user could move it elsewhere`, "export into a directory only root can change");
+  const check = (at: string, st: Stats) => {
+    if (st.uid !== 0) throw refuse(at, `${st.isSymbolicLink() ? 'a symlink' : 'a directory'} that belongs to uid ${st.uid}`);
+    if (!st.isSymbolicLink() && (st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw refuse(at, `a directory writable by others (mode ${(st.mode & 0o7777).toString(8)})`);
+  };
+  let at = '/';
+  let deepest = '/';
+  for (const part of ['', ...path.split('/').filter(Boolean)]) {
+    at = join(at, part);
+    let st: Stats;
+    try {
+      st = lstatSync(at);
+    } catch {
+      break;
+    }
+    check(at, st);
+    deepest = at;
+  }
+  for (let real = realpathSync(deepest); ; real = dirname(real)) {
+    check(real, statSync(real));
+    if (dirname(real) === real) return;
+  }
+}
+
+/** `make` (which makes `name` in the bundle through its descriptor), its failure named by the bundle's path. */
+function inBundle(target: string, name: string, make: () => void): void {
+  try {
+    make();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw fail(typeof e.errno === 'number' ? Math.abs(e.errno) : 0, join(target, name), `could not make it (${e.code ?? e.message})`);
+  }
+}
+
+/** Removes the bundle directory this export made, when `target` still is it (`fd`'s, when given). */
+function removeMade(target: string, fd: number | null): void {
+  try {
+    const now = lstatSync(target);
+    if (fd !== null) {
+      const ours = fstatSync(fd);
+      if (now.dev !== ours.dev || now.ino !== ours.ino) return;
+    }
+    if (now.isDirectory()) rmdirSync(target);
+  } catch {
+    // Gone already, or not empty: left.
   }
 }
