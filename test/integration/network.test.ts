@@ -6,7 +6,8 @@
  *
  * All traffic stays on this machine: a fake "internet" is a network
  * namespace this suite makes (tsbox-test-<pid>), with a veth to the host, an
- * HTTP server on two addresses of 10.199.0.0/16, a DNS server (dnsmasq) for
+ * HTTP server on two documentation addresses (198.51.100.2, 203.0.113.2: the
+ * allowlist refuses names that lead to private networks), a DNS server (dnsmasq) for
  * a.test and b.test, and a route to them from the host; it goes in afterAll, with whatever of the bridge and the CNI
  * plugins' shared chains did not exist before, and net.ipv4.ip_forward
  * (which the bridge plugin turns on) is put back as it was.
@@ -33,8 +34,8 @@ const NS = `tsbox-test-${process.pid}`;
 const HOST_IF = `tsbt${process.pid % 100000}h`;
 const NS_IF = `tsbt${process.pid % 100000}n`;
 /** The fake internet's two addresses, on its veth and on its loopback. */
-const SERVER = '10.199.0.2';
-const SERVER2 = '10.199.1.2';
+const SERVER = '198.51.100.2';
+const SERVER2 = '203.0.113.2';
 const NETWORK_DIR = '/run/tsbox/network';
 const BRIDGE_GW = '10.89.0.1';
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
@@ -130,23 +131,23 @@ beforeAll(() => {
   sh('ip', ['netns', 'add', NS]);
   sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
   sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
-  sh('ip', ['addr', 'add', '10.199.0.1/24', 'dev', HOST_IF]);
+  sh('ip', ['addr', 'add', '198.51.100.1/24', 'dev', HOST_IF]);
   sh('ip', ['link', 'set', HOST_IF, 'up']);
   sh('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
   sh('ip', ['-n', NS, 'addr', 'add', `${SERVER}/24`, 'dev', NS_IF]);
   sh('ip', ['-n', NS, 'addr', 'add', `${SERVER2}/32`, 'dev', 'lo']);
   sh('ip', ['-n', NS, 'link', 'set', NS_IF, 'up']);
-  sh('ip', ['-n', NS, 'route', 'add', 'default', 'via', '10.199.0.1']);
-  sh('ip', ['route', 'add', '10.199.1.0/24', 'via', SERVER]);
+  sh('ip', ['-n', NS, 'route', 'add', 'default', 'via', '198.51.100.1']);
+  sh('ip', ['route', 'add', '203.0.113.0/24', 'via', SERVER]);
   httpd = spawn('ip', ['netns', 'exec', NS, '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', www], { stdio: 'ignore' });
-  // The fake internet's DNS: a.test and b.test, its two addresses, gw.test, the bridge's gateway (the host), and no other name.
-  dnsmasq = spawn('ip', ['netns', 'exec', NS, 'dnsmasq', '-k', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', `--listen-address=${SERVER}`, '--bind-interfaces', `--address=/a.test/${SERVER}`, `--address=/b.test/${SERVER2}`, `--address=/gw.test/${BRIDGE_GW}`, '--user=root', '--pid-file='], { stdio: 'ignore' });
+  // The fake internet's DNS: a.test and b.test, its two addresses, gw.test, the bridge's gateway (the host), lan.test, a private address (a rebinding name), and no other name.
+  dnsmasq = spawn('ip', ['netns', 'exec', NS, 'dnsmasq', '-k', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', `--listen-address=${SERVER}`, '--bind-interfaces', `--address=/a.test/${SERVER}`, `--address=/b.test/${SERVER2}`, `--address=/gw.test/${BRIDGE_GW}`, '--address=/lan.test/192.168.77.7', '--user=root', '--pid-file='], { stdio: 'ignore' });
 });
 
 afterAll(() => {
   if (httpd?.pid) process.kill(httpd.pid, 'SIGKILL');
   if (dnsmasq?.pid) process.kill(dnsmasq.pid, 'SIGKILL');
-  spawnSync('ip', ['route', 'del', '10.199.1.0/24']);
+  spawnSync('ip', ['route', 'del', '203.0.113.0/24']);
   spawnSync('ip', ['link', 'del', HOST_IF]);
   spawnSync('ip', ['netns', 'del', NS]);
   rmSync(www, { recursive: true, force: true });
@@ -463,12 +464,12 @@ describe('bridge', () => {
   });
 
   it('resolv.conf: --dns and --dns-search replace the host\'s; --add-host, the hostname and its address are in /etc/hosts', async () => {
-    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--dns-search', 'fake.test', '--add-host', 'db:10.199.1.2', '--hostname', 'web', '--', 'sh', '-c', 'cat /etc/resolv.conf /etc/hosts']);
+    const r = await cli(['run', '--rootfs', rootfs, '--network', 'bridge', '--dns', SERVER, '--dns-search', 'fake.test', '--add-host', 'db:203.0.113.2', '--hostname', 'web', '--', 'sh', '-c', 'cat /etc/resolv.conf /etc/hosts']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`nameserver ${SERVER}`);
     expect(r.stdout).toContain('search fake.test');
     expect(r.stdout.match(/^nameserver /gm)).toHaveLength(1);
-    expect(r.stdout).toMatch(/^10\.199\.1\.2\tdb$/m);
+    expect(r.stdout).toMatch(/^203\.0\.113\.2\tdb$/m);
     // Its name is on its own address, which ADD gave it (as Docker's), not on loopback's.
     expect(r.stdout).toMatch(/^127\.0\.0\.1\tlocalhost$/m);
     expect(r.stdout).toMatch(/^10\.89\.\d+\.\d+\tweb$/m);
@@ -672,7 +673,7 @@ describe('egress allowlist', () => {
       `${wget('http://b.test/').join(' ')}; echo b=$?`,
       `${wget(`http://${SERVER2}/`).join(' ')}; echo b-raw=$?`,
       // An address a.test's answer did not give, on the same server's network.
-      `${wget(`http://10.199.0.1/`).join(' ')}; echo host=$?`,
+      `${wget(`http://198.51.100.1/`).join(' ')}; echo host=$?`,
       `nslookup b.test ${SERVER} >/dev/null 2>&1; echo udp-elsewhere=$?`,
       // No IPv6 at all (not even link-local, which would reach the host around IPv4's rules).
       'echo v6=$(ip -6 addr | grep -c inet6)',
@@ -767,14 +768,16 @@ describe('egress allowlist', () => {
     expect(leftovers(c.id)).toEqual([]);
   });
 
-  it("refuses an answer that leads to the host (its gateway address), and asks upstream a query of its own", async () => {
-    const c = await spawnContainer(['sh', '-c', 'nslookup -type=a gw.test; echo gw=$?; nslookup -type=a a.test >/dev/null; echo a=$?; exec sleep 30'], { rootfs, network: 'bridge', allow: ['gw.test', 'a.test'], dns: [SERVER] });
+  it("refuses an answer that leads to the host (its gateway address) or a private network (DNS rebinding), and asks upstream a query of its own", async () => {
+    const c = await spawnContainer(['sh', '-c', 'nslookup -type=a gw.test; echo gw=$?; nslookup -type=a lan.test; echo lan=$?; nslookup -type=a a.test >/dev/null; echo a=$?; exec sleep 30'], { rootfs, network: 'bridge', allow: ['gw.test', 'lan.test', 'a.test'], dns: [SERVER] });
     try {
       const out: string[] = [];
       c.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
       expect(await eventually(() => out.join('').includes('a='), 10_000)).toBe(true);
       expect(out.join('')).toMatch(/gw=[1-9]/);
       expect(out.join('')).not.toContain(`Address: ${BRIDGE_GW}`);
+      expect(out.join('')).toMatch(/lan=[1-9]/);
+      expect(out.join('')).not.toContain('192.168.77.7');
       expect(out.join('')).toContain('a=0');
       // (Its resolver's rule is the gateway's too, on its own port.)
       const chain = sh('iptables-save', ['-t', 'filter']).split('\n').filter((l) => l.startsWith(`-A TSBOX-${c.id.slice(0, 12)} -d `) && !l.includes('--dport'));
@@ -801,10 +804,10 @@ describe('egress allowlist', () => {
   });
 
   it('is in the result; its chain and rules go when the container ends, and with gc after kill -9 of the caller', async () => {
-    const c = await spawnContainer(['sleep', '30'], { rootfs, network: 'bridge', allow: ['a.test:80', '10.199.1.0/24'], dns: [SERVER] });
+    const c = await spawnContainer(['sleep', '30'], { rootfs, network: 'bridge', allow: ['a.test:80', '203.0.113.0/24'], dns: [SERVER] });
     expect(c.network?.allow).toEqual([
       { kind: 'host', name: 'a.test', port: 80 },
-      { kind: 'net', cidr: '10.199.1.0/24', port: null },
+      { kind: 'net', cidr: '203.0.113.0/24', port: null },
     ]);
     expect(iptablesSave()).toContain(`TSBOX-${c.id.slice(0, 12)}`);
     c.kill('SIGKILL');

@@ -464,14 +464,19 @@ describe('what the allowlist resolver asks upstream, and what answers it refuses
     expect(upstreamQuery(Buffer.from([1]))).toBeNull();
   });
 
-  it('refuses answers on the host, its loopback, link-local or the bridge, unless --allow-net names them', () => {
+  it('refuses answers on the host, its loopback, link-local, the bridge or any network that is not the internet, unless --allow-net names them', () => {
     expect(inCidr('10.89.3.4', '10.89.0.0/16')).toBe(true);
     expect(inCidr('10.90.0.1', '10.89.0.0/16')).toBe(false);
     expect(inCidr('200.1.2.3', '0.0.0.0/0')).toBe(true);
     const own = ['192.0.2.7'];
     for (const a of ['127.0.0.1', '127.9.9.9', '169.254.169.254', '10.89.0.1', '10.89.0.77', '0.0.0.0', '192.0.2.7']) expect(forbiddenAnswer(a, '10.89.0.0/16', own, [])).toBe(true);
-    expect(forbiddenAnswer('10.199.0.2', '10.89.0.0/16', own, [])).toBe(false);
+    // DNS rebinding: an allowlisted name whose DNS someone else runs must not lead to the LAN, another bridge, a carrier's NAT, multicast or broadcast.
+    for (const a of ['10.199.0.2', '10.0.0.1', '172.16.0.1', '172.31.255.254', '192.168.1.1', '100.64.0.1', '100.127.255.1', '224.0.0.251', '239.1.2.3', '240.0.0.1', '255.255.255.255']) expect(forbiddenAnswer(a, '10.89.0.0/16', own, []), a).toBe(true);
+    // The internet's addresses next to them are answers like any other.
+    for (const a of ['198.51.100.2', '203.0.113.9', '172.32.0.1', '172.15.255.1', '192.169.0.1', '100.128.0.1', '11.0.0.1', '223.255.255.1', '8.8.8.8']) expect(forbiddenAnswer(a, '10.89.0.0/16', own, []), a).toBe(false);
+    // Named by --allow-net: let through.
     expect(forbiddenAnswer('10.89.0.77', '10.89.0.0/16', own, ['10.89.0.77/32'])).toBe(false);
+    expect(forbiddenAnswer('192.168.1.20', '10.89.0.0/16', own, ['192.168.1.0/24'])).toBe(false);
   });
 });
 
