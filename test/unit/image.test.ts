@@ -345,6 +345,34 @@ describe('the image store', () => {
     expect(tagged.hint).toContain('TSBOX_STORAGE');
   });
 
+  it('finds an image by a digest prefix only when the prefix is one image\'s, and says so when it is not', async () => {
+    const store = new Store(join(base, 'prefix'));
+    // Two manifests whose digests share their first 14 hex digits; a third image names the first again.
+    const one = `sha256:${'ab'.repeat(7)}${'11'.repeat(25)}`;
+    const two = `sha256:${'ab'.repeat(7)}${'22'.repeat(25)}`;
+    const record = (name: string, digest: string) => ({ name, digest, config: digest, layers: [], created: new Date().toISOString() });
+    for (const r of [record('localhost/one:1', one), record('localhost/two:1', two), record('localhost/one-again:1', one)]) await store.tag(r);
+    const short = 'ab'.repeat(6);
+    const err = (() => {
+      try {
+        store.find(short);
+      } catch (e) {
+        return e as TsboxError;
+      }
+      throw new Error('an ambiguous prefix was taken');
+    })();
+    expect(err).toBeInstanceOf(TsboxError);
+    expect(err.toLine()).toBe(`image(${short}): the digest prefix matches 2 images; give more digits of the digest (\`tsbox images --format json\` shows them whole), or the image's name`);
+    expect(() => store.find(`sha256:${short}`)).toThrow('the digest prefix matches 2 images');
+    // The look-up of the CLI and the API refuses it too, rather than acting on either image.
+    expect(() => lookupImage(store, short)).toThrow('the digest prefix matches 2 images');
+    // More digits tell them apart; two names of one manifest are one image.
+    expect(store.find(`${'ab'.repeat(7)}11`)?.digest).toBe(one);
+    expect(store.find(`sha256:${'ab'.repeat(7)}22`)?.name).toBe('localhost/two:1');
+    expect(store.find(two)?.name).toBe('localhost/two:1');
+    expect(store.find('cd'.repeat(6))).toBeNull();
+  });
+
   it('checks a manifest or config read back against its digest', () => {
     const store = new Store(join(base, 'store'));
     const bytes = Buffer.from('{"schemaVersion":2}');
