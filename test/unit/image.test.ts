@@ -198,6 +198,23 @@ describe('registry credentials go only where they are meant to', () => {
   });
 });
 
+describe("a registry's text in an error", () => {
+  it('a token realm with a control character (an 8-bit CSI; Node refuses a 7-bit ESC in a header) is shown escaped', async () => {
+    const { createServer: createTcpServer } = await import('node:net');
+    const realm = '\u009b2J\u009b]0;PWNED';
+    // A raw answer: node:http would not send such a header.
+    const server = createTcpServer((c) => c.once('data', () => c.end(Buffer.from(`HTTP/1.1 401 No\r\nWWW-Authenticate: Bearer realm="${realm}"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`, 'latin1'))));
+    const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    try {
+      const err = await new Registry(`127.0.0.1:${port}`, 'app', { credentials: null }).connect().catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toBe(`registry(127.0.0.1:${port}): the registry's token realm is not a URL: \\x9b2J\\x9b]0;PWNED`);
+    } finally {
+      server.close();
+    }
+  });
+});
+
 describe('the image store', () => {
   const base = mkdtempSync(join(tmpdir(), 'tsbox-test-store-'));
   afterAll(() => rmSync(base, { recursive: true, force: true }));

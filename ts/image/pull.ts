@@ -7,7 +7,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { fromNativeReport, TsboxError } from '../errors.js';
+import { fromNativeReport, printable, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
 import { Registry, type RegistryOptions } from './registry.js';
@@ -72,7 +72,7 @@ async function pullInto(store: Store, r: Reference, options: PullOptions): Promi
   if (config.rootfs.diff_ids.length !== manifest.layers.length) {
     throw new TsboxError({ step: 'image_manifest', errno: 0, path: where, detail: `the manifest has ${manifest.layers.length} layers and the config ${config.rootfs.diff_ids.length} diff_ids`, hint: null });
   }
-  if (config.os !== undefined && config.os !== 'linux') throw new TsboxError({ step: 'image_platform', errno: 0, path: where, detail: `the image is for ${config.os}, not linux`, hint: null });
+  if (config.os !== undefined && config.os !== 'linux') throw new TsboxError({ step: 'image_platform', errno: 0, path: where, detail: `the image is for ${printable(config.os, 100)}, not linux`, hint: null });
   store.writeBlob(manifest.config.digest, configBytes);
   await fetchLayers(registry, store, manifest, config, options);
   // The manifest last: an image is in the store once everything it names is.

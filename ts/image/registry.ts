@@ -167,9 +167,9 @@ export class Registry {
       try {
         u = new URL(realm);
       } catch {
-        throw this.fail(0, this.domain, `the registry's token realm is not a URL: ${realm}`);
+        throw this.fail(0, this.domain, `the registry's token realm is not a URL: ${printable(realm, 200)}`);
       }
-      if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.insecure)) throw this.fail(0, realm, 'the token realm is not https', null);
+      if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.insecure)) throw this.fail(0, printable(realm, 200), 'the token realm is not https', null);
       if (bearer.params.service) u.searchParams.set('service', bearer.params.service);
       u.searchParams.set('scope', `repository:${this.repository}:pull`);
       const send = this.credentials !== null && realmGetsCredentials(u, this.domain, this.insecure);
