@@ -5,6 +5,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -19,6 +20,8 @@ import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { loadNative } from '../../ts/native.js';
 import { parseRunInput } from '../../ts/config/schema.js';
+import { loadArchive } from '../../ts/image/load.js';
+import { tarOf } from '../support/registry.js';
 
 const D = `sha256:${'a1'.repeat(32)}`;
 
@@ -496,6 +499,96 @@ describe('pull refuses what it could not run, before fetching it', () => {
       const err = await pull(`${r.host}/app`, { store: new Store(join(base, 'huge')) }).catch((e: unknown) => e as TsboxError);
       expect((err as TsboxError).toLine()).toMatch(/^image_manifest\(.* sha256:[a-f0-9]{64}\): EFBIG — the layer's blob is 1099511627776 bytes; tsbox takes at most 68719476736; a layer this large is refused before it is downloaded/);
       expect(r.asked).toEqual([]);
+    } finally {
+      r.close();
+    }
+  });
+});
+
+describe("a layer's diff_id is checked for every image that names it, not only the one that brought it", () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-diffid-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const tar = tarOf([{ name: 'etc/', type: 'dir' }, { name: 'etc/real', type: 'file', data: 'the layer as it is\n' }]);
+  const gz = gzipSync(tar);
+  const layer = sha(gz);
+  const real = sha(tar);
+  const lie = `sha256:${'ab'.repeat(32)}`;
+  const refusal = (claimed: string) => `verify(${layer}): the layer's uncompressed digest is ${real}, not the config's ${claimed}; the image is inconsistent: it is refused`;
+
+  /** The documents of an image of `layers` (each this one blob) whose config claims `diffIds`. */
+  function image(diffIds: string[], cmd: string) {
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [cmd] }, rootfs: { type: 'layers', diff_ids: diffIds } }));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers: diffIds.map(() => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer, size: gz.length })) }));
+    return { config, manifest };
+  }
+
+  /** An OCI layout of that image, tagged `tag`. */
+  function layout(name: string, tag: string, diffIds: string[]): string {
+    const dir = join(base, name);
+    mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+    const { config, manifest } = image(diffIds, tag);
+    for (const b of [gz, config, manifest]) writeFileSync(join(dir, 'blobs', 'sha256', sha(b).slice(7)), b);
+    writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+    return dir;
+  }
+
+  it('load: an image claiming another diff_id for a layer the store has is refused, as it is when the store has not', async () => {
+    const c = layout('c', 'c', [real]);
+    const b = layout('b', 'b', [lie]);
+    // B alone: its unpacking finds the lie.
+    const alone = new Store(join(base, 'store-b'));
+    expect(((await loadArchive(b, { store: alone }).catch((e: unknown) => e)) as TsboxError).toLine()).toBe(refusal(lie));
+    // C, then B: the layer is there, unpacked for C; B's claim is checked all the same.
+    const store = new Store(join(base, 'store-cb'));
+    const [cRecord] = await loadArchive(c, { store });
+    const err = await loadArchive(b, { store }).catch((e: unknown) => e as TsboxError);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect((err as TsboxError).toLine()).toBe(refusal(lie));
+    expect(store.images().map((i) => i.name)).toEqual([cRecord!.name]);
+    expect(() => inspectImage('localhost/b:latest', store)).toThrow('no such image in the store');
+    expect(store.layerInfo(layer)?.diffId).toBe(real);
+    // A second image that tells the truth about it shares it.
+    const [again] = await loadArchive(layout('c2', 'c2', [real]), { store });
+    expect(again!.layers).toEqual([layer]);
+  });
+
+  /** A registry on loopback serving `app:TAG` for each of `images`. */
+  async function registryOf(images: Record<string, string[]>): Promise<{ host: string; close: () => void }> {
+    const blobs = new Map<string, Buffer>([[layer, gz]]);
+    const manifests = new Map<string, Buffer>();
+    for (const [tag, diffIds] of Object.entries(images)) {
+      const { config, manifest } = image(diffIds, tag);
+      blobs.set(sha(config), config);
+      manifests.set(tag, manifest);
+    }
+    const server = createServer((req, res) => {
+      const url = req.url ?? '';
+      if (url === '/v2/') return res.writeHead(200).end();
+      const m = manifests.get(url.replace('/v2/app/manifests/', ''));
+      if (m) return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(m);
+      const b = blobs.get(url.replace('/v2/app/blobs/', ''));
+      if (b) return res.writeHead(200).end(b);
+      res.writeHead(404).end();
+    });
+    const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    return { host: `127.0.0.1:${port}`, close: () => server.close() };
+  }
+
+  it('pull: the same, and a manifest naming one layer twice with two diff_ids is checked for both', async () => {
+    const r = await registryOf({ c: [real], b: [lie], twice: [real, lie] });
+    try {
+      const store = new Store(join(base, 'store-pull'));
+      await pull(`${r.host}/app:c`, { store });
+      const err = await pull(`${r.host}/app:b`, { store }).catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toBe(refusal(lie));
+      // Into an empty store: the second listing (once dropped as a duplicate) is refused.
+      const fresh = new Store(join(base, 'store-twice'));
+      expect(((await pull(`${r.host}/app:twice`, { store: fresh }).catch((e: unknown) => e)) as TsboxError).toLine()).toBe(refusal(lie));
+      expect(fresh.images()).toEqual([]);
+      expect(store.images().map((i) => i.name)).toEqual([`${r.host}/app:c`]);
     } finally {
       r.close();
     }
