@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import https, { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +75,11 @@ describe('image references (Docker short-name rules)', () => {
     expect(registryHost('quay.io')).toBe('quay.io');
     for (const h of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:5000']) expect(isLoopback(h)).toBe(true);
     for (const h of ['quay.io', '10.0.0.1:5000', 'localhost.example.com', '128.0.0.1']) expect(isLoopback(h)).toBe(false);
+  });
+
+  it('knows loopback however it is written, as the requests read it', () => {
+    for (const h of ['127.1:45001', '0x7f.1', '2130706433:80', '017700000001', '127.255.255.254', 'LOCALHOST:5000', '[0:0:0:0:0:0:0:1]:5000', '[::ffff:127.0.0.1]:5000', '[::ffff:7f01:203]']) expect(isLoopback(h), h).toBe(true);
+    for (const h of ['127.0.0.1.nip.io', '0.0.0.0:5000', '[::]:5000', '[::2]', '[::ffff:10.0.0.1]', '126.255.255.255', '0x80.1', 'localhost.example', 'localhostx', 'a b', '']) expect(isLoopback(h), h).toBe(false);
   });
 });
 
@@ -156,13 +162,93 @@ describe('registry credentials go only where they are meant to', () => {
     expect(sameOrigin('https://cdn.r.example/blob', 'https://r.example')).toBe(false);
   });
 
-  it('Basic credentials go to an https token realm of any host, to an http one only between loopback addresses', () => {
-    expect(realmGetsCredentials(new URL('https://auth.docker.io/token'), 'docker.io', false)).toBe(true);
-    expect(realmGetsCredentials(new URL('http://auth.example/token'), 'r.example:5000', true)).toBe(false);
-    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), 'r.example:5000', true)).toBe(false);
-    expect(realmGetsCredentials(new URL('http://auth.example/token'), '127.0.0.1:5000', true)).toBe(false);
-    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', true)).toBe(true);
-    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', false)).toBe(false);
+  it('Basic credentials go to a token realm when both it and the challenge are https, or both are loopback, and never else', () => {
+    const gets = (realm: string, challenge: string) => realmGetsCredentials(new URL(realm), new URL(challenge));
+    expect(gets('https://auth.docker.io/token', 'https://registry-1.docker.io/v2/')).toBe(true);
+    expect(gets('http://127.0.0.1:5001/token', 'http://127.0.0.1:5000/v2/')).toBe(true);
+    expect(gets('https://127.0.0.1:5001/token', 'http://[::1]:5000/v2/')).toBe(true);
+    expect(gets('http://127.0.0.1:5001/token', 'http://127.1:5000/v2/')).toBe(true);
+    // A challenge over plain http may be anyone's on the way: not to an https realm either.
+    expect(gets('https://auth.example/token', 'http://r.example:5000/v2/')).toBe(false);
+    expect(gets('https://127.0.0.1:5001/token', 'http://r.example:5000/v2/')).toBe(false);
+    expect(gets('https://auth.example/token', 'http://127.0.0.1:5000/v2/')).toBe(false);
+    // A realm over plain http would carry them in the clear.
+    expect(gets('http://auth.example/token', 'https://r.example/v2/')).toBe(false);
+    expect(gets('http://127.0.0.1:5001/token', 'https://r.example/v2/')).toBe(false);
+    expect(gets('http://auth.example/token', 'http://127.0.0.1:5000/v2/')).toBe(false);
+  });
+
+  /** A certificate for 127.0.0.1 that nothing trusts (test only; openssl req -x509, EC P-256, until 2126). */
+  const UNTRUSTED = {
+    key: [
+    '-----BEGIN PRIVATE KEY-----',
+    'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZ7uCQ3fRre8zPnu2',
+    'oW1O5KGPrrCSaPDPVYAJG9zD5GOhRANCAARkwk1FIsQ15oq6jmb8UaoCHqCDx5sY',
+    'kk97kzj5sXbUBEDUSZ5wrX1ubNOQECee5jxnMO7sI60pIERFgwY3lPS0',
+    '-----END PRIVATE KEY-----',
+  ].join('\n'),
+    cert: [
+    '-----BEGIN CERTIFICATE-----',
+    'MIIBpjCCAUygAwIBAgIUE3eH7gjKVfTSsN2zReNI9XFV/4AwCgYIKoZIzj0EAwIw',
+    'HzEdMBsGA1UEAwwUdHNib3gtdGVzdC11bnRydXN0ZWQwIBcNMjYxMjA1MDkzMjI4',
+    'WhgPMjEyNjExMTEwOTMyMjhaMB8xHTAbBgNVBAMMFHRzYm94LXRlc3QtdW50cnVz',
+    'dGVkMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZMJNRSLENeaKuo5m/FGqAh6g',
+    'g8ebGJJPe5M4+bF21ARA1EmecK19bmzTkBAnnuY8ZzDu7COtKSBERYMGN5T0tKNk',
+    'MGIwHQYDVR0OBBYEFPbekTsHScr2y30r9ZJdAYd/LAdQMB8GA1UdIwQYMBaAFPbe',
+    'kTsHScr2y30r9ZJdAYd/LAdQMA8GA1UdEwEB/wQFMAMBAf8wDwYDVR0RBAgwBocE',
+    'fwAAATAKBggqhkjOPQQDAgNIADBFAiEAmAUxDtqWgVUrVarKdY65F7TtL8zb6jpf',
+    '05V1y6nFLKYCIEggoRs4f82p78qT3PN90v7TqByAJ9nTrJRYnxOE4HDA',
+    '-----END CERTIFICATE-----',
+  ].join('\n'),
+  };
+  const listenOn = (server: Server | HttpsServer) => new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+  const ALICE = { username: 'alice', password: 's3cret' };
+
+  /** A token service over https that records the Authorization headers it is sent and hands out a token to anyone. */
+  async function realmServer(): Promise<{ port: number; seen: (string | undefined)[]; close: () => void }> {
+    const seen: (string | undefined)[] = [];
+    const server = createHttpsServer(UNTRUSTED, (req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(req.headers.authorization ? 200 : 401, { 'content-type': 'application/json' }).end(req.headers.authorization ? '{"token":"T0KEN"}' : '{}');
+    });
+    return { port: await listenOn(server), seen, close: () => server.close() };
+  }
+
+  it('a challenge over plain http from a registry that is not loopback sends no credentials to its realm, https or not', async () => {
+    const realm = await realmServer();
+    // 0.0.0.0 reaches this machine (Linux takes it as a local address) but is no loopback name: it stands in for a remote registry, with no traffic off the machine.
+    const registry = createServer((_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="https://127.0.0.1:${realm.port}/token",service="test"` }).end());
+    const port = await listenOn(registry);
+    // The realm's certificate trusted, as a real token service's is: what is tested is the choice to send, not the certificate check.
+    const agent = https.globalAgent.options;
+    agent.ca = UNTRUSTED.cert;
+    try {
+      const err = await new Registry(`0.0.0.0:${port}`, 'app', { insecure: [`0.0.0.0:${port}`], credentials: ALICE }).connect().catch((e: unknown) => e as TsboxError);
+      expect(realm.seen).toEqual([undefined]);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toMatch(/^registry\(https:\/\/127\.0\.0\.1:\d+\/token\?service=test&scope=repository%3Aapp%3Apull\): EACCES — the token service answered 401; the credentials were not sent: the registry's challenge came over plain http, and tsbox sends credentials over http only between loopback addresses; serve the registry and its token service over https$/);
+    } finally {
+      delete agent.ca;
+      realm.close();
+      registry.close();
+    }
+  });
+
+  it("an insecure registry's unchecked certificate is its own host's only: its token realm's is checked", async () => {
+    const realm = await realmServer();
+    const registry = createHttpsServer(UNTRUSTED, (_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="https://127.0.0.1:${realm.port}/token"` }).end());
+    const port = await listenOn(registry);
+    try {
+      // Loopback, and so insecure without being named so: its own certificate goes unchecked.
+      const err = await new Registry(`127.0.0.1:${port}`, 'app', { credentials: ALICE }).connect().catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).path).toBe(`https://127.0.0.1:${realm.port}/token?scope=repository%3Aapp%3Apull`);
+      expect((err as TsboxError).message).toMatch(/self.signed certificate/);
+      expect(realm.seen).toEqual([]);
+    } finally {
+      realm.close();
+      registry.close();
+    }
   });
 
   it("sends the credentials to a token realm on another origin (as Docker Hub's auth.docker.io is), and to nothing else", async () => {
