@@ -48,8 +48,14 @@ export class TsboxError extends Error {
   readonly code: string;
 
   constructor(report: FailureReport, options?: { cause?: unknown; issues?: { path: string; message: string }[] }) {
-    const target = report.path ? `(${report.path})` : '';
-    super(report.errno === 0 ? `${report.step}${target}: ${report.detail}` : `${report.step}${target}: ${errnoName(report.errno)} — ${report.detail}`, options?.cause ? { cause: options.cause } : undefined);
+    // The message is what reaches a terminal: its path and detail may carry
+    // a container's, a registry's or an archive's text (a file name, a media
+    // type, a token realm), so their control characters are escaped here,
+    // whatever the caller did. The fields keep the text as it was.
+    const step = terminalSafe(report.step);
+    const target = report.path ? `(${terminalSafe(report.path)})` : '';
+    const detail = terminalSafe(report.detail);
+    super(report.errno === 0 ? `${step}${target}: ${detail}` : `${step}${target}: ${errnoName(report.errno)} — ${detail}`, options?.cause ? { cause: options.cause } : undefined);
     this.step = report.step;
     this.errno = report.errno;
     this.path = report.path ?? undefined;
@@ -59,9 +65,9 @@ export class TsboxError extends Error {
     this.code = errorCode(report.step, report.errno);
   }
 
-  /** The one line the CLI prints: message, then the hint. */
+  /** The one line the CLI prints: message, then the hint (escaped as the message is). */
   toLine(): string {
-    return this.hint ? `${this.message}; ${this.hint}` : this.message;
+    return this.hint ? `${this.message}; ${terminalSafe(this.hint)}` : this.message;
   }
 }
 
@@ -78,12 +84,24 @@ export function exitCodeFor(step: string, errno: number): number {
  * (Rust's `printable`) does the same.
  */
 export function printable(text: string, max = 512): string {
-  const out = text.replace(/[\\\p{Cc}\u200b-\u200f\u202a-\u202e\u2066-\u2069]/gu, (c) => {
-    if (c === '\\') return '\\\\';
-    const n = c.codePointAt(0)!;
-    return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
-  });
+  const out = text.replace(/[\\\p{Cc}\u200b-\u200f\u202a-\u202e\u2066-\u2069]/gu, (c) => (c === '\\' ? '\\\\' : escapeChar(c)));
   return out.length > max ? `${out.slice(0, max)}…` : out;
+}
+
+/** One character as printable() shows it: `\x1b`, `\u{202e}`. */
+function escapeChar(c: string): string {
+  const n = c.codePointAt(0)!;
+  return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
+}
+
+/**
+ * What TsboxError's message does to every path, detail and hint: the
+ * characters printable() escapes but the backslash, so that text a caller
+ * made printable() already is shown as it is (not escaped twice), and text
+ * it did not can still not drive the terminal or break the line.
+ */
+function terminalSafe(text: string): string {
+  return text.replace(/[\p{Cc}\u200b-\u200f\u202a-\u202e\u2066-\u2069]/gu, escapeChar);
 }
 
 /** Wraps a Node.js system error (from fs, child_process) as a step failure. */

@@ -2,7 +2,7 @@
 // exit status conventions.
 import { describe, expect, it } from 'vitest';
 
-import { errnoName, exitCodeFor, fromSystemError, TsboxError } from '../../ts/errors.js';
+import { errnoName, exitCodeFor, fromNativeReport, fromSystemError, printable, TsboxError } from '../../ts/errors.js';
 
 const ENOENT = 2;
 const EACCES = 13;
@@ -92,6 +92,24 @@ describe('TsboxError', () => {
     const noHint = new TsboxError({ step: 'exec', errno: ENOENT, path: 'nosuch', detail: 'not found', hint: null });
     expect(noHint.toLine()).toBe('exec(nosuch): ENOENT — not found');
     expect(noHint.hint).toBeUndefined();
+  });
+
+  it('renders hostile text in its path, detail and hint with no control byte: ESC, CSI (7- and 8-bit), OSC, newline, bidi overrides', () => {
+    const hostile = 'a\u001b[2J\u001b]0;PWNED\u0007\u009b31m\r\n\u202eb';
+    const shown = 'a\\x1b[2J\\x1b]0;PWNED\\x07\\x9b31m\\x0d\\x0a\\u{202e}b';
+    const e = new TsboxError({ step: 'load', errno: ENOENT, path: `/x/${hostile}`, detail: `no ${hostile}`, hint: `see ${hostile}` });
+    expect(e.message).toBe(`load(/x/${shown}): ENOENT — no ${shown}`);
+    expect(e.toLine()).toBe(`load(/x/${shown}): ENOENT — no ${shown}; see ${shown}`);
+    // Nothing of C0, DEL, C1 or the bidirectional controls is left.
+    expect(e.toLine()).not.toMatch(/[\p{Cc}\u202a-\u202e\u2066-\u2069]/u);
+    // The fields keep the text as it was, for a caller that wants it.
+    expect(e.path).toBe(`/x/${hostile}`);
+    expect(e.hint).toBe(`see ${hostile}`);
+    // Text made printable() by its caller is shown as it is, not escaped twice.
+    expect(new TsboxError({ step: 'load', errno: 0, path: printable(hostile), detail: 'x' }).message).toBe(`load(${printable(hostile)}): x`);
+    // The unpacker's report (a layer's file name) and a system error's message alike.
+    expect(fromNativeReport(new Error(JSON.stringify({ errno: 1, path: hostile, detail: 'refused', hint: null })), 'unpack', 'layer').toLine()).toBe(`unpack(layer: ${shown}): EPERM — refused`);
+    expect(fromSystemError('store', Object.assign(new Error(`EACCES: ${hostile}`), { errno: -13, path: hostile }), 'read').toLine()).toBe(`store(${shown}): EACCES — read (EACCES: ${shown})`);
   });
 
   it('keeps issues and the cause it is given', () => {

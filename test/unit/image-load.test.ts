@@ -82,4 +82,24 @@ describe('load from a directory', () => {
     expect(err).toBeInstanceOf(TsboxError);
     expect((err as TsboxError).toLine()).toBe('load(c\\x1b[2J\\x0a\\u{202e}.json): the archive has no config c\\x1b[2J\\x0a\\u{202e}.json; the archive is incomplete');
   });
+
+  it("a layout's media types reach an error escaped: an OSC in index.json or in a manifest's config", async () => {
+    const osc = '\u001b]0;PWNED\u0007\u009b2J';
+    const shown = '\\x1b]0;PWNED\\x07\\x9b2J';
+    const dir = join(work, 'mediatype');
+    const { digest, blob } = layout(dir, 'x');
+    const entry = (d: string, size: number, mediaType: string) => JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType, digest: d, size, annotations: { 'org.opencontainers.image.ref.name': 'osc' } }] });
+    // Its parameters (after a `;`) are no part of a media type.
+    writeFileSync(join(dir, 'index.json'), entry(digest, 1, osc));
+    const store = new Store(join(work, 'store-mediatype'));
+    const first = await loadArchive(dir, { store }).catch((e: unknown) => e as TsboxError);
+    expect(first).toBeInstanceOf(TsboxError);
+    expect((first as TsboxError).toLine()).toBe(`image_manifest(${dir}): unsupported manifest media type \\x1b]0; tsbox reads OCI image manifests and indexes and Docker v2 schema 2 manifests and lists (not schema 1)`);
+    // The manifest's own config descriptor, once the index's entry is sound.
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: osc, digest, size: 1 }, layers: [] }));
+    writeFileSync(join(dir, 'index.json'), entry(blob(manifest), manifest.length, 'application/vnd.oci.image.manifest.v1+json'));
+    const second = await loadArchive(dir, { store }).catch((e: unknown) => e as TsboxError);
+    expect((second as TsboxError).toLine()).toBe(`image_manifest(${dir}): unsupported config media type ${shown}; this is not a container image (an artifact?)`);
+    for (const e of [first, second]) expect((e as TsboxError).toLine()).not.toMatch(/\p{Cc}/u);
+  });
 });

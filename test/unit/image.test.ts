@@ -2,9 +2,11 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import https, { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -19,6 +21,8 @@ import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { loadNative } from '../../ts/native.js';
 import { parseRunInput } from '../../ts/config/schema.js';
+import { loadArchive } from '../../ts/image/load.js';
+import { tarOf } from '../support/registry.js';
 
 const D = `sha256:${'a1'.repeat(32)}`;
 
@@ -71,6 +75,11 @@ describe('image references (Docker short-name rules)', () => {
     expect(registryHost('quay.io')).toBe('quay.io');
     for (const h of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:5000']) expect(isLoopback(h)).toBe(true);
     for (const h of ['quay.io', '10.0.0.1:5000', 'localhost.example.com', '128.0.0.1']) expect(isLoopback(h)).toBe(false);
+  });
+
+  it('knows loopback however it is written, as the requests read it', () => {
+    for (const h of ['127.1:45001', '0x7f.1', '2130706433:80', '017700000001', '127.255.255.254', 'LOCALHOST:5000', '[0:0:0:0:0:0:0:1]:5000', '[::ffff:127.0.0.1]:5000', '[::ffff:7f01:203]']) expect(isLoopback(h), h).toBe(true);
+    for (const h of ['127.0.0.1.nip.io', '0.0.0.0:5000', '[::]:5000', '[::2]', '[::ffff:10.0.0.1]', '126.255.255.255', '0x80.1', 'localhost.example', 'localhostx', 'a b', '']) expect(isLoopback(h), h).toBe(false);
   });
 });
 
@@ -153,13 +162,93 @@ describe('registry credentials go only where they are meant to', () => {
     expect(sameOrigin('https://cdn.r.example/blob', 'https://r.example')).toBe(false);
   });
 
-  it('Basic credentials go to an https token realm of any host, to an http one only between loopback addresses', () => {
-    expect(realmGetsCredentials(new URL('https://auth.docker.io/token'), 'docker.io', false)).toBe(true);
-    expect(realmGetsCredentials(new URL('http://auth.example/token'), 'r.example:5000', true)).toBe(false);
-    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), 'r.example:5000', true)).toBe(false);
-    expect(realmGetsCredentials(new URL('http://auth.example/token'), '127.0.0.1:5000', true)).toBe(false);
-    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', true)).toBe(true);
-    expect(realmGetsCredentials(new URL('http://127.0.0.1:5001/token'), '127.0.0.1:5000', false)).toBe(false);
+  it('Basic credentials go to a token realm when both it and the challenge are https, or both are loopback, and never else', () => {
+    const gets = (realm: string, challenge: string) => realmGetsCredentials(new URL(realm), new URL(challenge));
+    expect(gets('https://auth.docker.io/token', 'https://registry-1.docker.io/v2/')).toBe(true);
+    expect(gets('http://127.0.0.1:5001/token', 'http://127.0.0.1:5000/v2/')).toBe(true);
+    expect(gets('https://127.0.0.1:5001/token', 'http://[::1]:5000/v2/')).toBe(true);
+    expect(gets('http://127.0.0.1:5001/token', 'http://127.1:5000/v2/')).toBe(true);
+    // A challenge over plain http may be anyone's on the way: not to an https realm either.
+    expect(gets('https://auth.example/token', 'http://r.example:5000/v2/')).toBe(false);
+    expect(gets('https://127.0.0.1:5001/token', 'http://r.example:5000/v2/')).toBe(false);
+    expect(gets('https://auth.example/token', 'http://127.0.0.1:5000/v2/')).toBe(false);
+    // A realm over plain http would carry them in the clear.
+    expect(gets('http://auth.example/token', 'https://r.example/v2/')).toBe(false);
+    expect(gets('http://127.0.0.1:5001/token', 'https://r.example/v2/')).toBe(false);
+    expect(gets('http://auth.example/token', 'http://127.0.0.1:5000/v2/')).toBe(false);
+  });
+
+  /** A certificate for 127.0.0.1 that nothing trusts (test only; openssl req -x509, EC P-256, until 2126). */
+  const UNTRUSTED = {
+    key: [
+    '-----BEGIN PRIVATE KEY-----',
+    'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZ7uCQ3fRre8zPnu2',
+    'oW1O5KGPrrCSaPDPVYAJG9zD5GOhRANCAARkwk1FIsQ15oq6jmb8UaoCHqCDx5sY',
+    'kk97kzj5sXbUBEDUSZ5wrX1ubNOQECee5jxnMO7sI60pIERFgwY3lPS0',
+    '-----END PRIVATE KEY-----',
+  ].join('\n'),
+    cert: [
+    '-----BEGIN CERTIFICATE-----',
+    'MIIBpjCCAUygAwIBAgIUE3eH7gjKVfTSsN2zReNI9XFV/4AwCgYIKoZIzj0EAwIw',
+    'HzEdMBsGA1UEAwwUdHNib3gtdGVzdC11bnRydXN0ZWQwIBcNMjYxMjA1MDkzMjI4',
+    'WhgPMjEyNjExMTEwOTMyMjhaMB8xHTAbBgNVBAMMFHRzYm94LXRlc3QtdW50cnVz',
+    'dGVkMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZMJNRSLENeaKuo5m/FGqAh6g',
+    'g8ebGJJPe5M4+bF21ARA1EmecK19bmzTkBAnnuY8ZzDu7COtKSBERYMGN5T0tKNk',
+    'MGIwHQYDVR0OBBYEFPbekTsHScr2y30r9ZJdAYd/LAdQMB8GA1UdIwQYMBaAFPbe',
+    'kTsHScr2y30r9ZJdAYd/LAdQMA8GA1UdEwEB/wQFMAMBAf8wDwYDVR0RBAgwBocE',
+    'fwAAATAKBggqhkjOPQQDAgNIADBFAiEAmAUxDtqWgVUrVarKdY65F7TtL8zb6jpf',
+    '05V1y6nFLKYCIEggoRs4f82p78qT3PN90v7TqByAJ9nTrJRYnxOE4HDA',
+    '-----END CERTIFICATE-----',
+  ].join('\n'),
+  };
+  const listenOn = (server: Server | HttpsServer) => new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+  const ALICE = { username: 'alice', password: 's3cret' };
+
+  /** A token service over https that records the Authorization headers it is sent and hands out a token to anyone. */
+  async function realmServer(): Promise<{ port: number; seen: (string | undefined)[]; close: () => void }> {
+    const seen: (string | undefined)[] = [];
+    const server = createHttpsServer(UNTRUSTED, (req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(req.headers.authorization ? 200 : 401, { 'content-type': 'application/json' }).end(req.headers.authorization ? '{"token":"T0KEN"}' : '{}');
+    });
+    return { port: await listenOn(server), seen, close: () => server.close() };
+  }
+
+  it('a challenge over plain http from a registry that is not loopback sends no credentials to its realm, https or not', async () => {
+    const realm = await realmServer();
+    // 0.0.0.0 reaches this machine (Linux takes it as a local address) but is no loopback name: it stands in for a remote registry, with no traffic off the machine.
+    const registry = createServer((_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="https://127.0.0.1:${realm.port}/token",service="test"` }).end());
+    const port = await listenOn(registry);
+    // The realm's certificate trusted, as a real token service's is: what is tested is the choice to send, not the certificate check.
+    const agent = https.globalAgent.options;
+    agent.ca = UNTRUSTED.cert;
+    try {
+      const err = await new Registry(`0.0.0.0:${port}`, 'app', { insecure: [`0.0.0.0:${port}`], credentials: ALICE }).connect().catch((e: unknown) => e as TsboxError);
+      expect(realm.seen).toEqual([undefined]);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toMatch(/^registry\(https:\/\/127\.0\.0\.1:\d+\/token\?service=test&scope=repository%3Aapp%3Apull\): EACCES — the token service answered 401; the credentials were not sent: the registry's challenge came over plain http, and tsbox sends credentials over http only between loopback addresses; serve the registry and its token service over https$/);
+    } finally {
+      delete agent.ca;
+      realm.close();
+      registry.close();
+    }
+  });
+
+  it("an insecure registry's unchecked certificate is its own host's only: its token realm's is checked", async () => {
+    const realm = await realmServer();
+    const registry = createHttpsServer(UNTRUSTED, (_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="https://127.0.0.1:${realm.port}/token"` }).end());
+    const port = await listenOn(registry);
+    try {
+      // Loopback, and so insecure without being named so: its own certificate goes unchecked.
+      const err = await new Registry(`127.0.0.1:${port}`, 'app', { credentials: ALICE }).connect().catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).path).toBe(`https://127.0.0.1:${realm.port}/token?scope=repository%3Aapp%3Apull`);
+      expect((err as TsboxError).message).toMatch(/self.signed certificate/);
+      expect(realm.seen).toEqual([]);
+    } finally {
+      realm.close();
+      registry.close();
+    }
   });
 
   it("sends the credentials to a token realm on another origin (as Docker Hub's auth.docker.io is), and to nothing else", async () => {
@@ -194,6 +283,23 @@ describe('registry credentials go only where they are meant to', () => {
       expect(seen.filter((s) => s.path.startsWith('registry')).every((s) => !String(s.headers.authorization ?? '').startsWith('Basic'))).toBe(true);
     } finally {
       for (const s of [auth, cdn, registry]) s.close();
+    }
+  });
+});
+
+describe("a registry's text in an error", () => {
+  it('a token realm with a control character (an 8-bit CSI; Node refuses a 7-bit ESC in a header) is shown escaped', async () => {
+    const { createServer: createTcpServer } = await import('node:net');
+    const realm = '\u009b2J\u009b]0;PWNED';
+    // A raw answer: node:http would not send such a header.
+    const server = createTcpServer((c) => c.once('data', () => c.end(Buffer.from(`HTTP/1.1 401 No\r\nWWW-Authenticate: Bearer realm="${realm}"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`, 'latin1'))));
+    const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    try {
+      const err = await new Registry(`127.0.0.1:${port}`, 'app', { credentials: null }).connect().catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toBe(`registry(127.0.0.1:${port}): the registry's token realm is not a URL: \\x9b2J\\x9b]0;PWNED`);
+    } finally {
+      server.close();
     }
   });
 });
@@ -345,6 +451,34 @@ describe('the image store', () => {
     expect(tagged.hint).toContain('TSBOX_STORAGE');
   });
 
+  it('finds an image by a digest prefix only when the prefix is one image\'s, and says so when it is not', async () => {
+    const store = new Store(join(base, 'prefix'));
+    // Two manifests whose digests share their first 14 hex digits; a third image names the first again.
+    const one = `sha256:${'ab'.repeat(7)}${'11'.repeat(25)}`;
+    const two = `sha256:${'ab'.repeat(7)}${'22'.repeat(25)}`;
+    const record = (name: string, digest: string) => ({ name, digest, config: digest, layers: [], created: new Date().toISOString() });
+    for (const r of [record('localhost/one:1', one), record('localhost/two:1', two), record('localhost/one-again:1', one)]) await store.tag(r);
+    const short = 'ab'.repeat(6);
+    const err = (() => {
+      try {
+        store.find(short);
+      } catch (e) {
+        return e as TsboxError;
+      }
+      throw new Error('an ambiguous prefix was taken');
+    })();
+    expect(err).toBeInstanceOf(TsboxError);
+    expect(err.toLine()).toBe(`image(${short}): the digest prefix matches 2 images; give more digits of the digest (\`tsbox images --format json\` shows them whole), or the image's name`);
+    expect(() => store.find(`sha256:${short}`)).toThrow('the digest prefix matches 2 images');
+    // The look-up of the CLI and the API refuses it too, rather than acting on either image.
+    expect(() => lookupImage(store, short)).toThrow('the digest prefix matches 2 images');
+    // More digits tell them apart; two names of one manifest are one image.
+    expect(store.find(`${'ab'.repeat(7)}11`)?.digest).toBe(one);
+    expect(store.find(`sha256:${'ab'.repeat(7)}22`)?.name).toBe('localhost/two:1');
+    expect(store.find(two)?.name).toBe('localhost/two:1');
+    expect(store.find('cd'.repeat(6))).toBeNull();
+  });
+
   it('checks a manifest or config read back against its digest', () => {
     const store = new Store(join(base, 'store'));
     const bytes = Buffer.from('{"schemaVersion":2}');
@@ -451,6 +585,96 @@ describe('pull refuses what it could not run, before fetching it', () => {
       const err = await pull(`${r.host}/app`, { store: new Store(join(base, 'huge')) }).catch((e: unknown) => e as TsboxError);
       expect((err as TsboxError).toLine()).toMatch(/^image_manifest\(.* sha256:[a-f0-9]{64}\): EFBIG — the layer's blob is 1099511627776 bytes; tsbox takes at most 68719476736; a layer this large is refused before it is downloaded/);
       expect(r.asked).toEqual([]);
+    } finally {
+      r.close();
+    }
+  });
+});
+
+describe("a layer's diff_id is checked for every image that names it, not only the one that brought it", () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-diffid-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const tar = tarOf([{ name: 'etc/', type: 'dir' }, { name: 'etc/real', type: 'file', data: 'the layer as it is\n' }]);
+  const gz = gzipSync(tar);
+  const layer = sha(gz);
+  const real = sha(tar);
+  const lie = `sha256:${'ab'.repeat(32)}`;
+  const refusal = (claimed: string) => `verify(${layer}): the layer's uncompressed digest is ${real}, not the config's ${claimed}; the image is inconsistent: it is refused`;
+
+  /** The documents of an image of `layers` (each this one blob) whose config claims `diffIds`. */
+  function image(diffIds: string[], cmd: string) {
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [cmd] }, rootfs: { type: 'layers', diff_ids: diffIds } }));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers: diffIds.map(() => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer, size: gz.length })) }));
+    return { config, manifest };
+  }
+
+  /** An OCI layout of that image, tagged `tag`. */
+  function layout(name: string, tag: string, diffIds: string[]): string {
+    const dir = join(base, name);
+    mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+    const { config, manifest } = image(diffIds, tag);
+    for (const b of [gz, config, manifest]) writeFileSync(join(dir, 'blobs', 'sha256', sha(b).slice(7)), b);
+    writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
+    return dir;
+  }
+
+  it('load: an image claiming another diff_id for a layer the store has is refused, as it is when the store has not', async () => {
+    const c = layout('c', 'c', [real]);
+    const b = layout('b', 'b', [lie]);
+    // B alone: its unpacking finds the lie.
+    const alone = new Store(join(base, 'store-b'));
+    expect(((await loadArchive(b, { store: alone }).catch((e: unknown) => e)) as TsboxError).toLine()).toBe(refusal(lie));
+    // C, then B: the layer is there, unpacked for C; B's claim is checked all the same.
+    const store = new Store(join(base, 'store-cb'));
+    const [cRecord] = await loadArchive(c, { store });
+    const err = await loadArchive(b, { store }).catch((e: unknown) => e as TsboxError);
+    expect(err).toBeInstanceOf(TsboxError);
+    expect((err as TsboxError).toLine()).toBe(refusal(lie));
+    expect(store.images().map((i) => i.name)).toEqual([cRecord!.name]);
+    expect(() => inspectImage('localhost/b:latest', store)).toThrow('no such image in the store');
+    expect(store.layerInfo(layer)?.diffId).toBe(real);
+    // A second image that tells the truth about it shares it.
+    const [again] = await loadArchive(layout('c2', 'c2', [real]), { store });
+    expect(again!.layers).toEqual([layer]);
+  });
+
+  /** A registry on loopback serving `app:TAG` for each of `images`. */
+  async function registryOf(images: Record<string, string[]>): Promise<{ host: string; close: () => void }> {
+    const blobs = new Map<string, Buffer>([[layer, gz]]);
+    const manifests = new Map<string, Buffer>();
+    for (const [tag, diffIds] of Object.entries(images)) {
+      const { config, manifest } = image(diffIds, tag);
+      blobs.set(sha(config), config);
+      manifests.set(tag, manifest);
+    }
+    const server = createServer((req, res) => {
+      const url = req.url ?? '';
+      if (url === '/v2/') return res.writeHead(200).end();
+      const m = manifests.get(url.replace('/v2/app/manifests/', ''));
+      if (m) return res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(m);
+      const b = blobs.get(url.replace('/v2/app/blobs/', ''));
+      if (b) return res.writeHead(200).end(b);
+      res.writeHead(404).end();
+    });
+    const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    return { host: `127.0.0.1:${port}`, close: () => server.close() };
+  }
+
+  it('pull: the same, and a manifest naming one layer twice with two diff_ids is checked for both', async () => {
+    const r = await registryOf({ c: [real], b: [lie], twice: [real, lie] });
+    try {
+      const store = new Store(join(base, 'store-pull'));
+      await pull(`${r.host}/app:c`, { store });
+      const err = await pull(`${r.host}/app:b`, { store }).catch((e: unknown) => e as TsboxError);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect((err as TsboxError).toLine()).toBe(refusal(lie));
+      // Into an empty store: the second listing (once dropped as a duplicate) is refused.
+      const fresh = new Store(join(base, 'store-twice'));
+      expect(((await pull(`${r.host}/app:twice`, { store: fresh }).catch((e: unknown) => e)) as TsboxError).toLine()).toBe(refusal(lie));
+      expect(fresh.images()).toEqual([]);
+      expect(store.images().map((i) => i.name)).toEqual([`${r.host}/app:c`]);
     } finally {
       r.close();
     }

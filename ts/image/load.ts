@@ -18,7 +18,7 @@ import { join, sep } from 'node:path';
 
 import { nativeReport, printable, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { unpackInto, type PullProgress } from './pull.js';
+import { layerOnce, unpackInto, type PullProgress } from './pull.js';
 import { formatReference, isDigest, parseReference } from './reference.js';
 import { sha256 } from './registry.js';
 import { checkLayerCount, checkManifestTypes, choosePlatform, configSchema, documentKind, hostPlatform, indexSchema, manifestSchema, MAX_DOCUMENT, MAX_LAYER_BYTES, MEDIA, parseDocument } from './spec.js';
@@ -140,7 +140,9 @@ function layerMediaType(b: Buffer): string {
 
 /**
  * Stores one layer from its copy (its digest checked when the archive gives
- * one) and unpacks it once; the copy is removed either way.
+ * one) and unpacks it once; its diff_id is checked against the config's
+ * whether it was unpacked now or was in the store. The copy is removed
+ * either way.
  */
 async function storeLayer(store: Store, copy: LayerCopy, expected: string | null, diffId: string | null, onProgress: LoadOptions['onProgress']): Promise<string> {
   try {
@@ -155,7 +157,7 @@ async function storeCopy(store: Store, copy: LayerCopy, expected: string | null,
   if (expected !== null && digest !== expected) {
     throw new TsboxError({ step: 'verify', errno: 0, path: expected, detail: `the layer's digest is ${digest}, not ${expected}`, hint: 'the archive is damaged: it is refused' });
   }
-  const made = await store.layerOnce(digest, async () => {
+  const made = await layerOnce(store, digest, diffId, async () => {
     onProgress?.({ digest, phase: 'unpack', bytes: total, total });
     const info = await unpackInto(store, file, digest, diffId);
     onProgress?.({ digest, phase: 'done', bytes: total, total, message: info.notes.join('; ') || undefined });

@@ -7,7 +7,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { fromNativeReport, TsboxError } from '../errors.js';
+import { fromNativeReport, printable, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
 import { Registry, type RegistryOptions } from './registry.js';
@@ -72,7 +72,7 @@ async function pullInto(store: Store, r: Reference, options: PullOptions): Promi
   if (config.rootfs.diff_ids.length !== manifest.layers.length) {
     throw new TsboxError({ step: 'image_manifest', errno: 0, path: where, detail: `the manifest has ${manifest.layers.length} layers and the config ${config.rootfs.diff_ids.length} diff_ids`, hint: null });
   }
-  if (config.os !== undefined && config.os !== 'linux') throw new TsboxError({ step: 'image_platform', errno: 0, path: where, detail: `the image is for ${config.os}, not linux`, hint: null });
+  if (config.os !== undefined && config.os !== 'linux') throw new TsboxError({ step: 'image_platform', errno: 0, path: where, detail: `the image is for ${printable(config.os, 100)}, not linux`, hint: null });
   store.writeBlob(manifest.config.digest, configBytes);
   await fetchLayers(registry, store, manifest, config, options);
   // The manifest last: an image is in the store once everything it names is.
@@ -91,9 +91,13 @@ async function pullInto(store: Store, r: Reference, options: PullOptions): Promi
 
 async function fetchLayers(registry: Registry, store: Store, manifest: Manifest, config: ImageConfig, options: PullOptions): Promise<void> {
   const queue = manifest.layers.map((l, i) => ({ layer: l, diffId: config.rootfs.diff_ids[i]! }));
-  // One layer listed twice (an empty layer) is fetched once.
+  // One layer listed twice (an empty layer) is fetched once; listed twice
+  // with two diff_ids, each is checked (one of them is refused).
   const seen = new Set<string>();
-  const work = queue.filter((q) => (seen.has(q.layer.digest) ? false : (seen.add(q.layer.digest), true)));
+  const work = queue.filter((q) => {
+    const key = `${q.layer.digest} ${q.diffId}`;
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
   const parallel = Math.max(1, options.parallel ?? 3);
   let next = 0;
   let failed: Error | undefined;
@@ -113,7 +117,7 @@ async function fetchLayers(registry: Registry, store: Store, manifest: Manifest,
 
 async function fetchLayer(registry: Registry, store: Store, layer: Descriptor, diffId: string, options: PullOptions): Promise<void> {
   const report = (phase: PullProgress['phase'], bytes: number, message?: string) => options.onProgress?.({ digest: layer.digest, phase, bytes, total: layer.size, message });
-  const made = await store.layerOnce(layer.digest, async () => {
+  const made = await layerOnce(store, layer.digest, diffId, async () => {
     const file = store.downloadPath(layer.digest);
     const attempts = Math.max(1, options.attempts ?? 4);
     report('download', 0);
@@ -145,6 +149,28 @@ async function fetchLayer(registry: Registry, store: Store, layer: Descriptor, d
   if (!made) report('exists', layer.size);
 }
 
+/**
+ * Stores layer `digest` once (Store.layerOnce: `make` unpacks it when it is
+ * not there) and checks its diff_id either way: a layer already in the
+ * store was checked against the config of the image that brought it, not
+ * against this one's, which must claim the same uncompressed digest (the
+ * one recorded when it was unpacked). Else an image could claim content it
+ * does not have, by naming a layer another image brought. `diffId` null
+ * (an imported tarball, which has no config yet): nothing to check.
+ */
+export async function layerOnce(store: Store, digest: string, diffId: string | null, make: () => Promise<void>): Promise<boolean> {
+  const made = await store.layerOnce(digest, make);
+  if (!made && diffId !== null) {
+    const stored = store.layerInfo(digest)?.diffId;
+    if (stored !== diffId) throw diffIdMismatch(digest, stored ?? 'not recorded', diffId);
+  }
+  return made;
+}
+
+function diffIdMismatch(digest: string, got: string, diffId: string): TsboxError {
+  return new TsboxError({ step: 'verify', errno: 0, path: digest, detail: `the layer's uncompressed digest is ${got}, not the config's ${diffId}`, hint: 'the image is inconsistent: it is refused' });
+}
+
 /** Unpacks the blob at `file` into a temporary directory, checks its diff_id and moves it into place. */
 export async function unpackInto(store: Store, file: string, digest: string, diffId: string | null): Promise<LayerInfo> {
   const tmp = store.tempPath('unpack');
@@ -156,9 +182,7 @@ export async function unpackInto(store: Store, file: string, digest: string, dif
     } catch (err) {
       throw fromNativeReport(err, 'unpack', digest);
     }
-    if (diffId !== null && out.diffId !== diffId) {
-      throw new TsboxError({ step: 'verify', errno: 0, path: digest, detail: `the layer's uncompressed digest is ${out.diffId}, not the config's ${diffId}`, hint: 'the image is inconsistent: it is refused' });
-    }
+    if (diffId !== null && out.diffId !== diffId) throw diffIdMismatch(digest, out.diffId, diffId);
     const info: LayerInfo = { digest, diffId: out.diffId, size: out.bytes, entries: out.entries, notes: out.notes };
     store.commitLayer(tmp, info);
     return info;

@@ -4,6 +4,8 @@
  * a first component with a `.` or a `:`, or `localhost`, is a registry host;
  * `name@sha256:<hex>` pins a manifest by digest.
  */
+import { isIP } from 'node:net';
+
 import { TsboxError } from '../errors.js';
 
 export interface Reference {
@@ -80,10 +82,28 @@ export function registryHost(domain: string): string {
   return domain === DOCKER_HUB ? 'registry-1.docker.io' : domain;
 }
 
-/** Loopback hosts, which may speak plain http (podman's rule for localhost). */
+/**
+ * Whether `domain` (`host[:port]`) is this machine's loopback, which may
+ * speak plain http (podman's rule for localhost) and be sent credentials
+ * over it: `localhost`, 127.0.0.0/8 however it is spelt (`127.1`, `0x7f.1`,
+ * `2130706433`), `::1` (`[0:0:0:0:0:0:0:1]`) and ::ffff:127.x.y.z. The host
+ * is read by Node's URL parser, as the requests read it: what is judged is
+ * where they go, not how it was written.
+ */
 export function isLoopback(domain: string): boolean {
-  const host = domain.startsWith('[') ? domain.slice(1, domain.indexOf(']')) : domain.replace(/:\d+$/, '');
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  let host: string;
+  try {
+    host = new URL(`http://${domain}`).hostname;
+  } catch {
+    return false;
+  }
+  if (host === 'localhost') return true;
+  const ip = host.startsWith('[') ? host.slice(1, -1) : host;
+  if (isIP(ip) === 4) return ip.startsWith('127.');
+  if (isIP(ip) !== 6) return false;
+  // The parser writes an IPv6 address short and in hex: ::1, ::ffff:7f00:1.
+  const mapped = /^::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}$/.exec(ip);
+  return ip === '::1' || (mapped !== null && parseInt(mapped[1]!, 16) >> 8 === 127);
 }
 
 /** Whether `s` is a digest tsbox can store (`sha256:<64 hex>`). */

@@ -24,6 +24,8 @@ export interface RegistryOptions {
 }
 
 interface Response {
+  /** The URL that answered, after redirects. */
+  url: URL;
   status: number;
   headers: http.IncomingHttpHeaders;
   body: http.IncomingMessage;
@@ -58,15 +60,18 @@ export function sameOrigin(url: string | URL, origin: string | URL): boolean {
 }
 
 /**
- * Whether the registry `domain`'s Basic credentials may go to its token
- * realm: over https, whatever its host (Docker Hub's is auth.docker.io);
- * over plain http only between loopback addresses, for a registry that is
- * insecure (a local test registry). Otherwise the token is asked for
- * without them.
+ * Whether the registry's Basic credentials may go to the token realm its
+ * challenge names, the challenge having come from `registry` (the URL the
+ * `/v2/` probe reached): between loopback addresses, always (a local test
+ * registry); otherwise only when both the challenge and the realm are
+ * https, whatever the realm's host (Docker Hub's is auth.docker.io). A
+ * challenge over plain http may be anyone's on the way, and so may its
+ * realm; a realm over plain http would carry them in the clear. Otherwise
+ * the token is asked for without them.
  */
-export function realmGetsCredentials(realm: URL, domain: string, insecure: boolean): boolean {
-  if (realm.protocol === 'https:') return true;
-  return realm.protocol === 'http:' && insecure && isLoopback(domain) && isLoopback(realm.host);
+export function realmGetsCredentials(realm: URL, registry: URL): boolean {
+  if (isLoopback(registry.host) && isLoopback(realm.host)) return true;
+  return registry.protocol === 'https:' && realm.protocol === 'https:';
 }
 
 /** One registry, for one repository's pulls (the bearer token's scope). */
@@ -75,6 +80,8 @@ export class Registry {
   readonly repository: string;
   private readonly host: string;
   private readonly insecure: boolean;
+  /** The registry's own host and port as https URLs write them: the only one whose certificate an insecure registry leaves unchecked. */
+  private readonly ownTlsHost: string | null;
   private base: string | null = null;
   private authorization: string | null = null;
   private readonly credentials: Credentials | null;
@@ -84,6 +91,7 @@ export class Registry {
     this.repository = repository;
     this.host = registryHost(domain);
     this.insecure = isLoopback(domain) || (options.insecure ?? []).includes(domain);
+    this.ownTlsHost = URL.canParse(`https://${this.host}`) ? new URL(`https://${this.host}`).host : null;
     this.credentials = options.credentials !== undefined ? options.credentials : credentialsFor(domain);
   }
 
@@ -96,7 +104,8 @@ export class Registry {
    * `authOrigin` (scheme, host and port: the registry's own, or its token
    * realm's), and is dropped for good at the first redirect elsewhere; a
    * redirect from https to plain http is refused unless the registry is
-   * insecure.
+   * insecure. An insecure registry's certificate goes unchecked on its own
+   * host only: its token realm's, or a redirect's elsewhere, is checked.
    */
   private request(url: string, headers: Record<string, string>, authOrigin: string | null, method = 'GET', redirects = 0): Promise<Response> {
     const { http, https } = (loaded ??= builtins());
@@ -105,7 +114,8 @@ export class Registry {
       const mod = u.protocol === 'http:' ? http : https;
       const h: Record<string, string> = { 'user-agent': 'tsbox', ...headers };
       if (authOrigin === null || !sameOrigin(u, authOrigin)) delete h.authorization;
-      const req = mod.request(u, { method, headers: h, timeout: 30_000, ...(u.protocol === 'https:' && this.insecure ? { rejectUnauthorized: false } : {}) }, (res) => {
+      const unchecked = u.protocol === 'https:' && this.insecure && u.host === this.ownTlsHost;
+      const req = mod.request(u, { method, headers: h, timeout: 30_000, ...(unchecked ? { rejectUnauthorized: false } : {}) }, (res) => {
         const status = res.statusCode ?? 0;
         if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
           res.resume();
@@ -117,7 +127,7 @@ export class Registry {
           this.request(next.toString(), h, authOrigin, method, redirects + 1).then(resolveP, rejectP);
           return;
         }
-        resolveP({ status, headers: res.headers, body: res });
+        resolveP({ url: u, status, headers: res.headers, body: res });
       });
       req.on('timeout', () => req.destroy(Object.assign(new Error('timed out after 30 s'), { code: 'ETIMEDOUT', errno: -110 })));
       req.on('error', (err: NodeJS.ErrnoException) => {
@@ -154,10 +164,11 @@ export class Registry {
     probe.body.resume();
     if (probe.status === 200) return;
     if (probe.status !== 401) throw this.fail(0, `${this.base}/v2/`, `the registry answered ${probe.status} to /v2/`, 'is this a registry (OCI distribution API v2)?');
-    await this.authorize(String(probe.headers['www-authenticate'] ?? ''));
+    await this.authorize(String(probe.headers['www-authenticate'] ?? ''), probe.url);
   }
 
-  private async authorize(header: string): Promise<void> {
+  /** Answers the challenge `header` that `from` (the probe's URL, after redirects) sent. */
+  private async authorize(header: string, from: URL): Promise<void> {
     const challenges = parseChallenges(header);
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     if (bearer) {
@@ -167,18 +178,19 @@ export class Registry {
       try {
         u = new URL(realm);
       } catch {
-        throw this.fail(0, this.domain, `the registry's token realm is not a URL: ${realm}`);
+        throw this.fail(0, this.domain, `the registry's token realm is not a URL: ${printable(realm, 200)}`);
       }
-      if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.insecure)) throw this.fail(0, realm, 'the token realm is not https', null);
+      if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.insecure)) throw this.fail(0, printable(realm, 200), 'the token realm is not https', null);
       if (bearer.params.service) u.searchParams.set('service', bearer.params.service);
       u.searchParams.set('scope', `repository:${this.repository}:pull`);
-      const send = this.credentials !== null && realmGetsCredentials(u, this.domain, this.insecure);
+      const send = this.credentials !== null && realmGetsCredentials(u, from);
       const headers: Record<string, string> = send ? { authorization: basicHeader(this.credentials) } : {};
       const res = await this.request(u.toString(), headers, send ? u.origin : null);
       const body = await readLimited(res.body, 1 << 20, u.toString());
       if (res.status !== 200) {
+        const why = from.protocol !== 'https:' ? `the registry's challenge came over plain http` : `the token realm is plain http on ${u.host}`;
         const hint = this.credentials && !send
-          ? `the credentials were not sent: the token realm is plain http on ${u.host}, and tsbox sends credentials over http only between loopback addresses`
+          ? `the credentials were not sent: ${why}, and tsbox sends credentials over http only between loopback addresses; serve the registry and its token service over https`
           : this.credentials
             ? 'check the credentials in your auth file'
             : 'log in first: the image may be private (credentials are read from ~/.docker/config.json or $XDG_RUNTIME_DIR/containers/auth.json)';
@@ -197,7 +209,9 @@ export class Registry {
     }
     if (challenges.some((c) => c.scheme === 'basic')) {
       if (!this.credentials) throw this.fail(13, this.domain, 'the registry asks for a user name and password', 'add them to ~/.docker/config.json or $XDG_RUNTIME_DIR/containers/auth.json (docker login / podman login)');
-      if (new URL(this.base!).protocol !== 'https:' && !isLoopback(this.domain)) {
+      // Both where the challenge came from and where the header will go (the registry's own URLs).
+      const plain = (url: URL) => url.protocol !== 'https:' && !isLoopback(url.host);
+      if (plain(from) || plain(new URL(this.base!))) {
         throw this.fail(13, this.domain, 'the registry asks for a user name and password over plain http', 'refused: tsbox sends credentials over http only to a loopback address; serve the registry over https');
       }
       this.authorization = basicHeader(this.credentials);

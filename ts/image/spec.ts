@@ -6,7 +6,7 @@
  */
 import * as z from 'zod/mini';
 
-import { TsboxError } from '../errors.js';
+import { printable, TsboxError } from '../errors.js';
 
 export const MEDIA = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -87,7 +87,7 @@ export type ImageConfig = z.infer<typeof configSchema>;
 function invalid(what: string, where: string, error: z.core.$ZodError): TsboxError {
   const i = error.issues[0];
   const at = i ? i.path.map(String).join('.') : '';
-  return new TsboxError({ step: 'image_manifest', errno: 0, path: where, detail: `the ${what} is not valid: ${at ? `${at}: ` : ''}${i?.message ?? 'invalid'}`, hint: 'the registry or archive sent a document tsbox does not accept' });
+  return new TsboxError({ step: 'image_manifest', errno: 0, path: where, detail: `the ${what} is not valid: ${at ? `${printable(at, 200)}: ` : ''}${i?.message ?? 'invalid'}`, hint: 'the registry or archive sent a document tsbox does not accept' });
 }
 
 /** Parses a JSON document with `schema`; a TsboxError names the field that is wrong. */
@@ -112,7 +112,7 @@ export function documentKind(mediaType: string | undefined, where: string): 'ind
     step: 'image_manifest',
     errno: 0,
     path: where,
-    detail: t ? `unsupported manifest media type ${t}` : 'the manifest has no media type',
+    detail: t ? `unsupported manifest media type ${printable(t, 200)}` : 'the manifest has no media type',
     hint: 'tsbox reads OCI image manifests and indexes and Docker v2 schema 2 manifests and lists (not schema 1)',
   });
 }
@@ -140,11 +140,11 @@ export function checkLayerCount(n: number, where: string): void {
 export function checkManifestTypes(m: Manifest, where: string): void {
   checkLayerCount(m.layers.length, where);
   if (!CONFIG_TYPES.includes(m.config.mediaType)) {
-    throw new TsboxError({ step: 'image_manifest', errno: 0, path: where, detail: `unsupported config media type ${m.config.mediaType}`, hint: 'this is not a container image (an artifact?)' });
+    throw new TsboxError({ step: 'image_manifest', errno: 0, path: where, detail: `unsupported config media type ${printable(m.config.mediaType, 200)}`, hint: 'this is not a container image (an artifact?)' });
   }
   for (const l of m.layers) {
     if (!LAYER_TYPES.includes(l.mediaType)) {
-      throw new TsboxError({ step: 'image_manifest', errno: 0, path: `${where} ${l.digest}`, detail: `unsupported layer media type ${l.mediaType}`, hint: 'tsbox unpacks tar layers, plain, gzip or zstd' });
+      throw new TsboxError({ step: 'image_manifest', errno: 0, path: `${where} ${l.digest}`, detail: `unsupported layer media type ${printable(l.mediaType, 200)}`, hint: 'tsbox unpacks tar layers, plain, gzip or zstd' });
     }
     if (l.size > MAX_LAYER_BYTES) {
       throw new TsboxError({ step: 'image_manifest', errno: 27, path: `${where} ${l.digest}`, detail: `the layer's blob is ${l.size} bytes; tsbox takes at most ${MAX_LAYER_BYTES}`, hint: 'a layer this large is refused before it is downloaded, as a likely bomb' });
@@ -166,6 +166,6 @@ export function choosePlatform(manifests: readonly Descriptor[], where: string, 
   const exact = fits.find((d) => want.variant !== undefined && d.platform?.variant === want.variant);
   const chosen = exact ?? fits.find((d) => d.platform?.variant === undefined) ?? fits[0];
   if (chosen) return chosen;
-  const there = manifests.map((d) => (d.platform ? `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ''}` : '?')).join(', ');
+  const there = manifests.map((d) => (d.platform ? printable(`${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ''}`, 100) : '?')).join(', ');
   throw new TsboxError({ step: 'image_platform', errno: 0, path: where, detail: `the image has no ${want.os}/${want.architecture} manifest (it has: ${there || 'none'})`, hint: 'pull an image built for this machine' });
 }

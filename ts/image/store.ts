@@ -333,14 +333,25 @@ export class Store {
     return this.readIndex().images;
   }
 
-  /** The image named `name` (a full name, or a manifest digest or its first 12+ hex digits). */
+  /**
+   * The image named `name` (a full name, or a manifest digest or its first
+   * 12+ hex digits). A prefix of more than one image's digest is refused,
+   * as Docker refuses it, rather than taken as whichever is listed first:
+   * `rmi` or `run` would act on an image the user did not mean. (Names of
+   * one manifest are one image: any of them will do.)
+   */
   find(name: string): ImageRecord | null {
     const all = this.images();
     const exact = all.find((i) => i.name === name);
     if (exact) return exact;
     const hex = name.replace(/^sha256:/, '');
-    if (/^[a-f0-9]{12,64}$/.test(hex)) return all.find((i) => i.digest.slice(7).startsWith(hex)) ?? null;
-    return null;
+    if (!/^[a-f0-9]{12,64}$/.test(hex)) return null;
+    const matches = all.filter((i) => i.digest.slice(7).startsWith(hex));
+    const digests = new Set(matches.map((i) => i.digest));
+    if (digests.size > 1) {
+      throw new TsboxError({ step: 'image', errno: 0, path: name, detail: `the digest prefix matches ${digests.size} images`, hint: 'give more digits of the digest (`tsbox images --format json` shows them whole), or the image\'s name' });
+    }
+    return matches[0] ?? null;
   }
 
   /** Adds or replaces the record of `record.name`, under the index lock. */
