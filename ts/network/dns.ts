@@ -131,13 +131,25 @@ export function inCidr(address: string, cidr: string): boolean {
 }
 
 /**
+ * Where a name may lead only when --allow-net names the address itself: the
+ * host's loopback, link-local (cloud metadata services), the unspecified
+ * network, and every network that is not the internet's: the private ones
+ * (a LAN, other bridges), shared address space (a carrier's NAT, some
+ * clouds' internal networks), multicast and the reserved range with the
+ * broadcast address. An allowlisted name is a name on the internet; its
+ * DNS, which someone else may run, must not open the way to the host's
+ * neighbours (DNS rebinding).
+ */
+const NOT_THE_INTERNET = ['127.0.0.0/8', '169.254.0.0/16', '0.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '224.0.0.0/4', '240.0.0.0/4'];
+
+/**
  * What a name may never resolve to for an allowlisted container, unless its
- * --allow-net names the address: the host's loopback and its own addresses
- * (`own`), link-local (cloud metadata services), the unspecified network,
- * and the bridge's subnet (the host's gateway and the other containers), so
- * that an upstream answer cannot open the way to the host or its neighbours.
+ * --allow-net names the address: NOT_THE_INTERNET, the host's own addresses
+ * (`own`), and the bridge's subnet (the host's gateway and the other
+ * containers), so that an upstream answer cannot open the way to the host
+ * or its neighbours.
  */
 export function forbiddenAnswer(address: string, subnet: string, own: readonly string[], allowedNets: readonly string[]): boolean {
   if (allowedNets.some((c) => inCidr(address, c))) return false;
-  return ['127.0.0.0/8', '169.254.0.0/16', '0.0.0.0/8', subnet].some((c) => inCidr(address, c)) || own.includes(address);
+  return [...NOT_THE_INTERNET, subnet].some((c) => inCidr(address, c)) || own.includes(address);
 }
