@@ -467,3 +467,36 @@ describe('review 31, item 1: a rootfs cannot move /proc, /sys or /dev, nor the m
     });
   }
 });
+
+describe('review 31, item 2: a device node outside /dev never opens', () => {
+  // /dev/full's numbers: opened, a write says ENOSPC; refused (nodev), EACCES.
+  let dir = '';
+  let vol = '';
+  const setup = async () => {
+    if (dir) return;
+    dir = await copyRootfs('devnode');
+    execFileSync('mknod', ['-m', '666', join(dir, 'full'), 'c', '1', '7']);
+    await fs.mkdir(join(dir, 'vol'));
+    vol = await fs.mkdtemp(join(scratch, 'devnode-vol-'));
+    await fs.chmod(vol, 0o755);
+    execFileSync('mknod', ['-m', '666', join(vol, 'full'), 'c', '1', '7']);
+  };
+  const script = 'echo x > /full; echo x > /vol/full; echo x > /dev/full; echo x > /dev/null && echo null ok; head -c 4 /dev/zero | wc -c';
+
+  for (const [what, opts] of [
+    ['the default overlay', {}],
+    ['--userns host', { userns: 'host' }],
+    ['--writable-rootfs', { writableRootfs: true }],
+    ['--userns host --writable-rootfs', { userns: 'host', writableRootfs: true }],
+    ['--userns host --read-only', { userns: 'host', readOnly: true }],
+  ] as const) {
+    it(`${what}: the rootfs's node and a volume's do not open; /dev's devices do`, async () => {
+      await setup();
+      const r = await run(['sh', '-c', script], { rootfs: dir, volumes: [`${vol}:/vol`], ...opts });
+      expect(r.stderr).toContain("can't create /full: Permission denied");
+      expect(r.stderr).toContain("can't create /vol/full: Permission denied");
+      expect(r.stderr).toContain('write error: No space left on device');
+      expect(r.stdout).toBe('null ok\n4\n');
+    });
+  }
+});
