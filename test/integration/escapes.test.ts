@@ -423,7 +423,7 @@ describe('review 31, item 1: a rootfs cannot move /proc, /sys or /dev, nor the m
       await fs.mkdir(join(dir, 'dev/shm/zz'), { recursive: true });
       await fs.mkdir(join(dir, 'realproc'));
       await fs.symlink('/dev/shm/zz/../../../realproc', join(dir, 'proc'));
-      const got = await run(['cat', '/proc/self/mountinfo'], { rootfs: dir, userns }).then(
+      const got = await run(['cat', '/proc/self/mountinfo', '/realproc/self/mountinfo'], { rootfs: dir, userns }).then(
         (r) => r.stdout,
         (e: unknown) => e,
       );
@@ -499,4 +499,15 @@ describe('review 31, item 2: a device node outside /dev never opens', () => {
       expect(r.stdout).toBe('null ok\n4\n');
     });
   }
+
+  it("an image whose layer ships the node, with --userns host: the image's node does not open", async () => {
+    await setup();
+    const tar = join(scratch, 'devnode.tar');
+    execFileSync('tar', ['-C', dir, '-cf', tar, '.']);
+    const env = { ...process.env, TSBOX_STORAGE: join(scratch, 'devnode-store') };
+    expect(await cli(['import', '-q', tar, 'devnode:1'], { env })).toMatchObject({ code: 0 });
+    const r = await cli(['run', '--userns', 'host', '--pull', 'never', 'devnode:1', 'sh', '-c', 'echo x > /full; echo x > /dev/full'], { env });
+    expect(r.stderr).toContain("can't create /full: Permission denied");
+    expect(r.stderr).toContain('write error: No space left on device');
+  });
 });
