@@ -395,3 +395,119 @@ describe('item 16: explicit id maps take part in the allocation', () => {
     expect(a.pid + c.pid).toBeGreaterThan(0);
   });
 });
+
+/** A copy of the suite's rootfs to make hostile. */
+async function copyRootfs(name: string): Promise<string> {
+  const dir = join(scratch, name);
+  await fs.cp(rootfs, dir, { recursive: true, verbatimSymlinks: true });
+  return dir;
+}
+
+/** The procfs mounts of a container's mountinfo: mount point and its options. */
+function procMounts(mountinfo: string): { at: string; options: string[] }[] {
+  return mountinfo
+    .split('\n')
+    .filter((l) => l.split(' - ')[1]?.startsWith('proc '))
+    .map((l) => ({ at: l.split(' ')[4]!, options: l.split(' ')[5]!.split(',') }));
+}
+
+describe('review 31, item 1: a rootfs cannot move /proc, /sys or /dev, nor the masks over them', () => {
+  // The reviewer's rootfs: procfs went on /realproc, the /dev/shm tmpfs then
+  // hid zz, every mask and read-only path under /proc resolved to nothing and
+  // was skipped, and /realproc was a writable procfs (with --userns host,
+  // kernel.core_pattern).
+  for (const userns of ['private', 'host'] as const) {
+    it(`proc -> /dev/shm/zz/../../../realproc is refused, naming /proc (userns ${userns})`, async () => {
+      const dir = await copyRootfs(`proc-link-${userns}`);
+      await fs.rm(join(dir, 'proc'), { recursive: true, force: true });
+      await fs.mkdir(join(dir, 'dev/shm/zz'), { recursive: true });
+      await fs.mkdir(join(dir, 'realproc'));
+      await fs.symlink('/dev/shm/zz/../../../realproc', join(dir, 'proc'));
+      const got = await run(['cat', '/proc/self/mountinfo', '/realproc/self/mountinfo'], { rootfs: dir, userns }).then(
+        (r) => r.stdout,
+        (e: unknown) => e,
+      );
+      expect(got, String(got)).toBeInstanceOf(TsboxError);
+      expect(got).toMatchObject({ step: 'mount', errno: 40, path: '/proc' });
+      expect((got as TsboxError).message).toMatch(/a symlink is on the way/);
+    });
+  }
+
+  it('a /sys or /dev that is a symlink, and a /proc that is a file, are refused too, naming them', async () => {
+    for (const [name, make, errno] of [
+      ['sys', (d: string) => fs.symlink('/dev/shm/zz/../../../realsys', join(d, 'sys')), 40],
+      ['dev', (d: string) => fs.symlink('/realdev', join(d, 'dev')), 40],
+      ['proc', (d: string) => fs.writeFile(join(d, 'proc'), ''), 20],
+    ] as const) {
+      const dir = await copyRootfs(`${name}-odd`);
+      await fs.rm(join(dir, name), { recursive: true, force: true });
+      if (name !== 'dev') await fs.mkdir(join(dir, 'dev/shm/zz'), { recursive: true });
+      await fs.mkdir(join(dir, `real${name}`));
+      await make(dir);
+      const r = await cli(['run', '--userns', 'host', '--rootfs', dir, '--', 'cat', '/proc/self/mountinfo']);
+      expect(r.code, `${name}: ${r.stdout}`).toBe(125);
+      expect(r.stderr).toMatch(new RegExp(`^tsbox: mount\\(/${name}\\): ${errno === 40 ? 'ELOOP' : 'ENOTDIR'} — `));
+      expect(r.stderr).toMatch(/\/proc, \/sys and \/dev must be plain directories/);
+    }
+  });
+
+  for (const userns of ['private', 'host'] as const) {
+    it(`a plain rootfs: procfs is only at /proc, with /proc/sys read-only and /proc/keys masked (userns ${userns})`, async () => {
+      const r = await run(['sh', '-c', 'cat /proc/self/mountinfo; echo ---; wc -c < /proc/keys'], { rootfs, userns });
+      const [mountinfo, keys] = r.stdout.split('---\n') as [string, string];
+      const procs = procMounts(mountinfo);
+      expect(procs.find((m) => m.at === '/proc')?.options).toContain('rw');
+      for (const m of procs.filter((p) => p.at !== '/proc')) {
+        expect(m.at, m.at).toMatch(/^\/proc\//);
+        expect(m.options, m.at).toContain('ro');
+      }
+      expect(procs.find((m) => m.at === '/proc/sys')?.options).toContain('ro');
+      // /dev/null over it, when the host has one.
+      if (readdirSync('/proc').includes('keys')) expect(keys.trim()).toBe('0');
+    });
+  }
+});
+
+describe('review 31, item 2: a device node outside /dev never opens', () => {
+  // /dev/full's numbers: opened, a write says ENOSPC; refused (nodev), EACCES.
+  let dir = '';
+  let vol = '';
+  const setup = async () => {
+    if (dir) return;
+    dir = await copyRootfs('devnode');
+    execFileSync('mknod', ['-m', '666', join(dir, 'full'), 'c', '1', '7']);
+    await fs.mkdir(join(dir, 'vol'));
+    vol = await fs.mkdtemp(join(scratch, 'devnode-vol-'));
+    await fs.chmod(vol, 0o755);
+    execFileSync('mknod', ['-m', '666', join(vol, 'full'), 'c', '1', '7']);
+  };
+  const script = 'echo x > /full; echo x > /vol/full; echo x > /dev/full; echo x > /dev/null && echo null ok; head -c 4 /dev/zero | wc -c';
+
+  for (const [what, opts] of [
+    ['the default overlay', {}],
+    ['--userns host', { userns: 'host' }],
+    ['--writable-rootfs', { writableRootfs: true }],
+    ['--userns host --writable-rootfs', { userns: 'host', writableRootfs: true }],
+    ['--userns host --read-only', { userns: 'host', readOnly: true }],
+  ] as const) {
+    it(`${what}: the rootfs's node and a volume's do not open; /dev's devices do`, async () => {
+      await setup();
+      const r = await run(['sh', '-c', script], { rootfs: dir, volumes: [`${vol}:/vol`], ...opts });
+      expect(r.stderr).toContain("can't create /full: Permission denied");
+      expect(r.stderr).toContain("can't create /vol/full: Permission denied");
+      expect(r.stderr).toContain('write error: No space left on device');
+      expect(r.stdout).toBe('null ok\n4\n');
+    });
+  }
+
+  it("an image whose layer ships the node, with --userns host: the image's node does not open", async () => {
+    await setup();
+    const tar = join(scratch, 'devnode.tar');
+    execFileSync('tar', ['-C', dir, '-cf', tar, '.']);
+    const env = { ...process.env, TSBOX_STORAGE: join(scratch, 'devnode-store') };
+    expect(await cli(['import', '-q', tar, 'devnode:1'], { env })).toMatchObject({ code: 0 });
+    const r = await cli(['run', '--userns', 'host', '--pull', 'never', 'devnode:1', 'sh', '-c', 'echo x > /full; echo x > /dev/full'], { env });
+    expect(r.stderr).toContain("can't create /full: Permission denied");
+    expect(r.stderr).toContain('write error: No space left on device');
+  });
+});

@@ -70,7 +70,7 @@ describe('buildPlan without a rootfs: the host root, read-only', () => {
   const p = plan();
 
   it('uses / read-only as the root', () => {
-    expect(p.rootfs).toEqual({ kind: 'path', path: '/', mode: 'readonly', idmap: false });
+    expect(p.rootfs).toEqual({ kind: 'path', path: '/', mode: 'readonly', idmap: false, nodev: true });
   });
 
   it('gives /tmp and /run writable scratch directories, nosuid and nodev, within the storage limit', () => {
@@ -161,7 +161,7 @@ describe('buildPlan with a rootfs directory', () => {
 
   it('uses that directory under an overlay, and mounts no tmpfs on /tmp or /run', () => {
     const p = plan({ rootfs: dir });
-    expect(p.rootfs).toEqual({ kind: 'path', path: dir, mode: 'overlay', idmap: false });
+    expect(p.rootfs).toEqual({ kind: 'path', path: dir, mode: 'overlay', idmap: false, nodev: true });
     expect(at(p, '/tmp')).toEqual([]);
     expect(at(p, '/run')).toEqual([]);
     // /proc, /sys and /dev are still set up.
@@ -185,6 +185,15 @@ describe('buildPlan with a rootfs directory', () => {
     // Without a range of ids there is nothing to shift into: asking is an error.
     expect(() => plan({ rootfs: dir, volumes: [`${dir}:/shifted:idmap`] })).toThrow(/asks for an idmapped mount/);
     expect(() => plan({ rootfs: dir, writableRootfs: true, rootfsIdmap: true })).toThrow(/rootfsIdmap asks for an idmapped mount/);
+  });
+
+  it('makes the root nodev in every mode, and every volume bind (review 31, item 2)', () => {
+    for (const o of [{ rootfs: dir }, { rootfs: dir, readOnly: true }, { rootfs: dir, writableRootfs: true }, { rootfs: dir, userns: 'host' as const }]) {
+      expect(plan(o).rootfs.nodev, JSON.stringify(o)).toBe(true);
+    }
+    const p = plan({ rootfs: dir, volumes: [`${dir}:/v`, `${dir}:/r:ro`], mounts: [`type=bind,source=${dir},target=/m`] });
+    const vols = p.mounts.filter((m) => m.type === 'bind' && m.source === dir);
+    expect(vols.map((m) => [m.target, m.nodev])).toEqual([['/v', true], ['/r', true], ['/m', true]]);
   });
 
   it('resolves a relative rootfs to an absolute path', () => {

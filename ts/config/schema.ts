@@ -291,11 +291,16 @@ export const runOptionFields = {
    * default the rootfs is never modified: writes go to a throwaway overlay layer.
    */
   writableRootfs: withDefault(false, () => z.boolean()),
-  /** Host paths bound into the container: `HOST:CONTAINER[:ro|rw]` or `{ source, target, readonly }`. */
+  /**
+   * Host paths bound into the container: `HOST:CONTAINER[:ro|rw]` or
+   * `{ source, target, readonly }`. Every bind is nodev, as bubblewrap's
+   * `--bind`: a device node on it does not open (the container's devices are
+   * its /dev's). There is no option to bind a device that opens.
+   */
   volumes: withDefault([], () => z.array(volumeSchema())),
   /** tmpfs mounts: `PATH[:size=64m,mode=1777]` or `{ target, size, mode }`. */
   tmpfs: withDefault([], () => z.array(tmpfsSchema())),
-  /** Docker `--mount` specs (`type=bind,source=..,target=..,readonly`) or objects. */
+  /** Docker `--mount` specs (`type=bind,source=..,target=..,readonly`) or objects; a bind is nodev, as a volume's. */
   mounts: withDefault([], () => z.array(mountSchema())),
   /** Paths hidden from the container. Default: the OCI list (/proc/kcore, /sys/firmware, ...). */
   maskedPaths: optional(() => z.array(absolutePath())),

@@ -273,7 +273,11 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
     });
   }
   if (v.idmap && !idmap) throw idmapUnavailable(v.source, `the volume ${v.source}:${v.target}`);
-  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly };
+  // nodev, as bubblewrap's --bind: a device node on the host path does not
+  // open in the container. Docker's binds may leave it out because its
+  // device cgroup denies what is not in /dev; tsbox's containers have no
+  // device rules, and with --userns host container root is host root.
+  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly, nodev: true };
 }
 
 /**
@@ -375,7 +379,14 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     hostname: ctx.hostname,
     // network `host`: no net namespace of its own (the host's).
     namespaces: ALL_NAMESPACES.filter((ns) => (ns !== 'user' || o.userns !== 'host') && (ns !== 'net' || o.network.mode !== 'host')),
-    rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot), ...(ctx.layers?.length ? { layers: [...ctx.layers] } : {}) },
+    // The root, and an image's layers under it, are nodev: a device node the
+    // rootfs or an image layer ships (unpacked as root, or made by a
+    // previous writable-rootfs run) never opens, whether the container is
+    // host root (--userns host) or writes into the directory itself (a plain
+    // bind, which keeps the host mount's dev). The container's devices are
+    // /dev's, each bound on its own (systemMounts). OCI bundles decide this
+    // themselves (ts/oci/plan.ts), from their device rules.
+    rootfs: { kind: 'path', path: rootfs, mode, idmap: rootfsIdmap(o, mode, ctx.idmap && !hostRoot), nodev: true, ...(ctx.layers?.length ? { layers: [...ctx.layers] } : {}) },
     rootfsPropagation: o.rootfsPropagation,
     storageSize: o.storageSize ?? defaultStorageSize(),
     mounts: cgroupMountsLast(mounts),

@@ -27,17 +27,28 @@ struct OpenHow {
     resolve: u64,
 }
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Opens `path` as if `root` were "/": `..`, absolute symlinks and everything
 /// else stay inside it.
 pub fn open_in_root(root: RawFd, path: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
+    openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+}
+
+/// As [`open_in_root`], but a symlink anywhere on the way is ELOOP (a last
+/// one too, unless `flags` has O_PATH|O_NOFOLLOW: then the link itself).
+pub fn open_in_root_no_symlinks(root: RawFd, path: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
+    openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
+}
+
+fn openat2(root: RawFd, path: &str, flags: OFlag, resolve: u64) -> Result<OwnedFd, Errno> {
     let rel = path.trim_start_matches('/');
     let c = cstr(if rel.is_empty() { "." } else { rel })?;
     let how = OpenHow {
         flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
         mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: valid C string and struct for the duration of the call.
     fd_result(unsafe {

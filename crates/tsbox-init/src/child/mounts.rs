@@ -5,7 +5,9 @@
 //!
 //! Every mount target is resolved with openat2(RESOLVE_IN_ROOT) against the new
 //! root, so a symlink inside the rootfs can never send a mount onto the host; the
-//! mount itself goes through the resolved descriptor.
+//! mount itself goes through the resolved descriptor. At and under /proc, /sys
+//! and /dev no symlink is followed at all ([`pinned`]), so that none can move
+//! a kernel filesystem, or the masks over it, somewhere else in the rootfs.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -13,6 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::statfs::FsType;
 use nix::unistd::{chdir, mkdir, pivot_root};
 use tsbox_core::{DeviceNode, Mount, MountKind, Propagation, Report, RootMode, RootfsSpec, SandboxPlan, Step};
 
@@ -191,10 +194,22 @@ pub fn build_root(
         for dir in dirs {
             mkdir(*dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create an overlay directory".into())?;
         }
+        // Each layer's own mount is nodev too, before the overlay takes its
+        // private copies of them: a device node an image ships opens through
+        // neither the overlay nor the layer under it.
+        let nodev_at = |dir: &str| -> Result<()> {
+            if !*nodev {
+                return Ok(());
+            }
+            let bound = at(dir).step_path(Step::BindRootfs, dir, || "open an overlay layer".into())?;
+            set_attrs(bound.as_raw_fd(), Attrs::flags(sys::MOUNT_ATTR_NODEV), true)
+                .step_path(Step::BindRootfs, dir, || "make an overlay layer nodev".into())
+        };
         let lower = at(LOWER).step_path(Step::Staging, LOWER, || "open the overlay's lower directory".into())?;
         rootsrc
             .attach(lower.as_raw_fd(), true)
             .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
+        nodev_at(LOWER)?;
         // An image's further layers, each bound at a lower directory of its own.
         let mut lowers = LOWER.to_string();
         let layered = !layers.is_empty();
@@ -205,6 +220,7 @@ pub fn build_root(
             layer
                 .attach(fd.as_raw_fd(), false)
                 .step_path(Step::BindRootfs, &dir, || "bind an image layer as an overlay lower layer".into())?;
+            nodev_at(&dir)?;
             lowers.push(':');
             lowers.push_str(&dir);
         }
@@ -278,7 +294,7 @@ pub fn build_root(
         if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
             enter_cgroup()?;
         }
-        match apply(root.as_raw_fd(), i, m, source, &devnull) {
+        match apply(root.as_raw_fd(), i, m, source, &devnull, &plan.mounts[..i]) {
             Ok(true) => trace!(tr, "{}", describe(m)),
             Ok(false) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
             Err(r) if m.optional && matches!(r.errno, libc::EROFS | libc::EACCES | libc::EPERM) => {
@@ -469,8 +485,9 @@ fn atime_attr(m: &Mount) -> Option<u64> {
 }
 
 /// Applies one mount operation; `Ok(false)` when it was skipped (a mask or a
-/// read-only path that does not exist).
-fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: &OwnedFd) -> Result<bool> {
+/// read-only path that does not exist). `earlier` are the plan's mounts
+/// before this one.
+fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: &OwnedFd, earlier: &[Mount]) -> Result<bool> {
     let target = m.target.as_str();
     match &m.kind {
         MountKind::Dir { mode } => {
@@ -556,7 +573,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             device(root, index, target, *node, *major, *minor, *mode, *uid, *gid)?;
         }
         MountKind::Mask => {
-            let Some(at) = resolve_existing(root, target, OFlag::O_PATH)? else {
+            let Some(at) = resolve_protected(root, target, earlier)? else {
                 return Ok(false);
             };
             let is_dir = fstat(&at)
@@ -578,7 +595,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             }
         }
         MountKind::ReadonlyPath => {
-            let Some(at) = resolve_existing(root, target, OFlag::O_PATH)? else {
+            let Some(at) = resolve_protected(root, target, earlier)? else {
                 return Ok(false);
             };
             // A mount of its own (the cgroup tmpfs) is made read-only where it
@@ -640,7 +657,152 @@ fn split(target: &str) -> Result<(&str, &str)> {
 }
 
 fn resolve(root: RawFd, path: &str, flags: OFlag) -> Result<OwnedFd> {
-    sys::open_in_root(root, path, flags).step_path(Step::Mount, path, || "resolve the mount target inside the rootfs".into())
+    open_at(root, path, flags).map_err(|e| unresolved(path, e, "resolve the mount target inside the rootfs"))
+}
+
+/// The trees tsbox mounts kernel filesystems on. A symlink the rootfs ships
+/// at one of them would move the mount: `proc -> /dev/shm/zz/../../../realproc`
+/// puts procfs on /realproc, the /dev/shm tmpfs then hides `zz`, every mask
+/// and read-only path under /proc resolves to nothing and is skipped, and a
+/// writable procfs is left at /realproc (with the host's user namespace,
+/// kernel.core_pattern). So at and under them no symlink is followed: the
+/// rootfs's /proc, /sys and /dev must be plain directories (runc refuses a
+/// /proc or /sys that is not one), and once the kernel filesystem is
+/// mounted what is under it is the kernel's or tsbox's, never the rootfs's.
+const PINNED: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// Whether `target` is at or under one of the [`PINNED`] trees, taken
+/// lexically (`.` and `..` as the in-root resolution takes them).
+fn pinned(target: &str) -> bool {
+    let t = normalize(target);
+    PINNED.iter().any(|p| under(&t, p) || t == *p)
+}
+
+/// `path` without `.`, `..` (never above /) and repeated or trailing slashes.
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Whether the normalized `path` is strictly below the mount point `at`.
+fn under(path: &str, at: &str) -> bool {
+    let at = normalize(at);
+    at == "/" || path.strip_prefix(at.as_str()).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// openat2 inside `root`: with no symlink at all under the [`PINNED`] trees.
+fn open_at(root: RawFd, path: &str, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
+    if pinned(path) {
+        sys::open_in_root_no_symlinks(root, path, flags)
+    } else {
+        sys::open_in_root(root, path, flags)
+    }
+}
+
+/// The report of a path that cannot be resolved: under the [`PINNED`]
+/// trees, a symlink or a file on the way is the rootfs's doing, and named.
+fn unresolved(path: &str, e: Errno, what: &str) -> Report {
+    let r = Report::new(Step::Mount, e as i32).path(path);
+    let why = match e {
+        Errno::ELOOP if pinned(path) => "a symlink is on the way",
+        Errno::ENOTDIR if pinned(path) => "a file that is not a directory is on the way",
+        _ => return r.detail(what),
+    };
+    r.detail(format!(
+        "{what}: {why}, and at and under /proc, /sys and /dev tsbox mounts only through real directories (a symlink could move the mount where a later one hides it)"
+    ))
+    .hint("the rootfs's /proc, /sys and /dev must be plain directories (or absent), not symlinks or files")
+}
+
+/// The mount of the plan that `target` is under, among `earlier` (the
+/// deepest; of several on one path, the last).
+fn covering<'a>(target: &str, earlier: &'a [Mount]) -> Option<&'a Mount> {
+    let t = normalize(target);
+    earlier
+        .iter()
+        .filter(|m| matches!(m.kind, MountKind::Fs { .. } | MountKind::Bind { .. }) && under(&t, &m.target))
+        .max_by_key(|m| normalize(&m.target).len())
+}
+
+/// A filesystem type, named for messages.
+fn fs_name(t: FsType) -> String {
+    use nix::sys::statfs::*;
+    for (known, name) in [
+        (PROC_SUPER_MAGIC, "procfs"),
+        (SYSFS_MAGIC, "sysfs"),
+        (TMPFS_MAGIC, "a tmpfs"),
+        (OVERLAYFS_SUPER_MAGIC, "an overlay"),
+        (CGROUP_SUPER_MAGIC, "a cgroupfs"),
+        (CGROUP2_SUPER_MAGIC, "a cgroup2fs"),
+    ] {
+        if t == known {
+            return name.into();
+        }
+    }
+    format!("a filesystem of type {:#x}", t.0)
+}
+
+fn fs_type(fd: &OwnedFd, path: &str) -> Result<FsType> {
+    nix::sys::statfs::fstatfs(fd)
+        .map(|st| st.filesystem_type())
+        .step_path(Step::Mount, path, || "statfs the path".into())
+}
+
+/// Resolves a masked or read-only path; None when it does not exist.
+/// Elsewhere a path missing anywhere on the way is skipped, as runc and
+/// Docker skip it. Under the [`PINNED`] trees, where the kernel's files are
+/// what the masks hide, only a missing last component is, and only when its
+/// directory resolves (no symlink, nothing missing) and is on the
+/// filesystem mounted over it: procfs under /proc, sysfs under /sys (fstatfs).
+/// Anything else there means the path is not where the container will see
+/// it, and the mask is refused rather than left out.
+fn resolve_protected(root: RawFd, target: &str, earlier: &[Mount]) -> Result<Option<OwnedFd>> {
+    if !pinned(target) {
+        return resolve_existing(root, target, OFlag::O_PATH);
+    }
+    match open_at(root, target, OFlag::O_PATH) {
+        Ok(fd) => return Ok(Some(fd)),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(unresolved(target, e, "resolve the path to mask or make read-only")),
+    }
+    let (parent, _) = split(target)?;
+    let dir = open_at(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(|e| {
+        unresolved(
+            target,
+            e,
+            &format!("resolve {parent}, the directory of a path to mask or make read-only"),
+        )
+        .hint("under /proc and /sys only a path whose last component is missing is skipped: check the masked and read-only paths")
+    })?;
+    let Some(m) = covering(target, earlier) else {
+        return Ok(None);
+    };
+    let want = match &m.kind {
+        MountKind::Fs { fstype, .. } if fstype == "proc" => nix::sys::statfs::PROC_SUPER_MAGIC,
+        MountKind::Fs { fstype, .. } if fstype == "sysfs" => nix::sys::statfs::SYSFS_MAGIC,
+        _ => fs_type(&resolve(root, &m.target, OFlag::O_PATH)?, &m.target)?,
+    };
+    let have = fs_type(&dir, parent)?;
+    if have != want {
+        return Err(Report::new(Step::Mount, libc::EXDEV)
+            .path(target)
+            .detail(format!(
+                "{parent} is on {}, not on {} mounted at {}: the path to mask or make read-only is not where the container sees it, so it is not skipped",
+                fs_name(have),
+                fs_name(want),
+                m.target
+            )));
+    }
+    Ok(None)
 }
 
 /// Gives the staged file or directory `staged` its `mode`, binds it on `at`
@@ -765,12 +927,10 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
 
 /// Resolves `path` inside `root` with `flags`; None when it does not exist.
 fn resolve_existing(root: RawFd, path: &str, flags: OFlag) -> Result<Option<OwnedFd>> {
-    match sys::open_in_root(root, path, flags) {
+    match open_at(root, path, flags) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(Report::new(Step::Mount, e as i32)
-            .path(path)
-            .detail("resolve the path inside the rootfs")),
+        Err(e) => Err(unresolved(path, e, "resolve the path inside the rootfs")),
     }
 }
 
@@ -960,6 +1120,96 @@ mod tests {
         assert_eq!(split("/proc").unwrap(), ("/", "proc"));
         assert_eq!(split("/a/b/").unwrap(), ("/a", "b"));
         assert!(split("/").is_err());
+    }
+
+    #[test]
+    fn proc_sys_and_dev_and_all_under_them_are_pinned_however_written() {
+        for p in [
+            "/proc",
+            "/proc/",
+            "/proc/sys",
+            "/sys/fs/cgroup",
+            "/dev",
+            "/dev/shm",
+            "//proc//kcore",
+            "/./sys",
+            "/x/../proc/sys",
+            "/../dev/null",
+        ] {
+            assert!(pinned(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/procx",
+            "/devices",
+            "/etc/proc",
+            "/proc/../etc",
+            "/sysfs/x",
+            "/does/not/exist",
+        ] {
+            assert!(!pinned(p), "{p}");
+        }
+    }
+
+    fn fs_at(target: &str, fstype: &str) -> Mount {
+        Mount {
+            target: target.into(),
+            kind: MountKind::Fs {
+                fstype: fstype.into(),
+                data: None,
+                source: None,
+            },
+            readonly: false,
+            nosuid: true,
+            nodev: true,
+            noexec: true,
+            optional: false,
+            flags: 0,
+            propagation: None,
+        }
+    }
+
+    #[test]
+    fn a_masked_path_is_checked_against_the_deepest_mount_over_it() {
+        let earlier = vec![
+            fs_at("/proc", "proc"),
+            fs_at("/sys", "sysfs"),
+            fs_at("/sys/fs/cgroup", "tmpfs"),
+            fs_at("/sys/fs/cgroup/memory", "cgroup"),
+            Mount {
+                target: "/proc/x".into(),
+                kind: MountKind::Mask,
+                ..fs_at("/proc/x", "")
+            },
+        ];
+        let fstype = |t: &str| match covering(t, &earlier).map(|m| &m.kind) {
+            Some(MountKind::Fs { fstype, .. }) => Some(fstype.clone()),
+            _ => None,
+        };
+        assert_eq!(fstype("/proc/kcore").as_deref(), Some("proc"));
+        // A mask is no mount: /proc/x/y is under /proc's procfs.
+        assert_eq!(fstype("/proc/x/y").as_deref(), Some("proc"));
+        assert_eq!(fstype("/sys/firmware").as_deref(), Some("sysfs"));
+        assert_eq!(fstype("/sys/fs/cgroup/memory/secret").as_deref(), Some("cgroup"));
+        assert_eq!(fstype("/sys/fs/cgroup/x").as_deref(), Some("tmpfs"));
+        // The mount point itself is not under its own mount.
+        assert_eq!(fstype("/proc"), None);
+        assert_eq!(fstype("/etc/x"), None);
+        // Two on one path: the later one is on top.
+        let stacked = vec![fs_at("/proc", "tmpfs"), fs_at("/proc", "proc")];
+        assert!(matches!(&covering("/proc/kcore", &stacked).unwrap().kind, MountKind::Fs { fstype, .. } if fstype == "proc"));
+    }
+
+    #[test]
+    fn a_symlink_under_proc_sys_or_dev_is_named_with_the_way_out() {
+        let r = unresolved("/proc", Errno::ELOOP, "resolve the path inside the rootfs");
+        assert_eq!(r.errno, libc::ELOOP);
+        assert!(r.detail.contains("a symlink is on the way"), "{}", r.detail);
+        assert!(r.hint.unwrap().contains("must be plain directories"));
+        // Elsewhere the error is the call's, as before.
+        let r = unresolved("/etc/x", Errno::ELOOP, "resolve the path inside the rootfs");
+        assert_eq!(r.detail, "resolve the path inside the rootfs");
+        assert!(!r.hint.unwrap_or_default().contains("plain directories"));
     }
 
     #[test]
