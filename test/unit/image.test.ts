@@ -19,6 +19,8 @@ import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { loadNative } from '../../ts/native.js';
 import { parseRunInput } from '../../ts/config/schema.js';
+import { fromNativeReport } from '../../ts/errors.js';
+import { tarOf } from '../support/registry.js';
 
 const D = `sha256:${'a1'.repeat(32)}`;
 
@@ -454,5 +456,42 @@ describe('pull refuses what it could not run, before fetching it', () => {
     } finally {
       r.close();
     }
+  });
+});
+
+describe('unpacking a layer: what its directories cost', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-unpackdirs-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  const { unpackLayer } = loadNative().binding;
+  /** Unpacks the tar `entries` into a new directory; resolves with it, or rejects with the report as a TsboxError line. */
+  async function unpack(tag: string, entries: Parameters<typeof tarOf>[0], more?: { maxDirBytes?: number }): Promise<string> {
+    const file = join(base, `${tag}.tar`);
+    const dest = join(base, tag);
+    writeFileSync(file, tarOf(entries));
+    mkdirSync(dest);
+    await unpackLayer(file, dest, 2 ** 30, 100_000, more).catch((err: unknown) => {
+      throw new Error(fromNativeReport(err, 'unpack', 'layer').toLine());
+    });
+    return dest;
+  }
+
+  it('a directory repeated 20,000 times is kept once, with the last entry\'s mode, in the memory of one', async () => {
+    // Each repeat was kept until the end (3.7 KB for a long path: 422 MB for
+    // 100,000 of them); now one record, which a budget of 4 KB holds.
+    const dir = `${'d'.repeat(40)}/${'e'.repeat(40)}/`;
+    const entries = [{ name: dir.split('/')[0]! + '/', type: 'dir' as const }, ...Array.from({ length: 20_000 }, (_, i) => ({ name: dir, type: 'dir' as const, mode: i === 19_999 ? 0o751 : 0o700 }))];
+    const dest = await unpack('repeated', entries, { maxDirBytes: 4096 });
+    expect(statSync(join(dest, dir)).mode & 0o7777).toBe(0o751);
+    expect(readdirSync(join(dest, dir.split('/')[0]!))).toEqual([dir.split('/')[1]]);
+  });
+
+  it('a layer whose directories would take more memory than allowed is refused, naming the limit', async () => {
+    const entries = Array.from({ length: 100 }, (_, i) => ({ name: `dir-${String(i).padStart(3, '0')}/`, type: 'dir' as const }));
+    // 40 records of 7 bytes of path and 96 of bookkeeping pass 4096 bytes.
+    await expect(unpack('many', entries, { maxDirBytes: 4096 })).rejects.toThrow(
+      "unpack(layer: dir-039): EFBIG — the layer's directories take more than 4096 bytes to keep until their modes are set; a layer with this many directories, or with paths this long, is refused as a likely archive bomb",
+    );
+    // Under the default limit (64 MiB), the same layer unpacks.
+    expect(readdirSync(await unpack('many-default', entries))).toHaveLength(100);
   });
 });

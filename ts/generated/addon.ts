@@ -343,7 +343,19 @@ export interface UnpackedLayer {
  * existing empty directory `dest`, off the main thread (libuv's pool).
  * Rejects with a JSON report `{ errno, path, detail, hint }`.
  */
-export declare function unpackLayer(archive: string, dest: string, maxBytes: number, maxEntries: number): Promise<UnpackedLayer>
+export declare function unpackLayer(archive: string, dest: string, maxBytes: number, maxEntries: number, more?: UnpackLimits | undefined | null): Promise<UnpackedLayer>
+
+/**
+ * Limits `unpackLayer` otherwise takes from the defaults (tests set them to
+ * reach them cheaply).
+ */
+export interface UnpackLimits {
+  /**
+   * Most bytes the layer's directories take in memory until their modes
+   * are set (default 64 MiB).
+   */
+  maxDirBytes?: number
+}
 
 /**
  * As `tryLockFile`, but waits for the lock (a short critical section such as

@@ -28,7 +28,9 @@
 //!   `max_header_bytes` before any one entry, PAX global headers are never
 //!   read, and the uncompressed stream as a whole may not exceed what the
 //!   limits allow (`Limits::max_stream`): a small gzip blob that expands
-//!   without end is cut off there.
+//!   without end is cut off there. The directories, whose modes are set
+//!   last, are kept each once (a repeated entry replaces the metadata of the
+//!   one before it, as with tar), their records bounded (`max_dir_bytes`).
 //!
 //! The caller unpacks into a fresh temporary directory and renames it into
 //! place; on an error it removes the directory.
@@ -124,6 +126,10 @@ pub struct Limits {
     /// Most bytes of tar metadata read before one entry: its header, GNU long
     /// name and link, PAX extended header, sparse map, the padding before it.
     pub max_header_bytes: u64,
+    /// Most bytes the layer's directories take in memory until their modes
+    /// are set, last: each distinct path once, with `DIR_RECORD` more for
+    /// its record.
+    pub max_dir_bytes: u64,
 }
 
 /// The uncompressed stream an entry may take beyond its data: a header, the
@@ -133,12 +139,18 @@ const STREAM_PER_ENTRY: u64 = 8 * 512;
 impl Limits {
     /// The usual cap on one entry's metadata (real ones are a few hundred bytes).
     pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+    /// The usual cap on the directories' records: a large real layer has
+    /// some 100,000 directories of under 100 bytes each (some 20 MiB); a
+    /// layer of the most entries, each a directory of the longest path the
+    /// kernel resolves (4 KiB), would hold 8 GiB.
+    pub const MAX_DIR_BYTES: u64 = 64 << 20;
 
     pub fn new(max_bytes: u64, max_entries: u64) -> Limits {
         Limits {
             max_bytes,
             max_entries,
             max_header_bytes: Limits::MAX_HEADER_BYTES,
+            max_dir_bytes: Limits::MAX_DIR_BYTES,
         }
     }
 
@@ -324,8 +336,8 @@ fn unpack_guarded<R: Read>(
     let shown = dest.display().to_string();
     let root = open_dir(libc::AT_FDCWD, dest).map_err(|e| sys_err(&shown, "open the layer directory", e))?;
     let mut out = Outcome::default();
-    // Directories, with their mode and owner, set once everything is in them.
-    let mut dirs: Vec<(PathBuf, u32, Owner)> = Vec::new();
+    // Directories, with their mode, owner and time, set once everything is in them.
+    let mut dirs = Dirs::default();
     let mut notes = Notes::default();
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -435,7 +447,7 @@ fn unpack_guarded<R: Read>(
                                 .map_err(|e| sys_err(&name, "open the directory", e))?;
                             let _ = fsetxattr(d.as_raw_fd(), k, v);
                         }
-                        dirs.push((rel.clone(), mode, owner));
+                        dirs.record(&rel, DirMeta { mode, owner, mtime }, limits.max_dir_bytes, &name)?;
                         break 'entry;
                     }
                     tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
@@ -537,11 +549,12 @@ fn unpack_guarded<R: Read>(
         }
     }
     // Directories last: a read-only one is still filled, and its mode holds.
-    for (rel, mode, owner) in dirs.iter().rev() {
+    for (rel, meta) in dirs.in_order() {
         let name = printable(rel.as_os_str().as_bytes());
         let parent = resolve_dir(&root, rel.parent().unwrap_or(Path::new(""))).map_err(|e| sys_err(&name, "resolve the directory", e))?;
         let leaf = cstr(rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"."), &name)?;
-        set_meta(parent.as_raw_fd(), &leaf, &name, *mode, *owner, &mut notes)?;
+        set_meta(parent.as_raw_fd(), &leaf, &name, meta.mode, meta.owner, &mut notes)?;
+        set_mtime(parent.as_raw_fd(), &leaf, meta.mtime);
     }
     // The rest of the stream (the end blocks and any padding) counts in the diff_id.
     io::copy(&mut (&mut hashing).take(1 << 20), &mut io::sink()).map_err(|e| bad_stream(&shown, e))?;
@@ -552,6 +565,58 @@ fn unpack_guarded<R: Read>(
 
 /// The uid and gid an entry keeps (only when root unpacks).
 type Owner = Option<(u64, u64)>;
+
+/// What a directory entry sets on its directory once the layer is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirMeta {
+    mode: u32,
+    owner: Owner,
+    mtime: u64,
+}
+
+/// Memory a directory's record takes beside its path: the map's entry and
+/// the allocation's overhead.
+const DIR_RECORD: u64 = 96;
+
+/// The layer's directories, each once, keyed by its path in the layer: a
+/// repeated entry replaces the metadata of the one before it (the last one
+/// wins, as with tar), and costs nothing more. What the records take in
+/// memory is bounded (`Limits::max_dir_bytes`).
+#[derive(Default)]
+struct Dirs {
+    map: std::collections::HashMap<PathBuf, (u64, DirMeta)>,
+    bytes: u64,
+}
+
+impl Dirs {
+    fn record(&mut self, rel: &Path, meta: DirMeta, max_bytes: u64, name: &str) -> Result<()> {
+        if let Some(known) = self.map.get_mut(rel) {
+            known.1 = meta;
+            return Ok(());
+        }
+        self.bytes += rel.as_os_str().len() as u64 + DIR_RECORD;
+        if self.bytes > max_bytes {
+            return Err(UnpackError {
+                errno: libc::EFBIG,
+                path: name.to_string(),
+                detail: format!("the layer's directories take more than {max_bytes} bytes to keep until their modes are set"),
+                hint: Some("a layer with this many directories, or with paths this long, is refused as a likely archive bomb".into()),
+            });
+        }
+        let seq = self.map.len() as u64;
+        self.map.insert(rel.to_path_buf(), (seq, meta));
+        Ok(())
+    }
+
+    /// Deepest first (a directory's mode is set after its subdirectories',
+    /// which a read-only one would keep an ordinary user from reaching),
+    /// then the last seen first.
+    fn in_order(self) -> Vec<(PathBuf, DirMeta)> {
+        let mut all: Vec<_> = self.map.into_iter().collect();
+        all.sort_unstable_by_key(|(rel, (seq, _))| std::cmp::Reverse((rel.components().count(), *seq)));
+        all.into_iter().map(|(rel, (_, meta))| (rel, meta)).collect()
+    }
+}
 
 #[derive(Default)]
 struct Notes(Vec<String>);
@@ -914,12 +979,27 @@ pub fn flatten_layers(layers: Vec<String>, dest: String) -> napi::bindgen_prelud
 /// existing empty directory `dest`, off the main thread (libuv's pool).
 /// Rejects with a JSON report `{ errno, path, detail, hint }`.
 #[napi(ts_return_type = "Promise<UnpackedLayer>")]
-pub fn unpack_layer(archive: String, dest: String, max_bytes: f64, max_entries: f64) -> napi::bindgen_prelude::AsyncTask<UnpackTask> {
-    napi::bindgen_prelude::AsyncTask::new(UnpackTask {
-        archive,
-        dest,
-        limits: Limits::new(max_bytes as u64, max_entries as u64),
-    })
+pub fn unpack_layer(
+    archive: String,
+    dest: String,
+    max_bytes: f64,
+    max_entries: f64,
+    more: Option<UnpackLimits>,
+) -> napi::bindgen_prelude::AsyncTask<UnpackTask> {
+    let mut limits = Limits::new(max_bytes as u64, max_entries as u64);
+    if let Some(n) = more.and_then(|more| more.max_dir_bytes) {
+        limits.max_dir_bytes = n as u64;
+    }
+    napi::bindgen_prelude::AsyncTask::new(UnpackTask { archive, dest, limits })
+}
+
+/// Limits `unpackLayer` otherwise takes from the defaults (tests set them to
+/// reach them cheaply).
+#[napi(object)]
+pub struct UnpackLimits {
+    /// Most bytes the layer's directories take in memory until their modes
+    /// are set (default 64 MiB).
+    pub max_dir_bytes: Option<f64>,
 }
 
 #[cfg(test)]
@@ -967,6 +1047,7 @@ mod tests {
         max_bytes: 1 << 30,
         max_entries: 1000,
         max_header_bytes: Limits::MAX_HEADER_BYTES,
+        max_dir_bytes: Limits::MAX_DIR_BYTES,
     };
 
     #[test]
@@ -1132,6 +1213,7 @@ mod tests {
             max_bytes: 1000,
             max_entries: 100,
             max_header_bytes: 64 << 10,
+            ..LIMITS
         };
         let err = unpack(&tar[..], &base, limits, false).unwrap_err();
         assert_eq!(err.errno, libc::EFBIG, "{err}");
