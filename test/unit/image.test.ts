@@ -19,6 +19,7 @@ import { Store } from '../../ts/image/store.js';
 import { TsboxError } from '../../ts/errors.js';
 import { loadNative } from '../../ts/native.js';
 import { parseRunInput } from '../../ts/config/schema.js';
+import { lstatSync, readFileSync } from 'node:fs';
 import { fromNativeReport } from '../../ts/errors.js';
 import { tarOf } from '../support/registry.js';
 
@@ -464,7 +465,7 @@ describe('unpacking a layer: what its directories cost', () => {
   afterAll(() => rmSync(base, { recursive: true, force: true }));
   const { unpackLayer } = loadNative().binding;
   /** Unpacks the tar `entries` into a new directory; resolves with it, or rejects with the report as a TsboxError line. */
-  async function unpack(tag: string, entries: Parameters<typeof tarOf>[0], more?: { maxDirBytes?: number }): Promise<string> {
+  async function unpack(tag: string, entries: Parameters<typeof tarOf>[0], more?: { maxDirBytes?: number; minFreeBytes?: number }): Promise<string> {
     const file = join(base, `${tag}.tar`);
     const dest = join(base, tag);
     writeFileSync(file, tarOf(entries));
@@ -493,5 +494,80 @@ describe('unpacking a layer: what its directories cost', () => {
     );
     // Under the default limit (64 MiB), the same layer unpacks.
     expect(readdirSync(await unpack('many-default', entries))).toHaveLength(100);
+  });
+
+  it('a layer that would leave its filesystem with less free space than tsbox keeps is refused, saying so', async () => {
+    await expect(unpack('full', [{ name: 'f', type: 'file', data: 'x' }], { minFreeBytes: 2 ** 52 })).rejects.toThrow(
+      /^unpack\(layer: .*\/full\): ENOSPC — not enough space: the filesystem has \d+ bytes free, less than the 4503599627370496 tsbox leaves free; free space on that filesystem, or keep the image store on a larger one \(TSBOX_STORAGE\); a layer is stopped before it fills the disk$/,
+    );
+  });
+});
+
+describe("an image's export takes no more disk than its layers", () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-flatten-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  const { flattenLayers, unpackLayer } = loadNative().binding;
+  /** Bytes of disk the tree at `dir` takes, each inode counted once (as du counts). */
+  const diskUse = (dir: string, seen = new Set<number>()): number => {
+    let n = 0;
+    for (const name of readdirSync(dir)) {
+      const st = lstatSync(join(dir, name));
+      if (!seen.has(st.ino)) n += st.blocks * 512;
+      seen.add(st.ino);
+      if (st.isDirectory()) n += diskUse(join(dir, name), seen);
+    }
+    return n;
+  };
+  const data = (seed: number) => Buffer.from(Array.from({ length: 64 << 10 }, (_, i) => ((i * 31 + seed) % 251) + 1));
+  const sparse = Buffer.alloc(8 << 20);
+  sparse[0] = 1;
+  const layer = join(base, 'layer');
+  const layerReady = (async () => {
+    writeFileSync(join(base, 'layer.tar'), tarOf([
+      { name: 'f', type: 'file', data: data(1) },
+      ...Array.from({ length: 50 }, (_, i) => ({ name: `l${i}`, type: 'link' as const, link: 'f' })),
+      { name: 'sparse', type: 'file', data: sparse },
+      { name: 'dir/', type: 'dir' },
+      { name: 'dir/s0', type: 'link', link: 'sparse' },
+      { name: 'dir/s1', type: 'link', link: 'sparse' },
+      { name: 'g', type: 'file', data: data(2) },
+    ]));
+    mkdirSync(layer);
+    await unpackLayer(join(base, 'layer.tar'), layer, 2 ** 30, 1000);
+  })();
+  /** Flattens the layer into a new directory; resolves with it, or rejects with the report as a TsboxError line. */
+  async function flatten(tag: string, more?: { maxBytes?: number; minFreeBytes?: number }): Promise<string> {
+    await layerReady;
+    const dest = join(base, tag);
+    mkdirSync(dest);
+    await flattenLayers([layer], dest, more).catch((err: unknown) => {
+      throw new Error(fromNativeReport(err, 'image_export', 'rootfs').toLine());
+    });
+    return dest;
+  }
+
+  it("keeps the layer's hard links (of its own copies) and holes", async () => {
+    // Written whole, one copy per link, the layer's 8.3 MB took 27 MB here (the review's: 4.9 MB, then 302 MB).
+    const dest = await flatten('links');
+    const f = statSync(join(dest, 'f'));
+    expect(f.nlink).toBe(51);
+    for (const l of ['l0', 'l49']) expect(statSync(join(dest, l)).ino).toBe(f.ino);
+    expect(f.ino).not.toBe(statSync(join(layer, 'f')).ino);
+    expect(statSync(join(dest, 'dir', 's1')).ino).toBe(statSync(join(dest, 'sparse')).ino);
+    const s = statSync(join(dest, 'sparse'));
+    expect(s.size).toBe(8 << 20);
+    expect(s.blocks * 512).toBeLessThan(1 << 20);
+    expect(readFileSync(join(dest, 'dir', 's0')).equals(sparse)).toBe(true);
+    expect(readFileSync(join(dest, 'l7')).equals(data(1))).toBe(true);
+    expect(diskUse(dest)).toBeLessThanOrEqual(diskUse(layer));
+    // What it writes is what the layer holds (f, g and the sparse file's few blocks of data), not 51 copies of f and 3 of 8 MiB.
+    await flatten('under-cap', { maxBytes: 4 * 65536 });
+  });
+
+  it('an export that would write more than its cap, or fill its filesystem, is refused, saying so', async () => {
+    await expect(flatten('over-cap', { maxBytes: 100_000 })).rejects.toThrow(/^image_export\(rootfs: .*\/layer\/\w+\): EFBIG — the export would write more than 100000 bytes of file data; an image this large is not exported: a likely bomb$/);
+    await expect(flatten('full', { minFreeBytes: 2 ** 52 })).rejects.toThrow(
+      /^image_export\(rootfs: .*\/full\): ENOSPC — not enough space: the filesystem has \d+ bytes free, less than the 4503599627370496 tsbox leaves free; free space on that filesystem, or export to a larger one; an export is stopped before it fills the disk$/,
+    );
   });
 });
