@@ -941,3 +941,34 @@ describe("image export: what the layers share stays shared, and a full disk is n
     }
   });
 });
+
+describe('rootless export of what its owner may not read', () => {
+  const user = throwawayUser(`tsbox-imgx-${process.pid}`);
+
+  it('an ordinary user exports an image with a directory and a file of mode 000, and the store keeps their modes', async () => {
+    const uid = user.uid();
+    chmodSync(work, 0o711);
+    const store = join(work, 'store-rootless-locked');
+    const out = join(work, 'out-rootless-locked');
+    for (const d of [store, out]) {
+      mkdirSync(d, { mode: 0o700 });
+      chownSync(d, uid, uid);
+    }
+    const dir = join(work, 'layout-locked');
+    writeLayout(dir, 'locked', [tarOf([{ name: 'locked/', type: 'dir', mode: 0 }, { name: 'locked/f', type: 'file', data: 'inside' }, { name: 'shadow', type: 'file', mode: 0, data: 'secret' }])]);
+    const ref = await push(dir, 'locked', registry, 'locked:1');
+    const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };
+    const as = (args: string[]) => cli(args, { uid, gid: uid, env, killAfterMs: 60_000 });
+    expect(await as(['pull', '-q', ref])).toMatchObject({ code: 0, stderr: '' });
+    const bundle = join(out, 'bundle');
+    // It failed with EACCES on the directory: the user's own store has no root to override its modes.
+    expect(await as(['image', 'export', ref, bundle])).toMatchObject({ code: 0, stderr: '' });
+    const rootfs = join(bundle, 'rootfs');
+    expect(statSync(join(rootfs, 'locked')).mode & 0o7777).toBe(0);
+    expect(statSync(join(rootfs, 'shadow')).mode & 0o7777).toBe(0);
+    expect(readFileSync(join(rootfs, 'locked', 'f'), 'utf8')).toBe('inside');
+    expect(readFileSync(join(rootfs, 'shadow'), 'utf8')).toBe('secret');
+    const [layer] = readdirSync(join(store, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'));
+    for (const e of ['locked', 'shadow']) expect(statSync(join(store, 'layers', 'sha256', layer!, e)).mode & 0o7777).toBe(0);
+  });
+});

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::unpack::{lstat_at, open_dir_resolved, printable, sys_err, Space, UnpackError};
@@ -206,7 +206,10 @@ fn apply(src: &Path, rel: &Path, dest: RawFd, x: &mut Export) -> Result<(), Unpa
                 // SAFETY: fchmod on our descriptor.
                 unsafe { libc::fchmod(sub.as_raw_fd(), 0o700) };
             }
-            apply(&from, &rel.join(entry.file_name()), sub.as_raw_fd(), x)?;
+            {
+                let _readable = Lifted::lift(&from, &md, 0o500, privileged)?;
+                apply(&from, &rel.join(entry.file_name()), sub.as_raw_fd(), x)?;
+            }
             set_meta(sub.as_raw_fd(), &md, privileged).map_err(|e| err(&from, "set the directory's mode", e))?;
             continue;
         }
@@ -218,7 +221,10 @@ fn apply(src: &Path, rel: &Path, dest: RawFd, x: &mut Export) -> Result<(), Unpa
             if md.nlink() > 1 && x.link(key, dest, &name) {
                 continue;
             }
-            let input = File::open(&from).map_err(|e| err(&from, "open the layer's file", e))?;
+            let input = {
+                let _readable = Lifted::lift(&from, &md, 0o400, privileged)?;
+                File::open(&from).map_err(|e| err(&from, "open the layer's file", e))?
+            };
             let out =
                 open_at(dest, &name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).map_err(|e| err(&from, "create the file", e))?;
             let output = File::from(out);
@@ -411,6 +417,37 @@ fn copy_range(from: RawFd, to: RawFd, off: u64, n: u64) -> io::Result<()> {
         src += got as libc::off_t;
     }
     Ok(())
+}
+
+/// A layer's directory or file its owner may not read (a 000 directory,
+/// Fedora's 000 /etc/shadow), made readable to its owner while an
+/// unprivileged export reads it, and given its mode back after (also on an
+/// error; an export killed meanwhile leaves the owner's bits set). A user's
+/// store has no root to override its modes, as root's store has. Only the
+/// owner's bits change, and the owner is the containers' root, which
+/// overrides modes in its user namespace anyway.
+struct Lifted<'a> {
+    path: &'a Path,
+    mode: u32,
+}
+
+impl<'a> Lifted<'a> {
+    fn lift(path: &'a Path, md: &std::fs::Metadata, need: u32, privileged: bool) -> Result<Option<Lifted<'a>>, UnpackError> {
+        let mode = md.mode() & 0o7777;
+        // SAFETY: geteuid cannot fail.
+        if privileged || mode & need == need || md.uid() != unsafe { libc::geteuid() } {
+            return Ok(None);
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | need))
+            .map_err(|e| err(path, "let its owner read the layer's entry", e))?;
+        Ok(Some(Lifted { path, mode }))
+    }
+}
+
+impl Drop for Lifted<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(self.path, std::fs::Permissions::from_mode(self.mode));
+    }
 }
 
 /// Applies `layers` (bottom first) into the existing empty directory `dest`;
