@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, lchownSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, mkdirSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,6 +22,8 @@ import { imageRun } from '../../ts/image/run.js';
 import { WAITING_FOR_LAUNCH } from '../../ts/image/manage.js';
 import { Store } from '../../ts/image/store.js';
 import { launch } from '../../ts/runtime/launch.js';
+import { gzipSync } from 'node:zlib';
+import { fromNativeReport } from '../../ts/errors.js';
 
 const rootfs = inject('rootfs');
 
@@ -920,5 +922,112 @@ describe('rootless', () => {
     expect(e.stderr).toBe(`tsbox: image_export(ghost): ENOENT — the image's user "ghost" is not in its /etc/passwd\n`);
     expect(e.code).toBe(125);
     expect(readdirSync(out)).toEqual([]);
+  });
+});
+
+describe("image export: what the layers share stays shared, and a full disk is not reached", () => {
+  /** Bytes of disk the tree at `path` takes, each inode once (du's count). */
+  const du = (path: string) => Number(spawnSync('du', ['-s', '-B1', path], { encoding: 'utf8' }).stdout.split('\t')[0]);
+
+  it("a layer's hard links stay hard links and its holes stay holes: the bundle takes the layer's disk, not a copy per link", async () => {
+    const dir = join(work, 'layout-links');
+    const data = Buffer.alloc(1 << 20, 'x');
+    const zeros = Buffer.alloc(64 << 20);
+    zeros[0] = 1;
+    writeLayout(dir, 'links', [
+      tarOf([
+        { name: 'f', type: 'file', data },
+        ...Array.from({ length: 100 }, (_, i) => ({ name: `f${i}`, type: 'link' as const, link: 'f' })),
+        { name: 'zeros', type: 'file', data: zeros },
+        ...Array.from({ length: 4 }, (_, i) => ({ name: `z${i}`, type: 'link' as const, link: 'zeros' })),
+      ]),
+    ]);
+    const ref = await push(dir, 'links', registry, 'links:1');
+    expect(await tsbox(['pull', '-q', ref])).toMatchObject({ code: 0, stderr: '' });
+    const bundle = join(work, 'bundle-links');
+    try {
+      expect(await tsbox(['image', 'export', ref, bundle])).toMatchObject({ code: 0, stderr: '' });
+      const rootfs = join(bundle, 'rootfs');
+      const f = statSync(join(rootfs, 'f'));
+      expect(f.nlink).toBe(101);
+      expect(statSync(join(rootfs, 'f99')).ino).toBe(f.ino);
+      expect(readFileSync(join(rootfs, 'f42')).equals(data)).toBe(true);
+      const z = statSync(join(rootfs, 'z3'));
+      expect([z.ino, z.nlink, z.size]).toEqual([statSync(join(rootfs, 'zeros')).ino, 5, 64 << 20]);
+      expect(z.blocks * 512).toBeLessThan(1 << 20);
+      // A copy per link and the holes written out took 421 MiB; the layer takes some 1 MiB.
+      const [layer] = (await byName(ref))!.layers;
+      expect(du(rootfs)).toBeLessThanOrEqual(du(layerDir(layer!)) + 64 * 1024);
+    } finally {
+      rmSync(bundle, { recursive: true, force: true });
+      expect((await tsbox(['rmi', ref])).code).toBe(0);
+    }
+  });
+
+  it('a layer or an export that would fill its filesystem stops while the filesystem still has room, saying so', async () => {
+    // A 32 MiB filesystem, of which tsbox leaves a twentieth free; 48 MiB of data (which gzip makes 50 KB) to write there.
+    const small = mkdtempSync(join(tmpdir(), 'tsbox-test-smallfs-'));
+    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=32m', 'tsbox-test', small]).status).toBe(0);
+    const margin = Math.floor((32 << 20) / 20);
+    const free = () => {
+      const st = statfsSync(small);
+      return st.bavail * st.bsize;
+    };
+    try {
+      const blob = join(work, 'fill.tar.gz');
+      writeFileSync(blob, gzipSync(tarOf([{ name: 'a', type: 'file', data: Buffer.alloc(24 << 20, 'a') }, { name: 'b', type: 'file', data: Buffer.alloc(24 << 20, 'b') }])));
+      const dest = join(small, 'layer');
+      mkdirSync(dest);
+      const { unpackLayer, flattenLayers } = loadNative().binding;
+      const u = await unpackLayer(blob, dest, 2 ** 30, 1000).then(() => null, (err: unknown) => fromNativeReport(err, 'unpack', 'fill'));
+      expect(u?.toLine()).toMatch(new RegExp(`^unpack\\(fill: ${small}/layer\\): ENOSPC — not enough space: the filesystem has \\d+ bytes free; \\d+ more would leave less than the ${margin} tsbox leaves free; free space on that filesystem, or keep the image store on a larger one \\(TSBOX_STORAGE\\); a layer is stopped before it fills the disk$`));
+      expect(free()).toBeGreaterThanOrEqual(margin - (64 << 10));
+      rmSync(dest, { recursive: true });
+
+      // The same layer on the test's own disk, exported onto the small one: refused before the second file is written.
+      const layer = join(work, 'fill-layer');
+      mkdirSync(layer);
+      await unpackLayer(blob, layer, 2 ** 30, 1000);
+      const rootfs = join(small, 'rootfs');
+      mkdirSync(rootfs);
+      const f = await flattenLayers([layer], rootfs).then(() => null, (err: unknown) => fromNativeReport(err, 'image_export', 'fill'));
+      expect(f?.toLine()).toMatch(new RegExp(`^image_export\\(fill: ${small}/rootfs\\): ENOSPC — not enough space: the filesystem has \\d+ bytes free; \\d+ more would leave less than the ${margin} tsbox leaves free; free space on that filesystem, or export to a larger one; an export is stopped before it fills the disk$`));
+      expect(free()).toBeGreaterThanOrEqual(margin - (64 << 10));
+      rmSync(layer, { recursive: true });
+    } finally {
+      spawnSync('umount', [small]);
+      rmSync(small, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('rootless export of what its owner may not read', () => {
+  const user = throwawayUser(`tsbox-imgx-${process.pid}`);
+
+  it('an ordinary user exports an image with a directory and a file of mode 000, and the store keeps their modes', async () => {
+    const uid = user.uid();
+    chmodSync(work, 0o711);
+    const store = join(work, 'store-rootless-locked');
+    const out = join(work, 'out-rootless-locked');
+    for (const d of [store, out]) {
+      mkdirSync(d, { mode: 0o700 });
+      chownSync(d, uid, uid);
+    }
+    const dir = join(work, 'layout-locked');
+    writeLayout(dir, 'locked', [tarOf([{ name: 'locked/', type: 'dir', mode: 0 }, { name: 'locked/f', type: 'file', data: 'inside' }, { name: 'shadow', type: 'file', mode: 0, data: 'secret' }])]);
+    const ref = await push(dir, 'locked', registry, 'locked:1');
+    const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };
+    const as = (args: string[]) => cli(args, { uid, gid: uid, env, killAfterMs: 60_000 });
+    expect(await as(['pull', '-q', ref])).toMatchObject({ code: 0, stderr: '' });
+    const bundle = join(out, 'bundle');
+    // It failed with EACCES on the directory: the user's own store has no root to override its modes.
+    expect(await as(['image', 'export', ref, bundle])).toMatchObject({ code: 0, stderr: '' });
+    const rootfs = join(bundle, 'rootfs');
+    expect(statSync(join(rootfs, 'locked')).mode & 0o7777).toBe(0);
+    expect(statSync(join(rootfs, 'shadow')).mode & 0o7777).toBe(0);
+    expect(readFileSync(join(rootfs, 'locked', 'f'), 'utf8')).toBe('inside');
+    expect(readFileSync(join(rootfs, 'shadow'), 'utf8')).toBe('secret');
+    const [layer] = readdirSync(join(store, 'layers', 'sha256')).filter((n) => !n.endsWith('.json'));
+    for (const e of ['locked', 'shadow']) expect(statSync(join(store, 'layers', 'sha256', layer!, e)).mode & 0o7777).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 /** Image references, the registry auth challenge, auth files and the platform choice (issue 18). */
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import https, { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +18,7 @@ import { findImage, imageBase, lookupImage } from '../../ts/image/run.js';
 import { inspectImage, removeImage } from '../../ts/image/manage.js';
 import { pull } from '../../ts/image/pull.js';
 import { Store } from '../../ts/image/store.js';
-import { TsboxError } from '../../ts/errors.js';
+import { fromNativeReport, TsboxError } from '../../ts/errors.js';
 import { loadNative } from '../../ts/native.js';
 import { parseRunInput } from '../../ts/config/schema.js';
 import { loadArchive } from '../../ts/image/load.js';
@@ -678,5 +678,117 @@ describe("a layer's diff_id is checked for every image that names it, not only t
     } finally {
       r.close();
     }
+  });
+});
+
+describe('unpacking a layer: what its directories cost', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-unpackdirs-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  const { unpackLayer } = loadNative().binding;
+  /** Unpacks the tar `entries` into a new directory; resolves with it, or rejects with the report as a TsboxError line. */
+  async function unpack(tag: string, entries: Parameters<typeof tarOf>[0], more?: { maxDirBytes?: number; minFreeBytes?: number }): Promise<string> {
+    const file = join(base, `${tag}.tar`);
+    const dest = join(base, tag);
+    writeFileSync(file, tarOf(entries));
+    mkdirSync(dest);
+    await unpackLayer(file, dest, 2 ** 30, 100_000, more).catch((err: unknown) => {
+      throw new Error(fromNativeReport(err, 'unpack', 'layer').toLine());
+    });
+    return dest;
+  }
+
+  it('a directory repeated 20,000 times is kept once, with the last entry\'s mode, in the memory of one', async () => {
+    // Each repeat was kept until the end (3.7 KB for a long path: 422 MB for
+    // 100,000 of them); now one record, which a budget of 4 KB holds.
+    const dir = `${'d'.repeat(40)}/${'e'.repeat(40)}/`;
+    const entries = [{ name: dir.split('/')[0]! + '/', type: 'dir' as const }, ...Array.from({ length: 20_000 }, (_, i) => ({ name: dir, type: 'dir' as const, mode: i === 19_999 ? 0o751 : 0o700 }))];
+    const dest = await unpack('repeated', entries, { maxDirBytes: 4096 });
+    expect(statSync(join(dest, dir)).mode & 0o7777).toBe(0o751);
+    expect(readdirSync(join(dest, dir.split('/')[0]!))).toEqual([dir.split('/')[1]]);
+  });
+
+  it('a layer whose directories would take more memory than allowed is refused, naming the limit', async () => {
+    const entries = Array.from({ length: 100 }, (_, i) => ({ name: `dir-${String(i).padStart(3, '0')}/`, type: 'dir' as const }));
+    // 40 records of 7 bytes of path and 96 of bookkeeping pass 4096 bytes.
+    await expect(unpack('many', entries, { maxDirBytes: 4096 })).rejects.toThrow(
+      "unpack(layer: dir-039): EFBIG — the layer's directories take more than 4096 bytes to keep until their modes are set; a layer with this many directories, or with paths this long, is refused as a likely archive bomb",
+    );
+    // Under the default limit (64 MiB), the same layer unpacks.
+    expect(readdirSync(await unpack('many-default', entries))).toHaveLength(100);
+  });
+
+  it('a layer that would leave its filesystem with less free space than tsbox keeps is refused, saying so', async () => {
+    await expect(unpack('full', [{ name: 'f', type: 'file', data: 'x' }], { minFreeBytes: 2 ** 52 })).rejects.toThrow(
+      /^unpack\(layer: .*\/full\): ENOSPC — not enough space: the filesystem has \d+ bytes free, less than the 4503599627370496 tsbox leaves free; free space on that filesystem, or keep the image store on a larger one \(TSBOX_STORAGE\); a layer is stopped before it fills the disk$/,
+    );
+  });
+});
+
+describe("an image's export takes no more disk than its layers", () => {
+  const base = mkdtempSync(join(tmpdir(), 'tsbox-test-flatten-'));
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+  const { flattenLayers, unpackLayer } = loadNative().binding;
+  /** Bytes of disk the tree at `dir` takes, each inode counted once (as du counts). */
+  const diskUse = (dir: string, seen = new Set<number>()): number => {
+    let n = 0;
+    for (const name of readdirSync(dir)) {
+      const st = lstatSync(join(dir, name));
+      if (!seen.has(st.ino)) n += st.blocks * 512;
+      seen.add(st.ino);
+      if (st.isDirectory()) n += diskUse(join(dir, name), seen);
+    }
+    return n;
+  };
+  const data = (seed: number) => Buffer.from(Array.from({ length: 64 << 10 }, (_, i) => ((i * 31 + seed) % 251) + 1));
+  const sparse = Buffer.alloc(8 << 20);
+  sparse[0] = 1;
+  const layer = join(base, 'layer');
+  const layerReady = (async () => {
+    writeFileSync(join(base, 'layer.tar'), tarOf([
+      { name: 'f', type: 'file', data: data(1) },
+      ...Array.from({ length: 50 }, (_, i) => ({ name: `l${i}`, type: 'link' as const, link: 'f' })),
+      { name: 'sparse', type: 'file', data: sparse },
+      { name: 'dir/', type: 'dir' },
+      { name: 'dir/s0', type: 'link', link: 'sparse' },
+      { name: 'dir/s1', type: 'link', link: 'sparse' },
+      { name: 'g', type: 'file', data: data(2) },
+    ]));
+    mkdirSync(layer);
+    await unpackLayer(join(base, 'layer.tar'), layer, 2 ** 30, 1000);
+  })();
+  /** Flattens the layer into a new directory; resolves with it, or rejects with the report as a TsboxError line. */
+  async function flatten(tag: string, more?: { maxBytes?: number; minFreeBytes?: number }): Promise<string> {
+    await layerReady;
+    const dest = join(base, tag);
+    mkdirSync(dest);
+    await flattenLayers([layer], dest, more).catch((err: unknown) => {
+      throw new Error(fromNativeReport(err, 'image_export', 'rootfs').toLine());
+    });
+    return dest;
+  }
+
+  it("keeps the layer's hard links (of its own copies) and holes", async () => {
+    // Written whole, one copy per link, the layer's 8.3 MB took 27 MB here (the review's: 4.9 MB, then 302 MB).
+    const dest = await flatten('links');
+    const f = statSync(join(dest, 'f'));
+    expect(f.nlink).toBe(51);
+    for (const l of ['l0', 'l49']) expect(statSync(join(dest, l)).ino).toBe(f.ino);
+    expect(f.ino).not.toBe(statSync(join(layer, 'f')).ino);
+    expect(statSync(join(dest, 'dir', 's1')).ino).toBe(statSync(join(dest, 'sparse')).ino);
+    const s = statSync(join(dest, 'sparse'));
+    expect(s.size).toBe(8 << 20);
+    expect(s.blocks * 512).toBeLessThan(1 << 20);
+    expect(readFileSync(join(dest, 'dir', 's0')).equals(sparse)).toBe(true);
+    expect(readFileSync(join(dest, 'l7')).equals(data(1))).toBe(true);
+    expect(diskUse(dest)).toBeLessThanOrEqual(diskUse(layer));
+    // What it writes is what the layer holds (f, g and the sparse file's few blocks of data), not 51 copies of f and 3 of 8 MiB.
+    await flatten('under-cap', { maxBytes: 4 * 65536 });
+  });
+
+  it('an export that would write more than its cap, or fill its filesystem, is refused, saying so', async () => {
+    await expect(flatten('over-cap', { maxBytes: 100_000 })).rejects.toThrow(/^image_export\(rootfs: .*\/layer\/\w+\): EFBIG — the export would write more than 100000 bytes of file data; an image this large is not exported: a likely bomb$/);
+    await expect(flatten('full', { minFreeBytes: 2 ** 52 })).rejects.toThrow(
+      /^image_export\(rootfs: .*\/full\): ENOSPC — not enough space: the filesystem has \d+ bytes free, less than the 4503599627370496 tsbox leaves free; free space on that filesystem, or export to a larger one; an export is stopped before it fills the disk$/,
+    );
   });
 });

@@ -181,10 +181,22 @@ export interface DeviceRuleWrite {
 /**
  * Applies image layer directories (bottom first) into the existing empty
  * directory `dest`, as overlayfs would show them (whiteouts, opaque
- * directories), off the main thread; resolves with the number of entries.
+ * directories), keeping each layer's hard links and holes, off the main
+ * thread; resolves with the number of entries.
  * Rejects with a JSON report `{ errno, path, detail, hint }`.
  */
-export declare function flattenLayers(layers: Array<string>, dest: string): Promise<number>
+export declare function flattenLayers(layers: Array<string>, dest: string, more?: FlattenLimits | undefined | null): Promise<number>
+
+/**
+ * Limits `flattenLayers` otherwise takes from the defaults (tests set them
+ * to reach them cheaply).
+ */
+export interface FlattenLimits {
+  /** Most bytes of file data the export writes (default 256 GiB). */
+  maxBytes?: number
+  /** Bytes the filesystem keeps free (default 1 GiB, or a twentieth of a smaller one). */
+  minFreeBytes?: number
+}
 
 /** How the exited helper ended. */
 export interface HelperExit {
@@ -343,7 +355,21 @@ export interface UnpackedLayer {
  * existing empty directory `dest`, off the main thread (libuv's pool).
  * Rejects with a JSON report `{ errno, path, detail, hint }`.
  */
-export declare function unpackLayer(archive: string, dest: string, maxBytes: number, maxEntries: number): Promise<UnpackedLayer>
+export declare function unpackLayer(archive: string, dest: string, maxBytes: number, maxEntries: number, more?: UnpackLimits | undefined | null): Promise<UnpackedLayer>
+
+/**
+ * Limits `unpackLayer` otherwise takes from the defaults (tests set them to
+ * reach them cheaply).
+ */
+export interface UnpackLimits {
+  /**
+   * Most bytes the layer's directories take in memory until their modes
+   * are set (default 64 MiB).
+   */
+  maxDirBytes?: number
+  /** Bytes the filesystem keeps free (default 1 GiB, or a twentieth of a smaller one). */
+  minFreeBytes?: number
+}
 
 /**
  * As `tryLockFile`, but waits for the lock (a short critical section such as

@@ -28,7 +28,12 @@
 //!   `max_header_bytes` before any one entry, PAX global headers are never
 //!   read, and the uncompressed stream as a whole may not exceed what the
 //!   limits allow (`Limits::max_stream`): a small gzip blob that expands
-//!   without end is cut off there.
+//!   without end is cut off there. The directories, whose modes are set
+//!   last, are kept each once (a repeated entry replaces the metadata of the
+//!   one before it, as with tar), their records bounded (`max_dir_bytes`).
+//! - A layer stops, with a clear error, while its filesystem still has some
+//!   space free (`Space`): what the limits let through (250 layers of
+//!   64 GiB) cannot fill the host's disk.
 //!
 //! The caller unpacks into a fresh temporary directory and renames it into
 //! place; on an error it removes the directory.
@@ -124,6 +129,12 @@ pub struct Limits {
     /// Most bytes of tar metadata read before one entry: its header, GNU long
     /// name and link, PAX extended header, sparse map, the padding before it.
     pub max_header_bytes: u64,
+    /// Most bytes the layer's directories take in memory until their modes
+    /// are set, last: each distinct path once, with `DIR_RECORD` more for
+    /// its record.
+    pub max_dir_bytes: u64,
+    /// Bytes the filesystem written to keeps free; None: `Space`'s default.
+    pub min_free: Option<u64>,
 }
 
 /// The uncompressed stream an entry may take beyond its data: a header, the
@@ -133,12 +144,19 @@ const STREAM_PER_ENTRY: u64 = 8 * 512;
 impl Limits {
     /// The usual cap on one entry's metadata (real ones are a few hundred bytes).
     pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+    /// The usual cap on the directories' records: a large real layer has
+    /// some 100,000 directories of under 100 bytes each (some 20 MiB); a
+    /// layer of the most entries, each a directory of the longest path the
+    /// kernel resolves (4 KiB), would hold 8 GiB.
+    pub const MAX_DIR_BYTES: u64 = 64 << 20;
 
     pub fn new(max_bytes: u64, max_entries: u64) -> Limits {
         Limits {
             max_bytes,
             max_entries,
             max_header_bytes: Limits::MAX_HEADER_BYTES,
+            max_dir_bytes: Limits::MAX_DIR_BYTES,
+            min_free: None,
         }
     }
 
@@ -148,6 +166,103 @@ impl Limits {
         self.max_bytes
             .saturating_add(self.max_entries.saturating_mul(STREAM_PER_ENTRY))
             .saturating_add(self.max_header_bytes)
+    }
+}
+
+/// The free space of the filesystem a layer or an export is written to. A
+/// layer or export that would leave it nearly full stops, with a clear
+/// error, while the filesystem still has `margin` bytes (and a twentieth of
+/// its inodes, up to `MIN_FREE_INODES`) free: a bomb that the size limits
+/// let through (250 layers of 64 GiB each, a gzip of repeated bytes
+/// expanding 1000 times) fails before the host's disk is full, not after.
+/// statvfs is asked again only after `STEP` bytes or `INODE_STEP` inodes
+/// taken since the last look: the check costs a subtraction per write.
+pub(crate) struct Space {
+    fd: RawFd,
+    shown: String,
+    hint: &'static str,
+    min_free: Option<u64>,
+    bytes_left: u64,
+    inodes_left: u64,
+}
+
+impl Space {
+    /// What a filesystem keeps free by default: 1 GiB, or a twentieth of a
+    /// smaller one (a 4 GiB tmpfs keeps 200 MiB).
+    pub const MIN_FREE: u64 = 1 << 30;
+    const MIN_FREE_INODES: u64 = 100_000;
+    const STEP: u64 = 64 << 20;
+    const INODE_STEP: u64 = 4096;
+
+    /// Looks once at the filesystem of the directory open at `fd` (which
+    /// must stay open while this is used); `shown` names it in an error.
+    pub(crate) fn new(fd: RawFd, shown: &str, hint: &'static str, min_free: Option<u64>) -> Result<Space> {
+        let mut space = Space {
+            fd,
+            shown: shown.to_string(),
+            hint,
+            min_free,
+            bytes_left: 0,
+            inodes_left: 0,
+        };
+        space.look(0, 0)?;
+        Ok(space)
+    }
+
+    /// Before writing `bytes` more of file data and making `inodes` more entries.
+    pub(crate) fn take(&mut self, bytes: u64, inodes: u64) -> Result<()> {
+        if bytes <= self.bytes_left && inodes <= self.inodes_left {
+            self.bytes_left -= bytes;
+            self.inodes_left -= inodes;
+            return Ok(());
+        }
+        self.look(bytes, inodes)
+    }
+
+    fn look(&mut self, bytes: u64, inodes: u64) -> Result<()> {
+        // SAFETY: fstatvfs into a zeroed struct, on a descriptor the caller keeps open.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatvfs(self.fd, &mut st) } != 0 {
+            return Err(last(&self.shown, "look at the free space of the filesystem"));
+        }
+        let unit = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize } as u64;
+        let total = st.f_blocks as u64 * unit;
+        // A filesystem that tells no size (some FUSE ones, an unlimited tmpfs) is not checked.
+        self.bytes_left = Space::STEP;
+        if total > 0 {
+            let avail = st.f_bavail as u64 * unit;
+            let margin = self.min_free.unwrap_or(Space::MIN_FREE.min(total / 20));
+            let need = bytes.saturating_add(margin);
+            if avail < need {
+                return Err(self.short("space", "bytes", avail, bytes, margin));
+            }
+            self.bytes_left = (avail - need).min(Space::STEP);
+        }
+        self.inodes_left = Space::INODE_STEP;
+        if st.f_files > 0 {
+            let margin = Space::MIN_FREE_INODES.min(st.f_files as u64 / 20);
+            let avail = st.f_favail as u64;
+            let need = inodes.saturating_add(margin);
+            if avail < need {
+                return Err(self.short("inodes", "inodes", avail, inodes, margin));
+            }
+            self.inodes_left = (avail - need).min(Space::INODE_STEP);
+        }
+        Ok(())
+    }
+
+    fn short(&self, what: &str, unit: &str, avail: u64, more: u64, margin: u64) -> UnpackError {
+        let detail = if more == 0 {
+            format!("not enough {what}: the filesystem has {avail} {unit} free, less than the {margin} tsbox leaves free")
+        } else {
+            format!("not enough {what}: the filesystem has {avail} {unit} free; {more} more would leave less than the {margin} tsbox leaves free")
+        };
+        UnpackError {
+            errno: libc::ENOSPC,
+            path: self.shown.clone(),
+            detail,
+            hint: Some(self.hint.into()),
+        }
     }
 }
 
@@ -182,8 +297,9 @@ pub fn unpack_file(archive: &Path, dest: &Path, limits: Limits, privileged: bool
 }
 
 /// Copies `from` into `to`, leaving holes where a whole block is zeros (a
-/// sparse file's, whose holes the tar reader gives as zeros, stays sparse).
-fn copy_sparse(from: &mut impl Read, to: &mut File) -> io::Result<u64> {
+/// sparse file's, whose holes the tar reader gives as zeros, stays sparse);
+/// what is written is taken from `space` first. `name`: the entry's, for an error.
+fn copy_sparse(from: &mut impl Read, to: &mut File, space: &mut Space, name: &str) -> Result<u64> {
     use std::io::{Seek, SeekFrom};
     let mut buf = vec![0u8; 1 << 16];
     let mut n = 0u64;
@@ -192,12 +308,14 @@ fn copy_sparse(from: &mut impl Read, to: &mut File) -> io::Result<u64> {
             Ok(0) => return Ok(n),
             Ok(got) => got,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(sys_err(name, "write the file", e)),
         };
         if got == buf.len() && buf.iter().all(|b| *b == 0) {
-            to.seek(SeekFrom::Current(got as i64))?;
+            to.seek(SeekFrom::Current(got as i64))
+                .map_err(|e| sys_err(name, "write the file", e))?;
         } else {
-            to.write_all(&buf[..got])?;
+            space.take(got as u64, 0)?;
+            to.write_all(&buf[..got]).map_err(|e| sys_err(name, "write the file", e))?;
         }
         n += got as u64;
     }
@@ -323,9 +441,15 @@ fn unpack_guarded<R: Read>(
 ) -> Result<Outcome> {
     let shown = dest.display().to_string();
     let root = open_dir(libc::AT_FDCWD, dest).map_err(|e| sys_err(&shown, "open the layer directory", e))?;
+    let mut space = Space::new(
+        root.as_raw_fd(),
+        &shown,
+        "free space on that filesystem, or keep the image store on a larger one (TSBOX_STORAGE); a layer is stopped before it fills the disk",
+        limits.min_free,
+    )?;
     let mut out = Outcome::default();
-    // Directories, with their mode and owner, set once everything is in them.
-    let mut dirs: Vec<(PathBuf, u32, Owner)> = Vec::new();
+    // Directories, with their mode, owner and time, set once everything is in them.
+    let mut dirs = Dirs::default();
     let mut notes = Notes::default();
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -347,6 +471,7 @@ fn unpack_guarded<R: Read>(
                         hint: Some("a layer this large is refused as a likely archive bomb".into()),
                     });
                 }
+                space.take(0, 1)?;
                 // The entry's real size: a PAX size (files over 8 GiB) or a GNU
                 // sparse file's, not the header's field. Counted before anything
                 // may skip the entry: a skipped entry's data is still read.
@@ -435,7 +560,7 @@ fn unpack_guarded<R: Read>(
                                 .map_err(|e| sys_err(&name, "open the directory", e))?;
                             let _ = fsetxattr(d.as_raw_fd(), k, v);
                         }
-                        dirs.push((rel.clone(), mode, owner));
+                        dirs.record(&rel, DirMeta { mode, owner, mtime }, limits.max_dir_bytes, &name)?;
                         break 'entry;
                     }
                     tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
@@ -454,7 +579,7 @@ fn unpack_guarded<R: Read>(
                         }
                         // SAFETY: a descriptor openat just returned.
                         let mut file = unsafe { File::from_raw_fd(fd) };
-                        copy_sparse(&mut (&mut entry).take(size), &mut file).map_err(|e| sys_err(&name, "write the file", e))?;
+                        copy_sparse(&mut (&mut entry).take(size), &mut file, &mut space, &name)?;
                         // Holes at the end: the file still has its full length.
                         file.set_len(size).map_err(|e| sys_err(&name, "set the file's length", e))?;
                         for (k, v) in &xattrs {
@@ -537,11 +662,12 @@ fn unpack_guarded<R: Read>(
         }
     }
     // Directories last: a read-only one is still filled, and its mode holds.
-    for (rel, mode, owner) in dirs.iter().rev() {
+    for (rel, meta) in dirs.in_order() {
         let name = printable(rel.as_os_str().as_bytes());
         let parent = resolve_dir(&root, rel.parent().unwrap_or(Path::new(""))).map_err(|e| sys_err(&name, "resolve the directory", e))?;
         let leaf = cstr(rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"."), &name)?;
-        set_meta(parent.as_raw_fd(), &leaf, &name, *mode, *owner, &mut notes)?;
+        set_meta(parent.as_raw_fd(), &leaf, &name, meta.mode, meta.owner, &mut notes)?;
+        set_mtime(parent.as_raw_fd(), &leaf, meta.mtime);
     }
     // The rest of the stream (the end blocks and any padding) counts in the diff_id.
     io::copy(&mut (&mut hashing).take(1 << 20), &mut io::sink()).map_err(|e| bad_stream(&shown, e))?;
@@ -552,6 +678,58 @@ fn unpack_guarded<R: Read>(
 
 /// The uid and gid an entry keeps (only when root unpacks).
 type Owner = Option<(u64, u64)>;
+
+/// What a directory entry sets on its directory once the layer is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirMeta {
+    mode: u32,
+    owner: Owner,
+    mtime: u64,
+}
+
+/// Memory a directory's record takes beside its path: the map's entry and
+/// the allocation's overhead.
+const DIR_RECORD: u64 = 96;
+
+/// The layer's directories, each once, keyed by its path in the layer: a
+/// repeated entry replaces the metadata of the one before it (the last one
+/// wins, as with tar), and costs nothing more. What the records take in
+/// memory is bounded (`Limits::max_dir_bytes`).
+#[derive(Default)]
+struct Dirs {
+    map: std::collections::HashMap<PathBuf, (u64, DirMeta)>,
+    bytes: u64,
+}
+
+impl Dirs {
+    fn record(&mut self, rel: &Path, meta: DirMeta, max_bytes: u64, name: &str) -> Result<()> {
+        if let Some(known) = self.map.get_mut(rel) {
+            known.1 = meta;
+            return Ok(());
+        }
+        self.bytes += rel.as_os_str().len() as u64 + DIR_RECORD;
+        if self.bytes > max_bytes {
+            return Err(UnpackError {
+                errno: libc::EFBIG,
+                path: name.to_string(),
+                detail: format!("the layer's directories take more than {max_bytes} bytes to keep until their modes are set"),
+                hint: Some("a layer with this many directories, or with paths this long, is refused as a likely archive bomb".into()),
+            });
+        }
+        let seq = self.map.len() as u64;
+        self.map.insert(rel.to_path_buf(), (seq, meta));
+        Ok(())
+    }
+
+    /// Deepest first (a directory's mode is set after its subdirectories',
+    /// which a read-only one would keep an ordinary user from reaching),
+    /// then the last seen first.
+    fn in_order(self) -> Vec<(PathBuf, DirMeta)> {
+        let mut all: Vec<_> = self.map.into_iter().collect();
+        all.sort_unstable_by_key(|(rel, (seq, _))| std::cmp::Reverse((rel.components().count(), *seq)));
+        all.into_iter().map(|(rel, (_, meta))| (rel, meta)).collect()
+    }
+}
 
 #[derive(Default)]
 struct Notes(Vec<String>);
@@ -626,9 +804,15 @@ fn open_dir(at: RawFd, path: &Path) -> io::Result<OwnedFd> {
 /// Opens the directory `rel` of the layer, resolving every symlink on the
 /// way as if the layer were the root (openat2 RESOLVE_IN_ROOT).
 fn resolve_dir(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    open_dir_resolved(root.as_raw_fd(), rel, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens the directory `rel` below the one open at `root`, resolved as
+/// `resolve` (openat2's RESOLVE_* flags) says; an empty `rel` is `root`.
+pub(crate) fn open_dir_resolved(root: RawFd, rel: &Path, resolve: u64) -> io::Result<OwnedFd> {
     if rel.as_os_str().is_empty() {
-        // SAFETY: dup of a descriptor we own.
-        let fd = unsafe { libc::fcntl(root.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        // SAFETY: dup of a descriptor the caller keeps open.
+        let fd = unsafe { libc::fcntl(root, libc::F_DUPFD_CLOEXEC, 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -646,14 +830,14 @@ fn resolve_dir(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
     let how = OpenHow {
         flags: (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     loop {
         // SAFETY: openat2 with a struct and a C string we own.
         let fd = unsafe {
             libc::syscall(
                 libc::SYS_openat2,
-                root.as_raw_fd(),
+                root,
                 c.as_ptr(),
                 &how as *const OpenHow,
                 std::mem::size_of::<OpenHow>(),
@@ -881,6 +1065,7 @@ impl napi::Task for UnpackTask {
 pub struct FlattenTask {
     layers: Vec<String>,
     dest: String,
+    caps: crate::flatten::Caps,
 }
 
 impl napi::Task for FlattenTask {
@@ -890,7 +1075,7 @@ impl napi::Task for FlattenTask {
     fn compute(&mut self) -> napi::Result<u64> {
         // SAFETY: geteuid cannot fail.
         let privileged = unsafe { libc::geteuid() } == 0;
-        crate::flatten::flatten(&self.layers, Path::new(&self.dest), privileged).map_err(|e| {
+        crate::flatten::flatten(&self.layers, Path::new(&self.dest), privileged, self.caps).map_err(|e| {
             let report = serde_json::json!({ "errno": e.errno, "path": e.path, "detail": e.detail, "hint": e.hint });
             napi::Error::from_reason(report.to_string())
         })
@@ -903,23 +1088,61 @@ impl napi::Task for FlattenTask {
 
 /// Applies image layer directories (bottom first) into the existing empty
 /// directory `dest`, as overlayfs would show them (whiteouts, opaque
-/// directories), off the main thread; resolves with the number of entries.
+/// directories), keeping each layer's hard links and holes, off the main
+/// thread; resolves with the number of entries.
 /// Rejects with a JSON report `{ errno, path, detail, hint }`.
 #[napi(ts_return_type = "Promise<number>")]
-pub fn flatten_layers(layers: Vec<String>, dest: String) -> napi::bindgen_prelude::AsyncTask<FlattenTask> {
-    napi::bindgen_prelude::AsyncTask::new(FlattenTask { layers, dest })
+pub fn flatten_layers(layers: Vec<String>, dest: String, more: Option<FlattenLimits>) -> napi::bindgen_prelude::AsyncTask<FlattenTask> {
+    let mut caps = crate::flatten::Caps::default();
+    if let Some(more) = more {
+        if let Some(n) = more.max_bytes {
+            caps.max_bytes = n as u64;
+        }
+        caps.min_free = more.min_free_bytes.map(|n| n as u64);
+    }
+    napi::bindgen_prelude::AsyncTask::new(FlattenTask { layers, dest, caps })
+}
+
+/// Limits `flattenLayers` otherwise takes from the defaults (tests set them
+/// to reach them cheaply).
+#[napi(object)]
+pub struct FlattenLimits {
+    /// Most bytes of file data the export writes (default 256 GiB).
+    pub max_bytes: Option<f64>,
+    /// Bytes the filesystem keeps free (default 1 GiB, or a twentieth of a smaller one).
+    pub min_free_bytes: Option<f64>,
 }
 
 /// Unpacks the layer blob at `archive` (gzip, zstd or plain tar) into the
 /// existing empty directory `dest`, off the main thread (libuv's pool).
 /// Rejects with a JSON report `{ errno, path, detail, hint }`.
 #[napi(ts_return_type = "Promise<UnpackedLayer>")]
-pub fn unpack_layer(archive: String, dest: String, max_bytes: f64, max_entries: f64) -> napi::bindgen_prelude::AsyncTask<UnpackTask> {
-    napi::bindgen_prelude::AsyncTask::new(UnpackTask {
-        archive,
-        dest,
-        limits: Limits::new(max_bytes as u64, max_entries as u64),
-    })
+pub fn unpack_layer(
+    archive: String,
+    dest: String,
+    max_bytes: f64,
+    max_entries: f64,
+    more: Option<UnpackLimits>,
+) -> napi::bindgen_prelude::AsyncTask<UnpackTask> {
+    let mut limits = Limits::new(max_bytes as u64, max_entries as u64);
+    if let Some(more) = more {
+        if let Some(n) = more.max_dir_bytes {
+            limits.max_dir_bytes = n as u64;
+        }
+        limits.min_free = more.min_free_bytes.map(|n| n as u64);
+    }
+    napi::bindgen_prelude::AsyncTask::new(UnpackTask { archive, dest, limits })
+}
+
+/// Limits `unpackLayer` otherwise takes from the defaults (tests set them to
+/// reach them cheaply).
+#[napi(object)]
+pub struct UnpackLimits {
+    /// Most bytes the layer's directories take in memory until their modes
+    /// are set (default 64 MiB).
+    pub max_dir_bytes: Option<f64>,
+    /// Bytes the filesystem keeps free (default 1 GiB, or a twentieth of a smaller one).
+    pub min_free_bytes: Option<f64>,
 }
 
 #[cfg(test)]
@@ -967,6 +1190,8 @@ mod tests {
         max_bytes: 1 << 30,
         max_entries: 1000,
         max_header_bytes: Limits::MAX_HEADER_BYTES,
+        max_dir_bytes: Limits::MAX_DIR_BYTES,
+        min_free: Some(0),
     };
 
     #[test]
@@ -1132,6 +1357,7 @@ mod tests {
             max_bytes: 1000,
             max_entries: 100,
             max_header_bytes: 64 << 10,
+            ..LIMITS
         };
         let err = unpack(&tar[..], &base, limits, false).unwrap_err();
         assert_eq!(err.errno, libc::EFBIG, "{err}");
