@@ -97,6 +97,63 @@ describe('detached containers from the CLI', () => {
     expect(open(k).logs()).toBe('got USR1\n');
     await open(k).remove();
   });
+
+  // The log is in the state directory, /run, which is memory: a container
+  // that writes without end must not fill it (it wrote 30 MiB into a 30 MiB log).
+  it('a container that writes far more than --log-max-size leaves two files of at most that size, the end of its output in the newer, all of it in tsbox logs', async () => {
+    const n = name('noisy');
+    const started = await cli(['run', '-d', '--name', n, '--log-max-size', '64k', '--rootfs', rootfs, '--', 'sh', '-c', 'seq 1 200000; echo end >&2']);
+    expect(started.code, started.stderr).toBe(0);
+    const id = started.stdout.trim();
+    expect((await open(n).wait()).exitCode).toBe(0);
+    const dir = containerDir(id);
+    const newer = readFileSync(join(dir, 'container.log'), 'utf8');
+    expect(Buffer.byteLength(newer)).toBeLessThanOrEqual(64 * 1024);
+    expect(readdirSync(dir).filter((f) => f.startsWith('container.log')).sort()).toEqual(['container.log', 'container.log.1']);
+    const older = readFileSync(join(dir, 'container.log.1'), 'utf8');
+    expect(Buffer.byteLength(older)).toBeLessThanOrEqual(64 * 1024);
+    // The two files are the last lines written, whole and in order, across the rotation.
+    const lines = (older + newer).split('\n');
+    expect(lines.slice(-3)).toEqual(['200000', 'end', '']);
+    const numbers = lines.slice(0, -2).map(Number);
+    expect(numbers.length).toBeGreaterThan(10_000);
+    expect(numbers).toEqual(numbers.map((_, i) => 200_000 - numbers.length + 1 + i));
+    expect((await cli(['logs', n])).stdout).toBe(older + newer);
+    expect((await cli(['logs', '-f', n])).stdout).toBe(older + newer);
+    expect(open(n).logs()).toBe(older + newer);
+    await open(n).remove();
+  });
+
+  it('logs -f follows the output across its files: every line once, in order', async () => {
+    const n = name('follow');
+    // ~9 KB over ~2 s, through files of 2 KiB: rotated between the follower's reads.
+    const script = 'seq 1 2000 | while read i; do echo $i; [ $((i % 100)) = 0 ] && sleep 0.1; done; true';
+    const started = await cli(['run', '-d', '--name', n, '--log-max-size', '2k', '--rootfs', rootfs, '--', 'sh', '-c', script]);
+    expect(started.code, started.stderr).toBe(0);
+    const followed = await cli(['logs', '-f', n]);
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stdout).toBe(Array.from({ length: 2000 }, (_, i) => `${i + 1}\n`).join(''));
+    expect(readFileSync(join(containerDir(started.stdout.trim()), 'container.log.1')).length).toBeLessThanOrEqual(2048);
+    await open(n).remove();
+  });
+
+  it('under the limit, everything written up to the exit is in the log, more than a pipe holds; 0 is no limit', async () => {
+    const n = name('burst');
+    // 168894 bytes, written as the container ends: more than the pipe's 64 KiB.
+    const burst = await cli(['run', '-d', '--name', n, '--log-max-size', '1m', '--rootfs', rootfs, '--', 'sh', '-c', 'echo out; echo err >&2; seq 1 30000; printf last; exit 3']);
+    expect(burst.code, burst.stderr).toBe(0);
+    expect((await open(n).wait()).exitCode).toBe(3);
+    const seq = (to: number) => Array.from({ length: to }, (_, i) => `${i + 1}\n`).join('');
+    expect((await cli(['logs', n])).stdout).toBe(`out\nerr\n${seq(30000)}last`);
+    await open(n).remove();
+    // The API's option, 0: the whole output in one file.
+    const c = await spawn(['seq', '1', '200000'], { rootfs, detach: true, name: name('unlimited'), logMaxSize: 0 });
+    expect((await c.wait()).exitCode).toBe(0);
+    expect(readFileSync(join(containerDir(c.id), 'container.log'), 'utf8')).toBe(seq(200000));
+    expect(existsSync(join(containerDir(c.id), 'container.log.1'))).toBe(false);
+    expect(open(c.id).logs()).toBe(seq(200000));
+    await open(c.id).remove();
+  });
 });
 
 describe('open() and create() in the API', () => {

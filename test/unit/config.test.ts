@@ -55,6 +55,13 @@ describe('parseRunInput: accepted input', () => {
     expect(parseRunInput(['true'], { stdio: ['inherit', 'pipe', 'ignore'] }).options.stdio).toEqual(['inherit', 'pipe', 'ignore']);
   });
 
+  it('takes logMaxSize as bytes or a size with a unit, 0 for no limit, and rejects a negative one', () => {
+    expect(parseRunInput(['true'], { logMaxSize: '64k' }).options.logMaxSize).toBe(65536);
+    expect(parseRunInput(['true'], { logMaxSize: 0 }).options.logMaxSize).toBe(0);
+    expect(parseRunInput(['true'], {}).options.logMaxSize).toBeUndefined();
+    expect(paths(rejection(() => parseRunInput(['true'], { logMaxSize: -1 })))).toEqual(['logMaxSize']);
+  });
+
   it('accepts a 64-byte hostname (the kernel limit) and rejects 65', () => {
     expect(parseRunInput(['true'], { hostname: 'a'.repeat(64) }).options.hostname).toBe('a'.repeat(64));
     expect(paths(rejection(() => parseRunInput(['true'], { hostname: 'a'.repeat(65) })))).toEqual(['hostname']);

@@ -139,7 +139,7 @@ export function parseCpuMax(line: string): { quota: number; period: number } {
 // Each schema is built on first use (ts/config/lazy.ts): a run builds the
 // schemas of the limits it gives, not all of them.
 
-const byteSize = once(() =>
+export const byteSize = once(() =>
   z.pipe(
     z.union([z.number(), z.string()]),
     z.transform((v: number | string, ctx) => {

@@ -38,6 +38,7 @@ export const containerArgs = {
   'add-host': { type: 'string', valueHint: 'NAME:IP', description: 'Add a line to the container\'s /etc/hosts (repeatable)' },
   dns: { type: 'string', valueHint: 'IP', description: 'A nameserver for the container\'s /etc/resolv.conf, instead of the host\'s (repeatable)' },
   'dns-search': { type: 'string', valueHint: 'DOMAIN', description: 'A search domain for the container\'s /etc/resolv.conf, instead of the host\'s (repeatable)' },
+  'log-max-size': { type: 'string', valueHint: 'SIZE', description: "With -d: the most the container's log keeps per file; a full one becomes the previous one (at most two). 0: no limit. Default: 32m" },
   'shm-size': { type: 'string', valueHint: 'SIZE', description: 'The size of /dev/shm. Default: 64m' },
   hostname: { type: 'string', alias: 'h', valueHint: 'NAME', description: "The container's host name (-h, as Docker's; --help is help). Default: 12 hex digits of the container id" },
   env: { type: 'string', alias: 'e', valueHint: 'KEY=VALUE', description: 'Set an environment variable (repeatable); KEY alone copies it from this environment' },

@@ -243,6 +243,7 @@ const run = defineCommand({
     if (v.has('dns')) options.dns = v.get('dns') as string[];
     if (v.has('dns-search')) options.dnsSearch = v.get('dns-search') as string[];
     if (v.has('shm-size')) options.shmSize = v.get('shm-size') as string;
+    if (v.has('log-max-size')) options.logMaxSize = v.get('log-max-size') as string;
     if (v.has('workdir')) options.cwd = v.get('workdir') as string;
     if (v.has('env') || v.has('env-file')) options.env = envFromFlags((v.get('env-file') as string[] | undefined) ?? [], (v.get('env') as string[] | undefined) ?? []);
     if (v.has('read-only')) options.readOnly = v.get('read-only') === true;

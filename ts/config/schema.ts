@@ -16,7 +16,7 @@ import { egressRefusedCapability, hostNetworkAsRoot, normalizeCapability } from 
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
-import { cgroupLimitFields, crossLimitIssues, positiveSize } from '../cgroups/limits.js';
+import { byteSize, cgroupLimitFields, crossLimitIssues, positiveSize } from '../cgroups/limits.js';
 import { lazyStrictObject, NOT_TAKEN, once, optional, withDefault, type LazyInput, type LazyOutput } from './lazy.js';
 import { parseMapping } from './idmapping.js';
 import { MAX_EXPOSED_RANGE, parseAllow, parseExpose, parseNetwork, parsePublish } from './network.js';
@@ -139,6 +139,9 @@ const userSpec = once(() =>
 const groupSpec = once(() => z.string().check(z.minLength(1), z.refine(validNumericId, { message: idMessage })));
 
 /** When an image is pulled (podman's `--pull`): when the store lacks it, always, or never. */
+/** A detached container's log limit per file when `logMaxSize` is not given (32 MiB). */
+export const DEFAULT_LOG_MAX_SIZE = 32 * 1024 * 1024;
+
 export const PULL_POLICIES = ['missing', 'always', 'never'] as const;
 export type PullPolicy = (typeof PULL_POLICIES)[number];
 
@@ -260,6 +263,15 @@ export const runOptionFields = {
    * does, when called). Default: the container dies with its caller.
    */
   detach: withDefault(false, () => z.boolean()),
+  /**
+   * The most a detached container's log (`tsbox logs`) keeps per file: past
+   * it the file becomes `container.log.1` (replacing the one before) and a
+   * new one starts, as Docker's json-file log with `max-size` and
+   * `max-file=2`. The log is in the state directory, /run, which is memory:
+   * a noisy container never takes more than twice this. `512k`, `64m`, or
+   * bytes; 0: no limit. Default 32m.
+   */
+  logMaxSize: optional(() => byteSize()),
   /** A name for the container, unique among the containers that have state (`tsbox ps -a`). */
   name: optional(() => z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, { message: 'must be letters, digits, _, . and -, starting with a letter or digit (at most 128)' }))),
   /** Run tsbox's minimal init as PID 1 (default), or make the command PID 1 (`false`). */

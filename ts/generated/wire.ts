@@ -117,7 +117,14 @@ runtimeHooks: boolean,
  * connected to with the caller's credentials before pivot_root; the
  * process sends its filter's notification descriptor there.
  */
-seccompListener: string | null, };
+seccompListener: string | null, 
+/**
+ * A detached container's stdout and stderr go through a pipe that the
+ * monitor copies to its log (the helper's stdout), at most this many
+ * bytes per file, the full one kept as `container.log.1`: /run is
+ * memory. None: the container writes the log itself, without limit.
+ */
+logMaxSize?: number, };
 
 export type Namespace = "user" | "pid" | "mount" | "net" | "ipc" | "uts" | "cgroup";
 

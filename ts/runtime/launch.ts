@@ -23,7 +23,7 @@ import { ReadStream } from 'node:tty';
 import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type DeviceRuleWrite, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
 import { parseProcCgroup } from '../cgroups/detect.js';
 import { moveBack, scopeLimits, startScope, type SystemdScope } from '../cgroups/systemd.js';
-import { limitsOf, type ResolvedOptions } from '../config/schema.js';
+import { DEFAULT_LOG_MAX_SIZE, limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
 import { ensureStateRoot, inUserNamespace, stateRoot } from '../state-root.js';
@@ -278,9 +278,11 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   } finally {
     nameLock?.release();
   }
-  // (1) The helper next (a detached container's log is its stdout), with its
-  // end of the channel as fd 3: its exec and start-up run on another core
-  // while this thread decides the rest. It waits for the plan and exits when
+  // (1) The helper next (a detached container's log is its stdout, which
+  // the monitor keeps within logMaxSize from a pipe it makes the
+  // container's stdout and stderr), with its end of the channel as fd 3:
+  // its exec and start-up run on another core while this thread decides
+  // the rest. It waits for the plan and exits when
   // the channel closes without one.
   // posix_spawn from the addon: nothing of Node is copied, and no code runs
   // in the child before tsbox-init (DESIGN.md, Processes).
@@ -384,6 +386,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       control: join(dir, 'control.sock'),
       layers: extras.layers,
       detach: o.detach,
+      logMaxSize: log !== null ? (o.logMaxSize ?? DEFAULT_LOG_MAX_SIZE) : null,
       netnsPath: net?.netnsPath ?? null,
     });
     trace?.('plan: built');

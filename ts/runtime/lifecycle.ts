@@ -112,11 +112,11 @@ export class ContainerRef {
     return execInto(this.id, this.#control(), s.options as unknown as ResolvedOptions, command, options);
   }
 
-  /** A detached container's output so far. */
+  /** A detached container's output so far: the file a full log became (logMaxSize), then the log. */
   logs(): string {
     const log = this.state().log;
-    if (!log || !existsSync(log)) return '';
-    return readFileSync(log, 'utf8');
+    if (!log) return '';
+    return [`${log}.1`, log].map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : '')).join('');
   }
 
   /**

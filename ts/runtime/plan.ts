@@ -130,6 +130,12 @@ export interface PlanContext {
   maps?: SandboxPlan['maps'];
   detach?: boolean;
   control?: string | null;
+  /**
+   * A detached container's log limit per file, when its log file is the
+   * helper's stdout (the monitor keeps it bounded: helper/log.rs); none
+   * for no limit, or no log.
+   */
+  logMaxSize?: number | null;
   /** An image's lower layers under the rootfs (its top layer), top first. */
   layers?: readonly string[] | undefined;
   /**
@@ -409,6 +415,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     reparent: false, createContainerHooks: null,
       runtimeHooks: false,
       seccompListener: null,
+    ...(ctx.logMaxSize ? { logMaxSize: ctx.logMaxSize } : {}),
   };
   return { sandbox, process: buildProcessPlan(command, o, ctx.hostname, ctx.seccomp) };
 }

@@ -102,6 +102,13 @@ pub struct SandboxPlan {
     /// process sends its filter's notification descriptor there.
     #[serde(default)]
     pub seccomp_listener: Option<String>,
+    /// A detached container's stdout and stderr go through a pipe that the
+    /// monitor copies to its log (the helper's stdout), at most this many
+    /// bytes per file, the full one kept as `container.log.1`: /run is
+    /// memory. None: the container writes the log itself, without limit.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "number"))]
+    pub log_max_size: Option<u64>,
 }
 
 /// OCI hooks the child runs itself, in order, and the state they read.
@@ -705,6 +712,7 @@ mod tests {
             create_container_hooks: None,
             runtime_hooks: false,
             seccomp_listener: None,
+            log_max_size: None,
         }
     }
 

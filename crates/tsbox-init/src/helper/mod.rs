@@ -22,6 +22,7 @@ pub mod control;
 pub mod exec;
 pub mod host;
 pub mod idmap;
+pub mod log;
 pub mod monitor;
 pub mod state;
 #[cfg(test)]
@@ -69,10 +70,11 @@ pub fn run(node: Channel, preserved: u32) -> i32 {
         process,
         cgroup_dir,
         tr,
+        log,
     } = s;
 
     // Phases 7 to 10: the monitor.
-    let outcome = monitor::run(&node, child, &c, &plan, process, cgroup_dir, &tr, &release_stdio);
+    let outcome = monitor::run(&node, child, &c, &plan, process, cgroup_dir, log, &tr, &release_stdio);
     if (outcome.caller_gone || plan.detach) && !matches!(plan.cgroup, CgroupPhase::None) {
         // Its processes are gone (PID 1 is reaped): the cgroups are empty, and
         // nobody else will remove them now (tsbox gc takes what is left).
@@ -116,6 +118,8 @@ pub struct Setup {
     /// The v2 cgroup directory, for exec'd processes.
     pub cgroup_dir: Option<OwnedFd>,
     pub tr: Trace,
+    /// A detached container's output, which the monitor keeps (helper/log.rs).
+    pub log: Option<log::Log>,
 }
 
 /// Phases 1 to 6 on the helper's side, through `host`. `Err` is the
@@ -153,6 +157,10 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         );
     }
 
+    // A detached container's stdout and stderr: a pipe the monitor reads,
+    // made while the state directory is this process's to open.
+    let log = log::Log::start(&plan).map_err(|r| fail(node, r))?;
+
     // Namespaces that exist already: entered here, so the clone below
     // starts the child in them (pid: as the child of its pid namespace).
     host.join_namespaces(&plan.join, &tr).map_err(|r| fail(node, r))?;
@@ -185,6 +193,9 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
                 report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
             )
         })?;
+    if let Some(l) = &log {
+        l.cloned();
+    }
     // The preserved descriptors are the child's now: the monitor keeps none.
     for fd in 4..4 + PRESERVED_FDS.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = nix::unistd::close(fd as i32);
@@ -309,6 +320,7 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         process: awaiting.process.take(),
         cgroup_dir,
         tr,
+        log,
     })
 }
 

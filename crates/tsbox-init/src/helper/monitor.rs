@@ -146,6 +146,7 @@ pub fn run(
     plan: &SandboxPlan,
     process: Option<super::Pending>,
     cgroup_dir: Option<OwnedFd>,
+    mut log: Option<super::log::Log>,
     tr: &Trace,
     at_end: &dyn Fn(),
 ) -> Outcome {
@@ -211,6 +212,7 @@ pub fn run(
         let node_ix = node_open.then(|| push(&mut fds, node.as_fd()));
         let sig_ix = sfd.as_ref().map(|s| push(&mut fds, s.as_fd()));
         let listen_ix = listener.as_ref().map(|l| push(&mut fds, l.as_fd()));
+        let log_ix = log.as_ref().filter(|l| l.open).map(|l| push(&mut fds, l.fd()));
         let mut conn_ix: Vec<(Option<usize>, Option<usize>, Option<usize>)> = Vec::with_capacity(conns.len());
         for k in &conns {
             let conn = k.open.then(|| push(&mut fds, k.chan.as_fd()));
@@ -292,6 +294,13 @@ pub fn run(
                 while let Ok(Some(info)) = sfd.read_signal() {
                     c.signal(info.ssi_signo as i32);
                 }
+            }
+        }
+        // One chunk per turn: the container's output waits in its pipe
+        // while the monitor serves the rest.
+        if ready(log_ix) {
+            if let Some(l) = log.as_mut() {
+                l.pump();
             }
         }
         if ready(listen_ix) {
@@ -376,6 +385,11 @@ pub fn run(
                 finish_exec(e, &k.chan);
             }
         }
+    }
+    // What the container wrote before it ended is all in the log before
+    // its state says `stopped` (tsbox logs -f stops there).
+    if let Some(l) = log.as_mut() {
+        l.finish();
     }
     // A reparented PID 1 is its parent's to reap: how it ended is theirs.
     let reaped = c.reap();

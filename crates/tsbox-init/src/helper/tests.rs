@@ -166,6 +166,7 @@ fn plan() -> SandboxPlan {
         create_container_hooks: None,
         runtime_hooks: false,
         seccomp_listener: None,
+        log_max_size: None,
     }
 }
 
@@ -621,7 +622,7 @@ mod monitor_phases {
         let outcome = std::thread::scope(|s| {
             let m = s.spawn(|| {
                 let tr = Trace::new(false, 0);
-                monitor::run(&node, mine, &c, &p, pending, None, &tr, &|| {})
+                monitor::run(&node, mine, &c, &p, pending, None, None, &tr, &|| {})
             });
             play(node_side, theirs, pid);
             m.join().unwrap()
@@ -765,7 +766,10 @@ mod monitor_phases {
             assert_eq!(starter.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
             // The held process, started, is named in the running state.
             let state = read_state(&dir);
-            assert_eq!((state["status"].as_str(), &state["command"]), (Some("running"), &serde_json::json!(["true"])));
+            assert_eq!(
+                (state["status"].as_str(), &state["command"]),
+                (Some("running"), &serde_json::json!(["true"]))
+            );
             // A second start is refused, and runs nothing.
             let again = client(&control);
             again.send(&ControlRequest::Start).unwrap();
@@ -826,7 +830,11 @@ mod monitor_phases {
         monitor(p, true, |node, child, pid| {
             child.send(&ChildMsg::Started).unwrap();
             assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
-            assert_eq!(state()["command"], serde_json::json!(["true"]), "the running state names its command");
+            assert_eq!(
+                state()["command"],
+                serde_json::json!(["true"]),
+                "the running state names its command"
+            );
             let waiter = client(&control);
             waiter.send(&ControlRequest::Wait).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
