@@ -9,6 +9,12 @@
  * made it first (a directory of theirs, or a symlink) to read or replace a
  * container's state and control socket. It is used only when it is this
  * user's own directory, not a symlink, and writable by nobody else.
+ *
+ * The OCI runtime's `--root DIR` moves the containers' state directories,
+ * not the rest: the id registry and the cgroup markers are one per user
+ * (host-wide for root) in the default root, whatever root each container's
+ * caller chose (podman and containerd each pass their own), or two roots
+ * would hand out the same host ids and collect each other's cgroups.
  */
 import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,14 +24,21 @@ import { fromSystemError, TsboxError } from './errors.js';
 
 let chosen: string | undefined;
 
-/** The state root this process uses instead of the default (the OCI runtime's `--root DIR`). */
-export function chooseStateRoot(dir: string): void {
+/** The state root this process uses instead of the default (the OCI runtime's `--root DIR`); undefined: the default again. */
+export function chooseStateRoot(dir: string | undefined): void {
   chosen = dir;
 }
 
-/** Where this user's state is kept (not made or checked: ensureStateRoot). */
+/** Where this user's containers' state is kept (not made or checked: ensureStateRoot). */
 export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env, nested: () => boolean = inUserNamespace): string {
-  if (chosen !== undefined) return chosen;
+  return chosen ?? defaultStateRoot(uid, env, nested);
+}
+
+/**
+ * This user's state root whatever `--root` says: for what there must be one
+ * of per user, and per host for root (the id registry, the cgroup markers).
+ */
+export function defaultStateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env, nested: () => boolean = inUserNamespace): string {
   // Root of a user namespace an ordinary user made (rootless podman, `podman
   // unshare`) is that user: its $XDG_RUNTIME_DIR, unless it says it is root
   // (runc's rule). uid_map is read only when the environment asks.

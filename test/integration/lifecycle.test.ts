@@ -97,6 +97,39 @@ describe('detached containers from the CLI', () => {
     expect(open(k).logs()).toBe('got USR1\n');
     await open(k).remove();
   });
+
+  it('two containers under two --root directories run as host ids of their own (one id registry for the host), and both go without a trace', async () => {
+    const before = tsboxCgroups();
+    const roots = ['rootA', 'rootB'].map((r) => join(scratch, r));
+    const ids: string[] = [];
+    try {
+      for (const root of roots) {
+        const r = await cli(['--root', root, 'run', '-d', '--rootfs', rootfs, '--', 'sleep', '100']);
+        expect(r.code, r.stderr).toBe(0);
+        ids.push(r.stdout.trim());
+      }
+      const maps: number[][] = [];
+      for (const [i, root] of roots.entries()) {
+        const ps = JSON.parse((await cli(['--root', root, 'ps', '--format', 'json'])).stdout) as { id: string; pid: number }[];
+        const pid = ps.find((c) => c.id === ids[i])!.pid;
+        maps.push(readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().split(/\s+/).map(Number));
+      }
+      // Container 0..65535, each onto a block of host ids the other does not touch.
+      for (const m of maps) expect(m).toEqual([0, expect.any(Number), 65536]);
+      const [a, b] = maps.map((m) => m[1]!);
+      expect(Math.abs(a! - b!), `uid_map ${maps.map((m) => m.join(' ')).join(' | ')}`).toBeGreaterThanOrEqual(65536);
+      // Their cgroup markers are the host's: any root's gc sees both.
+      for (const id of ids) expect(existsSync(join('/run/tsbox/cgroups', `${id}.json`))).toBe(true);
+    } finally {
+      for (const [i, id] of ids.entries()) {
+        const rm = await cli(['--root', roots[i]!, 'rm', '-f', id]);
+        expect(rm.code, rm.stderr).toBe(0);
+      }
+    }
+    for (const root of roots) expect(readdirSync(root).filter((n) => /^[0-9a-f]{64}$/.test(n))).toEqual([]);
+    for (const id of ids) expect(existsSync(join('/run/tsbox/cgroups', `${id}.json`))).toBe(false);
+    expect(await eventually(() => tsboxCgroups().filter((c) => !before.includes(c)).length === 0)).toBe(true);
+  });
 });
 
 describe('open() and create() in the API', () => {

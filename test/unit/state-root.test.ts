@@ -6,9 +6,10 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlin
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
-import { ensureStateRoot, stateRoot } from '../../ts/state-root.js';
+import { defaultStateDir } from '../../ts/cgroups/gc.js';
+import { chooseStateRoot, defaultStateRoot, ensureStateRoot, stateRoot } from '../../ts/state-root.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsbox-test-state-root-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -79,5 +80,17 @@ describe('ensureStateRoot', () => {
     mkdirSync(root);
     chmodSync(root, 0o777);
     expect(() => ensureStateRoot(root, me)).toThrow(/writable by others \(mode 777\)/);
+  });
+});
+
+describe('a root chosen with --root', () => {
+  afterEach(() => chooseStateRoot(undefined));
+
+  it('keeps the id registry and the cgroup markers in the default root: one per host for root, whatever root each caller chose', () => {
+    chooseStateRoot(join(scratch, 'elsewhere-root'));
+    expect(stateRoot(me)).toBe(join(scratch, 'elsewhere-root'));
+    expect(defaultStateRoot(me)).not.toBe(join(scratch, 'elsewhere-root'));
+    expect(defaultStateDir()).toBe(join(defaultStateRoot(), 'cgroups'));
+    if (me === 0) expect(defaultStateDir()).toBe('/run/tsbox/cgroups');
   });
 });

@@ -5,19 +5,20 @@
  *
  * - As root, the default: container 0..65535 → a 65536-id block of host ids
  *   from 0x70000000 that no other live container holds (a flock'd file per
- *   block under the state dir records it; the kernel releases it if tsbox dies).
+ *   block in /run/tsbox/ids records it, whatever `--root` says; the kernel
+ *   releases it if tsbox dies).
  * - As another user: self → 0 plus the user's /etc/subuid range through
  *   newuidmap/newgidmap when both exist, else self → 0 alone (with a notice).
  * - Explicit maps (`uidMap`, `gidMap`), or none at all (`userns: 'host'`).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../config/defaults.js';
 import type { IdMapping } from '../config/idmapping.js';
 import { TsboxError, fromSystemError } from '../errors.js';
-import { ensureStateRoot, stateRoot } from '../state-root.js';
+import { defaultStateRoot, ensureStateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock } from '../native.js';
 import { currentUserName, findHelper, subidRange } from './subid.js';
 
@@ -43,8 +44,10 @@ const BLOCKS = 4096;
 
 /**
  * The id registry: one locked file per live container's host ids under
- * `<state>/ids`, `<k>.lock` for root's block k, `x-<id>.lock` (its ranges as
- * JSON) for explicit maps. A file whose lock nobody holds is stale (its
+ * `ids` in root's default state root (/run/tsbox), `<k>.lock` for root's
+ * block k, `x-<id>.lock` (its ranges as JSON) for explicit maps. One for
+ * the host: a registry per `--root` let containers of two roots take the
+ * same block (ts/state-root.ts). A file whose lock nobody holds is stale (its
  * holder died: the kernel drops a flock with its last descriptor, which the
  * container's tsbox-init keeps until every process of the container is
  * gone). Scans and registrations run under one allocator lock, so two
@@ -58,13 +61,9 @@ interface Live {
 }
 
 function registryDir(): string {
-  const dir = `${ensureStateRoot()}/ids`;
-  try {
-    mkdirSync(dir, { mode: 0o755 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError('idmap', err, `create the id allocation directory ${dir}`);
-  }
-  return dir;
+  // The registry decides which host ids a container gets: root's own, not
+  // a symlink, writable by nobody else, as the state root above it.
+  return ensureStateRoot(join(ensureStateRoot(defaultStateRoot()), 'ids'));
 }
 
 const blockRange = (k: number): IdMapping[] => [{ containerId: 0, hostId: ROOT_MAP_BASE + k * ROOT_MAP_SIZE, size: ROOT_MAP_SIZE }];
@@ -130,7 +129,7 @@ function allocating<T>(dir: string, containerId: string, fn: () => T): T {
  */
 export function pruneIdRegistry(): number {
   // A user whose containers never registered ids has no registry to make now.
-  if (!existsSync(join(stateRoot(), 'ids'))) return 0;
+  if (!existsSync(join(defaultStateRoot(), 'ids'))) return 0;
   const dir = registryDir();
   return allocating(dir, 'gc', () => liveRanges(dir).length);
 }
