@@ -7,7 +7,7 @@
  * log. Nothing in it is writable by a container: it is 0700, owned by the
  * caller, outside every container's root.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 import { removeIfEmpty } from '../cgroups/gc.js';
@@ -17,14 +17,33 @@ import type { NetworkInfo } from '../network/bridge.js';
 
 export { stateRoot } from '../state-root.js';
 
-/** The containers' state directories under `root` (none when it is missing). */
+/**
+ * The containers' state directories under `root` (none when it is
+ * missing): directories only, never a symlink in their place (the type
+ * readdir gives, no call more).
+ */
 function containerDirs(root: string): string[] {
   try {
-    return readdirSync(root)
-      .filter((n) => /^[0-9a-f]{64}$/.test(n))
-      .map((n) => join(root, n));
+    return readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && /^[0-9a-f]{64}$/.test(e.name))
+      .map((e) => join(root, e.name));
   } catch {
     return [];
+  }
+}
+
+/**
+ * Whether `dir` is a container's state directory as tsbox makes it: a
+ * directory, not a symlink, this user's, writable by nobody else. What is
+ * read from it (hooks to run, a log to print) and removed in it is taken
+ * on that alone: a symlink in its place would lead both elsewhere.
+ */
+function ownContainerDir(dir: string): boolean {
+  try {
+    const st = lstatSync(dir);
+    return st.isDirectory() && st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o022) === 0;
+  } catch {
+    return false;
   }
 }
 
@@ -56,6 +75,23 @@ const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
+  // The names below are unlinked through it: never through a symlink, or
+  // in a directory that is not ours (config.json, hosts: /etc's would go).
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch {
+    st = null; // Gone already.
+  }
+  if (st && !ownContainerDir(dir)) {
+    throw new TsboxError({
+      step: 'state',
+      errno: 1,
+      path: dir,
+      detail: st.isSymbolicLink() ? "the container's state directory is a symlink" : `the container's state directory is not a directory of this user's (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`,
+      hint: 'nothing in it was removed: remove it by hand once you know who made it',
+    });
+  }
   // What a state directory holds, by name: a few unlinks and an rmdir are
   // cheaper than a recursive removal's walk. Anything else (a temporary file
   // a writer left) makes rmdir fail, and the walk takes it.
@@ -143,13 +179,27 @@ export function writeState(dir: string, state: ContainerState): void {
   }
 }
 
-/** The state of the container in `dir`, or null when it has none (being made or removed). */
+/**
+ * The state of the container in `dir`, or null when it has none (being
+ * made or removed), or when `dir` or its state.json is not what tsbox
+ * makes (a symlink, another user's): not followed.
+ */
 export function readState(dir: string): ContainerState | null {
+  if (!ownContainerDir(dir)) return null;
+  let fd: number;
   try {
-    const s = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as ContainerState;
+    fd = openSync(join(dir, 'state.json'), constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return null;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return null;
+    const s = JSON.parse(readFileSync(fd, 'utf8')) as ContainerState;
     return typeof s.id === 'string' ? s : null;
   } catch {
     return null;
+  } finally {
+    closeSync(fd);
   }
 }
 
