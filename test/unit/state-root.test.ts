@@ -2,14 +2,14 @@
  * The state directory is used only when it is the user's own (ts/state-root.ts):
  * in the temporary directory another user may have made it first.
  */
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { defaultStateDir } from '../../ts/cgroups/gc.js';
-import { listStates, readState, removeContainerDir, type ContainerState } from '../../ts/runtime/state.js';
+import { gcStates, listStates, liveState, readState, recordMonitor, removeContainerDir, type ContainerState } from '../../ts/runtime/state.js';
 import { chooseStateRoot, defaultStateRoot, ensureStateRoot, stateRoot } from '../../ts/state-root.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsbox-test-state-root-'));
@@ -149,6 +149,23 @@ describe("a container's state directory", () => {
     writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
     return { dir, state };
   }
+
+  it("takes a monitor for alive only when its pid's process started when the recorded one did (a pid may be reused); without a record, by the pid", () => {
+    // This process stands for the monitor: alive, with a known start time.
+    const id = 'b'.repeat(64);
+    const { dir, state } = containerWith(id, process.pid);
+    expect(liveState(state, dir).status).toBe('running');
+    recordMonitor(dir, process.pid);
+    expect(JSON.parse(readFileSync(join(dir, 'monitor.json'), 'utf8'))).toEqual({ pid: process.pid, start: expect.stringMatching(/^\d+$/) });
+    expect(liveState(state, dir).status).toBe('running');
+    // The same pid, another process: the monitor recorded started at another time.
+    writeFileSync(join(dir, 'monitor.json'), JSON.stringify({ pid: process.pid, start: '1' }));
+    expect(liveState(state, dir)).toMatchObject({ status: 'stopped', exitCode: 137, error: 'its monitor is gone' });
+    expect(listStates(scratch).find((c) => c.state.id === id)?.state.status).toBe('stopped');
+    // Nobody keeps it: gc takes its state.
+    expect(gcStates(scratch)).toEqual([id]);
+    expect(existsSync(dir)).toBe(false);
+  });
 
   it('is never followed when it is a symlink: its state is not read, and nothing is removed through it', () => {
     const { dir: target } = containerWith('real-target', process.pid);

@@ -12,6 +12,7 @@ import { basename, dirname, join } from 'node:path';
 
 import { removeIfEmpty } from '../cgroups/gc.js';
 import { fromSystemError, TsboxError } from '../errors.js';
+import { processStart } from '../proc.js';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
 import type { NetworkInfo } from '../network/bridge.js';
 
@@ -71,7 +72,7 @@ export function createContainerDir(id: string): string {
 }
 
 /** The files of a container's state directory. */
-const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
+const CONTAINER_FILES = ['state.json', 'monitor.json', 'control.sock', 'container.log', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
@@ -136,7 +137,7 @@ export interface ContainerState {
   name: string | null;
   /** When the launch began (ISO 8601). */
   created: string;
-  /** The monitor (tsbox-init) and its start time, to tell it from a recycled pid. */
+  /** The monitor (tsbox-init); its start time, to tell it from a recycled pid, is in `monitor.json` beside (recordMonitor). */
   monitorPid: number;
   /** The caller's process: an attached container dies with it. */
   callerPid: number;
@@ -203,6 +204,42 @@ export function readState(dir: string): ContainerState | null {
   }
 }
 
+/**
+ * Records the monitor's pid and start time (/proc/PID/stat field 22) in
+ * `monitor.json` beside the state, once the helper has said which process
+ * it is (ts/runtime/launch.ts): a pid alone may be another process's by
+ * the time it is read, and a dead container would look alive. The monitor
+ * writes its pid into state.json itself, not its start time
+ * (crates/tsbox-init/src/helper/state.rs), and a write of Node's there
+ * could undo one of the monitor's: a file of its own, written once.
+ */
+export function recordMonitor(dir: string, pid: number): void {
+  const start = processStart(pid);
+  if (start === null) return; // Gone already: the pid alone says so.
+  try {
+    writeFileSync(join(dir, 'monitor.json'), JSON.stringify({ pid, start }), { mode: 0o600, flag: 'wx' });
+  } catch {
+    // Without it the pid alone says, as for a state of an older tsbox.
+  }
+}
+
+/**
+ * Whether the monitor the state names is alive: its pid is a live process
+ * and, when `monitor.json` gives its start time, started then. Read only
+ * for a live pid.
+ */
+export function monitorAlive(s: Pick<ContainerState, 'monitorPid'>, dir: string): boolean {
+  const start = s.monitorPid ? processStart(s.monitorPid) : null;
+  if (start === null) return false;
+  let recorded: { pid?: unknown; start?: unknown };
+  try {
+    recorded = JSON.parse(readFileSync(join(dir, 'monitor.json'), 'utf8')) as typeof recorded;
+  } catch {
+    return true; // None (an older tsbox's state, or not written yet): the pid alone.
+  }
+  return recorded.pid !== s.monitorPid || typeof recorded.start !== 'string' || recorded.start === start;
+}
+
 /** True while process `pid` lives (not a zombie). */
 export function processAlive(pid: number): boolean {
   if (!pid) return false;
@@ -217,9 +254,10 @@ export function processAlive(pid: number): boolean {
 /**
  * The state as it really is: a container whose monitor is gone is stopped
  * whatever its file says (the monitor killed it, or died and took it along).
+ * `dir`: its state directory.
  */
-export function liveState(s: ContainerState): ContainerState {
-  if (s.status !== 'stopped' && s.monitorPid && !processAlive(s.monitorPid)) return { ...s, status: 'stopped', exitCode: s.exitCode ?? 137, error: s.error ?? 'its monitor is gone' };
+export function liveState(s: ContainerState, dir: string = containerDir(s.id)): ContainerState {
+  if (s.status !== 'stopped' && s.monitorPid && !monitorAlive(s, dir)) return { ...s, status: 'stopped', exitCode: s.exitCode ?? 137, error: s.error ?? 'its monitor is gone' };
   return s;
 }
 
@@ -246,7 +284,7 @@ export function listStates(root: string = stateRoot()): { dir: string; state: Co
   const out: { dir: string; state: ContainerState }[] = [];
   for (const dir of containerDirs(root)) {
     const state = readState(dir);
-    if (state) out.push({ dir, state: withRefused(dir, liveState(state)) });
+    if (state) out.push({ dir, state: withRefused(dir, liveState(state, dir)) });
   }
   return out.sort((a, b) => b.state.created.localeCompare(a.state.created));
 }
@@ -307,7 +345,7 @@ function orphaned(dir: string): boolean {
     }
   }
   if (s.status === 'stopped' && s.detached) return false;
-  if (processAlive(s.monitorPid)) return false;
+  if (monitorAlive(s, dir)) return false;
   // A detached container that ended keeps its state until `tsbox rm`; an
   // attached one's is its caller's to remove, unless that is gone too.
   if (s.status === 'stopped') return !processAlive(s.callerPid);
