@@ -9,23 +9,56 @@
  * made it first (a directory of theirs, or a symlink) to read or replace a
  * container's state and control socket. It is used only when it is this
  * user's own directory, not a symlink, and writable by nobody else.
+ *
+ * The OCI runtime's `--root DIR` moves the containers' state directories,
+ * not the rest: the id registry and the cgroup markers are one per user
+ * (host-wide for root) in the default root, whatever root each container's
+ * caller chose (podman and containerd each pass their own), or two roots
+ * would hand out the same host ids and collect each other's cgroups. A
+ * chosen root is checked at every use, to read as well as to write (its
+ * state.json names hooks that `delete` runs), and so is every directory
+ * above it.
  */
-import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 import { fromSystemError, TsboxError } from './errors.js';
 
 let chosen: string | undefined;
 
-/** The state root this process uses instead of the default (the OCI runtime's `--root DIR`). */
-export function chooseStateRoot(dir: string): void {
+/**
+ * The chosen root resolved and checked; `complete` once every directory
+ * above it existed when checked (they change only by their owners' hands
+ * then: checked once).
+ */
+let resolved: { uid: number; path: string; complete: boolean } | undefined;
+
+/** The state root this process uses instead of the default (the OCI runtime's `--root DIR`); undefined: the default again. */
+export function chooseStateRoot(dir: string | undefined): void {
   chosen = dir;
+  resolved = undefined;
 }
 
-/** Where this user's state is kept (not made or checked: ensureStateRoot). */
+/**
+ * Where this user's containers' state is kept: the chosen root, checked
+ * (with its parents) and its symlinks resolved, or the default one. Not
+ * made: ensureStateRoot.
+ */
 export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env, nested: () => boolean = inUserNamespace): string {
-  if (chosen !== undefined) return chosen;
+  if (chosen === undefined) return defaultStateRoot(uid, env, nested);
+  const root = resolved?.uid === uid && resolved.complete ? resolved.path : trustedPlace(chosen, uid);
+  // The root itself at every use: an empty one of an ordinary user's goes
+  // with its last container, and anyone allowed above it may make it again.
+  untrustedIfMade(root, uid, CHOSEN_HINT);
+  return root;
+}
+
+/**
+ * This user's state root whatever `--root` says: for what there must be one
+ * of per user, and per host for root (the id registry, the cgroup markers).
+ */
+export function defaultStateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.ProcessEnv = process.env, nested: () => boolean = inUserNamespace): string {
   // Root of a user namespace an ordinary user made (rootless podman, `podman
   // unshare`) is that user: its $XDG_RUNTIME_DIR, unless it says it is root
   // (runc's rule). uid_map is read only when the environment asks.
@@ -44,26 +77,85 @@ export function stateRoot(uid: number = process.getuid?.() ?? 0, env: NodeJS.Pro
   return shared;
 }
 
+const DEFAULT_HINT = 'set XDG_RUNTIME_DIR to a directory of your own, or remove it if you made it';
+const CHOSEN_HINT = '--root must name a directory of your own that nobody else may write (such as one made with mode 0700), or one that does not exist yet, in directories only root or you can change';
+
 /**
  * Throws when `root` exists and is not this user's own directory, not a
  * symlink, writable by nobody else (ensureStateRoot's rule); a missing one
  * is fine (whoever needs it makes it with ensureStateRoot).
  */
-function untrustedIfMade(root: string, uid: number): void {
+function untrustedIfMade(root: string, uid: number, hint = DEFAULT_HINT): void {
   let st;
   try {
     st = lstatSync(root);
   } catch {
     return;
   }
-  checkOwn(root, st, uid);
+  checkOwn(root, st, uid, hint);
 }
 
-function checkOwn(root: string, st: { isDirectory(): boolean; uid: number; mode: number }, uid: number): void {
-  const hint = 'set XDG_RUNTIME_DIR to a directory of your own, or remove it if you made it';
+function checkOwn(root: string, st: { isDirectory(): boolean; uid: number; mode: number }, uid: number, hint = DEFAULT_HINT): void {
   if (!st.isDirectory()) throw new TsboxError({ step: 'state', errno: 20, path: root, detail: 'the state directory is not a directory (a symlink?)', hint });
   if (st.uid !== uid) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory belongs to uid ${st.uid}, not to this user (${uid})`, hint });
   if ((st.mode & 0o022) !== 0) throw new TsboxError({ step: 'state', errno: 1, path: root, detail: `the state directory is writable by others (mode ${(st.mode & 0o7777).toString(8)})`, hint });
+}
+
+/**
+ * `dir` with its symlinks resolved, when every directory above it is one
+ * that only root or this user can change: another user who may rename
+ * what is in a parent may put a root of theirs, with their state.json, in
+ * place of ours. A parent others may write is fine when it is sticky
+ * (/tmp: they may not rename what is not theirs). In a user namespace an
+ * ordinary user made (rootless podman), root's directories (/, /run) belong
+ * to an id that is not mapped, and are taken for root's. What is missing
+ * below is made 0700 by ensureStateRoot; until the whole path exists it is
+ * checked again at each use.
+ */
+function trustedPlace(dir: string, uid: number): string {
+  let existing = dir;
+  const missing: string[] = [];
+  for (;;) {
+    try {
+      existing = realpathSync(existing);
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || dirname(existing) === existing) throw fromSystemError('state', err, `resolve the state directory ${dir}`, CHOSEN_HINT);
+      missing.unshift(basename(existing));
+      existing = dirname(existing);
+    }
+  }
+  const path = join(existing, ...missing);
+  const unmapped = inUserNamespace() ? overflowUid() : undefined;
+  for (let d = missing.length > 0 ? existing : dirname(path); ; d = dirname(d)) {
+    let st;
+    try {
+      st = lstatSync(d);
+    } catch (err) {
+      throw fromSystemError('state', err, `look at ${d}, above the state directory ${path}`, CHOSEN_HINT);
+    }
+    const why = !st.isDirectory()
+      ? 'which is not a directory'
+      : st.uid !== 0 && st.uid !== uid && st.uid !== unmapped
+        ? `which belongs to uid ${st.uid}: they may replace what is in it`
+        : (st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0
+          ? `which others may write (mode ${(st.mode & 0o7777).toString(8)}): they may replace what is in it`
+          : null;
+    if (why !== null) throw new TsboxError({ step: 'state', errno: 1, path: d, detail: `the state directory ${path} is in ${d}, ${why}`, hint: CHOSEN_HINT });
+    if (dirname(d) === d) break;
+  }
+  resolved = { uid, path, complete: missing.length === 0 };
+  return path;
+}
+
+/** The id the kernel shows for an owner not mapped into this user namespace (/proc/sys/kernel/overflowuid). */
+function overflowUid(): number {
+  try {
+    return Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8').trim());
+  } catch {
+    return 65534;
+  }
 }
 
 /** Whether this process is in a user namespace other than the host's (its uid_map is not the whole range). */
@@ -89,6 +181,7 @@ let nestedUserns: boolean | undefined;
  */
 export function ensureStateRoot(root: string = stateRoot(), uid: number = process.getuid?.() ?? 0): string {
   let st;
+  let made = false;
   try {
     // Looked at first: it is there on every launch but the first (one
     // system call, where making it each time took three).
@@ -100,7 +193,12 @@ export function ensureStateRoot(root: string = stateRoot(), uid: number = proces
       throw fromSystemError('state', err, `create the state directory ${root}`, 'it must be writable: /run/tsbox as root, $XDG_RUNTIME_DIR/tsbox otherwise');
     }
     st = lstatSync(root);
+    made = true;
   }
-  checkOwn(root, st, uid);
+  const isChosen = chosen !== undefined && root === resolved?.path;
+  checkOwn(root, st, uid, isChosen ? CHOSEN_HINT : DEFAULT_HINT);
+  // A chosen root's parents that were missing are there now (made just
+  // now, or by someone else meanwhile): checked as they are.
+  if (isChosen && made) trustedPlace(chosen!, uid);
   return root;
 }

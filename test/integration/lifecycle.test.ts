@@ -5,7 +5,7 @@
  * nothing left behind.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -153,6 +153,61 @@ describe('detached containers from the CLI', () => {
     expect(existsSync(join(containerDir(c.id), 'container.log.1'))).toBe(false);
     expect(open(c.id).logs()).toBe(seq(200000));
     await open(c.id).remove();
+  });
+
+  it('two containers under two --root directories run as host ids of their own (one id registry for the host), and both go without a trace', async () => {
+    const before = tsboxCgroups();
+    const roots = ['rootA', 'rootB'].map((r) => join(scratch, r));
+    const ids: string[] = [];
+    try {
+      for (const root of roots) {
+        const r = await cli(['--root', root, 'run', '-d', '--rootfs', rootfs, '--', 'sleep', '100']);
+        expect(r.code, r.stderr).toBe(0);
+        ids.push(r.stdout.trim());
+      }
+      const maps: number[][] = [];
+      for (const [i, root] of roots.entries()) {
+        const ps = JSON.parse((await cli(['--root', root, 'ps', '--format', 'json'])).stdout) as { id: string; pid: number }[];
+        const pid = ps.find((c) => c.id === ids[i])!.pid;
+        maps.push(readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().split(/\s+/).map(Number));
+      }
+      // Container 0..65535, each onto a block of host ids the other does not touch.
+      for (const m of maps) expect(m).toEqual([0, expect.any(Number), 65536]);
+      const [a, b] = maps.map((m) => m[1]!);
+      expect(Math.abs(a! - b!), `uid_map ${maps.map((m) => m.join(' ')).join(' | ')}`).toBeGreaterThanOrEqual(65536);
+      // Their cgroup markers are the host's: any root's gc sees both.
+      for (const id of ids) expect(existsSync(join('/run/tsbox/cgroups', `${id}.json`))).toBe(true);
+    } finally {
+      for (const [i, id] of ids.entries()) {
+        const rm = await cli(['--root', roots[i]!, 'rm', '-f', id]);
+        expect(rm.code, rm.stderr).toBe(0);
+      }
+    }
+    for (const root of roots) expect(readdirSync(root).filter((n) => /^[0-9a-f]{64}$/.test(n))).toEqual([]);
+    for (const id of ids) expect(existsSync(join('/run/tsbox/cgroups', `${id}.json`))).toBe(false);
+    expect(await eventually(() => tsboxCgroups().filter((c) => !before.includes(c)).length === 0)).toBe(true);
+  });
+
+  it("a detached container's state records its monitor's start time: another process at the monitor's pid would not pass for it", async () => {
+    const started = await cli(['run', '-d', '--rootfs', rootfs, '--', 'sleep', '100']);
+    expect(started.code, started.stderr).toBe(0);
+    const id = started.stdout.trim();
+    const dir = containerDir(id);
+    try {
+      const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { monitorPid: number };
+      const recorded = JSON.parse(readFileSync(join(dir, 'monitor.json'), 'utf8')) as { pid: number; start: string };
+      // Field 22 of /proc/PID/stat, after the command's name (which may hold spaces).
+      const stat = readFileSync(`/proc/${state.monitorPid}/stat`, 'utf8');
+      expect(recorded).toEqual({ pid: state.monitorPid, start: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] });
+      expect((JSON.parse((await cli(['inspect', id])).stdout) as { status: string }[])[0]!.status).toBe('running');
+      // The same pid with another start time: taken for a process that reused it.
+      writeFileSync(join(dir, 'monitor.json'), JSON.stringify({ ...recorded, start: '1' }));
+      expect((JSON.parse((await cli(['inspect', id])).stdout) as { status: string; error?: string }[])[0]).toMatchObject({ status: 'stopped', error: 'its monitor is gone' });
+      writeFileSync(join(dir, 'monitor.json'), JSON.stringify(recorded));
+    } finally {
+      expect((await cli(['rm', '-f', id])).code).toBe(0);
+    }
+    expect(existsSync(dir)).toBe(false);
   });
 });
 

@@ -5,7 +5,7 @@
  * container's process sees.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -1192,7 +1192,10 @@ describe('the command line of runc\'s callers', () => {
     const line = JSON.parse(readFileSync(log, 'utf8').trim().split('\n').pop()!) as { level: string; msg: string; time: string };
     expect(line).toMatchObject({ level: 'error', msg: expect.stringContaining(`cannot delete container ${id} that is not stopped`) });
     expect(Date.parse(line.time)).not.toBeNaN();
-    expect(readdirSync(root)).toContain('cgroups');
+    // Its container's state directory; its cgroup marker is the host's
+    // (/run/tsbox/cgroups), where every root's gc sees it.
+    expect(readdirSync(root).filter((n) => /^[0-9a-f]{64}$/.test(n))).toHaveLength(1);
+    expect(readdirSync(root)).not.toContain('cgroups');
     expect((await cli([...global, 'delete', '--force', id])).code).toBe(0);
     expect((await cli([...global, 'list', '-q'])).stdout).toBe('');
   });
@@ -1276,5 +1279,47 @@ describe('the command line of runc\'s callers', () => {
     expect(plain.code).toBe(125);
     expect(plain.stderr).toContain("linux.cgroupsPath: is systemd's slice:prefix:name, which is for the systemd cgroup driver: pass --systemd-cgroup");
     expect((await cli(['list', '-q'])).stdout).not.toContain(id);
+  });
+
+  it("--root another user may write is refused for every command, reads too: a state.json planted there does not run its hooks as root; a container's directory that is a symlink is not followed", async () => {
+    const mark = join(scratch, 'planted-hook-ran');
+    const hex = 'c'.repeat(64);
+    /** A stopped OCI container named web in `dir`, as someone else wrote it: its poststop hook leaves `mark`, its log is /etc/shadow. */
+    const plant = (dir: string) => {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'state.json'), JSON.stringify({
+        ociVersion: '1.2.0', id: hex, name: 'web', oci: true, status: 'stopped', pid: 0, bundle: '/', annotations: {}, created: new Date().toISOString(),
+        monitorPid: 0, callerPid: 0, detached: true, command: ['true'], options: {}, log: '/etc/shadow',
+        hooks: { poststop: [{ path: '/bin/sh', args: ['sh', '-c', `touch ${mark}`] }] },
+      }));
+      writeFileSync(join(dir, 'config.json'), 'kept');
+    };
+    // The reviewer's: a directory of nobody's, open to all, given as --root.
+    const planted = join(scratch, 'planted-root');
+    mkdirSync(planted);
+    plant(join(planted, hex));
+    for (const p of [planted, join(planted, hex)]) {
+      chownSync(p, 65534, 65534);
+      chmodSync(p, 0o777);
+    }
+    for (const cmd of [['delete', 'web'], ['delete', '--force', 'web'], ['state', 'web'], ['logs', 'web'], ['kill', 'web', 'KILL'], ['list', '-q']]) {
+      const r = await cli(['--root', planted, ...cmd]);
+      expect(r.code, cmd.join(' ')).not.toBe(0);
+      expect(r.stderr, cmd.join(' ')).toMatch(new RegExp(`^tsbox: state\\(${planted}\\): EPERM — the state directory belongs to uid 65534, not to this user \\(0\\); --root must name a directory of your own`));
+      expect(r.stdout).toBe('');
+    }
+    expect(existsSync(mark)).toBe(false);
+    expect(readdirSync(join(planted, hex)).sort()).toEqual(['config.json', 'state.json']);
+    // Root's own --root, with a symlink in place of a container's directory: not followed.
+    const linked = join(scratch, 'linked-root');
+    mkdirSync(linked, { mode: 0o700 });
+    plant(join(scratch, 'elsewhere'));
+    symlinkSync(join(scratch, 'elsewhere'), join(linked, hex));
+    const deleted = await cli(['--root', linked, 'delete', 'web']);
+    expect(deleted.code).not.toBe(0);
+    expect(deleted.stderr).toMatch(/^tsbox: state\(web\): ENOENT — container does not exist/);
+    expect((await cli(['--root', linked, 'list', '-q'])).stdout).toBe('');
+    expect(existsSync(mark)).toBe(false);
+    expect(readdirSync(join(scratch, 'elsewhere')).sort()).toEqual(['config.json', 'state.json']);
   });
 });

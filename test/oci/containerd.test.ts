@@ -154,10 +154,23 @@ async function task(id: string): Promise<{ pid: number; status: string } | undef
   return row ? { pid: Number(row[1]), status: row[2]! } : undefined;
 }
 
-/** Nothing of container `id` is left: no tsbox state (the state root holds only its empty `cgroups`), no cgroup, no mount, no process of it. */
+/**
+ * Nothing of container `id` is left: no tsbox state (the state root is
+ * empty), no cgroup marker naming its cgroup (markers are the host's,
+ * /run/tsbox/cgroups, whatever --root says), no cgroup, no mount, no
+ * process of it.
+ */
 function leftNothing(id: string, pid?: number): void {
-  expect(readdirSync(stateRoot())).toEqual(['cgroups']);
-  expect(readdirSync(join(stateRoot(), 'cgroups'))).toEqual([]);
+  expect(readdirSync(stateRoot())).toEqual([]);
+  for (const m of existsSync('/run/tsbox/cgroups') ? readdirSync('/run/tsbox/cgroups') : []) {
+    let marker = '';
+    try {
+      marker = readFileSync(join('/run/tsbox/cgroups', m), 'utf8');
+    } catch {
+      // Another container's, removed meanwhile.
+    }
+    expect(marker, m).not.toContain(`/${NS}/${id}"`);
+  }
   for (const c of readdirSync('/sys/fs/cgroup')) expect(existsSync(join('/sys/fs/cgroup', c, NS, id)), c).toBe(false);
   expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(id);
   if (pid !== undefined) expect(alive(pid)).toBe(false);

@@ -237,4 +237,26 @@ describe('allocateRootMaps', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("never takes a block that overlaps a user's range in /etc/subuid or /etc/subgid (their rootless containers run as those ids)", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-ids-'));
+    const taken: IdMaps[] = [];
+    try {
+      const subid = { subuid: join(dir, 'subuid'), subgid: join(dir, 'subgid') };
+      const block = (k: number) => [{ containerId: 0, hostId: ROOT_MAP_BASE + k * ROOT_MAP_SIZE, size: ROOT_MAP_SIZE }];
+      // Block 0 is alice's subordinate uids; the end of block 1 and the start of block 2 are bob's gids.
+      writeFileSync(subid.subuid, `root:100000:65536\nalice:${ROOT_MAP_BASE}:${ROOT_MAP_SIZE}\n`);
+      writeFileSync(subid.subgid, `bob:${ROOT_MAP_BASE + 2 * ROOT_MAP_SIZE - 5}:10\n`);
+      taken.push(allocateRootMaps('c1', dir, subid));
+      expect(taken[0]!.uid).toEqual(block(3));
+      taken.push(allocateRootMaps('c2', dir, subid));
+      expect(taken[1]!.uid).toEqual(block(4));
+      // Every block given to users: refused, naming the files.
+      writeFileSync(subid.subuid, `carol:${ROOT_MAP_BASE}:${4096 * ROOT_MAP_SIZE}\n`);
+      expect(() => allocateRootMaps('c3', dir, subid)).toThrow(new RegExp(`^idmap\\(${dir}\\): ENOSPC — all 4096 id ranges are held by running containers, or overlap users' ranges in ${subid.subuid} or ${subid.subgid} \\(4096 of them\\)`));
+    } finally {
+      for (const t of taken) t.release!();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

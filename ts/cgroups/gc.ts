@@ -12,7 +12,7 @@ import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync,
 import { posix } from 'node:path';
 
 import { processStart } from '../proc.js';
-import { ensureStateRoot, stateRoot } from '../state-root.js';
+import { defaultStateRoot, ensureStateRoot } from '../state-root.js';
 
 import { cgroupDir, parentPath, readLayout, readProcSource, type ProcSource } from './detect.js';
 import { unifiedParent } from './delegation.js';
@@ -31,12 +31,15 @@ export interface Marker extends Placement {
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 /**
- * `cgroups` in this user's state directory (ts/state-root.ts): `/run/tsbox/cgroups`
- * as root. Reading it makes nothing; writing a marker there first makes sure
- * the state root is the user's own.
+ * `cgroups` in this user's default state directory (ts/state-root.ts):
+ * `/run/tsbox/cgroups` as root, whatever `--root` says. One for the host:
+ * gc removes a `tsbox/<id>` cgroup no marker here names, and markers kept
+ * per root let one root's gc take another's container mid-launch. Reading
+ * it makes nothing; writing a marker there first makes sure the state root
+ * is the user's own.
  */
 export function defaultStateDir(): string {
-  return posix.join(stateRoot(), 'cgroups');
+  return posix.join(defaultStateRoot(), 'cgroups');
 }
 
 

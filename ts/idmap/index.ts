@@ -4,22 +4,24 @@
  * order: `setgroups`, then `uid_map`, then `gid_map`.
  *
  * - As root, the default: container 0..65535 → a 65536-id block of host ids
- *   from 0x70000000 that no other live container holds (a flock'd file per
- *   block under the state dir records it; the kernel releases it if tsbox dies).
+ *   from 0x70000000 that no other live container holds and no user's
+ *   /etc/subuid or /etc/subgid range overlaps (a flock'd file per block in
+ *   /run/tsbox/ids records it, whatever `--root` says; the kernel releases
+ *   it if tsbox dies).
  * - As another user: self → 0 plus the user's /etc/subuid range through
  *   newuidmap/newgidmap when both exist, else self → 0 alone (with a notice).
  * - Explicit maps (`uidMap`, `gidMap`), or none at all (`userns: 'host'`).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../config/defaults.js';
 import type { IdMapping } from '../config/idmapping.js';
 import { TsboxError, fromSystemError } from '../errors.js';
-import { ensureStateRoot, stateRoot } from '../state-root.js';
+import { defaultStateRoot, ensureStateRoot } from '../state-root.js';
 import { loadNative, type NativeFileLock } from '../native.js';
-import { currentUserName, findHelper, subidRange } from './subid.js';
+import { currentUserName, findHelper, subidRange, subidRanges } from './subid.js';
 
 export { parseMapping, type IdMapping } from '../config/idmapping.js';
 
@@ -43,8 +45,10 @@ const BLOCKS = 4096;
 
 /**
  * The id registry: one locked file per live container's host ids under
- * `<state>/ids`, `<k>.lock` for root's block k, `x-<id>.lock` (its ranges as
- * JSON) for explicit maps. A file whose lock nobody holds is stale (its
+ * `ids` in root's default state root (/run/tsbox), `<k>.lock` for root's
+ * block k, `x-<id>.lock` (its ranges as JSON) for explicit maps. One for
+ * the host: a registry per `--root` let containers of two roots take the
+ * same block (ts/state-root.ts). A file whose lock nobody holds is stale (its
  * holder died: the kernel drops a flock with its last descriptor, which the
  * container's tsbox-init keeps until every process of the container is
  * gone). Scans and registrations run under one allocator lock, so two
@@ -58,13 +62,9 @@ interface Live {
 }
 
 function registryDir(): string {
-  const dir = `${ensureStateRoot()}/ids`;
-  try {
-    mkdirSync(dir, { mode: 0o755 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError('idmap', err, `create the id allocation directory ${dir}`);
-  }
-  return dir;
+  // The registry decides which host ids a container gets: root's own, not
+  // a symlink, writable by nobody else, as the state root above it.
+  return ensureStateRoot(join(ensureStateRoot(defaultStateRoot()), 'ids'));
 }
 
 const blockRange = (k: number): IdMapping[] => [{ containerId: 0, hostId: ROOT_MAP_BASE + k * ROOT_MAP_SIZE, size: ROOT_MAP_SIZE }];
@@ -130,27 +130,48 @@ function allocating<T>(dir: string, containerId: string, fn: () => T): T {
  */
 export function pruneIdRegistry(): number {
   // A user whose containers never registered ids has no registry to make now.
-  if (!existsSync(join(stateRoot(), 'ids'))) return 0;
+  if (!existsSync(join(defaultStateRoot(), 'ids'))) return 0;
   const dir = registryDir();
   return allocating(dir, 'gc', () => liveRanges(dir).length);
 }
 
-/** The default maps for a root caller with an allocated, exclusive block (`dir`: the registry, for tests). */
-export function allocateRootMaps(containerId: string, dir: string = registryDir()): IdMaps {
+/** The files whose ranges belong to ordinary users (their rootless containers map them). */
+export const SUBID_FILES = { subuid: '/etc/subuid', subgid: '/etc/subgid' };
+
+/**
+ * The default maps for a root caller with an allocated, exclusive block
+ * (`dir`: the registry, and `subid` the users' ranges, for tests).
+ */
+export function allocateRootMaps(containerId: string, dir: string = registryDir(), subid: { subuid: string; subgid: string } = SUBID_FILES): IdMaps {
   const { binding } = loadNative();
+  // A user's subordinate ids are theirs: their rootless containers run as
+  // them, and a block over them would share files and processes with those.
+  // Any user's range, uid or gid: a block is both.
+  const users = [...subidRanges(subid.subuid), ...subidRanges(subid.subgid)].map((r) => [{ containerId: 0, hostId: r.start, size: r.count }]);
   return allocating(dir, containerId, () => {
     // A block a live container holds is locked: its tryLock fails below.
     // Each block file is not read first (a launch read and probed every
     // block file ever made: ~2 ms on a CLI start with 40 of them).
     const live = liveRanges(dir, { blocks: false });
+    let given = 0;
     for (let k = 0; k < BLOCKS; k++) {
       const range = blockRange(k);
+      if (users.some((u) => overlaps(range, u))) {
+        given++;
+        continue;
+      }
       if (live.some((l) => overlaps(range, l.uid) || overlaps(range, l.gid))) continue;
       const lock = binding.tryLockFile(`${dir}/${k}.lock`, `${containerId} ${process.pid}\n`);
       if (!lock) continue;
       return { uid: range, gid: range.map((r) => ({ ...r })), setgroups: 'allow', via: 'direct', release: () => lock.unlock(), lock };
     }
-    throw new TsboxError({ step: 'idmap', errno: 28, path: dir, detail: `all ${BLOCKS} id ranges are held by running containers`, hint: 'stop some containers' });
+    throw new TsboxError({
+      step: 'idmap',
+      errno: 28,
+      path: dir,
+      detail: given > 0 ? `all ${BLOCKS} id ranges are held by running containers, or overlap users' ranges in ${subid.subuid} or ${subid.subgid} (${given} of them)` : `all ${BLOCKS} id ranges are held by running containers`,
+      hint: given > 0 ? `stop some containers, or move the ranges in ${subid.subuid} and ${subid.subgid} below ${ROOT_MAP_BASE}` : 'stop some containers',
+    });
   });
 }
 

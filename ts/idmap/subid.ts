@@ -7,23 +7,34 @@ export interface SubidRange {
   count: number;
 }
 
-/** The first range `file` grants the user (by name or by uid), if any. */
-export function subidRange(file: string, user: { name: string; id: number }): SubidRange | undefined {
+/** The ranges `file` grants, each with its owner (a name or a uid); none when it is missing. */
+function entries(file: string): (SubidRange & { owner: string })[] {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch {
-    return undefined;
+    return [];
   }
+  const out: (SubidRange & { owner: string })[] = [];
   for (const line of text.split('\n')) {
     const [owner, start, count] = line.trim().split(':');
     if (owner === undefined || start === undefined || count === undefined) continue;
-    if (owner !== user.name && owner !== String(user.id)) continue;
     const s = Number(start);
     const c = Number(count);
-    if (Number.isSafeInteger(s) && Number.isSafeInteger(c) && c > 0) return { start: s, count: c };
+    if (Number.isSafeInteger(s) && Number.isSafeInteger(c) && c > 0) out.push({ owner, start: s, count: c });
   }
-  return undefined;
+  return out;
+}
+
+/** The first range `file` grants the user (by name or by uid), if any. */
+export function subidRange(file: string, user: { name: string; id: number }): SubidRange | undefined {
+  const e = entries(file).find((r) => r.owner === user.name || r.owner === String(user.id));
+  return e && { start: e.start, count: e.count };
+}
+
+/** Every range `file` grants, whoever's. */
+export function subidRanges(file: string): SubidRange[] {
+  return entries(file).map(({ start, count }) => ({ start, count }));
 }
 
 /** Absolute path of a setuid helper such as newuidmap, if installed. */

@@ -7,24 +7,44 @@
  * log. Nothing in it is writable by a container: it is 0700, owned by the
  * caller, outside every container's root.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 import { removeIfEmpty } from '../cgroups/gc.js';
 import { fromSystemError, TsboxError } from '../errors.js';
+import { processStart } from '../proc.js';
 import { ensureStateRoot, stateRoot } from '../state-root.js';
 import type { NetworkInfo } from '../network/bridge.js';
 
 export { stateRoot } from '../state-root.js';
 
-/** The containers' state directories under `root` (none when it is missing). */
+/**
+ * The containers' state directories under `root` (none when it is
+ * missing): directories only, never a symlink in their place (the type
+ * readdir gives, no call more).
+ */
 function containerDirs(root: string): string[] {
   try {
-    return readdirSync(root)
-      .filter((n) => /^[0-9a-f]{64}$/.test(n))
-      .map((n) => join(root, n));
+    return readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && /^[0-9a-f]{64}$/.test(e.name))
+      .map((e) => join(root, e.name));
   } catch {
     return [];
+  }
+}
+
+/**
+ * Whether `dir` is a container's state directory as tsbox makes it: a
+ * directory, not a symlink, this user's, writable by nobody else. What is
+ * read from it (hooks to run, a log to print) and removed in it is taken
+ * on that alone: a symlink in its place would lead both elsewhere.
+ */
+function ownContainerDir(dir: string): boolean {
+  try {
+    const st = lstatSync(dir);
+    return st.isDirectory() && st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o022) === 0;
+  } catch {
+    return false;
   }
 }
 
@@ -52,10 +72,27 @@ export function createContainerDir(id: string): string {
 }
 
 /** The files of a container's state directory. */
-const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
+const CONTAINER_FILES = ['state.json', 'monitor.json', 'control.sock', 'container.log', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
+  // The names below are unlinked through it: never through a symlink, or
+  // in a directory that is not ours (config.json, hosts: /etc's would go).
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch {
+    st = null; // Gone already.
+  }
+  if (st && !ownContainerDir(dir)) {
+    throw new TsboxError({
+      step: 'state',
+      errno: 1,
+      path: dir,
+      detail: st.isSymbolicLink() ? "the container's state directory is a symlink" : `the container's state directory is not a directory of this user's (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`,
+      hint: 'nothing in it was removed: remove it by hand once you know who made it',
+    });
+  }
   // What a state directory holds, by name: a few unlinks and an rmdir are
   // cheaper than a recursive removal's walk. Anything else (a temporary file
   // a writer left) makes rmdir fail, and the walk takes it.
@@ -100,7 +137,7 @@ export interface ContainerState {
   name: string | null;
   /** When the launch began (ISO 8601). */
   created: string;
-  /** The monitor (tsbox-init) and its start time, to tell it from a recycled pid. */
+  /** The monitor (tsbox-init); its start time, to tell it from a recycled pid, is in `monitor.json` beside (recordMonitor). */
   monitorPid: number;
   /** The caller's process: an attached container dies with it. */
   callerPid: number;
@@ -143,14 +180,64 @@ export function writeState(dir: string, state: ContainerState): void {
   }
 }
 
-/** The state of the container in `dir`, or null when it has none (being made or removed). */
+/**
+ * The state of the container in `dir`, or null when it has none (being
+ * made or removed), or when `dir` or its state.json is not what tsbox
+ * makes (a symlink, another user's): not followed.
+ */
 export function readState(dir: string): ContainerState | null {
+  if (!ownContainerDir(dir)) return null;
+  let fd: number;
   try {
-    const s = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as ContainerState;
-    return typeof s.id === 'string' ? s : null;
+    fd = openSync(join(dir, 'state.json'), constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch {
     return null;
   }
+  try {
+    if (!fstatSync(fd).isFile()) return null;
+    const s = JSON.parse(readFileSync(fd, 'utf8')) as ContainerState;
+    return typeof s.id === 'string' ? s : null;
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Records the monitor's pid and start time (/proc/PID/stat field 22) in
+ * `monitor.json` beside the state, once the helper has said which process
+ * it is (ts/runtime/launch.ts): a pid alone may be another process's by
+ * the time it is read, and a dead container would look alive. The monitor
+ * writes its pid into state.json itself, not its start time
+ * (crates/tsbox-init/src/helper/state.rs), and a write of Node's there
+ * could undo one of the monitor's: a file of its own, written once.
+ */
+export function recordMonitor(dir: string, pid: number): void {
+  const start = processStart(pid);
+  if (start === null) return; // Gone already: the pid alone says so.
+  try {
+    writeFileSync(join(dir, 'monitor.json'), JSON.stringify({ pid, start }), { mode: 0o600, flag: 'wx' });
+  } catch {
+    // Without it the pid alone says, as for a state of an older tsbox.
+  }
+}
+
+/**
+ * Whether the monitor the state names is alive: its pid is a live process
+ * and, when `monitor.json` gives its start time, started then. Read only
+ * for a live pid.
+ */
+export function monitorAlive(s: Pick<ContainerState, 'monitorPid'>, dir: string): boolean {
+  const start = s.monitorPid ? processStart(s.monitorPid) : null;
+  if (start === null) return false;
+  let recorded: { pid?: unknown; start?: unknown };
+  try {
+    recorded = JSON.parse(readFileSync(join(dir, 'monitor.json'), 'utf8')) as typeof recorded;
+  } catch {
+    return true; // None (an older tsbox's state, or not written yet): the pid alone.
+  }
+  return recorded.pid !== s.monitorPid || typeof recorded.start !== 'string' || recorded.start === start;
 }
 
 /** True while process `pid` lives (not a zombie). */
@@ -167,9 +254,10 @@ export function processAlive(pid: number): boolean {
 /**
  * The state as it really is: a container whose monitor is gone is stopped
  * whatever its file says (the monitor killed it, or died and took it along).
+ * `dir`: its state directory.
  */
-export function liveState(s: ContainerState): ContainerState {
-  if (s.status !== 'stopped' && s.monitorPid && !processAlive(s.monitorPid)) return { ...s, status: 'stopped', exitCode: s.exitCode ?? 137, error: s.error ?? 'its monitor is gone' };
+export function liveState(s: ContainerState, dir: string = containerDir(s.id)): ContainerState {
+  if (s.status !== 'stopped' && s.monitorPid && !monitorAlive(s, dir)) return { ...s, status: 'stopped', exitCode: s.exitCode ?? 137, error: s.error ?? 'its monitor is gone' };
   return s;
 }
 
@@ -196,7 +284,7 @@ export function listStates(root: string = stateRoot()): { dir: string; state: Co
   const out: { dir: string; state: ContainerState }[] = [];
   for (const dir of containerDirs(root)) {
     const state = readState(dir);
-    if (state) out.push({ dir, state: withRefused(dir, liveState(state)) });
+    if (state) out.push({ dir, state: withRefused(dir, liveState(state, dir)) });
   }
   return out.sort((a, b) => b.state.created.localeCompare(a.state.created));
 }
@@ -257,7 +345,7 @@ function orphaned(dir: string): boolean {
     }
   }
   if (s.status === 'stopped' && s.detached) return false;
-  if (processAlive(s.monitorPid)) return false;
+  if (monitorAlive(s, dir)) return false;
   // A detached container that ended keeps its state until `tsbox rm`; an
   // attached one's is its caller's to remove, unless that is gone too.
   if (s.status === 'stopped') return !processAlive(s.callerPid);
