@@ -72,7 +72,7 @@ export function createContainerDir(id: string): string {
 }
 
 /** The files of a container's state directory. */
-const CONTAINER_FILES = ['state.json', 'monitor.json', 'control.sock', 'container.log', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
+const CONTAINER_FILES = ['state.json', 'monitor.json', 'control.sock', 'container.log', 'container.log.1', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
