@@ -504,7 +504,8 @@ describe('passing descriptors', () => {
     const out = openSync(join(dir, 'pf.out'), 'w');
     const err = openSync(join(dir, 'pf.err'), 'w');
     // fds 3 and 4 of create: two pipes whose other ends this test reads.
-    const child = spawnProcess(process.execPath, [BIN, 'create', '--bundle', dir, '--preserve-fds', '1', id], {
+    // LISTEN_PID names create's own pid, as systemd sets it after its fork.
+    const child = spawnProcess('/bin/sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, BIN, 'create', '--bundle', dir, '--preserve-fds', '1', id], {
       stdio: ['ignore', out, err, 'pipe', 'pipe'],
       env: { ...process.env, LISTEN_FDS: '1' },
     });
@@ -530,6 +531,29 @@ describe('passing descriptors', () => {
     const r = await create(dir, ['--preserve-fds', '100', newId()]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/--preserve-fds\): EBADF — descriptor \d+ is not open/);
+  });
+
+  it('LISTEN_FDS without LISTEN_PID naming tsbox (unset, or another process\'s) passes nothing: a host directory on fd 3 stays out', async () => {
+    const dir = bundle('readlink /proc/self/fd/3 || echo no fd 3; echo "listen=$LISTEN_FDS pid=$LISTEN_PID"');
+    const etc = openSync('/etc', 'r');
+    try {
+      for (const pid of [null, '1', 'x']) {
+        const id = newId();
+        const out = join(dir, `${id}.out`);
+        const fds = [openSync(out, 'w'), openSync(join(dir, `${id}.err`), 'w')];
+        const set = pid === null ? 'unset LISTEN_PID' : `export LISTEN_PID=${pid}`;
+        const child = spawnProcess('/bin/sh', ['-c', `${set}; exec "$0" "$@"`, process.execPath, BIN, 'run', '--bundle', dir, id], {
+          stdio: ['ignore', fds[0]!, fds[1]!, etc],
+          env: { ...process.env, LISTEN_FDS: '1' },
+        });
+        for (const fd of fds) closeSync(fd);
+        const code = await new Promise<number | null>((res) => child.on('exit', res));
+        expect(code, readFileSync(join(dir, `${id}.err`), 'utf8')).toBe(0);
+        expect(readFileSync(out, 'utf8'), `LISTEN_PID ${pid}`).toBe('no fd 3\nlisten= pid=\n');
+      }
+    } finally {
+      closeSync(etc);
+    }
   });
 });
 
