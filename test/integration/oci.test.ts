@@ -13,7 +13,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 
 import { RUNTIME_TOOLS_DEVICE_RULES, runtimeToolsConfig, type Config } from '../support/oci.js';
 import { probePath } from '../support/rootfs.js';
-import { BIN, cli, eventually, scratchDir } from '../support/tsbox.js';
+import { alive, BIN, cli, eventually, scratchDir } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
 
 const rootfs = inject('rootfs');
@@ -587,6 +587,28 @@ describe('pause, resume and ps', () => {
     expect((await cli(['pause', id])).code).toBe(0);
     expect((await cli(['delete', '--force', id])).code).toBe(0);
     expect((await cli(['state', id])).code).not.toBe(0);
+  });
+
+  it('rm -f and stop of a paused container thaw it after the signal: they end it instead of waiting on a frozen process', async () => {
+    // Its PID 1 (sh) ends on SIGTERM: a PID 1 without a handler would ignore it.
+    const dir = bundle('trap "exit 0" TERM; while :; do sleep 0.05; done');
+    const removed = await running(dir);
+    const pid = (await state(removed)).pid;
+    expect((await cli(['pause', removed])).code).toBe(0);
+    const rm = await cli(['rm', '-f', removed], { killAfterMs: 15_000 });
+    expect(rm.signal, 'rm -f hung on the frozen container').toBeNull();
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(alive(pid)).toBe(false);
+    expect((await cli(['state', removed])).code).not.toBe(0);
+
+    const stopped = await running(dir);
+    expect((await cli(['pause', stopped])).code).toBe(0);
+    const stop = await cli(['stop', '-t', '30', stopped], { killAfterMs: 15_000 });
+    expect(stop.signal, 'stop hung on the frozen container').toBeNull();
+    expect(stop.code, stop.stderr).toBe(0);
+    // SIGTERM ended it (its trap), not the SIGKILL 30 s later.
+    expect((await state(stopped)).status).toBe('stopped');
+    expect((await cli(['delete', stopped])).code).toBe(0);
   });
 });
 
