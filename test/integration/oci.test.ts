@@ -5,7 +5,7 @@
  * container's process sees.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -1322,5 +1322,21 @@ describe('the command line of runc\'s callers', () => {
     expect(plain.code).toBe(125);
     expect(plain.stderr).toContain("linux.cgroupsPath: is systemd's slice:prefix:name, which is for the systemd cgroup driver: pass --systemd-cgroup");
     expect((await cli(['list', '-q'])).stdout).not.toContain(id);
+  });
+
+  it('spec refuses a config.json that is a symlink, dangling too, and makes nothing where it points', async () => {
+    const dir = join(scratch, 'spec-link');
+    mkdirSync(dir);
+    const target = join(scratch, 'spec-link-target');
+    symlinkSync(target, join(dir, 'config.json'));
+    const r = await cli(['spec', '--bundle', dir]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(`tsbox: config(${join(dir, 'config.json')}): EEXIST — config.json exists; remove it first\n`);
+    expect(existsSync(target)).toBe(false);
+    expect(lstatSync(join(dir, 'config.json')).isSymbolicLink()).toBe(true);
+    // A directory it may not write in: one line naming the file, not a stack.
+    const missing = await cli(['spec', '--bundle', join(scratch, 'spec-no-such-dir')]);
+    expect(missing.code).toBe(125);
+    expect(missing.stderr).toMatch(/^tsbox: config\(.*spec-no-such-dir\/config\.json\): ENOENT — write config\.json .*; give --bundle a directory you may write\n$/);
   });
 });
