@@ -5,7 +5,7 @@
  * nothing left behind.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { create, list, open, spawn } from '../../ts/index.js';
 import { containerDir, stateRoot } from '../../ts/runtime/state.js';
 import { throwawayUser, tsboxCgroups } from '../support/host.js';
-import { alive, cli, eventually, REPO, scratchDir } from '../support/tsbox.js';
+import { alive, BIN, cli, descendants, eventually, REPO, runCommand, scratchDir, text } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 const scratch = scratchDir('lifecycle');
@@ -209,6 +209,38 @@ describe('detached containers from the CLI', () => {
     }
     expect(existsSync(dir)).toBe(false);
   });
+
+  it('exec without -t from a terminal: the command gets pipes, so a process it leaves behind holds nothing of the terminal', async () => {
+    const v = name('pty');
+    const started = await cli(['run', '-d', '--name', v, '--rootfs', rootfs, '--', 'sleep', '100']);
+    expect(started.code, started.stderr).toBe(0);
+    try {
+      const pid1 = (JSON.parse((await cli(['inspect', v])).stdout) as { pid: number }[])[0]!.pid;
+      // script(1) gives the shell, and so tsbox, a terminal as stdin, stdout and stderr.
+      const exec = `${process.execPath} ${BIN} exec ${v} sh -c 'echo to-stdout; echo to-stderr >&2; (exec sleep 78 &)'`;
+      const r = await runCommand('script', ['-qec', `tty; ${exec}; echo "exec: $?"`, '/dev/null']);
+      expect(r.code, r.stdout).toBe(0);
+      const pty = /^(\/dev\/pts\/\d+)\r?$/m.exec(r.stdout)?.[1];
+      expect(pty, r.stdout).toBeDefined();
+      // Its output reached the terminal, and the exec returned with the command.
+      expect(r.stdout).toMatch(/to-stdout\r?\n/);
+      expect(r.stdout).toMatch(/to-stderr\r?\n/);
+      expect(r.stdout).toMatch(/exec: 0/);
+      const procs = descendants(pid1);
+      const sleeper = procs.find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'sleep\u000078\u0000');
+      expect(sleeper, 'the background sleep runs on in the container').toBeDefined();
+      const onPty = procs.flatMap((p) => {
+        try {
+          return readdirSync(`/proc/${p}/fd`).map((fd) => `${p}:${fd} -> ${readlinkSync(`/proc/${p}/fd/${fd}`)}`);
+        } catch {
+          return [];
+        }
+      });
+      expect(onPty.filter((l) => l.endsWith(` -> ${pty}`) || l.includes(` -> ${pty} `))).toEqual([]);
+    } finally {
+      await cli(['rm', '-f', v]);
+    }
+  });
 });
 
 describe('open() and create() in the API', () => {
@@ -281,6 +313,26 @@ await t.create(['sh', '-c', 'echo ran >> /out/log'], { rootfs: ${JSON.stringify(
     } finally {
       await ref.remove({ force: true });
     }
+  });
+
+  it("an exec'd process that leaves one in the background holding its output: wait() comes all the same, with all its output, to a slow reader too", async () => {
+    await using c = await spawn(['sleep', '100'], { rootfs });
+    // 1 MiB, more than the pipe and the streams hold, then a process that keeps the pipe.
+    const e = await c.exec(['sh', '-c', 'head -c 1048576 /dev/zero; (exec sleep 79 &)'], { stdio: 'pipe' });
+    let got = 0;
+    // Read nothing for 3 s (longer than the quiet time) after the command has ended: its output still comes whole.
+    await new Promise((r) => setTimeout(r, 3000));
+    e.stdout!.on('data', (d: Buffer) => (got += d.length));
+    const t0 = Date.now();
+    expect((await e.wait()).exitCode).toBe(0);
+    expect(got).toBe(1048576);
+    // Not held for the sleep's 79 s: its quiet pipe is closed after 2 s.
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    // It runs on; its pipe is ours no more.
+    const ps = await c.exec(['ps', '-o', 'args'], { stdio: 'pipe' });
+    const out = text(ps.stdout);
+    await ps.wait();
+    expect(await out).toMatch(/^sleep 79$/m);
   });
 });
 

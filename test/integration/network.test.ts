@@ -1573,5 +1573,35 @@ describe('as an ordinary user: bridge through pasta', () => {
       }, 10_000);
       expect(ended).toBe(true);
     });
+
+    it('-p with an address and -p without, in either order: each port is bound where its own -p says', async () => {
+      for (const localFirst of [true, false]) {
+        const [local, any] = [await freePort(), await freePort()];
+        const flags = [['-p', `127.0.0.1:${local}:8000`], ['-p', `${any}:8000`]];
+        const r = await as(['run', '-d', '--rootfs', rootfs, '--tmpfs', '/w', '--network', 'bridge', ...(localFirst ? flags : flags.reverse()).flat(), '--', 'sh', '-c', 'echo both > /w/index.html && exec httpd -f -p 8000 -h /w']);
+        expect(r.code, r.stderr).toBe(0);
+        const id = r.stdout.trim();
+        try {
+          const listener = (port: number) => sh('ss', ['-Hltn', `sport = :${port}`]).trim().split(/\s+/)[3] ?? '';
+          expect(await eventually(() => listener(local) !== '' && listener(any) !== '', 5_000)).toBe(true);
+          expect(listener(local)).toBe(`127.0.0.1:${local}`);
+          // Every address of the host (0.0.0.0, or * for both families), not loopback alone.
+          expect(listener(any)).toMatch(new RegExp(`^(\\*|0\\.0\\.0\\.0|\\[::\\]):${any}$`));
+          for (const port of [local, any]) {
+            let body = 'unreachable';
+            for (let i = 0; i < 50 && body === 'unreachable'; i++) {
+              body = await fetch(`http://127.0.0.1:${port}/`).then(
+                (res) => res.text(),
+                async () => (await new Promise((res) => setTimeout(res, 100)), 'unreachable'),
+              );
+            }
+            expect(body).toBe('both\n');
+          }
+        } finally {
+          expect((await as(['rm', '-f', id])).code).toBe(0);
+        }
+      }
+      expect(await eventually(() => pastas().length === 0, 5_000)).toBe(true);
+    });
   });
 });

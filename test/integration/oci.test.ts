@@ -5,7 +5,7 @@
  * container's process sees.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,7 +13,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 
 import { RUNTIME_TOOLS_DEVICE_RULES, runtimeToolsConfig, type Config } from '../support/oci.js';
 import { probePath } from '../support/rootfs.js';
-import { BIN, cli, eventually, scratchDir } from '../support/tsbox.js';
+import { alive, BIN, cli, eventually, scratchDir } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
 
 const rootfs = inject('rootfs');
@@ -504,7 +504,8 @@ describe('passing descriptors', () => {
     const out = openSync(join(dir, 'pf.out'), 'w');
     const err = openSync(join(dir, 'pf.err'), 'w');
     // fds 3 and 4 of create: two pipes whose other ends this test reads.
-    const child = spawnProcess(process.execPath, [BIN, 'create', '--bundle', dir, '--preserve-fds', '1', id], {
+    // LISTEN_PID names create's own pid, as systemd sets it after its fork.
+    const child = spawnProcess('/bin/sh', ['-c', 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, BIN, 'create', '--bundle', dir, '--preserve-fds', '1', id], {
       stdio: ['ignore', out, err, 'pipe', 'pipe'],
       env: { ...process.env, LISTEN_FDS: '1' },
     });
@@ -530,6 +531,29 @@ describe('passing descriptors', () => {
     const r = await create(dir, ['--preserve-fds', '100', newId()]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/--preserve-fds\): EBADF — descriptor \d+ is not open/);
+  });
+
+  it('LISTEN_FDS without LISTEN_PID naming tsbox (unset, or another process\'s) passes nothing: a host directory on fd 3 stays out', async () => {
+    const dir = bundle('readlink /proc/self/fd/3 || echo no fd 3; echo "listen=$LISTEN_FDS pid=$LISTEN_PID"');
+    const etc = openSync('/etc', 'r');
+    try {
+      for (const pid of [null, '1', 'x']) {
+        const id = newId();
+        const out = join(dir, `${id}.out`);
+        const fds = [openSync(out, 'w'), openSync(join(dir, `${id}.err`), 'w')];
+        const set = pid === null ? 'unset LISTEN_PID' : `export LISTEN_PID=${pid}`;
+        const child = spawnProcess('/bin/sh', ['-c', `${set}; exec "$0" "$@"`, process.execPath, BIN, 'run', '--bundle', dir, id], {
+          stdio: ['ignore', fds[0]!, fds[1]!, etc],
+          env: { ...process.env, LISTEN_FDS: '1' },
+        });
+        for (const fd of fds) closeSync(fd);
+        const code = await new Promise<number | null>((res) => child.on('exit', res));
+        expect(code, readFileSync(join(dir, `${id}.err`), 'utf8')).toBe(0);
+        expect(readFileSync(out, 'utf8'), `LISTEN_PID ${pid}`).toBe('no fd 3\nlisten= pid=\n');
+      }
+    } finally {
+      closeSync(etc);
+    }
   });
 });
 
@@ -563,6 +587,28 @@ describe('pause, resume and ps', () => {
     expect((await cli(['pause', id])).code).toBe(0);
     expect((await cli(['delete', '--force', id])).code).toBe(0);
     expect((await cli(['state', id])).code).not.toBe(0);
+  });
+
+  it('rm -f and stop of a paused container thaw it after the signal: they end it instead of waiting on a frozen process', async () => {
+    // Its PID 1 (sh) ends on SIGTERM: a PID 1 without a handler would ignore it.
+    const dir = bundle('trap "exit 0" TERM; while :; do sleep 0.05; done');
+    const removed = await running(dir);
+    const pid = (await state(removed)).pid;
+    expect((await cli(['pause', removed])).code).toBe(0);
+    const rm = await cli(['rm', '-f', removed], { killAfterMs: 15_000 });
+    expect(rm.signal, 'rm -f hung on the frozen container').toBeNull();
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(alive(pid)).toBe(false);
+    expect((await cli(['state', removed])).code).not.toBe(0);
+
+    const stopped = await running(dir);
+    expect((await cli(['pause', stopped])).code).toBe(0);
+    const stop = await cli(['stop', '-t', '30', stopped], { killAfterMs: 15_000 });
+    expect(stop.signal, 'stop hung on the frozen container').toBeNull();
+    expect(stop.code, stop.stderr).toBe(0);
+    // SIGTERM ended it (its trap), not the SIGKILL 30 s later.
+    expect((await state(stopped)).status).toBe('stopped');
+    expect((await cli(['delete', stopped])).code).toBe(0);
   });
 });
 
@@ -1321,5 +1367,21 @@ describe('the command line of runc\'s callers', () => {
     expect((await cli(['--root', linked, 'list', '-q'])).stdout).toBe('');
     expect(existsSync(mark)).toBe(false);
     expect(readdirSync(join(scratch, 'elsewhere')).sort()).toEqual(['config.json', 'state.json']);
+  });
+
+  it('spec refuses a config.json that is a symlink, dangling too, and makes nothing where it points', async () => {
+    const dir = join(scratch, 'spec-link');
+    mkdirSync(dir);
+    const target = join(scratch, 'spec-link-target');
+    symlinkSync(target, join(dir, 'config.json'));
+    const r = await cli(['spec', '--bundle', dir]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(`tsbox: config(${join(dir, 'config.json')}): EEXIST — config.json exists; remove it first\n`);
+    expect(existsSync(target)).toBe(false);
+    expect(lstatSync(join(dir, 'config.json')).isSymbolicLink()).toBe(true);
+    // A directory it may not write in: one line naming the file, not a stack.
+    const missing = await cli(['spec', '--bundle', join(scratch, 'spec-no-such-dir')]);
+    expect(missing.code).toBe(125);
+    expect(missing.stderr).toMatch(/^tsbox: config\(.*spec-no-such-dir\/config\.json\): ENOENT — write config\.json .*; give --bundle a directory you may write\n$/);
   });
 });

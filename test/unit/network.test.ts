@@ -286,7 +286,7 @@ describe("an ordinary user's bridge: pasta", () => {
       { hostIp: '127.0.0.1', hostPort: 8443, containerPort: 443, protocol: 'tcp' as const },
       { hostIp: '', hostPort: 5353, containerPort: 53, protocol: 'udp' as const },
     ];
-    expect(pastaArgs(42, ports, '/s/x.pasta.pid')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', '8080:80,127.0.0.1/8443:443', '-u', '5353:53', '-T', 'none', '-U', 'none', '-P', '/s/x.pasta.pid', '42']);
+    expect(pastaArgs(42, ports, '/s/x.pasta.pid')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', '8080:80', '-t', '127.0.0.1/8443:443', '-u', '5353:53', '-T', 'none', '-U', 'none', '-P', '/s/x.pasta.pid', '42']);
     expect(pastaArgs(42, [], '/p')).toEqual(['--config-net', '--quiet', '--no-map-gw', '-t', 'none', '-u', 'none', '-T', 'none', '-U', 'none', '-P', '/p', '42']);
   });
 
@@ -339,6 +339,20 @@ describe("an ordinary user's bridge: pasta", () => {
     const routes = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n' + 'eth1\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' + 'eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n';
     expect(defaultInterface(routes)).toBe('eth0');
     expect(defaultInterface(routes.split('\n').slice(0, 2).join('\n'))).toBeNull();
+  });
+
+  it('gives each published port an option of its own, so an address binds only its own port, in either order', () => {
+    const local = { hostIp: '127.0.0.1', hostPort: 8443, containerPort: 443 };
+    const any = { hostIp: '', hostPort: 8080, containerPort: 80 };
+    for (const protocol of ['tcp', 'udp'] as const) {
+      const [flag, other] = protocol === 'tcp' ? ['-t', '-u'] : ['-u', '-t'];
+      for (const order of [[local, any], [any, local]]) {
+        const args = pastaArgs(42, order.map((p) => ({ ...p, protocol })), '/p');
+        const specs = args.flatMap((a, i) => (args[i - 1] === flag ? [a] : []));
+        expect(specs).toEqual(order.map((p) => (p.hostIp ? `${p.hostIp}/${p.hostPort}:${p.containerPort}` : `${p.hostPort}:${p.containerPort}`)));
+        expect(args.flatMap((a, i) => (args[i - 1] === other ? [a] : []))).toEqual(['none']);
+      }
+    }
   });
 });
 

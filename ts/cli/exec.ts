@@ -1,5 +1,9 @@
 /** `tsbox exec [-it] [-u U] [-w DIR] [-e K=V] NAME CMD...`: run a command in a running container; runc's `exec` for a container of `tsbox create`. */
+import { isatty } from 'node:tty';
+
 import { defineCommand } from 'citty';
+
+import type { Container, ExecOptions } from '../runtime/container.js';
 
 import { open } from '../runtime/lifecycle.js';
 import { findOciState } from '../runtime/state.js';
@@ -91,6 +95,34 @@ async function ociExec(rawArgs: readonly string[]): Promise<void> {
   }
 }
 
+/**
+ * Without -t: our stdin, stdout and stderr as they are, but a terminal only
+ * through a pipe this process pumps. The command may leave a process in the
+ * background that keeps what it was given after the exec has returned: a
+ * terminal of ours would then be the container's to read (the keys typed
+ * next) and write (escape sequences to it), for as long as it likes. A pipe
+ * ends with this process. Files and pipes are passed as they are: what is
+ * behind them is the command's to have. A terminal on stdin is read only
+ * with -i, as Docker's exec does (reading it otherwise would take keys the
+ * command never asked for, and stop a background job of the shell).
+ */
+function execStdio(interactive: boolean): ExecOptions['stdio'] {
+  const output = (fd: number) => (isatty(fd) ? 'pipe' : 'inherit');
+  return [!isatty(0) ? 'inherit' : interactive ? 'pipe' : 'ignore', output(1), output(2)];
+}
+
+/** Pumps our terminals to and from the pipes execStdio gave the command. Returns the undo. */
+function pump(c: Container): () => void {
+  c.stdout?.pipe(process.stdout, { end: false });
+  c.stderr?.pipe(process.stderr, { end: false });
+  if (c.stdin) process.stdin.pipe(c.stdin);
+  return () => {
+    if (!c.stdin) return;
+    process.stdin.unpipe(c.stdin);
+    process.stdin.pause();
+  };
+}
+
 const command = defineCommand({
   meta: { name: 'tsbox exec', description: "Run a command in a running container, with its user, capabilities, seccomp filter and limits" },
   args,
@@ -118,7 +150,7 @@ const command = defineCommand({
     const detach = v.get('detach') === true;
     const size = tty ? terminalSize() : undefined;
     const c = await open(ref).exec(argv, {
-      stdio: detach ? 'ignore' : 'inherit',
+      stdio: detach ? 'ignore' : tty ? 'inherit' : execStdio(v.get('interactive') === true),
       detach,
       tty,
       ...(size ? { ttySize: size } : {}),
@@ -130,7 +162,7 @@ const command = defineCommand({
     // connection's handle would otherwise keep it).
     if (detach || c === null) process.exit(0);
     // The same terminal handling as run's: raw with -i, and its size follows ours.
-    const restore = tty ? attachTerminal(c, v.get('interactive') === true) : () => {};
+    const restore = tty ? attachTerminal(c, v.get('interactive') === true) : pump(c);
     try {
       process.exitCode = (await c.wait()).exitCode;
     } finally {

@@ -4,7 +4,7 @@
  * takes runc's `kill ID SIGNAL` too (ts/cli/kill.ts). Global flags (--root,
  * --log, ...) come before the command and are read by globalFlags().
  */
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { defineCommand } from 'citty';
@@ -12,7 +12,7 @@ import { defineCommand } from 'citty';
 import { ALL_CAPABILITIES } from '../config/capabilities.js';
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH } from '../config/defaults.js';
 import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../config/mounts.js';
-import { TsboxError } from '../errors.js';
+import { fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
 import { ociCreate, ociDelete, ociEvents, ociList, ociPause, ociStart, ociState, ociStats, ociUpdate, findOci, UPDATE_LIMITS } from '../oci/runtime.js';
 import { supportedMountOptions } from '../oci/plan.js';
@@ -322,8 +322,15 @@ export const spec = defineCommand({
     const split = await parse(rawArgs, specArgs, cmd, 'spec', { min: 0, max: 0, usage: 'no arguments' });
     if (!split) return;
     const file = join(resolve((split.values.get('bundle') as string | undefined) ?? '.'), 'config.json');
-    if (existsSync(file)) throw new TsboxError({ step: 'config', errno: 17, path: file, detail: 'config.json exists', hint: 'remove it first' });
-    writeFileSync(file, `${JSON.stringify(defaultSpec(split.values.get('rootless') === true), null, '\t')}\n`, { mode: 0o666 });
+    // Made here or not at all (O_CREAT|O_EXCL): a config.json that is a
+    // symlink, dangling too, is refused as an existing file, where a check
+    // before the write would have let root create the file it names.
+    try {
+      writeFileSync(file, `${JSON.stringify(defaultSpec(split.values.get('rootless') === true), null, '\t')}\n`, { mode: 0o666, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TsboxError({ step: 'config', errno: 17, path: file, detail: 'config.json exists', hint: 'remove it first' }, { cause: err });
+      throw fromSystemError('config', err, 'write config.json', 'give --bundle a directory you may write');
+    }
   },
 });
 

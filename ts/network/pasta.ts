@@ -83,12 +83,15 @@ export function findPasta(dirs: readonly string[] = PASTA_DIRS, exists: (p: stri
  * (port 53) to the resolver's port `resolver`.
  */
 export function pastaArgs(pid: number, ports: readonly PortMapping[], pidFile: string, resolver: number | null = null): string[] {
-  const spec = (proto: 'tcp' | 'udp') => {
-    const list = ports.filter((p) => p.protocol === proto).map((p) => `${p.hostIp ? `${p.hostIp}/` : ''}${p.hostPort}:${p.containerPort}`);
-    return list.length > 0 ? list.join(',') : 'none';
+  // One option per mapping: in one comma-separated spec pasta binds every
+  // port to the address given first (`127.0.0.1/8443:443,8080:80` puts
+  // 8080 on loopback only) and refuses an address after a port.
+  const specs = (flag: '-t' | '-u', proto: 'tcp' | 'udp') => {
+    const list = ports.filter((p) => p.protocol === proto).flatMap((p) => [flag, `${p.hostIp ? `${p.hostIp}/` : ''}${p.hostPort}:${p.containerPort}`]);
+    return list.length > 0 ? list : [flag, 'none'];
   };
   const toHost = resolver === null ? ['-U', 'none'] : ['-4', '-U', `53:${resolver}`];
-  return ['--config-net', '--quiet', '--no-map-gw', '-t', spec('tcp'), '-u', spec('udp'), '-T', 'none', ...toHost, '-P', pidFile, String(pid)];
+  return ['--config-net', '--quiet', '--no-map-gw', ...specs('-t', 'tcp'), ...specs('-u', 'udp'), '-T', 'none', ...toHost, '-P', pidFile, String(pid)];
 }
 
 /** The host's interface with the default route, whose address pasta gives the container. */

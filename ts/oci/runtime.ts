@@ -92,8 +92,13 @@ export async function ociCreate(o: CreateOptions): Promise<{ state: OciState; co
   const { spec, file } = loadSpec(bundle);
   // Socket activation (systemd's LISTEN_FDS, for this process) and
   // --preserve-fds: descriptors 3 and up of this process become the
-  // container's 3 and up, as runc passes them.
-  const listen = Number(process.env.LISTEN_PID === undefined || process.env.LISTEN_PID === String(process.pid) ? (process.env.LISTEN_FDS ?? 0) : 0) || 0;
+  // container's 3 and up, as runc passes them. LISTEN_FDS counts only with
+  // LISTEN_PID naming this process, as sd_listen_fds() and runc's
+  // go-systemd take it: an environment inherited from elsewhere (LISTEN_PID
+  // unset, or another process's) would otherwise hand whatever this process
+  // has open from 3 up (a directory of the host) to the container.
+  const listenFds = process.env.LISTEN_FDS ?? '';
+  const listen = process.env.LISTEN_PID === String(process.pid) && /^\d+$/.test(listenFds) ? Number(listenFds) : 0;
   const preserved = Array.from({ length: listen + (o.preserveFds ?? 0) }, (_, i) => 3 + i);
   for (const fd of preserved) {
     try {

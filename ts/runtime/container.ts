@@ -6,7 +6,8 @@
  * protocol.
  */
 import { EventEmitter } from 'node:events';
-import type { Readable, Writable } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { PassThrough, Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ReadStream } from 'node:tty';
 import { closeSync, openSync } from 'node:fs';
@@ -100,6 +101,8 @@ export interface ContainerInit {
   startable?: boolean;
   /** Our ends of its stdio (pipes, the terminal's master): unref() releases their hold on the event loop too. */
   handles?: ({ ref(): unknown; unref(): unknown } | null | undefined)[];
+  /** An exec'd process, once it has ended: its output pipes are closed when they go quiet (endWhenQuiet). */
+  endOutput?: () => void;
 }
 
 /** What `exec` may change; the rest comes from the container. */
@@ -284,6 +287,7 @@ export class Container extends EventEmitter {
       // Nothing reads the command's stdin any more: our end of the pipe goes
       // now, whether or not the caller ever touched it.
       init.stdin?.destroy();
+      init.endOutput?.();
     }
     // Usage is read before the cgroup goes; then the cgroup, the id range
     // and the state go back.
@@ -575,10 +579,49 @@ export async function execPlan(
     stdout: stdio.stdout,
     stderr: stdio.stderr,
     handles: [...stdio.handles, terminal],
+    endOutput: stdio.endOutput,
     cgroup: null,
     startedAt: t0,
     exec: true,
   });
+}
+
+/**
+ * How long the output pipes of an exec'd process that has ended may stay
+ * quiet before they are closed. A process it left in the background
+ * (`sh -c 'daemon &'`) keeps their other ends; its output is not the
+ * exec's, and waiting for it would hold wait() (and `tsbox exec`) for as
+ * long as it runs. Docker gives an exec's streams 2 s too.
+ */
+const EXEC_OUTPUT_QUIET_MS = 2000;
+
+/**
+ * Ends `held` once `source` (our end of an output pipe) has ended, or has
+ * brought nothing for EXEC_OUTPUT_QUIET_MS while free to read: a reader
+ * that holds it back (backpressure) is not taken for quiet, so what was
+ * written before the end is delivered. Then `source` is closed, and a
+ * process still writing to the pipe gets EPIPE.
+ */
+function endWhenQuiet(source: Socket, held: PassThrough): void {
+  if (source.readableEnded || source.destroyed) return;
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    clearTimeout(timer);
+    // The pipe itself holds the event loop as long as it needs to: this does not.
+    timer = setTimeout(() => (source.isPaused() ? arm() : cut()), EXEC_OUTPUT_QUIET_MS).unref();
+  };
+  const cut = () => {
+    source.off('data', arm);
+    source.unpipe(held);
+    source.destroy();
+    held.end();
+  };
+  source.on('data', arm);
+  source.once('close', () => {
+    clearTimeout(timer);
+    source.off('data', arm);
+  });
+  arm();
 }
 
 /** The stdio of an exec'd process: the descriptors to send, and our streams. */
@@ -607,12 +650,19 @@ function execStdio(o: ResolvedOptions, binding: ReturnType<typeof loadNative>['b
   const stdin = stream(0);
   const stdout = stream(1);
   const stderr = stream(2);
+  // hold()'s stream is a PassThrough: endWhenQuiet ends its writable side.
+  const heldOut = hold(stdout) as PassThrough | null;
+  const heldErr = hold(stderr) as PassThrough | null;
   return {
     theirs,
     stdin,
-    stdout: hold(stdout),
-    stderr: hold(stderr),
+    stdout: heldOut,
+    stderr: heldErr,
     handles: [stdin, stdout, stderr],
+    endOutput: () => {
+      if (stdout) endWhenQuiet(stdout, heldOut!);
+      if (stderr) endWhenQuiet(stderr, heldErr!);
+    },
     /** Our copies of the descriptors the monitor now has. */
     sent: () => {
       for (const fd of toClose.splice(0)) closeSync(fd);

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { collectOne } from '../cgroups/index.js';
+import { collectOne, isPaused, setPaused } from '../cgroups/index.js';
 import { processStart } from '../proc.js';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
@@ -127,6 +127,7 @@ export class ContainerRef {
     const s = this.state();
     if (s.status === 'stopped') return this.wait();
     this.kill(typeof s.options.stopSignal === 'string' ? (s.options.stopSignal as NodeJS.Signals) : 'SIGTERM');
+    this.#thaw();
     const ended = this.wait();
     const t = setTimeout(() => {
       try {
@@ -142,12 +143,24 @@ export class ContainerRef {
     }
   }
 
+  /**
+   * A paused container thawed, after a signal meant to end it has been sent
+   * (stop, rm -f), as Docker's stop and kill do: frozen, its processes would
+   * take the signal only once thawed (on the v1 freezer, SIGKILL too), and
+   * the wait for their end would never end. Thawed after the signal, so
+   * none of them runs before it is there.
+   */
+  #thaw(): void {
+    if (isPaused(this.id)) setPaused(this.id, false);
+  }
+
   /** Removes the stopped container's state; with `force`, kills a running one first. */
   async remove(options: { force?: boolean } = {}): Promise<void> {
     const s = this.state();
     if (s.status !== 'stopped') {
       if (!options.force) throw new TsboxError({ step: 'state', errno: 16, path: s.name ?? this.id.slice(0, 12), detail: `the container is ${s.status}`, hint: 'stop it first, or remove it with force (tsbox rm -f)' });
       this.kill('SIGKILL');
+      this.#thaw();
       await this.wait();
     }
     // Its monitor is on its way out once the container has ended: what it
