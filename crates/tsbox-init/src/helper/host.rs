@@ -64,6 +64,9 @@ pub trait Host {
     /// A new time namespace for the children to come, with these offsets
     /// written before any process is in it.
     fn time_namespace(&mut self, offsets: &TimeOffsets, tr: &Trace) -> Result<(), Report>;
+    /// Makes this process not dumpable, and so every child it clones from
+    /// now on (they inherit the flag).
+    fn not_dumpable(&mut self);
 }
 
 /// The real system calls.
@@ -184,6 +187,10 @@ impl Host for Kernel {
             }
         );
         Ok(())
+    }
+
+    fn not_dumpable(&mut self) {
+        let _ = nix::sys::prctl::set_dumpable(false);
     }
 
     fn join_namespaces(&mut self, join: &[JoinedNamespace], tr: &Trace) -> Result<(), Report> {

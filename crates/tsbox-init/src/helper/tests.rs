@@ -116,6 +116,10 @@ impl Host for Recorder {
         }
         Ok(())
     }
+
+    fn not_dumpable(&mut self) {
+        self.calls.push("not_dumpable".into());
+    }
 }
 
 /// A recording host that runs as root.
@@ -313,17 +317,48 @@ fn joined_namespaces_are_entered_before_the_clone_and_left_out_of_its_flags() {
         vec![plan_msg(p)],
     );
     assert_eq!(
-        r.calls[..3],
+        r.calls[..4],
         [
             "setns net /proc/77/ns/net",
             "setns pid /proc/77/ns/pid_for_children",
+            "not_dumpable",
             "open_cgroup /sys/fs/cgroup/tsbox/x",
         ]
     );
     assert_eq!(
-        r.calls[3],
+        r.calls[4],
         "clone CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup"
     );
+}
+
+/// The processes of a joined pid namespace see the child from its clone on,
+/// a copy of the helper with the host's root and cwd: it starts not
+/// dumpable. In a pid namespace of its own it stays dumpable until `ready`
+/// (an ordinary user's newuidmap and pasta need that).
+#[test]
+fn a_child_cloned_into_a_joined_pid_namespace_starts_not_dumpable() {
+    let mut p = plan();
+    p.join = vec![JoinedNamespace {
+        ns: Namespace::Pid,
+        path: "/proc/77/ns/pid".into(),
+    }];
+    let r = run(as_root(), vec![plan_msg(p)]);
+    let hidden = r.calls.iter().position(|c| c == "not_dumpable").expect("made not dumpable");
+    let clone = r.calls.iter().position(|c| c.starts_with("clone")).expect("a clone");
+    assert!(hidden < clone, "{:?}", r.calls);
+
+    for join in [
+        Vec::new(),
+        vec![JoinedNamespace {
+            ns: Namespace::Net,
+            path: "/proc/77/ns/net".into(),
+        }],
+    ] {
+        let mut p = plan();
+        p.join = join;
+        let r = run(Recorder::default(), vec![plan_msg(p)]);
+        assert!(!r.calls.iter().any(|c| c == "not_dumpable"), "{:?}", r.calls);
+    }
 }
 
 #[test]
@@ -765,7 +800,10 @@ mod monitor_phases {
             assert_eq!(starter.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
             // The held process, started, is named in the running state.
             let state = read_state(&dir);
-            assert_eq!((state["status"].as_str(), &state["command"]), (Some("running"), &serde_json::json!(["true"])));
+            assert_eq!(
+                (state["status"].as_str(), &state["command"]),
+                (Some("running"), &serde_json::json!(["true"]))
+            );
             // A second start is refused, and runs nothing.
             let again = client(&control);
             again.send(&ControlRequest::Start).unwrap();
@@ -826,7 +864,11 @@ mod monitor_phases {
         monitor(p, true, |node, child, pid| {
             child.send(&ChildMsg::Started).unwrap();
             assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
-            assert_eq!(state()["command"], serde_json::json!(["true"]), "the running state names its command");
+            assert_eq!(
+                state()["command"],
+                serde_json::json!(["true"]),
+                "the running state names its command"
+            );
             let waiter = client(&control);
             waiter.send(&ControlRequest::Wait).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
