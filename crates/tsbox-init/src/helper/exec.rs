@@ -148,7 +148,14 @@ fn intermediate(
             // SAFETY: ends the intermediate without running anything else.
             unsafe { libc::_exit(0) }
         }
-        Ok(Forked::Child) => exec_process(process, stdio, ns, chan, pdeathsig, tr),
+        Ok(Forked::Child) => {
+            // A directory of the host's cgroupfs, done with (CVE-2024-21626);
+            // the monitor's, which this copy never drops.
+            if let Some(fd) = cgroup.dir {
+                let _ = nix::unistd::close(fd);
+            }
+            exec_process(process, stdio, ns, chan, pdeathsig, tr)
+        }
     }
 }
 

@@ -128,8 +128,11 @@ impl Host for Kernel {
         match clone_container(flags, cgroup)? {
             Forked::Child => {
                 // The child's copies: its stack never unwinds (child::run
-                // does not return), so their owners never close them.
-                for fd in parent_only {
+                // does not return), so their owners never close them. The
+                // cgroup directory too, once clone3 is done with it: a
+                // directory of the host's cgroupfs, which the container's
+                // process must never hold (CVE-2024-21626).
+                for fd in parent_only.iter().chain(cgroup.as_ref()) {
                     let _ = nix::unistd::close(*fd);
                 }
                 crate::child::run(plan, child, tr)
