@@ -178,3 +178,22 @@ describe('no descriptor of the host is open when a process enters its working di
     }
   });
 });
+
+describe('a command that has exec\'d is started, whatever it is named', () => {
+  // The container chooses its commands' names; `tsbox-init` (tsbox's own
+  // before the exec) was taken for a process that died during its setup:
+  // a start failure, reported only once the command had ended.
+  it('a command named tsbox-init, as PID 1, under the init, and exec\'d', async () => {
+    const named = await rootfsWith('named-tsbox-init', async (dir) => {
+      await fs.writeFile(join(dir, 'bin/tsbox-init'), '#!/bin/sh\nsleep 1\necho done\n', { mode: 0o755 });
+    });
+    for (const init of [true, false]) {
+      await expect(run(['tsbox-init'], { rootfs: named, init })).resolves.toMatchObject({ exitCode: 0, stdout: 'done\n' });
+    }
+    await using c = await spawn(['sleep', '30'], { rootfs: named });
+    const e = await c.exec(['tsbox-init']);
+    const out = text(e.stdout);
+    await expect(e.wait()).resolves.toMatchObject({ exitCode: 0 });
+    expect(await out).toBe('done\n');
+  });
+});

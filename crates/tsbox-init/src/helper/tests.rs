@@ -732,7 +732,12 @@ mod monitor_phases {
     fn pid1_dying_during_its_setup_is_a_start_failure_that_names_the_signal() {
         run_monitor(plan(), Some(Pending::Run(Box::new(process()))), true, |node, child, pid| {
             kill(pid, libc::SIGKILL);
-            // Its end of the channel closes with it.
+            // Its end of the channel closes with it: once it is exiting, as
+            // the kernel does it (unless the monitor has reaped it already).
+            let _ = nix::sys::wait::waitid(
+                nix::sys::wait::Id::Pid(pid),
+                nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+            );
             drop(child);
             match node.recv::<HelperMsg>().unwrap() {
                 Some(HelperMsg::Failed(r)) => {
@@ -743,6 +748,25 @@ mod monitor_phases {
                 other => panic!("expected a failure, got {other:?}"),
             }
         });
+    }
+
+    /// The channel closes at exec; a command that is running then has
+    /// started, whatever it is called: the container chooses its commands'
+    /// names, `tsbox-init` too (here, the stand-in's).
+    #[test]
+    fn a_running_command_named_tsbox_init_has_started() {
+        let outcome = run_monitor(plan(), Some(Pending::Run(Box::new(process()))), true, |node, child, pid| {
+            assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(_)))));
+            // Its exec closes the channel; it runs on.
+            drop(child);
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
+            kill(pid, libc::SIGTERM);
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { code, signal, .. }) => assert_eq!((code, signal), (None, Some(libc::SIGTERM))),
+                other => panic!("expected exited, got {other:?}"),
+            }
+        });
+        assert_eq!(outcome.status, 128 + libc::SIGTERM);
     }
 
     #[test]
