@@ -28,7 +28,9 @@ const ORDER: [Namespace; 7] = [
 pub fn join(namespaces: &[(Namespace, OwnedFd)]) -> Result<(), Report> {
     // Root on the host until the ids change: nothing in the container may
     // read or ptrace this process (CVE-2016-9962's class) before it execs.
-    let _ = nix::sys::prctl::set_dumpable(false);
+    // It is not dumpable from its clone on (its intermediate made itself so
+    // before joining anything, helper/exec.rs); here is too late, it has
+    // been in the container's pid namespace since then.
     for ns in ORDER {
         // Joined by the intermediate that cloned this process.
         if ns == Namespace::User || ns == Namespace::Pid {

@@ -4,7 +4,7 @@
 //! rlimits, session, the user, the terminal, the bounding set, ids,
 //! capabilities, no_new_privs, then seccomp, last before exec.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::prctl;
@@ -63,6 +63,21 @@ impl Context {
 /// namespace (or the host's, without one).
 pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: Trace) -> Result<Command> {
     let tr = if process.trace { parent_tr.on() } else { parent_tr };
+    refuse_proc_cwd(&process.cwd)?;
+    // CVE-2024-21626: a working directory of /proc/self/fd/N (or a symlink
+    // to it, which the container may put there) enters whatever N is. Every
+    // descriptor this process has of the host's goes now, before anything
+    // of the container's is read or entered, not only at exec: the helper's
+    // or the monitor's (the v2 cgroup directory, the id range's lock, the
+    // namespaces, the control connections). Kept: its channel (a socket: a
+    // failure is still reported on it), the console, the seccomp agent's
+    // socket, and the descriptors the caller preserved (moved to 3 and up
+    // below).
+    let mut keep = vec![chan.as_raw_fd()];
+    keep.extend(ctx.console.as_ref().map(AsRawFd::as_raw_fd));
+    keep.extend(super::seccomp::agent_fd());
+    keep.extend((0..ctx.preserved as RawFd).map(|i| 4 + i));
+    close_all_but(&keep);
     let sets = process.capabilities.as_ref().map(caps::Sets::parse).transpose()?;
     for rl in &process.rlimits {
         set_rlimit(&rl.name, rl.soft, rl.hard)?;
@@ -135,6 +150,14 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         mounts::ensure_dir(&process.cwd);
     }
     nix::unistd::chdir(process.cwd.as_str()).step_path(Step::Chdir, &process.cwd, || "enter the working directory".into())?;
+    // Whatever the path went through, the directory entered must be
+    // inside the container's root.
+    cwd_within_root().map_err(|e| {
+        Report::new(Step::Chdir, e as i32)
+            .path(process.cwd.clone())
+            .detail("enter the working directory: it is not inside the container's root")
+            .hint("the working directory resolved to a directory outside the container (a symlink to /proc/self/fd/N, or a descriptor from outside); give a directory of the container")
+    })?;
     if let (Some(sets), Some(known)) = (&sets, &known) {
         caps::apply(sets, known)?;
         let mut names: Vec<_> = sets.effective.iter().map(|c| c.to_string()).collect();
@@ -288,16 +311,84 @@ fn rearm_pdeathsig(chan: &Channel, pdeathsig: bool) -> Result<()> {
 
 /// Closes every descriptor from `first` up (the helper's start-up).
 pub fn close_from(first: u32) {
+    close_fds(first, u32::MAX);
+}
+
+/// Closes every descriptor from 3 up but those in `keep`. Nothing that
+/// owns one of the others may drop it afterwards (a process that never
+/// returns to its callers' frames, as the child and the exec'd process).
+pub fn close_all_but(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd >= 3).map(|fd| *fd as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3;
+    for k in keep {
+        if k > first {
+            close_fds(first, k - 1);
+        }
+        first = k + 1;
+    }
+    close_fds(first, u32::MAX);
+}
+
+/// close_range(first, last); before Linux 5.9, each one /proc/self/fd lists.
+fn close_fds(first: u32, last: u32) {
     // SAFETY: closes descriptors this process does not use.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
     if r < 0 {
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-            for fd in fds.into_iter().filter(|fd| *fd >= first as i32) {
-                unsafe { libc::close(fd) };
+            let fds: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+            for fd in fds.into_iter().filter(|fd| (first..=last).contains(fd)) {
+                // SAFETY: as above.
+                unsafe { libc::close(fd as RawFd) };
             }
         }
     }
+}
+
+/// A working directory under /proc (after `.` and `..` are taken as
+/// written): /proc/self/fd/N, /proc/PID/cwd and /proc/PID/root name other
+/// processes' directories and descriptors, never one of the container's
+/// own to work in.
+fn refuse_proc_cwd(cwd: &str) -> Result<()> {
+    if !under_proc(cwd) {
+        return Ok(());
+    }
+    Err(Report::new(Step::Chdir, libc::EINVAL)
+        .path(cwd)
+        .detail("a working directory under /proc/ is refused: it names a process's descriptor or directory, which may be the host's")
+        .hint("give a directory of the container's filesystem as the working directory (--workdir, cwd, the image's WorkingDir)"))
+}
+
+/// Whether `path`, normalised lexically, is below /proc.
+fn under_proc(path: &str) -> bool {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.len() > 1 && parts[0] == "proc"
+}
+
+/// Whether the working directory is inside this process's root: getcwd(2)
+/// names one outside it "(unreachable)/..." (glibc's getcwd then says
+/// ENOENT; so does this), and fails for one that was removed.
+pub fn cwd_within_root() -> std::result::Result<(), Errno> {
+    let mut buf = [0u8; 4096];
+    // SAFETY: the kernel writes at most buf.len() bytes.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    if buf[0] != b'/' {
+        return Err(Errno::ENOENT);
+    }
+    Ok(())
 }
 
 /// True when the helper has exited (its end of the channel is closed).
@@ -404,4 +495,136 @@ fn set_scheduler(s: &Scheduler) -> Result<()> {
             .hint("a realtime policy needs CAP_SYS_NICE (and room in the cgroup's rt budget)"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+    use nix::errno::Errno;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::ForkResult;
+
+    use super::{close_all_but, cwd_within_root, refuse_proc_cwd, under_proc};
+
+    /// Runs `f` in a forked child and returns its exit status: what it does
+    /// to its descriptors and working directory stays in the child.
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child runs `f` and ends with _exit, never returning
+        // into the test harness.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            ForkResult::Child => {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+                // SAFETY: ends the child without running the harness's exit.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
+                WaitStatus::Exited(_, code) => code,
+                other => panic!("the child ended as {other:?}"),
+            },
+        }
+    }
+
+    fn is_open(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    #[test]
+    fn close_all_but_closes_every_descriptor_from_3_up_except_those_kept() {
+        let fds: Vec<OwnedFd> = (0..6).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect();
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        // Two kept side by side, one alone, given out of order and twice.
+        let keep = [raw[4], raw[1], raw[2], raw[4]];
+        let open = in_child(|| {
+            close_all_but(&keep);
+            let mut open = 0;
+            for (i, fd) in raw.iter().enumerate() {
+                if is_open(*fd) {
+                    open |= 1 << i;
+                }
+            }
+            // Anything else from 3 up (the harness's own descriptors included).
+            if (3..4096).any(|fd| !raw.contains(&fd) && is_open(fd)) {
+                open |= 1 << 6;
+            }
+            // Stdio is not touched.
+            if (0..3).all(is_open) {
+                open |= 1 << 7;
+            }
+            open
+        });
+        assert_eq!(open, 0b1001_0110, "bits: the six descriptors, any other, stdio");
+    }
+
+    #[test]
+    fn a_working_directory_under_proc_is_refused_however_it_is_spelled() {
+        for cwd in [
+            "/proc/self/fd/7",
+            "/proc/1/cwd",
+            "/proc/self/root/etc",
+            "//proc//self/fd/3",
+            "/./proc/./1/root",
+            "/tmp/../proc/self/fd/9",
+            "/../proc/self/cwd",
+        ] {
+            assert!(under_proc(cwd), "{cwd}");
+            let r = refuse_proc_cwd(cwd).expect_err(cwd);
+            assert_eq!(
+                (r.step, r.errno, r.path.as_deref()),
+                (tsbox_core::Step::Chdir, libc::EINVAL, Some(cwd))
+            );
+            assert!(r.detail.contains("under /proc/"), "{}", r.detail);
+        }
+        for cwd in [
+            "/",
+            "/proc",
+            "/proc/",
+            "/srv/proc/self/fd/3",
+            "/procfs/x",
+            "/proc/../srv",
+            "/home/app",
+        ] {
+            assert!(!under_proc(cwd), "{cwd}");
+            assert!(refuse_proc_cwd(cwd).is_ok(), "{cwd}");
+        }
+    }
+
+    #[test]
+    fn a_working_directory_outside_the_root_or_removed_is_told_apart_from_one_inside() {
+        let base = std::env::temp_dir().join(format!("tsbox-cwd-test-{}", std::process::id()));
+        let (inside, outside) = (base.join("root/home"), base.join("elsewhere"));
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let code = |r: Result<(), Errno>| match r {
+            Ok(()) => 0,
+            Err(Errno::ENOENT) => 1,
+            Err(_) => 2,
+        };
+        assert_eq!(in_child(|| code(cwd_within_root())), 0, "this test's own working directory");
+        let removed = base.join("removed");
+        let gone = in_child(|| {
+            std::fs::create_dir(&removed).unwrap();
+            std::env::set_current_dir(&removed).unwrap();
+            std::fs::remove_dir(&removed).unwrap();
+            code(cwd_within_root())
+        });
+        assert_eq!(gone, 1, "a removed working directory");
+        // A root that does not hold the working directory: as a container
+        // process whose cwd was reached through a descriptor from outside.
+        let chrooted = |cwd: &std::path::Path| {
+            in_child(|| {
+                // Root of a user namespace of its own, when not root (CAP_SYS_CHROOT there).
+                if !nix::unistd::geteuid().is_root() {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).expect("a user namespace for chroot");
+                }
+                std::env::set_current_dir(cwd).unwrap();
+                nix::unistd::chroot(&base.join("root")).expect("chroot");
+                code(cwd_within_root())
+            })
+        };
+        assert_eq!(chrooted(&outside), 1, "a working directory outside the root");
+        assert_eq!(chrooted(&inside), 0, "a working directory inside the root");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

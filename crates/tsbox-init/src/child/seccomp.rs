@@ -32,6 +32,12 @@ pub fn connect_agent(path: &str) -> Result<(), Report> {
     Ok(())
 }
 
+/// The agent's socket while it waits for [`load`]: a descriptor that must
+/// stay open until then.
+pub fn agent_fd() -> Option<std::os::fd::RawFd> {
+    AGENT.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.as_raw_fd())
+}
+
 /// Installs `bpf` (raw `struct sock_filter` records, 8 little-endian bytes
 /// each) as this thread's seccomp filter. The process is single-threaded, so no
 /// SECCOMP_FILTER_FLAG_TSYNC is needed, and no_new_privs is left as the plan set

@@ -2,7 +2,8 @@
 //! connection. Three processes, as runc's exec:
 //!
 //! - the monitor (or `tsbox-init --exec`, [`for_node`]) forks an
-//!   intermediate, still in the host's namespaces;
+//!   intermediate, still in the host's namespaces, which makes itself not
+//!   dumpable first: the process it clones inherits that;
 //! - the intermediate joins the container's user namespace (where it then may
 //!   join the others) and its pid namespace, and clones the process with
 //!   CLONE_PARENT, so the monitor is its parent and reaps it (and, on v2, with
@@ -59,6 +60,16 @@ pub fn spawn(
     // SAFETY: this process is single-threaded.
     match unsafe { nix::unistd::fork() }.map_err(|e| fail(e, "fork the exec intermediate"))? {
         nix::unistd::ForkResult::Child => {
+            // Before any setns: the process this intermediate clones is in
+            // the container's pid namespace from its first instruction, with
+            // the monitor's host root, cwd, descriptors and ids, and inherits
+            // this flag. Dumpable, a container process with CAP_SYS_PTRACE
+            // in its user namespace could follow /proc/PID/root or cwd into
+            // the host while it waits to be placed. Not dumpable, the kernel
+            // asks for CAP_SYS_PTRACE in the user namespace of its memory,
+            // the host's. Its credential changes keep it so; its execve of
+            // the command makes the command dumpable again.
+            let _ = nix::sys::prctl::set_dumpable(false);
             drop(mine);
             intermediate(process, stdio, ns, cgroup, theirs, pdeathsig, tr)
         }
@@ -137,7 +148,14 @@ fn intermediate(
             // SAFETY: ends the intermediate without running anything else.
             unsafe { libc::_exit(0) }
         }
-        Ok(Forked::Child) => exec_process(process, stdio, ns, chan, pdeathsig, tr),
+        Ok(Forked::Child) => {
+            // A directory of the host's cgroupfs, done with (CVE-2024-21626);
+            // the monitor's, which this copy never drops.
+            if let Some(fd) = cgroup.dir {
+                let _ = nix::unistd::close(fd);
+            }
+            exec_process(process, stdio, ns, chan, pdeathsig, tr)
+        }
     }
 }
 

@@ -64,6 +64,9 @@ pub trait Host {
     /// A new time namespace for the children to come, with these offsets
     /// written before any process is in it.
     fn time_namespace(&mut self, offsets: &TimeOffsets, tr: &Trace) -> Result<(), Report>;
+    /// Makes this process not dumpable, and so every child it clones from
+    /// now on (they inherit the flag).
+    fn not_dumpable(&mut self);
 }
 
 /// The real system calls.
@@ -125,8 +128,11 @@ impl Host for Kernel {
         match clone_container(flags, cgroup)? {
             Forked::Child => {
                 // The child's copies: its stack never unwinds (child::run
-                // does not return), so their owners never close them.
-                for fd in parent_only {
+                // does not return), so their owners never close them. The
+                // cgroup directory too, once clone3 is done with it: a
+                // directory of the host's cgroupfs, which the container's
+                // process must never hold (CVE-2024-21626).
+                for fd in parent_only.iter().chain(cgroup.as_ref()) {
                     let _ = nix::unistd::close(*fd);
                 }
                 crate::child::run(plan, child, tr)
@@ -184,6 +190,10 @@ impl Host for Kernel {
             }
         );
         Ok(())
+    }
+
+    fn not_dumpable(&mut self) {
+        let _ = nix::sys::prctl::set_dumpable(false);
     }
 
     fn join_namespaces(&mut self, join: &[JoinedNamespace], tr: &Trace) -> Result<(), Report> {

@@ -168,6 +168,19 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         host.time_namespace(offsets, &tr).map_err(|r| fail(node, r))?;
     }
 
+    // A joined pid namespace has processes in it already, which see the
+    // child from its clone on, while it is still a copy of this helper:
+    // host root, with the host's root and cwd and this helper's descriptors.
+    // It starts not dumpable (the flag is inherited), so that one of them
+    // with CAP_SYS_PTRACE in its user namespace cannot follow /proc/PID/root
+    // into the host. Only then: in a pid namespace of its own the child is
+    // seen by nobody else until it execs, and an ordinary user's newuidmap
+    // and pasta need it dumpable (they check /proc/PID's owner, and open
+    // /proc/PID/ns/net).
+    if plan.joins(tsbox_core::Namespace::Pid) {
+        host.not_dumpable();
+    }
+
     // Phase 2, cloned.
     let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;
     let flags = plan.clone_flags() | if plan.reparent { clone::CLONE_PARENT } else { 0 };

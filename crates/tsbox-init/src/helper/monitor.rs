@@ -636,18 +636,35 @@ fn finish_exec(e: &mut Exec, client: &Channel) {
     let _ = client.send(&msg);
 }
 
-/// True while `pid` is still the helper's copy, before it execs anything: its
-/// name is tsbox-init's until execve renames it, which the kernel does before
-/// it closes the close-on-exec channel. The name of a zombie stays readable.
+/// True while `pid` is still the helper's copy, before it execs anything.
+/// Asked once its close-on-exec channel (or pipe) has closed, which happens
+/// at its execve or its exit, and its exit sets PF_EXITING before it lets go
+/// of its descriptors: one that is not exiting has exec'd, whatever the name
+/// the command gave itself (the container's to choose, `tsbox-init`
+/// included). One that is exiting is told by its name, which is
+/// tsbox-init's until execve renames it (before it closes the channel), and
+/// stays readable in a zombie.
 pub fn still_setting_up(pid: Pid) -> bool {
     std::fs::read(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| {
-            let open = stat.iter().position(|b| *b == b'(')?;
-            let close = stat.iter().rposition(|b| *b == b')')?;
-            Some(stat.get(open + 1..close)? == b"tsbox-init")
-        })
-        .unwrap_or(false)
+        .is_some_and(|stat| copy_of_the_helper(&stat))
+}
+
+/// `/proc/PID/stat` of a process whose channel closed: whether it closed by
+/// the exit of a copy of the helper (see [`still_setting_up`]).
+fn copy_of_the_helper(stat: &[u8]) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let (Some(open), Some(close)) = (stat.iter().position(|b| *b == b'('), stat.iter().rposition(|b| *b == b')')) else {
+        return false;
+    };
+    // After the name: state ppid pgrp session tty_nr tpgid flags.
+    let flags = std::str::from_utf8(&stat[close + 1..])
+        .ok()
+        .and_then(|rest| rest.split_whitespace().nth(6)?.parse::<u64>().ok());
+    match flags {
+        Some(f) if f & PF_EXITING == 0 => false,
+        _ => stat.get(open + 1..close) == Some(b"tsbox-init".as_slice()),
+    }
 }
 
 /// The report of a container whose first process ended during its setup

@@ -116,6 +116,10 @@ impl Host for Recorder {
         }
         Ok(())
     }
+
+    fn not_dumpable(&mut self) {
+        self.calls.push("not_dumpable".into());
+    }
 }
 
 /// A recording host that runs as root.
@@ -314,17 +318,48 @@ fn joined_namespaces_are_entered_before_the_clone_and_left_out_of_its_flags() {
         vec![plan_msg(p)],
     );
     assert_eq!(
-        r.calls[..3],
+        r.calls[..4],
         [
             "setns net /proc/77/ns/net",
             "setns pid /proc/77/ns/pid_for_children",
+            "not_dumpable",
             "open_cgroup /sys/fs/cgroup/tsbox/x",
         ]
     );
     assert_eq!(
-        r.calls[3],
+        r.calls[4],
         "clone CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup"
     );
+}
+
+/// The processes of a joined pid namespace see the child from its clone on,
+/// a copy of the helper with the host's root and cwd: it starts not
+/// dumpable. In a pid namespace of its own it stays dumpable until `ready`
+/// (an ordinary user's newuidmap and pasta need that).
+#[test]
+fn a_child_cloned_into_a_joined_pid_namespace_starts_not_dumpable() {
+    let mut p = plan();
+    p.join = vec![JoinedNamespace {
+        ns: Namespace::Pid,
+        path: "/proc/77/ns/pid".into(),
+    }];
+    let r = run(as_root(), vec![plan_msg(p)]);
+    let hidden = r.calls.iter().position(|c| c == "not_dumpable").expect("made not dumpable");
+    let clone = r.calls.iter().position(|c| c.starts_with("clone")).expect("a clone");
+    assert!(hidden < clone, "{:?}", r.calls);
+
+    for join in [
+        Vec::new(),
+        vec![JoinedNamespace {
+            ns: Namespace::Net,
+            path: "/proc/77/ns/net".into(),
+        }],
+    ] {
+        let mut p = plan();
+        p.join = join;
+        let r = run(Recorder::default(), vec![plan_msg(p)]);
+        assert!(!r.calls.iter().any(|c| c == "not_dumpable"), "{:?}", r.calls);
+    }
 }
 
 #[test]
@@ -698,7 +733,12 @@ mod monitor_phases {
     fn pid1_dying_during_its_setup_is_a_start_failure_that_names_the_signal() {
         run_monitor(plan(), Some(Pending::Run(Box::new(process()))), true, |node, child, pid| {
             kill(pid, libc::SIGKILL);
-            // Its end of the channel closes with it.
+            // Its end of the channel closes with it: once it is exiting, as
+            // the kernel does it (unless the monitor has reaped it already).
+            let _ = nix::sys::wait::waitid(
+                nix::sys::wait::Id::Pid(pid),
+                nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+            );
             drop(child);
             match node.recv::<HelperMsg>().unwrap() {
                 Some(HelperMsg::Failed(r)) => {
@@ -709,6 +749,25 @@ mod monitor_phases {
                 other => panic!("expected a failure, got {other:?}"),
             }
         });
+    }
+
+    /// The channel closes at exec; a command that is running then has
+    /// started, whatever it is called: the container chooses its commands'
+    /// names, `tsbox-init` too (here, the stand-in's).
+    #[test]
+    fn a_running_command_named_tsbox_init_has_started() {
+        let outcome = run_monitor(plan(), Some(Pending::Run(Box::new(process()))), true, |node, child, pid| {
+            assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(_)))));
+            // Its exec closes the channel; it runs on.
+            drop(child);
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
+            kill(pid, libc::SIGTERM);
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { code, signal, .. }) => assert_eq!((code, signal), (None, Some(libc::SIGTERM))),
+                other => panic!("expected exited, got {other:?}"),
+            }
+        });
+        assert_eq!(outcome.status, 128 + libc::SIGTERM);
     }
 
     #[test]
