@@ -5,7 +5,9 @@
 //! a container written straight to a file there could fill it. Each file
 //! holds at most `log_max_size` bytes; a full one becomes `container.log.1`
 //! (replacing the one before), as Docker's json-file log does with
-//! `max-file=2`, so a container's log takes at most twice its limit.
+//! `max-file=2`, so a container's log takes at most twice its limit. Lines
+//! stay whole across a rotation: an unfinished last line (up to 4 KiB) is
+//! written once it ends, or when the container does.
 //!
 //! The monitor stays small and single-threaded: one fixed buffer, a
 //! non-blocking read end polled with its other descriptors, and a write to
@@ -46,7 +48,15 @@ pub struct Capped<S> {
     size: u64,
     dropped: u64,
     rotating: bool,
+    /// The last line so far, not ended yet (at most PENDING bytes): written
+    /// with its end, so that a rotation never starts a file in the middle
+    /// of a line a read cut in two.
+    pending: Vec<u8>,
 }
+
+/// The longest unfinished line kept back; a longer one is written as it
+/// comes (and may be cut by a rotation, as a line longer than a file is).
+const PENDING: usize = 4096;
 
 impl<S: Sink> Capped<S> {
     pub fn new(sink: S, max: u64, size: u64) -> Self {
@@ -56,10 +66,62 @@ impl<S: Sink> Capped<S> {
             size,
             dropped: 0,
             rotating: true,
+            pending: Vec::new(),
         }
     }
 
+    /// What a read brought: its whole lines now, an unfinished last one
+    /// once it ends (or the container does).
     pub fn write(&mut self, mut data: &[u8]) {
+        if !self.pending.is_empty() {
+            let Some(i) = data.iter().position(|b| *b == b'\n') else {
+                if self.pending.len() + data.len() <= PENDING {
+                    self.pending.extend_from_slice(data);
+                } else {
+                    let head = std::mem::take(&mut self.pending);
+                    self.lines(&head);
+                    self.lines(data);
+                }
+                return;
+            };
+            let head = std::mem::take(&mut self.pending);
+            self.line(&head, &data[..=i]);
+            data = &data[i + 1..];
+        }
+        let whole = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.lines(&data[..whole]);
+        let tail = &data[whole..];
+        if tail.len() <= PENDING {
+            self.pending.extend_from_slice(tail);
+        } else {
+            self.lines(tail);
+        }
+    }
+
+    /// One line, `head` then `end` (which ends it), in one file when it fits in one.
+    fn line(&mut self, head: &[u8], end: &[u8]) {
+        let len = (head.len() + end.len()) as u64;
+        if len > self.max.saturating_sub(self.size) && len <= self.max && self.size > 0 && !self.next_file() {
+            self.dropped += len;
+            return;
+        }
+        self.lines(head);
+        self.lines(end);
+    }
+
+    /// The current file is full: the next one, or false (counting from now
+    /// on what is dropped) when there can be none.
+    fn next_file(&mut self) -> bool {
+        if !self.rotating || self.sink.rotate().is_err() {
+            self.rotating = false;
+            return false;
+        }
+        self.size = 0;
+        true
+    }
+
+    /// Whole lines (or what cannot wait: see PENDING), rotating at line ends.
+    fn lines(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let room = self.max.saturating_sub(self.size);
             if data.len() as u64 <= room {
@@ -75,12 +137,10 @@ impl<S: Sink> Capped<S> {
             };
             self.put(&data[..n]);
             data = &data[n..];
-            if !self.rotating || self.sink.rotate().is_err() {
-                self.rotating = false;
+            if !self.next_file() {
                 self.dropped += data.len() as u64;
                 return;
             }
-            self.size = 0;
         }
     }
 
@@ -97,6 +157,8 @@ impl<S: Sink> Capped<S> {
     /// The container has ended: what was dropped, if anything, is said at
     /// the end of the log (past the limit: one line).
     pub fn finish(&mut self) {
+        let last = std::mem::take(&mut self.pending);
+        self.lines(&last);
         if self.dropped > 0 {
             let line = format!(
                 "tsbox: the log reached its limit of {} bytes; {} bytes were dropped\n",
@@ -309,6 +371,7 @@ mod tests {
     fn a_line_longer_than_a_file_is_cut_at_the_limit() {
         let mut c = capped(4);
         c.write(b"x\n0123456789");
+        c.finish();
         assert_eq!(
             c.sink.files,
             vec![b"x\n".to_vec(), b"0123".to_vec(), b"4567".to_vec(), b"89".to_vec()]
@@ -322,6 +385,31 @@ mod tests {
         c.write(b"f\n");
         c.write(b"gh\n");
         assert_eq!(c.sink.files, vec![b"abc\ndef\n".to_vec(), b"gh\n".to_vec()]);
+    }
+
+    #[test]
+    fn a_line_split_across_reads_where_the_file_fills_starts_the_next_file() {
+        // "184394" cut by the reads as "18" | "4394\n...": the file has no
+        // room for the whole line, which goes whole into the next one.
+        let mut c = capped(10);
+        c.write(b"1843\n18");
+        c.write(b"4394\n1");
+        c.write(b"84395\n");
+        c.finish();
+        assert_eq!(c.sink.files, vec![b"1843\n".to_vec(), b"184394\n".to_vec(), b"184395\n".to_vec()]);
+        for f in &c.sink.files {
+            assert!(f.len() <= 10);
+        }
+    }
+
+    #[test]
+    fn an_unfinished_last_line_is_written_at_the_end() {
+        let mut c = capped(100);
+        c.write(b"one\ntw");
+        c.write(b"o");
+        assert_eq!(c.sink.files, vec![b"one\n".to_vec()]);
+        c.finish();
+        assert_eq!(c.sink.files, vec![b"one\ntwo".to_vec()]);
     }
 
     #[test]
