@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { defaultStateDir } from '../../ts/cgroups/gc.js';
-import { gcStates, listStates, liveState, readState, recordMonitor, removeContainerDir, type ContainerState } from '../../ts/runtime/state.js';
+import { gcStates, listStates, liveState, readState, removeContainerDir, type ContainerState } from '../../ts/runtime/state.js';
+import { processStart } from '../../ts/proc.js';
 import { chooseStateRoot, defaultStateRoot, ensureStateRoot, stateRoot } from '../../ts/state-root.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tsbox-test-state-root-'));
@@ -154,13 +155,14 @@ describe("a container's state directory", () => {
     // This process stands for the monitor: alive, with a known start time.
     const id = 'b'.repeat(64);
     const { dir, state } = containerWith(id, process.pid);
-    expect(liveState(state, dir).status).toBe('running');
-    recordMonitor(dir, process.pid);
-    expect(JSON.parse(readFileSync(join(dir, 'monitor.json'), 'utf8'))).toEqual({ pid: process.pid, start: expect.stringMatching(/^\d+$/) });
-    expect(liveState(state, dir).status).toBe('running');
+    expect(liveState(state).status).toBe('running');
+    const start = processStart(process.pid)!;
+    expect(start).toMatch(/^\d+$/);
+    expect(liveState({ ...state, monitorStart: start }).status).toBe('running');
     // The same pid, another process: the monitor recorded started at another time.
-    writeFileSync(join(dir, 'monitor.json'), JSON.stringify({ pid: process.pid, start: '1' }));
-    expect(liveState(state, dir)).toMatchObject({ status: 'stopped', exitCode: 137, error: 'its monitor is gone' });
+    const reused = { ...state, monitorStart: '1' };
+    writeFileSync(join(dir, 'state.json'), JSON.stringify(reused));
+    expect(liveState(reused)).toMatchObject({ status: 'stopped', exitCode: 137, error: 'its monitor is gone' });
     expect(listStates(scratch).find((c) => c.state.id === id)?.state.status).toBe('stopped');
     // Nobody keeps it: gc takes its state.
     expect(gcStates(scratch)).toEqual([id]);

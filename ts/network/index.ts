@@ -20,7 +20,7 @@ import type { AllowRule, ExposedPort, NetworkMode, PortMapping } from '../config
 import type { SandboxPlan } from '../generated/wire.js';
 import { fromSystemError, TsboxError } from '../errors.js';
 import { processStart } from '../proc.js';
-import { findContainer, processAlive } from '../runtime/state.js';
+import { findContainer, monitorAlive } from '../runtime/state.js';
 import { attachBridge, checkBridge, hostsInState, portInUse, portTaken, type NetworkInfo } from './bridge.js';
 import { BRIDGE } from './cni.js';
 import { checkBridgeFilter, removeEgress, startEgress, upstreamOf } from './egress.js';
@@ -70,7 +70,7 @@ function containerNetns(name: string): { path: string; close: () => void } {
   const { state } = findContainer(name);
   const refuse = (detail: string) =>
     new TsboxError({ step: 'network', errno: 3, path: `container:${name}`, detail, hint: '`tsbox ps` lists the running containers; start it first' });
-  if (state.status === 'stopped' || state.pid <= 0 || !processAlive(state.monitorPid)) throw refuse(`container ${name} is not running (${state.status})`);
+  if (state.status === 'stopped' || state.pid <= 0 || !monitorAlive(state)) throw refuse(`container ${name} is not running (${state.status})`);
   let fd: number;
   try {
     fd = openSync(`/proc/${state.pid}/ns/net`, 'r');
@@ -86,7 +86,7 @@ function containerNetns(name: string): { path: string; close: () => void } {
     closeSync(fd);
     throw err;
   }
-  if (again.pid !== state.pid || again.id !== state.id || !processAlive(state.monitorPid) || again.status === 'stopped') {
+  if (again.pid !== state.pid || again.id !== state.id || !monitorAlive(state) || again.status === 'stopped') {
     closeSync(fd);
     throw refuse(`container ${name} ended while it was being joined`);
   }

@@ -35,7 +35,7 @@ import type { Refusals } from '../network/refused.js';
 import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, traceStart, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, recvStarted, takeTerminal } from './streams.js';
-import { checkName, createContainerDir, gcStates, OCI_VERSION, recordMonitor, removeContainerDir, writeState, type ContainerState } from './state.js';
+import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState, type ContainerState } from './state.js';
 
 
 
@@ -431,8 +431,6 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     if (msg.type === 'failed') throw new TsboxError(msg);
     if (msg.type !== 'cloned') throw helperDied({ code: null, signal: null }, `out of order (${msg.type})`);
     cloned = msg;
-    // Who the monitor is, with its start time: a recycled pid is not taken for it.
-    recordMonitor(dir, cloned.monitor);
     if (extras.oci?.systemd) {
       // Back where this process is: its cgroup as read at the launch's start.
       const home = parseProcCgroup(proc.cgroup).unified;

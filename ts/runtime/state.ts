@@ -72,7 +72,7 @@ export function createContainerDir(id: string): string {
 }
 
 /** The files of a container's state directory. */
-const CONTAINER_FILES = ['state.json', 'monitor.json', 'control.sock', 'container.log', 'container.log.1', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
+const CONTAINER_FILES = ['state.json', 'control.sock', 'container.log', 'container.log.1', 'config.json', 'hosts', 'refused.json', 'keeper.log'];
 
 /** Removes container `id`'s state directory, and the root when it is empty. */
 export function removeContainerDir(dir: string): void {
@@ -137,8 +137,15 @@ export interface ContainerState {
   name: string | null;
   /** When the launch began (ISO 8601). */
   created: string;
-  /** The monitor (tsbox-init); its start time, to tell it from a recycled pid, is in `monitor.json` beside (recordMonitor). */
+  /** The monitor (tsbox-init). */
   monitorPid: number;
+  /**
+   * The monitor's start time (field 22 of /proc/PID/stat), written by the
+   * monitor with its pid (crates/tsbox-init/src/helper/state.rs): a later
+   * process with the same pid is not taken for it (monitorAlive). Absent
+   * from an older tsbox's state, and until the monitor's first write.
+   */
+  monitorStart?: string;
   /** The caller's process: an attached container dies with it. */
   callerPid: number;
   detached: boolean;
@@ -205,39 +212,15 @@ export function readState(dir: string): ContainerState | null {
 }
 
 /**
- * Records the monitor's pid and start time (/proc/PID/stat field 22) in
- * `monitor.json` beside the state, once the helper has said which process
- * it is (ts/runtime/launch.ts): a pid alone may be another process's by
- * the time it is read, and a dead container would look alive. The monitor
- * writes its pid into state.json itself, not its start time
- * (crates/tsbox-init/src/helper/state.rs), and a write of Node's there
- * could undo one of the monitor's: a file of its own, written once.
- */
-export function recordMonitor(dir: string, pid: number): void {
-  const start = processStart(pid);
-  if (start === null) return; // Gone already: the pid alone says so.
-  try {
-    writeFileSync(join(dir, 'monitor.json'), JSON.stringify({ pid, start }), { mode: 0o600, flag: 'wx' });
-  } catch {
-    // Without it the pid alone says, as for a state of an older tsbox.
-  }
-}
-
-/**
  * Whether the monitor the state names is alive: its pid is a live process
- * and, when `monitor.json` gives its start time, started then. Read only
- * for a live pid.
+ * and, when the state gives its start time, started then (a pid may be
+ * another process's by the time it is read). Without one (an older tsbox's
+ * state, or before the monitor's first write), the pid alone says.
  */
-export function monitorAlive(s: Pick<ContainerState, 'monitorPid'>, dir: string): boolean {
+export function monitorAlive(s: Pick<ContainerState, 'monitorPid' | 'monitorStart'>): boolean {
   const start = s.monitorPid ? processStart(s.monitorPid) : null;
   if (start === null) return false;
-  let recorded: { pid?: unknown; start?: unknown };
-  try {
-    recorded = JSON.parse(readFileSync(join(dir, 'monitor.json'), 'utf8')) as typeof recorded;
-  } catch {
-    return true; // None (an older tsbox's state, or not written yet): the pid alone.
-  }
-  return recorded.pid !== s.monitorPid || typeof recorded.start !== 'string' || recorded.start === start;
+  return typeof s.monitorStart !== 'string' || s.monitorStart === start;
 }
 
 /** True while process `pid` lives (not a zombie). */
@@ -254,10 +237,9 @@ export function processAlive(pid: number): boolean {
 /**
  * The state as it really is: a container whose monitor is gone is stopped
  * whatever its file says (the monitor killed it, or died and took it along).
- * `dir`: its state directory.
  */
-export function liveState(s: ContainerState, dir: string = containerDir(s.id)): ContainerState {
-  if (s.status !== 'stopped' && s.monitorPid && !monitorAlive(s, dir)) return { ...s, status: 'stopped', exitCode: s.exitCode ?? 137, error: s.error ?? 'its monitor is gone' };
+export function liveState(s: ContainerState): ContainerState {
+  if (s.status !== 'stopped' && s.monitorPid && !monitorAlive(s)) return { ...s, status: 'stopped', exitCode: s.exitCode ?? 137, error: s.error ?? 'its monitor is gone' };
   return s;
 }
 
@@ -284,7 +266,7 @@ export function listStates(root: string = stateRoot()): { dir: string; state: Co
   const out: { dir: string; state: ContainerState }[] = [];
   for (const dir of containerDirs(root)) {
     const state = readState(dir);
-    if (state) out.push({ dir, state: withRefused(dir, liveState(state, dir)) });
+    if (state) out.push({ dir, state: withRefused(dir, liveState(state)) });
   }
   return out.sort((a, b) => b.state.created.localeCompare(a.state.created));
 }
@@ -345,7 +327,7 @@ function orphaned(dir: string): boolean {
     }
   }
   if (s.status === 'stopped' && s.detached) return false;
-  if (monitorAlive(s, dir)) return false;
+  if (monitorAlive(s)) return false;
   // A detached container that ended keeps its state until `tsbox rm`; an
   // attached one's is its caller's to remove, unless that is gone too.
   if (s.status === 'stopped') return !processAlive(s.callerPid);

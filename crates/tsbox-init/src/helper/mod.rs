@@ -321,7 +321,7 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     if !matches!(awaiting.process, Some(Pending::Run(_))) {
         state::StateFile::beside(plan.control.as_deref()).update(|s| {
             s.insert("pid".into(), pid.as_raw().into());
-            s.insert("monitorPid".into(), monitor.into());
+            state::name_monitor(s);
             s.insert("status".into(), "created".into());
         });
     }

@@ -484,7 +484,7 @@ fn closed_by_exec(c: &Container, node: &Channel, state: &super::state::StateFile
 fn started_now(c: &Container, node: &Channel, state: &super::state::StateFile, command: Option<&[String]>) {
     state.update(|s| {
         s.insert("pid".into(), c.pid.as_raw().into());
-        s.insert("monitorPid".into(), std::process::id().into());
+        super::state::name_monitor(s);
         s.insert("status".into(), "running".into());
         if let Some(argv) = command {
             s.insert("command".into(), argv.into());

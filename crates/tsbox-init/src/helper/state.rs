@@ -34,10 +34,52 @@ impl StateFile {
     }
 }
 
+/// This process's start time (field 22 of /proc/self/stat, in clock ticks
+/// since boot), as text: with `monitorPid` it names the monitor, so that a
+/// reader does not take a later process that got the same pid for it
+/// (ts/runtime/state.ts monitorAlive). Read once.
+pub fn own_start() -> Option<&'static str> {
+    static START: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    START
+        .get_or_init(|| {
+            let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+            // comm may hold spaces and parentheses: the fields after it start past the last ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(19).map(str::to_string)
+        })
+        .as_deref()
+}
+
+/// Sets `monitorPid` (this process) and `monitorStart` in `state`.
+pub fn name_monitor(state: &mut Map<String, Value>) {
+    state.insert("monitorPid".into(), std::process::id().into());
+    if let Some(start) = own_start() {
+        state.insert("monitorStart".into(), start.into());
+    }
+}
+
 /// Milliseconds since the epoch, for `finishedAt`.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_monitor_is_named_by_its_pid_and_its_start_time() {
+        let mut state = Map::new();
+        name_monitor(&mut state);
+        assert_eq!(state["monitorPid"], Value::from(std::process::id()));
+        // The start time as ps shows it (clock ticks since boot), a number that this process's own stat confirms.
+        let start = state["monitorStart"].as_str().unwrap().to_string();
+        assert!(!start.is_empty() && start.bytes().all(|b| b.is_ascii_digit()), "{start}");
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        assert_eq!(fields[19], start);
+    }
 }
