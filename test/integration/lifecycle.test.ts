@@ -333,6 +333,15 @@ await t.create(['sh', '-c', 'echo ran >> /out/log'], { rootfs: ${JSON.stringify(
     await ps.wait();
     expect(await out).toMatch(/^sleep 79$/m);
   });
+
+  it("an exec'd process that leaves one in the background writing on: wait() comes 2 s after its end, not when the writer stops", async () => {
+    await using c = await spawn(['sleep', '100'], { rootfs });
+    const e = await c.exec(['sh', '-c', 'echo fg; (while :; do echo bg; sleep 0.2; done) &'], { stdio: 'pipe' });
+    const out = text(e.stdout);
+    const ended = await Promise.race([e.wait().then((r) => r.exitCode), new Promise((r) => setTimeout(() => r('held'), 15_000))]);
+    expect(ended).toBe(0);
+    expect(await out).toMatch(/^fg\n/);
+  });
 });
 
 describe('a detached container outlives its creator; its monitor does not outlive it', () => {

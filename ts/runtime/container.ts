@@ -101,7 +101,7 @@ export interface ContainerInit {
   startable?: boolean;
   /** Our ends of its stdio (pipes, the terminal's master): unref() releases their hold on the event loop too. */
   handles?: ({ ref(): unknown; unref(): unknown } | null | undefined)[];
-  /** An exec'd process, once it has ended: its output pipes are closed when they go quiet (endWhenQuiet). */
+  /** An exec'd process, once it has ended: its output pipes are closed after a grace (endAfterGrace). */
   endOutput?: () => void;
 }
 
@@ -587,41 +587,40 @@ export async function execPlan(
 }
 
 /**
- * How long the output pipes of an exec'd process that has ended may stay
- * quiet before they are closed. A process it left in the background
+ * How long the output pipes of an exec'd process that has ended stay open
+ * for what is left in them. A process it left in the background
  * (`sh -c 'daemon &'`) keeps their other ends; its output is not the
  * exec's, and waiting for it would hold wait() (and `tsbox exec`) for as
- * long as it runs. Docker gives an exec's streams 2 s too.
+ * long as it runs, even if it writes all the while. Docker gives an exec's
+ * streams 2 s too.
  */
-const EXEC_OUTPUT_QUIET_MS = 2000;
+const EXEC_OUTPUT_GRACE_MS = 2000;
+
+/** How often the grace is counted down. */
+const EXEC_OUTPUT_TICK_MS = 50;
 
 /**
- * Ends `held` once `source` (our end of an output pipe) has ended, or has
- * brought nothing for EXEC_OUTPUT_QUIET_MS while free to read: a reader
- * that holds it back (backpressure) is not taken for quiet, so what was
- * written before the end is delivered. Then `source` is closed, and a
- * process still writing to the pipe gets EPIPE.
+ * Ends `held` once `source` (our end of an output pipe) has ended, or
+ * after EXEC_OUTPUT_GRACE_MS of being free to read, whatever still comes:
+ * time while a reader holds it back (backpressure) does not count, so what
+ * was written before the end is delivered to a slow reader. Then `source`
+ * is closed, and a process still writing to the pipe gets EPIPE.
  */
-function endWhenQuiet(source: Socket, held: PassThrough): void {
+function endAfterGrace(source: Socket, held: PassThrough): void {
   if (source.readableEnded || source.destroyed) return;
-  let timer: NodeJS.Timeout;
-  const arm = () => {
-    clearTimeout(timer);
-    // The pipe itself holds the event loop as long as it needs to: this does not.
-    timer = setTimeout(() => (source.isPaused() ? arm() : cut()), EXEC_OUTPUT_QUIET_MS).unref();
-  };
+  let left = EXEC_OUTPUT_GRACE_MS;
+  // The pipe itself holds the event loop as long as it needs to: this does not.
+  const tick = setInterval(() => {
+    if (!source.isPaused()) left -= EXEC_OUTPUT_TICK_MS;
+    if (left <= 0) cut();
+  }, EXEC_OUTPUT_TICK_MS).unref();
   const cut = () => {
-    source.off('data', arm);
+    clearInterval(tick);
     source.unpipe(held);
     source.destroy();
     held.end();
   };
-  source.on('data', arm);
-  source.once('close', () => {
-    clearTimeout(timer);
-    source.off('data', arm);
-  });
-  arm();
+  source.once('close', () => clearInterval(tick));
 }
 
 /** The stdio of an exec'd process: the descriptors to send, and our streams. */
@@ -650,7 +649,7 @@ function execStdio(o: ResolvedOptions, binding: ReturnType<typeof loadNative>['b
   const stdin = stream(0);
   const stdout = stream(1);
   const stderr = stream(2);
-  // hold()'s stream is a PassThrough: endWhenQuiet ends its writable side.
+  // hold()'s stream is a PassThrough: endAfterGrace ends its writable side.
   const heldOut = hold(stdout) as PassThrough | null;
   const heldErr = hold(stderr) as PassThrough | null;
   return {
@@ -660,8 +659,8 @@ function execStdio(o: ResolvedOptions, binding: ReturnType<typeof loadNative>['b
     stderr: heldErr,
     handles: [stdin, stdout, stderr],
     endOutput: () => {
-      if (stdout) endWhenQuiet(stdout, heldOut!);
-      if (stderr) endWhenQuiet(stderr, heldErr!);
+      if (stdout) endAfterGrace(stdout, heldOut!);
+      if (stderr) endAfterGrace(stderr, heldErr!);
     },
     /** Our copies of the descriptors the monitor now has. */
     sent: () => {
