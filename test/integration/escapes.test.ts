@@ -500,6 +500,15 @@ describe('review 31, item 2: a device node outside /dev never opens', () => {
     });
   }
 
+  it('a volume that is itself a device (-v /dev/full:/dev/xfull, as --device) opens; a directory volume beside it still does not', async () => {
+    await setup();
+    for (const opts of [{}, { userns: 'host' as const }]) {
+      const r = await run(['sh', '-c', 'echo x > /dev/xfull; echo x > /vol/full'], { rootfs: dir, volumes: ['/dev/full:/dev/xfull', `${vol}:/vol`], ...opts });
+      expect(r.stderr).toContain('write error: No space left on device');
+      expect(r.stderr).toContain("can't create /vol/full: Permission denied");
+    }
+  });
+
   it("an image whose layer ships the node, with --userns host: the image's node does not open", async () => {
     await setup();
     const tar = join(scratch, 'devnode.tar');

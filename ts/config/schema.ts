@@ -306,8 +306,9 @@ export const runOptionFields = {
   /**
    * Host paths bound into the container: `HOST:CONTAINER[:ro|rw]` or
    * `{ source, target, readonly }`. Every bind is nodev, as bubblewrap's
-   * `--bind`: a device node on it does not open (the container's devices are
-   * its /dev's). There is no option to bind a device that opens.
+   * `--bind`: a device node under it does not open (the container's devices
+   * are its /dev's). A volume whose host path is itself a device
+   * (`/dev/kvm:/dev/kvm`, as Docker's `--device`) is that device, and opens.
    */
   volumes: withDefault([], () => z.array(volumeSchema())),
   /** tmpfs mounts: `PATH[:size=64m,mode=1777]` or `{ target, size, mode }`. */

@@ -6,7 +6,7 @@
  * first, act second: every mount, id and capability is decided here, in one
  * place, before anything is cloned.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -267,8 +267,9 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
     return fs(v.target, 'tmpfs', data, { readonly: v.readonly, nosuid: true, nodev: true, noexec: true });
   }
   const source = resolve(v.source);
+  let st: Stats;
   try {
-    statSync(source);
+    st = statSync(source);
   } catch (err) {
     throw new TsboxError({
       step: 'volume',
@@ -279,11 +280,14 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
     });
   }
   if (v.idmap && !idmap) throw idmapUnavailable(v.source, `the volume ${v.source}:${v.target}`);
-  // nodev, as bubblewrap's --bind: a device node on the host path does not
-  // open in the container. Docker's binds may leave it out because its
+  // nodev, as bubblewrap's --bind: a device node under the host path does
+  // not open in the container. Docker's binds may leave it out because its
   // device cgroup denies what is not in /dev; tsbox's containers have no
-  // device rules, and with --userns host container root is host root.
-  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly, nodev: true };
+  // device rules, and with --userns host container root is host root. A
+  // volume that is itself a device (`-v /dev/kvm:/dev/kvm`, as Docker's
+  // --device) is the one device the caller named: that bind is not nodev.
+  const device = st.isCharacterDevice() || st.isBlockDevice();
+  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly, nodev: !device };
 }
 
 /**
