@@ -150,7 +150,7 @@ function trustedPlace(dir: string, uid: number): string {
 }
 
 /** The id the kernel shows for an owner not mapped into this user namespace (/proc/sys/kernel/overflowuid). */
-function overflowUid(): number {
+export function overflowUid(): number {
   try {
     return Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8').trim());
   } catch {

@@ -720,6 +720,14 @@ describe('tsbox pull and tsbox run IMAGE', () => {
       const c = await tsbox(['image', 'export', refs.two, join(owned, 'bundle')]);
       expect(c.stderr).toBe(`tsbox: image_export(${owned}): EPERM — the bundle would be written under a directory that belongs to uid 65534: another user could move it elsewhere; export into a directory only root can change\n`);
       expect(readdirSync(owned)).toEqual([]);
+      // An empty directory of root's that is there already is only opened (never made through a path they could change): exported into.
+      const there = join(owned, 'there');
+      mkdirSync(there, { mode: 0o755 });
+      const t = await tsbox(['image', 'export', refs.two, there]);
+      expect(t, t.stderr).toMatchObject({ code: 0, stdout: `${there}\n` });
+      expect(statSync(there).mode & 0o7777).toBe(0o700);
+      expect(readFileSync(join(there, 'rootfs', 'etc', 'msg'), 'utf8')).toBe('hello from layer two\n');
+      rmSync(there, { recursive: true });
       const open = join(base, 'open');
       mkdirSync(open);
       chmodSync(open, 0o777);

@@ -13,6 +13,7 @@ import { loadNative } from '../native.js';
 import { imageConfig, incompleteImage, lookupImage, missingLayers } from './run.js';
 import type { ImageConfig } from './spec.js';
 import { removeTree, Store } from './store.js';
+import { inUserNamespace, overflowUid } from '../state-root.js';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -81,8 +82,9 @@ export function bundleSpec(base: Record<string, unknown>, config: NonNullable<Im
  *
  * The bundle holds the image's setuid-root files and device nodes, and root
  * writes it: a path another user can change must not lead those writes
- * elsewhere. So, as root, every directory above `dir` must be root's and
- * writable by no one else (unless sticky, as /tmp is; checkAncestors).
+ * elsewhere. So, as root, a `dir` that must be made is made only where
+ * every directory above it is root's and writable by no one else (unless
+ * sticky, as /tmp is; checkAncestors).
  * `dir` is opened once, without following a symlink, checked to be the
  * caller's and empty before and after it is made private, and everything
  * after goes through that descriptor (`/proc/self/fd/N/...`, each new name
@@ -95,17 +97,21 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
   if (missing.length > 0) throw incompleteImage(ref, missing);
   const target = resolve(dir);
   const parent = dirname(target);
-  // As root: checked before anything is made, and again once the missing part is.
-  const root = (process.geteuid?.() ?? 0) === 0;
-  if (root) checkAncestors(parent);
-  mkdirSync(parent, { recursive: true, mode: 0o755 });
-  if (root) checkAncestors(parent);
   let made = false;
-  try {
-    mkdirSync(target, { mode: 0o700 });
-    made = true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError('image_export', err, `make the bundle directory ${target}`);
+  if (!exists(target)) {
+    // Made by path: as root, only where no other user could lead the
+    // mkdirs elsewhere (checked before, and again once the parents exist).
+    // A directory that exists is only ever opened, below.
+    const root = (process.geteuid?.() ?? 0) === 0;
+    if (root) checkAncestors(parent);
+    mkdirSync(parent, { recursive: true, mode: 0o755 });
+    if (root) checkAncestors(parent);
+    try {
+      mkdirSync(target, { mode: 0o700 });
+      made = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError('image_export', err, `make the bundle directory ${target}`);
+    }
   }
   let fd: number;
   try {
@@ -176,8 +182,10 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
  */
 function checkAncestors(path: string): void {
   const refuse = (at: string, why: string) => fail(1, at, `the bundle would be written under ${why}: another user could move it elsewhere`, "export into a directory only root can change");
+  // In a user namespace (podman unshare), root's own directories belong to an unmapped id.
+  const unmapped = inUserNamespace() ? overflowUid() : 0;
   const check = (at: string, st: Stats) => {
-    if (st.uid !== 0) throw refuse(at, `${st.isSymbolicLink() ? 'a symlink' : 'a directory'} that belongs to uid ${st.uid}`);
+    if (st.uid !== 0 && st.uid !== unmapped) throw refuse(at, `${st.isSymbolicLink() ? 'a symlink' : 'a directory'} that belongs to uid ${st.uid}`);
     if (!st.isSymbolicLink() && (st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw refuse(at, `a directory writable by others (mode ${(st.mode & 0o7777).toString(8)})`);
   };
   let at = '/';
@@ -206,6 +214,16 @@ function inBundle(target: string, name: string, make: () => void): void {
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw fail(typeof e.errno === 'number' ? Math.abs(e.errno) : 0, join(target, name), `could not make it (${e.code ?? e.message})`);
+  }
+}
+
+/** Whether `path` exists (a dangling symlink too: it is refused when opened, not made through). */
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 
