@@ -17,8 +17,8 @@ export interface LogFs {
   open(path: string): number | null;
   /** The inode of the file at `path` now, or null when there is none. */
   inode(path: string): number | null;
-  /** The inode of an open file. */
-  fileInode(fd: number): number;
+  /** The inode of an open file, and how many names it has (0: renamed over). */
+  stat(fd: number): { ino: number; nlink: number };
   read(fd: number, buf: Buffer, position: number): number;
   close(fd: number): void;
 }
@@ -38,19 +38,27 @@ export const nodeLogFs: LogFs = {
       return null;
     }
   },
-  fileInode: (fd) => fstatSync(fd).ino,
+  stat: (fd) => fstatSync(fd),
   read: (fd, buf, position) => readSync(fd, buf, 0, buf.length, position),
   close: (fd) => closeSync(fd),
 };
+
+interface Held {
+  fd: number;
+  ino: number;
+  offset: number;
+}
 
 /** Reads one container's log files in order, passing what it reads to `write`. */
 export class LogReader {
   readonly #log: string;
   readonly #write: (chunk: Buffer) => void;
   readonly #fs: LogFs;
-  /** The file being read, and how far. */
-  #fd: number | null = null;
-  #offset = 0;
+  /**
+   * The file being read, and how far; held open, its inode is not reused,
+   * so that comparing it with another file's tells whether it is the same.
+   */
+  #held: Held | null = null;
 
   constructor(log: string, write: (chunk: Buffer) => void, fs: LogFs = nodeLogFs) {
     this.#log = log;
@@ -58,36 +66,91 @@ export class LogReader {
     this.#fs = fs;
   }
 
-  /** Everything so far: the older file first, then LOG, which it then holds. */
+  /**
+   * Everything so far: the older file first, then LOG, which it then holds.
+   * LOG is opened first and LOG.1 second, and LOG.1 is read only when it
+   * came just before LOG; opened the other way round, the file that moved
+   * between the two opens was never read.
+   */
   start(): void {
-    const previous = this.#fs.open(`${this.#log}.1`);
-    if (previous !== null) {
-      this.#copyFrom(previous, 0);
-      this.#fs.close(previous);
+    for (let tries = 1; ; tries++) {
+      const now = this.#open(this.#log);
+      const older = this.#open(`${this.#log}.1`);
+      if (now === null || older === null) {
+        // Not rotated yet, or halfway through a rotation (LOG renamed, the
+        // new one not yet in place): LOG.1 is then the newest file.
+        const only = now ?? older;
+        if (only !== null) this.#hold(only);
+        return;
+      }
+      // LOG.1 is another file than the one opened as LOG, which has not
+      // been renamed over since (two rotations: its link count is 0): no
+      // rotation between the opens, LOG.1 came just before.
+      if (older.ino !== now.ino && this.#fs.stat(now.fd).nlink > 0) {
+        try {
+          this.#hold(older);
+        } catch (e) {
+          this.#fs.close(now.fd);
+          throw e;
+        }
+        this.#hold(now);
+        return;
+      }
+      // Rotated between the opens: LOG.1 is the file opened as LOG, or may
+      // be newer than it. Both are opened again; a log that keeps rotating
+      // that fast leaves the file opened as LOG alone, read once.
+      this.#fs.close(older.fd);
+      if (tries === 3) {
+        this.#hold(now);
+        return;
+      }
+      this.#fs.close(now.fd);
     }
-    this.#fd = this.#fs.open(this.#log);
-    this.#offset = this.#fd !== null ? this.#copyFrom(this.#fd, 0) : 0;
   }
 
-  /** What was written since the last call, across a rotation. */
+  /**
+   * What was written since the last call, across rotations. The held file
+   * is read to its end once LOG is another file (nothing is added to it
+   * then). LOG.1 is then the file that came next unless it is the held one:
+   * two rotations since the last call, as a container writing twice the
+   * limit between two polls makes; it is read whole before the new LOG.
+   * Files rotated away in between (three rotations and more) are gone, and
+   * what is read is still in order, and read once.
+   */
   poll(): void {
-    if (this.#fd !== null) this.#offset = this.#copyFrom(this.#fd, this.#offset);
+    if (this.#held !== null) this.#held.offset = this.#copyFrom(this.#held.fd, this.#held.offset);
     const now = this.#fs.inode(this.#log);
-    if (now !== null && (this.#fd === null || now !== this.#fs.fileInode(this.#fd))) {
-      // Rotated: the rest of the old file (nothing is added to it
-      // once the new one is in place), then the new one from its start.
-      if (this.#fd !== null) {
-        this.#copyFrom(this.#fd, this.#offset);
-        this.#fs.close(this.#fd);
-      }
-      this.#fd = this.#fs.open(this.#log);
-      this.#offset = this.#fd !== null ? this.#copyFrom(this.#fd, 0) : 0;
+    // The same file, or halfway through a rotation: the next call sees it.
+    if (now === null || now === this.#held?.ino) return;
+    if (this.#held !== null) this.#held.offset = this.#copyFrom(this.#held.fd, this.#held.offset);
+    // LOG.1 first, then LOG: a file found as LOG.1 cannot be LOG again, so
+    // the second is always the newer.
+    for (const path of [`${this.#log}.1`, this.#log]) {
+      const next = this.#open(path);
+      if (next === null) continue;
+      if (next.ino === this.#held?.ino) this.#fs.close(next.fd);
+      else this.#hold(next);
     }
   }
 
   close(): void {
-    if (this.#fd !== null) this.#fs.close(this.#fd);
-    this.#fd = null;
+    if (this.#held !== null) this.#fs.close(this.#held.fd);
+    this.#held = null;
+  }
+
+  #open(path: string): Held | null {
+    const fd = this.#fs.open(path);
+    return fd === null ? null : { fd, ino: this.#fs.stat(fd).ino, offset: 0 };
+  }
+
+  /**
+   * Holds `file` in place of the one held, and reads it whole (held first,
+   * so that close() closes it if the read fails).
+   */
+  #hold(file: Held): void {
+    this.close();
+    this.#held = file;
+    file.offset = this.#copyFrom(file.fd, 0);
   }
 
   /** Passes `fd` from `offset` to its end on, in chunks; the new offset. */
