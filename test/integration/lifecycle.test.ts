@@ -15,7 +15,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { create, list, open, spawn } from '../../ts/index.js';
 import { containerDir, stateRoot } from '../../ts/runtime/state.js';
 import { throwawayUser, tsboxCgroups } from '../support/host.js';
-import { alive, BIN, cli, descendants, eventually, REPO, runCommand, scratchDir, text } from '../support/tsbox.js';
+import { alive, BIN, cli, descendants, eventually, REPO, runCommand, scratchDir, text, waitForOutput } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
 const scratch = scratchDir('lifecycle');
@@ -238,6 +238,30 @@ describe('detached containers from the CLI', () => {
       expect(onPty.filter((l) => l.endsWith(` -> ${pty}`) || l.includes(` -> ${pty} `))).toEqual([]);
     } finally {
       await cli(['rm', '-f', v]);
+    }
+  });
+
+  it('logs -f: output that rotates the log twice between two of its reads is all there, every line once, in order', async () => {
+    const n = name('burst-follow');
+    // Bursts of 500 lines of 7 bytes (3500 bytes) through files of 2 KiB
+    // (292 lines), 0.5 s apart: most fill the file held and the next one
+    // within one of the follower's 200 ms polls, and none fills three.
+    // The follower is running before the first: the container waits for USR1.
+    const script = 'trap "go=1" USR1; echo ready; while [ -z "$go" ]; do sleep 0.1; done; n=100000; for k in 1 2 3 4 5 6 7 8; do seq $n $((n+499)); n=$((n+500)); sleep 0.5; done';
+    const started = await cli(['run', '-d', '--name', n, '--log-max-size', '2k', '--rootfs', rootfs, '--', 'sh', '-c', script]);
+    expect(started.code, started.stderr).toBe(0);
+    const follower = spawnProcess(process.execPath, [BIN, 'logs', '-f', n], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const out = text(follower.stdout);
+      const err = text(follower.stderr);
+      await waitForOutput(follower, 'ready\n');
+      expect((await cli(['kill', '-s', 'USR1', n])).code).toBe(0);
+      const [stdout, stderr] = await Promise.all([out, err]);
+      expect(stderr).toBe('');
+      expect(stdout).toBe(`ready\n${Array.from({ length: 4000 }, (_, i) => `${100000 + i}\n`).join('')}`);
+    } finally {
+      follower.kill('SIGKILL');
+      await cli(['rm', '-f', n]);
     }
   });
 });

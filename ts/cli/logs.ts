@@ -1,9 +1,8 @@
 /** `tsbox logs [-f] NAME`: a detached container's output. */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-
 import { defineCommand } from 'citty';
 
 import { open } from '../runtime/lifecycle.js';
+import { LogReader } from '../runtime/logfiles.js';
 import { TsboxError } from '../errors.js';
 import { parse } from './common.js';
 
@@ -26,66 +25,22 @@ const command = defineCommand({
         hint: 'run it with -d to have its output kept for tsbox logs',
       });
     }
-    // A full log becomes LOG.1 and a new LOG starts (logMaxSize; the
-    // monitor's helper/log.rs): the older file first. Followed, the file
-    // read is held open, so that its end is read after it was renamed.
-    const previous = openLog(`${log}.1`);
-    if (previous !== null) {
-      copyFrom(previous, 0);
-      closeSync(previous);
-    }
-    let fd = openLog(log);
-    let offset = fd !== null ? copyFrom(fd, 0) : 0;
+    // The files in order (ts/runtime/logfiles.ts); followed, the one
+    // being read is held open and read on across the monitor's rotations.
+    const reader = new LogReader(log, (chunk) => process.stdout.write(chunk));
     try {
+      reader.start();
       if (split.values.get('follow') !== true) return;
       for (;;) {
         const stopped = c.state().status === 'stopped';
-        if (fd !== null) offset = copyFrom(fd, offset);
-        const now = inode(log);
-        if (now !== null && (fd === null || now !== fstatSync(fd).ino)) {
-          // Rotated: the rest of the old file (nothing is added to it
-          // once the new one is in place), then the new one from its start.
-          if (fd !== null) {
-            copyFrom(fd, offset);
-            closeSync(fd);
-          }
-          fd = openLog(log);
-          offset = fd !== null ? copyFrom(fd, 0) : 0;
-        }
+        reader.poll();
         if (stopped) return;
         await new Promise((r) => setTimeout(r, 200));
       }
     } finally {
-      if (fd !== null) closeSync(fd);
+      reader.close();
     }
   },
 });
-
-function openLog(path: string): number | null {
-  try {
-    return openSync(path, 'r');
-  } catch {
-    return null;
-  }
-}
-
-function inode(path: string): number | null {
-  try {
-    return statSync(path).ino;
-  } catch {
-    return null;
-  }
-}
-
-/** Prints `fd` from `offset` to its end, in chunks; the new offset. */
-function copyFrom(fd: number, offset: number): number {
-  const buf = Buffer.alloc(64 * 1024);
-  for (;;) {
-    const n = readSync(fd, buf, 0, buf.length, offset);
-    if (n === 0) return offset;
-    offset += n;
-    process.stdout.write(Buffer.from(buf.subarray(0, n)));
-  }
-}
 
 export default command;

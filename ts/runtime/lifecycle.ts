@@ -4,7 +4,6 @@
  * goes through the container's state directory (ts/runtime/state.ts) and
  * its monitor's control socket; no process needs the container's pid.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { collectOne, isPaused, setPaused } from '../cgroups/index.js';
@@ -12,6 +11,7 @@ import { processStart } from '../proc.js';
 import type { ResolvedOptions } from '../config/schema.js';
 import { TsboxError } from '../errors.js';
 import { loadNative, type NativeChannel } from '../native.js';
+import { readLog } from './logfiles.js';
 import { execInto, type Container, type ExecOptions } from './container.js';
 import { recv, signalNumber, SIGNAL_NAMES, toMonitor } from './protocol.js';
 import { findContainer, listStates, liveState, readState, removeContainerDir, withRefused, type ContainerState } from './state.js';
@@ -116,7 +116,7 @@ export class ContainerRef {
   logs(): string {
     const log = this.state().log;
     if (!log) return '';
-    return [`${log}.1`, log].map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : '')).join('');
+    return readLog(log);
   }
 
   /**
