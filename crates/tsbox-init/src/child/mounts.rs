@@ -194,22 +194,10 @@ pub fn build_root(
         for dir in dirs {
             mkdir(*dir, Mode::from_bits_truncate(0o755)).step_path(Step::Staging, dir, || "create an overlay directory".into())?;
         }
-        // Each layer's own mount is nodev too, before the overlay takes its
-        // private copies of them: a device node an image ships opens through
-        // neither the overlay nor the layer under it.
-        let nodev_at = |dir: &str| -> Result<()> {
-            if !*nodev {
-                return Ok(());
-            }
-            let bound = at(dir).step_path(Step::BindRootfs, dir, || "open an overlay layer".into())?;
-            set_attrs(bound.as_raw_fd(), Attrs::flags(sys::MOUNT_ATTR_NODEV), true)
-                .step_path(Step::BindRootfs, dir, || "make an overlay layer nodev".into())
-        };
         let lower = at(LOWER).step_path(Step::Staging, LOWER, || "open the overlay's lower directory".into())?;
         rootsrc
             .attach(lower.as_raw_fd(), true)
             .step_path(Step::BindRootfs, rootfs, || "bind the rootfs as the overlay's lower layer".into())?;
-        nodev_at(LOWER)?;
         // An image's further layers, each bound at a lower directory of its own.
         let mut lowers = LOWER.to_string();
         let layered = !layers.is_empty();
@@ -220,7 +208,6 @@ pub fn build_root(
             layer
                 .attach(fd.as_raw_fd(), false)
                 .step_path(Step::BindRootfs, &dir, || "bind an image layer as an overlay lower layer".into())?;
-            nodev_at(&dir)?;
             lowers.push(':');
             lowers.push_str(&dir);
         }
@@ -230,6 +217,9 @@ pub fn build_root(
             format!("lowerdir={lowers}:{EMPTY}")
         };
         let mut flags = if writable { MsFlags::empty() } else { MsFlags::MS_RDONLY };
+        // nodev on the overlay is enough for its layers too: a device node
+        // opens through the mount its path is on (the overlay's), and the
+        // layers' own mounts are out of reach once the root is pivoted.
         flags.set(MsFlags::MS_NODEV, *nodev);
         // Kernels that keep overlay metadata in user.* xattrs inside a user
         // namespace take `userxattr`. An image's layers mark their opaque
@@ -679,7 +669,7 @@ fn pinned(target: &str) -> bool {
 }
 
 /// `path` without `.`, `..` (never above /) and repeated or trailing slashes.
-fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in path.split('/') {
         match c {
