@@ -333,17 +333,10 @@ pub fn close_all_but(keep: &[RawFd]) {
 
 /// close_range(first, last); before Linux 5.9, each one /proc/self/fd lists.
 fn close_fds(first: u32, last: u32) {
-    // SAFETY: closes descriptors this process does not use.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
-    if r < 0 {
-        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-            for fd in fds.into_iter().filter(|fd| (first..=last).contains(fd)) {
-                // SAFETY: as above.
-                unsafe { libc::close(fd as RawFd) };
-            }
-        }
-    }
+    close_range(first, last, 0, |fd| {
+        // SAFETY: closes descriptors this process does not use.
+        unsafe { libc::close(fd) };
+    });
 }
 
 /// A working directory under /proc (after `.` and `..` are taken as
@@ -362,17 +355,7 @@ fn refuse_proc_cwd(cwd: &str) -> Result<()> {
 
 /// Whether `path`, normalised lexically, is below /proc.
 fn under_proc(path: &str) -> bool {
-    let mut parts: Vec<&str> = Vec::new();
-    for p in path.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.len() > 1 && parts[0] == "proc"
+    mounts::normalize(path).starts_with("/proc/")
 }
 
 /// Whether the working directory is inside this process's root: getcwd(2)
@@ -402,14 +385,23 @@ fn helper_gone(chan: &Channel) -> bool {
 /// Marks every descriptor from `first` up close-on-exec.
 pub fn close_range_cloexec(first: u32) {
     const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
-    // SAFETY: only changes descriptor flags.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    close_range(first, u32::MAX, CLOSE_RANGE_CLOEXEC, |fd| {
+        // SAFETY: only changes descriptor flags.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    });
+}
+
+/// close_range(2) with `flags` over `first..=last`; on kernels without it
+/// (before 5.9, or 5.11 for CLOSE_RANGE_CLOEXEC), `each` on every
+/// descriptor /proc/self/fd lists in that range.
+fn close_range(first: u32, last: u32, flags: u32, each: impl Fn(RawFd)) {
+    // SAFETY: closes, or changes the flags of, descriptors this process does not use.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     if r < 0 {
-        // Kernels before 5.11: walk /proc/self/fd.
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-            for fd in fds.into_iter().filter(|fd| *fd >= first as i32) {
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            let fds: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+            for fd in fds.into_iter().filter(|fd| (first..=last).contains(fd)) {
+                each(fd as RawFd);
             }
         }
     }
