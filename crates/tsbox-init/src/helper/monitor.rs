@@ -654,16 +654,13 @@ pub fn still_setting_up(pid: Pid) -> bool {
 /// the exit of a copy of the helper (see [`still_setting_up`]).
 fn copy_of_the_helper(stat: &[u8]) -> bool {
     const PF_EXITING: u64 = 0x4;
-    let (Some(open), Some(close)) = (stat.iter().position(|b| *b == b'('), stat.iter().rposition(|b| *b == b')')) else {
+    let Some((name, mut fields)) = super::state::stat_fields(stat) else {
         return false;
     };
     // After the name: state ppid pgrp session tty_nr tpgid flags.
-    let flags = std::str::from_utf8(&stat[close + 1..])
-        .ok()
-        .and_then(|rest| rest.split_whitespace().nth(6)?.parse::<u64>().ok());
-    match flags {
+    match fields.nth(6).and_then(|f| f.parse::<u64>().ok()) {
         Some(f) if f & PF_EXITING == 0 => false,
-        _ => stat.get(open + 1..close) == Some(b"tsbox-init".as_slice()),
+        _ => name == b"tsbox-init",
     }
 }
 

@@ -42,12 +42,20 @@ pub fn own_start() -> Option<&'static str> {
     static START: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     START
         .get_or_init(|| {
-            let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-            // comm may hold spaces and parentheses: the fields after it start past the last ')'.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            rest.split(' ').nth(19).map(str::to_string)
+            let stat = std::fs::read("/proc/self/stat").ok()?;
+            stat_fields(&stat)?.1.nth(19).map(str::to_string)
         })
         .as_deref()
+}
+
+/// `/proc/PID/stat` read apart: the command's name (which may hold spaces
+/// and parentheses, so it ends at the last ')'), and the fields after it,
+/// from the state (field 3) on.
+pub fn stat_fields(stat: &[u8]) -> Option<(&[u8], std::str::SplitWhitespace<'_>)> {
+    let open = stat.iter().position(|b| *b == b'(')?;
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    Some((stat.get(open + 1..close)?, rest.split_whitespace()))
 }
 
 /// Sets `monitorPid` (this process) and `monitorStart` in `state`.
