@@ -189,7 +189,8 @@ impl Sink for Files {
     }
 
     /// The empty file is made first under another name, then put in place:
-    /// a failure at either step leaves the full file where it was.
+    /// a failure at any step leaves the full file where it was (as the
+    /// current one) and no other.
     fn rotate(&mut self) -> Result<(), Errno> {
         let _ = nix::unistd::unlinkat(&self.dir, NEXT, nix::unistd::UnlinkatFlags::NoRemoveDir);
         let next = nix::fcntl::openat(
@@ -202,7 +203,12 @@ impl Sink for Files {
             let _ = nix::unistd::unlinkat(&self.dir, NEXT, nix::unistd::UnlinkatFlags::NoRemoveDir);
             return Err(e);
         }
-        nix::fcntl::renameat(&self.dir, NEXT, &self.dir, LOG)?;
+        if let Err(e) = nix::fcntl::renameat(&self.dir, NEXT, &self.dir, LOG) {
+            // The full file back in its place (the older one is gone), nothing of the new one left.
+            let _ = nix::fcntl::renameat(&self.dir, OLD, &self.dir, LOG);
+            let _ = nix::unistd::unlinkat(&self.dir, NEXT, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
         self.file = next;
         // The monitor's own stderr (--trace) follows the log.
         point_stdio_at(self.file.as_fd());
@@ -230,16 +236,13 @@ impl Log {
             return Ok(None);
         };
         let dir = std::path::Path::new(control).parent().unwrap_or(std::path::Path::new("/"));
-        let failed = |e: Errno, what: &str| {
-            Report::new(Step::Start, e as i32)
-                .path(dir.display().to_string())
-                .detail(what.to_string())
-        };
+        let failed = |e: Errno, what: &str| Report::new(Step::Start, e as i32).detail(what.to_string());
         let state_dir = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| failed(e, "open the state directory for the container's log"))?;
+            .map_err(|e| failed(e, "open the state directory for the container's log").path(dir.display().to_string()))?;
         // SAFETY: the helper's stdout is open (Node gave it the log file).
         let stdout = unsafe { BorrowedFd::borrow_raw(1) };
-        let file = fcntl(stdout, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(|e| failed(e, "keep the container's log file"))?;
+        let file = fcntl(stdout, FcntlArg::F_DUPFD_CLOEXEC(3))
+            .map_err(|e| failed(e, "keep the container's log file (a copy of the helper's stdout, fd 1)"))?;
         // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
         let file = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(file) };
         let size = nix::sys::stat::fstat(&file).map(|s| s.st_size as u64).unwrap_or(0);
@@ -281,7 +284,12 @@ impl Log {
                     n
                 }
                 Err(Errno::EINTR) => continue,
-                Err(_) => 0,
+                Err(Errno::EAGAIN) => 0,
+                // A lasting error: the pipe is taken as ended, not polled again.
+                Err(_) => {
+                    self.open = false;
+                    0
+                }
             };
         }
     }
@@ -300,6 +308,15 @@ impl Log {
             }
         }
         self.writer.finish();
+    }
+}
+
+impl Drop for Log {
+    /// However the helper goes on (a setup that failed before the clone
+    /// included), its stdout and stderr are the log file again, not a pipe
+    /// whose reader is gone.
+    fn drop(&mut self) {
+        self.cloned();
     }
 }
 
