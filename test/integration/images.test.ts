@@ -925,7 +925,8 @@ describe('rootless', () => {
     const env = { ...process.env, XDG_RUNTIME_DIR: '', TSBOX_STORAGE: store };
     const as = (args: string[]) => cli(args, { uid, gid: uid, env, killAfterMs: 60_000 });
     expect(await as(['pull', '-q', ref])).toMatchObject({ code: 0, stderr: '' });
-    const bundle = join(out, 'bundle');
+    // Parents it has to make go with the bundle directory.
+    const bundle = join(out, 'deep', 'er', 'bundle');
     const e = await as(['image', 'export', ref, bundle]);
     expect(e.stderr).toBe(`tsbox: image_export(ghost): ENOENT — the image's user "ghost" is not in its /etc/passwd\n`);
     expect(e.code).toBe(125);

@@ -97,20 +97,25 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
   if (missing.length > 0) throw incompleteImage(ref, missing);
   const target = resolve(dir);
   const parent = dirname(target);
+  const uid = process.geteuid?.() ?? 0;
   let made = false;
+  // The first of the parents this export made, if it made any: they go with the bundle directory on a failure.
+  let parentsFrom: string | undefined;
   if (!exists(target)) {
     // Made by path: as root, only where no other user could lead the
     // mkdirs elsewhere (checked before, and again once the parents exist).
     // A directory that exists is only ever opened, below.
-    const root = (process.geteuid?.() ?? 0) === 0;
-    if (root) checkAncestors(parent);
-    mkdirSync(parent, { recursive: true, mode: 0o755 });
-    if (root) checkAncestors(parent);
+    if (uid === 0) checkAncestors(parent);
+    parentsFrom = mkdirSync(parent, { recursive: true, mode: 0o755 });
+    if (uid === 0) checkAncestors(parent);
     try {
       mkdirSync(target, { mode: 0o700 });
       made = true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError('image_export', err, `make the bundle directory ${target}`);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        removeParents(parent, parentsFrom);
+        throw fromSystemError('image_export', err, `make the bundle directory ${target}`);
+      }
     }
   }
   let fd: number;
@@ -118,12 +123,12 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
     fd = openSync(target, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    removeParents(parent, parentsFrom);
     throw code === 'ELOOP' || code === 'ENOTDIR' ? fail(17, target, 'the bundle directory exists and is not a directory (a symlink is not followed)', 'give a new directory') : fromSystemError('image_export', err, `open the bundle directory ${target}`);
   }
   const here = `/proc/self/fd/${fd}`;
   try {
     const st = fstatSync(fd);
-    const uid = process.geteuid?.() ?? 0;
     if (st.uid !== uid) throw fail(1, target, `the bundle directory exists and belongs to uid ${st.uid}, not to this user (${uid})`, 'give a new directory, or one of your own');
     const empty = () => {
       if (readdirSync(here).length > 0) throw fail(17, target, 'the bundle directory exists and is not empty', 'give a new directory');
@@ -136,6 +141,7 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
   } catch (err) {
     if (made) removeMade(target, fd);
     closeSync(fd);
+    removeParents(parent, parentsFrom);
     throw err;
   }
   try {
@@ -162,6 +168,7 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
     try {
       for (const e of readdirSync(here)) removeTree(join(here, e));
       if (made) removeMade(target, fd);
+      removeParents(parent, parentsFrom);
     } catch {
       // What could not be removed is the export's failure's to tell.
     }
@@ -227,16 +234,25 @@ function exists(path: string): boolean {
   }
 }
 
-/** Removes the bundle directory this export made, when `target` still is it (`fd`'s, when given). */
-function removeMade(target: string, fd: number | null): void {
+/** Removes the bundle directory this export made, when `target` still is the directory `fd` holds. */
+function removeMade(target: string, fd: number): void {
   try {
     const now = lstatSync(target);
-    if (fd !== null) {
-      const ours = fstatSync(fd);
-      if (now.dev !== ours.dev || now.ino !== ours.ino) return;
-    }
-    if (now.isDirectory()) rmdirSync(target);
+    const ours = fstatSync(fd);
+    if (now.isDirectory() && now.dev === ours.dev && now.ino === ours.ino) rmdirSync(target);
   } catch {
     // Gone already, or not empty: left.
+  }
+}
+
+/** Removes the parents of the bundle directory this export made (`from`: the first of them), deepest first, each only if empty. */
+function removeParents(parent: string, from: string | undefined): void {
+  if (from === undefined) return;
+  for (let d = parent; d.length >= from.length; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // Not empty (or gone): what is above it stays too.
+    }
   }
 }
