@@ -1,5 +1,5 @@
 /** /etc/subuid and /etc/subgid, and Debian's newuidmap/newgidmap (package `uidmap`). */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 
 export interface SubidRange {
@@ -32,10 +32,28 @@ export function subidRange(file: string, user: { name: string; id: number }): Su
   return e && { start: e.start, count: e.count };
 }
 
-/** Every range `file` grants, whoever's. */
+/**
+ * Every range `file` grants, whoever's. Read again only when the file
+ * changed (by its inode, size and change time): root's every launch asks
+ * (ts/idmap/index.ts allocateRootMaps), and the files seldom change.
+ */
 export function subidRanges(file: string): SubidRange[] {
-  return entries(file).map(({ start, count }) => ({ start, count }));
+  let stamp = 'missing';
+  try {
+    const st = statSync(file);
+    stamp = `${st.ino}:${st.size}:${st.ctimeMs}`;
+  } catch {
+    // Missing: no ranges, as entries() says.
+  }
+  const known = rangesRead.get(file);
+  if (known?.stamp === stamp) return known.ranges;
+  const ranges = entries(file).map(({ start, count }) => ({ start, count }));
+  rangesRead.set(file, { stamp, ranges });
+  return ranges;
 }
+
+/** subidRanges' last read of each file. */
+const rangesRead = new Map<string, { stamp: string; ranges: SubidRange[] }>();
 
 /** Absolute path of a setuid helper such as newuidmap, if installed. */
 export function findHelper(name: string): string | undefined {
