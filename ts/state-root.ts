@@ -151,12 +151,18 @@ function trustedPlace(dir: string, uid: number): string {
 
 /** The id the kernel shows for an owner not mapped into this user namespace (/proc/sys/kernel/overflowuid). */
 export function overflowUid(): number {
-  try {
-    return Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8').trim());
-  } catch {
-    return 65534;
+  if (overflow === undefined) {
+    try {
+      overflow = Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8').trim());
+    } catch {
+      overflow = 65534;
+    }
   }
+  return overflow;
 }
+
+/** The kernel's overflow id does not change under a process: read once. */
+let overflow: number | undefined;
 
 /** Whether this process is in a user namespace other than the host's (its uid_map is not the whole range). */
 export function inUserNamespace(): boolean {

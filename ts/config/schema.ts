@@ -138,10 +138,10 @@ const userSpec = once(() =>
 /** A supplementary group: a name or a gid. */
 const groupSpec = once(() => z.string().check(z.minLength(1), z.refine(validNumericId, { message: idMessage })));
 
-/** When an image is pulled (podman's `--pull`): when the store lacks it, always, or never. */
 /** A detached container's log limit per file when `logMaxSize` is not given (32 MiB). */
 export const DEFAULT_LOG_MAX_SIZE = 32 * 1024 * 1024;
 
+/** When an image is pulled (podman's `--pull`): when the store lacks it, always, or never. */
 export const PULL_POLICIES = ['missing', 'always', 'never'] as const;
 export type PullPolicy = (typeof PULL_POLICIES)[number];
 

@@ -255,8 +255,7 @@ export async function ociDelete(id: string | undefined, force: boolean, warn: (l
   if (state.status !== 'stopped' && !force) {
     throw new TsboxError({ step: 'delete', errno: 16, path: id!, detail: `cannot delete container ${id} that is not stopped: ${state.status}`, hint: '`tsbox delete --force` kills it first' });
   }
-  // A frozen container's processes would take the kill only once thawed.
-  if (state.status !== 'stopped' && isPaused(state.id)) setPaused(state.id, false);
+  // remove({ force }) thaws a paused one after its SIGKILL.
   await ref.remove({ force: true });
   runHooks('poststop', state.hooks?.poststop, { ...ociState(liveState(state)), status: 'stopped', pid: 0 }, false, warn);
 }

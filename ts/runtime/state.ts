@@ -7,7 +7,7 @@
  * log. Nothing in it is writable by a container: it is 0700, owned by the
  * caller, outside every container's root.
  */
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 import { removeIfEmpty } from '../cgroups/gc.js';
@@ -41,11 +41,15 @@ function containerDirs(root: string): string[] {
  */
 function ownContainerDir(dir: string): boolean {
   try {
-    const st = lstatSync(dir);
-    return st.isDirectory() && st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o022) === 0;
+    return isOwnDir(lstatSync(dir));
   } catch {
     return false;
   }
+}
+
+/** An lstat of a state directory that ownContainerDir takes. */
+function isOwnDir(st: Stats): boolean {
+  return st.isDirectory() && st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o022) === 0;
 }
 
 /** The state directory of container `id`. */
@@ -84,7 +88,7 @@ export function removeContainerDir(dir: string): void {
   } catch {
     st = null; // Gone already.
   }
-  if (st && !ownContainerDir(dir)) {
+  if (st && !isOwnDir(st)) {
     throw new TsboxError({
       step: 'state',
       errno: 1,
