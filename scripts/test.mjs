@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const problems = [];
+/** Each failed test, named again just above the closing line, where a truncated log still shows it. */
+const failures = [];
 
 /** Runs a command with output passed through and also captured. */
 function run(cmd, args, env = {}) {
@@ -58,6 +60,13 @@ async function vitest(project, cmd = 'npx', args = (report) => ['vitest', 'run',
       totals.passed += r.numPassedTests;
       totals.failed += r.numFailedTests;
       totals.skipped += r.numPendingTests + r.numTodoTests;
+      for (const file of r.testResults ?? []) {
+        for (const t of file.assertionResults ?? []) {
+          if (t.status !== 'failed') continue;
+          const why = String(t.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 300);
+          failures.push(`${project}: ${String(file.name).replace(/^.*?\/(?=test\/)/, '')} > ${t.fullName}: ${why}`);
+        }
+      }
     }
     // A failed global setup or teardown (say, state left on the host) fails the
     // run even when every test passed.
@@ -110,6 +119,7 @@ if (process.getuid() === 0) {
   totals.skipped++;
 }
 
+if (failures.length > 0) console.log(`\nfailed tests:\n${failures.map((f) => `  ${f}`).join('\n')}`);
 if (problems.length > 0) console.log(`\nproblems: ${problems.join('; ')}`);
 console.log(`\n${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
 process.exit(problems.length > 0 || totals.failed > 0 ? 1 : 0);
