@@ -442,9 +442,12 @@ describe('the image store', () => {
     expect(existsSync(unpacked)).toBe(false);
     expect(readdirSync(join(store.root, 'tmp'))).toEqual([]);
     // The index, through the same atomic write: a tmp/ that is no directory.
+    const configBytes = Buffer.from('{"config":{}}');
+    const config = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
+    store.writeBlob(config, configBytes);
     rmSync(join(store.root, 'tmp'), { recursive: true });
     writeFileSync(join(store.root, 'tmp'), '');
-    const tagged = await store.tag({ name: 'localhost/x:1', digest: layer, config: layer, layers: [], created: new Date().toISOString() }).catch((err: unknown) => err as TsboxError);
+    const tagged = await store.tag({ name: 'localhost/x:1', digest: layer, config, layers: [], created: new Date().toISOString() }).catch((err: unknown) => err as TsboxError);
     expect(tagged).toBeInstanceOf(TsboxError);
     expect(tagged).toMatchObject({ step: 'store', errno: 20 });
     expect(tagged.message).toContain(`write the image index ${join(store.root, 'images.json')}`);
@@ -456,7 +459,10 @@ describe('the image store', () => {
     // Two manifests whose digests share their first 14 hex digits; a third image names the first again.
     const one = `sha256:${'ab'.repeat(7)}${'11'.repeat(25)}`;
     const two = `sha256:${'ab'.repeat(7)}${'22'.repeat(25)}`;
-    const record = (name: string, digest: string) => ({ name, digest, config: digest, layers: [], created: new Date().toISOString() });
+    const configBytes = Buffer.from('{"config":{}}');
+    const config = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
+    store.writeBlob(config, configBytes);
+    const record = (name: string, digest: string) => ({ name, digest, config, layers: [], created: new Date().toISOString() });
     for (const r of [record('localhost/one:1', one), record('localhost/two:1', two), record('localhost/one-again:1', one)]) await store.tag(r);
     const short = 'ab'.repeat(6);
     const err = (() => {
@@ -516,6 +522,40 @@ describe("an image's config", () => {
     const usr1 = await imageBase({ image: 'localhost/usr1', pull: 'never' }, { store });
     expect(usr1.options.stopSignal).toBe('SIGUSR1');
     expect(usr1.notices).toEqual([]);
+  });
+  it("a record keeps its config's run part, and a launch takes it from there; a record written before reads the blob", async () => {
+    const store = new Store(join(base, 'store-runconfig'));
+    const layer = `sha256:${'d5'.repeat(32)}`;
+    mkdirSync(store.layerDir(layer));
+    writeFileSync(`${store.layerDir(layer)}.json`, JSON.stringify({ digest: layer, diffId: layer, size: 0, entries: 0, notes: [] }));
+    const run = { Entrypoint: ['/bin/sh', '-c'], Cmd: ['echo hi'], Env: ['A=1', 'PATH=/bin'], User: '7:7', WorkingDir: '/srv', ExposedPorts: { '80/tcp': {} } };
+    const bytes = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: run, rootfs: { type: 'layers', diff_ids: [layer] } }));
+    const config = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    store.writeBlob(config, bytes);
+    await store.tag({ name: 'localhost/kept:1', digest: config, config, layers: [layer], created: new Date().toISOString() });
+    const indexPath = join(store.root, 'images.json');
+    const stored = JSON.parse(readFileSync(indexPath, 'utf8')) as { images: Record<string, unknown>[] };
+    expect(stored.images[0]!.runConfig).toEqual(run);
+    // Neither inspect nor the list shows the store's copy: inspect shows the config itself.
+    const shown = inspectImage('localhost/kept:1', store) as Record<string, unknown>;
+    expect(shown).not.toHaveProperty('runConfig');
+    expect((shown.config as { config: unknown }).config).toEqual(run);
+    const expected = { entrypoint: ['/bin/sh', '-c'], defaultCommand: ['echo hi'], env: { A: '1', PATH: '/bin' }, user: '7:7', cwd: '/srv', expose: ['80/tcp'] };
+    const seen = (b: Awaited<ReturnType<typeof imageBase>>) => ({ entrypoint: b.entrypoint, defaultCommand: b.defaultCommand, env: b.options.env, user: b.options.user, cwd: b.options.cwd, expose: b.options.expose });
+    // The launch reads no blob: with the config blob gone it still has the config.
+    rmSync(store.blobPath(config));
+    expect(seen(await imageBase({ image: 'localhost/kept:1', pull: 'never' }, { store }))).toEqual(expected);
+    // A record from before runConfig was kept: the blob is read, and checked against its digest.
+    const { runConfig: _, ...older } = stored.images[0]!;
+    writeFileSync(indexPath, JSON.stringify({ version: 1, images: [{ ...older, name: 'localhost/older:1' }] }));
+    const missing = await imageBase({ image: 'localhost/older:1', pull: 'never' }, { store }).catch((err: unknown) => err as TsboxError);
+    expect(missing).toBeInstanceOf(TsboxError);
+    expect((missing as TsboxError).toLine()).toContain(`read the blob ${config}`);
+    store.writeBlob(config, bytes);
+    expect(seen(await imageBase({ image: 'localhost/older:1', pull: 'never' }, { store }))).toEqual(expected);
+    store.writeBlob(config, Buffer.from(`${bytes.toString()} `));
+    const changed = await imageBase({ image: 'localhost/older:1', pull: 'never' }, { store }).catch((err: unknown) => err as TsboxError);
+    expect((changed as TsboxError).toLine()).toContain(`the stored blob's digest is sha256:`);
   });
 });
 

@@ -20,7 +20,8 @@ const command = defineCommand({
     const { Store } = await import('../image/store.js');
     const { formatBytes } = await import('../image/progress.js');
     const store = new Store();
-    const images = store.images().map((i) => ({ ...i, size: store.sizeOf(i) }));
+    // runConfig is the store's copy of what the config says (image inspect shows the config).
+    const images = store.images().map(({ runConfig: _, ...i }) => ({ ...i, size: store.sizeOf(i) }));
     if (split.values.get('quiet') === true) {
       for (const i of images) console.log(i.name);
       return;

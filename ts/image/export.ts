@@ -10,7 +10,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 
 import { fromNativeReport, fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { imageConfig, incompleteImage, lookupImage, missingLayers } from './run.js';
+import { incompleteImage, lookupImage, missingLayers, runConfig } from './run.js';
 import type { ImageConfig } from './spec.js';
 import { removeTree, Store } from './store.js';
 import { inUserNamespace, overflowUid } from '../state-root.js';
@@ -157,7 +157,7 @@ export async function exportImage(ref: string, dir: string, baseSpec: Record<str
     } catch (err) {
       throw fromNativeReport(err, 'image_export', join(target, 'rootfs'));
     }
-    const spec = bundleSpec(baseSpec, imageConfig(store, record).config ?? {}, rootfs);
+    const spec = bundleSpec(baseSpec, runConfig(store, record), rootfs);
     inBundle(target, 'config.json', () => writeFileSync(join(here, 'config.json'), `${JSON.stringify(spec, null, '\t')}\n`, { mode: 0o644, flag: 'wx' }));
     return { dir: target, entries };
   } catch (err) {

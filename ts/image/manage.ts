@@ -62,8 +62,9 @@ export function inspectImage(ref: string, store: Store = new Store()): unknown {
   const record = lookupImage(store, ref);
   if (!record) throw notFound(ref);
   const missing = missingLayers(store, record);
+  const { runConfig: _, ...named } = record;
   return {
-    ...record,
+    ...named,
     size: store.sizeOf(record),
     config: { digest: record.config, ...parseDocument(configSchema, store.readBlob(record.config), 'image config', record.name) },
     layers: record.layers.map((d) => (missing.includes(d) ? { digest: d, missing: true } : { ...store.layerInfo(d), dir: store.layerDir(d) })),

@@ -12,8 +12,7 @@ import { parseExpose } from '../config/network.js';
 import { PULL_POLICIES, signalName, type PullPolicy, type RunOptions } from '../config/schema.js';
 import { formatReference, parseReference } from './reference.js';
 import type { PullOptions } from './pull.js';
-import type { ImageConfig } from './spec.js';
-import { Store, type ImageRecord } from './store.js';
+import { Store, type ImageRecord, type RunConfig } from './store.js';
 
 function configError(path: string, detail: string, hint: string | null = null): TsboxError {
   return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
@@ -38,7 +37,7 @@ export function lookupImage(store: Store, ref: string): ImageRecord | null {
 
 /** The layers of `record` that are not (completely) in the store: a prune ran under its pull, or the store was damaged. */
 export function missingLayers(store: Store, record: ImageRecord): string[] {
-  return record.layers.filter((d) => !store.hasLayer(d));
+  return store.missingLayers(record.layers);
 }
 
 /** The error for an image whose record is there but not all of whose layers are. */
@@ -87,15 +86,9 @@ export async function ensureImage(ref: string, policy: PullPolicy = 'missing', o
   return pull(ref, { ...options, store });
 }
 
-/**
- * `record`'s config. Not validated again: every config in the store was
- * checked in full (spec.ts configSchema) before it was written, by the pull
- * or the load that made its record (or made by `import`), and what is read
- * back is checked against the digest the record names: it is those bytes.
- * (A launch saves the schema's first run, ~0.3 ms of a CLI start.)
- */
-export function imageConfig(store: Store, record: ImageRecord): ImageConfig {
-  return JSON.parse(store.readBlob(record.config).toString('utf8')) as ImageConfig;
+/** What a container of `record` takes from its config: the record's copy, or the blob's for a record written before copies were kept. */
+export function runConfig(store: Store, record: ImageRecord): RunConfig {
+  return record.runConfig ?? store.configOf(record.config);
 }
 
 export interface ImageRun {
@@ -149,7 +142,7 @@ export async function imageBase(options: RunOptions, pullOptions: PullOptions = 
   }
   const store = pullOptions.store ?? new Store();
   const record = await ensureImage(image, policy ?? 'missing', { ...pullOptions, store }, beforePull);
-  const config = imageConfig(store, record).config ?? {};
+  const config = runConfig(store, record);
   const entry = entrypoint ?? config.Entrypoint ?? [];
   const defaultCommand = entrypoint !== undefined ? [] : (config.Cmd ?? []);
   const env: Record<string, string> = {};
