@@ -610,6 +610,19 @@ describe('pause, resume and ps', () => {
     expect((await state(stopped)).status).toBe('stopped');
     expect((await cli(['delete', stopped])).code).toBe(0);
   });
+  it('kill KILL of a paused container thaws it after the signal, as runc does: it ends rather than staying frozen with the signal pending', async () => {
+    // Every process ignores SIGTERM; the child is in the cgroup too.
+    const dir = bundle('trap "" TERM; sleep 100 & while :; do sleep 0.05; done');
+    const id = await running(dir);
+    const pid = (await state(id)).pid;
+    expect((await cli(['pause', id])).code).toBe(0);
+    expect((await state(id)).status).toBe('paused');
+    const killed = await cli(['kill', '--all', id, 'KILL']);
+    expect(killed.code, killed.stderr).toBe(0);
+    await waitFor(id, 'stopped');
+    expect(alive(pid)).toBe(false);
+    expect((await cli(['delete', id])).code).toBe(0);
+  });
 });
 
 describe('what the process of a bundle sees', () => {

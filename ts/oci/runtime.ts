@@ -231,18 +231,21 @@ export async function ociStart(id: string | undefined, warn: (line: string) => v
  */
 export function ociKill(id: string | undefined, signal: number, all = false): void {
   const { ref, state } = findOci(id, 'kill');
+  // A paused container's stored status is running: runc signals it too,
+  // and a SIGKILL thaws it (ContainerRef.kill).
   if (state.status !== 'created' && state.status !== 'running') {
     throw new TsboxError({ step: 'kill', errno: 3, path: id!, detail: `container not running (it is ${state.status})`, hint: null });
   }
-  ref.kill(signal);
-  if (!all) return;
-  for (const pid of containerPids(state.id) ?? []) {
+  // With `all`, the others first: PID 1's (through its monitor) is the one
+  // after which a SIGKILL thaws a paused container.
+  for (const pid of all ? (containerPids(state.id) ?? []) : []) {
     try {
       process.kill(pid, signal);
     } catch {
       // It ended meanwhile.
     }
   }
+  ref.kill(signal);
 }
 
 /**

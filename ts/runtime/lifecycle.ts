@@ -78,12 +78,16 @@ export class ContainerRef {
 
   /** Sends `signal` to the container's PID 1 (default SIGTERM). */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    const signo = signalNumber(signal);
     const ch = this.#connect('signal it');
     try {
-      toMonitor.signal(ch, signalNumber(signal));
+      toMonitor.signal(ch, signo);
     } finally {
       ch.close();
     }
+    // As runc's kill: SIGKILL to a paused container thaws it, or (on the v1
+    // freezer) it would stay frozen with the signal pending.
+    if (signo === 9) this.#thaw();
   }
 
   /** Resolves when the container has ended, with how. */
@@ -145,7 +149,7 @@ export class ContainerRef {
 
   /**
    * A paused container thawed, after a signal meant to end it has been sent
-   * (stop, rm -f), as Docker's stop and kill do: frozen, its processes would
+   * (stop, rm -f, a SIGKILL), as Docker's stop and kill do: frozen, its processes would
    * take the signal only once thawed (on the v1 freezer, SIGKILL too), and
    * the wait for their end would never end. Thawed after the signal, so
    * none of them runs before it is there.
@@ -160,7 +164,6 @@ export class ContainerRef {
     if (s.status !== 'stopped') {
       if (!options.force) throw new TsboxError({ step: 'state', errno: 16, path: s.name ?? this.id.slice(0, 12), detail: `the container is ${s.status}`, hint: 'stop it first, or remove it with force (tsbox rm -f)' });
       this.kill('SIGKILL');
-      this.#thaw();
       await this.wait();
     }
     // Its monitor is on its way out once the container has ended: what it
