@@ -236,16 +236,17 @@ export function ociKill(id: string | undefined, signal: number, all = false): vo
   if (state.status !== 'created' && state.status !== 'running') {
     throw new TsboxError({ step: 'kill', errno: 3, path: id!, detail: `container not running (it is ${state.status})`, hint: null });
   }
-  // With `all`, the others first: PID 1's (through its monitor) is the one
-  // after which a SIGKILL thaws a paused container.
-  for (const pid of all ? (containerPids(state.id) ?? []) : []) {
+  // PID 1's first, through its monitor (which goes when PID 1 does); a
+  // SIGKILL thaws a paused container after it.
+  ref.kill(signal);
+  if (!all) return;
+  for (const pid of containerPids(state.id) ?? []) {
     try {
       process.kill(pid, signal);
     } catch {
       // It ended meanwhile.
     }
   }
-  ref.kill(signal);
 }
 
 /**
