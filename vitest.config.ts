@@ -20,6 +20,11 @@ export default defineConfig({
           testTimeout: 30_000,
           hookTimeout: 60_000,
           pool: 'forks',
+          // One file at a time on any machine: files assert what the host
+          // has left (no tsbox cgroup in any hierarchy, nothing in
+          // /run/tsbox), which another file's containers would be. On two
+          // cores this was already so (one worker); with more, it failed.
+          fileParallelism: false,
         },
       },
       {
