@@ -196,6 +196,26 @@ describe('a pool', () => {
     });
   });
 
+  it('refuses a call’s limit above what the pool’s unified sets for its cgroup file, naming both', async () => {
+    // unified is written over the pool's options, and a call's memory,
+    // pidsLimit or cpus over unified's file: the call must not raise it. The
+    // check comes before a sandbox is taken, so it holds on any host (a
+    // hybrid one refuses unified when it builds, which size 0 never does).
+    await withPool({ size: 0, pidsLimit: -1, unified: { 'memory.max': '128M', 'pids.max': '100', 'cpu.max': '50000 100000' } }, async (pool) => {
+      for (const [options, path, file] of [
+        [{ memory: '1g' }, 'memory', 'memory.max'],
+        [{ pidsLimit: 1000 }, 'pidsLimit', 'pids.max'],
+        [{ pidsLimit: -1 }, 'pidsLimit', 'pids.max'],
+        [{ cpus: 2 }, 'cpus', 'cpu.max'],
+      ] as const) {
+        const err = await pool.run(['true'], options).catch((e: unknown) => e);
+        expect(err, path).toBeInstanceOf(TsboxError);
+        expect(err).toMatchObject({ step: 'config', path, message: expect.stringContaining(`the pool's unified["${file}"]`) });
+      }
+      expect(pool.stats()).toMatchObject({ created: 0, handedOver: 0 });
+    });
+  });
+
   it('applies a tighter limit to the call’s sandbox only, and reports it', async () => {
     await withPool({ size: 2, memory: '256m', pidsLimit: 200 }, async (pool) => {
       await ready(pool, 2);

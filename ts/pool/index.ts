@@ -37,6 +37,7 @@ import { keepAlive, type Container } from '../runtime/container.js';
 import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
 import { planFor, processTemplate, type ProcessTemplate } from '../runtime/plan.js';
 import { capture, type CaptureOptions, type RunResult } from '../runtime/run.js';
+import { checkCallLimit, TIGHTER_LIMITS } from './ceiling.js';
 
 /** The options of a pool: a container's (they shape every sandbox), plus its size. */
 export type PoolOptions = Omit<RunOptions, 'detach' | 'name'> & {
@@ -82,8 +83,6 @@ export interface PoolStats {
 
 /** What a call may set for its process (the rest shapes the sandbox, fixed at pool creation). */
 const PROCESS_KEYS = ['env', 'cwd', 'user', 'groupAdd', 'capAdd', 'capDrop', 'noNewPrivileges', 'seccomp', 'ulimits', 'timeout', 'trace'] as const;
-/** Limits a call may lower: written to its sandbox's cgroup before the process starts. */
-const TIGHTER_LIMITS = ['memory', 'pidsLimit', 'cpus'] as const;
 const DEFAULT_SIZE = 4;
 const DEFAULT_MAX = 64;
 /** Tries to hand a process over when sandboxes die under it before it starts. */
@@ -346,13 +345,7 @@ export class Pool {
     for (const key of TIGHTER_LIMITS) {
       const v = o[key];
       if (given[key] === undefined || v === undefined) continue;
-      const ceiling = base.options[key];
-      // pidsLimit -1 is none; memory and cpus are absent when unlimited.
-      const unlimited = (n: number | undefined) => n === undefined || (key === 'pidsLimit' && n === -1);
-      if (!unlimited(ceiling) && (unlimited(v) || v > ceiling!)) {
-        throw configError(key, `${v === -1 ? 'no limit' : String(v)} is looser than the pool's ${String(ceiling)}: a call may only tighten the pool's limits`, 'create a pool with the looser limit');
-      }
-      if (v !== ceiling) tighter[key] = v;
+      if (checkCallLimit(key, v, base.options)) tighter[key] = v;
     }
     const built: CallProcess = { o, tighter: Object.keys(tighter).length > 0 ? tighter : null, template: deepFreeze(processTemplate(o, seccomp)) };
     // A profile file is read again by each call, as run() reads it: it may change.
