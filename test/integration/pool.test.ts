@@ -139,6 +139,26 @@ describe('a pool', () => {
     });
   });
 
+  it('keeps a call’s process under the options it was parsed from: a capAdd whose toJSON hides it is no call without options', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await ready(pool, 2);
+      const sysAdmin = (r: { stdout: string }) => {
+        const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(r.stdout)?.[1];
+        expect(eff, r.stdout).toBeDefined();
+        return (BigInt(`0x${eff!}`) & (1n << 21n)) !== 0n;
+      };
+      const status = ['cat', '/proc/self/status'];
+      // The hostile review's proof: this call was kept under the key of no
+      // options, and the next call without any got CAP_SYS_ADMIN.
+      const hidden = await pool.run(status, { capAdd: Object.assign(['CAP_SYS_ADMIN'], { toJSON: () => undefined }) });
+      const plain = await pool.run(status);
+      expect(hidden.exitCode, hidden.stderr).toBe(0);
+      expect(plain.exitCode, plain.stderr).toBe(0);
+      expect(sysAdmin(hidden)).toBe(true);
+      expect(sysAdmin(plain)).toBe(false);
+    });
+  });
+
   it('gives a container exactly the isolation of a cold one', async () => {
     await withPool({ size: 1, memory: '256m' }, async (pool) => {
       await ready(pool, 1);
