@@ -139,6 +139,26 @@ describe('a pool', () => {
     });
   });
 
+  it('keeps a call’s process under the options it was parsed from: a capAdd whose toJSON hides it is no call without options', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await ready(pool, 2);
+      const sysAdmin = (r: { stdout: string }) => {
+        const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(r.stdout)?.[1];
+        expect(eff, r.stdout).toBeDefined();
+        return (BigInt(`0x${eff!}`) & (1n << 21n)) !== 0n;
+      };
+      const status = ['cat', '/proc/self/status'];
+      // The hostile review's proof: this call was kept under the key of no
+      // options, and the next call without any got CAP_SYS_ADMIN.
+      const hidden = await pool.run(status, { capAdd: Object.assign(['CAP_SYS_ADMIN'], { toJSON: () => undefined }) });
+      const plain = await pool.run(status);
+      expect(hidden.exitCode, hidden.stderr).toBe(0);
+      expect(plain.exitCode, plain.stderr).toBe(0);
+      expect(sysAdmin(hidden)).toBe(true);
+      expect(sysAdmin(plain)).toBe(false);
+    });
+  });
+
   it('gives a container exactly the isolation of a cold one', async () => {
     await withPool({ size: 1, memory: '256m' }, async (pool) => {
       await ready(pool, 1);
@@ -193,6 +213,26 @@ describe('a pool', () => {
       expect(() => createPool({ rootfs, detach: true } as never)).toThrow(/detach/);
       expect(() => createPool({ rootfs, size: 4, max: 2 })).toThrow(/max/);
       expect(() => createPool({ rootfs, memory: 'lots' })).toThrow(TsboxError);
+    });
+  });
+
+  it('refuses a call’s limit above what the pool’s unified sets for its cgroup file, naming both', async () => {
+    // unified is written over the pool's options, and a call's memory,
+    // pidsLimit or cpus over unified's file: the call must not raise it. The
+    // check comes before a sandbox is taken, so it holds on any host (a
+    // hybrid one refuses unified when it builds, which size 0 never does).
+    await withPool({ size: 0, pidsLimit: -1, unified: { 'memory.max': '128M', 'pids.max': '100', 'cpu.max': '50000 100000' } }, async (pool) => {
+      for (const [options, path, file] of [
+        [{ memory: '1g' }, 'memory', 'memory.max'],
+        [{ pidsLimit: 1000 }, 'pidsLimit', 'pids.max'],
+        [{ pidsLimit: -1 }, 'pidsLimit', 'pids.max'],
+        [{ cpus: 2 }, 'cpus', 'cpu.max'],
+      ] as const) {
+        const err = await pool.run(['true'], options).catch((e: unknown) => e);
+        expect(err, path).toBeInstanceOf(TsboxError);
+        expect(err).toMatchObject({ step: 'config', path, message: expect.stringContaining(`the pool's unified["${file}"]`) });
+      }
+      expect(pool.stats()).toMatchObject({ created: 0, handedOver: 0 });
     });
   });
 

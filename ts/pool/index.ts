@@ -37,6 +37,7 @@ import { keepAlive, type Container } from '../runtime/container.js';
 import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
 import { planFor, processTemplate, type ProcessTemplate } from '../runtime/plan.js';
 import { capture, type CaptureOptions, type RunResult } from '../runtime/run.js';
+import { checkCallLimit, TIGHTER_LIMITS } from './ceiling.js';
 
 /** The options of a pool: a container's (they shape every sandbox), plus its size. */
 export type PoolOptions = Omit<RunOptions, 'detach' | 'name'> & {
@@ -82,8 +83,6 @@ export interface PoolStats {
 
 /** What a call may set for its process (the rest shapes the sandbox, fixed at pool creation). */
 const PROCESS_KEYS = ['env', 'cwd', 'user', 'groupAdd', 'capAdd', 'capDrop', 'noNewPrivileges', 'seccomp', 'ulimits', 'timeout', 'trace'] as const;
-/** Limits a call may lower: written to its sandbox's cgroup before the process starts. */
-const TIGHTER_LIMITS = ['memory', 'pidsLimit', 'cpus'] as const;
 const DEFAULT_SIZE = 4;
 const DEFAULT_MAX = 64;
 /** Tries to hand a process over when sandboxes die under it before it starts. */
@@ -106,7 +105,7 @@ interface Base {
   /**
    * What a call's options make, checked and built once per set of options
    * (a call without any is the common one): the oldest goes beyond
-   * KEPT_PROCESSES. Keyed by the options as JSON (see processKey).
+   * KEPT_PROCESSES. Keyed by the options as JSON (see callOptions).
    */
   processes?: Map<string, CallProcess>;
 }
@@ -337,30 +336,27 @@ export class Pool {
     }
     // An image's entrypoint goes before the call's command; no command is its Cmd.
     const full = base.command ? base.command(command) : command;
-    const cacheKey = processKey(given);
-    const kept = cacheKey === null ? undefined : base.processes?.get(cacheKey);
+    // The options are read once, into plain data: the key describes exactly
+    // what is parsed, whatever getters or toJSON the caller's objects have.
+    const call = callOptions(given);
+    const kept = call === null ? undefined : base.processes?.get(call.key);
     if (kept) return { ...kept, argv: parseCommand(full) };
-    const merged: RunOptions = { ...base.input, ...given, env: { ...base.input.env, ...(given.env as Record<string, string> | undefined) } };
+    const opts = call?.options ?? given;
+    const merged: RunOptions = { ...base.input, ...opts, env: { ...base.input.env, ...(opts.env as Record<string, string> | undefined) } };
     const { command: argv, options: o } = parseRunInput(full, merged);
     const tighter: Record<string, number> = {};
     for (const key of TIGHTER_LIMITS) {
       const v = o[key];
-      if (given[key] === undefined || v === undefined) continue;
-      const ceiling = base.options[key];
-      // pidsLimit -1 is none; memory and cpus are absent when unlimited.
-      const unlimited = (n: number | undefined) => n === undefined || (key === 'pidsLimit' && n === -1);
-      if (!unlimited(ceiling) && (unlimited(v) || v > ceiling!)) {
-        throw configError(key, `${v === -1 ? 'no limit' : String(v)} is looser than the pool's ${String(ceiling)}: a call may only tighten the pool's limits`, 'create a pool with the looser limit');
-      }
-      if (v !== ceiling) tighter[key] = v;
+      if (opts[key] === undefined || v === undefined) continue;
+      if (checkCallLimit(key, v, base.options)) tighter[key] = v;
     }
     const built: CallProcess = { o, tighter: Object.keys(tighter).length > 0 ? tighter : null, template: deepFreeze(processTemplate(o, seccomp)) };
     // A profile file is read again by each call, as run() reads it: it may change.
     const fromFile = typeof o.seccomp === 'string' && o.seccomp !== 'default' && o.seccomp !== 'unconfined';
-    if (cacheKey !== null && !fromFile) {
+    if (call !== null && !fromFile) {
       base.processes ??= new Map();
       if (base.processes.size >= KEPT_PROCESSES) base.processes.delete(base.processes.keys().next().value!);
-      base.processes.set(cacheKey, built);
+      base.processes.set(call.key, built);
     }
     return { ...built, argv };
   }
@@ -517,27 +513,64 @@ export class Pool {
   }
 }
 
+/** What {@link plainCopy} finds no plain JSON value for. */
+const NOT_PLAIN = Symbol('not plain');
+
 /**
- * A call's options as a key of Base.processes: JSON of plain values only.
- * Anything JSON would drop or change (a function, a Map, a Buffer, a
- * BigInt, NaN, -0, an undefined in an array) makes null: such a call is
- * checked and built on its own, so that it can never pass as another
- * call's options.
+ * A call's options as plain data, each value read once, and that data as
+ * JSON: the key of Base.processes. The call is parsed from the copy, not
+ * from `given`, so that two calls with one key were parsed from the same
+ * values: JSON.stringify of `given` itself runs toJSON and getters that
+ * may answer otherwise than zod's reads (a capAdd whose toJSON hid it made
+ * the key of no options). Anything JSON would drop or change (a function,
+ * a Map, a Buffer, a BigInt, NaN, -0, an undefined in an array, an array
+ * with properties of its own) makes null: such a call is checked and
+ * built on its own, so that it can never pass as another call's options.
  */
-export function processKey(given: Record<string, unknown>): string | null {
-  let plain = true;
-  const key = JSON.stringify(given, (_k, v: unknown) => {
-    if (typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint') plain = false;
-    else if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) plain = false;
-    else if (Array.isArray(v)) {
-      if (v.length !== Object.keys(v).length || v.includes(undefined)) plain = false;
-    } else if (typeof v === 'object' && v !== null) {
-      const proto = Object.getPrototypeOf(v) as unknown;
-      if (proto !== Object.prototype && proto !== null) plain = false;
+export function callOptions(given: Record<string, unknown>): { key: string; options: Record<string, unknown> } | null {
+  const options = plainCopy(given);
+  if (options === NOT_PLAIN) return null;
+  return { key: JSON.stringify(options), options: options as Record<string, unknown> };
+}
+
+/** `v` as new plain JSON data (an undefined property left out), or NOT_PLAIN. */
+function plainCopy(v: unknown): unknown {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+    case 'undefined':
+      return v;
+    case 'number':
+      return Number.isFinite(v) && !Object.is(v, -0) ? v : NOT_PLAIN;
+    case 'object':
+      if (v === null) return v;
+      break;
+    default:
+      return NOT_PLAIN;
+  }
+  if (Array.isArray(v)) {
+    const n = v.length;
+    // Holes, or properties beyond the elements (toJSON among them).
+    if (Object.keys(v).length !== n) return NOT_PLAIN;
+    const out: unknown[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const c = plainCopy(v[i]);
+      if (c === NOT_PLAIN || c === undefined) return NOT_PLAIN;
+      out[i] = c;
     }
-    return plain ? v : null;
-  });
-  return plain ? key : null;
+    return out;
+  }
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) return NOT_PLAIN;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) {
+    // Assigned, it would set the copy's prototype instead.
+    if (k === '__proto__') return NOT_PLAIN;
+    const c = plainCopy((v as Record<string, unknown>)[k]);
+    if (c === NOT_PLAIN) return NOT_PLAIN;
+    if (c !== undefined) out[k] = c;
+  }
+  return out;
 }
 
 /** `value`, and everything it holds, frozen. */
