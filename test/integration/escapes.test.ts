@@ -3,7 +3,7 @@
  * named after the item it closes, and fails on the code before its fix.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -518,5 +518,53 @@ describe('review 31, item 2: a device node outside /dev never opens', () => {
     const r = await cli(['run', '--userns', 'host', '--pull', 'never', 'devnode:1', 'sh', '-c', 'echo x > /full; echo x > /dev/full'], { env });
     expect(r.stderr).toContain("can't create /full: Permission denied");
     expect(r.stderr).toContain('write error: No space left on device');
+  });
+});
+
+/** The host inode's change time, in nanoseconds: a chmod or chown to the same value still sets it. */
+const ctimeNs = (path: string) => statSync(path, { bigint: true }).ctimeNs;
+
+describe("mounts review, item 1: container root never changes the host's device nodes", () => {
+  // Only operations that leave the host as it was even if they succeed: a
+  // chmod to the mode the node has, a chown to the owner it has (host root's
+  // under --userns host only: in a user namespace container root is another
+  // host id). /proc/kcore is masked with the host's /dev/null.
+  const mode = (path: string) => (statSync(path).mode & 0o7777).toString(8);
+  for (const userns of ['host', 'private'] as const) {
+    it(`--userns ${userns}: chmod and chown of /dev's nodes and of a masked file give EROFS; the devices still read and write`, async () => {
+      const kcore = readdirSync('/proc').includes('kcore');
+      const script = [
+        `chmod ${mode('/dev/full')} /dev/full`,
+        ...(userns === 'host' ? ['chown 0:0 /dev/null'] : []),
+        ...(kcore ? [`chmod ${mode('/dev/null')} /proc/kcore`] : []),
+        'echo x > /dev/full',
+        'echo x > /dev/null && echo null ok',
+        'head -c 4 /dev/zero | wc -c',
+      ].join('; ');
+      const before = [ctimeNs('/dev/full'), ctimeNs('/dev/null')];
+      const r = await cli(['run', '--userns', userns, '--rootfs', rootfs, '--', 'sh', '-c', script]);
+      expect(r.stderr).toMatch(/chmod: \/dev\/full: Read-only file system/);
+      if (userns === 'host') expect(r.stderr).toMatch(/chown: \/dev\/null: Read-only file system/);
+      if (kcore) expect(r.stderr).toMatch(/chmod: \/proc\/kcore: Read-only file system/);
+      expect(r.stderr).toContain('write error: No space left on device');
+      expect(r.stdout).toBe('null ok\n4\n');
+      expect([ctimeNs('/dev/full'), ctimeNs('/dev/null')]).toEqual(before);
+    });
+  }
+
+  it("a device volume owned by container root (a user namespace): chmod and chown give EROFS, and it still opens read-write", async () => {
+    const dir = await fs.mkdtemp(join(scratch, 'devvol-'));
+    await fs.chmod(dir, 0o755);
+    const node = join(dir, 'full');
+    execFileSync('mknod', ['-m', '640', node, 'c', '1', '7']);
+    await fs.chown(node, 1_700_000, 1_700_000);
+    const before = ctimeNs(node);
+    const maps = ['--uidmap', '0:1700000:1000', '--gidmap', '0:1700000:1000'];
+    const r = await cli(['run', ...maps, '--rootfs', rootfs, '-v', `${node}:/dev/xfull`, '--', 'sh', '-c', 'stat -c %u:%a /dev/xfull; chmod 640 /dev/xfull; chown 0:0 /dev/xfull; echo x > /dev/xfull; head -c 4 /dev/xfull | wc -c']);
+    expect(r.stdout).toBe('0:640\n4\n');
+    expect(r.stderr).toMatch(/chmod: \/dev\/xfull: Read-only file system/);
+    expect(r.stderr).toMatch(/chown: \/dev\/xfull: Read-only file system/);
+    expect(r.stderr).toContain('write error: No space left on device');
+    expect(ctimeNs(node)).toBe(before);
   });
 });

@@ -117,6 +117,8 @@ describe('buildPlan without a rootfs: the host root, read-only', () => {
       expect(b.noexec).toBe(true);
       // A device bind must not be nodev, or the device would not work.
       expect(b.nodev ?? false).toBe(false);
+      // Read-only: the node is the host's inode, which chmod and chown must not reach.
+      expect(b.readonly).toBe(true);
     }
   });
 

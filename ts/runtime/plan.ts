@@ -30,7 +30,13 @@ export type MountFlags = Pick<Mount, 'readonly' | 'nosuid' | 'nodev' | 'noexec' 
 
 const fs = (target: string, fstype: string, data: string | null, flags: MountFlags): PlanMount => ({ target, type: 'fs', fstype, data, ...flags });
 
-/** The devices a container sees: the OCI default set, bound from the host's /dev. */
+/**
+ * The devices a container sees: the OCI default set, bound from the host's
+ * /dev read-only. Each is the host's own inode, which container root may own
+ * (always with --userns host): on a read-only bind chmod and chown give EROFS,
+ * while the device still opens for writing (the helper makes every bind of a
+ * device read-only too: crates/tsbox-init/src/child/mounts.rs, DEVICE_BIND).
+ */
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
 
 /** /proc, /sys and a minimal /dev, as runc and Docker give them. */
@@ -39,7 +45,7 @@ export function systemMounts(shmSize: number = 64 * 1024 * 1024): PlanMount[] {
     fs('/proc', 'proc', null, { nosuid: true, nodev: true, noexec: true }),
     fs('/sys', 'sysfs', null, { readonly: true, nosuid: true, nodev: true, noexec: true }),
     fs('/dev', 'tmpfs', 'mode=755,size=65536k', { nosuid: true }),
-    ...DEVICES.map((d): PlanMount => ({ target: `/dev/${d}`, type: 'bind', source: `/dev/${d}`, recursive: false, nosuid: true, noexec: true })),
+    ...DEVICES.map((d): PlanMount => ({ target: `/dev/${d}`, type: 'bind', source: `/dev/${d}`, recursive: false, readonly: true, nosuid: true, noexec: true })),
     fs('/dev/pts', 'devpts', 'newinstance,ptmxmode=0666,mode=0620', { nosuid: true, noexec: true }),
     { target: '/dev/ptmx', type: 'symlink', link: 'pts/ptmx' },
     fs('/dev/shm', 'tmpfs', `mode=1777,size=${shmSize}`, { nosuid: true, nodev: true, noexec: true }),

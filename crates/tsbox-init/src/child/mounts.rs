@@ -518,10 +518,11 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             ..
         } => {
             let src = source.expect("bind mounts have their source opened up front");
-            let is_dir = fstat(src.fd())
-                .map(|st| is_dir_mode(st.st_mode))
+            // The object bound, as its descriptor has it (never the path again).
+            let mode = fstat(src.fd())
+                .map(|st| st.st_mode)
                 .step_path(Step::OpenSource, src_path, || "stat the mount source".into())?;
-            let at = if is_dir {
+            let at = if is_dir_mode(mode) {
                 mkdir_all(root, target, 0o755)?
             } else {
                 touch(root, target)?
@@ -531,10 +532,19 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             // The bind takes the source mount's flags; ours (and the atime
             // mode) are added on top in one call, through the new mount (the
             // old descriptor names what is under it).
-            if !attrs(m).is_empty() {
+            let mut a = attrs(m);
+            if is_device_mode(mode) {
+                a.set |= DEVICE_BIND;
+            }
+            if !a.is_empty() {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), attrs(m), *recursive)
-                    .step_path(Step::Mount, target, || format!("make the bind of {src_path} {}", describe_flags(m)))?;
+                set_attrs(bound.as_raw_fd(), a, *recursive).step_path(Step::Mount, target, || {
+                    format!(
+                        "make the bind of {src_path} {}{}",
+                        describe_flags(m),
+                        if is_device_mode(mode) { " (a device: ro)" } else { "" }
+                    )
+                })?;
             }
         }
         MountKind::File { contents, mode } => {
@@ -582,6 +592,10 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
                 Source::Path(devnull.try_clone().step(Step::Mount, || "duplicate /dev/null".into())?)
                     .attach(at.as_raw_fd(), false)
                     .step_path(Step::Mount, target, || "mask the file with /dev/null".into())?;
+                // The host's /dev/null: `chmod 0 /proc/kcore` must not reach it.
+                let bound = resolve(root, target, OFlag::O_PATH)?;
+                set_attrs(bound.as_raw_fd(), Attrs::flags(DEVICE_BIND), false)
+                    .step_path(Step::Mount, target, || "make the /dev/null over the masked file read-only".into())?;
             }
         }
         MountKind::ReadonlyPath => {
@@ -628,6 +642,24 @@ fn is_mount_root(fd: RawFd) -> bool {
 fn is_dir_mode(mode: libc::mode_t) -> bool {
     SFlag::from_bits_truncate(mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
+
+/// A character or block device (a fifo or socket is not one).
+fn is_device_mode(mode: libc::mode_t) -> bool {
+    let kind = SFlag::from_bits_truncate(mode) & SFlag::S_IFMT;
+    kind == SFlag::S_IFCHR || kind == SFlag::S_IFBLK
+}
+
+/// What every bind of a host device node gets (/dev's defaults, a device
+/// volume, a linux.devices node bound from the host, the /dev/null over
+/// masked files): read-only. The node is the host's own inode, and
+/// container root with CAP_CHOWN or CAP_FOWNER over it (always with
+/// --userns host; in a user namespace, when the host's node is owned by the
+/// container's root id) could otherwise chmod or chown it for the host:
+/// on a read-only mount notify_change gives EROFS. Reading and writing the
+/// device are unaffected: open takes write access to the mount only for
+/// what is not a special file (do_dentry_open, `!special_file()`), and
+/// may_open's EROFS is for regular files, directories and links.
+const DEVICE_BIND: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
 
 fn describe_flags(m: &Mount) -> String {
     describe(m)
@@ -866,6 +898,9 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
     }
     let staged = format!("{DEVICES}/{index}");
     let perm = Mode::from_bits_truncate(mode & 0o7777);
+    // The host's own node, bound, gets [`DEVICE_BIND`]; one made here is
+    // the container's, on its devices tmpfs.
+    let mut host_node = false;
     let source = match nix::sys::stat::mknod(staged.as_str(), kind, perm, rdev) {
         Ok(()) => {
             // Exactly the mode asked for, whatever the umask; then the owner.
@@ -900,6 +935,7 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
                     .detail("mknod is refused in a user namespace, and the host's file at this path is another device")
                     .hint("in a user namespace a device can only be the host's, at the same path"));
             }
+            host_node = true;
             host
         }
         Err(e) => {
@@ -912,6 +948,11 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
     Source::Path(source)
         .attach(at.as_raw_fd(), false)
         .step_path(Step::Device, target, || "bind the device on its path".into())?;
+    if host_node {
+        let bound = resolve(root, target, OFlag::O_PATH)?;
+        set_attrs(bound.as_raw_fd(), Attrs::flags(DEVICE_BIND), false)
+            .step_path(Step::Device, target, || "make the bind of the host's device read-only".into())?;
+    }
     Ok(())
 }
 
@@ -1304,6 +1345,23 @@ mod tests {
         }
         // No atime mode asked for: none given, the mount's own is kept.
         assert_eq!(remount_flags(Attrs::flags(0)), MsFlags::empty());
+    }
+
+    #[test]
+    fn character_and_block_nodes_are_devices_and_their_binds_read_only() {
+        for (kind, device) in [
+            (libc::S_IFCHR, true),
+            (libc::S_IFBLK, true),
+            (libc::S_IFIFO, false),
+            (libc::S_IFSOCK, false),
+            (libc::S_IFREG, false),
+            (libc::S_IFDIR, false),
+        ] {
+            assert_eq!(is_device_mode(kind | 0o666), device, "{kind:o}");
+        }
+        assert_ne!(DEVICE_BIND & sys::MOUNT_ATTR_RDONLY, 0);
+        // Never nodev: the device must still open.
+        assert_eq!(DEVICE_BIND & sys::MOUNT_ATTR_NODEV, 0);
     }
 
     #[test]
