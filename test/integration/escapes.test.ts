@@ -568,3 +568,31 @@ describe("mounts review, item 1: container root never changes the host's device 
     expect(ctimeNs(node)).toBe(before);
   });
 });
+
+describe("mounts review, item 2: no mount replaces the container's root", () => {
+  it('a volume on //, /. or /a/.. is refused before anything starts, naming --volume and the value', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'rootvol-'));
+    for (const t of ['//', '/.', '/a/..']) {
+      const r = await cli(['run', '--rootfs', rootfs, '-v', `${vol}:${t}`, '--', 'true']);
+      expect(r.code, `${t}: ${r.stderr}`).toBe(125);
+      expect(r.stderr).toBe(`tsbox: config(--volume ${vol}:${t}): the container path cannot be / itself (nor //, /. or /a/.., which are /): a mount there would replace the whole root\n`);
+    }
+  });
+
+  it("a volume on a path the rootfs links to / (data -> /, data -> ..) is refused by the helper, naming it", async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'rootvol-'));
+    for (const link of ['/', '..']) {
+      const dir = await copyRootfs(`rootlink-${link === '/' ? 'slash' : 'dots'}`);
+      await fs.symlink(link, join(dir, 'data'));
+      for (const userns of ['private', 'host']) {
+        const r = await cli(['run', '--userns', userns, '--rootfs', dir, '-v', `${vol}:/data`, '--', 'ls', '/bin/sh']);
+        expect(r.code, `${link} ${userns}: ${r.stdout}${r.stderr}`).toBe(125);
+        expect(r.stderr).toMatch(/^tsbox: mount\(\/data\): EINVAL — \/data is the container's root once resolved inside the rootfs/);
+      }
+      // A tmpfs there too.
+      const t = await cli(['run', '--rootfs', dir, '--tmpfs', '/data', '--', 'ls', '/bin/sh']);
+      expect(t.code, t.stderr).toBe(125);
+      expect(t.stderr).toMatch(/^tsbox: mount\(\/data\): EINVAL/);
+    }
+  });
+});

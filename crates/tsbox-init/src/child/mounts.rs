@@ -496,7 +496,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             }
         }
         MountKind::Fs { fstype, data, source } => {
-            let at = mkdir_all(root, target, 0o755)?;
+            let at = below_root(root, mkdir_all(root, target, 0o755)?, target)?;
             mount(
                 Some(source.as_deref().unwrap_or(fstype)),
                 fd_path(at.as_raw_fd()).as_str(),
@@ -527,6 +527,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             } else {
                 touch(root, target)?
             };
+            let at = below_root(root, at, target)?;
             src.attach(at.as_raw_fd(), *recursive)
                 .step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
             // The bind takes the source mount's flags; ours (and the atime
@@ -550,7 +551,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         MountKind::File { contents, mode } => {
             let staged = format!("{FILES}/{index}");
             std::fs::write(&staged, contents).step_path(Step::Mount, &staged, || format!("write the contents of {target}"))?;
-            let at = touch(root, target)?;
+            let at = below_root(root, touch(root, target)?, target)?;
             bind_staged(root, &staged, *mode, OFlag::empty(), at, m, "the generated file")?;
         }
         MountKind::Scratch { mode } => {
@@ -559,7 +560,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let staged = format!("{SCRATCH}/{index}");
             mkdir(staged.as_str(), Mode::from_bits_truncate(0o700))
                 .step_path(Step::Mount, &staged, || format!("create the scratch directory for {target}"))?;
-            let at = mkdir_all(root, target, 0o755)?;
+            let at = below_root(root, mkdir_all(root, target, 0o755)?, target)?;
             bind_staged(root, &staged, *mode, OFlag::O_DIRECTORY, at, m, "a scratch directory")?;
         }
         MountKind::Device {
@@ -576,6 +577,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let Some(at) = resolve_protected(root, target, earlier)? else {
                 return Ok(false);
             };
+            let at = below_root(root, at, target)?;
             let is_dir = fstat(&at)
                 .map(|st| is_dir_mode(st.st_mode))
                 .step_path(Step::Mount, target, || "stat the path to mask".into())?;
@@ -626,6 +628,37 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         }
     }
     Ok(true)
+}
+
+/// `at`, the resolved mount point of `target`, unless it is the container's
+/// root itself. The kernel resolves `/data` to the root when the rootfs (or
+/// an image) has `data -> /`, and a target spelled `//` or `/a/..` is the
+/// root too: a mount there would be stacked on the new root and become the
+/// container's whole root filesystem once it is pivoted into. Compared by
+/// mount and inode, so that a bind of the root elsewhere (`-v /:/host` on
+/// the host's root) is still a place to mount on.
+fn below_root(root: RawFd, at: OwnedFd, target: &str) -> Result<OwnedFd> {
+    let id = |fd: RawFd, what: &str| identity(fd).step_path(Step::Mount, target, || format!("statx {what}"));
+    if id(root, "the new root")? != id(at.as_raw_fd(), "the mount point")? {
+        return Ok(at);
+    }
+    Err(Report::new(Step::Mount, libc::EINVAL)
+        .path(target)
+        .detail(format!(
+            "{target} is the container's root once resolved inside the rootfs (a symlink to / or a .. on the way), and a mount there would replace the whole root"
+        ))
+        .hint("mount on a directory below /, and check what the rootfs (or image) has at that path"))
+}
+
+/// What names a file and the mount it is seen through: the device and
+/// inode, and the mount id where statx gives it (5.8+).
+fn identity(fd: RawFd) -> std::result::Result<(u32, u32, u64, Option<u64>), Errno> {
+    // SAFETY: statx fills the struct we pass; zeroed is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_INO | libc::STATX_MNT_ID;
+    Errno::result(unsafe { libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, mask, &mut stx) })?;
+    let mnt = (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id);
+    Ok((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino, mnt))
 }
 
 /// The path of `fd` is the root of a mount (statx STATX_ATTR_MOUNT_ROOT, 5.8+).
@@ -1362,6 +1395,17 @@ mod tests {
         assert_ne!(DEVICE_BIND & sys::MOUNT_ATTR_RDONLY, 0);
         // Never nodev: the device must still open.
         assert_eq!(DEVICE_BIND & sys::MOUNT_ATTR_NODEV, 0);
+    }
+
+    #[test]
+    fn a_mount_point_that_is_the_root_itself_is_refused_naming_it() {
+        let dir = |p: &str| open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let root = dir("/");
+        // The root however reached (here by `..`), and a directory below it.
+        let r = below_root(root.as_raw_fd(), dir("/etc/.."), "/data").unwrap_err();
+        assert_eq!((r.errno, r.path.as_deref()), (libc::EINVAL, Some("/data")));
+        assert!(r.detail.contains("/data is the container's root once resolved"), "{}", r.detail);
+        assert!(below_root(root.as_raw_fd(), dir("/etc"), "/etc").is_ok());
     }
 
     #[test]
