@@ -5,6 +5,7 @@
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 
 import { describe, expect, inject, it } from 'vitest';
@@ -594,5 +595,52 @@ describe("mounts review, item 2: no mount replaces the container's root", () => 
       expect(t.code, t.stderr).toBe(125);
       expect(t.stderr).toMatch(/^tsbox: mount\(\/data\): EINVAL/);
     }
+  });
+});
+
+describe('mounts review, item 3: whether a volume may open as a device is decided on what is bound', () => {
+  it('a volume whose symlink is swapped from a device to a directory of device nodes after the plan looked at it: the nodes do not open', async () => {
+    const dir = await fs.mkdtemp(join(scratch, 'swap-'));
+    await fs.chmod(dir, 0o755);
+    const nodes = join(dir, 'nodes');
+    await fs.mkdir(nodes, { mode: 0o755 });
+    execFileSync('mknod', ['-m', '666', join(nodes, 'full'), 'c', '1', '7']);
+    const link = join(dir, 'link');
+    await fs.symlink('/dev/full', link);
+    // The race, made certain: the moment Node has looked at the volume's
+    // path, the link is turned to the directory, before the helper opens it.
+    const nodeFs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+    const statSyncBefore = nodeFs.statSync;
+    let swapped = false;
+    nodeFs.statSync = ((path: Parameters<typeof statSync>[0], ...rest: unknown[]) => {
+      const st = (statSyncBefore as (...a: unknown[]) => unknown)(path, ...rest);
+      if (path === link && !swapped) {
+        swapped = true;
+        nodeFs.unlinkSync(link);
+        nodeFs.symlinkSync(nodes, link);
+      }
+      return st;
+    }) as typeof statSync;
+    syncBuiltinESMExports();
+    let r;
+    try {
+      r = await run(['sh', '-c', 'echo x > /xdev/full; ls /xdev'], { rootfs, volumes: [`${link}:/xdev`] });
+    } finally {
+      nodeFs.statSync = statSyncBefore;
+      syncBuiltinESMExports();
+    }
+    expect(swapped).toBe(true);
+    expect(r.stdout).toBe('full\n');
+    expect(r.stderr).toContain("can't create /xdev/full: Permission denied");
+  });
+
+  it('a volume path that is a symlink to a device is resolved at start and opens, read-only as a mount (as Docker resolves it)', async () => {
+    const dir = await fs.mkdtemp(join(scratch, 'devlink-'));
+    await fs.chmod(dir, 0o755);
+    await fs.symlink('/dev/full', join(dir, 'link'));
+    const r = await run(['sh', '-c', 'echo x > /dev/xfull; grep " /dev/xfull " /proc/self/mountinfo | cut -d" " -f6'], { rootfs, volumes: [`${join(dir, 'link')}:/dev/xfull`] });
+    expect(r.stderr).toContain('write error: No space left on device');
+    expect(r.stdout.trim().split(',')).toEqual(expect.arrayContaining(['ro', 'nosuid', 'noexec']));
+    expect(r.stdout.trim().split(',')).not.toContain('nodev');
   });
 });

@@ -6,7 +6,7 @@
  * first, act second: every mount, id and capability is decided here, in one
  * place, before anything is cloned.
  */
-import { readFileSync, statSync, type Stats } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -273,9 +273,10 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
     return fs(v.target, 'tmpfs', data, { readonly: v.readonly, nosuid: true, nodev: true, noexec: true });
   }
   const source = resolve(v.source);
-  let st: Stats;
   try {
-    st = statSync(source);
+    // Only so that a missing host path is named before anything starts:
+    // what the path is then decides nothing (the helper opens it again).
+    statSync(source);
   } catch (err) {
     throw new TsboxError({
       step: 'volume',
@@ -292,8 +293,10 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
   // device rules, and with --userns host container root is host root. A
   // volume that is itself a device (`-v /dev/kvm:/dev/kvm`, as Docker's
   // --device) is the one device the caller named: that bind is not nodev.
-  const device = st.isCharacterDevice() || st.isBlockDevice();
-  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly, nodev: !device };
+  // Which it is, the helper decides from the descriptor it binds
+  // (devIfDevice): a look at the path here could see a device where a
+  // symlink swapped in before the helper opens it names a directory of them.
+  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly, nodev: true, devIfDevice: true };
 }
 
 /**

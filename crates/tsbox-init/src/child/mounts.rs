@@ -369,11 +369,17 @@ fn describe(m: &Mount) -> String {
         format!(" ({})", flags.join(","))
     };
     match &m.kind {
-        MountKind::Bind { source, recursive, idmap } => format!(
-            "mount: bind{}{} {source} on {}{flags}",
+        MountKind::Bind {
+            source,
+            recursive,
+            idmap,
+            dev_if_device,
+        } => format!(
+            "mount: bind{}{} {source} on {}{flags}{}",
             if *recursive { " (recursive)" } else { "" },
             if *idmap { " (idmapped)" } else { "" },
-            m.target
+            m.target,
+            if *dev_if_device { " [dev if a device]" } else { "" }
         ),
         MountKind::Device {
             node, major, minor, mode, ..
@@ -460,6 +466,21 @@ fn attrs(m: &Mount) -> Attrs {
     }
 }
 
+/// What a bind gets, `mode` being what its source's descriptor is (the
+/// object bound, never the path looked at again): the mount's options;
+/// for a device, [`DEVICE_BIND`] too, and no nodev when the plan leaves
+/// that to it being a device (`dev_if_device`, a volume naming one).
+fn bind_attrs(m: &Mount, mode: libc::mode_t) -> Attrs {
+    let mut a = attrs(m);
+    if is_device_mode(mode) {
+        a.set |= DEVICE_BIND;
+        if matches!(m.kind, MountKind::Bind { dev_if_device: true, .. }) {
+            a.set &= !sys::MOUNT_ATTR_NODEV;
+        }
+    }
+    a
+}
+
 /// The atime mode an OCI mount's options ask for (noatime, strictatime, relatime).
 fn atime_attr(m: &Mount) -> Option<u64> {
     let has = |f: MsFlags| m.flags & f.bits() as u32 != 0;
@@ -533,10 +554,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             // The bind takes the source mount's flags; ours (and the atime
             // mode) are added on top in one call, through the new mount (the
             // old descriptor names what is under it).
-            let mut a = attrs(m);
-            if is_device_mode(mode) {
-                a.set |= DEVICE_BIND;
-            }
+            let a = bind_attrs(m, mode);
             if !a.is_empty() {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
                 set_attrs(bound.as_raw_fd(), a, *recursive).step_path(Step::Mount, target, || {
@@ -1304,6 +1322,7 @@ mod tests {
                 source: "/host".into(),
                 recursive: true,
                 idmap: false,
+                dev_if_device: false,
             },
             readonly,
             nosuid: true,
@@ -1395,6 +1414,34 @@ mod tests {
         assert_ne!(DEVICE_BIND & sys::MOUNT_ATTR_RDONLY, 0);
         // Never nodev: the device must still open.
         assert_eq!(DEVICE_BIND & sys::MOUNT_ATTR_NODEV, 0);
+    }
+
+    #[test]
+    fn a_volume_is_nodev_unless_its_descriptor_is_a_device_and_a_device_bind_is_read_only() {
+        let volume = |dev_if_device: bool| Mount {
+            kind: MountKind::Bind {
+                source: "/host".into(),
+                recursive: true,
+                idmap: false,
+                dev_if_device,
+            },
+            ..bind(false, 0)
+        };
+        let has = |a: Attrs, attr: u64| a.set & attr != 0;
+        let chr = libc::S_IFCHR | 0o666;
+        // A volume whose source opened as a device: opens, read-only.
+        let a = bind_attrs(&volume(true), chr);
+        assert!(!has(a, sys::MOUNT_ATTR_NODEV) && has(a, sys::MOUNT_ATTR_RDONLY));
+        assert!(!has(bind_attrs(&volume(true), libc::S_IFBLK | 0o660), sys::MOUNT_ATTR_NODEV));
+        // Anything else it may have become meanwhile (a directory of nodes, a
+        // fifo, a file) stays nodev, and is not made read-only.
+        for other in [libc::S_IFDIR | 0o755, libc::S_IFIFO | 0o666, libc::S_IFREG | 0o644] {
+            let a = bind_attrs(&volume(true), other);
+            assert!(has(a, sys::MOUNT_ATTR_NODEV) && !has(a, sys::MOUNT_ATTR_RDONLY), "{other:o}");
+        }
+        // A bind that does not leave it to the device (an OCI bind with nodev) keeps nodev.
+        let a = bind_attrs(&volume(false), chr);
+        assert!(has(a, sys::MOUNT_ATTR_NODEV) && has(a, sys::MOUNT_ATTR_RDONLY));
     }
 
     #[test]
