@@ -377,7 +377,10 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
   // A sysfs shows the network namespace of whoever mounts it, and the kernel
   // lets a user namespace mount one only over a network namespace it owns:
   // a container that shares one (host, ns:PATH, container:NAME) gets the
-  // host's /sys bound read-only instead, as runc does.
+  // host's /sys bound read-only instead, as runc does. With --userns host
+  // a fresh one is tried (it has no submounts to show: debugfs, tracefs),
+  // and where the kernel refuses it (the host's root, which has the host's
+  // sysfs at /sys already: EBUSY) the helper binds the host's /sys itself.
   if (o.network.mode !== 'none' && o.network.mode !== 'bridge' && o.userns === 'private') {
     const at = mounts.findIndex((m) => m.target === '/sys');
     mounts[at] = { target: '/sys', type: 'bind', source: '/sys', recursive: true, readonly: true, nosuid: true, nodev: true, noexec: true };

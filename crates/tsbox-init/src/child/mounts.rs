@@ -280,13 +280,20 @@ pub fn build_root(
     drop(rootsrc);
 
     let root = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
+    let own_netns = plan.namespaces.contains(&tsbox_core::Namespace::Net) && !plan.join.iter().any(|j| j.ns == tsbox_core::Namespace::Net);
     for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
         if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
             enter_cgroup()?;
         }
-        match apply(root.as_raw_fd(), i, m, source, &devnull, &plan.mounts[..i]) {
-            Ok(true) => trace!(tr, "{}", describe(m)),
-            Ok(false) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
+        match apply(root.as_raw_fd(), i, m, source, &devnull, &plan.mounts[..i], own_netns) {
+            Ok(Applied::Done) => trace!(tr, "{}", describe(m)),
+            Ok(Applied::Missing) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
+            Ok(Applied::HostSys(e)) => trace!(
+                tr,
+                "{} — refused ({}) with no network namespace of its own: the host's /sys bound instead, recursively and read-only",
+                describe(m),
+                tsbox_core::errno_name(e as i32)
+            ),
             Err(r) if m.optional && matches!(r.errno, libc::EROFS | libc::EACCES | libc::EPERM) => {
                 trace!(
                     tr,
@@ -495,10 +502,27 @@ fn atime_attr(m: &Mount) -> Option<u64> {
     }
 }
 
-/// Applies one mount operation; `Ok(false)` when it was skipped (a mask or a
-/// read-only path that does not exist). `earlier` are the plan's mounts
-/// before this one.
-fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: &OwnedFd, earlier: &[Mount]) -> Result<bool> {
+/// What [`apply`] did.
+enum Applied {
+    Done,
+    /// Skipped: a mask or a read-only path that does not exist.
+    Missing,
+    /// A sysfs the kernel refused (this errno): the host's /sys is bound.
+    HostSys(Errno),
+}
+
+/// Applies one mount operation. `earlier` are the plan's mounts before
+/// this one; `own_netns`, whether the container has a network namespace
+/// of its own (made for it, not joined).
+fn apply(
+    root: RawFd,
+    index: usize,
+    m: &Mount,
+    source: Option<Source>,
+    devnull: &OwnedFd,
+    earlier: &[Mount],
+    own_netns: bool,
+) -> Result<Applied> {
     let target = m.target.as_str();
     match &m.kind {
         MountKind::Dir { mode } => {
@@ -518,14 +542,28 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         }
         MountKind::Fs { fstype, data, source } => {
             let at = below_root(root, mkdir_all(root, target, 0o755)?, target)?;
-            mount(
+            match mount(
                 Some(source.as_deref().unwrap_or(fstype)),
                 fd_path(at.as_raw_fd()).as_str(),
                 Some(fstype.as_str()),
                 ms_flags(m),
                 data.as_deref(),
-            )
-            .step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?;
+            ) {
+                // A sysfs shows the network namespace of whoever mounts it.
+                // The kernel lets a user namespace mount one only over a
+                // network namespace it owns (EPERM), and a sysfs of the
+                // host's network namespace is the host's own superblock,
+                // refused where it is mounted already (EBUSY: the host's
+                // root, bound with its /sys, with --userns host --network
+                // host). A container without a network namespace of its
+                // own sees the host's: its /sys is bound instead, as runc
+                // does, read-only; the masks under /sys follow as planned.
+                Err(e @ (Errno::EPERM | Errno::EBUSY)) if fstype == "sysfs" && !own_netns => {
+                    bind_host_sys(root, at, m)?;
+                    return Ok(Applied::HostSys(e));
+                }
+                r => r.step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?,
+            }
             // No mount flag for it before 5.10's MS_NOSYMFOLLOW: the mount's attribute.
             if m.flags & MS_NOSYMFOLLOW != 0 {
                 let mounted = resolve(root, target, OFlag::O_PATH)?;
@@ -593,7 +631,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         }
         MountKind::Mask => {
             let Some(at) = resolve_protected(root, target, earlier)? else {
-                return Ok(false);
+                return Ok(Applied::Missing);
             };
             let at = below_root(root, at, target)?;
             let is_dir = fstat(&at)
@@ -620,7 +658,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         }
         MountKind::ReadonlyPath => {
             let Some(at) = resolve_protected(root, target, earlier)? else {
-                return Ok(false);
+                return Ok(Applied::Missing);
             };
             // A mount of its own (the cgroup tmpfs) is made read-only where it
             // is; any other path is first bound onto itself, so that only it
@@ -645,7 +683,22 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             .step_path(Step::Mount, target, || "make the path read-only".into())?;
         }
     }
-    Ok(true)
+    Ok(Applied::Done)
+}
+
+/// The host's /sys, with every mount under it, bound on `at` (the sysfs
+/// mount `m`'s point) read-only, whatever `m` asked for.
+fn bind_host_sys(root: RawFd, at: OwnedFd, m: &Mount) -> Result<()> {
+    let target = m.target.as_str();
+    let host = open("/sys", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step_path(Step::Mount, "/sys", || "open the host's /sys to bind in place of a sysfs".into())?;
+    Source::Path(host)
+        .attach(at.as_raw_fd(), true)
+        .step_path(Step::Mount, target, || format!("bind the host's /sys on {target}"))?;
+    let bound = resolve(root, target, OFlag::O_PATH)?;
+    let mut a = attrs(m);
+    a.set |= sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    set_attrs(bound.as_raw_fd(), a, true).step_path(Step::Mount, target, || format!("make the host's /sys on {target} read-only"))
 }
 
 /// `at`, the resolved mount point of `target`, unless it is the container's
