@@ -3,8 +3,9 @@
  * named after the item it closes, and fails on the code before its fix.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 
 import { describe, expect, inject, it } from 'vitest';
@@ -518,5 +519,128 @@ describe('review 31, item 2: a device node outside /dev never opens', () => {
     const r = await cli(['run', '--userns', 'host', '--pull', 'never', 'devnode:1', 'sh', '-c', 'echo x > /full; echo x > /dev/full'], { env });
     expect(r.stderr).toContain("can't create /full: Permission denied");
     expect(r.stderr).toContain('write error: No space left on device');
+  });
+});
+
+/** The host inode's change time, in nanoseconds: a chmod or chown to the same value still sets it. */
+const ctimeNs = (path: string) => statSync(path, { bigint: true }).ctimeNs;
+
+describe("mounts review, item 1: container root never changes the host's device nodes", () => {
+  // Only operations that leave the host as it was even if they succeed: a
+  // chmod to the mode the node has, a chown to the owner it has (host root's
+  // under --userns host only: in a user namespace container root is another
+  // host id). /proc/kcore is masked with the host's /dev/null.
+  const mode = (path: string) => (statSync(path).mode & 0o7777).toString(8);
+  for (const userns of ['host', 'private'] as const) {
+    it(`--userns ${userns}: chmod and chown of /dev's nodes and of a masked file give EROFS; the devices still read and write`, async () => {
+      const kcore = readdirSync('/proc').includes('kcore');
+      const script = [
+        `chmod ${mode('/dev/full')} /dev/full`,
+        ...(userns === 'host' ? ['chown 0:0 /dev/null'] : []),
+        ...(kcore ? [`chmod ${mode('/dev/null')} /proc/kcore`] : []),
+        'echo x > /dev/full',
+        'echo x > /dev/null && echo null ok',
+        'head -c 4 /dev/zero | wc -c',
+      ].join('; ');
+      const before = [ctimeNs('/dev/full'), ctimeNs('/dev/null')];
+      const r = await cli(['run', '--userns', userns, '--rootfs', rootfs, '--', 'sh', '-c', script]);
+      expect(r.stderr).toMatch(/chmod: \/dev\/full: Read-only file system/);
+      if (userns === 'host') expect(r.stderr).toMatch(/chown: \/dev\/null: Read-only file system/);
+      if (kcore) expect(r.stderr).toMatch(/chmod: \/proc\/kcore: Read-only file system/);
+      expect(r.stderr).toContain('write error: No space left on device');
+      expect(r.stdout).toBe('null ok\n4\n');
+      expect([ctimeNs('/dev/full'), ctimeNs('/dev/null')]).toEqual(before);
+    });
+  }
+
+  it("a device volume owned by container root (a user namespace): chmod and chown give EROFS, and it still opens read-write", async () => {
+    const dir = await fs.mkdtemp(join(scratch, 'devvol-'));
+    await fs.chmod(dir, 0o755);
+    const node = join(dir, 'full');
+    execFileSync('mknod', ['-m', '640', node, 'c', '1', '7']);
+    await fs.chown(node, 1_700_000, 1_700_000);
+    const before = ctimeNs(node);
+    const maps = ['--uidmap', '0:1700000:1000', '--gidmap', '0:1700000:1000'];
+    const r = await cli(['run', ...maps, '--rootfs', rootfs, '-v', `${node}:/dev/xfull`, '--', 'sh', '-c', 'stat -c %u:%a /dev/xfull; chmod 640 /dev/xfull; chown 0:0 /dev/xfull; echo x > /dev/xfull; head -c 4 /dev/xfull | wc -c']);
+    expect(r.stdout).toBe('0:640\n4\n');
+    expect(r.stderr).toMatch(/chmod: \/dev\/xfull: Read-only file system/);
+    expect(r.stderr).toMatch(/chown: \/dev\/xfull: Read-only file system/);
+    expect(r.stderr).toContain('write error: No space left on device');
+    expect(ctimeNs(node)).toBe(before);
+  });
+});
+
+describe("mounts review, item 2: no mount replaces the container's root", () => {
+  it('a volume on //, /. or /a/.. is refused before anything starts, naming --volume and the value', async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'rootvol-'));
+    for (const t of ['//', '/.', '/a/..']) {
+      const r = await cli(['run', '--rootfs', rootfs, '-v', `${vol}:${t}`, '--', 'true']);
+      expect(r.code, `${t}: ${r.stderr}`).toBe(125);
+      expect(r.stderr).toBe(`tsbox: config(--volume ${vol}:${t}): the container path cannot be / itself (nor //, /. or /a/.., which are /): a mount there would replace the whole root\n`);
+    }
+  });
+
+  it("a volume on a path the rootfs links to / (data -> /, data -> ..) is refused by the helper, naming it", async () => {
+    const vol = await fs.mkdtemp(join(scratch, 'rootvol-'));
+    for (const link of ['/', '..']) {
+      const dir = await copyRootfs(`rootlink-${link === '/' ? 'slash' : 'dots'}`);
+      await fs.symlink(link, join(dir, 'data'));
+      for (const userns of ['private', 'host']) {
+        const r = await cli(['run', '--userns', userns, '--rootfs', dir, '-v', `${vol}:/data`, '--', 'ls', '/bin/sh']);
+        expect(r.code, `${link} ${userns}: ${r.stdout}${r.stderr}`).toBe(125);
+        expect(r.stderr).toMatch(/^tsbox: mount\(\/data\): EINVAL — \/data is the container's root once resolved inside the rootfs/);
+      }
+      // A tmpfs there too.
+      const t = await cli(['run', '--rootfs', dir, '--tmpfs', '/data', '--', 'ls', '/bin/sh']);
+      expect(t.code, t.stderr).toBe(125);
+      expect(t.stderr).toMatch(/^tsbox: mount\(\/data\): EINVAL/);
+    }
+  });
+});
+
+describe('mounts review, item 3: whether a volume may open as a device is decided on what is bound', () => {
+  it('a volume whose symlink is swapped from a device to a directory of device nodes after the plan looked at it: the nodes do not open', async () => {
+    const dir = await fs.mkdtemp(join(scratch, 'swap-'));
+    await fs.chmod(dir, 0o755);
+    const nodes = join(dir, 'nodes');
+    await fs.mkdir(nodes, { mode: 0o755 });
+    execFileSync('mknod', ['-m', '666', join(nodes, 'full'), 'c', '1', '7']);
+    const link = join(dir, 'link');
+    await fs.symlink('/dev/full', link);
+    // The race, made certain: the moment Node has looked at the volume's
+    // path, the link is turned to the directory, before the helper opens it.
+    const nodeFs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+    const statSyncBefore = nodeFs.statSync;
+    let swapped = false;
+    nodeFs.statSync = ((path: Parameters<typeof statSync>[0], ...rest: unknown[]) => {
+      const st = (statSyncBefore as (...a: unknown[]) => unknown)(path, ...rest);
+      if (path === link && !swapped) {
+        swapped = true;
+        nodeFs.unlinkSync(link);
+        nodeFs.symlinkSync(nodes, link);
+      }
+      return st;
+    }) as typeof statSync;
+    syncBuiltinESMExports();
+    let r;
+    try {
+      r = await run(['sh', '-c', 'echo x > /xdev/full; ls /xdev'], { rootfs, volumes: [`${link}:/xdev`] });
+    } finally {
+      nodeFs.statSync = statSyncBefore;
+      syncBuiltinESMExports();
+    }
+    expect(swapped).toBe(true);
+    expect(r.stdout).toBe('full\n');
+    expect(r.stderr).toContain("can't create /xdev/full: Permission denied");
+  });
+
+  it('a volume path that is a symlink to a device is resolved at start and opens, read-only as a mount (as Docker resolves it)', async () => {
+    const dir = await fs.mkdtemp(join(scratch, 'devlink-'));
+    await fs.chmod(dir, 0o755);
+    await fs.symlink('/dev/full', join(dir, 'link'));
+    const r = await run(['sh', '-c', 'echo x > /dev/xfull; grep " /dev/xfull " /proc/self/mountinfo | cut -d" " -f6'], { rootfs, volumes: [`${join(dir, 'link')}:/dev/xfull`] });
+    expect(r.stderr).toContain('write error: No space left on device');
+    expect(r.stdout.trim().split(',')).toEqual(expect.arrayContaining(['ro', 'nosuid', 'noexec']));
+    expect(r.stdout.trim().split(',')).not.toContain('nodev');
   });
 });

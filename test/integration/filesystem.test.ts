@@ -147,6 +147,29 @@ describe('/proc, /sys and /dev', () => {
   });
 });
 
+describe('/sys without a network namespace of its own (mounts review, item 4)', () => {
+  // A fresh sysfs of the host's network namespace is the host's superblock,
+  // which the kernel will not mount again where the host's root (bound as
+  // the container's) has it already: EBUSY. The host's /sys is bound instead.
+  for (const [what, args] of [
+    ['on the host\'s root', []],
+    ['on a rootfs', ['--rootfs', rootfs]],
+  ] as const) {
+    it(`--userns host --network host ${what}: runs, with /sys read-only and its masks over it`, async () => {
+      const r = await run(['--userns', 'host', '--network', 'host', ...args], ['sh', '-c', 'grep " /sys " /proc/self/mountinfo | tail -n 1 | cut -d" " -f6; mkdir /sys/tsbox-x 2>&1; ls -A /sys/firmware | wc -l; ls /sys/class/net | grep -c "^lo$"']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      // The topmost /sys (the host's root has the host's below it).
+      const [options, mkdir, firmware, lo] = r.stdout.trim().split('\n');
+      expect(options!.split(',')).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev', 'noexec']));
+      expect(mkdir).toMatch(/Read-only file system/);
+      expect(firmware).toBe('0');
+      // The host's network devices: it shares the host's network namespace.
+      expect(lo).toBe('1');
+    });
+  }
+});
+
 describe('root modes', () => {
   it('never changes the rootfs directory, however the container writes (default overlay)', async () => {
     const dir = await copyRootfs('overlay-root');

@@ -38,6 +38,17 @@ describe('volumes', () => {
     expect(issue({ volumes: [':/b'] })!.message).toMatch(/empty host path/);
     expect(issue({ volumes: ['/a:/'] })!.message).toMatch(/cannot be \/ itself/);
   });
+
+  it('refuses / however it is written, in every form, naming the option and the value', () => {
+    for (const t of ['//', '/.', '/./', '/a/..', '/../', '/a/./b/../..//']) {
+      expect(issue({ volumes: [`/a:${t}`] }), t).toEqual({ path: 'volumes[0]', message: `"/a:${t}": the container path cannot be / itself (nor //, /. or /a/.., which are /): a mount there would replace the whole root` });
+      expect(issue({ volumes: [{ source: '/a', target: t }] }), t).toMatchObject({ path: 'volumes[0].target', message: expect.stringMatching(/cannot be \/ itself/) });
+      expect(issue({ tmpfs: [`${t}:size=1m`] })!.message, t).toMatch(new RegExp(`^"${t.replace(/[.]/g, '\\.')}:size=1m": the container path cannot be / itself`));
+      expect(issue({ mounts: [`type=bind,src=/a,dst=${t}`] })!.message, t).toMatch(/cannot be \/ itself/);
+    }
+    // A path below / that only looks odd is still a path below /.
+    expect(opts({ volumes: ['/a://b/./c/'] }).volumes[0]).toMatchObject({ target: '//b/./c/' });
+  });
 });
 
 describe('tmpfs and --mount', () => {

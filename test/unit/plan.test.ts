@@ -1,6 +1,6 @@
 // buildPlan (ts/runtime/plan.ts): the sandbox and process plans decided before anything is
 // cloned. Nothing here starts a container or loads the native addon.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
@@ -117,6 +117,8 @@ describe('buildPlan without a rootfs: the host root, read-only', () => {
       expect(b.noexec).toBe(true);
       // A device bind must not be nodev, or the device would not work.
       expect(b.nodev ?? false).toBe(false);
+      // Read-only: the node is the host's inode, which chmod and chown must not reach.
+      expect(b.readonly).toBe(true);
     }
   });
 
@@ -194,6 +196,19 @@ describe('buildPlan with a rootfs directory', () => {
     const p = plan({ rootfs: dir, volumes: [`${dir}:/v`, `${dir}:/r:ro`], mounts: [`type=bind,source=${dir},target=/m`] });
     const vols = p.mounts.filter((m) => m.type === 'bind' && m.source === dir);
     expect(vols.map((m) => [m.target, m.nodev])).toEqual([['/v', true], ['/r', true], ['/m', true]]);
+  });
+
+  it('leaves whether a volume is a device to the helper, which looks at the descriptor it binds (mounts review, item 3)', () => {
+    // The plan is the same whatever the path is when it is built: a
+    // symlink swapped before the helper opens it cannot choose the answer.
+    const link = join(dir, 'link');
+    const planned = () => plan({ rootfs: dir, volumes: [`${link}:/dev/xfull`] }).mounts.find((m) => m.target === '/dev/xfull');
+    symlinkSync('/dev/full', link);
+    const toDevice = planned();
+    rmSync(link);
+    symlinkSync(dir, link);
+    expect(planned()).toEqual(toDevice);
+    expect(toDevice).toMatchObject({ type: 'bind', source: link, nodev: true, devIfDevice: true });
   });
 
   it('resolves a relative rootfs to an absolute path', () => {

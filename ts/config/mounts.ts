@@ -3,6 +3,8 @@
  * Strings are parsed inside the schema (as zod transforms), so a bad one is
  * reported with its JSON path, e.g. `volumes[1]: unknown option "rox"`.
  */
+import { posix } from 'node:path';
+
 import * as z from 'zod/mini';
 
 import { sizeInBytes } from '../cgroups/limits.js';
@@ -44,7 +46,11 @@ const target = once(() =>
     z.minLength(1),
     z.refine((p) => p.startsWith('/'), { message: 'the container path must be absolute (start with /)' }),
     z.refine((p) => !p.includes('\0'), { message: 'must not contain a NUL byte' }),
-    z.refine((p) => p !== '/', { message: 'the container path cannot be / itself' }),
+    // However it is written (`//`, `/.`, `/a/..`): a mount there would
+    // replace the container's whole root. The helper also refuses a target
+    // that resolves to the root inside the rootfs (a symlink to /), which
+    // no spelling shows.
+    z.refine((p) => posix.normalize(p) !== '/', { message: 'the container path cannot be / itself (nor //, /. or /a/.., which are /): a mount there would replace the whole root' }),
   ),
 );
 

@@ -209,7 +209,16 @@ propagation?: MountPropagation, } & ({ "type": "bind", source: string, recursive
 /**
  * Shift the source's ids into the container's range (idmapped mount).
  */
-idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, 
+idmap?: boolean, 
+/**
+ * Not nodev after all when what the source opened as is itself a
+ * character or block device: a volume naming a device (`-v
+ * /dev/kvm:/dev/kvm`, as Docker's --device) opens, the nodes in a
+ * directory volume do not. Decided by the helper on the descriptor
+ * it binds, never on an earlier look at the path (a symlink swapped
+ * in between would choose what is bound without nodev).
+ */
+devIfDevice?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, 
 /**
  * mount(2)'s source, shown in mountinfo (an OCI mount's `source`,
  * such as `shm`); the fstype when absent.
@@ -220,7 +229,16 @@ export type MountKind = { "type": "bind", source: string, recursive: boolean,
 /**
  * Shift the source's ids into the container's range (idmapped mount).
  */
-idmap?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, 
+idmap?: boolean, 
+/**
+ * Not nodev after all when what the source opened as is itself a
+ * character or block device: a volume naming a device (`-v
+ * /dev/kvm:/dev/kvm`, as Docker's --device) opens, the nodes in a
+ * directory volume do not. Decided by the helper on the descriptor
+ * it binds, never on an earlier look at the path (a symlink swapped
+ * in between would choose what is bound without nodev).
+ */
+devIfDevice?: boolean, } | { "type": "file", contents: string, mode: number, } | { "type": "mask" } | { "type": "readonlyPath" } | { "type": "fs", fstype: string, data: string | null, 
 /**
  * mount(2)'s source, shown in mountinfo (an OCI mount's `source`,
  * such as `shm`); the fstype when absent.

@@ -6,7 +6,7 @@
  * first, act second: every mount, id and capability is decided here, in one
  * place, before anything is cloned.
  */
-import { readFileSync, statSync, type Stats } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -30,7 +30,13 @@ export type MountFlags = Pick<Mount, 'readonly' | 'nosuid' | 'nodev' | 'noexec' 
 
 const fs = (target: string, fstype: string, data: string | null, flags: MountFlags): PlanMount => ({ target, type: 'fs', fstype, data, ...flags });
 
-/** The devices a container sees: the OCI default set, bound from the host's /dev. */
+/**
+ * The devices a container sees: the OCI default set, bound from the host's
+ * /dev read-only. Each is the host's own inode, which container root may own
+ * (always with --userns host): on a read-only bind chmod and chown give EROFS,
+ * while the device still opens for writing (the helper makes every bind of a
+ * device read-only too: crates/tsbox-init/src/child/mounts.rs, DEVICE_BIND).
+ */
 export const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'] as const;
 
 /** /proc, /sys and a minimal /dev, as runc and Docker give them. */
@@ -39,7 +45,7 @@ export function systemMounts(shmSize: number = 64 * 1024 * 1024): PlanMount[] {
     fs('/proc', 'proc', null, { nosuid: true, nodev: true, noexec: true }),
     fs('/sys', 'sysfs', null, { readonly: true, nosuid: true, nodev: true, noexec: true }),
     fs('/dev', 'tmpfs', 'mode=755,size=65536k', { nosuid: true }),
-    ...DEVICES.map((d): PlanMount => ({ target: `/dev/${d}`, type: 'bind', source: `/dev/${d}`, recursive: false, nosuid: true, noexec: true })),
+    ...DEVICES.map((d): PlanMount => ({ target: `/dev/${d}`, type: 'bind', source: `/dev/${d}`, recursive: false, readonly: true, nosuid: true, noexec: true })),
     fs('/dev/pts', 'devpts', 'newinstance,ptmxmode=0666,mode=0620', { nosuid: true, noexec: true }),
     { target: '/dev/ptmx', type: 'symlink', link: 'pts/ptmx' },
     fs('/dev/shm', 'tmpfs', `mode=1777,size=${shmSize}`, { nosuid: true, nodev: true, noexec: true }),
@@ -267,9 +273,10 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
     return fs(v.target, 'tmpfs', data, { readonly: v.readonly, nosuid: true, nodev: true, noexec: true });
   }
   const source = resolve(v.source);
-  let st: Stats;
   try {
-    st = statSync(source);
+    // Only so that a missing host path is named before anything starts:
+    // what the path is then decides nothing (the helper opens it again).
+    statSync(source);
   } catch (err) {
     throw new TsboxError({
       step: 'volume',
@@ -286,8 +293,10 @@ function volumeMount(v: Volume, idmap: boolean): PlanMount {
   // device rules, and with --userns host container root is host root. A
   // volume that is itself a device (`-v /dev/kvm:/dev/kvm`, as Docker's
   // --device) is the one device the caller named: that bind is not nodev.
-  const device = st.isCharacterDevice() || st.isBlockDevice();
-  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly, nodev: !device };
+  // Which it is, the helper decides from the descriptor it binds
+  // (devIfDevice): a look at the path here could see a device where a
+  // symlink swapped in before the helper opens it names a directory of them.
+  return { target: v.target, type: 'bind', source, recursive: true, idmap: v.idmap, readonly: v.readonly, nodev: true, devIfDevice: true };
 }
 
 /**
@@ -368,7 +377,10 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
   // A sysfs shows the network namespace of whoever mounts it, and the kernel
   // lets a user namespace mount one only over a network namespace it owns:
   // a container that shares one (host, ns:PATH, container:NAME) gets the
-  // host's /sys bound read-only instead, as runc does.
+  // host's /sys bound read-only instead, as runc does. With --userns host
+  // a fresh one is tried (it has no submounts to show: debugfs, tracefs),
+  // and where the kernel refuses it (the host's root, which has the host's
+  // sysfs at /sys already: EBUSY) the helper binds the host's /sys itself.
   if (o.network.mode !== 'none' && o.network.mode !== 'bridge' && o.userns === 'private') {
     const at = mounts.findIndex((m) => m.target === '/sys');
     mounts[at] = { target: '/sys', type: 'bind', source: '/sys', recursive: true, readonly: true, nosuid: true, nodev: true, noexec: true };

@@ -545,6 +545,15 @@ pub enum MountKind {
         #[serde(default)]
         #[cfg_attr(test, ts(optional, type = "boolean"))]
         idmap: bool,
+        /// Not nodev after all when what the source opened as is itself a
+        /// character or block device: a volume naming a device (`-v
+        /// /dev/kvm:/dev/kvm`, as Docker's --device) opens, the nodes in a
+        /// directory volume do not. Decided by the helper on the descriptor
+        /// it binds, never on an earlier look at the path (a symlink swapped
+        /// in between would choose what is bound without nodev).
+        #[serde(default, rename = "devIfDevice")]
+        #[cfg_attr(test, ts(optional, type = "boolean"))]
+        dev_if_device: bool,
     },
     /// A file with these contents, private to the container (on its staging
     /// tmpfs), bound onto the target: /etc/hostname, /etc/hosts, ...
@@ -674,6 +683,7 @@ mod tests {
                         source: "/dev/null".into(),
                         recursive: false,
                         idmap: false,
+                        dev_if_device: false,
                     },
                     readonly: false,
                     nosuid: true,

@@ -280,13 +280,20 @@ pub fn build_root(
     drop(rootsrc);
 
     let root = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
+    let own_netns = plan.namespaces.contains(&tsbox_core::Namespace::Net) && !plan.join.iter().any(|j| j.ns == tsbox_core::Namespace::Net);
     for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
         if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
             enter_cgroup()?;
         }
-        match apply(root.as_raw_fd(), i, m, source, &devnull, &plan.mounts[..i]) {
-            Ok(true) => trace!(tr, "{}", describe(m)),
-            Ok(false) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
+        match apply(root.as_raw_fd(), i, m, source, &devnull, &plan.mounts[..i], own_netns) {
+            Ok(Applied::Done) => trace!(tr, "{}", describe(m)),
+            Ok(Applied::Missing) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
+            Ok(Applied::HostSys(e)) => trace!(
+                tr,
+                "{} — refused ({}) with no network namespace of its own: the host's /sys bound instead, recursively and read-only",
+                describe(m),
+                tsbox_core::errno_name(e as i32)
+            ),
             Err(r) if m.optional && matches!(r.errno, libc::EROFS | libc::EACCES | libc::EPERM) => {
                 trace!(
                     tr,
@@ -369,11 +376,17 @@ fn describe(m: &Mount) -> String {
         format!(" ({})", flags.join(","))
     };
     match &m.kind {
-        MountKind::Bind { source, recursive, idmap } => format!(
-            "mount: bind{}{} {source} on {}{flags}",
+        MountKind::Bind {
+            source,
+            recursive,
+            idmap,
+            dev_if_device,
+        } => format!(
+            "mount: bind{}{} {source} on {}{flags}{}",
             if *recursive { " (recursive)" } else { "" },
             if *idmap { " (idmapped)" } else { "" },
-            m.target
+            m.target,
+            if *dev_if_device { " [dev if a device]" } else { "" }
         ),
         MountKind::Device {
             node, major, minor, mode, ..
@@ -460,6 +473,21 @@ fn attrs(m: &Mount) -> Attrs {
     }
 }
 
+/// What a bind gets, `mode` being what its source's descriptor is (the
+/// object bound, never the path looked at again): the mount's options;
+/// for a device, [`DEVICE_BIND`] too, and no nodev when the plan leaves
+/// that to it being a device (`dev_if_device`, a volume naming one).
+fn bind_attrs(m: &Mount, mode: libc::mode_t) -> Attrs {
+    let mut a = attrs(m);
+    if is_device_mode(mode) {
+        a.set |= DEVICE_BIND;
+        if matches!(m.kind, MountKind::Bind { dev_if_device: true, .. }) {
+            a.set &= !sys::MOUNT_ATTR_NODEV;
+        }
+    }
+    a
+}
+
 /// The atime mode an OCI mount's options ask for (noatime, strictatime, relatime).
 fn atime_attr(m: &Mount) -> Option<u64> {
     let has = |f: MsFlags| m.flags & f.bits() as u32 != 0;
@@ -474,10 +502,27 @@ fn atime_attr(m: &Mount) -> Option<u64> {
     }
 }
 
-/// Applies one mount operation; `Ok(false)` when it was skipped (a mask or a
-/// read-only path that does not exist). `earlier` are the plan's mounts
-/// before this one.
-fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: &OwnedFd, earlier: &[Mount]) -> Result<bool> {
+/// What [`apply`] did.
+enum Applied {
+    Done,
+    /// Skipped: a mask or a read-only path that does not exist.
+    Missing,
+    /// A sysfs the kernel refused (this errno): the host's /sys is bound.
+    HostSys(Errno),
+}
+
+/// Applies one mount operation. `earlier` are the plan's mounts before
+/// this one; `own_netns`, whether the container has a network namespace
+/// of its own (made for it, not joined).
+fn apply(
+    root: RawFd,
+    index: usize,
+    m: &Mount,
+    source: Option<Source>,
+    devnull: &OwnedFd,
+    earlier: &[Mount],
+    own_netns: bool,
+) -> Result<Applied> {
     let target = m.target.as_str();
     match &m.kind {
         MountKind::Dir { mode } => {
@@ -496,15 +541,29 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             }
         }
         MountKind::Fs { fstype, data, source } => {
-            let at = mkdir_all(root, target, 0o755)?;
-            mount(
+            let at = below_root(root, mkdir_all(root, target, 0o755)?, target)?;
+            match mount(
                 Some(source.as_deref().unwrap_or(fstype)),
                 fd_path(at.as_raw_fd()).as_str(),
                 Some(fstype.as_str()),
                 ms_flags(m),
                 data.as_deref(),
-            )
-            .step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?;
+            ) {
+                // A sysfs shows the network namespace of whoever mounts it.
+                // The kernel lets a user namespace mount one only over a
+                // network namespace it owns (EPERM), and a sysfs of the
+                // host's network namespace is the host's own superblock,
+                // refused where it is mounted already (EBUSY: the host's
+                // root, bound with its /sys, with --userns host --network
+                // host). A container without a network namespace of its
+                // own sees the host's: its /sys is bound instead, as runc
+                // does, read-only; the masks under /sys follow as planned.
+                Err(e @ (Errno::EPERM | Errno::EBUSY)) if fstype == "sysfs" && !own_netns => {
+                    bind_host_sys(root, at, m)?;
+                    return Ok(Applied::HostSys(e));
+                }
+                r => r.step_path(Step::Mount, target, || format!("mount {fstype} on {target}"))?,
+            }
             // No mount flag for it before 5.10's MS_NOSYMFOLLOW: the mount's attribute.
             if m.flags & MS_NOSYMFOLLOW != 0 {
                 let mounted = resolve(root, target, OFlag::O_PATH)?;
@@ -518,29 +577,37 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             ..
         } => {
             let src = source.expect("bind mounts have their source opened up front");
-            let is_dir = fstat(src.fd())
-                .map(|st| is_dir_mode(st.st_mode))
+            // The object bound, as its descriptor has it (never the path again).
+            let mode = fstat(src.fd())
+                .map(|st| st.st_mode)
                 .step_path(Step::OpenSource, src_path, || "stat the mount source".into())?;
-            let at = if is_dir {
+            let at = if is_dir_mode(mode) {
                 mkdir_all(root, target, 0o755)?
             } else {
                 touch(root, target)?
             };
+            let at = below_root(root, at, target)?;
             src.attach(at.as_raw_fd(), *recursive)
                 .step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
             // The bind takes the source mount's flags; ours (and the atime
             // mode) are added on top in one call, through the new mount (the
             // old descriptor names what is under it).
-            if !attrs(m).is_empty() {
+            let a = bind_attrs(m, mode);
+            if !a.is_empty() {
                 let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), attrs(m), *recursive)
-                    .step_path(Step::Mount, target, || format!("make the bind of {src_path} {}", describe_flags(m)))?;
+                set_attrs(bound.as_raw_fd(), a, *recursive).step_path(Step::Mount, target, || {
+                    format!(
+                        "make the bind of {src_path} {}{}",
+                        describe_flags(m),
+                        if is_device_mode(mode) { " (a device: ro)" } else { "" }
+                    )
+                })?;
             }
         }
         MountKind::File { contents, mode } => {
             let staged = format!("{FILES}/{index}");
             std::fs::write(&staged, contents).step_path(Step::Mount, &staged, || format!("write the contents of {target}"))?;
-            let at = touch(root, target)?;
+            let at = below_root(root, touch(root, target)?, target)?;
             bind_staged(root, &staged, *mode, OFlag::empty(), at, m, "the generated file")?;
         }
         MountKind::Scratch { mode } => {
@@ -549,7 +616,7 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             let staged = format!("{SCRATCH}/{index}");
             mkdir(staged.as_str(), Mode::from_bits_truncate(0o700))
                 .step_path(Step::Mount, &staged, || format!("create the scratch directory for {target}"))?;
-            let at = mkdir_all(root, target, 0o755)?;
+            let at = below_root(root, mkdir_all(root, target, 0o755)?, target)?;
             bind_staged(root, &staged, *mode, OFlag::O_DIRECTORY, at, m, "a scratch directory")?;
         }
         MountKind::Device {
@@ -564,8 +631,9 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
         }
         MountKind::Mask => {
             let Some(at) = resolve_protected(root, target, earlier)? else {
-                return Ok(false);
+                return Ok(Applied::Missing);
             };
+            let at = below_root(root, at, target)?;
             let is_dir = fstat(&at)
                 .map(|st| is_dir_mode(st.st_mode))
                 .step_path(Step::Mount, target, || "stat the path to mask".into())?;
@@ -582,11 +650,15 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
                 Source::Path(devnull.try_clone().step(Step::Mount, || "duplicate /dev/null".into())?)
                     .attach(at.as_raw_fd(), false)
                     .step_path(Step::Mount, target, || "mask the file with /dev/null".into())?;
+                // The host's /dev/null: `chmod 0 /proc/kcore` must not reach it.
+                let bound = resolve(root, target, OFlag::O_PATH)?;
+                set_attrs(bound.as_raw_fd(), Attrs::flags(DEVICE_BIND), false)
+                    .step_path(Step::Mount, target, || "make the /dev/null over the masked file read-only".into())?;
             }
         }
         MountKind::ReadonlyPath => {
             let Some(at) = resolve_protected(root, target, earlier)? else {
-                return Ok(false);
+                return Ok(Applied::Missing);
             };
             // A mount of its own (the cgroup tmpfs) is made read-only where it
             // is; any other path is first bound onto itself, so that only it
@@ -611,7 +683,53 @@ fn apply(root: RawFd, index: usize, m: &Mount, source: Option<Source>, devnull: 
             .step_path(Step::Mount, target, || "make the path read-only".into())?;
         }
     }
-    Ok(true)
+    Ok(Applied::Done)
+}
+
+/// The host's /sys, with every mount under it, bound on `at` (the sysfs
+/// mount `m`'s point) read-only, whatever `m` asked for.
+fn bind_host_sys(root: RawFd, at: OwnedFd, m: &Mount) -> Result<()> {
+    let target = m.target.as_str();
+    let host = open("/sys", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step_path(Step::Mount, "/sys", || "open the host's /sys to bind in place of a sysfs".into())?;
+    Source::Path(host)
+        .attach(at.as_raw_fd(), true)
+        .step_path(Step::Mount, target, || format!("bind the host's /sys on {target}"))?;
+    let bound = resolve(root, target, OFlag::O_PATH)?;
+    let mut a = attrs(m);
+    a.set |= sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    set_attrs(bound.as_raw_fd(), a, true).step_path(Step::Mount, target, || format!("make the host's /sys on {target} read-only"))
+}
+
+/// `at`, the resolved mount point of `target`, unless it is the container's
+/// root itself. The kernel resolves `/data` to the root when the rootfs (or
+/// an image) has `data -> /`, and a target spelled `//` or `/a/..` is the
+/// root too: a mount there would be stacked on the new root and become the
+/// container's whole root filesystem once it is pivoted into. Compared by
+/// mount and inode, so that a bind of the root elsewhere (`-v /:/host` on
+/// the host's root) is still a place to mount on.
+fn below_root(root: RawFd, at: OwnedFd, target: &str) -> Result<OwnedFd> {
+    let id = |fd: RawFd, what: &str| identity(fd).step_path(Step::Mount, target, || format!("statx {what}"));
+    if id(root, "the new root")? != id(at.as_raw_fd(), "the mount point")? {
+        return Ok(at);
+    }
+    Err(Report::new(Step::Mount, libc::EINVAL)
+        .path(target)
+        .detail(format!(
+            "{target} is the container's root once resolved inside the rootfs (a symlink to / or a .. on the way), and a mount there would replace the whole root"
+        ))
+        .hint("mount on a directory below /, and check what the rootfs (or image) has at that path"))
+}
+
+/// What names a file and the mount it is seen through: the device and
+/// inode, and the mount id where statx gives it (5.8+).
+fn identity(fd: RawFd) -> std::result::Result<(u32, u32, u64, Option<u64>), Errno> {
+    // SAFETY: statx fills the struct we pass; zeroed is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_INO | libc::STATX_MNT_ID;
+    Errno::result(unsafe { libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, mask, &mut stx) })?;
+    let mnt = (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id);
+    Ok((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino, mnt))
 }
 
 /// The path of `fd` is the root of a mount (statx STATX_ATTR_MOUNT_ROOT, 5.8+).
@@ -628,6 +746,24 @@ fn is_mount_root(fd: RawFd) -> bool {
 fn is_dir_mode(mode: libc::mode_t) -> bool {
     SFlag::from_bits_truncate(mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
+
+/// A character or block device (a fifo or socket is not one).
+fn is_device_mode(mode: libc::mode_t) -> bool {
+    let kind = SFlag::from_bits_truncate(mode) & SFlag::S_IFMT;
+    kind == SFlag::S_IFCHR || kind == SFlag::S_IFBLK
+}
+
+/// What every bind of a host device node gets (/dev's defaults, a device
+/// volume, a linux.devices node bound from the host, the /dev/null over
+/// masked files): read-only. The node is the host's own inode, and
+/// container root with CAP_CHOWN or CAP_FOWNER over it (always with
+/// --userns host; in a user namespace, when the host's node is owned by the
+/// container's root id) could otherwise chmod or chown it for the host:
+/// on a read-only mount notify_change gives EROFS. Reading and writing the
+/// device are unaffected: open takes write access to the mount only for
+/// what is not a special file (do_dentry_open, `!special_file()`), and
+/// may_open's EROFS is for regular files, directories and links.
+const DEVICE_BIND: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
 
 fn describe_flags(m: &Mount) -> String {
     describe(m)
@@ -866,6 +1002,9 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
     }
     let staged = format!("{DEVICES}/{index}");
     let perm = Mode::from_bits_truncate(mode & 0o7777);
+    // The host's own node, bound, gets [`DEVICE_BIND`]; one made here is
+    // the container's, on its devices tmpfs.
+    let mut host_node = false;
     let source = match nix::sys::stat::mknod(staged.as_str(), kind, perm, rdev) {
         Ok(()) => {
             // Exactly the mode asked for, whatever the umask; then the owner.
@@ -900,6 +1039,7 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
                     .detail("mknod is refused in a user namespace, and the host's file at this path is another device")
                     .hint("in a user namespace a device can only be the host's, at the same path"));
             }
+            host_node = true;
             host
         }
         Err(e) => {
@@ -912,6 +1052,11 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
     Source::Path(source)
         .attach(at.as_raw_fd(), false)
         .step_path(Step::Device, target, || "bind the device on its path".into())?;
+    if host_node {
+        let bound = resolve(root, target, OFlag::O_PATH)?;
+        set_attrs(bound.as_raw_fd(), Attrs::flags(DEVICE_BIND), false)
+            .step_path(Step::Device, target, || "make the bind of the host's device read-only".into())?;
+    }
     Ok(())
 }
 
@@ -1230,6 +1375,7 @@ mod tests {
                 source: "/host".into(),
                 recursive: true,
                 idmap: false,
+                dev_if_device: false,
             },
             readonly,
             nosuid: true,
@@ -1304,6 +1450,62 @@ mod tests {
         }
         // No atime mode asked for: none given, the mount's own is kept.
         assert_eq!(remount_flags(Attrs::flags(0)), MsFlags::empty());
+    }
+
+    #[test]
+    fn character_and_block_nodes_are_devices_and_their_binds_read_only() {
+        for (kind, device) in [
+            (libc::S_IFCHR, true),
+            (libc::S_IFBLK, true),
+            (libc::S_IFIFO, false),
+            (libc::S_IFSOCK, false),
+            (libc::S_IFREG, false),
+            (libc::S_IFDIR, false),
+        ] {
+            assert_eq!(is_device_mode(kind | 0o666), device, "{kind:o}");
+        }
+        assert_ne!(DEVICE_BIND & sys::MOUNT_ATTR_RDONLY, 0);
+        // Never nodev: the device must still open.
+        assert_eq!(DEVICE_BIND & sys::MOUNT_ATTR_NODEV, 0);
+    }
+
+    #[test]
+    fn a_volume_is_nodev_unless_its_descriptor_is_a_device_and_a_device_bind_is_read_only() {
+        let volume = |dev_if_device: bool| Mount {
+            kind: MountKind::Bind {
+                source: "/host".into(),
+                recursive: true,
+                idmap: false,
+                dev_if_device,
+            },
+            ..bind(false, 0)
+        };
+        let has = |a: Attrs, attr: u64| a.set & attr != 0;
+        let chr = libc::S_IFCHR | 0o666;
+        // A volume whose source opened as a device: opens, read-only.
+        let a = bind_attrs(&volume(true), chr);
+        assert!(!has(a, sys::MOUNT_ATTR_NODEV) && has(a, sys::MOUNT_ATTR_RDONLY));
+        assert!(!has(bind_attrs(&volume(true), libc::S_IFBLK | 0o660), sys::MOUNT_ATTR_NODEV));
+        // Anything else it may have become meanwhile (a directory of nodes, a
+        // fifo, a file) stays nodev, and is not made read-only.
+        for other in [libc::S_IFDIR | 0o755, libc::S_IFIFO | 0o666, libc::S_IFREG | 0o644] {
+            let a = bind_attrs(&volume(true), other);
+            assert!(has(a, sys::MOUNT_ATTR_NODEV) && !has(a, sys::MOUNT_ATTR_RDONLY), "{other:o}");
+        }
+        // A bind that does not leave it to the device (an OCI bind with nodev) keeps nodev.
+        let a = bind_attrs(&volume(false), chr);
+        assert!(has(a, sys::MOUNT_ATTR_NODEV) && has(a, sys::MOUNT_ATTR_RDONLY));
+    }
+
+    #[test]
+    fn a_mount_point_that_is_the_root_itself_is_refused_naming_it() {
+        let dir = |p: &str| open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let root = dir("/");
+        // The root however reached (here by `..`), and a directory below it.
+        let r = below_root(root.as_raw_fd(), dir("/etc/.."), "/data").unwrap_err();
+        assert_eq!((r.errno, r.path.as_deref()), (libc::EINVAL, Some("/data")));
+        assert!(r.detail.contains("/data is the container's root once resolved"), "{}", r.detail);
+        assert!(below_root(root.as_raw_fd(), dir("/etc"), "/etc").is_ok());
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn sources(plan: &SandboxPlan) -> Vec<(Step, &str, bool)> {
             source,
             idmap: true,
             recursive,
+            ..
         } = &m.kind
         {
             out.push((Step::OpenSource, source.as_str(), *recursive));

@@ -1020,6 +1020,7 @@ fn idmapped_sources_are_the_rootfs_then_an_images_lower_layers_then_binds() {
             source: "/host/data".into(),
             idmap: true,
             recursive: false,
+            dev_if_device: false,
         },
         readonly: false,
         nosuid: false,
