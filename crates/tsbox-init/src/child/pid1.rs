@@ -63,13 +63,22 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
         }
         Ok(ForkResult::Parent { child }) => child,
     };
+    // The child's stat is read once the pipe has closed, from the /proc the
+    // container's processes share: opened now, while the child is at most
+    // at its exec, so that what the command could mount over that path later
+    // (with CAP_SYS_ADMIN) does not change what this reads.
+    let stat = std::fs::File::open(format!("/proc/{child}/stat")).ok();
     drop(wr);
     let mut b = [0u8; 1];
     let exec_failed = matches!(read(&rd, &mut b), Ok(1));
     drop(rd);
     // The pipe also closes when the child dies before its exec (the OOM
-    // killer): that is a start failure, not a command that ran.
-    if !exec_failed && crate::helper::monitor::still_setting_up(child) {
+    // killer): that is a start failure, not a command that ran. The kernel's
+    // PF_FORKNOEXEC tells which, not the child's name: the command may be
+    // called tsbox-init too, and end at once.
+    let died_in_setup = !exec_failed && stat.as_ref().is_some_and(never_execd);
+    drop(stat);
+    if died_in_setup {
         let (code, signal) = match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => (Some(code), None),
             Ok(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
@@ -92,6 +101,15 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
     let status = code.unwrap_or_else(|| 128 + signal.unwrap_or(0));
     // SAFETY: see container::run.
     unsafe { libc::_exit(status) }
+}
+
+/// Whether the process whose `/proc/PID/stat` is open as `stat` has not
+/// exec'd ([`crate::helper::monitor::never_execd`]); read afresh at offset 0.
+fn never_execd(stat: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 1024];
+    stat.read_at(&mut buf, 0)
+        .is_ok_and(|n| crate::helper::monitor::never_execd(&buf[..n]))
 }
 
 /// Forwards signals to `child` and reaps until it has ended.

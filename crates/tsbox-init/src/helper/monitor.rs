@@ -255,7 +255,7 @@ pub fn run(
                 }
                 Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
                 // Without init, the channel closes on a successful exec, and
-                // when the child dies before it: its name tells which.
+                // when the child dies before it: whether it exec'd tells which.
                 Ok(None) | Err(_) => {
                     child_open = false;
                     if !started && failure.is_none() {
@@ -466,9 +466,10 @@ fn send_process(child: &Channel, p: Box<ProcessPlan>, command: &mut Option<Vec<S
 }
 
 /// The child's channel closed without a report: by its exec (the channel is
-/// close-on-exec), or by its death before it. Its name tells which: execve
-/// renames it before it closes the channel, and a zombie's stays readable.
-/// Returns whether it started.
+/// close-on-exec), or by its death before it. The kernel's flag for a
+/// process that has not exec'd tells which ([`never_execd`]); with init,
+/// PID 1 never execs and says `started` itself, so a close before that is
+/// its death in setup. Returns whether it started.
 fn closed_by_exec(c: &Container, node: &Channel, state: &super::state::StateFile, command: Option<&[String]>) -> bool {
     if still_setting_up(c.pid) {
         return false;
@@ -638,30 +639,32 @@ fn finish_exec(e: &mut Exec, client: &Channel) {
 
 /// True while `pid` is still the helper's copy, before it execs anything.
 /// Asked once its close-on-exec channel (or pipe) has closed, which happens
-/// at its execve or its exit, and its exit sets PF_EXITING before it lets go
-/// of its descriptors: one that is not exiting has exec'd, whatever the name
-/// the command gave itself (the container's to choose, `tsbox-init`
-/// included). One that is exiting is told by its name, which is
-/// tsbox-init's until execve renames it (before it closes the channel), and
-/// stays readable in a zombie.
+/// at its execve or at its exit (the OOM killer during setup): see
+/// [`never_execd`]. One already reaped (nothing to read) counts as started.
 pub fn still_setting_up(pid: Pid) -> bool {
     std::fs::read(format!("/proc/{pid}/stat"))
         .ok()
-        .is_some_and(|stat| copy_of_the_helper(&stat))
+        .is_some_and(|stat| never_execd(&stat))
 }
 
-/// `/proc/PID/stat` of a process whose channel closed: whether it closed by
-/// the exit of a copy of the helper (see [`still_setting_up`]).
-fn copy_of_the_helper(stat: &[u8]) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    let Some((name, mut fields)) = super::state::stat_fields(stat) else {
+/// `/proc/PID/stat` of a process that fork or clone made: whether it has
+/// not exec'd. PF_FORKNOEXEC is set by fork and clone and cleared only by
+/// execve, in begin_new_exec before it closes the close-on-exec descriptors,
+/// and a zombie keeps it: a channel that closed with the flag still set
+/// closed by an exit before any exec. The flags are the kernel's: nothing a
+/// command does after its exec sets the flag again (its own children have
+/// pids of their own), and neither does the name it runs under (`tsbox-init`
+/// included), which is all the container's to choose.
+pub fn never_execd(stat: &[u8]) -> bool {
+    const PF_FORKNOEXEC: u64 = 0x40;
+    let Some((_, mut fields)) = super::state::stat_fields(stat) else {
         return false;
     };
     // After the name: state ppid pgrp session tty_nr tpgid flags.
-    match fields.nth(6).and_then(|f| f.parse::<u64>().ok()) {
-        Some(f) if f & PF_EXITING == 0 => false,
-        _ => name == b"tsbox-init",
-    }
+    fields
+        .nth(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|f| f & PF_FORKNOEXEC != 0)
 }
 
 /// The report of a container whose first process ended during its setup

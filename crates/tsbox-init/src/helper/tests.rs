@@ -594,9 +594,12 @@ fn a_detached_monitor_leaves_the_callers_tree_before_it_clones() {
 /// child's side of its channel, and ends PID 1 itself.
 mod monitor_phases {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::process::{Child, Command};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use nix::errno::Errno;
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
     use nix::unistd::Pid;
     use tsbox_core::{ChildMsg, ControlRequest, HelperMsg, NodeMsg, Report, Step, ToChild};
 
@@ -606,31 +609,75 @@ mod monitor_phases {
     use crate::helper::Pending;
     use crate::trace::Trace;
 
+    /// What plays the container's PID 1.
+    #[derive(Clone, Copy)]
+    enum StandIn {
+        /// `sleep 60`: a command that has exec'd.
+        Sleep,
+        /// A copy of this process that has not exec'd, and is named
+        /// `tsbox-init`: PID 1 in its setup, as the helper's clone is.
+        InSetup,
+        /// A command the container called `tsbox-init` (a link to the
+        /// program), exec'd with the arguments.
+        NamedTsboxInit(&'static str, &'static [&'static str]),
+    }
+
     /// A PID 1 stand-in, a child of this process, with a pidfd as the
     /// helper's clone gives one.
-    fn pid1(setting_up: bool) -> (Container, Child) {
-        // Still in its setup, PID 1 is a copy of tsbox-init, and named so.
-        let program = if setting_up {
-            let dir = std::env::temp_dir().join(format!("tsbox-monitor-test-bin-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let link = dir.join("tsbox-init");
-            let _ = std::os::unix::fs::symlink("/bin/sleep", &link);
-            link
-        } else {
-            "sleep".into()
+    fn pid1(stand_in: StandIn) -> Container {
+        let pid = match stand_in {
+            StandIn::Sleep => spawn(Command::new("sleep").arg("60")),
+            StandIn::NamedTsboxInit(program, args) => {
+                static LINKS: AtomicUsize = AtomicUsize::new(0);
+                let dir = std::env::temp_dir().join(format!(
+                    "tsbox-monitor-test-bin-{}-{}",
+                    std::process::id(),
+                    LINKS.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&dir).unwrap();
+                let link = dir.join("tsbox-init");
+                std::os::unix::fs::symlink(program, &link).unwrap();
+                let pid = spawn(Command::new(&link).args(args));
+                // Its name was taken at exec.
+                std::fs::remove_dir_all(&dir).unwrap();
+                pid
+            }
+            // Forked by a thread of that name, the copy has it from birth.
+            StandIn::InSetup => std::thread::Builder::new()
+                .name("tsbox-init".into())
+                .spawn(fork_a_copy)
+                .unwrap()
+                .join()
+                .unwrap(),
         };
-        let child = Command::new(&program).arg("60").spawn().expect("spawn sleep");
-        if setting_up {
-            // Its name was taken at exec.
-            let _ = std::fs::remove_dir_all(program.parent().unwrap());
-        }
-        let pid = Pid::from_raw(child.id() as i32);
         // SAFETY: pidfd_open on our own child; a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
         assert!(fd >= 0, "pidfd_open");
         // SAFETY: a new descriptor nothing else owns.
         let pidfd = Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        (Container { pid, pidfd }, child)
+        Container { pid, pidfd }
+    }
+
+    /// A copy of this process that waits to be killed, holding none of the
+    /// tests' descriptors (their channels close when the tests drop them).
+    fn fork_a_copy() -> Pid {
+        // SAFETY: the child makes only async-signal-safe calls (the other
+        // tests' threads are in this process) and never returns.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => unsafe {
+                libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0);
+                loop {
+                    libc::pause();
+                }
+            },
+            pid => Pid::from_raw(pid),
+        }
+    }
+
+    /// Starts `cmd`; its pid, for the monitor to reap (not its `Child`).
+    fn spawn(cmd: &mut Command) -> Pid {
+        Pid::from_raw(cmd.spawn().expect("spawn the stand-in").id() as i32)
     }
 
     fn kill(pid: Pid, sig: i32) {
@@ -641,29 +688,36 @@ mod monitor_phases {
     /// Runs the monitor on a thread while `play` acts as Node (first
     /// channel) and the child (second), then returns how it ended.
     fn monitor(p: tsbox_core::SandboxPlan, with_process: bool, play: impl FnOnce(Channel, Channel, Pid) + Send) -> Outcome {
-        run_monitor(p, with_process.then(|| Pending::Run(Box::new(process()))), false, play)
+        run_monitor(p, with_process.then(|| Pending::Run(Box::new(process()))), StandIn::Sleep, play)
     }
 
     fn run_monitor(
         p: tsbox_core::SandboxPlan,
         pending: Option<Pending>,
-        setting_up: bool,
+        stand_in: StandIn,
         play: impl FnOnce(Channel, Channel, Pid) + Send,
     ) -> Outcome {
         let (node, node_side) = Channel::pair().unwrap();
         let (mine, theirs) = Channel::pair().unwrap();
-        let (c, mut child) = pid1(setting_up);
+        let c = pid1(stand_in);
         let pid = c.pid;
         let outcome = std::thread::scope(|s| {
             let m = s.spawn(|| {
                 let tr = Trace::new(false, 0);
                 monitor::run(&node, mine, &c, &p, pending, None, None, &tr, &|| {})
             });
-            play(node_side, theirs, pid);
+            // A failed assertion ends PID 1 (through its pidfd: no pid
+            // reuse), else the monitor would wait for it, and the test with it.
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| play(node_side, theirs, pid))) {
+                c.signal(libc::SIGKILL);
+                let _ = m.join();
+                std::panic::resume_unwind(panic);
+            }
             m.join().unwrap()
         });
         // The monitor reaped it: nothing is left to wait for.
-        assert!(child.try_wait().is_err(), "PID 1 was reaped by the monitor");
+        let reaped = waitpid(pid, Some(WaitPidFlag::WNOHANG)) == Err(Errno::ECHILD);
+        assert!(reaped, "PID 1 was reaped by the monitor");
         outcome
     }
 
@@ -731,14 +785,12 @@ mod monitor_phases {
 
     #[test]
     fn pid1_dying_during_its_setup_is_a_start_failure_that_names_the_signal() {
-        run_monitor(plan(), Some(Pending::Run(Box::new(process()))), true, |node, child, pid| {
+        let pending = Some(Pending::Run(Box::new(process())));
+        run_monitor(plan(), pending, StandIn::InSetup, |node, child, pid| {
             kill(pid, libc::SIGKILL);
             // Its end of the channel closes with it: once it is exiting, as
             // the kernel does it (unless the monitor has reaped it already).
-            let _ = nix::sys::wait::waitid(
-                nix::sys::wait::Id::Pid(pid),
-                nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-            );
+            let _ = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
             drop(child);
             match node.recv::<HelperMsg>().unwrap() {
                 Some(HelperMsg::Failed(r)) => {
@@ -756,7 +808,8 @@ mod monitor_phases {
     /// names, `tsbox-init` too (here, the stand-in's).
     #[test]
     fn a_running_command_named_tsbox_init_has_started() {
-        let outcome = run_monitor(plan(), Some(Pending::Run(Box::new(process()))), true, |node, child, pid| {
+        let sleep = StandIn::NamedTsboxInit("/bin/sleep", &["60"]);
+        let outcome = run_monitor(plan(), Some(Pending::Run(Box::new(process()))), sleep, |node, child, pid| {
             assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(_)))));
             // Its exec closes the channel; it runs on.
             drop(child);
@@ -768,6 +821,55 @@ mod monitor_phases {
             }
         });
         assert_eq!(outcome.status, 128 + libc::SIGTERM);
+    }
+
+    /// A command called `tsbox-init` that ends at once (127, as busybox's
+    /// "applet not found"): it has exited by the time the monitor hears its
+    /// channel close. It exec'd, so its status is the command's, not a start
+    /// failure, which the pool would retry on a new sandbox, running the
+    /// command again.
+    #[test]
+    fn a_command_named_tsbox_init_that_ends_at_once_ran_and_its_status_is_its_own() {
+        let exits = StandIn::NamedTsboxInit("/bin/sh", &["-c", "exit 127"]);
+        let outcome = run_monitor(plan(), Some(Pending::Run(Box::new(process()))), exits, |node, child, pid| {
+            assert!(matches!(child.recv::<ToChild>(), Ok(Some(ToChild::Process(_)))));
+            // Exited, not reaped: its name, flags and status stay readable.
+            let _ = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+            drop(child);
+            assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Started { pid: pid.as_raw() }));
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { code, signal, .. }) => assert_eq!((code, signal), (Some(127), None)),
+                other => panic!("expected exited, got {other:?}"),
+            }
+        });
+        assert_eq!(outcome.status, 127);
+    }
+
+    /// What the monitor, an exec and init ask of a process whose channel
+    /// closed: the kernel's PF_FORKNOEXEC, on a live process or a zombie.
+    #[test]
+    fn still_setting_up_is_whether_the_process_has_not_execd_whatever_its_name() {
+        let copy = pid1(StandIn::InSetup);
+        let alive = monitor::still_setting_up(copy.pid);
+        kill(copy.pid, libc::SIGKILL);
+        let _ = waitid(Id::Pid(copy.pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+        let zombie = monitor::still_setting_up(copy.pid);
+        let _ = waitpid(copy.pid, None);
+        let gone = monitor::still_setting_up(copy.pid);
+        assert_eq!(
+            (alive, zombie, gone),
+            (true, true, false),
+            "a copy alive, a zombie, reaped (nothing to tell)"
+        );
+        let cmd = pid1(StandIn::NamedTsboxInit("/bin/sh", &["-c", "exit 127"]));
+        let _ = waitid(Id::Pid(cmd.pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+        let exited = monitor::still_setting_up(cmd.pid);
+        let _ = waitpid(cmd.pid, None);
+        assert!(!exited, "a command called tsbox-init that has exited");
+        // A name that mimics the fields after it does not pass for them.
+        assert!(!monitor::never_execd(b"7 (x) S 1 1 1 0 -1 64) R 0 0 0 0 -1 4194560 0 0"));
+        assert!(monitor::never_execd(b"7 (x) S 1 1 1 0 -1 4194560) R 0 0 0 0 -1 64 0 0"));
+        assert!(!monitor::never_execd(b"garbage"));
     }
 
     #[test]
@@ -811,7 +913,7 @@ mod monitor_phases {
         let mut p = plan();
         p.detach = true;
         p.control = Some(control.to_str().unwrap().into());
-        run_monitor(p, Some(Pending::Hold(Box::new(process()))), false, |node, child, pid| {
+        run_monitor(p, Some(Pending::Hold(Box::new(process()))), StandIn::Sleep, |node, child, pid| {
             child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
             assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
             std::thread::sleep(std::time::Duration::from_millis(30));
@@ -849,7 +951,7 @@ mod monitor_phases {
         let control = dir.join("control.sock");
         let mut p = plan();
         p.control = Some(control.to_str().unwrap().into());
-        run_monitor(p, Some(Pending::Hold(Box::new(process()))), false, |node, child, pid| {
+        run_monitor(p, Some(Pending::Hold(Box::new(process()))), StandIn::Sleep, |node, child, pid| {
             child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
             assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
             let starter = client(&control);
@@ -912,7 +1014,7 @@ mod monitor_phases {
         let mut p = plan();
         p.control = Some(control.to_str().unwrap().into());
         let state = || read_state(&dir);
-        run_monitor(p, None, false, |node, child, pid| {
+        run_monitor(p, None, StandIn::Sleep, |node, child, pid| {
             child.send(&ChildMsg::Ready { namespaces: Vec::new() }).unwrap();
             assert_eq!(node.recv::<HelperMsg>().unwrap(), Some(HelperMsg::Ready));
             assert!(state().get("command").is_none());
