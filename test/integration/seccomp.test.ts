@@ -177,3 +177,53 @@ describe('OCI profiles', () => {
     expect(r.stderr).toMatch(/syscalls\[0\]\.action.*SCMP_ACT_NOTIFY/);
   });
 });
+
+/**
+ * x32 calls: x86_64's numbers with bit 30 set, under x86_64's own arch value,
+ * so the arch check lets them through and no rule names them. Left to the
+ * default action, a deny-list (`--preset contained`, a profile whose default
+ * is ALLOW) would let every call it denies through under its x32 number; the
+ * filter kills them instead (compile.rs, the x32 guard). This kernel is built
+ * without CONFIG_X86_X32_ABI, so no real x32 call can run here: the kernel
+ * answers ENOSYS to one, but only after the filter has seen it. What these
+ * tests show is the filter's verdict (the probe makes each call in a child:
+ * -31 is SIGSYS, the filter's KILL_PROCESS; 38 is the kernel's ENOSYS, the
+ * filter having let the call through); the cargo tests check every x32
+ * number against the compiled programs.
+ */
+describe.runIf(process.arch === 'x64')('x32 calls (x86_64 only: aarch64 has no such ABI)', () => {
+  const KILLED_BY_SIGSYS = -31;
+  const x32 = (s: Record<string, number>) => ({ getpid: s.x32_getpid, unshare_user: s.x32_unshare_user });
+
+  it('are killed under the default profile, as calls through any other ABI', async () => {
+    expect(x32(await syscalls())).toEqual({ getpid: KILLED_BY_SIGSYS, unshare_user: KILLED_BY_SIGSYS });
+  });
+
+  it('are killed under --preset contained, whose default is ALLOW', async () => {
+    const contained = await syscalls('--preset', 'contained');
+    expect(x32(contained)).toEqual({ getpid: KILLED_BY_SIGSYS, unshare_user: KILLED_BY_SIGSYS });
+    // The same call on its x86_64 number is still the rule's, and the process that made the x32 ones lives on.
+    expect(contained.unshare_user).toBe(EPERM);
+    expect(contained.getpid).toBe(0);
+  });
+
+  it('are killed under an OCI profile whose default is ALLOW, even one that lists SCMP_ARCH_X32', async () => {
+    const profile = join(dir, 'deny-list.json');
+    await fs.writeFile(
+      profile,
+      JSON.stringify({
+        defaultAction: 'SCMP_ACT_ALLOW',
+        architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+        syscalls: [{ names: ['unshare'], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [{ index: 0, value: 0x1000_0000, valueTwo: 0x1000_0000, op: 'SCMP_CMP_MASKED_EQ' }] }],
+      }),
+    );
+    const s = await syscalls('--security-opt', `seccomp=${profile}`);
+    expect(x32(s)).toEqual({ getpid: KILLED_BY_SIGSYS, unshare_user: KILLED_BY_SIGSYS });
+    expect(s.unshare_user).toBe(EPERM);
+  });
+
+  it('without a filter, get the kernel\'s own ENOSYS (the SIGSYS above is the filter\'s)', async () => {
+    const ENOSYS_NO_X32 = 38;
+    expect(x32(await syscalls('--security-opt', 'seccomp=unconfined'))).toEqual({ getpid: ENOSYS_NO_X32, unshare_user: ENOSYS_NO_X32 });
+  });
+});

@@ -1,6 +1,8 @@
 //! `tsbox-probe syscalls`: tries the system calls the seed program's seccomp
 //! rules are about, each with harmless arguments, and reports the errno each
-//! one got (0 for success) — what a seccomp filter allows and refuses.
+//! one got (0 for success) — what a seccomp filter allows and refuses. On
+//! x86_64, `x32_*` are calls made through the x32 ABI in a child, negative
+//! when a signal ended it (-31: SIGSYS, a filter's KILL_PROCESS).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,13 @@ fn outcome(r: libc::c_long) -> i64 {
 
 pub fn run() -> BTreeMap<&'static str, i64> {
     let mut out = BTreeMap::new();
+    // First: once PTRACE_TRACEME below succeeds (no filter), the child's
+    // SIGCHLD would stop this process for a tracer that never comes.
+    #[cfg(target_arch = "x86_64")]
+    {
+        out.insert("x32_getpid", x32_in_child(39, 0));
+        out.insert("x32_unshare_user", x32_in_child(272, libc::CLONE_NEWUSER as u64));
+    }
     let path = c"/tmp/tsbox-probe-chmod";
     // SAFETY: plain syscalls with valid pointers or null where the kernel allows it.
     unsafe {
@@ -162,4 +171,39 @@ pub fn run() -> BTreeMap<&'static str, i64> {
         out.insert("getpid", outcome(libc::syscall(libc::SYS_getpid)));
     }
     out
+}
+
+/// Makes x86_64 call `nr` through the x32 ABI (bit 30 set in the number), in
+/// a child: a filter that kills x32 calls kills the process that makes one.
+/// Returns the errno the call got (0 for success), or minus the signal that
+/// ended the child. A kernel built without CONFIG_X86_X32_ABI answers ENOSYS
+/// to every x32 call, but only after its seccomp filter has seen the call: what
+/// this shows there is the filter's verdict, not the call's effect.
+#[cfg(target_arch = "x86_64")]
+fn x32_in_child(nr: libc::c_long, arg0: u64) -> i64 {
+    const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+    // SAFETY: the child makes three calls and _exits; it touches no lock a
+    // thread of the parent could hold (the probe has no other thread).
+    unsafe {
+        match libc::fork() {
+            0 => {
+                // A killed process would dump core in the container's cwd.
+                libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+                let r = libc::syscall(X32_SYSCALL_BIT | nr, arg0);
+                libc::_exit(if r < 0 { errno() as i32 } else { 0 });
+            }
+            pid if pid > 0 => {
+                let mut status = 0;
+                if libc::waitpid(pid, &mut status, 0) != pid {
+                    return errno();
+                }
+                if libc::WIFSIGNALED(status) {
+                    -(libc::WTERMSIG(status) as i64)
+                } else {
+                    libc::WEXITSTATUS(status) as i64
+                }
+            }
+            _ => errno(),
+        }
+    }
 }

@@ -6,6 +6,8 @@
 //! ```text
 //! prologue   ld [arch]; jeq AUDIT_ARCH_<arch>, 1, 0; ret KILL_PROCESS
 //!            ld [nr]
+//! x32 guard  (x86_64 only) jge 0x40000000, 0, 2; jeq 0xffffffff, 1, 0;
+//!            ret KILL_PROCESS
 //! tree       jge on the sorted boundaries of the number ranges; each leaf is
 //!            `ret ACTION` for a range whose calls take one action whatever
 //!            their arguments, or `ja BLOCK` for a call with conditional rules
@@ -17,15 +19,33 @@
 //! Consecutive numbers with the same outcome (the same action, or the same
 //! block) form one range, and numbers no rule names take the default, so the
 //! default profile's tree has 76 leaves on x86_64 and a call whose arguments do
-//! not matter runs at most 11 instructions. The kernel pays for the path, not
-//! the whole program, twice: when it loads the filter it emulates it for every
-//! system call number to fill its action cache, and at run time every call the
-//! cache does not answer runs it. (A linear chain of comparisons, as this
-//! compiler emitted before, took 1766 instructions and about 1 ms to load.)
+//! not matter runs at most 11 instructions (12 on x86_64, with the x32 guard).
+//! The kernel pays for the path, not the whole program, twice: when it loads
+//! the filter it emulates it for every system call number to fill its action
+//! cache, and at run time every call the cache does not answer runs it. (A
+//! linear chain of comparisons, as this compiler emitted before, took 1766
+//! instructions and about 1 ms to load.)
 //!
-//! Numbers are compared as unsigned 32-bit words, so x32 calls on x86_64 (bit 30
-//! set) and negative numbers land in the range above the highest known call and
-//! get the default action, as the module docs promise.
+//! The x32 guard. On x86_64 an x32 call is its x32 number with bit 30
+//! (`__X32_SYSCALL_BIT`) set, made under the same AUDIT_ARCH_X86_64, so the
+//! arch check lets it through and no rule matches it. Left to the default
+//! action it would bypass every rule of a deny-list (`--preset contained`, any
+//! profile whose defaultAction is ALLOW): unshare(CLONE_NEWUSER) as 0x40000110,
+//! ptrace as 0x40000209 (x32's own 521), keyctl, chmod with S_ISUID. libseccomp
+//! treats x32 as an arch of its own, whose calls get the bad-arch action unless
+//! the profile lists SCMP_ARCH_X32, and the named rules with x32's numbers when
+//! it does. tsbox has no x32 table to do the latter faithfully, so x32 calls get
+//! what every other foreign ABI gets, KILL_PROCESS, whatever the profile and its
+//! `architectures` say. The one difference from libseccomp: under a profile
+//! that lists SCMP_ARCH_X32, as Docker's and podman's defaults do, an x32
+//! program is killed here where runc would run it; it would need a kernel with
+//! x32 enabled, which most distributions build without or switch off.
+//!
+//! The guard, like libseccomp's, takes every number from 0x40000000 up (above
+//! x32's calls the kernel has none), except -1: that is no call (the kernel
+//! answers ENOSYS), and a tracer sets it to skip a call (SECCOMP_RET_TRACE),
+//! after which the kernel runs the filter again; it falls through to the tree,
+//! whose last range gives it the default action.
 //!
 //! Every jump is forward. jt/jf reach 255 instructions: the tree falls back to a
 //! `ja` trampoline where a subtree is longer than that, leaves reach the blocks
@@ -53,6 +73,11 @@ const DATA_ARCH: u32 = 4;
 const DATA_ARGS: u32 = 16;
 
 const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+
+/// <asm/unistd.h> `__X32_SYSCALL_BIT`: an x86_64 number with it set is an x32 call.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// `seccomp_data.nr` of -1: no call (a tracer's skip), as a 32-bit word.
+const NO_SYSCALL: u32 = u32::MAX;
 
 /// How far jt/jf reach.
 const SHORT_JUMP: usize = u8::MAX as usize;
@@ -166,8 +191,19 @@ fn emit(arch: Arch, ranges: &[(u32, Outcome)], blocks: &[Block<'_>]) -> Result<V
         jump(BPF_JEQ_K, arch.audit_arch(), 1, 0),
         stmt(BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
     ];
-    if ranges.len() > 1 {
+    // With one range the tree is a single `ret` and needs no number, but on
+    // x86_64 the x32 guard does, even for a profile without rules: it still
+    // kills x32's calls where the default would allow them.
+    if ranges.len() > 1 || arch == Arch::X86_64 {
         prog.push(stmt(BPF_LD_W_ABS, DATA_NR));
+    }
+    if arch == Arch::X86_64 {
+        // The x32 guard (module docs): bit 30 and above is killed, -1 excepted.
+        prog.extend([
+            jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 2),
+            jump(BPF_JEQ_K, NO_SYSCALL, 1, 0),
+            stmt(BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
+        ]);
     }
     // Leaves that jump to a block: (pc of the `ja`, block).
     let mut to_block = Vec::new();

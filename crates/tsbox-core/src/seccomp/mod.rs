@@ -13,8 +13,10 @@
 //! How a profile is evaluated (the contract the compiler keeps and the tests
 //! check with a BPF interpreter):
 //! - a system call made through another ABI than the target's (32-bit x86 via
-//!   `int 0x80`, arm32 compat) kills the process; x32 calls on x86_64 match no
-//!   rule and get the default action;
+//!   `int 0x80`, arm32 compat) kills the process, and so does an x32 call on
+//!   x86_64 (a number from 0x40000000 up, -1 excepted), whatever the profile's
+//!   `architectures`: it shares x86_64's arch value and matches no rule, so the
+//!   default action would let it past every rule of a deny-list (compile.rs);
 //! - rules with argument conditions are tried before rules without, each group
 //!   in profile order, and the first rule that matches decides — so
 //!   `chmod` allowed outright and `chmod` with S_ISUID set denied reads the way

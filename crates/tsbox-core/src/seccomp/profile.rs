@@ -52,7 +52,8 @@ pub struct Profile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_errno_ret: Option<u32>,
     /// Accepted for compatibility; the filter is compiled for the host's native
-    /// ABI, and a call through any other ABI kills the process (module docs).
+    /// ABI, and a call through any other ABI kills the process (module docs),
+    /// x32's included even when SCMP_ARCH_X32 is listed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub architectures: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -230,9 +230,150 @@ fn the_default_profile_denies_unknown_numbers_and_kills_other_abis() {
             );
         }
     }
-    // x32 (x86_64's arch value, bit 30 set in the number) matches no rule.
+    // x32 (x86_64's arch value, bit 30 set in the number): killed, as the
+    // other ABIs; -1 is no call and stays the default's, above.
     let bpf = default_bpf(Arch::X86_64);
-    assert_eq!(run_raw(&bpf, Arch::X86_64.audit_arch(), 0x4000_0000, [0; 6]), EPERM);
+    assert_eq!(run_raw(&bpf, Arch::X86_64.audit_arch(), x32(0), [0; 6]), Verdict::KillProcess);
+}
+
+// ------------------------------------------------------------------- x32
+
+/// <asm/unistd.h> `__X32_SYSCALL_BIT`.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// The x32 number of an x86_64 call number (or of x32's own, 512 to 547).
+fn x32(nr: u32) -> i32 {
+    (X32_SYSCALL_BIT | nr) as i32
+}
+
+/// x32 calls, by number without bit 30, with the arguments a deny-list's
+/// rules deny: x86_64's number for the calls x32 shares (unshare 272, keyctl
+/// 250, chmod 90), x32's own for those whose arguments differ in layout
+/// (ptrace 521; x86_64's 101 with bit 30 is no x32 call, and killed too); and
+/// two calls no rule names. These tests run the filter only: this machine's
+/// kernel is built without CONFIG_X86_X32_ABI, so no test can make a real x32
+/// call (test/integration/seccomp.test.ts shows the kernel's filter killing
+/// the attempt).
+const X32_CALLS: &[(&str, u32, [u64; 6])] = &[
+    ("unshare(CLONE_NEWUSER)", 272, [0x1000_0000, 0, 0, 0, 0, 0]),
+    ("ptrace(PTRACE_TRACEME), x32's own 521", 521, [0; 6]),
+    ("ptrace(PTRACE_TRACEME), x86_64's 101", 101, [0; 6]),
+    ("keyctl(KEYCTL_GET_KEYRING_ID)", 250, [0, u64::MAX - 2, 0, 0, 0, 0]),
+    ("chmod(path, 04755)", 90, [0x5555_0000_1000, 0o4755, 0, 0, 0, 0]),
+    ("mkdir(path, 0755)", 83, [0x5555_0000_1000, 0o755, 0, 0, 0, 0]),
+    ("getpid()", 39, [0; 6]),
+];
+
+/// Checks `bpf`, compiled from a profile whose default is ALLOW and that denies
+/// unshare(CLONE_NEWUSER), ptrace, keyctl and chmod with S_ISUID on their
+/// x86_64 numbers: those still get `native_denial`, every x32 call is killed,
+/// and ordinary x86_64 calls and -1 are still allowed.
+fn assert_x32_is_killed(what: &str, bpf: &Bpf, native_denial: Verdict) {
+    let x86_64 = Arch::X86_64;
+    for (call, nr, args) in X32_CALLS {
+        assert_eq!(
+            run_raw(bpf, x86_64.audit_arch(), x32(*nr), *args),
+            Verdict::KillProcess,
+            "{what}: x32 {call} must not reach the default ALLOW"
+        );
+    }
+    for nr in [
+        X32_SYSCALL_BIT,
+        X32_SYSCALL_BIT + 547,
+        X32_SYSCALL_BIT + 0x1000,
+        0x7fff_ffff,
+        0x8000_0000,
+        u32::MAX - 1,
+    ] {
+        assert_eq!(
+            run_raw(bpf, x86_64.audit_arch(), nr as i32, [0; 6]),
+            Verdict::KillProcess,
+            "{what}: {nr:#x}"
+        );
+    }
+    // The deny-list itself, on x86_64's own numbers, as before.
+    assert_eq!(verdict(bpf, x86_64, "unshare", &[0x1000_0000]), native_denial, "{what}");
+    assert_eq!(verdict(bpf, x86_64, "ptrace", &[0]), native_denial, "{what}");
+    assert_eq!(verdict(bpf, x86_64, "keyctl", &[0]), native_denial, "{what}");
+    assert_eq!(verdict(bpf, x86_64, "chmod", &[0x5555_0000_1000, 0o4755]), native_denial, "{what}");
+    assert_eq!(verdict(bpf, x86_64, "chmod", &[0x5555_0000_1000, 0o755]), ALLOW, "{what}");
+    assert_eq!(verdict(bpf, x86_64, "unshare", &[0x0002_0000]), ALLOW, "{what}");
+    assert_eq!(verdict(bpf, x86_64, "getpid", &[]), ALLOW, "{what}");
+    // -1 is no call, and a tracer's way to skip one: the default's, not killed.
+    assert_eq!(run_raw(bpf, x86_64.audit_arch(), -1, [0; 6]), ALLOW, "{what}: -1");
+}
+
+/// The rules of `--preset contained` (SEED_SECCOMP_PROFILE in
+/// ts/config/presets.ts) that the x32 finding named, as that profile writes
+/// them: ALLOW by default, and its `architectures` without SCMP_ARCH_X32,
+/// where libseccomp gives x32 the bad-arch action.
+const CONTAINED_RULES: &str = r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+    "syscalls": [
+        {"names": ["chmod", "fchmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 1, "value": 2048, "valueTwo": 2048, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["chmod", "fchmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 1, "value": 1024, "valueTwo": 1024, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 0, "value": 268435456, "valueTwo": 268435456, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 0, "value": 268435456, "valueTwo": 268435456, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["keyctl", "add_key", "request_key", "ptrace", "mbind", "migrate_pages", "move_pages", "set_mempolicy", "userfaultfd", "perf_event_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {"names": ["clone3", "openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+    ]}"#;
+
+#[test]
+fn x32_calls_are_killed_under_the_contained_deny_list() {
+    let bpf = compile(&profile(CONTAINED_RULES), Arch::X86_64).unwrap();
+    assert_x32_is_killed("contained", &bpf, EPERM);
+}
+
+/// A user's deny-list from `--seccomp FILE` or an OCI bundle, with and without
+/// SCMP_ARCH_X32 in `architectures` (Docker's and podman's defaults list it):
+/// tsbox has no x32 table, so both kill x32 calls rather than apply the rules
+/// with x32's numbers; neither lets them reach the default ALLOW.
+#[test]
+fn x32_calls_are_killed_under_a_default_allow_oci_profile() {
+    let rules = r#""syscalls": [
+        {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "args": [{"index": 0, "value": 268435456, "valueTwo": 268435456, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "args": [{"index": 1, "value": 2048, "valueTwo": 2048, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["ptrace", "keyctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+        {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}
+    ]"#;
+    for architectures in [
+        "",
+        r#""architectures": ["SCMP_ARCH_X86_64"],"#,
+        r#""architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],"#,
+    ] {
+        let text = format!(r#"{{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", {architectures} {rules}}}"#);
+        // As `--seccomp FILE` takes it, and as an OCI bundle's (relaxed first, with an agent).
+        let strict = compile(&profile(&text), Arch::X86_64).unwrap();
+        let (relaxed, _) = relax(&text).unwrap();
+        let bundle = compile(&Profile::from_json_for(&relaxed, Agent::Given).unwrap(), Arch::X86_64).unwrap();
+        for bpf in [&strict, &bundle] {
+            assert_x32_is_killed(&format!("OCI profile {architectures}"), bpf, Verdict::Errno(13));
+            // The agent is notified of x86_64's mkdir only; x32's is killed before it.
+            assert_eq!(verdict(bpf, Arch::X86_64, "mkdir", &[]), Verdict::UserNotif);
+        }
+    }
+}
+
+/// The guard stops every x32 number of the default profile before the tree,
+/// and no x86_64 number: those are below bit 30, so its `jge` falls through to
+/// the tree, whose verdicts `the_default_profile_compiles_to_what_its_rules_say`
+/// checks against the rules.
+#[test]
+fn the_x32_guard_leaves_native_calls_to_the_rules() {
+    let bpf = default_bpf(Arch::X86_64);
+    let prog: Vec<Instruction> = bpf.instructions().collect();
+    let checked = bpf_interp::Checked::new(&prog).unwrap();
+    for (name, nr) in syscalls::X86_64 {
+        let native = checked.run(&data(Arch::X86_64.audit_arch(), *nr as i32, [0; 6])).unwrap();
+        assert_ne!(Verdict::from_ret(native.ret), Verdict::KillProcess, "{name}");
+        let x = checked.run(&data(Arch::X86_64.audit_arch(), x32(*nr), [0; 6])).unwrap();
+        assert_eq!(Verdict::from_ret(x.ret), Verdict::KillProcess, "x32 {name}");
+        // ld arch, jeq, ld nr, jge, jeq -1, ret.
+        assert_eq!(x.steps, 6, "x32 {name}: killed in the prologue, before the tree");
+    }
+    // aarch64 has no x32: its filter has no guard, and its numbers from bit 30
+    // up (no call) get the default.
+    let arm = default_bpf(Arch::Aarch64);
+    assert_eq!(run_raw(&arm, Arch::Aarch64.audit_arch(), x32(39), [0; 6]), EPERM);
 }
 
 /// The calls of the default whose verdict depends on their arguments.
@@ -528,14 +669,30 @@ fn names_from_other_architectures_compile_to_nothing() {
     assert_ne!(compile(&chmod, Arch::X86_64).unwrap(), compile(&empty, Arch::X86_64).unwrap());
 }
 
+/// Four instructions on aarch64; on x86_64 four more, to load the number and
+/// kill x32's calls (the guard matters most here: everything else is allowed).
 #[test]
 fn an_empty_profile_is_its_default_action_behind_the_arch_check() {
     let p = profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": null, "architectures": null}"#);
     for arch in Arch::ALL {
         let bpf = compile(&p, arch).unwrap();
-        assert_eq!(bpf.len(), 4);
+        assert_eq!(bpf.len(), empty_len(arch));
         assert_eq!(verdict(&bpf, arch, "read", &[]), ALLOW);
         assert_eq!(run_raw(&bpf, AUDIT_ARCH_I386, 3, [0; 6]), Verdict::KillProcess);
+    }
+    let bpf = compile(&p, Arch::X86_64).unwrap();
+    assert_eq!(
+        run_raw(&bpf, Arch::X86_64.audit_arch(), x32(272), [0x1000_0000, 0, 0, 0, 0, 0]),
+        Verdict::KillProcess
+    );
+}
+
+/// The length of a profile without rules: the arch check and a `ret`, and on
+/// x86_64 the number loaded for the x32 guard and the guard.
+fn empty_len(arch: Arch) -> usize {
+    match arch {
+        Arch::X86_64 => 8,
+        Arch::Aarch64 => 4,
     }
 }
 
@@ -562,6 +719,7 @@ fn a_profile_too_large_for_the_kernel_is_refused() {
 /// conditions; else the default action.
 struct Reference<'p> {
     profile: &'p Profile,
+    arch: Arch,
     /// The numbers each rule names on the architecture, rule by rule.
     numbers: Vec<Vec<u32>>,
 }
@@ -573,7 +731,7 @@ impl<'p> Reference<'p> {
             .iter()
             .map(|r| r.names.iter().filter_map(|n| arch.syscall(n)).collect())
             .collect();
-        Reference { profile, numbers }
+        Reference { profile, arch, numbers }
     }
 
     /// The rules that name call `nr`, in profile order.
@@ -587,6 +745,10 @@ impl<'p> Reference<'p> {
     }
 
     fn verdict(&self, nr: u32, args: &[u64; 6]) -> Verdict {
+        // On x86_64, x32 and every number above it but -1: killed, whatever the rules.
+        if self.arch == Arch::X86_64 && nr >= X32_SYSCALL_BIT && nr != u32::MAX {
+            return Verdict::KillProcess;
+        }
         let all_hold = |r: &SyscallRule| r.args.iter().all(|a| a.op.holds(args[a.index as usize], a.value, a.value_two));
         let rule = self
             .rules(nr)
@@ -915,7 +1077,7 @@ fn profiles_without_rules_compile_to_what_they_say() {
         (Action::Log, None),
     ] {
         let programs = assert_equivalent(&format!("empty, default {action:?}"), &synthetic(action, errno, vec![]));
-        assert!(programs.iter().all(|p| p.len() == 4));
+        assert!(programs.iter().zip(Arch::ALL).all(|(p, arch)| p.len() == empty_len(arch)));
     }
 }
 
@@ -962,7 +1124,7 @@ fn a_profile_where_everything_is_conditional_compiles_to_what_its_rules_say() {
 /// Measured 201 instructions on both architectures when the compiler became a
 /// binary search (the linear chain before it took 1766 and 1556), and 348 on
 /// x86_64 once the socket families, the setuid file creation and the terminal
-/// ioctls became conditional rules. Each gap in the allowlist costs two (a leaf
+/// ioctls became conditional rules (351 with the x32 guard). Each gap in the allowlist costs two (a leaf
 /// and a node), each conditional rule three to twelve; 420 leaves room for the
 /// allowlist to grow while catching a return to a linear layout.
 #[test]
@@ -998,10 +1160,12 @@ fn every_call_runs_few_instructions() {
                 }
             }
         }
-        // Measured: 11 on both (4 before the tree, at most 6 levels, the
-        // return); 14 lets the tree grow to 8 times as many ranges.
-        assert!(most <= 14, "{}: {most} instructions for an unconditional call", arch.name());
-        // Measured: 36 on x86_64, ioctl's six rules (seed's two, the three
+        // Measured: 11 on aarch64 (4 before the tree, at most 6 levels, the
+        // return); on x86_64 12 for its calls (the x32 guard's `jge` falls
+        // through) and 13 for -1 (which the guard's second test lets by);
+        // 16 lets the tree grow to 8 times as many ranges.
+        assert!(most <= 16, "{}: {most} instructions for an unconditional call", arch.name());
+        // Measured: 37 on x86_64 (36 before the x32 guard), ioctl's six rules (seed's two, the three
         // terminal ioctls, no match) tried one after the other after the
         // tree's path and a `ja`; openat without O_CREAT runs fewer (each of
         // its four rules stops at its first condition).
