@@ -62,7 +62,9 @@ const noFs: CgroupFs = {
   write: () => {},
   exists: () => false,
   subdirs: () => [],
-  kill: () => {},
+  pidfdOpen: () => null,
+  pidfdSignal: () => false,
+  closePidfd: () => {},
   attachDeviceFilter: () => {},
   detachDeviceFilter: () => {},
 };

@@ -3,7 +3,7 @@
 // whose control files are plain files. A small fake kernel (FakeKernel) does
 // what cgroupfs does on mkdir (control files appear), rmdir (EBUSY while
 // populated), cgroup.subtree_control (EBUSY with processes; only controllers
-// the parent offers) and cgroup.kill/kill(2) (processes leave), and records
+// the parent offers) and cgroup.kill/pidfd_send_signal(2) (processes leave), and records
 // every call, so the tests see which files get which values, in which order,
 // and that no failure leaves anything behind. No root needed.
 import { spawnSync } from 'node:child_process';
@@ -62,7 +62,7 @@ const V1_FILES: Record<string, Record<string, string>> = {
 
 /**
  * A cgroup filesystem made of plain files, acting like the kernel where the
- * driver depends on it. `ops` records mkdir, rmdir, write and kill in order.
+ * driver depends on it. `ops` records mkdir, rmdir, write and kill (a pidfd's signal) in order.
  */
 class FakeKernel implements CgroupFs {
   readonly ops: string[] = [];
@@ -157,11 +157,14 @@ class FakeKernel implements CgroupFs {
     if (path.endsWith('/cgroup.controllers') && this.hierarchyOf(path) === 'unified' && existsSync(join(dirname(path), 'cgroup.type'))) {
       return this.read(join(dirname(dirname(path)), 'cgroup.subtree_control'));
     }
+    let text: string;
     try {
-      return readFileSync(path, 'utf8');
+      text = readFileSync(path, 'utf8');
     } catch {
       throw sysError('ENOENT', 'open', path);
     }
+    this.afterRead?.(path);
+    return text;
   }
 
   write(path: string, value: string): void {
@@ -245,18 +248,47 @@ class FakeKernel implements CgroupFs {
     this.ops.push(`bpf-detach ${dir}`);
   }
 
-  /** Killing a process takes it out of every cgroup. */
-  kill(pid: number, signal: NodeJS.Signals): void {
+  /** Pids that processes outside every cgroup have (a number an exited container process left, taken again). */
+  readonly hostPids = new Set<string>();
+  /** Called after each read the driver makes (not the fake's own): a test's hook to change the tree between two reads. */
+  afterRead: ((path: string) => void) | null = null;
+  readonly #pidfds = new Map<number, string>();
+  #nextFd = 1000;
+
+  /** A pidfd for a process in a cgroup of the tree or outside them (hostPids); null for a number no process has. */
+  pidfdOpen(pid: number): number | null {
+    const listed = (d: string): boolean => (existsSync(join(d, 'cgroup.procs')) && this.procs(d).includes(String(pid))) || this.subdirs(d).some((s) => listed(join(d, s)));
+    if (!this.hostPids.has(String(pid)) && ![...this.mounts.keys()].some(listed)) return null;
+    const fd = this.#nextFd++;
+    this.#pidfds.set(fd, String(pid));
+    return fd;
+  }
+
+  /** Recorded as `kill <pid> <signal>`; killing a process takes it out of every cgroup. */
+  pidfdSignal(pidfd: number, signal: NodeJS.Signals): boolean {
+    const pid = this.#pidfds.get(pidfd);
+    if (pid === undefined) throw sysError('EPERM', 'pidfd_send_signal', String(pidfd));
     this.ops.push(`kill ${pid} ${signal}`);
     const walk = (d: string) => {
-      if (existsSync(join(d, 'cgroup.procs'))) writeFileSync(join(d, 'cgroup.procs'), this.procs(d).filter((p) => p !== String(pid)).join('\n'));
+      if (existsSync(join(d, 'cgroup.procs'))) writeFileSync(join(d, 'cgroup.procs'), this.procs(d).filter((p) => p !== pid).join('\n'));
       for (const s of this.subdirs(d)) walk(join(d, s));
     };
     for (const m of this.mounts.keys()) walk(m);
+    return true;
+  }
+
+  closePidfd(pidfd: number): void {
+    if (!this.#pidfds.delete(pidfd)) throw sysError('EPERM', 'close', String(pidfd));
+  }
+
+  /** pidfds not closed yet. */
+  openPidfds(): number {
+    return this.#pidfds.size;
   }
 
   procs(dir: string): string[] {
-    return this.read(join(dir, 'cgroup.procs')).split('\n').filter(Boolean);
+    // Not through read(): the fake's own look-ups are no reads of the driver's (afterRead).
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
   }
 
   #clearProcs(dir: string): void {
@@ -1203,6 +1235,28 @@ describe('hybrid (this development host\'s layout)', () => {
     writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '300\n');
     c.destroy();
     expect(host.k.ops).toContain('kill 300 SIGKILL');
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('without a freezer: a pid that leaves the cgroup after the listing is not killed, its number may be a host process\'s by then', () => {
+    const host = hybridHost({ without: ['freezer'] });
+    const c = create(host);
+    const procs = join(c.paths.pids!, 'cgroup.procs');
+    writeFileSync(procs, '300\n301\n');
+    // Teardown reads this file to see that the cgroup is not empty, then to
+    // list what to kill; right after that listing, 300 exits and an
+    // unrelated host process gets its number.
+    let reads = 0;
+    host.k.afterRead = (path) => {
+      if (path !== procs || ++reads !== 2) return;
+      writeFileSync(procs, '301\n');
+      host.k.hostPids.add('300');
+    };
+    c.destroy();
+    expect(reads).toBeGreaterThanOrEqual(2);
+    expect(host.k.ops).toContain('kill 301 SIGKILL');
+    expect(host.k.ops).not.toContain('kill 300 SIGKILL');
+    expect(host.k.openPidfds()).toBe(0);
     expect(leaves(host)).toEqual([]);
   });
 

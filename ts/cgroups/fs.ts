@@ -5,6 +5,7 @@
  * the unit tests can run the driver against a fixture tree without root.
  */
 import { accessSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, constants as fsc, writeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
@@ -23,8 +24,17 @@ export interface CgroupFs {
   writable(path: string): boolean;
   /** Names of the subdirectories (child cgroups) of `path`. */
   subdirs(path: string): string[];
-  /** kill(2). */
-  kill(pid: number, signal: NodeJS.Signals): void;
+  /**
+   * pidfd_open(2): a descriptor that names the process numbered `pid` now,
+   * and keeps naming it after it exits and the number goes to another
+   * process; null when no process has that number (ESRCH). The caller
+   * closes it with closePidfd.
+   */
+  pidfdOpen(pid: number): number | null;
+  /** pidfd_send_signal(2) to the process `pidfd` names; false when it has exited (ESRCH). */
+  pidfdSignal(pidfd: number, signal: NodeJS.Signals): boolean;
+  /** close(2) of a descriptor from pidfdOpen. */
+  closePidfd(pidfd: number): void;
   /**
    * Loads the eBPF program for the device rules `rules` (a v1 device
    * cgroup's writes, in order) and attaches it to the cgroup v2 directory
@@ -72,7 +82,19 @@ export const realFs: CgroupFs = {
     readdirSync(path, { withFileTypes: true })
       .filter((d) => d.isDirectory())
       .map((d) => d.name),
-  kill: (pid, signal) => process.kill(pid, signal),
+  pidfdOpen: (pid) => {
+    const fd = loadNative().binding.pidfdOpen(pid);
+    if (fd === -ESRCH) return null;
+    if (fd < 0) throw Object.assign(new Error(`pidfd_open of process ${pid} failed (errno ${-fd})`), { errno: fd, syscall: 'pidfd_open' });
+    return fd;
+  },
+  pidfdSignal: (pidfd, signal) => {
+    const r = loadNative().binding.pidfdSendSignal(pidfd, osConstants.signals[signal]);
+    if (r === -ESRCH) return false;
+    if (r < 0) throw Object.assign(new Error(`pidfd_send_signal ${signal} failed (errno ${-r})`), { errno: r, syscall: 'pidfd_send_signal' });
+    return true;
+  },
+  closePidfd: (pidfd) => closeSync(pidfd),
   attachDeviceFilter: (dir, rules) => {
     const failed = loadNative().binding.attachDeviceFilter(dir, rules.map((r) => ({ file: r.file, value: r.value })));
     if (failed) throw Object.assign(new Error(failed.detail), { errno: -failed.errno, syscall: failed.call, path: dir });
