@@ -62,6 +62,7 @@ const noFs: CgroupFs = {
   write: () => {},
   exists: () => false,
   subdirs: () => [],
+  owners: (paths) => paths.map(() => null),
   pidfdOpen: () => null,
   pidfdSignal: () => false,
   closePidfd: () => {},
