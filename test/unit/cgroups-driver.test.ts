@@ -277,6 +277,7 @@ class FakeKernel implements CgroupFs {
     if (!this.hostPids.has(String(pid)) && ![...this.mounts.keys()].some(listed)) return null;
     const fd = this.#nextFd++;
     this.#pidfds.set(fd, String(pid));
+    this.mostPidfds = Math.max(this.mostPidfds, this.#pidfds.size);
     return fd;
   }
 
@@ -296,6 +297,9 @@ class FakeKernel implements CgroupFs {
   closePidfd(pidfd: number): void {
     if (!this.#pidfds.delete(pidfd)) throw sysError('EPERM', 'close', String(pidfd));
   }
+
+  /** The most pidfds open at once. */
+  mostPidfds = 0;
 
   /** pidfds not closed yet. */
   openPidfds(): number {
@@ -1351,6 +1355,18 @@ describe('hybrid (this development host\'s layout)', () => {
     writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '300\n');
     c.destroy();
     expect(host.k.ops).toContain('kill 300 SIGKILL');
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('a container of thousands of processes: killed a batch of pidfds at a time, never one descriptor each at once', () => {
+    const host = hybridHost({ without: ['freezer'] });
+    const c = create(host);
+    const pids = Array.from({ length: 600 }, (_, i) => String(1000 + i));
+    writeFileSync(join(c.paths.pids!, 'cgroup.procs'), pids.join('\n'));
+    c.destroy();
+    expect(host.k.ops.filter((o) => o.startsWith('kill ')).sort()).toEqual(pids.map((p) => `kill ${p} SIGKILL`).sort());
+    expect(host.k.mostPidfds).toBeLessThanOrEqual(256);
+    expect(host.k.openPidfds()).toBe(0);
     expect(leaves(host)).toEqual([]);
   });
 

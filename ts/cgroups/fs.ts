@@ -126,6 +126,7 @@ export const EACCES = 13;
 export const ENOSPC = 28;
 export const EROFS = 30;
 export const ERANGE = 34;
+export const ENOSYS = 38;
 export const ENOTEMPTY = 39;
 
 /** The errno of a Node.js system error, positive; 0 when it is not one. */

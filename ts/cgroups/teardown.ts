@@ -9,7 +9,7 @@
 import { posix } from 'node:path';
 
 import { freeze, thaw } from './freezer.js';
-import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOTEMPTY, EPERM, errnoOf, type CgroupFs } from './fs.js';
+import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOSYS, ENOTEMPTY, EPERM, errnoOf, type CgroupFs } from './fs.js';
 import { sleepSync } from '../sleep.js';
 import { isScopeName, stopScope } from './systemd.js';
 
@@ -63,6 +63,13 @@ export function listPids(dir: string, fs: CgroupFs): number[] {
 }
 
 /**
+ * pidfds open at once in killPids: a container may have thousands of
+ * processes (the default pids limit is 2048), and a descriptor each could
+ * run this process out of them (EMFILE) in the middle of a teardown.
+ */
+const PIDFD_BATCH = 256;
+
+/**
  * SIGKILLs each of `pids` (listed from `dirs`) that is still in `dirs`. A pid
  * is only a number: a process that exited after the listing leaves it free
  * for any new process on the host, which a kill by number would hit (as
@@ -72,29 +79,32 @@ export function listPids(dir: string, fs: CgroupFs): number[] {
  * no longer listed is left alone, whoever has it now.
  */
 function killPids(pids: Iterable<number>, dirs: readonly string[], fs: CgroupFs): void {
-  const pidfds = new Map<number, number>();
-  try {
-    for (const pid of unique([...pids].map(String)).map(Number)) {
-      let fd: number | null;
-      try {
-        fd = fs.pidfdOpen(pid);
-      } catch (err) {
-        throw cgroupError(err, String(pid), `open a pidfd for process ${pid} of the container`, 'tsbox needs Linux 5.3 or later (pidfd_open)');
+  const all = unique([...pids].map(String)).map(Number);
+  for (let i = 0; i < all.length; i += PIDFD_BATCH) {
+    const pidfds = new Map<number, number>();
+    try {
+      for (const pid of all.slice(i, i + PIDFD_BATCH)) {
+        let fd: number | null;
+        try {
+          fd = fs.pidfdOpen(pid);
+        } catch (err) {
+          throw cgroupError(err, String(pid), `open a pidfd for process ${pid} of the container`, errnoOf(err) === ENOSYS ? 'tsbox needs Linux 5.3 or later (pidfd_open)' : null);
+        }
+        if (fd !== null) pidfds.set(pid, fd);
       }
-      if (fd !== null) pidfds.set(pid, fd);
-    }
-    if (pidfds.size === 0) return;
-    const still = new Set(dirs.flatMap((d) => listPids(d, fs)));
-    for (const [pid, fd] of pidfds) {
-      if (!still.has(pid)) continue;
-      try {
-        fs.pidfdSignal(fd, 'SIGKILL');
-      } catch (err) {
-        throw cgroupError(err, String(pid), `kill process ${pid} of the container`);
+      if (pidfds.size === 0) continue;
+      const still = new Set(dirs.flatMap((d) => listPids(d, fs)));
+      for (const [pid, fd] of pidfds) {
+        if (!still.has(pid)) continue;
+        try {
+          fs.pidfdSignal(fd, 'SIGKILL');
+        } catch (err) {
+          throw cgroupError(err, String(pid), `kill process ${pid} of the container`);
+        }
       }
+    } finally {
+      for (const fd of pidfds.values()) fs.closePidfd(fd);
     }
-  } finally {
-    for (const fd of pidfds.values()) fs.closePidfd(fd);
   }
 }
 
