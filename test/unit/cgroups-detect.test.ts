@@ -62,7 +62,10 @@ const noFs: CgroupFs = {
   write: () => {},
   exists: () => false,
   subdirs: () => [],
-  kill: () => {},
+  owners: (paths) => paths.map(() => null),
+  pidfdOpen: () => null,
+  pidfdSignal: () => false,
+  closePidfd: () => {},
   attachDeviceFilter: () => {},
   detachDeviceFilter: () => {},
 };

@@ -3,11 +3,11 @@
 // whose control files are plain files. A small fake kernel (FakeKernel) does
 // what cgroupfs does on mkdir (control files appear), rmdir (EBUSY while
 // populated), cgroup.subtree_control (EBUSY with processes; only controllers
-// the parent offers) and cgroup.kill/kill(2) (processes leave), and records
+// the parent offers) and cgroup.kill/pidfd_send_signal(2) (processes leave), and records
 // every call, so the tests see which files get which values, in which order,
 // and that no failure leaves anything behind. No root needed.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -62,7 +62,7 @@ const V1_FILES: Record<string, Record<string, string>> = {
 
 /**
  * A cgroup filesystem made of plain files, acting like the kernel where the
- * driver depends on it. `ops` records mkdir, rmdir, write and kill in order.
+ * driver depends on it. `ops` records mkdir, rmdir, write and kill (a pidfd's signal) in order.
  */
 class FakeKernel implements CgroupFs {
   readonly ops: string[] = [];
@@ -157,11 +157,14 @@ class FakeKernel implements CgroupFs {
     if (path.endsWith('/cgroup.controllers') && this.hierarchyOf(path) === 'unified' && existsSync(join(dirname(path), 'cgroup.type'))) {
       return this.read(join(dirname(dirname(path)), 'cgroup.subtree_control'));
     }
+    let text: string;
     try {
-      return readFileSync(path, 'utf8');
+      text = readFileSync(path, 'utf8');
     } catch {
       throw sysError('ENOENT', 'open', path);
     }
+    this.afterRead?.(path);
+    return text;
   }
 
   write(path: string, value: string): void {
@@ -245,18 +248,67 @@ class FakeKernel implements CgroupFs {
     this.ops.push(`bpf-detach ${dir}`);
   }
 
-  /** Killing a process takes it out of every cgroup. */
-  kill(pid: number, signal: NodeJS.Signals): void {
+  /** Owners of directories by path (lstat's uid); root's where not set. */
+  readonly uids = new Map<string, number>();
+  /** owners() calls, each with its paths. */
+  readonly lstats: string[][] = [];
+
+  owners(paths: readonly string[]): ({ uid: number; isDirectory: boolean } | null)[] {
+    this.lstats.push([...paths]);
+    return paths.map((p) => {
+      try {
+        return { uid: this.uids.get(p) ?? 0, isDirectory: lstatSync(p).isDirectory() };
+      } catch {
+        return null;
+      }
+    });
+  }
+
+  /** Pids that processes outside every cgroup have (a number an exited container process left, taken again). */
+  readonly hostPids = new Set<string>();
+  /** Called after each read the driver makes (not the fake's own): a test's hook to change the tree between two reads. */
+  afterRead: ((path: string) => void) | null = null;
+  readonly #pidfds = new Map<number, string>();
+  #nextFd = 1000;
+
+  /** A pidfd for a process in a cgroup of the tree or outside them (hostPids); null for a number no process has. */
+  pidfdOpen(pid: number): number | null {
+    const listed = (d: string): boolean => (existsSync(join(d, 'cgroup.procs')) && this.procs(d).includes(String(pid))) || this.subdirs(d).some((s) => listed(join(d, s)));
+    if (!this.hostPids.has(String(pid)) && ![...this.mounts.keys()].some(listed)) return null;
+    const fd = this.#nextFd++;
+    this.#pidfds.set(fd, String(pid));
+    this.mostPidfds = Math.max(this.mostPidfds, this.#pidfds.size);
+    return fd;
+  }
+
+  /** Recorded as `kill <pid> <signal>`; killing a process takes it out of every cgroup. */
+  pidfdSignal(pidfd: number, signal: NodeJS.Signals): boolean {
+    const pid = this.#pidfds.get(pidfd);
+    if (pid === undefined) throw sysError('EPERM', 'pidfd_send_signal', String(pidfd));
     this.ops.push(`kill ${pid} ${signal}`);
     const walk = (d: string) => {
-      if (existsSync(join(d, 'cgroup.procs'))) writeFileSync(join(d, 'cgroup.procs'), this.procs(d).filter((p) => p !== String(pid)).join('\n'));
+      if (existsSync(join(d, 'cgroup.procs'))) writeFileSync(join(d, 'cgroup.procs'), this.procs(d).filter((p) => p !== pid).join('\n'));
       for (const s of this.subdirs(d)) walk(join(d, s));
     };
     for (const m of this.mounts.keys()) walk(m);
+    return true;
+  }
+
+  closePidfd(pidfd: number): void {
+    if (!this.#pidfds.delete(pidfd)) throw sysError('EPERM', 'close', String(pidfd));
+  }
+
+  /** The most pidfds open at once. */
+  mostPidfds = 0;
+
+  /** pidfds not closed yet. */
+  openPidfds(): number {
+    return this.#pidfds.size;
   }
 
   procs(dir: string): string[] {
-    return this.read(join(dir, 'cgroup.procs')).split('\n').filter(Boolean);
+    // Not through read(): the fake's own look-ups are no reads of the driver's (afterRead).
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
   }
 
   #clearProcs(dir: string): void {
@@ -700,6 +752,106 @@ describe('v2: an ordinary user, under the cgroup delegated to it (issue 20)', ()
     const c = create(host, {}, { uid: 1000, parent: '/mine' });
     expect(c.v2Path).toBe(join(host.cg, 'mine/tsbox/c1'));
     expect(host.k.procs(host.d)).toHaveLength(2);
+  });
+});
+
+describe('root under a cgroup a user owns: the containers go where only root may reach them', () => {
+  const svc = '/user.slice/user-1000.slice/user@1000.service';
+  /**
+   * `sudo tsbox run` from a desktop terminal on pure v2: root in a scope of
+   * uid 1000's systemd user manager, whose subtree systemd delegated to the
+   * user (chowned to 1000). The default parent, app.slice, is the user's.
+   */
+  function userSessionHost(): { k: FakeKernel; proc: ProcSource; cg: string } {
+    const host = v2Host(`${svc}/app.slice/term.scope`);
+    // systemd enables memory and pids down to the user's manager and its slices.
+    for (const d of ['user.slice', 'user.slice/user-1000.slice', svc, `${svc}/app.slice`]) writeFileSync(join(host.cg, d, 'cgroup.subtree_control'), 'memory pids');
+    for (const d of [svc, `${svc}/app.slice`, `${svc}/app.slice/term.scope`]) host.k.uids.set(join(host.cg, d), 1000);
+    return host;
+  }
+
+  it('v2: the default parent is the user\'s: under the root of the hierarchy instead, as runc and podman put theirs', () => {
+    const host = userSessionHost();
+    const trace: string[] = [];
+    const c = create(host, { memory: '64m' }, { uid: 0, trace: (l) => trace.push(l) });
+    expect(c.v2Path).toBe(join(host.cg, 'tsbox/c1'));
+    expect(existsSync(join(host.cg, svc, 'app.slice/tsbox'))).toBe(false);
+    expect(trace).toContain(`cgroup: ${join(host.cg, svc)} is owned by uid 1000, not root's: the containers go under ${host.cg} instead`);
+    c.destroy();
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('v2: a tsbox directory the user made in advance in their cgroup is not used', () => {
+    const host = userSessionHost();
+    const theirs = join(host.cg, svc, 'app.slice/tsbox');
+    host.k.existing(theirs);
+    host.k.uids.set(theirs, 1000);
+    const c = create(host, {}, { uid: 0 });
+    expect(c.v2Path).toBe(join(host.cg, 'tsbox/c1'));
+    expect(host.k.subdirs(theirs)).toEqual([]);
+  });
+
+  it('a tsbox directory that is not root\'s under a root\'s parent: refused by name and owner, nothing made', () => {
+    const host = v2Host();
+    const tsbox = join(host.cg, 'system.slice/tsbox');
+    host.k.existing(tsbox);
+    host.k.uids.set(tsbox, 1000);
+    const before = host.k.tree();
+    const e = failure(() => create(host, {}, { uid: 0 }));
+    expect(e.errno).toBe(errnos.EPERM);
+    expect(e.message).toBe(`cgroup(${tsbox}): EPERM — tsbox's shared cgroup is owned by uid 1000, not root: that user could move, freeze or kill the containers' processes`);
+    expect(e.hint).toBe(`remove it if no container of root's is in it (rmdir ${tsbox}), or pass a cgroup parent that is root's (--cgroup-parent)`);
+    expect(host.k.tree()).toEqual(before);
+    expect(markers()).toEqual([]);
+  });
+
+  it('the root of the hierarchy is not root\'s either (a cgroup namespace of a user\'s): refused, naming its owner', () => {
+    const host = userSessionHost();
+    host.k.uids.set(host.cg, 65534);
+    const e = failure(() => create(host, {}, { uid: 0 }));
+    expect(e.errno).toBe(errnos.EPERM);
+    expect(e.path).toBe(host.cg);
+    expect(e.message).toBe(`cgroup(${host.cg}): EPERM — the root of the cgroup hierarchy is owned by uid 65534, not root's: there is no cgroup of root's to put root's containers in`);
+    expect(e.hint).toContain('--cgroup-parent');
+    expect(markers()).toEqual([]);
+  });
+
+  it('hybrid: each hierarchy on its own; only the one whose default parent is the user\'s moves to its root', () => {
+    const host = hybridHost();
+    host.k.uids.set(join(host.cg, 'memory/session'), 1000);
+    const c = create(host, { memory: '64m' }, { uid: 0 });
+    expect(c.paths.memory).toBe(join(host.cg, 'memory/tsbox/c1'));
+    expect(c.paths.pids).toBe(join(host.cg, 'pids/tsbox/c1'));
+    c.destroy();
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('an explicit cgroup parent is the administrator\'s choice: taken as given', () => {
+    const host = userSessionHost();
+    const c = create(host, {}, { uid: 0, parent: `${svc}/app.slice` });
+    expect(c.v2Path).toBe(join(host.cg, svc, 'app.slice/tsbox/c1'));
+  });
+
+  it('gc as root sweeps where create puts the containers, not the user\'s tsbox directory', () => {
+    const host = userSessionHost();
+    const theirs = join(host.cg, svc, 'app.slice/tsbox');
+    host.k.existing(theirs);
+    host.k.uids.set(theirs, 1000);
+    host.k.mkdir(join(theirs, 'stray'));
+    host.k.uids.set(join(theirs, 'stray'), 1000);
+    host.k.mkdir(join(host.cg, 'tsbox'));
+    host.k.mkdir(join(host.cg, 'tsbox/orphan'));
+    expect(gc({ stateDir, fs: host.k, proc: host.proc, uid: 0 })).toEqual(['orphan']);
+    expect(existsSync(join(theirs, 'stray'))).toBe(true);
+  });
+
+  it('directories found root\'s are not looked at again by the same process', () => {
+    const host = v2Host();
+    create(host, {}, { uid: 0, id: 'a' });
+    create(host, {}, { uid: 0, id: 'b' });
+    host.k.lstats.length = 0;
+    create(host, {}, { uid: 0, id: 'c' });
+    expect(host.k.lstats).toEqual([]);
   });
 });
 
@@ -1203,6 +1355,40 @@ describe('hybrid (this development host\'s layout)', () => {
     writeFileSync(join(c.paths.pids!, 'cgroup.procs'), '300\n');
     c.destroy();
     expect(host.k.ops).toContain('kill 300 SIGKILL');
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('a container of thousands of processes: killed a batch of pidfds at a time, never one descriptor each at once', () => {
+    const host = hybridHost({ without: ['freezer'] });
+    const c = create(host);
+    const pids = Array.from({ length: 600 }, (_, i) => String(1000 + i));
+    writeFileSync(join(c.paths.pids!, 'cgroup.procs'), pids.join('\n'));
+    c.destroy();
+    expect(host.k.ops.filter((o) => o.startsWith('kill ')).sort()).toEqual(pids.map((p) => `kill ${p} SIGKILL`).sort());
+    expect(host.k.mostPidfds).toBeLessThanOrEqual(256);
+    expect(host.k.openPidfds()).toBe(0);
+    expect(leaves(host)).toEqual([]);
+  });
+
+  it('without a freezer: a pid that leaves the cgroup after the listing is not killed, its number may be a host process\'s by then', () => {
+    const host = hybridHost({ without: ['freezer'] });
+    const c = create(host);
+    const procs = join(c.paths.pids!, 'cgroup.procs');
+    writeFileSync(procs, '300\n301\n');
+    // Teardown reads this file to see that the cgroup is not empty, then to
+    // list what to kill; right after that listing, 300 exits and an
+    // unrelated host process gets its number.
+    let reads = 0;
+    host.k.afterRead = (path) => {
+      if (path !== procs || ++reads !== 2) return;
+      writeFileSync(procs, '301\n');
+      host.k.hostPids.add('300');
+    };
+    c.destroy();
+    expect(reads).toBeGreaterThanOrEqual(2);
+    expect(host.k.ops).toContain('kill 301 SIGKILL');
+    expect(host.k.ops).not.toContain('kill 300 SIGKILL');
+    expect(host.k.openPidfds()).toBe(0);
     expect(leaves(host)).toEqual([]);
   });
 

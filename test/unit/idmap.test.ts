@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { ROOT_MAP_BASE, ROOT_MAP_SIZE } from '../../ts/config/defaults.js';
 import { TsboxError } from '../../ts/errors.js';
-import { allocateRootMaps, computeMaps, formatMap, parseMapping, rootlessMaps, writeMaps, type IdMaps } from '../../ts/idmap/index.js';
+import { allocateRootMaps, computeMaps, formatMap, parseMapping, registerExplicitMaps, rootlessMaps, writeMaps, type IdMaps } from '../../ts/idmap/index.js';
 import { loadNative } from '../../ts/native.js';
 
 /** Every writeFileSync call made through node:fs, and whether to really perform it. */
@@ -258,5 +258,51 @@ describe('allocateRootMaps', () => {
       for (const t of taken) t.release!();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('registerExplicitMaps', () => {
+  let dir: string;
+  let subid: { subuid: string; subgid: string };
+  const released: (() => void)[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tsbox-ids-'));
+    subid = { subuid: join(dir, 'subuid'), subgid: join(dir, 'subgid') };
+    // alice has the range useradd gives the first user; tsbox's the one set aside for root's containers.
+    writeFileSync(subid.subuid, 'alice:100000:65536\nroot:1000000:65536\n');
+    writeFileSync(subid.subgid, 'alice:100000:65536\n1001:300000:65536\n');
+  });
+  afterEach(() => {
+    for (const r of released.splice(0)) r();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const register = (uid: { containerId: number; hostId: number; size: number }[], gid: typeof uid, id: string) => {
+    const r = registerExplicitMaps(uid, gid, id, dir, subid);
+    released.push(r.release);
+    return r;
+  };
+
+  it("notes maps over a user's subordinate ids, naming the map, the user, the range and the file; registered all the same", () => {
+    const m = [{ containerId: 0, hostId: 100000, size: 65536 }];
+    const r = register(m, [{ containerId: 0, hostId: 300010, size: 10 }], 'c1');
+    expect(r.notice).toBe(
+      `tsbox: note: uidMap 0:100000:65536 overlaps alice's 100000:65536 in ${subid.subuid}; gidMap 0:300010:10 overlaps 1001's 300000:65536 in ${subid.subgid}: ` +
+        "a user's own user namespaces (rootless containers, newuidmap) can map those host ids and reach this container's processes and files; " +
+        `map ids no user is granted (leave uidMap and gidMap out for a block of tsbox's own), or, if the range is set aside for root's containers, grant it to root in ${subid.subuid} and ${subid.subgid}`,
+    );
+    expect(existsSync(join(dir, 'x-c1.lock'))).toBe(true);
+  });
+
+  it("no note for ids no user is granted, for root's own range, or for uids that only a subgid range covers", () => {
+    expect(register([{ containerId: 0, hostId: 10000, size: 2000 }], [{ containerId: 0, hostId: 10000, size: 2000 }], 'c1').notice).toBeUndefined();
+    expect(register([{ containerId: 0, hostId: 1000000, size: 65536 }], [{ containerId: 0, hostId: 2000000, size: 65536 }], 'c2').notice).toBeUndefined();
+    expect(register([{ containerId: 0, hostId: 300000, size: 10 }], [{ containerId: 0, hostId: 3000000, size: 10 }], 'c3').notice).toBeUndefined();
+  });
+
+  it('computeMaps passes the note on to the container\'s notices', () => {
+    const m = [{ containerId: 0, hostId: 100000, size: 65536 }];
+    const ids = { allocate: () => { throw new Error('not asked'); }, register: (u: typeof m, g: typeof m, id: string) => register(u, g, id) };
+    const maps = computeMaps({ userns: 'private', uidMap: m, gidMap: m }, 'c4', { uid: 0, gid: 0, name: 'root' }, ids);
+    expect(maps?.notice).toMatch(/^tsbox: note: uidMap 0:100000:65536 overlaps alice's 100000:65536 in .*; gidMap 0:100000:65536 overlaps alice's 100000:65536 in /);
   });
 });

@@ -13,6 +13,7 @@ import { cpu, cpuStats, cpuThrottledPeriods } from './cpu.js';
 import { CPUSET_INHERIT, cpuset } from './cpuset.js';
 import { cgroupDir, parentPath, readLayout, readProcSource, type CgroupLayout, type CgroupMode, type ProcSource } from './detect.js';
 import { delegatedParent, LEAF } from './delegation.js';
+import type { TsboxError } from '../errors.js';
 import { cgroupError, cgroupProblem, EACCES, EBUSY, EEXIST, EPERM, EINVAL, ENODEV, ENOENT, ENOSPC, ERANGE, errnoOf, ESRCH, readIfPresent, realFs, type CgroupFs } from './fs.js';
 import { defaultStateDir, ID_PATTERN, readMarker, removeMarker, writeMarker, type Marker } from './gc.js';
 import { processStart } from '../proc.js';
@@ -22,6 +23,7 @@ import { hugetlb } from './hugetlb.js';
 import { memory, memoryStats, memoryUsage } from './memory.js';
 import { netCls, netPrio } from './network.js';
 import { pids, pidsPeak, pidsStats } from './pids.js';
+import { defaultParents, knownRootDir, rootOwnedParents } from './root-parent.js';
 import { stopScope, syncScope } from './systemd.js';
 import { killCgroup, removeCgroup, removeParents, type Placement } from './teardown.js';
 
@@ -33,7 +35,9 @@ export interface CreateOptions {
    * The cgroup to create `tsbox/<id>` under, as a cgroup path (as in
    * /proc/self/cgroup), e.g. `/tsbox.slice`; it must exist. Default: the
    * caller's own cgroup on v1; on v2 the caller's cgroup if it is the root,
-   * else its parent (see parentPath in detect.ts).
+   * else its parent (see parentPath in detect.ts). As root, a default that
+   * is not root's own gives way to the root of the hierarchy
+   * (root-parent.ts); a parent given here is taken as given.
    */
   parent?: string;
   /**
@@ -202,22 +206,34 @@ function plan(id: string, l: CgroupLimits, layout: CgroupLayout, fs: CgroupFs, o
     // Otherwise it was wanted for statistics only, and those read as null.
   }
 
+  // Root's default parent gives way to the hierarchy's root when a user
+  // owns it (root-parent.ts); decided for every hierarchy in one batch.
+  let rootDefaults: ReadonlyMap<string, string | TsboxError> | undefined;
+  const defaultParent = (name: string): string => {
+    if (uid !== 0 || configured !== undefined) return parentPath(layout, name, configured);
+    rootDefaults ??= rootOwnedParents(defaultParents(layout), fs, opts.trace);
+    const chosen = rootDefaults.get(name) ?? parentPath(layout, name);
+    if (typeof chosen !== 'string') throw chosen;
+    return chosen;
+  };
   const hierarchies = new Map<string, Hier>();
   const add = (name: string, mount: { mountpoint: string; root: string }) => {
     if (opts.path !== undefined) {
-      const path = opts.path.startsWith('/') ? opts.path : posix.join(parentPath(layout, name, configured), opts.path);
+      const path = opts.path.startsWith('/') ? opts.path : posix.join(defaultParent(name), opts.path);
       const leaf = cgroupDir(mount, path);
       if (leaf === mount.mountpoint) throw cgroupProblem(opts.path, 'is the root of the cgroup hierarchy, which the container cannot have as its own', 'give a cgroup below it, such as /tsbox/c1', EINVAL);
       hierarchies.set(name, { parent: posix.dirname(leaf), tsbox: posix.dirname(leaf), leaf, exact: true });
       return;
     }
-    const parent = cgroupDir(mount, parentPath(layout, name, configured));
+    const parent = cgroupDir(mount, defaultParent(name));
     const tsbox = posix.join(parent, 'tsbox');
     hierarchies.set(name, { parent, tsbox, leaf: posix.join(tsbox, id) });
   };
   const checkParent = (dir: string) => {
     // An exact path's missing ancestors are made.
     if (opts.path !== undefined) return;
+    // Root's default parent was just looked at (lstat) by rootOwnedParents.
+    if (rootDefaults !== undefined && knownRootDir(fs, dir)) return;
     if (!fs.exists(dir)) {
       throw cgroupProblem(dir, 'the cgroup parent does not exist', opts.parent !== undefined ? 'create it first (mkdir under /sys/fs/cgroup), or leave the cgroup parent out' : null, ENOENT);
     }

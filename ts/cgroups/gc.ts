@@ -16,6 +16,7 @@ import { defaultStateRoot, ensureStateRoot } from '../state-root.js';
 
 import { cgroupDir, parentPath, readLayout, readProcSource, type ProcSource } from './detect.js';
 import { unifiedParent } from './delegation.js';
+import { defaultParents, rootOwnedParents } from './root-parent.js';
 import { cgroupError, EEXIST, ENOENT, errnoOf, realFs, type CgroupFs } from './fs.js';
 import { listPids, removeCgroup, removeParents, type Placement } from './teardown.js';
 
@@ -143,6 +144,8 @@ export interface GcOptions {
   /** For tests: the filesystem and /proc files to use. */
   fs?: CgroupFs;
   proc?: ProcSource;
+  /** For tests: the caller's uid (default: this process's). */
+  uid?: number;
 }
 
 /**
@@ -188,8 +191,22 @@ export function gc(opts: GcOptions = {}): string[] {
   const layout = readLayout(fs, opts.proc ?? readProcSource());
   const hierarchies: [string, string][] = [];
   // Every hierarchy a container has a cgroup in: named ones (name=systemd) too.
-  for (const [name, mount] of layout.v1) hierarchies.push([name, posix.join(cgroupDir(mount, parentPath(layout, name, opts.parent)), 'tsbox')]);
-  if (layout.unified) hierarchies.push(['unified', posix.join(cgroupDir(layout.unified, unifiedParent(layout, fs, opts.parent, process.getuid?.() ?? 0)), 'tsbox')]);
+  const uid = opts.uid ?? process.getuid?.() ?? 0;
+  // Root's containers are where create() puts them (root-parent.ts); where it
+  // refuses, there are none to find.
+  const rootDefaults = uid === 0 && opts.parent === undefined ? rootOwnedParents(defaultParents(layout), fs) : null;
+  const parentOf = (name: string, fallback: () => string): string | null => {
+    const chosen = rootDefaults?.get(name) ?? fallback();
+    return typeof chosen === 'string' ? chosen : null;
+  };
+  for (const [name, mount] of layout.v1) {
+    const parent = parentOf(name, () => parentPath(layout, name, opts.parent));
+    if (parent !== null) hierarchies.push([name, posix.join(cgroupDir(mount, parent), 'tsbox')]);
+  }
+  if (layout.unified) {
+    const parent = parentOf('unified', () => unifiedParent(layout, fs, opts.parent, uid));
+    if (parent !== null) hierarchies.push(['unified', posix.join(cgroupDir(layout.unified, parent), 'tsbox')]);
+  }
   const found = new Map<string, Placement>();
   for (const [h, tsboxDir] of hierarchies) {
     let ids: string[] = [];

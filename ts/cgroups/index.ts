@@ -39,7 +39,9 @@
  * the caller's own cgroup if it is the root, else its parent — the kernel
  * refuses controllers for the children of a non-root cgroup holding processes,
  * and the caller is always in its own (runc does the same; see parentPath in
- * detect.ts). On v2 tsbox enables the controllers it needs in the parent's and
+ * detect.ts). As root, a default parent that a user owns (root run from a
+ * user's delegated cgroup) gives way to the root of the hierarchy
+ * (root-parent.ts). On v2 tsbox enables the controllers it needs in the parent's and
  * in `tsbox`'s cgroup.subtree_control and never disables them (other
  * containers may use them). A parent with processes in it is refused with a
  * hint rather than having its processes moved.

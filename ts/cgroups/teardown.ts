@@ -1,14 +1,15 @@
 /**
  * Teardown, shared by Cgroup.destroy() and gc(): kill everything left in a
- * container's cgroups — `cgroup.kill` on v2; on v1 freeze, SIGKILL every pid
- * in cgroup.procs, thaw — then rmdir them, leaves first, retrying while the
- * killed processes finish exiting (EBUSY). The shared `tsbox` parents stay;
- * gc removes them when no container uses them.
+ * container's cgroups — `cgroup.kill` on v2; on v1 freeze, SIGKILL every
+ * process in cgroup.procs (through a pidfd, see killPids), thaw — then rmdir
+ * them, leaves first, retrying while the killed processes finish exiting
+ * (EBUSY). The shared `tsbox` parents stay; gc removes them when no
+ * container uses them.
  */
 import { posix } from 'node:path';
 
 import { freeze, thaw } from './freezer.js';
-import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOTEMPTY, EPERM, errnoOf, ESRCH, type CgroupFs } from './fs.js';
+import { cgroupError, cgroupProblem, EACCES, EBUSY, ENOENT, ENOSYS, ENOTEMPTY, EPERM, errnoOf, type CgroupFs } from './fs.js';
 import { sleepSync } from '../sleep.js';
 import { isScopeName, stopScope } from './systemd.js';
 
@@ -61,12 +62,48 @@ export function listPids(dir: string, fs: CgroupFs): number[] {
   return out;
 }
 
-function killPids(pids: Iterable<number>, fs: CgroupFs): void {
-  for (const pid of unique([...pids].map(String)).map(Number)) {
+/**
+ * pidfds open at once in killPids: a container may have thousands of
+ * processes (the default pids limit is 2048), and a descriptor each could
+ * run this process out of them (EMFILE) in the middle of a teardown.
+ */
+const PIDFD_BATCH = 256;
+
+/**
+ * SIGKILLs each of `pids` (listed from `dirs`) that is still in `dirs`. A pid
+ * is only a number: a process that exited after the listing leaves it free
+ * for any new process on the host, which a kill by number would hit (as
+ * root, anything). So a pidfd is opened for each first, and `dirs` are
+ * listed again: a pid still listed then is the process its pidfd names (or
+ * that process has exited since, and the signal finds nothing: ESRCH); a pid
+ * no longer listed is left alone, whoever has it now.
+ */
+function killPids(pids: Iterable<number>, dirs: readonly string[], fs: CgroupFs): void {
+  const all = unique([...pids].map(String)).map(Number);
+  for (let i = 0; i < all.length; i += PIDFD_BATCH) {
+    const pidfds = new Map<number, number>();
     try {
-      fs.kill(pid, 'SIGKILL');
-    } catch (err) {
-      if (errnoOf(err) !== ESRCH) throw cgroupError(err, String(pid), `kill process ${pid} of the container`);
+      for (const pid of all.slice(i, i + PIDFD_BATCH)) {
+        let fd: number | null;
+        try {
+          fd = fs.pidfdOpen(pid);
+        } catch (err) {
+          throw cgroupError(err, String(pid), `open a pidfd for process ${pid} of the container`, errnoOf(err) === ENOSYS ? 'tsbox needs Linux 5.3 or later (pidfd_open)' : null);
+        }
+        if (fd !== null) pidfds.set(pid, fd);
+      }
+      if (pidfds.size === 0) continue;
+      const still = new Set(dirs.flatMap((d) => listPids(d, fs)));
+      for (const [pid, fd] of pidfds) {
+        if (!still.has(pid)) continue;
+        try {
+          fs.pidfdSignal(fd, 'SIGKILL');
+        } catch (err) {
+          throw cgroupError(err, String(pid), `kill process ${pid} of the container`);
+        }
+      }
+    } finally {
+      for (const fd of pidfds.values()) fs.closePidfd(fd);
     }
   }
 }
@@ -96,7 +133,7 @@ export function killCgroup(p: Placement, fs: CgroupFs): void {
     for (let round = 0; round < (frozen ? 1 : 10); round++) {
       const pids = dirs.flatMap((d) => listPids(d, fs));
       if (pids.length === 0) break;
-      killPids(pids, fs);
+      killPids(pids, dirs, fs);
       if (!frozen) sleepSync(5);
     }
   } finally {

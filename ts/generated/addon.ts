@@ -228,6 +228,26 @@ export interface PathOwner {
   isDirectory: boolean
 }
 
+/**
+ * pidfd_open(2): a descriptor for the process numbered `pid` now, which
+ * keeps naming that process after it has exited and its number has gone to
+ * another (Linux 5.3). Close-on-exec; the caller closes it (fs.closeSync).
+ * Returns the descriptor, or -errno (-ESRCH: no process has that number).
+ *
+ * The v1 teardown kills what is left in a cgroup by its pids, read from
+ * cgroup.procs: with a pidfd opened first and the cgroup listed again after,
+ * a pid still listed is the process the pidfd holds (or that process has
+ * exited, and the signal finds nothing), never a stranger that took the
+ * number meanwhile.
+ */
+export declare function pidfdOpen(pid: number): number
+
+/**
+ * pidfd_send_signal(2): sends signal `signal` to the process `pidfd` holds
+ * (from `pidfdOpen`). Returns 0, or -errno (-ESRCH: it has exited).
+ */
+export declare function pidfdSendSignal(pidfd: number, signal: number): number
+
 /** A pipe, both ends close-on-exec: `[read, write]`, the caller's to close. */
 export declare function pipe(): Array<number>
 

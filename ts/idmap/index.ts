@@ -10,7 +10,9 @@
  *   it if tsbox dies).
  * - As another user: self → 0 plus the user's /etc/subuid range through
  *   newuidmap/newgidmap when both exist, else self → 0 alone (with a notice).
- * - Explicit maps (`uidMap`, `gidMap`), or none at all (`userns: 'host'`).
+ * - Explicit maps (`uidMap`, `gidMap`): as root, never over a live
+ *   container's ids, and with a notice when they reach a user's subordinate
+ *   ids. Or none at all (`userns: 'host'`).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -179,11 +181,49 @@ export function allocateRootMaps(containerId: string, dir: string = registryDir(
 const describe = (m: IdMapping[]) => m.map((x) => `${x.containerId}:${x.hostId}:${x.size}`).join(', ');
 
 /**
+ * A note when explicit maps reach into an ordinary user's subordinate ids:
+ * uidMap into a range /etc/subuid grants, gidMap into one of /etc/subgid.
+ * That user's own user namespaces (rootless containers, through newuidmap)
+ * may map those host ids, and so reach the container's processes and files.
+ *
+ * A note, not a refusal. An explicit map is the administrator's choice, and
+ * podman, runc and crun take it as root unchecked. Engines set ranges aside
+ * for root's containers in these very files, under a user of their own
+ * (podman's `containers` for --userns=auto, the kubelet's `kubelet`,
+ * Docker's `dockremap`), and their maps reach tsbox as an OCI runtime: a
+ * refusal would break them, and an override to get past it would let the
+ * accident through too. A range granted to root is root's own set-aside,
+ * which no other user's newuidmap may use: no note.
+ */
+function subidOverlapNotice(uid: IdMapping[], gid: IdMapping[], subid: { subuid: string; subgid: string }): string | undefined {
+  const found: string[] = [];
+  for (const [kind, maps, file] of [['uidMap', uid, subid.subuid], ['gidMap', gid, subid.subgid]] as const) {
+    const theirs = subidRanges(file).filter((r) => r.owner !== 'root' && r.owner !== '0' && overlaps(maps, [{ containerId: 0, hostId: r.start, size: r.count }]));
+    if (theirs.length === 0) continue;
+    const owners = theirs.slice(0, 3).map((r) => `${r.owner}'s ${r.start}:${r.count}`).join(', ') + (theirs.length > 3 ? `, and ${theirs.length - 3} more` : '');
+    found.push(`${kind} ${describe(maps)} overlaps ${owners} in ${file}`);
+  }
+  if (found.length === 0) return undefined;
+  return (
+    `tsbox: note: ${found.join('; ')}: a user's own user namespaces (rootless containers, newuidmap) can map those host ids and reach this container's processes and files; ` +
+    `map ids no user is granted (leave uidMap and gidMap out for a block of tsbox's own), or, if the range is set aside for root's containers, grant it to root in ${subid.subuid} and ${subid.subgid}`
+  );
+}
+
+/**
  * Registers explicit maps (`uidMap`/`gidMap`, `--preset contained`) with the
  * registry: refused when they overlap the ids of a live container, or map
- * host root at all (that is `userns: 'host'`, said out loud).
+ * host root at all (that is `userns: 'host'`, said out loud); a notice when
+ * they overlap a user's subordinate ids (see subidOverlapNotice). `dir` and
+ * `subid`: the registry and the users' ranges, for tests.
  */
-export function registerExplicitMaps(uid: IdMapping[], gid: IdMapping[], containerId: string): { release: () => void; lock: NativeFileLock } {
+export function registerExplicitMaps(
+  uid: IdMapping[],
+  gid: IdMapping[],
+  containerId: string,
+  dir?: string,
+  subid: { subuid: string; subgid: string } = SUBID_FILES,
+): { release: () => void; lock: NativeFileLock; notice?: string } {
   for (const [kind, maps] of [['uidMap', uid], ['gidMap', gid]] as const) {
     if (maps.some((m) => m.hostId === 0)) {
       throw new TsboxError({
@@ -195,10 +235,11 @@ export function registerExplicitMaps(uid: IdMapping[], gid: IdMapping[], contain
       });
     }
   }
-  const dir = registryDir();
+  const notice = subidOverlapNotice(uid, gid, subid);
+  const where = dir ?? registryDir();
   const { binding } = loadNative();
-  return allocating(dir, containerId, () => {
-    for (const l of liveRanges(dir)) {
+  return allocating(where, containerId, () => {
+    for (const l of liveRanges(where)) {
       const which = overlaps(uid, l.uid) ? ['uid', uid] as const : overlaps(gid, l.gid) ? ['gid', gid] as const : null;
       if (which) {
         throw new TsboxError({
@@ -211,9 +252,9 @@ export function registerExplicitMaps(uid: IdMapping[], gid: IdMapping[], contain
       }
     }
     const note = JSON.stringify({ uid, gid, note: `${containerId} ${process.pid}` });
-    const lock = binding.tryLockFile(`${dir}/x-${containerId}.lock`, note);
-    if (!lock) throw new TsboxError({ step: 'idmap', errno: 16, path: `${dir}/x-${containerId}.lock`, detail: 'the id registration of this container id is held already', hint: 'container ids must be unique' });
-    return { release: () => lock.release(), lock };
+    const lock = binding.tryLockFile(`${where}/x-${containerId}.lock`, note);
+    if (!lock) throw new TsboxError({ step: 'idmap', errno: 16, path: `${where}/x-${containerId}.lock`, detail: 'the id registration of this container id is held already', hint: 'container ids must be unique' });
+    return { release: () => lock.release(), lock, ...(notice !== undefined ? { notice } : {}) };
   });
 }
 
@@ -236,7 +277,7 @@ function thisCaller(): Caller {
 /** Where root's host ids are allocated and registered (the registry above; tests pass their own). */
 export interface Registry {
   allocate(containerId: string): IdMaps;
-  register(uid: IdMapping[], gid: IdMapping[], containerId: string): { release: () => void; lock?: NativeFileLock };
+  register(uid: IdMapping[], gid: IdMapping[], containerId: string): { release: () => void; lock?: NativeFileLock; notice?: string };
 }
 
 export const registry: Registry = { allocate: allocateRootMaps, register: registerExplicitMaps };

@@ -33,11 +33,12 @@ export function subidRange(file: string, user: { name: string; id: number }): Su
 }
 
 /**
- * Every range `file` grants, whoever's. Read again only when the file
- * changed (by its inode, size and change time): root's every launch asks
- * (ts/idmap/index.ts allocateRootMaps), and the files seldom change.
+ * Every range `file` grants, with whose it is (a name or a uid, as the file
+ * says). Read again only when the file changed (by its inode, size and
+ * change time): root's every launch asks (ts/idmap/index.ts), and the files
+ * seldom change.
  */
-export function subidRanges(file: string): SubidRange[] {
+export function subidRanges(file: string): (SubidRange & { owner: string })[] {
   let stamp = 'missing';
   try {
     const st = statSync(file);
@@ -47,13 +48,13 @@ export function subidRanges(file: string): SubidRange[] {
   }
   const known = rangesRead.get(file);
   if (known?.stamp === stamp) return known.ranges;
-  const ranges = entries(file).map(({ start, count }) => ({ start, count }));
+  const ranges = entries(file);
   rangesRead.set(file, { stamp, ranges });
   return ranges;
 }
 
 /** subidRanges' last read of each file. */
-const rangesRead = new Map<string, { stamp: string; ranges: SubidRange[] }>();
+const rangesRead = new Map<string, { stamp: string; ranges: (SubidRange & { owner: string })[] }>();
 
 /** Absolute path of a setuid helper such as newuidmap, if installed. */
 export function findHelper(name: string): string | undefined {
