@@ -1,7 +1,7 @@
 // Leaves the host as the bench found it: no process, container, cgroup, mount or
 // file of the run. Safe to call more than once and after a failure anywhere.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, rmdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -54,6 +54,40 @@ function killCgroup(dir) {
   }
 }
 
+/**
+ * The host's device nodes a peer is given or binds (/dev/null as stdio, the
+ * default devices in a container), as the bench found them: a runtime that
+ * chowns its stdio or its devices reaches the host's own nodes (crun 1.8
+ * did, with /dev/null as stdio; it gets pipes now, peers.mjs peerStdio).
+ */
+const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => `/dev/${d}`);
+const devicesFound = new Map();
+for (const path of DEVICES) {
+  try {
+    const st = statSync(path);
+    devicesFound.set(path, { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 });
+  } catch {
+    // Not on this host.
+  }
+}
+
+/** Puts back any device node whose owner or mode changed during the run; says which. */
+function restoreDevices() {
+  const changed = [];
+  for (const [path, was] of devicesFound) {
+    try {
+      const st = statSync(path);
+      if (st.uid === was.uid && st.gid === was.gid && (st.mode & 0o7777) === was.mode) continue;
+      changed.push(`${path} (${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)})`);
+      chownSync(path, was.uid, was.gid);
+      chmodSync(path, was.mode);
+    } catch {
+      // Gone meanwhile: nothing to put back.
+    }
+  }
+  return changed;
+}
+
 export async function cleanup({ manifest, crunHolder, stateDir, log }) {
   stopAll();
   const leftovers = [];
@@ -98,4 +132,6 @@ export async function cleanup({ manifest, crunHolder, stateDir, log }) {
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
   if (leftovers.length > 0) log(`bench: cleaned up after an interrupted run: ${leftovers.join(', ')}`);
   if (stuck.length > 0) log(`bench: could not remove cgroups: ${stuck.join(', ')}`);
+  const devices = restoreDevices();
+  if (devices.length > 0) log(`bench: a peer changed the host's ${devices.join(', ')}: put back as the bench found them`);
 }

@@ -34,15 +34,33 @@ function checkStopped() {
 }
 
 /**
+ * A peer's stdio: /dev/null, or with `pipes` a pipe each. crun 1.8 chowns
+ * its container's stdio to the container's root, and /dev/null given as
+ * stdio is the host's own node: every crun run left the host's /dev/null
+ * owned by 0x70000000 (runc leaves /dev/null alone). crun gets pipes.
+ */
+export function peerStdio(pipes, capture) {
+  return pipes ? ['pipe', 'pipe', 'pipe'] : ['ignore', 'ignore', capture ? 'pipe' : 'ignore'];
+}
+
+/** With `pipes`, stdin closed and stdout read to its end (stderr is the caller's). */
+export function drainPipes(child, pipes) {
+  if (!pipes) return;
+  child.stdin?.end();
+  child.stdout?.resume();
+}
+
+/**
  * Starts `argv` and returns { rootPid, done }. `done` resolves when the process
  * has exited and its stdio closed, and rejects unless it exited 0; its message
  * carries stderr when `capture` is set (stderr is /dev/null otherwise).
  */
-function exec(argv, { capture = false, extraFd, env } = {}) {
+function exec(argv, { capture = false, extraFd, env, pipes = false } = {}) {
   checkStopped();
-  const stdio = ['ignore', 'ignore', capture ? 'pipe' : 'ignore'];
+  const stdio = peerStdio(pipes, capture);
   if (extraFd !== undefined) stdio.push(extraFd);
   const child = spawnProcess(argv[0], argv.slice(1), { stdio, ...(env ? { env: { ...process.env, ...env } } : {}) });
+  drainPipes(child, pipes);
   live.add(child);
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d) => (stderr += d));
@@ -136,7 +154,7 @@ export function definePeers(m, { crunHolderPid }) {
       // A fresh open file for each start: concurrent ones must not share an offset.
       const fd = peer.openFd?.();
       try {
-        return exec(peer.argv(work), { ...o, extraFd: fd, env: peer.env });
+        return exec(peer.argv(work), { ...o, extraFd: fd, env: peer.env, pipes: peer.pipes });
       } finally {
         if (fd !== undefined) closeSync(fd);
       }
@@ -228,6 +246,7 @@ export function definePeers(m, { crunHolderPid }) {
       name: 'crun',
       label: crunHolderPid ? 'crun run (nsenter)' : 'crun run',
       kind: 'container',
+      pipes: true,
       argv: (work) => [...nsenter, 'crun', '--root', m.crunRoot, 'run', '--bundle', bundle(work), containerId('crun')],
     }),
     command({

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { spawn as tsboxSpawn } from 'tsbox';
 
 import { quantile } from './measure.mjs';
-import { live } from './peers.mjs';
+import { drainPipes, live, peerStdio } from './peers.mjs';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const API_LOOP = join(REPO, 'bench/lib/api-loop.mjs');
@@ -19,12 +19,13 @@ const PROFILED = ['tsbox-cli', 'runc', 'crun', 'bwrap', 'unshare', 'plain'];
 const median = (xs) => quantile([...xs].sort((a, b) => a - b), 0.5);
 
 /** Runs argv to its end; resolves with { code, stderr, ms }. */
-function run(argv, { fd } = {}) {
+function run(argv, { fd, pipes = false } = {}) {
   return new Promise((resolve, reject) => {
-    const stdio = ['ignore', 'ignore', 'pipe'];
+    const stdio = peerStdio(pipes, true);
     if (fd !== undefined) stdio.push(fd);
     const t0 = performance.now();
     const child = spawn(argv[0], argv.slice(1), { stdio });
+    drainPipes(child, pipes);
     live.add(child);
     child.once('close', () => live.delete(child));
     let stderr = '';
@@ -38,7 +39,7 @@ function run(argv, { fd } = {}) {
 async function runPeer(peer, wrap) {
   const fd = peer.openFd?.();
   try {
-    const r = await run([...wrap, ...peer.argv('true')], { fd });
+    const r = await run([...wrap, ...peer.argv('true')], { fd, pipes: peer.pipes });
     if (r.code !== 0) throw new Error(`exited ${r.code}: ${r.stderr.trim().split('\n').slice(-2).join(' ')}`);
     return r;
   } finally {
