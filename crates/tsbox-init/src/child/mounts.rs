@@ -280,12 +280,13 @@ pub fn build_root(
     drop(rootsrc);
 
     let root = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
-    let own_netns = plan.namespaces.contains(&tsbox_core::Namespace::Net) && !plan.join.iter().any(|j| j.ns == tsbox_core::Namespace::Net);
+    let new_root = NewRoot::of(root.as_raw_fd())?;
+    let own_netns = plan.has(tsbox_core::Namespace::Net) && !plan.joins(tsbox_core::Namespace::Net);
     for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
         if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
             enter_cgroup()?;
         }
-        match apply(root.as_raw_fd(), i, m, source, &devnull, &plan.mounts[..i], own_netns) {
+        match apply(&new_root, i, m, source, &devnull, &plan.mounts[..i], own_netns) {
             Ok(Applied::Done) => trace!(tr, "{}", describe(m)),
             Ok(Applied::Missing) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
             Ok(Applied::HostSys(e)) => trace!(
@@ -515,7 +516,7 @@ enum Applied {
 /// this one; `own_netns`, whether the container has a network namespace
 /// of its own (made for it, not joined).
 fn apply(
-    root: RawFd,
+    new_root: &NewRoot,
     index: usize,
     m: &Mount,
     source: Option<Source>,
@@ -523,6 +524,7 @@ fn apply(
     earlier: &[Mount],
     own_netns: bool,
 ) -> Result<Applied> {
+    let root = new_root.fd;
     let target = m.target.as_str();
     match &m.kind {
         MountKind::Dir { mode } => {
@@ -541,7 +543,7 @@ fn apply(
             }
         }
         MountKind::Fs { fstype, data, source } => {
-            let at = below_root(root, mkdir_all(root, target, 0o755)?, target)?;
+            let at = below_root(new_root, mkdir_all(root, target, 0o755)?, target)?;
             match mount(
                 Some(source.as_deref().unwrap_or(fstype)),
                 fd_path(at.as_raw_fd()).as_str(),
@@ -586,7 +588,7 @@ fn apply(
             } else {
                 touch(root, target)?
             };
-            let at = below_root(root, at, target)?;
+            let at = below_root(new_root, at, target)?;
             src.attach(at.as_raw_fd(), *recursive)
                 .step_path(Step::Mount, target, || format!("bind {src_path} on {target}"))?;
             // The bind takes the source mount's flags; ours (and the atime
@@ -607,7 +609,7 @@ fn apply(
         MountKind::File { contents, mode } => {
             let staged = format!("{FILES}/{index}");
             std::fs::write(&staged, contents).step_path(Step::Mount, &staged, || format!("write the contents of {target}"))?;
-            let at = below_root(root, touch(root, target)?, target)?;
+            let at = below_root(new_root, touch(root, target)?, target)?;
             bind_staged(root, &staged, *mode, OFlag::empty(), at, m, "the generated file")?;
         }
         MountKind::Scratch { mode } => {
@@ -616,7 +618,7 @@ fn apply(
             let staged = format!("{SCRATCH}/{index}");
             mkdir(staged.as_str(), Mode::from_bits_truncate(0o700))
                 .step_path(Step::Mount, &staged, || format!("create the scratch directory for {target}"))?;
-            let at = below_root(root, mkdir_all(root, target, 0o755)?, target)?;
+            let at = below_root(new_root, mkdir_all(root, target, 0o755)?, target)?;
             bind_staged(root, &staged, *mode, OFlag::O_DIRECTORY, at, m, "a scratch directory")?;
         }
         MountKind::Device {
@@ -633,7 +635,7 @@ fn apply(
             let Some(at) = resolve_protected(root, target, earlier)? else {
                 return Ok(Applied::Missing);
             };
-            let at = below_root(root, at, target)?;
+            let at = below_root(new_root, at, target)?;
             let is_dir = fstat(&at)
                 .map(|st| is_dir_mode(st.st_mode))
                 .step_path(Step::Mount, target, || "stat the path to mask".into())?;
@@ -708,9 +710,8 @@ fn bind_host_sys(root: RawFd, at: OwnedFd, m: &Mount) -> Result<()> {
 /// container's whole root filesystem once it is pivoted into. Compared by
 /// mount and inode, so that a bind of the root elsewhere (`-v /:/host` on
 /// the host's root) is still a place to mount on.
-fn below_root(root: RawFd, at: OwnedFd, target: &str) -> Result<OwnedFd> {
-    let id = |fd: RawFd, what: &str| identity(fd).step_path(Step::Mount, target, || format!("statx {what}"));
-    if id(root, "the new root")? != id(at.as_raw_fd(), "the mount point")? {
+fn below_root(root: &NewRoot, at: OwnedFd, target: &str) -> Result<OwnedFd> {
+    if identity(at.as_raw_fd()).step_path(Step::Mount, target, || "statx the mount point".into())? != root.id {
         return Ok(at);
     }
     Err(Report::new(Step::Mount, libc::EINVAL)
@@ -721,9 +722,25 @@ fn below_root(root: RawFd, at: OwnedFd, target: &str) -> Result<OwnedFd> {
         .hint("mount on a directory below /, and check what the rootfs (or image) has at that path"))
 }
 
+/// The new root's directory, and what names it (looked at once: no mount
+/// on a path below it changes that), for [`below_root`].
+struct NewRoot {
+    fd: RawFd,
+    id: Identity,
+}
+
+impl NewRoot {
+    fn of(fd: RawFd) -> Result<NewRoot> {
+        let id = identity(fd).step_path(Step::BindRootfs, NEWROOT, || "statx the new root".into())?;
+        Ok(NewRoot { fd, id })
+    }
+}
+
 /// What names a file and the mount it is seen through: the device and
 /// inode, and the mount id where statx gives it (5.8+).
-fn identity(fd: RawFd) -> std::result::Result<(u32, u32, u64, Option<u64>), Errno> {
+type Identity = (u32, u32, u64, Option<u64>);
+
+fn identity(fd: RawFd) -> std::result::Result<Identity, Errno> {
     // SAFETY: statx fills the struct we pass; zeroed is a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     let mask = libc::STATX_INO | libc::STATX_MNT_ID;
@@ -1502,10 +1519,11 @@ mod tests {
         let dir = |p: &str| open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
         let root = dir("/");
         // The root however reached (here by `..`), and a directory below it.
-        let r = below_root(root.as_raw_fd(), dir("/etc/.."), "/data").unwrap_err();
+        let root = NewRoot::of(root.as_raw_fd()).unwrap();
+        let r = below_root(&root, dir("/etc/.."), "/data").unwrap_err();
         assert_eq!((r.errno, r.path.as_deref()), (libc::EINVAL, Some("/data")));
         assert!(r.detail.contains("/data is the container's root once resolved"), "{}", r.detail);
-        assert!(below_root(root.as_raw_fd(), dir("/etc"), "/etc").is_ok());
+        assert!(below_root(&root, dir("/etc"), "/etc").is_ok());
     }
 
     #[test]
