@@ -87,7 +87,7 @@ export class ContainerRef {
     }
     // As runc's kill: SIGKILL to a paused container thaws it, or (on the v1
     // freezer) it would stay frozen with the signal pending.
-    if (signo === 9) this.#thaw();
+    if (signo === signalNumber('SIGKILL')) this.#thaw();
   }
 
   /** Resolves when the container has ended, with how. */
