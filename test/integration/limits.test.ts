@@ -5,12 +5,13 @@
  * tsbox itself is killed.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, inject, it } from 'vitest';
 
 import { createCgroup, DEFAULT_PIDS_LIMIT, defaultStateDir, detectCgroupMode } from '../../ts/cgroups/index.js';
+import { eventually } from '../cgroup2/support.js';
 import { tsboxCgroups } from '../support/host.js';
 import { cli, waitForOutput } from '../support/tsbox.js';
 
@@ -119,6 +120,65 @@ describe('--preset contained', () => {
     expect(sys.chmod_setuid).toBe(1);
     expect(sys.unshare_user).toBe(1);
     expect(sys.chmod_0755).toBe(0);
+  });
+});
+
+describe('how the container gets into its cgroups', () => {
+  const cgroupsOf = (pid: number | 'self') =>
+    readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.slice(l.indexOf(':') + 1));
+  /** The host's processes with a cgroup of container `id` in any hierarchy, and their cgroups. */
+  const inContainer = (id: string) =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map((p) => {
+        try {
+          return { pid: Number(p), cgroups: cgroupsOf(Number(p)) };
+        } catch {
+          return null;
+        }
+      })
+      .filter((p) => p !== null && p.cgroups.some((c) => c.endsWith(`/tsbox/${id}`)));
+
+  it('its processes, exec\'d ones too, are in every hierarchy of its cgroup, and its monitor stays where the caller is', async () => {
+    const r = await cli(['run', '-d', '--rootfs', rootfs, '--', 'sleep', '30']);
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    try {
+      const state = JSON.parse(readFileSync(join('/run/tsbox', id, 'state.json'), 'utf8')) as { pid: number; monitorPid: number };
+      // The monitor (which cloned it) is neither counted, frozen nor killed with it.
+      expect(cgroupsOf(state.monitorPid)).toEqual(cgroupsOf('self'));
+      const exec = cli(['exec', id, 'sleep', '30'], { killAfterMs: 20_000 });
+      // PID 1 (init), its sleep, and the exec'd sleep.
+      expect(await eventually(() => inContainer(id).length >= 3)).toBe(true);
+      const procs = inContainer(id);
+      expect(procs.map((p) => p.pid)).toContain(state.pid);
+      for (const p of procs) {
+        expect(p.cgroups.length).toBe(cgroupsOf('self').length);
+        for (const c of p.cgroups) expect(c).toMatch(new RegExp(`:.*/tsbox/${id}$`));
+      }
+      await cli(['kill', id]);
+      await exec;
+    } finally {
+      await cli(['rm', '-f', id]);
+    }
+  });
+
+  it(v2 ? 'v2: clone3 puts it straight into its cgroup' : "v1 and hybrid, as root: the helper's own thread enters the cgroups, clones there and goes back, placing nothing by pid", async () => {
+    const r = await cli(['run', '--trace', '--rootfs', rootfs, '--', 'true']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(v2 ? /into its cgroup \(CLONE_INTO_CGROUP\)/ : /cgroup: cloned in \/sys\/fs\/cgroup\/.* by the helper's own thread, which went back/);
+    expect(r.stderr).not.toMatch(/cgroup: pid \d+ placed in/);
+  });
+
+  it('a pids limit of 1 still runs a command without init (the helper is not counted in it)', async () => {
+    const r = await cli(['run', '--pids-limit', '1', '--no-init', '--trace', '--rootfs', rootfs, '--', 'cat', v2 ? '/sys/fs/cgroup/pids.max' : '/sys/fs/cgroup/pids/pids.max']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe('1');
+    // On v1 it is placed by pid: the helper's thread would be counted while it clones.
+    if (!v2) expect(r.stderr).toMatch(/cgroup: pid \d+ placed in/);
   });
 });
 

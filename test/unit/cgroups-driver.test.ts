@@ -1294,6 +1294,29 @@ describe('hybrid (this development host\'s layout)', () => {
     expect(() => p.create()).toThrow(/once/);
   });
 
+  it("tells how a thread enters the v1 cgroups by itself and goes back (tasks files), where it can", () => {
+    const host = hybridHost();
+    const p = prepareCgroup('c1', {}, { stateDir, fs: host.k, proc: host.proc });
+    const v1 = Object.entries(p.paths).filter(([h]) => h !== 'unified');
+    expect(p.enter).not.toBeNull();
+    expect(p.enter!.tasks).toEqual(v1.map(([, dir]) => join(dir, 'tasks')));
+    // Hierarchy by hierarchy, this process's own cgroup (memory: a sub-cgroup).
+    expect(p.enter!.home).toEqual(v1.map(([h]) => join(host.cg, h, h === 'memory' ? 'session/abc' : '', 'tasks')));
+    // The unified hierarchy has no tasks file: clone3 takes it.
+    expect(p.enter!.tasks.some((t) => t.includes('unified'))).toBe(false);
+    // The mover is counted while it clones: not under a pids limit below 2.
+    expect(prepareCgroup('c2', { pidsLimit: 1 }, { stateDir, fs: host.k, proc: host.proc }).enter).toBeNull();
+    expect(prepareCgroup('c3', { pidsLimit: 2 }, { stateDir, fs: host.k, proc: host.proc }).enter).not.toBeNull();
+    expect(prepareCgroup('c4', { pidsLimit: -1 }, { stateDir, fs: host.k, proc: host.proc }).enter).not.toBeNull();
+    // A joined cgroup may be frozen: the mover would freeze with it.
+    host.k.existing(join(host.cg, 'pids', 'kept'));
+    expect(prepareCgroup('c6', {}, { stateDir, fs: host.k, proc: host.proc, path: '/kept' }).enter).toBeNull();
+    expect(prepareCgroup('c7', {}, { stateDir, fs: host.k, proc: host.proc, path: '/made' }).enter).not.toBeNull();
+    // v2 clones straight into its cgroup.
+    const v2 = v2Host();
+    expect(prepareCgroup('c5', {}, { stateDir, fs: v2.k, proc: v2.proc }).enter).toBeNull();
+  });
+
   it('removes an ended container with one rmdir per hierarchy, nothing else; the parents stay for the next', () => {
     const host = hybridHost();
     const c = create(host);

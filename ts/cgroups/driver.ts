@@ -497,7 +497,41 @@ export interface PreparedCgroup {
   readonly procsFiles: readonly string[];
   /** Directories of `paths` that exist already (a joined cgroupsPath): kept when the container goes. */
   readonly kept: readonly string[];
+  /**
+   * v1 and hybrid: how a thread gets into the v1 cgroups by moving itself
+   * (`tasks`, and `home`: this process's own cgroups in the same hierarchies,
+   * in the same order), which takes no RCU grace period (tsbox-init's
+   * `CgroupPhase::Enter`). Null on v2, for a systemd scope, for a joined
+   * cgroup (it may be frozen, and would freeze the mover), where this
+   * process's own cgroup in a hierarchy cannot be named, and under a pids
+   * limit below 2 (the mover is counted while it clones).
+   */
+  readonly enter: { readonly tasks: readonly string[]; readonly home: readonly string[] } | null;
   create(): Cgroup;
+}
+
+/** See PreparedCgroup.enter. */
+function enterFiles(p: Plan, layout: CgroupLayout, pidsLimit: number): PreparedCgroup['enter'] {
+  if (layout.mode === 'v2' || p.systemd !== undefined || p.adopted.length > 0 || (pidsLimit >= 0 && pidsLimit < 2)) return null;
+  const tasks: string[] = [];
+  const home: string[] = [];
+  for (const [name, h] of p.hierarchies) {
+    if (name === 'unified') continue;
+    // Co-mounted controllers (cpu,cpuacct) share one directory: one move.
+    if (tasks.includes(posix.join(h.leaf, 'tasks'))) continue;
+    const mount = layout.v1.get(name);
+    const own = layout.own.v1.get(name);
+    if (mount === undefined || own === undefined) return null;
+    let dir: string;
+    try {
+      dir = cgroupDir(mount, own);
+    } catch {
+      return null;
+    }
+    tasks.push(posix.join(h.leaf, 'tasks'));
+    home.push(posix.join(dir, 'tasks'));
+  }
+  return tasks.length > 0 ? { tasks, home } : null;
 }
 
 /** The cgroup.procs file of each of `dirs` (hierarchies may share a directory). */
@@ -542,6 +576,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     paths: Object.freeze({ ...placement.dirs }),
     procsFiles: procsFiles(placement.dirs),
     kept: Object.freeze([...(placement.kept ?? [])]),
+    enter: enterFiles(p, layout, l.pidsLimit),
     create(): Cgroup {
       if (created) throw new Error('PreparedCgroup.create() runs once');
       created = true;

@@ -257,7 +257,7 @@ setgroups: string,
  */
 uidMap: string, gidMap: string, };
 
-export type CgroupPhase = { "how": "none" } | { "how": "cloneInto", dir: string, procs: Array<string>, } | { "how": "place", procs: Array<string>, madeByNode: boolean, };
+export type CgroupPhase = { "how": "none" } | { "how": "cloneInto", dir: string, procs: Array<string>, } | { "how": "place", procs: Array<string>, madeByNode: boolean, } | { "how": "enter", tasks: Array<string>, home: Array<string>, dir: string | null, procs: Array<string>, madeByNode: boolean, };
 
 export type NetworkPhase = "loopback" | "node";
 

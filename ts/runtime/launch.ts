@@ -226,14 +226,9 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   let networkInfo = net?.info ?? null;
   let refusals: Refusals | undefined;
 
-  // Where this process's cgroups are, read once for the prewarm and the
-  // container's cgroup.
+  // Where this process's cgroups are, read once for the container's cgroup
+  // (and the prewarm, below).
   const proc = readProcSource();
-  // As root on v1 and hybrid the helper moves the child into its cgroups, and
-  // that move waits for an RCU grace period (several ms after an idle spell).
-  // A move of this process into the cgroup it is in, on a thread, starts that
-  // wait now, and the helper's move shares it.
-  if (process.getuid?.() === 0) prewarmCgroupMove(native, proc);
 
   // The container's state directory, and a detached container's log in it.
   let dir: string;
@@ -376,12 +371,16 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, paths: cgroupInfo.paths } : null,
       // Phase 3, decided once: the helper writes what needs no setuid helper; Node runs newuidmap.
       maps: maps === null ? { writer: 'none' } : maps.via === 'direct' ? { writer: 'helper', maps: { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } } : { writer: 'node' },
-      // Phase 4, decided once: clone3 into the v2 cgroup, or the helper places the child.
+      // Phase 4, decided once: clone3 into the v2 cgroup; on v1 as the
+      // host's root, the helper's thread enters the cgroups and clones
+      // there; otherwise the helper places the child.
       cgroupPhase: !cgroupInfo
         ? { how: 'none' }
         : cgroupInfo.v2Path
           ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared!.procsFiles] }
-          : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
+          : prepared!.enter && process.getuid?.() === 0 && !inUserNamespace()
+            ? { how: 'enter', tasks: [...prepared!.enter.tasks], home: [...prepared!.enter.home], dir: prepared!.paths.unified ?? null, procs: [...prepared!.procsFiles], madeByNode: later !== null }
+            : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       cgroupKept: prepared?.kept ?? [],
       control: join(dir, 'control.sock'),
       layers: extras.layers,
@@ -389,6 +388,11 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       logMaxSize: log !== null ? (o.logMaxSize ?? DEFAULT_LOG_MAX_SIZE) : null,
       netnsPath: net?.netnsPath ?? null,
     });
+    // A v1 move by pid waits for an RCU grace period (several ms after an
+    // idle spell). Where the helper will move the child so, a move of this
+    // process into the cgroup it is in, on a thread, starts that wait now
+    // (before the helper's mounts are done), and the helper's move shares it.
+    if (plan.sandbox.cgroup.how === 'place' && process.getuid?.() === 0) prewarmCgroupMove(native, proc);
     trace?.('plan: built');
     // Phase 5, network: what of the plan it changes (a bridged container's /etc/hosts).
     net?.plan(plan.sandbox, dir);

@@ -84,7 +84,7 @@ pub enum NodeMsg {
     Plan(Box<SandboxPlan>),
     /// Phase 3: Node wrote the id maps (`MapsPhase::Node`).
     Maps,
-    /// Phase 4: Node made the cgroup (`CgroupPhase::Place { made_by_node }`).
+    /// Phase 4: Node made the cgroup (`made_by_node` of `CgroupPhase::Place` and `CgroupPhase::Enter`).
     Cgroup,
     /// Phase 5: Node's network hook is done (`NetworkPhase::Node`).
     Network,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or a required field is added.
-pub const PLAN_VERSION: u32 = 5;
+pub const PLAN_VERSION: u32 = 6;
 
 /// What the container is, apart from the process it runs: its root and
 /// mounts, namespaces, ids, cgroup and network (the OCI runtime-spec's
@@ -201,6 +201,22 @@ pub enum CgroupPhase {
     /// `made_by_node`: Node makes the cgroup while the helper clones and
     /// says `cgroup` once it exists.
     Place { procs: Vec<String>, made_by_node: bool },
+    /// v1 and hybrid, as host root: the helper's own thread enters the
+    /// container's v1 cgroups by writing `0` to each of `tasks` (a thread
+    /// that moves itself takes no RCU grace period; a move by pid through
+    /// cgroup.procs waits for one, ~8 ms after an idle spell), clones the
+    /// child there (a hybrid host's cgroup2 directory `dir` with
+    /// CLONE_INTO_CGROUP), and goes back through `home`: its own cgroups'
+    /// `tasks`, hierarchy by hierarchy as `tasks`. `procs`: every
+    /// hierarchy's cgroup.procs, for exec'd processes and the teardown.
+    /// `made_by_node`: the helper waits for `cgroup` before it clones.
+    Enter {
+        tasks: Vec<String>,
+        home: Vec<String>,
+        dir: Option<String>,
+        procs: Vec<String>,
+        made_by_node: bool,
+    },
 }
 
 /// Who sets up the network namespace (phase `network`).

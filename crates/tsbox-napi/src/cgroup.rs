@@ -2,9 +2,11 @@
 //! write side of the kernel's cgroup_threadgroup_rwsem), and after an idle
 //! spell that wait is several milliseconds. Moves that come while another is
 //! in progress, or shortly after one, share its grace period. So a launch
-//! moves this process into the cgroup it is already in, on a thread of its
-//! own, as soon as it knows the helper will move the container: the wait
-//! starts early and runs beside the rest of the launch.
+//! whose helper will move the container by pid (cgroup.procs: the root of a
+//! user namespace, a pids limit below 2; as the host's root the helper's
+//! own thread enters the cgroups instead, which waits for nothing) moves
+//! this process into the cgroup it is already in, on a thread of its own,
+//! as soon as it knows: the wait starts early and runs beside the launch.
 //!
 //! Also the two pidfd calls the v1 teardown kills with (Node has none).
 

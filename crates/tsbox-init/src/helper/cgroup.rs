@@ -43,6 +43,30 @@ pub fn place(procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
     Ok(())
 }
 
+/// Moves the calling thread into the cgroup of each of `tasks` (v1 `tasks`
+/// files) by writing `0`. The kernel takes cgroup_threadgroup_rwsem for
+/// writing, and so waits for an RCU grace period, only when a move names a
+/// pid or a whole thread group (cgroup.procs); a thread that moves itself
+/// skips it. The helper is single-threaded, and a clone copies the cgroups
+/// of the thread that calls it, so the child it clones next starts in them.
+pub fn move_self(tasks: &[String]) -> Result<(), Report> {
+    for path in tasks {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(b"0")
+            })
+            .map_err(|e| {
+                Report::new(Step::Cgroup, e.raw_os_error().unwrap_or(libc::EIO))
+                    .path(path.clone())
+                    .detail("move the helper's thread into this cgroup (to clone the container there, or back)")
+            })?;
+    }
+    Ok(())
+}
+
 /// Removes the container's cgroup directories (the v2 directory and the
 /// directory of every `cgroup.procs` of its cgroup phase), once its processes
 /// are gone and its caller cannot: best effort, retrying while the kernel
@@ -54,6 +78,7 @@ pub fn remove(phase: &tsbox_core::CgroupPhase, kept: &[String], tr: &Trace) {
         CgroupPhase::None => return,
         CgroupPhase::CloneInto { dir, procs } => (procs, Some(dir)),
         CgroupPhase::Place { procs, .. } => (procs, None),
+        CgroupPhase::Enter { procs, dir, .. } => (procs, dir.as_ref()),
     };
     let mut dirs: Vec<String> = procs
         .iter()

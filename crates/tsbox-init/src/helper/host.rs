@@ -54,6 +54,9 @@ pub trait Host {
     fn write_maps(&mut self, pid: Pid, maps: &IdMaps, tr: &Trace) -> Result<(), Report>;
     /// Phase 4 by pid: writes `pid` to each `cgroup.procs`.
     fn place(&mut self, procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report>;
+    /// Phase 4 by the helper's own thread: writes `0` to each v1 `tasks`
+    /// (`CgroupPhase::Enter`'s, into the container's cgroups or back home).
+    fn move_self(&mut self, tasks: &[String]) -> Result<(), Report>;
     /// The idmapped trees that travel with `go`.
     fn idmapped_trees(&mut self, plan: &SandboxPlan, pid: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report>;
     /// A setup that failed: kills the container's first process and reaps it.
@@ -147,6 +150,10 @@ impl Host for Kernel {
 
     fn place(&mut self, procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
         cgroup::place(procs, pid, tr)
+    }
+
+    fn move_self(&mut self, tasks: &[String]) -> Result<(), Report> {
+        cgroup::move_self(tasks)
     }
 
     fn idmapped_trees(&mut self, plan: &SandboxPlan, pid: Pid, tr: &Trace) -> Result<Vec<OwnedFd>, Report> {

@@ -6,7 +6,8 @@
 //!    Detached, the helper leaves its caller's process tree here.
 //! 2. `cloned`: clone3 into the namespaces (and, on v2, the cgroup).
 //! 3. `maps`: the helper writes the id maps, or Node does (newuidmap).
-//! 4. `cgroup`: v2: done by clone3. v1: placed below, while the child mounts.
+//! 4. `cgroup`: v2: done by clone3. v1 as root: the helper's thread enters
+//!    the cgroups and clones there. Otherwise placed below, while the child mounts.
 //! 5. `network`: Node's hook, when the plan has one.
 //! 6. `go`: the child builds its sandbox (idmapped trees attached).
 //! 7. `ready`, 8. `process`, 9. `started`, 10. `exited`: the monitor
@@ -181,6 +182,30 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         host.not_dumpable();
     }
 
+    // What Node still has to say, in the order it says it; a process that
+    // comes meanwhile is kept.
+    let mut awaiting = Awaiting {
+        maps: plan.maps == MapsPhase::Node,
+        cgroup: matches!(
+            plan.cgroup,
+            CgroupPhase::Place { made_by_node: true, .. } | CgroupPhase::Enter { made_by_node: true, .. }
+        ),
+        network: plan.network == NetworkPhase::Node,
+        runtime_hooks: plan.runtime_hooks,
+        process: None,
+    };
+
+    // Phase 4, cgroup, by the helper's own thread (v1 and hybrid as root):
+    // into the container's cgroups once Node made them, for the clone.
+    if let CgroupPhase::Enter { tasks, home, .. } = &plan.cgroup {
+        awaiting.until(node, |a| a.cgroup).map_err(|r| r.map_or(125, |r| fail(node, r)))?;
+        if let Err(r) = host.move_self(tasks) {
+            // Back wherever it got: a move into the cgroup it is in is none.
+            let _ = host.move_self(home);
+            return Err(fail(node, r));
+        }
+    }
+
     // Phase 2, cloned.
     let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;
     let flags = plan.clone_flags() | if plan.reparent { clone::CLONE_PARENT } else { 0 };
@@ -188,24 +213,46 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     // (or a kernel without the flag) leaves the child to be placed through
     // its cgroup.procs below, which reports what fails.
     let cgroup_dir = match &plan.cgroup {
-        CgroupPhase::CloneInto { dir, .. } => host.open_cgroup(dir),
+        CgroupPhase::CloneInto { dir, .. } | CgroupPhase::Enter { dir: Some(dir), .. } => host.open_cgroup(dir),
         _ => None,
     };
-    let cloned = host
-        .clone_child(
-            &plan,
-            flags,
-            host::raw(&cgroup_dir),
-            theirs,
-            &[node.as_raw_fd(), mine.as_raw_fd()],
-            tr,
-        )
-        .map_err(|e| {
-            fail(
+    let cloned = host.clone_child(
+        &plan,
+        flags,
+        host::raw(&cgroup_dir),
+        theirs,
+        &[node.as_raw_fd(), mine.as_raw_fd()],
+        tr,
+    );
+    // The helper, the container's monitor from here on, goes back home at
+    // once: never counted, frozen or killed with the container.
+    let home = match &plan.cgroup {
+        CgroupPhase::Enter { home, .. } => host.move_self(home),
+        _ => Ok(()),
+    };
+    let cloned = match (cloned, home) {
+        (Err(e), _) => {
+            return Err(fail(
                 node,
                 report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
-            )
-        })?;
+            ))
+        }
+        (Ok(cloned), Err(r)) => {
+            host.kill(&Container {
+                pid: cloned.pid,
+                pidfd: cloned.pidfd,
+            });
+            return Err(fail(node, r));
+        }
+        (Ok(cloned), Ok(())) => cloned,
+    };
+    if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
+        trace!(
+            tr,
+            "cgroup: cloned in {} by the helper's own thread, which went back",
+            tasks.iter().map(|t| t.trim_end_matches("/tasks")).collect::<Vec<_>>().join(", ")
+        );
+    }
     if let Some(l) = &log {
         l.cloned();
     }
@@ -258,14 +305,9 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     let place: Vec<String> = match &plan.cgroup {
         CgroupPhase::Place { procs, .. } => procs.clone(),
         CgroupPhase::CloneInto { procs, .. } if !cloned.placed => procs.clone(),
+        // A kernel without CLONE_INTO_CGROUP: the cgroup2 directory by pid.
+        CgroupPhase::Enter { dir: Some(dir), .. } if !cloned.placed => vec![format!("{dir}/cgroup.procs")],
         _ => Vec::new(),
-    };
-    let mut awaiting = Awaiting {
-        maps: plan.maps == MapsPhase::Node,
-        cgroup: matches!(plan.cgroup, CgroupPhase::Place { made_by_node: true, .. }),
-        network: plan.network == NetworkPhase::Node,
-        runtime_hooks: plan.runtime_hooks,
-        process: None,
     };
     // v1 checks the mover against the moved process's ids unless the mover
     // is root: without root, place it before it changes them.
@@ -325,6 +367,12 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
             s.insert("status".into(), "created".into());
         });
     }
+    // Exec'd processes of an entered container go in by pid (monitor.rs).
+    let cgroup_dir = if matches!(plan.cgroup, CgroupPhase::Enter { .. }) {
+        None
+    } else {
+        cgroup_dir
+    };
     Ok(Setup {
         plan,
         held,

@@ -174,7 +174,7 @@ pub fn run(
         }
     };
     let procs = match &plan.cgroup {
-        CgroupPhase::Place { procs, .. } => procs.clone(),
+        CgroupPhase::Place { procs, .. } | CgroupPhase::Enter { procs, .. } => procs.clone(),
         CgroupPhase::CloneInto { procs, .. } if cgroup_dir.is_none() => procs.clone(),
         _ => Vec::new(),
     };

@@ -31,6 +31,9 @@ struct Recorder {
     fail_clone: Option<Errno>,
     fail_maps: bool,
     fail_place: bool,
+    /// The `move_self` call (0: the first) that fails.
+    fail_move: Option<usize>,
+    moves: usize,
     /// The child's end of its channel, as clone handed it over.
     child: Option<Channel>,
 }
@@ -92,6 +95,15 @@ impl Host for Recorder {
         self.calls.push(format!("place {pid} {}", procs.join(" ")));
         if self.fail_place {
             return Err(Report::new(Step::Cgroup, libc::EACCES).path(procs[0].clone()));
+        }
+        Ok(())
+    }
+
+    fn move_self(&mut self, tasks: &[String]) -> Result<(), Report> {
+        self.calls.push(format!("move_self {}", tasks.join(" ")));
+        self.moves += 1;
+        if self.fail_move == Some(self.moves - 1) {
+            return Err(Report::new(Step::Cgroup, libc::ENOSPC).path(tasks[0].clone()));
         }
         Ok(())
     }
@@ -401,6 +413,125 @@ fn root_on_v1_places_the_child_after_go_once_node_made_the_cgroup() {
     assert_eq!(r.calls[2..], ["trees 4242", format!("place 4242 {V1_PROCS}").as_str()]);
     assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
     assert!(matches!(r.result.unwrap().process, Some(super::Pending::Run(_))));
+}
+
+const V1_TASKS: [&str; 2] = ["/sys/fs/cgroup/pids/tsbox/x/tasks", "/sys/fs/cgroup/memory/tsbox/x/tasks"];
+const V1_HOME: [&str; 2] = ["/sys/fs/cgroup/pids/tasks", "/sys/fs/cgroup/memory/user/tasks"];
+const HYBRID_DIR: &str = "/sys/fs/cgroup/unified/tsbox/x";
+
+fn entered(made_by_node: bool) -> CgroupPhase {
+    CgroupPhase::Enter {
+        tasks: V1_TASKS.map(String::from).to_vec(),
+        home: V1_HOME.map(String::from).to_vec(),
+        dir: Some(HYBRID_DIR.into()),
+        procs: vec![V1_PROCS.into(), format!("{HYBRID_DIR}/cgroup.procs")],
+        made_by_node,
+    }
+}
+
+#[test]
+fn root_on_hybrid_enters_the_cgroups_clones_there_and_goes_home_before_anything_else() {
+    let mut p = plan();
+    p.cgroup = entered(true);
+    // Node says `cgroup` once it made the cgroups, after the process.
+    let r = run(
+        Recorder {
+            root: true,
+            placed_by_clone: true,
+            ..Default::default()
+        },
+        vec![plan_msg(p), NodeMsg::Process(Box::new(process())), NodeMsg::Cgroup],
+    );
+    assert_eq!(
+        r.calls,
+        [
+            format!("move_self {}", V1_TASKS.join(" ")),
+            format!("open_cgroup {HYBRID_DIR}"),
+            "clone CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup".into(),
+            format!("move_self {}", V1_HOME.join(" ")),
+            "write_maps 4242 0 100000 65536".into(),
+            "trees 4242".into(),
+        ],
+        "nothing is placed by pid"
+    );
+    assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
+    let s = r.result.unwrap_or_else(|code| panic!("setup failed with {code}"));
+    assert!(
+        matches!(s.process, Some(super::Pending::Run(_))),
+        "the process that came first is kept"
+    );
+    assert!(s.cgroup_dir.is_none(), "exec'd processes go in by pid, into every hierarchy");
+}
+
+#[test]
+fn an_entering_helper_clones_nothing_until_node_made_the_cgroup() {
+    let mut p = plan();
+    p.cgroup = entered(true);
+    // Node gives up (its mkdir failed) and closes the channel.
+    let (node_side, helper_side) = Channel::pair().unwrap();
+    node_side.send(&plan_msg(p)).unwrap();
+    node_side.send(&NodeMsg::Process(Box::new(process()))).unwrap();
+    drop(node_side);
+    let mut host = as_root();
+    assert_eq!(setup(&mut host, &helper_side).err(), Some(125));
+    assert!(host.calls.is_empty(), "{:?}", host.calls);
+}
+
+#[test]
+fn a_cgroup_the_helper_cannot_enter_is_reported_and_it_goes_home() {
+    let mut p = plan();
+    p.cgroup = entered(true);
+    let r = run(
+        Recorder {
+            root: true,
+            fail_move: Some(0),
+            ..Default::default()
+        },
+        vec![plan_msg(p), NodeMsg::Cgroup],
+    );
+    assert!(r.result.is_err());
+    assert_eq!(
+        r.calls,
+        [
+            format!("move_self {}", V1_TASKS.join(" ")),
+            format!("move_self {}", V1_HOME.join(" "))
+        ]
+    );
+    let f = failed(&r);
+    assert_eq!(
+        (f.step, f.errno, f.path.as_deref()),
+        (Step::Cgroup, libc::ENOSPC, Some(V1_TASKS[0]))
+    );
+}
+
+#[test]
+fn a_helper_that_cannot_go_home_kills_the_child_rather_than_monitor_from_its_cgroup() {
+    let mut p = plan();
+    p.cgroup = entered(false);
+    let r = run(
+        Recorder {
+            root: true,
+            placed_by_clone: true,
+            fail_move: Some(1),
+            ..Default::default()
+        },
+        vec![plan_msg(p)],
+    );
+    assert!(r.result.is_err());
+    assert_eq!(r.calls.last().map(String::as_str), Some("kill 4242"));
+    assert_eq!(failed(&r).path.as_deref(), Some(V1_HOME[0]));
+}
+
+#[test]
+fn an_entering_helper_on_a_kernel_without_clone_into_cgroup_places_the_cgroup2_directory_by_pid() {
+    let mut p = plan();
+    p.cgroup = entered(false);
+    let r = run(as_root(), vec![plan_msg(p)]);
+    assert_eq!(
+        r.calls[5..],
+        ["trees 4242".to_string(), format!("place 4242 {HYBRID_DIR}/cgroup.procs")]
+    );
+    assert!(r.result.is_ok());
 }
 
 #[test]
