@@ -7,60 +7,12 @@
 // process.hrtime, not performance.now(): the global `performance` loads
 // node:perf_hooks on first use, ~1.5 ms of every start.
 globalThis[Symbol.for('tsbox.cliEntry')] = process.hrtime.bigint();
-const { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, write, writeFileSync } = require('node:fs');
+const { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { dirname, join } = require('node:path');
 const { Script } = require('node:vm');
 
 const BUNDLE = join(__dirname, '..', 'dist', 'cli.cjs');
-
-/**
- * As root on a cgroup v1 or hybrid host the helper moves each container into
- * its cgroups, and the first such move after an idle spell waits for an RCU
- * grace period (10–20 ms here; the kernel's, for cgroup_threadgroup_rwsem).
- * A launch starts that wait itself, first thing (ts/runtime/launch.ts,
- * prewarmCgroupMove); a CLI can start it ~15 ms sooner, at its entry, while
- * it loads: a move of this process into the cgroup it is in, written on
- * libuv's thread pool so that this thread goes on. By the launch the wait is
- * over, and moves meanwhile do not wait again. Only where it can matter: as
- * root, for the commands that start a container, with a v1 pids hierarchy.
- * The file is this process's own pids cgroup's, found as ts/cgroups/detect.ts
- * finds it: its path in /proc/self/cgroup under the hierarchy's mount point
- * in /proc/self/mountinfo, and nothing when the mount shows another root (a
- * part of the hierarchy, or another cgroup namespace's view) or the path has
- * a `..`. A miss costs nothing: the launch's own prewarm stays.
- */
-function prewarmCgroupMove(command) {
-  if (process.getuid() !== 0 || (command !== 'run' && command !== 'create')) return;
-  try {
-    // Read as bytes (latin1): a name that is not UTF-8 stays the name it is.
-    const lines = readFileSync('/proc/self/cgroup', 'latin1')
-      .split('\n')
-      .map((l) => /^\d+:([^:]*):(\/.*)$/.exec(l))
-      .filter((m) => m && m[1].split(',').includes('pids'));
-    // Exactly one: more means a cgroup's name holds a newline (older kernels allow one).
-    if (lines.length !== 1) return;
-    const own = lines[0];
-    if (own[2].split('/').includes('..')) return;
-    let mountPoint = null;
-    for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
-      const [fields, fs] = line.split(' - ');
-      const [type, , options] = (fs ?? '').split(' ');
-      if (type !== 'cgroup' || !options?.split(',').includes('pids')) continue;
-      const [, , , root, point] = fields.split(' ');
-      if (root !== '/') return;
-      mountPoint = point.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-      break;
-    }
-    if (mountPoint === null) return;
-    // Never created, never a link or a FIFO's wait (a mount over the hierarchy's):
-    // only a cgroup's own file is written.
-    const fd = openSync(Buffer.from(join(mountPoint, own[2], 'cgroup.procs'), 'latin1'), constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
-    write(fd, String(process.pid), () => closeSync(fd));
-  } catch {
-    // Another layout: the launch's own prewarm stays.
-  }
-}
 
 /**
  * Where V8's code cache of the bundle for this V8 is: the bundle's functions
@@ -155,7 +107,6 @@ function load(cachedData) {
 module.exports = { cachePath, load };
 
 if (require.main === module) {
-  prewarmCgroupMove(process.argv[2]);
   const cached = readCache() ?? userCache.read();
   const { cli, script } = load(cached);
   if (process.env.TSBOX_DEBUG_CODE_CACHE === '1') process.stderr.write(`tsbox: code cache ${cached === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'used'}\n`);
