@@ -15,7 +15,9 @@
 // with --image REF, `run --pull never REF /bin/true` (the image in the
 // store of $TSBOX_STORAGE, which both builds read).
 //
-//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10]
+// --gap MS waits MS before each launch (a launch after an idle spell).
+//
+//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -31,8 +33,12 @@ const warmup = Number(args.get('warmup') ?? 10);
 const mode = args.get('mode') ?? 'api';
 const size = Number(args.get('size') ?? 8);
 const image = args.get('image');
-if (!base || !(rootfs || (mode === 'cli' && image)) || args.has('help') || !['api', 'pool', 'cli'].includes(mode) || !(size >= 1) || (image && mode !== 'cli')) {
-  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10]');
+// Idle ms before each launch: a launch after an idle spell, as a service's
+// next request comes, rather than back to back (v1 cgroup moves by pid
+// share a grace period back to back, and wait for one after ~20 ms idle).
+const gap = Number(args.get('gap') ?? 0);
+if (!base || !(rootfs || (mode === 'cli' && image)) || args.has('help') || !['api', 'pool', 'cli'].includes(mode) || !(size >= 1) || (image && mode !== 'cli') || !(gap >= 0)) {
+  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]');
   process.exit(2);
 }
 const here = fileURLToPath(new URL('..', import.meta.url));
@@ -106,6 +112,7 @@ for (let i = 0; i < warmup + n; i++) {
   // Alternate which goes first, so neither always follows the other.
   const order = i % 2 === 0 ? builds : [...builds].reverse();
   for (const b of order) {
+    if (gap > 0) await new Promise((r) => setTimeout(r, gap));
     const ms = await b.w.launch();
     if (i >= warmup) b.ms.push(ms);
   }
@@ -114,4 +121,4 @@ for (const b of builds) await b.w.close();
 const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 const row = (b) => ({ build: b.name, median: q(b.ms, 0.5).toFixed(2), p90: q(b.ms, 0.9).toFixed(2), p99: q(b.ms, 0.99).toFixed(2), mean: (b.ms.reduce((a, x) => a + x, 0) / b.ms.length).toFixed(2) });
 console.table(builds.map(row));
-console.log(`${mode}${image ? ` ${image}` : ''}: this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved)`);
+console.log(`${mode}${image ? ` ${image}` : ''}: this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved${gap > 0 ? `, ${gap} ms idle before each` : ''})`);
