@@ -195,8 +195,10 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         process: None,
     };
 
+    let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;
     // Phase 4, cgroup, by the helper's own thread (v1 and hybrid as root):
     // into the container's cgroups once Node made them, for the clone.
+    // Nothing that can fail comes between this and going back.
     if let CgroupPhase::Enter { tasks, home, .. } = &plan.cgroup {
         awaiting.until(node, |a| a.cgroup).map_err(|r| r.map_or(125, |r| fail(node, r)))?;
         if let Err(r) = host.move_self(tasks) {
@@ -207,7 +209,6 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     }
 
     // Phase 2, cloned.
-    let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;
     let flags = plan.clone_flags() | if plan.reparent { clone::CLONE_PARENT } else { 0 };
     // The cgroup2 directory for CLONE_INTO_CGROUP. One that cannot be opened
     // (or a kernel without the flag) leaves the child to be placed through
