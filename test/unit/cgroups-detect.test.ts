@@ -2,7 +2,7 @@
 // /proc/self/cgroup fixtures, and where `tsbox/<id>` goes in each hierarchy.
 import { describe, expect, it } from 'vitest';
 
-import { cgroupDir, detectCgroupMode, ownV1Procs, parentPath, parseMountinfo, parseProcCgroup, readLayout, type ProcSource } from '../../ts/cgroups/detect.js';
+import { cgroupDir, detectCgroupMode, ownV1Procs, parentPath, parseMountinfo, parseProcCgroup, readLayout, selfMoveSkipsGracePeriod, type ProcSource } from '../../ts/cgroups/detect.js';
 import type { CgroupFs } from '../../ts/cgroups/fs.js';
 import { TsboxError } from '../../ts/errors.js';
 
@@ -192,6 +192,15 @@ describe('readLayout and parentPath: where tsbox/<id> goes', () => {
     expect(cgroupDir(mount, '/lxc/c1')).toBe('/sys/fs/cgroup');
     expect(() => cgroupDir(mount, '/other')).toThrow(/not below the mounted subtree/);
     expect(() => cgroupDir({ mountpoint: '/sys/fs/cgroup', root: '/' }, '/../../x')).toThrow(/outside this cgroup namespace/);
+  });
+});
+
+describe('selfMoveSkipsGracePeriod (a v1 thread entering its container\'s cgroups)', () => {
+  it('is the kernel from 6.5 on, by uname -r', () => {
+    for (const rel of ['6.5.0', '6.18.44-fc-v1252', '6.10.3-arch1-1', '7.0.0']) expect(selfMoveSkipsGracePeriod(rel), rel).toBe(true);
+    for (const rel of ['6.4.16', '6.1.0-27-amd64', '5.15.0-126-generic', '5.4.0', '4.19.0-26-amd64', '3.10.0-1160.el7.x86_64']) expect(selfMoveSkipsGracePeriod(rel), rel).toBe(false);
+    // What cannot be read is taken for old.
+    for (const rel of ['', 'unknown', 'v6.8']) expect(selfMoveSkipsGracePeriod(rel), rel).toBe(false);
   });
 });
 

@@ -10,6 +10,7 @@
  *   only there.
  */
 import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { posix } from 'node:path';
 
 import { cgroupError, cgroupProblem, type CgroupFs } from './fs.js';
@@ -198,3 +199,27 @@ export function ownV1Procs(src: ProcSource = readProcSource()): string | null {
   if (controller === undefined) return null;
   return posix.join(cgroupDir(v1.get(controller)!, own.get(controller)!), 'cgroup.procs');
 }
+
+/**
+ * Whether a thread that moves itself between v1 cgroups (`0` written to a
+ * `tasks` file) waits for no RCU grace period, by the kernel's version
+ * (`rel`, as `uname -r` gives it): Linux 6.5 and later, where such a move
+ * skips cgroup_threadgroup_rwsem and cpuset's attach takes a mutex, not a
+ * per-CPU rwsem whose write side waits for a grace period as well (and where
+ * the kernel gives a thread that leaves a cpuset the affinity it asked for).
+ * Measured on 6.18 (bench/README.md, the seventh stop); an older kernel keeps
+ * the move by pid, whose wait a launch's prewarm overlaps with its setup.
+ */
+export function selfMoveSkipsGracePeriod(rel: string = kernelRelease()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(rel);
+  if (m === null) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 6 || (major === 6 && minor >= 5);
+}
+
+/** uname -r, read once: the kernel does not change under a process. */
+function kernelRelease(): string {
+  cachedRelease ??= release();
+  return cachedRelease;
+}
+let cachedRelease: string | undefined;

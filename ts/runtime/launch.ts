@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
 import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type DeviceRuleWrite, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
-import { parseProcCgroup } from '../cgroups/detect.js';
+import { parseProcCgroup, selfMoveSkipsGracePeriod } from '../cgroups/detect.js';
 import { moveBack, scopeLimits, startScope, type SystemdScope } from '../cgroups/systemd.js';
 import { DEFAULT_LOG_MAX_SIZE, limitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
@@ -372,13 +372,13 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       // Phase 3, decided once: the helper writes what needs no setuid helper; Node runs newuidmap.
       maps: maps === null ? { writer: 'none' } : maps.via === 'direct' ? { writer: 'helper', maps: { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } } : { writer: 'node' },
       // Phase 4, decided once: clone3 into the v2 cgroup; on v1 as the
-      // host's root, the helper's thread enters the cgroups and clones
-      // there; otherwise the helper places the child.
+      // host's root on Linux 6.5+, the helper's thread enters the cgroups
+      // and clones there; otherwise the helper places the child.
       cgroupPhase: !cgroupInfo
         ? { how: 'none' }
         : cgroupInfo.v2Path
           ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared!.procsFiles] }
-          : prepared!.enter && process.getuid?.() === 0 && !inUserNamespace()
+          : prepared!.enter && process.getuid?.() === 0 && !inUserNamespace() && selfMoveSkipsGracePeriod()
             ? { how: 'enter', tasks: [...prepared!.enter.tasks], home: [...prepared!.enter.home], dir: prepared!.paths.unified ?? null, procs: [...prepared!.procsFiles], madeByNode: later !== null }
             : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       cgroupKept: prepared?.kept ?? [],

@@ -49,22 +49,24 @@ pub fn place(procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
 /// pid or a whole thread group (cgroup.procs); a thread that moves itself
 /// skips it. The helper is single-threaded, and a clone copies the cgroups
 /// of the thread that calls it, so the child it clones next starts in them.
+/// Every file is tried, whatever fails (going back, each hierarchy the
+/// thread can leave it leaves); the first failure is the one reported.
 pub fn move_self(tasks: &[String]) -> Result<(), Report> {
+    let mut first = None;
     for path in tasks {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .and_then(|mut f| {
-                use std::io::Write;
-                f.write_all(b"0")
-            })
-            .map_err(|e| {
+        let moved = std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(b"0")
+        });
+        if let (Err(e), None) = (moved, &first) {
+            first = Some(
                 Report::new(Step::Cgroup, e.raw_os_error().unwrap_or(libc::EIO))
                     .path(path.clone())
-                    .detail("move the helper's thread into this cgroup (to clone the container there, or back)")
-            })?;
+                    .detail("move the helper's thread into this cgroup (to clone the container there, or back)"),
+            );
+        }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 /// Removes the container's cgroup directories (the v2 directory and the
@@ -102,6 +104,21 @@ pub fn remove(phase: &tsbox_core::CgroupPhase, kept: &[String], tr: &Trace) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_tries_every_hierarchy_and_reports_the_first_that_failed() {
+        let base = std::env::temp_dir().join(format!("tsbox-cgroup-move-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let file = |name: &str| base.join(name).display().to_string();
+        std::fs::write(file("a"), "").unwrap();
+        std::fs::write(file("c"), "").unwrap();
+        // "b" does not exist: the move into it fails, "c" is still written.
+        let r = move_self(&[file("a"), file("b"), file("c")]).unwrap_err();
+        assert_eq!((r.errno, r.path.as_deref()), (libc::ENOENT, Some(file("b").as_str())));
+        assert_eq!(std::fs::read_to_string(file("a")).unwrap(), "0");
+        assert_eq!(std::fs::read_to_string(file("c")).unwrap(), "0");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn the_monitor_removes_what_the_container_made_and_keeps_a_joined_cgroup() {
