@@ -226,9 +226,17 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   let networkInfo = net?.info ?? null;
   let refusals: Refusals | undefined;
 
-  // Where this process's cgroups are, read once for the container's cgroup
-  // (and the prewarm, below).
+  // Where this process's cgroups are, read once for the prewarm and the
+  // container's cgroup.
   const proc = readProcSource();
+  // As root on v1 and hybrid, the helper's own thread enters the container's
+  // cgroups and clones there (Linux 6.5+, the host's root: no wait). Where it
+  // will move the child by pid instead, that move waits for an RCU grace
+  // period (several ms after an idle spell): a move of this process into the
+  // cgroup it is in, on a thread, starts that wait now, and the helper's
+  // move shares it.
+  const enterable = selfMoveSkipsGracePeriod() && !inUserNamespace();
+  if (process.getuid?.() === 0 && !enterable) prewarmCgroupMove(native, proc);
 
   // The container's state directory, and a detached container's log in it.
   let dir: string;
@@ -378,7 +386,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
         ? { how: 'none' }
         : cgroupInfo.v2Path
           ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared!.procsFiles] }
-          : prepared!.enter && process.getuid?.() === 0 && !inUserNamespace() && selfMoveSkipsGracePeriod()
+          : prepared!.enter && process.getuid?.() === 0 && enterable
             ? { how: 'enter', tasks: [...prepared!.enter.tasks], home: [...prepared!.enter.home], dir: prepared!.paths.unified ?? null, procs: [...prepared!.procsFiles], madeByNode: later !== null }
             : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       cgroupKept: prepared?.kept ?? [],
@@ -388,11 +396,10 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       logMaxSize: log !== null ? (o.logMaxSize ?? DEFAULT_LOG_MAX_SIZE) : null,
       netnsPath: net?.netnsPath ?? null,
     });
-    // A v1 move by pid waits for an RCU grace period (several ms after an
-    // idle spell). Where the helper will move the child so, a move of this
-    // process into the cgroup it is in, on a thread, starts that wait now
-    // (before the helper's mounts are done), and the helper's move shares it.
-    if (plan.sandbox.cgroup.how === 'place' && process.getuid?.() === 0) prewarmCgroupMove(native, proc);
+    // Where the kernel would have let the helper enter but this cgroup may
+    // not be entered (a joined one, a pids limit below 2), the prewarm starts
+    // now, before the helper's mounts are done.
+    if (plan.sandbox.cgroup.how === 'place' && process.getuid?.() === 0 && enterable) prewarmCgroupMove(native, proc);
     trace?.('plan: built');
     // Phase 5, network: what of the plan it changes (a bridged container's /etc/hosts).
     net?.plan(plan.sandbox, dir);
