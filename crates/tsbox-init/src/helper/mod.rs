@@ -195,7 +195,8 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         process: None,
     };
 
-    let (mine, theirs) = Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")))?;
+    let pair = || Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")));
+    let (mine, theirs) = pair()?;
     // Phase 4, cgroup, by the helper's own thread (v1 and hybrid as root):
     // into the container's cgroups once Node made them, for the clone.
     // Nothing that can fail comes between this and going back.
@@ -231,13 +232,32 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         CgroupPhase::Enter { home, .. } => host.move_self(home),
         _ => Ok(()),
     };
-    let cloned = match (cloned, home) {
-        (Err(e), _) => {
-            return Err(fail(
-                node,
-                report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
-            ))
+    let clone_failed = |e: nix::errno::Errno| {
+        fail(
+            node,
+            report(Step::Clone, e as i32, &format!("clone with {}", clone::flag_names(flags))),
+        )
+    };
+    // Entered, the helper counts in the pids limits while it clones: a
+    // parent cgroup with one free slot refuses the clone (EAGAIN), where a
+    // move by pid may go over it. Then, back home, it clones again and
+    // places the child by pid, as it did before it could enter.
+    let mut by_pid = false;
+    let (mine, cloned) = match (cloned, home) {
+        (Err(nix::errno::Errno::EAGAIN), Ok(())) if matches!(plan.cgroup, CgroupPhase::Enter { .. }) => {
+            let (mine, theirs) = pair()?;
+            by_pid = true;
+            let again = host.clone_child(
+                &plan,
+                flags,
+                host::raw(&cgroup_dir),
+                theirs,
+                &[node.as_raw_fd(), mine.as_raw_fd()],
+                tr,
+            );
+            (mine, again.map_err(clone_failed)?)
         }
+        (Err(e), _) => return Err(clone_failed(e)),
         (Ok(cloned), Err(r)) => {
             host.kill(&Container {
                 pid: cloned.pid,
@@ -245,9 +265,14 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
             });
             return Err(fail(node, r));
         }
-        (Ok(cloned), Ok(())) => cloned,
+        (Ok(cloned), Ok(())) => (mine, cloned),
     };
-    if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
+    if by_pid {
+        trace!(
+            tr,
+            "cgroup: the clone in the container's cgroups hit a pids limit (EAGAIN); cloned outside, placed by pid"
+        );
+    } else if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
         trace!(
             tr,
             "cgroup: cloned in {} by the helper's own thread, which went back",
@@ -306,6 +331,12 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
     let place: Vec<String> = match &plan.cgroup {
         CgroupPhase::Place { procs, .. } => procs.clone(),
         CgroupPhase::CloneInto { procs, .. } if !cloned.placed => procs.clone(),
+        // Cloned outside after EAGAIN: every hierarchy clone3 did not take.
+        CgroupPhase::Enter { procs, dir, .. } if by_pid => procs
+            .iter()
+            .filter(|p| !(cloned.placed && dir.as_ref().is_some_and(|d| **p == format!("{d}/cgroup.procs"))))
+            .cloned()
+            .collect(),
         // A kernel without CLONE_INTO_CGROUP: the cgroup2 directory by pid.
         CgroupPhase::Enter { dir: Some(dir), .. } if !cloned.placed => vec![format!("{dir}/cgroup.procs")],
         _ => Vec::new(),

@@ -29,6 +29,8 @@ struct Recorder {
     /// CLONE_INTO_CGROUP worked.
     placed_by_clone: bool,
     fail_clone: Option<Errno>,
+    /// The first clone fails so, the next ones work.
+    fail_first_clone: Option<Errno>,
     fail_maps: bool,
     fail_place: bool,
     /// The `move_self` call (0: the first) that fails.
@@ -72,7 +74,7 @@ impl Host for Recorder {
             super::clone::flag_names(flags),
             if cgroup.is_some() { " into the cgroup" } else { "" }
         ));
-        if let Some(e) = self.fail_clone {
+        if let Some(e) = self.fail_clone.or(self.fail_first_clone.take()) {
             return Err(e);
         }
         self.child = Some(child);
@@ -520,6 +522,55 @@ fn a_helper_that_cannot_go_home_kills_the_child_rather_than_monitor_from_its_cgr
     assert!(r.result.is_err());
     assert_eq!(r.calls.last().map(String::as_str), Some("kill 4242"));
     assert_eq!(failed(&r).path.as_deref(), Some(V1_HOME[0]));
+}
+
+#[test]
+fn a_clone_that_hits_a_pids_limit_once_entered_is_made_again_outside_and_placed_by_pid() {
+    let mut p = plan();
+    p.cgroup = entered(true);
+    let r = run(
+        Recorder {
+            root: true,
+            placed_by_clone: true,
+            fail_first_clone: Some(Errno::EAGAIN),
+            ..Default::default()
+        },
+        vec![plan_msg(p), NodeMsg::Cgroup],
+    );
+    let clone = "clone CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup";
+    assert_eq!(
+        r.calls,
+        [
+            format!("move_self {}", V1_TASKS.join(" ")),
+            format!("open_cgroup {HYBRID_DIR}"),
+            clone.to_string(),
+            format!("move_self {}", V1_HOME.join(" ")),
+            clone.to_string(),
+            "write_maps 4242 0 100000 65536".into(),
+            "trees 4242".into(),
+            // The v1 hierarchies by pid; clone3 took the cgroup2 directory.
+            format!("place 4242 {V1_PROCS}"),
+        ]
+    );
+    assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
+    assert!(r.result.is_ok());
+}
+
+#[test]
+fn a_clone_that_fails_otherwise_once_entered_is_reported_after_going_home() {
+    let mut p = plan();
+    p.cgroup = entered(false);
+    let r = run(
+        Recorder {
+            root: true,
+            fail_first_clone: Some(Errno::ENOMEM),
+            ..Default::default()
+        },
+        vec![plan_msg(p)],
+    );
+    assert!(r.result.is_err());
+    assert_eq!(r.calls.last(), Some(&format!("move_self {}", V1_HOME.join(" "))));
+    assert_eq!((failed(&r).step, failed(&r).errno), (Step::Clone, libc::ENOMEM));
 }
 
 #[test]
