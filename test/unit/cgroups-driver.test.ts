@@ -1317,6 +1317,30 @@ describe('hybrid (this development host\'s layout)', () => {
     expect(prepareCgroup('c5', {}, { stateDir, fs: v2.k, proc: v2.proc }).enter).toBeNull();
   });
 
+  it('enters co-mounted controllers once, and a named hierarchy too, each from this process\'s own cgroup in it', () => {
+    const cg = join(tmp, 'sys/fs/cgroup');
+    const k = new FakeKernel(tmp);
+    const hierarchies: [string, string, string][] = [
+      ['cpu,cpuacct', 'cpu,cpuacct', '/'],
+      ['pids', 'pids', '/user.slice'],
+      ['systemd', 'xattr,name=systemd', '/user.slice/session-1.scope'],
+    ];
+    let mountinfo = '';
+    let cgroup = '';
+    hierarchies.forEach(([dir, options, own], i) => {
+      k.mounts.set(join(cg, dir), dir);
+      k.existing(join(cg, dir), ['1']);
+      if (own !== '/') k.existing(join(cg, dir, own), [String(process.pid)]);
+      mountinfo += `${32 + i} 31 0:${29 + i} / ${join(cg, dir)} rw,relatime - cgroup cgroup rw,${options}\n`;
+      cgroup += `${i + 1}:${options.replace('xattr,', '')}:${own}\n`;
+    });
+    const p = prepareCgroup('c1', {}, { stateDir, fs: k, proc: { mountinfo, cgroup } });
+    const leaf = (dir: string) => join(cg, dir, hierarchies.find(([d]) => d === dir)![2], 'tsbox', 'c1');
+    expect(p.paths.cpu).toBe(p.paths.cpuacct);
+    expect([...p.enter!.tasks].sort()).toEqual(['cpu,cpuacct', 'pids', 'systemd'].map((d) => join(leaf(d), 'tasks')).sort());
+    expect(p.enter!.home).toEqual(p.enter!.tasks.map((t) => join(dirname(dirname(dirname(t))), 'tasks')));
+  });
+
   it('removes an ended container with one rmdir per hierarchy, nothing else; the parents stay for the next', () => {
     const host = hybridHost();
     const c = create(host);
