@@ -516,9 +516,9 @@ function enterFiles(p: Plan, layout: CgroupLayout, pidsLimit: number): PreparedC
   const tasks: string[] = [];
   const home: string[] = [];
   for (const [name, h] of p.hierarchies) {
-    if (name === 'unified') continue;
+    const file = posix.join(h.leaf, 'tasks');
     // Co-mounted controllers (cpu,cpuacct) share one directory: one move.
-    if (tasks.includes(posix.join(h.leaf, 'tasks'))) continue;
+    if (name === 'unified' || tasks.includes(file)) continue;
     const mount = layout.v1.get(name);
     const own = layout.own.v1.get(name);
     if (mount === undefined || own === undefined) return null;
@@ -528,7 +528,7 @@ function enterFiles(p: Plan, layout: CgroupLayout, pidsLimit: number): PreparedC
     } catch {
       return null;
     }
-    tasks.push(posix.join(h.leaf, 'tasks'));
+    tasks.push(file);
     home.push(posix.join(dir, 'tasks'));
   }
   return tasks.length > 0 ? { tasks, home } : null;

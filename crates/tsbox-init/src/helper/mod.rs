@@ -126,7 +126,7 @@ pub struct Setup {
 /// Phases 1 to 6 on the helper's side, through `host`. `Err` is the
 /// helper's exit status when the container could not be set up; a report
 /// went to Node then, unless Node is the one that gave up.
-pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
+pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     // Phase 1, plan: and what the container holds while it lives.
     let (plan, held): (SandboxPlan, Vec<OwnedFd>) = match node.recv_fds::<NodeMsg>() {
         Ok(Some((NodeMsg::Plan(p), held))) => (*p, held),
@@ -218,14 +218,17 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         CgroupPhase::CloneInto { dir, .. } | CgroupPhase::Enter { dir: Some(dir), .. } => host.open_cgroup(dir),
         _ => None,
     };
-    let cloned = host.clone_child(
-        &plan,
-        flags,
-        host::raw(&cgroup_dir),
-        theirs,
-        &[node.as_raw_fd(), mine.as_raw_fd()],
-        tr,
-    );
+    let clone = |host: &mut H, mine: &Channel, theirs: Channel| {
+        host.clone_child(
+            &plan,
+            flags,
+            host::raw(&cgroup_dir),
+            theirs,
+            &[node.as_raw_fd(), mine.as_raw_fd()],
+            tr,
+        )
+    };
+    let cloned = clone(host, &mine, theirs);
     // The helper, the container's monitor from here on, goes back home at
     // once: never counted, frozen or killed with the container.
     let home = match &plan.cgroup {
@@ -247,14 +250,7 @@ pub fn setup(host: &mut impl Host, node: &Channel) -> Result<Setup, i32> {
         (Err(nix::errno::Errno::EAGAIN), Ok(())) if matches!(plan.cgroup, CgroupPhase::Enter { .. }) => {
             let (mine, theirs) = pair()?;
             by_pid = true;
-            let again = host.clone_child(
-                &plan,
-                flags,
-                host::raw(&cgroup_dir),
-                theirs,
-                &[node.as_raw_fd(), mine.as_raw_fd()],
-                tr,
-            );
+            let again = clone(host, &mine, theirs);
             (mine, again.map_err(clone_failed)?)
         }
         (Err(e), _) => return Err(clone_failed(e)),

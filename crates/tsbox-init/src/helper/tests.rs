@@ -136,6 +136,14 @@ impl Host for Recorder {
     }
 }
 
+/// A recording host that runs as root on a kernel with CLONE_INTO_CGROUP.
+fn cloning_into_cgroups() -> Recorder {
+    Recorder {
+        placed_by_clone: true,
+        ..as_root()
+    }
+}
+
 /// A recording host that runs as root.
 fn as_root() -> Recorder {
     Recorder {
@@ -278,14 +286,7 @@ fn failed(run: &Run) -> &Report {
 fn root_on_v2_clones_into_the_cgroup_and_places_nothing_by_pid() {
     let mut p = plan();
     p.cgroup = v2();
-    let r = run(
-        Recorder {
-            root: true,
-            placed_by_clone: true,
-            ..Default::default()
-        },
-        vec![plan_msg(p), NodeMsg::Process(Box::new(process()))],
-    );
+    let r = run(cloning_into_cgroups(), vec![plan_msg(p), NodeMsg::Process(Box::new(process()))]);
     assert_eq!(
         r.calls,
         [
@@ -323,14 +324,7 @@ fn joined_namespaces_are_entered_before_the_clone_and_left_out_of_its_flags() {
             path: "/proc/77/ns/pid_for_children".into(),
         },
     ];
-    let r = run(
-        Recorder {
-            root: true,
-            placed_by_clone: true,
-            ..Default::default()
-        },
-        vec![plan_msg(p)],
-    );
+    let r = run(cloning_into_cgroups(), vec![plan_msg(p)]);
     assert_eq!(
         r.calls[..4],
         [
@@ -421,6 +415,11 @@ const V1_TASKS: [&str; 2] = ["/sys/fs/cgroup/pids/tsbox/x/tasks", "/sys/fs/cgrou
 const V1_HOME: [&str; 2] = ["/sys/fs/cgroup/pids/tasks", "/sys/fs/cgroup/memory/user/tasks"];
 const HYBRID_DIR: &str = "/sys/fs/cgroup/unified/tsbox/x";
 
+/// The recorder's line for a move of the helper's thread through `tasks`.
+fn moved(tasks: &[&str]) -> String {
+    format!("move_self {}", tasks.join(" "))
+}
+
 fn entered(made_by_node: bool) -> CgroupPhase {
     CgroupPhase::Enter {
         tasks: V1_TASKS.map(String::from).to_vec(),
@@ -437,20 +436,16 @@ fn root_on_hybrid_enters_the_cgroups_clones_there_and_goes_home_before_anything_
     p.cgroup = entered(true);
     // Node says `cgroup` once it made the cgroups, after the process.
     let r = run(
-        Recorder {
-            root: true,
-            placed_by_clone: true,
-            ..Default::default()
-        },
+        cloning_into_cgroups(),
         vec![plan_msg(p), NodeMsg::Process(Box::new(process())), NodeMsg::Cgroup],
     );
     assert_eq!(
         r.calls,
         [
-            format!("move_self {}", V1_TASKS.join(" ")),
+            moved(&V1_TASKS),
             format!("open_cgroup {HYBRID_DIR}"),
             "clone CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup".into(),
-            format!("move_self {}", V1_HOME.join(" ")),
+            moved(&V1_HOME),
             "write_maps 4242 0 100000 65536".into(),
             "trees 4242".into(),
         ],
@@ -492,13 +487,7 @@ fn a_cgroup_the_helper_cannot_enter_is_reported_and_it_goes_home() {
         vec![plan_msg(p), NodeMsg::Cgroup],
     );
     assert!(r.result.is_err());
-    assert_eq!(
-        r.calls,
-        [
-            format!("move_self {}", V1_TASKS.join(" ")),
-            format!("move_self {}", V1_HOME.join(" "))
-        ]
-    );
+    assert_eq!(r.calls, [moved(&V1_TASKS), moved(&V1_HOME)]);
     let f = failed(&r);
     assert_eq!(
         (f.step, f.errno, f.path.as_deref()),
@@ -541,10 +530,10 @@ fn a_clone_that_hits_a_pids_limit_once_entered_is_made_again_outside_and_placed_
     assert_eq!(
         r.calls,
         [
-            format!("move_self {}", V1_TASKS.join(" ")),
+            moved(&V1_TASKS),
             format!("open_cgroup {HYBRID_DIR}"),
             clone.to_string(),
-            format!("move_self {}", V1_HOME.join(" ")),
+            moved(&V1_HOME),
             clone.to_string(),
             "write_maps 4242 0 100000 65536".into(),
             "trees 4242".into(),
@@ -569,7 +558,7 @@ fn a_clone_that_fails_otherwise_once_entered_is_reported_after_going_home() {
         vec![plan_msg(p)],
     );
     assert!(r.result.is_err());
-    assert_eq!(r.calls.last(), Some(&format!("move_self {}", V1_HOME.join(" "))));
+    assert_eq!(r.calls.last(), Some(&moved(&V1_HOME)));
     assert_eq!((failed(&r).step, failed(&r).errno), (Step::Clone, libc::ENOMEM));
 }
 
