@@ -279,9 +279,9 @@ pub fn spawn_helper(
                     format!("start {path}: {} ({})", e.desc(), tsbox_core::errno_name(r)),
                 ));
             }
-            let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+            let fd = crate::cgroup::pidfd_open(pid);
             if fd < 0 {
-                let e = Errno::last();
+                let e = Errno::from_raw(-fd);
                 // Without a pidfd it could never be reaped here: kill it now.
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);

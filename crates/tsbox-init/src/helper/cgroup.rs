@@ -18,10 +18,7 @@ use crate::trace::{trace, Trace};
 pub fn place(procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
     let text = pid.to_string();
     for path in procs {
-        match std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(text.as_bytes())
-        }) {
+        match write_existing(path, text.as_bytes()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(Errno::ESRCH as i32) => {}
             Err(e) => {
@@ -54,11 +51,7 @@ pub fn place(procs: &[String], pid: Pid, tr: &Trace) -> Result<(), Report> {
 pub fn move_self(tasks: &[String]) -> Result<(), Report> {
     let mut first = None;
     for path in tasks {
-        let moved = std::fs::OpenOptions::new().write(true).open(path).and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(b"0")
-        });
-        if let (Err(e), None) = (moved, &first) {
+        if let (Err(e), None) = (write_existing(path, b"0"), &first) {
             first = Some(
                 Report::new(Step::Cgroup, e.raw_os_error().unwrap_or(libc::EIO))
                     .path(path.clone())
@@ -67,6 +60,13 @@ pub fn move_self(tasks: &[String]) -> Result<(), Report> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// Writes `bytes` to the cgroup file `path` in one write, never creating
+/// nor truncating it (std::fs::write would ask for both).
+fn write_existing(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new().write(true).open(path)?.write_all(bytes)
 }
 
 /// Removes the container's cgroup directories (the v2 directory and the

@@ -245,13 +245,12 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     // parent cgroup with one free slot refuses the clone (EAGAIN), where a
     // move by pid may go over it. Then, back home, it clones again and
     // places the child by pid, as it did before it could enter.
-    let mut by_pid = false;
-    let (mine, cloned) = match (cloned, home) {
+    let (mine, cloned, by_pid) = match (cloned, home) {
         (Err(nix::errno::Errno::EAGAIN), Ok(())) if matches!(plan.cgroup, CgroupPhase::Enter { .. }) => {
+            drop(mine);
             let (mine, theirs) = pair()?;
-            by_pid = true;
             let again = clone(host, &mine, theirs);
-            (mine, again.map_err(clone_failed)?)
+            (mine, again.map_err(clone_failed)?, true)
         }
         (Err(e), _) => return Err(clone_failed(e)),
         (Ok(cloned), Err(r)) => {
@@ -261,7 +260,7 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
             });
             return Err(fail(node, r));
         }
-        (Ok(cloned), Ok(())) => (mine, cloned),
+        (Ok(cloned), Ok(())) => (mine, cloned, false),
     };
     if by_pid {
         trace!(
@@ -327,14 +326,17 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     let place: Vec<String> = match &plan.cgroup {
         CgroupPhase::Place { procs, .. } => procs.clone(),
         CgroupPhase::CloneInto { procs, .. } if !cloned.placed => procs.clone(),
-        // Cloned outside after EAGAIN: every hierarchy clone3 did not take.
-        CgroupPhase::Enter { procs, dir, .. } if by_pid => procs
-            .iter()
-            .filter(|p| !(cloned.placed && dir.as_ref().is_some_and(|d| **p == format!("{d}/cgroup.procs"))))
-            .cloned()
-            .collect(),
-        // A kernel without CLONE_INTO_CGROUP: the cgroup2 directory by pid.
-        CgroupPhase::Enter { dir: Some(dir), .. } if !cloned.placed => vec![format!("{dir}/cgroup.procs")],
+        // By pid, what the helper's thread and clone3 did not take: the v1
+        // hierarchies when it cloned outside (EAGAIN), the cgroup2
+        // directory on a kernel without CLONE_INTO_CGROUP.
+        CgroupPhase::Enter { procs, dir, .. } => {
+            let cgroup2 = dir.as_ref().map(|d| format!("{d}/cgroup.procs"));
+            procs
+                .iter()
+                .filter(|p| if Some(*p) == cgroup2.as_ref() { !cloned.placed } else { by_pid })
+                .cloned()
+                .collect()
+        }
         _ => Vec::new(),
     };
     // v1 checks the mover against the moved process's ids unless the mover
