@@ -740,24 +740,26 @@ impl NewRoot {
 /// inode, and the mount id where statx gives it (5.8+).
 type Identity = (u32, u32, u64, Option<u64>);
 
-fn identity(fd: RawFd) -> std::result::Result<Identity, Errno> {
+/// statx of `fd` itself (AT_EMPTY_PATH), asking for `mask`.
+fn statx_fd(fd: RawFd, mask: u32) -> std::result::Result<libc::statx, Errno> {
     // SAFETY: statx fills the struct we pass; zeroed is a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mask = libc::STATX_INO | libc::STATX_MNT_ID;
     Errno::result(unsafe { libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, mask, &mut stx) })?;
+    Ok(stx)
+}
+
+fn identity(fd: RawFd) -> std::result::Result<Identity, Errno> {
+    let stx = statx_fd(fd, libc::STATX_INO | libc::STATX_MNT_ID)?;
     let mnt = (stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id);
     Ok((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino, mnt))
 }
 
 /// The path of `fd` is the root of a mount (statx STATX_ATTR_MOUNT_ROOT, 5.8+).
 fn is_mount_root(fd: RawFd) -> bool {
-    // SAFETY: statx fills the struct we pass; zeroed is a valid value.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let empty = c"";
-    let r = unsafe { libc::statx(fd, empty.as_ptr(), libc::AT_EMPTY_PATH, 0, &mut stx) };
-    r == 0
-        && stx.stx_attributes_mask & (libc::STATX_ATTR_MOUNT_ROOT as u64) != 0
-        && stx.stx_attributes & (libc::STATX_ATTR_MOUNT_ROOT as u64) != 0
+    statx_fd(fd, 0).is_ok_and(|stx| {
+        stx.stx_attributes_mask & (libc::STATX_ATTR_MOUNT_ROOT as u64) != 0
+            && stx.stx_attributes & (libc::STATX_ATTR_MOUNT_ROOT as u64) != 0
+    })
 }
 
 fn is_dir_mode(mode: libc::mode_t) -> bool {
@@ -782,10 +784,13 @@ fn is_device_mode(mode: libc::mode_t) -> bool {
 /// may_open's EROFS is for regular files, directories and links.
 const DEVICE_BIND: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
 
+/// The flags of [`describe`]'s line, between its last ` (` and the `)`
+/// after it: a bracketed part may follow (`[dev if a device]`, an fs's data).
 fn describe_flags(m: &Mount) -> String {
     describe(m)
         .rsplit_once(" (")
-        .map(|(_, f)| f.trim_end_matches(')').to_string())
+        .and_then(|(_, f)| f.split_once(')'))
+        .map(|(f, _)| f.to_string())
         .unwrap_or_default()
 }
 
@@ -1383,6 +1388,19 @@ mod tests {
         };
         assert_eq!(describe(&m), "mount: sysfs on /sys (ro,nosuid)");
         assert_eq!(describe_flags(&m), "ro,nosuid");
+        // A part in brackets after the flags is not one of them.
+        let dev = Mount {
+            kind: MountKind::Bind {
+                source: "/srv/dev".into(),
+                recursive: false,
+                idmap: false,
+                dev_if_device: true,
+            },
+            target: "/mnt/dev".into(),
+            ..m
+        };
+        assert_eq!(describe(&dev), "mount: bind /srv/dev on /mnt/dev (ro,nosuid) [dev if a device]");
+        assert_eq!(describe_flags(&dev), "ro,nosuid");
     }
 
     fn bind(readonly: bool, flags: u32) -> Mount {
