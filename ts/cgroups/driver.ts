@@ -570,13 +570,18 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     ...(p.systemd !== undefined ? { systemd: p.systemd } : {}),
   };
   let created = false;
+  let enter: PreparedCgroup['enter'] | undefined;
   return {
     mode: layout.mode,
     v2Path: layout.mode === 'v2' ? (placement.dirs.unified ?? null) : null,
     paths: Object.freeze({ ...placement.dirs }),
     procsFiles: procsFiles(placement.dirs),
     kept: Object.freeze([...(placement.kept ?? [])]),
-    enter: enterFiles(p, layout, l.pidsLimit),
+    // Only a root launch on Linux 6.5+ asks (ts/runtime/launch.ts).
+    get enter() {
+      if (enter === undefined) enter = enterFiles(p, layout, l.pidsLimit);
+      return enter;
+    },
     create(): Cgroup {
       if (created) throw new Error('PreparedCgroup.create() runs once');
       created = true;

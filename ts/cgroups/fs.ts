@@ -9,6 +9,7 @@ import { constants as osConstants } from 'node:os';
 
 import { TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
+import type { PathOwner as NativePathOwner } from '../generated/addon.js';
 import type { DeviceRuleWrite } from './driver.js';
 
 export interface CgroupFs {
@@ -52,11 +53,8 @@ export interface CgroupFs {
   detachDeviceFilter(dir: string): void;
 }
 
-/** Who owns a path, and whether it is a directory (never a symlink's target). */
-export interface PathOwner {
-  uid: number;
-  isDirectory: boolean;
-}
+/** Who owns a path, and whether it is a directory (never a symlink's target): lstatMany's answer, what of it is read. */
+export type PathOwner = Pick<NativePathOwner, 'uid' | 'isDirectory'>;
 
 export const realFs: CgroupFs = {
   mkdir: (path) => mkdirSync(path, 0o755),
@@ -91,7 +89,7 @@ export const realFs: CgroupFs = {
       .filter((d) => d.isDirectory())
       .map((d) => d.name),
   // One napi call: the first lstatSync calls of a process cost ~0.3 ms (lstatMany's comment).
-  owners: (paths) => loadNative().binding.lstatMany([...paths]).map((o) => (o ? { uid: o.uid, isDirectory: o.isDirectory } : null)),
+  owners: (paths) => loadNative().binding.lstatMany([...paths]).map((o) => o ?? null),
   pidfdOpen: (pid) => {
     const fd = loadNative().binding.pidfdOpen(pid);
     if (fd === -ESRCH) return null;

@@ -34,17 +34,10 @@ import { cgroupProblem, EPERM, type CgroupFs, type PathOwner } from './fs.js';
  */
 const verified = new WeakMap<CgroupFs, Set<string>>();
 
-/**
- * The answers in which every default parent and its tsbox directory were
- * found root's, by the parents asked about: a later launch of the process
- * (the API's, a pool's) gets the same answer without walking the paths.
- */
-const settled = new WeakMap<CgroupFs, Map<string, Map<string, string>>>();
-
 /** What is wrong with a path that is not a directory of root's, for messages. */
 const held = (o: PathOwner) => (o.isDirectory ? `owned by uid ${o.uid}` : 'not a directory (a symlink?)');
 
-const tsboxIn = (dir: string) => (dir === '/' ? '/tsbox' : `${dir}/tsbox`);
+const tsboxIn = (dir: string) => posix.join(dir, 'tsbox');
 
 export interface DefaultParent {
   /** The hierarchy: a v1 name or `unified`. */
@@ -77,12 +70,6 @@ export function defaultParents(layout: CgroupLayout): DefaultParent[] {
  * lstat batch for every directory not known to be root's already.
  */
 export function rootOwnedParents(parents: readonly DefaultParent[], fs: CgroupFs, trace?: (line: string) => void): ReadonlyMap<string, string | TsboxError> {
-  let answers = settled.get(fs);
-  if (answers === undefined) settled.set(fs, (answers = new Map<string, Map<string, string>>()));
-  let key = '';
-  for (const p of parents) key += `${p.name}\0${p.mount.mountpoint}\0${p.mount.root}\0${p.path}\n`;
-  const answer = answers.get(key);
-  if (answer !== undefined) return answer;
   let known = verified.get(fs);
   if (known === undefined) verified.set(fs, (known = new Set()));
   // Each default parent, the directories above it up to its hierarchy's
@@ -126,7 +113,6 @@ export function rootOwnedParents(parents: readonly DefaultParent[], fs: CgroupFs
   };
   const out = new Map<string, string | TsboxError>();
   // Every hierarchy keeps its default, whose tsbox directory exists and is root's.
-  let allSettled = true;
   for (let i = 0; i < parents.length; i++) {
     const p = parents[i]!;
     const top = p.mount.mountpoint;
@@ -139,10 +125,8 @@ export function rootOwnedParents(parents: readonly DefaultParent[], fs: CgroupFs
     }
     if (bad === null) {
       out.set(p.name, refusedTsbox(tsboxIn(dirs[i]!)) ?? p.path);
-      if (!known.has(tsboxIn(dirs[i]!))) allSettled = false;
       continue;
     }
-    allSettled = false;
     const o = owners.get(bad)!;
     if (!ok(top)) {
       const to = owners.get(top);
@@ -159,6 +143,5 @@ export function rootOwnedParents(parents: readonly DefaultParent[], fs: CgroupFs
     if (refused === null) trace?.(`cgroup: ${bad} is ${held(o)}, not root's: the containers go under ${top} instead`);
     out.set(p.name, refused ?? p.mount.root);
   }
-  if (allSettled) answers.set(key, out as Map<string, string>);
   return out;
 }

@@ -17,11 +17,10 @@ const command = defineCommand({
     if (!split) return;
     const format = (split.values.get('format') as string | undefined) ?? 'table';
     if (format !== 'table' && format !== 'json') throw new TsboxError({ step: 'config', errno: 0, path: '--format', detail: `unknown format "${format}"`, hint: 'table or json' });
-    const { Store } = await import('../image/store.js');
+    const { shownRecord, Store } = await import('../image/store.js');
     const { formatBytes } = await import('../image/progress.js');
     const store = new Store();
-    // runConfig is the store's copy of what the config says (image inspect shows the config).
-    const images = store.images().map(({ runConfig: _, ...i }) => ({ ...i, size: store.sizeOf(i) }));
+    const images = store.images().map((i) => ({ ...shownRecord(i), size: store.sizeOf(i) }));
     if (split.values.get('quiet') === true) {
       for (const i of images) console.log(i.name);
       return;

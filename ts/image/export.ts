@@ -10,7 +10,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 
 import { fromNativeReport, fromSystemError, TsboxError } from '../errors.js';
 import { loadNative } from '../native.js';
-import { incompleteImage, lookupImage, missingLayers, runConfig } from './run.js';
+import { incompleteImage, lookupImage, runConfig } from './run.js';
 import type { ImageConfig } from './spec.js';
 import { removeTree, Store } from './store.js';
 import { inUserNamespace, overflowUid } from '../state-root.js';
@@ -93,7 +93,7 @@ export function bundleSpec(base: Record<string, unknown>, config: NonNullable<Im
 export async function exportImage(ref: string, dir: string, baseSpec: Record<string, unknown>, store: Store = new Store()): Promise<{ dir: string; entries: number }> {
   const record = lookupImage(store, ref);
   if (!record) throw new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'no such image in the store', hint: `pull it first: tsbox pull ${ref}` });
-  const missing = missingLayers(store, record);
+  const missing = store.missingLayers(record.layers);
   if (missing.length > 0) throw incompleteImage(ref, missing);
   const target = resolve(dir);
   const parent = dirname(target);

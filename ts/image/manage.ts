@@ -1,9 +1,9 @@
 /** What `tsbox rmi`, `tsbox image inspect` and `tsbox image prune` do, on the store. */
 import { TsboxError } from '../errors.js';
 import { list } from '../runtime/lifecycle.js';
-import { lookupImage, missingLayers } from './run.js';
+import { lookupImage } from './run.js';
 import { configSchema, parseDocument } from './spec.js';
-import { Store, type ImageRecord } from './store.js';
+import { shownRecord, Store, type ImageRecord } from './store.js';
 
 function notFound(ref: string): TsboxError {
   return new TsboxError({ step: 'image', errno: 2, path: ref, detail: 'no such image in the store', hint: 'see `tsbox images`' });
@@ -61,10 +61,9 @@ export async function removeImage(ref: string, options: { force?: boolean; onWai
 export function inspectImage(ref: string, store: Store = new Store()): unknown {
   const record = lookupImage(store, ref);
   if (!record) throw notFound(ref);
-  const missing = missingLayers(store, record);
-  const { runConfig: _, ...named } = record;
+  const missing = store.missingLayers(record.layers);
   return {
-    ...named,
+    ...shownRecord(record),
     size: store.sizeOf(record),
     config: { digest: record.config, ...parseDocument(configSchema, store.readBlob(record.config), 'image config', record.name) },
     layers: record.layers.map((d) => (missing.includes(d) ? { digest: d, missing: true } : { ...store.layerInfo(d), dir: store.layerDir(d) })),

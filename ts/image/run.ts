@@ -22,7 +22,7 @@ function configError(path: string, detail: string, hint: string | null = null): 
  * The stored record `ref` names: by full name, by manifest digest or its
  * prefix, or by a reference as given (`busybox:1`, normalized as Docker's
  * short names); null when no record has that name. Its layers may be
- * incomplete (see missingLayers).
+ * incomplete (see Store.missingLayers).
  */
 export function lookupImage(store: Store, ref: string): ImageRecord | null {
   const direct = store.find(ref);
@@ -35,11 +35,6 @@ export function lookupImage(store: Store, ref: string): ImageRecord | null {
   }
 }
 
-/** The layers of `record` that are not (completely) in the store: a prune ran under its pull, or the store was damaged. */
-export function missingLayers(store: Store, record: ImageRecord): string[] {
-  return store.missingLayers(record.layers);
-}
-
 /** The error for an image whose record is there but not all of whose layers are. */
 export function incompleteImage(ref: string, missing: readonly string[]): TsboxError {
   return new TsboxError({ step: 'image', errno: 2, path: ref, detail: `the image is in the store, but its layer ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''} is not`, hint: `pull it again (tsbox pull ${ref}), or remove it (tsbox rmi ${ref})` });
@@ -48,7 +43,7 @@ export function incompleteImage(ref: string, missing: readonly string[]): TsboxE
 /** The stored image `ref` names (see lookupImage) with every layer there; null otherwise. */
 export function findImage(store: Store, ref: string): ImageRecord | null {
   const found = lookupImage(store, ref);
-  return found && missingLayers(store, found).length === 0 ? found : null;
+  return found && store.missingLayers(found.layers).length === 0 ? found : null;
 }
 
 /**
@@ -68,7 +63,7 @@ export async function ensureImage(ref: string, policy: PullPolicy = 'missing', o
     const stamp = store.indexStamp();
     const remembered = stamp !== null && lastFound && lastFound.root === store.root && lastFound.ref === ref && lastFound.stamp === stamp ? lastFound.record : null;
     const found = remembered ?? lookupImage(store, ref);
-    const missing = found ? missingLayers(store, found) : [];
+    const missing = found ? store.missingLayers(found.layers) : [];
     if (found && missing.length === 0) {
       // Stamped before the read: a write in between changes the stamp, and the next look-up reads again.
       if (stamp !== null) lastFound = { root: store.root, ref, stamp, record: found };

@@ -59,6 +59,12 @@ export interface ImageRecord {
   runConfig?: RunConfig | undefined;
 }
 
+/** A record as `tsbox images` and `image inspect` show it: its run config is the config's, shown there. */
+export function shownRecord(record: ImageRecord): Omit<ImageRecord, 'runConfig'> {
+  const { runConfig: _, ...shown } = record;
+  return shown;
+}
+
 /** What a container takes from its image's config (the config's `config` object). */
 export type RunConfig = NonNullable<ImageConfig['config']>;
 

@@ -123,6 +123,7 @@ function unifiedCeiling(key: TighterLimit, raw: string, pool: ResolvedOptions): 
   return { source, shown, rate };
 }
 
-function configError(path: string, detail: string, hint: string | null): TsboxError {
+/** A pool option or a call's option that cannot be: step `config`, naming it. */
+export function configError(path: string, detail: string, hint: string | null): TsboxError {
   return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
 }

@@ -37,7 +37,7 @@ import { keepAlive, type Container } from '../runtime/container.js';
 import { handOver, launchReady, type ReadySandbox } from '../runtime/launch.js';
 import { planFor, processTemplate, type ProcessTemplate } from '../runtime/plan.js';
 import { capture, type CaptureOptions, type RunResult } from '../runtime/run.js';
-import { checkCallLimit, TIGHTER_LIMITS } from './ceiling.js';
+import { checkCallLimit, configError, TIGHTER_LIMITS } from './ceiling.js';
 
 /** The options of a pool: a container's (they shape every sandbox), plus its size. */
 export type PoolOptions = Omit<RunOptions, 'detach' | 'name'> & {
@@ -617,10 +617,6 @@ function sandboxDied(err: unknown): boolean {
   // monitor); the OOM killer during setup is ENOMEM (startFailure), which a
   // retry on the next sandbox would only meet again.
   return err.step === 'monitor' || (err.step === 'start' && err.errno === 0);
-}
-
-function configError(path: string, detail: string, hint: string | null): TsboxError {
-  return new TsboxError({ step: 'config', errno: 0, path, detail, hint });
 }
 
 function closedError(): TsboxError {

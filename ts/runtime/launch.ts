@@ -235,8 +235,9 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   // period (several ms after an idle spell): a move of this process into the
   // cgroup it is in, on a thread, starts that wait now, and the helper's
   // move shares it.
-  const enterable = selfMoveSkipsGracePeriod() && !inUserNamespace();
-  if (process.getuid?.() === 0 && !enterable) prewarmCgroupMove(native, proc);
+  const root = process.getuid?.() === 0;
+  const enterable = root && selfMoveSkipsGracePeriod() && !inUserNamespace();
+  if (root && !enterable) prewarmCgroupMove(native, proc);
 
   // The container's state directory, and a detached container's log in it.
   let dir: string;
@@ -359,7 +360,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     const prepared = unlessDenied(() => prepareContainerCgroup(id, o, proc, trace, extras.oci), extras, notices);
     // (Not for an OCI bundle's: its mounts may bind the container's own
     // cgroups, which must exist before the helper opens their sources.)
-    if (prepared?.mode !== 'v2' && process.getuid?.() === 0 && !extras.oci) later = prepared;
+    if (prepared?.mode !== 'v2' && root && !extras.oci) later = prepared;
     else if (prepared) {
       // systemd makes a scope's cgroup, with the helper in it to clone the
       // container there; the helper goes back once it has (phase 2).
@@ -375,7 +376,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       planVersion: native.binding.PLAN_VERSION,
       seccomp: native.binding,
       // Idmapped mounts need CAP_SYS_ADMIN where the filesystems live: root only.
-      idmap: maps !== null && process.getuid?.() === 0 && maps.uid.some((m) => m.size > 1),
+      idmap: maps !== null && root && maps.uid.some((m) => m.size > 1),
       cgroup: cgroupInfo ? { mode: cgroupInfo.mode, v2Path: cgroupInfo.v2Path, paths: cgroupInfo.paths } : null,
       // Phase 3, decided once: the helper writes what needs no setuid helper; Node runs newuidmap.
       maps: maps === null ? { writer: 'none' } : maps.via === 'direct' ? { writer: 'helper', maps: { setgroups: maps.setgroups, uidMap: formatMap(maps.uid), gidMap: formatMap(maps.gid) } } : { writer: 'node' },
@@ -386,7 +387,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
         ? { how: 'none' }
         : cgroupInfo.v2Path
           ? { how: 'cloneInto', dir: cgroupInfo.v2Path, procs: [...prepared!.procsFiles] }
-          : prepared!.enter && process.getuid?.() === 0 && enterable
+          : enterable && prepared!.enter
             ? { how: 'enter', tasks: [...prepared!.enter.tasks], home: [...prepared!.enter.home], dir: prepared!.paths.unified ?? null, procs: [...prepared!.procsFiles], madeByNode: later !== null }
             : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       cgroupKept: prepared?.kept ?? [],
@@ -399,7 +400,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     // Where the kernel would have let the helper enter but this cgroup may
     // not be entered (a joined one, a pids limit below 2), the prewarm starts
     // now, before the helper's mounts are done.
-    if (plan.sandbox.cgroup.how === 'place' && process.getuid?.() === 0 && enterable) prewarmCgroupMove(native, proc);
+    if (plan.sandbox.cgroup.how === 'place' && enterable) prewarmCgroupMove(native, proc);
     trace?.('plan: built');
     // Phase 5, network: what of the plan it changes (a bridged container's /etc/hosts).
     net?.plan(plan.sandbox, dir);
