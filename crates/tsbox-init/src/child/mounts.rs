@@ -653,9 +653,7 @@ fn apply(
                     .attach(at.as_raw_fd(), false)
                     .step_path(Step::Mount, target, || "mask the file with /dev/null".into())?;
                 // The host's /dev/null: `chmod 0 /proc/kcore` must not reach it.
-                let bound = resolve(root, target, OFlag::O_PATH)?;
-                set_attrs(bound.as_raw_fd(), Attrs::flags(DEVICE_BIND), false)
-                    .step_path(Step::Mount, target, || "make the /dev/null over the masked file read-only".into())?;
+                seal_host_node(root, target, Step::Mount, "make the /dev/null over the masked file read-only")?;
             }
         }
         MountKind::ReadonlyPath => {
@@ -1075,11 +1073,16 @@ fn device(root: RawFd, index: usize, target: &str, node: DeviceNode, major: u32,
         .attach(at.as_raw_fd(), false)
         .step_path(Step::Device, target, || "bind the device on its path".into())?;
     if host_node {
-        let bound = resolve(root, target, OFlag::O_PATH)?;
-        set_attrs(bound.as_raw_fd(), Attrs::flags(DEVICE_BIND), false)
-            .step_path(Step::Device, target, || "make the bind of the host's device read-only".into())?;
+        seal_host_node(root, target, Step::Device, "make the bind of the host's device read-only")?;
     }
     Ok(())
+}
+
+/// Makes the bind of a host device node at `target` (already attached)
+/// read-only, nosuid and noexec: see [`DEVICE_BIND`].
+fn seal_host_node(root: RawFd, target: &str, step: Step, what: &'static str) -> Result<()> {
+    let bound = resolve(root, target, OFlag::O_PATH)?;
+    set_attrs(bound.as_raw_fd(), Attrs::flags(DEVICE_BIND), false).step_path(step, target, || what.into())
 }
 
 /// Resolves `path` inside `root` with `flags`; None when it does not exist.
