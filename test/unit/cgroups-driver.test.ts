@@ -998,6 +998,13 @@ describe('v2: place, stats, kill, destroy', () => {
     expect(c.stats().pids.peak).toBe(9);
     // A result's four figures alone, the same as stats() reads them.
     expect(c.usage()).toEqual({ peakMemoryBytes: 52428800, oomKills: 1, peakPids: 9, cpuThrottledPeriods: 4 });
+    // The files the monitor reads for it, and the same figures from their texts.
+    expect(c.usageFiles).toEqual(['memory.peak', 'memory.events', 'pids.peak', 'cpu.stat'].map((f) => join(c.v2Path!, f)));
+    const texts = c.usageFiles.map((f) => readFileSync(f, 'utf8'));
+    w('memory.peak', '1\n');
+    expect(c.usageFrom(texts)).toEqual({ peakMemoryBytes: 52428800, oomKills: 1, peakPids: 9, cpuThrottledPeriods: 4 });
+    // A file the monitor could not read is unknown, not 0.
+    expect(c.usageFrom([null, texts[1]!, null, texts[3]!])).toEqual({ peakMemoryBytes: null, oomKills: 1, peakPids: null, cpuThrottledPeriods: 4 });
   });
 
   it('kills with cgroup.kill, then removes the cgroups leaves first; the tsbox parent stays until gc', () => {
@@ -1266,6 +1273,11 @@ describe('hybrid (this development host\'s layout)', () => {
       pids: { current: 0, peak: null, limitHits: 3 },
     });
     expect(c.usage()).toEqual({ peakMemoryBytes: 33554432, oomKills: 2, peakPids: null, cpuThrottledPeriods: 5 });
+    // Each from its own v1 hierarchy; known before the cgroup exists.
+    const files = [join(c.paths.memory!, 'memory.max_usage_in_bytes'), join(c.paths.memory!, 'memory.oom_control'), join(c.paths.pids!, 'pids.peak'), join(c.paths.cpu!, 'cpu.stat')];
+    expect(c.usageFiles).toEqual(files);
+    expect(prepareCgroup('other', { memory: '64m' }, { stateDir: mkdtempSync(join(tmpdir(), 'tsbox-unit-')), fs: host.k, proc: host.proc }).usageFiles).toEqual(files.map((f) => f.replace(c.id, 'other')));
+    expect(c.usageFrom(files.map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : null)))).toEqual(c.usage());
   });
 
   it('falls back to cpuacct.stat ticks on kernels without usage_user/usage_sys', () => {

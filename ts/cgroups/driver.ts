@@ -107,6 +107,10 @@ export interface Cgroup {
   stats(): CgroupStats;
   /** What a result reports of stats(), read alone (fewer files: it is on every result's path). */
   usage(): CgroupUsage;
+  /** The files usage() reads, in its order: tsbox-init's monitor reads them as the command ends (SandboxPlan.usageFiles). */
+  readonly usageFiles: readonly string[];
+  /** usage() from the contents of `usageFiles` read elsewhere (null: not readable). */
+  usageFrom(texts: readonly (string | null)[]): CgroupUsage;
   /** Kills every process in the cgroups: cgroup.kill on v2; freeze, SIGKILL each, thaw on v1. */
   kill(): void;
   /** kill(), then rmdir the cgroups (leaves first, retrying EBUSY); the shared `tsbox` parents stay (gc removes empty ones). Idempotent. */
@@ -398,6 +402,27 @@ function writeHint(err: unknown, path: string, value: string): string | null {
   return null;
 }
 
+/**
+ * What a result reports (Cgroup.usage()), from the files `read` gives.
+ * Which files it reads never depends on what they hold: usageFiles() lists
+ * them by running it with a reader that only notes each one.
+ */
+function usageWith(version: (c: ControllerName) => 1 | 2, read: StatReader): CgroupUsage {
+  const memory = memoryUsage(version('memory'), read);
+  return { peakMemoryBytes: memory.peak, oomKills: memory.oomKills, peakPids: pidsPeak(version('pids'), read), cpuThrottledPeriods: cpuThrottledPeriods(version('cpu'), read) };
+}
+
+/** The files usageWith() reads, as paths under `dirs`. */
+function usageFiles(version: (c: ControllerName) => 1 | 2, dirs: Readonly<Record<string, string>>): string[] {
+  const files: string[] = [];
+  usageWith(version, (hierarchy, file) => {
+    const dir = dirs[hierarchy];
+    if (dir !== undefined) files.push(posix.join(dir, file));
+    return null;
+  });
+  return files;
+}
+
 class CgroupImpl implements Cgroup {
   readonly mode: CgroupMode;
   readonly id: string;
@@ -410,6 +435,7 @@ class CgroupImpl implements Cgroup {
   readonly #marker: Marker;
   readonly #stateDir: string;
   #destroyed = false;
+  #usageFiles: readonly string[] | undefined;
 
   constructor(init: { mode: CgroupMode; id: string; fs: CgroupFs; versions: Map<ControllerName, 1 | 2>; placement: Placement; applied: AppliedLimits; marker: Marker; stateDir: string }) {
     this.mode = init.mode;
@@ -446,8 +472,24 @@ class CgroupImpl implements Cgroup {
   }
 
   usage(): CgroupUsage {
-    const memory = memoryUsage(this.#version('memory'), this.#read);
-    return { peakMemoryBytes: memory.peak, oomKills: memory.oomKills, peakPids: pidsPeak(this.#version('pids'), this.#read), cpuThrottledPeriods: cpuThrottledPeriods(this.#version('cpu'), this.#read) };
+    return usageWith((c) => this.#version(c), this.#read);
+  }
+
+  get usageFiles(): readonly string[] {
+    this.#usageFiles ??= Object.freeze(usageFiles((c) => this.#version(c), this.#placement.dirs));
+    return this.#usageFiles;
+  }
+
+  usageFrom(texts: readonly (string | null)[]): CgroupUsage {
+    const files = this.usageFiles;
+    const text = new Map(files.map((f, i) => [f, texts[i] ?? null]));
+    return usageWith(
+      (c) => this.#version(c),
+      (hierarchy, file) => {
+        const dir = this.#placement.dirs[hierarchy];
+        return dir === undefined ? null : (text.get(posix.join(dir, file)) ?? null);
+      },
+    );
   }
 
   readonly #read: StatReader = (hierarchy, file) => {
@@ -497,6 +539,8 @@ export interface PreparedCgroup {
   readonly procsFiles: readonly string[];
   /** Directories of `paths` that exist already (a joined cgroupsPath): kept when the container goes. */
   readonly kept: readonly string[];
+  /** The files the result's usage is read from (Cgroup.usageFiles), known before the cgroup exists. */
+  readonly usageFiles: readonly string[];
   /**
    * v1 and hybrid: how a thread gets into the v1 cgroups by moving itself
    * (`tasks`, and `home`: this process's own cgroups in the same hierarchies,
@@ -577,6 +621,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
     paths: Object.freeze({ ...placement.dirs }),
     procsFiles: procsFiles(placement.dirs),
     kept: Object.freeze([...(placement.kept ?? [])]),
+    usageFiles: Object.freeze(usageFiles((c) => p.versions.get(c) ?? (layout.mode === 'v2' ? 2 : 1), placement.dirs)),
     // Only a root launch on Linux 6.5+ asks (ts/runtime/launch.ts).
     get enter() {
       if (enter === undefined) enter = enterFiles(p, layout, l.pidsLimit);

@@ -37,6 +37,13 @@ cgroup: CgroupPhase,
  */
 cgroupKept?: Array<string>, 
 /**
+ * The cgroup files whose contents the result reports (peak memory, OOM
+ * kills, peak pids, throttling), in Node's order: the monitor reads
+ * them once the command has ended, while PID 1 exits, and sends them
+ * with `exited`.
+ */
+usageFiles?: Array<string>, 
+/**
  * Phase `network`: who sets up the network namespace.
  */
 network: NetworkPhase, 
@@ -382,7 +389,12 @@ code: number | null,
 /**
  * Signal that ended the command, when one did.
  */
-signal: number | null, rusage: Rusage, } | { "type": "namespaces", namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
+signal: number | null, rusage: Rusage, 
+/**
+ * The contents of the plan's `usage_files`, in its order (None: not
+ * readable); empty for an exec'd process.
+ */
+usage?: Array<string | null>, } | { "type": "namespaces", namespaces: Array<Namespace>, procs: Array<string>, cgroupDir: boolean, };
 
 export type ControlRequest = { "type": "exec", process: ProcessPlan, detach: boolean, } | { "type": "namespaces" } | { "type": "signal", signo: number, } | { "type": "wait" } | { "type": "start" } | { "type": "guard" };
 

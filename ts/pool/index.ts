@@ -603,6 +603,8 @@ function tighten(slot: Slot, limits: Record<string, number>): void {
     place: (pid) => cgroup.place(pid),
     stats: () => cgroup.stats(),
     usage: () => cgroup.usage(),
+    usageFiles: cgroup.usageFiles,
+    usageFrom: (texts) => cgroup.usageFrom(texts),
     kill: () => cgroup.kill(),
     destroy: () => cgroup.destroy(),
     applied: () => tightened,

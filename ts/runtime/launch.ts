@@ -391,6 +391,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
             ? { how: 'enter', tasks: [...prepared!.enter.tasks], home: [...prepared!.enter.home], dir: prepared!.paths.unified ?? null, procs: [...prepared!.procsFiles], madeByNode: later !== null }
             : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       cgroupKept: prepared?.kept ?? [],
+      usageFiles: cgroupInfo?.usageFiles ?? [],
       control: join(dir, 'control.sock'),
       layers: extras.layers,
       detach: o.detach,

@@ -132,6 +132,8 @@ export interface PlanContext {
   cgroupPhase?: SandboxPlan['cgroup'];
   /** Directories of the cgroup that existed before (a joined cgroupsPath): the monitor never removes them. */
   cgroupKept?: readonly string[];
+  /** The cgroup files the result's usage comes from: the monitor reads them as the command ends. */
+  usageFiles?: readonly string[];
   /** Phase `maps`, as launch decided it. */
   maps?: SandboxPlan['maps'];
   detach?: boolean;
@@ -416,6 +418,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     maps: ctx.maps ?? { writer: 'none' },
     cgroup: ctx.cgroupPhase ?? { how: 'none' },
     ...(ctx.cgroupKept?.length ? { cgroupKept: [...ctx.cgroupKept] } : {}),
+    ...(ctx.usageFiles?.length ? { usageFiles: [...ctx.usageFiles] } : {}),
     // Phase `network`: a bridged container's interfaces are Node's to make (ts/network).
     network: o.network.mode === 'bridge' ? 'node' : 'loopback',
     trace: o.trace,

@@ -145,6 +145,11 @@ pub enum HelperMsg {
         /// Signal that ended the command, when one did.
         signal: Option<i32>,
         rusage: Rusage,
+        /// The contents of the plan's `usage_files`, in its order (None: not
+        /// readable); empty for an exec'd process.
+        #[serde(default)]
+        #[cfg_attr(test, ts(optional, type = "Array<string | null>"))]
+        usage: Vec<Option<String>>,
     },
     /// Reply to `namespaces`: the namespaces whose descriptors come with it,
     /// in this order, then the v2 cgroup directory's when `cgroupDir`; the

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or a required field is added.
-pub const PLAN_VERSION: u32 = 6;
+pub const PLAN_VERSION: u32 = 7;
 
 /// What the container is, apart from the process it runs: its root and
 /// mounts, namespaces, ids, cgroup and network (the OCI runtime-spec's
@@ -39,6 +39,13 @@ pub struct SandboxPlan {
     #[serde(default)]
     #[cfg_attr(test, ts(optional, type = "Array<string>"))]
     pub cgroup_kept: Vec<String>,
+    /// The cgroup files whose contents the result reports (peak memory, OOM
+    /// kills, peak pids, throttling), in Node's order: the monitor reads
+    /// them once the command has ended, while PID 1 exits, and sends them
+    /// with `exited`.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional, type = "Array<string>"))]
+    pub usage_files: Vec<String>,
     /// Phase `network`: who sets up the network namespace.
     pub network: NetworkPhase,
     /// Print every setup step with its time offset to stderr.
@@ -723,6 +730,7 @@ mod tests {
                 made_by_node: true,
             },
             cgroup_kept: vec![],
+            usage_files: vec![],
             network: NetworkPhase::Loopback,
             trace: false,
             trace_t0_ns: 0,

@@ -200,6 +200,7 @@ pub fn run(
 
     let mut failure: Option<Report> = None;
     let mut ended: Option<(Option<i32>, Option<i32>)> = None;
+    let mut usage: Option<Vec<Option<String>>> = None;
     let mut started = false;
     let mut died_in_setup = false;
     let mut child_open = true;
@@ -253,7 +254,12 @@ pub fn run(
                     started = true;
                     started_now(c, node, &state, command.as_deref());
                 }
-                Ok(Some((ChildMsg::Ended { code, signal }, _))) => ended = Some((code, signal)),
+                Ok(Some((ChildMsg::Ended { code, signal }, _))) => {
+                    ended = Some((code, signal));
+                    // The command is over; while its PID 1 exits (its mount
+                    // namespace's teardown), its usage is final.
+                    usage.get_or_insert_with(|| read_usage(&plan.usage_files));
+                }
                 // Without init, the channel closes on a successful exec, and
                 // when the child dies before it: whether it exec'd tells which.
                 Ok(None) | Err(_) => {
@@ -402,7 +408,12 @@ pub fn run(
         // (a signal: the OOM killer, or one from outside): a start failure.
         Err(died_before_start(code, signal))
     } else {
-        Ok(HelperMsg::Exited { code, signal, rusage })
+        Ok(HelperMsg::Exited {
+            code,
+            signal,
+            rusage,
+            usage: usage.unwrap_or_else(|| read_usage(&plan.usage_files)),
+        })
     };
     let (msg, status) = match result {
         Err(r) => (HelperMsg::Failed(r.clone()), exit_code_for(&r)),
@@ -621,6 +632,26 @@ fn relay_exec(e: &mut Exec, client: &Channel) {
     }
 }
 
+/// The contents of the cgroup files the result reports (SandboxPlan::usage_files):
+/// at most 4 KiB of each, None for one that cannot be read.
+fn read_usage(files: &[String]) -> Vec<Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    files
+        .iter()
+        .map(|path| {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+                .ok()?;
+            let mut buf = Vec::with_capacity(256);
+            f.take(4096).read_to_end(&mut buf).ok()?;
+            Some(String::from_utf8_lossy(&buf).into_owned())
+        })
+        .collect()
+}
+
 /// The exec'd process has ended: reap it and tell the client how.
 fn finish_exec(e: &mut Exec, client: &Channel) {
     if e.chan_open {
@@ -632,7 +663,12 @@ fn finish_exec(e: &mut Exec, client: &Channel) {
     let msg = match e.failure.take() {
         Some(r) => HelperMsg::Failed(r),
         None if !e.started => HelperMsg::Failed(died_before_start(code, signal)),
-        None => HelperMsg::Exited { code, signal, rusage },
+        None => HelperMsg::Exited {
+            code,
+            signal,
+            rusage,
+            usage: Vec::new(),
+        },
     };
     let _ = client.send(&msg);
 }

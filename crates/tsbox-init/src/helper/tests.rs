@@ -177,6 +177,7 @@ fn plan() -> SandboxPlan {
         },
         cgroup: CgroupPhase::None,
         cgroup_kept: vec![],
+        usage_files: vec![],
         network: NetworkPhase::Loopback,
         trace: false,
         trace_t0_ns: 0,
@@ -765,6 +766,7 @@ fn a_detached_monitor_leaves_the_callers_tree_before_it_clones() {
 /// child's side of its channel, and ends PID 1 itself.
 mod monitor_phases {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::OpenOptionsExt;
     use std::process::Command;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -915,6 +917,82 @@ mod monitor_phases {
         });
         assert_eq!(outcome.status, 3);
         assert!(!outcome.caller_gone);
+    }
+
+    #[test]
+    fn the_usage_is_read_when_init_says_the_command_ended_before_pid1_is_gone() {
+        // A FIFO as the usage file: the monitor's open waits for a writer,
+        // and this writer's non-blocking open succeeds only once the
+        // monitor has the FIFO open. PID 1 lives on until then, so the
+        // file is read at `ended`, not after PID 1's exit.
+        let dir = std::env::temp_dir().join(format!("tsbox-usage-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("memory.peak");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut p = plan();
+        p.usage_files = vec![
+            fifo.to_string_lossy().into_owned(),
+            dir.join("missing").to_string_lossy().into_owned(),
+        ];
+        monitor(p, true, |node, child, pid| {
+            let _ = child.recv::<ToChild>();
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            child
+                .send(&ChildMsg::Ended {
+                    code: Some(0),
+                    signal: None,
+                })
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut w = loop {
+                match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo) {
+                    Ok(w) => break w,
+                    Err(e) if e.raw_os_error() == Some(libc::ENXIO) && std::time::Instant::now() < deadline => std::thread::yield_now(),
+                    Err(e) => {
+                        // Let the monitor's late read through, then fail.
+                        kill(pid, libc::SIGKILL);
+                        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+                        panic!("the monitor did not read the usage while PID 1 was alive: {e}");
+                    }
+                }
+            };
+            std::io::Write::write_all(&mut w, b"4096\n").unwrap();
+            drop(w);
+            kill(pid, libc::SIGKILL);
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { code, usage, .. }) => {
+                    assert_eq!(code, Some(0));
+                    assert_eq!(usage, vec![Some("4096\n".to_string()), None]);
+                }
+                other => panic!("expected exited, got {other:?}"),
+            }
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_word_from_init_the_usage_is_read_once_pid1_has_exited() {
+        let dir = std::env::temp_dir().join(format!("tsbox-usage-test-killed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pids.peak");
+        std::fs::write(&file, "3\n").unwrap();
+        let mut p = plan();
+        p.usage_files = vec![file.to_string_lossy().into_owned()];
+        monitor(p, true, |node, child, pid| {
+            let _ = child.recv::<ToChild>();
+            child.send(&ChildMsg::Started).unwrap();
+            assert!(matches!(node.recv::<HelperMsg>(), Ok(Some(HelperMsg::Started { .. }))));
+            kill(pid, libc::SIGKILL);
+            match node.recv::<HelperMsg>().unwrap() {
+                Some(HelperMsg::Exited { signal, usage, .. }) => {
+                    assert_eq!(signal, Some(libc::SIGKILL));
+                    assert_eq!(usage, vec![Some("3\n".to_string())]);
+                }
+                other => panic!("expected exited, got {other:?}"),
+            }
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
