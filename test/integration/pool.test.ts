@@ -178,6 +178,59 @@ describe('a pool', () => {
     });
   });
 
+  it('hands a call without options to the process its sandbox forked and prepared while it waited, with its PID 1 restricted like it before it runs', async () => {
+    await withPool({ size: 2, trace: true, capDrop: ['CAP_NET_RAW'] }, async (pool) => {
+      await ready(pool, 2);
+      // The command's own status, then its init's (PID 1), and its session.
+      const show = ['sh', '-c', 'grep -E "^(Uid|Gid|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):" /proc/self/status /proc/1/status; cut -d" " -f6 /proc/self/stat; id -u'];
+      const ahead = await pool.run(show, { env: { A: '1' }, trace: true });
+      expect(ahead.exitCode, ahead.stderr).toBe(0);
+      expect(ahead.stderr).toMatch(/process: forked ahead as PID 2, prepared as uid 0 gid 0/);
+      expect(ahead.stderr).toMatch(/exec: sh \(as PID 2 under init, forked ahead\)/);
+      const status = (r: { stdout: string }, file: string) =>
+        r.stdout
+          .split('\n')
+          .filter((l) => l.startsWith(`${file}:`))
+          .map((l) => l.slice(file.length + 1));
+      // The command and its init, each as in a cold container.
+      const cold = await run(show, { rootfs, capDrop: ['CAP_NET_RAW'] });
+      expect(cold.exitCode, cold.stderr).toBe(0);
+      const own = status(ahead, '/proc/self/status');
+      expect(own.length).toBeGreaterThanOrEqual(10);
+      expect(own).toEqual(status(cold, '/proc/self/status'));
+      expect(status(ahead, '/proc/1/status')).toEqual(status(cold, '/proc/1/status'));
+      // Root keeps its capabilities through exec: PID 1 has exactly the command's.
+      expect(status(ahead, '/proc/1/status')).toEqual(own);
+      expect(own).toContainEqual(expect.stringMatching(/^NoNewPrivs:\s+1$/));
+      expect(own).toContainEqual(expect.stringMatching(/^Seccomp:\s+2$/));
+      // In its init's session, as when init forks the command at the hand-over.
+      expect(ahead.stdout.trim().split('\n').slice(-2)).toEqual(['1', '0']);
+
+      // Another user: that process does not fit; the call's is prepared as usual, as in a cold container.
+      const other = await pool.run(show, { user: '1000:1000', trace: true });
+      const coldOther = await run(show, { rootfs, capDrop: ['CAP_NET_RAW'], user: '1000:1000' });
+      expect(other.exitCode, other.stderr).toBe(0);
+      expect(other.stderr).toMatch(/process: the one forked ahead does not fit \(its user differs\); prepared as usual/);
+      expect(other.stderr).toMatch(/exec: sh \(as PID \d+ under init\)\n/);
+      expect(status(other, '/proc/self/status')).toEqual(status(coldOther, '/proc/self/status'));
+      expect(status(other, '/proc/1/status')).toEqual(status(coldOther, '/proc/1/status'));
+      expect(other.stdout.trim().split('\n').slice(-2)).toEqual(['1', '1000']);
+      expect(pool.stats()).toMatchObject({ handedOver: 2, failed: 0 });
+    });
+  });
+
+  it('reports a command that cannot start from the process forked ahead as run() does', async () => {
+    await withPool({ size: 1 }, async (pool) => {
+      await ready(pool, 1);
+      const cold = await run(['no-such-command'], { rootfs }).catch((e: unknown) => e);
+      const err = await pool.run(['no-such-command']).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TsboxError);
+      expect(err).toMatchObject({ step: 'exec', errno: 2, exitCode: 127, path: 'no-such-command' });
+      expect((err as TsboxError).message).toBe((cold as TsboxError).message);
+      expect(pool.stats().failed).toBe(0);
+    });
+  });
+
   it('uses each sandbox once: a second run sees nothing of the first', async () => {
     await withPool({ size: 2 }, async (pool) => {
       await ready(pool, 2);

@@ -1276,7 +1276,7 @@ describe('hybrid (this development host\'s layout)', () => {
     // Each from its own v1 hierarchy; known before the cgroup exists.
     const files = [join(c.paths.memory!, 'memory.max_usage_in_bytes'), join(c.paths.memory!, 'memory.oom_control'), join(c.paths.pids!, 'pids.peak'), join(c.paths.cpu!, 'cpu.stat')];
     expect(c.usageFiles).toEqual(files);
-    expect(prepareCgroup('other', { memory: '64m' }, { stateDir: mkdtempSync(join(tmpdir(), 'tsbox-unit-')), fs: host.k, proc: host.proc }).usageFiles).toEqual(files.map((f) => f.replace(c.id, 'other')));
+    expect(prepareCgroup('other', { memory: '64m' }, { stateDir, fs: host.k, proc: host.proc }).usageFiles).toEqual(files.map((f) => f.replace(c.id, 'other')));
     expect(c.usageFrom(files.map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : null)))).toEqual(c.usage());
   });
 

@@ -44,6 +44,13 @@ cgroupKept?: Array<string>,
  */
 usageFiles?: Array<string>, 
 /**
+ * A pool's sandbox: the process it most likely gets (the pool's, with
+ * no command), forked and prepared while the sandbox waits. A process
+ * that differs from it only in argv and env becomes that one; any
+ * other is prepared as usual.
+ */
+expectedProcess?: ProcessPlan, 
+/**
  * Phase `network`: who sets up the network namespace.
  */
 network: NetworkPhase, 

@@ -108,6 +108,8 @@ interface Base {
    * KEPT_PROCESSES. Keyed by the options as JSON (see callOptions).
    */
   processes?: Map<string, CallProcess>;
+  /** The process of a call without options, without its command: each sandbox prepares it while it waits. */
+  expected?: ProcessTemplate;
 }
 
 /** A call's options checked against the pool's, and its process's plan without its command and hostname. */
@@ -420,12 +422,17 @@ export class Pool {
    * refill's lets the event loop run between its steps (LaunchExtras.background):
    * a caller's hand-over is not held behind them.
    */
-  async #launchReady({ options, layers }: Base, refill: boolean): Promise<ReadySandbox> {
-    if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits, background: refill });
+  async #launchReady(base: Base, refill: boolean): Promise<ReadySandbox> {
+    const { options, layers } = base;
+    // A call without options gets exactly this (its command and env aside):
+    // its sandbox has it forked and prepared by the hand-over.
+    base.expected ??= deepFreeze(processTemplate(options, loadNative().binding));
+    const expected = base.expected;
+    if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits, background: refill, expected });
     const { Store } = await import('../image/store.js');
     const imageLock = await new Store().launching();
     try {
-      return await launchReady(options, { explicitLimits: this.#explicitLimits, layers, imageLock, background: refill });
+      return await launchReady(options, { explicitLimits: this.#explicitLimits, layers, imageLock, background: refill, expected });
     } finally {
       imageLock.unlock();
     }

@@ -32,7 +32,7 @@ import { Container, keepAlive, type ContainerInit } from './container.js';
 import { releaseLater } from './release.js';
 import { NETWORK_DIR } from '../network/records.js';
 import type { Refusals } from '../network/refused.js';
-import { buildPlan, type PlanContext, type ProcessPlan, type SandboxPlan } from './plan.js';
+import { buildPlan, planFor, type PlanContext, type ProcessPlan, type ProcessTemplate, type SandboxPlan } from './plan.js';
 import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, traceStart, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, recvStarted, takeTerminal } from './streams.js';
 import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState, type ContainerState } from './state.js';
@@ -78,6 +78,11 @@ export interface LaunchExtras {
    * is then only what its state shows until then.
    */
   pooled?: boolean | undefined;
+  /**
+   * A pool slot's likely process (the pool's, without a command): the
+   * sandbox forks and prepares it while it waits (SandboxPlan.expectedProcess).
+   */
+  expected?: ProcessTemplate | undefined;
   /** The caller set a resource limit (so a cgroup is required, even rootless). */
   explicitLimits?: boolean | undefined;
   /**
@@ -370,8 +375,9 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     }
     if (cgroup) undo.push(() => cgroup!.destroy());
     const cgroupInfo = cgroup ?? later;
+    const hostname = o.hostname ?? id.slice(0, 12);
     plan = (extras.oci?.plans ?? ((ctx: PlanContext) => buildPlan(command, o, ctx)))({
-      hostname: o.hostname ?? id.slice(0, 12),
+      hostname,
       traceT0Ns: t0,
       planVersion: native.binding.PLAN_VERSION,
       seccomp: native.binding,
@@ -392,6 +398,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
             : { how: 'place', procs: [...prepared!.procsFiles], madeByNode: later !== null },
       cgroupKept: prepared?.kept ?? [],
       usageFiles: cgroupInfo?.usageFiles ?? [],
+      expectedProcess: extras.expected ? planFor(extras.expected, [], hostname) : null,
       control: join(dir, 'control.sock'),
       layers: extras.layers,
       detach: o.detach,

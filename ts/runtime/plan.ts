@@ -134,6 +134,8 @@ export interface PlanContext {
   cgroupKept?: readonly string[];
   /** The cgroup files the result's usage comes from: the monitor reads them as the command ends. */
   usageFiles?: readonly string[];
+  /** A pool slot's likely process, forked and prepared while the sandbox waits. */
+  expectedProcess?: ProcessPlan | null;
   /** Phase `maps`, as launch decided it. */
   maps?: SandboxPlan['maps'];
   detach?: boolean;
@@ -419,6 +421,7 @@ export function buildPlan(command: string[], o: ResolvedOptions, ctx: PlanContex
     cgroup: ctx.cgroupPhase ?? { how: 'none' },
     ...(ctx.cgroupKept?.length ? { cgroupKept: [...ctx.cgroupKept] } : {}),
     ...(ctx.usageFiles?.length ? { usageFiles: [...ctx.usageFiles] } : {}),
+    ...(ctx.expectedProcess ? { expectedProcess: ctx.expectedProcess } : {}),
     // Phase `network`: a bridged container's interfaces are Node's to make (ts/network).
     network: o.network.mode === 'bridge' ? 'node' : 'loopback',
     trace: o.trace,

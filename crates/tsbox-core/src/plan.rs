@@ -46,6 +46,13 @@ pub struct SandboxPlan {
     #[serde(default)]
     #[cfg_attr(test, ts(optional, type = "Array<string>"))]
     pub usage_files: Vec<String>,
+    /// A pool's sandbox: the process it most likely gets (the pool's, with
+    /// no command), forked and prepared while the sandbox waits. A process
+    /// that differs from it only in argv and env becomes that one; any
+    /// other is prepared as usual.
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub expected_process: Option<Box<ProcessPlan>>,
     /// Phase `network`: who sets up the network namespace.
     pub network: NetworkPhase,
     /// Print every setup step with its time offset to stderr.
@@ -731,6 +738,7 @@ mod tests {
             },
             cgroup_kept: vec![],
             usage_files: vec![],
+            expected_process: None,
             network: NetworkPhase::Loopback,
             trace: false,
             trace_t0_ns: 0,

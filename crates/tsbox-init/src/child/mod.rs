@@ -15,6 +15,7 @@
 //! A process exec'd into a running container ([`join`]) skips the sandbox
 //! and joins it instead; the process phase is the same code.
 
+pub mod ahead;
 pub mod caps;
 pub mod command;
 pub mod hooks;
@@ -52,14 +53,23 @@ pub fn run(plan: &SandboxPlan, chan: Channel, tr: Trace) -> ! {
         hooks::remember_host_pid();
     }
     let report = match start(plan, &chan, tr) {
-        Ok((cmd, process)) if plan.init => pid1::run(cmd, &chan, process.tty.is_some(), tr),
-        Ok((cmd, _)) => {
+        Ok(Start::Forked(ahead, process)) => pid1::run_ahead(ahead, &process, &chan, tr),
+        Ok(Start::Command(cmd, process)) if plan.init => pid1::run(cmd, &chan, process.tty.is_some(), tr),
+        Ok(Start::Command(cmd, _)) => {
             trace!(tr, "exec: {} (as PID 1)", cmd.name());
             cmd.exec()
         }
         Err(r) => r,
     };
     fail(&chan, report)
+}
+
+/// How the process starts once it is prepared.
+enum Start<'a> {
+    /// This process execs it, or (as init) forks it first.
+    Command(command::Command, ProcessPlan),
+    /// The process forked ahead becomes it ([`ahead`]); this one is its init.
+    Forked(ahead::Ahead<'a>, ProcessPlan),
 }
 
 /// Reports `report` to the helper and exits with its status.
@@ -70,15 +80,30 @@ pub fn fail(chan: &Channel, report: Report) -> ! {
     unsafe { libc::_exit(exit_code_for(&report)) }
 }
 
-fn start(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::Result<(command::Command, ProcessPlan)> {
+fn start<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::Result<Start<'a>> {
     let console = sandbox::build(plan, chan, tr)?;
     sandbox::ready(plan, chan, tr)?;
+    // A pool's sandbox: its likely process, forked and prepared while it waits.
+    let (ahead, in_session) = ahead::fork_expected(plan, chan, tr);
     let process = wait_process(chan)?;
-    let cmd = process::prepare(&process, chan, process::Context::sandbox(plan, console), tr)?;
+    if let Some(a) = ahead {
+        if let Some(a) = a.take(plan, &process, chan, tr)? {
+            return Ok(Start::Forked(a, process));
+        }
+    }
+    let how = process::Apply {
+        in_session,
+        ..Default::default()
+    };
+    let (user, cmd) = process::apply(&process, chan, process::Context::sandbox(plan, console), tr, how)?;
+    let cmd = match cmd {
+        Some(cmd) => cmd,
+        None => command::Command::new(&process.argv, &process::with_home(&process.env, &user))?,
+    };
     if let Some(h) = &process.start_container_hooks {
         hooks::run("startContainer", h, "created", None, tr)?;
     }
-    Ok((cmd, process))
+    Ok(Start::Command(cmd, process))
 }
 
 /// Phase 8: the process to become (the helper forwards it from Node).

@@ -3,11 +3,13 @@
 //! command's status once the command has ended. It is restricted like the
 //! command (same ids, capabilities, no_new_privs) since it runs after setup.
 
+use std::os::fd::OwnedFd;
+
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, read, write, ForkResult, Pid};
-use tsbox_core::{ChildMsg, Report, Step};
+use tsbox_core::{ChildMsg, ProcessPlan, Report, Step};
 
 use super::command::{exit_code_for, Command};
 use crate::channel::Channel;
@@ -28,19 +30,9 @@ pub const FORWARDED: [Signal; 9] = [
 
 /// Returns only with the report of a failure before the command could start.
 pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
-    // PID 1 never execs: keep /proc/1 closed to the container's processes
-    // (a rootless or --userns host container runs as the same user).
-    let _ = nix::sys::prctl::set_dumpable(false);
-    // Signals stay blocked (the helper blocked them before clone) and are read
-    // from a signalfd: a PID 1 only receives signals it handles.
-    let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(s);
-    }
-    set.add(Signal::SIGCHLD);
-    let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) {
+    let sfd = match become_init() {
         Ok(s) => s,
-        Err(e) => return Report::new(Step::InitFork, e as i32).detail("create the init's signalfd"),
+        Err(r) => return r,
     };
     // Closed by a successful exec; a failed one writes a byte first.
     let (rd, wr) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
@@ -56,10 +48,7 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
             if tty {
                 super::pty::take_ctty();
             }
-            let report = cmd.exec();
-            let _ = chan.send(&ChildMsg::Failed(report.clone()));
-            let _ = write(&wr, b"F");
-            unsafe { libc::_exit(exit_code_for(&report)) }
+            exec_or_report(&cmd, chan, &wr)
         }
         Ok(ForkResult::Parent { child }) => child,
     };
@@ -67,8 +56,72 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
     // container's processes share: opened now, while the child is at most
     // at its exec, so that what the command could mount over that path later
     // (with CAP_SYS_ADMIN) does not change what this reads.
-    let stat = std::fs::File::open(format!("/proc/{child}/stat")).ok();
+    let stat = open_stat(child);
     drop(wr);
+    supervise_from_exec(child, rd, stat, &sfd, chan, &cmd.name(), "", tr)
+}
+
+/// As [`run`], for the process forked ahead ([`super::ahead`]), which
+/// waits for its argv and env: it gets them now and execs.
+pub fn run_ahead(ahead: super::ahead::Ahead, process: &ProcessPlan, chan: &Channel, tr: Trace) -> Report {
+    let sfd = match become_init() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // Opened before it can exec (see run).
+    let stat = open_stat(ahead.pid);
+    let name = process.argv.first().cloned().unwrap_or_default();
+    let (pid, exec_status) = match ahead.go(process) {
+        Ok(parts) => parts,
+        Err(r) => return r,
+    };
+    supervise_from_exec(pid, exec_status, stat, &sfd, chan, &name, ", forked ahead", tr)
+}
+
+/// The command's side once it is ready: execs, or reports why it could
+/// not on the channel and with a byte on `status` (close-on-exec), and exits.
+pub fn exec_or_report(cmd: &Command, chan: &Channel, status: &OwnedFd) -> ! {
+    let report = cmd.exec();
+    let _ = chan.send(&ChildMsg::Failed(report.clone()));
+    let _ = write(status, b"F");
+    // SAFETY: ends this process without running anything of the helper's.
+    unsafe { libc::_exit(exit_code_for(&report)) }
+}
+
+/// What PID 1 is before its command starts: not dumpable (PID 1 never
+/// execs: keep /proc/1 closed to the container's processes, which a
+/// rootless or --userns host container runs as the same user), with the
+/// signals it forwards on a signalfd. They stay blocked (the helper blocked
+/// them before clone): a PID 1 only receives signals it handles.
+fn become_init() -> Result<SignalFd, Report> {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Report::new(Step::InitFork, e as i32).detail("create the init's signalfd"))
+}
+
+fn open_stat(child: Pid) -> Option<std::fs::File> {
+    std::fs::File::open(format!("/proc/{child}/stat")).ok()
+}
+
+/// From the command's exec on: waits for `exec_status` to close (its exec)
+/// or to say it failed, reports `started`, forwards signals and reaps until
+/// the command has ended, reports how, and exits with its status.
+#[allow(clippy::too_many_arguments)]
+fn supervise_from_exec(
+    child: Pid,
+    rd: OwnedFd,
+    stat: Option<std::fs::File>,
+    sfd: &SignalFd,
+    chan: &Channel,
+    name: &str,
+    how: &str,
+    tr: Trace,
+) -> Report {
     let mut b = [0u8; 1];
     let exec_failed = matches!(read(&rd, &mut b), Ok(1));
     drop(rd);
@@ -87,10 +140,10 @@ pub fn run(cmd: Command, chan: &Channel, tty: bool, tr: Trace) -> Report {
         return crate::helper::monitor::died_before_start(code, signal);
     }
     if !exec_failed {
-        trace!(tr, "exec: {} (as PID {} under init)", cmd.name(), child);
+        trace!(tr, "exec: {} (as PID {} under init{})", name, child, how);
         let _ = chan.send(&ChildMsg::Started);
     }
-    let (code, signal) = supervise(child, &sfd);
+    let (code, signal) = supervise(child, sfd);
     trace!(
         tr,
         "init: the command ended ({})",

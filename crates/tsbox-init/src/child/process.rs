@@ -62,6 +62,47 @@ impl Context {
 /// command to exec is returned. Runs as root of the container's user
 /// namespace (or the host's, without one).
 pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: Trace) -> Result<Command> {
+    let (user, cmd) = apply(process, chan, ctx, parent_tr, Apply::default())?;
+    match cmd {
+        Some(cmd) => Ok(cmd),
+        None => Command::new(&process.argv, &with_home(&process.env, &user)),
+    }
+}
+
+/// What [`apply`] is given besides the plan, or leaves out.
+#[derive(Default)]
+pub struct Apply<'a> {
+    /// The user, resolved already from the container's files.
+    pub user: Option<users::Resolved>,
+    /// No command yet: a process that waits for its argv and env
+    /// ([`super::ahead`]), or the init that restricts itself like it.
+    pub no_command: bool,
+    /// Descriptors of this process's own that stay open.
+    pub keep: &'a [RawFd],
+    /// The session is made: the init's, which it made before it forked
+    /// the process ahead (the command runs in the init's session, as when
+    /// init forks it after).
+    pub in_session: bool,
+}
+
+/// `env` with HOME from the user's entry when it has none (Docker's rule).
+pub fn with_home(env: &[String], user: &users::Resolved) -> Vec<String> {
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    env
+}
+
+/// [`prepare`], step by step; returns the user the process became, and its
+/// command unless `how.no_command`.
+pub fn apply(
+    process: &ProcessPlan,
+    chan: &Channel,
+    ctx: Context,
+    parent_tr: Trace,
+    how: Apply<'_>,
+) -> Result<(users::Resolved, Option<Command>)> {
     let tr = if process.trace { parent_tr.on() } else { parent_tr };
     refuse_proc_cwd(&process.cwd)?;
     // CVE-2024-21626: a working directory of /proc/self/fd/N (or a symlink
@@ -74,6 +115,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
     // socket, and the descriptors the caller preserved (moved to 3 and up
     // below).
     let mut keep = vec![chan.as_raw_fd()];
+    keep.extend_from_slice(how.keep);
     keep.extend(ctx.console.as_ref().map(AsRawFd::as_raw_fd));
     keep.extend(super::seccomp::agent_fd());
     keep.extend((0..ctx.preserved as RawFd).map(|i| 4 + i));
@@ -83,7 +125,9 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         set_rlimit(&rl.name, rl.soft, rl.hard)?;
         trace!(tr, "rlimit: {} soft={} hard={}", rl.name, fmt_limit(rl.soft), fmt_limit(rl.hard));
     }
-    nix::unistd::setsid().step(Step::Setsid, || "start a new session (no controlling terminal)".into())?;
+    if !how.in_session {
+        nix::unistd::setsid().step(Step::Setsid, || "start a new session (no controlling terminal)".into())?;
+    }
     // While the process is still root with its capabilities: a realtime
     // class or policy needs CAP_SYS_NICE (or CAP_SYS_ADMIN for I/O).
     if let Some(p) = process.personality {
@@ -118,12 +162,15 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         );
     }
 
-    let user = users::resolve_in_container(&process.user)?;
-    let mut env = process.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
-    let cmd = Command::new(&process.argv, &env)?;
+    let user = match how.user {
+        Some(u) => u,
+        None => users::resolve_in_container(&process.user)?,
+    };
+    let cmd = if how.no_command {
+        None
+    } else {
+        Some(Command::new(&process.argv, &with_home(&process.env, &user))?)
+    };
     if let Some(size) = process.tty {
         pty::setup(size, user.uid, user.gid, ctx.ctty, chan, ctx.console)?;
         trace!(tr, "tty: {}x{} on stdin, stdout and stderr", size.cols, size.rows);
@@ -196,7 +243,7 @@ pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: T
         super::seccomp::load(bpf.as_bytes(), process.seccomp_agent.as_ref())?;
         trace!(tr, "seccomp: filter loaded ({} instructions)", bpf.len());
     }
-    Ok(cmd)
+    Ok((user, cmd))
 }
 
 fn set_ids(u: &users::Resolved) -> Result<()> {

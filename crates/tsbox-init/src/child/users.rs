@@ -4,7 +4,7 @@
 
 use tsbox_core::{Report, Step, User};
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub uid: u32,
     pub gid: u32,

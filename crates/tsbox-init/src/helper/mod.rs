@@ -27,7 +27,7 @@ pub mod log;
 pub mod monitor;
 pub mod state;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 

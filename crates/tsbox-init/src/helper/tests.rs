@@ -178,6 +178,7 @@ fn plan() -> SandboxPlan {
         cgroup: CgroupPhase::None,
         cgroup_kept: vec![],
         usage_files: vec![],
+        expected_process: None,
         network: NetworkPhase::Loopback,
         trace: false,
         trace_t0_ns: 0,
@@ -197,7 +198,7 @@ fn plan() -> SandboxPlan {
     }
 }
 
-fn process() -> ProcessPlan {
+pub(crate) fn process() -> ProcessPlan {
     ProcessPlan {
         argv: vec!["true".into()],
         env: Vec::new(),

@@ -1,0 +1,311 @@
+//! A pool's sandbox forks its likely process while it waits for one
+//! (`SandboxPlan::expected_process`, the pool's process without a command).
+//! The fork, the user's look-up in the container's files, the rlimits, ids,
+//! capabilities, no_new_privs and seccomp filter are then all done before
+//! the hand-over, off the caller's path.
+//!
+//! When the process that comes differs from the expected one in nothing but
+//! its argv and env, the init first restricts itself the same way (as it
+//! would before forking: it is never less restricted than its command once
+//! the command runs), then hands the waiting process its argv and env, and
+//! that process execs. Otherwise the waiting process is killed and the
+//! process is prepared as usual, with the same result and the same errors.
+//!
+//! The waiting process runs nothing of the container's: it is tsbox-init,
+//! reading its argv and env from a pipe only the init writes to.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+use tsbox_core::{ProcessPlan, Report, SandboxPlan, Step};
+
+use super::command::Command;
+use super::process::{self, Apply, Context};
+use super::users::{self, Resolved};
+use crate::channel::Channel;
+use crate::trace::{trace, Trace};
+
+/// The largest hand-over the waiting process reads (argv and env are bound
+/// by the kernel's ARG_MAX long before this).
+const MAX_GIVEN: usize = 64 << 20;
+
+/// What the waiting process gets at the hand-over.
+#[derive(Serialize, Deserialize)]
+struct Given {
+    argv: Vec<String>,
+    env: Vec<String>,
+}
+
+/// The process forked ahead, as the init holds it.
+pub struct Ahead<'a> {
+    /// What it was prepared as.
+    expected: &'a ProcessPlan,
+    pub pid: Pid,
+    /// The init's end of the pipe the argv and env go through.
+    go: OwnedFd,
+    /// Closed by its exec; a failed exec writes a byte first.
+    exec_status: OwnedFd,
+    /// The user it became, looked up once for both.
+    user: Resolved,
+}
+
+/// Whether `expected` can be prepared ahead in this sandbox: under tsbox's
+/// init, with nothing that belongs to the moment of the start (a terminal,
+/// preserved descriptors, OCI hooks, a seccomp agent).
+fn eligible(plan: &SandboxPlan, expected: &ProcessPlan) -> bool {
+    plan.init
+        && plan.console.is_none()
+        && !plan.reparent
+        && !plan.detach
+        && expected.tty.is_none()
+        && expected.start_container_hooks.is_none()
+        && expected.seccomp_agent.is_none()
+        && crate::helper::PRESERVED_FDS.load(std::sync::atomic::Ordering::Relaxed) == 0
+}
+
+/// Forks the expected process, which prepares itself and waits. None when
+/// the plan has none, or it cannot be prepared ahead (not eligible, a user
+/// the container's files do not know, a pids limit that leaves no room):
+/// the hand-over then prepares its process as usual, and reports any error.
+/// The bool: this process made its session (the process's, then, whichever
+/// way it starts).
+pub fn fork_expected<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> (Option<Ahead<'a>>, bool) {
+    let Some(expected) = plan.expected_process.as_deref().filter(|e| eligible(plan, e)) else {
+        return (None, false);
+    };
+    let Ok(user) = users::resolve_in_container(&expected.user) else {
+        return (None, false);
+    };
+    let (Ok((go_rd, go_wr)), Ok((status_rd, status_wr))) = (pipe2(nix::fcntl::OFlag::O_CLOEXEC), pipe2(nix::fcntl::OFlag::O_CLOEXEC))
+    else {
+        return (None, false);
+    };
+    // The init's session, which the command joins (as when init forks it later).
+    if nix::unistd::setsid().is_err() {
+        return (None, false);
+    }
+    // SAFETY: this process is single-threaded.
+    match unsafe { fork() } {
+        Err(e) => {
+            trace!(tr, "process: not forked ahead ({e}); it is prepared when it comes");
+            (None, true)
+        }
+        Ok(ForkResult::Child) => {
+            drop(go_wr);
+            drop(status_rd);
+            wait_and_exec(plan, expected, user, chan, go_rd, status_wr, tr)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            trace!(
+                tr,
+                "process: forked ahead as PID {child}, prepared as uid {} gid {}",
+                user.uid,
+                user.gid
+            );
+            let ahead = Ahead {
+                expected,
+                pid: child,
+                go: go_wr,
+                exec_status: status_rd,
+                user,
+            };
+            (Some(ahead), true)
+        }
+    }
+}
+
+/// The forked process: prepares itself as `expected`, then waits for its
+/// argv and env and execs. Silent on failure: the hand-over finds it gone
+/// and prepares its process as usual, which reports what failed.
+fn wait_and_exec(plan: &SandboxPlan, expected: &ProcessPlan, user: Resolved, chan: &Channel, go: OwnedFd, status: OwnedFd, tr: Trace) -> ! {
+    let how = Apply {
+        user: Some(user),
+        no_command: true,
+        keep: &[go.as_raw_fd(), status.as_raw_fd()],
+        in_session: true,
+    };
+    let Ok((user, _)) = process::apply(expected, chan, Context::sandbox(plan, None), tr, how) else {
+        // SAFETY: ends this process without running anything else.
+        unsafe { libc::_exit(125) }
+    };
+    let Some(given) = read_given(go) else {
+        // The init is gone, or took another way.
+        // SAFETY: as above.
+        unsafe { libc::_exit(125) }
+    };
+    match Command::new(&given.argv, &process::with_home(&given.env, &user)) {
+        Ok(cmd) => super::pid1::exec_or_report(&cmd, chan, &status),
+        Err(report) => {
+            let _ = chan.send(&tsbox_core::ChildMsg::Failed(report.clone()));
+            let _ = nix::unistd::write(&status, b"F");
+            // SAFETY: as above.
+            unsafe { libc::_exit(super::command::exit_code_for(&report)) }
+        }
+    }
+}
+
+/// Length-prefixed JSON, until the init closes its end.
+fn read_given(go: OwnedFd) -> Option<Given> {
+    let mut f = std::fs::File::from(go);
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok().filter(|n| *n <= MAX_GIVEN)?;
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).ok()?;
+    serde_json::from_slice(&buf).ok()
+}
+
+impl<'a> Ahead<'a> {
+    /// The field of `process` that differs from the expected one (argv and
+    /// env aside), or None when the process forked ahead can become it.
+    pub fn differs(expected: &ProcessPlan, process: &ProcessPlan) -> Option<&'static str> {
+        // Every field, named: a new one is decided here before it compiles.
+        let ProcessPlan {
+            argv: _,
+            env: _,
+            cwd,
+            user,
+            capabilities,
+            no_new_privileges,
+            rlimits,
+            seccomp,
+            tty,
+            trace,
+            umask,
+            personality,
+            io_priority,
+            scheduler,
+            start_container_hooks,
+            memory_policy,
+            seccomp_agent,
+        } = process;
+        let checks: [(&'static str, bool); 15] = [
+            ("cwd", *cwd == expected.cwd),
+            ("user", *user == expected.user),
+            ("capabilities", *capabilities == expected.capabilities),
+            ("noNewPrivileges", *no_new_privileges == expected.no_new_privileges),
+            ("rlimits", *rlimits == expected.rlimits),
+            ("seccomp", *seccomp == expected.seccomp),
+            ("tty", *tty == expected.tty),
+            ("trace", *trace == expected.trace),
+            ("umask", *umask == expected.umask),
+            ("personality", *personality == expected.personality),
+            ("ioPriority", *io_priority == expected.io_priority),
+            ("scheduler", *scheduler == expected.scheduler),
+            ("startContainerHooks", *start_container_hooks == expected.start_container_hooks),
+            ("memoryPolicy", *memory_policy == expected.memory_policy),
+            ("seccompAgent", *seccomp_agent == expected.seccomp_agent),
+        ];
+        checks.iter().find(|(_, same)| !same).map(|(name, _)| *name)
+    }
+
+    /// Whether it is still there, waiting.
+    fn alive(&self) -> bool {
+        matches!(waitpid(self.pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+    }
+
+    /// Restricts the init like `process` (the user looked up already), when
+    /// the process forked ahead can become it; otherwise kills that one and
+    /// gives `process` back to be prepared as usual.
+    pub fn take(self, plan: &SandboxPlan, process: &ProcessPlan, chan: &Channel, tr: Trace) -> Result<Option<Ahead<'a>>, Report> {
+        let why = Self::differs(self.expected, process).or(if self.alive() { None } else { Some("none: it is gone") });
+        if let Some(field) = why {
+            trace!(
+                tr,
+                "process: the one forked ahead does not fit (its {field} differs); prepared as usual"
+            );
+            self.cancel();
+            return Ok(None);
+        }
+        let how = Apply {
+            user: Some(self.user.clone()),
+            no_command: true,
+            keep: &[self.go.as_raw_fd(), self.exec_status.as_raw_fd()],
+            in_session: true,
+        };
+        if let Err(r) = process::apply(process, chan, Context::sandbox(plan, None), tr, how) {
+            self.cancel();
+            return Err(r);
+        }
+        Ok(Some(self))
+    }
+
+    /// Hands it its argv and env: it execs. Returns its pid and the exec
+    /// status pipe, or the report of a process that died meanwhile.
+    pub fn go(self, process: &ProcessPlan) -> Result<(Pid, OwnedFd), Report> {
+        let given = serde_json::to_vec(&Given {
+            argv: process.argv.clone(),
+            env: process.env.clone(),
+        })
+        .map_err(|e| Report::new(Step::InitFork, libc::EINVAL).detail(format!("hand the command over: {e}")))?;
+        let mut f = std::fs::File::from(self.go);
+        let sent = f.write_all(&(given.len() as u64).to_le_bytes()).and_then(|()| f.write_all(&given));
+        drop(f);
+        if sent.is_err() {
+            // It died before it could read them (the OOM killer).
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let (code, signal) = match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => (Some(code), None),
+                Ok(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
+                _ => (None, None),
+            };
+            return Err(crate::helper::monitor::died_before_start(code, signal));
+        }
+        Ok((self.pid, self.exec_status))
+    }
+
+    /// Kills and reaps it.
+    fn cancel(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tsbox_core::{Rlimit, User};
+
+    use super::Ahead;
+    use crate::helper::tests::process;
+
+    #[test]
+    fn a_process_fits_when_only_its_argv_and_env_differ() {
+        let expected = process();
+        let mut call = process();
+        call.argv = vec!["sh".into(), "-c".into(), "exit 3".into()];
+        call.env = vec!["A=1".into()];
+        assert_eq!(Ahead::differs(&expected, &call), None);
+    }
+
+    #[test]
+    fn any_other_field_names_itself() {
+        let expected = process();
+        let mut call = process();
+        call.user = User {
+            user: "1000".into(),
+            group: None,
+            additional_groups: Vec::new(),
+        };
+        assert_eq!(Ahead::differs(&expected, &call), Some("user"));
+        let mut call = process();
+        call.cwd = "/tmp".into();
+        assert_eq!(Ahead::differs(&expected, &call), Some("cwd"));
+        let mut call = process();
+        call.no_new_privileges = false;
+        assert_eq!(Ahead::differs(&expected, &call), Some("noNewPrivileges"));
+        let mut call = process();
+        call.rlimits = vec![Rlimit {
+            name: "nofile".into(),
+            soft: Some(10),
+            hard: Some(10),
+        }];
+        assert_eq!(Ahead::differs(&expected, &call), Some("rlimits"));
+        let mut call = process();
+        call.trace = true;
+        assert_eq!(Ahead::differs(&expected, &call), Some("trace"));
+    }
+}
