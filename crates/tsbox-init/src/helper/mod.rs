@@ -229,9 +229,8 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
         )
     };
     let cloned = clone(host, &mine, theirs);
-    // The helper, the container's monitor from here on, goes back home at
-    // once: never counted, frozen or killed with the container.
-    let home = match &plan.cgroup {
+    let entered = matches!(plan.cgroup, CgroupPhase::Enter { .. });
+    let go_home = |host: &mut H| match &plan.cgroup {
         CgroupPhase::Enter { home, .. } => host.move_self(home),
         _ => Ok(()),
     };
@@ -244,34 +243,36 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     // Entered, the helper counts in the pids limits while it clones: a
     // parent cgroup with one free slot refuses the clone (EAGAIN), where a
     // move by pid may go over it. Then, back home, it clones again and
-    // places the child by pid, as it did before it could enter.
-    let (mine, cloned, by_pid) = match (cloned, home) {
-        (Err(nix::errno::Errno::EAGAIN), Ok(())) if matches!(plan.cgroup, CgroupPhase::Enter { .. }) => {
+    // places the child by pid, as it did before it could enter. A clone
+    // that failed otherwise is reported from home.
+    let (mine, cloned, by_pid) = match cloned {
+        Err(nix::errno::Errno::EAGAIN) if entered => {
+            if go_home(host).is_err() {
+                return Err(clone_failed(nix::errno::Errno::EAGAIN));
+            }
             drop(mine);
             let (mine, theirs) = pair()?;
             let again = clone(host, &mine, theirs);
             (mine, again.map_err(clone_failed)?, true)
         }
-        (Err(e), _) => return Err(clone_failed(e)),
-        (Ok(cloned), Err(r)) => {
-            host.kill(&Container {
-                pid: cloned.pid,
-                pidfd: cloned.pidfd,
-            });
-            return Err(fail(node, r));
+        Err(e) => {
+            if entered {
+                let _ = go_home(host);
+            }
+            return Err(clone_failed(e));
         }
-        (Ok(cloned), Ok(())) => (mine, cloned, false),
+        Ok(cloned) => (mine, cloned, false),
     };
+    // The helper, the container's monitor from here on, is still in the
+    // container's cgroups when its first clone took: it goes back once the
+    // child has `go` (below), while the child mounts, before `placed`. The
+    // child's maps and `go` do not wait for it; nothing of the container's
+    // runs before it is back.
+    let mut home_pending = entered && !by_pid;
     if by_pid {
         trace!(
             tr,
             "cgroup: the clone in the container's cgroups hit a pids limit (EAGAIN); cloned outside, placed by pid"
-        );
-    } else if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
-        trace!(
-            tr,
-            "cgroup: cloned in {} by the helper's own thread, which went back",
-            tasks.iter().map(|t| t.trim_end_matches("/tasks")).collect::<Vec<_>>().join(", ")
         );
     }
     if let Some(l) = &log {
@@ -296,17 +297,21 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
             ""
         }
     );
-    // A failure from here on kills the child; Node hears why, unless it is
-    // the one that gave up (None).
-    fn abort(host: &mut impl Host, c: &Container, node: &Channel, r: Option<Report>) -> i32 {
-        host.kill(c);
+    // A failure from here on kills the child (from home: Node removes the
+    // cgroup once it hears); Node hears why, unless it is the one that gave
+    // up (None).
+    let abort = |host: &mut H, home_pending: bool, r: Option<Report>| {
+        host.kill(&c);
+        if home_pending {
+            let _ = go_home(host);
+        }
         r.map_or(125, |r| fail(node, r))
-    }
+    };
 
     // Phase 3, maps: the helper's part.
     if let MapsPhase::Helper { maps } = &plan.maps {
         if let Err(r) = host.write_maps(pid, maps, &tr) {
-            return Err(abort(host, &c, node, Some(r)));
+            return Err(abort(host, home_pending, Some(r)));
         }
     }
     let monitor = nix::unistd::getpid().as_raw();
@@ -318,7 +323,7 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
         .is_err()
         && !plan.detach
     {
-        return Err(abort(host, &c, node, None));
+        return Err(abort(host, home_pending, None));
     }
 
     // Phases 3 to 5, Node's parts: what the plan says Node does, in the order
@@ -350,18 +355,31 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
             Ok(())
         }
     }) {
-        return Err(abort(host, &c, node, r));
+        return Err(abort(host, home_pending, r));
     }
 
     // Phase 6, go: the idmapped trees travel with it.
     let trees = match host.idmapped_trees(&plan, pid, &tr) {
         Ok(t) => t,
-        Err(r) => return Err(abort(host, &c, node, Some(r))),
+        Err(r) => return Err(abort(host, home_pending, Some(r))),
     };
     let raw: Vec<i32> = trees.iter().map(AsRawFd::as_raw_fd).collect();
     // If the child died before go, its status says why (the monitor reports it).
     let _ = mine.send_fds(&ToChild::Go, &raw);
     drop(trees);
+    if home_pending {
+        if let Err(r) = go_home(host) {
+            return Err(abort(host, false, Some(r)));
+        }
+        home_pending = false;
+        if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
+            trace!(
+                tr,
+                "cgroup: cloned in {} by the helper's own thread, back once the child had go",
+                tasks.iter().map(|t| t.trim_end_matches("/tasks")).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
 
     // Phase 4, cgroup, on v1: the child builds its mounts meanwhile, and
     // waits for `placed` before it enters its cgroup namespace.
@@ -374,7 +392,7 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
             }
         });
         if let Err(r) = placed {
-            return Err(abort(host, &c, node, r));
+            return Err(abort(host, home_pending, r));
         }
     }
     let _ = mine.send(&ToChild::Placed);
@@ -384,7 +402,7 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
         // Once the container is in its cgroups: a hook may look there (/proc/PID/cgroup).
         let _ = node.send(&HelperMsg::Placed);
         if let Err(r) = awaiting.until(node, |a| a.runtime_hooks) {
-            return Err(abort(host, &c, node, r));
+            return Err(abort(host, home_pending, r));
         }
         let _ = mine.send(&ToChild::Hooked);
     }

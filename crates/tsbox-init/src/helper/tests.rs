@@ -433,7 +433,7 @@ fn entered(made_by_node: bool) -> CgroupPhase {
 }
 
 #[test]
-fn root_on_hybrid_enters_the_cgroups_clones_there_and_goes_home_before_anything_else() {
+fn root_on_hybrid_enters_the_cgroups_clones_there_and_goes_home_once_the_child_has_go() {
     let mut p = plan();
     p.cgroup = entered(true);
     // Node says `cgroup` once it made the cgroups, after the process.
@@ -447,9 +447,10 @@ fn root_on_hybrid_enters_the_cgroups_clones_there_and_goes_home_before_anything_
             moved(&V1_TASKS),
             format!("open_cgroup {HYBRID_DIR}"),
             "clone CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup".into(),
-            moved(&V1_HOME),
+            // The child's maps and `go` first, then home, while it mounts.
             "write_maps 4242 0 100000 65536".into(),
             "trees 4242".into(),
+            moved(&V1_HOME),
         ],
         "nothing is placed by pid"
     );
@@ -513,6 +514,30 @@ fn a_helper_that_cannot_go_home_kills_the_child_rather_than_monitor_from_its_cgr
     assert!(r.result.is_err());
     assert_eq!(r.calls.last().map(String::as_str), Some("kill 4242"));
     assert_eq!(failed(&r).path.as_deref(), Some(V1_HOME[0]));
+    // Home comes before `placed`: the child never got further than `go`.
+    assert_eq!(r.to_child, [ToChild::Go]);
+}
+
+#[test]
+fn a_failure_before_go_once_entered_kills_the_child_and_goes_home_before_node_hears() {
+    let mut p = plan();
+    p.cgroup = entered(false);
+    let r = run(
+        Recorder {
+            root: true,
+            placed_by_clone: true,
+            fail_maps: true,
+            ..Default::default()
+        },
+        vec![plan_msg(p)],
+    );
+    assert!(r.result.is_err());
+    assert_eq!(
+        r.calls[3..],
+        ["write_maps 4242 0 100000 65536".to_string(), "kill 4242".into(), moved(&V1_HOME)]
+    );
+    assert_eq!(failed(&r).step, Step::UidMap);
+    assert!(r.to_child.is_empty());
 }
 
 #[test]
@@ -570,8 +595,12 @@ fn an_entering_helper_on_a_kernel_without_clone_into_cgroup_places_the_cgroup2_d
     p.cgroup = entered(false);
     let r = run(as_root(), vec![plan_msg(p)]);
     assert_eq!(
-        r.calls[5..],
-        ["trees 4242".to_string(), format!("place 4242 {HYBRID_DIR}/cgroup.procs")]
+        r.calls[4..],
+        [
+            "trees 4242".to_string(),
+            moved(&V1_HOME),
+            format!("place 4242 {HYBRID_DIR}/cgroup.procs")
+        ]
     );
     assert!(r.result.is_ok());
 }
