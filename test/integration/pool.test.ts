@@ -219,14 +219,40 @@ describe('a pool', () => {
     });
   });
 
-  it('reports a command that cannot start from the process forked ahead as run() does', async () => {
-    await withPool({ size: 1 }, async (pool) => {
-      await ready(pool, 1);
+  it('reports a command that cannot start as run() does, from the process forked ahead as from one prepared at the hand-over', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await ready(pool, 2);
       const cold = await run(['no-such-command'], { rootfs }).catch((e: unknown) => e);
-      const err = await pool.run(['no-such-command']).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(TsboxError);
-      expect(err).toMatchObject({ step: 'exec', errno: 2, exitCode: 127, path: 'no-such-command' });
-      expect((err as TsboxError).message).toBe((cold as TsboxError).message);
+      for (const options of [{}, { user: '1000' }]) {
+        const err = await pool.run(['no-such-command'], options).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(TsboxError);
+        expect(err).toMatchObject({ step: 'exec', errno: 2, exitCode: 127, path: 'no-such-command' });
+        expect((err as TsboxError).message).toBe((cold as TsboxError).message);
+      }
+      expect(pool.stats().failed).toBe(0);
+    });
+  });
+
+  it('gives the command the descriptors a cold one gets, and prepares it as usual when the process forked ahead died', async () => {
+    await withPool({ size: 1, trace: true }, async (pool) => {
+      await ready(pool, 1);
+      const fds = ['sh', '-c', 'ls /proc/self/fd'];
+      const pooled = await pool.run(fds, { trace: true });
+      const cold = await run(fds, { rootfs });
+      expect(pooled.stderr).toMatch(/forked ahead\)/);
+      expect(pooled.stdout).toBe(cold.stdout);
+      // The waiting process (a tsbox-init whose parent is a ready sandbox's PID 1) dies.
+      await ready(pool, 1);
+      const waiting = () =>
+        ownHelpers().filter((pid) => {
+          const parent = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[3]);
+          return ownHelpers().includes(parent) && !monitors().includes(parent);
+        });
+      expect(await eventually(() => waiting().length === 1)).toBe(true);
+      process.kill(waiting()[0]!, 'SIGKILL');
+      const after = await pool.run(['echo', 'fine'], { trace: true });
+      expect(after.stdout).toBe('fine\n');
+      expect(after.stderr).toMatch(/process: the one forked ahead is gone; prepared as usual/);
       expect(pool.stats().failed).toBe(0);
     });
   });
@@ -257,6 +283,8 @@ describe('a pool', () => {
         [{ tty: true }, 'tty'],
         [{ memory: '1g' }, 'memory'],
         [{ pidsLimit: -1 }, 'pidsLimit'],
+        // Its init and its command are two processes.
+        [{ pidsLimit: 1 }, 'pidsLimit'],
       ] as const) {
         const err = await pool.run(['true'], options as never).catch((e: unknown) => e);
         expect(err, path).toBeInstanceOf(TsboxError);

@@ -435,9 +435,9 @@ class CgroupImpl implements Cgroup {
   readonly #marker: Marker;
   readonly #stateDir: string;
   #destroyed = false;
-  #usageFiles: readonly string[] | undefined;
+  readonly usageFiles: readonly string[];
 
-  constructor(init: { mode: CgroupMode; id: string; fs: CgroupFs; versions: Map<ControllerName, 1 | 2>; placement: Placement; applied: AppliedLimits; marker: Marker; stateDir: string }) {
+  constructor(init: { mode: CgroupMode; id: string; fs: CgroupFs; versions: Map<ControllerName, 1 | 2>; placement: Placement; applied: AppliedLimits; marker: Marker; stateDir: string; usageFiles: readonly string[] }) {
     this.mode = init.mode;
     this.id = init.id;
     this.#fs = init.fs;
@@ -448,6 +448,9 @@ class CgroupImpl implements Cgroup {
     this.#applied = init.applied;
     this.#marker = init.marker;
     this.#stateDir = init.stateDir;
+    // The very list the plan named (PreparedCgroup.usageFiles): the
+    // monitor's texts come in its order.
+    this.usageFiles = init.usageFiles;
   }
 
   place(pid: number): void {
@@ -475,10 +478,6 @@ class CgroupImpl implements Cgroup {
     return usageWith((c) => this.#version(c), this.#read);
   }
 
-  get usageFiles(): readonly string[] {
-    this.#usageFiles ??= Object.freeze(usageFiles((c) => this.#version(c), this.#placement.dirs));
-    return this.#usageFiles;
-  }
 
   usageFrom(texts: readonly (string | null)[]): CgroupUsage {
     const files = this.usageFiles;
@@ -615,13 +614,14 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
   };
   let created = false;
   let enter: PreparedCgroup['enter'] | undefined;
+  const usage = Object.freeze(usageFiles((c) => p.versions.get(c) ?? (layout.mode === 'v2' ? 2 : 1), placement.dirs));
   return {
     mode: layout.mode,
     v2Path: layout.mode === 'v2' ? (placement.dirs.unified ?? null) : null,
     paths: Object.freeze({ ...placement.dirs }),
     procsFiles: procsFiles(placement.dirs),
     kept: Object.freeze([...(placement.kept ?? [])]),
-    usageFiles: Object.freeze(usageFiles((c) => p.versions.get(c) ?? (layout.mode === 'v2' ? 2 : 1), placement.dirs)),
+    usageFiles: usage,
     // Only a root launch on Linux 6.5+ asks (ts/runtime/launch.ts).
     get enter() {
       if (enter === undefined) enter = enterFiles(p, layout, l.pidsLimit);
@@ -665,7 +665,7 @@ export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: 
         removeMarker(stateDir, id);
         throw err;
       }
-      return new CgroupImpl({ mode: layout.mode, id, fs, versions: p.versions, placement, applied: { mode: layout.mode, limits: l, writes }, marker, stateDir });
+      return new CgroupImpl({ mode: layout.mode, id, fs, versions: p.versions, placement, applied: { mode: layout.mode, limits: l, writes }, marker, stateDir, usageFiles: usage });
     },
   };
 }

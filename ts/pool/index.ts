@@ -352,6 +352,11 @@ export class Pool {
       if (opts[key] === undefined || v === undefined) continue;
       if (checkCallLimit(key, v, base.options)) tighter[key] = v;
     }
+    // A sandbox under tsbox's init holds its command's process already (it
+    // was forked ahead) or forks it: two processes, whatever the call asks.
+    if (tighter.pidsLimit !== undefined && tighter.pidsLimit >= 0 && tighter.pidsLimit < 2 && base.options.init) {
+      throw configError('pidsLimit', `${tighter.pidsLimit} leaves no room for the command beside the sandbox's init, which is a process of its own`, 'give 2 or more, or create the pool with init: false');
+    }
     const built: CallProcess = { o, tighter: Object.keys(tighter).length > 0 ? tighter : null, template: deepFreeze(processTemplate(o, seccomp)) };
     // A profile file is read again by each call, as run() reads it: it may change.
     const fromFile = typeof o.seccomp === 'string' && o.seccomp !== 'default' && o.seccomp !== 'unconfined';

@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 use tsbox_core::{ProcessPlan, Report, SandboxPlan, Step};
@@ -137,6 +137,10 @@ fn wait_and_exec(plan: &SandboxPlan, expected: &ProcessPlan, user: Resolved, cha
         // SAFETY: as above.
         unsafe { libc::_exit(125) }
     };
+    // Its parent-death signal kept it from outliving the init while it
+    // waited; the command forked by init after its preparation has none
+    // (fork clears it), and execve would keep it.
+    let _ = nix::sys::prctl::set_pdeathsig(None);
     match Command::new(&given.argv, &process::with_home(&given.env, &user)) {
         Ok(cmd) => super::pid1::exec_or_report(&cmd, chan, &status),
         Err(report) => {
@@ -203,21 +207,27 @@ impl<'a> Ahead<'a> {
         checks.iter().find(|(_, same)| !same).map(|(name, _)| *name)
     }
 
-    /// Whether it is still there, waiting.
-    fn alive(&self) -> bool {
-        matches!(waitpid(self.pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive))
+    /// Whether it has died while it waited (its preparation failed, or the
+    /// OOM killer): asked without reaping it (cancel does).
+    fn gone(&self) -> bool {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        !matches!(waitid(Id::Pid(self.pid), flags), Ok(WaitStatus::StillAlive))
     }
 
     /// Restricts the init like `process` (the user looked up already), when
     /// the process forked ahead can become it; otherwise kills that one and
     /// gives `process` back to be prepared as usual.
     pub fn take(self, plan: &SandboxPlan, process: &ProcessPlan, chan: &Channel, tr: Trace) -> Result<Option<Ahead<'a>>, Report> {
-        let why = Self::differs(self.expected, process).or(if self.alive() { None } else { Some("none: it is gone") });
-        if let Some(field) = why {
+        if let Some(field) = Self::differs(self.expected, process) {
             trace!(
                 tr,
                 "process: the one forked ahead does not fit (its {field} differs); prepared as usual"
             );
+            self.cancel();
+            return Ok(None);
+        }
+        if self.gone() {
+            trace!(tr, "process: the one forked ahead is gone; prepared as usual");
             self.cancel();
             return Ok(None);
         }

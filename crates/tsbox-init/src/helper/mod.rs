@@ -198,8 +198,10 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     let pair = || Channel::pair().map_err(|e| fail(node, report(Step::Clone, e as i32, "create the helper-child socketpair")));
     let (mine, theirs) = pair()?;
     // Phase 4, cgroup, by the helper's own thread (v1 and hybrid as root):
-    // into the container's cgroups once Node made them, for the clone.
-    // Nothing that can fail comes between this and going back.
+    // into the container's cgroups once Node made them, for the clone. It
+    // goes back at once when the clone failed, before it waits for Node,
+    // or once the child has `go` (below); a failure before then goes back
+    // before Node hears.
     if let CgroupPhase::Enter { tasks, home, .. } = &plan.cgroup {
         awaiting.until(node, |a| a.cgroup).map_err(|r| r.map_or(125, |r| fail(node, r)))?;
         if let Err(r) = host.move_self(tasks) {
@@ -269,6 +271,15 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     // child's maps and `go` do not wait for it; nothing of the container's
     // runs before it is back.
     let mut home_pending = entered && !by_pid;
+    let trace_entered = |tr: &Trace, when: &str| {
+        if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
+            trace!(
+                tr,
+                "cgroup: cloned in {} by the helper's own thread, {when}",
+                tasks.iter().map(|t| t.trim_end_matches("/tasks")).collect::<Vec<_>>().join(", ")
+            );
+        }
+    };
     if by_pid {
         trace!(
             tr,
@@ -347,6 +358,16 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     // v1 checks the mover against the moved process's ids unless the mover
     // is root: without root, place it before it changes them.
     let place_first = !place.is_empty() && !host.is_root();
+    // Node's parts before `go` (newuidmap, a network's interfaces) take
+    // their time: back home before waiting for them, not counted, frozen
+    // or killed with the container meanwhile.
+    if home_pending && (awaiting.maps || awaiting.network || (place_first && awaiting.cgroup)) {
+        if let Err(r) = go_home(host) {
+            return Err(abort(host, false, Some(r)));
+        }
+        home_pending = false;
+        trace_entered(&tr, "back before waiting for Node");
+    }
     let before_go = awaiting.until(node, |a| a.maps || a.network || (place_first && a.cgroup));
     if let Err(r) = before_go.and_then(|()| {
         if place_first {
@@ -372,13 +393,7 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
             return Err(abort(host, false, Some(r)));
         }
         home_pending = false;
-        if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
-            trace!(
-                tr,
-                "cgroup: cloned in {} by the helper's own thread, back once the child had go",
-                tasks.iter().map(|t| t.trim_end_matches("/tasks")).collect::<Vec<_>>().join(", ")
-            );
-        }
+        trace_entered(&tr, "back once the child had go");
     }
 
     // Phase 4, cgroup, on v1: the child builds its mounts meanwhile, and

@@ -256,8 +256,10 @@ pub fn run(
                 }
                 Ok(Some((ChildMsg::Ended { code, signal }, _))) => {
                     ended = Some((code, signal));
-                    // The command is over; while its PID 1 exits (its mount
-                    // namespace's teardown), its usage is final.
+                    // The command is over: read its usage while its PID 1
+                    // exits (its mount namespace's teardown). What the
+                    // command left running, killed with PID 1's exit, may
+                    // still add to the peaks in that instant.
                     usage.get_or_insert_with(|| read_usage(&plan.usage_files));
                 }
                 // Without init, the channel closes on a successful exec, and

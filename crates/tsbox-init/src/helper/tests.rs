@@ -519,6 +519,25 @@ fn a_helper_that_cannot_go_home_kills_the_child_rather_than_monitor_from_its_cgr
 }
 
 #[test]
+fn an_entered_helper_goes_home_before_it_waits_for_nodes_network() {
+    let mut p = plan();
+    p.cgroup = entered(true);
+    p.network = NetworkPhase::Node;
+    let r = run(cloning_into_cgroups(), vec![plan_msg(p), NodeMsg::Cgroup, NodeMsg::Network]);
+    assert_eq!(
+        r.calls[3..],
+        [
+            "write_maps 4242 0 100000 65536".to_string(),
+            // Before Node's interfaces, which take their time: not after `go`.
+            moved(&V1_HOME),
+            "trees 4242".into(),
+        ]
+    );
+    assert_eq!(r.to_child, [ToChild::Go, ToChild::Placed]);
+    assert!(r.result.is_ok());
+}
+
+#[test]
 fn a_failure_before_go_once_entered_kills_the_child_and_goes_home_before_node_hears() {
     let mut p = plan();
     p.cgroup = entered(false);
