@@ -152,8 +152,17 @@ describe('how the container gets into its cgroups', () => {
       // The monitor (which cloned it) is neither counted, frozen nor killed with it.
       expect(cgroupsOf(state.monitorPid)).toEqual(cgroupsOf('self'));
       const exec = cli(['exec', id, 'sleep', '30'], { killAfterMs: 20_000 });
-      // PID 1 (init), its sleep, and the exec'd sleep.
-      expect(await eventually(() => inContainer(id).length >= 3)).toBe(true);
+      // PID 1 (init), its sleep, and the exec'd sleep, each in every
+      // hierarchy: an exec'd process is placed by pid, one hierarchy after
+      // another, and may be caught between two.
+      const inAll = (p: { cgroups: string[] }) => p.cgroups.length === cgroupsOf('self').length && p.cgroups.every((c) => c.endsWith(`/tsbox/${id}`));
+      expect(
+        await eventually(() => {
+          const all = inContainer(id);
+          return all.length >= 3 && all.every(inAll);
+        }),
+        JSON.stringify(inContainer(id)),
+      ).toBe(true);
       const procs = inContainer(id);
       expect(procs.map((p) => p.pid)).toContain(state.pid);
       for (const p of procs) {
