@@ -432,14 +432,21 @@ fn entered(made_by_node: bool) -> CgroupPhase {
     }
 }
 
+/// `setup` of a plan whose cgroup is entered (`entered(made_by_node)`), on
+/// `host`, with `then` from Node after the plan.
+fn run_entered(host: Recorder, made_by_node: bool, then: Vec<NodeMsg>) -> Run {
+    let mut p = plan();
+    p.cgroup = entered(made_by_node);
+    run(host, [vec![plan_msg(p)], then].concat())
+}
+
 #[test]
 fn root_on_hybrid_enters_the_cgroups_clones_there_and_goes_home_once_the_child_has_go() {
-    let mut p = plan();
-    p.cgroup = entered(true);
     // Node says `cgroup` once it made the cgroups, after the process.
-    let r = run(
+    let r = run_entered(
         cloning_into_cgroups(),
-        vec![plan_msg(p), NodeMsg::Process(Box::new(process())), NodeMsg::Cgroup],
+        true,
+        vec![NodeMsg::Process(Box::new(process())), NodeMsg::Cgroup],
     );
     assert_eq!(
         r.calls,
@@ -479,16 +486,11 @@ fn an_entering_helper_clones_nothing_until_node_made_the_cgroup() {
 
 #[test]
 fn a_cgroup_the_helper_cannot_enter_is_reported_and_it_goes_home() {
-    let mut p = plan();
-    p.cgroup = entered(true);
-    let r = run(
-        Recorder {
-            root: true,
-            fail_move: Some(0),
-            ..Default::default()
-        },
-        vec![plan_msg(p), NodeMsg::Cgroup],
-    );
+    let host = Recorder {
+        fail_move: Some(0),
+        ..as_root()
+    };
+    let r = run_entered(host, true, vec![NodeMsg::Cgroup]);
     assert!(r.result.is_err());
     assert_eq!(r.calls, [moved(&V1_TASKS), moved(&V1_HOME)]);
     let f = failed(&r);
@@ -500,17 +502,11 @@ fn a_cgroup_the_helper_cannot_enter_is_reported_and_it_goes_home() {
 
 #[test]
 fn a_helper_that_cannot_go_home_kills_the_child_rather_than_monitor_from_its_cgroup() {
-    let mut p = plan();
-    p.cgroup = entered(false);
-    let r = run(
-        Recorder {
-            root: true,
-            placed_by_clone: true,
-            fail_move: Some(1),
-            ..Default::default()
-        },
-        vec![plan_msg(p)],
-    );
+    let host = Recorder {
+        fail_move: Some(1),
+        ..cloning_into_cgroups()
+    };
+    let r = run_entered(host, false, vec![]);
     assert!(r.result.is_err());
     assert_eq!(r.calls.last().map(String::as_str), Some("kill 4242"));
     assert_eq!(failed(&r).path.as_deref(), Some(V1_HOME[0]));
@@ -539,17 +535,11 @@ fn an_entered_helper_goes_home_before_it_waits_for_nodes_network() {
 
 #[test]
 fn a_failure_before_go_once_entered_kills_the_child_and_goes_home_before_node_hears() {
-    let mut p = plan();
-    p.cgroup = entered(false);
-    let r = run(
-        Recorder {
-            root: true,
-            placed_by_clone: true,
-            fail_maps: true,
-            ..Default::default()
-        },
-        vec![plan_msg(p)],
-    );
+    let host = Recorder {
+        fail_maps: true,
+        ..cloning_into_cgroups()
+    };
+    let r = run_entered(host, false, vec![]);
     assert!(r.result.is_err());
     assert_eq!(
         r.calls[3..],
@@ -561,17 +551,11 @@ fn a_failure_before_go_once_entered_kills_the_child_and_goes_home_before_node_he
 
 #[test]
 fn a_clone_that_hits_a_pids_limit_once_entered_is_made_again_outside_and_placed_by_pid() {
-    let mut p = plan();
-    p.cgroup = entered(true);
-    let r = run(
-        Recorder {
-            root: true,
-            placed_by_clone: true,
-            fail_first_clone: Some(Errno::EAGAIN),
-            ..Default::default()
-        },
-        vec![plan_msg(p), NodeMsg::Cgroup],
-    );
+    let host = Recorder {
+        fail_first_clone: Some(Errno::EAGAIN),
+        ..cloning_into_cgroups()
+    };
+    let r = run_entered(host, true, vec![NodeMsg::Cgroup]);
     let clone = "clone CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS into the cgroup";
     assert_eq!(
         r.calls,
@@ -593,16 +577,11 @@ fn a_clone_that_hits_a_pids_limit_once_entered_is_made_again_outside_and_placed_
 
 #[test]
 fn a_clone_that_fails_otherwise_once_entered_is_reported_after_going_home() {
-    let mut p = plan();
-    p.cgroup = entered(false);
-    let r = run(
-        Recorder {
-            root: true,
-            fail_first_clone: Some(Errno::ENOMEM),
-            ..Default::default()
-        },
-        vec![plan_msg(p)],
-    );
+    let host = Recorder {
+        fail_first_clone: Some(Errno::ENOMEM),
+        ..as_root()
+    };
+    let r = run_entered(host, false, vec![]);
     assert!(r.result.is_err());
     assert_eq!(r.calls.last(), Some(&moved(&V1_HOME)));
     assert_eq!((failed(&r).step, failed(&r).errno), (Step::Clone, libc::ENOMEM));
@@ -610,9 +589,7 @@ fn a_clone_that_fails_otherwise_once_entered_is_reported_after_going_home() {
 
 #[test]
 fn an_entering_helper_on_a_kernel_without_clone_into_cgroup_places_the_cgroup2_directory_by_pid() {
-    let mut p = plan();
-    p.cgroup = entered(false);
-    let r = run(as_root(), vec![plan_msg(p)]);
+    let r = run_entered(as_root(), false, vec![]);
     assert_eq!(
         r.calls[4..],
         [
