@@ -271,15 +271,6 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     // child's maps and `go` do not wait for it; nothing of the container's
     // runs before it is back.
     let mut home_pending = entered && !by_pid;
-    let trace_entered = |tr: &Trace, when: &str| {
-        if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
-            trace!(
-                tr,
-                "cgroup: cloned in {} by the helper's own thread, {when}",
-                tasks.iter().map(|t| t.trim_end_matches("/tasks")).collect::<Vec<_>>().join(", ")
-            );
-        }
-    };
     if by_pid {
         trace!(
             tr,
@@ -317,6 +308,19 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
             let _ = go_home(host);
         }
         r.map_or(125, |r| fail(node, r))
+    };
+    // The entered helper's way back (`home_pending` is then false); a
+    // failure kills the child.
+    let come_home = |host: &mut H, when: &str| -> Result<(), i32> {
+        go_home(host).map_err(|r| abort(host, false, Some(r)))?;
+        if let CgroupPhase::Enter { tasks, .. } = &plan.cgroup {
+            trace!(
+                tr,
+                "cgroup: cloned in {} by the helper's own thread, {when}",
+                tasks.iter().map(|t| t.trim_end_matches("/tasks")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(())
     };
 
     // Phase 3, maps: the helper's part.
@@ -362,11 +366,8 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     // their time: back home before waiting for them, not counted, frozen
     // or killed with the container meanwhile.
     if home_pending && (awaiting.maps || awaiting.network || (place_first && awaiting.cgroup)) {
-        if let Err(r) = go_home(host) {
-            return Err(abort(host, false, Some(r)));
-        }
+        come_home(host, "back before waiting for Node")?;
         home_pending = false;
-        trace_entered(&tr, "back before waiting for Node");
     }
     let before_go = awaiting.until(node, |a| a.maps || a.network || (place_first && a.cgroup));
     if let Err(r) = before_go.and_then(|()| {
@@ -389,11 +390,8 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
     let _ = mine.send_fds(&ToChild::Go, &raw);
     drop(trees);
     if home_pending {
-        if let Err(r) = go_home(host) {
-            return Err(abort(host, false, Some(r)));
-        }
+        come_home(host, "back once the child had go")?;
         home_pending = false;
-        trace_entered(&tr, "back once the child had go");
     }
 
     // Phase 4, cgroup, on v1: the child builds its mounts meanwhile, and
@@ -431,11 +429,7 @@ pub fn setup<H: Host>(host: &mut H, node: &Channel) -> Result<Setup, i32> {
         });
     }
     // Exec'd processes of an entered container go in by pid (monitor.rs).
-    let cgroup_dir = if matches!(plan.cgroup, CgroupPhase::Enter { .. }) {
-        None
-    } else {
-        cgroup_dir
-    };
+    let cgroup_dir = if entered { None } else { cgroup_dir };
     Ok(Setup {
         plan,
         held,
