@@ -124,11 +124,10 @@ pub fn fork_expected<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> (O
 fn wait_and_exec(plan: &SandboxPlan, expected: &ProcessPlan, user: Resolved, chan: &Channel, go: OwnedFd, status: OwnedFd, tr: Trace) -> ! {
     let how = Apply {
         user: Some(user),
-        no_command: true,
         keep: &[go.as_raw_fd(), status.as_raw_fd()],
         in_session: true,
     };
-    let Ok((user, _)) = process::apply(expected, chan, Context::sandbox(plan, None), tr, how) else {
+    let Ok(user) = process::apply(expected, chan, Context::sandbox(plan, None), tr, how) else {
         // SAFETY: ends this process without running anything else.
         unsafe { libc::_exit(125) }
     };
@@ -143,12 +142,7 @@ fn wait_and_exec(plan: &SandboxPlan, expected: &ProcessPlan, user: Resolved, cha
     let _ = nix::sys::prctl::set_pdeathsig(None);
     match Command::new(&given.argv, &process::with_home(&given.env, &user)) {
         Ok(cmd) => super::pid1::exec_or_report(&cmd, chan, &status),
-        Err(report) => {
-            let _ = chan.send(&tsbox_core::ChildMsg::Failed(report.clone()));
-            let _ = nix::unistd::write(&status, b"F");
-            // SAFETY: as above.
-            unsafe { libc::_exit(super::command::exit_code_for(&report)) }
-        }
+        Err(report) => super::pid1::report_and_exit(report, chan, &status),
     }
 }
 
@@ -233,7 +227,6 @@ impl<'a> Ahead<'a> {
         }
         let how = Apply {
             user: Some(self.user.clone()),
-            no_command: true,
             keep: &[self.go.as_raw_fd(), self.exec_status.as_raw_fd()],
             in_session: true,
         };

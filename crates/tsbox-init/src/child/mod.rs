@@ -95,11 +95,7 @@ fn start<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::R
         in_session,
         ..Default::default()
     };
-    let (user, cmd) = process::apply(&process, chan, process::Context::sandbox(plan, console), tr, how)?;
-    let cmd = match cmd {
-        Some(cmd) => cmd,
-        None => command::Command::new(&process.argv, &process::with_home(&process.env, &user))?,
-    };
+    let cmd = process::prepare_with(&process, chan, process::Context::sandbox(plan, console), tr, how)?;
     if let Some(h) = &process.start_container_hooks {
         hooks::run("startContainer", h, "created", None, tr)?;
     }

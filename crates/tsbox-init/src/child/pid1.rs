@@ -81,7 +81,12 @@ pub fn run_ahead(ahead: super::ahead::Ahead, process: &ProcessPlan, chan: &Chann
 /// The command's side once it is ready: execs, or reports why it could
 /// not on the channel and with a byte on `status` (close-on-exec), and exits.
 pub fn exec_or_report(cmd: &Command, chan: &Channel, status: &OwnedFd) -> ! {
-    let report = cmd.exec();
+    report_and_exit(cmd.exec(), chan, status)
+}
+
+/// The command's side when it cannot start: `report` on the channel, a byte
+/// on `status` (the exec status pipe), and the exit status it maps to.
+pub fn report_and_exit(report: Report, chan: &Channel, status: &OwnedFd) -> ! {
     let _ = chan.send(&ChildMsg::Failed(report.clone()));
     let _ = write(status, b"F");
     // SAFETY: ends this process without running anything of the helper's.

@@ -62,21 +62,20 @@ impl Context {
 /// command to exec is returned. Runs as root of the container's user
 /// namespace (or the host's, without one).
 pub fn prepare(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: Trace) -> Result<Command> {
-    let (user, cmd) = apply(process, chan, ctx, parent_tr, Apply::default())?;
-    match cmd {
-        Some(cmd) => Ok(cmd),
-        None => Command::new(&process.argv, &with_home(&process.env, &user)),
-    }
+    prepare_with(process, chan, ctx, parent_tr, Apply::default())
 }
 
-/// What [`apply`] is given besides the plan, or leaves out.
+/// [`prepare`] with what `how` gives (a session made already).
+pub fn prepare_with(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: Trace, how: Apply<'_>) -> Result<Command> {
+    let user = apply(process, chan, ctx, parent_tr, how)?;
+    Command::new(&process.argv, &with_home(&process.env, &user))
+}
+
+/// What [`apply`] is given besides the plan.
 #[derive(Default)]
 pub struct Apply<'a> {
     /// The user, resolved already from the container's files.
     pub user: Option<users::Resolved>,
-    /// No command yet: a process that waits for its argv and env
-    /// ([`super::ahead`]), or the init that restricts itself like it.
-    pub no_command: bool,
     /// Descriptors of this process's own that stay open.
     pub keep: &'a [RawFd],
     /// The session is made: the init's, which it made before it forked
@@ -94,15 +93,10 @@ pub fn with_home(env: &[String], user: &users::Resolved) -> Vec<String> {
     env
 }
 
-/// [`prepare`], step by step; returns the user the process became, and its
-/// command unless `how.no_command`.
-pub fn apply(
-    process: &ProcessPlan,
-    chan: &Channel,
-    ctx: Context,
-    parent_tr: Trace,
-    how: Apply<'_>,
-) -> Result<(users::Resolved, Option<Command>)> {
+/// Everything of [`prepare`] but the command (which a process forked ahead
+/// gets later, and an init that restricts itself never): returns the user
+/// the process became.
+pub fn apply(process: &ProcessPlan, chan: &Channel, ctx: Context, parent_tr: Trace, how: Apply<'_>) -> Result<users::Resolved> {
     let tr = if process.trace { parent_tr.on() } else { parent_tr };
     refuse_proc_cwd(&process.cwd)?;
     // CVE-2024-21626: a working directory of /proc/self/fd/N (or a symlink
@@ -165,11 +159,6 @@ pub fn apply(
     let user = match how.user {
         Some(u) => u,
         None => users::resolve_in_container(&process.user)?,
-    };
-    let cmd = if how.no_command {
-        None
-    } else {
-        Some(Command::new(&process.argv, &with_home(&process.env, &user))?)
     };
     if let Some(size) = process.tty {
         pty::setup(size, user.uid, user.gid, ctx.ctty, chan, ctx.console)?;
@@ -243,7 +232,7 @@ pub fn apply(
         super::seccomp::load(bpf.as_bytes(), process.seccomp_agent.as_ref())?;
         trace!(tr, "seccomp: filter loaded ({} instructions)", bpf.len());
     }
-    Ok((user, cmd))
+    Ok(user)
 }
 
 fn set_ids(u: &users::Resolved) -> Result<()> {
