@@ -480,14 +480,11 @@ class CgroupImpl implements Cgroup {
 
 
   usageFrom(texts: readonly (string | null)[]): CgroupUsage {
-    const files = this.usageFiles;
-    const text = new Map(files.map((f, i) => [f, texts[i] ?? null]));
+    // usageWith asks for the files in usageFiles' order (usageFiles is made by running it).
+    let next = 0;
     return usageWith(
       (c) => this.#version(c),
-      (hierarchy, file) => {
-        const dir = this.#placement.dirs[hierarchy];
-        return dir === undefined ? null : (text.get(posix.join(dir, file)) ?? null);
-      },
+      (hierarchy) => (this.#placement.dirs[hierarchy] === undefined ? null : (texts[next++] ?? null)),
     );
   }
 

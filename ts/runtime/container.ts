@@ -298,7 +298,7 @@ export class Container extends EventEmitter {
         try {
           // Read by the monitor as the command ended, while PID 1 exited.
           const read = msg?.type === 'exited' ? msg.usage : undefined;
-          usage.stats = read !== undefined && read.length > 0 && read.length === init.cgroup.usageFiles.length ? init.cgroup.usageFrom(read) : init.cgroup.usage();
+          usage.stats = read !== undefined && read.length === init.cgroup.usageFiles.length ? init.cgroup.usageFrom(read) : init.cgroup.usage();
           usage.limits = init.cgroup.applied();
         } catch {
           // Usage is reported as unknown rather than failing a finished run.
