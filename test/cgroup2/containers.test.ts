@@ -4,13 +4,16 @@
  * /sys/fs/cgroup inside, the report reads memory.peak and memory.events, and
  * cgroup.kill leaves nothing behind.
  */
-import { readdirSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { buildTestRootfs, type TestRootfs } from '../support/rootfs.js';
 import { cli } from '../support/tsbox.js';
 import { createPool } from '../../ts/index.js';
+import { locateNative } from '../../ts/native.js';
 import { tsboxDirs } from './support.js';
 
 let rootfs: TestRootfs;
@@ -85,6 +88,27 @@ describe('containers on cgroup v2', () => {
     await pool.close();
     const left = tsboxDirs().flatMap((d) => readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${d}/${e.name}`));
     expect(left).toEqual([]);
+  });
+
+  it('a tsbox-init that cannot be started: 125, naming it, and the cgroup made before the spawn failed is gone', async () => {
+    // On v2 the container's cgroup exists before the plan goes out, which is
+    // when the launch learns that the spawn (on the addon's thread) failed.
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-badinit-'));
+    const { addonPath } = locateNative();
+    copyFileSync(addonPath, join(dir, basename(addonPath)));
+    writeFileSync(join(dir, 'tsbox-init'), 'not a program\n', { mode: 0o755 });
+    const containers = () => readdirSync('/run/tsbox').filter((n) => /^[0-9a-f]{64}$/.test(n));
+    try {
+      const r = await cli(['run', '--rootfs', rootfs.dir, '-m', '64m', '--', 'true'], { env: { ...process.env, TSBOX_NATIVE_DIR: dir }, killAfterMs: 110_000 });
+      expect(r.code).toBe(125);
+      const init = join(dir, 'tsbox-init');
+      expect(r.stderr).toBe(`tsbox: spawn_helper(${init}): start ${init}: Exec format error (ENOEXEC); reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init\n`);
+      const left = tsboxDirs().flatMap((d) => readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${d}/${e.name}`));
+      expect(left).toEqual([]);
+      expect(containers()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('leaves no container cgroup behind', () => {

@@ -4,12 +4,13 @@
  * nothing survives tsbox.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { describe, expect, inject, it } from 'vitest';
 
+import { locateNative } from '../../ts/native.js';
 import { alive, cli, descendants, eventually, REPO, waitForOutput, type ProbeInfo } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -19,6 +20,31 @@ async function probe(...flags: string[]): Promise<ProbeInfo> {
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   return JSON.parse(r.stdout) as ProbeInfo;
+}
+
+/** The state root's entries (a container's directory is named by its id). */
+function launchState(): string[] {
+  return readdirSync('/run/tsbox').sort();
+}
+
+/** Every container cgroup (named by a 64-hex-digit id) under a `tsbox` directory, in every hierarchy. */
+function containerCgroups(): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const d of entries) {
+      if (!d.isDirectory()) continue;
+      if (/^[0-9a-f]{64}$/.test(d.name)) found.push(join(dir, d.name));
+      else if (depth < 6) walk(join(dir, d.name), depth + 1);
+    }
+  };
+  walk('/sys/fs/cgroup', 0);
+  return found.sort();
 }
 
 describe('what the container sees', () => {
@@ -224,6 +250,27 @@ describe('errors name the step, the errno and the path, with the exit code', () 
     const r = await cli(['run', '--rootfs', rootfs, '--', '/etc/passwd']);
     expect(r.code).toBe(126);
     expect(r.stderr).toMatch(/^tsbox: exec\(\/etc\/passwd\): EACCES — .*not executable/);
+  });
+
+  it('a tsbox-init that cannot be started: 125, naming it, and nothing is left of the launch', async () => {
+    // The spawn runs on the addon's thread while the launch goes on to its
+    // id range, cgroup and state: its failure, found before the plan goes
+    // out, must still undo all of them and say what failed.
+    const dir = mkdtempSync(join(tmpdir(), 'tsbox-test-badinit-'));
+    const { addonPath } = locateNative();
+    copyFileSync(addonPath, join(dir, basename(addonPath)));
+    writeFileSync(join(dir, 'tsbox-init'), 'not a program\n', { mode: 0o755 });
+    const before = { state: launchState(), cgroups: containerCgroups() };
+    try {
+      const r = await cli(['run', '--rootfs', rootfs, '--', 'true'], { env: { ...process.env, TSBOX_NATIVE_DIR: dir } });
+      expect(r.code).toBe(125);
+      const init = join(dir, 'tsbox-init');
+      expect(r.stderr).toBe(`tsbox: spawn_helper(${init}): start ${init}: Exec format error (ENOEXEC); reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init\n`);
+      expect(launchState()).toEqual(before.state);
+      expect(containerCgroups()).toEqual(before.cgroups);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a script whose #! interpreter is missing says so, not "not found"; a file with no #! line is no program (issue 19, item 4)', async () => {

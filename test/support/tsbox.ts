@@ -1,6 +1,6 @@
 /** Runs the tsbox CLI (the built bin/tsbox.js) and the API for the integration suites. */
 import { spawn as spawnProcess, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,20 +85,31 @@ export function waitForOutput(child: ChildProcess, text: string, timeoutMs = 10_
   });
 }
 
-/** Every descendant of `pid` (by /proc/PID/task/TID/children). */
+/**
+ * Every descendant of `pid`, by /proc/PID/task/TID/children of each of its
+ * threads: a child is listed under the thread that made it (tsbox's helpers
+ * under the addon's spawning thread, not under Node's main thread).
+ */
 export function descendants(pid: number): number[] {
   const out: number[] = [];
   const walk = (p: number) => {
-    let tids: string[] = [];
+    let tasks: string[] = [];
     try {
-      tids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      tasks = readdirSync(`/proc/${p}/task`);
     } catch {
       return;
     }
-    for (const t of tids) {
-      const c = Number(t);
-      out.push(c);
-      walk(c);
+    for (const task of tasks) {
+      let children: string[] = [];
+      try {
+        children = readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      } catch {
+        continue;
+      }
+      for (const c of children) {
+        out.push(Number(c));
+        walk(Number(c));
+      }
     }
   };
   walk(pid);

@@ -82,9 +82,14 @@ export declare class FileLock {
   release(): void
 }
 
-/** A running tsbox-init. */
+/** A tsbox-init being started, then running. */
 export declare class HelperProcess {
-  get pid(): number
+  /**
+   * The helper's pid once posix_spawn has returned (waiting for it if it
+   * has not yet), or its error: `start PATH: ...` when tsbox-init could not
+   * be started.
+   */
+  started(): number
   /**
    * Our end of the pipe for stdio `index` (0, 1, 2), now the caller's to
    * close; -1 when that stream was not piped or was taken already.
@@ -92,6 +97,8 @@ export declare class HelperProcess {
   takePipe(index: number): number
   /**
    * Calls `callback(err, exit)` once the helper has exited, and reaps it.
+   * A helper that never started "exits" with 127, as a shell reports a
+   * command it could not run (`started()` gives the reason).
    * It does not hold Node's event loop open while it waits: the launch,
    * then the Container's keep-alive do, until `unref()`.
    */
@@ -338,11 +345,17 @@ export declare function setWindowSize(fd: number, cols: number, rows: number): v
 export declare function sha256Digest(data: Buffer): string
 
 /**
- * Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe" or "ignore" for
- * stdin, stdout, stderr), `channel_fd` as its fd 3, and `preserved` (an OCI
- * runtime's --preserve-fds and LISTEN_FDS) as its fds 4 and up, for the
- * container's first process to have as 3 and up. With `exec`, it starts one
- * process in a running container instead (`tsbox-init --exec`).
+ * Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe", "ignore" or
+ * "fd:N" for stdin, stdout, stderr), `channel_fd` as its fd 3, and
+ * `preserved` (an OCI runtime's --preserve-fds and LISTEN_FDS) as its fds 4
+ * and up, for the container's first process to have as 3 and up. With
+ * `exec`, it starts one process in a running container instead
+ * (`tsbox-init --exec`).
+ *
+ * Everything that can be wrong with the arguments is reported here; the
+ * posix_spawn itself runs on another thread, and `started()` gives its pid
+ * or its error. The caller's descriptors are copied first: it may close them
+ * when this returns.
  */
 export declare function spawnHelper(path: string, stdio: Array<string>, channelFd: number, preserved?: Array<number> | undefined | null, exec?: boolean | undefined | null): HelperProcess
 

@@ -217,6 +217,8 @@ async function execDetached(control: string, plan: ProcessPlan, terminal: boolea
     }
     helper = native.binding.spawnHelper(native.initPath, ['ignore', 'ignore', 'inherit'], ch.childFd, undefined, true);
     ch.closeChild();
+    // The spawn runs on the addon's thread: its error, if it failed, before the process goes to it.
+    helper.started();
     // The process's stdio is this process's, as runc's (conmon's pipes or pty).
     const stdio = terminal ? [] : [0, 1, 2];
     await toHelper.execInto(ch, { process: plan, stdio: stdio.length, namespaces: ns.namespaces, procs: ns.procs, cgroupDir: ns.cgroupDir }, [...stdio, ...taken]);

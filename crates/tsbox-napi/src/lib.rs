@@ -1,8 +1,8 @@
 //! The tsbox addon. Deliberately thin: it owns the Node end of the launch channel
 //! (a SOCK_SEQPACKET socket, which Node's own APIs cannot read) and nothing that
-//! forks. The helper is spawned by Node's child_process with the other end on fd
-//! 3; libuv's spawn only dup2s and execs in the child, so no Rust runs between
-//! fork and exec in this multithreaded process (DESIGN.md, Processes).
+//! forks. The helper is started with posix_spawn (spawn.rs), the other end on
+//! its fd 3; the vfork-style child only dup2s and execs, so no Rust runs between
+//! clone and exec in this multithreaded process (DESIGN.md, Processes).
 
 pub mod cgroup;
 pub mod devices;

@@ -3,11 +3,13 @@
 //! execs, so nothing is copied (Node's `child_process.spawn` forks, copying the
 //! page tables of the whole heap) and no Rust runs in the child. The child gets
 //! its stdio, the launch channel on fd 3, a new session, an empty signal mask
-//! and default dispositions. Its exit is awaited on a pidfd, off the main thread.
+//! and default dispositions. The spawn runs on a thread of the addon's, as the
+//! vfork-style clone stops the calling thread until the child has exec'd; its
+//! exit is awaited on a pidfd, off the main thread too.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -21,14 +23,6 @@ fn err(what: &str, e: Errno) -> Error {
     )
 }
 
-fn check(r: libc::c_int, what: &str) -> Result<()> {
-    // posix_spawn* return the error number instead of setting errno.
-    if r != 0 {
-        return Err(err(what, Errno::from_raw(r)));
-    }
-    Ok(())
-}
-
 /// How the exited helper ended.
 #[napi(object)]
 pub struct HelperExit {
@@ -38,10 +32,48 @@ pub struct HelperExit {
 
 type PidFd = Arc<Mutex<Option<Arc<AsyncFd<OwnedFd>>>>>;
 
-/// A running tsbox-init.
+/// The spawn, done on the addon's spawning thread: its outcome (the pid, or why
+/// tsbox-init did not start), for `started()` to wait on in JS and for
+/// `waitWeak` to await.
+struct Start {
+    outcome: Mutex<Option<std::result::Result<i32, String>>>,
+    done: Condvar,
+    notify: tokio::sync::Notify,
+}
+
+impl Start {
+    fn finish(&self, outcome: std::result::Result<i32, String>) {
+        *self.outcome.lock().unwrap() = Some(outcome);
+        self.done.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    fn wait_blocking(&self) -> std::result::Result<i32, String> {
+        let mut outcome = self.outcome.lock().unwrap();
+        loop {
+            if let Some(o) = outcome.as_ref() {
+                return o.clone();
+            }
+            outcome = self.done.wait(outcome).unwrap();
+        }
+    }
+
+    async fn wait(&self) -> std::result::Result<i32, String> {
+        loop {
+            // Made before the check: it gets a notify_waiters() that comes between the two.
+            let notified = self.notify.notified();
+            if let Some(o) = self.outcome.lock().unwrap().as_ref() {
+                return o.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A tsbox-init being started, then running.
 #[napi]
 pub struct HelperProcess {
-    pid: i32,
+    start: Arc<Start>,
     pidfd: PidFd,
     /// Our ends of the stdio pipes, until taken by JS.
     pipes: Mutex<[Option<OwnedFd>; 3]>,
@@ -49,9 +81,12 @@ pub struct HelperProcess {
 
 #[napi]
 impl HelperProcess {
-    #[napi(getter)]
-    pub fn pid(&self) -> i32 {
-        self.pid
+    /// The helper's pid once posix_spawn has returned (waiting for it if it
+    /// has not yet), or its error: `start PATH: ...` when tsbox-init could not
+    /// be started.
+    #[napi]
+    pub fn started(&self) -> Result<i32> {
+        self.start.wait_blocking().map_err(|e| Error::new(Status::GenericFailure, e))
     }
 
     /// Our end of the pipe for stdio `index` (0, 1, 2), now the caller's to
@@ -68,6 +103,8 @@ impl HelperProcess {
     }
 
     /// Calls `callback(err, exit)` once the helper has exited, and reaps it.
+    /// A helper that never started "exits" with 127, as a shell reports a
+    /// command it could not run (`started()` gives the reason).
     /// It does not hold Node's event loop open while it waits: the launch,
     /// then the Container's keep-alive do, until `unref()`.
     #[napi(ts_args_type = "callback: (err: Error | null, exit: HelperExit) => void")]
@@ -77,9 +114,16 @@ impl HelperProcess {
             .weak::<true>()
             .callee_handled::<true>()
             .build()?;
+        let start = self.start.clone();
         let pidfd = self.pidfd.clone();
         napi::bindgen_prelude::spawn(async move {
-            let r = wait_on(pidfd).await;
+            let r = match start.wait().await {
+                Ok(_) => wait_on(pidfd).await,
+                Err(_) => Ok(HelperExit {
+                    code: Some(127),
+                    signal: None,
+                }),
+            };
             tsfn.call(r, napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking);
         });
         Ok(())
@@ -134,11 +178,146 @@ async fn wait_on(slot: PidFd) -> Result<HelperExit> {
     }
 }
 
-/// Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe" or "ignore" for
-/// stdin, stdout, stderr), `channel_fd` as its fd 3, and `preserved` (an OCI
-/// runtime's --preserve-fds and LISTEN_FDS) as its fds 4 and up, for the
-/// container's first process to have as 3 and up. With `exec`, it starts one
-/// process in a running container instead (`tsbox-init --exec`).
+/// What the child's descriptors are made of, all ours: each source is a copy
+/// above every target (so no dup2 overwrites a source another still needs),
+/// owned by the spawn until it is done, so the caller may close its own
+/// descriptors (the channel's end, a log) as soon as `spawn_helper` returns.
+struct Spawn {
+    path: CString,
+    argv: Vec<CString>,
+    /// (source, target) for posix_spawn_file_actions_adddup2.
+    dups: Vec<(OwnedFd, i32)>,
+    /// Targets opened on /dev/null.
+    ignored: Vec<i32>,
+}
+
+impl Spawn {
+    /// posix_spawn, then a pidfd for the child. Runs on the addon's
+    /// spawning thread (spawner()): a vfork-style spawn stops the calling
+    /// thread until the child has exec'd, 0.2 ms here back to back and
+    /// ~0.9 ms after an idle spell, which Node's main thread now spends on
+    /// the plan instead.
+    fn run(self, pidfd: &PidFd) -> std::result::Result<i32, String> {
+        let fail = |what: &str, r: libc::c_int| format!("{what}: {} ({})", Errno::from_raw(r).desc(), tsbox_core::errno_name(r));
+        // SAFETY: the posix_spawn objects are initialised before use and destroyed
+        // on every path below; every pointer handed over outlives the call.
+        unsafe {
+            let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+            let r = libc::posix_spawn_file_actions_init(&mut actions);
+            if r != 0 {
+                return Err(fail("posix_spawn_file_actions_init", r));
+            }
+            let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+            let r = libc::posix_spawnattr_init(&mut attr);
+            if r != 0 {
+                libc::posix_spawn_file_actions_destroy(&mut actions);
+                return Err(fail("posix_spawnattr_init", r));
+            }
+            let result = (|| -> std::result::Result<i32, String> {
+                let devnull = c"/dev/null";
+                for &target in &self.ignored {
+                    let r = libc::posix_spawn_file_actions_addopen(&mut actions, target, devnull.as_ptr(), libc::O_RDWR, 0);
+                    if r != 0 {
+                        return Err(fail("posix_spawn_file_actions_addopen", r));
+                    }
+                }
+                for (source, target) in &self.dups {
+                    let r = libc::posix_spawn_file_actions_adddup2(&mut actions, source.as_raw_fd(), *target);
+                    if r != 0 {
+                        return Err(fail("posix_spawn_file_actions_adddup2", r));
+                    }
+                }
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                let flags = libc::POSIX_SPAWN_SETSID as libc::c_int | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+                for (r, what) in [
+                    (libc::posix_spawnattr_setsigmask(&mut attr, &empty), "posix_spawnattr_setsigmask"),
+                    (
+                        libc::posix_spawnattr_setsigdefault(&mut attr, &all),
+                        "posix_spawnattr_setsigdefault",
+                    ),
+                    (
+                        libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short),
+                        "posix_spawnattr_setflags",
+                    ),
+                ] {
+                    if r != 0 {
+                        return Err(fail(what, r));
+                    }
+                }
+                let mut argv: Vec<*mut libc::c_char> = self.argv.iter().map(|a| a.as_ptr() as *mut libc::c_char).collect();
+                argv.push(std::ptr::null_mut());
+                let envp = [std::ptr::null_mut::<libc::c_char>()];
+                let mut pid: libc::pid_t = 0;
+                let r = libc::posix_spawn(&mut pid, self.path.as_ptr(), &actions, &attr, argv.as_ptr(), envp.as_ptr());
+                if r != 0 {
+                    return Err(fail(&format!("start {}", self.path.to_string_lossy()), r));
+                }
+                let fd = crate::cgroup::pidfd_open(pid);
+                if fd < 0 {
+                    // Without a pidfd it could never be reaped here: kill it now.
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    return Err(fail("pidfd_open (tsbox needs Linux 5.3 or later)", -fd));
+                }
+                let owned = OwnedFd::from_raw_fd(fd as RawFd);
+                let async_fd = within_runtime_if_available(|| AsyncFd::register(owned)).map_err(|e| {
+                    // Not watched, it could never be reaped: kill it now.
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    format!("watch tsbox-init: {e}")
+                })?;
+                *pidfd.lock().unwrap() = Some(Arc::new(async_fd));
+                Ok(pid)
+            })();
+            libc::posix_spawnattr_destroy(&mut attr);
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            // self (the child's sources) is dropped here: the child has its copies.
+            result
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that runs the spawns, one after another, made at the first.
+/// Its own rather than the async runtime's blocking pool: that pool's idle
+/// thread is joined when Node's environment is torn down, which a CLI run
+/// would wait for at its exit; this one is not (it ends with the process).
+fn spawner() -> Result<std::sync::mpsc::Sender<Job>> {
+    type Spawner = std::result::Result<Mutex<std::sync::mpsc::Sender<Job>>, String>;
+    static SPAWNER: std::sync::OnceLock<Spawner> = std::sync::OnceLock::new();
+    let made = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tsbox-spawn".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .map(|_| Mutex::new(tx))
+            .map_err(|e| format!("start the addon's spawning thread: {e}"))
+    });
+    match made {
+        Ok(tx) => Ok(tx.lock().unwrap().clone()),
+        Err(e) => Err(Error::from_reason(e.clone())),
+    }
+}
+
+/// Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe", "ignore" or
+/// "fd:N" for stdin, stdout, stderr), `channel_fd` as its fd 3, and
+/// `preserved` (an OCI runtime's --preserve-fds and LISTEN_FDS) as its fds 4
+/// and up, for the container's first process to have as 3 and up. With
+/// `exec`, it starts one process in a running container instead
+/// (`tsbox-init --exec`).
+///
+/// Everything that can be wrong with the arguments is reported here; the
+/// posix_spawn itself runs on another thread, and `started()` gives its pid
+/// or its error. The caller's descriptors are copied first: it may close them
+/// when this returns.
 #[napi]
 pub fn spawn_helper(
     path: String,
@@ -152,152 +331,71 @@ pub fn spawn_helper(
         return Err(Error::new(Status::InvalidArg, "stdio needs three entries"));
     }
     let cpath = CString::new(path.as_str()).map_err(|_| Error::new(Status::InvalidArg, "the helper's path has a NUL byte"))?;
-    let devnull = c"/dev/null";
-    // SAFETY: the posix_spawn objects are initialised before use and destroyed
-    // on every path below; every pointer handed over outlives the call.
-    unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        check(libc::posix_spawn_file_actions_init(&mut actions), "posix_spawn_file_actions_init")?;
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        if let Err(e) = check(libc::posix_spawnattr_init(&mut attr), "posix_spawnattr_init") {
-            libc::posix_spawn_file_actions_destroy(&mut actions);
-            return Err(e);
+    // Copies go above every target (0..=3 + preserved), so that no dup2 overwrites a source.
+    let floor = 4 + preserved.len() as i32 + 16;
+    let above = |fd: i32| -> Result<OwnedFd> {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) returns a new descriptor that we own, or -1.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+        if copy < 0 {
+            return Err(err(&format!("duplicate descriptor {fd} (is it open?)"), Errno::last()));
         }
-        let result = (|| -> Result<HelperProcess> {
-            let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
-            let mut theirs: Vec<OwnedFd> = Vec::new();
-            for (i, mode) in stdio.iter().enumerate() {
-                match mode.as_str() {
-                    // Node marks its own stdio close-on-exec; dup2 onto itself
-                    // clears that for the child (POSIX 2008 TC2, glibc and musl).
-                    "inherit" => {
-                        check(
-                            libc::posix_spawn_file_actions_adddup2(&mut actions, i as i32, i as i32),
-                            "posix_spawn_file_actions_adddup2",
-                        )?;
-                    }
-                    "ignore" => {
-                        check(
-                            libc::posix_spawn_file_actions_addopen(&mut actions, i as i32, devnull.as_ptr(), libc::O_RDWR, 0),
-                            "posix_spawn_file_actions_addopen",
-                        )?;
-                    }
-                    "pipe" => {
-                        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err("pipe2", e))?;
-                        let (child, parent) = if i == 0 { (r, w) } else { (w, r) };
-                        check(
-                            libc::posix_spawn_file_actions_adddup2(&mut actions, child.as_raw_fd(), i as i32),
-                            "posix_spawn_file_actions_adddup2",
-                        )?;
-                        ours[i] = Some(parent);
-                        theirs.push(child);
-                    }
-                    // A descriptor of this process (a detached container's log).
-                    fd if fd.starts_with("fd:") && fd[3..].parse::<i32>().is_ok() => {
-                        check(
-                            libc::posix_spawn_file_actions_adddup2(&mut actions, fd[3..].parse::<i32>().unwrap(), i as i32),
-                            "posix_spawn_file_actions_adddup2",
-                        )?;
-                    }
-                    other => {
-                        return Err(Error::new(
-                            Status::InvalidArg,
-                            format!("stdio[{i}] must be inherit, pipe, ignore or fd:N, not {other}"),
-                        ))
-                    }
-                }
+        // SAFETY: copy is a descriptor just made and owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+    };
+    let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut dups: Vec<(OwnedFd, i32)> = Vec::new();
+    let mut ignored = Vec::new();
+    for (i, mode) in stdio.iter().enumerate() {
+        let target = i as i32;
+        match mode.as_str() {
+            "inherit" => dups.push((above(target)?, target)),
+            "ignore" => ignored.push(target),
+            "pipe" => {
+                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err("pipe2", e))?;
+                let (child, parent) = if i == 0 { (r, w) } else { (w, r) };
+                ours[i] = Some(parent);
+                dups.push((above(child.as_raw_fd())?, target));
             }
-            // The channel and the preserved descriptors are sources and
-            // targets at once (3, 4, ...): each is copied above every target
-            // first, and the copies are what the child's dup2s take.
-            let floor = 4 + preserved.len() as i32 + 16;
-            let above = |fd: i32| -> Result<OwnedFd> {
-                let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor);
-                if copy < 0 {
-                    return Err(err(&format!("duplicate descriptor {fd} (is it open?)"), Errno::last()));
-                }
-                Ok(OwnedFd::from_raw_fd(copy))
-            };
-            let channel = above(channel_fd)?;
-            check(
-                libc::posix_spawn_file_actions_adddup2(&mut actions, channel.as_raw_fd(), 3),
-                "posix_spawn_file_actions_adddup2",
-            )?;
-            let mut copies = Vec::new();
-            for (i, fd) in preserved.iter().enumerate() {
-                let copy = above(*fd)?;
-                check(
-                    libc::posix_spawn_file_actions_adddup2(&mut actions, copy.as_raw_fd(), 4 + i as i32),
-                    "posix_spawn_file_actions_adddup2",
-                )?;
-                copies.push(copy);
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            check(libc::posix_spawnattr_setsigmask(&mut attr, &empty), "posix_spawnattr_setsigmask")?;
-            check(
-                libc::posix_spawnattr_setsigdefault(&mut attr, &all),
-                "posix_spawnattr_setsigdefault",
-            )?;
-            let flags = libc::POSIX_SPAWN_SETSID as libc::c_int | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
-            check(
-                libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short),
-                "posix_spawnattr_setflags",
-            )?;
-            let argv0 = c"tsbox-init";
-            let flag = c"--preserve-fds";
-            let count = CString::new(preserved.len().to_string()).expect("digits");
-            let exec_flag = c"--exec";
-            let argv = if exec == Some(true) {
-                vec![
-                    argv0.as_ptr() as *mut libc::c_char,
-                    exec_flag.as_ptr() as *mut libc::c_char,
-                    std::ptr::null_mut(),
-                ]
-            } else if preserved.is_empty() {
-                vec![argv0.as_ptr() as *mut libc::c_char, std::ptr::null_mut()]
-            } else {
-                vec![
-                    argv0.as_ptr() as *mut libc::c_char,
-                    flag.as_ptr() as *mut libc::c_char,
-                    count.as_ptr() as *mut libc::c_char,
-                    std::ptr::null_mut(),
-                ]
-            };
-            let envp = [std::ptr::null_mut::<libc::c_char>()];
-            let mut pid: libc::pid_t = 0;
-            let r = libc::posix_spawn(&mut pid, cpath.as_ptr(), &actions, &attr, argv.as_ptr(), envp.as_ptr());
-            drop(theirs);
-            drop(channel);
-            drop(copies);
-            if r != 0 {
-                let e = Errno::from_raw(r);
+            // A descriptor of this process (a detached container's log).
+            fd if fd.starts_with("fd:") && fd[3..].parse::<i32>().is_ok() => dups.push((above(fd[3..].parse::<i32>().unwrap())?, target)),
+            other => {
                 return Err(Error::new(
-                    Status::GenericFailure,
-                    format!("start {path}: {} ({})", e.desc(), tsbox_core::errno_name(r)),
-                ));
+                    Status::InvalidArg,
+                    format!("stdio[{i}] must be inherit, pipe, ignore or fd:N, not {other}"),
+                ))
             }
-            let fd = crate::cgroup::pidfd_open(pid);
-            if fd < 0 {
-                let e = Errno::from_raw(-fd);
-                // Without a pidfd it could never be reaped here: kill it now.
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-                return Err(err("pidfd_open (tsbox needs Linux 5.3 or later)", e));
-            }
-            let pidfd = OwnedFd::from_raw_fd(fd as RawFd);
-            let async_fd = within_runtime_if_available(|| AsyncFd::register(pidfd))
-                .map_err(|e| Error::from_reason(format!("watch tsbox-init: {e}")))?;
-            Ok(HelperProcess {
-                pid,
-                pidfd: Arc::new(Mutex::new(Some(Arc::new(async_fd)))),
-                pipes: Mutex::new(ours),
-            })
-        })();
-        libc::posix_spawnattr_destroy(&mut attr);
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        result
+        }
     }
+    dups.push((above(channel_fd)?, 3));
+    for (i, fd) in preserved.iter().enumerate() {
+        dups.push((above(*fd)?, 4 + i as i32));
+    }
+    let mut argv = vec![c"tsbox-init".to_owned()];
+    if exec == Some(true) {
+        argv.push(c"--exec".to_owned());
+    } else if !preserved.is_empty() {
+        argv.push(c"--preserve-fds".to_owned());
+        argv.push(CString::new(preserved.len().to_string()).expect("digits"));
+    }
+    let spawn = Spawn {
+        path: cpath,
+        argv,
+        dups,
+        ignored,
+    };
+    let start = Arc::new(Start {
+        outcome: Mutex::new(None),
+        done: Condvar::new(),
+        notify: tokio::sync::Notify::new(),
+    });
+    let pidfd: PidFd = Arc::new(Mutex::new(None));
+    let (s, p) = (start.clone(), pidfd.clone());
+    spawner()?
+        .send(Box::new(move || s.finish(spawn.run(&p))))
+        .map_err(|_| Error::from_reason("the addon's spawning thread has gone"))?;
+    Ok(HelperProcess {
+        start,
+        pidfd,
+        pipes: Mutex::new(ours),
+    })
 }
