@@ -114,5 +114,11 @@ if (require.main === module) {
   if (cached === undefined || script.cachedDataRejected) process.once('exit', () => userCache.write(script));
   cli(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
+    // Once nothing is left to run (the event loop is empty: the output
+    // written, every background step such as the collection of crashed runs
+    // done), exit at once, 'exit' handlers and all: Node's teardown after it
+    // (the addon's async runtime joined, the heap freed) is ~0.7 ms of every
+    // run that the kernel does anyway.
+    process.once('beforeExit', () => process.exit());
   });
 }
