@@ -109,6 +109,39 @@ describe('run()', () => {
     expect(children).toEqual([]);
   });
 
+  it('a tsbox-init that cannot be started: a spawn_helper TsboxError, and no descriptor, id range, cgroup or state is left', async () => {
+    // As a damaged install: the helper's path names a file that is no
+    // program. Its spawn runs on the addon's thread while the launch makes
+    // the id range (a lock held by a descriptor), the state and, on v2, the
+    // cgroup; the failure, learnt before the plan goes out, undoes them.
+    const native = loadNative();
+    const good = native.initPath;
+    const bad = join(scratch, 'not-tsbox-init');
+    await fs.writeFile(bad, 'not a program\n', { mode: 0o755 });
+    const state = () => readdirSync('/run/tsbox').filter((n) => /^[0-9a-f]{64}$/.test(n));
+    // The once-per-process collection and first-use descriptors, out of the
+    // count; its release (a timer after the result) done.
+    await run(['true'], { rootfs });
+    await new Promise((r) => setTimeout(r, 50));
+    const fds = fdCount();
+    const before = state();
+    native.initPath = bad;
+    let err: unknown;
+    try {
+      err = await run(['true'], { rootfs }).catch((e: unknown) => e);
+    } finally {
+      native.initPath = good;
+    }
+    expect(err).toBeInstanceOf(TsboxError);
+    expect(err).toMatchObject({ step: 'spawn_helper', path: bad, exitCode: 125 });
+    expect((err as TsboxError).toLine()).toBe(`spawn_helper(${bad}): start ${bad}: Exec format error (ENOEXEC); reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init`);
+    // The undo runs after the failure is thrown: its descriptors (the id range's lock, the pipes, the channel) close with it.
+    expect(await eventually(() => fdCount() === fds)).toBe(true);
+    expect(state().filter((n) => !before.includes(n))).toEqual([]);
+    // And the next launch works.
+    expect((await run(['true'], { rootfs })).exitCode).toBe(0);
+  });
+
   it('rejects bad options before anything is created, with JSON paths', async () => {
     const err = await run(['true'], { rootfs, memory: 'lots', hostname: 'no good' } as unknown as RunOptions).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TsboxError);

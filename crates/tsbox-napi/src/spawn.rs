@@ -30,7 +30,9 @@ pub struct HelperExit {
     pub signal: Option<i32>,
 }
 
-type PidFd = Arc<Mutex<Option<Arc<AsyncFd<OwnedFd>>>>>;
+/// The helper's pidfd, from its spawn until `waitWeak` takes it (and watches
+/// it on the async runtime, never touched from the spawning thread).
+type PidFd = Arc<Mutex<Option<OwnedFd>>>;
 
 /// The spawn, done on the addon's spawning thread: its outcome (the pid, or why
 /// tsbox-init did not start), for `started()` to wait on in JS and for
@@ -103,7 +105,7 @@ impl HelperProcess {
     }
 
     /// Calls `callback(err, exit)` once the helper has exited, and reaps it.
-    /// A helper that never started "exits" with 127, as a shell reports a
+    /// A helper whose start failed "exits" with 127, as a shell reports a
     /// command it could not run (`started()` gives the reason).
     /// It does not hold Node's event loop open while it waits: the launch,
     /// then the Container's keep-alive do, until `unref()`.
@@ -118,7 +120,7 @@ impl HelperProcess {
         let pidfd = self.pidfd.clone();
         napi::bindgen_prelude::spawn(async move {
             let r = match start.wait().await {
-                Ok(_) => wait_on(pidfd).await,
+                Ok(pid) => wait_on(pid, pidfd).await,
                 Err(_) => Ok(HelperExit {
                     code: Some(127),
                     signal: None,
@@ -131,10 +133,21 @@ impl HelperProcess {
 }
 
 /// Waits on the pidfd in `slot` until the helper has exited, and reaps it.
-async fn wait_on(slot: PidFd) -> Result<HelperExit> {
-    let Some(fd) = slot.lock().unwrap().clone() else {
+async fn wait_on(pid: i32, slot: PidFd) -> Result<HelperExit> {
+    let Some(owned) = slot.lock().unwrap().take() else {
         return Err(Error::from_reason("tsbox-init was already waited for"));
     };
+    // SAFETY: `owned` is a pidfd we own; it stays open as long as the AsyncFd.
+    let fd = unsafe { AsyncFd::register(owned) }.map_err(|e| {
+        // Not watched, it would never be reaped: kill and reap it now (it is
+        // this process's unreaped child, so the pid is still its).
+        // SAFETY: kill and waitpid take a pid; no memory is handed over.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        Error::from_reason(format!("watch tsbox-init: {e}"))
+    })?;
     loop {
         let mut guard = fd
             .readable()
@@ -163,7 +176,6 @@ async fn wait_on(slot: PidFd) -> Result<HelperExit> {
             guard.clear_ready();
             continue;
         }
-        slot.lock().unwrap().take();
         return Ok(if code == libc::CLD_EXITED {
             HelperExit {
                 code: Some(status),
@@ -193,7 +205,7 @@ struct Spawn {
 
 impl Spawn {
     /// posix_spawn, then a pidfd for the child. Runs on the addon's
-    /// spawning thread (spawner()): a vfork-style spawn stops the calling
+    /// spawning thread (on_spawner()): a vfork-style spawn stops the calling
     /// thread until the child has exec'd, 0.2 ms here back to back and
     /// ~0.9 ms after an idle spell, which Node's main thread now spends on
     /// the plan instead.
@@ -262,14 +274,7 @@ impl Spawn {
                     libc::waitpid(pid, std::ptr::null_mut(), 0);
                     return Err(fail("pidfd_open (tsbox needs Linux 5.3 or later)", -fd));
                 }
-                let owned = OwnedFd::from_raw_fd(fd as RawFd);
-                let async_fd = within_runtime_if_available(|| AsyncFd::register(owned)).map_err(|e| {
-                    // Not watched, it could never be reaped: kill it now.
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, std::ptr::null_mut(), 0);
-                    format!("watch tsbox-init: {e}")
-                })?;
-                *pidfd.lock().unwrap() = Some(Arc::new(async_fd));
+                *pidfd.lock().unwrap() = Some(OwnedFd::from_raw_fd(fd as RawFd));
                 Ok(pid)
             })();
             libc::posix_spawnattr_destroy(&mut attr);
@@ -282,29 +287,34 @@ impl Spawn {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The thread that runs the spawns, one after another, made at the first.
-/// Its own rather than the async runtime's blocking pool: that pool's idle
-/// thread is joined when Node's environment is torn down, which a CLI run
-/// would wait for at its exit; this one is not (it ends with the process).
-fn spawner() -> Result<std::sync::mpsc::Sender<Job>> {
-    type Spawner = std::result::Result<Mutex<std::sync::mpsc::Sender<Job>>, String>;
-    static SPAWNER: std::sync::OnceLock<Spawner> = std::sync::OnceLock::new();
-    let made = SPAWNER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("tsbox-spawn".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            })
-            .map(|_| Mutex::new(tx))
-            .map_err(|e| format!("start the addon's spawning thread: {e}"))
-    });
-    match made {
-        Ok(tx) => Ok(tx.lock().unwrap().clone()),
-        Err(e) => Err(Error::from_reason(e.clone())),
-    }
+/// Runs `job` on the thread that runs the spawns, one after another: its
+/// own, made at the first spawn (and again should it have gone), rather than
+/// a thread of the async runtime's, which has no runtime to touch here and
+/// whose blocking pool Node's teardown would wait for. A job that panics
+/// (an unwinding build) is caught and the thread goes on.
+fn on_spawner(job: Job) -> Result<()> {
+    static SPAWNER: Mutex<Option<std::sync::mpsc::Sender<Job>>> = Mutex::new(None);
+    let mut spawner = SPAWNER.lock().unwrap();
+    let job = match spawner.as_ref() {
+        Some(tx) => match tx.send(job) {
+            Ok(()) => return Ok(()),
+            Err(std::sync::mpsc::SendError(job)) => job,
+        },
+        None => job,
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("tsbox-spawn".into())
+        .spawn(move || {
+            for job in rx {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })
+        .map_err(|e| Error::from_reason(format!("start the addon's spawning thread: {e}")))?;
+    tx.send(job)
+        .map_err(|_| Error::from_reason("the addon's spawning thread has gone"))?;
+    *spawner = Some(tx);
+    Ok(())
 }
 
 /// Starts `path` (tsbox-init) with `stdio` ("inherit", "pipe", "ignore" or
@@ -390,9 +400,12 @@ pub fn spawn_helper(
     });
     let pidfd: PidFd = Arc::new(Mutex::new(None));
     let (s, p) = (start.clone(), pidfd.clone());
-    spawner()?
-        .send(Box::new(move || s.finish(spawn.run(&p))))
-        .map_err(|_| Error::from_reason("the addon's spawning thread has gone"))?;
+    on_spawner(Box::new(move || {
+        // A panic in the spawn still gives started() and waitWeak an outcome.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn.run(&p)))
+            .unwrap_or_else(|_| Err("the spawn of tsbox-init panicked".into()));
+        s.finish(outcome);
+    }))?;
     Ok(HelperProcess {
         start,
         pidfd,
