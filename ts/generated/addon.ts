@@ -97,7 +97,7 @@ export declare class HelperProcess {
   takePipe(index: number): number
   /**
    * Calls `callback(err, exit)` once the helper has exited, and reaps it.
-   * A helper that never started "exits" with 127, as a shell reports a
+   * A helper whose start failed "exits" with 127, as a shell reports a
    * command it could not run (`started()` gives the reason).
    * It does not hold Node's event loop open while it waits: the launch,
    * then the Container's keep-alive do, until `unref()`.
