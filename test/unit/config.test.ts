@@ -6,9 +6,9 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { DEFAULT_PIDS_LIMIT } from '../../ts/cgroups/limits.js';
+import { DEFAULT_PIDS_LIMIT, parseLimits } from '../../ts/cgroups/limits.js';
 import { loadConfig } from '../../ts/config/file.js';
-import { parseRunInput } from '../../ts/config/schema.js';
+import { LIMIT_KEYS, limitsOf, parseRunInput, resolvedLimitsOf } from '../../ts/config/schema.js';
 import { TsboxError } from '../../ts/errors.js';
 import { rejection } from '../support/errors.js';
 
@@ -65,6 +65,36 @@ describe('parseRunInput: accepted input', () => {
   it('accepts a 64-byte hostname (the kernel limit) and rejects 65', () => {
     expect(parseRunInput(['true'], { hostname: 'a'.repeat(64) }).options.hostname).toBe('a'.repeat(64));
     expect(paths(rejection(() => parseRunInput(['true'], { hostname: 'a'.repeat(65) })))).toEqual(['hostname']);
+  });
+});
+
+describe('resolvedLimitsOf: the launch skips parseLimits on resolved options', () => {
+  // The launch gives the cgroup driver the limits of resolved options as
+  // they are (prepareParsedCgroup): they must be what parseLimits would make
+  // of them, for every limit field, sizes as strings included.
+  const inputs: Record<string, unknown>[] = [
+    {},
+    { memory: '64m', memorySwap: '128m', memoryReservation: '32m', memorySwappiness: 10, oomKillDisable: true, kernelMemory: '48m', kernelMemoryTCP: '16m' },
+    { memory: 1e8, memorySwap: -1 },
+    { cpus: 0.5, cpuShares: 512, cpusetCpus: '0', cpusetMems: '0' },
+    { cpuQuota: 50000, cpuPeriod: 100000 },
+    { pidsLimit: 10 },
+    { pidsLimit: -1 },
+    { blkioWeight: 300, blkioWeightDevice: [{ path: '/dev/null', weight: 200 }] },
+    { deviceReadBps: [{ path: '/dev/null', rate: '1m' }], deviceWriteBps: [{ path: '/dev/null', rate: 1024 }], deviceReadIops: [{ path: '/dev/null', rate: 10 }], deviceWriteIops: [{ path: '/dev/null', rate: 20 }] },
+    { hugepageLimits: [{ pageSize: '2MB', limit: 2 * 1024 ** 3 }] },
+    { networkClassId: 0x100001, networkPriorities: [{ name: 'lo', priority: 10 }] },
+    { unified: { 'memory.max': '100000000', 'pids.max': 'max' } },
+  ];
+  it.each(inputs.map((i) => [JSON.stringify(i), i]))('%s', (_, input) => {
+    const o = parseRunInput(['true'], input).options;
+    const given = resolvedLimitsOf(o);
+    expect(given).toEqual(parseLimits(limitsOf(o)));
+    // And nothing of a limit was lost on the way: each one given is there.
+    for (const k of Object.keys(input as object)) {
+      expect(LIMIT_KEYS).toContain(k);
+      expect(given).toHaveProperty(k);
+    }
   });
 });
 

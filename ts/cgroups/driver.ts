@@ -590,10 +590,19 @@ export function createCgroup(id: string, limits: CgroupLimitsInput = {}, opts: C
 
 /** Checks `limits` and decides every directory and write (the first half of createCgroup). */
 export function prepareCgroup(id: string, limits: CgroupLimitsInput = {}, opts: CreateOptions = {}): PreparedCgroup {
+  return prepareParsedCgroup(id, parseLimits(limits), opts);
+}
+
+/**
+ * prepareCgroup for limits parsed already: a launch's, from options the run
+ * schema resolved (its limit fields and their checks across fields are the
+ * limits schema's own), which a second parse would give back unchanged. It
+ * spares a CLI run building that schema cold (~0.9 ms).
+ */
+export function prepareParsedCgroup(id: string, l: CgroupLimits, opts: CreateOptions = {}): PreparedCgroup {
   if (!ID_PATTERN.test(id)) {
     throw cgroupProblem(id, 'not a valid container id for a cgroup name', 'use letters, digits, _, . and -, starting with a letter or digit, at most 128 characters', EINVAL);
   }
-  const l = parseLimits(limits);
   const fs = opts.fs ?? realFs;
   const trace = opts.trace;
   const layout = readLayout(fs, opts.proc ?? readProcSource());

@@ -22,7 +22,8 @@
  *   the write is a default (Docker's implicit swap).
  * - `prepareCgroup(id, limits?, opts?): PreparedCgroup` — the same in two
  *   halves: the checks and every decision now (`mode`, `paths`, `v2Path`,
- *   `procsFiles`), nothing made until `create()`.
+ *   `procsFiles`), nothing made until `create()`. `prepareParsedCgroup`
+ *   takes limits parsed already (a launch's resolved options).
  * - `Cgroup`: `mode`, `id`, `v2Path` (the absolute cgroup2 directory for
  *   CLONE_INTO_CGROUP on pure v2, else null), `paths` (directory per
  *   hierarchy), `place(pid)`, `stats()`, `kill()`, `destroy()`, `applied()`
@@ -52,7 +53,7 @@
  * controller no v1 hierarchy has.
  */
 export { detectCgroupMode, hasV1Devices, ownV1Procs, readProcSource, type CgroupMode, type ProcSource } from './detect.js';
-export { containerStats, createCgroup, prepareCgroup, updateCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type DeviceRuleWrite, type PreparedCgroup } from './driver.js';
+export { containerStats, createCgroup, prepareCgroup, prepareParsedCgroup, updateCgroup, type AppliedLimits, type Cgroup, type CreateOptions, type DeviceRuleWrite, type PreparedCgroup } from './driver.js';
 export type { CgroupStats, CgroupUsage } from './controller.js';
 export { collectOne, containerPids, gc, defaultStateDir, type GcOptions } from './gc.js';
 export { isPaused, setPaused } from './pause.js';

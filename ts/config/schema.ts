@@ -16,7 +16,7 @@ import { egressRefusedCapability, hostNetworkAsRoot, normalizeCapability } from 
 import { mountSchema, tmpfsSchema, volumeSchema } from './mounts.js';
 import { seccompOptionSchema } from './seccomp.js';
 import { PRESETS, type PresetName } from './presets.js';
-import { byteSize, cgroupLimitFields, crossLimitIssues, positiveSize } from '../cgroups/limits.js';
+import { byteSize, cgroupLimitFields, crossLimitIssues, positiveSize, type CgroupLimits } from '../cgroups/limits.js';
 import { lazyStrictObject, NOT_TAKEN, once, optional, withDefault, type LazyInput, type LazyOutput } from './lazy.js';
 import { parseMapping } from './idmapping.js';
 import { MAX_EXPOSED_RANGE, parseAllow, parseExpose, parseNetwork, parsePublish } from './network.js';
@@ -429,6 +429,15 @@ export function limitsOf<T extends Record<string, unknown>>(o: T): Record<string
   const out: Record<string, unknown> = {};
   for (const k of LIMIT_KEYS) if (o[k] !== undefined) out[k] = o[k];
   return out;
+}
+
+/**
+ * The limits of options this schema resolved: parsed already, as parseLimits
+ * would give them (the same fields, defaults and checks across fields;
+ * test/unit/config.test.ts compares the two).
+ */
+export function resolvedLimitsOf(o: ResolvedOptions): CgroupLimits {
+  return limitsOf(o) as CgroupLimits;
 }
 
 export type RunOptions = LazyInput<typeof runOptionFields>;

@@ -20,10 +20,10 @@ import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs'
 import { join } from 'node:path';
 import { ReadStream } from 'node:tty';
 
-import { gc, ownV1Procs, prepareCgroup, readProcSource, type Cgroup, type DeviceRuleWrite, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
+import { gc, ownV1Procs, prepareParsedCgroup, readProcSource, type Cgroup, type DeviceRuleWrite, type PreparedCgroup, type ProcSource } from '../cgroups/index.js';
 import { parseProcCgroup, selfMoveSkipsGracePeriod } from '../cgroups/detect.js';
 import { moveBack, scopeLimits, startScope, type SystemdScope } from '../cgroups/systemd.js';
-import { DEFAULT_LOG_MAX_SIZE, limitsOf, type ResolvedOptions } from '../config/schema.js';
+import { DEFAULT_LOG_MAX_SIZE, limitsOf, resolvedLimitsOf, type ResolvedOptions } from '../config/schema.js';
 import { AbortError, TsboxError, fromSystemError, type FailureReport } from '../errors.js';
 import { computeMaps, formatMap, writeMaps, type IdMaps } from '../idmap/index.js';
 import { ensureStateRoot, inUserNamespace, stateRoot } from '../state-root.js';
@@ -659,7 +659,7 @@ function prepareContainerCgroup(id: string, o: ResolvedOptions, proc: ProcSource
   const path = oci?.cgroupsPath;
   const devices = oci?.deviceRules ?? undefined;
   const scope = oci?.systemd;
-  return prepareCgroup(id, limitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(scope ? { path: scope.path, systemd: scope.unit } : path !== undefined ? { path } : {}), ...(devices ? { devices } : {}), ...(trace ? { trace } : {}) });
+  return prepareParsedCgroup(id, resolvedLimitsOf(o), { proc, ...(o.cgroupParent ? { parent: o.cgroupParent } : {}), ...(scope ? { path: scope.path, systemd: scope.unit } : path !== undefined ? { path } : {}), ...(devices ? { devices } : {}), ...(trace ? { trace } : {}) });
 }
 
 /**
