@@ -470,7 +470,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       // Back where this process is: its cgroup as read at the launch's start.
       const home = parseProcCgroup(proc.cgroup).unified;
       if (home === null) throw new TsboxError({ step: 'cgroup', errno: 2, path: '/proc/self/cgroup', detail: 'this process has no cgroup v2 of its own to move the helper back to from the scope', hint: 'the systemd driver needs a pure cgroup v2 host' });
-      for (const pid of new Set([helperPid(), cloned.monitor])) moveBack(pid, home, trace);
+      for (const moved of new Set([pid, cloned.monitor])) moveBack(moved, home, trace);
     }
     // A detached container's cgroup is its monitor's to keep: gc takes it
     // for an orphan only once the monitor is gone, not this process.
