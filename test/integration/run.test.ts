@@ -11,6 +11,7 @@ import { basename, join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 
 import { locateNative } from '../../ts/native.js';
+import { tsboxDirs } from '../cgroup2/support.js';
 import { alive, cli, descendants, eventually, REPO, waitForOutput, type ProbeInfo } from '../support/tsbox.js';
 
 const rootfs = inject('rootfs');
@@ -25,26 +26,6 @@ async function probe(...flags: string[]): Promise<ProbeInfo> {
 /** The state root's entries (a container's directory is named by its id). */
 function launchState(): string[] {
   return readdirSync('/run/tsbox').sort();
-}
-
-/** Every container cgroup (`tsbox/<64-hex-digit id>`), in every hierarchy. */
-function containerCgroups(): string[] {
-  const found: string[] = [];
-  const walk = (dir: string, depth: number) => {
-    let entries;
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const d of entries) {
-      if (!d.isDirectory()) continue;
-      if (basename(dir) === 'tsbox' && /^[0-9a-f]{64}$/.test(d.name)) found.push(join(dir, d.name));
-      else if (depth < 6) walk(join(dir, d.name), depth + 1);
-    }
-  };
-  walk('/sys/fs/cgroup', 0);
-  return found.sort();
 }
 
 describe('what the container sees', () => {
@@ -260,7 +241,7 @@ describe('errors name the step, the errno and the path, with the exit code', () 
     const { addonPath } = locateNative();
     copyFileSync(addonPath, join(dir, basename(addonPath)));
     writeFileSync(join(dir, 'tsbox-init'), 'not a program\n', { mode: 0o755 });
-    const before = { state: new Set(launchState()), cgroups: new Set(containerCgroups()) };
+    const before = { state: new Set(launchState()), cgroups: new Set(tsboxDirs()) };
     try {
       const r = await cli(['run', '--rootfs', rootfs, '--', 'true'], { env: { ...process.env, TSBOX_NATIVE_DIR: dir } });
       expect(r.code).toBe(125);
@@ -268,7 +249,7 @@ describe('errors name the step, the errno and the path, with the exit code', () 
       expect(r.stderr).toBe(`tsbox: spawn_helper(${init}): start ${init}: Exec format error (ENOEXEC); reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init\n`);
       // Nothing new (a collection of crashed runs may remove what was there).
       expect(launchState().filter((e) => !before.state.has(e))).toEqual([]);
-      expect(containerCgroups().filter((c) => !before.cgroups.has(c))).toEqual([]);
+      expect(tsboxDirs().filter((c) => !before.cgroups.has(c))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -478,7 +478,6 @@ class CgroupImpl implements Cgroup {
     return usageWith((c) => this.#version(c), this.#read);
   }
 
-
   usageFrom(texts: readonly (string | null)[]): CgroupUsage {
     // usageWith asks for the files in usageFiles' order (usageFiles is made by running it).
     let next = 0;
