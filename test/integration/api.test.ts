@@ -335,6 +335,30 @@ describe('spawn() and exec()', () => {
     }
   });
 
+  it('close() ends a pending recv() or recvWeak() with null, and closes its socket with or without one waiting', async () => {
+    const { binding } = loadNative();
+    // The addon's async runtime, started by the first channel, has its own descriptors.
+    const first = new binding.Channel();
+    first.close();
+    first.closeChild();
+    const before = fdCount();
+    // Nothing waiting: both ends go at once (the helper's end too, not
+    // handed over), and a recv() after it is null.
+    const idle = new binding.Channel();
+    expect(fdCount()).toBe(before + 2);
+    idle.close();
+    expect(fdCount()).toBe(before);
+    await expect(idle.recv()).resolves.toBeNull();
+    // A recv() and a recvWeak() waiting: each ends with null.
+    const busy = new binding.Channel();
+    const pending = busy.recv();
+    const weak = new Promise<string | null>((resolve, reject) => busy.recvWeak((err, msg) => (err ? reject(err) : resolve(msg))));
+    busy.close();
+    await expect(pending).resolves.toBeNull();
+    await expect(weak).resolves.toBeNull();
+    expect(await eventually(() => fdCount() === before)).toBe(true);
+  });
+
   it('has exitCode and signalCode as ChildProcess does, and errors carry a code to switch on (issue 19)', async () => {
     const c = await spawn(['sh', '-c', 'exit 3'], { rootfs });
     expect([c.exitCode, c.signalCode]).toEqual([null, null]);

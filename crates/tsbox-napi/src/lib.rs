@@ -227,7 +227,12 @@ impl Channel {
         self.close_child();
         self.received.lock().unwrap().clear();
         if let Some(fd) = self.fd.lock().unwrap().take() {
-            let _ = socket::shutdown(fd.get_ref().as_raw_fd(), socket::Shutdown::Both);
+            // A recv in flight holds the descriptor too: the shutdown ends
+            // its wait (null). Without one, dropping it closes the socket,
+            // and no waiter needs waking.
+            if Arc::strong_count(&fd) > 1 {
+                let _ = socket::shutdown(fd.get_ref().as_raw_fd(), socket::Shutdown::Both);
+            }
         }
     }
 }
