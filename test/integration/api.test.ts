@@ -5,7 +5,7 @@
  * no leaked descriptors across hundreds of containers.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -357,6 +357,27 @@ describe('spawn() and exec()', () => {
     await expect(pending).resolves.toBeNull();
     await expect(weak).resolves.toBeNull();
     expect(await eventually(() => fdCount() === before)).toBe(true);
+  });
+
+  it("the container's monitor gives up the caller's stdio once the container is cloned (its trace, when on, still goes there)", async () => {
+    // Its pipes then end as the container's last process exits, not after
+    // the monitor has reaped it and sent `exited`.
+    const monitorOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+    const fds = (pid: number) => [0, 1, 2].map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`));
+    const quiet = await spawn(['sleep', '30'], { rootfs });
+    const traced = await spawn(['sleep', '30'], { rootfs, trace: true });
+    try {
+      expect(fds(monitorOf(quiet.pid))).toEqual(['/dev/null', '/dev/null', '/dev/null']);
+      expect(fds(quiet.pid).every((l) => l.startsWith('pipe:'))).toBe(true);
+      expect(fds(monitorOf(traced.pid))[2]).toMatch(/^pipe:/);
+    } finally {
+      quiet.kill('SIGKILL');
+      traced.kill('SIGKILL');
+    }
+    await quiet.wait();
+    const stderr = text(traced.stderr);
+    await traced.wait();
+    expect(await stderr).toContain('monitor: PID 1 has exited');
   });
 
   it('has exitCode and signalCode as ChildProcess does, and errors carry a code to switch on (issue 19)', async () => {

@@ -74,8 +74,29 @@ pub fn run(node: Channel, preserved: u32) -> i32 {
         log,
     } = s;
 
+    // The container's first process has its own copies of the caller's
+    // stdio now. A monitor with no trace to write there gives up its own at
+    // once: the caller's streams then end as the container's last process
+    // exits, before the monitor is woken to report it, rather than after
+    // (the streams' end was on the path of every result). A detached
+    // container's monitor keeps what it was given.
+    let early = !plan.detach && !plan.trace;
+    if early {
+        release_stdio();
+    }
+
     // Phases 7 to 10: the monitor.
-    let outcome = monitor::run(&node, child, &c, &plan, process, cgroup_dir, log, &tr, &release_stdio);
+    let outcome = monitor::run(
+        &node,
+        child,
+        &c,
+        &plan,
+        process,
+        cgroup_dir,
+        log,
+        &tr,
+        if early { &|| {} } else { &release_stdio },
+    );
     if (outcome.caller_gone || plan.detach) && !matches!(plan.cgroup, CgroupPhase::None) {
         // Its processes are gone (PID 1 is reaped): the cgroups are empty, and
         // nobody else will remove them now (tsbox gc takes what is left).
@@ -91,10 +112,11 @@ pub fn run(node: Channel, preserved: u32) -> i32 {
     outcome.status
 }
 
-/// The container's stdio, which is this helper's, given up once its
-/// processes are gone: the caller reads the end of its output now, not
-/// after this helper has torn the sandbox down (releasing a mount namespace
-/// waits for an RCU grace period, milliseconds).
+/// The container's stdio, which is this helper's, given up: once the
+/// container is cloned (no trace), or once its processes are gone (the
+/// monitor's trace lines go there until then). Either way the caller reads
+/// the end of its output before this helper has torn the sandbox down
+/// (releasing a mount namespace waits for an RCU grace period, milliseconds).
 fn release_stdio() {
     if let Ok(null) = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
         for fd in 0..3 {
