@@ -10,6 +10,11 @@
 // waits until they are all ready, and times `pool.run(['/bin/true'])` from
 // the call to its result. Its refill runs meanwhile, as in the bench.
 //
+// --mode run times `run(['/bin/true'], { rootfs })`: the API with its
+// output captured (stdio piped), where the result waits for the streams'
+// end as well as the exit; --mode api spawns with stdio 'ignore', as the
+// bench's API rows do.
+//
 // --mode cli times the CLI instead: a process `node CHECKOUT/bin/tsbox.js
 // run --rootfs DIR -- /bin/true` per launch, from its spawn to its exit;
 // with --image REF, `run --pull never REF /bin/true` (the image in the
@@ -17,7 +22,7 @@
 //
 // --gap MS waits MS before each launch (a launch after an idle spell).
 //
-//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]
+//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|run|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -37,8 +42,8 @@ const image = args.get('image');
 // next request comes, rather than back to back (v1 cgroup moves by pid
 // share a grace period back to back, and wait for one after ~20 ms idle).
 const gap = Number(args.get('gap') ?? 0);
-if (!base || !(rootfs || (mode === 'cli' && image)) || args.has('help') || !['api', 'pool', 'cli'].includes(mode) || !(size >= 1) || (image && mode !== 'cli') || !(gap >= 0)) {
-  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]');
+if (!base || !(rootfs || (mode === 'cli' && image)) || args.has('help') || !['api', 'run', 'pool', 'cli'].includes(mode) || !(size >= 1) || (image && mode !== 'cli') || !(gap >= 0)) {
+  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|run|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]');
   process.exit(2);
 }
 const here = fileURLToPath(new URL('..', import.meta.url));
@@ -53,7 +58,7 @@ while (pool && pool.stats().ready < size) {
   if (s.failed > 0) throw new Error('the pool could not build a sandbox: ' + (s.lastFailure ?? 'no reason given'));
   await new Promise((r) => setTimeout(r, 20));
 }
-const launch = pool ? () => pool.run(['/bin/true']) : async () => (await t.spawn(['/bin/true'], { rootfs, stdio: 'ignore' })).wait();
+const launch = pool ? () => pool.run(['/bin/true']) : mode === 'run' ? () => t.run(['/bin/true'], { rootfs }) : async () => (await t.spawn(['/bin/true'], { rootfs, stdio: 'ignore' })).wait();
 const rl = (await import('node:readline')).createInterface({ input: process.stdin });
 process.stdout.write('ready\\n');
 for await (const line of rl) {
