@@ -384,6 +384,20 @@ describe('spawn() and exec()', () => {
     expect([r.exitCode, r.stdout.length, r.stdout.slice(-3), r.stderr]).toEqual([0, 3_000_000, 'xxx', 'done\n']);
   });
 
+  it("stdin is a pipe to the container alone: once it closed its end, a write fails with EPIPE, as a ChildProcess's does", async () => {
+    // Without init the command is the only process that holds it (tsbox's
+    // init keeps its own copy, as the command's parent).
+    const c = await spawn(['sh', '-c', 'exec 0<&-; echo closed; sleep 30'], { rootfs, init: false });
+    try {
+      await new Promise<void>((resolve) => c.stdout!.once('data', () => resolve()));
+      const err = await new Promise<NodeJS.ErrnoException | null | undefined>((resolve) => c.stdin!.write('x', resolve));
+      expect(err?.code).toBe('EPIPE');
+    } finally {
+      c.kill('SIGKILL');
+      await c.wait().catch(() => {});
+    }
+  });
+
   it('has exitCode and signalCode as ChildProcess does, and errors carry a code to switch on (issue 19)', async () => {
     const c = await spawn(['sh', '-c', 'exit 3'], { rootfs });
     expect([c.exitCode, c.signalCode]).toEqual([null, null]);
