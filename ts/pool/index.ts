@@ -357,9 +357,12 @@ export class Pool {
     if (tighter.pidsLimit !== undefined && tighter.pidsLimit >= 0 && tighter.pidsLimit < 2 && base.options.init) {
       throw configError('pidsLimit', `${tighter.pidsLimit} leaves no room for the command beside the sandbox's init, which is a process of its own`, 'give 2 or more, or create the pool with init: false');
     }
-    const built: CallProcess = { o, tighter: Object.keys(tighter).length > 0 ? tighter : null, template: deepFreeze(processTemplate(o, seccomp)) };
     // A profile file is read again by each call, as run() reads it: it may change.
     const fromFile = typeof o.seccomp === 'string' && o.seccomp !== 'default' && o.seccomp !== 'unconfined';
+    // A call without options has the process each sandbox prepares ahead
+    // (#expected): one template for both.
+    const template = call?.key === '{}' && !fromFile ? this.#expected(base, seccomp) : deepFreeze(processTemplate(o, seccomp));
+    const built: CallProcess = { o, tighter: Object.keys(tighter).length > 0 ? tighter : null, template };
     if (call !== null && !fromFile) {
       base.processes ??= new Map();
       if (base.processes.size >= KEPT_PROCESSES) base.processes.delete(base.processes.keys().next().value!);
@@ -427,12 +430,19 @@ export class Pool {
    * refill's lets the event loop run between its steps (LaunchExtras.background):
    * a caller's hand-over is not held behind them.
    */
+  /**
+   * The process of a call without options, its command aside: each sandbox
+   * forks and prepares it while it waits, and such a call's plan is made
+   * from it. Built once per pool.
+   */
+  #expected(base: Base, seccomp: SeccompCompiler): ProcessTemplate {
+    base.expected ??= deepFreeze(processTemplate(base.options, seccomp));
+    return base.expected;
+  }
+
   async #launchReady(base: Base, refill: boolean): Promise<ReadySandbox> {
     const { options, layers } = base;
-    // A call without options gets exactly this (its command and env aside):
-    // its sandbox has it forked and prepared by the hand-over.
-    base.expected ??= deepFreeze(processTemplate(options, loadNative().binding));
-    const expected = base.expected;
+    const expected = this.#expected(base, loadNative().binding);
     if (layers === undefined) return launchReady(options, { explicitLimits: this.#explicitLimits, background: refill, expected });
     const { Store } = await import('../image/store.js');
     const imageLock = await new Store().launching();

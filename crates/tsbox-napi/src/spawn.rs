@@ -357,18 +357,19 @@ pub fn spawn_helper(
     let mut ignored = Vec::new();
     for (i, mode) in stdio.iter().enumerate() {
         let target = i as i32;
-        match mode.as_str() {
-            "inherit" => dups.push((above(target)?, target)),
-            "ignore" => ignored.push(target),
-            "pipe" => {
+        // A descriptor of this process (a detached container's log).
+        let given = mode.strip_prefix("fd:").and_then(|n| n.parse::<i32>().ok());
+        match (mode.as_str(), given) {
+            ("inherit", _) => dups.push((above(target)?, target)),
+            ("ignore", _) => ignored.push(target),
+            ("pipe", _) => {
                 let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err("pipe2", e))?;
                 let (child, parent) = if i == 0 { (r, w) } else { (w, r) };
                 ours[i] = Some(parent);
                 dups.push((above(child.as_raw_fd())?, target));
             }
-            // A descriptor of this process (a detached container's log).
-            fd if fd.starts_with("fd:") && fd[3..].parse::<i32>().is_ok() => dups.push((above(fd[3..].parse::<i32>().unwrap())?, target)),
-            other => {
+            (_, Some(fd)) => dups.push((above(fd)?, target)),
+            (other, None) => {
                 return Err(Error::new(
                     Status::InvalidArg,
                     format!("stdio[{i}] must be inherit, pipe, ignore or fd:N, not {other}"),
