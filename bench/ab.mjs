@@ -9,6 +9,8 @@
 // pool of --size sandboxes (stdio piped, as the bench's tsbox-pool peer),
 // waits until they are all ready, and times `pool.run(['/bin/true'])` from
 // the call to its result. Its refill runs meanwhile, as in the bench.
+// --call JSON gives each pooled call those options (`{"cwd":"/tmp"}`: a
+// process that differs from the one each sandbox forked ahead).
 //
 // --mode run times `run(['/bin/true'], { rootfs })`: the API with its
 // output captured (stdio piped), where the result waits for the streams'
@@ -22,7 +24,7 @@
 //
 // --gap MS waits MS before each launch (a launch after an idle spell).
 //
-//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|run|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]
+//   node bench/ab.mjs --base /tmp/base --rootfs DIR [--mode api|run|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS] [--call JSON]
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -42,15 +44,21 @@ const image = args.get('image');
 // next request comes, rather than back to back (v1 cgroup moves by pid
 // share a grace period back to back, and wait for one after ~20 ms idle).
 const gap = Number(args.get('gap') ?? 0);
-if (!base || !(rootfs || (mode === 'cli' && image)) || args.has('help') || !['api', 'run', 'pool', 'cli'].includes(mode) || !(size >= 1) || (image && mode !== 'cli') || !(gap >= 0)) {
-  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|run|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS]');
+let call = '{}';
+try {
+  call = JSON.stringify(JSON.parse(args.get('call') ?? '{}'));
+} catch {
+  call = null;
+}
+if (!base || !(rootfs || (mode === 'cli' && image)) || args.has('help') || !['api', 'run', 'pool', 'cli'].includes(mode) || !(size >= 1) || (image && mode !== 'cli') || !(gap >= 0) || call === null || (call !== '{}' && mode !== 'pool')) {
+  console.error('usage: node bench/ab.mjs --base CHECKOUT --rootfs DIR [--mode api|run|pool|cli] [--image REF] [--size 8] [--n 200] [--warmup 10] [--gap MS] [--call JSON]');
   process.exit(2);
 }
 const here = fileURLToPath(new URL('..', import.meta.url));
 
 const WORKER = `
 const t = await import(process.argv[1] + '/dist/tsbox.js');
-const [rootfs, mode, size] = [process.argv[2], process.argv[3], Number(process.argv[4])];
+const [rootfs, mode, size, call] = [process.argv[2], process.argv[3], Number(process.argv[4]), JSON.parse(process.argv[5])];
 const pool = mode === 'pool' ? t.createPool({ rootfs, size, stdio: 'pipe' }) : null;
 while (pool && pool.stats().ready < size) {
   // A pool that cannot build its sandboxes (a bad rootfs) would be waited for forever.
@@ -58,7 +66,7 @@ while (pool && pool.stats().ready < size) {
   if (s.failed > 0) throw new Error('the pool could not build a sandbox: ' + (s.lastFailure ?? 'no reason given'));
   await new Promise((r) => setTimeout(r, 20));
 }
-const launch = pool ? () => pool.run(['/bin/true']) : mode === 'run' ? () => t.run(['/bin/true'], { rootfs }) : async () => (await t.spawn(['/bin/true'], { rootfs, stdio: 'ignore' })).wait();
+const launch = pool ? () => pool.run(['/bin/true'], call) : mode === 'run' ? () => t.run(['/bin/true'], { rootfs }) : async () => (await t.spawn(['/bin/true'], { rootfs, stdio: 'ignore' })).wait();
 const rl = (await import('node:readline')).createInterface({ input: process.stdin });
 process.stdout.write('ready\\n');
 for await (const line of rl) {
@@ -72,7 +80,7 @@ await pool?.close();
 `;
 
 function worker(dir) {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', WORKER, dir, rootfs, mode, String(size)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', WORKER, dir, rootfs, mode, String(size), call], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   return {
     /** Resolves once its pool (in pool mode) is full. */
@@ -126,4 +134,4 @@ for (const b of builds) await b.w.close();
 const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 const row = (b) => ({ build: b.name, median: q(b.ms, 0.5).toFixed(2), p90: q(b.ms, 0.9).toFixed(2), p99: q(b.ms, 0.99).toFixed(2), mean: (b.ms.reduce((a, x) => a + x, 0) / b.ms.length).toFixed(2) });
 console.table(builds.map(row));
-console.log(`${mode}${image ? ` ${image}` : ''}: this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved${gap > 0 ? `, ${gap} ms idle before each` : ''})`);
+console.log(`${mode}${image ? ` ${image}` : ''}${call !== '{}' ? ` ${call}` : ''}: this / base, median: ${(q(builds[1].ms, 0.5) / q(builds[0].ms, 0.5)).toFixed(3)} (n=${n} each, interleaved${gap > 0 ? `, ${gap} ms idle before each` : ''})`);
