@@ -8,19 +8,16 @@
 //! its argv and env, the init first restricts itself the same way (as it
 //! would before forking: it is never less restricted than its command once
 //! the command runs), then hands the waiting process its argv and env, and
-//! that process execs. Otherwise the waiting process is killed and reaped,
-//! and one is forked for the process that came, the same way and as PID 2
-//! again ([`fork_again`]): the command has the pid it would have in a
-//! container started cold. What cannot be forked so (a terminal, a user the
-//! container does not know) is prepared as usual, with the same result and
-//! the same errors.
+//! that process execs. Otherwise the waiting process is killed and the
+//! process is prepared as usual, with the same result and the same errors,
+//! and with the pid the waiting process had (see [`keep_pid_counter`]).
 //!
 //! The waiting process runs nothing of the container's: it is tsbox-init,
 //! reading its argv and env from a pipe only the init writes to.
 
-use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
@@ -45,20 +42,59 @@ struct Given {
     env: Vec<String>,
 }
 
+/// The container's `/proc/sys/kernel`, while its init keeps it: see [`keep_pid_counter`].
+static PID_COUNTER: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Keeps `dir`, the container's own `/proc/sys/kernel` (O_PATH), opened by
+/// the init of a pool's sandbox with a pid namespace of its own, once its
+/// /proc is mounted and before /proc/sys is made read-only: the
+/// `ns_last_pid` in it is still writable through this descriptor, which
+/// names the directory on the proc mount itself, not on the read-only bind.
+///
+/// A command the init forks after it killed the process forked ahead would
+/// be PID 3 where a cold container's is PID 2 (`echo $$`). The init, still
+/// unrestricted, sets the namespace's last pid back below the one it reaped
+/// (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over the namespace's user
+/// namespace), and the fork that follows gets it again. The descriptor goes
+/// at the hand-over, whichever way it goes, before the init restricts itself
+/// (which closes everything of the host's): the command never has it.
+pub fn keep_pid_counter(dir: OwnedFd) {
+    *PID_COUNTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir);
+}
+
+fn take_pid_counter() -> Option<OwnedFd> {
+    PID_COUNTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+}
+
+/// The next process of this pid namespace gets `pid` (free again: its
+/// process was reaped). Best effort: a kernel or a state that refuses it
+/// leaves the next pid to the kernel.
+fn reuse_pid(counter: OwnedFd, pid: Pid, tr: Trace) {
+    let set = nix::fcntl::openat(
+        &counter,
+        "ns_last_pid",
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .and_then(|f| nix::unistd::write(&f, (pid.as_raw() - 1).to_string().as_bytes()));
+    if let Err(e) = set {
+        trace!(tr, "process: the next pid is the kernel's choice (ns_last_pid: {e})");
+    }
+}
+
 /// The process forked ahead, as the init holds it.
 pub struct Ahead<'a> {
-    /// What it was prepared as: the pool's process, or the call's own
-    /// (forked again at the hand-over, see [`fork_again`]).
-    expected: Cow<'a, ProcessPlan>,
+    /// What it was prepared as.
+    expected: &'a ProcessPlan,
     pub pid: Pid,
-    /// How the trace names it: "forked ahead", "forked at the hand-over".
-    pub how: &'static str,
     /// The init's end of the pipe the argv and env go through.
     go: OwnedFd,
     /// Closed by its exec; a failed exec writes a byte first.
     exec_status: OwnedFd,
     /// The user it became, looked up once for both.
     user: Resolved,
+    /// The container's `/proc/sys/kernel`, when the init kept it.
+    pid_counter: Option<OwnedFd>,
 }
 
 /// Whether `expected` can be prepared ahead in this sandbox: under tsbox's
@@ -82,96 +118,49 @@ fn eligible(plan: &SandboxPlan, expected: &ProcessPlan) -> bool {
 /// The bool: this process made its session (the process's, then, whichever
 /// way it starts).
 pub fn fork_expected<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> (Option<Ahead<'a>>, bool) {
+    // Here or nowhere: the init restricts itself later, closing it.
+    let pid_counter = take_pid_counter();
     let Some(expected) = plan.expected_process.as_deref().filter(|e| eligible(plan, e)) else {
         return (None, false);
     };
-    let Some(parts) = Parts::new(expected) else {
+    let Ok(user) = users::resolve_in_container(&expected.user) else {
+        return (None, false);
+    };
+    let (Ok((go_rd, go_wr)), Ok((status_rd, status_wr))) = (pipe2(nix::fcntl::OFlag::O_CLOEXEC), pipe2(nix::fcntl::OFlag::O_CLOEXEC))
+    else {
         return (None, false);
     };
     // The init's session, which the command joins (as when init forks it later).
     if nix::unistd::setsid().is_err() {
         return (None, false);
     }
-    (parts.fork(plan, Cow::Borrowed(expected), None, chan, tr), true)
-}
-
-/// When the process forked ahead was let go at the hand-over (it did not
-/// fit, or had died) and reaped: forks one for `process` itself the same
-/// way, while this init is still unrestricted, as PID 2. The command then
-/// has the pid it has in a container started cold, where it is the init's
-/// first child; forked later by the init, it would be PID 3. None when it
-/// cannot be prepared so (as [`fork_expected`]); the usual way then.
-pub fn fork_again<'a>(plan: &'a SandboxPlan, process: &ProcessPlan, chan: &Channel, tr: Trace) -> Option<Ahead<'a>> {
-    if !eligible(plan, process) {
-        return None;
-    }
-    let parts = Parts::new(process)?;
-    parts.fork(plan, Cow::Owned(process.clone()), Some(Pid::from_raw(2)), chan, tr)
-}
-
-/// What a fork ahead needs before it forks.
-struct Parts {
-    user: Resolved,
-    /// The argv and env's pipe: (read, write).
-    go: (OwnedFd, OwnedFd),
-    /// The exec status pipe: (read, write).
-    status: (OwnedFd, OwnedFd),
-}
-
-impl Parts {
-    fn new(expected: &ProcessPlan) -> Option<Parts> {
-        let user = users::resolve_in_container(&expected.user).ok()?;
-        let go = pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
-        let status = pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
-        Some(Parts { user, go, status })
-    }
-
-    /// Forks, as the process numbered `as_pid` where the kernel lets this
-    /// init choose (otherwise as the next one).
-    fn fork<'a>(
-        self,
-        plan: &'a SandboxPlan,
-        expected: Cow<'a, ProcessPlan>,
-        as_pid: Option<Pid>,
-        chan: &Channel,
-        tr: Trace,
-    ) -> Option<Ahead<'a>> {
-        let Parts {
-            user,
-            go: (go_rd, go_wr),
-            status: (status_rd, status_wr),
-        } = self;
-        let how = if as_pid.is_some() {
-            "forked at the hand-over"
-        } else {
-            "forked ahead"
-        };
-        // SAFETY: this process is single-threaded.
-        let forked = match as_pid.map(crate::helper::clone::fork_as) {
-            Some(Ok(f)) => Ok(f),
-            _ => unsafe { fork() },
-        };
-        match forked {
-            Err(e) => {
-                trace!(tr, "process: not forked ahead ({e}); it is prepared when it comes");
-                None
-            }
-            Ok(ForkResult::Child) => {
-                drop(go_wr);
-                drop(status_rd);
-                wait_and_exec(plan, &expected, user, chan, go_rd, status_wr, tr)
-            }
-            Ok(ForkResult::Parent { child }) => {
-                trace!(tr, "process: {how} as PID {child}, prepared as uid {} gid {}", user.uid, user.gid);
-                Some(Ahead {
-                    expected,
-                    pid: child,
-                    how,
-                    go: go_wr,
-                    exec_status: status_rd,
-                    user,
-                })
-            }
+    // SAFETY: this process is single-threaded.
+    match unsafe { fork() } {
+        Err(e) => {
+            trace!(tr, "process: not forked ahead ({e}); it is prepared when it comes");
+            (None, true)
+        }
+        Ok(ForkResult::Child) => {
+            drop(go_wr);
+            drop(status_rd);
+            wait_and_exec(plan, expected, user, chan, go_rd, status_wr, tr)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            trace!(
+                tr,
+                "process: forked ahead as PID {child}, prepared as uid {} gid {}",
+                user.uid,
+                user.gid
+            );
+            let ahead = Ahead {
+                expected,
+                pid: child,
+                go: go_wr,
+                exec_status: status_rd,
+                user,
+                pid_counter,
+            };
+            (Some(ahead), true)
         }
     }
 }
@@ -269,17 +258,22 @@ impl<'a> Ahead<'a> {
     /// Restricts the init like `process` (the user looked up already), when
     /// the process forked ahead can become it; otherwise kills that one and
     /// gives `process` back to be prepared as usual.
-    pub fn take(self, plan: &SandboxPlan, process: &ProcessPlan, chan: &Channel, tr: Trace) -> Result<Option<Ahead<'a>>, Report> {
-        if let Some(field) = Self::differs(&self.expected, process) {
-            trace!(tr, "process: the one {} does not fit (its {field} differs)", self.how);
-            self.cancel();
+    pub fn take(mut self, plan: &SandboxPlan, process: &ProcessPlan, chan: &Channel, tr: Trace) -> Result<Option<Ahead<'a>>, Report> {
+        let counter = self.pid_counter.take();
+        if let Some(field) = Self::differs(self.expected, process) {
+            trace!(
+                tr,
+                "process: the one forked ahead does not fit (its {field} differs); prepared as usual"
+            );
+            self.let_go(counter, tr);
             return Ok(None);
         }
         if self.gone() {
-            trace!(tr, "process: the one {} is gone", self.how);
-            self.cancel();
+            trace!(tr, "process: the one forked ahead is gone; prepared as usual");
+            self.let_go(counter, tr);
             return Ok(None);
         }
+        drop(counter);
         let how = Apply {
             user: Some(self.user.clone()),
             keep: &[self.go.as_raw_fd(), self.exec_status.as_raw_fd()],
@@ -314,6 +308,16 @@ impl<'a> Ahead<'a> {
             return Err(crate::helper::monitor::died_before_start(code, signal));
         }
         Ok((self.pid, self.exec_status))
+    }
+
+    /// Kills and reaps it, and hands its pid on to the process the init
+    /// forks next, as a cold container's command has it.
+    fn let_go(self, counter: Option<OwnedFd>, tr: Trace) {
+        let pid = self.pid;
+        self.cancel();
+        if let Some(counter) = counter {
+            reuse_pid(counter, pid, tr);
+        }
     }
 
     /// Kills and reaps it.

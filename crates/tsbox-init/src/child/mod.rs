@@ -53,7 +53,7 @@ pub fn run(plan: &SandboxPlan, chan: Channel, tr: Trace) -> ! {
         hooks::remember_host_pid();
     }
     let report = match start(plan, &chan, tr) {
-        Ok(Start::Forked(ahead, process)) => pid1::run_ahead(*ahead, &process, &chan, tr),
+        Ok(Start::Forked(ahead, process)) => pid1::run_ahead(ahead, &process, &chan, tr),
         Ok(Start::Command(cmd, process)) if plan.init => pid1::run(cmd, &chan, process.tty.is_some(), tr),
         Ok(Start::Command(cmd, _)) => {
             trace!(tr, "exec: {} (as PID 1)", cmd.name());
@@ -69,7 +69,7 @@ enum Start<'a> {
     /// This process execs it, or (as init) forks it first.
     Command(command::Command, ProcessPlan),
     /// The process forked ahead becomes it ([`ahead`]); this one is its init.
-    Forked(Box<ahead::Ahead<'a>>, ProcessPlan),
+    Forked(ahead::Ahead<'a>, ProcessPlan),
 }
 
 /// Reports `report` to the helper and exits with its status.
@@ -88,15 +88,8 @@ fn start<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::R
     let process = wait_process(chan)?;
     if let Some(a) = ahead {
         if let Some(a) = a.take(plan, &process, chan, tr)? {
-            return Ok(Start::Forked(Box::new(a), process));
+            return Ok(Start::Forked(a, process));
         }
-        // It was let go (and reaped): one for this process takes its place, as PID 2.
-        if let Some(a) = ahead::fork_again(plan, &process, chan, tr) {
-            if let Some(a) = a.take(plan, &process, chan, tr)? {
-                return Ok(Start::Forked(Box::new(a), process));
-            }
-        }
-        trace!(tr, "process: prepared as usual");
     }
     let how = process::Apply {
         in_session,

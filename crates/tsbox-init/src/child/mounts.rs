@@ -282,12 +282,28 @@ pub fn build_root(
     let root = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
     let new_root = NewRoot::of(root.as_raw_fd())?;
     let own_netns = plan.has(tsbox_core::Namespace::Net) && !plan.joins(tsbox_core::Namespace::Net);
+    // A pool's sandbox, with a pid namespace of its own: its init may hand
+    // the pid of the process it forked ahead to the one it prepares instead.
+    let pid_counter_wanted =
+        plan.expected_process.is_some() && plan.has(tsbox_core::Namespace::Pid) && !plan.joins(tsbox_core::Namespace::Pid);
     for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
         if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
             enter_cgroup()?;
         }
         match apply(&new_root, i, m, source, &devnull, &plan.mounts[..i], own_netns) {
-            Ok(Applied::Done) => trace!(tr, "{}", describe(m)),
+            Ok(Applied::Done) => {
+                trace!(tr, "{}", describe(m));
+                if pid_counter_wanted && m.target == "/proc" && matches!(&m.kind, MountKind::Fs { fstype, .. } if fstype == "proc") {
+                    // Before /proc/sys is made read-only: see ahead::keep_pid_counter.
+                    if let Ok(dir) = resolve(
+                        root.as_raw_fd(),
+                        "/proc/sys/kernel",
+                        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    ) {
+                        super::ahead::keep_pid_counter(dir);
+                    }
+                }
+            }
             Ok(Applied::Missing) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
             Ok(Applied::HostSys(e)) => trace!(
                 tr,

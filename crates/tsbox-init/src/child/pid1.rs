@@ -71,12 +71,11 @@ pub fn run_ahead(ahead: super::ahead::Ahead, process: &ProcessPlan, chan: &Chann
     // Opened before it can exec (see run).
     let stat = open_stat(ahead.pid);
     let name = process.argv.first().cloned().unwrap_or_default();
-    let how = format!(", {}", ahead.how);
     let (pid, exec_status) = match ahead.go(process) {
         Ok(parts) => parts,
         Err(r) => return r,
     };
-    supervise_from_exec(pid, exec_status, stat, &sfd, chan, &name, &how, tr)
+    supervise_from_exec(pid, exec_status, stat, &sfd, chan, &name, ", forked ahead", tr)
 }
 
 /// The command's side once it is ready: execs, or reports why it could

@@ -95,32 +95,6 @@ pub fn clone_container(flags: u64, cgroup: Option<RawFd>) -> Result<Forked, Errn
     }
 }
 
-/// fork(2) as the process numbered `pid` in this process's pid namespace
-/// (clone3's `set_tid`, Linux 5.5), which needs CAP_SYS_ADMIN or
-/// CAP_CHECKPOINT_RESTORE over the namespace's user namespace. An error is
-/// the kernel's refusal: the number is taken (EEXIST), an older kernel or a
-/// filter (ENOSYS, EPERM), no such capability (EPERM); the caller forks as
-/// usual then.
-pub fn fork_as(pid: Pid) -> Result<nix::unistd::ForkResult, Errno> {
-    let tid: libc::pid_t = pid.as_raw();
-    let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        set_tid: &tid as *const libc::pid_t as u64,
-        set_tid_size: 1,
-        ..Default::default()
-    };
-    // SAFETY: clone3 with a null stack duplicates this single-threaded
-    // process, as fork does; the args and the pid they point to outlive the call.
-    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    match ret {
-        0 => Ok(nix::unistd::ForkResult::Child),
-        child if child > 0 => Ok(nix::unistd::ForkResult::Parent {
-            child: Pid::from_raw(child as i32),
-        }),
-        _ => Err(Errno::last()),
-    }
-}
-
 /// Names of the namespace flags set in `flags`, for the trace.
 pub fn flag_names(flags: u64) -> String {
     let mut names: Vec<String> = tsbox_core::Namespace::ALL
@@ -144,23 +118,3 @@ pub fn flag_names(flags: u64) -> String {
 
 /// The child's parent is the caller's parent (SandboxPlan.reparent).
 pub const CLONE_PARENT: u64 = 0x8000;
-
-#[cfg(test)]
-mod tests {
-    use nix::errno::Errno;
-    use nix::unistd::{ForkResult, Pid};
-
-    #[test]
-    fn fork_as_a_number_in_use_is_refused_rather_than_given_another() {
-        // This process's own number: taken (EEXIST as root, EPERM without
-        // CAP_SYS_ADMIN; ENOSYS before Linux 5.5). Never a child under another number.
-        match super::fork_as(Pid::this()) {
-            Err(e) => assert!(matches!(e, Errno::EEXIST | Errno::EPERM | Errno::ENOSYS), "{e}"),
-            Ok(ForkResult::Child) => unsafe { libc::_exit(0) },
-            Ok(ForkResult::Parent { child }) => {
-                let _ = nix::sys::wait::waitpid(child, None);
-                panic!("forked as {child}, not refused");
-            }
-        }
-    }
-}
