@@ -281,16 +281,26 @@ describe('a pool', () => {
   });
 
   it("gives the command the pid and parent a cold container's has, whether the process forked ahead fits or not", async () => {
-    await withPool({ size: 1 }, async (pool) => {
-      // Its descriptors too: the init's way to the pid counter never reaches it.
-      const pids = ['sh', '-c', 'echo $$ $PPID; ls /proc/self/fd'];
-      for (const options of [{}, { cwd: '/tmp' }, { user: '1000' }, { env: { A: '1' }, cwd: '/' }]) {
+    // The init sets the pid namespace's ns_last_pid (a kernel with CONFIG_CHECKPOINT_RESTORE).
+    expect(existsSync('/proc/sys/kernel/ns_last_pid'), 'no ns_last_pid in this kernel: a call that does not fit gets PID 3').toBe(true);
+    await withPool({ size: 1, trace: true }, async (pool) => {
+      // Its descriptors and its read-only /proc/sys too: the init's way to
+      // the pid counter never reaches it.
+      const pids = ['sh', '-c', 'echo $$ $PPID; ls /proc/self/fd; echo 5 2>/dev/null > /proc/sys/kernel/ns_last_pid && echo written || echo refused'];
+      const calls: [Record<string, unknown>, RegExp][] = [
+        [{}, /exec: sh \(as PID 2 under init, forked ahead\)/],
+        [{ cwd: '/tmp' }, /does not fit \(its cwd differs\); prepared as usual/],
+        [{ user: '1000' }, /does not fit \(its user differs\); prepared as usual/],
+        [{ env: { A: '1' }, cwd: '/' }, /exec: sh \(as PID 2 under init, forked ahead\)/],
+      ];
+      for (const [options, way] of calls) {
         await ready(pool, 1);
-        const pooled = await pool.run(pids, options);
+        const pooled = await pool.run(pids, { ...options, trace: true });
         const cold = await run(pids, { rootfs, ...options });
         expect(pooled.exitCode, pooled.stderr).toBe(0);
+        expect(pooled.stderr, JSON.stringify(options)).toMatch(way);
         expect(pooled.stdout, JSON.stringify(options)).toBe(cold.stdout);
-        expect(pooled.stdout).toMatch(/^2 1\n/);
+        expect(pooled.stdout).toMatch(/^2 1\n(.|\n)*refused\n$/);
       }
       expect(pool.stats()).toMatchObject({ handedOver: 4, failed: 0 });
     });

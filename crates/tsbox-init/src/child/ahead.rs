@@ -143,6 +143,8 @@ pub fn fork_expected<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> (O
         Ok(ForkResult::Child) => {
             drop(go_wr);
             drop(status_rd);
+            // The init's alone.
+            drop(pid_counter);
             wait_and_exec(plan, expected, user, chan, go_rd, status_wr, tr)
         }
         Ok(ForkResult::Parent { child }) => {

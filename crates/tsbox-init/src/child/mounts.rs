@@ -282,10 +282,11 @@ pub fn build_root(
     let root = at(NEWROOT).step_path(Step::BindRootfs, NEWROOT, || "open the new root".into())?;
     let new_root = NewRoot::of(root.as_raw_fd())?;
     let own_netns = plan.has(tsbox_core::Namespace::Net) && !plan.joins(tsbox_core::Namespace::Net);
-    // A pool's sandbox, with a pid namespace of its own: its init may hand
-    // the pid of the process it forked ahead to the one it prepares instead.
+    // A pool's sandbox under tsbox's init, with a pid namespace of its own:
+    // its init may hand the pid of the process it forked ahead to the one it
+    // prepares instead.
     let pid_counter_wanted =
-        plan.expected_process.is_some() && plan.has(tsbox_core::Namespace::Pid) && !plan.joins(tsbox_core::Namespace::Pid);
+        plan.init && plan.expected_process.is_some() && plan.has(tsbox_core::Namespace::Pid) && !plan.joins(tsbox_core::Namespace::Pid);
     for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
         if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
             enter_cgroup()?;
