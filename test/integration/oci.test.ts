@@ -5,14 +5,15 @@
  * container's process sees.
  */
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { afterEach, describe, expect, inject, it } from 'vitest';
 
 import { RUNTIME_TOOLS_DEVICE_RULES, runtimeToolsConfig, type Config } from '../support/oci.js';
 import { probePath } from '../support/rootfs.js';
+import { locateNative } from '../../ts/native.js';
 import { alive, BIN, cli, eventually, scratchDir } from '../support/tsbox.js';
 import { throwawayUser } from '../support/host.js';
 
@@ -357,6 +358,21 @@ describe('exec', () => {
     const admin = await cli(['exec', '--cap', 'CAP_SYS_ADMIN', id, 'true']);
     expect(admin.code).not.toBe(0);
     expect(admin.stderr).toContain('process.capabilities.bounding: has CAP_SYS_ADMIN');
+    expect((await cli(['delete', '--force', id])).code).toBe(0);
+  });
+
+  it('a tsbox-init that cannot be started: exec --detach fails with 125 and says which, as run does; the container runs on', async () => {
+    const id = await running(bundle('sleep 100'));
+    const dir = join(scratch, 'badinit');
+    mkdirSync(dir);
+    const { addonPath } = locateNative();
+    copyFileSync(addonPath, join(dir, basename(addonPath)));
+    writeFileSync(join(dir, 'tsbox-init'), 'not a program\n', { mode: 0o755 });
+    const init = join(dir, 'tsbox-init');
+    const r = await cli(['exec', '--detach', id, 'true'], { env: { ...process.env, TSBOX_NATIVE_DIR: dir } });
+    expect(r.code).toBe(125);
+    expect(r.stderr).toBe(`tsbox: spawn_helper(${init}): start ${init}: Exec format error (ENOEXEC); reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init\n`);
+    expect((await cli(['exec', id, 'true'])).code).toBe(0);
     expect((await cli(['delete', '--force', id])).code).toBe(0);
   });
 

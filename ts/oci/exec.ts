@@ -13,7 +13,7 @@ import { TsboxError } from '../errors.js';
 import type { ProcessPlan } from '../generated/wire.js';
 import { loadNative, type NativeChannel, type NativeHelper } from '../native.js';
 import { execPlan, keepAlive, type Container } from '../runtime/container.js';
-import { recv, toHelper, toMonitor } from '../runtime/protocol.js';
+import { recv, spawnFailure, toHelper, toMonitor } from '../runtime/protocol.js';
 import { containerDir } from '../runtime/state.js';
 import { deviceGuardProblems, notifies, ociProcessPlan, processProblems } from './plan.js';
 import { findOci, ociState, savedConfig, writePidFile } from './runtime.js';
@@ -215,10 +215,14 @@ async function execDetached(control: string, plan: ProcessPlan, terminal: boolea
       if (fd < 0) throw new TsboxError({ step: 'join', errno: 71, path: id, detail: "the container's monitor sent fewer descriptors than namespaces", hint: null });
       taken.push(fd);
     }
-    helper = native.binding.spawnHelper(native.initPath, ['ignore', 'ignore', 'inherit'], ch.childFd, undefined, true);
-    ch.closeChild();
-    // The spawn runs on the addon's thread: its error, if it failed, before the process goes to it.
-    helper.started();
+    try {
+      helper = native.binding.spawnHelper(native.initPath, ['ignore', 'ignore', 'inherit'], ch.childFd, undefined, true);
+      ch.closeChild();
+      // The spawn runs on the addon's thread: its error, if it failed, before the process goes to it.
+      helper.started();
+    } catch (err) {
+      throw spawnFailure(native.initPath, err);
+    }
     // The process's stdio is this process's, as runc's (conmon's pipes or pty).
     const stdio = terminal ? [] : [0, 1, 2];
     await toHelper.execInto(ch, { process: plan, stdio: stdio.length, namespaces: ns.namespaces, procs: ns.procs, cgroupDir: ns.cgroupDir }, [...stdio, ...taken]);

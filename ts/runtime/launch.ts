@@ -33,7 +33,7 @@ import { releaseLater } from './release.js';
 import { NETWORK_DIR } from '../network/records.js';
 import type { Refusals } from '../network/refused.js';
 import { buildPlan, planFor, type PlanContext, type ProcessPlan, type ProcessTemplate, type SandboxPlan } from './plan.js';
-import { helperDied, recv, SIGNAL_NAMES, toHelper, traceLine, traceStart, type HelperMsg } from './protocol.js';
+import { helperDied, recv, SIGNAL_NAMES, spawnFailure, toHelper, traceLine, traceStart, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, recvStarted, takeTerminal } from './streams.js';
 import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState, type ContainerState } from './state.js';
 
@@ -299,18 +299,13 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
   // (0.2 ms back to back, ~0.9 ms after an idle spell): this thread goes on
   // to the plan, and helperPid() has its outcome before the plan goes out.
   const ch = new native.binding.Channel();
-  const spawnFailure = (err: unknown) =>
-    new TsboxError(
-      { step: 'spawn_helper', errno: 0, path: native.initPath, detail: (err as Error).message, hint: 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init' },
-      { cause: err },
-    );
   let helper: NativeHelper;
   try {
     helper = native.binding.spawnHelper(native.initPath, stdioFor(o, log), ch.childFd, extras.oci?.preserveFds);
   } catch (err) {
     cleanup();
     ch.close();
-    throw spawnFailure(err);
+    throw spawnFailure(native.initPath, err);
   } finally {
     ch.closeChild();
     if (log !== null) closeSync(log);
@@ -338,7 +333,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
     try {
       return helper.started();
     } catch (err) {
-      throw spawnFailure(err);
+      throw spawnFailure(native.initPath, err);
     }
   };
   // A refill's steps up to the plan are ~6 ms of synchronous work on this

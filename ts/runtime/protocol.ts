@@ -118,6 +118,17 @@ export function signalNumber(sig: NodeJS.Signals | number): number {
   return n;
 }
 
+/**
+ * tsbox-init could not be started (spawnHelper's argument check, or the
+ * spawn itself, which `started()` reports): `spawn_helper` on its path.
+ */
+export function spawnFailure(initPath: string, err: unknown): TsboxError {
+  return new TsboxError(
+    { step: 'spawn_helper', errno: 0, path: initPath, detail: (err as Error).message, hint: 'reinstall tsbox, or point TSBOX_NATIVE_DIR at a build holding tsbox-init' },
+    { cause: err },
+  );
+}
+
 /** A failure the helper could not report (it died, or never started). */
 export function helperDied(how: { code: number | null; signal: NodeJS.Signals | null }, stage: string): TsboxError {
   return new TsboxError({
