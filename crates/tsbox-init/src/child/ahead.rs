@@ -10,14 +10,13 @@
 //! the command runs), then hands the waiting process its argv and env, and
 //! that process execs. Otherwise the waiting process is killed and the
 //! process is prepared as usual, with the same result and the same errors,
-//! and with the pid the waiting process had (see [`keep_pid_counter`]).
+//! and with the pid the waiting process had (see [`fork_expected`]).
 //!
 //! The waiting process runs nothing of the container's: it is tsbox-init,
 //! reading its argv and env from a pipe only the init writes to.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
@@ -40,30 +39,6 @@ const MAX_GIVEN: usize = 64 << 20;
 struct Given {
     argv: Vec<String>,
     env: Vec<String>,
-}
-
-/// The container's `/proc/sys/kernel`, while its init keeps it: see [`keep_pid_counter`].
-static PID_COUNTER: Mutex<Option<OwnedFd>> = Mutex::new(None);
-
-/// Keeps `dir`, the container's own `/proc/sys/kernel` (O_PATH), opened by
-/// the init of a pool's sandbox with a pid namespace of its own, once its
-/// /proc is mounted and before /proc/sys is made read-only: the
-/// `ns_last_pid` in it is still writable through this descriptor, which
-/// names the directory on the proc mount itself, not on the read-only bind.
-///
-/// A command the init forks after it killed the process forked ahead would
-/// be PID 3 where a cold container's is PID 2 (`echo $$`). The init, still
-/// unrestricted, sets the namespace's last pid back below the one it reaped
-/// (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over the namespace's user
-/// namespace), and the fork that follows gets it again. The descriptor goes
-/// at the hand-over, whichever way it goes, before the init restricts itself
-/// (which closes everything of the host's): the command never has it.
-pub fn keep_pid_counter(dir: OwnedFd) {
-    *PID_COUNTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir);
-}
-
-fn take_pid_counter() -> Option<OwnedFd> {
-    PID_COUNTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
 }
 
 /// The next process of this pid namespace gets `pid` (free again: its
@@ -117,9 +92,19 @@ fn eligible(plan: &SandboxPlan, expected: &ProcessPlan) -> bool {
 /// the hand-over then prepares its process as usual, and reports any error.
 /// The bool: this process made its session (the process's, then, whichever
 /// way it starts).
-pub fn fork_expected<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> (Option<Ahead<'a>>, bool) {
-    // Here or nowhere: the init restricts itself later, closing it.
-    let pid_counter = take_pid_counter();
+///
+/// `pid_counter` is the container's own `/proc/sys/kernel` (O_PATH), which
+/// the init of a pool's sandbox with a pid namespace of its own opened on
+/// its proc mount before /proc/sys was made read-only: the `ns_last_pid` in
+/// it is still writable through it. A command the init forks after it has
+/// killed the process forked ahead would be PID 3 where a cold container's
+/// is PID 2 (`echo $$`). So the init, still unrestricted, sets the
+/// namespace's last pid back below the one it reaped (CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE over the namespace's user namespace), and the fork
+/// that follows gets it again. The descriptor goes at the hand-over,
+/// whichever way it goes, before the init restricts itself (which closes
+/// everything of the host's): the command never has it.
+pub fn fork_expected<'a>(plan: &'a SandboxPlan, pid_counter: Option<OwnedFd>, chan: &Channel, tr: Trace) -> (Option<Ahead<'a>>, bool) {
     let Some(expected) = plan.expected_process.as_deref().filter(|e| eligible(plan, e)) else {
         return (None, false);
     };

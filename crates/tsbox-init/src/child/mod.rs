@@ -81,10 +81,10 @@ pub fn fail(chan: &Channel, report: Report) -> ! {
 }
 
 fn start<'a>(plan: &'a SandboxPlan, chan: &Channel, tr: Trace) -> crate::fail::Result<Start<'a>> {
-    let console = sandbox::build(plan, chan, tr)?;
+    let sandbox::Built { console, pid_counter } = sandbox::build(plan, chan, tr)?;
     sandbox::ready(plan, chan, tr)?;
     // A pool's sandbox: its likely process, forked and prepared while it waits.
-    let (ahead, in_session) = ahead::fork_expected(plan, chan, tr);
+    let (ahead, in_session) = ahead::fork_expected(plan, pid_counter, chan, tr);
     let process = wait_process(chan)?;
     if let Some(a) = ahead {
         if let Some(a) = a.take(plan, &process, chan, tr)? {

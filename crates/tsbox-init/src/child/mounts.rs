@@ -146,13 +146,15 @@ pub fn open_sources(plan: &SandboxPlan, trees: Vec<OwnedFd>, tr: &Trace) -> Resu
 /// Builds the new root and pivots into it. `enter_cgroup` runs once, before
 /// the first mount on /sys/fs/cgroup (whose cgroupfs must show the container's
 /// cgroup namespace) or, without one, before pivot_root.
+/// Returns a pool's sandbox's `/proc/sys/kernel`, opened on its proc mount
+/// before /proc/sys is made read-only (see [`super::ahead::fork_expected`]).
 pub fn build_root(
     plan: &SandboxPlan,
     sources: Sources,
     tr: &Trace,
     chan: &crate::channel::Channel,
     enter_cgroup: &mut dyn FnMut() -> Result<()>,
-) -> Result<()> {
+) -> Result<Option<OwnedFd>> {
     let RootfsSpec::Path {
         path: rootfs, mode, nodev, ..
     } = &plan.rootfs;
@@ -287,6 +289,7 @@ pub fn build_root(
     // prepares instead.
     let pid_counter_wanted =
         plan.init && plan.expected_process.is_some() && plan.has(tsbox_core::Namespace::Pid) && !plan.joins(tsbox_core::Namespace::Pid);
+    let mut pid_counter = None;
     for (i, (m, source)) in plan.mounts.iter().zip(binds).enumerate() {
         if m.target == "/sys/fs/cgroup" || m.target.starts_with("/sys/fs/cgroup/") {
             enter_cgroup()?;
@@ -295,14 +298,13 @@ pub fn build_root(
             Ok(Applied::Done) => {
                 trace!(tr, "{}", describe(m));
                 if pid_counter_wanted && m.target == "/proc" && matches!(&m.kind, MountKind::Fs { fstype, .. } if fstype == "proc") {
-                    // Before /proc/sys is made read-only: see ahead::keep_pid_counter.
-                    if let Ok(dir) = resolve(
+                    // Before /proc/sys is made read-only: see ahead::fork_expected.
+                    pid_counter = resolve(
                         root.as_raw_fd(),
                         "/proc/sys/kernel",
                         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    ) {
-                        super::ahead::keep_pid_counter(dir);
-                    }
+                    )
+                    .ok();
                 }
             }
             Ok(Applied::Missing) => trace!(tr, "{} — skipped, the path does not exist", describe(m)),
@@ -373,7 +375,7 @@ pub fn build_root(
         "pivot_root: {rootfs} is /, old root detached, propagation {:?}",
         plan.rootfs_propagation
     );
-    Ok(())
+    Ok(pid_counter)
 }
 
 /// Creates the working directory if it is missing (in the writable layer).

@@ -13,9 +13,16 @@ use crate::channel::Channel;
 use crate::fail::{Result, StepExt};
 use crate::trace::{trace, Trace};
 
-/// Phases `go` to the sandbox's end: everything but the process. Returns
-/// the slave of its console, when the plan asks for one.
-pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<OwnedFd>> {
+/// What [`build`] leaves for the process phase.
+pub struct Built {
+    /// The slave of its console, when the plan asks for one.
+    pub console: Option<OwnedFd>,
+    /// A pool's sandbox's `/proc/sys/kernel` (see [`super::ahead::fork_expected`]).
+    pub pid_counter: Option<OwnedFd>,
+}
+
+/// Phases `go` to the sandbox's end: everything but the process.
+pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Built> {
     // Phase 6: the id maps are written; the idmapped trees come with it.
     let trees = match chan.recv_fds::<ToChild>() {
         Ok(Some((ToChild::Go, trees))) => trees,
@@ -54,9 +61,10 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
         write_sysctl(&s.key, &s.value)?;
         trace!(tr, "sysctl: {} = {}", s.key, s.value);
     }
-    if let Some(sources) = sources {
-        mounts::build_root(plan, sources, &tr, chan, &mut || cgroup.enter())?;
-    }
+    let pid_counter = match sources {
+        Some(sources) => mounts::build_root(plan, sources, &tr, chan, &mut || cgroup.enter())?,
+        None => None,
+    };
     cgroup.enter()?;
     // An empty name leaves the one the namespace has (a joined one's, an
     // OCI bundle's without `hostname`).
@@ -87,7 +95,7 @@ pub fn build(plan: &SandboxPlan, chan: &Channel, tr: Trace) -> Result<Option<Own
     if let Some(size) = plan.console {
         trace!(tr, "console: a {}x{} pty on /dev/console, its master sent", size.cols, size.rows);
     }
-    Ok(console)
+    Ok(Built { console, pid_counter })
 }
 
 /// Phase 7: the sandbox is built. A descriptor of each of its namespaces goes
