@@ -463,6 +463,22 @@ describe('a pool', () => {
     expect(ownContainers()).toEqual([]);
   });
 
+  it('a hand-over onto a sandbox that died unnoticed moves on to the next one, and counts it', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await ready(pool, 2);
+      expect(await eventually(() => monitors().length === 2)).toBe(true);
+      // Both ready sandboxes' monitors killed, and a call made in the same
+      // turn: it takes one before the pool hears of its death, whose send
+      // or read then finds the channel closed.
+      for (const pid of monitors()) process.kill(pid, 'SIGKILL');
+      const r = await pool.run(['echo', 'ok']);
+      expect(r.stdout).toBe('ok\n');
+      expect(r.exitCode).toBe(0);
+      expect(await eventually(() => pool.stats().failed === 2), JSON.stringify(pool.stats())).toBe(true);
+      expect(pool.stats().lastFailure).toMatch(/died|ended by SIGKILL/);
+    });
+  });
+
   it('a program that calls process.exit() right after a pooled run leaves nothing of it or of its pool', async () => {
     // The pool gives a container's cgroup and state back after its result;
     // an exit before that still gives them back (and the ready sandbox's

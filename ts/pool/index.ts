@@ -236,11 +236,13 @@ export class Pool {
         this.#busy--;
         this.#discard(slot);
         // A sandbox that died before the process started (the OOM killer, a
-        // killed monitor) is the pool's failure, not the caller's: the next one.
-        const retry = sandboxDied(err) && tries < HAND_OVER_TRIES && !this.#closed;
-        if (retry) this.#fail(err);
+        // killed monitor) is the pool's failure, counted on every try, and
+        // not the caller's: the next one, up to HAND_OVER_TRIES in all.
+        // (One that close() took is neither.)
+        const died = sandboxDied(err) && !this.#closed;
+        if (died) this.#fail(err);
         this.#fillSoon();
-        if (retry) continue;
+        if (died && tries < HAND_OVER_TRIES) continue;
         throw err;
       }
       this.#running.add(container);

@@ -173,12 +173,19 @@ export async function handOver(ready: ReadySandbox, plan: ProcessPlan, how: { ti
   let started: HelperMsg | null;
   let terminal: ReadStream | undefined;
   let terminalFd: number | undefined;
+  let sent = false;
   try {
     await toHelper.process(ch, plan);
+    sent = true;
     init.trace?.(`hand-over: the process goes to the sandbox ${init.id.slice(0, 12)}`);
     ({ msg: started, terminal, terminalFd } = await recvStarted(ch));
   } catch (err) {
-    throw err instanceof TsboxError ? err : fromSystemError('launch', err, 'talk to tsbox-init');
+    if (err instanceof TsboxError) throw err;
+    // A send that failed has read the channel to its end (protocol.ts send):
+    // tsbox-init is gone, its monitor killed while the sandbox waited, as
+    // when the channel closes before `started` below. Its exit says how.
+    if (!sent) throw helperDied(await init.closed, 'while handing over the process');
+    throw fromSystemError('launch', err, 'talk to tsbox-init');
   }
   if (started === null) throw helperDied(await init.closed, 'while handing over the process');
   if (started.type === 'failed') throw startFailure(started, init.cgroup, init.options);
