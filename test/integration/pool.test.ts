@@ -455,11 +455,19 @@ describe('a pool', () => {
   it('close() during a hand-over: the call rejects, and its container is killed with the rest', async () => {
     const pool = createPool({ rootfs, size: 1 });
     await ready(pool, 1);
+    const ids = ownContainers();
     const call = pool.run(['sleep', '30']);
+    // By the next turn of the event loop the call has taken the sandbox and
+    // sent its process; `started` comes later (the relay, PID 1, the exec).
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(pool.stats()).toMatchObject({ ready: 0, busy: 1, handedOver: 0 });
     const closing = pool.close();
     await expect(call).rejects.toMatchObject({ step: 'pool' });
     await closing;
+    // Its process had started when close() took it: the hand-over was done.
+    expect(pool.stats().handedOver).toBe(1);
     expect(monitors()).toEqual([]);
+    expect(leftovers(ids)).toEqual([]);
     expect(ownContainers()).toEqual([]);
   });
 
