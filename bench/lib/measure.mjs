@@ -86,17 +86,20 @@ export async function latency(peers, { n, warmup, onRound }) {
 /**
  * Throughput: `concurrency` loops, each starting the next container as soon as
  * its last one ended, for `durationMs`; then it waits for the ones still running.
- * Containers completed per second of the whole span.
+ * Containers completed per second of the whole span, and each one's time
+ * (back to back: a pool's refill competes with its calls here, where the
+ * latency rounds interleave the peers and give it time).
  */
 async function burst(peer, concurrency, durationMs) {
   const t0 = performance.now();
   const deadline = t0 + durationMs;
   let completed = 0;
   let errors = 0;
+  const ms = [];
   const loop = async () => {
     while (performance.now() < deadline) {
       try {
-        await once(peer);
+        ms.push(await once(peer));
         completed++;
       } catch {
         errors++;
@@ -104,12 +107,12 @@ async function burst(peer, concurrency, durationMs) {
     }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
-  return { completed, errors, seconds: (performance.now() - t0) / 1000 };
+  return { completed, errors, seconds: (performance.now() - t0) / 1000, ms };
 }
 
 export async function throughput(peers, { levels, rounds, durationMs, onRound }) {
   const acc = {};
-  for (const p of peers) for (const c of levels) acc[`${p.name}@${c}`] = { completed: 0, errors: 0, seconds: 0 };
+  for (const p of peers) for (const c of levels) acc[`${p.name}@${c}`] = { completed: 0, errors: 0, seconds: 0, ms: [] };
   for (let r = 0; r < rounds; r++) {
     for (const c of shuffle(levels)) {
       for (const p of shuffle(peers)) {
@@ -118,6 +121,7 @@ export async function throughput(peers, { levels, rounds, durationMs, onRound })
         a.completed += b.completed;
         a.errors += b.errors;
         a.seconds += b.seconds;
+        a.ms.push(...b.ms);
       }
     }
     onRound?.(r + 1);
@@ -127,7 +131,8 @@ export async function throughput(peers, { levels, rounds, durationMs, onRound })
     out[p.name] = {};
     for (const c of levels) {
       const a = acc[`${p.name}@${c}`];
-      out[p.name][c] = { perSecond: a.completed / a.seconds, completed: a.completed, errors: a.errors, seconds: a.seconds };
+      const { median, p99 } = summarize(a.ms);
+      out[p.name][c] = { perSecond: a.completed / a.seconds, completed: a.completed, errors: a.errors, seconds: a.seconds, median, p99 };
     }
   }
   return out;

@@ -63,9 +63,18 @@ function targets(r, d) {
   add('an image ≤ 1 ms over a rootfs DIR (issue 18), API', `${fix(d.imageApiOverheadMs)} ms (image − rootfs, API)`, d.imageApiOverheadMs === null ? null : d.imageApiOverheadMs <= 1);
   add('tsbox-init monitor peak RSS ≤ 2 MB', kib(d.monitorHWMKiB), d.monitorHWMKiB === null ? null : d.monitorHWMKiB <= 2048);
   // Issue 16: the warm pool, and a cold path at bwrap's speed.
+  // Two ways at c=1: the latency rounds interleave the peers, so the pool's
+  // refill has caught up by each call (a sandbox ready); the c=1 burst calls
+  // back to back, its refill building beside the calls.
   const pool = r.latencyMs[POOL];
-  add('pool p50 ≤ 2 ms (c=1, refill running)', `${fix(pool?.median)} ms`, pool?.median == null ? null : pool.median <= 2);
-  add('pool p99 ≤ 6 ms (c=1, refill running)', `${fix(pool?.p99)} ms`, pool?.p99 == null ? null : pool.p99 <= 6);
+  add('pool p50 ≤ 2 ms (c=1, interleaved: a sandbox ready)', `${fix(pool?.median)} ms`, pool?.median == null ? null : pool.median <= 2);
+  add('pool p99 ≤ 6 ms (c=1, interleaved: a sandbox ready)', `${fix(pool?.p99)} ms`, pool?.p99 == null ? null : pool.p99 <= 6);
+  const b2b = r.throughput[POOL]?.[1];
+  add(
+    'pool p50 ≤ 2 ms / p99 ≤ 6 ms (c=1 back to back, refill running)',
+    b2b?.median == null ? '—' : `${fix(b2b.median)} / ${fix(b2b.p99)} ms (${b2b.completed} calls in the c=1 bursts)`,
+    b2b?.median == null ? null : b2b.median <= 2 && b2b.p99 <= 6,
+  );
   add(
     `pool throughput at c=${top} ≥ 3× bwrap's`,
     `${fix(thr(POOL), 1)}/s vs ${fix(thr('bwrap'), 1)}/s (${fix(thr(POOL) && thr('bwrap') ? thr(POOL) / thr('bwrap') : null)}×)`,
