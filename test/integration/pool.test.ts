@@ -173,8 +173,30 @@ describe('a pool', () => {
       for (const ns of ['pid', 'mnt', 'net', 'ipc', 'uts', 'cgroup', 'user'] as const) expect(p.ns[ns], ns).not.toBe(hostNamespace(ns));
       expect(p.status.NoNewPrivs).toBe(1);
       expect(p.status.Seccomp).toBe(2);
-      // Its own cgroup, with the pool's limit.
+      // Its own cgroup, with the pool's limit: what a cold one reports.
       expect(pooled.limits).toMatchObject({ memory: 256 * 1024 * 1024 });
+      expect(pooled.limits).toEqual(cold.limits);
+    });
+  });
+
+  it('stats() counts what the pool built and handed over, and times its builds', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      // Nothing built yet: no time to give.
+      expect(pool.stats()).toMatchObject({ ready: 0, busy: 0, created: 0, handedOver: 0, failed: 0, lastFailure: null, refillMs: { last: null, mean: null } });
+      expect(pool.stats().starting).toBeGreaterThan(0);
+      await ready(pool, 2);
+      const built = pool.stats();
+      expect(built).toMatchObject({ ready: 2, busy: 0, starting: 0, created: 2, handedOver: 0 });
+      expect(built.refillMs.last).toBeGreaterThan(0);
+      expect(built.refillMs.mean).toBeGreaterThan(0);
+      const running = await pool.spawn(['sleep', '30']);
+      expect(pool.stats()).toMatchObject({ busy: 1, handedOver: 1 });
+      running.kill('SIGKILL');
+      await running.wait();
+      // The used one is replaced, not reused: one build more.
+      await ready(pool, 2);
+      expect(await eventually(() => pool.stats().busy === 0)).toBe(true);
+      expect(pool.stats()).toMatchObject({ ready: 2, created: 3, handedOver: 1, failed: 0 });
     });
   });
 
