@@ -256,17 +256,17 @@ export function definePeers(m, { crunHolderPid }) {
       openFd: () => openSync(m.seccompBpf, 'r'),
       argv: (work) => ['bwrap', '--unshare-all', '--die-with-parent', '--new-session', '--ro-bind', m.rootfs, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--seccomp', '3', ...WORK[work]],
     }),
-    ...(m.srt
-      ? [
-          command({
-            name: 'srt',
-            label: 'srt -c (sandbox-runtime)',
-            kind: 'container',
-            // Its own defaults: the host's root read-only, no network. It takes one shell command.
-            argv: (work) => [m.srt, '-c', WORK[work].join(' ')],
-          }),
-        ]
-      : []),
+    command({
+      name: 'srt',
+      label: 'srt -c (sandbox-runtime)',
+      kind: 'container',
+      // Its own defaults: the host's root read-only, no network. It takes one
+      // shell command. Not installed: the preflight leaves it out, saying why.
+      argv: (work) => {
+        if (!m.srt) throw new Error('srt is not installed: bench/setup.sh installs @anthropic-ai/sandbox-runtime into bench/.peers');
+        return [m.srt, '-c', WORK[work].join(' ')];
+      },
+    }),
     command({
       name: 'unshare',
       label: 'unshare -UrpmnuifC',
