@@ -33,7 +33,7 @@ import { releaseLater } from './release.js';
 import { NETWORK_DIR } from '../network/records.js';
 import type { Refusals } from '../network/refused.js';
 import { buildPlan, planFor, type PlanContext, type ProcessPlan, type ProcessTemplate, type SandboxPlan } from './plan.js';
-import { helperDied, recv, SIGNAL_NAMES, spawnFailure, toHelper, traceLine, traceStart, type HelperMsg } from './protocol.js';
+import { HelperGone, helperDied, recv, SIGNAL_NAMES, spawnFailure, toHelper, traceLine, traceStart, type HelperMsg } from './protocol.js';
 import { hold, pipeStream, recvStarted, takeTerminal } from './streams.js';
 import { checkName, createContainerDir, gcStates, OCI_VERSION, removeContainerDir, writeState, type ContainerState } from './state.js';
 
@@ -173,19 +173,14 @@ export async function handOver(ready: ReadySandbox, plan: ProcessPlan, how: { ti
   let started: HelperMsg | null;
   let terminal: ReadStream | undefined;
   let terminalFd: number | undefined;
-  let sent = false;
   try {
     await toHelper.process(ch, plan);
-    sent = true;
     init.trace?.(`hand-over: the process goes to the sandbox ${init.id.slice(0, 12)}`);
     ({ msg: started, terminal, terminalFd } = await recvStarted(ch));
   } catch (err) {
-    if (err instanceof TsboxError) throw err;
-    // A send that failed has read the channel to its end (protocol.ts send):
-    // tsbox-init is gone, its monitor killed while the sandbox waited, as
-    // when the channel closes before `started` below. Its exit says how.
-    if (!sent) throw helperDied(await init.closed, 'while handing over the process');
-    throw fromSystemError('launch', err, 'talk to tsbox-init');
+    // Its monitor killed while the sandbox waited: as a channel that closes before `started` below.
+    if (err instanceof HelperGone) throw helperDied(await init.closed, 'while handing over the process');
+    throw err instanceof TsboxError ? err : fromSystemError('launch', err, 'talk to tsbox-init');
   }
   if (started === null) throw helperDied(await init.closed, 'while handing over the process');
   if (started.type === 'failed') throw startFailure(started, init.cgroup, init.options);
@@ -518,6 +513,7 @@ async function launchSandbox(command: string[], o: ResolvedOptions, extras: Laun
       started = await recv(ch);
     }
   } catch (err) {
+    if (err instanceof HelperGone) return fail(helperDied(await done, 'while setting up the container'));
     return fail(err instanceof TsboxError ? err : fromSystemError('launch', err, 'talk to tsbox-init'));
   }
   if (started === null) return fail(helperDied(await done, 'while setting up the container'));

@@ -54,19 +54,35 @@ export function recvWeak(ch: NativeChannel): Promise<HelperMsg | null> {
 }
 
 /**
+ * A message that could not go to tsbox-init because its end of the channel
+ * is closed and it left no report: it is gone (killed) or going. Its exit
+ * says how: the caller gives helperDied().
+ */
+export class HelperGone extends Error {
+  constructor(cause: unknown) {
+    super(`tsbox-init's end of the channel is closed (${cause instanceof Error ? cause.message : String(cause)})`, { cause });
+  }
+}
+
+/**
  * Sends a message. When the other end is gone (EPIPE), the report it left
  * before exiting says why, and that is what the caller gets: the helper's
- * `uid_map: EINVAL`, not `send: Broken pipe`.
+ * `uid_map: EINVAL`, not `send: Broken pipe`; with no report, HelperGone.
+ * A channel that cannot be read either (closed here) gives the send's error.
  */
 async function send(ch: NativeChannel, msg: NodeMsg | ControlRequest, fds: number[] = []): Promise<void> {
   try {
     if (fds.length > 0) ch.sendFds(JSON.stringify(msg), fds);
     else ch.send(JSON.stringify(msg));
   } catch (err) {
-    for (let m = await recv(ch).catch(() => null); m !== null; m = await recv(ch).catch(() => null)) {
-      if (m.type === 'failed') throw new TsboxError(m);
+    try {
+      for (let m = await recv(ch); m !== null; m = await recv(ch)) {
+        if (m.type === 'failed') throw new TsboxError(m);
+      }
+    } catch (read) {
+      throw read instanceof TsboxError ? read : err;
     }
-    throw err;
+    throw new HelperGone(err);
   }
 }
 
