@@ -426,13 +426,6 @@ export class Pool {
   }
 
   /**
-   * One sandbox built to ready. An image's holds the store's launch lock
-   * (Store.launching) until its state names its layers, as a cold launch
-   * of an image does: a prune meanwhile waits rather than take them. The
-   * refill's lets the event loop run between its steps (LaunchExtras.background):
-   * a caller's hand-over is not held behind them.
-   */
-  /**
    * The process of a call without options, its command aside: each sandbox
    * forks and prepares it while it waits, and such a call's plan is made
    * from it. Built once per pool.
@@ -442,6 +435,13 @@ export class Pool {
     return base.expected;
   }
 
+  /**
+   * One sandbox built to ready. An image's holds the store's launch lock
+   * (Store.launching) until its state names its layers, as a cold launch
+   * of an image does: a prune meanwhile waits rather than take them. The
+   * refill's lets the event loop run between its steps (LaunchExtras.background):
+   * a caller's hand-over is not held behind them.
+   */
   async #launchReady(base: Base, refill: boolean): Promise<ReadySandbox> {
     const { options, layers } = base;
     const expected = this.#expected(base, loadNative().binding);
